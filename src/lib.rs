@@ -1,0 +1,13 @@
+//! grenzwacht — cross-domain guard and federation border proxy for Matrix.
+//!
+//! See `ARCHITECTURE.md` for the design; each module's rustdoc holds its own notes.
+pub mod admin;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod federation;
+pub mod keys;
+pub mod lab;
+pub mod policy;
+pub mod proxy;
+pub mod telemetry;
