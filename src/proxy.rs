@@ -1,1 +1,4 @@
-//! proxy (stub)
+//! The proxy: listeners, TLS, interception CA, discovery, upstreams.
+pub mod ca;
+pub mod discovery;
+pub mod tls;
