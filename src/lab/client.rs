@@ -1,0 +1,576 @@
+//! A minimal Matrix client-server API client for the lab (plain http to loopback).
+//!
+//! Only what the demo and the end-to-end tests need: shared-secret registration, rooms,
+//! invites, joins, messages, profiles — and bounded waits, because federation is asynchronous:
+//! "bob sees alice's message" is a poll until a deadline, never a sleep.
+//!
+//! Built on hyper 1 with hyper-util's legacy client (connection pooling, no TLS: the lab's
+//! client listeners are plain http on 127.0.0.1). Every request has a timeout.
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// Default timeout of a single request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of the lab client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a non-2xx status.
+    #[error("{method} {url}: HTTP {status} {errcode}: {error}")]
+    Status {
+        /// Method.
+        method: String,
+        /// URL (without access token).
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Matrix `errcode` (empty if none).
+        errcode: String,
+        /// Matrix `error` or the raw body.
+        error: String,
+    },
+    /// Connection or protocol failure.
+    #[error("{method} {url}: {message}")]
+    Transport {
+        /// Method.
+        method: String,
+        /// URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The response was not the JSON expected.
+    #[error("{url}: unexpected response: {message}")]
+    Unexpected {
+        /// URL.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out after {waited:?} waiting for {what}{}", last.as_ref().map(|l| format!(" (last error: {l})")).unwrap_or_default())]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// The last error seen while polling, if any.
+        last: Option<String>,
+    },
+}
+
+impl ClientError {
+    /// HTTP status if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Matrix errcode if the server answered with one.
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            ClientError::Status { errcode, .. } if !errcode.is_empty() => Some(errcode),
+            _ => None,
+        }
+    }
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The shared-secret registration MAC: hex HMAC-SHA1 over
+/// `nonce \0 user \0 password \0 ("admin" | "notadmin")` keyed with the shared secret
+/// (Synapse `synapse/rest/admin/users.py UserRegisterServlet`).
+pub fn registration_mac(secret: &str, nonce: &str, user: &str, password: &str, admin: bool) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(nonce.as_bytes());
+    mac.update(b"\0");
+    mac.update(user.as_bytes());
+    mac.update(b"\0");
+    mac.update(password.as_bytes());
+    mac.update(b"\0");
+    mac.update(if admin { b"admin" } else { b"notadmin" });
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An HTTP client bound to one homeserver's client API.
+#[derive(Clone)]
+pub struct MatrixClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl std::fmt::Debug for MatrixClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixClient").field("base", &self.base).finish()
+    }
+}
+
+/// A response: status and body bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// The body as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl MatrixClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8008`).
+    pub fn new(base_url: &str) -> MatrixClient {
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        MatrixClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request to `base + path_and_query` and returns status and body, whatever the status.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<RawResponse, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let transport = |message: String| ClientError::Transport {
+            method: method.to_string(),
+            url: url.clone(),
+            message,
+        };
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some(v) => Bytes::from(serde_json::to_vec(v).expect("serialisable")),
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(bytes)).map_err(|e| transport(e.to_string()))?;
+        let fut = async {
+            let resp = self.http.request(req).await.map_err(|e| transport(format!("{e:?}")))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(e.to_string()))?
+                .to_bytes();
+            Ok(RawResponse { status, body })
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| transport(format!("no response within {timeout:?}")))?
+    }
+
+    /// A JSON request that must succeed with 2xx; returns the JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        self.call_with_timeout(method, path_and_query, token, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    async fn call_with_timeout(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let resp = self.raw(method, path_and_query, token, body, timeout).await?;
+        let json = resp.json();
+        if (200..300).contains(&resp.status) {
+            return Ok(json);
+        }
+        Err(ClientError::Status {
+            method: method.to_string(),
+            url: format!("{}{}", self.base, path_and_query),
+            status: resp.status,
+            errcode: json["errcode"].as_str().unwrap_or("").to_string(),
+            error: json["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned()),
+        })
+    }
+
+    /// `GET /_matrix/client/versions` answers 200.
+    pub async fn versions(&self) -> Result<Value, ClientError> {
+        self.call_with_timeout("GET", "/_matrix/client/versions", None, None, Duration::from_secs(5))
+            .await
+    }
+
+    /// Registers `user` with the shared secret (`/_synapse/admin/v1/register`) and returns
+    /// a logged-in session.
+    pub async fn register_shared_secret(
+        &self,
+        shared_secret: &str,
+        user: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<Session, ClientError> {
+        let path = "/_synapse/admin/v1/register";
+        let nonce_resp = self.call("GET", path, None, None).await?;
+        let nonce = nonce_resp["nonce"].as_str().ok_or_else(|| ClientError::Unexpected {
+            url: path.into(),
+            message: format!("no nonce in {nonce_resp}"),
+        })?;
+        let body = json!({
+            "nonce": nonce,
+            "username": user,
+            "password": password,
+            "admin": admin,
+            "mac": registration_mac(shared_secret, nonce, user, password, admin),
+        });
+        let r = self.call("POST", path, None, Some(&body)).await?;
+        self.session_from(&r, path)
+    }
+
+    /// Password login of an existing user.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Session, ClientError> {
+        let path = "/_matrix/client/v3/login";
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+        });
+        let r = self.call("POST", path, None, Some(&body)).await?;
+        self.session_from(&r, path)
+    }
+
+    fn session_from(&self, r: &Value, path: &str) -> Result<Session, ClientError> {
+        let get = |k: &str| {
+            r[k].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
+                url: path.into(),
+                message: format!("no {k} in {r}"),
+            })
+        };
+        Ok(Session {
+            client: self.clone(),
+            user_id: get("user_id")?,
+            access_token: get("access_token")?,
+        })
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The homeserver's client.
+    pub client: MatrixClient,
+    /// Full user id, `@user:server`.
+    pub user_id: String,
+    /// Access token.
+    pub access_token: String,
+}
+
+/// A message event as seen by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Event id.
+    pub event_id: String,
+    /// Sender user id.
+    pub sender: String,
+    /// `content.body`.
+    pub body: String,
+}
+
+impl Session {
+    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        self.client.call(method, path, Some(&self.access_token), body).await
+    }
+
+    /// `POST /createRoom` with the given body; returns the room id.
+    pub async fn create_room(&self, body: &Value) -> Result<String, ClientError> {
+        let r = self.call("POST", "/_matrix/client/v3/createRoom", Some(body)).await?;
+        r["room_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
+            url: "createRoom".into(),
+            message: format!("no room_id in {r}"),
+        })
+    }
+
+    /// Invites `user_id` into `room_id`.
+    pub async fn invite(&self, room_id: &str, user_id: &str) -> Result<(), ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/invite", encode_segment(room_id));
+        self.call("POST", &path, Some(&json!({"user_id": user_id}))).await?;
+        Ok(())
+    }
+
+    /// Joins a room (id or alias) via the given servers (`server_name` query parameters).
+    pub async fn join(&self, room: &str, via: &[&str]) -> Result<String, ClientError> {
+        let mut path = format!("/_matrix/client/v3/join/{}", encode_segment(room));
+        for (i, s) in via.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str("server_name=");
+            path.push_str(&encode_segment(s));
+        }
+        let r = self.call("POST", &path, Some(&json!({}))).await?;
+        r["room_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
+            url: path,
+            message: format!("no room_id in {r}"),
+        })
+    }
+
+    /// Sends an `m.text` message; returns the event id.
+    pub async fn send_text(&self, room_id: &str, text: &str) -> Result<String, ClientError> {
+        let txn = format!("lab{}", rand::random::<u64>());
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            encode_segment(room_id)
+        );
+        let r = self
+            .call("PUT", &path, Some(&json!({"msgtype": "m.text", "body": text})))
+            .await?;
+        r["event_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
+            url: path,
+            message: format!("no event_id in {r}"),
+        })
+    }
+
+    /// The latest (up to `limit`) `m.room.message` events of a room, newest first.
+    pub async fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<Message>, ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}",
+            encode_segment(room_id)
+        );
+        let r = self.call("GET", &path, None).await?;
+        Ok(r["chunk"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .map(|e| Message {
+                event_id: e["event_id"].as_str().unwrap_or("").to_string(),
+                sender: e["sender"].as_str().unwrap_or("").to_string(),
+                body: e["content"]["body"].as_str().unwrap_or("").to_string(),
+            })
+            .collect())
+    }
+
+    /// Joined members of a room (user ids).
+    pub async fn joined_members(&self, room_id: &str) -> Result<Vec<String>, ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode_segment(room_id));
+        let r = self.call("GET", &path, None).await?;
+        Ok(r["joined"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Rooms this user is invited to (from a full `/sync` with `timeout=0`).
+    pub async fn invited_rooms(&self) -> Result<Vec<String>, ClientError> {
+        let r = self.call("GET", "/_matrix/client/v3/sync?timeout=0", None).await?;
+        Ok(r["rooms"]["invite"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// `GET /profile/{userId}` (for a remote user this is a federation `query/profile`).
+    pub async fn profile(&self, user_id: &str) -> Result<Value, ClientError> {
+        let path = format!("/_matrix/client/v3/profile/{}", encode_segment(user_id));
+        self.call("GET", &path, None).await
+    }
+
+    /// Sets this user's display name.
+    pub async fn set_displayname(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/profile/{}/displayname",
+            encode_segment(&self.user_id)
+        );
+        self.call("PUT", &path, Some(&json!({"displayname": name}))).await?;
+        Ok(())
+    }
+
+    /// Waits until this user is invited to `room_id`.
+    pub async fn wait_for_invite(&self, room_id: &str, timeout: Duration) -> Result<(), ClientError> {
+        wait_until(&format!("an invite of {} to {room_id}", self.user_id), timeout, || async {
+            Ok(self.invited_rooms().await?.iter().any(|r| r == room_id).then_some(()))
+        })
+        .await
+    }
+
+    /// Waits until a message with exactly `text` from `sender` is visible in the room.
+    pub async fn wait_for_text(
+        &self,
+        room_id: &str,
+        sender: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
+        wait_until(
+            &format!("{} to see {text:?} from {sender}", self.user_id),
+            timeout,
+            || async {
+                Ok(self
+                    .messages(room_id, 50)
+                    .await?
+                    .into_iter()
+                    .find(|m| m.sender == sender && m.body == text))
+            },
+        )
+        .await
+    }
+
+    /// Waits until `user_id` is a joined member of the room (as seen by this user).
+    pub async fn wait_for_member(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        wait_until(
+            &format!("{user_id} to be joined in {room_id} (seen by {})", self.user_id),
+            timeout,
+            || async {
+                Ok(self
+                    .joined_members(room_id)
+                    .await?
+                    .iter()
+                    .any(|m| m == user_id)
+                    .then_some(()))
+            },
+        )
+        .await
+    }
+}
+
+/// Polls `probe` every 200 ms until it returns `Ok(Some(_))` or `timeout` passes. Errors from
+/// the probe do not end the wait (the last one is reported on timeout).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, ClientError>>,
+{
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        let remaining = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(remaining.max(Duration::from_millis(1)), probe()).await {
+            Ok(Ok(Some(v))) => return Ok(v),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => last = Some(e.to_string()),
+            Err(_) => {}
+        }
+        if start.elapsed() >= timeout {
+            return Err(ClientError::Timeout {
+                what: what.to_string(),
+                waited: start.elapsed(),
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(timeout.saturating_sub(start.elapsed())))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_mac_matches_python_hmac() {
+        // python3 -c 'import hmac,hashlib; print(hmac.new(b"sekrit", b"abcd\x00alice\x00pw\x00notadmin", hashlib.sha1).hexdigest())'
+        assert_eq!(
+            registration_mac("sekrit", "abcd", "alice", "pw", false),
+            "26ccdfa8f510b6e882ef8081977e1b700ae50bf5"
+        );
+        assert_eq!(
+            registration_mac("sekrit", "abcd", "alice", "pw", true),
+            "d48d20b72a403fca371dc3cc6f412f5300a809be"
+        );
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("!room:127.0.0.1:8448"), "%21room%3A127.0.0.1%3A8448");
+        assert_eq!(encode_segment("@a b/c"), "%40a%20b%2Fc");
+        assert_eq!(encode_segment("A-z_0.~"), "A-z_0.~");
+        assert_eq!(encode_segment("ü"), "%C3%BC");
+    }
+
+    #[tokio::test]
+    async fn wait_until_returns_value_or_times_out_with_last_error() {
+        let mut n = 0;
+        let v = wait_until("three polls", Duration::from_secs(5), || {
+            n += 1;
+            let k = n;
+            async move { Ok((k >= 3).then_some(k)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 3);
+        let t0 = Instant::now();
+        let e = wait_until::<(), _, _>("never", Duration::from_millis(500), || async {
+            Err(ClientError::Unexpected {
+                url: "u".into(),
+                message: "boom".into(),
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(t0.elapsed() >= Duration::from_millis(500));
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        let text = e.to_string();
+        assert!(text.contains("never") && text.contains("boom"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn raw_reports_connection_refused_as_transport_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let c = MatrixClient::new(&format!("http://{addr}"));
+        let e = c.versions().await.unwrap_err();
+        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
+        assert_eq!(e.status(), None);
+    }
+}

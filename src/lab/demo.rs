@@ -1,0 +1,175 @@
+//! `grenzwacht lab demo`: a scripted conversation between alice@hs1 and bob@hs2 through the
+//! guard, then what the guard saw (its `grenzwacht_requests_total` counters).
+//!
+//! Users are registered by shared secret, or logged in when they exist (a kept lab can run the
+//! demo again). Every step is printed with its duration; the lab is stopped at the end unless
+//! `keep` is set — also when a step fails, so a failed demo leaves no processes behind.
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::client::{ClientError, MatrixClient, Session};
+use super::{down, is_running, metrics, up, LabError, LabInfo, LabOptions};
+
+/// How long each federated step may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+const ALICE_PASSWORD: &str = "lab-alice-password";
+const BOB_PASSWORD: &str = "lab-bob-password";
+
+/// Options of [`demo`].
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// How to start the lab if it is not running.
+    pub lab: LabOptions,
+    /// Leave the lab running afterwards.
+    pub keep: bool,
+}
+
+async fn step<T, Fut>(n: &mut u32, what: &str, fut: Fut) -> Result<T, LabError>
+where
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    *n += 1;
+    let t0 = Instant::now();
+    print!("[{n:>2}] {what} … ");
+    let r = fut.await;
+    match &r {
+        Ok(_) => println!("ok ({} ms)", t0.elapsed().as_millis()),
+        Err(e) => println!("FAILED: {e}"),
+    }
+    Ok(r?)
+}
+
+async fn user(c: &MatrixClient, secret: &str, name: &str, password: &str) -> Result<Session, ClientError> {
+    match c.register_shared_secret(secret, name, password, false).await {
+        Ok(s) => Ok(s),
+        Err(e) if e.errcode() == Some("M_USER_IN_USE") => c.login(name, password).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn conversation(info: &LabInfo) -> Result<(), LabError> {
+    let (hs1, hs2) = (info.hs1(), info.hs2());
+    let c1 = MatrixClient::new(&hs1.client_url);
+    let c2 = MatrixClient::new(&hs2.client_url);
+    let mut n = 0;
+    let alice = step(&mut n, &format!("register alice on hs1 ({})", hs1.server_name), user(
+        &c1,
+        &hs1.registration_shared_secret,
+        "alice",
+        ALICE_PASSWORD,
+    ))
+    .await?;
+    let bob = step(&mut n, &format!("register bob on hs2 ({})", hs2.server_name), user(
+        &c2,
+        &hs2.registration_shared_secret,
+        "bob",
+        BOB_PASSWORD,
+    ))
+    .await?;
+    step(&mut n, "bob sets his display name", bob.set_displayname("Bob (hs2)")).await?;
+    let room = step(
+        &mut n,
+        "alice creates a room",
+        alice.create_room(&json!({"preset": "private_chat", "name": "grenzwacht lab demo"})),
+    )
+    .await?;
+    println!("     room {room}");
+    step(&mut n, &format!("alice invites {}", bob.user_id), alice.invite(&room, &bob.user_id)).await?;
+    step(&mut n, "bob receives the invite (hs1 → guard → hs2)", bob.wait_for_invite(&room, STEP_TIMEOUT))
+        .await?;
+    step(
+        &mut n,
+        "bob joins via hs1 (make_join / send_join through the guard)",
+        bob.join(&room, &[&hs1.server_name]),
+    )
+    .await?;
+    step(
+        &mut n,
+        "alice sees bob joined",
+        alice.wait_for_member(&room, &bob.user_id, STEP_TIMEOUT),
+    )
+    .await?;
+    let a_text = "Hallo Bob, this message crossed the guard.";
+    step(&mut n, &format!("alice says {a_text:?}"), alice.send_text(&room, a_text)).await?;
+    step(
+        &mut n,
+        "bob reads it on hs2",
+        bob.wait_for_text(&room, &alice.user_id, a_text, STEP_TIMEOUT),
+    )
+    .await?;
+    let b_text = "Hi Alice, and so did this reply.";
+    step(&mut n, &format!("bob replies {b_text:?}"), bob.send_text(&room, b_text)).await?;
+    step(
+        &mut n,
+        "alice reads it on hs1",
+        alice.wait_for_text(&room, &bob.user_id, b_text, STEP_TIMEOUT),
+    )
+    .await?;
+    let profile = step(
+        &mut n,
+        &format!("alice looks up {}'s profile (query/profile)", bob.user_id),
+        alice.profile(&bob.user_id),
+    )
+    .await?;
+    println!("     displayname: {}", profile["displayname"]);
+    Ok(())
+}
+
+async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
+    let admin = MatrixClient::new(&info.guard.admin_url);
+    let r = admin
+        .raw("GET", "/metrics", None, None, Duration::from_secs(10))
+        .await?;
+    let series = metrics::requests(&metrics::parse(&String::from_utf8_lossy(&r.body)));
+    println!("\nWhat the guard saw ({}/metrics, {}):", info.guard.admin_url, metrics::REQUESTS_TOTAL);
+    print!("{}", metrics::render_table(&series));
+    println!(
+        "  total: {} inbound, {} outbound",
+        metrics::count(&series, Some("inbound"), None, None),
+        metrics::count(&series, Some("outbound"), None, None)
+    );
+    Ok(())
+}
+
+/// Runs the demo (starting the lab unless one is running in the directory).
+pub async fn demo(opts: DemoOptions) -> Result<(), LabError> {
+    let dir = std::path::absolute(&opts.lab.dir).map_err(|source| LabError::Io {
+        path: opts.lab.dir.clone(),
+        source,
+    })?;
+    let info = if is_running(&dir)? {
+        let info = LabInfo::load(&dir)?;
+        println!("using the running lab in {}", dir.display());
+        info
+    } else {
+        println!(
+            "starting the lab in {} (outbound: {}) …",
+            dir.display(),
+            opts.lab.outbound
+        );
+        let t0 = Instant::now();
+        let info = up(opts.lab.clone()).await?;
+        println!("lab up in {:.1} s", t0.elapsed().as_secs_f64());
+        info
+    };
+    println!(
+        "hs1 (protected) {}  ⇄  guard  ⇄  hs2 (remote) {}\n",
+        info.hs1().server_name,
+        info.hs2().server_name
+    );
+    let result = conversation(&info).await;
+    let view = print_guard_view(&info).await;
+    if opts.keep {
+        println!("\nlab kept running: grenzwacht lab down --dir {}", dir.display());
+    } else {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || down(&d))
+            .await
+            .map_err(|e| LabError::StopFailed(e.to_string()))??;
+        println!("\nlab stopped (logs and configs stay in {})", dir.display());
+    }
+    result?;
+    view
+}

@@ -1,0 +1,330 @@
+//! Starting and stopping the lab's processes.
+//!
+//! # Design notes
+//!
+//! - Every process is started in its own process group (so a Ctrl-C in the terminal that ran
+//!   `lab up` does not reach the homeservers) with stdout/stderr appended to a log file, and is
+//!   recorded in `DIR/pids.json` with its PID and its exact argv *before* `up` waits for it —
+//!   a failed `up` can always be cleaned up by `down`.
+//! - `down` only signals a PID whose `/proc/PID/cmdline` still equals the recorded argv: PIDs
+//!   are recycled, and stopping an unrelated process would be far worse than leaving a stale
+//!   entry. SIGTERM first, SIGKILL after a grace period.
+//! - When the process that started a child is still alive (tests, `lab demo`), the child is
+//!   its child: [`std::process::Child`] handles are kept in a process-wide registry so that exits
+//!   are noticed (`try_wait`) and zombies reaped. Otherwise `/proc/PID/stat` tells whether a
+//!   process is gone (missing or state `Z`).
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::LabError;
+
+/// File name of the PID record inside a lab directory.
+pub const PIDS_FILE: &str = "pids.json";
+
+/// Environment variables never passed to lab processes: a proxy setting inherited from the
+/// caller's shell would reroute (or bypass) the lab's federation traffic.
+const SCRUBBED_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+/// One started process as recorded in `pids.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    /// Role in the lab: `hs1`, `hs2`, `guard`.
+    pub name: String,
+    /// Process id.
+    pub pid: u32,
+    /// Exact argv it was started with (compared with `/proc/PID/cmdline` before signalling).
+    pub argv: Vec<String>,
+    /// Where its stdout/stderr go.
+    pub log: PathBuf,
+}
+
+/// Contents of `pids.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PidFile {
+    /// Started processes, in start order.
+    pub processes: Vec<ProcessRecord>,
+}
+
+impl PidFile {
+    /// Reads `dir/pids.json`; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<PidFile>, LabError> {
+        let path = dir.join(PIDS_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| LabError::Json { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(LabError::Io { path, source }),
+        }
+    }
+
+    /// Writes `dir/pids.json` (atomically: temp file + rename).
+    pub fn save(&self, dir: &Path) -> Result<(), LabError> {
+        super::write_json_atomic(&dir.join(PIDS_FILE), self)
+    }
+}
+
+static CHILDREN: Mutex<Option<HashMap<u32, Child>>> = Mutex::new(None);
+
+/// Starts `argv` in `cwd`, output appended to `log`, without proxy variables in its
+/// environment, in a new process group. Returns its record.
+pub fn spawn(
+    name: &str,
+    argv: &[String],
+    cwd: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<ProcessRecord, LabError> {
+    use std::os::unix::process::CommandExt;
+    let open_log = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|source| LabError::Io {
+                path: log.to_path_buf(),
+                source,
+            })
+    };
+    let mut cmd = build_command(argv, cwd, env);
+    cmd.stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        .process_group(0);
+    let child = cmd.spawn().map_err(|source| LabError::Spawn {
+        what: format!("{name} ({})", argv[0]),
+        source,
+    })?;
+    let pid = child.id();
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(pid, child);
+    Ok(ProcessRecord {
+        name: name.to_string(),
+        pid,
+        argv: argv.to_vec(),
+        log: log.to_path_buf(),
+    })
+}
+
+fn build_command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).current_dir(cwd);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// If `pid` is a child of this process that has exited, its exit status (and it is reaped).
+pub fn exited_child(pid: u32) -> Option<ExitStatus> {
+    let mut guard = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    let map = guard.as_mut()?;
+    let status = map.get_mut(&pid)?.try_wait().ok().flatten()?;
+    map.remove(&pid);
+    Some(status)
+}
+
+/// Whether the process is still running (not gone, not a zombie).
+pub fn is_running(pid: u32) -> bool {
+    if exited_child(pid).is_some() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Whether `/proc/PID/cmdline` equals the recorded argv (so the PID was not recycled).
+pub fn matches_cmdline(rec: &ProcessRecord) -> bool {
+    let Ok(raw) = fs::read(format!("/proc/{}/cmdline", rec.pid)) else {
+        return false;
+    };
+    let actual: Vec<&[u8]> = raw
+        .strip_suffix(b"\0")
+        .unwrap_or(&raw)
+        .split(|b| *b == 0)
+        .collect();
+    actual.len() == rec.argv.len()
+        && actual
+            .iter()
+            .zip(&rec.argv)
+            .all(|(a, b)| *a == b.as_bytes())
+}
+
+/// What [`stop`] did with one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Exited after SIGTERM.
+    Terminated,
+    /// Needed SIGKILL.
+    Killed,
+    /// Was not running any more.
+    NotRunning,
+    /// The PID now belongs to another program: left alone.
+    PidReused,
+    /// Still there after SIGKILL and the grace period (should not happen).
+    StillRunning,
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !is_running(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops one recorded process: SIGTERM, then SIGKILL after `grace`.
+pub fn stop(rec: &ProcessRecord, grace: Duration) -> StopOutcome {
+    if !is_running(rec.pid) {
+        return StopOutcome::NotRunning;
+    }
+    if !matches_cmdline(rec) {
+        return StopOutcome::PidReused;
+    }
+    signal(rec.pid, libc::SIGTERM);
+    if wait_gone(rec.pid, grace) {
+        return StopOutcome::Terminated;
+    }
+    if !matches_cmdline(rec) {
+        return StopOutcome::PidReused;
+    }
+    signal(rec.pid, libc::SIGKILL);
+    if wait_gone(rec.pid, Duration::from_secs(5)) {
+        StopOutcome::Killed
+    } else {
+        StopOutcome::StillRunning
+    }
+}
+
+/// The last `max_bytes` of a file (lossy UTF-8), or a note that it cannot be read.
+pub fn tail(path: &Path, max_bytes: u64) -> String {
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("({}: {e})", path.display()),
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max_bytes);
+    let _ = f.seek(SeekFrom::Start(start));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    // Start at a line boundary when we cut.
+    match (start > 0, text.find('\n')) {
+        (true, Some(i)) => text[i + 1..].to_string(),
+        _ => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_track_and_stop_a_real_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sleep.log");
+        let argv = vec!["sleep".to_string(), "30".to_string()];
+        let rec = spawn("sleeper", &argv, dir.path(), &log, &[]).unwrap();
+        assert!(is_running(rec.pid));
+        assert!(matches_cmdline(&rec));
+        // A record whose argv differs (as after PID reuse) is never signalled.
+        let mut other = rec.clone();
+        other.argv = vec!["sleep".into(), "31".into()];
+        assert!(!matches_cmdline(&other));
+        assert_eq!(stop(&other, Duration::from_secs(1)), StopOutcome::PidReused);
+        assert!(is_running(rec.pid));
+        assert_eq!(stop(&rec, Duration::from_secs(5)), StopOutcome::Terminated);
+        assert!(!is_running(rec.pid));
+        assert_eq!(stop(&rec, Duration::from_secs(1)), StopOutcome::NotRunning);
+    }
+
+    #[test]
+    fn sigkill_after_grace_when_sigterm_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("trap.log");
+        let argv: Vec<String> = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let rec = spawn("stubborn", &argv, dir.path(), &log, &[]).unwrap();
+        // Wait until the trap is installed.
+        let t0 = Instant::now();
+        while !tail(&log, 100).contains("ready") && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            stop(&rec, Duration::from_millis(500)),
+            StopOutcome::Killed
+        );
+        assert!(!is_running(rec.pid));
+    }
+
+    #[test]
+    fn tail_cuts_at_line_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "first line\nsecond line\nthird\n").unwrap();
+        assert_eq!(tail(&p, 15), "third\n");
+        assert_eq!(tail(&p, 1000), "first line\nsecond line\nthird\n");
+        assert!(tail(&dir.path().join("missing"), 10).contains("missing"));
+    }
+
+    #[test]
+    fn proxy_variables_are_removed_and_extra_env_is_set() {
+        let argv = vec!["true".to_string()];
+        let cmd = build_command(&argv, Path::new("/"), &[("LABVAR".into(), "x".into())]);
+        let envs: HashMap<String, Option<String>> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        for var in SCRUBBED_ENV {
+            assert_eq!(envs.get(*var), Some(&None), "{var} must be removed");
+        }
+        assert_eq!(envs.get("LABVAR"), Some(&Some("x".to_string())));
+    }
+}
