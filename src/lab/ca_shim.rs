@@ -117,7 +117,9 @@ impl Ca {
                 }
             })
             .collect::<Result<_, _>>()?;
-        params.is_ca = IsCa::ExplicitNoCa;
+        // Not `ExplicitNoCa`: that encodes `cA FALSE` explicitly, a DER violation (DEFAULT value)
+        // that Python `cryptography` (and so Synapse) rejects: "EncodedDefault BasicConstraints::ca".
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;

@@ -33,6 +33,7 @@ where
     *n += 1;
     let t0 = Instant::now();
     print!("[{n:>2}] {what} … ");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let r = fut.await;
     match &r {
         Ok(_) => println!("ok ({} ms)", t0.elapsed().as_millis()),

@@ -117,12 +117,19 @@ pub fn spawn(
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(pid, child);
-    Ok(ProcessRecord {
+    let rec = ProcessRecord {
         name: name.to_string(),
         pid,
         argv: argv.to_vec(),
         log: log.to_path_buf(),
-    })
+    };
+    // Until the child has exec'd, /proc/PID/cmdline is still ours: wait for it (a few ms), so
+    // the record can be matched (and stopped) from the moment it is returned.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches_cmdline(&rec) && is_running(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(rec)
 }
 
 fn build_command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Command {
@@ -161,7 +168,14 @@ pub fn is_running(pid: u32) -> bool {
     }
 }
 
-/// Whether `/proc/PID/cmdline` equals the recorded argv (so the PID was not recycled).
+/// Whether `/proc/PID/cmdline` still belongs to the recorded process (so the PID was not
+/// recycled): the recorded arguments (everything after argv\[0\]) must be the tail of the
+/// actual command line, and the program's file name must appear in it.
+///
+/// Not full equality, because launchers re-exec: a wrapper script `grenzwacht` that does
+/// `exec python guard.py "$@"` shows up as `python guard.py serve --config …`. The lab's
+/// arguments always contain a path inside the lab directory (`--config DIR/guard.toml`,
+/// `-c DIR/hs1/homeserver.yaml`), which no unrelated process has.
 pub fn matches_cmdline(rec: &ProcessRecord) -> bool {
     let Ok(raw) = fs::read(format!("/proc/{}/cmdline", rec.pid)) else {
         return false;
@@ -171,11 +185,27 @@ pub fn matches_cmdline(rec: &ProcessRecord) -> bool {
         .unwrap_or(&raw)
         .split(|b| *b == 0)
         .collect();
-    actual.len() == rec.argv.len()
-        && actual
-            .iter()
-            .zip(&rec.argv)
-            .all(|(a, b)| *a == b.as_bytes())
+    cmdline_matches(&actual, &rec.argv)
+}
+
+fn cmdline_matches(actual: &[&[u8]], recorded: &[String]) -> bool {
+    let Some((program, args)) = recorded.split_first() else {
+        return false;
+    };
+    if actual.is_empty() || actual.len() < recorded.len() {
+        return false;
+    }
+    let tail = &actual[actual.len() - args.len()..];
+    let args_match = tail.iter().zip(args).all(|(a, b)| *a == b.as_bytes());
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let head = &actual[..actual.len() - args.len()];
+    let program_match = head
+        .iter()
+        .any(|a| String::from_utf8_lossy(a).contains(name.as_str()));
+    args_match && program_match
 }
 
 /// What [`stop`] did with one process.
@@ -297,6 +327,25 @@ mod tests {
             StopOutcome::Killed
         );
         assert!(!is_running(rec.pid));
+    }
+
+    #[test]
+    fn cmdline_matching_tolerates_exec_wrappers_but_not_other_args() {
+        let rec: Vec<String> = ["/usr/bin/grenzwacht", "serve", "--config", "/lab/guard.toml"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let b = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<&[u8]>>();
+        assert!(cmdline_matches(&b(&["/usr/bin/grenzwacht", "serve", "--config", "/lab/guard.toml"]), &rec));
+        // `exec python grenzwacht.py "$@"` from a wrapper.
+        assert!(cmdline_matches(
+            &b(&["/usr/bin/python3", "/opt/grenzwacht.py", "serve", "--config", "/lab/guard.toml"]),
+            &rec
+        ));
+        assert!(!cmdline_matches(&b(&["/usr/bin/grenzwacht", "serve", "--config", "/other/guard.toml"]), &rec));
+        assert!(!cmdline_matches(&b(&["/usr/bin/vim", "serve", "--config", "/lab/guard.toml"]), &rec));
+        assert!(!cmdline_matches(&b(&["--config", "/lab/guard.toml"]), &rec));
+        assert!(!cmdline_matches(&b(&[]), &rec));
     }
 
     #[test]

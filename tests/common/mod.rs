@@ -1,0 +1,267 @@
+//! Helpers shared by integration tests: raw HTTP/1.1 over TCP or TLS to the guard's listeners,
+//! X-Matrix signing with a lab homeserver's key, log and metrics readers.
+//!
+//! Raw HTTP (rather than a client library) because the tests send what a well-behaved client
+//! never would: truncated JSON, duplicate keys, `CONNECT`, absolute-form
+//! `matrix-federation://` targets.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grenzwacht::lab::metrics::{self, RequestSeries};
+use grenzwacht::lab::synapse::read_signing_key;
+use grenzwacht::lab::LabInfo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn errcode(&self) -> String {
+        self.json()["errcode"].as_str().unwrap_or("").to_string()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Writes `head` + `body` and reads one response (head, then Content-Length / chunked / EOF).
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: &str,
+    body: &[u8],
+) -> Resp {
+    let fut = async {
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        stream.write_all(body).await.expect("write body");
+        stream.flush().await.expect("flush");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16384];
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i;
+            }
+            let n = stream.read(&mut chunk).await.expect("read head");
+            assert!(n > 0, "connection closed before a response head: {:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head_text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head_text.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let mut rest = buf[head_end + 4..].to_vec();
+        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while rest.len() < len {
+                let n = stream.read(&mut chunk).await.expect("read body");
+                if n == 0 {
+                    break;
+                }
+                rest.extend_from_slice(&chunk[..n]);
+            }
+            rest.truncate(len);
+            rest
+        } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            let mut out = Vec::new();
+            loop {
+                let line_end = loop {
+                    if let Some(i) = find(&rest, b"\r\n") {
+                        break i;
+                    }
+                    let n = stream.read(&mut chunk).await.expect("read chunk");
+                    assert!(n > 0, "eof in chunk size");
+                    rest.extend_from_slice(&chunk[..n]);
+                };
+                let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                    .expect("chunk size");
+                rest.drain(..line_end + 2);
+                if size == 0 {
+                    break;
+                }
+                while rest.len() < size + 2 {
+                    let n = stream.read(&mut chunk).await.expect("read chunk data");
+                    assert!(n > 0, "eof in chunk");
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                out.extend_from_slice(&rest[..size]);
+                rest.drain(..size + 2);
+            }
+            out
+        } else if status == 204 || status == 304 || (100..200).contains(&status) {
+            Vec::new()
+        } else {
+            // Until EOF (we always send Connection: close), bounded in time.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => rest.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            rest
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .expect("no complete response within 60 s")
+}
+
+/// A request head with `Host`, `Connection: close` and `Content-Length`.
+pub fn head(method: &str, target: &str, host: &str, extra: &[(&str, &str)], body_len: usize) -> String {
+    let mut h = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if body_len > 0 || matches!(method, "PUT" | "POST") {
+        h.push_str(&format!("Content-Length: {body_len}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// Plain TCP request.
+pub async fn tcp_request(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    exchange(&mut s, head, body).await
+}
+
+/// TLS request to `addr` (an IP: no SNI), trusting only the PEM roots in `ca_file`.
+pub async fn tls_request(addr: SocketAddr, ca_file: &Path, head: &str, body: &[u8]) -> Resp {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_file).expect("read CA");
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.expect("PEM cert")).expect("add root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the guard");
+    exchange(&mut tls, head, body).await
+}
+
+/// An `X-Matrix` Authorization value for a request signed with the signing key of the lab
+/// homeserver whose files are in `hs_signing_key`, as `origin`. `body` must be JSON or empty.
+pub fn xmatrix_signed(
+    hs_signing_key: &Path,
+    origin: &str,
+    destination: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+    let (key_id, seed) = read_signing_key(hs_signing_key).expect("signing key");
+    // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let version = key_id.trim_start_matches("ed25519:").to_string();
+    let key_pair = ruma::signatures::Ed25519KeyPair::from_der(&der, version).expect("key pair");
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .body(body.to_vec())
+        .expect("request");
+    let x = XMatrix::sign_http_request(
+        &req,
+        XMatrixSigningInput::new(
+            ruma::OwnedServerName::try_from(origin).expect("origin"),
+            ruma::OwnedServerName::try_from(destination).expect("destination"),
+            &key_pair,
+        ),
+    )
+    .expect("sign");
+    x.to_string()
+}
+
+/// A syntactically valid `X-Matrix` value with a meaningless signature.
+pub fn xmatrix_unsigned(origin: &str, destination: &str) -> String {
+    format!(
+        "X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"ed25519:a_lab\",sig=\"dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYXQgYWxs\""
+    )
+}
+
+/// The guard's `grenzwacht_requests_total` series.
+pub async fn guard_requests(info: &LabInfo) -> Vec<RequestSeries> {
+    let addr: SocketAddr = info
+        .guard
+        .admin_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("admin addr");
+    let r = tcp_request(addr, &head("GET", "/metrics", &addr.to_string(), &[], 0), b"").await;
+    assert_eq!(r.status, 200, "GET /metrics: {}", r.text());
+    metrics::requests(&metrics::parse(&r.text()))
+}
+
+/// A homeserver's log text.
+pub fn hs_log(info: &LabInfo, name: &str) -> String {
+    let h = info.homeserver(name).expect("homeserver");
+    String::from_utf8_lossy(&std::fs::read(&h.log).unwrap_or_default()).into_owned()
+}
+
+/// Federation/key/media requests a homeserver's federation listener processed (access log).
+pub fn fed_requests_in_log(log: &str, fed_port: u16) -> Vec<String> {
+    // `synapse.access.http.PORT` or, for a TLS listener, `synapse.access.https.PORT`.
+    let loggers = [
+        format!("synapse.access.http.{fed_port} "),
+        format!("synapse.access.https.{fed_port} "),
+    ];
+    log.lines()
+        .filter(|l| loggers.iter().any(|g| l.contains(g.as_str())) && l.contains("Processed request"))
+        .filter_map(|l| {
+            let start = l.find(" \"")? + 2;
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_string())
+        })
+        .filter(|req| {
+            let path = req.split_whitespace().nth(1).unwrap_or("");
+            path.starts_with("/_matrix/federation/")
+                || path.starts_with("/_matrix/key/")
+                || path.starts_with("/_matrix/media/")
+        })
+        .collect()
+}
+
+/// A random lowercase marker for paths and transaction ids.
+pub fn marker(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::random::<u64>())
+}
