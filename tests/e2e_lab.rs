@@ -14,6 +14,7 @@
 //!
 //! The two labs run one after the other (a lab is three processes and ~300 MB; the machine has
 //! two cores). Each test stops its lab even when it fails.
+#[path = "common/lab.rs"]
 mod common;
 
 use std::sync::Mutex;
