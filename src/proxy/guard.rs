@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
 use super::ca::InterceptionCa;
-use super::discovery::Resolver;
+use super::discovery::ServerResolver;
 use super::tls;
 use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
@@ -107,7 +107,7 @@ impl Guard {
             None => None,
             Some(o) => {
                 let client_tls = tls::client_config(&o.roots).map_err(GuardError::OutboundTls)?;
-                let resolver = Resolver::from_config(&cfg.routes, &cfg.discovery, client_tls.clone()).map_err(|e| GuardError::Discovery(e.to_string()))?;
+                let resolver = ServerResolver::from_parts(&cfg.routes, &cfg.discovery, client_tls.clone()).map_err(|e| GuardError::Discovery(e.to_string()))?;
                 let upstream = Upstream::federation(client_tls, Arc::new(resolver), connect_timeout, request_timeout, l.max_response_body);
                 let ica = match (&o.connect_listen, &o.interception_ca_dir) {
                     (Some(_), Some(dir)) => Some(Arc::new(InterceptionCa::load(dir, Duration::from_secs(o.leaf_validity_secs))?)),

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::discovery::Resolver;
+use super::discovery::ServerResolver;
 use crate::policy::{Forward, Permit};
 
 /// Upstream failures. They say whose fault it is: the upstream's (502/504) — the guard's own
@@ -107,7 +107,7 @@ enum Routing {
     /// Fixed upstream: connect to the authority as written (loopback or a configured host).
     Fixed { tls: Option<(TlsConnector, String)> },
     /// Matrix server name: static routes, then discovery; always TLS.
-    Federation { tls: TlsConnector, resolver: Arc<Resolver> },
+    Federation { tls: TlsConnector, resolver: Arc<ServerResolver> },
 }
 
 #[derive(Clone)]
@@ -189,6 +189,8 @@ pub struct Upstream {
     client: Client<GuardConnector, Full<Bytes>>,
     /// `scheme://authority` prefix for fixed upstreams.
     base: Option<String>,
+    /// For federation upstreams: resolve first, so "no route" is a typed refusal.
+    resolver: Option<Arc<ServerResolver>>,
     request_timeout: Duration,
     max_response: usize,
 }
@@ -224,12 +226,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl Upstream {
     fn build(routing: Routing, connect_timeout: Duration, request_timeout: Duration, max_response: usize, base: Option<String>) -> Self {
+        let resolver = match &routing {
+            Routing::Federation { resolver, .. } => Some(resolver.clone()),
+            Routing::Fixed { .. } => None,
+        };
         let connector = GuardConnector { routing, connect_timeout };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Upstream { client, base, request_timeout, max_response }
+        Upstream { client, base, resolver, request_timeout, max_response }
     }
 
     /// A fixed upstream (the protected homeserver): `http://host:port` or `https://host:port`.
@@ -259,7 +265,7 @@ impl Upstream {
     /// Remote homeservers, addressed by Matrix server name.
     pub fn federation(
         tls: Arc<rustls::ClientConfig>,
-        resolver: Arc<Resolver>,
+        resolver: Arc<ServerResolver>,
         connect_timeout: Duration,
         request_timeout: Duration,
         max_response: usize,
@@ -271,8 +277,11 @@ impl Upstream {
     /// Sends a permitted request. `server_name` is the destination for federation upstreams
     /// (ignored for fixed ones); `host` is the Host header to send.
     pub async fn send(&self, permit: Permit<Forward>, server_name: &str, host: &str) -> Result<UpstreamResponse, UpstreamError> {
-        let fwd = permit.into_inner();
         let target = self.base.clone().unwrap_or_else(|| server_name.to_string());
+        if let Some(r) = &self.resolver {
+            r.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+        }
+        let fwd = permit.into_inner();
         let uri = match &self.base {
             Some(base) => format!("{base}{}", fwd.path_and_query),
             None => format!("http://{server_name}{}", fwd.path_and_query),
@@ -312,9 +321,6 @@ fn classify_client_error(target: &str, e: hyper_util::client::legacy::Error) -> 
     if e.is_connect() {
         // The connector's io::Error carries the reason (no route, refused, TLS failure).
         let reason = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-        if reason.contains("no route") || reason.contains("NoRoute") {
-            return UpstreamError::NoRoute { target: target.to_string(), reason };
-        }
         return UpstreamError::Connect { target: target.to_string(), source: io::Error::other(reason) };
     }
     UpstreamError::Request { target: target.to_string(), reason: e.to_string() }
