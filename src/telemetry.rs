@@ -200,11 +200,13 @@ pub enum RefusalReason {
     Internal,
     /// No route to the destination (discovery failed or disabled).
     NoRoute,
+    /// A content rule of the policy refused (or could not apply its verdict).
+    Policy,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 10] = [
+    pub const ALL: [RefusalReason; 11] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -215,6 +217,7 @@ impl RefusalReason {
         RefusalReason::Upstream,
         RefusalReason::Internal,
         RefusalReason::NoRoute,
+        RefusalReason::Policy,
     ];
 
     /// The label value.
@@ -230,6 +233,7 @@ impl RefusalReason {
             RefusalReason::Upstream => "upstream",
             RefusalReason::Internal => "internal",
             RefusalReason::NoRoute => "no_route",
+            RefusalReason::Policy => "policy",
         }
     }
 }

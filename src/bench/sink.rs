@@ -44,7 +44,7 @@ async fn answer(req: http::Request<hyper::body::Incoming>, received: Arc<AtomicU
 impl Sink {
     pub async fn start(cert: &Path, key: &Path) -> Result<Sink, Box<dyn std::error::Error + Send + Sync>> {
         let ck = tls::load_certified_key(cert, key)?;
-        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("sink".to_string(), ck)]))));
+        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("sink".to_string(), ck)])?)));
         let tls_l = TcpListener::bind("127.0.0.1:0").await?;
         let plain_l = TcpListener::bind("127.0.0.1:0").await?;
         let (stop, rx) = watch::channel(false);

@@ -1,39 +1,7 @@
 //! Verdicts and refusals.
 use http::StatusCode;
 
-/// Why something was refused. A fixed set: used as a metrics label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RefusalReason {
-    UnknownEndpoint,
-    BadJson,
-    TooLarge,
-    ServerDenied,
-    ClassDenied,
-    ClientDenied,
-    Auth,
-    Upstream,
-    Internal,
-    NoRoute,
-    Policy,
-}
-
-impl RefusalReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::UnknownEndpoint => "unknown_endpoint",
-            RefusalReason::BadJson => "bad_json",
-            RefusalReason::TooLarge => "too_large",
-            RefusalReason::ServerDenied => "server_denied",
-            RefusalReason::ClassDenied => "class_denied",
-            RefusalReason::ClientDenied => "client_denied",
-            RefusalReason::Auth => "auth",
-            RefusalReason::Upstream => "upstream",
-            RefusalReason::Internal => "internal",
-            RefusalReason::NoRoute => "no_route",
-            RefusalReason::Policy => "policy",
-        }
-    }
-}
+pub use crate::telemetry::RefusalReason;
 
 /// A refusal: what the sender gets (a Matrix error) and why (for logs and metrics).
 ///

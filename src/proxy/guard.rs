@@ -99,7 +99,7 @@ impl Guard {
             protected.push(Protected { server_name: p.server_name.clone(), host: host_of(&p.server_name), upstream });
         }
         let inbound_tls = if cfg.inbound.is_some() {
-            Some(tls::server_config(Arc::new(tls::SniResolver::new(keys))))
+            Some(tls::server_config(Arc::new(tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls { server: "(all)".into(), source })?)))
         } else {
             None
         };

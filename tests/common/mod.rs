@@ -121,7 +121,7 @@ pub fn pki() -> Pki {
 
 pub fn acceptor(p: &Pki) -> TlsAcceptor {
     let ck = tls::load_certified_key(&p.cert, &p.key).unwrap();
-    TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("127.0.0.1".into(), ck)]))))
+    TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("127.0.0.1".into(), ck)]).unwrap())))
 }
 
 /// A running in-process guard.
