@@ -1,1 +1,141 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! Command-line interface (the only place where `anyhow` is used).
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use crate::proxy::{Guard, Listeners};
+
+#[derive(Parser, Debug)]
+#[command(name = "grenzwacht", version, about = "Cross-domain guard and federation border proxy for Matrix")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the guard.
+    Serve {
+        #[arg(long, short, env = "GRENZWACHT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration (and every file it references) without starting.
+    Check {
+        #[arg(long, short, env = "GRENZWACHT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Interception CA for the CONNECT path.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// A local lab: two real Synapse homeservers federating through the guard.
+    Lab {
+        #[command(subcommand)]
+        command: crate::lab::LabCommand,
+    },
+    /// Federation load generator: direct vs. through the guard, in one run.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Create a new interception CA (ca.crt, ca.key) in DIR; refuses to overwrite.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errs| {
+        eprintln!("{errs}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            // Building the runtime object loads every certificate, key and CA it references.
+            if let Err(e) = Guard::from_config(&cfg) {
+                eprintln!("{}: {e}", config.display());
+                return Ok(ExitCode::from(2));
+            }
+            println!("{}: OK", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level).context("logging")?;
+            crate::telemetry::describe();
+            let guard = Arc::new(Guard::from_config(&cfg).with_context(|| format!("{}", config.display()))?);
+            let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+            rt.block_on(async move {
+                let listeners = Listeners::bind(&cfg).await?;
+                crate::proxy::serve(guard, listeners, shutdown_signal()).await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ca { command: CaCommand::Init { dir } } => {
+            let path = crate::proxy::ca::InterceptionCa::init(&dir).with_context(|| format!("ca init {}", dir.display()))?;
+            println!("interception CA written: {}", path.display());
+            println!("make the protected homeserver trust it (Synapse: federation_custom_ca_list)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lab { command } => {
+            crate::lab::run(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            crate::bench::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,1 +1,490 @@
-//! config (stub)
+//! The guard's TOML configuration.
+//!
+//! The schema (tables, keys, types, defaults, cross-field checks) is the one agreed for issue 2;
+//! `deploy/grenzwacht.example.toml` is a commented example of a full deployment.
+//!
+//! # Design notes
+//!
+//! * **Every error at once.** An operator fixing a config file should not have to run
+//!   `grenzwacht check` once per typo. The file is parsed once with `toml_edit` (which keeps
+//!   byte spans), then every top-level table and every `[[protected]]` / `[[route]]` element is
+//!   deserialised on its own, wrapped in `serde_ignored` to collect unknown keys. When a value
+//!   has the wrong type, the offending key is removed and the table is deserialised again, so
+//!   later keys of the same table are still checked. Cross-field checks run over whatever
+//!   parsed, and everything is reported together, sorted by position, as
+//!   `file:line:column: message` (see [`ConfigErrors`]).
+//! * **Unknown keys are errors**, everywhere: a misspelt security setting must never silently
+//!   fall back to a permissive default.
+//! * **Relative paths** (certificates, keys, CA directory, roots, secret file) are resolved
+//!   against the directory of the config file, so a config directory can be moved as a whole.
+//! * The types here are plain data with public fields: other modules read them directly, and
+//!   tests build them with struct literals and [`Default`].
+//! * Syntax errors (broken TOML) stop parsing: TOML cannot be recovered reliably after one,
+//!   so that single error is reported.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::federation::EndpointClass;
+
+mod parse;
+#[cfg(test)]
+mod tests;
+
+/// The whole guard configuration. Field names are the TOML table names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[admin]`: the admin listener (`/metrics`, `/health`).
+    pub admin: AdminConfig,
+    /// `[inbound]`: remote → protected. `None` disables the inbound path.
+    pub inbound: Option<InboundConfig>,
+    /// `[[protected]]`: the protected homeservers.
+    pub protected: Vec<ProtectedServer>,
+    /// `[outbound]`: protected → remote. `None` disables the outbound path.
+    pub outbound: Option<OutboundConfig>,
+    /// `[[route]]`: the static route table, consulted before server discovery.
+    pub routes: Vec<Route>,
+    /// `[discovery]`
+    pub discovery: DiscoveryConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+    /// `[policy]`
+    pub policy: PolicyConfig,
+}
+
+/// Log output format (`[log] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`.
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive (default `"info"`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Admin listener address (default `127.0.0.1:9100`).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100),
+        }
+    }
+}
+
+/// `[inbound]`: the TLS listener remote servers connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InboundConfig {
+    /// Listener address (required).
+    pub listen: SocketAddr,
+}
+
+/// `[[protected]]`: one protected homeserver.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProtectedServer {
+    /// Matrix server name (`host`, `host:port`, `1.2.3.4:8448`, `[::1]:8448`).
+    pub server_name: String,
+    /// PEM certificate chain presented to remotes (chosen by SNI; the first server's is the
+    /// default).
+    pub cert: PathBuf,
+    /// PEM private key for `cert`.
+    pub key: PathBuf,
+    /// The homeserver's federation listener: `http://host:port` or `https://host:port`
+    /// (validated on load; use [`ProtectedServer::upstream_parts`]).
+    pub upstream: String,
+    /// PEM roots for an `https` upstream (default: webpki roots).
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// The homeserver's signing key, Synapse `signing.key` format (used from issue 3 on).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+}
+
+/// The parts of a validated upstream URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `true` for `https://`.
+    pub https: bool,
+    /// Host without brackets (`127.0.0.1`, `::1`, `hs1.internal`): the TLS name for https.
+    pub host: String,
+    /// Explicit port, or 80 / 443 by scheme.
+    pub port: u16,
+    /// `host:port` with IPv6 hosts in brackets: the `Host` / connect authority.
+    pub authority: String,
+}
+
+impl ProtectedServer {
+    /// `(is_https, "host:port")` of [`upstream`](Self::upstream), port defaulted by scheme.
+    ///
+    /// `None` only if `upstream` is not a valid upstream URL, which [`Config::load`] rules out.
+    pub fn upstream_parts(&self) -> Option<(bool, String)> {
+        self.upstream_target().map(|u| (u.https, u.authority))
+    }
+
+    /// All parts of [`upstream`](Self::upstream); `None` if it is invalid (not after load).
+    pub fn upstream_target(&self) -> Option<Upstream> {
+        parse_upstream(&self.upstream).ok()
+    }
+}
+
+/// `[outbound]`: the ways a protected homeserver sends federation traffic through the guard.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct OutboundConfig {
+    /// HTTP CONNECT proxy listener (the homeserver's `https_proxy`).
+    pub connect_listen: Option<SocketAddr>,
+    /// Synapse outbound federation proxy protocol listener.
+    pub proxy_listen: Option<SocketAddr>,
+    /// Source networks allowed to use either listener. A bare IP address means a single host.
+    #[serde(deserialize_with = "parse::de_ipnets")]
+    pub allowed_clients: Vec<ipnet::IpNet>,
+    /// Bearer secret for `proxy_listen` (exactly one of this and `proxy_secret_file`).
+    pub proxy_secret: Option<String>,
+    /// File holding the bearer secret (surrounding whitespace is ignored).
+    pub proxy_secret_file: Option<PathBuf>,
+    /// Interception CA directory (`grenzwacht ca init --dir`), required with `connect_listen`.
+    pub interception_ca_dir: Option<PathBuf>,
+    /// Lifetime of minted leaf certificates in seconds (default 3600, at least 300).
+    pub leaf_validity_secs: u64,
+    /// PEM roots to verify destinations; empty = webpki roots.
+    pub roots: Vec<PathBuf>,
+    /// Connect timeout towards destinations, milliseconds (default 10000).
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout towards destinations, milliseconds (default 60000).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            connect_listen: None,
+            proxy_listen: None,
+            allowed_clients: Vec::new(),
+            proxy_secret: None,
+            proxy_secret_file: None,
+            interception_ca_dir: None,
+            leaf_validity_secs: 3600,
+            roots: Vec::new(),
+            connect_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Minimum for `[outbound] leaf_validity_secs`.
+pub const MIN_LEAF_VALIDITY_SECS: u64 = 300;
+
+impl OutboundConfig {
+    /// The proxy bearer secret: `proxy_secret`, or the trimmed content of `proxy_secret_file`.
+    /// `Ok(None)` if neither is set. An unreadable or empty file is an error.
+    pub fn secret(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(s) = &self.proxy_secret {
+            return Ok(Some(s.clone()));
+        }
+        let Some(path) = &self.proxy_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            location: None,
+            message: format!("cannot read proxy_secret_file: {e}"),
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(ConfigError {
+                file: path.display().to_string(),
+                location: None,
+                message: "proxy_secret_file is empty".to_owned(),
+            });
+        }
+        Ok(Some(secret.to_owned()))
+    }
+
+    /// `connect_timeout_ms` as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// `request_timeout_ms` as a [`Duration`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `leaf_validity_secs` as a [`Duration`].
+    pub fn leaf_validity(&self) -> Duration {
+        Duration::from_secs(self.leaf_validity_secs)
+    }
+}
+
+/// `[[route]]`: a static route, consulted before server discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Route {
+    /// Exact Matrix server name (with port if it has one), matched case-insensitively.
+    pub server_name: String,
+    /// Where to connect: an IP-literal socket address, never resolved.
+    pub address: SocketAddr,
+    /// Name for SNI and certificate verification (default: host part of `server_name`).
+    #[serde(default)]
+    pub tls_name: Option<String>,
+}
+
+/// `[discovery]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct DiscoveryConfig {
+    /// `false`: only `[[route]]` entries and IP-literal server names are reachable.
+    pub enabled: bool,
+    /// DNS servers; empty = the system's `resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            nameservers: Vec::new(),
+        }
+    }
+}
+
+/// `[limits]`: parser limits, all sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest request body (default 13 107 200 = 12.5 MiB, Synapse's cap).
+    pub max_request_body: usize,
+    /// Largest response body (default 104 857 600 = 100 MiB; send_join state is large).
+    pub max_response_body: usize,
+    /// Deepest JSON nesting (default 64).
+    pub max_json_depth: usize,
+    /// Largest PDU (default 65 536, the spec's limit).
+    pub max_pdu_bytes: usize,
+    /// Most PDUs per transaction (default 50).
+    pub max_pdus: usize,
+    /// Most EDUs per transaction (default 100).
+    pub max_edus: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body: 13_107_200,
+            max_response_body: 104_857_600,
+            max_json_depth: 64,
+            max_pdu_bytes: 65_536,
+            max_pdus: 50,
+            max_edus: 100,
+        }
+    }
+}
+
+/// What an endpoint that is not in the catalog gets (`[policy] unknown_endpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownEndpoint {
+    /// 404 `M_UNRECOGNIZED` (spec behaviour).
+    #[default]
+    NotFound,
+    /// 403 `M_FORBIDDEN`.
+    Forbidden,
+}
+
+/// `[policy]`: the simple allow/deny policy of issue 2.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct PolicyConfig {
+    /// Response to uncatalogued endpoints.
+    pub unknown_endpoint: UnknownEndpoint,
+    /// If non-empty, only these remote server names may federate.
+    pub allow_servers: Vec<String>,
+    /// Remote server names refused in both directions.
+    pub deny_servers: Vec<String>,
+    /// Endpoint classes refused in both directions.
+    pub deny_classes: Vec<EndpointClass>,
+    /// Endpoint classes refused for remote → protected.
+    pub deny_inbound_classes: Vec<EndpointClass>,
+    /// Endpoint classes refused for protected → remote.
+    pub deny_outbound_classes: Vec<EndpointClass>,
+}
+
+/// A position in the config file (1-based; the column counts characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+/// One configuration error. Displays as `file:line:column: message` (or `file: message` when
+/// there is no position, e.g. an unreadable file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file the error is in, as given by the caller.
+    pub file: String,
+    /// Where in the file, if known.
+    pub location: Option<Location>,
+    /// What is wrong; names the key path, e.g. ``unknown key `outbound.conect_listen` ``.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Line of the error (1-based), if known.
+    pub fn line(&self) -> Option<usize> {
+        self.location.map(|l| l.line)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(l) => write!(f, "{}:{}:{}: {}", self.file, l.line, l.column, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// All errors found in a config file (never empty). Displays one error per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The errors, sorted by position.
+    pub errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// Iterate over the errors.
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.errors.iter()
+    }
+
+    /// Number of errors.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Always `false` for errors returned by this module.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> IntoIterator for &'a ConfigErrors {
+    type Item = &'a ConfigError;
+    type IntoIter = std::slice::Iter<'a, ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.iter()
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a config file. Relative paths inside it are resolved against
+    /// the (absolute) directory of `path`; messages name `path` as given.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            errors: vec![ConfigError {
+                file: path.display().to_string(),
+                location: None,
+                message: format!("cannot read config file: {e}"),
+            }],
+        })?;
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        parse::parse(&text, &path.display().to_string(), base.as_deref())
+    }
+
+    /// Parse and validate config text. `origin` names the file in messages, and its parent
+    /// directory (if any) is the base for relative paths.
+    pub fn from_str(text: &str, origin: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let origin = origin.as_ref();
+        let base = origin.parent().filter(|p| !p.as_os_str().is_empty());
+        parse::parse(text, &origin.display().to_string(), base)
+    }
+}
+
+/// Parse and check an upstream URL: `http://` or `https://`, a host, an optional port, no
+/// user info, path (other than `/`), query or fragment.
+pub(crate) fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a valid URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("`{s}` must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{s}` has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("`{s}` must not contain user info"));
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() || s.contains('#') {
+        return Err(format!(
+            "`{s}` must be a base URL without path, query or fragment (paths are forwarded as-is)"
+        ));
+    }
+    if authority.as_str().ends_with(':') {
+        return Err(format!("`{s}` has an empty port"));
+    }
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok(Upstream {
+        https,
+        authority: format!("{host}:{port}"),
+        host: bare,
+        port,
+    })
+}

@@ -1,4 +1,15 @@
 //! The proxy: listeners, TLS, interception CA, discovery, upstreams.
+//!
+//! `guard` is the runtime object and `serve`; `exchange` holds the phases of one request;
+//! `inbound` and `outbound` are the listeners; `upstream` is the forwarding layer (it requires
+//! a `policy::Permit`).
 pub mod ca;
 pub mod discovery;
+pub mod exchange;
+pub mod guard;
+pub mod inbound;
+pub mod outbound;
 pub mod tls;
+pub mod upstream;
+
+pub use guard::{serve, Guard, Listeners};

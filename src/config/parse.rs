@@ -1,0 +1,618 @@
+//! TOML → [`Config`] with every error collected, each with a position.
+//!
+//! How it works: `toml_edit::ImDocument` keeps the byte span of every key and value. Each
+//! top-level table (and each element of an array of tables) is converted to an inline-table
+//! value (spans of its keys and values survive) and deserialised on its own through
+//! `serde_ignored`, which reports every key the target type did not consume: those are the
+//! unknown keys, located through the document. A deserialisation error carries the span of the
+//! offending value; the key holding it is reported, removed, and the table is deserialised
+//! again, so one wrong value does not hide the next. Cross-field checks then run on the typed
+//! result and locate their keys in the document the same way.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::{Deserialize, Deserializer};
+use toml_edit::{ImDocument, Item, Value};
+
+use super::{
+    parse_upstream, Config, ConfigError, ConfigErrors, Location, OutboundConfig,
+    MIN_LEAF_VALIDITY_SECS,
+};
+use crate::proxy::discovery::ServerName;
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn k(name: &str) -> Seg {
+    Seg::Key(name.to_owned())
+}
+
+/// Render `prefix` + `segs` as `a.b[2].c`.
+fn render(prefix: &str, segs: &[Seg]) -> String {
+    let mut s = prefix.to_owned();
+    for seg in segs {
+        match seg {
+            Seg::Key(name) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(name);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// A node of the parsed document: tables hold items, arrays hold values, arrays of tables hold
+/// tables.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Item(&'a Item),
+    Value(&'a Value),
+    Table(&'a toml_edit::Table),
+}
+
+impl<'a> Node<'a> {
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Item(i) => i.span(),
+            Node::Value(v) => v.span(),
+            Node::Table(t) => t.span(),
+        }
+    }
+
+    fn table_like(self) -> Option<&'a dyn toml_edit::TableLike> {
+        match self {
+            Node::Item(i) => i.as_table_like(),
+            Node::Value(Value::InlineTable(t)) => Some(t),
+            Node::Value(_) => None,
+            Node::Table(t) => Some(t),
+        }
+    }
+
+    /// Children with their path step and key span (keys only).
+    fn children(self) -> Vec<(Seg, Option<Range<usize>>, Node<'a>)> {
+        if let Some(t) = self.table_like() {
+            return t
+                .iter()
+                .map(|(name, v)| {
+                    let key_span = t.key(name).and_then(|key| key.span());
+                    (Seg::Key(name.to_owned()), key_span, Node::Item(v))
+                })
+                .collect();
+        }
+        match self {
+            Node::Item(Item::ArrayOfTables(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (Seg::Index(i), None, Node::Table(t)))
+                .collect(),
+            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Seg::Index(i), None, Node::Value(v)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Follow `path`; returns the node and, if the last step was a key, that key's span.
+    fn walk(self, path: &[Seg]) -> Option<(Node<'a>, Option<Range<usize>>)> {
+        let mut cur = self;
+        let mut key_span = None;
+        for seg in path {
+            let (_, ks, child) = cur.children().into_iter().find(|(s, _, _)| s == seg)?;
+            key_span = ks;
+            cur = child;
+        }
+        Some((cur, key_span))
+    }
+
+    /// The path to the deepest node whose key or value span contains `span`.
+    fn path_to(self, span: &Range<usize>) -> Vec<Seg> {
+        let contains = |outer: &Option<Range<usize>>| {
+            outer
+                .as_ref()
+                .is_some_and(|o| o.start <= span.start && span.end <= o.end)
+        };
+        let mut path = Vec::new();
+        let mut cur = self;
+        'descend: loop {
+            for (seg, key_span, child) in cur.children() {
+                if contains(&child.span()) || contains(&key_span) {
+                    path.push(seg);
+                    cur = child;
+                    continue 'descend;
+                }
+            }
+            return path;
+        }
+    }
+}
+
+/// Where a key is: the key itself if the path ends in a key, else the value / table.
+fn key_span(root: Node<'_>, path: &[Seg]) -> Option<Range<usize>> {
+    let (node, ks) = root.walk(path)?;
+    ks.or_else(|| node.span())
+}
+
+/// Where a value is (falls back to its key).
+fn value_span(root: Node<'_>, path: &[Seg]) -> Option<Range<usize>> {
+    let (node, ks) = root.walk(path)?;
+    node.span().or(ks)
+}
+
+/// Error sink with position translation.
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<(Option<usize>, ConfigError)>,
+}
+
+impl<'a> Ctx<'a> {
+    fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        // Spans are byte offsets on char boundaries; be defensive anyway.
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let offset = span.map(|s| s.start);
+        let location = offset.map(|o| self.location(o));
+        self.errors.push((
+            offset,
+            ConfigError {
+                file: self.file.to_owned(),
+                location,
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Deserialise one table-like `item` (path `prefix`) into `T`, reporting unknown keys and
+    /// every wrong value. `anchor` locates errors about the table as a whole (missing keys).
+    /// Returns `None` if anything was wrong with it.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        item: Node<'_>,
+        prefix: &str,
+        anchor: Option<Range<usize>>,
+    ) -> Option<T> {
+        let mut current: Item = match item {
+            Node::Item(i) => i.clone(),
+            Node::Value(v) => Item::Value(v.clone()),
+            Node::Table(t) => Item::Table(t.clone()),
+        };
+        let mut removed: Vec<String> = Vec::new();
+        let mut reported: HashSet<String> = HashSet::new();
+        let mut failed = false;
+        let rounds = item.children().len() + 2;
+        for _ in 0..rounds {
+            let value = current.clone().into_value().ok()?;
+            let mut unknown: Vec<Vec<Seg>> = Vec::new();
+            let result: Result<T, toml_edit::de::Error> =
+                serde_ignored::deserialize(value.into_deserializer(), |p| {
+                    unknown.push(ignored_path(&p))
+                });
+            for segs in unknown {
+                let name = render(prefix, &segs);
+                if reported.insert(name.clone()) {
+                    let span = key_span(item, &segs).or_else(|| anchor.clone());
+                    self.error(span, format!("unknown key `{name}`"));
+                }
+            }
+            let err = match result {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => e,
+            };
+            failed = true;
+            let msg = err.message().trim().replace('\n', "; ");
+            if let Some(field) = missing_field(&msg) {
+                if !removed.iter().any(|r| r == field) {
+                    self.error(
+                        anchor,
+                        format!("missing required key `{}`", render(prefix, &[k(field)])),
+                    );
+                }
+                return None;
+            }
+            let segs = err.span().map(|s| item.path_to(&s)).unwrap_or_default();
+            let span = err.span().or_else(|| anchor.clone());
+            if segs.is_empty() {
+                self.error(span, format!("invalid `{prefix}`: {msg}"));
+                return None;
+            }
+            self.error(
+                span,
+                format!("invalid value for `{}`: {msg}", render(prefix, &segs)),
+            );
+            let Some(Seg::Key(first)) = segs.first() else {
+                return None;
+            };
+            let table = current.as_table_like_mut()?;
+            table.remove(first)?;
+            removed.push(first.clone());
+        }
+        None
+    }
+
+    /// Deserialise an array of tables (`[[name]]`, or an inline array of inline tables).
+    /// Returns the elements that parsed, and whether all did.
+    fn array<T: DeserializeOwned>(
+        &mut self,
+        item: &Item,
+        name: &str,
+        anchor: Option<Range<usize>>,
+    ) -> (Vec<T>, bool) {
+        let mut out = Vec::new();
+        let mut all_ok = true;
+        match item {
+            Item::ArrayOfTables(a) => {
+                for (i, t) in a.iter().enumerate() {
+                    let prefix = format!("{name}[{i}]");
+                    match self.section::<T>(Node::Table(t), &prefix, t.span()) {
+                        Some(v) => out.push(v),
+                        None => all_ok = false,
+                    }
+                }
+            }
+            Item::Value(Value::Array(a)) => {
+                for (i, v) in a.iter().enumerate() {
+                    let prefix = format!("{name}[{i}]");
+                    if !v.is_inline_table() {
+                        self.error(v.span(), format!("`{prefix}` must be a table"));
+                        all_ok = false;
+                        continue;
+                    }
+                    match self.section::<T>(Node::Value(v), &prefix, v.span()) {
+                        Some(v) => out.push(v),
+                        None => all_ok = false,
+                    }
+                }
+            }
+            _ => {
+                self.error(
+                    item.span().or(anchor),
+                    format!("`{name}` must be an array of tables (`[[{name}]]`)"),
+                );
+                all_ok = false;
+            }
+        }
+        (out, all_ok)
+    }
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    fn go(p: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+        match p {
+            serde_ignored::Path::Root => {}
+            serde_ignored::Path::Seq { parent, index } => {
+                go(parent, out);
+                out.push(Seg::Index(*index));
+            }
+            serde_ignored::Path::Map { parent, key } => {
+                go(parent, out);
+                out.push(Seg::Key(key.clone()));
+            }
+            serde_ignored::Path::Some { parent }
+            | serde_ignored::Path::NewtypeStruct { parent }
+            | serde_ignored::Path::NewtypeVariant { parent } => go(parent, out),
+        }
+    }
+    let mut out = Vec::new();
+    go(p, &mut out);
+    out
+}
+
+/// `missing field `x`` → `x`.
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// `allowed_clients`: CIDR networks; a bare address is a single host.
+pub(super) fn de_ipnets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not an IP network (like \"127.0.0.1/32\") or address"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Parse, check and path-resolve a whole config file.
+pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx {
+        text,
+        file,
+        errors: Vec::new(),
+    };
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let msg = e.message().trim().replace('\n', "; ");
+            ctx.error(e.span(), format!("TOML syntax error: {msg}"));
+            return Err(finish(ctx));
+        }
+    };
+    let root_table = doc.as_table();
+    let root = Node::Item(doc.as_item());
+
+    let mut cfg = Config::default();
+    let mut protected_ok = true;
+    let mut outbound_ok = true;
+    for (name, item) in root_table.iter() {
+        let name_span = root_table.key(name).and_then(|key| key.span());
+        // Errors about a whole table point at its header, or at its (dotted) key.
+        let anchor = match item {
+            Item::Table(t) if t.span().is_some() && !t.is_implicit() => t.span(),
+            _ => name_span.clone(),
+        };
+        let node = Node::Item(item);
+        match name {
+            "log" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.log = v;
+                }
+            }
+            "admin" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.admin = v;
+                }
+            }
+            "inbound" => cfg.inbound = ctx.section(node, name, anchor),
+            "outbound" => {
+                cfg.outbound = ctx.section(node, name, anchor);
+                outbound_ok = cfg.outbound.is_some();
+            }
+            "discovery" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.discovery = v;
+                }
+            }
+            "limits" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.limits = v;
+                }
+            }
+            "policy" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.policy = v;
+                }
+            }
+            "protected" => {
+                let (v, ok) = ctx.array(item, name, anchor);
+                cfg.protected = v;
+                protected_ok = ok;
+            }
+            "route" => {
+                let (v, _) = ctx.array(item, name, anchor);
+                cfg.routes = v;
+            }
+            other => ctx.error(name_span, format!("unknown key `{other}`")),
+        }
+    }
+
+    check(&cfg, root, &mut ctx, protected_ok, outbound_ok);
+
+    if !ctx.errors.is_empty() {
+        return Err(finish(ctx));
+    }
+    if let Some(base) = base {
+        resolve_paths(&mut cfg, base);
+    }
+    Ok(cfg)
+}
+
+fn finish(ctx: Ctx<'_>) -> ConfigErrors {
+    let mut errors = ctx.errors;
+    // Positioned errors first, in file order; the sort is stable.
+    errors.sort_by_key(|(offset, _)| offset.unwrap_or(usize::MAX));
+    ConfigErrors {
+        errors: errors.into_iter().map(|(_, e)| e).collect(),
+    }
+}
+
+/// Cross-field checks.
+fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, outbound_ok: bool) {
+    // [[protected]]
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, p) in cfg.protected.iter().enumerate() {
+        let at = |key: &str| vec![k("protected"), Seg::Index(i), k(key)];
+        if let Err(e) = ServerName::parse(&p.server_name) {
+            ctx.error(
+                value_span(root, &at("server_name")),
+                format!("invalid value for `protected[{i}].server_name`: {e}"),
+            );
+        }
+        if let Some(first) = seen.insert(p.server_name.to_ascii_lowercase(), i) {
+            ctx.error(
+                value_span(root, &at("server_name")),
+                format!(
+                    "duplicate protected server_name `{}` (also in `protected[{first}]`)",
+                    p.server_name
+                ),
+            );
+        }
+        if let Err(e) = parse_upstream(&p.upstream) {
+            ctx.error(
+                value_span(root, &at("upstream")),
+                format!("invalid value for `protected[{i}].upstream`: {e}"),
+            );
+        }
+    }
+    if cfg.inbound.is_some() && cfg.protected.is_empty() && protected_ok {
+        ctx.error(
+            key_span(root, &[k("inbound")]),
+            "`[inbound]` needs at least one `[[protected]]` server",
+        );
+    }
+
+    // [[route]]
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let at = |key: &str| vec![k("route"), Seg::Index(i), k(key)];
+        if let Err(e) = ServerName::parse(&r.server_name) {
+            ctx.error(
+                value_span(root, &at("server_name")),
+                format!("invalid value for `route[{i}].server_name`: {e}"),
+            );
+        }
+        if let Some(first) = seen.insert(r.server_name.to_ascii_lowercase(), i) {
+            ctx.error(
+                value_span(root, &at("server_name")),
+                format!(
+                    "duplicate route server_name `{}` (also in `route[{first}]`)",
+                    r.server_name
+                ),
+            );
+        }
+        if let Some(name) = &r.tls_name {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                ctx.error(
+                    value_span(root, &at("tls_name")),
+                    format!(
+                        "invalid value for `route[{i}].tls_name`: `{name}` is not a DNS name or IP address"
+                    ),
+                );
+            }
+        }
+    }
+
+    // [outbound]
+    if let (Some(o), true) = (&cfg.outbound, outbound_ok) {
+        check_outbound(o, root, ctx);
+    }
+
+    // [policy]
+    let p = &cfg.policy;
+    for (list, names) in [
+        ("allow_servers", &p.allow_servers),
+        ("deny_servers", &p.deny_servers),
+    ] {
+        for (j, name) in names.iter().enumerate() {
+            if let Err(e) = ServerName::parse(name) {
+                ctx.error(
+                    value_span(root, &[k("policy"), k(list), Seg::Index(j)]),
+                    format!("invalid value for `policy.{list}[{j}]`: {e}"),
+                );
+            }
+        }
+    }
+    let allowed: HashSet<String> = p
+        .allow_servers
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    for (j, name) in p.deny_servers.iter().enumerate() {
+        if allowed.contains(&name.to_ascii_lowercase()) {
+            ctx.error(
+                value_span(root, &[k("policy"), k("deny_servers"), Seg::Index(j)]),
+                format!(
+                    "server `{name}` is in both `policy.allow_servers` and `policy.deny_servers`"
+                ),
+            );
+        }
+    }
+}
+
+fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
+    let at = |key: &str| vec![k("outbound"), k(key)];
+    if o.connect_listen.is_some() && o.interception_ca_dir.is_none() {
+        ctx.error(
+            key_span(root, &at("connect_listen")),
+            "`outbound.connect_listen` requires `outbound.interception_ca_dir` \
+             (create one with `grenzwacht ca init --dir DIR`)",
+        );
+    }
+    match (&o.proxy_secret, &o.proxy_secret_file) {
+        (Some(_), Some(_)) => ctx.error(
+            key_span(root, &at("proxy_secret_file")),
+            "set only one of `outbound.proxy_secret` and `outbound.proxy_secret_file`",
+        ),
+        (None, None) if o.proxy_listen.is_some() => ctx.error(
+            key_span(root, &at("proxy_listen")),
+            "`outbound.proxy_listen` requires `outbound.proxy_secret` or \
+             `outbound.proxy_secret_file`",
+        ),
+        (Some(s), None) if s.trim().is_empty() => ctx.error(
+            value_span(root, &at("proxy_secret")),
+            "`outbound.proxy_secret` must not be empty",
+        ),
+        _ => {}
+    }
+    let listener = if o.connect_listen.is_some() {
+        Some("connect_listen")
+    } else if o.proxy_listen.is_some() {
+        Some("proxy_listen")
+    } else {
+        None
+    };
+    if let (Some(listener), true) = (listener, o.allowed_clients.is_empty()) {
+        let span = key_span(root, &at("allowed_clients")).or_else(|| key_span(root, &at(listener)));
+        ctx.error(
+            span,
+            format!(
+                "`outbound.{listener}` requires a non-empty `outbound.allowed_clients` \
+                 (e.g. [\"127.0.0.1/32\"])"
+            ),
+        );
+    }
+    if o.leaf_validity_secs < MIN_LEAF_VALIDITY_SECS {
+        ctx.error(
+            value_span(root, &at("leaf_validity_secs")),
+            format!(
+                "`outbound.leaf_validity_secs` must be at least {MIN_LEAF_VALIDITY_SECS}, got {}",
+                o.leaf_validity_secs
+            ),
+        );
+    }
+    for (name, v) in [
+        ("connect_timeout_ms", o.connect_timeout_ms),
+        ("request_timeout_ms", o.request_timeout_ms),
+    ] {
+        if v == 0 {
+            ctx.error(
+                value_span(root, &at(name)),
+                format!("`outbound.{name}` must be greater than 0"),
+            );
+        }
+    }
+}
+
+fn resolve_paths(cfg: &mut Config, base: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    for p in &mut cfg.protected {
+        fix(&mut p.cert);
+        fix(&mut p.key);
+        p.upstream_ca.as_mut().map(fix);
+        p.signing_key.as_mut().map(fix);
+    }
+    if let Some(o) = &mut cfg.outbound {
+        o.proxy_secret_file.as_mut().map(fix);
+        o.interception_ca_dir.as_mut().map(fix);
+        o.roots.iter_mut().for_each(fix);
+    }
+}

@@ -1,0 +1,74 @@
+//! The configuration-driven policy of issue 2: allow/deny per remote server and endpoint class.
+use std::collections::HashSet;
+
+use super::{Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
+use crate::config::PolicyConfig;
+use crate::federation::txn::{EduView, PduView};
+use crate::federation::EndpointClass;
+
+/// Allows everything except what the configuration refuses.
+#[derive(Debug, Clone, Default)]
+pub struct StaticPolicy {
+    allow_servers: HashSet<String>,
+    deny_servers: HashSet<String>,
+    deny_inbound: HashSet<EndpointClass>,
+    deny_outbound: HashSet<EndpointClass>,
+}
+
+impl StaticPolicy {
+    pub fn from_config(cfg: &PolicyConfig) -> Self {
+        let norm = |s: &String| s.to_ascii_lowercase();
+        let mut deny_inbound: HashSet<_> = cfg.deny_classes.iter().copied().collect();
+        let mut deny_outbound = deny_inbound.clone();
+        deny_inbound.extend(cfg.deny_inbound_classes.iter().copied());
+        deny_outbound.extend(cfg.deny_outbound_classes.iter().copied());
+        StaticPolicy {
+            allow_servers: cfg.allow_servers.iter().map(norm).collect(),
+            deny_servers: cfg.deny_servers.iter().map(norm).collect(),
+            deny_inbound,
+            deny_outbound,
+        }
+    }
+
+    /// Whether a remote server may federate at all (used before a CONNECT tunnel is opened too).
+    pub fn server_allowed(&self, server_name: &str) -> Result<(), Refusal> {
+        let name = server_name.to_ascii_lowercase();
+        if self.deny_servers.contains(&name) {
+            return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
+        }
+        if !self.allow_servers.is_empty() && !self.allow_servers.contains(&name) {
+            return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
+        }
+        Ok(())
+    }
+}
+
+impl Policy for StaticPolicy {
+    fn request(&self, ctx: &ExchangeCtx) -> Decision {
+        if let Some(peer) = &ctx.peer {
+            if let Err(r) = self.server_allowed(peer) {
+                return Decision::Refuse(r);
+            }
+        }
+        let denied = match ctx.direction {
+            Direction::Inbound => &self.deny_inbound,
+            Direction::Outbound => &self.deny_outbound,
+        };
+        if denied.contains(&ctx.endpoint.class) {
+            return Decision::Refuse(Refusal::forbidden(
+                RefusalReason::ClassDenied,
+                format!("{} requests are not permitted {}", ctx.endpoint.id, ctx.direction.as_str()),
+            ));
+        }
+        Decision::Allow
+    }
+    fn pdu(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> PduVerdict {
+        PduVerdict::Allow
+    }
+    fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {
+        EduVerdict::Allow
+    }
+    fn response(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+}

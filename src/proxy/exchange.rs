@@ -1,0 +1,322 @@
+//! One federation exchange (request + response) as named phases with one context.
+//!
+//! Phases, in order (pingora style):
+//! 1. **classify** — match method + path against the endpoint catalog; unknown → refuse.
+//! 2. **identify** — who talks to whom: X-Matrix origin/destination, the protected server, the
+//!    peer; inconsistent or missing authentication → refuse.
+//! 3. **read** — buffer the body up to the limit.
+//! 4. **inspect** — strict JSON, transaction limits, typed views over the raw bytes.
+//! 5. **decide** — the policy over request, PDUs, EDUs → `Permit<Forward>` or refusal.
+//! 6. **forward** — the upstream client sends the permitted bytes.
+//! 7. **inspect response** — strict JSON of the response; malformed → 502.
+//! 8. **release** — the policy over the response → `Permit<Release>`.
+//!
+//! Every refusal is a Matrix error to the sender, a log line and a metric with a bounded
+//! reason label. Nothing in this file forwards without a permit.
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tracing::{info, warn, Instrument};
+
+use super::guard::Guard;
+use super::upstream::{strip_hop_by_hop, UpstreamError};
+use crate::federation::catalog::{self, BodyKind, Endpoint, Handler};
+use crate::federation::json::{self, JsonLimits};
+use crate::federation::txn::{self, Transaction};
+use crate::federation::xmatrix::XMatrix;
+use crate::policy::permit::Units;
+use crate::policy::{decide, decide_response, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release};
+use crate::telemetry as tm;
+
+/// Where a request entered the guard.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Inbound TLS listener; `sni` as sent by the remote.
+    Inbound { sni: Option<String> },
+    /// Outbound (CONNECT tunnel or Synapse proxy protocol); `destination` as named by the
+    /// protected homeserver's proxy request (CONNECT authority or `matrix-federation://` host).
+    Outbound { destination: String },
+}
+
+impl Entry {
+    fn direction(&self) -> Direction {
+        match self {
+            Entry::Inbound { .. } => Direction::Inbound,
+            Entry::Outbound { .. } => Direction::Outbound,
+        }
+    }
+}
+
+pub type GuardResponse = Response<Full<Bytes>>;
+
+/// Builds the Matrix error response for a refusal.
+pub fn refusal_response(r: &Refusal) -> GuardResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(r.body())));
+    *resp.status_mut() = r.status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn refuse(reason: RefusalReason, status: StatusCode, errcode: &'static str, msg: impl Into<String>) -> Refusal {
+    Refusal::new(status, errcode, reason, msg)
+}
+
+/// Handles one request end to end; always produces a response.
+pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::Request<Incoming>, path_and_query: String) -> GuardResponse {
+    let started = Instant::now();
+    let direction = entry.direction();
+    let method = req.method().clone();
+    let path = path_and_query.split('?').next().unwrap_or("").to_string();
+    let matched = catalog::lookup(&method, &path);
+    let endpoint_id = matched.as_ref().map(|m| m.endpoint.id).unwrap_or("unknown");
+    let span = tracing::info_span!("exchange", direction = direction.as_str(), endpoint = endpoint_id, peer = tracing::field::Empty, txn = tracing::field::Empty, %client);
+    let (resp, req_bytes) = async {
+        let mut req_bytes = 0usize;
+        let result = match matched {
+            None => Err(unknown_endpoint(guard, &method, &path)),
+            Some(m) => run(guard, &entry, m.endpoint, m.params.iter().map(|s| s.to_string()).collect(), req, path_and_query, &mut req_bytes).await,
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(r) => {
+                metrics::counter!(tm::REFUSALS_TOTAL, "direction" => direction.as_str(), "reason" => r.reason.as_str()).increment(1);
+                if r.status.is_server_error() {
+                    warn!(status = r.status.as_u16(), errcode = r.errcode, reason = r.reason.as_str(), "refused: {}", r.message);
+                } else {
+                    info!(status = r.status.as_u16(), errcode = r.errcode, reason = r.reason.as_str(), "refused: {}", r.message);
+                }
+                refusal_response(&r)
+            }
+        };
+        (resp, req_bytes)
+    }
+    .instrument(span)
+    .await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(tm::REQUESTS_TOTAL, "direction" => direction.as_str(), "endpoint" => endpoint_id, "status" => status).increment(1);
+    metrics::histogram!(tm::REQUEST_DURATION_SECONDS, "direction" => direction.as_str(), "endpoint" => endpoint_id)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(tm::BYTES_TOTAL, "direction" => direction.as_str(), "kind" => "request").increment(req_bytes as u64);
+    let resp_len = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+    metrics::counter!(tm::BYTES_TOTAL, "direction" => direction.as_str(), "kind" => "response").increment(resp_len);
+    resp
+}
+
+fn unknown_endpoint(guard: &Guard, method: &Method, path: &str) -> Refusal {
+    // The path is logged truncated: it is not payload, but keep log lines bounded.
+    let shown: String = path.chars().take(120).collect();
+    match guard.unknown_endpoint_forbidden() {
+        true => refuse(RefusalReason::UnknownEndpoint, StatusCode::FORBIDDEN, "M_FORBIDDEN", format!("{method} {shown} is not permitted")),
+        false => refuse(RefusalReason::UnknownEndpoint, StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request"),
+    }
+}
+
+/// Phases 2–8 for a catalogued endpoint.
+async fn run(
+    guard: &Guard,
+    entry: &Entry,
+    endpoint: &'static Endpoint,
+    params: Vec<String>,
+    req: http::Request<Incoming>,
+    path_and_query: String,
+    req_bytes: &mut usize,
+) -> Result<GuardResponse, Refusal> {
+    let direction = entry.direction();
+    let (parts, body) = req.into_parts();
+
+    // --- identify
+    // Only X-Matrix endpoints carry an X-Matrix header; others (openid, 3pid, keys) are
+    // unauthenticated at this layer.
+    let auth = if endpoint.x_matrix { parts.headers.get(http::header::AUTHORIZATION) } else { None };
+    let xm = match auth {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| XMatrix::parse(s).ok())
+                .ok_or_else(|| refuse(RefusalReason::Auth, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "malformed X-Matrix Authorization header"))?,
+        ),
+        None => None,
+    };
+    if endpoint.x_matrix && xm.is_none() {
+        return Err(refuse(RefusalReason::Auth, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing X-Matrix Authorization header"));
+    }
+    let host_header = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (peer, protected, destination) = match entry {
+        Entry::Inbound { sni } => {
+            let dest_hint = xm.as_ref().and_then(|x| x.destination.clone());
+            let protected = guard
+                .protected_for(dest_hint.as_deref(), sni.as_deref(), host_header.as_deref())
+                .ok_or_else(|| Refusal::forbidden(RefusalReason::ServerDenied, "destination is not a server protected by this guard"))?;
+            let peer = xm.as_ref().map(|x| x.origin.clone());
+            (peer, protected.server_name.clone(), protected.server_name.clone())
+        }
+        Entry::Outbound { destination } => {
+            // The Matrix destination: the X-Matrix destination if signed, else the proxy's target.
+            let dest = xm.as_ref().and_then(|x| x.destination.clone()).unwrap_or_else(|| destination.clone());
+            if let Some(x) = &xm {
+                if !guard.is_protected(&x.origin) {
+                    return Err(Refusal::forbidden(RefusalReason::ClientDenied, "origin is not a server protected by this guard"));
+                }
+            }
+            let protected = xm.as_ref().map(|x| x.origin.clone()).unwrap_or_default();
+            (Some(dest.clone()), protected, dest)
+        }
+    };
+    let span = tracing::Span::current();
+    if let Some(p) = &peer {
+        span.record("peer", p.as_str());
+    }
+    let txn_id = (endpoint.handler == Handler::Transaction).then(|| params.first().cloned()).flatten();
+    if let Some(t) = &txn_id {
+        span.record("txn", t.as_str());
+    }
+    let ctx = ExchangeCtx { direction, endpoint, peer: peer.clone(), protected, txn_id };
+
+    // --- read
+    let limits = guard.limits();
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_request_body as u64) {
+        return Err(refuse(RefusalReason::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "request body too large"));
+    }
+    let body = Limited::new(body, limits.max_request_body).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            refuse(RefusalReason::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "request body too large")
+        } else {
+            refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_BAD_JSON", "request body could not be read")
+        }
+    })?;
+    let body = body.to_bytes();
+    *req_bytes = body.len();
+
+    // --- inspect + decide
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let forward = Forward { method: parts.method.clone(), path_and_query, headers, body: body.clone() };
+    let permit = {
+        let units = inspect_request(guard, endpoint, &body)?;
+        decide(guard.policy(), &ctx, &units, forward)?
+    };
+
+    // --- forward
+    let upstream = match direction {
+        Direction::Inbound => guard.inbound_upstream(&destination),
+        Direction::Outbound => guard.outbound_upstream(),
+    }
+    .ok_or_else(|| refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "no upstream for this direction"))?;
+    let host = match direction {
+        Direction::Inbound => host_header.unwrap_or_else(|| destination.clone()),
+        Direction::Outbound => destination.clone(),
+    };
+    let up = upstream.send(permit, &destination, &host).await;
+    let up = match up {
+        Ok(r) => r,
+        Err(e) => {
+            metrics::counter!(tm::UPSTREAM_REQUESTS_TOTAL, "direction" => direction.as_str(), "status" => "error").increment(1);
+            return Err(upstream_refusal(&e));
+        }
+    };
+    metrics::counter!(tm::UPSTREAM_REQUESTS_TOTAL, "direction" => direction.as_str(), "status" => up.status.as_u16().to_string()).increment(1);
+
+    // --- inspect response + release
+    let mut resp_headers = up.headers;
+    strip_hop_by_hop(&mut resp_headers);
+    resp_headers.remove(http::header::CONTENT_LENGTH);
+    let release = Release { status: up.status, headers: resp_headers, body: up.body.clone() };
+    let permit = {
+        let units = inspect_response(guard, endpoint, up.status, &release.headers, &up.body)?;
+        decide_response(guard.policy(), &ctx, &units, release)?
+    };
+    let rel = permit.into_inner();
+    let mut resp = Response::new(Full::new(rel.body));
+    *resp.status_mut() = rel.status;
+    *resp.headers_mut() = rel.headers;
+    Ok(resp)
+}
+
+fn bad_request(e: &dyn JsonErrorLike) -> Refusal {
+    let (status, reason) = match e.errcode() {
+        "M_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, RefusalReason::TooLarge),
+        _ => (StatusCode::BAD_REQUEST, RefusalReason::BadJson),
+    };
+    refuse(reason, status, e.errcode(), e.to_string())
+}
+
+/// Errors of the federation parsers that map to a Matrix errcode.
+trait JsonErrorLike: std::fmt::Display {
+    fn errcode(&self) -> &'static str;
+}
+impl JsonErrorLike for json::JsonError {
+    fn errcode(&self) -> &'static str {
+        json::JsonError::errcode(self)
+    }
+}
+impl JsonErrorLike for txn::TxnError {
+    fn errcode(&self) -> &'static str {
+        txn::TxnError::errcode(self)
+    }
+}
+
+/// Strict parse of a request body according to the endpoint's catalog entry.
+fn inspect_request<'b>(guard: &Guard, endpoint: &'static Endpoint, body: &'b Bytes) -> Result<Units<'b>, Refusal> {
+    let limits = guard.limits();
+    match endpoint.request_body {
+        BodyKind::None => {
+            if !body.is_empty() {
+                return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_BAD_JSON", "this endpoint takes no request body"));
+            }
+            Ok(Units::default())
+        }
+        _ => {
+            json::validate(body, &JsonLimits { max_bytes: limits.max_request_body, max_depth: limits.max_json_depth }).map_err(|e| bad_request(&e))?;
+            match endpoint.handler {
+                Handler::Transaction => {
+                    let t = Transaction::parse(body, &guard.txn_limits()).map_err(|e| bad_request(&e))?;
+                    Ok(Units { pdus: t.pdus, edus: t.edus })
+                }
+                _ => {
+                    let pdus = txn::pdus_in(endpoint, txn::Part::Request, body, limits.max_pdu_bytes).map_err(|e| bad_request(&e))?;
+                    Ok(Units { pdus, edus: Vec::new() })
+                }
+            }
+        }
+    }
+}
+
+/// Strict parse of a response body. Any malformed JSON response becomes a 502.
+fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: StatusCode, headers: &HeaderMap, body: &'b Bytes) -> Result<Units<'b>, Refusal> {
+    let limits = guard.limits();
+    let bad_upstream = |what: String| refuse(RefusalReason::Upstream, StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("upstream sent {what}"));
+    let is_json_ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let expects_json = endpoint.response_body == BodyKind::Json || !status.is_success();
+    if !expects_json && !is_json_ct {
+        // Media (multipart) responses: size-limited by the upstream client; the class policy
+        // decides whether media may cross at all. Content inspection of media comes later.
+        return Ok(Units::default());
+    }
+    if body.is_empty() && !status.is_success() {
+        return Ok(Units::default());
+    }
+    let jl = JsonLimits { max_bytes: limits.max_response_body, max_depth: limits.max_json_depth };
+    json::validate(body, &jl).map_err(|e| bad_upstream(format!("a malformed response: {e}")))?;
+    if status.is_success() {
+        let pdus = txn::pdus_in(endpoint, txn::Part::Response, body, limits.max_pdu_bytes).map_err(|e| bad_upstream(format!("a malformed response: {e}")))?;
+        return Ok(Units { pdus, edus: Vec::new() });
+    }
+    Ok(Units::default())
+}
+
+fn upstream_refusal(e: &UpstreamError) -> Refusal {
+    match e {
+        UpstreamError::Timeout { .. } => refuse(RefusalReason::Upstream, StatusCode::GATEWAY_TIMEOUT, "M_UNKNOWN", e.to_string()),
+        UpstreamError::NoRoute { .. } => refuse(RefusalReason::NoRoute, StatusCode::BAD_GATEWAY, "M_UNKNOWN", e.to_string()),
+        UpstreamError::BadUrl(_) => refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "guard misconfiguration"),
+        _ => refuse(RefusalReason::Upstream, StatusCode::BAD_GATEWAY, "M_UNKNOWN", e.to_string()),
+    }
+}

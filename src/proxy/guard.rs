@@ -1,0 +1,273 @@
+//! The guard's runtime object (compiled from config) and `serve(listeners, shutdown)`.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
+
+use super::ca::InterceptionCa;
+use super::discovery::ServerResolver;
+use super::tls;
+use super::upstream::Upstream;
+use crate::config::{Config, LimitsConfig, UnknownEndpoint};
+use crate::federation::txn::TxnLimits;
+use crate::policy::{Policy, StaticPolicy};
+
+/// Errors while building the guard from a (validated) config.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("protected server {server}: {source}")]
+    ProtectedTls { server: String, source: tls::TlsError },
+    #[error("protected server {server}: {source}")]
+    Upstream { server: String, source: super::upstream::UpstreamError },
+    #[error("outbound TLS roots: {0}")]
+    OutboundTls(tls::TlsError),
+    #[error("interception CA: {0}")]
+    Ca(#[from] super::ca::CaError),
+    #[error("outbound proxy secret: {0}")]
+    Secret(String),
+    #[error("discovery: {0}")]
+    Discovery(String),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
+/// A protected homeserver at runtime.
+pub struct Protected {
+    pub server_name: String,
+    /// Lower-case host part (no port, no brackets): what SNI carries.
+    pub host: String,
+    pub upstream: Upstream,
+}
+
+/// Outbound runtime state.
+pub struct Outbound {
+    pub upstream: Upstream,
+    pub allowed_clients: Vec<ipnet::IpNet>,
+    pub secret: Option<String>,
+    pub ica: Option<Arc<InterceptionCa>>,
+}
+
+/// The guard: everything a request needs, built once from config.
+pub struct Guard {
+    policy: StaticPolicy,
+    limits: LimitsConfig,
+    unknown_forbidden: bool,
+    protected: Vec<Protected>,
+    pub(crate) outbound: Option<Outbound>,
+    pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Host part of a server name, lower-case, without port or IPv6 brackets.
+pub fn host_of(server_name: &str) -> String {
+    let s = server_name.trim();
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if s.matches(':').count() == 1 {
+        s.split(':').next().unwrap_or(s)
+    } else {
+        s
+    };
+    host.to_ascii_lowercase()
+}
+
+impl Guard {
+    pub fn from_config(cfg: &Config) -> Result<Self, GuardError> {
+        let l = &cfg.limits;
+        let (connect_timeout, request_timeout) = match &cfg.outbound {
+            Some(o) => (Duration::from_millis(o.connect_timeout_ms), Duration::from_millis(o.request_timeout_ms)),
+            None => (Duration::from_secs(10), Duration::from_secs(60)),
+        };
+        let mut protected = Vec::new();
+        let mut keys = Vec::new();
+        for p in &cfg.protected {
+            let upstream_tls = if p.upstream.starts_with("https://") {
+                let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
+                Some(tls::client_config(&roots).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?)
+            } else {
+                None
+            };
+            let upstream = Upstream::fixed(&p.upstream, upstream_tls, connect_timeout, request_timeout, l.max_response_body)
+                .map_err(|source| GuardError::Upstream { server: p.server_name.clone(), source })?;
+            if cfg.inbound.is_some() {
+                let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?;
+                keys.push((p.server_name.clone(), ck));
+            }
+            protected.push(Protected { server_name: p.server_name.clone(), host: host_of(&p.server_name), upstream });
+        }
+        let inbound_tls = if cfg.inbound.is_some() {
+            Some(tls::server_config(Arc::new(tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls { server: "(all)".into(), source })?)))
+        } else {
+            None
+        };
+        let outbound = match &cfg.outbound {
+            None => None,
+            Some(o) => {
+                let client_tls = tls::client_config(&o.roots).map_err(GuardError::OutboundTls)?;
+                let resolver = ServerResolver::from_parts(&cfg.routes, &cfg.discovery, client_tls.clone()).map_err(|e| GuardError::Discovery(e.to_string()))?;
+                let upstream = Upstream::federation(client_tls, Arc::new(resolver), connect_timeout, request_timeout, l.max_response_body);
+                let ica = match (&o.connect_listen, &o.interception_ca_dir) {
+                    (Some(_), Some(dir)) => Some(Arc::new(InterceptionCa::load(dir, Duration::from_secs(o.leaf_validity_secs))?)),
+                    _ => None,
+                };
+                let secret = o.secret().map_err(|e| GuardError::Secret(e.to_string()))?;
+                Some(Outbound { upstream, allowed_clients: o.allowed_clients.clone(), secret, ica })
+            }
+        };
+        Ok(Guard {
+            policy: StaticPolicy::from_config(&cfg.policy),
+            limits: cfg.limits.clone(),
+            unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
+            protected,
+            outbound,
+            inbound_tls,
+        })
+    }
+
+    pub fn policy(&self) -> &dyn Policy {
+        &self.policy
+    }
+    pub fn static_policy(&self) -> &StaticPolicy {
+        &self.policy
+    }
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+    pub fn txn_limits(&self) -> TxnLimits {
+        TxnLimits { max_pdus: self.limits.max_pdus, max_edus: self.limits.max_edus, max_pdu_bytes: self.limits.max_pdu_bytes }
+    }
+    pub fn unknown_endpoint_forbidden(&self) -> bool {
+        self.unknown_forbidden
+    }
+    pub fn is_protected(&self, server_name: &str) -> bool {
+        self.protected.iter().any(|p| p.server_name.eq_ignore_ascii_case(server_name))
+    }
+
+    /// Which protected server an inbound request is for: the signed X-Matrix destination if
+    /// present (must be ours), else SNI, else the Host header, else the only one.
+    pub fn protected_for(&self, xmatrix_dest: Option<&str>, sni: Option<&str>, host: Option<&str>) -> Option<&Protected> {
+        if let Some(d) = xmatrix_dest {
+            return self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(d));
+        }
+        if let Some(h) = host {
+            if let Some(p) = self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(h)) {
+                return Some(p);
+            }
+        }
+        if let Some(s) = sni {
+            let s = s.to_ascii_lowercase();
+            let mut hits = self.protected.iter().filter(|p| p.host == s);
+            if let (Some(p), None) = (hits.next(), hits.next()) {
+                return Some(p);
+            }
+        }
+        match self.protected.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    pub fn inbound_upstream(&self, server_name: &str) -> Option<&Upstream> {
+        self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(server_name)).map(|p| &p.upstream)
+    }
+    pub fn outbound_upstream(&self) -> Option<&Upstream> {
+        self.outbound.as_ref().map(|o| &o.upstream)
+    }
+
+    /// Whether an outbound client address may use the outbound listeners.
+    pub fn client_allowed(&self, addr: &SocketAddr) -> bool {
+        self.outbound.as_ref().is_some_and(|o| o.allowed_clients.iter().any(|n| n.contains(&addr.ip())))
+    }
+}
+
+/// The sockets the guard serves on. Bound by the caller (tests bind port 0).
+#[derive(Default)]
+pub struct Listeners {
+    pub inbound: Option<TcpListener>,
+    pub connect: Option<TcpListener>,
+    pub proxy: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener the config names.
+    pub async fn bind(cfg: &Config) -> Result<Self, GuardError> {
+        async fn b(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, GuardError> {
+            match addr {
+                None => Ok(None),
+                Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| GuardError::Bind { what, addr, source }),
+            }
+        }
+        Ok(Listeners {
+            inbound: b("inbound", cfg.inbound.as_ref().map(|i| i.listen)).await?,
+            connect: b("connect", cfg.outbound.as_ref().and_then(|o| o.connect_listen)).await?,
+            proxy: b("proxy", cfg.outbound.as_ref().and_then(|o| o.proxy_listen)).await?,
+            admin: b("admin", Some(cfg.admin.listen)).await?,
+        })
+    }
+}
+
+/// Shutdown signal shared by listeners and connections.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+    /// Held by every connection task; `serve` waits until all are dropped.
+    _alive: mpsc::Sender<()>,
+}
+
+impl Shutdown {
+    pub async fn wait(&mut self) {
+        while !*self.rx.borrow() {
+            if self.rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// How long in-flight exchanges get to finish after shutdown is requested.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves until `shutdown` resolves, then drains connections (bounded by [`DRAIN_TIMEOUT`]).
+pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let (tx, rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let sd = Shutdown { rx, _alive: alive_tx };
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    if let Some(l) = listeners.admin {
+        let state = crate::admin::AdminState { handle: crate::telemetry::metrics_handle(), ready: ready.clone() };
+        let mut s = sd.clone();
+        info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
+        tasks.push(tokio::spawn(async move {
+            let mut s2 = s.clone();
+            if let Err(e) = crate::admin::run(l, state, async move { s2.wait().await }).await {
+                error!("admin listener failed: {e}");
+            }
+            drop(s);
+        }));
+    }
+    if let Some(l) = listeners.inbound {
+        tasks.push(tokio::spawn(super::inbound::run(guard.clone(), l, sd.clone())));
+    }
+    if let Some(l) = listeners.connect {
+        tasks.push(tokio::spawn(super::outbound::run_connect(guard.clone(), l, sd.clone())));
+    }
+    if let Some(l) = listeners.proxy {
+        tasks.push(tokio::spawn(super::outbound::run_proxy(guard.clone(), l, sd.clone())));
+    }
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    shutdown.await;
+    info!("shutting down: no new connections, draining in-flight exchanges");
+    let _ = tx.send(true);
+    drop(sd);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await.is_err() {
+        error!("drain timeout: closing remaining connections");
+    }
+}

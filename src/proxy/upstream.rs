@@ -1,0 +1,327 @@
+//! Upstream clients: the forwarding layer. Sending requires a [`Permit<Forward>`].
+//!
+//! Two kinds of upstream:
+//! - the protected homeserver's federation listener (inbound path): a fixed `http://` or
+//!   `https://` URL from config;
+//! - a remote homeserver (outbound path): a Matrix server name, resolved by the static route
+//!   table or server discovery ([`super::discovery`]), always over TLS with the configured roots.
+//!
+//! Both use hyper-util's pooled client with a connector of our own, so connections (and TLS
+//! sessions) are reused across requests.
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::discovery::ServerResolver;
+use crate::policy::{Forward, Permit};
+
+/// Upstream failures. They say whose fault it is: the upstream's (502/504) — the guard's own
+/// faults surface as `Internal`.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach {target}: {source}")]
+    Connect { target: String, source: io::Error },
+    #[error("no route to {target}: {reason}")]
+    NoRoute { target: String, reason: String },
+    #[error("request to {target} failed: {reason}")]
+    Request { target: String, reason: String },
+    #[error("request to {target} timed out")]
+    Timeout { target: String },
+    #[error("response from {target} exceeds {limit} bytes")]
+    TooLarge { target: String, limit: usize },
+    #[error("invalid upstream URL {0}")]
+    BadUrl(String),
+}
+
+/// The response as received from upstream, fully buffered (it is inspected before release).
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    pub status: http::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A TCP or TLS connection.
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection for MaybeTls {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Where a connector sends a URI's authority.
+#[derive(Clone)]
+enum Routing {
+    /// Fixed upstream: connect to the authority as written (loopback or a configured host).
+    Fixed { tls: Option<(TlsConnector, String)> },
+    /// Matrix server name: static routes, then discovery; always TLS.
+    Federation { tls: TlsConnector, resolver: Arc<ServerResolver> },
+}
+
+#[derive(Clone)]
+pub struct GuardConnector {
+    routing: Routing,
+    connect_timeout: Duration,
+}
+
+async fn connect_any(addrs: &[SocketAddr], timeout: Duration, target: &str) -> Result<TcpStream, io::Error> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {target}"));
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")),
+        }
+    }
+    Err(last)
+}
+
+async fn tls_wrap(tls: &TlsConnector, name: &str, tcp: TcpStream) -> io::Result<MaybeTls> {
+    let host = strip_brackets(name);
+    let server_name = ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad TLS name {name}: {e}")))?;
+    Ok(MaybeTls::Tls(Box::new(tls.connect(server_name, tcp).await?)))
+}
+
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+impl tower_service::Service<Uri> for GuardConnector {
+    type Response = TokioIo<MaybeTls>;
+    type Error = io::Error;
+    type Future = BoxFut<Result<Self::Response, io::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let authority = uri
+                .authority()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URI without authority"))?
+                .clone();
+            match &this.routing {
+                Routing::Fixed { tls } => {
+                    let port = authority.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+                    let host = strip_brackets(authority.host()).to_string();
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
+                    let tcp = connect_any(&addrs, this.connect_timeout, authority.as_str()).await?;
+                    let io = match tls {
+                        Some((c, name)) => tls_wrap(c, name, tcp).await?,
+                        None => MaybeTls::Plain(tcp),
+                    };
+                    Ok(TokioIo::new(io))
+                }
+                Routing::Federation { tls, resolver } => {
+                    let target = resolver
+                        .resolve(authority.as_str())
+                        .await
+                        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
+                    let tcp = connect_any(&target.addrs, this.connect_timeout, authority.as_str()).await?;
+                    Ok(TokioIo::new(tls_wrap(tls, &target.tls_name, tcp).await?))
+                }
+            }
+        })
+    }
+}
+
+/// One pooled client towards one kind of upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<GuardConnector, Full<Bytes>>,
+    /// `scheme://authority` prefix for fixed upstreams.
+    base: Option<String>,
+    /// For federation upstreams: resolve first, so "no route" is a typed refusal.
+    resolver: Option<Arc<ServerResolver>>,
+    request_timeout: Duration,
+    max_response: usize,
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials never cross the guard.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .collect();
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+    for h in named {
+        headers.remove(h.as_str());
+    }
+}
+
+impl Upstream {
+    fn build(routing: Routing, connect_timeout: Duration, request_timeout: Duration, max_response: usize, base: Option<String>) -> Self {
+        let resolver = match &routing {
+            Routing::Federation { resolver, .. } => Some(resolver.clone()),
+            Routing::Fixed { .. } => None,
+        };
+        let connector = GuardConnector { routing, connect_timeout };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        Upstream { client, base, resolver, request_timeout, max_response }
+    }
+
+    /// A fixed upstream (the protected homeserver): `http://host:port` or `https://host:port`.
+    pub fn fixed(
+        url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        max_response: usize,
+    ) -> Result<Self, UpstreamError> {
+        let uri: Uri = url.parse().map_err(|_| UpstreamError::BadUrl(url.to_string()))?;
+        let authority = uri.authority().ok_or_else(|| UpstreamError::BadUrl(url.to_string()))?.clone();
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => {
+                let cfg = tls.ok_or_else(|| UpstreamError::BadUrl(format!("{url}: https upstream needs TLS roots")))?;
+                Some((TlsConnector::from(cfg), authority.host().to_string()))
+            }
+            _ => return Err(UpstreamError::BadUrl(url.to_string())),
+        };
+        // The pool is keyed by URI; the connector dials the authority. For https we still
+        // send `http://` URIs to hyper (the connector does TLS), so hyper does not refuse them.
+        let base = format!("http://{authority}");
+        Ok(Self::build(Routing::Fixed { tls }, connect_timeout, request_timeout, max_response, Some(base)))
+    }
+
+    /// Remote homeservers, addressed by Matrix server name.
+    pub fn federation(
+        tls: Arc<rustls::ClientConfig>,
+        resolver: Arc<ServerResolver>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        max_response: usize,
+    ) -> Self {
+        let routing = Routing::Federation { tls: TlsConnector::from(tls), resolver };
+        Self::build(routing, connect_timeout, request_timeout, max_response, None)
+    }
+
+    /// Sends a permitted request. `server_name` is the destination for federation upstreams
+    /// (ignored for fixed ones); `host` is the Host header to send.
+    pub async fn send(&self, permit: Permit<Forward>, server_name: &str, host: &str) -> Result<UpstreamResponse, UpstreamError> {
+        let target = self.base.clone().unwrap_or_else(|| server_name.to_string());
+        if let Some(r) = &self.resolver {
+            r.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+        }
+        let fwd = permit.into_inner();
+        let uri = match &self.base {
+            Some(base) => format!("{base}{}", fwd.path_and_query),
+            None => format!("http://{server_name}{}", fwd.path_and_query),
+        };
+        let uri: Uri = uri.parse().map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad request URI".into() })?;
+        let mut req = Request::builder().method(fwd.method).uri(uri).body(Full::new(fwd.body)).map_err(|e| {
+            UpstreamError::Request { target: target.clone(), reason: e.to_string() }
+        })?;
+        let mut headers = fwd.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(http::header::CONTENT_LENGTH);
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert(http::header::HOST, v);
+        }
+        *req.headers_mut() = headers;
+
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, self.max_response).collect().await.map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    UpstreamError::TooLarge { target: target.clone(), limit: self.max_response }
+                } else {
+                    UpstreamError::Request { target: target.clone(), reason: e.to_string() }
+                }
+            })?;
+            Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: body.to_bytes() })
+        };
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout { target }),
+        }
+    }
+}
+
+fn classify_client_error(target: &str, e: hyper_util::client::legacy::Error) -> UpstreamError {
+    if e.is_connect() {
+        // The connector's io::Error carries the reason (no route, refused, TLS failure).
+        let reason = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+        return UpstreamError::Connect { target: target.to_string(), source: io::Error::other(reason) };
+    }
+    UpstreamError::Request { target: target.to_string(), reason: e.to_string() }
+}

@@ -1,0 +1,413 @@
+//! In-process proxy behaviour: a real guard between real sockets, a recording upstream.
+//! (The end-to-end suite with real Synapse homeservers is `tests/e2e_lab.rs`.)
+mod common;
+
+use common::*;
+use grenzwacht::federation::xmatrix;
+use grenzwacht::keys::SigningKey;
+use serde_json::json;
+
+const HS1: &str = "hs1.test";
+const REMOTE: &str = "remote.test";
+
+fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
+[[protected]]
+server_name = "{HS1}"
+cert = "{cert}"
+key = "{key}"
+upstream = "http://{upstream}"
+{extra}
+"#,
+        cert = p.cert.display(),
+        key = p.key.display()
+    )
+}
+
+fn auth(key: &SigningKey, origin: &str, dest: &str, method: &str, uri: &str, body: Option<&[u8]>) -> String {
+    let raw: Option<Box<serde_json::value::RawValue>> = body.map(|b| serde_json::from_slice(b).unwrap());
+    xmatrix::sign_request(key, origin, dest, method, uri, raw.as_deref()).unwrap()
+}
+
+fn pdu(i: usize, body: &str) -> serde_json::Value {
+    json!({
+        "auth_events": [], "prev_events": [], "depth": i, "hashes": {"sha256": "x"},
+        "origin_server_ts": 1, "room_id": "!r:remote.test", "sender": "@a:remote.test",
+        "type": "m.room.message", "content": {"body": body, "msgtype": "m.text"}, "signatures": {}
+    })
+}
+
+fn txn(pdus: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": pdus, "edus": []})).unwrap()
+}
+
+#[tokio::test]
+async fn unmodified_send_reaches_upstream_byte_for_byte() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
+    let key = SigningKey::generate("t1");
+    // Odd but valid bytes: key order, spacing and escapes must survive untouched.
+    let body = br#"{"origin":"remote.test", "origin_server_ts":1,"pdus":[{"type":"m.room.message","room_id":"!r:remote.test","sender":"@a:remote.test","content":{"body":"Gr\u00fc\u00dfe  \ud83d\ude00"}}],"edus":[]}"#.to_vec();
+    let uri = "/_matrix/federation/v1/send/txn%2F1?ver=1&a=%24b";
+    let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr.clone()), ("content-type", "application/json".into())], body.clone()).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(got.json(), json!({"pdus": {}}));
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(seen[0].path_and_query, uri);
+    assert_eq!(&seen[0].body[..], &body[..]);
+    assert_eq!(seen[0].headers.get("authorization").unwrap().to_str().unwrap(), hdr);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_path_is_refused_and_never_forwarded() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
+    for (method, path) in [
+        ("GET", "/_matrix/federation/v1/nonexistent"),
+        ("GET", "/_synapse/admin/v1/users"),
+        ("GET", "/_matrix/client/v3/sync"),
+        ("DELETE", "/_matrix/federation/v1/version"),
+        ("GET", "/_matrix/federation/v1/../v1/version"),
+    ] {
+        let got = tls_request(g.inbound.unwrap(), &p.ca_path, method, path, &[], vec![]).await;
+        assert_eq!(got.status, 404, "{method} {path}");
+        assert_eq!(got.errcode(), "M_UNRECOGNIZED", "{method} {path}");
+    }
+    assert!(up.seen().is_empty(), "upstream saw {:?}", up.seen());
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "unknown_endpoint")]) >= 5.0, "{m}");
+    g.stop().await;
+
+    // By config: 403 M_FORBIDDEN instead.
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "[policy]\nunknown_endpoint = \"forbidden\"")).await;
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/federation/v1/nonexistent", &[], vec![]).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
+    assert!(up.seen().is_empty());
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_transactions_get_4xx_and_upstream_sees_nothing() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
+    let key = SigningKey::generate("t1");
+    let good = txn(vec![pdu(1, "hallo")]);
+    let mut deep = String::new();
+    for _ in 0..500 {
+        deep.push_str("{\"a\":");
+    }
+    deep.push('1');
+    for _ in 0..500 {
+        deep.push('}');
+    }
+    let deep = format!(r#"{{"origin":"remote.test","origin_server_ts":1,"pdus":[{{"type":"x","content":{deep}}}],"edus":[]}}"#);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("truncated", good[..good.len() - 7].to_vec(), 400, "M_NOT_JSON"),
+        ("duplicate keys", br#"{"origin":"remote.test","origin":"evil.test","origin_server_ts":1,"pdus":[],"edus":[]}"#.to_vec(), 400, "M_BAD_JSON"),
+        ("duplicate keys in a PDU", br#"{"origin":"remote.test","origin_server_ts":1,"pdus":[{"type":"m.room.message","type":"m.room.member"}],"edus":[]}"#.to_vec(), 400, "M_BAD_JSON"),
+        ("70 KB PDU", txn(vec![pdu(1, &"x".repeat(70_000))]), 413, "M_TOO_LARGE"),
+        ("51 PDUs", txn((0..51).map(|i| pdu(i, "hallo")).collect()), 413, "M_TOO_LARGE"),
+        ("nesting depth 500", deep.into_bytes(), 400, "M_BAD_JSON"),
+        ("not an object", b"[1,2,3]".to_vec(), 400, "M_BAD_JSON"),
+    ];
+    for (i, (name, body, status, errcode)) in cases.into_iter().enumerate() {
+        let uri = format!("/_matrix/federation/v1/send/bad{i}");
+        let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, None);
+        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body).await;
+        assert_eq!((got.status, got.errcode().as_str()), (status, errcode), "{name}: {:?}", String::from_utf8_lossy(&got.body));
+    }
+    assert!(up.seen().is_empty(), "upstream saw {} requests", up.seen().len());
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_broken_x_matrix_is_401() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
+    let body = txn(vec![]);
+    for hdr in [None, Some("X-Matrix garbage"), Some("Bearer abc")] {
+        let headers: Vec<(&str, String)> = hdr.map(|h| vec![("authorization", h.to_string())]).unwrap_or_default();
+        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", "/_matrix/federation/v1/send/t", &headers, body.clone()).await;
+        assert_eq!((got.status, got.errcode().as_str()), (401, "M_UNAUTHORIZED"), "{hdr:?}");
+    }
+    // The key server is unauthenticated by design and passes.
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/key/v2/server", &[], vec![]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(up.seen().len(), 1);
+    assert_eq!(up.seen()[0].path_and_query, "/_matrix/key/v2/server");
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn denied_server_and_denied_class_inbound() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "[policy]\ndeny_servers = [\"evil.test\"]\ndeny_inbound_classes = [\"directory\"]")).await;
+    let key = SigningKey::generate("t1");
+    let body = txn(vec![]);
+    let uri = "/_matrix/federation/v1/send/t1";
+    let hdr = auth(&key, "evil.test", HS1, "PUT", uri, Some(&body));
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body.clone()).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
+    let uri = "/_matrix/federation/v1/publicRooms";
+    let hdr = auth(&key, REMOTE, HS1, "GET", uri, None);
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
+    // A request for a server this guard does not protect.
+    let uri = "/_matrix/federation/v1/send/t2";
+    let hdr = auth(&key, REMOTE, "other.test", "PUT", uri, Some(&body));
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body.clone()).await;
+    assert_eq!(got.status, 403);
+    assert!(up.seen().is_empty());
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "server_denied")]) >= 1.0);
+    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "class_denied")]) >= 1.0);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_upstream_response_becomes_502() {
+    let p = pki();
+    let answer: Answer = std::sync::Arc::new(|s: &Seen| {
+        if s.path_and_query.contains("/state_ids/") {
+            (200, "application/json", br#"{"pdu_ids":["$a"],"pdu_ids":["$b"]}"#.to_vec())
+        } else if s.path_and_query.contains("/event/") {
+            (200, "text/html", b"<html>oops</html>".to_vec())
+        } else {
+            (200, "application/json", br#"{"server":{"name":"Synapse","version":"1"}}"#.to_vec())
+        }
+    });
+    let up = recorder(None, answer).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
+    let key = SigningKey::generate("t1");
+    for uri in ["/_matrix/federation/v1/state_ids/!r:hs1.test?event_id=%24e", "/_matrix/federation/v1/event/%24e"] {
+        let hdr = auth(&key, REMOTE, HS1, "GET", uri, None);
+        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
+        assert_eq!(got.status, 502, "{uri}");
+        assert_eq!(got.errcode(), "M_UNKNOWN");
+        assert!(!String::from_utf8_lossy(&got.body).contains("oops"));
+    }
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/federation/v1/version", &[], vec![]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["server"]["name"], "Synapse");
+    g.stop().await;
+}
+
+fn outbound_toml(p: &Pki, remote: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[[protected]]
+server_name = "{HS1}"
+cert = "{cert}"
+key = "{key}"
+upstream = "http://127.0.0.1:9"
+[outbound]
+proxy_listen = "127.0.0.1:0"
+connect_listen = "127.0.0.1:0"
+allowed_clients = ["127.0.0.0/8"]
+proxy_secret = "s3cret"
+interception_ca_dir = "{ica}"
+roots = ["{ca}"]
+[[route]]
+server_name = "{REMOTE}"
+address = "{remote}"
+tls_name = "127.0.0.1"
+[discovery]
+enabled = false
+{extra}
+"#,
+        cert = p.cert.display(),
+        key = p.key.display(),
+        ica = p.dir.path().join("ica").display(),
+        ca = p.ca_path.display(),
+    )
+}
+
+fn init_ica(p: &Pki) -> std::path::PathBuf {
+    let dir = p.dir.path().join("ica");
+    if !dir.join("ca.crt").exists() {
+        grenzwacht::proxy::ca::InterceptionCa::init(&dir).unwrap();
+    }
+    dir.join("ca.crt")
+}
+
+#[tokio::test]
+async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
+    let p = pki();
+    init_ica(&p);
+    let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+    let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
+    let key = SigningKey::generate("hs1");
+    let body = txn(vec![pdu(1, "ausgehend")]);
+    let path = "/_matrix/federation/v1/send/out1";
+    let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&body));
+    let target = format!("matrix-federation://{REMOTE}{path}");
+    let ok_headers = vec![("authorization", hdr.clone()), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &ok_headers, body.clone()).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let seen = remote.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path_and_query, path);
+    assert_eq!(&seen[0].body[..], &body[..]);
+    assert!(seen[0].headers.get("proxy-authorization").is_none(), "proxy credentials must not leave the guard");
+    assert_eq!(seen[0].headers.get("authorization").unwrap().to_str().unwrap(), hdr);
+
+    // Wrong or missing secret.
+    for h in [None, Some("Bearer nope")] {
+        let mut hs = vec![("authorization", hdr.clone())];
+        if let Some(h) = h {
+            hs.push(("proxy-authorization", h.to_string()));
+        }
+        let got = plain_request(g.proxy.unwrap(), "PUT", &target, &hs, body.clone()).await;
+        assert_eq!(got.status, 401);
+    }
+    // Denied destination.
+    let hdr_evil = auth(&key, HS1, "evil.test", "PUT", path, Some(&body));
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "PUT",
+        &format!("matrix-federation://evil.test{path}"),
+        &[("authorization", hdr_evil), ("proxy-authorization", "Bearer s3cret".into())],
+        body.clone(),
+    )
+    .await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
+    // No route (discovery disabled, name not in the table).
+    let hdr_x = auth(&key, HS1, "unknown.test", "PUT", path, Some(&body));
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "PUT",
+        &format!("matrix-federation://unknown.test{path}"),
+        &[("authorization", hdr_x), ("proxy-authorization", "Bearer s3cret".into())],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(got.status, 502);
+    // A forged origin: the protected homeserver may only speak for itself.
+    let hdr_forged = auth(&key, "someone.else", REMOTE, "PUT", path, Some(&body));
+    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &[("authorization", hdr_forged), ("proxy-authorization", "Bearer s3cret".into())], body.clone()).await;
+    assert_eq!(got.status, 403);
+    assert_eq!(remote.seen().len(), 1);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn connect_tunnel_is_intercepted_and_forwarded() {
+    let p = pki();
+    let ica = init_ica(&p);
+    let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+    let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
+    let key = SigningKey::generate("hs1");
+
+    // Refused CONNECT targets get 403 before any tunnel exists.
+    let got = plain_request(g.connect.unwrap(), "CONNECT", "evil.test:8448", &[("host", "evil.test:8448".into()), ("proxy-authorization", "Bearer s3cret".into())], vec![]).await;
+    assert_eq!(got.status, 403);
+    // Missing proxy credentials: 407.
+    let got = plain_request(g.connect.unwrap(), "CONNECT", "remote.test:8448", &[("host", "remote.test:8448".into())], vec![]).await;
+    assert_eq!(got.status, 407);
+
+    // A real tunnel: CONNECT, then TLS against the interception CA, then a federation request.
+    let tcp = tokio::net::TcpStream::connect(g.connect.unwrap()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn.with_upgrades());
+    let req = http::Request::builder()
+        .method("CONNECT")
+        .uri("remote.test:8448")
+        .header("host", "remote.test:8448")
+        .header("proxy-authorization", "Basic dXNlcjpzM2NyZXQ=") // user:s3cret
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let upgraded = hyper::upgrade::on(resp).await.unwrap();
+    drop(conn);
+    let cfg = grenzwacht::proxy::tls::client_config(&[ica]).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(rustls::pki_types::ServerName::try_from("remote.test").unwrap(), hyper_util::rt::TokioIo::new(upgraded))
+        .await
+        .expect("leaf minted for the CONNECT target, signed by the interception CA");
+    let path = "/_matrix/federation/v1/query/profile?user_id=%40bob%3Aremote.test";
+    let hdr = auth(&key, HS1, REMOTE, "GET", path, None);
+    let got = send_over(hyper_util::rt::TokioIo::new(tls), "GET", path, &[("authorization", hdr), ("host", REMOTE.into())], vec![]).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(remote.seen().len(), 1);
+    assert_eq!(remote.seen()[0].path_and_query, path);
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_requests_total", &[("direction", "outbound"), ("endpoint", "query_profile"), ("status", "200")]) >= 1.0, "{m}");
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn disallowed_client_address_is_dropped() {
+    let p = pki();
+    init_ica(&p);
+    let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+    let toml = outbound_toml(&p, remote.addr, "").replace("allowed_clients = [\"127.0.0.0/8\"]", "allowed_clients = [\"127.0.0.2/32\"]");
+    let g = start_guard(&p, &toml).await;
+    let tcp = tokio::net::TcpStream::connect(g.proxy.unwrap()).await.unwrap();
+    let r = hyper::client::conn::http1::handshake::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp)).await;
+    let (mut sender, conn) = r.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("GET")
+        .uri("matrix-federation://remote.test/_matrix/federation/v1/version")
+        .header("proxy-authorization", "Bearer s3cret")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert!(sender.send_request(req).await.is_err(), "connection from 127.0.0.1 must be closed");
+    assert!(remote.seen().is_empty());
+    g.stop().await;
+}
+
+/// Synapse (Twisted) sends `CONNECT host:port HTTP/1.0` with no Host header and no credentials
+/// unless the proxy URL has user:pass; IP-literal targets get no SNI.
+#[tokio::test]
+async fn synapse_style_http10_connect_without_sni() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = pki();
+    let ica = init_ica(&p);
+    let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+    // No secret: address allow-list only (how the lab runs CONNECT).
+    let toml = outbound_toml(&p, remote.addr, "").replace("proxy_listen = \"127.0.0.1:0\"\n", "").replace("proxy_secret = \"s3cret\"\n", "");
+    let toml = toml.replace(&format!("server_name = \"{REMOTE}\""), &format!("server_name = \"127.0.0.1:{}\"", remote.addr.port()));
+    let g = start_guard(&p, &toml).await;
+    let dest = format!("127.0.0.1:{}", remote.addr.port());
+    let mut tcp = tokio::net::TcpStream::connect(g.connect.unwrap()).await.unwrap();
+    tcp.write_all(format!("CONNECT {dest} HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "connection closed during CONNECT response");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    let cfg = grenzwacht::proxy::tls::client_config(&[ica]).unwrap();
+    // An IP literal as server name: rustls sends no SNI for it, like Twisted.
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("leaf with IP SAN for the CONNECT target");
+    let key = SigningKey::generate("hs1");
+    let path = "/_matrix/federation/v1/version";
+    let hdr = auth(&key, HS1, &dest, "GET", path, None);
+    let got = send_over(hyper_util::rt::TokioIo::new(tls), "GET", path, &[("authorization", hdr), ("host", dest.clone())], vec![]).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(remote.seen().len(), 1);
+    g.stop().await;
+}
