@@ -45,7 +45,6 @@
 //! `up` returns when the guard's `/health` is 200, both homeservers answer
 //! `/_matrix/client/versions` and every listener accepts connections; if a process exits
 //! first, `up` stops the others and fails with the tail of its log.
-mod ca_shim; // TEMPORARY: remove once `crate::proxy::ca` lands (see `use … as ca` below).
 pub mod client;
 mod demo;
 pub mod guard;
@@ -53,8 +52,7 @@ pub mod metrics;
 pub mod process;
 pub mod synapse;
 
-// TEMPORARY: switch to `use crate::proxy::ca;` when `proxy::ca` lands on main.
-use ca_shim as ca;
+use crate::proxy::ca;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
