@@ -104,6 +104,12 @@ impl std::fmt::Display for OutboundMode {
 /// `grenzwacht lab …` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum LabCommand {
+    /// Install the pinned Synapse into the lab venv (`lab up` does this on first use).
+    Setup {
+        /// Python used to create the venv (default `$GRENZWACHT_PYTHON` or `python3`).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// Start two Synapse homeservers with the guard between them; returns when all answer.
     Up {
         /// Lab directory (created; must be empty or a previous lab).
@@ -840,6 +846,19 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cmd {
+            LabCommand::Setup { python } => {
+                let venv = synapse::default_venv();
+                let v = venv.clone();
+                let installed = tokio::task::spawn_blocking(move || {
+                    synapse::ensure_venv(&v, python.as_deref(), true)
+                })
+                .await??;
+                println!(
+                    "Synapse {SYNAPSE_VERSION} {} in {}",
+                    if installed { "installed" } else { "already present" },
+                    venv.display()
+                );
+            }
             LabCommand::Up {
                 dir,
                 outbound,
