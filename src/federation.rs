@@ -1,4 +1,26 @@
 //! Federation protocol knowledge: endpoint catalog, strict JSON, transactions, X-Matrix.
+//!
+//! The modules form the parse path of every federation request and response:
+//!
+//! 1. [`catalog::lookup`] maps method + raw path to a catalog [`catalog::Endpoint`] (or
+//!    nothing: refuse);
+//! 2. [`json::validate_with`] checks the body (size, depth, duplicate keys, top-level shape as
+//!    declared by the entry's [`catalog::BodyKind`]);
+//! 3. [`txn::Transaction`] (for `/send`) and [`pdu::pdus_in`] (for every other event-carrying
+//!    body) give typed views ([`pdu::PduView`], [`pdu::EduView`], [`pdu::EventView`]) over the
+//!    raw bytes, which are forwarded unchanged unless policy modifies them;
+//! 4. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
 pub mod catalog;
+pub mod json;
+pub mod pdu;
+pub mod txn;
+pub mod xmatrix;
 
-pub use catalog::EndpointClass;
+pub use catalog::{
+    BodyKind, Carries, Direction, Endpoint, EndpointClass, EndpointMatch, EventKind, EventSite,
+    Handler, Source,
+};
+pub use json::{JsonError, JsonLimits, TopLevel};
+pub use pdu::{pdus_in, EduView, EventError, EventView, FoundEvent, LocateError, PduView};
+pub use txn::{Transaction, TxnError, TxnLimits};
+pub use xmatrix::{XMatrix, XMatrixError};

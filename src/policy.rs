@@ -26,24 +26,8 @@ pub use verdict::{Decision, EduVerdict, PduVerdict, Refusal, RefusalReason};
 use crate::federation::catalog::Endpoint;
 use crate::federation::txn::{EduView, PduView};
 
-/// Which way traffic flows, seen from the protected side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// remote → protected homeserver
-    Inbound,
-    /// protected homeserver → remote
-    Outbound,
-}
-
-impl Direction {
-    /// Bounded label value for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
+/// Which way traffic flows, seen from the protected side (also a metrics label).
+pub use crate::telemetry::Direction;
 
 /// What the policy knows about one federation exchange (one request and its response).
 #[derive(Debug, Clone)]

@@ -83,7 +83,7 @@ pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::
         let resp = match result {
             Ok(r) => r,
             Err(r) => {
-                metrics::counter!(tm::REFUSALS_TOTAL, "direction" => direction.as_str(), "reason" => r.reason.as_str()).increment(1);
+                tm::record_refusal(direction, r.reason);
                 if r.status.is_server_error() {
                     warn!(status = r.status.as_u16(), errcode = r.errcode, reason = r.reason.as_str(), "refused: {}", r.message);
                 } else {
@@ -96,13 +96,10 @@ pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::
     }
     .instrument(span)
     .await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(tm::REQUESTS_TOTAL, "direction" => direction.as_str(), "endpoint" => endpoint_id, "status" => status).increment(1);
-    metrics::histogram!(tm::REQUEST_DURATION_SECONDS, "direction" => direction.as_str(), "endpoint" => endpoint_id)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(tm::BYTES_TOTAL, "direction" => direction.as_str(), "kind" => "request").increment(req_bytes as u64);
+    tm::record_request(direction, endpoint_id, resp.status().as_u16(), started.elapsed());
+    tm::record_bytes(direction, tm::BodyKind::Request, req_bytes as u64);
     let resp_len = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
-    metrics::counter!(tm::BYTES_TOTAL, "direction" => direction.as_str(), "kind" => "response").increment(resp_len);
+    tm::record_bytes(direction, tm::BodyKind::Response, resp_len);
     resp
 }
 
@@ -215,11 +212,11 @@ async fn run(
     let up = match up {
         Ok(r) => r,
         Err(e) => {
-            metrics::counter!(tm::UPSTREAM_REQUESTS_TOTAL, "direction" => direction.as_str(), "status" => "error").increment(1);
+            tm::record_upstream(direction, None);
             return Err(upstream_refusal(&e));
         }
     };
-    metrics::counter!(tm::UPSTREAM_REQUESTS_TOTAL, "direction" => direction.as_str(), "status" => up.status.as_u16().to_string()).increment(1);
+    tm::record_upstream(direction, Some(up.status.as_u16()));
 
     // --- inspect response + release
     let mut resp_headers = up.headers;

@@ -32,7 +32,7 @@ pub async fn run(guard: Arc<Guard>, listener: TcpListener, mut shutdown: Shutdow
             },
             _ = shutdown.wait() => return,
         };
-        metrics::counter!(tm::CONNECTIONS_TOTAL, "listener" => "inbound").increment(1);
+        tm::record_connection(tm::Listener::Inbound);
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_conn(guard.clone(), acceptor.clone(), tcp, addr, shutdown.clone()));
     }

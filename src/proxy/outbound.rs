@@ -36,8 +36,8 @@ use crate::telemetry as tm;
 pub const MATRIX_FEDERATION_SCHEME: &str = "matrix-federation";
 
 fn count_refusal(r: &Refusal, endpoint: &'static str) {
-    metrics::counter!(tm::REFUSALS_TOTAL, "direction" => "outbound", "reason" => r.reason.as_str()).increment(1);
-    metrics::counter!(tm::REQUESTS_TOTAL, "direction" => "outbound", "endpoint" => endpoint, "status" => r.status.as_u16().to_string()).increment(1);
+    tm::record_refusal(tm::Direction::Outbound, r.reason);
+    tm::record_request(tm::Direction::Outbound, endpoint, r.status.as_u16(), std::time::Duration::ZERO);
     info!(status = r.status.as_u16(), reason = r.reason.as_str(), "outbound refused: {}", r.message);
 }
 
@@ -67,21 +67,22 @@ fn authorized(guard: &Guard, headers: &http::HeaderMap) -> bool {
     presented.ct_eq(secret.as_bytes()).into()
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, name: &'static str, guard: Arc<Guard>, mut shutdown: Shutdown, conn: F)
+async fn accept_loop<F, Fut>(tcp_listener: TcpListener, listener: tm::Listener, guard: Arc<Guard>, mut shutdown: Shutdown, conn: F)
 where
     F: Fn(Arc<Guard>, TcpStream, SocketAddr, Shutdown) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "{name} listener");
+    let name = listener.as_str();
+    info!(addr = %tcp_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "{name} listener");
     loop {
         let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
+            r = tcp_listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => { warn!("{name} accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
             },
             _ = shutdown.wait() => return,
         };
-        metrics::counter!(tm::CONNECTIONS_TOTAL, "listener" => name).increment(1);
+        tm::record_connection(listener);
         if !guard.client_allowed(&addr) {
             // Not an allowed client: close without a word (no proxy for strangers).
             let r = Refusal::forbidden(RefusalReason::ClientDenied, format!("client {addr} is not allowed"));
@@ -98,7 +99,7 @@ where
 // Synapse outbound federation proxy protocol
 
 pub async fn run_proxy(guard: Arc<Guard>, listener: TcpListener, shutdown: Shutdown) {
-    accept_loop(listener, "proxy", guard, shutdown, serve_proxy_conn).await
+    accept_loop(listener, tm::Listener::Proxy, guard, shutdown, serve_proxy_conn).await
 }
 
 async fn serve_proxy_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr, mut shutdown: Shutdown) {
@@ -139,7 +140,7 @@ async fn proxy_request(guard: &Guard, addr: SocketAddr, req: http::Request<hyper
 // HTTP CONNECT with TLS interception
 
 pub async fn run_connect(guard: Arc<Guard>, listener: TcpListener, shutdown: Shutdown) {
-    accept_loop(listener, "connect", guard, shutdown, serve_connect_conn).await
+    accept_loop(listener, tm::Listener::Connect, guard, shutdown, serve_connect_conn).await
 }
 
 async fn serve_connect_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr, mut shutdown: Shutdown) {
@@ -207,7 +208,7 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
             }
             Err(_) => return,
         };
-        metrics::gauge!(tm::TUNNELS_ACTIVE).increment(1.0);
+        let _tunnel = tm::tunnel_opened();
         let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let guard = guard.clone();
             let destination = authority.clone();
@@ -229,7 +230,6 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
             r = conn.as_mut() => { if let Err(e) = r { debug!(%addr, "tunnel ended: {e}"); } }
             _ = shutdown.wait() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
         }
-        metrics::gauge!(tm::TUNNELS_ACTIVE).decrement(1.0);
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
