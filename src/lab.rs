@@ -1,1 +1,6 @@
-//! lab (stub)
+//! lab (placeholder until the lab branch lands)
+#[derive(clap::Subcommand, Debug)]
+pub enum LabCommand {}
+pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
+    match cmd {}
+}
