@@ -41,6 +41,17 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// Bench failures (setup or load generation).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("bench setup: {0}")]
+    Setup(String),
+    #[error("load generation: {0}")]
+    Load(String),
+    #[error("bench I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// What one measured run produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunStats {

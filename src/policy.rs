@@ -24,7 +24,7 @@ pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, PduVerdict, Refusal, RefusalReason};
 
 use crate::federation::catalog::Endpoint;
-use crate::federation::txn::{EduView, PduView};
+use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Which way traffic flows, seen from the protected side (also a metrics label).
 pub use crate::telemetry::Direction;
@@ -52,6 +52,8 @@ pub trait Policy: Send + Sync {
     fn request(&self, ctx: &ExchangeCtx) -> Decision;
     /// Per PDU inside a request or response.
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict;
+    /// Per non-PDU event (stripped state, `make_*` templates, partial events) in a body.
+    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict;
     /// Per EDU inside a transaction.
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict;
     /// Response-level decision (after the response body was parsed).

@@ -51,9 +51,9 @@ async fn unmodified_send_reaches_upstream_byte_for_byte() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
-    let key = SigningKey::generate("t1");
+    let key = SigningKey::generate("t1").unwrap();
     // Odd but valid bytes: key order, spacing and escapes must survive untouched.
-    let body = br#"{"origin":"remote.test", "origin_server_ts":1,"pdus":[{"type":"m.room.message","room_id":"!r:remote.test","sender":"@a:remote.test","content":{"body":"Gr\u00fc\u00dfe  \ud83d\ude00"}}],"edus":[]}"#.to_vec();
+    let body = br#"{"origin":"remote.test", "origin_server_ts":1,"pdus":[{"type":"m.room.message","room_id":"!r:remote.test","sender":"@a:remote.test","origin_server_ts":5,"content":{"body":"Gr\u00fc\u00dfe  \ud83d\ude00"}}],"edus":[]}"#.to_vec();
     let uri = "/_matrix/federation/v1/send/txn%2F1?ver=1&a=%24b";
     let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
     let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr.clone()), ("content-type", "application/json".into())], body.clone()).await;
@@ -102,7 +102,7 @@ async fn malformed_transactions_get_4xx_and_upstream_sees_nothing() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
-    let key = SigningKey::generate("t1");
+    let key = SigningKey::generate("t1").unwrap();
     let good = txn(vec![pdu(1, "hallo")]);
     let mut deep = String::new();
     for _ in 0..500 {
@@ -156,7 +156,7 @@ async fn denied_server_and_denied_class_inbound() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "[policy]\ndeny_servers = [\"evil.test\"]\ndeny_inbound_classes = [\"directory\"]")).await;
-    let key = SigningKey::generate("t1");
+    let key = SigningKey::generate("t1").unwrap();
     let body = txn(vec![]);
     let uri = "/_matrix/federation/v1/send/t1";
     let hdr = auth(&key, "evil.test", HS1, "PUT", uri, Some(&body));
@@ -192,7 +192,7 @@ async fn malformed_upstream_response_becomes_502() {
     });
     let up = recorder(None, answer).await;
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
-    let key = SigningKey::generate("t1");
+    let key = SigningKey::generate("t1").unwrap();
     for uri in ["/_matrix/federation/v1/state_ids/!r:hs1.test?event_id=%24e", "/_matrix/federation/v1/event/%24e"] {
         let hdr = auth(&key, REMOTE, HS1, "GET", uri, None);
         let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
@@ -252,7 +252,7 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
     init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
     let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
-    let key = SigningKey::generate("hs1");
+    let key = SigningKey::generate("hs1").unwrap();
     let body = txn(vec![pdu(1, "ausgehend")]);
     let path = "/_matrix/federation/v1/send/out1";
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&body));
@@ -312,7 +312,7 @@ async fn connect_tunnel_is_intercepted_and_forwarded() {
     let ica = init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
     let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
-    let key = SigningKey::generate("hs1");
+    let key = SigningKey::generate("hs1").unwrap();
 
     // Refused CONNECT targets get 403 before any tunnel exists.
     let got = plain_request(g.connect.unwrap(), "CONNECT", "evil.test:8448", &[("host", "evil.test:8448".into()), ("proxy-authorization", "Bearer s3cret".into())], vec![]).await;
@@ -403,7 +403,7 @@ async fn synapse_style_http10_connect_without_sni() {
         .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .expect("leaf with IP SAN for the CONNECT target");
-    let key = SigningKey::generate("hs1");
+    let key = SigningKey::generate("hs1").unwrap();
     let path = "/_matrix/federation/v1/version";
     let hdr = auth(&key, HS1, &dest, "GET", path, None);
     let got = send_over(hyper_util::rt::TokioIo::new(tls), "GET", path, &[("authorization", hdr), ("host", dest.clone())], vec![]).await;

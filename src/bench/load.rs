@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{BenchArgs, RunStats};
+use super::{BenchArgs, BenchError, RunStats};
 use crate::federation::xmatrix;
 use crate::keys::SigningKey;
 use crate::proxy::tls;
@@ -69,8 +69,8 @@ pub fn pdu(origin: &str, n: usize, event_size: usize) -> serde_json::Value {
 
 impl Plan {
     /// Builds and signs `args.requests` transactions from `origin` to `destination`.
-    pub fn new(args: &BenchArgs, origin: &str, destination: &str) -> Result<Plan, Box<dyn std::error::Error + Send + Sync>> {
-        let key = SigningKey::generate("bench");
+    pub fn new(args: &BenchArgs, origin: &str, destination: &str) -> Result<Plan, BenchError> {
+        let key = SigningKey::generate("bench").map_err(|e| BenchError::Setup(e.to_string()))?;
         let mut txns = Vec::with_capacity(args.requests);
         for i in 0..args.requests {
             let pdus: Vec<_> = (0..args.pdus).map(|j| pdu(origin, i * args.pdus + j, args.event_size)).collect();
@@ -79,19 +79,19 @@ impl Plan {
                 "origin_server_ts": 1_764_300_000_000u64 + i as u64,
                 "pdus": pdus,
                 "edus": []
-            }))?;
+            })).map_err(|e| BenchError::Setup(e.to_string()))?;
             let path = format!("/_matrix/federation/v1/send/bench{i}");
-            let raw: &RawValue = serde_json::from_slice(&body)?;
-            let header = xmatrix::sign_request(&key, origin, destination, "PUT", &path, Some(raw))?;
-            txns.push(Txn { path, body: Bytes::from(body), auth: HeaderValue::from_str(&header)? });
+            let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| BenchError::Setup(e.to_string()))?;
+            let header = xmatrix::sign_request(&key, origin, destination, "PUT", &path, Some(raw)).map_err(|e| BenchError::Setup(e.to_string()))?;
+            txns.push(Txn { path, body: Bytes::from(body), auth: HeaderValue::from_str(&header).map_err(|e| BenchError::Setup(e.to_string()))? });
         }
         Ok(Plan { txns })
     }
 }
 
 /// Sends every transaction of the plan to `addr` (TLS, certificate for 127.0.0.1).
-pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: usize, rate: u64) -> Result<RunStats, Box<dyn std::error::Error + Send + Sync>> {
-    let cfg = tls::client_config(roots)?;
+pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: usize, rate: u64) -> Result<RunStats, BenchError> {
+    let cfg = tls::client_config(roots).map_err(|e| BenchError::Setup(e.to_string()))?;
     let connector = TlsConnector::from(cfg);
     let next = Arc::new(AtomicUsize::new(0));
     let txns = Arc::new(plan.txns.clone());
@@ -106,8 +106,8 @@ pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: 
             let mut errors = 0usize;
             let tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
-            let tls = connector.connect(ServerName::try_from("127.0.0.1")?, tcp).await?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            let tls = connector.connect(ServerName::from(std::net::IpAddr::from([127, 0, 0, 1])), tcp).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| BenchError::Load(e.to_string()))?;
             tokio::spawn(conn);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -120,9 +120,10 @@ pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: 
                     .header(http::header::HOST, "sink.bench")
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .header(http::header::AUTHORIZATION, t.auth.clone())
-                    .body(Full::new(t.body.clone()))?;
+                    .body(Full::new(t.body.clone()))
+                    .map_err(|e| BenchError::Load(e.to_string()))?;
                 let t0 = Instant::now();
-                sender.ready().await?;
+                sender.ready().await.map_err(|e| BenchError::Load(e.to_string()))?;
                 match sender.send_request(req).await {
                     Ok(resp) => {
                         let ok = resp.status().is_success();
@@ -135,13 +136,13 @@ pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: 
                     Err(_) => errors += 1,
                 }
             }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((lat, errors))
+            Ok::<_, BenchError>((lat, errors))
         }));
     }
     let mut lat = Vec::new();
     let mut errors = 0;
     for w in workers {
-        let (l, e) = w.await??;
+        let (l, e) = w.await.map_err(|e| BenchError::Load(e.to_string()))??;
         lat.extend(l);
         errors += e;
     }

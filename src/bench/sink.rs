@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::BenchError;
 use crate::proxy::tls;
 
 pub struct Sink {
@@ -42,9 +43,9 @@ async fn answer(req: http::Request<hyper::body::Incoming>, received: Arc<AtomicU
 }
 
 impl Sink {
-    pub async fn start(cert: &Path, key: &Path) -> Result<Sink, Box<dyn std::error::Error + Send + Sync>> {
-        let ck = tls::load_certified_key(cert, key)?;
-        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("sink".to_string(), ck)])?)));
+    pub async fn start(cert: &Path, key: &Path) -> Result<Sink, BenchError> {
+        let ck = tls::load_certified_key(cert, key).map_err(|e| BenchError::Setup(e.to_string()))?;
+        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("sink".to_string(), ck)]).map_err(|e| BenchError::Setup(e.to_string()))?)));
         let tls_l = TcpListener::bind("127.0.0.1:0").await?;
         let plain_l = TcpListener::bind("127.0.0.1:0").await?;
         let (stop, rx) = watch::channel(false);

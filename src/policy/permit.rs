@@ -3,7 +3,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
-use crate::federation::txn::{EduView, PduView};
+use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Proof that the policy released `T`. Only [`decide`] and [`decide_response`] construct it.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub struct Release {
 #[derive(Debug, Default)]
 pub struct Units<'a> {
     pub pdus: Vec<PduView<'a>>,
+    /// Events that are not full PDUs (stripped state, templates, partial events).
+    pub events: Vec<EventView<'a>>,
     pub edus: Vec<EduView<'a>>,
 }
 
@@ -79,6 +81,14 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
                     RefusalReason::Policy,
                     format!("event {i} needs modification by rule {rule}, which this build cannot apply"),
                 ));
+            }
+        }
+    }
+    for (i, ev) in units.events.iter().enumerate() {
+        match policy.event(ctx, ev) {
+            PduVerdict::Allow => {}
+            PduVerdict::Reject { rule } | PduVerdict::Redact { rule } | PduVerdict::Hold { rule } => {
+                return Err(Refusal::forbidden(RefusalReason::Policy, format!("event {i} refused by rule {rule}")));
             }
         }
     }

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 
 use super::{Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
 use crate::config::PolicyConfig;
-use crate::federation::txn::{EduView, PduView};
+use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::EndpointClass;
 
 /// Allows everything except what the configuration refuses.
@@ -31,12 +31,17 @@ impl StaticPolicy {
     }
 
     /// Whether a remote server may federate at all (used before a CONNECT tunnel is opened too).
+    ///
+    /// A list entry matches the server name exactly or, if the entry has no port, any port of
+    /// that host: denying `evil.example` also denies `evil.example:8448` (a CONNECT target).
     pub fn server_allowed(&self, server_name: &str) -> Result<(), Refusal> {
         let name = server_name.to_ascii_lowercase();
-        if self.deny_servers.contains(&name) {
+        let host = crate::proxy::tls::host_part(&name).to_string();
+        let listed = |set: &HashSet<String>| set.contains(&name) || set.contains(&host);
+        if listed(&self.deny_servers) {
             return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
         }
-        if !self.allow_servers.is_empty() && !self.allow_servers.contains(&name) {
+        if !self.allow_servers.is_empty() && !listed(&self.allow_servers) {
             return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
         }
         Ok(())
@@ -63,6 +68,9 @@ impl Policy for StaticPolicy {
         Decision::Allow
     }
     fn pdu(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> PduVerdict {
+        PduVerdict::Allow
+    }
+    fn event(&self, _ctx: &ExchangeCtx, _event: &EventView<'_>) -> PduVerdict {
         PduVerdict::Allow
     }
     fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {

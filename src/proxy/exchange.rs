@@ -24,9 +24,10 @@ use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
 use super::upstream::{strip_hop_by_hop, UpstreamError};
-use crate::federation::catalog::{self, BodyKind, Endpoint, Handler};
-use crate::federation::json::{self, JsonLimits};
-use crate::federation::txn::{self, Transaction};
+use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
+use crate::federation::json::{self, JsonLimits, TopLevel};
+use crate::federation::pdu;
+use crate::federation::txn::Transaction;
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::permit::Units;
 use crate::policy::{decide, decide_response, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release};
@@ -78,7 +79,10 @@ pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::
         let mut req_bytes = 0usize;
         let result = match matched {
             None => Err(unknown_endpoint(guard, &method, &path)),
-            Some(m) => run(guard, &entry, m.endpoint, m.params.iter().map(|s| s.to_string()).collect(), req, path_and_query, &mut req_bytes).await,
+            Some(m) => {
+                let params: Vec<String> = m.params().iter().map(|(_, v)| v.to_string()).collect();
+                run(guard, &entry, m.endpoint, params, req, path_and_query, &mut req_bytes).await
+            }
         };
         let resp = match result {
             Ok(r) => r,
@@ -128,6 +132,10 @@ async fn run(
     // --- identify
     // Only X-Matrix endpoints carry an X-Matrix header; others (openid, 3pid, keys) are
     // unauthenticated at this layer.
+    // Synapse merges the signatures of several Authorization headers: refuse more than one.
+    if parts.headers.get_all(http::header::AUTHORIZATION).iter().count() > 1 {
+        return Err(refuse(RefusalReason::Auth, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "more than one Authorization header"));
+    }
     let auth = if endpoint.x_matrix { parts.headers.get(http::header::AUTHORIZATION) } else { None };
     let xm = match auth {
         Some(v) => Some(
@@ -144,22 +152,22 @@ async fn run(
     let host_header = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (peer, protected, destination) = match entry {
         Entry::Inbound { sni } => {
-            let dest_hint = xm.as_ref().and_then(|x| x.destination.clone());
+            let dest_hint = xm.as_ref().and_then(|x| x.destination.as_ref().map(|d| d.to_string()));
             let protected = guard
                 .protected_for(dest_hint.as_deref(), sni.as_deref(), host_header.as_deref())
                 .ok_or_else(|| Refusal::forbidden(RefusalReason::ServerDenied, "destination is not a server protected by this guard"))?;
-            let peer = xm.as_ref().map(|x| x.origin.clone());
+            let peer = xm.as_ref().map(|x| x.origin.to_string());
             (peer, protected.server_name.clone(), protected.server_name.clone())
         }
         Entry::Outbound { destination } => {
             // The Matrix destination: the X-Matrix destination if signed, else the proxy's target.
-            let dest = xm.as_ref().and_then(|x| x.destination.clone()).unwrap_or_else(|| destination.clone());
+            let dest = xm.as_ref().and_then(|x| x.destination.as_ref().map(|d| d.to_string())).unwrap_or_else(|| destination.clone());
             if let Some(x) = &xm {
-                if !guard.is_protected(&x.origin) {
+                if !guard.is_protected(x.origin.as_str()) {
                     return Err(Refusal::forbidden(RefusalReason::ClientDenied, "origin is not a server protected by this guard"));
                 }
             }
-            let protected = xm.as_ref().map(|x| x.origin.clone()).unwrap_or_default();
+            let protected = xm.as_ref().map(|x| x.origin.to_string()).unwrap_or_default();
             (Some(dest.clone()), protected, dest)
         }
     };
@@ -234,53 +242,63 @@ async fn run(
     Ok(resp)
 }
 
-fn bad_request(e: &dyn JsonErrorLike) -> Refusal {
-    let (status, reason) = match e.errcode() {
+/// A parse failure as the sender sees it: the parser's errcode, 413 for size, else 400.
+fn bad_request(errcode: &'static str, what: impl std::fmt::Display) -> Refusal {
+    let (status, reason) = match errcode {
         "M_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, RefusalReason::TooLarge),
         _ => (StatusCode::BAD_REQUEST, RefusalReason::BadJson),
     };
-    refuse(reason, status, e.errcode(), e.to_string())
+    refuse(reason, status, errcode, what.to_string())
 }
 
-/// Errors of the federation parsers that map to a Matrix errcode.
-trait JsonErrorLike: std::fmt::Display {
-    fn errcode(&self) -> &'static str;
-}
-impl JsonErrorLike for json::JsonError {
-    fn errcode(&self) -> &'static str {
-        json::JsonError::errcode(self)
+fn top_level(kind: BodyKind) -> TopLevel {
+    match kind {
+        BodyKind::JsonStatusPair => TopLevel::StatusPair,
+        _ => TopLevel::Object,
     }
 }
-impl JsonErrorLike for txn::TxnError {
-    fn errcode(&self) -> &'static str {
-        txn::TxnError::errcode(self)
+
+/// Typed views of every event the catalog says the body carries. `Err` carries the errcode
+/// and a payload-free message.
+fn locate<'b>(endpoint: &'static Endpoint, part: Part, body: &'b [u8], max_pdu_bytes: usize) -> Result<Units<'b>, (&'static str, String)> {
+    let mut units = Units::default();
+    if !endpoint.carries(part).has_events() {
+        return Ok(units);
     }
+    let found = pdu::pdus_in(endpoint, part, body).map_err(|e| (e.errcode(), e.to_string()))?;
+    for f in found {
+        match f.kind() {
+            EventKind::Pdu => {
+                let len = f.raw.get().len();
+                if len > max_pdu_bytes {
+                    return Err(("M_TOO_LARGE", format!("event {} is {len} bytes, limit {max_pdu_bytes}", f.ordinal)));
+                }
+                units.pdus.push(f.pdu().map_err(|e| (e.errcode(), format!("event {}: {e}", f.ordinal)))?);
+            }
+            _ => units.events.push(f.event().map_err(|e| (e.errcode(), format!("event {}: {e}", f.ordinal)))?),
+        }
+    }
+    Ok(units)
 }
 
 /// Strict parse of a request body according to the endpoint's catalog entry.
 fn inspect_request<'b>(guard: &Guard, endpoint: &'static Endpoint, body: &'b Bytes) -> Result<Units<'b>, Refusal> {
     let limits = guard.limits();
-    match endpoint.request_body {
-        BodyKind::None => {
-            if !body.is_empty() {
-                return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_BAD_JSON", "this endpoint takes no request body"));
-            }
-            Ok(Units::default())
+    if !endpoint.request_body.is_json() {
+        if !body.is_empty() {
+            return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_BAD_JSON", "this endpoint takes no request body"));
         }
-        _ => {
-            json::validate(body, &JsonLimits { max_bytes: limits.max_request_body, max_depth: limits.max_json_depth }).map_err(|e| bad_request(&e))?;
-            match endpoint.handler {
-                Handler::Transaction => {
-                    let t = Transaction::parse(body, &guard.txn_limits()).map_err(|e| bad_request(&e))?;
-                    Ok(Units { pdus: t.pdus, edus: t.edus })
-                }
-                _ => {
-                    let pdus = txn::pdus_in(endpoint, txn::Part::Request, body, limits.max_pdu_bytes).map_err(|e| bad_request(&e))?;
-                    Ok(Units { pdus, edus: Vec::new() })
-                }
-            }
-        }
+        return Ok(Units::default());
     }
+    let jl = JsonLimits::new(limits.max_request_body, limits.max_json_depth);
+    json::validate_with(body, jl, top_level(endpoint.request_body)).map_err(|e| bad_request(e.errcode(), &e))?;
+    if endpoint.handler == Handler::Transaction {
+        let t = Transaction::parse(body, &guard.txn_limits()).map_err(|e| bad_request(e.errcode(), &e))?;
+        let pdus = t.pdu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
+        let edus = t.edu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
+        return Ok(Units { pdus, events: Vec::new(), edus });
+    }
+    locate(endpoint, Part::Request, body, limits.max_pdu_bytes).map_err(|(code, msg)| bad_request(code, msg))
 }
 
 /// Strict parse of a response body. Any malformed JSON response becomes a 502.
@@ -291,22 +309,25 @@ fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: Stat
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
-    let expects_json = endpoint.response_body == BodyKind::Json || !status.is_success();
-    if !expects_json && !is_json_ct {
-        // Media (multipart) responses: size-limited by the upstream client; the class policy
+    let jl = JsonLimits::new(limits.max_response_body, limits.max_json_depth);
+    if !status.is_success() {
+        // Error answers must be Matrix errors (JSON objects); anything else is not passed on.
+        if body.is_empty() {
+            return Ok(Units::default());
+        }
+        json::validate_with(body, jl, TopLevel::Object).map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
+        return Ok(Units::default());
+    }
+    if !endpoint.response_body.is_json() {
+        // Media (multipart/binary): size-limited by the upstream client; the class policy
         // decides whether media may cross at all. Content inspection of media comes later.
         return Ok(Units::default());
     }
-    if body.is_empty() && !status.is_success() {
-        return Ok(Units::default());
+    if !is_json_ct {
+        return Err(bad_upstream("a non-JSON response where JSON is required".into()));
     }
-    let jl = JsonLimits { max_bytes: limits.max_response_body, max_depth: limits.max_json_depth };
-    json::validate(body, &jl).map_err(|e| bad_upstream(format!("a malformed response: {e}")))?;
-    if status.is_success() {
-        let pdus = txn::pdus_in(endpoint, txn::Part::Response, body, limits.max_pdu_bytes).map_err(|e| bad_upstream(format!("a malformed response: {e}")))?;
-        return Ok(Units { pdus, edus: Vec::new() });
-    }
-    Ok(Units::default())
+    json::validate_with(body, jl, top_level(endpoint.response_body)).map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
+    locate(endpoint, Part::Response, body, limits.max_pdu_bytes).map_err(|(_, msg)| bad_upstream(format!("a malformed response ({msg})")))
 }
 
 fn upstream_refusal(e: &UpstreamError) -> Refusal {

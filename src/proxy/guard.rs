@@ -61,19 +61,6 @@ pub struct Guard {
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Host part of a server name, lower-case, without port or IPv6 brackets.
-pub fn host_of(server_name: &str) -> String {
-    let s = server_name.trim();
-    let host = if let Some(rest) = s.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if s.matches(':').count() == 1 {
-        s.split(':').next().unwrap_or(s)
-    } else {
-        s
-    };
-    host.to_ascii_lowercase()
-}
-
 impl Guard {
     pub fn from_config(cfg: &Config) -> Result<Self, GuardError> {
         let l = &cfg.limits;
@@ -96,7 +83,7 @@ impl Guard {
                 let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?;
                 keys.push((p.server_name.clone(), ck));
             }
-            protected.push(Protected { server_name: p.server_name.clone(), host: host_of(&p.server_name), upstream });
+            protected.push(Protected { server_name: p.server_name.clone(), host: tls::host_part(&p.server_name).to_ascii_lowercase(), upstream });
         }
         let inbound_tls = if cfg.inbound.is_some() {
             Some(tls::server_config(Arc::new(tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls { server: "(all)".into(), source })?)))
@@ -240,7 +227,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     let mut tasks = Vec::new();
     if let Some(l) = listeners.admin {
         let state = crate::admin::AdminState { handle: crate::telemetry::metrics_handle(), ready: ready.clone() };
-        let mut s = sd.clone();
+        let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {
             let mut s2 = s.clone();

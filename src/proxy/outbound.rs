@@ -123,7 +123,7 @@ async fn proxy_request(guard: &Guard, addr: SocketAddr, req: http::Request<hyper
     }
     let uri = req.uri().clone();
     let (Some(MATRIX_FEDERATION_SCHEME), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        let r = Refusal::new(StatusCode::BAD_REQUEST, "M_UNRECOGNIZED", RefusalReason::UnknownEndpoint, "expected a matrix-federation:// request");
+        let r = Refusal::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", RefusalReason::UnknownEndpoint, "expected a matrix-federation:// request");
         count_refusal(&r, "unknown");
         return refusal_response(&r);
     };
@@ -183,7 +183,7 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
         count_refusal(&r, "connect");
         return refusal_response(&r);
     };
-    let host = super::guard::host_of(&authority);
+    let host = tls::host_part(&authority).to_string();
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
