@@ -17,7 +17,6 @@
 #[path = "common/lab.rs"]
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
@@ -31,7 +30,7 @@ use serde_json::json;
 const DENIED: &str = "127.0.0.2:8448";
 const WAIT: Duration = Duration::from_secs(60);
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Stops the lab when dropped (also on panic).
 struct RunningLab {
@@ -76,7 +75,7 @@ async fn start(mode: OutboundMode, dir: &std::path::Path) -> RunningLab {
 }
 
 async fn suite(mode: OutboundMode) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
     let dir = match std::env::var_os("GRENZWACHT_E2E_DIR") {
@@ -428,7 +427,7 @@ async fn e2e_lab_synapse_proxy() {
 /// `up` fails with the dying process's log and leaves nothing running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_up_reports_a_dying_guard_and_cleans_up() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut opts = LabOptions::new(tmp.path(), OutboundMode::Connect);
     // `sh serve --config …` exits at once complaining about the file `serve`.
