@@ -151,7 +151,7 @@ upstream = "http://{plain}"
     let plan = load::Plan::new(&args, "origin.bench", server_name).context("signing transactions")?;
     let roots = vec![ca_path.clone()];
     // Warm up both paths (connections, caches), then measure direct, then the guard.
-    let warm = load::Plan { txns: plan.txns[..plan.txns.len().min(args.concurrency * 4)].to_vec(), ..plan.clone() };
+    let warm = load::Plan { txns: plan.txns[..plan.txns.len().min(args.concurrency * 4)].to_vec() };
     load::run(&warm, sink.tls_addr, &roots, args.concurrency, 0).await?;
     load::run(&warm, guard_addr, &roots, args.concurrency, 0).await?;
     let direct = load::run(&plan, sink.tls_addr, &roots, args.concurrency, args.rate).await?;

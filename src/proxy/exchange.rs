@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -81,7 +82,13 @@ pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::
             None => Err(unknown_endpoint(guard, &method, &path)),
             Some(m) => {
                 let params: Vec<String> = m.params().iter().map(|(_, v)| v.to_string()).collect();
-                run(guard, &entry, m.endpoint, params, req, path_and_query, &mut req_bytes).await
+                // A panic inside the phases must not leave the sender without an answer: it
+                // becomes a 500 Matrix error (and nothing was forwarded unless a permit existed).
+                let phases = run(guard, &entry, m.endpoint, params, req, path_and_query, &mut req_bytes);
+                match std::panic::AssertUnwindSafe(phases).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(_) => Err(refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "internal error")),
+                }
             }
         };
         let resp = match result {

@@ -184,8 +184,8 @@ impl Got {
 }
 
 /// Sends one request over a fresh TLS connection to `addr` (trusting `ca`).
-pub async fn tls_request(addr: SocketAddr, ca: &PathBuf, method: &str, pq: &str, headers: &[(&str, String)], body: Vec<u8>) -> Got {
-    let cfg = tls::client_config(&[ca.clone()]).unwrap();
+pub async fn tls_request(addr: SocketAddr, ca: &std::path::Path, method: &str, pq: &str, headers: &[(&str, String)], body: Vec<u8>) -> Got {
+    let cfg = tls::client_config(&[ca.to_path_buf()]).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let s = tokio_rustls::TlsConnector::from(cfg)
         .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)

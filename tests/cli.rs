@@ -1,0 +1,123 @@
+//! The real binary on declarative cases: `check`, `ca init`, `serve` + graceful shutdown.
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_grenzwacht");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run grenzwacht");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
+    let p = common::pki();
+    let good = p.dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[inbound]\nlisten = \"127.0.0.1:0\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
+            p.cert.display(),
+            p.key.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("OK"));
+
+    let bad = p.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[log]\nformat = \"xml\"\n\n[outbound]\nconect_listen = \"127.0.0.1:3128\"\n\n[limits]\nmax_pdus = \"fifty\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.toml:2:"), "format error with its line: {err}");
+    assert!(err.contains("bad.toml:5:") && err.contains("conect_listen"), "unknown key with its line: {err}");
+    assert!(err.contains("bad.toml:8:") && err.contains("max_pdus"), "type error with its line: {err}");
+
+    // Referenced files are checked too: a missing certificate fails `check`.
+    let missing = p.dir.path().join("missing.toml");
+    std::fs::write(&missing, std::fs::read_to_string(&good).unwrap().replace(p.cert.to_str().unwrap(), "/nonexistent/cert.pem")).unwrap();
+    let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+}
+
+#[test]
+fn ca_init_creates_a_ca_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let (code, out, err) = run(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(ca.join("ca.crt").exists() && ca.join("ca.key").exists());
+    let crt = std::fs::read(ca.join("ca.crt")).unwrap();
+    let (code, _, err) = run(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    assert_ne!(code, 0, "second init must refuse to overwrite");
+    assert!(!err.is_empty());
+    assert_eq!(std::fs::read(ca.join("ca.crt")).unwrap(), crt, "existing CA untouched");
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
+    let p = common::pki();
+    let up = common::recorder(None, common::default_answer()).await;
+    // Ports: the binary binds them; pick free ones by binding 0 and releasing.
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (admin, inbound) = (free(), free());
+    let cfg = p.dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            p.cert.display(),
+            p.key.display(),
+            up.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN).args(["serve", "--config", cfg.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(admin).await {
+            let got = common::send_over(hyper_util::rt::TokioIo::new(tcp), "GET", "/health", &[], vec![]).await;
+            if got.status == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "guard did not become healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = common::tls_request(inbound, &p.ca_path, "GET", "/_matrix/federation/v1/version", &[], vec![]).await;
+    assert_eq!(got.status, 200);
+    let m = common::metrics(admin).await;
+    assert!(common::counter(&m, "grenzwacht_requests_total", &[("direction", "inbound"), ("endpoint", "version"), ("status", "200")]) >= 1.0, "{m}");
+
+    // SIGTERM: the process drains and exits 0.
+    let pid = child.id() as i32;
+    assert_eq!(send_sigterm(pid), 0);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "guard did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // JSON log lines, one of them the shutdown notice.
+    let shutdown_line = log.lines().find(|l| l.contains("shutting down")).unwrap_or_else(|| panic!("no shutdown line in {log}"));
+    let v: serde_json::Value = serde_json::from_str(shutdown_line).expect("JSON log format");
+    assert_eq!(v["level"], "INFO");
+}
+
+fn send_sigterm(pid: i32) -> i32 {
+    // `kill -TERM pid` without a libc dependency.
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().map(|s| if s.success() { 0 } else { 1 }).unwrap_or(1)
+}
