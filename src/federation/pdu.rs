@@ -307,8 +307,9 @@ fn opt_str<'a>(
 pub struct PduView<'a> {
     /// The PDU as received.
     pub raw: &'a RawValue,
-    /// `room_id`.
-    pub room_id: Cow<'a, str>,
+    /// `room_id`. Absent only on `m.room.create` in room version 12+, where the room id is
+    /// derived from the create event's reference hash.
+    pub room_id: Option<Cow<'a, str>>,
     /// `type`.
     pub event_type: Cow<'a, str>,
     /// `sender`.
@@ -329,14 +330,21 @@ pub struct PduView<'a> {
 }
 
 impl<'a> PduView<'a> {
-    /// Parses the view; requires `room_id`, `type`, `sender` (strings), `origin_server_ts`
-    /// (integer) and `content` (object).
+    /// Parses the view; requires `type`, `sender` (strings), `origin_server_ts` (integer),
+    /// `content` (object) and `room_id` (string) — except on `m.room.create`, which has no
+    /// `room_id` from room version 12 on.
     pub fn parse(raw: &'a RawValue) -> Result<Self, EventError> {
         let f = Fields::scan(raw)?;
+        let event_type = str_field("type", required("type", f.event_type)?)?;
+        let room_id = match f.room_id {
+            Some(v) => Some(str_field("room_id", v)?),
+            None if event_type == "m.room.create" => None,
+            None => return Err(EventError::Missing("room_id")),
+        };
         Ok(Self {
             raw,
-            room_id: str_field("room_id", required("room_id", f.room_id)?)?,
-            event_type: str_field("type", required("type", f.event_type)?)?,
+            room_id,
+            event_type,
             sender: str_field("sender", required("sender", f.sender)?)?,
             state_key: opt_str("state_key", f.state_key)?,
             event_id: opt_str("event_id", f.event_id)?,
@@ -619,8 +627,8 @@ mod tests {
     fn pdu_view_borrows_and_reads_fields() {
         let r = raw(PDU);
         let v = PduView::parse(r).unwrap();
-        assert_eq!(v.room_id, "!r:example.org");
-        assert!(matches!(v.room_id, Cow::Borrowed(_)));
+        assert_eq!(v.room_id.as_deref(), Some("!r:example.org"));
+        assert!(matches!(v.room_id, Some(Cow::Borrowed(_))));
         assert_eq!(v.event_type, "m.room.message");
         assert_eq!(v.sender, "@alice:example.org");
         assert_eq!(v.sender_server(), Some("example.org"));
@@ -904,5 +912,15 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn room_v12_create_event_has_no_room_id_but_other_events_need_one() {
+        let create = r#"{"auth_events":[],"content":{"room_version":"12"},"depth":1,"hashes":{"sha256":"x"},"origin_server_ts":1,"prev_events":[],"sender":"@a:b","signatures":{},"state_key":"","type":"m.room.create"}"#;
+        let v = PduView::parse(raw(create)).unwrap();
+        assert_eq!(v.room_id, None);
+        assert_eq!(v.event_type, "m.room.create");
+        let msg = create.replace("m.room.create", "m.room.message");
+        assert_eq!(PduView::parse(raw(&msg)).unwrap_err(), EventError::Missing("room_id"));
     }
 }

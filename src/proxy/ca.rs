@@ -333,7 +333,9 @@ impl Ca {
         }
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
-        params.is_ca = IsCa::ExplicitNoCa;
+        // NoCa, not ExplicitNoCa: an explicit `cA FALSE` is a DER-encoded default, which
+        // strict parsers (Python `cryptography`, so Synapse) reject.
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = self.with_aki;
