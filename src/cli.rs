@@ -94,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let guard = Arc::new(Guard::from_config(&cfg).with_context(|| format!("{}", config.display()))?);
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
+                ignore_sighup();
                 let listeners = Listeners::bind(&cfg).await?;
                 crate::proxy::serve(guard, listeners, shutdown_signal()).await;
                 anyhow::Ok(())
@@ -114,6 +115,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// SIGHUP would terminate the process by default. Until configuration reload exists (it
+/// comes with policy hot reload), a SIGHUP is logged and otherwise ignored.
+fn ignore_sighup() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes");
+            }
+        });
     }
 }
 
