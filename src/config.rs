@@ -56,6 +56,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[policy]`
     pub policy: PolicyConfig,
+    /// `[[rule]]`: keyword/regex content rules (see `policy::rules`).
+    pub rules: Vec<crate::policy::rules::RuleConfig>,
 }
 
 /// Log output format (`[log] format`).

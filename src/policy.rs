@@ -16,10 +16,11 @@
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
 pub mod permit;
+pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 
-pub use permit::{decide, decide_response, Forward, Permit, Release};
+pub use permit::{decide, decide_response, Forward, Modification, Permit, Release, Rewrite, Units, Verdicts};
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, PduVerdict, Refusal, RefusalReason};
 

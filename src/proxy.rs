@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod guard;
 pub mod inbound;
 pub mod outbound;
+pub mod rewrite;
 pub mod tls;
 pub mod upstream;
 

@@ -31,7 +31,7 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     let bad = p.dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[log]\nformat = \"xml\"\n\n[outbound]\nconect_listen = \"127.0.0.1:3128\"\n\n[limits]\nmax_pdus = \"fifty\"\n",
+        "[log]\nformat = \"xml\"\n\n[outbound]\nconect_listen = \"127.0.0.1:3128\"\n\n[limits]\nmax_pdus = \"fifty\"\n\n[[rule]]\nid = \"r1\"\nregex = \"(unclosed\"\naction = \"redact\"\n",
     )
     .unwrap();
     let (code, _, err) = run(&["check", "--config", bad.to_str().unwrap()]);
@@ -39,6 +39,7 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     assert!(err.contains("bad.toml:2:"), "format error with its line: {err}");
     assert!(err.contains("bad.toml:5:") && err.contains("conect_listen"), "unknown key with its line: {err}");
     assert!(err.contains("bad.toml:8:") && err.contains("max_pdus"), "type error with its line: {err}");
+    assert!(err.contains("bad.toml:12:") && err.contains("regex"), "rule regex error with its line: {err}");
 
     // Referenced files are checked too: a missing certificate fails `check`.
     let missing = p.dir.path().join("missing.toml");

@@ -407,6 +407,10 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                 let (v, _) = ctx.array(item, name, anchor);
                 cfg.routes = v;
             }
+            "rule" => {
+                let (v, _) = ctx.array(item, name, anchor);
+                cfg.rules = v;
+            }
             other => ctx.error(name_span, format!("unknown key `{other}`")),
         }
     }
@@ -464,6 +468,19 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             key_span(root, &[k("inbound")]),
             "`[inbound]` needs at least one `[[protected]]` server",
         );
+    }
+
+    // [[rule]]: each rule must compile on its own (and ids must be unique).
+    let mut rule_ids: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in cfg.rules.iter().enumerate() {
+        let at = |key: &str| vec![k("rule"), Seg::Index(i), k(key)];
+        if let Some(first) = rule_ids.insert(r.id.as_str(), i) {
+            ctx.error(value_span(root, &at("id")), format!("duplicate rule id `{}` (also in `rule[{first}]`)", r.id));
+        }
+        if let Err(e) = crate::policy::rules::Rules::compile(std::slice::from_ref(r)) {
+            let key = if r.regex.is_some() { "regex" } else { "id" };
+            ctx.error(value_span(root, &at(key)), format!("invalid `rule[{i}]`: {e}"));
+        }
     }
 
     // [[route]]

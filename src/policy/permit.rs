@@ -3,6 +3,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
+use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Proof that the policy released `T`. Only [`decide`] and [`decide_response`] construct it.
@@ -41,67 +42,113 @@ pub struct Release {
 }
 
 /// The parsed units of one request or response body that the policy must see.
+///
+/// `pdu_pos`/`event_pos` give each unit's position among all events of the body (the order of
+/// `federation::pdu::pdus_in`; for a transaction, the index in `pdus`), which is what a
+/// [`Rewrite`] needs to modify the right one.
 #[derive(Debug, Default)]
 pub struct Units<'a> {
     pub pdus: Vec<PduView<'a>>,
+    pub pdu_pos: Vec<usize>,
     /// Events that are not full PDUs (stripped state, templates, partial events).
     pub events: Vec<EventView<'a>>,
+    pub event_pos: Vec<usize>,
     pub edus: Vec<EduView<'a>>,
 }
 
-/// Runs the policy over the request and every unit in it; on release, returns the permit.
-pub fn decide(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>, forward: Forward) -> Result<Permit<Forward>, Refusal> {
+/// One modification the policy asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modification {
+    /// Position of the event among all events of the body (see [`Units`]), or EDU index.
+    pub pos: usize,
+    /// Room of the event, if known (room version lookup).
+    pub room_id: Option<String>,
+    /// The rule that asked for it (for logs and audit).
+    pub rule: String,
+}
+
+/// What must change before a body may cross. Empty = forward as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Events to redact in transit (PDUs and non-PDU events alike, by position).
+    pub redact: Vec<Modification>,
+    /// EDUs to remove from a transaction.
+    pub drop_edus: Vec<Modification>,
+}
+
+impl Verdicts {
+    pub fn is_empty(&self) -> bool {
+        self.redact.is_empty() && self.drop_edus.is_empty()
+    }
+}
+
+/// Applies [`Verdicts`] to a request or response (redaction, EDU removal, re-signing).
+/// Implemented by the proxy layer; a failure refuses the exchange.
+pub trait Rewrite<T> {
+    fn rewrite(&self, item: T, verdicts: &Verdicts) -> Result<T, Refusal>;
+}
+
+/// Runs the policy over the request and every unit in it, applies the verdicts through
+/// `rewrite`, and returns the permit.
+pub fn decide(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    forward: Forward,
+    rewrite: &dyn Rewrite<Forward>,
+) -> Result<Permit<Forward>, Refusal> {
     if let Decision::Refuse(r) = policy.request(ctx) {
         return Err(r);
     }
-    check_units(policy, ctx, units)?;
+    let verdicts = check_units(policy, ctx, units)?;
+    let forward = if verdicts.is_empty() { forward } else { rewrite.rewrite(forward, &verdicts)? };
     Ok(Permit { inner: forward })
 }
 
-/// Runs the policy over a response and every unit in it; on release, returns the permit.
-pub fn decide_response(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>, release: Release) -> Result<Permit<Release>, Refusal> {
-    check_units(policy, ctx, units)?;
+/// Runs the policy over a response and every unit in it, applies the verdicts, returns the
+/// permit.
+pub fn decide_response(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    release: Release,
+    rewrite: &dyn Rewrite<Release>,
+) -> Result<Permit<Release>, Refusal> {
+    let verdicts = check_units(policy, ctx, units)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
         return Err(r);
     }
+    let release = if verdicts.is_empty() { release } else { rewrite.rewrite(release, &verdicts)? };
     Ok(Permit { inner: release })
 }
 
-fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<(), Refusal> {
-    for (i, pdu) in units.pdus.iter().enumerate() {
-        match policy.pdu(ctx, pdu) {
-            PduVerdict::Allow => {}
-            PduVerdict::Reject { rule } => {
-                return Err(Refusal::forbidden(RefusalReason::Policy, format!("event {i} refused by rule {rule}")));
+fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+    let in_transaction = ctx.endpoint.handler == Handler::Transaction;
+    let mut v = Verdicts::default();
+    let mut apply = |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
+        match verdict {
+            PduVerdict::Allow => Ok(()),
+            // A transaction never loses a PDU (holes in the DAG): reject acts as redact there.
+            PduVerdict::Reject { rule } if !in_transaction => {
+                Err(Refusal::forbidden(RefusalReason::Policy, format!("event refused by rule {rule}")))
             }
-            // Modifying content needs redaction in transit (issue 3); until then such a verdict
-            // stops the whole exchange: fail closed.
-            PduVerdict::Redact { rule } | PduVerdict::Hold { rule } => {
-                return Err(Refusal::forbidden(
-                    RefusalReason::Policy,
-                    format!("event {i} needs modification by rule {rule}, which this build cannot apply"),
-                ));
-            }
-        }
-    }
-    for (i, ev) in units.events.iter().enumerate() {
-        match policy.event(ctx, ev) {
-            PduVerdict::Allow => {}
+            // Hold needs review queues (audit/review issue); until then it applies redact.
             PduVerdict::Reject { rule } | PduVerdict::Redact { rule } | PduVerdict::Hold { rule } => {
-                return Err(Refusal::forbidden(RefusalReason::Policy, format!("event {i} refused by rule {rule}")));
+                v.redact.push(Modification { pos, room_id, rule });
+                Ok(())
             }
         }
+    };
+    for (pdu, &pos) in units.pdus.iter().zip(&units.pdu_pos) {
+        apply(policy.pdu(ctx, pdu), pos, pdu.room_id.as_deref().map(str::to_string))?;
+    }
+    for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
+        apply(policy.event(ctx, ev), pos, ev.room_id.as_deref().map(str::to_string))?;
     }
     for (i, edu) in units.edus.iter().enumerate() {
-        match policy.edu(ctx, edu) {
-            EduVerdict::Allow => {}
-            EduVerdict::Drop { rule } => {
-                return Err(Refusal::forbidden(
-                    RefusalReason::Policy,
-                    format!("EDU {i} must be dropped by rule {rule}, which this build cannot apply"),
-                ));
-            }
+        if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {
+            v.drop_edus.push(Modification { pos: i, room_id: None, rule });
         }
     }
-    Ok(())
+    Ok(v)
 }

@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
+use super::rewrite;
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
@@ -210,7 +211,7 @@ async fn run(
     let forward = Forward { method: parts.method.clone(), path_and_query, headers, body: body.clone() };
     let permit = {
         let units = inspect_request(guard, endpoint, &body)?;
-        decide(guard.policy(), &ctx, &units, forward)?
+        decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint })?
     };
 
     // --- forward
@@ -240,7 +241,7 @@ async fn run(
     let release = Release { status: up.status, headers: resp_headers, body: up.body.clone() };
     let permit = {
         let units = inspect_response(guard, endpoint, up.status, &release.headers, &up.body)?;
-        decide_response(guard.policy(), &ctx, &units, release)?
+        decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint })?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));
@@ -273,16 +274,20 @@ fn locate<'b>(endpoint: &'static Endpoint, part: Part, body: &'b [u8], max_pdu_b
         return Ok(units);
     }
     let found = pdu::pdus_in(endpoint, part, body).map_err(|e| (e.errcode(), e.to_string()))?;
-    for f in found {
+    for (pos, f) in found.into_iter().enumerate() {
         match f.kind() {
             EventKind::Pdu => {
                 let len = f.raw.get().len();
                 if len > max_pdu_bytes {
-                    return Err(("M_TOO_LARGE", format!("event {} is {len} bytes, limit {max_pdu_bytes}", f.ordinal)));
+                    return Err(("M_TOO_LARGE", format!("event {pos} is {len} bytes, limit {max_pdu_bytes}")));
                 }
-                units.pdus.push(f.pdu().map_err(|e| (e.errcode(), format!("event {}: {e}", f.ordinal)))?);
+                units.pdus.push(f.pdu().map_err(|e| (e.errcode(), format!("event {pos}: {e}")))?);
+                units.pdu_pos.push(pos);
             }
-            _ => units.events.push(f.event().map_err(|e| (e.errcode(), format!("event {}: {e}", f.ordinal)))?),
+            _ => {
+                units.events.push(f.event().map_err(|e| (e.errcode(), format!("event {pos}: {e}")))?);
+                units.event_pos.push(pos);
+            }
         }
     }
     Ok(units)
@@ -303,7 +308,8 @@ fn inspect_request<'b>(guard: &Guard, endpoint: &'static Endpoint, body: &'b Byt
         let t = Transaction::parse(body, &guard.txn_limits()).map_err(|e| bad_request(e.errcode(), &e))?;
         let pdus = t.pdu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
         let edus = t.edu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
-        return Ok(Units { pdus, events: Vec::new(), edus });
+        let pdu_pos = (0..pdus.len()).collect();
+        return Ok(Units { pdus, pdu_pos, events: Vec::new(), event_pos: Vec::new(), edus });
     }
     locate(endpoint, Part::Request, body, limits.max_pdu_bytes).map_err(|(code, msg)| bad_request(code, msg))
 }

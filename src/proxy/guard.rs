@@ -14,6 +14,7 @@ use super::tls;
 use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
 use crate::federation::txn::TxnLimits;
+use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::{Policy, StaticPolicy};
 
 /// Errors while building the guard from a (validated) config.
@@ -27,6 +28,8 @@ pub enum GuardError {
     OutboundTls(tls::TlsError),
     #[error("interception CA: {0}")]
     Ca(#[from] super::ca::CaError),
+    #[error("content rules: {0}")]
+    Rules(#[from] RuleError),
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -53,7 +56,7 @@ pub struct Outbound {
 
 /// The guard: everything a request needs, built once from config.
 pub struct Guard {
-    policy: StaticPolicy,
+    policy: RulesPolicy,
     limits: LimitsConfig,
     unknown_forbidden: bool,
     protected: Vec<Protected>,
@@ -105,7 +108,7 @@ impl Guard {
             }
         };
         Ok(Guard {
-            policy: StaticPolicy::from_config(&cfg.policy),
+            policy: RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? },
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -118,7 +121,7 @@ impl Guard {
         &self.policy
     }
     pub fn static_policy(&self) -> &StaticPolicy {
-        &self.policy
+        &self.policy.base
     }
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits

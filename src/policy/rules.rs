@@ -1,0 +1,259 @@
+//! A simple keyword/regex rule list (`[[rule]]` in the config): the content policy until the DLP
+//! engine arrives.
+//!
+//! All rules compile into one [`RegexSet`], so each string of an event is scanned once, not once
+//! per rule. Keywords are matched literally and case-sensitively (a marking like `GEHEIM` is
+//! upper case; the ordinary word "geheim" is not a marking). Rules look at every string value of
+//! an event's `content` (at any depth) — or only at the keys named in `fields`.
+//!
+//! Verdicts: a PDU that matches gets the most severe action of the matching rules (reject >
+//! hold > redact); `drop` on a PDU redacts it (a PDU is never removed from a transaction). An EDU
+//! that matches any rule is dropped.
+use regex::RegexSet;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, StaticPolicy};
+use crate::federation::pdu::{EduView, EventView, PduView};
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Redact the event (drop the EDU).
+    Redact,
+    /// Hold for review; until review queues exist it acts as redact.
+    Hold,
+    /// Single-event endpoints: refuse with 403. In a transaction: redact.
+    Reject,
+    /// EDUs: drop. PDUs: redact.
+    Drop,
+}
+
+/// One `[[rule]]` of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    /// Literal, case-sensitive keywords.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// A regular expression (Rust `regex` syntax).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Content keys to look at (at any depth); empty = every string in `content`.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Directions the rule applies to; empty = both.
+    #[serde(default)]
+    pub directions: Vec<RuleDirection>,
+    pub action: RuleAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleDirection {
+    Inbound,
+    Outbound,
+}
+
+/// A rule set that does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("rule {id}: needs `keywords` or `regex`")]
+    Empty { id: String },
+    #[error("rule {id}: invalid regex: {reason}")]
+    Regex { id: String, reason: String },
+    #[error("rule {id}: duplicate rule id")]
+    Duplicate { id: String },
+}
+
+struct Compiled {
+    id: String,
+    fields: Vec<String>,
+    inbound: bool,
+    outbound: bool,
+    action: RuleAction,
+}
+
+/// The compiled rule list.
+pub struct Rules {
+    set: RegexSet,
+    /// Pattern index → rule index.
+    owner: Vec<usize>,
+    rules: Vec<Compiled>,
+}
+
+impl Rules {
+    pub fn compile(cfg: &[RuleConfig]) -> Result<Rules, RuleError> {
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        let mut rules = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (i, r) in cfg.iter().enumerate() {
+            if !ids.insert(r.id.clone()) {
+                return Err(RuleError::Duplicate { id: r.id.clone() });
+            }
+            if r.keywords.is_empty() && r.regex.is_none() {
+                return Err(RuleError::Empty { id: r.id.clone() });
+            }
+            for k in &r.keywords {
+                patterns.push(regex::escape(k));
+                owner.push(i);
+            }
+            if let Some(re) = &r.regex {
+                regex::Regex::new(re).map_err(|e| RuleError::Regex { id: r.id.clone(), reason: e.to_string() })?;
+                patterns.push(re.clone());
+                owner.push(i);
+            }
+            rules.push(Compiled {
+                id: r.id.clone(),
+                fields: r.fields.clone(),
+                inbound: r.directions.is_empty() || r.directions.contains(&RuleDirection::Inbound),
+                outbound: r.directions.is_empty() || r.directions.contains(&RuleDirection::Outbound),
+                action: r.action,
+            });
+        }
+        let set = RegexSet::new(&patterns).map_err(|e| RuleError::Regex { id: "(set)".into(), reason: e.to_string() })?;
+        Ok(Rules { set, owner, rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The matching rule with the most severe action, if any.
+    pub fn check(&self, direction: Direction, content: &RawValue) -> Option<(&str, RuleAction)> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_str(content.get()).ok()?;
+        let mut best: Option<(usize, RuleAction)> = None;
+        walk(&value, None, &mut |key, s| {
+            for p in self.set.matches(s).iter() {
+                let ri = self.owner[p];
+                let r = &self.rules[ri];
+                let dir_ok = match direction {
+                    Direction::Inbound => r.inbound,
+                    Direction::Outbound => r.outbound,
+                };
+                let field_ok = r.fields.is_empty() || key.is_some_and(|k| r.fields.iter().any(|f| f == k));
+                if dir_ok && field_ok && best.is_none_or(|(_, a)| severity(r.action) > severity(a)) {
+                    best = Some((ri, r.action));
+                }
+            }
+        });
+        best.map(|(i, a)| (self.rules[i].id.as_str(), a))
+    }
+}
+
+fn severity(a: RuleAction) -> u8 {
+    match a {
+        RuleAction::Drop | RuleAction::Redact => 1,
+        RuleAction::Hold => 2,
+        RuleAction::Reject => 3,
+    }
+}
+
+fn walk<'v>(v: &'v serde_json::Value, key: Option<&'v str>, f: &mut impl FnMut(Option<&'v str>, &'v str)) {
+    match v {
+        serde_json::Value::String(s) => f(key, s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, key, f)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| walk(x, Some(k.as_str()), f)),
+        _ => {}
+    }
+}
+
+/// The configured policy: server/class allow-deny lists first, then the content rules.
+pub struct RulesPolicy {
+    pub base: StaticPolicy,
+    pub rules: Rules,
+}
+
+fn pdu_verdict(m: Option<(&str, RuleAction)>) -> PduVerdict {
+    match m {
+        None => PduVerdict::Allow,
+        Some((id, RuleAction::Reject)) => PduVerdict::Reject { rule: id.to_string() },
+        Some((id, RuleAction::Hold)) => PduVerdict::Hold { rule: id.to_string() },
+        Some((id, _)) => PduVerdict::Redact { rule: id.to_string() },
+    }
+}
+
+impl Policy for RulesPolicy {
+    fn request(&self, ctx: &ExchangeCtx) -> Decision {
+        self.base.request(ctx)
+    }
+    fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        pdu_verdict(self.rules.check(ctx.direction, pdu.content))
+    }
+    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        pdu_verdict(self.rules.check(ctx.direction, event.content))
+    }
+    fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        match self.rules.check(ctx.direction, edu.content) {
+            None => EduVerdict::Allow,
+            Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+        }
+    }
+    fn response(&self, ctx: &ExchangeCtx) -> Decision {
+        self.base.response(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: &str, kw: &[&str], action: RuleAction) -> RuleConfig {
+        RuleConfig {
+            id: id.into(),
+            description: String::new(),
+            keywords: kw.iter().map(|s| s.to_string()).collect(),
+            regex: None,
+            fields: vec![],
+            directions: vec![],
+            action,
+        }
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn keyword_matches_case_sensitively_anywhere_in_content() {
+        let r = Rules::compile(&[rule("geheim", &["GEHEIM"], RuleAction::Redact)]).unwrap();
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"Dies ist GEHEIM."}"#)), Some(("geheim", RuleAction::Redact)));
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"m.new_content":{"body":"x GEHEIM"}}"#)).map(|m| m.0), Some("geheim"));
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"push":[{"status_msg":"GEHEIM"}]}"#)).map(|m| m.0), Some("geheim"));
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"das bleibt geheim"}"#)), None);
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"harmlos"}"#)), None);
+    }
+
+    #[test]
+    fn most_severe_action_wins_and_directions_and_fields_restrict() {
+        let mut only_in = rule("in", &["X"], RuleAction::Reject);
+        only_in.directions = vec![RuleDirection::Inbound];
+        let mut topic = rule("topic", &["Y"], RuleAction::Hold);
+        topic.fields = vec!["topic".into()];
+        let r = Rules::compile(&[rule("a", &["X"], RuleAction::Redact), only_in, topic]).unwrap();
+        assert_eq!(r.check(Direction::Inbound, &raw(r#"{"body":"X"}"#)), Some(("in", RuleAction::Reject)));
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"X"}"#)), Some(("a", RuleAction::Redact)));
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"Y"}"#)), None);
+        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"topic":"Y"}"#)), Some(("topic", RuleAction::Hold)));
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        assert!(matches!(Rules::compile(&[rule("e", &[], RuleAction::Redact)]), Err(RuleError::Empty { .. })));
+        let mut bad = rule("r", &[], RuleAction::Redact);
+        bad.regex = Some("(".into());
+        assert!(matches!(Rules::compile(&[bad]), Err(RuleError::Regex { .. })));
+        assert!(matches!(
+            Rules::compile(&[rule("d", &["a"], RuleAction::Redact), rule("d", &["b"], RuleAction::Redact)]),
+            Err(RuleError::Duplicate { .. })
+        ));
+    }
+}
