@@ -58,6 +58,18 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[[rule]]`: keyword/regex content rules (see `policy::rules`).
     pub rules: Vec<crate::policy::rules::RuleConfig>,
+    /// `[keys]`: the guard's own signing key.
+    pub keys: KeysConfig,
+}
+
+/// `[keys]`: keys the guard holds itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The guard key (Synapse `signing.key` format). With it, the guard attests remote servers'
+    /// keys to the protected servers and re-signs modified inbound requests; without it,
+    /// inbound requests that policy wants modified are refused.
+    pub guard_key: Option<PathBuf>,
 }
 
 /// Log output format (`[log] format`).
@@ -323,7 +335,7 @@ pub enum UnknownEndpoint {
     Forbidden,
 }
 
-/// `[policy]`: the simple allow/deny policy of issue 2.
+/// `[policy]`: the allow/deny policy per server and endpoint class.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
 pub struct PolicyConfig {

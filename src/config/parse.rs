@@ -407,6 +407,11 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                 let (v, _) = ctx.array(item, name, anchor);
                 cfg.routes = v;
             }
+            "keys" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.keys = v;
+                }
+            }
             "rule" => {
                 let (v, _) = ctx.array(item, name, anchor);
                 cfg.rules = v;
@@ -627,6 +632,7 @@ fn resolve_paths(cfg: &mut Config, base: &Path) {
         p.upstream_ca.as_mut().map(fix);
         p.signing_key.as_mut().map(fix);
     }
+    cfg.keys.guard_key.as_mut().map(fix);
     if let Some(o) = &mut cfg.outbound {
         o.proxy_secret_file.as_mut().map(fix);
         o.interception_ca_dir.as_mut().map(fix);

@@ -14,6 +14,7 @@ use super::tls;
 use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
 use crate::federation::txn::TxnLimits;
+use crate::keys::SigningKey;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::{Policy, StaticPolicy};
 
@@ -28,6 +29,8 @@ pub enum GuardError {
     OutboundTls(tls::TlsError),
     #[error("interception CA: {0}")]
     Ca(#[from] super::ca::CaError),
+    #[error("signing key {path}: {source}")]
+    Key { path: std::path::PathBuf, source: crate::keys::KeyError },
     #[error("content rules: {0}")]
     Rules(#[from] RuleError),
     #[error("outbound proxy secret: {0}")]
@@ -57,6 +60,10 @@ pub struct Outbound {
 /// The guard: everything a request needs, built once from config.
 pub struct Guard {
     policy: RulesPolicy,
+    /// The protected servers' own federation signing keys (re-signing outbound requests).
+    protected_keys: std::collections::HashMap<String, SigningKey>,
+    /// The guard key (attestation, re-signing inbound requests).
+    guard_key: Option<SigningKey>,
     limits: LimitsConfig,
     unknown_forbidden: bool,
     protected: Vec<Protected>,
@@ -107,7 +114,17 @@ impl Guard {
                 Some(Outbound { upstream, allowed_clients: o.allowed_clients.clone(), secret, ica })
             }
         };
+        let load_key = |path: &std::path::PathBuf| SigningKey::from_synapse_file(path).map_err(|source| GuardError::Key { path: path.clone(), source });
+        let mut protected_keys = std::collections::HashMap::new();
+        for p in &cfg.protected {
+            if let Some(path) = &p.signing_key {
+                protected_keys.insert(p.server_name.to_ascii_lowercase(), load_key(path)?);
+            }
+        }
+        let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         Ok(Guard {
+            protected_keys,
+            guard_key,
             policy: RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? },
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
@@ -115,6 +132,15 @@ impl Guard {
             outbound,
             inbound_tls,
         })
+    }
+
+    /// The signing key of a protected server (for re-signing its outbound requests).
+    pub fn protected_key(&self, server_name: &str) -> Option<&SigningKey> {
+        self.protected_keys.get(&server_name.to_ascii_lowercase())
+    }
+    /// The guard key (attestation; re-signing inbound requests).
+    pub fn guard_key(&self) -> Option<&SigningKey> {
+        self.guard_key.as_ref()
     }
 
     pub fn policy(&self) -> &dyn Policy {
