@@ -10,6 +10,7 @@ pub mod guard;
 pub mod inbound;
 pub mod outbound;
 pub mod rewrite;
+pub mod rooms;
 pub mod tls;
 pub mod upstream;
 

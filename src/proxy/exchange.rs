@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
-use super::rewrite;
+use super::{rewrite, rooms};
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
@@ -82,7 +82,13 @@ pub async fn handle(guard: &Guard, entry: Entry, client: SocketAddr, req: http::
         let result = match matched {
             None => Err(unknown_endpoint(guard, &method, &path)),
             Some(m) => {
-                let params: Vec<String> = m.params().iter().map(|(_, v)| v.to_string()).collect();
+                // Path parameters, percent-decoded (room ids, event ids); the raw path is what is
+                // forwarded.
+                let params: Vec<(&'static str, String)> = m
+                    .params()
+                    .iter()
+                    .map(|(k, v)| (*k, catalog::percent_decode(v).map(|d| d.into_owned()).unwrap_or_else(|_| v.to_string())))
+                    .collect();
                 // A panic inside the phases must not leave the sender without an answer: it
                 // becomes a 500 Matrix error (and nothing was forwarded unless a permit existed).
                 let phases = run(guard, &entry, m.endpoint, params, req, path_and_query, &mut req_bytes);
@@ -129,7 +135,7 @@ async fn run(
     guard: &Guard,
     entry: &Entry,
     endpoint: &'static Endpoint,
-    params: Vec<String>,
+    params: Vec<(&'static str, String)>,
     req: http::Request<Incoming>,
     path_and_query: String,
     req_bytes: &mut usize,
@@ -183,7 +189,9 @@ async fn run(
     if let Some(p) = &peer {
         span.record("peer", p.as_str());
     }
-    let txn_id = (endpoint.handler == Handler::Transaction).then(|| params.first().cloned()).flatten();
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
+    let txn_id = (endpoint.handler == Handler::Transaction).then(|| param("txnId").map(str::to_string)).flatten();
+    let room_hint = param("roomId");
     if let Some(t) = &txn_id {
         span.record("txn", t.as_str());
     }
@@ -211,7 +219,8 @@ async fn run(
     let forward = Forward { method: parts.method.clone(), path_and_query, headers, body: body.clone() };
     let permit = {
         let units = inspect_request(guard, endpoint, &body)?;
-        decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint })?
+        rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
+        decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint })?
     };
 
     // --- forward
@@ -241,7 +250,8 @@ async fn run(
     let release = Release { status: up.status, headers: resp_headers, body: up.body.clone() };
     let permit = {
         let units = inspect_response(guard, endpoint, up.status, &release.headers, &up.body)?;
-        decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint })?
+        rooms::learn(guard, endpoint, Part::Response, room_hint, &up.body, &units);
+        decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));

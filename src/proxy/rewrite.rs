@@ -1,13 +1,30 @@
 //! Applying policy verdicts to bodies in transit: redaction, EDU removal, re-signing.
-use super::guard::Guard;
-use crate::federation::catalog::Endpoint;
-use crate::policy::{ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Verdicts};
+//!
+//! Redaction uses the spec algorithm of the event's room version (`federation::redact`), so the
+//! event keeps its id and its signatures; the receiver's content-hash check fails and it stores
+//! the redacted form. A transaction never loses a PDU. Modified requests are re-signed:
+//! outbound as the origin with the protected server's own key, inbound with the guard key that
+//! the guard attests to the protected servers (see ARCHITECTURE.md, "Key attestation").
+//! Responses are not signed and are rewritten freely.
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::value::RawValue;
 
-/// Rewrites requests (and re-signs them).
+use super::guard::Guard;
+use crate::federation::catalog::{Direction as Part, Endpoint, Handler};
+use crate::federation::redact::{self, RedactError};
+use crate::federation::txn::Transaction;
+use crate::federation::{pdu, xmatrix};
+use crate::keys::SigningKey;
+use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Verdicts};
+
+/// Rewrites requests and re-signs them.
 pub struct RequestRewriter<'a> {
     pub guard: &'a Guard,
     pub ctx: &'a ExchangeCtx,
     pub endpoint: &'static Endpoint,
+    /// The `roomId` path parameter, if the endpoint has one (fallback for room version lookup).
+    pub room_hint: Option<&'a str>,
 }
 
 /// Rewrites responses (unsigned: no re-signing needed).
@@ -15,22 +32,112 @@ pub struct ResponseRewriter<'a> {
     pub guard: &'a Guard,
     pub ctx: &'a ExchangeCtx,
     pub endpoint: &'static Endpoint,
+    pub room_hint: Option<&'a str>,
 }
 
-fn unavailable(what: &str) -> Refusal {
-    Refusal::forbidden(RefusalReason::Policy, format!("{what} needs modification in transit, which is not available"))
+fn policy_refusal(msg: impl Into<String>) -> Refusal {
+    Refusal::forbidden(RefusalReason::Policy, msg)
+}
+
+fn internal(msg: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, msg)
+}
+
+fn redact_error(e: RedactError) -> Refusal {
+    internal(format!("cannot redact in transit: {e}"))
+}
+
+/// Redacted replacements for every event the verdicts name, looked up by position.
+fn redactions(
+    guard: &Guard,
+    endpoint: &'static Endpoint,
+    part: Part,
+    body: &[u8],
+    verdicts: &Verdicts,
+    room_hint: Option<&str>,
+) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
+    if verdicts.redact.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Positions refer to the transaction's `pdus` or to `pdus_in` order (see `policy::Units`).
+    let raws: Vec<&RawValue> = if endpoint.handler == Handler::Transaction && part == Part::Request {
+        Transaction::parse(body, &guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?.pdus
+    } else {
+        pdu::pdus_in(endpoint, part, body).map_err(|e| internal(format!("re-parse: {e}")))?.into_iter().map(|f| f.raw).collect()
+    };
+    let mut out = Vec::with_capacity(verdicts.redact.len());
+    for m in &verdicts.redact {
+        let raw = raws.get(m.pos).ok_or_else(|| internal("event position out of range"))?;
+        let room = m.room_id.as_deref().or(room_hint).ok_or_else(|| policy_refusal("event without room: cannot redact"))?;
+        let version = guard
+            .store()
+            .room_version(room)
+            .map_err(|e| internal(format!("room version lookup: {e}")))?
+            .and_then(|v| redact::parse_room_version(&v))
+            .ok_or_else(|| {
+                tracing::warn!(room, rule = %m.rule, "unknown room version: the event cannot be redacted and does not pass");
+                policy_refusal("unknown room version: the event cannot be redacted, so it does not pass")
+            })?;
+        tracing::info!(room, rule = %m.rule, pos = m.pos, "redacting event in transit");
+        out.push((m.pos, redact::redact_pdu(raw, &version).map_err(redact_error)?));
+    }
+    Ok(out)
+}
+
+impl RequestRewriter<'_> {
+    /// Who signs the modified request, as whom, for whom.
+    fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
+        let peer = self.ctx.peer.as_deref().ok_or_else(|| policy_refusal("unauthenticated request cannot be modified"))?;
+        match self.ctx.direction {
+            Direction::Outbound => {
+                let key = self.guard.protected_key(&self.ctx.protected).ok_or_else(|| {
+                    policy_refusal(format!("no signing key configured for {}: modified request cannot be re-signed", self.ctx.protected))
+                })?;
+                Ok((key, self.ctx.protected.as_str(), peer))
+            }
+            Direction::Inbound => {
+                let key = self.guard.guard_key().ok_or_else(|| policy_refusal("no guard key configured: modified inbound request cannot be re-signed"))?;
+                Ok((key, peer, self.ctx.protected.as_str()))
+            }
+        }
+    }
 }
 
 impl Rewrite<Forward> for RequestRewriter<'_> {
-    fn rewrite(&self, _fwd: Forward, _v: &Verdicts) -> Result<Forward, Refusal> {
-        let _ = (self.guard, self.ctx, self.endpoint);
-        Err(unavailable("request"))
+    fn rewrite(&self, mut fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+        let (key, origin, destination) = self.signer()?;
+        let replacements = redactions(self.guard, self.endpoint, Part::Request, &fwd.body, v, self.room_hint)?;
+        let body = if self.endpoint.handler == Handler::Transaction {
+            let drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
+            for m in &v.drop_edus {
+                tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
+            }
+            redact::rebuild_transaction(&fwd.body, &replacements, &drop).map_err(redact_error)?
+        } else {
+            if !v.drop_edus.is_empty() {
+                return Err(internal("EDUs outside a transaction"));
+            }
+            redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements).map_err(redact_error)?
+        };
+        let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| internal(format!("rewritten body: {e}")))?;
+        let header = xmatrix::sign_request(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, Some(raw))
+            .map_err(|e| internal(format!("re-signing: {e}")))?;
+        let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
+        fwd.headers.insert(http::header::AUTHORIZATION, header);
+        fwd.body = Bytes::from(body);
+        Ok(fwd)
     }
 }
 
 impl Rewrite<Release> for ResponseRewriter<'_> {
-    fn rewrite(&self, _rel: Release, _v: &Verdicts) -> Result<Release, Refusal> {
-        let _ = (self.guard, self.ctx, self.endpoint);
-        Err(unavailable("response"))
+    fn rewrite(&self, mut rel: Release, v: &Verdicts) -> Result<Release, Refusal> {
+        let _ = self.ctx;
+        if !v.drop_edus.is_empty() {
+            return Err(internal("EDUs in a response"));
+        }
+        let replacements = redactions(self.guard, self.endpoint, Part::Response, &rel.body, v, self.room_hint)?;
+        let body = redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements).map_err(redact_error)?;
+        rel.body = Bytes::from(body);
+        Ok(rel)
     }
 }

@@ -1,0 +1,58 @@
+//! Learning room versions from the traffic (needed to redact correctly).
+//!
+//! Sources: `m.room.create` events (PDUs in transactions and responses, stripped state in
+//! invites/knocks; no `room_version` in the content means version 1), the `room_version` of
+//! `make_join`/`make_knock` responses and of v2 invite requests. The first version learned for
+//! a room wins; a conflicting claim is logged and ignored (`store::Store::set_room_version`).
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::guard::Guard;
+use crate::federation::catalog::{Direction as Part, Endpoint, Handler};
+use crate::policy::Units;
+
+#[derive(Deserialize)]
+struct TopVersion<'a> {
+    #[serde(borrow, default)]
+    room_version: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct CreateContent<'a> {
+    #[serde(borrow, default)]
+    room_version: Option<Cow<'a, str>>,
+}
+
+fn create_version(content: &RawValue) -> Option<String> {
+    let c: CreateContent<'_> = serde_json::from_str(content.get()).ok()?;
+    Some(c.room_version.map(|v| v.into_owned()).unwrap_or_else(|| "1".to_string()))
+}
+
+fn record(guard: &Guard, room: &str, version: &str, from: &str) {
+    match guard.store().set_room_version(room, version, from) {
+        Ok(claim) => tracing::debug!(room, version, from, ?claim, "room version"),
+        Err(e) => tracing::warn!(room, version, from, "cannot store room version: {e}"),
+    }
+}
+
+/// Records every room version the body reveals.
+pub fn learn(guard: &Guard, endpoint: &'static Endpoint, part: Part, room_hint: Option<&str>, body: &[u8], units: &Units<'_>) {
+    let top_level = (endpoint.handler == Handler::Template && part == Part::Response) || (endpoint.id == "invite_v2" && part == Part::Request);
+    if let (true, Some(room)) = (top_level, room_hint) {
+        if let Ok(TopVersion { room_version: Some(v) }) = serde_json::from_slice::<TopVersion<'_>>(body) {
+            record(guard, room, &v, endpoint.id);
+        }
+    }
+    for p in units.pdus.iter().filter(|p| p.event_type == "m.room.create") {
+        if let (Some(room), Some(v)) = (p.room_id.as_deref().or(room_hint), create_version(p.content)) {
+            record(guard, room, &v, "m.room.create");
+        }
+    }
+    for e in units.events.iter().filter(|e| e.event_type == "m.room.create") {
+        if let (Some(room), Some(v)) = (e.room_id.as_deref().or(room_hint), create_version(e.content)) {
+            record(guard, room, &v, "m.room.create (stripped state)");
+        }
+    }
+}
