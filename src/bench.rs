@@ -140,7 +140,7 @@ upstream = "http://{plain}"
     let cfg_path = dir.path().join("guard.toml");
     std::fs::write(&cfg_path, &toml)?;
     let cfg = Config::load(&cfg_path).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-    let guard = Arc::new(Guard::from_config(&cfg)?);
+    let guard = Arc::new(Guard::from_config(&cfg, crate::store::Store::open_in_memory()?)?);
     let listeners = Listeners::bind(&cfg).await?;
     let guard_addr = listeners.inbound.as_ref().context("inbound listener")?.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -77,7 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             // Building the runtime object loads every certificate, key and CA it references.
-            if let Err(e) = Guard::from_config(&cfg) {
+            let store = crate::store::Store::open_in_memory().context("in-memory store")?;
+            if let Err(e) = Guard::from_config(&cfg, store) {
                 eprintln!("{}: {e}", config.display());
                 return Ok(ExitCode::from(2));
             }
@@ -91,7 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level).context("logging")?;
             crate::telemetry::describe();
-            let guard = Arc::new(Guard::from_config(&cfg).with_context(|| format!("{}", config.display()))?);
+            let store = crate::store::Store::open(&cfg.store.path).with_context(|| format!("store {}", cfg.store.path.display()))?;
+            let guard = Arc::new(Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?);
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
                 ignore_sighup();

@@ -15,8 +15,9 @@
 //!   `file:line:column: message` (see [`ConfigErrors`]).
 //! * **Unknown keys are errors**, everywhere: a misspelt security setting must never silently
 //!   fall back to a permissive default.
-//! * **Relative paths** (certificates, keys, CA directory, roots, secret file) are resolved
-//!   against the directory of the config file, so a config directory can be moved as a whole.
+//! * **Relative paths** (certificates, keys, CA directory, roots, secret file, store file) are
+//!   resolved against the directory of the config file, so a config directory can be moved as
+//!   a whole.
 //! * The types here are plain data with public fields: other modules read them directly, and
 //!   tests build them with struct literals and [`Default`].
 //! * Syntax errors (broken TOML) stop parsing: TOML cannot be recovered reliably after one,
@@ -60,6 +61,8 @@ pub struct Config {
     pub rules: Vec<crate::policy::rules::RuleConfig>,
     /// `[keys]`: the guard's own signing key.
     pub keys: KeysConfig,
+    /// `[store]`: the embedded state store (`crate::store`).
+    pub store: StoreConfig,
 }
 
 /// `[keys]`: keys the guard holds itself.
@@ -352,6 +355,44 @@ pub struct PolicyConfig {
     /// Endpoint classes refused for protected → remote.
     pub deny_outbound_classes: Vec<EndpointClass>,
 }
+
+/// Default for `[store] path`.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/grenzwacht/grenzwacht.db";
+
+/// `[store]`: the embedded SQLite store (room versions, transaction decisions for retries).
+///
+/// The directory must exist and be writable by the guard (the file is created with mode 0600,
+/// plus SQLite's `-wal` and `-shm` files beside it). One guard process per file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Database file (default [`DEFAULT_STORE_PATH`]); relative paths are resolved against the
+    /// config file's directory.
+    pub path: PathBuf,
+    /// How long a transaction decision is kept for retries, hours (default 72, at least 1).
+    /// Senders retry a failed transaction for hours; a retry that arrives after its decision
+    /// was pruned is decided again.
+    pub txn_retention_hours: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_STORE_PATH),
+            txn_retention_hours: 72,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `txn_retention_hours` as a [`Duration`].
+    pub fn txn_retention(&self) -> Duration {
+        Duration::from_secs(self.txn_retention_hours.saturating_mul(3600))
+    }
+}
+
+/// Minimum for `[store] txn_retention_hours`.
+pub const MIN_TXN_RETENTION_HOURS: u64 = 1;
 
 /// A position in the config file (1-based; the column counts characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -10,4 +10,5 @@ pub mod keys;
 pub mod lab;
 pub mod policy;
 pub mod proxy;
+pub mod store;
 pub mod telemetry;

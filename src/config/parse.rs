@@ -18,8 +18,8 @@ use serde::{Deserialize, Deserializer};
 use toml_edit::{ImDocument, Item, Value};
 
 use super::{
-    parse_upstream, Config, ConfigError, ConfigErrors, Location, OutboundConfig,
-    MIN_LEAF_VALIDITY_SECS,
+    parse_upstream, Config, ConfigError, ConfigErrors, Location, OutboundConfig, StoreConfig,
+    MIN_LEAF_VALIDITY_SECS, MIN_TXN_RETENTION_HOURS,
 };
 use crate::proxy::discovery::ServerName;
 
@@ -398,6 +398,11 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                     cfg.policy = v;
                 }
             }
+            "store" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.store = v;
+                }
+            }
             "protected" => {
                 let (v, ok) = ctx.array(item, name, anchor);
                 cfg.protected = v;
@@ -524,6 +529,9 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
         check_outbound(o, root, ctx);
     }
 
+    // [store]
+    check_store(&cfg.store, root, ctx);
+
     // [policy]
     let p = &cfg.policy;
     for (list, names) in [
@@ -620,6 +628,30 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
     }
 }
 
+fn check_store(s: &StoreConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
+    let at = |key: &str| vec![k("store"), k(key)];
+    if s.path.as_os_str().is_empty() {
+        ctx.error(
+            value_span(root, &at("path")),
+            "`store.path` must not be empty",
+        );
+    } else if s.path.file_name().is_none() || s.path.to_string_lossy().ends_with('/') {
+        ctx.error(
+            value_span(root, &at("path")),
+            "`store.path` must name a file, not a directory",
+        );
+    }
+    if s.txn_retention_hours < MIN_TXN_RETENTION_HOURS {
+        ctx.error(
+            value_span(root, &at("txn_retention_hours")),
+            format!(
+                "`store.txn_retention_hours` must be at least {MIN_TXN_RETENTION_HOURS}, got {}",
+                s.txn_retention_hours
+            ),
+        );
+    }
+}
+
 fn resolve_paths(cfg: &mut Config, base: &Path) {
     let fix = |p: &mut PathBuf| {
         if p.is_relative() {
@@ -638,4 +670,5 @@ fn resolve_paths(cfg: &mut Config, base: &Path) {
         o.interception_ca_dir.as_mut().map(fix);
         o.roots.iter_mut().for_each(fix);
     }
+    fix(&mut cfg.store.path);
 }

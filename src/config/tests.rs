@@ -85,6 +85,10 @@ deny_servers = ["evil.example"]
 deny_classes = ["media"]
 deny_inbound_classes = ["third_party", "directory"]
 deny_outbound_classes = ["policy_server"]
+
+[store]
+path = "state/gw.db"
+txn_retention_hours = 24
 "#;
 
 #[test]
@@ -171,6 +175,9 @@ fn full_config_parses_with_values() {
         c.policy.deny_outbound_classes,
         [EndpointClass::PolicyServer]
     );
+    assert_eq!(c.store.path, PathBuf::from("/etc/grenzwacht/state/gw.db"));
+    assert_eq!(c.store.txn_retention_hours, 24);
+    assert_eq!(c.store.txn_retention(), Duration::from_secs(24 * 3600));
 }
 
 #[test]
@@ -192,6 +199,70 @@ fn empty_config_gets_defaults() {
     assert_eq!(c.limits.max_edus, 100);
     assert_eq!(c.policy.unknown_endpoint, UnknownEndpoint::NotFound);
     assert!(c.policy.deny_classes.is_empty());
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/var/lib/grenzwacht/grenzwacht.db")
+    );
+    assert_eq!(c.store.txn_retention_hours, 72);
+    assert_eq!(c.store.txn_retention(), Duration::from_secs(72 * 3600));
+}
+
+#[test]
+fn store_defaults_apply_per_key() {
+    let c = parse("[store]\ntxn_retention_hours = 5\n").unwrap();
+    assert_eq!(c.store.path, Path::new(DEFAULT_STORE_PATH));
+    assert_eq!(c.store.txn_retention_hours, 5);
+    let c = parse("[store]\npath = \"/srv/gw.db\"\n").unwrap();
+    assert_eq!(c.store.path, Path::new("/srv/gw.db"));
+    assert_eq!(c.store.txn_retention_hours, 72);
+}
+
+#[test]
+fn store_errors_have_lines() {
+    let text = "[store]\npath = \"gw.db\"\ntxn_retention = 5\n";
+    assert_eq!(
+        errors(text),
+        [(3, "unknown key `store.txn_retention`".to_owned())]
+    );
+    let text = "[store]\npath = 7\ntxn_retention_hours = \"long\"\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].0, 2);
+    assert!(
+        e[0].1.starts_with("invalid value for `store.path`:"),
+        "{e:?}"
+    );
+    assert_eq!(e[1].0, 3);
+    assert!(
+        e[1].1
+            .starts_with("invalid value for `store.txn_retention_hours`:"),
+        "{e:?}"
+    );
+    let text = "[limits]\nmax_pdus = 5\n\n[store]\npath = \"\"\ntxn_retention_hours = 0\n";
+    assert_eq!(
+        errors(text),
+        [
+            (5, "`store.path` must not be empty".to_owned()),
+            (
+                6,
+                "`store.txn_retention_hours` must be at least 1, got 0".to_owned()
+            )
+        ]
+    );
+    let e = errors("store.path = \"/var/lib/grenzwacht/\"\n");
+    assert_eq!(
+        e,
+        [(
+            1,
+            "`store.path` must name a file, not a directory".to_owned()
+        )]
+    );
+    let e = errors("[store]\npath = \"..\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, 2);
+    let e = errors("[store]\ntxn_retention_hours = -1\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].1.contains("store.txn_retention_hours"), "{e:?}");
 }
 
 #[test]
@@ -552,6 +623,16 @@ fn relative_paths_resolve_against_config_dir() {
 }
 
 #[test]
+fn store_path_resolves_against_config_dir() {
+    let c = Config::from_str("[store]\npath = \"state/gw.db\"\n", "/srv/gw/guard.toml").unwrap();
+    assert_eq!(c.store.path, Path::new("/srv/gw/state/gw.db"));
+    let c = Config::from_str("[store]\npath = \"/data/gw.db\"\n", "/srv/gw/guard.toml").unwrap();
+    assert_eq!(c.store.path, Path::new("/data/gw.db"));
+    let c = Config::from_str("[store]\npath = \"gw.db\"\n", "guard.toml").unwrap();
+    assert_eq!(c.store.path, Path::new("gw.db"));
+}
+
+#[test]
 fn load_reads_file_resolves_paths_and_secret_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret"), "  t0ken\n").unwrap();
@@ -595,6 +676,8 @@ fn example_deployment_config_loads() {
     assert!(o.connect_listen.is_some() && o.proxy_listen.is_some());
     assert_eq!(c.routes.len(), 2);
     assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.store.path, Path::new("/var/lib/grenzwacht/grenzwacht.db"));
+    assert_eq!(c.store.txn_retention_hours, 72);
 }
 
 #[test]

@@ -15,6 +15,7 @@ use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
 use crate::federation::txn::TxnLimits;
 use crate::keys::SigningKey;
+use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::{Policy, StaticPolicy};
 
@@ -60,6 +61,7 @@ pub struct Outbound {
 /// The guard: everything a request needs, built once from config.
 pub struct Guard {
     policy: RulesPolicy,
+    store: Store,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
     protected_keys: std::collections::HashMap<String, SigningKey>,
     /// The guard key (attestation, re-signing inbound requests).
@@ -72,7 +74,9 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn from_config(cfg: &Config) -> Result<Self, GuardError> {
+    /// Builds the guard. The store is passed in: `serve` opens the configured file, `check`
+    /// and tests use an in-memory one (checking must not create files).
+    pub fn from_config(cfg: &Config, store: Store) -> Result<Self, GuardError> {
         let l = &cfg.limits;
         let (connect_timeout, request_timeout) = match &cfg.outbound {
             Some(o) => (Duration::from_millis(o.connect_timeout_ms), Duration::from_millis(o.request_timeout_ms)),
@@ -123,6 +127,7 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         Ok(Guard {
+            store,
             protected_keys,
             guard_key,
             policy: RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? },
@@ -141,6 +146,11 @@ impl Guard {
     /// The guard key (attestation; re-signing inbound requests).
     pub fn guard_key(&self) -> Option<&SigningKey> {
         self.guard_key.as_ref()
+    }
+
+    /// The embedded store (room versions, transaction decisions).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn policy(&self) -> &dyn Policy {

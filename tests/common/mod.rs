@@ -149,7 +149,7 @@ pub async fn start_guard(p: &Pki, toml: &str) -> RunningGuard {
     let path = p.dir.path().join(format!("guard-{}.toml", rand_suffix()));
     std::fs::write(&path, toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let guard = Arc::new(Guard::from_config(&cfg).unwrap());
+    let guard = Arc::new(Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap());
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let addr = |l: &Option<TcpListener>| l.as_ref().map(|l| l.local_addr().unwrap());
     let (inbound, connect, proxy) = (addr(&listeners.inbound), addr(&listeners.connect), addr(&listeners.proxy));

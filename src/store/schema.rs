@@ -1,0 +1,180 @@
+//! The store's SQLite schema and its forward migrations.
+//!
+//! # Format (schema version 1)
+//!
+//! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
+//! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
+//! entries of [`MIGRATIONS`] applied. Both tables are `STRICT` (SQLite checks the column types
+//! below on every write). Times are integers: milliseconds since the Unix epoch, UTC.
+//! Text is UTF-8 and compared byte for byte (`BINARY` collation): callers normalise names
+//! before they store or look them up.
+//!
+//! `room_versions`: one row per room, written once (the first claim wins, rows are never
+//! updated).
+//!
+//! | column         | type    | meaning                                                    |
+//! |----------------|---------|------------------------------------------------------------|
+//! | `room_id`      | TEXT PK | the room ID, e.g. `!abc:example.org`                       |
+//! | `version`      | TEXT    | the room version identifier, e.g. `"10"`, `"12"`           |
+//! | `learned_from` | TEXT    | where it was learned: `m.room.create`, `make_join`, …      |
+//! | `learned_at`   | INTEGER | when (Unix ms)                                             |
+//!
+//! `txn_decisions`: one row per federation transaction the guard decided, written once
+//! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
+//! serialised Rust data, so the format does not depend on the program's types:
+//!
+//! | column               | type    | meaning                                                  |
+//! |----------------------|---------|----------------------------------------------------------|
+//! | `direction`          | TEXT    | key: e.g. `inbound` / `outbound`                         |
+//! | `origin`             | TEXT    | key: the sending server name                             |
+//! | `destination`        | TEXT    | key: the receiving server name                           |
+//! | `txn_id`             | TEXT    | key: the transaction ID from the path                    |
+//! | `body_sha256`        | BLOB    | SHA-256 of the received request body (32 bytes)          |
+//! | `status`             | INTEGER | the decided HTTP status (100–599)                        |
+//! | `forwarded_body`     | BLOB    | the bytes forwarded, or NULL when refused                |
+//! | `forwarded_x_matrix` | TEXT    | the `Authorization: X-Matrix …` value forwarded, or NULL |
+//! | `refusal_errcode`    | TEXT    | the Matrix `errcode` when refused, else NULL             |
+//! | `refusal_error`      | TEXT    | the Matrix `error` message when refused, else NULL       |
+//! | `created_at`         | INTEGER | when the decision was stored (Unix ms)                   |
+//!
+//! Primary key `(direction, origin, destination, txn_id)`; index on `created_at` for pruning.
+//! `CHECK` constraints hold the invariants: exactly one of `forwarded_body` and
+//! `refusal_errcode` is set, `refusal_errcode` and `refusal_error` are set together, and
+//! `forwarded_x_matrix` only with a forwarded body.
+//!
+//! # Migrations
+//!
+//! A migration is a batch of SQL statements; migration `i` (0-based) takes the schema from
+//! version `i` to `i + 1`. Each runs in its own `BEGIN IMMEDIATE` transaction together with the
+//! `user_version` update, so a crash leaves the previous version intact and two processes
+//! opening the same file do not both migrate. Migrations are append-only: a released entry is
+//! never edited. A file whose version is newer than this build knows is refused rather than
+//! written to.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// `PRAGMA application_id` of a grenzwacht store: the ASCII bytes `gzwc`.
+pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"gzwc");
+
+/// The migrations, in order. `MIGRATIONS.len()` is the schema version this build writes.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: room versions and transaction decisions.
+    r#"
+    CREATE TABLE room_versions (
+        room_id      TEXT    NOT NULL PRIMARY KEY,
+        version      TEXT    NOT NULL,
+        learned_from TEXT    NOT NULL,
+        learned_at   INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE txn_decisions (
+        direction          TEXT    NOT NULL,
+        origin             TEXT    NOT NULL,
+        destination        TEXT    NOT NULL,
+        txn_id             TEXT    NOT NULL,
+        body_sha256        BLOB    NOT NULL CHECK (length(body_sha256) = 32),
+        status             INTEGER NOT NULL CHECK (status BETWEEN 100 AND 599),
+        forwarded_body     BLOB,
+        forwarded_x_matrix TEXT,
+        refusal_errcode    TEXT,
+        refusal_error      TEXT,
+        created_at         INTEGER NOT NULL,
+        PRIMARY KEY (direction, origin, destination, txn_id),
+        CHECK ((forwarded_body IS NULL) = (refusal_errcode IS NOT NULL)),
+        CHECK ((refusal_errcode IS NULL) = (refusal_error IS NULL)),
+        CHECK (forwarded_x_matrix IS NULL OR forwarded_body IS NOT NULL)
+    ) STRICT;
+
+    CREATE INDEX txn_decisions_by_created_at ON txn_decisions (created_at);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { op, source }
+}
+
+/// The file's `user_version`.
+pub(super) fn user_version(conn: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = conn
+        .query_row("SELECT user_version FROM pragma_user_version", [], |r| {
+            r.get(0)
+        })
+        .map_err(sqlite("read schema version"))?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt {
+        table: "pragma user_version",
+        what: "negative schema version",
+    })
+}
+
+/// Bring `conn` up to `migrations.len()`. Idempotent. `location` names the file in errors.
+///
+/// A fresh file (version 0, no tables, application_id 0) is claimed by setting
+/// [`APPLICATION_ID`]; a file that belongs to something else is refused.
+pub(super) fn migrate(
+    conn: &mut Connection,
+    migrations: &[&str],
+    location: &str,
+) -> Result<(), StoreError> {
+    let latest = migrations.len() as u32;
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite("begin migration"))?;
+        // Re-read inside the write lock: another process may have migrated meanwhile.
+        let version = user_version(&tx)?;
+        let app_id: i32 = tx
+            .query_row(
+                "SELECT application_id FROM pragma_application_id",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sqlite("read application id"))?;
+        if version == 0 && app_id == 0 {
+            let objects: i64 = tx
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .map_err(sqlite("inspect schema"))?;
+            if objects != 0 {
+                return Err(StoreError::NotAStore {
+                    location: location.to_owned(),
+                });
+            }
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(sqlite("set application id"))?;
+        } else if app_id != APPLICATION_ID {
+            return Err(StoreError::NotAStore {
+                location: location.to_owned(),
+            });
+        }
+        if version > latest {
+            return Err(StoreError::SchemaTooNew {
+                location: location.to_owned(),
+                found: version,
+                supported: latest,
+            });
+        }
+        if version == latest {
+            tx.commit().map_err(sqlite("commit migration"))?;
+            return Ok(());
+        }
+        let next = version + 1;
+        tx.execute_batch(migrations[version as usize])
+            .map_err(|source| StoreError::Migration {
+                version: next,
+                source,
+            })?;
+        tx.pragma_update(None, "user_version", next)
+            .map_err(|source| StoreError::Migration {
+                version: next,
+                source,
+            })?;
+        tx.commit().map_err(|source| StoreError::Migration {
+            version: next,
+            source,
+        })?;
+    }
+}
