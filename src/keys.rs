@@ -20,6 +20,14 @@ use ruma::signatures::{Ed25519KeyPair, KeyPair as _};
 use ruma::CanonicalJsonObject;
 use zeroize::Zeroizing;
 
+pub mod attest;
+pub mod remote;
+
+pub use attest::{
+    attest_key_query, attest_server_keys, contains_guard_key, strip_attested, AttestError,
+};
+pub use remote::{KeyFetcher, PduCheck, RemoteKeyError, RemoteKeys};
+
 /// Errors of key handling.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
