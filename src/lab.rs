@@ -620,7 +620,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         outbound: guard_outbound,
         roots: vec![ca_cert.clone()],
         deny_servers: opts.deny_servers.clone(),
+        guard_key: dir.join("guard.signing.key"),
+        store: dir.join("grenzwacht.db"),
     };
+    let guard_key = crate::keys::SigningKey::generate("gw1").map_err(|e| LabError::Ca(format!("guard key: {e}")))?;
+    write_private(&guard_config.guard_key, guard_key.to_synapse_string().as_bytes())?;
     let guard_toml_path = dir.join("guard.toml");
     write_private(&guard_toml_path, guard::guard_toml(&guard_config).as_bytes())?;
 

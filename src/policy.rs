@@ -20,7 +20,7 @@ pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 
-pub use permit::{decide, decide_response, Forward, Modification, Permit, Release, Rewrite, Units, Verdicts};
+pub use permit::{decide, decide_response, replay, Forward, Modification, Permit, Release, Rewrite, Units, Verdicts};
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, PduVerdict, Refusal, RefusalReason};
 

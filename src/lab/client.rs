@@ -407,7 +407,11 @@ impl Session {
 
     /// Rooms this user is invited to (from a full `/sync` with `timeout=0`).
     pub async fn invited_rooms(&self) -> Result<Vec<String>, ClientError> {
-        let r = self.call("GET", "/_matrix/client/v3/sync?timeout=0", None).await?;
+        // Synapse caches initial syncs (no `since`) for minutes, keyed by the filter: a fresh
+        // inline filter per call makes every call see the current invites.
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let r = self.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), None).await?;
         Ok(r["rooms"]["invite"]
             .as_object()
             .map(|m| m.keys().cloned().collect())

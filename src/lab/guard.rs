@@ -50,7 +50,15 @@ pub struct GuardConfig {
     pub roots: Vec<PathBuf>,
     /// `[policy] deny_servers`.
     pub deny_servers: Vec<String>,
+    /// `[keys] guard_key` (Synapse format; attestation and inbound re-signing).
+    pub guard_key: PathBuf,
+    /// `[store] path`.
+    pub store: PathBuf,
 }
+
+/// The lab's content rule: the upper-case marking `GEHEIM` is redacted in both directions (and
+/// an EDU carrying it, e.g. a presence `status_msg`, is dropped), so the demo shows it.
+pub const LAB_RULE_ID: &str = "lab-marking-geheim";
 
 fn str_array<I: IntoIterator<Item = String>>(items: I) -> Array {
     let mut a = Array::new();
@@ -109,6 +117,23 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     policy["unknown_endpoint"] = value("not_found");
     policy["deny_servers"] = value(str_array(c.deny_servers.iter().cloned()));
     doc["policy"] = Item::Table(policy);
+
+    let mut keys = Table::new();
+    keys["guard_key"] = value(c.guard_key.display().to_string());
+    doc["keys"] = Item::Table(keys);
+
+    let mut store = Table::new();
+    store["path"] = value(c.store.display().to_string());
+    doc["store"] = Item::Table(store);
+
+    let mut rule = Table::new();
+    rule["id"] = value(LAB_RULE_ID);
+    rule["description"] = value("German classification marking GEHEIM in clear text");
+    rule["keywords"] = value(str_array(["GEHEIM".to_string()]));
+    rule["action"] = value("redact");
+    let mut rules = ArrayOfTables::new();
+    rules.push(rule);
+    doc["rule"] = Item::ArrayOfTables(rules);
     doc.to_string()
 }
 
@@ -128,6 +153,8 @@ mod tests {
             outbound,
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
+            guard_key: "/lab/guard.signing.key".into(),
+            store: "/lab/grenzwacht.db".into(),
         }
     }
 

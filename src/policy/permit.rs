@@ -105,6 +105,26 @@ pub fn decide(
     Ok(Permit { inner: forward })
 }
 
+/// Replays a decision the policy already took for the same transaction (idempotent retries):
+/// the stored forwarded body and X-Matrix header replace the received ones. A sender retries a
+/// transaction with the same content; giving the retry anything but the first decision could
+/// leak what the first attempt withheld (e.g. after a policy reload).
+///
+/// This is the only other constructor of `Permit<Forward>`: it re-issues a permit that
+/// [`decide`] issued before, from the store.
+pub fn replay(mut forward: Forward, stored_body: Bytes, stored_x_matrix: Option<http::HeaderValue>) -> Permit<Forward> {
+    forward.body = stored_body;
+    match stored_x_matrix {
+        Some(h) => {
+            forward.headers.insert(http::header::AUTHORIZATION, h);
+        }
+        None => {
+            forward.headers.remove(http::header::AUTHORIZATION);
+        }
+    }
+    Permit { inner: forward }
+}
+
 /// Runs the policy over a response and every unit in it, applies the verdicts, returns the
 /// permit.
 pub fn decide_response(

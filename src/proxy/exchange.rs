@@ -32,7 +32,8 @@ use crate::federation::pdu;
 use crate::federation::txn::Transaction;
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::permit::Units;
-use crate::policy::{decide, decide_response, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release};
+use crate::store::{TxnAction, TxnDecision};
+use crate::policy::{decide, decide_response, replay, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release};
 use crate::telemetry as tm;
 
 /// Where a request entered the guard.
@@ -195,7 +196,7 @@ async fn run(
     if let Some(t) = &txn_id {
         span.record("txn", t.as_str());
     }
-    let ctx = ExchangeCtx { direction, endpoint, peer: peer.clone(), protected, txn_id };
+    let ctx = ExchangeCtx { direction, endpoint, peer: peer.clone(), protected, txn_id: txn_id.clone() };
 
     // --- read
     let limits = guard.limits();
@@ -217,10 +218,59 @@ async fn run(
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     let forward = Forward { method: parts.method.clone(), path_and_query, headers, body: body.clone() };
-    let permit = {
-        let units = inspect_request(guard, endpoint, &body)?;
-        rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
-        decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint })?
+    // Idempotent retries: a transaction seen before gets exactly the first decision.
+    let txn_key = match (&txn_id, &xm) {
+        (Some(t), Some(x)) => Some((direction.as_str(), x.origin.to_string(), destination.to_ascii_lowercase(), t.clone())),
+        _ => None,
+    };
+    let stored = match &txn_key {
+        Some((d, o, dst, t)) => guard.store().txn_decision(d, o, dst, t).map_err(|e| {
+            refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", format!("transaction store: {e}"))
+        })?,
+        None => None,
+    };
+    let permit = match stored {
+        Some(rec) => {
+            if !rec.body_matches(&body) {
+                return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "transaction id reused with different content"));
+            }
+            tracing::info!("retried transaction: replaying the first decision");
+            match rec.decision.action {
+                TxnAction::Forward { body, x_matrix } => {
+                    let hdr = x_matrix.and_then(|h| HeaderValue::from_str(&h).ok());
+                    replay(forward, Bytes::from(body), hdr)
+                }
+                TxnAction::Refuse { errcode, error } => {
+                    let status = StatusCode::from_u16(rec.decision.status).unwrap_or(StatusCode::FORBIDDEN);
+                    let errcode: &'static str = if errcode == "M_FORBIDDEN" { "M_FORBIDDEN" } else { "M_UNKNOWN" };
+                    return Err(refuse(RefusalReason::Policy, status, errcode, error));
+                }
+            }
+        }
+        None => {
+            let units = inspect_request(guard, endpoint, &body)?;
+            rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
+            let decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
+            if let Some((d, o, dst, t)) = &txn_key {
+                let record = match &decided {
+                    Ok(p) => TxnDecision::forward(
+                        200,
+                        p.get().body.to_vec(),
+                        p.get().headers.get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string),
+                    ),
+                    Err(r) => TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone()),
+                };
+                // Only policy outcomes are stored; internal faults may decide differently later.
+                let policy_outcome = decided.as_ref().err().is_none_or(|r| r.reason == RefusalReason::Policy || r.reason == RefusalReason::ServerDenied || r.reason == RefusalReason::ClassDenied);
+                if policy_outcome {
+                    if let Err(e) = guard.store().put_txn_decision(d, o, dst, t, &body, &record) {
+                        tracing::warn!("cannot store transaction decision: {e}");
+                        return Err(refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "transaction store unavailable"));
+                    }
+                }
+            }
+            decided?
+        }
     };
 
     // --- forward
@@ -247,10 +297,15 @@ async fn run(
     let mut resp_headers = up.headers;
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
-    let release = Release { status: up.status, headers: resp_headers, body: up.body.clone() };
+    let body = if up.status.is_success() && endpoint.handler == Handler::Keys {
+        keys_in_transit(guard, endpoint, direction, up.body)?
+    } else {
+        up.body
+    };
+    let release = Release { status: up.status, headers: resp_headers, body: body.clone() };
     let permit = {
-        let units = inspect_response(guard, endpoint, up.status, &release.headers, &up.body)?;
-        rooms::learn(guard, endpoint, Part::Response, room_hint, &up.body, &units);
+        let units = inspect_response(guard, endpoint, up.status, &release.headers, &body)?;
+        rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
@@ -258,6 +313,42 @@ async fn run(
     *resp.status_mut() = rel.status;
     *resp.headers_mut() = rel.headers;
     Ok(resp)
+}
+
+/// Server keys crossing the guard.
+///
+/// - Outbound (a protected server fetches a remote's keys): the guard attests the remote's keys
+///   with its own key, so it can re-sign inbound requests it modified (see ARCHITECTURE.md, "Key
+///   attestation"); the verified originals also feed the guard's own key cache.
+/// - Inbound (a remote asks a protected server's key server or notary): the guard key is
+///   stripped, so no third party ever sees it presented as another server's key.
+///
+/// Without a guard key configured, keys pass unchanged (inbound modifications are then refused).
+fn keys_in_transit(guard: &Guard, endpoint: &'static Endpoint, direction: crate::policy::Direction, body: Bytes) -> Result<Bytes, Refusal> {
+    use crate::keys::attest;
+    let Some(key) = guard.guard_key() else { return Ok(body) };
+    let bad = |e: attest::AttestError| refuse(RefusalReason::Upstream, StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("server keys refused: {e}"));
+    let single = matches!(endpoint.id, "key_server" | "key_server_by_id");
+    match direction {
+        crate::policy::Direction::Outbound => {
+            if single {
+                if let Err(e) = guard.remote_keys().insert_verified(&body, std::time::SystemTime::now()) {
+                    tracing::debug!("remote key object not cached: {e}");
+                }
+                attest::attest_server_keys(&body, key).map(Bytes::from).map_err(bad)
+            } else {
+                attest::attest_key_query(&body, key).map(Bytes::from).map_err(bad)
+            }
+        }
+        crate::policy::Direction::Inbound => {
+            let ids = [key.key_id()];
+            if attest::contains_guard_key(&body, &ids) {
+                attest::strip_attested(&body, &ids).map(Bytes::from).map_err(bad)
+            } else {
+                Ok(body)
+            }
+        }
+    }
 }
 
 /// A parse failure as the sender sees it: the parser's errcode, 413 for size, else 400.

@@ -14,7 +14,7 @@ use super::tls;
 use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
 use crate::federation::txn::TxnLimits;
-use crate::keys::SigningKey;
+use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::{Policy, StaticPolicy};
@@ -62,6 +62,8 @@ pub struct Outbound {
 pub struct Guard {
     policy: RulesPolicy,
     store: Store,
+    /// Verified remote server keys (X-Matrix and PDU verification).
+    remote_keys: RemoteKeys,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
     protected_keys: std::collections::HashMap<String, SigningKey>,
     /// The guard key (attestation, re-signing inbound requests).
@@ -128,6 +130,7 @@ impl Guard {
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         Ok(Guard {
             store,
+            remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
             policy: RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? },
@@ -146,6 +149,11 @@ impl Guard {
     /// The guard key (attestation; re-signing inbound requests).
     pub fn guard_key(&self) -> Option<&SigningKey> {
         self.guard_key.as_ref()
+    }
+
+    /// Verified remote server keys.
+    pub fn remote_keys(&self) -> &RemoteKeys {
+        &self.remote_keys
     }
 
     /// The embedded store (room versions, transaction decisions).

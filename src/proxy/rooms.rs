@@ -47,12 +47,12 @@ pub fn learn(guard: &Guard, endpoint: &'static Endpoint, part: Part, room_hint: 
     }
     for p in units.pdus.iter().filter(|p| p.event_type == "m.room.create") {
         if let (Some(room), Some(v)) = (p.room_id.as_deref().or(room_hint), create_version(p.content)) {
-            record(guard, room, &v, "m.room.create");
+            record(guard, room, &v, "create_event");
         }
     }
     for e in units.events.iter().filter(|e| e.event_type == "m.room.create") {
         if let (Some(room), Some(v)) = (e.room_id.as_deref().or(room_hint), create_version(e.content)) {
-            record(guard, room, &v, "m.room.create (stripped state)");
+            record(guard, room, &v, "stripped_create");
         }
     }
 }

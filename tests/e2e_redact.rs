@@ -1,0 +1,105 @@
+//! End-to-end: redaction in transit on `grenzwacht lab` (issue 3, first part).
+//!
+//! The lab's guard has a rule that redacts events containing the marking `GEHEIM`. With real
+//! Synapse homeservers, for room versions 12 (Synapse's default) and 10:
+//! - a message from hs1 containing `GEHEIM` arrives at hs2 with the same event id and without
+//!   its body (outbound: redacted and re-signed as hs1 with hs1's own key);
+//! - the next clean message arrives intact (the DAG is intact);
+//! - a reply from hs2 containing `GEHEIM` arrives at hs1 redacted (inbound: re-signed with the
+//!   guard key that the guard attested to hs1 when hs1 fetched hs2's keys through it);
+//! - the conversation continues both ways.
+#[path = "common/lab.rs"]
+mod common;
+
+use std::time::Duration;
+
+use grenzwacht::lab::client::{encode_segment, wait_until, ClientError, Session};
+use grenzwacht::lab::{self, LabOptions, OutboundMode};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Down(std::path::PathBuf);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = lab::down(&self.0);
+    }
+}
+
+/// Waits until `who` can read event `event_id` in `room` and returns it.
+async fn wait_event(who: &Session, room: &str, event_id: &str) -> Value {
+    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room), encode_segment(event_id));
+    wait_until(&format!("{} to see {event_id}", who.user_id), WAIT, || async {
+        match who.client.call("GET", &path, Some(&who.access_token), None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, version: &str) {
+    let room = alice
+        .create_room(&json!({"preset": "private_chat", "room_version": version, "name": format!("v{version}")}))
+        .await
+        .expect("create room");
+    alice.invite(&room, &bob.user_id).await.expect("invite");
+    bob.wait_for_invite(&room, WAIT).await.expect("bob sees the invite");
+    bob.join(&room, &[hs1_name]).await.expect("bob joins");
+    alice.wait_for_member(&room, &bob.user_id, WAIT).await.expect("alice sees bob");
+
+    // Outbound: hs1 → guard → hs2.
+    let secret = format!("Lagebericht v{version}: GEHEIM, nicht weitergeben");
+    let e1 = alice.send_text(&room, &secret).await.expect("alice sends the marked message");
+    let seen = wait_event(bob, &room, &e1).await;
+    assert_eq!(seen["event_id"], e1.as_str(), "same event id at hs2");
+    assert_eq!(seen["type"], "m.room.message");
+    assert!(seen["content"].get("body").is_none(), "v{version}: hs2 got the body: {seen}");
+    assert_eq!(seen["content"], json!({}), "v{version}: content not redacted at hs2: {seen}");
+
+    let clean = format!("v{version}: the next message is fine");
+    alice.send_text(&room, &clean).await.expect("alice sends a clean message");
+    let m = bob.wait_for_text(&room, &alice.user_id, &clean, WAIT).await.expect("clean message arrives at hs2");
+    assert_eq!(m.body, clean);
+
+    // Inbound: hs2 → guard → hs1 (re-signed with the attested guard key).
+    let reply = format!("v{version}: Antwort, ebenfalls GEHEIM");
+    let e2 = bob.send_text(&room, &reply).await.expect("bob sends a marked reply");
+    let seen = wait_event(alice, &room, &e2).await;
+    assert_eq!(seen["event_id"], e2.as_str(), "same event id at hs1");
+    assert_eq!(seen["content"], json!({}), "v{version}: content not redacted at hs1: {seen}");
+
+    let clean2 = format!("v{version}: and the conversation goes on");
+    bob.send_text(&room, &clean2).await.expect("bob sends a clean reply");
+    alice.wait_for_text(&room, &bob.user_id, &clean2, WAIT).await.expect("clean reply arrives at hs1");
+    // The sender's own copy is untouched (redaction happens only in transit).
+    let own = wait_event(alice, &room, &e1).await;
+    assert_eq!(own["content"]["body"], secret.as_str());
+}
+
+#[tokio::test]
+async fn geheim_is_redacted_in_transit_both_directions() {
+    let tmp = tempfile::tempdir().unwrap();
+    // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
+    let dir = std::env::var_os("GRENZWACHT_E2E_DIR").map(|d| std::path::PathBuf::from(d).join("redact")).unwrap_or_else(|| tmp.path().to_path_buf());
+    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
+    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
+    let info = lab::up(opts).await.unwrap_or_else(|e| panic!("lab up: {e}"));
+    let _down = Down(info.dir.clone());
+    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
+    let alice = grenzwacht::lab::client::MatrixClient::new(&hs1.client_url)
+        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
+        .await
+        .unwrap();
+    let bob = grenzwacht::lab::client::MatrixClient::new(&hs2.client_url)
+        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
+        .await
+        .unwrap();
+    for version in ["12", "10"] {
+        conversation(&alice, &bob, &hs1.server_name, version).await;
+    }
+    let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
+    assert!(log.contains("redacting event in transit"), "guard log shows the redactions");
+}
