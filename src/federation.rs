@@ -10,9 +10,11 @@
 //!    body) give typed views ([`pdu::PduView`], [`pdu::EduView`], [`pdu::EventView`]) over the
 //!    raw bytes, which are forwarded unchanged unless policy modifies them;
 //! 4. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
+pub mod canonical;
 pub mod catalog;
 pub mod json;
 pub mod pdu;
+pub mod redact;
 pub mod txn;
 pub mod xmatrix;
 
