@@ -74,7 +74,8 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            p.dir.path().join("state.db").display(),
             p.cert.display(),
             p.key.display(),
             up.addr
@@ -89,6 +90,10 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
             if got.status == 200 {
                 break;
             }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("guard exited ({status}) before it was healthy: {}", String::from_utf8_lossy(&out.stderr));
         }
         assert!(Instant::now() < deadline, "guard did not become healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
