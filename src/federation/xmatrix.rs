@@ -301,12 +301,19 @@ fn signing_bytes(
         "destination".into(),
         CanonicalJsonValue::String(destination.to_owned()),
     );
-    if let Some(content) = content {
-        let value: CanonicalJsonValue =
-            serde_json::from_str(content.get()).map_err(|_| XMatrixError::Content)?;
-        obj.insert("content".into(), value);
-    }
-    to_canonical_json_string_for_signing(&obj).map_err(|_| XMatrixError::Content)
+    let head = to_canonical_json_string_for_signing(&obj).map_err(|_| XMatrixError::Content)?;
+    let Some(content) = content else { return Ok(head) };
+    // `content` sorts before every other key, so the canonical object is `{"content":…,` followed
+    // by the rest. Bodies that already are canonical JSON (Synapse sends them so) are used as
+    // they are, without a parse and re-serialisation of a possibly large transaction.
+    let content = crate::federation::canonical::canonical_form(content).map_err(|_| XMatrixError::Content)?;
+    let rest = head.strip_prefix('{').ok_or(XMatrixError::Content)?;
+    let mut out = String::with_capacity(content.len() + head.len() + 12);
+    out.push_str("{\"content\":");
+    out.push_str(&content);
+    out.push(',');
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Signs a request as `origin` and returns the `Authorization` header value.
@@ -713,5 +720,24 @@ mod tests {
             sign_request(&k, "bad origin", "d.example", "PUT", "/x", None),
             Err(XMatrixError::Invalid("origin"))
         );
+    }
+
+    #[test]
+    fn signing_bytes_equal_rumas_canonical_form_of_the_whole_object() {
+        for body in [
+            r#"{"pdus":[],"origin":"a.example","edus":[{"edu_type":"m.typing","content":{"typing":true}}]}"#,
+            r#"{ "b" : 1, "a" : "Gr\u00fc\u00dfe \ud83d\ude00", "c": [1, {"z":null,"y":false}] }"#,
+            r#"{"a":"Grüße","b":1}"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(body).unwrap();
+            let ours = signing_bytes("PUT", "/_matrix/federation/v1/send/1?x=%24", "o.example", "d.example:8448", Some(&raw)).unwrap();
+            let mut obj = CanonicalJsonObject::new();
+            obj.insert("method".into(), CanonicalJsonValue::String("PUT".into()));
+            obj.insert("uri".into(), CanonicalJsonValue::String("/_matrix/federation/v1/send/1?x=%24".into()));
+            obj.insert("origin".into(), CanonicalJsonValue::String("o.example".into()));
+            obj.insert("destination".into(), CanonicalJsonValue::String("d.example:8448".into()));
+            obj.insert("content".into(), serde_json::from_str(body).unwrap());
+            assert_eq!(ours, to_canonical_json_string_for_signing(&obj).unwrap(), "{body}");
+        }
     }
 }
