@@ -124,6 +124,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other direction (the data of a response flows against its request).
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::Inbound => Direction::Outbound,
+            Direction::Outbound => Direction::Inbound,
+        }
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -202,11 +210,13 @@ pub enum RefusalReason {
     NoRoute,
     /// A content rule of the policy refused (or could not apply its verdict).
     Policy,
+    /// An event that must be redacted is in a room whose version the guard does not know.
+    UnknownRoomVersion,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 11] = [
+    pub const ALL: [RefusalReason; 12] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -218,6 +228,7 @@ impl RefusalReason {
         RefusalReason::Internal,
         RefusalReason::NoRoute,
         RefusalReason::Policy,
+        RefusalReason::UnknownRoomVersion,
     ];
 
     /// The label value.
@@ -234,6 +245,7 @@ impl RefusalReason {
             RefusalReason::Internal => "internal",
             RefusalReason::NoRoute => "no_route",
             RefusalReason::Policy => "policy",
+            RefusalReason::UnknownRoomVersion => "unknown_room_version",
         }
     }
 }

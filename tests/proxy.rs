@@ -411,3 +411,82 @@ async fn synapse_style_http10_connect_without_sni() {
     assert_eq!(remote.seen().len(), 1);
     g.stop().await;
 }
+
+/// Inbound redaction in transit with re-signing by the guard key, and idempotent retries.
+#[tokio::test]
+async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let guard_key = SigningKey::generate("gw1").unwrap();
+    let gk_path = p.dir.path().join("guard.signing.key");
+    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let extra = format!(
+        "[keys]\nguard_key = \"{}\"\n[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n",
+        gk_path.display()
+    );
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    let send = |txn: &str, body: Vec<u8>| {
+        let uri = format!("/_matrix/federation/v1/send/{txn}");
+        let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
+        let (addr, ca) = (g.inbound.unwrap(), p.ca_path.clone());
+        async move { tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await }
+    };
+    let room = "!r:remote.test";
+    let mut msg = pdu(2, "Lage: GEHEIM");
+    msg["room_id"] = json!(room);
+
+    // Room version unknown: the marked event cannot be redacted correctly, so nothing passes.
+    let got = send("t0", txn(vec![msg.clone()])).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{:?}", got.body);
+    assert!(up.seen().is_empty());
+
+    // The guard learns the room version from the create event.
+    let create = json!({
+        "auth_events": [], "prev_events": [], "depth": 1, "hashes": {"sha256": "x"}, "origin_server_ts": 1,
+        "room_id": room, "sender": "@a:remote.test", "type": "m.room.create", "state_key": "",
+        "content": {"creator": "@a:remote.test", "room_version": "10"}, "signatures": {}
+    });
+    assert_eq!(send("t1", txn(vec![create])).await.status, 200);
+
+    // t0 was refused only for the unknown room version: its retry now passes, redacted.
+    let got = send("t0", txn(vec![msg.clone()])).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "unknown_room_version")]) >= 1.0);
+
+    let clean = pdu(3, "harmlos");
+    let body = txn(vec![clean.clone(), msg.clone()]);
+    let got = send("t2", body.clone()).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let seen = up.seen();
+    let fwd = seen.last().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
+    assert_eq!(v["pdus"].as_array().unwrap().len(), 2, "no PDU removed");
+    assert_eq!(v["pdus"][0]["content"]["body"], "harmlos", "the clean PDU is untouched");
+    assert_eq!(v["pdus"][1]["content"], json!({}), "the marked PDU is redacted");
+    assert_eq!(v["pdus"][1]["type"], "m.room.message");
+    assert!(!String::from_utf8_lossy(&fwd.body).contains("GEHEIM"));
+    // Re-signed by the guard key, as the origin; the signature verifies over the new body.
+    let hdr = fwd.headers.get("authorization").unwrap().to_str().unwrap().to_string();
+    let x = xmatrix::XMatrix::parse(&hdr).unwrap();
+    assert_eq!(x.origin.as_str(), REMOTE);
+    assert_eq!(x.key.as_str(), "ed25519:gw1");
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&fwd.body).unwrap();
+    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/t2", Some(&raw), &guard_key.public_key()).expect("guard signature verifies");
+
+    // The retry gets exactly the first decision: same bytes, same header.
+    let got = send("t2", body.clone()).await;
+    assert_eq!(got.status, 200);
+    let seen = up.seen();
+    let again = seen.last().unwrap();
+    assert_eq!(again.body, fwd.body);
+    assert_eq!(again.headers.get("authorization"), fwd.headers.get("authorization"));
+    let n = seen.len();
+
+    // The same transaction id with other content is refused.
+    let got = send("t2", txn(vec![clean])).await;
+    assert_eq!((got.status, got.errcode().as_str()), (400, "M_INVALID_PARAM"));
+    assert_eq!(up.seen().len(), n);
+    g.stop().await;
+}

@@ -134,7 +134,10 @@ pub fn decide_response(
     release: Release,
     rewrite: &dyn Rewrite<Release>,
 ) -> Result<Permit<Release>, Refusal> {
-    let verdicts = check_units(policy, ctx, units)?;
+    // A response carries data the other way: the answer to an inbound request leaves the
+    // protected side. Content rules see the direction the data flows.
+    let data_ctx = ExchangeCtx { direction: ctx.direction.reverse(), ..ctx.clone() };
+    let verdicts = check_units(policy, &data_ctx, units)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
         return Err(r);
     }

@@ -260,7 +260,8 @@ async fn run(
                     ),
                     Err(r) => TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone()),
                 };
-                // Only policy outcomes are stored; internal faults may decide differently later.
+                // Only policy outcomes are stored; internal faults and a not-yet-known room version
+                // may decide differently later (a later redaction leaks nothing).
                 let policy_outcome = decided.as_ref().err().is_none_or(|r| r.reason == RefusalReason::Policy || r.reason == RefusalReason::ServerDenied || r.reason == RefusalReason::ClassDenied);
                 if policy_outcome {
                     if let Err(e) = guard.store().put_txn_decision(d, o, dst, t, &body, &record) {

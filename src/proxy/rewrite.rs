@@ -76,7 +76,7 @@ fn redactions(
             .and_then(|v| redact::parse_room_version(&v))
             .ok_or_else(|| {
                 tracing::warn!(room, rule = %m.rule, "unknown room version: the event cannot be redacted and does not pass");
-                policy_refusal("unknown room version: the event cannot be redacted, so it does not pass")
+                Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unknown room version: the event cannot be redacted, so it does not pass")
             })?;
         tracing::info!(room, rule = %m.rule, pos = m.pos, "redacting event in transit");
         out.push((m.pos, redact::redact_pdu(raw, &version).map_err(redact_error)?));
