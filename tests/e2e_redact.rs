@@ -79,6 +79,69 @@ async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, version: &
     assert_eq!(own["content"]["body"], secret.as_str());
 }
 
+/// History written before hs2 joined reaches hs2 through responses (send_join state,
+/// backfill, event fetches): the marked event arrives redacted, the clean one intact.
+async fn history(alice: &Session, bob: &Session, hs1_name: &str) {
+    let room = alice.create_room(&json!({"preset": "private_chat", "name": "history"})).await.expect("create room");
+    let old_secret = alice.send_text(&room, "Altlast: GEHEIM seit gestern").await.expect("old secret");
+    let old_clean = "alter Klartext, bitte lesen";
+    alice.send_text(&room, old_clean).await.expect("old clean");
+    alice.invite(&room, &bob.user_id).await.expect("invite");
+    bob.wait_for_invite(&room, WAIT).await.expect("invite seen");
+    bob.join(&room, &[hs1_name]).await.expect("join");
+    let m = bob.wait_for_text(&room, &alice.user_id, old_clean, WAIT).await.expect("old clean message visible at hs2");
+    assert_eq!(m.body, old_clean);
+    let seen = wait_event(bob, &room, &old_secret).await;
+    assert_eq!(seen["event_id"], old_secret.as_str());
+    assert_eq!(seen["content"], json!({}), "history reached hs2 unredacted: {seen}");
+}
+
+/// Presence with a marked `status_msg` is dropped (the EDU), typing notifications pass.
+async fn presence_and_typing(alice: &Session, bob: &Session, hs1_name: &str) {
+    let room = alice.create_room(&json!({"preset": "private_chat", "name": "edus"})).await.expect("create room");
+    alice.invite(&room, &bob.user_id).await.expect("invite");
+    bob.wait_for_invite(&room, WAIT).await.expect("invite seen");
+    bob.join(&room, &[hs1_name]).await.expect("join");
+    alice.wait_for_member(&room, &bob.user_id, WAIT).await.expect("member");
+    let presence = format!("/_matrix/client/v3/presence/{}/status", encode_segment(&alice.user_id));
+    let set = |msg: &'static str| {
+        let presence = presence.clone();
+        async move {
+            alice.client.call("PUT", &presence, Some(&alice.access_token), Some(&json!({"presence": "online", "status_msg": msg}))).await.expect("set presence");
+        }
+    };
+    let bobs_view = || {
+        let presence = presence.clone();
+        async move { bob.client.call("GET", &presence, Some(&bob.access_token), None).await }
+    };
+    // Positive control: a clean status crosses.
+    set("alles ruhig").await;
+    wait_until("bob to see alice's clean status", WAIT, || async {
+        Ok(bobs_view().await.ok().filter(|v| v["status_msg"] == "alles ruhig").map(|_| ()))
+    })
+    .await
+    .expect("clean presence crosses");
+    // The marked status is dropped; a typing notification sent after it still arrives.
+    set("Lage GEHEIM").await;
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", encode_segment(&room), encode_segment(&alice.user_id));
+    alice.client.call("PUT", &typing, Some(&alice.access_token), Some(&json!({"typing": true, "timeout": 30000}))).await.expect("typing");
+    wait_until("bob to see alice typing", WAIT, || async {
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let sync = bob.client.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), Some(&bob.access_token), None).await?;
+        let typing = sync["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.iter().any(|x| x == alice.user_id.as_str())));
+        Ok(typing.then_some(()))
+    })
+    .await
+    .expect("typing notification crosses");
+    let v = bobs_view().await.expect("presence at hs2");
+    assert_eq!(v["status_msg"], "alles ruhig", "the marked status reached hs2: {v}");
+}
+
 #[tokio::test]
 async fn geheim_is_redacted_in_transit_both_directions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -100,6 +163,8 @@ async fn geheim_is_redacted_in_transit_both_directions() {
     for version in ["12", "10"] {
         conversation(&alice, &bob, &hs1.server_name, version).await;
     }
+    history(&alice, &bob, &hs1.server_name).await;
+    presence_and_typing(&alice, &bob, &hs1.server_name).await;
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(log.contains("redacting event in transit"), "guard log shows the redactions");
 }
