@@ -142,6 +142,44 @@ async fn presence_and_typing(alice: &Session, bob: &Session, hs1_name: &str) {
     assert_eq!(v["status_msg"], "alles ruhig", "the marked status reached hs2: {v}");
 }
 
+/// Negative controls, straight to hs1's federation listener (bypassing the guard): a request
+/// whose body was modified after hs2 signed it is refused by Synapse (401) — this is why the
+/// guard must re-sign — while the same modified body signed with the guard key, which hs1
+/// learned as one of hs2's keys through attestation, is accepted.
+async fn negative_controls(info: &grenzwacht::lab::LabInfo) {
+    use grenzwacht::federation::xmatrix;
+    use grenzwacht::keys::SigningKey;
+    let (hs1, hs2) = (info.hs1(), info.hs2());
+    let hs2_key = SigningKey::from_synapse_file(&hs2.signing_key).expect("hs2 key");
+    let guard_key = SigningKey::from_synapse_file(info.dir.join("guard.signing.key")).expect("guard key");
+    let typing = |typing: bool| {
+        serde_json::to_vec(&json!({
+            "origin": hs2.server_name, "origin_server_ts": 1, "pdus": [],
+            "edus": [{"edu_type": "m.typing", "content": {"room_id": "!nowhere:x", "user_id": format!("@bob:{}", hs2.server_name), "typing": typing}}]
+        }))
+        .unwrap()
+    };
+    let base = hs1.federation_url.trim_start_matches("http://").to_string();
+    let addr: std::net::SocketAddr = base.parse().expect("hs1 federation address");
+    let put = |txn: String, body: Vec<u8>, header: String| async move {
+        let head = common::head("PUT", &format!("/_matrix/federation/v1/send/{txn}"), &hs1.server_name, &[("Authorization", &header), ("Content-Type", "application/json")], body.len());
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect hs1");
+        common::exchange(&mut tcp, &head, &body).await
+    };
+    let sign = |key: &SigningKey, txn: &str, body: &[u8]| {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(body).unwrap();
+        xmatrix::sign_request(key, &hs2.server_name, &hs1.server_name, "PUT", &format!("/_matrix/federation/v1/send/{txn}"), Some(&raw)).unwrap()
+    };
+    let txn = format!("neg{}", rand::random::<u32>());
+    let header = sign(&hs2_key, &txn, &typing(true));
+    let r = put(txn.clone(), typing(false), header).await;
+    assert_eq!(r.status, 401, "modified without re-signing must be refused: {}", r.text());
+    let txn2 = format!("neg{}", rand::random::<u32>());
+    let header = sign(&guard_key, &txn2, &typing(false));
+    let r = put(txn2, typing(false), header).await;
+    assert_eq!(r.status, 200, "re-signed with the attested guard key: {}", r.text());
+}
+
 #[tokio::test]
 async fn geheim_is_redacted_in_transit_both_directions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -165,6 +203,8 @@ async fn geheim_is_redacted_in_transit_both_directions() {
     }
     history(&alice, &bob, &hs1.server_name).await;
     presence_and_typing(&alice, &bob, &hs1.server_name).await;
+    negative_controls(&info).await;
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(log.contains("redacting event in transit"), "guard log shows the redactions");
+    assert!(log.contains("dropping EDU in transit"), "guard log shows the dropped presence EDU");
 }
