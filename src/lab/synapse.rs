@@ -282,6 +282,7 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
         "rc_admin_redaction": lim,
         "rc_presence": {"per_user": lim},
         "rc_delayed_event_mgmt": lim,
+        "rc_room_creation": lim,
         "rc_federation": {
             "window_size": 1000, "sleep_limit": 1000, "sleep_delay": 1,
             "reject_limit": 1000, "concurrent": 100
