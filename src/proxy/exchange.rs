@@ -260,10 +260,16 @@ async fn run(
                     ),
                     Err(r) => TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone()),
                 };
-                // Only policy outcomes are stored; internal faults and a not-yet-known room version
-                // may decide differently later (a later redaction leaks nothing).
-                let policy_outcome = decided.as_ref().err().is_none_or(|r| r.reason == RefusalReason::Policy || r.reason == RefusalReason::ServerDenied || r.reason == RefusalReason::ClassDenied);
-                if policy_outcome {
+                // Stored: decisions that withheld something (a refusal by policy, a modified
+                // body). A retry must not get less than that. Not stored: unchanged pass-through
+                // (a stricter decision on retry leaks nothing, and storing every transaction's
+                // bytes would cost the hot path), internal faults and a not-yet-known room
+                // version (a later redaction leaks nothing either).
+                let withheld = match &decided {
+                    Ok(p) => p.get().body != body,
+                    Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
+                };
+                if withheld {
                     if let Err(e) = guard.store().put_txn_decision(d, o, dst, t, &body, &record) {
                         tracing::warn!("cannot store transaction decision: {e}");
                         return Err(refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "transaction store unavailable"));
