@@ -48,23 +48,14 @@ fn redact_error(e: RedactError) -> Refusal {
 }
 
 /// Redacted replacements for every event the verdicts name, looked up by position.
-fn redactions(
-    guard: &Guard,
-    endpoint: &'static Endpoint,
-    part: Part,
-    body: &[u8],
-    verdicts: &Verdicts,
-    room_hint: Option<&str>,
-) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
-    if verdicts.redact.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Positions refer to the transaction's `pdus` or to `pdus_in` order (see `policy::Units`).
-    let raws: Vec<&RawValue> = if endpoint.handler == Handler::Transaction && part == Part::Request {
-        Transaction::parse(body, &guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?.pdus
-    } else {
-        pdu::pdus_in(endpoint, part, body).map_err(|e| internal(format!("re-parse: {e}")))?.into_iter().map(|f| f.raw).collect()
-    };
+/// The events of a non-transaction body in `pdus_in` order (see `policy::Units`).
+fn events_of<'b>(endpoint: &'static Endpoint, part: Part, body: &'b [u8]) -> Result<Vec<&'b RawValue>, Refusal> {
+    Ok(pdu::pdus_in(endpoint, part, body).map_err(|e| internal(format!("re-parse: {e}")))?.into_iter().map(|f| f.raw).collect())
+}
+
+/// Redacted replacements for every event the verdicts name; `raws` are the body's events in
+/// the order the verdict positions refer to.
+fn redactions(guard: &Guard, raws: &[&RawValue], verdicts: &Verdicts, room_hint: Option<&str>) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
     let mut out = Vec::with_capacity(verdicts.redact.len());
     for m in &verdicts.redact {
         let raw = raws.get(m.pos).ok_or_else(|| internal("event position out of range"))?;
@@ -106,17 +97,21 @@ impl RequestRewriter<'_> {
 impl Rewrite<Forward> for RequestRewriter<'_> {
     fn rewrite(&self, mut fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
         let (key, origin, destination) = self.signer()?;
-        let replacements = redactions(self.guard, self.endpoint, Part::Request, &fwd.body, v, self.room_hint)?;
         let body = if self.endpoint.handler == Handler::Transaction {
+            // One parse of the transaction serves both the lookup and the splice.
+            let txn = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
+            let replacements = redactions(self.guard, &txn.pdus, v, self.room_hint)?;
             let drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
-            redact::rebuild_transaction(&fwd.body, &replacements, &drop).map_err(redact_error)?
+            redact::rebuild_parsed(&fwd.body, &txn, &replacements, &drop).map_err(redact_error)?
         } else {
             if !v.drop_edus.is_empty() {
                 return Err(internal("EDUs outside a transaction"));
             }
+            let raws = events_of(self.endpoint, Part::Request, &fwd.body)?;
+            let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
             redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements).map_err(redact_error)?
         };
         let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| internal(format!("rewritten body: {e}")))?;
@@ -135,7 +130,8 @@ impl Rewrite<Release> for ResponseRewriter<'_> {
         if !v.drop_edus.is_empty() {
             return Err(internal("EDUs in a response"));
         }
-        let replacements = redactions(self.guard, self.endpoint, Part::Response, &rel.body, v, self.room_hint)?;
+        let raws = events_of(self.endpoint, Part::Response, &rel.body)?;
+        let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
         let body = redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements).map_err(redact_error)?;
         rel.body = Bytes::from(body);
         Ok(rel)
