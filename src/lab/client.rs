@@ -442,6 +442,19 @@ impl Session {
         .await
     }
 
+    /// Waits until the event `event_id` of `room_id` is visible to this user; returns it.
+    pub async fn wait_for_event(&self, room_id: &str, event_id: &str, timeout: Duration) -> Result<Value, ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room_id), encode_segment(event_id));
+        wait_until(&format!("{} to see {event_id}", self.user_id), timeout, || async {
+            match self.call("GET", &path, None).await {
+                Ok(v) => Ok(Some(v)),
+                Err(ClientError::Status { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Waits until a message with exactly `text` from `sender` is visible in the room.
     pub async fn wait_for_text(
         &self,

@@ -115,6 +115,16 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     )
     .await?;
     println!("     displayname: {}", profile["displayname"]);
+
+    // The guard's lab rule redacts the marking GEHEIM in transit.
+    let secret = "Lagebericht: GEHEIM – nicht weitergeben";
+    let event_id = step(&mut n, &format!("alice says {secret:?}"), alice.send_text(&room, secret)).await?;
+    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    println!("     same event id {event_id}; content at hs2: {}", seen["content"]);
+    println!("     → redacted in transit by the guard (rule {}), the room DAG stays intact", super::guard::LAB_RULE_ID);
+    let after = "Und weiter geht's: dieser Satz ist unbedenklich.";
+    step(&mut n, &format!("alice says {after:?}"), alice.send_text(&room, after)).await?;
+    step(&mut n, "bob reads it on hs2 (the conversation goes on)", bob.wait_for_text(&room, &alice.user_id, after, STEP_TIMEOUT)).await?;
     Ok(())
 }
 
