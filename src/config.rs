@@ -126,6 +126,14 @@ impl Default for AdminConfig {
 pub struct InboundConfig {
     /// Listener address (required).
     pub listen: SocketAddr,
+    /// Verify the X-Matrix signature of every inbound request against the origin's keys, which
+    /// the guard fetches itself over the outbound path (needs `[outbound]`). Default `true`.
+    #[serde(default = "default_true")]
+    pub verify_signatures: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[[protected]]`: one protected homeserver.

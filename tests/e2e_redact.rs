@@ -178,6 +178,25 @@ async fn negative_controls(info: &grenzwacht::lab::LabInfo) {
     let header = sign(&guard_key, &txn2, &typing(false));
     let r = put(txn2, typing(false), header).await;
     assert_eq!(r.status, 200, "re-signed with the attested guard key: {}", r.text());
+
+    // Through the guard: it verifies X-Matrix itself with hs2's real keys (fetched by the guard).
+    let via_guard = |txn: String, body: Vec<u8>, header: String| async move {
+        let head = common::head("PUT", &format!("/_matrix/federation/v1/send/{txn}"), &hs1.server_name, &[("Authorization", &header), ("Content-Type", "application/json")], body.len());
+        common::tls_request(info.guard.inbound_addr, &info.ca_cert, &head, &body).await
+    };
+    let txn3 = format!("neg{}", rand::random::<u32>());
+    let header = sign(&hs2_key, &txn3, &typing(true));
+    let r = via_guard(txn3, typing(false), header).await;
+    assert_eq!((r.status, r.errcode().as_str()), (401, "M_UNAUTHORIZED"), "guard must refuse a body that does not match its signature: {}", r.text());
+    let txn4 = format!("neg{}", rand::random::<u32>());
+    let forged = SigningKey::generate("a_lab").unwrap();
+    let header = sign(&forged, &txn4, &typing(false));
+    let r = via_guard(txn4, typing(false), header).await;
+    assert_eq!(r.status, 401, "guard must refuse a forged key: {}", r.text());
+    let txn5 = format!("neg{}", rand::random::<u32>());
+    let header = sign(&hs2_key, &txn5, &typing(false));
+    let r = via_guard(txn5, typing(false), header).await;
+    assert_eq!(r.status, 200, "a correctly signed request passes the guard's check: {}", r.text());
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String 
 listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:0"
+verify_signatures = false
 [[protected]]
 server_name = "{HS1}"
 cert = "{cert}"

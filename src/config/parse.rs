@@ -473,6 +473,12 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             );
         }
     }
+    if cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures) && cfg.outbound.is_none() && outbound_ok {
+        ctx.error(
+            key_span(root, &[k("inbound")]),
+            "`[inbound] verify_signatures` (default true) needs `[outbound]` to fetch remote keys; configure `[outbound]` or set `verify_signatures = false`",
+        );
+    }
     if cfg.inbound.is_some() && cfg.protected.is_empty() && protected_ok {
         ctx.error(
             key_span(root, &[k("inbound")]),

@@ -441,12 +441,21 @@ const P1: &str = "[[protected]]\nserver_name = \"a.example\"\ncert = \"a\"\nkey 
 
 #[test]
 fn inbound_requires_protected() {
-    let e = errors("[inbound]\nlisten = \"0.0.0.0:8448\"\n");
+    let e = errors("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n");
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, 1);
     assert!(e[0].1.contains("at least one `[[protected]]`"), "{e:?}");
     // ... and passes with one.
-    parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\n{P1}")).unwrap();
+    parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n{P1}")).unwrap();
+}
+
+#[test]
+fn inbound_signature_verification_needs_the_outbound_path() {
+    let e = errors(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\n{P1}"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].1.contains("verify_signatures"), "{e:?}");
+    let c = parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n{P1}")).unwrap();
+    assert!(!c.inbound.unwrap().verify_signatures);
 }
 
 #[test]

@@ -172,6 +172,10 @@ async fn run(
                 .protected_for(dest_hint.as_deref(), sni.as_deref(), host_header.as_deref())
                 .ok_or_else(|| Refusal::forbidden(RefusalReason::ServerDenied, "destination is not a server protected by this guard"))?;
             let peer = xm.as_ref().map(|x| x.origin.to_string());
+            // A denied origin is refused before anything else (no key fetch towards it).
+            if let Some(p) = &peer {
+                guard.static_policy().server_allowed(p)?;
+            }
             (peer, protected.server_name.clone(), protected.server_name.clone())
         }
         Entry::Outbound { destination } => {
@@ -214,6 +218,7 @@ async fn run(
     let body = body.to_bytes();
     *req_bytes = body.len();
 
+
     // --- inspect + decide
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -229,8 +234,14 @@ async fn run(
         })?,
         None => None,
     };
+    // Authenticate (inbound) after strict parsing: the X-Matrix signature against the origin's
+    // own keys, fetched by the guard itself.
+    let must_verify = direction == Direction::Inbound && guard.verify_inbound();
     let permit = match stored {
         Some(rec) => {
+            if let (true, Some(x)) = (must_verify, &xm) {
+                verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
+            }
             if !rec.body_matches(&body) {
                 return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "transaction id reused with different content"));
             }
@@ -249,6 +260,9 @@ async fn run(
         }
         None => {
             let units = inspect_request(guard, endpoint, &body)?;
+            if let (true, Some(x)) = (must_verify, &xm) {
+                verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
+            }
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
             let decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
             if let Some((d, o, dst, t)) = &txn_key {
@@ -320,6 +334,24 @@ async fn run(
     *resp.status_mut() = rel.status;
     *resp.headers_mut() = rel.headers;
     Ok(resp)
+}
+
+/// Verifies an inbound request's X-Matrix signature with the origin's keys, fetched by the guard
+/// itself over the outbound path (never from attested objects). Failure → 401.
+async fn verify_inbound(guard: &Guard, x: &XMatrix, method: &Method, uri: &str, destination: &str, body: &Bytes) -> Result<(), Refusal> {
+    let unauthorized = |msg: String| refuse(RefusalReason::Auth, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", msg);
+    let upstream = guard.outbound_upstream().ok_or_else(|| unauthorized("cannot verify: no outbound path to fetch keys".into()))?;
+    let content: Option<&serde_json::value::RawValue> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(body).map_err(|_| unauthorized("body is not JSON".into()))?)
+    };
+    let fetcher = super::guard::OutboundKeyFetcher(upstream);
+    guard
+        .remote_keys()
+        .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, std::time::SystemTime::now())
+        .await
+        .map_err(|e| unauthorized(format!("X-Matrix signature not verified: {e}")))
 }
 
 /// Server keys crossing the guard.

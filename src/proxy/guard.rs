@@ -60,6 +60,8 @@ pub struct Outbound {
 
 /// The guard: everything a request needs, built once from config.
 pub struct Guard {
+    /// Verify inbound X-Matrix signatures (`[inbound] verify_signatures`).
+    verify_inbound: bool,
     policy: RulesPolicy,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
@@ -129,6 +131,7 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         Ok(Guard {
+            verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
@@ -149,6 +152,11 @@ impl Guard {
     /// The guard key (attestation; re-signing inbound requests).
     pub fn guard_key(&self) -> Option<&SigningKey> {
         self.guard_key.as_ref()
+    }
+
+    /// Whether inbound X-Matrix signatures are verified by the guard.
+    pub fn verify_inbound(&self) -> bool {
+        self.verify_inbound
     }
 
     /// Verified remote server keys.
@@ -214,6 +222,22 @@ impl Guard {
     /// Whether an outbound client address may use the outbound listeners.
     pub fn client_allowed(&self, addr: &SocketAddr) -> bool {
         self.outbound.as_ref().is_some_and(|o| o.allowed_clients.iter().any(|n| n.contains(&addr.ip())))
+    }
+}
+
+/// Fetches remote server keys for the guard's own verification over the outbound path.
+pub struct OutboundKeyFetcher<'a>(pub &'a Upstream);
+
+impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
+    fn fetch<'a>(&'a self, server: &'a str) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
+        Box::pin(async move {
+            let t0 = std::time::Instant::now();
+            let r = self.0.fetch_server_keys(server).await;
+            // Counted like every request the guard sends, under its own endpoint label.
+            let status = if r.is_ok() { 200 } else { 502 };
+            crate::telemetry::record_request(crate::telemetry::Direction::Outbound, "guard_key_fetch", status, t0.elapsed());
+            r.map(|b| b.to_vec()).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: e.to_string() })
+        })
     }
 }
 

@@ -274,6 +274,39 @@ impl Upstream {
         Self::build(routing, connect_timeout, request_timeout, max_response, None)
     }
 
+    /// The guard's own request for a remote server's keys (`GET /_matrix/key/v2/server`), used
+    /// to verify inbound signatures. This is the one request that needs no permit: it carries
+    /// nothing from either side, only the guard's question, and its answer is only ever used by
+    /// the guard's key cache (verified, self-signed) — never forwarded.
+    pub async fn fetch_server_keys(&self, server_name: &str) -> Result<Bytes, UpstreamError> {
+        let target = server_name.to_string();
+        let resolver = self.resolver.as_ref().ok_or_else(|| UpstreamError::NoRoute { target: target.clone(), reason: "not a federation upstream".into() })?;
+        resolver.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+        let uri: Uri = format!("http://{server_name}/_matrix/key/v2/server")
+            .parse()
+            .map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad server name".into() })?;
+        let req = Request::get(uri)
+            .header(http::header::HOST, server_name)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Request { target: target.clone(), reason: e.to_string() })?;
+        let limit = 256 * 1024;
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            if !resp.status().is_success() {
+                return Err(UpstreamError::Request { target: target.clone(), reason: format!("key server answered {}", resp.status()) });
+            }
+            let body = Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|_| UpstreamError::TooLarge { target: target.clone(), limit })?;
+            Ok(body.to_bytes())
+        };
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout { target }),
+        }
+    }
+
     /// Sends a permitted request. `server_name` is the destination for federation upstreams
     /// (ignored for fixed ones); `host` is the Host header to send.
     pub async fn send(&self, permit: Permit<Forward>, server_name: &str, host: &str) -> Result<UpstreamResponse, UpstreamError> {
