@@ -18,10 +18,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::LabError;
+use crate::keys::SigningKey;
 
 /// The pinned Synapse version of the lab.
 pub const SYNAPSE_VERSION: &str = "1.163.2";
@@ -154,33 +154,11 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
     }
 }
 
-/// Writes a fresh Synapse signing key file (`ed25519 a_lab <seed>`) and returns the seed.
-pub fn write_signing_key(path: &Path) -> Result<[u8; 32], LabError> {
-    let seed: [u8; 32] = rand::random();
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed);
-    let version = SIGNING_KEY_ID.trim_start_matches("ed25519:");
-    super::write_private(path, format!("ed25519 {version} {b64}\n").as_bytes())?;
-    Ok(seed)
-}
-
-/// Reads a Synapse signing key file: `(key id, 32-byte seed)` of its first key.
-pub fn read_signing_key(path: &Path) -> Result<(String, [u8; 32]), LabError> {
-    let text = fs::read_to_string(path).map_err(|source| LabError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = || LabError::Venv(format!("{}: not a Synapse signing key", path.display()));
-    let mut parts = text.split_whitespace();
-    let (alg, version, b64) = (
-        parts.next().ok_or_else(bad)?,
-        parts.next().ok_or_else(bad)?,
-        parts.next().ok_or_else(bad)?,
-    );
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(b64.trim_end_matches('='))
-        .map_err(|_| bad())?;
-    let seed: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
-    Ok((format!("{alg}:{version}"), seed))
+/// Writes a fresh Synapse signing key file (`ed25519 a_lab <seed>`) and returns the key.
+pub fn write_signing_key(path: &Path) -> Result<SigningKey, LabError> {
+    let key = SigningKey::generate(SIGNING_KEY_ID.trim_start_matches("ed25519:")).map_err(|e| LabError::Ca(format!("signing key: {e}")))?;
+    super::write_private(path, key.to_synapse_string().as_bytes())?;
+    Ok(key)
 }
 
 /// Python logging config: everything at INFO into `log_file`, unbuffered (tests read it).
@@ -381,16 +359,16 @@ mod tests {
     fn signing_key_round_trips_in_synapse_format() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("signing.key");
-        let seed = write_signing_key(&p).unwrap();
+        let key = write_signing_key(&p).unwrap();
         let text = fs::read_to_string(&p).unwrap();
         let fields: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(fields.len(), 3);
         assert_eq!(fields[0], "ed25519");
         assert_eq!(fields[1], "a_lab");
         assert_eq!(fields[2].len(), 43, "32 bytes, unpadded base64");
-        let (id, back) = read_signing_key(&p).unwrap();
-        assert_eq!(id, SIGNING_KEY_ID);
-        assert_eq!(back, seed);
+        let back = SigningKey::from_synapse_file(&p).unwrap();
+        assert_eq!(back.key_id(), SIGNING_KEY_ID);
+        assert_eq!(back.public_key(), key.public_key());
     }
 
     #[test]

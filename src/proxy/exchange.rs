@@ -32,7 +32,7 @@ use crate::federation::pdu;
 use crate::federation::txn::Transaction;
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::permit::Units;
-use crate::store::{TxnAction, TxnDecision};
+use crate::store::{TxnAction, TxnDecision, TxnPut, TxnRecord};
 use crate::policy::{decide, decide_response, replay, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release};
 use crate::telemetry as tm;
 
@@ -246,17 +246,7 @@ async fn run(
                 return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "transaction id reused with different content"));
             }
             tracing::info!("retried transaction: replaying the first decision");
-            match rec.decision.action {
-                TxnAction::Forward { body, x_matrix } => {
-                    let hdr = x_matrix.and_then(|h| HeaderValue::from_str(&h).ok());
-                    replay(forward, Bytes::from(body), hdr)
-                }
-                TxnAction::Refuse { errcode, error } => {
-                    let status = StatusCode::from_u16(rec.decision.status).unwrap_or(StatusCode::FORBIDDEN);
-                    let errcode: &'static str = if errcode == "M_FORBIDDEN" { "M_FORBIDDEN" } else { "M_UNKNOWN" };
-                    return Err(refuse(RefusalReason::Policy, status, errcode, error));
-                }
-            }
+            replay_record(forward, rec)?
         }
         None => {
             let units = inspect_request(guard, endpoint, &body)?;
@@ -264,16 +254,10 @@ async fn run(
                 verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
-            let decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
-            if let Some((d, o, dst, t)) = &txn_key {
-                let record = match &decided {
-                    Ok(p) => TxnDecision::forward(
-                        200,
-                        p.get().body.to_vec(),
-                        p.get().headers.get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string),
-                    ),
-                    Err(r) => TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone()),
-                };
+            // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
+            let template = txn_key.as_ref().map(|_| forward.clone());
+            let mut decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
+            if let (Some((d, o, dst, t)), Some(template)) = (&txn_key, template) {
                 // Stored: decisions that withheld something (a refusal by policy, a modified
                 // body). A retry must not get less than that. Not stored: unchanged pass-through
                 // (a stricter decision on retry leaks nothing, and storing every transaction's
@@ -284,9 +268,23 @@ async fn run(
                     Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
                 };
                 if withheld {
-                    if let Err(e) = guard.store().put_txn_decision(d, o, dst, t, &body, &record) {
-                        tracing::warn!("cannot store transaction decision: {e}");
-                        return Err(refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "transaction store unavailable"));
+                    let record = match &decided {
+                        Ok(p) => TxnDecision::forward(
+                            200,
+                            p.get().body.to_vec(),
+                            p.get().headers.get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string),
+                        ),
+                        Err(r) => TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone()),
+                    };
+                    match guard.store().put_txn_decision(d, o, dst, t, &body, &record) {
+                        Ok(TxnPut::Inserted(_)) => {}
+                        // A concurrent attempt of the same transaction decided first: its
+                        // decision is the one every attempt gets.
+                        Ok(TxnPut::Existing(rec)) => decided = replay_record(template, rec),
+                        Err(e) => {
+                            tracing::warn!("cannot store transaction decision: {e}");
+                            return Err(refuse(RefusalReason::Internal, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "transaction store unavailable"));
+                        }
                     }
                 }
             }
@@ -334,6 +332,21 @@ async fn run(
     *resp.status_mut() = rel.status;
     *resp.headers_mut() = rel.headers;
     Ok(resp)
+}
+
+/// The permit (or refusal) a stored transaction decision stands for.
+fn replay_record(forward: Forward, rec: TxnRecord) -> Result<crate::policy::Permit<Forward>, Refusal> {
+    match rec.decision.action {
+        TxnAction::Forward { body, x_matrix } => {
+            let hdr = x_matrix.and_then(|h| HeaderValue::from_str(&h).ok());
+            Ok(replay(forward, Bytes::from(body), hdr))
+        }
+        TxnAction::Refuse { errcode, error } => {
+            let status = StatusCode::from_u16(rec.decision.status).unwrap_or(StatusCode::FORBIDDEN);
+            let errcode: &'static str = if errcode == "M_FORBIDDEN" { "M_FORBIDDEN" } else { "M_UNKNOWN" };
+            Err(refuse(RefusalReason::Policy, status, errcode, error))
+        }
+    }
 }
 
 /// Verifies an inbound request's X-Matrix signature with the origin's keys, fetched by the guard

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grenzwacht::lab::metrics::{self, RequestSeries};
-use grenzwacht::lab::synapse::read_signing_key;
 use grenzwacht::lab::LabInfo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -185,31 +184,10 @@ pub fn xmatrix_signed(
     path_and_query: &str,
     body: &[u8],
 ) -> String {
-    use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
-    let (key_id, seed) = read_signing_key(hs_signing_key).expect("signing key");
-    // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&seed);
-    let version = key_id.trim_start_matches("ed25519:").to_string();
-    let key_pair = ruma::signatures::Ed25519KeyPair::from_der(&der, version).expect("key pair");
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .body(body.to_vec())
-        .expect("request");
-    let x = XMatrix::sign_http_request(
-        &req,
-        XMatrixSigningInput::new(
-            ruma::OwnedServerName::try_from(origin).expect("origin"),
-            ruma::OwnedServerName::try_from(destination).expect("destination"),
-            &key_pair,
-        ),
-    )
-    .expect("sign");
-    x.to_string()
+    let key = grenzwacht::keys::SigningKey::from_synapse_file(hs_signing_key).expect("signing key");
+    let content: Option<Box<serde_json::value::RawValue>> =
+        (!body.is_empty()).then(|| serde_json::from_slice(body).expect("JSON body"));
+    grenzwacht::federation::xmatrix::sign_request(&key, origin, destination, method, path_and_query, content.as_deref()).expect("sign")
 }
 
 /// A syntactically valid `X-Matrix` value with a meaningless signature.
