@@ -130,6 +130,10 @@ listen = "127.0.0.1:0"
 # The sink's origin has no key server: the bench measures the proxy path without signature
 # verification (the guard's key cache would make it a hash-map lookup plus one ed25519 check).
 verify_signatures = false
+# Its PDUs carry placeholder signatures: no PDU verification either (measured separately in
+# the criterion bench `redact`).
+[keys]
+verify_pdus = false
 [[protected]]
 server_name = "{server_name}"
 cert = "{cert}"

@@ -66,13 +66,23 @@ pub struct Config {
 }
 
 /// `[keys]`: keys the guard holds itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// The guard key (Synapse `signing.key` format). With it, the guard attests remote servers'
     /// keys to the protected servers and re-signs modified inbound requests; without it,
     /// inbound requests that policy wants modified are refused.
     pub guard_key: Option<PathBuf>,
+    /// Verify the signatures and content hashes of every PDU that enters the protected side
+    /// (inbound requests, responses to outbound requests). Keys are fetched by the guard over
+    /// the outbound path, so this needs `[outbound]`. Default `true`.
+    pub verify_pdus: bool,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig { guard_key: None, verify_pdus: true }
+    }
 }
 
 /// Log output format (`[log] format`).

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod exchange;
 pub mod guard;
 pub mod inbound;
+pub mod integrity;
 pub mod outbound;
 pub mod rewrite;
 pub mod rooms;

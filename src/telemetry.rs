@@ -96,6 +96,9 @@ pub const REQUEST_DURATION_SECONDS: &str = "grenzwacht_request_duration_seconds"
 pub const BYTES_TOTAL: &str = "grenzwacht_bytes_total";
 /// Counter: requests or responses refused, by reason.
 pub const REFUSALS_TOTAL: &str = "grenzwacht_refusals_total";
+/// Counter: the guard's own PDU checks (`direction`, `outcome` ∈ verified, hash_mismatch,
+/// bad_signature, keys_unavailable, unknown_room_version).
+pub const PDU_CHECKS_TOTAL: &str = "grenzwacht_pdu_checks_total";
 /// Counter: requests the guard sent on (to a protected homeserver or a remote server).
 pub const UPSTREAM_REQUESTS_TOTAL: &str = "grenzwacht_upstream_requests_total";
 /// Counter: accepted TCP connections per listener.
@@ -316,6 +319,10 @@ pub fn describe() {
         UPSTREAM_REQUESTS_TOTAL,
         "Requests sent on by the guard, by direction and upstream status (or error)."
     );
+    describe_counter!(
+        PDU_CHECKS_TOTAL,
+        "PDU signature and content-hash checks by the guard, by direction and outcome."
+    );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
 }
@@ -371,6 +378,14 @@ pub fn record_bytes(direction: Direction, kind: BodyKind, bytes: u64) {
         "direction" => direction.as_str(),
         "kind" => kind.as_str())
     .increment(bytes);
+}
+
+/// Counts one PDU check; `outcome` is one of the fixed names of [`PDU_CHECKS_TOTAL`].
+pub fn record_pdu_check(direction: Direction, outcome: &'static str) {
+    metrics::counter!(PDU_CHECKS_TOTAL,
+        "direction" => direction.as_str(),
+        "outcome" => outcome)
+    .increment(1);
 }
 
 /// Counts one refusal.

@@ -18,7 +18,7 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     std::fs::write(
         &good,
         format!(
-            "[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
+            "[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
             p.cert.display(),
             p.key.display()
         ),
@@ -74,7 +74,7 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
             p.dir.path().join("state.db").display(),
             p.cert.display(),
             p.key.display(),

@@ -197,6 +197,103 @@ async fn negative_controls(info: &grenzwacht::lab::LabInfo) {
     let header = sign(&hs2_key, &txn5, &typing(false));
     let r = via_guard(txn5, typing(false), header).await;
     assert_eq!(r.status, 200, "a correctly signed request passes the guard's check: {}", r.text());
+
+    attestation_controls(info).await;
+}
+
+/// A key server on 127.0.0.1:`port` (TLS with the lab's test CA) that answers every request
+/// with `body`.
+async fn key_server_on(info: &grenzwacht::lab::LabInfo, listener: tokio::net::TcpListener, body: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs_dir = info.dir.join("certs");
+    let certs: Vec<_> = rustls_pemfile::certs(&mut std::fs::read(certs_dir.join("hs2.crt")).unwrap().as_slice()).map(|c| c.unwrap()).collect();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(certs_dir.join("hs2.key")).unwrap().as_slice()).unwrap().unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+}
+
+/// Negative control for key attestation, against real Synapse (hs2, which fetches keys
+/// directly): two servers on 127.0.0.1 publish a key object attested with a guard-style key
+/// `ed25519:gw1` exactly as the guard builds it (`keys::attest::attest_server_keys`), one of
+/// them with the server's original self-signature left in. A request signed with the
+/// attested key is accepted for the correctly attested server and refused (401) for the other:
+/// the original signature no longer matches the object, and Synapse refuses the whole object.
+async fn attestation_controls(info: &grenzwacht::lab::LabInfo) {
+    use grenzwacht::federation::xmatrix;
+    use grenzwacht::keys::{attest, SigningKey};
+    let hs2 = info.hs2();
+    let attester = SigningKey::generate("gw1").unwrap();
+    let mut attested_servers = Vec::new();
+    for keep_original in [false, true] {
+        let own = SigningKey::generate("a_f").unwrap();
+        let build = |name: &str| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(json!({
+                "server_name": name, "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
+                "verify_keys": {"ed25519:a_f": {"key": own.public_key_base64()}}
+            }))
+            .unwrap();
+            own.sign_json(name, &mut obj).unwrap();
+            let original_sig = obj["signatures"].clone();
+            let attested = attest::attest_server_keys(&serde_json::to_vec(&obj).unwrap(), &attester).unwrap();
+            let mut attested: Value = serde_json::from_slice(&attested).unwrap();
+            assert!(attested["signatures"][name].get("ed25519:a_f").is_none(), "the guard drops the original signature");
+            if keep_original {
+                let orig = serde_json::to_value(&original_sig).unwrap();
+                attested["signatures"][name]["ed25519:a_f"] = orig[name]["ed25519:a_f"].clone();
+            }
+            serde_json::to_vec(&attested).unwrap()
+        };
+        // The server name is part of the object: bind first, then sign and serve.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let name = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+        key_server_on(info, listener, build(&name)).await;
+        attested_servers.push((name, keep_original));
+    }
+    let hs2_addr: std::net::SocketAddr = hs2.federation_url.trim_start_matches("https://").parse().expect("hs2 federation address");
+    for (origin, keep_original) in attested_servers {
+        let txn = format!("att{}", rand::random::<u32>());
+        let uri = format!("/_matrix/federation/v1/send/{txn}");
+        let body = serde_json::to_vec(&json!({
+            "origin": origin, "origin_server_ts": 1, "pdus": [],
+            "edus": [{"edu_type": "m.typing", "content": {"room_id": "!nowhere:x", "user_id": format!("@x:{origin}"), "typing": false}}]
+        }))
+        .unwrap();
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&body).unwrap();
+        let header = xmatrix::sign_request(&attester, &origin, &hs2.server_name, "PUT", &uri, Some(&raw)).unwrap();
+        let head = common::head("PUT", &uri, &hs2.server_name, &[("Authorization", &header), ("Content-Type", "application/json")], body.len());
+        let r = common::tls_request(hs2_addr, &info.ca_cert, &head, &body).await;
+        if keep_original {
+            assert_eq!(r.status, 401, "an attested object that keeps the original signature must be refused: {}", r.text());
+        } else {
+            assert_eq!(r.status, 200, "a correctly attested key is accepted by Synapse: {}", r.text());
+        }
+    }
 }
 
 #[tokio::test]
@@ -226,4 +323,11 @@ async fn geheim_is_redacted_in_transit_both_directions() {
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(log.contains("redacting event in transit"), "guard log shows the redactions");
     assert!(log.contains("dropping EDU in transit"), "guard log shows the dropped presence EDU");
+    // The guard verified the real PDUs hs2 sent (signatures and hashes) and none failed.
+    let m = common::guard_metrics(&info).await;
+    let checks = |outcome: &str| -> f64 {
+        m.iter().filter(|s| s.name == "grenzwacht_pdu_checks_total" && s.label("outcome") == outcome).map(|s| s.value).sum()
+    };
+    assert!(checks("verified") >= 12.0, "the guard verified hs2's PDUs: {}", checks("verified"));
+    assert_eq!(checks("bad_signature"), 0.0, "no real PDU failed the guard's check");
 }

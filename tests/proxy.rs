@@ -11,6 +11,8 @@ const HS1: &str = "hs1.test";
 const REMOTE: &str = "remote.test";
 
 fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String {
+    // No [outbound] here: PDUs cannot be verified (no key fetches), so the tests switch it off.
+    let keys = if extra.contains("[keys]") { "" } else { "[keys]\nverify_pdus = false\n" };
     format!(
         r#"
 [admin]
@@ -18,6 +20,7 @@ listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:0"
 verify_signatures = false
+{keys}
 [[protected]]
 server_name = "{HS1}"
 cert = "{cert}"
@@ -422,7 +425,7 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let gk_path = p.dir.path().join("guard.signing.key");
     std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
     let extra = format!(
-        "[keys]\nguard_key = \"{}\"\n[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n",
+        "[keys]\nverify_pdus = false\nguard_key = \"{}\"\n[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n",
         gk_path.display()
     );
     let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
@@ -489,5 +492,141 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let got = send("t2", txn(vec![clean])).await;
     assert_eq!((got.status, got.errcode().as_str()), (400, "M_INVALID_PARAM"));
     assert_eq!(up.seen().len(), n);
+    g.stop().await;
+}
+
+/// A PDU of room version 10, hashed and signed by `key` as `remote.test`.
+fn signed_pdu(key: &SigningKey, v: serde_json::Value) -> serde_json::Value {
+    let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(v).unwrap();
+    let rules = ruma::RoomVersionId::V10.rules().unwrap();
+    ruma::signatures::hash_and_sign_event(REMOTE, key.key_pair(), &mut obj, &rules.redaction).unwrap();
+    serde_json::to_value(obj).unwrap()
+}
+
+/// The guard verifies the signatures and content hashes of PDUs entering the protected side,
+/// with keys it fetches itself over the outbound path: valid PDUs pass unchanged, a tampered
+/// one (hash mismatch) and a forged one (bad signature) cross redacted — no PDU is removed —
+/// and a forged invite (single-event endpoint) is refused. Counted per outcome.
+#[tokio::test]
+async fn inbound_pdus_are_verified_by_the_guard() {
+    let p = pki();
+    let remote_key = SigningKey::generate("r1").unwrap();
+    // The remote's key server, reached through the guard's route table over verified TLS.
+    let key_object = {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(json!({
+            "server_name": REMOTE, "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
+            "verify_keys": {"ed25519:r1": {"key": remote_key.public_key_base64()}}
+        }))
+        .unwrap();
+        remote_key.sign_json(REMOTE, &mut obj).unwrap();
+        serde_json::to_vec(&obj).unwrap()
+    };
+    let key_answer: Answer = std::sync::Arc::new(move |s: &Seen| {
+        if s.path_and_query == "/_matrix/key/v2/server" {
+            (200, "application/json", key_object.clone())
+        } else {
+            (404, "application/json", br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec())
+        }
+    });
+    let key_server = recorder(Some(acceptor(&p)), key_answer).await;
+    let up = recorder(None, default_answer()).await;
+    let guard_key = SigningKey::generate("gw1").unwrap();
+    let gk_path = p.dir.path().join("guard.signing.key");
+    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let toml = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
+[[protected]]
+server_name = "{HS1}"
+cert = "{cert}"
+key = "{key}"
+upstream = "http://{upstream}"
+[outbound]
+proxy_listen = "127.0.0.1:0"
+allowed_clients = ["127.0.0.0/8"]
+proxy_secret = "s3cret"
+roots = ["{ca}"]
+[[route]]
+server_name = "{REMOTE}"
+address = "{ks}"
+tls_name = "127.0.0.1"
+[discovery]
+enabled = false
+[keys]
+guard_key = "{gk}"
+"#,
+        gk = gk_path.display(),
+        cert = p.cert.display(),
+        key = p.key.display(),
+        upstream = up.addr,
+        ca = p.ca_path.display(),
+        ks = key_server.addr,
+    );
+    let g = start_guard(&p, &toml).await;
+    let send = |uri: String, body: Vec<u8>| {
+        let hdr = auth(&remote_key, REMOTE, HS1, "PUT", &uri, Some(&body));
+        let (addr, ca) = (g.inbound.unwrap(), p.ca_path.clone());
+        async move { tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await }
+    };
+    let room = "!v:remote.test";
+    let event = |depth: u64, kind: &str, content: serde_json::Value| {
+        json!({
+            "auth_events": [], "prev_events": [], "depth": depth, "origin_server_ts": 1_700_000_000_000u64,
+            "room_id": room, "sender": "@a:remote.test", "type": kind, "content": content
+        })
+    };
+    let mut create = event(1, "m.room.create", json!({"creator": "@a:remote.test", "room_version": "10"}));
+    create["state_key"] = json!("");
+    let create = signed_pdu(&remote_key, create);
+    let good = signed_pdu(&remote_key, event(2, "m.room.message", json!({"body": "valid", "msgtype": "m.text"})));
+    let mut tampered = signed_pdu(&remote_key, event(3, "m.room.message", json!({"body": "original", "msgtype": "m.text"})));
+    tampered["content"]["body"] = json!("changed on the way");
+    let mut forged = signed_pdu(&remote_key, event(4, "m.room.message", json!({"body": "forged", "msgtype": "m.text"})));
+    forged["signatures"][REMOTE]["ed25519:r1"] = json!(SigningKey::generate("r1").unwrap().sign_base64(b"other"));
+
+    let got = send("/_matrix/federation/v1/send/v1".into(), txn(vec![create, good.clone(), tampered, forged.clone()])).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let pdus = v["pdus"].as_array().unwrap();
+    assert_eq!(pdus.len(), 4, "no PDU removed");
+    assert_eq!(pdus[1], good, "a valid PDU passes unchanged");
+    assert_eq!(pdus[2]["content"], json!({}), "a PDU whose content hash fails crosses redacted");
+    assert_eq!(pdus[3]["content"], json!({}), "a PDU whose signature fails crosses redacted");
+    assert!(!String::from_utf8_lossy(&seen[0].body).contains("changed on the way"));
+    let x = xmatrix::XMatrix::parse(seen[0].headers.get("authorization").unwrap().to_str().unwrap()).unwrap();
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&seen[0].body).unwrap();
+    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/v1", Some(&raw), &guard_key.public_key()).expect("re-signed by the guard key");
+    // The key server was asked by the guard itself.
+    assert!(key_server.seen().iter().any(|s| s.path_and_query == "/_matrix/key/v2/server"));
+
+    // A forged invite (single-event endpoint) is refused and never forwarded.
+    let mut invite = forged.clone();
+    invite["type"] = json!("m.room.member");
+    invite["state_key"] = json!("@b:hs1.test");
+    invite["content"] = json!({"membership": "invite"});
+    let body = serde_json::to_vec(&json!({"event": invite, "room_version": "10", "invite_room_state": []})).unwrap();
+    let got = send("/_matrix/federation/v2/invite/%21v%3Aremote.test/%24x".into(), body).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(up.seen().len(), 1);
+
+    // A PDU in a room whose version the guard does not know cannot be verified: refused.
+    let mut stranger = event(5, "m.room.message", json!({"body": "x", "msgtype": "m.text"}));
+    stranger["room_id"] = json!("!unknown:remote.test");
+    let stranger = signed_pdu(&remote_key, stranger);
+    let got = send("/_matrix/federation/v1/send/v2".into(), txn(vec![stranger])).await;
+    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
+    assert_eq!(up.seen().len(), 1);
+
+    let m = metrics(g.admin).await;
+    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "verified")]), 2.0);
+    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "hash_mismatch")]), 1.0);
+    assert!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "bad_signature")]) >= 2.0);
+    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "unknown_room_version")]), 1.0);
     g.stop().await;
 }

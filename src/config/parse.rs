@@ -479,6 +479,15 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             "`[inbound] verify_signatures` (default true) needs `[outbound]` to fetch remote keys; configure `[outbound]` or set `verify_signatures = false`",
         );
     }
+    // PDUs enter the protected side in inbound requests (and in responses to outbound
+    // requests, where `[outbound]` exists and keys can be fetched).
+    if cfg.keys.verify_pdus && cfg.inbound.is_some() && cfg.outbound.is_none() && outbound_ok {
+        let at = key_span(root, &[k("keys")]).or_else(|| key_span(root, &[k("inbound")]));
+        ctx.error(
+            at,
+            "`[keys] verify_pdus` (default true) needs `[outbound]` to fetch the keys of the servers that signed PDUs; configure `[outbound]` or set `verify_pdus = false`",
+        );
+    }
     if cfg.inbound.is_some() && cfg.protected.is_empty() && protected_ok {
         ctx.error(
             key_span(root, &[k("inbound")]),

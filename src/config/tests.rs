@@ -441,21 +441,30 @@ const P1: &str = "[[protected]]\nserver_name = \"a.example\"\ncert = \"a\"\nkey 
 
 #[test]
 fn inbound_requires_protected() {
-    let e = errors("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n");
+    let e = errors("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n");
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, 1);
     assert!(e[0].1.contains("at least one `[[protected]]`"), "{e:?}");
     // ... and passes with one.
-    parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n{P1}")).unwrap();
+    parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n{P1}")).unwrap();
 }
 
 #[test]
 fn inbound_signature_verification_needs_the_outbound_path() {
+    // Both verifications need key fetches over [outbound]: both are reported, with lines.
     let e = errors(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\n{P1}"));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e.iter().any(|(l, m)| *l == 1 && m.contains("verify_signatures")), "{e:?}");
+    assert!(e.iter().any(|(l, m)| *l == 1 && m.contains("verify_pdus")), "{e:?}");
+    let e = errors(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = true\n{P1}"));
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].1.contains("verify_signatures"), "{e:?}");
-    let c = parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n{P1}")).unwrap();
+    assert_eq!(e[0].0, 4, "{e:?}");
+    assert!(e[0].1.contains("verify_pdus"), "{e:?}");
+    let c = parse(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n{P1}")).unwrap();
     assert!(!c.inbound.unwrap().verify_signatures);
+    assert!(!c.keys.verify_pdus);
+    // Default on.
+    assert!(parse("").unwrap().keys.verify_pdus);
 }
 
 #[test]

@@ -54,6 +54,9 @@ pub struct Units<'a> {
     pub events: Vec<EventView<'a>>,
     pub event_pos: Vec<usize>,
     pub edus: Vec<EduView<'a>>,
+    /// Findings of the guard's own integrity checks, one per PDU (empty = none): merged with
+    /// the policy's verdict for that PDU, the most severe wins.
+    pub pdu_findings: Vec<Option<PduVerdict>>,
 }
 
 /// One modification the policy asks for.
@@ -162,8 +165,14 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             }
         }
     };
-    for (pdu, &pos) in units.pdus.iter().zip(&units.pdu_pos) {
-        apply(policy.pdu(ctx, pdu), pos, pdu.room_id.as_deref().map(str::to_string))?;
+    for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
+        let mut verdict = policy.pdu(ctx, pdu);
+        if let Some(Some(finding)) = units.pdu_findings.get(i) {
+            if finding.severity() > verdict.severity() {
+                verdict = finding.clone();
+            }
+        }
+        apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
     for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
         apply(policy.event(ctx, ev), pos, ev.room_id.as_deref().map(str::to_string))?;

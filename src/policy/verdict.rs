@@ -51,6 +51,18 @@ pub enum PduVerdict {
     Reject { rule: String },
 }
 
+impl PduVerdict {
+    /// Order for "the most severe wins": allow < redact < hold < reject.
+    pub fn severity(&self) -> u8 {
+        match self {
+            PduVerdict::Allow => 0,
+            PduVerdict::Redact { .. } => 1,
+            PduVerdict::Hold { .. } => 2,
+            PduVerdict::Reject { .. } => 3,
+        }
+    }
+}
+
 /// Per-EDU verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EduVerdict {

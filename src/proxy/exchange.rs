@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
-use super::{rewrite, rooms};
+use super::{integrity, rewrite, rooms};
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
@@ -249,11 +249,12 @@ async fn run(
             replay_record(forward, rec)?
         }
         None => {
-            let units = inspect_request(guard, endpoint, &body)?;
+            let mut units = inspect_request(guard, endpoint, &body)?;
             if let (true, Some(x)) = (must_verify, &xm) {
                 verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
+            units.pdu_findings = integrity::check(guard, &ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
             let mut decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
@@ -323,8 +324,9 @@ async fn run(
     };
     let release = Release { status: up.status, headers: resp_headers, body: body.clone() };
     let permit = {
-        let units = inspect_response(guard, endpoint, up.status, &release.headers, &body)?;
+        let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body)?;
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
+        units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
         decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
@@ -462,7 +464,7 @@ fn inspect_request<'b>(guard: &Guard, endpoint: &'static Endpoint, body: &'b Byt
         let pdus = t.pdu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
         let edus = t.edu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
         let pdu_pos = (0..pdus.len()).collect();
-        return Ok(Units { pdus, pdu_pos, events: Vec::new(), event_pos: Vec::new(), edus });
+        return Ok(Units { pdus, pdu_pos, edus, ..Units::default() });
     }
     locate(endpoint, Part::Request, body, limits.max_pdu_bytes).map_err(|(code, msg)| bad_request(code, msg))
 }

@@ -62,6 +62,8 @@ pub struct Outbound {
 pub struct Guard {
     /// Verify inbound X-Matrix signatures (`[inbound] verify_signatures`).
     verify_inbound: bool,
+    /// Verify PDUs entering the protected side (`[keys] verify_pdus`).
+    verify_pdus: bool,
     policy: RulesPolicy,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
@@ -132,6 +134,7 @@ impl Guard {
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
+            verify_pdus: cfg.keys.verify_pdus,
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
@@ -155,6 +158,9 @@ impl Guard {
     }
 
     /// Whether inbound X-Matrix signatures are verified by the guard.
+    pub fn verify_pdus(&self) -> bool {
+        self.verify_pdus
+    }
     pub fn verify_inbound(&self) -> bool {
         self.verify_inbound
     }
@@ -236,6 +242,32 @@ impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
             // Counted like every request the guard sends, under its own endpoint label.
             let status = if r.is_ok() { 200 } else { 502 };
             crate::telemetry::record_request(crate::telemetry::Direction::Outbound, "guard_key_fetch", status, t0.elapsed());
+            r.map(|b| b.to_vec()).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: e.to_string() })
+        })
+    }
+}
+
+/// Fetches server keys for the guard's PDU checks: a protected server's from its own federation
+/// listener (the guard sits in front of it; the outbound path would not reach it), every other
+/// server's over the outbound path ([`OutboundKeyFetcher`]).
+pub struct GuardKeyFetcher<'a>(pub &'a Guard);
+
+impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
+    fn fetch<'a>(&'a self, server: &'a str) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
+        Box::pin(async move {
+            let upstream = match self.0.inbound_upstream(server) {
+                Some(u) if self.0.is_protected(server) => u,
+                _ => {
+                    let Some(out) = self.0.outbound_upstream() else {
+                        return Err(crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: "no outbound path".into() });
+                    };
+                    return OutboundKeyFetcher(out).fetch(server).await;
+                }
+            };
+            let t0 = std::time::Instant::now();
+            let r = upstream.fetch_server_keys(server).await;
+            let status = if r.is_ok() { 200 } else { 502 };
+            crate::telemetry::record_request(crate::telemetry::Direction::Inbound, "guard_key_fetch", status, t0.elapsed());
             r.map(|b| b.to_vec()).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: e.to_string() })
         })
     }

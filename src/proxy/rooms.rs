@@ -30,6 +30,20 @@ fn create_version(content: &RawValue) -> Option<String> {
     Some(c.room_version.map(|v| v.into_owned()).unwrap_or_else(|| "1".to_string()))
 }
 
+/// The room id of a room version 12+ create event, which has no `room_id`: `!` followed by the
+/// event's reference hash (the create event's id with `!` instead of `$`). `None` for room
+/// versions that carry `room_id` in the create event, or a malformed event.
+pub fn create_room_id(pdu: &crate::federation::pdu::PduView<'_>) -> Option<String> {
+    let version = crate::federation::redact::parse_room_version(&create_version(pdu.content)?)?;
+    let rules = version.rules()?;
+    if !rules.authorization.room_create_event_id_as_room_id {
+        return None;
+    }
+    let obj: ruma::CanonicalJsonObject = serde_json::from_str(pdu.raw.get()).ok()?;
+    let hash = ruma::signatures::reference_hash(&obj, &rules).ok()?;
+    Some(format!("!{hash}"))
+}
+
 fn record(guard: &Guard, room: &str, version: &str, from: &str) {
     match guard.store().set_room_version(room, version, from) {
         Ok(claim) => tracing::debug!(room, version, from, ?claim, "room version"),
@@ -46,8 +60,9 @@ pub fn learn(guard: &Guard, endpoint: &'static Endpoint, part: Part, room_hint: 
         }
     }
     for p in units.pdus.iter().filter(|p| p.event_type == "m.room.create") {
-        if let (Some(room), Some(v)) = (p.room_id.as_deref().or(room_hint), create_version(p.content)) {
-            record(guard, room, &v, "create_event");
+        let room = p.room_id.as_deref().map(str::to_string).or_else(|| create_room_id(p)).or_else(|| room_hint.map(str::to_string));
+        if let (Some(room), Some(v)) = (room, create_version(p.content)) {
+            record(guard, &room, &v, "create_event");
         }
     }
     for e in units.events.iter().filter(|e| e.event_type == "m.room.create") {

@@ -280,9 +280,17 @@ impl Upstream {
     /// the guard's key cache (verified, self-signed) — never forwarded.
     pub async fn fetch_server_keys(&self, server_name: &str) -> Result<Bytes, UpstreamError> {
         let target = server_name.to_string();
-        let resolver = self.resolver.as_ref().ok_or_else(|| UpstreamError::NoRoute { target: target.clone(), reason: "not a federation upstream".into() })?;
-        resolver.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
-        let uri: Uri = format!("http://{server_name}/_matrix/key/v2/server")
+        // A fixed upstream (a protected server's federation listener) is asked directly; a
+        // federation upstream resolves the server name first.
+        let url = match (&self.base, &self.resolver) {
+            (Some(base), _) => format!("{base}/_matrix/key/v2/server"),
+            (None, Some(resolver)) => {
+                resolver.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+                format!("http://{server_name}/_matrix/key/v2/server")
+            }
+            (None, None) => return Err(UpstreamError::NoRoute { target, reason: "not a federation upstream".into() }),
+        };
+        let uri: Uri = url
             .parse()
             .map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad server name".into() })?;
         let req = Request::get(uri)

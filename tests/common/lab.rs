@@ -197,6 +197,14 @@ pub fn xmatrix_unsigned(origin: &str, destination: &str) -> String {
     )
 }
 
+/// All samples of the guard's `/metrics`.
+pub async fn guard_metrics(info: &LabInfo) -> Vec<metrics::Sample> {
+    let addr: SocketAddr = info.guard.admin_url.trim_start_matches("http://").parse().expect("admin addr");
+    let r = tcp_request(addr, &head("GET", "/metrics", &addr.to_string(), &[], 0), b"").await;
+    assert_eq!(r.status, 200, "GET /metrics: {}", r.text());
+    metrics::parse(&r.text())
+}
+
 /// The guard's `grenzwacht_requests_total` series.
 pub async fn guard_requests(info: &LabInfo) -> Vec<RequestSeries> {
     let addr: SocketAddr = info

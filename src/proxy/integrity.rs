@@ -1,0 +1,147 @@
+//! PDU integrity: the room version of every PDU the guard must verify, and the guard's own
+//! check of signatures and content hashes of PDUs that enter the protected side.
+//!
+//! # Design notes
+//!
+//! * **What is verified.** PDUs whose data flows into the protected side: inbound requests
+//!   (`/send`, invites, `send_join`, …) and the responses to outbound requests (`backfill`,
+//!   `state`, `send_join` state, …). PDUs leaving the protected side were made or accepted by
+//!   the protected server; re-verifying them would cost every outbound transaction and protect
+//!   nothing the receiver does not check itself.
+//! * **Which keys.** ruma names the servers whose signatures the room version requires (the
+//!   sender's server; in v1–v2 also the event id's server; restricted joins the authorising
+//!   server). Their keys come from the guard's verified cache ([`crate::keys::RemoteKeys`]),
+//!   fetched on a miss by the guard itself: a protected server's keys from its own federation
+//!   listener, every other server's over the outbound path with verified TLS — never from
+//!   attested objects.
+//! * **Outcomes** (fail closed, and never a hole in the DAG):
+//!   - valid signatures, hash matches → nothing to do;
+//!   - valid signatures, hash mismatch → the event was redacted on the way; the receiver will
+//!     keep only the redacted form, so the guard redacts it in transit too (the unredacted
+//!     content never crosses);
+//!   - a signature that fails, is missing or a malformed PDU → the content does not cross: in
+//!     a transaction or a response the PDU is redacted in transit (the receiver rejects it for
+//!     its signature anyway, and the transaction still delivers every other PDU); on a
+//!     single-event endpoint (invite, `send_join`, …) the request is refused with 403;
+//!   - keys that cannot be obtained now (fetch failed, rate limited) → the request is refused
+//!     with 503 and not recorded as a transaction decision, so the sender's retry is judged
+//!     again once the keys are reachable; nothing is lost.
+//! * **Room versions.** Verification (and redaction) need the room version. A PDU that must be
+//!   verified in a room whose version the guard has not learned does not pass: the request is
+//!   refused with 403 (`unknown_room_version`), counted and logged; the decision is not stored,
+//!   so a retry passes once the version is known (from a create event, `make_join`, a v2
+//!   invite).
+//!
+//! Every failure is counted in `grenzwacht_pdu_checks_total{direction,outcome}` (bounded
+//! outcome set) and logged with the room and the sender's server (never content).
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use http::StatusCode;
+use ruma::RoomVersionId;
+
+use super::guard::Guard;
+use crate::federation::catalog::Handler;
+use crate::federation::pdu::PduView;
+use crate::federation::redact;
+use crate::keys::{PduCheck, RemoteKeyError};
+use crate::policy::{Direction, ExchangeCtx, PduVerdict, Refusal, RefusalReason, Units};
+
+/// Rule names the integrity findings carry into logs and the transaction record.
+pub const RULE_HASH_MISMATCH: &str = "integrity:hash-mismatch";
+/// See [`RULE_HASH_MISMATCH`].
+pub const RULE_BAD_SIGNATURE: &str = "integrity:bad-signature";
+
+/// The room a PDU belongs to: its `room_id`, the `roomId` path parameter, or (room version 12+
+/// create events, which have none) the id derived from the create event itself.
+pub fn pdu_room(pdu: &PduView<'_>, room_hint: Option<&str>) -> Option<String> {
+    if let Some(r) = pdu.room_id.as_deref() {
+        return Some(r.to_string());
+    }
+    if pdu.event_type == "m.room.create" {
+        if let Some(id) = super::rooms::create_room_id(pdu) {
+            return Some(id);
+        }
+    }
+    room_hint.map(str::to_string)
+}
+
+/// The room version of each PDU of `units` (in order), looked up once per room.
+/// A room whose version is not known → `UnknownRoomVersion` refusal.
+pub fn room_versions(guard: &Guard, data: Direction, units: &Units<'_>, room_hint: Option<&str>) -> Result<Vec<RoomVersionId>, Refusal> {
+    let mut cache: HashMap<String, RoomVersionId> = HashMap::new();
+    let mut out = Vec::with_capacity(units.pdus.len());
+    for pdu in &units.pdus {
+        let room = pdu_room(pdu, room_hint).ok_or_else(|| Refusal::forbidden(RefusalReason::BadJson, "event without a room"))?;
+        if let Some(v) = cache.get(&room) {
+            out.push(v.clone());
+            continue;
+        }
+        let version = guard
+            .store()
+            .room_version(&room)
+            .map_err(|e| internal(format!("room version lookup: {e}")))?
+            .and_then(|v| redact::parse_room_version(&v))
+            .ok_or_else(|| {
+                crate::telemetry::record_pdu_check(data, "unknown_room_version");
+                tracing::warn!(room = %room, "unknown room version: the event cannot be verified, so it does not pass");
+                Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unknown room version: the event cannot be verified, so it does not pass")
+            })?;
+        cache.insert(room, version.clone());
+        out.push(version);
+    }
+    Ok(out)
+}
+
+fn internal(msg: String) -> Refusal {
+    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, msg)
+}
+
+/// Verifies the PDUs of `units` if their data enters the protected side (`data` is the
+/// direction the data flows: the exchange's direction for requests, reversed for responses).
+/// Returns one finding per PDU (`None` = nothing to add); the policy layer merges findings with
+/// its own verdicts (the most severe wins).
+pub async fn check(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Units<'_>, room_hint: Option<&str>) -> Result<Vec<Option<PduVerdict>>, Refusal> {
+    if data != Direction::Inbound || !guard.verify_pdus() || units.pdus.is_empty() {
+        return Ok(Vec::new());
+    }
+    let versions = room_versions(guard, data, units, room_hint)?;
+    let fetcher = super::guard::GuardKeyFetcher(guard);
+    let single_event = ctx.endpoint.handler == Handler::PduRequest;
+    let mut findings = Vec::with_capacity(units.pdus.len());
+    for (pdu, version) in units.pdus.iter().zip(&versions) {
+        let r = guard.remote_keys().verify_pdu_or_fetch(&fetcher, pdu.raw, version, SystemTime::now()).await;
+        let outcome = match &r {
+            Ok(PduCheck::Verified) => "verified",
+            Ok(PduCheck::HashMismatch) => "hash_mismatch",
+            Err(RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. }) => "keys_unavailable",
+            Err(_) => "bad_signature",
+        };
+        crate::telemetry::record_pdu_check(data, outcome);
+        let finding = match r {
+            Ok(PduCheck::Verified) => None,
+            Ok(PduCheck::HashMismatch) => {
+                tracing::info!(room = ?pdu.room_id, sender = %pdu.sender, "content hash mismatch: the event crosses redacted");
+                Some(PduVerdict::Redact { rule: RULE_HASH_MISMATCH.into() })
+            }
+            Err(e @ (RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. })) => {
+                tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "cannot verify PDU now: {e}");
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "M_UNKNOWN",
+                    RefusalReason::Upstream,
+                    "the guard cannot obtain the keys to verify an event now; retry later",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "PDU refused by the guard's verification: {e}");
+                if single_event {
+                    return Err(Refusal::forbidden(RefusalReason::Auth, format!("event signature not verified: {e}")));
+                }
+                Some(PduVerdict::Reject { rule: RULE_BAD_SIGNATURE.into() })
+            }
+        };
+        findings.push(finding);
+    }
+    Ok(findings)
+}
