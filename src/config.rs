@@ -77,11 +77,15 @@ pub struct KeysConfig {
     /// (inbound requests, responses to outbound requests). Keys are fetched by the guard over
     /// the outbound path, so this needs `[outbound]`. Default `true`.
     pub verify_pdus: bool,
+    /// Serve as the protected servers' notary under this server name (their
+    /// `trusted_key_servers` entry, with the guard key as its verify key): key queries they send
+    /// to this name are answered by the guard itself. Needs `guard_key`.
+    pub notary_name: Option<String>,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        KeysConfig { guard_key: None, verify_pdus: true }
+        KeysConfig { guard_key: None, verify_pdus: true, notary_name: None }
     }
 }
 

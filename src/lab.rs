@@ -560,6 +560,8 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             }
         };
 
+    // The guard key exists before hs1's config: hs1 trusts the guard as its notary.
+    let guard_key = crate::keys::SigningKey::generate("gw1").map_err(|e| LabError::Ca(format!("guard key: {e}")))?;
     let hs_configs = vec![
         HsConfig {
             dir: hs1_dir.clone(),
@@ -570,6 +572,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             federation_ca: hs1_roots,
             registration_shared_secret: random_secret(),
             outbound: hs1_outbound,
+            notary: Some((guard::LAB_NOTARY_NAME.to_string(), guard_key.key_id(), guard_key.public_key_base64())),
         },
         HsConfig {
             dir: hs2_dir.clone(),
@@ -580,6 +583,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             federation_ca: ca_cert.clone(),
             registration_shared_secret: random_secret(),
             outbound: Outbound::Direct,
+            notary: None,
         },
     ];
     let mut homeservers = Vec::new();
@@ -623,7 +627,6 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         guard_key: dir.join("guard.signing.key"),
         store: dir.join("grenzwacht.db"),
     };
-    let guard_key = crate::keys::SigningKey::generate("gw1").map_err(|e| LabError::Ca(format!("guard key: {e}")))?;
     write_private(&guard_config.guard_key, guard_key.to_synapse_string().as_bytes())?;
     let guard_toml_path = dir.join("guard.toml");
     write_private(&guard_toml_path, guard::guard_toml(&guard_config).as_bytes())?;

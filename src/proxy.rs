@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod guard;
 pub mod inbound;
 pub mod integrity;
+pub mod notary;
 pub mod outbound;
 pub mod rewrite;
 pub mod rooms;

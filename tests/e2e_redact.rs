@@ -330,4 +330,11 @@ async fn geheim_is_redacted_in_transit_both_directions() {
     };
     assert!(checks("verified") >= 12.0, "the guard verified hs2's PDUs: {}", checks("verified"));
     assert_eq!(checks("bad_signature"), 0.0, "no real PDU failed the guard's check");
+    // hs1 asked the guard, its trusted key server, for hs2's keys: the guard answered as notary.
+    let notary_answers: f64 = m
+        .iter()
+        .filter(|s| s.name == "grenzwacht_requests_total" && s.label("endpoint").starts_with("key_query") && s.label("direction") == "outbound" && s.label("status") == "200")
+        .map(|s| s.value)
+        .sum();
+    assert!(notary_answers >= 1.0, "hs1 used the guard as notary");
 }

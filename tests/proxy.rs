@@ -508,7 +508,7 @@ fn signed_pdu(key: &SigningKey, v: serde_json::Value) -> serde_json::Value {
 /// one (hash mismatch) and a forged one (bad signature) cross redacted — no PDU is removed —
 /// and a forged invite (single-event endpoint) is refused. Counted per outcome.
 #[tokio::test]
-async fn inbound_pdus_are_verified_by_the_guard() {
+async fn inbound_pdus_are_verified_by_the_guard_and_it_serves_as_notary() {
     let p = pki();
     let remote_key = SigningKey::generate("r1").unwrap();
     // The remote's key server, reached through the guard's route table over verified TLS.
@@ -558,6 +558,7 @@ tls_name = "127.0.0.1"
 enabled = false
 [keys]
 guard_key = "{gk}"
+notary_name = "notary.test"
 "#,
         gk = gk_path.display(),
         cert = p.cert.display(),
@@ -628,5 +629,36 @@ guard_key = "{gk}"
     assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "hash_mismatch")]), 1.0);
     assert!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "bad_signature")]) >= 2.0);
     assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "unknown_room_version")]), 1.0);
+
+    // The guard as notary: a protected server's key query to the notary name is answered by
+    // the guard (keys fetched from the server itself), attested and signed as the notary.
+    let query = serde_json::to_vec(&json!({"server_keys": {REMOTE: {}, "unreachable.test": {}}})).unwrap();
+    let proxy_auth = ("proxy-authorization", "Bearer s3cret".to_string());
+    let got = plain_request(g.proxy.unwrap(), "POST", "matrix-federation://notary.test/_matrix/key/v2/query", &[proxy_auth.clone()], query).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let answer = got.json();
+    let objects = answer["server_keys"].as_array().unwrap();
+    assert_eq!(objects.len(), 1, "only the reachable server's keys: {answer}");
+    let obj = &objects[0];
+    assert_eq!(obj["server_name"], REMOTE);
+    assert_eq!(obj["verify_keys"]["ed25519:r1"]["key"], remote_key.public_key_base64(), "the server's real key");
+    assert_eq!(obj["verify_keys"]["ed25519:gw1"]["key"], guard_key.public_key_base64(), "the attested guard key");
+    assert!(obj["signatures"][REMOTE].get("ed25519:r1").is_none(), "the original signature is dropped");
+    let canonical: ruma::CanonicalJsonObject = serde_json::from_value(obj.clone()).unwrap();
+    for signer in [REMOTE, "notary.test"] {
+        let mut keys = ruma::signatures::PublicKeyMap::new();
+        let mut set = ruma::signatures::PublicKeySet::new();
+        set.insert("ed25519:gw1".into(), ruma::serde::Base64::new(guard_key.public_key().to_vec()));
+        keys.insert(signer.to_string(), set);
+        let mut only: ruma::CanonicalJsonObject = canonical.clone();
+        let sigs = only.get_mut("signatures").unwrap();
+        if let ruma::CanonicalJsonValue::Object(m) = sigs {
+            m.retain(|k, _| k == signer);
+        }
+        ruma::signatures::verify_json(&keys, &only).unwrap_or_else(|e| panic!("{signer} signature: {e}"));
+    }
+    // The notary name serves key queries only.
+    let got = plain_request(g.proxy.unwrap(), "GET", "matrix-federation://notary.test/_matrix/federation/v1/version", &[proxy_auth], vec![]).await;
+    assert_eq!(got.status, 404);
     g.stop().await;
 }

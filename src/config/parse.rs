@@ -479,6 +479,14 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             "`[inbound] verify_signatures` (default true) needs `[outbound]` to fetch remote keys; configure `[outbound]` or set `verify_signatures = false`",
         );
     }
+    if cfg.keys.notary_name.is_some() && cfg.keys.guard_key.is_none() {
+        ctx.error(value_span(root, &[k("keys"), k("notary_name")]), "`[keys] notary_name` needs `[keys] guard_key` (the notary signs with it)");
+    }
+    if let Some(n) = &cfg.keys.notary_name {
+        if let Err(e) = ruma::ServerName::parse(n) {
+            ctx.error(value_span(root, &[k("keys"), k("notary_name")]), format!("invalid value for `keys.notary_name`: {e}"));
+        }
+    }
     // PDUs enter the protected side in inbound requests (and in responses to outbound
     // requests, where `[outbound]` exists and keys can be fetched).
     if cfg.keys.verify_pdus && cfg.inbound.is_some() && cfg.outbound.is_none() && outbound_ok {

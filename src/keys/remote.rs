@@ -243,6 +243,17 @@ impl RemoteKeys {
         self.insert_checked(None, body, now)
     }
 
+    /// [`Self::insert_verified`] for an object fetched from `server`: its `server_name` must be
+    /// `server`.
+    pub fn insert_fetched(
+        &self,
+        server: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Vec<String>, RemoteKeyError> {
+        self.insert_checked(Some(server), body, now)
+    }
+
     fn insert_checked(
         &self,
         expected: Option<&str>,

@@ -56,6 +56,11 @@ pub struct GuardConfig {
     pub store: PathBuf,
 }
 
+/// The name under which the lab guard serves as hs1's notary (`trusted_key_servers`). No
+/// server listens there: the guard answers key queries to it itself, so an IP literal that
+/// needs no name resolution.
+pub const LAB_NOTARY_NAME: &str = "127.0.0.1:1";
+
 /// The lab's content rule: the upper-case marking `GEHEIM` is redacted in both directions (and
 /// an EDU carrying it, e.g. a presence `status_msg`, is dropped), so the demo shows it.
 pub const LAB_RULE_ID: &str = "lab-marking-geheim";
@@ -120,6 +125,7 @@ pub fn guard_toml(c: &GuardConfig) -> String {
 
     let mut keys = Table::new();
     keys["guard_key"] = value(c.guard_key.display().to_string());
+    keys["notary_name"] = value(LAB_NOTARY_NAME);
     doc["keys"] = Item::Table(keys);
 
     let mut store = Table::new();

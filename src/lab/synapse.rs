@@ -212,6 +212,9 @@ pub struct HsConfig {
     pub registration_shared_secret: String,
     /// Outbound federation path.
     pub outbound: Outbound,
+    /// `trusted_key_servers`: `(server name, key id, public key base64)` of the notary, if any
+    /// (hs1 uses the guard as its notary).
+    pub notary: Option<(String, String, String)>,
 }
 
 /// The homeserver.yaml content (as JSON) for `c`.
@@ -241,7 +244,10 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
         "enable_registration": false,
         "report_stats": false,
         "enable_metrics": false,
-        "trusted_key_servers": [],
+        "trusted_key_servers": match &c.notary {
+            Some((name, key_id, key)) => json!([{"server_name": name, "verify_keys": {key_id: key}}]),
+            None => json!([]),
+        },
         "suppress_key_server_warning": true,
         "federation_custom_ca_list": [c.federation_ca.display().to_string()],
         "federation_verify_certificates": true,
@@ -313,6 +319,7 @@ mod tests {
             federation_ca: "/lab/ca.crt".into(),
             registration_shared_secret: "s".into(),
             outbound,
+            notary: None,
         }
     }
 

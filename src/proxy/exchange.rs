@@ -293,7 +293,26 @@ async fn run(
         }
     };
 
-    // --- forward
+    // --- forward (or, for key queries to the guard's notary name, answer them)
+    let notary = match direction {
+        Direction::Outbound => guard.notary_for(&destination).map(str::to_string),
+        Direction::Inbound => None,
+    };
+    let up = if notary.is_some() {
+        if !matches!(endpoint.id, "key_query_get" | "key_query_post") {
+            return Err(refuse(RefusalReason::UnknownEndpoint, StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "the guard's notary name serves key queries only"));
+        }
+        let servers = super::notary::requested_servers(endpoint.id, param("serverName"), &permit.get().body)?;
+        super::notary::answer(guard, permit, &servers).await
+    } else {
+        send_upstream(guard, direction, &destination, host_header, permit).await?
+    };
+    release(guard, &ctx, endpoint, direction, room_hint, notary.as_deref(), up).await
+}
+
+/// Phase 6: the upstream client sends the permitted bytes.
+async fn send_upstream(guard: &Guard, direction: Direction, destination: &str, host_header: Option<String>, permit: crate::policy::Permit<Forward>) -> Result<super::upstream::UpstreamResponse, Refusal> {
+    let destination = destination.to_string();
     let upstream = match direction {
         Direction::Inbound => guard.inbound_upstream(&destination),
         Direction::Outbound => guard.outbound_upstream(),
@@ -312,13 +331,24 @@ async fn run(
         }
     };
     tm::record_upstream(direction, Some(up.status.as_u16()));
+    Ok(up)
+}
 
-    // --- inspect response + release
+/// Phases 7–8: strict parse of the response, the policy over it, the permit to release it.
+async fn release(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    endpoint: &'static Endpoint,
+    direction: Direction,
+    room_hint: Option<&str>,
+    notary: Option<&str>,
+    up: super::upstream::UpstreamResponse,
+) -> Result<GuardResponse, Refusal> {
     let mut resp_headers = up.headers;
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
     let body = if up.status.is_success() && endpoint.handler == Handler::Keys {
-        keys_in_transit(guard, endpoint, direction, up.body)?
+        keys_in_transit(guard, endpoint, direction, notary, up.body)?
     } else {
         up.body
     };
@@ -378,7 +408,7 @@ async fn verify_inbound(guard: &Guard, x: &XMatrix, method: &Method, uri: &str, 
 ///   stripped, so no third party ever sees it presented as another server's key.
 ///
 /// Without a guard key configured, keys pass unchanged (inbound modifications are then refused).
-fn keys_in_transit(guard: &Guard, endpoint: &'static Endpoint, direction: crate::policy::Direction, body: Bytes) -> Result<Bytes, Refusal> {
+fn keys_in_transit(guard: &Guard, endpoint: &'static Endpoint, direction: crate::policy::Direction, notary: Option<&str>, body: Bytes) -> Result<Bytes, Refusal> {
     use crate::keys::attest;
     let Some(key) = guard.guard_key() else { return Ok(body) };
     let bad = |e: attest::AttestError| refuse(RefusalReason::Upstream, StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("server keys refused: {e}"));
@@ -390,6 +420,13 @@ fn keys_in_transit(guard: &Guard, endpoint: &'static Endpoint, direction: crate:
                     tracing::debug!("remote key object not cached: {e}");
                 }
                 attest::attest_server_keys(&body, key).map(Bytes::from).map_err(bad)
+            } else if let Some(server_name) = notary {
+                // The guard's own notary answer: attested and signed as the notary.
+                let out = attest::attest_key_query_with(&body, key, Some(attest::Notary { server_name, key })).map_err(bad)?;
+                for (index, reason) in &out.dropped {
+                    tracing::warn!(index, %reason, "notary: key object not attested, left out");
+                }
+                Ok(Bytes::from(out.body))
             } else {
                 attest::attest_key_query(&body, key).map(Bytes::from).map_err(bad)
             }

@@ -64,6 +64,8 @@ pub struct Guard {
     verify_inbound: bool,
     /// Verify PDUs entering the protected side (`[keys] verify_pdus`).
     verify_pdus: bool,
+    /// The guard's notary name (`[keys] notary_name`), lower case.
+    notary_name: Option<String>,
     policy: RulesPolicy,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
@@ -135,6 +137,7 @@ impl Guard {
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
+            notary_name: cfg.keys.notary_name.as_ref().map(|n| n.to_ascii_lowercase()),
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
@@ -158,6 +161,10 @@ impl Guard {
     }
 
     /// Whether inbound X-Matrix signatures are verified by the guard.
+    /// The notary name if `destination` is it (the guard answers key queries to it itself).
+    pub fn notary_for(&self, destination: &str) -> Option<&str> {
+        self.notary_name.as_deref().filter(|n| n.eq_ignore_ascii_case(destination))
+    }
     pub fn verify_pdus(&self) -> bool {
         self.verify_pdus
     }
