@@ -9,13 +9,16 @@
 //! 3. [`txn::Transaction`] (for `/send`) and [`pdu::pdus_in`] (for every other event-carrying
 //!    body) give typed views ([`pdu::PduView`], [`pdu::EduView`], [`pdu::EventView`]) over the
 //!    raw bytes, which are forwarded unchanged unless policy modifies them;
-//! 4. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
+//! 4. [`userdata`] finds user-typed text outside events (profile, device, directory fields;
+//!    to-device messages) and removes what policy refuses;
+//! 5. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
 pub mod canonical;
 pub mod catalog;
 pub mod json;
 pub mod pdu;
 pub mod redact;
 pub mod txn;
+pub mod userdata;
 pub mod xmatrix;
 
 pub use catalog::{

@@ -12,6 +12,15 @@
 //! Responses work the same way: [`decide_response`] produces a `Permit<Release>` that the
 //! listener needs to answer the requester.
 //!
+//! # User data and to-device messages
+//!
+//! Text that is not in room events is judged per field and per device: [`Policy::user_field`]
+//! for the fields of user-data and directory responses (profile, devices, keys, public rooms,
+//! hierarchy) and [`Policy::to_device`] for each recipient device of a to-device EDU. A refusal
+//! removes only that field or that device's message (never a whole device, room or profile;
+//! an EDU left without messages is dropped). Both default to allow, so a policy that only
+//! implements [`Policy::edu`] still decides over a to-device EDU as a whole.
+//!
 //! Issue 2 ships [`StaticPolicy`]: allow everything except what the configuration refuses per
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
@@ -20,9 +29,10 @@ pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 
-pub use permit::{decide, decide_response, replay, Forward, Modification, Permit, Release, Rewrite, Units, Verdicts};
+pub use permit::{decide, decide_response, replay, FieldRemoval, Forward, Modification, Permit, Release, Rewrite, ToDeviceDrop, Units, Verdicts};
 pub use static_policy::StaticPolicy;
-pub use verdict::{Decision, EduVerdict, PduVerdict, Refusal, RefusalReason};
+pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
+pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
 
 use crate::federation::catalog::Endpoint;
 use crate::federation::pdu::{EduView, EventView, PduView};
@@ -59,4 +69,16 @@ pub trait Policy: Send + Sync {
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict;
     /// Response-level decision (after the response body was parsed).
     fn response(&self, ctx: &ExchangeCtx) -> Decision;
+    /// Per user-typed field of a user-data or directory response (display names, room names,
+    /// topics, aliases; see `federation::userdata`). `Remove` removes the field's key; the
+    /// device, room or profile stays. `ctx.direction` is the direction the data flows.
+    fn user_field(&self, _ctx: &ExchangeCtx, _field: &UserField<'_>) -> FieldVerdict {
+        FieldVerdict::Allow
+    }
+    /// Per recipient device of a to-device EDU (`m.direct_to_device`), after [`Policy::edu`]
+    /// allowed the EDU as a whole. `Drop` removes that device's message; an EDU left without
+    /// messages is dropped.
+    fn to_device(&self, _ctx: &ExchangeCtx, _msg: &ToDeviceMessage<'_>) -> EduVerdict {
+        EduVerdict::Allow
+    }
 }

@@ -35,7 +35,7 @@
 //!   [`crate::federation::pdu`] machinery the inspection path uses) and copy the body with only
 //!   the chosen byte ranges replaced; every other byte — other PDUs, EDUs, `origin`, unknown
 //!   members, whitespace — is forwarded as it came. PDUs are only ever replaced, never removed
-//!   (a missing PDU leaves a hole in the room DAG); EDUs may be dropped. [`rebuild_parsed`]
+//!   (a missing PDU leaves a hole in the room DAG); EDUs may be dropped or replaced ([`rebuild_parsed_edus`]). [`rebuild_parsed`]
 //!   takes the [`Transaction`] view the inspection path already built and skips even the
 //!   element scan (≈ 1.5 µs instead of ≈ 90 µs for 50 PDUs).
 //! * Synapse sends request bodies as canonical JSON; splicing a canonical redacted PDU into
@@ -405,7 +405,7 @@ pub fn rebuild_transaction(
     .map_err(RedactError::Body)?;
     let pdus = elements("pdus", pdus, !replace_pdus.is_empty())?;
     let edus = elements("edus", edus, !drop_edus.is_empty())?;
-    splice_transaction(body, &pdus, &edus, replace_pdus, drop_edus)
+    splice_transaction(body, &pdus, &edus, replace_pdus, &[], drop_edus)
 }
 
 /// As [`rebuild_transaction`], with the elements taken from `txn`, the [`Transaction`] view
@@ -418,7 +418,20 @@ pub fn rebuild_parsed(
     replace_pdus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, drop_edus)
+    splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, &[], drop_edus)
+}
+
+/// As [`rebuild_parsed`], and the EDUs at the positions of `replace_edus` are replaced by the
+/// given (rewritten) EDUs, e.g. a to-device EDU with some recipients' messages removed. An
+/// index may be replaced or dropped, not both.
+pub fn rebuild_parsed_edus(
+    body: &[u8],
+    txn: &Transaction<'_>,
+    replace_pdus: &[(usize, Box<RawValue>)],
+    replace_edus: &[(usize, Box<RawValue>)],
+    drop_edus: &[usize],
+) -> Result<Vec<u8>, RedactError> {
+    splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, replace_edus, drop_edus)
 }
 
 /// The raw elements of a `pdus`/`edus` array (only scanned when `needed`).
@@ -440,6 +453,7 @@ fn splice_transaction(
     pdus: &[&RawValue],
     edus: &[&RawValue],
     replace_pdus: &[(usize, Box<RawValue>)],
+    replace_edus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
     let mut edits = Vec::with_capacity(replace_pdus.len() + 1);
@@ -458,13 +472,21 @@ fn splice_transaction(
             index: *index,
         });
     }
-    if !drop_edus.is_empty() {
-        check_unique(drop_edus.iter().copied())?;
-        if let Some(&index) = drop_edus.iter().find(|&&i| i >= edus.len()) {
+    if !drop_edus.is_empty() || !replace_edus.is_empty() {
+        check_unique(drop_edus.iter().copied().chain(replace_edus.iter().map(|(i, _)| *i)))?;
+        if let Some(index) = drop_edus
+            .iter()
+            .copied()
+            .chain(replace_edus.iter().map(|(i, _)| *i))
+            .find(|&i| i >= edus.len())
+        {
             return Err(RedactError::EduIndex {
                 index,
                 count: edus.len(),
             });
+        }
+        if let Some((index, _)) = replace_edus.iter().find(|(_, r)| !is_object(r)) {
+            return Err(RedactError::ReplacementNotObject { index: *index });
         }
         // Replace everything from the first EDU to the end of the last one (elements and
         // the separators between them) with the kept elements; the brackets stay.
@@ -479,7 +501,10 @@ fn splice_transaction(
             if !kept.is_empty() {
                 kept.push(b',');
             }
-            kept.extend_from_slice(item.get().as_bytes());
+            match replace_edus.iter().find(|(r, _)| *r == i) {
+                Some((_, with)) => kept.extend_from_slice(with.get().as_bytes()),
+                None => kept.extend_from_slice(item.get().as_bytes()),
+            }
         }
         edits.push(Edit {
             range: first.start..last.end,

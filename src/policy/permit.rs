@@ -2,9 +2,10 @@
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
-use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
+use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason};
 use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
+use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
 
 /// Proof that the policy released `T`. Only [`decide`] and [`decide_response`] construct it.
 #[derive(Debug)]
@@ -57,6 +58,11 @@ pub struct Units<'a> {
     /// Findings of the guard's own integrity checks, one per PDU (empty = none): merged with
     /// the policy's verdict for that PDU, the most severe wins.
     pub pdu_findings: Vec<Option<PduVerdict>>,
+    /// User-typed fields of a user-data or directory response (`federation::userdata`).
+    pub user_fields: Vec<UserField<'a>>,
+    /// Per-device messages of the to-device EDUs among `edus` (`ToDeviceMessage::edu` is the
+    /// index in `edus`).
+    pub to_device: Vec<ToDeviceMessage<'a>>,
 }
 
 /// One modification the policy asks for.
@@ -70,6 +76,26 @@ pub struct Modification {
     pub rule: String,
 }
 
+/// A user-data field to remove from a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldRemoval {
+    pub path: FieldPath,
+    pub kind: FieldKind,
+    /// The rule that asked for it.
+    pub rule: String,
+}
+
+/// One recipient device's message to remove from a to-device EDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToDeviceDrop {
+    /// Index of the EDU in the transaction's `edus`.
+    pub edu: usize,
+    pub user_id: String,
+    /// Device id or `*`.
+    pub device_id: String,
+    pub rule: String,
+}
+
 /// What must change before a body may cross. Empty = forward as received.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdicts {
@@ -77,11 +103,15 @@ pub struct Verdicts {
     pub redact: Vec<Modification>,
     /// EDUs to remove from a transaction.
     pub drop_edus: Vec<Modification>,
+    /// User-data fields to remove from a response.
+    pub remove_fields: Vec<FieldRemoval>,
+    /// To-device messages to remove, per recipient device (never for an EDU in `drop_edus`).
+    pub drop_to_device: Vec<ToDeviceDrop>,
 }
 
 impl Verdicts {
     pub fn is_empty(&self) -> bool {
-        self.redact.is_empty() && self.drop_edus.is_empty()
+        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty()
     }
 }
 
@@ -180,6 +210,20 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
     for (i, edu) in units.edus.iter().enumerate() {
         if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {
             v.drop_edus.push(Modification { pos: i, room_id: None, rule });
+        }
+    }
+    // Per recipient device, for the to-device EDUs that were not dropped whole.
+    for msg in &units.to_device {
+        if v.drop_edus.iter().any(|m| m.pos == msg.edu) {
+            continue;
+        }
+        if let EduVerdict::Drop { rule } = policy.to_device(ctx, msg) {
+            v.drop_to_device.push(ToDeviceDrop { edu: msg.edu, user_id: msg.user_id.clone(), device_id: msg.device_id.clone(), rule });
+        }
+    }
+    for field in &units.user_fields {
+        if let FieldVerdict::Remove { rule } = policy.user_field(ctx, field) {
+            v.remove_fields.push(FieldRemoval { path: field.path.clone(), kind: field.kind, rule });
         }
     }
     Ok(v)

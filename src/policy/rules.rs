@@ -8,13 +8,21 @@
 //!
 //! Verdicts: a PDU that matches gets the most severe action of the matching rules (reject >
 //! hold > redact); `drop` on a PDU redacts it (a PDU is never removed from a transaction). An EDU
-//! that matches any rule is dropped.
+//! that matches any rule is dropped. A to-device EDU is judged per recipient device: a message
+//! that matches is removed, the others go on (the EDU's other members, outside `messages`,
+//! drop the whole EDU if they match). A user-data field (display name, room name, topic,
+//! alias, …) that matches is removed from the response; for user fields and to-device
+//! messages every action means "remove" (there is nothing to redact, review or refuse
+//! separately). `fields` filters apply to user fields by the field's name
+//! (`federation::userdata::FieldKind::as_str`: `displayname`, `device_display_name`, `name`,
+//! `topic`, `alias`, …) or its key in the body.
 use regex::RegexSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, StaticPolicy};
+use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, StaticPolicy};
 use crate::federation::pdu::{EduView, EventView, PduView};
+use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -130,22 +138,40 @@ impl Rules {
             return None;
         }
         let value: serde_json::Value = serde_json::from_str(content.get()).ok()?;
+        self.check_value(direction, &value)
+    }
+
+    /// As [`Rules::check`], on a parsed value.
+    pub fn check_value(&self, direction: Direction, value: &serde_json::Value) -> Option<(&str, RuleAction)> {
         let mut best: Option<(usize, RuleAction)> = None;
-        walk(&value, None, &mut |key, s| {
-            for p in self.set.matches(s).iter() {
-                let ri = self.owner[p];
-                let r = &self.rules[ri];
-                let dir_ok = match direction {
-                    Direction::Inbound => r.inbound,
-                    Direction::Outbound => r.outbound,
-                };
-                let field_ok = r.fields.is_empty() || key.is_some_and(|k| r.fields.iter().any(|f| f == k));
-                if dir_ok && field_ok && best.is_none_or(|(_, a)| severity(r.action) > severity(a)) {
-                    best = Some((ri, r.action));
-                }
-            }
-        });
+        walk(value, None, &mut |key, s| self.scan(direction, s, |r| key.is_some_and(|k| r.fields.iter().any(|f| f == k)), &mut best));
         best.map(|(i, a)| (self.rules[i].id.as_str(), a))
+    }
+
+    /// One text that is a field with the given names (a user-data field: its kind's name and
+    /// its key, e.g. `alias` and `canonical_alias`). A rule with `fields` applies if one of the
+    /// names is among them.
+    pub fn check_text(&self, direction: Direction, names: &[&str], text: &str) -> Option<(&str, RuleAction)> {
+        let mut best: Option<(usize, RuleAction)> = None;
+        self.scan(direction, text, |r| names.iter().any(|n| r.fields.iter().any(|f| f == n)), &mut best);
+        best.map(|(i, a)| (self.rules[i].id.as_str(), a))
+    }
+
+    /// Matches `s` and keeps the most severe applicable rule in `best`; `field_ok` decides for
+    /// rules with a `fields` filter.
+    fn scan(&self, direction: Direction, s: &str, field_ok: impl Fn(&Compiled) -> bool, best: &mut Option<(usize, RuleAction)>) {
+        for p in self.set.matches(s).iter() {
+            let ri = self.owner[p];
+            let r = &self.rules[ri];
+            let dir_ok = match direction {
+                Direction::Inbound => r.inbound,
+                Direction::Outbound => r.outbound,
+            };
+            let field_ok = r.fields.is_empty() || field_ok(r);
+            if dir_ok && field_ok && best.is_none_or(|(_, a)| severity(r.action) > severity(a)) {
+                *best = Some((ri, r.action));
+            }
+        }
     }
 }
 
@@ -192,13 +218,50 @@ impl Policy for RulesPolicy {
         pdu_verdict(self.rules.check(ctx.direction, event.content))
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
-        match self.rules.check(ctx.direction, edu.content) {
+        let m = if edu.edu_type == TO_DEVICE_EDU {
+            // The messages are judged per recipient device (`to_device`); the rest of the
+            // content here.
+            let mut value: serde_json::Value = match serde_json::from_str(edu.content.get()) {
+                Ok(v) => v,
+                // Cannot happen for a validated body; fail closed if it does.
+                Err(_) => return EduVerdict::Drop { rule: "unreadable_edu".into() },
+            };
+            if let Some(o) = value.as_object_mut() {
+                o.remove("messages");
+            }
+            self.rules.check_value(ctx.direction, &value)
+        } else {
+            self.rules.check(ctx.direction, edu.content)
+        };
+        match m {
             None => EduVerdict::Allow,
             Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
         }
     }
     fn response(&self, ctx: &ExchangeCtx) -> Decision {
         self.base.response(ctx)
+    }
+    /// Any matching rule removes the field, whatever its action (drop/redact/hold/reject all
+    /// mean "this text does not cross"; there is no review queue and no single event to
+    /// refuse). `fields` filters match the field's kind name or its key.
+    fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
+        match self.rules.check_text(ctx.direction, &[field.kind.as_str(), &field.key], &field.value) {
+            None => FieldVerdict::Allow,
+            Some((id, _)) => FieldVerdict::Remove { rule: id.to_string() },
+        }
+    }
+    /// Any matching rule drops that device's message (all actions alike, as for user fields).
+    /// The content is scanned like event content (`fields` filter on its keys); encrypted
+    /// messages are opaque ciphertext to the rules.
+    fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
+        let value: serde_json::Value = match serde_json::from_str(msg.content.get()) {
+            Ok(v) => v,
+            Err(_) => return EduVerdict::Drop { rule: "unreadable_to_device".into() },
+        };
+        match self.rules.check_value(ctx.direction, &value) {
+            None => EduVerdict::Allow,
+            Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+        }
     }
 }
 

@@ -63,9 +63,18 @@ impl PduVerdict {
     }
 }
 
-/// Per-EDU verdict.
+/// Per-EDU verdict; also per recipient device of a to-device EDU ([`crate::policy::Policy::to_device`]:
+/// `Drop` removes that device's message only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EduVerdict {
     Allow,
     Drop { rule: String },
+}
+
+/// Per user-data field (profile, device, directory responses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldVerdict {
+    Allow,
+    /// Remove the field (its key) from the response.
+    Remove { rule: String },
 }

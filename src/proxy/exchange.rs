@@ -28,8 +28,8 @@ use super::{integrity, rewrite, rooms};
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
-use crate::federation::pdu;
 use crate::federation::txn::Transaction;
+use crate::federation::{pdu, userdata};
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::permit::Units;
 use crate::store::{TxnAction, TxnDecision, TxnPut, TxnRecord};
@@ -354,7 +354,7 @@ async fn release(
     };
     let release = Release { status: up.status, headers: resp_headers, body: body.clone() };
     let permit = {
-        let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body)?;
+        let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body, param("queryType"))?;
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
         decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
@@ -501,13 +501,18 @@ fn inspect_request<'b>(guard: &Guard, endpoint: &'static Endpoint, body: &'b Byt
         let pdus = t.pdu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
         let edus = t.edu_views().collect::<Result<Vec<_>, _>>().map_err(|e| bad_request(e.errcode(), &e))?;
         let pdu_pos = (0..pdus.len()).collect();
-        return Ok(Units { pdus, pdu_pos, edus, ..Units::default() });
+        let mut to_device = Vec::new();
+        for (i, e) in edus.iter().enumerate() {
+            to_device.extend(userdata::to_device_in(i, e).map_err(|e| bad_request(e.errcode(), format!("EDU {i}: {e}")))?);
+        }
+        return Ok(Units { pdus, pdu_pos, edus, to_device, ..Units::default() });
     }
     locate(endpoint, Part::Request, body, limits.max_pdu_bytes).map_err(|(code, msg)| bad_request(code, msg))
 }
 
 /// Strict parse of a response body. Any malformed JSON response becomes a 502.
-fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: StatusCode, headers: &HeaderMap, body: &'b Bytes) -> Result<Units<'b>, Refusal> {
+/// `query_type`: the `queryType` path parameter (generic query), for the user-data fields.
+fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: StatusCode, headers: &HeaderMap, body: &'b Bytes, query_type: Option<&str>) -> Result<Units<'b>, Refusal> {
     let limits = guard.limits();
     let bad_upstream = |what: String| refuse(RefusalReason::Upstream, StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("upstream sent {what}"));
     let is_json_ct = headers
@@ -532,7 +537,9 @@ fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: Stat
         return Err(bad_upstream("a non-JSON response where JSON is required".into()));
     }
     json::validate_with(body, jl, top_level(endpoint.response_body)).map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
-    locate(endpoint, Part::Response, body, limits.max_pdu_bytes).map_err(|(_, msg)| bad_upstream(format!("a malformed response ({msg})")))
+    let mut units = locate(endpoint, Part::Response, body, limits.max_pdu_bytes).map_err(|(_, msg)| bad_upstream(format!("a malformed response ({msg})")))?;
+    units.user_fields = userdata::fields_in(endpoint, query_type, body).map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
+    Ok(units)
 }
 
 fn upstream_refusal(e: &UpstreamError) -> Refusal {

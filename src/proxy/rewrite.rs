@@ -1,4 +1,5 @@
-//! Applying policy verdicts to bodies in transit: redaction, EDU removal, re-signing.
+//! Applying policy verdicts to bodies in transit: redaction, EDU removal, to-device messages
+//! removed per recipient device, user-data fields removed from responses, re-signing.
 //!
 //! Redaction uses the spec algorithm of the event's room version (`federation::redact`), so the
 //! event keeps its id and its signatures; the receiver's content-hash check fails and it stores
@@ -6,6 +7,12 @@
 //! outbound as the origin with the protected server's own key, inbound with the guard key that
 //! the guard attests to the protected servers (see ARCHITECTURE.md, "Key attestation").
 //! Responses are not signed and are rewritten freely.
+//!
+//! To-device EDUs with refused recipient devices are rebuilt without those messages
+//! (`federation::userdata::without_messages`) and spliced in place of the original EDU; an EDU
+//! left without messages is dropped. User-data fields are removed after any event redaction of
+//! the same response (the field paths never point into events). Anything that cannot be applied
+//! refuses the exchange: the original is never forwarded instead.
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::value::RawValue;
@@ -14,7 +21,7 @@ use super::guard::Guard;
 use crate::federation::catalog::{Direction as Part, Endpoint, Handler};
 use crate::federation::redact::{self, RedactError};
 use crate::federation::txn::Transaction;
-use crate::federation::{pdu, xmatrix};
+use crate::federation::{pdu, userdata, xmatrix};
 use crate::keys::SigningKey;
 use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Verdicts};
 
@@ -75,6 +82,33 @@ fn redactions(guard: &Guard, raws: &[&RawValue], verdicts: &Verdicts, room_hint:
     Ok(out)
 }
 
+/// Rebuilt to-device EDUs (by EDU index) for the refused recipient devices; EDUs left without
+/// messages are added to `drop`.
+fn to_device_rewrites(edus: &[&RawValue], v: &Verdicts, drop: &mut Vec<usize>) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
+    let mut indices: Vec<usize> = v.drop_to_device.iter().map(|d| d.edu).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let mut out = Vec::with_capacity(indices.len());
+    for i in indices {
+        if drop.contains(&i) {
+            return Err(internal("to-device EDU both dropped and rewritten"));
+        }
+        let raw = edus.get(i).ok_or_else(|| internal("EDU position out of range"))?;
+        let pairs: Vec<(&str, &str)> = v.drop_to_device.iter().filter(|d| d.edu == i).map(|d| (d.user_id.as_str(), d.device_id.as_str())).collect();
+        for d in v.drop_to_device.iter().filter(|d| d.edu == i) {
+            tracing::info!(rule = %d.rule, edu = i, user = %d.user_id, device = %d.device_id, "dropping to-device message in transit");
+        }
+        match userdata::without_messages(raw, &pairs).map_err(|e| internal(format!("cannot rebuild to-device EDU: {e}")))? {
+            Some(edu) => out.push((i, edu)),
+            None => {
+                tracing::info!(edu = i, "to-device EDU has no messages left: dropped");
+                drop.push(i);
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl RequestRewriter<'_> {
     /// Who signs the modified request, as whom, for whom.
     fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
@@ -101,14 +135,18 @@ impl Rewrite<Forward> for RequestRewriter<'_> {
             // One parse of the transaction serves both the lookup and the splice.
             let txn = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
             let replacements = redactions(self.guard, &txn.pdus, v, self.room_hint)?;
-            let drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
+            let mut drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
-            redact::rebuild_parsed(&fwd.body, &txn, &replacements, &drop).map_err(redact_error)?
+            let edu_replacements = to_device_rewrites(&txn.edus, v, &mut drop)?;
+            redact::rebuild_parsed_edus(&fwd.body, &txn, &replacements, &edu_replacements, &drop).map_err(redact_error)?
         } else {
-            if !v.drop_edus.is_empty() {
+            if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
                 return Err(internal("EDUs outside a transaction"));
+            }
+            if !v.remove_fields.is_empty() {
+                return Err(internal("user-data fields in a request"));
             }
             let raws = events_of(self.endpoint, Part::Request, &fwd.body)?;
             let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
@@ -127,12 +165,23 @@ impl Rewrite<Forward> for RequestRewriter<'_> {
 impl Rewrite<Release> for ResponseRewriter<'_> {
     fn rewrite(&self, mut rel: Release, v: &Verdicts) -> Result<Release, Refusal> {
         let _ = self.ctx;
-        if !v.drop_edus.is_empty() {
+        if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
             return Err(internal("EDUs in a response"));
         }
-        let raws = events_of(self.endpoint, Part::Response, &rel.body)?;
-        let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
-        let body = redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements).map_err(redact_error)?;
+        let mut body = if v.redact.is_empty() {
+            rel.body.to_vec()
+        } else {
+            let raws = events_of(self.endpoint, Part::Response, &rel.body)?;
+            let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
+            redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements).map_err(redact_error)?
+        };
+        if !v.remove_fields.is_empty() {
+            for f in &v.remove_fields {
+                tracing::info!(rule = %f.rule, field = f.kind.as_str(), path = %f.path, "removing user-data field in transit");
+            }
+            let paths: Vec<_> = v.remove_fields.iter().map(|f| &f.path).collect();
+            body = userdata::remove_fields(&body, &paths).map_err(|e| internal(format!("cannot remove user-data fields: {e}")))?;
+        }
         rel.body = Bytes::from(body);
         Ok(rel)
     }
