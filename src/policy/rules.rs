@@ -308,6 +308,112 @@ mod tests {
         assert_eq!(r.check(Direction::Outbound, &raw(r#"{"topic":"Y"}"#)), Some(("topic", RuleAction::Hold)));
     }
 
+    fn policy(rules: &[RuleConfig]) -> RulesPolicy {
+        RulesPolicy { base: StaticPolicy::default(), rules: Rules::compile(rules).unwrap() }
+    }
+
+    fn ctx(endpoint: &str, direction: Direction) -> ExchangeCtx {
+        ExchangeCtx {
+            direction,
+            endpoint: crate::federation::catalog::by_id(endpoint).unwrap(),
+            peer: Some("hs2.test".into()),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        }
+    }
+
+    /// Records the verdicts it is asked to apply.
+    struct Recorder(std::sync::Mutex<Option<crate::policy::Verdicts>>);
+    impl<T> crate::policy::Rewrite<T> for Recorder {
+        fn rewrite(&self, item: T, v: &crate::policy::Verdicts) -> Result<T, crate::policy::Refusal> {
+            *self.0.lock().unwrap() = Some(v.clone());
+            Ok(item)
+        }
+    }
+
+    #[test]
+    fn user_fields_removed_by_any_action_respecting_fields_and_direction() {
+        use crate::federation::userdata::fields_in;
+        let mut names_only = rule("names", &["VS-NfD"], RuleAction::Reject);
+        names_only.fields = vec!["displayname".into()];
+        let mut alias_key = rule("alias", &["#intern"], RuleAction::Hold);
+        alias_key.fields = vec!["canonical_alias".into()];
+        let mut inbound_only = rule("in", &["EINGANG"], RuleAction::Drop);
+        inbound_only.directions = vec![RuleDirection::Inbound];
+        let p = policy(&[rule("geheim", &["GEHEIM"], RuleAction::Redact), names_only, alias_key, inbound_only]);
+        let out = ctx("query_profile", Direction::Outbound);
+        let body = br#"{"displayname":"Carol VS-NfD","avatar_url":"mxc://x/VS-NfD","m.note":"EINGANG GEHEIM"}"#;
+        let fields = fields_in(out.endpoint, None, body).unwrap();
+        let v: Vec<FieldVerdict> = fields.iter().map(|f| p.user_field(&out, f)).collect();
+        assert_eq!(
+            v,
+            [
+                FieldVerdict::Remove { rule: "names".into() },
+                FieldVerdict::Allow, // the `fields` filter: avatar_url is not a displayname
+                FieldVerdict::Remove { rule: "geheim".into() },
+            ]
+        );
+        let f = &fields_in(out.endpoint, None, br#"{"displayname":"EINGANG"}"#).unwrap()[0];
+        assert_eq!(p.user_field(&out, f), FieldVerdict::Allow, "inbound-only rule on outbound data");
+        assert_eq!(p.user_field(&ctx("query_profile", Direction::Inbound), f), FieldVerdict::Remove { rule: "in".into() });
+        // The key (`canonical_alias`) and the kind name (`alias`) both select a field.
+        let rooms = ctx("public_rooms_get", Direction::Outbound);
+        let body = br##"{"chunk":[{"room_id":"!a:b","name":"#intern","canonical_alias":"#intern:hs1.test"}]}"##;
+        let fields = fields_in(rooms.endpoint, None, body).unwrap();
+        assert_eq!(p.user_field(&rooms, &fields[0]), FieldVerdict::Allow);
+        assert_eq!(p.user_field(&rooms, &fields[1]), FieldVerdict::Remove { rule: "alias".into() });
+    }
+
+    #[test]
+    fn decide_response_collects_field_removals_in_the_data_direction() {
+        use crate::federation::userdata::fields_in;
+        use crate::policy::{decide_response, Release, Units};
+        let mut out_only = rule("out", &["GEHEIM"], RuleAction::Redact);
+        out_only.directions = vec![RuleDirection::Outbound];
+        let p = policy(&[out_only]);
+        let body = br#"{"displayname":"GEHEIM","avatar_url":"mxc://x/y"}"#;
+        let release = || Release { status: http::StatusCode::OK, headers: http::HeaderMap::new(), body: bytes::Bytes::from_static(body) };
+        // An inbound request (remote asks hs1's profile): the answer is outbound data.
+        let c = ctx("query_profile", Direction::Inbound);
+        let units = Units { user_fields: fields_in(c.endpoint, None, body).unwrap(), ..Default::default() };
+        let rec = Recorder(Default::default());
+        decide_response(&p, &c, &units, release(), &rec).unwrap();
+        let v = rec.0.lock().unwrap().take().expect("rewrite asked for");
+        assert_eq!(v.remove_fields.len(), 1);
+        assert_eq!(v.remove_fields[0].path.to_string(), "/displayname");
+        assert_eq!(v.remove_fields[0].rule, "out");
+        // The answer to an outbound request is inbound data: the outbound-only rule is silent.
+        let c = ctx("query_profile", Direction::Outbound);
+        let rec = Recorder(Default::default());
+        decide_response(&p, &c, &units, release(), &rec).unwrap();
+        assert!(rec.0.lock().unwrap().is_none(), "nothing to rewrite");
+    }
+
+    #[test]
+    fn to_device_judged_per_device_and_the_rest_of_the_edu_as_a_whole() {
+        use crate::federation::userdata::to_device_in;
+        use crate::policy::{decide, Forward, Units};
+        let p = policy(&[rule("geheim", &["GEHEIM"], RuleAction::Redact)]);
+        let c = ctx("send_transaction", Direction::Outbound);
+        let clean_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"m.x","message_id":"m1","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"},"L":{"t":"ok"}}}}}"#;
+        let marked_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"GEHEIM","message_id":"m2","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"}}}}}"#;
+        let raws: Vec<&RawValue> = [&clean_sender[..], &marked_sender[..]].iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+        let edus: Vec<EduView> = raws.iter().map(|r| EduView::parse(r).unwrap()).collect();
+        // edu(): a to-device EDU is not dropped for its messages, only for the rest.
+        assert_eq!(p.edu(&c, &edus[0]), EduVerdict::Allow);
+        assert_eq!(p.edu(&c, &edus[1]), EduVerdict::Drop { rule: "geheim".into() });
+        let to_device = edus.iter().enumerate().flat_map(|(i, e)| to_device_in(i, e).unwrap()).collect();
+        let units = Units { edus, to_device, ..Default::default() };
+        let fwd = Forward { method: http::Method::PUT, path_and_query: "/_matrix/federation/v1/send/t".into(), headers: http::HeaderMap::new(), body: bytes::Bytes::new() };
+        let rec = Recorder(Default::default());
+        decide(&p, &c, &units, fwd, &rec).unwrap();
+        let v = rec.0.lock().unwrap().take().unwrap();
+        assert_eq!(v.drop_edus.iter().map(|m| m.pos).collect::<Vec<_>>(), [1]);
+        // Per device: only the marked message of the EDU that was not dropped whole.
+        assert_eq!(v.drop_to_device.len(), 1);
+        assert_eq!((v.drop_to_device[0].edu, v.drop_to_device[0].user_id.as_str(), v.drop_to_device[0].device_id.as_str()), (0, "@bob:hs2.test", "P"));
+    }
+
     #[test]
     fn bad_rules_are_refused() {
         assert!(matches!(Rules::compile(&[rule("e", &[], RuleAction::Redact)]), Err(RuleError::Empty { .. })));
