@@ -662,3 +662,103 @@ notary_name = "notary.test"
     assert_eq!(got.status, 404);
     g.stop().await;
 }
+
+const GEHEIM_RULE: &str = "[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n";
+
+/// A profile answer leaving the protected side loses the marked display name; the rest of the
+/// profile, and a clean profile, pass.
+#[tokio::test]
+async fn profile_response_released_without_the_marked_displayname() {
+    let p = pki();
+    let answer: Answer = std::sync::Arc::new(|s: &Seen| {
+        let body = if s.path_and_query.contains("carol") {
+            json!({"displayname": "Carol (GEHEIM)", "avatar_url": "mxc://hs1.test/carol"})
+        } else {
+            json!({"displayname": "Dave", "avatar_url": "mxc://hs1.test/dave"})
+        };
+        (200, "application/json", serde_json::to_vec(&body).unwrap())
+    });
+    let up = recorder(None, answer).await;
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, GEHEIM_RULE)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    let get = |uri: String| {
+        let hdr = auth(&key, REMOTE, HS1, "GET", &uri, None);
+        let (addr, ca) = (g.inbound.unwrap(), p.ca_path.clone());
+        async move { tls_request(addr, &ca, "GET", &uri, &[("authorization", hdr)], vec![]).await }
+    };
+    let got = get("/_matrix/federation/v1/query/profile?user_id=%40carol%3Ahs1.test".into()).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(got.json(), json!({"avatar_url": "mxc://hs1.test/carol"}), "display name removed, avatar kept");
+    // The generic query with a percent-encoded query type is the same profile query to Synapse.
+    let got = get("/_matrix/federation/v1/query/profil%65?user_id=%40carol%3Ahs1.test".into()).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), json!({"avatar_url": "mxc://hs1.test/carol"}));
+    // Positive control: a clean profile is released as it came.
+    let got = get("/_matrix/federation/v1/query/profile?user_id=%40dave%3Ahs1.test".into()).await;
+    assert_eq!(got.json(), json!({"displayname": "Dave", "avatar_url": "mxc://hs1.test/dave"}));
+    assert_eq!(up.seen().len(), 3);
+    g.stop().await;
+}
+
+/// A to-device EDU to two devices, one message marked: the forwarded transaction carries only
+/// the clean device's message, the PDU untouched, re-signed with the guard key. All messages
+/// marked: the EDU is gone, the rest of the transaction goes on.
+#[tokio::test]
+async fn to_device_message_removed_for_one_device_and_resigned() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let guard_key = SigningKey::generate("gw1").unwrap();
+    let gk_path = p.dir.path().join("guard.signing.key");
+    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let extra = format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{GEHEIM_RULE}", gk_path.display());
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    let send = |txn: &str, body: Vec<u8>| {
+        let uri = format!("/_matrix/federation/v1/send/{txn}");
+        let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
+        let (addr, ca) = (g.inbound.unwrap(), p.ca_path.clone());
+        async move { tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await }
+    };
+    let to_device = |messages: serde_json::Value| {
+        json!({"edu_type": "m.direct_to_device", "content": {"sender": "@a:remote.test", "type": "org.example.note", "message_id": "m1", "messages": messages}})
+    };
+    let typing = json!({"edu_type": "m.typing", "content": {"room_id": "!r:remote.test", "user_id": "@a:remote.test", "typing": true}});
+    let clean_pdu = pdu(1, "harmlos");
+    let body = serde_json::to_vec(&json!({
+        "origin": REMOTE, "origin_server_ts": 1, "pdus": [clean_pdu],
+        "edus": [typing, to_device(json!({"@bob:hs1.test": {"PHONE": {"text": "Treffpunkt GEHEIM"}, "LAPTOP": {"text": "Treffpunkt 10 Uhr"}}}))]
+    }))
+    .unwrap();
+    let got = send("td1", body.clone()).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let seen = up.seen();
+    let fwd = seen.last().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
+    assert_eq!(v["pdus"], json!([clean_pdu]), "PDU untouched");
+    assert_eq!(v["edus"][0], typing, "other EDUs untouched");
+    assert_eq!(v["edus"][1]["content"]["messages"], json!({"@bob:hs1.test": {"LAPTOP": {"text": "Treffpunkt 10 Uhr"}}}));
+    assert_eq!(v["edus"][1]["content"]["message_id"], "m1");
+    assert!(!String::from_utf8_lossy(&fwd.body).contains("GEHEIM"));
+    let hdr = fwd.headers.get("authorization").unwrap().to_str().unwrap().to_string();
+    let x = xmatrix::XMatrix::parse(&hdr).unwrap();
+    assert_eq!((x.origin.as_str(), x.key.as_str()), (REMOTE, "ed25519:gw1"));
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&fwd.body).unwrap();
+    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/td1", Some(&raw), &guard_key.public_key()).expect("guard signature verifies");
+    assert!(xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/td1", Some(&serde_json::from_slice::<Box<serde_json::value::RawValue>>(&body).unwrap()), &guard_key.public_key()).is_err(), "signature is over the rewritten body");
+    // A retry gets the same bytes.
+    assert_eq!(send("td1", body).await.status, 200);
+    assert_eq!(up.seen().last().unwrap().body, fwd.body);
+
+    // Every message marked: the EDU is dropped, PDU and other EDUs go on.
+    let body = serde_json::to_vec(&json!({
+        "origin": REMOTE, "origin_server_ts": 1, "pdus": [clean_pdu],
+        "edus": [to_device(json!({"@bob:hs1.test": {"PHONE": {"text": "GEHEIM 1"}}, "@carol:hs1.test": {"*": {"text": "GEHEIM 2"}}})), typing]
+    }))
+    .unwrap();
+    let got = send("td2", body).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let v: serde_json::Value = serde_json::from_slice(&up.seen().last().unwrap().body).unwrap();
+    assert_eq!(v["pdus"], json!([clean_pdu]));
+    assert_eq!(v["edus"], json!([typing]), "to-device EDU without messages is dropped");
+    g.stop().await;
+}
