@@ -7,7 +7,9 @@
 //! - the next clean message arrives intact (the DAG is intact);
 //! - a reply from hs2 containing `GEHEIM` arrives at hs1 redacted (inbound: re-signed with the
 //!   guard key that the guard attested to hs1 when hs1 fetched hs2's keys through it);
-//! - the conversation continues both ways.
+//! - the conversation continues both ways;
+//! - user data and to-device messages: a marked display name is removed from hs1's profile
+//!   answer to hs2, a marked to-device message is removed for its device only.
 #[path = "common/lab.rs"]
 mod common;
 
@@ -296,6 +298,49 @@ async fn attestation_controls(info: &grenzwacht::lab::LabInfo) {
     }
 }
 
+/// User data leaving hs1: a profile whose display name carries the marking is answered without
+/// it (hs2's user sees no display name), a clean one is answered in full (positive control).
+async fn profile_fields(hs1: &grenzwacht::lab::HomeserverInfo, bob: &Session) {
+    let hs1_client = grenzwacht::lab::client::MatrixClient::new(&hs1.client_url);
+    let carol = hs1_client.register_shared_secret(&hs1.registration_shared_secret, "carol", "pw-carol", false).await.expect("register carol");
+    let dave = hs1_client.register_shared_secret(&hs1.registration_shared_secret, "dave", "pw-dave", false).await.expect("register dave");
+    carol.set_displayname("Carol (GEHEIM)").await.expect("carol's display name");
+    dave.set_displayname("Dave klar").await.expect("dave's display name");
+    // hs1 itself still has both (removal happens only in transit).
+    assert_eq!(carol.profile(&carol.user_id).await.expect("own profile")["displayname"], "Carol (GEHEIM)");
+    let seen = bob.profile(&dave.user_id).await.expect("dave's profile over federation");
+    assert_eq!(seen["displayname"], "Dave klar", "positive control: clean display name crosses: {seen}");
+    let seen = bob.profile(&carol.user_id).await.expect("carol's profile over federation");
+    assert!(seen.get("displayname").is_none(), "marked display name reached hs2: {seen}");
+    let path = format!("/_matrix/client/v3/profile/{}/displayname", encode_segment(&carol.user_id));
+    let seen = bob.client.call("GET", &path, Some(&bob.access_token), None).await.expect("displayname query");
+    assert!(seen.get("displayname").is_none(), "marked display name reached hs2 (field query): {seen}");
+}
+
+/// A to-device message from hs1 to two devices of a hs2 user (one EDU): the message carrying
+/// the marking is removed for its device, the clean one arrives at the other device.
+async fn to_device(alice: &Session, bob: &Session, hs2: &grenzwacht::lab::HomeserverInfo) {
+    let bob2 = grenzwacht::lab::client::MatrixClient::new(&hs2.client_url).login("bob", "pw-bob").await.expect("bob's second device");
+    assert_ne!(bob.device_id, bob2.device_id);
+    let ty = "org.grenzwacht.test";
+    let run = rand::random::<u32>();
+    let messages = json!({&bob.user_id: {
+        &bob.device_id: {"text": "Treffpunkt GEHEIM", "run": run},
+        &bob2.device_id: {"text": "Treffpunkt 10 Uhr", "run": run}
+    }});
+    alice.send_to_device(ty, &messages).await.expect("send to-device");
+    let ours = |events: Vec<Value>| events.into_iter().filter(|e| e["type"] == ty && e["content"]["run"] == run).collect::<Vec<_>>();
+    let got = wait_until("bob's second device to get the clean to-device message", WAIT, || async { Ok(Some(ours(bob2.to_device_events().await?)).filter(|v| !v.is_empty())) })
+        .await
+        .expect("clean to-device message arrives");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["content"]["text"], "Treffpunkt 10 Uhr");
+    assert_eq!(got[0]["sender"], alice.user_id.as_str());
+    // Same EDU: the other device's message would have been stored at the same time.
+    let other = ours(bob.to_device_events().await.expect("sync of bob's first device"));
+    assert!(other.is_empty(), "marked to-device message reached hs2: {other:?}");
+}
+
 #[tokio::test]
 async fn geheim_is_redacted_in_transit_both_directions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -314,6 +359,8 @@ async fn geheim_is_redacted_in_transit_both_directions() {
         .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
         .await
         .unwrap();
+    profile_fields(&hs1, &bob).await;
+    to_device(&alice, &bob, &hs2).await;
     for version in ["12", "11", "10", "9", "8", "7", "6", "5", "4", "3", "2", "1"] {
         conversation(&alice, &bob, &hs1.server_name, version).await;
     }
@@ -337,4 +384,7 @@ async fn geheim_is_redacted_in_transit_both_directions() {
         .map(|s| s.value)
         .sum();
     assert!(notary_answers >= 1.0, "hs1 used the guard as notary");
+    assert!(log.contains("removing user-data field in transit"), "guard log shows the removed display name");
+    assert!(log.contains("dropping to-device message in transit"), "guard log shows the dropped to-device message");
+    assert!(!log.contains("Carol (GEHEIM)") && !log.contains("Treffpunkt GEHEIM"), "values never logged");
 }

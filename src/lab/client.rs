@@ -296,6 +296,7 @@ impl MatrixClient {
             client: self.clone(),
             user_id: get("user_id")?,
             access_token: get("access_token")?,
+            device_id: get("device_id")?,
         })
     }
 }
@@ -309,6 +310,8 @@ pub struct Session {
     pub user_id: String,
     /// Access token.
     pub access_token: String,
+    /// The device this session logged in as.
+    pub device_id: String,
 }
 
 /// A message event as seen by a client.
@@ -432,6 +435,27 @@ impl Session {
         );
         self.call("PUT", &path, Some(&json!({"displayname": name}))).await?;
         Ok(())
+    }
+
+    /// Sends to-device messages: `PUT /sendToDevice/{event_type}/{txn}` with `messages` as
+    /// `{user_id: {device_id or "*": content}}`. Messages for remote users travel as one
+    /// `m.direct_to_device` EDU per destination server.
+    pub async fn send_to_device(&self, event_type: &str, messages: &Value) -> Result<(), ClientError> {
+        let txn = format!("lab{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/sendToDevice/{}/{txn}", encode_segment(event_type));
+        self.call("PUT", &path, Some(&json!({"messages": messages}))).await?;
+        Ok(())
+    }
+
+    /// The to-device events waiting for this session's device, from a `/sync` without `since`
+    /// (which acknowledges nothing, so repeated calls see the same events until a later sync
+    /// with a `since` token).
+    pub async fn to_device_events(&self) -> Result<Vec<Value>, ClientError> {
+        // A fresh inline filter per call avoids Synapse's cache of initial syncs.
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let r = self.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), None).await?;
+        Ok(r["to_device"]["events"].as_array().cloned().unwrap_or_default())
     }
 
     /// Waits until this user is invited to `room_id`.
