@@ -307,7 +307,7 @@ async fn run(
     } else {
         send_upstream(guard, direction, &destination, host_header, permit).await?
     };
-    release(guard, &ctx, endpoint, direction, room_hint, notary.as_deref(), up).await
+    release(guard, &ctx, endpoint, direction, room_hint, param("queryType"), notary.as_deref(), up).await
 }
 
 /// Phase 6: the upstream client sends the permitted bytes.
@@ -341,6 +341,7 @@ async fn release(
     endpoint: &'static Endpoint,
     direction: Direction,
     room_hint: Option<&str>,
+    query_type: Option<&str>,
     notary: Option<&str>,
     up: super::upstream::UpstreamResponse,
 ) -> Result<GuardResponse, Refusal> {
@@ -354,7 +355,7 @@ async fn release(
     };
     let release = Release { status: up.status, headers: resp_headers, body: body.clone() };
     let permit = {
-        let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body, param("queryType"))?;
+        let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body, query_type)?;
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
         decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
