@@ -307,7 +307,7 @@ async fn run(
     } else {
         send_upstream(guard, direction, &destination, host_header, permit).await?
     };
-    release(guard, &ctx, endpoint, direction, room_hint, param("queryType"), notary.as_deref(), up).await
+    release(guard, &ctx, endpoint, room_hint, param("queryType"), notary.as_deref(), up).await
 }
 
 /// Phase 6: the upstream client sends the permitted bytes.
@@ -339,12 +339,12 @@ async fn release(
     guard: &Guard,
     ctx: &ExchangeCtx,
     endpoint: &'static Endpoint,
-    direction: Direction,
     room_hint: Option<&str>,
     query_type: Option<&str>,
     notary: Option<&str>,
     up: super::upstream::UpstreamResponse,
 ) -> Result<GuardResponse, Refusal> {
+    let direction = ctx.direction;
     let mut resp_headers = up.headers;
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
