@@ -40,7 +40,9 @@
 //! # Access decision
 //!
 //! [`SpifSet::access`] grants iff (same policy as the clearance, BRIEF §5 / spiffing `acdf`):
-//! the label is valid; the clearance lists the label's classification; every restrictive
+//! the label is valid; the clearance lists the label's classification or one above it in
+//! the hierarchy (deliberately hierarchical, unlike spiffing's exact match, so that decisions
+//! are monotone: a peer cleared for GEHEIM is cleared for VS-NfD); every restrictive
 //! (incl. enumerated restrictive) category of the label is in the clearance; and for each
 //! permissive (incl. enumerated permissive) tag of the label, at least one of the label's
 //! categories of that tag is in the clearance. Informative categories never matter.
@@ -49,9 +51,12 @@
 //!
 //! [`SpifSet::dominates`]`(a, b)` — "b is no more sensitive than a", used for room labels as a
 //! ceiling: same policy; hierarchy(a) ≥ hierarchy(b); b's restrictive categories ⊆ a's; and
-//! for every permissive tag in which a has categories, b has categories of that tag and they
-//! are ⊆ a's (b is released to no-one a is not released to). Informative categories are
-//! ignored. Anything unresolvable → `false` (fail closed).
+//! for every permissive tag in which b has categories, a has categories of that tag and they
+//! are ⊆ b's (permissive categories are release groups: releasing to *more* groups is *less*
+//! sensitive, so a room released to DEU+FRA holds an event released to DEU+FRA+USA or an
+//! unrestricted one, not one released to DEU only). Informative categories are ignored.
+//! Anything unresolvable → `false` (fail closed). With this order access is monotone:
+//! if a dominates b and a is granted, b is granted.
 //!
 //! # Translation
 //!
