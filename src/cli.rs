@@ -40,6 +40,16 @@ pub enum Command {
     },
     /// Federation load generator: direct vs. through the guard, in one run.
     Bench(crate::bench::BenchArgs),
+    /// Security policy information files (SPIF).
+    Spif {
+        #[command(subcommand)]
+        command: crate::spif::cli::SpifCommand,
+    },
+    /// Security labels: markings, validation, access, translation.
+    Label {
+        #[command(subcommand)]
+        command: crate::spif::cli::LabelCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +127,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Spif { command } => crate::spif::cli::run_spif(command),
+        Command::Label { command } => crate::spif::cli::run_label(command),
     }
 }
 

@@ -10,5 +10,6 @@ pub mod keys;
 pub mod lab;
 pub mod policy;
 pub mod proxy;
+pub mod spif;
 pub mod store;
 pub mod telemetry;

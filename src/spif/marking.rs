@@ -1,0 +1,215 @@
+//! Marking data (`markingData`, `markingQualifier`) per language, and display markings.
+//!
+//! Design notes (semantics follow the conformance data of surevine/spiffing):
+//! - Each holder (policy, classification, tag set, tag, category) has one [`Marking`] per
+//!   language tag (`xml:lang`, "" = no language). Qualifiers (prefix / suffix / separator) of a
+//!   language fall back to the language-less qualifiers of the same holder; phrases do not (a
+//!   language's `markingData` replaces the default phrases).
+//! - Language lookup: exact tag, then the primary subtag (`fr-CA` → `fr`), then "" (default).
+//!   Tags compare case-insensitively.
+//! - `markingQualifier`'s own code attribute is not a filter (the NATO SPIF puts
+//!   `markingCode="pageTop"` on qualifiers that the expected bottom markings use).
+//! - A `markingData` without a location code applies to the page bottom, the location display
+//!   markings are rendered for. `noNameDisplay` / `noMarkingDisplay` hide the phrase;
+//!   `replacePolicy` replaces the policy name; `suppressClassName` hides the classification.
+use std::collections::HashMap;
+
+use super::xml::Element;
+
+pub const PAGE_TOP: u32 = 1 << 0;
+pub const PAGE_BOTTOM: u32 = 1 << 1;
+pub const DOCUMENT_END: u32 = 1 << 2;
+pub const NO_NAME_DISPLAY: u32 = 1 << 3;
+pub const NO_MARKING_DISPLAY: u32 = 1 << 4;
+pub const DOCUMENT_START: u32 = 1 << 5;
+pub const SUPPRESS_CLASS_NAME: u32 = 1 << 6;
+pub const REPLACE_POLICY: u32 = 1 << 7;
+const LOCATIONS: u32 = PAGE_TOP | PAGE_BOTTOM | DOCUMENT_END | DOCUMENT_START;
+
+/// Marking data of one holder in one language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marking {
+    pub prefix: String,
+    pub suffix: String,
+    pub separator: String,
+    /// `(code flags, phrase)` in document order; `None` phrase = use the holder's name.
+    pub phrases: Vec<(u32, Option<String>)>,
+}
+
+impl Marking {
+    fn entry(&self, loc: u32) -> Option<&(u32, Option<String>)> {
+        self.phrases.iter().find(|(f, _)| f & loc != 0)
+    }
+
+    /// The phrase shown for a holder named `name`.
+    pub fn phrase<'a>(&'a self, loc: u32, name: &'a str) -> &'a str {
+        match self.entry(loc) {
+            Some((f, _)) if f & (NO_NAME_DISPLAY | NO_MARKING_DISPLAY) != 0 => "",
+            Some((f, p)) if f & REPLACE_POLICY != 0 || p.is_none() => name,
+            Some((_, Some(p))) => p,
+            _ => name,
+        }
+    }
+
+    /// The phrase that replaces the policy name.
+    pub fn policy_phrase<'a>(&'a self, loc: u32, name: &'a str) -> &'a str {
+        match self.phrases.iter().find(|(f, _)| f & (loc | REPLACE_POLICY) != 0) {
+            Some((_, Some(p))) => p,
+            _ => name,
+        }
+    }
+
+    pub fn suppress_class_name(&self, loc: u32) -> bool {
+        self.entry(loc).is_some_and(|(f, _)| f & SUPPRESS_CLASS_NAME != 0)
+    }
+
+    pub fn replace_policy(&self, loc: u32) -> bool {
+        self.entry(loc).is_some_and(|(f, _)| f & REPLACE_POLICY != 0)
+    }
+}
+
+/// All languages' marking data of one holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Markings {
+    by_lang: HashMap<String, Marking>,
+}
+
+impl Markings {
+    pub fn is_empty(&self) -> bool {
+        self.by_lang.is_empty()
+    }
+
+    /// The languages with marking data ("" = default).
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.by_lang.keys().map(String::as_str)
+    }
+
+    /// Marking for `lang` with the fallback exact → primary subtag → default.
+    pub fn get(&self, lang: &str) -> Option<&Marking> {
+        let lang = lang.to_ascii_lowercase();
+        if let Some(m) = self.by_lang.get(&lang) {
+            return Some(m);
+        }
+        if let Some(p) = lang.find(['-', '_']) {
+            if let Some(m) = self.by_lang.get(&lang[..p]) {
+                return Some(m);
+            }
+        }
+        self.by_lang.get("")
+    }
+
+    /// Parses the direct `markingQualifier` / `markingData` children of `holder`. Problems
+    /// (unknown codes) are appended to `errs` as `(line, message)`.
+    pub fn parse(holder: &Element, errs: &mut Vec<(usize, String)>) -> Markings {
+        // (lang, code, text)
+        let mut quals: Vec<(String, String, String)> = Vec::new();
+        for mq in holder.children_named("markingQualifier") {
+            for q in mq.children_named("qualifier") {
+                let lang = q.attr("xml:lang").unwrap_or("").to_ascii_lowercase();
+                let (Some(text), Some(code)) = (q.attr("markingQualifier"), q.attr("qualifierCode")) else { continue };
+                if !matches!(code, "prefix" | "suffix" | "separator") {
+                    errs.push((q.line, format!("unknown qualifierCode '{code}'")));
+                    continue;
+                }
+                quals.push((lang, code.to_string(), text.to_string()));
+            }
+        }
+        let mut data: Vec<(String, u32, Option<String>)> = Vec::new();
+        for md in holder.children_named("markingData") {
+            let lang = md.attr("xml:lang").unwrap_or("").to_ascii_lowercase();
+            let mut flags = 0u32;
+            for c in md.children_named("code") {
+                flags |= match c.trimmed_text() {
+                    "pageTop" => PAGE_TOP,
+                    "pageBottom" => PAGE_BOTTOM,
+                    "pageTopBottom" => PAGE_TOP | PAGE_BOTTOM,
+                    "documentStart" => DOCUMENT_START,
+                    "documentEnd" => DOCUMENT_END,
+                    "noNameDisplay" => NO_NAME_DISPLAY,
+                    "noMarkingDisplay" => NO_MARKING_DISPLAY,
+                    "suppressClassName" => SUPPRESS_CLASS_NAME,
+                    "replacePolicy" => REPLACE_POLICY,
+                    other => {
+                        errs.push((c.line, format!("Unknown marking code '{other}'")));
+                        0
+                    }
+                };
+            }
+            if flags & NO_MARKING_DISPLAY != 0 {
+                // Hidden everywhere.
+                flags |= PAGE_TOP | PAGE_BOTTOM | DOCUMENT_START | DOCUMENT_END;
+            } else if flags & LOCATIONS == 0 {
+                flags |= PAGE_BOTTOM;
+            }
+            data.push((lang, flags, md.attr("phrase").map(str::to_string)));
+        }
+        let mut langs: Vec<&str> = quals.iter().map(|q| q.0.as_str()).chain(data.iter().map(|d| d.0.as_str())).collect();
+        langs.sort_unstable();
+        langs.dedup();
+        let mut by_lang = HashMap::new();
+        for lang in langs {
+            let pick = |code: &str| -> String {
+                quals
+                    .iter()
+                    .find(|q| q.0 == lang && q.1 == code)
+                    .or_else(|| quals.iter().find(|q| q.0.is_empty() && q.1 == code))
+                    .map(|q| q.2.clone())
+                    .unwrap_or_default()
+            };
+            let m = Marking {
+                prefix: pick("prefix"),
+                suffix: pick("suffix"),
+                separator: pick("separator"),
+                phrases: data.iter().filter(|d| d.0 == lang).map(|d| (d.1, d.2.clone())).collect(),
+            };
+            by_lang.insert(lang.to_string(), m);
+        }
+        Markings { by_lang }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spif::xml;
+
+    #[test]
+    fn language_fallback_and_qualifier_backfill() {
+        let el = xml::parse(
+            r#"<t><markingQualifier><qualifier markingQualifier="Rel " qualifierCode="prefix"/><qualifier xml:lang="fr" markingQualifier="Comm " qualifierCode="prefix"/><qualifier markingQualifier=", " qualifierCode="separator"/></markingQualifier></t>"#,
+            10_000,
+        )
+        .unwrap();
+        let mut errs = Vec::new();
+        let m = Markings::parse(&el, &mut errs);
+        assert!(errs.is_empty());
+        assert_eq!(m.get("fr-CA").unwrap().prefix, "Comm ");
+        assert_eq!(m.get("fr-CA").unwrap().separator, ", ");
+        assert_eq!(m.get("FR").unwrap().prefix, "Comm ");
+        assert_eq!(m.get("en-GB").unwrap().prefix, "Rel ");
+        assert_eq!(m.get("").unwrap().prefix, "Rel ");
+    }
+
+    #[test]
+    fn codes_and_phrases() {
+        let el = xml::parse(
+            r#"<c><markingData phrase="X"><code>noNameDisplay</code><code>replacePolicy</code></markingData><markingData xml:lang="de" phrase="Y"><code>pageTop</code></markingData></c>"#,
+            10_000,
+        )
+        .unwrap();
+        let mut errs = Vec::new();
+        let m = Markings::parse(&el, &mut errs);
+        let d = m.get("").unwrap();
+        assert!(d.replace_policy(PAGE_BOTTOM));
+        assert_eq!(d.phrase(PAGE_BOTTOM, "name"), "");
+        assert_eq!(d.policy_phrase(PAGE_BOTTOM, "P"), "X");
+        let de = m.get("de").unwrap();
+        assert_eq!(de.phrase(PAGE_BOTTOM, "name"), "name", "pageTop phrase is not used at the bottom");
+        assert_eq!(de.phrase(PAGE_TOP, "name"), "Y");
+        let bad = xml::parse(r#"<c><markingData phrase="X"><code>bogus</code></markingData></c>"#, 1000).unwrap();
+        let mut errs = Vec::new();
+        Markings::parse(&bad, &mut errs);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].1.contains("Unknown marking code"));
+    }
+}
