@@ -24,12 +24,14 @@
 //! Issue 2 ships [`StaticPolicy`]: allow everything except what the configuration refuses per
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
+pub mod layers;
 pub mod permit;
 pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 
 pub use permit::{decide, decide_response, replay, FieldRemoval, Forward, Modification, Permit, Release, Rewrite, ToDeviceDrop, Units, Verdicts};
+pub use layers::Layers;
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};

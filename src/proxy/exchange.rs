@@ -142,6 +142,8 @@ async fn run(
     req_bytes: &mut usize,
 ) -> Result<GuardResponse, Refusal> {
     let direction = entry.direction();
+    // One policy snapshot for the whole exchange (a reload never splits a request).
+    let policy = guard.policy();
     let (parts, body) = req.into_parts();
 
     // --- identify
@@ -257,7 +259,7 @@ async fn run(
             units.pdu_findings = integrity::check(guard, &ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
-            let mut decided = decide(guard.policy(), &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
+            let mut decided = decide(&*policy, &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
             if let (Some((d, o, dst, t)), Some(template)) = (&txn_key, template) {
                 // Stored: decisions that withheld something (a refusal by policy, a modified
                 // body). A retry must not get less than that. Not stored: unchanged pass-through
@@ -307,7 +309,7 @@ async fn run(
     } else {
         send_upstream(guard, direction, &destination, host_header, permit).await?
     };
-    release(guard, &ctx, endpoint, room_hint, param("queryType"), notary.as_deref(), up).await
+    release(guard, &*policy, &ctx, room_hint, param("queryType"), notary.as_deref(), up).await
 }
 
 /// Phase 6: the upstream client sends the permitted bytes.
@@ -337,14 +339,14 @@ async fn send_upstream(guard: &Guard, direction: Direction, destination: &str, h
 /// Phases 7–8: strict parse of the response, the policy over it, the permit to release it.
 async fn release(
     guard: &Guard,
+    policy: &dyn crate::policy::Policy,
     ctx: &ExchangeCtx,
-    endpoint: &'static Endpoint,
     room_hint: Option<&str>,
     query_type: Option<&str>,
     notary: Option<&str>,
     up: super::upstream::UpstreamResponse,
 ) -> Result<GuardResponse, Refusal> {
-    let direction = ctx.direction;
+    let (direction, endpoint) = (ctx.direction, ctx.endpoint);
     let mut resp_headers = up.headers;
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
@@ -358,7 +360,7 @@ async fn release(
         let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body, query_type)?;
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
-        decide_response(guard.policy(), &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
+        decide_response(&*policy, &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));

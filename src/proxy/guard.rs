@@ -17,7 +17,7 @@ use crate::federation::txn::TxnLimits;
 use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
-use crate::policy::{Policy, StaticPolicy};
+use crate::policy::{Layers, StaticPolicy};
 
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,10 @@ pub struct Guard {
     verify_pdus: bool,
     /// The guard's notary name (`[keys] notary_name`), lower case.
     notary_name: Option<String>,
-    policy: RulesPolicy,
+    /// Static allow/deny and the config's `[[rule]]` list (always the first layer).
+    base: Arc<RulesPolicy>,
+    /// The layered policy every exchange takes one snapshot of (swapped whole on reload).
+    policy: std::sync::RwLock<Arc<Layers>>,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
@@ -134,6 +137,7 @@ impl Guard {
             }
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
+        let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -142,7 +146,8 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? },
+            base: base.clone(),
+            policy: std::sync::RwLock::new(Arc::new(Layers::new().with("config", base))),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -182,11 +187,16 @@ impl Guard {
         &self.store
     }
 
-    pub fn policy(&self) -> &dyn Policy {
-        &self.policy
+    /// The current policy: one snapshot, to be used for a whole exchange.
+    pub fn policy(&self) -> Arc<Layers> {
+        self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+    /// Replaces the policy atomically (running exchanges keep their snapshot).
+    pub fn swap_policy(&self, layers: Layers) {
+        *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
     pub fn static_policy(&self) -> &StaticPolicy {
-        &self.policy.base
+        &self.base.base
     }
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
