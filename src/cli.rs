@@ -40,6 +40,11 @@ pub enum Command {
     },
     /// Federation load generator: direct vs. through the guard, in one run.
     Bench(crate::bench::BenchArgs),
+    /// DLP rule authoring: check, test and explain the rule files.
+    Policy {
+        #[command(subcommand)]
+        command: crate::policy::dlp::cli::PolicyCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy { command } => crate::policy::dlp::cli::run(command),
     }
 }
 

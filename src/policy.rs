@@ -15,6 +15,7 @@
 //! Issue 2 ships [`StaticPolicy`]: allow everything except what the configuration refuses per
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
+pub mod dlp;
 pub mod permit;
 pub mod rules;
 pub mod static_policy;
