@@ -303,8 +303,10 @@ impl Folded {
     }
 }
 
+/// Word characters for whole-word keywords: letters and digits. `_` separates words (file
+/// names like `Bericht_GEHEIM.pdf`).
 fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    c.is_alphanumeric()
 }
 
 /// Whole-word check on the original text.
