@@ -153,6 +153,15 @@ impl RuleSet {
                 }
             }
         }
+        for f in &files {
+            for r in &f.rules {
+                for (id, loc) in &r.suppressed_by {
+                    if !seen.contains_key(id.as_str()) {
+                        diags.push(diag("DLP013", &f.file, *loc, format!("`suppressed_by` names unknown rule `{id}`")));
+                    }
+                }
+            }
+        }
         if !diags.is_empty() {
             return Err(Diagnostics(diags));
         }

@@ -161,6 +161,8 @@ struct CRule {
     except_peers: Vec<Glob>,
     except_values: HashSet<String>,
     whole_word: bool,
+    /// Rule indices whose overlapping matches drop this rule's match.
+    suppressed_by: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -447,6 +449,7 @@ impl Engine {
                 except_peers: globs(&r.except.peers, true),
                 except_values: r.except.values.iter().map(|v| normalize_value(v)).collect(),
                 whole_word: r.whole_word,
+                suppressed_by: r.suppressed_by.iter().filter_map(|(id, _)| index_of(id)).collect(),
             });
         }
         let mut exceptions = Vec::new();
@@ -556,7 +559,9 @@ impl Engine {
             }
             cands.sort_unstable();
             cands.dedup();
+            let first = out.matches.len();
             self.qualify(*field, text, &cands, &mut out);
+            self.suppress(first, &cands, &mut out.matches);
         }
         for m in &out.matches {
             match m.mode {
@@ -629,6 +634,22 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Drop matches (from index `first` on, one field) that overlap a candidate of a rule
+    /// named in their rule's `suppressed_by`. Candidates, not qualified matches: an IBAN with
+    /// a broken check digit is still not a phone number.
+    fn suppress(&self, first: usize, cands: &[(usize, usize, usize)], matches: &mut Vec<Match>) {
+        let mut k = 0;
+        matches.retain(|m| {
+            k += 1;
+            if k <= first {
+                return true;
+            }
+            let Some(ri) = self.rules.iter().position(|r| r.id == m.rule) else { return true };
+            let by = &self.rules[ri].suppressed_by;
+            by.is_empty() || !cands.iter().any(|&(o, s, e)| by.contains(&o) && s < m.end && m.start < e)
+        });
     }
 
     /// Validators, value allow-lists, context and thresholds; then `min_matches` per rule.

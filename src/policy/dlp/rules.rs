@@ -22,7 +22,7 @@
 //! | DLP010 | rule has no detector (neither `regex` nor `keywords`) |
 //! | DLP011 | invalid embedded test |
 //! | DLP012 | conflicting options |
-//! | DLP013 | exception names an unknown rule |
+//! | DLP013 | exception or `suppressed_by` names an unknown rule |
 //! | DLP014 | cannot read the policy directory or a file |
 //! | DLP015 | no rule files (`*.toml`) in the directory |
 //! | DLP016 | number out of range |
@@ -257,6 +257,9 @@ pub struct RuleDef {
     pub min_matches: u32,
     pub context: Vec<ContextDef>,
     pub except: ExceptDef,
+    /// Matches of this rule that overlap a match of one of these rules (same field) are
+    /// dropped: a phone-number pattern inside an IBAN is part of the IBAN.
+    pub suppressed_by: Vec<(String, Loc)>,
     pub tests: Vec<TestDef>,
     pub file: Arc<str>,
     pub loc: Loc,
@@ -718,6 +721,12 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         e.finish(p);
     }
 
+    let suppressed_by = t
+        .strings(p, "suppressed_by", false)
+        .into_iter()
+        .map(|(s, span)| (s, p.loc(&span)))
+        .collect();
+
     let mut tests = Vec::new();
     for mut tt in t.tables(p, "test") {
         let tloc = p.loc(&tt.span);
@@ -801,6 +810,7 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         min_matches,
         context,
         except,
+        suppressed_by,
         tests,
         file: p.file.clone(),
         loc: id_loc,

@@ -189,3 +189,24 @@ fn engine_is_send_sync() {
     check::<Engine>();
     check::<RuleSet>();
 }
+
+#[test]
+fn suppressed_by_drops_overlapping_lower_rule() {
+    let src = format!(
+        "{BASE}\n[[rule]]\nid = \"digits\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nregex = '0[0-9]{{3}} [0-9]{{4}}'\nsuppressed_by = [\"iban\"]\n"
+    );
+    let e = RuleSet::from_sources(&[("s.toml", &src)]).unwrap_or_else(|d| panic!("{d}")).engine();
+    let c = ctx("m.room.message");
+    let o = e.scan_fields(&c, &[(Field::Body, "DE89 3704 0044 0532 0130 00")]);
+    assert_eq!(o.matches.iter().map(|m| &*m.rule).collect::<Vec<_>>(), vec!["iban"]);
+    // An IBAN-shaped token with broken check digits still suppresses (it is no phone number).
+    let o = e.scan_fields(&c, &[(Field::Body, "DE88 3704 0044 0532 0130 00")]);
+    assert_eq!(o.action, Action::Allow, "{o:?}");
+    // Without an IBAN-shaped token the digits rule stands.
+    let o = e.scan_fields(&c, &[(Field::Body, "Ruf an: 0532 0130")]);
+    assert_eq!(o.action, Action::Tag);
+    assert!(o.matches.iter().all(|m| &*m.rule == "digits"));
+    let bad = format!("{BASE}\n[[rule]]\nid = \"d2\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"x\"]\nsuppressed_by = [\"nope\"]\n");
+    let err = RuleSet::from_sources(&[("s.toml", &bad)]).unwrap_err();
+    assert_eq!(err.0[0].code, "DLP013");
+}
