@@ -50,6 +50,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::spif::cli::LabelCommand,
     },
+    /// DLP rule authoring: check, test and explain the rule files.
+    Policy {
+        #[command(subcommand)]
+        command: crate::policy::dlp::cli::PolicyCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Spif { command } => crate::spif::cli::run_spif(command),
         Command::Label { command } => crate::spif::cli::run_label(command),
+        Command::Policy { command } => crate::policy::dlp::cli::run(command),
     }
 }
 

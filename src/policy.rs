@@ -24,6 +24,7 @@
 //! Issue 2 ships [`StaticPolicy`]: allow everything except what the configuration refuses per
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
+pub mod dlp;
 pub mod layers;
 pub mod permit;
 pub mod rules;

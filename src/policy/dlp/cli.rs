@@ -1,0 +1,192 @@
+//! `grenzwacht policy check|test|explain`: the authoring loop for security officers.
+//!
+//! Exit codes: 0 success; 1 diagnostics (`check`), failed tests (`test`) or unreadable input;
+//! every command prints all diagnostics of a rule set that does not load.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+
+use super::{event_ctx, RuleSet};
+use crate::telemetry::Direction;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check every rule file of the policy directory; prints all diagnostics at once.
+    Check {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Run every embedded `[[rule.test]]`.
+    Test {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Scan one event (a PDU or bare event JSON, `-` for stdin) and explain the verdict.
+    Explain {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Event JSON file, or `-` for stdin.
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Direction of the traffic (for rule scopes).
+        #[arg(long, value_enum, default_value_t = Dir::Outbound)]
+        direction: Dir,
+        /// The remote server (for rule scopes and exceptions).
+        #[arg(long)]
+        peer: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Dir {
+    Inbound,
+    Outbound,
+}
+
+fn load(dir: &Path) -> Result<RuleSet, ExitCode> {
+    RuleSet::load_dir(dir).map_err(|d| {
+        eprintln!("{d}");
+        eprintln!("error: {} problem(s) in {}", d.0.len(), dir.display());
+        ExitCode::from(1)
+    })
+}
+
+/// Run a `policy` subcommand.
+pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Check { policies } => {
+            let set = match load(&policies) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let tests: usize = set.rules().map(|r| r.tests.len()).sum();
+            println!(
+                "{}: OK ({} rules in {} files, {} embedded tests, mode {})",
+                policies.display(),
+                set.rules().count(),
+                set.files().len(),
+                tests,
+                set.mode().as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { policies } => {
+            let set = match load(&policies) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let results = set.run_tests();
+            println!("\nrunning {} tests", results.len());
+            for r in &results {
+                let name = r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                println!("test {}::{}{name} ... {}", r.rule, r.index, if r.passed() { "ok" } else { "FAILED" });
+            }
+            let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
+            if !failed.is_empty() {
+                println!("\nfailures:");
+                for r in &failed {
+                    let spans: Vec<String> =
+                        r.matches.iter().map(|m| format!("{}@{}..{} {}", m.field, m.start, m.end, m.excerpt)).collect();
+                    println!(
+                        "    {}::{} at {}:{}:{}: expected {}, got {}{}",
+                        r.rule,
+                        r.index,
+                        r.file,
+                        r.loc.line,
+                        r.loc.col,
+                        r.expected,
+                        r.got,
+                        if spans.is_empty() { String::new() } else { format!(" (matches: {})", spans.join(", ")) }
+                    );
+                }
+            }
+            println!(
+                "\ntest result: {}. {} passed; {} failed\n",
+                if failed.is_empty() { "ok" } else { "FAILED" },
+                results.len() - failed.len(),
+                failed.len()
+            );
+            Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        PolicyCommand::Explain { policies, event, format, direction, peer } => {
+            let set = match load(&policies) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let text = if event.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).context("reading the event from stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?
+            };
+            let ev: serde_json::Value = serde_json::from_str(&text).context("the event is not valid JSON")?;
+            if ev.get("type").and_then(|t| t.as_str()).is_none() || !ev.get("content").is_some_and(|c| c.is_object()) {
+                anyhow::bail!("the event needs a string `type` and an object `content` (a PDU or a bare event)");
+            }
+            let direction = match direction {
+                Dir::Inbound => Direction::Inbound,
+                Dir::Outbound => Direction::Outbound,
+            };
+            let ctx = event_ctx(&ev, direction, peer.as_deref());
+            let engine = set.engine();
+            let outcome = engine.scan_event(&ctx, &ev["content"]);
+            match format {
+                Format::Json => {
+                    let matches: Vec<serde_json::Value> = outcome
+                        .matches
+                        .iter()
+                        .map(|m| serde_json::json!({"rule": &*m.rule, "field": m.field.as_str(), "start": m.start, "end": m.end}))
+                        .collect();
+                    println!("{}", serde_json::json!({"verdict": outcome.action.as_str(), "matches": matches}));
+                }
+                Format::Human => {
+                    println!("verdict: {}", outcome.action);
+                    if outcome.shadow_action != super::Action::Allow {
+                        println!("shadow verdict (not enforced): {}", outcome.shadow_action);
+                    }
+                    println!(
+                        "event: type {}, room {}, sender {}, direction {:?}, peer {}",
+                        ctx.event_type,
+                        ctx.room_id.unwrap_or("-"),
+                        ctx.sender.unwrap_or("-"),
+                        direction,
+                        ctx.peer.unwrap_or("-")
+                    );
+                    let fields = super::fields::fields(ctx.event_type, &ev["content"]);
+                    let scanned: Vec<String> = fields.iter().map(|(f, s)| format!("{f} ({} bytes)", s.len())).collect();
+                    println!("fields scanned: {}", if scanned.is_empty() { "none".to_owned() } else { scanned.join(", ") });
+                    if outcome.matches.is_empty() {
+                        println!("no rule matched");
+                    }
+                    for m in &outcome.matches {
+                        println!(
+                            "  rule {} [{} {} {}]: field {} bytes {}..{} excerpt \"{}\" confidence {:.2}",
+                            m.rule,
+                            m.action,
+                            m.mode.as_str(),
+                            m.severity.as_str(),
+                            m.field,
+                            m.start,
+                            m.end,
+                            m.excerpt,
+                            m.confidence
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

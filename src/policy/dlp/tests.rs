@@ -1,0 +1,212 @@
+//! Engine behaviour on small in-memory rule sets.
+use serde_json::json;
+
+use super::*;
+
+const BASE: &str = r#"
+[[rule]]
+id = "iban"
+description = "IBAN"
+severity = "high"
+action = "redact"
+regex = '(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)'
+validator = "iban"
+[rule.except]
+values = ["DE02 1203 0000 0000 2020 51"]
+
+[[rule]]
+id = "geheim"
+description = "marking"
+severity = "critical"
+action = "hold"
+keywords = ["GEHEIM", "STRENG GEHEIM"]
+case_sensitive = true
+
+[[rule]]
+id = "weak"
+description = "weak marking"
+severity = "low"
+action = "tag"
+keywords = ["vertraulich", "Verschlusssache"]
+confidence = 0.3
+[[rule.context]]
+words = ["eingestuft", "Einstufung"]
+weight = 0.4
+before = 30
+after = 30
+
+[[rule]]
+id = "email"
+description = "e-mail"
+severity = "low"
+action = "tag"
+regex = '(?-u:\b)[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?-u:\b)'
+min_matches = 2
+[rule.scope]
+directions = ["outbound"]
+fields = ["body"]
+
+[[exception]]
+rules = ["geheim"]
+senders = ["@officer:*"]
+"#;
+
+fn set() -> RuleSet {
+    RuleSet::from_sources(&[("base.toml", BASE)]).unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn ctx(event_type: &str) -> ScanCtx<'_> {
+    ScanCtx { direction: Direction::Outbound, peer: Some("land.example.de"), room_id: Some("!r:x"), sender: Some("@a:x"), event_type }
+}
+
+#[test]
+fn iban_valid_redacted_broken_not() {
+    let e = set().engine();
+    let text = "Bitte überweisen an DE89 3704 0044 0532 0130 00, danke";
+    let o = e.scan_event(&ctx("m.room.message"), &json!({"body": text}));
+    assert_eq!(o.action, Action::Redact);
+    assert_eq!(o.matches.len(), 1);
+    let m = &o.matches[0];
+    assert_eq!(&*m.rule, "iban");
+    assert_eq!(&text[m.start..m.end], "DE89 3704 0044 0532 0130 00");
+    assert!(!m.excerpt.contains("3704"), "masked: {}", m.excerpt);
+    let o = e.scan_event(&ctx("m.room.message"), &json!({"body": "an DE88 3704 0044 0532 0130 00"}));
+    assert_eq!(o.action, Action::Allow);
+    assert!(o.matches.is_empty());
+    // Allow-listed value.
+    let o = e.scan_event(&ctx("m.room.message"), &json!({"body": "Spenden: DE02120300000000202051"}));
+    assert_eq!(o.action, Action::Allow, "{o:?}");
+}
+
+#[test]
+fn edit_html_and_fields_are_scanned() {
+    let e = set().engine();
+    let c = json!({"body": "* Korrektur", "m.new_content": {"body": "Konto DE89370400440532013000"}});
+    let o = e.scan_event(&ctx("m.room.message"), &c);
+    assert_eq!(o.action, Action::Redact);
+    assert_eq!(o.matches[0].field, Field::NewContentBody);
+    let c = json!({"body": "x", "formatted_body": "<p>DE89<b>3704</b>0044 0532 0130 00</p>"});
+    let o = e.scan_event(&ctx("m.room.message"), &c);
+    assert_eq!(o.action, Action::Redact);
+    assert_eq!(o.matches[0].field, Field::FormattedBody);
+    let o = e.scan_event(&ctx("m.room.topic"), &json!({"topic": "Lage GEHEIM"}));
+    assert_eq!(o.action, Action::Hold);
+    assert_eq!(o.matches[0].field, Field::RoomTopic);
+    let o = e.scan_fields(&ctx("m.presence"), &fields::edu_fields("m.presence", &json!({"push": [{"status_msg": "STRENG GEHEIM"}]})));
+    assert_eq!(o.action, Action::Hold);
+    assert_eq!(o.matches.len(), 1, "GEHEIM inside STRENG GEHEIM counts once for the rule: {o:?}");
+    assert_eq!((o.matches[0].start, o.matches[0].end), (0, 13));
+}
+
+#[test]
+fn most_severe_wins_and_exceptions_apply_first() {
+    let e = set().engine();
+    let body = json!({"body": "GEHEIM: DE89370400440532013000"});
+    let o = e.scan_event(&ctx("m.room.message"), &body);
+    assert_eq!(o.action, Action::Hold);
+    assert_eq!(o.matches.len(), 2);
+    let mut c = ctx("m.room.message");
+    c.sender = Some("@officer:bund.example.de");
+    let o = e.scan_event(&c, &body);
+    assert_eq!(o.action, Action::Redact, "the marking rule is excepted for the officer");
+    assert!(o.matches.iter().all(|m| &*m.rule == "iban"));
+}
+
+#[test]
+fn keywords_case_whole_word_and_folding() {
+    let e = set().engine();
+    let c = ctx("m.room.message");
+    for (text, want) in [
+        ("das ist geheim", Action::Allow),
+        ("GEHEIMNIS", Action::Allow),
+        ("Einstufung: GEHEIM", Action::Hold),
+        ("das bleibt vertraulich", Action::Allow),
+        ("als VERTRAULICH eingestuft", Action::Tag),
+        ("Verschlußsache, eingestuft", Action::Tag),
+        ("Verschlusssachen eingestuft", Action::Allow),
+    ] {
+        let o = e.scan_fields(&c, &[(Field::Body, text)]);
+        assert_eq!(o.action, want, "{text}: {o:?}");
+    }
+    let text = "eingestuft als Verschlußsache";
+    let o = e.scan_fields(&c, &[(Field::Body, text)]);
+    let m = &o.matches[0];
+    assert_eq!(&text[m.start..m.end], "Verschlußsache");
+}
+
+#[test]
+fn scope_min_matches_and_shadow() {
+    let e = set().engine();
+    let two = "a@example.org und b@example.org";
+    assert_eq!(e.scan_fields(&ctx("m.room.message"), &[(Field::Body, "nur a@example.org")]).action, Action::Allow);
+    assert_eq!(e.scan_fields(&ctx("m.room.message"), &[(Field::Body, two)]).action, Action::Tag);
+    assert_eq!(e.scan_fields(&ctx("m.room.message"), &[(Field::FormattedBody, two)]).action, Action::Allow, "field scope");
+    let mut c = ctx("m.room.message");
+    c.direction = Direction::Inbound;
+    assert_eq!(e.scan_fields(&c, &[(Field::Body, two)]).action, Action::Allow, "direction scope");
+
+    let shadow = format!("mode = \"shadow\"\n{}", BASE.replace("id = \"iban\"", "id = \"iban2\"").split("[[rule]]\nid = \"geheim\"").next().unwrap());
+    let set = RuleSet::from_sources(&[("a.toml", BASE), ("b.toml", &shadow)]).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(set.mode(), Mode::Enforce);
+    let o = set.engine().scan_fields(&ctx("m.room.message"), &[(Field::Body, "DE89370400440532013000")]);
+    assert_eq!((o.action, o.shadow_action), (Action::Redact, Action::Redact));
+    let only = RuleSet::from_sources(&[("b.toml", &shadow)]).unwrap();
+    assert_eq!(only.mode(), Mode::Shadow);
+    let o = only.engine().scan_fields(&ctx("m.room.message"), &[(Field::Body, "DE89370400440532013000")]);
+    assert_eq!((o.action, o.shadow_action), (Action::Allow, Action::Redact));
+    assert_eq!(o.matches[0].mode, Mode::Shadow);
+}
+
+#[test]
+fn directory_checks_duplicate_ids_and_unknown_exception_rules() {
+    let extra = "[[rule]]\nid = \"iban\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"x\"]\n\n[[exception]]\nrules = [\"nope\"]\n";
+    let err = RuleSet::from_sources(&[("a.toml", BASE), ("b.toml", extra)]).unwrap_err();
+    let codes: Vec<_> = err.0.iter().map(|d| (d.code, d.file.as_str(), d.line)).collect();
+    assert!(codes.contains(&("DLP006", "b.toml", 2)), "{codes:?}");
+    assert!(codes.contains(&("DLP013", "b.toml", 9)), "{codes:?}");
+    assert!(err.to_string().contains("b.toml:2:6: error[DLP006]"), "{err}");
+}
+
+#[test]
+fn embedded_tests_run_against_the_rule() {
+    let src = format!(
+        "{BASE}\n[[rule]]\nid = \"t\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"foo\"]\n\
+         [[rule.test]]\ntext = \"a foo b\"\nexpect = \"tag\"\n[[rule.test]]\ntext = \"food\"\nexpect = \"allow\"\n\
+         [[rule.test]]\ntext = \"nothing\"\nexpect = \"tag\"\n\
+         [[rule.test]]\nevent = '{{\"type\": \"m.room.name\", \"content\": {{\"name\": \"foo\"}}}}'\nexpect = \"tag\"\n"
+    );
+    let set = RuleSet::from_sources(&[("t.toml", &src)]).unwrap_or_else(|d| panic!("{d}"));
+    let r = set.run_tests();
+    assert_eq!(r.len(), 4);
+    let passed: Vec<bool> = r.iter().map(|t| t.passed()).collect();
+    assert_eq!(passed, vec![true, true, false, true]);
+    assert_eq!(r[2].got, Action::Allow);
+}
+
+#[test]
+fn engine_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Engine>();
+    check::<RuleSet>();
+}
+
+#[test]
+fn suppressed_by_drops_overlapping_lower_rule() {
+    let src = format!(
+        "{BASE}\n[[rule]]\nid = \"digits\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nregex = '0[0-9]{{3}} [0-9]{{4}}'\nsuppressed_by = [\"iban\"]\n"
+    );
+    let e = RuleSet::from_sources(&[("s.toml", &src)]).unwrap_or_else(|d| panic!("{d}")).engine();
+    let c = ctx("m.room.message");
+    let o = e.scan_fields(&c, &[(Field::Body, "DE89 3704 0044 0532 0130 00")]);
+    assert_eq!(o.matches.iter().map(|m| &*m.rule).collect::<Vec<_>>(), vec!["iban"]);
+    // An IBAN-shaped token with broken check digits still suppresses (it is no phone number).
+    let o = e.scan_fields(&c, &[(Field::Body, "DE88 3704 0044 0532 0130 00")]);
+    assert_eq!(o.action, Action::Allow, "{o:?}");
+    // Without an IBAN-shaped token the digits rule stands.
+    let o = e.scan_fields(&c, &[(Field::Body, "Ruf an: 0532 0130")]);
+    assert_eq!(o.action, Action::Tag);
+    assert!(o.matches.iter().all(|m| &*m.rule == "digits"));
+    let bad = format!("{BASE}\n[[rule]]\nid = \"d2\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"x\"]\nsuppressed_by = [\"nope\"]\n");
+    let err = RuleSet::from_sources(&[("s.toml", &bad)]).unwrap_err();
+    assert_eq!(err.0[0].code, "DLP013");
+}
