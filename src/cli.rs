@@ -111,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let guard = Arc::new(Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?);
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
-                ignore_sighup();
+                reload_on_sighup(guard.clone());
                 let listeners = Listeners::bind(&cfg).await?;
                 crate::proxy::serve(guard, listeners, shutdown_signal()).await;
                 anyhow::Ok(())
@@ -138,14 +138,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// SIGHUP would terminate the process by default. Until configuration reload exists (it
-/// comes with policy hot reload), a SIGHUP is logged and otherwise ignored.
-fn ignore_sighup() {
+/// SIGHUP reloads the DLP rule set (`Guard::reload_policies`): a rule set that fails to load is
+/// refused with its diagnostics and the running one stays. Other configuration changes need a
+/// restart (logged).
+fn reload_on_sighup(guard: Arc<Guard>) {
     #[cfg(unix)]
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply changes");
+                tracing::info!("SIGHUP received: reloading the DLP rule set (other configuration changes need a restart)");
+                let g = guard.clone();
+                let _ = tokio::task::spawn_blocking(move || g.reload_policies()).await;
             }
         });
     }

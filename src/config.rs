@@ -63,6 +63,29 @@ pub struct Config {
     pub keys: KeysConfig,
     /// `[store]`: the embedded state store (`crate::store`).
     pub store: StoreConfig,
+    /// `[dlp]`: the DLP rule set (`crate::policy::dlp`), if any.
+    pub dlp: Option<DlpConfig>,
+}
+
+/// `[dlp]`: where the DLP rule files are and how they are reloaded.
+///
+/// Every `*.toml` file of `policies` is loaded and compiled into one engine at start
+/// (`grenzwacht check` and `grenzwacht policy check` report its diagnostics). The rule set is
+/// reloaded on SIGHUP and, with `watch_interval_ms > 0`, when a file changes (polled); a rule
+/// set that fails to load is refused with its diagnostics and the running one stays.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlpConfig {
+    /// Directory of rule files; relative paths are resolved against the config file's directory.
+    pub policies: PathBuf,
+    /// Poll the directory for changes every this many milliseconds (0 = only on SIGHUP).
+    /// Default 2000.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval_ms: u64,
+}
+
+fn default_watch_interval() -> u64 {
+    2000
 }
 
 /// `[keys]`: keys the guard holds itself.

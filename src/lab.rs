@@ -626,7 +626,12 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         deny_servers: opts.deny_servers.clone(),
         guard_key: dir.join("guard.signing.key"),
         store: dir.join("grenzwacht.db"),
+        policies: dir.join("policies"),
     };
+    mkdir(&guard_config.policies)?;
+    for (name, text) in guard::SHIPPED_POLICIES {
+        write_file(&guard_config.policies.join(name), text.as_bytes())?;
+    }
     write_private(&guard_config.guard_key, guard_key.to_synapse_string().as_bytes())?;
     let guard_toml_path = dir.join("guard.toml");
     write_private(&guard_toml_path, guard::guard_toml(&guard_config).as_bytes())?;

@@ -323,6 +323,14 @@ pub fn describe() {
         PDU_CHECKS_TOTAL,
         "PDU signature and content-hash checks by the guard, by direction and outcome."
     );
+    describe_counter!(
+        crate::proxy::guard::POLICY_RELOADS_TOTAL,
+        "Policy (DLP rule set) reloads, by result (ok, refused)."
+    );
+    describe_counter!(
+        crate::policy::dlp::layer::DLP_DECISIONS_TOTAL,
+        "DLP scans with matches, by mode (enforce, shadow) and winning action."
+    );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
 }

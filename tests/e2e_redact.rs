@@ -81,6 +81,62 @@ async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, version: &
     assert_eq!(own["content"]["body"], secret.as_str());
 }
 
+/// Issue 4 on the lab (the guard runs the shipped DLP rule set): a valid IBAN from hs1
+/// arrives at hs2 redacted, the same text with a broken check digit intact, an edit whose
+/// `m.new_content` adds an IBAN is redacted; `policy explain` on the sender's copy of the event
+/// names the rule and the span.
+async fn dlp_cases(info: &grenzwacht::lab::LabInfo, alice: &Session, bob: &Session, hs1_name: &str) {
+    let room = alice.create_room(&json!({"preset": "private_chat", "name": "dlp"})).await.expect("create room");
+    alice.invite(&room, &bob.user_id).await.expect("invite");
+    bob.wait_for_invite(&room, WAIT).await.expect("invite seen");
+    bob.join(&room, &[hs1_name]).await.expect("join");
+    alice.wait_for_member(&room, &bob.user_id, WAIT).await.expect("member");
+
+    let valid = "Bitte überweise an DE89370400440532013000 bis Freitag";
+    let broken = "Bitte überweise an DE89370400440532013001 bis Freitag";
+    let e_valid = alice.send_text(&room, valid).await.expect("send valid IBAN");
+    let seen = wait_event(bob, &room, &e_valid).await;
+    assert_eq!(seen["content"], json!({}), "a valid IBAN reached hs2: {seen}");
+    alice.send_text(&room, broken).await.expect("send broken IBAN");
+    let m = bob.wait_for_text(&room, &alice.user_id, broken, WAIT).await.expect("broken check digit arrives intact");
+    assert_eq!(m.body, broken);
+
+    // An edit of a clean message that adds an IBAN.
+    let e_orig = alice.send_text(&room, "Kontodaten folgen").await.expect("send original");
+    bob.wait_for_event(&room, &e_orig, WAIT).await.expect("original arrives");
+    let edit = json!({
+        "msgtype": "m.text", "body": "* Kontodaten folgen",
+        "m.new_content": {"msgtype": "m.text", "body": "Konto: DE89370400440532013000"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": e_orig}
+    });
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/edit{}", encode_segment(&room), rand::random::<u32>());
+    let r = alice.client.call("PUT", &path, Some(&alice.access_token), Some(&edit)).await.expect("send edit");
+    let e_edit = r["event_id"].as_str().expect("edit event id").to_string();
+    let seen = wait_event(bob, &room, &e_edit).await;
+    assert_eq!(seen["content"], json!({}), "the edit adding an IBAN reached hs2: {seen}");
+
+    // `policy explain` on the sender's copy of the redacted event names the rule and the span.
+    let own = wait_event(alice, &room, &e_valid).await;
+    let file = info.dir.join("explain-event.json");
+    std::fs::write(&file, serde_json::to_vec(&own).unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["policy", "explain", "--format", "json", "--policies"])
+        .arg(info.dir.join("policies"))
+        .arg("--event")
+        .arg(&file)
+        .output()
+        .expect("run policy explain");
+    assert!(out.status.success(), "policy explain: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("explain JSON");
+    assert_eq!(v["verdict"], "redact", "{v}");
+    let start = valid.find("DE89").unwrap();
+    assert!(
+        v["matches"].as_array().unwrap().iter().any(|m| m["rule"] == "pii.iban" && m["field"] == "body" && m["start"] == start && m["end"] == start + 22),
+        "explain names pii.iban at {start}..{}: {v}",
+        start + 22
+    );
+}
+
 /// History written before hs2 joined reaches hs2 through responses (send_join state,
 /// backfill, event fetches): the marked event arrives redacted, the clean one intact.
 async fn history(alice: &Session, bob: &Session, hs1_name: &str) {
@@ -365,6 +421,7 @@ async fn geheim_is_redacted_in_transit_both_directions() {
     }
     history(&alice, &bob, &hs1.server_name).await;
     presence_and_typing(&alice, &bob, &hs1.server_name).await;
+    dlp_cases(&info, &alice, &bob, &hs1.server_name).await;
     profile_fields(&hs1, &bob).await;
     to_device(&alice, &bob, &hs2).await;
     negative_controls(&info).await;

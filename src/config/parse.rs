@@ -403,6 +403,9 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                     cfg.store = v;
                 }
             }
+            "dlp" => {
+                cfg.dlp = ctx.section(node, name, anchor);
+            }
             "protected" => {
                 let (v, ok) = ctx.array(item, name, anchor);
                 cfg.protected = v;
@@ -694,4 +697,7 @@ fn resolve_paths(cfg: &mut Config, base: &Path) {
         o.roots.iter_mut().for_each(fix);
     }
     fix(&mut cfg.store.path);
+    if let Some(d) = cfg.dlp.as_mut() {
+        fix(&mut d.policies);
+    }
 }

@@ -54,16 +54,26 @@ pub struct GuardConfig {
     pub guard_key: PathBuf,
     /// `[store] path`.
     pub store: PathBuf,
+    /// `[dlp] policies`: the lab's copy of the shipped rule set ([`SHIPPED_POLICIES`]).
+    pub policies: PathBuf,
 }
+
+/// The shipped DLP rule set (`policies/`), built into the binary so the lab runs from any
+/// directory: (file name, content).
+pub const SHIPPED_POLICIES: &[(&str, &str)] = &[
+    ("markings.toml", include_str!("../../policies/markings.toml")),
+    ("pii.toml", include_str!("../../policies/pii.toml")),
+    ("secrets.toml", include_str!("../../policies/secrets.toml")),
+];
 
 /// The name under which the lab guard serves as hs1's notary (`trusted_key_servers`). No
 /// server listens there: the guard answers key queries to it itself, so an IP literal that
 /// needs no name resolution.
 pub const LAB_NOTARY_NAME: &str = "127.0.0.1:1";
 
-/// The lab's content rule: the upper-case marking `GEHEIM` is redacted in both directions (and
-/// an EDU carrying it, e.g. a presence `status_msg`, is dropped), so the demo shows it.
-pub const LAB_RULE_ID: &str = "lab-marking-geheim";
+/// The shipped rule that redacts the upper-case marking `GEHEIM` in both directions (an EDU
+/// carrying it, e.g. a presence `status_msg`, is dropped), so the demo shows it.
+pub const LAB_RULE_ID: &str = "marking.geheim";
 
 fn str_array<I: IntoIterator<Item = String>>(items: I) -> Array {
     let mut a = Array::new();
@@ -132,14 +142,10 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     store["path"] = value(c.store.display().to_string());
     doc["store"] = Item::Table(store);
 
-    let mut rule = Table::new();
-    rule["id"] = value(LAB_RULE_ID);
-    rule["description"] = value("German classification marking GEHEIM in clear text");
-    rule["keywords"] = value(str_array(["GEHEIM".to_string()]));
-    rule["action"] = value("redact");
-    let mut rules = ArrayOfTables::new();
-    rules.push(rule);
-    doc["rule"] = Item::ArrayOfTables(rules);
+    let mut dlp = Table::new();
+    dlp["policies"] = value(c.policies.display().to_string());
+    dlp["watch_interval_ms"] = value(1000);
+    doc["dlp"] = Item::Table(dlp);
     doc.to_string()
 }
 
@@ -161,6 +167,7 @@ mod tests {
             deny_servers: vec!["127.0.0.2:8448".into()],
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
+            policies: "/lab/policies".into(),
         }
     }
 
@@ -185,6 +192,8 @@ mod tests {
         assert!(v["outbound"].get("proxy_listen").is_none());
         assert_eq!(v["outbound"]["allowed_clients"][0].as_str(), Some("127.0.0.1/32"));
         assert_eq!(v["outbound"]["roots"][0].as_str(), Some("/lab/certs/ca.crt"));
+        assert_eq!(v["dlp"]["policies"].as_str(), Some("/lab/policies"));
+        assert!(v.get("rule").is_none(), "the lab uses the shipped DLP rule set");
         assert_eq!(v["discovery"]["enabled"].as_bool(), Some(false));
         assert_eq!(v["policy"]["deny_servers"][0].as_str(), Some("127.0.0.2:8448"));
     }

@@ -40,6 +40,7 @@
 pub mod cli;
 pub mod engine;
 pub mod fields;
+pub mod layer;
 pub mod rules;
 pub mod validators;
 

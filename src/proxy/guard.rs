@@ -17,6 +17,7 @@ use crate::federation::txn::TxnLimits;
 use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
+use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::{Layers, StaticPolicy};
 
 /// Errors while building the guard from a (validated) config.
@@ -34,6 +35,8 @@ pub enum GuardError {
     Key { path: std::path::PathBuf, source: crate::keys::KeyError },
     #[error("content rules: {0}")]
     Rules(#[from] RuleError),
+    #[error("DLP rule set {dir}:\n{diagnostics}")]
+    Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -70,6 +73,10 @@ pub struct Guard {
     base: Arc<RulesPolicy>,
     /// The layered policy every exchange takes one snapshot of (swapped whole on reload).
     policy: std::sync::RwLock<Arc<Layers>>,
+    /// `[dlp]`: the rule directory and its poll interval.
+    dlp: Option<crate::config::DlpConfig>,
+    /// Serialises reloads (SIGHUP and the file watcher).
+    reload_lock: std::sync::Mutex<()>,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
@@ -138,6 +145,10 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
+        let dlp_layer = match &cfg.dlp {
+            Some(d) => Some(Arc::new(load_dlp(&d.policies)?)),
+            None => None,
+        };
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -146,8 +157,10 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            base: base.clone(),
-            policy: std::sync::RwLock::new(Arc::new(Layers::new().with("config", base))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer))),
+            base,
+            dlp: cfg.dlp.clone(),
+            reload_lock: std::sync::Mutex::new(()),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -194,6 +207,42 @@ impl Guard {
     /// Replaces the policy atomically (running exchanges keep their snapshot).
     pub fn swap_policy(&self, layers: Layers) {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
+    }
+
+    /// The layers in order: static allow/deny + config rules, then the DLP rule set.
+    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>) -> Layers {
+        let mut l = Layers::new().with("config", base.clone());
+        if let Some(d) = dlp {
+            l = l.with("dlp", d);
+        }
+        l
+    }
+
+    /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
+    /// A rule set that fails to load is refused with its diagnostics; the running policy stays.
+    /// Returns the number of rules now active. Without `[dlp]`, nothing to do (`Ok(0)`).
+    pub fn reload_policies(&self) -> Result<usize, GuardError> {
+        let Some(d) = &self.dlp else { return Ok(0) };
+        let _serial = self.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match load_dlp(&d.policies) {
+            Ok(p) => {
+                let rules = p.rule_count();
+                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p))));
+                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
+                info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
+                Ok(rules)
+            }
+            Err(e) => {
+                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "refused").increment(1);
+                error!("DLP rule set refused, the running policy stays: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// `[dlp] watch_interval_ms`, if the directory is to be watched.
+    pub fn dlp_watch(&self) -> Option<(std::path::PathBuf, Duration)> {
+        self.dlp.as_ref().filter(|d| d.watch_interval_ms > 0).map(|d| (d.policies.clone(), Duration::from_millis(d.watch_interval_ms)))
     }
     pub fn static_policy(&self) -> &StaticPolicy {
         &self.base.base
@@ -290,6 +339,49 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
     }
 }
 
+/// Counter: policy reloads by `result` (ok, refused).
+pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
+
+/// Loads and compiles the DLP rule files of `dir` into a policy layer.
+fn load_dlp(dir: &std::path::Path) -> Result<DlpPolicy, GuardError> {
+    let set = crate::policy::dlp::RuleSet::load_dir(dir).map_err(|diagnostics| GuardError::Dlp { dir: dir.to_path_buf(), diagnostics })?;
+    Ok(DlpPolicy::new(set.engine()))
+}
+
+/// A fingerprint of the rule files of `dir` (names, sizes, modification times), to notice
+/// changes by polling. `None` if the directory cannot be read.
+fn dir_fingerprint(dir: &std::path::Path) -> Option<Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .map(|e| {
+            let md = e.metadata().ok();
+            (e.file_name(), md.as_ref().map_or(0, |m| m.len()), md.and_then(|m| m.modified().ok()))
+        })
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// Polls the DLP rule directory and reloads on change until `stop` resolves.
+async fn watch_dlp(guard: Arc<Guard>, dir: std::path::PathBuf, every: Duration, mut stop: Shutdown) {
+    let mut last = dir_fingerprint(&dir);
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = dir_fingerprint(&dir);
+        if now != last {
+            last = now;
+            let g = guard.clone();
+            // Loading reads files and compiles regexes: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || g.reload_policies()).await;
+        }
+    }
+}
+
 /// The sockets the guard serves on. Bound by the caller (tests bind port 0).
 #[derive(Default)]
 pub struct Listeners {
@@ -356,6 +448,9 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             }
             drop(s);
         }));
+    }
+    if let Some((dir, every)) = guard.dlp_watch() {
+        tasks.push(tokio::spawn(watch_dlp(guard.clone(), dir, every, sd.clone())));
     }
     if let Some(l) = listeners.inbound {
         tasks.push(tokio::spawn(super::inbound::run(guard.clone(), l, sd.clone())));

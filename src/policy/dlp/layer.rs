@@ -1,0 +1,320 @@
+//! The DLP rule set as a policy layer on federation traffic.
+//!
+//! # Design notes
+//!
+//! * **What is scanned.** Every PDU and non-PDU event (its `content`, through
+//!   [`super::fields::fields`]: bodies, HTML reduced to text, file names, edits, polls, room
+//!   name/topic/aliases, member display names, …), every EDU's user text
+//!   ([`super::fields::edu_fields`]: presence `status_msg`, device display names), each
+//!   to-device message (as an event of its type), and each user-data field of a response
+//!   (profile, devices, directory; the response field kinds map to the DLP field names
+//!   `profile.displayname`, `device.display_name`, `directory.*`).
+//! * **Actions.** `redact`, `hold` and `reject` become the PDU verdicts of the same name (hold acts
+//!   as redact until review queues exist; reject refuses single-event endpoints and redacts in
+//!   transactions); for EDUs, to-device messages and user fields any of them drops/removes the
+//!   unit. `tag` only logs. `allow` exceptions were applied inside the engine.
+//! * **Shadow mode.** Matches of rules in a `mode = "shadow"` file are decided and recorded (log
+//!   line with rule, field, span and masked excerpt; `grenzwacht_dlp_decisions_total{mode="shadow"}`)
+//!   but never change what crosses.
+//! * **Logs never carry payload**: only rule ids, field names, byte spans and the engine's masked
+//!   excerpt (at most 4 characters of the match).
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::engine::{Engine, Outcome, ScanCtx};
+use super::fields::{edu_fields, Field};
+use super::{Action, Mode};
+use crate::federation::pdu::{EduView, EventView, PduView};
+use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
+use crate::policy::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy};
+
+/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow) and winning
+/// `action`.
+pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+
+/// A compiled rule set judging federation traffic.
+pub struct DlpPolicy {
+    engine: Arc<Engine>,
+}
+
+impl DlpPolicy {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        DlpPolicy { engine }
+    }
+    /// Number of compiled rules.
+    pub fn rule_count(&self) -> usize {
+        self.engine.rule_count()
+    }
+
+    /// The engine's outcome, recorded (logs, metrics) with `what` naming the unit.
+    fn record(&self, ctx: &ExchangeCtx, what: &str, out: &Outcome) {
+        if out.matches.is_empty() {
+            return;
+        }
+        for (mode, action) in [(Mode::Enforce, out.action), (Mode::Shadow, out.shadow_action)] {
+            if out.matches.iter().any(|m| m.mode == mode) {
+                metrics::counter!(DLP_DECISIONS_TOTAL, "mode" => mode.as_str(), "action" => action.as_str()).increment(1);
+            }
+        }
+        for m in &out.matches {
+            tracing::info!(
+                direction = ctx.direction.as_str(),
+                peer = ctx.peer.as_deref().unwrap_or(""),
+                unit = what,
+                rule = %m.rule,
+                mode = m.mode.as_str(),
+                action = m.action.as_str(),
+                field = m.field.as_str(),
+                start = m.start,
+                end = m.end,
+                excerpt = %m.excerpt,
+                "DLP match{}",
+                if m.mode == Mode::Shadow { " (shadow: not applied)" } else { "" }
+            );
+        }
+    }
+
+    fn scan_content(&self, ctx: &ExchangeCtx, what: &str, room_id: Option<&str>, sender: Option<&str>, event_type: &str, content: &RawValue) -> Outcome {
+        let value: Value = match serde_json::from_str(content.get()) {
+            Ok(v) => v,
+            // Validated bodies are JSON; if this ever fails, nothing readable crosses.
+            Err(_) => return unreadable(),
+        };
+        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id, sender, event_type };
+        let mut fields = super::fields::fields(event_type, &value);
+        if fields.is_empty() && event_type != "m.room.encrypted" {
+            // A type without known text fields (custom events, to-device messages of any
+            // type): every string in it is scanned as `body`, so custom types cannot carry
+            // text past the rules. Ciphertext is opaque and not scanned.
+            string_leaves(&value, &mut fields);
+        }
+        let out = self.engine.scan_fields(&sctx, &fields);
+        self.record(ctx, what, &out);
+        out
+    }
+
+    /// The rule that decided (the first enforce match with the winning action).
+    fn deciding_rule(out: &Outcome) -> String {
+        out.matches
+            .iter()
+            .find(|m| m.mode == Mode::Enforce && m.action == out.action)
+            .map(|m| m.rule.to_string())
+            .unwrap_or_else(|| "dlp".to_string())
+    }
+
+    fn pdu_verdict(out: &Outcome) -> PduVerdict {
+        let rule = || format!("dlp:{}", Self::deciding_rule(out));
+        match out.action {
+            Action::Allow | Action::Tag => PduVerdict::Allow,
+            Action::Redact => PduVerdict::Redact { rule: rule() },
+            Action::Hold => PduVerdict::Hold { rule: rule() },
+            Action::Reject => PduVerdict::Reject { rule: rule() },
+        }
+    }
+
+    fn removes(out: &Outcome) -> Option<String> {
+        match out.action {
+            Action::Allow | Action::Tag => None,
+            _ => Some(format!("dlp:{}", Self::deciding_rule(out))),
+        }
+    }
+}
+
+/// Every string value (not key) under `v`, as `body`.
+fn string_leaves<'a>(v: &'a Value, out: &mut Vec<(Field, std::borrow::Cow<'a, str>)>) {
+    match v {
+        Value::String(s) => out.push((Field::Body, std::borrow::Cow::Borrowed(s.as_str()))),
+        Value::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        Value::Object(o) => o.values().for_each(|x| string_leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// The outcome for content that cannot be read: fails closed as a redaction.
+fn unreadable() -> Outcome {
+    Outcome { action: Action::Redact, ..Outcome::default() }
+}
+
+/// The DLP field a user-data field is scanned as, and the pseudo event type rules scope on.
+fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
+    Some(match kind {
+        FieldKind::Displayname | FieldKind::ProfileField => (Field::ProfileDisplayName, "m.profile"),
+        FieldKind::DeviceDisplayName => (Field::DeviceDisplayName, "m.devices"),
+        FieldKind::RoomName => (Field::DirectoryName, "m.directory"),
+        FieldKind::RoomTopic => (Field::DirectoryTopic, "m.directory"),
+        FieldKind::RoomAlias => (Field::DirectoryAlias, "m.directory"),
+        // An `mxc://` URI is no text a user typed.
+        FieldKind::AvatarUrl => return None,
+    })
+}
+
+impl Policy for DlpPolicy {
+    fn request(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        let out = self.scan_content(ctx, "pdu", pdu.room_id.as_deref(), Some(&pdu.sender), &pdu.event_type, pdu.content);
+        Self::pdu_verdict(&out)
+    }
+    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        let out = self.scan_content(ctx, "event", event.room_id.as_deref(), Some(&event.sender), &event.event_type, event.content);
+        Self::pdu_verdict(&out)
+    }
+    fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        let value: Value = match serde_json::from_str(edu.content.get()) {
+            Ok(v) => v,
+            Err(_) => return EduVerdict::Drop { rule: "dlp:unreadable".into() },
+        };
+        let fields = edu_fields(&edu.edu_type, &value);
+        if fields.is_empty() {
+            return EduVerdict::Allow;
+        }
+        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: &edu.edu_type };
+        let out = self.engine.scan_fields(&sctx, &fields);
+        self.record(ctx, "edu", &out);
+        match Self::removes(&out) {
+            Some(rule) => EduVerdict::Drop { rule },
+            None => EduVerdict::Allow,
+        }
+    }
+    fn response(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
+        let Some((f, pseudo_type)) = user_field_as(field.kind) else { return FieldVerdict::Allow };
+        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: field.room_id.as_deref(), sender: field.user_id.as_deref(), event_type: pseudo_type };
+        let out = self.engine.scan_fields(&sctx, &[(f, field.value.as_ref())]);
+        self.record(ctx, "user_field", &out);
+        match Self::removes(&out) {
+            Some(rule) => FieldVerdict::Remove { rule },
+            None => FieldVerdict::Allow,
+        }
+    }
+    fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
+        let event_type = msg.event_type.as_deref().unwrap_or("");
+        let out = self.scan_content(ctx, "to_device", None, msg.sender.as_deref(), event_type, msg.content);
+        match Self::removes(&out) {
+            Some(rule) => EduVerdict::Drop { rule },
+            None => EduVerdict::Allow,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::dlp::RuleSet;
+    use crate::policy::Direction;
+
+    const RULES: &str = r#"
+mode = "enforce"
+[[rule]]
+id = "t.iban"
+description = "IBAN"
+severity = "high"
+action = "redact"
+regex = '(?-u:\b)DE[0-9]{20}(?-u:\b)'
+validator = "iban"
+[[rule]]
+id = "t.vv"
+description = "marking"
+severity = "high"
+action = "hold"
+keywords = ["VS-VERTRAULICH"]
+case_sensitive = true
+"#;
+    const SHADOW: &str = r#"
+mode = "shadow"
+[[rule]]
+id = "s.alpha"
+description = "shadow keyword"
+severity = "low"
+action = "redact"
+keywords = ["ALPHA"]
+case_sensitive = true
+"#;
+
+    fn policy(sources: &[(&str, &str)]) -> DlpPolicy {
+        let set = RuleSet::from_sources(sources).unwrap_or_else(|d| panic!("{d}"));
+        DlpPolicy::new(set.engine())
+    }
+
+    fn ctx(endpoint: &str) -> ExchangeCtx {
+        ExchangeCtx {
+            direction: Direction::Outbound,
+            endpoint: crate::federation::catalog::by_id(endpoint).unwrap(),
+            peer: Some("hs2.test".into()),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        }
+    }
+
+    fn pdu_raw(content: Value) -> Box<RawValue> {
+        serde_json::from_value(serde_json::json!({
+            "type": "m.room.message", "room_id": "!r:hs1.test", "sender": "@a:hs1.test", "origin_server_ts": 1, "content": content
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pdu_verdicts_follow_the_rule_actions_and_validators() {
+        let p = policy(&[("a.toml", RULES)]);
+        let c = ctx("send_transaction");
+        let raw = pdu_raw(serde_json::json!({"body": "IBAN DE89370400440532013000 bitte", "msgtype": "m.text"}));
+        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Redact { rule: "dlp:t.iban".into() });
+        // Broken check digit: no match.
+        let raw = pdu_raw(serde_json::json!({"body": "IBAN DE89370400440532013001 bitte", "msgtype": "m.text"}));
+        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Allow);
+        // An edit that adds the IBAN.
+        let raw = pdu_raw(serde_json::json!({"body": "* korrigiert", "msgtype": "m.text",
+            "m.new_content": {"body": "IBAN DE89370400440532013000", "msgtype": "m.text"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": "$x"}}));
+        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Redact { rule: "dlp:t.iban".into() });
+        let raw = pdu_raw(serde_json::json!({"body": "Einstufung VS-VERTRAULICH", "msgtype": "m.text"}));
+        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Hold { rule: "dlp:t.vv".into() });
+        // A custom event type: every string is scanned.
+        let raw: Box<RawValue> = serde_json::from_value(serde_json::json!({
+            "type": "org.example.note", "room_id": "!r:hs1.test", "sender": "@a:hs1.test", "origin_server_ts": 1,
+            "content": {"note": {"text": "VS-VERTRAULICH"}}
+        }))
+        .unwrap();
+        assert!(matches!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Hold { .. }));
+    }
+
+    #[test]
+    fn presence_status_and_user_fields_are_dropped_or_removed() {
+        let p = policy(&[("a.toml", RULES)]);
+        let c = ctx("send_transaction");
+        let edu: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.presence","content":{"push":[{"user_id":"@a:hs1.test","presence":"online","status_msg":"VS-VERTRAULICH Lage"}]}}"#).unwrap();
+        assert!(matches!(p.edu(&c, &EduView::parse(&edu).unwrap()), EduVerdict::Drop { .. }));
+        let clean: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.presence","content":{"push":[{"user_id":"@a:hs1.test","presence":"online","status_msg":"im Büro"}]}}"#).unwrap();
+        assert_eq!(p.edu(&c, &EduView::parse(&clean).unwrap()), EduVerdict::Allow);
+        let typing: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true}}"#).unwrap();
+        assert_eq!(p.edu(&c, &EduView::parse(&typing).unwrap()), EduVerdict::Allow);
+        let field = UserField {
+            kind: FieldKind::Displayname,
+            key: "displayname".into(),
+            user_id: None,
+            device_id: None,
+            room_id: None,
+            value: "Konto DE89370400440532013000".into(),
+            path: crate::federation::userdata::FieldPath::default(),
+        };
+        assert!(matches!(p.user_field(&ctx("query_profile"), &field), FieldVerdict::Remove { .. }));
+    }
+
+    #[test]
+    fn shadow_rules_decide_but_never_change_what_crosses() {
+        let p = policy(&[("a.toml", RULES), ("s.toml", SHADOW)]);
+        let c = ctx("send_transaction");
+        let raw = pdu_raw(serde_json::json!({"body": "Projekt ALPHA", "msgtype": "m.text"}));
+        let view = PduView::parse(&raw).unwrap();
+        assert_eq!(p.pdu(&c, &view), PduVerdict::Allow);
+        let sctx = ScanCtx { direction: Direction::Outbound, peer: None, room_id: None, sender: None, event_type: "m.room.message" };
+        let out = p.engine.scan_event(&sctx, &serde_json::json!({"body": "Projekt ALPHA", "msgtype": "m.text"}));
+        assert_eq!(out.shadow_action, Action::Redact, "the shadow decision is taken (and recorded)");
+        assert_eq!(out.action, Action::Allow);
+    }
+}
