@@ -762,3 +762,143 @@ async fn to_device_message_removed_for_one_device_and_resigned() {
     assert_eq!(v["edus"], json!([typing]), "to-device EDU without messages is dropped");
     g.stop().await;
 }
+
+/// A guard with the DLP rule set of `dir` (polled every 50 ms), a guard key, no verification.
+fn dlp_toml(p: &Pki, upstream: std::net::SocketAddr, dir: &std::path::Path, gk: &std::path::Path) -> String {
+    inbound_toml(
+        p,
+        upstream,
+        &format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n[dlp]\npolicies = \"{}\"\nwatch_interval_ms = 50\n", gk.display(), dir.display()),
+    )
+}
+
+fn keyword_rules(mode: &str, word: &str) -> String {
+    format!("mode = \"{mode}\"\n[[rule]]\nid = \"t.{w}\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"{word}\"]\ncase_sensitive = true\n", w = word.to_lowercase())
+}
+
+/// Sends `create` (room version 10) so the guard can redact in that room.
+async fn announce_room(g: &RunningGuard, p: &Pki, key: &SigningKey, room: &str) {
+    let create = json!({
+        "auth_events": [], "prev_events": [], "depth": 1, "hashes": {"sha256": "x"}, "origin_server_ts": 1,
+        "room_id": room, "sender": "@a:remote.test", "type": "m.room.create", "state_key": "",
+        "content": {"creator": "@a:remote.test", "room_version": "10"}, "signatures": {}
+    });
+    let body = txn(vec![create]);
+    let uri = format!("/_matrix/federation/v1/send/create{}", rand::random::<u32>());
+    let hdr = auth(key, REMOTE, HS1, "PUT", &uri, Some(&body));
+    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body).await.status, 200);
+}
+
+/// Hot reload under load: transactions with an `ALPHA` and a `BRAVO` message keep flowing while
+/// the rule file flips between "redact ALPHA" and "redact BRAVO". Every forwarded transaction
+/// was judged by exactly one complete rule set (exactly one of the two redacted, never both or
+/// none), both rule sets were seen, and a broken rule file is refused while the last good rule
+/// set keeps working.
+#[tokio::test]
+async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let dir = p.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, keyword_rules("enforce", "ALPHA")).unwrap();
+    let gk = p.dir.path().join("guard.signing.key");
+    std::fs::write(&gk, SigningKey::generate("gw1").unwrap().to_synapse_string()).unwrap();
+    let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    let room = "!r:remote.test";
+    announce_room(&g, &p, &key, room).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (stop, key, ca, addr) = (stop.clone(), SigningKey::from_synapse_str(&key.to_synapse_string()).unwrap(), p.ca_path.clone(), g.inbound.unwrap());
+        load.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = txn(vec![pdu(2, "Projekt ALPHA"), pdu(3, "Projekt BRAVO")]);
+                let uri = format!("/_matrix/federation/v1/send/load-{worker}-{n}");
+                let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
+                let got = tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await;
+                assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+                n += 1;
+            }
+            n
+        }));
+    }
+    for word in ["BRAVO", "ALPHA", "BRAVO", "ALPHA", "BRAVO"] {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        std::fs::write(&file, keyword_rules("enforce", word)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for t in load {
+        sent += t.await.unwrap();
+    }
+    let (mut alpha_redacted, mut bravo_redacted) = (0, 0);
+    for s in up.seen().iter().filter(|s| s.path_and_query.contains("/send/load-")) {
+        let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+        let a = v["pdus"][0]["content"] == json!({});
+        let b = v["pdus"][1]["content"] == json!({});
+        assert!(a ^ b, "a transaction judged by a half-loaded policy: {v}");
+        if a {
+            alpha_redacted += 1
+        } else {
+            bravo_redacted += 1
+        }
+    }
+    assert_eq!(alpha_redacted + bravo_redacted, sent as usize);
+    assert!(alpha_redacted > 0 && bravo_redacted > 0, "both rule sets served traffic ({alpha_redacted}/{bravo_redacted})");
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_policy_reloads_total", &[("result", "ok")]) >= 3.0);
+
+    // Last good rule set: BRAVO. A broken file is refused; BRAVO stays redacted.
+    std::fs::write(&file, "mode = \"enforce\"\n[[rule]]\nid = \"t.broken\"\nregex = \"(unclosed\"\n").unwrap();
+    let refused = async {
+        loop {
+            let m = metrics(g.admin).await;
+            if counter(&m, "grenzwacht_policy_reloads_total", &[("result", "refused")]) >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), refused).await.expect("the broken rule set was refused");
+    let body = txn(vec![pdu(4, "Projekt ALPHA"), pdu(5, "Projekt BRAVO")]);
+    let uri = "/_matrix/federation/v1/send/after-broken";
+    let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
+    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body).await.status, 200);
+    let last = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    let v: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(v["pdus"][0]["content"]["body"], "Projekt ALPHA");
+    assert_eq!(v["pdus"][1]["content"], json!({}), "the last good rule set still applies");
+    g.stop().await;
+}
+
+/// Shadow mode: the rule decides and the decision is recorded, but the event crosses unchanged.
+#[tokio::test]
+async fn dlp_shadow_mode_records_but_forwards_unchanged() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let dir = p.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shadow.toml"), keyword_rules("shadow", "SHADOWWORD")).unwrap();
+    let gk = p.dir.path().join("guard.signing.key");
+    std::fs::write(&gk, SigningKey::generate("gw1").unwrap().to_synapse_string()).unwrap();
+    let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    announce_room(&g, &p, &key, "!r:remote.test").await;
+    let before = counter(&metrics(g.admin).await, "grenzwacht_dlp_decisions_total", &[("mode", "shadow"), ("action", "redact")]);
+    let body = txn(vec![pdu(2, "Bericht SHADOWWORD Ende")]);
+    let uri = "/_matrix/federation/v1/send/shadow1";
+    let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
+    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr.clone())], body.clone()).await;
+    assert_eq!(got.status, 200);
+    let fwd = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    assert_eq!(fwd.body, body, "shadow mode forwards the bytes unchanged");
+    assert_eq!(fwd.headers.get("authorization").unwrap().to_str().unwrap(), hdr, "and the original signature");
+    let after = counter(&metrics(g.admin).await, "grenzwacht_dlp_decisions_total", &[("mode", "shadow"), ("action", "redact")]);
+    assert_eq!(after - before, 1.0, "the shadow decision is recorded");
+    g.stop().await;
+}
