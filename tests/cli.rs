@@ -47,6 +47,20 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+
+    // The DLP rule set is loaded by `check`: a broken rule file fails it with the rule file's
+    // diagnostics (file:line:col), a good one passes.
+    let rules = p.dir.path().join("policies");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("r.toml"), "mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"explode\"\nkeywords = [\"A\"]\n").unwrap();
+    let with_dlp = p.dir.path().join("dlp.toml");
+    std::fs::write(&with_dlp, format!("{}[dlp]\npolicies = \"policies\"\n", std::fs::read_to_string(&good).unwrap())).unwrap();
+    let (code, _, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("r.toml:6:"), "rule file diagnostic with its line: {err}");
+    std::fs::write(rules.join("r.toml"), "mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"A\"]\n").unwrap();
+    let (code, out, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
@@ -70,11 +84,16 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     // Ports: the binary binds them; pick free ones by binding 0 and releasing.
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let (admin, inbound) = (free(), free());
+    let rules = p.dir.path().join("serve-policies");
+    std::fs::create_dir_all(&rules).unwrap();
+    let rule = |action: &str| format!("mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"{action}\"\nkeywords = [\"A\"]\n");
+    std::fs::write(rules.join("r.toml"), rule("redact")).unwrap();
     let cfg = p.dir.path().join("serve.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[dlp]\npolicies = \"{}\"\nwatch_interval_ms = 0\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            rules.display(),
             p.dir.path().join("state.db").display(),
             p.cert.display(),
             p.key.display(),
@@ -103,8 +122,25 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     let m = common::metrics(admin).await;
     assert!(common::counter(&m, "grenzwacht_requests_total", &[("direction", "inbound"), ("endpoint", "version"), ("status", "200")]) >= 1.0, "{m}");
 
-    // SIGTERM: the process drains and exits 0.
+    // SIGHUP reloads the DLP rule set: a broken one is refused (the guard keeps running), a
+    // good one is taken.
     let pid = child.id() as i32;
+    let reloads = |m: &str, result: &str| common::counter(m, "grenzwacht_policy_reloads_total", &[("result", result)]);
+    for (action, result) in [("explode", "refused"), ("hold", "ok")] {
+        std::fs::write(rules.join("r.toml"), rule(action)).unwrap();
+        assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+        let t0 = Instant::now();
+        loop {
+            if reloads(&common::metrics(admin).await, result) >= 1.0 {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the guard died on SIGHUP");
+            assert!(t0.elapsed() < Duration::from_secs(10), "no {result} reload after SIGHUP");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // SIGTERM: the process drains and exits 0.
     assert_eq!(send_sigterm(pid), 0);
     let t0 = Instant::now();
     let status = loop {
