@@ -116,7 +116,7 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     .await?;
     println!("     displayname: {}", profile["displayname"]);
 
-    // The guard's lab rule redacts the marking GEHEIM in transit.
+    // The guard's shipped DLP rule set redacts the marking GEHEIM in transit.
     let secret = "Lagebericht: GEHEIM – nicht weitergeben";
     let event_id = step(&mut n, &format!("alice says {secret:?}"), alice.send_text(&room, secret)).await?;
     let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
@@ -125,6 +125,21 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     let after = "Und weiter geht's: dieser Satz ist unbedenklich.";
     step(&mut n, &format!("alice says {after:?}"), alice.send_text(&room, after)).await?;
     step(&mut n, "bob reads it on hs2 (the conversation goes on)", bob.wait_for_text(&room, &alice.user_id, after, STEP_TIMEOUT)).await?;
+
+    // German PII with check digits: a valid IBAN is redacted, a broken check digit is not.
+    let iban = "Bitte an DE89370400440532013000 überweisen";
+    let event_id = step(&mut n, &format!("alice says {iban:?} (valid IBAN)"), alice.send_text(&room, iban)).await?;
+    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    println!("     content at hs2: {} → redacted (rule pii.iban, mod-97 check digits valid)", seen["content"]);
+    let typo = "Bitte an DE89370400440532013001 überweisen";
+    step(&mut n, &format!("alice says {typo:?} (broken check digit)"), alice.send_text(&room, typo)).await?;
+    step(&mut n, "bob reads it intact on hs2 (not an IBAN)", bob.wait_for_text(&room, &alice.user_id, typo, STEP_TIMEOUT)).await?;
+
+    // An inbound reply with a marking: redacted before hs1, re-signed with the attested guard key.
+    let reply = "Antwort: STRENG GEHEIM";
+    let event_id = step(&mut n, &format!("bob replies {reply:?}"), bob.send_text(&room, reply)).await?;
+    let seen = step(&mut n, "alice receives that event on hs1", alice.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    println!("     content at hs1: {} → redacted inbound by the shipped marking rules, re-signed with the guard key", seen["content"]);
     Ok(())
 }
 
