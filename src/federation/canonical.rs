@@ -305,11 +305,32 @@ impl Scan<'_> {
         }
     }
 
+    /// Advances over bytes that need no attention inside a string (anything but `"`, `\\` and
+    /// control characters), eight at a time: the word tests below are exact for "does any
+    /// byte of the word equal / fall below", so a word that passes holds none of them. The
+    /// byte loop in [`Self::string`] handles the word that contains the next special byte.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // Some byte of `x` is zero.
+        let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            // Some byte < 0x20 (exact for thresholds ≤ 0x80).
+            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+            if control || has_zero(x ^ (ONES * u64::from(b'"'))) || has_zero(x ^ (ONES * u64::from(b'\\'))) {
+                return;
+            }
+            self.i += 8;
+        }
+    }
+
     /// A string in canonical form; `Some(had_escapes)` or `None` if not canonical.
     fn string(&mut self) -> Option<bool> {
         self.i += 1; // `"`
         let mut escaped = false;
         loop {
+            self.skip_plain();
             match self.next()? {
                 b'"' => return Some(escaped),
                 b'\\' => {

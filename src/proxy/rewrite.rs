@@ -23,7 +23,7 @@ use crate::federation::redact::{self, RedactError};
 use crate::federation::txn::Transaction;
 use crate::federation::{pdu, userdata, xmatrix};
 use crate::keys::SigningKey;
-use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Verdicts};
+use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Units, Verdicts};
 
 /// Rewrites requests and re-signs them.
 pub struct RequestRewriter<'a> {
@@ -129,18 +129,61 @@ impl RequestRewriter<'_> {
 }
 
 impl Rewrite<Forward> for RequestRewriter<'_> {
-    fn rewrite(&self, mut fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+    fn rewrite(&self, fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+        self.rewrite_request(fwd, v, None)
+    }
+}
+
+/// A [`RequestRewriter`] that takes a transaction's PDUs and EDUs from the [`Units`] the
+/// exchange built when it inspected the body, instead of parsing the transaction again.
+///
+/// Used only when `units` is the inspection of this very body: for a transaction the units
+/// then hold every PDU (positions `0..n`, the positions the verdicts refer to) and every EDU,
+/// in order. Anything else (other endpoints, units without the identity positions) falls back
+/// to parsing. The splice checks that every element it keeps or replaces is a byte range of
+/// the body being rewritten, so units of another body cannot be spliced in.
+pub struct ParsedRequestRewriter<'r, 'b> {
+    pub rewriter: RequestRewriter<'r>,
+    pub units: &'r Units<'b>,
+}
+
+impl Rewrite<Forward> for ParsedRequestRewriter<'_, '_> {
+    fn rewrite(&self, fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+        let u = self.units;
+        let complete = self.rewriter.endpoint.handler == Handler::Transaction
+            && u.events.is_empty()
+            && u.pdu_pos.len() == u.pdus.len()
+            && u.pdu_pos.iter().enumerate().all(|(i, &p)| i == p);
+        if !complete {
+            return self.rewriter.rewrite_request(fwd, v, None);
+        }
+        let pdus: Vec<&RawValue> = u.pdus.iter().map(|p| p.raw).collect();
+        let edus: Vec<&RawValue> = u.edus.iter().map(|e| e.raw).collect();
+        self.rewriter.rewrite_request(fwd, v, Some((&pdus, &edus)))
+    }
+}
+
+impl RequestRewriter<'_> {
+    /// Applies the verdicts and re-signs. `parsed`: all PDUs and EDUs of a transaction body,
+    /// in order, borrowed from `fwd.body` (else the transaction is parsed here).
+    fn rewrite_request(&self, mut fwd: Forward, v: &Verdicts, parsed: Option<(&[&RawValue], &[&RawValue])>) -> Result<Forward, Refusal> {
         let (key, origin, destination) = self.signer()?;
         let body = if self.endpoint.handler == Handler::Transaction {
-            // One parse of the transaction serves both the lookup and the splice.
-            let txn = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
-            let replacements = redactions(self.guard, &txn.pdus, v, self.room_hint)?;
+            let reparsed;
+            let (pdus, edus) = match parsed {
+                Some(p) => p,
+                None => {
+                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
+                    (&reparsed.pdus[..], &reparsed.edus[..])
+                }
+            };
+            let replacements = redactions(self.guard, pdus, v, self.room_hint)?;
             let mut drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
-            let edu_replacements = to_device_rewrites(&txn.edus, v, &mut drop)?;
-            redact::rebuild_parsed_edus(&fwd.body, &txn, &replacements, &edu_replacements, &drop).map_err(redact_error)?
+            let edu_replacements = to_device_rewrites(edus, v, &mut drop)?;
+            redact::rebuild_elements(&fwd.body, pdus, edus, &replacements, &edu_replacements, &drop).map_err(redact_error)?
         } else {
             if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
                 return Err(internal("EDUs outside a transaction"));
@@ -152,14 +195,25 @@ impl Rewrite<Forward> for RequestRewriter<'_> {
             let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
             redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements).map_err(redact_error)?
         };
-        let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| internal(format!("rewritten body: {e}")))?;
-        let header = xmatrix::sign_request(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, Some(raw))
-            .map_err(|e| internal(format!("re-signing: {e}")))?;
-        let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
-        fwd.headers.insert(http::header::AUTHORIZATION, header);
-        fwd.body = Bytes::from(body);
+        resign(&mut fwd, key, origin, destination, body)?;
         Ok(fwd)
     }
+}
+
+/// Puts a rewritten `body` into `fwd` and replaces its `Authorization` header with an X-Matrix
+/// signature of the new request as `origin` for `destination`.
+///
+/// The body is signed as it is when it is canonical JSON (one pass of the canonical recogniser
+/// validates it and shows that; a canonical body with canonical redacted events spliced in
+/// stays canonical), else in its canonical form; a body that is not JSON, or not representable
+/// in canonical JSON, is refused (500): nothing is forwarded that the signature does not cover.
+pub fn resign(fwd: &mut Forward, key: &SigningKey, origin: &str, destination: &str, body: Vec<u8>) -> Result<(), Refusal> {
+    let header = xmatrix::sign_request_body(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, &body)
+        .map_err(|e| internal(format!("re-signing: {e}")))?;
+    let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
+    fwd.headers.insert(http::header::AUTHORIZATION, header);
+    fwd.body = Bytes::from(body);
+    Ok(())
 }
 
 impl Rewrite<Release> for ResponseRewriter<'_> {
