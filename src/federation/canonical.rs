@@ -305,11 +305,35 @@ impl Scan<'_> {
         }
     }
 
+    /// Advances to the next byte that needs attention inside a string (`"`, `\\` or a control
+    /// character), eight bytes at a time. Per category, the word test `(v - k) & !v & 0x80…`
+    /// flags the lowest byte below `k` exactly (bytes before it cause no borrow; only bytes
+    /// after it may be flagged spuriously), so the lowest flag of the three tests together is
+    /// the first special byte of the word. The byte loop in [`Self::string`] reads it.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // Flags bytes of `v` below `k` (k ≤ 0x80).
+        let below = |v: u64, k: u64| v.wrapping_sub(ONES * k) & !v & HIGH;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            let special = below(x, 0x20)
+                | below(x ^ (ONES * u64::from(b'"')), 1)
+                | below(x ^ (ONES * u64::from(b'\\')), 1);
+            if special != 0 {
+                self.i += (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.i += 8;
+        }
+    }
+
     /// A string in canonical form; `Some(had_escapes)` or `None` if not canonical.
     fn string(&mut self) -> Option<bool> {
         self.i += 1; // `"`
         let mut escaped = false;
         loop {
+            self.skip_plain();
             match self.next()? {
                 b'"' => return Some(escaped),
                 b'\\' => {
@@ -480,6 +504,29 @@ mod tests {
             to_canonical_bytes(&v),
             br#"{"a":-9007199254740991,"b":9007199254740991}"#
         );
+    }
+
+    #[test]
+    fn string_scan_finds_special_bytes_at_every_position_of_a_word() {
+        // Special bytes at every offset of the eight-byte words, next to non-ASCII bytes
+        // (0x80, 0xa0, 0xbf, 0xc3 …) that must not hide them or be taken for them.
+        let fillers = ["a", "ÿ", "\u{80}", "\u{a0}", "€", "Ü"];
+        for filler in fillers {
+            for n in 0..20 {
+                let pad = filler.repeat(n);
+                for special in ["\"", "\\", "\n", "\u{1}", "\u{1f}", "/", "\u{7f}"] {
+                    let value = format!("{pad}{special}{pad}x");
+                    let canon = serde_json::to_string(&value).unwrap();
+                    assert!(is_canonical_str(&canon), "{canon:?}");
+                    // The same text with the special byte raw (breaks the string for `"`,
+                    // is a bare control character for the others) is refused, except where
+                    // the raw byte is allowed (`/`, DEL).
+                    let raw_text = format!("\"{value}\"");
+                    let allowed = matches!(special, "/" | "\u{7f}");
+                    assert_eq!(is_canonical_str(&raw_text), allowed, "{raw_text:?}");
+                }
+            }
+        }
     }
 
     #[test]

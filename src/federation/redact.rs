@@ -434,6 +434,22 @@ pub fn rebuild_parsed_edus(
     splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, replace_edus, drop_edus)
 }
 
+/// As [`rebuild_parsed_edus`], with the elements given as slices: `pdus` and `edus` must be
+/// all the elements of the body's `pdus` and `edus` arrays, in order, borrowed from `body` —
+/// e.g. the raw values of the views the exchange built when it inspected the body, so the
+/// rewriter need not parse the transaction again. Each replaced element is checked to be the
+/// very bytes of `body` it claims to be ([`RedactError::NotInBody`] otherwise).
+pub fn rebuild_elements(
+    body: &[u8],
+    pdus: &[&RawValue],
+    edus: &[&RawValue],
+    replace_pdus: &[(usize, Box<RawValue>)],
+    replace_edus: &[(usize, Box<RawValue>)],
+    drop_edus: &[usize],
+) -> Result<Vec<u8>, RedactError> {
+    splice_transaction(body, pdus, edus, replace_pdus, replace_edus, drop_edus)
+}
+
 /// The raw elements of a `pdus`/`edus` array (only scanned when `needed`).
 fn elements<'a>(
     field: &'static str,
@@ -498,6 +514,8 @@ fn splice_transaction(
             if drop_edus.contains(&i) {
                 continue;
             }
+            // Only bytes of the body itself are kept.
+            span(body, item.get()).ok_or(RedactError::NotInBody)?;
             if !kept.is_empty() {
                 kept.push(b',');
             }

@@ -287,6 +287,23 @@ fn signing_bytes(
     destination: &str,
     content: Option<&RawValue>,
 ) -> Result<String, XMatrixError> {
+    // Bodies that already are canonical JSON (Synapse sends them so) are used as they are,
+    // without a parse and re-serialisation of a possibly large transaction.
+    let content = content
+        .map(crate::federation::canonical::canonical_form)
+        .transpose()
+        .map_err(|_| XMatrixError::Content)?;
+    signing_bytes_canonical(method, uri, origin, destination, content.as_deref())
+}
+
+/// [`signing_bytes`] with `content` already in canonical form.
+fn signing_bytes_canonical(
+    method: &str,
+    uri: &str,
+    origin: &str,
+    destination: &str,
+    content: Option<&str>,
+) -> Result<String, XMatrixError> {
     let mut obj = CanonicalJsonObject::new();
     obj.insert(
         "method".into(),
@@ -304,13 +321,11 @@ fn signing_bytes(
     let head = to_canonical_json_string_for_signing(&obj).map_err(|_| XMatrixError::Content)?;
     let Some(content) = content else { return Ok(head) };
     // `content` sorts before every other key, so the canonical object is `{"content":…,` followed
-    // by the rest. Bodies that already are canonical JSON (Synapse sends them so) are used as
-    // they are, without a parse and re-serialisation of a possibly large transaction.
-    let content = crate::federation::canonical::canonical_form(content).map_err(|_| XMatrixError::Content)?;
+    // by the rest.
     let rest = head.strip_prefix('{').ok_or(XMatrixError::Content)?;
     let mut out = String::with_capacity(content.len() + head.len() + 12);
     out.push_str("{\"content\":");
-    out.push_str(&content);
+    out.push_str(content);
     out.push(',');
     out.push_str(rest);
     Ok(out)
@@ -327,13 +342,52 @@ pub fn sign_request(
     uri: &str,
     content: Option<&RawValue>,
 ) -> Result<String, XMatrixError> {
+    let content = content
+        .map(crate::federation::canonical::canonical_form)
+        .transpose()
+        .map_err(|_| XMatrixError::Content)?;
+    sign_canonical(key, origin, destination, method, uri, content.as_deref())
+}
+
+/// [`sign_request`] for a body given as the bytes that will be sent (the guard's rewritten
+/// bodies): one pass of the canonical-JSON recogniser
+/// ([`crate::federation::canonical::is_canonical_str`], which accepts only complete JSON
+/// values) both validates the body and shows that it can be signed as it is; a body that is
+/// valid JSON but not canonical is parsed and signed in its canonical form, anything else is
+/// [`XMatrixError::Content`]. Saves the separate parse into a `RawValue` a caller would
+/// otherwise need.
+pub fn sign_request_body(
+    key: &SigningKey,
+    origin: &str,
+    destination: &str,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+) -> Result<String, XMatrixError> {
+    let text = std::str::from_utf8(body).map_err(|_| XMatrixError::Content)?;
+    if crate::federation::canonical::is_canonical_str(text) {
+        return sign_canonical(key, origin, destination, method, uri, Some(text));
+    }
+    let raw: &RawValue = serde_json::from_str(text).map_err(|_| XMatrixError::Content)?;
+    sign_request(key, origin, destination, method, uri, Some(raw))
+}
+
+/// Signs with `content` already canonical.
+fn sign_canonical(
+    key: &SigningKey,
+    origin: &str,
+    destination: &str,
+    method: &str,
+    uri: &str,
+    content: Option<&str>,
+) -> Result<String, XMatrixError> {
     let origin_name =
         OwnedServerName::try_from(origin).map_err(|_| XMatrixError::Invalid("origin"))?;
     let destination_name =
         OwnedServerName::try_from(destination).map_err(|_| XMatrixError::Invalid("destination"))?;
     let key_id = OwnedServerSigningKeyId::try_from(key.key_id())
         .map_err(|_| XMatrixError::Invalid("key"))?;
-    let bytes = signing_bytes(method, uri, origin, destination, content)?;
+    let bytes = signing_bytes_canonical(method, uri, origin, destination, content)?;
     let header = XMatrix {
         origin: origin_name,
         destination: Some(destination_name),
@@ -720,6 +774,41 @@ mod tests {
             sign_request(&k, "bad origin", "d.example", "PUT", "/x", None),
             Err(XMatrixError::Invalid("origin"))
         );
+    }
+
+    #[test]
+    fn sign_request_body_equals_sign_request_and_refuses_what_it_cannot_sign() {
+        let k = key();
+        let uri = "/_matrix/federation/v1/send/1";
+        // Canonical (fast path), non-canonical but valid (slow path): the same signature as
+        // sign_request over the parsed body, and it verifies.
+        for text in [
+            r#"{"edus":[],"origin":"o.example","origin_server_ts":1,"pdus":[{"a":"Grüße \"x\" \u0001"}]}"#,
+            r#"{ "pdus" : [ {"b":1,"a":"\u00e9"} ], "origin":"o.example" }"#,
+        ] {
+            let via_bytes = sign_request_body(&k, "o.example", "d.example", "PUT", uri, text.as_bytes()).unwrap();
+            let raw = body(text);
+            assert_eq!(via_bytes, sign_request(&k, "o.example", "d.example", "PUT", uri, Some(&raw)).unwrap(), "{text}");
+            let h = XMatrix::parse(&via_bytes).unwrap();
+            assert_eq!(verify_request(&h, "PUT", uri, Some(&raw), &k.public_key()), Ok(()));
+        }
+        // Not JSON (truncated, trailing garbage, two values, invalid UTF-8), not representable.
+        for bad in [
+            &br#"{"a":1"#[..],
+            br#"{"a":1}x"#,
+            br#"{"a":1} {"b":2}"#,
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":1.5}"#,
+            br#"{"a":-0}"#,
+            b"",
+        ] {
+            assert_eq!(
+                sign_request_body(&k, "o.example", "d.example", "PUT", uri, bad),
+                Err(XMatrixError::Content),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

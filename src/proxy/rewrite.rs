@@ -23,7 +23,7 @@ use crate::federation::redact::{self, RedactError};
 use crate::federation::txn::Transaction;
 use crate::federation::{pdu, userdata, xmatrix};
 use crate::keys::SigningKey;
-use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Verdicts};
+use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Units, Verdicts};
 
 /// Rewrites requests and re-signs them.
 pub struct RequestRewriter<'a> {
@@ -129,18 +129,61 @@ impl RequestRewriter<'_> {
 }
 
 impl Rewrite<Forward> for RequestRewriter<'_> {
-    fn rewrite(&self, mut fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+    fn rewrite(&self, fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+        self.rewrite_request(fwd, v, None)
+    }
+}
+
+/// A [`RequestRewriter`] that takes a transaction's PDUs and EDUs from the [`Units`] the
+/// exchange built when it inspected the body, instead of parsing the transaction again.
+///
+/// Used only when `units` is the inspection of this very body: for a transaction the units
+/// then hold every PDU (positions `0..n`, the positions the verdicts refer to) and every EDU,
+/// in order. Anything else (other endpoints, units without the identity positions) falls back
+/// to parsing. The splice checks that every element it keeps or replaces is a byte range of
+/// the body being rewritten, so units of another body cannot be spliced in.
+pub struct ParsedRequestRewriter<'r, 'b> {
+    pub rewriter: RequestRewriter<'r>,
+    pub units: &'r Units<'b>,
+}
+
+impl Rewrite<Forward> for ParsedRequestRewriter<'_, '_> {
+    fn rewrite(&self, fwd: Forward, v: &Verdicts) -> Result<Forward, Refusal> {
+        let u = self.units;
+        let complete = self.rewriter.endpoint.handler == Handler::Transaction
+            && u.events.is_empty()
+            && u.pdu_pos.len() == u.pdus.len()
+            && u.pdu_pos.iter().enumerate().all(|(i, &p)| i == p);
+        if !complete {
+            return self.rewriter.rewrite_request(fwd, v, None);
+        }
+        let pdus: Vec<&RawValue> = u.pdus.iter().map(|p| p.raw).collect();
+        let edus: Vec<&RawValue> = u.edus.iter().map(|e| e.raw).collect();
+        self.rewriter.rewrite_request(fwd, v, Some((&pdus, &edus)))
+    }
+}
+
+impl RequestRewriter<'_> {
+    /// Applies the verdicts and re-signs. `parsed`: all PDUs and EDUs of a transaction body,
+    /// in order, borrowed from `fwd.body` (else the transaction is parsed here).
+    fn rewrite_request(&self, mut fwd: Forward, v: &Verdicts, parsed: Option<(&[&RawValue], &[&RawValue])>) -> Result<Forward, Refusal> {
         let (key, origin, destination) = self.signer()?;
         let body = if self.endpoint.handler == Handler::Transaction {
-            // One parse of the transaction serves both the lookup and the splice.
-            let txn = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
-            let replacements = redactions(self.guard, &txn.pdus, v, self.room_hint)?;
+            let reparsed;
+            let (pdus, edus) = match parsed {
+                Some(p) => p,
+                None => {
+                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
+                    (&reparsed.pdus[..], &reparsed.edus[..])
+                }
+            };
+            let replacements = redactions(self.guard, pdus, v, self.room_hint)?;
             let mut drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
-            let edu_replacements = to_device_rewrites(&txn.edus, v, &mut drop)?;
-            redact::rebuild_parsed_edus(&fwd.body, &txn, &replacements, &edu_replacements, &drop).map_err(redact_error)?
+            let edu_replacements = to_device_rewrites(edus, v, &mut drop)?;
+            redact::rebuild_elements(&fwd.body, pdus, edus, &replacements, &edu_replacements, &drop).map_err(redact_error)?
         } else {
             if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
                 return Err(internal("EDUs outside a transaction"));
@@ -152,14 +195,25 @@ impl Rewrite<Forward> for RequestRewriter<'_> {
             let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
             redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements).map_err(redact_error)?
         };
-        let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| internal(format!("rewritten body: {e}")))?;
-        let header = xmatrix::sign_request(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, Some(raw))
-            .map_err(|e| internal(format!("re-signing: {e}")))?;
-        let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
-        fwd.headers.insert(http::header::AUTHORIZATION, header);
-        fwd.body = Bytes::from(body);
+        resign(&mut fwd, key, origin, destination, body)?;
         Ok(fwd)
     }
+}
+
+/// Puts a rewritten `body` into `fwd` and replaces its `Authorization` header with an X-Matrix
+/// signature of the new request as `origin` for `destination`.
+///
+/// The body is signed as it is when it is canonical JSON (one pass of the canonical recogniser
+/// validates it and shows that; a canonical body with canonical redacted events spliced in
+/// stays canonical), else in its canonical form; a body that is not JSON, or not representable
+/// in canonical JSON, is refused (500): nothing is forwarded that the signature does not cover.
+pub fn resign(fwd: &mut Forward, key: &SigningKey, origin: &str, destination: &str, body: Vec<u8>) -> Result<(), Refusal> {
+    let header = xmatrix::sign_request_body(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, &body)
+        .map_err(|e| internal(format!("re-signing: {e}")))?;
+    let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
+    fwd.headers.insert(http::header::AUTHORIZATION, header);
+    fwd.body = Bytes::from(body);
+    Ok(())
 }
 
 impl Rewrite<Release> for ResponseRewriter<'_> {
@@ -184,5 +238,117 @@ impl Rewrite<Release> for ResponseRewriter<'_> {
         }
         rel.body = Bytes::from(body);
         Ok(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::federation::catalog;
+    use crate::federation::txn::TxnLimits;
+    use crate::policy::Modification;
+    use crate::proxy::ca::Ca;
+    use http::{HeaderMap, Method};
+
+    const HS1: &str = "hs1.test";
+    const REMOTE: &str = "remote.test";
+    const ROOM: &str = "!r:remote.test";
+    const PATH: &str = "/_matrix/federation/v1/send/t1";
+
+    /// A guard protecting HS1 with a guard key (inbound re-signing), room v10 known.
+    fn guard(dir: &std::path::Path) -> (Guard, SigningKey) {
+        let ca = Ca::generate("rewrite test CA").unwrap();
+        let (c, k) = ca.issue_pem(&["127.0.0.1".to_string()], std::time::Duration::from_secs(3600)).unwrap();
+        let (cert, key) = (dir.join("leaf.crt"), dir.join("leaf.key"));
+        std::fs::write(&cert, c).unwrap();
+        std::fs::write(&key, k).unwrap();
+        let guard_key = SigningKey::generate("gw1").unwrap();
+        let gk = dir.join("guard.signing.key");
+        std::fs::write(&gk, guard_key.to_synapse_string()).unwrap();
+        let toml = format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n\
+             [keys]\nverify_pdus = false\nguard_key = \"{}\"\n[[protected]]\nserver_name = \"{HS1}\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:9\"\n",
+            gk.display(),
+            cert.display(),
+            key.display()
+        );
+        let cfg = Config::from_str(&toml, dir.join("guard.toml")).unwrap_or_else(|e| panic!("config: {e}"));
+        let g = Guard::from_config(&cfg, crate::store::Store::open_in_memory().unwrap()).unwrap();
+        g.store().set_room_version(ROOM, "10", "test").unwrap();
+        (g, guard_key)
+    }
+
+    fn pdu(i: usize, text: &str) -> String {
+        format!(
+            r#"{{"auth_events":[],"content":{{"body":"{text}","msgtype":"m.text"}},"depth":{i},"hashes":{{"sha256":"h"}},"origin_server_ts":1712345678901,"prev_events":[],"room_id":"{ROOM}","sender":"@a:{REMOTE}","signatures":{{}},"type":"m.room.message","unsigned":{{"age_ts":1}}}}"#
+        )
+    }
+
+    fn body() -> Bytes {
+        Bytes::from(format!(
+            r#"{{"edus":[{{"content":{{"room_id":"{ROOM}","typing":true,"user_id":"@a:{REMOTE}"}},"edu_type":"m.typing"}},{{"content":{{"x":1}},"edu_type":"m.other"}}],"origin":"{REMOTE}","origin_server_ts":1,"pdus":[{},{},{}]}}"#,
+            pdu(1, "eins"),
+            pdu(2, "Lage: GEHEIM"),
+            pdu(3, "drei")
+        ))
+    }
+
+    fn units(body: &[u8]) -> Units<'_> {
+        let t = Transaction::parse(body, &TxnLimits::SPEC).unwrap();
+        let pdus: Vec<_> = t.pdu_views().collect::<Result<_, _>>().unwrap();
+        let edus: Vec<_> = t.edu_views().collect::<Result<_, _>>().unwrap();
+        Units { pdu_pos: (0..pdus.len()).collect(), pdus, edus, ..Units::default() }
+    }
+
+    fn forward(body: Bytes) -> Forward {
+        Forward { method: Method::PUT, path_and_query: PATH.into(), headers: HeaderMap::new(), body }
+    }
+
+    fn verdicts() -> Verdicts {
+        Verdicts {
+            redact: vec![Modification { pos: 1, room_id: Some(ROOM.into()), rule: "geheim".into() }],
+            drop_edus: vec![Modification { pos: 1, room_id: None, rule: "edu".into() }],
+            ..Verdicts::default()
+        }
+    }
+
+    #[test]
+    fn views_of_the_exchange_give_the_same_request_as_a_second_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, guard_key) = guard(dir.path());
+        let endpoint = catalog::lookup(&Method::PUT, PATH).unwrap().endpoint;
+        let ctx = ExchangeCtx { direction: Direction::Inbound, endpoint, peer: Some(REMOTE.into()), protected: HS1.into(), txn_id: Some("t1".into()) };
+        let rw = || RequestRewriter { guard: &g, ctx: &ctx, endpoint, room_hint: None };
+        let b = body();
+        let u = units(&b);
+        let reparsed = rw().rewrite(forward(b.clone()), &verdicts()).unwrap();
+        let viewed = ParsedRequestRewriter { rewriter: rw(), units: &u }.rewrite(forward(b.clone()), &verdicts()).unwrap();
+        assert_eq!(reparsed.body, viewed.body);
+        assert_eq!(reparsed.headers.get(http::header::AUTHORIZATION), viewed.headers.get(http::header::AUTHORIZATION));
+        // Redacted, EDU dropped, PDUs kept, and the guard's signature covers the new body.
+        let text = std::str::from_utf8(&viewed.body).unwrap();
+        assert!(!text.contains("GEHEIM") && text.contains("drei") && !text.contains("m.other") && text.contains("m.typing"));
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["pdus"].as_array().unwrap().len(), 3);
+        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        let x = xmatrix::XMatrix::parse(viewed.headers[http::header::AUTHORIZATION].to_str().unwrap()).unwrap();
+        assert_eq!(x.origin.as_str(), REMOTE);
+        xmatrix::verify_request(&x, "PUT", PATH, Some(raw), &guard_key.public_key()).expect("guard signature verifies");
+    }
+
+    #[test]
+    fn views_of_another_body_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = guard(dir.path());
+        let endpoint = catalog::lookup(&Method::PUT, PATH).unwrap().endpoint;
+        let ctx = ExchangeCtx { direction: Direction::Inbound, endpoint, peer: Some(REMOTE.into()), protected: HS1.into(), txn_id: Some("t1".into()) };
+        // Same content, different buffer: nothing of it may be spliced into the forwarded body.
+        let other = Bytes::from(body().to_vec());
+        let u = units(&other);
+        let r = ParsedRequestRewriter { rewriter: RequestRewriter { guard: &g, ctx: &ctx, endpoint, room_hint: None }, units: &u }
+            .rewrite(forward(body()), &verdicts())
+            .unwrap_err();
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.message);
     }
 }
