@@ -259,7 +259,7 @@ async fn run(
             units.pdu_findings = integrity::check(guard, &ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
-            let mut decided = decide(&*policy, &ctx, &units, forward, &rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint });
+            let mut decided = decide(&*policy, &ctx, &units, forward, &rewrite::ParsedRequestRewriter { rewriter: rewrite::RequestRewriter { guard, ctx: &ctx, endpoint, room_hint }, units: &units });
             if let (Some((d, o, dst, t)), Some(template)) = (&txn_key, template) {
                 // Stored: decisions that withheld something (a refusal by policy, a modified
                 // body). A retry must not get less than that. Not stored: unchanged pass-through
