@@ -46,6 +46,14 @@ fn pdu(i: usize, body: &str) -> serde_json::Value {
     })
 }
 
+/// A fresh guard key `ed25519:gw1`, written to the PKI's directory (Synapse format).
+fn guard_key_file(p: &Pki) -> (SigningKey, std::path::PathBuf) {
+    let key = SigningKey::generate("gw1").unwrap();
+    let path = p.dir.path().join("guard.signing.key");
+    std::fs::write(&path, key.to_synapse_string()).unwrap();
+    (key, path)
+}
+
 fn txn(pdus: Vec<serde_json::Value>) -> Vec<u8> {
     serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": pdus, "edus": []})).unwrap()
 }
@@ -421,9 +429,7 @@ async fn synapse_style_http10_connect_without_sni() {
 async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
-    let guard_key = SigningKey::generate("gw1").unwrap();
-    let gk_path = p.dir.path().join("guard.signing.key");
-    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let (guard_key, gk_path) = guard_key_file(&p);
     let extra = format!(
         "[keys]\nverify_pdus = false\nguard_key = \"{}\"\n[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n",
         gk_path.display()
@@ -531,9 +537,7 @@ async fn inbound_pdus_are_verified_by_the_guard_and_it_serves_as_notary() {
     });
     let key_server = recorder(Some(acceptor(&p)), key_answer).await;
     let up = recorder(None, default_answer()).await;
-    let guard_key = SigningKey::generate("gw1").unwrap();
-    let gk_path = p.dir.path().join("guard.signing.key");
-    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let (guard_key, gk_path) = guard_key_file(&p);
     let toml = format!(
         r#"
 [admin]
@@ -707,9 +711,7 @@ async fn profile_response_released_without_the_marked_displayname() {
 async fn to_device_message_removed_for_one_device_and_resigned() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
-    let guard_key = SigningKey::generate("gw1").unwrap();
-    let gk_path = p.dir.path().join("guard.signing.key");
-    std::fs::write(&gk_path, guard_key.to_synapse_string()).unwrap();
+    let (guard_key, gk_path) = guard_key_file(&p);
     let extra = format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{GEHEIM_RULE}", gk_path.display());
     let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
     let key = SigningKey::generate("r1").unwrap();
@@ -802,8 +804,7 @@ async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("rules.toml");
     std::fs::write(&file, keyword_rules("enforce", "ALPHA")).unwrap();
-    let gk = p.dir.path().join("guard.signing.key");
-    std::fs::write(&gk, SigningKey::generate("gw1").unwrap().to_synapse_string()).unwrap();
+    let (_, gk) = guard_key_file(&p);
     let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
     let key = SigningKey::generate("r1").unwrap();
     let room = "!r:remote.test";
@@ -884,8 +885,7 @@ async fn dlp_shadow_mode_records_but_forwards_unchanged() {
     let dir = p.dir.path().join("policies");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("shadow.toml"), keyword_rules("shadow", "SHADOWWORD")).unwrap();
-    let gk = p.dir.path().join("guard.signing.key");
-    std::fs::write(&gk, SigningKey::generate("gw1").unwrap().to_synapse_string()).unwrap();
+    let (_, gk) = guard_key_file(&p);
     let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
     let key = SigningKey::generate("r1").unwrap();
     announce_room(&g, &p, &key, "!r:remote.test").await;

@@ -405,7 +405,7 @@ pub fn rebuild_transaction(
     .map_err(RedactError::Body)?;
     let pdus = elements("pdus", pdus, !replace_pdus.is_empty())?;
     let edus = elements("edus", edus, !drop_edus.is_empty())?;
-    splice_transaction(body, &pdus, &edus, replace_pdus, &[], drop_edus)
+    rebuild_elements(body, &pdus, &edus, replace_pdus, &[], drop_edus)
 }
 
 /// As [`rebuild_transaction`], with the elements taken from `txn`, the [`Transaction`] view
@@ -418,7 +418,7 @@ pub fn rebuild_parsed(
     replace_pdus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, &[], drop_edus)
+    rebuild_elements(body, &txn.pdus, &txn.edus, replace_pdus, &[], drop_edus)
 }
 
 /// As [`rebuild_parsed`], and the EDUs at the positions of `replace_edus` are replaced by the
@@ -431,24 +431,9 @@ pub fn rebuild_parsed_edus(
     replace_edus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    splice_transaction(body, &txn.pdus, &txn.edus, replace_pdus, replace_edus, drop_edus)
+    rebuild_elements(body, &txn.pdus, &txn.edus, replace_pdus, replace_edus, drop_edus)
 }
 
-/// As [`rebuild_parsed_edus`], with the elements given as slices: `pdus` and `edus` must be
-/// all the elements of the body's `pdus` and `edus` arrays, in order, borrowed from `body` —
-/// e.g. the raw values of the views the exchange built when it inspected the body, so the
-/// rewriter need not parse the transaction again. Each replaced element is checked to be the
-/// very bytes of `body` it claims to be ([`RedactError::NotInBody`] otherwise).
-pub fn rebuild_elements(
-    body: &[u8],
-    pdus: &[&RawValue],
-    edus: &[&RawValue],
-    replace_pdus: &[(usize, Box<RawValue>)],
-    replace_edus: &[(usize, Box<RawValue>)],
-    drop_edus: &[usize],
-) -> Result<Vec<u8>, RedactError> {
-    splice_transaction(body, pdus, edus, replace_pdus, replace_edus, drop_edus)
-}
 
 /// The raw elements of a `pdus`/`edus` array (only scanned when `needed`).
 fn elements<'a>(
@@ -464,7 +449,12 @@ fn elements<'a>(
     }
 }
 
-fn splice_transaction(
+/// As [`rebuild_parsed_edus`], with the elements given as slices: `pdus` and `edus` must be
+/// all the elements of the body's `pdus` and `edus` arrays, in order, borrowed from `body` —
+/// e.g. the raw values of the views the exchange built when it inspected the body, so the
+/// rewriter need not parse the transaction again. Each replaced element is checked to be the
+/// very bytes of `body` it claims to be ([`RedactError::NotInBody`] otherwise).
+pub fn rebuild_elements(
     body: &[u8],
     pdus: &[&RawValue],
     edus: &[&RawValue],
