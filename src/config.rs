@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::federation::EndpointClass;
 
+pub mod labels;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// `[store]`: the embedded state store (`crate::store`).
     pub store: StoreConfig,
+    /// `[labels]`: security labels on federation traffic (`policy::labels`). `None`: off.
+    pub labels: Option<labels::LabelsConfig>,
 }
 
 /// `[keys]`: keys the guard holds itself.
