@@ -34,6 +34,8 @@ pub enum GuardError {
     Key { path: std::path::PathBuf, source: crate::keys::KeyError },
     #[error("content rules: {0}")]
     Rules(#[from] RuleError),
+    #[error("security labels: {0}")]
+    Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -138,6 +140,7 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
+        let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -147,7 +150,10 @@ impl Guard {
             protected_keys,
             guard_key,
             base: base.clone(),
-            policy: std::sync::RwLock::new(Arc::new(Layers::new().with("config", base))),
+            policy: std::sync::RwLock::new(Arc::new(match labels {
+                Some(l) => Layers::new().with("config", base).with("labels", l),
+                None => Layers::new().with("config", base),
+            })),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
