@@ -86,7 +86,9 @@ async fn labels_decide_release_per_event() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("GRENZWACHT_E2E_DIR").map(|d| std::path::PathBuf::from(d).join("labels")).unwrap_or_else(|| tmp.path().to_path_buf());
     let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
+    // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
+    // binary may be replaced by a concurrent build of another branch).
+    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
     opts.labels = true;
     let info = lab::up(opts).await.unwrap_or_else(|e| panic!("lab up: {e}"));
     let _down = Down(info.dir.clone());
@@ -167,6 +169,13 @@ async fn labels_decide_release_per_event() {
     assert!(count("label:mismatch") >= 2.0, "{}", count("label:mismatch"));
     assert!(count("allow") >= 5.0);
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
+    let log = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(&log, "").into_owned();
+    // Per event: the label layer named each denied event and its rule.
+    let named = |id: &str, rule: &str| log.lines().any(|l| l.contains(&format!("event_id={id} ")) && l.contains(rule));
+    for (id, rule) in [(&e2, "label:deny"), (&e3, "label:deny"), (&e4, "label:unlabeled_encrypted"), (&e5, "label:mismatch"), (&e5b, "label:mismatch"), (&e7, "label:deny")] {
+        assert!(named(id, rule), "guard log names {id} with {rule}");
+    }
+    assert!(!log.contains("rule=lab-marking-geheim"), "the keyword rule never decided an event here");
     // The GEHEIM body matched the keyword rule too; the label layer's hold is more severe.
     assert!(log.contains("rule=label:mismatch"), "the mismatch was applied under the label rule");
     assert!(log.contains("rule=label:deny") && log.contains("rule=label:unlabeled_encrypted"));

@@ -574,6 +574,14 @@ impl LabelPolicy {
         self.record(ctx, what, id, room, &r);
         self.pdu_verdict(r)
     }
+
+    /// The event id of a PDU of room version 3+ (reference hash), for the log of a denial.
+    fn computed_event_id(&self, pdu: &PduView<'_>) -> Option<String> {
+        let version = self.store.room_version(pdu.room_id.as_deref()?).ok()??;
+        let rules = crate::federation::redact::parse_room_version(&version)?.rules()?;
+        let obj: ruma::CanonicalJsonObject = serde_json::from_str(pdu.raw.get()).ok()?;
+        ruma::signatures::reference_hash(&obj, &rules).ok().map(|h| format!("${h}"))
+    }
 }
 
 impl Policy for LabelPolicy {
@@ -584,7 +592,14 @@ impl Policy for LabelPolicy {
         Decision::Allow
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        self.event_like(ctx, "pdu", &pdu.event_type, pdu.state_key.as_deref(), pdu.room_id.as_deref(), &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content)
+        let v = self.event_like(ctx, "pdu", &pdu.event_type, pdu.state_key.as_deref(), pdu.room_id.as_deref(), &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content);
+        if v != PduVerdict::Allow && pdu.event_id.is_none() {
+            // Room versions 3+ carry no event id: name the denied event in the log.
+            if let Some(id) = self.computed_event_id(pdu) {
+                tracing::info!(event_id = %id, verdict = ?v, "label decision applies to event");
+            }
+        }
+        v
     }
     fn event(&self, ctx: &ExchangeCtx, ev: &EventView<'_>) -> PduVerdict {
         self.event_like(ctx, "event", &ev.event_type, ev.state_key.as_deref(), ev.room_id.as_deref(), &ev.sender, ev.event_id.as_deref(), ev.origin_server_ts.unwrap_or(0), ev.content)
