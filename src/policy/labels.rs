@@ -121,7 +121,7 @@ fn bad(key: impl Into<String>) -> impl FnOnce(LabelError) -> LabelConfigError {
 #[derive(Debug, Clone)]
 struct Side {
     policy: Oid,
-    default_label: Arc<Label>,
+    default_label: Arc<Result<Label, String>>,
     clearance: Arc<Clearance>,
 }
 
@@ -240,9 +240,14 @@ pub struct LabelPolicy {
     detector: Option<MarkingDetector>,
     /// Raw label text → parsed and validated label (or why not).
     cache: RwLock<HashMap<String, Arc<Result<Label, String>>>>,
+    /// Release decisions: (label, clearance, day) → outcome; see [`Self::release`].
+    decisions: RwLock<HashMap<(usize, usize, u64), ReleaseEntry>>,
     /// Serialises room label changes (read, compare, write).
     learn: Mutex<()>,
 }
+
+/// A cached release decision, holding the label it was made for.
+type ReleaseEntry = (Arc<Result<Label, String>>, Result<(), Denial>);
 
 impl std::fmt::Debug for LabelPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -300,7 +305,7 @@ impl LabelPolicy {
             }
             let default_label = read_label(&spifs, &s.default_label, &s.default_label_file, &format!("{name}.default_label"))?;
             let clearance = read_clearance(&spifs, &s.clearance, &s.clearance_file, &format!("{name}.clearance"), &policy)?;
-            Ok(Side { policy, default_label: Arc::new(default_label), clearance: Arc::new(clearance) })
+            Ok(Side { policy, default_label: Arc::new(Ok(default_label)), clearance: Arc::new(clearance) })
         };
         let protected_side = side("protected", &l.protected)?;
         let remote_side = side("remote", &l.remote)?;
@@ -325,6 +330,7 @@ impl LabelPolicy {
             markings,
             detector: None,
             cache: RwLock::new(HashMap::new()),
+            decisions: RwLock::new(HashMap::new()),
             learn: Mutex::new(()),
             spifs,
         })
@@ -412,8 +418,7 @@ impl LabelPolicy {
         let (from, to) = self.sides(direction);
         // Effective label.
         let own = fields.get(self.event_key.as_str()).map(|raw| self.parse_cached(raw));
-        let effective: Arc<Label>;
-        let eff_ref: &Label = match &own {
+        let eff: Arc<Result<Label, String>> = match &own {
             Some(parsed) => {
                 let label = parsed.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("event label: {e}")))?;
                 if let (Some(rl), false) = (&room_label, room_label_event) {
@@ -423,34 +428,20 @@ impl LabelPolicy {
                         return Err(deny("label:above_room", "event label not dominated by the room label"));
                     }
                 }
-                label
+                parsed.clone()
             }
             None if encrypted && self.encrypted == EncryptedWithoutLabel::Deny => {
                 return Err(deny("label:unlabeled_encrypted", "encrypted without a cleartext label"));
             }
             None => match &room_label {
-                Some(rl) => rl.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?,
-                None => {
-                    effective = from.default_label.clone();
-                    &effective
-                }
+                Some(rl) => rl.clone(),
+                None => from.default_label.clone(),
             },
         };
-        // Release towards the destination.
+        let eff_ref: &Label = eff.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
+        // Release towards the destination (cached per label and clearance).
         let clearance = self.clearance_for(direction, ctx);
-        let translated: Cow<'_, Label> = if eff_ref.policy == to.policy {
-            Cow::Borrowed(eff_ref)
-        } else {
-            Cow::Owned(self.spifs.translate(eff_ref, &to.policy).map_err(|e| match e {
-                LabelError::NoEquivalent { .. } => deny("label:no_equivalent", e.to_string()),
-                other => deny("label:invalid", other.to_string()),
-            })?)
-        };
-        match self.spifs.access(&translated, clearance) {
-            Ok(AccessDecision::Grant) => {}
-            Ok(AccessDecision::Deny) => return Err(deny("label:deny", "destination not cleared for the label")),
-            Err(e) => return Err(deny("label:invalid", e.to_string())),
-        }
+        self.release(&eff, eff_ref, to, clearance)?;
         // Consistency: a body marked above its label.
         if !encrypted {
             if let Some(found) = self.highest_marking(&fields, content, &eff_ref.policy) {
@@ -461,6 +452,40 @@ impl LabelPolicy {
             }
         }
         Ok(())
+    }
+
+    /// Translation into the destination side's policy and access against `clearance`.
+    ///
+    /// Cached by the identity of the parsed label (`Arc` from the parse cache, the room label
+    /// or the side default — the entry holds the `Arc`, so its address cannot be reused while
+    /// cached), the clearance and the day (SPIF validity dates are days).
+    fn release(&self, eff: &Arc<Result<Label, String>>, label: &Label, to: &Side, clearance: &Arc<Clearance>) -> Result<(), Denial> {
+        let day = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
+        let key = (Arc::as_ptr(eff) as usize, Arc::as_ptr(clearance) as usize, day);
+        if let Some((_, r)) = self.decisions.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return r.clone();
+        }
+        let r = (|| {
+            let translated: Cow<'_, Label> = if label.policy == to.policy {
+                Cow::Borrowed(label)
+            } else {
+                Cow::Owned(self.spifs.translate(label, &to.policy).map_err(|e| match e {
+                    LabelError::NoEquivalent { .. } => deny("label:no_equivalent", e.to_string()),
+                    other => deny("label:invalid", other.to_string()),
+                })?)
+            };
+            match self.spifs.access(&translated, clearance) {
+                Ok(AccessDecision::Grant) => Ok(()),
+                Ok(AccessDecision::Deny) => Err(deny("label:deny", "destination not cleared for the label")),
+                Err(e) => Err(deny("label:invalid", e.to_string())),
+            }
+        })();
+        let mut d = self.decisions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if d.len() >= LABEL_CACHE_MAX {
+            d.clear();
+        }
+        d.insert(key, (eff.clone(), r.clone()));
+        r
     }
 
     /// The highest marking hierarchy (in `policy`) found in the body fields.
