@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::federation::EndpointClass;
 
+pub mod labels;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -65,6 +66,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[dlp]`: the DLP rule set (`crate::policy::dlp`), if any.
     pub dlp: Option<DlpConfig>,
+    /// `[labels]`: security labels on federation traffic (`policy::labels`). `None`: off.
+    pub labels: Option<labels::LabelsConfig>,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.

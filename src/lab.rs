@@ -124,6 +124,10 @@ pub enum LabCommand {
         /// Remote server names the guard refuses in both directions (repeatable).
         #[arg(long = "deny-server")]
         deny_servers: Vec<String>,
+        /// Security labels: hs1's side uses the shipped DEU-VS policy, hs2's side NATO
+        /// (`[labels]` in guard.toml, see `lab::guard::LAB_LABELS`).
+        #[arg(long)]
+        labels: bool,
     },
     /// Stop exactly the processes `lab up` started in DIR.
     Down {
@@ -241,6 +245,9 @@ pub struct LabOptions {
     pub start_timeout: Duration,
     /// Print progress to stderr.
     pub verbose: bool,
+    /// Security labels on (default off): the guard gets a `[labels]` section with the shipped
+    /// SPIFs (written to `DIR/spif/`), hs1's side DEU-VS, hs2's side NATO.
+    pub labels: bool,
 }
 
 impl LabOptions {
@@ -255,6 +262,7 @@ impl LabOptions {
             python: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             verbose: false,
+            labels: false,
         }
     }
 }
@@ -396,7 +404,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LabError> {
     f.write_all(bytes).map_err(io)
 }
 
-fn mkdir(path: &Path) -> Result<(), LabError> {
+pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {
     fs::create_dir_all(path).map_err(|source| LabError::Io {
         path: path.to_path_buf(),
         source,
@@ -627,6 +635,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         guard_key: dir.join("guard.signing.key"),
         store: dir.join("grenzwacht.db"),
         policies: dir.join("policies"),
+        labels: if opts.labels { Some(guard::write_lab_spifs(dir, &hs2_name)?) } else { None },
     };
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
@@ -876,12 +885,14 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 outbound,
                 guard_bin,
                 deny_servers,
+                labels,
             } => {
                 let mut opts = LabOptions::new(dir, outbound);
                 if let Some(g) = guard_bin {
                     opts.guard_bin = g;
                 }
                 opts.deny_servers = deny_servers;
+                opts.labels = labels;
                 opts.verbose = true;
                 let info = up(opts).await?;
                 print_info(&info);

@@ -25,6 +25,7 @@
 //! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
 //! same trait and return richer verdicts.
 pub mod dlp;
+pub mod labels;
 pub mod layers;
 pub mod permit;
 pub mod rules;

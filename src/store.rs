@@ -321,9 +321,29 @@ impl TxnPut {
     }
 }
 
+/// A room's security label as stored ([`Store::room_label`]); see `schema` for the columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLabelRecord {
+    /// The label as received: the JSON text of the state event's label value.
+    pub label: String,
+    /// The state event it came from, if known.
+    pub event_id: Option<String>,
+    /// That event's sender.
+    pub sender: String,
+    /// That event's `origin_server_ts` (ms).
+    pub origin_server_ts: i64,
+    /// Where it was learned (short label, e.g. `pdu`).
+    pub learned_from: String,
+}
+
+/// Longest stored room label text (bytes).
+pub const MAX_ROOM_LABEL_BYTES: usize = 64 * 1024;
+
 struct Inner {
     conn: Mutex<Connection>,
     rooms: RwLock<HashMap<String, RoomVersionEntry>>,
+    /// Room labels, also negatively cached (only this store writes them; see `room_label`).
+    room_labels: RwLock<HashMap<String, Option<RoomLabelRecord>>>,
     location: String,
 }
 
@@ -403,6 +423,7 @@ impl Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 rooms: RwLock::new(HashMap::new()),
+                room_labels: RwLock::new(HashMap::new()),
                 location,
             }),
         }
@@ -516,6 +537,61 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .get(room_id)
             .cloned()
+    }
+
+    // ---- room labels --------------------------------------------------------------------
+
+    /// The stored security label of `room_id`, if any.
+    ///
+    /// Cached in memory after the first lookup, **also when the room has none**: unlike room
+    /// versions, labels change, and only [`Store::put_room_label`] of this store (and its
+    /// clones) writes them — one guard process per file — so the cache is updated on every
+    /// write and never stale within the process.
+    pub fn room_label(&self, room_id: &str) -> Result<Option<RoomLabelRecord>, StoreError> {
+        if let Some(hit) = self.inner.room_labels.read().unwrap_or_else(PoisonError::into_inner).get(room_id) {
+            return Ok(hit.clone());
+        }
+        let row = self
+            .conn()
+            .prepare_cached("SELECT label, event_id, sender, origin_server_ts, learned_from FROM room_labels WHERE room_id = ?1")
+            .and_then(|mut st| {
+                st.query_row(params![room_id], |r| {
+                    Ok(RoomLabelRecord { label: r.get(0)?, event_id: r.get(1)?, sender: r.get(2)?, origin_server_ts: r.get(3)?, learned_from: r.get(4)? })
+                })
+                .optional()
+            })
+            .map_err(sqlite("read room label"))?;
+        // A concurrent `put_room_label` may have cached a newer value meanwhile: it wins.
+        Ok(self.inner.room_labels.write().unwrap_or_else(PoisonError::into_inner).entry(room_id.to_owned()).or_insert(row).clone())
+    }
+
+    /// Stores (inserts or replaces) the security label of `room_id`. Whether a new label may
+    /// replace the old one is the caller's decision.
+    pub fn put_room_label(&self, room_id: &str, rec: &RoomLabelRecord) -> Result<(), StoreError> {
+        check_room_id(room_id)?;
+        check_text(&rec.learned_from, MAX_LABEL_BYTES, "room label source label")?;
+        if rec.label.is_empty() || rec.label.len() > MAX_ROOM_LABEL_BYTES {
+            return Err(StoreError::InvalidInput { what: "room label: empty or too long" });
+        }
+        if rec.sender.len() > MAX_ROOM_ID_BYTES || rec.event_id.as_ref().is_some_and(|e| e.len() > MAX_ROOM_ID_BYTES) {
+            return Err(StoreError::InvalidInput { what: "room label sender or event ID: too long" });
+        }
+        // Hold the cache's write lock across the write so readers never see the old value
+        // after the row changed.
+        let mut cache = self.inner.room_labels.write().unwrap_or_else(PoisonError::into_inner);
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO room_labels (room_id, label, event_id, sender, origin_server_ts, learned_from, learned_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room_id) DO UPDATE SET label = excluded.label, \
+                 event_id = excluded.event_id, sender = excluded.sender, origin_server_ts = excluded.origin_server_ts, \
+                 learned_from = excluded.learned_from, learned_at = excluded.learned_at",
+            )
+            .and_then(|mut st| {
+                st.execute(params![room_id, rec.label, rec.event_id, rec.sender, rec.origin_server_ts, rec.learned_from, unix_ms(SystemTime::now())])
+            })
+            .map_err(sqlite("write room label"))?;
+        cache.insert(room_id.to_owned(), Some(rec.clone()));
+        Ok(())
     }
 
     // ---- transaction decisions ----------------------------------------------------------

@@ -424,6 +424,22 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                 let (v, _) = ctx.array(item, name, anchor);
                 cfg.rules = v;
             }
+            "labels" => {
+                cfg.labels = ctx.section::<super::labels::LabelsConfig>(node, name, anchor.clone());
+                if let Some(l) = &mut cfg.labels {
+                    for (path, msg) in l.check() {
+                        let mut segs = vec![k("labels")];
+                        segs.extend(path.iter().map(|s| match s {
+                            super::labels::PathStep::Key(n) => k(n),
+                            super::labels::PathStep::Index(i) => Seg::Index(*i),
+                        }));
+                        ctx.error(value_span(root, &segs).or_else(|| anchor.clone()), msg);
+                    }
+                    if let Some(b) = base {
+                        l.resolve_paths(b);
+                    }
+                }
+            }
             other => ctx.error(name_span, format!("unknown key `{other}`")),
         }
     }

@@ -56,6 +56,88 @@ pub struct GuardConfig {
     pub store: PathBuf,
     /// `[dlp] policies`: the lab's copy of the shipped rule set ([`SHIPPED_POLICIES`]).
     pub policies: PathBuf,
+    /// `[labels]`, when the lab runs with security labels.
+    pub labels: Option<LabLabels>,
+}
+
+/// The lab's security labels (`LabOptions::labels`): the shipped SPIFs, hs1's side under
+/// DEU-VS, hs2's side under NATO.
+///
+/// * protected side (hs1): policy DEU-VS, unlabeled = VS-NfD, cleared for everything
+///   (OFFEN … STRENG GEHEIM, all release and additional categories);
+/// * remote side: policy NATO, unlabeled = NATO RESTRICTED (NATO context), cleared for NATO
+///   UNCLASSIFIED and RESTRICTED, releasable to DEU, NATO context — i.e. hs2 is cleared for
+///   VS-NfD, released to Germany; `[[labels.peer]]` names hs2 with that clearance.
+#[derive(Debug, Clone)]
+pub struct LabLabels {
+    /// `DIR/spif/deu-vs.xml`, `DIR/spif/nato.xml`.
+    pub spifs: Vec<PathBuf>,
+    /// hs2's server name.
+    pub remote_server: String,
+}
+
+/// DEU-VS policy OID of the shipped SPIF.
+pub const LAB_DEU_POLICY: &str = "1.3.6.1.4.1.99999.1.1";
+/// NATO policy OID of the shipped SPIF.
+pub const LAB_NATO_POLICY: &str = "1.3.26.1.3.1";
+
+/// Writes the shipped SPIFs (embedded in the binary) to `DIR/spif/`.
+pub fn write_lab_spifs(dir: &std::path::Path, remote_server: &str) -> Result<LabLabels, super::LabError> {
+    let d = dir.join("spif");
+    super::mkdir(&d)?;
+    let deu = d.join("deu-vs.xml");
+    let nato = d.join("nato.xml");
+    super::write_file(&deu, include_str!("../../spif/deu-vs.xml").as_bytes())?;
+    super::write_file(&nato, include_str!("../../spif/nato.xml").as_bytes())?;
+    Ok(LabLabels { spifs: vec![deu, nato], remote_server: remote_server.to_string() })
+}
+
+fn toml_of(v: &serde_json::Value) -> toml_edit::Value {
+    match v {
+        serde_json::Value::Bool(b) => (*b).into(),
+        serde_json::Value::Number(n) => n.as_i64().map(toml_edit::Value::from).unwrap_or_else(|| n.to_string().into()),
+        serde_json::Value::String(s) => s.as_str().into(),
+        serde_json::Value::Array(a) => toml_edit::Value::Array(a.iter().map(toml_of).collect()),
+        serde_json::Value::Object(o) => {
+            let mut t = toml_edit::InlineTable::new();
+            for (k, x) in o {
+                t.insert(k, toml_of(x));
+            }
+            toml_edit::Value::InlineTable(t)
+        }
+        serde_json::Value::Null => "".into(),
+    }
+}
+
+/// The `[labels]` table of the lab.
+fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
+    use serde_json::json;
+    let deu_cats: Vec<serde_json::Value> = [276u64, 250, 840, 1001, 2000]
+        .iter()
+        .map(|v| json!({"tag_set": format!("{LAB_DEU_POLICY}.1"), "type": "permissive", "lacv": v}))
+        .chain([2u64, 10].iter().map(|v| json!({"tag_set": format!("{LAB_DEU_POLICY}.2"), "type": "restrictive", "lacv": v})))
+        .collect();
+    let nato_clearance = json!({"policy": LAB_NATO_POLICY, "classifications": [1, 2], "categories": [
+        {"tag_set": "1.3.26.1.4.2", "type": "enumeratedPermissive", "lacv": 276},
+        {"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]});
+    let mut t = Table::new();
+    t["spifs"] = value(str_array(l.spifs.iter().map(|p| p.display().to_string())));
+    let mut prot = Table::new();
+    prot["policy"] = value(LAB_DEU_POLICY);
+    prot["default_label"] = value(toml_of(&json!({"policy": LAB_DEU_POLICY, "classification": 2})));
+    prot["clearance"] = value(toml_of(&json!({"policy": LAB_DEU_POLICY, "classifications": [1, 2, 3, 4, 5], "categories": deu_cats})));
+    t["protected"] = Item::Table(prot);
+    let mut remote = Table::new();
+    remote["policy"] = value(LAB_NATO_POLICY);
+    remote["default_label"] = value(toml_of(&json!({"policy": LAB_NATO_POLICY, "classification": 2, "categories": [{"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]})));
+    remote["clearance"] = value(toml_of(&nato_clearance));
+    t["remote"] = Item::Table(remote);
+    let mut peer = Table::new();
+    peer["server"] = value(l.remote_server.clone());
+    peer["clearance"] = value(toml_of(&nato_clearance));
+    let mut peers = ArrayOfTables::new();
+    peers.push(peer);
+    (t, peers)
 }
 
 /// The shipped DLP rule set (`policies/`), built into the binary so the lab runs from any
@@ -146,6 +228,11 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     dlp["policies"] = value(c.policies.display().to_string());
     dlp["watch_interval_ms"] = value(1000);
     doc["dlp"] = Item::Table(dlp);
+    if let Some(l) = &c.labels {
+        let (mut t, peers) = labels_table(l);
+        t["peer"] = Item::ArrayOfTables(peers);
+        doc["labels"] = Item::Table(t);
+    }
     doc.to_string()
 }
 
@@ -168,7 +255,25 @@ mod tests {
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
             policies: "/lab/policies".into(),
+            labels: None,
         }
+    }
+
+    /// The lab's `[labels]` section parses with the config schema and builds the label layer
+    /// from the shipped SPIFs; without the option there is no section.
+    #[test]
+    fn labels_section_loads_with_the_shipped_spifs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(GuardOutbound::Connect { listen: "127.0.0.1:4".parse().unwrap(), ca_dir: "/lab/interception-ca".into() });
+        assert!(!guard_toml(&c).contains("[labels"));
+        c.labels = Some(write_lab_spifs(dir.path(), "127.0.0.1:9").unwrap());
+        let text = guard_toml(&c);
+        let cfg = crate::config::Config::from_str(&text, dir.path().join("guard.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let l = cfg.labels.as_ref().expect("labels");
+        assert_eq!(l.peer[0].server, "127.0.0.1:9");
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let p = crate::policy::labels::LabelPolicy::from_config(&cfg, store).unwrap().expect("layer");
+        assert_eq!(p.spifs().policies().len(), 2);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum GuardError {
     Rules(#[from] RuleError),
     #[error("DLP rule set {dir}:\n{diagnostics}")]
     Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
+    #[error("security labels: {0}")]
+    Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -75,6 +77,8 @@ pub struct Guard {
     policy: std::sync::RwLock<Arc<Layers>>,
     /// `[dlp]`: the rule directory and its poll interval.
     dlp: Option<crate::config::DlpConfig>,
+    /// The security-label layer (`[labels]`), kept across DLP reloads.
+    labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
     /// Serialises reloads (SIGHUP and the file watcher).
     reload_lock: std::sync::Mutex<()>,
     store: Store,
@@ -149,6 +153,7 @@ impl Guard {
             Some(d) => Some(Arc::new(load_dlp(&d.policies)?)),
             None => None,
         };
+        let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -157,9 +162,10 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone()))),
             base,
             dlp: cfg.dlp.clone(),
+            labels,
             reload_lock: std::sync::Mutex::new(()),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
@@ -209,11 +215,14 @@ impl Guard {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, then the DLP rule set.
-    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>) -> Layers {
+    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels.
+    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
         let mut l = Layers::new().with("config", base.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
+        }
+        if let Some(x) = labels {
+            l = l.with("labels", x);
         }
         l
     }
@@ -227,7 +236,7 @@ impl Guard {
         match load_dlp(&d.policies) {
             Ok(p) => {
                 let rules = p.rule_count();
-                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p))));
+                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone()));
                 metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
                 info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
                 Ok(rules)

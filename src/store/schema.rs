@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 1)
+//! # Format (schema version 2)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -18,6 +18,20 @@
 //! | `version`      | TEXT    | the room version identifier, e.g. `"10"`, `"12"`           |
 //! | `learned_from` | TEXT    | where it was learned: `m.room.create`, `make_join`, …      |
 //! | `learned_at`   | INTEGER | when (Unix ms)                                             |
+//!
+//! `room_labels` (since version 2): the current security label of a room, one row per room,
+//! replaced when the guard accepts a newer room label state event (`policy::labels` decides
+//! which changes it accepts; the store keeps whatever it is given).
+//!
+//! | column             | type    | meaning                                                   |
+//! |--------------------|---------|-----------------------------------------------------------|
+//! | `room_id`          | TEXT PK | the room ID                                               |
+//! | `label`            | TEXT    | the label as received (JSON text of the content value)    |
+//! | `event_id`         | TEXT    | the state event it came from, if known                    |
+//! | `sender`           | TEXT    | that event's sender                                       |
+//! | `origin_server_ts` | INTEGER | that event's `origin_server_ts` (ms)                      |
+//! | `learned_from`     | TEXT    | where: `pdu`, `event` (stripped state, templates), …      |
+//! | `learned_at`       | INTEGER | when (Unix ms)                                            |
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -88,6 +102,18 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
 
     CREATE INDEX txn_decisions_by_created_at ON txn_decisions (created_at);
+    "#,
+    // 2: room security labels.
+    r#"
+    CREATE TABLE room_labels (
+        room_id          TEXT    NOT NULL PRIMARY KEY,
+        label            TEXT    NOT NULL,
+        event_id         TEXT,
+        sender           TEXT    NOT NULL,
+        origin_server_ts INTEGER NOT NULL,
+        learned_from     TEXT    NOT NULL,
+        learned_at       INTEGER NOT NULL
+    ) STRICT;
     "#,
 ];
 

@@ -31,7 +31,7 @@ fn open_creates_file_with_schema_and_private_mode() {
     let store = Store::open(&path).unwrap();
     assert!(path.is_file());
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -55,7 +55,7 @@ fn open_creates_file_with_schema_and_private_mode() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["room_versions", "txn_decisions"]);
+    assert_eq!(tables, ["room_labels", "room_versions", "txn_decisions"]);
 }
 
 #[test]
@@ -119,9 +119,10 @@ fn migrations_are_idempotent() {
 
 #[test]
 fn migrations_run_forward_from_older_versions_keeping_data() {
-    // A hypothetical version 2 on top of the real version 1.
+    // A hypothetical next version on top of the real ones.
     let v2: &[&str] = &[
         schema::MIGRATIONS[0],
+        schema::MIGRATIONS[1],
         "ALTER TABLE room_versions ADD COLUMN note TEXT",
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -132,7 +133,7 @@ fn migrations_run_forward_from_older_versions_keeping_data() {
     }
     let mut c = raw_conn(&path);
     schema::migrate(&mut c, v2, "test").unwrap();
-    assert_eq!(schema::user_version(&c).unwrap(), 2);
+    assert_eq!(schema::user_version(&c).unwrap(), 3);
     let (version, note): (String, Option<String>) = c
         .query_row(
             "SELECT version, note FROM room_versions WHERE room_id = ?1",
@@ -141,9 +142,9 @@ fn migrations_run_forward_from_older_versions_keeping_data() {
         )
         .unwrap();
     assert_eq!((version.as_str(), note), ("10", None));
-    // Idempotent at version 2 as well.
+    // Idempotent at the new version as well.
     schema::migrate(&mut c, v2, "test").unwrap();
-    assert_eq!(schema::user_version(&c).unwrap(), 2);
+    assert_eq!(schema::user_version(&c).unwrap(), 3);
 }
 
 #[test]
@@ -156,6 +157,64 @@ fn failed_migration_leaves_previous_version() {
         "{err:?}"
     );
     assert_eq!(schema::user_version(&c).unwrap(), 1);
+}
+
+// ---- room labels ---------------------------------------------------------------------------
+
+fn room_label(label: &str, ts: i64) -> RoomLabelRecord {
+    RoomLabelRecord {
+        label: label.to_owned(),
+        event_id: Some(format!("$ev{ts}")),
+        sender: "@alice:hs1.example.org".to_owned(),
+        origin_server_ts: ts,
+        learned_from: "pdu".to_owned(),
+    }
+}
+
+#[test]
+fn room_labels_persist_replace_and_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.room_label(ROOM).unwrap(), None, "unknown room");
+        // The negative cache is updated by the write.
+        s.put_room_label(ROOM, &room_label(r#"{"policy":"1.2","classification":2}"#, 1)).unwrap();
+        assert_eq!(s.room_label(ROOM).unwrap().unwrap().origin_server_ts, 1);
+        s.put_room_label(ROOM, &room_label(r#"{"policy":"1.2","classification":4}"#, 2)).unwrap();
+        let clone = s.clone();
+        assert_eq!(clone.room_label(ROOM).unwrap().unwrap().label, r#"{"policy":"1.2","classification":4}"#);
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.room_label(ROOM).unwrap(), Some(room_label(r#"{"policy":"1.2","classification":4}"#, 2)), "replaced row persisted");
+    assert_eq!(s.room_label("!other:x").unwrap(), None);
+}
+
+#[test]
+fn room_labels_refuse_bad_input() {
+    let s = Store::open_in_memory().unwrap();
+    assert!(matches!(s.put_room_label("no-bang", &room_label("{}", 1)), Err(StoreError::InvalidInput { .. })));
+    assert!(matches!(s.put_room_label(ROOM, &room_label("", 1)), Err(StoreError::InvalidInput { .. })));
+    let big = "x".repeat(MAX_ROOM_LABEL_BYTES + 1);
+    assert!(matches!(s.put_room_label(ROOM, &room_label(&big, 1)), Err(StoreError::InvalidInput { .. })));
+    assert_eq!(s.room_label(ROOM).unwrap(), None, "nothing stored");
+}
+
+#[test]
+fn version_1_file_migrates_to_room_labels_keeping_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    {
+        let mut c = raw_conn(&path);
+        schema::migrate(&mut c, &schema::MIGRATIONS[..1], "test").unwrap();
+        c.execute("INSERT INTO room_versions VALUES (?1, '10', 'make_join', 1)", [ROOM]).unwrap();
+        assert_eq!(schema::user_version(&c).unwrap(), 1);
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.room_version(ROOM).unwrap().as_deref(), Some("10"));
+    s.put_room_label(ROOM, &room_label("{}", 3)).unwrap();
+    assert_eq!(s.room_label(ROOM).unwrap().unwrap().origin_server_ts, 3);
 }
 
 #[test]
