@@ -175,9 +175,11 @@ async fn labels_decide_release_per_event() {
     for (id, rule) in [(&e2, "label:deny"), (&e3, "label:deny"), (&e4, "label:unlabeled_encrypted"), (&e5, "label:mismatch"), (&e5b, "label:mismatch"), (&e7, "label:deny")] {
         assert!(named(id, rule), "guard log names {id} with {rule}");
     }
-    // The GEHEIM body matched the DLP marking rule too (it is logged as a DLP match), but the
-    // label layer's hold is more severe: no event here was redacted under a DLP rule.
-    assert!(!log.lines().any(|l| l.contains("redacting event in transit") && l.contains("rule=dlp:")), "a DLP rule decided an event here");
+    // The GEHEIM body matched the DLP marking rule too (redact), but the label layer's hold is
+    // more severe, so the label rule is what applied. (The VS-VERTRAULICH body is held by both
+    // layers; at equal severity the earlier layer, DLP, is named.)
+    let by_dlp: Vec<&str> = log.lines().filter(|l| l.contains("redacting event in transit") && l.contains("rule=dlp:marking.geheim")).collect();
+    assert!(by_dlp.is_empty(), "the DLP redact rule won over the label hold: {by_dlp:?}");
     assert!(log.contains("rule=label:mismatch"), "the mismatch was applied under the label rule");
     assert!(log.contains("rule=label:deny") && log.contains("rule=label:unlabeled_encrypted"));
     assert!(log.contains("room label learned"), "the guard learned the room label");
