@@ -102,12 +102,18 @@ impl Glob {
     fn new(s: &str, lower: bool) -> Glob {
         Glob(if lower { s.to_ascii_lowercase() } else { s.to_owned() })
     }
-    fn matches(&self, s: &str) -> bool {
-        glob_match(self.0.as_bytes(), s.as_bytes())
+    fn matches(&self, s: &str, lower: bool) -> bool {
+        glob_match_by(self.0.as_bytes(), s.as_bytes(), lower)
     }
 }
 
+#[cfg(test)]
 fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    glob_match_by(p, s, false)
+}
+
+/// `lower`: compare `s` lower-cased (ASCII; the pattern is lower case already).
+fn glob_match_by(p: &[u8], s: &[u8], lower: bool) -> bool {
     // Iterative matcher with single backtrack point.
     let (mut pi, mut si) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -115,7 +121,7 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, si));
             pi += 1;
-        } else if pi < p.len() && p[pi] == s[si] {
+        } else if pi < p.len() && p[pi] == if lower { s[si].to_ascii_lowercase() } else { s[si] } {
             pi += 1;
             si += 1;
         } else if let Some((sp, ss)) = star {
@@ -131,12 +137,7 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 
 fn any_glob(globs: &[Glob], v: Option<&str>, lower: bool) -> bool {
     let Some(v) = v else { return false };
-    if lower {
-        let v = v.to_ascii_lowercase();
-        globs.iter().any(|g| g.matches(&v))
-    } else {
-        globs.iter().any(|g| g.matches(v))
-    }
+    globs.iter().any(|g| g.matches(v, lower))
 }
 
 #[derive(Debug)]
@@ -182,18 +183,81 @@ struct CException {
     peers: Vec<Glob>,
 }
 
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KwKind {
     Raw,
     Folded,
 }
 
+/// The keyword automata of the reference scan (overlapping search, tests only).
+#[cfg(test)]
 #[derive(Debug)]
 struct Keywords {
     kind: KwKind,
     ac: AhoCorasick,
     /// Pattern index → rule index.
     rule: Vec<usize>,
+}
+
+/// An Aho-Corasick automaton that reports every occurrence of every pattern — the same set
+/// as `find_overlapping_iter` — with the fast, prefilter-driven leftmost-longest search:
+/// after a match at `s` the search restarts at `s + 1`, and the patterns that are prefixes of
+/// the reported one (the only others that can start at `s`) are reported with it.
+#[derive(Debug)]
+struct AllMatches {
+    ac: AhoCorasick,
+    lens: Vec<usize>,
+    /// Per pattern: the other patterns that are prefixes of it (equal ones included).
+    prefixes: Vec<Vec<usize>>,
+}
+
+impl AllMatches {
+    fn new(patterns: &[Vec<u8>], ci: bool) -> Result<AllMatches, CompileError> {
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(ci)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns)
+            .map_err(|e| CompileError(format!("keyword automaton: {e}")))?;
+        let prefixes = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (0..patterns.len())
+                    .filter(|&j| {
+                        let q = &patterns[j];
+                        j != i && q.len() <= p.len() && if ci { q.eq_ignore_ascii_case(&p[..q.len()]) } else { *q == p[..q.len()] }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(AllMatches { ac, lens: patterns.iter().map(Vec::len).collect(), prefixes })
+    }
+
+    /// Call `f(pattern, start, end)` for every occurrence.
+    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        let mut input = aho_corasick::Input::new(hay);
+        while let Some(m) = self.ac.find(input.clone()) {
+            let (p, s) = (m.pattern().as_usize(), m.start());
+            f(p, s, m.end());
+            for &q in &self.prefixes[p] {
+                f(q, s, s + self.lens[q]);
+            }
+            if s + 1 >= hay.len() {
+                break;
+            }
+            input.set_start(s + 1);
+        }
+    }
+}
+
+/// What a pattern of the raw (case-sensitive) automaton stands for.
+#[derive(Debug, Clone, Copy)]
+enum RawPat {
+    /// A literal trigger (trigger id).
+    Trig(u32),
+    /// A case-sensitive keyword of a rule.
+    Keyword(usize),
 }
 
 /// The compiled, immutable rule set (see the module docs).
@@ -208,6 +272,13 @@ pub struct Engine {
     triggers: Triggers,
     /// Pattern index → rule index.
     pattern_rule: Vec<usize>,
+    /// Literal triggers and case-sensitive keywords, one pass over the raw text.
+    raw: Option<(AllMatches, Vec<RawPat>)>,
+    /// ASCII-case-insensitive keywords (non-ASCII case variants expanded) → rule index.
+    raw_ci: Option<(AllMatches, Vec<usize>)>,
+    /// Case- and diacritic-folded keywords (folded, lower case) on the folded text → rule.
+    folded: Option<(AllMatches, Vec<usize>)>,
+    #[cfg(test)]
     keywords: Vec<Keywords>,
     #[cfg(test)]
     reference: Vec<regex::bytes::Regex>,
@@ -230,6 +301,9 @@ struct Scratch {
     last: Vec<usize>,
     want: Vec<bool>,
     windows: Vec<(usize, usize)>,
+    /// The folded text and its breakpoints (see [`fold_into`]).
+    folded: Vec<u8>,
+    breaks: Vec<(usize, usize, usize, usize)>,
 }
 
 thread_local! {
@@ -277,7 +351,7 @@ fn plan_of(pattern: &str, tb: &mut TriggersBuilder) -> Result<Plan, String> {
 }
 
 /// Fold one character for diacritic- and case-insensitive comparison.
-fn fold_char(c: char, out: &mut String) {
+fn fold_char(c: char, out: &mut Vec<u8>) {
     let s = match c {
         'ä' | 'Ä' | 'à' | 'á' | 'â' | 'ã' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Å' | 'ā' | 'Ā' => "a",
         'æ' | 'Æ' => "ae",
@@ -296,88 +370,133 @@ fn fold_char(c: char, out: &mut String) {
         '\u{2010}'..='\u{2015}' | '\u{2212}' => "-",
         _ => {
             if c.is_ascii() {
-                out.push(c.to_ascii_lowercase());
+                out.push(c.to_ascii_lowercase() as u8);
             } else {
-                out.extend(c.to_lowercase());
+                for l in c.to_lowercase() {
+                    out.extend_from_slice(l.encode_utf8(&mut [0; 4]).as_bytes());
+                }
             }
             return;
         }
     };
-    out.push_str(s);
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// Fold a whole (short) string.
 fn fold_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
         fold_char(c, &mut out);
     }
-    out
+    String::from_utf8(out).expect("folding keeps UTF-8")
 }
 
-/// A folded copy of a haystack with the positions of its non-ASCII characters.
+/// Length of the leading ASCII run of `b`.
+fn ascii_run(b: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes")) & 0x8080_8080_8080_8080;
+        if w != 0 {
+            return i + (w.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().position(|c| !c.is_ascii()).unwrap_or(b.len() - i)
+}
+
+/// Fold `s` for the folded keywords into `out`: ASCII lower-cased, every non-ASCII character
+/// through [`fold_char`]; `breaks` gets (folded start, folded end, original start, original
+/// end) per non-ASCII character. Lower-casing here lets the folded automaton search
+/// case-sensitively (with its packed prefilter) instead of ASCII-case-insensitively.
+fn fold_into(s: &str, out: &mut Vec<u8>, breaks: &mut Vec<(usize, usize, usize, usize)>) {
+    out.clear();
+    breaks.clear();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = ascii_run(&bytes[i..]);
+        out.extend(bytes[i..i + run].iter().map(|&b| b | (u8::from(b.wrapping_sub(b'A') < 26) << 5)));
+        i += run;
+        if i >= bytes.len() {
+            break;
+        }
+        let c = s[i..].chars().next().expect("char boundary");
+        let fs = out.len();
+        fold_char(c, out);
+        breaks.push((fs, out.len(), i, i + c.len_utf8()));
+        i += c.len_utf8();
+    }
+}
+
+fn break_entry(breaks: &[(usize, usize, usize, usize)], f: usize) -> Option<&(usize, usize, usize, usize)> {
+    let idx = breaks.partition_point(|b| b.0 <= f);
+    idx.checked_sub(1).map(|i| &breaks[i])
+}
+
+/// Original position of folded start position `f`.
+fn map_start(breaks: &[(usize, usize, usize, usize)], f: usize) -> usize {
+    match break_entry(breaks, f) {
+        None => f,
+        Some(&(_, fe, os, oe)) => {
+            if f < fe {
+                os
+            } else {
+                oe + (f - fe)
+            }
+        }
+    }
+}
+
+/// Original position of folded end position `f`.
+fn map_end(breaks: &[(usize, usize, usize, usize)], f: usize) -> usize {
+    if f == 0 {
+        return 0;
+    }
+    match break_entry(breaks, f - 1) {
+        None => f,
+        Some(&(_, fe, _, oe)) => {
+            if f - 1 < fe {
+                oe
+            } else {
+                oe + (f - fe)
+            }
+        }
+    }
+}
+
+/// A folded copy of a haystack with the positions of its non-ASCII characters (the reference
+/// scan's folding: ASCII case kept, searched ASCII-case-insensitively).
+#[cfg(test)]
 struct Folded {
     text: String,
     /// (folded start, folded end, original start, original end) per non-ASCII character.
     breaks: Vec<(usize, usize, usize, usize)>,
 }
 
+#[cfg(test)]
 impl Folded {
     /// Fold non-ASCII characters only (ASCII case is handled by the automaton).
     fn new(s: &str) -> Folded {
-        let mut text = String::with_capacity(s.len() + 16);
+        let mut text = Vec::with_capacity(s.len() + 16);
         let mut breaks = Vec::new();
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let run = bytes[i..].iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len() - i);
-            text.push_str(&s[i..i + run]);
-            i += run;
-            if i >= bytes.len() {
-                break;
+        for (i, c) in s.char_indices() {
+            if c.is_ascii() {
+                text.push(c as u8);
+            } else {
+                let fs = text.len();
+                fold_char(c, &mut text);
+                breaks.push((fs, text.len(), i, i + c.len_utf8()));
             }
-            let c = s[i..].chars().next().expect("char boundary");
-            let fs = text.len();
-            fold_char(c, &mut text);
-            breaks.push((fs, text.len(), i, i + c.len_utf8()));
-            i += c.len_utf8();
         }
-        Folded { text, breaks }
-    }
-
-    fn entry(&self, f: usize) -> Option<&(usize, usize, usize, usize)> {
-        let idx = self.breaks.partition_point(|b| b.0 <= f);
-        idx.checked_sub(1).map(|i| &self.breaks[i])
+        Folded { text: String::from_utf8(text).expect("UTF-8"), breaks }
     }
 
     fn map_start(&self, f: usize) -> usize {
-        match self.entry(f) {
-            None => f,
-            Some(&(fs, fe, os, oe)) => {
-                if f < fe {
-                    let _ = fs;
-                    os
-                } else {
-                    oe + (f - fe)
-                }
-            }
-        }
+        map_start(&self.breaks, f)
     }
 
     fn map_end(&self, f: usize) -> usize {
-        if f == 0 {
-            return 0;
-        }
-        match self.entry(f - 1) {
-            None => f,
-            Some(&(_, fe, _, oe)) => {
-                if f - 1 < fe {
-                    oe
-                } else {
-                    oe + (f - fe)
-                }
-            }
-        }
+        map_end(&self.breaks, f)
     }
 }
 
@@ -546,19 +665,36 @@ impl Engine {
                 });
             }
         }
-        let (triggers, ids) = tb.build().map_err(|e| CompileError(format!("trigger automaton: {e}")))?;
+        let (triggers, ids) = tb.build();
         for p in &mut plans {
             p.trigs.iter_mut().for_each(|t| *t = ids[*t as usize]);
             p.trigs.sort_unstable();
             p.trigs.dedup();
         }
+        let mut raw_pats: Vec<Vec<u8>> = triggers.lits().to_vec();
+        let mut raw_kinds: Vec<RawPat> =
+            (0..raw_pats.len()).map(|i| RawPat::Trig(triggers.lit_base() + i as u32)).collect();
+        for (k, &ri) in raw_cs.iter().zip(&raw_cs_rule) {
+            raw_pats.push(k.as_bytes().to_vec());
+            raw_kinds.push(RawPat::Keyword(ri));
+        }
+        let bytes_of = |v: &[String]| v.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>();
+        let raw = if raw_pats.is_empty() { None } else { Some((AllMatches::new(&raw_pats, false)?, raw_kinds)) };
+        let raw_ci_all =
+            if raw_ci.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&raw_ci), true)?, raw_ci_rule.clone())) };
+        let folded_all =
+            if folded.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&folded), false)?, folded_rule.clone())) };
+        #[cfg(test)]
         let mut keywords = Vec::new();
+        #[cfg(test)]
         if !raw_cs.is_empty() {
             keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_cs, false)?, rule: raw_cs_rule });
         }
+        #[cfg(test)]
         if !raw_ci.is_empty() {
             keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_ci, true)?, rule: raw_ci_rule });
         }
+        #[cfg(test)]
         if !folded.is_empty() {
             keywords.push(Keywords { kind: KwKind::Folded, ac: ac(&folded, true)?, rule: folded_rule });
         }
@@ -569,6 +705,10 @@ impl Engine {
             plans,
             triggers,
             pattern_rule,
+            raw,
+            raw_ci: raw_ci_all,
+            folded: folded_all,
+            #[cfg(test)]
             keywords,
             #[cfg(test)]
             reference,
@@ -670,47 +810,67 @@ impl Engine {
 
     /// Candidate (rule, start, end) spans in one field.
     fn candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
-        let bytes = text.as_bytes();
         SCRATCH.with(|scratch| {
             let mut guard = scratch.borrow_mut();
-            let sc = &mut *guard;
-            self.regex_candidates(text, on, sc, &mut |ri, s, e| push_widened(text, cands, ri, s, e));
+            self.candidates_in(text, on, cands, &mut guard);
         });
-        let mut folded: Option<Folded> = None;
-        for kw in &self.keywords {
-            match kw.kind {
-                KwKind::Raw => {
-                    for m in kw.ac.find_overlapping_iter(bytes) {
-                        let ri = kw.rule[m.pattern().as_usize()];
-                        if on(ri) && (!self.rules[ri].whole_word || whole_word(text, m.start(), m.end())) {
-                            cands.push((ri, m.start(), m.end()));
-                        }
+    }
+
+    fn candidates_in(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>, sc: &mut Scratch) {
+        let bytes = text.as_bytes();
+        let keyword = |ri: usize, s: usize, e: usize, cands: &mut Vec<(usize, usize, usize)>| {
+            if on(ri) && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
+                cands.push((ri, s, e));
+            }
+        };
+        // Which triggers matter, then the one raw pass for literal triggers and
+        // case-sensitive keywords.
+        let any_pattern = self.want_triggers(on, sc);
+        sc.hits.clear();
+        if let Some((all, kinds)) = &self.raw {
+            let want = &sc.want;
+            let hits = &mut sc.hits;
+            all.for_each(bytes, |p, s, e| match kinds[p] {
+                RawPat::Trig(t) => {
+                    if want[t as usize] {
+                        hits.push(Hit { trig: t, lo_end: e, hi_start: s });
                     }
                 }
-                KwKind::Folded => {
-                    if text.is_ascii() {
-                        for m in kw.ac.find_overlapping_iter(bytes) {
-                            let ri = kw.rule[m.pattern().as_usize()];
-                            if on(ri) && (!self.rules[ri].whole_word || whole_word(text, m.start(), m.end())) {
-                                cands.push((ri, m.start(), m.end()));
-                            }
-                        }
-                        continue;
-                    }
-                    let f = folded.get_or_insert_with(|| Folded::new(text));
-                    for m in kw.ac.find_overlapping_iter(f.text.as_bytes()) {
-                        let ri = kw.rule[m.pattern().as_usize()];
-                        if !on(ri) {
-                            continue;
-                        }
-                        let (s, e) = (f.map_start(m.start()), f.map_end(m.end()));
-                        if s < e && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
-                            cands.push((ri, s, e));
-                        }
-                    }
+                RawPat::Keyword(ri) => keyword(ri, s, e, cands),
+            });
+        }
+        if any_pattern {
+            self.regex_candidates(text, on, sc, &mut |ri, s, e| push_widened(text, cands, ri, s, e));
+        }
+        if let Some((all, rule)) = &self.raw_ci {
+            all.for_each(bytes, |p, s, e| keyword(rule[p], s, e, cands));
+        }
+        if let Some((all, rule)) = &self.folded {
+            fold_into(text, &mut sc.folded, &mut sc.breaks);
+            let breaks = &sc.breaks;
+            all.for_each(&sc.folded, |p, fs, fe| {
+                let (s, e) = (map_start(breaks, fs), map_end(breaks, fe));
+                if s < e {
+                    keyword(rule[p], s, e, cands);
+                }
+            });
+        }
+    }
+
+    /// Mark the triggers of the active patterns in `sc.want`; false if no pattern is active.
+    fn want_triggers(&self, on: &dyn Fn(usize) -> bool, sc: &mut Scratch) -> bool {
+        sc.want.clear();
+        sc.want.resize(self.triggers.count(), false);
+        let mut any = false;
+        for (pi, plan) in self.plans.iter().enumerate() {
+            if on(self.pattern_rule[pi]) {
+                any = true;
+                for &t in &plan.trigs {
+                    sc.want[t as usize] = true;
                 }
             }
         }
+        any
     }
 
     /// Regex candidates: trigger scan, then each active pattern inside the windows around
@@ -728,26 +888,8 @@ impl Engine {
     /// both.
     fn regex_candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, sc: &mut Scratch, push: &mut dyn FnMut(usize, usize, usize)) {
         let bytes = text.as_bytes();
-        let ntrig = self.triggers.count();
-        sc.want.clear();
-        sc.want.resize(ntrig, false);
-        let mut any = false;
-        for (pi, plan) in self.plans.iter().enumerate() {
-            if on(self.pattern_rule[pi]) {
-                any = true;
-                for &t in &plan.trigs {
-                    sc.want[t as usize] = true;
-                }
-            }
-        }
-        if !any {
-            return;
-        }
-        sc.hits.clear();
-        if sc.want.iter().any(|w| *w) {
-            let want = &sc.want;
-            self.triggers.scan(bytes, &|t| want[t as usize], &mut sc.hits, &mut sc.last);
-        }
+        // Literal trigger hits are already in `sc.hits` (from the raw pass).
+        self.triggers.scan(bytes, &sc.want, &mut sc.hits, &mut sc.last);
         for (pi, plan) in self.plans.iter().enumerate() {
             let ri = self.pattern_rule[pi];
             if !on(ri) {
@@ -875,7 +1017,8 @@ impl Engine {
 #[cfg(test)]
 impl Engine {
     /// The simple reference: each pattern's `regex::bytes::Regex` separately over the whole
-    /// field, keywords as in [`Engine::candidates`] (whole-text folding).
+    /// field; keywords with overlapping Aho-Corasick searches, the folded ones ASCII-case-
+    /// insensitively on a folded copy that keeps ASCII case (the engine's original design).
     fn candidates_reference(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
         let bytes = text.as_bytes();
         for (pi, re) in self.reference.iter().enumerate() {

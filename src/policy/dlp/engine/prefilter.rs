@@ -9,7 +9,8 @@
 //! pattern contains an occurrence of at least one of them. A factor is either
 //!
 //! * a **literal** (`----`, `ghp_`, `AKIA`, `@`), found with one Aho-Corasick automaton over
-//!   all literal factors of two or more bytes, or `memchr` for single bytes; or
+//!   all literal factors of two or more bytes (and the case-sensitive keywords, see
+//!   [`super::Engine`]), or `memchr` for single bytes; or
 //! * a **class sequence** over the base classes digit / upper / lower / other
 //!   (`[A-Z][0-9]{9}` → `U D D D D D D D D D`), found in one pass that classifies 64 bytes at a
 //!   time into bit masks (SSE2 on x86-64) and ANDs shifted masks.
@@ -22,7 +23,6 @@
 //! whole field yields (argument in [`super::Engine`]'s `windowed_find`). Patterns without a
 //! usable factor, with possibly empty matches, or without a bounded length fall back to the
 //! whole field (the latter only when a factor occurs at all).
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Base byte classes of class sequences (bit flags).
@@ -289,11 +289,13 @@ pub(super) struct Hit {
 pub(super) struct Triggers {
     /// Class sequences (trigger ids `0..seqs.len()`).
     seqs: Vec<Vec<u8>>,
-    /// Multi-byte literals (trigger ids follow the sequences, in pattern order of `ac`).
-    ac: Option<AhoCorasick>,
-    lit_lens: Vec<usize>,
+    /// Multi-byte literals (trigger ids follow the sequences); the engine searches them
+    /// together with its case-sensitive keywords.
+    lits: Vec<Vec<u8>>,
     /// Single bytes (trigger ids follow the literals).
     bytes: Vec<u8>,
+    /// Per sequence: (class bits, shift) per element, last element first.
+    seq_combos: Vec<Vec<(usize, u32)>>,
 }
 
 /// Builds [`Triggers`] while assigning trigger ids to factors.
@@ -319,7 +321,7 @@ impl TriggersBuilder {
     }
 
     /// The triggers and a map from provisional references to trigger ids.
-    pub fn build(self) -> Result<(Triggers, Vec<u32>), aho_corasick::BuildError> {
+    pub fn build(self) -> (Triggers, Vec<u32>) {
         let (ns, nl) = (self.seqs.len(), self.lits.len());
         let ids = self
             .refs
@@ -330,13 +332,12 @@ impl TriggersBuilder {
                 _ => (ns + nl + i) as u32,
             })
             .collect();
-        let ac = if self.lits.is_empty() {
-            None
-        } else {
-            Some(AhoCorasickBuilder::new().match_kind(MatchKind::Standard).build(&self.lits)?)
-        };
-        let lit_lens = self.lits.iter().map(Vec::len).collect();
-        Ok((Triggers { seqs: self.seqs, ac, lit_lens, bytes: self.bytes }, ids))
+        let seq_combos = self
+            .seqs
+            .iter()
+            .map(|s| s.iter().rev().enumerate().map(|(sh, &c)| (c as usize, sh as u32)).collect())
+            .collect();
+        (Triggers { seqs: self.seqs, seq_combos, lits: self.lits, bytes: self.bytes }, ids)
     }
 }
 
@@ -352,39 +353,37 @@ fn pos_or_push<T: PartialEq>(v: &mut Vec<T>, x: T) -> usize {
 
 impl Triggers {
     pub fn count(&self) -> usize {
-        self.seqs.len() + self.lit_lens.len() + self.bytes.len()
+        self.seqs.len() + self.lits.len() + self.bytes.len()
     }
 
-    /// Find every trigger occurrence in `text`; `want(id)` says which triggers matter.
-    pub fn scan(&self, text: &[u8], want: &dyn Fn(u32) -> bool, hits: &mut Vec<Hit>, last: &mut Vec<usize>) {
-        let want_seqs: Vec<usize> = (0..self.seqs.len()).filter(|&i| want(i as u32)).collect();
-        if !want_seqs.is_empty() {
-            self.scan_seqs(text, &want_seqs, hits, last);
+    /// The literal triggers; literal `i` has trigger id `lit_base() + i`.
+    pub fn lits(&self) -> &[Vec<u8>] {
+        &self.lits
+    }
+
+    pub fn lit_base(&self) -> u32 {
+        self.seqs.len() as u32
+    }
+
+    /// Find every occurrence of the class-sequence and single-byte triggers in `text`
+    /// (literal triggers are the caller's); `want[id]` says which triggers matter.
+    pub fn scan(&self, text: &[u8], want: &[bool], hits: &mut Vec<Hit>, last: &mut Vec<usize>) {
+        if want[..self.seqs.len()].iter().any(|w| *w) {
+            self.scan_seqs(text, want, hits, last);
         }
-        let ns = self.seqs.len();
-        if let Some(ac) = &self.ac {
-            if (0..self.lit_lens.len()).any(|i| want((ns + i) as u32)) {
-                for m in ac.find_overlapping_iter(text) {
-                    let trig = (ns + m.pattern().as_usize()) as u32;
-                    if want(trig) {
-                        hits.push(Hit { trig, lo_end: m.end(), hi_start: m.start() });
-                    }
-                }
-            }
-        }
-        let nl = self.lit_lens.len();
+        let base = self.seqs.len() + self.lits.len();
         for (i, &b) in self.bytes.iter().enumerate() {
-            let trig = (ns + nl + i) as u32;
-            if want(trig) {
+            let trig = (base + i) as u32;
+            if want[trig as usize] {
                 hits.extend(memchr::memchr_iter(b, text).map(|p| Hit { trig, lo_end: p + 1, hi_start: p }));
             }
         }
     }
 
-    fn scan_seqs(&self, text: &[u8], which: &[usize], hits: &mut Vec<Hit>, last: &mut Vec<usize>) {
+    fn scan_seqs(&self, text: &[u8], want: &[bool], hits: &mut Vec<Hit>, last: &mut Vec<usize>) {
         last.clear();
         last.resize(self.seqs.len(), usize::MAX);
-        let mut prev = [0u64; 4];
+        let mut prev = [0u64; 16];
         let mut base = 0;
         let mut tail = [0u8; 64];
         while base < text.len() {
@@ -399,21 +398,20 @@ impl Triggers {
             let (d, u, l) = classify64(block);
             let valid = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
             let o = !(d | u | l) & valid;
-            let cur = [d, u, l, o];
-            for &si in which {
-                let seq = &self.seqs[si];
-                let k = seq.len();
+            // Every union of base classes, indexed by class bits.
+            let singles = [d, u, l, o];
+            let mut cur = [0u64; 16];
+            for bits in 1..16 {
+                cur[bits] = cur[bits & (bits - 1)] | singles[bits.trailing_zeros() as usize];
+            }
+            for (si, combos) in self.seq_combos.iter().enumerate() {
+                if !want[si] {
+                    continue;
+                }
+                let k = combos.len();
                 let mut m = valid;
-                for (i, &c) in seq.iter().enumerate() {
-                    let sh = k - 1 - i;
-                    let (mut cm, mut pm) = (0u64, 0u64);
-                    for (j, bit) in [DIGIT, UPPER, LOWER, OTHER].into_iter().enumerate() {
-                        if c & bit != 0 {
-                            cm |= cur[j];
-                            pm |= prev[j];
-                        }
-                    }
-                    m &= if sh == 0 { cm } else { (cm << sh) | (pm >> (64 - sh)) };
+                for &(c, sh) in combos {
+                    m &= if sh == 0 { cur[c] } else { (cur[c] << sh) | (prev[c] >> (64 - sh)) };
                     if m == 0 {
                         break;
                     }
@@ -523,12 +521,12 @@ mod tests {
     fn sequence_hits_cross_blocks_and_merge_runs() {
         let mut tb = TriggersBuilder::default();
         tb.add(&Factor::Seq(vec![UPPER, DIGIT, DIGIT]));
-        let (t, _) = tb.build().unwrap();
+        let (t, _) = tb.build();
         let mut text = vec![b'x'; 200];
         text[62..68].copy_from_slice(b"A12345");
         text[150..153].copy_from_slice(b"B99");
         let (mut hits, mut last) = (Vec::new(), Vec::new());
-        t.scan(&text, &|_| true, &mut hits, &mut last);
+        t.scan(&text, &[true], &mut hits, &mut last);
         assert_eq!(
             hits,
             vec![Hit { trig: 0, lo_end: 65, hi_start: 62 }, Hit { trig: 0, lo_end: 153, hi_start: 150 }]
@@ -536,9 +534,9 @@ mod tests {
         // A run of occurrences is one hit.
         let mut tb = TriggersBuilder::default();
         tb.add(&Factor::Seq(vec![DIGIT, DIGIT]));
-        let (t, _) = tb.build().unwrap();
+        let (t, _) = tb.build();
         hits.clear();
-        t.scan(b"ab 123456 c 77", &|_| true, &mut hits, &mut last);
+        t.scan(b"ab 123456 c 77", &[true], &mut hits, &mut last);
         assert_eq!(hits, vec![Hit { trig: 0, lo_end: 5, hi_start: 7 }, Hit { trig: 0, lo_end: 14, hi_start: 12 }]);
     }
 }
