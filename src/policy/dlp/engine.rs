@@ -415,7 +415,11 @@ fn fold_into(s: &str, out: &mut Vec<u8>, breaks: &mut Vec<(usize, usize, usize, 
     let mut i = 0;
     while i < bytes.len() {
         let run = ascii_run(&bytes[i..]);
-        out.extend(bytes[i..i + run].iter().map(|&b| b | (u8::from(b.wrapping_sub(b'A') < 26) << 5)));
+        let at = out.len();
+        out.resize(at + run, 0);
+        for (d, &b) in out[at..].iter_mut().zip(&bytes[i..i + run]) {
+            *d = b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
+        }
         i += run;
         if i >= bytes.len() {
             break;
@@ -1247,6 +1251,40 @@ mod tests {
             assert!(d.is_empty(), "{d:?}");
             Arc::new(Engine::compile(&[f]).expect("compiles"))
         };
+    }
+
+    proptest! {
+        /// `AllMatches` reports exactly the occurrences `find_overlapping_iter` reports,
+        /// with prefixes, equal patterns and ASCII case folding.
+        #[test]
+        fn all_matches_equals_overlapping(
+            pats in proptest::collection::vec("[abAB]{1,4}", 1..8),
+            hay in "[abAB c]{0,60}",
+            ci in any::<bool>(),
+        ) {
+            let bytes: Vec<Vec<u8>> = pats.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let all = AllMatches::new(&bytes, ci).unwrap();
+            let mut got = Vec::new();
+            all.for_each(hay.as_bytes(), |p, s, e| got.push((p, s, e)));
+            let reference = AhoCorasickBuilder::new().ascii_case_insensitive(ci).build(&bytes).unwrap();
+            let mut want: Vec<_> = reference
+                .find_overlapping_iter(hay.as_bytes())
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+                .collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
+
+        /// The lower-cased folding maps back like the reference folding.
+        #[test]
+        fn fold_into_equals_reference_folding(text in "[a-zA-Z äÄöÖüÜßẞéÉæ–K-]{0,40}") {
+            let (mut out, mut breaks) = (Vec::new(), Vec::new());
+            fold_into(&text, &mut out, &mut breaks);
+            let f = Folded::new(&text);
+            prop_assert_eq!(String::from_utf8(out.clone()).unwrap(), f.text.to_lowercase());
+            prop_assert_eq!(&breaks, &f.breaks);
+        }
     }
 
     /// Every shipped pattern gets a trigger and a bounded window, except the e-mail pattern

@@ -332,10 +332,27 @@ impl TriggersBuilder {
                 _ => (ns + nl + i) as u32,
             })
             .collect();
+        // Check the rarest adjacent pair first, then the rest from rare to common: most
+        // blocks are rejected after two ANDs.
         let seq_combos = self
             .seqs
             .iter()
-            .map(|s| s.iter().rev().enumerate().map(|(sh, &c)| (c as usize, sh as u32)).collect())
+            .map(|s| {
+                let k = s.len();
+                let mut combos: Vec<(usize, u32)> =
+                    s.iter().enumerate().map(|(i, &c)| (c as usize, (k - 1 - i) as u32)).collect();
+                let p = |c: usize| class_prob(c as u8);
+                combos.sort_by(|a, b| p(a.0).total_cmp(&p(b.0)));
+                if k >= 2 {
+                    let pair = (0..k - 1)
+                        .min_by(|&i, &j| (p(s[i] as usize) * p(s[i + 1] as usize)).total_cmp(&(p(s[j] as usize) * p(s[j + 1] as usize))))
+                        .expect("k >= 2");
+                    let first = [(s[pair] as usize, (k - 1 - pair) as u32), (s[pair + 1] as usize, (k - 2 - pair) as u32)];
+                    combos.retain(|c| !first.contains(c));
+                    combos.splice(0..0, first);
+                }
+                combos
+            })
             .collect();
         (Triggers { seqs: self.seqs, seq_combos, lits: self.lits, bytes: self.bytes }, ids)
     }
