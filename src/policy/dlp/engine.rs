@@ -278,6 +278,9 @@ pub struct Engine {
     raw_ci: Option<(AllMatches, Vec<usize>)>,
     /// Case- and diacritic-folded keywords (folded, lower case) on the folded text → rule.
     folded: Option<(AllMatches, Vec<usize>)>,
+    /// No rule has a scope or an exception and there are no file exceptions: every rule is
+    /// active for every event.
+    unscoped: bool,
     #[cfg(test)]
     keywords: Vec<Keywords>,
     #[cfg(test)]
@@ -702,7 +705,18 @@ impl Engine {
         if !folded.is_empty() {
             keywords.push(Keywords { kind: KwKind::Folded, ac: ac(&folded, true)?, rule: folded_rule });
         }
+        let unscoped = exceptions.is_empty()
+            && rules.iter().all(|r| {
+                r.directions.is_empty()
+                    && r.peers.is_empty()
+                    && r.rooms.is_empty()
+                    && r.event_types.is_empty()
+                    && r.except_senders.is_empty()
+                    && r.except_rooms.is_empty()
+                    && r.except_peers.is_empty()
+            });
         Ok(Engine {
+            unscoped,
             rules,
             exceptions,
             regexes,
@@ -726,6 +740,9 @@ impl Engine {
 
     /// Which rules apply to `ctx` (scope and exceptions; fields are checked per field).
     fn active(&self, ctx: &ScanCtx<'_>) -> Vec<bool> {
+        if self.unscoped {
+            return vec![true; self.rules.len()];
+        }
         let mut active: Vec<bool> = self
             .rules
             .iter()
@@ -1181,6 +1198,12 @@ mod tests {
         assert!(found >= 100, "found {found}");
         for l in lines.iter().chain(&sensitive) {
             assert_same(&engine, l);
+        }
+        // Every piece at every offset around the first block boundaries of the trigger scan.
+        for piece in PIECES {
+            for start in 40..140 {
+                assert_same(&engine, &format!("{}{piece}{}", "x".repeat(start), " y".repeat(20)));
+            }
         }
         assert_same(&engine, SEED);
         assert_same(&engine, SENSITIVE);

@@ -294,8 +294,12 @@ pub(super) struct Triggers {
     lits: Vec<Vec<u8>>,
     /// Single bytes (trigger ids follow the literals).
     bytes: Vec<u8>,
-    /// Per sequence: (class bits, shift) per element, last element first.
+    /// Per sequence: (class bits, shift) per element, rarest adjacent pair first.
     seq_combos: Vec<Vec<(usize, u32)>>,
+    /// Distinct adjacent class pairs (first, second) checked once per block as a gate.
+    pairs: Vec<(usize, usize)>,
+    /// Per sequence: index into `pairs` of its rarest pair (`usize::MAX` for length 1).
+    seq_pair: Vec<usize>,
 }
 
 /// Builds [`Triggers`] while assigning trigger ids to factors.
@@ -334,7 +338,7 @@ impl TriggersBuilder {
             .collect();
         // Check the rarest adjacent pair first, then the rest from rare to common: most
         // blocks are rejected after two ANDs.
-        let seq_combos = self
+        let seq_combos: Vec<Vec<(usize, u32)>> = self
             .seqs
             .iter()
             .map(|s| {
@@ -354,7 +358,20 @@ impl TriggersBuilder {
                 combos
             })
             .collect();
-        (Triggers { seqs: self.seqs, seq_combos, lits: self.lits, bytes: self.bytes }, ids)
+        let mut pairs = Vec::new();
+        let seq_pair = seq_combos
+            .iter()
+            .map(|c: &Vec<(usize, u32)>| {
+                // The first two combos are the rarest pair: (first element, shift s+1),
+                // (second element, shift s).
+                if c.len() < 2 {
+                    usize::MAX
+                } else {
+                    pos_or_push(&mut pairs, (c[0].0, c[1].0))
+                }
+            })
+            .collect();
+        (Triggers { seqs: self.seqs, seq_combos, pairs, seq_pair, lits: self.lits, bytes: self.bytes }, ids)
     }
 }
 
@@ -401,6 +418,8 @@ impl Triggers {
         last.clear();
         last.resize(self.seqs.len(), usize::MAX);
         let mut prev = [0u64; 16];
+        let mut prev_pair = [false; 64];
+        let all_gated = self.seq_pair.iter().all(|&p| p < 64);
         let mut base = 0;
         let mut tail = [0u8; 64];
         while base < text.len() {
@@ -421,8 +440,27 @@ impl Triggers {
             for bits in 1..16 {
                 cur[bits] = cur[bits & (bits - 1)] | singles[bits.trailing_zeros() as usize];
             }
+            // Gate: where does each distinct rarest pair end (this block or the previous)?
+            let mut pair_any = [false; 64];
+            let mut any = false;
+            for (pi, &(a, b)) in self.pairs.iter().enumerate().take(64) {
+                let pm = ((cur[a] << 1) | (prev[a] >> 63)) & cur[b];
+                let hit = pm != 0 || prev_pair[pi];
+                prev_pair[pi] = pm != 0;
+                pair_any[pi] = hit;
+                any |= hit;
+            }
+            if !any && all_gated {
+                prev = cur;
+                base += 64;
+                continue;
+            }
             for (si, combos) in self.seq_combos.iter().enumerate() {
                 if !want[si] {
+                    continue;
+                }
+                let sp = self.seq_pair[si];
+                if sp < 64 && !pair_any[sp] {
                     continue;
                 }
                 let k = combos.len();
@@ -548,6 +586,23 @@ mod tests {
             hits,
             vec![Hit { trig: 0, lo_end: 65, hi_start: 62 }, Hit { trig: 0, lo_end: 153, hi_start: 150 }]
         );
+        // Every offset across a block boundary (the gate pair may end in the previous block).
+        for (seq, sample) in [
+            ([vec![UPPER], vec![DIGIT; 9]].concat(), &b"A123456789"[..]),
+            // The rarest pair (digits) leads: it can end a block before the sequence does.
+            (vec![DIGIT, DIGIT, LOWER, LOWER, LOWER, LOWER], &b"12abcd"[..]),
+        ] {
+            let mut tb = TriggersBuilder::default();
+            tb.add(&Factor::Seq(seq));
+            let (t, _) = tb.build();
+            for start in 40..140 {
+                let mut text = vec![b'.'; 220];
+                text[start..start + sample.len()].copy_from_slice(sample);
+                hits.clear();
+                t.scan(&text, &[true], &mut hits, &mut last);
+                assert_eq!(hits, vec![Hit { trig: 0, lo_end: start + sample.len(), hi_start: start }], "start {start}");
+            }
+        }
         // A run of occurrences is one hit.
         let mut tb = TriggersBuilder::default();
         tb.add(&Factor::Seq(vec![DIGIT, DIGIT]));
