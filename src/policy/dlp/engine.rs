@@ -4,19 +4,22 @@
 //!
 //! Compilation turns every rule of every file into one immutable [`Engine`]:
 //!
-//! * all `regex` patterns of all rules → one `regex::bytes::RegexSet` (ASCII dialect, see
-//!   [`super::rules`]) plus one compiled `Regex` per pattern;
-//! * all keywords → at most three Aho-Corasick automata: case-sensitive on the raw text,
-//!   ASCII-case-insensitive on the raw text (non-ASCII letters of such keywords are expanded to
-//!   their upper/lower variants), and case- and diacritic-folded, which runs on a folded copy of
-//!   the text (ASCII runs copied as is, every non-ASCII character folded, positions mapped back
-//!   through a breakpoint table). The folded automaton runs on the raw text when it is ASCII.
+//! * every `regex` pattern → one `regex-automata` meta regex (the ASCII dialect of
+//!   [`super::rules`]) plus a [`prefilter`] plan: a required factor found in its HIR (a literal
+//!   or a digit/upper/lower class sequence) and its maximum match length;
+//! * literal factors and case-sensitive keywords → one Aho-Corasick automaton over the raw text;
+//!   ASCII-case-insensitive keywords (non-ASCII letters expanded to their upper/lower variants)
+//!   → a second one; case- and diacritic-folded keywords → a third, which runs on a lower-cased
+//!   folded copy of the text (ASCII lower-cased, every non-ASCII character folded, positions
+//!   mapped back through a breakpoint table). All three report every occurrence
+//!   ([`AllMatches`]).
 //!
-//! A field is scanned with ONE pass of the `RegexSet` (which patterns occur anywhere) and one
-//! pass of each keyword automaton — not a loop over rules. Only patterns the set reported are
-//! run again to find their spans, and only those candidate spans go through the validator,
-//! value allow-list and context words. Clean text (the common case) costs exactly the set pass
-//! plus the automaton passes.
+//! A field is scanned with one pass of each automaton plus one block pass for the class
+//! sequences (64 bytes at a time) — not a loop over rules. A pattern runs only inside the
+//! windows around its factor's occurrences (exactly the matches a whole-field search finds:
+//! see `regex_candidates`), and only those candidate spans go through the validator, value
+//! allow-list and context words. Clean text (the common case) costs the automaton and block
+//! passes. Buffers are per thread and reused.
 //!
 //! Rules are filtered before scanning: scope (direction, peer, room, event type) and
 //! exceptions (file `[[exception]]`, rule `[rule.except]` senders/rooms/peers) decide which
