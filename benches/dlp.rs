@@ -96,8 +96,8 @@ const CTX: ScanCtx<'static> = ScanCtx {
 };
 
 fn message_200() -> String {
-    let m = "Kurze Frage: Gilt die neue Reisekostenregelung schon für Dienstreisen, die vor dem Stichtag genehmigt wurden? Ich habe die Zahlen noch einmal geprüft, passt.";
-    assert!((150..=220).contains(&m.len()), "{}", m.len());
+    let m = "Kurze Frage: Gilt die neue Reisekostenregelung schon für Dienstreisen, die vor dem Stichtag genehmigt wurden? Ich habe die Zahlen noch einmal geprüft, passt. Rückmeldung bitte bis Freitag, 14 Uhr.";
+    assert!((195..=205).contains(&m.len()), "{}", m.len());
     m.to_owned()
 }
 
@@ -182,7 +182,30 @@ fn report_ratio() {
 
 criterion_group!(benches, bench);
 
+/// `DLP_PROFILE=engine|naive|short [DLP_ROUNDS=n]`: run only that workload (for `perf` or
+/// `valgrind --tool=callgrind`, which give repeatable instruction counts on a busy machine).
+fn profile(which: &str) {
+    let (set, msgs, _) = setup();
+    let engine = set.engine();
+    let naive = Naive::new(&set);
+    let rounds: usize = std::env::var("DLP_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let short = message_200();
+    let mut n = 0;
+    for _ in 0..rounds {
+        match which {
+            "engine" => msgs.iter().for_each(|m| n += engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()),
+            "naive" => msgs.iter().for_each(|m| n += naive.scan(m)),
+            "short" => (0..1000).for_each(|_| n += engine.scan_fields(&CTX, &[(Field::Body, short.as_str())]).matches.len()),
+            _ => panic!("DLP_PROFILE must be engine, naive or short"),
+        }
+    }
+    println!("{which}: {rounds} rounds, {n} matches");
+}
+
 fn main() {
+    if let Ok(which) = std::env::var("DLP_PROFILE") {
+        return profile(&which);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     if std::env::args().any(|a| a == "--bench") {

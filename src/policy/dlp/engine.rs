@@ -4,19 +4,22 @@
 //!
 //! Compilation turns every rule of every file into one immutable [`Engine`]:
 //!
-//! * all `regex` patterns of all rules → one `regex::bytes::RegexSet` (ASCII dialect, see
-//!   [`super::rules`]) plus one compiled `Regex` per pattern;
-//! * all keywords → at most three Aho-Corasick automata: case-sensitive on the raw text,
-//!   ASCII-case-insensitive on the raw text (non-ASCII letters of such keywords are expanded to
-//!   their upper/lower variants), and case- and diacritic-folded, which runs on a folded copy of
-//!   the text (ASCII runs copied as is, every non-ASCII character folded, positions mapped back
-//!   through a breakpoint table). The folded automaton runs on the raw text when it is ASCII.
+//! * every `regex` pattern → one `regex-automata` meta regex (the ASCII dialect of
+//!   [`super::rules`]) plus a [`prefilter`] plan: a required factor found in its HIR (a literal
+//!   or a digit/upper/lower class sequence) and its maximum match length;
+//! * literal factors and case-sensitive keywords → one Aho-Corasick automaton over the raw text;
+//!   ASCII-case-insensitive keywords (non-ASCII letters expanded to their upper/lower variants)
+//!   → a second one; case- and diacritic-folded keywords → a third, which runs on a lower-cased
+//!   folded copy of the text (ASCII lower-cased, every non-ASCII character folded, positions
+//!   mapped back through a breakpoint table). All three report every occurrence
+//!   ([`AllMatches`]).
 //!
-//! A field is scanned with ONE pass of the `RegexSet` (which patterns occur anywhere) and one
-//! pass of each keyword automaton — not a loop over rules. Only patterns the set reported are
-//! run again to find their spans, and only those candidate spans go through the validator,
-//! value allow-list and context words. Clean text (the common case) costs exactly the set pass
-//! plus the automaton passes.
+//! A field is scanned with one pass of each automaton plus one block pass for the class
+//! sequences (64 bytes at a time) — not a loop over rules. A pattern runs only inside the
+//! windows around its factor's occurrences (exactly the matches a whole-field search finds:
+//! see `regex_candidates`), and only those candidate spans go through the validator, value
+//! allow-list and context words. Clean text (the common case) costs the automaton and block
+//! passes. Buffers are per thread and reused.
 //!
 //! Rules are filtered before scanning: scope (direction, peer, room, event type) and
 //! exceptions (file `[[exception]]`, rule `[rule.except]` senders/rooms/peers) decide which
@@ -26,15 +29,23 @@
 //!
 //! The engine is `Send + Sync` and never mutated: share it as `Arc<Engine>` and swap the `Arc`
 //! atomically to reload.
+mod prefilter;
+
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::{meta, Input};
 use serde_json::Value;
 
+use self::prefilter::{Hit, Triggers, TriggersBuilder};
+
 use super::fields::{fields, Field};
-use super::rules::{compile_regex, Action, Mode, RuleFile, Severity};
+#[cfg(test)]
+use super::rules::compile_regex;
+use super::rules::{Action, Mode, RuleFile, Severity};
 use super::validators::Validator;
 use crate::telemetry::Direction;
 
@@ -94,12 +105,18 @@ impl Glob {
     fn new(s: &str, lower: bool) -> Glob {
         Glob(if lower { s.to_ascii_lowercase() } else { s.to_owned() })
     }
-    fn matches(&self, s: &str) -> bool {
-        glob_match(self.0.as_bytes(), s.as_bytes())
+    fn matches(&self, s: &str, lower: bool) -> bool {
+        glob_match_by(self.0.as_bytes(), s.as_bytes(), lower)
     }
 }
 
+#[cfg(test)]
 fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    glob_match_by(p, s, false)
+}
+
+/// `lower`: compare `s` lower-cased (ASCII; the pattern is lower case already).
+fn glob_match_by(p: &[u8], s: &[u8], lower: bool) -> bool {
     // Iterative matcher with single backtrack point.
     let (mut pi, mut si) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -107,7 +124,7 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, si));
             pi += 1;
-        } else if pi < p.len() && p[pi] == s[si] {
+        } else if pi < p.len() && p[pi] == if lower { s[si].to_ascii_lowercase() } else { s[si] } {
             pi += 1;
             si += 1;
         } else if let Some((sp, ss)) = star {
@@ -123,12 +140,7 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 
 fn any_glob(globs: &[Glob], v: Option<&str>, lower: bool) -> bool {
     let Some(v) = v else { return false };
-    if lower {
-        let v = v.to_ascii_lowercase();
-        globs.iter().any(|g| g.matches(&v))
-    } else {
-        globs.iter().any(|g| g.matches(v))
-    }
+    globs.iter().any(|g| g.matches(v, lower))
 }
 
 #[derive(Debug)]
@@ -174,12 +186,15 @@ struct CException {
     peers: Vec<Glob>,
 }
 
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KwKind {
     Raw,
     Folded,
 }
 
+/// The keyword automata of the reference scan (overlapping search, tests only).
+#[cfg(test)]
 #[derive(Debug)]
 struct Keywords {
     kind: KwKind,
@@ -188,20 +203,161 @@ struct Keywords {
     rule: Vec<usize>,
 }
 
+/// An Aho-Corasick automaton that reports every occurrence of every pattern — the same set
+/// as `find_overlapping_iter` — with the fast, prefilter-driven leftmost-longest search:
+/// after a match at `s` the search restarts at `s + 1`, and the patterns that are prefixes of
+/// the reported one (the only others that can start at `s`) are reported with it.
+#[derive(Debug)]
+struct AllMatches {
+    ac: AhoCorasick,
+    lens: Vec<usize>,
+    /// Per pattern: the other patterns that are prefixes of it (equal ones included).
+    prefixes: Vec<Vec<usize>>,
+}
+
+impl AllMatches {
+    fn new(patterns: &[Vec<u8>], ci: bool) -> Result<AllMatches, CompileError> {
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(ci)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns)
+            .map_err(|e| CompileError(format!("keyword automaton: {e}")))?;
+        let prefixes = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (0..patterns.len())
+                    .filter(|&j| {
+                        let q = &patterns[j];
+                        j != i && q.len() <= p.len() && if ci { q.eq_ignore_ascii_case(&p[..q.len()]) } else { *q == p[..q.len()] }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(AllMatches { ac, lens: patterns.iter().map(Vec::len).collect(), prefixes })
+    }
+
+    /// Call `f(pattern, start, end)` for every occurrence.
+    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        let mut input = aho_corasick::Input::new(hay);
+        while let Some(m) = self.ac.find(input.clone()) {
+            let (p, s) = (m.pattern().as_usize(), m.start());
+            f(p, s, m.end());
+            for &q in &self.prefixes[p] {
+                f(q, s, s + self.lens[q]);
+            }
+            if s + 1 >= hay.len() {
+                break;
+            }
+            input.set_start(s + 1);
+        }
+    }
+}
+
+/// What a pattern of the raw (case-sensitive) automaton stands for.
+#[derive(Debug, Clone, Copy)]
+enum RawPat {
+    /// A literal trigger (trigger id).
+    Trig(u32),
+    /// A case-sensitive keyword of a rule.
+    Keyword(usize),
+}
+
 /// The compiled, immutable rule set (see the module docs).
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<CRule>,
     exceptions: Vec<CException>,
-    set: Option<regex::bytes::RegexSet>,
-    regexes: Vec<regex::bytes::Regex>,
+    /// One regex per pattern, the rule-file dialect (see [`super::rules::compile_regex`]).
+    regexes: Vec<meta::Regex>,
+    /// Per pattern: where it can match (see [`prefilter`]).
+    plans: Vec<Plan>,
+    triggers: Triggers,
     /// Pattern index → rule index.
     pattern_rule: Vec<usize>,
+    /// Literal triggers and case-sensitive keywords, one pass over the raw text.
+    raw: Option<(AllMatches, Vec<RawPat>)>,
+    /// ASCII-case-insensitive keywords (non-ASCII case variants expanded) → rule index.
+    raw_ci: Option<(AllMatches, Vec<usize>)>,
+    /// Case- and diacritic-folded keywords (folded, lower case) on the folded text → rule.
+    folded: Option<(AllMatches, Vec<usize>)>,
+    /// No rule has a scope or an exception and there are no file exceptions: every rule is
+    /// active for every event.
+    unscoped: bool,
+    #[cfg(test)]
     keywords: Vec<Keywords>,
+    #[cfg(test)]
+    reference: Vec<regex::bytes::Regex>,
+}
+
+/// How one pattern is searched.
+#[derive(Debug)]
+struct Plan {
+    /// Trigger ids of its required factor; empty = no factor, search the whole field.
+    trigs: Vec<u32>,
+    /// Longest possible match; `None` = unbounded (search the whole field if a trigger
+    /// occurs).
+    max_len: Option<usize>,
+}
+
+/// Per-thread buffers reused between scans.
+#[derive(Default)]
+struct Scratch {
+    hits: Vec<Hit>,
+    last: Vec<usize>,
+    want: Vec<bool>,
+    windows: Vec<(usize, usize)>,
+    /// The folded text and its breakpoints (see [`fold_into`]).
+    folded: Vec<u8>,
+    breaks: Vec<(usize, usize, usize, usize)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The rule-file dialect as a `regex-automata` meta regex: the same configuration as
+/// `regex::bytes::RegexBuilder` with `unicode(false)` and the size limits of
+/// [`super::rules::regex_builder`], so matches are identical to [`compile_regex`]'s.
+fn meta_regex(pattern: &str) -> Result<meta::Regex, String> {
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(32 << 20))
+                .hybrid_cache_capacity(32 << 20)
+                .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                .utf8_empty(false),
+        )
+        .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+        .build(pattern)
+        .map_err(|e| e.to_string())
+}
+
+/// Analyse one pattern for its [`Plan`] (trigger references are provisional, see
+/// [`TriggersBuilder::build`]).
+fn plan_of(pattern: &str, tb: &mut TriggersBuilder) -> Result<Plan, String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())?;
+    let props = hir.properties();
+    let max_len = props.maximum_len();
+    // Patterns that can match the empty string have no required factor anyway; keep them on
+    // the whole-field path explicitly (window search needs progress on every match).
+    if props.minimum_len().is_none_or(|m| m == 0) {
+        return Ok(Plan { trigs: Vec::new(), max_len });
+    }
+    let trigs = match prefilter::required(&hir) {
+        Some(r) => r.alts.iter().map(|f| tb.add(f) as u32).collect(),
+        None => Vec::new(),
+    };
+    Ok(Plan { trigs, max_len })
 }
 
 /// Fold one character for diacritic- and case-insensitive comparison.
-fn fold_char(c: char, out: &mut String) {
+fn fold_char(c: char, out: &mut Vec<u8>) {
     let s = match c {
         'ä' | 'Ä' | 'à' | 'á' | 'â' | 'ã' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Å' | 'ā' | 'Ā' => "a",
         'æ' | 'Æ' => "ae",
@@ -220,88 +376,137 @@ fn fold_char(c: char, out: &mut String) {
         '\u{2010}'..='\u{2015}' | '\u{2212}' => "-",
         _ => {
             if c.is_ascii() {
-                out.push(c.to_ascii_lowercase());
+                out.push(c.to_ascii_lowercase() as u8);
             } else {
-                out.extend(c.to_lowercase());
+                for l in c.to_lowercase() {
+                    out.extend_from_slice(l.encode_utf8(&mut [0; 4]).as_bytes());
+                }
             }
             return;
         }
     };
-    out.push_str(s);
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// Fold a whole (short) string.
 fn fold_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
         fold_char(c, &mut out);
     }
-    out
+    String::from_utf8(out).expect("folding keeps UTF-8")
 }
 
-/// A folded copy of a haystack with the positions of its non-ASCII characters.
+/// Length of the leading ASCII run of `b`.
+fn ascii_run(b: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes")) & 0x8080_8080_8080_8080;
+        if w != 0 {
+            return i + (w.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().position(|c| !c.is_ascii()).unwrap_or(b.len() - i)
+}
+
+/// Fold `s` for the folded keywords into `out`: ASCII lower-cased, every non-ASCII character
+/// through [`fold_char`]; `breaks` gets (folded start, folded end, original start, original
+/// end) per non-ASCII character. Lower-casing here lets the folded automaton search
+/// case-sensitively (with its packed prefilter) instead of ASCII-case-insensitively.
+fn fold_into(s: &str, out: &mut Vec<u8>, breaks: &mut Vec<(usize, usize, usize, usize)>) {
+    out.clear();
+    breaks.clear();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = ascii_run(&bytes[i..]);
+        let at = out.len();
+        out.resize(at + run, 0);
+        for (d, &b) in out[at..].iter_mut().zip(&bytes[i..i + run]) {
+            *d = b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
+        }
+        i += run;
+        if i >= bytes.len() {
+            break;
+        }
+        let c = s[i..].chars().next().expect("char boundary");
+        let fs = out.len();
+        fold_char(c, out);
+        breaks.push((fs, out.len(), i, i + c.len_utf8()));
+        i += c.len_utf8();
+    }
+}
+
+fn break_entry(breaks: &[(usize, usize, usize, usize)], f: usize) -> Option<&(usize, usize, usize, usize)> {
+    let idx = breaks.partition_point(|b| b.0 <= f);
+    idx.checked_sub(1).map(|i| &breaks[i])
+}
+
+/// Original position of folded start position `f`.
+fn map_start(breaks: &[(usize, usize, usize, usize)], f: usize) -> usize {
+    match break_entry(breaks, f) {
+        None => f,
+        Some(&(_, fe, os, oe)) => {
+            if f < fe {
+                os
+            } else {
+                oe + (f - fe)
+            }
+        }
+    }
+}
+
+/// Original position of folded end position `f`.
+fn map_end(breaks: &[(usize, usize, usize, usize)], f: usize) -> usize {
+    if f == 0 {
+        return 0;
+    }
+    match break_entry(breaks, f - 1) {
+        None => f,
+        Some(&(_, fe, _, oe)) => {
+            if f - 1 < fe {
+                oe
+            } else {
+                oe + (f - fe)
+            }
+        }
+    }
+}
+
+/// A folded copy of a haystack with the positions of its non-ASCII characters (the reference
+/// scan's folding: ASCII case kept, searched ASCII-case-insensitively).
+#[cfg(test)]
 struct Folded {
     text: String,
     /// (folded start, folded end, original start, original end) per non-ASCII character.
     breaks: Vec<(usize, usize, usize, usize)>,
 }
 
+#[cfg(test)]
 impl Folded {
     /// Fold non-ASCII characters only (ASCII case is handled by the automaton).
     fn new(s: &str) -> Folded {
-        let mut text = String::with_capacity(s.len() + 16);
+        let mut text = Vec::with_capacity(s.len() + 16);
         let mut breaks = Vec::new();
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let run = bytes[i..].iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len() - i);
-            text.push_str(&s[i..i + run]);
-            i += run;
-            if i >= bytes.len() {
-                break;
+        for (i, c) in s.char_indices() {
+            if c.is_ascii() {
+                text.push(c as u8);
+            } else {
+                let fs = text.len();
+                fold_char(c, &mut text);
+                breaks.push((fs, text.len(), i, i + c.len_utf8()));
             }
-            let c = s[i..].chars().next().expect("char boundary");
-            let fs = text.len();
-            fold_char(c, &mut text);
-            breaks.push((fs, text.len(), i, i + c.len_utf8()));
-            i += c.len_utf8();
         }
-        Folded { text, breaks }
-    }
-
-    fn entry(&self, f: usize) -> Option<&(usize, usize, usize, usize)> {
-        let idx = self.breaks.partition_point(|b| b.0 <= f);
-        idx.checked_sub(1).map(|i| &self.breaks[i])
+        Folded { text: String::from_utf8(text).expect("UTF-8"), breaks }
     }
 
     fn map_start(&self, f: usize) -> usize {
-        match self.entry(f) {
-            None => f,
-            Some(&(fs, fe, os, oe)) => {
-                if f < fe {
-                    let _ = fs;
-                    os
-                } else {
-                    oe + (f - fe)
-                }
-            }
-        }
+        map_start(&self.breaks, f)
     }
 
     fn map_end(&self, f: usize) -> usize {
-        if f == 0 {
-            return 0;
-        }
-        match self.entry(f - 1) {
-            None => f,
-            Some(&(_, fe, _, oe)) => {
-                if f - 1 < fe {
-                    oe
-                } else {
-                    oe + (f - fe)
-                }
-            }
-        }
+        map_end(&self.breaks, f)
     }
 }
 
@@ -392,16 +597,22 @@ impl Engine {
         let all_rules: Vec<_> = files.iter().flat_map(|f| &f.rules).collect();
         let index_of = |id: &str| all_rules.iter().position(|r| r.id == id);
         let mut rules = Vec::new();
-        let mut patterns = Vec::new();
         let mut regexes = Vec::new();
+        let mut plans = Vec::new();
+        let mut tb = TriggersBuilder::default();
+        #[cfg(test)]
+        let mut reference = Vec::new();
         let mut pattern_rule = Vec::new();
         let (mut raw_cs, mut raw_cs_rule) = (Vec::new(), Vec::new());
         let (mut raw_ci, mut raw_ci_rule) = (Vec::new(), Vec::new());
         let (mut folded, mut folded_rule) = (Vec::new(), Vec::new());
         for (ri, r) in all_rules.iter().enumerate() {
             for p in &r.regex {
-                patterns.push(p.clone());
-                regexes.push(compile_regex(p).map_err(|e| CompileError(format!("rule {}: {e}", r.id)))?);
+                let err = |e: String| CompileError(format!("rule {}: {e}", r.id));
+                #[cfg(test)]
+                reference.push(compile_regex(p).map_err(err)?);
+                regexes.push(meta_regex(p).map_err(err)?);
+                plans.push(plan_of(p, &mut tb).map_err(err)?);
                 pattern_rule.push(ri);
             }
             for k in &r.keywords {
@@ -464,29 +675,65 @@ impl Engine {
                 });
             }
         }
-        let set = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                regex::bytes::RegexSetBuilder::new(&patterns)
-                    .unicode(false)
-                    .size_limit(64 << 20)
-                    .dfa_size_limit(64 << 20)
-                    .build()
-                    .map_err(|e| CompileError(format!("regex set: {e}")))?,
-            )
-        };
+        let (triggers, ids) = tb.build();
+        for p in &mut plans {
+            p.trigs.iter_mut().for_each(|t| *t = ids[*t as usize]);
+            p.trigs.sort_unstable();
+            p.trigs.dedup();
+        }
+        let mut raw_pats: Vec<Vec<u8>> = triggers.lits().to_vec();
+        let mut raw_kinds: Vec<RawPat> =
+            (0..raw_pats.len()).map(|i| RawPat::Trig(triggers.lit_base() + i as u32)).collect();
+        for (k, &ri) in raw_cs.iter().zip(&raw_cs_rule) {
+            raw_pats.push(k.as_bytes().to_vec());
+            raw_kinds.push(RawPat::Keyword(ri));
+        }
+        let bytes_of = |v: &[String]| v.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>();
+        let raw = if raw_pats.is_empty() { None } else { Some((AllMatches::new(&raw_pats, false)?, raw_kinds)) };
+        let raw_ci_all =
+            if raw_ci.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&raw_ci), true)?, raw_ci_rule.clone())) };
+        let folded_all =
+            if folded.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&folded), false)?, folded_rule.clone())) };
+        #[cfg(test)]
         let mut keywords = Vec::new();
+        #[cfg(test)]
         if !raw_cs.is_empty() {
             keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_cs, false)?, rule: raw_cs_rule });
         }
+        #[cfg(test)]
         if !raw_ci.is_empty() {
             keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_ci, true)?, rule: raw_ci_rule });
         }
+        #[cfg(test)]
         if !folded.is_empty() {
             keywords.push(Keywords { kind: KwKind::Folded, ac: ac(&folded, true)?, rule: folded_rule });
         }
-        Ok(Engine { rules, exceptions, set, regexes, pattern_rule, keywords })
+        let unscoped = exceptions.is_empty()
+            && rules.iter().all(|r| {
+                r.directions.is_empty()
+                    && r.peers.is_empty()
+                    && r.rooms.is_empty()
+                    && r.event_types.is_empty()
+                    && r.except_senders.is_empty()
+                    && r.except_rooms.is_empty()
+                    && r.except_peers.is_empty()
+            });
+        Ok(Engine {
+            unscoped,
+            rules,
+            exceptions,
+            regexes,
+            plans,
+            triggers,
+            pattern_rule,
+            raw,
+            raw_ci: raw_ci_all,
+            folded: folded_all,
+            #[cfg(test)]
+            keywords,
+            #[cfg(test)]
+            reference,
+        })
     }
 
     /// Number of compiled rules.
@@ -496,6 +743,9 @@ impl Engine {
 
     /// Which rules apply to `ctx` (scope and exceptions; fields are checked per field).
     fn active(&self, ctx: &ScanCtx<'_>) -> Vec<bool> {
+        if self.unscoped {
+            return vec![true; self.rules.len()];
+        }
         let mut active: Vec<bool> = self
             .rules
             .iter()
@@ -536,6 +786,11 @@ impl Engine {
     /// Scan already extracted fields: EDUs (`edu_fields`), profile and directory responses,
     /// device names, or any text under a field name.
     pub fn scan_fields<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
+        self.scan_fields_with(ctx, fields, false)
+    }
+
+    /// [`Self::scan_fields`]; `reference` selects the simple candidate search (tests only).
+    fn scan_fields_with<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)], reference: bool) -> Outcome {
         let mut out = Outcome::default();
         if fields.is_empty() || self.rules.is_empty() {
             return out;
@@ -553,7 +808,12 @@ impl Engine {
                 continue;
             }
             cands.clear();
-            self.candidates(text, &on, &mut cands);
+            if reference {
+                #[cfg(test)]
+                self.candidates_reference(text, &on, &mut cands);
+            } else {
+                self.candidates(text, &on, &mut cands);
+            }
             if cands.is_empty() {
                 continue;
             }
@@ -574,63 +834,135 @@ impl Engine {
 
     /// Candidate (rule, start, end) spans in one field.
     fn candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
+        SCRATCH.with(|scratch| {
+            let mut guard = scratch.borrow_mut();
+            self.candidates_in(text, on, cands, &mut guard);
+        });
+    }
+
+    fn candidates_in(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>, sc: &mut Scratch) {
         let bytes = text.as_bytes();
-        if let Some(set) = &self.set {
-            let hits = set.matches(bytes);
-            if hits.matched_any() {
-                for pi in hits.iter() {
-                    let ri = self.pattern_rule[pi];
-                    if !on(ri) {
-                        continue;
+        let keyword = |ri: usize, s: usize, e: usize, cands: &mut Vec<(usize, usize, usize)>| {
+            if on(ri) && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
+                cands.push((ri, s, e));
+            }
+        };
+        // Which triggers matter, then the one raw pass for literal triggers and
+        // case-sensitive keywords.
+        let any_pattern = self.want_triggers(on, sc);
+        sc.hits.clear();
+        if let Some((all, kinds)) = &self.raw {
+            let want = &sc.want;
+            let hits = &mut sc.hits;
+            all.for_each(bytes, |p, s, e| match kinds[p] {
+                RawPat::Trig(t) => {
+                    if want[t as usize] {
+                        hits.push(Hit { trig: t, lo_end: e, hi_start: s });
                     }
-                    for m in self.regexes[pi].find_iter(bytes) {
-                        // ASCII patterns can end inside a multi-byte character: widen.
-                        let (mut s, mut e) = (m.start(), m.end());
-                        while !text.is_char_boundary(s) {
-                            s -= 1;
-                        }
-                        while !text.is_char_boundary(e) {
-                            e += 1;
-                        }
-                        if s < e {
-                            cands.push((ri, s, e));
-                        }
-                    }
+                }
+                RawPat::Keyword(ri) => keyword(ri, s, e, cands),
+            });
+        }
+        if any_pattern {
+            self.regex_candidates(text, on, sc, &mut |ri, s, e| push_widened(text, cands, ri, s, e));
+        }
+        if let Some((all, rule)) = &self.raw_ci {
+            all.for_each(bytes, |p, s, e| keyword(rule[p], s, e, cands));
+        }
+        if let Some((all, rule)) = &self.folded {
+            fold_into(text, &mut sc.folded, &mut sc.breaks);
+            let breaks = &sc.breaks;
+            all.for_each(&sc.folded, |p, fs, fe| {
+                let (s, e) = (map_start(breaks, fs), map_end(breaks, fe));
+                if s < e {
+                    keyword(rule[p], s, e, cands);
+                }
+            });
+        }
+    }
+
+    /// Mark the triggers of the active patterns in `sc.want`; false if no pattern is active.
+    fn want_triggers(&self, on: &dyn Fn(usize) -> bool, sc: &mut Scratch) -> bool {
+        sc.want.clear();
+        sc.want.resize(self.triggers.count(), false);
+        let mut any = false;
+        for (pi, plan) in self.plans.iter().enumerate() {
+            if on(self.pattern_rule[pi]) {
+                any = true;
+                for &t in &plan.trigs {
+                    sc.want[t as usize] = true;
                 }
             }
         }
-        let mut folded: Option<Folded> = None;
-        for kw in &self.keywords {
-            match kw.kind {
-                KwKind::Raw => {
-                    for m in kw.ac.find_overlapping_iter(bytes) {
-                        let ri = kw.rule[m.pattern().as_usize()];
-                        if on(ri) && (!self.rules[ri].whole_word || whole_word(text, m.start(), m.end())) {
-                            cands.push((ri, m.start(), m.end()));
-                        }
-                    }
+        any
+    }
+
+    /// Regex candidates: trigger scan, then each active pattern inside the windows around
+    /// its triggers (or over the whole field when it has none).
+    ///
+    /// Why the windowed search finds exactly what `find_iter` over the whole field finds:
+    /// every match of pattern `p` contains an occurrence `[s, e)` of one of its trigger
+    /// factors and is at most `L` long, so it lies inside `[e - L, s + L)`. Merge these
+    /// windows into disjoint ones. Any position where a match starts is then inside exactly
+    /// one merged window `W`, and *every* match starting there (whatever its end) lies inside
+    /// `W`. A search over `W` (with the whole field as look-around context) therefore finds
+    /// the same leftmost start and the same leftmost-first end as a search over the whole
+    /// field from the same position, and no match starts between windows. Matches are never
+    /// empty on this path (`minimum_len ≥ 1`), so iteration continues at the previous end in
+    /// both.
+    fn regex_candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, sc: &mut Scratch, push: &mut dyn FnMut(usize, usize, usize)) {
+        let bytes = text.as_bytes();
+        // Literal trigger hits are already in `sc.hits` (from the raw pass).
+        self.triggers.scan(bytes, &sc.want, &mut sc.hits, &mut sc.last);
+        for (pi, plan) in self.plans.iter().enumerate() {
+            let ri = self.pattern_rule[pi];
+            if !on(ri) {
+                continue;
+            }
+            let re = &self.regexes[pi];
+            let whole = |push: &mut dyn FnMut(usize, usize, usize)| {
+                for m in re.find_iter(bytes) {
+                    push(ri, m.start(), m.end());
                 }
-                KwKind::Folded => {
-                    if text.is_ascii() {
-                        for m in kw.ac.find_overlapping_iter(bytes) {
-                            let ri = kw.rule[m.pattern().as_usize()];
-                            if on(ri) && (!self.rules[ri].whole_word || whole_word(text, m.start(), m.end())) {
-                                cands.push((ri, m.start(), m.end()));
-                            }
-                        }
-                        continue;
-                    }
-                    let f = folded.get_or_insert_with(|| Folded::new(text));
-                    for m in kw.ac.find_overlapping_iter(f.text.as_bytes()) {
-                        let ri = kw.rule[m.pattern().as_usize()];
-                        if !on(ri) {
-                            continue;
-                        }
-                        let (s, e) = (f.map_start(m.start()), f.map_end(m.end()));
-                        if s < e && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
-                            cands.push((ri, s, e));
-                        }
-                    }
+            };
+            if plan.trigs.is_empty() {
+                whole(push);
+                continue;
+            }
+            let mine = |h: &&Hit| plan.trigs.binary_search(&h.trig).is_ok();
+            let Some(max_len) = plan.max_len else {
+                if sc.hits.iter().any(|h| mine(&h)) {
+                    whole(push);
+                }
+                continue;
+            };
+            sc.windows.clear();
+            sc.windows.extend(
+                sc.hits
+                    .iter()
+                    .filter(mine)
+                    .map(|h| (h.lo_end.saturating_sub(max_len), (h.hi_start + max_len).min(bytes.len()))),
+            );
+            if sc.windows.is_empty() {
+                continue;
+            }
+            sc.windows.sort_unstable();
+            let mut input = Input::new(bytes);
+            let mut pos = 0;
+            let mut i = 0;
+            while i < sc.windows.len() {
+                let (ws, mut we) = sc.windows[i];
+                i += 1;
+                while i < sc.windows.len() && sc.windows[i].0 <= we {
+                    we = we.max(sc.windows[i].1);
+                    i += 1;
+                }
+                pos = pos.max(ws);
+                while pos < we {
+                    input.set_range(pos..we);
+                    let Some(m) = re.search(&input) else { break };
+                    push(ri, m.start(), m.end());
+                    pos = m.end().max(pos + 1);
                 }
             }
         }
@@ -706,6 +1038,63 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+impl Engine {
+    /// The simple reference: each pattern's `regex::bytes::Regex` separately over the whole
+    /// field; keywords with overlapping Aho-Corasick searches, the folded ones ASCII-case-
+    /// insensitively on a folded copy that keeps ASCII case (the engine's original design).
+    fn candidates_reference(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
+        let bytes = text.as_bytes();
+        for (pi, re) in self.reference.iter().enumerate() {
+            let ri = self.pattern_rule[pi];
+            if on(ri) {
+                for m in re.find_iter(bytes) {
+                    push_widened(text, cands, ri, m.start(), m.end());
+                }
+            }
+        }
+        let mut folded: Option<Folded> = None;
+        for kw in &self.keywords {
+            let hay = match kw.kind {
+                KwKind::Raw => None,
+                KwKind::Folded => Some(folded.get_or_insert_with(|| Folded::new(text))),
+            };
+            let hb = hay.as_ref().map_or(bytes, |f| f.text.as_bytes());
+            for m in kw.ac.find_overlapping_iter(hb) {
+                let ri = kw.rule[m.pattern().as_usize()];
+                if !on(ri) {
+                    continue;
+                }
+                let (s, e) = match &hay {
+                    None => (m.start(), m.end()),
+                    Some(f) => (f.map_start(m.start()), f.map_end(m.end())),
+                };
+                if s < e && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
+                    cands.push((ri, s, e));
+                }
+            }
+        }
+    }
+
+    /// [`Engine::scan_fields`] with [`Engine::candidates_reference`].
+    pub(crate) fn scan_fields_reference<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
+        self.scan_fields_with(ctx, fields, true)
+    }
+}
+
+/// ASCII patterns can end inside a multi-byte character: widen to character boundaries.
+fn push_widened(text: &str, cands: &mut Vec<(usize, usize, usize)>, ri: usize, mut s: usize, mut e: usize) {
+    while !text.is_char_boundary(s) {
+        s -= 1;
+    }
+    while !text.is_char_boundary(e) {
+        e += 1;
+    }
+    if s < e {
+        cands.push((ri, s, e));
+    }
+}
+
 /// Is one of the context words (whole word, folded) within the window around `s..e`?
 fn context_hit(c: &Context, text: &str, s: usize, e: usize) -> bool {
     let before_start = text[..s].char_indices().rev().take(c.before).last().map_or(s, |(i, _)| i);
@@ -755,6 +1144,185 @@ mod tests {
         assert_eq!(mask("GEHEIM"), "G*****");
         assert_eq!(mask("abc"), "***");
         assert!(!mask("ghp_abcdefghijklmnopqrstuvwxyz0123456789").contains("abcdef"));
+    }
+
+    use proptest::prelude::*;
+
+    const SEED: &str = include_str!("../../../benches/corpus/seed_de.txt");
+    const SENSITIVE: &str = include_str!("../../../benches/corpus/sensitive_de.txt");
+
+    fn shipped() -> Arc<Engine> {
+        crate::policy::dlp::RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+            .unwrap_or_else(|d| panic!("{d}"))
+            .engine()
+    }
+
+    fn ctx() -> ScanCtx<'static> {
+        ScanCtx {
+            direction: Direction::Outbound,
+            peer: Some("land.example.de"),
+            room_id: Some("!lage:bund.example.de"),
+            sender: Some("@alice:bund.example.de"),
+            event_type: "m.room.message",
+        }
+    }
+
+    /// The optimised scan and the reference scan agree on `text` (as body and as a field
+    /// scoped differently), and return the outcome.
+    fn assert_same(engine: &Engine, text: &str) -> Outcome {
+        let fields = [(Field::Body, text), (Field::RoomTopic, text)];
+        let fast = engine.scan_fields(&ctx(), &fields);
+        let slow = engine.scan_fields_reference(&ctx(), &fields);
+        assert_eq!(fast, slow, "text: {text:?}");
+        fast
+    }
+
+    /// The bench corpus (same generator) plus every line alone: identical outcomes, and the
+    /// planted items are found.
+    #[test]
+    fn optimised_scan_equals_reference_on_corpus() {
+        let engine = shipped();
+        let lines: Vec<&str> = SEED.lines().filter(|l| !l.is_empty()).collect();
+        let sensitive: Vec<&str> = SENSITIVE.lines().filter(|l| !l.is_empty()).collect();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let mut found = 0;
+        for i in 0..1000 {
+            let n = 1 + next() % 8;
+            let mut m: Vec<&str> = (0..n).map(|_| lines[next() % lines.len()]).collect();
+            if i % 10 == 9 {
+                m.insert(next() % (m.len() + 1), sensitive[(i / 10) % sensitive.len()]);
+            }
+            found += assert_same(&engine, &m.join(" ")).matches.len();
+        }
+        assert!(found >= 100, "found {found}");
+        for l in lines.iter().chain(&sensitive) {
+            assert_same(&engine, l);
+        }
+        // Every piece at every offset around the first block boundaries of the trigger scan.
+        for piece in PIECES {
+            for start in 40..140 {
+                assert_same(&engine, &format!("{}{piece}{}", "x".repeat(start), " y".repeat(20)));
+            }
+        }
+        assert_same(&engine, SEED);
+        assert_same(&engine, SENSITIVE);
+    }
+
+    /// Pieces that trigger the shipped rules, their near misses, and separators.
+    const PIECES: &[&str] = &[
+        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "DE88 3704 0044 0532 0130 00", "GB82WEST12345698765432",
+        "4111 1111 1111 1111", "4111-1111-1111-1112", "378282246310005", "86095742719", "65929970489", "12345678903",
+        "A000500015", "A000500016", "T22000129", "T220001293", "L01X00T47", "COBADEFFXXX", "DEUTDEFF", "+49 30 1234567",
+        "030/1234567", "0171 2345678", "(0)", "0049", "max.mustermann@bund.example.de", "a@b", "@", "-----BEGIN PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----", "ghp_0123456789abcdefghijklmnopqrstuvwxyz", "github_pat_", "AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"", "xoxb-1234567890-abcdefghij",
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "glpat-abcdefghij0123456789",
+        "sk_live_0123456789abcdefghijklmn", "AIzaSyA-0123456789abcdefghijklmnopqrstu", "GEHEIM", "STRENG GEHEIM", "VS-NfD",
+        "VS – Nur für den Dienstgebrauch", "VS-VERTRAULICH", "NATO SECRET", "TRÈS SECRET UE", "geheim", "Geheim",
+        "Verschlußsache", "VERSCHLUSSSACHE", "vertraulich", "eingestuft", "Steuer-ID", "KVNR", "Ausweis", "BIC", "IBAN",
+        "Aktenzeichen", " ", " ", "\n", "-", "–", "_", ".", ",", "/", "ä", "Ü", "ß", "é", "0", "1", "9", "12", "123", "1234",
+        "A", "Z", "AB", "XYZ", "Bericht", "die", "und", "für",
+    ];
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            3 => proptest::sample::select(PIECES).prop_map(str::to_owned),
+            1 => "[0-9 ]{1,24}",
+            1 => "[A-Z0-9]{1,14}",
+            1 => "[a-zA-Z0-9 äöüß@._+-]{1,10}",
+        ];
+        proptest::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+        /// Random texts built from trigger pieces: the optimised scan equals the reference.
+        #[test]
+        fn optimised_scan_equals_reference_on_random_text(text in text_strategy()) {
+            let engine = SHIPPED.with(|e| e.clone());
+            assert_same(&engine, &text);
+        }
+
+        /// Generic patterns (unbounded, optional parts, empty matches, alternations, look
+        /// arounds, Unicode classes) on random text over a small alphabet.
+        #[test]
+        fn optimised_scan_equals_reference_on_generic_patterns(text in "[ax0-9y#ßOob \n_-]{0,80}") {
+            let engine = GENERIC.with(|e| e.clone());
+            assert_same(&engine, &text);
+        }
+    }
+
+    thread_local! {
+        static SHIPPED: Arc<Engine> = shipped();
+        static GENERIC: Arc<Engine> = {
+            let patterns = [
+                r"a*", r"x[0-9]+y", r"(?i)oo|b[0-9]{2}", r"[0-9]{3}(?:-[0-9]+)?", r"(?m)^#[0-9]", r"(?-u:\b)0[1-9]{2,}",
+                r"(?u)\w+ß", r"[a-z]{2}[0-9]{2}(?: ?[a-z0-9]{2}){1,3}", r"_(?:xy|[0-9]{4})_", r"(?:ax|ya)[0-9]{0,3}",
+                r"[ \n]{2}[0-9]", r"(?-u:\b)[0-9]{1,2}(?-u:\b)", r"y?[0-9a]{5}(?-u:\B)",
+            ];
+            let mut toml = String::new();
+            for (i, p) in patterns.iter().enumerate() {
+                toml.push_str(&format!(
+                    "[[rule]]\nid = \"r{i}\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nregex = '{p}'\n"
+                ));
+            }
+            toml.push_str("[[rule]]\nid = \"kw\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"oob\", \"ßa\", \"x y\"]\nwhole_word = false\n");
+            let mut d = Vec::new();
+            let f = super::super::rules::parse_file(&toml, "generic.toml", &mut d).expect("parses");
+            assert!(d.is_empty(), "{d:?}");
+            Arc::new(Engine::compile(&[f]).expect("compiles"))
+        };
+    }
+
+    proptest! {
+        /// `AllMatches` reports exactly the occurrences `find_overlapping_iter` reports,
+        /// with prefixes, equal patterns and ASCII case folding.
+        #[test]
+        fn all_matches_equals_overlapping(
+            pats in proptest::collection::vec("[abAB]{1,4}", 1..8),
+            hay in "[abAB c]{0,60}",
+            ci in any::<bool>(),
+        ) {
+            let bytes: Vec<Vec<u8>> = pats.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let all = AllMatches::new(&bytes, ci).unwrap();
+            let mut got = Vec::new();
+            all.for_each(hay.as_bytes(), |p, s, e| got.push((p, s, e)));
+            let reference = AhoCorasickBuilder::new().ascii_case_insensitive(ci).build(&bytes).unwrap();
+            let mut want: Vec<_> = reference
+                .find_overlapping_iter(hay.as_bytes())
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+                .collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
+
+        /// The lower-cased folding maps back like the reference folding.
+        #[test]
+        fn fold_into_equals_reference_folding(text in "[a-zA-Z äÄöÖüÜßẞéÉæ–K-]{0,40}") {
+            let (mut out, mut breaks) = (Vec::new(), Vec::new());
+            fold_into(&text, &mut out, &mut breaks);
+            let f = Folded::new(&text);
+            prop_assert_eq!(String::from_utf8(out.clone()).unwrap(), f.text.to_lowercase());
+            prop_assert_eq!(&breaks, &f.breaks);
+        }
+    }
+
+    /// Every shipped pattern gets a trigger and a bounded window, except the e-mail pattern
+    /// (unbounded local part: gated by `@`).
+    #[test]
+    fn shipped_patterns_are_windowed() {
+        let engine = shipped();
+        for (pi, plan) in engine.plans.iter().enumerate() {
+            let rule = &engine.rules[engine.pattern_rule[pi]].id;
+            assert!(!plan.trigs.is_empty(), "{rule} pattern {pi} has no trigger");
+            assert_eq!(plan.max_len.is_none(), &**rule == "pii.email", "{rule}: {plan:?}");
+        }
     }
 
     #[test]
