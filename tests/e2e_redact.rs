@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use grenzwacht::lab::client::{encode_segment, wait_until, ClientError, Session};
+use grenzwacht::lab::client::{encode_segment, wait_until, Session};
 use grenzwacht::lab::{self, LabOptions, OutboundMode};
 use serde_json::{json, Value};
 
@@ -30,16 +30,7 @@ impl Drop for Down {
 
 /// Waits until `who` can read event `event_id` in `room` and returns it.
 async fn wait_event(who: &Session, room: &str, event_id: &str) -> Value {
-    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room), encode_segment(event_id));
-    wait_until(&format!("{} to see {event_id}", who.user_id), WAIT, || async {
-        match who.client.call("GET", &path, Some(&who.access_token), None).await {
-            Ok(v) => Ok(Some(v)),
-            Err(ClientError::Status { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    common::wait_event(who, room, event_id, WAIT).await
 }
 
 async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, version: &str) {

@@ -251,3 +251,18 @@ pub fn fed_requests_in_log(log: &str, fed_port: u16) -> Vec<String> {
 pub fn marker(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::random::<u64>())
 }
+
+/// Waits until `who` can read event `event_id` in `room` (client API) and returns it.
+pub async fn wait_event(who: &grenzwacht::lab::client::Session, room: &str, event_id: &str, timeout: Duration) -> serde_json::Value {
+    use grenzwacht::lab::client::{encode_segment, wait_until, ClientError};
+    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room), encode_segment(event_id));
+    wait_until(&format!("{} to see {event_id}", who.user_id), timeout, || async {
+        match who.client.call("GET", &path, Some(&who.access_token), None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
