@@ -242,12 +242,21 @@ pub struct LabelPolicy {
     cache: RwLock<HashMap<String, Arc<Result<Label, String>>>>,
     /// Release decisions: (label, clearance, day) → outcome; see [`Self::release`].
     decisions: RwLock<HashMap<(usize, usize, u64), ReleaseEntry>>,
+    /// Room-ceiling checks: (event label, room label, day) → outcome; see [`Self::within_room`].
+    ceilings: RwLock<HashMap<(usize, usize, u64), CeilingEntry>>,
     /// Serialises room label changes (read, compare, write).
     learn: Mutex<()>,
 }
 
 /// A cached release decision, holding the label it was made for.
 type ReleaseEntry = (Arc<Result<Label, String>>, Result<(), Denial>);
+/// A cached room-ceiling check, holding both labels it was made for.
+type CeilingEntry = (Arc<Result<Label, String>>, Arc<Result<Label, String>>, Result<(), Denial>);
+
+/// Days since the epoch (SPIF validity dates are days).
+fn today() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
+}
 
 impl std::fmt::Debug for LabelPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -330,6 +339,7 @@ impl LabelPolicy {
             markings,
             detector: None,
             cache: RwLock::new(HashMap::new()),
+            ceilings: RwLock::new(HashMap::new()),
             decisions: RwLock::new(HashMap::new()),
             learn: Mutex::new(()),
             spifs,
@@ -421,12 +431,9 @@ impl LabelPolicy {
         let eff: Arc<Result<Label, String>> = match &own {
             Some(parsed) => {
                 let label = parsed.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("event label: {e}")))?;
-                if let (Some(rl), false) = (&room_label, room_label_event) {
-                    let rl = rl.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
-                    let in_room = self.spifs.translate(label, &rl.policy).map_err(|e| deny("label:above_room", format!("event label not comparable with the room label: {e}")))?;
-                    if !self.spifs.dominates(rl, &in_room) {
-                        return Err(deny("label:above_room", "event label not dominated by the room label"));
-                    }
+                if let (Some(rl_arc), false) = (&room_label, room_label_event) {
+                    let rl = rl_arc.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
+                    self.within_room(parsed, label, rl_arc, rl)?;
                 }
                 parsed.clone()
             }
@@ -454,14 +461,36 @@ impl LabelPolicy {
         Ok(())
     }
 
+    /// The room label is the ceiling: the event label, translated into the room label's policy,
+    /// must be dominated by it.
+    ///
+    /// Cached like [`Self::release`]: by the identity of both parsed labels (the entry holds
+    /// both `Arc`s, so their addresses cannot be reused while cached) and the day.
+    fn within_room(&self, own: &Arc<Result<Label, String>>, label: &Label, room: &Arc<Result<Label, String>>, rl: &Label) -> Result<(), Denial> {
+        let key = (Arc::as_ptr(own) as usize, Arc::as_ptr(room) as usize, today());
+        if let Some((_, _, r)) = self.ceilings.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return r.clone();
+        }
+        let r = match self.spifs.translate(label, &rl.policy) {
+            Err(e) => Err(deny("label:above_room", format!("event label not comparable with the room label: {e}"))),
+            Ok(in_room) if !self.spifs.dominates(rl, &in_room) => Err(deny("label:above_room", "event label not dominated by the room label")),
+            Ok(_) => Ok(()),
+        };
+        let mut c = self.ceilings.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.len() >= LABEL_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, (own.clone(), room.clone(), r.clone()));
+        r
+    }
+
     /// Translation into the destination side's policy and access against `clearance`.
     ///
     /// Cached by the identity of the parsed label (`Arc` from the parse cache, the room label
     /// or the side default — the entry holds the `Arc`, so its address cannot be reused while
     /// cached), the clearance and the day (SPIF validity dates are days).
     fn release(&self, eff: &Arc<Result<Label, String>>, label: &Label, to: &Side, clearance: &Arc<Clearance>) -> Result<(), Denial> {
-        let day = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
-        let key = (Arc::as_ptr(eff) as usize, Arc::as_ptr(clearance) as usize, day);
+        let key = (Arc::as_ptr(eff) as usize, Arc::as_ptr(clearance) as usize, today());
         if let Some((_, r)) = self.decisions.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
             return r.clone();
         }

@@ -170,6 +170,12 @@ fn room_label_is_default_and_ceiling() {
     assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[])))), redact("label:above_room"));
     assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(2, &[276, 250, 840])))), PduVerdict::Allow, "a wider release is within the room");
     assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(2, &[276])))), redact("label:above_room"), "a narrower release is more sensitive than the room");
+    // The ceiling check is cached per (event label, room label): after the room label is
+    // raised, the same event label is judged against the new ceiling, not the cached outcome.
+    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), redact("label:above_room"));
+    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), redact("label:above_room"), "cached: same outcome");
+    assert_eq!(set_room_label(&high_peer, &c, "@alice:hs1.test", deu(4, &[276]), 3), PduVerdict::Allow);
+    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), PduVerdict::Allow, "below the raised ceiling now");
 }
 
 #[test]
