@@ -353,6 +353,32 @@ fn splice(body: &[u8], mut edits: Vec<Edit<'_>>) -> Result<Vec<u8>, RedactError>
 }
 
 /// Refuses an index given twice.
+/// One edit per replacement: the element at the replacement's index (`item`, `count` of them;
+/// `out_of_range` names a bad index) gives way to the replacement, which must be an object; the
+/// element must be bytes of `body`; an index may appear once.
+fn replacement_edits<'a, 'r>(
+    body: &[u8],
+    replacements: &'r [(usize, Box<RawValue>)],
+    count: usize,
+    item: impl Fn(usize) -> Option<&'a RawValue>,
+    out_of_range: fn(usize, usize) -> RedactError,
+) -> Result<Vec<Edit<'r>>, RedactError> {
+    check_unique(replacements.iter().map(|(i, _)| *i))?;
+    let mut edits = Vec::with_capacity(replacements.len() + 1);
+    for (index, replacement) in replacements {
+        let raw = item(*index).ok_or_else(|| out_of_range(*index, count))?;
+        if !is_object(replacement) {
+            return Err(RedactError::ReplacementNotObject { index: *index });
+        }
+        edits.push(Edit {
+            range: span(body, raw.get()).ok_or(RedactError::NotInBody)?,
+            with: replacement.get().as_bytes().into(),
+            index: *index,
+        });
+    }
+    Ok(edits)
+}
+
 fn check_unique(indices: impl Iterator<Item = usize>) -> Result<(), RedactError> {
     let mut seen: Vec<usize> = indices.collect();
     seen.sort_unstable();
@@ -462,22 +488,9 @@ pub fn rebuild_elements(
     replace_edus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    let mut edits = Vec::with_capacity(replace_pdus.len() + 1);
-    check_unique(replace_pdus.iter().map(|(i, _)| *i))?;
-    for (index, replacement) in replace_pdus {
-        let item = pdus.get(*index).ok_or(RedactError::PduIndex {
-            index: *index,
-            count: pdus.len(),
-        })?;
-        if !is_object(replacement) {
-            return Err(RedactError::ReplacementNotObject { index: *index });
-        }
-        edits.push(Edit {
-            range: span(body, item.get()).ok_or(RedactError::NotInBody)?,
-            with: replacement.get().as_bytes().into(),
-            index: *index,
-        });
-    }
+    let mut edits = replacement_edits(body, replace_pdus, pdus.len(), |i| pdus.get(i).copied(), |index, count| {
+        RedactError::PduIndex { index, count }
+    })?;
     if !drop_edus.is_empty() || !replace_edus.is_empty() {
         check_unique(drop_edus.iter().copied().chain(replace_edus.iter().map(|(i, _)| *i)))?;
         if let Some(index) = drop_edus
@@ -539,22 +552,9 @@ pub fn replace_events(
     replacements: &[(usize, Box<RawValue>)],
 ) -> Result<Vec<u8>, RedactError> {
     let found = pdus_in(endpoint, part, body).map_err(RedactError::Locate)?;
-    check_unique(replacements.iter().map(|(i, _)| *i))?;
-    let mut edits = Vec::with_capacity(replacements.len());
-    for (index, replacement) in replacements {
-        let event = found.get(*index).ok_or(RedactError::EventIndex {
-            index: *index,
-            count: found.len(),
-        })?;
-        if !is_object(replacement) {
-            return Err(RedactError::ReplacementNotObject { index: *index });
-        }
-        edits.push(Edit {
-            range: span(body, event.raw.get()).ok_or(RedactError::NotInBody)?,
-            with: replacement.get().as_bytes().into(),
-            index: *index,
-        });
-    }
+    let edits = replacement_edits(body, replacements, found.len(), |i| found.get(i).map(|f| f.raw), |index, count| {
+        RedactError::EventIndex { index, count }
+    })?;
     splice(body, edits)
 }
 

@@ -86,6 +86,9 @@ struct Compiled {
     action: RuleAction,
 }
 
+/// The rule id reported for content that cannot be read (fails closed).
+const UNREADABLE: &str = "unreadable_content";
+
 /// The compiled rule list.
 pub struct Rules {
     set: RegexSet,
@@ -137,8 +140,12 @@ impl Rules {
         if self.rules.is_empty() {
             return None;
         }
-        let value: serde_json::Value = serde_json::from_str(content.get()).ok()?;
-        self.check_value(direction, &value)
+        match serde_json::from_str::<serde_json::Value>(content.get()) {
+            Ok(value) => self.check_value(direction, &value),
+            // Validated bodies are JSON, so this cannot happen; if it does, the content does
+            // not cross unread.
+            Err(_) => Some((UNREADABLE, RuleAction::Redact)),
+        }
     }
 
     /// As [`Rules::check`], on a parsed value.
@@ -218,13 +225,16 @@ impl Policy for RulesPolicy {
         pdu_verdict(self.rules.check(ctx.direction, event.content))
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        if self.rules.is_empty() {
+            return EduVerdict::Allow;
+        }
         let m = if edu.edu_type == TO_DEVICE_EDU {
             // The messages are judged per recipient device (`to_device`); the rest of the
             // content here.
             let mut value: serde_json::Value = match serde_json::from_str(edu.content.get()) {
                 Ok(v) => v,
                 // Cannot happen for a validated body; fail closed if it does.
-                Err(_) => return EduVerdict::Drop { rule: "unreadable_edu".into() },
+                Err(_) => return EduVerdict::Drop { rule: UNREADABLE.into() },
             };
             if let Some(o) = value.as_object_mut() {
                 o.remove("messages");
@@ -254,11 +264,7 @@ impl Policy for RulesPolicy {
     /// The content is scanned like event content (`fields` filter on its keys); encrypted
     /// messages are opaque ciphertext to the rules.
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
-        let value: serde_json::Value = match serde_json::from_str(msg.content.get()) {
-            Ok(v) => v,
-            Err(_) => return EduVerdict::Drop { rule: "unreadable_to_device".into() },
-        };
-        match self.rules.check_value(ctx.direction, &value) {
+        match self.rules.check(ctx.direction, msg.content) {
             None => EduVerdict::Allow,
             Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
         }
