@@ -162,7 +162,7 @@ struct CRule {
     rooms: Vec<Glob>,
     event_types: Vec<Glob>,
     /// Bit mask of [`Field::bit`]; all ones when unrestricted.
-    fields: u32,
+    fields: u64,
     validator: Option<Validator>,
     confidence: f32,
     threshold: f32,
@@ -635,7 +635,7 @@ impl Engine {
                 context.push(Context { ac: ac(&words, true)?, before: c.before, after: c.after, weight: c.weight });
             }
             let fields = if r.scope.fields.is_empty() {
-                u32::MAX
+                u64::MAX
             } else {
                 r.scope.fields.iter().fold(0, |m, f| m | f.bit())
             };

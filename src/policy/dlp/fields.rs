@@ -71,11 +71,31 @@ fields! {
     DirectoryTopic = "directory.topic",
     /// Public room directory entry canonical alias.
     DirectoryAlias = "directory.alias",
+    /// Any other string value or object key of an event's `content` (matches name the path,
+    /// `content.<path>`).
+    Content = "content",
+    /// The event `type`.
+    EventType = "type",
+    /// The event `state_key`.
+    StateKey = "state_key",
+    /// The `redacts` event id of a redaction (top level in old room versions).
+    Redacts = "redacts",
+    /// Forwarded `unsigned` data of an event.
+    Unsigned = "unsigned",
+    /// Any string value or object key of an EDU's content that has no field of its own.
+    Edu = "edu",
+    /// A path parameter of a request (room alias, user id, …), percent-decoded.
+    RequestPath = "request.path",
+    /// A query-string parameter of a request (name and value), percent-decoded.
+    RequestQuery = "request.query",
+    /// A string value or object key of a request body that is not an event (directory search,
+    /// user and key queries).
+    RequestBody = "request.body",
 }
 
 impl Field {
-    /// Bit of this field in a `u32` mask.
-    pub fn bit(self) -> u32 {
+    /// Bit of this field in a `u64` mask.
+    pub fn bit(self) -> u64 {
         1 << (self as u32)
     }
 }
@@ -407,7 +427,7 @@ mod tests {
 
     #[test]
     fn field_names_round_trip_and_fit_mask() {
-        assert!(Field::ALL.len() <= 32);
+        assert!(Field::ALL.len() <= 64);
         for f in Field::ALL {
             assert_eq!(f.as_str().parse::<Field>(), Ok(*f));
         }
