@@ -97,9 +97,16 @@ impl Snapshot {
             if !path.extension().is_some_and(|x| x == ext) || !path.is_file() {
                 continue;
             }
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let content = std::fs::read(&path).map_err(|e| e.to_string());
-            files.push(SnapshotFile { name, path, content });
+            files.push(SnapshotFile {
+                name,
+                path,
+                content,
+            });
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Snapshot { files })
@@ -109,7 +116,11 @@ impl Snapshot {
     pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Snapshot {
         let mut files: Vec<SnapshotFile> = files
             .into_iter()
-            .map(|(n, c)| SnapshotFile { name: n.to_owned(), path: PathBuf::from(n), content: Ok(c.to_vec()) })
+            .map(|(n, c)| SnapshotFile {
+                name: n.to_owned(),
+                path: PathBuf::from(n),
+                content: Ok(c.to_vec()),
+            })
             .collect();
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Snapshot { files }
@@ -144,7 +155,11 @@ pub struct ManifestEntry {
 
 impl fmt::Debug for ManifestEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManifestEntry").field("sha256", &hex(&self.sha256[..6])).field("ids", &self.ids).field("len", &self.content.len()).finish()
+        f.debug_struct("ManifestEntry")
+            .field("sha256", &hex(&self.sha256[..6]))
+            .field("ids", &self.ids)
+            .field("len", &self.content.len())
+            .finish()
     }
 }
 
@@ -166,7 +181,14 @@ impl Manifest {
         S: Into<String>,
     {
         let ids = ids.into_iter().map(Into::into).collect();
-        self.files.insert(name.to_owned(), ManifestEntry { sha256: sha256(content), ids, content: content.into() });
+        self.files.insert(
+            name.to_owned(),
+            ManifestEntry {
+                sha256: sha256(content),
+                ids,
+                content: content.into(),
+            },
+        );
     }
 
     pub fn files(&self) -> impl Iterator<Item = (&str, &ManifestEntry)> {
@@ -190,9 +212,18 @@ impl Manifest {
     /// without ids, and files that are a shorter prefix of their running version (cut off at
     /// the end: a truncation, even where every id survived).
     pub fn loss_from(&self, running: &Manifest) -> Loss {
-        let ids: BTreeSet<&str> = self.files.values().flat_map(|e| e.ids.iter().map(String::as_str)).collect();
+        let ids: BTreeSet<&str> = self
+            .files
+            .values()
+            .flat_map(|e| e.ids.iter().map(String::as_str))
+            .collect();
         Loss {
-            files: running.files.keys().filter(|n| !self.files.contains_key(*n)).cloned().collect(),
+            files: running
+                .files
+                .keys()
+                .filter(|n| !self.files.contains_key(*n))
+                .cloned()
+                .collect(),
             ids: running
                 .files
                 .values()
@@ -202,12 +233,19 @@ impl Manifest {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            empty_files: self.files.iter().filter(|(_, e)| e.ids.is_empty()).map(|(n, _)| n.clone()).collect(),
+            empty_files: self
+                .files
+                .iter()
+                .filter(|(_, e)| e.ids.is_empty())
+                .map(|(n, _)| n.clone())
+                .collect(),
             truncated_files: self
                 .files
                 .iter()
                 .filter(|(n, e)| {
-                    running.files.get(*n).is_some_and(|r| e.content.len() < r.content.len() && r.content.starts_with(&e.content))
+                    running.files.get(*n).is_some_and(|r| {
+                        e.content.len() < r.content.len() && r.content.starts_with(&e.content)
+                    })
                 })
                 .map(|(n, _)| n.clone())
                 .collect(),
@@ -230,7 +268,10 @@ pub struct Loss {
 
 impl Loss {
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.ids.is_empty() && self.empty_files.is_empty() && self.truncated_files.is_empty()
+        self.files.is_empty()
+            && self.ids.is_empty()
+            && self.empty_files.is_empty()
+            && self.truncated_files.is_empty()
     }
 }
 
@@ -244,10 +285,16 @@ impl fmt::Display for Loss {
             parts.push(format!("missing ids: {}", self.ids.join(", ")));
         }
         if !self.empty_files.is_empty() {
-            parts.push(format!("files without ids: {}", self.empty_files.join(", ")));
+            parts.push(format!(
+                "files without ids: {}",
+                self.empty_files.join(", ")
+            ));
         }
         if !self.truncated_files.is_empty() {
-            parts.push(format!("files cut off: {}", self.truncated_files.join(", ")));
+            parts.push(format!(
+                "files cut off: {}",
+                self.truncated_files.join(", ")
+            ));
         }
         if parts.is_empty() {
             f.write_str("nothing lost")
@@ -271,7 +318,12 @@ impl<T: PartialEq + Clone> Settle<T> {
     /// `acted`: the state already in force (nothing to do while it is observed).
     /// `need`: consecutive equal polls before acting (at least 1).
     pub fn new(acted: T, need: u32) -> Self {
-        Settle { need: need.max(1), last: None, seen: 0, acted }
+        Settle {
+            need: need.max(1),
+            last: None,
+            seen: 0,
+            acted,
+        }
     }
 
     /// Feeds one poll; returns the observation when it is now to be acted on (once per
@@ -314,23 +366,39 @@ mod tests {
         let running = m(&[("a.toml", "A", &["a.1", "a.2"]), ("b.toml", "B", &["b.1"])]);
         assert!(running.loss_from(&running).is_empty());
         // More is never a loss.
-        let bigger = m(&[("a.toml", "A2", &["a.1", "a.2", "a.3"]), ("b.toml", "B", &["b.1"]), ("c.toml", "C", &["c.1"])]);
-        assert!(bigger.loss_from(&running).is_empty(), "{}", bigger.loss_from(&running));
+        let bigger = m(&[
+            ("a.toml", "A2", &["a.1", "a.2", "a.3"]),
+            ("b.toml", "B", &["b.1"]),
+            ("c.toml", "C", &["c.1"]),
+        ]);
+        assert!(
+            bigger.loss_from(&running).is_empty(),
+            "{}",
+            bigger.loss_from(&running)
+        );
         // An edited file that lost an id.
         let edited = m(&[("a.toml", "A-", &["a.1"]), ("b.toml", "B", &["b.1"])]);
         let l = edited.loss_from(&running);
-        assert_eq!((l.files.clone(), l.ids.clone(), l.empty_files.clone()), (vec![], vec!["a.2".to_string()], vec![]));
+        assert_eq!(
+            (l.files.clone(), l.ids.clone(), l.empty_files.clone()),
+            (vec![], vec!["a.2".to_string()], vec![])
+        );
         assert!(l.truncated_files.is_empty());
         assert_eq!(l.to_string(), "missing ids: a.2");
         // A file cut off at the end: a loss even where every id survived (a rule's last keys).
         let long = m(&[("a.toml", "[[rule]] id=a.1 validator=iban", &["a.1"])]);
         let cut = m(&[("a.toml", "[[rule]] id=a.1", &["a.1"])]);
         let l = cut.loss_from(&long);
-        assert_eq!((l.ids.clone(), l.truncated_files.clone()), (vec![], vec!["a.toml".to_string()]));
+        assert_eq!(
+            (l.ids.clone(), l.truncated_files.clone()),
+            (vec![], vec!["a.toml".to_string()])
+        );
         assert_eq!(l.to_string(), "files cut off: a.toml");
         // Appending, or a same-length edit, is no truncation.
         assert!(long.loss_from(&cut).is_empty());
-        assert!(m(&[("a.toml", "[[rule]] id=a.1 validator=luhn", &["a.1"])]).loss_from(&long).is_empty());
+        assert!(m(&[("a.toml", "[[rule]] id=a.1 validator=luhn", &["a.1"])])
+            .loss_from(&long)
+            .is_empty());
         // An emptied file: all its ids gone, and it defines nothing.
         let emptied = m(&[("a.toml", "", &[]), ("b.toml", "B", &["b.1"])]);
         let l = emptied.loss_from(&running);
@@ -340,14 +408,27 @@ mod tests {
         // A deleted file.
         let deleted = m(&[("b.toml", "B", &["b.1"])]);
         let l = deleted.loss_from(&running);
-        assert_eq!((l.files.clone(), l.ids.clone()), (vec!["a.toml".to_string()], vec!["a.1".to_string(), "a.2".to_string()]));
-        assert_eq!(l.to_string(), "missing files: a.toml; missing ids: a.1, a.2");
+        assert_eq!(
+            (l.files.clone(), l.ids.clone()),
+            (
+                vec!["a.toml".to_string()],
+                vec!["a.1".to_string(), "a.2".to_string()]
+            )
+        );
+        assert_eq!(
+            l.to_string(),
+            "missing files: a.toml; missing ids: a.1, a.2"
+        );
         // An id that moved to another file is not lost; the file that is gone is.
         let moved = m(&[("b.toml", "B+", &["b.1", "a.1", "a.2"])]);
         let l = moved.loss_from(&running);
         assert_eq!((l.files, l.ids), (vec!["a.toml".to_string()], vec![]));
         // An empty file next to a complete set is still reported.
-        let extra_empty = m(&[("a.toml", "A", &["a.1", "a.2"]), ("b.toml", "B", &["b.1"]), ("z.toml", "# c", &[])]);
+        let extra_empty = m(&[
+            ("a.toml", "A", &["a.1", "a.2"]),
+            ("b.toml", "B", &["b.1"]),
+            ("z.toml", "# c", &[]),
+        ]);
         assert_eq!(extra_empty.loss_from(&running).empty_files, vec!["z.toml"]);
     }
 
@@ -355,19 +436,31 @@ mod tests {
     fn fingerprints_follow_names_and_contents_and_agree_with_snapshots() {
         let a = m(&[("a.toml", "A", &["x"]), ("b.toml", "B", &["y"])]);
         let snap = Snapshot::from_files([("b.toml", &b"B"[..]), ("a.toml", &b"A"[..])]);
-        assert_eq!(a.fingerprint(), snap.fingerprint(), "manifest and snapshot of the same files agree");
+        assert_eq!(
+            a.fingerprint(),
+            snap.fingerprint(),
+            "manifest and snapshot of the same files agree"
+        );
         let renamed = m(&[("a2.toml", "A", &["x"]), ("b.toml", "B", &["y"])]);
         let changed = m(&[("a.toml", "A.", &["x"]), ("b.toml", "B", &["y"])]);
         // Moving bytes between name and content must not collide.
         let shifted = m(&[("a.tomlA", "", &["x"]), ("b.toml", "B", &["y"])]);
-        let fps = [a.fingerprint(), renamed.fingerprint(), changed.fingerprint(), shifted.fingerprint()];
+        let fps = [
+            a.fingerprint(),
+            renamed.fingerprint(),
+            changed.fingerprint(),
+            shifted.fingerprint(),
+        ];
         for i in 0..fps.len() {
             for j in i + 1..fps.len() {
                 assert_ne!(fps[i], fps[j], "{i} vs {j}");
             }
         }
         // Ids do not enter the fingerprint (they follow from the contents).
-        assert_eq!(a.fingerprint(), m(&[("a.toml", "A", &[]), ("b.toml", "B", &["y"])]).fingerprint());
+        assert_eq!(
+            a.fingerprint(),
+            m(&[("a.toml", "A", &[]), ("b.toml", "B", &["y"])]).fingerprint()
+        );
         let fp = a.fingerprint();
         assert_eq!(fp.to_string().len(), "sha256:".len() + 64);
         assert_eq!(format!("{:012x}", fp.gauge_value() as u64), fp.short());
@@ -386,7 +479,12 @@ mod tests {
         assert_eq!(s.files()[0].content.as_deref().unwrap(), b"A");
         let fp = s.fingerprint();
         std::fs::write(dir.path().join("a.toml"), "A2").unwrap();
-        assert_ne!(Snapshot::read_dir(dir.path(), "toml").unwrap().fingerprint(), fp);
+        assert_ne!(
+            Snapshot::read_dir(dir.path(), "toml")
+                .unwrap()
+                .fingerprint(),
+            fp
+        );
         assert!(Snapshot::read_dir(&dir.path().join("missing"), "toml").is_err());
     }
 
@@ -418,7 +516,10 @@ mod tests {
         assert_eq!(s.observe(7), None);
         // need = 3
         let mut s = Settle::new("a", 3);
-        assert_eq!((s.observe("b"), s.observe("b"), s.observe("b")), (None, None, Some("b")));
+        assert_eq!(
+            (s.observe("b"), s.observe("b"), s.observe("b")),
+            (None, None, Some("b"))
+        );
         // need = 0 behaves as 1
         let mut s = Settle::new(0, 0);
         assert_eq!(s.observe(1), Some(1));

@@ -86,17 +86,26 @@ impl Reloader {
             files: manifest.map_or(0, Manifest::file_count),
             ..PolicyStatus::default()
         };
-        Reloader { running: Mutex::new(manifest.cloned()), status: Mutex::new(status) }
+        Reloader {
+            running: Mutex::new(manifest.cloned()),
+            status: Mutex::new(status),
+        }
     }
 }
 
 /// Loads and compiles the DLP rule files of `dir` (one read) into a policy layer and its manifest.
-pub(super) fn load_dlp(dir: &Path, snap: Option<&Snapshot>) -> Result<(DlpPolicy, Manifest), GuardError> {
+pub(super) fn load_dlp(
+    dir: &Path,
+    snap: Option<&Snapshot>,
+) -> Result<(DlpPolicy, Manifest), GuardError> {
     let loaded = match snap {
         Some(s) => RuleSet::from_snapshot(dir, s),
         None => RuleSet::load_dir_with_manifest(dir),
     };
-    let (set, manifest) = loaded.map_err(|diagnostics| GuardError::Dlp { dir: dir.to_path_buf(), diagnostics })?;
+    let (set, manifest) = loaded.map_err(|diagnostics| GuardError::Dlp {
+        dir: dir.to_path_buf(),
+        diagnostics,
+    })?;
     Ok((DlpPolicy::new(set.engine()), manifest))
 }
 
@@ -122,7 +131,11 @@ impl Guard {
 
     /// The running rule set's identity and the last reload's outcome.
     pub fn policy_status(&self) -> PolicyStatus {
-        self.reloader.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.reloader
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets the gauges of the running rule set (after the metrics recorder is installed).
@@ -137,26 +150,47 @@ impl Guard {
 
     /// Loads `snap` (or a fresh read of the directory) and swaps it in, unless it is broken or,
     /// without `accept_smaller`, loses something of the running set.
-    fn reload_dlp(&self, snap: Option<Snapshot>, accept_smaller: bool) -> Result<usize, GuardError> {
+    fn reload_dlp(
+        &self,
+        snap: Option<Snapshot>,
+        accept_smaller: bool,
+    ) -> Result<usize, GuardError> {
         let Some(d) = &self.dlp else { return Ok(0) };
         let dir = &d.policies;
-        let mut running = self.reloader.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = self
+            .reloader
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (result, out) = match load_dlp(dir, snap.as_ref()) {
             Err(e) => {
                 error!("DLP rule set refused, the running policy stays: {e}");
                 (ReloadResult::Refused, Err(e))
             }
             Ok((policy, manifest)) => {
-                let loss = running.as_ref().map(|r| manifest.loss_from(r)).unwrap_or_default();
+                let loss = running
+                    .as_ref()
+                    .map(|r| manifest.loss_from(r))
+                    .unwrap_or_default();
                 if !loss.is_empty() && !accept_smaller {
                     error!(
                         dir = %dir.display(), lost_files = ?loss.files, lost_rules = ?loss.ids, cut_off_files = ?loss.truncated_files,
                         "DLP rule set refused: it lacks rules of the running one ({loss}); the running policy stays (SIGUSR1 loads it anyway)"
                     );
-                    (ReloadResult::RefusedShrink, Err(GuardError::DlpShrink { dir: dir.clone(), loss }))
+                    (
+                        ReloadResult::RefusedShrink,
+                        Err(GuardError::DlpShrink {
+                            dir: dir.clone(),
+                            loss,
+                        }),
+                    )
                 } else {
                     let rules = policy.rule_count();
-                    self.swap_policy(Self::layers(&self.base, Some(Arc::new(policy)), self.labels.clone()));
+                    self.swap_policy(Self::layers(
+                        &self.base,
+                        Some(Arc::new(policy)),
+                        self.labels.clone(),
+                    ));
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
                         ReloadResult::Ok
@@ -168,7 +202,11 @@ impl Guard {
                         log_identity(dir, &manifest, "reloaded (smaller, confirmed)");
                         ReloadResult::AcceptedShrink
                     };
-                    let mut s = self.reloader.status.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut s = self
+                        .reloader
+                        .status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     s.fingerprint = Some(manifest.fingerprint());
                     s.rules = manifest.id_count();
                     s.files = manifest.file_count();
@@ -178,7 +216,11 @@ impl Guard {
             }
         };
         {
-            let mut s = self.reloader.status.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut s = self
+                .reloader
+                .status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             s.attempts += 1;
             s.last_result = Some(result);
         }
@@ -190,7 +232,12 @@ impl Guard {
 
 /// Polls the DLP rule directory and reloads a changed state once it has settled, until `stop`
 /// resolves.
-pub(super) async fn watch_dlp(guard: Arc<Guard>, dir: PathBuf, every: Duration, mut stop: Shutdown) {
+pub(super) async fn watch_dlp(
+    guard: Arc<Guard>,
+    dir: PathBuf,
+    every: Duration,
+    mut stop: Shutdown,
+) {
     // Observation: the directory's fingerprint, `None` while it cannot be read.
     let mut settle = Settle::new(guard.policy_status().fingerprint, SETTLE_POLLS);
     loop {
@@ -199,9 +246,13 @@ pub(super) async fn watch_dlp(guard: Arc<Guard>, dir: PathBuf, every: Duration, 
             _ = tokio::time::sleep(every) => {}
         }
         let d = dir.clone();
-        let snap = tokio::task::spawn_blocking(move || Snapshot::read_dir(&d, "toml").ok()).await.ok().flatten();
+        let snap = tokio::task::spawn_blocking(move || Snapshot::read_dir(&d, "toml").ok())
+            .await
+            .ok()
+            .flatten();
         let fp = snap.as_ref().map(Snapshot::fingerprint);
-        if settle.observe(fp).is_none() || (fp.is_some() && fp == guard.policy_status().fingerprint) {
+        if settle.observe(fp).is_none() || (fp.is_some() && fp == guard.policy_status().fingerprint)
+        {
             // Unchanged, not settled yet, or already running (loaded by a signal).
             continue;
         }
