@@ -150,7 +150,7 @@ impl RuleSet {
                 // A file without rules (emptied, truncated, only comments) would silently
                 // shrink the rule set.
                 if f.rules.is_empty() && diags.len() == before {
-                    diags.push(diag("DLP018", name, Loc::default(), "rule file has no rules (`[[rule]]`); remove the file instead".into()));
+                    diags.push(diag("DLP019", name, Loc::default(), "rule file has no rules (`[[rule]]`); remove the file instead".into()));
                 }
                 files.push(f);
             }

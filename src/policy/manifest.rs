@@ -94,7 +94,7 @@ impl Snapshot {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
-            if !path.extension().is_some_and(|x| x == ext) || !path.is_file() {
+            if path.extension().is_none_or(|x| x != ext) || !path.is_file() {
                 continue;
             }
             let name = path

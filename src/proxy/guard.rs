@@ -41,7 +41,7 @@ pub enum GuardError {
     #[error("DLP rule set {dir}:\n{diagnostics}")]
     Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
     #[error("DLP rule set {dir} refused, it lacks rules of the running one ({loss}); SIGUSR1 loads it anyway")]
-    DlpShrink { dir: std::path::PathBuf, loss: crate::policy::manifest::Loss },
+    DlpShrink { dir: std::path::PathBuf, loss: Box<crate::policy::manifest::Loss> },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]

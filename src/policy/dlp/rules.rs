@@ -27,7 +27,7 @@
 //! | DLP015 | no rule files (`*.toml`) in the directory |
 //! | DLP016 | number out of range |
 //! | DLP017 | rule set too large to compile |
-//! | DLP018 | rule file without rules (empty, truncated or only comments) |
+//! | DLP019 | rule file without rules (empty, truncated or only comments) |
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;

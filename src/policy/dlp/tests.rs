@@ -216,12 +216,12 @@ fn a_rule_file_without_rules_is_an_error_but_a_broken_rule_is_reported_as_itself
     for (what, text) in [("empty", ""), ("comments", "# all rules moved\n# to another file\n"), ("mode only", "mode = \"enforce\"\n")] {
         let err = RuleSet::from_sources(&[("a.toml", BASE), ("b.toml", text)]).unwrap_err();
         let codes: Vec<_> = err.0.iter().map(|d| (d.code, d.file.as_str())).collect();
-        assert_eq!(codes, vec![("DLP018", "b.toml")], "{what}");
-        assert!(err.to_string().starts_with("b.toml: error[DLP018]: rule file has no rules"), "{err}");
+        assert_eq!(codes, vec![("DLP019", "b.toml")], "{what}");
+        assert!(err.to_string().starts_with("b.toml: error[DLP019]: rule file has no rules"), "{err}");
     }
-    // A file whose only rule is broken reports the rule's problem, not DLP018.
+    // A file whose only rule is broken reports the rule's problem, not DLP019.
     let err = RuleSet::from_sources(&[("b.toml", "[[rule]]\nid = \"x\"\n")]).unwrap_err();
-    assert!(err.0.iter().all(|d| d.code != "DLP018"), "{err}");
+    assert!(err.0.iter().all(|d| d.code != "DLP019"), "{err}");
     assert!(err.0.iter().any(|d| d.code == "DLP004"), "{err}");
 }
 

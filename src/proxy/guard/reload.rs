@@ -9,7 +9,7 @@
 //!   a file without rules, or has a file that is its running version cut off at the end, is
 //!   refused and the running set stays — unless the operator
 //!   confirms it (SIGUSR1, [`Guard::reload_policies_accepting_smaller`]). A file without rules
-//!   is also a load error (DLP018), so it never loads, confirmed or not.
+//!   is also a load error (DLP019), so it never loads, confirmed or not.
 //! * Identity: every load logs the set's fingerprint; gauges carry the number of rules and
 //!   files and the fingerprint's first 48 bits.
 use std::path::{Path, PathBuf};
@@ -181,7 +181,7 @@ impl Guard {
                         ReloadResult::RefusedShrink,
                         Err(GuardError::DlpShrink {
                             dir: dir.clone(),
-                            loss,
+                            loss: Box::new(loss),
                         }),
                     )
                 } else {
