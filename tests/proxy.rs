@@ -893,6 +893,14 @@ async fn redacted(g: &RunningGuard, p: &Pki, up: &Recorder, key: &SigningKey, ur
     (0..words.len()).map(|i| v["pdus"][i]["content"] == json!({})).collect()
 }
 
+/// Replaces `path` in one step (temporary name without `.toml`, then rename), so the watcher
+/// sees the old or the new state only: one reload attempt per step, also on a slow machine.
+fn put(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Waits until the guard has made more than `attempts` reload attempts.
 async fn next_reload(g: &RunningGuard, attempts: u64, what: &str) -> grenzwacht::proxy::guard::PolicyStatus {
     let t0 = std::time::Instant::now();
@@ -946,7 +954,7 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
     for (i, (what, content, expected)) in steps.into_iter().enumerate() {
         let before = g.guard.policy_status().attempts;
         match content {
-            Some(c) => std::fs::write(&markings, c).unwrap(),
+            Some(c) => put(&markings, &c),
             None => std::fs::remove_file(&markings).unwrap(),
         }
         let s = next_reload(&g, before, what).await;
@@ -973,7 +981,7 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
     assert_eq!(g.guard.policy_status().attempts, s.attempts);
 
     // Restoring the file is a bigger set: taken without confirmation.
-    std::fs::write(&markings, &full).unwrap();
+    put(&markings, &full);
     let s = next_reload(&g, s.attempts, "restored").await;
     assert_eq!((s.last_result, s.rules, s.fingerprint), (Some(ReloadResult::Ok), 3, start.fingerprint));
     assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-restored", &words).await, [true, true, true, false]);
