@@ -271,3 +271,37 @@ fn guard_and_policy_cli_agree_on_every_shipped_test() {
     }
     assert!(compared >= 120, "compared {compared} of {} tests", cli.len());
 }
+
+#[test]
+fn a_rule_file_without_rules_is_an_error_but_a_broken_rule_is_reported_as_itself() {
+    for (what, text) in [("empty", ""), ("comments", "# all rules moved\n# to another file\n"), ("mode only", "mode = \"enforce\"\n")] {
+        let err = RuleSet::from_sources(&[("a.toml", BASE), ("b.toml", text)]).unwrap_err();
+        let codes: Vec<_> = err.0.iter().map(|d| (d.code, d.file.as_str())).collect();
+        assert_eq!(codes, vec![("DLP019", "b.toml")], "{what}");
+        assert!(err.to_string().starts_with("b.toml: error[DLP019]: rule file has no rules"), "{err}");
+    }
+    // A file whose only rule is broken reports the rule's problem, not DLP019.
+    let err = RuleSet::from_sources(&[("b.toml", "[[rule]]\nid = \"x\"\n")]).unwrap_err();
+    assert!(err.0.iter().all(|d| d.code != "DLP019"), "{err}");
+    assert!(err.0.iter().any(|d| d.code == "DLP004"), "{err}");
+}
+
+#[test]
+fn a_snapshot_loads_with_a_manifest_of_file_names_rule_ids_and_hashes() {
+    use crate::policy::manifest::{Manifest, Snapshot};
+    let extra = "[[rule]]\nid = \"x.one\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"eins\"]\n";
+    let snap = Snapshot::from_files([("b.toml", extra.as_bytes()), ("a.toml", BASE.as_bytes())]);
+    let (set, manifest) = RuleSet::from_snapshot(Path::new("/p"), &snap).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(set.rules().count(), 5);
+    let mut expected = Manifest::new();
+    expected.insert("a.toml", BASE.as_bytes(), ["iban", "geheim", "weak", "email"]);
+    expected.insert("b.toml", extra.as_bytes(), ["x.one"]);
+    assert_eq!(manifest, expected);
+    assert_eq!(manifest.fingerprint(), snap.fingerprint());
+    // Diagnostics name files by path; unreadable and non-UTF-8 files are DLP014.
+    let bad = Snapshot::from_files([("a.toml", BASE.as_bytes()), ("c.toml", &b"\xff\xfe"[..])]);
+    let err = RuleSet::from_snapshot(Path::new("/p"), &bad).unwrap_err();
+    assert_eq!(err.0.iter().map(|d| d.code).collect::<Vec<_>>(), vec!["DLP014"], "{err}");
+    let none = Snapshot::from_files([]);
+    assert_eq!(RuleSet::from_snapshot(Path::new("/p"), &none).unwrap_err().0[0].code, "DLP015");
+}
