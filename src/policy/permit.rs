@@ -133,9 +133,29 @@ pub fn decide(
     if let Decision::Refuse(r) = policy.request(ctx) {
         return Err(r);
     }
+    check_request_text(policy, ctx, &forward)?;
     let verdicts = check_units(policy, ctx, units)?;
     let forward = if verdicts.is_empty() { forward } else { rewrite.rewrite(forward, &verdicts)? };
     Ok(Permit { inner: forward })
+}
+
+/// The text the request carries outside events, listed from the bytes about to be forwarded
+/// and judged piece by piece ([`Policy::request_text`]); the first refusal refuses the request.
+/// Text that does not decode is refused (400): nothing crosses that the guard did not read as
+/// the receiver will.
+fn check_request_text(policy: &dyn Policy, ctx: &ExchangeCtx, forward: &Forward) -> Result<(), Refusal> {
+    use crate::federation::request_text::{request_texts, RequestTextError};
+    let texts = request_texts(ctx.endpoint, &forward.method, &forward.path_and_query, &forward.body).map_err(|e| match e {
+        RequestTextError::PathMismatch => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, e.to_string()),
+        RequestTextError::Body => Refusal::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", RefusalReason::BadJson, e.to_string()),
+        RequestTextError::Path { .. } | RequestTextError::Query(_) => Refusal::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", RefusalReason::BadJson, e.to_string()),
+    })?;
+    for t in &texts {
+        if let Decision::Refuse(r) = policy.request_text(ctx, t) {
+            return Err(r);
+        }
+    }
+    Ok(())
 }
 
 /// Replays a decision the policy already took for the same transaction (idempotent retries):

@@ -18,6 +18,7 @@ use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::dlp::layer::DlpPolicy;
+use crate::policy::media::MediaPolicy;
 use crate::policy::{Layers, StaticPolicy};
 
 /// Errors while building the guard from a (validated) config.
@@ -79,6 +80,8 @@ pub struct Guard {
     dlp: Option<crate::config::DlpConfig>,
     /// The security-label layer (`[labels]`), kept across DLP reloads.
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
+    /// `[media]`: media fails closed unless allowed (kept across DLP reloads).
+    media: Arc<MediaPolicy>,
     /// Serialises reloads (SIGHUP and the file watcher).
     reload_lock: std::sync::Mutex<()>,
     store: Store,
@@ -154,6 +157,7 @@ impl Guard {
             None => None,
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let media = Arc::new(MediaPolicy::from_config(&cfg.media));
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -162,10 +166,11 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone()))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
+            media,
             reload_lock: std::sync::Mutex::new(()),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
@@ -215,9 +220,10 @@ impl Guard {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels.
-    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
-        let mut l = Layers::new().with("config", base.clone());
+    /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
+    /// labels.
+    fn layers(base: &Arc<RulesPolicy>, media: &Arc<MediaPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
+        let mut l = Layers::new().with("config", base.clone()).with("media", media.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
         }
@@ -236,7 +242,7 @@ impl Guard {
         match load_dlp(&d.policies) {
             Ok(p) => {
                 let rules = p.rule_count();
-                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone()));
+                self.swap_policy(Self::layers(&self.base, &self.media, Some(Arc::new(p)), self.labels.clone()));
                 metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
                 info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
                 Ok(rules)
