@@ -13,8 +13,10 @@
 //!   and the value, form-decoded (`+` is a space, then percent-decoding), as Synapse reads them.
 //! * **Bodies**: for endpoints whose request body is JSON and carries no events (public rooms
 //!   search, user and key queries, missing-events and key-server queries, third-party binds),
-//!   every object key and every string value at every depth. Bodies that carry events
-//!   (transactions, joins, invites, …) are judged per event and are not listed again.
+//!   every object key and every string value at every depth. In bodies that carry events the
+//!   events (and a transaction's EDUs) are judged per unit and are not listed again; the other
+//!   top-level members (a transaction's `origin`, an invite's `room_version`, anything a sender
+//!   adds) are listed like a non-event body.
 //!
 //! Text that does not decode (malformed `%XX` escapes, bytes that are not UTF-8) is an error:
 //! the caller refuses the request rather than judge something other than what the receiver
@@ -27,9 +29,10 @@
 use std::borrow::Cow;
 
 use http::Method;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::catalog::{self, Direction as Part, Endpoint, PercentError};
+use super::catalog::{self, Direction as Part, Endpoint, Handler, PercentError, Step};
 
 /// Where a piece of request text sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,7 +131,10 @@ pub const KNOWN_NAMES: &[&str] = &[
     "min_depth",
     "mxid",
     "one_time_keys",
+    "origin",
+    "origin_server_ts",
     "room_types",
+    "room_version",
     "server_keys",
 ];
 
@@ -157,11 +163,40 @@ pub fn request_texts<'a>(endpoint: &'static Endpoint, method: &Method, path_and_
     if let Some(q) = query {
         query_texts(q, &mut out)?;
     }
-    if endpoint.request_body.is_json() && !endpoint.carries(Part::Request).has_events() && !body.is_empty() {
-        let value: Value = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
-        body_texts(&value, None, &mut out);
+    if endpoint.request_body.is_json() && !body.is_empty() {
+        if !endpoint.carries(Part::Request).has_events() {
+            let value: Value = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
+            body_texts(&value, None, &mut out);
+        } else {
+            residue_texts(endpoint, body, &mut out)?;
+        }
     }
     Ok(out)
+}
+
+/// The top-level members of an event-carrying body that are neither events nor EDUs (judged
+/// per unit): a transaction's `origin`, an invite's `room_version`, and any member a sender
+/// adds. The events are not parsed here (borrowed raw values), so this stays cheap for large
+/// transactions.
+fn residue_texts(endpoint: &'static Endpoint, body: &[u8], out: &mut Vec<RequestText<'_>>) -> Result<(), RequestTextError> {
+    let sites = endpoint.events(Part::Request);
+    if sites.iter().any(|s| s.path.is_empty()) {
+        // The body is the event.
+        return Ok(());
+    }
+    let members: std::collections::BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
+    for (k, raw) in members {
+        let is_site = sites.iter().any(|s| matches!(s.path.first(), Some(Step::Key(f)) if *f == k));
+        let is_edus = endpoint.handler == Handler::Transaction && k == "edus";
+        if is_site || is_edus {
+            continue;
+        }
+        let name = known(&k);
+        let value: Value = serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
+        out.push(RequestText { kind: TextKind::BodyKey, name, text: Cow::Owned(k) });
+        body_texts(&value, Some(name), out);
+    }
+    Ok(())
 }
 
 /// The pairs of a query string, form-decoded, names and values.
@@ -291,9 +326,30 @@ mod tests {
         let got = texts(Method::POST, "/_matrix/federation/v1/user/keys/query", br#"{"device_keys":{"@GEHEIM:hs2":["DEV"]}}"#).unwrap();
         assert!(got.contains(&(TextKind::BodyKey, "device_keys", "@GEHEIM:hs2".into())));
         assert!(got.contains(&(TextKind::BodyValue, "device_keys", "DEV".into())));
-        // Transactions carry events: judged per event, only the path parameter is listed here.
-        let got = texts(Method::PUT, "/_matrix/federation/v1/send/t1", br#"{"origin":"x","origin_server_ts":1,"pdus":[{"content":{"body":"GEHEIM"}}]}"#).unwrap();
-        assert_eq!(got, [(TextKind::PathParam, "txnId", "t1".into())]);
+        // Transactions carry events: judged per unit (PDUs, EDUs), not listed here; the rest of
+        // the body is.
+        let txn = br#"{"origin":"x","origin_server_ts":1,"pdus":[{"content":{"body":"GEHEIM"}}],"edus":[{"edu_type":"GEHEIM"}],"note":{"k":"VS-NfD"}}"#;
+        let got = texts(Method::PUT, "/_matrix/federation/v1/send/t1", txn).unwrap();
+        assert_eq!(
+            got,
+            [
+                (TextKind::PathParam, "txnId", "t1".into()),
+                (TextKind::BodyKey, "other", "note".into()),
+                (TextKind::BodyKey, "other", "k".into()),
+                (TextKind::BodyValue, "other", "VS-NfD".into()),
+                (TextKind::BodyKey, "origin", "origin".into()),
+                (TextKind::BodyValue, "origin", "x".into()),
+                (TextKind::BodyKey, "origin_server_ts", "origin_server_ts".into()),
+            ]
+        );
+        // A body that is the event: nothing besides the path.
+        let got = texts(Method::PUT, "/_matrix/federation/v2/send_join/%21r%3Ahs/%24e", br#"{"type":"m.room.member","content":{"displayname":"GEHEIM"}}"#).unwrap();
+        assert!(got.iter().all(|t| t.0 == TextKind::PathParam), "{got:?}");
+        // An invite: the event and the stripped state are judged per event, `room_version` here.
+        let invite = br#"{"event":{"content":{"x":"GEHEIM"}},"invite_room_state":[{"content":{"name":"GEHEIM"}}],"room_version":"10"}"#;
+        let got = texts(Method::PUT, "/_matrix/federation/v2/invite/%21r%3Ahs/%24e", invite).unwrap();
+        let body: Vec<_> = got.into_iter().filter(|t| t.0 != TextKind::PathParam).collect();
+        assert_eq!(body, [(TextKind::BodyKey, "room_version", "room_version".into()), (TextKind::BodyValue, "room_version", "10".into())]);
         assert_eq!(texts(Method::POST, "/_matrix/federation/v1/publicRooms", b"{nope"), Err(RequestTextError::Body));
     }
 }

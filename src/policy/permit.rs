@@ -344,9 +344,12 @@ case_sensitive = true
             // Clean requests pass; lower-case `geheim` is no marking.
             run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23geheimnis%3Ahs2", b"").unwrap();
             run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", br#"{"filter":{"generic_search_term":"Akte"}}"#).unwrap();
-            // An event body is judged per event, not as request text.
-            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[],"edus":[],"x":"GEHEIM"}"#;
+            // Events are judged per event (not here, `Units` is empty), not as request text; the
+            // rest of an event-carrying body is request text.
+            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[{"content":{"body":"GEHEIM"}}],"edus":[]}"#;
             run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn).unwrap();
+            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[],"edus":[],"x":"GEHEIM"}"#;
+            refused_for_text(run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn));
         }
     }
 
