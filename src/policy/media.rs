@@ -79,4 +79,17 @@ mod tests {
             assert_eq!(closed.request(&ctx(id, Direction::Outbound)), Decision::Allow, "{id}");
         }
     }
+
+    #[test]
+    fn media_config_defaults_to_closed_and_unknown_keys_are_errors() {
+        use crate::config::Config;
+        let c = Config::from_str("", "g.toml").unwrap();
+        assert!(!c.media.allow_unscanned);
+        let c = Config::from_str("[media]\nallow_unscanned = true\n", "g.toml").unwrap();
+        assert!(c.media.allow_unscanned);
+        let e = Config::from_str("[media]\nallow_unscaned = true\n", "g.toml").expect_err("typo refused");
+        assert!(e.to_string().contains("unknown key `media.allow_unscaned`"), "{e}");
+        let e = Config::from_str("[media]\nallow_unscanned = \"yes\"\n", "g.toml").expect_err("wrong type refused");
+        assert!(e.to_string().contains("media.allow_unscanned"), "{e}");
+    }
 }
