@@ -14,10 +14,14 @@ use grenzwacht::keys::SigningKey;
 
 const HS1: &str = "hs1.test";
 const REMOTE: &str = "remote.test";
-const GEHEIM_RULE: &str = "[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n";
+const GEHEIM_RULE: &str =
+    "[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n";
 
 fn shipped_dlp() -> String {
-    format!("[dlp]\npolicies = \"{}/policies\"\nwatch_interval_ms = 0\n", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "[dlp]\npolicies = \"{}/policies\"\nwatch_interval_ms = 0\n",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn outbound_toml(p: &Pki, remote: std::net::SocketAddr, extra: &str) -> String {
@@ -72,16 +76,38 @@ upstream = "http://{upstream}"
 }
 
 /// One outbound request as hs1 would send it through Synapse's proxy protocol.
-async fn outbound(g: &RunningGuard, key: &SigningKey, method: &str, path: &str, body: Option<&[u8]>) -> Got {
-    let raw: Option<Box<serde_json::value::RawValue>> = body.map(|b| serde_json::from_slice(b).unwrap());
+async fn outbound(
+    g: &RunningGuard,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Got {
+    let raw: Option<Box<serde_json::value::RawValue>> =
+        body.map(|b| serde_json::from_slice(b).unwrap());
     let hdr = xmatrix::sign_request(key, HS1, REMOTE, method, path, raw.as_deref()).unwrap();
-    let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string()), ("content-type", "application/json".to_string())];
-    plain_request(g.proxy.unwrap(), method, &format!("matrix-federation://{REMOTE}{path}"), &headers, body.unwrap_or_default().to_vec()).await
+    let headers = vec![
+        ("authorization", hdr),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+        ("content-type", "application/json".to_string()),
+    ];
+    plain_request(
+        g.proxy.unwrap(),
+        method,
+        &format!("matrix-federation://{REMOTE}{path}"),
+        &headers,
+        body.unwrap_or_default().to_vec(),
+    )
+    .await
 }
 
 /// Refusals with `reason` so far (all guards of this test binary share one recorder).
 async fn refusals(g: &RunningGuard, direction: &str, reason: &str) -> f64 {
-    counter(&metrics(g.admin).await, "grenzwacht_refusals_total", &[("direction", direction), ("reason", reason)])
+    counter(
+        &metrics(g.admin).await,
+        "grenzwacht_refusals_total",
+        &[("direction", direction), ("reason", reason)],
+    )
 }
 
 #[tokio::test]
@@ -102,30 +128,77 @@ async fn marked_alias_profile_and_search_lookups_never_reach_the_remote() {
         ];
         for (method, path, body) in marked {
             let got = outbound(&g, &key, method, path, body).await;
-            assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{layer}: {method} {path}: {:?}", got.json());
-            assert!(!String::from_utf8_lossy(&got.body).contains("GEHEIM"), "{layer}: the refusal carries no payload: {:?}", got.json());
+            assert_eq!(
+                (got.status, got.errcode().as_str()),
+                (403, "M_FORBIDDEN"),
+                "{layer}: {method} {path}: {:?}",
+                got.json()
+            );
+            assert!(
+                !String::from_utf8_lossy(&got.body).contains("GEHEIM"),
+                "{layer}: the refusal carries no payload: {:?}",
+                got.json()
+            );
         }
-        assert!(remote.seen().is_empty(), "{layer}: the remote saw {:?}", remote.seen());
-        assert!(refusals(&g, "outbound", "request_text").await >= before + 5.0, "{layer}: refusals counted");
+        assert!(
+            remote.seen().is_empty(),
+            "{layer}: the remote saw {:?}",
+            remote.seen()
+        );
+        assert!(
+            refusals(&g, "outbound", "request_text").await >= before + 5.0,
+            "{layer}: refusals counted"
+        );
 
         // Malformed percent-encoding: refused as a bad request, never forwarded.
-        let got = outbound(&g, &key, "GET", "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%FF%3Ahs2", None).await;
-        assert_eq!((got.status, got.errcode().as_str()), (400, "M_INVALID_PARAM"), "{layer}");
+        let got = outbound(
+            &g,
+            &key,
+            "GET",
+            "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%FF%3Ahs2",
+            None,
+        )
+        .await;
+        assert_eq!(
+            (got.status, got.errcode().as_str()),
+            (400, "M_INVALID_PARAM"),
+            "{layer}"
+        );
         assert!(remote.seen().is_empty());
 
         // Positive controls: the same requests without the marking cross unchanged.
         let clean = br#"{"limit":20,"filter":{"generic_search_term":"Lagebericht"},"include_all_networks":false}"#;
         for (method, path, body) in [
-            ("GET", "/_matrix/federation/v1/query/directory?room_alias=%23lage%3Ahs2", None),
-            ("GET", "/_matrix/federation/v1/query/profile?user_id=%40carol%3Aremote.test", None),
-            ("POST", "/_matrix/federation/v1/publicRooms", Some(&clean[..])),
+            (
+                "GET",
+                "/_matrix/federation/v1/query/directory?room_alias=%23lage%3Ahs2",
+                None,
+            ),
+            (
+                "GET",
+                "/_matrix/federation/v1/query/profile?user_id=%40carol%3Aremote.test",
+                None,
+            ),
+            (
+                "POST",
+                "/_matrix/federation/v1/publicRooms",
+                Some(&clean[..]),
+            ),
         ] {
             let got = outbound(&g, &key, method, path, body).await;
-            assert_eq!(got.status, 200, "{layer}: {method} {path}: {:?}", got.json());
+            assert_eq!(
+                got.status,
+                200,
+                "{layer}: {method} {path}: {:?}",
+                got.json()
+            );
         }
         let seen = remote.seen();
         assert_eq!(seen.len(), 3, "{layer}");
-        assert_eq!(seen[0].path_and_query, "/_matrix/federation/v1/query/directory?room_alias=%23lage%3Ahs2");
+        assert_eq!(
+            seen[0].path_and_query,
+            "/_matrix/federation/v1/query/directory?room_alias=%23lage%3Ahs2"
+        );
         assert_eq!(&seen[2].body[..], &clean[..]);
         g.stop().await;
     }
@@ -142,7 +215,8 @@ async fn inbound_marked_alias_query_is_refused_before_the_homeserver() {
         let (addr, ca, uri) = (g.inbound.unwrap(), p.ca_path.clone(), uri.to_string());
         async move { tls_request(addr, &ca, "GET", &uri, &[("authorization", hdr)], vec![]).await }
     };
-    let got = get("/_matrix/federation/v1/query/directory?room_alias=%23VS-VERTRAULICH%3Ahs1.test").await;
+    let got =
+        get("/_matrix/federation/v1/query/directory?room_alias=%23VS-VERTRAULICH%3Ahs1.test").await;
     assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
     assert!(up.seen().is_empty());
     let got = get("/_matrix/federation/v1/query/directory?room_alias=%23team%3Ahs1.test").await;
@@ -160,9 +234,14 @@ async fn media_is_refused_by_default_in_both_directions_and_allowed_by_config() 
         "/_matrix/media/v3/download/remote.test/abcDEF123",
         "/_matrix/media/r0/download/remote.test/abcDEF123",
     ];
-    let answer: Answer = std::sync::Arc::new(|_s: &Seen| (200, "application/octet-stream", b"file bytes".to_vec()));
+    let answer: Answer =
+        std::sync::Arc::new(|_s: &Seen| (200, "application/octet-stream", b"file bytes".to_vec()));
     for allow in [false, true] {
-        let extra = if allow { "[media]\nallow_unscanned = true\n" } else { "" };
+        let extra = if allow {
+            "[media]\nallow_unscanned = true\n"
+        } else {
+            ""
+        };
         // Outbound: hs1 downloads a remote's media.
         let remote = recorder(Some(acceptor(&p)), answer.clone()).await;
         let g = start_guard(&p, &outbound_toml(&p, remote.addr, extra)).await;
@@ -174,13 +253,20 @@ async fn media_is_refused_by_default_in_both_directions_and_allowed_by_config() 
                 assert_eq!(got.status, 200, "{path}: {:?}", got.json());
                 assert_eq!(&got.body[..], b"file bytes");
             } else {
-                assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{path}");
+                assert_eq!(
+                    (got.status, got.errcode().as_str()),
+                    (403, "M_FORBIDDEN"),
+                    "{path}"
+                );
             }
         }
         let expected = if allow { media_paths.len() } else { 0 };
         assert_eq!(remote.seen().len(), expected, "allow_unscanned = {allow}");
         if !allow {
-            assert!(refusals(&g, "outbound", "media_unscanned").await >= before + media_paths.len() as f64);
+            assert!(
+                refusals(&g, "outbound", "media_unscanned").await
+                    >= before + media_paths.len() as f64
+            );
         }
         g.stop().await;
 
@@ -189,9 +275,20 @@ async fn media_is_refused_by_default_in_both_directions_and_allowed_by_config() 
         let g = start_guard(&p, &inbound_toml(&p, up.addr, extra)).await;
         let rkey = SigningKey::generate("r1").unwrap();
         let before = refusals(&g, "inbound", "media_unscanned").await;
-        for uri in ["/_matrix/federation/v1/media/download/abcDEF123", "/_matrix/federation/v1/media/thumbnail/abcDEF123?width=32&height=32"] {
+        for uri in [
+            "/_matrix/federation/v1/media/download/abcDEF123",
+            "/_matrix/federation/v1/media/thumbnail/abcDEF123?width=32&height=32",
+        ] {
             let hdr = xmatrix::sign_request(&rkey, REMOTE, HS1, "GET", uri, None).unwrap();
-            let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
+            let got = tls_request(
+                g.inbound.unwrap(),
+                &p.ca_path,
+                "GET",
+                uri,
+                &[("authorization", hdr)],
+                vec![],
+            )
+            .await;
             let want = if allow { 200 } else { 403 };
             assert_eq!(got.status, want, "{uri} allow_unscanned = {allow}");
         }

@@ -89,7 +89,10 @@ pub enum RequestTextError {
     PathMismatch,
     /// A path parameter does not percent-decode to UTF-8.
     #[error("path parameter {name}: {source}")]
-    Path { name: &'static str, source: PercentError },
+    Path {
+        name: &'static str,
+        source: PercentError,
+    },
     /// A query-string parameter does not percent-decode to UTF-8.
     #[error("query string: {0}")]
     Query(PercentError),
@@ -139,14 +142,23 @@ pub const KNOWN_NAMES: &[&str] = &[
 ];
 
 fn known(name: &str) -> &'static str {
-    KNOWN_NAMES.iter().find(|k| **k == name).copied().unwrap_or("other")
+    KNOWN_NAMES
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Every piece of text the request carries outside events; see the module notes.
 ///
 /// `path_and_query` is the request target as received (raw path, optional `?query`), `body`
 /// the request body bytes.
-pub fn request_texts<'a>(endpoint: &'static Endpoint, method: &Method, path_and_query: &'a str, body: &[u8]) -> Result<Vec<RequestText<'a>>, RequestTextError> {
+pub fn request_texts<'a>(
+    endpoint: &'static Endpoint,
+    method: &Method,
+    path_and_query: &'a str,
+    body: &[u8],
+) -> Result<Vec<RequestText<'a>>, RequestTextError> {
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -157,8 +169,13 @@ pub fn request_texts<'a>(endpoint: &'static Endpoint, method: &Method, path_and_
     }
     let mut out = Vec::new();
     for (name, raw) in m.params() {
-        let text = catalog::percent_decode(raw).map_err(|source| RequestTextError::Path { name, source })?;
-        out.push(RequestText { kind: TextKind::PathParam, name, text });
+        let text = catalog::percent_decode(raw)
+            .map_err(|source| RequestTextError::Path { name, source })?;
+        out.push(RequestText {
+            kind: TextKind::PathParam,
+            name,
+            text,
+        });
     }
     if let Some(q) = query {
         query_texts(q, &mut out)?;
@@ -178,22 +195,33 @@ pub fn request_texts<'a>(endpoint: &'static Endpoint, method: &Method, path_and_
 /// per unit): a transaction's `origin`, an invite's `room_version`, and any member a sender
 /// adds. The events are not parsed here (borrowed raw values), so this stays cheap for large
 /// transactions.
-fn residue_texts(endpoint: &'static Endpoint, body: &[u8], out: &mut Vec<RequestText<'_>>) -> Result<(), RequestTextError> {
+fn residue_texts(
+    endpoint: &'static Endpoint,
+    body: &[u8],
+    out: &mut Vec<RequestText<'_>>,
+) -> Result<(), RequestTextError> {
     let sites = endpoint.events(Part::Request);
     if sites.iter().any(|s| s.path.is_empty()) {
         // The body is the event.
         return Ok(());
     }
-    let members: std::collections::BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
+    let members: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
     for (k, raw) in members {
-        let is_site = sites.iter().any(|s| matches!(s.path.first(), Some(Step::Key(f)) if *f == k));
+        let is_site = sites
+            .iter()
+            .any(|s| matches!(s.path.first(), Some(Step::Key(f)) if *f == k));
         let is_edus = endpoint.handler == Handler::Transaction && k == "edus";
         if is_site || is_edus {
             continue;
         }
         let name = known(&k);
         let value: Value = serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
-        out.push(RequestText { kind: TextKind::BodyKey, name, text: Cow::Owned(k) });
+        out.push(RequestText {
+            kind: TextKind::BodyKey,
+            name,
+            text: Cow::Owned(k),
+        });
         body_texts(&value, Some(name), out);
     }
     Ok(())
@@ -207,10 +235,18 @@ fn query_texts<'a>(query: &'a str, out: &mut Vec<RequestText<'a>>) -> Result<(),
         let value = form_decode(v).map_err(RequestTextError::Query)?;
         let name = known(&key);
         if !key.is_empty() {
-            out.push(RequestText { kind: TextKind::QueryName, name, text: key });
+            out.push(RequestText {
+                kind: TextKind::QueryName,
+                name,
+                text: key,
+            });
         }
         if !value.is_empty() {
-            out.push(RequestText { kind: TextKind::QueryValue, name, text: value });
+            out.push(RequestText {
+                kind: TextKind::QueryValue,
+                name,
+                text: value,
+            });
         }
     }
     Ok(())
@@ -229,12 +265,20 @@ pub fn form_decode(raw: &str) -> Result<Cow<'_, str>, PercentError> {
 /// Every object key and string value under `v`; `top` is the top-level key it sits under.
 fn body_texts<'a>(v: &Value, top: Option<&'static str>, out: &mut Vec<RequestText<'a>>) {
     match v {
-        Value::String(s) => out.push(RequestText { kind: TextKind::BodyValue, name: top.unwrap_or("other"), text: Cow::Owned(s.clone()) }),
+        Value::String(s) => out.push(RequestText {
+            kind: TextKind::BodyValue,
+            name: top.unwrap_or("other"),
+            text: Cow::Owned(s.clone()),
+        }),
         Value::Array(a) => a.iter().for_each(|x| body_texts(x, top, out)),
         Value::Object(o) => {
             for (k, x) in o {
                 let name = top.unwrap_or_else(|| known(k));
-                out.push(RequestText { kind: TextKind::BodyKey, name, text: Cow::Owned(k.clone()) });
+                out.push(RequestText {
+                    kind: TextKind::BodyKey,
+                    name,
+                    text: Cow::Owned(k.clone()),
+                });
                 body_texts(x, Some(name), out);
             }
         }
@@ -246,31 +290,78 @@ fn body_texts<'a>(v: &Value, top: Option<&'static str>, out: &mut Vec<RequestTex
 mod tests {
     use super::*;
 
-    fn texts(method: Method, target: &str, body: &[u8]) -> Result<Vec<(TextKind, &'static str, String)>, RequestTextError> {
+    fn texts(
+        method: Method,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Vec<(TextKind, &'static str, String)>, RequestTextError> {
         let path = target.split('?').next().unwrap();
         let ep = catalog::lookup(&method, path).expect("catalogued").endpoint;
-        request_texts(ep, &method, target, body).map(|v| v.into_iter().map(|t| (t.kind, t.name, t.text.into_owned())).collect())
+        request_texts(ep, &method, target, body).map(|v| {
+            v.into_iter()
+                .map(|t| (t.kind, t.name, t.text.into_owned()))
+                .collect()
+        })
     }
 
     #[test]
     fn directory_query_alias_is_form_decoded() {
-        let got = texts(Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b"").unwrap();
-        assert_eq!(got, [(TextKind::QueryName, "room_alias", "room_alias".into()), (TextKind::QueryValue, "room_alias", "#GEHEIM:hs2".into())]);
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2",
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (TextKind::QueryName, "room_alias", "room_alias".into()),
+                (TextKind::QueryValue, "room_alias", "#GEHEIM:hs2".into())
+            ]
+        );
         // `+` is a space in a query string; UTF-8 percent-encoding decodes to the characters.
-        let got = texts(Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23Akte+GEHEIM%3A%C3%BCber.example", b"").unwrap();
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23Akte+GEHEIM%3A%C3%BCber.example",
+            b"",
+        )
+        .unwrap();
         assert_eq!(got[1].2, "#Akte GEHEIM:über.example");
         // A literal `+` is sent as `%2B`.
-        let got = texts(Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23a%2Bb%3Ahs2", b"").unwrap();
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23a%2Bb%3Ahs2",
+            b"",
+        )
+        .unwrap();
         assert_eq!(got[1].2, "#a+b:hs2");
     }
 
     #[test]
     fn path_parameters_are_percent_decoded_without_plus_translation() {
-        let got = texts(Method::GET, "/_matrix/federation/v1/hierarchy/%21GEHEIM%2Bx%3Ahs1", b"").unwrap();
-        assert_eq!(got, [(TextKind::PathParam, "roomId", "!GEHEIM+x:hs1".into())]);
-        let got = texts(Method::GET, "/_matrix/federation/v1/media/download/Stra%C3%9Fe", b"").unwrap();
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/hierarchy/%21GEHEIM%2Bx%3Ahs1",
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [(TextKind::PathParam, "roomId", "!GEHEIM+x:hs1".into())]
+        );
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/media/download/Stra%C3%9Fe",
+            b"",
+        )
+        .unwrap();
         assert_eq!(got, [(TextKind::PathParam, "mediaId", "Straße".into())]);
-        let got = texts(Method::GET, "/_matrix/federation/v1/query/profil%65?user_id=%40GEHEIM%3Ahs2&field=displayname", b"").unwrap();
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/query/profil%65?user_id=%40GEHEIM%3Ahs2&field=displayname",
+            b"",
+        )
+        .unwrap();
         assert_eq!(got[0], (TextKind::PathParam, "queryType", "profile".into()));
         assert!(got.contains(&(TextKind::QueryValue, "user_id", "@GEHEIM:hs2".into())));
         assert!(got.contains(&(TextKind::QueryValue, "field", "displayname".into())));
@@ -278,8 +369,17 @@ mod tests {
 
     #[test]
     fn repeated_and_unknown_query_names_are_each_listed() {
-        let got = texts(Method::GET, "/_matrix/federation/v1/make_join/%21r%3Ahs2/%40a%3Ahs1?ver=10&ver=11&&GEHEIM=x&flag", b"").unwrap();
-        let q: Vec<_> = got.iter().filter(|t| t.0 != TextKind::PathParam).cloned().collect();
+        let got = texts(
+            Method::GET,
+            "/_matrix/federation/v1/make_join/%21r%3Ahs2/%40a%3Ahs1?ver=10&ver=11&&GEHEIM=x&flag",
+            b"",
+        )
+        .unwrap();
+        let q: Vec<_> = got
+            .iter()
+            .filter(|t| t.0 != TextKind::PathParam)
+            .cloned()
+            .collect();
         assert_eq!(
             q,
             [
@@ -303,27 +403,56 @@ mod tests {
             "/_matrix/federation/v1/query/directory?room_alias=%FF%FE",
             "/_matrix/federation/v1/query/directory?%C3=x",
         ] {
-            assert!(matches!(texts(Method::GET, target, b""), Err(RequestTextError::Query(_))), "{target}");
+            assert!(
+                matches!(
+                    texts(Method::GET, target, b""),
+                    Err(RequestTextError::Query(_))
+                ),
+                "{target}"
+            );
         }
         assert!(matches!(
             texts(Method::GET, "/_matrix/federation/v1/hierarchy/%FF", b""),
-            Err(RequestTextError::Path { name: "roomId", source: PercentError::NotUtf8 })
+            Err(RequestTextError::Path {
+                name: "roomId",
+                source: PercentError::NotUtf8
+            })
         ));
         // A path that is not the endpoint's.
         let ep = catalog::by_id("query_profile").unwrap();
-        assert_eq!(request_texts(ep, &Method::GET, "/_matrix/federation/v1/query/directory", b""), Err(RequestTextError::PathMismatch));
+        assert_eq!(
+            request_texts(
+                ep,
+                &Method::GET,
+                "/_matrix/federation/v1/query/directory",
+                b""
+            ),
+            Err(RequestTextError::PathMismatch)
+        );
     }
 
     #[test]
     fn non_event_bodies_list_every_key_and_string_but_event_bodies_do_not() {
         let body = br#"{"limit":5,"filter":{"generic_search_term":"GEHEIM Akte","room_types":[null,"m.space"]},"include_all_networks":false}"#;
         let got = texts(Method::POST, "/_matrix/federation/v1/publicRooms", body).unwrap();
-        assert!(got.contains(&(TextKind::BodyValue, "filter", "GEHEIM Akte".into())), "{got:?}");
+        assert!(
+            got.contains(&(TextKind::BodyValue, "filter", "GEHEIM Akte".into())),
+            "{got:?}"
+        );
         assert!(got.contains(&(TextKind::BodyKey, "filter", "generic_search_term".into())));
         assert!(got.contains(&(TextKind::BodyValue, "filter", "m.space".into())));
-        assert!(got.contains(&(TextKind::BodyKey, "include_all_networks", "include_all_networks".into())));
+        assert!(got.contains(&(
+            TextKind::BodyKey,
+            "include_all_networks",
+            "include_all_networks".into()
+        )));
         // Keys that are user ids: listed, named by their top-level key only.
-        let got = texts(Method::POST, "/_matrix/federation/v1/user/keys/query", br#"{"device_keys":{"@GEHEIM:hs2":["DEV"]}}"#).unwrap();
+        let got = texts(
+            Method::POST,
+            "/_matrix/federation/v1/user/keys/query",
+            br#"{"device_keys":{"@GEHEIM:hs2":["DEV"]}}"#,
+        )
+        .unwrap();
         assert!(got.contains(&(TextKind::BodyKey, "device_keys", "@GEHEIM:hs2".into())));
         assert!(got.contains(&(TextKind::BodyValue, "device_keys", "DEV".into())));
         // Transactions carry events: judged per unit (PDUs, EDUs), not listed here; the rest of
@@ -339,17 +468,43 @@ mod tests {
                 (TextKind::BodyValue, "other", "VS-NfD".into()),
                 (TextKind::BodyKey, "origin", "origin".into()),
                 (TextKind::BodyValue, "origin", "x".into()),
-                (TextKind::BodyKey, "origin_server_ts", "origin_server_ts".into()),
+                (
+                    TextKind::BodyKey,
+                    "origin_server_ts",
+                    "origin_server_ts".into()
+                ),
             ]
         );
         // A body that is the event: nothing besides the path.
-        let got = texts(Method::PUT, "/_matrix/federation/v2/send_join/%21r%3Ahs/%24e", br#"{"type":"m.room.member","content":{"displayname":"GEHEIM"}}"#).unwrap();
+        let got = texts(
+            Method::PUT,
+            "/_matrix/federation/v2/send_join/%21r%3Ahs/%24e",
+            br#"{"type":"m.room.member","content":{"displayname":"GEHEIM"}}"#,
+        )
+        .unwrap();
         assert!(got.iter().all(|t| t.0 == TextKind::PathParam), "{got:?}");
         // An invite: the event and the stripped state are judged per event, `room_version` here.
         let invite = br#"{"event":{"content":{"x":"GEHEIM"}},"invite_room_state":[{"content":{"name":"GEHEIM"}}],"room_version":"10"}"#;
-        let got = texts(Method::PUT, "/_matrix/federation/v2/invite/%21r%3Ahs/%24e", invite).unwrap();
-        let body: Vec<_> = got.into_iter().filter(|t| t.0 != TextKind::PathParam).collect();
-        assert_eq!(body, [(TextKind::BodyKey, "room_version", "room_version".into()), (TextKind::BodyValue, "room_version", "10".into())]);
-        assert_eq!(texts(Method::POST, "/_matrix/federation/v1/publicRooms", b"{nope"), Err(RequestTextError::Body));
+        let got = texts(
+            Method::PUT,
+            "/_matrix/federation/v2/invite/%21r%3Ahs/%24e",
+            invite,
+        )
+        .unwrap();
+        let body: Vec<_> = got
+            .into_iter()
+            .filter(|t| t.0 != TextKind::PathParam)
+            .collect();
+        assert_eq!(
+            body,
+            [
+                (TextKind::BodyKey, "room_version", "room_version".into()),
+                (TextKind::BodyValue, "room_version", "10".into())
+            ]
+        );
+        assert_eq!(
+            texts(Method::POST, "/_matrix/federation/v1/publicRooms", b"{nope"),
+            Err(RequestTextError::Body)
+        );
     }
 }

@@ -19,7 +19,9 @@ pub struct MediaPolicy {
 
 impl MediaPolicy {
     pub fn from_config(cfg: &MediaConfig) -> Self {
-        MediaPolicy { allow_unscanned: cfg.allow_unscanned }
+        MediaPolicy {
+            allow_unscanned: cfg.allow_unscanned,
+        }
     }
 }
 
@@ -28,7 +30,10 @@ impl Policy for MediaPolicy {
         if ctx.endpoint.class == EndpointClass::Media && !self.allow_unscanned {
             return Decision::Refuse(Refusal::forbidden(
                 RefusalReason::MediaUnscanned,
-                format!("{} refused: media is not inspected by this guard", ctx.endpoint.id),
+                format!(
+                    "{} refused: media is not inspected by this guard",
+                    ctx.endpoint.id
+                ),
             ));
         }
         Decision::Allow
@@ -54,29 +59,53 @@ mod tests {
     use crate::policy::Direction;
 
     fn ctx(id: &str, direction: Direction) -> ExchangeCtx {
-        ExchangeCtx { direction, endpoint: catalog::by_id(id).unwrap(), peer: Some("hs2.test".into()), protected: "hs1.test".into(), txn_id: None }
+        ExchangeCtx {
+            direction,
+            endpoint: catalog::by_id(id).unwrap(),
+            peer: Some("hs2.test".into()),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        }
     }
 
     #[test]
     fn every_media_endpoint_is_refused_by_default_in_both_directions() {
-        let media: Vec<&str> = catalog::entries().iter().filter(|e| e.class == EndpointClass::Media).map(|e| e.id).collect();
+        let media: Vec<&str> = catalog::entries()
+            .iter()
+            .filter(|e| e.class == EndpointClass::Media)
+            .map(|e| e.id)
+            .collect();
         assert!(media.len() >= 4, "{media:?}");
         let closed = MediaPolicy::from_config(&MediaConfig::default());
-        let open = MediaPolicy::from_config(&MediaConfig { allow_unscanned: true });
+        let open = MediaPolicy::from_config(&MediaConfig {
+            allow_unscanned: true,
+        });
         for id in media {
             for d in [Direction::Inbound, Direction::Outbound] {
                 match closed.request(&ctx(id, d)) {
                     Decision::Refuse(r) => {
-                        assert_eq!((r.status.as_u16(), r.errcode, r.reason), (403, "M_FORBIDDEN", RefusalReason::MediaUnscanned), "{id}");
+                        assert_eq!(
+                            (r.status.as_u16(), r.errcode, r.reason),
+                            (403, "M_FORBIDDEN", RefusalReason::MediaUnscanned),
+                            "{id}"
+                        );
                     }
                     Decision::Allow => panic!("{id} {d:?} allowed by default"),
                 }
-                assert_eq!(open.request(&ctx(id, d)), Decision::Allow, "{id} with allow_unscanned");
+                assert_eq!(
+                    open.request(&ctx(id, d)),
+                    Decision::Allow,
+                    "{id} with allow_unscanned"
+                );
             }
         }
         // Everything else is not this layer's business.
         for id in ["send_transaction", "query_profile", "key_server"] {
-            assert_eq!(closed.request(&ctx(id, Direction::Outbound)), Decision::Allow, "{id}");
+            assert_eq!(
+                closed.request(&ctx(id, Direction::Outbound)),
+                Decision::Allow,
+                "{id}"
+            );
         }
     }
 
@@ -87,9 +116,14 @@ mod tests {
         assert!(!c.media.allow_unscanned);
         let c = Config::from_str("[media]\nallow_unscanned = true\n", "g.toml").unwrap();
         assert!(c.media.allow_unscanned);
-        let e = Config::from_str("[media]\nallow_unscaned = true\n", "g.toml").expect_err("typo refused");
-        assert!(e.to_string().contains("unknown key `media.allow_unscaned`"), "{e}");
-        let e = Config::from_str("[media]\nallow_unscanned = \"yes\"\n", "g.toml").expect_err("wrong type refused");
+        let e = Config::from_str("[media]\nallow_unscaned = true\n", "g.toml")
+            .expect_err("typo refused");
+        assert!(
+            e.to_string().contains("unknown key `media.allow_unscaned`"),
+            "{e}"
+        );
+        let e = Config::from_str("[media]\nallow_unscanned = \"yes\"\n", "g.toml")
+            .expect_err("wrong type refused");
         assert!(e.to_string().contains("media.allow_unscanned"), "{e}");
     }
 }
