@@ -299,3 +299,60 @@ async fn media_is_refused_by_default_in_both_directions_and_allowed_by_config() 
         g.stop().await;
     }
 }
+
+/// A transaction refused for the text around its events (a member besides `pdus`/`edus`) gets
+/// the same refusal on retry even after the rule set changed; a new transaction id with the
+/// same body is judged afresh by the new rule set.
+#[tokio::test]
+async fn refused_transaction_text_is_replayed_on_retry_after_a_reload() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = |word: &str| {
+        format!("mode = \"enforce\"\n[[rule]]\nid = \"t.word\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"{word}\"]\ncase_sensitive = true\n")
+    };
+    std::fs::write(dir.path().join("r.toml"), rules("GEHEIM")).unwrap();
+    let extra = format!(
+        "[dlp]\npolicies = \"{}\"\nwatch_interval_ms = 50\n",
+        dir.path().display()
+    );
+    let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    let body =
+        br#"{"origin":"remote.test","origin_server_ts":1,"pdus":[],"edus":[],"note":"GEHEIM"}"#
+            .to_vec();
+    let send = |txn: String| {
+        let uri = format!("/_matrix/federation/v1/send/{txn}");
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&body).unwrap();
+        let hdr = xmatrix::sign_request(&key, REMOTE, HS1, "PUT", &uri, Some(&raw)).unwrap();
+        let (addr, ca, body) = (g.inbound.unwrap(), p.ca_path.clone(), body.clone());
+        async move { tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await }
+    };
+    let txn = format!("rt{}", rand::random::<u32>());
+    assert_eq!(send(txn.clone()).await.status, 403);
+    // The rule set changes: GEHEIM is no longer a keyword.
+    let reloads = |m: String| counter(&m, "grenzwacht_policy_reloads_total", &[("result", "ok")]);
+    let before = reloads(metrics(g.admin).await);
+    std::fs::write(dir.path().join("r.toml"), rules("ANDERES")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reloads(metrics(g.admin).await) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rule set not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let retry = send(txn).await;
+    assert_eq!(
+        (retry.status, retry.errcode().as_str()),
+        (403, "M_FORBIDDEN"),
+        "a retry gets the first decision"
+    );
+    assert_eq!(
+        send(format!("new{}", rand::random::<u32>())).await.status,
+        200,
+        "a new transaction is judged by the new rule set"
+    );
+    assert_eq!(up.seen().len(), 1);
+    g.stop().await;
+}

@@ -268,7 +268,7 @@ async fn run(
                 // version (a later redaction leaks nothing either).
                 let withheld = match &decided {
                     Ok(p) => p.get().body != body,
-                    Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
+                    Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::RequestText | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
                 };
                 if withheld {
                     let record = match &decided {
