@@ -339,6 +339,9 @@ case_sensitive = true
             let search = br#"{"limit":10,"filter":{"generic_search_term":"Akte GEHEIM"}}"#;
             refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", search));
             refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/user/keys/query", br#"{"device_keys":{"@GEHEIM:hs2":[]}}"#));
+            // Obfuscated: a zero-width space and a soft hyphen inside the marking (the text
+            // pipeline normalises request text like any other).
+            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GE%E2%80%8BHE%C2%ADIM%3Ahs2", b""));
             // Inbound requests are judged too.
             refused_for_text(run(&layers, Direction::Inbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs1", b""));
             // Clean requests pass; lower-case `geheim` is no marking.
