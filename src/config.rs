@@ -68,6 +68,19 @@ pub struct Config {
     pub dlp: Option<DlpConfig>,
     /// `[labels]`: security labels on federation traffic (`policy::labels`). `None`: off.
     pub labels: Option<labels::LabelsConfig>,
+    /// `[media]`: whether media may cross uninspected (`policy::media`).
+    pub media: MediaConfig,
+}
+
+/// `[media]`: media downloads and thumbnails (`policy::media`).
+///
+/// The guard does not inspect files: by default every media download and thumbnail
+/// (federation and legacy endpoints, both directions) is refused with 403 `M_FORBIDDEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// UNSAFE: let media cross without inspection (files cross unread). Default `false`.
+    pub allow_unscanned: bool,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.

@@ -193,7 +193,8 @@ impl BodyKind {
 pub enum RefusalReason {
     /// The request matches no catalog entry.
     UnknownEndpoint,
-    /// A body is not (acceptable) JSON: syntax, duplicate keys, depth, PDU/EDU counts.
+    /// A body is not (acceptable) JSON: syntax, duplicate keys, depth, PDU/EDU counts; or a
+    /// path or query parameter does not percent-decode to UTF-8.
     BadJson,
     /// A body or PDU exceeds a size limit.
     TooLarge,
@@ -215,11 +216,17 @@ pub enum RefusalReason {
     Policy,
     /// An event that must be redacted is in a room whose version the guard does not know.
     UnknownRoomVersion,
+    /// Text the request itself carries (path or query parameter, non-event body) was refused
+    /// by a content rule.
+    RequestText,
+    /// A media download or thumbnail: the guard does not inspect files, so media does not
+    /// cross unless `[media] allow_unscanned` says so.
+    MediaUnscanned,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 12] = [
+    pub const ALL: [RefusalReason; 14] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -232,6 +239,8 @@ impl RefusalReason {
         RefusalReason::NoRoute,
         RefusalReason::Policy,
         RefusalReason::UnknownRoomVersion,
+        RefusalReason::RequestText,
+        RefusalReason::MediaUnscanned,
     ];
 
     /// The label value.
@@ -249,6 +258,8 @@ impl RefusalReason {
             RefusalReason::NoRoute => "no_route",
             RefusalReason::Policy => "policy",
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
+            RefusalReason::RequestText => "request_text",
+            RefusalReason::MediaUnscanned => "media_unscanned",
         }
     }
 }

@@ -16,11 +16,16 @@
 //! separately). `fields` filters apply to user fields by the field's name
 //! (`federation::userdata::FieldKind::as_str`: `displayname`, `device_display_name`, `name`,
 //! `topic`, `alias`, …) or its key in the body.
+//!
+//! Text the request itself carries (path and query parameters, bodies without events; see
+//! `federation::request_text`) is judged too: any matching rule refuses the request (403
+//! `M_FORBIDDEN`). `fields` filters apply by `request.path`, `request.query`, `request.body` or
+//! the parameter's name.
 use regex::RegexSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, StaticPolicy};
+use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason, RequestText, StaticPolicy, TextKind};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 
@@ -326,6 +331,24 @@ impl Policy for RulesPolicy {
         match self.rules.check(ctx.direction, msg.content) {
             None => EduVerdict::Allow,
             Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+        }
+    }
+    /// Any matching rule refuses the request (403), whatever its action: text in a path,
+    /// query or non-event body cannot be redacted. `fields` filters match `request.path`,
+    /// `request.query`, `request.body` or the parameter's name (`room_alias`, `user_id`, …).
+    fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
+        let field = match text.kind {
+            TextKind::PathParam => "request.path",
+            TextKind::QueryName | TextKind::QueryValue => "request.query",
+            TextKind::BodyKey | TextKind::BodyValue => "request.body",
+        };
+        match self.rules.check_text(ctx.direction, &[field, text.name], &text.text) {
+            None => Decision::Allow,
+            Some((id, _)) => {
+                let label = text.label();
+                tracing::info!(direction = ctx.direction.as_str(), peer = ctx.peer.as_deref().unwrap_or(""), rule = id, text = %label, "content rule matched request text");
+                Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {id}")))
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::dlp::layer::DlpPolicy;
+use crate::policy::media::MediaPolicy;
 use crate::policy::{Layers, StaticPolicy};
 
 mod reload;
@@ -86,6 +87,8 @@ pub struct Guard {
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
     /// The running DLP rule set's manifest (serialises reloads: signals and the watcher).
     reloader: reload::Reloader,
+    /// `[media]`: media fails closed unless allowed (kept across DLP reloads).
+    media: Arc<MediaPolicy>,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
@@ -163,6 +166,7 @@ impl Guard {
             None => (None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let media = Arc::new(MediaPolicy::from_config(&cfg.media));
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -171,11 +175,12 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone()))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
             reloader: reload::Reloader::new(manifest.as_ref()),
+            media,
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -224,9 +229,10 @@ impl Guard {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels.
-    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
-        let mut l = Layers::new().with("config", base.clone());
+    /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
+    /// labels.
+    fn layers(base: &Arc<RulesPolicy>, media: &Arc<MediaPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
+        let mut l = Layers::new().with("config", base.clone()).with("media", media.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
         }

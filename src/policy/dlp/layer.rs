@@ -225,6 +225,25 @@ impl Policy for DlpPolicy {
             None => EduVerdict::Allow,
         }
     }
+    /// Text in the request itself (path and query parameters, non-event bodies), scanned as
+    /// `request.path`, `request.query` or `request.body` of the pseudo event type `m.request`.
+    /// Any enforce action other than allow/tag refuses the whole request (403).
+    fn request_text(&self, ctx: &ExchangeCtx, text: &crate::policy::RequestText<'_>) -> Decision {
+        use crate::policy::{Refusal, RefusalReason, TextKind};
+        let field = match text.kind {
+            TextKind::PathParam => Field::RequestPath,
+            TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
+            TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
+        };
+        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: "m.request" };
+        let out = self.engine.scan_fields(&sctx, &[(field, text.text.as_ref())]);
+        let label = text.label();
+        self.record(ctx, &format!("request ({label})"), &out);
+        match Self::removes(&out) {
+            Some(rule) => Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {rule}"))),
+            None => Decision::Allow,
+        }
+    }
 }
 
 #[cfg(test)]

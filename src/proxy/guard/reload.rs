@@ -188,6 +188,7 @@ impl Guard {
                     let rules = policy.rule_count();
                     self.swap_policy(Self::layers(
                         &self.base,
+                        &self.media,
                         Some(Arc::new(policy)),
                         self.labels.clone(),
                     ));
