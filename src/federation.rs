@@ -11,9 +11,11 @@
 //!    raw bytes, which are forwarded unchanged unless policy modifies them;
 //! 4. [`userdata`] finds user-typed text outside events (profile, device, directory fields;
 //!    to-device messages) and removes what policy refuses;
-//! 5. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
+//! 5. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature;
+//! 6. [`e2ee`] tells well-formed Olm/Megolm ciphertext and encrypted attachments apart.
 pub mod canonical;
 pub mod catalog;
+pub mod e2ee;
 pub mod json;
 pub mod pdu;
 pub mod redact;
