@@ -27,6 +27,7 @@
 pub mod dlp;
 pub mod labels;
 pub mod layers;
+pub mod opaque;
 pub mod permit;
 pub mod rules;
 pub mod static_policy;

@@ -79,6 +79,8 @@ pub struct Guard {
     dlp: Option<crate::config::DlpConfig>,
     /// The security-label layer (`[labels]`), kept across DLP reloads.
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
+    /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
+    opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     /// Serialises reloads (SIGHUP and the file watcher).
     reload_lock: std::sync::Mutex<()>,
     store: Store,
@@ -154,6 +156,7 @@ impl Guard {
             None => None,
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -162,10 +165,11 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone(), opaque.clone()))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
+            opaque,
             reload_lock: std::sync::Mutex::new(()),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
@@ -215,8 +219,9 @@ impl Guard {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels.
-    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
+    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels,
+    /// opaque content.
+    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>, opaque: Arc<crate::policy::opaque::OpaquePolicy>) -> Layers {
         let mut l = Layers::new().with("config", base.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
@@ -224,7 +229,7 @@ impl Guard {
         if let Some(x) = labels {
             l = l.with("labels", x);
         }
-        l
+        l.with("opaque", opaque)
     }
 
     /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
@@ -236,7 +241,7 @@ impl Guard {
         match load_dlp(&d.policies) {
             Ok(p) => {
                 let rules = p.rule_count();
-                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone()));
+                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone(), self.opaque.clone()));
                 metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
                 info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
                 Ok(rules)
