@@ -65,11 +65,19 @@ impl OpaqueConfig {
                 out.push(("peers", None, "`opaque.peers` has no effect with `release = \"deny\"`; remove it or choose \"labeled\"/\"allow\"".to_string()));
             }
             if peers.is_empty() {
-                out.push(("peers", None, "`opaque.peers` is empty; remove the key to release to every peer".to_string()));
+                out.push((
+                    "peers",
+                    None,
+                    "`opaque.peers` is empty; remove the key to release to every peer".to_string(),
+                ));
             }
             for (i, p) in peers.iter().enumerate() {
                 if let Err(why) = check_glob(p) {
-                    out.push(("peers", Some(i), format!("invalid value for `opaque.peers[{i}]`: {why}")));
+                    out.push((
+                        "peers",
+                        Some(i),
+                        format!("invalid value for `opaque.peers[{i}]`: {why}"),
+                    ));
                 }
             }
         }
@@ -82,8 +90,13 @@ fn check_glob(p: &str) -> Result<(), String> {
     if p.is_empty() {
         return Err("empty pattern".into());
     }
-    if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || "-.:[]*?_".contains(*c))) {
-        return Err(format!("`{p}` contains `{c}`; patterns are server names with `*` and `?`"));
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-.:[]*?_".contains(*c)))
+    {
+        return Err(format!(
+            "`{p}` contains `{c}`; patterns are server names with `*` and `?`"
+        ));
     }
     Ok(())
 }
@@ -91,7 +104,10 @@ fn check_glob(p: &str) -> Result<(), String> {
 /// Whether `name` matches the glob `pattern` (ASCII case-insensitive; `*` any run, `?` one
 /// character).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<u8>, Vec<u8>) = (pattern.bytes().map(|b| b.to_ascii_lowercase()).collect(), name.bytes().map(|b| b.to_ascii_lowercase()).collect());
+    let (p, n): (Vec<u8>, Vec<u8>) = (
+        pattern.bytes().map(|b| b.to_ascii_lowercase()).collect(),
+        name.bytes().map(|b| b.to_ascii_lowercase()).collect(),
+    );
     // Iterative wildcard matching with backtracking to the last `*`.
     let (mut pi, mut ni) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -119,13 +135,22 @@ mod tests {
     use crate::config::Config;
 
     fn cfg(text: &str) -> Result<Config, crate::config::ConfigErrors> {
-        Config::from_str(&format!("[store]\npath = \"/tmp/x.db\"\n{text}"), "/etc/gw/gw.toml")
+        Config::from_str(
+            &format!("[store]\npath = \"/tmp/x.db\"\n{text}"),
+            "/etc/gw/gw.toml",
+        )
     }
 
     #[test]
     fn default_is_deny_for_every_peer() {
         let c = cfg("").unwrap();
-        assert_eq!(c.opaque, OpaqueConfig { release: OpaqueRelease::Deny, peers: None });
+        assert_eq!(
+            c.opaque,
+            OpaqueConfig {
+                release: OpaqueRelease::Deny,
+                peers: None
+            }
+        );
         let c = cfg("[opaque]\nrelease = \"allow\"\npeers = [\"*.example.org\"]\n").unwrap();
         assert_eq!(c.opaque.release, OpaqueRelease::Allow);
         assert_eq!(c.opaque.peers, Some(vec!["*.example.org".to_string()]));
@@ -133,17 +158,42 @@ mod tests {
 
     #[test]
     fn errors_are_positioned() {
-        let e = cfg("[opaque]\nrelease = \"sometimes\"\ncolour = 1\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/gw/gw.toml:4:11: invalid value for `opaque.release`"), "{e}");
-        assert!(e.contains("/etc/gw/gw.toml:5:1: unknown key `opaque.colour`"), "{e}");
-        let e = cfg("[opaque]\nrelease = \"labeled\"\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/gw/gw.toml:4:11:") && e.contains("needs `[labels]`"), "{e}");
-        let e = cfg("[opaque]\npeers = [\"a.example\"]\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/gw/gw.toml:4:") && e.contains("no effect"), "{e}");
-        let e = cfg("[opaque]\nrelease = \"allow\"\npeers = []\n").unwrap_err().to_string();
+        let e = cfg("[opaque]\nrelease = \"sometimes\"\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:4:11: invalid value for `opaque.release`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("/etc/gw/gw.toml:5:1: unknown key `opaque.colour`"),
+            "{e}"
+        );
+        let e = cfg("[opaque]\nrelease = \"labeled\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:4:11:") && e.contains("needs `[labels]`"),
+            "{e}"
+        );
+        let e = cfg("[opaque]\npeers = [\"a.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:4:") && e.contains("no effect"),
+            "{e}"
+        );
+        let e = cfg("[opaque]\nrelease = \"allow\"\npeers = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is empty"), "{e}");
-        let e = cfg("[opaque]\nrelease = \"allow\"\npeers = [\"ok.example\", \"bad name\"]\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/gw/gw.toml:5:24: invalid value for `opaque.peers[1]`"), "{e}");
+        let e = cfg("[opaque]\nrelease = \"allow\"\npeers = [\"ok.example\", \"bad name\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:5:24: invalid value for `opaque.peers[1]`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -159,6 +209,9 @@ mod tests {
         assert!(glob_match("*", ""));
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(!glob_match("evil.example.org", "evil.example.org.attacker.test"));
+        assert!(!glob_match(
+            "evil.example.org",
+            "evil.example.org.attacker.test"
+        ));
     }
 }

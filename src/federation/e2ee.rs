@@ -62,16 +62,22 @@ pub const PRINTABLE_RUN_LIMIT: usize = 16;
 /// Unpadded standard base64, canonical trailing bits: what libolm and vodozemac write.
 const STRICT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 /// Anything that is base64 at all (padding optional, loose trailing bits).
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 const LENIENT_URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// What a content's ciphertext is; see the module documentation.
@@ -90,14 +96,18 @@ pub enum Ciphertext {
 /// `algorithm`+`ciphertext`). `decoded` holds the base64-decoded bytes of every ciphertext
 /// string that decoded (empty if none did); these are judged as text by the DLP layer.
 pub fn classify(content: &Value) -> Ciphertext {
-    let Some(obj) = content.as_object() else { return Ciphertext::NotEncrypted };
+    let Some(obj) = content.as_object() else {
+        return Ciphertext::NotEncrypted;
+    };
     let (algorithm, ciphertext) = (obj.get("algorithm"), obj.get("ciphertext"));
     if algorithm.is_none() && ciphertext.is_none() {
         return Ciphertext::NotEncrypted;
     }
     let well_formed = match (algorithm.and_then(Value::as_str), ciphertext) {
         (Some(MEGOLM_V1), Some(Value::String(s))) => megolm_ok(s),
-        (Some(OLM_V1), Some(Value::Object(recipients))) => !recipients.is_empty() && recipients.values().all(olm_entry_ok),
+        (Some(OLM_V1), Some(Value::Object(recipients))) => {
+            !recipients.is_empty() && recipients.values().all(olm_entry_ok)
+        }
         _ => false,
     };
     if well_formed {
@@ -114,13 +124,18 @@ pub fn classify(content: &Value) -> Ciphertext {
 /// (also inside an edit's `m.new_content`) is an object with `key`, `iv`, `hashes` and `url`.
 pub fn has_encrypted_file(content: &Value) -> bool {
     fn at(c: &Value) -> bool {
-        is_encrypted_file(c.get("file")) || is_encrypted_file(c.get("info").and_then(|i| i.get("thumbnail_file")))
+        is_encrypted_file(c.get("file"))
+            || is_encrypted_file(c.get("info").and_then(|i| i.get("thumbnail_file")))
     }
     at(content) || content.get("m.new_content").is_some_and(at)
 }
 
 fn is_encrypted_file(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_object).is_some_and(|f| ["key", "iv", "hashes", "url"].iter().all(|k| f.contains_key(*k)))
+    v.and_then(Value::as_object).is_some_and(|f| {
+        ["key", "iv", "hashes", "url"]
+            .iter()
+            .all(|k| f.contains_key(*k))
+    })
 }
 
 /// The base64 strings under a ciphertext value (a string, or Olm's `body` strings), decoded
@@ -144,7 +159,10 @@ pub fn decode_lenient(s: &str) -> Option<Vec<u8>> {
     if compact.is_empty() {
         return None;
     }
-    LENIENT.decode(&compact).or_else(|_| LENIENT_URL.decode(&compact)).ok()
+    LENIENT
+        .decode(&compact)
+        .or_else(|_| LENIENT_URL.decode(&compact))
+        .ok()
 }
 
 fn strict_decode(s: &str) -> Option<Vec<u8>> {
@@ -172,12 +190,20 @@ fn megolm_ok(s: &str) -> bool {
 }
 
 fn olm_entry_ok(entry: &Value) -> bool {
-    let Some(e) = entry.as_object() else { return false };
+    let Some(e) = entry.as_object() else {
+        return false;
+    };
     if e.len() != 2 {
         return false;
     }
-    let (Some(ty), Some(Value::String(body))) = (e.get("type").and_then(Value::as_u64), e.get("body")) else { return false };
-    let Some(b) = strict_decode(body) else { return false };
+    let (Some(ty), Some(Value::String(body))) =
+        (e.get("type").and_then(Value::as_u64), e.get("body"))
+    else {
+        return false;
+    };
+    let Some(b) = strict_decode(body) else {
+        return false;
+    };
     let ok = match ty {
         0 => parse_olm_pre_key(&b).is_some(),
         1 => parse_olm_message(&b).is_some(),
@@ -239,7 +265,9 @@ fn aes_ok(ct: &[u8]) -> bool {
 /// Megolm message: version, index, ciphertext, MAC, signature. Returns the message index.
 fn parse_megolm(b: &[u8]) -> Option<u32> {
     let body_end = b.len().checked_sub(MAC_LEN + SIGNATURE_LEN)?;
-    let mut r = Reader { buf: &b[..body_end] };
+    let mut r = Reader {
+        buf: &b[..body_end],
+    };
     (r.byte()? == VERSION).then_some(())?;
     r.tag(0x08)?;
     let index = u32::try_from(r.varint(32)?).ok()?;
@@ -250,7 +278,9 @@ fn parse_megolm(b: &[u8]) -> Option<u32> {
 /// Olm normal message: version, ratchet key, chain index, ciphertext, MAC.
 fn parse_olm_message(b: &[u8]) -> Option<()> {
     let body_end = b.len().checked_sub(MAC_LEN)?;
-    let mut r = Reader { buf: &b[..body_end] };
+    let mut r = Reader {
+        buf: &b[..body_end],
+    };
     (r.byte()? == VERSION).then_some(())?;
     (r.bytes(0x0A)?.len() == KEY_LEN).then_some(())?;
     r.tag(0x10)?;
@@ -353,7 +383,11 @@ pub mod synthetic {
 
     /// Olm-encrypted to-device content with one recipient (`pre_key`: type 0, else type 1).
     pub fn olm_content(pre_key: bool) -> Value {
-        let (ty, body) = if pre_key { (0, olm_pre_key_bytes(0, 2)) } else { (1, olm_message_bytes(3, 2)) };
+        let (ty, body) = if pre_key {
+            (0, olm_pre_key_bytes(0, 2))
+        } else {
+            (1, olm_message_bytes(3, 2))
+        };
         serde_json::json!({
             "algorithm": OLM_V1,
             "sender_key": b64(&random_bytes(KEY_LEN)),

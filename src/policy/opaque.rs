@@ -104,7 +104,11 @@ impl OpaquePolicy {
     pub fn from_config(cfg: &Config) -> Self {
         OpaquePolicy {
             release: cfg.opaque.release,
-            peers: cfg.opaque.peers.as_ref().map(|p| p.iter().map(|g| g.to_ascii_lowercase()).collect()),
+            peers: cfg
+                .opaque
+                .peers
+                .as_ref()
+                .map(|p| p.iter().map(|g| g.to_ascii_lowercase()).collect()),
             label_key: cfg.labels.as_ref().map(|l| l.event_key.clone()),
         }
     }
@@ -120,11 +124,20 @@ impl OpaquePolicy {
 
     /// The decision for one content of type `event_type` (if known); see the module
     /// documentation.
-    pub fn judge(&self, ctx: &ExchangeCtx, event_type: Option<&str>, content: &RawValue) -> Judgement {
+    pub fn judge(
+        &self,
+        ctx: &ExchangeCtx,
+        event_type: Option<&str>,
+        content: &RawValue,
+    ) -> Judgement {
         let raw = content.get();
         let encrypted_type = event_type == Some(ENCRYPTED_TYPE);
         // Fast path: none of the keys that make content opaque (escaped keys take the slow path).
-        if !encrypted_type && !["ciphertext", "algorithm", "file", "\\u"].iter().any(|k| raw.contains(k)) {
+        if !encrypted_type
+            && !["ciphertext", "algorithm", "file", "\\u"]
+                .iter()
+                .any(|k| raw.contains(k))
+        {
             return None;
         }
         let value: Value = match serde_json::from_str(raw) {
@@ -133,16 +146,25 @@ impl OpaquePolicy {
             Err(_) => Value::Null,
         };
         let mut class = e2ee::classify(&value);
-        if class == Ciphertext::NotEncrypted && encrypted_type && value.as_object().is_none_or(|o| !o.is_empty()) {
+        if class == Ciphertext::NotEncrypted
+            && encrypted_type
+            && value.as_object().is_none_or(|o| !o.is_empty())
+        {
             // Claims to be encrypted, is not ciphertext and not redacted.
-            class = Ciphertext::Malformed { decoded: Vec::new() };
+            class = Ciphertext::Malformed {
+                decoded: Vec::new(),
+            };
         }
         let file = e2ee::has_encrypted_file(&value);
         if class == Ciphertext::NotEncrypted && !file {
             return None;
         }
         let release = self.release_for(ctx);
-        let labeled = || self.label_key.as_ref().is_some_and(|k| value.get(k).is_some());
+        let labeled = || {
+            self.label_key
+                .as_ref()
+                .is_some_and(|k| value.get(k).is_some())
+        };
         let opaque = |rule: &'static str| match release {
             OpaqueRelease::Deny => Err(rule),
             OpaqueRelease::Allow => Ok(Pass::Release),
@@ -152,7 +174,9 @@ impl OpaquePolicy {
         let cipher = match class {
             Ciphertext::NotEncrypted => None,
             Ciphertext::WellFormed => Some(opaque(RULE_ENCRYPTED)),
-            Ciphertext::Malformed { .. } if release == OpaqueRelease::Deny => Some(Err(RULE_MALFORMED)),
+            Ciphertext::Malformed { .. } if release == OpaqueRelease::Deny => {
+                Some(Err(RULE_MALFORMED))
+            }
             Ciphertext::Malformed { .. } => Some(Ok(Pass::AsText)),
         };
         let attachment = file.then(|| opaque(RULE_ENCRYPTED_FILE));
@@ -164,7 +188,14 @@ impl OpaquePolicy {
         }
     }
 
-    fn record(&self, ctx: &ExchangeCtx, what: &'static str, id: Option<&str>, room: Option<&str>, j: &Judgement) {
+    fn record(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &'static str,
+        id: Option<&str>,
+        room: Option<&str>,
+        j: &Judgement,
+    ) {
         let Some(r) = j else { return };
         let outcome = match r {
             Ok(p) => p.as_str(),
@@ -182,22 +213,40 @@ impl OpaquePolicy {
                 release = self.release_for(ctx).as_str(),
                 "opaque content not released"
             ),
-            Ok(p) => tracing::debug!(direction = ctx.direction.as_str(), unit = what, event_id = id.unwrap_or(""), outcome = p.as_str(), "opaque content passes"),
+            Ok(p) => tracing::debug!(
+                direction = ctx.direction.as_str(),
+                unit = what,
+                event_id = id.unwrap_or(""),
+                outcome = p.as_str(),
+                "opaque content passes"
+            ),
         }
     }
 
-    fn event_like(&self, ctx: &ExchangeCtx, what: &'static str, event_type: &str, id: Option<&str>, room: Option<&str>, content: &RawValue) -> PduVerdict {
+    fn event_like(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &'static str,
+        event_type: &str,
+        id: Option<&str>,
+        room: Option<&str>,
+        content: &RawValue,
+    ) -> PduVerdict {
         let j = self.judge(ctx, Some(event_type), content);
         self.record(ctx, what, id, room, &j);
         match j {
-            Some(Err(rule)) => PduVerdict::Redact { rule: rule.to_string() },
+            Some(Err(rule)) => PduVerdict::Redact {
+                rule: rule.to_string(),
+            },
             _ => PduVerdict::Allow,
         }
     }
 
     fn drop_verdict(j: Judgement) -> EduVerdict {
         match j {
-            Some(Err(rule)) => EduVerdict::Drop { rule: rule.to_string() },
+            Some(Err(rule)) => EduVerdict::Drop {
+                rule: rule.to_string(),
+            },
             _ => EduVerdict::Allow,
         }
     }
@@ -211,10 +260,24 @@ impl Policy for OpaquePolicy {
         Decision::Allow
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        self.event_like(ctx, "pdu", &pdu.event_type, pdu.event_id.as_deref(), pdu.room_id.as_deref(), pdu.content)
+        self.event_like(
+            ctx,
+            "pdu",
+            &pdu.event_type,
+            pdu.event_id.as_deref(),
+            pdu.room_id.as_deref(),
+            pdu.content,
+        )
     }
     fn event(&self, ctx: &ExchangeCtx, ev: &EventView<'_>) -> PduVerdict {
-        self.event_like(ctx, "event", &ev.event_type, ev.event_id.as_deref(), ev.room_id.as_deref(), ev.content)
+        self.event_like(
+            ctx,
+            "event",
+            &ev.event_type,
+            ev.event_id.as_deref(),
+            ev.room_id.as_deref(),
+            ev.content,
+        )
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
         if edu.edu_type == TO_DEVICE_EDU {

@@ -34,7 +34,10 @@ fn megolm_by_hand_is_well_formed_and_parses_its_index() {
     assert_eq!(parse_megolm(&m), Some(300));
     assert_eq!(classify(&megolm(&b64(&m))), Ciphertext::WellFormed);
     assert_eq!(classify(&megolm_content(0, 1)), Ciphertext::WellFormed);
-    assert_eq!(classify(&megolm_content(u32::MAX, 40)), Ciphertext::WellFormed);
+    assert_eq!(
+        classify(&megolm_content(u32::MAX, 40)),
+        Ciphertext::WellFormed
+    );
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn megolm_structure_violations_are_malformed_with_their_bytes() {
     v.extend([0x81; 16]);
     v.extend([0x82; MAC_LEN + SIGNATURE_LEN]);
     cases.push(("index above u32", v));
-    cases.push(("no MAC or signature", good[..good.len() - MAC_LEN - SIGNATURE_LEN].to_vec()));
+    cases.push((
+        "no MAC or signature",
+        good[..good.len() - MAC_LEN - SIGNATURE_LEN].to_vec(),
+    ));
     cases.push(("empty", Vec::new()));
     for (what, bytes) in cases {
         let c = megolm(&b64(&bytes));
@@ -78,7 +84,11 @@ fn megolm_structure_violations_are_malformed_with_their_bytes() {
         if bytes.is_empty() {
             assert!(decoded.is_empty(), "{what}");
         } else {
-            assert_eq!(decoded, vec![bytes], "{what}: the decoded bytes are handed on");
+            assert_eq!(
+                decoded,
+                vec![bytes],
+                "{what}: the decoded bytes are handed on"
+            );
         }
     }
 }
@@ -98,7 +108,10 @@ fn plaintext_in_a_well_formed_structure_is_malformed() {
     let mut m = megolm_by_hand();
     let n = m.len();
     m[n - 20..].copy_from_slice(b"GEHEIM GEHEIM GEHEIM");
-    assert!(matches!(classify(&megolm(&b64(&m))), Ciphertext::Malformed { .. }));
+    assert!(matches!(
+        classify(&megolm(&b64(&m))),
+        Ciphertext::Malformed { .. }
+    ));
 }
 
 #[test]
@@ -151,8 +164,14 @@ fn olm_messages_of_both_types_are_well_formed() {
     p.extend(&m);
     assert_eq!(classify(&olm(0, &b64(&p))), Ciphertext::WellFormed);
     // Types swapped: malformed.
-    assert!(matches!(classify(&olm(0, &b64(&m))), Ciphertext::Malformed { .. }));
-    assert!(matches!(classify(&olm(1, &b64(&p))), Ciphertext::Malformed { .. }));
+    assert!(matches!(
+        classify(&olm(0, &b64(&m))),
+        Ciphertext::Malformed { .. }
+    ));
+    assert!(matches!(
+        classify(&olm(1, &b64(&p))),
+        Ciphertext::Malformed { .. }
+    ));
 }
 
 #[test]
@@ -220,7 +239,12 @@ fn olm_envelope_shape_is_checked() {
 
 #[test]
 fn not_encrypted_content() {
-    for c in [json!({}), json!({"body": "hi", "msgtype": "m.text"}), json!("string"), json!([1, 2])] {
+    for c in [
+        json!({}),
+        json!({"body": "hi", "msgtype": "m.text"}),
+        json!("string"),
+        json!([1, 2]),
+    ] {
         assert_eq!(classify(&c), Ciphertext::NotEncrypted, "{c}");
     }
 }
@@ -228,11 +252,21 @@ fn not_encrypted_content() {
 #[test]
 fn encrypted_attachments() {
     let file = json!({"url": "mxc://a/b", "key": {"k": "x"}, "iv": "i", "hashes": {"sha256": "h"}, "v": "v2"});
-    assert!(has_encrypted_file(&json!({"msgtype": "m.file", "body": "a.pdf", "file": file})));
-    assert!(has_encrypted_file(&json!({"msgtype": "m.image", "body": "a", "url": "mxc://a/c", "info": {"thumbnail_file": file}})));
-    assert!(has_encrypted_file(&json!({"msgtype": "m.text", "body": "* x", "m.new_content": {"msgtype": "m.file", "file": file}})));
-    assert!(!has_encrypted_file(&json!({"msgtype": "m.file", "body": "a.pdf", "url": "mxc://a/b"})));
-    assert!(!has_encrypted_file(&json!({"msgtype": "m.file", "file": {"url": "mxc://a/b", "key": {}}})));
+    assert!(has_encrypted_file(
+        &json!({"msgtype": "m.file", "body": "a.pdf", "file": file})
+    ));
+    assert!(has_encrypted_file(
+        &json!({"msgtype": "m.image", "body": "a", "url": "mxc://a/c", "info": {"thumbnail_file": file}})
+    ));
+    assert!(has_encrypted_file(
+        &json!({"msgtype": "m.text", "body": "* x", "m.new_content": {"msgtype": "m.file", "file": file}})
+    ));
+    assert!(!has_encrypted_file(
+        &json!({"msgtype": "m.file", "body": "a.pdf", "url": "mxc://a/b"})
+    ));
+    assert!(!has_encrypted_file(
+        &json!({"msgtype": "m.file", "file": {"url": "mxc://a/b", "key": {}}})
+    ));
     assert!(!has_encrypted_file(&json!({"file": "mxc://a/b"})));
 }
 
