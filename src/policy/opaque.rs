@@ -134,9 +134,15 @@ impl OpaquePolicy {
         let encrypted_type = event_type == Some(ENCRYPTED_TYPE);
         // Fast path: none of the keys that make content opaque (escaped keys take the slow path).
         if !encrypted_type
-            && !["ciphertext", "algorithm", "file", "\\u"]
-                .iter()
-                .any(|k| raw.contains(k))
+            && ![
+                "\"ciphertext\"",
+                "\"algorithm\"",
+                "\"file\"",
+                "\"thumbnail_file\"",
+                "\\u",
+            ]
+            .iter()
+            .any(|k| raw.contains(k))
         {
             return None;
         }
