@@ -215,7 +215,7 @@ impl OpaquePolicy {
                 unit = what,
                 event_id = id.unwrap_or(""),
                 room = room.unwrap_or(""),
-                rule = *rule,
+                rule = %rule,
                 release = self.release_for(ctx).as_str(),
                 "opaque content not released"
             ),
