@@ -3,8 +3,9 @@
 //!
 //! # What counts as well-formed
 //!
-//! [`classify`] looks at a content object with `algorithm` and/or `ciphertext`
-//! (`m.room.encrypted` events and to-device messages; any other type carrying those keys too):
+//! [`classify`] looks at a content object with a `ciphertext` key (`m.room.encrypted` events
+//! and to-device messages; any other type carrying that key too; `algorithm` alone, as in
+//! `m.room.encryption`, is no ciphertext):
 //!
 //! * **Megolm** (`algorithm = "m.megolm.v1.aes-sha2"`, `ciphertext` a string): version byte
 //!   `0x03`, then exactly the fields libolm and vodozemac write, in their order — message index
@@ -28,11 +29,11 @@
 //!   the chance of such a run is about `n · (95/256)^16` for an `n`-byte message (≈ 10⁻⁵ for a
 //!   1 KiB message): such a false positive only means the bytes are judged as text.
 //!
-//! Anything else — another algorithm (e.g. `m.megolm.v2.*`, version byte `0x04` with a full
-//! MAC), a missing or wrongly typed `ciphertext`, a truncated or extended message, wrong tags
-//! — is [`Ciphertext::Malformed`], carrying the decoded bytes of every ciphertext string that
-//! decodes as base64 under a lenient reading (padding optional, ASCII whitespace ignored,
-//! either alphabet), so the content rules can judge them as text.
+//! Any other content with `ciphertext` — another or no algorithm (e.g. `m.megolm.v2.*`,
+//! version byte `0x04` with a full MAC), a wrongly typed `ciphertext`, a truncated or extended
+//! message, wrong tags — is [`Ciphertext::Malformed`], carrying the decoded bytes of every
+//! ciphertext string that decodes as base64 under a lenient reading (padding optional, ASCII
+//! whitespace ignored, either alphabet), so the content rules can judge them as text.
 //!
 //! # Limits
 //!
@@ -88,7 +89,7 @@ pub enum Ciphertext {
     /// Encrypted-looking content that does not parse: judged as text. `decoded` holds the
     /// base64-decoded bytes of every ciphertext string that decoded (empty if none did).
     Malformed { decoded: Vec<Vec<u8>> },
-    /// No `algorithm` and no `ciphertext`: not encrypted content.
+    /// No `ciphertext`: not encrypted content.
     NotEncrypted,
 }
 
@@ -100,12 +101,13 @@ pub fn classify(content: &Value) -> Ciphertext {
         return Ciphertext::NotEncrypted;
     };
     let (algorithm, ciphertext) = (obj.get("algorithm"), obj.get("ciphertext"));
-    if algorithm.is_none() && ciphertext.is_none() {
+    // `algorithm` alone is no ciphertext: `m.room.encryption` state, cleartext key requests.
+    let Some(ciphertext) = ciphertext else {
         return Ciphertext::NotEncrypted;
-    }
+    };
     let well_formed = match (algorithm.and_then(Value::as_str), ciphertext) {
-        (Some(MEGOLM_V1), Some(Value::String(s))) => megolm_ok(s),
-        (Some(OLM_V1), Some(Value::Object(recipients))) => {
+        (Some(MEGOLM_V1), Value::String(s)) => megolm_ok(s),
+        (Some(OLM_V1), Value::Object(recipients)) => {
             !recipients.is_empty() && recipients.values().all(olm_entry_ok)
         }
         _ => false,
@@ -114,9 +116,7 @@ pub fn classify(content: &Value) -> Ciphertext {
         return Ciphertext::WellFormed;
     }
     let mut decoded = Vec::new();
-    if let Some(c) = ciphertext {
-        collect_decoded(c, &mut decoded);
-    }
+    collect_decoded(ciphertext, &mut decoded);
     Ciphertext::Malformed { decoded }
 }
 

@@ -11,7 +11,7 @@
 //!   other key-sharing messages);
 //! * **encrypted attachments** — `file` / `info.thumbnail_file` with `key`, `iv`, `hashes` and
 //!   `url` (also in an edit's `m.new_content`): the media behind them cannot be inspected;
-//! * **malformed ciphertext** — content with `algorithm`/`ciphertext` that does not parse, and
+//! * **malformed ciphertext** — content with a `ciphertext` that does not parse, and
 //!   `m.room.encrypted` content that is neither empty (redacted) nor ciphertext. This is not
 //!   opaque but suspicious: it is judged as text (its decoded bytes included) by the content
 //!   rules.
@@ -134,15 +134,9 @@ impl OpaquePolicy {
         let encrypted_type = event_type == Some(ENCRYPTED_TYPE);
         // Fast path: none of the keys that make content opaque (escaped keys take the slow path).
         if !encrypted_type
-            && ![
-                "\"ciphertext\"",
-                "\"algorithm\"",
-                "\"file\"",
-                "\"thumbnail_file\"",
-                "\\u",
-            ]
-            .iter()
-            .any(|k| raw.contains(k))
+            && !["\"ciphertext\"", "\"file\"", "\"thumbnail_file\"", "\\u"]
+                .iter()
+                .any(|k| raw.contains(k))
         {
             return None;
         }

@@ -226,7 +226,6 @@ fn olm_envelope_shape_is_checked() {
         json!({"algorithm": MEGOLM_V1, "ciphertext": {"K": {"type": 1, "body": body}}}),
         json!({"algorithm": "m.megolm.v2.aes-sha2", "ciphertext": b64(&megolm_by_hand())}),
         json!({"ciphertext": b64(&megolm_by_hand())}),
-        json!({"algorithm": MEGOLM_V1}),
         json!({"algorithm": MEGOLM_V1, "ciphertext": 5}),
     ] {
         assert!(matches!(classify(&c), Ciphertext::Malformed { .. }), "{c}");
@@ -244,6 +243,10 @@ fn not_encrypted_content() {
         json!({"body": "hi", "msgtype": "m.text"}),
         json!("string"),
         json!([1, 2]),
+        // `m.room.encryption` state: an algorithm, no ciphertext.
+        json!({"algorithm": MEGOLM_V1, "rotation_period_ms": 604800000}),
+        // A cleartext key request's body names an algorithm too.
+        json!({"action": "request", "body": {"algorithm": MEGOLM_V1, "room_id": "!r:x", "session_id": "s"}}),
     ] {
         assert_eq!(classify(&c), Ciphertext::NotEncrypted, "{c}");
     }

@@ -183,6 +183,16 @@ fn cleartext_and_redacted_content_is_not_this_layers_business() {
         ),
         None
     );
+    // Enabling encryption in a room is cleartext state.
+    assert_eq!(
+        pdu_verdict(
+            &l,
+            &c,
+            "m.room.encryption",
+            &json!({"algorithm": e2ee::MEGOLM_V1, "rotation_period_ms": 604800000})
+        ),
+        PduVerdict::Allow
+    );
     // A redacted m.room.encrypted event has an empty content.
     assert_eq!(
         l.judge(&c, Some("m.room.encrypted"), &raw(&json!({}))),
