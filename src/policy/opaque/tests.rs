@@ -326,3 +326,23 @@ fn edus_with_ciphertext_are_dropped_and_to_device_edus_judged_per_device() {
         EduVerdict::Allow
     );
 }
+
+proptest::proptest! {
+    /// Content without `ciphertext` and without an encrypted attachment is never judged (no
+    /// verdict, no metric), whatever else it holds — also `algorithm` keys.
+    #[test]
+    fn cleartext_is_never_judged(keys in proptest::collection::vec("[a-z_.]{1,12}", 0..6), vals in proptest::collection::vec("[ -~]{0,20}", 0..6)) {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in keys.iter().zip(vals.iter()) {
+            if k != "ciphertext" && k != "file" && k != "info" && k != "m.new_content" {
+                obj.insert(k.clone(), json!(v));
+            }
+        }
+        obj.insert("algorithm".into(), json!(e2ee::MEGOLM_V1));
+        let content = Value::Object(obj);
+        let c = ctx(Direction::Outbound, Some("remote.test"));
+        for mode in [OpaqueRelease::Deny, OpaqueRelease::Labeled, OpaqueRelease::Allow] {
+            proptest::prop_assert_eq!(layer(mode, None).judge(&c, Some("m.room.message"), &raw(&content)), None);
+        }
+    }
+}
