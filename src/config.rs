@@ -405,6 +405,10 @@ pub struct PolicyConfig {
     pub deny_inbound_classes: Vec<EndpointClass>,
     /// Endpoint classes refused for protected → remote.
     pub deny_outbound_classes: Vec<EndpointClass>,
+    /// EDU types allowed besides the ones the guard knows (`m.typing`, `m.receipt`,
+    /// `m.presence`, `m.device_list_update`, `m.signing_key_update`, `m.direct_to_device`);
+    /// EDUs of any other type are dropped. Their content is scanned like any other.
+    pub allow_edu_types: Vec<String>,
 }
 
 /// Default for `[store] path`.

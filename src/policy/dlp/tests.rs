@@ -210,3 +210,64 @@ fn suppressed_by_drops_overlapping_lower_rule() {
     let err = RuleSet::from_sources(&[("s.toml", &bad)]).unwrap_err();
     assert_eq!(err.0[0].code, "DLP013");
 }
+
+/// One scanner: every embedded test of the shipped rule set gets the same verdict for its
+/// rule from the CLI path (`RuleSet::run_tests`, what `policy test` runs) and from the guard's
+/// layer on traffic (`DlpPolicy::pdu_outcome` on a PDU carrying the same text, in the test's
+/// direction, from the test's sender and room, to the test's peer).
+#[test]
+fn guard_and_policy_cli_agree_on_every_shipped_test() {
+    use crate::federation::pdu::PduView;
+    use crate::policy::dlp::layer::DlpPolicy;
+    use crate::policy::ExchangeCtx;
+
+    let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap_or_else(|d| panic!("{d}"));
+    let policy = DlpPolicy::new(set.engine());
+    let cli = set.run_tests();
+    let mut compared = 0;
+    for (r, res) in set.rules().flat_map(|r| r.tests.iter().map(move |t| (r, t))).zip(&cli) {
+        let (rule, t) = r;
+        assert_eq!(res.rule, rule.id);
+        // The carrier of the test's text on the wire.
+        let (ty, state_key, content) = match &t.input {
+            TestInput::Event(ev) => (
+                ev["type"].as_str().unwrap_or("").to_owned(),
+                ev.get("state_key").and_then(|v| v.as_str()).map(str::to_owned),
+                ev["content"].clone(),
+            ),
+            TestInput::Text { text, field } => match field.as_str() {
+                "body" => ("m.room.message".into(), None, json!({"msgtype": "m.text", "body": text})),
+                "formatted_body" => ("m.room.message".into(), None, json!({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html", "formatted_body": text})),
+                "filename" => ("m.room.message".into(), None, json!({"msgtype": "m.file", "body": "Datei", "filename": text})),
+                "room.topic" => ("m.room.topic".into(), Some(String::new()), json!({"topic": text})),
+                "room.name" => ("m.room.name".into(), Some(String::new()), json!({"name": text})),
+                "member.displayname" => ("m.room.member".into(), Some("@a:hs1.test".into()), json!({"membership": "join", "displayname": text})),
+                // Fields that do not travel in a room event (EDUs, user data).
+                _ => continue,
+            },
+        };
+        let mut pdu = json!({
+            "type": ty,
+            "room_id": t.room.as_deref().unwrap_or("!r:hs1.test"),
+            "sender": t.sender.as_deref().unwrap_or("@a:hs1.test"),
+            "origin_server_ts": 1,
+            "content": content,
+        });
+        if let Some(k) = state_key {
+            pdu["state_key"] = json!(k);
+        }
+        let raw = serde_json::value::RawValue::from_string(pdu.to_string()).unwrap();
+        let view = PduView::parse(&raw).unwrap();
+        let ctx = ExchangeCtx {
+            direction: t.direction,
+            endpoint: crate::federation::catalog::by_id("send_transaction").unwrap(),
+            peer: Some(t.peer.clone().unwrap_or_else(|| "hs2.test".into())),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        };
+        let guard = policy.pdu_outcome(&ctx, &view).verdict_of(&rule.id);
+        assert_eq!(guard, res.got, "{}::{} ({:?}) at {}:{}: guard {guard:?}, policy test {:?}", rule.id, res.index, res.name, res.file, res.loc.line, res.got);
+        compared += 1;
+    }
+    assert!(compared >= 120, "compared {compared} of {} tests", cli.len());
+}
