@@ -377,6 +377,14 @@ impl Session {
         })
     }
 
+    /// Sends an event of any type with `content`; returns the event id.
+    pub async fn send_event(&self, room_id: &str, event_type: &str, content: &Value) -> Result<String, ClientError> {
+        let txn = format!("lab{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", encode_segment(room_id), encode_segment(event_type));
+        let r = self.call("PUT", &path, Some(content)).await?;
+        r["event_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected { url: path, message: format!("no event_id in {r}") })
+    }
+
     /// The latest (up to `limit`) `m.room.message` events of a room, newest first.
     pub async fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<Message>, ClientError> {
         let path = format!(
