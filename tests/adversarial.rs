@@ -34,14 +34,24 @@ fn policies() -> PathBuf {
 
 fn engine() -> Arc<Engine> {
     static E: OnceLock<Arc<Engine>> = OnceLock::new();
-    E.get_or_init(|| RuleSet::load_dir(policies()).unwrap_or_else(|d| panic!("{d}")).engine()).clone()
+    E.get_or_init(|| {
+        RuleSet::load_dir(policies())
+            .unwrap_or_else(|d| panic!("{d}"))
+            .engine()
+    })
+    .clone()
 }
 
 const DIRECTIONS: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
 
 /// The scanner's action on a bare event.
 fn scan(ev: &Value, direction: Direction) -> Action {
-    engine().scan_parts(&event_ctx(ev, direction, Some("hs2.test")), EventParts::of(ev)).action
+    engine()
+        .scan_parts(
+            &event_ctx(ev, direction, Some("hs2.test")),
+            EventParts::of(ev),
+        )
+        .action
 }
 
 fn crosses(a: Action) -> bool {
@@ -80,13 +90,20 @@ fn pdu_of(ev: &Value, direction: Direction) -> Box<RawValue> {
 fn layer_verdicts(ev: &Value, direction: Direction) -> [PduVerdict; 2] {
     let layer = DlpPolicy::new(engine());
     let raw = pdu_of(ev, direction);
-    let as_pdu = layer.pdu(&ctx(direction, "send_transaction"), &PduView::parse(&raw).expect("PDU view"));
-    let mut stripped = json!({"type": ev["type"], "content": ev["content"], "sender": "@alice:hs1.test"});
+    let as_pdu = layer.pdu(
+        &ctx(direction, "send_transaction"),
+        &PduView::parse(&raw).expect("PDU view"),
+    );
+    let mut stripped =
+        json!({"type": ev["type"], "content": ev["content"], "sender": "@alice:hs1.test"});
     if let Some(k) = ev.get("state_key") {
         stripped["state_key"] = k.clone();
     }
     let raw = serde_json::value::to_raw_value(&stripped).unwrap();
-    let as_event = layer.event(&ctx(direction, "invite_v2"), &EventView::parse(&raw).expect("event view"));
+    let as_event = layer.event(
+        &ctx(direction, "invite_v2"),
+        &EventView::parse(&raw).expect("event view"),
+    );
     [as_pdu, as_event]
 }
 
@@ -98,7 +115,10 @@ fn judgements(case: &Case) -> Vec<(String, bool)> {
         out.push((format!("scanner {}", d.as_str()), crosses(scan(&ev, d))));
         let [p, e] = layer_verdicts(&ev, d);
         out.push((format!("layer pdu {}", d.as_str()), p == PduVerdict::Allow));
-        out.push((format!("layer stripped-state {}", d.as_str()), e == PduVerdict::Allow));
+        out.push((
+            format!("layer stripped-state {}", d.as_str()),
+            e == PduVerdict::Allow,
+        ));
     }
     out
 }
@@ -106,7 +126,11 @@ fn judgements(case: &Case) -> Vec<(String, bool)> {
 #[test]
 fn corpus_is_refused_by_the_scanner_and_the_guard_layer_in_both_directions() {
     let corpus = corpus::load();
-    assert!(corpus.case.len() >= 40, "the corpus has {} cases", corpus.case.len());
+    assert!(
+        corpus.case.len() >= 40,
+        "the corpus has {} cases",
+        corpus.case.len()
+    );
     let mut problems = Vec::new();
     let mut scanner_gaps = Vec::new();
     for case in &corpus.case {
@@ -120,7 +144,10 @@ fn corpus_is_refused_by_the_scanner_and_the_guard_layer_in_both_directions() {
                 // corpus (and docs/scanning.md) must be updated.
                 for (what, crosses) in &js {
                     if !crosses {
-                        problems.push(format!("{}: listed as a scanner gap but refused by {what}", case.class));
+                        problems.push(format!(
+                            "{}: listed as a scanner gap but refused by {what}",
+                            case.class
+                        ));
                     }
                 }
             }
@@ -133,9 +160,22 @@ fn corpus_is_refused_by_the_scanner_and_the_guard_layer_in_both_directions() {
             }
         }
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
-    let listed: Vec<String> = corpus.case.iter().filter(|c| c.gap() == Some(Gap::Scanner)).map(|c| c.class.clone()).collect();
-    assert_eq!(scanner_gaps, listed, "the scanner's known gaps are exactly the listed ones");
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    let listed: Vec<String> = corpus
+        .case
+        .iter()
+        .filter(|c| c.gap() == Some(Gap::Scanner))
+        .map(|c| c.class.clone())
+        .collect();
+    assert_eq!(
+        scanner_gaps, listed,
+        "the scanner's known gaps are exactly the listed ones"
+    );
 }
 
 #[test]
@@ -172,15 +212,31 @@ fn explain(ev: &Value, direction: Direction) -> String {
     let mut child = bin()
         .args(["policy", "explain", "--format", "json", "--policies"])
         .arg(policies())
-        .args(["--event", "-", "--direction", direction.as_str(), "--peer", "hs2.test"])
+        .args([
+            "--event",
+            "-",
+            "--direction",
+            direction.as_str(),
+            "--peer",
+            "hs2.test",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run grenzwacht policy explain");
-    child.stdin.take().unwrap().write_all(ev.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ev.to_string().as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "policy explain: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "policy explain: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).expect("explain JSON");
     v["verdict"].as_str().expect("verdict").to_string()
 }
@@ -194,25 +250,51 @@ const EXPLAIN_KNOWN_MISMATCHES: &[&str] = &["state_key"];
 fn policy_explain_agrees_with_the_guard_on_corpus_cases() {
     let corpus = corpus::load();
     let picked = [
-        "zero_width", "cyrillic", "math_bold", "html_comment", "html_entity_no_semicolon", "iban_dashes", "iban_fullwidth",
-        "custom_key_next_to_body", "object_key", "event_type", "state_key", "html_topic", "spaced_out_letters",
-        "lower_case_word", "iban_broken_check_digit_dashes", "state_clean",
+        "zero_width",
+        "cyrillic",
+        "math_bold",
+        "html_comment",
+        "html_entity_no_semicolon",
+        "iban_dashes",
+        "iban_fullwidth",
+        "custom_key_next_to_body",
+        "object_key",
+        "event_type",
+        "state_key",
+        "html_topic",
+        "spaced_out_letters",
+        "lower_case_word",
+        "iban_broken_check_digit_dashes",
+        "state_clean",
     ];
     let mut problems = Vec::new();
     let mut mismatches = Vec::new();
     for class in picked {
-        let case = corpus.case.iter().chain(&corpus.negative).find(|c| c.class == class).unwrap_or_else(|| panic!("no case {class}"));
+        let case = corpus
+            .case
+            .iter()
+            .chain(&corpus.negative)
+            .find(|c| c.class == class)
+            .unwrap_or_else(|| panic!("no case {class}"));
         let ev = case.event();
         for d in DIRECTIONS {
             let cli = explain(&ev, d);
             let guard = scan(&ev, d);
             let [pdu, _] = layer_verdicts(&ev, d);
             if crosses(guard) != (pdu == PduVerdict::Allow) {
-                problems.push(format!("{class} {}: the scanner says {}, the guard layer {pdu:?}", d.as_str(), guard.as_str()));
+                problems.push(format!(
+                    "{class} {}: the scanner says {}, the guard layer {pdu:?}",
+                    d.as_str(),
+                    guard.as_str()
+                ));
             }
             if cli != guard.as_str() {
                 if !EXPLAIN_KNOWN_MISMATCHES.contains(&class) {
-                    problems.push(format!("{class} {}: policy explain says {cli}, the guard {}", d.as_str(), guard.as_str()));
+                    problems.push(format!(
+                        "{class} {}: policy explain says {cli}, the guard {}",
+                        d.as_str(),
+                        guard.as_str()
+                    ));
                 }
                 if !mismatches.contains(&class) {
                     mismatches.push(class);
@@ -221,7 +303,10 @@ fn policy_explain_agrees_with_the_guard_on_corpus_cases() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert_eq!(mismatches, EXPLAIN_KNOWN_MISMATCHES, "known explain/guard mismatches are exactly the listed ones");
+    assert_eq!(
+        mismatches, EXPLAIN_KNOWN_MISMATCHES,
+        "known explain/guard mismatches are exactly the listed ones"
+    );
 }
 
 // ------------------------------------------------------------------------------ properties
@@ -229,7 +314,11 @@ fn policy_explain_agrees_with_the_guard_on_corpus_cases() {
 /// Default-ignorable, format and bidi characters a writer can hide in a word.
 fn ignorable() -> impl Strategy<Value = char> {
     prop_oneof![
-        prop::sample::select(vec!['\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{180E}', '\u{2061}', '\u{2062}', '\u{2063}', '\u{2064}', '\u{034F}']),
+        prop::sample::select(vec![
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}', '\u{200E}',
+            '\u{200F}', '\u{061C}', '\u{180E}', '\u{2061}', '\u{2062}', '\u{2063}', '\u{2064}',
+            '\u{034F}'
+        ]),
         (0x202Au32..=0x202E).prop_map(|c| char::from_u32(c).unwrap()),
         (0x2066u32..=0x2069).prop_map(|c| char::from_u32(c).unwrap()),
         (0xFE00u32..=0xFE0F).prop_map(|c| char::from_u32(c).unwrap()),
@@ -248,7 +337,10 @@ fn insert(marker: &str, ins: &[(usize, char)]) -> String {
         }
         out.push(*c);
     }
-    for (_, x) in ins.iter().filter(|(p, _)| p % (chars.len() + 1) == chars.len()) {
+    for (_, x) in ins
+        .iter()
+        .filter(|(p, _)| p % (chars.len() + 1) == chars.len())
+    {
         out.push(*x);
     }
     out
@@ -272,18 +364,27 @@ fn caught(text: &str) -> bool {
 fn letter_form(c: char) -> BoxedStrategy<String> {
     if !c.is_ascii_uppercase() {
         return if c == ' ' {
-            prop::sample::select(vec![' ', '\u{00A0}', '\u{2002}', '\u{2003}', '\u{2007}', '\u{2009}', '\u{200A}', '\u{202F}', '\u{205F}', '\u{3000}'])
-                .prop_map(String::from)
-                .boxed()
+            prop::sample::select(vec![
+                ' ', '\u{00A0}', '\u{2002}', '\u{2003}', '\u{2007}', '\u{2009}', '\u{200A}',
+                '\u{202F}', '\u{205F}', '\u{3000}',
+            ])
+            .prop_map(String::from)
+            .boxed()
         } else {
             Just(c.to_string()).boxed()
         };
     }
     let i = c as u32 - 'A' as u32;
-    let mut forms: Vec<char> = vec![c, char::from_u32(0xFF21 + i).unwrap(), char::from_u32(0x24B6 + i).unwrap()];
+    let mut forms: Vec<char> = vec![
+        c,
+        char::from_u32(0xFF21 + i).unwrap(),
+        char::from_u32(0x24B6 + i).unwrap(),
+    ];
     // Mathematical alphanumeric capitals: bold, italic, bold italic, sans-serif (4 styles),
     // monospace; these blocks have no holes for capitals.
-    for base in [0x1D400, 0x1D434, 0x1D468, 0x1D5A0, 0x1D5D4, 0x1D608, 0x1D63C, 0x1D670] {
+    for base in [
+        0x1D400, 0x1D434, 0x1D468, 0x1D5A0, 0x1D5D4, 0x1D608, 0x1D63C, 0x1D670,
+    ] {
         forms.push(char::from_u32(base + i).unwrap());
     }
     let look_alikes: &[char] = match c {
@@ -298,7 +399,10 @@ fn letter_form(c: char) -> BoxedStrategy<String> {
         _ => &[],
     };
     forms.extend_from_slice(look_alikes);
-    (prop::sample::select(forms), prop::collection::vec(0x0300u32..=0x036F, 0..3))
+    (
+        prop::sample::select(forms),
+        prop::collection::vec(0x0300u32..=0x036F, 0..3),
+    )
         .prop_map(|(f, marks)| {
             let mut s = f.to_string();
             s.extend(marks.into_iter().map(|m| char::from_u32(m).unwrap()));
@@ -308,7 +412,11 @@ fn letter_form(c: char) -> BoxedStrategy<String> {
 }
 
 fn disguised(marker: &'static str) -> impl Strategy<Value = String> {
-    marker.chars().map(letter_form).collect::<Vec<_>>().prop_map(|parts| parts.concat())
+    marker
+        .chars()
+        .map(letter_form)
+        .collect::<Vec<_>>()
+        .prop_map(|parts| parts.concat())
 }
 
 /// The IBAN in groups of four with random separators, random case and fullwidth digits.
@@ -317,7 +425,10 @@ fn iban_written() -> impl Strategy<Value = String> {
     (
         prop::collection::vec(any::<bool>(), n),
         prop::collection::vec(any::<bool>(), n),
-        prop::collection::vec(prop::sample::select(vec!["", " ", "-", ".", "\u{00A0}", "\u{202F}"]), n / 4 + 1),
+        prop::collection::vec(
+            prop::sample::select(vec!["", " ", "-", ".", "\u{00A0}", "\u{202F}"]),
+            n / 4 + 1,
+        ),
     )
         .prop_map(|(lower, wide, seps)| {
             let mut out = String::new();
@@ -380,5 +491,8 @@ proptest! {
 
 #[test]
 fn insert_places_every_character() {
-    assert_eq!(insert("AB", &[(0, 'x'), (1, 'y'), (2, 'z'), (3, 'w')]), "xwAyBz");
+    assert_eq!(
+        insert("AB", &[(0, 'x'), (1, 'y'), (2, 'z'), (3, 'w')]),
+        "xwAyBz"
+    );
 }

@@ -42,12 +42,23 @@ impl Case {
     /// `m.room.message` with that body.
     pub fn event(&self) -> Value {
         match (&self.text, &self.event) {
-            (Some(t), None) => json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": t}}),
+            (Some(t), None) => {
+                json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": t}})
+            }
             (None, Some(e)) => {
-                let v: Value = serde_json::from_str(e).unwrap_or_else(|err| panic!("{}: event is not JSON: {err}", self.class));
-                assert!(v["type"].is_string() && v["content"].is_object(), "{}: event needs type and content", self.class);
+                let v: Value = serde_json::from_str(e)
+                    .unwrap_or_else(|err| panic!("{}: event is not JSON: {err}", self.class));
+                assert!(
+                    v["type"].is_string() && v["content"].is_object(),
+                    "{}: event needs type and content",
+                    self.class
+                );
                 for k in v.as_object().unwrap().keys() {
-                    assert!(["type", "content", "state_key"].contains(&k.as_str()), "{}: unexpected event key {k}", self.class);
+                    assert!(
+                        ["type", "content", "state_key"].contains(&k.as_str()),
+                        "{}: unexpected event key {k}",
+                        self.class
+                    );
                 }
                 v
             }
@@ -60,7 +71,10 @@ impl Case {
         match (self.known_gap, self.gap) {
             (false, None) => None,
             (true, Some(g)) => Some(g),
-            _ => panic!("{}: `known_gap = true` needs `gap` (and only then)", self.class),
+            _ => panic!(
+                "{}: `known_gap = true` needs `gap` (and only then)",
+                self.class
+            ),
         }
     }
 
@@ -95,7 +109,8 @@ impl Case {
 pub fn load() -> Corpus {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/adversarial/corpus.toml");
     let text = std::fs::read_to_string(&path).expect("read corpus");
-    let corpus: Corpus = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let corpus: Corpus =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut seen = std::collections::HashSet::new();
     for c in corpus.case.iter().chain(&corpus.negative) {
         assert!(seen.insert(c.class.clone()), "class {} twice", c.class);
