@@ -135,7 +135,7 @@ async fn live(
     to: &Session,
     dir: &str,
     problems: &mut Vec<String>,
-) -> BTreeSet<String> {
+) -> (BTreeSet<String>, Vec<String>) {
     let mut sent = Vec::new();
     for c in corpus.case.iter().chain(&corpus.negative) {
         sent.push((c, send_case(from, room, c).await));
@@ -148,6 +148,7 @@ async fn live(
         .expect("the clean control message arrives");
     assert_eq!(m.body, control);
     let mut crossed = BTreeSet::new();
+    let ids: Vec<String> = sent.iter().map(|(_, id)| id.clone()).collect();
     let negatives: BTreeSet<&str> = corpus.negative.iter().map(|c| c.class.as_str()).collect();
     for (c, id) in sent {
         let seen = common::wait_event(to, room, &id, WAIT).await;
@@ -163,7 +164,7 @@ async fn live(
             crossed.insert(c.class.clone());
         }
     }
-    crossed
+    (crossed, ids)
 }
 
 /// Invite stripped state, send_join state and backfill of a room `owner` prepared before
@@ -432,6 +433,192 @@ async fn hierarchy(
     }
 }
 
+/// Knock stripped state: `owner` makes a knockable room with a marked name, `other` knocks;
+/// a clean knockable room is the control.
+async fn knock(
+    corpus: &Corpus,
+    owner: &Session,
+    other: &Session,
+    owner_server: &str,
+    dir: &str,
+    problems: &mut Vec<String>,
+) {
+    let knockable = |name: &str| {
+        json!({"preset": "private_chat", "name": name,
+            "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]})
+    };
+    let marked = owner
+        .create_room(&knockable(text_of(corpus, "greek")))
+        .await
+        .expect("create marked knock room");
+    let clean_name = format!("Anklopfen {dir}");
+    let clean = owner
+        .create_room(&knockable(&clean_name))
+        .await
+        .expect("create clean knock room");
+    other
+        .knock(&clean, &[owner_server])
+        .await
+        .expect("knock on the clean room");
+    wait_until("the clean knock's room name", WAIT, || async {
+        let s = other.knock_state(&clean).await?.unwrap_or_default();
+        Ok(s.iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == clean_name.as_str())
+            .then_some(()))
+    })
+    .await
+    .expect("a clean room name crosses in the knock's stripped state");
+    match other.knock(&marked, &[owner_server]).await {
+        Ok(()) => {
+            let stripped = wait_until("the marked knock's stripped state", WAIT, || async {
+                other.knock_state(&marked).await
+            })
+            .await
+            .expect("knock recorded");
+            for e in &stripped {
+                if marked_event(e) {
+                    problems.push(format!(
+                        "{dir} knock stripped state: {} carries marked text: {}",
+                        e["type"], e["content"]
+                    ));
+                }
+            }
+        }
+        // Refusing the knock as a whole also keeps the name on its side.
+        Err(e) => assert!(e.status().is_some(), "knock on the marked room: {e}"),
+    }
+}
+
+/// True if an event's `content` (every string and key) carries text the shipped rules refuse;
+/// `type` and `state_key` are left out (redaction keeps them: the corpus's delivery gaps).
+fn marked_content(ev: &Value) -> bool {
+    marked_event(&json!({"type": "org.example.seen", "content": ev["content"]}))
+}
+
+/// Federation fetches hs2 makes of hs1's events, sent straight to the guard's inbound
+/// listener signed as hs2: `event`, `state`, `backfill` and `get_missing_events` answers
+/// carry the corpus events redacted.
+async fn fetches(
+    info: &grenzwacht::lab::LabInfo,
+    room: &str,
+    ids: &[String],
+    problems: &mut Vec<String>,
+) {
+    use grenzwacht::lab::client::encode_segment;
+    let (hs1, hs2) = (info.hs1(), info.hs2());
+    let call = |method: &'static str, path: String, body: Vec<u8>| async move {
+        let auth = common::xmatrix_signed(
+            &hs2.signing_key,
+            &hs2.server_name,
+            &hs1.server_name,
+            method,
+            &path,
+            &body,
+        );
+        let head = common::head(
+            method,
+            &path,
+            &hs1.server_name,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.len(),
+        );
+        let r = common::tls_request(info.guard.inbound_addr, &info.ca_cert, &head, &body).await;
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+        r.json()
+    };
+    let last = ids.last().expect("sent ids");
+    let mut pdus: Vec<(String, Value)> = Vec::new();
+    for id in ids.iter().take(3) {
+        let v = call(
+            "GET",
+            format!("/_matrix/federation/v1/event/{}", encode_segment(id)),
+            Vec::new(),
+        )
+        .await;
+        pdus.extend(
+            v["pdus"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| ("event".to_string(), p.clone())),
+        );
+    }
+    let v = call(
+        "GET",
+        format!(
+            "/_matrix/federation/v1/state/{}?event_id={}",
+            encode_segment(room),
+            encode_segment(last)
+        ),
+        Vec::new(),
+    )
+    .await;
+    for k in ["pdus", "auth_chain"] {
+        pdus.extend(
+            v[k].as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| ("state".to_string(), p.clone())),
+        );
+    }
+    let v = call(
+        "GET",
+        format!(
+            "/_matrix/federation/v1/backfill/{}?v={}&limit=100",
+            encode_segment(room),
+            encode_segment(last)
+        ),
+        Vec::new(),
+    )
+    .await;
+    let backfilled = v["pdus"].as_array().cloned().unwrap_or_default();
+    pdus.extend(
+        backfilled
+            .iter()
+            .map(|p| ("backfill".to_string(), p.clone())),
+    );
+    let body =
+        serde_json::to_vec(&json!({"earliest_events": [], "latest_events": [last], "limit": 100}))
+            .unwrap();
+    let v = call(
+        "POST",
+        format!(
+            "/_matrix/federation/v1/get_missing_events/{}",
+            encode_segment(room)
+        ),
+        body,
+    )
+    .await;
+    pdus.extend(
+        v["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| ("get_missing_events".to_string(), p.clone())),
+    );
+    let redacted = backfilled
+        .iter()
+        .filter(|p| p["content"] == json!({}))
+        .count();
+    if redacted < 20 {
+        problems.push(format!(
+            "outbound backfill fetch: only {redacted} redacted PDUs of {} (carrier not exercised?)",
+            backfilled.len()
+        ));
+    }
+    for (what, p) in &pdus {
+        if marked_content(p) {
+            problems.push(format!(
+                "outbound {what} fetch: {} carries marked content: {}",
+                p["type"], p["content"]
+            ));
+        }
+    }
+}
+
 #[tokio::test]
 async fn adversarial_corpus_does_not_cross_in_either_direction() {
     let corpus = corpus::load();
@@ -464,8 +651,12 @@ async fn adversarial_corpus_does_not_cross_in_either_direction() {
         .map(|c| c.class.clone())
         .collect();
     let room = shared_room(&alice, &bob, &hs1.server_name, "adversarial").await;
+    let mut sent_by_hs1 = Vec::new();
     for (dir, from, to) in [("outbound", &alice, &bob), ("inbound", &bob, &alice)] {
-        let crossed = live(&corpus, &room, from, to, dir, &mut problems).await;
+        let (crossed, ids) = live(&corpus, &room, from, to, dir, &mut problems).await;
+        if dir == "outbound" {
+            sent_by_hs1 = ids;
+        }
         if crossed != gaps {
             problems.push(format!(
                 "{dir} transactions: crossed {:?}, known gaps {:?}",
@@ -483,7 +674,9 @@ async fn adversarial_corpus_does_not_cross_in_either_direction() {
         history(&corpus, owner, other, owner_server, dir, &mut problems).await;
         public_rooms(&corpus, owner, other, owner_server, dir, &mut problems).await;
         hierarchy(&corpus, owner, other, owner_server, dir, &mut problems).await;
+        knock(&corpus, owner, other, owner_server, dir, &mut problems).await;
     }
+    fetches(&info, &room, &sent_by_hs1, &mut problems).await;
     assert!(
         problems.is_empty(),
         "{} problem(s):\n{}",

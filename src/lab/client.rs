@@ -576,6 +576,27 @@ impl Session {
         Ok(())
     }
 
+    /// `POST /knock/{room}?server_name=…`: asks to join a room with `join_rule` `knock`.
+    pub async fn knock(&self, room: &str, via: &[&str]) -> Result<(), ClientError> {
+        let mut path = format!("/_matrix/client/v3/knock/{}", encode_segment(room));
+        for (i, s) in via.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str("server_name=");
+            path.push_str(&encode_segment(s));
+        }
+        self.call("POST", &path, Some(&json!({}))).await?;
+        Ok(())
+    }
+
+    /// The stripped state of a pending knock on `room_id` (`/sync` `knock_state.events`), or
+    /// `None` if there is no such knock.
+    pub async fn knock_state(&self, room_id: &str) -> Result<Option<Vec<Value>>, ClientError> {
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let r = self.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), None).await?;
+        Ok(r["rooms"]["knock"].get(room_id).map(|i| i["knock_state"]["events"].as_array().cloned().unwrap_or_default()))
+    }
+
     /// `GET /rooms/{room}/hierarchy` (client API v1): a space's rooms.
     pub async fn hierarchy(&self, room_id: &str) -> Result<Value, ClientError> {
         let path = format!("/_matrix/client/v1/rooms/{}/hierarchy?limit=50", encode_segment(room_id));
