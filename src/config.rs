@@ -74,8 +74,9 @@ pub struct Config {
 ///
 /// Every `*.toml` file of `policies` is loaded and compiled into one engine at start
 /// (`grenzwacht check` and `grenzwacht policy check` report its diagnostics). The rule set is
-/// reloaded on SIGHUP and, with `watch_interval_ms > 0`, when a file changes (polled); a rule
-/// set that fails to load is refused with its diagnostics and the running one stays.
+/// reloaded on SIGHUP and, with `watch_interval_ms > 0`, when a file changes (polled; loaded once
+/// unchanged for two polls); a rule set that fails to load, or that lacks a rule file or rule id
+/// of the running one, is refused and the running one stays (SIGUSR1 accepts a smaller set).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DlpConfig {

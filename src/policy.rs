@@ -27,6 +27,7 @@
 pub mod dlp;
 pub mod labels;
 pub mod layers;
+pub mod manifest;
 pub mod permit;
 pub mod rules;
 pub mod static_policy;
@@ -65,6 +66,10 @@ pub struct ExchangeCtx {
 pub trait Policy: Send + Sync {
     /// Request-level decision: endpoint class, peer server.
     fn request(&self, ctx: &ExchangeCtx) -> Decision;
+    /// Called once with every unit of a request or response before any of them is judged
+    /// (a layer that learns from the units — room labels — learns from all of them first, so
+    /// the order of events in a body does not change a decision).
+    fn prepare(&self, _ctx: &ExchangeCtx, _units: &permit::Units<'_>) {}
     /// Per PDU inside a request or response.
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict;
     /// Per non-PDU event (stripped state, `make_*` templates, partial events) in a body.

@@ -325,7 +325,13 @@ pub fn describe() {
     );
     describe_counter!(
         crate::proxy::guard::POLICY_RELOADS_TOTAL,
-        "Policy (DLP rule set) reloads, by result (ok, refused)."
+        "Policy (DLP rule set) reloads, by result (ok, refused, refused_shrink, accepted_shrink)."
+    );
+    describe_gauge!(crate::proxy::guard::POLICY_RULES_LOADED, "Rules in the running policy input, by input (dlp).");
+    describe_gauge!(crate::proxy::guard::POLICY_FILES_LOADED, "Files in the running policy input, by input (dlp).");
+    describe_gauge!(
+        crate::proxy::guard::POLICY_FINGERPRINT,
+        "First 48 bits of the running policy input's SHA-256 fingerprint (as `grenzwacht policy check` prints it), by input."
     );
     describe_counter!(
         crate::policy::dlp::layer::DLP_DECISIONS_TOTAL,

@@ -66,6 +66,11 @@ impl Policy for Layers {
     fn request(&self, ctx: &ExchangeCtx) -> Decision {
         self.first_refusal(|p| p.request(ctx))
     }
+    fn prepare(&self, ctx: &ExchangeCtx, units: &crate::policy::Units<'_>) {
+        for (_, p) in &self.layers {
+            p.prepare(ctx, units);
+        }
+    }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
         self.most_severe(|p| p.pdu(ctx, pdu))
     }

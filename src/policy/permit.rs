@@ -65,6 +65,19 @@ pub struct Units<'a> {
     pub to_device: Vec<ToDeviceMessage<'a>>,
 }
 
+impl Units<'_> {
+    /// The room of the body's PDUs and room-bearing events, when there is exactly one.
+    pub fn room_hint(&self) -> Option<String> {
+        let mut rooms = self
+            .pdus
+            .iter()
+            .filter_map(|p| p.room_id.as_deref())
+            .chain(self.events.iter().filter_map(|e| e.room_id.as_deref()));
+        let first = rooms.next()?;
+        rooms.all(|r| r == first).then(|| first.to_owned())
+    }
+}
+
 /// One modification the policy asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Modification {
@@ -178,7 +191,16 @@ pub fn decide_response(
     Ok(Permit { inner: release })
 }
 
+/// [`check_units`] for unit tests of policies.
+#[cfg(test)]
+pub(crate) fn check_units_for_tests(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+    check_units(policy, ctx, units)
+}
+
 fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+    // Every layer sees the whole unit set before judging any part of it (e.g. a room label
+    // listed after the state it governs).
+    policy.prepare(ctx, units);
     let in_transaction = ctx.endpoint.handler == Handler::Transaction;
     let mut v = Verdicts::default();
     let mut apply = |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
@@ -204,8 +226,19 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
+    // Stripped state (invites, knocks) carries no room id: it belongs to the room of the
+    // body's PDUs when they are all of one room.
+    let hint = units.room_hint();
     for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
-        apply(policy.event(ctx, ev), pos, ev.room_id.as_deref().map(str::to_string))?;
+        let verdict = match (&ev.room_id, &hint) {
+            (None, Some(room)) => {
+                let mut with_room = ev.clone();
+                with_room.room_id = Some(std::borrow::Cow::Owned(room.clone()));
+                policy.event(ctx, &with_room)
+            }
+            _ => policy.event(ctx, ev),
+        };
+        apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
     }
     for (i, edu) in units.edus.iter().enumerate() {
         if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {

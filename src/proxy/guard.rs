@@ -20,6 +20,9 @@ use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::{Layers, StaticPolicy};
 
+mod reload;
+pub use reload::{PolicyStatus, ReloadResult, POLICY_FILES_LOADED, POLICY_FINGERPRINT, POLICY_RELOADS_TOTAL, POLICY_RULES_LOADED, SETTLE_POLLS};
+
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -37,6 +40,8 @@ pub enum GuardError {
     Rules(#[from] RuleError),
     #[error("DLP rule set {dir}:\n{diagnostics}")]
     Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
+    #[error("DLP rule set {dir} refused, it lacks rules of the running one ({loss}); SIGUSR1 loads it anyway")]
+    DlpShrink { dir: std::path::PathBuf, loss: Box<crate::policy::manifest::Loss> },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]
@@ -79,8 +84,8 @@ pub struct Guard {
     dlp: Option<crate::config::DlpConfig>,
     /// The security-label layer (`[labels]`), kept across DLP reloads.
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
-    /// Serialises reloads (SIGHUP and the file watcher).
-    reload_lock: std::sync::Mutex<()>,
+    /// The running DLP rule set's manifest (serialises reloads: signals and the watcher).
+    reloader: reload::Reloader,
     store: Store,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
@@ -149,9 +154,13 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
-        let dlp_layer = match &cfg.dlp {
-            Some(d) => Some(Arc::new(load_dlp(&d.policies)?)),
-            None => None,
+        let (dlp_layer, manifest) = match &cfg.dlp {
+            Some(d) => {
+                let (p, m) = reload::load_dlp(&d.policies, None)?;
+                reload::log_identity(&d.policies, &m, "loaded");
+                (Some(Arc::new(p)), Some(m))
+            }
+            None => (None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         Ok(Guard {
@@ -166,7 +175,7 @@ impl Guard {
             base,
             dlp: cfg.dlp.clone(),
             labels,
-            reload_lock: std::sync::Mutex::new(()),
+            reloader: reload::Reloader::new(manifest.as_ref()),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -225,28 +234,6 @@ impl Guard {
             l = l.with("labels", x);
         }
         l
-    }
-
-    /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
-    /// A rule set that fails to load is refused with its diagnostics; the running policy stays.
-    /// Returns the number of rules now active. Without `[dlp]`, nothing to do (`Ok(0)`).
-    pub fn reload_policies(&self) -> Result<usize, GuardError> {
-        let Some(d) = &self.dlp else { return Ok(0) };
-        let _serial = self.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match load_dlp(&d.policies) {
-            Ok(p) => {
-                let rules = p.rule_count();
-                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone()));
-                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
-                info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
-                Ok(rules)
-            }
-            Err(e) => {
-                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "refused").increment(1);
-                error!("DLP rule set refused, the running policy stays: {e}");
-                Err(e)
-            }
-        }
     }
 
     /// `[dlp] watch_interval_ms`, if the directory is to be watched.
@@ -348,49 +335,6 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
     }
 }
 
-/// Counter: policy reloads by `result` (ok, refused).
-pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
-
-/// Loads and compiles the DLP rule files of `dir` into a policy layer.
-fn load_dlp(dir: &std::path::Path) -> Result<DlpPolicy, GuardError> {
-    let set = crate::policy::dlp::RuleSet::load_dir(dir).map_err(|diagnostics| GuardError::Dlp { dir: dir.to_path_buf(), diagnostics })?;
-    Ok(DlpPolicy::new(set.engine()))
-}
-
-/// A fingerprint of the rule files of `dir` (names, sizes, modification times), to notice
-/// changes by polling. `None` if the directory cannot be read.
-fn dir_fingerprint(dir: &std::path::Path) -> Option<Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .map(|e| {
-            let md = e.metadata().ok();
-            (e.file_name(), md.as_ref().map_or(0, |m| m.len()), md.and_then(|m| m.modified().ok()))
-        })
-        .collect();
-    v.sort();
-    Some(v)
-}
-
-/// Polls the DLP rule directory and reloads on change until `stop` resolves.
-async fn watch_dlp(guard: Arc<Guard>, dir: std::path::PathBuf, every: Duration, mut stop: Shutdown) {
-    let mut last = dir_fingerprint(&dir);
-    loop {
-        tokio::select! {
-            _ = stop.wait() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let now = dir_fingerprint(&dir);
-        if now != last {
-            last = now;
-            let g = guard.clone();
-            // Loading reads files and compiles regexes: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || g.reload_policies()).await;
-        }
-    }
-}
-
 /// The sockets the guard serves on. Bound by the caller (tests bind port 0).
 #[derive(Default)]
 pub struct Listeners {
@@ -458,8 +402,10 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             drop(s);
         }));
     }
+    // The gauges of the running rule set (the admin listener installed the recorder).
+    guard.publish_policy_identity();
     if let Some((dir, every)) = guard.dlp_watch() {
-        tasks.push(tokio::spawn(watch_dlp(guard.clone(), dir, every, sd.clone())));
+        tasks.push(tokio::spawn(reload::watch_dlp(guard.clone(), dir, every, sd.clone())));
     }
     if let Some(l) = listeners.inbound {
         tasks.push(tokio::spawn(super::inbound::run(guard.clone(), l, sd.clone())));

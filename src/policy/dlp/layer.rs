@@ -108,6 +108,22 @@ impl DlpPolicy {
         out
     }
 
+    /// The engine's outcome for a PDU: what [`Policy::pdu`] decides on (the same scan as
+    /// `policy test` and `policy explain`, see the tests).
+    pub fn pdu_outcome(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Outcome {
+        self.scan_content(
+            ctx,
+            "pdu",
+            pdu.room_id.as_deref(),
+            Some(&pdu.sender),
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        )
+    }
+
     /// The rule that decided (the first enforce match with the winning action).
     fn deciding_rule(out: &Outcome) -> String {
         out.matches
@@ -158,17 +174,7 @@ impl Policy for DlpPolicy {
         Decision::Allow
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let out = self.scan_content(
-            ctx,
-            "pdu",
-            pdu.room_id.as_deref(),
-            Some(&pdu.sender),
-            &pdu.event_type,
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-            pdu.content,
-            pdu.unsigned,
-        );
+        let out = self.pdu_outcome(ctx, pdu);
         Self::pdu_verdict(&out)
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
