@@ -199,6 +199,12 @@ fn bin() -> Command {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     let path = COPY.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' links would keep replaced binaries on disk.
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("grenzwacht-adversarial-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let to = dir.join(format!("grenzwacht-adversarial-{}", std::process::id()));
         if std::fs::hard_link(env!("CARGO_BIN_EXE_grenzwacht"), &to).is_err() {
             std::fs::copy(env!("CARGO_BIN_EXE_grenzwacht"), &to).unwrap();
