@@ -250,7 +250,7 @@ fn explain(ev: &Value, direction: Direction) -> String {
 /// Corpus classes on which `policy explain` disagrees with the guard today: explain scans
 /// only `type` and `content` (`Engine::scan_event`), the guard also `state_key`, `redacts` and
 /// `unsigned` (`Engine::scan_parts`). The test fails when this list is not exact.
-const EXPLAIN_KNOWN_MISMATCHES: &[&str] = &["state_key"];
+const EXPLAIN_KNOWN_MISMATCHES: &[&str] = &[];
 
 #[test]
 fn policy_explain_agrees_with_the_guard_on_corpus_cases() {

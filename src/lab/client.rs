@@ -532,32 +532,9 @@ impl Session {
     }
 }
 
-/// Helpers for arbitrary events and the read paths other carriers use (state, invite state,
-/// history, directory, space hierarchy).
+/// Helpers for the read paths other carriers use (state, invite state, history, directory,
+/// space hierarchy); `send_event` above sends any event.
 impl Session {
-    /// `PUT /rooms/{room}/send/{event_type}/{txn}` with any content; returns the event id.
-    pub async fn send_event(
-        &self,
-        room_id: &str,
-        event_type: &str,
-        content: &Value,
-    ) -> Result<String, ClientError> {
-        let txn = format!("lab{}", rand::random::<u64>());
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/send/{}/{txn}",
-            encode_segment(room_id),
-            encode_segment(event_type)
-        );
-        let r = self.call("PUT", &path, Some(content)).await?;
-        r["event_id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ClientError::Unexpected {
-                url: path,
-                message: format!("no event_id in {r}"),
-            })
-    }
-
     /// `PUT /rooms/{room}/state/{event_type}/{state_key}`; returns the event id.
     pub async fn send_state(
         &self,
