@@ -261,6 +261,9 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
         // room names and topics in it are user data that policy must see.
         "allow_public_rooms_over_federation": true,
         "room_list_publication_rules": [{"action": "allow"}],
+        // Invites and knocks carry the room's security label in their stripped state, so the
+        // guard judges the room name and topic next to it by that label.
+        "room_prejoin_state": {"additional_event_types": [crate::config::labels::DEFAULT_ROOM_LABEL_TYPE]},
         "rc_message": lim,
         "rc_registration": lim,
         "rc_login": {"address": lim, "account": lim, "failed_attempts": lim},

@@ -690,6 +690,19 @@ impl Policy for LabelPolicy {
             Err(d) => EduVerdict::Drop { rule: d.rule.to_string() },
         }
     }
+    /// Room fields of directory and hierarchy responses (name, topic, alias, …) carry a room's
+    /// state outside any event: they are judged like an unlabeled event of that room (its
+    /// learned label, else the side default) and removed where that is not released. Fields
+    /// without a room (profiles, devices) are judged by the side default.
+    fn user_field(&self, ctx: &ExchangeCtx, field: &crate::policy::UserField<'_>) -> crate::policy::FieldVerdict {
+        let empty = RawValue::from_string("{}".to_owned()).expect("valid JSON");
+        let r = self.judge(ctx, field.room_id.as_deref(), &empty, false, false);
+        self.record(ctx, "user_field", None, field.room_id.as_deref(), &r);
+        match r {
+            Ok(()) => crate::policy::FieldVerdict::Allow,
+            Err(d) => crate::policy::FieldVerdict::Remove { rule: d.rule.to_string() },
+        }
+    }
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         let r = self.judge(ctx, None, msg.content, msg.event_type.as_deref() == Some(ENCRYPTED_TYPE), false);
         self.record(ctx, "to_device", msg.message_id.as_deref(), None, &r);

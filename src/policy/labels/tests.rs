@@ -464,3 +464,24 @@ fn the_whole_body_is_read_before_any_unit_is_judged() {
     let v = crate::policy::permit::check_units_for_tests(&p, &c, &units).unwrap();
     assert!(v.redact.iter().any(|m| m.pos == 1), "the stripped room name is judged by the GEHEIM room label: {v:?}");
 }
+
+/// Directory and hierarchy entries carry a room's name and topic outside any event: they are
+/// judged by the room's label (removed towards a peer not cleared for it) or the side default.
+#[test]
+fn room_fields_in_directory_answers_follow_the_room_label() {
+    use crate::policy::{FieldKind, FieldPath, FieldVerdict, UserField};
+    let p = policy();
+    let c = out();
+    let field = |room: &str| UserField {
+        kind: FieldKind::RoomName,
+        key: "name".into(),
+        user_id: None,
+        device_id: None,
+        room_id: Some(room.to_owned().into()),
+        value: "Lage".into(),
+        path: FieldPath::default(),
+    };
+    assert_eq!(p.user_field(&c, &field("!other:hs1.test")), FieldVerdict::Allow, "unknown room: the side default (VS-NfD, released to hs2)");
+    set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1);
+    assert!(matches!(p.user_field(&c, &field(ROOM)), FieldVerdict::Remove { .. }), "a GEHEIM room's name does not reach hs2");
+}
