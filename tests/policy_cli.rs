@@ -268,7 +268,7 @@ fn explain_human_output_and_file_input() {
     assert!(out.contains("verdict: redact"), "{out}");
     assert!(out.contains("rule marking.streng_geheim [redact enforce critical]: field room.topic bytes 5..18"), "{out}");
     assert!(out.contains("rule pii.email [tag"), "{out}");
-    assert!(out.contains("fields scanned: room.topic"), "{out}");
+    assert!(out.contains("fields scanned: type (12 bytes), room.topic (47 bytes), content"), "every piece of text is scanned: {out}");
     assert!(!out.contains("max@bund.example.de"), "excerpts are masked: {out}");
 
     // Not an event.
@@ -301,4 +301,22 @@ fn check_refuses_rule_files_without_rules_and_prints_the_fingerprint() {
     let codes: Vec<&str> = err.lines().filter_map(|l| l.split("error[").nth(1)?.split(']').next()).collect();
     assert_eq!(codes, ["DLP019", "DLP019"], "{err}");
     assert!(err.contains("pii.toml: error[DLP019]") && err.contains("secrets.toml: error[DLP019]"), "{err}");
+}
+
+#[test]
+fn explain_names_the_json_path_of_a_match_outside_the_known_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = write(
+        dir.path(),
+        "ev.json",
+        r#"{"type": "org.example.note", "state_key": "", "content": {"x-meta": {"GEHEIM": true}, "note": "hallo"}}"#,
+    );
+    let o = run(&["policy", "explain", "--policies", shipped().to_str().unwrap(), "--event", ev.to_str().unwrap(), "--format", "json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "redact", "{v}");
+    assert_eq!(v["matches"][0]["rule"], "marking.geheim", "{v}");
+    assert_eq!(v["matches"][0]["field"], "content", "{v}");
+    assert_eq!(v["matches"][0]["path"], "content.x-meta.GEHEIM (key)", "{v}");
 }

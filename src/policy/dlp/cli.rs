@@ -154,7 +154,14 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                     let matches: Vec<serde_json::Value> = outcome
                         .matches
                         .iter()
-                        .map(|m| serde_json::json!({"rule": &*m.rule, "field": m.field.as_str(), "path": m.path, "start": m.start, "end": m.end}))
+                        .map(|m| {
+                            let mut j = serde_json::json!({"rule": &*m.rule, "field": m.field.as_str(), "start": m.start, "end": m.end});
+                            // Generic fields (`content`, `unsigned`, `edu`): where in the JSON.
+                            if let Some(p) = &m.path {
+                                j["path"] = p.as_str().into();
+                            }
+                            j
+                        })
                         .collect();
                     println!("{}", serde_json::json!({"verdict": outcome.action.as_str(), "matches": matches}));
                 }
