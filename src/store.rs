@@ -57,10 +57,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
+pub mod pauses;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use pauses::{PauseCause, RoomPause};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a statement waits for a lock held by another connection before it fails.

@@ -105,6 +105,11 @@ pub const UPSTREAM_REQUESTS_TOTAL: &str = "grenzwacht_upstream_requests_total";
 pub const CONNECTIONS_TOTAL: &str = "grenzwacht_connections_total";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
+/// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
+pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
+/// Counter: PDUs of a transaction not forwarded, by direction and cause (`paused`: the room
+/// was paused before; `redaction_kept`: a rule still matched the redacted event).
+pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -215,11 +220,13 @@ pub enum RefusalReason {
     Policy,
     /// An event that must be redacted is in a room whose version the guard does not know.
     UnknownRoomVersion,
+    /// The event's room is paused towards the side it would reach (`proxy::pause`).
+    RoomPaused,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 12] = [
+    pub const ALL: [RefusalReason; 13] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -232,6 +239,7 @@ impl RefusalReason {
         RefusalReason::NoRoute,
         RefusalReason::Policy,
         RefusalReason::UnknownRoomVersion,
+        RefusalReason::RoomPaused,
     ];
 
     /// The label value.
@@ -249,6 +257,7 @@ impl RefusalReason {
             RefusalReason::NoRoute => "no_route",
             RefusalReason::Policy => "policy",
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
+            RefusalReason::RoomPaused => "room_paused",
         }
     }
 }
@@ -333,6 +342,8 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_gauge!(PAUSED_ROOMS, "Rooms paused, by the direction their data is held back.");
+    describe_counter!(WITHHELD_PDUS_TOTAL, "PDUs of transactions withheld because their room is paused, by direction and cause.");
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).
@@ -410,6 +421,19 @@ pub fn record_upstream(direction: Direction, status: Option<u16>) {
     metrics::counter!(UPSTREAM_REQUESTS_TOTAL,
         "direction" => direction.as_str(),
         "status" => status)
+    .increment(1);
+}
+
+/// Sets the number of rooms paused in `direction`.
+pub fn set_paused_rooms(direction: Direction, n: usize) {
+    metrics::gauge!(PAUSED_ROOMS, "direction" => direction.as_str()).set(n as f64);
+}
+
+/// Counts one PDU withheld from a transaction; `cause` is `paused` or `redaction_kept`.
+pub fn record_withheld(direction: Direction, cause: &'static str) {
+    metrics::counter!(WITHHELD_PDUS_TOTAL,
+        "direction" => direction.as_str(),
+        "cause" => cause)
     .increment(1);
 }
 

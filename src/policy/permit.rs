@@ -2,6 +2,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
+use super::pause::{self, RoomGate, Screen, Screened, Unit};
 use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason};
 use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
@@ -63,6 +64,8 @@ pub struct Units<'a> {
     /// Per-device messages of the to-device EDUs among `edus` (`ToDeviceMessage::edu` is the
     /// index in `edus`).
     pub to_device: Vec<ToDeviceMessage<'a>>,
+    /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
+    pub rooms: Option<&'a dyn RoomGate>,
 }
 
 /// One modification the policy asks for.
@@ -107,11 +110,13 @@ pub struct Verdicts {
     pub remove_fields: Vec<FieldRemoval>,
     /// To-device messages to remove, per recipient device (never for an EDU in `drop_edus`).
     pub drop_to_device: Vec<ToDeviceDrop>,
+    /// PDUs to remove from a transaction: their room is paused ([`super::pause`]).
+    pub withhold: Vec<Modification>,
 }
 
 impl Verdicts {
     pub fn is_empty(&self) -> bool {
-        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty()
+        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty() && self.withhold.is_empty()
     }
 }
 
@@ -195,19 +200,52 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             }
         }
     };
+    // Paused rooms: their events are withheld from a transaction and refuse anything else.
+    let mut screen = Screen::new(units.rooms, ctx.direction);
+    let mut withhold = Vec::new();
+    let mut withheld = |s: Screened, pos: usize| -> Result<bool, Refusal> {
+        match s {
+            Screened::Pass => Ok(false),
+            Screened::Withhold { .. } if !in_transaction => Err(pause::not_found()),
+            Screened::Withhold { room, rule } => {
+                withhold.push(Modification { pos, room_id: Some(room), rule });
+                Ok(true)
+            }
+        }
+    };
     for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
+        let unit = Unit::Pdu(pdu);
+        if withheld(screen.before(&unit), pos)? {
+            continue;
+        }
         let mut verdict = policy.pdu(ctx, pdu);
         if let Some(Some(finding)) = units.pdu_findings.get(i) {
             if finding.severity() > verdict.severity() {
                 verdict = finding.clone();
             }
         }
+        if withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+            continue;
+        }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
     for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
-        apply(policy.event(ctx, ev), pos, ev.room_id.as_deref().map(str::to_string))?;
+        let unit = Unit::Event(ev);
+        if withheld(screen.before(&unit), pos)? {
+            continue;
+        }
+        let verdict = policy.event(ctx, ev);
+        if withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+            continue;
+        }
+        apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
     }
+    v.withhold = withhold;
     for (i, edu) in units.edus.iter().enumerate() {
+        if screen.edu_paused(edu) {
+            v.drop_edus.push(Modification { pos: i, room_id: None, rule: "room_paused".into() });
+            continue;
+        }
         if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {
             v.drop_edus.push(Modification { pos: i, room_id: None, rule });
         }

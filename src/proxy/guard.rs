@@ -82,6 +82,8 @@ pub struct Guard {
     /// Serialises reloads (SIGHUP and the file watcher).
     reload_lock: std::sync::Mutex<()>,
     store: Store,
+    /// Paused rooms (`proxy::pause`), over `store`.
+    pauses: super::pause::Pauses,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
@@ -158,6 +160,7 @@ impl Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
             notary_name: cfg.keys.notary_name.as_ref().map(|n| n.to_ascii_lowercase()),
+            pauses: super::pause::Pauses::new(store.clone()),
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
@@ -199,6 +202,11 @@ impl Guard {
     /// Verified remote server keys.
     pub fn remote_keys(&self) -> &RemoteKeys {
         &self.remote_keys
+    }
+
+    /// The paused rooms.
+    pub fn pauses(&self) -> &super::pause::Pauses {
+        &self.pauses
     }
 
     /// The embedded store (room versions, transaction decisions).
@@ -458,6 +466,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             drop(s);
         }));
     }
+    tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
     if let Some((dir, every)) = guard.dlp_watch() {
         tasks.push(tokio::spawn(watch_dlp(guard.clone(), dir, every, sd.clone())));
     }

@@ -31,7 +31,7 @@ fn open_creates_file_with_schema_and_private_mode() {
     let store = Store::open(&path).unwrap();
     assert!(path.is_file());
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -211,7 +211,7 @@ fn version_1_file_migrates_to_room_labels_keeping_data() {
         assert_eq!(schema::user_version(&c).unwrap(), 1);
     }
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(s.room_version(ROOM).unwrap().as_deref(), Some("10"));
     s.put_room_label(ROOM, &room_label("{}", 3)).unwrap();
     assert_eq!(s.room_label(ROOM).unwrap().unwrap().origin_server_ts, 3);
