@@ -27,6 +27,8 @@
 //! This is the primitive review queues build on: a held event pauses its room towards a
 //! destination ([`Pauses::pause`] with another [`PauseCause`]) until a reviewer decides
 //! ([`Pauses::lift`]).
+pub mod cli;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
