@@ -107,8 +107,9 @@ pub const CONNECTIONS_TOTAL: &str = "grenzwacht_connections_total";
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
 /// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
 pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
-/// Counter: PDUs of a transaction not forwarded, by direction and cause (`paused`: the room
-/// was paused before; `redaction_kept`: a rule still matched the redacted event).
+/// Counter: events withheld because their room is paused, by direction and cause (`paused`:
+/// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
+/// a transaction the PDU is removed; any other exchange carrying one is refused (404).
 pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
@@ -343,7 +344,7 @@ pub fn describe() {
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
     describe_gauge!(PAUSED_ROOMS, "Rooms paused, by the direction their data is held back.");
-    describe_counter!(WITHHELD_PDUS_TOTAL, "PDUs of transactions withheld because their room is paused, by direction and cause.");
+    describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).
@@ -429,7 +430,7 @@ pub fn set_paused_rooms(direction: Direction, n: usize) {
     metrics::gauge!(PAUSED_ROOMS, "direction" => direction.as_str()).set(n as f64);
 }
 
-/// Counts one PDU withheld from a transaction; `cause` is `paused` or `redaction_kept`.
+/// Counts one event withheld (paused room); `cause` is `paused` or `redaction_kept`.
 pub fn record_withheld(direction: Direction, cause: &'static str) {
     metrics::counter!(WITHHELD_PDUS_TOTAL,
         "direction" => direction.as_str(),
