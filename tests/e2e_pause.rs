@@ -51,7 +51,11 @@ fn rooms_cli(info: &LabInfo, args: &[&str]) -> (i32, String, String) {
         .args(&args[1..])
         .output()
         .expect("run grenzwacht rooms");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Stops the lab's guard (SIGTERM, as recorded in `pids.json`) and starts it again with the
@@ -59,7 +63,11 @@ fn rooms_cli(info: &LabInfo, args: &[&str]) -> (i32, String, String) {
 async fn restart_guard(info: &LabInfo) {
     let dir = &info.dir;
     let mut pids = PidFile::load(dir).expect("pids.json").expect("lab running");
-    let i = pids.processes.iter().position(|r| r.name == "guard").expect("guard record");
+    let i = pids
+        .processes
+        .iter()
+        .position(|r| r.name == "guard")
+        .expect("guard record");
     let rec = pids.processes[i].clone();
     let outcome = tokio::task::spawn_blocking({
         let rec = rec.clone();
@@ -67,13 +75,24 @@ async fn restart_guard(info: &LabInfo) {
     })
     .await
     .unwrap();
-    assert!(matches!(outcome, process::StopOutcome::Terminated | process::StopOutcome::Killed), "guard stopped: {outcome:?}");
+    assert!(
+        matches!(
+            outcome,
+            process::StopOutcome::Terminated | process::StopOutcome::Killed
+        ),
+        "guard stopped: {outcome:?}"
+    );
     let new = process::spawn("guard", &rec.argv, dir, &rec.log, &[]).expect("start guard");
     pids.processes[i] = new;
     pids.save(dir).expect("save pids.json");
     let admin = MatrixClient::new(&info.guard.admin_url);
     wait_until("guard /health after restart", WAIT, || async {
-        Ok(admin.raw("GET", "/health", None, None, Duration::from_secs(2)).await.ok().filter(|r| r.status == 200).map(|_| ()))
+        Ok(admin
+            .raw("GET", "/health", None, None, Duration::from_secs(2))
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|_| ()))
     })
     .await
     .expect("guard answers after restart");
@@ -84,7 +103,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -101,37 +122,83 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 
 async fn state_text(who: &Session, room: &str) -> String {
     let path = format!("/_matrix/client/v3/rooms/{}/state", encode_segment(room));
-    match who.client.raw("GET", &path, Some(&who.access_token), None, Duration::from_secs(10)).await {
+    match who
+        .client
+        .raw(
+            "GET",
+            &path,
+            Some(&who.access_token),
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+    {
         Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
         Err(e) => e.to_string(),
     }
 }
 
 async fn sync_text(who: &Session) -> String {
-    let r = who.client.raw("GET", "/_matrix/client/v3/sync?timeout=0", Some(&who.access_token), None, Duration::from_secs(30)).await.expect("sync");
+    let r = who
+        .client
+        .raw(
+            "GET",
+            "/_matrix/client/v3/sync?timeout=0",
+            Some(&who.access_token),
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("sync");
     assert_eq!(r.status, 200);
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
 /// A clean room between alice and bob, and a message each way.
-async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, room: Option<String>, tag: &str) -> String {
+async fn conversation(
+    alice: &Session,
+    bob: &Session,
+    hs1_name: &str,
+    room: Option<String>,
+    tag: &str,
+) -> String {
     let room = match room {
         Some(r) => r,
         None => {
-            let room = alice.create_room(&json!({"preset": "private_chat", "room_version": "11", "name": "clean"})).await.expect("create clean room");
-            alice.invite(&room, &bob.user_id).await.expect("invite into the clean room");
-            bob.wait_for_invite(&room, WAIT).await.expect("bob sees the clean invite");
-            bob.join(&room, &[hs1_name]).await.expect("bob joins the clean room");
-            alice.wait_for_member(&room, &bob.user_id, WAIT).await.expect("alice sees bob");
+            let room = alice
+                .create_room(
+                    &json!({"preset": "private_chat", "room_version": "11", "name": "clean"}),
+                )
+                .await
+                .expect("create clean room");
+            alice
+                .invite(&room, &bob.user_id)
+                .await
+                .expect("invite into the clean room");
+            bob.wait_for_invite(&room, WAIT)
+                .await
+                .expect("bob sees the clean invite");
+            bob.join(&room, &[hs1_name])
+                .await
+                .expect("bob joins the clean room");
+            alice
+                .wait_for_member(&room, &bob.user_id, WAIT)
+                .await
+                .expect("alice sees bob");
             room
         }
     };
     let out = format!("{tag}: hallo bob");
     alice.send_text(&room, &out).await.expect("alice sends");
-    bob.wait_for_text(&room, &alice.user_id, &out, WAIT).await.expect("hs2 gets alice's message");
+    bob.wait_for_text(&room, &alice.user_id, &out, WAIT)
+        .await
+        .expect("hs2 gets alice's message");
     let back = format!("{tag}: hallo alice");
     bob.send_text(&room, &back).await.expect("bob sends");
-    alice.wait_for_text(&room, &bob.user_id, &back, WAIT).await.expect("hs1 gets bob's message");
+    alice
+        .wait_for_text(&room, &bob.user_id, &back, WAIT)
+        .await
+        .expect("hs1 gets bob's message");
     room
 }
 
@@ -139,14 +206,24 @@ async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, room: Opti
 async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it() {
     let tmp = tempfile::tempdir().unwrap();
     // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR").map(|d| std::path::PathBuf::from(d).join("pause")).unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
+        .map(|d| std::path::PathBuf::from(d).join("pause"))
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
     opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
-    let info = lab::up(opts).await.unwrap_or_else(|e| panic!("lab up: {e}"));
+    let info = lab::up(opts)
+        .await
+        .unwrap_or_else(|e| panic!("lab up: {e}"));
     let _down = Down(info.dir.clone());
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url).register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false).await.unwrap();
-    let bob = MatrixClient::new(&hs2.client_url).register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false).await.unwrap();
+    let alice = MatrixClient::new(&hs1.client_url)
+        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
+        .await
+        .unwrap();
+    let bob = MatrixClient::new(&hs2.client_url)
+        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
+        .await
+        .unwrap();
     assert_eq!(paused_gauge(&info, "outbound").await, 0.0);
 
     // A v11 room whose create content carries the marking (a known field and a custom key).
@@ -161,28 +238,55 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     // The invite carries the create event in its stripped state: it does not cross.
     let invited = alice.invite(&room, &bob.user_id).await;
     assert!(invited.is_err(), "the invite must not reach hs2");
-    assert_eq!(paused_gauge(&info, "outbound").await, 1.0, "the guard reports the room paused");
+    assert_eq!(
+        paused_gauge(&info, "outbound").await,
+        1.0,
+        "the guard reports the room paused"
+    );
     let (code, out, err) = rooms_cli(&info, &["list"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().any(|l| l.starts_with("outbound\t") && l.contains(&room) && l.contains("redaction_kept") && l.contains("marking.geheim")), "rooms list: {out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("outbound\t")
+            && l.contains(&room)
+            && l.contains("redaction_kept")
+            && l.contains("marking.geheim")),
+        "rooms list: {out}"
+    );
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(log.contains("room paused"), "guard log shows the pause");
     assert!(!log.contains(&tag), "the marked value is never logged");
 
     // Bob asks to join by room id: the guard answers hs2's make_join with 404.
-    assert!(bob.join(&room, &[&hs1.server_name]).await.is_err(), "bob cannot join the paused room");
+    assert!(
+        bob.join(&room, &[&hs1.server_name]).await.is_err(),
+        "bob cannot join the paused room"
+    );
 
     // A conversation in another room goes on.
     let clean = conversation(&alice, &bob, &hs1.server_name, None, "before restart").await;
 
     // The marking is nowhere on hs2.
-    assert!(!bob.invited_rooms().await.unwrap_or_default().contains(&room));
+    assert!(!bob
+        .invited_rooms()
+        .await
+        .unwrap_or_default()
+        .contains(&room));
     let sync = sync_text(&bob).await;
-    assert!(!sync.contains(&tag) && !sync.contains(&room), "bob's sync: {sync}");
+    assert!(
+        !sync.contains(&tag) && !sync.contains(&room),
+        "bob's sync: {sync}"
+    );
     let state = state_text(&bob, &room).await;
     assert!(!state.contains(&tag), "room state at hs2: {state}");
-    let hs2_dir = Path::new(&hs2.config).parent().expect("hs2 dir").to_path_buf();
-    assert_eq!(files_containing(&hs2_dir, &tag), Vec::<String>::new(), "files of hs2 holding the marked value");
+    let hs2_dir = Path::new(&hs2.config)
+        .parent()
+        .expect("hs2 dir")
+        .to_path_buf();
+    assert_eq!(
+        files_containing(&hs2_dir, &tag),
+        Vec::<String>::new(),
+        "files of hs2 holding the marked value"
+    );
 
     // The pause survives a restart of the guard.
     restart_guard(&info).await;
@@ -190,20 +294,33 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     assert_eq!(code, 0);
     assert!(out.contains(&room), "still paused after restart: {out}");
     assert_eq!(paused_gauge(&info, "outbound").await, 1.0);
-    assert!(bob.join(&room, &[&hs1.server_name]).await.is_err(), "still no join after restart");
+    assert!(
+        bob.join(&room, &[&hs1.server_name]).await.is_err(),
+        "still no join after restart"
+    );
     conversation(&alice, &bob, &hs1.server_name, Some(clean), "after restart").await;
 
     // The operator lifts it while the guard runs.
     let (code, out, err) = rooms_cli(&info, &["resume", &room]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("lifted\toutbound\t"), "{out}");
-    assert!(err.contains("room pause lifted"), "the CLI logs the lift: {err}");
+    assert!(
+        err.contains("room pause lifted"),
+        "the CLI logs the lift: {err}"
+    );
     let (code, _, _) = rooms_cli(&info, &["resume", &room]);
     assert_eq!(code, 1, "a room that is not paused");
-    wait_until("the guard notices the lifted pause", Duration::from_secs(10), || async {
-        let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
-        Ok((log.contains("room pause lifted") && paused_gauge(&info, "outbound").await == 0.0).then_some(()))
-    })
+    wait_until(
+        "the guard notices the lifted pause",
+        Duration::from_secs(10),
+        || async {
+            let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
+            Ok(
+                (log.contains("room pause lifted") && paused_gauge(&info, "outbound").await == 0.0)
+                    .then_some(()),
+            )
+        },
+    )
     .await
     .expect("lift noticed");
     let (_, out, _) = rooms_cli(&info, &["list"]);

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use http::StatusCode;
 use serde_json::value::RawValue;
 
-use super::{Direction, ExchangeCtx, Policy, PduVerdict, Refusal, RefusalReason};
+use super::{Direction, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
 use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Why a unit is withheld (a metrics label value).
@@ -56,14 +56,21 @@ impl std::fmt::Debug for dyn RoomGate + '_ {
 
 /// The refusal for an exchange that would carry an event of a paused room.
 pub fn not_found() -> Refusal {
-    Refusal::new(StatusCode::NOT_FOUND, "M_NOT_FOUND", RefusalReason::RoomPaused, "room not available")
+    Refusal::new(
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+        RefusalReason::RoomPaused,
+        "room not available",
+    )
 }
 
 /// The rule of a verdict that asks to redact (or acts as redact), `None` for allow.
 fn redacting_rule(v: &PduVerdict) -> Option<&str> {
     match v {
         PduVerdict::Allow => None,
-        PduVerdict::Redact { rule } | PduVerdict::Hold { rule } | PduVerdict::Reject { rule } => Some(rule),
+        PduVerdict::Redact { rule } | PduVerdict::Hold { rule } | PduVerdict::Reject { rule } => {
+            Some(rule)
+        }
     }
 }
 
@@ -107,38 +114,67 @@ pub struct Screen<'g> {
 
 impl<'g> Screen<'g> {
     pub fn new(gate: Option<&'g dyn RoomGate>, direction: Direction) -> Self {
-        Screen { gate, direction, paused_here: Vec::new() }
+        Screen {
+            gate,
+            direction,
+            paused_here: Vec::new(),
+        }
     }
 
     /// Before judging an event: withhold it if its room is paused.
     pub fn before(&self, unit: &Unit<'_, '_>) -> Screened {
-        let Some(gate) = self.gate else { return Screened::Pass };
-        let Some(room) = gate.room(unit.raw(), unit.room_id()) else { return Screened::Pass };
+        let Some(gate) = self.gate else {
+            return Screened::Pass;
+        };
+        let Some(room) = gate.room(unit.raw(), unit.room_id()) else {
+            return Screened::Pass;
+        };
         if self.paused_here.contains(&room) || gate.is_paused(self.direction, &room) {
             gate.withheld(self.direction, &room, CAUSE_PAUSED);
-            return Screened::Withhold { room, rule: "room_paused".into() };
+            return Screened::Withhold {
+                room,
+                rule: "room_paused".into(),
+            };
         }
         Screened::Pass
     }
 
     /// After the verdict: if it asks to redact, judge the redacted form again; still refused →
     /// the room is paused and the event withheld.
-    pub fn after(&mut self, policy: &dyn Policy, ctx: &ExchangeCtx, unit: &Unit<'_, '_>, verdict: &PduVerdict) -> Screened {
-        let (Some(gate), Some(first_rule)) = (self.gate, redacting_rule(verdict)) else { return Screened::Pass };
-        let Some(room) = gate.room(unit.raw(), unit.room_id()) else { return Screened::Pass };
-        let Some(redacted) = gate.redacted(unit.raw(), &room) else { return Screened::Pass };
+    pub fn after(
+        &mut self,
+        policy: &dyn Policy,
+        ctx: &ExchangeCtx,
+        unit: &Unit<'_, '_>,
+        verdict: &PduVerdict,
+    ) -> Screened {
+        let (Some(gate), Some(first_rule)) = (self.gate, redacting_rule(verdict)) else {
+            return Screened::Pass;
+        };
+        let Some(room) = gate.room(unit.raw(), unit.room_id()) else {
+            return Screened::Pass;
+        };
+        let Some(redacted) = gate.redacted(unit.raw(), &room) else {
+            return Screened::Pass;
+        };
         let again = match unit {
             Unit::Pdu(_) => match PduView::parse(&redacted) {
                 Ok(view) => policy.redacted_pdu(ctx, &view),
                 // The redacted form cannot be read: it cannot be shown to be clean.
-                Err(_) => PduVerdict::Redact { rule: first_rule.to_string() },
+                Err(_) => PduVerdict::Redact {
+                    rule: first_rule.to_string(),
+                },
             },
             Unit::Event(_) => match EventView::parse(&redacted) {
                 Ok(view) => policy.redacted_event(ctx, &view),
-                Err(_) => PduVerdict::Redact { rule: first_rule.to_string() },
+                Err(_) => PduVerdict::Redact {
+                    rule: first_rule.to_string(),
+                },
             },
         };
-        let Some(rule) = redacting_rule(&again) else { return Screened::Pass };
+        let Some(rule) = redacting_rule(&again) else {
+            return Screened::Pass;
+        };
         gate.pause(self.direction, &room, unit.raw(), rule);
         gate.withheld(self.direction, &room, CAUSE_REDACTION_KEPT);
         let rule = rule.to_string();
@@ -151,7 +187,9 @@ impl<'g> Screen<'g> {
     /// Is this EDU about a paused room (typing notifications, read receipts)?
     pub fn edu_paused(&self, edu: &EduView<'_>) -> bool {
         let Some(gate) = self.gate else { return false };
-        edu_rooms(edu).iter().any(|r| self.paused_here.iter().any(|p| p == r) || gate.is_paused(self.direction, r))
+        edu_rooms(edu)
+            .iter()
+            .any(|r| self.paused_here.iter().any(|p| p == r) || gate.is_paused(self.direction, r))
     }
 }
 
@@ -164,9 +202,15 @@ pub fn edu_rooms(edu: &EduView<'_>) -> Vec<String> {
                 #[serde(borrow)]
                 room_id: Option<Cow<'a, str>>,
             }
-            serde_json::from_str::<Typing<'_>>(edu.content.get()).ok().and_then(|t| t.room_id).map(|r| vec![r.into_owned()]).unwrap_or_default()
+            serde_json::from_str::<Typing<'_>>(edu.content.get())
+                .ok()
+                .and_then(|t| t.room_id)
+                .map(|r| vec![r.into_owned()])
+                .unwrap_or_default()
         }
-        "m.receipt" => serde_json::from_str::<BTreeMap<String, &RawValue>>(edu.content.get()).map(|m| m.into_keys().collect()).unwrap_or_default(),
+        "m.receipt" => serde_json::from_str::<BTreeMap<String, &RawValue>>(edu.content.get())
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -184,7 +228,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
         let text = format!("{}{}", v["content"], v["type"]);
         if text.contains("GEHEIM") {
-            PduVerdict::Redact { rule: "geheim".into() }
+            PduVerdict::Redact {
+                rule: "geheim".into(),
+            }
         } else {
             PduVerdict::Allow
         }
@@ -218,13 +264,24 @@ mod tests {
             room_id.map(str::to_string)
         }
         fn is_paused(&self, d: Direction, room: &str) -> bool {
-            self.paused.lock().unwrap().iter().any(|(pd, r, _)| *pd == d && r == room)
+            self.paused
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(pd, r, _)| *pd == d && r == room)
         }
         fn redacted(&self, raw: &RawValue, _: &str) -> Option<Box<RawValue>> {
-            crate::federation::redact::redact_pdu(raw, &crate::federation::redact::parse_room_version("11").unwrap()).ok()
+            crate::federation::redact::redact_pdu(
+                raw,
+                &crate::federation::redact::parse_room_version("11").unwrap(),
+            )
+            .ok()
         }
         fn pause(&self, d: Direction, room: &str, _: &RawValue, rule: &str) {
-            self.paused.lock().unwrap().push((d, room.into(), rule.into()));
+            self.paused
+                .lock()
+                .unwrap()
+                .push((d, room.into(), rule.into()));
         }
         fn withheld(&self, _: Direction, _: &str, cause: &'static str) {
             self.withheld.lock().unwrap().push(cause);
@@ -232,14 +289,25 @@ mod tests {
     }
 
     fn ctx() -> ExchangeCtx {
-        ExchangeCtx { direction: Direction::Outbound, endpoint: catalog::by_id("send_transaction").unwrap(), peer: Some("hs2".into()), protected: "hs1".into(), txn_id: None }
+        ExchangeCtx {
+            direction: Direction::Outbound,
+            endpoint: catalog::by_id("send_transaction").unwrap(),
+            peer: Some("hs2".into()),
+            protected: "hs1".into(),
+            txn_id: None,
+        }
     }
 
     fn raw(v: serde_json::Value) -> Box<RawValue> {
         serde_json::value::to_raw_value(&v).unwrap()
     }
 
-    fn event(room: &str, ty: &str, state_key: Option<&str>, content: serde_json::Value) -> Box<RawValue> {
+    fn event(
+        room: &str,
+        ty: &str,
+        state_key: Option<&str>,
+        content: serde_json::Value,
+    ) -> Box<RawValue> {
         let mut v = serde_json::json!({
             "auth_events": [], "prev_events": [], "depth": 1, "hashes": {"sha256": "x"}, "origin_server_ts": 1,
             "room_id": room, "sender": "@a:hs1", "type": ty, "content": content, "signatures": {}
@@ -256,19 +324,51 @@ mod tests {
         let c = ctx();
         let mut screen = Screen::new(Some(&gate), Direction::Outbound);
         // v11 keeps all of the create content: the marking survives redaction.
-        let create = event("!a:hs1", "m.room.create", Some(""), serde_json::json!({"room_version": "11", "x": "GEHEIM"}));
+        let create = event(
+            "!a:hs1",
+            "m.room.create",
+            Some(""),
+            serde_json::json!({"room_version": "11", "x": "GEHEIM"}),
+        );
         let create = PduView::parse(&create).unwrap();
         let u = Unit::Pdu(&create);
         assert_eq!(screen.before(&u), Screened::Pass);
         let v = Marking.pdu(&c, &create);
-        assert_eq!(screen.after(&Marking, &c, &u, &v), Screened::Withhold { room: "!a:hs1".into(), rule: "geheim".into() });
-        assert_eq!(gate.paused.lock().unwrap().clone(), vec![(Direction::Outbound, "!a:hs1".to_string(), "geheim".to_string())]);
+        assert_eq!(
+            screen.after(&Marking, &c, &u, &v),
+            Screened::Withhold {
+                room: "!a:hs1".into(),
+                rule: "geheim".into()
+            }
+        );
+        assert_eq!(
+            gate.paused.lock().unwrap().clone(),
+            vec![(
+                Direction::Outbound,
+                "!a:hs1".to_string(),
+                "geheim".to_string()
+            )]
+        );
         // A later clean event of that room: withheld; the other direction is not paused.
-        let msg = event("!a:hs1", "m.room.message", None, serde_json::json!({"body": "hallo"}));
+        let msg = event(
+            "!a:hs1",
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "hallo"}),
+        );
         let msg = PduView::parse(&msg).unwrap();
-        assert!(matches!(screen.before(&Unit::Pdu(&msg)), Screened::Withhold { .. }));
-        assert_eq!(Screen::new(Some(&gate), Direction::Inbound).before(&Unit::Pdu(&msg)), Screened::Pass);
-        assert_eq!(gate.withheld.lock().unwrap().clone(), vec![CAUSE_REDACTION_KEPT, CAUSE_PAUSED]);
+        assert!(matches!(
+            screen.before(&Unit::Pdu(&msg)),
+            Screened::Withhold { .. }
+        ));
+        assert_eq!(
+            Screen::new(Some(&gate), Direction::Inbound).before(&Unit::Pdu(&msg)),
+            Screened::Pass
+        );
+        assert_eq!(
+            gate.withheld.lock().unwrap().clone(),
+            vec![CAUSE_REDACTION_KEPT, CAUSE_PAUSED]
+        );
     }
 
     #[test]
@@ -276,44 +376,91 @@ mod tests {
         let gate = TestGate::default();
         let c = ctx();
         let mut screen = Screen::new(Some(&gate), Direction::Outbound);
-        let msg = event("!b:hs1", "m.room.message", None, serde_json::json!({"body": "Lage: GEHEIM"}));
+        let msg = event(
+            "!b:hs1",
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "Lage: GEHEIM"}),
+        );
         let msg = PduView::parse(&msg).unwrap();
         let v = Marking.pdu(&c, &msg);
-        assert!(matches!(v, PduVerdict::Redact { .. }), "the message itself is refused");
-        assert_eq!(screen.after(&Marking, &c, &Unit::Pdu(&msg), &v), Screened::Pass);
+        assert!(
+            matches!(v, PduVerdict::Redact { .. }),
+            "the message itself is refused"
+        );
+        assert_eq!(
+            screen.after(&Marking, &c, &Unit::Pdu(&msg), &v),
+            Screened::Pass
+        );
         // Allowed events are not re-judged at all.
-        let clean = event("!b:hs1", "m.room.message", None, serde_json::json!({"body": "hallo"}));
+        let clean = event(
+            "!b:hs1",
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "hallo"}),
+        );
         let clean = PduView::parse(&clean).unwrap();
-        assert_eq!(screen.after(&Marking, &c, &Unit::Pdu(&clean), &PduVerdict::Allow), Screened::Pass);
+        assert_eq!(
+            screen.after(&Marking, &c, &Unit::Pdu(&clean), &PduVerdict::Allow),
+            Screened::Pass
+        );
         assert!(gate.paused.lock().unwrap().is_empty());
         // v11 keeps `type` and `state_key`: a marking there survives any redaction.
         let typed = event("!c:hs1", "GEHEIM.x", Some(""), serde_json::json!({"a": 1}));
         let typed = PduView::parse(&typed).unwrap();
         let v = Marking.pdu(&c, &typed);
-        assert!(matches!(screen.after(&Marking, &c, &Unit::Pdu(&typed), &v), Screened::Withhold { .. }));
+        assert!(matches!(
+            screen.after(&Marking, &c, &Unit::Pdu(&typed), &v),
+            Screened::Withhold { .. }
+        ));
         // power_levels `users` keys survive too.
-        let pl = event("!d:hs1", "m.room.power_levels", Some(""), serde_json::json!({"users": {"@GEHEIM:hs1": 100}, "x": "y"}));
+        let pl = event(
+            "!d:hs1",
+            "m.room.power_levels",
+            Some(""),
+            serde_json::json!({"users": {"@GEHEIM:hs1": 100}, "x": "y"}),
+        );
         let pl = PduView::parse(&pl).unwrap();
         let v = Marking.pdu(&c, &pl);
-        assert!(matches!(screen.after(&Marking, &c, &Unit::Pdu(&pl), &v), Screened::Withhold { .. }));
+        assert!(matches!(
+            screen.after(&Marking, &c, &Unit::Pdu(&pl), &v),
+            Screened::Withhold { .. }
+        ));
     }
 
     #[test]
     fn without_a_gate_nothing_is_screened() {
         let c = ctx();
         let mut screen = Screen::new(None, Direction::Outbound);
-        let create = event("!a:hs1", "m.room.create", Some(""), serde_json::json!({"room_version": "11", "x": "GEHEIM"}));
+        let create = event(
+            "!a:hs1",
+            "m.room.create",
+            Some(""),
+            serde_json::json!({"room_version": "11", "x": "GEHEIM"}),
+        );
         let create = PduView::parse(&create).unwrap();
         let v = Marking.pdu(&c, &create);
-        assert_eq!(screen.after(&Marking, &c, &Unit::Pdu(&create), &v), Screened::Pass);
+        assert_eq!(
+            screen.after(&Marking, &c, &Unit::Pdu(&create), &v),
+            Screened::Pass
+        );
     }
 
     #[test]
     fn typing_and_receipts_name_their_rooms() {
-        let t = raw(serde_json::json!({"edu_type": "m.typing", "content": {"room_id": "!a:x", "user_id": "@u:x", "typing": true}}));
-        assert_eq!(edu_rooms(&EduView::parse(&t).unwrap()), vec!["!a:x".to_string()]);
-        let r = raw(serde_json::json!({"edu_type": "m.receipt", "content": {"!a:x": {}, "!b:x": {}}}));
-        assert_eq!(edu_rooms(&EduView::parse(&r).unwrap()), vec!["!a:x".to_string(), "!b:x".to_string()]);
+        let t = raw(
+            serde_json::json!({"edu_type": "m.typing", "content": {"room_id": "!a:x", "user_id": "@u:x", "typing": true}}),
+        );
+        assert_eq!(
+            edu_rooms(&EduView::parse(&t).unwrap()),
+            vec!["!a:x".to_string()]
+        );
+        let r =
+            raw(serde_json::json!({"edu_type": "m.receipt", "content": {"!a:x": {}, "!b:x": {}}}));
+        assert_eq!(
+            edu_rooms(&EduView::parse(&r).unwrap()),
+            vec!["!a:x".to_string(), "!b:x".to_string()]
+        );
         let p = raw(serde_json::json!({"edu_type": "m.presence", "content": {"push": []}}));
         assert!(edu_rooms(&EduView::parse(&p).unwrap()).is_empty());
     }

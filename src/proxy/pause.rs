@@ -78,14 +78,24 @@ pub struct Pauses {
 impl Pauses {
     /// The pause set of `store`, read on first use.
     pub fn new(store: Store) -> Self {
-        Pauses { store, state: RwLock::new(State { set: None, data_version: None }), last_check: Mutex::new(None) }
+        Pauses {
+            store,
+            state: RwLock::new(State {
+                set: None,
+                data_version: None,
+            }),
+            last_check: Mutex::new(None),
+        }
     }
 
     /// Re-reads the set if another connection changed the file (at most every
     /// [`RELOAD_INTERVAL`]).
     fn refresh(&self) {
         {
-            let mut last = self.last_check.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .last_check
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if last.is_some_and(|t| t.elapsed() < RELOAD_INTERVAL) {
                 return;
             }
@@ -98,7 +108,13 @@ impl Pauses {
                 return;
             }
         };
-        if self.state.read().unwrap_or_else(PoisonError::into_inner).data_version == Some(version) {
+        if self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .data_version
+            == Some(version)
+        {
             return;
         }
         self.reload(version);
@@ -113,7 +129,10 @@ impl Pauses {
                 return;
             }
         };
-        let new: HashSet<(Direction, String)> = rows.iter().filter_map(|p| Some((parse_direction(&p.direction)?, p.room_id.clone()))).collect();
+        let new: HashSet<(Direction, String)> = rows
+            .iter()
+            .filter_map(|p| Some((parse_direction(&p.direction)?, p.room_id.clone())))
+            .collect();
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = &st.set {
             for (d, room) in old.difference(&new) {
@@ -130,7 +149,10 @@ impl Pauses {
 
     fn gauge(set: Option<&HashSet<(Direction, String)>>) {
         for d in [Direction::Inbound, Direction::Outbound] {
-            tm::set_paused_rooms(d, set.map_or(0, |s| s.iter().filter(|(pd, _)| *pd == d).count()));
+            tm::set_paused_rooms(
+                d,
+                set.map_or(0, |s| s.iter().filter(|(pd, _)| *pd == d).count()),
+            );
         }
     }
 
@@ -152,20 +174,41 @@ impl Pauses {
 
     /// Pauses `room` for data flowing in `direction`. Returns `true` if it was not paused
     /// before. A failure to store the pause is logged; the pause holds in memory regardless.
-    pub fn pause(&self, direction: Direction, room: &str, cause: PauseCause, event_id: Option<&str>, rule: &str) -> bool {
+    pub fn pause(
+        &self,
+        direction: Direction,
+        room: &str,
+        cause: PauseCause,
+        event_id: Option<&str>,
+        rule: &str,
+    ) -> bool {
         self.refresh();
         let p = RoomPause::now(direction_str(direction), room, cause, event_id, rule);
         let stored = match self.store.pause_room(&p) {
             Ok(new) => new,
             Err(e) => {
-                tracing::error!(direction = direction.as_str(), room, "cannot store room pause (held in memory only): {e}");
+                tracing::error!(
+                    direction = direction.as_str(),
+                    room,
+                    "cannot store room pause (held in memory only): {e}"
+                );
                 true
             }
         };
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let inserted = st.set.get_or_insert_with(HashSet::new).insert((direction, room.to_owned()));
+        let inserted = st
+            .set
+            .get_or_insert_with(HashSet::new)
+            .insert((direction, room.to_owned()));
         if inserted || stored {
-            tracing::warn!(direction = direction.as_str(), room, event_id = event_id.unwrap_or(""), rule, cause = cause.as_str(), "room paused: its events do not cross this way until an operator lifts the pause");
+            tracing::warn!(
+                direction = direction.as_str(),
+                room,
+                event_id = event_id.unwrap_or(""),
+                rule,
+                cause = cause.as_str(),
+                "room paused: its events do not cross this way until an operator lifts the pause"
+            );
         }
         Self::gauge(st.set.as_ref());
         inserted || stored
@@ -177,7 +220,11 @@ impl Pauses {
     }
 
     /// Lifts the pause of `room` in `direction` (both for `None`); returns what was lifted.
-    pub fn lift(&self, direction: Option<Direction>, room: &str) -> Result<Vec<RoomPause>, StoreError> {
+    pub fn lift(
+        &self,
+        direction: Option<Direction>,
+        room: &str,
+    ) -> Result<Vec<RoomPause>, StoreError> {
         let lifted = lift(&self.store, direction, room)?;
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(set) = &mut st.set {
@@ -202,7 +249,11 @@ pub async fn watch(guard: std::sync::Arc<Guard>, mut stop: super::guard::Shutdow
 }
 
 /// Lifts pauses in `store` (also used by the CLI on the configured store file) and logs each.
-pub fn lift(store: &Store, direction: Option<Direction>, room: &str) -> Result<Vec<RoomPause>, StoreError> {
+pub fn lift(
+    store: &Store,
+    direction: Option<Direction>,
+    room: &str,
+) -> Result<Vec<RoomPause>, StoreError> {
     let lifted = store.lift_room_pause(direction.map(direction_str), room)?;
     for p in &lifted {
         tracing::warn!(direction = %p.direction, room = %p.room_id, event_id = p.event_id.as_deref().unwrap_or(""), rule = %p.rule, "room pause lifted");
@@ -225,12 +276,17 @@ pub fn event_id_of(store: &Store, raw: &RawValue) -> Option<String> {
             struct Create {
                 room_version: Option<String>,
             }
-            serde_json::from_str::<Create>(pdu.content.get()).ok()?.room_version.unwrap_or_else(|| "1".into())
+            serde_json::from_str::<Create>(pdu.content.get())
+                .ok()?
+                .room_version
+                .unwrap_or_else(|| "1".into())
         }
     };
     let rules = redact::parse_room_version(&version)?.rules()?;
     let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-    ruma::signatures::reference_hash(&obj, &rules).ok().map(|h| format!("${h}"))
+    ruma::signatures::reference_hash(&obj, &rules)
+        .ok()
+        .map(|h| format!("${h}"))
 }
 
 /// The policy layer's view of rooms for one exchange.
@@ -245,7 +301,10 @@ impl RoomGate for Gate<'_> {
         if let Some(r) = room_id {
             return Some(r.to_string());
         }
-        PduView::parse(raw).ok().and_then(|p| super::rooms::create_room_id(&p)).or_else(|| self.room_hint.map(str::to_string))
+        PduView::parse(raw)
+            .ok()
+            .and_then(|p| super::rooms::create_room_id(&p))
+            .or_else(|| self.room_hint.map(str::to_string))
     }
     fn is_paused(&self, direction: Direction, room: &str) -> bool {
         self.guard.pauses().is_paused(direction, room)
@@ -256,11 +315,22 @@ impl RoomGate for Gate<'_> {
     }
     fn pause(&self, direction: Direction, room: &str, raw: &RawValue, rule: &str) {
         let id = event_id_of(self.guard.store(), raw);
-        self.guard.pauses().pause(direction, room, PauseCause::RedactionKept, id.as_deref(), rule);
+        self.guard.pauses().pause(
+            direction,
+            room,
+            PauseCause::RedactionKept,
+            id.as_deref(),
+            rule,
+        );
     }
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str) {
         tm::record_withheld(direction, cause);
-        tracing::info!(direction = direction.as_str(), room, cause, "event of a paused room withheld");
+        tracing::info!(
+            direction = direction.as_str(),
+            room,
+            cause,
+            "event of a paused room withheld"
+        );
     }
 }
 
@@ -303,14 +373,25 @@ pub fn without_pdus(body: &[u8], positions: &[usize]) -> Result<Vec<u8>, serde_j
 /// The event ids of the PDUs the received transaction has and the forwarded one lacks (the
 /// PDUs the guard withheld; a redacted PDU keeps its id). PDUs whose id cannot be computed are
 /// left out.
-pub fn withheld_ids(store: &Store, limits: &TxnLimits, received: &[u8], forwarded: &[u8]) -> Vec<String> {
+pub fn withheld_ids(
+    store: &Store,
+    limits: &TxnLimits,
+    received: &[u8],
+    forwarded: &[u8],
+) -> Vec<String> {
     let ids = |body: &[u8]| -> Option<Vec<Option<String>>> {
         let t = Transaction::parse(body, limits).ok()?;
         Some(t.pdus.iter().map(|raw| event_id_of(store, raw)).collect())
     };
-    let (Some(rec), Some(fwd)) = (ids(received), ids(forwarded)) else { return Vec::new() };
+    let (Some(rec), Some(fwd)) = (ids(received), ids(forwarded)) else {
+        return Vec::new();
+    };
     let fwd: HashSet<String> = fwd.into_iter().flatten().collect();
-    let mut out: Vec<String> = rec.into_iter().flatten().filter(|id| !fwd.contains(id)).collect();
+    let mut out: Vec<String> = rec
+        .into_iter()
+        .flatten()
+        .filter(|id| !fwd.contains(id))
+        .collect();
     out.dedup();
     out
 }
@@ -324,7 +405,8 @@ pub fn merge_pdu_errors(body: &[u8], ids: &[String]) -> Option<Vec<u8>> {
     let pdus = obj.entry("pdus").or_insert_with(|| serde_json::json!({}));
     let pdus = pdus.as_object_mut()?;
     for id in ids {
-        pdus.entry(id.clone()).or_insert_with(|| serde_json::json!({"error": WITHHELD_ERROR}));
+        pdus.entry(id.clone())
+            .or_insert_with(|| serde_json::json!({"error": WITHHELD_ERROR}));
     }
     serde_json::to_vec(&v).ok()
 }
@@ -337,17 +419,30 @@ mod tests {
     fn without_pdus_removes_exactly_the_positions_and_keeps_the_rest() {
         let body = br#"{"edus":[{"edu_type":"m.typing","content":{}}],"origin":"a","origin_server_ts":1,"pdus":[{"n":0},{"n":1},{"n":2}]}"#;
         let out = without_pdus(body, &[1]).unwrap();
-        assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"edus":[{"edu_type":"m.typing","content":{}}],"origin":"a","origin_server_ts":1,"pdus":[{"n":0},{"n":2}]}"#);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"edus":[{"edu_type":"m.typing","content":{}}],"origin":"a","origin_server_ts":1,"pdus":[{"n":0},{"n":2}]}"#
+        );
         let out = without_pdus(body, &[0, 1, 2]).unwrap();
-        assert!(std::str::from_utf8(&out).unwrap().ends_with(r#""pdus":[]}"#));
+        assert!(std::str::from_utf8(&out)
+            .unwrap()
+            .ends_with(r#""pdus":[]}"#));
         assert!(without_pdus(b"[1]", &[0]).is_err());
     }
 
     #[test]
     fn merged_errors_keep_the_receivers_answers() {
-        let out = merge_pdu_errors(br#"{"pdus":{"$a":{}}}"#, &["$b".to_string(), "$a".to_string()]).unwrap();
+        let out = merge_pdu_errors(
+            br#"{"pdus":{"$a":{}}}"#,
+            &["$b".to_string(), "$a".to_string()],
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["pdus"]["$a"], serde_json::json!({}), "the receiver's answer stays");
+        assert_eq!(
+            v["pdus"]["$a"],
+            serde_json::json!({}),
+            "the receiver's answer stays"
+        );
         assert_eq!(v["pdus"]["$b"]["error"], WITHHELD_ERROR);
         assert!(merge_pdu_errors(b"[]", &["$b".to_string()]).is_none());
     }
@@ -359,8 +454,23 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let pauses = Pauses::new(store.clone());
         assert!(!pauses.is_paused(Direction::Outbound, "!a:x"));
-        assert!(pauses.pause(Direction::Outbound, "!a:x", PauseCause::RedactionKept, Some("$e"), "r"));
-        assert!(!pauses.pause(Direction::Outbound, "!a:x", PauseCause::RedactionKept, Some("$f"), "r"), "already paused");
+        assert!(pauses.pause(
+            Direction::Outbound,
+            "!a:x",
+            PauseCause::RedactionKept,
+            Some("$e"),
+            "r"
+        ));
+        assert!(
+            !pauses.pause(
+                Direction::Outbound,
+                "!a:x",
+                PauseCause::RedactionKept,
+                Some("$f"),
+                "r"
+            ),
+            "already paused"
+        );
         assert!(pauses.is_paused(Direction::Outbound, "!a:x"));
         assert!(!pauses.is_paused(Direction::Inbound, "!a:x"));
         // Restart: a new pause set over the same file.
@@ -372,8 +482,17 @@ mod tests {
         std::thread::sleep(RELOAD_INTERVAL + Duration::from_millis(50));
         assert!(!pauses.is_paused(Direction::Outbound, "!a:x"));
         // Lifting through the guard's own set works at once.
-        pauses.pause(Direction::Inbound, "!b:x", PauseCause::RedactionKept, None, "r");
-        assert_eq!(pauses.lift(Some(Direction::Inbound), "!b:x").unwrap().len(), 1);
+        pauses.pause(
+            Direction::Inbound,
+            "!b:x",
+            PauseCause::RedactionKept,
+            None,
+            "r",
+        );
+        assert_eq!(
+            pauses.lift(Some(Direction::Inbound), "!b:x").unwrap().len(),
+            1
+        );
         assert!(!pauses.is_paused(Direction::Inbound, "!b:x"));
     }
 }

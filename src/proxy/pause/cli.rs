@@ -60,7 +60,15 @@ fn open(config: &PathBuf) -> Result<Store, ExitCode> {
 
 fn time(ms: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second()),
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
         Err(_) => ms.to_string(),
     }
 }
@@ -73,13 +81,24 @@ fn json(p: &RoomPause) -> serde_json::Value {
 }
 
 fn line(p: &RoomPause) -> String {
-    format!("{}\t{}\t{}\t{}\t{}\t{}", p.direction, p.room_id, p.cause.as_str(), p.rule, p.event_id.as_deref().unwrap_or("-"), time(p.paused_at))
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{}",
+        p.direction,
+        p.room_id,
+        p.cause.as_str(),
+        p.rule,
+        p.event_id.as_deref().unwrap_or("-"),
+        time(p.paused_at)
+    )
 }
 
 /// Runs a `rooms` subcommand.
 pub fn run(cmd: RoomsCommand) -> ExitCode {
     match cmd {
-        RoomsCommand::List { config, json: as_json } => {
+        RoomsCommand::List {
+            config,
+            json: as_json,
+        } => {
             let store = match open(&config) {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -87,7 +106,14 @@ pub fn run(cmd: RoomsCommand) -> ExitCode {
             match store.room_pauses() {
                 Ok(list) => {
                     for p in &list {
-                        println!("{}", if as_json { json(p).to_string() } else { line(p) });
+                        println!(
+                            "{}",
+                            if as_json {
+                                json(p).to_string()
+                            } else {
+                                line(p)
+                            }
+                        );
                     }
                     if !as_json {
                         eprintln!("{} paused", list.len());
@@ -100,14 +126,23 @@ pub fn run(cmd: RoomsCommand) -> ExitCode {
                 }
             }
         }
-        RoomsCommand::Resume { config, direction, room_id } => {
+        RoomsCommand::Resume {
+            config,
+            direction,
+            room_id,
+        } => {
             let store = match open(&config) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             match super::lift(&store, direction.map(Direction::from), &room_id) {
                 Ok(lifted) if lifted.is_empty() => {
-                    eprintln!("{room_id} is not paused{}", direction.map(|d| format!(" ({})", Direction::from(d).as_str())).unwrap_or_default());
+                    eprintln!(
+                        "{room_id} is not paused{}",
+                        direction
+                            .map(|d| format!(" ({})", Direction::from(d).as_str()))
+                            .unwrap_or_default()
+                    );
                     ExitCode::from(1)
                 }
                 Ok(lifted) => {
