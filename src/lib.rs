@@ -13,3 +13,4 @@ pub mod proxy;
 pub mod spif;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -240,7 +240,7 @@ fn run_test(engine: &Engine, t: &TestDef) -> Outcome {
                 sender: t.sender.as_deref().or_else(|| ev.get("sender").and_then(|v| v.as_str())),
                 event_type: &t.event_type,
             };
-            engine.scan_event(&ctx, &ev["content"])
+            engine.scan_parts(&ctx, fields::EventParts::of(ev))
         }
     }
 }

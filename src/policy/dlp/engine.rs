@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use self::prefilter::{Hit, Triggers, TriggersBuilder};
 
-use super::fields::{fields, Field};
+use super::fields::{edu_texts, event_texts, EventParts, Field, Texts};
 #[cfg(test)]
 use super::rules::compile_regex;
 use super::rules::{Action, Mode, RuleFile, Severity};
@@ -73,6 +73,10 @@ pub struct Match {
     pub end: usize,
     /// The matched text with most characters masked (never the full value).
     pub excerpt: String,
+    /// For generic fields (`content`, `unsigned`, `edu`): the JSON path of the string, key or
+    /// number the match is in (`content.x.y`, `content.x (key)`); spans are then offsets into
+    /// the field's blob (see [`super::fields::Texts`]).
+    pub path: Option<String>,
     pub action: Action,
     pub mode: Mode,
     pub severity: Severity,
@@ -93,7 +97,12 @@ pub struct Outcome {
 impl Outcome {
     /// The verdict of one rule: its action if it matched, else `Allow`.
     pub fn verdict_of(&self, rule: &str) -> Action {
-        self.matches.iter().filter(|m| &*m.rule == rule).map(|m| m.action).max().unwrap_or(Action::Allow)
+        self.matches
+            .iter()
+            .filter(|m| &*m.rule == rule)
+            .map(|m| m.action)
+            .max()
+            .unwrap_or(Action::Allow)
     }
 }
 
@@ -103,7 +112,11 @@ struct Glob(String);
 
 impl Glob {
     fn new(s: &str, lower: bool) -> Glob {
-        Glob(if lower { s.to_ascii_lowercase() } else { s.to_owned() })
+        Glob(if lower {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_owned()
+        })
     }
     fn matches(&self, s: &str, lower: bool) -> bool {
         glob_match_by(self.0.as_bytes(), s.as_bytes(), lower)
@@ -124,7 +137,14 @@ fn glob_match_by(p: &[u8], s: &[u8], lower: bool) -> bool {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, si));
             pi += 1;
-        } else if pi < p.len() && p[pi] == if lower { s[si].to_ascii_lowercase() } else { s[si] } {
+        } else if pi < p.len()
+            && p[pi]
+                == if lower {
+                    s[si].to_ascii_lowercase()
+                } else {
+                    s[si]
+                }
+        {
             pi += 1;
             si += 1;
         } else if let Some((sp, ss)) = star {
@@ -173,6 +193,8 @@ struct CRule {
     except_peers: Vec<Glob>,
     except_values: HashSet<String>,
     whole_word: bool,
+    /// Also runs on the confusables views (`crate::text::confusables`).
+    confusables: bool,
     /// Rule indices whose overlapping matches drop this rule's match.
     suppressed_by: Vec<usize>,
 }
@@ -229,12 +251,22 @@ impl AllMatches {
                 (0..patterns.len())
                     .filter(|&j| {
                         let q = &patterns[j];
-                        j != i && q.len() <= p.len() && if ci { q.eq_ignore_ascii_case(&p[..q.len()]) } else { *q == p[..q.len()] }
+                        j != i
+                            && q.len() <= p.len()
+                            && if ci {
+                                q.eq_ignore_ascii_case(&p[..q.len()])
+                            } else {
+                                *q == p[..q.len()]
+                            }
                     })
                     .collect()
             })
             .collect();
-        Ok(AllMatches { ac, lens: patterns.iter().map(Vec::len).collect(), prefixes })
+        Ok(AllMatches {
+            ac,
+            lens: patterns.iter().map(Vec::len).collect(),
+            prefixes,
+        })
     }
 
     /// Call `f(pattern, start, end)` for every occurrence.
@@ -284,6 +316,8 @@ pub struct Engine {
     /// No rule has a scope or an exception and there are no file exceptions: every rule is
     /// active for every event.
     unscoped: bool,
+    /// Some rule matches look-alike letters: build confusables views.
+    any_confusables: bool,
     #[cfg(test)]
     keywords: Vec<Keywords>,
     #[cfg(test)]
@@ -314,6 +348,7 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static VIEWS: RefCell<crate::text::Views> = RefCell::new(crate::text::Views::new());
 }
 
 /// The rule-file dialect as a `regex-automata` meta regex: the same configuration as
@@ -328,7 +363,11 @@ fn meta_regex(pattern: &str) -> Result<meta::Regex, String> {
                 .match_kind(regex_automata::MatchKind::LeftmostFirst)
                 .utf8_empty(false),
         )
-        .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
         .build(pattern)
         .map_err(|e| e.to_string())
 }
@@ -347,7 +386,10 @@ fn plan_of(pattern: &str, tb: &mut TriggersBuilder) -> Result<Plan, String> {
     // Patterns that can match the empty string have no required factor anyway; keep them on
     // the whole-field path explicitly (window search needs progress on every match).
     if props.minimum_len().is_none_or(|m| m == 0) {
-        return Ok(Plan { trigs: Vec::new(), max_len });
+        return Ok(Plan {
+            trigs: Vec::new(),
+            max_len,
+        });
     }
     let trigs = match prefilter::required(&hir) {
         Some(r) => r.alts.iter().map(|f| tb.add(f) as u32).collect(),
@@ -359,7 +401,9 @@ fn plan_of(pattern: &str, tb: &mut TriggersBuilder) -> Result<Plan, String> {
 /// Fold one character for diacritic- and case-insensitive comparison.
 fn fold_char(c: char, out: &mut Vec<u8>) {
     let s = match c {
-        'ä' | 'Ä' | 'à' | 'á' | 'â' | 'ã' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Å' | 'ā' | 'Ā' => "a",
+        'ä' | 'Ä' | 'à' | 'á' | 'â' | 'ã' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Å' | 'ā' | 'Ā' => {
+            "a"
+        }
         'æ' | 'Æ' => "ae",
         'ç' | 'Ç' | 'č' | 'Č' | 'ć' | 'Ć' => "c",
         'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' | 'ē' | 'Ē' | 'ě' | 'Ě' => "e",
@@ -401,13 +445,17 @@ fn fold_str(s: &str) -> String {
 fn ascii_run(b: &[u8]) -> usize {
     let mut i = 0;
     while i + 8 <= b.len() {
-        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes")) & 0x8080_8080_8080_8080;
+        let w =
+            u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes")) & 0x8080_8080_8080_8080;
         if w != 0 {
             return i + (w.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    i + b[i..].iter().position(|c| !c.is_ascii()).unwrap_or(b.len() - i)
+    i + b[i..]
+        .iter()
+        .position(|c| !c.is_ascii())
+        .unwrap_or(b.len() - i)
 }
 
 /// Fold `s` for the folded keywords into `out`: ASCII lower-cased, every non-ASCII character
@@ -438,7 +486,10 @@ fn fold_into(s: &str, out: &mut Vec<u8>, breaks: &mut Vec<(usize, usize, usize, 
     }
 }
 
-fn break_entry(breaks: &[(usize, usize, usize, usize)], f: usize) -> Option<&(usize, usize, usize, usize)> {
+fn break_entry(
+    breaks: &[(usize, usize, usize, usize)],
+    f: usize,
+) -> Option<&(usize, usize, usize, usize)> {
     let idx = breaks.partition_point(|b| b.0 <= f);
     idx.checked_sub(1).map(|i| &breaks[i])
 }
@@ -498,7 +549,10 @@ impl Folded {
                 breaks.push((fs, text.len(), i, i + c.len_utf8()));
             }
         }
-        Folded { text: String::from_utf8(text).expect("UTF-8"), breaks }
+        Folded {
+            text: String::from_utf8(text).expect("UTF-8"),
+            breaks,
+        }
     }
 
     fn map_start(&self, f: usize) -> usize {
@@ -537,7 +591,10 @@ fn case_variants(k: &str) -> Vec<String> {
     for c in k.chars() {
         let mut forms: Vec<String> = vec![c.to_string()];
         if !c.is_ascii() {
-            for f in [c.to_lowercase().collect::<String>(), c.to_uppercase().collect::<String>()] {
+            for f in [
+                c.to_lowercase().collect::<String>(),
+                c.to_uppercase().collect::<String>(),
+            ] {
                 if !forms.contains(&f) {
                     forms.push(f);
                 }
@@ -574,7 +631,10 @@ pub fn mask(s: &str) -> String {
 }
 
 fn normalize_value(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Error while compiling a parsed rule set (only limits can fail: the parser checked every
@@ -616,6 +676,15 @@ impl Engine {
                 pattern_rule.push(ri);
             }
             for k in &r.keywords {
+                // Keywords arrive normalised (the parser ran them through `crate::text`); a
+                // confusables rule also matches its keyword's look-alike form.
+                let mapped;
+                let k = if r.confusables {
+                    mapped = crate::text::confusables::map_str(k);
+                    &mapped
+                } else {
+                    k
+                };
                 if r.case_sensitive {
                     raw_cs.push(k.clone());
                     raw_cs_rule.push(ri);
@@ -632,14 +701,21 @@ impl Engine {
             let mut context = Vec::new();
             for c in &r.context {
                 let words: Vec<String> = c.words.iter().map(|w| fold_str(w)).collect();
-                context.push(Context { ac: ac(&words, true)?, before: c.before, after: c.after, weight: c.weight });
+                context.push(Context {
+                    ac: ac(&words, true)?,
+                    before: c.before,
+                    after: c.after,
+                    weight: c.weight,
+                });
             }
             let fields = if r.scope.fields.is_empty() {
                 u64::MAX
             } else {
                 r.scope.fields.iter().fold(0, |m, f| m | f.bit())
             };
-            let globs = |v: &[String], lower: bool| v.iter().map(|s| Glob::new(s, lower)).collect::<Vec<_>>();
+            let globs = |v: &[String], lower: bool| {
+                v.iter().map(|s| Glob::new(s, lower)).collect::<Vec<_>>()
+            };
             rules.push(CRule {
                 id: Arc::from(r.id.as_str()),
                 action: r.action,
@@ -660,13 +736,20 @@ impl Engine {
                 except_peers: globs(&r.except.peers, true),
                 except_values: r.except.values.iter().map(|v| normalize_value(v)).collect(),
                 whole_word: r.whole_word,
-                suppressed_by: r.suppressed_by.iter().filter_map(|(id, _)| index_of(id)).collect(),
+                confusables: r.confusables,
+                suppressed_by: r
+                    .suppressed_by
+                    .iter()
+                    .filter_map(|(id, _)| index_of(id))
+                    .collect(),
             });
         }
         let mut exceptions = Vec::new();
         for f in files {
             for e in &f.exceptions {
-                let globs = |v: &[String], lower: bool| v.iter().map(|s| Glob::new(s, lower)).collect::<Vec<_>>();
+                let globs = |v: &[String], lower: bool| {
+                    v.iter().map(|s| Glob::new(s, lower)).collect::<Vec<_>>()
+                };
                 exceptions.push(CException {
                     rules: e.rules.iter().filter_map(|(id, _)| index_of(id)).collect(),
                     senders: globs(&e.senders, false),
@@ -682,31 +765,60 @@ impl Engine {
             p.trigs.dedup();
         }
         let mut raw_pats: Vec<Vec<u8>> = triggers.lits().to_vec();
-        let mut raw_kinds: Vec<RawPat> =
-            (0..raw_pats.len()).map(|i| RawPat::Trig(triggers.lit_base() + i as u32)).collect();
+        let mut raw_kinds: Vec<RawPat> = (0..raw_pats.len())
+            .map(|i| RawPat::Trig(triggers.lit_base() + i as u32))
+            .collect();
         for (k, &ri) in raw_cs.iter().zip(&raw_cs_rule) {
             raw_pats.push(k.as_bytes().to_vec());
             raw_kinds.push(RawPat::Keyword(ri));
         }
         let bytes_of = |v: &[String]| v.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>();
-        let raw = if raw_pats.is_empty() { None } else { Some((AllMatches::new(&raw_pats, false)?, raw_kinds)) };
-        let raw_ci_all =
-            if raw_ci.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&raw_ci), true)?, raw_ci_rule.clone())) };
-        let folded_all =
-            if folded.is_empty() { None } else { Some((AllMatches::new(&bytes_of(&folded), false)?, folded_rule.clone())) };
+        let raw = if raw_pats.is_empty() {
+            None
+        } else {
+            Some((AllMatches::new(&raw_pats, false)?, raw_kinds))
+        };
+        let raw_ci_all = if raw_ci.is_empty() {
+            None
+        } else {
+            Some((
+                AllMatches::new(&bytes_of(&raw_ci), true)?,
+                raw_ci_rule.clone(),
+            ))
+        };
+        let folded_all = if folded.is_empty() {
+            None
+        } else {
+            Some((
+                AllMatches::new(&bytes_of(&folded), false)?,
+                folded_rule.clone(),
+            ))
+        };
         #[cfg(test)]
         let mut keywords = Vec::new();
         #[cfg(test)]
         if !raw_cs.is_empty() {
-            keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_cs, false)?, rule: raw_cs_rule });
+            keywords.push(Keywords {
+                kind: KwKind::Raw,
+                ac: ac(&raw_cs, false)?,
+                rule: raw_cs_rule,
+            });
         }
         #[cfg(test)]
         if !raw_ci.is_empty() {
-            keywords.push(Keywords { kind: KwKind::Raw, ac: ac(&raw_ci, true)?, rule: raw_ci_rule });
+            keywords.push(Keywords {
+                kind: KwKind::Raw,
+                ac: ac(&raw_ci, true)?,
+                rule: raw_ci_rule,
+            });
         }
         #[cfg(test)]
         if !folded.is_empty() {
-            keywords.push(Keywords { kind: KwKind::Folded, ac: ac(&folded, true)?, rule: folded_rule });
+            keywords.push(Keywords {
+                kind: KwKind::Folded,
+                ac: ac(&folded, true)?,
+                rule: folded_rule,
+            });
         }
         let unscoped = exceptions.is_empty()
             && rules.iter().all(|r| {
@@ -718,7 +830,9 @@ impl Engine {
                     && r.except_rooms.is_empty()
                     && r.except_peers.is_empty()
             });
+        let any_confusables = rules.iter().any(|r| r.confusables);
         Ok(Engine {
+            any_confusables,
             unscoped,
             rules,
             exceptions,
@@ -753,7 +867,8 @@ impl Engine {
                 (r.directions.is_empty() || r.directions.contains(&ctx.direction))
                     && (r.peers.is_empty() || any_glob(&r.peers, ctx.peer, true))
                     && (r.rooms.is_empty() || any_glob(&r.rooms, ctx.room_id, false))
-                    && (r.event_types.is_empty() || any_glob(&r.event_types, Some(ctx.event_type), false))
+                    && (r.event_types.is_empty()
+                        || any_glob(&r.event_types, Some(ctx.event_type), false))
                     && !any_glob(&r.except_senders, ctx.sender, false)
                     && !any_glob(&r.except_rooms, ctx.room_id, false)
                     && !any_glob(&r.except_peers, ctx.peer, true)
@@ -777,10 +892,44 @@ impl Engine {
         active
     }
 
-    /// Scan an event's `content` (every field [`fields`] extracts for `ctx.event_type`).
+    /// Scan an event's `content` as an event of type `ctx.event_type` (see
+    /// [`Engine::scan_parts`]).
     pub fn scan_event(&self, ctx: &ScanCtx<'_>, content: &Value) -> Outcome {
-        let extracted = fields(ctx.event_type, content);
-        self.scan_fields(ctx, &extracted)
+        self.scan_parts(
+            ctx,
+            EventParts {
+                event_type: ctx.event_type,
+                state_key: None,
+                redacts: None,
+                content,
+                unsigned: None,
+            },
+        )
+    }
+
+    /// Scan every piece of text of an event ([`super::fields::event_texts`]): type, state key,
+    /// `redacts`, every string, key and number of `content` and `unsigned`. This is the one
+    /// function from event to outcome that the guard, `policy test` and `policy explain` share.
+    pub fn scan_parts(&self, ctx: &ScanCtx<'_>, parts: EventParts<'_>) -> Outcome {
+        let texts = event_texts(parts);
+        self.scan_texts(ctx, &texts)
+    }
+
+    /// Scan every piece of text of an EDU ([`super::fields::edu_texts`]).
+    pub fn scan_edu(&self, ctx: &ScanCtx<'_>, edu_type: &str, content: &Value) -> Outcome {
+        let texts = edu_texts(edu_type, content);
+        self.scan_texts(ctx, &texts)
+    }
+
+    /// Scan extracted texts; matches in generic fields get their JSON path.
+    pub fn scan_texts(&self, ctx: &ScanCtx<'_>, texts: &Texts<'_>) -> Outcome {
+        let mut out = self.scan_fields(ctx, &texts.fields);
+        for m in &mut out.matches {
+            if matches!(m.field, Field::Content | Field::Unsigned | Field::Edu) {
+                m.path = Some(texts.path_of(m.field, m.start));
+            }
+        }
+        out
     }
 
     /// Scan already extracted fields: EDUs (`edu_fields`), profile and directory responses,
@@ -790,7 +939,17 @@ impl Engine {
     }
 
     /// [`Self::scan_fields`]; `reference` selects the simple candidate search (tests only).
-    fn scan_fields_with<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)], reference: bool) -> Outcome {
+    ///
+    /// Each field is read through the text pipeline first ([`crate::text::Views`]): its
+    /// normalised text, its HTML renderings if it contains `&` or `<`, and — for rules that ask
+    /// for it — the confusables form of each. Every view is scanned; spans are mapped back to
+    /// the original bytes of the field, and a match found in several views counts once.
+    fn scan_fields_with<S: AsRef<str>>(
+        &self,
+        ctx: &ScanCtx<'_>,
+        fields: &[(Field, S)],
+        reference: bool,
+    ) -> Outcome {
         let mut out = Outcome::default();
         if fields.is_empty() || self.rules.is_empty() {
             return out;
@@ -799,30 +958,58 @@ impl Engine {
         if !active.iter().any(|a| *a) {
             return out;
         }
-        let mut cands: Vec<(usize, usize, usize)> = Vec::new();
-        for (field, text) in fields {
-            let text = text.as_ref();
-            let bit = field.bit();
-            let on = |ri: usize| active[ri] && self.rules[ri].fields & bit != 0;
-            if !(0..self.rules.len()).any(on) {
-                continue;
+        VIEWS.with(|views| {
+            let mut views = views.borrow_mut();
+            let mut cands: Vec<(usize, usize, usize)> = Vec::new();
+            for (field, text) in fields {
+                let text = text.as_ref();
+                let bit = field.bit();
+                let on_field = |ri: usize| active[ri] && self.rules[ri].fields & bit != 0;
+                if !(0..self.rules.len()).any(on_field) {
+                    continue;
+                }
+                let field_first = out.matches.len();
+                for view in views.build(text, self.any_confusables) {
+                    let on = |ri: usize| {
+                        on_field(ri) && (!view.confusable || self.rules[ri].confusables)
+                    };
+                    let vt = view.text.as_str();
+                    cands.clear();
+                    if reference {
+                        #[cfg(test)]
+                        self.candidates_reference(vt, &on, &mut cands);
+                    } else {
+                        self.candidates(vt, &on, &mut cands);
+                    }
+                    if cands.is_empty() {
+                        continue;
+                    }
+                    cands.sort_unstable();
+                    cands.dedup();
+                    let first = out.matches.len();
+                    self.qualify(*field, vt, &cands, &mut out);
+                    self.suppress(first, &cands, &mut out.matches);
+                    if !view.is_identity() {
+                        for m in &mut out.matches[first..] {
+                            (m.start, m.end) = view.original(m.start, m.end);
+                        }
+                    }
+                    // The same finding in another view of this field counts once.
+                    let mut k = first;
+                    while k < out.matches.len() {
+                        let m = &out.matches[k];
+                        let dup = out.matches[field_first..first]
+                            .iter()
+                            .any(|o| o.rule == m.rule && o.start < m.end && m.start < o.end);
+                        if dup {
+                            out.matches.remove(k);
+                        } else {
+                            k += 1;
+                        }
+                    }
+                }
             }
-            cands.clear();
-            if reference {
-                #[cfg(test)]
-                self.candidates_reference(text, &on, &mut cands);
-            } else {
-                self.candidates(text, &on, &mut cands);
-            }
-            if cands.is_empty() {
-                continue;
-            }
-            cands.sort_unstable();
-            cands.dedup();
-            let first = out.matches.len();
-            self.qualify(*field, text, &cands, &mut out);
-            self.suppress(first, &cands, &mut out.matches);
-        }
+        });
         for m in &out.matches {
             match m.mode {
                 Mode::Enforce => out.action = out.action.max(m.action),
@@ -833,14 +1020,25 @@ impl Engine {
     }
 
     /// Candidate (rule, start, end) spans in one field.
-    fn candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
+    fn candidates(
+        &self,
+        text: &str,
+        on: &dyn Fn(usize) -> bool,
+        cands: &mut Vec<(usize, usize, usize)>,
+    ) {
         SCRATCH.with(|scratch| {
             let mut guard = scratch.borrow_mut();
             self.candidates_in(text, on, cands, &mut guard);
         });
     }
 
-    fn candidates_in(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>, sc: &mut Scratch) {
+    fn candidates_in(
+        &self,
+        text: &str,
+        on: &dyn Fn(usize) -> bool,
+        cands: &mut Vec<(usize, usize, usize)>,
+        sc: &mut Scratch,
+    ) {
         let bytes = text.as_bytes();
         let keyword = |ri: usize, s: usize, e: usize, cands: &mut Vec<(usize, usize, usize)>| {
             if on(ri) && (!self.rules[ri].whole_word || whole_word(text, s, e)) {
@@ -857,14 +1055,20 @@ impl Engine {
             all.for_each(bytes, |p, s, e| match kinds[p] {
                 RawPat::Trig(t) => {
                     if want[t as usize] {
-                        hits.push(Hit { trig: t, lo_end: e, hi_start: s });
+                        hits.push(Hit {
+                            trig: t,
+                            lo_end: e,
+                            hi_start: s,
+                        });
                     }
                 }
                 RawPat::Keyword(ri) => keyword(ri, s, e, cands),
             });
         }
         if any_pattern {
-            self.regex_candidates(text, on, sc, &mut |ri, s, e| push_widened(text, cands, ri, s, e));
+            self.regex_candidates(text, on, sc, &mut |ri, s, e| {
+                push_widened(text, cands, ri, s, e)
+            });
         }
         if let Some((all, rule)) = &self.raw_ci {
             all.for_each(bytes, |p, s, e| keyword(rule[p], s, e, cands));
@@ -910,10 +1114,17 @@ impl Engine {
     /// field from the same position, and no match starts between windows. Matches are never
     /// empty on this path (`minimum_len ≥ 1`), so iteration continues at the previous end in
     /// both.
-    fn regex_candidates(&self, text: &str, on: &dyn Fn(usize) -> bool, sc: &mut Scratch, push: &mut dyn FnMut(usize, usize, usize)) {
+    fn regex_candidates(
+        &self,
+        text: &str,
+        on: &dyn Fn(usize) -> bool,
+        sc: &mut Scratch,
+        push: &mut dyn FnMut(usize, usize, usize),
+    ) {
         let bytes = text.as_bytes();
         // Literal trigger hits are already in `sc.hits` (from the raw pass).
-        self.triggers.scan(bytes, &sc.want, &mut sc.hits, &mut sc.last);
+        self.triggers
+            .scan(bytes, &sc.want, &mut sc.hits, &mut sc.last);
         for (pi, plan) in self.plans.iter().enumerate() {
             let ri = self.pattern_rule[pi];
             if !on(ri) {
@@ -937,12 +1148,12 @@ impl Engine {
                 continue;
             };
             sc.windows.clear();
-            sc.windows.extend(
-                sc.hits
-                    .iter()
-                    .filter(mine)
-                    .map(|h| (h.lo_end.saturating_sub(max_len), (h.hi_start + max_len).min(bytes.len()))),
-            );
+            sc.windows.extend(sc.hits.iter().filter(mine).map(|h| {
+                (
+                    h.lo_end.saturating_sub(max_len),
+                    (h.hi_start + max_len).min(bytes.len()),
+                )
+            }));
             if sc.windows.is_empty() {
                 continue;
             }
@@ -978,14 +1189,25 @@ impl Engine {
             if k <= first {
                 return true;
             }
-            let Some(ri) = self.rules.iter().position(|r| r.id == m.rule) else { return true };
+            let Some(ri) = self.rules.iter().position(|r| r.id == m.rule) else {
+                return true;
+            };
             let by = &self.rules[ri].suppressed_by;
-            by.is_empty() || !cands.iter().any(|&(o, s, e)| by.contains(&o) && s < m.end && m.start < e)
+            by.is_empty()
+                || !cands
+                    .iter()
+                    .any(|&(o, s, e)| by.contains(&o) && s < m.end && m.start < e)
         });
     }
 
     /// Validators, value allow-lists, context and thresholds; then `min_matches` per rule.
-    fn qualify(&self, field: Field, text: &str, cands: &[(usize, usize, usize)], out: &mut Outcome) {
+    fn qualify(
+        &self,
+        field: Field,
+        text: &str,
+        cands: &[(usize, usize, usize)],
+        out: &mut Outcome,
+    ) {
         let mut i = 0;
         while i < cands.len() {
             let ri = cands[i].0;
@@ -1004,7 +1226,9 @@ impl Engine {
                         continue;
                     }
                 }
-                if !rule.except_values.is_empty() && rule.except_values.contains(&normalize_value(m)) {
+                if !rule.except_values.is_empty()
+                    && rule.except_values.contains(&normalize_value(m))
+                {
                     continue;
                 }
                 let mut conf = rule.confidence;
@@ -1024,6 +1248,7 @@ impl Engine {
                     start: s,
                     end: e,
                     excerpt: mask(m),
+                    path: None,
                     action: rule.action,
                     mode: rule.mode,
                     severity: rule.severity,
@@ -1043,7 +1268,12 @@ impl Engine {
     /// The simple reference: each pattern's `regex::bytes::Regex` separately over the whole
     /// field; keywords with overlapping Aho-Corasick searches, the folded ones ASCII-case-
     /// insensitively on a folded copy that keeps ASCII case (the engine's original design).
-    fn candidates_reference(&self, text: &str, on: &dyn Fn(usize) -> bool, cands: &mut Vec<(usize, usize, usize)>) {
+    fn candidates_reference(
+        &self,
+        text: &str,
+        on: &dyn Fn(usize) -> bool,
+        cands: &mut Vec<(usize, usize, usize)>,
+    ) {
         let bytes = text.as_bytes();
         for (pi, re) in self.reference.iter().enumerate() {
             let ri = self.pattern_rule[pi];
@@ -1077,13 +1307,23 @@ impl Engine {
     }
 
     /// [`Engine::scan_fields`] with [`Engine::candidates_reference`].
-    pub(crate) fn scan_fields_reference<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
+    pub(crate) fn scan_fields_reference<S: AsRef<str>>(
+        &self,
+        ctx: &ScanCtx<'_>,
+        fields: &[(Field, S)],
+    ) -> Outcome {
         self.scan_fields_with(ctx, fields, true)
     }
 }
 
 /// ASCII patterns can end inside a multi-byte character: widen to character boundaries.
-fn push_widened(text: &str, cands: &mut Vec<(usize, usize, usize)>, ri: usize, mut s: usize, mut e: usize) {
+fn push_widened(
+    text: &str,
+    cands: &mut Vec<(usize, usize, usize)>,
+    ri: usize,
+    mut s: usize,
+    mut e: usize,
+) {
     while !text.is_char_boundary(s) {
         s -= 1;
     }
@@ -1097,13 +1337,25 @@ fn push_widened(text: &str, cands: &mut Vec<(usize, usize, usize)>, ri: usize, m
 
 /// Is one of the context words (whole word, folded) within the window around `s..e`?
 fn context_hit(c: &Context, text: &str, s: usize, e: usize) -> bool {
-    let before_start = text[..s].char_indices().rev().take(c.before).last().map_or(s, |(i, _)| i);
-    let after_end = text[e..].char_indices().nth(c.after).map_or(text.len(), |(i, _)| e + i);
+    let before_start = text[..s]
+        .char_indices()
+        .rev()
+        .take(c.before)
+        .last()
+        .map_or(s, |(i, _)| i);
+    let after_end = text[e..]
+        .char_indices()
+        .nth(c.after)
+        .map_or(text.len(), |(i, _)| e + i);
     for window in [&text[before_start..s], &text[e..after_end]] {
         if window.is_empty() {
             continue;
         }
-        let folded: Cow<'_, str> = if window.is_ascii() { Cow::Borrowed(window) } else { Cow::Owned(fold_str(window)) };
+        let folded: Cow<'_, str> = if window.is_ascii() {
+            Cow::Borrowed(window)
+        } else {
+            Cow::Owned(fold_str(window))
+        };
         for m in c.ac.find_overlapping_iter(folded.as_bytes()) {
             if whole_word(&folded, m.start(), m.end()) {
                 return true;
@@ -1122,7 +1374,10 @@ mod tests {
         let s = "Die Verschlußsache für Äpfel";
         let f = Folded::new(s);
         assert_eq!(f.text, "Die Verschlusssache fur apfel");
-        let fs = f.text.find("verschlusssache").unwrap_or_else(|| f.text.find("Verschlusssache").unwrap());
+        let fs = f
+            .text
+            .find("verschlusssache")
+            .unwrap_or_else(|| f.text.find("Verschlusssache").unwrap());
         let fe = fs + "Verschlusssache".len();
         assert_eq!(&s[f.map_start(fs)..f.map_end(fe)], "Verschlußsache");
         let fs = f.text.find("fur").unwrap();
@@ -1186,7 +1441,9 @@ mod tests {
         let sensitive: Vec<&str> = SENSITIVE.lines().filter(|l| !l.is_empty()).collect();
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as usize
         };
         let mut found = 0;
@@ -1194,7 +1451,10 @@ mod tests {
             let n = 1 + next() % 8;
             let mut m: Vec<&str> = (0..n).map(|_| lines[next() % lines.len()]).collect();
             if i % 10 == 9 {
-                m.insert(next() % (m.len() + 1), sensitive[(i / 10) % sensitive.len()]);
+                m.insert(
+                    next() % (m.len() + 1),
+                    sensitive[(i / 10) % sensitive.len()],
+                );
             }
             found += assert_same(&engine, &m.join(" ")).matches.len();
         }
@@ -1205,7 +1465,10 @@ mod tests {
         // Every piece at every offset around the first block boundaries of the trigger scan.
         for piece in PIECES {
             for start in 40..140 {
-                assert_same(&engine, &format!("{}{piece}{}", "x".repeat(start), " y".repeat(20)));
+                assert_same(
+                    &engine,
+                    &format!("{}{piece}{}", "x".repeat(start), " y".repeat(20)),
+                );
             }
         }
         assert_same(&engine, SEED);
@@ -1214,18 +1477,88 @@ mod tests {
 
     /// Pieces that trigger the shipped rules, their near misses, and separators.
     const PIECES: &[&str] = &[
-        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "DE88 3704 0044 0532 0130 00", "GB82WEST12345698765432",
-        "4111 1111 1111 1111", "4111-1111-1111-1112", "378282246310005", "86095742719", "65929970489", "12345678903",
-        "A000500015", "A000500016", "T22000129", "T220001293", "L01X00T47", "COBADEFFXXX", "DEUTDEFF", "+49 30 1234567",
-        "030/1234567", "0171 2345678", "(0)", "0049", "max.mustermann@bund.example.de", "a@b", "@", "-----BEGIN PRIVATE KEY-----",
-        "-----BEGIN RSA PRIVATE KEY-----", "ghp_0123456789abcdefghijklmnopqrstuvwxyz", "github_pat_", "AKIAIOSFODNN7EXAMPLE",
-        "aws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"", "xoxb-1234567890-abcdefghij",
-        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "glpat-abcdefghij0123456789",
-        "sk_live_0123456789abcdefghijklmn", "AIzaSyA-0123456789abcdefghijklmnopqrstu", "GEHEIM", "STRENG GEHEIM", "VS-NfD",
-        "VS – Nur für den Dienstgebrauch", "VS-VERTRAULICH", "NATO SECRET", "TRÈS SECRET UE", "geheim", "Geheim",
-        "Verschlußsache", "VERSCHLUSSSACHE", "vertraulich", "eingestuft", "Steuer-ID", "KVNR", "Ausweis", "BIC", "IBAN",
-        "Aktenzeichen", " ", " ", "\n", "-", "–", "_", ".", ",", "/", "ä", "Ü", "ß", "é", "0", "1", "9", "12", "123", "1234",
-        "A", "Z", "AB", "XYZ", "Bericht", "die", "und", "für",
+        "DE89 3704 0044 0532 0130 00",
+        "DE89370400440532013000",
+        "DE88 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1112",
+        "378282246310005",
+        "86095742719",
+        "65929970489",
+        "12345678903",
+        "A000500015",
+        "A000500016",
+        "T22000129",
+        "T220001293",
+        "L01X00T47",
+        "COBADEFFXXX",
+        "DEUTDEFF",
+        "+49 30 1234567",
+        "030/1234567",
+        "0171 2345678",
+        "(0)",
+        "0049",
+        "max.mustermann@bund.example.de",
+        "a@b",
+        "@",
+        "-----BEGIN PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+        "github_pat_",
+        "AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"",
+        "xoxb-1234567890-abcdefghij",
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "glpat-abcdefghij0123456789",
+        "sk_live_0123456789abcdefghijklmn",
+        "AIzaSyA-0123456789abcdefghijklmnopqrstu",
+        "GEHEIM",
+        "STRENG GEHEIM",
+        "VS-NfD",
+        "VS – Nur für den Dienstgebrauch",
+        "VS-VERTRAULICH",
+        "NATO SECRET",
+        "TRÈS SECRET UE",
+        "geheim",
+        "Geheim",
+        "Verschlußsache",
+        "VERSCHLUSSSACHE",
+        "vertraulich",
+        "eingestuft",
+        "Steuer-ID",
+        "KVNR",
+        "Ausweis",
+        "BIC",
+        "IBAN",
+        "Aktenzeichen",
+        " ",
+        " ",
+        "\n",
+        "-",
+        "–",
+        "_",
+        ".",
+        ",",
+        "/",
+        "ä",
+        "Ü",
+        "ß",
+        "é",
+        "0",
+        "1",
+        "9",
+        "12",
+        "123",
+        "1234",
+        "A",
+        "Z",
+        "AB",
+        "XYZ",
+        "Bericht",
+        "die",
+        "und",
+        "für",
     ];
 
     fn text_strategy() -> impl Strategy<Value = String> {
@@ -1321,7 +1654,11 @@ mod tests {
         for (pi, plan) in engine.plans.iter().enumerate() {
             let rule = &engine.rules[engine.pattern_rule[pi]].id;
             assert!(!plan.trigs.is_empty(), "{rule} pattern {pi} has no trigger");
-            assert_eq!(plan.max_len.is_none(), &**rule == "pii.email", "{rule}: {plan:?}");
+            assert_eq!(
+                plan.max_len.is_none(),
+                &**rule == "pii.email",
+                "{rule}: {plan:?}"
+            );
         }
     }
 

@@ -2,8 +2,8 @@
 //! field names.
 //!
 //! Rules scope on these names (`scope.fields = ["body", "room.topic"]`); verdicts name the
-//! field a match was found in, and spans are byte offsets into the extracted string of that
-//! field (for `formatted_body` that is the HTML reduced to text, see [`html_to_text`]).
+//! field a match was found in, and spans are byte offsets into the string of that field as
+//! written (HTML included: the engine reads it through `crate::text`).
 //!
 //! Reply fallbacks (`> <@user> quoted …` in `body`, `<mx-reply>` in `formatted_body`) are part
 //! of those fields and are scanned with them.
@@ -109,7 +109,11 @@ impl fmt::Display for Field {
 impl FromStr for Field {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        Field::ALL.iter().copied().find(|f| f.as_str() == s).ok_or(())
+        Field::ALL
+            .iter()
+            .copied()
+            .find(|f| f.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -121,12 +125,10 @@ fn push_str<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, field: Field, v: Option<&'
     }
 }
 
+/// An HTML field: pushed as written; the engine reads every string containing `&` or `<`
+/// as HTML too (see `crate::text::html`).
 fn push_html<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, field: Field, v: Option<&'a Value>) {
-    if let Some(Value::String(s)) = v {
-        if !s.is_empty() {
-            out.push((field, html_to_text(s)));
-        }
-    }
+    push_str(out, field, v)
 }
 
 /// Extensible-event text: a string, or an array of `{body, mimetype}` representations.
@@ -172,7 +174,12 @@ fn push_poll<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, poll: &'a Value) {
 }
 
 /// Message-like content (also the inside of `m.new_content`).
-fn push_message<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, content: &'a Value, body: Field, formatted: Field) {
+fn push_message<'a>(
+    out: &mut Vec<(Field, Cow<'a, str>)>,
+    content: &'a Value,
+    body: Field,
+    formatted: Field,
+) {
     push_str(out, body, content.get("body"));
     push_html(out, formatted, content.get("formatted_body"));
     push_str(out, Field::FileName, content.get("filename"));
@@ -181,7 +188,10 @@ fn push_message<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, content: &'a Value, bo
     }
     push_extensible(out, Field::Text, content);
     push_str(out, Field::Location, content.get("geo_uri"));
-    if let Some(loc) = content.get("m.location").or_else(|| content.get("org.matrix.msc3488.location")) {
+    if let Some(loc) = content
+        .get("m.location")
+        .or_else(|| content.get("org.matrix.msc3488.location"))
+    {
         push_str(out, Field::Location, loc.get("description"));
         push_str(out, Field::Location, loc.get("uri"));
     }
@@ -221,7 +231,11 @@ pub fn fields<'a>(event_type: &str, content: &'a Value) -> Vec<(Field, Cow<'a, s
             }
         }
         "m.room.member" => {
-            push_str(&mut out, Field::MemberDisplayName, content.get("displayname"));
+            push_str(
+                &mut out,
+                Field::MemberDisplayName,
+                content.get("displayname"),
+            );
             push_str(&mut out, Field::Reason, content.get("reason"));
         }
         "m.reaction" => {
@@ -229,13 +243,26 @@ pub fn fields<'a>(event_type: &str, content: &'a Value) -> Vec<(Field, Cow<'a, s
                 push_str(&mut out, Field::ReactionKey, rel.get("key"));
             }
         }
-        "m.presence" => push_str(&mut out, Field::PresenceStatusMsg, content.get("status_msg")),
-        "m.device_list_update" => push_str(&mut out, Field::DeviceDisplayName, content.get("device_display_name")),
+        "m.presence" => push_str(
+            &mut out,
+            Field::PresenceStatusMsg,
+            content.get("status_msg"),
+        ),
+        "m.device_list_update" => push_str(
+            &mut out,
+            Field::DeviceDisplayName,
+            content.get("device_display_name"),
+        ),
         _ => {
             push_message(&mut out, content, Field::Body, Field::FormattedBody);
             push_str(&mut out, Field::Reason, content.get("reason"));
             if let Some(nc) = content.get("m.new_content").filter(|v| v.is_object()) {
-                push_message(&mut out, nc, Field::NewContentBody, Field::NewContentFormattedBody);
+                push_message(
+                    &mut out,
+                    nc,
+                    Field::NewContentBody,
+                    Field::NewContentFormattedBody,
+                );
             }
         }
     }
@@ -254,7 +281,11 @@ pub fn edu_fields<'a>(edu_type: &str, content: &'a Value) -> Vec<(Field, Cow<'a,
                 }
             }
         }
-        "m.device_list_update" => push_str(&mut out, Field::DeviceDisplayName, content.get("device_display_name")),
+        "m.device_list_update" => push_str(
+            &mut out,
+            Field::DeviceDisplayName,
+            content.get("device_display_name"),
+        ),
         _ => {}
     }
     out
@@ -263,7 +294,11 @@ pub fn edu_fields<'a>(edu_type: &str, content: &'a Value) -> Vec<(Field, Cow<'a,
 /// Fields of a profile query response (`/_matrix/federation/v1/query/profile`).
 pub fn profile_fields(response: &Value) -> Vec<(Field, Cow<'_, str>)> {
     let mut out = Vec::new();
-    push_str(&mut out, Field::ProfileDisplayName, response.get("displayname"));
+    push_str(
+        &mut out,
+        Field::ProfileDisplayName,
+        response.get("displayname"),
+    );
     out
 }
 
@@ -272,7 +307,11 @@ pub fn directory_fields(entry: &Value) -> Vec<(Field, Cow<'_, str>)> {
     let mut out = Vec::new();
     push_str(&mut out, Field::DirectoryName, entry.get("name"));
     push_str(&mut out, Field::DirectoryTopic, entry.get("topic"));
-    push_str(&mut out, Field::DirectoryAlias, entry.get("canonical_alias"));
+    push_str(
+        &mut out,
+        Field::DirectoryAlias,
+        entry.get("canonical_alias"),
+    );
     out
 }
 
@@ -290,7 +329,11 @@ pub fn device_fields(devices: &Value) -> Vec<(Field, Cow<'_, str>)> {
             if let Value::Object(devs) = devs {
                 for d in devs.values() {
                     if let Some(u) = d.get("unsigned") {
-                        push_str(&mut out, Field::DeviceDisplayName, u.get("device_display_name"));
+                        push_str(
+                            &mut out,
+                            Field::DeviceDisplayName,
+                            u.get("device_display_name"),
+                        );
                     }
                 }
             }
@@ -299,121 +342,253 @@ pub fn device_fields(devices: &Value) -> Vec<(Field, Cow<'_, str>)> {
     out
 }
 
-/// HTML → text for scanning: tags removed (block elements and `<br>` become a newline, inline
-/// tags nothing, so `DE89<b></b>3704…` is read as one token), character references decoded,
-/// and the values of `href`, `title` and `alt` attributes appended after the text (a link can
-/// carry data the visible text does not). Comments are dropped. Never fails: malformed markup
-/// is read as text.
-pub fn html_to_text(html: &str) -> Cow<'_, str> {
-    if !html.contains(['<', '&']) {
-        return Cow::Borrowed(html);
-    }
-    let mut out = String::with_capacity(html.len());
-    let mut attrs = String::new();
-    let mut rest = html;
-    while let Some(i) = rest.find(['<', '&']) {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        if rest.starts_with('&') {
-            let (s, used) = decode_entity(rest);
-            match s {
-                Some(c) => out.push(c),
-                None => out.push('&'),
-            }
-            rest = &rest[used..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after.find("-->").map_or("", |j| &after[j + 3..]);
-            continue;
-        }
-        let Some(end) = rest.find('>') else {
-            out.push_str(rest);
-            rest = "";
-            break;
-        };
-        let tag = &rest[1..end];
-        rest = &rest[end + 1..];
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "br" | "p" | "div" | "li" | "ul" | "ol" | "tr" | "td" | "th" | "table" | "blockquote" | "pre"
-                | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "hr" | "mx-reply" | "details" | "summary"
-        ) && !out.ends_with('\n')
-            && !out.is_empty()
-        {
-            out.push('\n');
-        }
-        collect_attrs(tag, &mut attrs);
-    }
-    out.push_str(rest);
-    if !attrs.is_empty() {
-        out.push('\n');
-        out.push_str(&attrs);
-    }
-    Cow::Owned(out)
+/// One step of a JSON path.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-fn collect_attrs(tag: &str, attrs: &mut String) {
-    for name in ["href", "title", "alt"] {
-        let mut search = tag;
-        while let Some(i) = search.to_ascii_lowercase().find(name) {
-            let after = search[i + name.len()..].trim_start();
-            search = &search[i + name.len()..];
-            let Some(after) = after.strip_prefix('=') else { continue };
-            let after = after.trim_start();
-            let value = match after.chars().next() {
-                Some(q @ ('"' | '\'')) => after[1..].split(q).next().unwrap_or(""),
-                _ => after.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or(""),
-            };
-            if !value.is_empty() {
-                attrs.push_str(&html_to_text(value));
-                attrs.push('\n');
+/// What the walker reports: a string value, an object key, or a number (as written).
+enum Leaf<'a> {
+    Str(&'a str),
+    Key(&'a str),
+    Num(String),
+}
+
+/// Walk every string value, object key and number under `v` (depth first, object order),
+/// skipping string values listed in `known` (by address) and not descending into the keys
+/// named in `skip`.
+fn walk<'a>(
+    v: &'a Value,
+    known: &[(usize, usize)],
+    skip: &[&str],
+    path: &mut Vec<Seg<'a>>,
+    f: &mut dyn FnMut(&[Seg<'a>], Leaf<'a>),
+) {
+    match v {
+        Value::String(s) => {
+            if !known.contains(&(s.as_ptr() as usize, s.len())) {
+                f(path, Leaf::Str(s));
             }
         }
+        Value::Number(n) => f(path, Leaf::Num(n.to_string())),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                walk(x, known, skip, path, f);
+                path.pop();
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                path.push(Seg::Key(k));
+                f(path, Leaf::Key(k));
+                if !(path.len() == 1 && skip.contains(&k.as_str())) {
+                    walk(x, known, skip, path, f);
+                }
+                path.pop();
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
     }
 }
 
-/// Decode one character reference at the start of `s` (which starts with `&`). Returns the
-/// character (None: not a reference, emit `&`) and how many bytes were used.
-fn decode_entity(s: &str) -> (Option<char>, usize) {
-    let Some(semi) = s[..s.len().min(12)].find(';') else { return (None, 1) };
-    let name = &s[1..semi];
-    let c = if let Some(num) = name.strip_prefix('#') {
-        let v = if let Some(hex) = num.strip_prefix(['x', 'X']) {
-            u32::from_str_radix(hex, 16).ok()
-        } else {
-            num.parse::<u32>().ok()
+fn render_path(root: &str, path: &[Seg<'_>], key: bool) -> String {
+    let mut out = root.to_owned();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    if key {
+        out.push_str(" (key)");
+    }
+    out
+}
+
+/// A JSON tree walked into one blob field.
+#[derive(Debug)]
+struct Blob<'a> {
+    field: Field,
+    root: &'static str,
+    value: &'a Value,
+    skip: &'static [&'static str],
+}
+
+/// Every piece of text of one unit (event, EDU, to-device message) for the engine: the
+/// fields with their own names, and one *blob* per generic field (`content`, `unsigned`,
+/// `edu`) holding every other string value, object key and number of that tree, one per line.
+/// [`Texts::path_of`] names the JSON path of a match in a blob.
+#[derive(Debug)]
+pub struct Texts<'a> {
+    pub fields: Vec<(Field, Cow<'a, str>)>,
+    blobs: Vec<Blob<'a>>,
+    known: Vec<(usize, usize)>,
+}
+
+impl<'a> Texts<'a> {
+    fn new() -> Self {
+        Texts {
+            fields: Vec::new(),
+            blobs: Vec::new(),
+            known: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, field: Field, s: &'a str) {
+        if !s.is_empty() {
+            self.fields.push((field, Cow::Borrowed(s)));
+        }
+    }
+
+    /// Add the known fields `known` (already extracted, borrowed from `value`) and a blob of the
+    /// rest of `value`.
+    fn add_tree(
+        &mut self,
+        known: Vec<(Field, Cow<'a, str>)>,
+        field: Field,
+        root: &'static str,
+        value: &'a Value,
+        skip: &'static [&'static str],
+    ) {
+        for (_, t) in &known {
+            if let Cow::Borrowed(b) = t {
+                self.known.push((b.as_ptr() as usize, b.len()));
+            }
+        }
+        self.fields.extend(known);
+        let mut blob = String::new();
+        walk(value, &self.known, skip, &mut Vec::new(), &mut |_, leaf| {
+            if !blob.is_empty() {
+                blob.push('\n');
+            }
+            match leaf {
+                Leaf::Str(s) | Leaf::Key(s) => blob.push_str(s),
+                Leaf::Num(n) => blob.push_str(&n),
+            }
+        });
+        if !blob.is_empty() {
+            self.fields.push((field, Cow::Owned(blob)));
+            self.blobs.push(Blob {
+                field,
+                root,
+                value,
+                skip,
+            });
+        }
+    }
+
+    /// Where in the unit a match at `start` of field `field` lies: the field name, or for a
+    /// blob field the JSON path of the string, key or number (`content.foo.bar`,
+    /// `content.foo (key)`).
+    pub fn path_of(&self, field: Field, start: usize) -> String {
+        let Some(b) = self.blobs.iter().find(|b| b.field == field) else {
+            return field.as_str().to_owned();
         };
-        v.and_then(char::from_u32)
+        let mut at = 0usize;
+        let mut found = None;
+        walk(
+            b.value,
+            &self.known,
+            b.skip,
+            &mut Vec::new(),
+            &mut |path, leaf| {
+                if found.is_some() {
+                    return;
+                }
+                if at > 0 {
+                    at += 1;
+                }
+                let (len, key) = match &leaf {
+                    Leaf::Str(s) => (s.len(), false),
+                    Leaf::Key(s) => (s.len(), true),
+                    Leaf::Num(n) => (n.len(), false),
+                };
+                if start < at + len.max(1) {
+                    found = Some(render_path(b.root, path, key));
+                }
+                at += len;
+            },
+        );
+        found.unwrap_or_else(|| b.root.to_owned())
+    }
+}
+
+/// The parts of an event that carry text.
+#[derive(Debug, Clone, Copy)]
+pub struct EventParts<'a> {
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    /// Top-level `redacts` (room versions 1–10).
+    pub redacts: Option<&'a str>,
+    pub content: &'a Value,
+    pub unsigned: Option<&'a Value>,
+}
+
+impl<'a> EventParts<'a> {
+    /// The parts of an event given as JSON (`type`, `state_key`, `redacts`, `content`,
+    /// `unsigned`); a missing `content` reads as `null`.
+    pub fn of(event: &'a Value) -> EventParts<'a> {
+        const NULL: Value = Value::Null;
+        EventParts {
+            event_type: event.get("type").and_then(Value::as_str).unwrap_or(""),
+            state_key: event.get("state_key").and_then(Value::as_str),
+            redacts: event.get("redacts").and_then(Value::as_str),
+            content: event.get("content").unwrap_or(&NULL),
+            unsigned: event.get("unsigned"),
+        }
+    }
+}
+
+/// Every piece of text of an event: `type`, `state_key`, `redacts`, the known fields of its
+/// `content` (by type, see [`fields`]), every other string, key and number of `content`
+/// (field `content`) and of `unsigned` (field `unsigned`).
+pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
+    let mut t = Texts::new();
+    t.push(Field::EventType, ev.event_type);
+    if let Some(k) = ev.state_key {
+        t.push(Field::StateKey, k);
+    }
+    if let Some(r) = ev.redacts {
+        t.push(Field::Redacts, r);
+    }
+    t.add_tree(
+        fields(ev.event_type, ev.content),
+        Field::Content,
+        "content",
+        ev.content,
+        &[],
+    );
+    if let Some(u) = ev.unsigned {
+        t.add_tree(Vec::new(), Field::Unsigned, "unsigned", u, &[]);
+    }
+    t
+}
+
+/// Every piece of text of an EDU: its type, the known fields ([`edu_fields`]) and every other
+/// string, key and number of its content (field `edu`). The per-device messages of
+/// `m.direct_to_device` are not included: they are judged one by one as to-device messages.
+pub fn edu_texts<'a>(edu_type: &'a str, content: &'a Value) -> Texts<'a> {
+    let mut t = Texts::new();
+    t.push(Field::EventType, edu_type);
+    let skip: &'static [&'static str] = if edu_type == "m.direct_to_device" {
+        &["messages"]
     } else {
-        match name {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            "nbsp" => Some(' '),
-            "auml" => Some('ä'),
-            "ouml" => Some('ö'),
-            "uuml" => Some('ü'),
-            "Auml" => Some('Ä'),
-            "Ouml" => Some('Ö'),
-            "Uuml" => Some('Ü'),
-            "szlig" => Some('ß'),
-            "shy" => Some('\u{ad}'),
-            _ => None,
-        }
+        &[]
     };
-    match c {
-        Some(c) => (Some(c), semi + 1),
-        None => (None, 1),
-    }
+    t.add_tree(
+        edu_fields(edu_type, content),
+        Field::Edu,
+        "content",
+        content,
+        skip,
+    );
+    t
 }
 
 #[cfg(test)]
@@ -422,7 +597,9 @@ mod tests {
     use serde_json::json;
 
     fn names(v: &[(Field, Cow<'_, str>)]) -> Vec<(String, String)> {
-        v.iter().map(|(f, s)| (f.as_str().to_owned(), s.to_string())).collect()
+        v.iter()
+            .map(|(f, s)| (f.as_str().to_owned(), s.to_string()))
+            .collect()
     }
 
     #[test]
@@ -443,18 +620,45 @@ mod tests {
         });
         let f = names(&fields("m.room.message", &c));
         assert!(f.contains(&("body".into(), "* neu".into())));
-        assert!(f.contains(&("formatted_body".into(), "a&b\nDE8937\n".into())), "{f:?}");
+        assert!(
+            f.contains(&(
+                "formatted_body".into(),
+                "<p>a&amp;b</p><p>DE89<b></b>37</p>".into()
+            )),
+            "{f:?}"
+        );
         assert!(f.contains(&("new_content.body".into(), "IBAN DE89".into())));
-        assert!(f.contains(&("new_content.formatted_body".into(), "link\nhttps://x/?q=1\n".into())), "{f:?}");
+        assert!(
+            f.contains(&(
+                "new_content.formatted_body".into(),
+                "<a href=\"https://x/?q=1\">link</a>".into()
+            )),
+            "{f:?}"
+        );
     }
 
     #[test]
     fn state_events_and_polls() {
-        let f = names(&fields("m.room.topic", &json!({"topic": "Thema", "m.topic": [{"body": "<b>Thema</b>", "mimetype": "text/html"}]})));
-        assert_eq!(f, vec![("room.topic".into(), "Thema".into()), ("room.topic".into(), "Thema".into())]);
-        let f = names(&fields("m.room.canonical_alias", &json!({"alias": "#a:x", "alt_aliases": ["#b:x"]})));
+        let f = names(&fields(
+            "m.room.topic",
+            &json!({"topic": "Thema", "m.topic": [{"body": "<b>Thema</b>", "mimetype": "text/html"}]}),
+        ));
+        assert_eq!(
+            f,
+            vec![
+                ("room.topic".into(), "Thema".into()),
+                ("room.topic".into(), "<b>Thema</b>".into())
+            ]
+        );
+        let f = names(&fields(
+            "m.room.canonical_alias",
+            &json!({"alias": "#a:x", "alt_aliases": ["#b:x"]}),
+        ));
         assert_eq!(f.len(), 2);
-        let f = names(&fields("m.room.member", &json!({"membership": "join", "displayname": "Alice"})));
+        let f = names(&fields(
+            "m.room.member",
+            &json!({"membership": "join", "displayname": "Alice"}),
+        ));
         assert_eq!(f, vec![("member.displayname".into(), "Alice".into())]);
         let poll = json!({"org.matrix.msc3381.poll.start": {"question": {"org.matrix.msc1767.text": "Frage?"},
             "answers": [{"id": "a", "org.matrix.msc1767.text": "Ja"}, {"id": "b", "m.text": [{"body": "Nein"}]}]}});
@@ -462,28 +666,84 @@ mod tests {
         assert!(f.contains(&("poll.question".into(), "Frage?".into())));
         assert!(f.contains(&("poll.answer".into(), "Ja".into())));
         assert!(f.contains(&("poll.answer".into(), "Nein".into())));
-        let f = names(&fields("m.room.message", &json!({"msgtype": "m.location", "body": "Hier", "geo_uri": "geo:52.5,13.4"})));
+        let f = names(&fields(
+            "m.room.message",
+            &json!({"msgtype": "m.location", "body": "Hier", "geo_uri": "geo:52.5,13.4"}),
+        ));
         assert!(f.contains(&("location".into(), "geo:52.5,13.4".into())));
-        let f = names(&fields("m.room.message", &json!({"msgtype": "m.file", "body": "x", "filename": "Bericht_GEHEIM.pdf"})));
+        let f = names(&fields(
+            "m.room.message",
+            &json!({"msgtype": "m.file", "body": "x", "filename": "Bericht_GEHEIM.pdf"}),
+        ));
         assert!(f.contains(&("filename".into(), "Bericht_GEHEIM.pdf".into())));
     }
 
     #[test]
-    fn edus_and_responses() {
-        let f = names(&edu_fields("m.presence", &json!({"push": [{"user_id": "@a:x", "status_msg": "im Urlaub"}]})));
-        assert_eq!(f, vec![("presence.status_msg".into(), "im Urlaub".into())]);
-        let f = names(&profile_fields(&json!({"displayname": "Bob"})));
-        assert_eq!(f, vec![("profile.displayname".into(), "Bob".into())]);
-        let f = names(&directory_fields(&json!({"name": "N", "topic": "T", "canonical_alias": "#c:x"})));
-        assert_eq!(f.len(), 3);
-        let f = names(&device_fields(&json!({"devices": [{"device_id": "D", "display_name": "Laptop"}]})));
-        assert_eq!(f, vec![("device.display_name".into(), "Laptop".into())]);
+    fn every_string_key_and_number_is_scanned_with_its_path() {
+        let ev = json!({"type": "org.example.GEHEIM", "state_key": "sk", "content": {
+            "msgtype": "m.text", "body": "hallo", "x-custom": {"deep": ["a", {"GEHEIM-key": 4711}]}
+        }, "unsigned": {"note": "u"}});
+        let t = event_texts(EventParts::of(&ev));
+        let f = names(&t.fields);
+        assert!(f.contains(&("type".into(), "org.example.GEHEIM".into())));
+        assert!(f.contains(&("state_key".into(), "sk".into())));
+        assert!(f.contains(&("body".into(), "hallo".into())));
+        let blob = &f.iter().find(|(n, _)| n == "content").unwrap().1;
+        assert_eq!(
+            blob, "body\nmsgtype\nm.text\nx-custom\ndeep\na\nGEHEIM-key\n4711",
+            "known fields are not repeated"
+        );
+        let at = blob.find("GEHEIM").unwrap();
+        assert_eq!(
+            t.path_of(Field::Content, at),
+            "content.x-custom.deep[1].GEHEIM-key (key)"
+        );
+        assert_eq!(
+            t.path_of(Field::Content, blob.find("4711").unwrap()),
+            "content.x-custom.deep[1].GEHEIM-key"
+        );
+        assert_eq!(
+            t.path_of(Field::Content, blob.find("m.text").unwrap()),
+            "content.msgtype"
+        );
+        assert!(f.contains(&("unsigned".into(), "note\nu".into())));
+        assert_eq!(t.path_of(Field::Body, 0), "body");
     }
 
     #[test]
-    fn html_edge_cases() {
-        assert_eq!(html_to_text("a < b"), "a < b");
-        assert_eq!(html_to_text("&#x44;&#69;89 &unknown; <!-- x -->y"), "DE89 &unknown; y");
-        assert_eq!(html_to_text("plain"), "plain");
+    fn to_device_messages_are_not_part_of_the_edu_blob() {
+        let c = json!({"sender": "@a:x", "type": "m.room_key_request", "message_id": "m1",
+            "messages": {"@b:y": {"DEV": {"secret": "GEHEIM"}}}});
+        let t = edu_texts("m.direct_to_device", &c);
+        let blob = t
+            .fields
+            .iter()
+            .find(|(f, _)| *f == Field::Edu)
+            .unwrap()
+            .1
+            .to_string();
+        assert!(
+            !blob.contains("GEHEIM") && blob.contains("messages"),
+            "{blob}"
+        );
+    }
+
+    #[test]
+    fn edus_and_responses() {
+        let f = names(&edu_fields(
+            "m.presence",
+            &json!({"push": [{"user_id": "@a:x", "status_msg": "im Urlaub"}]}),
+        ));
+        assert_eq!(f, vec![("presence.status_msg".into(), "im Urlaub".into())]);
+        let f = names(&profile_fields(&json!({"displayname": "Bob"})));
+        assert_eq!(f, vec![("profile.displayname".into(), "Bob".into())]);
+        let f = names(&directory_fields(
+            &json!({"name": "N", "topic": "T", "canonical_alias": "#c:x"}),
+        ));
+        assert_eq!(f.len(), 3);
+        let f = names(&device_fields(
+            &json!({"devices": [{"device_id": "D", "display_name": "Laptop"}]}),
+        ));
+        assert_eq!(f, vec![("device.display_name".into(), "Laptop".into())]);
     }
 }

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::engine::{Engine, Outcome, ScanCtx};
-use super::fields::{edu_fields, Field};
+use super::fields::{EventParts, Field};
 use super::{Action, Mode};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
@@ -67,6 +67,7 @@ impl DlpPolicy {
                 mode = m.mode.as_str(),
                 action = m.action.as_str(),
                 field = m.field.as_str(),
+                path = m.path.as_deref().unwrap_or(""),
                 start = m.start,
                 end = m.end,
                 excerpt = %m.excerpt,
@@ -76,21 +77,33 @@ impl DlpPolicy {
         }
     }
 
-    fn scan_content(&self, ctx: &ExchangeCtx, what: &str, room_id: Option<&str>, sender: Option<&str>, event_type: &str, content: &RawValue) -> Outcome {
-        let value: Value = match serde_json::from_str(content.get()) {
-            Ok(v) => v,
+    /// Judge one event (PDU, non-PDU event, to-device message) with the engine's one
+    /// event scanner ([`Engine::scan_parts`], shared with `policy test` and `policy explain`).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_content(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &str,
+        room_id: Option<&str>,
+        sender: Option<&str>,
+        event_type: &str,
+        state_key: Option<&str>,
+        redacts: Option<&str>,
+        content: &RawValue,
+        unsigned: Option<&RawValue>,
+    ) -> Outcome {
+        let Ok(value) = serde_json::from_str::<Value>(content.get()) else {
             // Validated bodies are JSON; if this ever fails, nothing readable crosses.
-            Err(_) => return unreadable(),
+            return unreadable();
+        };
+        let unsigned = match unsigned.map(|u| serde_json::from_str::<Value>(u.get())) {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(_)) => return unreadable(),
         };
         let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id, sender, event_type };
-        let mut fields = super::fields::fields(event_type, &value);
-        if fields.is_empty() && event_type != "m.room.encrypted" {
-            // A type without known text fields (custom events, to-device messages of any
-            // type): every string in it is scanned as `body`, so custom types cannot carry
-            // text past the rules. Ciphertext is opaque and not scanned.
-            string_leaves(&value, &mut fields);
-        }
-        let out = self.engine.scan_fields(&sctx, &fields);
+        let parts = EventParts { event_type, state_key, redacts, content: &value, unsigned: unsigned.as_ref() };
+        let out = self.engine.scan_parts(&sctx, parts);
         self.record(ctx, what, &out);
         out
     }
@@ -122,16 +135,6 @@ impl DlpPolicy {
     }
 }
 
-/// Every string value (not key) under `v`, as `body`.
-fn string_leaves<'a>(v: &'a Value, out: &mut Vec<(Field, std::borrow::Cow<'a, str>)>) {
-    match v {
-        Value::String(s) => out.push((Field::Body, std::borrow::Cow::Borrowed(s.as_str()))),
-        Value::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
-        Value::Object(o) => o.values().for_each(|x| string_leaves(x, out)),
-        _ => {}
-    }
-}
-
 /// The outcome for content that cannot be read: fails closed as a redaction.
 fn unreadable() -> Outcome {
     Outcome { action: Action::Redact, ..Outcome::default() }
@@ -155,11 +158,31 @@ impl Policy for DlpPolicy {
         Decision::Allow
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let out = self.scan_content(ctx, "pdu", pdu.room_id.as_deref(), Some(&pdu.sender), &pdu.event_type, pdu.content);
+        let out = self.scan_content(
+            ctx,
+            "pdu",
+            pdu.room_id.as_deref(),
+            Some(&pdu.sender),
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        );
         Self::pdu_verdict(&out)
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
-        let out = self.scan_content(ctx, "event", event.room_id.as_deref(), Some(&event.sender), &event.event_type, event.content);
+        let out = self.scan_content(
+            ctx,
+            "event",
+            event.room_id.as_deref(),
+            Some(&event.sender),
+            &event.event_type,
+            event.state_key.as_deref(),
+            None,
+            event.content,
+            None,
+        );
         Self::pdu_verdict(&out)
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
@@ -167,12 +190,8 @@ impl Policy for DlpPolicy {
             Ok(v) => v,
             Err(_) => return EduVerdict::Drop { rule: "dlp:unreadable".into() },
         };
-        let fields = edu_fields(&edu.edu_type, &value);
-        if fields.is_empty() {
-            return EduVerdict::Allow;
-        }
         let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: &edu.edu_type };
-        let out = self.engine.scan_fields(&sctx, &fields);
+        let out = self.engine.scan_edu(&sctx, &edu.edu_type, &value);
         self.record(ctx, "edu", &out);
         match Self::removes(&out) {
             Some(rule) => EduVerdict::Drop { rule },
@@ -194,7 +213,7 @@ impl Policy for DlpPolicy {
     }
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         let event_type = msg.event_type.as_deref().unwrap_or("");
-        let out = self.scan_content(ctx, "to_device", None, msg.sender.as_deref(), event_type, msg.content);
+        let out = self.scan_content(ctx, "to_device", None, msg.sender.as_deref(), event_type, None, None, msg.content, None);
         match Self::removes(&out) {
             Some(rule) => EduVerdict::Drop { rule },
             None => EduVerdict::Allow,

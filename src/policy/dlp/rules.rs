@@ -27,6 +27,7 @@
 //! | DLP015 | no rule files (`*.toml`) in the directory |
 //! | DLP016 | number out of range |
 //! | DLP017 | rule set too large to compile |
+//! | DLP018 | pattern or keyword that normalised text never contains (invisible, control or combining characters) |
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -251,6 +252,8 @@ pub struct RuleDef {
     pub case_sensitive: bool,
     pub fold_diacritics: bool,
     pub whole_word: bool,
+    /// Also match look-alike letters (Unicode TS #39 confusables, see `crate::text`).
+    pub confusables: bool,
     pub validator: Option<Validator>,
     pub confidence: f32,
     pub threshold: f32,
@@ -291,6 +294,12 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::bytes::Regex, String
             .map(str::to_owned)
             .unwrap_or_else(|| s.replace('\n', " "))
     })
+}
+
+/// The first character of `s` that normalised text never contains (removed controls and
+/// invisible characters, combining marks), if any.
+fn never_in_normalized(s: &str) -> Option<char> {
+    s.chars().find(|&c| crate::text::is_removed(c) || unicode_normalization::char::is_combining_mark(c))
 }
 
 type Span = Option<Range<usize>>;
@@ -642,14 +651,27 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     });
     let action = t.string(p, "action", true).and_then(|(s, span)| parse_action(p, &s, &span, "action"));
 
-    let regex = t.strings(p, "regex", true);
-    for (pat, span) in &regex {
+    // Patterns and keywords go through the text pipeline: they are matched against
+    // normalised text, so they are compiled in normalised form (`FÜR` → `FUR`), and a
+    // character normalised text never contains is an error.
+    let mut regex = t.strings(p, "regex", true);
+    for (pat, span) in &mut regex {
+        if let Some(c) = never_in_normalized(pat) {
+            p.err("DLP018", span, format!("pattern contains U+{:04X}, which normalised text never contains", c as u32));
+            continue;
+        }
+        *pat = crate::text::normalize(pat).into_owned();
         if let Err(e) = compile_regex(pat) {
             p.err("DLP007", span, format!("invalid regex: {e}"));
         }
     }
-    let keywords = t.strings(p, "keywords", false);
-    for (k, span) in &keywords {
+    let mut keywords = t.strings(p, "keywords", false);
+    for (k, span) in &mut keywords {
+        if let Some(c) = never_in_normalized(k) {
+            p.err("DLP018", span, format!("keyword contains U+{:04X}, which normalised text never contains", c as u32));
+            continue;
+        }
+        *k = crate::text::normalize(k).into_owned();
         if k.trim().is_empty() {
             p.err("DLP005", span, "empty keyword");
         }
@@ -665,6 +687,7 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     }
     let fold_diacritics = fold.unwrap_or(!case_sensitive);
     let whole_word = t.boolean(p, "whole_word").unwrap_or(true);
+    let confusables = t.boolean(p, "confusables").unwrap_or(false);
     let validator = t.string(p, "validator", false).and_then(|(s, span)| {
         let v = s.parse::<Validator>().ok();
         if v.is_none() {
@@ -804,6 +827,7 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         case_sensitive,
         fold_diacritics,
         whole_word,
+        confusables,
         validator,
         confidence,
         threshold,

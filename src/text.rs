@@ -1,0 +1,335 @@
+//! The one text pipeline: how the guard reads a string before any rule sees it.
+//!
+//! Every layer that judges text (the DLP engine, the config's keyword rules, label markings)
+//! matches on the *views* of a string that this module produces, in the form a reader on the
+//! other side would see it — never on the raw bytes alone.
+//!
+//! # Views
+//!
+//! 1. **Normalised text** ([`normalize_into`]), always:
+//!    * controls are removed (C0 and C1, also ASCII ones such as NUL or ESC), except tab, line
+//!      feed and carriage return, which stay as they are;
+//!    * default-ignorable and format code points are removed: zero-width space/joiners, soft
+//!      hyphen, word joiner and the other invisible operators, bidi controls (U+202A–U+202E,
+//!      U+2066–U+2069, U+061C, U+200E/F), variation selectors, tag characters, Hangul fillers,
+//!      the BOM, and every other character of General_Category `Cf`;
+//!    * compatibility decomposition (NFKD: fullwidth forms, mathematical alphanumerics,
+//!      ligatures, circled and superscript letters become their plain letters), then every
+//!      combining mark (General_Category `M`) is removed — `GEHEİM`, `Ǵ`, `ü` read as `GEHEIM`,
+//!      `G`, `u`;
+//!    * space separators (NBSP, thin and ideographic spaces, …) become U+0020, line and
+//!      paragraph separators a line feed.
+//!
+//!    Rules are compiled through the same function, so a rule literal `FÜR` matches `FUR`,
+//!    `FÜR`, `F&Uuml;R` or `ＦÜＲ` alike. Case is untouched here: case sensitivity stays a
+//!    per-rule choice.
+//! 2. **HTML** ([`html`]): a string that contains `&` or `<` is also read as HTML with a WHATWG
+//!    tokenizer (html5gum: every named character reference including the legacy ones without
+//!    `;`, numeric references of any length), giving two more views, each normalised as above:
+//!    the *rendered text* (text tokens with references decoded; block elements and `<br>`
+//!    become line breaks, inline tags nothing, so `GEH<b>EIM</b>` reads `GEHEIM`) and the
+//!    *markup* (comments, tag names, attribute names and values, doctype fields — everything
+//!    that is not rendered text — one item per line).
+//! 3. **Confusables** ([`confusables`]), for rules that ask for them: every non-ASCII letter
+//!    whose Unicode TS #39 skeleton equals that of an ASCII letter is replaced by that letter
+//!    (Cyrillic `Е` → `E`, Greek `Ι` → `I`), on each of the views above.
+//!
+//! # Spans
+//!
+//! Each byte of a view knows the byte range of the original string it came from
+//! ([`View::original`]), so a match in any view is reported as a span of the original bytes
+//! (for `policy explain` and masked excerpts). A character that expands (`ﬁ` → `fi`) maps every
+//! output byte to the whole character; in HTML text, a run that contained a character
+//! reference maps to the whole run.
+//!
+//! # Fast path
+//!
+//! A string of printable ASCII (plus tab, line feed, carriage return) without `&` or `<` is
+//! its own normalised form and has no other view: [`Views::build`] then copies nothing.
+//!
+//! # Known limits
+//!
+//! Text spread out by the writer (`G E H E I M`, one letter per line or per message), text in
+//! images, leetspeak digits (`GEHE1M`) and homoglyphs made of several characters are not
+//! undone. See `docs/scanning.md`.
+pub mod confusables;
+pub mod html;
+
+use std::borrow::Cow;
+
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// Which reading of a string a view is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewKind {
+    /// The string itself, normalised.
+    Text,
+    /// The string read as HTML: rendered text, normalised.
+    HtmlText,
+    /// The string read as HTML: comments, tag and attribute names, attribute values.
+    HtmlMarkup,
+}
+
+impl ViewKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewKind::Text => "text",
+            ViewKind::HtmlText => "html_text",
+            ViewKind::HtmlMarkup => "html_markup",
+        }
+    }
+}
+
+/// One view of a string: text plus, per byte, the original byte range it came from.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub kind: ViewKind,
+    /// The confusables mapping was applied.
+    pub confusable: bool,
+    pub text: String,
+    /// Per byte of `text`: `(start, end)` in the original; empty when the view is the
+    /// original itself (identity).
+    map: Vec<(u32, u32)>,
+}
+
+impl View {
+    fn new(kind: ViewKind) -> View {
+        View {
+            kind,
+            confusable: false,
+            text: String::new(),
+            map: Vec::new(),
+        }
+    }
+
+    /// The original byte span of the view span `start..end` (`start < end`).
+    pub fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        if self.map.is_empty() || start >= end {
+            return (start, end);
+        }
+        let s = self.map[start.min(self.map.len() - 1)].0;
+        let e = self.map[(end - 1).min(self.map.len() - 1)].1;
+        (s as usize, e.max(s) as usize)
+    }
+
+    /// Is the view the original string, byte for byte?
+    pub fn is_identity(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Does `s` need anything of the pipeline (non-ASCII, controls)? `false` means `s` is its
+/// own normalised form.
+#[inline]
+pub fn needs_normalizing(s: &str) -> bool {
+    s.bytes()
+        .any(|b| !(0x20..0x7f).contains(&b) && !matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+/// Does `s` also need reading as HTML?
+#[inline]
+pub fn looks_like_html(s: &str) -> bool {
+    memchr::memchr2(b'&', b'<', s.as_bytes()).is_some()
+}
+
+/// Characters the pipeline removes outright (besides combining marks).
+pub fn is_removed(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r');
+    }
+    matches!(c,
+        '\u{80}'..='\u{9f}'          // C1 controls
+        | '\u{ad}'                   // soft hyphen
+        | '\u{34f}'                  // combining grapheme joiner
+        | '\u{61c}'                  // Arabic letter mark
+        | '\u{115f}' | '\u{1160}'    // Hangul fillers
+        | '\u{17b4}' | '\u{17b5}'    // Khmer inherent vowels
+        | '\u{180b}'..='\u{180f}'    // Mongolian variation selectors, vowel separator
+        | '\u{200b}'..='\u{200f}'    // zero-width space/non-joiner/joiner, LRM, RLM
+        | '\u{202a}'..='\u{202e}'    // bidi embeddings and overrides
+        | '\u{2060}'..='\u{206f}'    // word joiner, invisible operators, bidi isolates, deprecated format
+        | '\u{3164}'                 // Hangul filler
+        | '\u{fe00}'..='\u{fe0f}'    // variation selectors
+        | '\u{feff}'                 // BOM / zero-width no-break space
+        | '\u{ffa0}'                 // halfwidth Hangul filler
+        | '\u{fff0}'..='\u{fff8}'    // unassigned specials
+        | '\u{1bca0}'..='\u{1bca3}'  // shorthand format controls
+        | '\u{1d173}'..='\u{1d17a}'  // musical format controls
+        | '\u{e0000}'..='\u{e0fff}'  // tags, variation selectors supplement
+    ) || matches!(
+        c.general_category(),
+        GeneralCategory::Format | GeneralCategory::Control
+    )
+}
+
+/// Push the normalised form of `c` (original span `span`) to `out`/`map`.
+#[inline]
+fn push_normalized(c: char, span: (u32, u32), out: &mut String, map: &mut Vec<(u32, u32)>) {
+    let put = |d: char, out: &mut String, map: &mut Vec<(u32, u32)>| {
+        let before = out.len();
+        out.push(d);
+        map.extend(std::iter::repeat_n(span, out.len() - before));
+    };
+    if c.is_ascii() {
+        if !is_removed(c) {
+            put(c, out, map);
+        }
+        return;
+    }
+    if is_removed(c) {
+        return;
+    }
+    match c.general_category() {
+        GeneralCategory::SpaceSeparator => return put(' ', out, map),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            return put('\n', out, map)
+        }
+        _ => {}
+    }
+    decompose_compatible(c, |d| {
+        if d.is_ascii() {
+            if !is_removed(d) {
+                put(d, out, map);
+            }
+        } else if !is_combining_mark(d) && !is_removed(d) {
+            match d.general_category() {
+                GeneralCategory::SpaceSeparator => put(' ', out, map),
+                _ => put(d, out, map),
+            }
+        }
+    });
+}
+
+/// Normalise `src` into `out` (cleared first), with `map` the original span of every output
+/// byte. `base` maps `src` itself to an earlier original (empty: `src` is the original).
+pub fn normalize_into(src: &str, base: &[(u32, u32)], out: &mut String, map: &mut Vec<(u32, u32)>) {
+    out.clear();
+    map.clear();
+    out.reserve(src.len());
+    map.reserve(src.len());
+    let bytes = src.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Copy runs of printable ASCII in one go.
+        let run = bytes[i..]
+            .iter()
+            .position(|&b| !(0x20..0x7f).contains(&b) && !matches!(b, b'\t' | b'\n' | b'\r'))
+            .unwrap_or(bytes.len() - i);
+        if run > 0 {
+            out.push_str(&src[i..i + run]);
+            if base.is_empty() {
+                map.extend((i..i + run).map(|k| (k as u32, k as u32 + 1)));
+            } else {
+                map.extend_from_slice(&base[i..i + run]);
+            }
+            i += run;
+            if i >= bytes.len() {
+                break;
+            }
+        }
+        let c = src[i..].chars().next().expect("char boundary");
+        let len = c.len_utf8();
+        let span = if base.is_empty() {
+            (i as u32, (i + len) as u32)
+        } else {
+            (base[i].0, base[i + len - 1].1)
+        };
+        push_normalized(c, span, out, map);
+        i += len;
+    }
+}
+
+/// The normalised form of `s` (rule literals and patterns are compiled through this).
+pub fn normalize(s: &str) -> Cow<'_, str> {
+    if !needs_normalizing(s) {
+        return Cow::Borrowed(s);
+    }
+    let (mut out, mut map) = (String::new(), Vec::new());
+    normalize_into(s, &[], &mut out, &mut map);
+    Cow::Owned(out)
+}
+
+/// The views of one string, built into reusable buffers.
+#[derive(Debug, Default)]
+pub struct Views {
+    views: Vec<View>,
+    used: usize,
+    scratch: String,
+    scratch_map: Vec<(u32, u32)>,
+}
+
+impl Views {
+    pub fn new() -> Views {
+        Views::default()
+    }
+
+    fn slot(&mut self, kind: ViewKind) -> usize {
+        if self.used == self.views.len() {
+            self.views.push(View::new(kind));
+        }
+        let v = &mut self.views[self.used];
+        v.kind = kind;
+        v.confusable = false;
+        v.text.clear();
+        v.map.clear();
+        self.used += 1;
+        self.used - 1
+    }
+
+    /// Build the views of `s`: the normalised text, plus the HTML views when `s` contains
+    /// `&` or `<`, plus (with `confusables`) the confusables-mapped form of each view where it
+    /// differs. Returns them (valid until the next `build`).
+    pub fn build(&mut self, s: &str, confusables: bool) -> &[View] {
+        self.used = 0;
+        let i = self.slot(ViewKind::Text);
+        if needs_normalizing(s) {
+            let v = &mut self.views[i];
+            normalize_into(s, &[], &mut v.text, &mut v.map);
+        } else {
+            self.views[i].text.push_str(s);
+        }
+        if looks_like_html(s) {
+            let t = self.slot(ViewKind::HtmlText);
+            let m = self.slot(ViewKind::HtmlMarkup);
+            let (a, b) = self.views.split_at_mut(m);
+            html::render(
+                s,
+                &mut a[t],
+                &mut b[0],
+                &mut self.scratch,
+                &mut self.scratch_map,
+            );
+        }
+        if confusables {
+            let n = self.used;
+            for k in 0..n {
+                if !confusables::has_mapped(&self.views[k].text) {
+                    continue;
+                }
+                let j = self.slot(self.views[k].kind);
+                let (a, b) = self.views.split_at_mut(j);
+                confusables::map_view(&a[k], &mut b[0]);
+            }
+        }
+        &self.views[..self.used]
+    }
+}
+
+/// Normalise an already built view in place (used by the HTML reader): `view.text` with its
+/// map becomes its normalised form.
+pub(crate) fn normalize_view(
+    view: &mut View,
+    scratch: &mut String,
+    scratch_map: &mut Vec<(u32, u32)>,
+) {
+    if !needs_normalizing(&view.text) {
+        return;
+    }
+    normalize_into(&view.text, &view.map, scratch, scratch_map);
+    std::mem::swap(&mut view.text, scratch);
+    std::mem::swap(&mut view.map, scratch_map);
+}
+
+#[cfg(test)]
+mod tests;

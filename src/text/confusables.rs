@@ -1,0 +1,144 @@
+//! Look-alike letters (Unicode TS #39 confusables), for the rules that ask for them.
+//!
+//! The table maps every non-ASCII character whose TS #39 *skeleton* (from the
+//! `unicode-security` crate, combining marks removed) equals the skeleton of a printable ASCII
+//! character to that ASCII character: Cyrillic `Е`, Greek `Ε` and the like become `E`. Where
+//! several ASCII characters share a skeleton (`I`, `l`, `1`, `|` all have the skeleton `l`),
+//! the one of the same kind is chosen: an upper-case letter for an upper-case look-alike, a
+//! lower-case letter for a lower-case one, a digit for a digit, so a case-sensitive rule for
+//! `GEHEIM` still matches `GEHEΙM` with a Greek capital iota.
+//!
+//! Only non-ASCII characters are mapped: ASCII text and ASCII rule patterns are untouched, so
+//! the mapping works for regular expressions and keywords alike. The table is built once per
+//! process on first use (a few tens of milliseconds).
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use unicode_normalization::char::is_combining_mark;
+
+use super::View;
+
+fn skeleton(c: char) -> String {
+    let mut buf = [0u8; 4];
+    unicode_security::skeleton(c.encode_utf8(&mut buf))
+        .filter(|d| !is_combining_mark(*d))
+        .collect()
+}
+
+/// Rank of an ASCII candidate for a look-alike `c` (lower is better).
+fn rank(c: char, a: char) -> u8 {
+    let same = (c.is_uppercase() && a.is_ascii_uppercase())
+        || (c.is_lowercase() && a.is_ascii_lowercase())
+        || (c.is_numeric() && a.is_ascii_digit());
+    match (same, a.is_ascii_alphanumeric()) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    }
+}
+
+fn build() -> Vec<(char, char)> {
+    let mut by_skeleton: HashMap<String, Vec<char>> = HashMap::new();
+    for a in (0x21u8..0x7f).map(char::from) {
+        by_skeleton.entry(skeleton(a)).or_default().push(a);
+    }
+    let mut table = Vec::new();
+    for cp in 0x80u32..=0x1_ffff {
+        let Some(c) = char::from_u32(cp) else {
+            continue;
+        };
+        if super::is_removed(c) || is_combining_mark(c) || c.is_whitespace() {
+            continue;
+        }
+        let s = skeleton(c);
+        if s.len() > 4 {
+            continue;
+        }
+        if let Some(cands) = by_skeleton.get(&s) {
+            let best = cands
+                .iter()
+                .copied()
+                .min_by_key(|&a| rank(c, a))
+                .expect("non-empty");
+            table.push((c, best));
+        }
+    }
+    table
+}
+
+fn table() -> &'static [(char, char)] {
+    static TABLE: OnceLock<Vec<(char, char)>> = OnceLock::new();
+    TABLE.get_or_init(build)
+}
+
+/// The ASCII look-alike of `c`, if it has one.
+pub fn prototype(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return None;
+    }
+    let t = table();
+    t.binary_search_by_key(&c, |e| e.0).ok().map(|i| t[i].1)
+}
+
+/// Does `s` contain a character the table maps?
+pub fn has_mapped(s: &str) -> bool {
+    !s.is_ascii() && s.chars().any(|c| prototype(c).is_some())
+}
+
+/// Map every character of `s` that has an ASCII look-alike (for rule literals).
+pub fn map_str(s: &str) -> String {
+    s.chars().map(|c| prototype(c).unwrap_or(c)).collect()
+}
+
+/// `out` becomes `src` with every mapped character replaced; spans still lead to the
+/// original.
+pub(super) fn map_view(src: &View, out: &mut View) {
+    out.kind = src.kind;
+    out.confusable = true;
+    out.text.clear();
+    out.map.clear();
+    for (i, c) in src.text.char_indices() {
+        let d = prototype(c).unwrap_or(c);
+        let before = out.text.len();
+        out.text.push(d);
+        let span = if src.map.is_empty() {
+            (i as u32, (i + c.len_utf8()) as u32)
+        } else {
+            (src.map[i].0, src.map[i + c.len_utf8() - 1].1)
+        };
+        out.map
+            .extend(std::iter::repeat_n(span, out.text.len() - before));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alikes_map_to_ascii_of_the_same_kind() {
+        assert_eq!(prototype('\u{415}'), Some('E'), "Cyrillic capital IE");
+        assert_eq!(prototype('\u{435}'), Some('e'), "Cyrillic small ie");
+        assert_eq!(prototype('\u{399}'), Some('I'), "Greek capital iota");
+        assert_eq!(prototype('\u{41c}'), Some('M'), "Cyrillic capital em");
+        assert_eq!(prototype('\u{397}'), Some('H'), "Greek capital eta");
+        assert_eq!(prototype('\u{41d}'), Some('H'), "Cyrillic capital en");
+        assert_eq!(prototype('G'), None, "ASCII is never mapped");
+        assert_eq!(prototype('ß'), None);
+        assert_eq!(map_str("G\u{415}H\u{415}\u{406}\u{41c}"), "GEHEIM");
+    }
+
+    #[test]
+    fn spans_survive_mapping() {
+        let src = View {
+            kind: super::super::ViewKind::Text,
+            confusable: false,
+            text: "x \u{415}y".into(),
+            map: Vec::new(),
+        };
+        let mut out = View::new(super::super::ViewKind::Text);
+        map_view(&src, &mut out);
+        assert_eq!(out.text, "x Ey");
+        assert_eq!(out.original(2, 3), (2, 4));
+    }
+}
