@@ -1,8 +1,8 @@
 //! End-to-end: what redaction keeps is judged, and the room is paused (real Synapse).
 //!
-//! On the lab (shipped DLP rules, `marking.geheim`): alice on hs1 creates a room of version 11
-//! whose `m.room.create` content carries `GEHEIM` — v11 redaction keeps all of the create
-//! content, so redacting it does not help. She invites bob on hs2:
+//! On the lab (shipped DLP rules, `marking.geheim`): alice on hs1 creates rooms of version 11
+//! and 12 whose `m.room.create` content carries `GEHEIM` — v11+ redaction keeps all of the
+//! create content, so redacting it does not help. She invites bob on hs2:
 //! - the invite (with the create event in its stripped state) does not cross; the room is
 //!   paused towards hs2 (metric, log, `grenzwacht rooms list`); bob's attempt to join by room id
 //!   is answered 404 by the guard;
@@ -226,58 +226,64 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
         .unwrap();
     assert_eq!(paused_gauge(&info, "outbound").await, 0.0);
 
-    // A v11 room whose create content carries the marking (a known field and a custom key).
+    // Rooms of version 11 and 12 whose create content carries the marking (a known field and
+    // a custom key): redaction keeps all of it in both versions.
     let tag = common::marker("gwpause");
-    let room = alice
-        .create_room(&json!({
-            "preset": "public_chat", "room_version": "11", "name": "Lage",
-            "creation_content": {"body": format!("Einstufung: GEHEIM {tag}"), "org.example.classification": format!("GEHEIM {tag}")}
-        }))
-        .await
-        .expect("create the marked room");
-    // The invite carries the create event in its stripped state: it does not cross.
-    let invited = alice.invite(&room, &bob.user_id).await;
-    assert!(invited.is_err(), "the invite must not reach hs2");
-    assert_eq!(
-        paused_gauge(&info, "outbound").await,
-        1.0,
-        "the guard reports the room paused"
-    );
+    let mut rooms = Vec::new();
+    for version in ["11", "12"] {
+        let room = alice
+            .create_room(&json!({
+                "preset": "public_chat", "room_version": version, "name": format!("Lage v{version}"),
+                "creation_content": {"body": format!("Einstufung: GEHEIM {tag}"), "org.example.classification": format!("GEHEIM {tag}")}
+            }))
+            .await
+            .expect("create the marked room");
+        // The invite carries the create event in its stripped state: it does not cross.
+        let invited = alice.invite(&room, &bob.user_id).await;
+        assert!(invited.is_err(), "v{version}: the invite must not reach hs2");
+        rooms.push(room);
+        assert_eq!(
+            paused_gauge(&info, "outbound").await,
+            rooms.len() as f64,
+            "v{version}: the guard reports the room paused"
+        );
+    }
     let (code, out, err) = rooms_cli(&info, &["list"]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.lines().any(|l| l.starts_with("outbound\t")
-            && l.contains(&room)
-            && l.contains("redaction_kept")
-            && l.contains("marking.geheim")),
-        "rooms list: {out}"
-    );
+    for room in &rooms {
+        assert!(
+            out.lines().any(|l| l.starts_with("outbound\t")
+                && l.contains(room.as_str())
+                && l.contains("redaction_kept")
+                && l.contains("marking.geheim")),
+            "rooms list: {out}"
+        );
+    }
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(log.contains("room paused"), "guard log shows the pause");
     assert!(!log.contains(&tag), "the marked value is never logged");
 
     // Bob asks to join by room id: the guard answers hs2's make_join with 404.
-    assert!(
-        bob.join(&room, &[&hs1.server_name]).await.is_err(),
-        "bob cannot join the paused room"
-    );
+    for room in &rooms {
+        assert!(
+            bob.join(room, &[&hs1.server_name]).await.is_err(),
+            "bob cannot join the paused room"
+        );
+    }
 
     // A conversation in another room goes on.
     let clean = conversation(&alice, &bob, &hs1.server_name, None, "before restart").await;
 
     // The marking is nowhere on hs2.
-    assert!(!bob
-        .invited_rooms()
-        .await
-        .unwrap_or_default()
-        .contains(&room));
+    let invited = bob.invited_rooms().await.unwrap_or_default();
     let sync = sync_text(&bob).await;
-    assert!(
-        !sync.contains(&tag) && !sync.contains(&room),
-        "bob's sync: {sync}"
-    );
-    let state = state_text(&bob, &room).await;
-    assert!(!state.contains(&tag), "room state at hs2: {state}");
+    assert!(!sync.contains(&tag), "bob's sync: {sync}");
+    for room in &rooms {
+        assert!(!invited.contains(room));
+        assert!(!sync.contains(room.as_str()), "bob's sync: {sync}");
+        let state = state_text(&bob, room).await;
+        assert!(!state.contains(&tag), "room state at hs2: {state}");
+    }
     let hs2_dir = Path::new(&hs2.config)
         .parent()
         .expect("hs2 dir")
@@ -292,31 +298,36 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     restart_guard(&info).await;
     let (code, out, _) = rooms_cli(&info, &["list"]);
     assert_eq!(code, 0);
-    assert!(out.contains(&room), "still paused after restart: {out}");
-    assert_eq!(paused_gauge(&info, "outbound").await, 1.0);
-    assert!(
-        bob.join(&room, &[&hs1.server_name]).await.is_err(),
-        "still no join after restart"
-    );
+    for room in &rooms {
+        assert!(out.contains(room.as_str()), "still paused after restart: {out}");
+        assert!(
+            bob.join(room, &[&hs1.server_name]).await.is_err(),
+            "still no join after restart"
+        );
+    }
+    assert_eq!(paused_gauge(&info, "outbound").await, 2.0);
     conversation(&alice, &bob, &hs1.server_name, Some(clean), "after restart").await;
 
-    // The operator lifts it while the guard runs.
-    let (code, out, err) = rooms_cli(&info, &["resume", &room]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("lifted\toutbound\t"), "{out}");
-    assert!(
-        err.contains("room pause lifted"),
-        "the CLI logs the lift: {err}"
-    );
-    let (code, _, _) = rooms_cli(&info, &["resume", &room]);
-    assert_eq!(code, 1, "a room that is not paused");
+    // The operator lifts the pauses while the guard runs.
+    for room in &rooms {
+        let (code, out, err) = rooms_cli(&info, &["resume", room]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("lifted\toutbound\t"), "{out}");
+        assert!(
+            err.contains("room pause lifted"),
+            "the CLI logs the lift: {err}"
+        );
+        let (code, _, _) = rooms_cli(&info, &["resume", room]);
+        assert_eq!(code, 1, "a room that is not paused");
+    }
     wait_until(
-        "the guard notices the lifted pause",
+        "the guard notices the lifted pauses",
         Duration::from_secs(10),
         || async {
             let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
             Ok(
-                (log.contains("room pause lifted") && paused_gauge(&info, "outbound").await == 0.0)
+                (log.matches("room pause lifted").count() >= 2
+                    && paused_gauge(&info, "outbound").await == 0.0)
                     .then_some(()),
             )
         },
@@ -325,6 +336,6 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     .expect("lift noticed");
     let (_, out, _) = rooms_cli(&info, &["list"]);
     assert!(out.trim().is_empty(), "rooms list after resume: {out}");
-    // Still nothing of the room on hs2.
+    // Still nothing of the rooms on hs2.
     assert_eq!(files_containing(&hs2_dir, &tag), Vec::<String>::new());
 }

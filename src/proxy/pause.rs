@@ -62,13 +62,40 @@ fn parse_direction(s: &str) -> Option<Direction> {
     }
 }
 
+/// The paused rooms of each direction.
+#[derive(Default, PartialEq, Eq)]
+struct Set {
+    inbound: HashSet<String>,
+    outbound: HashSet<String>,
+}
+
+impl Set {
+    fn of(&self, d: Direction) -> &HashSet<String> {
+        match d {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+    fn of_mut(&mut self, d: Direction) -> &mut HashSet<String> {
+        match d {
+            Direction::Inbound => &mut self.inbound,
+            Direction::Outbound => &mut self.outbound,
+        }
+    }
+}
+
 struct State {
     /// `None` until the set was read from the store once (unknown: everything counts as paused).
-    set: Option<HashSet<(Direction, String)>>,
+    set: Option<Set>,
+    /// Pauses the store refused to write: held in memory for the life of the process.
+    unsaved: Vec<(Direction, String)>,
     data_version: Option<i64>,
 }
 
 /// The paused rooms: the store's `room_pauses` table with an in-memory copy for the hot path.
+///
+/// Reads and writes of the table happen under the state's write lock, so a reload never
+/// loses a pause written at the same time.
 pub struct Pauses {
     store: Store,
     state: RwLock<State>,
@@ -82,6 +109,7 @@ impl Pauses {
             store,
             state: RwLock::new(State {
                 set: None,
+                unsaved: Vec::new(),
                 data_version: None,
             }),
             last_check: Mutex::new(None),
@@ -101,6 +129,12 @@ impl Pauses {
             }
             *last = Some(Instant::now());
         }
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        self.reload_if_changed(&mut st);
+    }
+
+    /// Reloads the set if the file's `data_version` moved (or it was never read).
+    fn reload_if_changed(&self, st: &mut State) {
         let version = match self.store.data_version() {
             Ok(v) => v,
             Err(e) => {
@@ -108,19 +142,9 @@ impl Pauses {
                 return;
             }
         };
-        if self
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .data_version
-            == Some(version)
-        {
+        if st.set.is_some() && st.data_version == Some(version) {
             return;
         }
-        self.reload(version);
-    }
-
-    fn reload(&self, version: i64) {
         let rows = match self.store.room_pauses() {
             Ok(r) => r,
             Err(e) => {
@@ -129,17 +153,23 @@ impl Pauses {
                 return;
             }
         };
-        let new: HashSet<(Direction, String)> = rows
-            .iter()
-            .filter_map(|p| Some((parse_direction(&p.direction)?, p.room_id.clone())))
-            .collect();
-        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(old) = &st.set {
-            for (d, room) in old.difference(&new) {
-                tracing::warn!(direction = d.as_str(), room = %room, "room pause lifted (by another process)");
+        let mut new = Set::default();
+        for p in &rows {
+            if let Some(d) = parse_direction(&p.direction) {
+                new.of_mut(d).insert(p.room_id.clone());
             }
-            for (d, room) in new.difference(old) {
-                tracing::warn!(direction = d.as_str(), room = %room, "room paused (by another process)");
+        }
+        for (d, room) in &st.unsaved {
+            new.of_mut(*d).insert(room.clone());
+        }
+        if let Some(old) = &st.set {
+            for d in [Direction::Inbound, Direction::Outbound] {
+                for room in old.of(d).difference(new.of(d)) {
+                    tracing::warn!(direction = d.as_str(), room = %room, "room pause lifted (by another process)");
+                }
+                for room in new.of(d).difference(old.of(d)) {
+                    tracing::warn!(direction = d.as_str(), room = %room, "room paused (by another process)");
+                }
             }
         }
         st.set = Some(new);
@@ -147,16 +177,14 @@ impl Pauses {
         Self::gauge(st.set.as_ref());
     }
 
-    fn gauge(set: Option<&HashSet<(Direction, String)>>) {
+    fn gauge(set: Option<&Set>) {
         for d in [Direction::Inbound, Direction::Outbound] {
-            tm::set_paused_rooms(
-                d,
-                set.map_or(0, |s| s.iter().filter(|(pd, _)| *pd == d).count()),
-            );
+            tm::set_paused_rooms(d, set.map_or(0, |s| s.of(d).len()));
         }
     }
 
-    /// Reads the set now (at start, so the gauge is right before the first request).
+    /// Reads the set now if it changed (at start, so the gauge is right before the first
+    /// request; and periodically, see [`watch`]).
     pub fn load(&self) {
         self.refresh();
     }
@@ -167,13 +195,14 @@ impl Pauses {
         self.refresh();
         let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         match &st.set {
-            Some(set) => set.contains(&(direction, room.to_owned())),
+            Some(set) => set.of(direction).contains(room),
             None => true,
         }
     }
 
     /// Pauses `room` for data flowing in `direction`. Returns `true` if it was not paused
-    /// before. A failure to store the pause is logged; the pause holds in memory regardless.
+    /// before. A failure to store the pause is logged; the pause then holds in memory for the
+    /// life of the process.
     pub fn pause(
         &self,
         direction: Direction,
@@ -182,7 +211,8 @@ impl Pauses {
         event_id: Option<&str>,
         rule: &str,
     ) -> bool {
-        self.refresh();
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        self.reload_if_changed(&mut st);
         let p = RoomPause::now(direction_str(direction), room, cause, event_id, rule);
         let stored = match self.store.pause_room(&p) {
             Ok(new) => new,
@@ -192,14 +222,15 @@ impl Pauses {
                     room,
                     "cannot store room pause (held in memory only): {e}"
                 );
+                st.unsaved.push((direction, room.to_owned()));
                 true
             }
         };
-        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        // Never read (store unreadable): everything counts as paused already.
         let inserted = st
             .set
-            .get_or_insert_with(HashSet::new)
-            .insert((direction, room.to_owned()));
+            .as_mut()
+            .is_some_and(|s| s.of_mut(direction).insert(room.to_owned()));
         if inserted || stored {
             tracing::warn!(
                 direction = direction.as_str(),
@@ -225,10 +256,16 @@ impl Pauses {
         direction: Option<Direction>,
         room: &str,
     ) -> Result<Vec<RoomPause>, StoreError> {
-        let lifted = lift(&self.store, direction, room)?;
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let lifted = lift(&self.store, direction, room)?;
+        st.unsaved
+            .retain(|(d, r)| !(r == room && direction.is_none_or(|x| x == *d)));
         if let Some(set) = &mut st.set {
-            set.retain(|(d, r)| !(r == room && direction.is_none_or(|x| x == *d)));
+            for d in [Direction::Inbound, Direction::Outbound] {
+                if direction.is_none_or(|x| x == d) {
+                    set.of_mut(d).remove(room);
+                }
+            }
         }
         Self::gauge(st.set.as_ref());
         Ok(lifted)
