@@ -428,6 +428,93 @@ mod tests {
         ));
     }
 
+    /// Captures the verdicts `decide` hands to the rewrite.
+    struct Capture(Mutex<Option<crate::policy::Verdicts>>);
+    impl crate::policy::Rewrite<crate::policy::Forward> for Capture {
+        fn rewrite(
+            &self,
+            f: crate::policy::Forward,
+            v: &crate::policy::Verdicts,
+        ) -> Result<crate::policy::Forward, Refusal> {
+            *self.0.lock().unwrap() = Some(v.clone());
+            Ok(f)
+        }
+    }
+
+    fn forward() -> crate::policy::Forward {
+        crate::policy::Forward {
+            method: http::Method::PUT,
+            path_and_query: "/".into(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn decide_withholds_in_a_transaction_and_refuses_404_elsewhere() {
+        let gate = TestGate::default();
+        let create = event(
+            "!a:hs1",
+            "m.room.create",
+            Some(""),
+            serde_json::json!({"room_version": "11", "x": "GEHEIM"}),
+        );
+        let later = event(
+            "!a:hs1",
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "hallo"}),
+        );
+        let other = event(
+            "!b:hs1",
+            "m.room.message",
+            None,
+            serde_json::json!({"body": "Lage GEHEIM"}),
+        );
+        let pdus: Vec<PduView<'_>> = [&create, &later, &other]
+            .iter()
+            .map(|r| PduView::parse(r).unwrap())
+            .collect();
+        let units = crate::policy::Units {
+            pdu_pos: vec![0, 1, 2],
+            pdus,
+            rooms: Some(&gate),
+            ..Default::default()
+        };
+        let cap = Capture(Mutex::new(None));
+        crate::policy::decide(&Marking, &ctx(), &units, forward(), &cap).unwrap();
+        let v = cap.0.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            v.withhold.iter().map(|m| m.pos).collect::<Vec<_>>(),
+            vec![0, 1],
+            "the create and the later event of its room"
+        );
+        assert_eq!(
+            v.redact.iter().map(|m| m.pos).collect::<Vec<_>>(),
+            vec![2],
+            "the other room's message is only redacted"
+        );
+
+        // Outside a transaction: the exchange is refused with 404.
+        let mut c = ctx();
+        c.endpoint = catalog::by_id("backfill").unwrap();
+        let units = crate::policy::Units {
+            pdu_pos: vec![0],
+            pdus: vec![PduView::parse(&later).unwrap()],
+            rooms: Some(&gate),
+            ..Default::default()
+        };
+        let r = crate::policy::decide(&Marking, &c, &units, forward(), &cap).unwrap_err();
+        assert_eq!(
+            (r.status, r.errcode, r.reason),
+            (
+                StatusCode::NOT_FOUND,
+                "M_NOT_FOUND",
+                RefusalReason::RoomPaused
+            )
+        );
+    }
+
     #[test]
     fn without_a_gate_nothing_is_screened() {
         let c = ctx();

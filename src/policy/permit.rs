@@ -183,6 +183,16 @@ pub fn decide_response(
     Ok(Permit { inner: release })
 }
 
+/// Whether `verdict` lets the event cross redacted (a reject outside a transaction refuses the
+/// exchange instead: nothing of the event crosses, so its redacted form need not be judged).
+fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool) -> bool {
+    match verdict {
+        PduVerdict::Allow => false,
+        PduVerdict::Reject { .. } => in_transaction,
+        PduVerdict::Redact { .. } | PduVerdict::Hold { .. } => true,
+    }
+}
+
 fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
     let in_transaction = ctx.endpoint.handler == Handler::Transaction;
     let mut v = Verdicts::default();
@@ -224,7 +234,7 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
                 verdict = finding.clone();
             }
         }
-        if withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
             continue;
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
@@ -235,7 +245,7 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             continue;
         }
         let verdict = policy.event(ctx, ev);
-        if withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
             continue;
         }
         apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
