@@ -9,6 +9,9 @@
 //! - the marking is nowhere on hs2: not in bob's sync or the room state API, not in any of hs2's
 //!   files (database, logs);
 //! - a conversation in another room between alice and bob goes on;
+//! - in a room bob is in, a power levels event naming a user `@GEHEIM:…` (redaction keeps the
+//!   `users` keys) is withheld from hs1's transaction, the room is paused, alice's next message
+//!   is withheld too, bob's messages still reach hs1;
 //! - after a restart of the guard the room is still paused;
 //! - `grenzwacht rooms resume` lifts the pause: the running guard logs it, the gauge drops,
 //!   `rooms list` is empty.
@@ -240,7 +243,10 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
             .expect("create the marked room");
         // The invite carries the create event in its stripped state: it does not cross.
         let invited = alice.invite(&room, &bob.user_id).await;
-        assert!(invited.is_err(), "v{version}: the invite must not reach hs2");
+        assert!(
+            invited.is_err(),
+            "v{version}: the invite must not reach hs2"
+        );
         rooms.push(room);
         assert_eq!(
             paused_gauge(&info, "outbound").await,
@@ -274,6 +280,100 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     // A conversation in another room goes on.
     let clean = conversation(&alice, &bob, &hs1.server_name, None, "before restart").await;
 
+    // In a room bob is in, alice gives a user named `@GEHEIM:…` a power level: redaction keeps
+    // the `users` keys of `m.room.power_levels`. The event does not reach hs2 (withheld from
+    // hs1's transaction), the room is paused, and alice's next message is withheld as well.
+    let pl_room = conversation(&alice, &bob, &hs1.server_name, None, "power levels room").await;
+    let marked_user = format!("@GEHEIM:{}", hs1.server_name);
+    let pl_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+        encode_segment(&pl_room)
+    );
+    let mut pl = alice
+        .client
+        .call("GET", &pl_path, Some(&alice.access_token), None)
+        .await
+        .expect("power levels");
+    pl["users"][&marked_user] = json!(10);
+    let pl_event = alice
+        .client
+        .call("PUT", &pl_path, Some(&alice.access_token), Some(&pl))
+        .await
+        .expect("alice sets the power levels")["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_string();
+    let after = "nach der Änderung";
+    let after_event = alice.send_text(&pl_room, after).await.expect("alice sends");
+    wait_until("the guard pauses the power levels room", WAIT, || async {
+        Ok((paused_gauge(&info, "outbound").await == 3.0).then_some(()))
+    })
+    .await
+    .expect("power levels room paused");
+    // Bob's own message still reaches hs1 (the room is paused towards hs2 only).
+    let from_bob = "bob schreibt weiter";
+    bob.send_text(&pl_room, from_bob).await.expect("bob sends");
+    alice
+        .wait_for_text(&pl_room, &bob.user_id, from_bob, WAIT)
+        .await
+        .expect("hs1 gets bob's message");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in [&pl_event, &after_event] {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode_segment(&pl_room),
+            encode_segment(id)
+        );
+        let r = bob
+            .client
+            .raw(
+                "GET",
+                &path,
+                Some(&bob.access_token),
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("event lookup");
+        assert_eq!(
+            r.status,
+            404,
+            "hs2 has {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let m = common::guard_metrics(&info).await;
+    let withheld = |cause: &str| -> f64 {
+        m.iter()
+            .filter(|s| {
+                s.name == "grenzwacht_withheld_pdus_total"
+                    && s.label("direction") == "outbound"
+                    && s.label("cause") == cause
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert!(
+        withheld("redaction_kept") >= 3.0,
+        "two invites and the power levels event"
+    );
+    assert!(withheld("paused") >= 1.0, "alice's next message");
+    // hs1 got a per-PDU error for each withheld event, under the event id it computed itself.
+    let hs1_log = common::hs_log(&info, "hs1");
+    for id in [&pl_event, &after_event] {
+        assert!(
+            hs1_log.contains(&format!(
+                "Remote returned error for {id}: {{'error': 'withheld by the border guard"
+            )),
+            "hs1 was told {id} was withheld"
+        );
+    }
+    let pl_state = state_text(&bob, &pl_room).await;
+    assert!(
+        !pl_state.contains("@GEHEIM"),
+        "room state at hs2: {pl_state}"
+    );
+
     // The marking is nowhere on hs2.
     let invited = bob.invited_rooms().await.unwrap_or_default();
     let sync = sync_text(&bob).await;
@@ -299,16 +399,20 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     let (code, out, _) = rooms_cli(&info, &["list"]);
     assert_eq!(code, 0);
     for room in &rooms {
-        assert!(out.contains(room.as_str()), "still paused after restart: {out}");
+        assert!(
+            out.contains(room.as_str()),
+            "still paused after restart: {out}"
+        );
         assert!(
             bob.join(room, &[&hs1.server_name]).await.is_err(),
             "still no join after restart"
         );
     }
-    assert_eq!(paused_gauge(&info, "outbound").await, 2.0);
+    assert_eq!(paused_gauge(&info, "outbound").await, 3.0);
     conversation(&alice, &bob, &hs1.server_name, Some(clean), "after restart").await;
 
     // The operator lifts the pauses while the guard runs.
+    rooms.push(pl_room);
     for room in &rooms {
         let (code, out, err) = rooms_cli(&info, &["resume", room]);
         assert_eq!(code, 0, "{err}");
@@ -325,11 +429,9 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
         Duration::from_secs(10),
         || async {
             let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
-            Ok(
-                (log.matches("room pause lifted").count() >= 2
-                    && paused_gauge(&info, "outbound").await == 0.0)
-                    .then_some(()),
-            )
+            Ok((log.matches("room pause lifted").count() >= 3
+                && paused_gauge(&info, "outbound").await == 0.0)
+                .then_some(()))
         },
     )
     .await
@@ -338,4 +440,8 @@ async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it(
     assert!(out.trim().is_empty(), "rooms list after resume: {out}");
     // Still nothing of the rooms on hs2.
     assert_eq!(files_containing(&hs2_dir, &tag), Vec::<String>::new());
+    assert_eq!(
+        files_containing(&hs2_dir, &marked_user),
+        Vec::<String>::new()
+    );
 }
