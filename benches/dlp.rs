@@ -9,7 +9,13 @@
 //!   `RegexSet` pass plus the keyword automata.
 //! * `naive_per_rule`: per message, for each rule one regex (its patterns and escaped keywords
 //!   as an alternation, same ASCII dialect), `find_iter` and the validator on each hit.
-//! * `message_200B`: one ~200-byte message through `scan_fields` and `scan_event`.
+//! * `engine_unnormalized`: the same engine without the text pipeline (raw strings only):
+//!   the engine as it was before normalisation, the baseline for the pipeline's cost.
+//! * `corpus_non_ascii`: the corpus with a sentence of typographic punctuation, Polish,
+//!   Czech, French and Cyrillic names and an emoji added to every message.
+//! * `message_200B`: one ~200-byte message through `scan_fields` and `scan_event`, and
+//!   `scan_event_html`: the whole event scanner on `body` plus an HTML `formatted_body`
+//!   (`msgtype`, `format` and every key scanned too).
 //!
 //! Run: `cargo bench --bench dlp` (or `-- --quick`). After criterion's output a direct
 //! interleaved measurement prints MB/s for both and the ratio.
@@ -80,6 +86,25 @@ impl Naive {
     }
 }
 
+/// Sentences with characters beyond Latin-1, appended to the corpus for `corpus_non_ascii`.
+const NON_ASCII: &[&str] = &[
+    "„Passt“ – sagt Łukasz Wójcik aus Łódź 👍",
+    "Zuständig: Jiří Dvořák (Brno), Kopie an Zoë Ærø.",
+    "Привет из Москвы — Grüße an Ὀδυσσεύς …",
+    "Termin: 3 – 5 ½ Std., Raum „Süd“ № 12 ✔",
+];
+
+fn non_ascii(msgs: &[String]) -> Vec<String> {
+    msgs.iter().enumerate().map(|(i, m)| format!("{m} {}", NON_ASCII[i % NON_ASCII.len()])).collect()
+}
+
+/// The 200-byte message as an event with an HTML `formatted_body`.
+fn message_200_html() -> serde_json::Value {
+    let m = message_200();
+    let html = format!("<p>{}</p><p><b>Rückmeldung</b> bitte bis <i>Freitag</i>.</p>", &m[..150]);
+    serde_json::json!({"msgtype": "m.text", "body": m, "format": "org.matrix.custom.html", "formatted_body": html})
+}
+
 fn setup() -> (RuleSet, Vec<String>, u64) {
     let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap_or_else(|d| panic!("{d}"));
     let msgs = corpus();
@@ -121,6 +146,15 @@ fn bench(c: &mut Criterion) {
             black_box(n)
         })
     });
+    g.bench_function("engine_unnormalized", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for m in &msgs {
+                n += engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]).matches.len();
+            }
+            black_box(n)
+        })
+    });
     g.bench_function("naive_per_rule", |b| {
         b.iter(|| {
             let mut n = 0;
@@ -132,12 +166,30 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    let wide = non_ascii(&msgs);
+    let mut g = c.benchmark_group("dlp/corpus_non_ascii");
+    g.throughput(Throughput::Bytes(wide.iter().map(|m| m.len() as u64).sum()));
+    g.bench_function("engine", |b| {
+        b.iter(|| black_box(wide.iter().map(|m| engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()).sum::<usize>()))
+    });
+    g.bench_function("engine_unnormalized", |b| {
+        b.iter(|| {
+            black_box(wide.iter().map(|m| engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]).matches.len()).sum::<usize>())
+        })
+    });
+    g.finish();
+
     let m = message_200();
     let content = serde_json::json!({"msgtype": "m.text", "body": m});
     let mut g = c.benchmark_group("dlp/message_200B");
     g.throughput(Throughput::Bytes(m.len() as u64));
     g.bench_function("scan_fields", |b| b.iter(|| black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]))));
     g.bench_function("scan_event", |b| b.iter(|| black_box(engine.scan_event(&CTX, &content))));
+    let html = message_200_html();
+    g.bench_function("scan_event_html", |b| b.iter(|| black_box(engine.scan_event(&CTX, &html))));
+    g.bench_function("scan_fields_unnormalized", |b| {
+        b.iter(|| black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])))
+    });
     g.bench_function("naive_per_rule", |b| b.iter(|| black_box(naive.scan(&m))));
     g.finish();
 }
@@ -147,42 +199,66 @@ fn report_ratio() {
     let (set, msgs, bytes) = setup();
     let engine = set.engine();
     let naive = Naive::new(&set);
-    let (mut te, mut tn) = (Duration::ZERO, Duration::ZERO);
+    let wide = non_ascii(&msgs);
+    let wide_bytes: u64 = wide.iter().map(|m| m.len() as u64).sum();
+    // Interleaved rounds: normalising engine, the same engine unnormalised, naive per rule.
+    let (mut te, mut tu, mut tn, mut twe, mut twu) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let rounds = 20;
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
     for _ in 0..rounds {
-        let t = Instant::now();
-        for m in &msgs {
-            black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]));
-        }
-        te += t.elapsed();
-        let t = Instant::now();
-        for m in &msgs {
+        te += time(&mut || msgs.iter().for_each(|m| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
+        tu += time(&mut || {
+            msgs.iter().for_each(|m| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]))))
+        });
+        tn += time(&mut || msgs.iter().for_each(|m| {
             black_box(naive.scan(m));
-        }
-        tn += t.elapsed();
+        }));
+        twe += time(&mut || wide.iter().for_each(|m| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
+        twu += time(&mut || {
+            wide.iter().for_each(|m| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]))))
+        });
     }
-    let mbs = |d: Duration| (bytes * rounds) as f64 / d.as_secs_f64() / 1e6;
+    let mbs = |b: u64, d: Duration| (b * rounds) as f64 / d.as_secs_f64() / 1e6;
     println!(
-        "\ndlp corpus {} messages, {} bytes, {} rules: engine {:.1} MB/s, naive per-rule {:.1} MB/s, ratio {:.2}x",
+        "\ndlp corpus {} messages, {} bytes, {} rules: engine {:.1} MB/s, unnormalised {:.1} MB/s (normalising costs {:.2}x), naive per-rule {:.1} MB/s, engine/naive {:.2}x",
         msgs.len(),
         bytes,
         set.rules().count(),
-        mbs(te),
-        mbs(tn),
+        mbs(bytes, te),
+        mbs(bytes, tu),
+        te.as_secs_f64() / tu.as_secs_f64(),
+        mbs(bytes, tn),
         tn.as_secs_f64() / te.as_secs_f64()
     );
+    println!(
+        "dlp corpus with non-ASCII sentences ({wide_bytes} bytes): engine {:.1} MB/s, unnormalised {:.1} MB/s (normalising costs {:.2}x)",
+        mbs(wide_bytes, twe),
+        mbs(wide_bytes, twu),
+        twe.as_secs_f64() / twu.as_secs_f64()
+    );
     let m = message_200();
+    let html = message_200_html();
     let n = 20_000u32;
-    let t = Instant::now();
-    for _ in 0..n {
-        black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]));
-    }
-    println!("dlp 200-byte message ({} bytes): {:.2} µs per scan", m.len(), t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    let t1 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])))));
+    let t2 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
+    let t3 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_event(&CTX, &html)))));
+    println!(
+        "dlp 200-byte message ({} bytes): unnormalised body {:.2} µs, normalised body {:.2} µs, whole event with formatted_body {:.2} µs",
+        m.len(),
+        per(t1),
+        per(t2),
+        per(t3)
+    );
 }
 
 criterion_group!(benches, bench);
 
-/// `DLP_PROFILE=engine|naive|short [DLP_ROUNDS=n]`: run only that workload (for `perf` or
+/// `DLP_PROFILE=engine|naive|short|html [DLP_ROUNDS=n]`: run only that workload (for `perf` or
 /// `valgrind --tool=callgrind`, which give repeatable instruction counts on a busy machine).
 fn profile(which: &str) {
     let (set, msgs, _) = setup();
@@ -190,13 +266,15 @@ fn profile(which: &str) {
     let naive = Naive::new(&set);
     let rounds: usize = std::env::var("DLP_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let short = message_200();
+    let html = message_200_html();
     let mut n = 0;
     for _ in 0..rounds {
         match which {
             "engine" => msgs.iter().for_each(|m| n += engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()),
             "naive" => msgs.iter().for_each(|m| n += naive.scan(m)),
             "short" => (0..1000).for_each(|_| n += engine.scan_fields(&CTX, &[(Field::Body, short.as_str())]).matches.len()),
-            _ => panic!("DLP_PROFILE must be engine, naive or short"),
+            "html" => (0..1000).for_each(|_| n += engine.scan_event(&CTX, &html).matches.len()),
+            _ => panic!("DLP_PROFILE must be engine, naive, short or html"),
         }
     }
     println!("{which}: {rounds} rounds, {n} matches");

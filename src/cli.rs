@@ -148,17 +148,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// SIGHUP reloads the DLP rule set (`Guard::reload_policies`): a rule set that fails to load is
-/// refused with its diagnostics and the running one stays. Other configuration changes need a
-/// restart (logged).
+/// SIGHUP reloads the DLP rule set (`Guard::reload_policies`): a rule set that fails to load, or
+/// that lacks a rule file or rule id of the running one, is refused and the running one stays.
+/// SIGUSR1 reloads and accepts a smaller rule set (`Guard::reload_policies_accepting_smaller`).
+/// Other configuration changes need a restart (logged).
 fn reload_on_sighup(guard: Arc<Guard>) {
     #[cfg(unix)]
-    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+    for (kind, accept_smaller) in [(tokio::signal::unix::SignalKind::hangup(), false), (tokio::signal::unix::SignalKind::user_defined1(), true)] {
+        let Ok(mut sig) = tokio::signal::unix::signal(kind) else { continue };
+        let guard = guard.clone();
         tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP received: reloading the DLP rule set (other configuration changes need a restart)");
+            while sig.recv().await.is_some() {
+                if accept_smaller {
+                    tracing::warn!("SIGUSR1 received: reloading the DLP rule set, accepting a smaller one");
+                } else {
+                    tracing::info!("SIGHUP received: reloading the DLP rule set (other configuration changes need a restart)");
+                }
                 let g = guard.clone();
-                let _ = tokio::task::spawn_blocking(move || g.reload_policies()).await;
+                let _ = tokio::task::spawn_blocking(move || if accept_smaller { g.reload_policies_accepting_smaller() } else { g.reload_policies() }).await;
             }
         });
     }

@@ -68,14 +68,28 @@ pub struct Config {
     pub dlp: Option<DlpConfig>,
     /// `[labels]`: security labels on federation traffic (`policy::labels`). `None`: off.
     pub labels: Option<labels::LabelsConfig>,
+    /// `[media]`: whether media may cross uninspected (`policy::media`).
+    pub media: MediaConfig,
+}
+
+/// `[media]`: media downloads and thumbnails (`policy::media`).
+///
+/// The guard does not inspect files: by default every media download and thumbnail
+/// (federation and legacy endpoints, both directions) is refused with 403 `M_FORBIDDEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// UNSAFE: let media cross without inspection (files cross unread). Default `false`.
+    pub allow_unscanned: bool,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.
 ///
 /// Every `*.toml` file of `policies` is loaded and compiled into one engine at start
 /// (`grenzwacht check` and `grenzwacht policy check` report its diagnostics). The rule set is
-/// reloaded on SIGHUP and, with `watch_interval_ms > 0`, when a file changes (polled); a rule
-/// set that fails to load is refused with its diagnostics and the running one stays.
+/// reloaded on SIGHUP and, with `watch_interval_ms > 0`, when a file changes (polled; loaded once
+/// unchanged for two polls); a rule set that fails to load, or that lacks a rule file or rule id
+/// of the running one, is refused and the running one stays (SIGUSR1 accepts a smaller set).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DlpConfig {
@@ -402,6 +416,10 @@ pub struct PolicyConfig {
     pub deny_inbound_classes: Vec<EndpointClass>,
     /// Endpoint classes refused for protected → remote.
     pub deny_outbound_classes: Vec<EndpointClass>,
+    /// EDU types allowed besides the ones the guard knows (`m.typing`, `m.receipt`,
+    /// `m.presence`, `m.device_list_update`, `m.signing_key_update`, `m.direct_to_device`);
+    /// EDUs of any other type are dropped. Their content is scanned like any other.
+    pub allow_edu_types: Vec<String>,
 }
 
 /// Default for `[store] path`.

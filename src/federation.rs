@@ -11,12 +11,15 @@
 //!    raw bytes, which are forwarded unchanged unless policy modifies them;
 //! 4. [`userdata`] finds user-typed text outside events (profile, device, directory fields;
 //!    to-device messages) and removes what policy refuses;
-//! 5. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
+//! 5. [`request_text`] lists the text a request carries outside events (path and query
+//!    parameters, non-event bodies) for the policy to judge before it is forwarded;
+//! 6. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
 pub mod canonical;
 pub mod catalog;
 pub mod json;
 pub mod pdu;
 pub mod redact;
+pub mod request_text;
 pub mod txn;
 pub mod userdata;
 pub mod xmatrix;

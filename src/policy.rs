@@ -21,12 +21,20 @@
 //! an EDU left without messages is dropped). Both default to allow, so a policy that only
 //! implements [`Policy::edu`] still decides over a to-device EDU as a whole.
 //!
-//! Issue 2 ships [`StaticPolicy`]: allow everything except what the configuration refuses per
-//! endpoint class and per remote server name. Later issues (redaction, DLP, labels) plug into the
-//! same trait and return richer verdicts.
+//! # Text in requests
+//!
+//! [`decide`] lists the text the request itself carries (path and query parameters, bodies
+//! without events: `federation::request_text`) from the very bytes it is about to permit and
+//! asks [`Policy::request_text`] about each piece; any refusal refuses the request. Text that
+//! does not decode refuses it too (400).
+//!
+//! The layers that plug into this trait: [`StaticPolicy`] and the config's `[[rule]]` list
+//! ([`rules`]), media ([`media`]), the DLP rule set ([`dlp`]) and security labels ([`labels`]).
 pub mod dlp;
 pub mod labels;
 pub mod layers;
+pub mod manifest;
+pub mod media;
 pub mod pause;
 pub mod permit;
 pub mod rules;
@@ -37,6 +45,7 @@ pub use permit::{decide, decide_response, replay, FieldRemoval, Forward, Modific
 pub use layers::Layers;
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
+pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
 
 use crate::federation::catalog::Endpoint;
@@ -66,6 +75,10 @@ pub struct ExchangeCtx {
 pub trait Policy: Send + Sync {
     /// Request-level decision: endpoint class, peer server.
     fn request(&self, ctx: &ExchangeCtx) -> Decision;
+    /// Called once with every unit of a request or response before any of them is judged
+    /// (a layer that learns from the units — room labels — learns from all of them first, so
+    /// the order of events in a body does not change a decision).
+    fn prepare(&self, _ctx: &ExchangeCtx, _units: &permit::Units<'_>) {}
     /// Per PDU inside a request or response.
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict;
     /// Per non-PDU event (stripped state, `make_*` templates, partial events) in a body.
@@ -95,5 +108,11 @@ pub trait Policy: Send + Sync {
     /// As [`Policy::redacted_pdu`], for non-PDU events.
     fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         self.event(ctx, event)
+    }
+    /// Per piece of text the request carries outside events (path and query parameters,
+    /// non-event bodies; see `federation::request_text`), before it is forwarded. A refusal
+    /// refuses the whole request. `ctx.direction` is the request's direction.
+    fn request_text(&self, _ctx: &ExchangeCtx, _text: &RequestText<'_>) -> Decision {
+        Decision::Allow
     }
 }

@@ -199,7 +199,8 @@ impl BodyKind {
 pub enum RefusalReason {
     /// The request matches no catalog entry.
     UnknownEndpoint,
-    /// A body is not (acceptable) JSON: syntax, duplicate keys, depth, PDU/EDU counts.
+    /// A body is not (acceptable) JSON: syntax, duplicate keys, depth, PDU/EDU counts; or a
+    /// path or query parameter does not percent-decode to UTF-8.
     BadJson,
     /// A body or PDU exceeds a size limit.
     TooLarge,
@@ -223,11 +224,17 @@ pub enum RefusalReason {
     UnknownRoomVersion,
     /// The event's room is paused towards the side it would reach (`proxy::pause`).
     RoomPaused,
+    /// Text the request itself carries (path or query parameter, non-event body) was refused
+    /// by a content rule.
+    RequestText,
+    /// A media download or thumbnail: the guard does not inspect files, so media does not
+    /// cross unless `[media] allow_unscanned` says so.
+    MediaUnscanned,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 13] = [
+    pub const ALL: [RefusalReason; 15] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -241,6 +248,8 @@ impl RefusalReason {
         RefusalReason::Policy,
         RefusalReason::UnknownRoomVersion,
         RefusalReason::RoomPaused,
+        RefusalReason::RequestText,
+        RefusalReason::MediaUnscanned,
     ];
 
     /// The label value.
@@ -259,6 +268,8 @@ impl RefusalReason {
             RefusalReason::Policy => "policy",
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
             RefusalReason::RoomPaused => "room_paused",
+            RefusalReason::RequestText => "request_text",
+            RefusalReason::MediaUnscanned => "media_unscanned",
         }
     }
 }
@@ -335,7 +346,13 @@ pub fn describe() {
     );
     describe_counter!(
         crate::proxy::guard::POLICY_RELOADS_TOTAL,
-        "Policy (DLP rule set) reloads, by result (ok, refused)."
+        "Policy (DLP rule set) reloads, by result (ok, refused, refused_shrink, accepted_shrink)."
+    );
+    describe_gauge!(crate::proxy::guard::POLICY_RULES_LOADED, "Rules in the running policy input, by input (dlp).");
+    describe_gauge!(crate::proxy::guard::POLICY_FILES_LOADED, "Files in the running policy input, by input (dlp).");
+    describe_gauge!(
+        crate::proxy::guard::POLICY_FINGERPRINT,
+        "First 48 bits of the running policy input's SHA-256 fingerprint (as `grenzwacht policy check` prints it), by input."
     );
     describe_counter!(
         crate::policy::dlp::layer::DLP_DECISIONS_TOTAL,

@@ -277,6 +277,15 @@ impl Views {
         self.used - 1
     }
 
+    /// The string as its only view, without any normalisation: the engine before the text
+    /// pipeline existed (the benchmark's baseline).
+    pub fn build_raw(&mut self, s: &str) -> &[View] {
+        self.used = 0;
+        let i = self.slot(ViewKind::Text);
+        self.views[i].text.push_str(s);
+        &self.views[..self.used]
+    }
+
     /// Build the views of `s`: the normalised text, plus the HTML views when `s` contains
     /// `&` or `<`, plus (with `confusables`) the confusables-mapped form of each view where it
     /// differs. Returns them (valid until the next `build`).

@@ -86,8 +86,9 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     let (admin, inbound) = (free(), free());
     let rules = p.dir.path().join("serve-policies");
     std::fs::create_dir_all(&rules).unwrap();
-    let rule = |action: &str| format!("mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"{action}\"\nkeywords = [\"A\"]\n");
-    std::fs::write(rules.join("r.toml"), rule("redact")).unwrap();
+    let rule = |id: &str, action: &str| format!("mode = \"enforce\"\n[[rule]]\nid = \"{id}\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"{action}\"\nkeywords = [\"A\"]\n");
+    std::fs::write(rules.join("r.toml"), rule("x", "redact")).unwrap();
+    std::fs::write(rules.join("s.toml"), rule("s", "redact")).unwrap();
     let cfg = p.dir.path().join("serve.toml");
     std::fs::write(
         &cfg,
@@ -123,22 +124,45 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     assert!(common::counter(&m, "grenzwacht_requests_total", &[("direction", "inbound"), ("endpoint", "version"), ("status", "200")]) >= 1.0, "{m}");
 
     // SIGHUP reloads the DLP rule set: a broken one is refused (the guard keeps running), a
-    // good one is taken.
+    // good one is taken, one that lacks a rule file or rule id of the running one is refused;
+    // SIGUSR1 takes it (the operator's confirmation).
     let pid = child.id() as i32;
     let reloads = |m: &str, result: &str| common::counter(m, "grenzwacht_policy_reloads_total", &[("result", result)]);
-    for (action, result) in [("explode", "refused"), ("hold", "ok")] {
-        std::fs::write(rules.join("r.toml"), rule(action)).unwrap();
-        assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
-        let t0 = Instant::now();
-        loop {
-            if reloads(&common::metrics(admin).await, result) >= 1.0 {
-                break;
+    let gauge = |m: &str, name: &str| common::counter(m, name, &[("input", "dlp")]);
+    assert_eq!(gauge(&common::metrics(admin).await, "grenzwacht_policy_rules_loaded"), 2.0);
+    let steps = [
+        ("HUP", Some(("x", "explode")), "refused", 2.0),
+        ("HUP", Some(("x", "hold")), "ok", 2.0),
+        ("HUP", None, "refused_shrink", 2.0),
+        ("USR1", None, "accepted_shrink", 1.0),
+    ];
+    for (signal, file, result, rules_after) in steps {
+        match file {
+            Some((id, action)) => std::fs::write(rules.join("r.toml"), rule(id, action)).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(rules.join("s.toml"));
             }
-            assert!(child.try_wait().unwrap().is_none(), "the guard died on SIGHUP");
-            assert!(t0.elapsed() < Duration::from_secs(10), "no {result} reload after SIGHUP");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap().success());
+        let t0 = Instant::now();
+        let m = loop {
+            let m = common::metrics(admin).await;
+            if reloads(&m, result) >= 1.0 {
+                break m;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the guard died on SIG{signal}");
+            assert!(t0.elapsed() < Duration::from_secs(10), "no {result} reload after SIG{signal}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(gauge(&m, "grenzwacht_policy_rules_loaded"), rules_after, "after SIG{signal} ({result})");
     }
+    // The running set's identity is the one `policy check` prints for the directory.
+    let (code, out, err) = run(&["policy", "check", "--policies", rules.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let printed: f64 = out.split("gauge value ").nth(1).and_then(|r| r.trim_end().trim_end_matches(')').parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    let m = common::metrics(admin).await;
+    assert_eq!(gauge(&m, "grenzwacht_policy_fingerprint"), printed, "{m}");
+    assert_eq!(gauge(&m, "grenzwacht_policy_files_loaded"), 1.0);
 
     // SIGTERM: the process drains and exits 0.
     assert_eq!(send_sigterm(pid), 0);

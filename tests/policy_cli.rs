@@ -277,3 +277,28 @@ fn explain_human_output_and_file_input() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("needs a string `type`"));
 }
+
+/// A rule file without rules (emptied, only comments) is an error (DLP019), so a truncated file
+/// never loads as "fewer rules"; `check` prints the set's fingerprint (what the guard logs).
+#[test]
+fn check_refuses_rule_files_without_rules_and_prints_the_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(shipped()).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|x| x == "toml")) {
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let o = run(&["policy", "check", "--policies", d]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let (_, manifest) = RuleSet::load_dir_with_manifest(dir.path()).unwrap();
+    assert!(out.contains(&format!("fingerprint {} (gauge value {})", manifest.fingerprint(), manifest.fingerprint().gauge_value())), "{out}");
+
+    write(dir.path(), "pii.toml", "");
+    write(dir.path(), "secrets.toml", "# moved\n");
+    let o = run(&["policy", "check", "--policies", d]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let codes: Vec<&str> = err.lines().filter_map(|l| l.split("error[").nth(1)?.split(']').next()).collect();
+    assert_eq!(codes, ["DLP019", "DLP019"], "{err}");
+    assert!(err.contains("pii.toml: error[DLP019]") && err.contains("secrets.toml: error[DLP019]"), "{err}");
+}

@@ -775,7 +775,8 @@ fn dlp_toml(p: &Pki, upstream: std::net::SocketAddr, dir: &std::path::Path, gk: 
 }
 
 fn keyword_rules(mode: &str, word: &str) -> String {
-    format!("mode = \"{mode}\"\n[[rule]]\nid = \"t.{w}\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"{word}\"]\ncase_sensitive = true\n", w = word.to_lowercase())
+    // One rule id whatever the word: changing the word is an edit, not a lost rule.
+    format!("mode = \"{mode}\"\n[[rule]]\nid = \"t.keyword\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"{word}\"]\ncase_sensitive = true\n")
 }
 
 /// Sends `create` (room version 10) so the guard can redact in that room.
@@ -874,6 +875,121 @@ async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
     let v: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
     assert_eq!(v["pdus"][0]["content"]["body"], "Projekt ALPHA");
     assert_eq!(v["pdus"][1]["content"], json!({}), "the last good rule set still applies");
+    g.stop().await;
+}
+
+/// One redact rule `id` for `word` (no `mode` line: files can be concatenated).
+fn redact_rule(id: &str, word: &str) -> String {
+    format!("[[rule]]\nid = \"{id}\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"{word}\"]\ncase_sensitive = true\n\n")
+}
+
+/// Sends one transaction with a message per word; returns per word whether it arrived redacted.
+async fn redacted(g: &RunningGuard, p: &Pki, up: &Recorder, key: &SigningKey, uri: &str, words: &[&str]) -> Vec<bool> {
+    let body = txn(words.iter().enumerate().map(|(i, w)| pdu(10 + i, &format!("Bericht {w} Ende"))).collect());
+    let hdr = auth(key, REMOTE, HS1, "PUT", uri, Some(&body));
+    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body).await.status, 200);
+    let fwd = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
+    (0..words.len()).map(|i| v["pdus"][i]["content"] == json!({})).collect()
+}
+
+/// Replaces `path` in one step (temporary name without `.toml`, then rename), so the watcher
+/// sees the old or the new state only: one reload attempt per step, also on a slow machine.
+fn put(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Waits until the guard has made more than `attempts` reload attempts.
+async fn next_reload(g: &RunningGuard, attempts: u64, what: &str) -> grenzwacht::proxy::guard::PolicyStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = g.guard.policy_status();
+        if s.attempts > attempts {
+            return s;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{what}: the watcher did not act");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A rule set never shrinks by accident: under a running guard with the watcher on, a rule
+/// file is cut off before its last detector (valid, every rule id kept), truncated at a rule
+/// boundary (valid, one rule fewer), truncated mid-line, emptied, replaced by comments, and
+/// deleted. Each time the watcher refuses the new set and GEHEIM is
+/// still redacted exactly as before. A confirmed reload (what SIGUSR1 does) then takes the
+/// smaller set, and restoring the file brings the full set back without confirmation.
+#[tokio::test]
+async fn dlp_rule_set_never_shrinks_by_accident() {
+    use grenzwacht::proxy::guard::ReloadResult;
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    let dir = p.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let markings = dir.join("markings.toml");
+    // The marker rule's last line is a detector: cutting it off keeps every rule id.
+    let geheim = "[[rule]]\nid = \"t.geheim\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nregex = 'VS-GEHEIM'\nkeywords = [\"GEHEIM\"]\n";
+    let full = format!("mode = \"enforce\"\n{}{geheim}", redact_rule("t.zweitens", "ZWEITENS"));
+    std::fs::write(&markings, &full).unwrap();
+    std::fs::write(dir.join("extra.toml"), redact_rule("t.extra", "EXTRAWORT")).unwrap();
+    let (_, gk) = guard_key_file(&p);
+    let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
+    let key = SigningKey::generate("r1").unwrap();
+    announce_room(&g, &p, &key, "!r:remote.test").await;
+    let words = ["GEHEIM", "ZWEITENS", "EXTRAWORT", "harmlos"];
+    let start = g.guard.policy_status();
+    assert_eq!((start.rules, start.files, start.attempts), (3, 2, 0));
+    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-start", &words).await, [true, true, true, false]);
+
+    let cut = full.find("[[rule]]\nid = \"t.geheim\"").unwrap();
+    let steps = [
+        ("cut off before the last detector (every id kept)", Some(full[..full.find("keywords = [\"GEHEIM\"]").unwrap()].to_string()), ReloadResult::RefusedShrink),
+        ("truncated at a rule boundary", Some(full[..cut].to_string()), ReloadResult::RefusedShrink),
+        ("truncated mid-line", Some(full[..cut + 30].to_string()), ReloadResult::Refused),
+        ("emptied", Some(String::new()), ReloadResult::Refused),
+        ("comments only", Some("# the GEHEIM rules moved elsewhere\n".to_string()), ReloadResult::Refused),
+        ("deleted", None, ReloadResult::RefusedShrink),
+    ];
+    for (i, (what, content, expected)) in steps.into_iter().enumerate() {
+        let before = g.guard.policy_status().attempts;
+        match content {
+            Some(c) => put(&markings, &c),
+            None => std::fs::remove_file(&markings).unwrap(),
+        }
+        let s = next_reload(&g, before, what).await;
+        assert_eq!(s.last_result, Some(expected), "{what}");
+        assert_eq!(s.attempts, before + 1, "{what}: one attempt per settled change");
+        assert_eq!((s.fingerprint, s.rules, s.files), (start.fingerprint, 3, 2), "{what}: the running set stays");
+        let uri = format!("/_matrix/federation/v1/send/shrink-{i}");
+        assert_eq!(redacted(&g, &p, &up, &key, &uri, &words).await, [true, true, true, false], "{what}");
+    }
+    // The refused state is not retried on every poll.
+    let attempts = g.guard.policy_status().attempts;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(g.guard.policy_status().attempts, attempts, "a refused state is tried once");
+
+    // The operator confirms: the smaller set (extra.toml only) is taken.
+    let gg = g.guard.clone();
+    assert_eq!(tokio::task::spawn_blocking(move || gg.reload_policies_accepting_smaller()).await.unwrap().unwrap(), 1);
+    let s = g.guard.policy_status();
+    assert_eq!((s.last_result, s.rules, s.files), (Some(ReloadResult::AcceptedShrink), 1, 1));
+    assert_ne!(s.fingerprint, start.fingerprint);
+    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-confirmed", &words).await, [false, false, true, false]);
+    // The watcher does not reload what the signal already loaded.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(g.guard.policy_status().attempts, s.attempts);
+
+    // Restoring the file is a bigger set: taken without confirmation.
+    put(&markings, &full);
+    let s = next_reload(&g, s.attempts, "restored").await;
+    assert_eq!((s.last_result, s.rules, s.fingerprint), (Some(ReloadResult::Ok), 3, start.fingerprint));
+    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-restored", &words).await, [true, true, true, false]);
+
+    let m = metrics(g.admin).await;
+    for (result, at_least) in [("refused_shrink", 3.0), ("refused", 3.0), ("accepted_shrink", 1.0)] {
+        assert!(counter(&m, "grenzwacht_policy_reloads_total", &[("result", result)]) >= at_least, "{result}: {m}");
+    }
     g.stop().await;
 }
 

@@ -406,6 +406,11 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
             "dlp" => {
                 cfg.dlp = ctx.section(node, name, anchor);
             }
+            "media" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.media = v;
+                }
+            }
             "protected" => {
                 let (v, ok) = ctx.array(item, name, anchor);
                 cfg.protected = v;

@@ -52,6 +52,8 @@ pub use fields::Field;
 pub use rules::{Action, Diagnostic, Diagnostics, Loc, Mode, RuleDef, RuleFile, Severity, TestDef, TestInput};
 pub use validators::Validator;
 
+use crate::policy::manifest::{Manifest, Snapshot};
+
 use crate::telemetry::Direction;
 
 /// A loaded, checked and compiled rule set (all files of a directory).
@@ -90,30 +92,46 @@ impl RuleSet {
     /// Load every `*.toml` file of `dir` (sorted by name), check and compile. On any problem
     /// returns every diagnostic of every file.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Diagnostics> {
+        Self::load_dir_with_manifest(dir).map(|(set, _)| set)
+    }
+
+    /// [`RuleSet::load_dir`], also returning the set's [`Manifest`] (file names, rule ids,
+    /// content hashes of exactly the bytes that were parsed).
+    pub fn load_dir_with_manifest(dir: impl AsRef<Path>) -> Result<(RuleSet, Manifest), Diagnostics> {
         let dir = dir.as_ref();
-        let shown = dir.display().to_string();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| Diagnostics(vec![diag("DLP014", &shown, Loc::default(), format!("cannot read policy directory: {e}"))]))?;
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-            .collect();
-        paths.sort();
-        if paths.is_empty() {
+        let snap = Snapshot::read_dir(dir, "toml").map_err(|e| {
+            Diagnostics(vec![diag("DLP014", &dir.display().to_string(), Loc::default(), format!("cannot read policy directory: {e}"))])
+        })?;
+        Self::from_snapshot(dir, &snap)
+    }
+
+    /// Check and compile the rule files of one read of `dir` ([`Snapshot::read_dir`] with
+    /// extension `toml`). Diagnostics name the files by their path.
+    pub fn from_snapshot(dir: &Path, snap: &Snapshot) -> Result<(RuleSet, Manifest), Diagnostics> {
+        if snap.files().is_empty() {
+            let shown = dir.display().to_string();
             return Err(Diagnostics(vec![diag("DLP015", &shown, Loc::default(), "no rule files (*.toml) in the policy directory".into())]));
         }
         let mut sources = Vec::new();
         let mut diags = Vec::new();
-        for p in &paths {
-            let name = p.display().to_string();
-            match std::fs::read_to_string(p) {
-                Ok(text) => sources.push((name, text)),
-                Err(e) => diags.push(diag("DLP014", &name, Loc::default(), format!("cannot read: {e}"))),
+        for f in snap.files() {
+            let shown = f.path.display().to_string();
+            match f.content.as_deref().map(std::str::from_utf8) {
+                Ok(Ok(text)) => sources.push((shown, text, f)),
+                Ok(Err(_)) => diags.push(diag("DLP014", &shown, Loc::default(), "cannot read: not valid UTF-8".into())),
+                Err(e) => diags.push(diag("DLP014", &shown, Loc::default(), format!("cannot read: {e}"))),
             }
         }
-        let refs: Vec<(&str, &str)> = sources.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        let refs: Vec<(&str, &str)> = sources.iter().map(|(n, t, _)| (n.as_str(), *t)).collect();
         match Self::from_sources(&refs) {
-            Ok(set) if diags.is_empty() => Ok(set),
+            Ok(set) if diags.is_empty() => {
+                let mut manifest = Manifest::new();
+                for (shown, text, f) in &sources {
+                    let ids = set.files.iter().filter(|rf| &*rf.file == shown.as_str()).flat_map(|rf| rf.rules.iter().map(|r| r.id.clone()));
+                    manifest.insert(&f.name, text.as_bytes(), ids);
+                }
+                Ok((set, manifest))
+            }
             Ok(_) => Err(Diagnostics(diags)),
             Err(Diagnostics(more)) => {
                 diags.extend(more);
@@ -127,7 +145,13 @@ impl RuleSet {
         let mut diags = Vec::new();
         let mut files = Vec::new();
         for (name, text) in sources {
+            let before = diags.len();
             if let Some(f) = rules::parse_file(text, name, &mut diags) {
+                // A file without rules (emptied, truncated, only comments) would silently
+                // shrink the rule set.
+                if f.rules.is_empty() && diags.len() == before {
+                    diags.push(diag("DLP019", name, Loc::default(), "rule file has no rules (`[[rule]]`); remove the file instead".into()));
+                }
                 files.push(f);
             }
         }

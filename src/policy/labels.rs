@@ -645,6 +645,21 @@ impl Policy for LabelPolicy {
     fn response(&self, _: &ExchangeCtx) -> Decision {
         Decision::Allow
     }
+    /// Learn every room label of the body before any event is judged: a label listed after
+    /// the state it governs (a `send_join` response in any order) still decides that state.
+    fn prepare(&self, ctx: &ExchangeCtx, units: &crate::policy::Units<'_>) {
+        for pdu in &units.pdus {
+            if let (true, Some(room)) = (self.is_room_label(&pdu.event_type, pdu.state_key.as_deref()), pdu.room_id.as_deref()) {
+                self.learn(ctx, room, &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content, "pdu");
+            }
+        }
+        let hint = units.room_hint();
+        for ev in &units.events {
+            if let (true, Some(room)) = (self.is_room_label(&ev.event_type, ev.state_key.as_deref()), ev.room_id.as_deref().or(hint.as_deref())) {
+                self.learn(ctx, room, &ev.sender, ev.event_id.as_deref(), ev.origin_server_ts.unwrap_or(0), ev.content, "event");
+            }
+        }
+    }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
         let v = self.event_like(ctx, "pdu", &pdu.event_type, pdu.state_key.as_deref(), pdu.room_id.as_deref(), &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content);
         if v != PduVerdict::Allow && pdu.event_id.is_none() {

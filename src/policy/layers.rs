@@ -4,7 +4,7 @@
 //! # Design notes
 //!
 //! * **Most severe wins.** A request or response is refused if any layer refuses it (the first
-//!   refusal is reported); a PDU gets the most severe verdict of all layers (allow < redact <
+//!   refusal is reported; likewise for each piece of request text); a PDU gets the most severe verdict of all layers (allow < redact <
 //!   hold < reject, first layer wins a tie); an EDU, a to-device message or a user-data field
 //!   is dropped/removed if any layer says so. A layer can only add restrictions.
 //! * **One snapshot per exchange.** The guard swaps a whole new `Layers` in on reload and every
@@ -12,7 +12,7 @@
 //!   one consistent policy, never by half of an old and half of a new one.
 use std::sync::Arc;
 
-use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, ToDeviceMessage, UserField};
+use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, RequestText, ToDeviceMessage, UserField};
 use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Several policies judged together; see the module notes.
@@ -66,6 +66,11 @@ impl Policy for Layers {
     fn request(&self, ctx: &ExchangeCtx) -> Decision {
         self.first_refusal(|p| p.request(ctx))
     }
+    fn prepare(&self, ctx: &ExchangeCtx, units: &crate::policy::Units<'_>) {
+        for (_, p) in &self.layers {
+            p.prepare(ctx, units);
+        }
+    }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
         self.most_severe(|p| p.pdu(ctx, pdu))
     }
@@ -94,6 +99,9 @@ impl Policy for Layers {
     }
     fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         self.most_severe(|p| p.redacted_event(ctx, event))
+    }
+    fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
+        self.first_refusal(|p| p.request_text(ctx, text))
     }
 }
 

@@ -441,10 +441,10 @@ mod tests {
         }
     }
 
-    fn forward() -> crate::policy::Forward {
+    fn forward(method: http::Method, path_and_query: &str) -> crate::policy::Forward {
         crate::policy::Forward {
-            method: http::Method::PUT,
-            path_and_query: "/".into(),
+            method,
+            path_and_query: path_and_query.into(),
             headers: http::HeaderMap::new(),
             body: bytes::Bytes::new(),
         }
@@ -482,7 +482,14 @@ mod tests {
             ..Default::default()
         };
         let cap = Capture(Mutex::new(None));
-        crate::policy::decide(&Marking, &ctx(), &units, forward(), &cap).unwrap();
+        crate::policy::decide(
+            &Marking,
+            &ctx(),
+            &units,
+            forward(http::Method::PUT, "/_matrix/federation/v1/send/t1"),
+            &cap,
+        )
+        .unwrap();
         let v = cap.0.lock().unwrap().clone().unwrap();
         assert_eq!(
             v.withhold.iter().map(|m| m.pos).collect::<Vec<_>>(),
@@ -504,7 +511,17 @@ mod tests {
             rooms: Some(&gate),
             ..Default::default()
         };
-        let r = crate::policy::decide(&Marking, &c, &units, forward(), &cap).unwrap_err();
+        let r = crate::policy::decide(
+            &Marking,
+            &c,
+            &units,
+            forward(
+                http::Method::GET,
+                "/_matrix/federation/v1/backfill/%21a%3Ahs1?v=%24x&limit=1",
+            ),
+            &cap,
+        )
+        .unwrap_err();
         assert_eq!(
             (r.status, r.errcode, r.reason),
             (

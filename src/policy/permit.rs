@@ -68,6 +68,19 @@ pub struct Units<'a> {
     pub rooms: Option<&'a dyn RoomGate>,
 }
 
+impl Units<'_> {
+    /// The room of the body's PDUs and room-bearing events, when there is exactly one.
+    pub fn room_hint(&self) -> Option<String> {
+        let mut rooms = self
+            .pdus
+            .iter()
+            .filter_map(|p| p.room_id.as_deref())
+            .chain(self.events.iter().filter_map(|e| e.room_id.as_deref()));
+        let first = rooms.next()?;
+        rooms.all(|r| r == first).then(|| first.to_owned())
+    }
+}
+
 /// One modification the policy asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Modification {
@@ -138,9 +151,29 @@ pub fn decide(
     if let Decision::Refuse(r) = policy.request(ctx) {
         return Err(r);
     }
+    check_request_text(policy, ctx, &forward)?;
     let verdicts = check_units(policy, ctx, units)?;
     let forward = if verdicts.is_empty() { forward } else { rewrite.rewrite(forward, &verdicts)? };
     Ok(Permit { inner: forward })
+}
+
+/// The text the request carries outside events, listed from the bytes about to be forwarded
+/// and judged piece by piece ([`Policy::request_text`]); the first refusal refuses the request.
+/// Text that does not decode is refused (400): nothing crosses that the guard did not read as
+/// the receiver will.
+fn check_request_text(policy: &dyn Policy, ctx: &ExchangeCtx, forward: &Forward) -> Result<(), Refusal> {
+    use crate::federation::request_text::{request_texts, RequestTextError};
+    let texts = request_texts(ctx.endpoint, &forward.method, &forward.path_and_query, &forward.body).map_err(|e| match e {
+        RequestTextError::PathMismatch => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, e.to_string()),
+        RequestTextError::Body => Refusal::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", RefusalReason::BadJson, e.to_string()),
+        RequestTextError::Path { .. } | RequestTextError::Query(_) => Refusal::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", RefusalReason::BadJson, e.to_string()),
+    })?;
+    for t in &texts {
+        if let Decision::Refuse(r) = policy.request_text(ctx, t) {
+            return Err(r);
+        }
+    }
+    Ok(())
 }
 
 /// Replays a decision the policy already took for the same transaction (idempotent retries):
@@ -193,7 +226,16 @@ fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool) -> bool {
     }
 }
 
+/// [`check_units`] for unit tests of policies.
+#[cfg(test)]
+pub(crate) fn check_units_for_tests(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+    check_units(policy, ctx, units)
+}
+
 fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+    // Every layer sees the whole unit set before judging any part of it (e.g. a room label
+    // listed after the state it governs).
+    policy.prepare(ctx, units);
     let in_transaction = ctx.endpoint.handler == Handler::Transaction;
     let mut v = Verdicts::default();
     let mut apply = |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
@@ -239,12 +281,22 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
+    // Stripped state (invites, knocks) carries no room id: it belongs to the room of the
+    // body's PDUs when they are all of one room.
+    let hint = units.room_hint();
     for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
         let unit = Unit::Event(ev);
         if withheld(screen.before(&unit), pos)? {
             continue;
         }
-        let verdict = policy.event(ctx, ev);
+        let verdict = match (&ev.room_id, &hint) {
+            (None, Some(room)) => {
+                let mut with_room = ev.clone();
+                with_room.room_id = Some(std::borrow::Cow::Owned(room.clone()));
+                policy.event(ctx, &with_room)
+            }
+            _ => policy.event(ctx, ev),
+        };
         if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
             continue;
         }
@@ -275,4 +327,136 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
         }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::catalog;
+    use crate::policy::dlp::layer::DlpPolicy;
+    use crate::policy::dlp::RuleSet;
+    use crate::policy::rules::{RuleAction, RuleConfig, Rules, RulesPolicy};
+    use crate::policy::{Direction, Layers, StaticPolicy};
+    use std::sync::Arc;
+
+    const DLP: &str = r#"
+mode = "enforce"
+[[rule]]
+id = "t.geheim"
+description = "marking"
+severity = "high"
+action = "redact"
+keywords = ["GEHEIM"]
+case_sensitive = true
+[[rule]]
+id = "t.inbound_only"
+description = "inbound"
+severity = "high"
+action = "hold"
+keywords = ["EINGANG"]
+case_sensitive = true
+[rule.scope]
+directions = ["inbound"]
+[[rule]]
+id = "t.audit"
+description = "audited only"
+severity = "low"
+action = "tag"
+keywords = ["PROTOKOLL"]
+case_sensitive = true
+"#;
+
+    struct Unchanged;
+    impl Rewrite<Forward> for Unchanged {
+        fn rewrite(&self, item: Forward, _: &Verdicts) -> Result<Forward, Refusal> {
+            Ok(item)
+        }
+    }
+
+    fn dlp_only() -> Layers {
+        let set = RuleSet::from_sources(&[("t.toml", DLP)]).unwrap_or_else(|d| panic!("{d}"));
+        Layers::new().with("dlp", Arc::new(DlpPolicy::new(set.engine())))
+    }
+
+    fn config_rules(fields: &[&str]) -> Layers {
+        let rule = RuleConfig {
+            id: "cfg.geheim".into(),
+            description: String::new(),
+            keywords: vec!["GEHEIM".into()],
+            regex: None,
+            fields: fields.iter().map(|s| s.to_string()).collect(),
+            directions: vec![],
+            action: RuleAction::Redact,
+        };
+        Layers::new().with("config", Arc::new(RulesPolicy { base: StaticPolicy::default(), rules: Rules::compile(&[rule]).unwrap() }))
+    }
+
+    /// `decide` for one request; `Ok(())` if a permit was issued.
+    fn run(policy: &dyn Policy, direction: Direction, method: http::Method, target: &str, body: &[u8]) -> Result<(), Refusal> {
+        let path = target.split('?').next().unwrap();
+        let endpoint = catalog::lookup(&method, path).expect("catalogued").endpoint;
+        let ctx = ExchangeCtx { direction, endpoint, peer: Some("hs2.test".into()), protected: "hs1.test".into(), txn_id: None };
+        let fwd = Forward { method, path_and_query: target.into(), headers: HeaderMap::new(), body: Bytes::copy_from_slice(body) };
+        decide(policy, &ctx, &Units::default(), fwd, &Unchanged).map(|_| ())
+    }
+
+    fn refused_for_text(r: Result<(), Refusal>) -> Refusal {
+        let r = r.expect_err("request must be refused");
+        assert_eq!((r.status.as_u16(), r.errcode, r.reason), (403, "M_FORBIDDEN", RefusalReason::RequestText), "{r}");
+        r
+    }
+
+    #[test]
+    fn marked_aliases_user_ids_and_search_terms_refuse_the_request() {
+        for layers in [dlp_only(), config_rules(&[])] {
+            let out = Direction::Outbound;
+            let r = refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b""));
+            assert!(r.message.contains("query parameter room_alias"), "{r}");
+            assert!(!r.message.contains("#GEHEIM"), "the refusal never carries the text: {r}");
+            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM-x%3Ahs2", b""));
+            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40a%3Ahs2&GEHEIM", b""));
+            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/hierarchy/%21GEHEIM%3Ahs2", b""));
+            let search = br#"{"limit":10,"filter":{"generic_search_term":"Akte GEHEIM"}}"#;
+            refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", search));
+            refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/user/keys/query", br#"{"device_keys":{"@GEHEIM:hs2":[]}}"#));
+            // Obfuscated: a zero-width space and a soft hyphen inside the marking (the text
+            // pipeline normalises request text like any other).
+            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GE%E2%80%8BHE%C2%ADIM%3Ahs2", b""));
+            // Inbound requests are judged too.
+            refused_for_text(run(&layers, Direction::Inbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs1", b""));
+            // Clean requests pass; lower-case `geheim` is no marking.
+            run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23geheimnis%3Ahs2", b"").unwrap();
+            run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", br#"{"filter":{"generic_search_term":"Akte"}}"#).unwrap();
+            // Events are judged per event (not here, `Units` is empty), not as request text; the
+            // rest of an event-carrying body is request text.
+            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[{"content":{"body":"GEHEIM"}}],"edus":[]}"#;
+            run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn).unwrap();
+            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[],"edus":[],"x":"GEHEIM"}"#;
+            refused_for_text(run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn));
+        }
+    }
+
+    #[test]
+    fn dlp_scope_and_actions_and_config_field_filters_apply_to_request_text() {
+        let dlp = dlp_only();
+        let q = "/_matrix/federation/v1/query/directory?room_alias=%23EINGANG%3Ahs2";
+        run(&dlp, Direction::Outbound, http::Method::GET, q, b"").expect("an inbound-only rule is silent outbound");
+        refused_for_text(run(&dlp, Direction::Inbound, http::Method::GET, q, b""));
+        run(&dlp, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23PROTOKOLL%3Ahs2", b"").expect("tag only logs");
+        // `fields` of a config rule: the field name or the parameter name.
+        let only_body = config_rules(&["request.body"]);
+        run(&only_body, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b"").unwrap();
+        refused_for_text(run(&only_body, Direction::Outbound, http::Method::POST, "/_matrix/federation/v1/publicRooms", br#"{"filter":{"generic_search_term":"GEHEIM"}}"#));
+        let only_alias = config_rules(&["room_alias"]);
+        refused_for_text(run(&only_alias, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b""));
+        run(&only_alias, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM%3Ahs2", b"").unwrap();
+    }
+
+    #[test]
+    fn undecodable_request_text_is_refused_as_a_bad_request() {
+        let r = run(&Layers::new(), Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%FF", b"").unwrap_err();
+        assert_eq!((r.status.as_u16(), r.errcode), (400, "M_INVALID_PARAM"));
+        let r = run(&Layers::new(), Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/hierarchy/%C3%28", b"").unwrap_err();
+        assert_eq!((r.status.as_u16(), r.errcode), (400, "M_INVALID_PARAM"));
+    }
 }

@@ -16,11 +16,16 @@
 //! separately). `fields` filters apply to user fields by the field's name
 //! (`federation::userdata::FieldKind::as_str`: `displayname`, `device_display_name`, `name`,
 //! `topic`, `alias`, …) or its key in the body.
+//!
+//! Text the request itself carries (path and query parameters, bodies without events; see
+//! `federation::request_text`) is judged too: any matching rule refuses the request (403
+//! `M_FORBIDDEN`). `fields` filters apply by `request.path`, `request.query`, `request.body` or
+//! the parameter's name.
 use regex::RegexSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, StaticPolicy};
+use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason, RequestText, StaticPolicy, TextKind};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 
@@ -110,13 +115,16 @@ impl Rules {
             if r.keywords.is_empty() && r.regex.is_none() {
                 return Err(RuleError::Empty { id: r.id.clone() });
             }
+            // Text is matched in its normalised views (`crate::text`), so the rules are
+            // compiled in normalised form too.
             for k in &r.keywords {
-                patterns.push(regex::escape(k));
+                patterns.push(regex::escape(&crate::text::normalize(k)));
                 owner.push(i);
             }
             if let Some(re) = &r.regex {
-                regex::Regex::new(re).map_err(|e| RuleError::Regex { id: r.id.clone(), reason: e.to_string() })?;
-                patterns.push(re.clone());
+                let re = crate::text::normalize(re).into_owned();
+                regex::Regex::new(&re).map_err(|e| RuleError::Regex { id: r.id.clone(), reason: e.to_string() })?;
+                patterns.push(re);
                 owner.push(i);
             }
             rules.push(Compiled {
@@ -148,6 +156,33 @@ impl Rules {
         }
     }
 
+    /// An event: its `type`, `state_key` and `redacts` (`top`, matched by rules without a
+    /// `fields` filter or naming `type`/`state_key`/`redacts`), its content and its `unsigned`.
+    pub fn check_event(&self, direction: Direction, top: &[Option<&str>; 3], content: &RawValue, unsigned: Option<&RawValue>) -> Option<(&str, RuleAction)> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let mut best: Option<(usize, RuleAction)> = None;
+        for (name, text) in ["type", "state_key", "redacts"].iter().zip(top) {
+            if let Some(t) = text {
+                self.scan(direction, t, |r| r.fields.iter().any(|f| f == name), &mut best);
+            }
+        }
+        fn most_severe<'r>(a: Option<(&'r str, RuleAction)>, b: Option<(&'r str, RuleAction)>) -> Option<(&'r str, RuleAction)> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(if severity(y.1) > severity(x.1) { y } else { x }),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        let mut found = best.map(|(i, a)| (self.rules[i].id.as_str(), a));
+        found = most_severe(found, self.check(direction, content));
+        if let Some(u) = unsigned {
+            found = most_severe(found, self.check(direction, u));
+        }
+        found
+    }
+
     /// As [`Rules::check`], on a parsed value.
     pub fn check_value(&self, direction: Direction, value: &serde_json::Value) -> Option<(&str, RuleAction)> {
         let mut best: Option<(usize, RuleAction)> = None;
@@ -167,6 +202,19 @@ impl Rules {
     /// Matches `s` and keeps the most severe applicable rule in `best`; `field_ok` decides for
     /// rules with a `fields` filter.
     fn scan(&self, direction: Direction, s: &str, field_ok: impl Fn(&Compiled) -> bool, best: &mut Option<(usize, RuleAction)>) {
+        if self.rules.is_empty() {
+            return;
+        }
+        VIEWS.with(|views| {
+            let mut views = views.borrow_mut();
+            for view in views.build(s, false) {
+                self.scan_view(direction, &view.text, &field_ok, best);
+            }
+        });
+    }
+
+    /// [`Rules::scan`] on one view of the text.
+    fn scan_view(&self, direction: Direction, s: &str, field_ok: &impl Fn(&Compiled) -> bool, best: &mut Option<(usize, RuleAction)>) {
         for p in self.set.matches(s).iter() {
             let ri = self.owner[p];
             let r = &self.rules[ri];
@@ -190,11 +238,21 @@ fn severity(a: RuleAction) -> u8 {
     }
 }
 
-fn walk<'v>(v: &'v serde_json::Value, key: Option<&'v str>, f: &mut impl FnMut(Option<&'v str>, &'v str)) {
+thread_local! {
+    static VIEWS: std::cell::RefCell<crate::text::Views> = std::cell::RefCell::new(crate::text::Views::new());
+}
+
+/// Every string value, object key and number under `v`, with the key it is under (an object
+/// key is reported under its own name).
+fn walk<'v>(v: &'v serde_json::Value, key: Option<&'v str>, f: &mut impl FnMut(Option<&'v str>, &str)) {
     match v {
         serde_json::Value::String(s) => f(key, s),
+        serde_json::Value::Number(n) => f(key, &n.to_string()),
         serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, key, f)),
-        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| walk(x, Some(k.as_str()), f)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+            f(Some(k.as_str()), k);
+            walk(x, Some(k.as_str()), f)
+        }),
         _ => {}
     }
 }
@@ -219,12 +277,18 @@ impl Policy for RulesPolicy {
         self.base.request(ctx)
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        pdu_verdict(self.rules.check(ctx.direction, pdu.content))
+        let top = [Some(pdu.event_type.as_ref()), pdu.state_key.as_deref(), pdu.redacts.as_deref()];
+        pdu_verdict(self.rules.check_event(ctx.direction, &top, pdu.content, pdu.unsigned))
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
-        pdu_verdict(self.rules.check(ctx.direction, event.content))
+        let top = [Some(event.event_type.as_ref()), event.state_key.as_deref(), None];
+        pdu_verdict(self.rules.check_event(ctx.direction, &top, event.content, None))
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        let base = self.base.edu(ctx, edu);
+        if base != EduVerdict::Allow {
+            return base;
+        }
         if self.rules.is_empty() {
             return EduVerdict::Allow;
         }
@@ -267,6 +331,24 @@ impl Policy for RulesPolicy {
         match self.rules.check(ctx.direction, msg.content) {
             None => EduVerdict::Allow,
             Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+        }
+    }
+    /// Any matching rule refuses the request (403), whatever its action: text in a path,
+    /// query or non-event body cannot be redacted. `fields` filters match `request.path`,
+    /// `request.query`, `request.body` or the parameter's name (`room_alias`, `user_id`, …).
+    fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
+        let field = match text.kind {
+            TextKind::PathParam => "request.path",
+            TextKind::QueryName | TextKind::QueryValue => "request.query",
+            TextKind::BodyKey | TextKind::BodyValue => "request.body",
+        };
+        match self.rules.check_text(ctx.direction, &[field, text.name], &text.text) {
+            None => Decision::Allow,
+            Some((id, _)) => {
+                let label = text.label();
+                tracing::info!(direction = ctx.direction.as_str(), peer = ctx.peer.as_deref().unwrap_or(""), rule = id, text = %label, "content rule matched request text");
+                Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {id}")))
+            }
         }
     }
 }

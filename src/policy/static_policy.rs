@@ -13,7 +13,24 @@ pub struct StaticPolicy {
     deny_servers: HashSet<String>,
     deny_inbound: HashSet<EndpointClass>,
     deny_outbound: HashSet<EndpointClass>,
+    /// Extra EDU types from `[policy] allow_edu_types`.
+    allow_edu_types: HashSet<String>,
 }
+
+/// EDU types the guard knows and lets through (their content is still judged by the
+/// content layers): the server-server spec's EDUs and Synapse's unstable cross-signing name.
+pub const KNOWN_EDU_TYPES: &[&str] = &[
+    "m.typing",
+    "m.receipt",
+    "m.presence",
+    "m.device_list_update",
+    "m.signing_key_update",
+    "org.matrix.signing_key_update",
+    "m.direct_to_device",
+];
+
+/// Rule id of a dropped EDU of an unknown type.
+pub const UNKNOWN_EDU_RULE: &str = "edu:unknown_type";
 
 impl StaticPolicy {
     pub fn from_config(cfg: &PolicyConfig) -> Self {
@@ -27,6 +44,7 @@ impl StaticPolicy {
             deny_servers: cfg.deny_servers.iter().map(norm).collect(),
             deny_inbound,
             deny_outbound,
+            allow_edu_types: cfg.allow_edu_types.iter().cloned().collect(),
         }
     }
 
@@ -73,8 +91,14 @@ impl Policy for StaticPolicy {
     fn event(&self, _ctx: &ExchangeCtx, _event: &EventView<'_>) -> PduVerdict {
         PduVerdict::Allow
     }
-    fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {
-        EduVerdict::Allow
+    /// EDUs of a type the guard does not know (and the config does not name) are dropped:
+    /// an unknown type is a channel no rule was written for.
+    fn edu(&self, _ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        if KNOWN_EDU_TYPES.contains(&edu.edu_type.as_ref()) || self.allow_edu_types.contains(edu.edu_type.as_ref()) {
+            EduVerdict::Allow
+        } else {
+            EduVerdict::Drop { rule: UNKNOWN_EDU_RULE.into() }
+        }
     }
     fn response(&self, _ctx: &ExchangeCtx) -> Decision {
         Decision::Allow

@@ -276,7 +276,7 @@ async fn run(
                 // version (a later redaction leaks nothing either).
                 let withheld = match &decided {
                     Ok(p) => p.get().body != body,
-                    Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
+                    Err(r) => matches!(r.reason, RefusalReason::Policy | RefusalReason::RequestText | RefusalReason::ServerDenied | RefusalReason::ClassDenied),
                 };
                 if withheld {
                     let record = match &decided {
@@ -557,8 +557,8 @@ fn inspect_response<'b>(guard: &Guard, endpoint: &'static Endpoint, status: Stat
         return Ok(Units::default());
     }
     if !endpoint.response_body.is_json() {
-        // Media (multipart/binary): size-limited by the upstream client; the class policy
-        // decides whether media may cross at all. Content inspection of media comes later.
+        // Media (multipart/binary): size-limited by the upstream client and not inspected.
+        // Media requests reach this point only with `[media] allow_unscanned` (`policy::media`).
         return Ok(Units::default());
     }
     if !is_json_ct {

@@ -18,7 +18,11 @@ use crate::keys::{RemoteKeys, SigningKey};
 use crate::store::Store;
 use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::dlp::layer::DlpPolicy;
+use crate::policy::media::MediaPolicy;
 use crate::policy::{Layers, StaticPolicy};
+
+mod reload;
+pub use reload::{PolicyStatus, ReloadResult, POLICY_FILES_LOADED, POLICY_FINGERPRINT, POLICY_RELOADS_TOTAL, POLICY_RULES_LOADED, SETTLE_POLLS};
 
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,8 @@ pub enum GuardError {
     Rules(#[from] RuleError),
     #[error("DLP rule set {dir}:\n{diagnostics}")]
     Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
+    #[error("DLP rule set {dir} refused, it lacks rules of the running one ({loss}); SIGUSR1 loads it anyway")]
+    DlpShrink { dir: std::path::PathBuf, loss: Box<crate::policy::manifest::Loss> },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]
@@ -79,8 +85,10 @@ pub struct Guard {
     dlp: Option<crate::config::DlpConfig>,
     /// The security-label layer (`[labels]`), kept across DLP reloads.
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
-    /// Serialises reloads (SIGHUP and the file watcher).
-    reload_lock: std::sync::Mutex<()>,
+    /// The running DLP rule set's manifest (serialises reloads: signals and the watcher).
+    reloader: reload::Reloader,
+    /// `[media]`: media fails closed unless allowed (kept across DLP reloads).
+    media: Arc<MediaPolicy>,
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
@@ -151,11 +159,16 @@ impl Guard {
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
         let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
-        let dlp_layer = match &cfg.dlp {
-            Some(d) => Some(Arc::new(load_dlp(&d.policies)?)),
-            None => None,
+        let (dlp_layer, manifest) = match &cfg.dlp {
+            Some(d) => {
+                let (p, m) = reload::load_dlp(&d.policies, None)?;
+                reload::log_identity(&d.policies, &m, "loaded");
+                (Some(Arc::new(p)), Some(m))
+            }
+            None => (None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let media = Arc::new(MediaPolicy::from_config(&cfg.media));
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -165,11 +178,12 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, dlp_layer, labels.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone()))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
-            reload_lock: std::sync::Mutex::new(()),
+            reloader: reload::Reloader::new(manifest.as_ref()),
+            media,
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -223,9 +237,10 @@ impl Guard {
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, the DLP rule set, security labels.
-    fn layers(base: &Arc<RulesPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
-        let mut l = Layers::new().with("config", base.clone());
+    /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
+    /// labels.
+    fn layers(base: &Arc<RulesPolicy>, media: &Arc<MediaPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
+        let mut l = Layers::new().with("config", base.clone()).with("media", media.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
         }
@@ -233,28 +248,6 @@ impl Guard {
             l = l.with("labels", x);
         }
         l
-    }
-
-    /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
-    /// A rule set that fails to load is refused with its diagnostics; the running policy stays.
-    /// Returns the number of rules now active. Without `[dlp]`, nothing to do (`Ok(0)`).
-    pub fn reload_policies(&self) -> Result<usize, GuardError> {
-        let Some(d) = &self.dlp else { return Ok(0) };
-        let _serial = self.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match load_dlp(&d.policies) {
-            Ok(p) => {
-                let rules = p.rule_count();
-                self.swap_policy(Self::layers(&self.base, Some(Arc::new(p)), self.labels.clone()));
-                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "ok").increment(1);
-                info!(dir = %d.policies.display(), rules, "DLP rule set reloaded");
-                Ok(rules)
-            }
-            Err(e) => {
-                metrics::counter!(POLICY_RELOADS_TOTAL, "result" => "refused").increment(1);
-                error!("DLP rule set refused, the running policy stays: {e}");
-                Err(e)
-            }
-        }
     }
 
     /// `[dlp] watch_interval_ms`, if the directory is to be watched.
@@ -356,49 +349,6 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
     }
 }
 
-/// Counter: policy reloads by `result` (ok, refused).
-pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
-
-/// Loads and compiles the DLP rule files of `dir` into a policy layer.
-fn load_dlp(dir: &std::path::Path) -> Result<DlpPolicy, GuardError> {
-    let set = crate::policy::dlp::RuleSet::load_dir(dir).map_err(|diagnostics| GuardError::Dlp { dir: dir.to_path_buf(), diagnostics })?;
-    Ok(DlpPolicy::new(set.engine()))
-}
-
-/// A fingerprint of the rule files of `dir` (names, sizes, modification times), to notice
-/// changes by polling. `None` if the directory cannot be read.
-fn dir_fingerprint(dir: &std::path::Path) -> Option<Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .map(|e| {
-            let md = e.metadata().ok();
-            (e.file_name(), md.as_ref().map_or(0, |m| m.len()), md.and_then(|m| m.modified().ok()))
-        })
-        .collect();
-    v.sort();
-    Some(v)
-}
-
-/// Polls the DLP rule directory and reloads on change until `stop` resolves.
-async fn watch_dlp(guard: Arc<Guard>, dir: std::path::PathBuf, every: Duration, mut stop: Shutdown) {
-    let mut last = dir_fingerprint(&dir);
-    loop {
-        tokio::select! {
-            _ = stop.wait() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let now = dir_fingerprint(&dir);
-        if now != last {
-            last = now;
-            let g = guard.clone();
-            // Loading reads files and compiles regexes: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || g.reload_policies()).await;
-        }
-    }
-}
-
 /// The sockets the guard serves on. Bound by the caller (tests bind port 0).
 #[derive(Default)]
 pub struct Listeners {
@@ -467,8 +417,10 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
+    // The gauges of the running rule set (the admin listener installed the recorder).
+    guard.publish_policy_identity();
     if let Some((dir, every)) = guard.dlp_watch() {
-        tasks.push(tokio::spawn(watch_dlp(guard.clone(), dir, every, sd.clone())));
+        tasks.push(tokio::spawn(reload::watch_dlp(guard.clone(), dir, every, sd.clone())));
     }
     if let Some(l) = listeners.inbound {
         tasks.push(tokio::spawn(super::inbound::run(guard.clone(), l, sd.clone())));

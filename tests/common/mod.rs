@@ -130,6 +130,7 @@ pub struct RunningGuard {
     pub connect: Option<SocketAddr>,
     pub proxy: Option<SocketAddr>,
     pub admin: SocketAddr,
+    pub guard: Arc<Guard>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -155,10 +156,10 @@ pub async fn start_guard(p: &Pki, toml: &str) -> RunningGuard {
     let (inbound, connect, proxy) = (addr(&listeners.inbound), addr(&listeners.connect), addr(&listeners.proxy));
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(grenzwacht::proxy::serve(guard, listeners, async move {
+    let task = tokio::spawn(grenzwacht::proxy::serve(guard.clone(), listeners, async move {
         let _ = rx.await;
     }));
-    RunningGuard { inbound, connect, proxy, admin, stop: Some(tx), task: Some(task) }
+    RunningGuard { inbound, connect, proxy, admin, guard, stop: Some(tx), task: Some(task) }
 }
 
 fn rand_suffix() -> u64 {

@@ -55,22 +55,25 @@ pub enum Dir {
 }
 
 fn load(dir: &Path) -> Result<RuleSet, ExitCode> {
-    RuleSet::load_dir(dir).map_err(|d| {
-        eprintln!("{d}");
-        eprintln!("error: {} problem(s) in {}", d.0.len(), dir.display());
-        ExitCode::from(1)
-    })
+    RuleSet::load_dir(dir).map_err(|d| report(dir, &d))
+}
+
+fn report(dir: &Path, d: &super::Diagnostics) -> ExitCode {
+    eprintln!("{d}");
+    eprintln!("error: {} problem(s) in {}", d.0.len(), dir.display());
+    ExitCode::from(1)
 }
 
 /// Run a `policy` subcommand.
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { policies } => {
-            let set = match load(&policies) {
+            let (set, manifest) = match RuleSet::load_dir_with_manifest(&policies) {
                 Ok(s) => s,
-                Err(code) => return Ok(code),
+                Err(d) => return Ok(report(&policies, &d)),
             };
             let tests: usize = set.rules().map(|r| r.tests.len()).sum();
+            let fp = manifest.fingerprint();
             println!(
                 "{}: OK ({} rules in {} files, {} embedded tests, mode {})",
                 policies.display(),
@@ -79,6 +82,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 tests,
                 set.mode().as_str()
             );
+            // The running guard logs the same fingerprint and exports its first 48 bits as
+            // the gauge `grenzwacht_policy_fingerprint`.
+            println!("fingerprint {fp} (gauge value {})", fp.gauge_value());
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test { policies } => {

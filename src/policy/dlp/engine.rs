@@ -935,7 +935,15 @@ impl Engine {
     /// Scan already extracted fields: EDUs (`edu_fields`), profile and directory responses,
     /// device names, or any text under a field name.
     pub fn scan_fields<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
-        self.scan_fields_with(ctx, fields, false)
+        self.scan_fields_with(ctx, fields, false, true)
+    }
+
+    /// [`Self::scan_fields`] on the raw strings, without the text pipeline: what the engine
+    /// did before normalisation existed. Only for measuring the pipeline's cost (benchmarks);
+    /// never used on traffic.
+    #[doc(hidden)]
+    pub fn scan_fields_unnormalized<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
+        self.scan_fields_with(ctx, fields, false, false)
     }
 
     /// [`Self::scan_fields`]; `reference` selects the simple candidate search (tests only).
@@ -949,6 +957,7 @@ impl Engine {
         ctx: &ScanCtx<'_>,
         fields: &[(Field, S)],
         reference: bool,
+        normalize: bool,
     ) -> Outcome {
         let mut out = Outcome::default();
         if fields.is_empty() || self.rules.is_empty() {
@@ -969,7 +978,8 @@ impl Engine {
                     continue;
                 }
                 let field_first = out.matches.len();
-                for view in views.build(text, self.any_confusables) {
+                let built = if normalize { views.build(text, self.any_confusables) } else { views.build_raw(text) };
+                for view in built {
                     let on = |ri: usize| {
                         on_field(ri) && (!view.confusable || self.rules[ri].confusables)
                     };
@@ -1312,7 +1322,7 @@ impl Engine {
         ctx: &ScanCtx<'_>,
         fields: &[(Field, S)],
     ) -> Outcome {
-        self.scan_fields_with(ctx, fields, true)
+        self.scan_fields_with(ctx, fields, true, true)
     }
 }
 

@@ -108,6 +108,22 @@ impl DlpPolicy {
         out
     }
 
+    /// The engine's outcome for a PDU: what [`Policy::pdu`] decides on (the same scan as
+    /// `policy test` and `policy explain`, see the tests).
+    pub fn pdu_outcome(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Outcome {
+        self.scan_content(
+            ctx,
+            "pdu",
+            pdu.room_id.as_deref(),
+            Some(&pdu.sender),
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        )
+    }
+
     /// The rule that decided (the first enforce match with the winning action).
     fn deciding_rule(out: &Outcome) -> String {
         out.matches
@@ -158,17 +174,7 @@ impl Policy for DlpPolicy {
         Decision::Allow
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let out = self.scan_content(
-            ctx,
-            "pdu",
-            pdu.room_id.as_deref(),
-            Some(&pdu.sender),
-            &pdu.event_type,
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-            pdu.content,
-            pdu.unsigned,
-        );
+        let out = self.pdu_outcome(ctx, pdu);
         Self::pdu_verdict(&out)
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
@@ -217,6 +223,25 @@ impl Policy for DlpPolicy {
         match Self::removes(&out) {
             Some(rule) => EduVerdict::Drop { rule },
             None => EduVerdict::Allow,
+        }
+    }
+    /// Text in the request itself (path and query parameters, non-event bodies), scanned as
+    /// `request.path`, `request.query` or `request.body` of the pseudo event type `m.request`.
+    /// Any enforce action other than allow/tag refuses the whole request (403).
+    fn request_text(&self, ctx: &ExchangeCtx, text: &crate::policy::RequestText<'_>) -> Decision {
+        use crate::policy::{Refusal, RefusalReason, TextKind};
+        let field = match text.kind {
+            TextKind::PathParam => Field::RequestPath,
+            TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
+            TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
+        };
+        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: "m.request" };
+        let out = self.engine.scan_fields(&sctx, &[(field, text.text.as_ref())]);
+        let label = text.label();
+        self.record(ctx, &format!("request ({label})"), &out);
+        match Self::removes(&out) {
+            Some(rule) => Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {rule}"))),
+            None => Decision::Allow,
         }
     }
 }

@@ -28,6 +28,7 @@
 //! | DLP016 | number out of range |
 //! | DLP017 | rule set too large to compile |
 //! | DLP018 | pattern or keyword that normalised text never contains (invisible, control or combining characters) |
+//! | DLP019 | rule file without rules (empty, truncated or only comments) |
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;

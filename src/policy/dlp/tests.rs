@@ -210,3 +210,98 @@ fn suppressed_by_drops_overlapping_lower_rule() {
     let err = RuleSet::from_sources(&[("s.toml", &bad)]).unwrap_err();
     assert_eq!(err.0[0].code, "DLP013");
 }
+
+/// One scanner: every embedded test of the shipped rule set gets the same verdict for its
+/// rule from the CLI path (`RuleSet::run_tests`, what `policy test` runs) and from the guard's
+/// layer on traffic (`DlpPolicy::pdu_outcome` on a PDU carrying the same text, in the test's
+/// direction, from the test's sender and room, to the test's peer).
+#[test]
+fn guard_and_policy_cli_agree_on_every_shipped_test() {
+    use crate::federation::pdu::PduView;
+    use crate::policy::dlp::layer::DlpPolicy;
+    use crate::policy::ExchangeCtx;
+
+    let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap_or_else(|d| panic!("{d}"));
+    let policy = DlpPolicy::new(set.engine());
+    let cli = set.run_tests();
+    let mut compared = 0;
+    for (r, res) in set.rules().flat_map(|r| r.tests.iter().map(move |t| (r, t))).zip(&cli) {
+        let (rule, t) = r;
+        assert_eq!(res.rule, rule.id);
+        // The carrier of the test's text on the wire.
+        let (ty, state_key, content) = match &t.input {
+            TestInput::Event(ev) => (
+                ev["type"].as_str().unwrap_or("").to_owned(),
+                ev.get("state_key").and_then(|v| v.as_str()).map(str::to_owned),
+                ev["content"].clone(),
+            ),
+            TestInput::Text { text, field } => match field.as_str() {
+                "body" => ("m.room.message".into(), None, json!({"msgtype": "m.text", "body": text})),
+                "formatted_body" => ("m.room.message".into(), None, json!({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html", "formatted_body": text})),
+                "filename" => ("m.room.message".into(), None, json!({"msgtype": "m.file", "body": "Datei", "filename": text})),
+                "room.topic" => ("m.room.topic".into(), Some(String::new()), json!({"topic": text})),
+                "room.name" => ("m.room.name".into(), Some(String::new()), json!({"name": text})),
+                "member.displayname" => ("m.room.member".into(), Some("@a:hs1.test".into()), json!({"membership": "join", "displayname": text})),
+                // Fields that do not travel in a room event (EDUs, user data).
+                _ => continue,
+            },
+        };
+        let mut pdu = json!({
+            "type": ty,
+            "room_id": t.room.as_deref().unwrap_or("!r:hs1.test"),
+            "sender": t.sender.as_deref().unwrap_or("@a:hs1.test"),
+            "origin_server_ts": 1,
+            "content": content,
+        });
+        if let Some(k) = state_key {
+            pdu["state_key"] = json!(k);
+        }
+        let raw = serde_json::value::RawValue::from_string(pdu.to_string()).unwrap();
+        let view = PduView::parse(&raw).unwrap();
+        let ctx = ExchangeCtx {
+            direction: t.direction,
+            endpoint: crate::federation::catalog::by_id("send_transaction").unwrap(),
+            peer: Some(t.peer.clone().unwrap_or_else(|| "hs2.test".into())),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        };
+        let guard = policy.pdu_outcome(&ctx, &view).verdict_of(&rule.id);
+        assert_eq!(guard, res.got, "{}::{} ({:?}) at {}:{}: guard {guard:?}, policy test {:?}", rule.id, res.index, res.name, res.file, res.loc.line, res.got);
+        compared += 1;
+    }
+    assert!(compared >= 120, "compared {compared} of {} tests", cli.len());
+}
+
+#[test]
+fn a_rule_file_without_rules_is_an_error_but_a_broken_rule_is_reported_as_itself() {
+    for (what, text) in [("empty", ""), ("comments", "# all rules moved\n# to another file\n"), ("mode only", "mode = \"enforce\"\n")] {
+        let err = RuleSet::from_sources(&[("a.toml", BASE), ("b.toml", text)]).unwrap_err();
+        let codes: Vec<_> = err.0.iter().map(|d| (d.code, d.file.as_str())).collect();
+        assert_eq!(codes, vec![("DLP019", "b.toml")], "{what}");
+        assert!(err.to_string().starts_with("b.toml: error[DLP019]: rule file has no rules"), "{err}");
+    }
+    // A file whose only rule is broken reports the rule's problem, not DLP019.
+    let err = RuleSet::from_sources(&[("b.toml", "[[rule]]\nid = \"x\"\n")]).unwrap_err();
+    assert!(err.0.iter().all(|d| d.code != "DLP019"), "{err}");
+    assert!(err.0.iter().any(|d| d.code == "DLP004"), "{err}");
+}
+
+#[test]
+fn a_snapshot_loads_with_a_manifest_of_file_names_rule_ids_and_hashes() {
+    use crate::policy::manifest::{Manifest, Snapshot};
+    let extra = "[[rule]]\nid = \"x.one\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"eins\"]\n";
+    let snap = Snapshot::from_files([("b.toml", extra.as_bytes()), ("a.toml", BASE.as_bytes())]);
+    let (set, manifest) = RuleSet::from_snapshot(Path::new("/p"), &snap).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(set.rules().count(), 5);
+    let mut expected = Manifest::new();
+    expected.insert("a.toml", BASE.as_bytes(), ["iban", "geheim", "weak", "email"]);
+    expected.insert("b.toml", extra.as_bytes(), ["x.one"]);
+    assert_eq!(manifest, expected);
+    assert_eq!(manifest.fingerprint(), snap.fingerprint());
+    // Diagnostics name files by path; unreadable and non-UTF-8 files are DLP014.
+    let bad = Snapshot::from_files([("a.toml", BASE.as_bytes()), ("c.toml", &b"\xff\xfe"[..])]);
+    let err = RuleSet::from_snapshot(Path::new("/p"), &bad).unwrap_err();
+    assert_eq!(err.0.iter().map(|d| d.code).collect::<Vec<_>>(), vec!["DLP014"], "{err}");
+    let none = Snapshot::from_files([]);
+    assert_eq!(RuleSet::from_snapshot(Path::new("/p"), &none).unwrap_err().0[0].code, "DLP015");
+}

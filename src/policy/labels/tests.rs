@@ -428,3 +428,39 @@ fn generated_labels_are_released_somewhere() {
     assert!(released(&deu(3, &[250, 276]), &c));
     assert!(!released(&deu(4, &[276]), &c));
 }
+
+/// A body whose room label comes after the state it governs (a `send_join` response in any
+/// order): every layer sees all units before any is judged, so the topic is judged by the room
+/// label whatever the order. Stripped state without a room id is judged by the room of the
+/// body's PDUs.
+#[test]
+fn the_whole_body_is_read_before_any_unit_is_judged() {
+    use crate::policy::Units;
+    for label_first in [false, true] {
+        let p = policy();
+        let c = out();
+        let topic = pdu_json("m.room.topic", "@alice:hs1.test", Some(""), json!({"topic": "Lage"}), 5);
+        let label = pdu_json("de.grenzwacht.room_label", "@alice:hs1.test", Some(""), json!({"de.grenzwacht.label": deu(4, &[])}), 4);
+        let (a, b) = if label_first { (&label, &topic) } else { (&topic, &label) };
+        let units = Units { pdus: vec![PduView::parse(a).unwrap(), PduView::parse(b).unwrap()], pdu_pos: vec![0, 1], ..Units::default() };
+        p.prepare(&c, &units);
+        let topic_view = PduView::parse(&topic).unwrap();
+        assert_eq!(p.pdu(&c, &topic_view), redact("label:deny"), "label first: {label_first}");
+    }
+    // Stripped state of an invite: no room id of its own, the invite PDU's room decides.
+    let p = policy();
+    let c = out();
+    set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1);
+    let invite = pdu_json("m.room.member", "@alice:hs1.test", Some("@bob:hs2.test"), json!({"membership": "invite"}), 6);
+    let stripped = raw(&json!({"type": "m.room.name", "state_key": "", "sender": "@alice:hs1.test", "content": {"name": "Lage"}}));
+    let units = Units {
+        pdus: vec![PduView::parse(&invite).unwrap()],
+        pdu_pos: vec![0],
+        events: vec![crate::federation::pdu::EventView::parse(&stripped).unwrap()],
+        event_pos: vec![1],
+        ..Units::default()
+    };
+    assert_eq!(units.room_hint().as_deref(), Some(ROOM));
+    let v = crate::policy::permit::check_units_for_tests(&p, &c, &units).unwrap();
+    assert!(v.redact.iter().any(|m| m.pos == 1), "the stripped room name is judged by the GEHEIM room label: {v:?}");
+}

@@ -1,0 +1,265 @@
+//! Reloading the DLP rule set: a rule set never shrinks by accident.
+//!
+//! * One consistent read: every load parses exactly the bytes of one [`Snapshot`] of the rule
+//!   directory, and the running set's [`Manifest`] holds their hashes.
+//! * Settle time: the watcher polls the directory (names and content hashes) and loads a new
+//!   state only after it was seen unchanged in [`SETTLE_POLLS`] consecutive polls, so a file
+//!   that is still being written is never loaded. SIGHUP loads at once.
+//! * Shrink protection: a new set that lacks a rule file or a rule id of the running set, has
+//!   a file without rules, or has a file that is its running version cut off at the end, is
+//!   refused and the running set stays — unless the operator
+//!   confirms it (SIGUSR1, [`Guard::reload_policies_accepting_smaller`]). A file without rules
+//!   is also a load error (DLP019), so it never loads, confirmed or not.
+//! * Identity: every load logs the set's fingerprint; gauges carry the number of rules and
+//!   files and the fingerprint's first 48 bits.
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use super::{Guard, GuardError, Shutdown};
+use crate::policy::dlp::layer::DlpPolicy;
+use crate::policy::dlp::RuleSet;
+use crate::policy::manifest::{Fingerprint, Manifest, Settle, Snapshot};
+
+/// Counter: policy reloads by `result` ([`ReloadResult::label`]).
+pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
+/// Gauge: rules in the running policy input, by `input` (`dlp`).
+pub const POLICY_RULES_LOADED: &str = "grenzwacht_policy_rules_loaded";
+/// Gauge: files in the running policy input, by `input`.
+pub const POLICY_FILES_LOADED: &str = "grenzwacht_policy_files_loaded";
+/// Gauge: the first 48 bits of the running input's fingerprint, by `input`.
+pub const POLICY_FINGERPRINT: &str = "grenzwacht_policy_fingerprint";
+
+/// Consecutive equal polls before the watcher loads a changed directory.
+pub const SETTLE_POLLS: u32 = 2;
+
+/// The outcome of one reload attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// Loaded; nothing of the running set was lost.
+    Ok,
+    /// The new set did not load (diagnostics); the running set stays.
+    Refused,
+    /// The new set would lose files or rule ids; the running set stays.
+    RefusedShrink,
+    /// The new set loses files or rule ids and was loaded by operator confirmation.
+    AcceptedShrink,
+}
+
+impl ReloadResult {
+    /// The `result` label of [`POLICY_RELOADS_TOTAL`].
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Refused => "refused",
+            ReloadResult::RefusedShrink => "refused_shrink",
+            ReloadResult::AcceptedShrink => "accepted_shrink",
+        }
+    }
+}
+
+/// What the guard is running and how the last reload went.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyStatus {
+    /// The running DLP rule set's fingerprint (`None` without `[dlp]`).
+    pub fingerprint: Option<Fingerprint>,
+    pub rules: usize,
+    pub files: usize,
+    /// Reload attempts since start (any result).
+    pub attempts: u64,
+    pub last_result: Option<ReloadResult>,
+}
+
+/// The running rule set's manifest (its lock serialises reloads) and the status.
+pub(super) struct Reloader {
+    running: Mutex<Option<Manifest>>,
+    status: Mutex<PolicyStatus>,
+}
+
+impl Reloader {
+    pub(super) fn new(manifest: Option<&Manifest>) -> Self {
+        let status = PolicyStatus {
+            fingerprint: manifest.map(Manifest::fingerprint),
+            rules: manifest.map_or(0, Manifest::id_count),
+            files: manifest.map_or(0, Manifest::file_count),
+            ..PolicyStatus::default()
+        };
+        Reloader {
+            running: Mutex::new(manifest.cloned()),
+            status: Mutex::new(status),
+        }
+    }
+}
+
+/// Loads and compiles the DLP rule files of `dir` (one read) into a policy layer and its manifest.
+pub(super) fn load_dlp(
+    dir: &Path,
+    snap: Option<&Snapshot>,
+) -> Result<(DlpPolicy, Manifest), GuardError> {
+    let loaded = match snap {
+        Some(s) => RuleSet::from_snapshot(dir, s),
+        None => RuleSet::load_dir_with_manifest(dir),
+    };
+    let (set, manifest) = loaded.map_err(|diagnostics| GuardError::Dlp {
+        dir: dir.to_path_buf(),
+        diagnostics,
+    })?;
+    Ok((DlpPolicy::new(set.engine()), manifest))
+}
+
+/// Logs the identity of a loaded rule set.
+pub(super) fn log_identity(dir: &Path, m: &Manifest, what: &str) {
+    info!(dir = %dir.display(), rules = m.id_count(), files = m.file_count(), fingerprint = %m.fingerprint(), "DLP rule set {what}");
+}
+
+impl Guard {
+    /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
+    /// A rule set that fails to load, or that lacks a rule file or rule id of the running one,
+    /// is refused (logged, counted) and the running policy stays. Returns the number of rules
+    /// now active. Without `[dlp]`, nothing to do (`Ok(0)`).
+    pub fn reload_policies(&self) -> Result<usize, GuardError> {
+        self.reload_dlp(None, false)
+    }
+
+    /// Like [`Guard::reload_policies`], but a set that lacks files or rule ids of the running
+    /// one is taken (the operator's confirmation; SIGUSR1). Broken sets are still refused.
+    pub fn reload_policies_accepting_smaller(&self) -> Result<usize, GuardError> {
+        self.reload_dlp(None, true)
+    }
+
+    /// The running rule set's identity and the last reload's outcome.
+    pub fn policy_status(&self) -> PolicyStatus {
+        self.reloader
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the gauges of the running rule set (after the metrics recorder is installed).
+    pub fn publish_policy_identity(&self) {
+        let s = self.policy_status();
+        if let Some(fp) = s.fingerprint {
+            metrics::gauge!(POLICY_RULES_LOADED, "input" => "dlp").set(s.rules as f64);
+            metrics::gauge!(POLICY_FILES_LOADED, "input" => "dlp").set(s.files as f64);
+            metrics::gauge!(POLICY_FINGERPRINT, "input" => "dlp").set(fp.gauge_value());
+        }
+    }
+
+    /// Loads `snap` (or a fresh read of the directory) and swaps it in, unless it is broken or,
+    /// without `accept_smaller`, loses something of the running set.
+    fn reload_dlp(
+        &self,
+        snap: Option<Snapshot>,
+        accept_smaller: bool,
+    ) -> Result<usize, GuardError> {
+        let Some(d) = &self.dlp else { return Ok(0) };
+        let dir = &d.policies;
+        let mut running = self
+            .reloader
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (result, out) = match load_dlp(dir, snap.as_ref()) {
+            Err(e) => {
+                error!("DLP rule set refused, the running policy stays: {e}");
+                (ReloadResult::Refused, Err(e))
+            }
+            Ok((policy, manifest)) => {
+                let loss = running
+                    .as_ref()
+                    .map(|r| manifest.loss_from(r))
+                    .unwrap_or_default();
+                if !loss.is_empty() && !accept_smaller {
+                    error!(
+                        dir = %dir.display(), lost_files = ?loss.files, lost_rules = ?loss.ids, cut_off_files = ?loss.truncated_files,
+                        "DLP rule set refused: it lacks rules of the running one ({loss}); the running policy stays (SIGUSR1 loads it anyway)"
+                    );
+                    (
+                        ReloadResult::RefusedShrink,
+                        Err(GuardError::DlpShrink {
+                            dir: dir.clone(),
+                            loss: Box::new(loss),
+                        }),
+                    )
+                } else {
+                    let rules = policy.rule_count();
+                    self.swap_policy(Self::layers(
+                        &self.base,
+                        &self.media,
+                        Some(Arc::new(policy)),
+                        self.labels.clone(),
+                    ));
+                    let result = if loss.is_empty() {
+                        log_identity(dir, &manifest, "reloaded");
+                        ReloadResult::Ok
+                    } else {
+                        warn!(
+                            dir = %dir.display(), lost_files = ?loss.files, lost_rules = ?loss.ids,
+                            "DLP rule set shrunk by operator confirmation ({loss})"
+                        );
+                        log_identity(dir, &manifest, "reloaded (smaller, confirmed)");
+                        ReloadResult::AcceptedShrink
+                    };
+                    let mut s = self
+                        .reloader
+                        .status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    s.fingerprint = Some(manifest.fingerprint());
+                    s.rules = manifest.id_count();
+                    s.files = manifest.file_count();
+                    *running = Some(manifest);
+                    (result, Ok(rules))
+                }
+            }
+        };
+        {
+            let mut s = self
+                .reloader
+                .status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            s.attempts += 1;
+            s.last_result = Some(result);
+        }
+        metrics::counter!(POLICY_RELOADS_TOTAL, "result" => result.label()).increment(1);
+        self.publish_policy_identity();
+        out
+    }
+}
+
+/// Polls the DLP rule directory and reloads a changed state once it has settled, until `stop`
+/// resolves.
+pub(super) async fn watch_dlp(
+    guard: Arc<Guard>,
+    dir: PathBuf,
+    every: Duration,
+    mut stop: Shutdown,
+) {
+    // Observation: the directory's fingerprint, `None` while it cannot be read.
+    let mut settle = Settle::new(guard.policy_status().fingerprint, SETTLE_POLLS);
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let d = dir.clone();
+        let snap = tokio::task::spawn_blocking(move || Snapshot::read_dir(&d, "toml").ok())
+            .await
+            .ok()
+            .flatten();
+        let fp = snap.as_ref().map(Snapshot::fingerprint);
+        if settle.observe(fp).is_none() || (fp.is_some() && fp == guard.policy_status().fingerprint)
+        {
+            // Unchanged, not settled yet, or already running (loaded by a signal).
+            continue;
+        }
+        let g = guard.clone();
+        // Loading compiles regexes: off the async workers. A directory that cannot be read is
+        // read again by the loader, which reports it.
+        let _ = tokio::task::spawn_blocking(move || g.reload_dlp(snap, false)).await;
+    }
+}
