@@ -384,8 +384,8 @@ async fn release(
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
-        units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
-        decide_response(&*policy, &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
+        units.pdu_findings = integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
+        decide_response(policy, ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));
