@@ -416,17 +416,25 @@ pub fn withheld_ids(
     received: &[u8],
     forwarded: &[u8],
 ) -> Vec<String> {
-    let ids = |body: &[u8]| -> Option<Vec<Option<String>>> {
-        let t = Transaction::parse(body, limits).ok()?;
-        Some(t.pdus.iter().map(|raw| event_id_of(store, raw)).collect())
-    };
-    let (Some(rec), Some(fwd)) = (ids(received), ids(forwarded)) else {
+    let (Ok(rec), Ok(fwd)) = (
+        Transaction::parse(received, limits),
+        Transaction::parse(forwarded, limits),
+    ) else {
         return Vec::new();
     };
-    let fwd: HashSet<String> = fwd.into_iter().flatten().collect();
+    // Withholding only removes PDUs: same count, nothing withheld (redactions keep the ids).
+    if rec.pdus.len() == fwd.pdus.len() {
+        return Vec::new();
+    }
+    let fwd: HashSet<String> = fwd
+        .pdus
+        .iter()
+        .filter_map(|raw| event_id_of(store, raw))
+        .collect();
     let mut out: Vec<String> = rec
-        .into_iter()
-        .flatten()
+        .pdus
+        .iter()
+        .filter_map(|raw| event_id_of(store, raw))
         .filter(|id| !fwd.contains(id))
         .collect();
     out.dedup();
