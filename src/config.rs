@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::federation::EndpointClass;
 
 pub mod labels;
+pub mod opaque;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,8 @@ pub struct Config {
     pub dlp: Option<DlpConfig>,
     /// `[labels]`: security labels on federation traffic (`policy::labels`). `None`: off.
     pub labels: Option<labels::LabelsConfig>,
+    /// `[opaque]`: what may cross that the guard cannot read (`policy::opaque`); default deny.
+    pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
 }

@@ -13,9 +13,11 @@
 //!    to-device messages) and removes what policy refuses;
 //! 5. [`request_text`] lists the text a request carries outside events (path and query
 //!    parameters, non-event bodies) for the policy to judge before it is forwarded;
-//! 6. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature.
+//! 6. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature;
+//! 7. [`e2ee`] tells well-formed Olm/Megolm ciphertext and encrypted attachments apart.
 pub mod canonical;
 pub mod catalog;
+pub mod e2ee;
 pub mod json;
 pub mod pdu;
 pub mod redact;

@@ -35,6 +35,7 @@ pub mod labels;
 pub mod layers;
 pub mod manifest;
 pub mod media;
+pub mod opaque;
 pub mod pause;
 pub mod permit;
 pub mod rules;

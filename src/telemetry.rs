@@ -358,6 +358,10 @@ pub fn describe() {
         crate::policy::dlp::layer::DLP_DECISIONS_TOTAL,
         "DLP scans with matches, by mode (enforce, shadow) and winning action."
     );
+    describe_counter!(
+        crate::policy::opaque::OPAQUE_DECISIONS_TOTAL,
+        "Decisions on opaque content (ciphertext, encrypted attachments), by direction and outcome."
+    );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
     describe_gauge!(PAUSED_ROOMS, "Rooms paused, by the direction their data is held back.");

@@ -7,8 +7,8 @@
 //! - a VS-NfD-labeled message (JSON form and STANAG 4774 XML) arrives intact;
 //! - a GEHEIM-labeled one arrives redacted;
 //! - a VS-NfD message released to FRA only arrives redacted;
-//! - an `m.room.encrypted` event without a label arrives redacted, with a releasable label
-//!   intact;
+//! - an `m.room.encrypted` event (well-formed Megolm) without a label arrives redacted, with a
+//!   releasable label intact (`[opaque] release = "labeled"`);
 //! - a VS-NfD-labeled body marked GEHEIM (and one marked VS-VERTRAULICH) is held (redacted);
 //! - after the room is labeled GEHEIM, an unlabeled message arrives redacted.
 //!
@@ -119,8 +119,9 @@ async fn labels_decide_release_per_event() {
     let e3 = send(&alice, &room, "m.room.message", &text("Lagebild 3: nur Frankreich", Some(deu(2, &[250])))).await;
     redacted(&bob, &room, &e3, "release category excludes the peer").await;
 
-    // 4. m.room.encrypted: opaque; only a cleartext label releases it.
-    let ct = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnBfYWtlLWNpcGhlcnRleHQ", "sender_key": "c2VuZGVyLWtleQ", "device_id": "ALICEDEV", "session_id": "c2Vzc2lvbg"});
+    // 4. m.room.encrypted: opaque; only a cleartext label releases it (`[opaque] release =
+    // "labeled"` in the labels lab). A structurally well-formed Megolm message (random bytes).
+    let ct = grenzwacht::federation::e2ee::synthetic::megolm_content(0, 4);
     let e4 = send(&alice, &room, "m.room.encrypted", &ct).await;
     redacted(&bob, &room, &e4, "unlabeled encrypted event").await;
     let mut ct_labeled = ct.clone();
@@ -157,6 +158,13 @@ async fn labels_decide_release_per_event() {
     };
     assert!(count("label:deny") >= 4.0, "GEHEIM, FRA-only, room label event, GEHEIM room: {}", count("label:deny"));
     assert!(count("label:unlabeled_encrypted") >= 1.0);
+    // The opaque layer: the unlabeled ciphertext refused, the labeled one passed on to the
+    // label layer.
+    let opaque = |outcome: &str| -> f64 {
+        m.iter().filter(|s| s.name == "grenzwacht_opaque_decisions_total" && s.label("outcome") == outcome && s.label("direction") == "outbound").map(|s| s.value).sum()
+    };
+    assert!(opaque("opaque:unlabeled") >= 1.0, "{}", opaque("opaque:unlabeled"));
+    assert!(opaque("labeled") >= 1.0, "{}", opaque("labeled"));
     assert!(count("label:mismatch") >= 2.0, "{}", count("label:mismatch"));
     assert!(count("allow") >= 5.0);
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();

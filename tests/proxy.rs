@@ -1018,3 +1018,55 @@ async fn dlp_shadow_mode_records_but_forwards_unchanged() {
     assert_eq!(after - before, 1.0, "the shadow decision is recorded");
     g.stop().await;
 }
+
+/// Opaque content, inbound: by default (`[opaque] release = "deny"`) a well-formed Megolm
+/// `m.room.encrypted` PDU arrives redacted (same event, empty content) and an Olm to-device
+/// message is removed, while the clean PDU and the cleartext to-device message next to them
+/// cross; with `release = "allow"` for the peer the same transaction is forwarded unchanged.
+#[tokio::test]
+async fn encrypted_pdu_redacted_by_default_and_intact_when_released() {
+    use grenzwacht::federation::e2ee::synthetic;
+    let p = pki();
+    let (_, gk_path) = guard_key_file(&p);
+    let key = SigningKey::generate("r1").unwrap();
+    let room = "!r:remote.test";
+    let mut enc = pdu(2, "");
+    enc["room_id"] = json!(room);
+    enc["type"] = json!("m.room.encrypted");
+    enc["content"] = synthetic::megolm_content(7, 4);
+    let mut clean = pdu(3, "harmlos");
+    clean["room_id"] = json!(room);
+    let to_device = json!({"edu_type": "m.direct_to_device", "content": {"sender": "@a:remote.test", "type": "m.room.encrypted", "message_id": "m1",
+        "messages": {"@bob:hs1.test": {"PHONE": synthetic::olm_content(true)}}}});
+    let note = json!({"edu_type": "m.direct_to_device", "content": {"sender": "@a:remote.test", "type": "org.example.note", "message_id": "m2",
+        "messages": {"@bob:hs1.test": {"PHONE": {"text": "Treffpunkt 10 Uhr"}}}}});
+    let body = serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": [enc, clean], "edus": [to_device, note]})).unwrap();
+
+    for (opaque, released) in [("", false), ("[opaque]\nrelease = \"allow\"\npeers = [\"remote.*\"]\n", true)] {
+        let up = recorder(None, default_answer()).await;
+        let extra = format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{opaque}", gk_path.display());
+        let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
+        announce_room(&g, &p, &key, room).await;
+        let uri = format!("/_matrix/federation/v1/send/enc{}", rand::random::<u32>());
+        let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
+        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body.clone()).await;
+        assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+        let seen = up.seen();
+        let fwd = seen.last().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
+        let m = metrics(g.admin).await;
+        if released {
+            assert_eq!(fwd.body, body, "released: forwarded byte for byte");
+            assert!(counter(&m, "grenzwacht_opaque_decisions_total", &[("direction", "inbound"), ("outcome", "release")]) >= 2.0);
+        } else {
+            assert_eq!(v["pdus"].as_array().unwrap().len(), 2, "no PDU removed");
+            assert_eq!(v["pdus"][0]["type"], "m.room.encrypted");
+            assert_eq!(v["pdus"][0]["content"], json!({}), "the ciphertext is redacted");
+            assert_eq!(v["pdus"][1], clean, "the clean PDU is untouched");
+            assert_eq!(v["edus"], json!([note]), "the encrypted to-device EDU is gone, the cleartext one stays");
+            assert!(!String::from_utf8_lossy(&fwd.body).contains(enc["content"]["ciphertext"].as_str().unwrap()));
+            assert!(counter(&m, "grenzwacht_opaque_decisions_total", &[("direction", "inbound"), ("outcome", "opaque:encrypted")]) >= 2.0);
+        }
+        g.stop().await;
+    }
+}

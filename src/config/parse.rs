@@ -429,6 +429,11 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
                 let (v, _) = ctx.array(item, name, anchor);
                 cfg.rules = v;
             }
+            "opaque" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.opaque = v;
+                }
+            }
             "labels" => {
                 cfg.labels = ctx.section::<super::labels::LabelsConfig>(node, name, anchor.clone());
                 if let Some(l) = &mut cfg.labels {
@@ -569,6 +574,13 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 );
             }
         }
+    }
+
+    // [opaque] (also against [labels], wherever it is in the file)
+    for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {
+        let mut path = vec![k("opaque"), k(key)];
+        path.extend(index.map(Seg::Index));
+        ctx.error(value_span(root, &path).or_else(|| key_span(root, &[k("opaque")])), msg);
     }
 
     // [outbound]

@@ -377,6 +377,14 @@ impl Session {
         })
     }
 
+    /// Sends an event of any type with `content`; returns the event id.
+    pub async fn send_event(&self, room_id: &str, event_type: &str, content: &Value) -> Result<String, ClientError> {
+        let txn = format!("lab{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", encode_segment(room_id), encode_segment(event_type));
+        let r = self.call("PUT", &path, Some(content)).await?;
+        r["event_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected { url: path, message: format!("no event_id in {r}") })
+    }
+
     /// The latest (up to `limit`) `m.room.message` events of a room, newest first.
     pub async fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<Message>, ClientError> {
         let path = format!(
@@ -521,6 +529,143 @@ impl Session {
             },
         )
         .await
+    }
+}
+
+/// Helpers for the read paths other carriers use (state, invite state, history, directory,
+/// space hierarchy); `send_event` above sends any event.
+impl Session {
+    /// `PUT /rooms/{room}/state/{event_type}/{state_key}`; returns the event id.
+    pub async fn send_state(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<String, ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            encode_segment(room_id),
+            encode_segment(event_type),
+            encode_segment(state_key)
+        );
+        let r = self.call("PUT", &path, Some(content)).await?;
+        r["event_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path,
+                message: format!("no event_id in {r}"),
+            })
+    }
+
+    /// `GET /rooms/{room}/state`: the room's current state events as this user sees them.
+    pub async fn room_state(&self, room_id: &str) -> Result<Vec<Value>, ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state", encode_segment(room_id));
+        Ok(self
+            .call("GET", &path, None)
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The stripped state of a pending invite to `room_id` (`/sync` `invite_state.events`), or
+    /// `None` if there is no such invite.
+    pub async fn invite_state(&self, room_id: &str) -> Result<Option<Vec<Value>>, ClientError> {
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let r = self
+            .call(
+                "GET",
+                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+                None,
+            )
+            .await?;
+        Ok(r["rooms"]["invite"].get(room_id).map(|i| {
+            i["invite_state"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }))
+    }
+
+    /// `GET /rooms/{room}/messages?dir=b&limit={limit}`: the latest events of any type, newest
+    /// first (a remote room's older history is backfilled over federation).
+    pub async fn room_events(&self, room_id: &str, limit: u32) -> Result<Vec<Value>, ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}",
+            encode_segment(room_id)
+        );
+        Ok(self.call("GET", &path, None).await?["chunk"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `GET /publicRooms?server={server}`: a server's room directory.
+    pub async fn public_rooms(&self, server: &str) -> Result<Value, ClientError> {
+        self.call(
+            "GET",
+            &format!(
+                "/_matrix/client/v3/publicRooms?server={}&limit=100",
+                encode_segment(server)
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// `PUT /directory/list/room/{room}`: publishes a room in this server's directory.
+    pub async fn publish_room(&self, room_id: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/directory/list/room/{}",
+            encode_segment(room_id)
+        );
+        self.call("PUT", &path, Some(&json!({"visibility": "public"})))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /knock/{room}?server_name=…`: asks to join a room with `join_rule` `knock`.
+    pub async fn knock(&self, room: &str, via: &[&str]) -> Result<(), ClientError> {
+        let mut path = format!("/_matrix/client/v3/knock/{}", encode_segment(room));
+        for (i, s) in via.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str("server_name=");
+            path.push_str(&encode_segment(s));
+        }
+        self.call("POST", &path, Some(&json!({}))).await?;
+        Ok(())
+    }
+
+    /// The stripped state of a pending knock on `room_id` (`/sync` `knock_state.events`), or
+    /// `None` if there is no such knock.
+    pub async fn knock_state(&self, room_id: &str) -> Result<Option<Vec<Value>>, ClientError> {
+        let n = rand::random::<u16>() % 1000 + 1;
+        let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
+        let r = self
+            .call(
+                "GET",
+                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+                None,
+            )
+            .await?;
+        Ok(r["rooms"]["knock"].get(room_id).map(|i| {
+            i["knock_state"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }))
+    }
+
+    /// `GET /rooms/{room}/hierarchy` (client API v1): a space's rooms.
+    pub async fn hierarchy(&self, room_id: &str) -> Result<Value, ClientError> {
+        let path = format!(
+            "/_matrix/client/v1/rooms/{}/hierarchy?limit=50",
+            encode_segment(room_id)
+        );
+        self.call("GET", &path, None).await
     }
 }
 

@@ -135,6 +135,14 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     step(&mut n, &format!("alice says {typo:?} (broken check digit)"), alice.send_text(&room, typo)).await?;
     step(&mut n, "bob reads it intact on hs2 (not an IBAN)", bob.wait_for_text(&room, &alice.user_id, typo, STEP_TIMEOUT)).await?;
 
+    // Opaque content: the guard cannot read ciphertext, so by default (`[opaque] release =
+    // "deny"`) it does not cross. (The lab has no E2EE client: the event carries a structurally
+    // well-formed Megolm message made of random bytes.)
+    let ct = crate::federation::e2ee::synthetic::megolm_content(0, 4);
+    let event_id = step(&mut n, "alice sends an m.room.encrypted event (Megolm ciphertext)", alice.send_event(&room, "m.room.encrypted", &ct)).await?;
+    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    println!("     content at hs2: {} → redacted (rule {}: opaque content crosses only by explicit policy)", seen["content"], crate::policy::opaque::RULE_ENCRYPTED);
+
     // An inbound reply with a marking: redacted before hs1, re-signed with the attested guard key.
     let reply = "Antwort: STRENG GEHEIM";
     let event_id = step(&mut n, &format!("bob replies {reply:?}"), bob.send_text(&room, reply)).await?;

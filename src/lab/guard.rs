@@ -233,6 +233,11 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         t["peer"] = Item::ArrayOfTables(peers);
         doc["labels"] = Item::Table(t);
     }
+    // Opaque content (ciphertext, encrypted attachments): the product default "deny"; with
+    // labels, released by a cleartext label next to it.
+    let mut opaque = Table::new();
+    opaque["release"] = value(if c.labels.is_some() { "labeled" } else { "deny" });
+    doc["opaque"] = Item::Table(opaque);
     doc.to_string()
 }
 
@@ -271,6 +276,7 @@ mod tests {
         let cfg = crate::config::Config::from_str(&text, dir.path().join("guard.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let l = cfg.labels.as_ref().expect("labels");
         assert_eq!(l.peer[0].server, "127.0.0.1:9");
+        assert_eq!(cfg.opaque.release, crate::config::opaque::OpaqueRelease::Labeled, "labels lab: ciphertext released by its label");
         let store = crate::store::Store::open_in_memory().unwrap();
         let p = crate::policy::labels::LabelPolicy::from_config(&cfg, store).unwrap().expect("layer");
         assert_eq!(p.spifs().policies().len(), 2);
@@ -301,6 +307,7 @@ mod tests {
         assert!(v.get("rule").is_none(), "the lab uses the shipped DLP rule set");
         assert_eq!(v["discovery"]["enabled"].as_bool(), Some(false));
         assert_eq!(v["policy"]["deny_servers"][0].as_str(), Some("127.0.0.2:8448"));
+        assert_eq!(v["opaque"]["release"].as_str(), Some("deny"), "plain lab: the product default, shown explicitly");
     }
 
     #[test]

@@ -257,6 +257,10 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
         "bcrypt_rounds": 4,
         // Presence on: its `status_msg` is free text that policy must see (EDU filtering).
         "presence": {"enabled": true},
+        // The room directory, also over federation (Synapse lets no user publish by default):
+        // room names and topics in it are user data that policy must see.
+        "allow_public_rooms_over_federation": true,
+        "room_list_publication_rules": [{"action": "allow"}],
         "rc_message": lim,
         "rc_registration": lim,
         "rc_login": {"address": lim, "account": lim, "failed_attempts": lim},

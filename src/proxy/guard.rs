@@ -89,6 +89,8 @@ pub struct Guard {
     reloader: reload::Reloader,
     /// `[media]`: media fails closed unless allowed (kept across DLP reloads).
     media: Arc<MediaPolicy>,
+    /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
+    opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
@@ -169,6 +171,7 @@ impl Guard {
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         let media = Arc::new(MediaPolicy::from_config(&cfg.media));
+        let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
@@ -178,12 +181,13 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
             reloader: reload::Reloader::new(manifest.as_ref()),
             media,
+            opaque,
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -238,8 +242,14 @@ impl Guard {
     }
 
     /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
-    /// labels.
-    fn layers(base: &Arc<RulesPolicy>, media: &Arc<MediaPolicy>, dlp: Option<Arc<DlpPolicy>>, labels: Option<Arc<crate::policy::labels::LabelPolicy>>) -> Layers {
+    /// labels, opaque content.
+    fn layers(
+        base: &Arc<RulesPolicy>,
+        media: &Arc<MediaPolicy>,
+        dlp: Option<Arc<DlpPolicy>>,
+        labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
+        opaque: Arc<crate::policy::opaque::OpaquePolicy>,
+    ) -> Layers {
         let mut l = Layers::new().with("config", base.clone()).with("media", media.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
@@ -247,7 +257,7 @@ impl Guard {
         if let Some(x) = labels {
             l = l.with("labels", x);
         }
-        l
+        l.with("opaque", opaque)
     }
 
     /// `[dlp] watch_interval_ms`, if the directory is to be watched.

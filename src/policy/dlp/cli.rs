@@ -147,13 +147,14 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             };
             let ctx = event_ctx(&ev, direction, peer.as_deref());
             let engine = set.engine();
-            let outcome = engine.scan_event(&ctx, &ev["content"]);
+            // The guard's own event scanner: type, state key, redacts, content, unsigned.
+            let outcome = engine.scan_parts(&ctx, super::fields::EventParts::of(&ev));
             match format {
                 Format::Json => {
                     let matches: Vec<serde_json::Value> = outcome
                         .matches
                         .iter()
-                        .map(|m| serde_json::json!({"rule": &*m.rule, "field": m.field.as_str(), "start": m.start, "end": m.end}))
+                        .map(|m| serde_json::json!({"rule": &*m.rule, "field": m.field.as_str(), "path": m.path, "start": m.start, "end": m.end}))
                         .collect();
                     println!("{}", serde_json::json!({"verdict": outcome.action.as_str(), "matches": matches}));
                 }
@@ -170,7 +171,8 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                         direction,
                         ctx.peer.unwrap_or("-")
                     );
-                    let fields = super::fields::fields(ctx.event_type, &ev["content"]);
+                    let texts = super::fields::event_texts(super::fields::EventParts::of(&ev));
+                    let fields = texts.fields;
                     let scanned: Vec<String> = fields.iter().map(|(f, s)| format!("{f} ({} bytes)", s.len())).collect();
                     println!("fields scanned: {}", if scanned.is_empty() { "none".to_owned() } else { scanned.join(", ") });
                     if outcome.matches.is_empty() {
@@ -183,7 +185,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                             m.action,
                             m.mode.as_str(),
                             m.severity.as_str(),
-                            m.field,
+                            m.path.as_deref().unwrap_or(m.field.as_str()),
                             m.start,
                             m.end,
                             m.excerpt,

@@ -77,6 +77,8 @@ pub struct Match {
     /// number the match is in (`content.x.y`, `content.x (key)`); spans are then offsets into
     /// the field's blob (see [`super::fields::Texts`]).
     pub path: Option<String>,
+    /// Index of the scanned text among the texts passed to the scan (which piece of a unit).
+    pub piece: usize,
     pub action: Action,
     pub mode: Mode,
     pub severity: Severity,
@@ -925,9 +927,7 @@ impl Engine {
     pub fn scan_texts(&self, ctx: &ScanCtx<'_>, texts: &Texts<'_>) -> Outcome {
         let mut out = self.scan_fields(ctx, &texts.fields);
         for m in &mut out.matches {
-            if matches!(m.field, Field::Content | Field::Unsigned | Field::Edu) {
-                m.path = Some(texts.path_of(m.field, m.start));
-            }
+            m.path = texts.path_of(m.piece, m.start);
         }
         out
     }
@@ -942,7 +942,11 @@ impl Engine {
     /// did before normalisation existed. Only for measuring the pipeline's cost (benchmarks);
     /// never used on traffic.
     #[doc(hidden)]
-    pub fn scan_fields_unnormalized<S: AsRef<str>>(&self, ctx: &ScanCtx<'_>, fields: &[(Field, S)]) -> Outcome {
+    pub fn scan_fields_unnormalized<S: AsRef<str>>(
+        &self,
+        ctx: &ScanCtx<'_>,
+        fields: &[(Field, S)],
+    ) -> Outcome {
         self.scan_fields_with(ctx, fields, false, false)
     }
 
@@ -970,7 +974,7 @@ impl Engine {
         VIEWS.with(|views| {
             let mut views = views.borrow_mut();
             let mut cands: Vec<(usize, usize, usize)> = Vec::new();
-            for (field, text) in fields {
+            for (piece, (field, text)) in fields.iter().enumerate() {
                 let text = text.as_ref();
                 let bit = field.bit();
                 let on_field = |ri: usize| active[ri] && self.rules[ri].fields & bit != 0;
@@ -978,7 +982,11 @@ impl Engine {
                     continue;
                 }
                 let field_first = out.matches.len();
-                let built = if normalize { views.build(text, self.any_confusables) } else { views.build_raw(text) };
+                let built = if normalize {
+                    views.build(text, self.any_confusables)
+                } else {
+                    views.build_raw(text)
+                };
                 for view in built {
                     let on = |ri: usize| {
                         on_field(ri) && (!view.confusable || self.rules[ri].confusables)
@@ -999,8 +1007,9 @@ impl Engine {
                     let first = out.matches.len();
                     self.qualify(*field, vt, &cands, &mut out);
                     self.suppress(first, &cands, &mut out.matches);
-                    if !view.is_identity() {
-                        for m in &mut out.matches[first..] {
+                    for m in &mut out.matches[first..] {
+                        m.piece = piece;
+                        if !view.is_identity() {
                             (m.start, m.end) = view.original(m.start, m.end);
                         }
                     }
@@ -1259,6 +1268,7 @@ impl Engine {
                     end: e,
                     excerpt: mask(m),
                     path: None,
+                    piece: 0,
                     action: rule.action,
                     mode: rule.mode,
                     severity: rule.severity,

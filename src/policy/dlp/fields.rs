@@ -414,7 +414,8 @@ fn render_path(root: &str, path: &[Seg<'_>], key: bool) -> String {
 /// A JSON tree walked into one blob field.
 #[derive(Debug)]
 struct Blob<'a> {
-    field: Field,
+    /// Index of the blob among [`Texts::fields`].
+    piece: usize,
     root: &'static str,
     value: &'a Value,
     skip: &'static [&'static str],
@@ -429,6 +430,9 @@ pub struct Texts<'a> {
     pub fields: Vec<(Field, Cow<'a, str>)>,
     blobs: Vec<Blob<'a>>,
     known: Vec<(usize, usize)>,
+    /// Pieces that are not written in the unit but derived from it (decoded ciphertext), with
+    /// the path they were derived from.
+    derived: Vec<(usize, String)>,
 }
 
 impl<'a> Texts<'a> {
@@ -437,6 +441,7 @@ impl<'a> Texts<'a> {
             fields: Vec::new(),
             blobs: Vec::new(),
             known: Vec::new(),
+            derived: Vec::new(),
         }
     }
 
@@ -473,23 +478,42 @@ impl<'a> Texts<'a> {
             }
         });
         if !blob.is_empty() {
-            self.fields.push((field, Cow::Owned(blob)));
             self.blobs.push(Blob {
-                field,
+                piece: self.fields.len(),
                 root,
                 value,
                 skip,
             });
+            self.fields.push((field, Cow::Owned(blob)));
         }
     }
 
-    /// Where in the unit a match at `start` of field `field` lies: the field name, or for a
-    /// blob field the JSON path of the string, key or number (`content.foo.bar`,
-    /// `content.foo (key)`).
-    pub fn path_of(&self, field: Field, start: usize) -> String {
-        let Some(b) = self.blobs.iter().find(|b| b.field == field) else {
-            return field.as_str().to_owned();
-        };
+    /// Add the bytes of a ciphertext that is not a well-formed Olm/Megolm message, read as
+    /// text: what does not parse as ciphertext is judged like anything else.
+    fn add_decoded(&mut self, content: &Value) {
+        if let crate::federation::e2ee::Ciphertext::Malformed { decoded } =
+            crate::federation::e2ee::classify(content)
+        {
+            for bytes in decoded {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if !text.is_empty() {
+                    self.derived
+                        .push((self.fields.len(), "content.ciphertext (decoded)".to_owned()));
+                    self.fields.push((Field::Content, Cow::Owned(text)));
+                }
+            }
+        }
+    }
+
+    /// Where in the unit a match at `start` of text `piece` (an index into
+    /// [`Texts::fields`]) lies, for texts without a fixed field name: the JSON path of the
+    /// string, key or number in a blob field (`content.foo.bar`, `content.foo (key)`), or what
+    /// a derived text was derived from. `None` for fields with their own name.
+    pub fn path_of(&self, piece: usize, start: usize) -> Option<String> {
+        if let Some((_, p)) = self.derived.iter().find(|(i, _)| *i == piece) {
+            return Some(p.clone());
+        }
+        let b = self.blobs.iter().find(|b| b.piece == piece)?;
         let mut at = 0usize;
         let mut found = None;
         walk(
@@ -515,7 +539,7 @@ impl<'a> Texts<'a> {
                 at += len;
             },
         );
-        found.unwrap_or_else(|| b.root.to_owned())
+        Some(found.unwrap_or_else(|| b.root.to_owned()))
     }
 }
 
@@ -547,7 +571,8 @@ impl<'a> EventParts<'a> {
 
 /// Every piece of text of an event: `type`, `state_key`, `redacts`, the known fields of its
 /// `content` (by type, see [`fields`]), every other string, key and number of `content`
-/// (field `content`) and of `unsigned` (field `unsigned`).
+/// (field `content`) and of `unsigned` (field `unsigned`), and the decoded bytes of a
+/// `ciphertext` that is no well-formed Olm/Megolm message (field `content`).
 pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
     let mut t = Texts::new();
     t.push(Field::EventType, ev.event_type);
@@ -564,6 +589,7 @@ pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
         ev.content,
         &[],
     );
+    t.add_decoded(ev.content);
     if let Some(u) = ev.unsigned {
         t.add_tree(Vec::new(), Field::Unsigned, "unsigned", u, &[]);
     }
@@ -693,21 +719,53 @@ mod tests {
             blob, "body\nmsgtype\nm.text\nx-custom\ndeep\na\nGEHEIM-key\n4711",
             "known fields are not repeated"
         );
+        let piece = t
+            .fields
+            .iter()
+            .position(|(f, _)| *f == Field::Content)
+            .unwrap();
         let at = blob.find("GEHEIM").unwrap();
         assert_eq!(
-            t.path_of(Field::Content, at),
+            t.path_of(piece, at).unwrap(),
             "content.x-custom.deep[1].GEHEIM-key (key)"
         );
         assert_eq!(
-            t.path_of(Field::Content, blob.find("4711").unwrap()),
+            t.path_of(piece, blob.find("4711").unwrap()).unwrap(),
             "content.x-custom.deep[1].GEHEIM-key"
         );
         assert_eq!(
-            t.path_of(Field::Content, blob.find("m.text").unwrap()),
+            t.path_of(piece, blob.find("m.text").unwrap()).unwrap(),
             "content.msgtype"
         );
         assert!(f.contains(&("unsigned".into(), "note\nu".into())));
-        assert_eq!(t.path_of(Field::Body, 0), "body");
+        let body = t
+            .fields
+            .iter()
+            .position(|(f, _)| *f == Field::Body)
+            .unwrap();
+        assert_eq!(t.path_of(body, 0), None);
+    }
+
+    #[test]
+    fn malformed_ciphertext_is_read_as_text() {
+        use base64::Engine as _;
+        let plain = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode("Einstufung GEHEIM, bitte weiterleiten");
+        let c = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": plain, "sender_key": "k", "session_id": "s", "device_id": "D"});
+        let t = event_texts(EventParts {
+            event_type: "m.room.encrypted",
+            state_key: None,
+            redacts: None,
+            content: &c,
+            unsigned: None,
+        });
+        let (i, _) = t
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(_, (_, s))| s.contains("GEHEIM"))
+            .expect("decoded text is scanned");
+        assert_eq!(t.path_of(i, 0).unwrap(), "content.ciphertext (decoded)");
     }
 
     #[test]

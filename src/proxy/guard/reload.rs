@@ -191,6 +191,7 @@ impl Guard {
                         &self.media,
                         Some(Arc::new(policy)),
                         self.labels.clone(),
+                        self.opaque.clone(),
                     ));
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
