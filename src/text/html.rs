@@ -69,16 +69,17 @@ fn is_block(name: &[u8]) -> bool {
 /// byte for byte when the value is the original's bytes, else every byte mapped to the whole
 /// span (a run with a decoded character reference).
 fn append(view: &mut View, src: &str, value: &[u8], span: Span<usize>) {
-    let value = String::from_utf8_lossy(value);
     let (s, e) = (
         span.start.min(src.len()),
         span.end.min(src.len()).max(span.start.min(src.len())),
     );
     let before = view.text.len();
-    view.text.push_str(&value);
-    if src.as_bytes().get(s..e) == Some(value.as_bytes()) {
+    if src.as_bytes().get(s..e) == Some(value) && src.is_char_boundary(s) && src.is_char_boundary(e) {
+        // The original bytes themselves (no reference decoded): no UTF-8 check needed.
+        view.text.push_str(&src[s..e]);
         view.map.extend((s..e).map(|k| (k as u32, k as u32 + 1)));
     } else {
+        view.text.push_str(&String::from_utf8_lossy(value));
         let whole = (s as u32, e.max(s + 1).min(src.len().max(1)) as u32);
         view.map
             .extend(std::iter::repeat_n(whole, view.text.len() - before));

@@ -300,6 +300,8 @@ enum RawPat {
 /// The compiled, immutable rule set (see the module docs).
 #[derive(Debug)]
 pub struct Engine {
+    /// Process-unique id of this compiled rule set (keys the per-thread clean-text cache).
+    id: u64,
     rules: Vec<CRule>,
     exceptions: Vec<CException>,
     /// One regex per pattern, the rule-file dialect (see [`super::rules::compile_regex`]).
@@ -348,7 +350,41 @@ struct Scratch {
     breaks: Vec<(usize, usize, usize, usize)>,
 }
 
+/// Texts up to this length may be remembered as clean.
+const CLEAN_MAX: usize = 96;
+
+/// Per-thread memory of short texts that an engine found clean (no match) in a field.
+#[derive(Default)]
+struct CleanCache {
+    engine: u64,
+    entries: Vec<(Field, Box<str>)>,
+    next: usize,
+}
+
+impl CleanCache {
+    const SIZE: usize = 64;
+
+    fn contains(&self, engine: u64, field: Field, text: &str) -> bool {
+        self.engine == engine && self.entries.iter().any(|(f, t)| *f == field && &**t == text)
+    }
+
+    fn insert(&mut self, engine: u64, field: Field, text: &str) {
+        if self.engine != engine {
+            self.engine = engine;
+            self.entries.clear();
+            self.next = 0;
+        }
+        if self.entries.len() < Self::SIZE {
+            self.entries.push((field, text.into()));
+        } else {
+            self.entries[self.next] = (field, text.into());
+            self.next = (self.next + 1) % Self::SIZE;
+        }
+    }
+}
+
 thread_local! {
+    static CLEAN: RefCell<CleanCache> = RefCell::new(CleanCache::default());
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
     static VIEWS: RefCell<crate::text::Views> = RefCell::new(crate::text::Views::new());
 }
@@ -833,7 +869,10 @@ impl Engine {
                     && r.except_peers.is_empty()
             });
         let any_confusables = rules.iter().any(|r| r.confusables);
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Engine {
+            id,
             any_confusables,
             unscoped,
             rules,
@@ -981,6 +1020,13 @@ impl Engine {
                 if !(0..self.rules.len()).any(on_field) {
                     continue;
                 }
+                // Short texts that recur in every event (types, keys, `msgtype` values) are
+                // remembered as clean per thread: the outcome of a field is a function of the
+                // engine, the field and the text when no rule has a scope or exception.
+                let cacheable = normalize && !reference && self.unscoped && text.len() <= CLEAN_MAX;
+                if cacheable && CLEAN.with(|c| c.borrow().contains(self.id, *field, text)) {
+                    continue;
+                }
                 let field_first = out.matches.len();
                 let built = if normalize {
                     views.build(text, self.any_confusables)
@@ -1026,6 +1072,9 @@ impl Engine {
                             k += 1;
                         }
                     }
+                }
+                if cacheable && out.matches.len() == field_first {
+                    CLEAN.with(|c| c.borrow_mut().insert(self.id, *field, text));
                 }
             }
         });
