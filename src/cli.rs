@@ -55,6 +55,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::policy::dlp::cli::PolicyCommand,
     },
+    /// Paused rooms: list them, lift a pause.
+    Rooms {
+        #[command(subcommand)]
+        command: crate::proxy::pause::cli::RoomsCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +140,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spif { command } => crate::spif::cli::run_spif(command),
         Command::Label { command } => crate::spif::cli::run_label(command),
         Command::Policy { command } => crate::policy::dlp::cli::run(command),
+        Command::Rooms { command } => {
+            // The lift is logged like the guard logs (stderr), for the operator's record.
+            crate::telemetry::init_tracing(false, "warn").context("logging")?;
+            Ok(crate::proxy::pause::cli::run(command))
+        }
     }
 }
 

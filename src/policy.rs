@@ -36,6 +36,7 @@ pub mod layers;
 pub mod manifest;
 pub mod media;
 pub mod opaque;
+pub mod pause;
 pub mod permit;
 pub mod rules;
 pub mod static_policy;
@@ -98,6 +99,16 @@ pub trait Policy: Send + Sync {
     /// messages is dropped.
     fn to_device(&self, _ctx: &ExchangeCtx, _msg: &ToDeviceMessage<'_>) -> EduVerdict {
         EduVerdict::Allow
+    }
+    /// Per PDU in its redacted form, after a verdict asked to redact it: anything but `Allow`
+    /// means redaction does not remove what the rule found, and the room is paused
+    /// ([`pause`]). Default: the same judgement as [`Policy::pdu`].
+    fn redacted_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        self.pdu(ctx, pdu)
+    }
+    /// As [`Policy::redacted_pdu`], for non-PDU events.
+    fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        self.event(ctx, event)
     }
     /// Per piece of text the request carries outside events (path and query parameters,
     /// non-event bodies; see `federation::request_text`), before it is forwarded. A refusal

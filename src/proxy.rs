@@ -11,6 +11,7 @@ pub mod inbound;
 pub mod integrity;
 pub mod notary;
 pub mod outbound;
+pub mod pause;
 pub mod rewrite;
 pub mod rooms;
 pub mod tls;

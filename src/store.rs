@@ -1,11 +1,13 @@
 //! The embedded store: state the guard must keep across requests and restarts (issue 3).
 //!
-//! Two kinds of state live here:
+//! The kinds of state that live here:
 //!
 //! * **Room versions.** A PDU can only be redacted correctly under its room's version rules,
 //!   and a PDU does not say which version its room has. The guard learns it where the protocol
 //!   carries it (`m.room.create`, `make_join` / `make_knock`, v2 invites, `send_join` / state
 //!   responses) and looks it up for every PDU it inspects.
+//! * **Paused rooms** ([`pauses`]): rooms whose events do not cross in one direction until an
+//!   operator lifts the pause (`proxy::pause`).
 //! * **Transaction decisions.** A sending server retries a transaction with the same
 //!   `txnId` until it gets a 200. Every retry must get the same decision and the same forwarded
 //!   bytes as the first attempt: a guard that decided again could forward, on a retry, content
@@ -57,10 +59,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
+pub mod pauses;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use pauses::{PauseCause, RoomPause};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a statement waits for a lock held by another connection before it fails.

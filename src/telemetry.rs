@@ -105,6 +105,12 @@ pub const UPSTREAM_REQUESTS_TOTAL: &str = "grenzwacht_upstream_requests_total";
 pub const CONNECTIONS_TOTAL: &str = "grenzwacht_connections_total";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
+/// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
+pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
+/// Counter: events withheld because their room is paused, by direction and cause (`paused`:
+/// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
+/// a transaction the PDU is removed; any other exchange carrying one is refused (404).
+pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -216,6 +222,8 @@ pub enum RefusalReason {
     Policy,
     /// An event that must be redacted is in a room whose version the guard does not know.
     UnknownRoomVersion,
+    /// The event's room is paused towards the side it would reach (`proxy::pause`).
+    RoomPaused,
     /// Text the request itself carries (path or query parameter, non-event body) was refused
     /// by a content rule.
     RequestText,
@@ -226,7 +234,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 14] = [
+    pub const ALL: [RefusalReason; 15] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -239,6 +247,7 @@ impl RefusalReason {
         RefusalReason::NoRoute,
         RefusalReason::Policy,
         RefusalReason::UnknownRoomVersion,
+        RefusalReason::RoomPaused,
         RefusalReason::RequestText,
         RefusalReason::MediaUnscanned,
     ];
@@ -258,6 +267,7 @@ impl RefusalReason {
             RefusalReason::NoRoute => "no_route",
             RefusalReason::Policy => "policy",
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
+            RefusalReason::RoomPaused => "room_paused",
             RefusalReason::RequestText => "request_text",
             RefusalReason::MediaUnscanned => "media_unscanned",
         }
@@ -354,6 +364,8 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_gauge!(PAUSED_ROOMS, "Rooms paused, by the direction their data is held back.");
+    describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).
@@ -431,6 +443,19 @@ pub fn record_upstream(direction: Direction, status: Option<u16>) {
     metrics::counter!(UPSTREAM_REQUESTS_TOTAL,
         "direction" => direction.as_str(),
         "status" => status)
+    .increment(1);
+}
+
+/// Sets the number of rooms paused in `direction`.
+pub fn set_paused_rooms(direction: Direction, n: usize) {
+    metrics::gauge!(PAUSED_ROOMS, "direction" => direction.as_str()).set(n as f64);
+}
+
+/// Counts one event withheld (paused room); `cause` is `paused` or `redaction_kept`.
+pub fn record_withheld(direction: Direction, cause: &'static str) {
+    metrics::counter!(WITHHELD_PDUS_TOTAL,
+        "direction" => direction.as_str(),
+        "cause" => cause)
     .increment(1);
 }
 

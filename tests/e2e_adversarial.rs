@@ -5,6 +5,9 @@
 //! - **transactions** (live room): every case, sent as a message, custom event or state event,
 //!   arrives redacted (its content empty and nothing in it the rules refuse); every negative
 //!   arrives unchanged; the cases that cross are exactly the corpus's known gaps;
+//! - **what redaction keeps**: the cases whose redacted form is still refused (marked `type`,
+//!   `state_key`), sent in a room of their own per direction: they never arrive, and the guard
+//!   pauses that room towards the other side;
 //! - **invite stripped state**: a room whose name and topic are marked, invited to: the
 //!   invitee's `invite_state` carries no marked text;
 //! - **send_join state**: the same room joined: its state on the joining server carries no
@@ -138,6 +141,9 @@ async fn live(
 ) -> (BTreeSet<String>, Vec<String>) {
     let mut sent = Vec::new();
     for c in corpus.case.iter().chain(&corpus.negative) {
+        if kept_by_redaction(c) {
+            continue;
+        }
         sent.push((c, send_case(from, room, c).await));
     }
     let control = format!("{dir}: Kontrollnachricht {}", rand::random::<u32>());
@@ -165,6 +171,76 @@ async fn live(
         }
     }
     (crossed, ids)
+}
+
+/// True if the case's redacted form (`type` and `state_key` kept, content emptied) is still
+/// refused by the shipped rules: the guard pauses the room instead of delivering it.
+fn kept_by_redaction(c: &Case) -> bool {
+    let ev = c.event();
+    marked_event(&json!({"type": ev["type"], "state_key": ev["state_key"], "content": {}}))
+}
+
+/// The guard's `grenzwacht_paused_rooms` gauge for `dir`.
+async fn paused_rooms(info: &grenzwacht::lab::LabInfo, dir: &str) -> f64 {
+    common::guard_metrics(info)
+        .await
+        .iter()
+        .filter(|s| s.name == "grenzwacht_paused_rooms" && s.label("direction") == dir)
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The cases whose marking survives redaction, in a room of their own: the guard withholds
+/// them and pauses the room towards `to`; none of them arrives.
+#[allow(clippy::too_many_arguments)]
+async fn kept_cases(
+    info: &grenzwacht::lab::LabInfo,
+    corpus: &Corpus,
+    from: &Session,
+    to: &Session,
+    from_server: &str,
+    dir: &str,
+    problems: &mut Vec<String>,
+) {
+    let kept: Vec<&Case> = corpus
+        .case
+        .iter()
+        .filter(|c| kept_by_redaction(c))
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    let before = paused_rooms(info, dir).await;
+    let room = shared_room(from, to, from_server, &format!("kept {dir}")).await;
+    let mut ids = Vec::new();
+    for c in &kept {
+        ids.push((c.class.clone(), send_case(from, &room, c).await));
+    }
+    let paused = wait_until(
+        &format!("{dir}: the room of kept cases is paused"),
+        WAIT,
+        || async { Ok((paused_rooms(info, dir).await > before).then_some(())) },
+    )
+    .await;
+    if paused.is_err() {
+        problems.push(format!("{dir}: the room of the kept cases was not paused"));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (class, id) in ids {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            grenzwacht::lab::client::encode_segment(&room),
+            grenzwacht::lab::client::encode_segment(&id)
+        );
+        match to
+            .client
+            .call("GET", &path, Some(&to.access_token), None)
+            .await
+        {
+            Err(e) if e.status() == Some(404) => {}
+            other => problems.push(format!("{dir}: kept case {class} arrived: {other:?}")),
+        }
+    }
 }
 
 /// Invite stripped state, send_join state and backfill of a room `owner` prepared before
@@ -677,6 +753,26 @@ async fn adversarial_corpus_does_not_cross_in_either_direction() {
         knock(&corpus, owner, other, owner_server, dir, &mut problems).await;
     }
     fetches(&info, &room, &sent_by_hs1, &mut problems).await;
+    kept_cases(
+        &info,
+        &corpus,
+        &alice,
+        &bob,
+        &hs1.server_name,
+        "outbound",
+        &mut problems,
+    )
+    .await;
+    kept_cases(
+        &info,
+        &corpus,
+        &bob,
+        &alice,
+        &hs2.server_name,
+        "inbound",
+        &mut problems,
+    )
+    .await;
     assert!(
         problems.is_empty(),
         "{} problem(s):\n{}",

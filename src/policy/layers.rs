@@ -94,6 +94,12 @@ impl Policy for Layers {
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         self.first_drop(|p| p.to_device(ctx, msg))
     }
+    fn redacted_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        self.most_severe(|p| p.redacted_pdu(ctx, pdu))
+    }
+    fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        self.most_severe(|p| p.redacted_event(ctx, event))
+    }
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
     }

@@ -2,6 +2,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
+use super::pause::{self, RoomGate, Screen, Screened, Unit};
 use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason};
 use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
@@ -63,6 +64,8 @@ pub struct Units<'a> {
     /// Per-device messages of the to-device EDUs among `edus` (`ToDeviceMessage::edu` is the
     /// index in `edus`).
     pub to_device: Vec<ToDeviceMessage<'a>>,
+    /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
+    pub rooms: Option<&'a dyn RoomGate>,
 }
 
 impl Units<'_> {
@@ -120,11 +123,13 @@ pub struct Verdicts {
     pub remove_fields: Vec<FieldRemoval>,
     /// To-device messages to remove, per recipient device (never for an EDU in `drop_edus`).
     pub drop_to_device: Vec<ToDeviceDrop>,
+    /// PDUs to remove from a transaction: their room is paused ([`super::pause`]).
+    pub withhold: Vec<Modification>,
 }
 
 impl Verdicts {
     pub fn is_empty(&self) -> bool {
-        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty()
+        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty() && self.withhold.is_empty()
     }
 }
 
@@ -211,6 +216,16 @@ pub fn decide_response(
     Ok(Permit { inner: release })
 }
 
+/// Whether `verdict` lets the event cross redacted (a reject outside a transaction refuses the
+/// exchange instead: nothing of the event crosses, so its redacted form need not be judged).
+fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool) -> bool {
+    match verdict {
+        PduVerdict::Allow => false,
+        PduVerdict::Reject { .. } => in_transaction,
+        PduVerdict::Redact { .. } | PduVerdict::Hold { .. } => true,
+    }
+}
+
 /// [`check_units`] for unit tests of policies.
 #[cfg(test)]
 pub(crate) fn check_units_for_tests(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
@@ -237,12 +252,32 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             }
         }
     };
+    // Paused rooms: their events are withheld from a transaction and refuse anything else.
+    let mut screen = Screen::new(units.rooms, ctx.direction);
+    let mut withhold = Vec::new();
+    let mut withheld = |s: Screened, pos: usize| -> Result<bool, Refusal> {
+        match s {
+            Screened::Pass => Ok(false),
+            Screened::Withhold { .. } if !in_transaction => Err(pause::not_found()),
+            Screened::Withhold { room, rule } => {
+                withhold.push(Modification { pos, room_id: Some(room), rule });
+                Ok(true)
+            }
+        }
+    };
     for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
+        let unit = Unit::Pdu(pdu);
+        if withheld(screen.before(&unit), pos)? {
+            continue;
+        }
         let mut verdict = policy.pdu(ctx, pdu);
         if let Some(Some(finding)) = units.pdu_findings.get(i) {
             if finding.severity() > verdict.severity() {
                 verdict = finding.clone();
             }
+        }
+        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+            continue;
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
@@ -250,6 +285,10 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
     // body's PDUs when they are all of one room.
     let hint = units.room_hint();
     for (ev, &pos) in units.events.iter().zip(&units.event_pos) {
+        let unit = Unit::Event(ev);
+        if withheld(screen.before(&unit), pos)? {
+            continue;
+        }
         let verdict = match (&ev.room_id, &hint) {
             (None, Some(room)) => {
                 let mut with_room = ev.clone();
@@ -258,9 +297,17 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             }
             _ => policy.event(ctx, ev),
         };
+        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+            continue;
+        }
         apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
     }
+    v.withhold = withhold;
     for (i, edu) in units.edus.iter().enumerate() {
+        if screen.edu_paused(edu) {
+            v.drop_edus.push(Modification { pos: i, room_id: None, rule: "room_paused".into() });
+            continue;
+        }
         if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {
             v.drop_edus.push(Modification { pos: i, room_id: None, rule });
         }

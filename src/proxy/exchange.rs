@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
-use super::{integrity, rewrite, rooms};
+use super::{integrity, pause, rewrite, rooms};
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
@@ -203,6 +203,13 @@ async fn run(
         span.record("txn", t.as_str());
     }
     let ctx = ExchangeCtx { direction, endpoint, peer: peer.clone(), protected, txn_id: txn_id.clone() };
+    // A room paused towards the side the answer would reach: nothing of it is fetched.
+    if let (Some(room), false) = (room_hint, endpoint.handler == Handler::Transaction) {
+        if guard.pauses().is_paused(direction.reverse(), room) {
+            return Err(crate::policy::pause::not_found());
+        }
+    }
+    let gate = pause::Gate { guard, room_hint };
 
     // --- read
     let limits = guard.limits();
@@ -252,6 +259,7 @@ async fn run(
         }
         None => {
             let mut units = inspect_request(guard, endpoint, &body)?;
+            units.rooms = Some(&gate);
             if let (true, Some(x)) = (must_verify, &xm) {
                 verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
@@ -295,6 +303,14 @@ async fn run(
         }
     };
 
+    // PDUs withheld from a transaction (paused rooms): the sender gets an error for each, on
+    // the first attempt and on every retry alike.
+    let withheld = if endpoint.handler == Handler::Transaction && permit.get().body != body {
+        pause::withheld_ids(guard.store(), &guard.txn_limits(), &body, &permit.get().body)
+    } else {
+        Vec::new()
+    };
+
     // --- forward (or, for key queries to the guard's notary name, answer them)
     let notary = match direction {
         Direction::Outbound => guard.notary_for(&destination).map(str::to_string),
@@ -309,7 +325,14 @@ async fn run(
     } else {
         send_upstream(guard, direction, &destination, host_header, permit).await?
     };
-    release(guard, &*policy, &ctx, room_hint, param("queryType"), notary.as_deref(), up).await
+    let resp = release(guard, &*policy, &ctx, room_hint, param("queryType"), notary.as_deref(), up).await?;
+    if withheld.is_empty() || resp.status() != StatusCode::OK {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = pause::merge_pdu_errors(&body, &withheld).map(Bytes::from).unwrap_or(body);
+    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 /// Phase 6: the upstream client sends the permitted bytes.
@@ -358,9 +381,11 @@ async fn release(
     let release = Release { status: up.status, headers: resp_headers, body: body.clone() };
     let permit = {
         let mut units = inspect_response(guard, endpoint, up.status, &release.headers, &body, query_type)?;
+        let gate = pause::Gate { guard, room_hint };
+        units.rooms = Some(&gate);
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
-        units.pdu_findings = integrity::check(guard, &ctx, direction.reverse(), &units, room_hint).await?;
-        decide_response(&*policy, &ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx: &ctx, endpoint, room_hint })?
+        units.pdu_findings = integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
+        decide_response(policy, ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx, endpoint, room_hint })?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));

@@ -92,6 +92,8 @@ pub struct Guard {
     /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     store: Store,
+    /// Paused rooms (`proxy::pause`), over `store`.
+    pauses: super::pause::Pauses,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
@@ -174,6 +176,7 @@ impl Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
             notary_name: cfg.keys.notary_name.as_ref().map(|n| n.to_ascii_lowercase()),
+            pauses: super::pause::Pauses::new(store.clone()),
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
@@ -217,6 +220,11 @@ impl Guard {
     /// Verified remote server keys.
     pub fn remote_keys(&self) -> &RemoteKeys {
         &self.remote_keys
+    }
+
+    /// The paused rooms.
+    pub fn pauses(&self) -> &super::pause::Pauses {
+        &self.pauses
     }
 
     /// The embedded store (room versions, transaction decisions).
@@ -418,6 +426,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             drop(s);
         }));
     }
+    tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
     if let Some((dir, every)) = guard.dlp_watch() {

@@ -183,8 +183,19 @@ impl RequestRewriter<'_> {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
             let edu_replacements = to_device_rewrites(edus, v, &mut drop)?;
-            redact::rebuild_elements(&fwd.body, pdus, edus, &replacements, &edu_replacements, &drop).map_err(redact_error)?
+            let body = redact::rebuild_elements(&fwd.body, pdus, edus, &replacements, &edu_replacements, &drop).map_err(redact_error)?;
+            if v.withhold.is_empty() {
+                body
+            } else {
+                // PDUs of paused rooms leave the transaction (positions are unchanged by the
+                // in-place redactions above).
+                let positions: Vec<usize> = v.withhold.iter().map(|m| m.pos).collect();
+                super::pause::without_pdus(&body, &positions).map_err(|_| internal("cannot remove withheld PDUs"))?
+            }
         } else {
+            if !v.withhold.is_empty() {
+                return Err(internal("withheld PDUs outside a transaction"));
+            }
             if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
                 return Err(internal("EDUs outside a transaction"));
             }
@@ -219,8 +230,8 @@ pub fn resign(fwd: &mut Forward, key: &SigningKey, origin: &str, destination: &s
 impl Rewrite<Release> for ResponseRewriter<'_> {
     fn rewrite(&self, mut rel: Release, v: &Verdicts) -> Result<Release, Refusal> {
         let _ = self.ctx;
-        if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
-            return Err(internal("EDUs in a response"));
+        if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() || !v.withhold.is_empty() {
+            return Err(internal("EDUs or withheld PDUs in a response"));
         }
         let mut body = if v.redact.is_empty() {
             rel.body.to_vec()

@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 2)
+//! # Format (schema version 3)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -32,6 +32,19 @@
 //! | `origin_server_ts` | INTEGER | that event's `origin_server_ts` (ms)                      |
 //! | `learned_from`     | TEXT    | where: `pdu`, `event` (stripped state, templates), …      |
 //! | `learned_at`       | INTEGER | when (Unix ms)                                            |
+//!
+//! `room_pauses` (since version 3): rooms whose events do not cross in one direction until an
+//! operator lifts the pause (`store::pauses`). One row per (direction, room); the first cause
+//! is kept, lifting deletes the row.
+//!
+//! | column      | type    | meaning                                                         |
+//! |-------------|---------|-----------------------------------------------------------------|
+//! | `direction` | TEXT    | key: the direction the data would flow, `inbound` / `outbound`  |
+//! | `room_id`   | TEXT    | key: the room ID                                                |
+//! | `cause`     | TEXT    | why: `redaction_kept` (a rule still matched the redacted event) |
+//! | `event_id`  | TEXT    | the event that caused it, if known                              |
+//! | `rule`      | TEXT    | the rule that matched                                           |
+//! | `paused_at` | INTEGER | when (Unix ms)                                                  |
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -113,6 +126,18 @@ pub const MIGRATIONS: &[&str] = &[
         origin_server_ts INTEGER NOT NULL,
         learned_from     TEXT    NOT NULL,
         learned_at       INTEGER NOT NULL
+    ) STRICT;
+    "#,
+    // 3: paused rooms (`store::pauses`).
+    r#"
+    CREATE TABLE room_pauses (
+        direction  TEXT    NOT NULL,
+        room_id    TEXT    NOT NULL,
+        cause      TEXT    NOT NULL,
+        event_id   TEXT,
+        rule       TEXT    NOT NULL,
+        paused_at  INTEGER NOT NULL,
+        PRIMARY KEY (direction, room_id)
     ) STRICT;
     "#,
 ];
