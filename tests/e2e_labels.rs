@@ -29,12 +29,7 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "de.grenzwacht.label";
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 fn deu(class: u64, rel: &[u64]) -> Value {
     json!({"policy": LAB_DEU_POLICY, "classification": class,

@@ -20,12 +20,7 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 async fn redacted(who: &Session, room: &str, id: &str, what: &str) {
     let seen = common::wait_event(who, room, id, WAIT).await;

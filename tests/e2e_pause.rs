@@ -28,12 +28,7 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 async fn paused_gauge(info: &LabInfo, direction: &str) -> f64 {
     common::guard_metrics(info)

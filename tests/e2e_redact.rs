@@ -21,12 +21,7 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 /// Waits until `who` can read event `event_id` in `room` and returns it.
 async fn wait_event(who: &Session, room: &str, event_id: &str) -> Value {

@@ -19,12 +19,7 @@ use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 /// The guard's refusals for `direction` and `reason`.
 async fn refusals(info: &lab::LabInfo, direction: &str, reason: &str) -> f64 {

@@ -266,3 +266,12 @@ pub async fn wait_event(who: &grenzwacht::lab::client::Session, room: &str, even
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Stops the lab in `.0` when dropped (also when a test panics).
+pub struct LabDown(pub std::path::PathBuf);
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = grenzwacht::lab::down(&self.0);
+    }
+}
