@@ -638,7 +638,7 @@ notary_name = "notary.test"
     // the guard (keys fetched from the server itself), attested and signed as the notary.
     let query = serde_json::to_vec(&json!({"server_keys": {REMOTE: {}, "unreachable.test": {}}})).unwrap();
     let proxy_auth = ("proxy-authorization", "Bearer s3cret".to_string());
-    let got = plain_request(g.proxy.unwrap(), "POST", "matrix-federation://notary.test/_matrix/key/v2/query", &[proxy_auth.clone()], query).await;
+    let got = plain_request(g.proxy.unwrap(), "POST", "matrix-federation://notary.test/_matrix/key/v2/query", std::slice::from_ref(&proxy_auth), query).await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let answer = got.json();
     let objects = answer["server_keys"].as_array().unwrap();

@@ -550,6 +550,7 @@ impl LabelPolicy {
     }
 
     /// Learns a room label from a room label state event (see the module documentation).
+    #[allow(clippy::too_many_arguments)]
     fn learn(&self, ctx: &ExchangeCtx, room: &str, sender: &str, event_id: Option<&str>, ts: i64, content: &RawValue, from: &str) {
         let fields: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(content.get()).unwrap_or_default();
         // A room label event without a label (e.g. redacted) says nothing.

@@ -127,13 +127,10 @@ pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
             let outcome = set.load_label_file(&label).and_then(|l| set.validate(&l).map(|_| l));
             let out = match outcome {
                 Ok(l) => {
-                    let access = match &clearance {
-                        Some(c) => Some(match set.access(&l, c) {
-                            Ok(d) => d.as_str().to_string(),
-                            Err(_) => "deny".to_string(),
-                        }),
-                        None => None,
-                    };
+                    let access = clearance.as_ref().map(|c| match set.access(&l, c) {
+                        Ok(d) => d.as_str().to_string(),
+                        Err(_) => "deny".to_string(),
+                    });
                     json!({"valid": true, "error": null, "access": access})
                 }
                 Err(e) => json!({"valid": false, "error": e.to_string(), "access": clearance.as_ref().map(|_| "deny")}),
