@@ -209,9 +209,20 @@ pub struct ProtectedServer {
     /// PEM roots for an `https` upstream (default: webpki roots).
     #[serde(default)]
     pub upstream_ca: Option<PathBuf>,
-    /// The homeserver's signing key, Synapse `signing.key` format (used from issue 3 on).
+    /// The homeserver's signing key, Synapse `signing.key` format (re-signing modified
+    /// outbound requests).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    /// The homeserver's admin API (Synapse's client listener, `http://host:port`): with
+    /// `[labels]`, the guard asks it for a room's security label before anything of a room whose
+    /// label it has not seen leaves the protected side (`GET /_synapse/admin/v1/rooms/{id}/state`).
+    #[serde(default)]
+    pub admin_api: Option<String>,
+    /// File holding an access token of a homeserver admin for `admin_api` (read when needed,
+    /// so it can be rotated). A Synapse admin token grants full admin rights: see
+    /// deploy/README.md for how to limit its exposure.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The parts of a validated upstream URL.

@@ -174,6 +174,9 @@ pub enum LabError {
         #[source]
         source: serde_json::Error,
     },
+    /// The lab's homeservers did not accept a set-up request (admin user registration).
+    #[error("lab set-up: {0}")]
+    Setup(String),
     /// Creating or checking the Synapse venv failed.
     #[error("synapse venv: {0}")]
     Venv(String),
@@ -629,6 +632,8 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         protected_key: front_key,
         upstream: format!("http://127.0.0.1:{hs1_fed}"),
         signing_key: hs1_dir.join("signing.key"),
+        admin_api: format!("http://127.0.0.1:{hs1_client}"),
+        admin_token_file: dir.join(ADMIN_TOKEN_FILE),
         outbound: guard_outbound,
         roots: vec![ca_cert.clone()],
         deny_servers: opts.deny_servers.clone(),
@@ -816,8 +821,30 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
         let _ = fs::remove_file(dir.join(process::PIDS_FILE));
         return Err(e);
     }
+    if let Err(e) = write_admin_token(&dir, &info).await {
+        let procs = pids.processes.clone();
+        tokio::task::spawn_blocking(move || stop_all(&procs)).await.ok();
+        let _ = fs::remove_file(dir.join(process::PIDS_FILE));
+        return Err(e);
+    }
     write_json_atomic(&dir.join(LAB_FILE), &info)?;
     Ok(info)
+}
+
+/// The file (in the lab directory) with the admin token the guard uses for room label lookups
+/// at the protected homeserver.
+pub const ADMIN_TOKEN_FILE: &str = "hs1.admin-token";
+
+/// Registers the guard's admin user on the protected homeserver and writes its token where the
+/// guard's `admin_token_file` points (the guard reads it when it first needs it).
+async fn write_admin_token(dir: &Path, info: &LabInfo) -> Result<(), LabError> {
+    let Some(hs) = info.homeservers.iter().find(|h| h.protected) else { return Ok(()) };
+    let client = client::MatrixClient::new(&hs.client_url);
+    let session = client
+        .register_shared_secret(&hs.registration_shared_secret, "grenzwacht-guard", &random_secret(), true)
+        .await
+        .map_err(|e| LabError::Setup(format!("registering the guard's admin user on {}: {e}", hs.name)))?;
+    write_private(&dir.join(ADMIN_TOKEN_FILE), session.access_token.as_bytes())
 }
 
 /// Stops the processes recorded in `dir/pids.json` (guard first), only those whose command

@@ -13,6 +13,7 @@ pub mod notary;
 pub mod outbound;
 pub mod pause;
 pub mod rewrite;
+pub mod room_labels;
 pub mod rooms;
 pub mod tls;
 pub mod upstream;

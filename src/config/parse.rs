@@ -501,6 +501,17 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 format!("invalid value for `protected[{i}].upstream`: {e}"),
             );
         }
+        if let Some(a) = &p.admin_api {
+            if let Err(e) = parse_upstream(a) {
+                ctx.error(value_span(root, &at("admin_api")), format!("invalid value for `protected[{i}].admin_api`: {e}"));
+            }
+        }
+        if p.admin_api.is_some() != p.admin_token_file.is_some() {
+            ctx.error(
+                key_span(root, &at(if p.admin_api.is_some() { "admin_api" } else { "admin_token_file" })),
+                format!("`protected[{i}].admin_api` and `admin_token_file` go together"),
+            );
+        }
     }
     if cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures) && cfg.outbound.is_none() && outbound_ok {
         ctx.error(
@@ -722,6 +733,7 @@ fn resolve_paths(cfg: &mut Config, base: &Path) {
         fix(&mut p.key);
         p.upstream_ca.as_mut().map(fix);
         p.signing_key.as_mut().map(fix);
+        p.admin_token_file.as_mut().map(fix);
     }
     cfg.keys.guard_key.as_mut().map(fix);
     if let Some(o) = &mut cfg.outbound {

@@ -57,6 +57,10 @@ pub struct GuardConfig {
     /// `[dlp] policies`: the lab's copy of the shipped rule set ([`SHIPPED_POLICIES`]).
     pub policies: PathBuf,
     /// `[labels]`, when the lab runs with security labels.
+    /// The protected homeserver's admin API (its client listener) and the file the lab
+    /// writes an admin token to once it is up (room label lookups).
+    pub admin_api: String,
+    pub admin_token_file: PathBuf,
     pub labels: Option<LabLabels>,
 }
 
@@ -187,6 +191,8 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     prot["key"] = value(c.protected_key.display().to_string());
     prot["upstream"] = value(c.upstream.clone());
     prot["signing_key"] = value(c.signing_key.display().to_string());
+    prot["admin_api"] = value(c.admin_api.clone());
+    prot["admin_token_file"] = value(c.admin_token_file.display().to_string());
     let mut protected = ArrayOfTables::new();
     protected.push(prot);
     doc["protected"] = Item::ArrayOfTables(protected);
@@ -254,6 +260,8 @@ mod tests {
             protected_key: "/lab/certs/hs1.key".into(),
             upstream: "http://127.0.0.1:3".into(),
             signing_key: "/lab/hs1/signing.key".into(),
+            admin_api: "http://127.0.0.1:4".into(),
+            admin_token_file: "/lab/hs1.admin-token".into(),
             outbound,
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],

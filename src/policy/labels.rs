@@ -549,6 +549,30 @@ impl LabelPolicy {
         best
     }
 
+    /// Whether a label (valid or not) is known for `room`.
+    pub fn room_label_known(&self, room: &str) -> bool {
+        self.room_label(room).is_some()
+    }
+
+    /// Learn a room's label from its current state as the protected homeserver reports it
+    /// (`proxy::room_labels`): the room label event among `state` (client-format events), if
+    /// any. Returns whether the state had one. Judged like a room label event leaving the
+    /// protected side: the protected homeserver's own state may set or lower the label.
+    pub fn learn_from_state(&self, ctx: &ExchangeCtx, room: &str, state: &[Value]) -> bool {
+        let Some(ev) = state.iter().find(|e| {
+            e.get("type").and_then(Value::as_str).is_some_and(|t| self.is_room_label(t, e.get("state_key").and_then(Value::as_str)))
+        }) else {
+            return false;
+        };
+        let Ok(content) = RawValue::from_string(ev.get("content").map(Value::to_string).unwrap_or_else(|| "{}".into())) else { return false };
+        let sender = ev.get("sender").and_then(Value::as_str).unwrap_or("");
+        let id = ev.get("event_id").and_then(Value::as_str);
+        let ts = ev.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
+        let out = ExchangeCtx { direction: Direction::Outbound, ..ctx.clone() };
+        self.learn(&out, room, sender, id, ts, &content, "admin_api");
+        true
+    }
+
     /// Learns a room label from a room label state event (see the module documentation).
     #[allow(clippy::too_many_arguments)]
     fn learn(&self, ctx: &ExchangeCtx, room: &str, sender: &str, event_id: Option<&str>, ts: i64, content: &RawValue, from: &str) {

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
-use super::{integrity, pause, rewrite, rooms};
+use super::{integrity, pause, rewrite, room_labels, rooms};
 use super::upstream::{strip_hop_by_hop, UpstreamError};
 use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
@@ -264,6 +264,7 @@ async fn run(
                 verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
+            room_labels::ensure(guard, &ctx, direction, &units, room_hint).await?;
             units.pdu_findings = integrity::check(guard, &ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
@@ -384,6 +385,7 @@ async fn release(
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
+        room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings = integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
         decide_response(policy, ctx, &units, release, &rewrite::ResponseRewriter { guard, ctx, endpoint, room_hint })?
     };

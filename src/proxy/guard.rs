@@ -59,6 +59,9 @@ pub struct Protected {
     /// Lower-case host part (no port, no brackets): what SNI carries.
     pub host: String,
     pub upstream: Upstream,
+    /// The homeserver's admin API and the file with its token (`admin_api`,
+    /// `admin_token_file`), for room label lookups.
+    pub admin: Option<(Upstream, std::path::PathBuf)>,
 }
 
 /// Outbound runtime state.
@@ -91,6 +94,8 @@ pub struct Guard {
     media: Arc<MediaPolicy>,
     /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
+    /// Recent room label lookups at the protected homeservers (`proxy::room_labels`).
+    label_lookups: super::room_labels::Lookups,
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
@@ -131,7 +136,21 @@ impl Guard {
                 let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?;
                 keys.push((p.server_name.clone(), ck));
             }
-            protected.push(Protected { server_name: p.server_name.clone(), host: tls::host_part(&p.server_name).to_ascii_lowercase(), upstream });
+            let admin = match (&p.admin_api, &p.admin_token_file) {
+                (Some(url), Some(token)) => {
+                    let tls = if url.starts_with("https://") {
+                        let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
+                        Some(tls::client_config(&roots).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?)
+                    } else {
+                        None
+                    };
+                    let up = Upstream::fixed(url, tls, connect_timeout, request_timeout, l.max_response_body)
+                        .map_err(|source| GuardError::Upstream { server: p.server_name.clone(), source })?;
+                    Some((up, token.clone()))
+                }
+                _ => None,
+            };
+            protected.push(Protected { server_name: p.server_name.clone(), host: tls::host_part(&p.server_name).to_ascii_lowercase(), upstream, admin });
         }
         let inbound_tls = if cfg.inbound.is_some() {
             Some(tls::server_config(Arc::new(tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls { server: "(all)".into(), source })?)))
@@ -188,6 +207,7 @@ impl Guard {
             reloader: reload::Reloader::new(manifest.as_ref()),
             media,
             opaque,
+            label_lookups: super::room_labels::Lookups::default(),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -209,6 +229,18 @@ impl Guard {
     /// The notary name if `destination` is it (the guard answers key queries to it itself).
     pub fn notary_for(&self, destination: &str) -> Option<&str> {
         self.notary_name.as_deref().filter(|n| n.eq_ignore_ascii_case(destination))
+    }
+    /// The security-label layer, if `[labels]` is configured.
+    pub fn labels(&self) -> Option<&Arc<crate::policy::labels::LabelPolicy>> {
+        self.labels.as_ref()
+    }
+    /// The protected server named `server_name`.
+    pub fn protected_named(&self, server_name: &str) -> Option<&Protected> {
+        self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(server_name))
+    }
+    /// Rooms whose label the protected homeserver was asked for recently without result.
+    pub fn label_lookups(&self) -> &super::room_labels::Lookups {
+        &self.label_lookups
     }
     pub fn verify_pdus(&self) -> bool {
         self.verify_pdus

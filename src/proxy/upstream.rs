@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Uri};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -308,6 +308,38 @@ impl Upstream {
                 .await
                 .map_err(|_| UpstreamError::TooLarge { target: target.clone(), limit })?;
             Ok(body.to_bytes())
+        };
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout { target }),
+        }
+    }
+
+    /// The guard's own `GET` to a protected homeserver's admin API (a fixed upstream) with a
+    /// bearer token: a question about the protected side (a room's state), carrying nothing
+    /// from the remote side; the answer only feeds the guard's policy state, never a peer.
+    /// Returns the status and the body (at most `max_response` bytes).
+    pub async fn admin_get(&self, path: &str, token: &str) -> Result<(StatusCode, Bytes), UpstreamError> {
+        let Some(base) = &self.base else {
+            return Err(UpstreamError::NoRoute { target: "admin api".into(), reason: "not a fixed upstream".into() });
+        };
+        let target = "admin api".to_string();
+        let uri: Uri = format!("{base}{path}")
+            .parse()
+            .map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad path".into() })?;
+        let req = Request::get(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Request { target: target.clone(), reason: e.to_string() })?;
+        let limit = self.max_response;
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|_| UpstreamError::TooLarge { target: target.clone(), limit })?;
+            Ok((status, body.to_bytes()))
         };
         match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(r) => r,
