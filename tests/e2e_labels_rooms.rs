@@ -77,14 +77,14 @@ fn deu(class: u64) -> Value {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Order {
     /// In `createRoom`'s initial state; name, topic and the custom event set afterwards.
-    LabelFirst,
+    Before,
     /// Name, topic and the custom event at creation; the label set afterwards.
-    LabelLast,
+    After,
     /// Name and label at creation; topic and the custom event afterwards.
-    LabelBetween,
+    Between,
 }
 
-const ORDERS: [Order; 3] = [Order::LabelFirst, Order::LabelLast, Order::LabelBetween];
+const ORDERS: [Order; 3] = [Order::Before, Order::After, Order::Between];
 
 /// The exchange in which the guard first sees a room's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +192,7 @@ async fn labeled_room(
         "public"
     };
     let (body, after): (Value, Vec<(&str, Value)>) = match order {
-        Order::LabelFirst => (
+        Order::Before => (
             json!({"preset": "private_chat", "visibility": visibility, "initial_state": [rule, lbl]}),
             vec![
                 ("m.room.name", json!({"name": name})),
@@ -200,12 +200,12 @@ async fn labeled_room(
                 (CUSTOM, custom),
             ],
         ),
-        Order::LabelLast => (
+        Order::After => (
             json!({"preset": "private_chat", "visibility": visibility, "name": name, "topic": topic,
                    "initial_state": [rule, state(CUSTOM, custom)]}),
             vec![(ROOM_LABEL, json!({KEY: label}))],
         ),
-        Order::LabelBetween => (
+        Order::Between => (
             json!({"preset": "private_chat", "visibility": visibility, "name": name, "initial_state": [rule, lbl]}),
             vec![("m.room.topic", json!({"topic": topic})), (CUSTOM, custom)],
         ),
