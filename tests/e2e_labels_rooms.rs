@@ -29,12 +29,9 @@
 //! (`type`, `state_key`) may arrive. The whole scenario runs five times (acceptance of issue 9:
 //! "e2e, 5 runs").
 //!
-//! **Known gap** ([`KNOWN_GAP`]): in step 1 the guard has not yet seen anything of the new
-//! rooms, so it does not know their labels; directory and hierarchy room fields are then judged
-//! by the protected side's default label (VS-NfD) and the GEHEIM rooms' names and topics cross.
-//! Closing it needs the guard to ask the protected homeserver for a room's label before any of
-//! its fields cross. The test asserts that every leak is of that kind (and fails when the gap
-//! closes, so that this list gets updated).
+//! Step 1 is the hard case: the guard has seen nothing of the new rooms yet. It asks the
+//! protected homeserver for their labels (`[[protected]] admin_api`, `proxy::room_labels`)
+//! before any directory or hierarchy field of them crosses.
 #[path = "common/lab.rs"]
 mod common;
 
@@ -55,18 +52,10 @@ const CUSTOM: &str = "org.example.lage";
 /// Every distinctive text starts with this; it must never reach hs2's client.
 const SECRET: &str = "Lagezentrum-Nord";
 const RUNS: usize = 5;
-/// Carriers that leak today (see the module documentation).
-const KNOWN_GAP: [Carrier; 2] = [
-    Carrier::DirectoryBeforeLearning,
-    Carrier::HierarchyBeforeLearning,
-];
+/// Carriers that are allowed to leak: none.
+const KNOWN_GAP: [Carrier; 0] = [];
 
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.0);
-    }
-}
+use common::LabDown as Down;
 
 fn deu(class: u64) -> Value {
     json!({"policy": LAB_DEU_POLICY, "classification": class,
@@ -720,10 +709,7 @@ async fn geheim_rooms_leak_no_state_to_a_restricted_peer_five_runs() {
         unexpected.len(),
         unexpected.join("\n")
     );
-    assert!(
-        !gap.is_empty(),
-        "the known gap {KNOWN_GAP:?} no longer leaks: remove it from KNOWN_GAP and the docs"
-    );
+    assert_eq!(clean, RUNS, "every run is clean");
 
     // The label layer decided (not a DLP rule: the distinctive text is no marking).
     let m = common::guard_metrics(&info).await;
@@ -740,6 +726,19 @@ async fn geheim_rooms_leak_no_state_to_a_restricted_peer_five_runs() {
         denied >= (RUNS * ORDERS.len() * FIRSTS.len()) as f64,
         "label denials: {denied}"
     );
+    // The labels of rooms listed before any of their traffic crossed came from hs1 itself.
+    let looked_up: f64 = m
+        .iter()
+        .filter(|s| s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "labeled")
+        .map(|s| s.value)
+        .sum();
+    assert!(looked_up >= (RUNS * ORDERS.len()) as f64, "room labels looked up at hs1: {looked_up}");
+    let failed: f64 = m
+        .iter()
+        .filter(|s| s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "failed")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(failed, 0.0, "no failed room label lookups");
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(
         !log.contains(SECRET),
