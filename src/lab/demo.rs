@@ -126,6 +126,13 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     step(&mut n, &format!("alice says {after:?}"), alice.send_text(&room, after)).await?;
     step(&mut n, "bob reads it on hs2 (the conversation goes on)", bob.wait_for_text(&room, &alice.user_id, after, STEP_TIMEOUT)).await?;
 
+    // The guard reads text as a reader sees it: a zero-width space and look-alike letters do
+    // not hide the marking.
+    let hidden = "Lage G\u{200b}\u{415}H\u{415}\u{406}M (zero-width space, Cyrillic look-alikes)";
+    let event_id = step(&mut n, "alice says \"Lage G<zero-width space>ЕНЕІM\" (Cyrillic Е, Е, І)", alice.send_text(&room, hidden)).await?;
+    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    println!("     content at hs2: {} → redacted: normalised and look-alikes mapped, it reads GEHEIM", seen["content"]);
+
     // German PII with check digits: a valid IBAN is redacted, a broken check digit is not.
     let iban = "Bitte an DE89370400440532013000 überweisen";
     let event_id = step(&mut n, &format!("alice says {iban:?} (valid IBAN)"), alice.send_text(&room, iban)).await?;
