@@ -129,7 +129,7 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     // The guard reads text as a reader sees it: a zero-width space and look-alike letters do
     // not hide the marking.
     let hidden = "Lage G\u{200b}\u{415}H\u{415}\u{406}M (zero-width space, Cyrillic look-alikes)";
-    let event_id = step(&mut n, "alice says \"Lage G<zero-width space>ЕНЕІM\" (Cyrillic Е, Е, І)", alice.send_text(&room, hidden)).await?;
+    let event_id = step(&mut n, "alice says \"Lage G<zero-width space>\u{415}H\u{415}\u{406}M\" (Cyrillic Е, Е, І)", alice.send_text(&room, hidden)).await?;
     let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
     println!("     content at hs2: {} → redacted: normalised and look-alikes mapped, it reads GEHEIM", seen["content"]);
 
