@@ -263,8 +263,11 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
     let p = pki();
     init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
-    let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
     let key = SigningKey::generate("hs1").unwrap();
+    // hs1's own listener serves its keys: the guard verifies what it forwards as hs1.
+    let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]").replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let g = start_guard(&p, &toml).await;
     let body = txn(vec![pdu(1, "ausgehend")]);
     let path = "/_matrix/federation/v1/send/out1";
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&body));
@@ -318,13 +321,66 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
     g.stop().await;
 }
 
+/// The guard never signs what the protected server did not: an outbound request whose X-Matrix
+/// signature does not verify with hs1's own key (served by hs1's listener) is refused with 401
+/// and nothing reaches the destination — also when it carries an EDU a rule would drop (the
+/// guard would otherwise re-sign the modified transaction as hs1).
+#[tokio::test]
+async fn forged_outbound_requests_are_refused_and_never_resigned() {
+    let p = pki();
+    init_ica(&p);
+    let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+    let key = SigningKey::generate("hs1").unwrap();
+    let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+    let rule = "[[rule]]\nid = \"drop-presence\"\nkeywords = [\"Urlaub\"]\naction = \"drop\"\n";
+    let toml = outbound_toml(&p, remote.addr, rule).replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let g = start_guard(&p, &toml).await;
+    let forger = SigningKey::generate("hs1").unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&txn(vec![pdu(1, "ausgehend")])).unwrap();
+    body["edus"] = json!([
+        {"edu_type": "m.presence", "content": {"push": [{"user_id": format!("@a:{HS1}"), "presence": "online", "status_msg": "im Urlaub"}]}},
+        {"edu_type": "m.direct_to_device", "content": {"sender": format!("@a:{HS1}"), "type": "m.room_key_request", "message_id": "m1",
+            "messages": {format!("@bob:{REMOTE}"): {"DEV": {"action": "request"}}}}}
+    ]);
+    let body = serde_json::to_vec(&body).unwrap();
+    let path = "/_matrix/federation/v1/send/forged1";
+    let target = format!("matrix-federation://{REMOTE}{path}");
+    // Forged with a key hs1 does not have: with the EDU a rule drops, and plain (which would
+    // otherwise be forwarded unchanged).
+    let plain = txn(vec![pdu(2, "unverändert")]);
+    for b in [&body, &plain] {
+        let hdr = auth(&forger, HS1, REMOTE, "PUT", path, Some(b));
+        let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+        let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, b.clone()).await;
+        assert_eq!(got.status, 401, "{:?}", String::from_utf8_lossy(&got.body));
+    }
+    // A signature over other content (the body changed after signing) is forged too.
+    let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(br#"{"other":true}"#));
+    let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, body.clone()).await;
+    assert_eq!(got.status, 401, "{:?}", String::from_utf8_lossy(&got.body));
+    assert!(remote.seen().is_empty(), "nothing forged reached the destination");
+    assert!(hs1.seen().iter().all(|s| s.path_and_query == "/_matrix/key/v2/server"), "the guard only asked hs1 for its keys");
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_refusals_total", &[("direction", "outbound"), ("reason", "auth")]) >= 3.0, "{m}");
+    // The genuine signature over the plain transaction passes.
+    let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&plain));
+    let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, plain.clone()).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(remote.seen().len(), 1);
+    g.stop().await;
+}
+
 #[tokio::test]
 async fn connect_tunnel_is_intercepted_and_forwarded() {
     let p = pki();
     let ica = init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
-    let g = start_guard(&p, &outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")).await;
     let key = SigningKey::generate("hs1").unwrap();
+    let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]").replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let g = start_guard(&p, &toml).await;
 
     // Refused CONNECT targets get 403 before any tunnel exists.
     let got = plain_request(g.connect.unwrap(), "CONNECT", "evil.test:8448", &[("host", "evil.test:8448".into()), ("proxy-authorization", "Bearer s3cret".into())], vec![]).await;

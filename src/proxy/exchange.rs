@@ -243,13 +243,16 @@ async fn run(
         })?,
         None => None,
     };
-    // Authenticate (inbound) after strict parsing: the X-Matrix signature against the origin's
-    // own keys, fetched by the guard itself.
-    let must_verify = direction == Direction::Inbound && guard.verify_inbound();
+    // Authenticate after strict parsing: the X-Matrix signature against the origin's own keys,
+    // fetched by the guard itself. Inbound per `[inbound] verify_signatures`; outbound always:
+    // the guard re-signs modified requests with the protected server's key, so it must never
+    // sign what the protected server did not (anyone reaching the outbound listener could
+    // otherwise speak as that server).
+    let must_verify = direction == Direction::Outbound || guard.verify_inbound();
     let permit = match stored {
         Some(rec) => {
             if let (true, Some(x)) = (must_verify, &xm) {
-                verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
+                verify_x_matrix(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
             if !rec.body_matches(&body) {
                 return Err(refuse(RefusalReason::BadJson, StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "transaction id reused with different content"));
@@ -261,7 +264,7 @@ async fn run(
             let mut units = inspect_request(guard, endpoint, &body)?;
             units.rooms = Some(&gate);
             if let (true, Some(x)) = (must_verify, &xm) {
-                verify_inbound(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
+                verify_x_matrix(guard, x, &forward.method, &forward.path_and_query, &destination, &body).await?;
             }
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
             room_labels::ensure(guard, &ctx, direction, &units, room_hint).await?;
@@ -413,20 +416,29 @@ fn replay_record(forward: Forward, rec: TxnRecord) -> Result<crate::policy::Perm
 
 /// Verifies an inbound request's X-Matrix signature with the origin's keys, fetched by the guard
 /// itself over the outbound path (never from attested objects). Failure → 401.
-async fn verify_inbound(guard: &Guard, x: &XMatrix, method: &Method, uri: &str, destination: &str, body: &Bytes) -> Result<(), Refusal> {
+/// Verifies an X-Matrix signature. A protected server's keys come from its own listener
+/// (`GuardKeyFetcher`), a remote server's over the outbound path: the guard never trusts keys
+/// a request brings.
+async fn verify_x_matrix(guard: &Guard, x: &XMatrix, method: &Method, uri: &str, destination: &str, body: &Bytes) -> Result<(), Refusal> {
     let unauthorized = |msg: String| refuse(RefusalReason::Auth, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", msg);
-    let upstream = guard.outbound_upstream().ok_or_else(|| unauthorized("cannot verify: no outbound path to fetch keys".into()))?;
     let content: Option<&serde_json::value::RawValue> = if body.is_empty() {
         None
     } else {
         Some(serde_json::from_slice(body).map_err(|_| unauthorized("body is not JSON".into()))?)
     };
-    let fetcher = super::guard::OutboundKeyFetcher(upstream);
-    guard
-        .remote_keys()
-        .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, std::time::SystemTime::now())
-        .await
-        .map_err(|e| unauthorized(format!("X-Matrix signature not verified: {e}")))
+    let now = std::time::SystemTime::now();
+    let r = if guard.is_protected(x.origin.as_str()) {
+        let fetcher = super::guard::GuardKeyFetcher(guard);
+        guard.remote_keys().verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now).await
+    } else {
+        let upstream = guard.outbound_upstream().ok_or_else(|| unauthorized("cannot verify: no outbound path to fetch keys".into()))?;
+        let fetcher = super::guard::OutboundKeyFetcher(upstream);
+        guard.remote_keys().verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now).await
+    };
+    r.map_err(|e| {
+        tracing::warn!(origin = %x.origin, "X-Matrix signature not verified: {e}");
+        unauthorized(format!("X-Matrix signature not verified: {e}"))
+    })
 }
 
 /// Server keys crossing the guard.

@@ -51,6 +51,27 @@ pub fn default_answer() -> Answer {
     })
 }
 
+/// A homeserver's key server: its signed key object at `/_matrix/key/v2/server`, 404 for
+/// anything else (the guard fetches a protected server's keys from its own listener to verify
+/// the outbound requests it signed).
+pub fn key_server_answer(server_name: &str, key: &grenzwacht::keys::SigningKey) -> Answer {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
+        "server_name": server_name, "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
+        "verify_keys": {key.key_id(): {"key": key.public_key_base64()}}
+    }))
+    .unwrap();
+    key.sign_json(server_name, &mut obj).unwrap();
+    let body = serde_json::to_vec(&obj).unwrap();
+    Arc::new(move |s: &Seen| {
+        if s.path_and_query == "/_matrix/key/v2/server" {
+            (200, "application/json", body.clone())
+        } else {
+            (404, "application/json", br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec())
+        }
+    })
+}
+
 pub async fn recorder(tls: Option<TlsAcceptor>, answer: Answer) -> Recorder {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
