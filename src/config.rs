@@ -269,6 +269,10 @@ pub struct OutboundConfig {
     pub proxy_secret_file: Option<PathBuf>,
     /// Interception CA directory (`grenzwacht ca init --dir`), required with `connect_listen`.
     pub interception_ca_dir: Option<PathBuf>,
+    /// Let CONNECT clients in without the proxy secret (default `false`: `connect_listen` needs
+    /// `proxy_secret`/`proxy_secret_file`). Only for setups where the network already limits the
+    /// outbound listener to the homeserver.
+    pub allow_unauthenticated_connect: bool,
     /// Lifetime of minted leaf certificates in seconds (default 3600, at least 300).
     pub leaf_validity_secs: u64,
     /// PEM roots to verify destinations; empty = webpki roots.
@@ -288,6 +292,7 @@ impl Default for OutboundConfig {
             proxy_secret: None,
             proxy_secret_file: None,
             interception_ca_dir: None,
+            allow_unauthenticated_connect: false,
             leaf_validity_secs: 3600,
             roots: Vec::new(),
             connect_timeout_ms: 10_000,

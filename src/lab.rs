@@ -306,7 +306,8 @@ pub struct GuardInfo {
     pub outbound_mode: OutboundMode,
     /// The outbound listener (CONNECT or proxy protocol).
     pub outbound_addr: SocketAddr,
-    /// Bearer secret of the proxy protocol (synapse-proxy mode).
+    /// The outbound proxy secret: the proxy protocol's bearer token, or the password of
+    /// hs1's CONNECT credentials.
     pub proxy_secret: Option<String>,
     /// Interception CA certificate (connect mode).
     pub interception_ca_cert: Option<PathBuf>,
@@ -540,15 +541,19 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             OutboundMode::Connect => {
                 let ca_dir = dir.join("interception-ca");
                 let crt = ca::InterceptionCa::init(&ca_dir).map_err(|e| LabError::Ca(e.to_string()))?;
+                // hs1 authenticates its CONNECTs with the proxy secret (Basic credentials in
+                // its `https_proxy` URL).
+                let secret = random_secret();
                 (
                     Outbound::Connect {
-                        proxy_url: format!("http://127.0.0.1:{guard_out}"),
+                        proxy_url: format!("http://grenzwacht:{secret}@127.0.0.1:{guard_out}"),
                     },
                     GuardOutbound::Connect {
                         listen: loopback(guard_out),
                         ca_dir,
+                        secret: secret.clone(),
                     },
-                    None,
+                    Some(secret),
                     Some(crt.clone()),
                     crt,
                 )
@@ -1043,7 +1048,9 @@ mod tests {
             let out = info.guard.outbound_addr.to_string();
             match mode {
                 OutboundMode::Connect => {
-                    assert_eq!(hs1_cfg["https_proxy"], format!("http://{out}"));
+                    let secret = info.guard.proxy_secret.as_ref().unwrap();
+                    assert_eq!(hs1_cfg["https_proxy"], format!("http://grenzwacht:{secret}@{out}"));
+                    assert_eq!(guard["outbound"]["proxy_secret"].as_str(), Some(secret.as_str()));
                     let ica = info.guard.interception_ca_cert.as_ref().unwrap();
                     assert!(ica.exists());
                     assert_eq!(hs1_cfg["federation_custom_ca_list"][0], ica.display().to_string());

@@ -353,7 +353,14 @@ async fn suite(mode: OutboundMode) {
     let out = info.guard.outbound_addr;
     let r = match mode {
         OutboundMode::Connect => {
-            tcp_request(out, &format!("CONNECT {DENIED} HTTP/1.1\r\nHost: {DENIED}\r\n\r\n"), b"").await
+            // Without credentials: 407, whatever the target (the lab's hs1 sends Basic
+            // credentials with the proxy secret).
+            let anon = tcp_request(out, &format!("CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n", hs2.server_name, hs2.server_name), b"").await;
+            assert_eq!(anon.status, 407, "CONNECT without credentials: {}", anon.text());
+            use base64::Engine as _;
+            let secret = info.guard.proxy_secret.clone().unwrap();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("grenzwacht:{secret}"));
+            tcp_request(out, &format!("CONNECT {DENIED} HTTP/1.1\r\nHost: {DENIED}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"), b"").await
         }
         OutboundMode::SynapseProxy => {
             let secret = info.guard.proxy_secret.clone().unwrap();

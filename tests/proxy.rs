@@ -450,8 +450,10 @@ async fn synapse_style_http10_connect_without_sni() {
     let p = pki();
     let ica = init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
-    // No secret: address allow-list only (how the lab runs CONNECT).
-    let toml = outbound_toml(&p, remote.addr, "").replace("proxy_listen = \"127.0.0.1:0\"\n", "").replace("proxy_secret = \"s3cret\"\n", "");
+    // No secret, explicitly allowed: address allow-list only.
+    let toml = outbound_toml(&p, remote.addr, "")
+        .replace("proxy_listen = \"127.0.0.1:0\"\n", "")
+        .replace("proxy_secret = \"s3cret\"\n", "allow_unauthenticated_connect = true\n");
     let toml = toml.replace(&format!("server_name = \"{REMOTE}\""), &format!("server_name = \"127.0.0.1:{}\"", remote.addr.port()));
     let g = start_guard(&p, &toml).await;
     let dest = format!("127.0.0.1:{}", remote.addr.port());

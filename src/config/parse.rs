@@ -653,6 +653,16 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
             "`outbound.proxy_listen` requires `outbound.proxy_secret` or \
              `outbound.proxy_secret_file`",
         ),
+        // CONNECT clients authenticate with the same secret (Basic, any user name), unless the
+        // operator says otherwise: without it any process among `allowed_clients` can use the
+        // guard's outbound path.
+        (None, None) if o.connect_listen.is_some() && !o.allow_unauthenticated_connect => ctx.error(
+            key_span(root, &at("connect_listen")),
+            "`outbound.connect_listen` requires `outbound.proxy_secret` or \
+             `outbound.proxy_secret_file` (CONNECT clients send it as Basic credentials: \
+             `https_proxy=http://guard:SECRET@host:port`); set \
+             `allow_unauthenticated_connect = true` to run without",
+        ),
         (Some(s), None) if s.trim().is_empty() => ctx.error(
             value_span(root, &at("proxy_secret")),
             "`outbound.proxy_secret` must not be empty",

@@ -488,12 +488,24 @@ fn duplicate_route_server_name() {
 #[test]
 fn connect_listen_requires_ca_dir() {
     let text =
-        "[outbound]\nconnect_listen = \"127.0.0.1:3128\"\nallowed_clients = [\"127.0.0.1\"]\n";
+        "[outbound]\nconnect_listen = \"127.0.0.1:3128\"\nallowed_clients = [\"127.0.0.1\"]\nproxy_secret = \"s\"\n";
     let e = errors(text);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].0, 2);
     assert!(e[0].1.contains("interception_ca_dir"), "{e:?}");
     parse(&format!("{text}interception_ca_dir = \"ca\"\n")).unwrap();
+}
+
+#[test]
+fn connect_listen_requires_credentials_unless_explicitly_allowed() {
+    let base = "[outbound]\nconnect_listen = \"127.0.0.1:3128\"\nallowed_clients = [\"127.0.0.1\"]\ninterception_ca_dir = \"ca\"\n";
+    let e = errors(base);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, 2);
+    assert!(e[0].1.contains("requires `outbound.proxy_secret`"), "{e:?}");
+    parse(&format!("{base}proxy_secret_file = \"secret\"\n")).unwrap();
+    let c = parse(&format!("{base}allow_unauthenticated_connect = true\n")).unwrap();
+    assert!(c.outbound.unwrap().allow_unauthenticated_connect);
 }
 
 #[test]
@@ -610,10 +622,11 @@ fn cross_field_and_parse_errors_reported_together() {
     let text = "[outbound]\nconnect_listen = \"127.0.0.1:3128\"\nbogus = 1\n\n[inbound]\nlisten = \"0.0.0.0:8448\"\n\n[limits]\nmax_pdus = -1\n";
     let e = errors(text);
     let lines: Vec<usize> = e.iter().map(|(l, _)| *l).collect();
-    // Unknown key, two outbound cross-field errors, inbound's cross-field error, a wrong value.
-    assert_eq!(lines, [2, 2, 3, 5, 9], "{e:?}");
+    // Unknown key, three outbound cross-field errors, inbound's cross-field error, a wrong value.
+    assert_eq!(lines, [2, 2, 2, 3, 5, 9], "{e:?}");
     assert!(e[0].1.contains("interception_ca_dir"), "{e:?}");
-    assert!(e[1].1.contains("allowed_clients"), "{e:?}");
+    assert!(e[1].1.contains("proxy_secret"), "{e:?}");
+    assert!(e[2].1.contains("allowed_clients"), "{e:?}");
 }
 
 // ---- paths and files -----------------------------------------------------------------------

@@ -17,6 +17,8 @@ pub enum GuardOutbound {
         listen: SocketAddr,
         /// Directory holding `ca.crt` and `ca.key`.
         ca_dir: PathBuf,
+        /// The proxy secret hs1 sends as Basic credentials.
+        secret: String,
     },
     /// `proxy_listen` with a bearer secret.
     SynapseProxy {
@@ -199,9 +201,10 @@ pub fn guard_toml(c: &GuardConfig) -> String {
 
     let mut out = Table::new();
     match &c.outbound {
-        GuardOutbound::Connect { listen, ca_dir } => {
+        GuardOutbound::Connect { listen, ca_dir, secret } => {
             out["connect_listen"] = value(listen.to_string());
             out["interception_ca_dir"] = value(ca_dir.display().to_string());
+            out["proxy_secret"] = value(secret.clone());
         }
         GuardOutbound::SynapseProxy { listen, secret } => {
             out["proxy_listen"] = value(listen.to_string());
@@ -277,7 +280,7 @@ mod tests {
     #[test]
     fn labels_section_loads_with_the_shipped_spifs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(GuardOutbound::Connect { listen: "127.0.0.1:4".parse().unwrap(), ca_dir: "/lab/interception-ca".into() });
+        let mut c = cfg(GuardOutbound::Connect { listen: "127.0.0.1:4".parse().unwrap(), ca_dir: "/lab/interception-ca".into(), secret: "s3cret".into() });
         assert!(!guard_toml(&c).contains("[labels"));
         c.labels = Some(write_lab_spifs(dir.path(), "127.0.0.1:9").unwrap());
         let text = guard_toml(&c);
@@ -295,6 +298,7 @@ mod tests {
         let text = guard_toml(&cfg(GuardOutbound::Connect {
             listen: "127.0.0.1:4".parse().unwrap(),
             ca_dir: "/lab/interception-ca".into(),
+            secret: "c0nnect".into(),
         }));
         let v: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(v["admin"]["listen"].as_str(), Some("127.0.0.1:1"));
@@ -304,6 +308,7 @@ mod tests {
         assert_eq!(p["cert"].as_str(), Some("/lab/certs/hs1 \"front\".crt"));
         assert_eq!(p["upstream"].as_str(), Some("http://127.0.0.1:3"));
         assert_eq!(v["outbound"]["connect_listen"].as_str(), Some("127.0.0.1:4"));
+        assert_eq!(v["outbound"]["proxy_secret"].as_str(), Some("c0nnect"), "CONNECT clients authenticate");
         assert_eq!(
             v["outbound"]["interception_ca_dir"].as_str(),
             Some("/lab/interception-ca")
