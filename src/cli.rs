@@ -60,6 +60,25 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::proxy::pause::cli::RoomsCommand,
     },
+    /// Federation signing keys (the guard key of `[keys] guard_key`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a new ed25519 signing key in Synapse's `signing.key` format (`ed25519 VERSION
+    /// SEED`, mode 0600); refuses to overwrite an existing file.
+    Generate {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Key version: the key id is `ed25519:VERSION` (letters, digits, `_`).
+        #[arg(long, default_value = "gw1")]
+        version: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,13 +108,64 @@ fn load_config(path: &PathBuf) -> Result<Config, ExitCode> {
     })
 }
 
+/// The store's directory exists, is a directory and is writable by this process (checked with
+/// `access(2)`, nothing is created).
+fn store_dir_usable(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(&dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(format!("directory {} is not writable: {}", dir.display(), std::io::Error::last_os_error()));
+    }
+    if path.exists() {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+        // SAFETY: as above.
+        if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+            return Err(format!("not readable and writable: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key = crate::keys::SigningKey::generate(version).context("invalid key version")?;
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("{}: exists; not overwriting a key", out.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", out.display())),
+    };
+    f.write_all(format!("{}\n", key.to_synapse_string()).as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    f.sync_all().with_context(|| format!("writing {}", out.display()))?;
+    println!("{}: {} (public key {})", out.display(), key.key_id(), key.public_key_base64());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Keys { command: KeysCommand::Generate { out, version } } => generate_key(&out, &version),
         Command::Check { config } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            // What `serve` needs of the store, checked without writing anything: its directory.
+            if let Err(e) = store_dir_usable(&cfg.store.path) {
+                eprintln!("{}: [store] path {}: {e}", config.display(), cfg.store.path.display());
+                return Ok(ExitCode::from(2));
+            }
             // Building the runtime object loads every certificate, key and CA it references.
             let store = crate::store::Store::open_in_memory().context("in-memory store")?;
             if let Err(e) = Guard::from_config(&cfg, store) {

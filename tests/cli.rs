@@ -18,15 +18,23 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     std::fs::write(
         &good,
         format!(
-            "[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
+            "[store]\npath = \"{}\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
+            p.dir.path().join("store/grenzwacht.db").display(),
             p.cert.display(),
             p.key.display()
         ),
     )
     .unwrap();
+    // `check` verifies the store's directory without creating anything.
+    let (code, _, err) = run(&["check", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 2, "the store directory does not exist yet: {err}");
+    assert!(err.contains("[store] path") && err.contains("store"), "{err}");
+    assert!(!p.dir.path().join("store").exists(), "check never creates the store directory");
+    std::fs::create_dir(p.dir.path().join("store")).unwrap();
     let (code, out, err) = run(&["check", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("OK"));
+    assert!(!p.dir.path().join("store/grenzwacht.db").exists(), "check never creates the store");
 
     let bad = p.dir.path().join("bad.toml");
     std::fs::write(
@@ -61,6 +69,28 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     std::fs::write(rules.join("r.toml"), "mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"A\"]\n").unwrap();
     let (code, out, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn keys_generate_writes_a_synapse_key_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("guard.signing.key");
+    let (code, out, err) = run(&["keys", "generate", "--out", key.to_str().unwrap(), "--version", "gw7"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ed25519:gw7"), "{out}");
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "private key file mode");
+    let loaded = grenzwacht::keys::SigningKey::from_synapse_file(&key).expect("Synapse signing.key format");
+    assert_eq!(loaded.key_id(), "ed25519:gw7");
+    assert!(out.contains(&loaded.public_key_base64()), "prints the public key: {out}");
+    let before = std::fs::read(&key).unwrap();
+    let (code, _, err) = run(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 1, "refuses to overwrite: {err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before, "the existing key is untouched");
+    let (code, _, _) = run(&["keys", "generate", "--out", dir.path().join("k2").to_str().unwrap(), "--version", "bad version"]);
+    assert_ne!(code, 0, "an invalid version is refused");
+    assert!(!dir.path().join("k2").exists());
 }
 
 #[test]
