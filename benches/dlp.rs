@@ -33,7 +33,9 @@ fn corpus() -> Vec<String> {
     let sensitive: Vec<&str> = SENSITIVE.lines().filter(|l| !l.is_empty()).collect();
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as usize
     };
     (0..1000)
@@ -41,7 +43,10 @@ fn corpus() -> Vec<String> {
             let n = 1 + next() % 8;
             let mut m: Vec<&str> = (0..n).map(|_| lines[next() % lines.len()]).collect();
             if i % 40 == 39 {
-                m.insert(next() % (m.len() + 1), sensitive[(i / 40) % sensitive.len()]);
+                m.insert(
+                    next() % (m.len() + 1),
+                    sensitive[(i / 40) % sensitive.len()],
+                );
             }
             m.join(" ")
         })
@@ -50,7 +55,10 @@ fn corpus() -> Vec<String> {
 
 /// The baseline: one regex per rule, run one after the other.
 struct Naive {
-    rules: Vec<(regex::bytes::Regex, Option<grenzwacht::policy::dlp::Validator>)>,
+    rules: Vec<(
+        regex::bytes::Regex,
+        Option<grenzwacht::policy::dlp::Validator>,
+    )>,
 }
 
 impl Naive {
@@ -61,9 +69,16 @@ impl Naive {
                 let mut alts: Vec<String> = r.regex.iter().map(|p| format!("(?:{p})")).collect();
                 for k in &r.keywords {
                     let k = regex::escape(k);
-                    alts.push(if r.case_sensitive { k } else { format!("(?i:{k})") });
+                    alts.push(if r.case_sensitive {
+                        k
+                    } else {
+                        format!("(?i:{k})")
+                    });
                 }
-                let re = regex::bytes::RegexBuilder::new(&alts.join("|")).unicode(false).build().unwrap();
+                let re = regex::bytes::RegexBuilder::new(&alts.join("|"))
+                    .unicode(false)
+                    .build()
+                    .unwrap();
                 (re, r.validator)
             })
             .collect();
@@ -95,18 +110,25 @@ const NON_ASCII: &[&str] = &[
 ];
 
 fn non_ascii(msgs: &[String]) -> Vec<String> {
-    msgs.iter().enumerate().map(|(i, m)| format!("{m} {}", NON_ASCII[i % NON_ASCII.len()])).collect()
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| format!("{m} {}", NON_ASCII[i % NON_ASCII.len()]))
+        .collect()
 }
 
 /// The 200-byte message as an event with an HTML `formatted_body`.
 fn message_200_html() -> serde_json::Value {
     let m = message_200();
-    let html = format!("<p>{}</p><p><b>Rückmeldung</b> bitte bis <i>Freitag</i>.</p>", &m[..150]);
+    let html = format!(
+        "<p>{}</p><p><b>Rückmeldung</b> bitte bis <i>Freitag</i>.</p>",
+        &m[..150]
+    );
     serde_json::json!({"msgtype": "m.text", "body": m, "format": "org.matrix.custom.html", "formatted_body": html})
 }
 
 fn setup() -> (RuleSet, Vec<String>, u64) {
-    let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap_or_else(|d| panic!("{d}"));
+    let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+        .unwrap_or_else(|d| panic!("{d}"));
     let msgs = corpus();
     let bytes: u64 = msgs.iter().map(|m| m.len() as u64).sum();
     (set, msgs, bytes)
@@ -131,7 +153,15 @@ fn bench(c: &mut Criterion) {
     let engine = set.engine();
     let naive = Naive::new(&set);
     // Sanity: both find the planted items; clean messages are clean.
-    let found: usize = msgs.iter().map(|m| engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()).sum();
+    let found: usize = msgs
+        .iter()
+        .map(|m| {
+            engine
+                .scan_fields(&CTX, &[(Field::Body, m.as_str())])
+                .matches
+                .len()
+        })
+        .sum();
     assert!(found >= 20, "engine found {found}");
     assert!(msgs.iter().map(|m| naive.scan(m)).sum::<usize>() >= 20);
 
@@ -141,7 +171,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for m in &msgs {
-                n += engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len();
+                n += engine
+                    .scan_fields(&CTX, &[(Field::Body, m.as_str())])
+                    .matches
+                    .len();
             }
             black_box(n)
         })
@@ -150,7 +183,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for m in &msgs {
-                n += engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]).matches.len();
+                n += engine
+                    .scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])
+                    .matches
+                    .len();
             }
             black_box(n)
         })
@@ -170,11 +206,31 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("dlp/corpus_non_ascii");
     g.throughput(Throughput::Bytes(wide.iter().map(|m| m.len() as u64).sum()));
     g.bench_function("engine", |b| {
-        b.iter(|| black_box(wide.iter().map(|m| engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()).sum::<usize>()))
+        b.iter(|| {
+            black_box(
+                wide.iter()
+                    .map(|m| {
+                        engine
+                            .scan_fields(&CTX, &[(Field::Body, m.as_str())])
+                            .matches
+                            .len()
+                    })
+                    .sum::<usize>(),
+            )
+        })
     });
     g.bench_function("engine_unnormalized", |b| {
         b.iter(|| {
-            black_box(wide.iter().map(|m| engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]).matches.len()).sum::<usize>())
+            black_box(
+                wide.iter()
+                    .map(|m| {
+                        engine
+                            .scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])
+                            .matches
+                            .len()
+                    })
+                    .sum::<usize>(),
+            )
         })
     });
     g.finish();
@@ -183,10 +239,16 @@ fn bench(c: &mut Criterion) {
     let content = serde_json::json!({"msgtype": "m.text", "body": m});
     let mut g = c.benchmark_group("dlp/message_200B");
     g.throughput(Throughput::Bytes(m.len() as u64));
-    g.bench_function("scan_fields", |b| b.iter(|| black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]))));
-    g.bench_function("scan_event", |b| b.iter(|| black_box(engine.scan_event(&CTX, &content))));
+    g.bench_function("scan_fields", |b| {
+        b.iter(|| black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))
+    });
+    g.bench_function("scan_event", |b| {
+        b.iter(|| black_box(engine.scan_event(&CTX, &content)))
+    });
     let html = message_200_html();
-    g.bench_function("scan_event_html", |b| b.iter(|| black_box(engine.scan_event(&CTX, &html))));
+    g.bench_function("scan_event_html", |b| {
+        b.iter(|| black_box(engine.scan_event(&CTX, &html)))
+    });
     g.bench_function("scan_fields_unnormalized", |b| {
         b.iter(|| black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])))
     });
@@ -202,7 +264,13 @@ fn report_ratio() {
     let wide = non_ascii(&msgs);
     let wide_bytes: u64 = wide.iter().map(|m| m.len() as u64).sum();
     // Interleaved rounds: normalising engine, the same engine unnormalised, naive per rule.
-    let (mut te, mut tu, mut tn, mut twe, mut twu) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut te, mut tu, mut tn, mut twe, mut twu) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
     let rounds = 20;
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
@@ -210,16 +278,40 @@ fn report_ratio() {
         t.elapsed()
     };
     for _ in 0..rounds {
-        te += time(&mut || msgs.iter().for_each(|m| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
-        tu += time(&mut || {
-            msgs.iter().for_each(|m| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]))))
+        te += time(&mut || {
+            msgs.iter().for_each(|m| {
+                drop(black_box(
+                    engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]),
+                ))
+            })
         });
-        tn += time(&mut || msgs.iter().for_each(|m| {
-            black_box(naive.scan(m));
-        }));
-        twe += time(&mut || wide.iter().for_each(|m| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
+        tu += time(&mut || {
+            msgs.iter().for_each(|m| {
+                drop(black_box(engine.scan_fields_unnormalized(
+                    &CTX,
+                    &[(Field::Body, m.as_str())],
+                )))
+            })
+        });
+        tn += time(&mut || {
+            msgs.iter().for_each(|m| {
+                black_box(naive.scan(m));
+            })
+        });
+        twe += time(&mut || {
+            wide.iter().for_each(|m| {
+                drop(black_box(
+                    engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]),
+                ))
+            })
+        });
         twu += time(&mut || {
-            wide.iter().for_each(|m| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())]))))
+            wide.iter().for_each(|m| {
+                drop(black_box(engine.scan_fields_unnormalized(
+                    &CTX,
+                    &[(Field::Body, m.as_str())],
+                )))
+            })
         });
     }
     let mbs = |b: u64, d: Duration| (b * rounds) as f64 / d.as_secs_f64() / 1e6;
@@ -244,8 +336,21 @@ fn report_ratio() {
     let html = message_200_html();
     let n = 20_000u32;
     let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
-    let t1 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_fields_unnormalized(&CTX, &[(Field::Body, m.as_str())])))));
-    let t2 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_fields(&CTX, &[(Field::Body, m.as_str())])))));
+    let t1 = time(&mut || {
+        (0..n).for_each(|_| {
+            drop(black_box(engine.scan_fields_unnormalized(
+                &CTX,
+                &[(Field::Body, m.as_str())],
+            )))
+        })
+    });
+    let t2 = time(&mut || {
+        (0..n).for_each(|_| {
+            drop(black_box(
+                engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]),
+            ))
+        })
+    });
     let t3 = time(&mut || (0..n).for_each(|_| drop(black_box(engine.scan_event(&CTX, &html)))));
     println!(
         "dlp 200-byte message ({} bytes): unnormalised body {:.2} µs, normalised body {:.2} µs, whole event with formatted_body {:.2} µs",
@@ -264,15 +369,28 @@ fn profile(which: &str) {
     let (set, msgs, _) = setup();
     let engine = set.engine();
     let naive = Naive::new(&set);
-    let rounds: usize = std::env::var("DLP_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::var("DLP_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let short = message_200();
     let html = message_200_html();
     let mut n = 0;
     for _ in 0..rounds {
         match which {
-            "engine" => msgs.iter().for_each(|m| n += engine.scan_fields(&CTX, &[(Field::Body, m.as_str())]).matches.len()),
+            "engine" => msgs.iter().for_each(|m| {
+                n += engine
+                    .scan_fields(&CTX, &[(Field::Body, m.as_str())])
+                    .matches
+                    .len()
+            }),
             "naive" => msgs.iter().for_each(|m| n += naive.scan(m)),
-            "short" => (0..1000).for_each(|_| n += engine.scan_fields(&CTX, &[(Field::Body, short.as_str())]).matches.len()),
+            "short" => (0..1000).for_each(|_| {
+                n += engine
+                    .scan_fields(&CTX, &[(Field::Body, short.as_str())])
+                    .matches
+                    .len()
+            }),
             "html" => (0..1000).for_each(|_| n += engine.scan_event(&CTX, &html).matches.len()),
             _ => panic!("DLP_PROFILE must be engine, naive, short or html"),
         }

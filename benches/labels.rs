@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use grenzwacht::config::labels::{EncryptedWithoutLabel, LabelAction, LabelsConfig, PeerConfig, SideConfig};
+use grenzwacht::config::labels::{
+    EncryptedWithoutLabel, LabelAction, LabelsConfig, PeerConfig, SideConfig,
+};
 use grenzwacht::federation::catalog;
 use grenzwacht::federation::pdu::PduView;
 use grenzwacht::policy::labels::LabelPolicy;
@@ -56,12 +58,18 @@ fn policy(store: Store) -> LabelPolicy {
         },
         remote: SideConfig {
             policy: NATO.into(),
-            default_label: Some(json!({"policy": NATO, "classification": 2, "categories": [{"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]})),
+            default_label: Some(
+                json!({"policy": NATO, "classification": 2, "categories": [{"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]}),
+            ),
             default_label_file: None,
             clearance: Some(nato_clearance.clone()),
             clearance_file: None,
         },
-        peer: vec![PeerConfig { server: "land.example.de".into(), clearance: Some(nato_clearance), clearance_file: None }],
+        peer: vec![PeerConfig {
+            server: "land.example.de".into(),
+            clearance: Some(nato_clearance),
+            clearance_file: None,
+        }],
     };
     LabelPolicy::new(&cfg, set, store, &["bund.example.de".to_string()]).unwrap()
 }
@@ -84,35 +92,72 @@ fn pdu(room: &str, label: Option<Value>) -> Box<RawValue> {
 fn bench(c: &mut Criterion) {
     let store = Store::open_in_memory().unwrap();
     let p = policy(store.clone());
-    let ctx = ExchangeCtx { direction: Direction::Outbound, endpoint: catalog::by_id("send_transaction").unwrap(), peer: Some("land.example.de".into()), protected: "bund.example.de".into(), txn_id: None };
-    let xml = p.spifs().to_4774_xml(&Label::from_json(&deu(2, &[276])).unwrap()).unwrap();
+    let ctx = ExchangeCtx {
+        direction: Direction::Outbound,
+        endpoint: catalog::by_id("send_transaction").unwrap(),
+        peer: Some("land.example.de".into()),
+        protected: "bund.example.de".into(),
+        txn_id: None,
+    };
+    let xml = p
+        .spifs()
+        .to_4774_xml(&Label::from_json(&deu(2, &[276])).unwrap())
+        .unwrap();
     // A labeled room (VS-NfD, released to DEU and FRA), learned through the layer.
     let room_label = json!({"type": "de.grenzwacht.room_label", "state_key": "", "room_id": "!labeled:bund.example.de", "sender": "@juergen:bund.example.de", "origin_server_ts": 1, "content": {"de.grenzwacht.label": deu(2, &[276, 250])}});
     let rl = RawValue::from_string(room_label.to_string()).unwrap();
     p.pdu(&ctx, &PduView::parse(&rl).unwrap());
     let cases: Vec<(&str, Box<RawValue>, bool)> = vec![
-        ("json_label", pdu("!r:bund.example.de", Some(deu(2, &[276]))), true),
-        ("4774_label", pdu("!r:bund.example.de", Some(json!(xml))), true),
+        (
+            "json_label",
+            pdu("!r:bund.example.de", Some(deu(2, &[276]))),
+            true,
+        ),
+        (
+            "4774_label",
+            pdu("!r:bund.example.de", Some(json!(xml))),
+            true,
+        ),
         ("unlabeled_default", pdu("!r:bund.example.de", None), true),
-        ("labeled_room_unlabeled_event", pdu("!labeled:bund.example.de", None), true),
-        ("labeled_room_json_label", pdu("!labeled:bund.example.de", Some(deu(2, &[276, 250, 840]))), true),
-        ("denied_geheim", pdu("!r:bund.example.de", Some(deu(4, &[276]))), false),
+        (
+            "labeled_room_unlabeled_event",
+            pdu("!labeled:bund.example.de", None),
+            true,
+        ),
+        (
+            "labeled_room_json_label",
+            pdu("!labeled:bund.example.de", Some(deu(2, &[276, 250, 840]))),
+            true,
+        ),
+        (
+            "denied_geheim",
+            pdu("!r:bund.example.de", Some(deu(4, &[276]))),
+            false,
+        ),
     ];
     let mut g = c.benchmark_group("release");
     for (name, raw, allowed) in &cases {
         let view = PduView::parse(raw).unwrap();
         // Warm the parse cache and check the expected decision.
         assert_eq!(p.pdu(&ctx, &view) == PduVerdict::Allow, *allowed, "{name}");
-        g.bench_function(*name, |b| b.iter(|| black_box(p.pdu(black_box(&ctx), black_box(&view)))));
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(p.pdu(black_box(&ctx), black_box(&view))))
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("spif_load");
     g.measurement_time(Duration::from_secs(5));
-    g.bench_function("nato_parse", |b| b.iter(|| black_box(Spif::parse(black_box(NATO_XML)).unwrap())));
-    g.bench_function("deu_vs_parse", |b| b.iter(|| black_box(Spif::parse(black_box(DEU_XML)).unwrap())));
+    g.bench_function("nato_parse", |b| {
+        b.iter(|| black_box(Spif::parse(black_box(NATO_XML)).unwrap()))
+    });
+    g.bench_function("deu_vs_parse", |b| {
+        b.iter(|| black_box(Spif::parse(black_box(DEU_XML)).unwrap()))
+    });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spif/nato.xml");
-    g.bench_function("nato_load_file", |b| b.iter(|| black_box(SpifSet::load([&path]).unwrap())));
+    g.bench_function("nato_load_file", |b| {
+        b.iter(|| black_box(SpifSet::load([&path]).unwrap()))
+    });
     g.finish();
 }
 

@@ -97,14 +97,20 @@ fn transaction(n: usize, key: &SigningKey) -> Vec<u8> {
 }
 
 /// The pass-through parse path (as `exchange::inspect_request`); returns the PDU and EDU views.
-fn parse_path(body: &[u8], limits: json::JsonLimits) -> (Vec<PduView<'_>>, Vec<EduView<'_>>, usize) {
+fn parse_path(
+    body: &[u8],
+    limits: json::JsonLimits,
+) -> (Vec<PduView<'_>>, Vec<EduView<'_>>, usize) {
     let m = catalog::lookup(&Method::PUT, PATH).expect("catalog");
     assert_eq!(m.endpoint.id, "send_transaction");
     json::validate_object(body, limits).expect("valid");
     let txn = Transaction::parse(body, &TxnLimits::SPEC).expect("transaction");
     let pdus: Vec<PduView> = txn.pdu_views().collect::<Result<_, _>>().expect("pdu");
     let edus: Vec<EduView> = txn.edu_views().collect::<Result<_, _>>().expect("edu");
-    let n = pdus.iter().map(|v| v.event_type.len() + v.content.get().len()).sum::<usize>()
+    let n = pdus
+        .iter()
+        .map(|v| v.event_type.len() + v.content.get().len())
+        .sum::<usize>()
         + edus.iter().map(|e| e.edu_type.len()).sum::<usize>();
     (pdus, edus, n)
 }
@@ -127,7 +133,15 @@ fn forward(body: &Bytes) -> Forward {
 fn rewrite(fwd: &mut Forward, pdus: &[&RawValue], edus: &[&RawValue], key: &SigningKey) {
     let version = parse_room_version("12").expect("known version");
     let redacted = redact_pdu(pdus[REDACTED_INDEX], &version).expect("redact");
-    let rebuilt = rebuild_elements(&fwd.body, pdus, edus, &[(REDACTED_INDEX, redacted)], &[], &[]).expect("rebuild");
+    let rebuilt = rebuild_elements(
+        &fwd.body,
+        pdus,
+        edus,
+        &[(REDACTED_INDEX, redacted)],
+        &[],
+        &[],
+    )
+    .expect("rebuild");
     resign(fwd, key, ORIGIN, DESTINATION, rebuilt).expect("re-sign");
 }
 
@@ -143,7 +157,11 @@ fn redact_one_and_resign(body: &Bytes, limits: json::JsonLimits, key: &SigningKe
 }
 
 /// Parse path, then the rewriter with the views of the parse path (`ParsedRequestRewriter`).
-fn redact_one_and_resign_views(body: &Bytes, limits: json::JsonLimits, key: &SigningKey) -> Forward {
+fn redact_one_and_resign_views(
+    body: &Bytes,
+    limits: json::JsonLimits,
+    key: &SigningKey,
+) -> Forward {
     let (pdu_views, edu_views, n) = parse_path(body, limits);
     black_box(n);
     let mut fwd = forward(body);
@@ -166,7 +184,10 @@ fn remote_keys(key: &SigningKey) -> RemoteKeys {
     key.sign_json(ORIGIN, &mut obj).unwrap();
     let cache = RemoteKeys::new();
     cache
-        .insert_verified(&serde_json::to_vec(&obj).unwrap(), UNIX_EPOCH + Duration::from_millis(ts - 1000))
+        .insert_verified(
+            &serde_json::to_vec(&obj).unwrap(),
+            UNIX_EPOCH + Duration::from_millis(ts - 1000),
+        )
         .expect("key object");
     cache
 }
@@ -174,14 +195,24 @@ fn remote_keys(key: &SigningKey) -> RemoteKeys {
 /// The guard's PDU verification over all PDUs of the transaction; counts verified ones.
 fn verify_pdus(cache: &RemoteKeys, pdus: &[&RawValue]) -> usize {
     pdus.iter()
-        .filter(|p| cache.verify_pdu(p, &ruma::RoomVersionId::V12).expect("verifies") == PduCheck::Verified)
+        .filter(|p| {
+            cache
+                .verify_pdu(p, &ruma::RoomVersionId::V12)
+                .expect("verifies")
+                == PduCheck::Verified
+        })
         .count()
 }
 
 /// Runs one case `REDACT_BENCH_N` times (for callgrind) if `REDACT_BENCH_ONLY` is set.
 fn only() -> bool {
-    let Ok(case) = std::env::var("REDACT_BENCH_ONLY") else { return false };
-    let n: usize = std::env::var("REDACT_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let Ok(case) = std::env::var("REDACT_BENCH_ONLY") else {
+        return false;
+    };
+    let n: usize = std::env::var("REDACT_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let key = SigningKey::generate("a_AbCd").unwrap();
     let body = Bytes::from(transaction(50, &key));
     let limits = json::JsonLimits::default();
@@ -190,8 +221,16 @@ fn only() -> bool {
     for _ in 0..n {
         match case.as_str() {
             "pass" => drop(black_box(pass_through(black_box(&body), limits))),
-            "redact" => drop(black_box(redact_one_and_resign(black_box(&body), limits, &key))),
-            "views" => drop(black_box(redact_one_and_resign_views(black_box(&body), limits, &key))),
+            "redact" => drop(black_box(redact_one_and_resign(
+                black_box(&body),
+                limits,
+                &key,
+            ))),
+            "views" => drop(black_box(redact_one_and_resign_views(
+                black_box(&body),
+                limits,
+                &key,
+            ))),
             "verify" => drop(black_box(verify_pdus(&cache, black_box(&txn.pdus)))),
             other => panic!("unknown case {other}"),
         }
@@ -213,7 +252,10 @@ fn bench(c: &mut Criterion) {
     // sign_request over the parsed body: ed25519 is deterministic).
     let a = redact_one_and_resign(&body, limits, &key);
     let b = redact_one_and_resign_views(&body, limits, &key);
-    assert_eq!((&a.body, a.headers.get("authorization")), (&b.body, b.headers.get("authorization")));
+    assert_eq!(
+        (&a.body, a.headers.get("authorization")),
+        (&b.body, b.headers.get("authorization"))
+    );
     assert!(String::from_utf8_lossy(&body).contains("GEHEIM"));
     assert!(!String::from_utf8_lossy(&a.body).contains("GEHEIM"));
     let check = a.body.clone();
@@ -296,8 +338,16 @@ fn report_ratio() {
     let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         a.push(time(&|| pass_through(black_box(&body), limits)));
-        b.push(time(&|| redact_one_and_resign(black_box(&body), limits, &key).body.len()));
-        c.push(time(&|| redact_one_and_resign_views(black_box(&body), limits, &key).body.len()));
+        b.push(time(&|| {
+            redact_one_and_resign(black_box(&body), limits, &key)
+                .body
+                .len()
+        }));
+        c.push(time(&|| {
+            redact_one_and_resign_views(black_box(&body), limits, &key)
+                .body
+                .len()
+        }));
         if round % 5 == 0 {
             d.push(time(&|| verify_pdus(&cache, black_box(&txn.pdus))));
         }

@@ -84,8 +84,14 @@ pub struct BenchReport {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=50).contains(&args.pdus), "--pdus must be 1..=50");
-    anyhow::ensure!(args.requests > 0 && args.concurrency > 0, "--requests and --concurrency must be > 0");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    anyhow::ensure!(
+        args.requests > 0 && args.concurrency > 0,
+        "--requests and --concurrency must be > 0"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     let report = rt.block_on(run_async(args.clone()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -96,12 +102,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn print_table(r: &BenchReport) {
-    println!("grenzwacht bench: {} transactions × {} PDUs of ~{} B, {} connections", r.requests, r.pdus, r.event_size, r.concurrency);
-    println!("{:<8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}", "path", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors");
+    println!(
+        "grenzwacht bench: {} transactions × {} PDUs of ~{} B, {} connections",
+        r.requests, r.pdus, r.event_size, r.concurrency
+    );
+    println!(
+        "{:<8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "path", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
     for (name, s) in [("direct", &r.direct), ("guard", &r.guard)] {
-        println!("{:<8} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}", name, s.rps, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.errors);
+        println!(
+            "{:<8} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
+            name, s.rps, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.errors
+        );
     }
-    println!("ratio guard/direct: {:.3}   added latency p50 {:.3} ms, p99 {:.3} ms", r.ratio, r.p50_added_ms, r.p99_added_ms);
+    println!(
+        "ratio guard/direct: {:.3}   added latency p50 {:.3} ms, p99 {:.3} ms",
+        r.ratio, r.p50_added_ms, r.p99_added_ms
+    );
 }
 
 /// Runs the whole benchmark in the current runtime.
@@ -109,7 +127,9 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let dir = tempfile::tempdir().context("temp dir")?;
     // Throwaway PKI: one CA, one leaf for 127.0.0.1 used by the sink and the guard.
     let ca = Ca::generate("grenzwacht bench CA").context("bench CA")?;
-    let (cert_pem, key_pem) = ca.issue_pem(&["127.0.0.1".to_string()], Duration::from_secs(3600)).context("bench leaf")?;
+    let (cert_pem, key_pem) = ca
+        .issue_pem(&["127.0.0.1".to_string()], Duration::from_secs(3600))
+        .context("bench leaf")?;
     let cert = dir.path().join("leaf.crt");
     let key = dir.path().join("leaf.key");
     let ca_path = dir.path().join("ca.crt");
@@ -147,18 +167,28 @@ upstream = "http://{plain}"
     let cfg_path = dir.path().join("guard.toml");
     std::fs::write(&cfg_path, &toml)?;
     let cfg = Config::load(&cfg_path).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-    let guard = Arc::new(Guard::from_config(&cfg, crate::store::Store::open_in_memory()?)?);
+    let guard = Arc::new(Guard::from_config(
+        &cfg,
+        crate::store::Store::open_in_memory()?,
+    )?);
     let listeners = Listeners::bind(&cfg).await?;
-    let guard_addr = listeners.inbound.as_ref().context("inbound listener")?.local_addr()?;
+    let guard_addr = listeners
+        .inbound
+        .as_ref()
+        .context("inbound listener")?
+        .local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(crate::proxy::serve(guard, listeners, async move {
         let _ = stop_rx.await;
     }));
 
-    let plan = load::Plan::new(&args, "origin.bench", server_name).context("signing transactions")?;
+    let plan =
+        load::Plan::new(&args, "origin.bench", server_name).context("signing transactions")?;
     let roots = vec![ca_path.clone()];
     // Warm up both paths (connections, caches), then measure direct, then the guard.
-    let warm = load::Plan { txns: plan.txns[..plan.txns.len().min(args.concurrency * 4)].to_vec() };
+    let warm = load::Plan {
+        txns: plan.txns[..plan.txns.len().min(args.concurrency * 4)].to_vec(),
+    };
     load::run(&warm, sink.tls_addr, &roots, args.concurrency, 0).await?;
     load::run(&warm, guard_addr, &roots, args.concurrency, 0).await?;
     let direct = load::run(&plan, sink.tls_addr, &roots, args.concurrency, args.rate).await?;
@@ -168,8 +198,16 @@ upstream = "http://{plain}"
     let _ = serving.await;
     sink.stop().await;
 
-    anyhow::ensure!(direct.errors == 0, "{} direct requests failed", direct.errors);
-    anyhow::ensure!(guard.errors == 0, "{} requests through the guard failed", guard.errors);
+    anyhow::ensure!(
+        direct.errors == 0,
+        "{} direct requests failed",
+        direct.errors
+    );
+    anyhow::ensure!(
+        guard.errors == 0,
+        "{} requests through the guard failed",
+        guard.errors
+    );
     Ok(BenchReport {
         pdus: args.pdus,
         event_size: args.event_size,
@@ -177,7 +215,11 @@ upstream = "http://{plain}"
         concurrency: args.concurrency,
         direct_rps: direct.rps,
         guard_rps: guard.rps,
-        ratio: if direct.rps > 0.0 { guard.rps / direct.rps } else { 0.0 },
+        ratio: if direct.rps > 0.0 {
+            guard.rps / direct.rps
+        } else {
+            0.0
+        },
         p50_added_ms: guard.p50_ms - direct.p50_ms,
         p99_added_ms: guard.p99_ms - direct.p99_ms,
         direct,

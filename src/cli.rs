@@ -10,7 +10,11 @@ use crate::config::{Config, LogFormat};
 use crate::proxy::{Guard, Listeners};
 
 #[derive(Parser, Debug)]
-#[command(name = "grenzwacht", version, about = "Cross-domain guard and federation border proxy for Matrix")]
+#[command(
+    name = "grenzwacht",
+    version,
+    about = "Cross-domain guard and federation border proxy for Matrix"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -120,16 +124,25 @@ fn store_dir_usable(path: &std::path::Path) -> Result<(), String> {
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| "path contains NUL".to_string())?;
     // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        return Err(format!("directory {} is not writable: {}", dir.display(), std::io::Error::last_os_error()));
+        return Err(format!(
+            "directory {} is not writable: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     if path.exists() {
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| "path contains NUL".to_string())?;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| "path contains NUL".to_string())?;
         // SAFETY: as above.
         if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
-            return Err(format!("not readable and writable: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "not readable and writable: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())
@@ -139,7 +152,12 @@ fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let key = crate::keys::SigningKey::generate(version).context("invalid key version")?;
-    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out) {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             eprintln!("{}: exists; not overwriting a key", out.display());
@@ -147,15 +165,24 @@ fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode
         }
         Err(e) => return Err(e).with_context(|| format!("creating {}", out.display())),
     };
-    f.write_all(format!("{}\n", key.to_synapse_string()).as_bytes()).with_context(|| format!("writing {}", out.display()))?;
-    f.sync_all().with_context(|| format!("writing {}", out.display()))?;
-    println!("{}: {} (public key {})", out.display(), key.key_id(), key.public_key_base64());
+    f.write_all(format!("{}\n", key.to_synapse_string()).as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    f.sync_all()
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} (public key {})",
+        out.display(),
+        key.key_id(),
+        key.public_key_base64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Keys { command: KeysCommand::Generate { out, version } } => generate_key(&out, &version),
+        Command::Keys {
+            command: KeysCommand::Generate { out, version },
+        } => generate_key(&out, &version),
         Command::Check { config } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
@@ -163,7 +190,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // What `serve` needs of the store, checked without writing anything: its directory.
             if let Err(e) = store_dir_usable(&cfg.store.path) {
-                eprintln!("{}: [store] path {}: {e}", config.display(), cfg.store.path.display());
+                eprintln!(
+                    "{}: [store] path {}: {e}",
+                    config.display(),
+                    cfg.store.path.display()
+                );
                 return Ok(ExitCode::from(2));
             }
             // Building the runtime object loads every certificate, key and CA it references.
@@ -180,10 +211,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level).context("logging")?;
+            crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level)
+                .context("logging")?;
             crate::telemetry::describe();
-            let store = crate::store::Store::open(&cfg.store.path).with_context(|| format!("store {}", cfg.store.path.display()))?;
-            let guard = Arc::new(Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?);
+            let store = crate::store::Store::open(&cfg.store.path)
+                .with_context(|| format!("store {}", cfg.store.path.display()))?;
+            let guard = Arc::new(
+                Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?,
+            );
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
                 reload_on_sighup(guard.clone());
@@ -193,8 +228,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ca { command: CaCommand::Init { dir } } => {
-            let path = crate::proxy::ca::InterceptionCa::init(&dir).with_context(|| format!("ca init {}", dir.display()))?;
+        Command::Ca {
+            command: CaCommand::Init { dir },
+        } => {
+            let path = crate::proxy::ca::InterceptionCa::init(&dir)
+                .with_context(|| format!("ca init {}", dir.display()))?;
             println!("interception CA written: {}", path.display());
             println!("make the protected homeserver trust it (Synapse: federation_custom_ca_list)");
             Ok(ExitCode::SUCCESS)
@@ -224,18 +262,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Other configuration changes need a restart (logged).
 fn reload_on_sighup(guard: Arc<Guard>) {
     #[cfg(unix)]
-    for (kind, accept_smaller) in [(tokio::signal::unix::SignalKind::hangup(), false), (tokio::signal::unix::SignalKind::user_defined1(), true)] {
-        let Ok(mut sig) = tokio::signal::unix::signal(kind) else { continue };
+    for (kind, accept_smaller) in [
+        (tokio::signal::unix::SignalKind::hangup(), false),
+        (tokio::signal::unix::SignalKind::user_defined1(), true),
+    ] {
+        let Ok(mut sig) = tokio::signal::unix::signal(kind) else {
+            continue;
+        };
         let guard = guard.clone();
         tokio::spawn(async move {
             while sig.recv().await.is_some() {
                 if accept_smaller {
-                    tracing::warn!("SIGUSR1 received: reloading the DLP rule set, accepting a smaller one");
+                    tracing::warn!(
+                        "SIGUSR1 received: reloading the DLP rule set, accepting a smaller one"
+                    );
                 } else {
                     tracing::info!("SIGHUP received: reloading the DLP rule set (other configuration changes need a restart)");
                 }
                 let g = guard.clone();
-                let _ = tokio::task::spawn_blocking(move || if accept_smaller { g.reload_policies_accepting_smaller() } else { g.reload_policies() }).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    if accept_smaller {
+                        g.reload_policies_accepting_smaller()
+                    } else {
+                        g.reload_policies()
+                    }
+                })
+                .await;
             }
         });
     }
@@ -246,13 +298,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

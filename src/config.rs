@@ -128,7 +128,11 @@ pub struct KeysConfig {
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        KeysConfig { guard_key: None, verify_pdus: true, notary_name: None }
+        KeysConfig {
+            guard_key: None,
+            verify_pdus: true,
+            notary_name: None,
+        }
     }
 }
 

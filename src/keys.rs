@@ -298,7 +298,11 @@ mod tests {
         let k = SigningKey::from_seed("a_test", seed()).unwrap();
         for len in [0usize, 1, 127, 128, 4096, 100_000] {
             let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            assert_eq!(k.sign(&msg).to_vec(), k.key_pair().sign(&msg).as_bytes().to_vec(), "len {len}");
+            assert_eq!(
+                k.sign(&msg).to_vec(),
+                k.key_pair().sign(&msg).as_bytes().to_vec(),
+                "len {len}"
+            );
         }
     }
 

@@ -79,9 +79,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How the protected homeserver's outbound federation reaches the guard.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutboundMode {
     /// hs1 uses the guard as `https_proxy` (HTTP CONNECT, TLS intercepted with the guard's CA).
@@ -342,7 +340,10 @@ impl LabInfo {
             if source.kind() == std::io::ErrorKind::NotFound {
                 LabError::NoLab(dir.to_path_buf())
             } else {
-                LabError::Io { path: path.clone(), source }
+                LabError::Io {
+                    path: path.clone(),
+                    source,
+                }
             }
         })?;
         serde_json::from_slice(&bytes).map_err(|source| LabError::Json { path, source })
@@ -377,7 +378,10 @@ pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<
         path: path.to_path_buf(),
         source,
     })?;
-    fs::write(&tmp, bytes).map_err(|source| LabError::Io { path: tmp.clone(), source })?;
+    fs::write(&tmp, bytes).map_err(|source| LabError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
     fs::rename(&tmp, path).map_err(|source| LabError::Io {
         path: path.to_path_buf(),
         source,
@@ -392,8 +396,8 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LabError> {
 }
 
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LabError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| LabError::Io {
         path: path.to_path_buf(),
         source,
@@ -416,7 +420,9 @@ pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {
 }
 
 fn random_secret() -> String {
-    (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// Entries of a lab directory that `up` owns (and removes when starting afresh).
@@ -447,8 +453,7 @@ fn prepare_dir(dir: &Path) -> Result<(), LabError> {
         return mkdir(dir);
     }
     if let Some(p) = PidFile::load(dir)? {
-        if p
-            .processes
+        if p.processes
             .iter()
             .any(|r| process::is_running(r.pid) && process::matches_cmdline(r))
         {
@@ -507,7 +512,10 @@ fn issue_cert(ca: &ca::Ca, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf),
     let (cert, key) = ca
         .issue_pem(&["127.0.0.1".to_string()], CERT_VALIDITY)
         .map_err(|e| LabError::Ca(e.to_string()))?;
-    let (cp, kp) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    let (cp, kp) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
     write_file(&cp, cert.as_bytes())?;
     write_private(&kp, key.as_bytes())?;
     Ok((cp, kp))
@@ -525,8 +533,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         (p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     let certs = dir.join("certs");
     mkdir(&certs)?;
-    let test_ca = ca::Ca::generate("grenzwacht lab test CA").map_err(|e| LabError::Ca(e.to_string()))?;
-    test_ca.save(&certs).map_err(|e| LabError::Ca(e.to_string()))?;
+    let test_ca =
+        ca::Ca::generate("grenzwacht lab test CA").map_err(|e| LabError::Ca(e.to_string()))?;
+    test_ca
+        .save(&certs)
+        .map_err(|e| LabError::Ca(e.to_string()))?;
     let ca_cert = certs.join("ca.crt");
     let (front_crt, front_key) = issue_cert(&test_ca, &certs, "hs1-front")?;
     let (hs2_crt, hs2_key) = issue_cert(&test_ca, &certs, "hs2")?;
@@ -536,48 +547,50 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     let hs1_name = format!("127.0.0.1:{guard_in}");
     let hs2_name = format!("127.0.0.1:{hs2_fed}");
 
-    let (hs1_outbound, guard_outbound, proxy_secret, interception_ca_cert, hs1_roots) =
-        match opts.outbound {
-            OutboundMode::Connect => {
-                let ca_dir = dir.join("interception-ca");
-                let crt = ca::InterceptionCa::init(&ca_dir).map_err(|e| LabError::Ca(e.to_string()))?;
-                // hs1 authenticates its CONNECTs with the proxy secret (Basic credentials in
-                // its `https_proxy` URL).
-                let secret = random_secret();
-                (
-                    Outbound::Connect {
-                        proxy_url: format!("http://grenzwacht:{secret}@127.0.0.1:{guard_out}"),
-                    },
-                    GuardOutbound::Connect {
-                        listen: loopback(guard_out),
-                        ca_dir,
-                        secret: secret.clone(),
-                    },
-                    Some(secret),
-                    Some(crt.clone()),
-                    crt,
-                )
-            }
-            OutboundMode::SynapseProxy => {
-                let secret = random_secret();
-                (
-                    Outbound::SynapseProxy {
-                        port: guard_out,
-                        secret: secret.clone(),
-                    },
-                    GuardOutbound::SynapseProxy {
-                        listen: loopback(guard_out),
-                        secret: secret.clone(),
-                    },
-                    Some(secret),
-                    None,
-                    ca_cert.clone(),
-                )
-            }
-        };
+    let (hs1_outbound, guard_outbound, proxy_secret, interception_ca_cert, hs1_roots) = match opts
+        .outbound
+    {
+        OutboundMode::Connect => {
+            let ca_dir = dir.join("interception-ca");
+            let crt = ca::InterceptionCa::init(&ca_dir).map_err(|e| LabError::Ca(e.to_string()))?;
+            // hs1 authenticates its CONNECTs with the proxy secret (Basic credentials in
+            // its `https_proxy` URL).
+            let secret = random_secret();
+            (
+                Outbound::Connect {
+                    proxy_url: format!("http://grenzwacht:{secret}@127.0.0.1:{guard_out}"),
+                },
+                GuardOutbound::Connect {
+                    listen: loopback(guard_out),
+                    ca_dir,
+                    secret: secret.clone(),
+                },
+                Some(secret),
+                Some(crt.clone()),
+                crt,
+            )
+        }
+        OutboundMode::SynapseProxy => {
+            let secret = random_secret();
+            (
+                Outbound::SynapseProxy {
+                    port: guard_out,
+                    secret: secret.clone(),
+                },
+                GuardOutbound::SynapseProxy {
+                    listen: loopback(guard_out),
+                    secret: secret.clone(),
+                },
+                Some(secret),
+                None,
+                ca_cert.clone(),
+            )
+        }
+    };
 
     // The guard key exists before hs1's config: hs1 trusts the guard as its notary.
-    let guard_key = crate::keys::SigningKey::generate("gw1").map_err(|e| LabError::Ca(format!("guard key: {e}")))?;
+    let guard_key = crate::keys::SigningKey::generate("gw1")
+        .map_err(|e| LabError::Ca(format!("guard key: {e}")))?;
     let hs_configs = vec![
         HsConfig {
             dir: hs1_dir.clone(),
@@ -588,7 +601,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             federation_ca: hs1_roots,
             registration_shared_secret: random_secret(),
             outbound: hs1_outbound,
-            notary: Some((guard::LAB_NOTARY_NAME.to_string(), guard_key.key_id(), guard_key.public_key_base64())),
+            notary: Some((
+                guard::LAB_NOTARY_NAME.to_string(),
+                guard_key.key_id(),
+                guard_key.public_key_base64(),
+            )),
         },
         HsConfig {
             dir: hs2_dir.clone(),
@@ -608,7 +625,10 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         let signing_key = c.dir.join("signing.key");
         synapse::write_signing_key(&signing_key)?;
         let log = c.dir.join("homeserver.log");
-        write_file(&c.dir.join("log.yaml"), synapse::log_config(&log).as_bytes())?;
+        write_file(
+            &c.dir.join("log.yaml"),
+            synapse::log_config(&log).as_bytes(),
+        )?;
         let config = c.dir.join("homeserver.yaml");
         let yaml = serde_json::to_vec_pretty(&synapse::homeserver_config(c)).expect("json");
         write_private(&config, &yaml)?;
@@ -620,7 +640,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             protected: i == 0,
             federation_url: format!(
                 "{}://127.0.0.1:{}",
-                if c.federation_tls.is_some() { "https" } else { "http" },
+                if c.federation_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
                 c.federation_port
             ),
             config,
@@ -645,15 +669,25 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         guard_key: dir.join("guard.signing.key"),
         store: dir.join("grenzwacht.db"),
         policies: dir.join("policies"),
-        labels: if opts.labels { Some(guard::write_lab_spifs(dir, &hs2_name)?) } else { None },
+        labels: if opts.labels {
+            Some(guard::write_lab_spifs(dir, &hs2_name)?)
+        } else {
+            None
+        },
     };
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
         write_file(&guard_config.policies.join(name), text.as_bytes())?;
     }
-    write_private(&guard_config.guard_key, guard_key.to_synapse_string().as_bytes())?;
+    write_private(
+        &guard_config.guard_key,
+        guard_key.to_synapse_string().as_bytes(),
+    )?;
     let guard_toml_path = dir.join("guard.toml");
-    write_private(&guard_toml_path, guard::guard_toml(&guard_config).as_bytes())?;
+    write_private(
+        &guard_toml_path,
+        guard::guard_toml(&guard_config).as_bytes(),
+    )?;
 
     let info = LabInfo {
         homeservers,
@@ -683,10 +717,17 @@ fn log_tails(info: &LabInfo) -> String {
             ("homeserver.log", h.log.clone()),
             ("stdout.log", h.log.with_file_name("stdout.log")),
         ] {
-            out.push_str(&format!("--- {} {what} ---\n{}\n", h.name, process::tail(&path, 2000)));
+            out.push_str(&format!(
+                "--- {} {what} ---\n{}\n",
+                h.name,
+                process::tail(&path, 2000)
+            ));
         }
     }
-    out.push_str(&format!("--- guard.log ---\n{}\n", process::tail(&info.guard.log, 3000)));
+    out.push_str(&format!(
+        "--- guard.log ---\n{}\n",
+        process::tail(&info.guard.log, 3000)
+    ));
     out
 }
 
@@ -697,7 +738,10 @@ fn tail_for(info: &LabInfo, name: &str) -> String {
             process::tail(&h.log, 3000),
             process::tail(&h.log.with_file_name("stdout.log"), 3000)
         ),
-        None => format!("--- guard.log ---\n{}", process::tail(&info.guard.log, 4000)),
+        None => format!(
+            "--- guard.log ---\n{}",
+            process::tail(&info.guard.log, 4000)
+        ),
     }
 }
 
@@ -709,7 +753,11 @@ fn stop_all(records: &[ProcessRecord]) -> Vec<(String, u32, StopOutcome)> {
         .collect()
 }
 
-async fn wait_ready(info: &LabInfo, records: &[ProcessRecord], timeout: Duration) -> Result<(), LabError> {
+async fn wait_ready(
+    info: &LabInfo,
+    records: &[ProcessRecord],
+    timeout: Duration,
+) -> Result<(), LabError> {
     let start = Instant::now();
     let admin = MatrixClient::new(&info.guard.admin_url);
     let hs: Vec<(String, MatrixClient)> = info
@@ -741,7 +789,10 @@ async fn wait_ready(info: &LabInfo, records: &[ProcessRecord], timeout: Duration
             }
         }
         let mut pending = Vec::new();
-        match admin.raw("GET", "/health", None, None, Duration::from_secs(2)).await {
+        match admin
+            .raw("GET", "/health", None, None, Duration::from_secs(2))
+            .await
+        {
             Ok(r) if r.status == 200 => {}
             _ => pending.push("guard /health".to_string()),
         }
@@ -783,19 +834,22 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
     let venv = opts.venv.clone().unwrap_or_else(synapse::default_venv);
     {
         let (venv, python, verbose) = (venv.clone(), opts.python.clone(), opts.verbose);
-        tokio::task::spawn_blocking(move || synapse::ensure_venv(&venv, python.as_deref(), verbose))
-            .await
-            .map_err(|e| LabError::Venv(format!("venv task failed: {e}")))??;
+        tokio::task::spawn_blocking(move || {
+            synapse::ensure_venv(&venv, python.as_deref(), verbose)
+        })
+        .await
+        .map_err(|e| LabError::Venv(format!("venv task failed: {e}")))??;
     }
     let plan = write_lab_files(&dir, &opts)?;
     let info = plan.info;
 
     let mut pids = PidFile::default();
-    let mut start = |name: &str, argv: Vec<String>, cwd: &Path, log: &Path| -> Result<(), LabError> {
-        let rec = process::spawn(name, &argv, cwd, log, &[])?;
-        pids.processes.push(rec);
-        pids.save(&dir)
-    };
+    let mut start =
+        |name: &str, argv: Vec<String>, cwd: &Path, log: &Path| -> Result<(), LabError> {
+            let rec = process::spawn(name, &argv, cwd, log, &[])?;
+            pids.processes.push(rec);
+            pids.save(&dir)
+        };
     let started = (|| -> Result<(), LabError> {
         for (c, h) in plan.hs_configs.iter().zip(&info.homeservers).rev() {
             start(
@@ -814,7 +868,10 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
         start("guard", argv, &dir, &info.guard.log)
     })();
     if opts.verbose {
-        eprintln!("lab: started {} processes, waiting for them to answer", pids.processes.len());
+        eprintln!(
+            "lab: started {} processes, waiting for them to answer",
+            pids.processes.len()
+        );
     }
     let ready = match started {
         Ok(()) => wait_ready(&info, &pids.processes, opts.start_timeout).await,
@@ -822,13 +879,17 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
     };
     if let Err(e) = ready {
         let procs = pids.processes.clone();
-        tokio::task::spawn_blocking(move || stop_all(&procs)).await.ok();
+        tokio::task::spawn_blocking(move || stop_all(&procs))
+            .await
+            .ok();
         let _ = fs::remove_file(dir.join(process::PIDS_FILE));
         return Err(e);
     }
     if let Err(e) = write_admin_token(&dir, &info).await {
         let procs = pids.processes.clone();
-        tokio::task::spawn_blocking(move || stop_all(&procs)).await.ok();
+        tokio::task::spawn_blocking(move || stop_all(&procs))
+            .await
+            .ok();
         let _ = fs::remove_file(dir.join(process::PIDS_FILE));
         return Err(e);
     }
@@ -843,12 +904,24 @@ pub const ADMIN_TOKEN_FILE: &str = "hs1.admin-token";
 /// Registers the guard's admin user on the protected homeserver and writes its token where the
 /// guard's `admin_token_file` points (the guard reads it when it first needs it).
 async fn write_admin_token(dir: &Path, info: &LabInfo) -> Result<(), LabError> {
-    let Some(hs) = info.homeservers.iter().find(|h| h.protected) else { return Ok(()) };
+    let Some(hs) = info.homeservers.iter().find(|h| h.protected) else {
+        return Ok(());
+    };
     let client = client::MatrixClient::new(&hs.client_url);
     let session = client
-        .register_shared_secret(&hs.registration_shared_secret, "grenzwacht-guard", &random_secret(), true)
+        .register_shared_secret(
+            &hs.registration_shared_secret,
+            "grenzwacht-guard",
+            &random_secret(),
+            true,
+        )
         .await
-        .map_err(|e| LabError::Setup(format!("registering the guard's admin user on {}: {e}", hs.name)))?;
+        .map_err(|e| {
+            LabError::Setup(format!(
+                "registering the guard's admin user on {}: {e}",
+                hs.name
+            ))
+        })?;
     write_private(&dir.join(ADMIN_TOKEN_FILE), session.access_token.as_bytes())
 }
 
@@ -873,7 +946,11 @@ pub fn down(dir: &Path) -> Result<DownReport, LabError> {
 }
 
 fn print_info(info: &LabInfo) {
-    println!("lab up in {} (Synapse {})", info.dir.display(), info.synapse_version);
+    println!(
+        "lab up in {} (Synapse {})",
+        info.dir.display(),
+        info.synapse_version
+    );
     for h in &info.homeservers {
         println!(
             "  {} {:<9} server_name {:<16} client {}",
@@ -885,10 +962,16 @@ fn print_info(info: &LabInfo) {
     }
     println!(
         "  guard     inbound {}  outbound ({}) {}  admin {}",
-        info.guard.inbound_addr, info.guard.outbound_mode, info.guard.outbound_addr, info.guard.admin_url
+        info.guard.inbound_addr,
+        info.guard.outbound_mode,
+        info.guard.outbound_addr,
+        info.guard.admin_url
     );
     println!("  details: {}", info.dir.join(LAB_FILE).display());
-    println!("  stop with: grenzwacht lab down --dir {}", info.dir.display());
+    println!(
+        "  stop with: grenzwacht lab down --dir {}",
+        info.dir.display()
+    );
 }
 
 /// Runs a `grenzwacht lab` subcommand (builds its own tokio runtime: call it outside one).
@@ -908,7 +991,11 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 .await??;
                 println!(
                     "Synapse {SYNAPSE_VERSION} {} in {}",
-                    if installed { "installed" } else { "already present" },
+                    if installed {
+                        "installed"
+                    } else {
+                        "already present"
+                    },
                     venv.display()
                 );
             }
@@ -995,9 +1082,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let argv = vec!["sleep".to_string(), "30".to_string()];
         let rec = process::spawn("hs1", &argv, d.path(), &d.path().join("s.log"), &[]).unwrap();
-        PidFile { processes: vec![rec.clone()] }.save(d.path()).unwrap();
+        PidFile {
+            processes: vec![rec.clone()],
+        }
+        .save(d.path())
+        .unwrap();
         assert!(is_running(d.path()).unwrap());
-        assert!(matches!(prepare_dir(d.path()), Err(LabError::AlreadyRunning(_))));
+        assert!(matches!(
+            prepare_dir(d.path()),
+            Err(LabError::AlreadyRunning(_))
+        ));
         let report = down(d.path()).unwrap();
         assert_eq!(report.processes.len(), 1);
         assert_eq!(report.processes[0].2, StopOutcome::Terminated);
@@ -1018,7 +1112,10 @@ mod tests {
             let info = &plan.info;
             let hs1 = info.hs1();
             let hs2 = info.hs2();
-            assert_eq!(hs1.server_name, format!("127.0.0.1:{}", info.guard.inbound_addr.port()));
+            assert_eq!(
+                hs1.server_name,
+                format!("127.0.0.1:{}", info.guard.inbound_addr.port())
+            );
             assert!(hs1.protected && !hs2.protected);
             assert!(hs1.federation_url.starts_with("http://127.0.0.1:"));
             assert!(hs2.federation_url.starts_with("https://127.0.0.1:"));
@@ -1029,32 +1126,58 @@ mod tests {
             // The JSON contract of issue 2.
             let v = serde_json::to_value(info).unwrap();
             for h in v["homeservers"].as_array().unwrap() {
-                for k in ["name", "server_name", "client_url", "registration_shared_secret"] {
+                for k in [
+                    "name",
+                    "server_name",
+                    "client_url",
+                    "registration_shared_secret",
+                ] {
                     assert!(h[k].as_str().is_some_and(|s| !s.is_empty()), "{k} in {h}");
                 }
             }
-            assert!(v["guard"]["admin_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+            assert!(v["guard"]["admin_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:"));
             // hs1's config points its outbound at the guard.
             let hs1_cfg: serde_json::Value =
                 serde_json::from_slice(&fs::read(&hs1.config).unwrap()).unwrap();
             let guard: toml::Value =
                 toml::from_str(&fs::read_to_string(&info.guard.config).unwrap()).unwrap();
-            assert_eq!(guard["protected"][0]["server_name"].as_str(), Some(hs1.server_name.as_str()));
+            assert_eq!(
+                guard["protected"][0]["server_name"].as_str(),
+                Some(hs1.server_name.as_str())
+            );
             assert_eq!(
                 guard["protected"][0]["upstream"].as_str(),
                 Some(hs1.federation_url.as_str())
             );
-            assert_eq!(guard["policy"]["deny_servers"][0].as_str(), Some("127.0.0.2:8448"));
+            assert_eq!(
+                guard["policy"]["deny_servers"][0].as_str(),
+                Some("127.0.0.2:8448")
+            );
             let out = info.guard.outbound_addr.to_string();
             match mode {
                 OutboundMode::Connect => {
                     let secret = info.guard.proxy_secret.as_ref().unwrap();
-                    assert_eq!(hs1_cfg["https_proxy"], format!("http://grenzwacht:{secret}@{out}"));
-                    assert_eq!(guard["outbound"]["proxy_secret"].as_str(), Some(secret.as_str()));
+                    assert_eq!(
+                        hs1_cfg["https_proxy"],
+                        format!("http://grenzwacht:{secret}@{out}")
+                    );
+                    assert_eq!(
+                        guard["outbound"]["proxy_secret"].as_str(),
+                        Some(secret.as_str())
+                    );
                     let ica = info.guard.interception_ca_cert.as_ref().unwrap();
                     assert!(ica.exists());
-                    assert_eq!(hs1_cfg["federation_custom_ca_list"][0], ica.display().to_string());
-                    assert_eq!(guard["outbound"]["connect_listen"].as_str(), Some(out.as_str()));
+                    assert_eq!(
+                        hs1_cfg["federation_custom_ca_list"][0],
+                        ica.display().to_string()
+                    );
+                    assert_eq!(
+                        guard["outbound"]["connect_listen"].as_str(),
+                        Some(out.as_str())
+                    );
                 }
                 OutboundMode::SynapseProxy => {
                     assert_eq!(
@@ -1063,15 +1186,25 @@ mod tests {
                     );
                     let secret = info.guard.proxy_secret.as_ref().unwrap();
                     assert_eq!(hs1_cfg["worker_replication_secret"], secret.as_str());
-                    assert_eq!(guard["outbound"]["proxy_secret"].as_str(), Some(secret.as_str()));
-                    assert_eq!(guard["outbound"]["proxy_listen"].as_str(), Some(out.as_str()));
+                    assert_eq!(
+                        guard["outbound"]["proxy_secret"].as_str(),
+                        Some(secret.as_str())
+                    );
+                    assert_eq!(
+                        guard["outbound"]["proxy_listen"].as_str(),
+                        Some(out.as_str())
+                    );
                 }
             }
             // hs2 trusts the test CA; the PEM files are real certificates.
             let hs2_cfg: serde_json::Value =
                 serde_json::from_slice(&fs::read(&hs2.config).unwrap()).unwrap();
-            assert_eq!(hs2_cfg["federation_custom_ca_list"][0], info.ca_cert.display().to_string());
-            let pem = fs::read_to_string(hs2_cfg["tls_certificate_path"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                hs2_cfg["federation_custom_ca_list"][0],
+                info.ca_cert.display().to_string()
+            );
+            let pem =
+                fs::read_to_string(hs2_cfg["tls_certificate_path"].as_str().unwrap()).unwrap();
             assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
         }
     }

@@ -42,12 +42,15 @@ pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 
-pub use permit::{decide, decide_response, replay, FieldRemoval, Forward, Modification, Permit, Release, Rewrite, ToDeviceDrop, Units, Verdicts};
-pub use layers::Layers;
-pub use static_policy::StaticPolicy;
-pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
 pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
+pub use layers::Layers;
+pub use permit::{
+    decide, decide_response, replay, FieldRemoval, Forward, Modification, Permit, Release, Rewrite,
+    ToDeviceDrop, Units, Verdicts,
+};
+pub use static_policy::StaticPolicy;
+pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
 
 use crate::federation::catalog::Endpoint;
 use crate::federation::pdu::{EduView, EventView, PduView};

@@ -95,7 +95,11 @@ impl Oid {
             return None;
         }
         let arcs: Vec<&str> = s.split('.').collect();
-        if arcs.len() < 2 || arcs.iter().any(|a| a.is_empty() || a.len() > 20 || !a.bytes().all(|b| b.is_ascii_digit())) {
+        if arcs.len() < 2
+            || arcs
+                .iter()
+                .any(|a| a.is_empty() || a.len() > 20 || !a.bytes().all(|b| b.is_ascii_digit()))
+        {
             return None;
         }
         Some(Oid(s.to_string()))

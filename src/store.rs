@@ -552,7 +552,13 @@ impl Store {
     /// clones) writes them — one guard process per file — so the cache is updated on every
     /// write and never stale within the process.
     pub fn room_label(&self, room_id: &str) -> Result<Option<RoomLabelRecord>, StoreError> {
-        if let Some(hit) = self.inner.room_labels.read().unwrap_or_else(PoisonError::into_inner).get(room_id) {
+        if let Some(hit) = self
+            .inner
+            .room_labels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(room_id)
+        {
             return Ok(hit.clone());
         }
         let row = self
@@ -566,23 +572,47 @@ impl Store {
             })
             .map_err(sqlite("read room label"))?;
         // A concurrent `put_room_label` may have cached a newer value meanwhile: it wins.
-        Ok(self.inner.room_labels.write().unwrap_or_else(PoisonError::into_inner).entry(room_id.to_owned()).or_insert(row).clone())
+        Ok(self
+            .inner
+            .room_labels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(room_id.to_owned())
+            .or_insert(row)
+            .clone())
     }
 
     /// Stores (inserts or replaces) the security label of `room_id`. Whether a new label may
     /// replace the old one is the caller's decision.
     pub fn put_room_label(&self, room_id: &str, rec: &RoomLabelRecord) -> Result<(), StoreError> {
         check_room_id(room_id)?;
-        check_text(&rec.learned_from, MAX_LABEL_BYTES, "room label source label")?;
+        check_text(
+            &rec.learned_from,
+            MAX_LABEL_BYTES,
+            "room label source label",
+        )?;
         if rec.label.is_empty() || rec.label.len() > MAX_ROOM_LABEL_BYTES {
-            return Err(StoreError::InvalidInput { what: "room label: empty or too long" });
+            return Err(StoreError::InvalidInput {
+                what: "room label: empty or too long",
+            });
         }
-        if rec.sender.len() > MAX_ROOM_ID_BYTES || rec.event_id.as_ref().is_some_and(|e| e.len() > MAX_ROOM_ID_BYTES) {
-            return Err(StoreError::InvalidInput { what: "room label sender or event ID: too long" });
+        if rec.sender.len() > MAX_ROOM_ID_BYTES
+            || rec
+                .event_id
+                .as_ref()
+                .is_some_and(|e| e.len() > MAX_ROOM_ID_BYTES)
+        {
+            return Err(StoreError::InvalidInput {
+                what: "room label sender or event ID: too long",
+            });
         }
         // Hold the cache's write lock across the write so readers never see the old value
         // after the row changed.
-        let mut cache = self.inner.room_labels.write().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self
+            .inner
+            .room_labels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         self.conn()
             .prepare_cached(
                 "INSERT INTO room_labels (room_id, label, event_id, sender, origin_server_ts, learned_from, learned_at) \

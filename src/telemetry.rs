@@ -348,8 +348,14 @@ pub fn describe() {
         crate::proxy::guard::POLICY_RELOADS_TOTAL,
         "Policy (DLP rule set) reloads, by result (ok, refused, refused_shrink, accepted_shrink)."
     );
-    describe_gauge!(crate::proxy::guard::POLICY_RULES_LOADED, "Rules in the running policy input, by input (dlp).");
-    describe_gauge!(crate::proxy::guard::POLICY_FILES_LOADED, "Files in the running policy input, by input (dlp).");
+    describe_gauge!(
+        crate::proxy::guard::POLICY_RULES_LOADED,
+        "Rules in the running policy input, by input (dlp)."
+    );
+    describe_gauge!(
+        crate::proxy::guard::POLICY_FILES_LOADED,
+        "Files in the running policy input, by input (dlp)."
+    );
     describe_gauge!(
         crate::proxy::guard::POLICY_FINGERPRINT,
         "First 48 bits of the running policy input's SHA-256 fingerprint (as `grenzwacht policy check` prints it), by input."
@@ -364,7 +370,10 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
-    describe_gauge!(PAUSED_ROOMS, "Rooms paused, by the direction their data is held back.");
+    describe_gauge!(
+        PAUSED_ROOMS,
+        "Rooms paused, by the direction their data is held back."
+    );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
 

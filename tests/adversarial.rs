@@ -201,7 +201,10 @@ fn bin() -> Command {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         // Earlier runs' links would keep replaced binaries on disk.
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with("grenzwacht-adversarial-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("grenzwacht-adversarial-")
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -51,9 +51,9 @@ fn has(series: &[RequestSeries], dir: &str, endpoint: &str, status: &str) -> boo
 }
 
 fn has_prefix(series: &[RequestSeries], dir: &str, prefix: &str, status: &str) -> bool {
-    series
-        .iter()
-        .any(|s| s.direction == dir && s.endpoint.starts_with(prefix) && s.status == status && s.count > 0)
+    series.iter().any(|s| {
+        s.direction == dir && s.endpoint.starts_with(prefix) && s.status == status && s.count > 0
+    })
 }
 
 async fn start(mode: OutboundMode, dir: &std::path::Path) -> RunningLab {
@@ -85,15 +85,24 @@ async fn suite(mode: OutboundMode) {
     let mut lab = start(mode, &dir).await;
     let info = lab.info.clone();
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    eprintln!("lab ({mode}): hs1 {} hs2 {}", hs1.server_name, hs2.server_name);
+    eprintln!(
+        "lab ({mode}): hs1 {} hs2 {}",
+        hs1.server_name, hs2.server_name
+    );
 
     // lab.json is the documented contract.
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
     assert_eq!(json["homeservers"][0]["name"], "hs1");
     assert_eq!(json["homeservers"][1]["name"], "hs2");
-    assert_eq!(json["homeservers"][0]["server_name"], hs1.server_name.as_str());
-    assert!(json["guard"]["admin_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert_eq!(
+        json["homeservers"][0]["server_name"],
+        hs1.server_name.as_str()
+    );
+    assert!(json["guard"]["admin_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
 
     // ---- The conversation -------------------------------------------------------------
     let c1 = MatrixClient::new(&hs1.client_url);
@@ -109,14 +118,21 @@ async fn suite(mode: OutboundMode) {
     assert_eq!(alice.user_id, format!("@alice:{}", hs1.server_name));
     assert_eq!(bob.user_id, format!("@bob:{}", hs2.server_name));
     let bob_name = marker("Bob ");
-    bob.set_displayname(&bob_name).await.expect("bob's displayname");
+    bob.set_displayname(&bob_name)
+        .await
+        .expect("bob's displayname");
 
     let room = alice
         .create_room(&json!({"preset": "private_chat", "name": "e2e"}))
         .await
         .expect("create room");
-    alice.invite(&room, &bob.user_id).await.expect("invite bob (outbound invite)");
-    bob.wait_for_invite(&room, WAIT).await.expect("bob sees the invite on hs2");
+    alice
+        .invite(&room, &bob.user_id)
+        .await
+        .expect("invite bob (outbound invite)");
+    bob.wait_for_invite(&room, WAIT)
+        .await
+        .expect("bob sees the invite on hs2");
     let joined = bob
         .join(&room, &[&hs1.server_name])
         .await
@@ -144,28 +160,55 @@ async fn suite(mode: OutboundMode) {
         .expect("alice sees bob's message on hs1");
     assert_eq!(seen.body, b_text);
 
-    let profile = alice.profile(&bob.user_id).await.expect("alice looks up bob's profile");
-    assert_eq!(profile["displayname"], bob_name.as_str(), "remote profile via query/profile");
+    let profile = alice
+        .profile(&bob.user_id)
+        .await
+        .expect("alice looks up bob's profile");
+    assert_eq!(
+        profile["displayname"],
+        bob_name.as_str(),
+        "remote profile via query/profile"
+    );
 
     // ---- What the guard saw -----------------------------------------------------------
     // Everything hs1's and hs2's federation listeners processed must have passed the guard.
-    let hs1_fed_port: u16 = hs1.federation_url.rsplit(':').next().unwrap().parse().unwrap();
-    let hs2_fed_port: u16 = hs2.federation_url.rsplit(':').next().unwrap().parse().unwrap();
+    let hs1_fed_port: u16 = hs1
+        .federation_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hs2_fed_port: u16 = hs2
+        .federation_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let into_hs1 = fed_requests_in_log(&hs_log(&info, "hs1"), hs1_fed_port);
     let into_hs2 = fed_requests_in_log(&hs_log(&info, "hs2"), hs2_fed_port);
-    assert!(!into_hs1.is_empty() && !into_hs2.is_empty(), "access logs: {into_hs1:?} {into_hs2:?}");
+    assert!(
+        !into_hs1.is_empty() && !into_hs2.is_empty(),
+        "access logs: {into_hs1:?} {into_hs2:?}"
+    );
     let sends_into_hs2 = into_hs2.iter().filter(|r| r.contains("/v1/send/")).count() as u64;
-    let series = wait_until("the guard's counters to cover the homeservers' logs", WAIT, || {
-        let info = info.clone();
-        let (n1, n2) = (into_hs1.len() as u64, into_hs2.len() as u64);
-        async move {
-            let s = guard_requests(&info).await;
-            let ok = count(&s, Some("inbound"), None, None) >= n1
-                && count(&s, Some("outbound"), None, None) >= n2
-                && count(&s, Some("outbound"), Some("send_transaction"), None) >= sends_into_hs2;
-            Ok::<_, ClientError>(ok.then_some(s))
-        }
-    })
+    let series = wait_until(
+        "the guard's counters to cover the homeservers' logs",
+        WAIT,
+        || {
+            let info = info.clone();
+            let (n1, n2) = (into_hs1.len() as u64, into_hs2.len() as u64);
+            async move {
+                let s = guard_requests(&info).await;
+                let ok = count(&s, Some("inbound"), None, None) >= n1
+                    && count(&s, Some("outbound"), None, None) >= n2
+                    && count(&s, Some("outbound"), Some("send_transaction"), None)
+                        >= sends_into_hs2;
+                Ok::<_, ClientError>(ok.then_some(s))
+            }
+        },
+    )
     .await;
     let series = match series {
         Ok(s) => s,
@@ -183,16 +226,26 @@ async fn suite(mode: OutboundMode) {
         ("outbound", "send_transaction"),
         ("outbound", "query_profile"),
     ] {
-        assert!(has(&series, dir, endpoint, "200"), "no {dir} {endpoint} 200 in\n{table}");
+        assert!(
+            has(&series, dir, endpoint, "200"),
+            "no {dir} {endpoint} 200 in\n{table}"
+        );
     }
     // hs1 fetches remote keys through the guard: from the guard as its notary (the lab's
     // `trusted_key_servers`), or directly from the remote when the notary had nothing.
     assert!(
-        has_prefix(&series, "outbound", "key_query", "200") || has(&series, "outbound", "key_server", "200"),
+        has_prefix(&series, "outbound", "key_query", "200")
+            || has(&series, "outbound", "key_server", "200"),
         "no outbound key fetch in\n{table}"
     );
-    assert!(has_prefix(&series, "inbound", "send_join", "200"), "no inbound send_join in\n{table}");
-    assert!(has_prefix(&series, "outbound", "invite", "200"), "no outbound invite in\n{table}");
+    assert!(
+        has_prefix(&series, "inbound", "send_join", "200"),
+        "no inbound send_join in\n{table}"
+    );
+    assert!(
+        has_prefix(&series, "outbound", "invite", "200"),
+        "no outbound invite in\n{table}"
+    );
 
     // ---- Refusals, inbound (remote → guard → hs1) ---------------------------------------
     let inbound = info.guard.inbound_addr;
@@ -203,7 +256,13 @@ async fn suite(mode: OutboundMode) {
     let unknown = marker("gwlab_unknown_");
     let path = format!("/_matrix/federation/v1/{unknown}");
     let auth = xmatrix_signed(&hs2.signing_key, &origin, &host, "GET", &path, b"");
-    let r = tls_request(inbound, &info.ca_cert, &head("GET", &path, &host, &[("Authorization", &auth)], 0), b"").await;
+    let r = tls_request(
+        inbound,
+        &info.ca_cert,
+        &head("GET", &path, &host, &[("Authorization", &auth)], 0),
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 404, "unknown path: {}", r.text());
     assert_eq!(r.errcode(), "M_UNRECOGNIZED", "unknown path: {}", r.text());
 
@@ -216,7 +275,10 @@ async fn suite(mode: OutboundMode) {
         })
     };
     let txn_body = |pdus: Vec<serde_json::Value>| {
-        serde_json::to_vec(&json!({"origin": origin, "origin_server_ts": 1, "pdus": pdus, "edus": []})).unwrap()
+        serde_json::to_vec(
+            &json!({"origin": origin, "origin_server_ts": 1, "pdus": pdus, "edus": []}),
+        )
+        .unwrap()
     };
     let mut deep = json!("bottom");
     for _ in 0..500 {
@@ -227,16 +289,32 @@ async fn suite(mode: OutboundMode) {
         b.truncate(b.len() - 20);
         b
     };
-    let duplicate = format!(
-        r#"{{"origin":"{origin}","origin_server_ts":1,"pdus":[],"edus":[],"pdus":[]}}"#
-    )
-    .into_bytes();
+    let duplicate =
+        format!(r#"{{"origin":"{origin}","origin_server_ts":1,"pdus":[],"edus":[],"pdus":[]}}"#)
+            .into_bytes();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", truncated),
         ("duplicate", duplicate),
-        ("bigpdu", txn_body(vec![pdu(json!({"msgtype": "m.text", "body": "x".repeat(70 * 1024)}))])),
-        ("51pdus", txn_body((0..51).map(|i| pdu(json!({"msgtype": "m.text", "body": format!("{i}")}))).collect())),
-        ("deep", txn_body(vec![pdu(json!({"msgtype": "m.text", "body": "d", "x": deep}))])),
+        (
+            "bigpdu",
+            txn_body(vec![pdu(
+                json!({"msgtype": "m.text", "body": "x".repeat(70 * 1024)}),
+            )]),
+        ),
+        (
+            "51pdus",
+            txn_body(
+                (0..51)
+                    .map(|i| pdu(json!({"msgtype": "m.text", "body": format!("{i}")})))
+                    .collect(),
+            ),
+        ),
+        (
+            "deep",
+            txn_body(vec![pdu(
+                json!({"msgtype": "m.text", "body": "d", "x": deep}),
+            )]),
+        ),
     ];
     let mut refused_txns = Vec::new();
     for (name, body) in &cases {
@@ -246,7 +324,16 @@ async fn suite(mode: OutboundMode) {
         let r = tls_request(
             inbound,
             &info.ca_cert,
-            &head("PUT", &path, &host, &[("Authorization", &auth), ("Content-Type", "application/json")], body.len()),
+            &head(
+                "PUT",
+                &path,
+                &host,
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.len(),
+            ),
             body,
         )
         .await;
@@ -277,19 +364,42 @@ async fn suite(mode: OutboundMode) {
         host.replace(':', "%3A")
     );
     let auth = xmatrix_unsigned(DENIED, &host);
-    let r = tls_request(inbound, &info.ca_cert, &head("GET", &path, &host, &[("Authorization", &auth)], 0), b"").await;
+    let r = tls_request(
+        inbound,
+        &info.ca_cert,
+        &head("GET", &path, &host, &[("Authorization", &auth)], 0),
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 403, "denied origin inbound: {}", r.text());
-    assert_eq!(r.errcode(), "M_FORBIDDEN", "denied origin inbound: {}", r.text());
+    assert_eq!(
+        r.errcode(),
+        "M_FORBIDDEN",
+        "denied origin inbound: {}",
+        r.text()
+    );
 
     // Control: a well-formed, correctly signed transaction from hs2 does reach hs1.
     let control = marker("gwlab-control-");
     let path = format!("/_matrix/federation/v1/send/{control}");
-    let body = serde_json::to_vec(&json!({"origin": origin, "origin_server_ts": 1, "pdus": [], "edus": []})).unwrap();
+    let body = serde_json::to_vec(
+        &json!({"origin": origin, "origin_server_ts": 1, "pdus": [], "edus": []}),
+    )
+    .unwrap();
     let auth = xmatrix_signed(&hs2.signing_key, &origin, &host, "PUT", &path, &body);
     let r = tls_request(
         inbound,
         &info.ca_cert,
-        &head("PUT", &path, &host, &[("Authorization", &auth), ("Content-Type", "application/json")], body.len()),
+        &head(
+            "PUT",
+            &path,
+            &host,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.len(),
+        ),
         &body,
     )
     .await;
@@ -303,10 +413,16 @@ async fn suite(mode: OutboundMode) {
     .expect("the control transaction reached hs1");
     let hs1_log = hs_log(&info, "hs1");
     for txn in &refused_txns {
-        assert!(!hs1_log.contains(txn.as_str()), "hs1 saw refused transaction {txn}");
+        assert!(
+            !hs1_log.contains(txn.as_str()),
+            "hs1 saw refused transaction {txn}"
+        );
     }
     assert!(!hs1_log.contains(&unknown), "hs1 saw the unknown path");
-    assert!(!hs1_log.contains(&denied_marker), "hs1 saw the denied origin's request");
+    assert!(
+        !hs1_log.contains(&denied_marker),
+        "hs1 saw the denied origin's request"
+    );
 
     // ---- Refusals, outbound (hs1 → guard → denied) -------------------------------------
     let before = guard_requests(&info).await;
@@ -326,7 +442,8 @@ async fn suite(mode: OutboundMode) {
                 async move {
                     let s = guard_requests(&info).await;
                     Ok::<_, ClientError>(
-                        (count(&s, Some("outbound"), None, Some("403")) > outbound_403_before).then_some(()),
+                        (count(&s, Some("outbound"), None, Some("403")) > outbound_403_before)
+                            .then_some(()),
                     )
                 }
             })
@@ -355,11 +472,25 @@ async fn suite(mode: OutboundMode) {
         OutboundMode::Connect => {
             // Without credentials: 407, whatever the target (the lab's hs1 sends Basic
             // credentials with the proxy secret).
-            let anon = tcp_request(out, &format!("CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n", hs2.server_name, hs2.server_name), b"").await;
-            assert_eq!(anon.status, 407, "CONNECT without credentials: {}", anon.text());
+            let anon = tcp_request(
+                out,
+                &format!(
+                    "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+                    hs2.server_name, hs2.server_name
+                ),
+                b"",
+            )
+            .await;
+            assert_eq!(
+                anon.status,
+                407,
+                "CONNECT without credentials: {}",
+                anon.text()
+            );
             use base64::Engine as _;
             let secret = info.guard.proxy_secret.clone().unwrap();
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("grenzwacht:{secret}"));
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("grenzwacht:{secret}"));
             tcp_request(out, &format!("CONNECT {DENIED} HTTP/1.1\r\nHost: {DENIED}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"), b"").await
         }
         OutboundMode::SynapseProxy => {
@@ -388,11 +519,37 @@ async fn suite(mode: OutboundMode) {
             hs2.server_name.replace(':', "%3A")
         );
         let target = format!("matrix-federation://{}{path}", hs2.server_name);
-        let auth = xmatrix_signed(&hs1.signing_key, &hs1.server_name, &hs2.server_name, "GET", &path, b"");
-        let r = tcp_request(out, &head("GET", &target, &hs2.server_name, &[("Authorization", &auth)], 0), b"").await;
-        assert!(matches!(r.status, 401 | 403 | 407), "no secret: {} {}", r.status, r.text());
+        let auth = xmatrix_signed(
+            &hs1.signing_key,
+            &hs1.server_name,
+            &hs2.server_name,
+            "GET",
+            &path,
+            b"",
+        );
+        let r = tcp_request(
+            out,
+            &head(
+                "GET",
+                &target,
+                &hs2.server_name,
+                &[("Authorization", &auth)],
+                0,
+            ),
+            b"",
+        )
+        .await;
+        assert!(
+            matches!(r.status, 401 | 403 | 407),
+            "no secret: {} {}",
+            r.status,
+            r.text()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!hs_log(&info, "hs2").contains(&nosecret), "hs2 saw a request without the proxy secret");
+        assert!(
+            !hs_log(&info, "hs2").contains(&nosecret),
+            "hs2 saw a request without the proxy secret"
+        );
     }
 
     // ---- lab down stops exactly what it started -----------------------------------------
@@ -416,12 +573,18 @@ async fn suite(mode: OutboundMode) {
     assert_eq!(report.processes.len(), 3);
     for (name, pid, outcome) in &report.processes {
         assert!(
-            matches!(outcome, lab::process::StopOutcome::Terminated | lab::process::StopOutcome::Killed),
+            matches!(
+                outcome,
+                lab::process::StopOutcome::Terminated | lab::process::StopOutcome::Killed
+            ),
             "{name} (pid {pid}): {outcome:?}"
         );
     }
     for pid in pids {
-        assert!(!lab::process::is_running(pid), "pid {pid} still running after down");
+        assert!(
+            !lab::process::is_running(pid),
+            "pid {pid} still running after down"
+        );
     }
     assert!(!dir.join("pids.json").exists());
 }
@@ -444,7 +607,9 @@ async fn lab_up_reports_a_dying_guard_and_cleans_up() {
     let mut opts = LabOptions::new(tmp.path(), OutboundMode::Connect);
     // `sh serve --config …` exits at once complaining about the file `serve`.
     opts.guard_bin = "/bin/sh".into();
-    let err = lab::up(opts).await.expect_err("up must fail when the guard dies");
+    let err = lab::up(opts)
+        .await
+        .expect_err("up must fail when the guard dies");
     match &err {
         lab::LabError::ProcessDied { name, log_tail, .. } => {
             assert_eq!(name, "guard");
@@ -467,7 +632,10 @@ async fn lab_up_reports_a_dying_guard_and_cleans_up() {
         if leftovers.is_empty() {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "left running: {leftovers:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "left running: {leftovers:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -38,8 +38,16 @@ fn deu(class: u64, rel: &[u64]) -> Value {
 
 async fn send(who: &Session, room: &str, ty: &str, content: &Value) -> String {
     let txn = format!("t{}", rand::random::<u64>());
-    let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", encode_segment(room), encode_segment(ty));
-    let r = who.client.call("PUT", &path, Some(&who.access_token), Some(content)).await.unwrap_or_else(|e| panic!("send {ty}: {e}"));
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/{}/{txn}",
+        encode_segment(room),
+        encode_segment(ty)
+    );
+    let r = who
+        .client
+        .call("PUT", &path, Some(&who.access_token), Some(content))
+        .await
+        .unwrap_or_else(|e| panic!("send {ty}: {e}"));
     r["event_id"].as_str().expect("event_id").to_string()
 }
 
@@ -64,34 +72,65 @@ async fn intact(bob: &Session, room: &str, id: &str, sent: &Value, what: &str) {
 async fn redacted(bob: &Session, room: &str, id: &str, what: &str) {
     let seen = wait_event(bob, room, id).await;
     assert_eq!(seen["event_id"], id, "{what}: same event id");
-    assert_eq!(seen["content"], json!({}), "{what}: must arrive redacted: {seen}");
+    assert_eq!(
+        seen["content"],
+        json!({}),
+        "{what}: must arrive redacted: {seen}"
+    );
 }
 
 #[tokio::test]
 async fn labels_decide_release_per_event() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR").map(|d| std::path::PathBuf::from(d).join("labels")).unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
+        .map(|d| std::path::PathBuf::from(d).join("labels"))
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
     // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
     // binary may be replaced by a concurrent build of another branch).
-    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
+    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
     opts.labels = true;
-    let info = lab::up(opts).await.unwrap_or_else(|e| panic!("lab up: {e}"));
+    let info = lab::up(opts)
+        .await
+        .unwrap_or_else(|e| panic!("lab up: {e}"));
     let _down = Down(info.dir.clone());
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url).register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false).await.unwrap();
-    let bob = MatrixClient::new(&hs2.client_url).register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false).await.unwrap();
+    let alice = MatrixClient::new(&hs1.client_url)
+        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
+        .await
+        .unwrap();
+    let bob = MatrixClient::new(&hs2.client_url)
+        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
+        .await
+        .unwrap();
 
     // An unlabeled room: hs1's default VS-NfD = NATO RESTRICTED, for which hs2 is cleared.
-    let room = alice.create_room(&json!({"preset": "private_chat", "name": "Lage"})).await.expect("create room");
+    let room = alice
+        .create_room(&json!({"preset": "private_chat", "name": "Lage"}))
+        .await
+        .expect("create room");
     alice.invite(&room, &bob.user_id).await.expect("invite");
-    bob.wait_for_invite(&room, WAIT).await.expect("bob sees the invite");
-    bob.join(&room, &[&hs1.server_name]).await.expect("bob joins");
-    alice.wait_for_member(&room, &bob.user_id, WAIT).await.expect("alice sees bob");
+    bob.wait_for_invite(&room, WAIT)
+        .await
+        .expect("bob sees the invite");
+    bob.join(&room, &[&hs1.server_name])
+        .await
+        .expect("bob joins");
+    alice
+        .wait_for_member(&room, &bob.user_id, WAIT)
+        .await
+        .expect("alice sees bob");
 
     // Inbound positive control: bob's unlabeled message (NATO RESTRICTED by default) reaches hs1.
-    bob.send_text(&room, "Hallo aus hs2").await.expect("bob writes");
-    alice.wait_for_text(&room, &bob.user_id, "Hallo aus hs2", WAIT).await.expect("inbound unlabeled message arrives");
+    bob.send_text(&room, "Hallo aus hs2")
+        .await
+        .expect("bob writes");
+    alice
+        .wait_for_text(&room, &bob.user_id, "Hallo aus hs2", WAIT)
+        .await
+        .expect("inbound unlabeled message arrives");
 
     // 1. VS-NfD, released to DEU: intact (JSON form and STANAG 4774 XML).
     let c1 = text("Lagebild 1: alles ruhig", Some(deu(2, &[276])));
@@ -107,11 +146,23 @@ async fn labels_decide_release_per_event() {
     intact(&bob, &room, &e1x, &c1x, "VS-NfD (STANAG 4774 label)").await;
 
     // 2. GEHEIM: redacted (hs2 is cleared for NATO RESTRICTED only).
-    let e2 = send(&alice, &room, "m.room.message", &text("Lagebild 2: Details", Some(deu(4, &[276])))).await;
+    let e2 = send(
+        &alice,
+        &room,
+        "m.room.message",
+        &text("Lagebild 2: Details", Some(deu(4, &[276]))),
+    )
+    .await;
     redacted(&bob, &room, &e2, "GEHEIM label").await;
 
     // 3. VS-NfD released to FRA only: redacted (hs2 is releasable to DEU).
-    let e3 = send(&alice, &room, "m.room.message", &text("Lagebild 3: nur Frankreich", Some(deu(2, &[250])))).await;
+    let e3 = send(
+        &alice,
+        &room,
+        "m.room.message",
+        &text("Lagebild 3: nur Frankreich", Some(deu(2, &[250]))),
+    )
+    .await;
     redacted(&bob, &room, &e3, "release category excludes the peer").await;
 
     // 4. m.room.encrypted: opaque; only a cleartext label releases it (`[opaque] release =
@@ -122,12 +173,31 @@ async fn labels_decide_release_per_event() {
     let mut ct_labeled = ct.clone();
     ct_labeled[KEY] = deu(2, &[276]);
     let e4b = send(&alice, &room, "m.room.encrypted", &ct_labeled).await;
-    intact(&bob, &room, &e4b, &ct_labeled, "encrypted event with a releasable label").await;
+    intact(
+        &bob,
+        &room,
+        &e4b,
+        &ct_labeled,
+        "encrypted event with a releasable label",
+    )
+    .await;
 
     // 5. Label/content mismatch: a VS-NfD-labeled body marked GEHEIM, one marked VS-VERTRAULICH.
-    let e5 = send(&alice, &room, "m.room.message", &text("Lagebild 5: GEHEIM", Some(deu(2, &[276])))).await;
+    let e5 = send(
+        &alice,
+        &room,
+        "m.room.message",
+        &text("Lagebild 5: GEHEIM", Some(deu(2, &[276]))),
+    )
+    .await;
     redacted(&bob, &room, &e5, "GEHEIM body in a VS-NfD event").await;
-    let e5b = send(&alice, &room, "m.room.message", &text("Einstufung VS-VERTRAULICH", Some(deu(2, &[276])))).await;
+    let e5b = send(
+        &alice,
+        &room,
+        "m.room.message",
+        &text("Einstufung VS-VERTRAULICH", Some(deu(2, &[276]))),
+    )
+    .await;
     redacted(&bob, &room, &e5b, "VS-VERTRAULICH body in a VS-NfD event").await;
 
     // The conversation goes on (positive control after the redactions).
@@ -136,11 +206,29 @@ async fn labels_decide_release_per_event() {
     intact(&bob, &room, &e6, &c6, "VS-NfD after the redactions").await;
 
     // 7. The room is labeled GEHEIM: its unlabeled messages are GEHEIM and do not reach hs2.
-    let state = format!("/_matrix/client/v3/rooms/{}/state/de.grenzwacht.room_label", encode_segment(&room));
-    let rl = alice.client.call("PUT", &state, Some(&alice.access_token), Some(&json!({KEY: deu(4, &[276])}))).await.expect("room label");
+    let state = format!(
+        "/_matrix/client/v3/rooms/{}/state/de.grenzwacht.room_label",
+        encode_segment(&room)
+    );
+    let rl = alice
+        .client
+        .call(
+            "PUT",
+            &state,
+            Some(&alice.access_token),
+            Some(&json!({KEY: deu(4, &[276])})),
+        )
+        .await
+        .expect("room label");
     let rl_id = rl["event_id"].as_str().unwrap().to_string();
     redacted(&bob, &room, &rl_id, "the GEHEIM room label event itself").await;
-    let e7 = send(&alice, &room, "m.room.message", &text("Lagebild 7: ohne Label", None)).await;
+    let e7 = send(
+        &alice,
+        &room,
+        "m.room.message",
+        &text("Lagebild 7: ohne Label", None),
+    )
+    .await;
     redacted(&bob, &room, &e7, "unlabeled message in a GEHEIM room").await;
     // hs1 itself keeps everything (labels act in transit only).
     let own = wait_event(&alice, &room, &e7).await;
@@ -149,34 +237,90 @@ async fn labels_decide_release_per_event() {
     // Which layer decided: the label layer's decisions, by rule.
     let m = common::guard_metrics(&info).await;
     let count = |outcome: &str| -> f64 {
-        m.iter().filter(|s| s.name == "grenzwacht_label_decisions_total" && s.label("outcome") == outcome && s.label("direction") == "outbound").map(|s| s.value).sum()
+        m.iter()
+            .filter(|s| {
+                s.name == "grenzwacht_label_decisions_total"
+                    && s.label("outcome") == outcome
+                    && s.label("direction") == "outbound"
+            })
+            .map(|s| s.value)
+            .sum()
     };
-    assert!(count("label:deny") >= 4.0, "GEHEIM, FRA-only, room label event, GEHEIM room: {}", count("label:deny"));
+    assert!(
+        count("label:deny") >= 4.0,
+        "GEHEIM, FRA-only, room label event, GEHEIM room: {}",
+        count("label:deny")
+    );
     assert!(count("label:unlabeled_encrypted") >= 1.0);
     // The opaque layer: the unlabeled ciphertext refused, the labeled one passed on to the
     // label layer.
     let opaque = |outcome: &str| -> f64 {
-        m.iter().filter(|s| s.name == "grenzwacht_opaque_decisions_total" && s.label("outcome") == outcome && s.label("direction") == "outbound").map(|s| s.value).sum()
+        m.iter()
+            .filter(|s| {
+                s.name == "grenzwacht_opaque_decisions_total"
+                    && s.label("outcome") == outcome
+                    && s.label("direction") == "outbound"
+            })
+            .map(|s| s.value)
+            .sum()
     };
-    assert!(opaque("opaque:unlabeled") >= 1.0, "{}", opaque("opaque:unlabeled"));
+    assert!(
+        opaque("opaque:unlabeled") >= 1.0,
+        "{}",
+        opaque("opaque:unlabeled")
+    );
     assert!(opaque("labeled") >= 1.0, "{}", opaque("labeled"));
-    assert!(count("label:mismatch") >= 2.0, "{}", count("label:mismatch"));
+    assert!(
+        count("label:mismatch") >= 2.0,
+        "{}",
+        count("label:mismatch")
+    );
     assert!(count("allow") >= 5.0);
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
-    let log = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(&log, "").into_owned();
+    let log = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&log, "")
+        .into_owned();
     // Per event: the label layer named each denied event and its rule.
-    let named = |id: &str, rule: &str| log.lines().any(|l| l.contains(&format!("event_id={id} ")) && l.contains(rule));
-    for (id, rule) in [(&e2, "label:deny"), (&e3, "label:deny"), (&e4, "label:unlabeled_encrypted"), (&e5, "label:mismatch"), (&e5b, "label:mismatch"), (&e7, "label:deny")] {
+    let named = |id: &str, rule: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("event_id={id} ")) && l.contains(rule))
+    };
+    for (id, rule) in [
+        (&e2, "label:deny"),
+        (&e3, "label:deny"),
+        (&e4, "label:unlabeled_encrypted"),
+        (&e5, "label:mismatch"),
+        (&e5b, "label:mismatch"),
+        (&e7, "label:deny"),
+    ] {
         assert!(named(id, rule), "guard log names {id} with {rule}");
     }
     // The GEHEIM body matched the DLP marking rule too (redact), but the label layer's hold is
     // more severe, so the label rule is what applied. (The VS-VERTRAULICH body is held by both
     // layers; at equal severity the earlier layer, DLP, is named.)
-    let by_dlp: Vec<&str> = log.lines().filter(|l| l.contains("redacting event in transit") && l.contains("rule=dlp:marking.geheim")).collect();
-    assert!(by_dlp.is_empty(), "the DLP redact rule won over the label hold: {by_dlp:?}");
-    assert!(log.contains("rule=label:mismatch"), "the mismatch was applied under the label rule");
+    let by_dlp: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("redacting event in transit") && l.contains("rule=dlp:marking.geheim")
+        })
+        .collect();
+    assert!(
+        by_dlp.is_empty(),
+        "the DLP redact rule won over the label hold: {by_dlp:?}"
+    );
+    assert!(
+        log.contains("rule=label:mismatch"),
+        "the mismatch was applied under the label rule"
+    );
     assert!(log.contains("rule=label:deny") && log.contains("rule=label:unlabeled_encrypted"));
-    assert!(log.contains("room label learned"), "the guard learned the room label");
-    assert!(!log.contains("Lagebild 2: Details") && !log.contains("Lagebild 5"), "content never logged");
+    assert!(
+        log.contains("room label learned"),
+        "the guard learned the room label"
+    );
+    assert!(
+        !log.contains("Lagebild 2: Details") && !log.contains("Lagebild 5"),
+        "content never logged"
+    );
     let _ = LAB_NATO_POLICY;
 }

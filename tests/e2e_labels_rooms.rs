@@ -729,13 +729,20 @@ async fn geheim_rooms_leak_no_state_to_a_restricted_peer_five_runs() {
     // The labels of rooms listed before any of their traffic crossed came from hs1 itself.
     let looked_up: f64 = m
         .iter()
-        .filter(|s| s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "labeled")
+        .filter(|s| {
+            s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "labeled"
+        })
         .map(|s| s.value)
         .sum();
-    assert!(looked_up >= (RUNS * ORDERS.len()) as f64, "room labels looked up at hs1: {looked_up}");
+    assert!(
+        looked_up >= (RUNS * ORDERS.len()) as f64,
+        "room labels looked up at hs1: {looked_up}"
+    );
     let failed: f64 = m
         .iter()
-        .filter(|s| s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "failed")
+        .filter(|s| {
+            s.name == "grenzwacht_room_label_lookups_total" && s.label("outcome") == "failed"
+        })
         .map(|s| s.value)
         .sum();
     assert_eq!(failed, 0.0, "no failed room label lookups");

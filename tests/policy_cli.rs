@@ -15,7 +15,10 @@ fn bin() -> Command {
         // are removed.
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with("grenzwacht-policy-cli-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("grenzwacht-policy-cli-")
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -23,8 +26,17 @@ fn bin() -> Command {
         if std::fs::hard_link(env!("CARGO_BIN_EXE_grenzwacht"), &to).is_err() {
             std::fs::copy(env!("CARGO_BIN_EXE_grenzwacht"), &to).unwrap();
         }
-        let ok = Command::new(&to).args(["policy", "--help"]).output().unwrap().status.success();
-        assert!(ok, "{} has no `policy` command: replaced by another build in the shared target dir? rerun", env!("CARGO_BIN_EXE_grenzwacht"));
+        let ok = Command::new(&to)
+            .args(["policy", "--help"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(
+            ok,
+            "{} has no `policy` command: replaced by another build in the shared target dir? rerun",
+            env!("CARGO_BIN_EXE_grenzwacht")
+        );
         to
     });
     Command::new(path)
@@ -39,7 +51,10 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
@@ -62,7 +77,10 @@ fn check_and_test_pass_on_the_shipped_set() {
     assert!(out.contains("test result: ok."), "{out}");
     assert!(out.contains("test pii.iban::1 ... ok"), "{out}");
     assert!(!out.contains("FAILED"), "{out}");
-    let ok = out.lines().filter(|l| l.starts_with("test ") && l.ends_with(" ... ok")).count();
+    let ok = out
+        .lines()
+        .filter(|l| l.starts_with("test ") && l.ends_with(" ... ok"))
+        .count();
     let set = RuleSet::load_dir(&dir).unwrap();
     let total: usize = set.rules().map(|r| r.tests.len()).sum();
     assert_eq!(ok, total);
@@ -75,8 +93,19 @@ fn every_shipped_rule_has_three_positive_and_three_negative_tests() {
     for r in set.rules() {
         let pos = r.tests.iter().filter(|t| t.expect != Action::Allow).count();
         let neg = r.tests.iter().filter(|t| t.expect == Action::Allow).count();
-        assert!(pos >= 3 && neg >= 3, "{}: {pos} positive, {neg} negative", r.id);
-        assert!(r.tests.iter().filter(|t| t.expect != Action::Allow).all(|t| t.expect == r.action), "{}", r.id);
+        assert!(
+            pos >= 3 && neg >= 3,
+            "{}: {pos} positive, {neg} negative",
+            r.id
+        );
+        assert!(
+            r.tests
+                .iter()
+                .filter(|t| t.expect != Action::Allow)
+                .all(|t| t.expect == r.action),
+            "{}",
+            r.id
+        );
         ids.push(r.id.clone());
     }
     for required in [
@@ -139,7 +168,12 @@ validator = "crc32"
     );
     write(dir.path(), "c.toml", "[[rule]\n");
     write(dir.path(), "ignored.txt", "not a rule file");
-    let o = run(&["policy", "check", "--policies", dir.path().to_str().unwrap()]);
+    let o = run(&[
+        "policy",
+        "check",
+        "--policies",
+        dir.path().to_str().unwrap(),
+    ]);
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}{err}");
     let a = dir.path().join("a.toml").display().to_string();
@@ -165,13 +199,28 @@ validator = "crc32"
     std::fs::remove_file(dir.path().join("a.toml")).unwrap();
     std::fs::remove_file(dir.path().join("c.toml")).unwrap();
     write(dir.path(), "a.toml", "[[rule]]\nid = \"x.one\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"j\"]\n");
-    let o = run(&["policy", "check", "--policies", dir.path().to_str().unwrap()]);
+    let o = run(&[
+        "policy",
+        "check",
+        "--policies",
+        dir.path().to_str().unwrap(),
+    ]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains(&format!("{b}:2:6: error[DLP006]: duplicate rule id `x.one` (first defined at {a}:2:6)")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{b}:2:6: error[DLP006]: duplicate rule id `x.one` (first defined at {a}:2:6)"
+        )),
+        "{err}"
+    );
 
     // A missing directory is one diagnostic.
-    let o = run(&["policy", "check", "--policies", dir.path().join("nope").to_str().unwrap()]);
+    let o = run(&[
+        "policy",
+        "check",
+        "--policies",
+        dir.path().join("nope").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("error[DLP014]"));
 }
@@ -201,18 +250,42 @@ expect = "tag"
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(out.contains("test kw::1 ... ok"), "{out}");
-    assert!(out.contains("test kw::2 (wrong expectation) ... FAILED"), "{out}");
+    assert!(
+        out.contains("test kw::2 (wrong expectation) ... FAILED"),
+        "{out}"
+    );
     assert!(out.contains("kw::2 at "), "{out}");
     assert!(out.contains(":10:1: expected tag, got allow"), "{out}");
-    assert!(out.contains("test result: FAILED. 1 passed; 1 failed"), "{out}");
+    assert!(
+        out.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{out}"
+    );
 }
 
 fn explain(event: &str, extra: &[&str]) -> (Output, String, String) {
     let dir = shipped();
     let mut cmd = bin();
-    cmd.args(["policy", "explain", "--policies", dir.to_str().unwrap(), "--event", "-"]).args(extra);
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(event.as_bytes()).unwrap();
+    cmd.args([
+        "policy",
+        "explain",
+        "--policies",
+        dir.to_str().unwrap(),
+        "--event",
+        "-",
+    ])
+    .args(extra);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let (out, err) = text(&o);
     (o, out, err)
@@ -262,18 +335,43 @@ fn explain_human_output_and_file_input() {
         "ev.json",
         r#"{"type": "m.room.topic", "room_id": "!r:x", "sender": "@s:x", "content": {"topic": "Lage STRENG GEHEIM, Kontakt max@bund.example.de"}}"#,
     );
-    let o = run(&["policy", "explain", "--policies", shipped().to_str().unwrap(), "--event", ev.to_str().unwrap()]);
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policies",
+        shipped().to_str().unwrap(),
+        "--event",
+        ev.to_str().unwrap(),
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("verdict: redact"), "{out}");
-    assert!(out.contains("rule marking.streng_geheim [redact enforce critical]: field room.topic bytes 5..18"), "{out}");
+    assert!(
+        out.contains(
+            "rule marking.streng_geheim [redact enforce critical]: field room.topic bytes 5..18"
+        ),
+        "{out}"
+    );
     assert!(out.contains("rule pii.email [tag"), "{out}");
-    assert!(out.contains("fields scanned: type (12 bytes), room.topic (47 bytes), content"), "every piece of text is scanned: {out}");
-    assert!(!out.contains("max@bund.example.de"), "excerpts are masked: {out}");
+    assert!(
+        out.contains("fields scanned: type (12 bytes), room.topic (47 bytes), content"),
+        "every piece of text is scanned: {out}"
+    );
+    assert!(
+        !out.contains("max@bund.example.de"),
+        "excerpts are masked: {out}"
+    );
 
     // Not an event.
     let bad = write(dir.path(), "bad.json", r#"{"content": {}}"#);
-    let o = run(&["policy", "explain", "--policies", shipped().to_str().unwrap(), "--event", bad.to_str().unwrap()]);
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policies",
+        shipped().to_str().unwrap(),
+        "--event",
+        bad.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("needs a string `type`"));
 }
@@ -283,7 +381,11 @@ fn explain_human_output_and_file_input() {
 #[test]
 fn check_refuses_rule_files_without_rules_and_prints_the_fingerprint() {
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(shipped()).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|x| x == "toml")) {
+    for f in std::fs::read_dir(shipped())
+        .unwrap()
+        .flatten()
+        .filter(|f| f.path().extension().is_some_and(|x| x == "toml"))
+    {
         std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
     }
     let d = dir.path().to_str().unwrap();
@@ -291,16 +393,29 @@ fn check_refuses_rule_files_without_rules_and_prints_the_fingerprint() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     let (_, manifest) = RuleSet::load_dir_with_manifest(dir.path()).unwrap();
-    assert!(out.contains(&format!("fingerprint {} (gauge value {})", manifest.fingerprint(), manifest.fingerprint().gauge_value())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "fingerprint {} (gauge value {})",
+            manifest.fingerprint(),
+            manifest.fingerprint().gauge_value()
+        )),
+        "{out}"
+    );
 
     write(dir.path(), "pii.toml", "");
     write(dir.path(), "secrets.toml", "# moved\n");
     let o = run(&["policy", "check", "--policies", d]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    let codes: Vec<&str> = err.lines().filter_map(|l| l.split("error[").nth(1)?.split(']').next()).collect();
+    let codes: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split("error[").nth(1)?.split(']').next())
+        .collect();
     assert_eq!(codes, ["DLP019", "DLP019"], "{err}");
-    assert!(err.contains("pii.toml: error[DLP019]") && err.contains("secrets.toml: error[DLP019]"), "{err}");
+    assert!(
+        err.contains("pii.toml: error[DLP019]") && err.contains("secrets.toml: error[DLP019]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -311,12 +426,24 @@ fn explain_names_the_json_path_of_a_match_outside_the_known_fields() {
         "ev.json",
         r#"{"type": "org.example.note", "state_key": "", "content": {"x-meta": {"GEHEIM": true}, "note": "hallo"}}"#,
     );
-    let o = run(&["policy", "explain", "--policies", shipped().to_str().unwrap(), "--event", ev.to_str().unwrap(), "--format", "json"]);
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policies",
+        shipped().to_str().unwrap(),
+        "--event",
+        ev.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verdict"], "redact", "{v}");
     assert_eq!(v["matches"][0]["rule"], "marking.geheim", "{v}");
     assert_eq!(v["matches"][0]["field"], "content", "{v}");
-    assert_eq!(v["matches"][0]["path"], "content.x-meta.GEHEIM (key)", "{v}");
+    assert_eq!(
+        v["matches"][0]["path"], "content.x-meta.GEHEIM (key)",
+        "{v}"
+    );
 }

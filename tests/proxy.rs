@@ -12,7 +12,11 @@ const REMOTE: &str = "remote.test";
 
 fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String {
     // No [outbound] here: PDUs cannot be verified (no key fetches), so the tests switch it off.
-    let keys = if extra.contains("[keys]") { "" } else { "[keys]\nverify_pdus = false\n" };
+    let keys = if extra.contains("[keys]") {
+        ""
+    } else {
+        "[keys]\nverify_pdus = false\n"
+    };
     format!(
         r#"
 [admin]
@@ -33,8 +37,16 @@ upstream = "http://{upstream}"
     )
 }
 
-fn auth(key: &SigningKey, origin: &str, dest: &str, method: &str, uri: &str, body: Option<&[u8]>) -> String {
-    let raw: Option<Box<serde_json::value::RawValue>> = body.map(|b| serde_json::from_slice(b).unwrap());
+fn auth(
+    key: &SigningKey,
+    origin: &str,
+    dest: &str,
+    method: &str,
+    uri: &str,
+    body: Option<&[u8]>,
+) -> String {
+    let raw: Option<Box<serde_json::value::RawValue>> =
+        body.map(|b| serde_json::from_slice(b).unwrap());
     xmatrix::sign_request(key, origin, dest, method, uri, raw.as_deref()).unwrap()
 }
 
@@ -55,7 +67,8 @@ fn guard_key_file(p: &Pki) -> (SigningKey, std::path::PathBuf) {
 }
 
 fn txn(pdus: Vec<serde_json::Value>) -> Vec<u8> {
-    serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": pdus, "edus": []})).unwrap()
+    serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": pdus, "edus": []}))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -68,7 +81,18 @@ async fn unmodified_send_reaches_upstream_byte_for_byte() {
     let body = br#"{"origin":"remote.test", "origin_server_ts":1,"pdus":[{"type":"m.room.message","room_id":"!r:remote.test","sender":"@a:remote.test","origin_server_ts":5,"content":{"body":"Gr\u00fc\u00dfe  \ud83d\ude00"}}],"edus":[]}"#.to_vec();
     let uri = "/_matrix/federation/v1/send/txn%2F1?ver=1&a=%24b";
     let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr.clone()), ("content-type", "application/json".into())], body.clone()).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "PUT",
+        uri,
+        &[
+            ("authorization", hdr.clone()),
+            ("content-type", "application/json".into()),
+        ],
+        body.clone(),
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     assert_eq!(got.json(), json!({"pdus": {}}));
     let seen = up.seen();
@@ -76,7 +100,15 @@ async fn unmodified_send_reaches_upstream_byte_for_byte() {
     assert_eq!(seen[0].method, "PUT");
     assert_eq!(seen[0].path_and_query, uri);
     assert_eq!(&seen[0].body[..], &body[..]);
-    assert_eq!(seen[0].headers.get("authorization").unwrap().to_str().unwrap(), hdr);
+    assert_eq!(
+        seen[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        hdr
+    );
     g.stop().await;
 }
 
@@ -98,12 +130,31 @@ async fn unknown_path_is_refused_and_never_forwarded() {
     }
     assert!(up.seen().is_empty(), "upstream saw {:?}", up.seen());
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "unknown_endpoint")]) >= 5.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_refusals_total",
+            &[("reason", "unknown_endpoint")]
+        ) >= 5.0,
+        "{m}"
+    );
     g.stop().await;
 
     // By config: 403 M_FORBIDDEN instead.
-    let g = start_guard(&p, &inbound_toml(&p, up.addr, "[policy]\nunknown_endpoint = \"forbidden\"")).await;
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/federation/v1/nonexistent", &[], vec![]).await;
+    let g = start_guard(
+        &p,
+        &inbound_toml(&p, up.addr, "[policy]\nunknown_endpoint = \"forbidden\""),
+    )
+    .await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "GET",
+        "/_matrix/federation/v1/nonexistent",
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
     assert!(up.seen().is_empty());
     g.stop().await;
@@ -124,7 +175,9 @@ async fn malformed_transactions_get_4xx_and_upstream_sees_nothing() {
     for _ in 0..500 {
         deep.push('}');
     }
-    let deep = format!(r#"{{"origin":"remote.test","origin_server_ts":1,"pdus":[{{"type":"x","content":{deep}}}],"edus":[]}}"#);
+    let deep = format!(
+        r#"{{"origin":"remote.test","origin_server_ts":1,"pdus":[{{"type":"x","content":{deep}}}],"edus":[]}}"#
+    );
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("truncated", good[..good.len() - 7].to_vec(), 400, "M_NOT_JSON"),
         ("duplicate keys", br#"{"origin":"remote.test","origin":"evil.test","origin_server_ts":1,"pdus":[],"edus":[]}"#.to_vec(), 400, "M_BAD_JSON"),
@@ -137,10 +190,27 @@ async fn malformed_transactions_get_4xx_and_upstream_sees_nothing() {
     for (i, (name, body, status, errcode)) in cases.into_iter().enumerate() {
         let uri = format!("/_matrix/federation/v1/send/bad{i}");
         let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, None);
-        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body).await;
-        assert_eq!((got.status, got.errcode().as_str()), (status, errcode), "{name}: {:?}", String::from_utf8_lossy(&got.body));
+        let got = tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            &uri,
+            &[("authorization", hdr)],
+            body,
+        )
+        .await;
+        assert_eq!(
+            (got.status, got.errcode().as_str()),
+            (status, errcode),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&got.body)
+        );
     }
-    assert!(up.seen().is_empty(), "upstream saw {} requests", up.seen().len());
+    assert!(
+        up.seen().is_empty(),
+        "upstream saw {} requests",
+        up.seen().len()
+    );
     g.stop().await;
 }
 
@@ -151,12 +221,34 @@ async fn missing_or_broken_x_matrix_is_401() {
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
     let body = txn(vec![]);
     for hdr in [None, Some("X-Matrix garbage"), Some("Bearer abc")] {
-        let headers: Vec<(&str, String)> = hdr.map(|h| vec![("authorization", h.to_string())]).unwrap_or_default();
-        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", "/_matrix/federation/v1/send/t", &headers, body.clone()).await;
-        assert_eq!((got.status, got.errcode().as_str()), (401, "M_UNAUTHORIZED"), "{hdr:?}");
+        let headers: Vec<(&str, String)> = hdr
+            .map(|h| vec![("authorization", h.to_string())])
+            .unwrap_or_default();
+        let got = tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            "/_matrix/federation/v1/send/t",
+            &headers,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (got.status, got.errcode().as_str()),
+            (401, "M_UNAUTHORIZED"),
+            "{hdr:?}"
+        );
     }
     // The key server is unauthenticated by design and passes.
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/key/v2/server", &[], vec![]).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "GET",
+        "/_matrix/key/v2/server",
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert_eq!(up.seen().len(), 1);
     assert_eq!(up.seen()[0].path_and_query, "/_matrix/key/v2/server");
@@ -167,26 +259,70 @@ async fn missing_or_broken_x_matrix_is_401() {
 async fn denied_server_and_denied_class_inbound() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
-    let g = start_guard(&p, &inbound_toml(&p, up.addr, "[policy]\ndeny_servers = [\"evil.test\"]\ndeny_inbound_classes = [\"directory\"]")).await;
+    let g = start_guard(
+        &p,
+        &inbound_toml(
+            &p,
+            up.addr,
+            "[policy]\ndeny_servers = [\"evil.test\"]\ndeny_inbound_classes = [\"directory\"]",
+        ),
+    )
+    .await;
     let key = SigningKey::generate("t1").unwrap();
     let body = txn(vec![]);
     let uri = "/_matrix/federation/v1/send/t1";
     let hdr = auth(&key, "evil.test", HS1, "PUT", uri, Some(&body));
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body.clone()).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "PUT",
+        uri,
+        &[("authorization", hdr)],
+        body.clone(),
+    )
+    .await;
     assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
     let uri = "/_matrix/federation/v1/publicRooms";
     let hdr = auth(&key, REMOTE, HS1, "GET", uri, None);
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "GET",
+        uri,
+        &[("authorization", hdr)],
+        vec![],
+    )
+    .await;
     assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
     // A request for a server this guard does not protect.
     let uri = "/_matrix/federation/v1/send/t2";
     let hdr = auth(&key, REMOTE, "other.test", "PUT", uri, Some(&body));
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body.clone()).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "PUT",
+        uri,
+        &[("authorization", hdr)],
+        body.clone(),
+    )
+    .await;
     assert_eq!(got.status, 403);
     assert!(up.seen().is_empty());
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "server_denied")]) >= 1.0);
-    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "class_denied")]) >= 1.0);
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_refusals_total",
+            &[("reason", "server_denied")]
+        ) >= 1.0
+    );
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_refusals_total",
+            &[("reason", "class_denied")]
+        ) >= 1.0
+    );
     g.stop().await;
 }
 
@@ -195,24 +331,51 @@ async fn malformed_upstream_response_becomes_502() {
     let p = pki();
     let answer: Answer = std::sync::Arc::new(|s: &Seen| {
         if s.path_and_query.contains("/state_ids/") {
-            (200, "application/json", br#"{"pdu_ids":["$a"],"pdu_ids":["$b"]}"#.to_vec())
+            (
+                200,
+                "application/json",
+                br#"{"pdu_ids":["$a"],"pdu_ids":["$b"]}"#.to_vec(),
+            )
         } else if s.path_and_query.contains("/event/") {
             (200, "text/html", b"<html>oops</html>".to_vec())
         } else {
-            (200, "application/json", br#"{"server":{"name":"Synapse","version":"1"}}"#.to_vec())
+            (
+                200,
+                "application/json",
+                br#"{"server":{"name":"Synapse","version":"1"}}"#.to_vec(),
+            )
         }
     });
     let up = recorder(None, answer).await;
     let g = start_guard(&p, &inbound_toml(&p, up.addr, "")).await;
     let key = SigningKey::generate("t1").unwrap();
-    for uri in ["/_matrix/federation/v1/state_ids/!r:hs1.test?event_id=%24e", "/_matrix/federation/v1/event/%24e"] {
+    for uri in [
+        "/_matrix/federation/v1/state_ids/!r:hs1.test?event_id=%24e",
+        "/_matrix/federation/v1/event/%24e",
+    ] {
         let hdr = auth(&key, REMOTE, HS1, "GET", uri, None);
-        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", uri, &[("authorization", hdr)], vec![]).await;
+        let got = tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "GET",
+            uri,
+            &[("authorization", hdr)],
+            vec![],
+        )
+        .await;
         assert_eq!(got.status, 502, "{uri}");
         assert_eq!(got.errcode(), "M_UNKNOWN");
         assert!(!String::from_utf8_lossy(&got.body).contains("oops"));
     }
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "GET", "/_matrix/federation/v1/version", &[], vec![]).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "GET",
+        "/_matrix/federation/v1/version",
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["server"]["name"], "Synapse");
     g.stop().await;
@@ -266,21 +429,36 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
     let key = SigningKey::generate("hs1").unwrap();
     // hs1's own listener serves its keys: the guard verifies what it forwards as hs1.
     let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
-    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]").replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")
+        .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
     let g = start_guard(&p, &toml).await;
     let body = txn(vec![pdu(1, "ausgehend")]);
     let path = "/_matrix/federation/v1/send/out1";
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&body));
     let target = format!("matrix-federation://{REMOTE}{path}");
-    let ok_headers = vec![("authorization", hdr.clone()), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let ok_headers = vec![
+        ("authorization", hdr.clone()),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+    ];
     let got = plain_request(g.proxy.unwrap(), "PUT", &target, &ok_headers, body.clone()).await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let seen = remote.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path_and_query, path);
     assert_eq!(&seen[0].body[..], &body[..]);
-    assert!(seen[0].headers.get("proxy-authorization").is_none(), "proxy credentials must not leave the guard");
-    assert_eq!(seen[0].headers.get("authorization").unwrap().to_str().unwrap(), hdr);
+    assert!(
+        seen[0].headers.get("proxy-authorization").is_none(),
+        "proxy credentials must not leave the guard"
+    );
+    assert_eq!(
+        seen[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        hdr
+    );
 
     // Wrong or missing secret.
     for h in [None, Some("Bearer nope")] {
@@ -297,7 +475,10 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
         g.proxy.unwrap(),
         "PUT",
         &format!("matrix-federation://evil.test{path}"),
-        &[("authorization", hdr_evil), ("proxy-authorization", "Bearer s3cret".into())],
+        &[
+            ("authorization", hdr_evil),
+            ("proxy-authorization", "Bearer s3cret".into()),
+        ],
         body.clone(),
     )
     .await;
@@ -308,14 +489,27 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
         g.proxy.unwrap(),
         "PUT",
         &format!("matrix-federation://unknown.test{path}"),
-        &[("authorization", hdr_x), ("proxy-authorization", "Bearer s3cret".into())],
+        &[
+            ("authorization", hdr_x),
+            ("proxy-authorization", "Bearer s3cret".into()),
+        ],
         body.clone(),
     )
     .await;
     assert_eq!(got.status, 502);
     // A forged origin: the protected homeserver may only speak for itself.
     let hdr_forged = auth(&key, "someone.else", REMOTE, "PUT", path, Some(&body));
-    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &[("authorization", hdr_forged), ("proxy-authorization", "Bearer s3cret".into())], body.clone()).await;
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "PUT",
+        &target,
+        &[
+            ("authorization", hdr_forged),
+            ("proxy-authorization", "Bearer s3cret".into()),
+        ],
+        body.clone(),
+    )
+    .await;
     assert_eq!(got.status, 403);
     assert_eq!(remote.seen().len(), 1);
     g.stop().await;
@@ -333,10 +527,12 @@ async fn forged_outbound_requests_are_refused_and_never_resigned() {
     let key = SigningKey::generate("hs1").unwrap();
     let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
     let rule = "[[rule]]\nid = \"drop-presence\"\nkeywords = [\"Urlaub\"]\naction = \"drop\"\n";
-    let toml = outbound_toml(&p, remote.addr, rule).replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let toml = outbound_toml(&p, remote.addr, rule)
+        .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
     let g = start_guard(&p, &toml).await;
     let forger = SigningKey::generate("hs1").unwrap();
-    let mut body: serde_json::Value = serde_json::from_slice(&txn(vec![pdu(1, "ausgehend")])).unwrap();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&txn(vec![pdu(1, "ausgehend")])).unwrap();
     body["edus"] = json!([
         {"edu_type": "m.presence", "content": {"push": [{"user_id": format!("@a:{HS1}"), "presence": "online", "status_msg": "im Urlaub"}]}},
         {"edu_type": "m.direct_to_device", "content": {"sender": format!("@a:{HS1}"), "type": "m.room_key_request", "message_id": "m1",
@@ -350,22 +546,46 @@ async fn forged_outbound_requests_are_refused_and_never_resigned() {
     let plain = txn(vec![pdu(2, "unverändert")]);
     for b in [&body, &plain] {
         let hdr = auth(&forger, HS1, REMOTE, "PUT", path, Some(b));
-        let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+        let headers = vec![
+            ("authorization", hdr),
+            ("proxy-authorization", "Bearer s3cret".to_string()),
+        ];
         let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, b.clone()).await;
         assert_eq!(got.status, 401, "{:?}", String::from_utf8_lossy(&got.body));
     }
     // A signature over other content (the body changed after signing) is forged too.
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(br#"{"other":true}"#));
-    let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let headers = vec![
+        ("authorization", hdr),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+    ];
     let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, body.clone()).await;
     assert_eq!(got.status, 401, "{:?}", String::from_utf8_lossy(&got.body));
-    assert!(remote.seen().is_empty(), "nothing forged reached the destination");
-    assert!(hs1.seen().iter().all(|s| s.path_and_query == "/_matrix/key/v2/server"), "the guard only asked hs1 for its keys");
+    assert!(
+        remote.seen().is_empty(),
+        "nothing forged reached the destination"
+    );
+    assert!(
+        hs1.seen()
+            .iter()
+            .all(|s| s.path_and_query == "/_matrix/key/v2/server"),
+        "the guard only asked hs1 for its keys"
+    );
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_refusals_total", &[("direction", "outbound"), ("reason", "auth")]) >= 3.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_refusals_total",
+            &[("direction", "outbound"), ("reason", "auth")]
+        ) >= 3.0,
+        "{m}"
+    );
     // The genuine signature over the plain transaction passes.
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&plain));
-    let headers = vec![("authorization", hdr), ("proxy-authorization", "Bearer s3cret".to_string())];
+    let headers = vec![
+        ("authorization", hdr),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+    ];
     let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, plain.clone()).await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     assert_eq!(remote.seen().len(), 1);
@@ -379,19 +599,42 @@ async fn connect_tunnel_is_intercepted_and_forwarded() {
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
     let key = SigningKey::generate("hs1").unwrap();
     let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
-    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]").replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")
+        .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
     let g = start_guard(&p, &toml).await;
 
     // Refused CONNECT targets get 403 before any tunnel exists.
-    let got = plain_request(g.connect.unwrap(), "CONNECT", "evil.test:8448", &[("host", "evil.test:8448".into()), ("proxy-authorization", "Bearer s3cret".into())], vec![]).await;
+    let got = plain_request(
+        g.connect.unwrap(),
+        "CONNECT",
+        "evil.test:8448",
+        &[
+            ("host", "evil.test:8448".into()),
+            ("proxy-authorization", "Bearer s3cret".into()),
+        ],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 403);
     // Missing proxy credentials: 407.
-    let got = plain_request(g.connect.unwrap(), "CONNECT", "remote.test:8448", &[("host", "remote.test:8448".into())], vec![]).await;
+    let got = plain_request(
+        g.connect.unwrap(),
+        "CONNECT",
+        "remote.test:8448",
+        &[("host", "remote.test:8448".into())],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 407);
 
     // A real tunnel: CONNECT, then TLS against the interception CA, then a federation request.
-    let tcp = tokio::net::TcpStream::connect(g.connect.unwrap()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(g.connect.unwrap())
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
     let conn = tokio::spawn(conn.with_upgrades());
     let req = http::Request::builder()
         .method("CONNECT")
@@ -406,17 +649,38 @@ async fn connect_tunnel_is_intercepted_and_forwarded() {
     drop(conn);
     let cfg = grenzwacht::proxy::tls::client_config(&[ica]).unwrap();
     let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(rustls::pki_types::ServerName::try_from("remote.test").unwrap(), hyper_util::rt::TokioIo::new(upgraded))
+        .connect(
+            rustls::pki_types::ServerName::try_from("remote.test").unwrap(),
+            hyper_util::rt::TokioIo::new(upgraded),
+        )
         .await
         .expect("leaf minted for the CONNECT target, signed by the interception CA");
     let path = "/_matrix/federation/v1/query/profile?user_id=%40bob%3Aremote.test";
     let hdr = auth(&key, HS1, REMOTE, "GET", path, None);
-    let got = send_over(hyper_util::rt::TokioIo::new(tls), "GET", path, &[("authorization", hdr), ("host", REMOTE.into())], vec![]).await;
+    let got = send_over(
+        hyper_util::rt::TokioIo::new(tls),
+        "GET",
+        path,
+        &[("authorization", hdr), ("host", REMOTE.into())],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     assert_eq!(remote.seen().len(), 1);
     assert_eq!(remote.seen()[0].path_and_query, path);
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_requests_total", &[("direction", "outbound"), ("endpoint", "query_profile"), ("status", "200")]) >= 1.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_requests_total",
+            &[
+                ("direction", "outbound"),
+                ("endpoint", "query_profile"),
+                ("status", "200")
+            ]
+        ) >= 1.0,
+        "{m}"
+    );
     g.stop().await;
 }
 
@@ -425,10 +689,18 @@ async fn disallowed_client_address_is_dropped() {
     let p = pki();
     init_ica(&p);
     let remote = recorder(Some(acceptor(&p)), default_answer()).await;
-    let toml = outbound_toml(&p, remote.addr, "").replace("allowed_clients = [\"127.0.0.0/8\"]", "allowed_clients = [\"127.0.0.2/32\"]");
+    let toml = outbound_toml(&p, remote.addr, "").replace(
+        "allowed_clients = [\"127.0.0.0/8\"]",
+        "allowed_clients = [\"127.0.0.2/32\"]",
+    );
     let g = start_guard(&p, &toml).await;
-    let tcp = tokio::net::TcpStream::connect(g.proxy.unwrap()).await.unwrap();
-    let r = hyper::client::conn::http1::handshake::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp)).await;
+    let tcp = tokio::net::TcpStream::connect(g.proxy.unwrap())
+        .await
+        .unwrap();
+    let r = hyper::client::conn::http1::handshake::<_, http_body_util::Full<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await;
     let (mut sender, conn) = r.unwrap();
     tokio::spawn(conn);
     let req = http::Request::builder()
@@ -437,7 +709,10 @@ async fn disallowed_client_address_is_dropped() {
         .header("proxy-authorization", "Bearer s3cret")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
-    assert!(sender.send_request(req).await.is_err(), "connection from 127.0.0.1 must be closed");
+    assert!(
+        sender.send_request(req).await.is_err(),
+        "connection from 127.0.0.1 must be closed"
+    );
     assert!(remote.seen().is_empty());
     g.stop().await;
 }
@@ -453,30 +728,57 @@ async fn synapse_style_http10_connect_without_sni() {
     // No secret, explicitly allowed: address allow-list only.
     let toml = outbound_toml(&p, remote.addr, "")
         .replace("proxy_listen = \"127.0.0.1:0\"\n", "")
-        .replace("proxy_secret = \"s3cret\"\n", "allow_unauthenticated_connect = true\n");
-    let toml = toml.replace(&format!("server_name = \"{REMOTE}\""), &format!("server_name = \"127.0.0.1:{}\"", remote.addr.port()));
+        .replace(
+            "proxy_secret = \"s3cret\"\n",
+            "allow_unauthenticated_connect = true\n",
+        );
+    let toml = toml.replace(
+        &format!("server_name = \"{REMOTE}\""),
+        &format!("server_name = \"127.0.0.1:{}\"", remote.addr.port()),
+    );
     let g = start_guard(&p, &toml).await;
     let dest = format!("127.0.0.1:{}", remote.addr.port());
-    let mut tcp = tokio::net::TcpStream::connect(g.connect.unwrap()).await.unwrap();
-    tcp.write_all(format!("CONNECT {dest} HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(g.connect.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(format!("CONNECT {dest} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "connection closed during CONNECT response");
+        assert_eq!(
+            tcp.read(&mut b).await.unwrap(),
+            1,
+            "connection closed during CONNECT response"
+        );
         head.push(b[0]);
     }
     let head = String::from_utf8_lossy(&head).to_string();
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
     let cfg = grenzwacht::proxy::tls::client_config(&[ica]).unwrap();
     // An IP literal as server name: rustls sends no SNI for it, like Twisted.
     let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
         .await
         .expect("leaf with IP SAN for the CONNECT target");
     let key = SigningKey::generate("hs1").unwrap();
     let path = "/_matrix/federation/v1/version";
     let hdr = auth(&key, HS1, &dest, "GET", path, None);
-    let got = send_over(hyper_util::rt::TokioIo::new(tls), "GET", path, &[("authorization", hdr), ("host", dest.clone())], vec![]).await;
+    let got = send_over(
+        hyper_util::rt::TokioIo::new(tls),
+        "GET",
+        path,
+        &[("authorization", hdr), ("host", dest.clone())],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     assert_eq!(remote.seen().len(), 1);
     g.stop().await;
@@ -506,7 +808,12 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
 
     // Room version unknown: the marked event cannot be redacted correctly, so nothing passes.
     let got = send("t0", txn(vec![msg.clone()])).await;
-    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{:?}", got.body);
+    assert_eq!(
+        (got.status, got.errcode().as_str()),
+        (403, "M_FORBIDDEN"),
+        "{:?}",
+        got.body
+    );
     assert!(up.seen().is_empty());
 
     // The guard learns the room version from the create event.
@@ -521,7 +828,13 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let got = send("t0", txn(vec![msg.clone()])).await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_refusals_total", &[("reason", "unknown_room_version")]) >= 1.0);
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_refusals_total",
+            &[("reason", "unknown_room_version")]
+        ) >= 1.0
+    );
 
     let clean = pdu(3, "harmlos");
     let body = txn(vec![clean.clone(), msg.clone()]);
@@ -531,17 +844,37 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let fwd = seen.last().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
     assert_eq!(v["pdus"].as_array().unwrap().len(), 2, "no PDU removed");
-    assert_eq!(v["pdus"][0]["content"]["body"], "harmlos", "the clean PDU is untouched");
-    assert_eq!(v["pdus"][1]["content"], json!({}), "the marked PDU is redacted");
+    assert_eq!(
+        v["pdus"][0]["content"]["body"], "harmlos",
+        "the clean PDU is untouched"
+    );
+    assert_eq!(
+        v["pdus"][1]["content"],
+        json!({}),
+        "the marked PDU is redacted"
+    );
     assert_eq!(v["pdus"][1]["type"], "m.room.message");
     assert!(!String::from_utf8_lossy(&fwd.body).contains("GEHEIM"));
     // Re-signed by the guard key, as the origin; the signature verifies over the new body.
-    let hdr = fwd.headers.get("authorization").unwrap().to_str().unwrap().to_string();
+    let hdr = fwd
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let x = xmatrix::XMatrix::parse(&hdr).unwrap();
     assert_eq!(x.origin.as_str(), REMOTE);
     assert_eq!(x.key.as_str(), "ed25519:gw1");
     let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&fwd.body).unwrap();
-    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/t2", Some(&raw), &guard_key.public_key()).expect("guard signature verifies");
+    xmatrix::verify_request(
+        &x,
+        "PUT",
+        "/_matrix/federation/v1/send/t2",
+        Some(&raw),
+        &guard_key.public_key(),
+    )
+    .expect("guard signature verifies");
 
     // The retry gets exactly the first decision: same bytes, same header.
     let got = send("t2", body.clone()).await;
@@ -549,12 +882,18 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
     let seen = up.seen();
     let again = seen.last().unwrap();
     assert_eq!(again.body, fwd.body);
-    assert_eq!(again.headers.get("authorization"), fwd.headers.get("authorization"));
+    assert_eq!(
+        again.headers.get("authorization"),
+        fwd.headers.get("authorization")
+    );
     let n = seen.len();
 
     // The same transaction id with other content is refused.
     let got = send("t2", txn(vec![clean])).await;
-    assert_eq!((got.status, got.errcode().as_str()), (400, "M_INVALID_PARAM"));
+    assert_eq!(
+        (got.status, got.errcode().as_str()),
+        (400, "M_INVALID_PARAM")
+    );
     assert_eq!(up.seen().len(), n);
     g.stop().await;
 }
@@ -563,7 +902,8 @@ async fn inbound_redaction_is_resigned_and_retries_get_the_first_decision() {
 fn signed_pdu(key: &SigningKey, v: serde_json::Value) -> serde_json::Value {
     let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(v).unwrap();
     let rules = ruma::RoomVersionId::V10.rules().unwrap();
-    ruma::signatures::hash_and_sign_event(REMOTE, key.key_pair(), &mut obj, &rules.redaction).unwrap();
+    ruma::signatures::hash_and_sign_event(REMOTE, key.key_pair(), &mut obj, &rules.redaction)
+        .unwrap();
     serde_json::to_value(obj).unwrap()
 }
 
@@ -577,7 +917,10 @@ async fn inbound_pdus_are_verified_by_the_guard_and_it_serves_as_notary() {
     let remote_key = SigningKey::generate("r1").unwrap();
     // The remote's key server, reached through the guard's route table over verified TLS.
     let key_object = {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(json!({
             "server_name": REMOTE, "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
             "verify_keys": {"ed25519:r1": {"key": remote_key.public_key_base64()}}
@@ -590,7 +933,11 @@ async fn inbound_pdus_are_verified_by_the_guard_and_it_serves_as_notary() {
         if s.path_and_query == "/_matrix/key/v2/server" {
             (200, "application/json", key_object.clone())
         } else {
-            (404, "application/json", br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec())
+            (
+                404,
+                "application/json",
+                br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec(),
+            )
         }
     });
     let key_server = recorder(Some(acceptor(&p)), key_answer).await;
@@ -642,16 +989,46 @@ notary_name = "notary.test"
             "room_id": room, "sender": "@a:remote.test", "type": kind, "content": content
         })
     };
-    let mut create = event(1, "m.room.create", json!({"creator": "@a:remote.test", "room_version": "10"}));
+    let mut create = event(
+        1,
+        "m.room.create",
+        json!({"creator": "@a:remote.test", "room_version": "10"}),
+    );
     create["state_key"] = json!("");
     let create = signed_pdu(&remote_key, create);
-    let good = signed_pdu(&remote_key, event(2, "m.room.message", json!({"body": "valid", "msgtype": "m.text"})));
-    let mut tampered = signed_pdu(&remote_key, event(3, "m.room.message", json!({"body": "original", "msgtype": "m.text"})));
+    let good = signed_pdu(
+        &remote_key,
+        event(
+            2,
+            "m.room.message",
+            json!({"body": "valid", "msgtype": "m.text"}),
+        ),
+    );
+    let mut tampered = signed_pdu(
+        &remote_key,
+        event(
+            3,
+            "m.room.message",
+            json!({"body": "original", "msgtype": "m.text"}),
+        ),
+    );
     tampered["content"]["body"] = json!("changed on the way");
-    let mut forged = signed_pdu(&remote_key, event(4, "m.room.message", json!({"body": "forged", "msgtype": "m.text"})));
-    forged["signatures"][REMOTE]["ed25519:r1"] = json!(SigningKey::generate("r1").unwrap().sign_base64(b"other"));
+    let mut forged = signed_pdu(
+        &remote_key,
+        event(
+            4,
+            "m.room.message",
+            json!({"body": "forged", "msgtype": "m.text"}),
+        ),
+    );
+    forged["signatures"][REMOTE]["ed25519:r1"] =
+        json!(SigningKey::generate("r1").unwrap().sign_base64(b"other"));
 
-    let got = send("/_matrix/federation/v1/send/v1".into(), txn(vec![create, good.clone(), tampered, forged.clone()])).await;
+    let got = send(
+        "/_matrix/federation/v1/send/v1".into(),
+        txn(vec![create, good.clone(), tampered, forged.clone()]),
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
@@ -659,27 +1036,69 @@ notary_name = "notary.test"
     let pdus = v["pdus"].as_array().unwrap();
     assert_eq!(pdus.len(), 4, "no PDU removed");
     assert_eq!(pdus[1], good, "a valid PDU passes unchanged");
-    assert_eq!(pdus[2]["content"], json!({}), "a PDU whose content hash fails crosses redacted");
-    assert_eq!(pdus[3]["content"], json!({}), "a PDU whose signature fails crosses redacted");
+    assert_eq!(
+        pdus[2]["content"],
+        json!({}),
+        "a PDU whose content hash fails crosses redacted"
+    );
+    assert_eq!(
+        pdus[3]["content"],
+        json!({}),
+        "a PDU whose signature fails crosses redacted"
+    );
     assert!(!String::from_utf8_lossy(&seen[0].body).contains("changed on the way"));
-    let x = xmatrix::XMatrix::parse(seen[0].headers.get("authorization").unwrap().to_str().unwrap()).unwrap();
+    let x = xmatrix::XMatrix::parse(
+        seen[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
     let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&seen[0].body).unwrap();
-    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/v1", Some(&raw), &guard_key.public_key()).expect("re-signed by the guard key");
+    xmatrix::verify_request(
+        &x,
+        "PUT",
+        "/_matrix/federation/v1/send/v1",
+        Some(&raw),
+        &guard_key.public_key(),
+    )
+    .expect("re-signed by the guard key");
     // The key server was asked by the guard itself.
-    assert!(key_server.seen().iter().any(|s| s.path_and_query == "/_matrix/key/v2/server"));
+    assert!(key_server
+        .seen()
+        .iter()
+        .any(|s| s.path_and_query == "/_matrix/key/v2/server"));
 
     // A forged invite (single-event endpoint) is refused and never forwarded.
     let mut invite = forged.clone();
     invite["type"] = json!("m.room.member");
     invite["state_key"] = json!("@b:hs1.test");
     invite["content"] = json!({"membership": "invite"});
-    let body = serde_json::to_vec(&json!({"event": invite, "room_version": "10", "invite_room_state": []})).unwrap();
-    let got = send("/_matrix/federation/v2/invite/%21v%3Aremote.test/%24x".into(), body).await;
-    assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"), "{:?}", String::from_utf8_lossy(&got.body));
+    let body = serde_json::to_vec(
+        &json!({"event": invite, "room_version": "10", "invite_room_state": []}),
+    )
+    .unwrap();
+    let got = send(
+        "/_matrix/federation/v2/invite/%21v%3Aremote.test/%24x".into(),
+        body,
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.errcode().as_str()),
+        (403, "M_FORBIDDEN"),
+        "{:?}",
+        String::from_utf8_lossy(&got.body)
+    );
     assert_eq!(up.seen().len(), 1);
 
     // A PDU in a room whose version the guard does not know cannot be verified: refused.
-    let mut stranger = event(5, "m.room.message", json!({"body": "x", "msgtype": "m.text"}));
+    let mut stranger = event(
+        5,
+        "m.room.message",
+        json!({"body": "x", "msgtype": "m.text"}),
+    );
     stranger["room_id"] = json!("!unknown:remote.test");
     let stranger = signed_pdu(&remote_key, stranger);
     let got = send("/_matrix/federation/v1/send/v2".into(), txn(vec![stranger])).await;
@@ -687,45 +1106,107 @@ notary_name = "notary.test"
     assert_eq!(up.seen().len(), 1);
 
     let m = metrics(g.admin).await;
-    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "verified")]), 2.0);
-    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "hash_mismatch")]), 1.0);
-    assert!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "bad_signature")]) >= 2.0);
-    assert_eq!(counter(&m, "grenzwacht_pdu_checks_total", &[("outcome", "unknown_room_version")]), 1.0);
+    assert_eq!(
+        counter(
+            &m,
+            "grenzwacht_pdu_checks_total",
+            &[("outcome", "verified")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "grenzwacht_pdu_checks_total",
+            &[("outcome", "hash_mismatch")]
+        ),
+        1.0
+    );
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_pdu_checks_total",
+            &[("outcome", "bad_signature")]
+        ) >= 2.0
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "grenzwacht_pdu_checks_total",
+            &[("outcome", "unknown_room_version")]
+        ),
+        1.0
+    );
 
     // The guard as notary: a protected server's key query to the notary name is answered by
     // the guard (keys fetched from the server itself), attested and signed as the notary.
-    let query = serde_json::to_vec(&json!({"server_keys": {REMOTE: {}, "unreachable.test": {}}})).unwrap();
+    let query =
+        serde_json::to_vec(&json!({"server_keys": {REMOTE: {}, "unreachable.test": {}}})).unwrap();
     let proxy_auth = ("proxy-authorization", "Bearer s3cret".to_string());
-    let got = plain_request(g.proxy.unwrap(), "POST", "matrix-federation://notary.test/_matrix/key/v2/query", std::slice::from_ref(&proxy_auth), query).await;
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "POST",
+        "matrix-federation://notary.test/_matrix/key/v2/query",
+        std::slice::from_ref(&proxy_auth),
+        query,
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let answer = got.json();
     let objects = answer["server_keys"].as_array().unwrap();
-    assert_eq!(objects.len(), 1, "only the reachable server's keys: {answer}");
+    assert_eq!(
+        objects.len(),
+        1,
+        "only the reachable server's keys: {answer}"
+    );
     let obj = &objects[0];
     assert_eq!(obj["server_name"], REMOTE);
-    assert_eq!(obj["verify_keys"]["ed25519:r1"]["key"], remote_key.public_key_base64(), "the server's real key");
-    assert_eq!(obj["verify_keys"]["ed25519:gw1"]["key"], guard_key.public_key_base64(), "the attested guard key");
-    assert!(obj["signatures"][REMOTE].get("ed25519:r1").is_none(), "the original signature is dropped");
+    assert_eq!(
+        obj["verify_keys"]["ed25519:r1"]["key"],
+        remote_key.public_key_base64(),
+        "the server's real key"
+    );
+    assert_eq!(
+        obj["verify_keys"]["ed25519:gw1"]["key"],
+        guard_key.public_key_base64(),
+        "the attested guard key"
+    );
+    assert!(
+        obj["signatures"][REMOTE].get("ed25519:r1").is_none(),
+        "the original signature is dropped"
+    );
     let canonical: ruma::CanonicalJsonObject = serde_json::from_value(obj.clone()).unwrap();
     for signer in [REMOTE, "notary.test"] {
         let mut keys = ruma::signatures::PublicKeyMap::new();
         let mut set = ruma::signatures::PublicKeySet::new();
-        set.insert("ed25519:gw1".into(), ruma::serde::Base64::new(guard_key.public_key().to_vec()));
+        set.insert(
+            "ed25519:gw1".into(),
+            ruma::serde::Base64::new(guard_key.public_key().to_vec()),
+        );
         keys.insert(signer.to_string(), set);
         let mut only: ruma::CanonicalJsonObject = canonical.clone();
         let sigs = only.get_mut("signatures").unwrap();
         if let ruma::CanonicalJsonValue::Object(m) = sigs {
             m.retain(|k, _| k == signer);
         }
-        ruma::signatures::verify_json(&keys, &only).unwrap_or_else(|e| panic!("{signer} signature: {e}"));
+        ruma::signatures::verify_json(&keys, &only)
+            .unwrap_or_else(|e| panic!("{signer} signature: {e}"));
     }
     // The notary name serves key queries only.
-    let got = plain_request(g.proxy.unwrap(), "GET", "matrix-federation://notary.test/_matrix/federation/v1/version", &[proxy_auth], vec![]).await;
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "GET",
+        "matrix-federation://notary.test/_matrix/federation/v1/version",
+        &[proxy_auth],
+        vec![],
+    )
+    .await;
     assert_eq!(got.status, 404);
     g.stop().await;
 }
 
-const GEHEIM_RULE: &str = "[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n";
+const GEHEIM_RULE: &str =
+    "[[rule]]\nid = \"geheim\"\nkeywords = [\"GEHEIM\"]\naction = \"redact\"\n";
 
 /// A profile answer leaving the protected side loses the marked display name; the rest of the
 /// profile, and a clean profile, pass.
@@ -750,14 +1231,22 @@ async fn profile_response_released_without_the_marked_displayname() {
     };
     let got = get("/_matrix/federation/v1/query/profile?user_id=%40carol%3Ahs1.test".into()).await;
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
-    assert_eq!(got.json(), json!({"avatar_url": "mxc://hs1.test/carol"}), "display name removed, avatar kept");
+    assert_eq!(
+        got.json(),
+        json!({"avatar_url": "mxc://hs1.test/carol"}),
+        "display name removed, avatar kept"
+    );
     // The generic query with a percent-encoded query type is the same profile query to Synapse.
-    let got = get("/_matrix/federation/v1/query/profil%65?user_id=%40carol%3Ahs1.test".into()).await;
+    let got =
+        get("/_matrix/federation/v1/query/profil%65?user_id=%40carol%3Ahs1.test".into()).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), json!({"avatar_url": "mxc://hs1.test/carol"}));
     // Positive control: a clean profile is released as it came.
     let got = get("/_matrix/federation/v1/query/profile?user_id=%40dave%3Ahs1.test".into()).await;
-    assert_eq!(got.json(), json!({"displayname": "Dave", "avatar_url": "mxc://hs1.test/dave"}));
+    assert_eq!(
+        got.json(),
+        json!({"displayname": "Dave", "avatar_url": "mxc://hs1.test/dave"})
+    );
     assert_eq!(up.seen().len(), 3);
     g.stop().await;
 }
@@ -770,7 +1259,10 @@ async fn to_device_message_removed_for_one_device_and_resigned() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
     let (guard_key, gk_path) = guard_key_file(&p);
-    let extra = format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{GEHEIM_RULE}", gk_path.display());
+    let extra = format!(
+        "[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{GEHEIM_RULE}",
+        gk_path.display()
+    );
     let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
     let key = SigningKey::generate("r1").unwrap();
     let send = |txn: &str, body: Vec<u8>| {
@@ -779,9 +1271,7 @@ async fn to_device_message_removed_for_one_device_and_resigned() {
         let (addr, ca) = (g.inbound.unwrap(), p.ca_path.clone());
         async move { tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await }
     };
-    let to_device = |messages: serde_json::Value| {
-        json!({"edu_type": "m.direct_to_device", "content": {"sender": "@a:remote.test", "type": "org.example.note", "message_id": "m1", "messages": messages}})
-    };
+    let to_device = |messages: serde_json::Value| json!({"edu_type": "m.direct_to_device", "content": {"sender": "@a:remote.test", "type": "org.example.note", "message_id": "m1", "messages": messages}});
     let typing = json!({"edu_type": "m.typing", "content": {"room_id": "!r:remote.test", "user_id": "@a:remote.test", "typing": true}});
     let clean_pdu = pdu(1, "harmlos");
     let body = serde_json::to_vec(&json!({
@@ -796,15 +1286,41 @@ async fn to_device_message_removed_for_one_device_and_resigned() {
     let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
     assert_eq!(v["pdus"], json!([clean_pdu]), "PDU untouched");
     assert_eq!(v["edus"][0], typing, "other EDUs untouched");
-    assert_eq!(v["edus"][1]["content"]["messages"], json!({"@bob:hs1.test": {"LAPTOP": {"text": "Treffpunkt 10 Uhr"}}}));
+    assert_eq!(
+        v["edus"][1]["content"]["messages"],
+        json!({"@bob:hs1.test": {"LAPTOP": {"text": "Treffpunkt 10 Uhr"}}})
+    );
     assert_eq!(v["edus"][1]["content"]["message_id"], "m1");
     assert!(!String::from_utf8_lossy(&fwd.body).contains("GEHEIM"));
-    let hdr = fwd.headers.get("authorization").unwrap().to_str().unwrap().to_string();
+    let hdr = fwd
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let x = xmatrix::XMatrix::parse(&hdr).unwrap();
     assert_eq!((x.origin.as_str(), x.key.as_str()), (REMOTE, "ed25519:gw1"));
     let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&fwd.body).unwrap();
-    xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/td1", Some(&raw), &guard_key.public_key()).expect("guard signature verifies");
-    assert!(xmatrix::verify_request(&x, "PUT", "/_matrix/federation/v1/send/td1", Some(&serde_json::from_slice::<Box<serde_json::value::RawValue>>(&body).unwrap()), &guard_key.public_key()).is_err(), "signature is over the rewritten body");
+    xmatrix::verify_request(
+        &x,
+        "PUT",
+        "/_matrix/federation/v1/send/td1",
+        Some(&raw),
+        &guard_key.public_key(),
+    )
+    .expect("guard signature verifies");
+    assert!(
+        xmatrix::verify_request(
+            &x,
+            "PUT",
+            "/_matrix/federation/v1/send/td1",
+            Some(&serde_json::from_slice::<Box<serde_json::value::RawValue>>(&body).unwrap()),
+            &guard_key.public_key()
+        )
+        .is_err(),
+        "signature is over the rewritten body"
+    );
     // A retry gets the same bytes.
     assert_eq!(send("td1", body).await.status, 200);
     assert_eq!(up.seen().last().unwrap().body, fwd.body);
@@ -819,12 +1335,21 @@ async fn to_device_message_removed_for_one_device_and_resigned() {
     assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
     let v: serde_json::Value = serde_json::from_slice(&up.seen().last().unwrap().body).unwrap();
     assert_eq!(v["pdus"], json!([clean_pdu]));
-    assert_eq!(v["edus"], json!([typing]), "to-device EDU without messages is dropped");
+    assert_eq!(
+        v["edus"],
+        json!([typing]),
+        "to-device EDU without messages is dropped"
+    );
     g.stop().await;
 }
 
 /// A guard with the DLP rule set of `dir` (polled every 50 ms), a guard key, no verification.
-fn dlp_toml(p: &Pki, upstream: std::net::SocketAddr, dir: &std::path::Path, gk: &std::path::Path) -> String {
+fn dlp_toml(
+    p: &Pki,
+    upstream: std::net::SocketAddr,
+    dir: &std::path::Path,
+    gk: &std::path::Path,
+) -> String {
     inbound_toml(
         p,
         upstream,
@@ -845,9 +1370,24 @@ async fn announce_room(g: &RunningGuard, p: &Pki, key: &SigningKey, room: &str) 
         "content": {"creator": "@a:remote.test", "room_version": "10"}, "signatures": {}
     });
     let body = txn(vec![create]);
-    let uri = format!("/_matrix/federation/v1/send/create{}", rand::random::<u32>());
+    let uri = format!(
+        "/_matrix/federation/v1/send/create{}",
+        rand::random::<u32>()
+    );
     let hdr = auth(key, REMOTE, HS1, "PUT", &uri, Some(&body));
-    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body).await.status, 200);
+    assert_eq!(
+        tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            &uri,
+            &[("authorization", hdr)],
+            body
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 /// Hot reload under load: transactions with an `ALPHA` and a `BRAVO` message keep flowing while
@@ -872,14 +1412,20 @@ async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for worker in 0..4 {
-        let (stop, key, ca, addr) = (stop.clone(), SigningKey::from_synapse_str(&key.to_synapse_string()).unwrap(), p.ca_path.clone(), g.inbound.unwrap());
+        let (stop, key, ca, addr) = (
+            stop.clone(),
+            SigningKey::from_synapse_str(&key.to_synapse_string()).unwrap(),
+            p.ca_path.clone(),
+            g.inbound.unwrap(),
+        );
         load.push(tokio::spawn(async move {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let body = txn(vec![pdu(2, "Projekt ALPHA"), pdu(3, "Projekt BRAVO")]);
                 let uri = format!("/_matrix/federation/v1/send/load-{worker}-{n}");
                 let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
-                let got = tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await;
+                let got =
+                    tls_request(addr, &ca, "PUT", &uri, &[("authorization", hdr)], body).await;
                 assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
                 n += 1;
             }
@@ -897,7 +1443,11 @@ async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
         sent += t.await.unwrap();
     }
     let (mut alpha_redacted, mut bravo_redacted) = (0, 0);
-    for s in up.seen().iter().filter(|s| s.path_and_query.contains("/send/load-")) {
+    for s in up
+        .seen()
+        .iter()
+        .filter(|s| s.path_and_query.contains("/send/load-"))
+    {
         let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
         let a = v["pdus"][0]["content"] == json!({});
         let b = v["pdus"][1]["content"] == json!({});
@@ -909,30 +1459,64 @@ async fn dlp_hot_reload_under_load_is_atomic_and_refuses_broken_rule_sets() {
         }
     }
     assert_eq!(alpha_redacted + bravo_redacted, sent as usize);
-    assert!(alpha_redacted > 0 && bravo_redacted > 0, "both rule sets served traffic ({alpha_redacted}/{bravo_redacted})");
+    assert!(
+        alpha_redacted > 0 && bravo_redacted > 0,
+        "both rule sets served traffic ({alpha_redacted}/{bravo_redacted})"
+    );
     let m = metrics(g.admin).await;
     assert!(counter(&m, "grenzwacht_policy_reloads_total", &[("result", "ok")]) >= 3.0);
 
     // Last good rule set: BRAVO. A broken file is refused; BRAVO stays redacted.
-    std::fs::write(&file, "mode = \"enforce\"\n[[rule]]\nid = \"t.broken\"\nregex = \"(unclosed\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "mode = \"enforce\"\n[[rule]]\nid = \"t.broken\"\nregex = \"(unclosed\"\n",
+    )
+    .unwrap();
     let refused = async {
         loop {
             let m = metrics(g.admin).await;
-            if counter(&m, "grenzwacht_policy_reloads_total", &[("result", "refused")]) >= 1.0 {
+            if counter(
+                &m,
+                "grenzwacht_policy_reloads_total",
+                &[("result", "refused")],
+            ) >= 1.0
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), refused).await.expect("the broken rule set was refused");
+    tokio::time::timeout(std::time::Duration::from_secs(10), refused)
+        .await
+        .expect("the broken rule set was refused");
     let body = txn(vec![pdu(4, "Projekt ALPHA"), pdu(5, "Projekt BRAVO")]);
     let uri = "/_matrix/federation/v1/send/after-broken";
     let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
-    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body).await.status, 200);
-    let last = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    assert_eq!(
+        tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            uri,
+            &[("authorization", hdr)],
+            body
+        )
+        .await
+        .status,
+        200
+    );
+    let last = up
+        .seen()
+        .into_iter()
+        .find(|s| s.path_and_query == uri)
+        .expect("forwarded");
     let v: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
     assert_eq!(v["pdus"][0]["content"]["body"], "Projekt ALPHA");
-    assert_eq!(v["pdus"][1]["content"], json!({}), "the last good rule set still applies");
+    assert_eq!(
+        v["pdus"][1]["content"],
+        json!({}),
+        "the last good rule set still applies"
+    );
     g.stop().await;
 }
 
@@ -942,13 +1526,42 @@ fn redact_rule(id: &str, word: &str) -> String {
 }
 
 /// Sends one transaction with a message per word; returns per word whether it arrived redacted.
-async fn redacted(g: &RunningGuard, p: &Pki, up: &Recorder, key: &SigningKey, uri: &str, words: &[&str]) -> Vec<bool> {
-    let body = txn(words.iter().enumerate().map(|(i, w)| pdu(10 + i, &format!("Bericht {w} Ende"))).collect());
+async fn redacted(
+    g: &RunningGuard,
+    p: &Pki,
+    up: &Recorder,
+    key: &SigningKey,
+    uri: &str,
+    words: &[&str],
+) -> Vec<bool> {
+    let body = txn(words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| pdu(10 + i, &format!("Bericht {w} Ende")))
+        .collect());
     let hdr = auth(key, REMOTE, HS1, "PUT", uri, Some(&body));
-    assert_eq!(tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr)], body).await.status, 200);
-    let fwd = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    assert_eq!(
+        tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            uri,
+            &[("authorization", hdr)],
+            body
+        )
+        .await
+        .status,
+        200
+    );
+    let fwd = up
+        .seen()
+        .into_iter()
+        .find(|s| s.path_and_query == uri)
+        .expect("forwarded");
     let v: serde_json::Value = serde_json::from_slice(&fwd.body).unwrap();
-    (0..words.len()).map(|i| v["pdus"][i]["content"] == json!({})).collect()
+    (0..words.len())
+        .map(|i| v["pdus"][i]["content"] == json!({}))
+        .collect()
 }
 
 /// Replaces `path` in one step (temporary name without `.toml`, then rename), so the watcher
@@ -960,14 +1573,21 @@ fn put(path: &std::path::Path, content: &str) {
 }
 
 /// Waits until the guard has made more than `attempts` reload attempts.
-async fn next_reload(g: &RunningGuard, attempts: u64, what: &str) -> grenzwacht::proxy::guard::PolicyStatus {
+async fn next_reload(
+    g: &RunningGuard,
+    attempts: u64,
+    what: &str,
+) -> grenzwacht::proxy::guard::PolicyStatus {
     let t0 = std::time::Instant::now();
     loop {
         let s = g.guard.policy_status();
         if s.attempts > attempts {
             return s;
         }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{what}: the watcher did not act");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: the watcher did not act"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -988,7 +1608,10 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
     let markings = dir.join("markings.toml");
     // The marker rule's last line is a detector: cutting it off keeps every rule id.
     let geheim = "[[rule]]\nid = \"t.geheim\"\ndescription = \"test\"\nseverity = \"high\"\naction = \"redact\"\nregex = 'VS-GEHEIM'\nkeywords = [\"GEHEIM\"]\n";
-    let full = format!("mode = \"enforce\"\n{}{geheim}", redact_rule("t.zweitens", "ZWEITENS"));
+    let full = format!(
+        "mode = \"enforce\"\n{}{geheim}",
+        redact_rule("t.zweitens", "ZWEITENS")
+    );
     std::fs::write(&markings, &full).unwrap();
     std::fs::write(dir.join("extra.toml"), redact_rule("t.extra", "EXTRAWORT")).unwrap();
     let (_, gk) = guard_key_file(&p);
@@ -998,15 +1621,42 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
     let words = ["GEHEIM", "ZWEITENS", "EXTRAWORT", "harmlos"];
     let start = g.guard.policy_status();
     assert_eq!((start.rules, start.files, start.attempts), (3, 2, 0));
-    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-start", &words).await, [true, true, true, false]);
+    assert_eq!(
+        redacted(
+            &g,
+            &p,
+            &up,
+            &key,
+            "/_matrix/federation/v1/send/shrink-start",
+            &words
+        )
+        .await,
+        [true, true, true, false]
+    );
 
     let cut = full.find("[[rule]]\nid = \"t.geheim\"").unwrap();
     let steps = [
-        ("cut off before the last detector (every id kept)", Some(full[..full.find("keywords = [\"GEHEIM\"]").unwrap()].to_string()), ReloadResult::RefusedShrink),
-        ("truncated at a rule boundary", Some(full[..cut].to_string()), ReloadResult::RefusedShrink),
-        ("truncated mid-line", Some(full[..cut + 30].to_string()), ReloadResult::Refused),
+        (
+            "cut off before the last detector (every id kept)",
+            Some(full[..full.find("keywords = [\"GEHEIM\"]").unwrap()].to_string()),
+            ReloadResult::RefusedShrink,
+        ),
+        (
+            "truncated at a rule boundary",
+            Some(full[..cut].to_string()),
+            ReloadResult::RefusedShrink,
+        ),
+        (
+            "truncated mid-line",
+            Some(full[..cut + 30].to_string()),
+            ReloadResult::Refused,
+        ),
         ("emptied", Some(String::new()), ReloadResult::Refused),
-        ("comments only", Some("# the GEHEIM rules moved elsewhere\n".to_string()), ReloadResult::Refused),
+        (
+            "comments only",
+            Some("# the GEHEIM rules moved elsewhere\n".to_string()),
+            ReloadResult::Refused,
+        ),
         ("deleted", None, ReloadResult::RefusedShrink),
     ];
     for (i, (what, content, expected)) in steps.into_iter().enumerate() {
@@ -1017,23 +1667,59 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
         }
         let s = next_reload(&g, before, what).await;
         assert_eq!(s.last_result, Some(expected), "{what}");
-        assert_eq!(s.attempts, before + 1, "{what}: one attempt per settled change");
-        assert_eq!((s.fingerprint, s.rules, s.files), (start.fingerprint, 3, 2), "{what}: the running set stays");
+        assert_eq!(
+            s.attempts,
+            before + 1,
+            "{what}: one attempt per settled change"
+        );
+        assert_eq!(
+            (s.fingerprint, s.rules, s.files),
+            (start.fingerprint, 3, 2),
+            "{what}: the running set stays"
+        );
         let uri = format!("/_matrix/federation/v1/send/shrink-{i}");
-        assert_eq!(redacted(&g, &p, &up, &key, &uri, &words).await, [true, true, true, false], "{what}");
+        assert_eq!(
+            redacted(&g, &p, &up, &key, &uri, &words).await,
+            [true, true, true, false],
+            "{what}"
+        );
     }
     // The refused state is not retried on every poll.
     let attempts = g.guard.policy_status().attempts;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(g.guard.policy_status().attempts, attempts, "a refused state is tried once");
+    assert_eq!(
+        g.guard.policy_status().attempts,
+        attempts,
+        "a refused state is tried once"
+    );
 
     // The operator confirms: the smaller set (extra.toml only) is taken.
     let gg = g.guard.clone();
-    assert_eq!(tokio::task::spawn_blocking(move || gg.reload_policies_accepting_smaller()).await.unwrap().unwrap(), 1);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || gg.reload_policies_accepting_smaller())
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
     let s = g.guard.policy_status();
-    assert_eq!((s.last_result, s.rules, s.files), (Some(ReloadResult::AcceptedShrink), 1, 1));
+    assert_eq!(
+        (s.last_result, s.rules, s.files),
+        (Some(ReloadResult::AcceptedShrink), 1, 1)
+    );
     assert_ne!(s.fingerprint, start.fingerprint);
-    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-confirmed", &words).await, [false, false, true, false]);
+    assert_eq!(
+        redacted(
+            &g,
+            &p,
+            &up,
+            &key,
+            "/_matrix/federation/v1/send/shrink-confirmed",
+            &words
+        )
+        .await,
+        [false, false, true, false]
+    );
     // The watcher does not reload what the signal already loaded.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(g.guard.policy_status().attempts, s.attempts);
@@ -1041,12 +1727,33 @@ async fn dlp_rule_set_never_shrinks_by_accident() {
     // Restoring the file is a bigger set: taken without confirmation.
     put(&markings, &full);
     let s = next_reload(&g, s.attempts, "restored").await;
-    assert_eq!((s.last_result, s.rules, s.fingerprint), (Some(ReloadResult::Ok), 3, start.fingerprint));
-    assert_eq!(redacted(&g, &p, &up, &key, "/_matrix/federation/v1/send/shrink-restored", &words).await, [true, true, true, false]);
+    assert_eq!(
+        (s.last_result, s.rules, s.fingerprint),
+        (Some(ReloadResult::Ok), 3, start.fingerprint)
+    );
+    assert_eq!(
+        redacted(
+            &g,
+            &p,
+            &up,
+            &key,
+            "/_matrix/federation/v1/send/shrink-restored",
+            &words
+        )
+        .await,
+        [true, true, true, false]
+    );
 
     let m = metrics(g.admin).await;
-    for (result, at_least) in [("refused_shrink", 3.0), ("refused", 3.0), ("accepted_shrink", 1.0)] {
-        assert!(counter(&m, "grenzwacht_policy_reloads_total", &[("result", result)]) >= at_least, "{result}: {m}");
+    for (result, at_least) in [
+        ("refused_shrink", 3.0),
+        ("refused", 3.0),
+        ("accepted_shrink", 1.0),
+    ] {
+        assert!(
+            counter(&m, "grenzwacht_policy_reloads_total", &[("result", result)]) >= at_least,
+            "{result}: {m}"
+        );
     }
     g.stop().await;
 }
@@ -1058,21 +1765,49 @@ async fn dlp_shadow_mode_records_but_forwards_unchanged() {
     let up = recorder(None, default_answer()).await;
     let dir = p.dir.path().join("policies");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("shadow.toml"), keyword_rules("shadow", "SHADOWWORD")).unwrap();
+    std::fs::write(
+        dir.join("shadow.toml"),
+        keyword_rules("shadow", "SHADOWWORD"),
+    )
+    .unwrap();
     let (_, gk) = guard_key_file(&p);
     let g = start_guard(&p, &dlp_toml(&p, up.addr, &dir, &gk)).await;
     let key = SigningKey::generate("r1").unwrap();
     announce_room(&g, &p, &key, "!r:remote.test").await;
-    let before = counter(&metrics(g.admin).await, "grenzwacht_dlp_decisions_total", &[("mode", "shadow"), ("action", "redact")]);
+    let before = counter(
+        &metrics(g.admin).await,
+        "grenzwacht_dlp_decisions_total",
+        &[("mode", "shadow"), ("action", "redact")],
+    );
     let body = txn(vec![pdu(2, "Bericht SHADOWWORD Ende")]);
     let uri = "/_matrix/federation/v1/send/shadow1";
     let hdr = auth(&key, REMOTE, HS1, "PUT", uri, Some(&body));
-    let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", uri, &[("authorization", hdr.clone())], body.clone()).await;
+    let got = tls_request(
+        g.inbound.unwrap(),
+        &p.ca_path,
+        "PUT",
+        uri,
+        &[("authorization", hdr.clone())],
+        body.clone(),
+    )
+    .await;
     assert_eq!(got.status, 200);
-    let fwd = up.seen().into_iter().find(|s| s.path_and_query == uri).expect("forwarded");
+    let fwd = up
+        .seen()
+        .into_iter()
+        .find(|s| s.path_and_query == uri)
+        .expect("forwarded");
     assert_eq!(fwd.body, body, "shadow mode forwards the bytes unchanged");
-    assert_eq!(fwd.headers.get("authorization").unwrap().to_str().unwrap(), hdr, "and the original signature");
-    let after = counter(&metrics(g.admin).await, "grenzwacht_dlp_decisions_total", &[("mode", "shadow"), ("action", "redact")]);
+    assert_eq!(
+        fwd.headers.get("authorization").unwrap().to_str().unwrap(),
+        hdr,
+        "and the original signature"
+    );
+    let after = counter(
+        &metrics(g.admin).await,
+        "grenzwacht_dlp_decisions_total",
+        &[("mode", "shadow"), ("action", "redact")],
+    );
     assert_eq!(after - before, 1.0, "the shadow decision is recorded");
     g.stop().await;
 }
@@ -1100,14 +1835,31 @@ async fn encrypted_pdu_redacted_by_default_and_intact_when_released() {
         "messages": {"@bob:hs1.test": {"PHONE": {"text": "Treffpunkt 10 Uhr"}}}}});
     let body = serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": [enc, clean], "edus": [to_device, note]})).unwrap();
 
-    for (opaque, released) in [("", false), ("[opaque]\nrelease = \"allow\"\npeers = [\"remote.*\"]\n", true)] {
+    for (opaque, released) in [
+        ("", false),
+        (
+            "[opaque]\nrelease = \"allow\"\npeers = [\"remote.*\"]\n",
+            true,
+        ),
+    ] {
         let up = recorder(None, default_answer()).await;
-        let extra = format!("[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{opaque}", gk_path.display());
+        let extra = format!(
+            "[keys]\nverify_pdus = false\nguard_key = \"{}\"\n{opaque}",
+            gk_path.display()
+        );
         let g = start_guard(&p, &inbound_toml(&p, up.addr, &extra)).await;
         announce_room(&g, &p, &key, room).await;
         let uri = format!("/_matrix/federation/v1/send/enc{}", rand::random::<u32>());
         let hdr = auth(&key, REMOTE, HS1, "PUT", &uri, Some(&body));
-        let got = tls_request(g.inbound.unwrap(), &p.ca_path, "PUT", &uri, &[("authorization", hdr)], body.clone()).await;
+        let got = tls_request(
+            g.inbound.unwrap(),
+            &p.ca_path,
+            "PUT",
+            &uri,
+            &[("authorization", hdr)],
+            body.clone(),
+        )
+        .await;
         assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
         let seen = up.seen();
         let fwd = seen.last().unwrap();
@@ -1115,15 +1867,36 @@ async fn encrypted_pdu_redacted_by_default_and_intact_when_released() {
         let m = metrics(g.admin).await;
         if released {
             assert_eq!(fwd.body, body, "released: forwarded byte for byte");
-            assert!(counter(&m, "grenzwacht_opaque_decisions_total", &[("direction", "inbound"), ("outcome", "release")]) >= 2.0);
+            assert!(
+                counter(
+                    &m,
+                    "grenzwacht_opaque_decisions_total",
+                    &[("direction", "inbound"), ("outcome", "release")]
+                ) >= 2.0
+            );
         } else {
             assert_eq!(v["pdus"].as_array().unwrap().len(), 2, "no PDU removed");
             assert_eq!(v["pdus"][0]["type"], "m.room.encrypted");
-            assert_eq!(v["pdus"][0]["content"], json!({}), "the ciphertext is redacted");
+            assert_eq!(
+                v["pdus"][0]["content"],
+                json!({}),
+                "the ciphertext is redacted"
+            );
             assert_eq!(v["pdus"][1], clean, "the clean PDU is untouched");
-            assert_eq!(v["edus"], json!([note]), "the encrypted to-device EDU is gone, the cleartext one stays");
-            assert!(!String::from_utf8_lossy(&fwd.body).contains(enc["content"]["ciphertext"].as_str().unwrap()));
-            assert!(counter(&m, "grenzwacht_opaque_decisions_total", &[("direction", "inbound"), ("outcome", "opaque:encrypted")]) >= 2.0);
+            assert_eq!(
+                v["edus"],
+                json!([note]),
+                "the encrypted to-device EDU is gone, the cleartext one stays"
+            );
+            assert!(!String::from_utf8_lossy(&fwd.body)
+                .contains(enc["content"]["ciphertext"].as_str().unwrap()));
+            assert!(
+                counter(
+                    &m,
+                    "grenzwacht_opaque_decisions_total",
+                    &[("direction", "inbound"), ("outcome", "opaque:encrypted")]
+                ) >= 2.0
+            );
         }
         g.stop().await;
     }

@@ -118,7 +118,12 @@ async fn marked_alias_profile_and_search_lookups_never_reach_the_remote() {
         let key = SigningKey::generate("hs1").unwrap();
         // hs1's listener serves its keys: the guard verifies outbound requests first.
         let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
-        let g = start_guard(&p, &outbound_toml(&p, remote.addr, &extra).replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr))).await;
+        let g = start_guard(
+            &p,
+            &outbound_toml(&p, remote.addr, &extra)
+                .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr)),
+        )
+        .await;
         let before = refusals(&g, "outbound", "request_text").await;
         let search = br#"{"limit":20,"filter":{"generic_search_term":"Lage GEHEIM"},"include_all_networks":false}"#;
         let marked: [(&str, &str, Option<&[u8]>); 5] = [
@@ -248,7 +253,12 @@ async fn media_is_refused_by_default_in_both_directions_and_allowed_by_config() 
         let remote = recorder(Some(acceptor(&p)), answer.clone()).await;
         let key = SigningKey::generate("hs1").unwrap();
         let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
-        let g = start_guard(&p, &outbound_toml(&p, remote.addr, extra).replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr))).await;
+        let g = start_guard(
+            &p,
+            &outbound_toml(&p, remote.addr, extra)
+                .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr)),
+        )
+        .await;
         let before = refusals(&g, "outbound", "media_unscanned").await;
         for path in media_paths {
             let got = outbound(&g, &key, "GET", path, None).await;

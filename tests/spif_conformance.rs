@@ -35,43 +35,71 @@ fn run_test(set: &SpifSet, t: &xml::Element, n: usize, tally: &mut Tally) {
     let label_file = t.attr("label").expect("test without label");
     let expected_ex = t.attr("exception");
     let lang = t.attr("xml:lang");
-    let ctx = format!("test {n} ({label_file}{})", lang.map(|l| format!(", lang {l}")).unwrap_or_default());
+    let ctx = format!(
+        "test {n} ({label_file}{})",
+        lang.map(|l| format!(", lang {l}")).unwrap_or_default()
+    );
     let result: Result<(), String> = (|| {
-        let mut label = set.load_label_file(&dir().join(label_file)).map_err(|e| e.to_string())?;
+        let mut label = set
+            .load_label_file(&dir().join(label_file))
+            .map_err(|e| e.to_string())?;
         if let Some(v) = t.attr("valid") {
             let got = set.validate(&label);
             let want = v.starts_with('t');
-            tally.check(got.is_ok() == want, || format!("{ctx}: valid expected {want}, got {got:?}"));
+            tally.check(got.is_ok() == want, || {
+                format!("{ctx}: valid expected {want}, got {got:?}")
+            });
         }
         if let Some(m) = t.attr("label-marking") {
             let got = set.marking(&label, lang).map_err(|e| e.to_string())?;
-            tally.check(got == m, || format!("{ctx}: label-marking expected {m:?}, got {got:?}"));
+            tally.check(got == m, || {
+                format!("{ctx}: label-marking expected {m:?}, got {got:?}")
+            });
         }
         if let Some(to) = t.attr("encrypt") {
             let to = Oid::parse(to).ok_or("bad encrypt OID")?;
             label = set.translate(&label, &to).map_err(|e| e.to_string())?;
-            tally.check(label.policy == to, || format!("{ctx}: translated policy {}", label.policy));
+            tally.check(label.policy == to, || {
+                format!("{ctx}: translated policy {}", label.policy)
+            });
         }
         if let Some(m) = t.attr("encrypt-marking") {
             let got = set.marking(&label, lang).map_err(|e| e.to_string())?;
-            tally.check(got == m, || format!("{ctx}: encrypt-marking expected {m:?}, got {got:?}"));
+            tally.check(got == m, || {
+                format!("{ctx}: encrypt-marking expected {m:?}, got {got:?}")
+            });
         }
         if let Some(c) = t.attr("clearance") {
-            let clearance = set.load_clearance_file(&dir().join(c)).map_err(|e| e.to_string())?;
+            let clearance = set
+                .load_clearance_file(&dir().join(c))
+                .map_err(|e| e.to_string())?;
             if let Some(m) = t.attr("clearance-marking") {
-                let got = set.clearance_marking(&clearance, None).map_err(|e| e.to_string())?;
-                tally.check(got == m, || format!("{ctx}: clearance-marking expected {m:?}, got {got:?}"));
+                let got = set
+                    .clearance_marking(&clearance, None)
+                    .map_err(|e| e.to_string())?;
+                tally.check(got == m, || {
+                    format!("{ctx}: clearance-marking expected {m:?}, got {got:?}")
+                });
             }
-            let want = t.attr("acdf-result").expect("clearance without acdf-result") == "1";
+            let want = t
+                .attr("acdf-result")
+                .expect("clearance without acdf-result")
+                == "1";
             let got = set.access(&label, &clearance).map_err(|e| e.to_string())?;
-            tally.check((got == AccessDecision::Grant) == want, || format!("{ctx}: acdf expected {want}, got {got:?}"));
+            tally.check((got == AccessDecision::Grant) == want, || {
+                format!("{ctx}: acdf expected {want}, got {got:?}")
+            });
         }
         Ok(())
     })();
     match (result, expected_ex) {
         (Ok(()), None) => {}
-        (Ok(()), Some(ex)) => tally.check(false, || format!("{ctx}: expected exception {ex:?}, got none")),
-        (Err(e), Some(ex)) => tally.check(e.contains(ex), || format!("{ctx}: expected exception {ex:?}, got {e:?}")),
+        (Ok(()), Some(ex)) => tally.check(false, || {
+            format!("{ctx}: expected exception {ex:?}, got none")
+        }),
+        (Err(e), Some(ex)) => tally.check(e.contains(ex), || {
+            format!("{ctx}: expected exception {ex:?}, got {e:?}")
+        }),
         (Err(e), None) => tally.check(false, || format!("{ctx}: unexpected error {e}")),
     }
 }
@@ -89,11 +117,17 @@ fn spiffing_conformance_suite() {
             n += 1;
             policies += 1;
             let file = p.attr("spif").unwrap();
-            let res = Spif::load(&dir().join(file)).map_err(|e| e.to_string()).and_then(|s| set.insert(s).map_err(|e| e.to_string()));
+            let res = Spif::load(&dir().join(file))
+                .map_err(|e| e.to_string())
+                .and_then(|s| set.insert(s).map_err(|e| e.to_string()));
             match (res, p.attr("exception")) {
                 (Ok(()), None) => tally.check(true, String::new),
-                (Ok(()), Some(ex)) => tally.check(false, || format!("policy {file}: expected exception {ex:?}")),
-                (Err(e), Some(ex)) => tally.check(e.contains(ex), || format!("policy {file}: expected {ex:?}, got {e:?}")),
+                (Ok(()), Some(ex)) => tally.check(false, || {
+                    format!("policy {file}: expected exception {ex:?}")
+                }),
+                (Err(e), Some(ex)) => tally.check(e.contains(ex), || {
+                    format!("policy {file}: expected {ex:?}, got {e:?}")
+                }),
                 (Err(e), None) => tally.check(false, || format!("policy {file}: {e}")),
             }
         }
@@ -103,11 +137,21 @@ fn spiffing_conformance_suite() {
             run_test(&set, t, n, &mut tally);
         }
     }
-    println!("spiffing conformance: {policies} policy loads, {tests} tests, {} checks, {} failures", tally.checks, tally.failures.len());
+    println!(
+        "spiffing conformance: {policies} policy loads, {tests} tests, {} checks, {} failures",
+        tally.checks,
+        tally.failures.len()
+    );
     for f in &tally.failures {
         println!("FAIL {f}");
     }
-    assert!(tally.failures.is_empty(), "{} of {} checks failed:\n{}", tally.failures.len(), tally.checks, tally.failures.join("\n"));
+    assert!(
+        tally.failures.is_empty(),
+        "{} of {} checks failed:\n{}",
+        tally.failures.len(),
+        tally.checks,
+        tally.failures.join("\n")
+    );
     // The suite as shipped: 6 policy loads and 25 tests (one more is commented out) (a change of the data must be noticed).
     assert_eq!((policies, tests), (6, 25));
     assert!(tally.checks >= 59, "only {} checks ran", tally.checks);

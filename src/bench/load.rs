@@ -73,24 +73,40 @@ impl Plan {
         let key = SigningKey::generate("bench").map_err(|e| BenchError::Setup(e.to_string()))?;
         let mut txns = Vec::with_capacity(args.requests);
         for i in 0..args.requests {
-            let pdus: Vec<_> = (0..args.pdus).map(|j| pdu(origin, i * args.pdus + j, args.event_size)).collect();
+            let pdus: Vec<_> = (0..args.pdus)
+                .map(|j| pdu(origin, i * args.pdus + j, args.event_size))
+                .collect();
             let body = serde_json::to_vec(&serde_json::json!({
                 "origin": origin,
                 "origin_server_ts": 1_764_300_000_000u64 + i as u64,
                 "pdus": pdus,
                 "edus": []
-            })).map_err(|e| BenchError::Setup(e.to_string()))?;
+            }))
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
             let path = format!("/_matrix/federation/v1/send/bench{i}");
-            let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| BenchError::Setup(e.to_string()))?;
-            let header = xmatrix::sign_request(&key, origin, destination, "PUT", &path, Some(raw)).map_err(|e| BenchError::Setup(e.to_string()))?;
-            txns.push(Txn { path, body: Bytes::from(body), auth: HeaderValue::from_str(&header).map_err(|e| BenchError::Setup(e.to_string()))? });
+            let raw: &RawValue =
+                serde_json::from_slice(&body).map_err(|e| BenchError::Setup(e.to_string()))?;
+            let header = xmatrix::sign_request(&key, origin, destination, "PUT", &path, Some(raw))
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            txns.push(Txn {
+                path,
+                body: Bytes::from(body),
+                auth: HeaderValue::from_str(&header)
+                    .map_err(|e| BenchError::Setup(e.to_string()))?,
+            });
         }
         Ok(Plan { txns })
     }
 }
 
 /// Sends every transaction of the plan to `addr` (TLS, certificate for 127.0.0.1).
-pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: usize, rate: u64) -> Result<RunStats, BenchError> {
+pub async fn run(
+    plan: &Plan,
+    addr: SocketAddr,
+    roots: &[PathBuf],
+    concurrency: usize,
+    rate: u64,
+) -> Result<RunStats, BenchError> {
     let cfg = tls::client_config(roots).map_err(|e| BenchError::Setup(e.to_string()))?;
     let connector = TlsConnector::from(cfg);
     let next = Arc::new(AtomicUsize::new(0));
@@ -106,8 +122,15 @@ pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: 
             let mut errors = 0usize;
             let tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
-            let tls = connector.connect(ServerName::from(std::net::IpAddr::from([127, 0, 0, 1])), tcp).await?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| BenchError::Load(e.to_string()))?;
+            let tls = connector
+                .connect(
+                    ServerName::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                    tcp,
+                )
+                .await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| BenchError::Load(e.to_string()))?;
             tokio::spawn(conn);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +146,10 @@ pub async fn run(plan: &Plan, addr: SocketAddr, roots: &[PathBuf], concurrency: 
                     .body(Full::new(t.body.clone()))
                     .map_err(|e| BenchError::Load(e.to_string()))?;
                 let t0 = Instant::now();
-                sender.ready().await.map_err(|e| BenchError::Load(e.to_string()))?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| BenchError::Load(e.to_string()))?;
                 match sender.send_request(req).await {
                     Ok(resp) => {
                         let ok = resp.status().is_success();

@@ -27,25 +27,38 @@ pub struct Sink {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn answer(req: http::Request<hyper::body::Incoming>, received: Arc<AtomicU64>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let ok = req.method() == http::Method::PUT && req.uri().path().starts_with("/_matrix/federation/v1/send/");
+async fn answer(
+    req: http::Request<hyper::body::Incoming>,
+    received: Arc<AtomicU64>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let ok = req.method() == http::Method::PUT
+        && req.uri().path().starts_with("/_matrix/federation/v1/send/");
     let _ = req.into_body().collect().await;
     let mut resp = if ok {
         received.fetch_add(1, Ordering::Relaxed);
         Response::new(Full::new(Bytes::from_static(br#"{"pdus":{}}"#)))
     } else {
-        let mut r = Response::new(Full::new(Bytes::from_static(br#"{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}"#)));
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            br#"{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}"#,
+        )));
         *r.status_mut() = StatusCode::NOT_FOUND;
         r
     };
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
 impl Sink {
     pub async fn start(cert: &Path, key: &Path) -> Result<Sink, BenchError> {
-        let ck = tls::load_certified_key(cert, key).map_err(|e| BenchError::Setup(e.to_string()))?;
-        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("sink".to_string(), ck)]).map_err(|e| BenchError::Setup(e.to_string()))?)));
+        let ck =
+            tls::load_certified_key(cert, key).map_err(|e| BenchError::Setup(e.to_string()))?;
+        let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(
+            tls::SniResolver::new(vec![("sink".to_string(), ck)])
+                .map_err(|e| BenchError::Setup(e.to_string()))?,
+        )));
         let tls_l = TcpListener::bind("127.0.0.1:0").await?;
         let plain_l = TcpListener::bind("127.0.0.1:0").await?;
         let (stop, rx) = watch::channel(false);
@@ -82,7 +95,13 @@ impl Sink {
                 }
             }));
         }
-        Ok(Sink { tls_addr, plain_addr, received, stop, tasks })
+        Ok(Sink {
+            tls_addr,
+            plain_addr,
+            received,
+            stop,
+            tasks,
+        })
     }
 
     pub async fn stop(self) {

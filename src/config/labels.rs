@@ -158,18 +158,33 @@ impl LabelsConfig {
         use PathStep::{Index, Key};
         let mut out: Vec<ShapeError> = Vec::new();
         if self.spifs.is_empty() {
-            out.push((vec![Key("spifs")], "`labels.spifs` must name at least one SPIF file".into()));
+            out.push((
+                vec![Key("spifs")],
+                "`labels.spifs` must name at least one SPIF file".into(),
+            ));
         }
         if self.event_key.trim().is_empty() {
-            out.push((vec![Key("event_key")], "`labels.event_key` must not be empty".into()));
+            out.push((
+                vec![Key("event_key")],
+                "`labels.event_key` must not be empty".into(),
+            ));
         }
         if self.room_label_type.trim().is_empty() {
-            out.push((vec![Key("room_label_type")], "`labels.room_label_type` must not be empty".into()));
+            out.push((
+                vec![Key("room_label_type")],
+                "`labels.room_label_type` must not be empty".into(),
+            ));
         }
         for (name, side) in [("protected", &self.protected), ("remote", &self.remote)] {
             let at = |k: &'static str| vec![Key(name), Key(k)];
             if crate::spif::Oid::parse(&side.policy).is_none() {
-                out.push((at("policy"), format!("invalid value for `labels.{name}.policy`: `{}` is not an OID", side.policy)));
+                out.push((
+                    at("policy"),
+                    format!(
+                        "invalid value for `labels.{name}.policy`: `{}` is not an OID",
+                        side.policy
+                    ),
+                ));
             }
             match (&side.default_label, &side.default_label_file) {
                 (Some(_), Some(_)) => out.push((at("default_label_file"), format!("set only one of `labels.{name}.default_label` and `labels.{name}.default_label_file`"))),
@@ -196,10 +211,19 @@ impl LabelsConfig {
         for (i, p) in self.peer.iter().enumerate() {
             let at = |k: &'static str| vec![Key("peer"), Index(i), Key(k)];
             if let Err(e) = crate::proxy::discovery::ServerName::parse(&p.server) {
-                out.push((at("server"), format!("invalid value for `labels.peer[{i}].server`: {e}")));
+                out.push((
+                    at("server"),
+                    format!("invalid value for `labels.peer[{i}].server`: {e}"),
+                ));
             }
             if let Some(first) = seen.insert(p.server.to_ascii_lowercase(), i) {
-                out.push((at("server"), format!("duplicate peer `{}` (also in `labels.peer[{first}]`)", p.server)));
+                out.push((
+                    at("server"),
+                    format!(
+                        "duplicate peer `{}` (also in `labels.peer[{first}]`)",
+                        p.server
+                    ),
+                ));
             }
             match (&p.clearance, &p.clearance_file) {
                 (Some(_), Some(_)) => out.push((at("clearance_file"), format!("set only one of `labels.peer[{i}].clearance` and `labels.peer[{i}].clearance_file`"))),
@@ -240,7 +264,10 @@ mod tests {
     const DEU: &str = "1.3.6.1.4.1.99999.1.1";
 
     fn cfg(labels: &str) -> Result<Config, crate::config::ConfigErrors> {
-        Config::from_str(&format!("[store]\npath = \"/tmp/x.db\"\n{labels}"), "/etc/gw/gw.toml")
+        Config::from_str(
+            &format!("[store]\npath = \"/tmp/x.db\"\n{labels}"),
+            "/etc/gw/gw.toml",
+        )
     }
 
     #[test]
@@ -268,20 +295,37 @@ clearance = {{ policy = "{DEU}", classifications = [1], categories = [{{ tag_set
         assert_eq!(l.room_label_type, super::DEFAULT_ROOM_LABEL_TYPE);
         assert_eq!(l.on_deny, super::LabelAction::Redact);
         assert_eq!(l.on_mismatch, super::LabelAction::Hold);
-        assert_eq!(l.encrypted_without_label, super::EncryptedWithoutLabel::Deny);
+        assert_eq!(
+            l.encrypted_without_label,
+            super::EncryptedWithoutLabel::Deny
+        );
         assert!(l.marking_check);
         assert_eq!(l.spifs[0], std::path::Path::new("/etc/gw/spif/deu-vs.xml"));
-        assert_eq!(l.remote.default_label_file.as_deref(), Some(std::path::Path::new("/etc/gw/l.xml")));
-        assert_eq!(l.remote.clearance_file.as_deref(), Some(std::path::Path::new("/abs/c.json")));
+        assert_eq!(
+            l.remote.default_label_file.as_deref(),
+            Some(std::path::Path::new("/etc/gw/l.xml"))
+        );
+        assert_eq!(
+            l.remote.clearance_file.as_deref(),
+            Some(std::path::Path::new("/abs/c.json"))
+        );
         assert_eq!(l.peer.len(), 1);
         assert!(cfg("").unwrap().labels.is_none(), "no section: no labels");
     }
 
     #[test]
     fn wrong_values_and_unknown_keys_are_positioned() {
-        let e = cfg("\n[labels]\nspifs = [\"a.xml\"]\non_deny = \"explode\"\ncolour = 1\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/gw/gw.toml:6:11: invalid value for `labels.on_deny`"), "{e}");
-        assert!(e.contains("/etc/gw/gw.toml:7:1: unknown key `labels.colour`"), "{e}");
+        let e = cfg("\n[labels]\nspifs = [\"a.xml\"]\non_deny = \"explode\"\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:6:11: invalid value for `labels.on_deny`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("/etc/gw/gw.toml:7:1: unknown key `labels.colour`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -307,12 +351,27 @@ clearance = {{ policy = "{DEU}", classifications = [1] }}
         );
         let e = cfg(&text).unwrap_err().to_string();
         let lines: Vec<&str> = e.lines().collect();
-        let has = |line: usize, needle: &str| lines.iter().any(|l| l.starts_with(&format!("/etc/gw/gw.toml:{line}:")) && l.contains(needle));
+        let has = |line: usize, needle: &str| {
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("/etc/gw/gw.toml:{line}:")) && l.contains(needle))
+        };
         assert!(has(7, "labels.protected.policy"), "{e}");
         assert!(has(8, "unknown key 'extra'"), "{e}");
-        assert!(has(10, "set only one of `labels.protected.clearance`"), "{e}");
-        assert!(lines.iter().any(|l| l.starts_with("/etc/gw/gw.toml:") && l.contains("`labels.remote` needs `default_label`")), "{e}");
-        assert!(lines.iter().any(|l| l.starts_with("/etc/gw/gw.toml:") && l.contains("`labels.peer[0]` needs `clearance`")), "{e}");
+        assert!(
+            has(10, "set only one of `labels.protected.clearance`"),
+            "{e}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("/etc/gw/gw.toml:")
+                && l.contains("`labels.remote` needs `default_label`")),
+            "{e}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("/etc/gw/gw.toml:")
+                && l.contains("`labels.peer[0]` needs `clearance`")),
+            "{e}"
+        );
         assert!(has(17, "duplicate peer `HS2.example`"), "{e}");
     }
 }

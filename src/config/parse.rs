@@ -503,28 +503,47 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
         }
         if let Some(a) = &p.admin_api {
             if let Err(e) = parse_upstream(a) {
-                ctx.error(value_span(root, &at("admin_api")), format!("invalid value for `protected[{i}].admin_api`: {e}"));
+                ctx.error(
+                    value_span(root, &at("admin_api")),
+                    format!("invalid value for `protected[{i}].admin_api`: {e}"),
+                );
             }
         }
         if p.admin_api.is_some() != p.admin_token_file.is_some() {
             ctx.error(
-                key_span(root, &at(if p.admin_api.is_some() { "admin_api" } else { "admin_token_file" })),
+                key_span(
+                    root,
+                    &at(if p.admin_api.is_some() {
+                        "admin_api"
+                    } else {
+                        "admin_token_file"
+                    }),
+                ),
                 format!("`protected[{i}].admin_api` and `admin_token_file` go together"),
             );
         }
     }
-    if cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures) && cfg.outbound.is_none() && outbound_ok {
+    if cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures)
+        && cfg.outbound.is_none()
+        && outbound_ok
+    {
         ctx.error(
             key_span(root, &[k("inbound")]),
             "`[inbound] verify_signatures` (default true) needs `[outbound]` to fetch remote keys; configure `[outbound]` or set `verify_signatures = false`",
         );
     }
     if cfg.keys.notary_name.is_some() && cfg.keys.guard_key.is_none() {
-        ctx.error(value_span(root, &[k("keys"), k("notary_name")]), "`[keys] notary_name` needs `[keys] guard_key` (the notary signs with it)");
+        ctx.error(
+            value_span(root, &[k("keys"), k("notary_name")]),
+            "`[keys] notary_name` needs `[keys] guard_key` (the notary signs with it)",
+        );
     }
     if let Some(n) = &cfg.keys.notary_name {
         if let Err(e) = ruma::ServerName::parse(n) {
-            ctx.error(value_span(root, &[k("keys"), k("notary_name")]), format!("invalid value for `keys.notary_name`: {e}"));
+            ctx.error(
+                value_span(root, &[k("keys"), k("notary_name")]),
+                format!("invalid value for `keys.notary_name`: {e}"),
+            );
         }
     }
     // PDUs enter the protected side in inbound requests (and in responses to outbound
@@ -548,11 +567,17 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
     for (i, r) in cfg.rules.iter().enumerate() {
         let at = |key: &str| vec![k("rule"), Seg::Index(i), k(key)];
         if let Some(first) = rule_ids.insert(r.id.as_str(), i) {
-            ctx.error(value_span(root, &at("id")), format!("duplicate rule id `{}` (also in `rule[{first}]`)", r.id));
+            ctx.error(
+                value_span(root, &at("id")),
+                format!("duplicate rule id `{}` (also in `rule[{first}]`)", r.id),
+            );
         }
         if let Err(e) = crate::policy::rules::Rules::compile(std::slice::from_ref(r)) {
             let key = if r.regex.is_some() { "regex" } else { "id" };
-            ctx.error(value_span(root, &at(key)), format!("invalid `rule[{i}]`: {e}"));
+            ctx.error(
+                value_span(root, &at(key)),
+                format!("invalid `rule[{i}]`: {e}"),
+            );
         }
     }
 
@@ -591,7 +616,10 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
     for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {
         let mut path = vec![k("opaque"), k(key)];
         path.extend(index.map(Seg::Index));
-        ctx.error(value_span(root, &path).or_else(|| key_span(root, &[k("opaque")])), msg);
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("opaque")])),
+            msg,
+        );
     }
 
     // [outbound]
@@ -656,13 +684,14 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
         // CONNECT clients authenticate with the same secret (Basic, any user name), unless the
         // operator says otherwise: without it any process among `allowed_clients` can use the
         // guard's outbound path.
-        (None, None) if o.connect_listen.is_some() && !o.allow_unauthenticated_connect => ctx.error(
-            key_span(root, &at("connect_listen")),
-            "`outbound.connect_listen` requires `outbound.proxy_secret` or \
+        (None, None) if o.connect_listen.is_some() && !o.allow_unauthenticated_connect => ctx
+            .error(
+                key_span(root, &at("connect_listen")),
+                "`outbound.connect_listen` requires `outbound.proxy_secret` or \
              `outbound.proxy_secret_file` (CONNECT clients send it as Basic credentials: \
              `https_proxy=http://guard:SECRET@host:port`); set \
              `allow_unauthenticated_connect = true` to run without",
-        ),
+            ),
         (Some(s), None) if s.trim().is_empty() => ctx.error(
             value_span(root, &at("proxy_secret")),
             "`outbound.proxy_secret` must not be empty",

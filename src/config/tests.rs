@@ -454,8 +454,15 @@ fn inbound_signature_verification_needs_the_outbound_path() {
     // Both verifications need key fetches over [outbound]: both are reported, with lines.
     let e = errors(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\n{P1}"));
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e.iter().any(|(l, m)| *l == 1 && m.contains("verify_signatures")), "{e:?}");
-    assert!(e.iter().any(|(l, m)| *l == 1 && m.contains("verify_pdus")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 1 && m.contains("verify_signatures")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|(l, m)| *l == 1 && m.contains("verify_pdus")),
+        "{e:?}"
+    );
     let e = errors(&format!("[inbound]\nlisten = \"0.0.0.0:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = true\n{P1}"));
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].0, 4, "{e:?}");

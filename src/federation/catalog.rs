@@ -1637,8 +1637,13 @@ mod tests {
                 let mut ok = true;
                 while i < b.len() {
                     if b[i] == b'%' {
-                        match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                            Some(v) if b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                        match s
+                            .get(i + 1..i + 3)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        {
+                            Some(v)
+                                if b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() =>
+                            {
                                 out.push(v);
                                 i += 3;
                             }

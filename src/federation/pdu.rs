@@ -921,6 +921,9 @@ mod tests {
         assert_eq!(v.room_id, None);
         assert_eq!(v.event_type, "m.room.create");
         let msg = create.replace("m.room.create", "m.room.message");
-        assert_eq!(PduView::parse(raw(&msg)).unwrap_err(), EventError::Missing("room_id"));
+        assert_eq!(
+            PduView::parse(raw(&msg)).unwrap_err(),
+            EventError::Missing("room_id")
+        );
     }
 }

@@ -457,9 +457,15 @@ pub fn rebuild_parsed_edus(
     replace_edus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    rebuild_elements(body, &txn.pdus, &txn.edus, replace_pdus, replace_edus, drop_edus)
+    rebuild_elements(
+        body,
+        &txn.pdus,
+        &txn.edus,
+        replace_pdus,
+        replace_edus,
+        drop_edus,
+    )
 }
-
 
 /// The raw elements of a `pdus`/`edus` array (only scanned when `needed`).
 fn elements<'a>(
@@ -488,11 +494,20 @@ pub fn rebuild_elements(
     replace_edus: &[(usize, Box<RawValue>)],
     drop_edus: &[usize],
 ) -> Result<Vec<u8>, RedactError> {
-    let mut edits = replacement_edits(body, replace_pdus, pdus.len(), |i| pdus.get(i).copied(), |index, count| {
-        RedactError::PduIndex { index, count }
-    })?;
+    let mut edits = replacement_edits(
+        body,
+        replace_pdus,
+        pdus.len(),
+        |i| pdus.get(i).copied(),
+        |index, count| RedactError::PduIndex { index, count },
+    )?;
     if !drop_edus.is_empty() || !replace_edus.is_empty() {
-        check_unique(drop_edus.iter().copied().chain(replace_edus.iter().map(|(i, _)| *i)))?;
+        check_unique(
+            drop_edus
+                .iter()
+                .copied()
+                .chain(replace_edus.iter().map(|(i, _)| *i)),
+        )?;
         if let Some(index) = drop_edus
             .iter()
             .copied()
@@ -552,9 +567,13 @@ pub fn replace_events(
     replacements: &[(usize, Box<RawValue>)],
 ) -> Result<Vec<u8>, RedactError> {
     let found = pdus_in(endpoint, part, body).map_err(RedactError::Locate)?;
-    let edits = replacement_edits(body, replacements, found.len(), |i| found.get(i).map(|f| f.raw), |index, count| {
-        RedactError::EventIndex { index, count }
-    })?;
+    let edits = replacement_edits(
+        body,
+        replacements,
+        found.len(),
+        |i| found.get(i).map(|f| f.raw),
+        |index, count| RedactError::EventIndex { index, count },
+    )?;
     splice(body, edits)
 }
 

@@ -164,7 +164,10 @@ pub enum UserDataError {
     #[error("not valid JSON")]
     NotJson,
     #[error("`{at}` must be {expected}")]
-    Shape { at: &'static str, expected: &'static str },
+    Shape {
+        at: &'static str,
+        expected: &'static str,
+    },
     #[error("no field at {0}")]
     NoSuchField(String),
     #[error("no to-device message for one of the refused devices")]
@@ -183,18 +186,29 @@ impl UserDataError {
     }
 }
 
-fn members<'a>(at: &'static str, raw: &'a RawValue) -> Result<Vec<(String, &'a RawValue)>, UserDataError> {
+fn members<'a>(
+    at: &'static str,
+    raw: &'a RawValue,
+) -> Result<Vec<(String, &'a RawValue)>, UserDataError> {
     let mut out = Vec::new();
     for_each_member(raw, |k, v| {
         out.push((k.to_owned(), v));
         Ok(())
     })
-    .map_err(|_| UserDataError::Shape { at, expected: "an object" })?;
+    .map_err(|_| UserDataError::Shape {
+        at,
+        expected: "an object",
+    })?;
     Ok(out)
 }
 
 fn elements<'a>(at: &'static str, raw: &'a RawValue) -> Result<Vec<&'a RawValue>, UserDataError> {
-    array_elements(at, raw, usize::MAX).map(|(v, _)| v).map_err(|_| UserDataError::Shape { at, expected: "an array" })
+    array_elements(at, raw, usize::MAX)
+        .map(|(v, _)| v)
+        .map_err(|_| UserDataError::Shape {
+            at,
+            expected: "an array",
+        })
 }
 
 fn is_null(raw: &RawValue) -> bool {
@@ -216,7 +230,8 @@ fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 fn opt_str<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
-    raw.filter(|r| r.get().starts_with('"')).and_then(|r| str_field("id", r).ok())
+    raw.filter(|r| r.get().starts_with('"'))
+        .and_then(|r| str_field("id", r).ok())
 }
 
 fn root(body: &[u8]) -> Result<&RawValue, UserDataError> {
@@ -226,12 +241,20 @@ fn root(body: &[u8]) -> Result<&RawValue, UserDataError> {
 /// The user-typed fields of a (2xx, JSON) response of `endpoint`; `query_type` is the
 /// percent-decoded `queryType` path parameter of `query_generic`. Endpoints without user text
 /// give an empty list.
-pub fn fields_in<'a>(endpoint: &Endpoint, query_type: Option<&str>, body: &'a [u8]) -> Result<Vec<UserField<'a>>, UserDataError> {
+pub fn fields_in<'a>(
+    endpoint: &Endpoint,
+    query_type: Option<&str>,
+    body: &'a [u8],
+) -> Result<Vec<UserField<'a>>, UserDataError> {
     let mut out = Vec::new();
     match (endpoint.id, query_type) {
-        ("query_profile", _) | ("query_generic", Some("profile")) => profile(root(body)?, &mut out)?,
+        ("query_profile", _) | ("query_generic", Some("profile")) => {
+            profile(root(body)?, &mut out)?
+        }
         ("user_devices", _) => devices(root(body)?, &mut out)?,
-        ("user_keys_query", _) | ("query_generic", Some("client_keys")) => keys_query(root(body)?, &mut out)?,
+        ("user_keys_query", _) | ("query_generic", Some("client_keys")) => {
+            keys_query(root(body)?, &mut out)?
+        }
         ("public_rooms_get" | "public_rooms_post", _) => public_rooms(root(body)?, &mut out)?,
         ("hierarchy", _) => hierarchy(root(body)?, &mut out)?,
         _ => {}
@@ -248,24 +271,58 @@ fn profile<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<(), U
             _ => FieldKind::ProfileField,
         };
         let path = FieldPath::default().key(&k);
-        out.push(UserField { kind, key: Cow::Owned(k), user_id: None, device_id: None, room_id: None, value, path });
+        out.push(UserField {
+            kind,
+            key: Cow::Owned(k),
+            user_id: None,
+            device_id: None,
+            room_id: None,
+            value,
+            path,
+        });
     }
     Ok(())
 }
 
-fn device_name_field<'a>(value: &'a RawValue, user_id: Option<Cow<'a, str>>, device_id: Option<Cow<'a, str>>, path: FieldPath, out: &mut Vec<UserField<'a>>) {
+fn device_name_field<'a>(
+    value: &'a RawValue,
+    user_id: Option<Cow<'a, str>>,
+    device_id: Option<Cow<'a, str>>,
+    path: FieldPath,
+    out: &mut Vec<UserField<'a>>,
+) {
     if let Some(value) = text_of(value) {
-        out.push(UserField { kind: FieldKind::DeviceDisplayName, key: Cow::Borrowed("device_display_name"), user_id, device_id, room_id: None, value, path });
+        out.push(UserField {
+            kind: FieldKind::DeviceDisplayName,
+            key: Cow::Borrowed("device_display_name"),
+            user_id,
+            device_id,
+            room_id: None,
+            value,
+            path,
+        });
     }
 }
 
 /// `unsigned.device_display_name` of a device key object.
-fn device_keys_object<'a>(keys: &'a RawValue, user_id: Option<Cow<'a, str>>, device_id: Option<Cow<'a, str>>, path: FieldPath, out: &mut Vec<UserField<'a>>) -> Result<(), UserDataError> {
+fn device_keys_object<'a>(
+    keys: &'a RawValue,
+    user_id: Option<Cow<'a, str>>,
+    device_id: Option<Cow<'a, str>>,
+    path: FieldPath,
+    out: &mut Vec<UserField<'a>>,
+) -> Result<(), UserDataError> {
     for (k, v) in members("device keys", keys)? {
         if k == "unsigned" && !is_null(v) {
             for (uk, uv) in members("unsigned", v)? {
                 if uk == "device_display_name" {
-                    device_name_field(uv, user_id.clone(), device_id.clone(), path.key("unsigned").key(&uk), out);
+                    device_name_field(
+                        uv,
+                        user_id.clone(),
+                        device_id.clone(),
+                        path.key("unsigned").key(&uk),
+                        out,
+                    );
                 }
             }
         }
@@ -276,15 +333,21 @@ fn device_keys_object<'a>(keys: &'a RawValue, user_id: Option<Cow<'a, str>>, dev
 fn devices<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<(), UserDataError> {
     let top = members("user devices", root)?;
     let user_id = opt_str(top.iter().find(|(k, _)| k == "user_id").map(|(_, v)| *v));
-    let Some((_, list)) = top.iter().find(|(k, _)| k == "devices") else { return Ok(()) };
+    let Some((_, list)) = top.iter().find(|(k, _)| k == "devices") else {
+        return Ok(());
+    };
     for (i, dev) in elements("devices", list)?.into_iter().enumerate() {
         let dm = members("devices[]", dev)?;
         let device_id = opt_str(dm.iter().find(|(k, _)| k == "device_id").map(|(_, v)| *v));
         let at = FieldPath(vec![PathSeg::Key("devices".into()), PathSeg::Index(i)]);
         for (k, v) in dm {
             match k.as_str() {
-                "device_display_name" => device_name_field(v, user_id.clone(), device_id.clone(), at.key(&k), out),
-                "keys" if !is_null(v) => device_keys_object(v, user_id.clone(), device_id.clone(), at.key(&k), out)?,
+                "device_display_name" => {
+                    device_name_field(v, user_id.clone(), device_id.clone(), at.key(&k), out)
+                }
+                "keys" if !is_null(v) => {
+                    device_keys_object(v, user_id.clone(), device_id.clone(), at.key(&k), out)?
+                }
                 _ => {}
             }
         }
@@ -299,9 +362,19 @@ fn keys_query<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<()
         }
         for (user, devs) in members("device_keys", v)? {
             for (device, keys) in members("device_keys.*", devs)? {
-                let path = FieldPath(vec![PathSeg::Key("device_keys".into()), PathSeg::Key(user.clone()), PathSeg::Key(device.clone())]);
+                let path = FieldPath(vec![
+                    PathSeg::Key("device_keys".into()),
+                    PathSeg::Key(user.clone()),
+                    PathSeg::Key(device.clone()),
+                ]);
                 if !is_null(keys) {
-                    device_keys_object(keys, Some(Cow::Owned(user.clone())), Some(Cow::Owned(device)), path, out)?;
+                    device_keys_object(
+                        keys,
+                        Some(Cow::Owned(user.clone())),
+                        Some(Cow::Owned(device)),
+                        path,
+                        out,
+                    )?;
                 }
             }
         }
@@ -311,7 +384,11 @@ fn keys_query<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<()
 
 /// `name`, `topic`, `canonical_alias`, `aliases` of a room summary (public rooms chunk,
 /// hierarchy room/children).
-fn room_summary<'a>(room: &'a RawValue, at: FieldPath, out: &mut Vec<UserField<'a>>) -> Result<(), UserDataError> {
+fn room_summary<'a>(
+    room: &'a RawValue,
+    at: FieldPath,
+    out: &mut Vec<UserField<'a>>,
+) -> Result<(), UserDataError> {
     let ms = members("room", room)?;
     let room_id = opt_str(ms.iter().find(|(k, _)| k == "room_id").map(|(_, v)| *v));
     for (k, v) in ms {
@@ -323,7 +400,15 @@ fn room_summary<'a>(room: &'a RawValue, at: FieldPath, out: &mut Vec<UserField<'
         };
         let Some(value) = text_of(v) else { continue };
         let path = at.key(&k);
-        out.push(UserField { kind, key: Cow::Owned(k), user_id: None, device_id: None, room_id: room_id.clone(), value, path });
+        out.push(UserField {
+            kind,
+            key: Cow::Owned(k),
+            user_id: None,
+            device_id: None,
+            room_id: room_id.clone(),
+            value,
+            path,
+        });
     }
     Ok(())
 }
@@ -332,7 +417,11 @@ fn public_rooms<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<
     for (k, v) in members("public rooms", root)? {
         if k == "chunk" {
             for (i, room) in elements("chunk", v)?.into_iter().enumerate() {
-                room_summary(room, FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(i)]), out)?;
+                room_summary(
+                    room,
+                    FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(i)]),
+                    out,
+                )?;
             }
         }
     }
@@ -345,7 +434,11 @@ fn hierarchy<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<(),
             "room" => room_summary(v, FieldPath::default().key("room"), out)?,
             "children" => {
                 for (i, room) in elements("children", v)?.into_iter().enumerate() {
-                    room_summary(room, FieldPath(vec![PathSeg::Key("children".into()), PathSeg::Index(i)]), out)?;
+                    room_summary(
+                        room,
+                        FieldPath(vec![PathSeg::Key("children".into()), PathSeg::Index(i)]),
+                        out,
+                    )?;
                 }
             }
             _ => {}
@@ -357,11 +450,14 @@ fn hierarchy<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<(),
 /// Removes the fields at `paths` (each path's last step is a key) and re-serialises the body.
 /// A path that leads nowhere is an error (the caller refuses: nothing unjudged is released).
 pub fn remove_fields(body: &[u8], paths: &[&FieldPath]) -> Result<Vec<u8>, UserDataError> {
-    let mut root: serde_json::Value = serde_json::from_slice(body).map_err(|_| UserDataError::NotJson)?;
+    let mut root: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| UserDataError::NotJson)?;
     for path in paths {
         let missing = || UserDataError::NoSuchField(path.to_string());
         let (last, parents) = path.0.split_last().ok_or_else(missing)?;
-        let PathSeg::Key(last) = last else { return Err(missing()) };
+        let PathSeg::Key(last) = last else {
+            return Err(missing());
+        };
         let mut at = &mut root;
         for seg in parents {
             at = match seg {
@@ -370,7 +466,9 @@ pub fn remove_fields(body: &[u8], paths: &[&FieldPath]) -> Result<Vec<u8>, UserD
             }
             .ok_or_else(missing)?;
         }
-        at.as_object_mut().and_then(|o| o.remove(last)).ok_or_else(missing)?;
+        at.as_object_mut()
+            .and_then(|o| o.remove(last))
+            .ok_or_else(missing)?;
     }
     serde_json::to_vec(&root).map_err(|_| UserDataError::NotJson)
 }
@@ -380,14 +478,23 @@ pub fn remove_fields(body: &[u8], paths: &[&FieldPath]) -> Result<Vec<u8>, UserD
 
 /// The per-device messages of an `m.direct_to_device` EDU (index `edu` in the transaction);
 /// empty for any other EDU type and for one without `messages`.
-pub fn to_device_in<'a>(edu: usize, view: &EduView<'a>) -> Result<Vec<ToDeviceMessage<'a>>, UserDataError> {
+pub fn to_device_in<'a>(
+    edu: usize,
+    view: &EduView<'a>,
+) -> Result<Vec<ToDeviceMessage<'a>>, UserDataError> {
     if view.edu_type != TO_DEVICE_EDU {
         return Ok(Vec::new());
     }
     let content = members("content", view.content)?;
     let field = |name: &str| content.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-    let Some(messages) = field("messages") else { return Ok(Vec::new()) };
-    let (sender, event_type, message_id) = (opt_str(field("sender")), opt_str(field("type")), opt_str(field("message_id")));
+    let Some(messages) = field("messages") else {
+        return Ok(Vec::new());
+    };
+    let (sender, event_type, message_id) = (
+        opt_str(field("sender")),
+        opt_str(field("type")),
+        opt_str(field("message_id")),
+    );
     let mut out = Vec::new();
     for (user_id, by_device) in members("messages", messages)? {
         for (device_id, content) in members("messages.*", by_device)? {
@@ -407,21 +514,43 @@ pub fn to_device_in<'a>(edu: usize, view: &EduView<'a>) -> Result<Vec<ToDeviceMe
 
 /// The EDU `raw` without the messages for the given `(user, device)` pairs, as canonical
 /// JSON; `None` if no message is left (drop the EDU). Every pair must exist.
-pub fn without_messages(raw: &RawValue, drop: &[(&str, &str)]) -> Result<Option<Box<RawValue>>, UserDataError> {
+pub fn without_messages(
+    raw: &RawValue,
+    drop: &[(&str, &str)],
+) -> Result<Option<Box<RawValue>>, UserDataError> {
     let mut edu = parse_canonical(raw).map_err(|_| UserDataError::NotCanonical)?;
     let messages = match &mut edu {
         CanonicalJsonValue::Object(o) => match o.get_mut("content") {
             Some(CanonicalJsonValue::Object(c)) => match c.get_mut("messages") {
                 Some(CanonicalJsonValue::Object(m)) => m,
-                _ => return Err(UserDataError::Shape { at: "messages", expected: "an object" }),
+                _ => {
+                    return Err(UserDataError::Shape {
+                        at: "messages",
+                        expected: "an object",
+                    })
+                }
             },
-            _ => return Err(UserDataError::Shape { at: "content", expected: "an object" }),
+            _ => {
+                return Err(UserDataError::Shape {
+                    at: "content",
+                    expected: "an object",
+                })
+            }
         },
-        _ => return Err(UserDataError::Shape { at: "edu", expected: "an object" }),
+        _ => {
+            return Err(UserDataError::Shape {
+                at: "edu",
+                expected: "an object",
+            })
+        }
     };
     for (user, device) in drop {
-        let Some(CanonicalJsonValue::Object(devices)) = messages.get_mut(*user) else { return Err(UserDataError::NoSuchMessage) };
-        devices.remove(*device).ok_or(UserDataError::NoSuchMessage)?;
+        let Some(CanonicalJsonValue::Object(devices)) = messages.get_mut(*user) else {
+            return Err(UserDataError::NoSuchMessage);
+        };
+        devices
+            .remove(*device)
+            .ok_or(UserDataError::NoSuchMessage)?;
         if devices.is_empty() {
             messages.remove(*user);
         }
@@ -431,7 +560,9 @@ pub fn without_messages(raw: &RawValue, drop: &[(&str, &str)]) -> Result<Option<
     }
     let bytes = to_canonical_bytes(&edu);
     let text = String::from_utf8(bytes).map_err(|_| UserDataError::NotCanonical)?;
-    RawValue::from_string(text).map(Some).map_err(|_| UserDataError::NotCanonical)
+    RawValue::from_string(text)
+        .map(Some)
+        .map_err(|_| UserDataError::NotCanonical)
 }
 
 #[cfg(test)]

@@ -319,7 +319,9 @@ fn signing_bytes_canonical(
         CanonicalJsonValue::String(destination.to_owned()),
     );
     let head = to_canonical_json_string_for_signing(&obj).map_err(|_| XMatrixError::Content)?;
-    let Some(content) = content else { return Ok(head) };
+    let Some(content) = content else {
+        return Ok(head);
+    };
     // `content` sorts before every other key, so the canonical object is `{"content":…,` followed
     // by the rest.
     let rest = head.strip_prefix('{').ok_or(XMatrixError::Content)?;
@@ -786,11 +788,20 @@ mod tests {
             r#"{"edus":[],"origin":"o.example","origin_server_ts":1,"pdus":[{"a":"Grüße \"x\" \u0001"}]}"#,
             r#"{ "pdus" : [ {"b":1,"a":"\u00e9"} ], "origin":"o.example" }"#,
         ] {
-            let via_bytes = sign_request_body(&k, "o.example", "d.example", "PUT", uri, text.as_bytes()).unwrap();
+            let via_bytes =
+                sign_request_body(&k, "o.example", "d.example", "PUT", uri, text.as_bytes())
+                    .unwrap();
             let raw = body(text);
-            assert_eq!(via_bytes, sign_request(&k, "o.example", "d.example", "PUT", uri, Some(&raw)).unwrap(), "{text}");
+            assert_eq!(
+                via_bytes,
+                sign_request(&k, "o.example", "d.example", "PUT", uri, Some(&raw)).unwrap(),
+                "{text}"
+            );
             let h = XMatrix::parse(&via_bytes).unwrap();
-            assert_eq!(verify_request(&h, "PUT", uri, Some(&raw), &k.public_key()), Ok(()));
+            assert_eq!(
+                verify_request(&h, "PUT", uri, Some(&raw), &k.public_key()),
+                Ok(())
+            );
         }
         // Not JSON (truncated, trailing garbage, two values, invalid UTF-8), not representable.
         for bad in [
@@ -819,14 +830,34 @@ mod tests {
             r#"{"a":"Grüße","b":1}"#,
         ] {
             let raw: Box<RawValue> = serde_json::from_str(body).unwrap();
-            let ours = signing_bytes("PUT", "/_matrix/federation/v1/send/1?x=%24", "o.example", "d.example:8448", Some(&raw)).unwrap();
+            let ours = signing_bytes(
+                "PUT",
+                "/_matrix/federation/v1/send/1?x=%24",
+                "o.example",
+                "d.example:8448",
+                Some(&raw),
+            )
+            .unwrap();
             let mut obj = CanonicalJsonObject::new();
             obj.insert("method".into(), CanonicalJsonValue::String("PUT".into()));
-            obj.insert("uri".into(), CanonicalJsonValue::String("/_matrix/federation/v1/send/1?x=%24".into()));
-            obj.insert("origin".into(), CanonicalJsonValue::String("o.example".into()));
-            obj.insert("destination".into(), CanonicalJsonValue::String("d.example:8448".into()));
+            obj.insert(
+                "uri".into(),
+                CanonicalJsonValue::String("/_matrix/federation/v1/send/1?x=%24".into()),
+            );
+            obj.insert(
+                "origin".into(),
+                CanonicalJsonValue::String("o.example".into()),
+            );
+            obj.insert(
+                "destination".into(),
+                CanonicalJsonValue::String("d.example:8448".into()),
+            );
             obj.insert("content".into(), serde_json::from_str(body).unwrap());
-            assert_eq!(ours, to_canonical_json_string_for_signing(&obj).unwrap(), "{body}");
+            assert_eq!(
+                ours,
+                to_canonical_json_string_for_signing(&obj).unwrap(),
+                "{body}"
+            );
         }
     }
 }

@@ -99,7 +99,13 @@ pub fn encode_segment(s: &str) -> String {
 /// The shared-secret registration MAC: hex HMAC-SHA1 over
 /// `nonce \0 user \0 password \0 ("admin" | "notadmin")` keyed with the shared secret
 /// (Synapse `synapse/rest/admin/users.py UserRegisterServlet`).
-pub fn registration_mac(secret: &str, nonce: &str, user: &str, password: &str, admin: bool) -> String {
+pub fn registration_mac(
+    secret: &str,
+    nonce: &str,
+    user: &str,
+    password: &str,
+    admin: bool,
+) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes keys of any length");
@@ -126,7 +132,9 @@ pub struct MatrixClient {
 
 impl std::fmt::Debug for MatrixClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MatrixClient").field("base", &self.base).finish()
+        f.debug_struct("MatrixClient")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -187,9 +195,15 @@ impl MatrixClient {
             Some(v) => Bytes::from(serde_json::to_vec(v).expect("serialisable")),
             None => Bytes::new(),
         };
-        let req = req.body(Full::new(bytes)).map_err(|e| transport(e.to_string()))?;
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| transport(e.to_string()))?;
         let fut = async {
-            let resp = self.http.request(req).await.map_err(|e| transport(format!("{e:?}")))?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| transport(format!("{e:?}")))?;
             let status = resp.status().as_u16();
             let body = resp
                 .into_body()
@@ -224,7 +238,9 @@ impl MatrixClient {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
-        let resp = self.raw(method, path_and_query, token, body, timeout).await?;
+        let resp = self
+            .raw(method, path_and_query, token, body, timeout)
+            .await?;
         let json = resp.json();
         if (200..300).contains(&resp.status) {
             return Ok(json);
@@ -243,8 +259,14 @@ impl MatrixClient {
 
     /// `GET /_matrix/client/versions` answers 200.
     pub async fn versions(&self) -> Result<Value, ClientError> {
-        self.call_with_timeout("GET", "/_matrix/client/versions", None, None, Duration::from_secs(5))
-            .await
+        self.call_with_timeout(
+            "GET",
+            "/_matrix/client/versions",
+            None,
+            None,
+            Duration::from_secs(5),
+        )
+        .await
     }
 
     /// Registers `user` with the shared secret (`/_synapse/admin/v1/register`) and returns
@@ -258,10 +280,12 @@ impl MatrixClient {
     ) -> Result<Session, ClientError> {
         let path = "/_synapse/admin/v1/register";
         let nonce_resp = self.call("GET", path, None, None).await?;
-        let nonce = nonce_resp["nonce"].as_str().ok_or_else(|| ClientError::Unexpected {
-            url: path.into(),
-            message: format!("no nonce in {nonce_resp}"),
-        })?;
+        let nonce = nonce_resp["nonce"]
+            .as_str()
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path.into(),
+                message: format!("no nonce in {nonce_resp}"),
+            })?;
         let body = json!({
             "nonce": nonce,
             "username": user,
@@ -287,10 +311,12 @@ impl MatrixClient {
 
     fn session_from(&self, r: &Value, path: &str) -> Result<Session, ClientError> {
         let get = |k: &str| {
-            r[k].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
-                url: path.into(),
-                message: format!("no {k} in {r}"),
-            })
+            r[k].as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ClientError::Unexpected {
+                    url: path.into(),
+                    message: format!("no {k} in {r}"),
+                })
         };
         Ok(Session {
             client: self.clone(),
@@ -326,23 +352,39 @@ pub struct Message {
 }
 
 impl Session {
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
-        self.client.call(method, path, Some(&self.access_token), body).await
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        self.client
+            .call(method, path, Some(&self.access_token), body)
+            .await
     }
 
     /// `POST /createRoom` with the given body; returns the room id.
     pub async fn create_room(&self, body: &Value) -> Result<String, ClientError> {
-        let r = self.call("POST", "/_matrix/client/v3/createRoom", Some(body)).await?;
-        r["room_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
-            url: "createRoom".into(),
-            message: format!("no room_id in {r}"),
-        })
+        let r = self
+            .call("POST", "/_matrix/client/v3/createRoom", Some(body))
+            .await?;
+        r["room_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: "createRoom".into(),
+                message: format!("no room_id in {r}"),
+            })
     }
 
     /// Invites `user_id` into `room_id`.
     pub async fn invite(&self, room_id: &str, user_id: &str) -> Result<(), ClientError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/invite", encode_segment(room_id));
-        self.call("POST", &path, Some(&json!({"user_id": user_id}))).await?;
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/invite",
+            encode_segment(room_id)
+        );
+        self.call("POST", &path, Some(&json!({"user_id": user_id})))
+            .await?;
         Ok(())
     }
 
@@ -355,10 +397,13 @@ impl Session {
             path.push_str(&encode_segment(s));
         }
         let r = self.call("POST", &path, Some(&json!({}))).await?;
-        r["room_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
-            url: path,
-            message: format!("no room_id in {r}"),
-        })
+        r["room_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path,
+                message: format!("no room_id in {r}"),
+            })
     }
 
     /// Sends an `m.text` message; returns the event id.
@@ -369,20 +414,42 @@ impl Session {
             encode_segment(room_id)
         );
         let r = self
-            .call("PUT", &path, Some(&json!({"msgtype": "m.text", "body": text})))
+            .call(
+                "PUT",
+                &path,
+                Some(&json!({"msgtype": "m.text", "body": text})),
+            )
             .await?;
-        r["event_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected {
-            url: path,
-            message: format!("no event_id in {r}"),
-        })
+        r["event_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path,
+                message: format!("no event_id in {r}"),
+            })
     }
 
     /// Sends an event of any type with `content`; returns the event id.
-    pub async fn send_event(&self, room_id: &str, event_type: &str, content: &Value) -> Result<String, ClientError> {
+    pub async fn send_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        content: &Value,
+    ) -> Result<String, ClientError> {
         let txn = format!("lab{}", rand::random::<u64>());
-        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", encode_segment(room_id), encode_segment(event_type));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/{}/{txn}",
+            encode_segment(room_id),
+            encode_segment(event_type)
+        );
         let r = self.call("PUT", &path, Some(content)).await?;
-        r["event_id"].as_str().map(str::to_string).ok_or_else(|| ClientError::Unexpected { url: path, message: format!("no event_id in {r}") })
+        r["event_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path,
+                message: format!("no event_id in {r}"),
+            })
     }
 
     /// The latest (up to `limit`) `m.room.message` events of a room, newest first.
@@ -408,7 +475,10 @@ impl Session {
 
     /// Joined members of a room (user ids).
     pub async fn joined_members(&self, room_id: &str) -> Result<Vec<String>, ClientError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode_segment(room_id));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            encode_segment(room_id)
+        );
         let r = self.call("GET", &path, None).await?;
         Ok(r["joined"]
             .as_object()
@@ -422,7 +492,13 @@ impl Session {
         // inline filter per call makes every call see the current invites.
         let n = rand::random::<u16>() % 1000 + 1;
         let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
-        let r = self.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), None).await?;
+        let r = self
+            .call(
+                "GET",
+                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+                None,
+            )
+            .await?;
         Ok(r["rooms"]["invite"]
             .as_object()
             .map(|m| m.keys().cloned().collect())
@@ -441,17 +517,26 @@ impl Session {
             "/_matrix/client/v3/profile/{}/displayname",
             encode_segment(&self.user_id)
         );
-        self.call("PUT", &path, Some(&json!({"displayname": name}))).await?;
+        self.call("PUT", &path, Some(&json!({"displayname": name})))
+            .await?;
         Ok(())
     }
 
     /// Sends to-device messages: `PUT /sendToDevice/{event_type}/{txn}` with `messages` as
     /// `{user_id: {device_id or "*": content}}`. Messages for remote users travel as one
     /// `m.direct_to_device` EDU per destination server.
-    pub async fn send_to_device(&self, event_type: &str, messages: &Value) -> Result<(), ClientError> {
+    pub async fn send_to_device(
+        &self,
+        event_type: &str,
+        messages: &Value,
+    ) -> Result<(), ClientError> {
         let txn = format!("lab{}", rand::random::<u64>());
-        let path = format!("/_matrix/client/v3/sendToDevice/{}/{txn}", encode_segment(event_type));
-        self.call("PUT", &path, Some(&json!({"messages": messages}))).await?;
+        let path = format!(
+            "/_matrix/client/v3/sendToDevice/{}/{txn}",
+            encode_segment(event_type)
+        );
+        self.call("PUT", &path, Some(&json!({"messages": messages})))
+            .await?;
         Ok(())
     }
 
@@ -462,28 +547,63 @@ impl Session {
         // A fresh inline filter per call avoids Synapse's cache of initial syncs.
         let n = rand::random::<u16>() % 1000 + 1;
         let filter = encode_segment(&format!(r#"{{"room":{{"timeline":{{"limit":{n}}}}}}}"#));
-        let r = self.call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), None).await?;
-        Ok(r["to_device"]["events"].as_array().cloned().unwrap_or_default())
+        let r = self
+            .call(
+                "GET",
+                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+                None,
+            )
+            .await?;
+        Ok(r["to_device"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Waits until this user is invited to `room_id`.
-    pub async fn wait_for_invite(&self, room_id: &str, timeout: Duration) -> Result<(), ClientError> {
-        wait_until(&format!("an invite of {} to {room_id}", self.user_id), timeout, || async {
-            Ok(self.invited_rooms().await?.iter().any(|r| r == room_id).then_some(()))
-        })
+    pub async fn wait_for_invite(
+        &self,
+        room_id: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        wait_until(
+            &format!("an invite of {} to {room_id}", self.user_id),
+            timeout,
+            || async {
+                Ok(self
+                    .invited_rooms()
+                    .await?
+                    .iter()
+                    .any(|r| r == room_id)
+                    .then_some(()))
+            },
+        )
         .await
     }
 
     /// Waits until the event `event_id` of `room_id` is visible to this user; returns it.
-    pub async fn wait_for_event(&self, room_id: &str, event_id: &str, timeout: Duration) -> Result<Value, ClientError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room_id), encode_segment(event_id));
-        wait_until(&format!("{} to see {event_id}", self.user_id), timeout, || async {
-            match self.call("GET", &path, None).await {
-                Ok(v) => Ok(Some(v)),
-                Err(ClientError::Status { status: 404, .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
+    pub async fn wait_for_event(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode_segment(room_id),
+            encode_segment(event_id)
+        );
+        wait_until(
+            &format!("{} to see {event_id}", self.user_id),
+            timeout,
+            || async {
+                match self.call("GET", &path, None).await {
+                    Ok(v) => Ok(Some(v)),
+                    Err(ClientError::Status { status: 404, .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        )
         .await
     }
 
@@ -517,7 +637,10 @@ impl Session {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         wait_until(
-            &format!("{user_id} to be joined in {room_id} (seen by {})", self.user_id),
+            &format!(
+                "{user_id} to be joined in {room_id} (seen by {})",
+                self.user_id
+            ),
             timeout,
             || async {
                 Ok(self
@@ -671,7 +794,11 @@ impl Session {
 
 /// Polls `probe` every 200 ms until it returns `Ok(Some(_))` or `timeout` passes. Errors from
 /// the probe do not end the wait (the last one is reported on timeout).
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T, ClientError>
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, ClientError>>,
@@ -717,7 +844,10 @@ mod tests {
 
     #[test]
     fn segments_are_percent_encoded() {
-        assert_eq!(encode_segment("!room:127.0.0.1:8448"), "%21room%3A127.0.0.1%3A8448");
+        assert_eq!(
+            encode_segment("!room:127.0.0.1:8448"),
+            "%21room%3A127.0.0.1%3A8448"
+        );
         assert_eq!(encode_segment("@a b/c"), "%40a%20b%2Fc");
         assert_eq!(encode_segment("A-z_0.~"), "A-z_0.~");
         assert_eq!(encode_segment("ü"), "%C3%BC");

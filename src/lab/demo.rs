@@ -42,8 +42,16 @@ where
     Ok(r?)
 }
 
-async fn user(c: &MatrixClient, secret: &str, name: &str, password: &str) -> Result<Session, ClientError> {
-    match c.register_shared_secret(secret, name, password, false).await {
+async fn user(
+    c: &MatrixClient,
+    secret: &str,
+    name: &str,
+    password: &str,
+) -> Result<Session, ClientError> {
+    match c
+        .register_shared_secret(secret, name, password, false)
+        .await
+    {
         Ok(s) => Ok(s),
         Err(e) if e.errcode() == Some("M_USER_IN_USE") => c.login(name, password).await,
         Err(e) => Err(e),
@@ -55,21 +63,29 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     let c1 = MatrixClient::new(&hs1.client_url);
     let c2 = MatrixClient::new(&hs2.client_url);
     let mut n = 0;
-    let alice = step(&mut n, &format!("register alice on hs1 ({})", hs1.server_name), user(
-        &c1,
-        &hs1.registration_shared_secret,
-        "alice",
-        ALICE_PASSWORD,
-    ))
+    let alice = step(
+        &mut n,
+        &format!("register alice on hs1 ({})", hs1.server_name),
+        user(
+            &c1,
+            &hs1.registration_shared_secret,
+            "alice",
+            ALICE_PASSWORD,
+        ),
+    )
     .await?;
-    let bob = step(&mut n, &format!("register bob on hs2 ({})", hs2.server_name), user(
-        &c2,
-        &hs2.registration_shared_secret,
-        "bob",
-        BOB_PASSWORD,
-    ))
+    let bob = step(
+        &mut n,
+        &format!("register bob on hs2 ({})", hs2.server_name),
+        user(&c2, &hs2.registration_shared_secret, "bob", BOB_PASSWORD),
+    )
     .await?;
-    step(&mut n, "bob sets his display name", bob.set_displayname("Bob (hs2)")).await?;
+    step(
+        &mut n,
+        "bob sets his display name",
+        bob.set_displayname("Bob (hs2)"),
+    )
+    .await?;
     let room = step(
         &mut n,
         "alice creates a room",
@@ -77,9 +93,18 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     )
     .await?;
     println!("     room {room}");
-    step(&mut n, &format!("alice invites {}", bob.user_id), alice.invite(&room, &bob.user_id)).await?;
-    step(&mut n, "bob receives the invite (hs1 → guard → hs2)", bob.wait_for_invite(&room, STEP_TIMEOUT))
-        .await?;
+    step(
+        &mut n,
+        &format!("alice invites {}", bob.user_id),
+        alice.invite(&room, &bob.user_id),
+    )
+    .await?;
+    step(
+        &mut n,
+        "bob receives the invite (hs1 → guard → hs2)",
+        bob.wait_for_invite(&room, STEP_TIMEOUT),
+    )
+    .await?;
     step(
         &mut n,
         "bob joins via hs1 (make_join / send_join through the guard)",
@@ -93,7 +118,12 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     )
     .await?;
     let a_text = "Hallo Bob, this message crossed the guard.";
-    step(&mut n, &format!("alice says {a_text:?}"), alice.send_text(&room, a_text)).await?;
+    step(
+        &mut n,
+        &format!("alice says {a_text:?}"),
+        alice.send_text(&room, a_text),
+    )
+    .await?;
     step(
         &mut n,
         "bob reads it on hs2",
@@ -101,7 +131,12 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     )
     .await?;
     let b_text = "Hi Alice, and so did this reply.";
-    step(&mut n, &format!("bob replies {b_text:?}"), bob.send_text(&room, b_text)).await?;
+    step(
+        &mut n,
+        &format!("bob replies {b_text:?}"),
+        bob.send_text(&room, b_text),
+    )
+    .await?;
     step(
         &mut n,
         "alice reads it on hs1",
@@ -118,42 +153,124 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
 
     // The guard's shipped DLP rule set redacts the marking GEHEIM in transit.
     let secret = "Lagebericht: GEHEIM – nicht weitergeben";
-    let event_id = step(&mut n, &format!("alice says {secret:?}"), alice.send_text(&room, secret)).await?;
-    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
-    println!("     same event id {event_id}; content at hs2: {}", seen["content"]);
-    println!("     → redacted in transit by the guard (rule {}), the room DAG stays intact", super::guard::LAB_RULE_ID);
+    let event_id = step(
+        &mut n,
+        &format!("alice says {secret:?}"),
+        alice.send_text(&room, secret),
+    )
+    .await?;
+    let seen = step(
+        &mut n,
+        "bob receives that event on hs2",
+        bob.wait_for_event(&room, &event_id, STEP_TIMEOUT),
+    )
+    .await?;
+    println!(
+        "     same event id {event_id}; content at hs2: {}",
+        seen["content"]
+    );
+    println!(
+        "     → redacted in transit by the guard (rule {}), the room DAG stays intact",
+        super::guard::LAB_RULE_ID
+    );
     let after = "Und weiter geht's: dieser Satz ist unbedenklich.";
-    step(&mut n, &format!("alice says {after:?}"), alice.send_text(&room, after)).await?;
-    step(&mut n, "bob reads it on hs2 (the conversation goes on)", bob.wait_for_text(&room, &alice.user_id, after, STEP_TIMEOUT)).await?;
+    step(
+        &mut n,
+        &format!("alice says {after:?}"),
+        alice.send_text(&room, after),
+    )
+    .await?;
+    step(
+        &mut n,
+        "bob reads it on hs2 (the conversation goes on)",
+        bob.wait_for_text(&room, &alice.user_id, after, STEP_TIMEOUT),
+    )
+    .await?;
 
     // The guard reads text as a reader sees it: a zero-width space and look-alike letters do
     // not hide the marking.
     let hidden = "Lage G\u{200b}\u{415}H\u{415}\u{406}M (zero-width space, Cyrillic look-alikes)";
-    let event_id = step(&mut n, "alice says \"Lage G<zero-width space>\u{415}H\u{415}\u{406}M\" (Cyrillic Е, Е, І)", alice.send_text(&room, hidden)).await?;
-    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
-    println!("     content at hs2: {} → redacted: normalised and look-alikes mapped, it reads GEHEIM", seen["content"]);
+    let event_id = step(
+        &mut n,
+        "alice says \"Lage G<zero-width space>\u{415}H\u{415}\u{406}M\" (Cyrillic Е, Е, І)",
+        alice.send_text(&room, hidden),
+    )
+    .await?;
+    let seen = step(
+        &mut n,
+        "bob receives that event on hs2",
+        bob.wait_for_event(&room, &event_id, STEP_TIMEOUT),
+    )
+    .await?;
+    println!(
+        "     content at hs2: {} → redacted: normalised and look-alikes mapped, it reads GEHEIM",
+        seen["content"]
+    );
 
     // German PII with check digits: a valid IBAN is redacted, a broken check digit is not.
     let iban = "Bitte an DE89370400440532013000 überweisen";
-    let event_id = step(&mut n, &format!("alice says {iban:?} (valid IBAN)"), alice.send_text(&room, iban)).await?;
-    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
-    println!("     content at hs2: {} → redacted (rule pii.iban, mod-97 check digits valid)", seen["content"]);
+    let event_id = step(
+        &mut n,
+        &format!("alice says {iban:?} (valid IBAN)"),
+        alice.send_text(&room, iban),
+    )
+    .await?;
+    let seen = step(
+        &mut n,
+        "bob receives that event on hs2",
+        bob.wait_for_event(&room, &event_id, STEP_TIMEOUT),
+    )
+    .await?;
+    println!(
+        "     content at hs2: {} → redacted (rule pii.iban, mod-97 check digits valid)",
+        seen["content"]
+    );
     let typo = "Bitte an DE89370400440532013001 überweisen";
-    step(&mut n, &format!("alice says {typo:?} (broken check digit)"), alice.send_text(&room, typo)).await?;
-    step(&mut n, "bob reads it intact on hs2 (not an IBAN)", bob.wait_for_text(&room, &alice.user_id, typo, STEP_TIMEOUT)).await?;
+    step(
+        &mut n,
+        &format!("alice says {typo:?} (broken check digit)"),
+        alice.send_text(&room, typo),
+    )
+    .await?;
+    step(
+        &mut n,
+        "bob reads it intact on hs2 (not an IBAN)",
+        bob.wait_for_text(&room, &alice.user_id, typo, STEP_TIMEOUT),
+    )
+    .await?;
 
     // Opaque content: the guard cannot read ciphertext, so by default (`[opaque] release =
     // "deny"`) it does not cross. (The lab has no E2EE client: the event carries a structurally
     // well-formed Megolm message made of random bytes.)
     let ct = crate::federation::e2ee::synthetic::megolm_content(0, 4);
-    let event_id = step(&mut n, "alice sends an m.room.encrypted event (Megolm ciphertext)", alice.send_event(&room, "m.room.encrypted", &ct)).await?;
-    let seen = step(&mut n, "bob receives that event on hs2", bob.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    let event_id = step(
+        &mut n,
+        "alice sends an m.room.encrypted event (Megolm ciphertext)",
+        alice.send_event(&room, "m.room.encrypted", &ct),
+    )
+    .await?;
+    let seen = step(
+        &mut n,
+        "bob receives that event on hs2",
+        bob.wait_for_event(&room, &event_id, STEP_TIMEOUT),
+    )
+    .await?;
     println!("     content at hs2: {} → redacted (rule {}: opaque content crosses only by explicit policy)", seen["content"], crate::policy::opaque::RULE_ENCRYPTED);
 
     // An inbound reply with a marking: redacted before hs1, re-signed with the attested guard key.
     let reply = "Antwort: STRENG GEHEIM";
-    let event_id = step(&mut n, &format!("bob replies {reply:?}"), bob.send_text(&room, reply)).await?;
-    let seen = step(&mut n, "alice receives that event on hs1", alice.wait_for_event(&room, &event_id, STEP_TIMEOUT)).await?;
+    let event_id = step(
+        &mut n,
+        &format!("bob replies {reply:?}"),
+        bob.send_text(&room, reply),
+    )
+    .await?;
+    let seen = step(
+        &mut n,
+        "alice receives that event on hs1",
+        alice.wait_for_event(&room, &event_id, STEP_TIMEOUT),
+    )
+    .await?;
     println!("     content at hs1: {} → redacted inbound by the shipped marking rules, re-signed with the guard key", seen["content"]);
     Ok(())
 }
@@ -164,7 +281,11 @@ async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
         .raw("GET", "/metrics", None, None, Duration::from_secs(10))
         .await?;
     let series = metrics::requests(&metrics::parse(&String::from_utf8_lossy(&r.body)));
-    println!("\nWhat the guard saw ({}/metrics, {}):", info.guard.admin_url, metrics::REQUESTS_TOTAL);
+    println!(
+        "\nWhat the guard saw ({}/metrics, {}):",
+        info.guard.admin_url,
+        metrics::REQUESTS_TOTAL
+    );
     print!("{}", metrics::render_table(&series));
     println!(
         "  total: {} inbound, {} outbound",
@@ -203,7 +324,10 @@ pub async fn demo(opts: DemoOptions) -> Result<(), LabError> {
     let result = conversation(&info).await;
     let view = print_guard_view(&info).await;
     if opts.keep {
-        println!("\nlab kept running: grenzwacht lab down --dir {}", dir.display());
+        println!(
+            "\nlab kept running: grenzwacht lab down --dir {}",
+            dir.display()
+        );
     } else {
         let d = dir.clone();
         tokio::task::spawn_blocking(move || down(&d))

@@ -88,20 +88,29 @@ pub const LAB_DEU_POLICY: &str = "1.3.6.1.4.1.99999.1.1";
 pub const LAB_NATO_POLICY: &str = "1.3.26.1.3.1";
 
 /// Writes the shipped SPIFs (embedded in the binary) to `DIR/spif/`.
-pub fn write_lab_spifs(dir: &std::path::Path, remote_server: &str) -> Result<LabLabels, super::LabError> {
+pub fn write_lab_spifs(
+    dir: &std::path::Path,
+    remote_server: &str,
+) -> Result<LabLabels, super::LabError> {
     let d = dir.join("spif");
     super::mkdir(&d)?;
     let deu = d.join("deu-vs.xml");
     let nato = d.join("nato.xml");
     super::write_file(&deu, include_str!("../../spif/deu-vs.xml").as_bytes())?;
     super::write_file(&nato, include_str!("../../spif/nato.xml").as_bytes())?;
-    Ok(LabLabels { spifs: vec![deu, nato], remote_server: remote_server.to_string() })
+    Ok(LabLabels {
+        spifs: vec![deu, nato],
+        remote_server: remote_server.to_string(),
+    })
 }
 
 fn toml_of(v: &serde_json::Value) -> toml_edit::Value {
     match v {
         serde_json::Value::Bool(b) => (*b).into(),
-        serde_json::Value::Number(n) => n.as_i64().map(toml_edit::Value::from).unwrap_or_else(|| n.to_string().into()),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(toml_edit::Value::from)
+            .unwrap_or_else(|| n.to_string().into()),
         serde_json::Value::String(s) => s.as_str().into(),
         serde_json::Value::Array(a) => toml_edit::Value::Array(a.iter().map(toml_of).collect()),
         serde_json::Value::Object(o) => {
@@ -121,7 +130,9 @@ fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     let deu_cats: Vec<serde_json::Value> = [276u64, 250, 840, 1001, 2000]
         .iter()
         .map(|v| json!({"tag_set": format!("{LAB_DEU_POLICY}.1"), "type": "permissive", "lacv": v}))
-        .chain([2u64, 10].iter().map(|v| json!({"tag_set": format!("{LAB_DEU_POLICY}.2"), "type": "restrictive", "lacv": v})))
+        .chain([2u64, 10].iter().map(
+            |v| json!({"tag_set": format!("{LAB_DEU_POLICY}.2"), "type": "restrictive", "lacv": v}),
+        ))
         .collect();
     let nato_clearance = json!({"policy": LAB_NATO_POLICY, "classifications": [1, 2], "categories": [
         {"tag_set": "1.3.26.1.4.2", "type": "enumeratedPermissive", "lacv": 276},
@@ -130,12 +141,18 @@ fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     t["spifs"] = value(str_array(l.spifs.iter().map(|p| p.display().to_string())));
     let mut prot = Table::new();
     prot["policy"] = value(LAB_DEU_POLICY);
-    prot["default_label"] = value(toml_of(&json!({"policy": LAB_DEU_POLICY, "classification": 2})));
-    prot["clearance"] = value(toml_of(&json!({"policy": LAB_DEU_POLICY, "classifications": [1, 2, 3, 4, 5], "categories": deu_cats})));
+    prot["default_label"] = value(toml_of(
+        &json!({"policy": LAB_DEU_POLICY, "classification": 2}),
+    ));
+    prot["clearance"] = value(toml_of(
+        &json!({"policy": LAB_DEU_POLICY, "classifications": [1, 2, 3, 4, 5], "categories": deu_cats}),
+    ));
     t["protected"] = Item::Table(prot);
     let mut remote = Table::new();
     remote["policy"] = value(LAB_NATO_POLICY);
-    remote["default_label"] = value(toml_of(&json!({"policy": LAB_NATO_POLICY, "classification": 2, "categories": [{"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]})));
+    remote["default_label"] = value(toml_of(
+        &json!({"policy": LAB_NATO_POLICY, "classification": 2, "categories": [{"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]}),
+    ));
     remote["clearance"] = value(toml_of(&nato_clearance));
     t["remote"] = Item::Table(remote);
     let mut peer = Table::new();
@@ -149,7 +166,10 @@ fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
 /// The shipped DLP rule set (`policies/`), built into the binary so the lab runs from any
 /// directory: (file name, content).
 pub const SHIPPED_POLICIES: &[(&str, &str)] = &[
-    ("markings.toml", include_str!("../../policies/markings.toml")),
+    (
+        "markings.toml",
+        include_str!("../../policies/markings.toml"),
+    ),
     ("pii.toml", include_str!("../../policies/pii.toml")),
     ("secrets.toml", include_str!("../../policies/secrets.toml")),
 ];
@@ -201,7 +221,11 @@ pub fn guard_toml(c: &GuardConfig) -> String {
 
     let mut out = Table::new();
     match &c.outbound {
-        GuardOutbound::Connect { listen, ca_dir, secret } => {
+        GuardOutbound::Connect {
+            listen,
+            ca_dir,
+            secret,
+        } => {
             out["connect_listen"] = value(listen.to_string());
             out["interception_ca_dir"] = value(ca_dir.display().to_string());
             out["proxy_secret"] = value(secret.clone());
@@ -245,7 +269,11 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     // Opaque content (ciphertext, encrypted attachments): the product default "deny"; with
     // labels, released by a cleartext label next to it.
     let mut opaque = Table::new();
-    opaque["release"] = value(if c.labels.is_some() { "labeled" } else { "deny" });
+    opaque["release"] = value(if c.labels.is_some() {
+        "labeled"
+    } else {
+        "deny"
+    });
     doc["opaque"] = Item::Table(opaque);
     doc.to_string()
 }
@@ -280,16 +308,27 @@ mod tests {
     #[test]
     fn labels_section_loads_with_the_shipped_spifs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(GuardOutbound::Connect { listen: "127.0.0.1:4".parse().unwrap(), ca_dir: "/lab/interception-ca".into(), secret: "s3cret".into() });
+        let mut c = cfg(GuardOutbound::Connect {
+            listen: "127.0.0.1:4".parse().unwrap(),
+            ca_dir: "/lab/interception-ca".into(),
+            secret: "s3cret".into(),
+        });
         assert!(!guard_toml(&c).contains("[labels"));
         c.labels = Some(write_lab_spifs(dir.path(), "127.0.0.1:9").unwrap());
         let text = guard_toml(&c);
-        let cfg = crate::config::Config::from_str(&text, dir.path().join("guard.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cfg = crate::config::Config::from_str(&text, dir.path().join("guard.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let l = cfg.labels.as_ref().expect("labels");
         assert_eq!(l.peer[0].server, "127.0.0.1:9");
-        assert_eq!(cfg.opaque.release, crate::config::opaque::OpaqueRelease::Labeled, "labels lab: ciphertext released by its label");
+        assert_eq!(
+            cfg.opaque.release,
+            crate::config::opaque::OpaqueRelease::Labeled,
+            "labels lab: ciphertext released by its label"
+        );
         let store = crate::store::Store::open_in_memory().unwrap();
-        let p = crate::policy::labels::LabelPolicy::from_config(&cfg, store).unwrap().expect("layer");
+        let p = crate::policy::labels::LabelPolicy::from_config(&cfg, store)
+            .unwrap()
+            .expect("layer");
         assert_eq!(p.spifs().policies().len(), 2);
     }
 
@@ -307,20 +346,43 @@ mod tests {
         assert_eq!(p["server_name"].as_str(), Some("127.0.0.1:2"));
         assert_eq!(p["cert"].as_str(), Some("/lab/certs/hs1 \"front\".crt"));
         assert_eq!(p["upstream"].as_str(), Some("http://127.0.0.1:3"));
-        assert_eq!(v["outbound"]["connect_listen"].as_str(), Some("127.0.0.1:4"));
-        assert_eq!(v["outbound"]["proxy_secret"].as_str(), Some("c0nnect"), "CONNECT clients authenticate");
+        assert_eq!(
+            v["outbound"]["connect_listen"].as_str(),
+            Some("127.0.0.1:4")
+        );
+        assert_eq!(
+            v["outbound"]["proxy_secret"].as_str(),
+            Some("c0nnect"),
+            "CONNECT clients authenticate"
+        );
         assert_eq!(
             v["outbound"]["interception_ca_dir"].as_str(),
             Some("/lab/interception-ca")
         );
         assert!(v["outbound"].get("proxy_listen").is_none());
-        assert_eq!(v["outbound"]["allowed_clients"][0].as_str(), Some("127.0.0.1/32"));
-        assert_eq!(v["outbound"]["roots"][0].as_str(), Some("/lab/certs/ca.crt"));
+        assert_eq!(
+            v["outbound"]["allowed_clients"][0].as_str(),
+            Some("127.0.0.1/32")
+        );
+        assert_eq!(
+            v["outbound"]["roots"][0].as_str(),
+            Some("/lab/certs/ca.crt")
+        );
         assert_eq!(v["dlp"]["policies"].as_str(), Some("/lab/policies"));
-        assert!(v.get("rule").is_none(), "the lab uses the shipped DLP rule set");
+        assert!(
+            v.get("rule").is_none(),
+            "the lab uses the shipped DLP rule set"
+        );
         assert_eq!(v["discovery"]["enabled"].as_bool(), Some(false));
-        assert_eq!(v["policy"]["deny_servers"][0].as_str(), Some("127.0.0.2:8448"));
-        assert_eq!(v["opaque"]["release"].as_str(), Some("deny"), "plain lab: the product default, shown explicitly");
+        assert_eq!(
+            v["policy"]["deny_servers"][0].as_str(),
+            Some("127.0.0.2:8448")
+        );
+        assert_eq!(
+            v["opaque"]["release"].as_str(),
+            Some("deny"),
+            "plain lab: the product default, shown explicitly"
+        );
     }
 
     #[test]

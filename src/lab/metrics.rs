@@ -144,8 +144,16 @@ pub fn render_table(series: &[RequestSeries]) -> String {
     if series.is_empty() {
         return "  (no requests counted)\n".to_string();
     }
-    let w = series.iter().map(|s| s.endpoint.len()).max().unwrap_or(8).max(8);
-    let mut out = format!("  {:<9} {:<w$} {:>6} {:>7}\n", "direction", "endpoint", "status", "count");
+    let w = series
+        .iter()
+        .map(|s| s.endpoint.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut out = format!(
+        "  {:<9} {:<w$} {:>6} {:>7}\n",
+        "direction", "endpoint", "status", "count"
+    );
     for s in series {
         out.push_str(&format!(
             "  {:<9} {:<w$} {:>6} {:>7}\n",
@@ -179,8 +187,16 @@ broken{a="x 1
         assert_eq!(weird.label("a"), "x\"y\\z\nq");
         assert_eq!(weird.label("b"), "");
         assert_eq!(weird.value, 1.5);
-        assert_eq!(s.iter().find(|x| x.name == "grenzwacht_bytes_total").unwrap().value, 12.0);
-        assert!(s.iter().any(|x| x.name == "histogram_bucket" && x.label("le") == "+Inf"));
+        assert_eq!(
+            s.iter()
+                .find(|x| x.name == "grenzwacht_bytes_total")
+                .unwrap()
+                .value,
+            12.0
+        );
+        assert!(s
+            .iter()
+            .any(|x| x.name == "histogram_bucket" && x.label("le") == "+Inf"));
         assert!(!s.iter().any(|x| x.name == "broken"));
     }
 
@@ -188,7 +204,10 @@ broken{a="x 1
     fn counts_requests_by_filter_regardless_of_label_order() {
         let r = requests(&parse(TEXT));
         assert_eq!(r.len(), 4);
-        assert_eq!(count(&r, Some("inbound"), Some("send_transaction"), None), 3);
+        assert_eq!(
+            count(&r, Some("inbound"), Some("send_transaction"), None),
+            3
+        );
         assert_eq!(count(&r, None, Some("send_transaction"), Some("200")), 10);
         assert_eq!(count(&r, Some("inbound"), None, None), 6);
         assert_eq!(count(&r, None, None, Some("404")), 2);

@@ -312,38 +312,69 @@ mod tests {
     fn sigkill_after_grace_when_sigterm_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("trap.log");
-        let argv: Vec<String> = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 1; done",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let rec = spawn("stubborn", &argv, dir.path(), &log, &[]).unwrap();
         // Wait until the trap is installed.
         let t0 = Instant::now();
         while !tail(&log, 100).contains("ready") && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(
-            stop(&rec, Duration::from_millis(500)),
-            StopOutcome::Killed
-        );
+        assert_eq!(stop(&rec, Duration::from_millis(500)), StopOutcome::Killed);
         assert!(!is_running(rec.pid));
     }
 
     #[test]
     fn cmdline_matching_tolerates_exec_wrappers_but_not_other_args() {
-        let rec: Vec<String> = ["/usr/bin/grenzwacht", "serve", "--config", "/lab/guard.toml"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let rec: Vec<String> = [
+            "/usr/bin/grenzwacht",
+            "serve",
+            "--config",
+            "/lab/guard.toml",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let b = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<&[u8]>>();
-        assert!(cmdline_matches(&b(&["/usr/bin/grenzwacht", "serve", "--config", "/lab/guard.toml"]), &rec));
-        // `exec python grenzwacht.py "$@"` from a wrapper.
         assert!(cmdline_matches(
-            &b(&["/usr/bin/python3", "/opt/grenzwacht.py", "serve", "--config", "/lab/guard.toml"]),
+            &b(&[
+                "/usr/bin/grenzwacht",
+                "serve",
+                "--config",
+                "/lab/guard.toml"
+            ]),
             &rec
         ));
-        assert!(!cmdline_matches(&b(&["/usr/bin/grenzwacht", "serve", "--config", "/other/guard.toml"]), &rec));
-        assert!(!cmdline_matches(&b(&["/usr/bin/vim", "serve", "--config", "/lab/guard.toml"]), &rec));
+        // `exec python grenzwacht.py "$@"` from a wrapper.
+        assert!(cmdline_matches(
+            &b(&[
+                "/usr/bin/python3",
+                "/opt/grenzwacht.py",
+                "serve",
+                "--config",
+                "/lab/guard.toml"
+            ]),
+            &rec
+        ));
+        assert!(!cmdline_matches(
+            &b(&[
+                "/usr/bin/grenzwacht",
+                "serve",
+                "--config",
+                "/other/guard.toml"
+            ]),
+            &rec
+        ));
+        assert!(!cmdline_matches(
+            &b(&["/usr/bin/vim", "serve", "--config", "/lab/guard.toml"]),
+            &rec
+        ));
         assert!(!cmdline_matches(&b(&["--config", "/lab/guard.toml"]), &rec));
         assert!(!cmdline_matches(&b(&[]), &rec));
     }

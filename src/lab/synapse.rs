@@ -33,7 +33,9 @@ pub fn default_venv() -> PathBuf {
     if let Some(v) = std::env::var_os("GRENZWACHT_SYNAPSE_VENV") {
         return PathBuf::from(v);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
     home.join(".cache/grenzwacht")
         .join(format!("synapse-venv-{SYNAPSE_VERSION}"))
 }
@@ -45,7 +47,10 @@ pub fn venv_python(venv: &Path) -> PathBuf {
 
 fn installed_version(venv: &Path) -> Option<String> {
     let out = Command::new(venv_python(venv))
-        .args(["-c", "import sys, synapse; sys.stdout.write(synapse.__version__)"])
+        .args([
+            "-c",
+            "import sys, synapse; sys.stdout.write(synapse.__version__)",
+        ])
         .output()
         .ok()?;
     out.status
@@ -111,7 +116,9 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
         if verbose {
             eprintln!("lab: {what}");
         }
-        let out = cmd.output().map_err(|e| LabError::Venv(format!("{what}: {e}")))?;
+        let out = cmd
+            .output()
+            .map_err(|e| LabError::Venv(format!("{what}: {e}")))?;
         if out.status.success() {
             Ok(())
         } else {
@@ -126,7 +133,10 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
                 .rev()
                 .collect::<Vec<_>>()
                 .join("\n");
-            Err(LabError::Venv(format!("{what} failed ({}):\n{tail}", out.status)))
+            Err(LabError::Venv(format!(
+                "{what} failed ({}):\n{tail}",
+                out.status
+            )))
         }
     };
     if !venv_python(venv).exists() {
@@ -140,7 +150,10 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
         )?;
     }
     run(
-        &format!("installing matrix-synapse=={SYNAPSE_VERSION} into {}", venv.display()),
+        &format!(
+            "installing matrix-synapse=={SYNAPSE_VERSION} into {}",
+            venv.display()
+        ),
         Command::new(venv.join("bin/pip"))
             .args(["install", "--disable-pip-version-check", "--quiet"])
             .arg(format!("matrix-synapse=={SYNAPSE_VERSION}")),
@@ -156,7 +169,8 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
 
 /// Writes a fresh Synapse signing key file (`ed25519 a_lab <seed>`) and returns the key.
 pub fn write_signing_key(path: &Path) -> Result<SigningKey, LabError> {
-    let key = SigningKey::generate(SIGNING_KEY_ID.trim_start_matches("ed25519:")).map_err(|e| LabError::Ca(format!("signing key: {e}")))?;
+    let key = SigningKey::generate(SIGNING_KEY_ID.trim_start_matches("ed25519:"))
+        .map_err(|e| LabError::Ca(format!("signing key: {e}")))?;
     super::write_private(path, key.to_synapse_string().as_bytes())?;
     Ok(key)
 }
@@ -281,8 +295,14 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
     });
     let obj = cfg.as_object_mut().expect("object");
     if let Some((cert, key)) = &c.federation_tls {
-        obj.insert("tls_certificate_path".into(), json!(cert.display().to_string()));
-        obj.insert("tls_private_key_path".into(), json!(key.display().to_string()));
+        obj.insert(
+            "tls_certificate_path".into(),
+            json!(cert.display().to_string()),
+        );
+        obj.insert(
+            "tls_private_key_path".into(),
+            json!(key.display().to_string()),
+        );
     }
     match &c.outbound {
         Outbound::Direct => {}
@@ -341,7 +361,10 @@ mod tests {
         assert!(cfg.get("instance_map").is_none());
         assert!(cfg.get("tls_certificate_path").is_none());
         assert_eq!(cfg["listeners"][1]["tls"], false);
-        assert_eq!(cfg["listeners"][1]["resources"][0]["names"], json!(["federation"]));
+        assert_eq!(
+            cfg["listeners"][1]["resources"][0]["names"],
+            json!(["federation"])
+        );
         assert_eq!(cfg["federation_custom_ca_list"], json!(["/lab/ca.crt"]));
     }
 

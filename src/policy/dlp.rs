@@ -49,7 +49,9 @@ use std::sync::Arc;
 
 pub use engine::{mask, CompileError, Engine, Match, Outcome, ScanCtx};
 pub use fields::Field;
-pub use rules::{Action, Diagnostic, Diagnostics, Loc, Mode, RuleDef, RuleFile, Severity, TestDef, TestInput};
+pub use rules::{
+    Action, Diagnostic, Diagnostics, Loc, Mode, RuleDef, RuleFile, Severity, TestDef, TestInput,
+};
 pub use validators::Validator;
 
 use crate::policy::manifest::{Manifest, Snapshot};
@@ -85,7 +87,13 @@ impl TestResult {
 }
 
 fn diag(code: &'static str, file: &str, loc: Loc, message: String) -> Diagnostic {
-    Diagnostic { code, file: file.to_owned(), line: loc.line, col: loc.col, message }
+    Diagnostic {
+        code,
+        file: file.to_owned(),
+        line: loc.line,
+        col: loc.col,
+        message,
+    }
 }
 
 impl RuleSet {
@@ -97,10 +105,17 @@ impl RuleSet {
 
     /// [`RuleSet::load_dir`], also returning the set's [`Manifest`] (file names, rule ids,
     /// content hashes of exactly the bytes that were parsed).
-    pub fn load_dir_with_manifest(dir: impl AsRef<Path>) -> Result<(RuleSet, Manifest), Diagnostics> {
+    pub fn load_dir_with_manifest(
+        dir: impl AsRef<Path>,
+    ) -> Result<(RuleSet, Manifest), Diagnostics> {
         let dir = dir.as_ref();
         let snap = Snapshot::read_dir(dir, "toml").map_err(|e| {
-            Diagnostics(vec![diag("DLP014", &dir.display().to_string(), Loc::default(), format!("cannot read policy directory: {e}"))])
+            Diagnostics(vec![diag(
+                "DLP014",
+                &dir.display().to_string(),
+                Loc::default(),
+                format!("cannot read policy directory: {e}"),
+            )])
         })?;
         Self::from_snapshot(dir, &snap)
     }
@@ -110,7 +125,12 @@ impl RuleSet {
     pub fn from_snapshot(dir: &Path, snap: &Snapshot) -> Result<(RuleSet, Manifest), Diagnostics> {
         if snap.files().is_empty() {
             let shown = dir.display().to_string();
-            return Err(Diagnostics(vec![diag("DLP015", &shown, Loc::default(), "no rule files (*.toml) in the policy directory".into())]));
+            return Err(Diagnostics(vec![diag(
+                "DLP015",
+                &shown,
+                Loc::default(),
+                "no rule files (*.toml) in the policy directory".into(),
+            )]));
         }
         let mut sources = Vec::new();
         let mut diags = Vec::new();
@@ -118,8 +138,18 @@ impl RuleSet {
             let shown = f.path.display().to_string();
             match f.content.as_deref().map(std::str::from_utf8) {
                 Ok(Ok(text)) => sources.push((shown, text, f)),
-                Ok(Err(_)) => diags.push(diag("DLP014", &shown, Loc::default(), "cannot read: not valid UTF-8".into())),
-                Err(e) => diags.push(diag("DLP014", &shown, Loc::default(), format!("cannot read: {e}"))),
+                Ok(Err(_)) => diags.push(diag(
+                    "DLP014",
+                    &shown,
+                    Loc::default(),
+                    "cannot read: not valid UTF-8".into(),
+                )),
+                Err(e) => diags.push(diag(
+                    "DLP014",
+                    &shown,
+                    Loc::default(),
+                    format!("cannot read: {e}"),
+                )),
             }
         }
         let refs: Vec<(&str, &str)> = sources.iter().map(|(n, t, _)| (n.as_str(), *t)).collect();
@@ -127,7 +157,11 @@ impl RuleSet {
             Ok(set) if diags.is_empty() => {
                 let mut manifest = Manifest::new();
                 for (shown, text, f) in &sources {
-                    let ids = set.files.iter().filter(|rf| &*rf.file == shown.as_str()).flat_map(|rf| rf.rules.iter().map(|r| r.id.clone()));
+                    let ids = set
+                        .files
+                        .iter()
+                        .filter(|rf| &*rf.file == shown.as_str())
+                        .flat_map(|rf| rf.rules.iter().map(|r| r.id.clone()));
                     manifest.insert(&f.name, text.as_bytes(), ids);
                 }
                 Ok((set, manifest))
@@ -150,13 +184,19 @@ impl RuleSet {
                 // A file without rules (emptied, truncated, only comments) would silently
                 // shrink the rule set.
                 if f.rules.is_empty() && diags.len() == before {
-                    diags.push(diag("DLP019", name, Loc::default(), "rule file has no rules (`[[rule]]`); remove the file instead".into()));
+                    diags.push(diag(
+                        "DLP019",
+                        name,
+                        Loc::default(),
+                        "rule file has no rules (`[[rule]]`); remove the file instead".into(),
+                    ));
                 }
                 files.push(f);
             }
         }
         // Directory-wide checks.
-        let mut seen: std::collections::HashMap<&str, (&str, Loc)> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<&str, (&str, Loc)> =
+            std::collections::HashMap::new();
         for f in &files {
             for r in &f.rules {
                 if let Some((file, loc)) = seen.insert(&r.id, (&f.file, r.loc)) {
@@ -164,7 +204,10 @@ impl RuleSet {
                         "DLP006",
                         &f.file,
                         r.loc,
-                        format!("duplicate rule id `{}` (first defined at {file}:{}:{})", r.id, loc.line, loc.col),
+                        format!(
+                            "duplicate rule id `{}` (first defined at {file}:{}:{})",
+                            r.id, loc.line, loc.col
+                        ),
                     ));
                 }
             }
@@ -173,7 +216,12 @@ impl RuleSet {
             for e in &f.exceptions {
                 for (id, loc) in &e.rules {
                     if !seen.contains_key(id.as_str()) {
-                        diags.push(diag("DLP013", &f.file, *loc, format!("exception names unknown rule `{id}`")));
+                        diags.push(diag(
+                            "DLP013",
+                            &f.file,
+                            *loc,
+                            format!("exception names unknown rule `{id}`"),
+                        ));
                     }
                 }
             }
@@ -182,7 +230,12 @@ impl RuleSet {
             for r in &f.rules {
                 for (id, loc) in &r.suppressed_by {
                     if !seen.contains_key(id.as_str()) {
-                        diags.push(diag("DLP013", &f.file, *loc, format!("`suppressed_by` names unknown rule `{id}`")));
+                        diags.push(diag(
+                            "DLP013",
+                            &f.file,
+                            *loc,
+                            format!("`suppressed_by` names unknown rule `{id}`"),
+                        ));
                     }
                 }
             }
@@ -191,9 +244,17 @@ impl RuleSet {
             return Err(Diagnostics(diags));
         }
         let engine = Engine::compile(&files).map_err(|e| {
-            Diagnostics(vec![diag("DLP017", sources.first().map_or("", |s| s.0), Loc::default(), e.to_string())])
+            Diagnostics(vec![diag(
+                "DLP017",
+                sources.first().map_or("", |s| s.0),
+                Loc::default(),
+                e.to_string(),
+            )])
         })?;
-        Ok(RuleSet { files, engine: Arc::new(engine) })
+        Ok(RuleSet {
+            files,
+            engine: Arc::new(engine),
+        })
     }
 
     /// `Shadow` when every file is in shadow mode, else `Enforce` (individual matches carry
@@ -226,8 +287,16 @@ impl RuleSet {
         for r in self.rules() {
             for (i, t) in r.tests.iter().enumerate() {
                 let outcome = run_test(&self.engine, t);
-                let matches: Vec<Match> = outcome.matches.into_iter().filter(|m| *m.rule == *r.id).collect();
-                let got = matches.iter().map(|m| m.action).max().unwrap_or(Action::Allow);
+                let matches: Vec<Match> = outcome
+                    .matches
+                    .into_iter()
+                    .filter(|m| *m.rule == *r.id)
+                    .collect();
+                let got = matches
+                    .iter()
+                    .map(|m| m.action)
+                    .max()
+                    .unwrap_or(Action::Allow);
                 out.push(TestResult {
                     rule: r.id.clone(),
                     index: i + 1,
@@ -260,8 +329,14 @@ fn run_test(engine: &Engine, t: &TestDef) -> Outcome {
             let ctx = ScanCtx {
                 direction: t.direction,
                 peer: t.peer.as_deref(),
-                room_id: t.room.as_deref().or_else(|| ev.get("room_id").and_then(|v| v.as_str())),
-                sender: t.sender.as_deref().or_else(|| ev.get("sender").and_then(|v| v.as_str())),
+                room_id: t
+                    .room
+                    .as_deref()
+                    .or_else(|| ev.get("room_id").and_then(|v| v.as_str())),
+                sender: t
+                    .sender
+                    .as_deref()
+                    .or_else(|| ev.get("sender").and_then(|v| v.as_str())),
                 event_type: &t.event_type,
             };
             engine.scan_parts(&ctx, fields::EventParts::of(ev))
@@ -271,7 +346,11 @@ fn run_test(engine: &Engine, t: &TestDef) -> Outcome {
 
 /// Convenience: a [`ScanCtx`] for an event JSON (PDU or bare event): type, room and sender
 /// are taken from it.
-pub fn event_ctx<'a>(event: &'a serde_json::Value, direction: Direction, peer: Option<&'a str>) -> ScanCtx<'a> {
+pub fn event_ctx<'a>(
+    event: &'a serde_json::Value,
+    direction: Direction,
+    peer: Option<&'a str>,
+) -> ScanCtx<'a> {
     ScanCtx {
         direction,
         peer,

@@ -83,7 +83,9 @@ use crate::config::labels::{EncryptedWithoutLabel, LabelAction, LabelsConfig};
 use crate::config::Config;
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::TO_DEVICE_EDU;
-use crate::spif::{AccessDecision, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet};
+use crate::spif::{
+    AccessDecision, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet,
+};
 use crate::store::{RoomLabelRecord, Store};
 
 /// Metric: label decisions that were not "allow", by direction and rule (`label:*`), plus
@@ -137,7 +139,11 @@ pub struct Denial {
 }
 
 fn deny(rule: &'static str, reason: impl Into<String>) -> Denial {
-    Denial { rule, reason: reason.into(), mismatch: false }
+    Denial {
+        rule,
+        reason: reason.into(),
+        mismatch: false,
+    }
 }
 
 /// Marking phrases of the loaded SPIFs (see the module documentation).
@@ -165,7 +171,11 @@ impl Markings {
                         }
                     }
                     for oc in &os.classifications {
-                        if oc.equivalents.iter().any(|e| e.policy == pid && e.lacv == c.lacv) {
+                        if oc
+                            .equivalents
+                            .iter()
+                            .any(|e| e.policy == pid && e.lacv == c.lacv)
+                        {
                             best = best.max(Some(oc.hierarchy));
                         }
                     }
@@ -188,7 +198,10 @@ impl Markings {
                     let n = n.trim().to_string();
                     // Markings are written in capitals; short or lower-case phrases would
                     // match ordinary words.
-                    if n.chars().count() < 4 || !n.chars().any(|c| c.is_uppercase()) || n.chars().filter(|c| c.is_lowercase()).count() > 2 {
+                    if n.chars().count() < 4
+                        || !n.chars().any(|c| c.is_uppercase())
+                        || n.chars().filter(|c| c.is_lowercase()).count() > 2
+                    {
                         continue;
                     }
                     let e = phrases.entry(n).or_default();
@@ -202,8 +215,14 @@ impl Markings {
         if phrases.is_empty() {
             return None;
         }
-        let (pats, hits): (Vec<String>, Vec<Vec<(Oid, u64)>>) = phrases.into_iter().map(|(p, m)| (p, m.into_iter().collect())).unzip();
-        let ac = AhoCorasick::builder().match_kind(MatchKind::Standard).build(&pats).ok()?;
+        let (pats, hits): (Vec<String>, Vec<Vec<(Oid, u64)>>) = phrases
+            .into_iter()
+            .map(|(p, m)| (p, m.into_iter().collect()))
+            .unzip();
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(&pats)
+            .ok()?;
         Some(Markings { ac, hits })
     }
 
@@ -216,7 +235,10 @@ impl Markings {
             if word(before) || word(after) {
                 continue;
             }
-            if let Some((_, h)) = self.hits[m.pattern().as_usize()].iter().find(|(p, _)| p == policy) {
+            if let Some((_, h)) = self.hits[m.pattern().as_usize()]
+                .iter()
+                .find(|(p, _)| p == policy)
+            {
                 *best = (*best).max(Some(*h));
             }
         }
@@ -251,39 +273,80 @@ pub struct LabelPolicy {
 /// A cached release decision, holding the label it was made for.
 type ReleaseEntry = (Arc<Result<Label, String>>, Result<(), Denial>);
 /// A cached room-ceiling check, holding both labels it was made for.
-type CeilingEntry = (Arc<Result<Label, String>>, Arc<Result<Label, String>>, Result<(), Denial>);
+type CeilingEntry = (
+    Arc<Result<Label, String>>,
+    Arc<Result<Label, String>>,
+    Result<(), Denial>,
+);
 
 /// Days since the epoch (SPIF validity dates are days).
 fn today() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0)
 }
 
 impl std::fmt::Debug for LabelPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LabelPolicy").field("policies", &self.spifs.policies()).field("peers", &self.peers.len()).finish_non_exhaustive()
+        f.debug_struct("LabelPolicy")
+            .field("policies", &self.spifs.policies())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
     }
 }
 
-fn read_label(set: &SpifSet, inline: &Option<Value>, file: &Option<PathBuf>, key: &str) -> Result<Label, LabelConfigError> {
+fn read_label(
+    set: &SpifSet,
+    inline: &Option<Value>,
+    file: &Option<PathBuf>,
+    key: &str,
+) -> Result<Label, LabelConfigError> {
     let l = match (inline, file) {
         (Some(v), _) => Label::from_json(v).map_err(bad(key))?,
-        (None, Some(p)) => set.load_label_file(p).map_err(bad(format!("{key}_file ({})", p.display())))?,
-        (None, None) => return Err(LabelConfigError::Invalid { key: key.into(), message: "missing".into() }),
+        (None, Some(p)) => set
+            .load_label_file(p)
+            .map_err(bad(format!("{key}_file ({})", p.display())))?,
+        (None, None) => {
+            return Err(LabelConfigError::Invalid {
+                key: key.into(),
+                message: "missing".into(),
+            })
+        }
     };
     set.validate(&l).map_err(bad(key))?;
     Ok(l)
 }
 
-fn read_clearance(set: &SpifSet, inline: &Option<Value>, file: &Option<PathBuf>, key: &str, policy: &Oid) -> Result<Clearance, LabelConfigError> {
+fn read_clearance(
+    set: &SpifSet,
+    inline: &Option<Value>,
+    file: &Option<PathBuf>,
+    key: &str,
+    policy: &Oid,
+) -> Result<Clearance, LabelConfigError> {
     let c = match (inline, file) {
         (Some(v), _) => Clearance::from_json(v).map_err(bad(key))?,
-        (None, Some(p)) => set.load_clearance_file(p).map_err(bad(format!("{key}_file ({})", p.display())))?,
-        (None, None) => return Err(LabelConfigError::Invalid { key: key.into(), message: "missing".into() }),
+        (None, Some(p)) => set
+            .load_clearance_file(p)
+            .map_err(bad(format!("{key}_file ({})", p.display())))?,
+        (None, None) => {
+            return Err(LabelConfigError::Invalid {
+                key: key.into(),
+                message: "missing".into(),
+            })
+        }
     };
     // Resolves every classification and category against the SPIF.
     set.clearance_marking(&c, None).map_err(bad(key))?;
     if &c.policy != policy {
-        return Err(LabelConfigError::Invalid { key: key.into(), message: format!("clearance is in policy {}, the side's policy is {policy}", c.policy) });
+        return Err(LabelConfigError::Invalid {
+            key: key.into(),
+            message: format!(
+                "clearance is in policy {}, the side's policy is {policy}",
+                c.policy
+            ),
+        });
     }
     Ok(c)
 }
@@ -292,40 +355,95 @@ impl LabelPolicy {
     /// Builds the layer from `[labels]`; `Ok(None)` when the section is absent. Loads the
     /// SPIFs and checks every label and clearance against them (this is what
     /// `grenzwacht check` reports).
-    pub fn from_config(cfg: &Config, store: Store) -> Result<Option<Arc<LabelPolicy>>, LabelConfigError> {
-        let Some(l) = &cfg.labels else { return Ok(None) };
+    pub fn from_config(
+        cfg: &Config,
+        store: Store,
+    ) -> Result<Option<Arc<LabelPolicy>>, LabelConfigError> {
+        let Some(l) = &cfg.labels else {
+            return Ok(None);
+        };
         let set = SpifSet::load(&l.spifs)?;
-        let errors: Vec<String> = set.check_equivalences().into_iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
+        let errors: Vec<String> = set
+            .check_equivalences()
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
         if !errors.is_empty() {
             return Err(LabelConfigError::Equivalence(errors.join("; ")));
         }
-        let protected: Vec<String> = cfg.protected.iter().map(|p| p.server_name.to_ascii_lowercase()).collect();
+        let protected: Vec<String> = cfg
+            .protected
+            .iter()
+            .map(|p| p.server_name.to_ascii_lowercase())
+            .collect();
         Self::new(l, set, store, &protected).map(|p| Some(Arc::new(p)))
     }
 
     /// Builds the layer from a parsed section and loaded SPIFs. `protected` are the protected
     /// servers' names (a `[[labels.peer]]` naming one gets a clearance in the protected side's
     /// policy).
-    pub fn new(l: &LabelsConfig, spifs: SpifSet, store: Store, protected: &[String]) -> Result<LabelPolicy, LabelConfigError> {
-        let side = |name: &str, s: &crate::config::labels::SideConfig| -> Result<Side, LabelConfigError> {
-            let policy = Oid::parse(&s.policy).ok_or_else(|| LabelConfigError::Invalid { key: format!("{name}.policy"), message: format!("`{}` is not an OID", s.policy) })?;
-            if spifs.get(&policy).is_none() {
-                return Err(LabelConfigError::Invalid { key: format!("{name}.policy"), message: format!("no SPIF in labels.spifs has policy {policy}") });
-            }
-            let default_label = read_label(&spifs, &s.default_label, &s.default_label_file, &format!("{name}.default_label"))?;
-            let clearance = read_clearance(&spifs, &s.clearance, &s.clearance_file, &format!("{name}.clearance"), &policy)?;
-            Ok(Side { policy, default_label: Arc::new(Ok(default_label)), clearance: Arc::new(clearance) })
-        };
+    pub fn new(
+        l: &LabelsConfig,
+        spifs: SpifSet,
+        store: Store,
+        protected: &[String],
+    ) -> Result<LabelPolicy, LabelConfigError> {
+        let side =
+            |name: &str, s: &crate::config::labels::SideConfig| -> Result<Side, LabelConfigError> {
+                let policy = Oid::parse(&s.policy).ok_or_else(|| LabelConfigError::Invalid {
+                    key: format!("{name}.policy"),
+                    message: format!("`{}` is not an OID", s.policy),
+                })?;
+                if spifs.get(&policy).is_none() {
+                    return Err(LabelConfigError::Invalid {
+                        key: format!("{name}.policy"),
+                        message: format!("no SPIF in labels.spifs has policy {policy}"),
+                    });
+                }
+                let default_label = read_label(
+                    &spifs,
+                    &s.default_label,
+                    &s.default_label_file,
+                    &format!("{name}.default_label"),
+                )?;
+                let clearance = read_clearance(
+                    &spifs,
+                    &s.clearance,
+                    &s.clearance_file,
+                    &format!("{name}.clearance"),
+                    &policy,
+                )?;
+                Ok(Side {
+                    policy,
+                    default_label: Arc::new(Ok(default_label)),
+                    clearance: Arc::new(clearance),
+                })
+            };
         let protected_side = side("protected", &l.protected)?;
         let remote_side = side("remote", &l.remote)?;
         let mut peers = HashMap::new();
         for (i, p) in l.peer.iter().enumerate() {
             let name = p.server.to_ascii_lowercase();
-            let policy = if protected.contains(&name) { &protected_side.policy } else { &remote_side.policy };
-            let c = read_clearance(&spifs, &p.clearance, &p.clearance_file, &format!("peer[{i}].clearance"), policy)?;
+            let policy = if protected.contains(&name) {
+                &protected_side.policy
+            } else {
+                &remote_side.policy
+            };
+            let c = read_clearance(
+                &spifs,
+                &p.clearance,
+                &p.clearance_file,
+                &format!("peer[{i}].clearance"),
+                policy,
+            )?;
             peers.insert(name, Arc::new(c));
         }
-        let markings = if l.marking_check { Markings::build(&spifs) } else { None };
+        let markings = if l.marking_check {
+            Markings::build(&spifs)
+        } else {
+            None
+        };
         Ok(LabelPolicy {
             event_key: l.event_key.clone(),
             room_label_type: l.room_label_type.clone(),
@@ -362,13 +480,21 @@ impl LabelPolicy {
     /// format `SpifSet::parse_label` reads, or the JSON form.
     fn parse_cached(&self, raw: &RawValue) -> Arc<Result<Label, String>> {
         let key = raw.get();
-        if let Some(hit) = self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+        {
             return hit.clone();
         }
         let parsed = (|| -> Result<Label, String> {
             let v: Value = serde_json::from_str(key).map_err(|e| e.to_string())?;
             let l = match &v {
-                Value::String(s) => self.spifs.parse_label(s.as_bytes()).map_err(|e| e.to_string())?,
+                Value::String(s) => self
+                    .spifs
+                    .parse_label(s.as_bytes())
+                    .map_err(|e| e.to_string())?,
                 Value::Object(_) => Label::from_json(&v).map_err(|e| e.to_string())?,
                 _ => return Err("label: expected a string or an object".into()),
             };
@@ -376,7 +502,10 @@ impl LabelPolicy {
             Ok(l)
         })();
         let out = Arc::new(parsed);
-        let mut c = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.len() >= LABEL_CACHE_MAX {
             c.clear();
         }
@@ -415,46 +544,79 @@ impl LabelPolicy {
             Direction::Inbound => ctx.protected.as_str(),
         };
         let (_, to) = self.sides(direction);
-        self.peers.get(&dest.to_ascii_lowercase()).unwrap_or(&to.clearance)
+        self.peers
+            .get(&dest.to_ascii_lowercase())
+            .unwrap_or(&to.clearance)
     }
 
     /// The release decision for one event, EDU or to-device message. `room` is its room (if
     /// any), `content` its content, `encrypted` whether it is ciphertext, `room_label_event`
     /// whether it is the room label state event itself (no ceiling check).
-    pub fn judge(&self, ctx: &ExchangeCtx, room: Option<&str>, content: &RawValue, encrypted: bool, room_label_event: bool) -> Result<(), Denial> {
+    pub fn judge(
+        &self,
+        ctx: &ExchangeCtx,
+        room: Option<&str>,
+        content: &RawValue,
+        encrypted: bool,
+        room_label_event: bool,
+    ) -> Result<(), Denial> {
         let direction = ctx.direction;
-        let fields: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(content.get()).unwrap_or_default();
+        let fields: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(content.get()).unwrap_or_default();
         let room_label = room.and_then(|r| self.room_label(r));
         let (from, to) = self.sides(direction);
         // Effective label.
-        let own = fields.get(self.event_key.as_str()).map(|raw| self.parse_cached(raw));
+        let own = fields
+            .get(self.event_key.as_str())
+            .map(|raw| self.parse_cached(raw));
         let eff: Arc<Result<Label, String>> = match &own {
             Some(parsed) => {
-                let label = parsed.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("event label: {e}")))?;
+                let label = parsed
+                    .as_ref()
+                    .as_ref()
+                    .map_err(|e| deny("label:invalid", format!("event label: {e}")))?;
                 if let (Some(rl_arc), false) = (&room_label, room_label_event) {
-                    let rl = rl_arc.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
+                    let rl = rl_arc
+                        .as_ref()
+                        .as_ref()
+                        .map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
                     self.within_room(parsed, label, rl_arc, rl)?;
                 }
                 parsed.clone()
             }
             None if encrypted && self.encrypted == EncryptedWithoutLabel::Deny => {
-                return Err(deny("label:unlabeled_encrypted", "encrypted without a cleartext label"));
+                return Err(deny(
+                    "label:unlabeled_encrypted",
+                    "encrypted without a cleartext label",
+                ));
             }
             None => match &room_label {
                 Some(rl) => rl.clone(),
                 None => from.default_label.clone(),
             },
         };
-        let eff_ref: &Label = eff.as_ref().as_ref().map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
+        let eff_ref: &Label = eff
+            .as_ref()
+            .as_ref()
+            .map_err(|e| deny("label:invalid", format!("room label: {e}")))?;
         // Release towards the destination (cached per label and clearance).
         let clearance = self.clearance_for(direction, ctx);
         self.release(&eff, eff_ref, to, clearance)?;
         // Consistency: a body marked above its label.
         if !encrypted {
             if let Some(found) = self.highest_marking(&fields, content, &eff_ref.policy) {
-                let own_h = self.spifs.get(&eff_ref.policy).and_then(|s| s.classification(eff_ref.classification)).map(|c| c.hierarchy).unwrap_or(u64::MAX);
+                let own_h = self
+                    .spifs
+                    .get(&eff_ref.policy)
+                    .and_then(|s| s.classification(eff_ref.classification))
+                    .map(|c| c.hierarchy)
+                    .unwrap_or(u64::MAX);
                 if found > own_h {
-                    return Err(Denial { rule: "label:mismatch", reason: "body carries a marking above its label".into(), mismatch: true });
+                    return Err(Denial {
+                        rule: "label:mismatch",
+                        reason: "body carries a marking above its label".into(),
+                        mismatch: true,
+                    });
                 }
             }
         }
@@ -466,17 +628,41 @@ impl LabelPolicy {
     ///
     /// Cached like [`Self::release`]: by the identity of both parsed labels (the entry holds
     /// both `Arc`s, so their addresses cannot be reused while cached) and the day.
-    fn within_room(&self, own: &Arc<Result<Label, String>>, label: &Label, room: &Arc<Result<Label, String>>, rl: &Label) -> Result<(), Denial> {
-        let key = (Arc::as_ptr(own) as usize, Arc::as_ptr(room) as usize, today());
-        if let Some((_, _, r)) = self.ceilings.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+    fn within_room(
+        &self,
+        own: &Arc<Result<Label, String>>,
+        label: &Label,
+        room: &Arc<Result<Label, String>>,
+        rl: &Label,
+    ) -> Result<(), Denial> {
+        let key = (
+            Arc::as_ptr(own) as usize,
+            Arc::as_ptr(room) as usize,
+            today(),
+        );
+        if let Some((_, _, r)) = self
+            .ceilings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             return r.clone();
         }
         let r = match self.spifs.translate(label, &rl.policy) {
-            Err(e) => Err(deny("label:above_room", format!("event label not comparable with the room label: {e}"))),
-            Ok(in_room) if !self.spifs.dominates(rl, &in_room) => Err(deny("label:above_room", "event label not dominated by the room label")),
+            Err(e) => Err(deny(
+                "label:above_room",
+                format!("event label not comparable with the room label: {e}"),
+            )),
+            Ok(in_room) if !self.spifs.dominates(rl, &in_room) => Err(deny(
+                "label:above_room",
+                "event label not dominated by the room label",
+            )),
             Ok(_) => Ok(()),
         };
-        let mut c = self.ceilings.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self
+            .ceilings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.len() >= LABEL_CACHE_MAX {
             c.clear();
         }
@@ -489,27 +675,53 @@ impl LabelPolicy {
     /// Cached by the identity of the parsed label (`Arc` from the parse cache, the room label
     /// or the side default — the entry holds the `Arc`, so its address cannot be reused while
     /// cached), the clearance and the day (SPIF validity dates are days).
-    fn release(&self, eff: &Arc<Result<Label, String>>, label: &Label, to: &Side, clearance: &Arc<Clearance>) -> Result<(), Denial> {
-        let key = (Arc::as_ptr(eff) as usize, Arc::as_ptr(clearance) as usize, today());
-        if let Some((_, r)) = self.decisions.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+    fn release(
+        &self,
+        eff: &Arc<Result<Label, String>>,
+        label: &Label,
+        to: &Side,
+        clearance: &Arc<Clearance>,
+    ) -> Result<(), Denial> {
+        let key = (
+            Arc::as_ptr(eff) as usize,
+            Arc::as_ptr(clearance) as usize,
+            today(),
+        );
+        if let Some((_, r)) = self
+            .decisions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             return r.clone();
         }
         let r = (|| {
             let translated: Cow<'_, Label> = if label.policy == to.policy {
                 Cow::Borrowed(label)
             } else {
-                Cow::Owned(self.spifs.translate(label, &to.policy).map_err(|e| match e {
-                    LabelError::NoEquivalent { .. } => deny("label:no_equivalent", e.to_string()),
-                    other => deny("label:invalid", other.to_string()),
-                })?)
+                Cow::Owned(
+                    self.spifs
+                        .translate(label, &to.policy)
+                        .map_err(|e| match e {
+                            LabelError::NoEquivalent { .. } => {
+                                deny("label:no_equivalent", e.to_string())
+                            }
+                            other => deny("label:invalid", other.to_string()),
+                        })?,
+                )
             };
             match self.spifs.access(&translated, clearance) {
                 Ok(AccessDecision::Grant) => Ok(()),
-                Ok(AccessDecision::Deny) => Err(deny("label:deny", "destination not cleared for the label")),
+                Ok(AccessDecision::Deny) => {
+                    Err(deny("label:deny", "destination not cleared for the label"))
+                }
                 Err(e) => Err(deny("label:invalid", e.to_string())),
             }
         })();
-        let mut d = self.decisions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut d = self
+            .decisions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if d.len() >= LABEL_CACHE_MAX {
             d.clear();
         }
@@ -518,30 +730,58 @@ impl LabelPolicy {
     }
 
     /// The highest marking hierarchy (in `policy`) found in the body fields.
-    fn highest_marking(&self, fields: &BTreeMap<Cow<'_, str>, &RawValue>, content: &RawValue, policy: &Oid) -> Option<u64> {
+    fn highest_marking(
+        &self,
+        fields: &BTreeMap<Cow<'_, str>, &RawValue>,
+        content: &RawValue,
+        policy: &Oid,
+    ) -> Option<u64> {
         let mut best = None;
         if let Some(m) = &self.markings {
             let mut scan_fields = |f: &BTreeMap<Cow<'_, str>, &RawValue>| {
                 for k in ["body", "formatted_body"] {
-                    if let Some(Ok(s)) = f.get(k).map(|r| serde_json::from_str::<Cow<'_, str>>(r.get())) {
+                    if let Some(Ok(s)) = f
+                        .get(k)
+                        .map(|r| serde_json::from_str::<Cow<'_, str>>(r.get()))
+                    {
                         m.scan(&s, policy, &mut best);
                     }
                 }
             };
             scan_fields(fields);
             if let Some(nc) = fields.get("m.new_content") {
-                let inner: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(nc.get()).unwrap_or_default();
+                let inner: BTreeMap<Cow<'_, str>, &RawValue> =
+                    serde_json::from_str(nc.get()).unwrap_or_default();
                 scan_fields(&inner);
             }
         }
         if let Some(d) = &self.detector {
             if let Some((p, lacv)) = d(content) {
                 let h = if &p == policy {
-                    self.spifs.get(&p).and_then(|s| s.classification(lacv)).map(|c| c.hierarchy)
+                    self.spifs
+                        .get(&p)
+                        .and_then(|s| s.classification(lacv))
+                        .map(|c| c.hierarchy)
                 } else {
-                    let bare = Label { policy: p, classification: lacv, categories: Default::default(), privacy_mark: None };
+                    let bare = Label {
+                        policy: p,
+                        classification: lacv,
+                        categories: Default::default(),
+                        privacy_mark: None,
+                    };
                     // An untranslatable finding counts as the highest level (fail closed).
-                    Some(self.spifs.translate(&bare, policy).ok().and_then(|t| self.spifs.get(policy).and_then(|s| s.classification(t.classification)).map(|c| c.hierarchy)).unwrap_or(u64::MAX))
+                    Some(
+                        self.spifs
+                            .translate(&bare, policy)
+                            .ok()
+                            .and_then(|t| {
+                                self.spifs
+                                    .get(policy)
+                                    .and_then(|s| s.classification(t.classification))
+                                    .map(|c| c.hierarchy)
+                            })
+                            .unwrap_or(u64::MAX),
+                    )
                 };
                 best = best.max(h);
             }
@@ -560,27 +800,56 @@ impl LabelPolicy {
     /// protected side: the protected homeserver's own state may set or lower the label.
     pub fn learn_from_state(&self, ctx: &ExchangeCtx, room: &str, state: &[Value]) -> bool {
         let Some(ev) = state.iter().find(|e| {
-            e.get("type").and_then(Value::as_str).is_some_and(|t| self.is_room_label(t, e.get("state_key").and_then(Value::as_str)))
+            e.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| self.is_room_label(t, e.get("state_key").and_then(Value::as_str)))
         }) else {
             return false;
         };
-        let Ok(content) = RawValue::from_string(ev.get("content").map(Value::to_string).unwrap_or_else(|| "{}".into())) else { return false };
+        let Ok(content) = RawValue::from_string(
+            ev.get("content")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "{}".into()),
+        ) else {
+            return false;
+        };
         let sender = ev.get("sender").and_then(Value::as_str).unwrap_or("");
         let id = ev.get("event_id").and_then(Value::as_str);
-        let ts = ev.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
-        let out = ExchangeCtx { direction: Direction::Outbound, ..ctx.clone() };
+        let ts = ev
+            .get("origin_server_ts")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let out = ExchangeCtx {
+            direction: Direction::Outbound,
+            ..ctx.clone()
+        };
         self.learn(&out, room, sender, id, ts, &content, "admin_api");
         true
     }
 
     /// Learns a room label from a room label state event (see the module documentation).
     #[allow(clippy::too_many_arguments)]
-    fn learn(&self, ctx: &ExchangeCtx, room: &str, sender: &str, event_id: Option<&str>, ts: i64, content: &RawValue, from: &str) {
-        let fields: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(content.get()).unwrap_or_default();
+    fn learn(
+        &self,
+        ctx: &ExchangeCtx,
+        room: &str,
+        sender: &str,
+        event_id: Option<&str>,
+        ts: i64,
+        content: &RawValue,
+        from: &str,
+    ) {
+        let fields: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(content.get()).unwrap_or_default();
         // A room label event without a label (e.g. redacted) says nothing.
-        let Some(raw) = fields.get(self.event_key.as_str()) else { return };
+        let Some(raw) = fields.get(self.event_key.as_str()) else {
+            return;
+        };
         let new = self.parse_cached(raw);
-        let _g = self.learn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _g = self
+            .learn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = match self.store.room_label(room) {
             Ok(c) => c,
             Err(e) => {
@@ -592,22 +861,36 @@ impl LabelPolicy {
             return;
         }
         let sender_server = sender.split_once(':').map(|(_, s)| s).unwrap_or("");
-        let own_side = ctx.direction == Direction::Outbound && sender_server.eq_ignore_ascii_case(&ctx.protected);
+        let own_side = ctx.direction == Direction::Outbound
+            && sender_server.eq_ignore_ascii_case(&ctx.protected);
         let accept = match &current {
             None => true,
             Some(c) => {
                 let raise = match (self.parse_text(c.label.clone()).as_ref(), new.as_ref()) {
-                    (Ok(cur), Ok(n)) => self.spifs.translate(cur, &n.policy).is_ok_and(|cur| self.spifs.dominates(n, &cur)),
+                    (Ok(cur), Ok(n)) => self
+                        .spifs
+                        .translate(cur, &n.policy)
+                        .is_ok_and(|cur| self.spifs.dominates(n, &cur)),
                     _ => false,
                 };
                 raise || (own_side && ts >= c.origin_server_ts)
             }
         };
         if !accept {
-            tracing::warn!(room, sender, "room label change refused: neither a raise nor from the protected side");
+            tracing::warn!(
+                room,
+                sender,
+                "room label change refused: neither a raise nor from the protected side"
+            );
             return;
         }
-        let rec = RoomLabelRecord { label: raw.get().to_owned(), event_id: event_id.map(str::to_owned), sender: sender.to_owned(), origin_server_ts: ts, learned_from: from.to_owned() };
+        let rec = RoomLabelRecord {
+            label: raw.get().to_owned(),
+            event_id: event_id.map(str::to_owned),
+            sender: sender.to_owned(),
+            origin_server_ts: ts,
+            learned_from: from.to_owned(),
+        };
         match self.store.put_room_label(room, &rec) {
             Ok(()) => tracing::info!(room, valid = new.is_ok(), "room label learned"),
             Err(e) => tracing::warn!(room, "cannot store room label: {e}"),
@@ -618,7 +901,14 @@ impl LabelPolicy {
         event_type == self.room_label_type && state_key == Some("")
     }
 
-    fn record(&self, ctx: &ExchangeCtx, what: &str, id: Option<&str>, room: Option<&str>, r: &Result<(), Denial>) {
+    fn record(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &str,
+        id: Option<&str>,
+        room: Option<&str>,
+        r: &Result<(), Denial>,
+    ) {
         let rule = match r {
             Ok(()) => "allow",
             Err(d) => d.rule,
@@ -633,7 +923,11 @@ impl LabelPolicy {
         match r {
             Ok(()) => PduVerdict::Allow,
             Err(d) => {
-                let action = if d.mismatch { self.on_mismatch } else { self.on_deny };
+                let action = if d.mismatch {
+                    self.on_mismatch
+                } else {
+                    self.on_deny
+                };
                 let rule = d.rule.to_string();
                 match action {
                     LabelAction::Redact => PduVerdict::Redact { rule },
@@ -644,7 +938,18 @@ impl LabelPolicy {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn event_like(&self, ctx: &ExchangeCtx, what: &'static str, event_type: &str, state_key: Option<&str>, room: Option<&str>, sender: &str, id: Option<&str>, ts: i64, content: &RawValue) -> PduVerdict {
+    fn event_like(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &'static str,
+        event_type: &str,
+        state_key: Option<&str>,
+        room: Option<&str>,
+        sender: &str,
+        id: Option<&str>,
+        ts: i64,
+        content: &RawValue,
+    ) -> PduVerdict {
         let is_label = self.is_room_label(event_type, state_key);
         if let (true, Some(room)) = (is_label, room) {
             self.learn(ctx, room, sender, id, ts, content, what);
@@ -659,7 +964,9 @@ impl LabelPolicy {
         let version = self.store.room_version(pdu.room_id.as_deref()?).ok()??;
         let rules = crate::federation::redact::parse_room_version(&version)?.rules()?;
         let obj: ruma::CanonicalJsonObject = serde_json::from_str(pdu.raw.get()).ok()?;
-        ruma::signatures::reference_hash(&obj, &rules).ok().map(|h| format!("${h}"))
+        ruma::signatures::reference_hash(&obj, &rules)
+            .ok()
+            .map(|h| format!("${h}"))
     }
 }
 
@@ -674,19 +981,51 @@ impl Policy for LabelPolicy {
     /// the state it governs (a `send_join` response in any order) still decides that state.
     fn prepare(&self, ctx: &ExchangeCtx, units: &crate::policy::Units<'_>) {
         for pdu in &units.pdus {
-            if let (true, Some(room)) = (self.is_room_label(&pdu.event_type, pdu.state_key.as_deref()), pdu.room_id.as_deref()) {
-                self.learn(ctx, room, &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content, "pdu");
+            if let (true, Some(room)) = (
+                self.is_room_label(&pdu.event_type, pdu.state_key.as_deref()),
+                pdu.room_id.as_deref(),
+            ) {
+                self.learn(
+                    ctx,
+                    room,
+                    &pdu.sender,
+                    pdu.event_id.as_deref(),
+                    pdu.origin_server_ts,
+                    pdu.content,
+                    "pdu",
+                );
             }
         }
         let hint = units.room_hint();
         for ev in &units.events {
-            if let (true, Some(room)) = (self.is_room_label(&ev.event_type, ev.state_key.as_deref()), ev.room_id.as_deref().or(hint.as_deref())) {
-                self.learn(ctx, room, &ev.sender, ev.event_id.as_deref(), ev.origin_server_ts.unwrap_or(0), ev.content, "event");
+            if let (true, Some(room)) = (
+                self.is_room_label(&ev.event_type, ev.state_key.as_deref()),
+                ev.room_id.as_deref().or(hint.as_deref()),
+            ) {
+                self.learn(
+                    ctx,
+                    room,
+                    &ev.sender,
+                    ev.event_id.as_deref(),
+                    ev.origin_server_ts.unwrap_or(0),
+                    ev.content,
+                    "event",
+                );
             }
         }
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let v = self.event_like(ctx, "pdu", &pdu.event_type, pdu.state_key.as_deref(), pdu.room_id.as_deref(), &pdu.sender, pdu.event_id.as_deref(), pdu.origin_server_ts, pdu.content);
+        let v = self.event_like(
+            ctx,
+            "pdu",
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.room_id.as_deref(),
+            &pdu.sender,
+            pdu.event_id.as_deref(),
+            pdu.origin_server_ts,
+            pdu.content,
+        );
         if v != PduVerdict::Allow && pdu.event_id.is_none() {
             // Room versions 3+ carry no event id: name the denied event in the log.
             if let Some(id) = self.computed_event_id(pdu) {
@@ -696,7 +1035,17 @@ impl Policy for LabelPolicy {
         v
     }
     fn event(&self, ctx: &ExchangeCtx, ev: &EventView<'_>) -> PduVerdict {
-        self.event_like(ctx, "event", &ev.event_type, ev.state_key.as_deref(), ev.room_id.as_deref(), &ev.sender, ev.event_id.as_deref(), ev.origin_server_ts.unwrap_or(0), ev.content)
+        self.event_like(
+            ctx,
+            "event",
+            &ev.event_type,
+            ev.state_key.as_deref(),
+            ev.room_id.as_deref(),
+            &ev.sender,
+            ev.event_id.as_deref(),
+            ev.origin_server_ts.unwrap_or(0),
+            ev.content,
+        )
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
         if edu.edu_type == TO_DEVICE_EDU {
@@ -707,33 +1056,55 @@ impl Policy for LabelPolicy {
             #[serde(borrow, default)]
             room_id: Option<Cow<'a, str>>,
         }
-        let room = if edu.edu_type == "m.typing" { serde_json::from_str::<Typing<'_>>(edu.content.get()).ok().and_then(|t| t.room_id) } else { None };
+        let room = if edu.edu_type == "m.typing" {
+            serde_json::from_str::<Typing<'_>>(edu.content.get())
+                .ok()
+                .and_then(|t| t.room_id)
+        } else {
+            None
+        };
         let r = self.judge(ctx, room.as_deref(), edu.content, false, false);
         self.record(ctx, "edu", None, room.as_deref(), &r);
         match r {
             Ok(()) => EduVerdict::Allow,
-            Err(d) => EduVerdict::Drop { rule: d.rule.to_string() },
+            Err(d) => EduVerdict::Drop {
+                rule: d.rule.to_string(),
+            },
         }
     }
     /// Room fields of directory and hierarchy responses (name, topic, alias, …) carry a room's
     /// state outside any event: they are judged like an unlabeled event of that room (its
     /// learned label, else the side default) and removed where that is not released. Fields
     /// without a room (profiles, devices) are judged by the side default.
-    fn user_field(&self, ctx: &ExchangeCtx, field: &crate::policy::UserField<'_>) -> crate::policy::FieldVerdict {
+    fn user_field(
+        &self,
+        ctx: &ExchangeCtx,
+        field: &crate::policy::UserField<'_>,
+    ) -> crate::policy::FieldVerdict {
         let empty = RawValue::from_string("{}".to_owned()).expect("valid JSON");
         let r = self.judge(ctx, field.room_id.as_deref(), &empty, false, false);
         self.record(ctx, "user_field", None, field.room_id.as_deref(), &r);
         match r {
             Ok(()) => crate::policy::FieldVerdict::Allow,
-            Err(d) => crate::policy::FieldVerdict::Remove { rule: d.rule.to_string() },
+            Err(d) => crate::policy::FieldVerdict::Remove {
+                rule: d.rule.to_string(),
+            },
         }
     }
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
-        let r = self.judge(ctx, None, msg.content, msg.event_type.as_deref() == Some(ENCRYPTED_TYPE), false);
+        let r = self.judge(
+            ctx,
+            None,
+            msg.content,
+            msg.event_type.as_deref() == Some(ENCRYPTED_TYPE),
+            false,
+        );
         self.record(ctx, "to_device", msg.message_id.as_deref(), None, &r);
         match r {
             Ok(()) => EduVerdict::Allow,
-            Err(d) => EduVerdict::Drop { rule: d.rule.to_string() },
+            Err(d) => EduVerdict::Drop {
+                rule: d.rule.to_string(),
+            },
         }
     }
     /// The label layer decides by the room's and the event's labels, and redaction is its

@@ -12,7 +12,10 @@
 //!   one consistent policy, never by half of an old and half of a new one.
 use std::sync::Arc;
 
-use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, RequestText, ToDeviceMessage, UserField};
+use super::{
+    Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, RequestText,
+    ToDeviceMessage, UserField,
+};
 use crate::federation::pdu::{EduView, EventView, PduView};
 
 /// Several policies judged together; see the module notes.
@@ -130,7 +133,9 @@ mod tests {
         }
         fn edu(&self, _: &ExchangeCtx, _: &EduView<'_>) -> EduVerdict {
             if self.2 {
-                EduVerdict::Drop { rule: "fixed".into() }
+                EduVerdict::Drop {
+                    rule: "fixed".into(),
+                }
             } else {
                 EduVerdict::Allow
             }
@@ -142,29 +147,47 @@ mod tests {
 
     fn ctx() -> ExchangeCtx {
         let ep = catalog::by_id("send_transaction").unwrap();
-        ExchangeCtx { direction: crate::policy::Direction::Inbound, endpoint: ep, peer: None, protected: "hs".into(), txn_id: None }
+        ExchangeCtx {
+            direction: crate::policy::Direction::Inbound,
+            endpoint: ep,
+            peer: None,
+            protected: "hs".into(),
+            txn_id: None,
+        }
     }
 
     #[test]
     fn most_severe_verdict_wins_and_any_refusal_or_drop_counts() {
         let raw: Box<RawValue> = serde_json::from_str(r#"{"type":"m.room.message","room_id":"!r:x","sender":"@a:x","origin_server_ts":1,"content":{}}"#).unwrap();
         let pdu = PduView::parse(&raw).unwrap();
-        let edu_raw: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.typing","content":{}}"#).unwrap();
+        let edu_raw: Box<RawValue> =
+            serde_json::from_str(r#"{"edu_type":"m.typing","content":{}}"#).unwrap();
         let edu = EduView::parse(&edu_raw).unwrap();
         let allow = Arc::new(Fixed(PduVerdict::Allow, false, false));
         let redact = Arc::new(Fixed(PduVerdict::Redact { rule: "r".into() }, false, false));
         let reject = Arc::new(Fixed(PduVerdict::Reject { rule: "x".into() }, false, true));
         let refuse = Arc::new(Fixed(PduVerdict::Allow, true, false));
         let c = ctx();
-        let l = Layers::new().with("a", allow.clone()).with("r", redact.clone());
+        let l = Layers::new()
+            .with("a", allow.clone())
+            .with("r", redact.clone());
         assert_eq!(l.pdu(&c, &pdu), PduVerdict::Redact { rule: "r".into() });
         assert_eq!(l.edu(&c, &edu), EduVerdict::Allow);
         assert_eq!(l.request(&c), Decision::Allow);
         let l = l.with("x", reject).with("f", refuse);
         assert_eq!(l.pdu(&c, &pdu), PduVerdict::Reject { rule: "x".into() });
-        assert_eq!(l.edu(&c, &edu), EduVerdict::Drop { rule: "fixed".into() });
+        assert_eq!(
+            l.edu(&c, &edu),
+            EduVerdict::Drop {
+                rule: "fixed".into()
+            }
+        );
         assert!(matches!(l.request(&c), Decision::Refuse(_)));
         assert_eq!(l.names(), vec!["a", "r", "x", "f"]);
-        assert_eq!(Layers::new().pdu(&c, &pdu), PduVerdict::Allow, "no layer: allow (the static layer is always configured)");
+        assert_eq!(
+            Layers::new().pdu(&c, &pdu),
+            PduVerdict::Allow,
+            "no layer: allow (the static layer is always configured)"
+        );
     }
 }

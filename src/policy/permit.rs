@@ -3,7 +3,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::pause::{self, RoomGate, Screen, Screened, Unit};
-use super::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason};
+use super::{
+    Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason,
+};
 use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
@@ -129,7 +131,11 @@ pub struct Verdicts {
 
 impl Verdicts {
     pub fn is_empty(&self) -> bool {
-        self.redact.is_empty() && self.drop_edus.is_empty() && self.remove_fields.is_empty() && self.drop_to_device.is_empty() && self.withhold.is_empty()
+        self.redact.is_empty()
+            && self.drop_edus.is_empty()
+            && self.remove_fields.is_empty()
+            && self.drop_to_device.is_empty()
+            && self.withhold.is_empty()
     }
 }
 
@@ -153,7 +159,11 @@ pub fn decide(
     }
     check_request_text(policy, ctx, &forward)?;
     let verdicts = check_units(policy, ctx, units)?;
-    let forward = if verdicts.is_empty() { forward } else { rewrite.rewrite(forward, &verdicts)? };
+    let forward = if verdicts.is_empty() {
+        forward
+    } else {
+        rewrite.rewrite(forward, &verdicts)?
+    };
     Ok(Permit { inner: forward })
 }
 
@@ -161,12 +171,37 @@ pub fn decide(
 /// and judged piece by piece ([`Policy::request_text`]); the first refusal refuses the request.
 /// Text that does not decode is refused (400): nothing crosses that the guard did not read as
 /// the receiver will.
-fn check_request_text(policy: &dyn Policy, ctx: &ExchangeCtx, forward: &Forward) -> Result<(), Refusal> {
+fn check_request_text(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    forward: &Forward,
+) -> Result<(), Refusal> {
     use crate::federation::request_text::{request_texts, RequestTextError};
-    let texts = request_texts(ctx.endpoint, &forward.method, &forward.path_and_query, &forward.body).map_err(|e| match e {
-        RequestTextError::PathMismatch => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, e.to_string()),
-        RequestTextError::Body => Refusal::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", RefusalReason::BadJson, e.to_string()),
-        RequestTextError::Path { .. } | RequestTextError::Query(_) => Refusal::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", RefusalReason::BadJson, e.to_string()),
+    let texts = request_texts(
+        ctx.endpoint,
+        &forward.method,
+        &forward.path_and_query,
+        &forward.body,
+    )
+    .map_err(|e| match e {
+        RequestTextError::PathMismatch => Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "M_UNKNOWN",
+            RefusalReason::Internal,
+            e.to_string(),
+        ),
+        RequestTextError::Body => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "M_NOT_JSON",
+            RefusalReason::BadJson,
+            e.to_string(),
+        ),
+        RequestTextError::Path { .. } | RequestTextError::Query(_) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            RefusalReason::BadJson,
+            e.to_string(),
+        ),
     })?;
     for t in &texts {
         if let Decision::Refuse(r) = policy.request_text(ctx, t) {
@@ -183,7 +218,11 @@ fn check_request_text(policy: &dyn Policy, ctx: &ExchangeCtx, forward: &Forward)
 ///
 /// This is the only other constructor of `Permit<Forward>`: it re-issues a permit that
 /// [`decide`] issued before, from the store.
-pub fn replay(mut forward: Forward, stored_body: Bytes, stored_x_matrix: Option<http::HeaderValue>) -> Permit<Forward> {
+pub fn replay(
+    mut forward: Forward,
+    stored_body: Bytes,
+    stored_x_matrix: Option<http::HeaderValue>,
+) -> Permit<Forward> {
     forward.body = stored_body;
     match stored_x_matrix {
         Some(h) => {
@@ -207,12 +246,19 @@ pub fn decide_response(
 ) -> Result<Permit<Release>, Refusal> {
     // A response carries data the other way: the answer to an inbound request leaves the
     // protected side. Content rules see the direction the data flows.
-    let data_ctx = ExchangeCtx { direction: ctx.direction.reverse(), ..ctx.clone() };
+    let data_ctx = ExchangeCtx {
+        direction: ctx.direction.reverse(),
+        ..ctx.clone()
+    };
     let verdicts = check_units(policy, &data_ctx, units)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
         return Err(r);
     }
-    let release = if verdicts.is_empty() { release } else { rewrite.rewrite(release, &verdicts)? };
+    let release = if verdicts.is_empty() {
+        release
+    } else {
+        rewrite.rewrite(release, &verdicts)?
+    };
     Ok(Permit { inner: release })
 }
 
@@ -228,30 +274,42 @@ fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool) -> bool {
 
 /// [`check_units`] for unit tests of policies.
 #[cfg(test)]
-pub(crate) fn check_units_for_tests(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+pub(crate) fn check_units_for_tests(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+) -> Result<Verdicts, Refusal> {
     check_units(policy, ctx, units)
 }
 
-fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Result<Verdicts, Refusal> {
+fn check_units(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+) -> Result<Verdicts, Refusal> {
     // Every layer sees the whole unit set before judging any part of it (e.g. a room label
     // listed after the state it governs).
     policy.prepare(ctx, units);
     let in_transaction = ctx.endpoint.handler == Handler::Transaction;
     let mut v = Verdicts::default();
-    let mut apply = |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
-        match verdict {
-            PduVerdict::Allow => Ok(()),
-            // A transaction never loses a PDU (holes in the DAG): reject acts as redact there.
-            PduVerdict::Reject { rule } if !in_transaction => {
-                Err(Refusal::forbidden(RefusalReason::Policy, format!("event refused by rule {rule}")))
+    let mut apply =
+        |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
+            match verdict {
+                PduVerdict::Allow => Ok(()),
+                // A transaction never loses a PDU (holes in the DAG): reject acts as redact there.
+                PduVerdict::Reject { rule } if !in_transaction => Err(Refusal::forbidden(
+                    RefusalReason::Policy,
+                    format!("event refused by rule {rule}"),
+                )),
+                // Hold needs review queues (audit/review issue); until then it applies redact.
+                PduVerdict::Reject { rule }
+                | PduVerdict::Redact { rule }
+                | PduVerdict::Hold { rule } => {
+                    v.redact.push(Modification { pos, room_id, rule });
+                    Ok(())
+                }
             }
-            // Hold needs review queues (audit/review issue); until then it applies redact.
-            PduVerdict::Reject { rule } | PduVerdict::Redact { rule } | PduVerdict::Hold { rule } => {
-                v.redact.push(Modification { pos, room_id, rule });
-                Ok(())
-            }
-        }
-    };
+        };
     // Paused rooms: their events are withheld from a transaction and refuse anything else.
     let mut screen = Screen::new(units.rooms, ctx.direction);
     let mut withhold = Vec::new();
@@ -260,7 +318,11 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             Screened::Pass => Ok(false),
             Screened::Withhold { .. } if !in_transaction => Err(pause::not_found()),
             Screened::Withhold { room, rule } => {
-                withhold.push(Modification { pos, room_id: Some(room), rule });
+                withhold.push(Modification {
+                    pos,
+                    room_id: Some(room),
+                    rule,
+                });
                 Ok(true)
             }
         }
@@ -276,7 +338,9 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
                 verdict = finding.clone();
             }
         }
-        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+        if crosses_redacted(&verdict, in_transaction)
+            && withheld(screen.after(policy, ctx, &unit, &verdict), pos)?
+        {
             continue;
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
@@ -297,7 +361,9 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             }
             _ => policy.event(ctx, ev),
         };
-        if crosses_redacted(&verdict, in_transaction) && withheld(screen.after(policy, ctx, &unit, &verdict), pos)? {
+        if crosses_redacted(&verdict, in_transaction)
+            && withheld(screen.after(policy, ctx, &unit, &verdict), pos)?
+        {
             continue;
         }
         apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
@@ -305,11 +371,19 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
     v.withhold = withhold;
     for (i, edu) in units.edus.iter().enumerate() {
         if screen.edu_paused(edu) {
-            v.drop_edus.push(Modification { pos: i, room_id: None, rule: "room_paused".into() });
+            v.drop_edus.push(Modification {
+                pos: i,
+                room_id: None,
+                rule: "room_paused".into(),
+            });
             continue;
         }
         if let EduVerdict::Drop { rule } = policy.edu(ctx, edu) {
-            v.drop_edus.push(Modification { pos: i, room_id: None, rule });
+            v.drop_edus.push(Modification {
+                pos: i,
+                room_id: None,
+                rule,
+            });
         }
     }
     // Per recipient device, for the to-device EDUs that were not dropped whole.
@@ -318,12 +392,21 @@ fn check_units(policy: &dyn Policy, ctx: &ExchangeCtx, units: &Units<'_>) -> Res
             continue;
         }
         if let EduVerdict::Drop { rule } = policy.to_device(ctx, msg) {
-            v.drop_to_device.push(ToDeviceDrop { edu: msg.edu, user_id: msg.user_id.clone(), device_id: msg.device_id.clone(), rule });
+            v.drop_to_device.push(ToDeviceDrop {
+                edu: msg.edu,
+                user_id: msg.user_id.clone(),
+                device_id: msg.device_id.clone(),
+                rule,
+            });
         }
     }
     for field in &units.user_fields {
         if let FieldVerdict::Remove { rule } = policy.user_field(ctx, field) {
-            v.remove_fields.push(FieldRemoval { path: field.path.clone(), kind: field.kind, rule });
+            v.remove_fields.push(FieldRemoval {
+                path: field.path.clone(),
+                kind: field.kind,
+                rule,
+            });
         }
     }
     Ok(v)
@@ -388,21 +471,48 @@ case_sensitive = true
             directions: vec![],
             action: RuleAction::Redact,
         };
-        Layers::new().with("config", Arc::new(RulesPolicy { base: StaticPolicy::default(), rules: Rules::compile(&[rule]).unwrap() }))
+        Layers::new().with(
+            "config",
+            Arc::new(RulesPolicy {
+                base: StaticPolicy::default(),
+                rules: Rules::compile(&[rule]).unwrap(),
+            }),
+        )
     }
 
     /// `decide` for one request; `Ok(())` if a permit was issued.
-    fn run(policy: &dyn Policy, direction: Direction, method: http::Method, target: &str, body: &[u8]) -> Result<(), Refusal> {
+    fn run(
+        policy: &dyn Policy,
+        direction: Direction,
+        method: http::Method,
+        target: &str,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
         let path = target.split('?').next().unwrap();
         let endpoint = catalog::lookup(&method, path).expect("catalogued").endpoint;
-        let ctx = ExchangeCtx { direction, endpoint, peer: Some("hs2.test".into()), protected: "hs1.test".into(), txn_id: None };
-        let fwd = Forward { method, path_and_query: target.into(), headers: HeaderMap::new(), body: Bytes::copy_from_slice(body) };
+        let ctx = ExchangeCtx {
+            direction,
+            endpoint,
+            peer: Some("hs2.test".into()),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        };
+        let fwd = Forward {
+            method,
+            path_and_query: target.into(),
+            headers: HeaderMap::new(),
+            body: Bytes::copy_from_slice(body),
+        };
         decide(policy, &ctx, &Units::default(), fwd, &Unchanged).map(|_| ())
     }
 
     fn refused_for_text(r: Result<(), Refusal>) -> Refusal {
         let r = r.expect_err("request must be refused");
-        assert_eq!((r.status.as_u16(), r.errcode, r.reason), (403, "M_FORBIDDEN", RefusalReason::RequestText), "{r}");
+        assert_eq!(
+            (r.status.as_u16(), r.errcode, r.reason),
+            (403, "M_FORBIDDEN", RefusalReason::RequestText),
+            "{r}"
+        );
         r
     }
 
@@ -410,29 +520,108 @@ case_sensitive = true
     fn marked_aliases_user_ids_and_search_terms_refuse_the_request() {
         for layers in [dlp_only(), config_rules(&[])] {
             let out = Direction::Outbound;
-            let r = refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b""));
+            let r = refused_for_text(run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2",
+                b"",
+            ));
             assert!(r.message.contains("query parameter room_alias"), "{r}");
-            assert!(!r.message.contains("#GEHEIM"), "the refusal never carries the text: {r}");
-            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM-x%3Ahs2", b""));
-            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40a%3Ahs2&GEHEIM", b""));
-            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/hierarchy/%21GEHEIM%3Ahs2", b""));
+            assert!(
+                !r.message.contains("#GEHEIM"),
+                "the refusal never carries the text: {r}"
+            );
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM-x%3Ahs2",
+                b"",
+            ));
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/profile?user_id=%40a%3Ahs2&GEHEIM",
+                b"",
+            ));
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/hierarchy/%21GEHEIM%3Ahs2",
+                b"",
+            ));
             let search = br#"{"limit":10,"filter":{"generic_search_term":"Akte GEHEIM"}}"#;
-            refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", search));
-            refused_for_text(run(&layers, out, http::Method::POST, "/_matrix/federation/v1/user/keys/query", br#"{"device_keys":{"@GEHEIM:hs2":[]}}"#));
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::POST,
+                "/_matrix/federation/v1/publicRooms",
+                search,
+            ));
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::POST,
+                "/_matrix/federation/v1/user/keys/query",
+                br#"{"device_keys":{"@GEHEIM:hs2":[]}}"#,
+            ));
             // Obfuscated: a zero-width space and a soft hyphen inside the marking (the text
             // pipeline normalises request text like any other).
-            refused_for_text(run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GE%E2%80%8BHE%C2%ADIM%3Ahs2", b""));
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/directory?room_alias=%23GE%E2%80%8BHE%C2%ADIM%3Ahs2",
+                b"",
+            ));
             // Inbound requests are judged too.
-            refused_for_text(run(&layers, Direction::Inbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs1", b""));
+            refused_for_text(run(
+                &layers,
+                Direction::Inbound,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs1",
+                b"",
+            ));
             // Clean requests pass; lower-case `geheim` is no marking.
-            run(&layers, out, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23geheimnis%3Ahs2", b"").unwrap();
-            run(&layers, out, http::Method::POST, "/_matrix/federation/v1/publicRooms", br#"{"filter":{"generic_search_term":"Akte"}}"#).unwrap();
+            run(
+                &layers,
+                out,
+                http::Method::GET,
+                "/_matrix/federation/v1/query/directory?room_alias=%23geheimnis%3Ahs2",
+                b"",
+            )
+            .unwrap();
+            run(
+                &layers,
+                out,
+                http::Method::POST,
+                "/_matrix/federation/v1/publicRooms",
+                br#"{"filter":{"generic_search_term":"Akte"}}"#,
+            )
+            .unwrap();
             // Events are judged per event (not here, `Units` is empty), not as request text; the
             // rest of an event-carrying body is request text.
             let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[{"content":{"body":"GEHEIM"}}],"edus":[]}"#;
-            run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn).unwrap();
-            let txn = br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[],"edus":[],"x":"GEHEIM"}"#;
-            refused_for_text(run(&layers, out, http::Method::PUT, "/_matrix/federation/v1/send/t1", txn));
+            run(
+                &layers,
+                out,
+                http::Method::PUT,
+                "/_matrix/federation/v1/send/t1",
+                txn,
+            )
+            .unwrap();
+            let txn =
+                br#"{"origin":"hs1.test","origin_server_ts":1,"pdus":[],"edus":[],"x":"GEHEIM"}"#;
+            refused_for_text(run(
+                &layers,
+                out,
+                http::Method::PUT,
+                "/_matrix/federation/v1/send/t1",
+                txn,
+            ));
         }
     }
 
@@ -440,23 +629,71 @@ case_sensitive = true
     fn dlp_scope_and_actions_and_config_field_filters_apply_to_request_text() {
         let dlp = dlp_only();
         let q = "/_matrix/federation/v1/query/directory?room_alias=%23EINGANG%3Ahs2";
-        run(&dlp, Direction::Outbound, http::Method::GET, q, b"").expect("an inbound-only rule is silent outbound");
+        run(&dlp, Direction::Outbound, http::Method::GET, q, b"")
+            .expect("an inbound-only rule is silent outbound");
         refused_for_text(run(&dlp, Direction::Inbound, http::Method::GET, q, b""));
-        run(&dlp, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23PROTOKOLL%3Ahs2", b"").expect("tag only logs");
+        run(
+            &dlp,
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23PROTOKOLL%3Ahs2",
+            b"",
+        )
+        .expect("tag only logs");
         // `fields` of a config rule: the field name or the parameter name.
         let only_body = config_rules(&["request.body"]);
-        run(&only_body, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b"").unwrap();
-        refused_for_text(run(&only_body, Direction::Outbound, http::Method::POST, "/_matrix/federation/v1/publicRooms", br#"{"filter":{"generic_search_term":"GEHEIM"}}"#));
+        run(
+            &only_body,
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2",
+            b"",
+        )
+        .unwrap();
+        refused_for_text(run(
+            &only_body,
+            Direction::Outbound,
+            http::Method::POST,
+            "/_matrix/federation/v1/publicRooms",
+            br#"{"filter":{"generic_search_term":"GEHEIM"}}"#,
+        ));
         let only_alias = config_rules(&["room_alias"]);
-        refused_for_text(run(&only_alias, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2", b""));
-        run(&only_alias, Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM%3Ahs2", b"").unwrap();
+        refused_for_text(run(
+            &only_alias,
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%3Ahs2",
+            b"",
+        ));
+        run(
+            &only_alias,
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/query/profile?user_id=%40GEHEIM%3Ahs2",
+            b"",
+        )
+        .unwrap();
     }
 
     #[test]
     fn undecodable_request_text_is_refused_as_a_bad_request() {
-        let r = run(&Layers::new(), Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%FF", b"").unwrap_err();
+        let r = run(
+            &Layers::new(),
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/query/directory?room_alias=%23GEHEIM%FF",
+            b"",
+        )
+        .unwrap_err();
         assert_eq!((r.status.as_u16(), r.errcode), (400, "M_INVALID_PARAM"));
-        let r = run(&Layers::new(), Direction::Outbound, http::Method::GET, "/_matrix/federation/v1/hierarchy/%C3%28", b"").unwrap_err();
+        let r = run(
+            &Layers::new(),
+            Direction::Outbound,
+            http::Method::GET,
+            "/_matrix/federation/v1/hierarchy/%C3%28",
+            b"",
+        )
+        .unwrap_err();
         assert_eq!((r.status.as_u16(), r.errcode), (400, "M_INVALID_PARAM"));
     }
 }

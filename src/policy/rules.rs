@@ -25,7 +25,10 @@ use regex::RegexSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason, RequestText, StaticPolicy, TextKind};
+use super::{
+    Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal,
+    RefusalReason, RequestText, StaticPolicy, TextKind,
+};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 
@@ -123,7 +126,10 @@ impl Rules {
             }
             if let Some(re) = &r.regex {
                 let re = crate::text::normalize(re).into_owned();
-                regex::Regex::new(&re).map_err(|e| RuleError::Regex { id: r.id.clone(), reason: e.to_string() })?;
+                regex::Regex::new(&re).map_err(|e| RuleError::Regex {
+                    id: r.id.clone(),
+                    reason: e.to_string(),
+                })?;
                 patterns.push(re);
                 owner.push(i);
             }
@@ -131,11 +137,15 @@ impl Rules {
                 id: r.id.clone(),
                 fields: r.fields.clone(),
                 inbound: r.directions.is_empty() || r.directions.contains(&RuleDirection::Inbound),
-                outbound: r.directions.is_empty() || r.directions.contains(&RuleDirection::Outbound),
+                outbound: r.directions.is_empty()
+                    || r.directions.contains(&RuleDirection::Outbound),
                 action: r.action,
             });
         }
-        let set = RegexSet::new(&patterns).map_err(|e| RuleError::Regex { id: "(set)".into(), reason: e.to_string() })?;
+        let set = RegexSet::new(&patterns).map_err(|e| RuleError::Regex {
+            id: "(set)".into(),
+            reason: e.to_string(),
+        })?;
         Ok(Rules { set, owner, rules })
     }
 
@@ -158,17 +168,31 @@ impl Rules {
 
     /// An event: its `type`, `state_key` and `redacts` (`top`, matched by rules without a
     /// `fields` filter or naming `type`/`state_key`/`redacts`), its content and its `unsigned`.
-    pub fn check_event(&self, direction: Direction, top: &[Option<&str>; 3], content: &RawValue, unsigned: Option<&RawValue>) -> Option<(&str, RuleAction)> {
+    pub fn check_event(
+        &self,
+        direction: Direction,
+        top: &[Option<&str>; 3],
+        content: &RawValue,
+        unsigned: Option<&RawValue>,
+    ) -> Option<(&str, RuleAction)> {
         if self.rules.is_empty() {
             return None;
         }
         let mut best: Option<(usize, RuleAction)> = None;
         for (name, text) in ["type", "state_key", "redacts"].iter().zip(top) {
             if let Some(t) = text {
-                self.scan(direction, t, |r| r.fields.iter().any(|f| f == name), &mut best);
+                self.scan(
+                    direction,
+                    t,
+                    |r| r.fields.iter().any(|f| f == name),
+                    &mut best,
+                );
             }
         }
-        fn most_severe<'r>(a: Option<(&'r str, RuleAction)>, b: Option<(&'r str, RuleAction)>) -> Option<(&'r str, RuleAction)> {
+        fn most_severe<'r>(
+            a: Option<(&'r str, RuleAction)>,
+            b: Option<(&'r str, RuleAction)>,
+        ) -> Option<(&'r str, RuleAction)> {
             match (a, b) {
                 (Some(x), Some(y)) => Some(if severity(y.1) > severity(x.1) { y } else { x }),
                 (x, None) => x,
@@ -184,24 +208,51 @@ impl Rules {
     }
 
     /// As [`Rules::check`], on a parsed value.
-    pub fn check_value(&self, direction: Direction, value: &serde_json::Value) -> Option<(&str, RuleAction)> {
+    pub fn check_value(
+        &self,
+        direction: Direction,
+        value: &serde_json::Value,
+    ) -> Option<(&str, RuleAction)> {
         let mut best: Option<(usize, RuleAction)> = None;
-        walk(value, None, &mut |key, s| self.scan(direction, s, |r| key.is_some_and(|k| r.fields.iter().any(|f| f == k)), &mut best));
+        walk(value, None, &mut |key, s| {
+            self.scan(
+                direction,
+                s,
+                |r| key.is_some_and(|k| r.fields.iter().any(|f| f == k)),
+                &mut best,
+            )
+        });
         best.map(|(i, a)| (self.rules[i].id.as_str(), a))
     }
 
     /// One text that is a field with the given names (a user-data field: its kind's name and
     /// its key, e.g. `alias` and `canonical_alias`). A rule with `fields` applies if one of the
     /// names is among them.
-    pub fn check_text(&self, direction: Direction, names: &[&str], text: &str) -> Option<(&str, RuleAction)> {
+    pub fn check_text(
+        &self,
+        direction: Direction,
+        names: &[&str],
+        text: &str,
+    ) -> Option<(&str, RuleAction)> {
         let mut best: Option<(usize, RuleAction)> = None;
-        self.scan(direction, text, |r| names.iter().any(|n| r.fields.iter().any(|f| f == n)), &mut best);
+        self.scan(
+            direction,
+            text,
+            |r| names.iter().any(|n| r.fields.iter().any(|f| f == n)),
+            &mut best,
+        );
         best.map(|(i, a)| (self.rules[i].id.as_str(), a))
     }
 
     /// Matches `s` and keeps the most severe applicable rule in `best`; `field_ok` decides for
     /// rules with a `fields` filter.
-    fn scan(&self, direction: Direction, s: &str, field_ok: impl Fn(&Compiled) -> bool, best: &mut Option<(usize, RuleAction)>) {
+    fn scan(
+        &self,
+        direction: Direction,
+        s: &str,
+        field_ok: impl Fn(&Compiled) -> bool,
+        best: &mut Option<(usize, RuleAction)>,
+    ) {
         if self.rules.is_empty() {
             return;
         }
@@ -214,7 +265,13 @@ impl Rules {
     }
 
     /// [`Rules::scan`] on one view of the text.
-    fn scan_view(&self, direction: Direction, s: &str, field_ok: &impl Fn(&Compiled) -> bool, best: &mut Option<(usize, RuleAction)>) {
+    fn scan_view(
+        &self,
+        direction: Direction,
+        s: &str,
+        field_ok: &impl Fn(&Compiled) -> bool,
+        best: &mut Option<(usize, RuleAction)>,
+    ) {
         for p in self.set.matches(s).iter() {
             let ri = self.owner[p];
             let r = &self.rules[ri];
@@ -244,7 +301,11 @@ thread_local! {
 
 /// Every string value, object key and number under `v`, with the key it is under (an object
 /// key is reported under its own name).
-fn walk<'v>(v: &'v serde_json::Value, key: Option<&'v str>, f: &mut impl FnMut(Option<&'v str>, &str)) {
+fn walk<'v>(
+    v: &'v serde_json::Value,
+    key: Option<&'v str>,
+    f: &mut impl FnMut(Option<&'v str>, &str),
+) {
     match v {
         serde_json::Value::String(s) => f(key, s),
         serde_json::Value::Number(n) => f(key, &n.to_string()),
@@ -266,9 +327,15 @@ pub struct RulesPolicy {
 fn pdu_verdict(m: Option<(&str, RuleAction)>) -> PduVerdict {
     match m {
         None => PduVerdict::Allow,
-        Some((id, RuleAction::Reject)) => PduVerdict::Reject { rule: id.to_string() },
-        Some((id, RuleAction::Hold)) => PduVerdict::Hold { rule: id.to_string() },
-        Some((id, _)) => PduVerdict::Redact { rule: id.to_string() },
+        Some((id, RuleAction::Reject)) => PduVerdict::Reject {
+            rule: id.to_string(),
+        },
+        Some((id, RuleAction::Hold)) => PduVerdict::Hold {
+            rule: id.to_string(),
+        },
+        Some((id, _)) => PduVerdict::Redact {
+            rule: id.to_string(),
+        },
     }
 }
 
@@ -277,12 +344,26 @@ impl Policy for RulesPolicy {
         self.base.request(ctx)
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let top = [Some(pdu.event_type.as_ref()), pdu.state_key.as_deref(), pdu.redacts.as_deref()];
-        pdu_verdict(self.rules.check_event(ctx.direction, &top, pdu.content, pdu.unsigned))
+        let top = [
+            Some(pdu.event_type.as_ref()),
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+        ];
+        pdu_verdict(
+            self.rules
+                .check_event(ctx.direction, &top, pdu.content, pdu.unsigned),
+        )
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
-        let top = [Some(event.event_type.as_ref()), event.state_key.as_deref(), None];
-        pdu_verdict(self.rules.check_event(ctx.direction, &top, event.content, None))
+        let top = [
+            Some(event.event_type.as_ref()),
+            event.state_key.as_deref(),
+            None,
+        ];
+        pdu_verdict(
+            self.rules
+                .check_event(ctx.direction, &top, event.content, None),
+        )
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
         let base = self.base.edu(ctx, edu);
@@ -298,7 +379,11 @@ impl Policy for RulesPolicy {
             let mut value: serde_json::Value = match serde_json::from_str(edu.content.get()) {
                 Ok(v) => v,
                 // Cannot happen for a validated body; fail closed if it does.
-                Err(_) => return EduVerdict::Drop { rule: UNREADABLE.into() },
+                Err(_) => {
+                    return EduVerdict::Drop {
+                        rule: UNREADABLE.into(),
+                    }
+                }
             };
             if let Some(o) = value.as_object_mut() {
                 o.remove("messages");
@@ -309,7 +394,9 @@ impl Policy for RulesPolicy {
         };
         match m {
             None => EduVerdict::Allow,
-            Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+            Some((id, _)) => EduVerdict::Drop {
+                rule: id.to_string(),
+            },
         }
     }
     fn response(&self, ctx: &ExchangeCtx) -> Decision {
@@ -319,9 +406,15 @@ impl Policy for RulesPolicy {
     /// mean "this text does not cross"; there is no review queue and no single event to
     /// refuse). `fields` filters match the field's kind name or its key.
     fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
-        match self.rules.check_text(ctx.direction, &[field.kind.as_str(), &field.key], &field.value) {
+        match self.rules.check_text(
+            ctx.direction,
+            &[field.kind.as_str(), &field.key],
+            &field.value,
+        ) {
             None => FieldVerdict::Allow,
-            Some((id, _)) => FieldVerdict::Remove { rule: id.to_string() },
+            Some((id, _)) => FieldVerdict::Remove {
+                rule: id.to_string(),
+            },
         }
     }
     /// Any matching rule drops that device's message (all actions alike, as for user fields).
@@ -330,7 +423,9 @@ impl Policy for RulesPolicy {
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         match self.rules.check(ctx.direction, msg.content) {
             None => EduVerdict::Allow,
-            Some((id, _)) => EduVerdict::Drop { rule: id.to_string() },
+            Some((id, _)) => EduVerdict::Drop {
+                rule: id.to_string(),
+            },
         }
     }
     /// Any matching rule refuses the request (403), whatever its action: text in a path,
@@ -342,12 +437,18 @@ impl Policy for RulesPolicy {
             TextKind::QueryName | TextKind::QueryValue => "request.query",
             TextKind::BodyKey | TextKind::BodyValue => "request.body",
         };
-        match self.rules.check_text(ctx.direction, &[field, text.name], &text.text) {
+        match self
+            .rules
+            .check_text(ctx.direction, &[field, text.name], &text.text)
+        {
             None => Decision::Allow,
             Some((id, _)) => {
                 let label = text.label();
                 tracing::info!(direction = ctx.direction.as_str(), peer = ctx.peer.as_deref().unwrap_or(""), rule = id, text = %label, "content rule matched request text");
-                Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {id}")))
+                Decision::Refuse(Refusal::forbidden(
+                    RefusalReason::RequestText,
+                    format!("request refused: {label} refused by rule {id}"),
+                ))
             }
         }
     }
@@ -376,11 +477,34 @@ mod tests {
     #[test]
     fn keyword_matches_case_sensitively_anywhere_in_content() {
         let r = Rules::compile(&[rule("geheim", &["GEHEIM"], RuleAction::Redact)]).unwrap();
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"Dies ist GEHEIM."}"#)), Some(("geheim", RuleAction::Redact)));
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"m.new_content":{"body":"x GEHEIM"}}"#)).map(|m| m.0), Some("geheim"));
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"push":[{"status_msg":"GEHEIM"}]}"#)).map(|m| m.0), Some("geheim"));
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"das bleibt geheim"}"#)), None);
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"harmlos"}"#)), None);
+        assert_eq!(
+            r.check(Direction::Outbound, &raw(r#"{"body":"Dies ist GEHEIM."}"#)),
+            Some(("geheim", RuleAction::Redact))
+        );
+        assert_eq!(
+            r.check(
+                Direction::Outbound,
+                &raw(r#"{"m.new_content":{"body":"x GEHEIM"}}"#)
+            )
+            .map(|m| m.0),
+            Some("geheim")
+        );
+        assert_eq!(
+            r.check(
+                Direction::Outbound,
+                &raw(r#"{"push":[{"status_msg":"GEHEIM"}]}"#)
+            )
+            .map(|m| m.0),
+            Some("geheim")
+        );
+        assert_eq!(
+            r.check(Direction::Outbound, &raw(r#"{"body":"das bleibt geheim"}"#)),
+            None
+        );
+        assert_eq!(
+            r.check(Direction::Outbound, &raw(r#"{"body":"harmlos"}"#)),
+            None
+        );
     }
 
     #[test]
@@ -390,14 +514,26 @@ mod tests {
         let mut topic = rule("topic", &["Y"], RuleAction::Hold);
         topic.fields = vec!["topic".into()];
         let r = Rules::compile(&[rule("a", &["X"], RuleAction::Redact), only_in, topic]).unwrap();
-        assert_eq!(r.check(Direction::Inbound, &raw(r#"{"body":"X"}"#)), Some(("in", RuleAction::Reject)));
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"X"}"#)), Some(("a", RuleAction::Redact)));
+        assert_eq!(
+            r.check(Direction::Inbound, &raw(r#"{"body":"X"}"#)),
+            Some(("in", RuleAction::Reject))
+        );
+        assert_eq!(
+            r.check(Direction::Outbound, &raw(r#"{"body":"X"}"#)),
+            Some(("a", RuleAction::Redact))
+        );
         assert_eq!(r.check(Direction::Outbound, &raw(r#"{"body":"Y"}"#)), None);
-        assert_eq!(r.check(Direction::Outbound, &raw(r#"{"topic":"Y"}"#)), Some(("topic", RuleAction::Hold)));
+        assert_eq!(
+            r.check(Direction::Outbound, &raw(r#"{"topic":"Y"}"#)),
+            Some(("topic", RuleAction::Hold))
+        );
     }
 
     fn policy(rules: &[RuleConfig]) -> RulesPolicy {
-        RulesPolicy { base: StaticPolicy::default(), rules: Rules::compile(rules).unwrap() }
+        RulesPolicy {
+            base: StaticPolicy::default(),
+            rules: Rules::compile(rules).unwrap(),
+        }
     }
 
     fn ctx(endpoint: &str, direction: Direction) -> ExchangeCtx {
@@ -413,7 +549,11 @@ mod tests {
     /// Records the verdicts it is asked to apply.
     struct Recorder(std::sync::Mutex<Option<crate::policy::Verdicts>>);
     impl<T> crate::policy::Rewrite<T> for Recorder {
-        fn rewrite(&self, item: T, v: &crate::policy::Verdicts) -> Result<T, crate::policy::Refusal> {
+        fn rewrite(
+            &self,
+            item: T,
+            v: &crate::policy::Verdicts,
+        ) -> Result<T, crate::policy::Refusal> {
             *self.0.lock().unwrap() = Some(v.clone());
             Ok(item)
         }
@@ -428,7 +568,12 @@ mod tests {
         alias_key.fields = vec!["canonical_alias".into()];
         let mut inbound_only = rule("in", &["EINGANG"], RuleAction::Drop);
         inbound_only.directions = vec![RuleDirection::Inbound];
-        let p = policy(&[rule("geheim", &["GEHEIM"], RuleAction::Redact), names_only, alias_key, inbound_only]);
+        let p = policy(&[
+            rule("geheim", &["GEHEIM"], RuleAction::Redact),
+            names_only,
+            alias_key,
+            inbound_only,
+        ]);
         let out = ctx("query_profile", Direction::Outbound);
         let body = br#"{"displayname":"Carol VS-NfD","avatar_url":"mxc://x/VS-NfD","m.note":"EINGANG GEHEIM"}"#;
         let fields = fields_in(out.endpoint, None, body).unwrap();
@@ -436,20 +581,36 @@ mod tests {
         assert_eq!(
             v,
             [
-                FieldVerdict::Remove { rule: "names".into() },
+                FieldVerdict::Remove {
+                    rule: "names".into()
+                },
                 FieldVerdict::Allow, // the `fields` filter: avatar_url is not a displayname
-                FieldVerdict::Remove { rule: "geheim".into() },
+                FieldVerdict::Remove {
+                    rule: "geheim".into()
+                },
             ]
         );
         let f = &fields_in(out.endpoint, None, br#"{"displayname":"EINGANG"}"#).unwrap()[0];
-        assert_eq!(p.user_field(&out, f), FieldVerdict::Allow, "inbound-only rule on outbound data");
-        assert_eq!(p.user_field(&ctx("query_profile", Direction::Inbound), f), FieldVerdict::Remove { rule: "in".into() });
+        assert_eq!(
+            p.user_field(&out, f),
+            FieldVerdict::Allow,
+            "inbound-only rule on outbound data"
+        );
+        assert_eq!(
+            p.user_field(&ctx("query_profile", Direction::Inbound), f),
+            FieldVerdict::Remove { rule: "in".into() }
+        );
         // The key (`canonical_alias`) and the kind name (`alias`) both select a field.
         let rooms = ctx("public_rooms_get", Direction::Outbound);
         let body = br##"{"chunk":[{"room_id":"!a:b","name":"#intern","canonical_alias":"#intern:hs1.test"}]}"##;
         let fields = fields_in(rooms.endpoint, None, body).unwrap();
         assert_eq!(p.user_field(&rooms, &fields[0]), FieldVerdict::Allow);
-        assert_eq!(p.user_field(&rooms, &fields[1]), FieldVerdict::Remove { rule: "alias".into() });
+        assert_eq!(
+            p.user_field(&rooms, &fields[1]),
+            FieldVerdict::Remove {
+                rule: "alias".into()
+            }
+        );
     }
 
     #[test]
@@ -460,10 +621,17 @@ mod tests {
         out_only.directions = vec![RuleDirection::Outbound];
         let p = policy(&[out_only]);
         let body = br#"{"displayname":"GEHEIM","avatar_url":"mxc://x/y"}"#;
-        let release = || Release { status: http::StatusCode::OK, headers: http::HeaderMap::new(), body: bytes::Bytes::from_static(body) };
+        let release = || Release {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from_static(body),
+        };
         // An inbound request (remote asks hs1's profile): the answer is outbound data.
         let c = ctx("query_profile", Direction::Inbound);
-        let units = Units { user_fields: fields_in(c.endpoint, None, body).unwrap(), ..Default::default() };
+        let units = Units {
+            user_fields: fields_in(c.endpoint, None, body).unwrap(),
+            ..Default::default()
+        };
         let rec = Recorder(Default::default());
         decide_response(&p, &c, &units, release(), &rec).unwrap();
         let v = rec.0.lock().unwrap().take().expect("rewrite asked for");
@@ -485,31 +653,68 @@ mod tests {
         let c = ctx("send_transaction", Direction::Outbound);
         let clean_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"m.x","message_id":"m1","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"},"L":{"t":"ok"}}}}}"#;
         let marked_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"GEHEIM","message_id":"m2","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"}}}}}"#;
-        let raws: Vec<&RawValue> = [&clean_sender[..], &marked_sender[..]].iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+        let raws: Vec<&RawValue> = [&clean_sender[..], &marked_sender[..]]
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
         let edus: Vec<EduView> = raws.iter().map(|r| EduView::parse(r).unwrap()).collect();
         // edu(): a to-device EDU is not dropped for its messages, only for the rest.
         assert_eq!(p.edu(&c, &edus[0]), EduVerdict::Allow);
-        assert_eq!(p.edu(&c, &edus[1]), EduVerdict::Drop { rule: "geheim".into() });
-        let to_device = edus.iter().enumerate().flat_map(|(i, e)| to_device_in(i, e).unwrap()).collect();
-        let units = Units { edus, to_device, ..Default::default() };
-        let fwd = Forward { method: http::Method::PUT, path_and_query: "/_matrix/federation/v1/send/t".into(), headers: http::HeaderMap::new(), body: bytes::Bytes::new() };
+        assert_eq!(
+            p.edu(&c, &edus[1]),
+            EduVerdict::Drop {
+                rule: "geheim".into()
+            }
+        );
+        let to_device = edus
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| to_device_in(i, e).unwrap())
+            .collect();
+        let units = Units {
+            edus,
+            to_device,
+            ..Default::default()
+        };
+        let fwd = Forward {
+            method: http::Method::PUT,
+            path_and_query: "/_matrix/federation/v1/send/t".into(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+        };
         let rec = Recorder(Default::default());
         decide(&p, &c, &units, fwd, &rec).unwrap();
         let v = rec.0.lock().unwrap().take().unwrap();
         assert_eq!(v.drop_edus.iter().map(|m| m.pos).collect::<Vec<_>>(), [1]);
         // Per device: only the marked message of the EDU that was not dropped whole.
         assert_eq!(v.drop_to_device.len(), 1);
-        assert_eq!((v.drop_to_device[0].edu, v.drop_to_device[0].user_id.as_str(), v.drop_to_device[0].device_id.as_str()), (0, "@bob:hs2.test", "P"));
+        assert_eq!(
+            (
+                v.drop_to_device[0].edu,
+                v.drop_to_device[0].user_id.as_str(),
+                v.drop_to_device[0].device_id.as_str()
+            ),
+            (0, "@bob:hs2.test", "P")
+        );
     }
 
     #[test]
     fn bad_rules_are_refused() {
-        assert!(matches!(Rules::compile(&[rule("e", &[], RuleAction::Redact)]), Err(RuleError::Empty { .. })));
+        assert!(matches!(
+            Rules::compile(&[rule("e", &[], RuleAction::Redact)]),
+            Err(RuleError::Empty { .. })
+        ));
         let mut bad = rule("r", &[], RuleAction::Redact);
         bad.regex = Some("(".into());
-        assert!(matches!(Rules::compile(&[bad]), Err(RuleError::Regex { .. })));
         assert!(matches!(
-            Rules::compile(&[rule("d", &["a"], RuleAction::Redact), rule("d", &["b"], RuleAction::Redact)]),
+            Rules::compile(&[bad]),
+            Err(RuleError::Regex { .. })
+        ));
+        assert!(matches!(
+            Rules::compile(&[
+                rule("d", &["a"], RuleAction::Redact),
+                rule("d", &["b"], RuleAction::Redact)
+            ]),
             Err(RuleError::Duplicate { .. })
         ));
     }

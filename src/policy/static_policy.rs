@@ -1,7 +1,9 @@
 //! The configuration-driven policy of issue 2: allow/deny per remote server and endpoint class.
 use std::collections::HashSet;
 
-use super::{Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
+use super::{
+    Decision, Direction, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason,
+};
 use crate::config::PolicyConfig;
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::EndpointClass;
@@ -57,10 +59,16 @@ impl StaticPolicy {
         let host = crate::proxy::tls::host_part(&name).to_string();
         let listed = |set: &HashSet<String>| set.contains(&name) || set.contains(&host);
         if listed(&self.deny_servers) {
-            return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
+            return Err(Refusal::forbidden(
+                RefusalReason::ServerDenied,
+                format!("federation with {server_name} is not permitted"),
+            ));
         }
         if !self.allow_servers.is_empty() && !listed(&self.allow_servers) {
-            return Err(Refusal::forbidden(RefusalReason::ServerDenied, format!("federation with {server_name} is not permitted")));
+            return Err(Refusal::forbidden(
+                RefusalReason::ServerDenied,
+                format!("federation with {server_name} is not permitted"),
+            ));
         }
         Ok(())
     }
@@ -80,7 +88,11 @@ impl Policy for StaticPolicy {
         if denied.contains(&ctx.endpoint.class) {
             return Decision::Refuse(Refusal::forbidden(
                 RefusalReason::ClassDenied,
-                format!("{} requests are not permitted {}", ctx.endpoint.id, ctx.direction.as_str()),
+                format!(
+                    "{} requests are not permitted {}",
+                    ctx.endpoint.id,
+                    ctx.direction.as_str()
+                ),
             ));
         }
         Decision::Allow
@@ -94,10 +106,14 @@ impl Policy for StaticPolicy {
     /// EDUs of a type the guard does not know (and the config does not name) are dropped:
     /// an unknown type is a channel no rule was written for.
     fn edu(&self, _ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
-        if KNOWN_EDU_TYPES.contains(&edu.edu_type.as_ref()) || self.allow_edu_types.contains(edu.edu_type.as_ref()) {
+        if KNOWN_EDU_TYPES.contains(&edu.edu_type.as_ref())
+            || self.allow_edu_types.contains(edu.edu_type.as_ref())
+        {
             EduVerdict::Allow
         } else {
-            EduVerdict::Drop { rule: UNKNOWN_EDU_RULE.into() }
+            EduVerdict::Drop {
+                rule: UNKNOWN_EDU_RULE.into(),
+            }
         }
     }
     fn response(&self, _ctx: &ExchangeCtx) -> Decision {

@@ -15,8 +15,18 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub fn new(status: StatusCode, errcode: &'static str, reason: RefusalReason, message: impl Into<String>) -> Self {
-        Refusal { status, errcode, message: message.into(), reason }
+    pub fn new(
+        status: StatusCode,
+        errcode: &'static str,
+        reason: RefusalReason,
+        message: impl Into<String>,
+    ) -> Self {
+        Refusal {
+            status,
+            errcode,
+            message: message.into(),
+            reason,
+        }
     }
     pub fn forbidden(reason: RefusalReason, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", reason, message)
@@ -30,7 +40,14 @@ impl Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} ({}): {}", self.status.as_u16(), self.errcode, self.reason.as_str(), self.message)
+        write!(
+            f,
+            "{} {} ({}): {}",
+            self.status.as_u16(),
+            self.errcode,
+            self.reason.as_str(),
+            self.message
+        )
     }
 }
 
@@ -76,5 +93,7 @@ pub enum EduVerdict {
 pub enum FieldVerdict {
     Allow,
     /// Remove the field (its key) from the response.
-    Remove { rule: String },
+    Remove {
+        rule: String,
+    },
 }

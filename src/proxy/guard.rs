@@ -15,34 +15,52 @@ use super::upstream::Upstream;
 use crate::config::{Config, LimitsConfig, UnknownEndpoint};
 use crate::federation::txn::TxnLimits;
 use crate::keys::{RemoteKeys, SigningKey};
-use crate::store::Store;
-use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::media::MediaPolicy;
+use crate::policy::rules::{RuleError, Rules, RulesPolicy};
 use crate::policy::{Layers, StaticPolicy};
+use crate::store::Store;
 
 mod reload;
-pub use reload::{PolicyStatus, ReloadResult, POLICY_FILES_LOADED, POLICY_FINGERPRINT, POLICY_RELOADS_TOTAL, POLICY_RULES_LOADED, SETTLE_POLLS};
+pub use reload::{
+    PolicyStatus, ReloadResult, POLICY_FILES_LOADED, POLICY_FINGERPRINT, POLICY_RELOADS_TOTAL,
+    POLICY_RULES_LOADED, SETTLE_POLLS,
+};
 
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error("protected server {server}: {source}")]
-    ProtectedTls { server: String, source: tls::TlsError },
+    ProtectedTls {
+        server: String,
+        source: tls::TlsError,
+    },
     #[error("protected server {server}: {source}")]
-    Upstream { server: String, source: super::upstream::UpstreamError },
+    Upstream {
+        server: String,
+        source: super::upstream::UpstreamError,
+    },
     #[error("outbound TLS roots: {0}")]
     OutboundTls(tls::TlsError),
     #[error("interception CA: {0}")]
     Ca(#[from] super::ca::CaError),
     #[error("signing key {path}: {source}")]
-    Key { path: std::path::PathBuf, source: crate::keys::KeyError },
+    Key {
+        path: std::path::PathBuf,
+        source: crate::keys::KeyError,
+    },
     #[error("content rules: {0}")]
     Rules(#[from] RuleError),
     #[error("DLP rule set {dir}:\n{diagnostics}")]
-    Dlp { dir: std::path::PathBuf, diagnostics: crate::policy::dlp::Diagnostics },
+    Dlp {
+        dir: std::path::PathBuf,
+        diagnostics: crate::policy::dlp::Diagnostics,
+    },
     #[error("DLP rule set {dir} refused, it lacks rules of the running one ({loss}); SIGUSR1 loads it anyway")]
-    DlpShrink { dir: std::path::PathBuf, loss: Box<crate::policy::manifest::Loss> },
+    DlpShrink {
+        dir: std::path::PathBuf,
+        loss: Box<crate::policy::manifest::Loss>,
+    },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
     #[error("outbound proxy secret: {0}")]
@@ -50,7 +68,11 @@ pub enum GuardError {
     #[error("discovery: {0}")]
     Discovery(String),
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A protected homeserver at runtime.
@@ -118,7 +140,10 @@ impl Guard {
     pub fn from_config(cfg: &Config, store: Store) -> Result<Self, GuardError> {
         let l = &cfg.limits;
         let (connect_timeout, request_timeout) = match &cfg.outbound {
-            Some(o) => (Duration::from_millis(o.connect_timeout_ms), Duration::from_millis(o.request_timeout_ms)),
+            Some(o) => (
+                Duration::from_millis(o.connect_timeout_ms),
+                Duration::from_millis(o.request_timeout_ms),
+            ),
             None => (Duration::from_secs(10), Duration::from_secs(60)),
         };
         let mut protected = Vec::new();
@@ -126,34 +151,77 @@ impl Guard {
         for p in &cfg.protected {
             let upstream_tls = if p.upstream.starts_with("https://") {
                 let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
-                Some(tls::client_config(&roots).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?)
+                Some(
+                    tls::client_config(&roots).map_err(|source| GuardError::ProtectedTls {
+                        server: p.server_name.clone(),
+                        source,
+                    })?,
+                )
             } else {
                 None
             };
-            let upstream = Upstream::fixed(&p.upstream, upstream_tls, connect_timeout, request_timeout, l.max_response_body)
-                .map_err(|source| GuardError::Upstream { server: p.server_name.clone(), source })?;
+            let upstream = Upstream::fixed(
+                &p.upstream,
+                upstream_tls,
+                connect_timeout,
+                request_timeout,
+                l.max_response_body,
+            )
+            .map_err(|source| GuardError::Upstream {
+                server: p.server_name.clone(),
+                source,
+            })?;
             if cfg.inbound.is_some() {
-                let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?;
+                let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| {
+                    GuardError::ProtectedTls {
+                        server: p.server_name.clone(),
+                        source,
+                    }
+                })?;
                 keys.push((p.server_name.clone(), ck));
             }
             let admin = match (&p.admin_api, &p.admin_token_file) {
                 (Some(url), Some(token)) => {
                     let tls = if url.starts_with("https://") {
                         let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
-                        Some(tls::client_config(&roots).map_err(|source| GuardError::ProtectedTls { server: p.server_name.clone(), source })?)
+                        Some(tls::client_config(&roots).map_err(|source| {
+                            GuardError::ProtectedTls {
+                                server: p.server_name.clone(),
+                                source,
+                            }
+                        })?)
                     } else {
                         None
                     };
-                    let up = Upstream::fixed(url, tls, connect_timeout, request_timeout, l.max_response_body)
-                        .map_err(|source| GuardError::Upstream { server: p.server_name.clone(), source })?;
+                    let up = Upstream::fixed(
+                        url,
+                        tls,
+                        connect_timeout,
+                        request_timeout,
+                        l.max_response_body,
+                    )
+                    .map_err(|source| GuardError::Upstream {
+                        server: p.server_name.clone(),
+                        source,
+                    })?;
                     Some((up, token.clone()))
                 }
                 _ => None,
             };
-            protected.push(Protected { server_name: p.server_name.clone(), host: tls::host_part(&p.server_name).to_ascii_lowercase(), upstream, admin });
+            protected.push(Protected {
+                server_name: p.server_name.clone(),
+                host: tls::host_part(&p.server_name).to_ascii_lowercase(),
+                upstream,
+                admin,
+            });
         }
         let inbound_tls = if cfg.inbound.is_some() {
-            Some(tls::server_config(Arc::new(tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls { server: "(all)".into(), source })?)))
+            Some(tls::server_config(Arc::new(
+                tls::SniResolver::new(keys).map_err(|source| GuardError::ProtectedTls {
+                    server: "(all)".into(),
+                    source,
+                })?,
+            )))
         } else {
             None
         };
@@ -161,17 +229,38 @@ impl Guard {
             None => None,
             Some(o) => {
                 let client_tls = tls::client_config(&o.roots).map_err(GuardError::OutboundTls)?;
-                let resolver = ServerResolver::from_parts(&cfg.routes, &cfg.discovery, client_tls.clone()).map_err(|e| GuardError::Discovery(e.to_string()))?;
-                let upstream = Upstream::federation(client_tls, Arc::new(resolver), connect_timeout, request_timeout, l.max_response_body);
+                let resolver =
+                    ServerResolver::from_parts(&cfg.routes, &cfg.discovery, client_tls.clone())
+                        .map_err(|e| GuardError::Discovery(e.to_string()))?;
+                let upstream = Upstream::federation(
+                    client_tls,
+                    Arc::new(resolver),
+                    connect_timeout,
+                    request_timeout,
+                    l.max_response_body,
+                );
                 let ica = match (&o.connect_listen, &o.interception_ca_dir) {
-                    (Some(_), Some(dir)) => Some(Arc::new(InterceptionCa::load(dir, Duration::from_secs(o.leaf_validity_secs))?)),
+                    (Some(_), Some(dir)) => Some(Arc::new(InterceptionCa::load(
+                        dir,
+                        Duration::from_secs(o.leaf_validity_secs),
+                    )?)),
                     _ => None,
                 };
                 let secret = o.secret().map_err(|e| GuardError::Secret(e.to_string()))?;
-                Some(Outbound { upstream, allowed_clients: o.allowed_clients.clone(), secret, ica })
+                Some(Outbound {
+                    upstream,
+                    allowed_clients: o.allowed_clients.clone(),
+                    secret,
+                    ica,
+                })
             }
         };
-        let load_key = |path: &std::path::PathBuf| SigningKey::from_synapse_file(path).map_err(|source| GuardError::Key { path: path.clone(), source });
+        let load_key = |path: &std::path::PathBuf| {
+            SigningKey::from_synapse_file(path).map_err(|source| GuardError::Key {
+                path: path.clone(),
+                source,
+            })
+        };
         let mut protected_keys = std::collections::HashMap::new();
         for p in &cfg.protected {
             if let Some(path) = &p.signing_key {
@@ -179,7 +268,10 @@ impl Guard {
             }
         }
         let guard_key = cfg.keys.guard_key.as_ref().map(load_key).transpose()?;
-        let base = Arc::new(RulesPolicy { base: StaticPolicy::from_config(&cfg.policy), rules: Rules::compile(&cfg.rules)? });
+        let base = Arc::new(RulesPolicy {
+            base: StaticPolicy::from_config(&cfg.policy),
+            rules: Rules::compile(&cfg.rules)?,
+        });
         let (dlp_layer, manifest) = match &cfg.dlp {
             Some(d) => {
                 let (p, m) = reload::load_dlp(&d.policies, None)?;
@@ -194,13 +286,23 @@ impl Guard {
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
             verify_pdus: cfg.keys.verify_pdus,
-            notary_name: cfg.keys.notary_name.as_ref().map(|n| n.to_ascii_lowercase()),
+            notary_name: cfg
+                .keys
+                .notary_name
+                .as_ref()
+                .map(|n| n.to_ascii_lowercase()),
             pauses: super::pause::Pauses::new(store.clone()),
             store,
             remote_keys: RemoteKeys::new(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()))),
+            policy: std::sync::RwLock::new(Arc::new(Self::layers(
+                &base,
+                &media,
+                dlp_layer,
+                labels.clone(),
+                opaque.clone(),
+            ))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
@@ -228,7 +330,9 @@ impl Guard {
     /// Whether inbound X-Matrix signatures are verified by the guard.
     /// The notary name if `destination` is it (the guard answers key queries to it itself).
     pub fn notary_for(&self, destination: &str) -> Option<&str> {
-        self.notary_name.as_deref().filter(|n| n.eq_ignore_ascii_case(destination))
+        self.notary_name
+            .as_deref()
+            .filter(|n| n.eq_ignore_ascii_case(destination))
     }
     /// The security-label layer, if `[labels]` is configured.
     pub fn labels(&self) -> Option<&Arc<crate::policy::labels::LabelPolicy>> {
@@ -236,7 +340,9 @@ impl Guard {
     }
     /// The protected server named `server_name`.
     pub fn protected_named(&self, server_name: &str) -> Option<&Protected> {
-        self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(server_name))
+        self.protected
+            .iter()
+            .find(|p| p.server_name.eq_ignore_ascii_case(server_name))
     }
     /// Rooms whose label the protected homeserver was asked for recently without result.
     pub fn label_lookups(&self) -> &super::room_labels::Lookups {
@@ -266,11 +372,17 @@ impl Guard {
 
     /// The current policy: one snapshot, to be used for a whole exchange.
     pub fn policy(&self) -> Arc<Layers> {
-        self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     /// Replaces the policy atomically (running exchanges keep their snapshot).
     pub fn swap_policy(&self, layers: Layers) {
-        *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
     /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
@@ -282,7 +394,9 @@ impl Guard {
         labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
         opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     ) -> Layers {
-        let mut l = Layers::new().with("config", base.clone()).with("media", media.clone());
+        let mut l = Layers::new()
+            .with("config", base.clone())
+            .with("media", media.clone());
         if let Some(d) = dlp {
             l = l.with("dlp", d);
         }
@@ -294,7 +408,15 @@ impl Guard {
 
     /// `[dlp] watch_interval_ms`, if the directory is to be watched.
     pub fn dlp_watch(&self) -> Option<(std::path::PathBuf, Duration)> {
-        self.dlp.as_ref().filter(|d| d.watch_interval_ms > 0).map(|d| (d.policies.clone(), Duration::from_millis(d.watch_interval_ms)))
+        self.dlp
+            .as_ref()
+            .filter(|d| d.watch_interval_ms > 0)
+            .map(|d| {
+                (
+                    d.policies.clone(),
+                    Duration::from_millis(d.watch_interval_ms),
+                )
+            })
     }
     pub fn static_policy(&self) -> &StaticPolicy {
         &self.base.base
@@ -303,23 +425,41 @@ impl Guard {
         &self.limits
     }
     pub fn txn_limits(&self) -> TxnLimits {
-        TxnLimits { max_pdus: self.limits.max_pdus, max_edus: self.limits.max_edus, max_pdu_bytes: self.limits.max_pdu_bytes }
+        TxnLimits {
+            max_pdus: self.limits.max_pdus,
+            max_edus: self.limits.max_edus,
+            max_pdu_bytes: self.limits.max_pdu_bytes,
+        }
     }
     pub fn unknown_endpoint_forbidden(&self) -> bool {
         self.unknown_forbidden
     }
     pub fn is_protected(&self, server_name: &str) -> bool {
-        self.protected.iter().any(|p| p.server_name.eq_ignore_ascii_case(server_name))
+        self.protected
+            .iter()
+            .any(|p| p.server_name.eq_ignore_ascii_case(server_name))
     }
 
     /// Which protected server an inbound request is for: the signed X-Matrix destination if
     /// present (must be ours), else SNI, else the Host header, else the only one.
-    pub fn protected_for(&self, xmatrix_dest: Option<&str>, sni: Option<&str>, host: Option<&str>) -> Option<&Protected> {
+    pub fn protected_for(
+        &self,
+        xmatrix_dest: Option<&str>,
+        sni: Option<&str>,
+        host: Option<&str>,
+    ) -> Option<&Protected> {
         if let Some(d) = xmatrix_dest {
-            return self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(d));
+            return self
+                .protected
+                .iter()
+                .find(|p| p.server_name.eq_ignore_ascii_case(d));
         }
         if let Some(h) = host {
-            if let Some(p) = self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(h)) {
+            if let Some(p) = self
+                .protected
+                .iter()
+                .find(|p| p.server_name.eq_ignore_ascii_case(h))
+            {
                 return Some(p);
             }
         }
@@ -337,7 +477,10 @@ impl Guard {
     }
 
     pub fn inbound_upstream(&self, server_name: &str) -> Option<&Upstream> {
-        self.protected.iter().find(|p| p.server_name.eq_ignore_ascii_case(server_name)).map(|p| &p.upstream)
+        self.protected
+            .iter()
+            .find(|p| p.server_name.eq_ignore_ascii_case(server_name))
+            .map(|p| &p.upstream)
     }
     pub fn outbound_upstream(&self) -> Option<&Upstream> {
         self.outbound.as_ref().map(|o| &o.upstream)
@@ -345,7 +488,9 @@ impl Guard {
 
     /// Whether an outbound client address may use the outbound listeners.
     pub fn client_allowed(&self, addr: &SocketAddr) -> bool {
-        self.outbound.as_ref().is_some_and(|o| o.allowed_clients.iter().any(|n| n.contains(&addr.ip())))
+        self.outbound
+            .as_ref()
+            .is_some_and(|o| o.allowed_clients.iter().any(|n| n.contains(&addr.ip())))
     }
 }
 
@@ -353,14 +498,26 @@ impl Guard {
 pub struct OutboundKeyFetcher<'a>(pub &'a Upstream);
 
 impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
-    fn fetch<'a>(&'a self, server: &'a str) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
+    fn fetch<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
         Box::pin(async move {
             let t0 = std::time::Instant::now();
             let r = self.0.fetch_server_keys(server).await;
             // Counted like every request the guard sends, under its own endpoint label.
             let status = if r.is_ok() { 200 } else { 502 };
-            crate::telemetry::record_request(crate::telemetry::Direction::Outbound, "guard_key_fetch", status, t0.elapsed());
-            r.map(|b| b.to_vec()).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: e.to_string() })
+            crate::telemetry::record_request(
+                crate::telemetry::Direction::Outbound,
+                "guard_key_fetch",
+                status,
+                t0.elapsed(),
+            );
+            r.map(|b| b.to_vec())
+                .map_err(|e| crate::keys::RemoteKeyError::Fetch {
+                    server: server.to_string(),
+                    reason: e.to_string(),
+                })
         })
     }
 }
@@ -371,13 +528,19 @@ impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
 pub struct GuardKeyFetcher<'a>(pub &'a Guard);
 
 impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
-    fn fetch<'a>(&'a self, server: &'a str) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
+    fn fetch<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
         Box::pin(async move {
             let upstream = match self.0.inbound_upstream(server) {
                 Some(u) if self.0.is_protected(server) => u,
                 _ => {
                     let Some(out) = self.0.outbound_upstream() else {
-                        return Err(crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: "no outbound path".into() });
+                        return Err(crate::keys::RemoteKeyError::Fetch {
+                            server: server.to_string(),
+                            reason: "no outbound path".into(),
+                        });
                     };
                     return OutboundKeyFetcher(out).fetch(server).await;
                 }
@@ -385,8 +548,17 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
             let t0 = std::time::Instant::now();
             let r = upstream.fetch_server_keys(server).await;
             let status = if r.is_ok() { 200 } else { 502 };
-            crate::telemetry::record_request(crate::telemetry::Direction::Inbound, "guard_key_fetch", status, t0.elapsed());
-            r.map(|b| b.to_vec()).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.to_string(), reason: e.to_string() })
+            crate::telemetry::record_request(
+                crate::telemetry::Direction::Inbound,
+                "guard_key_fetch",
+                status,
+                t0.elapsed(),
+            );
+            r.map(|b| b.to_vec())
+                .map_err(|e| crate::keys::RemoteKeyError::Fetch {
+                    server: server.to_string(),
+                    reason: e.to_string(),
+                })
         })
     }
 }
@@ -403,15 +575,25 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every listener the config names.
     pub async fn bind(cfg: &Config) -> Result<Self, GuardError> {
-        async fn b(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, GuardError> {
+        async fn b(
+            what: &'static str,
+            addr: Option<SocketAddr>,
+        ) -> Result<Option<TcpListener>, GuardError> {
             match addr {
                 None => Ok(None),
-                Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| GuardError::Bind { what, addr, source }),
+                Some(addr) => TcpListener::bind(addr)
+                    .await
+                    .map(Some)
+                    .map_err(|source| GuardError::Bind { what, addr, source }),
             }
         }
         Ok(Listeners {
             inbound: b("inbound", cfg.inbound.as_ref().map(|i| i.listen)).await?,
-            connect: b("connect", cfg.outbound.as_ref().and_then(|o| o.connect_listen)).await?,
+            connect: b(
+                "connect",
+                cfg.outbound.as_ref().and_then(|o| o.connect_listen),
+            )
+            .await?,
             proxy: b("proxy", cfg.outbound.as_ref().and_then(|o| o.proxy_listen)).await?,
             admin: b("admin", Some(cfg.admin.listen)).await?,
         })
@@ -443,11 +625,17 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let (tx, rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let sd = Shutdown { rx, _alive: alive_tx };
+    let sd = Shutdown {
+        rx,
+        _alive: alive_tx,
+    };
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     if let Some(l) = listeners.admin {
-        let state = crate::admin::AdminState { handle: crate::telemetry::metrics_handle(), ready: ready.clone() };
+        let state = crate::admin::AdminState {
+            handle: crate::telemetry::metrics_handle(),
+            ready: ready.clone(),
+        };
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {
@@ -462,16 +650,33 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
     if let Some((dir, every)) = guard.dlp_watch() {
-        tasks.push(tokio::spawn(reload::watch_dlp(guard.clone(), dir, every, sd.clone())));
+        tasks.push(tokio::spawn(reload::watch_dlp(
+            guard.clone(),
+            dir,
+            every,
+            sd.clone(),
+        )));
     }
     if let Some(l) = listeners.inbound {
-        tasks.push(tokio::spawn(super::inbound::run(guard.clone(), l, sd.clone())));
+        tasks.push(tokio::spawn(super::inbound::run(
+            guard.clone(),
+            l,
+            sd.clone(),
+        )));
     }
     if let Some(l) = listeners.connect {
-        tasks.push(tokio::spawn(super::outbound::run_connect(guard.clone(), l, sd.clone())));
+        tasks.push(tokio::spawn(super::outbound::run_connect(
+            guard.clone(),
+            l,
+            sd.clone(),
+        )));
     }
     if let Some(l) = listeners.proxy {
-        tasks.push(tokio::spawn(super::outbound::run_proxy(guard.clone(), l, sd.clone())));
+        tasks.push(tokio::spawn(super::outbound::run_proxy(
+            guard.clone(),
+            l,
+            sd.clone(),
+        )));
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     shutdown.await;
@@ -481,7 +686,10 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     for t in tasks {
         let _ = t.await;
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv())
+        .await
+        .is_err()
+    {
         error!("drain timeout: closing remaining connections");
     }
 }

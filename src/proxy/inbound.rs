@@ -34,11 +34,23 @@ pub async fn run(guard: Arc<Guard>, listener: TcpListener, mut shutdown: Shutdow
         };
         tm::record_connection(tm::Listener::Inbound);
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_conn(guard.clone(), acceptor.clone(), tcp, addr, shutdown.clone()));
+        tokio::spawn(serve_conn(
+            guard.clone(),
+            acceptor.clone(),
+            tcp,
+            addr,
+            shutdown.clone(),
+        ));
     }
 }
 
-async fn serve_conn(guard: Arc<Guard>, acceptor: TlsAcceptor, tcp: TcpStream, addr: SocketAddr, mut shutdown: Shutdown) {
+async fn serve_conn(
+    guard: Arc<Guard>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    mut shutdown: Shutdown,
+) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -55,8 +67,14 @@ async fn serve_conn(guard: Arc<Guard>, acceptor: TlsAcceptor, tcp: TcpStream, ad
         let guard = guard.clone();
         let sni = sni.clone();
         async move {
-            let pq = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-            Ok::<_, Infallible>(exchange::handle(&guard, Entry::Inbound { sni }, addr, req, pq).await)
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            Ok::<_, Infallible>(
+                exchange::handle(&guard, Entry::Inbound { sni }, addr, req, pq).await,
+            )
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -68,11 +68,17 @@ pub fn pdu_room(pdu: &PduView<'_>, room_hint: Option<&str>) -> Option<String> {
 
 /// The room version of each PDU of `units` (in order), looked up once per room.
 /// A room whose version is not known → `UnknownRoomVersion` refusal.
-pub fn room_versions(guard: &Guard, data: Direction, units: &Units<'_>, room_hint: Option<&str>) -> Result<Vec<RoomVersionId>, Refusal> {
+pub fn room_versions(
+    guard: &Guard,
+    data: Direction,
+    units: &Units<'_>,
+    room_hint: Option<&str>,
+) -> Result<Vec<RoomVersionId>, Refusal> {
     let mut cache: HashMap<String, RoomVersionId> = HashMap::new();
     let mut out = Vec::with_capacity(units.pdus.len());
     for pdu in &units.pdus {
-        let room = pdu_room(pdu, room_hint).ok_or_else(|| Refusal::forbidden(RefusalReason::BadJson, "event without a room"))?;
+        let room = pdu_room(pdu, room_hint)
+            .ok_or_else(|| Refusal::forbidden(RefusalReason::BadJson, "event without a room"))?;
         if let Some(v) = cache.get(&room) {
             out.push(v.clone());
             continue;
@@ -94,14 +100,25 @@ pub fn room_versions(guard: &Guard, data: Direction, units: &Units<'_>, room_hin
 }
 
 fn internal(msg: String) -> Refusal {
-    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, msg)
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "M_UNKNOWN",
+        RefusalReason::Internal,
+        msg,
+    )
 }
 
 /// Verifies the PDUs of `units` if their data enters the protected side (`data` is the
 /// direction the data flows: the exchange's direction for requests, reversed for responses).
 /// Returns one finding per PDU (`None` = nothing to add); the policy layer merges findings with
 /// its own verdicts (the most severe wins).
-pub async fn check(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Units<'_>, room_hint: Option<&str>) -> Result<Vec<Option<PduVerdict>>, Refusal> {
+pub async fn check(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    data: Direction,
+    units: &Units<'_>,
+    room_hint: Option<&str>,
+) -> Result<Vec<Option<PduVerdict>>, Refusal> {
     if data != Direction::Inbound || !guard.verify_pdus() || units.pdus.is_empty() {
         return Ok(Vec::new());
     }
@@ -110,11 +127,16 @@ pub async fn check(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Un
     let single_event = ctx.endpoint.handler == Handler::PduRequest;
     let mut findings = Vec::with_capacity(units.pdus.len());
     for (pdu, version) in units.pdus.iter().zip(&versions) {
-        let r = guard.remote_keys().verify_pdu_or_fetch(&fetcher, pdu.raw, version, SystemTime::now()).await;
+        let r = guard
+            .remote_keys()
+            .verify_pdu_or_fetch(&fetcher, pdu.raw, version, SystemTime::now())
+            .await;
         let outcome = match &r {
             Ok(PduCheck::Verified) => "verified",
             Ok(PduCheck::HashMismatch) => "hash_mismatch",
-            Err(RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. }) => "keys_unavailable",
+            Err(RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. }) => {
+                "keys_unavailable"
+            }
             Err(_) => "bad_signature",
         };
         crate::telemetry::record_pdu_check(data, outcome);
@@ -122,7 +144,9 @@ pub async fn check(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Un
             Ok(PduCheck::Verified) => None,
             Ok(PduCheck::HashMismatch) => {
                 tracing::info!(room = ?pdu.room_id, sender = %pdu.sender, "content hash mismatch: the event crosses redacted");
-                Some(PduVerdict::Redact { rule: RULE_HASH_MISMATCH.into() })
+                Some(PduVerdict::Redact {
+                    rule: RULE_HASH_MISMATCH.into(),
+                })
             }
             Err(e @ (RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. })) => {
                 tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "cannot verify PDU now: {e}");
@@ -136,9 +160,14 @@ pub async fn check(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Un
             Err(e) => {
                 tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "PDU refused by the guard's verification: {e}");
                 if single_event {
-                    return Err(Refusal::forbidden(RefusalReason::Auth, format!("event signature not verified: {e}")));
+                    return Err(Refusal::forbidden(
+                        RefusalReason::Auth,
+                        format!("event signature not verified: {e}"),
+                    ));
                 }
-                Some(PduVerdict::Reject { rule: RULE_BAD_SIGNATURE.into() })
+                Some(PduVerdict::Reject {
+                    rule: RULE_BAD_SIGNATURE.into(),
+                })
             }
         };
         findings.push(finding);

@@ -33,21 +33,33 @@ use crate::policy::{Forward, Permit, Refusal, RefusalReason};
 pub const MAX_SERVERS_PER_QUERY: usize = 100;
 
 fn bad(msg: &str) -> Refusal {
-    Refusal::new(StatusCode::BAD_REQUEST, "M_BAD_JSON", RefusalReason::BadJson, msg)
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+        RefusalReason::BadJson,
+        msg,
+    )
 }
 
 /// The server names a key query asks for: `GET …/query/{serverName}` or the keys of the
 /// POST body's `server_keys` object.
-pub fn requested_servers(endpoint_id: &str, server_param: Option<&str>, body: &[u8]) -> Result<Vec<String>, Refusal> {
+pub fn requested_servers(
+    endpoint_id: &str,
+    server_param: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<String>, Refusal> {
     let names: Vec<String> = match endpoint_id {
-        "key_query_get" => vec![server_param.ok_or_else(|| bad("no server name"))?.to_string()],
+        "key_query_get" => vec![server_param
+            .ok_or_else(|| bad("no server name"))?
+            .to_string()],
         "key_query_post" => {
             #[derive(serde::Deserialize)]
             struct Query<'a> {
                 #[serde(borrow)]
                 server_keys: std::collections::BTreeMap<String, &'a RawValue>,
             }
-            let q: Query<'_> = serde_json::from_slice(body).map_err(|_| bad("key query without a `server_keys` object"))?;
+            let q: Query<'_> = serde_json::from_slice(body)
+                .map_err(|_| bad("key query without a `server_keys` object"))?;
             q.server_keys.into_keys().collect()
         }
         _ => return Err(bad("not a key query")),
@@ -61,23 +73,42 @@ pub fn requested_servers(endpoint_id: &str, server_param: Option<&str>, body: &[
 
 /// Answers a permitted key query as the notary: the verified, self-signed key objects of the
 /// requested servers (attestation and the notary signature are added on release).
-pub async fn answer(guard: &Guard, permit: Permit<Forward>, servers: &[String]) -> UpstreamResponse {
+pub async fn answer(
+    guard: &Guard,
+    permit: Permit<Forward>,
+    servers: &[String],
+) -> UpstreamResponse {
     let _request = permit.into_inner();
     let fetcher = GuardKeyFetcher(guard);
     let mut objects: Vec<Box<RawValue>> = Vec::with_capacity(servers.len());
     for server in servers {
         let fetched = fetcher.fetch(server).await;
         let verified = fetched.and_then(|body| {
-            guard.remote_keys().insert_fetched(server, &body, SystemTime::now())?;
-            serde_json::from_slice::<Box<RawValue>>(&body).map_err(|e| crate::keys::RemoteKeyError::Fetch { server: server.clone(), reason: e.to_string() })
+            guard
+                .remote_keys()
+                .insert_fetched(server, &body, SystemTime::now())?;
+            serde_json::from_slice::<Box<RawValue>>(&body).map_err(|e| {
+                crate::keys::RemoteKeyError::Fetch {
+                    server: server.clone(),
+                    reason: e.to_string(),
+                }
+            })
         });
         match verified {
             Ok(obj) => objects.push(obj),
             Err(e) => tracing::info!(server = %server, "notary: keys not served: {e}"),
         }
     }
-    let body = serde_json::to_vec(&serde_json::json!({ "server_keys": objects })).unwrap_or_else(|_| br#"{"server_keys":[]}"#.to_vec());
+    let body = serde_json::to_vec(&serde_json::json!({ "server_keys": objects }))
+        .unwrap_or_else(|_| br#"{"server_keys":[]}"#.to_vec());
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    UpstreamResponse { status: StatusCode::OK, headers, body: Bytes::from(body) }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    UpstreamResponse {
+        status: StatusCode::OK,
+        headers,
+        body: Bytes::from(body),
+    }
 }

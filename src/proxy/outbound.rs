@@ -37,8 +37,18 @@ pub const MATRIX_FEDERATION_SCHEME: &str = "matrix-federation";
 
 fn count_refusal(r: &Refusal, endpoint: &'static str) {
     tm::record_refusal(tm::Direction::Outbound, r.reason);
-    tm::record_request(tm::Direction::Outbound, endpoint, r.status.as_u16(), std::time::Duration::ZERO);
-    info!(status = r.status.as_u16(), reason = r.reason.as_str(), "outbound refused: {}", r.message);
+    tm::record_request(
+        tm::Direction::Outbound,
+        endpoint,
+        r.status.as_u16(),
+        std::time::Duration::ZERO,
+    );
+    info!(
+        status = r.status.as_u16(),
+        reason = r.reason.as_str(),
+        "outbound refused: {}",
+        r.message
+    );
 }
 
 /// Checks `Proxy-Authorization` against the configured secret (Bearer, or Basic with the secret
@@ -47,7 +57,10 @@ fn authorized(guard: &Guard, headers: &http::HeaderMap) -> bool {
     let Some(secret) = guard.outbound.as_ref().and_then(|o| o.secret.as_deref()) else {
         return true;
     };
-    let Some(v) = headers.get(http::header::PROXY_AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = headers
+        .get(http::header::PROXY_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let (scheme, cred) = v.trim().split_once(' ').unwrap_or((v, ""));
@@ -67,8 +80,13 @@ fn authorized(guard: &Guard, headers: &http::HeaderMap) -> bool {
     presented.ct_eq(secret.as_bytes()).into()
 }
 
-async fn accept_loop<F, Fut>(tcp_listener: TcpListener, listener: tm::Listener, guard: Arc<Guard>, mut shutdown: Shutdown, conn: F)
-where
+async fn accept_loop<F, Fut>(
+    tcp_listener: TcpListener,
+    listener: tm::Listener,
+    guard: Arc<Guard>,
+    mut shutdown: Shutdown,
+    conn: F,
+) where
     F: Fn(Arc<Guard>, TcpStream, SocketAddr, Shutdown) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -85,7 +103,10 @@ where
         tm::record_connection(listener);
         if !guard.client_allowed(&addr) {
             // Not an allowed client: close without a word (no proxy for strangers).
-            let r = Refusal::forbidden(RefusalReason::ClientDenied, format!("client {addr} is not allowed"));
+            let r = Refusal::forbidden(
+                RefusalReason::ClientDenied,
+                format!("client {addr} is not allowed"),
+            );
             count_refusal(&r, "unknown");
             drop(tcp);
             continue;
@@ -99,10 +120,22 @@ where
 // Synapse outbound federation proxy protocol
 
 pub async fn run_proxy(guard: Arc<Guard>, listener: TcpListener, shutdown: Shutdown) {
-    accept_loop(listener, tm::Listener::Proxy, guard, shutdown, serve_proxy_conn).await
+    accept_loop(
+        listener,
+        tm::Listener::Proxy,
+        guard,
+        shutdown,
+        serve_proxy_conn,
+    )
+    .await
 }
 
-async fn serve_proxy_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr, mut shutdown: Shutdown) {
+async fn serve_proxy_conn(
+    guard: Arc<Guard>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    mut shutdown: Shutdown,
+) {
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = guard.clone();
         async move { Ok::<_, Infallible>(proxy_request(&guard, addr, req).await) }
@@ -115,15 +148,30 @@ async fn serve_proxy_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr, m
     }
 }
 
-async fn proxy_request(guard: &Guard, addr: SocketAddr, req: http::Request<hyper::body::Incoming>) -> GuardResponse {
+async fn proxy_request(
+    guard: &Guard,
+    addr: SocketAddr,
+    req: http::Request<hyper::body::Incoming>,
+) -> GuardResponse {
     if !authorized(guard, req.headers()) {
-        let r = Refusal::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", RefusalReason::ClientDenied, "missing or wrong proxy credentials");
+        let r = Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "M_UNAUTHORIZED",
+            RefusalReason::ClientDenied,
+            "missing or wrong proxy credentials",
+        );
         count_refusal(&r, "unknown");
         return refusal_response(&r);
     }
     let uri = req.uri().clone();
-    let (Some(MATRIX_FEDERATION_SCHEME), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        let r = Refusal::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", RefusalReason::UnknownEndpoint, "expected a matrix-federation:// request");
+    let (Some(MATRIX_FEDERATION_SCHEME), Some(authority)) = (uri.scheme_str(), uri.authority())
+    else {
+        let r = Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            RefusalReason::UnknownEndpoint,
+            "expected a matrix-federation:// request",
+        );
         count_refusal(&r, "unknown");
         return refusal_response(&r);
     };
@@ -132,7 +180,10 @@ async fn proxy_request(guard: &Guard, addr: SocketAddr, req: http::Request<hyper
         count_refusal(&r, "unknown");
         return refusal_response(&r);
     }
-    let pq = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let pq = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     exchange::handle(guard, Entry::Outbound { destination }, addr, req, pq).await
 }
 
@@ -140,17 +191,31 @@ async fn proxy_request(guard: &Guard, addr: SocketAddr, req: http::Request<hyper
 // HTTP CONNECT with TLS interception
 
 pub async fn run_connect(guard: Arc<Guard>, listener: TcpListener, shutdown: Shutdown) {
-    accept_loop(listener, tm::Listener::Connect, guard, shutdown, serve_connect_conn).await
+    accept_loop(
+        listener,
+        tm::Listener::Connect,
+        guard,
+        shutdown,
+        serve_connect_conn,
+    )
+    .await
 }
 
-async fn serve_connect_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr, mut shutdown: Shutdown) {
+async fn serve_connect_conn(
+    guard: Arc<Guard>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    mut shutdown: Shutdown,
+) {
     let sd = shutdown.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = guard.clone();
         let sd = sd.clone();
         async move { Ok::<_, Infallible>(connect_request(guard, addr, req, sd)) }
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tcp), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => { if let Err(e) = r { debug!(%addr, "connect connection ended: {e}"); } }
@@ -158,19 +223,39 @@ async fn serve_connect_conn(guard: Arc<Guard>, tcp: TcpStream, addr: SocketAddr,
     }
 }
 
-fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper::body::Incoming>, shutdown: Shutdown) -> GuardResponse {
+fn connect_request(
+    guard: Arc<Guard>,
+    addr: SocketAddr,
+    req: http::Request<hyper::body::Incoming>,
+    shutdown: Shutdown,
+) -> GuardResponse {
     if req.method() != Method::CONNECT {
-        let r = Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", RefusalReason::UnknownEndpoint, "only CONNECT is served here");
+        let r = Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "M_UNRECOGNIZED",
+            RefusalReason::UnknownEndpoint,
+            "only CONNECT is served here",
+        );
         count_refusal(&r, "unknown");
         return refusal_response(&r);
     }
     if !authorized(&guard, req.headers()) {
-        let r = Refusal::new(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "M_UNAUTHORIZED", RefusalReason::ClientDenied, "missing or wrong proxy credentials");
+        let r = Refusal::new(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "M_UNAUTHORIZED",
+            RefusalReason::ClientDenied,
+            "missing or wrong proxy credentials",
+        );
         count_refusal(&r, "connect");
         return refusal_response(&r);
     }
     let Some(authority) = req.uri().authority().map(|a| a.as_str().to_string()) else {
-        let r = Refusal::new(StatusCode::BAD_REQUEST, "M_UNRECOGNIZED", RefusalReason::UnknownEndpoint, "CONNECT without host:port");
+        let r = Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "M_UNRECOGNIZED",
+            RefusalReason::UnknownEndpoint,
+            "CONNECT without host:port",
+        );
         count_refusal(&r, "connect");
         return refusal_response(&r);
     };
@@ -179,7 +264,12 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
         return refusal_response(&r);
     }
     let Some(ica) = guard.outbound.as_ref().and_then(|o| o.ica.clone()) else {
-        let r = Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, "no interception CA configured");
+        let r = Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "M_UNKNOWN",
+            RefusalReason::Internal,
+            "no interception CA configured",
+        );
         count_refusal(&r, "connect");
         return refusal_response(&r);
     };
@@ -200,7 +290,12 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
             }
         };
         let acceptor = TlsAcceptor::from(tls::server_config(resolver));
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(TokioIo::new(upgraded))).await {
+        let tls = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            acceptor.accept(TokioIo::new(upgraded)),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 warn!(%addr, target = %host, "TLS inside CONNECT failed (does the homeserver trust the interception CA?): {e}");
@@ -213,17 +308,29 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
             let guard = guard.clone();
             let destination = authority.clone();
             async move {
-                let pq = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
                 // Inside the tunnel the Host header names the server; X-Matrix (if any) wins.
-                let destination = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string).unwrap_or(destination);
+                let destination = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .unwrap_or(destination);
                 if let Err(r) = guard.static_policy().server_allowed(&destination) {
                     count_refusal(&r, "unknown");
                     return Ok::<_, Infallible>(refusal_response(&r));
                 }
-                Ok::<_, Infallible>(exchange::handle(&guard, Entry::Outbound { destination }, addr, req, pq).await)
+                Ok::<_, Infallible>(
+                    exchange::handle(&guard, Entry::Outbound { destination }, addr, req, pq).await,
+                )
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+        let conn =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
         tokio::pin!(conn);
         let mut shutdown = shutdown;
         tokio::select! {
@@ -235,4 +342,3 @@ fn connect_request(guard: Arc<Guard>, addr: SocketAddr, req: http::Request<hyper
     *resp.status_mut() = StatusCode::OK;
     resp
 }
-

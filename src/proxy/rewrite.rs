@@ -23,7 +23,9 @@ use crate::federation::redact::{self, RedactError};
 use crate::federation::txn::Transaction;
 use crate::federation::{pdu, userdata, xmatrix};
 use crate::keys::SigningKey;
-use crate::policy::{Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Units, Verdicts};
+use crate::policy::{
+    Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release, Rewrite, Units, Verdicts,
+};
 
 /// Rewrites requests and re-signs them.
 pub struct RequestRewriter<'a> {
@@ -47,7 +49,12 @@ fn policy_refusal(msg: impl Into<String>) -> Refusal {
 }
 
 fn internal(msg: impl Into<String>) -> Refusal {
-    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", RefusalReason::Internal, msg)
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "M_UNKNOWN",
+        RefusalReason::Internal,
+        msg,
+    )
 }
 
 fn redact_error(e: RedactError) -> Refusal {
@@ -56,17 +63,36 @@ fn redact_error(e: RedactError) -> Refusal {
 
 /// Redacted replacements for every event the verdicts name, looked up by position.
 /// The events of a non-transaction body in `pdus_in` order (see `policy::Units`).
-fn events_of<'b>(endpoint: &'static Endpoint, part: Part, body: &'b [u8]) -> Result<Vec<&'b RawValue>, Refusal> {
-    Ok(pdu::pdus_in(endpoint, part, body).map_err(|e| internal(format!("re-parse: {e}")))?.into_iter().map(|f| f.raw).collect())
+fn events_of<'b>(
+    endpoint: &'static Endpoint,
+    part: Part,
+    body: &'b [u8],
+) -> Result<Vec<&'b RawValue>, Refusal> {
+    Ok(pdu::pdus_in(endpoint, part, body)
+        .map_err(|e| internal(format!("re-parse: {e}")))?
+        .into_iter()
+        .map(|f| f.raw)
+        .collect())
 }
 
 /// Redacted replacements for every event the verdicts name; `raws` are the body's events in
 /// the order the verdict positions refer to.
-fn redactions(guard: &Guard, raws: &[&RawValue], verdicts: &Verdicts, room_hint: Option<&str>) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
+fn redactions(
+    guard: &Guard,
+    raws: &[&RawValue],
+    verdicts: &Verdicts,
+    room_hint: Option<&str>,
+) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
     let mut out = Vec::with_capacity(verdicts.redact.len());
     for m in &verdicts.redact {
-        let raw = raws.get(m.pos).ok_or_else(|| internal("event position out of range"))?;
-        let room = m.room_id.as_deref().or(room_hint).ok_or_else(|| policy_refusal("event without room: cannot redact"))?;
+        let raw = raws
+            .get(m.pos)
+            .ok_or_else(|| internal("event position out of range"))?;
+        let room = m
+            .room_id
+            .as_deref()
+            .or(room_hint)
+            .ok_or_else(|| policy_refusal("event without room: cannot redact"))?;
         let version = guard
             .store()
             .room_version(room)
@@ -77,14 +103,21 @@ fn redactions(guard: &Guard, raws: &[&RawValue], verdicts: &Verdicts, room_hint:
                 Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unknown room version: the event cannot be redacted, so it does not pass")
             })?;
         tracing::info!(room, rule = %m.rule, pos = m.pos, "redacting event in transit");
-        out.push((m.pos, redact::redact_pdu(raw, &version).map_err(redact_error)?));
+        out.push((
+            m.pos,
+            redact::redact_pdu(raw, &version).map_err(redact_error)?,
+        ));
     }
     Ok(out)
 }
 
 /// Rebuilt to-device EDUs (by EDU index) for the refused recipient devices; EDUs left without
 /// messages are added to `drop`.
-fn to_device_rewrites(edus: &[&RawValue], v: &Verdicts, drop: &mut Vec<usize>) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
+fn to_device_rewrites(
+    edus: &[&RawValue],
+    v: &Verdicts,
+    drop: &mut Vec<usize>,
+) -> Result<Vec<(usize, Box<RawValue>)>, Refusal> {
     let mut indices: Vec<usize> = v.drop_to_device.iter().map(|d| d.edu).collect();
     indices.sort_unstable();
     indices.dedup();
@@ -93,12 +126,21 @@ fn to_device_rewrites(edus: &[&RawValue], v: &Verdicts, drop: &mut Vec<usize>) -
         if drop.contains(&i) {
             return Err(internal("to-device EDU both dropped and rewritten"));
         }
-        let raw = edus.get(i).ok_or_else(|| internal("EDU position out of range"))?;
-        let pairs: Vec<(&str, &str)> = v.drop_to_device.iter().filter(|d| d.edu == i).map(|d| (d.user_id.as_str(), d.device_id.as_str())).collect();
+        let raw = edus
+            .get(i)
+            .ok_or_else(|| internal("EDU position out of range"))?;
+        let pairs: Vec<(&str, &str)> = v
+            .drop_to_device
+            .iter()
+            .filter(|d| d.edu == i)
+            .map(|d| (d.user_id.as_str(), d.device_id.as_str()))
+            .collect();
         for d in v.drop_to_device.iter().filter(|d| d.edu == i) {
             tracing::info!(rule = %d.rule, edu = i, user = %d.user_id, device = %d.device_id, "dropping to-device message in transit");
         }
-        match userdata::without_messages(raw, &pairs).map_err(|e| internal(format!("cannot rebuild to-device EDU: {e}")))? {
+        match userdata::without_messages(raw, &pairs)
+            .map_err(|e| internal(format!("cannot rebuild to-device EDU: {e}")))?
+        {
             Some(edu) => out.push((i, edu)),
             None => {
                 tracing::info!(edu = i, "to-device EDU has no messages left: dropped");
@@ -112,7 +154,11 @@ fn to_device_rewrites(edus: &[&RawValue], v: &Verdicts, drop: &mut Vec<usize>) -
 impl RequestRewriter<'_> {
     /// Who signs the modified request, as whom, for whom.
     fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
-        let peer = self.ctx.peer.as_deref().ok_or_else(|| policy_refusal("unauthenticated request cannot be modified"))?;
+        let peer = self
+            .ctx
+            .peer
+            .as_deref()
+            .ok_or_else(|| policy_refusal("unauthenticated request cannot be modified"))?;
         match self.ctx.direction {
             Direction::Outbound => {
                 let key = self.guard.protected_key(&self.ctx.protected).ok_or_else(|| {
@@ -121,7 +167,11 @@ impl RequestRewriter<'_> {
                 Ok((key, self.ctx.protected.as_str(), peer))
             }
             Direction::Inbound => {
-                let key = self.guard.guard_key().ok_or_else(|| policy_refusal("no guard key configured: modified inbound request cannot be re-signed"))?;
+                let key = self.guard.guard_key().ok_or_else(|| {
+                    policy_refusal(
+                        "no guard key configured: modified inbound request cannot be re-signed",
+                    )
+                })?;
                 Ok((key, peer, self.ctx.protected.as_str()))
             }
         }
@@ -166,14 +216,20 @@ impl Rewrite<Forward> for ParsedRequestRewriter<'_, '_> {
 impl RequestRewriter<'_> {
     /// Applies the verdicts and re-signs. `parsed`: all PDUs and EDUs of a transaction body,
     /// in order, borrowed from `fwd.body` (else the transaction is parsed here).
-    fn rewrite_request(&self, mut fwd: Forward, v: &Verdicts, parsed: Option<(&[&RawValue], &[&RawValue])>) -> Result<Forward, Refusal> {
+    fn rewrite_request(
+        &self,
+        mut fwd: Forward,
+        v: &Verdicts,
+        parsed: Option<(&[&RawValue], &[&RawValue])>,
+    ) -> Result<Forward, Refusal> {
         let (key, origin, destination) = self.signer()?;
         let body = if self.endpoint.handler == Handler::Transaction {
             let reparsed;
             let (pdus, edus) = match parsed {
                 Some(p) => p,
                 None => {
-                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits()).map_err(|e| internal(format!("re-parse: {e}")))?;
+                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits())
+                        .map_err(|e| internal(format!("re-parse: {e}")))?;
                     (&reparsed.pdus[..], &reparsed.edus[..])
                 }
             };
@@ -183,14 +239,23 @@ impl RequestRewriter<'_> {
                 tracing::info!(rule = %m.rule, pos = m.pos, "dropping EDU in transit");
             }
             let edu_replacements = to_device_rewrites(edus, v, &mut drop)?;
-            let body = redact::rebuild_elements(&fwd.body, pdus, edus, &replacements, &edu_replacements, &drop).map_err(redact_error)?;
+            let body = redact::rebuild_elements(
+                &fwd.body,
+                pdus,
+                edus,
+                &replacements,
+                &edu_replacements,
+                &drop,
+            )
+            .map_err(redact_error)?;
             if v.withhold.is_empty() {
                 body
             } else {
                 // PDUs of paused rooms leave the transaction (positions are unchanged by the
                 // in-place redactions above).
                 let positions: Vec<usize> = v.withhold.iter().map(|m| m.pos).collect();
-                super::pause::without_pdus(&body, &positions).map_err(|_| internal("cannot remove withheld PDUs"))?
+                super::pause::without_pdus(&body, &positions)
+                    .map_err(|_| internal("cannot remove withheld PDUs"))?
             }
         } else {
             if !v.withhold.is_empty() {
@@ -204,7 +269,8 @@ impl RequestRewriter<'_> {
             }
             let raws = events_of(self.endpoint, Part::Request, &fwd.body)?;
             let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
-            redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements).map_err(redact_error)?
+            redact::replace_events(&fwd.body, self.endpoint, Part::Request, &replacements)
+                .map_err(redact_error)?
         };
         resign(&mut fwd, key, origin, destination, body)?;
         Ok(fwd)
@@ -218,10 +284,24 @@ impl RequestRewriter<'_> {
 /// validates it and shows that; a canonical body with canonical redacted events spliced in
 /// stays canonical), else in its canonical form; a body that is not JSON, or not representable
 /// in canonical JSON, is refused (500): nothing is forwarded that the signature does not cover.
-pub fn resign(fwd: &mut Forward, key: &SigningKey, origin: &str, destination: &str, body: Vec<u8>) -> Result<(), Refusal> {
-    let header = xmatrix::sign_request_body(key, origin, destination, fwd.method.as_str(), &fwd.path_and_query, &body)
-        .map_err(|e| internal(format!("re-signing: {e}")))?;
-    let header = HeaderValue::from_str(&header).map_err(|_| internal("re-signing produced an invalid header"))?;
+pub fn resign(
+    fwd: &mut Forward,
+    key: &SigningKey,
+    origin: &str,
+    destination: &str,
+    body: Vec<u8>,
+) -> Result<(), Refusal> {
+    let header = xmatrix::sign_request_body(
+        key,
+        origin,
+        destination,
+        fwd.method.as_str(),
+        &fwd.path_and_query,
+        &body,
+    )
+    .map_err(|e| internal(format!("re-signing: {e}")))?;
+    let header = HeaderValue::from_str(&header)
+        .map_err(|_| internal("re-signing produced an invalid header"))?;
     fwd.headers.insert(http::header::AUTHORIZATION, header);
     fwd.body = Bytes::from(body);
     Ok(())
@@ -238,14 +318,16 @@ impl Rewrite<Release> for ResponseRewriter<'_> {
         } else {
             let raws = events_of(self.endpoint, Part::Response, &rel.body)?;
             let replacements = redactions(self.guard, &raws, v, self.room_hint)?;
-            redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements).map_err(redact_error)?
+            redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements)
+                .map_err(redact_error)?
         };
         if !v.remove_fields.is_empty() {
             for f in &v.remove_fields {
                 tracing::info!(rule = %f.rule, field = f.kind.as_str(), path = %f.path, "removing user-data field in transit");
             }
             let paths: Vec<_> = v.remove_fields.iter().map(|f| &f.path).collect();
-            body = userdata::remove_fields(&body, &paths).map_err(|e| internal(format!("cannot remove user-data fields: {e}")))?;
+            body = userdata::remove_fields(&body, &paths)
+                .map_err(|e| internal(format!("cannot remove user-data fields: {e}")))?;
         }
         rel.body = Bytes::from(body);
         Ok(rel)
@@ -270,7 +352,12 @@ mod tests {
     /// A guard protecting HS1 with a guard key (inbound re-signing), room v10 known.
     fn guard(dir: &std::path::Path) -> (Guard, SigningKey) {
         let ca = Ca::generate("rewrite test CA").unwrap();
-        let (c, k) = ca.issue_pem(&["127.0.0.1".to_string()], std::time::Duration::from_secs(3600)).unwrap();
+        let (c, k) = ca
+            .issue_pem(
+                &["127.0.0.1".to_string()],
+                std::time::Duration::from_secs(3600),
+            )
+            .unwrap();
         let (cert, key) = (dir.join("leaf.crt"), dir.join("leaf.key"));
         std::fs::write(&cert, c).unwrap();
         std::fs::write(&key, k).unwrap();
@@ -284,7 +371,8 @@ mod tests {
             cert.display(),
             key.display()
         );
-        let cfg = Config::from_str(&toml, dir.join("guard.toml")).unwrap_or_else(|e| panic!("config: {e}"));
+        let cfg = Config::from_str(&toml, dir.join("guard.toml"))
+            .unwrap_or_else(|e| panic!("config: {e}"));
         let g = Guard::from_config(&cfg, crate::store::Store::open_in_memory().unwrap()).unwrap();
         g.store().set_room_version(ROOM, "10", "test").unwrap();
         (g, guard_key)
@@ -309,17 +397,35 @@ mod tests {
         let t = Transaction::parse(body, &TxnLimits::SPEC).unwrap();
         let pdus: Vec<_> = t.pdu_views().collect::<Result<_, _>>().unwrap();
         let edus: Vec<_> = t.edu_views().collect::<Result<_, _>>().unwrap();
-        Units { pdu_pos: (0..pdus.len()).collect(), pdus, edus, ..Units::default() }
+        Units {
+            pdu_pos: (0..pdus.len()).collect(),
+            pdus,
+            edus,
+            ..Units::default()
+        }
     }
 
     fn forward(body: Bytes) -> Forward {
-        Forward { method: Method::PUT, path_and_query: PATH.into(), headers: HeaderMap::new(), body }
+        Forward {
+            method: Method::PUT,
+            path_and_query: PATH.into(),
+            headers: HeaderMap::new(),
+            body,
+        }
     }
 
     fn verdicts() -> Verdicts {
         Verdicts {
-            redact: vec![Modification { pos: 1, room_id: Some(ROOM.into()), rule: "geheim".into() }],
-            drop_edus: vec![Modification { pos: 1, room_id: None, rule: "edu".into() }],
+            redact: vec![Modification {
+                pos: 1,
+                room_id: Some(ROOM.into()),
+                rule: "geheim".into(),
+            }],
+            drop_edus: vec![Modification {
+                pos: 1,
+                room_id: None,
+                rule: "edu".into(),
+            }],
             ..Verdicts::default()
         }
     }
@@ -329,23 +435,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (g, guard_key) = guard(dir.path());
         let endpoint = catalog::lookup(&Method::PUT, PATH).unwrap().endpoint;
-        let ctx = ExchangeCtx { direction: Direction::Inbound, endpoint, peer: Some(REMOTE.into()), protected: HS1.into(), txn_id: Some("t1".into()) };
-        let rw = || RequestRewriter { guard: &g, ctx: &ctx, endpoint, room_hint: None };
+        let ctx = ExchangeCtx {
+            direction: Direction::Inbound,
+            endpoint,
+            peer: Some(REMOTE.into()),
+            protected: HS1.into(),
+            txn_id: Some("t1".into()),
+        };
+        let rw = || RequestRewriter {
+            guard: &g,
+            ctx: &ctx,
+            endpoint,
+            room_hint: None,
+        };
         let b = body();
         let u = units(&b);
         let reparsed = rw().rewrite(forward(b.clone()), &verdicts()).unwrap();
-        let viewed = ParsedRequestRewriter { rewriter: rw(), units: &u }.rewrite(forward(b.clone()), &verdicts()).unwrap();
+        let viewed = ParsedRequestRewriter {
+            rewriter: rw(),
+            units: &u,
+        }
+        .rewrite(forward(b.clone()), &verdicts())
+        .unwrap();
         assert_eq!(reparsed.body, viewed.body);
-        assert_eq!(reparsed.headers.get(http::header::AUTHORIZATION), viewed.headers.get(http::header::AUTHORIZATION));
+        assert_eq!(
+            reparsed.headers.get(http::header::AUTHORIZATION),
+            viewed.headers.get(http::header::AUTHORIZATION)
+        );
         // Redacted, EDU dropped, PDUs kept, and the guard's signature covers the new body.
         let text = std::str::from_utf8(&viewed.body).unwrap();
-        assert!(!text.contains("GEHEIM") && text.contains("drei") && !text.contains("m.other") && text.contains("m.typing"));
+        assert!(
+            !text.contains("GEHEIM")
+                && text.contains("drei")
+                && !text.contains("m.other")
+                && text.contains("m.typing")
+        );
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(v["pdus"].as_array().unwrap().len(), 3);
         let raw: &RawValue = serde_json::from_str(text).unwrap();
-        let x = xmatrix::XMatrix::parse(viewed.headers[http::header::AUTHORIZATION].to_str().unwrap()).unwrap();
+        let x = xmatrix::XMatrix::parse(
+            viewed.headers[http::header::AUTHORIZATION]
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(x.origin.as_str(), REMOTE);
-        xmatrix::verify_request(&x, "PUT", PATH, Some(raw), &guard_key.public_key()).expect("guard signature verifies");
+        xmatrix::verify_request(&x, "PUT", PATH, Some(raw), &guard_key.public_key())
+            .expect("guard signature verifies");
     }
 
     #[test]
@@ -353,13 +489,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (g, _) = guard(dir.path());
         let endpoint = catalog::lookup(&Method::PUT, PATH).unwrap().endpoint;
-        let ctx = ExchangeCtx { direction: Direction::Inbound, endpoint, peer: Some(REMOTE.into()), protected: HS1.into(), txn_id: Some("t1".into()) };
+        let ctx = ExchangeCtx {
+            direction: Direction::Inbound,
+            endpoint,
+            peer: Some(REMOTE.into()),
+            protected: HS1.into(),
+            txn_id: Some("t1".into()),
+        };
         // Same content, different buffer: nothing of it may be spliced into the forwarded body.
         let other = Bytes::from(body().to_vec());
         let u = units(&other);
-        let r = ParsedRequestRewriter { rewriter: RequestRewriter { guard: &g, ctx: &ctx, endpoint, room_hint: None }, units: &u }
-            .rewrite(forward(body()), &verdicts())
-            .unwrap_err();
+        let r = ParsedRequestRewriter {
+            rewriter: RequestRewriter {
+                guard: &g,
+                ctx: &ctx,
+                endpoint,
+                room_hint: None,
+            },
+            units: &u,
+        }
+        .rewrite(forward(body()), &verdicts())
+        .unwrap_err();
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.message);
     }
 }

@@ -45,12 +45,18 @@ pub struct Lookups {
 
 impl Lookups {
     fn fresh(&self, room: &str) -> bool {
-        let map = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(room).is_some_and(|t| t.elapsed() < RECHECK)
     }
 
     fn remember(&self, room: &str) {
-        let mut map = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 100_000 {
             map.retain(|_, t| t.elapsed() < RECHECK);
         }
@@ -63,7 +69,12 @@ impl Lookups {
 fn rooms_of(units: &Units<'_>, room_hint: Option<&str>) -> BTreeSet<String> {
     let hint = units.room_hint().or_else(|| room_hint.map(str::to_owned));
     let mut rooms = BTreeSet::new();
-    rooms.extend(units.pdus.iter().filter_map(|p| p.room_id.as_deref().map(str::to_owned)));
+    rooms.extend(
+        units
+            .pdus
+            .iter()
+            .filter_map(|p| p.room_id.as_deref().map(str::to_owned)),
+    );
     for e in &units.events {
         match e.room_id.as_deref() {
             Some(r) => {
@@ -72,7 +83,12 @@ fn rooms_of(units: &Units<'_>, room_hint: Option<&str>) -> BTreeSet<String> {
             None => rooms.extend(hint.clone()),
         }
     }
-    rooms.extend(units.user_fields.iter().filter_map(|f| f.room_id.as_deref().map(str::to_owned)));
+    rooms.extend(
+        units
+            .user_fields
+            .iter()
+            .filter_map(|f| f.room_id.as_deref().map(str::to_owned)),
+    );
     rooms
 }
 
@@ -100,12 +116,23 @@ fn unavailable() -> Refusal {
 
 /// Before the policy judges data flowing `data` (see the module docs): learn the label of
 /// every room of the body that the guard has no label for, from the protected homeserver.
-pub async fn ensure(guard: &Guard, ctx: &ExchangeCtx, data: Direction, units: &Units<'_>, room_hint: Option<&str>) -> Result<(), Refusal> {
+pub async fn ensure(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    data: Direction,
+    units: &Units<'_>,
+    room_hint: Option<&str>,
+) -> Result<(), Refusal> {
     if data != Direction::Outbound {
         return Ok(());
     }
-    let Some(labels) = guard.labels() else { return Ok(()) };
-    let Some((admin, token_file)) = guard.protected_named(&ctx.protected).and_then(|p| p.admin.as_ref()) else {
+    let Some(labels) = guard.labels() else {
+        return Ok(());
+    };
+    let Some((admin, token_file)) = guard
+        .protected_named(&ctx.protected)
+        .and_then(|p| p.admin.as_ref())
+    else {
         return Ok(());
     };
     for room in rooms_of(units, room_hint) {
@@ -165,7 +192,10 @@ mod tests {
 
     #[test]
     fn room_ids_are_encoded_as_one_segment() {
-        assert_eq!(encode_segment("!abc:127.0.0.1:8448"), "%21abc%3A127.0.0.1%3A8448");
+        assert_eq!(
+            encode_segment("!abc:127.0.0.1:8448"),
+            "%21abc%3A127.0.0.1%3A8448"
+        );
         assert_eq!(encode_segment("!a/b?c#d"), "%21a%2Fb%3Fc%23d");
     }
 

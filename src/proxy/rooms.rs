@@ -27,7 +27,11 @@ struct CreateContent<'a> {
 
 fn create_version(content: &RawValue) -> Option<String> {
     let c: CreateContent<'_> = serde_json::from_str(content.get()).ok()?;
-    Some(c.room_version.map(|v| v.into_owned()).unwrap_or_else(|| "1".to_string()))
+    Some(
+        c.room_version
+            .map(|v| v.into_owned())
+            .unwrap_or_else(|| "1".to_string()),
+    )
 }
 
 /// The room id of a room version 12+ create event, which has no `room_id`: `!` followed by the
@@ -52,21 +56,48 @@ fn record(guard: &Guard, room: &str, version: &str, from: &str) {
 }
 
 /// Records every room version the body reveals.
-pub fn learn(guard: &Guard, endpoint: &'static Endpoint, part: Part, room_hint: Option<&str>, body: &[u8], units: &Units<'_>) {
-    let top_level = (endpoint.handler == Handler::Template && part == Part::Response) || (endpoint.id == "invite_v2" && part == Part::Request);
+pub fn learn(
+    guard: &Guard,
+    endpoint: &'static Endpoint,
+    part: Part,
+    room_hint: Option<&str>,
+    body: &[u8],
+    units: &Units<'_>,
+) {
+    let top_level = (endpoint.handler == Handler::Template && part == Part::Response)
+        || (endpoint.id == "invite_v2" && part == Part::Request);
     if let (true, Some(room)) = (top_level, room_hint) {
-        if let Ok(TopVersion { room_version: Some(v) }) = serde_json::from_slice::<TopVersion<'_>>(body) {
+        if let Ok(TopVersion {
+            room_version: Some(v),
+        }) = serde_json::from_slice::<TopVersion<'_>>(body)
+        {
             record(guard, room, &v, endpoint.id);
         }
     }
-    for p in units.pdus.iter().filter(|p| p.event_type == "m.room.create") {
-        let room = p.room_id.as_deref().map(str::to_string).or_else(|| create_room_id(p)).or_else(|| room_hint.map(str::to_string));
+    for p in units
+        .pdus
+        .iter()
+        .filter(|p| p.event_type == "m.room.create")
+    {
+        let room = p
+            .room_id
+            .as_deref()
+            .map(str::to_string)
+            .or_else(|| create_room_id(p))
+            .or_else(|| room_hint.map(str::to_string));
         if let (Some(room), Some(v)) = (room, create_version(p.content)) {
             record(guard, &room, &v, "create_event");
         }
     }
-    for e in units.events.iter().filter(|e| e.event_type == "m.room.create") {
-        if let (Some(room), Some(v)) = (e.room_id.as_deref().or(room_hint), create_version(e.content)) {
+    for e in units
+        .events
+        .iter()
+        .filter(|e| e.event_type == "m.room.create")
+    {
+        if let (Some(room), Some(v)) = (
+            e.room_id.as_deref().or(room_hint),
+            create_version(e.content),
+        ) {
             record(guard, room, &v, "stripped_create");
         }
     }

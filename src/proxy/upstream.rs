@@ -70,7 +70,11 @@ impl Connection for MaybeTls {
 }
 
 impl AsyncRead for MaybeTls {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -79,7 +83,11 @@ impl AsyncRead for MaybeTls {
 }
 
 impl AsyncWrite for MaybeTls {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -107,7 +115,10 @@ enum Routing {
     /// Fixed upstream: connect to the authority as written (loopback or a configured host).
     Fixed { tls: Option<(TlsConnector, String)> },
     /// Matrix server name: static routes, then discovery; always TLS.
-    Federation { tls: TlsConnector, resolver: Arc<ServerResolver> },
+    Federation {
+        tls: TlsConnector,
+        resolver: Arc<ServerResolver>,
+    },
 }
 
 #[derive(Clone)]
@@ -116,7 +127,11 @@ pub struct GuardConnector {
     connect_timeout: Duration,
 }
 
-async fn connect_any(addrs: &[SocketAddr], timeout: Duration, target: &str) -> Result<TcpStream, io::Error> {
+async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    target: &str,
+) -> Result<TcpStream, io::Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {target}"));
     for addr in addrs {
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -125,7 +140,12 @@ async fn connect_any(addrs: &[SocketAddr], timeout: Duration, target: &str) -> R
                 return Ok(s);
             }
             Ok(Err(e)) => last = e,
-            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")),
+            Err(_) => {
+                last = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )
+            }
         }
     }
     Err(last)
@@ -133,13 +153,21 @@ async fn connect_any(addrs: &[SocketAddr], timeout: Duration, target: &str) -> R
 
 async fn tls_wrap(tls: &TlsConnector, name: &str, tcp: TcpStream) -> io::Result<MaybeTls> {
     let host = strip_brackets(name);
-    let server_name = ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad TLS name {name}: {e}")))?;
-    Ok(MaybeTls::Tls(Box::new(tls.connect(server_name, tcp).await?)))
+    let server_name = ServerName::try_from(host.to_string()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad TLS name {name}: {e}"),
+        )
+    })?;
+    Ok(MaybeTls::Tls(Box::new(
+        tls.connect(server_name, tcp).await?,
+    )))
 }
 
 fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 impl tower_service::Service<Uri> for GuardConnector {
@@ -156,13 +184,19 @@ impl tower_service::Service<Uri> for GuardConnector {
         Box::pin(async move {
             let authority = uri
                 .authority()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URI without authority"))?
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "URI without authority")
+                })?
                 .clone();
             match &this.routing {
                 Routing::Fixed { tls } => {
-                    let port = authority.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+                    let port = authority
+                        .port_u16()
+                        .unwrap_or(if tls.is_some() { 443 } else { 80 });
                     let host = strip_brackets(authority.host()).to_string();
-                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                        .await?
+                        .collect();
                     let tcp = connect_any(&addrs, this.connect_timeout, authority.as_str()).await?;
                     let io = match tls {
                         Some((c, name)) => tls_wrap(c, name, tcp).await?,
@@ -175,7 +209,8 @@ impl tower_service::Service<Uri> for GuardConnector {
                         .resolve(authority.as_str())
                         .await
                         .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
-                    let tcp = connect_any(&target.addrs, this.connect_timeout, authority.as_str()).await?;
+                    let tcp = connect_any(&target.addrs, this.connect_timeout, authority.as_str())
+                        .await?;
                     Ok(TokioIo::new(tls_wrap(tls, &target.tls_name, tcp).await?))
                 }
             }
@@ -214,7 +249,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
         .collect();
     for h in HOP_BY_HOP {
         headers.remove(*h);
@@ -225,17 +264,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Upstream {
-    fn build(routing: Routing, connect_timeout: Duration, request_timeout: Duration, max_response: usize, base: Option<String>) -> Self {
+    fn build(
+        routing: Routing,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        max_response: usize,
+        base: Option<String>,
+    ) -> Self {
         let resolver = match &routing {
             Routing::Federation { resolver, .. } => Some(resolver.clone()),
             Routing::Fixed { .. } => None,
         };
-        let connector = GuardConnector { routing, connect_timeout };
+        let connector = GuardConnector {
+            routing,
+            connect_timeout,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Upstream { client, base, resolver, request_timeout, max_response }
+        Upstream {
+            client,
+            base,
+            resolver,
+            request_timeout,
+            max_response,
+        }
     }
 
     /// A fixed upstream (the protected homeserver): `http://host:port` or `https://host:port`.
@@ -246,12 +300,19 @@ impl Upstream {
         request_timeout: Duration,
         max_response: usize,
     ) -> Result<Self, UpstreamError> {
-        let uri: Uri = url.parse().map_err(|_| UpstreamError::BadUrl(url.to_string()))?;
-        let authority = uri.authority().ok_or_else(|| UpstreamError::BadUrl(url.to_string()))?.clone();
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| UpstreamError::BadUrl(url.to_string()))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| UpstreamError::BadUrl(url.to_string()))?
+            .clone();
         let tls = match uri.scheme_str() {
             Some("http") => None,
             Some("https") => {
-                let cfg = tls.ok_or_else(|| UpstreamError::BadUrl(format!("{url}: https upstream needs TLS roots")))?;
+                let cfg = tls.ok_or_else(|| {
+                    UpstreamError::BadUrl(format!("{url}: https upstream needs TLS roots"))
+                })?;
                 Some((TlsConnector::from(cfg), authority.host().to_string()))
             }
             _ => return Err(UpstreamError::BadUrl(url.to_string())),
@@ -259,7 +320,13 @@ impl Upstream {
         // The pool is keyed by URI; the connector dials the authority. For https we still
         // send `http://` URIs to hyper (the connector does TLS), so hyper does not refuse them.
         let base = format!("http://{authority}");
-        Ok(Self::build(Routing::Fixed { tls }, connect_timeout, request_timeout, max_response, Some(base)))
+        Ok(Self::build(
+            Routing::Fixed { tls },
+            connect_timeout,
+            request_timeout,
+            max_response,
+            Some(base),
+        ))
     }
 
     /// Remote homeservers, addressed by Matrix server name.
@@ -270,8 +337,17 @@ impl Upstream {
         request_timeout: Duration,
         max_response: usize,
     ) -> Self {
-        let routing = Routing::Federation { tls: TlsConnector::from(tls), resolver };
-        Self::build(routing, connect_timeout, request_timeout, max_response, None)
+        let routing = Routing::Federation {
+            tls: TlsConnector::from(tls),
+            resolver,
+        };
+        Self::build(
+            routing,
+            connect_timeout,
+            request_timeout,
+            max_response,
+            None,
+        )
     }
 
     /// The guard's own request for a remote server's keys (`GET /_matrix/key/v2/server`), used
@@ -285,28 +361,53 @@ impl Upstream {
         let url = match (&self.base, &self.resolver) {
             (Some(base), _) => format!("{base}/_matrix/key/v2/server"),
             (None, Some(resolver)) => {
-                resolver.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+                resolver
+                    .resolve(server_name)
+                    .await
+                    .map_err(|e| UpstreamError::NoRoute {
+                        target: target.clone(),
+                        reason: e.to_string(),
+                    })?;
                 format!("http://{server_name}/_matrix/key/v2/server")
             }
-            (None, None) => return Err(UpstreamError::NoRoute { target, reason: "not a federation upstream".into() }),
+            (None, None) => {
+                return Err(UpstreamError::NoRoute {
+                    target,
+                    reason: "not a federation upstream".into(),
+                })
+            }
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad server name".into() })?;
+        let uri: Uri = url.parse().map_err(|_| UpstreamError::Request {
+            target: target.clone(),
+            reason: "bad server name".into(),
+        })?;
         let req = Request::get(uri)
             .header(http::header::HOST, server_name)
             .body(Full::new(Bytes::new()))
-            .map_err(|e| UpstreamError::Request { target: target.clone(), reason: e.to_string() })?;
+            .map_err(|e| UpstreamError::Request {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
         let limit = 256 * 1024;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| classify_client_error(&target, e))?;
             if !resp.status().is_success() {
-                return Err(UpstreamError::Request { target: target.clone(), reason: format!("key server answered {}", resp.status()) });
+                return Err(UpstreamError::Request {
+                    target: target.clone(),
+                    reason: format!("key server answered {}", resp.status()),
+                });
             }
             let body = Limited::new(resp.into_body(), limit)
                 .collect()
                 .await
-                .map_err(|_| UpstreamError::TooLarge { target: target.clone(), limit })?;
+                .map_err(|_| UpstreamError::TooLarge {
+                    target: target.clone(),
+                    limit,
+                })?;
             Ok(body.to_bytes())
         };
         match tokio::time::timeout(self.request_timeout, fut).await {
@@ -319,26 +420,46 @@ impl Upstream {
     /// bearer token: a question about the protected side (a room's state), carrying nothing
     /// from the remote side; the answer only feeds the guard's policy state, never a peer.
     /// Returns the status and the body (at most `max_response` bytes).
-    pub async fn admin_get(&self, path: &str, token: &str) -> Result<(StatusCode, Bytes), UpstreamError> {
+    pub async fn admin_get(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
         let Some(base) = &self.base else {
-            return Err(UpstreamError::NoRoute { target: "admin api".into(), reason: "not a fixed upstream".into() });
+            return Err(UpstreamError::NoRoute {
+                target: "admin api".into(),
+                reason: "not a fixed upstream".into(),
+            });
         };
         let target = "admin api".to_string();
         let uri: Uri = format!("{base}{path}")
             .parse()
-            .map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad path".into() })?;
+            .map_err(|_| UpstreamError::Request {
+                target: target.clone(),
+                reason: "bad path".into(),
+            })?;
         let req = Request::get(uri)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Full::new(Bytes::new()))
-            .map_err(|e| UpstreamError::Request { target: target.clone(), reason: e.to_string() })?;
+            .map_err(|e| UpstreamError::Request {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
         let limit = self.max_response;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| classify_client_error(&target, e))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), limit)
                 .collect()
                 .await
-                .map_err(|_| UpstreamError::TooLarge { target: target.clone(), limit })?;
+                .map_err(|_| UpstreamError::TooLarge {
+                    target: target.clone(),
+                    limit,
+                })?;
             Ok((status, body.to_bytes()))
         };
         match tokio::time::timeout(self.request_timeout, fut).await {
@@ -349,20 +470,38 @@ impl Upstream {
 
     /// Sends a permitted request. `server_name` is the destination for federation upstreams
     /// (ignored for fixed ones); `host` is the Host header to send.
-    pub async fn send(&self, permit: Permit<Forward>, server_name: &str, host: &str) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn send(
+        &self,
+        permit: Permit<Forward>,
+        server_name: &str,
+        host: &str,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let target = self.base.clone().unwrap_or_else(|| server_name.to_string());
         if let Some(r) = &self.resolver {
-            r.resolve(server_name).await.map_err(|e| UpstreamError::NoRoute { target: target.clone(), reason: e.to_string() })?;
+            r.resolve(server_name)
+                .await
+                .map_err(|e| UpstreamError::NoRoute {
+                    target: target.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         let fwd = permit.into_inner();
         let uri = match &self.base {
             Some(base) => format!("{base}{}", fwd.path_and_query),
             None => format!("http://{server_name}{}", fwd.path_and_query),
         };
-        let uri: Uri = uri.parse().map_err(|_| UpstreamError::Request { target: target.clone(), reason: "bad request URI".into() })?;
-        let mut req = Request::builder().method(fwd.method).uri(uri).body(Full::new(fwd.body)).map_err(|e| {
-            UpstreamError::Request { target: target.clone(), reason: e.to_string() }
+        let uri: Uri = uri.parse().map_err(|_| UpstreamError::Request {
+            target: target.clone(),
+            reason: "bad request URI".into(),
         })?;
+        let mut req = Request::builder()
+            .method(fwd.method)
+            .uri(uri)
+            .body(Full::new(fwd.body))
+            .map_err(|e| UpstreamError::Request {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
         let mut headers = fwd.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(http::header::CONTENT_LENGTH);
@@ -372,16 +511,35 @@ impl Upstream {
         *req.headers_mut() = headers;
 
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| classify_client_error(&target, e))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| classify_client_error(&target, e))?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, self.max_response).collect().await.map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    UpstreamError::TooLarge { target: target.clone(), limit: self.max_response }
-                } else {
-                    UpstreamError::Request { target: target.clone(), reason: e.to_string() }
-                }
-            })?;
-            Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: body.to_bytes() })
+            let body = Limited::new(body, self.max_response)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        UpstreamError::TooLarge {
+                            target: target.clone(),
+                            limit: self.max_response,
+                        }
+                    } else {
+                        UpstreamError::Request {
+                            target: target.clone(),
+                            reason: e.to_string(),
+                        }
+                    }
+                })?;
+            Ok(UpstreamResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body: body.to_bytes(),
+            })
         };
         match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(r) => r,
@@ -393,8 +551,16 @@ impl Upstream {
 fn classify_client_error(target: &str, e: hyper_util::client::legacy::Error) -> UpstreamError {
     if e.is_connect() {
         // The connector's io::Error carries the reason (no route, refused, TLS failure).
-        let reason = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-        return UpstreamError::Connect { target: target.to_string(), source: io::Error::other(reason) };
+        let reason = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string());
+        return UpstreamError::Connect {
+            target: target.to_string(),
+            source: io::Error::other(reason),
+        };
     }
-    UpstreamError::Request { target: target.to_string(), reason: e.to_string() }
+    UpstreamError::Request {
+        target: target.to_string(),
+        reason: e.to_string(),
+    }
 }

@@ -45,7 +45,10 @@ fn read_tlv(data: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
         len
     };
     if rest.len() < len {
-        return Err(format!("truncated: element needs {len} bytes, {} left", rest.len()));
+        return Err(format!(
+            "truncated: element needs {len} bytes, {} left",
+            rest.len()
+        ));
     }
     Ok((tag, &rest[..len], &rest[len..]))
 }
@@ -124,7 +127,8 @@ pub fn parse_ess_security_label(data: &[u8]) -> Result<EssLabel, String> {
                 if out.privacy_mark.is_some() {
                     return Err("duplicate privacy mark".into());
                 }
-                out.privacy_mark = Some(String::from_utf8(v.to_vec()).map_err(|_| "privacy mark is not UTF-8")?);
+                out.privacy_mark =
+                    Some(String::from_utf8(v.to_vec()).map_err(|_| "privacy mark is not UTF-8")?);
             }
             0x31 => {
                 if out.has_categories {
@@ -152,7 +156,10 @@ mod tests {
         assert_eq!(l.classification, Some(51));
         assert_eq!(l.privacy_mark.as_deref(), Some("VAGUELY SECRET"));
         assert!(!l.has_categories);
-        assert_eq!(decode_oid(&[0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f]).unwrap(), "1.3.6.1.4.1.99999");
+        assert_eq!(
+            decode_oid(&[0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f]).unwrap(),
+            "1.3.6.1.4.1.99999"
+        );
     }
 
     #[test]
@@ -161,9 +168,18 @@ mod tests {
         assert!(parse_ess_security_label(&[0x31]).is_err());
         assert!(parse_ess_security_label(&[0x31, 0x80, 0, 0]).is_err());
         assert!(parse_ess_security_label(&[0x31, 0x05, 0x02, 0x01]).is_err());
-        assert!(parse_ess_security_label(&[0x31, 0x03, 0x02, 0x01, 0x80]).is_err(), "negative");
-        assert!(parse_ess_security_label(&[0x31, 0x02, 0x05, 0x00]).is_err(), "NULL not allowed");
-        assert!(parse_ess_security_label(&[0x31, 0x00, 0x00]).is_err(), "trailing");
+        assert!(
+            parse_ess_security_label(&[0x31, 0x03, 0x02, 0x01, 0x80]).is_err(),
+            "negative"
+        );
+        assert!(
+            parse_ess_security_label(&[0x31, 0x02, 0x05, 0x00]).is_err(),
+            "NULL not allowed"
+        );
+        assert!(
+            parse_ess_security_label(&[0x31, 0x00, 0x00]).is_err(),
+            "trailing"
+        );
         assert!(parse_ess_security_label(&[0x31, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
         // Every truncation of a valid label fails without panicking.
         let mut d = vec![0x31, 0x16, 0x02, 0x01, 0x33, 0x06, 0x01, 0x29, 0x0c, 0x0e];

@@ -75,7 +75,12 @@ pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
                         for w in &spif.warnings {
                             eprintln!("{}: {w}", f.display());
                         }
-                        println!("{}: OK (policy {} {})", f.display(), spif.name, spif.policy_id);
+                        println!(
+                            "{}: OK (policy {} {})",
+                            f.display(),
+                            spif.name,
+                            spif.policy_id
+                        );
                         if let Err(e) = set.insert(spif) {
                             eprintln!("{}: {e}", f.display());
                             ok = false;
@@ -85,7 +90,10 @@ pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
                         for d in &diagnostics {
                             eprintln!("{}: {d}", f.display());
                         }
-                        let n = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+                        let n = diagnostics
+                            .iter()
+                            .filter(|d| d.severity == Severity::Error)
+                            .count();
                         eprintln!("{}: INVALID ({n} error(s))", f.display());
                         ok = false;
                     }
@@ -101,7 +109,11 @@ pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
                     ok = false;
                 }
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -114,17 +126,28 @@ pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LabelCommand::Marking { spif, label, lang } => {
             let set = load_set(&spif)?;
-            let l = set.load_label_file(&label).with_context(|| label.display().to_string())?;
+            let l = set
+                .load_label_file(&label)
+                .with_context(|| label.display().to_string())?;
             println!("{}", set.marking(&l, lang.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
-        LabelCommand::Check { spif, label, clearance } => {
+        LabelCommand::Check {
+            spif,
+            label,
+            clearance,
+        } => {
             let set = load_set(&spif)?;
             let clearance = match &clearance {
-                Some(p) => Some(set.load_clearance_file(p).with_context(|| p.display().to_string())?),
+                Some(p) => Some(
+                    set.load_clearance_file(p)
+                        .with_context(|| p.display().to_string())?,
+                ),
                 None => None,
             };
-            let outcome = set.load_label_file(&label).and_then(|l| set.validate(&l).map(|_| l));
+            let outcome = set
+                .load_label_file(&label)
+                .and_then(|l| set.validate(&l).map(|_| l));
             let out = match outcome {
                 Ok(l) => {
                     let access = clearance.as_ref().map(|c| match set.access(&l, c) {
@@ -133,15 +156,24 @@ pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
                     });
                     json!({"valid": true, "error": null, "access": access})
                 }
-                Err(e) => json!({"valid": false, "error": e.to_string(), "access": clearance.as_ref().map(|_| "deny")}),
+                Err(e) => {
+                    json!({"valid": false, "error": e.to_string(), "access": clearance.as_ref().map(|_| "deny")})
+                }
             };
             println!("{out}");
             Ok(ExitCode::SUCCESS)
         }
-        LabelCommand::Translate { spif, label, to, lang } => {
+        LabelCommand::Translate {
+            spif,
+            label,
+            to,
+            lang,
+        } => {
             let set = load_set(&spif)?;
             let to: Oid = to.parse().map_err(anyhow::Error::msg)?;
-            let l = set.load_label_file(&label).with_context(|| label.display().to_string())?;
+            let l = set
+                .load_label_file(&label)
+                .with_context(|| label.display().to_string())?;
             match set.translate(&l, &to) {
                 Ok(t) => {
                     let xml = set.to_4774_xml(&t)?;

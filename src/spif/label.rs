@@ -58,7 +58,11 @@ pub enum LabelError {
     #[error("Unknown category in policy {policy}: {category}")]
     UnknownCategory { policy: Oid, category: String },
     #[error("policy mismatch: {what} is policy {got}, expected {expected}")]
-    PolicyMismatch { what: &'static str, got: Oid, expected: Oid },
+    PolicyMismatch {
+        what: &'static str,
+        got: Oid,
+        expected: Oid,
+    },
     #[error("label is not valid under policy {policy}: {reason}")]
     Invalid { policy: Oid, reason: String },
     #[error("no equivalent in policy {target}: {what}")]
@@ -71,14 +75,21 @@ fn syntax(m: impl Into<String>) -> LabelError {
 
 fn lacv_json(v: &Value, what: &str) -> Result<Lacv, LabelError> {
     match v {
-        Value::Number(n) => n.as_u64().map(Lacv).ok_or_else(|| syntax(format!("{what}: not a non-negative integer"))),
-        Value::String(s) => Lacv::parse(s).ok_or_else(|| syntax(format!("{what}: not a non-negative integer"))),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Lacv)
+            .ok_or_else(|| syntax(format!("{what}: not a non-negative integer"))),
+        Value::String(s) => {
+            Lacv::parse(s).ok_or_else(|| syntax(format!("{what}: not a non-negative integer")))
+        }
         _ => Err(syntax(format!("{what}: expected an integer"))),
     }
 }
 
 fn oid_json(v: Option<&Value>, what: &str) -> Result<Oid, LabelError> {
-    let s = v.and_then(Value::as_str).ok_or_else(|| syntax(format!("{what}: expected an OID string")))?;
+    let s = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| syntax(format!("{what}: expected an OID string")))?;
     Oid::parse(s).ok_or_else(|| syntax(format!("{what}: invalid OID '{s}'")))
 }
 
@@ -92,18 +103,34 @@ fn check_keys(o: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<()
 fn categories_json(v: Option<&Value>) -> Result<Categories, LabelError> {
     let mut out = Categories::new();
     let Some(v) = v else { return Ok(out) };
-    let arr = v.as_array().ok_or_else(|| syntax("categories: expected an array"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| syntax("categories: expected an array"))?;
     if arr.len() > MAX_CATEGORIES {
         return Err(syntax("too many categories"));
     }
     for (i, c) in arr.iter().enumerate() {
-        let o = c.as_object().ok_or_else(|| syntax(format!("categories[{i}]: expected an object")))?;
+        let o = c
+            .as_object()
+            .ok_or_else(|| syntax(format!("categories[{i}]: expected an object")))?;
         check_keys(o, &["tag_set", "type", "lacv"], &format!("categories[{i}]"))?;
         let tag_set = oid_json(o.get("tag_set"), &format!("categories[{i}].tag_set"))?;
-        let t = o.get("type").and_then(Value::as_str).ok_or_else(|| syntax(format!("categories[{i}].type: expected a string")))?;
-        let tag_type = TagType::parse(t).ok_or_else(|| syntax(format!("categories[{i}].type: unknown tag type '{t}'")))?;
-        let lacv = lacv_json(o.get("lacv").ok_or_else(|| syntax(format!("categories[{i}].lacv missing")))?, &format!("categories[{i}].lacv"))?;
-        out.insert(CategoryRef { tag_set, tag_type, lacv });
+        let t = o
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| syntax(format!("categories[{i}].type: expected a string")))?;
+        let tag_type = TagType::parse(t)
+            .ok_or_else(|| syntax(format!("categories[{i}].type: unknown tag type '{t}'")))?;
+        let lacv = lacv_json(
+            o.get("lacv")
+                .ok_or_else(|| syntax(format!("categories[{i}].lacv missing")))?,
+            &format!("categories[{i}].lacv"),
+        )?;
+        out.insert(CategoryRef {
+            tag_set,
+            tag_type,
+            lacv,
+        });
     }
     Ok(out)
 }
@@ -114,20 +141,41 @@ fn categories_to_json(c: &Categories) -> Value {
 
 /// Parses one spiffing-XML `<tag type=… id=… lacv=…/>`.
 fn spiffy_tag(t: &xml::Element) -> Result<CategoryRef, LabelError> {
-    let ty = t.attr("type").ok_or_else(|| syntax(format!("line {}: tag without type", t.line)))?;
-    let tag_type = TagType::parse(ty).ok_or_else(|| syntax(format!("line {}: unsupported tag type {ty}", t.line)))?;
-    let id = t.attr("id").ok_or_else(|| syntax(format!("line {}: tag without id", t.line)))?;
-    let tag_set = Oid::parse(id).ok_or_else(|| syntax(format!("line {}: invalid tag id '{id}'", t.line)))?;
-    let l = t.attr("lacv").ok_or_else(|| syntax(format!("line {}: tag without lacv", t.line)))?;
-    let lacv = Lacv::parse(l).ok_or_else(|| syntax(format!("line {}: invalid lacv '{l}'", t.line)))?;
-    Ok(CategoryRef { tag_set, tag_type, lacv })
+    let ty = t
+        .attr("type")
+        .ok_or_else(|| syntax(format!("line {}: tag without type", t.line)))?;
+    let tag_type = TagType::parse(ty)
+        .ok_or_else(|| syntax(format!("line {}: unsupported tag type {ty}", t.line)))?;
+    let id = t
+        .attr("id")
+        .ok_or_else(|| syntax(format!("line {}: tag without id", t.line)))?;
+    let tag_set =
+        Oid::parse(id).ok_or_else(|| syntax(format!("line {}: invalid tag id '{id}'", t.line)))?;
+    let l = t
+        .attr("lacv")
+        .ok_or_else(|| syntax(format!("line {}: tag without lacv", t.line)))?;
+    let lacv =
+        Lacv::parse(l).ok_or_else(|| syntax(format!("line {}: invalid lacv '{l}'", t.line)))?;
+    Ok(CategoryRef {
+        tag_set,
+        tag_type,
+        lacv,
+    })
 }
 
-fn spiffy_root<'a>(root: &'a xml::Element, name: &str) -> Result<(&'a xml::Element, Oid), LabelError> {
+fn spiffy_root<'a>(
+    root: &'a xml::Element,
+    name: &str,
+) -> Result<(&'a xml::Element, Oid), LabelError> {
     if root.name != name || root.namespace.as_deref() != Some(SPIFFY_NS) {
-        return Err(syntax(format!("expected <{name} xmlns='{SPIFFY_NS}'>, found <{}>", root.name)));
+        return Err(syntax(format!(
+            "expected <{name} xmlns='{SPIFFY_NS}'>, found <{}>",
+            root.name
+        )));
     }
-    let p = root.child("policy").ok_or_else(|| syntax(format!("No policy in {name}")))?;
+    let p = root
+        .child("policy")
+        .ok_or_else(|| syntax(format!("No policy in {name}")))?;
     let id = p.attr("id").ok_or_else(|| syntax("policy without id"))?;
     let oid = Oid::parse(id).ok_or_else(|| syntax(format!("invalid policy id '{id}'")))?;
     Ok((p, oid))
@@ -148,17 +196,32 @@ pub(crate) fn text_of(data: &[u8]) -> Result<&str, LabelError> {
 impl Label {
     /// Parses the JSON form (see the module documentation).
     pub fn from_json(v: &Value) -> Result<Label, LabelError> {
-        let o = v.as_object().ok_or_else(|| syntax("label: expected a JSON object"))?;
-        check_keys(o, &["policy", "classification", "categories", "privacy_mark"], "label")?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| syntax("label: expected a JSON object"))?;
+        check_keys(
+            o,
+            &["policy", "classification", "categories", "privacy_mark"],
+            "label",
+        )?;
         let policy = oid_json(o.get("policy"), "policy")?;
-        let classification = lacv_json(o.get("classification").ok_or_else(|| syntax("classification missing"))?, "classification")?;
+        let classification = lacv_json(
+            o.get("classification")
+                .ok_or_else(|| syntax("classification missing"))?,
+            "classification",
+        )?;
         let categories = categories_json(o.get("categories"))?;
         let privacy_mark = match o.get("privacy_mark") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(syntax("privacy_mark: expected a string")),
         };
-        Ok(Label { policy, classification, categories, privacy_mark })
+        Ok(Label {
+            policy,
+            classification,
+            categories,
+            privacy_mark,
+        })
     }
 
     /// The JSON form.
@@ -182,9 +245,14 @@ impl Label {
 
     pub(crate) fn from_spiffing_element(root: &xml::Element) -> Result<Label, LabelError> {
         let (_, policy) = spiffy_root(root, "label")?;
-        let c = root.child("classification").ok_or_else(|| syntax("label without classification"))?;
-        let l = c.attr("lacv").ok_or_else(|| syntax("classification without lacv"))?;
-        let classification = Lacv::parse(l).ok_or_else(|| syntax(format!("invalid classification lacv '{l}'")))?;
+        let c = root
+            .child("classification")
+            .ok_or_else(|| syntax("label without classification"))?;
+        let l = c
+            .attr("lacv")
+            .ok_or_else(|| syntax("classification without lacv"))?;
+        let classification =
+            Lacv::parse(l).ok_or_else(|| syntax(format!("invalid classification lacv '{l}'")))?;
         let mut categories = Categories::new();
         for t in root.children_named("tag") {
             if categories.len() >= MAX_CATEGORIES {
@@ -192,15 +260,28 @@ impl Label {
             }
             categories.insert(spiffy_tag(t)?);
         }
-        let privacy_mark = root.child("privacyMark").map(|p| p.trimmed_text().to_string());
-        Ok(Label { policy, classification, categories, privacy_mark })
+        let privacy_mark = root
+            .child("privacyMark")
+            .map(|p| p.trimmed_text().to_string());
+        Ok(Label {
+            policy,
+            classification,
+            categories,
+            privacy_mark,
+        })
     }
 
     /// Serialises to the spiffing XML label form.
     pub fn to_spiffing_xml(&self) -> String {
-        let mut s = format!("<label xmlns='{SPIFFY_NS}'><policy id='{}'/><classification lacv='{}'/>", self.policy, self.classification);
+        let mut s = format!(
+            "<label xmlns='{SPIFFY_NS}'><policy id='{}'/><classification lacv='{}'/>",
+            self.policy, self.classification
+        );
         for c in &self.categories {
-            s.push_str(&format!("<tag type='{}' id='{}' lacv='{}'/>", c.tag_type, c.tag_set, c.lacv));
+            s.push_str(&format!(
+                "<tag type='{}' id='{}' lacv='{}'/>",
+                c.tag_type, c.tag_set, c.lacv
+            ));
         }
         if let Some(p) = &self.privacy_mark {
             s.push_str(&format!("<privacyMark>{}</privacyMark>", xml::escape(p)));
@@ -219,30 +300,52 @@ impl Label {
             return Err(LabelError::TooLarge(data.len()));
         }
         let ess = ber::parse_ess_security_label(data).map_err(LabelError::Ber)?;
-        let policy = ess.policy.ok_or_else(|| LabelError::Ber("No policy in label".into()))?;
-        let policy = Oid::parse(&policy).ok_or_else(|| LabelError::Ber(format!("invalid policy OID {policy}")))?;
-        let classification = ess.classification.map(Lacv).ok_or_else(|| LabelError::Ber("label without classification".into()))?;
+        let policy = ess
+            .policy
+            .ok_or_else(|| LabelError::Ber("No policy in label".into()))?;
+        let policy = Oid::parse(&policy)
+            .ok_or_else(|| LabelError::Ber(format!("invalid policy OID {policy}")))?;
+        let classification = ess
+            .classification
+            .map(Lacv)
+            .ok_or_else(|| LabelError::Ber("label without classification".into()))?;
         if ess.has_categories {
             // Reported after the policy so an unknown policy is named first by the caller.
-            return Err(LabelError::Ber("BER security categories are not supported".into()));
+            return Err(LabelError::Ber(
+                "BER security categories are not supported".into(),
+            ));
         }
-        Ok(Label { policy, classification, categories: Categories::new(), privacy_mark: ess.privacy_mark })
+        Ok(Label {
+            policy,
+            classification,
+            categories: Categories::new(),
+            privacy_mark: ess.privacy_mark,
+        })
     }
 }
 
 impl Clearance {
     /// Parses the JSON form: `{"policy": OID, "classifications": [N…], "categories": […]}`.
     pub fn from_json(v: &Value) -> Result<Clearance, LabelError> {
-        let o = v.as_object().ok_or_else(|| syntax("clearance: expected a JSON object"))?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| syntax("clearance: expected a JSON object"))?;
         check_keys(o, &["policy", "classifications", "categories"], "clearance")?;
         let policy = oid_json(o.get("policy"), "policy")?;
-        let arr = o.get("classifications").and_then(Value::as_array).ok_or_else(|| syntax("classifications: expected an array"))?;
+        let arr = o
+            .get("classifications")
+            .and_then(Value::as_array)
+            .ok_or_else(|| syntax("classifications: expected an array"))?;
         let mut classifications = std::collections::BTreeSet::new();
         for (i, c) in arr.iter().enumerate() {
             classifications.insert(lacv_json(c, &format!("classifications[{i}]"))?);
         }
         let categories = categories_json(o.get("categories"))?;
-        Ok(Clearance { policy, classifications, categories })
+        Ok(Clearance {
+            policy,
+            classifications,
+            categories,
+        })
     }
 
     /// The JSON form.
@@ -261,7 +364,10 @@ impl Clearance {
         let mut classifications = std::collections::BTreeSet::new();
         for c in root.children_named("classification") {
             if let Some(l) = c.attr("lacv") {
-                classifications.insert(Lacv::parse(l).ok_or_else(|| syntax(format!("invalid classification lacv '{l}'")))?);
+                classifications.insert(
+                    Lacv::parse(l)
+                        .ok_or_else(|| syntax(format!("invalid classification lacv '{l}'")))?,
+                );
             }
         }
         let mut categories = Categories::new();
@@ -271,14 +377,19 @@ impl Clearance {
             }
             categories.insert(spiffy_tag(t)?);
         }
-        Ok(Clearance { policy, classifications, categories })
+        Ok(Clearance {
+            policy,
+            classifications,
+            categories,
+        })
     }
 
     /// Parses a clearance in JSON or spiffing XML (detected by the first character).
     pub fn parse(data: &[u8]) -> Result<Clearance, LabelError> {
         let s = text_of(data)?;
         if s.trim_start().starts_with('{') {
-            let v: Value = serde_json::from_str(s).map_err(|e| syntax(format!("clearance JSON: {e}")))?;
+            let v: Value =
+                serde_json::from_str(s).map_err(|e| syntax(format!("clearance JSON: {e}")))?;
             Clearance::from_json(&v)
         } else {
             Clearance::from_spiffing_xml(s)
@@ -297,7 +408,10 @@ mod tests {
         assert_eq!(l.classification, Lacv(2));
         assert_eq!(l.categories.iter().next().unwrap().lacv, Lacv(7));
         assert_eq!(Label::from_json(&l.to_json()).unwrap(), l);
-        assert!(Label::from_json(&json!({"policy": "1.2.3", "classification": 2, "categoris": []})).is_err());
+        assert!(Label::from_json(
+            &json!({"policy": "1.2.3", "classification": 2, "categoris": []})
+        )
+        .is_err());
         assert!(Label::from_json(&json!({"policy": "x", "classification": 2})).is_err());
         assert!(Label::from_json(&json!({"policy": "1.2", "classification": -1})).is_err());
         assert!(Label::from_json(&json!({"policy": "1.2", "classification": 1, "categories": [{"tag_set": "1.2", "type": "bogus", "lacv": 1}]})).is_err());
@@ -309,12 +423,16 @@ mod tests {
         let l = Label::from_spiffing_xml(s).unwrap();
         assert_eq!(l.categories.iter().next().unwrap().lacv, Lacv(4));
         assert_eq!(Label::from_spiffing_xml(&l.to_spiffing_xml()).unwrap(), l);
-        assert!(Label::from_spiffing_xml("<label><policy id='1.2'/></label>").is_err(), "namespace required");
+        assert!(
+            Label::from_spiffing_xml("<label><policy id='1.2'/></label>").is_err(),
+            "namespace required"
+        );
     }
 
     #[test]
     fn clearance_json_and_xml() {
-        let c = Clearance::parse(br#"{"policy":"1.2.3","classifications":[1,2],"categories":[]}"#).unwrap();
+        let c = Clearance::parse(br#"{"policy":"1.2.3","classifications":[1,2],"categories":[]}"#)
+            .unwrap();
         assert_eq!(c.classifications.len(), 2);
         assert_eq!(Clearance::from_json(&c.to_json()).unwrap(), c);
         assert_eq!(Clearance::parse(b"").unwrap_err(), LabelError::NoData);

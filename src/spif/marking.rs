@@ -53,18 +53,24 @@ impl Marking {
 
     /// The phrase that replaces the policy name.
     pub fn policy_phrase<'a>(&'a self, loc: u32, name: &'a str) -> &'a str {
-        match self.phrases.iter().find(|(f, _)| f & (loc | REPLACE_POLICY) != 0) {
+        match self
+            .phrases
+            .iter()
+            .find(|(f, _)| f & (loc | REPLACE_POLICY) != 0)
+        {
             Some((_, Some(p))) => p,
             _ => name,
         }
     }
 
     pub fn suppress_class_name(&self, loc: u32) -> bool {
-        self.entry(loc).is_some_and(|(f, _)| f & SUPPRESS_CLASS_NAME != 0)
+        self.entry(loc)
+            .is_some_and(|(f, _)| f & SUPPRESS_CLASS_NAME != 0)
     }
 
     pub fn replace_policy(&self, loc: u32) -> bool {
-        self.entry(loc).is_some_and(|(f, _)| f & REPLACE_POLICY != 0)
+        self.entry(loc)
+            .is_some_and(|(f, _)| f & REPLACE_POLICY != 0)
     }
 }
 
@@ -106,7 +112,11 @@ impl Markings {
         for mq in holder.children_named("markingQualifier") {
             for q in mq.children_named("qualifier") {
                 let lang = q.attr("xml:lang").unwrap_or("").to_ascii_lowercase();
-                let (Some(text), Some(code)) = (q.attr("markingQualifier"), q.attr("qualifierCode")) else { continue };
+                let (Some(text), Some(code)) =
+                    (q.attr("markingQualifier"), q.attr("qualifierCode"))
+                else {
+                    continue;
+                };
                 if !matches!(code, "prefix" | "suffix" | "separator") {
                     errs.push((q.line, format!("unknown qualifierCode '{code}'")));
                     continue;
@@ -143,7 +153,11 @@ impl Markings {
             }
             data.push((lang, flags, md.attr("phrase").map(str::to_string)));
         }
-        let mut langs: Vec<&str> = quals.iter().map(|q| q.0.as_str()).chain(data.iter().map(|d| d.0.as_str())).collect();
+        let mut langs: Vec<&str> = quals
+            .iter()
+            .map(|q| q.0.as_str())
+            .chain(data.iter().map(|d| d.0.as_str()))
+            .collect();
         langs.sort_unstable();
         langs.dedup();
         let mut by_lang = HashMap::new();
@@ -160,7 +174,11 @@ impl Markings {
                 prefix: pick("prefix"),
                 suffix: pick("suffix"),
                 separator: pick("separator"),
-                phrases: data.iter().filter(|d| d.0 == lang).map(|d| (d.1, d.2.clone())).collect(),
+                phrases: data
+                    .iter()
+                    .filter(|d| d.0 == lang)
+                    .map(|d| (d.1, d.2.clone()))
+                    .collect(),
             };
             by_lang.insert(lang.to_string(), m);
         }
@@ -204,9 +222,17 @@ mod tests {
         assert_eq!(d.phrase(PAGE_BOTTOM, "name"), "");
         assert_eq!(d.policy_phrase(PAGE_BOTTOM, "P"), "X");
         let de = m.get("de").unwrap();
-        assert_eq!(de.phrase(PAGE_BOTTOM, "name"), "name", "pageTop phrase is not used at the bottom");
+        assert_eq!(
+            de.phrase(PAGE_BOTTOM, "name"),
+            "name",
+            "pageTop phrase is not used at the bottom"
+        );
         assert_eq!(de.phrase(PAGE_TOP, "name"), "Y");
-        let bad = xml::parse(r#"<c><markingData phrase="X"><code>bogus</code></markingData></c>"#, 1000).unwrap();
+        let bad = xml::parse(
+            r#"<c><markingData phrase="X"><code>bogus</code></markingData></c>"#,
+            1000,
+        )
+        .unwrap();
         let mut errs = Vec::new();
         Markings::parse(&bad, &mut errs);
         assert_eq!(errs.len(), 1);

@@ -243,7 +243,10 @@ pub struct Spif {
 #[derive(Debug, thiserror::Error)]
 pub enum SpifError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("SPIF is not well-formed XML: {0}")]
     Xml(#[from] xml::XmlError),
     /// The SPIF has at least one error; the message shows the first, all are in `diagnostics`.
@@ -259,15 +262,29 @@ struct Ctx {
 
 impl Ctx {
     fn error(&mut self, code: &'static str, line: usize, message: impl Into<String>) {
-        self.diags.push(Diagnostic { severity: Severity::Error, code, message: message.into(), line: Some(line) });
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            line: Some(line),
+        });
     }
     fn warn(&mut self, code: &'static str, line: usize, message: impl Into<String>) {
-        self.diags.push(Diagnostic { severity: Severity::Warning, code, message: message.into(), line: Some(line) });
+        self.diags.push(Diagnostic {
+            severity: Severity::Warning,
+            code,
+            message: message.into(),
+            line: Some(line),
+        });
     }
     fn req<'a>(&mut self, el: &'a Element, attr: &str) -> Option<&'a str> {
         let v = el.attr(attr);
         if v.is_none() {
-            self.error("SPIF001", el.line, format!("<{}> lacks required attribute '{attr}'", el.name));
+            self.error(
+                "SPIF001",
+                el.line,
+                format!("<{}> lacks required attribute '{attr}'", el.name),
+            );
         }
         v
     }
@@ -276,7 +293,14 @@ impl Ctx {
         match Lacv::parse(v) {
             Some(l) => Some(l),
             None => {
-                self.error("SPIF002", el.line, format!("<{}> has an invalid {attr} '{v}' (expected a non-negative integer)", el.name));
+                self.error(
+                    "SPIF002",
+                    el.line,
+                    format!(
+                        "<{}> has an invalid {attr} '{v}' (expected a non-negative integer)",
+                        el.name
+                    ),
+                );
                 None
             }
         }
@@ -286,7 +310,11 @@ impl Ctx {
         match Oid::parse(v) {
             Some(o) => Some(o),
             None => {
-                self.error("SPIF003", el.line, format!("<{}> has an invalid OID {attr}='{v}'", el.name));
+                self.error(
+                    "SPIF003",
+                    el.line,
+                    format!("<{}> has an invalid OID {attr}='{v}'", el.name),
+                );
                 None
             }
         }
@@ -296,7 +324,11 @@ impl Ctx {
         match v.trim().parse() {
             Ok(n) => Some(n),
             Err(_) => {
-                self.error("SPIF002", el.line, format!("<{}> has an invalid {attr} '{v}'", el.name));
+                self.error(
+                    "SPIF002",
+                    el.line,
+                    format!("<{}> has an invalid {attr} '{v}'", el.name),
+                );
                 None
             }
         }
@@ -341,7 +373,11 @@ fn parse_applied(ctx: &mut Ctx, el: &Element) -> Applied {
         Some("encrypt") => Applied::Encrypt,
         Some("decrypt") => Applied::Decrypt,
         Some(o) => {
-            ctx.error("SPIF005", el.line, format!("unknown applied value '{o}' (encrypt|decrypt|both)"));
+            ctx.error(
+                "SPIF005",
+                el.line,
+                format!("unknown applied value '{o}' (encrypt|decrypt|both)"),
+            );
             Applied::Both
         }
     }
@@ -360,7 +396,11 @@ fn parse_spec(ctx: &mut Ctx, el: &Element) -> Option<CategorySpec> {
         None => None,
     };
     if tag_set_ref.is_none() && tag_set_id.is_none() {
-        ctx.error("SPIF001", el.line, format!("<{}> needs tagSetRef or tagSetId", el.name));
+        ctx.error(
+            "SPIF001",
+            el.line,
+            format!("<{}> needs tagSetRef or tagSetId", el.name),
+        );
         return None;
     }
     let tag_type = parse_tag_type(ctx, el)?;
@@ -372,7 +412,14 @@ fn parse_spec(ctx: &mut Ctx, el: &Element) -> Option<CategorySpec> {
             Some(_) => Some(ctx.lacv(el, "lacv")?),
         }
     };
-    Some(CategorySpec { tag_set_ref, tag_set_id, tag_type, lacv, line: el.line, resolved: Vec::new() })
+    Some(CategorySpec {
+        tag_set_ref,
+        tag_set_id,
+        tag_type,
+        lacv,
+        line: el.line,
+        resolved: Vec::new(),
+    })
 }
 
 fn parse_required(ctx: &mut Ctx, el: &Element) -> Option<CategoryGroup> {
@@ -381,15 +428,26 @@ fn parse_required(ctx: &mut Ctx, el: &Element) -> Option<CategoryGroup> {
         Some("oneOrMore") | None => Operation::OneOrMore,
         Some("all") => Operation::All,
         Some(o) => {
-            ctx.error("SPIF006", el.line, format!("unknown requiredCategory operation '{o}'"));
+            ctx.error(
+                "SPIF006",
+                el.line,
+                format!("unknown requiredCategory operation '{o}'"),
+            );
             return None;
         }
     };
-    let members: Vec<_> = el.children_named("categoryGroup").filter_map(|g| parse_spec(ctx, g)).collect();
+    let members: Vec<_> = el
+        .children_named("categoryGroup")
+        .filter_map(|g| parse_spec(ctx, g))
+        .collect();
     if members.is_empty() {
         ctx.error("SPIF007", el.line, "requiredCategory without categoryGroup");
     }
-    Some(CategoryGroup { operation, members, line: el.line })
+    Some(CategoryGroup {
+        operation,
+        members,
+        line: el.line,
+    })
 }
 
 impl Spif {
@@ -400,34 +458,55 @@ impl Spif {
         let mut ctx = Ctx { diags: Vec::new() };
         let spif = Self::from_root(&mut ctx, &root);
         if ctx.diags.iter().any(|d| d.severity == Severity::Error) {
-            return Err(SpifError::Invalid { diagnostics: ctx.diags });
+            return Err(SpifError::Invalid {
+                diagnostics: ctx.diags,
+            });
         }
-        let mut spif = spif.ok_or_else(|| SpifError::Invalid { diagnostics: ctx.diags.clone() })?;
+        let mut spif = spif.ok_or_else(|| SpifError::Invalid {
+            diagnostics: ctx.diags.clone(),
+        })?;
         spif.warnings = ctx.diags;
         Ok(spif)
     }
 
     /// Reads and parses a SPIF file.
     pub fn load(path: &std::path::Path) -> Result<Spif, SpifError> {
-        let meta = std::fs::metadata(path).map_err(|e| SpifError::Io { path: path.display().to_string(), source: e })?;
+        let meta = std::fs::metadata(path).map_err(|e| SpifError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         if meta.len() > MAX_SPIF_BYTES as u64 {
             return Err(SpifError::Io {
                 path: path.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("file larger than {MAX_SPIF_BYTES} bytes")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("file larger than {MAX_SPIF_BYTES} bytes"),
+                ),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| SpifError::Io { path: path.display().to_string(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| SpifError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         Self::parse(&text)
     }
 
     fn from_root(ctx: &mut Ctx, root: &Element) -> Option<Spif> {
         if root.name != "SPIF" {
-            ctx.error("SPIF010", root.line, format!("root element is <{}>, not <SPIF>", root.name));
+            ctx.error(
+                "SPIF010",
+                root.line,
+                format!("root element is <{}>, not <SPIF>", root.name),
+            );
             return None;
         }
         if let Some(ns) = &root.namespace {
             if ns != "http://www.xmlspif.org/spif" {
-                ctx.warn("SPIF011", root.line, format!("unexpected SPIF namespace '{ns}'"));
+                ctx.warn(
+                    "SPIF011",
+                    root.line,
+                    format!("unexpected SPIF namespace '{ns}'"),
+                );
             }
         }
         let Some(pid) = root.child("securityPolicyId") else {
@@ -436,25 +515,56 @@ impl Spif {
         };
         let policy_id = ctx.oid(pid, "id");
         let name = ctx.req(pid, "name").unwrap_or("").to_string();
-        let default_policy = root.child("defaultSecurityPolicyId").map(|d| (d.attr("name").unwrap_or("").to_string(), d.attr("id").unwrap_or("").to_string()));
+        let default_policy = root.child("defaultSecurityPolicyId").map(|d| {
+            (
+                d.attr("name").unwrap_or("").to_string(),
+                d.attr("id").unwrap_or("").to_string(),
+            )
+        });
 
         // Equivalent policies (name -> id) first: classifications and categories refer to them.
         let mut equivalent_policies = Vec::new();
         let mut eq_by_name: HashMap<String, Oid> = HashMap::new();
         if let Some(eps) = root.child("equivalentPolicies") {
             for ep in eps.children_named("equivalentPolicy") {
-                let (Some(n), Some(id)) = (ctx.req(ep, "name").map(str::to_string), ctx.oid(ep, "id")) else { continue };
+                let (Some(n), Some(id)) =
+                    (ctx.req(ep, "name").map(str::to_string), ctx.oid(ep, "id"))
+                else {
+                    continue;
+                };
                 if eq_by_name.insert(n.clone(), id.clone()).is_some() {
-                    ctx.error("SPIF013", ep.line, format!("duplicate equivalentPolicy name '{n}'"));
+                    ctx.error(
+                        "SPIF013",
+                        ep.line,
+                        format!("duplicate equivalentPolicy name '{n}'"),
+                    );
                 }
-                if equivalent_policies.iter().any(|e: &EquivalentPolicy| e.id == id) {
-                    ctx.error("SPIF013", ep.line, format!("duplicate equivalentPolicy id {id}"));
+                if equivalent_policies
+                    .iter()
+                    .any(|e: &EquivalentPolicy| e.id == id)
+                {
+                    ctx.error(
+                        "SPIF013",
+                        ep.line,
+                        format!("duplicate equivalentPolicy id {id}"),
+                    );
                 }
                 if Some(&id) == policy_id.as_ref() {
-                    ctx.error("SPIF013", ep.line, "a policy cannot be equivalent to itself");
+                    ctx.error(
+                        "SPIF013",
+                        ep.line,
+                        "a policy cannot be equivalent to itself",
+                    );
                 }
-                let required = ep.children_named("requiredCategory").filter_map(|r| parse_required(ctx, r)).collect();
-                equivalent_policies.push(EquivalentPolicy { name: n, id, required });
+                let required = ep
+                    .children_named("requiredCategory")
+                    .filter_map(|r| parse_required(ctx, r))
+                    .collect();
+                equivalent_policies.push(EquivalentPolicy {
+                    name: n,
+                    id,
+                    required,
+                });
             }
         }
         let policy_ref = |ctx: &mut Ctx, el: &Element| -> Option<Oid> {
@@ -462,7 +572,11 @@ impl Spif {
             match eq_by_name.get(r) {
                 Some(id) => Some(id.clone()),
                 None => {
-                    ctx.error("SPIF014", el.line, format!("PolicyRef not found: '{r}' is not an equivalentPolicy"));
+                    ctx.error(
+                        "SPIF014",
+                        el.line,
+                        format!("PolicyRef not found: '{r}' is not an equivalentPolicy"),
+                    );
                     None
                 }
             }
@@ -476,7 +590,11 @@ impl Spif {
             None => ctx.error("SPIF015", root.line, "missing <securityClassifications>"),
             Some(cls) => {
                 for c in cls.children_named("securityClassification") {
-                    let (Some(n), Some(lacv)) = (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv")) else { continue };
+                    let (Some(n), Some(lacv)) =
+                        (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                    else {
+                        continue;
+                    };
                     let hierarchy = match ctx.req(c, "hierarchy").map(|h| h.trim().parse::<u64>()) {
                         Some(Ok(h)) => h,
                         Some(Err(_)) => {
@@ -490,22 +608,52 @@ impl Spif {
                         let pol = policy_ref(ctx, e);
                         let l = ctx.lacv(e, "lacv");
                         let applied = parse_applied(ctx, e);
-                        let required = e.children_named("requiredCategory").filter_map(|r| parse_required(ctx, r)).collect();
+                        let required = e
+                            .children_named("requiredCategory")
+                            .filter_map(|r| parse_required(ctx, r))
+                            .collect();
                         if let (Some(policy), Some(lacv)) = (pol, l) {
-                            if equivalents.iter().any(|x: &EquivalentClassification| x.policy == policy && ((x.applied.encrypt() && applied.encrypt()) || (x.applied.decrypt() && applied.decrypt()))) {
+                            if equivalents.iter().any(|x: &EquivalentClassification| {
+                                x.policy == policy
+                                    && ((x.applied.encrypt() && applied.encrypt())
+                                        || (x.applied.decrypt() && applied.decrypt()))
+                            }) {
                                 ctx.error("SPIF016", e.line, format!("duplicate equivalentClassification to {policy} for the same direction in '{n}'"));
                             }
-                            equivalents.push(EquivalentClassification { policy, lacv, applied, required, line: e.line });
+                            equivalents.push(EquivalentClassification {
+                                policy,
+                                lacv,
+                                applied,
+                                required,
+                                line: e.line,
+                            });
                         }
                     }
                     let markings = markings(ctx, c);
-                    let required = c.children_named("requiredCategory").filter_map(|r| parse_required(ctx, r)).collect();
-                    let excluded = c.children_named("excludedCategory").filter_map(|r| parse_spec(ctx, r)).collect();
+                    let required = c
+                        .children_named("requiredCategory")
+                        .filter_map(|r| parse_required(ctx, r))
+                        .collect();
+                    let excluded = c
+                        .children_named("excludedCategory")
+                        .filter_map(|r| parse_spec(ctx, r))
+                        .collect();
                     if class_by_lacv.insert(lacv, classifications.len()).is_some() {
-                        ctx.error("SPIF017", c.line, format!("Duplicate classification {n} (lacv {lacv})"));
+                        ctx.error(
+                            "SPIF017",
+                            c.line,
+                            format!("Duplicate classification {n} (lacv {lacv})"),
+                        );
                     }
-                    if class_by_name.insert(n.clone(), classifications.len()).is_some() {
-                        ctx.error("SPIF017", c.line, format!("Duplicate classification name {n}"));
+                    if class_by_name
+                        .insert(n.clone(), classifications.len())
+                        .is_some()
+                    {
+                        ctx.error(
+                            "SPIF017",
+                            c.line,
+                            format!("Duplicate classification name {n}"),
+                        );
                     }
                     if let Some(o) = classifications.iter().find(|o| o.hierarchy == hierarchy) {
                         ctx.warn("SPIF018", c.line, format!("classifications '{}' and '{n}' share hierarchy {hierarchy}: dominance between them is equality", o.name));
@@ -539,18 +687,30 @@ impl Spif {
         let mut cat_index = HashMap::new();
         if let Some(tss) = root.child("securityCategoryTagSets") {
             for ts in tss.children_named("securityCategoryTagSet") {
-                let (Some(tsname), Some(tsid)) = (ctx.req(ts, "name").map(str::to_string), ctx.oid(ts, "id")) else { continue };
+                let (Some(tsname), Some(tsid)) =
+                    (ctx.req(ts, "name").map(str::to_string), ctx.oid(ts, "id"))
+                else {
+                    continue;
+                };
                 let ts_idx = tag_sets.len();
                 if tagset_by_id.insert(tsid.clone(), ts_idx).is_some() {
                     ctx.error("SPIF020", ts.line, format!("Duplicate TagSet id {tsid}"));
                 }
                 if tagset_by_name.insert(tsname.clone(), ts_idx).is_some() {
-                    ctx.error("SPIF020", ts.line, format!("Duplicate TagSet name {tsname}"));
+                    ctx.error(
+                        "SPIF020",
+                        ts.line,
+                        format!("Duplicate TagSet name {tsname}"),
+                    );
                 }
                 let mut tags = Vec::new();
                 for t in ts.children_named("securityCategoryTag") {
-                    let Some(tname) = ctx.req(t, "name").map(str::to_string) else { continue };
-                    let Some(tag_type) = parse_tag_type(ctx, t) else { continue };
+                    let Some(tname) = ctx.req(t, "name").map(str::to_string) else {
+                        continue;
+                    };
+                    let Some(tag_type) = parse_tag_type(ctx, t) else {
+                        continue;
+                    };
                     let informative_encoding = if tag_type == TagType::Informative {
                         match t.attr("tag7Encoding") {
                             Some("bitSetAttributes") => InformativeEncoding::BitSet,
@@ -560,7 +720,11 @@ impl Spif {
                                 InformativeEncoding::BitSet
                             }
                             None => {
-                                ctx.warn("SPIF021", t.line, "tagType7 tag without tag7Encoding (assuming bitSetAttributes)");
+                                ctx.warn(
+                                    "SPIF021",
+                                    t.line,
+                                    "tagType7 tag without tag7Encoding (assuming bitSetAttributes)",
+                                );
                                 InformativeEncoding::BitSet
                             }
                         }
@@ -571,14 +735,22 @@ impl Spif {
                     let max_selection = ctx.opt_u32(t, "maxSelection");
                     if let (Some(a), Some(b)) = (min_selection, max_selection) {
                         if a > b {
-                            ctx.error("SPIF022", t.line, format!("minSelection {a} > maxSelection {b} in tag '{tname}'"));
+                            ctx.error(
+                                "SPIF022",
+                                t.line,
+                                format!("minSelection {a} > maxSelection {b} in tag '{tname}'"),
+                            );
                         }
                     }
                     let tag_idx = tags.len();
                     let mut cat_ids = Vec::new();
                     let mut names_seen = BTreeSet::new();
                     for c in t.children_named("tagCategory") {
-                        let (Some(cname), Some(lacv)) = (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv")) else { continue };
+                        let (Some(cname), Some(lacv)) =
+                            (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                        else {
+                            continue;
+                        };
                         let mut excluded_classes: Vec<Lacv> = Vec::new();
                         for ex in c.children_named("excludedClass") {
                             let cn = ex.trimmed_text();
@@ -587,7 +759,11 @@ impl Spif {
                                 continue;
                             }
                             match class_by_name.get(cn) {
-                                None => ctx.error("SPIF024", ex.line, format!("Unknown classification in exclusion: '{cn}'")),
+                                None => ctx.error(
+                                    "SPIF024",
+                                    ex.line,
+                                    format!("Unknown classification in exclusion: '{cn}'"),
+                                ),
                                 Some(&ci) => {
                                     let l = classifications[ci].lacv;
                                     if excluded_classes.contains(&l) {
@@ -598,27 +774,57 @@ impl Spif {
                                 }
                             }
                         }
-                        let required = c.children_named("requiredCategory").filter_map(|r| parse_required(ctx, r)).collect();
-                        let excluded = c.children_named("excludedCategory").filter_map(|r| parse_spec(ctx, r)).collect();
+                        let required = c
+                            .children_named("requiredCategory")
+                            .filter_map(|r| parse_required(ctx, r))
+                            .collect();
+                        let excluded = c
+                            .children_named("excludedCategory")
+                            .filter_map(|r| parse_spec(ctx, r))
+                            .collect();
                         let mut equivalents = Vec::new();
                         for e in c.children_named("equivalentSecCategoryTag") {
-                            let Some(policy) = policy_ref(ctx, e) else { continue };
+                            let Some(policy) = policy_ref(ctx, e) else {
+                                continue;
+                            };
                             let discard = e.attr("action").is_some();
                             if let Some(a) = e.attr("action") {
                                 if a != "discard" {
-                                    ctx.error("SPIF026", e.line, format!("unknown action '{a}' (only 'discard')"));
+                                    ctx.error(
+                                        "SPIF026",
+                                        e.line,
+                                        format!("unknown action '{a}' (only 'discard')"),
+                                    );
                                 }
                             }
                             let applied = parse_applied(ctx, e);
                             let (tag_set, tag_type, lacv) = if discard {
-                                (e.attr("tagSetId").and_then(Oid::parse), parse_tag_type_lenient(e), e.attr("lacv").and_then(Lacv::parse))
+                                (
+                                    e.attr("tagSetId").and_then(Oid::parse),
+                                    parse_tag_type_lenient(e),
+                                    e.attr("lacv").and_then(Lacv::parse),
+                                )
                             } else {
-                                let Some(tsid) = ctx.oid(e, "tagSetId") else { continue };
-                                let Some(tt) = parse_tag_type(ctx, e) else { continue };
-                                let Some(l) = ctx.lacv(e, "lacv") else { continue };
+                                let Some(tsid) = ctx.oid(e, "tagSetId") else {
+                                    continue;
+                                };
+                                let Some(tt) = parse_tag_type(ctx, e) else {
+                                    continue;
+                                };
+                                let Some(l) = ctx.lacv(e, "lacv") else {
+                                    continue;
+                                };
                                 (Some(tsid), tt, Some(l))
                             };
-                            equivalents.push(EquivalentCategory { policy, tag_set, tag_type, lacv, applied, discard, line: e.line });
+                            equivalents.push(EquivalentCategory {
+                                policy,
+                                tag_set,
+                                tag_type,
+                                lacv,
+                                applied,
+                                discard,
+                                line: e.line,
+                            });
                         }
                         let markings = markings(ctx, c);
                         let id = categories.len();
@@ -626,7 +832,11 @@ impl Spif {
                             ctx.error("SPIF027", c.line, format!("Duplicate category {tag_type} lacv {lacv} in tag set '{tsname}'"));
                         }
                         if !names_seen.insert(cname.clone()) {
-                            ctx.error("SPIF028", c.line, format!("Duplicate category name '{cname}' in tag '{tname}'"));
+                            ctx.error(
+                                "SPIF028",
+                                c.line,
+                                format!("Duplicate category name '{cname}' in tag '{tname}'"),
+                            );
                         }
                         cat_ids.push(id);
                         categories.push(Category {
@@ -646,7 +856,11 @@ impl Spif {
                         });
                     }
                     if cat_ids.is_empty() {
-                        ctx.warn("SPIF029", t.line, format!("tag '{tname}' has no categories"));
+                        ctx.warn(
+                            "SPIF029",
+                            t.line,
+                            format!("tag '{tname}' has no categories"),
+                        );
                     }
                     let markings = markings(ctx, t);
                     tags.push(Tag {
@@ -662,7 +876,13 @@ impl Spif {
                     });
                 }
                 let markings = markings(ctx, ts);
-                tag_sets.push(TagSet { name: tsname, id: tsid, markings, tags, line: ts.line });
+                tag_sets.push(TagSet {
+                    name: tsname,
+                    id: tsid,
+                    markings,
+                    tags,
+                    line: ts.line,
+                });
             }
         }
 
@@ -673,8 +893,16 @@ impl Spif {
             privacy_marks.max_selection = ctx.opt_u32(pm, "maxSelection");
             privacy_marks.restricted = true;
         }
-        for pm in root.children_named("privacyMark").chain(root.child("privacyMarks").into_iter().flat_map(|p| p.children_named("privacyMark"))) {
-            let v = pm.attr("name").or(pm.attr("phrase")).map(str::to_string).unwrap_or_else(|| pm.trimmed_text().to_string());
+        for pm in root.children_named("privacyMark").chain(
+            root.child("privacyMarks")
+                .into_iter()
+                .flat_map(|p| p.children_named("privacyMark")),
+        ) {
+            let v = pm
+                .attr("name")
+                .or(pm.attr("phrase"))
+                .map(str::to_string)
+                .unwrap_or_else(|| pm.trimmed_text().to_string());
             if v.is_empty() {
                 ctx.error("SPIF030", pm.line, "empty privacyMark");
             } else if privacy_marks.marks.contains(&v) {
@@ -747,8 +975,16 @@ impl Spif {
     /// Resolves a category reference against *this* policy.
     pub fn resolve_spec(&self, spec: &CategorySpec) -> Result<Vec<usize>, String> {
         let ts = match (&spec.tag_set_id, &spec.tag_set_ref) {
-            (Some(id), _) => self.tagset_by_id.get(id).copied().ok_or_else(|| format!("Unknown tagset id: {id}"))?,
-            (None, Some(n)) => self.tagset_by_name.get(n).copied().ok_or_else(|| format!("Unknown tagset name: {n}"))?,
+            (Some(id), _) => self
+                .tagset_by_id
+                .get(id)
+                .copied()
+                .ok_or_else(|| format!("Unknown tagset id: {id}"))?,
+            (None, Some(n)) => self
+                .tagset_by_name
+                .get(n)
+                .copied()
+                .ok_or_else(|| format!("Unknown tagset name: {n}"))?,
             (None, None) => return Err("category reference without tag set".into()),
         };
         match spec.lacv {
@@ -756,19 +992,33 @@ impl Spif {
                 .cat_index
                 .get(&(ts, spec.tag_type, l))
                 .map(|&i| vec![i])
-                .ok_or_else(|| format!("Unknown category {} lacv {l} in tag set '{}'", spec.tag_type, self.tag_sets[ts].name)),
-            None => Ok(self.tag_sets[ts].tags.iter().filter(|t| t.tag_type == spec.tag_type).flat_map(|t| t.categories.iter().copied()).collect()),
+                .ok_or_else(|| {
+                    format!(
+                        "Unknown category {} lacv {l} in tag set '{}'",
+                        spec.tag_type, self.tag_sets[ts].name
+                    )
+                }),
+            None => Ok(self.tag_sets[ts]
+                .tags
+                .iter()
+                .filter(|t| t.tag_type == spec.tag_type)
+                .flat_map(|t| t.categories.iter().copied())
+                .collect()),
         }
     }
 
     /// Classification by LACV.
     pub fn classification(&self, lacv: Lacv) -> Option<&Classification> {
-        self.class_by_lacv.get(&lacv).map(|&i| &self.classifications[i])
+        self.class_by_lacv
+            .get(&lacv)
+            .map(|&i| &self.classifications[i])
     }
 
     /// Classification by name.
     pub fn classification_by_name(&self, name: &str) -> Option<&Classification> {
-        self.class_by_name.get(name).map(|&i| &self.classifications[i])
+        self.class_by_name
+            .get(name)
+            .map(|&i| &self.classifications[i])
     }
 
     /// Tag set index by OID.
@@ -796,7 +1046,11 @@ impl Spif {
     /// The category reference (tag set OID, type, LACV) of category `cat`.
     pub fn category_ref(&self, cat: usize) -> super::CategoryRef {
         let c = &self.categories[cat];
-        super::CategoryRef { tag_set: self.tag_sets[c.tag_set].id.clone(), tag_type: self.tag_of(cat).tag_type, lacv: c.lacv }
+        super::CategoryRef {
+            tag_set: self.tag_sets[c.tag_set].id.clone(),
+            tag_type: self.tag_of(cat).tag_type,
+            lacv: c.lacv,
+        }
     }
 
     /// The equivalent policy entry for `id`, if declared.

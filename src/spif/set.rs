@@ -5,9 +5,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::label::{self, text_of, Clearance, Label, LabelError, MAX_LABEL_BYTES, SPIFFY_NS, STANAG_4774_NS};
+use super::label::{
+    self, text_of, Clearance, Label, LabelError, MAX_LABEL_BYTES, SPIFFY_NS, STANAG_4774_NS,
+};
 use super::marking::PAGE_BOTTOM;
-use super::model::{CategoryGroup, Classification, Diagnostic, Operation, Severity, Spif, SpifError};
+use super::model::{
+    CategoryGroup, Classification, Diagnostic, Operation, Severity, Spif, SpifError,
+};
 use super::xml;
 use super::{ber, Categories, CategoryRef, Oid, TagType};
 
@@ -43,12 +47,18 @@ struct Resolved<'a> {
 }
 
 fn unknown_cat(spif: &Spif, c: &CategoryRef) -> LabelError {
-    LabelError::UnknownCategory { policy: spif.policy_id.clone(), category: format!("{} {} lacv {}", c.tag_set, c.tag_type, c.lacv) }
+    LabelError::UnknownCategory {
+        policy: spif.policy_id.clone(),
+        category: format!("{} {} lacv {}", c.tag_set, c.tag_type, c.lacv),
+    }
 }
 
 /// Today's date as `YYYY-MM-DD` (UTC), for `notBefore` / `notAfter` checks.
 fn today() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
@@ -64,11 +74,23 @@ fn today() -> String {
 }
 
 /// Checks a validity window at day granularity; an unparsable date fails closed.
-fn within(not_before: &Option<String>, not_after: &Option<String>, today: &str) -> Result<(), String> {
+fn within(
+    not_before: &Option<String>,
+    not_after: &Option<String>,
+    today: &str,
+) -> Result<(), String> {
     let date = |s: &str| -> Result<String, String> {
-        let d = s.get(..10).ok_or_else(|| format!("unparsable date '{s}'"))?;
+        let d = s
+            .get(..10)
+            .ok_or_else(|| format!("unparsable date '{s}'"))?;
         let b = d.as_bytes();
-        if b.len() == 10 && b[4] == b'-' && b[7] == b'-' && d.bytes().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) {
+        if b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && d.bytes()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        {
             Ok(d.to_string())
         } else {
             Err(format!("unparsable date '{s}'"))
@@ -112,9 +134,17 @@ fn describe_group(spif: &Spif, g: &CategoryGroup) -> String {
         .members
         .iter()
         .map(|m| {
-            let ts = m.tag_set_ref.clone().or(m.tag_set_id.as_ref().map(|o| o.to_string())).unwrap_or_default();
+            let ts = m
+                .tag_set_ref
+                .clone()
+                .or(m.tag_set_id.as_ref().map(|o| o.to_string()))
+                .unwrap_or_default();
             match m.lacv {
-                Some(l) => m.resolved.first().map(|&c| spif.categories[c].name.clone()).unwrap_or_else(|| format!("{ts} {l}")),
+                Some(l) => m
+                    .resolved
+                    .first()
+                    .map(|&c| spif.categories[c].name.clone())
+                    .unwrap_or_else(|| format!("{ts} {l}")),
                 None => format!("any {} of '{ts}'", m.tag_type),
             }
         })
@@ -135,7 +165,10 @@ impl SpifSet {
             let p = p.as_ref();
             let spif = Spif::load(p).map_err(|e| match e {
                 SpifError::Io { .. } => e,
-                other => SpifError::Io { path: p.display().to_string(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()) },
+                other => SpifError::Io {
+                    path: p.display().to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+                },
             })?;
             set.insert(spif)?;
         }
@@ -148,7 +181,10 @@ impl SpifSet {
         if self.spifs.contains_key(&id) {
             return Err(SpifError::DuplicatePolicy(id));
         }
-        self.by_name.entry(spif.name.to_ascii_lowercase()).or_default().push(id.clone());
+        self.by_name
+            .entry(spif.name.to_ascii_lowercase())
+            .or_default()
+            .push(id.clone());
         self.spifs.insert(id, Arc::new(spif));
         Ok(())
     }
@@ -166,17 +202,24 @@ impl SpifSet {
     }
 
     fn spif(&self, id: &Oid) -> Result<&Spif, LabelError> {
-        self.get(id).ok_or_else(|| LabelError::UnknownPolicy(id.clone()))
+        self.get(id)
+            .ok_or_else(|| LabelError::UnknownPolicy(id.clone()))
     }
 
     fn resolve<'a>(&'a self, label: &Label) -> Result<Resolved<'a>, LabelError> {
         let spif = self.spif(&label.policy)?;
-        let class = spif
-            .classification(label.classification)
-            .ok_or_else(|| LabelError::UnknownClassification { policy: spif.policy_id.clone(), classification: label.classification.to_string() })?;
+        let class = spif.classification(label.classification).ok_or_else(|| {
+            LabelError::UnknownClassification {
+                policy: spif.policy_id.clone(),
+                classification: label.classification.to_string(),
+            }
+        })?;
         let mut cats = Vec::with_capacity(label.categories.len());
         for c in &label.categories {
-            cats.push(spif.category_index(&c.tag_set, c.tag_type, c.lacv).ok_or_else(|| unknown_cat(spif, c))?);
+            cats.push(
+                spif.category_index(&c.tag_set, c.tag_type, c.lacv)
+                    .ok_or_else(|| unknown_cat(spif, c))?,
+            );
         }
         cats.sort_unstable();
         Ok(Resolved { spif, class, cats })
@@ -188,22 +231,36 @@ impl SpifSet {
     /// single/min/max selection per tag; privacy mark one of the SPIF's if it lists any.
     pub fn validate(&self, label: &Label) -> Result<(), LabelError> {
         let r = self.resolve(label)?;
-        let invalid = |reason: String| LabelError::Invalid { policy: r.spif.policy_id.clone(), reason };
+        let invalid = |reason: String| LabelError::Invalid {
+            policy: r.spif.policy_id.clone(),
+            reason,
+        };
         let has = |c: usize| r.cats.binary_search(&c).is_ok();
         let today = today();
         let class = r.class;
         if class.obsolete {
-            return Err(invalid(format!("classification '{}' is obsolete", class.name)));
+            return Err(invalid(format!(
+                "classification '{}' is obsolete",
+                class.name
+            )));
         }
-        within(&class.not_before, &class.not_after, &today).map_err(|e| invalid(format!("classification '{}': {e}", class.name)))?;
+        within(&class.not_before, &class.not_after, &today)
+            .map_err(|e| invalid(format!("classification '{}': {e}", class.name)))?;
         for g in &class.required {
             if !group_matches(g, &has) {
-                return Err(invalid(format!("classification '{}' requires {}", class.name, describe_group(r.spif, g))));
+                return Err(invalid(format!(
+                    "classification '{}' requires {}",
+                    class.name,
+                    describe_group(r.spif, g)
+                )));
             }
         }
         for ex in &class.excluded {
             if let Some(&c) = ex.resolved.iter().find(|&&c| has(c)) {
-                return Err(invalid(format!("classification '{}' excludes category '{}'", class.name, r.spif.categories[c].name)));
+                return Err(invalid(format!(
+                    "classification '{}' excludes category '{}'",
+                    class.name, r.spif.categories[c].name
+                )));
             }
         }
         let mut per_tag: BTreeMap<(usize, usize), u32> = BTreeMap::new();
@@ -213,41 +270,63 @@ impl SpifSet {
             if cat.obsolete {
                 return Err(invalid(format!("category '{}' is obsolete", cat.name)));
             }
-            within(&cat.not_before, &cat.not_after, &today).map_err(|e| invalid(format!("category '{}': {e}", cat.name)))?;
+            within(&cat.not_before, &cat.not_after, &today)
+                .map_err(|e| invalid(format!("category '{}': {e}", cat.name)))?;
             if cat.excluded_classes.contains(&class.lacv) {
-                return Err(invalid(format!("category '{}' is not allowed with classification '{}'", cat.name, class.name)));
+                return Err(invalid(format!(
+                    "category '{}' is not allowed with classification '{}'",
+                    cat.name, class.name
+                )));
             }
             for ex in &cat.excluded {
                 if let Some(&c) = ex.resolved.iter().find(|&&c| has(c)) {
-                    return Err(invalid(format!("category '{}' excludes category '{}'", cat.name, r.spif.categories[c].name)));
+                    return Err(invalid(format!(
+                        "category '{}' excludes category '{}'",
+                        cat.name, r.spif.categories[c].name
+                    )));
                 }
             }
             for g in &cat.required {
                 if !group_matches(g, &has) {
-                    return Err(invalid(format!("category '{}' requires {}", cat.name, describe_group(r.spif, g))));
+                    return Err(invalid(format!(
+                        "category '{}' requires {}",
+                        cat.name,
+                        describe_group(r.spif, g)
+                    )));
                 }
             }
         }
         for (&(ts, t), &n) in &per_tag {
             let tag = &r.spif.tag_sets[ts].tags[t];
             if tag.single_selection && n > 1 {
-                return Err(invalid(format!("tag '{}' allows a single selection, label has {n}", tag.name)));
+                return Err(invalid(format!(
+                    "tag '{}' allows a single selection, label has {n}",
+                    tag.name
+                )));
             }
             if let Some(min) = tag.min_selection {
                 if n < min {
-                    return Err(invalid(format!("tag '{}' needs at least {min} selections, label has {n}", tag.name)));
+                    return Err(invalid(format!(
+                        "tag '{}' needs at least {min} selections, label has {n}",
+                        tag.name
+                    )));
                 }
             }
             if let Some(max) = tag.max_selection {
                 if n > max {
-                    return Err(invalid(format!("tag '{}' allows at most {max} selections, label has {n}", tag.name)));
+                    return Err(invalid(format!(
+                        "tag '{}' allows at most {max} selections, label has {n}",
+                        tag.name
+                    )));
                 }
             }
         }
         if let Some(pm) = &label.privacy_mark {
             let pms = &r.spif.privacy_marks;
             if pms.restricted && !pms.marks.is_empty() && !pms.marks.iter().any(|m| m == pm) {
-                return Err(invalid(format!("privacy mark '{pm}' is not one of the policy's")));
+                return Err(invalid(format!(
+                    "privacy mark '{pm}' is not one of the policy's"
+                )));
             }
         }
         Ok(())
@@ -261,16 +340,26 @@ impl SpifSet {
         let loc = PAGE_BOTTOM;
         let spif = r.spif;
         let pol = spif.markings.get(lang);
-        let sep = pol.map(|m| m.separator.as_str()).filter(|s| !s.is_empty()).unwrap_or(" ");
+        let sep = pol
+            .map(|m| m.separator.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(" ");
         let cat_md = |ci: usize| spif.categories[ci].markings.get(lang);
-        let suppress = r.cats.iter().any(|&c| cat_md(c).is_some_and(|m| m.suppress_class_name(loc)));
+        let suppress = r
+            .cats
+            .iter()
+            .any(|&c| cat_md(c).is_some_and(|m| m.suppress_class_name(loc)));
         let cls = r.class.markings.get(lang);
         let mut out = String::new();
         if let Some(m) = pol.filter(|m| m.replace_policy(loc)) {
             out.push_str(m.policy_phrase(loc, &spif.name));
         } else if let Some(m) = cls.filter(|m| m.replace_policy(loc)) {
             out.push_str(m.policy_phrase(loc, &r.class.name));
-        } else if let Some((m, ci)) = r.cats.iter().find_map(|&c| cat_md(c).filter(|m| m.replace_policy(loc)).map(|m| (m, c))) {
+        } else if let Some((m, ci)) = r
+            .cats
+            .iter()
+            .find_map(|&c| cat_md(c).filter(|m| m.replace_policy(loc)).map(|m| (m, c)))
+        {
             out.push_str(m.policy_phrase(loc, &spif.categories[ci].name));
         } else {
             out.push_str(&spif.name);
@@ -290,26 +379,45 @@ impl SpifSet {
     }
 
     /// Display marking of a clearance: `{CLASS|CLASS…}` in hierarchy order, then categories.
-    pub fn clearance_marking(&self, clearance: &Clearance, lang: Option<&str>) -> Result<String, LabelError> {
+    pub fn clearance_marking(
+        &self,
+        clearance: &Clearance,
+        lang: Option<&str>,
+    ) -> Result<String, LabelError> {
         let spif = self.spif(&clearance.policy)?;
         let lang = lang.unwrap_or("");
         let pol = spif.markings.get(lang);
-        let sep = pol.map(|m| m.separator.as_str()).filter(|s| !s.is_empty()).unwrap_or(" ");
+        let sep = pol
+            .map(|m| m.separator.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(" ");
         let mut classes = Vec::new();
         for l in &clearance.classifications {
             let c = spif
                 .classification(*l)
-                .ok_or_else(|| LabelError::UnknownClassification { policy: spif.policy_id.clone(), classification: l.to_string() })?;
+                .ok_or_else(|| LabelError::UnknownClassification {
+                    policy: spif.policy_id.clone(),
+                    classification: l.to_string(),
+                })?;
             classes.push(c);
         }
         classes.sort_by_key(|c| (c.hierarchy, c.lacv));
         let mut cats = Vec::new();
         for c in &clearance.categories {
-            cats.push(spif.category_index(&c.tag_set, c.tag_type, c.lacv).ok_or_else(|| unknown_cat(spif, c))?);
+            cats.push(
+                spif.category_index(&c.tag_set, c.tag_type, c.lacv)
+                    .ok_or_else(|| unknown_cat(spif, c))?,
+            );
         }
         cats.sort_unstable();
         let mut out = String::from("{");
-        out.push_str(&classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("|"));
+        out.push_str(
+            &classes
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+        );
         out.push('}');
         render_categories(spif, lang, PAGE_BOTTOM, &mut out, &cats, sep);
         if let Some(m) = pol {
@@ -320,9 +428,17 @@ impl SpifSet {
 
     /// Access decision (see the module documentation). An invalid or unresolvable label, or
     /// a policy mismatch, is an error — callers treat every error as deny.
-    pub fn access(&self, label: &Label, clearance: &Clearance) -> Result<AccessDecision, LabelError> {
+    pub fn access(
+        &self,
+        label: &Label,
+        clearance: &Clearance,
+    ) -> Result<AccessDecision, LabelError> {
         if label.policy != clearance.policy {
-            return Err(LabelError::PolicyMismatch { what: "label", got: label.policy.clone(), expected: clearance.policy.clone() });
+            return Err(LabelError::PolicyMismatch {
+                what: "label",
+                got: label.policy.clone(),
+                expected: clearance.policy.clone(),
+            });
         }
         self.validate(label)?;
         let r = self.resolve(label)?;
@@ -339,28 +455,52 @@ impl SpifSet {
         let r = self.resolve(label)?;
         let src = r.spif;
         let dst = self.spif(to)?;
-        let no_eq = |what: String| LabelError::NoEquivalent { target: to.clone(), what };
+        let no_eq = |what: String| LabelError::NoEquivalent {
+            target: to.clone(),
+            what,
+        };
         // Classification.
         let mut required: Vec<&CategoryGroup> = Vec::new();
-        let new_class = if let Some(e) = r.class.equivalents.iter().find(|e| &e.policy == to && e.applied.encrypt()) {
+        let new_class = if let Some(e) = r
+            .class
+            .equivalents
+            .iter()
+            .find(|e| &e.policy == to && e.applied.encrypt())
+        {
             required.extend(e.required.iter());
             e.lacv
         } else {
             dst.classifications
                 .iter()
-                .filter(|c| c.equivalents.iter().any(|e| e.policy == src.policy_id && e.applied.decrypt() && e.lacv == r.class.lacv))
+                .filter(|c| {
+                    c.equivalents.iter().any(|e| {
+                        e.policy == src.policy_id && e.applied.decrypt() && e.lacv == r.class.lacv
+                    })
+                })
                 .max_by_key(|c| c.hierarchy)
                 .map(|c| c.lacv)
-                .ok_or_else(|| no_eq(format!("No equivalent classification for '{}'", r.class.name)))?
+                .ok_or_else(|| {
+                    no_eq(format!(
+                        "No equivalent classification for '{}'",
+                        r.class.name
+                    ))
+                })?
         };
         if dst.classification(new_class).is_none() {
-            return Err(no_eq(format!("equivalent classification lacv {new_class} of '{}' does not exist in {}", r.class.name, dst.name)));
+            return Err(no_eq(format!(
+                "equivalent classification lacv {new_class} of '{}' does not exist in {}",
+                r.class.name, dst.name
+            )));
         }
         // Categories.
         let mut out: BTreeSet<usize> = BTreeSet::new();
         for &ci in &r.cats {
             let cat = &src.categories[ci];
-            let eqs: Vec<_> = cat.equivalents.iter().filter(|e| &e.policy == to && e.applied.encrypt()).collect();
+            let eqs: Vec<_> = cat
+                .equivalents
+                .iter()
+                .filter(|e| &e.policy == to && e.applied.encrypt())
+                .collect();
             if !eqs.is_empty() {
                 for e in eqs {
                     if e.discard {
@@ -370,7 +510,12 @@ impl SpifSet {
                         (Some(ts), Some(l)) => dst.category_index(ts, e.tag_type, l),
                         _ => None,
                     };
-                    out.insert(found.ok_or_else(|| no_eq(format!("equivalent of category '{}' (line {}) does not exist in {}", cat.name, e.line, dst.name)))?);
+                    out.insert(found.ok_or_else(|| {
+                        no_eq(format!(
+                            "equivalent of category '{}' (line {}) does not exist in {}",
+                            cat.name, e.line, dst.name
+                        ))
+                    })?);
                 }
                 continue;
             }
@@ -379,7 +524,12 @@ impl SpifSet {
             let mut any = false;
             for (di, dc) in dst.categories.iter().enumerate() {
                 for e in &dc.equivalents {
-                    if e.policy == src.policy_id && e.applied.decrypt() && e.tag_set.as_ref() == Some(src_ts) && e.tag_type == src_type && e.lacv == Some(cat.lacv) {
+                    if e.policy == src.policy_id
+                        && e.applied.decrypt()
+                        && e.tag_set.as_ref() == Some(src_ts)
+                        && e.tag_type == src_type
+                        && e.lacv == Some(cat.lacv)
+                    {
                         any = true;
                         if !e.discard {
                             out.insert(di);
@@ -396,7 +546,12 @@ impl SpifSet {
         }
         for g in required {
             for m in &g.members {
-                let cats = dst.resolve_spec(m).map_err(|e| no_eq(format!("required category of the equivalence (line {}): {e}", m.line)))?;
+                let cats = dst.resolve_spec(m).map_err(|e| {
+                    no_eq(format!(
+                        "required category of the equivalence (line {}): {e}",
+                        m.line
+                    ))
+                })?;
                 out.extend(cats);
             }
         }
@@ -407,7 +562,10 @@ impl SpifSet {
             privacy_mark: label.privacy_mark.clone(),
         };
         self.validate(&translated).map_err(|e| match e {
-            LabelError::Invalid { policy, reason } => LabelError::Invalid { policy, reason: format!("translated label: {reason}") },
+            LabelError::Invalid { policy, reason } => LabelError::Invalid {
+                policy,
+                reason: format!("translated label: {reason}"),
+            },
             other => other,
         })?;
         Ok(translated)
@@ -419,13 +577,19 @@ impl SpifSet {
         if a.policy != b.policy {
             return false;
         }
-        let (Ok(ra), Ok(rb)) = (self.resolve(a), self.resolve(b)) else { return false };
+        let (Ok(ra), Ok(rb)) = (self.resolve(a), self.resolve(b)) else {
+            return false;
+        };
         if ra.class.hierarchy < rb.class.hierarchy {
             return false;
         }
         let spif = ra.spif;
         let tt = |c: usize| spif.tag_of(c).tag_type;
-        if rb.cats.iter().any(|&c| tt(c).is_restrictive() && ra.cats.binary_search(&c).is_err()) {
+        if rb
+            .cats
+            .iter()
+            .any(|&c| tt(c).is_restrictive() && ra.cats.binary_search(&c).is_err())
+        {
             return false;
         }
         // Permissive tags work inversely: a wider release is *less* sensitive. For every
@@ -436,7 +600,12 @@ impl SpifSet {
             b_perm.entry(tag_key(c)).or_default().push(c);
         }
         for (k, b_vals) in &b_perm {
-            let mut a_vals = ra.cats.iter().copied().filter(|&c| tag_key(c) == *k).peekable();
+            let mut a_vals = ra
+                .cats
+                .iter()
+                .copied()
+                .filter(|&c| tag_key(c) == *k)
+                .peekable();
             if a_vals.peek().is_none() {
                 return false;
             }
@@ -456,32 +625,69 @@ impl SpifSet {
 
     fn label_from_4774_element(&self, root: &xml::Element) -> Result<Label, LabelError> {
         let syn = |m: String| LabelError::Syntax(m);
-        if !root.name.eq_ignore_ascii_case("originatorConfidentialityLabel") || root.namespace.as_deref() != Some(STANAG_4774_NS) {
-            return Err(syn(format!("expected <originatorConfidentialityLabel xmlns='{STANAG_4774_NS}'>, found <{}>", root.name)));
+        if !root
+            .name
+            .eq_ignore_ascii_case("originatorConfidentialityLabel")
+            || root.namespace.as_deref() != Some(STANAG_4774_NS)
+        {
+            return Err(syn(format!(
+                "expected <originatorConfidentialityLabel xmlns='{STANAG_4774_NS}'>, found <{}>",
+                root.name
+            )));
         }
-        let info = root.child("ConfidentialityInformation").ok_or_else(|| syn("Missing confidentiality information".into()))?;
-        let pid = info.child("PolicyIdentifier").ok_or_else(|| syn("No policy in label".into()))?;
+        let info = root
+            .child("ConfidentialityInformation")
+            .ok_or_else(|| syn("Missing confidentiality information".into()))?;
+        let pid = info
+            .child("PolicyIdentifier")
+            .ok_or_else(|| syn("No policy in label".into()))?;
         let pname = pid.trimmed_text();
-        let spif = match pid.attr("URI").or(pid.attr("URL")).filter(|u| u.starts_with("urn:oid:")) {
+        let spif = match pid
+            .attr("URI")
+            .or(pid.attr("URL"))
+            .filter(|u| u.starts_with("urn:oid:"))
+        {
             Some(u) => {
                 let oid = Oid::parse(u).ok_or_else(|| syn(format!("invalid policy URI '{u}'")))?;
                 self.spif(&oid)?
             }
-            None => match self.by_name.get(&pname.to_ascii_lowercase()).map(Vec::as_slice) {
+            None => match self
+                .by_name
+                .get(&pname.to_ascii_lowercase())
+                .map(Vec::as_slice)
+            {
                 Some([one]) => self.spif(one)?,
-                Some(_) => return Err(syn(format!("policy name '{pname}' is ambiguous; use a URI"))),
+                Some(_) => {
+                    return Err(syn(format!(
+                        "policy name '{pname}' is ambiguous; use a URI"
+                    )))
+                }
                 None => return Err(LabelError::UnknownPolicyName(pname.to_string())),
             },
         };
-        let cname = info.child("Classification").map(|c| c.trimmed_text()).ok_or_else(|| syn("label without Classification".into()))?;
+        let cname = info
+            .child("Classification")
+            .map(|c| c.trimmed_text())
+            .ok_or_else(|| syn("label without Classification".into()))?;
         let class = spif
             .classification_by_name(cname)
-            .or_else(|| spif.classifications.iter().find(|c| c.name.eq_ignore_ascii_case(cname)))
-            .ok_or_else(|| LabelError::UnknownClassification { policy: spif.policy_id.clone(), classification: cname.to_string() })?;
-        let privacy_mark = info.child("PrivacyMark").map(|p| p.trimmed_text().to_string());
+            .or_else(|| {
+                spif.classifications
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(cname))
+            })
+            .ok_or_else(|| LabelError::UnknownClassification {
+                policy: spif.policy_id.clone(),
+                classification: cname.to_string(),
+            })?;
+        let privacy_mark = info
+            .child("PrivacyMark")
+            .map(|p| p.trimmed_text().to_string());
         let mut categories = Categories::new();
         for cat in info.children_named("Category") {
-            let ty = cat.attr("Type").ok_or_else(|| syn(format!("line {}: Category without Type", cat.line)))?;
+            let ty = cat
+                .attr("Type")
+                .ok_or_else(|| syn(format!("line {}: Category without Type", cat.line)))?;
             let fits: fn(TagType) -> bool = match ty {
                 "PERMISSIVE" => TagType::is_permissive,
                 "RESTRICTIVE" => TagType::is_restrictive,
@@ -491,11 +697,20 @@ impl SpifSet {
             let ts = match cat.attr("URI").filter(|u| u.starts_with("urn:oid:")) {
                 Some(u) => Oid::parse(u).and_then(|o| spif.tag_set_index(&o)),
                 None => {
-                    let n = cat.attr("TagName").ok_or_else(|| syn(format!("line {}: Category without TagName", cat.line)))?;
-                    spif.tag_set_index_by_name(n).or_else(|| spif.tag_sets.iter().position(|t| t.name.eq_ignore_ascii_case(n)))
+                    let n = cat.attr("TagName").ok_or_else(|| {
+                        syn(format!("line {}: Category without TagName", cat.line))
+                    })?;
+                    spif.tag_set_index_by_name(n).or_else(|| {
+                        spif.tag_sets
+                            .iter()
+                            .position(|t| t.name.eq_ignore_ascii_case(n))
+                    })
                 }
             }
-            .ok_or_else(|| LabelError::UnknownCategory { policy: spif.policy_id.clone(), category: format!("tag set {}", cat.attr("TagName").unwrap_or("?")) })?;
+            .ok_or_else(|| LabelError::UnknownCategory {
+                policy: spif.policy_id.clone(),
+                category: format!("tag set {}", cat.attr("TagName").unwrap_or("?")),
+            })?;
             for v in cat.children_named("GenericValue") {
                 let name = v.trimmed_text();
                 let hits: Vec<usize> = spif.tag_sets[ts]
@@ -512,12 +727,27 @@ impl SpifSet {
                         }
                         categories.insert(spif.category_ref(*one));
                     }
-                    [] => return Err(LabelError::UnknownCategory { policy: spif.policy_id.clone(), category: format!("{ty} '{name}' in '{}'", spif.tag_sets[ts].name) }),
-                    _ => return Err(syn(format!("category name '{name}' is ambiguous in '{}'", spif.tag_sets[ts].name))),
+                    [] => {
+                        return Err(LabelError::UnknownCategory {
+                            policy: spif.policy_id.clone(),
+                            category: format!("{ty} '{name}' in '{}'", spif.tag_sets[ts].name),
+                        })
+                    }
+                    _ => {
+                        return Err(syn(format!(
+                            "category name '{name}' is ambiguous in '{}'",
+                            spif.tag_sets[ts].name
+                        )))
+                    }
                 }
             }
         }
-        Ok(Label { policy: spif.policy_id.clone(), classification: class.lacv, categories, privacy_mark })
+        Ok(Label {
+            policy: spif.policy_id.clone(),
+            classification: class.lacv,
+            categories,
+            privacy_mark,
+        })
     }
 
     /// Serialises `label` as a STANAG 4774 `originatorConfidentialityLabel`.
@@ -543,7 +773,11 @@ impl SpifSet {
                     s.push_str("</Category>");
                 }
                 let ts = &spif.tag_sets[cat.tag_set];
-                s.push_str(&format!("<Category TagName=\"{}\" Type=\"{kind}\" URI=\"urn:oid:{}\">", e(&ts.name), ts.id));
+                s.push_str(&format!(
+                    "<Category TagName=\"{}\" Type=\"{kind}\" URI=\"urn:oid:{}\">",
+                    e(&ts.name),
+                    ts.id
+                ));
                 open = Some((cat.tag_set, kind));
             }
             s.push_str(&format!("<GenericValue>{}</GenericValue>", e(&cat.name)));
@@ -574,12 +808,16 @@ impl SpifSet {
                 } else if root.namespace.as_deref() == Some(STANAG_4774_NS) {
                     self.label_from_4774_element(&root)?
                 } else {
-                    return Err(LabelError::Syntax(format!("unknown label namespace {:?}", root.namespace)));
+                    return Err(LabelError::Syntax(format!(
+                        "unknown label namespace {:?}",
+                        root.namespace
+                    )));
                 }
             }
             Some(b'{') => {
                 let s = text_of(data)?;
-                let v: Value = serde_json::from_str(s).map_err(|e| LabelError::Syntax(format!("label JSON: {e}")))?;
+                let v: Value = serde_json::from_str(s)
+                    .map_err(|e| LabelError::Syntax(format!("label JSON: {e}")))?;
                 Label::from_json(&v)?
             }
             _ => {
@@ -607,11 +845,15 @@ impl SpifSet {
         let spif = self.spif(&c.policy)?;
         for l in &c.classifications {
             if spif.classification(*l).is_none() {
-                return Err(LabelError::UnknownClassification { policy: spif.policy_id.clone(), classification: l.to_string() });
+                return Err(LabelError::UnknownClassification {
+                    policy: spif.policy_id.clone(),
+                    classification: l.to_string(),
+                });
             }
         }
         for cat in &c.categories {
-            spif.category_index(&cat.tag_set, cat.tag_type, cat.lacv).ok_or_else(|| unknown_cat(spif, cat))?;
+            spif.category_index(&cat.tag_set, cat.tag_type, cat.lacv)
+                .ok_or_else(|| unknown_cat(spif, cat))?;
         }
         Ok(c)
     }
@@ -622,18 +864,39 @@ impl SpifSet {
     pub fn check_equivalences(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         let mut err = |spif: &Spif, line: usize, m: String| {
-            out.push(Diagnostic { severity: Severity::Error, code: "SPIF050", message: format!("{}: {m}", spif.name), line: Some(line) })
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                code: "SPIF050",
+                message: format!("{}: {m}", spif.name),
+                line: Some(line),
+            })
         };
         for id in self.policies() {
             let spif = &self.spifs[&id];
             for c in &spif.classifications {
                 for e in &c.equivalents {
-                    let Some(dst) = self.get(&e.policy) else { continue };
+                    let Some(dst) = self.get(&e.policy) else {
+                        continue;
+                    };
                     if e.applied.encrypt() && dst.classification(e.lacv).is_none() {
-                        err(spif, e.line, format!("classification '{}' maps to lacv {} which {} does not have", c.name, e.lacv, dst.name));
+                        err(
+                            spif,
+                            e.line,
+                            format!(
+                                "classification '{}' maps to lacv {} which {} does not have",
+                                c.name, e.lacv, dst.name
+                            ),
+                        );
                     }
                     if e.applied.decrypt() && dst.classification(e.lacv).is_none() {
-                        err(spif, e.line, format!("classification '{}' is mapped from lacv {} which {} does not have", c.name, e.lacv, dst.name));
+                        err(
+                            spif,
+                            e.line,
+                            format!(
+                                "classification '{}' is mapped from lacv {} which {} does not have",
+                                c.name, e.lacv, dst.name
+                            ),
+                        );
                     }
                     for g in &e.required {
                         for m in &g.members {
@@ -646,18 +909,29 @@ impl SpifSet {
             }
             for cat in &spif.categories {
                 for e in cat.equivalents.iter().filter(|e| !e.discard) {
-                    let Some(dst) = self.get(&e.policy) else { continue };
+                    let Some(dst) = self.get(&e.policy) else {
+                        continue;
+                    };
                     let ok = match (&e.tag_set, e.lacv) {
                         (Some(ts), Some(l)) => dst.category_index(ts, e.tag_type, l).is_some(),
                         _ => false,
                     };
                     if !ok {
-                        err(spif, e.line, format!("category '{}' maps to a category {} does not have", cat.name, dst.name));
+                        err(
+                            spif,
+                            e.line,
+                            format!(
+                                "category '{}' maps to a category {} does not have",
+                                cat.name, dst.name
+                            ),
+                        );
                     }
                 }
             }
             for ep in &spif.equivalent_policies {
-                let Some(dst) = self.get(&ep.id) else { continue };
+                let Some(dst) = self.get(&ep.id) else {
+                    continue;
+                };
                 for g in &ep.required {
                     for m in &g.members {
                         if let Err(x) = dst.resolve_spec(m) {
@@ -672,7 +946,10 @@ impl SpifSet {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, LabelError> {
-    let io = |e: std::io::Error| LabelError::Io { path: path.display().to_string(), message: e.to_string() };
+    let io = |e: std::io::Error| LabelError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > MAX_LABEL_BYTES as u64 {
         return Err(LabelError::TooLarge(meta.len() as usize));
@@ -683,7 +960,11 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, LabelError> {
 fn decide(r: &Resolved<'_>, clearance: &Clearance) -> AccessDecision {
     let spif = r.spif;
     // Hierarchical: a clearance for a classification covers every lower one.
-    let cleared = clearance.classifications.iter().filter_map(|l| spif.classification(*l)).any(|c| c.hierarchy >= r.class.hierarchy);
+    let cleared = clearance
+        .classifications
+        .iter()
+        .filter_map(|l| spif.classification(*l))
+        .any(|c| c.hierarchy >= r.class.hierarchy);
     if !cleared {
         return AccessDecision::Deny;
     }
@@ -711,7 +992,14 @@ fn sorted_refs(spif: &Spif, cats: &[usize]) -> Vec<CategoryRef> {
     cats.iter().map(|&c| spif.category_ref(c)).collect()
 }
 
-fn render_categories(spif: &Spif, lang: &str, loc: u32, out: &mut String, cats: &[usize], sep: &str) {
+fn render_categories(
+    spif: &Spif,
+    lang: &str,
+    loc: u32,
+    out: &mut String,
+    cats: &[usize],
+    sep: &str,
+) {
     let mut cur: Option<(usize, usize)> = None;
     let mut tag_suffix = String::new();
     let mut tag_sep = String::from("/");
@@ -733,7 +1021,11 @@ fn render_categories(spif: &Spif, lang: &str, loc: u32, out: &mut String, cats: 
             match tag.markings.get(lang) {
                 Some(m) => {
                     tag_suffix = m.suffix.clone();
-                    tag_sep = if m.separator.is_empty() { "/".into() } else { m.separator.clone() };
+                    tag_sep = if m.separator.is_empty() {
+                        "/".into()
+                    } else {
+                        m.separator.clone()
+                    };
                     out.push_str(&m.prefix);
                 }
                 None => {
@@ -783,11 +1075,20 @@ mod tests {
     }
 
     fn cat(ts: &str, t: TagType, l: u64) -> CategoryRef {
-        CategoryRef { tag_set: oid(ts), tag_type: t, lacv: Lacv(l) }
+        CategoryRef {
+            tag_set: oid(ts),
+            tag_type: t,
+            lacv: Lacv(l),
+        }
     }
 
     fn deu(class: u64, cats: &[CategoryRef]) -> Label {
-        Label { policy: oid(DEU), classification: Lacv(class), categories: cats.iter().cloned().collect(), privacy_mark: None }
+        Label {
+            policy: oid(DEU),
+            classification: Lacv(class),
+            categories: cats.iter().cloned().collect(),
+            privacy_mark: None,
+        }
     }
 
     const FREIGABE: &str = "1.3.6.1.4.1.99999.1.1.1";
@@ -796,7 +1097,11 @@ mod tests {
     #[test]
     fn shipped_spifs_load_without_errors_and_equivalences_resolve() {
         let s = set();
-        assert!(s.check_equivalences().is_empty(), "{:?}", s.check_equivalences());
+        assert!(
+            s.check_equivalences().is_empty(),
+            "{:?}",
+            s.check_equivalences()
+        );
         assert!(s.get(&oid(DEU)).unwrap().warnings.is_empty());
     }
 
@@ -806,20 +1111,34 @@ mod tests {
         let g = deu(4, &[cat(FREIGABE, TagType::Permissive, 276)]);
         s.validate(&g).unwrap();
         assert_eq!(s.marking(&g, None).unwrap(), "GEHEIM - Freigabe an DEU");
-        assert_eq!(s.marking(&g, Some("en-GB")).unwrap(), "SECRET (GEHEIM) - Releasable to Germany");
+        assert_eq!(
+            s.marking(&g, Some("en-GB")).unwrap(),
+            "SECRET (GEHEIM) - Releasable to Germany"
+        );
         let n = s.translate(&g, &oid(NATO)).unwrap();
         assert_eq!(n.policy, oid(NATO));
         assert_eq!(n.classification, Lacv(4));
-        assert_eq!(s.marking(&n, None).unwrap(), "NATO SECRET Releasable to Germany");
+        assert_eq!(
+            s.marking(&n, None).unwrap(),
+            "NATO SECRET Releasable to Germany"
+        );
         let back = s.translate(&n, &oid(DEU)).unwrap();
         assert_eq!(back, g, "round trip");
         // All four equivalences of BRIEF §5.
-        for (l, want) in [(2, "NATO RESTRICTED"), (3, "NATO CONFIDENTIAL"), (4, "NATO SECRET"), (5, "COSMIC TOP SECRET")] {
+        for (l, want) in [
+            (2, "NATO RESTRICTED"),
+            (3, "NATO CONFIDENTIAL"),
+            (4, "NATO SECRET"),
+            (5, "COSMIC TOP SECRET"),
+        ] {
             let t = s.translate(&deu(l, &[]), &oid(NATO)).unwrap();
             assert_eq!(s.marking(&t, None).unwrap(), want);
             assert_eq!(s.translate(&t, &oid(DEU)).unwrap(), deu(l, &[]));
         }
-        assert_eq!(s.marking(&deu(2, &[]), None).unwrap(), "VS-NUR FÜR DEN DIENSTGEBRAUCH");
+        assert_eq!(
+            s.marking(&deu(2, &[]), None).unwrap(),
+            "VS-NUR FÜR DEN DIENSTGEBRAUCH"
+        );
     }
 
     #[test]
@@ -831,41 +1150,93 @@ mod tests {
         assert!(matches!(e, LabelError::NoEquivalent { .. }), "{e}");
         assert!(e.to_string().contains("EU"), "{e}");
         let sperr = deu(4, &[cat(ZUSATZ, TagType::Restrictive, 10)]);
-        assert!(matches!(s.translate(&sperr, &oid(NATO)), Err(LabelError::NoEquivalent { .. })));
-        let nu = Label { policy: oid(NATO), classification: Lacv(1), categories: Default::default(), privacy_mark: None };
+        assert!(matches!(
+            s.translate(&sperr, &oid(NATO)),
+            Err(LabelError::NoEquivalent { .. })
+        ));
+        let nu = Label {
+            policy: oid(NATO),
+            classification: Lacv(1),
+            categories: Default::default(),
+            privacy_mark: None,
+        };
         let e = s.translate(&nu, &oid(DEU)).unwrap_err();
-        assert!(e.to_string().contains("No equivalent classification"), "{e}");
+        assert!(
+            e.to_string().contains("No equivalent classification"),
+            "{e}"
+        );
         // An unknown target policy, and an invalid source label, fail too.
-        assert!(matches!(s.translate(&deu(4, &[]), &oid("1.2.3")), Err(LabelError::UnknownPolicy(_))));
+        assert!(matches!(
+            s.translate(&deu(4, &[]), &oid("1.2.3")),
+            Err(LabelError::UnknownPolicy(_))
+        ));
         let invalid = deu(2, &[cat(ZUSATZ, TagType::Restrictive, 2)]);
-        assert!(matches!(s.translate(&invalid, &oid(NATO)), Err(LabelError::Invalid { .. })));
+        assert!(matches!(
+            s.translate(&invalid, &oid(NATO)),
+            Err(LabelError::Invalid { .. })
+        ));
         // STRENG GEHEIM released to DEU is invalid in both policies, so never translated.
-        assert!(s.validate(&deu(5, &[cat(FREIGABE, TagType::Permissive, 276)])).is_err());
+        assert!(s
+            .validate(&deu(5, &[cat(FREIGABE, TagType::Permissive, 276)]))
+            .is_err());
     }
 
     #[test]
     fn access_decisions() {
         let s = set();
-        let clr = |classes: &[u64], cats: &[CategoryRef]| Clearance { policy: oid(DEU), classifications: classes.iter().map(|&l| Lacv(l)).collect(), categories: cats.iter().cloned().collect() };
+        let clr = |classes: &[u64], cats: &[CategoryRef]| Clearance {
+            policy: oid(DEU),
+            classifications: classes.iter().map(|&l| Lacv(l)).collect(),
+            categories: cats.iter().cloned().collect(),
+        };
         let nfd = deu(2, &[]);
         let geheim = deu(4, &[]);
         let peer = clr(&[2], &[cat(FREIGABE, TagType::Permissive, 276)]);
         assert_eq!(s.access(&nfd, &peer).unwrap(), AccessDecision::Grant);
-        assert_eq!(s.access(&deu(1, &[]), &peer).unwrap(), AccessDecision::Grant, "clearances are hierarchical");
+        assert_eq!(
+            s.access(&deu(1, &[]), &peer).unwrap(),
+            AccessDecision::Grant,
+            "clearances are hierarchical"
+        );
         assert_eq!(s.access(&geheim, &peer).unwrap(), AccessDecision::Deny);
         // Release category excludes the peer.
         let to_fra = deu(2, &[cat(FREIGABE, TagType::Permissive, 250)]);
         assert_eq!(s.access(&to_fra, &peer).unwrap(), AccessDecision::Deny);
-        let to_fra_deu = deu(2, &[cat(FREIGABE, TagType::Permissive, 250), cat(FREIGABE, TagType::Permissive, 276)]);
+        let to_fra_deu = deu(
+            2,
+            &[
+                cat(FREIGABE, TagType::Permissive, 250),
+                cat(FREIGABE, TagType::Permissive, 276),
+            ],
+        );
         assert_eq!(s.access(&to_fra_deu, &peer).unwrap(), AccessDecision::Grant);
         // Restrictive categories must all be held.
         let krypto = deu(4, &[cat(ZUSATZ, TagType::Restrictive, 2)]);
-        assert_eq!(s.access(&krypto, &clr(&[4], &[])).unwrap(), AccessDecision::Deny);
-        assert_eq!(s.access(&krypto, &clr(&[4], &[cat(ZUSATZ, TagType::Restrictive, 2)])).unwrap(), AccessDecision::Grant);
+        assert_eq!(
+            s.access(&krypto, &clr(&[4], &[])).unwrap(),
+            AccessDecision::Deny
+        );
+        assert_eq!(
+            s.access(&krypto, &clr(&[4], &[cat(ZUSATZ, TagType::Restrictive, 2)]))
+                .unwrap(),
+            AccessDecision::Grant
+        );
         // Policy mismatch and invalid labels are errors (deny).
-        let nato_clr = Clearance { policy: oid(NATO), classifications: [Lacv(4)].into(), categories: Default::default() };
-        assert!(matches!(s.access(&geheim, &nato_clr), Err(LabelError::PolicyMismatch { .. })));
-        assert!(s.access(&deu(2, &[cat(ZUSATZ, TagType::Restrictive, 2)]), &clr(&[2], &[cat(ZUSATZ, TagType::Restrictive, 2)])).is_err());
+        let nato_clr = Clearance {
+            policy: oid(NATO),
+            classifications: [Lacv(4)].into(),
+            categories: Default::default(),
+        };
+        assert!(matches!(
+            s.access(&geheim, &nato_clr),
+            Err(LabelError::PolicyMismatch { .. })
+        ));
+        assert!(s
+            .access(
+                &deu(2, &[cat(ZUSATZ, TagType::Restrictive, 2)]),
+                &clr(&[2], &[cat(ZUSATZ, TagType::Restrictive, 2)])
+            )
+            .is_err());
     }
 
     #[test]
@@ -874,55 +1245,114 @@ mod tests {
         let p = |l| cat(FREIGABE, TagType::Permissive, l);
         let room = deu(4, &[p(276), p(250)]);
         assert!(s.dominates(&room, &room));
-        assert!(s.dominates(&room, &deu(2, &[])), "an unrestricted VS-NfD event fits a GEHEIM room released to DEU+FRA");
-        assert!(s.dominates(&room, &deu(2, &[p(276), p(250), p(840)])), "wider release is less sensitive");
-        assert!(!s.dominates(&room, &deu(2, &[p(276)])), "an event released to DEU only is more restricted than the room");
+        assert!(
+            s.dominates(&room, &deu(2, &[])),
+            "an unrestricted VS-NfD event fits a GEHEIM room released to DEU+FRA"
+        );
+        assert!(
+            s.dominates(&room, &deu(2, &[p(276), p(250), p(840)])),
+            "wider release is less sensitive"
+        );
+        assert!(
+            !s.dominates(&room, &deu(2, &[p(276)])),
+            "an event released to DEU only is more restricted than the room"
+        );
         assert!(!s.dominates(&room, &deu(5, &[])));
         assert!(!s.dominates(&deu(4, &[]), &deu(4, &[p(276)])));
-        assert!(!s.dominates(&deu(4, &[]), &deu(4, &[cat(ZUSATZ, TagType::Restrictive, 2)])));
-        assert!(s.dominates(&deu(4, &[cat(ZUSATZ, TagType::Restrictive, 2)]), &deu(4, &[])));
-        let nato = Label { policy: oid(NATO), classification: Lacv(1), categories: Default::default(), privacy_mark: None };
+        assert!(!s.dominates(
+            &deu(4, &[]),
+            &deu(4, &[cat(ZUSATZ, TagType::Restrictive, 2)])
+        ));
+        assert!(s.dominates(
+            &deu(4, &[cat(ZUSATZ, TagType::Restrictive, 2)]),
+            &deu(4, &[])
+        ));
+        let nato = Label {
+            policy: oid(NATO),
+            classification: Lacv(1),
+            categories: Default::default(),
+            privacy_mark: None,
+        };
         assert!(!s.dominates(&deu(5, &[]), &nato), "different policies");
         let unknown = deu(9, &[]);
-        assert!(!s.dominates(&unknown, &deu(1, &[])), "unresolvable -> false");
+        assert!(
+            !s.dominates(&unknown, &deu(1, &[])),
+            "unresolvable -> false"
+        );
     }
 
     #[test]
     fn stanag_4774_round_trip() {
         let s = set();
-        let g = Label { privacy_mark: Some("Übung <A&B>".into()), ..deu(4, &[cat(FREIGABE, TagType::Permissive, 276), cat(ZUSATZ, TagType::Restrictive, 2)]) };
+        let g = Label {
+            privacy_mark: Some("Übung <A&B>".into()),
+            ..deu(
+                4,
+                &[
+                    cat(FREIGABE, TagType::Permissive, 276),
+                    cat(ZUSATZ, TagType::Restrictive, 2),
+                ],
+            )
+        };
         let x = s.to_4774_xml(&g).unwrap();
         assert!(x.contains("<Classification>GEHEIM</Classification>"), "{x}");
         assert!(x.contains("&lt;A&amp;B&gt;"), "{x}");
         assert_eq!(s.label_from_4774_xml(&x).unwrap(), g);
         assert_eq!(s.parse_label(x.as_bytes()).unwrap(), g);
-        assert_eq!(s.parse_label(g.to_json().to_string().as_bytes()).unwrap(), g);
+        assert_eq!(
+            s.parse_label(g.to_json().to_string().as_bytes()).unwrap(),
+            g
+        );
         assert_eq!(s.parse_label(g.to_spiffing_xml().as_bytes()).unwrap(), g);
         // Unknown names fail.
         let bad = x.replace("GEHEIM", "SUPERGEHEIM");
-        assert!(matches!(s.label_from_4774_xml(&bad), Err(LabelError::UnknownClassification { .. })));
+        assert!(matches!(
+            s.label_from_4774_xml(&bad),
+            Err(LabelError::UnknownClassification { .. })
+        ));
         let bad = x.replace(">DEU<", ">XYZ<");
-        assert!(matches!(s.label_from_4774_xml(&bad), Err(LabelError::UnknownCategory { .. })));
+        assert!(matches!(
+            s.label_from_4774_xml(&bad),
+            Err(LabelError::UnknownCategory { .. })
+        ));
     }
 
     #[test]
     fn parse_label_errors() {
         let s = set();
         assert_eq!(s.parse_label(b"").unwrap_err(), LabelError::NoData);
-        assert!(matches!(s.parse_label(&vec![b' '; MAX_LABEL_BYTES + 1]), Err(LabelError::TooLarge(_))));
-        let e = s.load_label_file(Path::new("/nonexistent/label.xml")).unwrap_err();
+        assert!(matches!(
+            s.parse_label(&vec![b' '; MAX_LABEL_BYTES + 1]),
+            Err(LabelError::TooLarge(_))
+        ));
+        let e = s
+            .load_label_file(Path::new("/nonexistent/label.xml"))
+            .unwrap_err();
         assert!(e.to_string().starts_with("No data to parse"), "{e}");
         let unknown = br#"{"policy":"1.1","classification":1}"#;
-        assert_eq!(s.parse_label(unknown).unwrap_err().to_string(), "Unknown policy id: 1.1");
-        let bad_cat = format!(r#"{{"policy":"{DEU}","classification":1,"categories":[{{"tag_set":"{FREIGABE}","type":"restrictive","lacv":276}}]}}"#);
-        assert!(matches!(s.parse_label(bad_cat.as_bytes()), Err(LabelError::UnknownCategory { .. })), "wrong tag type");
+        assert_eq!(
+            s.parse_label(unknown).unwrap_err().to_string(),
+            "Unknown policy id: 1.1"
+        );
+        let bad_cat = format!(
+            r#"{{"policy":"{DEU}","classification":1,"categories":[{{"tag_set":"{FREIGABE}","type":"restrictive","lacv":276}}]}}"#
+        );
+        assert!(
+            matches!(
+                s.parse_label(bad_cat.as_bytes()),
+                Err(LabelError::UnknownCategory { .. })
+            ),
+            "wrong tag type"
+        );
     }
 
     /// Garbled and truncated inputs never panic (SPIF, labels in every format, clearances).
     #[test]
     fn garbled_inputs_do_not_panic() {
         let s = set();
-        let label = s.to_4774_xml(&deu(4, &[cat(FREIGABE, TagType::Permissive, 276)])).unwrap();
+        let label = s
+            .to_4774_xml(&deu(4, &[cat(FREIGABE, TagType::Permissive, 276)]))
+            .unwrap();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             rng ^= rng << 13;
@@ -955,29 +1385,57 @@ mod tests {
     }
 
     fn arb_deu_label() -> impl Strategy<Value = Label> {
-        (1u64..=5, proptest::collection::btree_set(prop_oneof![Just(276u64), Just(250), Just(840), Just(1001), Just(2000)], 0..4), any::<bool>(), any::<bool>()).prop_map(|(c, rel, krypto, sperr)| {
-            let mut cats: Vec<CategoryRef> = rel.into_iter().map(|l| cat(FREIGABE, TagType::Permissive, l)).collect();
-            if krypto {
-                cats.push(cat(ZUSATZ, TagType::Restrictive, 2));
-            }
-            if sperr {
-                cats.push(cat(ZUSATZ, TagType::Restrictive, 10));
-            }
-            deu(c, &cats)
-        })
+        (
+            1u64..=5,
+            proptest::collection::btree_set(
+                prop_oneof![Just(276u64), Just(250), Just(840), Just(1001), Just(2000)],
+                0..4,
+            ),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(c, rel, krypto, sperr)| {
+                let mut cats: Vec<CategoryRef> = rel
+                    .into_iter()
+                    .map(|l| cat(FREIGABE, TagType::Permissive, l))
+                    .collect();
+                if krypto {
+                    cats.push(cat(ZUSATZ, TagType::Restrictive, 2));
+                }
+                if sperr {
+                    cats.push(cat(ZUSATZ, TagType::Restrictive, 10));
+                }
+                deu(c, &cats)
+            })
     }
 
     fn arb_deu_clearance() -> impl Strategy<Value = Clearance> {
-        (proptest::collection::btree_set(1u64..=5, 0..5), proptest::collection::btree_set(prop_oneof![Just(276u64), Just(250), Just(840), Just(1001), Just(2000)], 0..5), any::<bool>(), any::<bool>()).prop_map(|(cls, rel, k, sp)| {
-            let mut cats: Categories = rel.into_iter().map(|l| cat(FREIGABE, TagType::Permissive, l)).collect();
-            if k {
-                cats.insert(cat(ZUSATZ, TagType::Restrictive, 2));
-            }
-            if sp {
-                cats.insert(cat(ZUSATZ, TagType::Restrictive, 10));
-            }
-            Clearance { policy: oid(DEU), classifications: cls.into_iter().map(Lacv).collect(), categories: cats }
-        })
+        (
+            proptest::collection::btree_set(1u64..=5, 0..5),
+            proptest::collection::btree_set(
+                prop_oneof![Just(276u64), Just(250), Just(840), Just(1001), Just(2000)],
+                0..5,
+            ),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(cls, rel, k, sp)| {
+                let mut cats: Categories = rel
+                    .into_iter()
+                    .map(|l| cat(FREIGABE, TagType::Permissive, l))
+                    .collect();
+                if k {
+                    cats.insert(cat(ZUSATZ, TagType::Restrictive, 2));
+                }
+                if sp {
+                    cats.insert(cat(ZUSATZ, TagType::Restrictive, 10));
+                }
+                Clearance {
+                    policy: oid(DEU),
+                    classifications: cls.into_iter().map(Lacv).collect(),
+                    categories: cats,
+                }
+            })
     }
 
     fn grant(s: &SpifSet, l: &Label, c: &Clearance) -> bool {

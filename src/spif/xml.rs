@@ -45,7 +45,11 @@ impl Element {
     /// Attribute by local name (prefix ignored), except `xml:lang`, which must match exactly.
     pub fn attr(&self, name: &str) -> Option<&str> {
         if name.contains(':') {
-            return self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            return self
+                .attrs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
         }
         self.attrs
             .iter()
@@ -74,7 +78,11 @@ impl Element {
 
 fn line_of(input: &str, pos: u64) -> usize {
     let pos = (pos as usize).min(input.len());
-    input.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1
+    input.as_bytes()[..pos]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn split_qname(q: &str) -> (Option<&str>, &str) {
@@ -87,7 +95,13 @@ fn split_qname(q: &str) -> (Option<&str>, &str) {
 /// Parses `input` (at most `max_bytes` long) into its root element.
 pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
     if input.len() > max_bytes {
-        return Err(XmlError { line: 1, message: format!("document too large ({} bytes, limit {max_bytes})", input.len()) });
+        return Err(XmlError {
+            line: 1,
+            message: format!(
+                "document too large ({} bytes, limit {max_bytes})",
+                input.len()
+            ),
+        });
     }
     let mut reader = Reader::from_str(input);
     {
@@ -101,10 +115,15 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
     let mut scopes: Vec<HashMap<String, String>> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
-    let err = |pos: u64, m: String| XmlError { line: line_of(input, pos), message: m };
+    let err = |pos: u64, m: String| XmlError {
+        line: line_of(input, pos),
+        message: m,
+    };
     loop {
         let pos = reader.buffer_position();
-        let ev = reader.read_event().map_err(|e| err(reader.error_position(), e.to_string()))?;
+        let ev = reader
+            .read_event()
+            .map_err(|e| err(reader.error_position(), e.to_string()))?;
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
                 let empty = matches!(ev, Event::Empty(_));
@@ -118,13 +137,20 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(err(pos, format!("nesting deeper than {MAX_DEPTH}")));
                 }
-                let qname = std::str::from_utf8(s.name().as_ref()).map_err(|_| err(pos, "element name is not UTF-8".into()))?.to_string();
+                let qname = std::str::from_utf8(s.name().as_ref())
+                    .map_err(|_| err(pos, "element name is not UTF-8".into()))?
+                    .to_string();
                 let mut attrs = Vec::new();
                 let mut scope = HashMap::new();
                 for a in s.attributes() {
                     let a = a.map_err(|e| err(pos, e.to_string()))?;
-                    let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| err(pos, "attribute name is not UTF-8".into()))?.to_string();
-                    let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| err(pos, e.to_string()))?.into_owned();
+                    let key = std::str::from_utf8(a.key.as_ref())
+                        .map_err(|_| err(pos, "attribute name is not UTF-8".into()))?
+                        .to_string();
+                    let value = a
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|e| err(pos, e.to_string()))?
+                        .into_owned();
                     if key == "xmlns" {
                         scope.insert(String::new(), value.clone());
                     } else if let Some(p) = key.strip_prefix("xmlns:") {
@@ -136,7 +162,14 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
                 let (prefix, local) = split_qname(&qname);
                 let want = prefix.unwrap_or("");
                 let namespace = scopes.iter().rev().find_map(|s| s.get(want)).cloned();
-                let el = Element { name: local.to_string(), namespace, attrs, children: Vec::new(), text: String::new(), line: line_of(input, pos) };
+                let el = Element {
+                    name: local.to_string(),
+                    namespace,
+                    attrs,
+                    children: Vec::new(),
+                    text: String::new(),
+                    line: line_of(input, pos),
+                };
                 if empty {
                     scopes.pop();
                     match stack.last_mut() {
@@ -148,7 +181,9 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| err(pos, "unexpected end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| err(pos, "unexpected end tag".into()))?;
                 scopes.pop();
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -199,9 +234,15 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
         }
     }
     if !stack.is_empty() {
-        return Err(XmlError { line: line_of(input, input.len() as u64), message: "unexpected end of document (unclosed element)".into() });
+        return Err(XmlError {
+            line: line_of(input, input.len() as u64),
+            message: "unexpected end of document (unclosed element)".into(),
+        });
     }
-    root.ok_or(XmlError { line: 1, message: "no root element".into() })
+    root.ok_or(XmlError {
+        line: 1,
+        message: "no root element".into(),
+    })
 }
 
 /// Escapes text for element content or a double-quoted attribute value.

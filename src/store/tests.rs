@@ -55,7 +55,15 @@ fn open_creates_file_with_schema_and_private_mode() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["room_labels", "room_pauses", "room_versions", "txn_decisions"]);
+    assert_eq!(
+        tables,
+        [
+            "room_labels",
+            "room_pauses",
+            "room_versions",
+            "txn_decisions"
+        ]
+    );
 }
 
 #[test]
@@ -177,24 +185,48 @@ fn room_labels_persist_replace_and_are_cached() {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.room_label(ROOM).unwrap(), None, "unknown room");
         // The negative cache is updated by the write.
-        s.put_room_label(ROOM, &room_label(r#"{"policy":"1.2","classification":2}"#, 1)).unwrap();
+        s.put_room_label(
+            ROOM,
+            &room_label(r#"{"policy":"1.2","classification":2}"#, 1),
+        )
+        .unwrap();
         assert_eq!(s.room_label(ROOM).unwrap().unwrap().origin_server_ts, 1);
-        s.put_room_label(ROOM, &room_label(r#"{"policy":"1.2","classification":4}"#, 2)).unwrap();
+        s.put_room_label(
+            ROOM,
+            &room_label(r#"{"policy":"1.2","classification":4}"#, 2),
+        )
+        .unwrap();
         let clone = s.clone();
-        assert_eq!(clone.room_label(ROOM).unwrap().unwrap().label, r#"{"policy":"1.2","classification":4}"#);
+        assert_eq!(
+            clone.room_label(ROOM).unwrap().unwrap().label,
+            r#"{"policy":"1.2","classification":4}"#
+        );
     }
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.room_label(ROOM).unwrap(), Some(room_label(r#"{"policy":"1.2","classification":4}"#, 2)), "replaced row persisted");
+    assert_eq!(
+        s.room_label(ROOM).unwrap(),
+        Some(room_label(r#"{"policy":"1.2","classification":4}"#, 2)),
+        "replaced row persisted"
+    );
     assert_eq!(s.room_label("!other:x").unwrap(), None);
 }
 
 #[test]
 fn room_labels_refuse_bad_input() {
     let s = Store::open_in_memory().unwrap();
-    assert!(matches!(s.put_room_label("no-bang", &room_label("{}", 1)), Err(StoreError::InvalidInput { .. })));
-    assert!(matches!(s.put_room_label(ROOM, &room_label("", 1)), Err(StoreError::InvalidInput { .. })));
+    assert!(matches!(
+        s.put_room_label("no-bang", &room_label("{}", 1)),
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        s.put_room_label(ROOM, &room_label("", 1)),
+        Err(StoreError::InvalidInput { .. })
+    ));
     let big = "x".repeat(MAX_ROOM_LABEL_BYTES + 1);
-    assert!(matches!(s.put_room_label(ROOM, &room_label(&big, 1)), Err(StoreError::InvalidInput { .. })));
+    assert!(matches!(
+        s.put_room_label(ROOM, &room_label(&big, 1)),
+        Err(StoreError::InvalidInput { .. })
+    ));
     assert_eq!(s.room_label(ROOM).unwrap(), None, "nothing stored");
 }
 
@@ -205,7 +237,11 @@ fn version_1_file_migrates_to_room_labels_keeping_data() {
     {
         let mut c = raw_conn(&path);
         schema::migrate(&mut c, &schema::MIGRATIONS[..1], "test").unwrap();
-        c.execute("INSERT INTO room_versions VALUES (?1, '10', 'make_join', 1)", [ROOM]).unwrap();
+        c.execute(
+            "INSERT INTO room_versions VALUES (?1, '10', 'make_join', 1)",
+            [ROOM],
+        )
+        .unwrap();
         assert_eq!(schema::user_version(&c).unwrap(), 1);
     }
     let s = Store::open(&path).unwrap();

@@ -44,11 +44,31 @@ fn rank(c: char, a: char) -> u8 {
 /// Latin small capitals and the ASCII capital each one shows (Unicode blocks IPA Extensions,
 /// Phonetic Extensions, Latin Extended-D).
 pub const SMALL_CAPITALS: &[(char, char)] = &[
-    ('\u{1d00}', 'A'), ('\u{299}', 'B'), ('\u{1d04}', 'C'), ('\u{1d05}', 'D'), ('\u{1d07}', 'E'),
-    ('\u{a730}', 'F'), ('\u{262}', 'G'), ('\u{29c}', 'H'), ('\u{26a}', 'I'), ('\u{1d0a}', 'J'),
-    ('\u{1d0b}', 'K'), ('\u{29f}', 'L'), ('\u{1d0d}', 'M'), ('\u{274}', 'N'), ('\u{1d0f}', 'O'),
-    ('\u{1d18}', 'P'), ('\u{a7af}', 'Q'), ('\u{280}', 'R'), ('\u{a731}', 'S'), ('\u{1d1b}', 'T'),
-    ('\u{1d1c}', 'U'), ('\u{1d20}', 'V'), ('\u{1d21}', 'W'), ('\u{28f}', 'Y'), ('\u{1d22}', 'Z'),
+    ('\u{1d00}', 'A'),
+    ('\u{299}', 'B'),
+    ('\u{1d04}', 'C'),
+    ('\u{1d05}', 'D'),
+    ('\u{1d07}', 'E'),
+    ('\u{a730}', 'F'),
+    ('\u{262}', 'G'),
+    ('\u{29c}', 'H'),
+    ('\u{26a}', 'I'),
+    ('\u{1d0a}', 'J'),
+    ('\u{1d0b}', 'K'),
+    ('\u{29f}', 'L'),
+    ('\u{1d0d}', 'M'),
+    ('\u{274}', 'N'),
+    ('\u{1d0f}', 'O'),
+    ('\u{1d18}', 'P'),
+    ('\u{a7af}', 'Q'),
+    ('\u{280}', 'R'),
+    ('\u{a731}', 'S'),
+    ('\u{1d1b}', 'T'),
+    ('\u{1d1c}', 'U'),
+    ('\u{1d20}', 'V'),
+    ('\u{1d21}', 'W'),
+    ('\u{28f}', 'Y'),
+    ('\u{1d22}', 'Z'),
 ];
 
 fn build() -> Vec<(char, char)> {
@@ -145,7 +165,11 @@ mod tests {
         assert_eq!(prototype('\u{397}'), Some('H'), "Greek capital eta");
         assert_eq!(prototype('\u{41d}'), Some('H'), "Cyrillic capital en");
         assert_eq!(prototype('G'), None, "ASCII is never mapped");
-        assert_eq!(map_str("\u{262}\u{1d07}\u{29c}\u{1d07}\u{26a}\u{1d0d}"), "GEHEIM", "Latin small capitals");
+        assert_eq!(
+            map_str("\u{262}\u{1d07}\u{29c}\u{1d07}\u{26a}\u{1d0d}"),
+            "GEHEIM",
+            "Latin small capitals"
+        );
         assert_eq!(prototype('ß'), None);
         assert_eq!(map_str("G\u{415}H\u{415}\u{406}\u{41c}"), "GEHEIM");
     }

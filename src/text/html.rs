@@ -74,7 +74,8 @@ fn append(view: &mut View, src: &str, value: &[u8], span: Span<usize>) {
         span.end.min(src.len()).max(span.start.min(src.len())),
     );
     let before = view.text.len();
-    if src.as_bytes().get(s..e) == Some(value) && src.is_char_boundary(s) && src.is_char_boundary(e) {
+    if src.as_bytes().get(s..e) == Some(value) && src.is_char_boundary(s) && src.is_char_boundary(e)
+    {
         // The original bytes themselves (no reference decoded): no UTF-8 check needed.
         view.text.push_str(&src[s..e]);
         view.map.extend((s..e).map(|k| (k as u32, k as u32 + 1)));

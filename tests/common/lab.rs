@@ -57,7 +57,11 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 break i;
             }
             let n = stream.read(&mut chunk).await.expect("read head");
-            assert!(n > 0, "connection closed before a response head: {:?}", String::from_utf8_lossy(&buf));
+            assert!(
+                n > 0,
+                "connection closed before a response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
             buf.extend_from_slice(&chunk[..n]);
         };
         let head_text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -74,7 +78,8 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             .collect();
         let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let mut rest = buf[head_end + 4..].to_vec();
-        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok())
+        {
             while rest.len() < len {
                 let n = stream.read(&mut chunk).await.expect("read body");
                 if n == 0 {
@@ -135,7 +140,13 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A request head with `Host`, `Connection: close` and `Content-Length`.
-pub fn head(method: &str, target: &str, host: &str, extra: &[(&str, &str)], body_len: usize) -> String {
+pub fn head(
+    method: &str,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+    body_len: usize,
+) -> String {
     let mut h = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in extra {
         h.push_str(&format!("{k}: {v}\r\n"));
@@ -170,7 +181,10 @@ pub async fn tls_request(addr: SocketAddr, ca_file: &Path, head: &str, body: &[u
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the guard");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the guard");
     exchange(&mut tls, head, body).await
 }
 
@@ -187,7 +201,15 @@ pub fn xmatrix_signed(
     let key = grenzwacht::keys::SigningKey::from_synapse_file(hs_signing_key).expect("signing key");
     let content: Option<Box<serde_json::value::RawValue>> =
         (!body.is_empty()).then(|| serde_json::from_slice(body).expect("JSON body"));
-    grenzwacht::federation::xmatrix::sign_request(&key, origin, destination, method, path_and_query, content.as_deref()).expect("sign")
+    grenzwacht::federation::xmatrix::sign_request(
+        &key,
+        origin,
+        destination,
+        method,
+        path_and_query,
+        content.as_deref(),
+    )
+    .expect("sign")
 }
 
 /// A syntactically valid `X-Matrix` value with a meaningless signature.
@@ -199,8 +221,18 @@ pub fn xmatrix_unsigned(origin: &str, destination: &str) -> String {
 
 /// All samples of the guard's `/metrics`.
 pub async fn guard_metrics(info: &LabInfo) -> Vec<metrics::Sample> {
-    let addr: SocketAddr = info.guard.admin_url.trim_start_matches("http://").parse().expect("admin addr");
-    let r = tcp_request(addr, &head("GET", "/metrics", &addr.to_string(), &[], 0), b"").await;
+    let addr: SocketAddr = info
+        .guard
+        .admin_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("admin addr");
+    let r = tcp_request(
+        addr,
+        &head("GET", "/metrics", &addr.to_string(), &[], 0),
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "GET /metrics: {}", r.text());
     metrics::parse(&r.text())
 }
@@ -213,7 +245,12 @@ pub async fn guard_requests(info: &LabInfo) -> Vec<RequestSeries> {
         .trim_start_matches("http://")
         .parse()
         .expect("admin addr");
-    let r = tcp_request(addr, &head("GET", "/metrics", &addr.to_string(), &[], 0), b"").await;
+    let r = tcp_request(
+        addr,
+        &head("GET", "/metrics", &addr.to_string(), &[], 0),
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "GET /metrics: {}", r.text());
     metrics::requests(&metrics::parse(&r.text()))
 }
@@ -232,7 +269,9 @@ pub fn fed_requests_in_log(log: &str, fed_port: u16) -> Vec<String> {
         format!("synapse.access.https.{fed_port} "),
     ];
     log.lines()
-        .filter(|l| loggers.iter().any(|g| l.contains(g.as_str())) && l.contains("Processed request"))
+        .filter(|l| {
+            loggers.iter().any(|g| l.contains(g.as_str())) && l.contains("Processed request")
+        })
         .filter_map(|l| {
             let start = l.find(" \"")? + 2;
             let end = start + l[start..].find('"')?;
@@ -253,16 +292,33 @@ pub fn marker(prefix: &str) -> String {
 }
 
 /// Waits until `who` can read event `event_id` in `room` (client API) and returns it.
-pub async fn wait_event(who: &grenzwacht::lab::client::Session, room: &str, event_id: &str, timeout: Duration) -> serde_json::Value {
+pub async fn wait_event(
+    who: &grenzwacht::lab::client::Session,
+    room: &str,
+    event_id: &str,
+    timeout: Duration,
+) -> serde_json::Value {
     use grenzwacht::lab::client::{encode_segment, wait_until, ClientError};
-    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode_segment(room), encode_segment(event_id));
-    wait_until(&format!("{} to see {event_id}", who.user_id), timeout, || async {
-        match who.client.call("GET", &path, Some(&who.access_token), None).await {
-            Ok(v) => Ok(Some(v)),
-            Err(ClientError::Status { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        encode_segment(room),
+        encode_segment(event_id)
+    );
+    wait_until(
+        &format!("{} to see {event_id}", who.user_id),
+        timeout,
+        || async {
+            match who
+                .client
+                .call("GET", &path, Some(&who.access_token), None)
+                .await
+            {
+                Ok(v) => Ok(Some(v)),
+                Err(ClientError::Status { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -55,7 +55,10 @@ pub fn default_answer() -> Answer {
 /// anything else (the guard fetches a protected server's keys from its own listener to verify
 /// the outbound requests it signed).
 pub fn key_server_answer(server_name: &str, key: &grenzwacht::keys::SigningKey) -> Answer {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
         "server_name": server_name, "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
         "verify_keys": {key.key_id(): {"key": key.public_key_base64()}}
@@ -67,7 +70,11 @@ pub fn key_server_answer(server_name: &str, key: &grenzwacht::keys::SigningKey) 
         if s.path_and_query == "/_matrix/key/v2/server" {
             (200, "application/json", body.clone())
         } else {
-            (404, "application/json", br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec())
+            (
+                404,
+                "application/json",
+                br#"{"errcode":"M_UNRECOGNIZED","error":"no"}"#.to_vec(),
+            )
         }
     })
 }
@@ -79,7 +86,9 @@ pub async fn recorder(tls: Option<TlsAcceptor>, answer: Answer) -> Recorder {
     let s2 = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { continue };
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
             let seen = s2.clone();
             let answer = answer.clone();
             let tls = tls.clone();
@@ -89,15 +98,32 @@ pub async fn recorder(tls: Option<TlsAcceptor>, answer: Answer) -> Recorder {
                     let answer = answer.clone();
                     async move {
                         let method = req.method().to_string();
-                        let pq = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+                        let pq = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.as_str().to_string())
+                            .unwrap_or_default();
                         let headers = req.headers().clone();
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let s = Seen { method, path_and_query: pq, headers, body };
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let s = Seen {
+                            method,
+                            path_and_query: pq,
+                            headers,
+                            body,
+                        };
                         let (status, ct, out) = answer(&s);
                         seen.lock().unwrap().push(s);
                         let mut r = Response::new(Full::new(Bytes::from(out)));
                         *r.status_mut() = StatusCode::from_u16(status).unwrap();
-                        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(ct),
+                        );
                         Ok::<_, Infallible>(r)
                     }
                 });
@@ -130,19 +156,32 @@ pub struct Pki {
 pub fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("grenzwacht test CA").unwrap();
-    let (c, k) = ca.issue_pem(&["127.0.0.1".to_string(), "localhost".to_string()], Duration::from_secs(3600)).unwrap();
+    let (c, k) = ca
+        .issue_pem(
+            &["127.0.0.1".to_string(), "localhost".to_string()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
     let ca_path = dir.path().join("ca.crt");
     let cert = dir.path().join("leaf.crt");
     let key = dir.path().join("leaf.key");
     std::fs::write(&ca_path, ca.cert_pem()).unwrap();
     std::fs::write(&cert, c).unwrap();
     std::fs::write(&key, k).unwrap();
-    Pki { dir, ca, ca_path, cert, key }
+    Pki {
+        dir,
+        ca,
+        ca_path,
+        cert,
+        key,
+    }
 }
 
 pub fn acceptor(p: &Pki) -> TlsAcceptor {
     let ck = tls::load_certified_key(&p.cert, &p.key).unwrap();
-    TlsAcceptor::from(tls::server_config(Arc::new(tls::SniResolver::new(vec![("127.0.0.1".into(), ck)]).unwrap())))
+    TlsAcceptor::from(tls::server_config(Arc::new(
+        tls::SniResolver::new(vec![("127.0.0.1".into(), ck)]).unwrap(),
+    )))
 }
 
 /// A running in-process guard.
@@ -171,16 +210,34 @@ pub async fn start_guard(p: &Pki, toml: &str) -> RunningGuard {
     let path = p.dir.path().join(format!("guard-{}.toml", rand_suffix()));
     std::fs::write(&path, toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let guard = Arc::new(Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap());
+    let guard = Arc::new(
+        Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap(),
+    );
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let addr = |l: &Option<TcpListener>| l.as_ref().map(|l| l.local_addr().unwrap());
-    let (inbound, connect, proxy) = (addr(&listeners.inbound), addr(&listeners.connect), addr(&listeners.proxy));
+    let (inbound, connect, proxy) = (
+        addr(&listeners.inbound),
+        addr(&listeners.connect),
+        addr(&listeners.proxy),
+    );
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(grenzwacht::proxy::serve(guard.clone(), listeners, async move {
-        let _ = rx.await;
-    }));
-    RunningGuard { inbound, connect, proxy, admin, guard, stop: Some(tx), task: Some(task) }
+    let task = tokio::spawn(grenzwacht::proxy::serve(
+        guard.clone(),
+        listeners,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    RunningGuard {
+        inbound,
+        connect,
+        proxy,
+        admin,
+        guard,
+        stop: Some(tx),
+        task: Some(task),
+    }
 }
 
 fn rand_suffix() -> u64 {
@@ -206,23 +263,45 @@ impl Got {
 }
 
 /// Sends one request over a fresh TLS connection to `addr` (trusting `ca`).
-pub async fn tls_request(addr: SocketAddr, ca: &std::path::Path, method: &str, pq: &str, headers: &[(&str, String)], body: Vec<u8>) -> Got {
+pub async fn tls_request(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    method: &str,
+    pq: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Got {
     let cfg = tls::client_config(&[ca.to_path_buf()]).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let s = tokio_rustls::TlsConnector::from(cfg)
-        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
         .await
         .unwrap();
     send_over(TokioIo::new(s), method, pq, headers, body).await
 }
 
 /// Sends one request over a fresh plain connection.
-pub async fn plain_request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, String)], body: Vec<u8>) -> Got {
+pub async fn plain_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Got {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     send_over(TokioIo::new(tcp), method, target, headers, body).await
 }
 
-pub async fn send_over<T>(io: T, method: &str, target: &str, headers: &[(&str, String)], body: Vec<u8>) -> Got
+pub async fn send_over<T>(
+    io: T,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Got
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -237,7 +316,10 @@ where
     if !has_host {
         b = b.header("host", "127.0.0.1");
     }
-    let resp = sender.send_request(b.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+    let resp = sender
+        .send_request(b.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Got { status, body }
@@ -254,7 +336,11 @@ pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -15,7 +15,11 @@ fn bytes(v: &Value) -> Vec<u8> {
 }
 
 /// (kind, path, value) of every field found.
-fn found(endpoint: &str, query_type: Option<&str>, body: &[u8]) -> Vec<(FieldKind, String, String)> {
+fn found(
+    endpoint: &str,
+    query_type: Option<&str>,
+    body: &[u8],
+) -> Vec<(FieldKind, String, String)> {
     fields_in(ep(endpoint), query_type, body)
         .unwrap()
         .into_iter()
@@ -26,7 +30,11 @@ fn found(endpoint: &str, query_type: Option<&str>, body: &[u8]) -> Vec<(FieldKin
 /// Removes every field whose value contains `GEHEIM` and returns the parsed result.
 fn remove_marked(endpoint: &str, query_type: Option<&str>, body: &[u8]) -> Value {
     let fields = fields_in(ep(endpoint), query_type, body).unwrap();
-    let paths: Vec<&FieldPath> = fields.iter().filter(|f| f.value.contains("GEHEIM")).map(|f| &f.path).collect();
+    let paths: Vec<&FieldPath> = fields
+        .iter()
+        .filter(|f| f.value.contains("GEHEIM"))
+        .map(|f| &f.path)
+        .collect();
     assert!(!paths.is_empty(), "test body has a marked field");
     let out = remove_fields(body, &paths).unwrap();
     serde_json::from_slice(&out).expect("valid JSON after removal")
@@ -48,37 +56,75 @@ fn device_keys(user: &str, device: &str, name: Option<&str>) -> Value {
 
 #[test]
 fn profile_fields_all_top_level_members_null_skipped() {
-    let body = bytes(&json!({"displayname": "Carol \u{1F512} GEHEIM", "avatar_url": "mxc://hs1.test/AbCdEf", "m.tz": "Europe/Berlin", "org.example.card": {"org": "Referat GEHEIM"}}));
+    let body = bytes(
+        &json!({"displayname": "Carol \u{1F512} GEHEIM", "avatar_url": "mxc://hs1.test/AbCdEf", "m.tz": "Europe/Berlin", "org.example.card": {"org": "Referat GEHEIM"}}),
+    );
     let f = found("query_profile", None, &body);
     assert_eq!(
         f,
         vec![
-            (FieldKind::AvatarUrl, "/avatar_url".into(), "mxc://hs1.test/AbCdEf".into()),
-            (FieldKind::Displayname, "/displayname".into(), "Carol \u{1F512} GEHEIM".into()),
-            (FieldKind::ProfileField, "/m.tz".into(), "Europe/Berlin".into()),
-            (FieldKind::ProfileField, "/org.example.card".into(), r#"{"org":"Referat GEHEIM"}"#.into()),
+            (
+                FieldKind::AvatarUrl,
+                "/avatar_url".into(),
+                "mxc://hs1.test/AbCdEf".into()
+            ),
+            (
+                FieldKind::Displayname,
+                "/displayname".into(),
+                "Carol \u{1F512} GEHEIM".into()
+            ),
+            (
+                FieldKind::ProfileField,
+                "/m.tz".into(),
+                "Europe/Berlin".into()
+            ),
+            (
+                FieldKind::ProfileField,
+                "/org.example.card".into(),
+                r#"{"org":"Referat GEHEIM"}"#.into()
+            ),
         ]
     );
     // Synapse answers `{"displayname": null}` for a user without one: no text, not judged.
-    assert!(found("query_profile", None, br#"{"displayname":null,"avatar_url":null}"#).is_empty());
+    assert!(found(
+        "query_profile",
+        None,
+        br#"{"displayname":null,"avatar_url":null}"#
+    )
+    .is_empty());
     // Escapes are judged unescaped (a rule cannot be dodged by escaping).
     let f = found("query_profile", None, br#"{"displayname":"\u0047EHEIM"}"#);
     assert_eq!(f[0].2, "GEHEIM");
 
     let out = remove_marked("query_profile", None, &body);
-    assert_eq!(out, json!({"avatar_url": "mxc://hs1.test/AbCdEf", "m.tz": "Europe/Berlin"}));
+    assert_eq!(
+        out,
+        json!({"avatar_url": "mxc://hs1.test/AbCdEf", "m.tz": "Europe/Berlin"})
+    );
 }
 
 #[test]
 fn generic_query_follows_the_query_type() {
     let profile = br#"{"displayname":"GEHEIM"}"#;
     assert_eq!(found("query_generic", Some("profile"), profile).len(), 1);
-    let keys = bytes(&json!({"device_keys": {"@a:hs1.test": {"DEV": device_keys("@a:hs1.test", "DEV", Some("GEHEIM"))}}}));
+    let keys = bytes(
+        &json!({"device_keys": {"@a:hs1.test": {"DEV": device_keys("@a:hs1.test", "DEV", Some("GEHEIM"))}}}),
+    );
     assert_eq!(found("query_generic", Some("client_keys"), &keys).len(), 1);
     // Alias resolution carries no user text; unknown query types neither.
-    assert!(found("query_generic", Some("directory"), br#"{"room_id":"!r:hs1.test","servers":["hs1.test"]}"#).is_empty());
+    assert!(found(
+        "query_generic",
+        Some("directory"),
+        br#"{"room_id":"!r:hs1.test","servers":["hs1.test"]}"#
+    )
+    .is_empty());
     assert!(found("query_generic", None, profile).is_empty());
-    assert!(found("query_directory", None, br#"{"room_id":"!r:hs1.test","servers":["hs1.test"]}"#).is_empty());
+    assert!(found(
+        "query_directory",
+        None,
+        br#"{"room_id":"!r:hs1.test","servers":["hs1.test"]}"#
+    )
+    .is_empty());
 }
 
 #[test]
@@ -96,8 +142,16 @@ fn user_devices_names_removed_devices_kept() {
     }));
     let fields = fields_in(ep("user_devices"), None, &body).unwrap();
     let paths: Vec<String> = fields.iter().map(|f| f.path.to_string()).collect();
-    assert_eq!(paths, ["/devices/0/device_display_name", "/devices/1/device_display_name", "/devices/1/keys/unsigned/device_display_name"]);
-    assert!(fields.iter().all(|f| f.kind == FieldKind::DeviceDisplayName && f.user_id.as_deref() == Some("@alice:hs1.test")));
+    assert_eq!(
+        paths,
+        [
+            "/devices/0/device_display_name",
+            "/devices/1/device_display_name",
+            "/devices/1/keys/unsigned/device_display_name"
+        ]
+    );
+    assert!(fields.iter().all(|f| f.kind == FieldKind::DeviceDisplayName
+        && f.user_id.as_deref() == Some("@alice:hs1.test")));
     assert_eq!(fields[1].device_id.as_deref(), Some("LAPTOP"));
 
     let original: Value = serde_json::from_slice(&body).unwrap();
@@ -106,9 +160,19 @@ fn user_devices_names_removed_devices_kept() {
     assert_eq!(devices.len(), 3, "no device removed");
     assert!(devices[0].get("device_display_name").is_none());
     assert_eq!(devices[0]["keys"], original["devices"][0]["keys"]);
-    assert_eq!(devices[1]["device_display_name"], "Laptop", "clean name kept");
-    assert_eq!(devices[1]["keys"]["unsigned"], json!({}), "only the marked key is removed");
-    assert_eq!(devices[1]["keys"]["signatures"], original["devices"][1]["keys"]["signatures"]);
+    assert_eq!(
+        devices[1]["device_display_name"], "Laptop",
+        "clean name kept"
+    );
+    assert_eq!(
+        devices[1]["keys"]["unsigned"],
+        json!({}),
+        "only the marked key is removed"
+    );
+    assert_eq!(
+        devices[1]["keys"]["signatures"],
+        original["devices"][1]["keys"]["signatures"]
+    );
     assert_eq!(out["master_key"], original["master_key"]);
     assert_eq!(out["self_signing_key"], original["self_signing_key"]);
     assert!(!serde_json::to_string(&out).unwrap().contains("GEHEIM"));
@@ -126,25 +190,48 @@ fn keys_query_unsigned_display_names() {
     }));
     let fields = fields_in(ep("user_keys_query"), None, &body).unwrap();
     assert_eq!(fields.len(), 2);
-    assert_eq!(fields[0].path.to_string(), "/device_keys/@alice:hs1.test/PHONE/unsigned/device_display_name");
-    assert_eq!((fields[0].user_id.as_deref(), fields[0].device_id.as_deref()), (Some("@alice:hs1.test"), Some("PHONE")));
+    assert_eq!(
+        fields[0].path.to_string(),
+        "/device_keys/@alice:hs1.test/PHONE/unsigned/device_display_name"
+    );
+    assert_eq!(
+        (fields[0].user_id.as_deref(), fields[0].device_id.as_deref()),
+        (Some("@alice:hs1.test"), Some("PHONE"))
+    );
     let original: Value = serde_json::from_slice(&body).unwrap();
     let out = remove_marked("user_keys_query", None, &body);
     let phone = &out["device_keys"]["@alice:hs1.test"]["PHONE"];
     assert_eq!(phone["unsigned"], json!({}));
     // The signed part of the device keys is unchanged (signatures still verify).
     for k in ["algorithms", "device_id", "keys", "signatures", "user_id"] {
-        assert_eq!(phone[k], original["device_keys"]["@alice:hs1.test"]["PHONE"][k], "{k}");
+        assert_eq!(
+            phone[k], original["device_keys"]["@alice:hs1.test"]["PHONE"][k],
+            "{k}"
+        );
     }
-    assert_eq!(out["device_keys"]["@alice:hs1.test"]["TABLET"]["unsigned"]["device_display_name"], "Tablet");
-    assert_eq!(out["device_keys"]["@bob:hs1.test"], original["device_keys"]["@bob:hs1.test"]);
+    assert_eq!(
+        out["device_keys"]["@alice:hs1.test"]["TABLET"]["unsigned"]["device_display_name"],
+        "Tablet"
+    );
+    assert_eq!(
+        out["device_keys"]["@bob:hs1.test"],
+        original["device_keys"]["@bob:hs1.test"]
+    );
     // A user id with `/` or `~` in a key: the path still finds it (JSON pointer escaping is
     // only for display).
-    let odd = bytes(&json!({"device_keys": {"@a/b~c:hs1.test": {"D": device_keys("@a/b~c:hs1.test", "D", Some("GEHEIM"))}}}));
+    let odd = bytes(
+        &json!({"device_keys": {"@a/b~c:hs1.test": {"D": device_keys("@a/b~c:hs1.test", "D", Some("GEHEIM"))}}}),
+    );
     let f = fields_in(ep("user_keys_query"), None, &odd).unwrap();
-    assert_eq!(f[0].path.to_string(), "/device_keys/@a~1b~0c:hs1.test/D/unsigned/device_display_name");
+    assert_eq!(
+        f[0].path.to_string(),
+        "/device_keys/@a~1b~0c:hs1.test/D/unsigned/device_display_name"
+    );
     let out = remove_marked("user_keys_query", None, &odd);
-    assert_eq!(out["device_keys"]["@a/b~c:hs1.test"]["D"]["unsigned"], json!({}));
+    assert_eq!(
+        out["device_keys"]["@a/b~c:hs1.test"]["D"]["unsigned"],
+        json!({})
+    );
 }
 
 #[test]
@@ -162,8 +249,22 @@ fn public_rooms_fields_removed_rooms_kept() {
     }));
     let f = found("public_rooms_get", None, &body);
     assert_eq!(f.len(), 7);
-    assert_eq!(f[4], (FieldKind::RoomAlias, "/chunk/1/canonical_alias".into(), "#GEHEIM-kantine:hs1.test".into()));
-    assert_eq!(f[3], (FieldKind::RoomAlias, "/chunk/1/aliases".into(), r##"["#k:hs1.test","#GEHEIM:hs1.test"]"##.into()));
+    assert_eq!(
+        f[4],
+        (
+            FieldKind::RoomAlias,
+            "/chunk/1/canonical_alias".into(),
+            "#GEHEIM-kantine:hs1.test".into()
+        )
+    );
+    assert_eq!(
+        f[3],
+        (
+            FieldKind::RoomAlias,
+            "/chunk/1/aliases".into(),
+            r##"["#k:hs1.test","#GEHEIM:hs1.test"]"##.into()
+        )
+    );
     let rooms = fields_in(ep("public_rooms_post"), None, &body).unwrap();
     assert_eq!(rooms[0].room_id.as_deref(), Some("!lage:hs1.test"));
 
@@ -199,11 +300,23 @@ fn hierarchy_summaries_judged_children_state_left_to_event_rules() {
     let f = found("hierarchy", None, &body);
     let paths: Vec<&str> = f.iter().map(|x| x.1.as_str()).collect();
     // Document order (`json!` sorts keys).
-    assert_eq!(paths, ["/children/0/name", "/children/1/name", "/room/canonical_alias", "/room/name", "/room/topic"]);
+    assert_eq!(
+        paths,
+        [
+            "/children/0/name",
+            "/children/1/name",
+            "/room/canonical_alias",
+            "/room/name",
+            "/room/topic"
+        ]
+    );
     let out = remove_marked("hierarchy", None, &body);
     assert!(out["room"].get("topic").is_none());
     assert_eq!(out["room"]["name"], "Stab");
-    assert_eq!(out["room"]["children_state"][0]["content"]["order"], "GEHEIM", "events are not this module's business");
+    assert_eq!(
+        out["room"]["children_state"][0]["content"]["order"], "GEHEIM",
+        "events are not this module's business"
+    );
     assert!(out["children"][0].get("name").is_none());
     assert_eq!(out["children"][0]["room_id"], "!child:hs1.test");
     assert_eq!(out["children"][1]["name"], "offen");
@@ -215,16 +328,33 @@ fn unknown_shapes_are_errors_not_skipped() {
     for (id, body) in [
         ("public_rooms_get", r#"{"chunk":{"name":"GEHEIM"}}"#),
         ("public_rooms_get", r#"{"chunk":["GEHEIM"]}"#),
-        ("user_devices", r#"{"user_id":"@a:b","devices":{"D":{"device_display_name":"GEHEIM"}}}"#),
-        ("user_devices", r#"{"devices":[{"device_id":"D","keys":{"unsigned":"GEHEIM"}}]}"#),
+        (
+            "user_devices",
+            r#"{"user_id":"@a:b","devices":{"D":{"device_display_name":"GEHEIM"}}}"#,
+        ),
+        (
+            "user_devices",
+            r#"{"devices":[{"device_id":"D","keys":{"unsigned":"GEHEIM"}}]}"#,
+        ),
         ("user_keys_query", r#"{"device_keys":{"@a:b":["GEHEIM"]}}"#),
         ("hierarchy", r#"{"room":"GEHEIM"}"#),
         ("query_profile", r#"["GEHEIM"]"#),
     ] {
-        assert!(matches!(fields_in(ep(id), None, body.as_bytes()), Err(UserDataError::Shape { .. })), "{id}: {body}");
+        assert!(
+            matches!(
+                fields_in(ep(id), None, body.as_bytes()),
+                Err(UserDataError::Shape { .. })
+            ),
+            "{id}: {body}"
+        );
     }
     // Absent containers are fine (nothing to judge).
-    assert!(found("public_rooms_get", None, br#"{"total_room_count_estimate":0}"#).is_empty());
+    assert!(found(
+        "public_rooms_get",
+        None,
+        br#"{"total_room_count_estimate":0}"#
+    )
+    .is_empty());
     assert!(found("user_devices", None, br#"{"user_id":"@a:b","stream_id":0}"#).is_empty());
 }
 
@@ -232,18 +362,39 @@ fn unknown_shapes_are_errors_not_skipped() {
 fn removal_fails_closed_on_a_path_that_leads_nowhere() {
     let body = br#"{"chunk":[{"room_id":"!a:b","name":"x"}]}"#;
     let bad = [
-        FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(3), PathSeg::Key("name".into())]),
-        FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(0), PathSeg::Key("topic".into())]),
+        FieldPath(vec![
+            PathSeg::Key("chunk".into()),
+            PathSeg::Index(3),
+            PathSeg::Key("name".into()),
+        ]),
+        FieldPath(vec![
+            PathSeg::Key("chunk".into()),
+            PathSeg::Index(0),
+            PathSeg::Key("topic".into()),
+        ]),
         FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(0)]),
         FieldPath(vec![]),
     ];
     for p in &bad {
-        assert!(matches!(remove_fields(body, &[p]), Err(UserDataError::NoSuchField(_))), "{p}");
+        assert!(
+            matches!(
+                remove_fields(body, &[p]),
+                Err(UserDataError::NoSuchField(_))
+            ),
+            "{p}"
+        );
     }
     // Removing the same field twice is an error too (the second finds nothing).
-    let name = FieldPath(vec![PathSeg::Key("chunk".into()), PathSeg::Index(0), PathSeg::Key("name".into())]);
+    let name = FieldPath(vec![
+        PathSeg::Key("chunk".into()),
+        PathSeg::Index(0),
+        PathSeg::Key("name".into()),
+    ]);
     assert!(remove_fields(body, &[&name, &name]).is_err());
-    assert_eq!(serde_json::from_slice::<Value>(&remove_fields(body, &[&name]).unwrap()).unwrap(), json!({"chunk": [{"room_id": "!a:b"}]}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&remove_fields(body, &[&name]).unwrap()).unwrap(),
+        json!({"chunk": [{"room_id": "!a:b"}]})
+    );
 }
 
 // --- to-device ---------------------------------------------------------------------------
@@ -267,12 +418,32 @@ fn to_device_messages_one_per_recipient_device() {
     let raw: &RawValue = serde_json::from_slice(&edu).unwrap();
     let view = EduView::parse(raw).unwrap();
     let msgs = to_device_in(7, &view).unwrap();
-    let got: Vec<(usize, &str, &str, &str)> = msgs.iter().map(|m| (m.edu, m.user_id.as_str(), m.device_id.as_str(), m.content.get())).collect();
+    let got: Vec<(usize, &str, &str, &str)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m.edu,
+                m.user_id.as_str(),
+                m.device_id.as_str(),
+                m.content.get(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         [
-            (7, "@bob:hs2.test", "BOBLAPTOP", r#"{"text":"Treffpunkt 10 Uhr"}"#),
-            (7, "@bob:hs2.test", "BOBPHONE", r#"{"text":"Treffpunkt GEHEIM"}"#),
+            (
+                7,
+                "@bob:hs2.test",
+                "BOBLAPTOP",
+                r#"{"text":"Treffpunkt 10 Uhr"}"#
+            ),
+            (
+                7,
+                "@bob:hs2.test",
+                "BOBPHONE",
+                r#"{"text":"Treffpunkt GEHEIM"}"#
+            ),
             (7, "@carol:hs2.test", "*", r#"{"text":"an alle Geräte"}"#),
         ]
     );
@@ -281,14 +452,24 @@ fn to_device_messages_one_per_recipient_device() {
     assert_eq!(msgs[0].message_id.as_deref(), Some("aBcDeF123"));
 
     // Other EDU types: none.
-    let typing = br#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true}}"#;
+    let typing =
+        br#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true}}"#;
     let raw: &RawValue = serde_json::from_slice(typing).unwrap();
-    assert!(to_device_in(0, &EduView::parse(raw).unwrap()).unwrap().is_empty());
+    assert!(to_device_in(0, &EduView::parse(raw).unwrap())
+        .unwrap()
+        .is_empty());
     // Malformed `messages`: an error (the caller refuses), never skipped.
-    for bad in [json!(["GEHEIM"]), json!({"@bob:hs2.test": ["GEHEIM"]}), json!({"@bob:hs2.test": "GEHEIM"})] {
+    for bad in [
+        json!(["GEHEIM"]),
+        json!({"@bob:hs2.test": ["GEHEIM"]}),
+        json!({"@bob:hs2.test": "GEHEIM"}),
+    ] {
         let edu = bytes(&to_device_edu(bad));
         let raw: &RawValue = serde_json::from_slice(&edu).unwrap();
-        assert!(matches!(to_device_in(0, &EduView::parse(raw).unwrap()), Err(UserDataError::Shape { .. })));
+        assert!(matches!(
+            to_device_in(0, &EduView::parse(raw).unwrap()),
+            Err(UserDataError::Shape { .. })
+        ));
     }
 }
 
@@ -297,26 +478,61 @@ fn to_device_removal_per_device_then_user_then_edu() {
     let edu = bytes(&to_device_edu(two_device_messages()));
     let raw: &RawValue = serde_json::from_slice(&edu).unwrap();
 
-    let one = without_messages(raw, &[("@bob:hs2.test", "BOBPHONE")]).unwrap().unwrap();
-    assert!(crate::federation::canonical::is_canonical(&one), "rebuilt EDU is canonical JSON");
+    let one = without_messages(raw, &[("@bob:hs2.test", "BOBPHONE")])
+        .unwrap()
+        .unwrap();
+    assert!(
+        crate::federation::canonical::is_canonical(&one),
+        "rebuilt EDU is canonical JSON"
+    );
     let v: Value = serde_json::from_str(one.get()).unwrap();
     let mut expected = to_device_edu(two_device_messages());
-    expected["content"]["messages"]["@bob:hs2.test"].as_object_mut().unwrap().remove("BOBPHONE");
+    expected["content"]["messages"]["@bob:hs2.test"]
+        .as_object_mut()
+        .unwrap()
+        .remove("BOBPHONE");
     assert_eq!(v, expected, "only that device's message is gone");
 
-    let user_gone = without_messages(raw, &[("@bob:hs2.test", "BOBPHONE"), ("@bob:hs2.test", "BOBLAPTOP")]).unwrap().unwrap();
+    let user_gone = without_messages(
+        raw,
+        &[
+            ("@bob:hs2.test", "BOBPHONE"),
+            ("@bob:hs2.test", "BOBLAPTOP"),
+        ],
+    )
+    .unwrap()
+    .unwrap();
     let v: Value = serde_json::from_str(user_gone.get()).unwrap();
-    assert_eq!(v["content"]["messages"], json!({"@carol:hs2.test": {"*": {"text": "an alle Geräte"}}}));
+    assert_eq!(
+        v["content"]["messages"],
+        json!({"@carol:hs2.test": {"*": {"text": "an alle Geräte"}}})
+    );
 
-    let all = [("@bob:hs2.test", "BOBPHONE"), ("@bob:hs2.test", "BOBLAPTOP"), ("@carol:hs2.test", "*")];
-    assert!(without_messages(raw, &all).unwrap().is_none(), "no messages left: drop the EDU");
+    let all = [
+        ("@bob:hs2.test", "BOBPHONE"),
+        ("@bob:hs2.test", "BOBLAPTOP"),
+        ("@carol:hs2.test", "*"),
+    ];
+    assert!(
+        without_messages(raw, &all).unwrap().is_none(),
+        "no messages left: drop the EDU"
+    );
 
-    assert_eq!(without_messages(raw, &[("@bob:hs2.test", "NOPE")]).unwrap_err(), UserDataError::NoSuchMessage);
-    assert_eq!(without_messages(raw, &[("@dave:hs2.test", "X")]).unwrap_err(), UserDataError::NoSuchMessage);
+    assert_eq!(
+        without_messages(raw, &[("@bob:hs2.test", "NOPE")]).unwrap_err(),
+        UserDataError::NoSuchMessage
+    );
+    assert_eq!(
+        without_messages(raw, &[("@dave:hs2.test", "X")]).unwrap_err(),
+        UserDataError::NoSuchMessage
+    );
     // A float cannot be rebuilt as canonical JSON: error, the caller refuses.
     let float = br#"{"edu_type":"m.direct_to_device","content":{"messages":{"@b:x":{"D":{"n":1.5},"E":{}}}}}"#;
     let raw: &RawValue = serde_json::from_slice(float).unwrap();
-    assert_eq!(without_messages(raw, &[("@b:x", "E")]).unwrap_err(), UserDataError::NotCanonical);
+    assert_eq!(
+        without_messages(raw, &[("@b:x", "E")]).unwrap_err(),
+        UserDataError::NotCanonical
+    );
 }
 
 #[test]
@@ -324,18 +540,32 @@ fn transaction_with_a_rewritten_to_device_edu_keeps_pdus_and_other_edus_byte_for
     let pdu = r#"{"type":"m.room.message","room_id":"!r:hs1.test","sender":"@alice:hs1.test","content":{"body":"GEHEIM bleibt hier"},"depth":3}"#;
     let typing = r#"{"content":{"room_id":"!r:hs1.test","typing":true,"user_id":"@alice:hs1.test"},"edu_type":"m.typing"}"#;
     let td = serde_json::to_string(&to_device_edu(two_device_messages())).unwrap();
-    let body = format!(r#"{{"origin":"hs1.test","origin_server_ts":5,"pdus":[{pdu}],"edus":[{typing},{td},{typing}]}}"#);
+    let body = format!(
+        r#"{{"origin":"hs1.test","origin_server_ts":5,"pdus":[{pdu}],"edus":[{typing},{td},{typing}]}}"#
+    );
     let txn = Transaction::parse(body.as_bytes(), &TxnLimits::SPEC).unwrap();
-    let rewritten = without_messages(txn.edus[1], &[("@bob:hs2.test", "BOBPHONE")]).unwrap().unwrap();
-    let out = rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[]).unwrap();
+    let rewritten = without_messages(txn.edus[1], &[("@bob:hs2.test", "BOBPHONE")])
+        .unwrap()
+        .unwrap();
+    let out =
+        rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[]).unwrap();
     let out = String::from_utf8(out).unwrap();
-    assert_eq!(out, format!(r#"{{"origin":"hs1.test","origin_server_ts":5,"pdus":[{pdu}],"edus":[{typing},{},{typing}]}}"#, rewritten.get()));
+    assert_eq!(
+        out,
+        format!(
+            r#"{{"origin":"hs1.test","origin_server_ts":5,"pdus":[{pdu}],"edus":[{typing},{},{typing}]}}"#,
+            rewritten.get()
+        )
+    );
     // Replace one, drop another.
-    let out = rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[2]).unwrap();
+    let out =
+        rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[2]).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["edus"].as_array().unwrap().len(), 2);
     assert_eq!(v["pdus"][0]["content"]["body"], "GEHEIM bleibt hier");
     // The same index both replaced and dropped, or out of range: refused.
-    assert!(rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[1]).is_err());
+    assert!(
+        rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(1, rewritten.clone())], &[1]).is_err()
+    );
     assert!(rebuild_parsed_edus(body.as_bytes(), &txn, &[], &[(3, rewritten)], &[]).is_err());
 }

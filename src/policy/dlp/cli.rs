@@ -95,15 +95,27 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             let results = set.run_tests();
             println!("\nrunning {} tests", results.len());
             for r in &results {
-                let name = r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-                println!("test {}::{}{name} ... {}", r.rule, r.index, if r.passed() { "ok" } else { "FAILED" });
+                let name = r
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                println!(
+                    "test {}::{}{name} ... {}",
+                    r.rule,
+                    r.index,
+                    if r.passed() { "ok" } else { "FAILED" }
+                );
             }
             let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
             if !failed.is_empty() {
                 println!("\nfailures:");
                 for r in &failed {
-                    let spans: Vec<String> =
-                        r.matches.iter().map(|m| format!("{}@{}..{} {}", m.field, m.start, m.end, m.excerpt)).collect();
+                    let spans: Vec<String> = r
+                        .matches
+                        .iter()
+                        .map(|m| format!("{}@{}..{} {}", m.field, m.start, m.end, m.excerpt))
+                        .collect();
                     println!(
                         "    {}::{} at {}:{}:{}: expected {}, got {}{}",
                         r.rule,
@@ -113,7 +125,11 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                         r.loc.col,
                         r.expected,
                         r.got,
-                        if spans.is_empty() { String::new() } else { format!(" (matches: {})", spans.join(", ")) }
+                        if spans.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (matches: {})", spans.join(", "))
+                        }
                     );
                 }
             }
@@ -123,22 +139,38 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 results.len() - failed.len(),
                 failed.len()
             );
-            Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        PolicyCommand::Explain { policies, event, format, direction, peer } => {
+        PolicyCommand::Explain {
+            policies,
+            event,
+            format,
+            direction,
+            peer,
+        } => {
             let set = match load(&policies) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
             let text = if event.as_os_str() == "-" {
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).context("reading the event from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the event from stdin")?;
                 s
             } else {
-                std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?
+                std::fs::read_to_string(&event)
+                    .with_context(|| format!("reading {}", event.display()))?
             };
-            let ev: serde_json::Value = serde_json::from_str(&text).context("the event is not valid JSON")?;
-            if ev.get("type").and_then(|t| t.as_str()).is_none() || !ev.get("content").is_some_and(|c| c.is_object()) {
+            let ev: serde_json::Value =
+                serde_json::from_str(&text).context("the event is not valid JSON")?;
+            if ev.get("type").and_then(|t| t.as_str()).is_none()
+                || !ev.get("content").is_some_and(|c| c.is_object())
+            {
                 anyhow::bail!("the event needs a string `type` and an object `content` (a PDU or a bare event)");
             }
             let direction = match direction {
@@ -163,7 +195,10 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                             j
                         })
                         .collect();
-                    println!("{}", serde_json::json!({"verdict": outcome.action.as_str(), "matches": matches}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"verdict": outcome.action.as_str(), "matches": matches})
+                    );
                 }
                 Format::Human => {
                     println!("verdict: {}", outcome.action);
@@ -180,8 +215,18 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                     );
                     let texts = super::fields::event_texts(super::fields::EventParts::of(&ev));
                     let fields = texts.fields;
-                    let scanned: Vec<String> = fields.iter().map(|(f, s)| format!("{f} ({} bytes)", s.len())).collect();
-                    println!("fields scanned: {}", if scanned.is_empty() { "none".to_owned() } else { scanned.join(", ") });
+                    let scanned: Vec<String> = fields
+                        .iter()
+                        .map(|(f, s)| format!("{f} ({} bytes)", s.len()))
+                        .collect();
+                    println!(
+                        "fields scanned: {}",
+                        if scanned.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            scanned.join(", ")
+                        }
+                    );
                     if outcome.matches.is_empty() {
                         println!("no rule matched");
                     }

@@ -365,7 +365,11 @@ impl CleanCache {
     const SIZE: usize = 64;
 
     fn contains(&self, engine: u64, field: Field, text: &str) -> bool {
-        self.engine == engine && self.entries.iter().any(|(f, t)| *f == field && &**t == text)
+        self.engine == engine
+            && self
+                .entries
+                .iter()
+                .any(|(f, t)| *f == field && &**t == text)
     }
 
     fn insert(&mut self, engine: u64, field: Field, text: &str) {

@@ -53,7 +53,10 @@ impl DlpPolicy {
         if out.matches.is_empty() {
             return;
         }
-        for (mode, action) in [(Mode::Enforce, out.action), (Mode::Shadow, out.shadow_action)] {
+        for (mode, action) in [
+            (Mode::Enforce, out.action),
+            (Mode::Shadow, out.shadow_action),
+        ] {
             if out.matches.iter().any(|m| m.mode == mode) {
                 metrics::counter!(DLP_DECISIONS_TOTAL, "mode" => mode.as_str(), "action" => action.as_str()).increment(1);
             }
@@ -101,8 +104,20 @@ impl DlpPolicy {
             Some(Ok(u)) => Some(u),
             Some(Err(_)) => return unreadable(),
         };
-        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id, sender, event_type };
-        let parts = EventParts { event_type, state_key, redacts, content: &value, unsigned: unsigned.as_ref() };
+        let sctx = ScanCtx {
+            direction: ctx.direction,
+            peer: ctx.peer.as_deref(),
+            room_id,
+            sender,
+            event_type,
+        };
+        let parts = EventParts {
+            event_type,
+            state_key,
+            redacts,
+            content: &value,
+            unsigned: unsigned.as_ref(),
+        };
         let out = self.engine.scan_parts(&sctx, parts);
         self.record(ctx, what, &out);
         out
@@ -153,13 +168,18 @@ impl DlpPolicy {
 
 /// The outcome for content that cannot be read: fails closed as a redaction.
 fn unreadable() -> Outcome {
-    Outcome { action: Action::Redact, ..Outcome::default() }
+    Outcome {
+        action: Action::Redact,
+        ..Outcome::default()
+    }
 }
 
 /// The DLP field a user-data field is scanned as, and the pseudo event type rules scope on.
 fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
     Some(match kind {
-        FieldKind::Displayname | FieldKind::ProfileField => (Field::ProfileDisplayName, "m.profile"),
+        FieldKind::Displayname | FieldKind::ProfileField => {
+            (Field::ProfileDisplayName, "m.profile")
+        }
         FieldKind::DeviceDisplayName => (Field::DeviceDisplayName, "m.devices"),
         FieldKind::RoomName => (Field::DirectoryName, "m.directory"),
         FieldKind::RoomTopic => (Field::DirectoryTopic, "m.directory"),
@@ -194,9 +214,19 @@ impl Policy for DlpPolicy {
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
         let value: Value = match serde_json::from_str(edu.content.get()) {
             Ok(v) => v,
-            Err(_) => return EduVerdict::Drop { rule: "dlp:unreadable".into() },
+            Err(_) => {
+                return EduVerdict::Drop {
+                    rule: "dlp:unreadable".into(),
+                }
+            }
         };
-        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: &edu.edu_type };
+        let sctx = ScanCtx {
+            direction: ctx.direction,
+            peer: ctx.peer.as_deref(),
+            room_id: None,
+            sender: None,
+            event_type: &edu.edu_type,
+        };
         let out = self.engine.scan_edu(&sctx, &edu.edu_type, &value);
         self.record(ctx, "edu", &out);
         match Self::removes(&out) {
@@ -208,8 +238,16 @@ impl Policy for DlpPolicy {
         Decision::Allow
     }
     fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
-        let Some((f, pseudo_type)) = user_field_as(field.kind) else { return FieldVerdict::Allow };
-        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: field.room_id.as_deref(), sender: field.user_id.as_deref(), event_type: pseudo_type };
+        let Some((f, pseudo_type)) = user_field_as(field.kind) else {
+            return FieldVerdict::Allow;
+        };
+        let sctx = ScanCtx {
+            direction: ctx.direction,
+            peer: ctx.peer.as_deref(),
+            room_id: field.room_id.as_deref(),
+            sender: field.user_id.as_deref(),
+            event_type: pseudo_type,
+        };
         let out = self.engine.scan_fields(&sctx, &[(f, field.value.as_ref())]);
         self.record(ctx, "user_field", &out);
         match Self::removes(&out) {
@@ -219,7 +257,17 @@ impl Policy for DlpPolicy {
     }
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         let event_type = msg.event_type.as_deref().unwrap_or("");
-        let out = self.scan_content(ctx, "to_device", None, msg.sender.as_deref(), event_type, None, None, msg.content, None);
+        let out = self.scan_content(
+            ctx,
+            "to_device",
+            None,
+            msg.sender.as_deref(),
+            event_type,
+            None,
+            None,
+            msg.content,
+            None,
+        );
         match Self::removes(&out) {
             Some(rule) => EduVerdict::Drop { rule },
             None => EduVerdict::Allow,
@@ -235,12 +283,23 @@ impl Policy for DlpPolicy {
             TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
             TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
         };
-        let sctx = ScanCtx { direction: ctx.direction, peer: ctx.peer.as_deref(), room_id: None, sender: None, event_type: "m.request" };
-        let out = self.engine.scan_fields(&sctx, &[(field, text.text.as_ref())]);
+        let sctx = ScanCtx {
+            direction: ctx.direction,
+            peer: ctx.peer.as_deref(),
+            room_id: None,
+            sender: None,
+            event_type: "m.request",
+        };
+        let out = self
+            .engine
+            .scan_fields(&sctx, &[(field, text.text.as_ref())]);
         let label = text.label();
         self.record(ctx, &format!("request ({label})"), &out);
         match Self::removes(&out) {
-            Some(rule) => Decision::Refuse(Refusal::forbidden(RefusalReason::RequestText, format!("request refused: {label} refused by rule {rule}"))),
+            Some(rule) => Decision::Refuse(Refusal::forbidden(
+                RefusalReason::RequestText,
+                format!("request refused: {label} refused by rule {rule}"),
+            )),
             None => Decision::Allow,
         }
     }
@@ -306,25 +365,50 @@ case_sensitive = true
     fn pdu_verdicts_follow_the_rule_actions_and_validators() {
         let p = policy(&[("a.toml", RULES)]);
         let c = ctx("send_transaction");
-        let raw = pdu_raw(serde_json::json!({"body": "IBAN DE89370400440532013000 bitte", "msgtype": "m.text"}));
-        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Redact { rule: "dlp:t.iban".into() });
+        let raw = pdu_raw(
+            serde_json::json!({"body": "IBAN DE89370400440532013000 bitte", "msgtype": "m.text"}),
+        );
+        assert_eq!(
+            p.pdu(&c, &PduView::parse(&raw).unwrap()),
+            PduVerdict::Redact {
+                rule: "dlp:t.iban".into()
+            }
+        );
         // Broken check digit: no match.
-        let raw = pdu_raw(serde_json::json!({"body": "IBAN DE89370400440532013001 bitte", "msgtype": "m.text"}));
+        let raw = pdu_raw(
+            serde_json::json!({"body": "IBAN DE89370400440532013001 bitte", "msgtype": "m.text"}),
+        );
         assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Allow);
         // An edit that adds the IBAN.
-        let raw = pdu_raw(serde_json::json!({"body": "* korrigiert", "msgtype": "m.text",
+        let raw = pdu_raw(
+            serde_json::json!({"body": "* korrigiert", "msgtype": "m.text",
             "m.new_content": {"body": "IBAN DE89370400440532013000", "msgtype": "m.text"},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": "$x"}}));
-        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Redact { rule: "dlp:t.iban".into() });
-        let raw = pdu_raw(serde_json::json!({"body": "Einstufung VS-VERTRAULICH", "msgtype": "m.text"}));
-        assert_eq!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Hold { rule: "dlp:t.vv".into() });
+            "m.relates_to": {"rel_type": "m.replace", "event_id": "$x"}}),
+        );
+        assert_eq!(
+            p.pdu(&c, &PduView::parse(&raw).unwrap()),
+            PduVerdict::Redact {
+                rule: "dlp:t.iban".into()
+            }
+        );
+        let raw =
+            pdu_raw(serde_json::json!({"body": "Einstufung VS-VERTRAULICH", "msgtype": "m.text"}));
+        assert_eq!(
+            p.pdu(&c, &PduView::parse(&raw).unwrap()),
+            PduVerdict::Hold {
+                rule: "dlp:t.vv".into()
+            }
+        );
         // A custom event type: every string is scanned.
         let raw: Box<RawValue> = serde_json::from_value(serde_json::json!({
             "type": "org.example.note", "room_id": "!r:hs1.test", "sender": "@a:hs1.test", "origin_server_ts": 1,
             "content": {"note": {"text": "VS-VERTRAULICH"}}
         }))
         .unwrap();
-        assert!(matches!(p.pdu(&c, &PduView::parse(&raw).unwrap()), PduVerdict::Hold { .. }));
+        assert!(matches!(
+            p.pdu(&c, &PduView::parse(&raw).unwrap()),
+            PduVerdict::Hold { .. }
+        ));
     }
 
     #[test]
@@ -332,11 +416,20 @@ case_sensitive = true
         let p = policy(&[("a.toml", RULES)]);
         let c = ctx("send_transaction");
         let edu: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.presence","content":{"push":[{"user_id":"@a:hs1.test","presence":"online","status_msg":"VS-VERTRAULICH Lage"}]}}"#).unwrap();
-        assert!(matches!(p.edu(&c, &EduView::parse(&edu).unwrap()), EduVerdict::Drop { .. }));
+        assert!(matches!(
+            p.edu(&c, &EduView::parse(&edu).unwrap()),
+            EduVerdict::Drop { .. }
+        ));
         let clean: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.presence","content":{"push":[{"user_id":"@a:hs1.test","presence":"online","status_msg":"im Büro"}]}}"#).unwrap();
-        assert_eq!(p.edu(&c, &EduView::parse(&clean).unwrap()), EduVerdict::Allow);
+        assert_eq!(
+            p.edu(&c, &EduView::parse(&clean).unwrap()),
+            EduVerdict::Allow
+        );
         let typing: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true}}"#).unwrap();
-        assert_eq!(p.edu(&c, &EduView::parse(&typing).unwrap()), EduVerdict::Allow);
+        assert_eq!(
+            p.edu(&c, &EduView::parse(&typing).unwrap()),
+            EduVerdict::Allow
+        );
         let field = UserField {
             kind: FieldKind::Displayname,
             key: "displayname".into(),
@@ -346,7 +439,10 @@ case_sensitive = true
             value: "Konto DE89370400440532013000".into(),
             path: crate::federation::userdata::FieldPath::default(),
         };
-        assert!(matches!(p.user_field(&ctx("query_profile"), &field), FieldVerdict::Remove { .. }));
+        assert!(matches!(
+            p.user_field(&ctx("query_profile"), &field),
+            FieldVerdict::Remove { .. }
+        ));
     }
 
     #[test]
@@ -356,9 +452,22 @@ case_sensitive = true
         let raw = pdu_raw(serde_json::json!({"body": "Projekt ALPHA", "msgtype": "m.text"}));
         let view = PduView::parse(&raw).unwrap();
         assert_eq!(p.pdu(&c, &view), PduVerdict::Allow);
-        let sctx = ScanCtx { direction: Direction::Outbound, peer: None, room_id: None, sender: None, event_type: "m.room.message" };
-        let out = p.engine.scan_event(&sctx, &serde_json::json!({"body": "Projekt ALPHA", "msgtype": "m.text"}));
-        assert_eq!(out.shadow_action, Action::Redact, "the shadow decision is taken (and recorded)");
+        let sctx = ScanCtx {
+            direction: Direction::Outbound,
+            peer: None,
+            room_id: None,
+            sender: None,
+            event_type: "m.room.message",
+        };
+        let out = p.engine.scan_event(
+            &sctx,
+            &serde_json::json!({"body": "Projekt ALPHA", "msgtype": "m.text"}),
+        );
+        assert_eq!(
+            out.shadow_action,
+            Action::Redact,
+            "the shadow decision is taken (and recorded)"
+        );
         assert_eq!(out.action, Action::Allow);
     }
 }

@@ -36,8 +36,8 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
-use super::validators::Validator;
 use super::fields::Field;
+use super::validators::Validator;
 use crate::telemetry::Direction;
 
 /// One problem in a rule file.
@@ -58,7 +58,11 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: error[{}]: {}", self.file, self.code, self.message)
         } else {
-            write!(f, "{}:{}:{}: error[{}]: {}", self.file, self.line, self.col, self.code, self.message)
+            write!(
+                f,
+                "{}:{}:{}: error[{}]: {}",
+                self.file, self.line, self.col, self.code, self.message
+            )
         }
     }
 }
@@ -115,7 +119,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [Action::Allow, Action::Tag, Action::Redact, Action::Hold, Action::Reject];
+    pub const ALL: [Action; 5] = [
+        Action::Allow,
+        Action::Tag,
+        Action::Redact,
+        Action::Hold,
+        Action::Reject,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "allow",
@@ -155,9 +165,14 @@ impl Severity {
         }
     }
     fn parse(s: &str) -> Option<Severity> {
-        [Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -282,7 +297,9 @@ pub struct RuleFile {
 /// German text), `(?u)` opts in.
 pub(crate) fn regex_builder(patterns: &[String]) -> regex::bytes::RegexBuilder {
     let mut b = regex::bytes::RegexBuilder::new(patterns.first().map_or("", |s| s.as_str()));
-    b.unicode(false).size_limit(32 << 20).dfa_size_limit(32 << 20);
+    b.unicode(false)
+        .size_limit(32 << 20)
+        .dfa_size_limit(32 << 20);
     b
 }
 
@@ -300,7 +317,8 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::bytes::Regex, String
 /// The first character of `s` that normalised text never contains (removed controls and
 /// invisible characters, combining marks), if any.
 fn never_in_normalized(s: &str) -> Option<char> {
-    s.chars().find(|&c| crate::text::is_removed(c) || unicode_normalization::char::is_combining_mark(c))
+    s.chars()
+        .find(|&c| crate::text::is_removed(c) || unicode_normalization::char::is_combining_mark(c))
 }
 
 type Span = Option<Range<usize>>;
@@ -313,7 +331,9 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn loc(&self, span: &Span) -> Loc {
-        let Some(span) = span else { return Loc::default() };
+        let Some(span) = span else {
+            return Loc::default();
+        };
         let offset = span.start.min(self.text.len());
         let before = self.text.get(..offset).unwrap_or(self.text);
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -326,7 +346,11 @@ impl Parser<'_> {
     fn err(&mut self, code: &'static str, span: &Span, message: impl Into<String>) {
         let loc = self.loc(span);
         // Errors without a span point at the start of the file rather than nowhere.
-        let loc = if loc.line == 0 { Loc { line: 1, col: 1 } } else { loc };
+        let loc = if loc.line == 0 {
+            Loc { line: 1, col: 1 }
+        } else {
+            loc
+        };
         self.diags.push(Diagnostic {
             code,
             file: self.file.to_string(),
@@ -364,7 +388,12 @@ fn type_name(item: &Item) -> &'static str {
 
 impl<'t> Tab<'t> {
     fn new(t: &'t dyn TableLike, span: Span, path: String) -> Self {
-        Tab { t, span, path, used: Vec::new() }
+        Tab {
+            t,
+            span,
+            path,
+            used: Vec::new(),
+        }
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -378,23 +407,38 @@ impl<'t> Tab<'t> {
     fn get(&mut self, key: &'static str) -> Option<(&'t Item, Span)> {
         self.used.push(key);
         let item = self.t.get(key)?;
-        let span = item.span().or_else(|| self.t.key(key).and_then(|k| k.span()));
+        let span = item
+            .span()
+            .or_else(|| self.t.key(key).and_then(|k| k.span()));
         Some((item, span))
     }
 
     fn missing(&self, p: &mut Parser<'_>, key: &str) {
-        p.err("DLP004", &self.span, format!("missing required key `{}`", self.key_path(key)));
+        p.err(
+            "DLP004",
+            &self.span,
+            format!("missing required key `{}`", self.key_path(key)),
+        );
     }
 
     fn wrong(&self, p: &mut Parser<'_>, key: &str, span: &Span, want: &str, item: &Item) {
         p.err(
             "DLP003",
             span,
-            format!("`{}` must be {want}, found {}", self.key_path(key), type_name(item)),
+            format!(
+                "`{}` must be {want}, found {}",
+                self.key_path(key),
+                type_name(item)
+            ),
         );
     }
 
-    fn string(&mut self, p: &mut Parser<'_>, key: &'static str, required: bool) -> Option<(String, Span)> {
+    fn string(
+        &mut self,
+        p: &mut Parser<'_>,
+        key: &'static str,
+        required: bool,
+    ) -> Option<(String, Span)> {
         match self.get(key) {
             None => {
                 if required {
@@ -433,7 +477,12 @@ impl<'t> Tab<'t> {
             p.err(
                 "DLP016",
                 &span,
-                format!("`{}` = {v} is out of range {} ..= {}", self.key_path(key), range.start, range.end),
+                format!(
+                    "`{}` = {v} is out of range {} ..= {}",
+                    self.key_path(key),
+                    range.start,
+                    range.end
+                ),
             );
             return None;
         }
@@ -445,7 +494,14 @@ impl<'t> Tab<'t> {
             (Item::Value(Value::Integer(i)), span) => {
                 let v = *i.value();
                 if v < min || v > max {
-                    p.err("DLP016", &span, format!("`{}` = {v} is out of range {min} ..= {max}", self.key_path(key)));
+                    p.err(
+                        "DLP016",
+                        &span,
+                        format!(
+                            "`{}` = {v} is out of range {min} ..= {max}",
+                            self.key_path(key)
+                        ),
+                    );
                     return None;
                 }
                 Some(v as u64)
@@ -458,8 +514,15 @@ impl<'t> Tab<'t> {
     }
 
     /// An array of strings (or, with `single`, one string), each with its span.
-    fn strings(&mut self, p: &mut Parser<'_>, key: &'static str, single: bool) -> Vec<(String, Span)> {
-        let Some((item, span)) = self.get(key) else { return Vec::new() };
+    fn strings(
+        &mut self,
+        p: &mut Parser<'_>,
+        key: &'static str,
+        single: bool,
+    ) -> Vec<(String, Span)> {
+        let Some((item, span)) = self.get(key) else {
+            return Vec::new();
+        };
         match item {
             Item::Value(Value::String(s)) if single => vec![(s.value().clone(), span)],
             Item::Value(Value::Array(a)) => {
@@ -470,14 +533,22 @@ impl<'t> Tab<'t> {
                         other => p.err(
                             "DLP003",
                             &other.span(),
-                            format!("`{}[{i}]` must be a string, found {}", self.key_path(key), type_name(&Item::Value(other.clone()))),
+                            format!(
+                                "`{}[{i}]` must be a string, found {}",
+                                self.key_path(key),
+                                type_name(&Item::Value(other.clone()))
+                            ),
                         ),
                     }
                 }
                 out
             }
             item => {
-                let want = if single { "a string or an array of strings" } else { "an array of strings" };
+                let want = if single {
+                    "a string or an array of strings"
+                } else {
+                    "an array of strings"
+                };
                 self.wrong(p, key, &span, want, item);
                 Vec::new()
             }
@@ -499,7 +570,9 @@ impl<'t> Tab<'t> {
 
     /// An array of tables (`[[rule.test]]` or an inline array of inline tables).
     fn tables(&mut self, p: &mut Parser<'_>, key: &'static str) -> Vec<Tab<'t>> {
-        let Some((item, span)) = self.get(key) else { return Vec::new() };
+        let Some((item, span)) = self.get(key) else {
+            return Vec::new();
+        };
         let path = self.key_path(key);
         match item {
             Item::ArrayOfTables(a) => a
@@ -511,14 +584,26 @@ impl<'t> Tab<'t> {
                 let mut out = Vec::new();
                 for (i, v) in a.iter().enumerate() {
                     match v {
-                        Value::InlineTable(t) => out.push(Tab::new(t, v.span(), format!("{path}[{i}]"))),
-                        other => p.err("DLP003", &other.span(), format!("`{path}[{i}]` must be a table")),
+                        Value::InlineTable(t) => {
+                            out.push(Tab::new(t, v.span(), format!("{path}[{i}]")))
+                        }
+                        other => p.err(
+                            "DLP003",
+                            &other.span(),
+                            format!("`{path}[{i}]` must be a table"),
+                        ),
                     }
                 }
                 out
             }
             item => {
-                self.wrong(p, key, &span, format!("an array of tables (`[[{path}]]`)").as_str(), item);
+                self.wrong(
+                    p,
+                    key,
+                    &span,
+                    format!("an array of tables (`[[{path}]]`)").as_str(),
+                    item,
+                );
                 Vec::new()
             }
         }
@@ -528,8 +613,16 @@ impl<'t> Tab<'t> {
     fn finish(self, p: &mut Parser<'_>) {
         for (name, _) in self.t.iter() {
             if !self.used.contains(&name) {
-                let span = self.t.key(name).and_then(|k| k.span()).or_else(|| self.span.clone());
-                p.err("DLP002", &span, format!("unknown key `{}`", self.key_path(name)));
+                let span = self
+                    .t
+                    .key(name)
+                    .and_then(|k| k.span())
+                    .or_else(|| self.span.clone());
+                p.err(
+                    "DLP002",
+                    &span,
+                    format!("unknown key `{}`", self.key_path(name)),
+                );
             }
         }
     }
@@ -540,7 +633,11 @@ fn parse_direction(p: &mut Parser<'_>, s: &str, span: &Span, what: &str) -> Opti
         "inbound" => Some(Direction::Inbound),
         "outbound" => Some(Direction::Outbound),
         _ => {
-            p.err("DLP005", span, format!("invalid {what} `{s}` (expected \"inbound\" or \"outbound\")"));
+            p.err(
+                "DLP005",
+                span,
+                format!("invalid {what} `{s}` (expected \"inbound\" or \"outbound\")"),
+            );
             None
         }
     }
@@ -565,7 +662,11 @@ fn parse_fields(p: &mut Parser<'_>, list: Vec<(String, Span)>) -> Vec<Field> {
             Ok(f) => out.push(f),
             Err(()) => {
                 let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
-                p.err("DLP009", &span, format!("unknown field `{s}` (known: {})", known.join(", ")));
+                p.err(
+                    "DLP009",
+                    &span,
+                    format!("unknown field `{s}` (known: {})", known.join(", ")),
+                );
             }
         }
     }
@@ -573,7 +674,10 @@ fn parse_fields(p: &mut Parser<'_>, list: Vec<(String, Span)>) -> Vec<Field> {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn just(v: Vec<(String, Span)>) -> Vec<String> {
@@ -584,7 +688,11 @@ fn just(v: Vec<(String, Span)>) -> Vec<String> {
 /// only used when `diags` stays empty).
 pub fn parse_file(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Option<RuleFile> {
     let file: Arc<str> = Arc::from(file);
-    let mut p = Parser { text, file: file.clone(), diags };
+    let mut p = Parser {
+        text,
+        file: file.clone(),
+        diags,
+    };
     let doc = match ImDocument::parse(text) {
         Ok(d) => d,
         Err(e) => {
@@ -600,7 +708,11 @@ pub fn parse_file(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Option
             "enforce" => Mode::Enforce,
             "shadow" => Mode::Shadow,
             _ => {
-                p.err("DLP005", &span, format!("invalid mode `{s}` (expected \"enforce\" or \"shadow\")"));
+                p.err(
+                    "DLP005",
+                    &span,
+                    format!("invalid mode `{s}` (expected \"enforce\" or \"shadow\")"),
+                );
                 Mode::Enforce
             }
         },
@@ -623,13 +735,21 @@ pub fn parse_file(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Option
             senders: just(t.strings(&mut p, "senders", false)),
             rooms: just(t.strings(&mut p, "rooms", false)),
             peers: just(t.strings(&mut p, "peers", false)),
-            reason: t.string(&mut p, "reason", false).map(|(s, _)| s).unwrap_or_default(),
+            reason: t
+                .string(&mut p, "reason", false)
+                .map(|(s, _)| s)
+                .unwrap_or_default(),
         };
         t.finish(&mut p);
         exceptions.push(e);
     }
     root.finish(&mut p);
-    Some(RuleFile { file, mode, rules, exceptions })
+    Some(RuleFile {
+        file,
+        mode,
+        rules,
+        exceptions,
+    })
 }
 
 fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef> {
@@ -638,19 +758,32 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     let id = t.string(p, "id", true);
     if let Some((id, span)) = &id {
         if !valid_id(id) {
-            p.err("DLP005", span, format!("invalid rule id `{id}` (letters, digits, `.`, `_`, `-`)"));
+            p.err(
+                "DLP005",
+                span,
+                format!("invalid rule id `{id}` (letters, digits, `.`, `_`, `-`)"),
+            );
         }
     }
     let id_loc = id.as_ref().map(|(_, s)| p.loc(s)).unwrap_or(loc);
-    let description = t.string(p, "description", true).map(|(s, _)| s).unwrap_or_default();
+    let description = t
+        .string(p, "description", true)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let severity = t.string(p, "severity", true).and_then(|(s, span)| {
         let v = Severity::parse(&s);
         if v.is_none() {
-            p.err("DLP005", &span, format!("invalid severity `{s}` (expected low, medium, high, critical)"));
+            p.err(
+                "DLP005",
+                &span,
+                format!("invalid severity `{s}` (expected low, medium, high, critical)"),
+            );
         }
         v
     });
-    let action = t.string(p, "action", true).and_then(|(s, span)| parse_action(p, &s, &span, "action"));
+    let action = t
+        .string(p, "action", true)
+        .and_then(|(s, span)| parse_action(p, &s, &span, "action"));
 
     // Patterns and keywords go through the text pipeline: they are matched against
     // normalised text, so they are compiled in normalised form (`FÜR` → `FUR`), and a
@@ -658,7 +791,14 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     let mut regex = t.strings(p, "regex", true);
     for (pat, span) in &mut regex {
         if let Some(c) = never_in_normalized(pat) {
-            p.err("DLP018", span, format!("pattern contains U+{:04X}, which normalised text never contains", c as u32));
+            p.err(
+                "DLP018",
+                span,
+                format!(
+                    "pattern contains U+{:04X}, which normalised text never contains",
+                    c as u32
+                ),
+            );
             continue;
         }
         *pat = crate::text::normalize(pat).into_owned();
@@ -669,7 +809,14 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     let mut keywords = t.strings(p, "keywords", false);
     for (k, span) in &mut keywords {
         if let Some(c) = never_in_normalized(k) {
-            p.err("DLP018", span, format!("keyword contains U+{:04X}, which normalised text never contains", c as u32));
+            p.err(
+                "DLP018",
+                span,
+                format!(
+                    "keyword contains U+{:04X}, which normalised text never contains",
+                    c as u32
+                ),
+            );
             continue;
         }
         *k = crate::text::normalize(k).into_owned();
@@ -679,12 +826,20 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
     }
     let kw_span = t.get("keywords").map(|(_, s)| s).unwrap_or(t.span.clone());
     if regex.is_empty() && keywords.is_empty() {
-        p.err("DLP010", &t.span, "rule has no detector: give `regex` or `keywords`");
+        p.err(
+            "DLP010",
+            &t.span,
+            "rule has no detector: give `regex` or `keywords`",
+        );
     }
     let case_sensitive = t.boolean(p, "case_sensitive").unwrap_or(false);
     let fold = t.boolean(p, "fold_diacritics");
     if case_sensitive && fold == Some(true) {
-        p.err("DLP012", &kw_span, "`fold_diacritics = true` needs `case_sensitive = false`");
+        p.err(
+            "DLP012",
+            &kw_span,
+            "`fold_diacritics = true` needs `case_sensitive = false`",
+        );
     }
     let fold_diacritics = fold.unwrap_or(!case_sensitive);
     let whole_word = t.boolean(p, "whole_word").unwrap_or(true);
@@ -693,7 +848,11 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         let v = s.parse::<Validator>().ok();
         if v.is_none() {
             let known: Vec<&str> = Validator::ALL.iter().map(|v| v.as_str()).collect();
-            p.err("DLP008", &span, format!("unknown validator `{s}` (known: {})", known.join(", ")));
+            p.err(
+                "DLP008",
+                &span,
+                format!("unknown validator `{s}` (known: {})", known.join(", ")),
+            );
         }
         v
     });
@@ -719,7 +878,12 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
             }
         };
         c.finish(p);
-        context.push(ContextDef { words: just(words), before, after, weight });
+        context.push(ContextDef {
+            words: just(words),
+            before,
+            after,
+            weight,
+        });
     }
 
     let mut scope = ScopeDef::default();
@@ -766,7 +930,9 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         let peer = tt.string(p, "peer", false).map(|(s, _)| s);
         let room = tt.string(p, "room", false).map(|(s, _)| s);
         let sender = tt.string(p, "sender", false).map(|(s, _)| s);
-        let expect = tt.string(p, "expect", true).and_then(|(s, span)| parse_action(p, &s, &span, "expected verdict"));
+        let expect = tt
+            .string(p, "expect", true)
+            .and_then(|(s, span)| parse_action(p, &s, &span, "expected verdict"));
         let input = match (text, event) {
             (Some((text, _)), None) => {
                 let field = match field {
@@ -780,7 +946,10 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
                     p.err("DLP011", fspan, "`field` only applies to `text` tests");
                 }
                 match serde_json::from_str::<Json>(&ev) {
-                    Ok(v) if v.get("type").and_then(Json::as_str).is_some() && v.get("content").is_some_and(Json::is_object) => {
+                    Ok(v)
+                        if v.get("type").and_then(Json::as_str).is_some()
+                            && v.get("content").is_some_and(Json::is_object) =>
+                    {
                         Some(TestInput::Event(v))
                     }
                     Ok(_) => {
@@ -788,13 +957,21 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
                         None
                     }
                     Err(e) => {
-                        p.err("DLP011", &span, format!("test `event` is not valid JSON: {e}"));
+                        p.err(
+                            "DLP011",
+                            &span,
+                            format!("test `event` is not valid JSON: {e}"),
+                        );
                         None
                     }
                 }
             }
             (Some(_), Some((_, span))) => {
-                p.err("DLP011", &span, "a test has either `text` or `event`, not both");
+                p.err(
+                    "DLP011",
+                    &span,
+                    "a test has either `text` or `event`, not both",
+                );
                 None
             }
             (None, None) => {
@@ -809,7 +986,17 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
                 (TestInput::Event(v), None) => v["type"].as_str().unwrap_or_default().to_owned(),
                 (TestInput::Text { .. }, None) => "m.room.message".to_owned(),
             };
-            tests.push(TestDef { name, input, event_type, direction, peer, room, sender, expect, loc: tloc });
+            tests.push(TestDef {
+                name,
+                input,
+                event_type,
+                direction,
+                peer,
+                room,
+                sender,
+                expect,
+                loc: tloc,
+            });
         }
     }
     t.finish(p);

@@ -73,7 +73,10 @@ impl fmt::Display for Validator {
 impl FromStr for Validator {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        Validator::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
+        Validator::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -94,7 +97,9 @@ fn significant(text: &str) -> Option<impl Iterator<Item = u8> + Clone + '_> {
 
 /// Luhn (ISO/IEC 7812) over the digits of `text`; needs at least 2 digits.
 pub fn luhn(text: &str) -> bool {
-    let Some(sig) = significant(text) else { return false };
+    let Some(sig) = significant(text) else {
+        return false;
+    };
     let mut sum = 0u32;
     let mut n = 0usize;
     // Walk from the right.
@@ -118,19 +123,94 @@ pub fn luhn(text: &str) -> bool {
 
 /// IBAN lengths per country (ISO 13616 registry, SWIFT release 2024).
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
-    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
-    (b"BG", 22), (b"BH", 22), (b"BI", 27), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22),
-    (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DJ", 27), (b"DK", 18), (b"DO", 28), (b"EE", 20),
-    (b"EG", 29), (b"ES", 24), (b"FI", 18), (b"FK", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22),
-    (b"GE", 22), (b"GI", 23), (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HR", 21), (b"HU", 28),
-    (b"IE", 22), (b"IL", 23), (b"IQ", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30),
-    (b"KZ", 20), (b"LB", 28), (b"LC", 32), (b"LI", 21), (b"LT", 20), (b"LU", 20), (b"LV", 21),
-    (b"LY", 25), (b"MC", 27), (b"MD", 24), (b"ME", 22), (b"MK", 19), (b"MN", 20), (b"MR", 27),
-    (b"MT", 31), (b"MU", 30), (b"NI", 28), (b"NL", 18), (b"NO", 15), (b"OM", 23), (b"PK", 24),
-    (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"RU", 33),
-    (b"SA", 24), (b"SC", 31), (b"SD", 18), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27),
-    (b"SO", 23), (b"ST", 25), (b"SV", 28), (b"TL", 23), (b"TN", 24), (b"TR", 26), (b"UA", 29),
-    (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
 ];
 
 /// Country codes a BIC may carry: IBAN countries plus major non-IBAN economies.
@@ -140,12 +220,17 @@ const BIC_EXTRA_COUNTRIES: &[&[u8; 2]] = &[
 ];
 
 fn iban_length(country: [u8; 2]) -> Option<usize> {
-    IBAN_LENGTHS.iter().find(|(c, _)| **c == country).map(|(_, l)| *l)
+    IBAN_LENGTHS
+        .iter()
+        .find(|(c, _)| **c == country)
+        .map(|(_, l)| *l)
 }
 
 /// IBAN: known country, the country's length, two check digits, mod-97 = 1.
 pub fn iban(text: &str) -> bool {
-    let Some(sig) = significant(text) else { return false };
+    let Some(sig) = significant(text) else {
+        return false;
+    };
     let mut buf = [0u8; 34];
     let mut n = 0;
     for c in sig {
@@ -159,7 +244,11 @@ pub fn iban(text: &str) -> bool {
         return false;
     }
     let s = &buf[..n];
-    if !s[0].is_ascii_uppercase() || !s[1].is_ascii_uppercase() || !s[2].is_ascii_digit() || !s[3].is_ascii_digit() {
+    if !s[0].is_ascii_uppercase()
+        || !s[1].is_ascii_uppercase()
+        || !s[2].is_ascii_digit()
+        || !s[3].is_ascii_digit()
+    {
         return false;
     }
     if iban_length([s[0], s[1]]) != Some(n) {
@@ -182,7 +271,9 @@ pub fn iban(text: &str) -> bool {
 /// check digit, and the repetition rule over the first ten digits: exactly one digit occurs
 /// twice or three times (all others at most once), and a triple is not three in a row.
 pub fn steuer_id(text: &str) -> bool {
-    let Some(sig) = significant(text) else { return false };
+    let Some(sig) = significant(text) else {
+        return false;
+    };
     let mut d = [0u8; 11];
     let mut n = 0;
     for c in sig {
@@ -231,8 +322,12 @@ pub fn mod_11_10_check(digits: &[u8]) -> u8 {
 /// check digit over the letter's two-digit number (A = 01 … Z = 26) and the eight serial
 /// digits, weights 1,2,1,2…, cross sums of the products, mod 10.
 pub fn kvnr(text: &str) -> bool {
-    let Some(mut sig) = significant(text) else { return false };
-    let Some(letter) = sig.next() else { return false };
+    let Some(mut sig) = significant(text) else {
+        return false;
+    };
+    let Some(letter) = sig.next() else {
+        return false;
+    };
     if !letter.is_ascii_alphabetic() {
         return false;
     }
@@ -290,7 +385,9 @@ pub fn icao_check_digit(data: &str) -> Option<u8> {
 /// German ID card (Personalausweis) or passport document number with its check digit: nine
 /// alphanumerics and the ICAO 9303 check digit as the tenth character.
 pub fn icao_document(text: &str) -> bool {
-    let Some(sig) = significant(text) else { return false };
+    let Some(sig) = significant(text) else {
+        return false;
+    };
     let mut buf = [0u8; 10];
     let mut n = 0;
     for c in sig {
@@ -303,7 +400,9 @@ pub fn icao_document(text: &str) -> bool {
     if n != 10 || !buf[9].is_ascii_digit() {
         return false;
     }
-    let Ok(data) = std::str::from_utf8(&buf[..9]) else { return false };
+    let Ok(data) = std::str::from_utf8(&buf[..9]) else {
+        return false;
+    };
     icao_check_digit(data) == Some(buf[9] - b'0')
 }
 
@@ -318,11 +417,14 @@ pub fn bic(text: &str) -> bool {
         return false;
     }
     let country = [b[4], b[5]];
-    let known = iban_length(country).is_some() || BIC_EXTRA_COUNTRIES.iter().any(|c| **c == country);
+    let known =
+        iban_length(country).is_some() || BIC_EXTRA_COUNTRIES.iter().any(|c| **c == country);
     if !known {
         return false;
     }
-    b[6..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    b[6..]
+        .iter()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -360,12 +462,20 @@ mod tests {
         // Build a number with a digit three times in a row and a correct check digit.
         let body = [1, 1, 1, 2, 3, 4, 5, 6, 7, 8];
         let check = mod_11_10_check(&body);
-        let s: String = body.iter().chain(std::iter::once(&check)).map(|d| char::from(b'0' + d)).collect();
+        let s: String = body
+            .iter()
+            .chain(std::iter::once(&check))
+            .map(|d| char::from(b'0' + d))
+            .collect();
         assert!(!steuer_id(&s));
         // The same digits not in a row are fine.
         let body = [1, 2, 1, 3, 1, 4, 5, 6, 7, 8];
         let check = mod_11_10_check(&body);
-        let s: String = body.iter().chain(std::iter::once(&check)).map(|d| char::from(b'0' + d)).collect();
+        let s: String = body
+            .iter()
+            .chain(std::iter::once(&check))
+            .map(|d| char::from(b'0' + d))
+            .collect();
         assert!(steuer_id(&s));
     }
 

@@ -21,8 +21,10 @@ fn set() -> SpifSet {
     static SET: OnceLock<SpifSet> = OnceLock::new();
     SET.get_or_init(|| {
         let mut s = SpifSet::new();
-        s.insert(Spif::parse(include_str!("../../../spif/deu-vs.xml")).unwrap()).unwrap();
-        s.insert(Spif::parse(include_str!("../../../spif/nato.xml")).unwrap()).unwrap();
+        s.insert(Spif::parse(include_str!("../../../spif/deu-vs.xml")).unwrap())
+            .unwrap();
+        s.insert(Spif::parse(include_str!("../../../spif/nato.xml")).unwrap())
+            .unwrap();
         s
     })
     .clone()
@@ -34,7 +36,10 @@ fn deu(class: u64, rel: &[u64]) -> Value {
 
 /// The remote peer's clearance: NATO UNCLASSIFIED and RESTRICTED, releasable to DEU, NATO context.
 fn nato_clearance(classes: &[u64], rel: &[u64]) -> Value {
-    let mut cats: Vec<Value> = rel.iter().map(|l| json!({"tag_set": REL_TO, "type": "enumeratedPermissive", "lacv": l})).collect();
+    let mut cats: Vec<Value> = rel
+        .iter()
+        .map(|l| json!({"tag_set": REL_TO, "type": "enumeratedPermissive", "lacv": l}))
+        .collect();
     cats.push(json!({"tag_set": CONTEXT, "type": "permissive", "lacv": 1001}));
     json!({"policy": NATO, "classifications": classes, "categories": cats})
 }
@@ -43,7 +48,11 @@ fn config(peers: Vec<PeerConfig>) -> LabelsConfig {
     let all_deu: Vec<Value> = [276u64, 250, 840, 1001, 2000]
         .iter()
         .map(|l| json!({"tag_set": FREIGABE, "type": "permissive", "lacv": l}))
-        .chain([2u64, 10].iter().map(|l| json!({"tag_set": ZUSATZ, "type": "restrictive", "lacv": l})))
+        .chain(
+            [2u64, 10]
+                .iter()
+                .map(|l| json!({"tag_set": ZUSATZ, "type": "restrictive", "lacv": l})),
+        )
         .collect();
     LabelsConfig {
         spifs: vec![],
@@ -57,12 +66,16 @@ fn config(peers: Vec<PeerConfig>) -> LabelsConfig {
             policy: DEU.into(),
             default_label: Some(deu(2, &[])),
             default_label_file: None,
-            clearance: Some(json!({"policy": DEU, "classifications": [1, 2, 3, 4, 5], "categories": all_deu})),
+            clearance: Some(
+                json!({"policy": DEU, "classifications": [1, 2, 3, 4, 5], "categories": all_deu}),
+            ),
             clearance_file: None,
         },
         remote: SideConfig {
             policy: NATO.into(),
-            default_label: Some(json!({"policy": NATO, "classification": 2, "categories": [{"tag_set": CONTEXT, "type": "permissive", "lacv": 1001}]})),
+            default_label: Some(
+                json!({"policy": NATO, "classification": 2, "categories": [{"tag_set": CONTEXT, "type": "permissive", "lacv": 1001}]}),
+            ),
             default_label_file: None,
             clearance: Some(nato_clearance(&[1, 2], &[276])),
             clearance_file: None,
@@ -80,7 +93,13 @@ fn policy() -> LabelPolicy {
 }
 
 fn ctx(direction: Direction, peer: &str) -> ExchangeCtx {
-    ExchangeCtx { direction, endpoint: catalog::by_id("send_transaction").unwrap(), peer: Some(peer.into()), protected: "hs1.test".into(), txn_id: None }
+    ExchangeCtx {
+        direction,
+        endpoint: catalog::by_id("send_transaction").unwrap(),
+        peer: Some(peer.into()),
+        protected: "hs1.test".into(),
+        txn_id: None,
+    }
 }
 
 fn out() -> ExchangeCtx {
@@ -91,7 +110,13 @@ fn raw(v: &Value) -> Box<RawValue> {
     RawValue::from_string(v.to_string()).unwrap()
 }
 
-fn pdu_json(ty: &str, sender: &str, state_key: Option<&str>, content: Value, ts: i64) -> Box<RawValue> {
+fn pdu_json(
+    ty: &str,
+    sender: &str,
+    state_key: Option<&str>,
+    content: Value,
+    ts: i64,
+) -> Box<RawValue> {
     let mut v = json!({"type": ty, "room_id": ROOM, "sender": sender, "origin_server_ts": ts, "content": content, "event_id": format!("$e{ts}")});
     if let Some(k) = state_key {
         v["state_key"] = json!(k);
@@ -112,8 +137,20 @@ fn msg(body: &str, label: Option<Value>) -> Value {
     c
 }
 
-fn set_room_label(p: &LabelPolicy, c: &ExchangeCtx, sender: &str, label: Value, ts: i64) -> PduVerdict {
-    let r = pdu_json("de.grenzwacht.room_label", sender, Some(""), json!({"de.grenzwacht.label": label}), ts);
+fn set_room_label(
+    p: &LabelPolicy,
+    c: &ExchangeCtx,
+    sender: &str,
+    label: Value,
+    ts: i64,
+) -> PduVerdict {
+    let r = pdu_json(
+        "de.grenzwacht.room_label",
+        sender,
+        Some(""),
+        json!({"de.grenzwacht.label": label}),
+        ts,
+    );
     p.pdu(c, &PduView::parse(&r).unwrap())
 }
 
@@ -125,17 +162,80 @@ fn redact(rule: &str) -> PduVerdict {
 fn release_by_label_and_clearance() {
     let p = policy();
     let c = out();
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", Some(deu(2, &[])))), PduVerdict::Allow, "VS-NfD to a RESTRICTED peer");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", Some(deu(2, &[276])))), PduVerdict::Allow, "released to DEU, peer cleared for DEU");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", Some(deu(4, &[])))), redact("label:deny"), "GEHEIM");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", Some(deu(2, &[250])))), redact("label:deny"), "released to FRA only");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", Some(deu(2, &[2000])))), redact("label:no_equivalent"), "EU has no NATO equivalent");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", None)), PduVerdict::Allow, "protected default VS-NfD");
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(2, &[])))
+        ),
+        PduVerdict::Allow,
+        "VS-NfD to a RESTRICTED peer"
+    );
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(2, &[276])))
+        ),
+        PduVerdict::Allow,
+        "released to DEU, peer cleared for DEU"
+    );
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(4, &[])))
+        ),
+        redact("label:deny"),
+        "GEHEIM"
+    );
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(2, &[250])))
+        ),
+        redact("label:deny"),
+        "released to FRA only"
+    );
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(2, &[2000])))
+        ),
+        redact("label:no_equivalent"),
+        "EU has no NATO equivalent"
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("Lage ruhig", None)),
+        PduVerdict::Allow,
+        "protected default VS-NfD"
+    );
     // A peer with its own clearance.
-    let p = policy_with(Store::open_in_memory().unwrap(), vec![PeerConfig { server: "HS3.test".into(), clearance: Some(nato_clearance(&[1, 2, 3, 4], &[250])), clearance_file: None }]);
+    let p = policy_with(
+        Store::open_in_memory().unwrap(),
+        vec![PeerConfig {
+            server: "HS3.test".into(),
+            clearance: Some(nato_clearance(&[1, 2, 3, 4], &[250])),
+            clearance_file: None,
+        }],
+    );
     let c3 = ctx(Direction::Outbound, "hs3.test");
-    assert_eq!(judge_pdu(&p, &c3, "m.room.message", msg("x", Some(deu(4, &[250])))), PduVerdict::Allow);
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(4, &[250])))), redact("label:deny"), "hs2 keeps the default");
+    assert_eq!(
+        judge_pdu(&p, &c3, "m.room.message", msg("x", Some(deu(4, &[250])))),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(4, &[250])))),
+        redact("label:deny"),
+        "hs2 keeps the default"
+    );
 }
 
 #[test]
@@ -144,38 +244,150 @@ fn label_formats_and_invalid_labels() {
     let c = out();
     let l = Label::from_json(&deu(2, &[276])).unwrap();
     let xml = p.spifs().to_4774_xml(&l).unwrap();
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(json!(xml)))), PduVerdict::Allow, "STANAG 4774 string");
-    let geheim = p.spifs().to_4774_xml(&Label::from_json(&deu(4, &[])).unwrap()).unwrap();
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(json!(geheim)))), redact("label:deny"));
-    for bad in [json!("<garbage"), json!(42), json!({"policy": DEU, "classification": 9}), json!({"policy": "1.2.3", "classification": 1}), json!({"policy": DEU, "classification": 2, "typo": 1})] {
-        assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(bad.clone()))), redact("label:invalid"), "{bad}");
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(json!(xml)))),
+        PduVerdict::Allow,
+        "STANAG 4774 string"
+    );
+    let geheim = p
+        .spifs()
+        .to_4774_xml(&Label::from_json(&deu(4, &[])).unwrap())
+        .unwrap();
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(json!(geheim)))),
+        redact("label:deny")
+    );
+    for bad in [
+        json!("<garbage"),
+        json!(42),
+        json!({"policy": DEU, "classification": 9}),
+        json!({"policy": "1.2.3", "classification": 1}),
+        json!({"policy": DEU, "classification": 2, "typo": 1}),
+    ] {
+        assert_eq!(
+            judge_pdu(&p, &c, "m.room.message", msg("x", Some(bad.clone()))),
+            redact("label:invalid"),
+            "{bad}"
+        );
     }
     // KRYPTO is excluded for VS-NfD: an invalid combination.
     let krypto = json!({"policy": DEU, "classification": 2, "categories": [{"tag_set": ZUSATZ, "type": "restrictive", "lacv": 2}]});
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(krypto))), redact("label:invalid"));
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(krypto))),
+        redact("label:invalid")
+    );
 }
 
 #[test]
 fn room_label_is_default_and_ceiling() {
     let p = policy();
     let c = out();
-    assert_eq!(set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1), redact("label:deny"), "the GEHEIM room label event itself is not released to hs2");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", None)), redact("label:deny"), "unlabeled in a GEHEIM room");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(2, &[])))), PduVerdict::Allow, "an event labeled below the room ceiling");
+    assert_eq!(
+        set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1),
+        redact("label:deny"),
+        "the GEHEIM room label event itself is not released to hs2"
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", None)),
+        redact("label:deny"),
+        "unlabeled in a GEHEIM room"
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(2, &[])))),
+        PduVerdict::Allow,
+        "an event labeled below the room ceiling"
+    );
     // Lowered by the protected side: now a VS-NfD room released to DEU and FRA.
-    assert_eq!(set_room_label(&p, &c, "@alice:hs1.test", deu(2, &[276, 250]), 2), PduVerdict::Allow);
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", None)), PduVerdict::Allow);
-    let high_peer = policy_with(p.store.clone(), vec![PeerConfig { server: "hs2.test".into(), clearance: Some(nato_clearance(&[1, 2, 3, 4], &[276])), clearance_file: None }]);
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(4, &[])))), redact("label:above_room"), "above the room label, even for a cleared peer");
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[])))), redact("label:above_room"));
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(2, &[276, 250, 840])))), PduVerdict::Allow, "a wider release is within the room");
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(2, &[276])))), redact("label:above_room"), "a narrower release is more sensitive than the room");
+    assert_eq!(
+        set_room_label(&p, &c, "@alice:hs1.test", deu(2, &[276, 250]), 2),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", None)),
+        PduVerdict::Allow
+    );
+    let high_peer = policy_with(
+        p.store.clone(),
+        vec![PeerConfig {
+            server: "hs2.test".into(),
+            clearance: Some(nato_clearance(&[1, 2, 3, 4], &[276])),
+            clearance_file: None,
+        }],
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(4, &[])))
+        ),
+        redact("label:above_room"),
+        "above the room label, even for a cleared peer"
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(3, &[])))
+        ),
+        redact("label:above_room")
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(2, &[276, 250, 840])))
+        ),
+        PduVerdict::Allow,
+        "a wider release is within the room"
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(2, &[276])))
+        ),
+        redact("label:above_room"),
+        "a narrower release is more sensitive than the room"
+    );
     // The ceiling check is cached per (event label, room label): after the room label is
     // raised, the same event label is judged against the new ceiling, not the cached outcome.
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), redact("label:above_room"));
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), redact("label:above_room"), "cached: same outcome");
-    assert_eq!(set_room_label(&high_peer, &c, "@alice:hs1.test", deu(4, &[276]), 3), PduVerdict::Allow);
-    assert_eq!(judge_pdu(&high_peer, &c, "m.room.message", msg("x", Some(deu(3, &[276])))), PduVerdict::Allow, "below the raised ceiling now");
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(3, &[276])))
+        ),
+        redact("label:above_room")
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(3, &[276])))
+        ),
+        redact("label:above_room"),
+        "cached: same outcome"
+    );
+    assert_eq!(
+        set_room_label(&high_peer, &c, "@alice:hs1.test", deu(4, &[276]), 3),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        judge_pdu(
+            &high_peer,
+            &c,
+            "m.room.message",
+            msg("x", Some(deu(3, &[276])))
+        ),
+        PduVerdict::Allow,
+        "below the raised ceiling now"
+    );
 }
 
 #[test]
@@ -183,7 +395,15 @@ fn room_label_changes_remote_may_only_raise() {
     let store = Store::open_in_memory().unwrap();
     let p = policy_with(store.clone(), vec![]);
     let inbound = ctx(Direction::Inbound, "hs2.test");
-    let stored = || Label::from_json(&serde_json::from_str::<Value>(&store.room_label(ROOM).unwrap().unwrap().label).unwrap()).unwrap().classification.0;
+    let stored = || {
+        Label::from_json(
+            &serde_json::from_str::<Value>(&store.room_label(ROOM).unwrap().unwrap().label)
+                .unwrap(),
+        )
+        .unwrap()
+        .classification
+        .0
+    };
     set_room_label(&p, &out(), "@alice:hs1.test", deu(3, &[]), 10);
     assert_eq!(stored(), 3);
     set_room_label(&p, &inbound, "@bob:hs2.test", deu(2, &[]), 20);
@@ -199,12 +419,18 @@ fn room_label_changes_remote_may_only_raise() {
     assert_eq!(stored(), 2, "the protected side may lower its room's label");
     // Persisted: a new layer on the same store knows it.
     let p2 = policy_with(store.clone(), vec![]);
-    assert_eq!(judge_pdu(&p2, &out(), "m.room.message", msg("x", Some(deu(3, &[])))), redact("label:above_room"));
+    assert_eq!(
+        judge_pdu(&p2, &out(), "m.room.message", msg("x", Some(deu(3, &[])))),
+        redact("label:above_room")
+    );
     // An unparsable room label makes the room's unlabeled events fail closed.
     let store2 = Store::open_in_memory().unwrap();
     let p3 = policy_with(store2, vec![]);
     set_room_label(&p3, &out(), "@alice:hs1.test", json!("<nonsense/>"), 1);
-    assert_eq!(judge_pdu(&p3, &out(), "m.room.message", msg("x", None)), redact("label:invalid"));
+    assert_eq!(
+        judge_pdu(&p3, &out(), "m.room.message", msg("x", None)),
+        redact("label:invalid")
+    );
 }
 
 #[test]
@@ -212,13 +438,23 @@ fn encrypted_needs_a_cleartext_label() {
     let p = policy();
     let c = out();
     let ct = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAc GEHEIM", "session_id": "s", "sender_key": "k", "device_id": "D"});
-    assert_eq!(judge_pdu(&p, &c, "m.room.encrypted", ct.clone()), redact("label:unlabeled_encrypted"));
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.encrypted", ct.clone()),
+        redact("label:unlabeled_encrypted")
+    );
     let mut labeled = ct.clone();
     labeled["de.grenzwacht.label"] = deu(2, &[276]);
-    assert_eq!(judge_pdu(&p, &c, "m.room.encrypted", labeled), PduVerdict::Allow, "releasable label; ciphertext not scanned");
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.encrypted", labeled),
+        PduVerdict::Allow,
+        "releasable label; ciphertext not scanned"
+    );
     let mut high = ct;
     high["de.grenzwacht.label"] = deu(4, &[]);
-    assert_eq!(judge_pdu(&p, &c, "m.room.encrypted", high), redact("label:deny"));
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.encrypted", high),
+        redact("label:deny")
+    );
 }
 
 #[test]
@@ -226,28 +462,96 @@ fn body_marked_above_its_label_is_held() {
     let p = policy();
     let c = out();
     let nfd = || Some(deu(2, &[]));
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Bericht GEHEIM, bitte prüfen", nfd())), PduVerdict::Hold { rule: "label:mismatch".into() });
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("STRENG GEHEIM", nfd())), PduVerdict::Hold { rule: "label:mismatch".into() });
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Einstufung VS-VERTRAULICH.", nfd())), PduVerdict::Hold { rule: "label:mismatch".into() });
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("NATO SECRET", nfd())), PduVerdict::Hold { rule: "label:mismatch".into() }, "NATO marking, equivalent above VS-NfD");
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Bericht GEHEIM, bitte prüfen", nfd())
+        ),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("STRENG GEHEIM", nfd())),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Einstufung VS-VERTRAULICH.", nfd())
+        ),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("NATO SECRET", nfd())),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        },
+        "NATO marking, equivalent above VS-NfD"
+    );
     let mut html = msg("plain", nfd());
     html["formatted_body"] = json!("<b>GEHEIM</b>");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", html), PduVerdict::Hold { rule: "label:mismatch".into() });
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", html),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
     let mut edit = msg("* fixed", nfd());
     edit["m.new_content"] = json!({"body": "jetzt GEHEIM"});
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", edit), PduVerdict::Hold { rule: "label:mismatch".into() });
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", edit),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
     // Not markings: lower case, part of a word, at or below the label.
-    for ok in ["das bleibt geheim", "GEHEIMNISSE", "VS-NfD", "Dieser Text ist VS-NUR FÜR DEN DIENSTGEBRAUCH", "RESTRICTED"] {
-        assert_eq!(judge_pdu(&p, &c, "m.room.message", msg(ok, nfd())), PduVerdict::Allow, "{ok}");
+    for ok in [
+        "das bleibt geheim",
+        "GEHEIMNISSE",
+        "VS-NfD",
+        "Dieser Text ist VS-NUR FÜR DEN DIENSTGEBRAUCH",
+        "RESTRICTED",
+    ] {
+        assert_eq!(
+            judge_pdu(&p, &c, "m.room.message", msg(ok, nfd())),
+            PduVerdict::Allow,
+            "{ok}"
+        );
     }
     // Unlabeled events are checked against their effective label (the side default VS-NfD).
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", None)), PduVerdict::Hold { rule: "label:mismatch".into() });
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", None)),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
     // A GEHEIM label with a GEHEIM body is consistent (denied by clearance, not mismatch).
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", Some(deu(4, &[])))), redact("label:deny"));
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", Some(deu(4, &[])))),
+        redact("label:deny")
+    );
     // An extra detector counts too.
-    let d: MarkingDetector = Arc::new(|c: &RawValue| c.get().contains("Codewort").then(|| (Oid::parse(NATO).unwrap(), Lacv(3))));
+    let d: MarkingDetector = Arc::new(|c: &RawValue| {
+        c.get()
+            .contains("Codewort")
+            .then(|| (Oid::parse(NATO).unwrap(), Lacv(3)))
+    });
     let p = policy().with_detector(d);
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("Codewort Adler", nfd())), PduVerdict::Hold { rule: "label:mismatch".into() });
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("Codewort Adler", nfd())),
+        PduVerdict::Hold {
+            rule: "label:mismatch".into()
+        }
+    );
 }
 
 #[test]
@@ -255,11 +559,27 @@ fn inbound_uses_the_protected_clearance_and_remote_default() {
     let p = policy();
     let c = ctx(Direction::Inbound, "hs2.test");
     let nato = |class: u64| json!({"policy": NATO, "classification": class, "categories": [{"tag_set": CONTEXT, "type": "permissive", "lacv": 1001}]});
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("hello", None)), PduVerdict::Allow, "remote default NATO RESTRICTED → VS-NfD");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("hello", Some(nato(4)))), PduVerdict::Allow, "protected side cleared up to STRENG GEHEIM");
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("hello", Some(nato(1)))), redact("label:no_equivalent"), "NATO UNCLASSIFIED has no VS equivalent");
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("hello", None)),
+        PduVerdict::Allow,
+        "remote default NATO RESTRICTED → VS-NfD"
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("hello", Some(nato(4)))),
+        PduVerdict::Allow,
+        "protected side cleared up to STRENG GEHEIM"
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("hello", Some(nato(1)))),
+        redact("label:no_equivalent"),
+        "NATO UNCLASSIFIED has no VS equivalent"
+    );
     let crypto = json!({"policy": NATO, "classification": 3, "categories": [{"tag_set": ADDITIONAL, "type": "restrictive", "lacv": 2}, {"tag_set": CONTEXT, "type": "permissive", "lacv": 1001}]});
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("hello", Some(crypto))), PduVerdict::Allow, "CRYPTO ↔ KRYPTO");
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("hello", Some(crypto))),
+        PduVerdict::Allow,
+        "CRYPTO ↔ KRYPTO"
+    );
 }
 
 #[test]
@@ -268,20 +588,64 @@ fn edus_and_to_device() {
     let c = out();
     set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1);
     let edu = |v: Value| raw(&v);
-    let typing = edu(json!({"edu_type": "m.typing", "content": {"room_id": ROOM, "user_id": "@alice:hs1.test", "typing": true}}));
-    assert_eq!(p.edu(&c, &EduView::parse(&typing).unwrap()), EduVerdict::Drop { rule: "label:deny".into() }, "typing in a GEHEIM room");
+    let typing = edu(
+        json!({"edu_type": "m.typing", "content": {"room_id": ROOM, "user_id": "@alice:hs1.test", "typing": true}}),
+    );
+    assert_eq!(
+        p.edu(&c, &EduView::parse(&typing).unwrap()),
+        EduVerdict::Drop {
+            rule: "label:deny".into()
+        },
+        "typing in a GEHEIM room"
+    );
     let presence = edu(json!({"edu_type": "m.presence", "content": {"push": []}}));
-    assert_eq!(p.edu(&c, &EduView::parse(&presence).unwrap()), EduVerdict::Allow, "side default");
-    let labeled = edu(json!({"edu_type": "org.example", "content": {"de.grenzwacht.label": deu(4, &[])}}));
-    assert_eq!(p.edu(&c, &EduView::parse(&labeled).unwrap()), EduVerdict::Drop { rule: "label:deny".into() });
+    assert_eq!(
+        p.edu(&c, &EduView::parse(&presence).unwrap()),
+        EduVerdict::Allow,
+        "side default"
+    );
+    let labeled =
+        edu(json!({"edu_type": "org.example", "content": {"de.grenzwacht.label": deu(4, &[])}}));
+    assert_eq!(
+        p.edu(&c, &EduView::parse(&labeled).unwrap()),
+        EduVerdict::Drop {
+            rule: "label:deny".into()
+        }
+    );
     let td = |ty: &str, content: Value| (ty.to_string(), raw(&content));
     for ((ty, content), want) in [
-        (td("m.room.encrypted", json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}})), Some("label:unlabeled_encrypted")),
-        (td("m.room.encrypted", json!({"algorithm": "x", "ciphertext": {}, "de.grenzwacht.label": deu(2, &[])})), None),
+        (
+            td(
+                "m.room.encrypted",
+                json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}}),
+            ),
+            Some("label:unlabeled_encrypted"),
+        ),
+        (
+            td(
+                "m.room.encrypted",
+                json!({"algorithm": "x", "ciphertext": {}, "de.grenzwacht.label": deu(2, &[])}),
+            ),
+            None,
+        ),
         (td("org.example", json!({"text": "hi"})), None),
-        (td("org.example", json!({"text": "hi", "de.grenzwacht.label": deu(4, &[])})), Some("label:deny")),
+        (
+            td(
+                "org.example",
+                json!({"text": "hi", "de.grenzwacht.label": deu(4, &[])}),
+            ),
+            Some("label:deny"),
+        ),
     ] {
-        let m = ToDeviceMessage { edu: 0, sender: None, event_type: Some(Cow::Owned(ty.clone())), message_id: None, user_id: "@bob:hs2.test".into(), device_id: "D".into(), content: &content };
+        let m = ToDeviceMessage {
+            edu: 0,
+            sender: None,
+            event_type: Some(Cow::Owned(ty.clone())),
+            message_id: None,
+            user_id: "@bob:hs2.test".into(),
+            device_id: "D".into(),
+            content: &content,
+        };
         let want = want.map_or(EduVerdict::Allow, |r| EduVerdict::Drop { rule: r.into() });
         assert_eq!(p.to_device(&c, &m), want, "{ty} {content}");
     }
@@ -295,34 +659,74 @@ fn hold_on_deny_and_encrypted_default() {
     cfg.encrypted_without_label = EncryptedWithoutLabel::Default;
     let p = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap();
     let c = out();
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(4, &[])))), PduVerdict::Hold { rule: "label:deny".into() });
-    assert_eq!(judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", None)), redact("label:mismatch"));
-    assert_eq!(judge_pdu(&p, &c, "m.room.encrypted", json!({"ciphertext": "x"})), PduVerdict::Allow, "judged by the side default");
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("x", Some(deu(4, &[])))),
+        PduVerdict::Hold {
+            rule: "label:deny".into()
+        }
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("GEHEIM", None)),
+        redact("label:mismatch")
+    );
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.encrypted", json!({"ciphertext": "x"})),
+        PduVerdict::Allow,
+        "judged by the side default"
+    );
 }
 
 #[test]
 fn config_errors_name_the_key() {
     let mut cfg = config(vec![]);
     cfg.remote.clearance = Some(json!({"policy": DEU, "classifications": [1]}));
-    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap_err().to_string();
-    assert!(e.contains("labels.remote.clearance") && e.contains("side's policy"), "{e}");
+    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels.remote.clearance") && e.contains("side's policy"),
+        "{e}"
+    );
     let mut cfg = config(vec![]);
     cfg.protected.default_label = Some(json!({"policy": DEU, "classification": 9}));
-    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap_err().to_string();
-    assert!(e.contains("labels.protected.default_label") && e.contains("Unknown classification"), "{e}");
+    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels.protected.default_label") && e.contains("Unknown classification"),
+        "{e}"
+    );
     let mut cfg = config(vec![]);
     cfg.protected.policy = "1.2.3".into();
-    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap_err().to_string();
-    assert!(e.contains("labels.protected.policy") && e.contains("no SPIF"), "{e}");
-    let cfg = config(vec![PeerConfig { server: "hs2.test".into(), clearance: Some(json!({"policy": NATO, "classifications": [1], "categories": [{"tag_set": REL_TO, "type": "enumeratedPermissive", "lacv": 9999}]})), clearance_file: None }]);
-    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap_err().to_string();
+    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels.protected.policy") && e.contains("no SPIF"),
+        "{e}"
+    );
+    let cfg = config(vec![PeerConfig {
+        server: "hs2.test".into(),
+        clearance: Some(
+            json!({"policy": NATO, "classifications": [1], "categories": [{"tag_set": REL_TO, "type": "enumeratedPermissive", "lacv": 9999}]}),
+        ),
+        clearance_file: None,
+    }]);
+    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("labels.peer[0].clearance"), "{e}");
     // A file that does not exist.
     let mut cfg = config(vec![]);
     cfg.remote.default_label = None;
     cfg.remote.default_label_file = Some("/nonexistent/label.xml".into());
-    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap_err().to_string();
-    assert!(e.contains("labels.remote.default_label_file (/nonexistent/label.xml)"), "{e}");
+    let e = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels.remote.default_label_file (/nonexistent/label.xml)"),
+        "{e}"
+    );
 }
 
 // ---- properties over generated labels of the shipped SPIFs ---------------------------------
@@ -331,32 +735,56 @@ const DEU_REL: [u64; 5] = [276, 250, 840, 1001, 2000];
 const NATO_REL: [u64; 6] = [276, 250, 840, 56, 124, 826];
 
 fn arb_deu_label() -> impl Strategy<Value = Value> {
-    (1u64..=5, proptest::sample::subsequence(DEU_REL.to_vec(), 0..4), any::<bool>()).prop_map(|(c, rel, krypto)| {
-        let mut l = deu(c, &rel);
-        if krypto {
-            l["categories"].as_array_mut().unwrap().push(json!({"tag_set": ZUSATZ, "type": "restrictive", "lacv": 2}));
-        }
-        l
-    })
+    (
+        1u64..=5,
+        proptest::sample::subsequence(DEU_REL.to_vec(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(c, rel, krypto)| {
+            let mut l = deu(c, &rel);
+            if krypto {
+                l["categories"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"tag_set": ZUSATZ, "type": "restrictive", "lacv": 2}));
+            }
+            l
+        })
 }
 
 fn arb_nato_clearance() -> impl Strategy<Value = (Vec<u64>, Vec<u64>, bool)> {
-    (proptest::sample::subsequence(vec![1u64, 2, 3, 4, 5], 0..5), proptest::sample::subsequence(NATO_REL.to_vec(), 0..6), any::<bool>())
+    (
+        proptest::sample::subsequence(vec![1u64, 2, 3, 4, 5], 0..5),
+        proptest::sample::subsequence(NATO_REL.to_vec(), 0..6),
+        any::<bool>(),
+    )
 }
 
 fn nato_clearance_of((classes, rel, crypto): &(Vec<u64>, Vec<u64>, bool)) -> Value {
     let mut c = nato_clearance(classes, rel);
     if *crypto {
-        c["categories"].as_array_mut().unwrap().push(json!({"tag_set": ADDITIONAL, "type": "restrictive", "lacv": 2}));
+        c["categories"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"tag_set": ADDITIONAL, "type": "restrictive", "lacv": 2}));
     }
     c
 }
 
 fn released(label: &Value, clearance: &Value) -> bool {
-    let cfg = config(vec![PeerConfig { server: "hs2.test".into(), clearance: Some(clearance.clone()), clearance_file: None }]);
+    let cfg = config(vec![PeerConfig {
+        server: "hs2.test".into(),
+        clearance: Some(clearance.clone()),
+        clearance_file: None,
+    }]);
     let p = LabelPolicy::new(&cfg, set(), Store::open_in_memory().unwrap(), &[]).unwrap();
     // A body without markings: only the release decision counts.
-    judge_pdu(&p, &out(), "m.room.message", msg("Lage", Some(label.clone()))) == PduVerdict::Allow
+    judge_pdu(
+        &p,
+        &out(),
+        "m.room.message",
+        msg("Lage", Some(label.clone())),
+    ) == PduVerdict::Allow
 }
 
 proptest! {
@@ -415,7 +843,10 @@ fn untranslatable_wider_release_is_denied() {
     let s = set();
     let c = nato_clearance_of(&(vec![1, 2], vec![276], false));
     let (narrow, wide) = (deu(2, &[276]), deu(2, &[276, 2000]));
-    assert!(s.dominates(&Label::from_json(&narrow).unwrap(), &Label::from_json(&wide).unwrap()));
+    assert!(s.dominates(
+        &Label::from_json(&narrow).unwrap(),
+        &Label::from_json(&wide).unwrap()
+    ));
     assert!(released(&narrow, &c));
     assert!(!released(&wide, &c));
 }
@@ -439,20 +870,52 @@ fn the_whole_body_is_read_before_any_unit_is_judged() {
     for label_first in [false, true] {
         let p = policy();
         let c = out();
-        let topic = pdu_json("m.room.topic", "@alice:hs1.test", Some(""), json!({"topic": "Lage"}), 5);
-        let label = pdu_json("de.grenzwacht.room_label", "@alice:hs1.test", Some(""), json!({"de.grenzwacht.label": deu(4, &[])}), 4);
-        let (a, b) = if label_first { (&label, &topic) } else { (&topic, &label) };
-        let units = Units { pdus: vec![PduView::parse(a).unwrap(), PduView::parse(b).unwrap()], pdu_pos: vec![0, 1], ..Units::default() };
+        let topic = pdu_json(
+            "m.room.topic",
+            "@alice:hs1.test",
+            Some(""),
+            json!({"topic": "Lage"}),
+            5,
+        );
+        let label = pdu_json(
+            "de.grenzwacht.room_label",
+            "@alice:hs1.test",
+            Some(""),
+            json!({"de.grenzwacht.label": deu(4, &[])}),
+            4,
+        );
+        let (a, b) = if label_first {
+            (&label, &topic)
+        } else {
+            (&topic, &label)
+        };
+        let units = Units {
+            pdus: vec![PduView::parse(a).unwrap(), PduView::parse(b).unwrap()],
+            pdu_pos: vec![0, 1],
+            ..Units::default()
+        };
         p.prepare(&c, &units);
         let topic_view = PduView::parse(&topic).unwrap();
-        assert_eq!(p.pdu(&c, &topic_view), redact("label:deny"), "label first: {label_first}");
+        assert_eq!(
+            p.pdu(&c, &topic_view),
+            redact("label:deny"),
+            "label first: {label_first}"
+        );
     }
     // Stripped state of an invite: no room id of its own, the invite PDU's room decides.
     let p = policy();
     let c = out();
     set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1);
-    let invite = pdu_json("m.room.member", "@alice:hs1.test", Some("@bob:hs2.test"), json!({"membership": "invite"}), 6);
-    let stripped = raw(&json!({"type": "m.room.name", "state_key": "", "sender": "@alice:hs1.test", "content": {"name": "Lage"}}));
+    let invite = pdu_json(
+        "m.room.member",
+        "@alice:hs1.test",
+        Some("@bob:hs2.test"),
+        json!({"membership": "invite"}),
+        6,
+    );
+    let stripped = raw(
+        &json!({"type": "m.room.name", "state_key": "", "sender": "@alice:hs1.test", "content": {"name": "Lage"}}),
+    );
     let units = Units {
         pdus: vec![PduView::parse(&invite).unwrap()],
         pdu_pos: vec![0],
@@ -462,7 +925,10 @@ fn the_whole_body_is_read_before_any_unit_is_judged() {
     };
     assert_eq!(units.room_hint().as_deref(), Some(ROOM));
     let v = crate::policy::permit::check_units_for_tests(&p, &c, &units).unwrap();
-    assert!(v.redact.iter().any(|m| m.pos == 1), "the stripped room name is judged by the GEHEIM room label: {v:?}");
+    assert!(
+        v.redact.iter().any(|m| m.pos == 1),
+        "the stripped room name is judged by the GEHEIM room label: {v:?}"
+    );
 }
 
 /// Directory and hierarchy entries carry a room's name and topic outside any event: they are
@@ -481,7 +947,14 @@ fn room_fields_in_directory_answers_follow_the_room_label() {
         value: "Lage".into(),
         path: FieldPath::default(),
     };
-    assert_eq!(p.user_field(&c, &field("!other:hs1.test")), FieldVerdict::Allow, "unknown room: the side default (VS-NfD, released to hs2)");
+    assert_eq!(
+        p.user_field(&c, &field("!other:hs1.test")),
+        FieldVerdict::Allow,
+        "unknown room: the side default (VS-NfD, released to hs2)"
+    );
     set_room_label(&p, &c, "@alice:hs1.test", deu(4, &[]), 1);
-    assert!(matches!(p.user_field(&c, &field(ROOM)), FieldVerdict::Remove { .. }), "a GEHEIM room's name does not reach hs2");
+    assert!(
+        matches!(p.user_field(&c, &field(ROOM)), FieldVerdict::Remove { .. }),
+        "a GEHEIM room's name does not reach hs2"
+    );
 }

@@ -51,8 +51,8 @@ pub(super) fn class_of(b: u8) -> u8 {
 /// between factors; a wrong estimate costs speed, never correctness.
 fn byte_prob(b: u8) -> f64 {
     const LOWER_DE: [f64; 26] = [
-        0.045, 0.014, 0.02, 0.035, 0.12, 0.012, 0.02, 0.035, 0.055, 0.002, 0.009, 0.025, 0.018, 0.07, 0.018,
-        0.006, 0.0002, 0.05, 0.05, 0.045, 0.03, 0.006, 0.014, 0.0003, 0.0003, 0.008,
+        0.045, 0.014, 0.02, 0.035, 0.12, 0.012, 0.02, 0.035, 0.055, 0.002, 0.009, 0.025, 0.018,
+        0.07, 0.018, 0.006, 0.0002, 0.05, 0.05, 0.045, 0.03, 0.006, 0.014, 0.0003, 0.0003, 0.008,
     ];
     match b {
         b'a'..=b'z' => LOWER_DE[(b - b'a') as usize],
@@ -228,9 +228,15 @@ fn best_in_run(run: &[ByteSet]) -> Option<Req> {
             p *= a.prob();
             let mut lits: Vec<Vec<u8>> = vec![Vec::new()];
             for a in &run[i..i + len] {
-                lits = lits.iter().flat_map(|l| a.bytes().map(move |b| [l.as_slice(), &[b]].concat())).collect();
+                lits = lits
+                    .iter()
+                    .flat_map(|l| a.bytes().map(move |b| [l.as_slice(), &[b]].concat()))
+                    .collect();
             }
-            consider(Req { alts: lits.into_iter().map(Factor::Lit).collect(), cost: p });
+            consider(Req {
+                alts: lits.into_iter().map(Factor::Lit).collect(),
+                cost: p,
+            });
         }
         // Class sequence.
         let mut p = 1.0;
@@ -239,7 +245,10 @@ fn best_in_run(run: &[ByteSet]) -> Option<Req> {
             let c = a.classes();
             p *= class_prob(c);
             seq.push(c);
-            consider(Req { alts: vec![Factor::Seq(seq.clone())], cost: p });
+            consider(Req {
+                alts: vec![Factor::Seq(seq.clone())],
+                cost: p,
+            });
         }
     }
     best
@@ -343,15 +352,24 @@ impl TriggersBuilder {
             .iter()
             .map(|s| {
                 let k = s.len();
-                let mut combos: Vec<(usize, u32)> =
-                    s.iter().enumerate().map(|(i, &c)| (c as usize, (k - 1 - i) as u32)).collect();
+                let mut combos: Vec<(usize, u32)> = s
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| (c as usize, (k - 1 - i) as u32))
+                    .collect();
                 let p = |c: usize| class_prob(c as u8);
                 combos.sort_by(|a, b| p(a.0).total_cmp(&p(b.0)));
                 if k >= 2 {
                     let pair = (0..k - 1)
-                        .min_by(|&i, &j| (p(s[i] as usize) * p(s[i + 1] as usize)).total_cmp(&(p(s[j] as usize) * p(s[j + 1] as usize))))
+                        .min_by(|&i, &j| {
+                            (p(s[i] as usize) * p(s[i + 1] as usize))
+                                .total_cmp(&(p(s[j] as usize) * p(s[j + 1] as usize)))
+                        })
                         .expect("k >= 2");
-                    let first = [(s[pair] as usize, (k - 1 - pair) as u32), (s[pair + 1] as usize, (k - 2 - pair) as u32)];
+                    let first = [
+                        (s[pair] as usize, (k - 1 - pair) as u32),
+                        (s[pair + 1] as usize, (k - 2 - pair) as u32),
+                    ];
                     combos.retain(|c| !first.contains(c));
                     combos.splice(0..0, first);
                 }
@@ -371,7 +389,17 @@ impl TriggersBuilder {
                 }
             })
             .collect();
-        (Triggers { seqs: self.seqs, seq_combos, pairs, seq_pair, lits: self.lits, bytes: self.bytes }, ids)
+        (
+            Triggers {
+                seqs: self.seqs,
+                seq_combos,
+                pairs,
+                seq_pair,
+                lits: self.lits,
+                bytes: self.bytes,
+            },
+            ids,
+        )
     }
 }
 
@@ -409,7 +437,11 @@ impl Triggers {
         for (i, &b) in self.bytes.iter().enumerate() {
             let trig = (base + i) as u32;
             if want[trig as usize] {
-                hits.extend(memchr::memchr_iter(b, text).map(|p| Hit { trig, lo_end: p + 1, hi_start: p }));
+                hits.extend(memchr::memchr_iter(b, text).map(|p| Hit {
+                    trig,
+                    lo_end: p + 1,
+                    hi_start: p,
+                }));
             }
         }
     }
@@ -466,7 +498,11 @@ impl Triggers {
                 let k = combos.len();
                 let mut m = valid;
                 for &(c, sh) in combos {
-                    m &= if sh == 0 { cur[c] } else { (cur[c] << sh) | (prev[c] >> (64 - sh)) };
+                    m &= if sh == 0 {
+                        cur[c]
+                    } else {
+                        (cur[c] << sh) | (prev[c] >> (64 - sh))
+                    };
                     if m == 0 {
                         break;
                     }
@@ -480,7 +516,11 @@ impl Triggers {
                         hits[li].hi_start = start;
                     } else {
                         last[si] = hits.len();
-                        hits.push(Hit { trig: si as u32, lo_end: end, hi_start: start });
+                        hits.push(Hit {
+                            trig: si as u32,
+                            lo_end: end,
+                            hi_start: start,
+                        });
                     }
                 }
             }
@@ -500,7 +540,10 @@ pub(super) fn classify64(block: &[u8; 64]) -> (u64, u64, u64) {
         let range = |v: __m128i, lo: u8, n: u8| {
             // (v - lo) < n, unsigned: shift into the signed range and compare.
             let x = _mm_add_epi8(v, _mm_set1_epi8(0x80u8.wrapping_sub(lo) as i8));
-            _mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8(0x80u8.wrapping_add(n) as i8))) as u16 as u64
+            _mm_movemask_epi8(_mm_cmplt_epi8(
+                x,
+                _mm_set1_epi8(0x80u8.wrapping_add(n) as i8),
+            )) as u16 as u64
         };
         for i in 0..4 {
             let v = _mm_loadu_si128(block.as_ptr().add(16 * i) as *const __m128i);
@@ -536,17 +579,35 @@ mod tests {
     use super::*;
 
     fn hir(p: &str) -> Hir {
-        regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(p).unwrap()
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(p)
+            .unwrap()
     }
 
     #[test]
     fn factors_of_shipped_shapes() {
         let r = required(&hir(r"(?-u:\b)[A-Z][0-9]{9}(?-u:\b)")).unwrap();
-        assert_eq!(r.alts, vec![Factor::Seq([vec![UPPER], vec![DIGIT; 9]].concat())]);
-        let r = required(&hir(r"(?-u:\b)[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")).unwrap();
+        assert_eq!(
+            r.alts,
+            vec![Factor::Seq([vec![UPPER], vec![DIGIT; 9]].concat())]
+        );
+        let r = required(&hir(
+            r"(?-u:\b)[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
+        ))
+        .unwrap();
         assert_eq!(r.alts, vec![Factor::Lit(b"@".to_vec())]);
-        let r = required(&hir(r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})")).unwrap();
-        assert!(r.alts.contains(&Factor::Lit(b"ghp_".to_vec())), "{:?}", r.alts);
+        let r = required(&hir(
+            r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})",
+        ))
+        .unwrap();
+        assert!(
+            r.alts.contains(&Factor::Lit(b"ghp_".to_vec())),
+            "{:?}",
+            r.alts
+        );
         assert!(r.alts.len() == 6, "{:?}", r.alts);
         // Optional parts are never required.
         assert!(required(&hir("a*")).is_none());
@@ -584,13 +645,27 @@ mod tests {
         t.scan(&text, &[true], &mut hits, &mut last);
         assert_eq!(
             hits,
-            vec![Hit { trig: 0, lo_end: 65, hi_start: 62 }, Hit { trig: 0, lo_end: 153, hi_start: 150 }]
+            vec![
+                Hit {
+                    trig: 0,
+                    lo_end: 65,
+                    hi_start: 62
+                },
+                Hit {
+                    trig: 0,
+                    lo_end: 153,
+                    hi_start: 150
+                }
+            ]
         );
         // Every offset across a block boundary (the gate pair may end in the previous block).
         for (seq, sample) in [
             ([vec![UPPER], vec![DIGIT; 9]].concat(), &b"A123456789"[..]),
             // The rarest pair (digits) leads: it can end a block before the sequence does.
-            (vec![DIGIT, DIGIT, LOWER, LOWER, LOWER, LOWER], &b"12abcd"[..]),
+            (
+                vec![DIGIT, DIGIT, LOWER, LOWER, LOWER, LOWER],
+                &b"12abcd"[..],
+            ),
         ] {
             let mut tb = TriggersBuilder::default();
             tb.add(&Factor::Seq(seq));
@@ -600,7 +675,15 @@ mod tests {
                 text[start..start + sample.len()].copy_from_slice(sample);
                 hits.clear();
                 t.scan(&text, &[true], &mut hits, &mut last);
-                assert_eq!(hits, vec![Hit { trig: 0, lo_end: start + sample.len(), hi_start: start }], "start {start}");
+                assert_eq!(
+                    hits,
+                    vec![Hit {
+                        trig: 0,
+                        lo_end: start + sample.len(),
+                        hi_start: start
+                    }],
+                    "start {start}"
+                );
             }
         }
         // A run of occurrences is one hit.
@@ -609,6 +692,20 @@ mod tests {
         let (t, _) = tb.build();
         hits.clear();
         t.scan(b"ab 123456 c 77", &[true], &mut hits, &mut last);
-        assert_eq!(hits, vec![Hit { trig: 0, lo_end: 5, hi_start: 7 }, Hit { trig: 0, lo_end: 14, hi_start: 12 }]);
+        assert_eq!(
+            hits,
+            vec![
+                Hit {
+                    trig: 0,
+                    lo_end: 5,
+                    hi_start: 7
+                },
+                Hit {
+                    trig: 0,
+                    lo_end: 14,
+                    hi_start: 12
+                }
+            ]
+        );
     }
 }
