@@ -215,9 +215,16 @@ impl Markings {
         if phrases.is_empty() {
             return None;
         }
+        // Matched on the text pipeline's views (`crate::text`), so the phrases are normalised
+        // and their look-alike form is what the confusables view shows.
         let (pats, hits): (Vec<String>, Vec<Vec<(Oid, u64)>>) = phrases
             .into_iter()
-            .map(|(p, m)| (p, m.into_iter().collect()))
+            .map(|(p, m)| {
+                (
+                    crate::text::confusables::map_str(&crate::text::normalize(&p)),
+                    m.into_iter().collect(),
+                )
+            })
             .unzip();
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -226,8 +233,21 @@ impl Markings {
         Some(Markings { ac, hits })
     }
 
-    /// The highest hierarchy (in `policy`) of a marking in `text`, whole words only.
+    /// The highest hierarchy (in `policy`) of a marking in `text`, whole words only, in every
+    /// view of the text pipeline (normalised, HTML, look-alikes mapped).
     fn scan(&self, text: &str, policy: &Oid, best: &mut Option<u64>) {
+        thread_local! {
+            static VIEWS: std::cell::RefCell<crate::text::Views> = std::cell::RefCell::new(crate::text::Views::new());
+        }
+        VIEWS.with(|v| {
+            let mut v = v.borrow_mut();
+            for view in v.build(text, true) {
+                self.scan_view(&view.text, policy, best);
+            }
+        });
+    }
+
+    fn scan_view(&self, text: &str, policy: &Oid, best: &mut Option<u64>) {
         for m in self.ac.find_overlapping_iter(text) {
             let before = text[..m.start()].chars().next_back();
             let after = text[m.end()..].chars().next();

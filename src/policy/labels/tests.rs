@@ -958,3 +958,31 @@ fn room_fields_in_directory_answers_follow_the_room_label() {
         "a GEHEIM room's name does not reach hs2"
     );
 }
+
+/// The body-marking check reads text through the same pipeline as the DLP rules: a marking
+/// hidden with a zero-width space or look-alike letters is still above the label.
+#[test]
+fn hidden_body_markings_are_still_above_the_label() {
+    let p = policy();
+    let c = out();
+    for body in [
+        "Lage GEH\u{200b}EIM",
+        "Lage G\u{415}H\u{415}\u{406}M",
+        "Lage \u{ff27}\u{ff25}\u{ff28}\u{ff25}\u{ff29}\u{ff2d}",
+    ] {
+        let v = judge_pdu(&p, &c, "m.room.message", msg(body, Some(deu(2, &[276]))));
+        assert!(
+            matches!(v, PduVerdict::Hold { .. } | PduVerdict::Redact { .. }),
+            "{body:?}: {v:?}"
+        );
+    }
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &c,
+            "m.room.message",
+            msg("Lage ruhig", Some(deu(2, &[276])))
+        ),
+        PduVerdict::Allow
+    );
+}
