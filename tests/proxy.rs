@@ -1901,3 +1901,109 @@ async fn encrypted_pdu_redacted_by_default_and_intact_when_released() {
         g.stop().await;
     }
 }
+
+/// One event of a response whose signer's keys the guard cannot obtain does not sink the whole
+/// response (a `backfill` or `send_join` answer would otherwise fail the join): that event crosses
+/// redacted, the others unchanged. The peer-facing errors never carry key-fetch details.
+#[tokio::test]
+async fn an_unverifiable_event_in_a_response_crosses_redacted_and_the_rest_arrives() {
+    let p = pki();
+    init_ica(&p);
+    let remote_key = SigningKey::generate("r1").unwrap();
+    let ghost_key = SigningKey::generate("g1").unwrap();
+    let room = "!b:remote.test";
+    let event = |depth: u64, sender: &str, kind: &str, content: serde_json::Value| {
+        json!({
+            "auth_events": [], "prev_events": [], "depth": depth, "origin_server_ts": 1_700_000_000_000u64,
+            "room_id": room, "sender": sender, "type": kind, "content": content
+        })
+    };
+    let mut create = event(
+        1,
+        "@a:remote.test",
+        "m.room.create",
+        json!({"creator": "@a:remote.test", "room_version": "10"}),
+    );
+    create["state_key"] = json!("");
+    let create = signed_pdu(&remote_key, create);
+    let good = signed_pdu(
+        &remote_key,
+        event(
+            2,
+            "@a:remote.test",
+            "m.room.message",
+            json!({"body": "bleibt", "msgtype": "m.text"}),
+        ),
+    );
+    // From a server the guard cannot reach (no route, discovery off): its keys are unavailable.
+    let ghost = {
+        let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(event(
+            3,
+            "@g:ghost.test",
+            "m.room.message",
+            json!({"body": "unprüfbar", "msgtype": "m.text"}),
+        ))
+        .unwrap();
+        let rules = ruma::RoomVersionId::V10.rules().unwrap();
+        ruma::signatures::hash_and_sign_event(
+            "ghost.test",
+            ghost_key.key_pair(),
+            &mut obj,
+            &rules.redaction,
+        )
+        .unwrap();
+        serde_json::to_value(obj).unwrap()
+    };
+    let backfill = serde_json::to_vec(
+        &json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": [create, good, ghost]}),
+    )
+    .unwrap();
+    let remote_keys = key_server_answer(REMOTE, &remote_key);
+    let answer: Answer = std::sync::Arc::new(move |s: &Seen| {
+        if s.path_and_query
+            .starts_with("/_matrix/federation/v1/backfill/")
+        {
+            (200, "application/json", backfill.clone())
+        } else {
+            remote_keys(s)
+        }
+    });
+    let remote = recorder(Some(acceptor(&p)), answer).await;
+    let key = SigningKey::generate("hs1").unwrap();
+    let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+    let toml = outbound_toml(&p, remote.addr, "")
+        .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
+    let g = start_guard(&p, &toml).await;
+    let path = "/_matrix/federation/v1/backfill/%21b%3Aremote.test?v=%24x&limit=10";
+    let hdr = auth(&key, HS1, REMOTE, "GET", path, None);
+    let target = format!("matrix-federation://{REMOTE}{path}");
+    let headers = vec![
+        ("authorization", hdr),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+    ];
+    let got = plain_request(g.proxy.unwrap(), "GET", &target, &headers, vec![]).await;
+    assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    let body: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    let pdus = body["pdus"].as_array().unwrap();
+    assert_eq!(pdus.len(), 3, "no PDU is removed");
+    assert_eq!(
+        pdus[1]["content"]["body"], "bleibt",
+        "the verified event is unchanged"
+    );
+    assert_eq!(pdus[2]["sender"], "@g:ghost.test");
+    assert!(
+        pdus[2]["content"].get("body").is_none(),
+        "the unverifiable event crosses redacted: {}",
+        pdus[2]
+    );
+    let m = metrics(g.admin).await;
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_pdu_checks_total",
+            &[("direction", "inbound"), ("outcome", "keys_unavailable")]
+        ) >= 1.0,
+        "{m}"
+    );
+    g.stop().await;
+}

@@ -747,7 +747,9 @@ async fn verify_x_matrix(
     };
     r.map_err(|e| {
         tracing::warn!(origin = %x.origin, "X-Matrix signature not verified: {e}");
-        unauthorized(format!("X-Matrix signature not verified: {e}"))
+        // The peer learns only that it failed: key-fetch errors can name addresses and upstream
+        // answers (the log has them).
+        unauthorized("X-Matrix signature not verified".into())
     })
 }
 

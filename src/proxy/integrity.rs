@@ -51,6 +51,8 @@ use crate::policy::{Direction, ExchangeCtx, PduVerdict, Refusal, RefusalReason, 
 pub const RULE_HASH_MISMATCH: &str = "integrity:hash-mismatch";
 /// See [`RULE_HASH_MISMATCH`].
 pub const RULE_BAD_SIGNATURE: &str = "integrity:bad-signature";
+/// See [`RULE_HASH_MISMATCH`]: an event in a response whose signing keys cannot be obtained.
+pub const RULE_KEYS_UNAVAILABLE: &str = "integrity:keys-unavailable";
 
 /// The room a PDU belongs to: its `room_id`, the `roomId` path parameter, or (room version 12+
 /// create events, which have none) the id derived from the create event itself.
@@ -125,6 +127,8 @@ pub async fn check(
     let versions = room_versions(guard, data, units, room_hint)?;
     let fetcher = super::guard::GuardKeyFetcher(guard);
     let single_event = ctx.endpoint.handler == Handler::PduRequest;
+    // The data flows against the request: this is a response.
+    let in_response = data != ctx.direction;
     let mut findings = Vec::with_capacity(units.pdus.len());
     for (pdu, version) in units.pdus.iter().zip(&versions) {
         let r = guard
@@ -148,6 +152,17 @@ pub async fn check(
                     rule: RULE_HASH_MISMATCH.into(),
                 })
             }
+            // In a response (backfill, state, send_join, …) one event whose signer's keys
+            // cannot be had does not sink the others: it crosses redacted, and the receiver,
+            // which cannot verify it either, rejects it. A request is retried by its sender.
+            Err(e @ (RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. }))
+                if in_response =>
+            {
+                tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "cannot verify a PDU of a response: {e}; it crosses redacted");
+                Some(PduVerdict::Redact {
+                    rule: RULE_KEYS_UNAVAILABLE.into(),
+                })
+            }
             Err(e @ (RemoteKeyError::Fetch { .. } | RemoteKeyError::RateLimited { .. })) => {
                 tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "cannot verify PDU now: {e}");
                 return Err(Refusal::new(
@@ -162,7 +177,7 @@ pub async fn check(
                 if single_event {
                     return Err(Refusal::forbidden(
                         RefusalReason::Auth,
-                        format!("event signature not verified: {e}"),
+                        "event signature not verified",
                     ));
                 }
                 Some(PduVerdict::Reject {
