@@ -370,6 +370,14 @@ pub struct DiscoveryConfig {
     pub enabled: bool,
     /// DNS servers; empty = the system's `resolv.conf`.
     pub nameservers: Vec<SocketAddr>,
+    /// Destination networks the guard may connect to although they are refused by default
+    /// (loopback, link-local, unspecified, multicast): e.g. `["127.0.0.0/8"]` for a lab.
+    /// `[[route]]` targets are always allowed.
+    pub allow_destinations: Vec<ipnet::IpNet>,
+    /// Further destination networks the guard never connects to (outbound federation and key
+    /// fetches), e.g. internal ranges that no federation peer uses. Checked on the resolved
+    /// addresses.
+    pub deny_destinations: Vec<ipnet::IpNet>,
 }
 
 impl Default for DiscoveryConfig {
@@ -377,6 +385,8 @@ impl Default for DiscoveryConfig {
         Self {
             enabled: true,
             nameservers: Vec::new(),
+            allow_destinations: Vec::new(),
+            deny_destinations: Vec::new(),
         }
     }
 }

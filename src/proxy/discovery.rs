@@ -290,12 +290,73 @@ pub enum DiscoveryError {
     /// The resolver could not be built (e.g. unreadable `resolv.conf`).
     #[error("cannot set up DNS resolution: {0}")]
     Setup(String),
+    /// Every address of the destination is one the guard does not connect to
+    /// ([`DestinationPolicy`]).
+    #[error("`{0}` resolves only to addresses the guard does not connect to")]
+    DestinationRefused(String),
+}
+
+/// Which resolved addresses the guard may connect to (outbound federation and key fetches).
+///
+/// Refused by default: loopback, link-local, unspecified, multicast and broadcast addresses,
+/// IPv4-mapped IPv6 forms included — a peer must not make the guard connect to the guard's own
+/// host or its link (SSRF). Private ranges are allowed (classified networks use them
+/// throughout) unless `deny_destinations` lists them. `allow_destinations` lifts a default
+/// refusal; `[[route]]` targets are never checked (the operator named them).
+#[derive(Debug, Clone, Default)]
+pub struct DestinationPolicy {
+    allow: Vec<ipnet::IpNet>,
+    deny: Vec<ipnet::IpNet>,
+    /// No policy at all (resolver unit tests).
+    off: bool,
+}
+
+impl DestinationPolicy {
+    /// The default refusals plus `deny`, lifted by `allow`.
+    pub fn new(allow: &[ipnet::IpNet], deny: &[ipnet::IpNet]) -> Self {
+        let mut all: Vec<ipnet::IpNet> = [
+            "127.0.0.0/8",
+            "0.0.0.0/8",
+            "169.254.0.0/16",
+            "224.0.0.0/4",
+            "255.255.255.255/32",
+            "::1/128",
+            "::/128",
+            "fe80::/10",
+            "ff00::/8",
+        ]
+        .iter()
+        .map(|n| n.parse().expect("valid network"))
+        .collect();
+        all.extend_from_slice(deny);
+        DestinationPolicy {
+            allow: allow.to_vec(),
+            deny: all,
+            off: false,
+        }
+    }
+
+    /// Whether the guard may connect to `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.off {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.allow.iter().any(|n| n.contains(&ip)) || !self.deny.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// Resolves destination server names: route table, then (if enabled) spec discovery.
 pub struct ServerResolver {
     routes: HashMap<String, Route>,
     enabled: bool,
+    destinations: DestinationPolicy,
     backend: Arc<dyn DiscoveryBackend>,
     well_known_cache: Mutex<HashMap<String, (Instant, Option<String>)>>,
 }
@@ -338,9 +399,21 @@ impl ServerResolver {
                 .map(|r| (r.server_name.to_ascii_lowercase(), r.clone()))
                 .collect(),
             enabled: discovery_enabled,
+            destinations: DestinationPolicy {
+                off: true,
+                ..DestinationPolicy::default()
+            },
             backend,
             well_known_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Check resolved addresses against `policy` (without one, every address is allowed:
+    /// only resolver unit tests run so; the guard builds its resolvers with
+    /// [`Self::from_parts`]).
+    pub fn with_destinations(mut self, policy: DestinationPolicy) -> Self {
+        self.destinations = policy;
+        self
     }
 
     /// Routes and IP literals only; no backend.
@@ -363,11 +436,13 @@ impl ServerResolver {
         discovery: &DiscoveryConfig,
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Self, DiscoveryError> {
+        let policy =
+            DestinationPolicy::new(&discovery.allow_destinations, &discovery.deny_destinations);
         if !discovery.enabled {
-            return Ok(Self::routes_only(routes));
+            return Ok(Self::routes_only(routes).with_destinations(policy));
         }
         let backend = SystemBackend::new(discovery, tls)?;
-        Ok(Self::new(routes, true, Arc::new(backend)))
+        Ok(Self::new(routes, true, Arc::new(backend)).with_destinations(policy))
     }
 
     /// The route-table target for `server_name`, if it has a `[[route]]` (no I/O).
@@ -388,7 +463,16 @@ impl ServerResolver {
 
     /// Resolve a destination server name (see the module docs for the order).
     pub async fn resolve(&self, server_name: &str) -> Result<Target, DiscoveryError> {
-        self.resolve_at(server_name, Instant::now()).await
+        let mut t = self.resolve_at(server_name, Instant::now()).await?;
+        if t.via != Via::Route {
+            // Checked on the resolved addresses (a name that resolves to the guard's own host
+            // is refused like the IP literal would be; a mixed answer keeps the allowed ones).
+            t.addrs.retain(|a| self.destinations.allows(a.ip()));
+            if t.addrs.is_empty() {
+                return Err(DiscoveryError::DestinationRefused(server_name.to_owned()));
+            }
+        }
+        Ok(t)
     }
 
     async fn resolve_at(&self, server_name: &str, now: Instant) -> Result<Target, DiscoveryError> {

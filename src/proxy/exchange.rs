@@ -991,18 +991,21 @@ fn inspect_response<'b>(
 }
 
 fn upstream_refusal(e: &UpstreamError) -> Refusal {
+    // The log has the details; the peer learns only the kind of failure: upstream errors can
+    // name internal addresses, ports and other servers' answers.
+    tracing::warn!("upstream: {e}");
     match e {
         UpstreamError::Timeout { .. } => refuse(
             RefusalReason::Upstream,
             StatusCode::GATEWAY_TIMEOUT,
             "M_UNKNOWN",
-            e.to_string(),
+            "the destination did not answer in time",
         ),
         UpstreamError::NoRoute { .. } => refuse(
             RefusalReason::NoRoute,
             StatusCode::BAD_GATEWAY,
             "M_UNKNOWN",
-            e.to_string(),
+            "no route to the destination",
         ),
         UpstreamError::BadUrl(_) => refuse(
             RefusalReason::Internal,
@@ -1014,7 +1017,7 @@ fn upstream_refusal(e: &UpstreamError) -> Refusal {
             RefusalReason::Upstream,
             StatusCode::BAD_GATEWAY,
             "M_UNKNOWN",
-            e.to_string(),
+            "the destination could not be reached",
         ),
     }
 }

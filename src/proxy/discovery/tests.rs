@@ -565,7 +565,7 @@ async fn from_parts_with_discovery_disabled_builds_no_backend() {
     let routes = [route("hs.example", "127.0.0.1:9001", None)];
     let disabled = DiscoveryConfig {
         enabled: false,
-        nameservers: vec![],
+        ..DiscoveryConfig::default()
     };
     let r = ServerResolver::from_parts(&routes, &disabled, test_tls::client_config(None)).unwrap();
     assert_eq!(r.resolve("hs.example").await.unwrap().via, Via::Route);
@@ -742,6 +742,7 @@ fn loopback_discovery() -> DiscoveryConfig {
     DiscoveryConfig {
         enabled: true,
         nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+        ..DiscoveryConfig::default()
     }
 }
 
@@ -911,5 +912,79 @@ async fn resolver_is_shareable_across_tasks() {
     assert_eq!(
         task.await.unwrap().unwrap().addrs,
         addrs(&["192.0.2.2:8448"])
+    );
+}
+
+#[test]
+fn destination_policy_refuses_the_guards_own_host_and_link_by_default() {
+    let p = DestinationPolicy::new(&[], &[]);
+    for ip in [
+        "127.0.0.1",
+        "127.9.9.9",
+        "0.0.0.0",
+        "169.254.1.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.0.1",
+    ] {
+        assert!(!p.allows(ip.parse().unwrap()), "{ip} refused by default");
+    }
+    for ip in [
+        "192.0.2.10",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "2001:db8::20",
+        "fc00::1",
+        "::ffff:192.0.2.10",
+    ] {
+        assert!(
+            p.allows(ip.parse().unwrap()),
+            "{ip} allowed by default (private ranges are configurable)"
+        );
+    }
+    let lab = DestinationPolicy::new(
+        &["127.0.0.0/8".parse().unwrap()],
+        &["10.0.0.0/8".parse().unwrap()],
+    );
+    assert!(lab.allows("127.0.0.1".parse().unwrap()));
+    assert!(lab.allows("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(
+        !lab.allows("::1".parse().unwrap()),
+        "allowing 127.0.0.0/8 does not allow ::1"
+    );
+    assert!(
+        !lab.allows("10.1.2.3".parse().unwrap()),
+        "configured refusal"
+    );
+}
+
+#[tokio::test]
+async fn resolved_addresses_are_checked_but_routes_are_not() {
+    let routes = [route("hs.example", "127.0.0.1:9001", None)];
+    let r =
+        ServerResolver::routes_only(&routes).with_destinations(DestinationPolicy::new(&[], &[]));
+    assert_eq!(
+        r.resolve("hs.example").await.unwrap().via,
+        Via::Route,
+        "the operator named it"
+    );
+    assert!(matches!(
+        r.resolve("127.0.0.1:8448").await,
+        Err(DiscoveryError::DestinationRefused(_))
+    ));
+    assert!(matches!(
+        r.resolve("[::1]:8448").await,
+        Err(DiscoveryError::DestinationRefused(_))
+    ));
+    assert_eq!(
+        r.resolve("192.0.2.7:8448").await.unwrap().via,
+        Via::IpLiteral
     );
 }
