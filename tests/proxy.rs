@@ -1105,6 +1105,24 @@ notary_name = "notary.test"
     assert_eq!((got.status, got.errcode().as_str()), (403, "M_FORBIDDEN"));
     assert_eq!(up.seen().len(), 1);
 
+    // A v1 invite is for a room of version 1 or 2: a room the guard has not seen is judged as
+    // version 1 and the (genuine) invite is forwarded instead of refused.
+    let mut old_invite = event(6, "m.room.member", json!({"membership": "invite"}));
+    old_invite["room_id"] = json!("!old:remote.test");
+    old_invite["state_key"] = json!("@b:hs1.test");
+    old_invite["event_id"] = json!("$inv1:remote.test");
+    let old_invite = signed_pdu(&remote_key, old_invite);
+    let got = send(
+        "/_matrix/federation/v1/invite/%21old%3Aremote.test/%24inv1%3Aremote.test".into(),
+        serde_json::to_vec(&old_invite).unwrap(),
+    )
+    .await;
+    assert_ne!(got.status, 403, "{:?}", String::from_utf8_lossy(&got.body));
+    assert_eq!(up.seen().len(), 2, "the v1 invite reached hs1");
+    assert!(up.seen()[1]
+        .path_and_query
+        .starts_with("/_matrix/federation/v1/invite/"));
+
     let m = metrics(g.admin).await;
     // Metrics are process-wide: other tests of this binary verify PDUs too (at least here).
     assert!(

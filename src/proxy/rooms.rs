@@ -2,7 +2,8 @@
 //!
 //! Sources: `m.room.create` events (PDUs in transactions and responses, stripped state in
 //! invites/knocks; no `room_version` in the content means version 1), the `room_version` of
-//! `make_join`/`make_knock` responses and of v2 invite requests. The first version learned for
+//! `make_join`/`make_knock` responses and of v2 invite requests, and version 1 for the room of a
+//! v1 invite (those are for room versions 1 and 2 only). The first version learned for
 //! a room wins; a conflicting claim is logged and ignored (`store::Store::set_room_version`).
 use std::borrow::Cow;
 
@@ -72,6 +73,17 @@ pub fn learn(
         }) = serde_json::from_slice::<TopVersion<'_>>(body)
         {
             record(guard, room, &v, endpoint.id);
+        }
+    }
+    // A v1 invite is for a room of version 1 or 2 (the spec sends every other version through
+    // v2 invites); both share the event format and redaction rules, so version 1 is what the
+    // guard needs to judge it. Only for a room it knows nothing about yet.
+    if let (true, Some(room)) = (
+        endpoint.id == "invite_v1" && part == Part::Request,
+        room_hint,
+    ) {
+        if matches!(guard.store().room_version(room), Ok(None)) {
+            record(guard, room, "1", "invite_v1");
         }
     }
     for p in units
