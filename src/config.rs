@@ -1,6 +1,6 @@
 //! The guard's TOML configuration.
 //!
-//! The schema (tables, keys, types, defaults, cross-field checks) is the one agreed for issue 2;
+//! The schema (tables, keys, types, defaults, cross-field checks) is documented here;
 //! `deploy/grenzwacht.example.toml` is a commented example of a full deployment.
 //!
 //! # Design notes

@@ -2,7 +2,7 @@
 //!
 //! The lab is a product feature: security officers try policies against real homeservers with
 //! it, the end-to-end tests run on it, and `grenzwacht lab demo` shows it working. Keep its
-//! layout and `lab.json` stable (later issues add keys, never remove them).
+//! layout and `lab.json` stable (new keys may be added, none are removed).
 //!
 //! # Topology
 //!
@@ -268,7 +268,7 @@ impl LabOptions {
     }
 }
 
-/// One homeserver in `lab.json`. The first four fields are the stable contract of issue 2.
+/// One homeserver in `lab.json`. The first four fields are a stable contract.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HomeserverInfo {
     /// `hs1` (protected) or `hs2` (remote).
@@ -291,7 +291,7 @@ pub struct HomeserverInfo {
     pub signing_key: PathBuf,
 }
 
-/// The guard in `lab.json`. `admin_url` is the stable contract of issue 2.
+/// The guard in `lab.json`. `admin_url` is a stable contract.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GuardInfo {
     /// Admin listener (`/health`, `/metrics`).
@@ -1123,7 +1123,7 @@ mod tests {
                 hs2.server_name,
                 hs2.federation_url.trim_start_matches("https://")
             );
-            // The JSON contract of issue 2.
+            // The stable JSON contract.
             let v = serde_json::to_value(info).unwrap();
             for h in v["homeservers"].as_array().unwrap() {
                 for k in [

@@ -1,5 +1,5 @@
 //! Security labels: Open XML SPIF policies, labels and clearances, validation, display
-//! markings, access decisions and translation between equivalent policies (issue 5, BRIEF §5).
+//! markings, access decisions and translation between equivalent policies (BRIEF §5).
 //!
 //! # Overview
 //!

@@ -1,4 +1,4 @@
-//! The embedded store: state the guard must keep across requests and restarts (issue 3).
+//! The embedded store: state the guard must keep across requests and restarts.
 //!
 //! The kinds of state that live here:
 //!

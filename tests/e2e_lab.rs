@@ -1,4 +1,4 @@
-//! End-to-end acceptance of issue 2 on `grenzwacht lab`: two real Synapse homeservers with the
+//! End-to-end on `grenzwacht lab`: two real Synapse homeservers with the
 //! guard between them, once per outbound way (CONNECT and Synapse's proxy protocol).
 //!
 //! What is shown, with assertions on what users see through the client API and on the guard's

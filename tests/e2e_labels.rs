@@ -1,4 +1,4 @@
-//! End-to-end: security labels on `grenzwacht lab` with real Synapse (issue 5).
+//! End-to-end: security labels on `grenzwacht lab` with real Synapse.
 //!
 //! The lab runs with labels on (`LabOptions::labels`): hs1's side uses the shipped DEU-VS
 //! policy (unlabeled = VS-NfD), hs2's side the shipped NATO policy; hs2 is cleared for NATO

@@ -26,7 +26,7 @@
 //! 4. a full `/sync` of bob's.
 //!
 //! The distinctive text must not appear anywhere bob's client can read; what redaction keeps
-//! (`type`, `state_key`) may arrive. The whole scenario runs five times (acceptance of issue 9:
+//! (`type`, `state_key`) may arrive. The whole scenario runs five times (acceptance:
 //! "e2e, 5 runs").
 //!
 //! Step 1 is the hard case: the guard has seen nothing of the new rooms yet. It asks the

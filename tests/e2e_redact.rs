@@ -1,4 +1,4 @@
-//! End-to-end: redaction in transit on `grenzwacht lab` (issue 3, first part).
+//! End-to-end: redaction in transit on `grenzwacht lab`.
 //!
 //! The lab's guard has a rule that redacts events containing the marking `GEHEIM`. With real
 //! Synapse homeservers, for room versions 12 (Synapse's default) and 10:
@@ -100,7 +100,7 @@ async fn conversation(alice: &Session, bob: &Session, hs1_name: &str, version: &
     assert_eq!(own["content"]["body"], secret.as_str());
 }
 
-/// Issue 4 on the lab (the guard runs the shipped DLP rule set): a valid IBAN from hs1
+/// DLP on the lab (the guard runs the shipped DLP rule set): a valid IBAN from hs1
 /// arrives at hs2 redacted, the same text with a broken check digit intact, an edit whose
 /// `m.new_content` adds an IBAN is redacted; `policy explain` on the sender's copy of the event
 /// names the rule and the span.

@@ -1,4 +1,4 @@
-//! `[labels]`: security labels on federation traffic (issue 5; the decision is
+//! `[labels]`: security labels on federation traffic (the decision is
 //! `policy::labels`).
 //!
 //! ```toml
@@ -49,7 +49,7 @@ pub enum LabelAction {
     /// Redact in transit (EDUs and to-device messages: dropped).
     #[default]
     Redact,
-    /// Hold for review; acts as redact until review queues exist.
+    /// Hold for review; there is no review queue yet, so it acts as redact.
     Hold,
 }
 

@@ -1,5 +1,5 @@
 //! Security labels on federation traffic: the release decision per event and destination
-//! (issue 5 items 4–6, BRIEF §5). Configured by `[labels]` (`config::labels`).
+//! (BRIEF §5). Configured by `[labels]` (`config::labels`).
 //!
 //! # Model
 //!
@@ -18,8 +18,8 @@
 //! * **Release**: the effective label is translated into the *destination* side's policy if
 //!   it is in another one (fail closed: no equivalent → deny), then checked against the
 //!   destination's clearance (`SpifSet::access`). An invalid, unparsable or untranslatable
-//!   label, or a denied access, denies the event: `on_deny` (redact, or hold = redact until
-//!   review queues exist), rule ids `label:invalid`, `label:above_room`, `label:no_equivalent`,
+//!   label, or a denied access, denies the event: `on_deny` (redact, or hold, which acts as
+//!   redact: there is no review queue), rule ids `label:invalid`, `label:above_room`, `label:no_equivalent`,
 //!   `label:deny`, `label:unlabeled_encrypted`.
 //! * **Encrypted traffic** (`m.room.encrypted` events, to-device messages of that type) is
 //!   opaque: only a cleartext label next to the ciphertext can release it. Without one it is

@@ -301,7 +301,7 @@ fn check_units(
                     RefusalReason::Policy,
                     format!("event refused by rule {rule}"),
                 )),
-                // Hold needs review queues (audit/review issue); until then it applies redact.
+                // Hold needs a review queue; there is none, so it applies redact.
                 PduVerdict::Reject { rule }
                 | PduVerdict::Redact { rule }
                 | PduVerdict::Hold { rule } => {

@@ -38,7 +38,7 @@ use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 pub enum RuleAction {
     /// Redact the event (drop the EDU).
     Redact,
-    /// Hold for review; until review queues exist it acts as redact.
+    /// Hold for review; there is no review queue, so it acts as redact.
     Hold,
     /// Single-event endpoints: refuse with 403. In a transaction: redact.
     Reject,

@@ -1,4 +1,4 @@
-//! The configuration-driven policy of issue 2: allow/deny per remote server and endpoint class.
+//! The configuration-driven policy: allow/deny per remote server and endpoint class.
 use std::collections::HashSet;
 
 use super::{

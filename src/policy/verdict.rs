@@ -58,8 +58,8 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
-/// Per-PDU verdict. Issue 2 applies only `Allow` and `Reject`; `Redact` and `Hold` are applied
-/// by the redaction layer (issue 3) and refuse the exchange until then (fail closed).
+/// Per-PDU verdict. `Redact` and `Hold` are applied by redaction in transit (`policy::permit`,
+/// `proxy::rewrite`); `Hold` acts as redact (there is no review queue).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PduVerdict {
     Allow,

@@ -10,7 +10,7 @@
 //!   (profile, devices, directory; the response field kinds map to the DLP field names
 //!   `profile.displayname`, `device.display_name`, `directory.*`).
 //! * **Actions.** `redact`, `hold` and `reject` become the PDU verdicts of the same name (hold acts
-//!   as redact until review queues exist; reject refuses single-event endpoints and redacts in
+//!   as redact (there is no review queue); reject refuses single-event endpoints and redacts in
 //!   transactions); for EDUs, to-device messages and user fields any of them drops/removes the
 //!   unit. `tag` only logs. `allow` exceptions were applied inside the engine.
 //! * **Shadow mode.** Matches of rules in a `mode = "shadow"` file are decided and recorded (log
