@@ -852,6 +852,15 @@ static ENTRIES: &[Endpoint] = endpoints![
         summary: "Notary: keys of one server",
     },
     {
+        id: "key_query_get_by_id", method: Method::GET,
+        path: "/_matrix/key/v2/query/{serverName}/{keyId}",
+        class: K::Keys, source: Source::Synapse, x_matrix: false, handler: H::Keys,
+        request: C::Nothing, response: C::Keys,
+        request_body: B::None, response_body: B::Json,
+        request_events: NO_EVENTS, response_events: NO_EVENTS,
+        summary: "Notary: keys of one server, deprecated form with a key ID (Synapse still serves it)",
+    },
+    {
         id: "key_query_post", method: Method::POST,
         path: "/_matrix/key/v2/query",
         class: K::Keys, source: Source::Spec, x_matrix: false, handler: H::Keys,
@@ -1604,6 +1613,21 @@ mod tests {
         assert!(get("/_matrix/federation/v1/state/..."));
         assert!(!path_known("/nope"));
         assert!(path_known("/_matrix/federation/v1/send/1"));
+    }
+
+    #[test]
+    fn deprecated_key_query_with_a_key_id_is_catalogued() {
+        let m =
+            lookup(&Method::GET, "/_matrix/key/v2/query/hs2.test/ed25519:abc").expect("catalogued");
+        assert_eq!(m.endpoint.id, "key_query_get_by_id");
+        assert_eq!(m.endpoint.handler, Handler::Keys);
+        assert_eq!(
+            lookup(&Method::GET, "/_matrix/key/v2/query/hs2.test")
+                .unwrap()
+                .endpoint
+                .id,
+            "key_query_get"
+        );
     }
 
     #[test]

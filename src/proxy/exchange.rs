@@ -545,7 +545,10 @@ async fn run(
         Direction::Inbound => None,
     };
     let up = if notary.is_some() {
-        if !matches!(endpoint.id, "key_query_get" | "key_query_post") {
+        if !matches!(
+            endpoint.id,
+            "key_query_get" | "key_query_get_by_id" | "key_query_post"
+        ) {
             return Err(refuse(
                 RefusalReason::UnknownEndpoint,
                 StatusCode::NOT_FOUND,

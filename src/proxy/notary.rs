@@ -49,7 +49,7 @@ pub fn requested_servers(
     body: &[u8],
 ) -> Result<Vec<String>, Refusal> {
     let names: Vec<String> = match endpoint_id {
-        "key_query_get" => vec![server_param
+        "key_query_get" | "key_query_get_by_id" => vec![server_param
             .ok_or_else(|| bad("no server name"))?
             .to_string()],
         "key_query_post" => {
