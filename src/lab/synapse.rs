@@ -114,7 +114,20 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
     }
     let run = |what: &str, cmd: &mut Command| -> Result<(), LabError> {
         if verbose {
-            eprintln!("lab: {what}");
+            // Interactive (`lab setup`): the tool's own progress goes to the terminal.
+            eprintln!("lab: {what} (this takes a minute the first time)");
+            let status = cmd
+                .stdout(std::process::Stdio::inherit())
+                .stderr(std::process::Stdio::inherit())
+                .status()
+                .map_err(|e| LabError::Venv(format!("{what}: {e}")))?;
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(LabError::Venv(format!(
+                    "{what} failed ({status}); its output is above"
+                )))
+            };
         }
         let out = cmd
             .output()
@@ -155,7 +168,12 @@ pub fn ensure_venv(venv: &Path, python: Option<&Path>, verbose: bool) -> Result<
             venv.display()
         ),
         Command::new(venv.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "--quiet"])
+            .args(["install", "--disable-pip-version-check"])
+            .arg(if verbose {
+                "--progress-bar=on"
+            } else {
+                "--quiet"
+            })
             .arg(format!("matrix-synapse=={SYNAPSE_VERSION}")),
     )?;
     match installed_version(venv) {
