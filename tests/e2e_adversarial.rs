@@ -29,16 +29,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use corpus::{Case, Corpus};
-use grenzwacht::lab::client::{wait_until, MatrixClient, Session};
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
+use grenzwacht::lab::client::{wait_until, Session};
 use grenzwacht::policy::dlp::fields::EventParts;
 use grenzwacht::policy::dlp::{Action, Engine, RuleSet, ScanCtx};
 use grenzwacht::policy::Direction;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-use common::LabDown as Down;
 
 fn engine() -> Arc<Engine> {
     static E: OnceLock<Arc<Engine>> = OnceLock::new();
@@ -693,26 +690,11 @@ async fn fetches(
 #[tokio::test]
 async fn adversarial_corpus_does_not_cross_in_either_direction() {
     let corpus = corpus::load();
-    let tmp = tempfile::tempdir().unwrap();
-    // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("adversarial"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
+    let lab = common::e2e_lab("adversarial", false).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
 
     let mut problems = Vec::new();
     let gaps: BTreeSet<String> = corpus

@@ -21,15 +21,12 @@ mod common;
 
 use std::time::Duration;
 
-use grenzwacht::lab::client::{encode_segment, MatrixClient, Session};
+use grenzwacht::lab::client::{encode_segment, Session};
 use grenzwacht::lab::guard::{LAB_DEU_POLICY, LAB_NATO_POLICY};
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "de.grenzwacht.label";
-
-use common::LabDown as Down;
 
 fn deu(class: u64, rel: &[u64]) -> Value {
     json!({"policy": LAB_DEU_POLICY, "classification": class,
@@ -81,30 +78,11 @@ async fn redacted(bob: &Session, room: &str, id: &str, what: &str) {
 
 #[tokio::test]
 async fn labels_decide_release_per_event() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("labels"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
-    // binary may be replaced by a concurrent build of another branch).
-    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
-    opts.labels = true;
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
-    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
+    let lab = common::e2e_lab("labels", true).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
+    let hs1 = info.hs1().clone();
 
     // An unlabeled room: hs1's default VS-NfD = NATO RESTRICTED, for which hs2 is cleared.
     let room = alice

@@ -37,9 +37,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use grenzwacht::lab::client::{encode_segment, wait_until, ClientError, MatrixClient, Session};
+use grenzwacht::lab::client::{encode_segment, wait_until, ClientError, Session};
 use grenzwacht::lab::guard::LAB_DEU_POLICY;
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
+use grenzwacht::lab::{self};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,8 +54,6 @@ const SECRET: &str = "Lagezentrum-Nord";
 const RUNS: usize = 5;
 /// Carriers that are allowed to leak: none.
 const KNOWN_GAP: [Carrier; 0] = [];
-
-use common::LabDown as Down;
 
 fn deu(class: u64) -> Value {
     json!({"policy": LAB_DEU_POLICY, "classification": class,
@@ -650,28 +648,11 @@ async fn run(n: usize, info: &lab::LabInfo, alice: &Session, bob: &Session, hs1:
 
 #[tokio::test]
 async fn geheim_rooms_leak_no_state_to_a_restricted_peer_five_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("labels_rooms"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
-    opts.labels = true;
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
-    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
+    let lab = common::e2e_lab("labels_rooms", true).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
+    let hs1 = info.hs1().clone();
 
     let mut unexpected = Vec::new();
     let mut gap = Vec::new();

@@ -14,13 +14,10 @@ mod common;
 use std::time::Duration;
 
 use grenzwacht::federation::e2ee::synthetic;
-use grenzwacht::lab::client::{wait_until, MatrixClient, Session};
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
+use grenzwacht::lab::client::{wait_until, Session};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-use common::LabDown as Down;
 
 async fn redacted(who: &Session, room: &str, id: &str, what: &str) {
     let seen = common::wait_event(who, room, id, WAIT).await;
@@ -34,27 +31,11 @@ async fn redacted(who: &Session, room: &str, id: &str, what: &str) {
 
 #[tokio::test]
 async fn opaque_content_does_not_cross_by_default() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("opaque"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
-    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
+    let lab = common::e2e_lab("opaque", false).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
+    let hs1 = info.hs1().clone();
     let room = alice
         .create_room(&json!({"preset": "private_chat", "name": "Opak"}))
         .await

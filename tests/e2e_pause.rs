@@ -23,12 +23,10 @@ use std::time::Duration;
 
 use grenzwacht::lab::client::{encode_segment, wait_until, MatrixClient, Session};
 use grenzwacht::lab::process::{self, PidFile};
-use grenzwacht::lab::{self, LabInfo, LabOptions, OutboundMode};
+use grenzwacht::lab::LabInfo;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-use common::LabDown as Down;
 
 async fn paused_gauge(info: &LabInfo, direction: &str) -> f64 {
     common::guard_metrics(info)
@@ -202,26 +200,11 @@ async fn conversation(
 
 #[tokio::test]
 async fn marking_kept_by_redaction_pauses_the_room_until_an_operator_resumes_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("pause"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
+    let lab = common::e2e_lab("pause", false).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
     assert_eq!(paused_gauge(&info, "outbound").await, 0.0);
 
     // Rooms of version 11 and 12 whose create content carries the marking (a known field and

@@ -16,12 +16,9 @@ mod common;
 use std::time::Duration;
 
 use grenzwacht::lab::client::{encode_segment, wait_until, Session};
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-use common::LabDown as Down;
 
 /// Waits until `who` can read event `event_id` in `room` and returns it.
 async fn wait_event(who: &Session, room: &str, event_id: &str) -> Value {
@@ -705,26 +702,11 @@ async fn to_device(alice: &Session, bob: &Session, hs2: &grenzwacht::lab::Homese
 
 #[tokio::test]
 async fn geheim_is_redacted_in_transit_both_directions() {
-    let tmp = tempfile::tempdir().unwrap();
-    // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("redact"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
+    let lab = common::e2e_lab("redact", false).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
     let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = grenzwacht::lab::client::MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = grenzwacht::lab::client::MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
     for version in [
         "12", "11", "10", "9", "8", "7", "6", "5", "4", "3", "2", "1",
     ] {

@@ -14,12 +14,10 @@ mod common;
 use std::time::Duration;
 
 use grenzwacht::lab::client::{encode_segment, Session};
-use grenzwacht::lab::{self, LabOptions, OutboundMode};
+use grenzwacht::lab::{self};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-use common::LabDown as Down;
 
 /// The guard's refusals for `direction` and `reason`.
 async fn refusals(info: &lab::LabInfo, direction: &str, reason: &str) -> f64 {
@@ -255,26 +253,10 @@ async fn media_fails_closed(info: &lab::LabInfo, alice: &Session, bob: &Session)
 
 #[tokio::test]
 async fn marked_lookups_are_refused_before_they_leave_and_media_fails_closed() {
-    let tmp = tempfile::tempdir().unwrap();
-    // GRENZWACHT_E2E_DIR keeps the lab's files (logs, configs) for inspection.
-    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
-        .map(|d| std::path::PathBuf::from(d).join("requests"))
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
-    opts.guard_bin = env!("CARGO_BIN_EXE_grenzwacht").into();
-    let info = lab::up(opts)
-        .await
-        .unwrap_or_else(|e| panic!("lab up: {e}"));
-    let _down = Down(info.dir.clone());
-    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
-    let alice = grenzwacht::lab::client::MatrixClient::new(&hs1.client_url)
-        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
-        .await
-        .unwrap();
-    let bob = grenzwacht::lab::client::MatrixClient::new(&hs2.client_url)
-        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
-        .await
-        .unwrap();
+    let lab = common::e2e_lab("requests", false).await;
+    let common::E2eLab {
+        info, alice, bob, ..
+    } = lab;
     alias_and_profile_lookups(&info, &alice, &bob).await;
     media_fails_closed(&info, &alice, &bob).await;
 }

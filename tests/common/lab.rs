@@ -331,3 +331,51 @@ impl Drop for LabDown {
         let _ = grenzwacht::lab::down(&self.0);
     }
 }
+
+/// One lab for an end-to-end test: started under a temporary directory (or
+/// `$GRENZWACHT_E2E_DIR/<name>`, kept for inspection), stopped when dropped, with alice
+/// registered on hs1 (protected) and bob on hs2 (remote).
+pub struct E2eLab {
+    pub info: LabInfo,
+    pub alice: grenzwacht::lab::client::Session,
+    pub bob: grenzwacht::lab::client::Session,
+    _down: LabDown,
+    _tmp: tempfile::TempDir,
+}
+
+/// Start an [`E2eLab`] (CONNECT mode; `labels`: the lab's `[labels]` section).
+pub async fn e2e_lab(name: &str, labels: bool) -> E2eLab {
+    use grenzwacht::lab::client::MatrixClient;
+    use grenzwacht::lab::{LabOptions, OutboundMode};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
+        .map(|d| std::path::PathBuf::from(d).join(name))
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
+    // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
+    // binary may be replaced by a concurrent build of another branch).
+    opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
+    opts.labels = labels;
+    let info = grenzwacht::lab::up(opts)
+        .await
+        .unwrap_or_else(|e| panic!("lab up: {e}"));
+    let down = LabDown(info.dir.clone());
+    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
+    let alice = MatrixClient::new(&hs1.client_url)
+        .register_shared_secret(&hs1.registration_shared_secret, "alice", "pw-alice", false)
+        .await
+        .unwrap();
+    let bob = MatrixClient::new(&hs2.client_url)
+        .register_shared_secret(&hs2.registration_shared_secret, "bob", "pw-bob", false)
+        .await
+        .unwrap();
+    E2eLab {
+        info,
+        alice,
+        bob,
+        _down: down,
+        _tmp: tmp,
+    }
+}
