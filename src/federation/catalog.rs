@@ -1169,6 +1169,20 @@ pub fn path_known(path: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Documentation.
 
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters): how a
+/// room id, user id or alias goes into a path template's `{param}`.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Renders the catalog as Markdown (committed as `docs/endpoints.md`).
 pub fn render_markdown() -> String {
     let mut s = String::new();

@@ -83,18 +83,7 @@ impl ClientError {
     }
 }
 
-/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::federation::catalog::encode_segment;
 
 /// The shared-secret registration MAC: hex HMAC-SHA1 over
 /// `nonce \0 user \0 password \0 ("admin" | "notadmin")` keyed with the shared secret

@@ -92,19 +92,6 @@ fn rooms_of(units: &Units<'_>, room_hint: Option<&str>) -> BTreeSet<String> {
     rooms
 }
 
-/// Percent-encode a path segment (everything but RFC 3986 unreserved characters).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn unavailable() -> Refusal {
     Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -147,7 +134,10 @@ pub async fn ensure(
                 return Err(unavailable());
             }
         };
-        let path = format!("/_synapse/admin/v1/rooms/{}/state", encode_segment(&room));
+        let path = format!(
+            "/_synapse/admin/v1/rooms/{}/state",
+            crate::federation::catalog::encode_segment(&room)
+        );
         let outcome = match admin.admin_get(&path, &token).await {
             Ok((status, body)) if status.is_success() => {
                 let state: Vec<Value> = serde_json::from_slice::<Value>(&body)
@@ -189,6 +179,7 @@ pub async fn ensure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::catalog::encode_segment;
 
     #[test]
     fn room_ids_are_encoded_as_one_segment() {

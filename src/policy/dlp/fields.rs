@@ -125,24 +125,15 @@ fn push_str<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, field: Field, v: Option<&'
     }
 }
 
-/// An HTML field: pushed as written; the engine reads every string containing `&` or `<`
-/// as HTML too (see `crate::text::html`).
-fn push_html<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, field: Field, v: Option<&'a Value>) {
-    push_str(out, field, v)
-}
-
 /// Extensible-event text: a string, or an array of `{body, mimetype}` representations.
 fn push_text<'a>(out: &mut Vec<(Field, Cow<'a, str>)>, field: Field, v: Option<&'a Value>) {
     match v {
         Some(Value::String(_)) => push_str(out, field, v),
+        // Every representation as written; HTML ones are read as HTML by the engine like any
+        // string with `&` or `<` (`crate::text`).
         Some(Value::Array(reps)) => {
             for rep in reps {
-                let html = rep.get("mimetype").and_then(Value::as_str) == Some("text/html");
-                if html {
-                    push_html(out, field, rep.get("body"));
-                } else {
-                    push_str(out, field, rep.get("body"));
-                }
+                push_str(out, field, rep.get("body"));
             }
         }
         _ => {}
@@ -181,7 +172,7 @@ fn push_message<'a>(
     formatted: Field,
 ) {
     push_str(out, body, content.get("body"));
-    push_html(out, formatted, content.get("formatted_body"));
+    push_str(out, formatted, content.get("formatted_body"));
     push_str(out, Field::FileName, content.get("filename"));
     if let Some(info) = content.get("info") {
         push_str(out, Field::FileName, info.get("name"));
