@@ -470,4 +470,51 @@ case_sensitive = true
         );
         assert_eq!(out.action, Action::Allow);
     }
+
+    /// Ways in without a field of their own, both directions: any key or value of any EDU's
+    /// content, and the bytes of a "ciphertext" that is no Olm/Megolm message.
+    #[test]
+    fn edu_content_and_fake_ciphertext_are_judged_as_text_both_ways() {
+        use base64::Engine as _;
+        let p = policy(&[("a.toml", RULES)]);
+        for direction in [Direction::Outbound, Direction::Inbound] {
+            let c = ExchangeCtx {
+                direction,
+                ..ctx("send_transaction")
+            };
+            for edu in [
+                r#"{"edu_type":"m.receipt","content":{"!r:x":{"m.read":{"@a:x":{"event_ids":["$e"],"data":{"note":"VS-VERTRAULICH"}}}}}}"#,
+                r#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true,"VS-VERTRAULICH":1}}"#,
+            ] {
+                let raw: Box<RawValue> = serde_json::from_str(edu).unwrap();
+                assert!(
+                    matches!(
+                        p.edu(&c, &EduView::parse(&raw).unwrap()),
+                        EduVerdict::Drop { .. }
+                    ),
+                    "{direction:?}: {edu}"
+                );
+            }
+            let clean: Box<RawValue> = serde_json::from_str(r#"{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@a:x","typing":true}}"#).unwrap();
+            assert_eq!(
+                p.edu(&c, &EduView::parse(&clean).unwrap()),
+                EduVerdict::Allow
+            );
+
+            let fake = base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode("Einstufung VS-VERTRAULICH, bitte weitergeben");
+            let raw: Box<RawValue> = serde_json::from_value(serde_json::json!({
+                "type": "m.room.encrypted", "room_id": "!r:hs1.test", "sender": "@a:hs1.test", "origin_server_ts": 1,
+                "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": fake, "sender_key": "k", "session_id": "s", "device_id": "D"}
+            }))
+            .unwrap();
+            assert!(
+                matches!(
+                    p.pdu(&c, &PduView::parse(&raw).unwrap()),
+                    PduVerdict::Hold { .. }
+                ),
+                "{direction:?}: fake ciphertext"
+            );
+        }
+    }
 }
