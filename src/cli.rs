@@ -106,7 +106,7 @@ pub fn main() -> ExitCode {
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errs| {
+    Config::load_for_use(path).map_err(|errs| {
         eprintln!("{errs}");
         ExitCode::from(2)
     })

@@ -35,6 +35,7 @@ use crate::federation::EndpointClass;
 pub mod labels;
 pub mod opaque;
 mod parse;
+pub mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -60,7 +61,7 @@ pub struct Config {
     /// `[policy]`
     pub policy: PolicyConfig,
     /// `[[rule]]`: keyword/regex content rules (see `policy::rules`).
-    pub rules: Vec<crate::policy::rules::RuleConfig>,
+    pub rules: Vec<rules::RuleConfig>,
     /// `[keys]`: the guard's own signing key.
     pub keys: KeysConfig,
     /// `[store]`: the embedded state store (`crate::store`).
@@ -578,7 +579,17 @@ impl Config {
     /// Read, parse and validate a config file. Relative paths inside it are resolved against
     /// the (absolute) directory of `path`; messages name `path` as given.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
-        let path = path.as_ref();
+        Self::load_with(path.as_ref(), false)
+    }
+
+    /// [`Config::load`], and every file and directory the config names must exist and be
+    /// readable: all that are not are reported in one go, each at its line (what `check` and
+    /// `serve` use; nothing is written).
+    pub fn load_for_use(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        Self::load_with(path.as_ref(), true)
+    }
+
+    fn load_with(path: &Path, check_files: bool) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             errors: vec![ConfigError {
                 file: path.display().to_string(),
@@ -589,7 +600,12 @@ impl Config {
         let base = std::path::absolute(path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf));
-        parse::parse(&text, &path.display().to_string(), base.as_deref())
+        parse::parse(
+            &text,
+            &path.display().to_string(),
+            base.as_deref(),
+            check_files,
+        )
     }
 
     /// Parse and validate config text. `origin` names the file in messages, and its parent
@@ -597,7 +613,7 @@ impl Config {
     pub fn from_str(text: &str, origin: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let origin = origin.as_ref();
         let base = origin.parent().filter(|p| !p.as_os_str().is_empty());
-        parse::parse(text, &origin.display().to_string(), base)
+        parse::parse(text, &origin.display().to_string(), base, false)
     }
 }
 

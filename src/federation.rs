@@ -22,6 +22,7 @@ pub mod json;
 pub mod pdu;
 pub mod redact;
 pub mod request_text;
+pub mod server_name;
 pub mod txn;
 pub mod userdata;
 pub mod xmatrix;

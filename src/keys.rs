@@ -98,6 +98,15 @@ fn valid_version(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+impl crate::federation::xmatrix::Signer for SigningKey {
+    fn key_id(&self) -> String {
+        SigningKey::key_id(self)
+    }
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        SigningKey::sign(self, message)
+    }
+}
+
 impl SigningKey {
     /// Builds a key from its version (the part after `ed25519:`) and 32-byte seed.
     pub fn from_seed(version: &str, seed: [u8; 32]) -> Result<Self, KeyError> {

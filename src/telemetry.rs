@@ -88,6 +88,19 @@ pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     result.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
 }
 
+/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow) and winning
+/// `action`.
+pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+/// Metric: decisions on opaque content, by direction and outcome.
+pub const OPAQUE_DECISIONS_TOTAL: &str = "grenzwacht_opaque_decisions_total";
+/// Counter: policy reloads by `result` (ok, refused, refused_shrink, accepted_shrink).
+pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
+/// Gauge: rules in the running policy input, by `input` (`dlp`).
+pub const POLICY_RULES_LOADED: &str = "grenzwacht_policy_rules_loaded";
+/// Gauge: files in the running policy input, by `input`.
+pub const POLICY_FILES_LOADED: &str = "grenzwacht_policy_files_loaded";
+/// Gauge: the first 48 bits of the running input's fingerprint, by `input`.
+pub const POLICY_FINGERPRINT: &str = "grenzwacht_policy_fingerprint";
 /// Counter: federation requests answered by the guard.
 pub const REQUESTS_TOTAL: &str = "grenzwacht_requests_total";
 /// Histogram: time from request received to response sent, in seconds.
@@ -345,27 +358,27 @@ pub fn describe() {
         "PDU signature and content-hash checks by the guard, by direction and outcome."
     );
     describe_counter!(
-        crate::proxy::guard::POLICY_RELOADS_TOTAL,
+        POLICY_RELOADS_TOTAL,
         "Policy (DLP rule set) reloads, by result (ok, refused, refused_shrink, accepted_shrink)."
     );
     describe_gauge!(
-        crate::proxy::guard::POLICY_RULES_LOADED,
+        POLICY_RULES_LOADED,
         "Rules in the running policy input, by input (dlp)."
     );
     describe_gauge!(
-        crate::proxy::guard::POLICY_FILES_LOADED,
+        POLICY_FILES_LOADED,
         "Files in the running policy input, by input (dlp)."
     );
     describe_gauge!(
-        crate::proxy::guard::POLICY_FINGERPRINT,
+        POLICY_FINGERPRINT,
         "First 48 bits of the running policy input's SHA-256 fingerprint (as `grenzwacht policy check` prints it), by input."
     );
     describe_counter!(
-        crate::policy::dlp::layer::DLP_DECISIONS_TOTAL,
+        DLP_DECISIONS_TOTAL,
         "DLP scans with matches, by mode (enforce, shadow) and winning action."
     );
     describe_counter!(
-        crate::policy::opaque::OPAQUE_DECISIONS_TOTAL,
+        OPAQUE_DECISIONS_TOTAL,
         "Decisions on opaque content (ciphertext, encrypted attachments), by direction and outcome."
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");

@@ -89,6 +89,30 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    // Every missing file in one run, each at its line.
+    let several = p.dir.path().join("several-missing.toml");
+    std::fs::write(
+        &several,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace(p.cert.to_str().unwrap(), "/nonexistent/cert.pem")
+            .replace(p.key.to_str().unwrap(), "/nonexistent/key.pem")
+            + "[dlp]\npolicies = \"/nonexistent/policies\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", several.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    for (what, line) in [
+        ("/nonexistent/cert.pem", 10),
+        ("/nonexistent/key.pem", 11),
+        ("/nonexistent/policies", 14),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(what) && l.contains(&format!(":{line}:"))),
+            "{what} at line {line}: {err}"
+        );
+    }
 
     // The DLP rule set is loaded by `check`: a broken rule file fails it with the rule file's
     // diagnostics (file:line:col), a good one passes.

@@ -210,7 +210,7 @@ impl LabelsConfig {
         let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, p) in self.peer.iter().enumerate() {
             let at = |k: &'static str| vec![Key("peer"), Index(i), Key(k)];
-            if let Err(e) = crate::proxy::discovery::ServerName::parse(&p.server) {
+            if let Err(e) = crate::federation::server_name::ServerName::parse(&p.server) {
                 out.push((
                     at("server"),
                     format!("invalid value for `labels.peer[{i}].server`: {e}"),

@@ -21,7 +21,7 @@ use super::{
     parse_upstream, Config, ConfigError, ConfigErrors, Location, OutboundConfig, StoreConfig,
     MIN_LEAF_VALIDITY_SECS, MIN_TXN_RETENTION_HOURS,
 };
-use crate::proxy::discovery::ServerName;
+use crate::federation::server_name::ServerName;
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,7 +339,12 @@ pub(super) fn de_ipnets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::Ip
 }
 
 /// Parse, check and path-resolve a whole config file.
-pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
+pub(super) fn parse(
+    text: &str,
+    file: &str,
+    base: Option<&Path>,
+    files: bool,
+) -> Result<Config, ConfigErrors> {
     let mut ctx = Ctx {
         text,
         file,
@@ -461,8 +466,119 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
     }
     if let Some(base) = base {
         resolve_paths(&mut cfg, base);
+        // Every file the config names, checked in one pass: an operator sees all of them at
+        // once, each at its line, and nothing is written.
+        if files {
+            check_files(&cfg, root, &mut ctx);
+            if !ctx.errors.is_empty() {
+                return Err(finish(ctx));
+            }
+        }
     }
     Ok(cfg)
+}
+
+/// What a path in the config must be.
+#[derive(Clone, Copy)]
+enum Want {
+    /// A file the guard reads.
+    File,
+    /// A directory the guard reads.
+    Dir,
+    /// A file or a directory (the DLP rule set).
+    Any,
+}
+
+/// Reports every named file or directory that is missing or unreadable (paths already resolved
+/// against the config's directory).
+fn check_files(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>) {
+    let mut named: Vec<(Vec<Seg>, &Path, Want)> = Vec::new();
+    for (i, p) in cfg.protected.iter().enumerate() {
+        let at = |key: &str| vec![k("protected"), Seg::Index(i), k(key)];
+        named.push((at("cert"), &p.cert, Want::File));
+        named.push((at("key"), &p.key, Want::File));
+        for (key, f) in [
+            ("upstream_ca", &p.upstream_ca),
+            ("signing_key", &p.signing_key),
+            ("admin_token_file", &p.admin_token_file),
+        ] {
+            if let Some(f) = f {
+                named.push((at(key), f, Want::File));
+            }
+        }
+    }
+    if let Some(f) = &cfg.keys.guard_key {
+        named.push((vec![k("keys"), k("guard_key")], f, Want::File));
+    }
+    if let Some(o) = &cfg.outbound {
+        if let Some(f) = &o.proxy_secret_file {
+            named.push((vec![k("outbound"), k("proxy_secret_file")], f, Want::File));
+        }
+        if let Some(d) = &o.interception_ca_dir {
+            named.push((vec![k("outbound"), k("interception_ca_dir")], d, Want::Dir));
+        }
+        for (i, f) in o.roots.iter().enumerate() {
+            named.push((
+                vec![k("outbound"), k("roots"), Seg::Index(i)],
+                f,
+                Want::File,
+            ));
+        }
+    }
+    if let Some(d) = &cfg.dlp {
+        named.push((vec![k("dlp"), k("policies")], &d.policies, Want::Any));
+    }
+    if let Some(l) = &cfg.labels {
+        for (i, f) in l.spifs.iter().enumerate() {
+            named.push((vec![k("labels"), k("spifs"), Seg::Index(i)], f, Want::File));
+        }
+        for (name, side) in [("protected", &l.protected), ("remote", &l.remote)] {
+            for (key, f) in [
+                ("default_label_file", &side.default_label_file),
+                ("clearance_file", &side.clearance_file),
+            ] {
+                if let Some(f) = f {
+                    named.push((vec![k("labels"), k(name), k(key)], f, Want::File));
+                }
+            }
+        }
+        for (i, p) in l.peer.iter().enumerate() {
+            if let Some(f) = &p.clearance_file {
+                named.push((
+                    vec![k("labels"), k("peer"), Seg::Index(i), k("clearance_file")],
+                    f,
+                    Want::File,
+                ));
+            }
+        }
+    }
+    for (at, path, want) in named {
+        if let Some(problem) = path_problem(path, want) {
+            ctx.error(
+                value_span(root, &at),
+                format!("`{}` = {}: {problem}", render("", &at), path.display()),
+            );
+        }
+    }
+}
+
+fn path_problem(path: &Path, want: Want) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some("does not exist".into()),
+        Err(e) => return Some(e.to_string()),
+    };
+    match want {
+        Want::File if !meta.is_file() => return Some("is not a file".into()),
+        Want::Dir if !meta.is_dir() => return Some("is not a directory".into()),
+        _ => {}
+    }
+    let readable = if meta.is_dir() {
+        std::fs::read_dir(path).map(|_| ())
+    } else {
+        std::fs::File::open(path).map(|_| ())
+    };
+    readable.err().map(|e| format!("cannot be read: {e}"))
 }
 
 fn finish(ctx: Ctx<'_>) -> ConfigErrors {
@@ -572,7 +688,7 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 format!("duplicate rule id `{}` (also in `rule[{first}]`)", r.id),
             );
         }
-        if let Err(e) = crate::policy::rules::Rules::compile(std::slice::from_ref(r)) {
+        if let Some(e) = r.problem() {
             let key = if r.regex.is_some() { "regex" } else { "id" };
             ctx.error(
                 value_span(root, &at(key)),

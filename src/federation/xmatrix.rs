@@ -29,8 +29,6 @@ use ruma::{
 };
 use serde_json::value::RawValue;
 
-use crate::keys::SigningKey;
-
 /// A parsed X-Matrix credential.
 #[derive(Clone, PartialEq, Eq)]
 pub struct XMatrix {
@@ -333,11 +331,20 @@ fn signing_bytes_canonical(
     Ok(out)
 }
 
+/// An ed25519 signing key as X-Matrix needs it (implemented by `keys::SigningKey`; the
+/// federation layer does not depend on where keys come from).
+pub trait Signer {
+    /// `ed25519:<version>`.
+    fn key_id(&self) -> String;
+    /// The signature over `message`.
+    fn sign(&self, message: &[u8]) -> [u8; 64];
+}
+
 /// Signs a request as `origin` and returns the `Authorization` header value.
 ///
 /// `uri` is the path and query exactly as they will be sent; `content` the JSON body, if any.
 pub fn sign_request(
-    key: &SigningKey,
+    key: &(impl Signer + ?Sized),
     origin: &str,
     destination: &str,
     method: &str,
@@ -359,7 +366,7 @@ pub fn sign_request(
 /// [`XMatrixError::Content`]. Saves the separate parse into a `RawValue` a caller would
 /// otherwise need.
 pub fn sign_request_body(
-    key: &SigningKey,
+    key: &(impl Signer + ?Sized),
     origin: &str,
     destination: &str,
     method: &str,
@@ -376,7 +383,7 @@ pub fn sign_request_body(
 
 /// Signs with `content` already canonical.
 fn sign_canonical(
-    key: &SigningKey,
+    key: &(impl Signer + ?Sized),
     origin: &str,
     destination: &str,
     method: &str,
@@ -455,6 +462,7 @@ pub fn verify_request_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::SigningKey;
 
     const SIG: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef";
 

@@ -53,8 +53,7 @@ use crate::federation::e2ee::{self, Ciphertext};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::TO_DEVICE_EDU;
 
-/// Metric: decisions on opaque content, by direction and outcome.
-pub const OPAQUE_DECISIONS_TOTAL: &str = "grenzwacht_opaque_decisions_total";
+pub use crate::telemetry::OPAQUE_DECISIONS_TOTAL;
 
 /// The event type of encrypted room events and to-device messages.
 const ENCRYPTED_TYPE: &str = "m.room.encrypted";

@@ -1,5 +1,5 @@
-//! A simple keyword/regex rule list (`[[rule]]` in the config): the content policy until the DLP
-//! engine arrives.
+//! A simple keyword/regex rule list (`[[rule]]` in the config), for quick local rules beside the
+//! DLP rule set (`policy::dlp`).
 //!
 //! All rules compile into one [`RegexSet`], so each string of an event is scanned once, not once
 //! per rule. Keywords are matched literally and case-sensitively (a marking like `GEHEIM` is
@@ -22,7 +22,6 @@
 //! `M_FORBIDDEN`). `fields` filters apply by `request.path`, `request.query`, `request.body` or
 //! the parameter's name.
 use regex::RegexSet;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
@@ -32,48 +31,7 @@ use super::{
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{ToDeviceMessage, UserField, TO_DEVICE_EDU};
 
-/// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleAction {
-    /// Redact the event (drop the EDU).
-    Redact,
-    /// Hold for review; there is no review queue, so it acts as redact.
-    Hold,
-    /// Single-event endpoints: refuse with 403. In a transaction: redact.
-    Reject,
-    /// EDUs: drop. PDUs: redact.
-    Drop,
-}
-
-/// One `[[rule]]` of the config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub id: String,
-    #[serde(default)]
-    pub description: String,
-    /// Literal, case-sensitive keywords.
-    #[serde(default)]
-    pub keywords: Vec<String>,
-    /// A regular expression (Rust `regex` syntax).
-    #[serde(default)]
-    pub regex: Option<String>,
-    /// Content keys to look at (at any depth); empty = every string in `content`.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// Directions the rule applies to; empty = both.
-    #[serde(default)]
-    pub directions: Vec<RuleDirection>,
-    pub action: RuleAction,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleDirection {
-    Inbound,
-    Outbound,
-}
+pub use crate::config::rules::{RuleAction, RuleConfig, RuleDirection};
 
 /// A rule set that does not compile.
 #[derive(Debug, thiserror::Error)]

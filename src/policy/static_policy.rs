@@ -56,7 +56,7 @@ impl StaticPolicy {
     /// that host: denying `evil.example` also denies `evil.example:8448` (a CONNECT target).
     pub fn server_allowed(&self, server_name: &str) -> Result<(), Refusal> {
         let name = server_name.to_ascii_lowercase();
-        let host = crate::proxy::tls::host_part(&name).to_string();
+        let host = crate::federation::server_name::host_part(&name).to_string();
         let listed = |set: &HashSet<String>| set.contains(&name) || set.contains(&host);
         if listed(&self.deny_servers) {
             return Err(Refusal::forbidden(

@@ -36,6 +36,7 @@
 //!   (fail closed; the homeserver will retry) instead of silently falling through to another
 //!   step that might pick a different host.
 
+pub use crate::federation::server_name::{Host, ServerName, DEFAULT_PORT};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -52,8 +53,6 @@ mod tests;
 
 pub use system::SystemBackend;
 
-/// The default federation port.
-pub const DEFAULT_PORT: u16 = 8448;
 /// Default cache lifetime of a well-known response without `Cache-Control: max-age`.
 pub const WELL_KNOWN_DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Cap on the cache lifetime of a well-known response.
@@ -65,118 +64,6 @@ const WELL_KNOWN_CACHE_MAX: usize = 10_000;
 
 /// A boxed, sendable future (keeps [`DiscoveryBackend`] object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The host part of a server name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Host {
-    /// An IPv4 literal or a bracketed IPv6 literal (stored without brackets).
-    Ip(IpAddr),
-    /// A DNS name, as written.
-    Name(String),
-}
-
-/// A parsed Matrix server name: `host[:port]` per the spec grammar (appendices, "Server name").
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServerName {
-    /// Host part.
-    pub host: Host,
-    /// Explicit port, if any.
-    pub port: Option<u16>,
-}
-
-impl ServerName {
-    /// Parse `hostname [":" port]`, where hostname is an IPv4 literal, `[IPv6]`, or a DNS name of
-    /// 1–255 characters from `[A-Za-z0-9.-]`, and port is 1–5 digits (1–65535).
-    pub fn parse(s: &str) -> Result<ServerName, DiscoveryError> {
-        let bad = |reason: &str| DiscoveryError::InvalidServerName {
-            name: s.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let end = rest.find(']').ok_or_else(|| bad("missing `]`"))?;
-            let ip: std::net::Ipv6Addr = rest[..end]
-                .parse()
-                .map_err(|_| bad("invalid IPv6 literal"))?;
-            let after = &rest[end + 1..];
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
-            };
-            (Host::Ip(IpAddr::V6(ip)), port)
-        } else {
-            let (h, port) = match s.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (s, None),
-            };
-            if h.is_empty() {
-                return Err(bad("empty hostname"));
-            }
-            if h.len() > 255 {
-                return Err(bad("hostname longer than 255 characters"));
-            }
-            if !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            {
-                return Err(bad(
-                    "hostname may only contain letters, digits, `-` and `.` (IPv6 needs [brackets])",
-                ));
-            }
-            let host = match h.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => Host::Ip(IpAddr::V4(ip)),
-                Err(_) => Host::Name(h.to_owned()),
-            };
-            (host, port)
-        };
-        let port = match port {
-            None => None,
-            Some(p) => {
-                if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad("port must be 1 to 5 digits"));
-                }
-                match p.parse::<u16>() {
-                    Ok(0) | Err(_) => return Err(bad("port out of range 1..=65535")),
-                    Ok(n) => Some(n),
-                }
-            }
-        };
-        Ok(ServerName { host, port })
-    }
-
-    /// The host without brackets: `1.2.3.4`, `::1`, `example.org`. This is the TLS name.
-    pub fn host_str(&self) -> String {
-        match &self.host {
-            Host::Ip(ip) => ip.to_string(),
-            Host::Name(n) => n.clone(),
-        }
-    }
-
-    /// The port, or [`DEFAULT_PORT`].
-    pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(DEFAULT_PORT)
-    }
-}
-
-impl fmt::Display for ServerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.host {
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
-            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}")?,
-            Host::Name(n) => f.write_str(n)?,
-        }
-        if let Some(p) = self.port {
-            write!(f, ":{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::str::FromStr for ServerName {
-    type Err = DiscoveryError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ServerName::parse(s)
-    }
-}
 
 /// Which step of the resolution produced a [`Target`] (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +142,15 @@ pub trait DiscoveryBackend: Send + Sync {
     fn srv<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<SrvRecord>, BackendError>>;
     /// AAAA and A records for `host`. No records: `Ok(vec![])` or `Err(NotFound)`.
     fn lookup_ip<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, BackendError>>;
+}
+
+impl From<crate::federation::server_name::ServerNameError> for DiscoveryError {
+    fn from(e: crate::federation::server_name::ServerNameError) -> Self {
+        DiscoveryError::InvalidServerName {
+            name: e.name,
+            reason: e.reason,
+        }
+    }
 }
 
 /// Discovery errors.
@@ -441,7 +337,7 @@ impl ServerResolver {
         if !discovery.enabled {
             return Ok(Self::routes_only(routes).with_destinations(policy));
         }
-        let backend = SystemBackend::new(discovery, tls)?;
+        let backend = SystemBackend::new(discovery, tls)?.with_destinations(policy.clone());
         Ok(Self::new(routes, true, Arc::new(backend)).with_destinations(policy))
     }
 

@@ -210,27 +210,7 @@ pub fn load_certified_key(cert_pem: &Path, key_pem: &Path) -> Result<Arc<Certifi
     Ok(Arc::new(certified))
 }
 
-/// The host part of a Matrix server name or an HTTP authority: without the port, without the
-/// brackets of an IPv6 literal. Case is kept.
-///
-/// `"hs.example.org:8448"` → `"hs.example.org"`, `"[::1]:8448"` → `"::1"`, `"[::1]"` → `"::1"`,
-/// `"127.0.0.1:8448"` → `"127.0.0.1"`. A bare IPv6 literal (`"::1"`, not valid as a Matrix
-/// server name but seen in the wild) is returned whole.
-pub fn host_part(server_name: &str) -> &str {
-    let s = server_name.trim();
-    if let Some(rest) = s.strip_prefix('[') {
-        return match rest.find(']') {
-            Some(end) => &rest[..end],
-            None => rest,
-        };
-    }
-    match s.rfind(':') {
-        // Exactly one colon: host:port.
-        Some(i) if !s[..i].contains(':') => &s[..i],
-        // None: plain host; several: a bare IPv6 literal.
-        _ => s,
-    }
-}
+pub use crate::federation::server_name::host_part;
 
 /// Normalised lookup key for a host: lower case, no trailing dot.
 fn host_key(host: &str) -> String {

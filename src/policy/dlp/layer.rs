@@ -30,9 +30,7 @@ use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
 use crate::policy::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy};
 
-/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow) and winning
-/// `action`.
-pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+pub use crate::telemetry::DLP_DECISIONS_TOTAL;
 
 /// A compiled rule set judging federation traffic.
 pub struct DlpPolicy {

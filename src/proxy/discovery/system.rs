@@ -44,6 +44,8 @@ pub struct SystemBackend {
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
     https_port: u16,
+    /// Addresses the well-known fetch may connect to (redirect targets included).
+    destinations: super::DestinationPolicy,
 }
 
 impl std::fmt::Debug for SystemBackend {
@@ -83,7 +85,16 @@ impl SystemBackend {
             tls: Arc::new(tls),
             timeout: DEFAULT_WELL_KNOWN_TIMEOUT,
             https_port: 443,
+            destinations: super::DestinationPolicy::default(),
         })
+    }
+
+    /// Check the addresses of well-known hosts (and of their redirect targets) against `policy`
+    /// before connecting: a peer's server name must not make the guard fetch from its own host
+    /// or link.
+    pub fn with_destinations(mut self, policy: super::DestinationPolicy) -> Self {
+        self.destinations = policy;
+        self
     }
 
     /// Change the well-known fetch timeout.
@@ -160,7 +171,17 @@ impl SystemBackend {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             BackendError::Failed(format!("{what} {host}:{port}: {e}"))
         };
-        let ips = self.ips(host).await?;
+        let all = self.ips(host).await?;
+        let ips: Vec<IpAddr> = all
+            .iter()
+            .copied()
+            .filter(|ip| self.destinations.allows(*ip))
+            .collect();
+        if ips.is_empty() && !all.is_empty() {
+            return Err(BackendError::Failed(format!(
+                "{host} resolves only to addresses the guard does not connect to"
+            )));
+        }
         let mut tcp = None;
         let mut last = None;
         for ip in ips {

@@ -155,7 +155,7 @@ fn server_name_grammar() {
         assert!(
             matches!(
                 ServerName::parse(bad),
-                Err(DiscoveryError::InvalidServerName { .. })
+                Err(crate::federation::server_name::ServerNameError { .. })
             ),
             "{bad:?} should be rejected"
         );
@@ -885,6 +885,44 @@ async fn real_fetch_times_out() {
     let r = backend.well_known("127.0.0.1").await;
     assert!(matches!(r, Err(BackendError::Failed(m)) if m.contains("timed out")));
     assert!(started.elapsed() < Duration::from_secs(3));
+    hold.abort();
+}
+
+#[tokio::test]
+async fn real_fetch_never_connects_to_a_refused_address() {
+    // A listener that counts connections: the well-known host is loopback, which the default
+    // destination policy refuses.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let hold = tokio::spawn(async move {
+        while let Ok((_s, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let backend = SystemBackend::new(&loopback_discovery(), test_tls::client_config(None))
+        .unwrap()
+        .with_https_port(port)
+        .with_well_known_timeout(Duration::from_secs(2))
+        .with_destinations(DestinationPolicy::new(&[], &[]));
+    let r = backend.well_known("127.0.0.1").await;
+    assert!(
+        matches!(&r, Err(BackendError::Failed(m)) if m.contains("does not connect to")),
+        "{r:?}"
+    );
+    // Allowed explicitly, the same fetch connects (the listener is real).
+    let backend = SystemBackend::new(&loopback_discovery(), test_tls::client_config(None))
+        .unwrap()
+        .with_https_port(port)
+        .with_well_known_timeout(Duration::from_millis(300))
+        .with_destinations(DestinationPolicy::new(
+            &["127.0.0.0/8".parse().unwrap()],
+            &[],
+        ));
+    let _ = backend.well_known("127.0.0.1").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     hold.abort();
 }
 

@@ -23,14 +23,10 @@ use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
 use crate::policy::manifest::{Fingerprint, Manifest, Settle, Snapshot};
 
-/// Counter: policy reloads by `result` ([`ReloadResult::label`]).
-pub const POLICY_RELOADS_TOTAL: &str = "grenzwacht_policy_reloads_total";
-/// Gauge: rules in the running policy input, by `input` (`dlp`).
-pub const POLICY_RULES_LOADED: &str = "grenzwacht_policy_rules_loaded";
-/// Gauge: files in the running policy input, by `input`.
-pub const POLICY_FILES_LOADED: &str = "grenzwacht_policy_files_loaded";
-/// Gauge: the first 48 bits of the running input's fingerprint, by `input`.
-pub const POLICY_FINGERPRINT: &str = "grenzwacht_policy_fingerprint";
+pub use crate::telemetry::POLICY_FILES_LOADED;
+pub use crate::telemetry::POLICY_FINGERPRINT;
+pub use crate::telemetry::POLICY_RELOADS_TOTAL;
+pub use crate::telemetry::POLICY_RULES_LOADED;
 
 /// Consecutive equal polls before the watcher loads a changed directory.
 pub const SETTLE_POLLS: u32 = 2;
