@@ -1,18 +1,123 @@
-//! Learning room versions from the traffic (needed to redact correctly).
+//! Room versions: learned from authoritative sources only, looked up at the protected
+//! homeserver when unknown (needed to verify and to redact correctly).
 //!
-//! Sources: `m.room.create` events (PDUs in transactions and responses, stripped state in
-//! invites/knocks; no `room_version` in the content means version 1), the `room_version` of
-//! `make_join`/`make_knock` responses and of v2 invite requests, and version 1 for the room of a
-//! v1 invite (those are for room versions 1 and 2 only). The first version learned for
-//! a room wins; a conflicting claim is logged and ignored (`store::Store::set_room_version`).
+//! # Sources and their strength
+//!
+//! Every version is stored with the strength of its source (`store::Store::set_room_version_ranked`):
+//! a stronger source corrects a weaker one; a claim of equal or lesser strength never changes
+//! a stored version (among equals the first wins). Each claim is counted in
+//! [`CLAIMS_TOTAL`]`{source,outcome}` and a conflict or correction is logged.
+//!
+//! | strength | source (`learned_from`) |
+//! |---|---|
+//! | 2, authoritative | `create_event`: an `m.room.create` PDU (in any request or response) that passes the create auth rules ([`create::auth_rules`]) and whose signatures and content hash the guard verified ([`create::verify`]: signed by the sender's server, which in versions 1–11 must be the room id's server; in version 12+ the room id is the event's reference hash); `admin_api`: the protected homeserver's own answer ([`lookup`]); `protected_make_join`/`_leave`/`_knock`: a protected server's answer to a remote's `make_*`; `protected_invite_v2`: the `room_version` of an invite a protected server sends |
+//! | 1, answer | `make_join`/`make_leave`/`make_knock`: a remote room server's answer to a protected server's `make_*` request; `protected_invite_v1`: a v1 invite a protected server sends (version 1) |
+//! | 0, claim | `invite_v2`, `invite_v1`: the version a remote's invite names (v1 invites are for rooms of version 1 or 2, judged as 1), only for a room the guard knows nothing about and never for a room of a protected server; `create_event_unverified`: a create event that passes the auth rules while `[keys] verify_pdus = false`; rows stored before sources were ranked |
+//!
+//! A create event that fails the auth rules or the guard's verification teaches nothing
+//! (`outcome="unverified"`, logged): a remote cannot pin a wrong version on a room, neither
+//! by a forged create event nor by an invite. Stripped state (invites, knocks) is unsigned and
+//! teaches nothing.
+//!
+//! # Rooms whose version is unknown
+//!
+//! [`settle`] runs before the integrity check and the policy: for every room of the body whose
+//! version is unknown, only claimed, or not one the guard knows rules for, it asks the
+//! protected homeserver ([`lookup`], Synapse's admin API) and stores the answer as
+//! authoritative. If the version is still unusable and a PDU of that room must be verified
+//! (data entering the protected side, `[keys] verify_pdus`), the exchange is refused:
+//! 503 when the lookup failed or no admin API is configured (the sender retries; the refusal
+//! is not stored as a transaction decision, so the retry is judged again), 403 when the
+//! homeserver does not know the room (its events cannot be verified). Elsewhere a failed
+//! lookup refuses nothing here; a redaction that needs the version refuses later (503,
+//! `proxy::rewrite`). Lost store: every room the protected homeserver is in is learned again
+//! on its first event.
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::guard::Guard;
-use crate::federation::catalog::{Direction as Part, Endpoint, Handler};
-use crate::policy::Units;
+use crate::federation::catalog::{Direction as Part, Handler};
+use crate::federation::redact;
+use crate::policy::{Direction, ExchangeCtx, Refusal, RefusalReason, Units};
+use crate::store::RoomVersionClaim;
+
+pub mod create;
+pub mod lookup;
+
+/// Counter: room version claims, by `source` (the `learned_from` labels of the module docs)
+/// and `outcome` (`learned`, `confirmed`, `corrected`, `conflict`, `unverified`, `failed`).
+pub const CLAIMS_TOTAL: &str = "grenzwacht_room_version_claims_total";
+
+/// Strength of a claim a remote makes without proof.
+pub const CLAIM: u8 = 0;
+/// Strength of a remote room server's answer to the protected server.
+pub const ANSWER: u8 = 1;
+/// Strength of a verified create event or the protected server's own word.
+pub const AUTHORITATIVE: u8 = 2;
+
+/// Where a room version comes from (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A create event that passed the auth rules and the guard's verification.
+    CreateEvent,
+    /// A create event that passed the auth rules, PDU verification switched off.
+    CreateEventUnverified,
+    /// The protected homeserver's admin API.
+    AdminApi,
+    /// A protected server's answer to a remote's `make_join`/`make_leave`/`make_knock`.
+    ProtectedTemplate(&'static str),
+    /// A remote's answer to a protected server's `make_join`/`make_leave`/`make_knock`.
+    RemoteTemplate(&'static str),
+    /// An invite (v2) a protected server sends.
+    ProtectedInviteV2,
+    /// A v1 invite a protected server sends.
+    ProtectedInviteV1,
+    /// An invite (v2) a remote sends.
+    RemoteInviteV2,
+    /// A v1 invite a remote sends.
+    RemoteInviteV1,
+}
+
+impl Source {
+    /// The `learned_from` label (and metric label value).
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::CreateEvent => "create_event",
+            Source::CreateEventUnverified => "create_event_unverified",
+            Source::AdminApi => "admin_api",
+            Source::ProtectedTemplate("make_join") => "protected_make_join",
+            Source::ProtectedTemplate("make_leave") => "protected_make_leave",
+            Source::ProtectedTemplate("make_knock") => "protected_make_knock",
+            Source::ProtectedTemplate(_) => "protected_template",
+            Source::RemoteTemplate("make_join") => "make_join",
+            Source::RemoteTemplate("make_leave") => "make_leave",
+            Source::RemoteTemplate("make_knock") => "make_knock",
+            Source::RemoteTemplate(_) => "template",
+            Source::ProtectedInviteV2 => "protected_invite_v2",
+            Source::ProtectedInviteV1 => "protected_invite_v1",
+            Source::RemoteInviteV2 => "invite_v2",
+            Source::RemoteInviteV1 => "invite_v1",
+        }
+    }
+
+    /// The strength the store ranks it by.
+    pub fn strength(self) -> u8 {
+        match self {
+            Source::CreateEvent
+            | Source::AdminApi
+            | Source::ProtectedTemplate(_)
+            | Source::ProtectedInviteV2 => AUTHORITATIVE,
+            Source::RemoteTemplate(_) | Source::ProtectedInviteV1 => ANSWER,
+            Source::CreateEventUnverified | Source::RemoteInviteV2 | Source::RemoteInviteV1 => {
+                CLAIM
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct TopVersion<'a> {
@@ -49,68 +154,293 @@ pub fn create_room_id(pdu: &crate::federation::pdu::PduView<'_>) -> Option<Strin
     Some(format!("!{hash}"))
 }
 
-fn record(guard: &Guard, room: &str, version: &str, from: &str) {
-    match guard.store().set_room_version(room, version, from) {
-        Ok(claim) => tracing::debug!(room, version, from, ?claim, "room version"),
-        Err(e) => tracing::warn!(room, version, from, "cannot store room version: {e}"),
-    }
+fn count(source: Source, outcome: &'static str) {
+    metrics::counter!(CLAIMS_TOTAL, "source" => source.label(), "outcome" => outcome).increment(1);
 }
 
-/// Records every room version the body reveals.
-pub fn learn(
+/// Stores a claim with its source's strength; counts and logs what it did.
+pub fn record(guard: &Guard, room: &str, version: &str, source: Source) {
+    let outcome = match guard.store().set_room_version_ranked(
+        room,
+        version,
+        source.label(),
+        source.strength(),
+    ) {
+        Ok(RoomVersionClaim::Learned) => {
+            tracing::debug!(room, version, from = source.label(), "room version learned");
+            "learned"
+        }
+        Ok(RoomVersionClaim::Confirmed) => "confirmed",
+        Ok(RoomVersionClaim::Corrected {
+            previous,
+            previous_from,
+        }) => {
+            tracing::info!(room, version, from = source.label(), %previous, %previous_from, "room version corrected by a stronger source");
+            "corrected"
+        }
+        Ok(RoomVersionClaim::Conflict { known, known_from }) => {
+            tracing::warn!(room, version, from = source.label(), %known, %known_from, "room version claim conflicts with a source at least as strong; ignored");
+            "conflict"
+        }
+        Err(e) => {
+            tracing::warn!(room, version, from = source.label(), "cannot store room version: {e}");
+            "failed"
+        }
+    };
+    count(source, outcome);
+}
+
+/// Whether `room` is a room of a protected server (its id names one; version 12+ room ids
+/// name no server).
+fn protected_room(guard: &Guard, room: &str) -> bool {
+    room.split_once(':')
+        .is_some_and(|(_, server)| guard.is_protected(server))
+}
+
+/// A remote's unproven claim: only for a room the guard knows nothing about, never for a room
+/// of a protected server (its homeserver is asked instead).
+fn record_claim(guard: &Guard, room: &str, version: &str, source: Source) {
+    if protected_room(guard, room) {
+        tracing::info!(
+            room,
+            version,
+            from = source.label(),
+            "a remote's room version claim for a protected server's room is not used"
+        );
+        count(source, "conflict");
+        return;
+    }
+    record(guard, room, version, source);
+}
+
+/// Learns the room versions the body reveals, from the sources of the module docs.
+pub async fn learn(
     guard: &Guard,
-    endpoint: &'static Endpoint,
+    ctx: &ExchangeCtx,
     part: Part,
     room_hint: Option<&str>,
     body: &[u8],
     units: &Units<'_>,
 ) {
-    let top_level = (endpoint.handler == Handler::Template && part == Part::Response)
-        || (endpoint.id == "invite_v2" && part == Part::Request);
-    if let (true, Some(room)) = (top_level, room_hint) {
-        if let Ok(TopVersion {
-            room_version: Some(v),
-        }) = serde_json::from_slice::<TopVersion<'_>>(body)
-        {
-            record(guard, room, &v, endpoint.id);
+    let endpoint = ctx.endpoint;
+    let outbound = ctx.direction == Direction::Outbound;
+    if let Some(room) = room_hint {
+        let top = || match serde_json::from_slice::<TopVersion<'_>>(body) {
+            Ok(TopVersion {
+                room_version: Some(v),
+            }) => Some(v.into_owned()),
+            _ => None,
+        };
+        match (endpoint.handler, endpoint.id, part) {
+            (Handler::Template, id, Part::Response) => {
+                if let Some(v) = top() {
+                    // An outbound request's answer comes from the remote room server.
+                    let source = match outbound {
+                        true => Source::RemoteTemplate(id),
+                        false => Source::ProtectedTemplate(id),
+                    };
+                    record(guard, room, &v, source);
+                }
+            }
+            (_, "invite_v2", Part::Request) => {
+                if let Some(v) = top() {
+                    match outbound {
+                        true => record(guard, room, &v, Source::ProtectedInviteV2),
+                        false => record_claim(guard, room, &v, Source::RemoteInviteV2),
+                    }
+                }
+            }
+            // A v1 invite is for a room of version 1 or 2 (the spec sends every other version
+            // through v2 invites); both share the event format and redaction rules, so version 1
+            // is what the guard needs to judge it.
+            (_, "invite_v1", Part::Request) => match outbound {
+                true => record(guard, room, "1", Source::ProtectedInviteV1),
+                false => record_claim(guard, room, "1", Source::RemoteInviteV1),
+            },
+            _ => {}
         }
     }
-    // A v1 invite is for a room of version 1 or 2 (the spec sends every other version through
-    // v2 invites); both share the event format and redaction rules, so version 1 is what the
-    // guard needs to judge it. Only for a room it knows nothing about yet.
-    if let (true, Some(room)) = (
-        endpoint.id == "invite_v1" && part == Part::Request,
-        room_hint,
-    ) {
-        if matches!(guard.store().room_version(room), Ok(None)) {
-            record(guard, room, "1", "invite_v1");
-        }
-    }
-    for p in units
+    for pdu in units
         .pdus
         .iter()
         .filter(|p| p.event_type == "m.room.create")
     {
-        let room = p
-            .room_id
-            .as_deref()
-            .map(str::to_string)
-            .or_else(|| create_room_id(p))
-            .or_else(|| room_hint.map(str::to_string));
-        if let (Some(room), Some(v)) = (room, create_version(p.content)) {
-            record(guard, &room, &v, "create_event");
+        let claim = match create::auth_rules(pdu) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, why, "a create event that fails the create auth rules teaches no room version");
+                count(Source::CreateEvent, "unverified");
+                continue;
+            }
+        };
+        if !guard.verify_pdus() {
+            record(
+                guard,
+                &claim.room,
+                &claim.version,
+                Source::CreateEventUnverified,
+            );
+            continue;
+        }
+        // Already known from an authoritative source with this version: nothing to verify.
+        if let Ok(Some(known)) = guard.store().room_version_record(&claim.room) {
+            if known.strength >= AUTHORITATIVE && known.version == claim.version {
+                count(Source::CreateEvent, "confirmed");
+                continue;
+            }
+        }
+        match create::verify(guard, pdu, &claim).await {
+            Ok(()) => record(guard, &claim.room, &claim.version, Source::CreateEvent),
+            Err(why) => {
+                tracing::warn!(room = %claim.room, version = %claim.version, sender = %pdu.sender, "a create event the guard cannot verify teaches no room version: {why}");
+                count(Source::CreateEvent, "unverified");
+            }
         }
     }
-    for e in units
-        .events
-        .iter()
-        .filter(|e| e.event_type == "m.room.create")
-    {
-        if let (Some(room), Some(v)) = (
-            e.room_id.as_deref().or(room_hint),
-            create_version(e.content),
-        ) {
-            record(guard, room, &v, "stripped_create");
+}
+
+/// 503: the version of a room whose events must be verified or redacted cannot be had now.
+pub fn unknown_version() -> Refusal {
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "M_UNKNOWN",
+        RefusalReason::UnknownRoomVersion,
+        "the guard cannot determine the room version now; retry later",
+    )
+}
+
+/// Before the integrity check and the policy (see the module docs): every room of the body
+/// has a usable version, looked up at the protected homeserver if needed. `data` is the
+/// direction the data flows.
+pub async fn ensure(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    data: Direction,
+    units: &Units<'_>,
+    room_hint: Option<&str>,
+) -> Result<(), Refusal> {
+    if units.pdus.is_empty() && units.events.is_empty() {
+        return Ok(());
+    }
+    // Room → must its version be known (a PDU the guard verifies)?
+    let verifying = data == Direction::Inbound && guard.verify_pdus();
+    let mut rooms: BTreeMap<String, bool> = BTreeMap::new();
+    for pdu in &units.pdus {
+        if let Some(room) = super::integrity::pdu_room(pdu, room_hint) {
+            *rooms.entry(room).or_default() |= verifying;
         }
+    }
+    for e in &units.events {
+        if let Some(room) = e.room_id.as_deref().or(room_hint) {
+            rooms.entry(room.to_owned()).or_default();
+        }
+    }
+    for (room, required) in rooms {
+        let known = match guard.store().room_version_record(&room) {
+            Ok(k) => k,
+            Err(e) if required => {
+                tracing::warn!(room = %room, "room version lookup: {e}");
+                return Err(unknown_version());
+            }
+            Err(_) => continue,
+        };
+        let usable = known
+            .as_ref()
+            .is_some_and(|k| redact::parse_room_version(&k.version).is_some());
+        let settled = match &known {
+            None => false,
+            // What the protected homeserver or a verified create event said stays, even a
+            // version the guard has no rules for (then its events are refused, 403).
+            Some(k) if k.strength >= AUTHORITATIVE => true,
+            Some(k) => usable && k.strength > CLAIM,
+        };
+        if settled {
+            continue;
+        }
+        match lookup::room_version(guard, &ctx.protected, &room).await {
+            lookup::Lookup::Found(v) => record(guard, &room, &v, Source::AdminApi),
+            _ if usable || !required => {}
+            lookup::Lookup::UnknownRoom => {
+                crate::telemetry::record_pdu_check(data, "unknown_room_version");
+                tracing::warn!(room = %room, "unknown room version, and the protected homeserver does not know the room: its events cannot be verified and do not pass");
+                return Err(Refusal::forbidden(
+                    RefusalReason::UnknownRoomVersion,
+                    "unknown room version: the event cannot be verified, so it does not pass",
+                ));
+            }
+            _ => {
+                crate::telemetry::record_pdu_check(data, "unknown_room_version");
+                tracing::warn!(room = %room, "unknown room version and no answer from the protected homeserver: refused for now, the sender retries");
+                return Err(unknown_version());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The room version phase of an exchange: [`learn`] from the body, then [`ensure`] every room
+/// of it has a usable version.
+pub async fn settle(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    part: Part,
+    room_hint: Option<&str>,
+    body: &[u8],
+    units: &Units<'_>,
+) -> Result<(), Refusal> {
+    learn(guard, ctx, part, room_hint, body, units).await;
+    let data = match part {
+        Part::Request => ctx.direction,
+        Part::Response => ctx.direction.reverse(),
+    };
+    ensure(guard, ctx, data, units, room_hint).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_ranked_as_documented() {
+        // A remote's word never outranks an answer or an authoritative source.
+        for weak in [
+            Source::RemoteInviteV1,
+            Source::RemoteInviteV2,
+            Source::CreateEventUnverified,
+        ] {
+            assert_eq!(weak.strength(), CLAIM, "{weak:?}");
+        }
+        for answer in [
+            Source::RemoteTemplate("make_join"),
+            Source::ProtectedInviteV1,
+        ] {
+            assert_eq!(answer.strength(), ANSWER, "{answer:?}");
+        }
+        for strong in [
+            Source::CreateEvent,
+            Source::AdminApi,
+            Source::ProtectedTemplate("make_knock"),
+            Source::ProtectedInviteV2,
+        ] {
+            assert_eq!(strong.strength(), AUTHORITATIVE, "{strong:?}");
+        }
+        // Labels are distinct (they are stored and used as metric labels).
+        let all = [
+            Source::CreateEvent,
+            Source::CreateEventUnverified,
+            Source::AdminApi,
+            Source::ProtectedTemplate("make_join"),
+            Source::ProtectedTemplate("make_leave"),
+            Source::ProtectedTemplate("make_knock"),
+            Source::RemoteTemplate("make_join"),
+            Source::RemoteTemplate("make_leave"),
+            Source::RemoteTemplate("make_knock"),
+            Source::ProtectedInviteV2,
+            Source::ProtectedInviteV1,
+            Source::RemoteInviteV2,
+            Source::RemoteInviteV1,
+        ];
+        let labels: std::collections::BTreeSet<_> = all.iter().map(|s| s.label()).collect();
+        assert_eq!(labels.len(), all.len());
     }
 }
