@@ -69,8 +69,8 @@ mod tests;
 mod versions;
 
 pub use pauses::{PauseCause, RoomPause};
-pub use versions::RoomVersionRecord;
 pub use schema::SCHEMA_VERSION;
+pub use versions::RoomVersionRecord;
 
 /// How long a statement waits for a lock held by another connection before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -736,9 +736,9 @@ fn load_room(conn: &Connection, room_id: &str) -> Result<Option<RoomVersionEntry
                 strength: u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
             })
         })
-            .optional()
-        })
-        .map_err(sqlite("read room version"))
+        .optional()
+    })
+    .map_err(sqlite("read room version"))
 }
 
 /// A `txn_decisions` row as read, before its invariants are checked.

@@ -183,7 +183,12 @@ pub fn record(guard: &Guard, room: &str, version: &str, source: Source) {
             "conflict"
         }
         Err(e) => {
-            tracing::warn!(room, version, from = source.label(), "cannot store room version: {e}");
+            tracing::warn!(
+                room,
+                version,
+                from = source.label(),
+                "cannot store room version: {e}"
+            );
             "failed"
         }
     };

@@ -76,8 +76,9 @@ pub fn auth_rules(pdu: &PduView<'_>) -> Result<Claim, &'static str> {
         serde_json::from_str(pdu.content.get()).map_err(|_| "malformed content")?;
     let version = match content.room_version {
         None => "1".to_owned(),
-        Some(raw) => serde_json::from_str::<String>(raw.get())
-            .map_err(|_| "room_version is not a string")?,
+        Some(raw) => {
+            serde_json::from_str::<String>(raw.get()).map_err(|_| "room_version is not a string")?
+        }
     };
     let parsed = redact::parse_room_version(&version).ok_or("unknown room version")?;
     let rules = parsed.rules().ok_or("unknown room version")?;

@@ -129,7 +129,11 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
         Lookup::UnknownRoom => "unknown_room",
         _ => "failed",
     };
-    tracing::info!(room, outcome = label, "room version looked up at the protected homeserver");
+    tracing::info!(
+        room,
+        outcome = label,
+        "room version looked up at the protected homeserver"
+    );
     metrics::counter!(VERSION_LOOKUPS_TOTAL, "outcome" => label).increment(1);
     if !matches!(outcome, Lookup::Found(_)) {
         guard.version_lookups().remember(room, outcome.clone());
