@@ -143,7 +143,7 @@ async fn only_authoritative_sources_teach_room_versions_and_unknown_rooms_are_lo
                 | "/_synapse/admin/v1/rooms/%21c%3Ahs1.test" => (
                     200,
                     "application/json",
-                    br#"{"room_id":"x","room_version":"10","joined_members":2}"#.to_vec(),
+                    br#"{"room_id":"x","version":"10","joined_members":2}"#.to_vec(),
                 ),
                 "/_synapse/admin/v1/rooms/%21down%3Ahs1.test" => (
                     500,

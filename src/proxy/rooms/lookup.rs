@@ -1,5 +1,6 @@
 //! A room's version from the protected homeserver itself: Synapse's admin API
-//! `GET /_synapse/admin/v1/rooms/{roomId}` (its `room_version`), on the `[[protected]]
+//! `GET /_synapse/admin/v1/rooms/{roomId}` (the room details; `version` is the room version
+//! the homeserver uses for the room), on the `[[protected]]
 //! admin_api` with the token from `admin_token_file` — the client the label lookups use
 //! (`proxy::room_labels`).
 //!
@@ -76,9 +77,10 @@ impl Lookups {
     }
 }
 
+/// Synapse's room details (`rooms.room_version AS version`).
 #[derive(Deserialize)]
 struct RoomDetails {
-    room_version: String,
+    version: String,
 }
 
 /// The room version of `room` as the protected server `protected` knows it.
@@ -101,7 +103,7 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
             match admin.admin_get(&path, t.trim()).await {
                 Ok((status, body)) if status.is_success() => {
                     match serde_json::from_slice::<RoomDetails>(&body) {
-                        Ok(d) => Lookup::Found(d.room_version),
+                        Ok(d) => Lookup::Found(d.version),
                         Err(_) => {
                             tracing::warn!(room, "room version lookup: unreadable answer");
                             Lookup::Failed
@@ -157,11 +159,15 @@ mod tests {
     }
 
     #[test]
-    fn the_admin_answer_is_read_for_its_room_version() {
-        // Synapse's room details carry many fields; only `room_version` is read.
-        let body = br#"{"room_id":"!r:x","name":null,"room_version":"10","joined_members":2}"#;
+    fn the_admin_answer_is_read_for_its_version() {
+        // Synapse's room details carry many fields; only `version` is read.
+        let body =
+            br#"{"room_id":"!r:x","name":null,"version":"10","joined_members":2,"creator":"@a:x"}"#;
         let d: RoomDetails = serde_json::from_slice(body).unwrap();
-        assert_eq!(d.room_version, "10");
-        assert!(serde_json::from_slice::<RoomDetails>(br#"{"room_id":"!r:x"}"#).is_err());
+        assert_eq!(d.version, "10");
+        // No version (a room row without one): no answer.
+        assert!(
+            serde_json::from_slice::<RoomDetails>(br#"{"room_id":"!r:x","version":null}"#).is_err()
+        );
     }
 }
