@@ -3,9 +3,10 @@
 //! The kinds of state that live here:
 //!
 //! * **Room versions.** A PDU can only be redacted correctly under its room's version rules,
-//!   and a PDU does not say which version its room has. The guard learns it where the protocol
-//!   carries it (`m.room.create`, `make_join` / `make_knock`, v2 invites, `send_join` / state
-//!   responses) and looks it up for every PDU it inspects.
+//!   and a PDU does not say which version its room has. The guard learns it from authoritative
+//!   sources (`proxy::rooms`: verified create events, `make_*` answers, the protected server's
+//!   invites and admin API), each stored with its strength ([`versions`]), and looks it up for
+//!   every PDU it inspects.
 //! * **Paused rooms** ([`pauses`]): rooms whose events do not cross in one direction until an
 //!   operator lifts the pause (`proxy::pause`).
 //! * **Transaction decisions.** A sending server retries a transaction with the same
@@ -66,7 +67,7 @@ pub mod pauses;
 pub mod schema;
 #[cfg(test)]
 mod tests;
-mod versions;
+pub mod versions;
 
 pub use pauses::{PauseCause, RoomPause};
 pub use schema::SCHEMA_VERSION;

@@ -82,7 +82,7 @@ pub struct Protected {
     pub host: String,
     pub upstream: Upstream,
     /// The homeserver's admin API and the file with its token (`admin_api`,
-    /// `admin_token_file`), for room label lookups.
+    /// `admin_token_file`), for room version and room label lookups.
     pub admin: Option<(Upstream, std::path::PathBuf)>,
 }
 

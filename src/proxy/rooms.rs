@@ -49,7 +49,8 @@ pub mod create;
 pub mod lookup;
 
 /// Counter: room version claims, by `source` (the `learned_from` labels of the module docs)
-/// and `outcome` (`learned`, `confirmed`, `corrected`, `conflict`, `unverified`, `failed`).
+/// and `outcome` (`learned`, `confirmed`, `corrected`, `conflict`, `unverified`, `ignored`: a
+/// remote's claim for a protected server's room, `failed`: not stored).
 pub const CLAIMS_TOTAL: &str = "grenzwacht_room_version_claims_total";
 
 /// Strength of a claim a remote makes without proof.
@@ -212,7 +213,7 @@ fn record_claim(guard: &Guard, room: &str, version: &str, source: Source) {
             from = source.label(),
             "a remote's room version claim for a protected server's room is not used"
         );
-        count(source, "conflict");
+        count(source, "ignored");
         return;
     }
     record(guard, room, version, source);
