@@ -5,7 +5,9 @@
 //!   teaches nothing: a known room keeps its version, an unknown room stays unknown;
 //! - a verified create event is learned; a second verified one with another version does not
 //!   replace it (equal strength: the first wins);
-//! - a remote's invite cannot pin a version on a protected server's room;
+//! - a remote's invite cannot pin a version on a protected server's room; for its own room it
+//!   is a claim (also when hs1 repeats it: a room hs1 was only invited to), which the room's
+//!   verified create event corrects;
 //! - a room whose version is unknown is looked up at the protected homeserver's admin API and
 //!   its events pass; when the admin API fails, 503 (the sender retries) and nothing reaches
 //!   the homeserver.
@@ -143,7 +145,14 @@ async fn only_authoritative_sources_teach_room_versions_and_unknown_rooms_are_lo
                 | "/_synapse/admin/v1/rooms/%21c%3Ahs1.test" => (
                     200,
                     "application/json",
-                    br#"{"room_id":"x","version":"10","joined_members":2}"#.to_vec(),
+                    br#"{"room_id":"x","version":"10","joined_members":2,"joined_local_members":1}"#.to_vec(),
+                ),
+                // Known to hs1 only through an invite: the version is the inviter's claim.
+                "/_synapse/admin/v1/rooms/%21w%3Aremote.test" => (
+                    200,
+                    "application/json",
+                    br#"{"room_id":"x","version":"11","joined_members":1,"joined_local_members":null}"#
+                        .to_vec(),
                 ),
                 "/_synapse/admin/v1/rooms/%21down%3Ahs1.test" => (
                     500,
@@ -395,9 +404,31 @@ guard_key = "{gk}"
     )
     .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
+    // hs1 knows the room only from the invite (no joined member): its answer is no more than
+    // the inviter's claim and does not make the claim authoritative.
     assert_eq!(
         version_of(&g, "!w:remote.test"),
         Some(("11".into(), "invite_v2".into()))
+    );
+    let m = metrics(g.admin).await;
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_room_version_lookups_total",
+            &[("outcome", "not_joined")]
+        ) >= 1.0
+    );
+    // The room's verified create event corrects the claim.
+    let create_w = signed(
+        &remote_key,
+        create("!w:remote.test", "@b:remote.test", "10"),
+        V::V10,
+    );
+    let got = send("/_matrix/federation/v1/send/t7".into(), txn(vec![create_w])).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(
+        version_of(&g, "!w:remote.test"),
+        Some(("10".into(), "create_event".into()))
     );
 
     // 5. The admin API fails: 503 (the sender retries), nothing reaches hs1, nothing stored.

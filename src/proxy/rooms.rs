@@ -10,9 +10,16 @@
 //!
 //! | strength | source (`learned_from`) |
 //! |---|---|
-//! | 2, authoritative | `create_event`: an `m.room.create` PDU (in any request or response) that passes the create auth rules ([`create::auth_rules`]) and whose signatures and content hash the guard verified ([`create::verify`]: signed by the sender's server, which in versions 1–11 must be the room id's server; in version 12+ the room id is the event's reference hash); `admin_api`: the protected homeserver's own answer ([`lookup`]); `protected_make_join`/`_leave`/`_knock`: a protected server's answer to a remote's `make_*`; `protected_invite_v2`: the `room_version` of an invite a protected server sends |
+//! | 3, create | `create_event`: an `m.room.create` PDU (in any request or response) that passes the create auth rules ([`create::auth_rules`]) and whose signatures and content hash the guard verified ([`create::verify`]: signed by the sender's server, which in versions 1–11 must be the room id's server; in version 12+ the room id is the event's reference hash) — the room's own definition |
+//! | 2, authoritative | `admin_api`: the protected homeserver's answer for a room it has joined members in ([`lookup`]); `protected_make_join`/`_leave`/`_knock`: a protected server's answer to a remote's `make_*`; `protected_invite_v2`: the `room_version` of an invite a protected server sends |
 //! | 1, answer | `make_join`/`make_leave`/`make_knock`: a remote room server's answer to a protected server's `make_*` request; `protected_invite_v1`: a v1 invite a protected server sends (version 1) |
 //! | 0, claim | `invite_v2`, `invite_v1`: the version a remote's invite names (v1 invites are for rooms of version 1 or 2, judged as 1), only for a room the guard knows nothing about and never for a room of a protected server; `create_event_unverified`: a create event that passes the auth rules while `[keys] verify_pdus = false`; rows stored before sources were ranked |
+//!
+//! The create event outranks the protected server's word: a homeserver may hold a version it
+//! was told by an invite before it joined, and the create event it receives on joining is what
+//! the room is. (A room server of versions 1–11 can sign a second create event for its own
+//! room; among create events the first learned wins, and only that server's own room is
+//! affected.)
 //!
 //! A create event that fails the auth rules or the guard's verification teaches nothing
 //! (`outcome="unverified"`, logged): a remote cannot pin a wrong version on a room, neither
@@ -57,8 +64,10 @@ pub const CLAIMS_TOTAL: &str = "grenzwacht_room_version_claims_total";
 pub const CLAIM: u8 = 0;
 /// Strength of a remote room server's answer to the protected server.
 pub const ANSWER: u8 = 1;
-/// Strength of a verified create event or the protected server's own word.
+/// Strength of the protected server's own word.
 pub const AUTHORITATIVE: u8 = 2;
+/// Strength of a verified create event: the room's definition, signed by its creator's server.
+pub const CREATE: u8 = 3;
 
 /// Where a room version comes from (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +117,10 @@ impl Source {
     /// The strength the store ranks it by.
     pub fn strength(self) -> u8 {
         match self {
-            Source::CreateEvent
-            | Source::AdminApi
-            | Source::ProtectedTemplate(_)
-            | Source::ProtectedInviteV2 => AUTHORITATIVE,
+            Source::CreateEvent => CREATE,
+            Source::AdminApi | Source::ProtectedTemplate(_) | Source::ProtectedInviteV2 => {
+                AUTHORITATIVE
+            }
             Source::RemoteTemplate(_) | Source::ProtectedInviteV1 => ANSWER,
             Source::CreateEventUnverified | Source::RemoteInviteV2 | Source::RemoteInviteV1 => {
                 CLAIM
@@ -422,8 +431,8 @@ mod tests {
         ] {
             assert_eq!(answer.strength(), ANSWER, "{answer:?}");
         }
+        assert_eq!(Source::CreateEvent.strength(), CREATE);
         for strong in [
-            Source::CreateEvent,
             Source::AdminApi,
             Source::ProtectedTemplate("make_knock"),
             Source::ProtectedInviteV2,

@@ -10,6 +10,10 @@
 //! room the homeserver knows, with the version it uses itself. The homeserver is in the room
 //! (it knows it), so its answer is authoritative for what crosses to it and from it.
 //!
+//! Only the answer for a room the homeserver has joined members in counts: Synapse also keeps
+//! a row for a room it was merely invited to, with the version the inviter named — a remote's
+//! claim, not the homeserver's knowledge — so such an answer is treated as "unknown room".
+//!
 //! Answers that say nothing (404: the homeserver does not know the room) and failures are
 //! remembered for a while ([`NOT_FOUND_RECHECK`], [`FAILED_RECHECK`]) so a busy room is not
 //! looked up on every request; a version found is stored by the caller and never looked up
@@ -29,7 +33,7 @@ pub const NOT_FOUND_RECHECK: Duration = Duration::from_secs(30);
 pub const FAILED_RECHECK: Duration = Duration::from_secs(5);
 
 /// Counter: room version lookups at the protected homeservers, by `outcome`
-/// (`found`, `unknown_room`, `failed`).
+/// (`found`, `unknown_room`, `not_joined`, `failed`).
 pub const VERSION_LOOKUPS_TOTAL: &str = "grenzwacht_room_version_lookups_total";
 
 /// What a lookup found.
@@ -37,7 +41,8 @@ pub const VERSION_LOOKUPS_TOTAL: &str = "grenzwacht_room_version_lookups_total";
 pub enum Lookup {
     /// The homeserver's room version for the room.
     Found(String),
-    /// The homeserver does not know the room (now, or within [`NOT_FOUND_RECHECK`]).
+    /// The homeserver does not know the room, or has no joined member in it (now, or within
+    /// [`NOT_FOUND_RECHECK`]).
     UnknownRoom,
     /// No answer, an unusable answer, or one within [`FAILED_RECHECK`].
     Failed,
@@ -77,10 +82,13 @@ impl Lookups {
     }
 }
 
-/// Synapse's room details (`rooms.room_version AS version`).
+/// Synapse's room details (`rooms.room_version AS version`, `local_users_in_room AS
+/// joined_local_members`).
 #[derive(Deserialize)]
 struct RoomDetails {
     version: String,
+    #[serde(default)]
+    joined_local_members: Option<u64>,
 }
 
 /// The room version of `room` as the protected server `protected` knows it.
@@ -94,6 +102,7 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
     if let Some(recent) = guard.version_lookups().recent(room) {
         return recent;
     }
+    let mut label = None;
     let outcome = match tokio::fs::read_to_string(token_file).await {
         Ok(t) if !t.trim().is_empty() => {
             let path = format!(
@@ -103,7 +112,13 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
             match admin.admin_get(&path, t.trim()).await {
                 Ok((status, body)) if status.is_success() => {
                     match serde_json::from_slice::<RoomDetails>(&body) {
-                        Ok(d) => Lookup::Found(d.version),
+                        Ok(d) if d.joined_local_members.is_some_and(|n| n > 0) => {
+                            Lookup::Found(d.version)
+                        }
+                        Ok(_) => {
+                            label = Some("not_joined");
+                            Lookup::UnknownRoom
+                        }
                         Err(_) => {
                             tracing::warn!(room, "room version lookup: unreadable answer");
                             Lookup::Failed
@@ -126,11 +141,11 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
             Lookup::Failed
         }
     };
-    let label = match &outcome {
+    let label = label.unwrap_or(match &outcome {
         Lookup::Found(_) => "found",
         Lookup::UnknownRoom => "unknown_room",
         _ => "failed",
-    };
+    });
     tracing::info!(
         room,
         outcome = label,
@@ -159,12 +174,19 @@ mod tests {
     }
 
     #[test]
-    fn the_admin_answer_is_read_for_its_version() {
-        // Synapse's room details carry many fields; only `version` is read.
+    fn the_admin_answer_is_read_for_its_version_and_local_members() {
+        // Synapse's room details carry many fields; `version` and `joined_local_members` are read.
         let body =
-            br#"{"room_id":"!r:x","name":null,"version":"10","joined_members":2,"creator":"@a:x"}"#;
+            br#"{"room_id":"!r:x","version":"10","joined_members":2,"joined_local_members":1}"#;
         let d: RoomDetails = serde_json::from_slice(body).unwrap();
-        assert_eq!(d.version, "10");
+        assert_eq!(
+            (d.version.as_str(), d.joined_local_members),
+            ("10", Some(1))
+        );
+        // A room it was only invited to: no local member (the version is the inviter's claim).
+        let invited = br#"{"room_id":"!r:x","version":"10","joined_local_members":null}"#;
+        let d: RoomDetails = serde_json::from_slice(invited).unwrap();
+        assert_eq!(d.joined_local_members, None);
         // No version (a room row without one): no answer.
         assert!(
             serde_json::from_slice::<RoomDetails>(br#"{"room_id":"!r:x","version":null}"#).is_err()
