@@ -339,15 +339,20 @@ pub async fn ensure(
     }
     // Room → must its version be known (a PDU the guard verifies)?
     let verifying = data == Direction::Inbound && guard.verify_pdus();
-    let mut rooms: BTreeMap<String, bool> = BTreeMap::new();
+    // Borrowed where the body names the room (no allocation per PDU on the hot path).
+    let mut rooms: BTreeMap<Cow<'_, str>, bool> = BTreeMap::new();
     for pdu in &units.pdus {
-        if let Some(room) = super::integrity::pdu_room(pdu, room_hint) {
+        let room = match pdu.room_id.as_deref() {
+            Some(r) => Some(Cow::Borrowed(r)),
+            None => super::integrity::pdu_room(pdu, room_hint).map(Cow::Owned),
+        };
+        if let Some(room) = room {
             *rooms.entry(room).or_default() |= verifying;
         }
     }
     for e in &units.events {
         if let Some(room) = e.room_id.as_deref().or(room_hint) {
-            rooms.entry(room.to_owned()).or_default();
+            rooms.entry(Cow::Borrowed(room)).or_default();
         }
     }
     for (room, required) in rooms {
