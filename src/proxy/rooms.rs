@@ -419,6 +419,183 @@ pub async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::federation::catalog;
+    use crate::proxy::ca::Ca;
+    use http::Method;
+
+    const HS1: &str = "hs1.test";
+
+    /// A guard protecting HS1 (no outbound, PDU verification off, no admin API).
+    fn guard(dir: &std::path::Path) -> Guard {
+        let ca = Ca::generate("rooms test CA").unwrap();
+        let (c, k) = ca
+            .issue_pem(
+                &["127.0.0.1".to_string()],
+                std::time::Duration::from_secs(3600),
+            )
+            .unwrap();
+        let (cert, key) = (dir.join("leaf.crt"), dir.join("leaf.key"));
+        std::fs::write(&cert, c).unwrap();
+        std::fs::write(&key, k).unwrap();
+        let toml = format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n\
+             [keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"{HS1}\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:9\"\n",
+            cert.display(),
+            key.display()
+        );
+        let cfg = Config::from_str(&toml, dir.join("guard.toml"))
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        Guard::from_config(&cfg, crate::store::Store::open_in_memory().unwrap()).unwrap()
+    }
+
+    fn ctx(direction: Direction, method: Method, path: &str) -> ExchangeCtx {
+        let m = catalog::lookup(&method, path).expect("catalogued");
+        ExchangeCtx {
+            direction,
+            endpoint: m.endpoint,
+            peer: Some("remote.test".into()),
+            protected: HS1.into(),
+            txn_id: None,
+        }
+    }
+
+    fn stored(g: &Guard, room: &str) -> Option<(String, String, u8)> {
+        g.store()
+            .room_version_record(room)
+            .unwrap()
+            .map(|r| (r.version, r.learned_from, r.strength))
+    }
+
+    /// Who answered or sent decides the strength: the same body teaches differently by
+    /// direction, and a remote's word never overrides a stronger source.
+    #[tokio::test]
+    async fn the_direction_of_an_exchange_decides_its_sources_strength() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(dir.path());
+        let units = Units::default();
+        let template = br#"{"room_version":"10","event":{}}"#;
+        let join = "/_matrix/federation/v1/make_join/%21a%3Aremote.test/%40alice%3Ahs1.test";
+
+        // hs1 asked a remote room server: an answer (1).
+        let out = ctx(Direction::Outbound, Method::GET, join);
+        learn(
+            &g,
+            &out,
+            Part::Response,
+            Some("!a:remote.test"),
+            template,
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!a:remote.test"),
+            Some(("10".into(), "make_join".into(), ANSWER))
+        );
+        // A remote asked hs1: hs1's own answer (2), which corrects a weaker claim.
+        g.store()
+            .set_room_version("!b:hs1.test", "13", "invite_v2")
+            .unwrap();
+        let inb = ctx(
+            Direction::Inbound,
+            Method::GET,
+            "/_matrix/federation/v1/make_join/%21b%3Ahs1.test/%40bob%3Aremote.test",
+        );
+        learn(
+            &g,
+            &inb,
+            Part::Response,
+            Some("!b:hs1.test"),
+            template,
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!b:hs1.test"),
+            Some(("10".into(), "protected_make_join".into(), AUTHORITATIVE))
+        );
+
+        // Invites: a remote's v2 invite is a claim for its own room only ...
+        let invite = |room: &str| {
+            format!(
+                "/_matrix/federation/v2/invite/{}/%24e",
+                catalog::encode_segment(room)
+            )
+        };
+        let v13 = br#"{"room_version":"13","event":{},"invite_room_state":[]}"#;
+        let r = invite("!c:hs1.test");
+        learn(
+            &g,
+            &ctx(Direction::Inbound, Method::PUT, &r),
+            Part::Request,
+            Some("!c:hs1.test"),
+            v13,
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!c:hs1.test"),
+            None,
+            "never for a protected server's room"
+        );
+        let r = invite("!d:remote.test");
+        learn(
+            &g,
+            &ctx(Direction::Inbound, Method::PUT, &r),
+            Part::Request,
+            Some("!d:remote.test"),
+            v13,
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!d:remote.test"),
+            Some(("13".into(), "invite_v2".into(), CLAIM))
+        );
+        // ... hs1's own invite is authoritative and corrects it.
+        let v11 = br#"{"room_version":"11","event":{},"invite_room_state":[]}"#;
+        learn(
+            &g,
+            &ctx(Direction::Outbound, Method::PUT, &r),
+            Part::Request,
+            Some("!d:remote.test"),
+            v11,
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!d:remote.test"),
+            Some(("11".into(), "protected_invite_v2".into(), AUTHORITATIVE))
+        );
+        // A remote's make_join answer cannot override it.
+        let j = "/_matrix/federation/v1/make_join/%21d%3Aremote.test/%40alice%3Ahs1.test";
+        learn(
+            &g,
+            &ctx(Direction::Outbound, Method::GET, j),
+            Part::Response,
+            Some("!d:remote.test"),
+            template,
+            &units,
+        )
+        .await;
+        assert_eq!(stored(&g, "!d:remote.test").unwrap().0, "11");
+
+        // A v1 invite implies version 1, as a claim.
+        let v1 = "/_matrix/federation/v1/invite/%21e%3Aremote.test/%24e%3Aremote.test";
+        learn(
+            &g,
+            &ctx(Direction::Inbound, Method::PUT, v1),
+            Part::Request,
+            Some("!e:remote.test"),
+            b"{}",
+            &units,
+        )
+        .await;
+        assert_eq!(
+            stored(&g, "!e:remote.test"),
+            Some(("1".into(), "invite_v1".into(), CLAIM))
+        );
+    }
 
     #[test]
     fn sources_are_ranked_as_documented() {
