@@ -168,14 +168,20 @@ fn count(source: Source, outcome: &'static str) {
     metrics::counter!(CLAIMS_TOTAL, "source" => source.label(), "outcome" => outcome).increment(1);
 }
 
-/// Stores a claim with its source's strength; counts and logs what it did.
-pub fn record(guard: &Guard, room: &str, version: &str, source: Source) {
-    let outcome = match guard.store().set_room_version_ranked(
-        room,
-        version,
-        source.label(),
-        source.strength(),
-    ) {
+/// Stores a claim with its source's strength (on the blocking pool: it may write to SQLite);
+/// counts and logs what it did.
+pub async fn record(guard: &Guard, room: &str, version: &str, source: Source) {
+    let (store, r, v) = (guard.store().clone(), room.to_owned(), version.to_owned());
+    let stored = tokio::task::spawn_blocking(move || {
+        store.set_room_version_ranked(&r, &v, source.label(), source.strength())
+    })
+    .await;
+    let Ok(stored) = stored else {
+        tracing::warn!(room, version, "room version write did not complete");
+        count(source, "failed");
+        return;
+    };
+    let outcome = match stored {
         Ok(RoomVersionClaim::Learned) => {
             tracing::debug!(room, version, from = source.label(), "room version learned");
             "learned"
@@ -214,7 +220,7 @@ fn protected_room(guard: &Guard, room: &str) -> bool {
 
 /// A remote's unproven claim: only for a room the guard knows nothing about, never for a room
 /// of a protected server (its homeserver is asked instead).
-fn record_claim(guard: &Guard, room: &str, version: &str, source: Source) {
+async fn record_claim(guard: &Guard, room: &str, version: &str, source: Source) {
     if protected_room(guard, room) {
         tracing::info!(
             room,
@@ -225,7 +231,7 @@ fn record_claim(guard: &Guard, room: &str, version: &str, source: Source) {
         count(source, "ignored");
         return;
     }
-    record(guard, room, version, source);
+    record(guard, room, version, source).await;
 }
 
 /// Learns the room versions the body reveals, from the sources of the module docs.
@@ -254,14 +260,14 @@ pub async fn learn(
                         true => Source::RemoteTemplate(id),
                         false => Source::ProtectedTemplate(id),
                     };
-                    record(guard, room, &v, source);
+                    record(guard, room, &v, source).await;
                 }
             }
             (_, "invite_v2", Part::Request) => {
                 if let Some(v) = top() {
                     match outbound {
-                        true => record(guard, room, &v, Source::ProtectedInviteV2),
-                        false => record_claim(guard, room, &v, Source::RemoteInviteV2),
+                        true => record(guard, room, &v, Source::ProtectedInviteV2).await,
+                        false => record_claim(guard, room, &v, Source::RemoteInviteV2).await,
                     }
                 }
             }
@@ -269,8 +275,8 @@ pub async fn learn(
             // through v2 invites); both share the event format and redaction rules, so version 1
             // is what the guard needs to judge it.
             (_, "invite_v1", Part::Request) => match outbound {
-                true => record(guard, room, "1", Source::ProtectedInviteV1),
-                false => record_claim(guard, room, "1", Source::RemoteInviteV1),
+                true => record(guard, room, "1", Source::ProtectedInviteV1).await,
+                false => record_claim(guard, room, "1", Source::RemoteInviteV1).await,
             },
             _ => {}
         }
@@ -294,7 +300,8 @@ pub async fn learn(
                 &claim.room,
                 &claim.version,
                 Source::CreateEventUnverified,
-            );
+            )
+            .await;
             continue;
         }
         // Already known from an authoritative source with this version: nothing to verify.
@@ -305,7 +312,7 @@ pub async fn learn(
             }
         }
         match create::verify(guard, pdu, &claim).await {
-            Ok(()) => record(guard, &claim.room, &claim.version, Source::CreateEvent),
+            Ok(()) => record(guard, &claim.room, &claim.version, Source::CreateEvent).await,
             Err(why) => {
                 tracing::warn!(room = %claim.room, version = %claim.version, sender = %pdu.sender, "a create event the guard cannot verify teaches no room version: {why}");
                 count(Source::CreateEvent, "unverified");
@@ -378,7 +385,7 @@ pub async fn ensure(
             continue;
         }
         match lookup::room_version(guard, &ctx.protected, &room).await {
-            lookup::Lookup::Found(v) => record(guard, &room, &v, Source::AdminApi),
+            lookup::Lookup::Found(v) => record(guard, &room, &v, Source::AdminApi).await,
             _ if usable || !required => {}
             lookup::Lookup::UnknownRoom => {
                 crate::telemetry::record_pdu_check(data, "unknown_room_version");
