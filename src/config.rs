@@ -218,9 +218,10 @@ pub struct ProtectedServer {
     /// outbound requests).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
-    /// The homeserver's admin API (Synapse's client listener, `http://host:port`): with
-    /// `[labels]`, the guard asks it for a room's security label before anything of a room whose
-    /// label it has not seen leaves the protected side (`GET /_synapse/admin/v1/rooms/{id}/state`).
+    /// The homeserver's admin API (Synapse's client listener, `http://host:port`): the guard
+    /// asks it for the version of a room it does not know (`GET /_synapse/admin/v1/rooms/{id}`)
+    /// and, with `[labels]`, for a room's security label before anything of a room whose label
+    /// it has not seen leaves the protected side (`GET /_synapse/admin/v1/rooms/{id}/state`).
     #[serde(default)]
     pub admin_api: Option<String>,
     /// File holding an access token of a homeserver admin for `admin_api` (read when needed,

@@ -3,9 +3,10 @@
 //! The kinds of state that live here:
 //!
 //! * **Room versions.** A PDU can only be redacted correctly under its room's version rules,
-//!   and a PDU does not say which version its room has. The guard learns it where the protocol
-//!   carries it (`m.room.create`, `make_join` / `make_knock`, v2 invites, `send_join` / state
-//!   responses) and looks it up for every PDU it inspects.
+//!   and a PDU does not say which version its room has. The guard learns it from authoritative
+//!   sources (`proxy::rooms`: verified create events, `make_*` answers, the protected server's
+//!   invites and admin API), each stored with its strength ([`versions`]), and looks it up for
+//!   every PDU it inspects.
 //! * **Paused rooms** ([`pauses`]): rooms whose events do not cross in one direction until an
 //!   operator lifts the pause (`proxy::pause`).
 //! * **Transaction decisions.** A sending server retries a transaction with the same
@@ -32,13 +33,16 @@
 //!   [`JOURNAL_SIZE_LIMIT`] after checkpoints.
 //! * **The file is created with mode 0600**: forwarded transaction bodies are message
 //!   content. SQLite gives its `-wal` / `-shm` files the database file's permissions.
-//! * **Room versions are immutable once learned**: the first version learned wins, a later
-//!   different claim is reported ([`RoomVersionClaim::Conflict`]) and not stored. Because a
-//!   stored version never changes, a cached one can never be stale: the cache
-//!   (`HashMap` behind an `RwLock`) is filled on first use of each room (read-through, also
-//!   from rows written by another process) and never invalidated. Unknown rooms are looked up
-//!   in SQLite every time (a primary-key lookup); they are not cached negatively, so a room
-//!   learned by another `Store` on the same file is seen at once.
+//! * **Room versions are ranked by the strength of their source** (a small integer the
+//!   caller assigns, see `proxy::rooms`): a version is replaced only by a source of greater
+//!   strength ([`RoomVersionClaim::Corrected`]); a different claim of equal or lesser strength
+//!   is reported ([`RoomVersionClaim::Conflict`]) and not stored, so among equals the first
+//!   wins. The cache (`HashMap` behind an `RwLock`) is filled on first use of each room
+//!   (read-through, also from rows written by another process) and updated by every write of
+//!   this store; a correction written by another process is seen after a restart (only the
+//!   guard writes room versions). Unknown rooms are looked up in SQLite every time (a
+//!   primary-key lookup); they are not cached negatively, so a room learned by another
+//!   `Store` on the same file is seen at once.
 //! * **Blocking calls.** Every method may block on SQLite (except a cache hit in
 //!   [`Store::room_version`]). Writes are short, but a transaction decision can carry a body of
 //!   megabytes: async callers should use `tokio::task::spawn_blocking` for
@@ -63,9 +67,11 @@ pub mod pauses;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+pub mod versions;
 
 pub use pauses::{PauseCause, RoomPause};
 pub use schema::SCHEMA_VERSION;
+pub use versions::RoomVersionRecord;
 
 /// How long a statement waits for a lock held by another connection before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -183,10 +189,19 @@ fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 pub enum RoomVersionClaim {
     /// The room was unknown; the version is now stored.
     Learned,
-    /// The room already had this version; nothing changed.
+    /// The room already had this version (if it was from a weaker source, the entry now
+    /// names the stronger one).
     Confirmed,
-    /// The room already has a different version, which stays. The caller should count and
-    /// audit this: a remote that claims another version for a known room is wrong or lying.
+    /// The room had a different version from a weaker source; the new one replaced it.
+    Corrected {
+        /// The version replaced.
+        previous: String,
+        /// Where that version was learned.
+        previous_from: String,
+    },
+    /// The room already has a different version from a source at least as strong, which
+    /// stays. The caller should count and audit this: a source that claims another version
+    /// for a known room is wrong or lying.
     Conflict {
         /// The version the store keeps.
         known: String,
@@ -199,19 +214,7 @@ pub enum RoomVersionClaim {
 struct RoomVersionEntry {
     version: String,
     learned_from: String,
-}
-
-impl RoomVersionEntry {
-    fn claim(&self, version: &str) -> RoomVersionClaim {
-        if self.version == version {
-            RoomVersionClaim::Confirmed
-        } else {
-            RoomVersionClaim::Conflict {
-                known: self.version.clone(),
-                known_from: self.learned_from.clone(),
-            }
-        }
-    }
+    strength: u8,
 }
 
 /// What the guard did with a transaction, as stored for its retries.
@@ -448,71 +451,18 @@ impl Store {
     // ---- room versions ------------------------------------------------------------------
 
     /// Record that `room_id` has room version `version`, learned from `learned_from` (a short
-    /// label such as `"m.room.create"`, `"make_join"`, `"invite_v2"`, `"send_join"`).
-    ///
-    /// The first version learned for a room wins and is never overwritten: a later claim of
-    /// the same version returns [`RoomVersionClaim::Confirmed`], a different one
-    /// [`RoomVersionClaim::Conflict`] with the version kept. Whether a version is one the
-    /// guard can redact under is the caller's business; the store only checks the identifier
-    /// is plausible (1–32 visible ASCII characters).
+    /// label such as `"invite_v2"`), as a claim of the weakest strength (0): it fills a room
+    /// the store knows nothing about and never changes a stored version. A later claim of the
+    /// same version returns [`RoomVersionClaim::Confirmed`], a different one
+    /// [`RoomVersionClaim::Conflict`] with the version kept. Sources that may correct a stored
+    /// version use [`Store::set_room_version_ranked`].
     pub fn set_room_version(
         &self,
         room_id: &str,
         version: &str,
         learned_from: &str,
     ) -> Result<RoomVersionClaim, StoreError> {
-        check_room_id(room_id)?;
-        check_text(version, MAX_ROOM_VERSION_BYTES, "room version")?;
-        check_text(learned_from, MAX_LABEL_BYTES, "room version source label")?;
-        if let Some(known) = self.cached_room(room_id) {
-            return Ok(known.claim(version));
-        }
-        let existing = {
-            let conn = self.conn();
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO room_versions (room_id, version, learned_from, learned_at) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (room_id) DO NOTHING",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        room_id,
-                        version,
-                        learned_from,
-                        unix_ms(SystemTime::now())
-                    ])
-                })
-                .map_err(sqlite("insert room version"))?;
-            if inserted == 1 {
-                None
-            } else {
-                Some(load_room(&conn, room_id)?.ok_or(StoreError::Corrupt {
-                    table: "room_versions",
-                    what: "row vanished after a conflicting insert",
-                })?)
-            }
-        };
-        let mut rooms = self
-            .inner
-            .rooms
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        match existing {
-            None => {
-                rooms
-                    .entry(room_id.to_owned())
-                    .or_insert_with(|| RoomVersionEntry {
-                        version: version.to_owned(),
-                        learned_from: learned_from.to_owned(),
-                    });
-                Ok(RoomVersionClaim::Learned)
-            }
-            Some(known) => {
-                let claim = known.claim(version);
-                rooms.entry(room_id.to_owned()).or_insert(known);
-                Ok(claim)
-            }
-        }
+        self.set_room_version_ranked(room_id, version, learned_from, 0)
     }
 
     /// The room version of `room_id`, if known. Served from memory after the first lookup of
@@ -775,17 +725,21 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn load_room(conn: &Connection, room_id: &str) -> Result<Option<RoomVersionEntry>, StoreError> {
-    conn.prepare_cached("SELECT version, learned_from FROM room_versions WHERE room_id = ?1")
-        .and_then(|mut st| {
-            st.query_row(params![room_id], |r| {
-                Ok(RoomVersionEntry {
-                    version: r.get(0)?,
-                    learned_from: r.get(1)?,
-                })
+    conn.prepare_cached(
+        "SELECT version, learned_from, strength FROM room_versions WHERE room_id = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![room_id], |r| {
+            Ok(RoomVersionEntry {
+                version: r.get(0)?,
+                learned_from: r.get(1)?,
+                // Out of range only in a hand-edited file: the weakest strength then.
+                strength: u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
             })
-            .optional()
         })
-        .map_err(sqlite("read room version"))
+        .optional()
+    })
+    .map_err(sqlite("read room version"))
 }
 
 /// A `txn_decisions` row as read, before its invariants are checked.

@@ -590,7 +590,7 @@ async fn decide(
             let gate = pause::Gate { guard, room_hint };
             let mut units = inspected.units;
             units.rooms = Some(&gate);
-            rooms::learn(guard, x.endpoint, Part::Request, room_hint, body, &units);
+            rooms::settle(guard, &x.ctx, Part::Request, room_hint, body, &units).await?;
             room_labels::ensure(guard, &x.ctx, direction, &units, room_hint).await?;
             units.pdu_findings =
                 integrity::check(guard, &x.ctx, direction, &units, room_hint).await?;

@@ -82,7 +82,7 @@ pub struct Protected {
     pub host: String,
     pub upstream: Upstream,
     /// The homeserver's admin API and the file with its token (`admin_api`,
-    /// `admin_token_file`), for room label lookups.
+    /// `admin_token_file`), for room version and room label lookups.
     pub admin: Option<(Upstream, std::path::PathBuf)>,
 }
 
@@ -118,6 +118,8 @@ pub struct Guard {
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     /// Recent room label lookups at the protected homeservers (`proxy::room_labels`).
     label_lookups: super::room_labels::Lookups,
+    /// Recent room version lookups without a version found (`proxy::rooms::lookup`).
+    version_lookups: super::rooms::lookup::Lookups,
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
@@ -310,6 +312,7 @@ impl Guard {
             media,
             opaque,
             label_lookups: super::room_labels::Lookups::default(),
+            version_lookups: super::rooms::lookup::Lookups::default(),
             limits: cfg.limits.clone(),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
@@ -347,6 +350,9 @@ impl Guard {
     /// Rooms whose label the protected homeserver was asked for recently without result.
     pub fn label_lookups(&self) -> &super::room_labels::Lookups {
         &self.label_lookups
+    }
+    pub fn version_lookups(&self) -> &super::rooms::lookup::Lookups {
+        &self.version_lookups
     }
     pub fn verify_pdus(&self) -> bool {
         self.verify_pdus

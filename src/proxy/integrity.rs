@@ -26,11 +26,13 @@
 //!   - keys that cannot be obtained now (fetch failed, rate limited) → the request is refused
 //!     with 503 and not recorded as a transaction decision, so the sender's retry is judged
 //!     again once the keys are reachable; nothing is lost.
-//! * **Room versions.** Verification (and redaction) need the room version. A PDU that must be
-//!   verified in a room whose version the guard has not learned does not pass: the request is
-//!   refused with 403 (`unknown_room_version`), counted and logged; the decision is not stored,
-//!   so a retry passes once the version is known (from a create event, `make_join`, a v2
-//!   invite).
+//! * **Room versions.** Verification (and redaction) need the room version, learned only from
+//!   authoritative sources and looked up at the protected homeserver when unknown
+//!   (`proxy::rooms`, which runs before this check). A PDU that must be verified in a room whose
+//!   version is still unknown does not pass: 503 (`unknown_room_version`) when the homeserver
+//!   could not be asked (the sender retries), 403 when it does not know the room or the
+//!   version is one the guard has no rules for; counted and logged, never stored as a
+//!   transaction decision, so a retry passes once the version is known.
 //!
 //! Every failure is counted in `grenzwacht_pdu_checks_total{direction,outcome}` (bounded
 //! outcome set) and logged with the room and the sender's server (never content).
@@ -85,16 +87,18 @@ pub fn room_versions(
             out.push(v.clone());
             continue;
         }
-        let version = guard
+        let known = guard
             .store()
             .room_version(&room)
-            .map_err(|e| internal(format!("room version lookup: {e}")))?
-            .and_then(|v| redact::parse_room_version(&v))
-            .ok_or_else(|| {
-                crate::telemetry::record_pdu_check(data, "unknown_room_version");
-                tracing::warn!(room = %room, "unknown room version: the event cannot be verified, so it does not pass");
-                Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unknown room version: the event cannot be verified, so it does not pass")
-            })?;
+            .map_err(|e| internal(format!("room version lookup: {e}")))?;
+        let version = known.as_deref().and_then(redact::parse_room_version).ok_or_else(|| {
+            crate::telemetry::record_pdu_check(data, "unknown_room_version");
+            tracing::warn!(room = %room, known = ?known, "unknown or unsupported room version: the event cannot be verified, so it does not pass");
+            match known {
+                None => super::rooms::unknown_version(),
+                Some(_) => Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unsupported room version: the event cannot be verified, so it does not pass"),
+            }
+        })?;
         cache.insert(room, version.clone());
         out.push(version);
     }

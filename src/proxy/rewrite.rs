@@ -93,15 +93,18 @@ fn redactions(
             .as_deref()
             .or(room_hint)
             .ok_or_else(|| policy_refusal("event without room: cannot redact"))?;
-        let version = guard
+        let known = guard
             .store()
             .room_version(room)
-            .map_err(|e| internal(format!("room version lookup: {e}")))?
-            .and_then(|v| redact::parse_room_version(&v))
-            .ok_or_else(|| {
-                tracing::warn!(room, rule = %m.rule, "unknown room version: the event cannot be redacted and does not pass");
-                Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unknown room version: the event cannot be redacted, so it does not pass")
-            })?;
+            .map_err(|e| internal(format!("room version lookup: {e}")))?;
+        let version = known.as_deref().and_then(redact::parse_room_version).ok_or_else(|| {
+            tracing::warn!(room, rule = %m.rule, known = ?known, "unknown or unsupported room version: the event cannot be redacted and does not pass");
+            // Unknown now (the protected homeserver could not be asked): the sender retries.
+            match known {
+                None => super::rooms::unknown_version(),
+                Some(_) => Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unsupported room version: the event cannot be redacted, so it does not pass"),
+            }
+        })?;
         tracing::info!(room, rule = %m.rule, pos = m.pos, "redacting event in transit");
         out.push((
             m.pos,

@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 3)
+//! # Format (schema version 4)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -9,15 +9,17 @@
 //! Text is UTF-8 and compared byte for byte (`BINARY` collation): callers normalise names
 //! before they store or look them up.
 //!
-//! `room_versions`: one row per room, written once (the first claim wins, rows are never
-//! updated).
+//! `room_versions`: one row per room, replaced only by a source of greater strength (among
+//! sources of equal strength the first claim wins; `store::versions`).
 //!
 //! | column         | type    | meaning                                                    |
 //! |----------------|---------|------------------------------------------------------------|
 //! | `room_id`      | TEXT PK | the room ID, e.g. `!abc:example.org`                       |
 //! | `version`      | TEXT    | the room version identifier, e.g. `"10"`, `"12"`           |
-//! | `learned_from` | TEXT    | where it was learned: `m.room.create`, `make_join`, …      |
+//! | `learned_from` | TEXT    | where it was learned: `create_event`, `make_join`, …       |
 //! | `learned_at`   | INTEGER | when (Unix ms)                                             |
+//! | `strength`     | INTEGER | the source's strength, 0 = weakest (since version 4; rows  |
+//! |                |         | of older files get 0)                                      |
 //!
 //! `room_labels` (since version 2): the current security label of a room, one row per room,
 //! replaced when the guard accepts a newer room label state event (`policy::labels` decides
@@ -139,6 +141,11 @@ pub const MIGRATIONS: &[&str] = &[
         paused_at  INTEGER NOT NULL,
         PRIMARY KEY (direction, room_id)
     ) STRICT;
+    "#,
+    // 4: the strength of a room version's source (`store::versions`); older rows are the
+    // weakest, so any authoritative source corrects them.
+    r#"
+    ALTER TABLE room_versions ADD COLUMN strength INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 

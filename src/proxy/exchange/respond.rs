@@ -88,7 +88,7 @@ pub(super) async fn release(
         )?;
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
-        rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
+        rooms::settle(guard, ctx, Part::Response, room_hint, &body, &units).await?;
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
             integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
