@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
@@ -62,6 +62,9 @@ pub type GuardResponse = Response<Full<Bytes>>;
 
 /// Builds the Matrix error response for a refusal.
 pub fn refusal_response(r: &Refusal) -> GuardResponse {
+    if super::admission::is_retryable(r) {
+        return super::admission::limit_response(r);
+    }
     let mut resp = Response::new(Full::new(Bytes::from(r.body())));
     *resp.status_mut() = r.status;
     resp.headers_mut().insert(
@@ -85,9 +88,11 @@ pub async fn handle(
     guard: &Guard,
     entry: Entry,
     client: SocketAddr,
-    req: http::Request<Incoming>,
+    mut req: http::Request<Incoming>,
     path_and_query: String,
 ) -> GuardResponse {
+    req.extensions_mut()
+        .insert(super::admission::PeerAddr(client));
     let started = Instant::now();
     let direction = entry.direction();
     let method = req.method().clone();
@@ -339,44 +344,10 @@ async fn run(
     }
     let gate = pause::Gate { guard, room_hint };
 
-    // --- read
-    let limits = guard.limits();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_request_body as u64) {
-        return Err(refuse(
-            RefusalReason::TooLarge,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "M_TOO_LARGE",
-            "request body too large",
-        ));
-    }
-    let body = Limited::new(body, limits.max_request_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                refuse(
-                    RefusalReason::TooLarge,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "M_TOO_LARGE",
-                    "request body too large",
-                )
-            } else {
-                refuse(
-                    RefusalReason::BadJson,
-                    StatusCode::BAD_REQUEST,
-                    "M_BAD_JSON",
-                    "request body could not be read",
-                )
-            }
-        })?;
-    let body = body.to_bytes();
+    // --- read (admitted: caps, budget and deadline in `admission`; the hold lives until the
+    // exchange ends)
+    let (body, _held) =
+        super::admission::read_body(guard, direction, xm.as_ref(), &parts, body).await?;
     *req_bytes = body.len();
 
     // --- inspect + decide

@@ -128,6 +128,8 @@ pub struct Guard {
     /// The guard key (attestation, re-signing inbound requests).
     guard_key: Option<SigningKey>,
     limits: LimitsConfig,
+    /// Connection caps, timeouts and the budget of unauthenticated bodies (`[admission]`).
+    admission: super::admission::Admission,
     unknown_forbidden: bool,
     protected: Vec<Protected>,
     pub(crate) outbound: Option<Outbound>,
@@ -311,6 +313,7 @@ impl Guard {
             opaque,
             label_lookups: super::room_labels::Lookups::default(),
             limits: cfg.limits.clone(),
+            admission: super::admission::Admission::new(&cfg.admission),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
             outbound,
@@ -424,6 +427,9 @@ impl Guard {
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
     }
+    pub fn admission(&self) -> &super::admission::Admission {
+        &self.admission
+    }
     pub fn txn_limits(&self) -> TxnLimits {
         TxnLimits {
             max_pdus: self.limits.max_pdus,
@@ -503,6 +509,10 @@ impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
         server: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
         Box::pin(async move {
+            // Over all servers, a bounded number of fetches (`proxy::admission`).
+            let Some(_permit) = super::admission::key_fetch_permit() else {
+                return Err(crate::keys::RemoteKeyError::Busy);
+            };
             let t0 = std::time::Instant::now();
             let r = self.0.fetch_server_keys(server).await;
             // Counted like every request the guard sends, under its own endpoint label.
