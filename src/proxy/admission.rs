@@ -50,6 +50,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use super::guard::{Guard, GuardKeyFetcher};
+
+pub mod memory;
 use crate::config::admission::AdmissionConfig;
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::{Direction, Refusal, RefusalReason};

@@ -633,6 +633,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves until `shutdown` resolves, then drains connections (bounded by [`DRAIN_TIMEOUT`]).
 pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    super::admission::memory::start();
     let (tx, rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let sd = Shutdown {
