@@ -202,7 +202,7 @@ async fn flood_phase(
     baseline: u64,
     tag: &str,
     request: Arc<dyn Fn() -> (String, Vec<u8>) + Send + Sync>,
-) -> (u64, u64) {
+) -> (u64, u64, Arc<Tally>) {
     let info = &lab.info;
     let stop = Arc::new(AtomicBool::new(false));
     let peak = sample_peak(pid, stop.clone());
@@ -251,7 +251,7 @@ async fn flood_phase(
         after <= limit,
         "{tag}: guard RSS {after} kB 30 s after the flood, baseline {baseline} kB"
     );
-    (peak, after)
+    (peak, after, tally)
 }
 
 /// A connection that sends a head promising 1000 bytes, then 10 of them, and waits; returns
@@ -303,8 +303,14 @@ async fn floods_of_unauthenticated_bodies_stay_bounded_and_federation_goes_on() 
         .create_room(&json!({"preset": "private_chat", "name": "Flut"}))
         .await
         .expect("create room");
-    lab.alice.invite(&room, &lab.bob.user_id).await.expect("invite");
-    lab.bob.wait_for_invite(&room, WAIT).await.expect("invite seen");
+    lab.alice
+        .invite(&room, &lab.bob.user_id)
+        .await
+        .expect("invite");
+    lab.bob
+        .wait_for_invite(&room, WAIT)
+        .await
+        .expect("invite seen");
     lab.bob.join(&room, &[&hs1_name]).await.expect("join");
     lab.alice
         .wait_for_member(&room, &lab.bob.user_id, WAIT)
@@ -332,16 +338,21 @@ async fn floods_of_unauthenticated_bodies_stay_bounded_and_federation_goes_on() 
         );
         (head, body)
     });
-    let (peak_a, after_a) = flood_phase(&lab, &room, pid, baseline, "(a) unsigned", a).await;
+    let (peak_a, after_a, _) = flood_phase(&lab, &room, pid, baseline, "(a) unsigned", a).await;
 
     // (b) hs2 as origin, hs2's real key id, a signature over another body.
     let key_file = info.hs2().signing_key.clone();
     let (hs1_for_b, hs2_for_b) = (hs1_name.clone(), hs2_name.clone());
     let b = Arc::new(move || {
-        let path = format!("/_matrix/federation/v1/send/flood{:016x}", rand::random::<u64>());
+        let path = format!(
+            "/_matrix/federation/v1/send/flood{:016x}",
+            rand::random::<u64>()
+        );
         let auth = common::xmatrix_signed(&key_file, &hs2_for_b, &hs1_for_b, "PUT", &path, b"{}");
-        let mut body = format!("{{\"origin\":\"{hs2_for_b}\",\"pdus\":[],\"edus\":[],\"pad\":\"")
-            .into_bytes();
+        let mut body = format!(
+            "{{\"origin\":\"{hs2_for_b}\",\"origin_server_ts\":1,\"pdus\":[],\"edus\":[],\"pad\":\""
+        )
+        .into_bytes();
         body.resize(BODY - 2, b'x');
         body.extend_from_slice(b"\"}");
         let head = format!(
@@ -350,7 +361,14 @@ async fn floods_of_unauthenticated_bodies_stay_bounded_and_federation_goes_on() 
         );
         (head, body)
     });
-    let (peak_b, after_b) = flood_phase(&lab, &room, pid, baseline, "(b) bad signature", b).await;
+    let (peak_b, after_b, tally_b) =
+        flood_phase(&lab, &room, pid, baseline, "(b) bad signature", b).await;
+    // Bodies the budget admitted were read whole and their signature refused.
+    assert!(
+        tally_b.s401.load(Ordering::Relaxed) > 0,
+        "{}",
+        tally_b.show()
+    );
 
     // (c) every slow body was answered (408) or closed at the deadline, not before.
     for s in slow {

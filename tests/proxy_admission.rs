@@ -214,8 +214,14 @@ async fn inbound_connection_cap_answers_503_with_retry_after_and_frees_on_close(
     // Two connections are open (and serve requests) …
     let mut a = tls_connect(addr, &p.ca_path).await;
     let mut b = tls_connect(addr, &p.ca_path).await;
-    assert_eq!(request(&mut a, &send_head(body.len()), &body).await.status, 200);
-    assert_eq!(request(&mut b, &send_head(body.len()), &body).await.status, 200);
+    assert_eq!(
+        request(&mut a, &send_head(body.len()), &body).await.status,
+        200
+    );
+    assert_eq!(
+        request(&mut b, &send_head(body.len()), &body).await.status,
+        200
+    );
     // … a third from the same address is answered 503 and never reaches the upstream.
     let mut c = tls_connect(addr, &p.ca_path).await;
     let r = request(&mut c, &send_head(body.len()), &body).await;
@@ -242,11 +248,17 @@ async fn inbound_connection_cap_answers_503_with_retry_after_and_frees_on_close(
         if from_me < 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the closed connection is still counted");
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection is still counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut d = tls_connect(addr, &p.ca_path).await;
-    assert_eq!(request(&mut d, &send_head(body.len()), &body).await.status, 200);
+    assert_eq!(
+        request(&mut d, &send_head(body.len()), &body).await.status,
+        200
+    );
     assert_eq!(up.seen().len(), 3);
     drop((b, c, d));
     g.stop().await;
@@ -265,7 +277,9 @@ async fn outbound_connection_cap_answers_503_with_retry_after() {
     .await;
     // One connection to the proxy listener is open; a second (CONNECT listener: the outbound
     // listeners share their table) is answered 503.
-    let _held = tokio::net::TcpStream::connect(g.proxy.unwrap()).await.unwrap();
+    let _held = tokio::net::TcpStream::connect(g.proxy.unwrap())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while g
         .guard
@@ -277,7 +291,10 @@ async fn outbound_connection_cap_answers_503_with_retry_after() {
         .1
         == 0
     {
-        assert!(Instant::now() < deadline, "the first connection is not counted");
+        assert!(
+            Instant::now() < deadline,
+            "the first connection is not counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut s = tokio::net::TcpStream::connect(g.connect.unwrap())
@@ -314,7 +331,10 @@ async fn slow_body_is_answered_and_closed_at_the_body_deadline() {
         .expect("answered before the close");
     let waited = t0.elapsed();
     assert_eq!(r.status, 408, "{r:?}");
-    assert!(waited >= Duration::from_millis(600), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(600),
+        "answered after {waited:?}"
+    );
     // … and the connection is closed (the rest of the body is not awaited).
     assert!(closed_within(&mut s, Duration::from_secs(10)).await);
     assert!(up.seen().is_empty());
@@ -333,7 +353,11 @@ async fn slow_body_is_answered_and_closed_at_the_body_deadline() {
 #[tokio::test]
 async fn outbound_listeners_close_connections_whose_head_does_not_arrive() {
     let p = pki();
-    let g = start_guard(&p, &outbound_toml(&p, "[admission]\nheader_timeout_ms = 500")).await;
+    let g = start_guard(
+        &p,
+        &outbound_toml(&p, "[admission]\nheader_timeout_ms = 500"),
+    )
+    .await;
     for addr in [g.proxy.unwrap(), g.connect.unwrap()] {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let t0 = Instant::now();
@@ -408,5 +432,55 @@ async fn body_budget_refuses_while_held_and_admits_after_release() {
             &[("listener", "inbound"), ("cause", "body_budget_origin")]
         ) >= 1.0
     );
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn head_whose_origin_key_cannot_be_had_is_refused_before_its_body_is_read() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    // Signatures verified; the origin's key server is routed to a closed port.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let extra = format!(
+        r#"
+[outbound]
+proxy_listen = "127.0.0.1:0"
+allowed_clients = ["127.0.0.0/8"]
+proxy_secret = "s3cret"
+roots = ["{ca}"]
+[[route]]
+server_name = "{REMOTE}"
+address = "{closed}"
+tls_name = "127.0.0.1"
+[discovery]
+enabled = false
+"#,
+        ca = p.ca_path.display()
+    );
+    let toml = inbound_toml(&p, up.addr, &extra)
+        .replace("verify_signatures = false", "verify_signatures = true");
+    let g = start_guard(&p, &toml).await;
+    let mut s = tls_connect(g.inbound.unwrap(), &p.ca_path).await;
+    // The head promises 12 MB; not one byte of it is sent.
+    let t0 = Instant::now();
+    s.write_all(send_head(12_000_000).as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), read_response(&mut s))
+        .await
+        .expect("answered without waiting for the body")
+        .expect("answered");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.json()["errcode"], "M_UNAUTHORIZED");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        g.guard
+            .admission()
+            .body_bytes_held(grenzwacht::policy::Direction::Inbound),
+        0
+    );
+    assert!(up.seen().is_empty());
     g.stop().await;
 }

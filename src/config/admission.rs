@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 /// `[admission]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AdmissionConfig {
     /// Open connections on the inbound listener (default 2048).
     pub inbound_max_connections: usize,
@@ -80,7 +80,10 @@ impl AdmissionConfig {
     pub fn check(&self, max_request_body: usize) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let positive: [(&'static str, u64); 9] = [
-            ("inbound_max_connections", self.inbound_max_connections as u64),
+            (
+                "inbound_max_connections",
+                self.inbound_max_connections as u64,
+            ),
             (
                 "inbound_max_connections_per_ip",
                 self.inbound_max_connections_per_ip as u64,
@@ -97,7 +100,10 @@ impl AdmissionConfig {
             ("body_timeout_ms", self.body_timeout_ms),
             ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
             ("key_fetch_concurrency", self.key_fetch_concurrency as u64),
-            ("key_fetches_per_second", u64::from(self.key_fetches_per_second)),
+            (
+                "key_fetches_per_second",
+                u64::from(self.key_fetches_per_second),
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {

@@ -269,8 +269,10 @@ pub fn limit_response(r: &Refusal) -> Response<Full<Bytes>> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    resp.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(RETRY_AFTER_SECS),
+    );
     resp
 }
 
@@ -570,19 +572,42 @@ struct KeyGate {
     bucket: Mutex<(f64, Instant)>,
 }
 
+impl KeyGate {
+    fn new(concurrency: usize, per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        KeyGate {
+            running: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            per_second,
+            bucket: Mutex::new((per_second, Instant::now())),
+        }
+    }
+
+    fn permit(&self, now: Instant) -> Option<KeyFetchPermit> {
+        let permit = self.running.clone().try_acquire_owned().ok()?;
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let refill = now.saturating_duration_since(b.1).as_secs_f64() * self.per_second;
+        b.0 = (b.0 + refill).min(self.per_second);
+        b.1 = now;
+        if b.0 < 1.0 {
+            return None;
+        }
+        b.0 -= 1.0;
+        Some(KeyFetchPermit(Some(permit)))
+    }
+}
+
 static KEY_GATE: RwLock<Option<Arc<KeyGate>>> = RwLock::new(None);
 
 fn configure_key_fetches(concurrency: usize, per_second: u32) {
-    let gate = KeyGate {
-        running: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
-        per_second: f64::from(per_second.max(1)),
-        bucket: Mutex::new((f64::from(per_second.max(1)), Instant::now())),
-    };
-    *KEY_GATE.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(gate));
+    *KEY_GATE.write().unwrap_or_else(|e| e.into_inner()) =
+        Some(Arc::new(KeyGate::new(concurrency, per_second)));
 }
 
 /// Held while one key fetch runs.
-pub struct KeyFetchPermit(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
+pub struct KeyFetchPermit(
+    // Held for its `Drop`.
+    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// A permit for one key fetch, or `None` if `key_fetch_concurrency` fetches are running or
 /// `key_fetches_per_second` were started within the last second (see the module notes).
@@ -591,19 +616,11 @@ pub fn key_fetch_permit() -> Option<KeyFetchPermit> {
     let Some(gate) = gate else {
         return Some(KeyFetchPermit(None));
     };
-    let permit = gate.running.clone().try_acquire_owned().ok()?;
-    let mut b = gate.bucket.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    let refill = now.duration_since(b.1).as_secs_f64() * gate.per_second;
-    b.0 = (b.0 + refill).min(gate.per_second);
-    b.1 = now;
-    if b.0 < 1.0 {
-        drop(b);
+    let p = gate.permit(Instant::now());
+    if p.is_none() {
         record_refused(tm::Listener::Inbound, "key_fetches");
-        return None;
     }
-    b.0 -= 1.0;
-    Some(KeyFetchPermit(Some(permit)))
+    p
 }
 
 #[cfg(test)]
@@ -665,6 +682,30 @@ mod tests {
         let s = b.state.lock().unwrap();
         assert_eq!(s.used, 0);
         assert!(s.by_origin.is_empty());
+    }
+
+    #[test]
+    fn key_fetches_bounded_at_once_and_per_second() {
+        let t0 = Instant::now();
+        let g = KeyGate::new(2, 3);
+        let a = g.permit(t0).expect("first");
+        let b = g.permit(t0).expect("second");
+        assert!(g.permit(t0).is_none(), "two at once");
+        drop(a);
+        let c = g.permit(t0).expect("third (one finished)");
+        drop((b, c));
+        assert!(g.permit(t0).is_none(), "three per second");
+        // A third of a second later one more is allowed, then none.
+        let t1 = t0 + Duration::from_millis(340);
+        let d = g.permit(t1).expect("refilled");
+        drop(d);
+        assert!(g.permit(t1).is_none());
+        // The bucket holds at most one second's worth.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..3 {
+            drop(g.permit(t2).expect("burst"));
+        }
+        assert!(g.permit(t2).is_none());
     }
 
     #[test]

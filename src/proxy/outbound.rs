@@ -25,9 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::admission::{ConnSlot, Side};
 use super::exchange::{self, refusal_response, Entry, GuardResponse};
 use super::guard::{Guard, Shutdown};
-use super::admission::{ConnSlot, Side};
 use super::tls;
 use crate::policy::{Refusal, RefusalReason};
 use crate::telemetry as tm;
