@@ -408,6 +408,15 @@ async fn body_budget_refuses_while_held_and_admits_after_release() {
     let r = request(&mut b, &send_head(body.len()), &body).await;
     assert_limit_exceeded(&r);
     assert!(up.seen().is_empty());
+    // A chunked body (no length declared) is charged as its chunks arrive: refused too.
+    let chunked = send_head(0).replace("content-length: 0\r\n", "transfer-encoding: chunked\r\n");
+    let mut framed = format!("{:x}\r\n", body.len()).into_bytes();
+    framed.extend_from_slice(&body);
+    framed.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut b2 = tls_connect(addr, &p.ca_path).await;
+    let r = request(&mut b2, &chunked, &framed).await;
+    assert_limit_exceeded(&r);
+    assert!(up.seen().is_empty());
     // A goes away: its share is given back, and the next request is admitted.
     drop(a);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -424,6 +433,11 @@ async fn body_budget_refuses_while_held_and_admits_after_release() {
     let r = request(&mut c, &send_head(body.len()), &body).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(up.seen().len(), 1);
+    // … chunked too.
+    let r = request(&mut c, &chunked, &framed).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.seen().len(), 2);
+    assert_eq!(&up.seen()[1].body[..], &body[..]);
     let m = metrics(g.admin).await;
     assert!(
         counter(
