@@ -70,6 +70,34 @@ enabled = false
     )
 }
 
+/// Inbound with signature verification; REMOTE's key server is routed to a closed port, other
+/// servers have no route (discovery off): no origin key can be fetched.
+fn verifying_toml(p: &Pki, upstream: SocketAddr, extra: &str) -> String {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let outbound = format!(
+        r#"
+[outbound]
+proxy_listen = "127.0.0.1:0"
+allowed_clients = ["127.0.0.0/8"]
+proxy_secret = "s3cret"
+roots = ["{ca}"]
+[[route]]
+server_name = "{REMOTE}"
+address = "{closed}"
+tls_name = "127.0.0.1"
+[discovery]
+enabled = false
+{extra}
+"#,
+        ca = p.ca_path.display()
+    );
+    inbound_toml(p, upstream, &outbound)
+        .replace("verify_signatures = false", "verify_signatures = true")
+}
+
 fn txn_body() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "origin": REMOTE, "origin_server_ts": 1, "pdus": [], "edus": []
@@ -79,8 +107,12 @@ fn txn_body() -> Vec<u8> {
 
 /// A request head for `PUT SEND` from REMOTE (signature not checked: verify_signatures = false).
 fn send_head(content_length: usize) -> String {
+    send_head_from(REMOTE, content_length)
+}
+
+fn send_head_from(origin: &str, content_length: usize) -> String {
     let key = SigningKey::generate("t1").unwrap();
-    let auth = xmatrix::sign_request(&key, REMOTE, HS1, "PUT", SEND, None).unwrap();
+    let auth = xmatrix::sign_request(&key, origin, HS1, "PUT", SEND, None).unwrap();
     format!(
         "PUT {SEND} HTTP/1.1\r\nhost: {HS1}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: {content_length}\r\n\r\n"
     )
@@ -453,29 +485,7 @@ async fn body_budget_refuses_while_held_and_admits_after_release() {
 async fn head_whose_origin_key_cannot_be_had_is_refused_before_its_body_is_read() {
     let p = pki();
     let up = recorder(None, default_answer()).await;
-    // Signatures verified; the origin's key server is routed to a closed port.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let extra = format!(
-        r#"
-[outbound]
-proxy_listen = "127.0.0.1:0"
-allowed_clients = ["127.0.0.0/8"]
-proxy_secret = "s3cret"
-roots = ["{ca}"]
-[[route]]
-server_name = "{REMOTE}"
-address = "{closed}"
-tls_name = "127.0.0.1"
-[discovery]
-enabled = false
-"#,
-        ca = p.ca_path.display()
-    );
-    let toml = inbound_toml(&p, up.addr, &extra)
-        .replace("verify_signatures = false", "verify_signatures = true");
+    let toml = verifying_toml(&p, up.addr, "[admission]\nbody_timeout_ms = 60000");
     let g = start_guard(&p, &toml).await;
     let mut s = tls_connect(g.inbound.unwrap(), &p.ca_path).await;
     // The head promises 12 MB; not one byte of it is sent.
@@ -496,5 +506,80 @@ enabled = false
         0
     );
     assert!(up.seen().is_empty());
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn key_fetches_for_heads_are_bounded_over_all_origins() {
+    let p = pki();
+    let up = recorder(None, default_answer()).await;
+    // REMOTE's key server accepts connections and never answers: its fetch stays in flight.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let toml = inbound_toml(
+        &p,
+        up.addr,
+        &format!(
+            r#"
+[outbound]
+proxy_listen = "127.0.0.1:0"
+allowed_clients = ["127.0.0.0/8"]
+proxy_secret = "s3cret"
+roots = ["{ca}"]
+request_timeout_ms = 3000
+[[route]]
+server_name = "{REMOTE}"
+address = "{hole_addr}"
+tls_name = "127.0.0.1"
+[discovery]
+enabled = false
+[admission]
+key_fetch_concurrency = 1
+"#,
+            ca = p.ca_path.display()
+        ),
+    )
+    .replace("verify_signatures = false", "verify_signatures = true");
+    let g = start_guard(&p, &toml).await;
+    let addr = g.inbound.unwrap();
+    let body = txn_body();
+    let ca = p.ca_path.clone();
+    let head = send_head(body.len());
+    let first_body = body.clone();
+    // REMOTE's head starts the one fetch allowed at a time …
+    let first = tokio::spawn(async move {
+        let mut a = tls_connect(addr, &ca).await;
+        request(&mut a, &head, &first_body).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while g.guard.admission().key_fetches_running() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "REMOTE's key fetch did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // … while it runs, another origin's head is told to retry, without a fetch.
+    let mut b = tls_connect(addr, &p.ca_path).await;
+    let r = request(&mut b, &send_head_from("b.test", body.len()), &body).await;
+    assert_limit_exceeded(&r);
+    // The first fails at the fetch timeout: 401; nothing reached the upstream.
+    assert_eq!(first.await.unwrap().status, 401);
+    assert!(up.seen().is_empty());
+    let m = metrics(g.admin).await;
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_admission_refused_total",
+            &[("listener", "inbound"), ("cause", "key_fetches")]
+        ) >= 1.0
+    );
+    accepted.abort();
     g.stop().await;
 }

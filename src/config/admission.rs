@@ -20,7 +20,8 @@
 //! body_budget = 67108864
 //! # … of which one origin (X-Matrix origin, else the peer address) may hold
 //! body_budget_per_origin = 16777216
-//! # key fetches the guard starts for request heads: at once, and new ones per second
+//! # key fetches for request heads whose origin key is not cached: at once, and new ones per
+//! # second, over all servers (beyond: 503 with Retry-After, nothing fetched)
 //! key_fetch_concurrency = 16
 //! key_fetches_per_second = 20
 //! ```
@@ -51,9 +52,10 @@ pub struct AdmissionConfig {
     /// Bytes of that budget one origin may hold (default 16 777 216 = 16 MiB; at least
     /// `[limits] max_request_body`).
     pub body_budget_per_origin: usize,
-    /// Key fetches in progress at once, over all servers (default 16).
+    /// Key fetches for request heads in progress at once, over all servers (default 16).
     pub key_fetch_concurrency: usize,
-    /// Key fetches started per second, over all servers (default 20; bursts up to this many).
+    /// Key fetches for request heads started per second, over all servers (default 20; bursts
+    /// up to this many).
     pub key_fetches_per_second: u32,
 }
 

@@ -24,11 +24,12 @@
 //!   is given back when its exchange ends. So the bodies the guard holds at once are bounded by
 //!   twice `body_budget` (both directions), whatever the number of connections.
 //! * **Key fetches started by request heads.** Per server the key cache fetches at most once a
-//!   minute (`keys::remote`); over all servers, [`key_fetch_permit`] allows
-//!   `key_fetch_concurrency` fetches at once and `key_fetches_per_second` new ones per second
-//!   (a token bucket). A fetch over either limit fails at once (the request is refused with
-//!   401, like any unverifiable signature) and counts as that server's attempt (the next one
-//!   comes a minute later). These two limits are process-wide: the last guard built sets them.
+//!   minute (`keys::remote`). Over all servers, a head whose origin key is not cached needs a
+//!   permit of the guard's key gate: at most `key_fetch_concurrency` such fetches at once and
+//!   `key_fetches_per_second` new ones per second (a token bucket). Without a permit the head
+//!   is answered 503 `M_LIMIT_EXCEEDED` with `Retry-After` and nothing is fetched (the origin is
+//!   not marked as tried). Key fetches for PDU checks and the notary are not gated here (they
+//!   follow authenticated requests or the protected servers' own queries).
 //! * **Memory back to the system** ([`memory`], started by `serve`). glibc's malloc keeps
 //!   freed memory in its arenas and raises its mmap threshold to the largest block freed, so a
 //!   burst of large bodies used to leave the process at its peak RSS. The guard fixes the mmap
@@ -41,7 +42,7 @@
 //!   for what the tuned system allocator already does.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -106,12 +107,12 @@ pub struct Admission {
     outbound: Arc<ConnTable>,
     budgets: [Arc<Budget>; 2],
     turn_away: Arc<tokio::sync::Semaphore>,
+    keys: KeyGate,
 }
 
 impl Admission {
-    /// From `[admission]`; also sets the process-wide key fetch limits.
+    /// From `[admission]`.
     pub fn new(cfg: &AdmissionConfig) -> Self {
-        configure_key_fetches(cfg.key_fetch_concurrency, cfg.key_fetches_per_second);
         let budget = |d: Direction| {
             Arc::new(Budget {
                 direction: d,
@@ -131,6 +132,7 @@ impl Admission {
             )),
             budgets: [budget(Direction::Inbound), budget(Direction::Outbound)],
             turn_away: Arc::new(tokio::sync::Semaphore::new(TURN_AWAY_AT_ONCE)),
+            keys: KeyGate::new(cfg.key_fetch_concurrency, cfg.key_fetches_per_second),
             cfg: cfg.clone(),
         }
     }
@@ -152,6 +154,11 @@ impl Admission {
         };
         let s = table.state.lock().unwrap_or_else(|e| e.into_inner());
         (s.0, s.1.get(&ip).copied().unwrap_or(0))
+    }
+
+    /// Key fetches for request heads in progress.
+    pub fn key_fetches_running(&self) -> usize {
+        self.cfg.key_fetch_concurrency.max(1) - self.keys.running.available_permits()
     }
 
     /// Bytes of unauthenticated bodies held in `direction`.
@@ -485,7 +492,7 @@ pub async fn read_body(
     }
     let must_verify = direction == Direction::Outbound || guard.verify_inbound();
     if let (true, Some(x)) = (must_verify, xm) {
-        origin_key_obtainable(guard, x).await?;
+        origin_key_obtainable(guard, direction, x).await?;
     }
     let origin = match (xm, parts.extensions.get::<PeerAddr>()) {
         (Some(x), _) => x.origin.as_str().to_ascii_lowercase(),
@@ -540,17 +547,25 @@ pub async fn read_body(
     Ok((Bytes::from(buf), hold))
 }
 
-/// Refuses (401) a head whose origin key cannot be had: not cached and not fetchable now.
-async fn origin_key_obtainable(guard: &Guard, x: &XMatrix) -> Result<(), Refusal> {
-    let fetcher = GuardKeyFetcher(guard);
+/// Refuses a head whose origin key cannot be had: 401 if it is not cached and cannot be
+/// fetched, 503 if fetching it would exceed the key gate.
+async fn origin_key_obtainable(
+    guard: &Guard,
+    direction: Direction,
+    x: &XMatrix,
+) -> Result<(), Refusal> {
+    let now = std::time::SystemTime::now();
+    let (origin, key_id) = (x.origin.as_str(), x.key.as_str());
+    if guard.remote_keys().key(origin, key_id, now).is_some() {
+        return Ok(());
+    }
+    let Some(_permit) = guard.admission().keys.permit(Instant::now()) else {
+        record_refused(listener_of(direction), "key_fetches");
+        return Err(overloaded("too many key fetches"));
+    };
     match guard
         .remote_keys()
-        .key_or_fetch(
-            &fetcher,
-            x.origin.as_str(),
-            x.key.as_str(),
-            std::time::SystemTime::now(),
-        )
+        .key_or_fetch(&GuardKeyFetcher(guard), origin, key_id, now)
         .await
     {
         Ok(_) => Ok(()),
@@ -596,36 +611,15 @@ impl KeyGate {
             return None;
         }
         b.0 -= 1.0;
-        Some(KeyFetchPermit(Some(permit)))
+        Some(KeyFetchPermit(permit))
     }
-}
-
-static KEY_GATE: RwLock<Option<Arc<KeyGate>>> = RwLock::new(None);
-
-fn configure_key_fetches(concurrency: usize, per_second: u32) {
-    *KEY_GATE.write().unwrap_or_else(|e| e.into_inner()) =
-        Some(Arc::new(KeyGate::new(concurrency, per_second)));
 }
 
 /// Held while one key fetch runs.
-pub struct KeyFetchPermit(
+struct KeyFetchPermit(
     // Held for its `Drop`.
-    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
 );
-
-/// A permit for one key fetch, or `None` if `key_fetch_concurrency` fetches are running or
-/// `key_fetches_per_second` were started within the last second (see the module notes).
-pub fn key_fetch_permit() -> Option<KeyFetchPermit> {
-    let gate = KEY_GATE.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(gate) = gate else {
-        return Some(KeyFetchPermit(None));
-    };
-    let p = gate.permit(Instant::now());
-    if p.is_none() {
-        record_refused(tm::Listener::Inbound, "key_fetches");
-    }
-    p
-}
 
 #[cfg(test)]
 mod tests {

@@ -509,10 +509,6 @@ impl crate::keys::KeyFetcher for OutboundKeyFetcher<'_> {
         server: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
         Box::pin(async move {
-            // Over all servers, a bounded number of fetches (`proxy::admission`).
-            let Some(_permit) = super::admission::key_fetch_permit() else {
-                return Err(crate::keys::RemoteKeyError::Busy);
-            };
             let t0 = std::time::Instant::now();
             let r = self.0.fetch_server_keys(server).await;
             // Counted like every request the guard sends, under its own endpoint label.
