@@ -401,6 +401,12 @@ async fn outbound_listeners_close_connections_whose_head_does_not_arrive() {
             "{addr}: still open"
         );
         assert!(t0.elapsed() >= Duration::from_millis(400));
+        // A connection that sends nothing at all is closed too.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut idle, Duration::from_secs(10)).await,
+            "{addr}: idle connection still open"
+        );
     }
     g.stop().await;
 }
