@@ -28,6 +28,7 @@
 //! | [`CONNECTIONS_TOTAL`] `grenzwacht_connections_total` | counter | `listener` ([`Listener`]) |
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
+//! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
 //! | [`BODY_BUDGET_BYTES`] `grenzwacht_body_budget_bytes` | gauge | `direction`: bytes of unauthenticated request bodies held |
 //!
 //! `direction` is `inbound` (remote → protected) or `outbound` (protected → remote), see
@@ -107,6 +108,8 @@ pub const UPSTREAM_REQUESTS_TOTAL: &str = "grenzwacht_upstream_requests_total";
 pub const CONNECTIONS_TOTAL: &str = "grenzwacht_connections_total";
 /// Counter: connections or requests turned away by `proxy::admission` (caps, budgets, timeouts).
 pub const ADMISSION_REFUSED_TOTAL: &str = "grenzwacht_admission_refused_total";
+/// Gauge: open connections counted against the `[admission]` caps, per side.
+pub const CONNECTIONS_OPEN: &str = "grenzwacht_connections_open";
 /// Gauge: bytes of request bodies held before their authentication, per direction.
 pub const BODY_BUDGET_BYTES: &str = "grenzwacht_body_budget_bytes";
 /// Gauge: open CONNECT tunnels.
@@ -387,6 +390,10 @@ pub fn describe() {
     describe_counter!(
         ADMISSION_REFUSED_TOTAL,
         "Connections or requests turned away by a cap, budget or timeout, by listener and cause."
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open connections counted against the admission caps, by side (inbound, outbound)."
     );
     describe_gauge!(
         BODY_BUDGET_BYTES,

@@ -260,6 +260,11 @@ async fn inbound_connection_cap_answers_503_with_retry_after_and_frees_on_close(
     assert_limit_exceeded(&r);
     assert_eq!(up.seen().len(), 2);
     let m = metrics(g.admin).await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("grenzwacht_connections_open{side=\"inbound\"}")),
+        "{m}"
+    );
     assert_eq!(
         counter(
             &m,

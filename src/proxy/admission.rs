@@ -123,10 +123,12 @@ impl Admission {
         };
         Admission {
             inbound: Arc::new(ConnTable::new(
+                "inbound",
                 cfg.inbound_max_connections,
                 cfg.inbound_max_connections_per_ip,
             )),
             outbound: Arc::new(ConnTable::new(
+                "outbound",
                 cfg.outbound_max_connections,
                 cfg.outbound_max_connections_per_ip,
             )),
@@ -306,6 +308,8 @@ fn listener_of(direction: Direction) -> tm::Listener {
 // Connection tables
 
 struct ConnTable {
+    /// `inbound` or `outbound` (label of [`tm::CONNECTIONS_OPEN`]).
+    side: &'static str,
     max: usize,
     max_per_ip: usize,
     /// (open in total, open per address)
@@ -313,8 +317,9 @@ struct ConnTable {
 }
 
 impl ConnTable {
-    fn new(max: usize, max_per_ip: usize) -> Self {
+    fn new(side: &'static str, max: usize, max_per_ip: usize) -> Self {
         ConnTable {
+            side,
             max,
             max_per_ip,
             state: Mutex::new((0, HashMap::new())),
@@ -332,6 +337,7 @@ impl ConnTable {
         }
         *n += 1;
         s.0 += 1;
+        metrics::gauge!(tm::CONNECTIONS_OPEN, "side" => self.side).set(s.0 as f64);
         Ok(ConnSlot(Arc::new(SlotInner {
             table: self.clone(),
             ip,
@@ -348,6 +354,7 @@ impl Drop for SlotInner {
     fn drop(&mut self) {
         let mut s = self.table.state.lock().unwrap_or_else(|e| e.into_inner());
         s.0 = s.0.saturating_sub(1);
+        metrics::gauge!(tm::CONNECTIONS_OPEN, "side" => self.table.side).set(s.0 as f64);
         if let Some(n) = s.1.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -626,7 +633,7 @@ mod tests {
     use super::*;
 
     fn table(max: usize, per_ip: usize) -> Arc<ConnTable> {
-        Arc::new(ConnTable::new(max, per_ip))
+        Arc::new(ConnTable::new("inbound", max, per_ip))
     }
 
     #[test]
