@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::federation::EndpointClass;
 
+pub mod admission;
 pub mod labels;
 pub mod opaque;
 mod parse;
@@ -58,6 +59,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `[limits]`
     pub limits: LimitsConfig,
+    /// `[admission]`: caps, timeouts and budgets before authentication (`proxy::admission`).
+    pub admission: admission::AdmissionConfig,
     /// `[policy]`
     pub policy: PolicyConfig,
     /// `[[rule]]`: keyword/regex content rules (see `policy::rules`).

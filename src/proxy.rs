@@ -3,6 +3,7 @@
 //! `guard` is the runtime object and `serve`; `exchange` holds the phases of one request;
 //! `inbound` and `outbound` are the listeners; `upstream` is the forwarding layer (it requires
 //! a `policy::Permit`).
+pub mod admission;
 pub mod ca;
 pub mod discovery;
 pub mod exchange;

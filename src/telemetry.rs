@@ -27,6 +27,9 @@
 //! | [`UPSTREAM_REQUESTS_TOTAL`] `grenzwacht_upstream_requests_total` | counter | `direction`, `status` (upstream status code, or `error` when no response arrived) |
 //! | [`CONNECTIONS_TOTAL`] `grenzwacht_connections_total` | counter | `listener` ([`Listener`]) |
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
+//! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
+//! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
+//! | [`BODY_BUDGET_BYTES`] `grenzwacht_body_budget_bytes` | gauge | `direction`: bytes of unauthenticated request bodies held |
 //!
 //! `direction` is `inbound` (remote → protected) or `outbound` (protected → remote), see
 //! [`Direction`]. The `record_*` helpers below are the intended way to update these metrics;
@@ -116,6 +119,12 @@ pub const PDU_CHECKS_TOTAL: &str = "grenzwacht_pdu_checks_total";
 pub const UPSTREAM_REQUESTS_TOTAL: &str = "grenzwacht_upstream_requests_total";
 /// Counter: accepted TCP connections per listener.
 pub const CONNECTIONS_TOTAL: &str = "grenzwacht_connections_total";
+/// Counter: connections or requests turned away by `proxy::admission` (caps, budgets, timeouts).
+pub const ADMISSION_REFUSED_TOTAL: &str = "grenzwacht_admission_refused_total";
+/// Gauge: open connections counted against the `[admission]` caps, per side.
+pub const CONNECTIONS_OPEN: &str = "grenzwacht_connections_open";
+/// Gauge: bytes of request bodies held before their authentication, per direction.
+pub const BODY_BUDGET_BYTES: &str = "grenzwacht_body_budget_bytes";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
 /// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
@@ -243,11 +252,15 @@ pub enum RefusalReason {
     /// A media download or thumbnail: the guard does not inspect files, so media does not
     /// cross unless `[media] allow_unscanned` says so.
     MediaUnscanned,
+    /// A connection cap or the budget of unauthenticated bodies is exhausted (503, retry).
+    Overloaded,
+    /// The request body did not arrive within `[admission] body_timeout_ms`.
+    Timeout,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 15] = [
+    pub const ALL: [RefusalReason; 17] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -263,6 +276,8 @@ impl RefusalReason {
         RefusalReason::RoomPaused,
         RefusalReason::RequestText,
         RefusalReason::MediaUnscanned,
+        RefusalReason::Overloaded,
+        RefusalReason::Timeout,
     ];
 
     /// The label value.
@@ -283,6 +298,8 @@ impl RefusalReason {
             RefusalReason::RoomPaused => "room_paused",
             RefusalReason::RequestText => "request_text",
             RefusalReason::MediaUnscanned => "media_unscanned",
+            RefusalReason::Overloaded => "overloaded",
+            RefusalReason::Timeout => "timeout",
         }
     }
 }
@@ -383,6 +400,19 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_counter!(
+        ADMISSION_REFUSED_TOTAL,
+        "Connections or requests turned away by a cap, budget or timeout, by listener and cause."
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open connections counted against the admission caps, by side (inbound, outbound)."
+    );
+    describe_gauge!(
+        BODY_BUDGET_BYTES,
+        Unit::Bytes,
+        "Bytes of request bodies held before their authentication, by direction."
+    );
     describe_gauge!(
         PAUSED_ROOMS,
         "Rooms paused, by the direction their data is held back."

@@ -398,6 +398,11 @@ pub(super) fn parse(
                     cfg.limits = v;
                 }
             }
+            "admission" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.admission = v;
+                }
+            }
             "policy" => {
                 if let Some(v) = ctx.section(node, name, anchor) {
                     cfg.policy = v;
@@ -728,6 +733,14 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
         }
     }
 
+    // [admission] (also against [limits])
+    for (key, msg) in cfg.admission.check(cfg.limits.max_request_body) {
+        let path = [k("admission"), k(key)];
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("admission")])),
+            msg,
+        );
+    }
     // [opaque] (also against [labels], wherever it is in the file)
     for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {
         let mut path = vec![k("opaque"), k(key)];

@@ -215,6 +215,30 @@ fn store_defaults_apply_per_key() {
     let c = parse("[store]\npath = \"/srv/gw.db\"\n").unwrap();
     assert_eq!(c.store.path, Path::new("/srv/gw.db"));
     assert_eq!(c.store.txn_retention_hours, 72);
+    assert_eq!(c.admission, admission::AdmissionConfig::default());
+}
+
+#[test]
+fn admission_errors_have_lines() {
+    let text = "[limits]\nmax_request_body = 2000\n[admission]\nbody_budget_per_origin = 1000\nheader_timeout_ms = 0\nbody_timout_ms = 5\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!(e[0].0, 4);
+    assert!(e[0].1.contains("`admission.body_budget_per_origin` (1000) must be at least `limits.max_request_body` (2000)"), "{e:?}");
+    assert_eq!(
+        e[1],
+        (
+            5,
+            "`admission.header_timeout_ms` must be greater than 0".to_owned()
+        )
+    );
+    assert_eq!(
+        e[2],
+        (6, "unknown key `admission.body_timout_ms`".to_owned())
+    );
+    let c = parse("[admission]\nbody_timeout_ms = 5000\n").unwrap();
+    assert_eq!(c.admission.body_timeout_ms, 5000);
+    assert_eq!(c.admission.body_budget, 64 << 20);
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //!    malformed or missing authentication → refuse, before any key fetch or body byte.
 //! 3. **admit** ([`admit`]) — what else the head decides before the body is read: a room paused
 //!    towards the answer's side, a declared length over the limit.
-//! 4. **read** ([`read`]) — buffer the body up to the limit.
+//! 4. **read** ([`read`], [`admission::read_body`](super::admission::read_body)) — the
+//!    origin's key obtainable (where it will be verified), then the body up to the limit,
+//!    against the budget of unauthenticated bodies and the body deadline.
 //! 5. **recall** ([`replay::recall`](super::replay::recall)) — a retried transaction finds the
 //!    first attempt's decision.
 //! 6. **inspect** ([`inspect::inspect_request`]) — strict JSON, transaction limits, typed views
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
@@ -74,6 +76,9 @@ pub type GuardResponse = Response<Full<Bytes>>;
 
 /// Builds the Matrix error response for a refusal.
 pub fn refusal_response(r: &Refusal) -> GuardResponse {
+    if super::admission::is_retryable(r) {
+        return super::admission::limit_response(r);
+    }
     let mut resp = Response::new(Full::new(Bytes::from(r.body())));
     *resp.status_mut() = r.status;
     resp.headers_mut().insert(
@@ -97,9 +102,11 @@ pub async fn handle(
     guard: &Guard,
     entry: Entry,
     client: SocketAddr,
-    req: http::Request<Incoming>,
+    mut req: http::Request<Incoming>,
     path_and_query: String,
 ) -> GuardResponse {
+    req.extensions_mut()
+        .insert(super::admission::PeerAddr(client));
     let started = Instant::now();
     let direction = entry.direction();
     let method = req.method().clone();
@@ -262,7 +269,7 @@ async fn run(
         ctx,
     };
     admit(&x, &parts)?;
-    let body = read(&x, body).await?;
+    let (body, _held) = read(&x, &parts, body).await?;
     *req_bytes = body.len();
 
     let mut headers = parts.headers;
@@ -501,26 +508,15 @@ fn too_large() -> Refusal {
     )
 }
 
-/// Phase **read**: the whole body, up to the limit.
-async fn read(x: &Exchange<'_>, body: Incoming) -> Result<Bytes, Refusal> {
-    let body = Limited::new(body, x.guard.limits().max_request_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else {
-                refuse(
-                    RefusalReason::BadJson,
-                    StatusCode::BAD_REQUEST,
-                    "M_BAD_JSON",
-                    "request body could not be read",
-                )
-            }
-        })?;
-    Ok(body.to_bytes())
+/// Phase **read**: the whole body, up to the limit, as `admission` admits it (the origin's key
+/// obtainable, the budget of unauthenticated bodies, the body deadline); the hold gives the
+/// budget back when the exchange ends.
+async fn read(
+    x: &Exchange<'_>,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<(Bytes, super::admission::BodyHold), Refusal> {
+    super::admission::read_body(x.guard, x.direction(), x.id.xm.as_ref(), parts, body).await
 }
 
 /// Phases **recall**, **inspect**, **authenticate** and **decide**: the permit to forward, and

@@ -130,6 +130,8 @@ pub struct Guard {
     /// The guard key (attestation, re-signing inbound requests).
     guard_key: Option<SigningKey>,
     limits: LimitsConfig,
+    /// Connection caps, timeouts and the budget of unauthenticated bodies (`[admission]`).
+    admission: super::admission::Admission,
     unknown_forbidden: bool,
     protected: Vec<Protected>,
     pub(crate) outbound: Option<Outbound>,
@@ -314,6 +316,7 @@ impl Guard {
             label_lookups: super::room_labels::Lookups::default(),
             version_lookups: super::rooms::lookup::Lookups::default(),
             limits: cfg.limits.clone(),
+            admission: super::admission::Admission::new(&cfg.admission),
             unknown_forbidden: cfg.policy.unknown_endpoint == UnknownEndpoint::Forbidden,
             protected,
             outbound,
@@ -429,6 +432,9 @@ impl Guard {
     }
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
+    }
+    pub fn admission(&self) -> &super::admission::Admission {
+        &self.admission
     }
     pub fn txn_limits(&self) -> TxnLimits {
         TxnLimits {
@@ -629,6 +635,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves until `shutdown` resolves, then drains connections (bounded by [`DRAIN_TIMEOUT`]).
 pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    super::admission::memory::start();
     let (tx, rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let sd = Shutdown {

@@ -10,12 +10,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::admission::{ConnSlot, Side};
 use super::exchange::{self, Entry};
 use super::guard::{Guard, Shutdown};
 use crate::telemetry as tm;
-
-/// Time a peer gets to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(guard: Arc<Guard>, listener: TcpListener, mut shutdown: Shutdown) {
     let Some(cfg) = guard.inbound_tls.clone() else {
@@ -33,6 +31,19 @@ pub async fn run(guard: Arc<Guard>, listener: TcpListener, mut shutdown: Shutdow
             _ = shutdown.wait() => return,
         };
         tm::record_connection(tm::Listener::Inbound);
+        let slot = match guard.admission().open(Side::Inbound, addr.ip()) {
+            Ok(s) => s,
+            Err(over) => {
+                guard.admission().turn_away(
+                    tm::Listener::Inbound,
+                    tcp,
+                    addr,
+                    over,
+                    Some(acceptor.clone()),
+                );
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_conn(
             guard.clone(),
@@ -40,6 +51,7 @@ pub async fn run(guard: Arc<Guard>, listener: TcpListener, mut shutdown: Shutdow
             tcp,
             addr,
             shutdown.clone(),
+            slot,
         ));
     }
 }
@@ -50,8 +62,10 @@ async fn serve_conn(
     tcp: TcpStream,
     addr: SocketAddr,
     mut shutdown: Shutdown,
+    _slot: ConnSlot,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let handshake = guard.admission().handshake_timeout();
+    let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             debug!(%addr, "inbound TLS handshake failed: {e}");
@@ -63,6 +77,7 @@ async fn serve_conn(
         }
     };
     let sni = tls.get_ref().1.server_name().map(str::to_string);
+    let http1 = guard.admission().http1();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = guard.clone();
         let sni = sni.clone();
@@ -77,10 +92,7 @@ async fn serve_conn(
             )
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(tls), svc);
+    let conn = http1.serve_connection(TokioIo::new(tls), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => { if let Err(e) = r { debug!(%addr, "inbound connection ended: {e}"); } }

@@ -25,9 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::admission::{ConnSlot, Side};
 use super::exchange::{self, refusal_response, Entry, GuardResponse};
 use super::guard::{Guard, Shutdown};
-use super::inbound::HANDSHAKE_TIMEOUT;
 use super::tls;
 use crate::policy::{Refusal, RefusalReason};
 use crate::telemetry as tm;
@@ -87,7 +87,7 @@ async fn accept_loop<F, Fut>(
     mut shutdown: Shutdown,
     conn: F,
 ) where
-    F: Fn(Arc<Guard>, TcpStream, SocketAddr, Shutdown) -> Fut,
+    F: Fn(Arc<Guard>, TcpStream, SocketAddr, Shutdown, ConnSlot) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let name = listener.as_str();
@@ -111,8 +111,15 @@ async fn accept_loop<F, Fut>(
             drop(tcp);
             continue;
         }
+        let slot = match guard.admission().open(Side::Outbound, addr.ip()) {
+            Ok(s) => s,
+            Err(over) => {
+                guard.admission().turn_away(listener, tcp, addr, over, None);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(conn(guard.clone(), tcp, addr, shutdown.clone()));
+        tokio::spawn(conn(guard.clone(), tcp, addr, shutdown.clone(), slot));
     }
 }
 
@@ -135,12 +142,14 @@ async fn serve_proxy_conn(
     tcp: TcpStream,
     addr: SocketAddr,
     mut shutdown: Shutdown,
+    _slot: ConnSlot,
 ) {
+    let http1 = guard.admission().http1();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = guard.clone();
         async move { Ok::<_, Infallible>(proxy_request(&guard, addr, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+    let conn = http1.serve_connection(TokioIo::new(tcp), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => { if let Err(e) = r { debug!(%addr, "proxy connection ended: {e}"); } }
@@ -206,14 +215,17 @@ async fn serve_connect_conn(
     tcp: TcpStream,
     addr: SocketAddr,
     mut shutdown: Shutdown,
+    slot: ConnSlot,
 ) {
     let sd = shutdown.clone();
+    let http1 = guard.admission().http1();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = guard.clone();
         let sd = sd.clone();
-        async move { Ok::<_, Infallible>(connect_request(guard, addr, req, sd)) }
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(connect_request(guard, addr, req, sd, slot)) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let conn = http1
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades();
     tokio::pin!(conn);
@@ -228,6 +240,7 @@ fn connect_request(
     addr: SocketAddr,
     req: http::Request<hyper::body::Incoming>,
     shutdown: Shutdown,
+    slot: ConnSlot,
 ) -> GuardResponse {
     if req.method() != Method::CONNECT {
         let r = Refusal::new(
@@ -275,12 +288,16 @@ fn connect_request(
     };
     let host = tls::host_part(&authority).to_string();
     tokio::spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => {
+        // The tunnel keeps the connection's slot.
+        let _slot = slot;
+        let handshake = guard.admission().handshake_timeout();
+        let upgraded = match tokio::time::timeout(handshake, hyper::upgrade::on(req)).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => {
                 debug!(%addr, "CONNECT upgrade failed: {e}");
                 return;
             }
+            Err(_) => return,
         };
         let resolver = match ica.resolver_for(&host) {
             Ok(r) => r,
@@ -290,11 +307,8 @@ fn connect_request(
             }
         };
         let acceptor = TlsAcceptor::from(tls::server_config(resolver));
-        let tls = match tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            acceptor.accept(TokioIo::new(upgraded)),
-        )
-        .await
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(TokioIo::new(upgraded)))
+            .await
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -304,6 +318,7 @@ fn connect_request(
             Err(_) => return,
         };
         let _tunnel = tm::tunnel_opened();
+        let http1 = guard.admission().http1();
         let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let guard = guard.clone();
             let destination = authority.clone();
@@ -329,8 +344,7 @@ fn connect_request(
                 )
             }
         });
-        let conn =
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+        let conn = http1.serve_connection(TokioIo::new(tls), svc);
         tokio::pin!(conn);
         let mut shutdown = shutdown;
         tokio::select! {
