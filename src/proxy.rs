@@ -12,6 +12,7 @@ pub mod integrity;
 pub mod notary;
 pub mod outbound;
 pub mod pause;
+pub mod perpdu;
 pub mod rewrite;
 pub mod room_labels;
 pub mod rooms;

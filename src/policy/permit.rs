@@ -68,6 +68,9 @@ pub struct Units<'a> {
     pub to_device: Vec<ToDeviceMessage<'a>>,
     /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
     pub rooms: Option<&'a dyn RoomGate>,
+    /// PDUs (indices into `pdus`) the receiver would itself reject (`proxy::perpdu`): left
+    /// out of the transaction or response (`Verdicts::withhold`), never judged.
+    pub omit: Vec<usize>,
 }
 
 impl Units<'_> {
@@ -125,7 +128,8 @@ pub struct Verdicts {
     pub remove_fields: Vec<FieldRemoval>,
     /// To-device messages to remove, per recipient device (never for an EDU in `drop_edus`).
     pub drop_to_device: Vec<ToDeviceDrop>,
-    /// PDUs to remove from a transaction: their room is paused ([`super::pause`]).
+    /// PDUs to remove from a transaction (their room is paused, [`super::pause`]) or from a
+    /// transaction or response (the receiver would reject them, [`Units::omit`]).
     pub withhold: Vec<Modification>,
 }
 
@@ -327,7 +331,16 @@ fn check_units(
             }
         }
     };
+    let mut omitted = Vec::new();
     for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
+        if units.omit.contains(&i) {
+            omitted.push(Modification {
+                pos,
+                room_id: pdu.room_id.as_deref().map(str::to_string),
+                rule: "not_canonical".into(),
+            });
+            continue;
+        }
         let unit = Unit::Pdu(pdu);
         if withheld(screen.before(&unit), pos)? {
             continue;
@@ -369,6 +382,7 @@ fn check_units(
         apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
     }
     v.withhold = withhold;
+    v.withhold.extend(omitted);
     for (i, edu) in units.edus.iter().enumerate() {
         if screen.edu_paused(edu) {
             v.drop_edus.push(Modification {

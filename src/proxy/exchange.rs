@@ -234,19 +234,7 @@ async fn run(
         None
     };
     let xm = match auth {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| XMatrix::parse(s).ok())
-                .ok_or_else(|| {
-                    refuse(
-                        RefusalReason::Auth,
-                        StatusCode::UNAUTHORIZED,
-                        "M_UNAUTHORIZED",
-                        "malformed X-Matrix Authorization header",
-                    )
-                })?,
-        ),
+        Some(v) => Some(super::perpdu::parse_x_matrix(v)?),
         None => None,
     };
     if endpoint.x_matrix && xm.is_none() {
@@ -453,6 +441,8 @@ async fn run(
                 )
                 .await?;
             }
+            units.omit =
+                super::perpdu::unacceptable(guard, &ctx, Part::Request, &units, room_hint)?;
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
             room_labels::ensure(guard, &ctx, direction, &units, room_hint).await?;
             units.pdu_findings =
@@ -529,7 +519,7 @@ async fn run(
     // PDUs withheld from a transaction (paused rooms): the sender gets an error for each, on
     // the first attempt and on every retry alike.
     let withheld = if endpoint.handler == Handler::Transaction && permit.get().body != body {
-        pause::withheld_ids(
+        super::perpdu::withheld(
             guard.store(),
             &guard.txn_limits(),
             &body,
@@ -581,7 +571,7 @@ async fn run(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let body = pause::merge_pdu_errors(&body, &withheld)
+    let body = super::perpdu::merge_errors(&body, &withheld)
         .map(Bytes::from)
         .unwrap_or(body);
     Ok(Response::from_parts(parts, Full::new(body)))
@@ -659,6 +649,7 @@ async fn release(
         )?;
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
+        units.omit = super::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
@@ -908,7 +899,7 @@ fn inspect_request<'b>(
         .map_err(|e| bad_request(e.errcode(), &e))?;
     if endpoint.handler == Handler::Transaction {
         let t = Transaction::parse(body, &guard.txn_limits())
-            .map_err(|e| bad_request(e.errcode(), &e))?;
+            .map_err(|e| super::perpdu::txn_refusal(&e))?;
         let pdus = t
             .pdu_views()
             .collect::<Result<Vec<_>, _>>()
