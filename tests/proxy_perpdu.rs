@@ -593,3 +593,97 @@ async fn status_codes_follow_synapse() {
     );
     l.g.stop().await;
 }
+
+/// hs1 acting as a key notary: it fetched the remote's keys through the guard (attested with
+/// the guard key) and serves them on its own `/_matrix/key/v2/query` with its notary
+/// signature, as Synapse does. The requester gets the remote's original object back — its
+/// self-signature verifies, and so does hs1's notary signature (the guard signs again with
+/// hs1's key) — and no guard key. An attested object the guard has no original for is left
+/// out of the answer.
+#[tokio::test]
+async fn a_notary_answer_of_a_protected_server_verifies_at_the_requester() {
+    let remote_key = SigningKey::generate("r1").unwrap();
+    let stored: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let served = stored.clone();
+    let l = lab(
+        &remote_key,
+        |_| None,
+        move |s: &Seen| {
+            (s.path_and_query == "/_matrix/key/v2/query").then(|| {
+                serde_json::to_vec(&json!({"server_keys": served.lock().unwrap().clone()})).unwrap()
+            })
+        },
+    )
+    .await;
+    let hs1_key = hs1_key(&l.p);
+
+    // hs1 fetches the remote's keys through the guard: attested.
+    let got = from_hs1(&l.g, &hs1_key, "GET", "/_matrix/key/v2/server", None).await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let attested = got.json();
+    let guard_key_id = "ed25519:gw1";
+    assert!(
+        attested["verify_keys"].get(guard_key_id).is_some(),
+        "{attested}"
+    );
+    // hs1 stores it and serves it as notary, signed with its own key (Synapse's
+    // `remote_key_resource`); beside it an attested object the guard never saw.
+    let as_notary = |v: &serde_json::Value| {
+        let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(v.clone()).unwrap();
+        hs1_key.sign_json(HS1, &mut obj).unwrap();
+        serde_json::to_value(obj).unwrap()
+    };
+    let mut foreign = attested.clone();
+    foreign["valid_until_ts"] = json!(1);
+    stored
+        .lock()
+        .unwrap()
+        .extend([as_notary(&attested), as_notary(&foreign)]);
+
+    let query = br#"{"server_keys":{"remote.test":{}}}"#.to_vec();
+    let got = tls_request(
+        l.g.inbound.unwrap(),
+        &l.p.ca_path,
+        "POST",
+        "/_matrix/key/v2/query",
+        &[("content-type", "application/json".to_string())],
+        query,
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert!(
+        !String::from_utf8_lossy(&got.body).contains("gw1"),
+        "no guard key leaves"
+    );
+    let list = got.json()["server_keys"].as_array().unwrap().clone();
+    assert_eq!(
+        list.len(),
+        1,
+        "the object without a known original is left out: {list:?}"
+    );
+    let obj: ruma::CanonicalJsonObject = serde_json::from_value(list[0].clone()).unwrap();
+    let verify = |server: &str, key: &SigningKey| {
+        let mut only = obj.clone();
+        if let Some(ruma::CanonicalJsonValue::Object(s)) = only.get_mut("signatures") {
+            s.retain(|k, _| k == server);
+        }
+        let mut map = ruma::signatures::PublicKeyMap::new();
+        map.insert(
+            server.to_owned(),
+            [(
+                key.key_id(),
+                ruma::serde::Base64::new(key.public_key().to_vec()),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        ruma::signatures::verify_json(&map, &only)
+    };
+    verify(REMOTE, &remote_key).expect("the remote's own signature verifies");
+    verify(HS1, &hs1_key).expect("hs1's notary signature verifies");
+    assert_eq!(
+        list[0]["verify_keys"],
+        json!({"ed25519:r1": {"key": remote_key.public_key_base64()}})
+    );
+    l.g.stop().await;
+}
