@@ -687,3 +687,55 @@ async fn a_notary_answer_of_a_protected_server_verifies_at_the_requester() {
     );
     l.g.stop().await;
 }
+
+/// PDUs the receiver rejects on their own are withheld from a transaction, the others
+/// delivered: one larger than 65 536 bytes (per-PDU error), one that is not a well-formed event
+/// (no `sender`: no event id, so no entry, as Synapse gives none).
+#[tokio::test]
+async fn oversized_and_malformed_pdus_are_withheld_and_the_others_arrive() {
+    let remote_key = SigningKey::generate("r1").unwrap();
+    let l = lab(&remote_key, |_| None, |_| None).await;
+    let good = signed(REMOTE, &remote_key, message(2, "klein"));
+    // Too large for ruma to sign: a hash and a signature of the right shape.
+    let mut big = message(3, &"x".repeat(70_000));
+    big["hashes"] = json!({"sha256": "AAAA"});
+    big["signatures"] = json!({REMOTE: {"ed25519:r1": "AAAA"}});
+    let mut malformed = message(4, "ohne Absender");
+    malformed.as_object_mut().unwrap().remove("sender");
+    let body = serde_json::to_vec(&json!({
+        "origin": REMOTE, "origin_server_ts": 1, "edus": [],
+        "pdus": [big, good, malformed]
+    }))
+    .unwrap();
+    let got = to_hs1(&l, &remote_key, "o1", &body).await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let answer = got.json();
+    assert_eq!(
+        answer["pdus"][event_id(&big)]["error"].as_str(),
+        Some(grenzwacht::proxy::perpdu::TOO_LARGE_ERROR),
+        "{answer}"
+    );
+    assert_eq!(answer["pdus"].as_object().unwrap().len(), 1, "{answer}");
+    let sends: Vec<Seen> = l
+        .hs1
+        .seen()
+        .into_iter()
+        .filter(|s| s.path_and_query.starts_with("/_matrix/federation/v1/send/"))
+        .collect();
+    assert_eq!(sends.len(), 1);
+    let forwarded: serde_json::Value = serde_json::from_slice(&sends[0].body).unwrap();
+    assert_eq!(forwarded["pdus"], json!([good]));
+    let m = metrics(l.g.admin).await;
+    for cause in ["too_large", "malformed"] {
+        assert_eq!(
+            counter(
+                &m,
+                "grenzwacht_withheld_pdus_total",
+                &[("direction", "inbound"), ("cause", cause)]
+            ),
+            1.0,
+            "{cause}: {m}"
+        );
+    }
+    l.g.stop().await;
+}

@@ -68,8 +68,9 @@ pub struct Units<'a> {
     pub to_device: Vec<ToDeviceMessage<'a>>,
     /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
     pub rooms: Option<&'a dyn RoomGate>,
-    /// PDUs (indices into `pdus`) the receiver would itself reject (`proxy::perpdu`): left
-    /// out of the transaction or response (`Verdicts::withhold`), never judged.
+    /// Positions (as in `pdu_pos`) of PDUs the receiver would itself reject (`proxy::perpdu`;
+    /// a malformed PDU of a transaction has a position but no view): left out of the
+    /// transaction or response (`Verdicts::withhold`), never judged.
     pub omit: Vec<usize>,
 }
 
@@ -331,14 +332,17 @@ fn check_units(
             }
         }
     };
-    let mut omitted = Vec::new();
+    let omitted: Vec<Modification> = units
+        .omit
+        .iter()
+        .map(|&pos| Modification {
+            pos,
+            room_id: None,
+            rule: "unacceptable".into(),
+        })
+        .collect();
     for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
-        if units.omit.contains(&i) {
-            omitted.push(Modification {
-                pos,
-                room_id: pdu.room_id.as_deref().map(str::to_string),
-                rule: "not_canonical".into(),
-            });
+        if units.omit.contains(&pos) {
             continue;
         }
         let unit = Unit::Pdu(pdu);

@@ -428,7 +428,7 @@ async fn run(
             replay_record(forward, rec)?
         }
         None => {
-            let mut units = inspect_request(guard, endpoint, &body)?;
+            let mut units = inspect_request(guard, direction, endpoint, &body)?;
             units.rooms = Some(&gate);
             if let (true, Some(x)) = (must_verify, &xm) {
                 verify_x_matrix(
@@ -441,8 +441,8 @@ async fn run(
                 )
                 .await?;
             }
-            units.omit =
-                super::perpdu::unacceptable(guard, &ctx, Part::Request, &units, room_hint)?;
+            let more = super::perpdu::unacceptable(guard, &ctx, Part::Request, &units, room_hint)?;
+            units.omit.extend(more);
             rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
             room_labels::ensure(guard, &ctx, direction, &units, room_hint).await?;
             units.pdu_findings =
@@ -649,7 +649,8 @@ async fn release(
         )?;
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
-        units.omit = super::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
+        let more = super::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
+        units.omit.extend(more);
         rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
@@ -888,6 +889,7 @@ fn locate<'b>(
 /// Strict parse of a request body according to the endpoint's catalog entry.
 fn inspect_request<'b>(
     guard: &Guard,
+    direction: Direction,
     endpoint: &'static Endpoint,
     body: &'b Bytes,
 ) -> Result<Units<'b>, Refusal> {
@@ -907,17 +909,14 @@ fn inspect_request<'b>(
     json::validate_with(body, jl, top_level(endpoint.request_body))
         .map_err(|e| bad_request(e.errcode(), &e))?;
     if endpoint.handler == Handler::Transaction {
-        let t = Transaction::parse(body, &guard.txn_limits())
+        let t = Transaction::parse(body, &super::perpdu::read_limits(guard.txn_limits()))
             .map_err(|e| super::perpdu::txn_refusal(&e))?;
-        let pdus = t
-            .pdu_views()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad_request(e.errcode(), &e))?;
+        let (pdus, pdu_pos, omit) =
+            super::perpdu::txn_pdus(&t, guard.txn_limits().max_pdu_bytes, direction);
         let edus = t
             .edu_views()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad_request(e.errcode(), &e))?;
-        let pdu_pos = (0..pdus.len()).collect();
         let mut to_device = Vec::new();
         for (i, e) in edus.iter().enumerate() {
             to_device.extend(
@@ -930,6 +929,7 @@ fn inspect_request<'b>(
             pdu_pos,
             edus,
             to_device,
+            omit,
             ..Units::default()
         });
     }

@@ -135,7 +135,7 @@ pub async fn check(
     let mut findings = Vec::with_capacity(units.pdus.len());
     for (i, (pdu, version)) in units.pdus.iter().zip(&versions).enumerate() {
         // Left out anyway (`proxy::perpdu`): nothing to verify.
-        if units.omit.contains(&i) {
+        if units.pdu_pos.get(i).is_some_and(|p| units.omit.contains(p)) {
             findings.push(None);
             continue;
         }

@@ -19,7 +19,14 @@
 //!     400 `M_BAD_JSON`, as Synapse answers.
 //!
 //!   Rooms whose version the guard does not know are left to the other checks (they refuse
-//!   or verify per room version). Counted in `grenzwacht_withheld_pdus_total{cause="not_canonical"}`.
+//!   or verify per room version).
+//! * **Also withheld from a transaction** ([`txn_pdus`]): a PDU larger than 65 536 bytes
+//!   (Synapse rejects it on its own: `MAX_PDU_SIZE`; the sender gets [`TOO_LARGE_ERROR`]) and a
+//!   PDU that is not a well-formed event (no `type`, `sender`, `content` or `origin_server_ts`
+//!   of the right type, duplicate fields: the guard cannot inspect it, Synapse ignores it). In
+//!   responses such events still refuse the answer (502).
+//! * Counted in `grenzwacht_withheld_pdus_total{direction,cause}`, causes `not_canonical`,
+//!   `too_large`, `malformed`.
 //! * **Request signatures are not event rules.** The X-Matrix signature of a transaction with
 //!   such a PDU is checked in the form Synapse checks it ([`crate::federation::pycanonical`]):
 //!   the request is authentic even though one of its events is unacceptable.
@@ -53,8 +60,59 @@ use crate::telemetry as tm;
 pub const NOT_CANONICAL_ERROR: &str =
     "event is not canonical JSON (floats, integers beyond 2^53 and -0 are invalid in this room version)";
 
+/// The error a transaction's sender gets for a PDU larger than the spec allows.
+pub const TOO_LARGE_ERROR: &str = "event is larger than 65536 bytes";
+
 /// Bounded cause label of `grenzwacht_withheld_pdus_total`.
 pub const CAUSE_NOT_CANONICAL: &str = "not_canonical";
+/// See [`CAUSE_NOT_CANONICAL`].
+pub const CAUSE_TOO_LARGE: &str = "too_large";
+/// See [`CAUSE_NOT_CANONICAL`].
+pub const CAUSE_MALFORMED: &str = "malformed";
+
+/// The limits a transaction is read with: counts as configured, the PDU size not — a PDU
+/// beyond it is withheld on its own ([`txn_pdus`]), the others are delivered.
+pub fn read_limits(limits: TxnLimits) -> TxnLimits {
+    TxnLimits {
+        max_pdu_bytes: usize::MAX,
+        ..limits
+    }
+}
+
+/// Views of a transaction's PDUs with their positions, and the positions of the PDUs the
+/// receiver would reject on their own and that are withheld: larger than `max_pdu_bytes`, or
+/// not a well-formed event (missing or mistyped `type`, `sender`, `content`,
+/// `origin_server_ts`, duplicate fields, not an object). `data` is the way the transaction
+/// flows (for the metric).
+pub fn txn_pdus<'a>(
+    t: &Transaction<'a>,
+    max_pdu_bytes: usize,
+    data: crate::policy::Direction,
+) -> (Vec<PduView<'a>>, Vec<usize>, Vec<usize>) {
+    let (mut views, mut positions, mut omit) = (Vec::new(), Vec::new(), Vec::new());
+    for (pos, raw) in t.pdus.iter().enumerate() {
+        let cause = if raw.get().len() > max_pdu_bytes {
+            CAUSE_TOO_LARGE
+        } else {
+            match PduView::parse(raw) {
+                Ok(view) => {
+                    views.push(view);
+                    positions.push(pos);
+                    continue;
+                }
+                Err(_) => CAUSE_MALFORMED,
+            }
+        };
+        tracing::info!(
+            pos,
+            cause,
+            "PDU the receiver would reject: withheld from the transaction"
+        );
+        tm::record_withheld(data, cause);
+        omit.push(pos);
+    }
+    (views, positions, omit)
+}
 
 /// The strict-canonical-JSON flag of a PDU's room version; `None` when the version is not
 /// known (left to the other checks).
@@ -83,9 +141,10 @@ fn breaks_strict_rules(store: &Store, pdu: &PduView<'_>, room_hint: Option<&str>
     strict_room(store, pdu, room_hint) == Some(true) && check_canonical(pdu.raw, true).is_err()
 }
 
-/// The PDUs of `units` (indices into `units.pdus`) that the receiver would itself reject and
-/// that therefore do not cross: left out of a transaction or a response. A request that
-/// carries a single event refuses instead (400 `M_BAD_JSON`).
+/// The positions (as in `units.pdu_pos`) of the PDUs of `units` that break the number rules of
+/// their room version: the receiver would itself reject them, so they do not cross — left out
+/// of a transaction or a response. A request that carries a single event refuses instead (400
+/// `M_BAD_JSON`).
 pub fn unacceptable(
     guard: &Guard,
     ctx: &ExchangeCtx,
@@ -113,7 +172,7 @@ pub fn unacceptable(
         }
         tracing::info!(room = ?pdu.room_id, sender = %pdu.sender, part = ?part, "event is not canonical JSON in a room version that requires it: left out");
         tm::record_withheld(data, CAUSE_NOT_CANONICAL);
-        out.push(i);
+        out.push(units.pdu_pos[i]);
     }
     Ok(out)
 }
@@ -150,9 +209,11 @@ pub fn withheld(
     received: &[u8],
     forwarded: &[u8],
 ) -> Vec<(String, &'static str)> {
+    let max_pdu_bytes = limits.max_pdu_bytes;
+    let limits = read_limits(*limits);
     let (Ok(rec), Ok(fwd)) = (
-        Transaction::parse(received, limits),
-        Transaction::parse(forwarded, limits),
+        Transaction::parse(received, &limits),
+        Transaction::parse(forwarded, &limits),
     ) else {
         return Vec::new();
     };
@@ -175,7 +236,9 @@ pub fn withheld(
         let not_canonical = PduView::parse(raw)
             .map(|p| breaks_strict_rules(store, &p, None))
             .unwrap_or(false);
-        let error = if not_canonical {
+        let error = if raw.get().len() > max_pdu_bytes {
+            TOO_LARGE_ERROR
+        } else if not_canonical {
             NOT_CANONICAL_ERROR
         } else {
             super::pause::WITHHELD_ERROR

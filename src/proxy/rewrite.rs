@@ -228,7 +228,8 @@ impl RequestRewriter<'_> {
             let (pdus, edus) = match parsed {
                 Some(p) => p,
                 None => {
-                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits())
+                    let limits = super::perpdu::read_limits(self.guard.txn_limits());
+                    reparsed = Transaction::parse(&fwd.body, &limits)
                         .map_err(|e| internal(format!("re-parse: {e}")))?;
                     (&reparsed.pdus[..], &reparsed.edus[..])
                 }
