@@ -245,7 +245,7 @@ async fn lab(
 /// A `send_join`, `get_missing_events`, `backfill` or invite answer with one event whose
 /// signature fails arrives whole; that event crosses redacted (the receiver rejects it, as it
 /// would without the guard), every other event unchanged. An event that breaks the room
-/// version's number rules is left out of the answer.
+/// version's number rules, or is no well-formed event, is left out of the answer.
 #[tokio::test]
 async fn one_bad_event_in_a_response_does_not_sink_the_response() {
     let remote_key = SigningKey::generate("r1").unwrap();
@@ -283,7 +283,10 @@ async fn one_bad_event_in_a_response_does_not_sink_the_response() {
         let body = if pq.starts_with("/_matrix/federation/v2/send_join/") {
             json!({"origin": REMOTE, "auth_chain": [c, f], "state": [c, gd, f, fl]})
         } else if pq.starts_with("/_matrix/federation/v1/get_missing_events/") {
-            json!({"events": [fl, gd, f]})
+            // Also a PDU that is no well-formed event (no sender): left out as well.
+            let mut malformed = gd.clone();
+            malformed.as_object_mut().unwrap().remove("sender");
+            json!({"events": [fl, gd, malformed, f]})
         } else if pq.starts_with("/_matrix/federation/v1/backfill/") {
             json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": [f, gd, fl]})
         } else if pq.starts_with("/_matrix/federation/v2/invite/") {

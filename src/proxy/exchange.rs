@@ -986,8 +986,8 @@ fn inspect_response<'b>(
     }
     json::validate_with(body, jl, top_level(endpoint.response_body))
         .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
-    let mut units = locate(endpoint, Part::Response, body, limits.max_pdu_bytes)
-        .map_err(|(_, msg)| bad_upstream(format!("a malformed response ({msg})")))?;
+    let mut units = super::perpdu::locate_response(endpoint, body, limits.max_pdu_bytes)
+        .map_err(|msg| bad_upstream(format!("a malformed response ({msg})")))?;
     units.user_fields = userdata::fields_in(endpoint, query_type, body)
         .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
     Ok(units)

@@ -24,7 +24,8 @@
 //!   (Synapse rejects it on its own: `MAX_PDU_SIZE`; the sender gets [`TOO_LARGE_ERROR`]) and a
 //!   PDU that is not a well-formed event (no `type`, `sender`, `content` or `origin_server_ts`
 //!   of the right type, duplicate fields: the guard cannot inspect it, Synapse ignores it). In
-//!   responses such events still refuse the answer (502).
+//!   responses such PDUs are cut out of their arrays ([`locate_response`]); a malformed event
+//!   that is not a PDU (stripped state, a template) still refuses the answer (502).
 //! * Counted in `grenzwacht_withheld_pdus_total{direction,cause}`, causes `not_canonical`,
 //!   `too_large`, `malformed`.
 //! * **Request signatures are not event rules.** The X-Matrix signature of a transaction with
@@ -139,6 +140,51 @@ fn create_version(content: &RawValue) -> String {
 /// Whether the receiver would reject `pdu` for its numbers (room version 6+).
 fn breaks_strict_rules(store: &Store, pdu: &PduView<'_>, room_hint: Option<&str>) -> bool {
     strict_room(store, pdu, room_hint) == Some(true) && check_canonical(pdu.raw, true).is_err()
+}
+
+/// Typed views of every event of a response, as the exchange inspects a request's, except
+/// that a PDU larger than `max_pdu_bytes` or not a well-formed event is not a view: its
+/// position goes to `Units::omit` and it is cut out of the answer (the receiver would reject
+/// it). A malformed event that is not a PDU (stripped state, templates) still fails the
+/// answer. `Err` carries a payload-free message.
+pub fn locate_response<'b>(
+    endpoint: &'static Endpoint,
+    body: &'b [u8],
+    max_pdu_bytes: usize,
+) -> Result<Units<'b>, String> {
+    use crate::federation::catalog::EventKind;
+    let mut units = Units::default();
+    if !endpoint.carries(Part::Response).has_events() {
+        return Ok(units);
+    }
+    let found = crate::federation::pdu::pdus_in(endpoint, Part::Response, body)
+        .map_err(|e| e.to_string())?;
+    for (pos, f) in found.into_iter().enumerate() {
+        match f.kind() {
+            EventKind::Pdu => {
+                let view = (f.raw.get().len() <= max_pdu_bytes)
+                    .then(|| f.pdu().ok())
+                    .flatten();
+                match view {
+                    Some(v) => {
+                        units.pdus.push(v);
+                        units.pdu_pos.push(pos);
+                    }
+                    None => {
+                        tracing::info!(pos, "event of a response too large or malformed: left out");
+                        units.omit.push(pos);
+                    }
+                }
+            }
+            _ => {
+                units
+                    .events
+                    .push(f.event().map_err(|e| format!("event {pos}: {e}"))?);
+                units.event_pos.push(pos);
+            }
+        }
+    }
+    Ok(units)
 }
 
 /// The positions (as in `units.pdu_pos`) of the PDUs of `units` that break the number rules of
@@ -463,5 +509,6 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["pdus"]["$a"], serde_json::json!({}));
         assert_eq!(v["pdus"]["$b"]["error"], NOT_CANONICAL_ERROR);
+        assert!(merge_errors(b"[]", &[("$b".into(), NOT_CANONICAL_ERROR)]).is_none());
     }
 }
