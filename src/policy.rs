@@ -38,6 +38,7 @@ pub mod media;
 pub mod opaque;
 pub mod pause;
 pub mod permit;
+pub(crate) mod replay;
 pub mod rules;
 pub mod static_policy;
 pub mod verdict;
@@ -46,7 +47,7 @@ pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
 pub use layers::Layers;
 pub use permit::{
-    decide, decide_response, replay, FieldRemoval, Forward, Modification, Permit, Release, Rewrite,
+    decide, decide_response, FieldRemoval, Forward, Modification, Permit, Release, Rewrite,
     ToDeviceDrop, Units, Verdicts,
 };
 pub use static_policy::StaticPolicy;

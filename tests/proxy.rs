@@ -67,7 +67,12 @@ fn guard_key_file(p: &Pki) -> (SigningKey, std::path::PathBuf) {
 }
 
 fn txn(pdus: Vec<serde_json::Value>) -> Vec<u8> {
-    serde_json::to_vec(&json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": pdus, "edus": []}))
+    txn_from(REMOTE, pdus)
+}
+
+/// A transaction whose body names `origin` (it must be the X-Matrix origin).
+fn txn_from(origin: &str, pdus: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({"origin": origin, "origin_server_ts": 1, "pdus": pdus, "edus": []}))
         .unwrap()
 }
 
@@ -438,7 +443,7 @@ async fn synapse_proxy_protocol_forwards_to_the_routed_destination() {
     let toml = outbound_toml(&p, remote.addr, "[policy]\ndeny_servers = [\"evil.test\"]")
         .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr));
     let g = start_guard(&p, &toml).await;
-    let body = txn(vec![pdu(1, "ausgehend")]);
+    let body = txn_from(HS1, vec![pdu(1, "ausgehend")]);
     let path = "/_matrix/federation/v1/send/out1";
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&body));
     let target = format!("matrix-federation://{REMOTE}{path}");
@@ -538,7 +543,7 @@ async fn forged_outbound_requests_are_refused_and_never_resigned() {
     let g = start_guard(&p, &toml).await;
     let forger = SigningKey::generate("hs1").unwrap();
     let mut body: serde_json::Value =
-        serde_json::from_slice(&txn(vec![pdu(1, "ausgehend")])).unwrap();
+        serde_json::from_slice(&txn_from(HS1, vec![pdu(1, "ausgehend")])).unwrap();
     body["edus"] = json!([
         {"edu_type": "m.presence", "content": {"push": [{"user_id": format!("@a:{HS1}"), "presence": "online", "status_msg": "im Urlaub"}]}},
         {"edu_type": "m.direct_to_device", "content": {"sender": format!("@a:{HS1}"), "type": "m.room_key_request", "message_id": "m1",
@@ -549,7 +554,7 @@ async fn forged_outbound_requests_are_refused_and_never_resigned() {
     let target = format!("matrix-federation://{REMOTE}{path}");
     // Forged with a key hs1 does not have: with the EDU a rule drops, and plain (which would
     // otherwise be forwarded unchanged).
-    let plain = txn(vec![pdu(2, "unverändert")]);
+    let plain = txn_from(HS1, vec![pdu(2, "unverändert")]);
     for b in [&body, &plain] {
         let hdr = auth(&forger, HS1, REMOTE, "PUT", path, Some(b));
         let headers = vec![
@@ -586,6 +591,17 @@ async fn forged_outbound_requests_are_refused_and_never_resigned() {
         ) >= 3.0,
         "{m}"
     );
+    // Genuinely signed by hs1, but the body names another origin: the receiver would attribute
+    // its EDUs to that server. Refused before anything is forwarded.
+    let other = txn_from("third.test", vec![pdu(3, "unverändert")]);
+    let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&other));
+    let headers = vec![
+        ("authorization", hdr),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+    ];
+    let got = plain_request(g.proxy.unwrap(), "PUT", &target, &headers, other.clone()).await;
+    assert_eq!(got.status, 403, "{:?}", String::from_utf8_lossy(&got.body));
+    assert!(remote.seen().is_empty());
     // The genuine signature over the plain transaction passes.
     let hdr = auth(&key, HS1, REMOTE, "PUT", path, Some(&plain));
     let headers = vec![
@@ -2075,7 +2091,7 @@ enabled = false
     let g = start_guard(&p, &toml).await;
     let origin = trap_addr.to_string();
     let key = SigningKey::generate("x1").unwrap();
-    let body = txn(vec![]);
+    let body = txn_from(&origin, vec![]);
     let uri = "/_matrix/federation/v1/send/ssrf1";
     let hdr = auth(&key, &origin, HS1, "PUT", uri, Some(&body));
     let got = tls_request(

@@ -10,13 +10,48 @@ use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
 
-/// Proof that the policy released `T`. Only [`decide`] and [`decide_response`] construct it.
+/// Proof that the policy released `T`. Only [`decide`], [`decide_response`] and the
+/// crate-private replay of a stored transaction decision construct it; nothing outside the
+/// `policy` module can:
+///
+/// Anyone may hold and read one:
+///
+/// ```
+/// use grenzwacht::policy::{Forward, Permit};
+/// fn body(p: &Permit<Forward>) -> &[u8] {
+///     &p.get().body
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use grenzwacht::policy::{Forward, Permit};
+/// fn forge(f: Forward) -> Permit<Forward> {
+///     Permit { inner: f } // private field: does not compile
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use grenzwacht::policy::{Forward, Permit};
+/// fn forge(f: Forward) -> Permit<Forward> {
+///     Permit::issue(f) // restricted to the policy module: does not compile
+/// }
+/// ```
+///
+/// ```compile_fail
+/// // The replay of a stored decision is crate-private as well.
+/// use grenzwacht::policy::replay::replay;
+/// ```
 #[derive(Debug)]
 pub struct Permit<T> {
     inner: T,
 }
 
 impl<T> Permit<T> {
+    /// Only the policy module issues permits ([`decide`], [`decide_response`] and the replay of
+    /// a stored decision in `policy::replay`).
+    pub(super) fn issue(inner: T) -> Self {
+        Permit { inner }
+    }
     pub fn get(&self) -> &T {
         &self.inner
     }
@@ -214,30 +249,6 @@ fn check_request_text(
         }
     }
     Ok(())
-}
-
-/// Replays a decision the policy already took for the same transaction (idempotent retries):
-/// the stored forwarded body and X-Matrix header replace the received ones. A sender retries a
-/// transaction with the same content; giving the retry anything but the first decision could
-/// leak what the first attempt withheld (e.g. after a policy reload).
-///
-/// This is the only other constructor of `Permit<Forward>`: it re-issues a permit that
-/// [`decide`] issued before, from the store.
-pub fn replay(
-    mut forward: Forward,
-    stored_body: Bytes,
-    stored_x_matrix: Option<http::HeaderValue>,
-) -> Permit<Forward> {
-    forward.body = stored_body;
-    match stored_x_matrix {
-        Some(h) => {
-            forward.headers.insert(http::header::AUTHORIZATION, h);
-        }
-        None => {
-            forward.headers.remove(http::header::AUTHORIZATION);
-        }
-    }
-    Permit { inner: forward }
 }
 
 /// Runs the policy over a response and every unit in it, applies the verdicts, returns the

@@ -1,43 +1,55 @@
-//! One federation exchange (request + response) as named phases with one context.
+//! One federation exchange (request + response) as named phases over one context.
 //!
-//! Phases, in order (pingora style):
-//! 1. **classify** — match method + path against the endpoint catalog; unknown → refuse.
-//! 2. **identify** — who talks to whom: X-Matrix origin/destination, the protected server, the
-//!    peer; inconsistent or missing authentication → refuse.
-//! 3. **read** — buffer the body up to the limit.
-//! 4. **inspect** — strict JSON, transaction limits, typed views over the raw bytes.
-//! 5. **decide** — the policy over request, PDUs, EDUs → `Permit<Forward>` or refusal.
-//! 6. **forward** — the upstream client sends the permitted bytes.
-//! 7. **inspect response** — strict JSON of the response; malformed → 502.
-//! 8. **release** — the policy over the response → `Permit<Release>`.
+//! Phases, in order (pingora style; each is a function named like the phase):
+//! 1. **classify** ([`handle`]) — match method + path against the endpoint catalog; unknown →
+//!    refuse.
+//! 2. **identify** ([`identify`]) — who talks to whom, from the head alone: X-Matrix origin and
+//!    destination, the protected server, the peer; a denied origin, an unprotected destination,
+//!    malformed or missing authentication → refuse, before any key fetch or body byte.
+//! 3. **admit** ([`admit`]) — what else the head decides before the body is read: a room paused
+//!    towards the answer's side, a declared length over the limit.
+//! 4. **read** ([`read`]) — buffer the body up to the limit.
+//! 5. **recall** ([`replay::recall`](super::replay::recall)) — a retried transaction finds the
+//!    first attempt's decision.
+//! 6. **inspect** ([`inspect::inspect_request`]) — strict JSON, transaction limits, typed views
+//!    over the raw bytes (skipped for a recalled transaction).
+//! 7. **authenticate** ([`authenticate::verify_x_matrix`], [`authenticate::check_origin`]) — the
+//!    X-Matrix signature with keys the guard fetched itself (outbound always, inbound per
+//!    `[inbound] verify_signatures`); a transaction's `origin` must be the signed origin.
+//! 8. **decide** ([`decide`]) — rooms learned, labels looked up, PDU integrity, then the policy
+//!    over request, PDUs, EDUs → `Permit<Forward>` or refusal; a recalled decision is replayed
+//!    instead (`policy::replay`); a decision that withheld something is remembered.
+//! 9. **forward** ([`respond::send_upstream`], or the guard's notary) — the upstream client sends
+//!    the permitted bytes.
+//! 10. **inspect_response** and **release** ([`respond::release`]) — strict JSON of the response
+//!     (malformed → 502), the policy over it → `Permit<Release>`; PDUs withheld from a transaction
+//!     get their per-PDU errors in the answer.
 //!
 //! Every refusal is a Matrix error to the sender, a log line and a metric with a bounded
-//! reason label. Nothing in this file forwards without a permit.
+//! reason label. Nothing in this module forwards without a permit.
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tracing::{info, warn, Instrument};
 
 use super::guard::Guard;
-use super::upstream::{strip_hop_by_hop, UpstreamError};
+use super::replay::{self, TxnKey};
+use super::upstream::strip_hop_by_hop;
 use super::{integrity, pause, rewrite, room_labels, rooms};
-use crate::federation::catalog::{self, BodyKind, Direction as Part, Endpoint, EventKind, Handler};
-use crate::federation::json::{self, JsonLimits, TopLevel};
-use crate::federation::txn::Transaction;
+use crate::federation::catalog::{self, Direction as Part, Endpoint, Handler};
 use crate::federation::xmatrix::XMatrix;
-use crate::federation::{pdu, userdata};
-use crate::policy::permit::Units;
-use crate::policy::{
-    decide, decide_response, replay, Direction, ExchangeCtx, Forward, Refusal, RefusalReason,
-    Release,
-};
-use crate::store::{TxnAction, TxnDecision, TxnPut, TxnRecord};
+use crate::policy::{Direction, ExchangeCtx, Forward, Permit, Refusal, RefusalReason};
 use crate::telemetry as tm;
+
+mod authenticate;
+mod inspect;
+mod respond;
 
 /// Where a request entered the guard.
 #[derive(Debug, Clone)]
@@ -195,7 +207,41 @@ fn unknown_endpoint(guard: &Guard, method: &Method, path: &str) -> Refusal {
     }
 }
 
-/// Phases 2–8 for a catalogued endpoint.
+/// What [`identify`] learned from the head.
+struct Identity {
+    /// The parsed X-Matrix header (endpoints that require one always have it).
+    xm: Option<XMatrix>,
+    /// The `Host` header as received.
+    host_header: Option<String>,
+    /// Where the request goes: the protected server inbound, the remote server outbound.
+    destination: String,
+}
+
+/// The context of one exchange, filled in by the phases in order.
+struct Exchange<'g> {
+    guard: &'g Guard,
+    /// One policy snapshot for the whole exchange (a reload never splits a request).
+    policy: std::sync::Arc<crate::policy::Layers>,
+    endpoint: &'static Endpoint,
+    /// Path parameters, percent-decoded (room ids, event ids); the raw path is what is forwarded.
+    params: Vec<(&'static str, String)>,
+    id: Identity,
+    ctx: ExchangeCtx,
+}
+
+impl Exchange<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn direction(&self) -> Direction {
+        self.ctx.direction
+    }
+}
+
+/// Phases 2–10 for a catalogued endpoint.
 async fn run(
     guard: &Guard,
     entry: &Entry,
@@ -205,12 +251,97 @@ async fn run(
     path_and_query: String,
     req_bytes: &mut usize,
 ) -> Result<GuardResponse, Refusal> {
-    let direction = entry.direction();
-    // One policy snapshot for the whole exchange (a reload never splits a request).
-    let policy = guard.policy();
     let (parts, body) = req.into_parts();
+    let (id, ctx) = identify(guard, entry, endpoint, &parts, &params)?;
+    let x = Exchange {
+        guard,
+        policy: guard.policy(),
+        endpoint,
+        params,
+        id,
+        ctx,
+    };
+    admit(&x, &parts)?;
+    let body = read(&x, body).await?;
+    *req_bytes = body.len();
 
-    // --- identify
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let forward = Forward {
+        method: parts.method,
+        path_and_query,
+        headers,
+        body: body.clone(),
+    };
+    let (permit, withheld) = decide(&x, forward, &body).await?;
+
+    // --- forward (or, for key queries to the guard's notary name, answer them)
+    let notary = match x.direction() {
+        Direction::Outbound => guard.notary_for(&x.id.destination).map(str::to_string),
+        Direction::Inbound => None,
+    };
+    let up = if notary.is_some() {
+        if !matches!(
+            endpoint.id,
+            "key_query_get" | "key_query_get_by_id" | "key_query_post"
+        ) {
+            return Err(refuse(
+                RefusalReason::UnknownEndpoint,
+                StatusCode::NOT_FOUND,
+                "M_UNRECOGNIZED",
+                "the guard's notary name serves key queries only",
+            ));
+        }
+        let servers = super::notary::requested_servers(
+            endpoint.id,
+            x.param("serverName"),
+            &permit.get().body,
+        )?;
+        super::notary::answer(guard, permit, &servers).await
+    } else {
+        respond::send_upstream(
+            guard,
+            x.direction(),
+            &x.id.destination,
+            x.id.host_header.clone(),
+            permit,
+        )
+        .await?
+    };
+    let resp = respond::release(
+        guard,
+        &*x.policy,
+        &x.ctx,
+        x.param("roomId"),
+        x.param("queryType"),
+        notary.as_deref(),
+        up,
+    )
+    .await?;
+    if withheld.is_empty() || resp.status() != StatusCode::OK {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body = super::perpdu::merge_errors(&body, &withheld)
+        .map(Bytes::from)
+        .unwrap_or(body);
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Phase **identify**: who talks to whom, from the head alone.
+fn identify(
+    guard: &Guard,
+    entry: &Entry,
+    endpoint: &'static Endpoint,
+    parts: &Parts,
+    params: &[(&'static str, String)],
+) -> Result<(Identity, ExchangeCtx), Refusal> {
+    let direction = entry.direction();
     // Only X-Matrix endpoints carry an X-Matrix header; others (openid, 3pid, keys) are
     // unauthenticated at this layer.
     // Synapse merges the signatures of several Authorization headers: refuse more than one.
@@ -299,62 +430,75 @@ async fn run(
     if let Some(p) = &peer {
         span.record("peer", p.as_str());
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    };
     let txn_id = (endpoint.handler == Handler::Transaction)
-        .then(|| param("txnId").map(str::to_string))
+        .then(|| {
+            params
+                .iter()
+                .find(|(k, _)| *k == "txnId")
+                .map(|(_, v)| v.clone())
+        })
         .flatten();
-    let room_hint = param("roomId");
     if let Some(t) = &txn_id {
         span.record("txn", t.as_str());
     }
     let ctx = ExchangeCtx {
         direction,
         endpoint,
-        peer: peer.clone(),
+        peer,
         protected,
-        txn_id: txn_id.clone(),
+        txn_id,
     };
+    Ok((
+        Identity {
+            xm,
+            host_header,
+            destination,
+        },
+        ctx,
+    ))
+}
+
+/// Phase **admit**: what the head decides before a body byte is read.
+fn admit(x: &Exchange<'_>, parts: &Parts) -> Result<(), Refusal> {
     // A room paused towards the side the answer would reach: nothing of it is fetched.
-    if let (Some(room), false) = (room_hint, endpoint.handler == Handler::Transaction) {
-        if guard.pauses().is_paused(direction.reverse(), room) {
+    if let (Some(room), false) = (
+        x.param("roomId"),
+        x.endpoint.handler == Handler::Transaction,
+    ) {
+        if x.guard.pauses().is_paused(x.direction().reverse(), room) {
             return Err(crate::policy::pause::not_found());
         }
     }
-    let gate = pause::Gate { guard, room_hint };
-
-    // --- read
-    let limits = guard.limits();
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_request_body as u64) {
-        return Err(refuse(
-            RefusalReason::TooLarge,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "M_TOO_LARGE",
-            "request body too large",
-        ));
+    if declared.is_some_and(|n| n > x.guard.limits().max_request_body as u64) {
+        return Err(too_large());
     }
-    let body = Limited::new(body, limits.max_request_body)
+    Ok(())
+}
+
+fn too_large() -> Refusal {
+    refuse(
+        RefusalReason::TooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+        "request body too large",
+    )
+}
+
+/// Phase **read**: the whole body, up to the limit.
+async fn read(x: &Exchange<'_>, body: Incoming) -> Result<Bytes, Refusal> {
+    let body = Limited::new(body, x.guard.limits().max_request_body)
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                refuse(
-                    RefusalReason::TooLarge,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "M_TOO_LARGE",
-                    "request body too large",
-                )
+                too_large()
             } else {
                 refuse(
                     RefusalReason::BadJson,
@@ -364,59 +508,63 @@ async fn run(
                 )
             }
         })?;
-    let body = body.to_bytes();
-    *req_bytes = body.len();
+    Ok(body.to_bytes())
+}
 
-    // --- inspect + decide
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    let forward = Forward {
-        method: parts.method.clone(),
-        path_and_query,
-        headers,
-        body: body.clone(),
-    };
+/// Phases **recall**, **inspect**, **authenticate** and **decide**: the permit to forward, and
+/// the event ids of PDUs withheld from a transaction (paused rooms), which get a per-PDU error
+/// in the answer on the first attempt and every retry alike.
+async fn decide(
+    x: &Exchange<'_>,
+    forward: Forward,
+    body: &Bytes,
+) -> Result<(Permit<Forward>, Vec<(String, &'static str)>), Refusal> {
+    let guard = x.guard;
+    let direction = x.direction();
     // Idempotent retries: a transaction seen before gets exactly the first decision.
-    let txn_key = match (&txn_id, &xm) {
-        (Some(t), Some(x)) => Some((
-            direction.as_str(),
-            x.origin.to_string(),
-            destination.to_ascii_lowercase(),
-            t.clone(),
+    let txn_key = match (&x.ctx.txn_id, &x.id.xm) {
+        (Some(t), Some(xm)) => Some(TxnKey::new(
+            direction,
+            xm.origin.as_str(),
+            &x.id.destination,
+            t,
         )),
         _ => None,
     };
-    let stored = match &txn_key {
-        Some((d, o, dst, t)) => guard.store().txn_decision(d, o, dst, t).map_err(|e| {
-            refuse(
-                RefusalReason::Internal,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "M_UNKNOWN",
-                format!("transaction store: {e}"),
-            )
-        })?,
+    let recalled = match &txn_key {
+        Some(k) => replay::recall(guard.store(), k).await?,
         None => None,
+    };
+    let inspected = match recalled {
+        Some(_) => None,
+        None => Some(inspect::inspect_request(
+            guard, direction, x.endpoint, body,
+        )?),
     };
     // Authenticate after strict parsing: the X-Matrix signature against the origin's own keys,
     // fetched by the guard itself. Inbound per `[inbound] verify_signatures`; outbound always:
     // the guard re-signs modified requests with the protected server's key, so it must never
     // sign what the protected server did not (anyone reaching the outbound listener could
     // otherwise speak as that server).
-    let must_verify = direction == Direction::Outbound || guard.verify_inbound();
-    let permit = match stored {
-        Some(rec) => {
-            if let (true, Some(x)) = (must_verify, &xm) {
-                verify_x_matrix(
-                    guard,
-                    x,
-                    &forward.method,
-                    &forward.path_and_query,
-                    &destination,
-                    &body,
-                )
-                .await?;
-            }
-            if !rec.body_matches(&body) {
+    if let Some(xm) = &x.id.xm {
+        if let Some(origin) = inspected.as_ref().and_then(|i| i.txn_origin.as_deref()) {
+            authenticate::check_origin(xm, origin)?;
+        }
+        if direction == Direction::Outbound || guard.verify_inbound() {
+            authenticate::verify_x_matrix(
+                guard,
+                xm,
+                &forward.method,
+                &forward.path_and_query,
+                &x.id.destination,
+                body,
+            )
+            .await?;
+        }
+    }
+    let permit = match (recalled, inspected) {
+        (Some(rec), _) => {
+            if !rec.body_matches(body) {
                 return Err(refuse(
                     RefusalReason::BadJson,
                     StatusCode::BAD_REQUEST,
@@ -425,602 +573,54 @@ async fn run(
                 ));
             }
             tracing::info!("retried transaction: replaying the first decision");
-            replay_record(forward, rec)?
+            crate::policy::replay::replay(forward, rec)?
         }
-        None => {
-            let mut units = inspect_request(guard, direction, endpoint, &body)?;
+        (None, Some(inspected)) => {
+            let room_hint = x.param("roomId");
+            let gate = pause::Gate { guard, room_hint };
+            let mut units = inspected.units;
             units.rooms = Some(&gate);
-            if let (true, Some(x)) = (must_verify, &xm) {
-                verify_x_matrix(
-                    guard,
-                    x,
-                    &forward.method,
-                    &forward.path_and_query,
-                    &destination,
-                    &body,
-                )
-                .await?;
-            }
-            let more = super::perpdu::unacceptable(guard, &ctx, Part::Request, &units, room_hint)?;
+            let more =
+                super::perpdu::unacceptable(guard, &x.ctx, Part::Request, &units, room_hint)?;
             units.omit.extend(more);
-            rooms::learn(guard, endpoint, Part::Request, room_hint, &body, &units);
-            room_labels::ensure(guard, &ctx, direction, &units, room_hint).await?;
+            rooms::learn(guard, x.endpoint, Part::Request, room_hint, body, &units);
+            room_labels::ensure(guard, &x.ctx, direction, &units, room_hint).await?;
             units.pdu_findings =
-                integrity::check(guard, &ctx, direction, &units, room_hint).await?;
+                integrity::check(guard, &x.ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
-            let mut decided = decide(
-                &*policy,
-                &ctx,
+            let mut decided = crate::policy::decide(
+                &*x.policy,
+                &x.ctx,
                 &units,
                 forward,
                 &rewrite::ParsedRequestRewriter {
                     rewriter: rewrite::RequestRewriter {
                         guard,
-                        ctx: &ctx,
-                        endpoint,
+                        ctx: &x.ctx,
+                        endpoint: x.endpoint,
                         room_hint,
                     },
                     units: &units,
                 },
             );
-            if let (Some((d, o, dst, t)), Some(template)) = (&txn_key, template) {
-                // Stored: decisions that withheld something (a refusal by policy, a modified
-                // body). A retry must not get less than that. Not stored: unchanged pass-through
-                // (a stricter decision on retry leaks nothing, and storing every transaction's
-                // bytes would cost the hot path), internal faults and a not-yet-known room
-                // version (a later redaction leaks nothing either).
-                let withheld = match &decided {
-                    Ok(p) => p.get().body != body,
-                    Err(r) => matches!(
-                        r.reason,
-                        RefusalReason::Policy
-                            | RefusalReason::RequestText
-                            | RefusalReason::ServerDenied
-                            | RefusalReason::ClassDenied
-                    ),
-                };
-                if withheld {
-                    let record = match &decided {
-                        Ok(p) => TxnDecision::forward(
-                            200,
-                            p.get().body.to_vec(),
-                            p.get()
-                                .headers
-                                .get(http::header::AUTHORIZATION)
-                                .and_then(|h| h.to_str().ok())
-                                .map(str::to_string),
-                        ),
-                        Err(r) => {
-                            TxnDecision::refuse(r.status.as_u16(), r.errcode, r.message.clone())
-                        }
-                    };
-                    match guard.store().put_txn_decision(d, o, dst, t, &body, &record) {
-                        Ok(TxnPut::Inserted(_)) => {}
-                        // A concurrent attempt of the same transaction decided first: its
-                        // decision is the one every attempt gets.
-                        Ok(TxnPut::Existing(rec)) => decided = replay_record(template, rec),
-                        Err(e) => {
-                            tracing::warn!("cannot store transaction decision: {e}");
-                            return Err(refuse(
-                                RefusalReason::Internal,
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "M_UNKNOWN",
-                                "transaction store unavailable",
-                            ));
-                        }
+            if let (Some(key), Some(template)) = (&txn_key, template) {
+                if replay::withheld(&decided, body) {
+                    // A concurrent attempt of the same transaction decided first: its decision
+                    // is the one every attempt gets.
+                    if let Some(rec) = replay::remember(guard.store(), key, body, &decided).await? {
+                        decided = crate::policy::replay::replay(template, rec);
                     }
                 }
             }
             decided?
         }
+        (None, None) => unreachable!("a request is either recalled or inspected"),
     };
-
-    // PDUs withheld from a transaction (paused rooms): the sender gets an error for each, on
-    // the first attempt and on every retry alike.
-    let withheld = if endpoint.handler == Handler::Transaction && permit.get().body != body {
-        super::perpdu::withheld(
-            guard.store(),
-            &guard.txn_limits(),
-            &body,
-            &permit.get().body,
-        )
+    let withheld = if x.endpoint.handler == Handler::Transaction && permit.get().body != *body {
+        super::perpdu::withheld(guard.store(), &guard.txn_limits(), body, &permit.get().body)
     } else {
         Vec::new()
     };
-
-    // --- forward (or, for key queries to the guard's notary name, answer them)
-    let notary = match direction {
-        Direction::Outbound => guard.notary_for(&destination).map(str::to_string),
-        Direction::Inbound => None,
-    };
-    let up = if notary.is_some() {
-        if !matches!(
-            endpoint.id,
-            "key_query_get" | "key_query_get_by_id" | "key_query_post"
-        ) {
-            return Err(refuse(
-                RefusalReason::UnknownEndpoint,
-                StatusCode::NOT_FOUND,
-                "M_UNRECOGNIZED",
-                "the guard's notary name serves key queries only",
-            ));
-        }
-        let servers =
-            super::notary::requested_servers(endpoint.id, param("serverName"), &permit.get().body)?;
-        super::notary::answer(guard, permit, &servers).await
-    } else {
-        send_upstream(guard, direction, &destination, host_header, permit).await?
-    };
-    let resp = release(
-        guard,
-        &*policy,
-        &ctx,
-        room_hint,
-        param("queryType"),
-        notary.as_deref(),
-        up,
-    )
-    .await?;
-    if withheld.is_empty() || resp.status() != StatusCode::OK {
-        return Ok(resp);
-    }
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let body = super::perpdu::merge_errors(&body, &withheld)
-        .map(Bytes::from)
-        .unwrap_or(body);
-    Ok(Response::from_parts(parts, Full::new(body)))
-}
-
-/// Phase 6: the upstream client sends the permitted bytes.
-async fn send_upstream(
-    guard: &Guard,
-    direction: Direction,
-    destination: &str,
-    host_header: Option<String>,
-    permit: crate::policy::Permit<Forward>,
-) -> Result<super::upstream::UpstreamResponse, Refusal> {
-    let destination = destination.to_string();
-    let upstream = match direction {
-        Direction::Inbound => guard.inbound_upstream(&destination),
-        Direction::Outbound => guard.outbound_upstream(),
-    }
-    .ok_or_else(|| {
-        refuse(
-            RefusalReason::Internal,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "M_UNKNOWN",
-            "no upstream for this direction",
-        )
-    })?;
-    let host = match direction {
-        Direction::Inbound => host_header.unwrap_or_else(|| destination.clone()),
-        Direction::Outbound => destination.clone(),
-    };
-    let up = upstream.send(permit, &destination, &host).await;
-    let up = match up {
-        Ok(r) => r,
-        Err(e) => {
-            tm::record_upstream(direction, None);
-            return Err(upstream_refusal(&e));
-        }
-    };
-    tm::record_upstream(direction, Some(up.status.as_u16()));
-    Ok(up)
-}
-
-/// Phases 7–8: strict parse of the response, the policy over it, the permit to release it.
-async fn release(
-    guard: &Guard,
-    policy: &dyn crate::policy::Policy,
-    ctx: &ExchangeCtx,
-    room_hint: Option<&str>,
-    query_type: Option<&str>,
-    notary: Option<&str>,
-    up: super::upstream::UpstreamResponse,
-) -> Result<GuardResponse, Refusal> {
-    let (direction, endpoint) = (ctx.direction, ctx.endpoint);
-    let mut resp_headers = up.headers;
-    strip_hop_by_hop(&mut resp_headers);
-    resp_headers.remove(http::header::CONTENT_LENGTH);
-    let body = if up.status.is_success() && endpoint.handler == Handler::Keys {
-        keys_in_transit(guard, endpoint, direction, notary, &ctx.protected, up.body)?
-    } else {
-        up.body
-    };
-    let release = Release {
-        status: up.status,
-        headers: resp_headers,
-        body: body.clone(),
-    };
-    let permit = {
-        let mut units = inspect_response(
-            guard,
-            endpoint,
-            up.status,
-            &release.headers,
-            &body,
-            query_type,
-        )?;
-        let gate = pause::Gate { guard, room_hint };
-        units.rooms = Some(&gate);
-        let more = super::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
-        units.omit.extend(more);
-        rooms::learn(guard, endpoint, Part::Response, room_hint, &body, &units);
-        room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
-        units.pdu_findings =
-            integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
-        decide_response(
-            policy,
-            ctx,
-            &units,
-            release,
-            &rewrite::ResponseRewriter {
-                guard,
-                ctx,
-                endpoint,
-                room_hint,
-            },
-        )?
-    };
-    let rel = permit.into_inner();
-    let mut resp = Response::new(Full::new(rel.body));
-    *resp.status_mut() = rel.status;
-    *resp.headers_mut() = rel.headers;
-    Ok(resp)
-}
-
-/// The permit (or refusal) a stored transaction decision stands for.
-fn replay_record(
-    forward: Forward,
-    rec: TxnRecord,
-) -> Result<crate::policy::Permit<Forward>, Refusal> {
-    match rec.decision.action {
-        TxnAction::Forward { body, x_matrix } => {
-            let hdr = x_matrix.and_then(|h| HeaderValue::from_str(&h).ok());
-            Ok(replay(forward, Bytes::from(body), hdr))
-        }
-        TxnAction::Refuse { errcode, error } => {
-            let status = StatusCode::from_u16(rec.decision.status).unwrap_or(StatusCode::FORBIDDEN);
-            let errcode: &'static str = if errcode == "M_FORBIDDEN" {
-                "M_FORBIDDEN"
-            } else {
-                "M_UNKNOWN"
-            };
-            Err(refuse(RefusalReason::Policy, status, errcode, error))
-        }
-    }
-}
-
-/// Verifies an inbound request's X-Matrix signature with the origin's keys, fetched by the guard
-/// itself over the outbound path (never from attested objects). Failure → 401.
-/// Verifies an X-Matrix signature. A protected server's keys come from its own listener
-/// (`GuardKeyFetcher`), a remote server's over the outbound path: the guard never trusts keys
-/// a request brings.
-async fn verify_x_matrix(
-    guard: &Guard,
-    x: &XMatrix,
-    method: &Method,
-    uri: &str,
-    destination: &str,
-    body: &Bytes,
-) -> Result<(), Refusal> {
-    let unauthorized = |msg: String| {
-        refuse(
-            RefusalReason::Auth,
-            StatusCode::UNAUTHORIZED,
-            "M_UNAUTHORIZED",
-            msg,
-        )
-    };
-    let content: Option<&serde_json::value::RawValue> = if body.is_empty() {
-        None
-    } else {
-        Some(serde_json::from_slice(body).map_err(|_| unauthorized("body is not JSON".into()))?)
-    };
-    let now = std::time::SystemTime::now();
-    let r = if guard.is_protected(x.origin.as_str()) {
-        let fetcher = super::guard::GuardKeyFetcher(guard);
-        guard
-            .remote_keys()
-            .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now)
-            .await
-    } else {
-        let upstream = guard
-            .outbound_upstream()
-            .ok_or_else(|| unauthorized("cannot verify: no outbound path to fetch keys".into()))?;
-        let fetcher = super::guard::OutboundKeyFetcher(upstream);
-        guard
-            .remote_keys()
-            .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now)
-            .await
-    };
-    r.map_err(|e| {
-        tracing::warn!(origin = %x.origin, "X-Matrix signature not verified: {e}");
-        // The peer learns only that it failed: key-fetch errors can name addresses and upstream
-        // answers (the log has them).
-        unauthorized("X-Matrix signature not verified".into())
-    })
-}
-
-/// Server keys crossing the guard.
-///
-/// - Outbound (a protected server fetches a remote's keys): the guard attests the remote's keys
-///   with its own key, so it can re-sign inbound requests it modified (see ARCHITECTURE.md, "Key
-///   attestation"); the verified originals also feed the guard's own key cache.
-/// - Inbound (a remote asks a protected server's key server or notary): notary answers get the
-///   remotes' original objects back, signed again as the notary (`keys::originals`); the guard
-///   key never leaves.
-///
-/// Without a guard key configured, keys pass unchanged (inbound modifications are then refused).
-fn keys_in_transit(
-    guard: &Guard,
-    endpoint: &'static Endpoint,
-    direction: crate::policy::Direction,
-    notary: Option<&str>,
-    protected: &str,
-    body: Bytes,
-) -> Result<Bytes, Refusal> {
-    use crate::keys::attest;
-    let Some(key) = guard.guard_key() else {
-        return Ok(body);
-    };
-    let bad = |e: attest::AttestError| {
-        refuse(
-            RefusalReason::Upstream,
-            StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            format!("server keys refused: {e}"),
-        )
-    };
-    let single = matches!(endpoint.id, "key_server" | "key_server_by_id");
-    match direction {
-        crate::policy::Direction::Outbound => {
-            guard.key_originals().remember_response(&body);
-            if single {
-                if let Err(e) = guard
-                    .remote_keys()
-                    .insert_verified(&body, std::time::SystemTime::now())
-                {
-                    tracing::debug!("remote key object not cached: {e}");
-                }
-                attest::attest_server_keys(&body, key)
-                    .map(Bytes::from)
-                    .map_err(bad)
-            } else if let Some(server_name) = notary {
-                // The guard's own notary answer: attested and signed as the notary.
-                let out = attest::attest_key_query_with(
-                    &body,
-                    key,
-                    Some(attest::Notary { server_name, key }),
-                )
-                .map_err(bad)?;
-                for (index, reason) in &out.dropped {
-                    tracing::warn!(index, %reason, "notary: key object not attested, left out");
-                }
-                Ok(Bytes::from(out.body))
-            } else {
-                attest::attest_key_query(&body, key)
-                    .map(Bytes::from)
-                    .map_err(bad)
-            }
-        }
-        crate::policy::Direction::Inbound => {
-            let ids = [key.key_id()];
-            if attest::contains_guard_key(&body, &ids) {
-                let notary = guard.protected_key(protected).map(|k| (protected, k));
-                crate::keys::originals::leaving_protected_side(
-                    &body,
-                    guard.key_originals(),
-                    &ids,
-                    notary,
-                )
-                .map(Bytes::from)
-                .map_err(bad)
-            } else {
-                Ok(body)
-            }
-        }
-    }
-}
-
-/// A parse failure as the sender sees it: the parser's errcode, 413 for size, else 400.
-fn bad_request(errcode: &'static str, what: impl std::fmt::Display) -> Refusal {
-    let (status, reason) = match errcode {
-        "M_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, RefusalReason::TooLarge),
-        _ => (StatusCode::BAD_REQUEST, RefusalReason::BadJson),
-    };
-    refuse(reason, status, errcode, what.to_string())
-}
-
-fn top_level(kind: BodyKind) -> TopLevel {
-    match kind {
-        BodyKind::JsonStatusPair => TopLevel::StatusPair,
-        _ => TopLevel::Object,
-    }
-}
-
-/// Typed views of every event the catalog says the body carries. `Err` carries the errcode
-/// and a payload-free message.
-fn locate<'b>(
-    endpoint: &'static Endpoint,
-    part: Part,
-    body: &'b [u8],
-    max_pdu_bytes: usize,
-) -> Result<Units<'b>, (&'static str, String)> {
-    let mut units = Units::default();
-    if !endpoint.carries(part).has_events() {
-        return Ok(units);
-    }
-    let found = pdu::pdus_in(endpoint, part, body).map_err(|e| (e.errcode(), e.to_string()))?;
-    for (pos, f) in found.into_iter().enumerate() {
-        match f.kind() {
-            EventKind::Pdu => {
-                let len = f.raw.get().len();
-                if len > max_pdu_bytes {
-                    return Err((
-                        "M_TOO_LARGE",
-                        format!("event {pos} is {len} bytes, limit {max_pdu_bytes}"),
-                    ));
-                }
-                units.pdus.push(
-                    f.pdu()
-                        .map_err(|e| (e.errcode(), format!("event {pos}: {e}")))?,
-                );
-                units.pdu_pos.push(pos);
-            }
-            _ => {
-                units.events.push(
-                    f.event()
-                        .map_err(|e| (e.errcode(), format!("event {pos}: {e}")))?,
-                );
-                units.event_pos.push(pos);
-            }
-        }
-    }
-    Ok(units)
-}
-
-/// Strict parse of a request body according to the endpoint's catalog entry.
-fn inspect_request<'b>(
-    guard: &Guard,
-    direction: Direction,
-    endpoint: &'static Endpoint,
-    body: &'b Bytes,
-) -> Result<Units<'b>, Refusal> {
-    let limits = guard.limits();
-    if !endpoint.request_body.is_json() {
-        if !body.is_empty() {
-            return Err(refuse(
-                RefusalReason::BadJson,
-                StatusCode::BAD_REQUEST,
-                "M_BAD_JSON",
-                "this endpoint takes no request body",
-            ));
-        }
-        return Ok(Units::default());
-    }
-    let jl = JsonLimits::new(limits.max_request_body, limits.max_json_depth);
-    json::validate_with(body, jl, top_level(endpoint.request_body))
-        .map_err(|e| bad_request(e.errcode(), &e))?;
-    if endpoint.handler == Handler::Transaction {
-        let t = Transaction::parse(body, &super::perpdu::read_limits(guard.txn_limits()))
-            .map_err(|e| super::perpdu::txn_refusal(&e))?;
-        let (pdus, pdu_pos, omit) =
-            super::perpdu::txn_pdus(&t, guard.txn_limits().max_pdu_bytes, direction);
-        let edus = t
-            .edu_views()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad_request(e.errcode(), &e))?;
-        let mut to_device = Vec::new();
-        for (i, e) in edus.iter().enumerate() {
-            to_device.extend(
-                userdata::to_device_in(i, e)
-                    .map_err(|e| bad_request(e.errcode(), format!("EDU {i}: {e}")))?,
-            );
-        }
-        return Ok(Units {
-            pdus,
-            pdu_pos,
-            edus,
-            to_device,
-            omit,
-            ..Units::default()
-        });
-    }
-    locate(endpoint, Part::Request, body, limits.max_pdu_bytes)
-        .map_err(|(code, msg)| bad_request(code, msg))
-}
-
-/// Strict parse of a response body. Any malformed JSON response becomes a 502.
-/// `query_type`: the `queryType` path parameter (generic query), for the user-data fields.
-fn inspect_response<'b>(
-    guard: &Guard,
-    endpoint: &'static Endpoint,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &'b Bytes,
-    query_type: Option<&str>,
-) -> Result<Units<'b>, Refusal> {
-    let limits = guard.limits();
-    let bad_upstream = |what: String| {
-        refuse(
-            RefusalReason::Upstream,
-            StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            format!("upstream sent {what}"),
-        )
-    };
-    let is_json_ct = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    let jl = JsonLimits::new(limits.max_response_body, limits.max_json_depth);
-    if !status.is_success() {
-        // Error answers must be Matrix errors (JSON objects); anything else is not passed on.
-        if body.is_empty() {
-            return Ok(Units::default());
-        }
-        json::validate_with(body, jl, TopLevel::Object)
-            .map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
-        return Ok(Units::default());
-    }
-    if !endpoint.response_body.is_json() {
-        // Media (multipart/binary): size-limited by the upstream client and not inspected.
-        // Media requests reach this point only with `[media] allow_unscanned` (`policy::media`).
-        return Ok(Units::default());
-    }
-    if !is_json_ct {
-        return Err(bad_upstream(
-            "a non-JSON response where JSON is required".into(),
-        ));
-    }
-    json::validate_with(body, jl, top_level(endpoint.response_body))
-        .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
-    let mut units = super::perpdu::locate_response(endpoint, body, limits.max_pdu_bytes)
-        .map_err(|msg| bad_upstream(format!("a malformed response ({msg})")))?;
-    units.user_fields = userdata::fields_in(endpoint, query_type, body)
-        .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
-    Ok(units)
-}
-
-fn upstream_refusal(e: &UpstreamError) -> Refusal {
-    // The log has the details; the peer learns only the kind of failure: upstream errors can
-    // name internal addresses, ports and other servers' answers.
-    tracing::warn!("upstream: {e}");
-    match e {
-        UpstreamError::Timeout { .. } => refuse(
-            RefusalReason::Upstream,
-            StatusCode::GATEWAY_TIMEOUT,
-            "M_UNKNOWN",
-            "the destination did not answer in time",
-        ),
-        UpstreamError::NoRoute { .. } => refuse(
-            RefusalReason::NoRoute,
-            StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            "no route to the destination",
-        ),
-        UpstreamError::BadUrl(_) => refuse(
-            RefusalReason::Internal,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "M_UNKNOWN",
-            "guard misconfiguration",
-        ),
-        _ => refuse(
-            RefusalReason::Upstream,
-            StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            "the destination could not be reached",
-        ),
-    }
+    Ok((permit, withheld))
 }
