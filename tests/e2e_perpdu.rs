@@ -12,6 +12,8 @@
 //!   listener), a transaction of three PDUs by bob: a message, a message with a float in its
 //!   content (invalid in room version 6+), another message. The two valid messages arrive at
 //!   hs1; the sender gets a per-PDU error for the float PDU.
+//! - **hs1 as a key notary.** hs2's key object as hs1 serves it (learnt through the guard,
+//!   attested) verifies at the requester: hs2's self-signature and hs1's notary signature.
 #[path = "common/lab.rs"]
 mod common;
 #[path = "common/mod.rs"]
@@ -406,10 +408,68 @@ async fn transaction_with_one_float_pdu(lab: &common::E2eLab) {
     );
 }
 
-/// Both cases on one lab.
+/// hs1 as a key notary for hs2's keys (which it fetched through the guard, attested): a
+/// third party asking hs1 gets hs2's original key object, whose self-signature verifies with
+/// hs2's real key and whose notary signature verifies with hs1's real key; no guard key.
+async fn notary_answer_of_hs1_verifies(lab: &common::E2eLab) {
+    let info = &lab.info;
+    let (hs1, hs2) = (info.hs1().clone(), info.hs2().clone());
+    let hs1_key = SigningKey::from_synapse_file(&hs1.signing_key).expect("hs1 key");
+    let hs2_key = SigningKey::from_synapse_file(&hs2.signing_key).expect("hs2 key");
+    let guard_key =
+        SigningKey::from_synapse_file(info.dir.join("guard.signing.key")).expect("guard key");
+    let body = serde_json::to_vec(&json!({"server_keys": {hs2.server_name.clone(): {}}})).unwrap();
+    let head = common::head(
+        "POST",
+        "/_matrix/key/v2/query",
+        &hs1.server_name,
+        &[("Content-Type", "application/json")],
+        body.len(),
+    );
+    let r = common::tls_request(info.guard.inbound_addr, &info.ca_cert, &head, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !r.text().contains(&guard_key.key_id()),
+        "no guard key leaves: {}",
+        r.text()
+    );
+    let list = r.json()["server_keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mine: Vec<&Value> = list
+        .iter()
+        .filter(|o| o["server_name"] == hs2.server_name.as_str())
+        .collect();
+    assert!(!mine.is_empty(), "hs1 serves hs2's keys: {}", r.text());
+    for obj in mine {
+        let obj: ruma::CanonicalJsonObject = serde_json::from_value(obj.clone()).unwrap();
+        for (server, key) in [(&hs2.server_name, &hs2_key), (&hs1.server_name, &hs1_key)] {
+            let mut only = obj.clone();
+            if let Some(ruma::CanonicalJsonValue::Object(s)) = only.get_mut("signatures") {
+                s.retain(|k, _| k == server);
+            }
+            let mut map = ruma::signatures::PublicKeyMap::new();
+            map.insert(
+                server.clone(),
+                [(
+                    key.key_id(),
+                    ruma::serde::Base64::new(key.public_key().to_vec()),
+                )]
+                .into_iter()
+                .collect(),
+            );
+            ruma::signatures::verify_json(&map, &only)
+                .unwrap_or_else(|e| panic!("signature of {server} on hs1's notary answer: {e}"));
+        }
+    }
+}
+
+/// All cases on one lab.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_event_does_not_sink_a_join_or_a_transaction() {
     let lab = common::e2e_lab("perpdu", false).await;
     transaction_with_one_float_pdu(&lab).await;
     join_with_one_forged_event_in_send_join(&lab).await;
+    notary_answer_of_hs1_verifies(&lab).await;
 }
