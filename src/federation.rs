@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod e2ee;
 pub mod json;
 pub mod pdu;
+pub mod pycanonical;
 pub mod redact;
 pub mod request_text;
 pub mod server_name;

@@ -21,6 +21,7 @@ use ruma::CanonicalJsonObject;
 use zeroize::Zeroizing;
 
 pub mod attest;
+pub mod originals;
 pub mod remote;
 
 pub use attest::{

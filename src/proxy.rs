@@ -13,6 +13,7 @@ pub mod integrity;
 pub mod notary;
 pub mod outbound;
 pub mod pause;
+pub mod perpdu;
 pub mod replay;
 pub mod rewrite;
 pub mod room_labels;

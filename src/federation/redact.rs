@@ -213,6 +213,18 @@ pub fn redact_pdu(raw: &RawValue, version: &RoomVersionId) -> Result<Box<RawValu
     RawValue::from_string(text).map_err(|_| RedactError::NotJson)
 }
 
+/// Redacts one event like [`redact_pdu`], but with the number rules of room versions 1–5 in
+/// any room version: numbers canonical JSON cannot hold are set aside and put back where their
+/// path survives (so the output may still hold them). For event ids of events that break the
+/// strict rules of their room version: a float in the content is gone after redaction.
+pub fn redact_pdu_lenient(raw: &RawValue, version: &RoomVersionId) -> Result<Vec<u8>, RedactError> {
+    let rules = version.rules().ok_or(RedactError::UnsupportedRoomVersion)?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(RedactError::NotObject);
+    }
+    redact_lenient(raw, &rules.redaction)
+}
+
 fn redact_object(
     object: &mut CanonicalJsonObject,
     rules: &RedactionRules,

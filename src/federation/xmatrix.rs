@@ -17,7 +17,9 @@
 //! * Signing and verification use ruma: the signed object is canonical JSON of
 //!   `{method, uri, origin, destination, content?}` (`content` only when there is a body), the
 //!   signature ed25519 over it, base64 without padding. `uri` is the path and query exactly as
-//!   sent on the wire.
+//!   sent on the wire. A body that is not strict canonical JSON (a float, an integer beyond
+//!   ±(2^53 − 1), `-0` — legal in a request body, judged per PDU by the room version rules) is
+//!   signed and verified in the form Synapse uses ([`crate::federation::pycanonical`]).
 use std::fmt;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -82,7 +84,7 @@ pub enum XMatrixError {
     /// The signing key algorithm is not ed25519.
     #[error("unsupported signing key algorithm")]
     UnsupportedAlgorithm,
-    /// The body cannot be turned into canonical JSON (floats, out-of-range integers, not JSON).
+    /// The body cannot be turned into canonical JSON (not JSON, a float out of range).
     #[error("request content is not canonical-JSON compatible")]
     Content,
     /// The signature does not verify.
@@ -287,11 +289,22 @@ fn signing_bytes(
 ) -> Result<String, XMatrixError> {
     // Bodies that already are canonical JSON (Synapse sends them so) are used as they are,
     // without a parse and re-serialisation of a possibly large transaction.
-    let content = content
-        .map(crate::federation::canonical::canonical_form)
-        .transpose()
-        .map_err(|_| XMatrixError::Content)?;
+    let content = content.map(content_form).transpose()?;
     signing_bytes_canonical(method, uri, origin, destination, content.as_deref())
+}
+
+/// The canonical form of a request body as Synapse signs and verifies it: the strict form when
+/// the body has one, else Synapse's encoding of it
+/// ([`crate::federation::pycanonical`]: floats and big integers are legal in a request body;
+/// the room version rules judge them per PDU).
+fn content_form(raw: &RawValue) -> Result<std::borrow::Cow<'_, str>, XMatrixError> {
+    match crate::federation::canonical::canonical_form(raw) {
+        Ok(c) => Ok(c),
+        Err(crate::federation::canonical::CanonicalError::NotJson) => Err(XMatrixError::Content),
+        Err(_) => crate::federation::pycanonical::encode(raw.get())
+            .map(std::borrow::Cow::Owned)
+            .map_err(|_| XMatrixError::Content),
+    }
 }
 
 /// [`signing_bytes`] with `content` already in canonical form.
@@ -351,10 +364,7 @@ pub fn sign_request(
     uri: &str,
     content: Option<&RawValue>,
 ) -> Result<String, XMatrixError> {
-    let content = content
-        .map(crate::federation::canonical::canonical_form)
-        .transpose()
-        .map_err(|_| XMatrixError::Content)?;
+    let content = content.map(content_form).transpose()?;
     sign_canonical(key, origin, destination, method, uri, content.as_deref())
 }
 
@@ -773,13 +783,35 @@ mod tests {
     }
 
     #[test]
+    fn bodies_with_floats_are_signed_and_verified_in_synapses_form() {
+        let k = key();
+        // Synapse signs `encode_canonical_json` of the parsed body: floats in Python's `repr`,
+        // integers of any size as they are.
+        let float = body(r#"{ "b": 1E2, "a": 1.5, "c": 18446744073709551616 }"#);
+        let header = sign_request(&k, "o.example", "d.example", "PUT", "/x", Some(&float)).unwrap();
+        let h = XMatrix::parse(&header).unwrap();
+        let signed = br#"{"content":{"a":1.5,"b":100.0,"c":18446744073709551616},"destination":"d.example","method":"PUT","origin":"o.example","uri":"/x"}"#;
+        assert!(verify_canonical_json_bytes(
+            &SigningKeyAlgorithm::Ed25519,
+            &k.public_key(),
+            &h.sig,
+            signed
+        )
+        .is_ok());
+        assert_eq!(
+            verify_request(&h, "PUT", "/x", Some(&float), &k.public_key()),
+            Ok(())
+        );
+        let changed = body(r#"{"b":100.5,"a":1.5,"c":18446744073709551616}"#);
+        assert_eq!(
+            verify_request(&h, "PUT", "/x", Some(&changed), &k.public_key()),
+            Err(XMatrixError::BadSignature)
+        );
+    }
+
+    #[test]
     fn non_canonical_content_is_an_error_not_a_panic() {
         let k = key();
-        let float = body(r#"{"a":1.5}"#);
-        assert_eq!(
-            sign_request(&k, "o.example", "d.example", "PUT", "/x", Some(&float)),
-            Err(XMatrixError::Content)
-        );
         assert_eq!(
             sign_request(&k, "bad origin", "d.example", "PUT", "/x", None),
             Err(XMatrixError::Invalid("origin"))
@@ -795,6 +827,7 @@ mod tests {
         for text in [
             r#"{"edus":[],"origin":"o.example","origin_server_ts":1,"pdus":[{"a":"Grüße \"x\" \u0001"}]}"#,
             r#"{ "pdus" : [ {"b":1,"a":"\u00e9"} ], "origin":"o.example" }"#,
+            r#"{"pdus":[{"a":1.5,"b":-0}],"origin":"o.example"}"#,
         ] {
             let via_bytes =
                 sign_request_body(&k, "o.example", "d.example", "PUT", uri, text.as_bytes())
@@ -811,14 +844,12 @@ mod tests {
                 Ok(())
             );
         }
-        // Not JSON (truncated, trailing garbage, two values, invalid UTF-8), not representable.
+        // Not JSON (truncated, trailing garbage, two values, invalid UTF-8).
         for bad in [
             &br#"{"a":1"#[..],
             br#"{"a":1}x"#,
             br#"{"a":1} {"b":2}"#,
             b"{\"a\":\"\xff\"}",
-            br#"{"a":1.5}"#,
-            br#"{"a":-0}"#,
             b"",
         ] {
             assert_eq!(

@@ -38,10 +38,10 @@
 //! # Leaving the protected side
 //!
 //! A protected server stores what it fetched and re-serves it on its own
-//! `/_matrix/key/v2/query`. [`strip_attested`] removes the guard key ids from such responses
-//! (from `verify_keys`, `old_verify_keys` and every `signatures` map) so the guard key is never
-//! handed out as a remote's key. The stripped object carries no valid self-signature any more
-//! (the remote's original was removed on attestation), so third parties refuse it: fail closed.
+//! `/_matrix/key/v2/query`. Notary answers get the remote's original objects back
+//! ([`super::originals`]); [`strip_attested`] removes the guard key ids from other key
+//! responses (from `verify_keys`, `old_verify_keys` and every `signatures` map) so the guard key
+//! is never handed out as a remote's key.
 use std::collections::BTreeMap;
 
 use ruma::serde::Base64;

@@ -103,6 +103,10 @@ pub struct Units<'a> {
     pub to_device: Vec<ToDeviceMessage<'a>>,
     /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
     pub rooms: Option<&'a dyn RoomGate>,
+    /// Positions (as in `pdu_pos`) of PDUs the receiver would itself reject (`proxy::perpdu`;
+    /// a malformed PDU of a transaction has a position but no view): left out of the
+    /// transaction or response (`Verdicts::withhold`), never judged.
+    pub omit: Vec<usize>,
 }
 
 impl Units<'_> {
@@ -160,7 +164,8 @@ pub struct Verdicts {
     pub remove_fields: Vec<FieldRemoval>,
     /// To-device messages to remove, per recipient device (never for an EDU in `drop_edus`).
     pub drop_to_device: Vec<ToDeviceDrop>,
-    /// PDUs to remove from a transaction: their room is paused ([`super::pause`]).
+    /// PDUs to remove from a transaction (their room is paused, [`super::pause`]) or from a
+    /// transaction or response (the receiver would reject them, [`Units::omit`]).
     pub withhold: Vec<Modification>,
 }
 
@@ -338,7 +343,19 @@ fn check_units(
             }
         }
     };
+    let omitted: Vec<Modification> = units
+        .omit
+        .iter()
+        .map(|&pos| Modification {
+            pos,
+            room_id: None,
+            rule: "unacceptable".into(),
+        })
+        .collect();
     for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
+        if units.omit.contains(&pos) {
+            continue;
+        }
         let unit = Unit::Pdu(pdu);
         if withheld(screen.before(&unit), pos)? {
             continue;
@@ -380,6 +397,7 @@ fn check_units(
         apply(verdict, pos, ev.room_id.as_deref().map(str::to_string))?;
     }
     v.withhold = withhold;
+    v.withhold.extend(omitted);
     for (i, edu) in units.edus.iter().enumerate() {
         if screen.edu_paused(edu) {
             v.drop_edus.push(Modification {

@@ -85,6 +85,14 @@ pub fn refusal_response(r: &Refusal) -> GuardResponse {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // Every 503 is temporary (keys or a room version not obtainable yet, an upstream down):
+    // say when to try again; federation senders retry anyway.
+    if r.status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(super::admission::RETRY_AFTER_SECS),
+        );
+    }
     resp
 }
 
@@ -334,7 +342,7 @@ async fn run(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let body = pause::merge_pdu_errors(&body, &withheld)
+    let body = super::perpdu::merge_errors(&body, &withheld)
         .map(Bytes::from)
         .unwrap_or(body);
     Ok(Response::from_parts(parts, Full::new(body)))
@@ -372,19 +380,7 @@ fn identify(
         None
     };
     let xm = match auth {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| XMatrix::parse(s).ok())
-                .ok_or_else(|| {
-                    refuse(
-                        RefusalReason::Auth,
-                        StatusCode::UNAUTHORIZED,
-                        "M_UNAUTHORIZED",
-                        "malformed X-Matrix Authorization header",
-                    )
-                })?,
-        ),
+        Some(v) => Some(super::perpdu::parse_x_matrix(v)?),
         None => None,
     };
     if endpoint.x_matrix && xm.is_none() {
@@ -526,7 +522,7 @@ async fn decide(
     x: &Exchange<'_>,
     forward: Forward,
     body: &Bytes,
-) -> Result<(Permit<Forward>, Vec<String>), Refusal> {
+) -> Result<(Permit<Forward>, Vec<(String, &'static str)>), Refusal> {
     let guard = x.guard;
     let direction = x.direction();
     // Idempotent retries: a transaction seen before gets exactly the first decision.
@@ -545,7 +541,9 @@ async fn decide(
     };
     let inspected = match recalled {
         Some(_) => None,
-        None => Some(inspect::inspect_request(guard, x.endpoint, body)?),
+        None => Some(inspect::inspect_request(
+            guard, direction, x.endpoint, body,
+        )?),
     };
     // Authenticate after strict parsing: the X-Matrix signature against the origin's own keys,
     // fetched by the guard itself. Inbound per `[inbound] verify_signatures`; outbound always:
@@ -587,6 +585,9 @@ async fn decide(
             let mut units = inspected.units;
             units.rooms = Some(&gate);
             rooms::settle(guard, &x.ctx, Part::Request, room_hint, body, &units).await?;
+            let more =
+                super::perpdu::unacceptable(guard, &x.ctx, Part::Request, &units, room_hint)?;
+            units.omit.extend(more);
             room_labels::ensure(guard, &x.ctx, direction, &units, room_hint).await?;
             units.pdu_findings =
                 integrity::check(guard, &x.ctx, direction, &units, room_hint).await?;
@@ -621,7 +622,7 @@ async fn decide(
         (None, None) => unreachable!("a request is either recalled or inspected"),
     };
     let withheld = if x.endpoint.handler == Handler::Transaction && permit.get().body != *body {
-        pause::withheld_ids(guard.store(), &guard.txn_limits(), body, &permit.get().body)
+        super::perpdu::withheld(guard.store(), &guard.txn_limits(), body, &permit.get().body)
     } else {
         Vec::new()
     };

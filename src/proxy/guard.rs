@@ -125,6 +125,8 @@ pub struct Guard {
     pauses: super::pause::Pauses,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
+    /// Remote key objects as signed by their servers (restoring notary answers).
+    key_originals: crate::keys::originals::KeyOriginals,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
     protected_keys: std::collections::HashMap<String, SigningKey>,
     /// The guard key (attestation, re-signing inbound requests).
@@ -298,6 +300,7 @@ impl Guard {
             pauses: super::pause::Pauses::new(store.clone()),
             store,
             remote_keys: RemoteKeys::new(),
+            key_originals: Default::default(),
             protected_keys,
             guard_key,
             policy: std::sync::RwLock::new(Arc::new(Self::layers(
@@ -367,6 +370,11 @@ impl Guard {
     /// Verified remote server keys.
     pub fn remote_keys(&self) -> &RemoteKeys {
         &self.remote_keys
+    }
+
+    /// Remote key objects as their servers signed them (`keys::originals`).
+    pub fn key_originals(&self) -> &crate::keys::originals::KeyOriginals {
+        &self.key_originals
     }
 
     /// The paused rooms.

@@ -20,9 +20,12 @@
 //!     keep only the redacted form, so the guard redacts it in transit too (the unredacted
 //!     content never crosses);
 //!   - a signature that fails, is missing or a malformed PDU → the content does not cross: in
-//!     a transaction or a response the PDU is redacted in transit (the receiver rejects it for
-//!     its signature anyway, and the transaction still delivers every other PDU); on a
-//!     single-event endpoint (invite, `send_join`, …) the request is refused with 403;
+//!     a transaction or any response (backfill, `get_missing_events`, the `send_join` state,
+//!     an invite answer, …) the PDU is redacted in transit (the receiver rejects it for its
+//!     signature anyway, and every other PDU arrives); a request to a single-event endpoint
+//!     (invite, `send_join`, …) is refused with 403;
+//!   - a PDU that breaks the number rules of its room version is left out before it is
+//!     verified (`proxy::perpdu`);
 //!   - keys that cannot be obtained now (fetch failed, rate limited) → the request is refused
 //!     with 503 and not recorded as a transaction decision, so the sender's retry is judged
 //!     again once the keys are reachable; nothing is lost.
@@ -134,7 +137,12 @@ pub async fn check(
     // The data flows against the request: this is a response.
     let in_response = data != ctx.direction;
     let mut findings = Vec::with_capacity(units.pdus.len());
-    for (pdu, version) in units.pdus.iter().zip(&versions) {
+    for (i, (pdu, version)) in units.pdus.iter().zip(&versions).enumerate() {
+        // Left out anyway (`proxy::perpdu`): nothing to verify.
+        if units.pdu_pos.get(i).is_some_and(|p| units.omit.contains(p)) {
+            findings.push(None);
+            continue;
+        }
         let r = guard
             .remote_keys()
             .verify_pdu_or_fetch(&fetcher, pdu.raw, version, SystemTime::now())
@@ -175,6 +183,15 @@ pub async fn check(
                     RefusalReason::Upstream,
                     "the guard cannot obtain the keys to verify an event now; retry later",
                 ));
+            }
+            // In a response (backfill, get_missing_events, send_join, an invite answer, …) the
+            // event crosses redacted and the rest of the answer arrives: the receiver rejects
+            // it for its signature as it would without the guard.
+            Err(e) if in_response => {
+                tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "PDU of a response not verified: {e}; it crosses redacted");
+                Some(PduVerdict::Redact {
+                    rule: RULE_BAD_SIGNATURE.into(),
+                })
             }
             Err(e) => {
                 tracing::warn!(room = ?pdu.room_id, sender = %pdu.sender, "PDU refused by the guard's verification: {e}");

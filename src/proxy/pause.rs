@@ -19,7 +19,7 @@
 //!
 //! A retried transaction gets the same answer: the forwarded body is the stored decision
 //! (`store::txn_decisions`), and the per-PDU errors are computed from what the received
-//! transaction has and the forwarded one lacks ([`withheld_ids`]).
+//! transaction has and the forwarded one lacks (`proxy::perpdu::withheld`).
 //!
 //! The running guard notices pauses lifted (or added) by another process on the same store
 //! file through SQLite's `PRAGMA data_version`, checked at most once per [`RELOAD_INTERVAL`].
@@ -38,7 +38,6 @@ use serde_json::value::RawValue;
 use super::guard::Guard;
 use crate::federation::pdu::PduView;
 use crate::federation::redact;
-use crate::federation::txn::{Transaction, TxnLimits};
 use crate::policy::pause::RoomGate;
 use crate::policy::Direction;
 use crate::store::{PauseCause, RoomPause, Store, StoreError};
@@ -407,55 +406,6 @@ pub fn without_pdus(body: &[u8], positions: &[usize]) -> Result<Vec<u8>, serde_j
     Ok(out)
 }
 
-/// The event ids of the PDUs the received transaction has and the forwarded one lacks (the
-/// PDUs the guard withheld; a redacted PDU keeps its id). PDUs whose id cannot be computed are
-/// left out.
-pub fn withheld_ids(
-    store: &Store,
-    limits: &TxnLimits,
-    received: &[u8],
-    forwarded: &[u8],
-) -> Vec<String> {
-    let (Ok(rec), Ok(fwd)) = (
-        Transaction::parse(received, limits),
-        Transaction::parse(forwarded, limits),
-    ) else {
-        return Vec::new();
-    };
-    // Withholding only removes PDUs: same count, nothing withheld (redactions keep the ids).
-    if rec.pdus.len() == fwd.pdus.len() {
-        return Vec::new();
-    }
-    let fwd: HashSet<String> = fwd
-        .pdus
-        .iter()
-        .filter_map(|raw| event_id_of(store, raw))
-        .collect();
-    let mut out: Vec<String> = rec
-        .pdus
-        .iter()
-        .filter_map(|raw| event_id_of(store, raw))
-        .filter(|id| !fwd.contains(id))
-        .collect();
-    out.dedup();
-    out
-}
-
-/// Adds `{"error": …}` for each withheld event id to a `/send` response's `pdus` map (keeps
-/// what the receiver said about the others). A body that is not such an object is returned
-/// unchanged.
-pub fn merge_pdu_errors(body: &[u8], ids: &[String]) -> Option<Vec<u8>> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let obj = v.as_object_mut()?;
-    let pdus = obj.entry("pdus").or_insert_with(|| serde_json::json!({}));
-    let pdus = pdus.as_object_mut()?;
-    for id in ids {
-        pdus.entry(id.clone())
-            .or_insert_with(|| serde_json::json!({"error": WITHHELD_ERROR}));
-    }
-    serde_json::to_vec(&v).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,23 +423,6 @@ mod tests {
             .unwrap()
             .ends_with(r#""pdus":[]}"#));
         assert!(without_pdus(b"[1]", &[0]).is_err());
-    }
-
-    #[test]
-    fn merged_errors_keep_the_receivers_answers() {
-        let out = merge_pdu_errors(
-            br#"{"pdus":{"$a":{}}}"#,
-            &["$b".to_string(), "$a".to_string()],
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v["pdus"]["$a"],
-            serde_json::json!({}),
-            "the receiver's answer stays"
-        );
-        assert_eq!(v["pdus"]["$b"]["error"], WITHHELD_ERROR);
-        assert!(merge_pdu_errors(b"[]", &["$b".to_string()]).is_none());
     }
 
     #[test]

@@ -231,7 +231,8 @@ impl RequestRewriter<'_> {
             let (pdus, edus) = match parsed {
                 Some(p) => p,
                 None => {
-                    reparsed = Transaction::parse(&fwd.body, &self.guard.txn_limits())
+                    let limits = super::perpdu::read_limits(self.guard.txn_limits());
+                    reparsed = Transaction::parse(&fwd.body, &limits)
                         .map_err(|e| internal(format!("re-parse: {e}")))?;
                     (&reparsed.pdus[..], &reparsed.edus[..])
                 }
@@ -313,8 +314,8 @@ pub fn resign(
 impl Rewrite<Release> for ResponseRewriter<'_> {
     fn rewrite(&self, mut rel: Release, v: &Verdicts) -> Result<Release, Refusal> {
         let _ = self.ctx;
-        if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() || !v.withhold.is_empty() {
-            return Err(internal("EDUs or withheld PDUs in a response"));
+        if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {
+            return Err(internal("EDUs in a response"));
         }
         let mut body = if v.redact.is_empty() {
             rel.body.to_vec()
@@ -324,6 +325,20 @@ impl Rewrite<Release> for ResponseRewriter<'_> {
             redact::replace_events(&rel.body, self.endpoint, Part::Response, &replacements)
                 .map_err(redact_error)?
         };
+        if !v.withhold.is_empty() {
+            // Events the receiver would reject (`proxy::perpdu`) leave their arrays; positions
+            // are unchanged by the redactions above.
+            let positions: Vec<usize> = v.withhold.iter().map(|m| m.pos).collect();
+            body = super::perpdu::without_events(&body, self.endpoint, Part::Response, &positions)
+                .map_err(|e| {
+                    Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        "M_UNKNOWN",
+                        RefusalReason::Upstream,
+                        format!("upstream sent an event that cannot be passed on: {e}"),
+                    )
+                })?;
+        }
         if !v.remove_fields.is_empty() {
             for f in &v.remove_fields {
                 tracing::info!(rule = %f.rule, field = f.kind.as_str(), path = %f.path, "removing user-data field in transit");

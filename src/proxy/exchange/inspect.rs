@@ -80,6 +80,7 @@ pub(super) struct Inspected<'b> {
 /// Strict parse of a request body according to the endpoint's catalog entry.
 pub(super) fn inspect_request<'b>(
     guard: &Guard,
+    direction: crate::policy::Direction,
     endpoint: &'static Endpoint,
     body: &'b Bytes,
 ) -> Result<Inspected<'b>, Refusal> {
@@ -99,17 +100,15 @@ pub(super) fn inspect_request<'b>(
     json::validate_with(body, jl, top_level(endpoint.request_body))
         .map_err(|e| bad_request(e.errcode(), &e))?;
     if endpoint.handler == Handler::Transaction {
-        let t = Transaction::parse(body, &guard.txn_limits())
-            .map_err(|e| bad_request(e.errcode(), &e))?;
-        let pdus = t
-            .pdu_views()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad_request(e.errcode(), &e))?;
+        let limits = crate::proxy::perpdu::read_limits(guard.txn_limits());
+        let t =
+            Transaction::parse(body, &limits).map_err(|e| crate::proxy::perpdu::txn_refusal(&e))?;
+        let (pdus, pdu_pos, omit) =
+            crate::proxy::perpdu::txn_pdus(&t, guard.txn_limits().max_pdu_bytes, direction);
         let edus = t
             .edu_views()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad_request(e.errcode(), &e))?;
-        let pdu_pos = (0..pdus.len()).collect();
         let mut to_device = Vec::new();
         for (i, e) in edus.iter().enumerate() {
             to_device.extend(
@@ -123,6 +122,7 @@ pub(super) fn inspect_request<'b>(
                 pdu_pos,
                 edus,
                 to_device,
+                omit,
                 ..Units::default()
             },
             txn_origin: Some(t.origin.to_string()),
@@ -185,8 +185,8 @@ pub(super) fn inspect_response<'b>(
     }
     json::validate_with(body, jl, top_level(endpoint.response_body))
         .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
-    let mut units = locate(endpoint, Part::Response, body, limits.max_pdu_bytes)
-        .map_err(|(_, msg)| bad_upstream(format!("a malformed response ({msg})")))?;
+    let mut units = crate::proxy::perpdu::locate_response(endpoint, body, limits.max_pdu_bytes)
+        .map_err(|msg| bad_upstream(format!("a malformed response ({msg})")))?;
     units.user_fields = userdata::fields_in(endpoint, query_type, body)
         .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
     Ok(units)

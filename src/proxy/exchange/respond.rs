@@ -68,7 +68,7 @@ pub(super) async fn release(
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
     let body = if up.status.is_success() && endpoint.handler == Handler::Keys {
-        keys_in_transit(guard, endpoint, direction, notary, up.body)?
+        keys_in_transit(guard, endpoint, direction, notary, &ctx.protected, up.body)?
     } else {
         up.body
     };
@@ -89,6 +89,9 @@ pub(super) async fn release(
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
         rooms::settle(guard, ctx, Part::Response, room_hint, &body, &units).await?;
+        let more =
+            crate::proxy::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
+        units.omit.extend(more);
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
             integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
@@ -117,8 +120,9 @@ pub(super) async fn release(
 /// - Outbound (a protected server fetches a remote's keys): the guard attests the remote's keys
 ///   with its own key, so it can re-sign inbound requests it modified (see ARCHITECTURE.md, "Key
 ///   attestation"); the verified originals also feed the guard's own key cache.
-/// - Inbound (a remote asks a protected server's key server or notary): the guard key is
-///   stripped, so no third party ever sees it presented as another server's key.
+/// - Inbound (a remote asks a protected server's key server or notary): notary answers get the
+///   remotes' original objects back, signed again as the notary (`keys::originals`); the guard
+///   key never leaves.
 ///
 /// Without a guard key configured, keys pass unchanged (inbound modifications are then refused).
 fn keys_in_transit(
@@ -126,6 +130,7 @@ fn keys_in_transit(
     endpoint: &'static Endpoint,
     direction: Direction,
     notary: Option<&str>,
+    protected: &str,
     body: Bytes,
 ) -> Result<Bytes, Refusal> {
     use crate::keys::attest;
@@ -143,6 +148,7 @@ fn keys_in_transit(
     let single = matches!(endpoint.id, "key_server" | "key_server_by_id");
     match direction {
         Direction::Outbound => {
+            guard.key_originals().remember_response(&body);
             if single {
                 if let Err(e) = guard
                     .remote_keys()
@@ -174,9 +180,15 @@ fn keys_in_transit(
         Direction::Inbound => {
             let ids = [key.key_id()];
             if attest::contains_guard_key(&body, &ids) {
-                attest::strip_attested(&body, &ids)
-                    .map(Bytes::from)
-                    .map_err(bad)
+                let notary = guard.protected_key(protected).map(|k| (protected, k));
+                crate::keys::originals::leaving_protected_side(
+                    &body,
+                    guard.key_originals(),
+                    &ids,
+                    notary,
+                )
+                .map(Bytes::from)
+                .map_err(bad)
             } else {
                 Ok(body)
             }
