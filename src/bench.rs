@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// room and messages).
     #[arg(long)]
     pub labels: bool,
+    /// Measure only these guard configurations (comma-separated; `labels` implies `--labels`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Setup>,
     /// Forge signatures (for checking that verification is on): `xmatrix` signs every request,
     /// `pdu` every message PDU with another key under the origin's key id. Refused requests
     /// and rejected PDUs are reported, not errors of the bench.
@@ -186,7 +189,16 @@ fn print_table(r: &BenchReport) {
     );
     println!(
         "{:<13} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>11} {:>9}",
-        "path", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "ratio", "+p99 ms", "verified"
+        "path",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "ratio",
+        "+p99 ms",
+        "verified"
     );
     let row = |name: &str, s: &RunStats, extra: String| {
         println!(
@@ -219,6 +231,7 @@ const SERVER_NAME: &str = "sink.bench";
 
 /// Runs the whole benchmark in the current runtime.
 pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    let labels = args.labels || args.only.contains(&Setup::Labels);
     let dir = tempfile::tempdir().context("temp dir")?;
     // Throwaway PKI: one CA, one leaf for 127.0.0.1 used by the sink and the guard.
     let ca = Ca::generate("grenzwacht bench CA").context("bench CA")?;
@@ -258,12 +271,12 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
         ORIGIN,
         sink.plain_addr,
         sink.tls_addr,
-        args.labels,
+        labels,
     )?;
 
     // The label of the room and of every message: the remote side's default (NATO
     // RESTRICTED, NATO context), which the protected side is cleared for.
-    let label = args.labels.then(|| {
+    let label = labels.then(|| {
         (
             crate::config::labels::DEFAULT_EVENT_KEY,
             crate::config::labels::DEFAULT_ROOM_LABEL_TYPE,
@@ -277,14 +290,10 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
         destination: SERVER_NAME,
         label,
     };
-    let warm = args.concurrency * 4;
-    let plan = {
-        let args = args.clone();
-        let tamper = args.tamper;
-        // Signing blocks: keep it off the runtime's workers.
-        tokio::task::block_in_place(|| load::Plan::new(&args, &sender, warm, tamper))
-            .context("signing transactions")?
-    };
+    // Signing takes a while (threads of its own) and blocks this task: nothing but the idle
+    // sink runs yet.
+    let plan = load::Plan::new(&args, &sender, args.concurrency * 4, args.tamper)
+        .context("signing transactions")?;
     let roots = vec![ca_path];
     let c = args.concurrency;
 
@@ -297,10 +306,14 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let direct = load::run(&plan.txns, sink.tls_addr, &roots, c, args.rate).await?;
     let direct_sink = sink_counts(before, sink.direct.snapshot(), args.tamper.is_some());
 
-    let mut setups = vec![Setup::PassThrough, Setup::Default];
-    if args.labels {
-        setups.push(Setup::Labels);
-    }
+    let setups: Vec<Setup> = [Setup::PassThrough, Setup::Default, Setup::Labels]
+        .into_iter()
+        .filter(|s| match (args.only.is_empty(), s) {
+            (true, Setup::Labels) => labels,
+            (true, _) => true,
+            (false, s) => args.only.contains(s),
+        })
+        .collect();
     let mut configurations = Vec::new();
     for setup in setups {
         let g = guard::Running::start(&env, setup).await?;

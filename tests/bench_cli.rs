@@ -114,7 +114,11 @@ fn forged_pdu_signatures_are_caught_only_by_the_verifying_guard() {
     let pt = config(&r, "pass_through");
     assert_eq!(pt["sink"]["text_pdus"], REQUESTS * PDUS, "{pt}");
     let d = config(&r, "default");
-    assert_eq!(count(d, "pdu_checks", "bad_signature"), REQUESTS * PDUS, "{d}");
+    assert_eq!(
+        count(d, "pdu_checks", "bad_signature"),
+        REQUESTS * PDUS,
+        "{d}"
+    );
     assert_eq!(count(d, "pdu_checks", "verified"), 0, "{d}");
     assert_eq!(d["sink"]["transactions"], REQUESTS, "{d}");
     assert_eq!(d["sink"]["text_pdus"], 0, "no forged content crossed: {d}");

@@ -22,11 +22,14 @@ use crate::config::Config;
 use crate::proxy::{Guard, Listeners};
 
 /// One guard configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Setup {
+    /// No verification, no content rules.
     PassThrough,
+    /// X-Matrix and PDU verification, the shipped DLP rule set.
     Default,
+    /// The default plus security labels.
     Labels,
 }
 
@@ -185,8 +188,8 @@ impl Running {
         let path = env.dir.join(format!("guard-{}.toml", setup.name()));
         std::fs::write(&path, env.toml(setup))?;
         let cfg = Config::load(&path).map_err(|e| BenchError::Setup(format!("config: {e}")))?;
-        let store = crate::store::Store::open_in_memory()
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let store =
+            crate::store::Store::open_in_memory().map_err(|e| BenchError::Setup(e.to_string()))?;
         let guard = Arc::new(
             Guard::from_config(&cfg, store).map_err(|e| BenchError::Setup(e.to_string()))?,
         );

@@ -83,7 +83,11 @@ fn rules() -> Result<ruma::room_version_rules::RoomVersionRules, BenchError> {
 }
 
 /// Hashes and signs `event` as `origin` with `key` (room version 12).
-fn sign_event(key: &SigningKey, origin: &str, event: Value) -> Result<CanonicalJsonObject, BenchError> {
+fn sign_event(
+    key: &SigningKey,
+    origin: &str,
+    event: Value,
+) -> Result<CanonicalJsonObject, BenchError> {
     let mut obj: CanonicalJsonObject =
         serde_json::from_value(event).map_err(|e| BenchError::Setup(e.to_string()))?;
     ruma::signatures::hash_and_sign_event(origin, key.key_pair(), &mut obj, &rules()?.redaction)
@@ -95,11 +99,20 @@ fn sign_event(key: &SigningKey, origin: &str, event: Value) -> Result<CanonicalJ
 fn event_ref(n: usize) -> String {
     use base64::Engine;
     let h = ring::digest::digest(&ring::digest::SHA256, n.to_string().as_bytes());
-    format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.as_ref()))
+    format!(
+        "${}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.as_ref())
+    )
 }
 
 /// A message PDU of about `event_size` bytes in `room`, hashed and signed.
-fn message(s: &Sender<'_>, key: &SigningKey, room: &str, n: usize, event_size: usize) -> Result<CanonicalJsonObject, BenchError> {
+fn message(
+    s: &Sender<'_>,
+    key: &SigningKey,
+    room: &str,
+    n: usize,
+    event_size: usize,
+) -> Result<CanonicalJsonObject, BenchError> {
     let text = body_text(event_size.saturating_sub(600).max(16), n);
     let mut content = json!({"body": text, "msgtype": "m.text"});
     if let Some((event_key, _, label)) = &s.label {
@@ -125,8 +138,14 @@ impl Plan {
     /// Builds and signs the set-up, `warm` warm-up and `args.requests` measured transactions.
     /// `tamper` signs the requests (X-Matrix) or the messages with another key of the same id:
     /// a forgery only a verifying guard notices.
-    pub fn new(args: &BenchArgs, s: &Sender<'_>, warm: usize, tamper: Option<Tamper>) -> Result<Plan, BenchError> {
-        let forger = SigningKey::generate(s.key.version()).map_err(|e| BenchError::Setup(e.to_string()))?;
+    pub fn new(
+        args: &BenchArgs,
+        s: &Sender<'_>,
+        warm: usize,
+        tamper: Option<Tamper>,
+    ) -> Result<Plan, BenchError> {
+        let forger =
+            SigningKey::generate(s.key.version()).map_err(|e| BenchError::Setup(e.to_string()))?;
         let (xmatrix_key, pdu_key) = match tamper {
             None => (s.key, s.key),
             Some(Tamper::Xmatrix) => (&forger, s.key),
@@ -163,7 +182,9 @@ impl Plan {
         }
         let total = warm + args.requests;
         // Signing is the expensive part of the set-up: spread it over the cores.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(total.max(1));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(total.max(1));
         let per = total.div_ceil(threads);
         let bodies: Vec<Vec<CanonicalJsonObject>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
@@ -173,7 +194,15 @@ impl Plan {
                         (t * per..((t + 1) * per).min(total))
                             .map(|i| {
                                 (0..args.pdus)
-                                    .map(|j| message(s, pdu_key, room, i * args.pdus + j, args.event_size))
+                                    .map(|j| {
+                                        message(
+                                            s,
+                                            pdu_key,
+                                            room,
+                                            i * args.pdus + j,
+                                            args.event_size,
+                                        )
+                                    })
                                     .collect::<Result<Vec<_>, _>>()
                             })
                             .collect::<Result<Vec<_>, _>>()
@@ -182,11 +211,17 @@ impl Plan {
                 .collect();
             let mut all = Vec::with_capacity(total);
             for h in handles {
-                all.extend(h.join().map_err(|_| BenchError::Setup("signing thread".into()))??);
+                all.extend(
+                    h.join()
+                        .map_err(|_| BenchError::Setup("signing thread".into()))??,
+                );
             }
             Ok::<_, BenchError>(all)
         })?;
-        let txn = |id: String, pdus: Vec<CanonicalJsonObject>, key: &SigningKey| -> Result<Txn, BenchError> {
+        let txn = |id: String,
+                   pdus: Vec<CanonicalJsonObject>,
+                   key: &SigningKey|
+         -> Result<Txn, BenchError> {
             let body = serde_json::to_vec(&json!({
                 "origin": s.origin,
                 "origin_server_ts": 1_764_300_000_000u64,
@@ -197,12 +232,14 @@ impl Plan {
             let path = format!("/_matrix/federation/v1/send/{id}");
             let raw: &RawValue =
                 serde_json::from_slice(&body).map_err(|e| BenchError::Setup(e.to_string()))?;
-            let header = xmatrix::sign_request(key, s.origin, s.destination, "PUT", &path, Some(raw))
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            let header =
+                xmatrix::sign_request(key, s.origin, s.destination, "PUT", &path, Some(raw))
+                    .map_err(|e| BenchError::Setup(e.to_string()))?;
             Ok(Txn {
                 path,
                 body: Bytes::from(body),
-                auth: HeaderValue::from_str(&header).map_err(|e| BenchError::Setup(e.to_string()))?,
+                auth: HeaderValue::from_str(&header)
+                    .map_err(|e| BenchError::Setup(e.to_string()))?,
             })
         };
         let setup = setup_bodies
