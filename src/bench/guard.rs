@@ -9,6 +9,9 @@
 //! * [`Setup::Labels`] (`--labels`): the default plus security labels: the shipped SPIFs
 //!   (`spif/`), the lab's two sides (protected DEU-VS, remote NATO; the origin cleared as the
 //!   lab's remote peer), a room label event in the room and a label on every message.
+//!
+//! Each guard is loaded from its config file as `grenzwacht serve` loads it, with its own store
+//! file (SQLite, WAL) in the bench's temporary directory.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -153,6 +156,15 @@ impl Env {
         keys["guard_key"] = value(self.guard_key.display().to_string());
         keys["verify_pdus"] = value(setup.verifies());
         doc["keys"] = Item::Table(keys);
+        // A store file, as `serve` opens it (WAL): transaction decisions and room versions.
+        let mut store = Table::new();
+        store["path"] = value(
+            self.dir
+                .join(format!("store-{}.db", setup.name()))
+                .display()
+                .to_string(),
+        );
+        doc["store"] = Item::Table(store);
         if setup != Setup::PassThrough {
             let mut dlp = Table::new();
             dlp["policies"] = value(self.policies.display().to_string());
@@ -188,8 +200,8 @@ impl Running {
         let path = env.dir.join(format!("guard-{}.toml", setup.name()));
         std::fs::write(&path, env.toml(setup))?;
         let cfg = Config::load(&path).map_err(|e| BenchError::Setup(format!("config: {e}")))?;
-        let store =
-            crate::store::Store::open_in_memory().map_err(|e| BenchError::Setup(e.to_string()))?;
+        let store = crate::store::Store::open(&cfg.store.path)
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
         let guard = Arc::new(
             Guard::from_config(&cfg, store).map_err(|e| BenchError::Setup(e.to_string()))?,
         );
