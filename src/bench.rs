@@ -123,7 +123,8 @@ pub struct ConfigReport {
     pub p50_added_ms: f64,
     /// Added p99 latency per transaction of `pdus` PDUs.
     pub p99_added_ms: f64,
-    /// ratio ≥ [`GOAL_MIN_RATIO`] and p99_added_ms ≤ [`GOAL_MAX_ADDED_P99_MS`].
+    /// ratio ≥ [`GOAL_MIN_RATIO`] and p99_added_ms ≤ [`GOAL_MAX_ADDED_P99_MS`] (the goal is
+    /// stated for 50-PDU transactions, the default `--pdus`).
     pub meets_goal: bool,
     /// The guard's counters during the measured run (PDU checks, refusals, label and DLP
     /// decisions), by label value.
