@@ -98,6 +98,9 @@ pub struct RunStats {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU time of the whole bench process (load generator, sink and guard) per transaction:
+    /// less sensitive to other load on the machine than rates and latencies.
+    pub cpu_ms_per_txn: f64,
 }
 
 /// What the sink received in one run.
@@ -123,6 +126,8 @@ pub struct ConfigReport {
     pub p50_added_ms: f64,
     /// Added p99 latency per transaction of `pdus` PDUs.
     pub p99_added_ms: f64,
+    /// CPU per transaction added by the guard: `cpu_ms_per_txn` minus the direct run's.
+    pub cpu_added_ms_per_txn: f64,
     /// ratio ≥ [`GOAL_MIN_RATIO`] and p99_added_ms ≤ [`GOAL_MAX_ADDED_P99_MS`] (the goal is
     /// stated for 50-PDU transactions, the default `--pdus`).
     pub meets_goal: bool,
@@ -189,7 +194,7 @@ fn print_table(r: &BenchReport) {
         }
     );
     println!(
-        "{:<13} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>11} {:>9}",
+        "{:<13} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9} {:>7} {:>11} {:>9}",
         "path",
         "req/s",
         "p50 ms",
@@ -197,14 +202,15 @@ fn print_table(r: &BenchReport) {
         "p99 ms",
         "max ms",
         "errors",
+        "cpu ms/tx",
         "ratio",
         "+p99 ms",
         "verified"
     );
     let row = |name: &str, s: &RunStats, extra: String| {
         println!(
-            "{:<13} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {extra}",
-            name, s.rps, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.errors
+            "{:<13} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>9.3} {extra}",
+            name, s.rps, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.errors, s.cpu_ms_per_txn
         )
     };
     row("direct", &r.direct, String::new());
@@ -343,6 +349,7 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
             ratio,
             p50_added_ms: stats.p50_ms - direct.p50_ms,
             p99_added_ms,
+            cpu_added_ms_per_txn: stats.cpu_ms_per_txn - direct.cpu_ms_per_txn,
             meets_goal: ratio >= GOAL_MIN_RATIO && p99_added_ms <= GOAL_MAX_ADDED_P99_MS,
             stats,
             guard: guard_counts,

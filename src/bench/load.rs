@@ -274,6 +274,7 @@ pub async fn run(
     let connector = TlsConnector::from(cfg);
     let next = Arc::new(AtomicUsize::new(0));
     let txns = Arc::new(txns.to_vec());
+    let cpu0 = process_cpu_seconds();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -336,6 +337,7 @@ pub async fn run(
         errors += e;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
     lat.sort();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -353,5 +355,26 @@ pub async fn run(
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: pct(1.0),
+        cpu_ms_per_txn: if lat.is_empty() && errors == 0 {
+            0.0
+        } else {
+            cpu * 1000.0 / (lat.len() + errors) as f64
+        },
     })
+}
+
+/// CPU time (user + system) this process used so far, in seconds: the load generator, the
+/// sink and the in-process guard together.
+pub fn process_cpu_seconds() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given, which points to
+    // zero-initialised memory of that type; RUSAGE_SELF cannot fail with a valid pointer.
+    let ru = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) != 0 {
+            return 0.0;
+        }
+        ru.assume_init()
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
