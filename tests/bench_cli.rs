@@ -71,6 +71,8 @@ fn bench_reports_every_configuration_and_the_verifying_ones_verify() {
             assert!(s[k].as_f64().unwrap() > 0.0, "{name} {k}: {c}");
         }
         assert!(c["p99_added_ms"].is_number(), "{name}: {c}");
+        assert!(s["cpu_ms_per_txn"].as_f64().unwrap() > 0.0, "{name}: {c}");
+        assert!(c["cpu_added_ms_per_txn"].is_number(), "{name}: {c}");
         assert_eq!(
             c["sink"]["transactions"], REQUESTS,
             "{name}: every transaction reached the sink"
