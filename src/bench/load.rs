@@ -180,44 +180,6 @@ impl Plan {
                 }),
             )?]);
         }
-        let total = warm + args.requests;
-        // Signing is the expensive part of the set-up: spread it over the cores.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(total.max(1));
-        let per = total.div_ceil(threads);
-        let bodies: Vec<Vec<CanonicalJsonObject>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let room = &room;
-                    scope.spawn(move || {
-                        (t * per..((t + 1) * per).min(total))
-                            .map(|i| {
-                                (0..args.pdus)
-                                    .map(|j| {
-                                        message(
-                                            s,
-                                            pdu_key,
-                                            room,
-                                            i * args.pdus + j,
-                                            args.event_size,
-                                        )
-                                    })
-                                    .collect::<Result<Vec<_>, _>>()
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(total);
-            for h in handles {
-                all.extend(
-                    h.join()
-                        .map_err(|_| BenchError::Setup("signing thread".into()))??,
-                );
-            }
-            Ok::<_, BenchError>(all)
-        })?;
         let txn = |id: String,
                    pdus: Vec<CanonicalJsonObject>,
                    key: &SigningKey|
@@ -247,17 +209,53 @@ impl Plan {
             .enumerate()
             .map(|(i, p)| txn(format!("setup{i}"), p, s.key))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut bodies = bodies.into_iter();
-        let warm = bodies
-            .by_ref()
-            .take(warm)
-            .enumerate()
-            .map(|(i, p)| txn(format!("warm{i}"), p, xmatrix_key))
-            .collect::<Result<Vec<_>, _>>()?;
-        let txns = bodies
-            .enumerate()
-            .map(|(i, p)| txn(format!("bench{i}"), p, xmatrix_key))
-            .collect::<Result<Vec<_>, _>>()?;
+        let total = warm + args.requests;
+        // Signing is the expensive part of the set-up: spread it over the cores. Each thread
+        // keeps only the finished bytes of its transactions, not the signed event objects.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(total.max(1));
+        let per = total.div_ceil(threads);
+        let mut all: Vec<Txn> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (room, txn) = (&room, &txn);
+                    scope.spawn(move || {
+                        (t * per..((t + 1) * per).min(total))
+                            .map(|i| {
+                                let pdus = (0..args.pdus)
+                                    .map(|j| {
+                                        message(
+                                            s,
+                                            pdu_key,
+                                            room,
+                                            i * args.pdus + j,
+                                            args.event_size,
+                                        )
+                                    })
+                                    .collect::<Result<Vec<_>, _>>()?;
+                                let id = if i < warm {
+                                    format!("warm{i}")
+                                } else {
+                                    format!("bench{}", i - warm)
+                                };
+                                txn(id, pdus, xmatrix_key)
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(total);
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| BenchError::Setup("signing thread".into()))??,
+                );
+            }
+            Ok::<_, BenchError>(all)
+        })?;
+        let txns = all.split_off(warm.min(all.len()));
+        let warm = all;
         Ok(Plan { setup, warm, txns })
     }
 }
