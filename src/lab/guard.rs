@@ -125,7 +125,7 @@ fn toml_of(v: &serde_json::Value) -> toml_edit::Value {
 }
 
 /// The `[labels]` table of the lab.
-fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
+pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     use serde_json::json;
     let deu_cats: Vec<serde_json::Value> = [276u64, 250, 840, 1001, 2000]
         .iter()
