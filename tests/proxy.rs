@@ -10,60 +10,12 @@ use serde_json::json;
 const HS1: &str = "hs1.test";
 const REMOTE: &str = "remote.test";
 
-fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String {
-    // No [outbound] here: PDUs cannot be verified (no key fetches), so the tests switch it off.
-    let keys = if extra.contains("[keys]") {
-        ""
-    } else {
-        "[keys]\nverify_pdus = false\n"
-    };
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-[inbound]
-listen = "127.0.0.1:0"
-verify_signatures = false
-{keys}
-[[protected]]
-server_name = "{HS1}"
-cert = "{cert}"
-key = "{key}"
-upstream = "http://{upstream}"
-{extra}
-"#,
-        cert = p.cert.display(),
-        key = p.key.display()
-    )
-}
-
-fn auth(
-    key: &SigningKey,
-    origin: &str,
-    dest: &str,
-    method: &str,
-    uri: &str,
-    body: Option<&[u8]>,
-) -> String {
-    let raw: Option<Box<serde_json::value::RawValue>> =
-        body.map(|b| serde_json::from_slice(b).unwrap());
-    xmatrix::sign_request(key, origin, dest, method, uri, raw.as_deref()).unwrap()
-}
-
 fn pdu(i: usize, body: &str) -> serde_json::Value {
     json!({
         "auth_events": [], "prev_events": [], "depth": i, "hashes": {"sha256": "x"},
         "origin_server_ts": 1, "room_id": "!r:remote.test", "sender": "@a:remote.test",
         "type": "m.room.message", "content": {"body": body, "msgtype": "m.text"}, "signatures": {}
     })
-}
-
-/// A fresh guard key `ed25519:gw1`, written to the PKI's directory (Synapse format).
-fn guard_key_file(p: &Pki) -> (SigningKey, std::path::PathBuf) {
-    let key = SigningKey::generate("gw1").unwrap();
-    let path = p.dir.path().join("guard.signing.key");
-    std::fs::write(&path, key.to_synapse_string()).unwrap();
-    (key, path)
 }
 
 fn txn(pdus: Vec<serde_json::Value>) -> Vec<u8> {

@@ -16,28 +16,6 @@ const HS1: &str = "hs1.test";
 const REMOTE: &str = "remote.test";
 const SEND: &str = "/_matrix/federation/v1/send/t1";
 
-fn inbound_toml(p: &Pki, upstream: SocketAddr, extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-[inbound]
-listen = "127.0.0.1:0"
-verify_signatures = false
-[keys]
-verify_pdus = false
-[[protected]]
-server_name = "{HS1}"
-cert = "{cert}"
-key = "{key}"
-upstream = "http://{upstream}"
-{extra}
-"#,
-        cert = p.cert.display(),
-        key = p.key.display()
-    )
-}
-
 fn outbound_toml(p: &Pki, extra: &str) -> String {
     let ica = p.dir.path().join("ica");
     if !ica.join("ca.crt").exists() {

@@ -13,19 +13,6 @@ const HS1: &str = "hs1.test";
 const REMOTE: &str = "remote.test";
 const ROOM: &str = "!p:remote.test";
 
-fn auth(
-    key: &SigningKey,
-    origin: &str,
-    dest: &str,
-    method: &str,
-    uri: &str,
-    body: Option<&[u8]>,
-) -> String {
-    let raw: Option<Box<serde_json::value::RawValue>> =
-        body.map(|b| serde_json::from_slice(b).unwrap());
-    xmatrix::sign_request(key, origin, dest, method, uri, raw.as_deref()).unwrap()
-}
-
 /// An event of ROOM (room version 10) at `depth`.
 fn event(depth: u64, sender: &str, kind: &str, content: serde_json::Value) -> serde_json::Value {
     json!({
@@ -89,13 +76,6 @@ fn key_object(server: &str, key: &SigningKey) -> Vec<u8> {
     .unwrap();
     key.sign_json(server, &mut obj).unwrap();
     serde_json::to_vec(&obj).unwrap()
-}
-
-fn guard_key_file(p: &Pki) -> (SigningKey, std::path::PathBuf) {
-    let key = SigningKey::generate("gw1").unwrap();
-    let path = p.dir.path().join("guard.signing.key");
-    std::fs::write(&path, key.to_synapse_string()).unwrap();
-    (key, path)
 }
 
 /// hs1's signing key, written for the guard (it re-signs hs1's answers as notary with it).

@@ -53,28 +53,6 @@ enabled = false
     )
 }
 
-fn inbound_toml(p: &Pki, upstream: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-[inbound]
-listen = "127.0.0.1:0"
-verify_signatures = false
-[keys]
-verify_pdus = false
-[[protected]]
-server_name = "{HS1}"
-cert = "{cert}"
-key = "{key}"
-upstream = "http://{upstream}"
-{extra}
-"#,
-        cert = p.cert.display(),
-        key = p.key.display()
-    )
-}
-
 /// One outbound request as hs1 would send it through Synapse's proxy protocol.
 async fn outbound(
     g: &RunningGuard,

@@ -344,3 +344,58 @@ pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The protected server of the in-process tests.
+pub const TEST_HS1: &str = "hs1.test";
+
+/// The X-Matrix `Authorization` header for a request signed by `origin` with `key`.
+pub fn auth(
+    key: &grenzwacht::keys::SigningKey,
+    origin: &str,
+    dest: &str,
+    method: &str,
+    uri: &str,
+    body: Option<&[u8]>,
+) -> String {
+    let raw: Option<Box<serde_json::value::RawValue>> =
+        body.map(|b| serde_json::from_slice(b).unwrap());
+    grenzwacht::federation::xmatrix::sign_request(key, origin, dest, method, uri, raw.as_deref())
+        .unwrap()
+}
+
+/// A guard protecting `hs1.test` (upstream `upstream`) with an inbound listener and an admin
+/// listener; inbound X-Matrix verification off and — unless `extra` has a `[keys]` table —
+/// PDU verification off (no outbound path to fetch keys). `extra` is appended.
+pub fn inbound_toml(p: &Pki, upstream: SocketAddr, extra: &str) -> String {
+    let keys = if extra.contains("[keys]") {
+        ""
+    } else {
+        "[keys]\nverify_pdus = false\n"
+    };
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
+verify_signatures = false
+{keys}
+[[protected]]
+server_name = "{TEST_HS1}"
+cert = "{cert}"
+key = "{key}"
+upstream = "http://{upstream}"
+{extra}
+"#,
+        cert = p.cert.display(),
+        key = p.key.display()
+    )
+}
+
+/// A fresh guard key `ed25519:gw1`, written to the PKI's directory (Synapse format).
+pub fn guard_key_file(p: &Pki) -> (grenzwacht::keys::SigningKey, PathBuf) {
+    let key = grenzwacht::keys::SigningKey::generate("gw1").unwrap();
+    let path = p.dir.path().join("guard.signing.key");
+    std::fs::write(&path, key.to_synapse_string()).unwrap();
+    (key, path)
+}
