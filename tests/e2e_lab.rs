@@ -338,13 +338,20 @@ async fn suite(mode: OutboundMode) {
         )
         .await;
         eprintln!("malformed {name}: {} {}", r.status, r.errcode());
+        if *name == "bigpdu" {
+            // Not malformed as a whole: an oversized PDU is withheld on its own (per-PDU
+            // error), so the request goes on to authentication, which this unsigned header
+            // fails. Nothing of it is forwarded either way.
+            assert_eq!(r.status, 401, "bigpdu: {}", r.text());
+            refused_txns.push(txn);
+            continue;
+        }
         if *name == "truncated" {
             // Not JSON at all (spec: M_NOT_JSON); the others are left to the guard's taxonomy.
             assert_eq!(r.errcode(), "M_NOT_JSON", "truncated: {}", r.text());
         }
-        let too_large = matches!(*name, "bigpdu" | "51pdus");
         assert!(
-            r.status == 400 || (too_large && r.status == 413),
+            r.status == 400,
             "{name}: expected 400, got {} {}",
             r.status,
             r.text()

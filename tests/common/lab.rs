@@ -345,13 +345,18 @@ pub struct E2eLab {
 
 /// Start an [`E2eLab`] (CONNECT mode; `labels`: the lab's `[labels]` section).
 pub async fn e2e_lab(name: &str, labels: bool) -> E2eLab {
+    e2e_lab_mode(name, labels, grenzwacht::lab::OutboundMode::Connect).await
+}
+
+/// [`e2e_lab`] with hs1's outbound way chosen.
+pub async fn e2e_lab_mode(name: &str, labels: bool, mode: grenzwacht::lab::OutboundMode) -> E2eLab {
     use grenzwacht::lab::client::MatrixClient;
-    use grenzwacht::lab::{LabOptions, OutboundMode};
+    use grenzwacht::lab::LabOptions;
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
         .map(|d| std::path::PathBuf::from(d).join(name))
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, OutboundMode::Connect);
+    let mut opts = LabOptions::new(&dir, mode);
     // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
     // binary may be replaced by a concurrent build of another branch).
     opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
