@@ -418,6 +418,28 @@ guard_key = "{gk}"
             &[("outcome", "not_joined")]
         ) >= 1.0
     );
+    // An invite into a room of a version the guard has no rules for is answered as Synapse
+    // answers it: 400 M_UNSUPPORTED_ROOM_VERSION (nothing is forwarded).
+    let mut invite = event(
+        "!u:remote.test",
+        "@b:remote.test",
+        7,
+        "m.room.member",
+        json!({"membership": "invite"}),
+    );
+    invite["state_key"] = json!("@alice:hs1.test");
+    let invite = signed(&remote_key, invite, V::V11);
+    let body = serde_json::to_vec(
+        &json!({"event": invite, "room_version": "13", "invite_room_state": []}),
+    )
+    .unwrap();
+    let got = send(
+        "/_matrix/federation/v2/invite/%21u%3Aremote.test/%24i".into(),
+        body,
+    )
+    .await;
+    assert_eq!(got.status, 400, "{:?}", got.body);
+    assert_eq!(got.errcode(), "M_UNSUPPORTED_ROOM_VERSION");
     // The room's verified create event corrects the claim.
     let create_w = signed(
         &remote_key,

@@ -33,8 +33,9 @@
 //!   authoritative sources and looked up at the protected homeserver when unknown
 //!   (`proxy::rooms`, which runs before this check). A PDU that must be verified in a room whose
 //!   version is still unknown does not pass: 503 (`unknown_room_version`) when the homeserver
-//!   could not be asked (the sender retries), 403 when it does not know the room or the
-//!   version is one the guard has no rules for; counted and logged, never stored as a
+//!   could not be asked (the sender retries), 403 when it does not know the room, 400
+//!   `M_UNSUPPORTED_ROOM_VERSION` (as Synapse) when the version is one the guard has no rules
+//!   for; counted and logged, never stored as a
 //!   transaction decision, so a retry passes once the version is known.
 //!
 //! Every failure is counted in `grenzwacht_pdu_checks_total{direction,outcome}` (bounded
@@ -99,7 +100,8 @@ pub fn room_versions(
             tracing::warn!(room = %room, known = ?known, "unknown or unsupported room version: the event cannot be verified, so it does not pass");
             match known {
                 None => super::rooms::unknown_version(),
-                Some(_) => Refusal::forbidden(RefusalReason::UnknownRoomVersion, "unsupported room version: the event cannot be verified, so it does not pass"),
+                // As Synapse answers a room version it does not implement.
+                Some(_) => super::rooms::unsupported_version(),
             }
         })?;
         cache.insert(room, version.clone());

@@ -331,6 +331,16 @@ pub fn unknown_version() -> Refusal {
     )
 }
 
+/// A room version the guard has no rules for: 400 `M_UNSUPPORTED_ROOM_VERSION`, as Synapse.
+pub fn unsupported_version() -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "M_UNSUPPORTED_ROOM_VERSION",
+        RefusalReason::UnknownRoomVersion,
+        "unsupported room version: the event cannot be verified, so it does not pass",
+    )
+}
+
 /// Before the integrity check and the policy (see the module docs): every room of the body
 /// has a usable version, looked up at the protected homeserver if needed. `data` is the
 /// direction the data flows.
@@ -387,6 +397,13 @@ pub async fn ensure(
         match lookup::room_version(guard, &ctx.protected, &room).await {
             lookup::Lookup::Found(v) => record(guard, &room, &v, Source::AdminApi).await,
             _ if usable || !required => {}
+            lookup::Lookup::UnknownRoom if known.is_some() => {
+                // Only a claim of a version the guard has no rules for (e.g. an invite's
+                // `room_version`): answered as Synapse answers a version it does not implement.
+                crate::telemetry::record_pdu_check(data, "unknown_room_version");
+                tracing::warn!(room = %room, "room version claimed but not supported, and the protected homeserver does not know the room");
+                return Err(unsupported_version());
+            }
             lookup::Lookup::UnknownRoom => {
                 crate::telemetry::record_pdu_check(data, "unknown_room_version");
                 tracing::warn!(room = %room, "unknown room version, and the protected homeserver does not know the room: its events cannot be verified and do not pass");
