@@ -17,9 +17,11 @@
 //! Answers that say nothing (404: the homeserver does not know the room) and failures are
 //! remembered for a while ([`NOT_FOUND_RECHECK`], [`FAILED_RECHECK`]) so a busy room is not
 //! looked up on every request; a version found is stored by the caller and never looked up
-//! again.
+//! again. Lookups of one room are single-flight: concurrent exchanges for a room wait for the
+//! one lookup in progress and take its answer (remembered for [`FAILED_RECHECK`], also when a
+//! version was found), so a burst for an unknown room asks the homeserver once.
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -50,13 +52,55 @@ pub enum Lookup {
     Unconfigured,
 }
 
-/// Rooms recently looked up without a version found.
+/// Rooms recently looked up, and the lookups in progress.
 #[derive(Debug, Default)]
 pub struct Lookups {
     recent: Mutex<HashMap<String, (Instant, Lookup)>>,
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The turn to look up one room; the next waiter for the room gets it when this is dropped.
+struct Turn<'a> {
+    lookups: &'a Lookups,
+    room: String,
+    lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        let mut map = self
+            .lookups
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Nobody else holds or waits for this room's lock: forget it.
+        if map
+            .get(&self.room)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.room);
+        }
+    }
 }
 
 impl Lookups {
+    /// Waits until no other lookup of `room` is in progress.
+    async fn turn(&self, room: &str) -> Turn<'_> {
+        let lock = {
+            let mut map = self
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(room.to_owned()).or_default().clone()
+        };
+        Turn {
+            lookups: self,
+            room: room.to_owned(),
+            lock: Some(lock.lock_owned().await),
+        }
+    }
+
     fn recent(&self, room: &str) -> Option<Lookup> {
         let map = self
             .recent
@@ -99,6 +143,11 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
     else {
         return Lookup::Unconfigured;
     };
+    if let Some(recent) = guard.version_lookups().recent(room) {
+        return recent;
+    }
+    // Single-flight: after waiting for a lookup in progress, its answer is the answer.
+    let _turn = guard.version_lookups().turn(room).await;
     if let Some(recent) = guard.version_lookups().recent(room) {
         return recent;
     }
@@ -152,9 +201,7 @@ pub async fn room_version(guard: &Guard, protected: &str, room: &str) -> Lookup 
         "room version looked up at the protected homeserver"
     );
     metrics::counter!(VERSION_LOOKUPS_TOTAL, "outcome" => label).increment(1);
-    if !matches!(outcome, Lookup::Found(_)) {
-        guard.version_lookups().remember(room, outcome.clone());
-    }
+    guard.version_lookups().remember(room, outcome.clone());
     outcome
 }
 
@@ -171,6 +218,35 @@ mod tests {
         assert_eq!(l.recent("!r:x"), Some(Lookup::UnknownRoom));
         assert_eq!(l.recent("!f:x"), Some(Lookup::Failed));
         assert_eq!(l.recent("!s:x"), None);
+    }
+
+    #[tokio::test]
+    async fn lookups_of_one_room_take_turns_and_the_waiter_sees_the_answer() {
+        let l = Arc::new(Lookups::default());
+        let first = l.turn("!r:x").await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let waiter = tokio::spawn({
+            let l = l.clone();
+            async move {
+                let _t = l.turn("!r:x").await;
+                tx.send(l.recent("!r:x")).unwrap();
+            }
+        });
+        // Another room is not held up.
+        drop(l.turn("!other:x").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the waiter waits for the first lookup"
+        );
+        l.remember("!r:x", Lookup::Found("10".into()));
+        drop(first);
+        waiter.await.unwrap();
+        assert_eq!(rx.recv().await.unwrap(), Some(Lookup::Found("10".into())));
+        assert!(
+            l.inflight.lock().unwrap().is_empty(),
+            "finished turns are forgotten"
+        );
     }
 
     #[test]
