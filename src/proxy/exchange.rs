@@ -584,7 +584,9 @@ async fn decide(
             let gate = pause::Gate { guard, room_hint };
             let mut units = inspected.units;
             units.rooms = Some(&gate);
-            rooms::settle(guard, &x.ctx, Part::Request, room_hint, body, &units).await?;
+            let left_out =
+                rooms::settle(guard, &x.ctx, Part::Request, room_hint, body, &units).await?;
+            units.omit.extend(left_out);
             let more =
                 super::perpdu::unacceptable(guard, &x.ctx, Part::Request, &units, room_hint)?;
             units.omit.extend(more);

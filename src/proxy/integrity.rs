@@ -33,7 +33,9 @@
 //!   authoritative sources and looked up at the protected homeserver when unknown
 //!   (`proxy::rooms`, which runs before this check). A PDU that must be verified in a room whose
 //!   version is still unknown does not pass: 503 (`unknown_room_version`) when the homeserver
-//!   could not be asked (the sender retries), 403 when it does not know the room, 400
+//!   could not be asked (the sender retries); when it does not know the room, a transaction's
+//!   PDUs of that room are left out on their own (no entry in the answer, as Synapse ignores
+//!   events of rooms it does not know) and any other request is refused with 403; 400
 //!   `M_UNSUPPORTED_ROOM_VERSION` (as Synapse) when the version is one the guard has no rules
 //!   for; counted and logged, never stored as a
 //!   transaction decision, so a retry passes once the version is known.
@@ -74,21 +76,27 @@ pub fn pdu_room(pdu: &PduView<'_>, room_hint: Option<&str>) -> Option<String> {
     room_hint.map(str::to_string)
 }
 
-/// The room version of each PDU of `units` (in order), looked up once per room.
-/// A room whose version is not known → `UnknownRoomVersion` refusal.
+/// The room version of each PDU of `units` (in order), looked up once per room; `None` for a
+/// PDU that is left out anyway (`Units::omit`). A room whose version is not known →
+/// `UnknownRoomVersion` refusal.
 pub fn room_versions(
     guard: &Guard,
     data: Direction,
     units: &Units<'_>,
     room_hint: Option<&str>,
-) -> Result<Vec<RoomVersionId>, Refusal> {
+) -> Result<Vec<Option<RoomVersionId>>, Refusal> {
     let mut cache: HashMap<String, RoomVersionId> = HashMap::new();
     let mut out = Vec::with_capacity(units.pdus.len());
-    for pdu in &units.pdus {
+    for (i, pdu) in units.pdus.iter().enumerate() {
+        // Left out anyway (`proxy::perpdu`, `proxy::rooms`): no version needed.
+        if units.pdu_pos.get(i).is_some_and(|p| units.omit.contains(p)) {
+            out.push(None);
+            continue;
+        }
         let room = pdu_room(pdu, room_hint)
             .ok_or_else(|| Refusal::forbidden(RefusalReason::BadJson, "event without a room"))?;
         if let Some(v) = cache.get(&room) {
-            out.push(v.clone());
+            out.push(Some(v.clone()));
             continue;
         }
         let known = guard
@@ -105,7 +113,7 @@ pub fn room_versions(
             }
         })?;
         cache.insert(room, version.clone());
-        out.push(version);
+        out.push(Some(version));
     }
     Ok(out)
 }
@@ -139,12 +147,12 @@ pub async fn check(
     // The data flows against the request: this is a response.
     let in_response = data != ctx.direction;
     let mut findings = Vec::with_capacity(units.pdus.len());
-    for (i, (pdu, version)) in units.pdus.iter().zip(&versions).enumerate() {
-        // Left out anyway (`proxy::perpdu`): nothing to verify.
-        if units.pdu_pos.get(i).is_some_and(|p| units.omit.contains(p)) {
+    for (pdu, version) in units.pdus.iter().zip(&versions) {
+        // Left out anyway (`proxy::perpdu`, `proxy::rooms`): nothing to verify.
+        let Some(version) = version else {
             findings.push(None);
             continue;
-        }
+        };
         let r = guard
             .remote_keys()
             .verify_pdu_or_fetch(&fetcher, pdu.raw, version, SystemTime::now())

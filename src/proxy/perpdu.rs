@@ -70,6 +70,9 @@ pub const CAUSE_NOT_CANONICAL: &str = "not_canonical";
 pub const CAUSE_TOO_LARGE: &str = "too_large";
 /// See [`CAUSE_NOT_CANONICAL`].
 pub const CAUSE_MALFORMED: &str = "malformed";
+/// See [`CAUSE_NOT_CANONICAL`]: a transaction's PDU for a room the protected homeserver does
+/// not know (`proxy::rooms::ensure`).
+pub const CAUSE_UNKNOWN_ROOM: &str = "unknown_room";
 
 /// The limits a transaction is read with: counts as configured, the PDU size not — a PDU
 /// beyond it is withheld on its own ([`txn_pdus`]), the others are delivered.
@@ -284,8 +287,21 @@ pub fn withheld(
         if kept.contains(&id) || out.iter().any(|(o, _)| *o == id) {
             continue;
         }
-        let not_canonical = PduView::parse(raw)
-            .map(|p| breaks_strict_rules(store, &p, None))
+        let view = PduView::parse(raw).ok();
+        // A PDU of a room the protected homeserver does not know (`proxy::rooms`): no entry,
+        // as Synapse gives none for a room it does not know.
+        let room_known = view
+            .as_ref()
+            .and_then(|p| pdu_room(p, None))
+            .and_then(|r| store.room_version(&r).ok().flatten())
+            .and_then(|v| redact::parse_room_version(&v))
+            .is_some();
+        if !room_known {
+            continue;
+        }
+        let not_canonical = view
+            .as_ref()
+            .map(|p| breaks_strict_rules(store, p, None))
             .unwrap_or(false);
         let error = if raw.get().len() > max_pdu_bytes {
             TOO_LARGE_ERROR

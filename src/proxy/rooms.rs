@@ -34,8 +34,11 @@
 //! authoritative. If the version is still unusable and a PDU of that room must be verified
 //! (data entering the protected side, `[keys] verify_pdus`), the exchange is refused:
 //! 503 when the lookup failed or no admin API is configured (the sender retries; the refusal
-//! is not stored as a transaction decision, so the retry is judged again), 403 when the
-//! homeserver does not know the room (its events cannot be verified). Elsewhere a failed
+//! is not stored as a transaction decision, so the retry is judged again); when the
+//! homeserver does not know the room, a transaction's PDUs of that room are left out on their
+//! own (returned by [`settle`]; no entry in the answer, as Synapse ignores events of rooms it
+//! does not know) and any other request is refused with 403 (its events cannot be verified);
+//! a claimed version the guard has no rules for is 400 `M_UNSUPPORTED_ROOM_VERSION`. Elsewhere a failed
 //! lookup refuses nothing here; a redaction that needs the version refuses later (503,
 //! `proxy::rewrite`). Lost store: every room the protected homeserver is in is learned again
 //! on its first event.
@@ -350,10 +353,14 @@ pub async fn ensure(
     data: Direction,
     units: &Units<'_>,
     room_hint: Option<&str>,
-) -> Result<(), Refusal> {
+) -> Result<Vec<String>, Refusal> {
+    let mut left_out = Vec::new();
     if units.pdus.is_empty() && units.events.is_empty() {
-        return Ok(());
+        return Ok(left_out);
     }
+    // A transaction's PDUs for a room the protected homeserver does not know are left out on
+    // their own (Synapse ignores them too); the transaction's other PDUs go on.
+    let per_pdu = ctx.endpoint.handler == Handler::Transaction && data == ctx.direction;
     // Room → must its version be known (a PDU the guard verifies)?
     let verifying = data == Direction::Inbound && guard.verify_pdus();
     // Borrowed where the body names the room (no allocation per PDU on the hot path).
@@ -387,7 +394,7 @@ pub async fn ensure(
         let settled = match &known {
             None => false,
             // What the protected homeserver or a verified create event said stays, even a
-            // version the guard has no rules for (then its events are refused, 403).
+            // version the guard has no rules for (then its events are refused, 400).
             Some(k) if k.strength >= AUTHORITATIVE => true,
             Some(k) => usable && k.strength > CLAIM,
         };
@@ -397,6 +404,11 @@ pub async fn ensure(
         match lookup::room_version(guard, &ctx.protected, &room).await {
             lookup::Lookup::Found(v) => record(guard, &room, &v, Source::AdminApi).await,
             _ if usable || !required => {}
+            lookup::Lookup::UnknownRoom if per_pdu => {
+                crate::telemetry::record_withheld(data, super::perpdu::CAUSE_UNKNOWN_ROOM);
+                tracing::info!(room = %room, "room unknown to the protected homeserver: its PDUs are left out of the transaction");
+                left_out.push(room.into_owned());
+            }
             lookup::Lookup::UnknownRoom if known.is_some() => {
                 // Only a claim of a version the guard has no rules for (e.g. an invite's
                 // `room_version`): answered as Synapse answers a version it does not implement.
@@ -419,11 +431,14 @@ pub async fn ensure(
             }
         }
     }
-    Ok(())
+    Ok(left_out)
 }
 
 /// The room version phase of an exchange: [`learn`] from the body, then [`ensure`] every room
 /// of it has a usable version.
+///
+/// Returns the positions (as in `units.pdu_pos`) of a transaction's PDUs in rooms the
+/// protected homeserver does not know: they are left out, the others go on.
 pub async fn settle(
     guard: &Guard,
     ctx: &ExchangeCtx,
@@ -431,13 +446,25 @@ pub async fn settle(
     room_hint: Option<&str>,
     body: &[u8],
     units: &Units<'_>,
-) -> Result<(), Refusal> {
+) -> Result<Vec<usize>, Refusal> {
     learn(guard, ctx, part, room_hint, body, units).await;
     let data = match part {
         Part::Request => ctx.direction,
         Part::Response => ctx.direction.reverse(),
     };
-    ensure(guard, ctx, data, units, room_hint).await
+    let rooms = ensure(guard, ctx, data, units, room_hint).await?;
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(units
+        .pdus
+        .iter()
+        .zip(&units.pdu_pos)
+        .filter(|(pdu, _)| {
+            super::integrity::pdu_room(pdu, room_hint).is_some_and(|r| rooms.contains(&r))
+        })
+        .map(|(_, pos)| *pos)
+        .collect())
 }
 
 #[cfg(test)]

@@ -88,7 +88,8 @@ pub(super) async fn release(
         )?;
         let gate = pause::Gate { guard, room_hint };
         units.rooms = Some(&gate);
-        rooms::settle(guard, ctx, Part::Response, room_hint, &body, &units).await?;
+        let left_out = rooms::settle(guard, ctx, Part::Response, room_hint, &body, &units).await?;
+        units.omit.extend(left_out);
         let more =
             crate::proxy::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
         units.omit.extend(more);
