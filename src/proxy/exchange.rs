@@ -7,9 +7,10 @@
 //!    destination, the protected server, the peer; a denied origin, an unprotected destination,
 //!    malformed or missing authentication → refuse, before any key fetch or body byte.
 //! 3. **admit** ([`admit`]) — what else the head decides before the body is read: a room paused
-//!    towards the answer's side, a declared length over the limit.
-//! 4. **read** ([`read`], [`admission::read_body`](super::admission::read_body)) — the
-//!    origin's key obtainable (where it will be verified), then the body up to the limit,
+//!    towards the answer's side.
+//! 4. **read** ([`read`], [`admission::read_body`](super::admission::read_body)) — a declared
+//!    length over the limit refused, the origin's key obtainable (where it will be verified),
+//!    then the body up to the limit,
 //!    against the budget of unauthenticated bodies and the body deadline.
 //! 5. **recall** ([`replay::recall`](super::replay::recall)) — a retried transaction finds the
 //!    first attempt's decision.
@@ -276,7 +277,7 @@ async fn run(
         id,
         ctx,
     };
-    admit(&x, &parts)?;
+    admit(&x)?;
     let (body, _held) = read(&x, &parts, body).await?;
     *req_bytes = body.len();
 
@@ -474,7 +475,7 @@ fn identify(
 }
 
 /// Phase **admit**: what the head decides before a body byte is read.
-fn admit(x: &Exchange<'_>, parts: &Parts) -> Result<(), Refusal> {
+fn admit(x: &Exchange<'_>) -> Result<(), Refusal> {
     // A room paused towards the side the answer would reach: nothing of it is fetched.
     if let (Some(room), false) = (
         x.param("roomId"),
@@ -484,24 +485,7 @@ fn admit(x: &Exchange<'_>, parts: &Parts) -> Result<(), Refusal> {
             return Err(crate::policy::pause::not_found());
         }
     }
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > x.guard.limits().max_request_body as u64) {
-        return Err(too_large());
-    }
     Ok(())
-}
-
-fn too_large() -> Refusal {
-    refuse(
-        RefusalReason::TooLarge,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "M_TOO_LARGE",
-        "request body too large",
-    )
 }
 
 /// Phase **read**: the whole body, up to the limit, as `admission` admits it (the origin's key
