@@ -337,7 +337,7 @@ impl ServerResolver {
         if !discovery.enabled {
             return Ok(Self::routes_only(routes).with_destinations(policy));
         }
-        let backend = SystemBackend::new(discovery, tls)?.with_destinations(policy.clone());
+        let backend = SystemBackend::new(discovery, tls)?;
         Ok(Self::new(routes, true, Arc::new(backend)).with_destinations(policy))
     }
 

@@ -44,7 +44,9 @@ pub struct SystemBackend {
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
     https_port: u16,
-    /// Addresses the well-known fetch may connect to (redirect targets included).
+    /// Addresses the well-known fetch may connect to, redirect targets included (`[discovery]
+    /// allow_destinations` / `deny_destinations`): a peer's server name must not make the guard
+    /// fetch from its own host or link.
     destinations: super::DestinationPolicy,
 }
 
@@ -58,7 +60,7 @@ impl std::fmt::Debug for SystemBackend {
 
 impl SystemBackend {
     /// Build from `[discovery]`: `nameservers` (UDP and TCP to each) or, if empty, the system
-    /// configuration (`/etc/resolv.conf`). `tls` verifies the well-known servers.
+    /// configuration (`/etc/resolv.conf`); the destination policy for well-known fetches. `tls` verifies the well-known servers.
     pub fn new(
         discovery: &DiscoveryConfig,
         tls: Arc<rustls::ClientConfig>,
@@ -85,16 +87,11 @@ impl SystemBackend {
             tls: Arc::new(tls),
             timeout: DEFAULT_WELL_KNOWN_TIMEOUT,
             https_port: 443,
-            destinations: super::DestinationPolicy::default(),
+            destinations: super::DestinationPolicy::new(
+                &discovery.allow_destinations,
+                &discovery.deny_destinations,
+            ),
         })
-    }
-
-    /// Check the addresses of well-known hosts (and of their redirect targets) against `policy`
-    /// before connecting: a peer's server name must not make the guard fetch from its own host
-    /// or link.
-    pub fn with_destinations(mut self, policy: super::DestinationPolicy) -> Self {
-        self.destinations = policy;
-        self
     }
 
     /// Change the well-known fetch timeout.

@@ -738,10 +738,12 @@ mod test_tls {
 use test_tls::{respond, Handler};
 
 fn loopback_discovery() -> DiscoveryConfig {
-    // Never queried: the well-known host below is an IP literal.
+    // Never queried: the well-known host below is an IP literal. The well-known servers of
+    // these tests listen on loopback, which the destination policy refuses unless allowed.
     DiscoveryConfig {
         enabled: true,
         nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+        allow_destinations: vec!["127.0.0.0/8".parse().unwrap()],
         ..DiscoveryConfig::default()
     }
 }
@@ -890,8 +892,8 @@ async fn real_fetch_times_out() {
 
 #[tokio::test]
 async fn real_fetch_never_connects_to_a_refused_address() {
-    // A listener that counts connections: the well-known host is loopback, which the default
-    // destination policy refuses.
+    // A listener that counts connections: the well-known host is loopback, which the
+    // destination policy refuses unless `allow_destinations` names it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -901,11 +903,14 @@ async fn real_fetch_never_connects_to_a_refused_address() {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let backend = SystemBackend::new(&loopback_discovery(), test_tls::client_config(None))
+    let refusing = DiscoveryConfig {
+        allow_destinations: Vec::new(),
+        ..loopback_discovery()
+    };
+    let backend = SystemBackend::new(&refusing, test_tls::client_config(None))
         .unwrap()
         .with_https_port(port)
-        .with_well_known_timeout(Duration::from_secs(2))
-        .with_destinations(DestinationPolicy::new(&[], &[]));
+        .with_well_known_timeout(Duration::from_secs(2));
     let r = backend.well_known("127.0.0.1").await;
     assert!(
         matches!(&r, Err(BackendError::Failed(m)) if m.contains("does not connect to")),
@@ -915,11 +920,7 @@ async fn real_fetch_never_connects_to_a_refused_address() {
     let backend = SystemBackend::new(&loopback_discovery(), test_tls::client_config(None))
         .unwrap()
         .with_https_port(port)
-        .with_well_known_timeout(Duration::from_millis(300))
-        .with_destinations(DestinationPolicy::new(
-            &["127.0.0.0/8".parse().unwrap()],
-            &[],
-        ));
+        .with_well_known_timeout(Duration::from_millis(300));
     let _ = backend.well_known("127.0.0.1").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
