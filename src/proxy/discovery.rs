@@ -199,7 +199,7 @@ pub enum DiscoveryError {
 /// host or its link (SSRF). Private ranges are allowed (classified networks use them
 /// throughout) unless `deny_destinations` lists them. `allow_destinations` lifts a default
 /// refusal; `[[route]]` targets are never checked (the operator named them).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DestinationPolicy {
     allow: Vec<ipnet::IpNet>,
     deny: Vec<ipnet::IpNet>,
@@ -295,18 +295,15 @@ impl ServerResolver {
                 .map(|r| (r.server_name.to_ascii_lowercase(), r.clone()))
                 .collect(),
             enabled: discovery_enabled,
-            destinations: DestinationPolicy {
-                off: true,
-                ..DestinationPolicy::default()
-            },
+            // The default refusals until `with_destinations` says otherwise.
+            destinations: DestinationPolicy::new(&[], &[]),
             backend,
             well_known_cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Check resolved addresses against `policy` (without one, every address is allowed:
-    /// only resolver unit tests run so; the guard builds its resolvers with
-    /// [`Self::from_parts`]).
+    /// Check resolved addresses against `policy` instead of the default refusals (the guard
+    /// builds its resolvers with [`Self::from_parts`], from `[discovery]`).
     pub fn with_destinations(mut self, policy: DestinationPolicy) -> Self {
         self.destinations = policy;
         self

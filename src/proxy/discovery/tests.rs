@@ -94,7 +94,16 @@ fn resolver(fake: Fake) -> (ServerResolver, Arc<Fake>) {
 
 fn resolver_with(fake: Fake, routes: &[Route], enabled: bool) -> (ServerResolver, Arc<Fake>) {
     let fake = Arc::new(fake);
-    (ServerResolver::new(routes, enabled, fake.clone()), fake)
+    // The resolution order is tested without the destination policy (tested on its own).
+    let all = DestinationPolicy {
+        allow: Vec::new(),
+        deny: Vec::new(),
+        off: true,
+    };
+    (
+        ServerResolver::new(routes, enabled, fake.clone()).with_destinations(all),
+        fake,
+    )
 }
 
 fn addrs(list: &[&str]) -> Vec<SocketAddr> {
