@@ -10,6 +10,7 @@ pub mod keys;
 pub mod lab;
 pub mod policy;
 pub mod proxy;
+pub mod review;
 pub mod spif;
 pub mod store;
 pub mod telemetry;
