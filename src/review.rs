@@ -178,3 +178,46 @@ pub trait ReviewQueue: Send + Sync {
         reason: &str,
     ) -> Result<Outcome, ReviewError>;
 }
+
+/// A search of the audit log (the admin API's and the UI's audit pages; `grenzwacht audit
+/// query` takes the same filters). Every field narrows; `None` = any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// RFC 3339 lower bound (inclusive) of the record time.
+    pub from: Option<String>,
+    /// RFC 3339 upper bound (exclusive).
+    pub to: Option<String>,
+    pub room: Option<String>,
+    pub sender: Option<String>,
+    /// Origin or destination server.
+    pub server: Option<String>,
+    pub verdict: Option<String>,
+    pub rule: Option<String>,
+    /// Display marking or policy id of the effective label.
+    pub label: Option<String>,
+    /// Most records returned (newest last); 0 = the implementation's default.
+    pub limit: usize,
+}
+
+/// Searches the audit log; records are returned as their JSON objects.
+pub trait AuditSearch: Send + Sync {
+    fn search(&self, filter: &AuditFilter) -> Result<Vec<serde_json::Value>, String>;
+}
+
+/// Resolves a bearer token to its principal (constant-time comparison; tokens are never
+/// logged or recorded).
+pub trait Authenticate: Send + Sync {
+    fn bearer(&self, token: &str) -> Option<Principal>;
+}
+
+/// Records admin actions (logins, searches, decisions, refused attempts) in the audit log
+/// before they take effect; an `Err` refuses the action.
+pub trait ActionJournal: Send + Sync {
+    fn admin_action(
+        &self,
+        who: Option<&Principal>,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<(), String>;
+}
