@@ -29,6 +29,8 @@
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
+//! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
+//! | [`DECISIONS_TOTAL`] `grenzwacht_decisions_total` | counter | `direction`, `verdict`, `unit` (see `policy::decisions`) |
 //! | [`BODY_BUDGET_BYTES`] `grenzwacht_body_budget_bytes` | gauge | `direction`: bytes of unauthenticated request bodies held |
 //!
 //! `direction` is `inbound` (remote → protected) or `outbound` (protected → remote), see
@@ -91,9 +93,13 @@ pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     result.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
 }
 
-/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow) and winning
-/// `action`.
+/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow), winning
+/// `action` and the `rule` that decided (an id of the loaded rule set, else `other`).
 pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+/// Counter: per-unit policy decisions, by `direction` (the way the data flows), `verdict`
+/// (`allow`, `redact`, `hold`, `reject`, `drop`, `withhold`, `unjudged`) and `unit` (`pdu`,
+/// `event`, `edu`, `to_device`, `field`); see `policy::decisions`.
+pub const DECISIONS_TOTAL: &str = "grenzwacht_decisions_total";
 /// Metric: decisions on opaque content, by direction and outcome.
 pub const OPAQUE_DECISIONS_TOTAL: &str = "grenzwacht_opaque_decisions_total";
 /// Counter: policy reloads by `result` (ok, refused, refused_shrink, accepted_shrink).
@@ -392,7 +398,11 @@ pub fn describe() {
     );
     describe_counter!(
         DLP_DECISIONS_TOTAL,
-        "DLP scans with matches, by mode (enforce, shadow) and winning action."
+        "DLP scans with matches, by mode (enforce, shadow), winning action and deciding rule."
+    );
+    describe_counter!(
+        DECISIONS_TOTAL,
+        "Policy decisions per unit (PDU, event, EDU, to-device message, field), by direction, verdict and unit."
     );
     describe_counter!(
         OPAQUE_DECISIONS_TOTAL,
@@ -509,6 +519,16 @@ pub fn record_withheld(direction: Direction, cause: &'static str) {
         "direction" => direction.as_str(),
         "cause" => cause)
     .increment(1);
+}
+
+/// Counts `n` unit decisions ([`DECISIONS_TOTAL`]); `verdict` and `unit` come from the fixed
+/// sets of `policy::decisions`.
+pub fn record_decisions(direction: Direction, verdict: &'static str, unit: &'static str, n: u64) {
+    metrics::counter!(DECISIONS_TOTAL,
+        "direction" => direction.as_str(),
+        "verdict" => verdict,
+        "unit" => unit)
+    .increment(n);
 }
 
 /// Counts one accepted connection.
