@@ -50,8 +50,8 @@ pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, Use
 pub use decisions::{Findings, LabelFinding, RuleHit, UnitDecision, UnitKind, UnitVerdict};
 pub use layers::Layers;
 pub use permit::{
-    decide, decide_recorded, decide_response, decide_response_recorded, FieldRemoval, Forward, Modification, Permit, Release, Rewrite,
-    ToDeviceDrop, Units, Verdicts,
+    decide, decide_recorded, decide_response, decide_response_recorded, FieldRemoval, Forward,
+    Modification, Permit, Release, Rewrite, ToDeviceDrop, Units, Verdicts,
 };
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
@@ -127,7 +127,12 @@ pub trait Policy: Send + Sync {
     /// span and masked excerpt; the effective label). For decision records
     /// ([`decisions`]): the same judgement as `pdu`, from the same scan. Default: `pdu`, nothing
     /// added (the layer stack names the rule of a verdict a layer gives without findings).
-    fn explain_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>, _found: &mut Findings) -> PduVerdict {
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        _found: &mut Findings,
+    ) -> PduVerdict {
         self.pdu(ctx, pdu)
     }
     /// [`Policy::event`] with findings, as [`Policy::explain_pdu`].
@@ -140,7 +145,12 @@ pub trait Policy: Send + Sync {
         self.event(ctx, event)
     }
     /// [`Policy::edu`] with findings, as [`Policy::explain_pdu`].
-    fn explain_edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>, _found: &mut Findings) -> EduVerdict {
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        _found: &mut Findings,
+    ) -> EduVerdict {
         self.edu(ctx, edu)
     }
     /// [`Policy::to_device`] with findings, as [`Policy::explain_pdu`].

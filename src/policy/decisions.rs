@@ -271,8 +271,17 @@ impl<'p> Recording<'p> {
             seen: Mutex::new(HashMap::new()),
         }
     }
-    fn note(&self, kind: UnitKind, at: usize, (verdict, rule): (UnitVerdict, Option<&str>), found: Findings) {
-        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn note(
+        &self,
+        kind: UnitKind,
+        at: usize,
+        (verdict, rule): (UnitVerdict, Option<&str>),
+        found: Findings,
+    ) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.insert(
             (kind, at),
             Seen {
@@ -300,7 +309,12 @@ impl Policy for Recording<'_> {
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         let mut f = Findings::default();
         let v = self.inner.explain_event(ctx, event, &mut f);
-        self.note(UnitKind::Event, key(event.content), UnitVerdict::of_pdu(&v), f);
+        self.note(
+            UnitKind::Event,
+            key(event.content),
+            UnitVerdict::of_pdu(&v),
+            f,
+        );
         v
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
@@ -321,7 +335,12 @@ impl Policy for Recording<'_> {
     fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
         let mut f = Findings::default();
         let v = self.inner.explain_to_device(ctx, msg, &mut f);
-        self.note(UnitKind::ToDevice, key(msg.content), UnitVerdict::of_edu(&v), f);
+        self.note(
+            UnitKind::ToDevice,
+            key(msg.content),
+            UnitVerdict::of_edu(&v),
+            f,
+        );
         v
     }
     fn redacted_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
@@ -618,7 +637,12 @@ pub fn publish(direction: Direction, records: &[UnitDecision]) {
     for (k, row) in counts.iter().enumerate() {
         for (v, &n) in row.iter().enumerate() {
             if n > 0 {
-                tm::record_decisions(direction, UnitVerdict::ALL[v].as_str(), UnitKind::ALL[k].as_str(), n);
+                tm::record_decisions(
+                    direction,
+                    UnitVerdict::ALL[v].as_str(),
+                    UnitKind::ALL[k].as_str(),
+                    n,
+                );
             }
         }
     }

@@ -176,7 +176,12 @@ impl Policy for Layers {
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
     }
-    fn explain_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>, found: &mut Findings) -> PduVerdict {
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
         self.most_severe_explained(found, |p, f| p.explain_pdu(ctx, pdu, f))
     }
     fn explain_event(
@@ -187,7 +192,12 @@ impl Policy for Layers {
     ) -> PduVerdict {
         self.most_severe_explained(found, |p, f| p.explain_event(ctx, event, f))
     }
-    fn explain_edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>, found: &mut Findings) -> EduVerdict {
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
         self.first_drop_explained(found, |p, f| p.explain_edu(ctx, edu, f))
     }
     fn explain_to_device(

@@ -215,14 +215,20 @@ fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
 
 /// The matches of a scan as findings of a decision record (rule, field, span, masked excerpt).
 fn add_hits(out: &Outcome, found: &mut Findings) {
-    found.hits.extend(out.matches.iter().map(|m| RuleHit {
-        layer: "dlp",
-        rule: m.rule.to_string(),
-        action: m.action.as_str().to_string(),
-        shadow: m.mode == Mode::Shadow,
-        field: Some(m.path.clone().unwrap_or_else(|| m.field.as_str().to_string())),
-        span: Some((m.start, m.end)),
-        excerpt: Some(m.excerpt.clone()),
+    found.hits.extend(out.matches.iter().map(|m| {
+        RuleHit {
+            layer: "dlp",
+            rule: m.rule.to_string(),
+            action: m.action.as_str().to_string(),
+            shadow: m.mode == Mode::Shadow,
+            field: Some(
+                m.path
+                    .clone()
+                    .unwrap_or_else(|| m.field.as_str().to_string()),
+            ),
+            span: Some((m.start, m.end)),
+            excerpt: Some(m.excerpt.clone()),
+        }
     }));
 }
 
@@ -316,7 +322,12 @@ impl Policy for DlpPolicy {
         let out = self.pdu_outcome(ctx, pdu);
         Self::pdu_verdict(&out)
     }
-    fn explain_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>, found: &mut Findings) -> PduVerdict {
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
         let out = self.pdu_outcome(ctx, pdu);
         add_hits(&out, found);
         Self::pdu_verdict(&out)
@@ -331,7 +342,12 @@ impl Policy for DlpPolicy {
         add_hits(&out, found);
         Self::pdu_verdict(&out)
     }
-    fn explain_edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>, found: &mut Findings) -> EduVerdict {
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
         let out = self.edu_outcome(ctx, edu);
         if let Some(o) = &out {
             add_hits(o, found);
