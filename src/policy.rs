@@ -44,6 +44,7 @@ pub(crate) mod replay;
 pub mod rules;
 pub mod static_policy;
 pub mod verdict;
+pub mod whatif;
 
 pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};

@@ -3,8 +3,8 @@
 //! # Logs
 //!
 //! [`init_tracing`] installs a `tracing-subscriber` fmt layer writing to stderr (systemd's
-//! journal and container runtimes collect stderr), as human-readable text or as one JSON
-//! object per line (`[log] format = "json"`, for SIEM ingestion). The filter is an `EnvFilter`
+//! journal and container runtimes collect stderr), as human-readable text (with colour codes
+//! only when stderr is a terminal, [`ansi_for_stderr`]) or as one JSON object per line (`[log] format = "json"`, for SIEM ingestion). The filter is an `EnvFilter`
 //! directive from the config (`[log] level`); a non-empty `RUST_LOG` overrides it, so an
 //! operator can raise verbosity for one run without editing the config.
 //!
@@ -71,14 +71,24 @@ pub fn build_filter(filter: &str, rust_log: Option<&str>) -> Result<EnvFilter, T
     })
 }
 
+/// Whether log lines on stderr get ANSI colour codes: only when stderr is a terminal and
+/// `NO_COLOR` is not set.
+pub fn ansi_for_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global tracing subscriber: text or JSON lines on stderr, filtered by `filter`
 /// (an `EnvFilter` directive such as `info` or `grenzwacht=debug,hyper=warn`), or by
 /// `RUST_LOG` when that is set. Fails on a bad directive or when called twice.
 pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(filter, rust_log.as_deref())?;
+    // Colour codes only for a terminal: a log file (the lab's, a service manager's) gets
+    // plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi_for_stderr())
         .with_writer(std::io::stderr);
     let result = if json {
         builder
