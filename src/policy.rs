@@ -28,6 +28,12 @@
 //! asks [`Policy::request_text`] about each piece; any refusal refuses the request. Text that
 //! does not decode refuses it too (400).
 //!
+//! # Decision records
+//!
+//! [`decide_recorded`] and [`decide_response_recorded`] also return a record per unit (verdict,
+//! rule, matched rules with masked spans, event id, …; [`decisions`]); the findings come from
+//! the `explain_*` methods of [`Policy`], which answer from the same scan as the verdict.
+//!
 //! The layers that plug into this trait: [`StaticPolicy`] and the config's `[[rule]]` list
 //! ([`rules`]), media ([`media`]), the DLP rule set ([`dlp`]) and security labels ([`labels`]).
 pub mod decisions;

@@ -67,14 +67,23 @@ fn dashboard_is_valid_and_queries_only_exported_metrics() {
         .expect("the dashboard is valid JSON");
     assert!(d["title"].is_string() && d["uid"].is_string());
     let defined = defined_metrics();
-    assert!(defined.contains("grenzwacht_decisions_total"), "{defined:?}");
+    assert!(
+        defined.contains("grenzwacht_decisions_total"),
+        "{defined:?}"
+    );
     let panels = d["panels"].as_array().unwrap();
     let mut ids = BTreeSet::new();
     let mut used = BTreeSet::new();
     for p in panels {
-        assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id: {p}");
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "duplicate panel id: {p}"
+        );
         let g = &p["gridPos"];
-        assert!(g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24, "{p}");
+        assert!(
+            g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,
+            "{p}"
+        );
         if p["type"] == "row" {
             continue;
         }

@@ -650,7 +650,12 @@ pub fn publish(direction: Direction, records: &[UnitDecision]) {
 
 /// The decision line of one record: event id, sender, room, verdict, effect and rule.
 fn log(direction: Direction, r: &UnitDecision) {
-    let rules: Vec<&str> = r.hits.iter().map(|h| h.rule.as_str()).collect();
+    let mut rules: Vec<&str> = Vec::new();
+    for h in &r.hits {
+        if !rules.contains(&h.rule.as_str()) {
+            rules.push(&h.rule);
+        }
+    }
     macro_rules! line {
         ($lvl:ident) => {
             tracing::$lvl!(

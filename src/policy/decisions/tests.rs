@@ -105,7 +105,7 @@ fn forward() -> Forward {
     }
 }
 
-fn record<'a>(r: &'a [UnitDecision], kind: UnitKind, pos: usize) -> &'a UnitDecision {
+fn record(r: &[UnitDecision], kind: UnitKind, pos: usize) -> &UnitDecision {
     r.iter()
         .find(|d| d.kind == kind && d.pos == pos)
         .unwrap_or_else(|| panic!("no record for {kind:?} {pos}: {r:#?}"))
