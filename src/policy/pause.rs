@@ -46,6 +46,11 @@ pub trait RoomGate: Send + Sync {
     fn pause(&self, direction: Direction, room: &str, raw: &RawValue, rule: &str);
     /// Counts and logs one unit withheld (`cause`: [`CAUSE_PAUSED`] or [`CAUSE_REDACTION_KEPT`]).
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str);
+    /// The event id of a PDU: `event_id` (room versions 1–2), else its reference hash under
+    /// its room's version; `None` when unknown (decision records, `policy::decisions`).
+    fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn RoomGate + '_ {

@@ -305,17 +305,15 @@ impl Guard {
             key_originals: Default::default(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(
-                &base,
-                &media,
-                dlp_layer,
-                labels.clone(),
-                opaque.clone(),
+            policy: std::sync::RwLock::new(Arc::new(reload::versioned(
+                Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()),
+                manifest.as_ref(),
             ))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
-            reloader: reload::Reloader::new(manifest.as_ref()),
+            reloader: reload::Reloader::new(manifest.as_ref())
+                .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
             opaque,
             label_lookups: super::room_labels::Lookups::default(),
@@ -685,6 +683,9 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     }
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
+    guard
+        .load_record(crate::policy::identity::LoadEvent::Startup)
+        .log();
     if let Some((dir, every)) = guard.dlp_watch() {
         tasks.push(tokio::spawn(reload::watch_dlp(
             guard.clone(),
