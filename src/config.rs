@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::federation::EndpointClass;
 
 pub mod admission;
+pub mod review;
 pub mod labels;
 pub mod opaque;
 mod parse;
@@ -77,6 +78,8 @@ pub struct Config {
     pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
+    /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
+    pub review: review::ReviewConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -421,6 +421,11 @@ pub(super) fn parse(
                     cfg.media = v;
                 }
             }
+            "review" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.review = v;
+                }
+            }
             "protected" => {
                 let (v, ok) = ctx.array(item, name, anchor);
                 cfg.protected = v;
@@ -739,6 +744,14 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
         let path = [k("admission"), k(key)];
         ctx.error(
             value_span(root, &path).or_else(|| key_span(root, &[k("admission")])),
+            msg,
+        );
+    }
+    // [review]
+    for (key, msg) in cfg.review.check() {
+        let path = [k("review"), k(key)];
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("review")])),
             msg,
         );
     }

@@ -16,6 +16,12 @@
 //! the forwarded transaction; the sender gets a per-PDU error) and the rest of the transaction
 //! crosses. In any other body (responses, invites, joins) it refuses the whole exchange with
 //! 404 `M_NOT_FOUND`. Typing and receipt EDUs that name a paused room are dropped.
+//!
+//! Held rooms work alike, with a review queue behind the gate ([`RoomGate::holds`]): a room
+//! waiting behind a held event ([`RoomGate::is_held`], or an event held earlier in the same
+//! body) has its PDUs queued behind the held one ([`Screened::Queue`], `Verdicts::queue`)
+//! instead of withheld; any other exchange carrying its events answers 404, its typing and
+//! receipt EDUs are dropped.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -46,6 +52,16 @@ pub trait RoomGate: Send + Sync {
     fn pause(&self, direction: Direction, room: &str, raw: &RawValue, rule: &str);
     /// Counts and logs one unit withheld (`cause`: [`CAUSE_PAUSED`] or [`CAUSE_REDACTION_KEPT`]).
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str);
+    /// Whether held events go to a review queue (`proxy::hold`). Without one (the default),
+    /// a hold verdict acts as redact.
+    fn holds(&self) -> bool {
+        false
+    }
+    /// Is `room` waiting behind a held event for data flowing in `direction`? Its PDUs then
+    /// queue behind the held one ([`Screened::Queue`]).
+    fn is_held(&self, _direction: Direction, _room: &str) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for dyn RoomGate + '_ {
@@ -102,6 +118,9 @@ pub enum Screened {
     Pass,
     /// The event must not cross: its room is paused.
     Withhold { room: String, rule: String },
+    /// The event's room waits behind a held event: in a transaction the PDU queues behind it,
+    /// any other exchange is answered as for a paused room.
+    Queue { room: String },
 }
 
 /// Pause checks and re-judgement for the units of one body (one direction).
@@ -110,6 +129,8 @@ pub struct Screen<'g> {
     direction: Direction,
     /// Rooms paused while judging this body (later events of them are withheld too).
     paused_here: Vec<String>,
+    /// Rooms with an event held in this body (later events of them queue behind it).
+    held_here: Vec<String>,
 }
 
 impl<'g> Screen<'g> {
@@ -118,6 +139,14 @@ impl<'g> Screen<'g> {
             gate,
             direction,
             paused_here: Vec::new(),
+            held_here: Vec::new(),
+        }
+    }
+
+    /// An event of `room` in this body was held: later events of the room queue behind it.
+    pub fn held(&mut self, room: String) {
+        if !self.held_here.contains(&room) {
+            self.held_here.push(room);
         }
     }
 
@@ -135,6 +164,9 @@ impl<'g> Screen<'g> {
                 room,
                 rule: "room_paused".into(),
             };
+        }
+        if self.held_here.contains(&room) || gate.is_held(self.direction, &room) {
+            return Screened::Queue { room };
         }
         Screened::Pass
     }
@@ -187,9 +219,12 @@ impl<'g> Screen<'g> {
     /// Is this EDU about a paused room (typing notifications, read receipts)?
     pub fn edu_paused(&self, edu: &EduView<'_>) -> bool {
         let Some(gate) = self.gate else { return false };
-        edu_rooms(edu)
-            .iter()
-            .any(|r| self.paused_here.iter().any(|p| p == r) || gate.is_paused(self.direction, r))
+        edu_rooms(edu).iter().any(|r| {
+            self.paused_here.iter().any(|p| p == r)
+                || self.held_here.iter().any(|p| p == r)
+                || gate.is_paused(self.direction, r)
+                || gate.is_held(self.direction, r)
+        })
     }
 }
 

@@ -359,6 +359,12 @@ impl RoomGate for Gate<'_> {
             rule,
         );
     }
+    fn holds(&self) -> bool {
+        true
+    }
+    fn is_held(&self, direction: Direction, room: &str) -> bool {
+        self.guard.holds().is_held(direction, room)
+    }
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str) {
         tm::record_withheld(direction, cause);
         tracing::info!(
