@@ -160,7 +160,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: held events and their ordered delivery queues (`store::holds`).
     r#"
     CREATE TABLE held_events (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           INTEGER PRIMARY KEY,
         direction    TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
         room_id      TEXT    NOT NULL,
         event_id     TEXT    NOT NULL,
@@ -180,7 +180,7 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
 
     CREATE TABLE hold_queue (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq             INTEGER PRIMARY KEY,
         direction       TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
         destination     TEXT    NOT NULL,
         room_id         TEXT    NOT NULL,

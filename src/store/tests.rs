@@ -58,6 +58,8 @@ fn open_creates_file_with_schema_and_private_mode() {
     assert_eq!(
         tables,
         [
+            "held_events",
+            "hold_queue",
             "room_labels",
             "room_pauses",
             "room_versions",
