@@ -33,10 +33,10 @@ use serde::Deserialize;
 use crate::federation::EndpointClass;
 
 pub mod admission;
-pub mod review;
 pub mod labels;
 pub mod opaque;
 mod parse;
+pub mod review;
 pub mod rules;
 #[cfg(test)]
 mod tests;

@@ -330,9 +330,8 @@ fn builder() -> PrometheusBuilder {
 }
 
 /// Histogram buckets of [`REVIEW_LATENCY_SECONDS`]: 10 s to a week.
-pub const REVIEW_LATENCY_BUCKETS: &[f64] = &[
-    10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0,
-];
+pub const REVIEW_LATENCY_BUCKETS: &[f64] =
+    &[10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0];
 
 /// Handle to the process-global Prometheus recorder, installing it (and describing the metrics)
 /// on first use. Safe to call any number of times from any thread.

@@ -18,9 +18,7 @@ use grenzwacht::federation::xmatrix;
 use grenzwacht::keys::SigningKey;
 use grenzwacht::proxy::hold::HoldQueue;
 use grenzwacht::proxy::{Guard, Listeners};
-use grenzwacht::review::{
-    Decision, HoldState, Outcome, Principal, ReviewError, ReviewQueue, Role,
-};
+use grenzwacht::review::{Decision, HoldState, Outcome, Principal, ReviewError, ReviewQueue, Role};
 use grenzwacht::store::{NewHold, Store};
 use serde_json::json;
 
@@ -204,7 +202,12 @@ fn bodies(pdus: &serde_json::Value) -> Vec<String> {
     pdus.as_array()
         .unwrap()
         .iter()
-        .map(|p| p["content"]["body"].as_str().unwrap_or("<redacted>").to_string())
+        .map(|p| {
+            p["content"]["body"]
+                .as_str()
+                .unwrap_or("<redacted>")
+                .to_string()
+        })
         .collect()
 }
 
@@ -238,7 +241,9 @@ async fn peers() -> Peers {
     let hs1 = recorder(
         None,
         Arc::new(move |s: &Seen| {
-            if s.path_and_query.starts_with("/_matrix/federation/v1/event/") {
+            if s.path_and_query
+                .starts_with("/_matrix/federation/v1/event/")
+            {
                 let body = json!({"origin": HS1, "origin_server_ts": 5, "pdus": [a_event]});
                 return (200, "application/json", serde_json::to_vec(&body).unwrap());
             }
@@ -345,22 +350,48 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
     assert_eq!(list.len(), 1, "{list:?}");
     let h = &list[0];
     assert_eq!(
-        (h.event_id.as_str(), h.room_id.as_str(), h.direction.as_str()),
+        (
+            h.event_id.as_str(),
+            h.room_id.as_str(),
+            h.direction.as_str()
+        ),
         (held_id.as_str(), ROOM_A, "outbound")
     );
-    assert_eq!((h.rules.clone(), h.destinations.clone()), (vec!["vs".to_string()], vec![REMOTE.to_string()]));
+    assert_eq!(
+        (h.rules.clone(), h.destinations.clone()),
+        (vec!["vs".to_string()], vec![REMOTE.to_string()])
+    );
     assert_eq!(h.state, HoldState::Pending);
     let detail = g.guard.holds().show(&reviewer("rita"), h.id).unwrap();
-    assert_eq!(detail.content.unwrap()["body"], "VS-VERTRAULICH: Lagebericht");
+    assert_eq!(
+        detail.content.unwrap()["body"],
+        "VS-VERTRAULICH: Lagebericht"
+    );
     let m = metrics(g.admin).await;
-    assert_eq!(counter(&m, "grenzwacht_held_events", &[("direction", "outbound")]), 1.0, "{m}");
-    assert_eq!(counter(&m, "grenzwacht_hold_queue_depth", &[("direction", "outbound")]), 2.0, "{m}");
+    assert_eq!(
+        counter(&m, "grenzwacht_held_events", &[("direction", "outbound")]),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "grenzwacht_hold_queue_depth",
+            &[("direction", "outbound")]
+        ),
+        2.0,
+        "{m}"
+    );
 
     // 5. A restart keeps the queue and its order.
     let id = h.id;
     g.stop().await;
     let g = start(&x.p, &cfg).await;
-    let key = ("outbound".to_string(), REMOTE.to_string(), ROOM_A.to_string());
+    let key = (
+        "outbound".to_string(),
+        REMOTE.to_string(),
+        ROOM_A.to_string(),
+    );
     let q = g.guard.store().hold_queue(&key, 10).unwrap();
     assert_eq!(
         q.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
@@ -377,14 +408,25 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
 
     // 6. A reviewer releases it from another connection to the store file (as another process
     //    would); the running guard delivers the original, then the waiting messages, in order.
-    let other = HoldQueue::new(Store::open(&x.store).unwrap(), ReviewConfig::default(), None);
+    let other = HoldQueue::new(
+        Store::open(&x.store).unwrap(),
+        ReviewConfig::default(),
+        None,
+    );
     assert_eq!(
-        other.decide(&reviewer("rita"), id, Decision::Release, "").unwrap_err(),
+        other
+            .decide(&reviewer("rita"), id, Decision::Release, "")
+            .unwrap_err(),
         ReviewError::ReasonRequired
     );
     assert_eq!(
         other
-            .decide(&reviewer("rita"), id, Decision::Release, "geprüft, unbedenklich")
+            .decide(
+                &reviewer("rita"),
+                id,
+                Decision::Release,
+                "geprüft, unbedenklich"
+            )
             .unwrap(),
         Outcome::Decided(HoldState::Released)
     );
@@ -394,7 +436,10 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
             .find(|(p, _)| p.starts_with(&format!("{SEND}grenzwacht-")))
     })
     .await;
-    assert_eq!(bodies(&body["pdus"]), ["VS-VERTRAULICH: Lagebericht", "danach", "drei"]);
+    assert_eq!(
+        bodies(&body["pdus"]),
+        ["VS-VERTRAULICH: Lagebericht", "danach", "drei"]
+    );
     assert_eq!(body["pdus"][0], held, "the original PDU, unchanged");
     assert_eq!(event_id(&body["pdus"][0]), held_id);
     assert_eq!(body["origin"], HS1);
@@ -413,24 +458,52 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
 
     // 7. The room flows again; the held event is decided in the list.
     wait_for("the room to flow again", || {
-        (!g.guard.holds().is_held(grenzwacht::policy::Direction::Outbound, ROOM_A)).then_some(())
+        (!g.guard
+            .holds()
+            .is_held(grenzwacht::policy::Direction::Outbound, ROOM_A))
+        .then_some(())
     })
     .await;
     let got = send(&g, &x.hs1_key, "t4", txn(&[&msg(ROOM_A, 4, "vier")])).await;
     assert_eq!(got.status, 200);
-    assert_eq!(bodies(&received(&x.remote).last().unwrap().1["pdus"]), ["vier"]);
+    assert_eq!(
+        bodies(&received(&x.remote).last().unwrap().1["pdus"]),
+        ["vier"]
+    );
     let all = g.guard.holds().list(&reviewer("rita"), true).unwrap();
     assert_eq!(all[0].state, HoldState::Released);
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_hold_deliveries_total", &[("result", "delivered")]) >= 1.0, "{m}");
-    assert_eq!(counter(&m, "grenzwacht_hold_queue_depth", &[("direction", "outbound")]), 0.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_hold_deliveries_total",
+            &[("result", "delivered")]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "grenzwacht_hold_queue_depth",
+            &[("direction", "outbound")]
+        ),
+        0.0,
+        "{m}"
+    );
     g.stop().await;
 }
 
 #[tokio::test]
 async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
     let x = peers().await;
-    let cfg = toml(&x.p, x.hs1.addr, x.remote.addr, &x.hk, &x.store, "four_eyes = true");
+    let cfg = toml(
+        &x.p,
+        x.hs1.addr,
+        x.remote.addr,
+        &x.hk,
+        &x.store,
+        "four_eyes = true",
+    );
     let g = start(&x.p, &cfg).await;
     let a = msg(ROOM_A, 1, "VS-VERTRAULICH eins");
     let b = msg(ROOM_B, 1, "VS-VERTRAULICH zwei");
@@ -446,11 +519,13 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
 
     // Four-eyes: one release waits for a second, different reviewer.
     assert_eq!(
-        q.decide(&reviewer("rita"), ia, Decision::Release, "ok").unwrap(),
+        q.decide(&reviewer("rita"), ia, Decision::Release, "ok")
+            .unwrap(),
         Outcome::AwaitingSecond
     );
     assert_eq!(
-        q.decide(&reviewer("rita"), ia, Decision::Release, "ok").unwrap_err(),
+        q.decide(&reviewer("rita"), ia, Decision::Release, "ok")
+            .unwrap_err(),
         ReviewError::SameReviewer
     );
     let auditor = Principal {
@@ -464,20 +539,25 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        !received(&x.remote).iter().any(|(p, _)| p.contains("grenzwacht-")),
+        !received(&x.remote)
+            .iter()
+            .any(|(p, _)| p.contains("grenzwacht-")),
         "nothing delivered after one approval"
     );
     assert_eq!(
-        q.decide(&reviewer("otto"), ia, Decision::Release, "ok").unwrap(),
+        q.decide(&reviewer("otto"), ia, Decision::Release, "ok")
+            .unwrap(),
         Outcome::Decided(HoldState::Released)
     );
     assert_eq!(
-        q.decide(&reviewer("otto"), ia, Decision::Reject, "doch nicht").unwrap_err(),
+        q.decide(&reviewer("otto"), ia, Decision::Reject, "doch nicht")
+            .unwrap_err(),
         ReviewError::AlreadyDecided
     );
     // One reject is final: delivered redacted, same event id.
     assert_eq!(
-        q.decide(&reviewer("rita"), ib, Decision::Reject, "enthält VS").unwrap(),
+        q.decide(&reviewer("rita"), ib, Decision::Reject, "enthält VS")
+            .unwrap(),
         Outcome::Decided(HoldState::Rejected)
     );
     let delivered = wait_for("both deliveries", || {
@@ -489,7 +569,13 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
         (d.len() == 2).then_some(d)
     })
     .await;
-    let find = |room: &str| delivered.iter().find(|p| p["room_id"] == room).unwrap().clone();
+    let find = |room: &str| {
+        delivered
+            .iter()
+            .find(|p| p["room_id"] == room)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(find(ROOM_A), a, "released: unchanged");
     let rb = find(ROOM_B);
     assert_eq!(rb["content"], json!({}), "rejected: redacted");
@@ -497,7 +583,10 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
     let all = q.list(&reviewer("rita"), true).unwrap();
     let approvals = &all.iter().find(|h| h.id == ia).unwrap().approvals;
     assert_eq!(
-        approvals.iter().map(|a| a.reviewer.as_str()).collect::<Vec<_>>(),
+        approvals
+            .iter()
+            .map(|a| a.reviewer.as_str())
+            .collect::<Vec<_>>(),
         ["rita", "otto"]
     );
     g.stop().await;
@@ -524,12 +613,14 @@ const DEU: &str = "1.3.6.1.4.1.99999.1.1";
 
 #[test]
 fn only_cleared_reviewers_see_and_decide_a_labelled_event() {
-    let spifs = grenzwacht::spif::SpifSet::load([concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/spif/deu-vs.xml"
-    )])
-    .unwrap();
-    let q = HoldQueue::new(Store::open_in_memory().unwrap(), ReviewConfig::default(), Some(spifs));
+    let spifs =
+        grenzwacht::spif::SpifSet::load([concat!(env!("CARGO_MANIFEST_DIR"), "/spif/deu-vs.xml")])
+            .unwrap();
+    let q = HoldQueue::new(
+        Store::open_in_memory().unwrap(),
+        ReviewConfig::default(),
+        Some(spifs),
+    );
     let label = json!({"policy": DEU, "classification": 3}).to_string();
     let labelled = q.hold(&new_hold("$l", Some(&label), 1)).unwrap();
     let plain = q.hold(&new_hold("$p", None, 1)).unwrap();
@@ -542,7 +633,11 @@ fn only_cleared_reviewers_see_and_decide_a_labelled_event() {
     let high = with("vs", &[1, 2, 3]);
     let none = reviewer("ohne");
     assert_eq!(
-        q.list(&low, false).unwrap().iter().map(|h| h.id).collect::<Vec<_>>(),
+        q.list(&low, false)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>(),
         [plain],
         "a reviewer cleared below the label does not even see it listed"
     );
@@ -550,10 +645,14 @@ fn only_cleared_reviewers_see_and_decide_a_labelled_event() {
     assert_eq!(q.list(&high, false).unwrap().len(), 2);
     assert_eq!(q.show(&low, labelled).unwrap_err(), ReviewError::NotCleared);
     assert_eq!(
-        q.decide(&low, labelled, Decision::Release, "ok").unwrap_err(),
+        q.decide(&low, labelled, Decision::Release, "ok")
+            .unwrap_err(),
         ReviewError::NotCleared
     );
-    assert_eq!(q.show(&high, labelled).unwrap().summary.marking.as_deref(), Some("VS-VERTRAULICH"));
+    assert_eq!(
+        q.show(&high, labelled).unwrap().summary.marking.as_deref(),
+        Some("VS-VERTRAULICH")
+    );
     assert_eq!(
         q.decide(&high, labelled, Decision::Release, "ok").unwrap(),
         Outcome::Decided(HoldState::Released)
@@ -582,7 +681,10 @@ fn the_review_timeout_applies_the_default_decision_and_a_refusing_journal_refuse
     assert_eq!(get(old).state, HoldState::Rejected);
     assert_eq!(get(old).approvals[0].reviewer, "timeout");
     assert_eq!(get(fresh).state, HoldState::Pending);
-    assert!(q.show(&reviewer("rita"), fresh).unwrap().content.is_none(), "previews off");
+    assert!(
+        q.show(&reviewer("rita"), fresh).unwrap().content.is_none(),
+        "previews off"
+    );
 
     // A journal that cannot write refuses holds and decisions.
     struct Down;
@@ -608,5 +710,9 @@ fn the_review_timeout_applies_the_default_decision_and_a_refusing_journal_refuse
         q.decide(&reviewer("rita"), fresh, Decision::Reject, "nein"),
         Err(ReviewError::Unavailable(_))
     ));
-    assert_eq!(q.list(&reviewer("rita"), false).unwrap().len(), 1, "still pending");
+    assert_eq!(
+        q.list(&reviewer("rita"), false).unwrap().len(),
+        1,
+        "still pending"
+    );
 }

@@ -334,10 +334,7 @@ impl HoldQueue {
                 Err(_) => return false,
             }
         };
-        matches!(
-            spifs.access(&label, &clearance),
-            Ok(AccessDecision::Grant)
-        )
+        matches!(spifs.access(&label, &clearance), Ok(AccessDecision::Grant))
     }
 
     fn summary(&self, r: &HeldRecord) -> HeldSummary {
@@ -388,9 +385,7 @@ impl HoldQueue {
                 Outcome::Decided(HoldState::Released)
             }
             Decision::Release => {
-                let releases = approvals
-                    .iter()
-                    .filter(|a| a.decision == Decision::Release);
+                let releases = approvals.iter().filter(|a| a.decision == Decision::Release);
                 let mut others = false;
                 for a in releases {
                     if a.reviewer == who {
@@ -445,7 +440,8 @@ impl HoldQueue {
         if self.cfg.timeout_secs == 0 {
             return 0;
         }
-        let timeout_ms = i64::try_from(self.cfg.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let timeout_ms =
+            i64::try_from(self.cfg.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let ids = match self
             .store
             .held_events_older_than(now_ms().saturating_sub(timeout_ms))
@@ -467,7 +463,10 @@ impl HoldQueue {
                 .and_then(|rec| self.apply(&rec, TIMEOUT_REVIEWER, decision, "review timeout"));
             match r {
                 Ok(_) => n += 1,
-                Err(e) => tracing::warn!(hold = id, "default decision at the review timeout failed: {e}"),
+                Err(e) => tracing::warn!(
+                    hold = id,
+                    "default decision at the review timeout failed: {e}"
+                ),
             }
         }
         n
@@ -587,7 +586,7 @@ pub fn take_over(
             .room(raw, view.room_id.as_deref())
             .ok_or_else(|| unavailable("held PDU without a room"))?;
         let event_id = super::pause::event_id_of(guard.store(), raw)
-            .ok_or_else(|| super::rooms::unknown_version())?;
+            .ok_or_else(super::rooms::unknown_version)?;
         let r = if is_hold {
             let (label, marking) = label_of(guard, ctx.direction, &room, view.content);
             holds

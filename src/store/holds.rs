@@ -366,7 +366,9 @@ impl Store {
     pub fn held_event(&self, id: i64) -> Result<Option<HeldRecord>, StoreError> {
         let r = self
             .conn()
-            .prepare_cached(&format!("SELECT {HELD_COLUMNS} FROM held_events WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {HELD_COLUMNS} FROM held_events WHERE id = ?1"
+            ))
             .and_then(|mut st| st.query_row(params![id], held_row).optional())
             .map_err(sqlite("read held event"))?;
         r.map(into_held).transpose()
@@ -453,7 +455,12 @@ impl Store {
             ))
             .and_then(|mut st| {
                 st.query_map(
-                    params![key.0, key.1, key.2, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    params![
+                        key.0,
+                        key.1,
+                        key.2,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
                     queue_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()
@@ -516,7 +523,10 @@ mod tests {
     #[test]
     fn held_event_queue_order_decisions_and_journal_refusal() {
         let s = Store::open_in_memory().unwrap();
-        let (id, new) = s.hold_event(&hold("$h", "b"), |_, _| Ok::<_, ()>(())).unwrap().unwrap();
+        let (id, new) = s
+            .hold_event(&hold("$h", "b"), |_, _| Ok::<_, ()>(()))
+            .unwrap()
+            .unwrap();
         assert!(new);
         assert!(s
             .enqueue_pdu("outbound", "b", "!r:a", "$later", "a", b"{}", 6)
@@ -525,11 +535,16 @@ mod tests {
             .enqueue_pdu("outbound", "b", "!r:a", "$later", "a", b"{}", 7)
             .unwrap());
         // The same event held towards another destination: one held event, two queues.
-        let (again, new) = s.hold_event(&hold("$h", "c"), |_, _| Ok::<_, ()>(())).unwrap().unwrap();
+        let (again, new) = s
+            .hold_event(&hold("$h", "c"), |_, _| Ok::<_, ()>(()))
+            .unwrap()
+            .unwrap();
         assert_eq!((again, new), (id, false));
         assert_eq!(s.held_event(id).unwrap().unwrap().destinations, ["b", "c"]);
         // A refusing journal leaves nothing behind.
-        let refused = s.hold_event(&hold("$x", "b"), |_, _| Err("audit down")).unwrap();
+        let refused = s
+            .hold_event(&hold("$x", "b"), |_, _| Err("audit down"))
+            .unwrap();
         assert_eq!(refused, Err("audit down"));
         assert!(!s.hold_took_over("outbound", "$x").unwrap());
         let key = ("outbound".to_string(), "b".to_string(), "!r:a".to_string());
@@ -540,12 +555,19 @@ mod tests {
         );
         assert_eq!(q[0].hold_id, Some(id));
         assert_eq!(q[1].hold_id, None);
-        assert_eq!(s.held_rooms().unwrap(), [("outbound".into(), "!r:a".into())]);
+        assert_eq!(
+            s.held_rooms().unwrap(),
+            [("outbound".into(), "!r:a".into())]
+        );
         assert_eq!(s.hold_queues().unwrap().len(), 2);
         assert!(s.decide_held_event(id, "[1]", None, 9).unwrap());
         assert_eq!(s.held_event(id).unwrap().unwrap().state, "pending");
-        assert!(s.decide_held_event(id, "[1,2]", Some("released"), 9).unwrap());
-        assert!(!s.decide_held_event(id, "[1,2,3]", Some("rejected"), 9).unwrap());
+        assert!(s
+            .decide_held_event(id, "[1,2]", Some("released"), 9)
+            .unwrap());
+        assert!(!s
+            .decide_held_event(id, "[1,2,3]", Some("rejected"), 9)
+            .unwrap());
         let rec = s.held_event(id).unwrap().unwrap();
         assert_eq!((rec.state.as_str(), rec.decided_at), ("released", Some(9)));
         assert!(s.held_events(false).unwrap().is_empty());
@@ -553,6 +575,10 @@ mod tests {
         s.mark_delivered(&[q[0].seq, q[1].seq], 10).unwrap();
         assert!(s.hold_queue(&key, 10).unwrap().is_empty());
         assert!(s.hold_took_over("outbound", "$later").unwrap());
-        assert_eq!(s.held_rooms().unwrap(), [("outbound".into(), "!r:a".into())], "queue c waits");
+        assert_eq!(
+            s.held_rooms().unwrap(),
+            [("outbound".into(), "!r:a".into())],
+            "queue c waits"
+        );
     }
 }

@@ -24,7 +24,9 @@ use crate::federation::catalog;
 use crate::federation::pdu::PduView;
 use crate::federation::txn::Transaction;
 use crate::policy::pause::RoomGate;
-use crate::policy::{Direction, ExchangeCtx, Forward, Modification, Refusal, Rewrite, Units, Verdicts};
+use crate::policy::{
+    Direction, ExchangeCtx, Forward, Modification, Refusal, Rewrite, Units, Verdicts,
+};
 use crate::proxy::guard::{Guard, Shutdown};
 use crate::proxy::rewrite::{self, RequestRewriter};
 use crate::review::Decision;
@@ -277,8 +279,14 @@ fn permit_for(
     // Signed as the rewriter signs a modified transaction (origin, key and destination by
     // direction).
     let (signer, as_origin, for_destination) = rewriter.signer().map_err(Stop::Refused)?;
-    rewrite::resign(&mut forward, signer, as_origin, for_destination, body.clone())
-        .map_err(Stop::Refused)?;
+    rewrite::resign(
+        &mut forward,
+        signer,
+        as_origin,
+        for_destination,
+        body.clone(),
+    )
+    .map_err(Stop::Refused)?;
     let body = forward.body.clone();
     let limits = crate::proxy::perpdu::read_limits(guard.txn_limits());
     let t = Transaction::parse(&body, &limits)
