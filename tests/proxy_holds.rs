@@ -8,6 +8,7 @@
 //! the hold queue itself.
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,6 +233,11 @@ struct Peers {
 /// hs1 (key server; answers `/event` with a message of room A) and the remote (accepts every
 /// transaction); rooms A and B known as version 11.
 async fn peers() -> Peers {
+    peers_failing(Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`peers`], the remote answering 500 to the guard's own transactions while `fail` is set.
+async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
     let p = pki();
     let hs1_key = SigningKey::generate("hs1").unwrap();
     let hk = p.dir.path().join("hs1.signing.key");
@@ -253,8 +259,12 @@ async fn peers() -> Peers {
     .await;
     let remote = recorder(
         Some(acceptor(&p)),
-        Arc::new(|s: &Seen| {
-            if s.path_and_query.starts_with(SEND) {
+        Arc::new(move |s: &Seen| {
+            if s.path_and_query.starts_with(&format!("{SEND}grenzwacht-"))
+                && fail.load(Ordering::SeqCst)
+            {
+                (500, "application/json", br#"{"errcode":"M_UNKNOWN","error":"busy"}"#.to_vec())
+            } else if s.path_and_query.starts_with(SEND) {
                 (200, "application/json", br#"{"pdus":{}}"#.to_vec())
             } else {
                 (
@@ -715,4 +725,79 @@ fn the_review_timeout_applies_the_default_decision_and_a_refusing_journal_refuse
         1,
         "still pending"
     );
+}
+
+#[tokio::test]
+async fn a_queued_event_that_is_held_itself_heads_the_queue_and_failed_deliveries_are_retried() {
+    let fail = Arc::new(AtomicBool::new(true));
+    let x = peers_failing(fail.clone()).await;
+    let cfg = toml(&x.p, x.hs1.addr, x.remote.addr, &x.hk, &x.store, "");
+    let g = start(&x.p, &cfg).await;
+    let a1 = msg(ROOM_A, 1, "VS-VERTRAULICH eins");
+    let a2 = msg(ROOM_A, 2, "VS-VERTRAULICH zwei");
+    let a3 = msg(ROOM_A, 3, "drei");
+    let got = send(&g, &x.hs1_key, "t1", txn(&[&a1])).await;
+    assert_eq!((got.status, got.json()), (200, json!({"pdus": {}})));
+    // Queued behind a1 without being judged yet.
+    let got = send(&g, &x.hs1_key, "t2", txn(&[&a2, &a3])).await;
+    assert_eq!((got.status, got.json()), (200, json!({"pdus": {}})));
+    let q = g.guard.holds();
+    let first = q.list(&reviewer("rita"), false).unwrap();
+    assert_eq!(first.len(), 1, "only a1 is held so far");
+    q.decide(&reviewer("rita"), first[0].id, Decision::Release, "ok")
+        .unwrap();
+    // The remote refuses: the same transaction (a1 only: a2 is held now and heads the queue)
+    // is tried again, with backoff.
+    let attempts = wait_for("two failed attempts", || {
+        let a: Vec<(String, serde_json::Value)> = received(&x.remote)
+            .into_iter()
+            .filter(|(p, _)| p.contains("grenzwacht-"))
+            .collect();
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    assert_eq!(attempts[0].0, attempts[1].0, "the same transaction id on retry");
+    assert_eq!(bodies(&attempts[0].1["pdus"]), ["VS-VERTRAULICH eins"]);
+    let m = metrics(g.admin).await;
+    assert!(counter(&m, "grenzwacht_hold_deliveries_total", &[("result", "failed")]) >= 2.0, "{m}");
+    let pending = q.list(&reviewer("rita"), false).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event_id, event_id(&a2), "a2 heads the queue now");
+    // The remote accepts again.
+    fail.store(false, Ordering::SeqCst);
+    wait_for("a1 delivered", || {
+        q.list(&reviewer("rita"), true)
+            .unwrap()
+            .iter()
+            .any(|h| h.state == HoldState::Released)
+            .then_some(())
+            .filter(|_| {
+                g.guard
+                    .store()
+                    .hold_queue(&("outbound".into(), REMOTE.into(), ROOM_A.into()), 10)
+                    .unwrap()
+                    .len()
+                    == 2
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !received(&x.remote)
+            .iter()
+            .any(|(_, b)| bodies(&b["pdus"]).contains(&"drei".to_string())),
+        "a3 waits behind a2"
+    );
+    q.decide(&reviewer("rita"), pending[0].id, Decision::Reject, "nein")
+        .unwrap();
+    let last = wait_for("a2 and a3 delivered", || {
+        received(&x.remote)
+            .into_iter()
+            .rev()
+            .find(|(p, b)| p.contains("grenzwacht-") && b["pdus"].as_array().unwrap().len() == 2)
+    })
+    .await;
+    assert_eq!(bodies(&last.1["pdus"]), ["<redacted>", "drei"]);
+    assert_eq!(event_id(&last.1["pdus"][0]), event_id(&a2));
+    g.stop().await;
 }
