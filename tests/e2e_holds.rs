@@ -250,7 +250,9 @@ async fn held_messages_wait_for_review_and_are_delivered_in_order() {
     let m = common::guard_metrics(&info).await;
     let delivered: f64 = m
         .iter()
-        .filter(|s| s.name == "grenzwacht_hold_deliveries_total" && s.label("result") == "delivered")
+        .filter(|s| {
+            s.name == "grenzwacht_hold_deliveries_total" && s.label("result") == "delivered"
+        })
         .map(|s| s.value)
         .sum();
     assert!(delivered >= 1.0, "deliveries counted after the restart");

@@ -263,7 +263,11 @@ async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
             if s.path_and_query.starts_with(&format!("{SEND}grenzwacht-"))
                 && fail.load(Ordering::SeqCst)
             {
-                (500, "application/json", br#"{"errcode":"M_UNKNOWN","error":"busy"}"#.to_vec())
+                (
+                    500,
+                    "application/json",
+                    br#"{"errcode":"M_UNKNOWN","error":"busy"}"#.to_vec(),
+                )
             } else if s.path_and_query.starts_with(SEND) {
                 (200, "application/json", br#"{"pdus":{}}"#.to_vec())
             } else {
@@ -756,10 +760,20 @@ async fn a_queued_event_that_is_held_itself_heads_the_queue_and_failed_deliverie
         (a.len() >= 2).then_some(a)
     })
     .await;
-    assert_eq!(attempts[0].0, attempts[1].0, "the same transaction id on retry");
+    assert_eq!(
+        attempts[0].0, attempts[1].0,
+        "the same transaction id on retry"
+    );
     assert_eq!(bodies(&attempts[0].1["pdus"]), ["VS-VERTRAULICH eins"]);
     let m = metrics(g.admin).await;
-    assert!(counter(&m, "grenzwacht_hold_deliveries_total", &[("result", "failed")]) >= 2.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_hold_deliveries_total",
+            &[("result", "failed")]
+        ) >= 2.0,
+        "{m}"
+    );
     let pending = q.list(&reviewer("rita"), false).unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].event_id, event_id(&a2), "a2 heads the queue now");

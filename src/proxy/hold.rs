@@ -114,6 +114,8 @@ pub struct HoldQueue {
     held: RwLock<HeldSet>,
     last_check: Mutex<Option<Instant>>,
     wake: tokio::sync::Notify,
+    /// Serialises holds: the id is chosen, journalled, then stored.
+    hold_lock: Mutex<()>,
 }
 
 impl HoldQueue {
@@ -132,6 +134,7 @@ impl HoldQueue {
             }),
             last_check: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            hold_lock: Mutex::new(()),
         }
     }
 
@@ -259,29 +262,31 @@ impl HoldQueue {
     /// Holds `h` (journal first) and marks its room waiting.
     pub fn hold(&self, h: &NewHold) -> Result<HoldId, HoldError> {
         let direction = parse_direction(&h.direction).ok_or(HoldError::Incomplete("direction"))?;
-        let journal = self.journal();
-        let cfg_four_eyes = self.cfg.four_eyes;
+        let _serial = self
+            .hold_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = self.store.next_hold_id(&h.direction, &h.event_id)?;
         // An event held before towards another destination: the journal names the new one.
-        let done = self.store.hold_event(h, |id, _new| {
-            let destinations = vec![h.destination.clone()];
-            let summary = HeldSummary {
-                id,
-                room_id: h.room_id.clone(),
-                event_id: h.event_id.clone(),
-                sender: h.sender.clone(),
-                origin: h.origin.clone(),
-                direction: h.direction.clone(),
-                destinations,
-                rules: h.rules.clone(),
-                marking: h.marking.clone(),
-                held_at_ms: h.created_at,
-                state: HoldState::Pending,
-                approvals: Vec::new(),
-                four_eyes: cfg_four_eyes,
-            };
-            journal.held(&summary)
-        })?;
-        let (id, _) = done.map_err(HoldError::Journal)?;
+        let summary = HeldSummary {
+            id,
+            room_id: h.room_id.clone(),
+            event_id: h.event_id.clone(),
+            sender: h.sender.clone(),
+            origin: h.origin.clone(),
+            direction: h.direction.clone(),
+            destinations: vec![h.destination.clone()],
+            rules: h.rules.clone(),
+            marking: h.marking.clone(),
+            held_at_ms: h.created_at,
+            state: HoldState::Pending,
+            approvals: Vec::new(),
+            four_eyes: self.cfg.four_eyes,
+        };
+        // Journalled before anything is stored: a refusal leaves no trace and refuses the
+        // transaction.
+        self.journal().held(&summary).map_err(HoldError::Journal)?;
+        let (id, _) = self.store.hold_event(h, id)?;
         self.mark_held(direction, &h.room_id);
         self.wake();
         Ok(id)

@@ -174,17 +174,42 @@ fn queue_row(r: &Row<'_>) -> rusqlite::Result<QueueEntry> {
 }
 
 impl Store {
-    /// Holds an event: stores it (or, held before in this direction, adds the destination and
-    /// rules to it) and puts it at the end of the queue of (direction, destination, room).
-    /// `journal` runs inside the write transaction with the event's id and whether it is new;
-    /// its `Err` rolls everything back ([`StoreError::InvalidInput`] is not used for that: the
-    /// journal's error comes back as `Ok(Err(..))`). Returns the id and whether the event is
-    /// new.
-    pub fn hold_event<E>(
+    /// The id a held event has ([`Store::held_event_id`]) or gets: the next free id. Ids are
+    /// never reused (rows are never deleted). A process that holds events must not hold two at
+    /// once between this call and [`Store::hold_event`] (`proxy::hold` serialises them).
+    pub fn next_hold_id(&self, direction: &str, event_id: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.held_event_id(direction, event_id)? {
+            return Ok(id);
+        }
+        self.conn()
+            .query_row(
+                "SELECT coalesce(max(id), 0) + 1 FROM held_events",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sqlite("next held event id"))
+    }
+
+    /// The id of the event held in `direction`, if it is held.
+    pub fn held_event_id(
         &self,
-        h: &NewHold,
-        journal: impl FnOnce(i64, bool) -> Result<(), E>,
-    ) -> Result<Result<(i64, bool), E>, StoreError> {
+        direction: &str,
+        event_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .prepare_cached("SELECT id FROM held_events WHERE direction = ?1 AND event_id = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![direction, event_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(sqlite("read held event id"))
+    }
+
+    /// Holds an event under `id` (from [`Store::next_hold_id`]): stores it (or, held before in
+    /// this direction, adds the destination and rules to it) and puts it at the end of the
+    /// queue of (direction, destination, room), in one transaction. Returns the event's id and
+    /// whether it is new.
+    pub fn hold_event(&self, h: &NewHold, id: i64) -> Result<(i64, bool), StoreError> {
         check_direction(&h.direction)?;
         check_room_id(&h.room_id)?;
         check_id(&h.event_id, "hold event ID: empty or too long")?;
@@ -221,8 +246,8 @@ impl Store {
             }
             None => {
                 tx.execute(
-                    "INSERT INTO held_events (direction, room_id, event_id, origin, sender, destinations, rules, label, marking, matches, pdu, state, approvals, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', '[]', ?12)",
+                    "INSERT INTO held_events (direction, room_id, event_id, origin, sender, destinations, rules, label, marking, matches, pdu, state, approvals, created_at, id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', '[]', ?12, ?13)",
                     params![
                         h.direction,
                         h.room_id,
@@ -235,11 +260,12 @@ impl Store {
                         h.marking,
                         h.matches,
                         h.pdu,
-                        h.created_at
+                        h.created_at,
+                        id
                     ],
                 )
                 .map_err(sqlite("insert held event"))?;
-                (tx.last_insert_rowid(), true)
+                (id, true)
             }
         };
         let queued = tx
@@ -276,11 +302,8 @@ impl Store {
                 .map_err(sqlite("enqueue held event"))?;
             }
         }
-        if let Err(e) = journal(id, new) {
-            return Ok(Err(e));
-        }
         tx.commit().map_err(sqlite("commit hold event"))?;
-        Ok(Ok((id, new)))
+        Ok((id, new))
     }
 
     /// Puts a PDU at the end of the queue of (direction, destination, room). Returns `false`
@@ -520,13 +543,15 @@ mod tests {
         }
     }
 
+    fn put(s: &Store, h: &NewHold) -> (i64, bool) {
+        let id = s.next_hold_id(&h.direction, &h.event_id).unwrap();
+        s.hold_event(h, id).unwrap()
+    }
+
     #[test]
-    fn held_event_queue_order_decisions_and_journal_refusal() {
+    fn held_event_queue_order_and_decisions() {
         let s = Store::open_in_memory().unwrap();
-        let (id, new) = s
-            .hold_event(&hold("$h", "b"), |_, _| Ok::<_, ()>(()))
-            .unwrap()
-            .unwrap();
+        let (id, new) = put(&s, &hold("$h", "b"));
         assert!(new);
         assert!(s
             .enqueue_pdu("outbound", "b", "!r:a", "$later", "a", b"{}", 6)
@@ -535,18 +560,11 @@ mod tests {
             .enqueue_pdu("outbound", "b", "!r:a", "$later", "a", b"{}", 7)
             .unwrap());
         // The same event held towards another destination: one held event, two queues.
-        let (again, new) = s
-            .hold_event(&hold("$h", "c"), |_, _| Ok::<_, ()>(()))
-            .unwrap()
-            .unwrap();
+        let (again, new) = put(&s, &hold("$h", "c"));
         assert_eq!((again, new), (id, false));
         assert_eq!(s.held_event(id).unwrap().unwrap().destinations, ["b", "c"]);
-        // A refusing journal leaves nothing behind.
-        let refused = s
-            .hold_event(&hold("$x", "b"), |_, _| Err("audit down"))
-            .unwrap();
-        assert_eq!(refused, Err("audit down"));
-        assert!(!s.hold_took_over("outbound", "$x").unwrap());
+        assert_eq!(s.next_hold_id("outbound", "$h").unwrap(), id);
+        assert_eq!(s.next_hold_id("outbound", "$x").unwrap(), id + 1);
         let key = ("outbound".to_string(), "b".to_string(), "!r:a".to_string());
         let q = s.hold_queue(&key, 10).unwrap();
         assert_eq!(
