@@ -244,6 +244,7 @@ async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
     std::fs::write(&hk, hs1_key.to_synapse_string()).unwrap();
     let keys = key_server_answer(HS1, &hs1_key);
     let a_event = msg(ROOM_A, 9, "harmlos");
+    let b_marked = msg(ROOM_B, 9, "VS-VERTRAULICH intern");
     let hs1 = recorder(
         None,
         Arc::new(move |s: &Seen| {
@@ -251,6 +252,12 @@ async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
                 .starts_with("/_matrix/federation/v1/event/")
             {
                 let body = json!({"origin": HS1, "origin_server_ts": 5, "pdus": [a_event]});
+                return (200, "application/json", serde_json::to_vec(&body).unwrap());
+            }
+            if s.path_and_query
+                .starts_with("/_matrix/federation/v1/state/")
+            {
+                let body = json!({"pdus": [b_marked], "auth_chain": []});
                 return (200, "application/json", serde_json::to_vec(&body).unwrap());
             }
             keys(s)
@@ -358,6 +365,22 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
         "{}",
         String::from_utf8_lossy(&got.body)
     );
+
+    // A hold inside a response (hs1's state of room B carries a marked event): 404, and
+    // nothing is held (there is nothing the guard could deliver later).
+    let got = fetch(
+        &g,
+        &x.p,
+        &x.remote_key,
+        &format!("/_matrix/federation/v1/state/{ROOM_B}?event_id=%24x"),
+    )
+    .await;
+    assert_eq!((got.status, got.errcode().as_str()), (404, "M_NOT_FOUND"));
+    assert!(!String::from_utf8_lossy(&got.body).contains("VERTRAULICH"));
+    assert!(!g
+        .guard
+        .holds()
+        .is_held(grenzwacht::policy::Direction::Outbound, ROOM_B));
 
     // 4. The reviewer's view; the gauges.
     let list = g.guard.holds().list(&reviewer("rita"), false).unwrap();

@@ -491,13 +491,14 @@ impl Store {
             .map_err(sqlite("read hold queue"))
     }
 
-    /// Marks queue entries delivered.
+    /// Marks queue entries delivered and drops their PDU bytes (the held event keeps its own
+    /// copy for the review record).
     pub fn mark_delivered(&self, seqs: &[i64], at: i64) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sqlite("begin mark delivered"))?;
         for s in seqs {
             tx.execute(
-                "UPDATE hold_queue SET delivered_at = ?2 WHERE seq = ?1",
+                "UPDATE hold_queue SET delivered_at = ?2, pdu = x'' WHERE seq = ?1",
                 params![s, at],
             )
             .map_err(sqlite("mark delivered"))?;

@@ -55,8 +55,8 @@
 //!
 //! `hold_queue` (since version 5): the ordered delivery queue per (direction, destination,
 //! room): a held PDU (`hold_id` set) and every later PDU of the room that arrived while it
-//! waited, in `seq` order. Delivered rows keep `delivered_at` (a retried transaction finds its
-//! PDUs there); `attempts` and `next_attempt_at` (Unix ms) drive the delivery backoff.
+//! waited, in `seq` order. Delivered rows keep `delivered_at` and lose their `pdu` bytes (a
+//! retried transaction finds its PDUs' ids there); `attempts` and `next_attempt_at` (Unix ms) drive the delivery backoff.
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
