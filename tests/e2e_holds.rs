@@ -192,6 +192,24 @@ async fn held_messages_wait_for_review_and_are_delivered_in_order() {
     absent(&bob, &held_room, &e1).await;
     absent(&bob, &held_room, &e2).await;
     let store = Store::open(store_path(&info)).unwrap();
+    // What the reviewer sees: the rule, where it matched, the content.
+    let detail = HoldQueue::new(store.clone(), ReviewConfig::default(), None)
+        .show(&reviewer("rita"), h1)
+        .unwrap();
+    assert_eq!(detail.summary.rules, ["dlp:marking.vs_vertraulich"]);
+    assert!(
+        detail
+            .matches
+            .iter()
+            .any(|m| m.rule == "dlp:marking.vs_vertraulich" && m.end > m.start),
+        "{:?}",
+        detail.matches
+    );
+    assert_eq!(detail.content.unwrap()["body"], secret.as_str());
+    assert!(detail
+        .summary
+        .destinations
+        .contains(&info.hs2().server_name));
     assert!(
         store.hold_took_over("outbound", &e2).unwrap(),
         "the later message waits in the queue"

@@ -106,6 +106,12 @@ impl Policy for Layers {
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
     }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        self.layers
+            .iter()
+            .flat_map(|(_, p)| p.matches(ctx, pdu))
+            .collect()
+    }
 }
 
 #[cfg(test)]

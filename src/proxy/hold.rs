@@ -50,7 +50,7 @@ use serde_json::value::RawValue;
 use super::guard::Guard;
 use crate::config::review::{ReviewConfig, TimeoutDecision};
 use crate::federation::pdu::PduView;
-use crate::policy::{Direction, ExchangeCtx, Refusal, RefusalReason, Verdicts};
+use crate::policy::{Direction, ExchangeCtx, Policy, Refusal, RefusalReason, Verdicts};
 use crate::review::{
     Approval, Decision, HeldDetail, HeldSummary, HoldId, HoldJournal, HoldState, LogJournal,
     Outcome, Principal, ReviewError, ReviewQueue,
@@ -594,6 +594,8 @@ pub fn take_over(
             .ok_or_else(super::rooms::unknown_version)?;
         let r = if is_hold {
             let (label, marking) = label_of(guard, ctx.direction, &room, view.content);
+            let matches = serde_json::to_string(&guard.policy().matches(ctx, &view))
+                .unwrap_or_else(|_| "[]".into());
             holds
                 .hold(&NewHold {
                     direction: ctx.direction.as_str().to_owned(),
@@ -605,7 +607,7 @@ pub fn take_over(
                     rules: vec![m.rule.clone()],
                     label,
                     marking,
-                    matches: "[]".into(),
+                    matches,
                     pdu: raw.get().as_bytes().to_vec(),
                     created_at: now_ms(),
                 })

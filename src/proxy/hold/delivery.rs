@@ -25,7 +25,7 @@ use crate::federation::pdu::PduView;
 use crate::federation::txn::Transaction;
 use crate::policy::pause::RoomGate;
 use crate::policy::{
-    Direction, ExchangeCtx, Forward, Modification, Refusal, Rewrite, Units, Verdicts,
+    Direction, ExchangeCtx, Forward, Modification, Policy, Refusal, Rewrite, Units, Verdicts,
 };
 use crate::proxy::guard::{Guard, Shutdown};
 use crate::proxy::rewrite::{self, RequestRewriter};
@@ -139,9 +139,9 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
         let batch = &entries[..n];
         match permit_for(guard, direction, key, batch, &reviewed) {
             Ok(p) => break p,
-            Err(Stop::Held(pos, rule)) => {
+            Err(Stop::Held(pos, rule, matches)) => {
                 // The new head of the queue: a held event of its own.
-                hold_queued(guard, direction, key, &batch[pos], rule)?;
+                hold_queued(guard, direction, key, &batch[pos], rule, matches)?;
                 n = pos;
                 reviewed.retain(|(p, _)| *p < pos);
                 if n == 0 {
@@ -228,8 +228,8 @@ fn log_pdu_errors(body: &[u8], room: &str) {
 
 /// Why a batch got no permit.
 enum Stop {
-    /// The policy holds the PDU at this position (with this rule).
-    Held(usize, String),
+    /// The policy holds the PDU at this position (with this rule; the rule matches as JSON).
+    Held(usize, String, String),
     Refused(Refusal),
 }
 
@@ -320,7 +320,15 @@ fn permit_for(
         },
     );
     if let Some((pos, rule)) = held.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        return Err(Stop::Held(pos, rule));
+        let matches = units
+            .pdus
+            .iter()
+            .zip(&units.pdu_pos)
+            .find(|(_, &p)| p == pos)
+            .map(|(view, _)| policy.matches(&ctx, view))
+            .unwrap_or_default();
+        let matches = serde_json::to_string(&matches).unwrap_or_else(|_| "[]".into());
+        return Err(Stop::Held(pos, rule, matches));
     }
     r.map_err(Stop::Refused)
 }
@@ -362,6 +370,7 @@ fn hold_queued(
     key: &QueueKey,
     e: &QueueEntry,
     rule: String,
+    matches: String,
 ) -> Result<(), String> {
     let raw: &RawValue = serde_json::from_slice(&e.pdu).map_err(|_| "stored PDU unreadable")?;
     let view = PduView::parse(raw).map_err(|_| "stored PDU unreadable")?;
@@ -378,7 +387,7 @@ fn hold_queued(
             rules: vec![rule.clone()],
             label,
             marking,
-            matches: "[]".into(),
+            matches,
             pdu: e.pdu.clone(),
             created_at: now_ms(),
         })
