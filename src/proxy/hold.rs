@@ -424,10 +424,16 @@ impl HoldQueue {
             .map_err(|e| ReviewError::Unavailable(e.to_string()))?;
         let stored = self
             .store
-            .decide_held_event(rec.id, &json, state, at)
+            .decide_held_event(rec.id, &rec.approvals, &json, state, at)
             .map_err(|e| ReviewError::Unavailable(e.to_string()))?;
         if !stored {
-            return Err(ReviewError::AlreadyDecided);
+            // Changed meanwhile: decided, or another approval came first (then this step is
+            // judged again against it).
+            let now = self.record(rec.id)?;
+            if now.state != "pending" || now.approvals == rec.approvals {
+                return Err(ReviewError::AlreadyDecided);
+            }
+            return self.apply(&now, who, decision, reason);
         }
         if let Some(s) = state {
             let label = if s == "released" { "release" } else { "reject" };

@@ -412,12 +412,14 @@ impl Store {
         rows.into_iter().map(into_held).collect()
     }
 
-    /// Records a decision step on a pending held event: the new approvals (JSON array) and,
-    /// for a final decision, the new state and time. Returns `false` if the event was not
-    /// pending any more (decided meanwhile, perhaps by another process).
+    /// Records a decision step on a pending held event whose approvals are still `before`: the
+    /// new approvals (JSON array) and, for a final decision, the new state and time. Returns
+    /// `false` if the event changed meanwhile (decided, or another approval recorded, perhaps
+    /// by another process): nothing is written then.
     pub fn decide_held_event(
         &self,
         id: i64,
+        before: &str,
         approvals: &str,
         state: Option<&str>,
         at: i64,
@@ -434,9 +436,9 @@ impl Store {
             .prepare_cached(
                 "UPDATE held_events SET approvals = ?2, state = coalesce(?3, state),
                  decided_at = CASE WHEN ?3 IS NULL THEN NULL ELSE ?4 END
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state = 'pending' AND approvals = ?5",
             )
-            .and_then(|mut st| st.execute(params![id, approvals, state, at]))
+            .and_then(|mut st| st.execute(params![id, approvals, state, at, before]))
             .map_err(sqlite("decide held event"))?;
         Ok(n == 1)
     }
@@ -579,13 +581,17 @@ mod tests {
             [("outbound".into(), "!r:a".into())]
         );
         assert_eq!(s.hold_queues().unwrap().len(), 2);
-        assert!(s.decide_held_event(id, "[1]", None, 9).unwrap());
+        assert!(s.decide_held_event(id, "[]", "[1]", None, 9).unwrap());
         assert_eq!(s.held_event(id).unwrap().unwrap().state, "pending");
+        assert!(
+            !s.decide_held_event(id, "[]", "[2]", None, 9).unwrap(),
+            "a concurrent approval is not lost"
+        );
         assert!(s
-            .decide_held_event(id, "[1,2]", Some("released"), 9)
+            .decide_held_event(id, "[1]", "[1,2]", Some("released"), 9)
             .unwrap());
         assert!(!s
-            .decide_held_event(id, "[1,2,3]", Some("rejected"), 9)
+            .decide_held_event(id, "[1,2]", "[1,2,3]", Some("rejected"), 9)
             .unwrap());
         let rec = s.held_event(id).unwrap().unwrap();
         assert_eq!((rec.state.as_str(), rec.decided_at), ("released", Some(9)));
