@@ -109,7 +109,11 @@ async fn start(p: &Pki, toml: &str) -> Running {
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
     let guard = Arc::new(Guard::from_config(&cfg, Store::open(&cfg.store.path).unwrap()).unwrap());
     let listeners = Listeners::bind(&cfg).await.unwrap();
-    let proxy = listeners.proxy.as_ref().unwrap().local_addr().unwrap();
+    let proxy = listeners
+        .proxy
+        .as_ref()
+        .map(|l| l.local_addr().unwrap())
+        .unwrap_or_else(|| "127.0.0.1:9".parse().unwrap());
     let inbound = listeners.inbound.as_ref().unwrap().local_addr().unwrap();
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -836,5 +840,88 @@ async fn a_queued_event_that_is_held_itself_heads_the_queue_and_failed_deliverie
     .await;
     assert_eq!(bodies(&last.1["pdus"]), ["<redacted>", "drei"]);
     assert_eq!(event_id(&last.1["pdus"][0]), event_id(&a2));
+    g.stop().await;
+}
+
+/// Inbound: a remote's held PDU waits; released, it reaches hs1 in a transaction of the guard's
+/// own under the remote's name, signed with the guard key hs1 was given (key attestation).
+#[tokio::test]
+async fn inbound_hold_is_delivered_signed_with_the_guard_key() {
+    let p = pki();
+    let up = recorder(
+        None,
+        Arc::new(|_: &Seen| (200, "application/json", br#"{"pdus":{}}"#.to_vec())),
+    )
+    .await;
+    let (guard_key, gk) = guard_key_file(&p);
+    let store = p.dir.path().join("gw.db");
+    let room = "!r:remote.test";
+    Store::open(&store)
+        .unwrap()
+        .set_room_version(room, "11", "test")
+        .unwrap();
+    let extra = format!(
+        "[keys]\nverify_pdus = false\nguard_key = \"{}\"\n[store]\npath = \"{}\"\n[[rule]]\nid = \"vs\"\nkeywords = [\"VS-VERTRAULICH\"]\naction = \"hold\"\n",
+        gk.display(),
+        store.display()
+    );
+    let g = start(&p, &inbound_toml(&p, up.addr, &extra)).await;
+    let remote_key = SigningKey::generate("r1").unwrap();
+    let mut held = msg(room, 1, "VS-VERTRAULICH von draußen");
+    held["sender"] = json!("@bob:remote.test");
+    let body = serde_json::to_vec(
+        &json!({"origin": REMOTE, "origin_server_ts": 1, "pdus": [held], "edus": []}),
+    )
+    .unwrap();
+    let path = format!("{SEND}in1");
+    let hdr = auth(&remote_key, REMOTE, HS1, "PUT", &path, Some(&body));
+    let got = tls_request(
+        g.inbound,
+        &p.ca_path,
+        "PUT",
+        &path,
+        &[("authorization", hdr)],
+        body,
+    )
+    .await;
+    assert_eq!((got.status, got.json()), (200, json!({"pdus": {}})));
+    assert!(!up
+        .seen()
+        .iter()
+        .any(|s| String::from_utf8_lossy(&s.body).contains("VERTRAULICH")));
+    let q = g.guard.holds();
+    let list = q.list(&reviewer("rita"), false).unwrap();
+    assert_eq!(
+        (
+            list.len(),
+            list[0].direction.as_str(),
+            list[0].origin.as_str()
+        ),
+        (1, "inbound", REMOTE)
+    );
+    assert_eq!(list[0].destinations, [HS1]);
+    q.decide(&reviewer("rita"), list[0].id, Decision::Release, "ok")
+        .unwrap();
+    let seen = wait_for("the delivery to hs1", || {
+        up.seen()
+            .into_iter()
+            .find(|s| s.path_and_query.starts_with(&format!("{SEND}grenzwacht-")))
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(v["origin"], REMOTE);
+    assert_eq!(v["pdus"][0], held);
+    let xm = xmatrix::XMatrix::parse(seen.headers.get("authorization").unwrap().to_str().unwrap())
+        .unwrap();
+    assert_eq!(xm.origin.as_str(), REMOTE);
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&seen.body).unwrap();
+    xmatrix::verify_request(
+        &xm,
+        "PUT",
+        &seen.path_and_query,
+        Some(&raw),
+        &guard_key.public_key(),
+    )
+    .expect("signed with the guard key");
     g.stop().await;
 }
