@@ -353,6 +353,121 @@ mod tests {
         raw(v)
     }
 
+    /// Holds `VS-VERTRAULICH`, allows the rest.
+    struct Holding;
+    impl Policy for Holding {
+        fn request(&self, _: &ExchangeCtx) -> Decision {
+            Decision::Allow
+        }
+        fn pdu(&self, _: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+            if pdu.content.get().contains("VS-VERTRAULICH") {
+                PduVerdict::Hold { rule: "vs".into() }
+            } else {
+                PduVerdict::Allow
+            }
+        }
+        fn event(&self, _: &ExchangeCtx, _: &EventView<'_>) -> PduVerdict {
+            PduVerdict::Allow
+        }
+        fn edu(&self, _: &ExchangeCtx, _: &EduView<'_>) -> EduVerdict {
+            EduVerdict::Allow
+        }
+        fn response(&self, _: &ExchangeCtx) -> Decision {
+            Decision::Allow
+        }
+    }
+
+    /// [`TestGate`] with a hold queue: `held` rooms wait (outbound).
+    struct HoldGate {
+        inner: TestGate,
+        held: Vec<&'static str>,
+    }
+    impl RoomGate for HoldGate {
+        fn room(&self, raw: &RawValue, room_id: Option<&str>) -> Option<String> {
+            self.inner.room(raw, room_id)
+        }
+        fn is_paused(&self, d: Direction, room: &str) -> bool {
+            self.inner.is_paused(d, room)
+        }
+        fn redacted(&self, raw: &RawValue, room: &str) -> Option<Box<RawValue>> {
+            self.inner.redacted(raw, room)
+        }
+        fn pause(&self, d: Direction, room: &str, raw: &RawValue, rule: &str) {
+            self.inner.pause(d, room, raw, rule)
+        }
+        fn withheld(&self, d: Direction, room: &str, cause: &'static str) {
+            self.inner.withheld(d, room, cause)
+        }
+        fn holds(&self) -> bool {
+            true
+        }
+        fn is_held(&self, d: Direction, room: &str) -> bool {
+            d == Direction::Outbound && self.held.contains(&room)
+        }
+    }
+
+    #[test]
+    fn held_events_leave_a_transaction_later_ones_queue_and_reviews_decide() {
+        use crate::policy::permit::check_units_for_tests as check;
+        use crate::policy::Units;
+        use crate::review::Decision as D;
+        let gate = HoldGate {
+            inner: TestGate::default(),
+            held: vec!["!c:hs1"],
+        };
+        let body = |b: &str| serde_json::json!({ "body": b });
+        let raws = [
+            event("!a:hs1", "m.room.message", None, body("VS-VERTRAULICH")),
+            event("!a:hs1", "m.room.message", None, body("danach")),
+            event("!b:hs1", "m.room.message", None, body("frei")),
+            event("!c:hs1", "m.room.message", None, body("wartet schon")),
+        ];
+        let views: Vec<PduView<'_>> = raws.iter().map(|r| PduView::parse(r).unwrap()).collect();
+        let mut units = Units {
+            pdus: views,
+            pdu_pos: vec![0, 1, 2, 3],
+            rooms: Some(&gate),
+            ..Default::default()
+        };
+        let pos = |m: &[crate::policy::Modification]| m.iter().map(|m| m.pos).collect::<Vec<_>>();
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.hold), [0], "held");
+        assert_eq!(
+            pos(&v.queue),
+            [1, 3],
+            "behind a hold: in this body, or before"
+        );
+        assert!(v.redact.is_empty() && v.withhold.is_empty());
+        // A reviewer's release: allowed (only when the room's queue delivers it: here the
+        // test gate says nothing waits in room a).
+        units.reviewed = vec![(0, D::Release)];
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert!(v.hold.is_empty() && v.redact.is_empty());
+        assert_eq!(pos(&v.queue), [3]);
+        // A rejection: redacted.
+        units.reviewed = vec![(0, D::Reject)];
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.redact), [0]);
+        assert!(v.hold.is_empty());
+        // Without a hold queue, hold acts as redact and nothing queues.
+        units.reviewed.clear();
+        let plain = TestGate::default();
+        units.rooms = Some(&plain);
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.redact), [0]);
+        assert!(v.hold.is_empty() && v.queue.is_empty());
+        // Any other body: 404.
+        units.rooms = Some(&gate);
+        let fetch = ExchangeCtx {
+            endpoint: catalog::by_id("backfill").unwrap(),
+            ..ctx()
+        };
+        units.pdus.truncate(1);
+        units.pdu_pos.truncate(1);
+        let r = check(&Holding, &fetch, &units).unwrap_err();
+        assert_eq!((r.status.as_u16(), r.errcode), (404, "M_NOT_FOUND"));
+    }
+
     #[test]
     fn redacted_form_still_refused_pauses_the_room_and_withholds() {
         let gate = TestGate::default();
