@@ -541,6 +541,32 @@ impl ReviewQueue for HoldQueue {
     }
 }
 
+/// The running guard's hold queue as a shareable [`ReviewQueue`] (for the admin listener).
+#[derive(Clone)]
+pub struct GuardReviews(pub Arc<Guard>);
+
+impl ReviewQueue for GuardReviews {
+    fn list(
+        &self,
+        who: &Principal,
+        include_decided: bool,
+    ) -> Result<Vec<HeldSummary>, ReviewError> {
+        self.0.holds().list(who, include_decided)
+    }
+    fn show(&self, who: &Principal, id: HoldId) -> Result<HeldDetail, ReviewError> {
+        self.0.holds().show(who, id)
+    }
+    fn decide(
+        &self,
+        who: &Principal,
+        id: HoldId,
+        decision: Decision,
+        reason: &str,
+    ) -> Result<Outcome, ReviewError> {
+        self.0.holds().decide(who, id, decision, reason)
+    }
+}
+
 fn unavailable(msg: &str) -> Refusal {
     Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
