@@ -249,9 +249,12 @@ fn route(
 }
 
 /// Whether a POST comes from this origin: `Sec-Fetch-Site`, when sent, must be `same-origin`
-/// (or `none`: typed by the user); `Origin`, when sent, must name the request's host.
+/// (or `none`: typed by the user); `Origin`, when sent, must name the request's host, or be
+/// `null` (what browsers send under `Referrer-Policy: no-referrer`) together with
+/// `Sec-Fetch-Site: same-origin`.
 fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
+    let site = headers.get("sec-fetch-site");
+    if let Some(site) = site {
         if site != "same-origin" && site != "none" {
             return false;
         }
@@ -259,6 +262,9 @@ fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    if origin == "null" {
+        return site.is_some_and(|s| s == "same-origin");
+    }
     let Ok(origin) = origin.to_str() else {
         return false;
     };
