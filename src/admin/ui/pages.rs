@@ -266,11 +266,48 @@ pub fn event(d: &HeldDetail, active: &Active, done: Option<&str>) -> String {
     out
 }
 
-fn cell(v: &Value) -> String {
+fn cell(key: &str, v: &Value) -> String {
     match v {
         Value::String(s) => escape(s),
         Value::Null => String::new(),
+        Value::Number(n) if key.ends_with("_ms") => n
+            .as_i64()
+            .map(timestamp)
+            .unwrap_or_else(|| escape(&n.to_string())),
         other => escape(&other.to_string()),
+    }
+}
+
+/// A record's cells by column name: top-level fields, and the fields of an object-valued
+/// field (such as `data`) as `field.name`.
+fn flatten(record: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    if let Value::Object(map) = record {
+        for (k, v) in map {
+            match v {
+                Value::Object(inner) if !inner.is_empty() => {
+                    for (ik, iv) in inner {
+                        out.push((format!("{k}.{ik}"), iv));
+                    }
+                }
+                _ => out.push((k.clone(), v)),
+            }
+        }
+    }
+    out
+}
+
+/// Columns first and last in the audit table; the others in order of first appearance.
+const FIRST_COLUMNS: [&str; 6] = ["seq", "ts", "time", "at_ms", "kind", "action"];
+const LAST_COLUMNS: [&str; 2] = ["prev", "hash"];
+
+fn column_rank(name: &str) -> usize {
+    if let Some(i) = FIRST_COLUMNS.iter().position(|c| *c == name) {
+        i
+    } else if let Some(i) = LAST_COLUMNS.iter().position(|c| *c == name) {
+        FIRST_COLUMNS.len() + 2 + i
+    } else {
+        FIRST_COLUMNS.len() + 1
     }
 }
 
@@ -307,47 +344,139 @@ pub fn audit(filter: &AuditFilter, records: &[Value]) -> String {
         }
     );
     let _ = write!(out, "<p id=\"count\">{} record(s).</p>", records.len());
-    let mut columns: Vec<&str> = Vec::new();
-    for r in records {
-        if let Value::Object(map) = r {
-            for k in map.keys() {
-                if !columns.contains(&k.as_str()) {
-                    columns.push(k);
-                }
-            }
-        }
-    }
     if records.is_empty() {
         return out;
     }
+    let rows: Vec<Vec<(String, &Value)>> = records.iter().map(flatten).collect();
+    let mut columns: Vec<&str> = Vec::new();
+    for row in &rows {
+        for (k, _) in row {
+            if !columns.contains(&k.as_str()) {
+                columns.push(k);
+            }
+        }
+    }
+    // Stable: equal ranks keep their order of first appearance.
+    columns.sort_by_key(|c| column_rank(c));
     out.push_str("<table id=\"records\"><tr>");
     for c in &columns {
         let _ = write!(out, "<th>{}</th>", escape(c));
     }
     out.push_str("</tr>");
-    for r in records {
+    for (record, row) in records.iter().zip(&rows) {
         out.push_str("<tr>");
-        match r {
-            Value::Object(map) => {
-                for c in &columns {
-                    let _ = write!(
-                        out,
-                        "<td>{}</td>",
-                        map.get(*c).map(cell).unwrap_or_default()
-                    );
-                }
-            }
-            other => {
-                let _ = write!(
-                    out,
-                    "<td colspan=\"{}\">{}</td>",
-                    columns.len().max(1),
-                    cell(other)
-                );
+        if row.is_empty() {
+            let _ = write!(
+                out,
+                "<td colspan=\"{}\">{}</td>",
+                columns.len().max(1),
+                cell("", record)
+            );
+        } else {
+            for c in &columns {
+                let value = row.iter().find(|(k, _)| k == c).map(|(_, v)| cell(c, v));
+                let _ = write!(out, "<td>{}</td>", value.unwrap_or_default());
             }
         }
         out.push_str("</tr>");
     }
     out.push_str("</table>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::Approval;
+
+    fn summary(four_eyes: bool, state: HoldState, releases: &[&str]) -> HeldSummary {
+        HeldSummary {
+            id: 7,
+            room_id: "!r:a".into(),
+            event_id: "$e".into(),
+            sender: "@s:a".into(),
+            origin: "a".into(),
+            direction: "outbound".into(),
+            destinations: vec![],
+            rules: vec![],
+            marking: None,
+            held_at_ms: 0,
+            state,
+            approvals: releases
+                .iter()
+                .map(|r| Approval {
+                    reviewer: r.to_string(),
+                    decision: Decision::Release,
+                    reason: "ok".into(),
+                    at_ms: 0,
+                })
+                .collect(),
+            four_eyes,
+        }
+    }
+
+    #[test]
+    fn four_eyes_state_counts_distinct_releasing_reviewers() {
+        assert_eq!(
+            four_eyes_state(&summary(true, HoldState::Pending, &[])),
+            "0 of 2 approvals"
+        );
+        assert_eq!(
+            four_eyes_state(&summary(true, HoldState::Pending, &["a", "a"])),
+            "1 of 2 approvals — awaiting second reviewer"
+        );
+        assert_eq!(
+            four_eyes_state(&summary(true, HoldState::Released, &["a", "b"])),
+            "2 of 2 approvals"
+        );
+        assert_eq!(
+            four_eyes_state(&summary(false, HoldState::Pending, &[])),
+            "one reviewer decides"
+        );
+    }
+
+    #[test]
+    fn audit_table_flattens_orders_and_escapes() {
+        let records = vec![
+            serde_json::json!({"seq": 1, "ts": "2026-12-06T13:20:00Z", "kind": "decision",
+                "hash": "h1", "data": {"verdict": "hold", "sender": "<b>@x</b>"}}),
+            serde_json::json!({"seq": 2, "kind": "admin", "at_ms": 0, "note": "n"}),
+        ];
+        let html = audit(&AuditFilter::default(), &records);
+        let header: Vec<&str> = html
+            .split("<th>")
+            .skip(1)
+            .map(|h| h.split("</th>").next().unwrap())
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "seq",
+                "ts",
+                "at_ms",
+                "kind",
+                "data.sender",
+                "data.verdict",
+                "note",
+                "hash"
+            ]
+        );
+        assert!(html.contains("<td>&lt;b&gt;@x&lt;/b&gt;</td>"));
+        assert!(!html.contains("<b>@x"));
+        assert!(html.contains("<td>1970-01-01T00:00:00.000Z</td>"));
+        assert!(html.contains("2 record(s)."));
+    }
+
+    #[test]
+    fn the_audit_form_echoes_the_filter_escaped() {
+        let filter = AuditFilter {
+            room: Some("\"><script>".into()),
+            limit: 5,
+            ..AuditFilter::default()
+        };
+        let html = audit(&filter, &[]);
+        assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;\""));
+        assert!(html.contains("name=\"limit\" id=\"f-limit\" inputmode=\"numeric\" value=\"5\""));
+        assert!(!html.contains("<table"));
+    }
 }
