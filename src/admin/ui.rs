@@ -461,14 +461,14 @@ fn checked_form(
     active: &Active,
     body: &Bytes,
     target: &str,
-) -> Result<std::collections::BTreeMap<String, String>, Resp> {
+) -> Result<std::collections::BTreeMap<String, String>, Box<Resp>> {
     let form = form::parse(body).map_err(|_| {
-        error_page(
+        Box::new(error_page(
             Some(active),
             StatusCode::BAD_REQUEST,
             "Bad request",
             "The form data could not be read.",
-        )
+        ))
     })?;
     let submitted = form.get("csrf").map(String::as_str).unwrap_or("");
     if !csrf_matches(&active.csrf, submitted) {
@@ -479,19 +479,19 @@ fn checked_form(
             target,
             "refused:csrf",
         );
-        return Err(error_page(
+        return Err(Box::new(error_page(
             Some(active),
             StatusCode::FORBIDDEN,
             "Refused",
             "The form's security token is missing or wrong. Reload the page and try again.",
-        ));
+        )));
     }
     Ok(form)
 }
 
 fn logout(ctx: &UiCtx, sid: &str, active: &Active, body: &Bytes) -> Resp {
     if let Err(r) = checked_form(ctx, active, body, "/ui/logout") {
-        return r;
+        return *r;
     }
     // Ending a session only takes rights away: it happens even if the journal fails.
     journal_best_effort(ctx, Some(&active.principal), "ui.logout", "ui", "ok");
@@ -612,7 +612,7 @@ fn decide(ctx: &UiCtx, active: &Active, id: HoldId, body: &Bytes) -> Resp {
     let target = format!("hold/{id}");
     let form = match checked_form(ctx, active, body, &target) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let who = &active.principal;
     if !who.role.may_decide() {
