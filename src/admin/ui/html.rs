@@ -169,10 +169,30 @@ pub fn highlighted_string(text: &str, spans: &[(usize, usize)]) -> String {
     out
 }
 
-/// Whether a match's field names this path of the content (`body`, `m.new_content.body`,
-/// array elements by index: `a.0.b`; a leading `content.` is accepted).
+/// The DLP engine's named fields and the content key each reads.
+const NAMED_FIELDS: [(&str, &str); 5] = [
+    ("new_content.body", "m.new_content.body"),
+    ("new_content.formatted_body", "m.new_content.formatted_body"),
+    ("room.name", "name"),
+    ("room.topic", "topic"),
+    ("member.displayname", "displayname"),
+];
+
+/// A field path in one spelling: array indices as `.N` (`a[0].b` → `a.0.b`), without a
+/// leading `content.`, named DLP fields as their content key.
+fn canonical_path(field: &str) -> String {
+    let field = field.strip_prefix("content.").unwrap_or(field);
+    if let Some((_, key)) = NAMED_FIELDS.iter().find(|(name, _)| *name == field) {
+        return (*key).to_string();
+    }
+    field.replace('[', ".").replace(']', "")
+}
+
+/// Whether a match's field names this path of the content: `body`, `content.body`,
+/// `m.relates_to.list[0]` / `m.relates_to.list.0`, or a named DLP field (`new_content.body`).
+/// A match in an object key (`… (key)`) names no string value.
 fn field_is(field: &str, path: &str) -> bool {
-    field == path || field.strip_prefix("content.") == Some(path)
+    !field.ends_with(" (key)") && canonical_path(field) == path
 }
 
 /// Pretty-printed JSON (two-space indent) of an event's content, HTML-escaped, with each
@@ -336,6 +356,18 @@ mod tests {
     }
 
     #[test]
+    fn field_paths_in_every_spelling() {
+        assert!(field_is("body", "body"));
+        assert!(field_is("content.body", "body"));
+        assert!(field_is("content.a[1].b", "a.1.b"));
+        assert!(field_is("a.1.b", "a.1.b"));
+        assert!(field_is("new_content.body", "m.new_content.body"));
+        assert!(field_is("room.topic", "topic"));
+        assert!(!field_is("content.body (key)", "body"));
+        assert!(!field_is("formatted_body", "body"));
+    }
+
+    #[test]
     fn preview_highlights_the_named_field_only() {
         let content = serde_json::json!({
             "body": "secret <script>alert(1)</script> word",
@@ -354,6 +386,7 @@ mod tests {
                 m("body", 0, 6),
                 m("content.m.relates_to.list.0", 0, 6),
                 m("nowhere", 0, 1),
+                m("content.m.relates_to (key)", 0, 1),
             ],
         );
         assert_eq!(found, 2);
