@@ -114,19 +114,16 @@ fn start_ui_server(ctx: UiCtx) -> SocketAddr {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let ctx = ctx.clone();
                         async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let req = Request::from_parts(parts, body);
-                            let resp = if req.uri().path().starts_with("/ui") {
-                                ui::handle(&ctx, None, req)
-                            } else {
-                                let mut r = http::Response::new(Full::new(Bytes::new()));
-                                *r.status_mut() = StatusCode::NOT_FOUND;
-                                r
+                            let resp = match ui::buffered(req).await {
+                                Err(refused) => *refused,
+                                Ok(req) if req.uri().path().starts_with("/ui") => {
+                                    ui::handle(&ctx, None, req)
+                                }
+                                Ok(_) => {
+                                    let mut r = http::Response::new(Full::new(Bytes::new()));
+                                    *r.status_mut() = StatusCode::NOT_FOUND;
+                                    r
+                                }
                             };
                             Ok::<_, Infallible>(resp)
                         }
@@ -492,6 +489,26 @@ fn roles_and_clearances_are_enforced_with_clear_pages() {
     assert!(r.body.contains("value=\"alice\""));
     let r = get(&c, Some(&audrey), "/ui/audit?limit=lots");
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn the_server_refuses_oversized_forms_before_the_ui_sees_them() {
+    use std::io::{Read, Write};
+    let f = fixture();
+    let addr = start_ui_server(ctx(&f, false));
+    let body = format!("token={}", "x".repeat(ui::MAX_FORM_BYTES));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /ui/login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(f.audit.all().is_empty(), "no login attempt reached the UI");
 }
 
 // ---- the reviewer workflow in a real browser --------------------------------------------------

@@ -107,6 +107,35 @@ pub fn handle(ctx: &UiCtx, tls_principal: Option<Principal>, req: Request<Bytes>
     response
 }
 
+/// Reads a request's body (at most [`MAX_FORM_BYTES`]) for [`handle`]; a larger or broken
+/// body gives the response to send instead (413 or 400).
+pub async fn buffered<B>(req: Request<B>) -> Result<Request<Bytes>, Box<Resp>>
+where
+    B: http_body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    match http_body_util::Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(Request::from_parts(parts, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(error_page(
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Form too large",
+            "The form data is too large.",
+        ))),
+        Err(_) => Err(Box::new(error_page(
+            None,
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The request body could not be read.",
+        ))),
+    }
+}
+
 fn status_label(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
