@@ -27,6 +27,7 @@
 //! | [`UPSTREAM_REQUESTS_TOTAL`] `grenzwacht_upstream_requests_total` | counter | `direction`, `status` (upstream status code, or `error` when no response arrived) |
 //! | [`CONNECTIONS_TOTAL`] `grenzwacht_connections_total` | counter | `listener` ([`Listener`]) |
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
+//! | [`UI_REQUESTS_TOTAL`] `grenzwacht_ui_requests_total` | counter | `page`, `status` (review UI, `admin::ui`) |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
 //! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
@@ -143,6 +144,9 @@ pub const CONNECTIONS_OPEN: &str = "grenzwacht_connections_open";
 pub const BODY_BUDGET_BYTES: &str = "grenzwacht_body_budget_bytes";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
+/// Counter: review UI requests by `page` (`root`, `login`, `logout`, `held`, `event`,
+/// `decide`, `audit`, `other`) and `status` (the code, `5xx` or `other`).
+pub const UI_REQUESTS_TOTAL: &str = "grenzwacht_ui_requests_total";
 /// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
 pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// Counter: events withheld because their room is paused, by direction and cause (`paused`:
@@ -442,6 +446,7 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_counter!(UI_REQUESTS_TOTAL, "Review UI requests, by page and status.");
     describe_counter!(
         ADMISSION_REFUSED_TOTAL,
         "Connections or requests turned away by a cap, budget or timeout, by listener and cause."
