@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::federation::EndpointClass;
 
 pub mod admission;
+pub mod audit;
 pub mod labels;
 pub mod opaque;
 mod parse;
@@ -77,6 +78,8 @@ pub struct Config {
     pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
+    /// `[audit]`: the tamper-evident audit log (`crate::audit`). `None`: no audit log.
+    pub audit: Option<audit::AuditConfig>,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -133,6 +133,16 @@ pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
 /// a transaction the PDU is removed; any other exchange carrying one is refused (404).
 pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
+/// Gauge: 1 while the audit log can be written, 0 once it failed (`crate::audit`).
+pub const AUDIT_HEALTHY: &str = "grenzwacht_audit_healthy";
+/// Counter: audit log failures (each puts the auditor in the failed state).
+pub const AUDIT_FAILURES_TOTAL: &str = "grenzwacht_audit_failures_total";
+/// Counter: records appended to the audit log (durable).
+pub const AUDIT_RECORDS_TOTAL: &str = "grenzwacht_audit_records_total";
+/// Gauge: 1 while the audit syslog forwarder is connected to its collector.
+pub const AUDIT_SYSLOG_CONNECTED: &str = "grenzwacht_audit_syslog_connected";
+/// Counter: audit records not forwarded to syslog because the queue was full.
+pub const AUDIT_SYSLOG_DROPPED_TOTAL: &str = "grenzwacht_audit_syslog_dropped_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -418,6 +428,26 @@ pub fn describe() {
         "Rooms paused, by the direction their data is held back."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
+    describe_gauge!(
+        AUDIT_HEALTHY,
+        "1 while the audit log can be written; 0 once it failed (nothing crosses)."
+    );
+    describe_counter!(
+        AUDIT_FAILURES_TOTAL,
+        "Audit log write failures (each puts the audit log in the failed state)."
+    );
+    describe_counter!(
+        AUDIT_RECORDS_TOTAL,
+        "Records appended durably to the audit log."
+    );
+    describe_gauge!(
+        AUDIT_SYSLOG_CONNECTED,
+        "1 while the audit syslog forwarder is connected to its collector."
+    );
+    describe_counter!(
+        AUDIT_SYSLOG_DROPPED_TOTAL,
+        "Audit records not forwarded to syslog because the forwarding queue was full."
+    );
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).

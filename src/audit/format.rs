@@ -1,0 +1,335 @@
+//! The record line: canonical JSON, the chain hash, the checkpoint signature, timestamps.
+//!
+//! Canonical JSON here: object keys sorted by byte order (UTF-8), no whitespace, strings
+//! escaped as `serde_json` escapes them (`\"`, `\\`, `\b \f \n \r \t`, `\u00XX` for other
+//! control characters, everything else literal UTF-8), integers as decimal, other numbers as
+//! `serde_json` prints them (shortest round-trip form). Parsing a line and writing it again
+//! gives the same bytes; `verify` relies on that and refuses a line that is not in this form.
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first record ever written (seq 0).
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The record format version (`"v"`).
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The envelope keys, in canonical order. A record has exactly these.
+pub const ENVELOPE_KEYS: [&str; 7] = ["data", "hash", "kind", "prev", "seq", "ts", "v"];
+
+/// Appends the canonical form of `v` to `out`.
+pub fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => write_object(m, None, out),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_string(s, out),
+        // Null, booleans and numbers: serde_json's compact form is the canonical one.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Writes an object with its keys sorted, leaving out `skip`.
+pub fn write_object(m: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
+    let mut keys: Vec<&String> = m.keys().filter(|k| Some(k.as_str()) != skip).collect();
+    keys.sort_unstable();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(k, out);
+        out.push(':');
+        write_canonical(&m[k], out);
+    }
+    out.push('}');
+}
+
+fn write_string(s: &str, out: &mut String) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // serde_json's escaping is the canonical one; it cannot fail for a str.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// The canonical form of a value.
+pub fn canonical(v: &Value) -> String {
+    let mut s = String::new();
+    write_canonical(v, &mut s);
+    s
+}
+
+/// Lower-case hex of a SHA-256 digest of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Whether `s` is 64 lower-case hex digits.
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Milliseconds since the Unix epoch → RFC 3339 UTC with milliseconds
+/// (`2026-12-06T13:23:52.123Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses RFC 3339 (`2026-12-06T13:23:52Z`, `…52.123Z`, `…52+01:00`, lower-case `t`/`z`
+/// too) or a bare date (`2026-12-06`, midnight UTC) into milliseconds since the epoch.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    if b.len() == 10 {
+        return Some(days * 86_400_000);
+    }
+    if b.len() < 20 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i.min(start + 3)];
+        ms = frac.parse::<i64>().ok()? * 10i64.pow(3 - frac.len() as u32);
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if b.len() == i + 6 && b[i + 3] == b':' => {
+            let v = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' {
+                v
+            } else {
+                -v
+            }
+        }
+        _ => return None,
+    };
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000 + ms)
+}
+
+// Howard Hinnant's days ↔ civil date algorithms (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One encoded record: the line (with its trailing newline) and its hash.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub line: String,
+    pub hash: String,
+}
+
+/// Builds the line of a record. `sign` (checkpoints) gets the canonical form of the record
+/// without `hash` and without `data.sig` and returns the `sig` value to add to `data`.
+pub fn encode(
+    seq: u64,
+    ts: &str,
+    kind: &str,
+    prev: &str,
+    mut data: Map<String, Value>,
+    sign: Option<&dyn Fn(&[u8]) -> String>,
+) -> Encoded {
+    let tail = {
+        let mut t = String::with_capacity(128);
+        t.push_str(",\"kind\":");
+        write_string(kind, &mut t);
+        t.push_str(",\"prev\":\"");
+        t.push_str(prev);
+        let _ = write!(t, "\",\"seq\":{seq},\"ts\":");
+        write_string(ts, &mut t);
+        let _ = write!(t, ",\"v\":{FORMAT_VERSION}}}");
+        t
+    };
+    let mut body = String::with_capacity(256);
+    if let Some(sign) = sign {
+        data.remove("sig");
+        body.push_str("{\"data\":");
+        write_object(&data, None, &mut body);
+        body.push_str(&tail);
+        let sig = sign(body.as_bytes());
+        data.insert("sig".into(), Value::String(sig));
+        body.clear();
+    }
+    body.push_str("{\"data\":");
+    write_object(&data, None, &mut body);
+    let data_end = body.len();
+    body.push_str(&tail);
+    let hash = sha256_hex(body.as_bytes());
+    let mut line = String::with_capacity(body.len() + 80);
+    line.push_str(&body[..data_end]);
+    line.push_str(",\"hash\":\"");
+    line.push_str(&hash);
+    line.push('"');
+    line.push_str(&body[data_end..]);
+    line.push('\n');
+    Encoded { line, hash }
+}
+
+/// The bytes a record's `hash` covers: the canonical form without `hash`.
+pub fn hashed_form(record: &Map<String, Value>) -> String {
+    let mut s = String::new();
+    write_object(record, Some("hash"), &mut s);
+    s
+}
+
+/// The bytes a checkpoint's signature covers: the canonical form without `hash` and without
+/// `data.sig`.
+pub fn signed_form(record: &Map<String, Value>) -> String {
+    let mut r = record.clone();
+    r.remove("hash");
+    if let Some(Value::Object(d)) = r.get_mut("data") {
+        d.remove("sig");
+    }
+    canonical(&Value::Object(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_sorts_and_escapes() {
+        let v = json!({"b": 1, "a": [true, null, "x\"y\\z\n\u{1}é"], "A": {"z": -3, "m": 1.5}});
+        assert_eq!(
+            canonical(&v),
+            r#"{"A":{"m":1.5,"z":-3},"a":[true,null,"x\"y\\z\n\u0001é"],"b":1}"#
+        );
+        let back: Value = serde_json::from_str(&canonical(&v)).unwrap();
+        assert_eq!(canonical(&back), canonical(&v));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0i64, 951_782_400_123, 1_796_563_432_999, 4_102_444_800_000] {
+            let s = rfc3339_ms(ms);
+            assert_eq!(parse_rfc3339_ms(&s), Some(ms), "{s}");
+        }
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T01:00:00+01:00"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(parse_rfc3339_ms("2000-02-29"), Some(951_782_400_000));
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00.5Z"),
+            Some(951_782_400_500)
+        );
+        for bad in [
+            "",
+            "2000-13-01",
+            "2000-02-29T00:00:00",
+            "yesterday",
+            "2000-02-29T00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn encode_hash_covers_the_line_without_hash() {
+        let mut data = Map::new();
+        data.insert("x".into(), json!("y"));
+        let e = encode(
+            7,
+            "2026-01-01T00:00:00.000Z",
+            "notice",
+            GENESIS_PREV,
+            data,
+            None,
+        );
+        let v: Value = serde_json::from_str(e.line.trim_end()).unwrap();
+        let m = v.as_object().unwrap();
+        assert_eq!(canonical(&v), e.line.trim_end());
+        assert_eq!(sha256_hex(hashed_form(m).as_bytes()), e.hash);
+        assert_eq!(m["hash"], Value::String(e.hash.clone()));
+    }
+}

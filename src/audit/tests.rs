@@ -1,0 +1,121 @@
+//! Unit tests of the writer against real files.
+use std::path::Path;
+
+use super::verify::{verify, Outcome, PublicKey};
+use super::*;
+
+pub(crate) fn key_file(dir: &Path, version: &str) -> (std::path::PathBuf, PublicKey) {
+    let k = crate::keys::SigningKey::generate(version).unwrap();
+    let p = dir.join(format!("{version}.key"));
+    std::fs::write(&p, k.to_synapse_string()).unwrap();
+    (
+        p,
+        PublicKey {
+            key_id: k.key_id(),
+            key: k.public_key(),
+        },
+    )
+}
+
+pub(crate) fn config(dir: &Path, key: &Path) -> AuditConfig {
+    AuditConfig {
+        dir: dir.to_path_buf(),
+        key_file: key.to_path_buf(),
+        ..AuditConfig::default()
+    }
+}
+
+fn admin(i: usize) -> Record {
+    Record::from(AdminRecord {
+        principal: Some(format!("alice{i}")),
+        role: Some("admin".into()),
+        action: "search".into(),
+        target: "audit".into(),
+        outcome: "ok".into(),
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn append_close_reopen_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = key_file(tmp.path(), "audit1");
+    let dir = tmp.path().join("log");
+    let cfg = config(&dir, &key);
+    rt().block_on(async {
+        let a = Auditor::open(&cfg).unwrap();
+        // startup (0) and its checkpoint (1) come first.
+        assert_eq!(a.append(admin(0)).await.unwrap(), 2);
+        a.append_all((1..5).map(admin).collect()).await.unwrap();
+        assert_eq!(a.append(admin(5)).await.unwrap(), 7);
+        assert!(a.health().is_ok());
+        a.close().await.unwrap();
+        assert!(matches!(a.append(admin(6)).await, Err(AuditError::Closed)));
+        assert!(a.health().is_err());
+        let b = Auditor::open(&cfg).unwrap();
+        // 8 shutdown, 9 checkpoint; reopen: 10 startup, 11 checkpoint.
+        assert_eq!(b.append(admin(7)).await.unwrap(), 12);
+        b.close().await.unwrap();
+    });
+    let Outcome::Intact(s) = verify(&dir, Some(&public), None).unwrap() else {
+        panic!("intact log fails verify")
+    };
+    assert_eq!(
+        (s.first_seq, s.last_seq, s.segments, s.checkpoints),
+        (0, 14, 2, 4)
+    );
+    let startup: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join(segment::name(10)))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(startup["kind"], "startup");
+    assert_eq!(startup["data"]["previous_run"], "clean");
+}
+
+#[test]
+fn content_is_dropped_unless_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = key_file(tmp.path(), "audit1");
+    let rec = Record::from(DecisionRecord {
+        unit: Unit::Pdu,
+        txn_id: Some("t1".into()),
+        event_id: Some("$e".into()),
+        room_id: Some("!r:a".into()),
+        sender: Some("@u:a".into()),
+        origin: "a".into(),
+        destination: "b".into(),
+        direction: Direction::Outbound,
+        endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
+        verdict: Verdict::Redact,
+        rules: vec![],
+        label: None,
+        clearance: None,
+        policy_hash: None,
+        content_sha256: Some(content_sha256(b"{}")),
+        content: Some(serde_json::json!({"body": "secret"})),
+    });
+    for store in [false, true] {
+        let dir = tmp.path().join(format!("log-{store}"));
+        let mut cfg = config(&dir, &key);
+        cfg.store_content = store;
+        rt().block_on(async {
+            let a = Auditor::open(&cfg).unwrap();
+            a.append(rec.clone()).await.unwrap();
+            a.close().await.unwrap();
+        });
+        let all = query::search(&dir, &query::Filter::default()).unwrap();
+        let d = all.iter().find(|r| r["kind"] == "decision").unwrap();
+        assert_eq!(d["data"].get("content").is_some(), store);
+        assert_eq!(d["data"]["content_sha256"], content_sha256(b"{}"));
+    }
+}
