@@ -251,12 +251,47 @@ fn connect(
                         .complete_io(&mut s.sock)
                         .map_err(|e| format!("TLS handshake with the collector: {e}"))?;
                 }
+                // With TLS 1.3 the collector judges the client certificate after the client
+                // is done: wait briefly for its verdict (session tickets or an alert).
+                let _ = s.sock.set_read_timeout(Some(Duration::from_millis(250)));
+                peer_state(&mut s)?;
+                let _ = s.sock.set_read_timeout(Some(Duration::from_secs(10)));
                 return Ok(s);
             }
             Err(e) => last = format!("connecting to the collector: {e}"),
         }
     }
     Err(last)
+}
+
+/// Reads what the collector sent (it sends nothing but TLS records): `Err` if it refused
+/// the connection (an alert) or closed it; a read timeout means it is fine.
+fn peer_state(s: &mut Conn) -> Result<(), String> {
+    match s.conn.read_tls(&mut s.sock) {
+        Ok(0) => Err("the collector closed the connection".into()),
+        Ok(_) => match s.conn.process_new_packets() {
+            Err(e) => Err(format!("the collector refused the connection: {e}")),
+            Ok(st) if st.peer_has_closed() => Err("the collector closed the connection".into()),
+            Ok(_) => Ok(()),
+        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(format!("reading from the collector: {e}")),
+    }
+}
+
+/// Before a write: whether the collector has closed or refused the connection meanwhile.
+fn still_open(s: &mut Conn) -> Result<(), String> {
+    let _ = s.sock.set_nonblocking(true);
+    let r = peer_state(s);
+    let _ = s.sock.set_nonblocking(false);
+    r
 }
 
 fn run(
@@ -294,6 +329,11 @@ fn run(
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = still_open(c) {
+                conn = None;
+                set(Err(e));
+                continue;
+            }
             match c.write_all(&frame).and_then(|()| c.flush()) {
                 Ok(()) => break,
                 Err(e) => {

@@ -315,12 +315,14 @@ pub fn verify(
             );
         }
         match expected {
-            Some(e) if seq != e => return bad(
-                e,
-                format!(
+            Some(e) if seq != e => {
+                return bad(
+                    e,
+                    format!(
                     "found seq {seq} where seq {e} belongs (a record is missing or out of order)"
                 ),
-            ),
+                )
+            }
             _ => {}
         }
         if new_segment {
