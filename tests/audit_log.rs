@@ -249,6 +249,76 @@ fn verify_passes_on_an_intact_log_of_several_segments_and_checkpoints() {
         conf.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
+    // Without a key it says what it did not check.
+    let (code, out, _) = run(&["audit", "verify", f.dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("NOT verified"), "{out}");
+    // A check that cannot run: exit 2.
+    let missing = f.tmp.path().join("missing");
+    let (code, _, err) = run(&["audit", "verify", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    let nokey = f.tmp.path().join("none.pub");
+    let (code, _, err) = run(&[
+        "audit",
+        "verify",
+        f.dir.to_str().unwrap(),
+        "--key",
+        nokey.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn check_validates_the_audit_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = audit_key(tmp.path(), "audit.key");
+    let store = tmp.path().join("gw.db");
+    let conf = tmp.path().join("g.toml");
+    let write = |dir: &Path, key: &Path| {
+        std::fs::write(
+            &conf,
+            format!(
+                "[store]\npath = \"{}\"\n[audit]\ndir = \"{}\"\nkey_file = \"{}\"\n",
+                store.display(),
+                dir.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+    };
+    // A directory that does not exist yet, under a writable parent: fine, nothing is created.
+    let dir = tmp.path().join("audit");
+    write(&dir, &key);
+    let (code, out, err) = run(&["check", "--config", conf.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!dir.exists());
+    // A file where the directory should be.
+    std::fs::write(&dir, "x").unwrap();
+    let (code, _, err) = run(&["check", "--config", conf.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[audit]") && err.contains("not a directory"),
+        "{err}"
+    );
+    // A key file that is no key.
+    std::fs::remove_file(&dir).unwrap();
+    let bad = tmp.path().join("bad.key");
+    std::fs::write(&bad, "not a key\n").unwrap();
+    write(&dir, &bad);
+    let (code, _, err) = run(&["check", "--config", conf.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[audit]") && err.contains("audit key"),
+        "{err}"
+    );
+    // A missing key file is reported at its line.
+    write(&dir, &tmp.path().join("nope.key"));
+    let (code, _, err) = run(&["check", "--config", conf.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("g.toml:5:") && err.contains("nope.key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -917,7 +987,11 @@ fn test_pki(dir: &Path) -> TestPki {
 }
 
 fn collector(server: Arc<rustls::ServerConfig>) -> Collector {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    collector_at(server, "127.0.0.1:0".parse().unwrap())
+}
+
+fn collector_at(server: Arc<rustls::ServerConfig>, at: std::net::SocketAddr) -> Collector {
+    let listener = std::net::TcpListener::bind(at).unwrap();
     let addr = listener.local_addr().unwrap();
     let frames = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1029,6 +1103,19 @@ fn syslog_forwarding_over_mutual_tls_and_a_failing_collector_does_not_stop_appen
             a.syslog_health().is_err_and(|e| e.contains("collector"))
         });
         assert!(a.health().is_ok());
+
+        // It comes back on the same address: the forwarder reconnects and sends again.
+        let c2 = collector_at(pki.server.clone(), c.addr);
+        a.append(decision(99)).await.unwrap();
+        let seq = a.checkpoint().await.unwrap();
+        wait_for("the checkpoint at the new collector", || {
+            c2.frames
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|f| f.contains(&format!("seq=\"{seq}\"")))
+        });
+        assert!(a.syslog_health().is_ok());
         a.close().await.unwrap();
     });
     assert_eq!(verify(&dir, &public, &[]).0, 0);

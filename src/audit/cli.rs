@@ -81,51 +81,13 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             key,
             config,
             anchor,
-        } => {
-            let key = match (key, config) {
-                (Some(k), _) => Some(PublicKey::from_file(&k)?),
-                (None, Some(c)) => {
-                    let cfg =
-                        crate::config::Config::load(&c).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let a = cfg
-                        .audit
-                        .with_context(|| format!("{}: no [audit] section", c.display()))?;
-                    Some(PublicKey::from_signing_key_file(&a.key_file)?)
-                }
-                (None, None) => None,
-            };
-            let anchor = anchor
-                .map(|a| Anchor::from_file(&a, key.as_ref()))
-                .transpose()?;
-            match verify::verify(&dir, key.as_ref(), anchor.as_ref())? {
-                Outcome::Intact(s) => {
-                    println!(
-                        "OK: {} records (seq {}..={}) in {} segments, {} checkpoints",
-                        s.records, s.first_seq, s.last_seq, s.segments, s.checkpoints
-                    );
-                    match &key {
-                        Some(k) => println!("checkpoint signatures verified with {}", k.key_id),
-                        None => println!(
-                            "WARNING: checkpoint signatures and retention marks NOT verified (no --key)"
-                        ),
-                    }
-                    if let Some(a) = s.anchor_seq {
-                        println!("anchor checkpoint seq {a} found");
-                    }
-                    if s.unattested_tail > 0 {
-                        println!(
-                            "note: {} records after the last checkpoint are not attested by a signature (a cut there is detected only with --anchor)",
-                            s.unattested_tail
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Outcome::Bad(b) => {
-                    println!("FAIL: {b}");
-                    Ok(ExitCode::from(1))
-                }
+        } => match run_verify(dir, key, config, anchor) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Ok(ExitCode::from(2))
             }
-        }
+        },
         AuditCommand::Query {
             dir,
             from,
@@ -179,6 +141,56 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{text}").map_err(|e| super::AuditError::io("stdout", e))
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_verify(
+    dir: PathBuf,
+    key: Option<PathBuf>,
+    config: Option<PathBuf>,
+    anchor: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let key = match (key, config) {
+        (Some(k), _) => Some(PublicKey::from_file(&k)?),
+        (None, Some(c)) => {
+            let cfg = crate::config::Config::load(&c).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let a = cfg
+                .audit
+                .with_context(|| format!("{}: no [audit] section", c.display()))?;
+            Some(PublicKey::from_signing_key_file(&a.key_file)?)
+        }
+        (None, None) => None,
+    };
+    let anchor = anchor
+        .map(|a| Anchor::from_file(&a, key.as_ref()))
+        .transpose()?;
+    match verify::verify(&dir, key.as_ref(), anchor.as_ref())? {
+        Outcome::Intact(s) => {
+            println!(
+                "OK: {} records (seq {}..={}) in {} segments, {} checkpoints",
+                s.records, s.first_seq, s.last_seq, s.segments, s.checkpoints
+            );
+            match &key {
+                Some(k) => println!("checkpoint signatures verified with {}", k.key_id),
+                None => println!(
+                    "WARNING: checkpoint signatures and retention marks NOT verified (no --key)"
+                ),
+            }
+            if let Some(a) = s.anchor_seq {
+                println!("anchor checkpoint seq {a} found");
+            }
+            if s.unattested_tail > 0 {
+                println!(
+                            "note: {} records after the last checkpoint are not attested by a signature (a cut there is detected only with --anchor)",
+                            s.unattested_tail
+                        );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Bad(b) => {
+            println!("FAIL: {b}");
+            Ok(ExitCode::from(1))
         }
     }
 }

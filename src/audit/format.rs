@@ -41,16 +41,33 @@ pub fn write_canonical(v: &Value, out: &mut String) {
 
 /// Writes an object with its keys sorted, leaving out `skip`.
 pub fn write_object(m: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
-    let mut keys: Vec<&String> = m.keys().filter(|k| Some(k.as_str()) != skip).collect();
-    keys.sort_unstable();
-    out.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
+    // serde_json's map iterates in key order unless its `preserve_order` feature is on
+    // somewhere in the build; sort only when it does not.
+    let sorted = m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b);
+    let mut first = true;
+    let mut one = |k: &String, v: &Value, out: &mut String| {
+        if Some(k.as_str()) == skip {
+            return;
+        }
+        if !first {
             out.push(',');
         }
+        first = false;
         write_string(k, out);
         out.push(':');
-        write_canonical(&m[k], out);
+        write_canonical(v, out);
+    };
+    out.push('{');
+    if sorted {
+        for (k, v) in m {
+            one(k, v, out);
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in entries {
+            one(k, v, out);
+        }
     }
     out.push('}');
 }
@@ -200,6 +217,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Signs the bytes of a checkpoint; returns the `sig` value.
+pub type Sign<'a> = &'a dyn Fn(&[u8]) -> String;
+
 /// One encoded record: the line (with its trailing newline) and its hash.
 #[derive(Debug, Clone)]
 pub struct Encoded {
@@ -215,7 +235,7 @@ pub fn encode(
     kind: &str,
     prev: &str,
     mut data: Map<String, Value>,
-    sign: Option<&dyn Fn(&[u8]) -> String>,
+    sign: Option<Sign<'_>>,
 ) -> Encoded {
     let tail = {
         let mut t = String::with_capacity(128);
@@ -331,5 +351,86 @@ mod tests {
         assert_eq!(canonical(&v), e.line.trim_end());
         assert_eq!(sha256_hex(hashed_form(m).as_bytes()), e.hash);
         assert_eq!(m["hash"], Value::String(e.hash.clone()));
+    }
+
+    /// The worked example of `deploy/AUDIT-FORMAT.md` (expected lines computed independently,
+    /// with Python's `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
+    /// and `hashlib.sha256`). The format is stable: this test must never change.
+    #[test]
+    fn golden_records() {
+        use crate::audit::record::*;
+        let refusal = Record::from(RefusalRecord {
+            status: 403,
+            errcode: "M_FORBIDDEN".into(),
+            reason: "unknown_path".into(),
+            method: "GET".into(),
+            path: "/_matrix/federation/v1/query/unknown".into(),
+            origin: None,
+            peer: Some("192.0.2.7".into()),
+            direction: Direction::Inbound,
+        });
+        let (kind, data) = refusal.into_parts();
+        let a = encode(
+            0,
+            "2026-12-06T13:23:52.123Z",
+            kind.as_str(),
+            GENESIS_PREV,
+            data,
+            None,
+        );
+        assert_eq!(
+            a.line,
+            concat!(
+                r#"{"data":{"direction":"inbound","errcode":"M_FORBIDDEN","method":"GET","path":"/_matrix/federation/v1/query/unknown","peer":"192.0.2.7","reason":"unknown_path","status":403},"#,
+                r#""hash":"25ec9a20e265e80ebaa84d40204215f4322de54f4d643bf28a7963adc1b760e2","kind":"refusal","#,
+                r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","seq":0,"ts":"2026-12-06T13:23:52.123Z","v":1}"#,
+                "\n"
+            )
+        );
+        let decision = Record::from(DecisionRecord {
+            unit: Unit::Pdu,
+            txn_id: Some("1733491432123".into()),
+            event_id: Some("$Rk3vX9aJm2Q7yYfLw0ZcN8tHuS4pD6eBgKoV1iIxTq".into()),
+            room_id: Some("!VmJqPzKxLrTnBwYc:hs1.example".into()),
+            sender: Some("@alice:hs1.example".into()),
+            origin: "hs1.example".into(),
+            destination: "hs2.example".into(),
+            direction: Direction::Outbound,
+            endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
+            verdict: Verdict::Redact,
+            rules: vec![RuleMatch {
+                rule: "vs-nfd-marking".into(),
+                field: "content.body".into(),
+                excerpt: "…Einstufung: VS-******** bis…".into(),
+            }],
+            label: Some("VS-NUR FÜR DEN DIENSTGEBRAUCH".into()),
+            clearance: Some("OFFEN".into()),
+            policy_hash: Some("3f1c9a0d5e7b2468".into()),
+            content_sha256: Some(crate::audit::content_sha256(br#"{"body":"x"}"#)),
+            content: None,
+        });
+        let (kind, data) = decision.into_parts();
+        let b = encode(
+            1,
+            "2026-12-06T13:23:52.125Z",
+            kind.as_str(),
+            &a.hash,
+            data,
+            None,
+        );
+        assert_eq!(
+            b.line,
+            concat!(
+                r#"{"data":{"clearance":"OFFEN","content_sha256":"95d1504ea9e70f474b35a354180f4a4c2528f3a38b0584fe4b563c27cdabe512","#,
+                r#""destination":"hs2.example","direction":"outbound","endpoint":"/_matrix/federation/v1/send/{txnId}","#,
+                r#""event_id":"$Rk3vX9aJm2Q7yYfLw0ZcN8tHuS4pD6eBgKoV1iIxTq","label":"VS-NUR FÜR DEN DIENSTGEBRAUCH","#,
+                r#""origin":"hs1.example","policy_hash":"3f1c9a0d5e7b2468","room_id":"!VmJqPzKxLrTnBwYc:hs1.example","#,
+                r#""rules":[{"excerpt":"…Einstufung: VS-******** bis…","field":"content.body","rule":"vs-nfd-marking"}],"#,
+                r#""sender":"@alice:hs1.example","txn_id":"1733491432123","unit":"pdu","verdict":"redact"},"#,
+                r#""hash":"99dfafd795ed3f06a1d1f6451ade6073c01858d8754f08a888154c101b0dfaaf","kind":"decision","#,
+                r#""prev":"25ec9a20e265e80ebaa84d40204215f4322de54f4d643bf28a7963adc1b760e2","seq":1,"ts":"2026-12-06T13:23:52.125Z","v":1}"#,
+                "\n"
+            )
+        );
     }
 }

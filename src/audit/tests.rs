@@ -119,3 +119,71 @@ fn content_is_dropped_unless_configured() {
         assert_eq!(d["data"]["content_sha256"], content_sha256(b"{}"));
     }
 }
+
+/// The checkpoint of `deploy/AUDIT-FORMAT.md`: a fixed key (seed 32 × 0x01), time and chain.
+/// Ed25519 is deterministic, so the line is stable; the format must never change it. (Checked
+/// independently with Python's `cryptography` Ed25519 and `json.dumps(sort_keys=True, …)`.)
+#[test]
+fn golden_checkpoint() {
+    use base64::Engine as _;
+    let key = crate::keys::SigningKey::from_seed("audit1", [1u8; 32]).unwrap();
+    let mut data = serde_json::Map::new();
+    data.insert("reason".into(), serde_json::json!("shutdown"));
+    data.insert("key_id".into(), serde_json::json!(key.key_id()));
+    data.insert(
+        "segments".into(),
+        serde_json::json!([{"name": segment::name(0), "first_seq": 0}]),
+    );
+    let sign = |m: &[u8]| base64::engine::general_purpose::STANDARD_NO_PAD.encode(key.sign(m));
+    let e = format::encode(
+        2,
+        "2026-12-06T13:24:00.000Z",
+        "checkpoint",
+        "99dfafd795ed3f06a1d1f6451ade6073c01858d8754f08a888154c101b0dfaaf",
+        data,
+        Some(&sign),
+    );
+    assert_eq!(e.line, GOLDEN_CHECKPOINT);
+    // And it verifies with the public key alone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let mut prev = format::GENESIS_PREV.to_owned();
+    for (seq, kind) in [(0u64, "startup"), (1, "shutdown")] {
+        let e = format::encode(
+            seq,
+            "2026-12-06T13:23:59.000Z",
+            kind,
+            &prev,
+            Default::default(),
+            None,
+        );
+        text.push_str(&e.line);
+        prev = e.hash;
+    }
+    let public = PublicKey {
+        key_id: key.key_id(),
+        key: key.public_key(),
+    };
+    let e = format::encode(
+        2,
+        "2026-12-06T13:24:00.000Z",
+        "checkpoint",
+        &prev,
+        serde_json::from_str::<serde_json::Value>(GOLDEN_CHECKPOINT).unwrap()["data"]
+            .as_object()
+            .unwrap()
+            .clone(),
+        Some(&sign),
+    );
+    text.push_str(&e.line);
+    std::fs::write(dir.path().join(segment::name(0)), text).unwrap();
+    assert!(matches!(
+        verify(dir.path(), Some(&public), None).unwrap(),
+        Outcome::Intact(_)
+    ));
+}
+
+const GOLDEN_CHECKPOINT: &str = concat!(
+    r#"{"data":{"key_id":"ed25519:audit1","reason":"shutdown","segments":[{"first_seq":0,"name":"audit-00000000000000000000.log"}],"sig":"g0xgDa/3jCGQJB+tfyZ+BuRej9Q9cA/yAaLntlQHQSyMJB4TJeY877zQHPpq2W7ERlpAEEE3PUAwMeGta9KjAA"},"hash":"99309a2b22049f2e1d07888be67f04d1e3aef8d5c00e811eda60e9b4e3a8e06f","kind":"checkpoint","prev":"99dfafd795ed3f06a1d1f6451ade6073c01858d8754f08a888154c101b0dfaaf","seq":2,"ts":"2026-12-06T13:24:00.000Z","v":1}"#,
+    "\n"
+);

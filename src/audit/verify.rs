@@ -287,11 +287,12 @@ pub fn verify(
             Some((k, None)) => return bad(seq, format!("unknown kind `{k}`")),
             None => return bad(seq, "`kind` is not a string".into()),
         };
-        if !m
+        let ts_ok = m
             .get("ts")
             .and_then(Value::as_str)
-            .is_some_and(|t| format::parse_rfc3339_ms(t).is_some())
-        {
+            .and_then(format::parse_rfc3339_ms)
+            .is_some();
+        if !ts_ok {
             return bad(seq, "`ts` is not an RFC 3339 time".into());
         }
         if !m.get("data").is_some_and(Value::is_object) {

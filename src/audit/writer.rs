@@ -232,6 +232,9 @@ impl Writer {
             };
             let mut jobs = vec![first];
             if self.durability == Durability::Group {
+                // Let appenders that are about to queue do so (on a busy core the first append
+                // wakes this thread before the others are queued): one fsync for all of them.
+                std::thread::yield_now();
                 while jobs.len() < MAX_BATCH_JOBS && !matches!(jobs.last(), Some(Job::Close { .. }))
                 {
                     match rx.try_recv() {
@@ -364,7 +367,7 @@ impl Writer {
         &mut self,
         kind: Kind,
         data: Map<String, Value>,
-        sign: Option<&dyn Fn(&[u8]) -> String>,
+        sign: Option<format::Sign<'_>>,
     ) -> u64 {
         let seq = self.next_seq;
         let ts = format::rfc3339_ms(format::now_ms());

@@ -224,3 +224,67 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     }
     Some((host.to_owned(), port))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn parses_with_defaults_and_resolves_paths() {
+        let c = Config::from_str(
+            "[audit]\ndir = \"audit\"\nkey_file = \"/k/audit.key\"\n[audit.syslog]\naddress = \"127.0.0.1:6514\"\nca_file = \"ca.crt\"\n",
+            "/etc/gw/g.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let a = c.audit.unwrap();
+        assert_eq!(a.dir, Path::new("/etc/gw/audit"));
+        assert_eq!(a.key_file, Path::new("/k/audit.key"));
+        assert_eq!(a.durability, Durability::Group);
+        assert_eq!(a.checkpoint_interval_secs, 60);
+        assert!(!a.store_content);
+        let s = a.syslog.unwrap();
+        assert_eq!(s.ca_file, Path::new("/etc/gw/ca.crt"));
+        assert_eq!((s.forward, s.queue), (Forward::All, 10_000));
+        assert!(Config::from_str("", "g.toml").unwrap().audit.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let text = "[audit]\ndir = \"a\"\nkey_file = \"k\"\ndurability = \"sometimes\"\nfsync = true\n[audit.syslog]\nadress = \"x\"\n";
+        let errs = Config::from_str(text, "g.toml").unwrap_err().to_string();
+        for want in [
+            "g.toml:4:14: invalid value for `audit.durability`: unknown variant `sometimes`",
+            "g.toml:5:1: unknown key `audit.fsync`",
+            "g.toml:7:1: unknown key `audit.syslog.adress`",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        let text = "[audit]\ndir = \"a\"\nkey_file = \"k\"\nsegment_max_bytes = 10\ncheckpoint_interval_secs = 0\n[audit.syslog]\nca_file = \"c\"\nclient_cert = \"c.crt\"\nqueue = 0\n";
+        let errs = Config::from_str(text, "g.toml").unwrap_err().to_string();
+        for want in [
+            "g.toml:4:21: `audit.segment_max_bytes` must be at least 4096",
+            "g.toml:5:28: `audit.checkpoint_interval_secs` must be greater than 0",
+            "`audit.syslog.address` must be set",
+            "g.toml:8:15: set both `audit.syslog.client_cert` and `audit.syslog.client_key`",
+            "g.toml:9:9: `audit.syslog.queue` must be greater than 0",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        let errs = Config::from_str("[audit]\ndir = \"a\"\n", "g.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(errs.contains("`audit.key_file` must be set"), "{errs}");
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(
+            split_host_port("127.0.0.1:6514"),
+            Some(("127.0.0.1".into(), 6514))
+        );
+        assert_eq!(split_host_port("[::1]:6514"), Some(("::1".into(), 6514)));
+        assert_eq!(split_host_port("siem.example"), None);
+        assert_eq!(split_host_port("siem.example:0"), None);
+    }
+}
