@@ -283,13 +283,10 @@ impl Auditor {
         }
     }
 
-    /// Writes `shutdown` and a final checkpoint, durably; later appends fail with
-    /// [`AuditError::Closed`]. Resolves with the seq of the final checkpoint.
+    /// Writes `shutdown` and a final checkpoint, durably, and gives the syslog forwarder up to
+    /// 2 s to send what it holds; later appends fail with [`AuditError::Closed`].
     pub async fn close(&self) -> Result<(), AuditError> {
         self.submit(|reply| writer::Job::Close { reply }).await?;
-        if let Some(f) = &self.inner.syslog {
-            f.flush(std::time::Duration::from_secs(2));
-        }
         Ok(())
     }
 }

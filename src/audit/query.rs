@@ -121,20 +121,21 @@ pub fn for_each(
     mut each: impl FnMut(&str, Value) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
     let c = filter.compile()?;
-    let lines = segment::read_lines(dir)?;
-    let n = lines.len();
-    for (i, l) in lines.into_iter().enumerate() {
-        if !l.complete && i + 1 == n {
-            break;
-        }
-        let v: Value = serde_json::from_str(&l.text).map_err(|_| {
-            AuditError::Invalid(format!(
-                "{} line {}: not a record (run `grenzwacht audit verify`)",
-                l.segment, l.line
-            ))
-        })?;
-        if c.matches(&v) {
-            each(&l.text, v)?;
+    let files = segment::list(dir)?;
+    for (i, file) in files.iter().enumerate() {
+        for l in segment::read_segment(file)? {
+            if !l.complete && i + 1 == files.len() {
+                break;
+            }
+            let v: Value = serde_json::from_str(&l.text).map_err(|_| {
+                AuditError::Invalid(format!(
+                    "{} line {}: not a record (run `grenzwacht audit verify`)",
+                    l.segment, l.line
+                ))
+            })?;
+            if c.matches(&v) {
+                each(&l.text, v)?;
+            }
         }
     }
     Ok(())

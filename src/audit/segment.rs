@@ -102,28 +102,26 @@ pub struct RawLine {
     pub complete: bool,
 }
 
-/// Reads every line of every segment of `dir`, oldest first.
-pub fn read_lines(dir: &Path) -> Result<Vec<RawLine>, AuditError> {
+/// Reads the lines of one segment.
+pub fn read_segment(s: &SegmentFile) -> Result<Vec<RawLine>, AuditError> {
+    let bytes = std::fs::read(&s.path)
+        .map_err(|e| AuditError::io(format!("reading {}", s.path.display()), e))?;
     let mut out = Vec::new();
-    for s in list(dir)? {
-        let bytes = std::fs::read(&s.path)
-            .map_err(|e| AuditError::io(format!("reading {}", s.path.display()), e))?;
-        let mut rest = &bytes[..];
-        let mut n = 0;
-        while !rest.is_empty() {
-            n += 1;
-            let (line, complete, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => (&rest[..i], true, &rest[i + 1..]),
-                None => (rest, false, &rest[rest.len()..]),
-            };
-            out.push(RawLine {
-                segment: s.name.clone(),
-                line: n,
-                text: String::from_utf8_lossy(line).into_owned(),
-                complete,
-            });
-            rest = next;
-        }
+    let mut rest = &bytes[..];
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        let (line, complete, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], true, &rest[i + 1..]),
+            None => (rest, false, &rest[rest.len()..]),
+        };
+        out.push(RawLine {
+            segment: s.name.clone(),
+            line: n,
+            text: String::from_utf8_lossy(line).into_owned(),
+            complete,
+        });
+        rest = next;
     }
     Ok(out)
 }

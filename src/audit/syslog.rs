@@ -11,13 +11,12 @@
 use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::record::Kind;
 use super::AuditError;
 use crate::config::audit::{split_host_port, SyslogConfig};
 use crate::telemetry::{AUDIT_SYSLOG_CONNECTED, AUDIT_SYSLOG_DROPPED_TOTAL};
@@ -183,27 +182,12 @@ impl Forwarder {
         })
     }
 
-    /// The writer's sink: formats and queues a durable record line (never blocks).
-    pub(crate) fn sink(&self) -> super::writer::Sink {
-        let tx = self.tx.clone();
-        let state = Arc::clone(&self.state);
-        let host = self.hostname.clone();
-        Box::new(move |_kind: Kind, line: &str| {
-            let Some(msg) = message(line, &host) else {
-                return;
-            };
-            state.queued.fetch_add(1, Ordering::SeqCst);
-            match tx.try_send(frame(&msg)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    state.queued.fetch_sub(1, Ordering::SeqCst);
-                    metrics::counter!(AUDIT_SYSLOG_DROPPED_TOTAL).increment(1);
-                    let mut h = state.health.lock().unwrap_or_else(|e| e.into_inner());
-                    if h.is_ok() {
-                        *h = Err("forwarding queue full: records dropped".into());
-                    }
-                }
-            }
+    /// The writer's sink: formats and queues durable records (never blocks).
+    pub(crate) fn sink(&self) -> Box<dyn super::writer::Sink> {
+        Box::new(ForwardSink {
+            tx: self.tx.clone(),
+            state: Arc::clone(&self.state),
+            host: self.hostname.clone(),
         })
     }
 
@@ -215,9 +199,29 @@ impl Forwarder {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
 
-    /// Waits (up to `timeout`) until the queue is empty.
-    pub fn flush(&self, timeout: Duration) {
+struct ForwardSink {
+    tx: SyncSender<Vec<u8>>,
+    state: Arc<State>,
+    host: String,
+}
+
+impl super::writer::Sink for ForwardSink {
+    fn send(&self, w: &super::writer::Written) {
+        let msg = message_parts(w.seq, &w.hash, w.kind.as_str(), &w.ts, &w.line, &self.host);
+        self.state.queued.fetch_add(1, Ordering::SeqCst);
+        if self.tx.try_send(frame(&msg)).is_err() {
+            self.state.queued.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!(AUDIT_SYSLOG_DROPPED_TOTAL).increment(1);
+            let mut h = self.state.health.lock().unwrap_or_else(|e| e.into_inner());
+            if h.is_ok() {
+                *h = Err("forwarding queue full: records dropped".into());
+            }
+        }
+    }
+
+    fn drain(&self, timeout: Duration) {
         let until = std::time::Instant::now() + timeout;
         while self.state.queued.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
@@ -335,7 +339,13 @@ fn run(
                 continue;
             }
             match c.write_all(&frame).and_then(|()| c.flush()) {
-                Ok(()) => break,
+                Ok(()) => {
+                    // Connected and sending again (a full queue earlier shows in the counter).
+                    if state.health.lock().map(|h| h.is_err()).unwrap_or(true) {
+                        set(Ok(()));
+                    }
+                    break;
+                }
                 Err(e) => {
                     conn = None;
                     set(Err(format!("writing to the collector: {e}")));

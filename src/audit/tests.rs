@@ -187,3 +187,43 @@ const GOLDEN_CHECKPOINT: &str = concat!(
     r#"{"data":{"key_id":"ed25519:audit1","reason":"shutdown","segments":[{"first_seq":0,"name":"audit-00000000000000000000.log"}],"sig":"g0xgDa/3jCGQJB+tfyZ+BuRej9Q9cA/yAaLntlQHQSyMJB4TJeY877zQHPpq2W7ERlpAEEE3PUAwMeGta9KjAA"},"hash":"99309a2b22049f2e1d07888be67f04d1e3aef8d5c00e811eda60e9b4e3a8e06f","kind":"checkpoint","prev":"99dfafd795ed3f06a1d1f6451ade6073c01858d8754f08a888154c101b0dfaaf","seq":2,"ts":"2026-12-06T13:24:00.000Z","v":1}"#,
     "\n"
 );
+
+#[test]
+fn interval_checkpoints_under_load_and_when_idle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = key_file(tmp.path(), "audit1");
+    let dir = tmp.path().join("log");
+    let mut cfg = config(&dir, &key);
+    cfg.checkpoint_interval_secs = 1;
+    let intervals = || {
+        query::search(&dir, &query::Filter::default())
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "checkpoint" && r["data"]["reason"] == "interval")
+            .count()
+    };
+    rt().block_on(async {
+        let a = Auditor::open(&cfg).unwrap();
+        // Appends without a pause for 1.5 s: the writer never waits for the timer.
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while start.elapsed() < std::time::Duration::from_millis(1500) {
+            a.append(admin(i)).await.unwrap();
+            i += 1;
+        }
+        assert!(
+            intervals() >= 1,
+            "an interval checkpoint under constant load"
+        );
+        let before = intervals();
+        // Idle: the timer writes one for the records since the last checkpoint, then none.
+        a.append(admin(0)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert_eq!(intervals(), before + 1);
+        a.close().await.unwrap();
+    });
+    assert!(matches!(
+        verify(&dir, Some(&public), None).unwrap(),
+        Outcome::Intact(_)
+    ));
+}

@@ -216,17 +216,10 @@ pub fn verify(
     key: Option<&PublicKey>,
     anchor: Option<&Anchor>,
 ) -> Result<Outcome, AuditError> {
+    // One segment in memory at a time.
     let files = segment::list(dir)?;
-    let lines = segment::read_lines(dir)?;
-    if lines.is_empty() {
-        return Ok(Outcome::Bad(BadRecord {
-            seq: 0,
-            number: 0,
-            segment: files.first().map(|f| f.name.clone()).unwrap_or_default(),
-            line: 0,
-            reason: "no records in the directory".into(),
-        }));
-    }
+    let mut number = 0usize;
+    let mut last_pos = (String::new(), 0usize);
     let mut prev_hash: Option<String> = None;
     let mut expected: Option<u64> = None;
     let mut first: Option<(u64, String, String, usize)> = None;
@@ -236,142 +229,154 @@ pub fn verify(
     let mut last_segment = String::new();
     let mut anchor_found = false;
     let mut last_seq = 0;
-    for (i, l) in lines.iter().enumerate() {
-        let number = i + 1;
-        let new_segment = l.segment != last_segment;
-        last_segment.clone_from(&l.segment);
-        let bad = |seq: u64, reason: String| {
-            Ok(Outcome::Bad(BadRecord {
-                seq,
-                number,
-                segment: l.segment.clone(),
-                line: l.line,
-                reason,
-            }))
-        };
-        let exp = expected.unwrap_or(0);
-        if !l.complete {
-            return bad(
-                exp,
-                "truncated record (no newline at the end of the segment)".into(),
-            );
-        }
-        let m = match serde_json::from_str::<Value>(&l.text) {
-            Ok(Value::Object(m)) => m,
-            _ => return bad(exp, "not a JSON object".into()),
-        };
-        let seq = match m.get("seq").and_then(Value::as_u64) {
-            Some(s) => s,
-            None => return bad(exp, "no integer `seq`".into()),
-        };
-        let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        if keys != format::ENVELOPE_KEYS {
-            return bad(
-                seq,
-                format!(
-                    "envelope keys are {keys:?}, expected {:?}",
-                    format::ENVELOPE_KEYS
-                ),
-            );
-        }
-        if m.get("v").and_then(Value::as_u64) != Some(format::FORMAT_VERSION) {
-            return bad(seq, "unsupported format version `v`".into());
-        }
-        let kind = match m
-            .get("kind")
-            .and_then(Value::as_str)
-            .map(|k| (k, Kind::parse(k)))
-        {
-            Some((_, Some(k))) => k,
-            Some((k, None)) => return bad(seq, format!("unknown kind `{k}`")),
-            None => return bad(seq, "`kind` is not a string".into()),
-        };
-        let ts_ok = m
-            .get("ts")
-            .and_then(Value::as_str)
-            .and_then(format::parse_rfc3339_ms)
-            .is_some();
-        if !ts_ok {
-            return bad(seq, "`ts` is not an RFC 3339 time".into());
-        }
-        if !m.get("data").is_some_and(Value::is_object) {
-            return bad(seq, "`data` is not an object".into());
-        }
-        let hash = m.get("hash").and_then(Value::as_str).unwrap_or_default();
-        let prev = m.get("prev").and_then(Value::as_str).unwrap_or_default();
-        if !format::is_hash(hash) || !format::is_hash(prev) {
-            return bad(
-                seq,
-                "`hash` or `prev` is not 64 lower-case hex digits".into(),
-            );
-        }
-        if format::canonical(&Value::Object(m.clone())) != l.text {
-            return bad(seq, "not in canonical form (the line was altered)".into());
-        }
-        if format::sha256_hex(format::hashed_form(&m).as_bytes()) != hash {
-            return bad(
-                seq,
-                "hash does not match the record (the record was altered)".into(),
-            );
-        }
-        match expected {
-            Some(e) if seq != e => {
+    for file in &files {
+        for l in segment::read_segment(file)?.iter() {
+            number += 1;
+            last_pos = (l.segment.clone(), l.line);
+            let new_segment = l.segment != last_segment;
+            last_segment.clone_from(&l.segment);
+            let bad = |seq: u64, reason: String| {
+                Ok(Outcome::Bad(BadRecord {
+                    seq,
+                    number,
+                    segment: l.segment.clone(),
+                    line: l.line,
+                    reason,
+                }))
+            };
+            let exp = expected.unwrap_or(0);
+            if !l.complete {
                 return bad(
-                    e,
-                    format!(
-                    "found seq {seq} where seq {e} belongs (a record is missing or out of order)"
-                ),
-                )
+                    exp,
+                    "truncated record (no newline at the end of the segment)".into(),
+                );
             }
-            _ => {}
-        }
-        if new_segment {
-            let announced = segment::parse_name(&l.segment);
-            if announced != Some(seq) {
-                return bad(seq, format!("segment {} starts with seq {seq}", l.segment));
-            }
-        }
-        match &prev_hash {
-            Some(p) if p != prev => {
+            let m = match serde_json::from_str::<Value>(&l.text) {
+                Ok(Value::Object(m)) => m,
+                _ => return bad(exp, "not a JSON object".into()),
+            };
+            let seq = match m.get("seq").and_then(Value::as_u64) {
+                Some(s) => s,
+                None => return bad(exp, "no integer `seq`".into()),
+            };
+            let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            if keys != format::ENVELOPE_KEYS {
                 return bad(
                     seq,
-                    "`prev` is not the previous record's hash (chain broken)".into(),
-                )
+                    format!(
+                        "envelope keys are {keys:?}, expected {:?}",
+                        format::ENVELOPE_KEYS
+                    ),
+                );
             }
-            None => first = Some((seq, prev.to_owned(), l.segment.clone(), l.line)),
-            _ => {}
-        }
-        if kind == Kind::Checkpoint {
-            if let Some(k) = key {
-                if let Err(r) = check_signature(&m, k) {
-                    return bad(seq, r);
+            if m.get("v").and_then(Value::as_u64) != Some(format::FORMAT_VERSION) {
+                return bad(seq, "unsupported format version `v`".into());
+            }
+            let kind = match m
+                .get("kind")
+                .and_then(Value::as_str)
+                .map(|k| (k, Kind::parse(k)))
+            {
+                Some((_, Some(k))) => k,
+                Some((k, None)) => return bad(seq, format!("unknown kind `{k}`")),
+                None => return bad(seq, "`kind` is not a string".into()),
+            };
+            let ts_ok = m
+                .get("ts")
+                .and_then(Value::as_str)
+                .and_then(format::parse_rfc3339_ms)
+                .is_some();
+            if !ts_ok {
+                return bad(seq, "`ts` is not an RFC 3339 time".into());
+            }
+            if !m.get("data").is_some_and(Value::is_object) {
+                return bad(seq, "`data` is not an object".into());
+            }
+            let hash = m.get("hash").and_then(Value::as_str).unwrap_or_default();
+            let prev = m.get("prev").and_then(Value::as_str).unwrap_or_default();
+            if !format::is_hash(hash) || !format::is_hash(prev) {
+                return bad(
+                    seq,
+                    "`hash` or `prev` is not 64 lower-case hex digits".into(),
+                );
+            }
+            if format::canonical(&Value::Object(m.clone())) != l.text {
+                return bad(seq, "not in canonical form (the line was altered)".into());
+            }
+            if format::sha256_hex(format::hashed_form(&m).as_bytes()) != hash {
+                return bad(
+                    seq,
+                    "hash does not match the record (the record was altered)".into(),
+                );
+            }
+            match expected {
+                Some(e) if seq != e => {
+                    return bad(
+                        e,
+                        format!(
+                    "found seq {seq} where seq {e} belongs (a record is missing or out of order)"
+                ),
+                    )
+                }
+                _ => {}
+            }
+            if new_segment {
+                let announced = segment::parse_name(&l.segment);
+                if announced != Some(seq) {
+                    return bad(seq, format!("segment {} starts with seq {seq}", l.segment));
                 }
             }
-            checkpoints += 1;
-            since_checkpoint = 0;
-            if let Some(r) = m.get("data").and_then(|d| d.get("retired")) {
-                if let (Some(s), Some(h)) = (
-                    r.get("seq").and_then(Value::as_u64),
-                    r.get("hash").and_then(Value::as_str),
-                ) {
-                    floors.insert((s, h.to_owned()));
+            match &prev_hash {
+                Some(p) if p != prev => {
+                    return bad(
+                        seq,
+                        "`prev` is not the previous record's hash (chain broken)".into(),
+                    )
+                }
+                None => first = Some((seq, prev.to_owned(), l.segment.clone(), l.line)),
+                _ => {}
+            }
+            if kind == Kind::Checkpoint {
+                if let Some(k) = key {
+                    if let Err(r) = check_signature(&m, k) {
+                        return bad(seq, r);
+                    }
+                }
+                checkpoints += 1;
+                since_checkpoint = 0;
+                if let Some(r) = m.get("data").and_then(|d| d.get("retired")) {
+                    if let (Some(s), Some(h)) = (
+                        r.get("seq").and_then(Value::as_u64),
+                        r.get("hash").and_then(Value::as_str),
+                    ) {
+                        floors.insert((s, h.to_owned()));
+                    }
+                }
+            } else {
+                since_checkpoint += 1;
+            }
+            if let Some(a) = anchor {
+                if a.seq == seq {
+                    if a.hash != hash {
+                        return bad(seq, "differs from the anchor checkpoint".into());
+                    }
+                    anchor_found = true;
                 }
             }
-        } else {
-            since_checkpoint += 1;
+            prev_hash = Some(hash.to_owned());
+            expected = Some(seq + 1);
+            last_seq = seq;
         }
-        if let Some(a) = anchor {
-            if a.seq == seq {
-                if a.hash != hash {
-                    return bad(seq, "differs from the anchor checkpoint".into());
-                }
-                anchor_found = true;
-            }
-        }
-        prev_hash = Some(hash.to_owned());
-        expected = Some(seq + 1);
-        last_seq = seq;
+    }
+    if number == 0 {
+        return Ok(Outcome::Bad(BadRecord {
+            seq: 0,
+            number: 0,
+            segment: files.first().map(|f| f.name.clone()).unwrap_or_default(),
+            line: 0,
+            reason: "no records in the directory".into(),
+        }));
     }
     let (first_seq, first_prev, seg, line) = first.unwrap_or_default();
     // Without a key the marks are taken as they are (the CLI says so).
@@ -397,15 +402,11 @@ pub fn verify(
     }
     if let Some(a) = anchor {
         if !anchor_found {
-            let last = lines
-                .last()
-                .map(|l| (l.segment.clone(), l.line))
-                .unwrap_or_default();
             return Ok(Outcome::Bad(BadRecord {
                 seq: last_seq + 1,
-                number: lines.len() + 1,
-                segment: last.0,
-                line: last.1 + 1,
+                number: number + 1,
+                segment: last_pos.0,
+                line: last_pos.1 + 1,
                 reason: if a.seq > last_seq {
                     format!(
                         "tail cut: the log ends at seq {last_seq}, the anchor checkpoint is seq {}",
@@ -418,7 +419,7 @@ pub fn verify(
         }
     }
     Ok(Outcome::Intact(Summary {
-        records: lines.len(),
+        records: number,
         segments: files.len(),
         first_seq,
         last_seq,

@@ -30,8 +30,23 @@ pub(super) enum Job {
     Close { reply: Reply },
 }
 
-/// Where written lines go besides the file (the syslog forwarder).
-pub(super) type Sink = Box<dyn Fn(Kind, &str) + Send>;
+/// A record as written, for the sink.
+pub(crate) struct Written {
+    pub kind: Kind,
+    pub seq: u64,
+    pub ts: String,
+    pub hash: String,
+    /// The line without its newline.
+    pub line: String,
+}
+
+/// Where durable records go besides the file (the syslog forwarder).
+pub(crate) trait Sink: Send {
+    /// Takes a durable record; never blocks.
+    fn send(&self, rec: &Written);
+    /// Waits up to `timeout` for what was sent to leave.
+    fn drain(&self, timeout: Duration);
+}
 
 struct SegInfo {
     name: String,
@@ -66,10 +81,10 @@ pub(super) struct Writer {
     /// The newest record deleted by retention (seq, hash), as attested by checkpoints.
     retired: Option<(u64, String)>,
     buf: Vec<u8>,
-    pending: Vec<(Kind, String)>,
+    pending: Vec<Written>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    sink: Option<Sink>,
+    sink: Option<Box<dyn Sink>>,
     forward: Forward,
     shared: Arc<Shared>,
 }
@@ -101,7 +116,7 @@ impl Writer {
     pub(super) fn open(
         cfg: &AuditConfig,
         shared: Arc<Shared>,
-        sink: Option<Sink>,
+        sink: Option<Box<dyn Sink>>,
         forward: Forward,
     ) -> Result<Writer, AuditError> {
         let key = Arc::new(SigningKey::from_synapse_file(&cfg.key_file)?);
@@ -247,6 +262,14 @@ impl Writer {
             if self.batch(jobs) {
                 return;
             }
+            // Under constant load the receive never times out: the cadence is kept here.
+            if self.shared.failed().is_none()
+                && self.last_checkpoint.elapsed() >= self.checkpoint_interval
+            {
+                if let Err(e) = self.tick() {
+                    self.fail(e.to_string());
+                }
+            }
             if self.shared.failed().is_some() {
                 return drain_failed(&rx, &self.shared);
             }
@@ -305,6 +328,10 @@ impl Writer {
                 self.answer(replies, &result);
                 if let Err(e) = &r {
                     self.fail(e.to_string());
+                }
+                // The final checkpoint is the collector's anchor: give it time to leave.
+                if let Some(sink) = &self.sink {
+                    sink.drain(Duration::from_secs(2));
                 }
                 let _ = reply.send(r.map_err(|e| AuditError::Failed(e.to_string())));
                 if ok {
@@ -377,7 +404,13 @@ impl Writer {
         self.cur.info.bytes += line.len() as u64;
         self.cur.info.last = Some((seq, hash.clone()));
         if self.sink.is_some() && (self.forward == Forward::All || kind == Kind::Checkpoint) {
-            self.pending.push((kind, line));
+            self.pending.push(Written {
+                kind,
+                seq,
+                ts,
+                hash: hash.clone(),
+                line: line.trim_end().to_owned(),
+            });
         }
         self.head = hash;
         self.next_seq += 1;
@@ -443,8 +476,8 @@ impl Writer {
             )));
         }
         if let Some(sink) = &self.sink {
-            for (kind, line) in self.pending.drain(..) {
-                sink(kind, line.trim_end());
+            for w in self.pending.drain(..) {
+                sink.send(&w);
             }
         }
         Ok(())
