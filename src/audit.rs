@@ -41,7 +41,8 @@
 //! append returns [`AuditError::Failed`], [`Auditor::health`] returns the reason, the gauge
 //! `grenzwacht_audit_healthy` is 0 and `grenzwacht_audit_failures_total` counts the failure.
 //! It recovers only by opening a new [`Auditor`] (which repairs a torn line and starts a new
-//! segment); there is no background retry, so an operator sees every gap.
+//! segment); there is no background retry, so an operator sees every gap. One auditor writes a
+//! directory at a time (`DIR/.lock`, `flock`); a failed or closed one gives it up at once.
 //!
 //! # Syslog
 //!

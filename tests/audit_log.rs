@@ -650,17 +650,30 @@ fn a_segment_that_cannot_be_created_fails_closed() {
         let e = failed.expect("rotation into a squatted name fails");
         assert!(e.to_string().contains("creating segment"), "{e}");
         assert!(a.health().unwrap_err().contains("creating segment"));
-    });
-    // What was acknowledged is intact.
-    for s in segment::list(&dir).unwrap() {
-        let _ = s;
-    }
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            std::fs::remove_dir(p).unwrap();
+        assert!(a.append(decision(0)).await.is_err());
+        // Recovery is a new open (the failed auditor gave up the directory), here once the
+        // squatters are gone; the old handle stays failed.
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                std::fs::remove_dir(p).unwrap();
+            }
         }
-    }
+        let b = Auditor::open(&cfg).unwrap();
+        b.append(decision(1)).await.unwrap();
+        assert!(a.health().is_err() && b.health().is_ok());
+        b.close().await.unwrap();
+        let startup = lines(&dir)
+            .into_iter()
+            .rev()
+            .find(|(_, _, l)| l.contains("\"kind\":\"startup\""))
+            .unwrap();
+        assert!(
+            startup.2.contains("\"previous_run\":\"unclean\""),
+            "{}",
+            startup.2
+        );
+    });
     assert_eq!(verify(&dir, &public, &[]).0, 0);
 }
 

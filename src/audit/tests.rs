@@ -227,3 +227,20 @@ fn interval_checkpoints_under_load_and_when_idle() {
         Outcome::Intact(_)
     ));
 }
+
+#[test]
+fn one_auditor_per_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = key_file(tmp.path(), "audit1");
+    let cfg = config(&tmp.path().join("log"), &key);
+    rt().block_on(async {
+        let a = Auditor::open(&cfg).unwrap();
+        let e = Auditor::open(&cfg).unwrap_err();
+        assert!(e.to_string().contains("in use by another auditor"), "{e}");
+        a.close().await.unwrap();
+        // Closed: the directory is free at once.
+        let b = Auditor::open(&cfg).unwrap();
+        b.append(admin(1)).await.unwrap();
+        drop(b);
+    });
+}

@@ -87,6 +87,8 @@ pub(super) struct Writer {
     sink: Option<Box<dyn Sink>>,
     forward: Forward,
     shared: Arc<Shared>,
+    /// `DIR/.lock`, held with `flock(LOCK_EX)`: one writer per directory.
+    lock: Option<File>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AuditError {
@@ -122,6 +124,7 @@ impl Writer {
         let key = Arc::new(SigningKey::from_synapse_file(&cfg.key_file)?);
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let lock = lock_dir(&dir)?;
         let mut found = Found::default();
         let mut files = segment::list(&dir)?;
         found.segments = files.len();
@@ -207,6 +210,7 @@ impl Writer {
             sink,
             forward,
             shared,
+            lock: Some(lock),
         };
         let mut startup = Map::new();
         startup.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -333,10 +337,12 @@ impl Writer {
                 if let Some(sink) = &self.sink {
                     sink.drain(Duration::from_secs(2));
                 }
-                let _ = reply.send(r.map_err(|e| AuditError::Failed(e.to_string())));
                 if ok {
                     self.shared.set_closed();
                 }
+                // Released before the answer: the caller may open the directory again at once.
+                self.lock = None;
+                let _ = reply.send(r.map_err(|e| AuditError::Failed(e.to_string())));
                 return true;
             }
             result = self.flush();
@@ -364,8 +370,11 @@ impl Writer {
         }
     }
 
-    fn fail(&self, reason: String) {
+    /// Enters the failed state; the directory lock is released so that a new `open` can
+    /// take over while handles of this auditor still exist.
+    fn fail(&mut self, reason: String) {
         self.shared.fail(reason);
+        self.lock = None;
     }
 
     /// Timer: an interval checkpoint if anything was written since the last one, retention.
@@ -540,6 +549,32 @@ fn drain_failed(rx: &Receiver<Job>, shared: &Shared) {
         };
         let _ = reply.send(Err(AuditError::Failed(reason.clone())));
     }
+}
+
+/// Takes `DIR/.lock` (`flock`, exclusive, not waiting): two writers on one directory would
+/// interleave two chains.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    use std::os::fd::AsRawFd as _;
+    let path = dir.join(".lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    // SAFETY: a valid open descriptor; flock only changes its lock.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            AuditError::Invalid(format!(
+                "audit directory {} is in use by another auditor",
+                dir.display()
+            ))
+        } else {
+            AuditError::io(format!("locking {}", path.display()), e)
+        });
+    }
+    Ok(f)
 }
 
 fn create_segment(dir: &Path, first_seq: u64) -> Result<Current, AuditError> {
