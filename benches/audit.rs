@@ -50,6 +50,7 @@ fn decision(i: usize) -> Record {
         } else {
             Verdict::Allow
         },
+        effect: None,
         rules: if i % 4 == 0 {
             vec![RuleMatch {
                 rule: "vs-nfd-marking".into(),

@@ -247,6 +247,29 @@ impl Auditor {
         Ok(seq)
     }
 
+    /// [`Auditor::append`] for callers that cannot await (the review queue's journal): blocks
+    /// the calling thread until the record is durable. The reply is awaited on a thread of its
+    /// own, so this may be called from inside an async runtime (it then blocks that worker for
+    /// about one group commit).
+    pub fn append_blocking(&self, rec: Record) -> Result<u64, AuditError> {
+        self.check()?;
+        let recs = vec![self.prepare(rec)];
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .tx
+            .send(writer::Job::Append { recs, reply })
+            .map_err(|_| self.gone())?;
+        let got = std::thread::scope(|s| s.spawn(|| rx.blocking_recv()).join());
+        match got {
+            Ok(Ok(result)) => {
+                let seq = result?;
+                metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
+                Ok(seq)
+            }
+            _ => Err(self.gone()),
+        }
+    }
+
     /// Appends records as one batch (consecutive seqs, one fsync); resolves once all are
     /// durable.
     pub async fn append_all(&self, recs: Vec<Record>) -> Result<(), AuditError> {
@@ -264,6 +287,11 @@ impl Auditor {
     /// Writes a signed checkpoint now; resolves with its seq once durable.
     pub async fn checkpoint(&self) -> Result<u64, AuditError> {
         self.submit(|reply| writer::Job::Checkpoint { reply }).await
+    }
+
+    /// Whether decision records keep the full content (`[audit] store_content`).
+    pub fn stores_content(&self) -> bool {
+        self.inner.store_content
     }
 
     /// `Ok` while records can be written; the reason of the failure otherwise.

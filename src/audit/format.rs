@@ -400,6 +400,7 @@ mod tests {
             direction: Direction::Outbound,
             endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
             verdict: Verdict::Redact,
+            effect: None,
             rules: vec![RuleMatch {
                 rule: "vs-nfd-marking".into(),
                 field: "content.body".into(),

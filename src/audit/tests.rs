@@ -97,6 +97,7 @@ fn content_is_dropped_unless_configured() {
         direction: Direction::Outbound,
         endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
         verdict: Verdict::Redact,
+        effect: None,
         rules: vec![],
         label: None,
         clearance: None,

@@ -142,6 +142,8 @@ pub struct Guard {
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
     /// Notices to protected senders (`[notices]`, `proxy::notices`).
     notifier: super::notices::Notifier,
+    /// The audit log (`[audit]`; `serve` always has one, see `proxy::audit_trail`).
+    auditor: Option<crate::audit::Auditor>,
 }
 
 impl Guard {
@@ -332,7 +334,23 @@ impl Guard {
             outbound,
             inbound_tls,
             notifier: super::notices::Notifier::new(&cfg.notices),
+            auditor: None,
         })
+    }
+
+    /// Connects the audit log: every decision is recorded before it takes effect (also the
+    /// hold queue's holds and review decisions).
+    pub fn set_auditor(&mut self, auditor: crate::audit::Auditor) {
+        self.holds()
+            .set_journal(std::sync::Arc::new(super::audit_trail::AuditJournal(
+                auditor.clone(),
+            )));
+        self.auditor = Some(auditor);
+    }
+
+    /// The audit log, if connected.
+    pub fn auditor(&self) -> Option<&crate::audit::Auditor> {
+        self.auditor.as_ref()
     }
 
     /// Notices to protected senders (`proxy::notices`).
