@@ -531,6 +531,14 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
         0.0,
         "{m}"
     );
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_review_latency_seconds_count",
+            &[("decision", "release")]
+        ) >= 1.0,
+        "{m}"
+    );
     g.stop().await;
 }
 
