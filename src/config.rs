@@ -34,6 +34,7 @@ use crate::federation::EndpointClass;
 
 pub mod admission;
 pub mod labels;
+pub mod notices;
 pub mod opaque;
 mod parse;
 pub mod review;
@@ -80,6 +81,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
     pub review: review::ReviewConfig,
+    /// `[notices]`: telling protected senders what happened to their events (off by default).
+    pub notices: notices::NoticesConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

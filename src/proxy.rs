@@ -12,6 +12,7 @@ pub mod hold;
 pub mod inbound;
 pub mod integrity;
 pub mod notary;
+pub mod notices;
 pub mod outbound;
 pub mod pause;
 pub mod perpdu;

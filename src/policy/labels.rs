@@ -1075,6 +1075,26 @@ impl Policy for LabelPolicy {
         }
         v
     }
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut crate::policy::Findings,
+    ) -> PduVerdict {
+        let v = self.pdu(ctx, pdu);
+        self.explain_verdict(ctx, pdu.room_id.as_deref(), pdu.content, &v, found);
+        v
+    }
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        ev: &EventView<'_>,
+        found: &mut crate::policy::Findings,
+    ) -> PduVerdict {
+        let v = self.event(ctx, ev);
+        self.explain_verdict(ctx, ev.room_id.as_deref(), ev.content, &v, found);
+        v
+    }
     fn event(&self, ctx: &ExchangeCtx, ev: &EventView<'_>) -> PduVerdict {
         self.event_like(
             ctx,
@@ -1160,5 +1180,6 @@ impl Policy for LabelPolicy {
     }
 }
 
+mod explain;
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,11 @@ pub trait RoomGate: Send + Sync {
     fn is_held(&self, _direction: Direction, _room: &str) -> bool {
         false
     }
+    /// The event id of a PDU: `event_id` (room versions 1–2), else its reference hash under
+    /// its room's version; `None` when unknown (decision records, `policy::decisions`).
+    fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn RoomGate + '_ {

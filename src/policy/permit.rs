@@ -207,11 +207,25 @@ pub fn decide(
     forward: Forward,
     rewrite: &dyn Rewrite<Forward>,
 ) -> Result<Permit<Forward>, Refusal> {
+    decide_recorded(policy, ctx, units, forward, rewrite, None)
+}
+
+/// [`decide`], appending the record of every unit to `records` ([`super::decisions`]; also
+/// when the exchange is refused over a unit). Without `records` the decisions are still
+/// counted and logged.
+pub fn decide_recorded(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    forward: Forward,
+    rewrite: &dyn Rewrite<Forward>,
+    records: Option<&mut Vec<super::UnitDecision>>,
+) -> Result<Permit<Forward>, Refusal> {
     if let Decision::Refuse(r) = policy.request(ctx) {
         return Err(r);
     }
     check_request_text(policy, ctx, &forward)?;
-    let verdicts = check_units(policy, ctx, units)?;
+    let verdicts = super::decisions::check_units_recorded(policy, ctx, units, records)?;
     let forward = if verdicts.is_empty() {
         forward
     } else {
@@ -273,13 +287,26 @@ pub fn decide_response(
     release: Release,
     rewrite: &dyn Rewrite<Release>,
 ) -> Result<Permit<Release>, Refusal> {
+    decide_response_recorded(policy, ctx, units, release, rewrite, None)
+}
+
+/// [`decide_response`], appending the record of every unit to `records` (as
+/// [`decide_recorded`]; the records carry the direction the data flows).
+pub fn decide_response_recorded(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    release: Release,
+    rewrite: &dyn Rewrite<Release>,
+    records: Option<&mut Vec<super::UnitDecision>>,
+) -> Result<Permit<Release>, Refusal> {
     // A response carries data the other way: the answer to an inbound request leaves the
     // protected side. Content rules see the direction the data flows.
     let data_ctx = ExchangeCtx {
         direction: ctx.direction.reverse(),
         ..ctx.clone()
     };
-    let verdicts = check_units(policy, &data_ctx, units)?;
+    let verdicts = super::decisions::check_units_recorded(policy, &data_ctx, units, records)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
         return Err(r);
     }
@@ -326,7 +353,7 @@ pub(crate) fn check_units_for_tests(
     check_units(policy, ctx, units)
 }
 
-fn check_units(
+pub(super) fn check_units(
     policy: &dyn Policy,
     ctx: &ExchangeCtx,
     units: &Units<'_>,

@@ -207,6 +207,8 @@ pub async fn handle(
 fn unknown_endpoint(guard: &Guard, method: &Method, path: &str) -> Refusal {
     // The path is logged truncated: it is not payload, but keep log lines bounded.
     let shown: String = path.chars().take(120).collect();
+    // The log names what was asked for (method and path, no query: its values may be payload).
+    info!(method = %method, path = %shown.escape_debug(), truncated = path.len() > shown.len(), "unknown endpoint refused");
     match guard.unknown_endpoint_forbidden() {
         true => refuse(
             RefusalReason::UnknownEndpoint,

@@ -140,6 +140,8 @@ pub struct Guard {
     protected: Vec<Protected>,
     pub(crate) outbound: Option<Outbound>,
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Notices to protected senders (`[notices]`, `proxy::notices`).
+    notifier: super::notices::Notifier,
 }
 
 impl Guard {
@@ -310,17 +312,15 @@ impl Guard {
             key_originals: Default::default(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(
-                &base,
-                &media,
-                dlp_layer,
-                labels.clone(),
-                opaque.clone(),
+            policy: std::sync::RwLock::new(Arc::new(reload::versioned(
+                Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()),
+                manifest.as_ref(),
             ))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
-            reloader: reload::Reloader::new(manifest.as_ref()),
+            reloader: reload::Reloader::new(manifest.as_ref())
+                .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
             opaque,
             label_lookups: super::room_labels::Lookups::default(),
@@ -331,7 +331,13 @@ impl Guard {
             protected,
             outbound,
             inbound_tls,
+            notifier: super::notices::Notifier::new(&cfg.notices),
         })
+    }
+
+    /// Notices to protected senders (`proxy::notices`).
+    pub fn notifier(&self) -> &super::notices::Notifier {
+        &self.notifier
     }
 
     /// The signing key of a protected server (for re-signing its outbound requests).
@@ -684,8 +690,18 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         guard.clone(),
         sd.clone(),
     )));
+    {
+        let mut s = sd.clone();
+        tasks.push(tokio::spawn(super::notices::deliver(
+            guard.clone(),
+            async move { s.wait().await },
+        )));
+    }
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
+    guard
+        .load_record(crate::policy::identity::LoadEvent::Startup)
+        .log();
     if let Some((dir, every)) = guard.dlp_watch() {
         tasks.push(tokio::spawn(reload::watch_dlp(
             guard.clone(),

@@ -373,6 +373,9 @@ impl RoomGate for Gate<'_> {
             "event of a paused room withheld"
         );
     }
+    fn event_id(&self, raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        super::perpdu::event_id(self.guard.store(), raw, self.room_hint)
+    }
 }
 
 /// The transaction `body` without the PDUs at `positions` (indices into `pdus`); every other
