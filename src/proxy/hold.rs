@@ -645,6 +645,15 @@ pub fn take_over(
                 })
                 .map(|id| {
                     tracing::warn!(hold = id, room = %room, event_id = %event_id, rule = %m.rule, destination = %destination, "event held for review: its room waits in this direction");
+                    notify(
+                        guard,
+                        ctx.direction,
+                        &view.sender,
+                        &room,
+                        &event_id,
+                        super::notices::NoticeOutcome::Held,
+                        &m.rule,
+                    );
                 })
         } else {
             holds
@@ -666,6 +675,28 @@ pub fn take_over(
         })?;
     }
     Ok(())
+}
+
+/// Tells a protected sender what happened to an outgoing event (sender notices, when on).
+pub(crate) fn notify(
+    guard: &Guard,
+    direction: Direction,
+    sender: &str,
+    room: &str,
+    event_id: &str,
+    outcome: super::notices::NoticeOutcome,
+    rule: &str,
+) {
+    if direction != Direction::Outbound || !super::notices::is_protected_user(guard, sender) {
+        return;
+    }
+    let _ = guard.notifier().notify(
+        sender,
+        room,
+        event_id,
+        outcome,
+        std::slice::from_ref(&rule.to_owned()),
+    );
 }
 
 /// The effective label's JSON text and display marking of a held event (`None`, `None` without
