@@ -38,6 +38,9 @@
 //! PDU that is held itself becomes the new head of its queue. When a queue is empty the room
 //! flows again. Everything is in the store: queues, order and decisions survive restarts, and
 //! decisions written by another process (on the same store file) are seen within a second.
+//!
+//! Protected senders of outgoing events are told (`proxy::notices`, when `[notices]` is on):
+//! held when the guard takes the PDU over, released or rejected when it delivers it.
 pub mod delivery;
 
 use std::collections::HashSet;
