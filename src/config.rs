@@ -79,10 +79,10 @@ pub struct Config {
     pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
-    /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
-    pub review: review::ReviewConfig,
     /// `[notices]`: telling protected senders what happened to their events (off by default).
     pub notices: notices::NoticesConfig,
+    /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
+    pub review: review::ReviewConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -27,6 +27,7 @@
 //! | [`UPSTREAM_REQUESTS_TOTAL`] `grenzwacht_upstream_requests_total` | counter | `direction`, `status` (upstream status code, or `error` when no response arrived) |
 //! | [`CONNECTIONS_TOTAL`] `grenzwacht_connections_total` | counter | `listener` ([`Listener`]) |
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
+//! | [`UI_REQUESTS_TOTAL`] `grenzwacht_ui_requests_total` | counter | `page`, `status` (review UI, `admin::ui`) |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
 //! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
@@ -143,12 +144,18 @@ pub const CONNECTIONS_OPEN: &str = "grenzwacht_connections_open";
 pub const BODY_BUDGET_BYTES: &str = "grenzwacht_body_budget_bytes";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
+/// Counter: review UI requests by `page` (`root`, `login`, `logout`, `held`, `event`,
+/// `decide`, `audit`, `other`) and `status` (the code, `5xx` or `other`).
+pub const UI_REQUESTS_TOTAL: &str = "grenzwacht_ui_requests_total";
 /// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
 pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// Counter: events withheld because their room is paused, by direction and cause (`paused`:
 /// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
 /// a transaction the PDU is removed; any other exchange carrying one is refused (404).
 pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
+/// Counter: sender notices by result (`sent`, `failed`, `rate_limited`, `queue_full`,
+/// `no_admin_api`, `duplicate`).
+pub const NOTICES_TOTAL: &str = "grenzwacht_notices_total";
 /// Gauge: held events waiting for a review decision, by direction (`proxy::hold`).
 pub const HELD_EVENTS: &str = "grenzwacht_held_events";
 /// Gauge: PDUs waiting in hold queues for delivery (held ones and those behind them), by
@@ -159,9 +166,6 @@ pub const HOLD_QUEUE_DEPTH: &str = "grenzwacht_hold_queue_depth";
 pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
 /// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
 pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
-/// Counter: sender notices by result (`sent`, `failed`, `rate_limited`, `queue_full`,
-/// `no_admin_api`, `duplicate`).
-pub const NOTICES_TOTAL: &str = "grenzwacht_notices_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -442,6 +446,7 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_counter!(UI_REQUESTS_TOTAL, "Review UI requests, by page and status.");
     describe_counter!(
         ADMISSION_REFUSED_TOTAL,
         "Connections or requests turned away by a cap, budget or timeout, by listener and cause."
@@ -459,6 +464,10 @@ pub fn describe() {
         PAUSED_ROOMS,
         "Rooms paused, by the direction their data is held back."
     );
+    describe_counter!(
+        NOTICES_TOTAL,
+        "Notices to protected senders about their events (redacted, held, rejected), by result."
+    );
     describe_gauge!(
         HELD_EVENTS,
         "Held events waiting for a review decision, by direction."
@@ -475,10 +484,6 @@ pub fn describe() {
     describe_counter!(
         HOLD_DELIVERIES_TOTAL,
         "Delivery attempts of held traffic, by result."
-    );
-    describe_counter!(
-        NOTICES_TOTAL,
-        "Notices to protected senders about their events (redacted, held, rejected), by result."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
@@ -574,6 +579,16 @@ pub fn record_withheld(direction: Direction, cause: &'static str) {
     .increment(1);
 }
 
+/// Counts `n` unit decisions ([`DECISIONS_TOTAL`]); `verdict` and `unit` come from the fixed
+/// sets of `policy::decisions`.
+pub fn record_decisions(direction: Direction, verdict: &'static str, unit: &'static str, n: u64) {
+    metrics::counter!(DECISIONS_TOTAL,
+        "direction" => direction.as_str(),
+        "verdict" => verdict,
+        "unit" => unit)
+    .increment(n);
+}
+
 /// Sets the number of held events waiting for a decision and of queued PDUs in `direction`.
 pub fn set_holds(direction: Direction, held: usize, queued: usize) {
     metrics::gauge!(HELD_EVENTS, "direction" => direction.as_str()).set(held as f64);
@@ -588,16 +603,6 @@ pub fn record_review_latency(decision: &'static str, seconds: f64) {
 /// Counts one delivery attempt of held traffic (`delivered`, `failed`, `refused`).
 pub fn record_hold_delivery(result: &'static str) {
     metrics::counter!(HOLD_DELIVERIES_TOTAL, "result" => result).increment(1);
-}
-
-/// Counts `n` unit decisions ([`DECISIONS_TOTAL`]); `verdict` and `unit` come from the fixed
-/// sets of `policy::decisions`.
-pub fn record_decisions(direction: Direction, verdict: &'static str, unit: &'static str, n: u64) {
-    metrics::counter!(DECISIONS_TOTAL,
-        "direction" => direction.as_str(),
-        "verdict" => verdict,
-        "unit" => unit)
-    .increment(n);
 }
 
 /// Counts one accepted connection.

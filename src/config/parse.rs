@@ -752,14 +752,6 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             msg,
         );
     }
-    // [review]
-    for (key, msg) in cfg.review.check() {
-        let path = [k("review"), k(key)];
-        ctx.error(
-            value_span(root, &path).or_else(|| key_span(root, &[k("review")])),
-            msg,
-        );
-    }
     // [notices] (also against [[protected]]: notices need the homeserver's admin API)
     for (key, msg) in cfg.notices.check() {
         let path = [k("notices"), k(key)];
@@ -780,6 +772,14 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 );
             }
         }
+    }
+    // [review]
+    for (key, msg) in cfg.review.check() {
+        let path = [k("review"), k(key)];
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("review")])),
+            msg,
+        );
     }
     // [opaque] (also against [labels], wherever it is in the file)
     for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {

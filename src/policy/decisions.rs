@@ -138,14 +138,14 @@ impl UnitVerdict {
 pub enum Effect {
     /// Crossed as received.
     Crossed,
-    /// Crossed redacted (redact, reject inside a transaction, and hold without a review
-    /// queue).
+    /// Crossed redacted (redact, hold, and reject inside a transaction).
     Redacted,
     /// Left out of the body.
     Withheld,
-    /// Taken over by the hold queue (held for review, or queued behind a held event): left out
-    /// of the body, delivered by the guard later (`proxy::hold`).
+    /// Held for review: taken over by the hold queue, crosses after the decision.
     Held,
+    /// Queued behind a held event of its room: crosses after that event was decided.
+    Queued,
     /// Removed (EDU, to-device message, user-data field).
     Dropped,
     /// The whole exchange was refused: nothing of it crossed.
@@ -159,6 +159,7 @@ impl Effect {
             Effect::Redacted => "redacted",
             Effect::Withheld => "withheld",
             Effect::Held => "held",
+            Effect::Queued => "queued",
             Effect::Dropped => "dropped",
             Effect::Refused => "refused",
         }
@@ -383,7 +384,8 @@ fn event_effect(verdicts: Result<&Verdicts, &Refusal>, pos: usize) -> Effect {
     match verdicts {
         Err(_) => Effect::Refused,
         Ok(v) if v.withhold.iter().any(|m| m.pos == pos) => Effect::Withheld,
-        Ok(v) if v.hold.iter().chain(&v.queue).any(|m| m.pos == pos) => Effect::Held,
+        Ok(v) if v.hold.iter().any(|m| m.pos == pos) => Effect::Held,
+        Ok(v) if v.queue.iter().any(|m| m.pos == pos) => Effect::Queued,
         Ok(v) if v.redact.iter().any(|m| m.pos == pos) => Effect::Redacted,
         Ok(_) => Effect::Crossed,
     }
@@ -419,11 +421,6 @@ impl Recording<'_> {
                 .find(|m| m.pos == pos)
                 .map(|m| m.rule.clone())
         };
-        let queued = |pos: usize| -> bool {
-            verdicts
-                .ok()
-                .is_some_and(|v| v.queue.iter().any(|m| m.pos == pos))
-        };
         let mut event_record = |kind: UnitKind,
                                 pos: usize,
                                 content_key: usize,
@@ -439,12 +436,6 @@ impl Recording<'_> {
                     UnitVerdict::Withhold,
                     Some(rule),
                     s.map(|s| s.found).unwrap_or_default(),
-                ),
-                // Queued behind a held event: not judged now, held with its room.
-                (None, None) if queued(pos) => (
-                    UnitVerdict::Hold,
-                    Some("room_held".to_string()),
-                    Findings::default(),
                 ),
                 (None, Some(s)) => (s.verdict, s.rule, s.found),
                 (None, None) => (UnitVerdict::Unjudged, None, Findings::default()),

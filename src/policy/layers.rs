@@ -176,12 +176,6 @@ impl Policy for Layers {
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
     }
-    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
-        self.layers
-            .iter()
-            .flat_map(|(_, p)| p.matches(ctx, pdu))
-            .collect()
-    }
     fn explain_pdu(
         &self,
         ctx: &ExchangeCtx,
@@ -233,6 +227,12 @@ impl Policy for Layers {
             }
         }
         FieldVerdict::Allow
+    }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        self.layers
+            .iter()
+            .flat_map(|(_, p)| p.matches(ctx, pdu))
+            .collect()
     }
 }
 

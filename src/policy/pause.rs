@@ -52,6 +52,11 @@ pub trait RoomGate: Send + Sync {
     fn pause(&self, direction: Direction, room: &str, raw: &RawValue, rule: &str);
     /// Counts and logs one unit withheld (`cause`: [`CAUSE_PAUSED`] or [`CAUSE_REDACTION_KEPT`]).
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str);
+    /// The event id of a PDU: `event_id` (room versions 1–2), else its reference hash under
+    /// its room's version; `None` when unknown (decision records, `policy::decisions`).
+    fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        None
+    }
     /// Whether held events go to a review queue (`proxy::hold`). Without one (the default),
     /// a hold verdict acts as redact.
     fn holds(&self) -> bool {
@@ -61,11 +66,6 @@ pub trait RoomGate: Send + Sync {
     /// queue behind the held one ([`Screened::Queue`]).
     fn is_held(&self, _direction: Direction, _room: &str) -> bool {
         false
-    }
-    /// The event id of a PDU: `event_id` (room versions 1–2), else its reference hash under
-    /// its room's version; `None` when unknown (decision records, `policy::decisions`).
-    fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
-        None
     }
 }
 

@@ -686,10 +686,6 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
-    tasks.push(tokio::spawn(super::hold::delivery::run(
-        guard.clone(),
-        sd.clone(),
-    )));
     {
         let mut s = sd.clone();
         tasks.push(tokio::spawn(super::notices::deliver(
@@ -697,6 +693,10 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             async move { s.wait().await },
         )));
     }
+    tasks.push(tokio::spawn(super::hold::delivery::run(
+        guard.clone(),
+        sd.clone(),
+    )));
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
     guard
