@@ -166,6 +166,16 @@ pub const HOLD_QUEUE_DEPTH: &str = "grenzwacht_hold_queue_depth";
 pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
 /// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
 pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
+/// Gauge: 1 while the audit log can be written, 0 once it failed (`crate::audit`).
+pub const AUDIT_HEALTHY: &str = "grenzwacht_audit_healthy";
+/// Counter: audit log failures (each puts the auditor in the failed state).
+pub const AUDIT_FAILURES_TOTAL: &str = "grenzwacht_audit_failures_total";
+/// Counter: records appended to the audit log (durable).
+pub const AUDIT_RECORDS_TOTAL: &str = "grenzwacht_audit_records_total";
+/// Gauge: 1 while the audit syslog forwarder is connected to its collector.
+pub const AUDIT_SYSLOG_CONNECTED: &str = "grenzwacht_audit_syslog_connected";
+/// Counter: audit records not forwarded to syslog because the queue was full.
+pub const AUDIT_SYSLOG_DROPPED_TOTAL: &str = "grenzwacht_audit_syslog_dropped_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -486,6 +496,26 @@ pub fn describe() {
         "Delivery attempts of held traffic, by result."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
+    describe_gauge!(
+        AUDIT_HEALTHY,
+        "1 while the audit log can be written; 0 once it failed (nothing crosses)."
+    );
+    describe_counter!(
+        AUDIT_FAILURES_TOTAL,
+        "Audit log write failures (each puts the audit log in the failed state)."
+    );
+    describe_counter!(
+        AUDIT_RECORDS_TOTAL,
+        "Records appended durably to the audit log."
+    );
+    describe_gauge!(
+        AUDIT_SYSLOG_CONNECTED,
+        "1 while the audit syslog forwarder is connected to its collector."
+    );
+    describe_counter!(
+        AUDIT_SYSLOG_DROPPED_TOTAL,
+        "Audit records not forwarded to syslog because the forwarding queue was full."
+    );
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).
