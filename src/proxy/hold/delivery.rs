@@ -183,6 +183,7 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
                 .mark_delivered(&seqs, now_ms())
                 .map_err(|e| e.to_string())?;
             tracing::info!(room = %key.2, destination = %key.1, txn = %txn_id, pdus = n, "held traffic delivered");
+            notify_decided(guard, direction, batch, &reviewed);
             holds.load();
             Ok(true)
         }
@@ -200,6 +201,38 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
             backoff(holds, head);
             Ok(false)
         }
+    }
+}
+
+/// Sender notices for the decided held events of a delivered batch.
+fn notify_decided(
+    guard: &Guard,
+    direction: Direction,
+    batch: &[QueueEntry],
+    reviewed: &[(usize, Decision)],
+) {
+    use crate::proxy::notices::NoticeOutcome;
+    for &(pos, decision) in reviewed {
+        let Some(e) = batch.get(pos) else { continue };
+        let Ok(raw) = serde_json::from_slice::<&RawValue>(&e.pdu) else {
+            continue;
+        };
+        let Ok(view) = PduView::parse(raw) else {
+            continue;
+        };
+        let (outcome, rule) = match decision {
+            Decision::Release => (NoticeOutcome::Released, "review_released"),
+            Decision::Reject => (NoticeOutcome::Rejected, "review_rejected"),
+        };
+        super::notify(
+            guard,
+            direction,
+            &view.sender,
+            &e.room_id,
+            &e.event_id,
+            outcome,
+            rule,
+        );
     }
 }
 
@@ -416,6 +449,15 @@ fn hold_queued(
         })
         .map_err(|e| e.to_string())?;
     tracing::warn!(hold = id, room = %key.2, event_id = %e.event_id, rule = %rule, "queued event held for review: it heads its queue now");
+    super::notify(
+        guard,
+        direction,
+        &view.sender,
+        &key.2,
+        &e.event_id,
+        crate::proxy::notices::NoticeOutcome::Held,
+        &rule,
+    );
     Ok(())
 }
 
