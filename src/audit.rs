@@ -211,13 +211,16 @@ impl Auditor {
         Ok(())
     }
 
-    fn prepare(&self, rec: Record) -> Record {
-        if self.inner.store_content || rec.kind() != Kind::Decision {
-            return rec;
-        }
+    /// Drops decision content unless configured, and writes `data` in canonical form here,
+    /// on the appending thread (the writer only adds the envelope and hashes).
+    fn prepare(&self, rec: Record) -> writer::Prepared {
         let (kind, mut data) = rec.into_parts();
-        data.remove("content");
-        Record::raw(kind, data)
+        if kind == Kind::Decision && !self.inner.store_content {
+            data.remove("content");
+        }
+        let mut d = String::with_capacity(512);
+        format::write_object(&data, None, &mut d);
+        writer::Prepared { kind, data: d }
     }
 
     async fn submit(
@@ -254,7 +257,7 @@ impl Auditor {
             return self.check();
         }
         let n = recs.len() as u64;
-        let recs: Vec<Record> = recs.into_iter().map(|r| self.prepare(r)).collect();
+        let recs: Vec<writer::Prepared> = recs.into_iter().map(|r| self.prepare(r)).collect();
         self.submit(|reply| writer::Job::Append { recs, reply })
             .await?;
         metrics::counter!(AUDIT_RECORDS_TOTAL).increment(n);
