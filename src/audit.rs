@@ -229,7 +229,10 @@ impl Auditor {
     ) -> Result<u64, AuditError> {
         self.check()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.inner.tx.send(job(reply)).map_err(|_| self.gone())?;
+        self.inner
+            .tx
+            .send(job(writer::Reply::Task(reply)))
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
     }
 
@@ -246,6 +249,26 @@ impl Auditor {
         let seq = self
             .submit(|reply| writer::Job::Append { recs, reply })
             .await?;
+        metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
+        Ok(seq)
+    }
+
+    /// [`Auditor::append`] for synchronous callers (e.g. the admin listener's
+    /// `review::ActionJournal`): blocks the calling thread until the record is durable (one
+    /// batch, typically one fsync). Works inside an async task too, but blocks its worker for
+    /// that long; prefer `append` there.
+    pub fn append_blocking(&self, rec: Record) -> Result<u64, AuditError> {
+        self.check()?;
+        let recs = vec![self.prepare(rec)];
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(writer::Job::Append {
+                recs,
+                reply: writer::Reply::Thread(reply),
+            })
+            .map_err(|_| self.gone())?;
+        let seq = rx.recv().map_err(|_| self.gone())??;
         metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
         Ok(seq)
     }

@@ -22,7 +22,20 @@ use crate::keys::SigningKey;
 /// Most jobs written as one group-commit batch.
 const MAX_BATCH_JOBS: usize = 4096;
 
-pub(super) type Reply = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
+/// Where the writer answers an append: an awaiting task or a blocked thread.
+pub(super) enum Reply {
+    Task(tokio::sync::oneshot::Sender<Result<u64, AuditError>>),
+    Thread(std::sync::mpsc::SyncSender<Result<u64, AuditError>>),
+}
+
+impl Reply {
+    pub(super) fn send(self, r: Result<u64, AuditError>) -> Result<(), ()> {
+        match self {
+            Reply::Task(t) => t.send(r).map_err(|_| ()),
+            Reply::Thread(t) => t.send(r).map_err(|_| ()),
+        }
+    }
+}
 
 /// A record ready for the writer: its `data` already in canonical form.
 pub(crate) struct Prepared {
