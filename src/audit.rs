@@ -211,13 +211,16 @@ impl Auditor {
         Ok(())
     }
 
-    fn prepare(&self, rec: Record) -> Record {
-        if self.inner.store_content || rec.kind() != Kind::Decision {
-            return rec;
-        }
+    /// Drops decision content unless configured, and writes `data` in canonical form here,
+    /// on the appending thread (the writer only adds the envelope and hashes).
+    fn prepare(&self, rec: Record) -> writer::Prepared {
         let (kind, mut data) = rec.into_parts();
-        data.remove("content");
-        Record::raw(kind, data)
+        if kind == Kind::Decision && !self.inner.store_content {
+            data.remove("content");
+        }
+        let mut d = String::with_capacity(512);
+        format::write_object(&data, None, &mut d);
+        writer::Prepared { kind, data: d }
     }
 
     async fn submit(
@@ -226,7 +229,10 @@ impl Auditor {
     ) -> Result<u64, AuditError> {
         self.check()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.inner.tx.send(job(reply)).map_err(|_| self.gone())?;
+        self.inner
+            .tx
+            .send(job(writer::Reply::Task(reply)))
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
     }
 
@@ -247,27 +253,24 @@ impl Auditor {
         Ok(seq)
     }
 
-    /// [`Auditor::append`] for callers that cannot await (the review queue's journal): blocks
-    /// the calling thread until the record is durable. The reply is awaited on a thread of its
-    /// own, so this may be called from inside an async runtime (it then blocks that worker for
-    /// about one group commit).
+    /// [`Auditor::append`] for synchronous callers (e.g. the admin listener's
+    /// `review::ActionJournal`): blocks the calling thread until the record is durable (one
+    /// batch, typically one fsync). Works inside an async task too, but blocks its worker for
+    /// that long; prefer `append` there.
     pub fn append_blocking(&self, rec: Record) -> Result<u64, AuditError> {
         self.check()?;
         let recs = vec![self.prepare(rec)];
-        let (reply, rx) = tokio::sync::oneshot::channel();
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.inner
             .tx
-            .send(writer::Job::Append { recs, reply })
+            .send(writer::Job::Append {
+                recs,
+                reply: writer::Reply::Thread(reply),
+            })
             .map_err(|_| self.gone())?;
-        let got = std::thread::scope(|s| s.spawn(|| rx.blocking_recv()).join());
-        match got {
-            Ok(Ok(result)) => {
-                let seq = result?;
-                metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
-                Ok(seq)
-            }
-            _ => Err(self.gone()),
-        }
+        let seq = rx.recv().map_err(|_| self.gone())??;
+        metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
+        Ok(seq)
     }
 
     /// Appends records as one batch (consecutive seqs, one fsync); resolves once all are
@@ -277,7 +280,7 @@ impl Auditor {
             return self.check();
         }
         let n = recs.len() as u64;
-        let recs: Vec<Record> = recs.into_iter().map(|r| self.prepare(r)).collect();
+        let recs: Vec<writer::Prepared> = recs.into_iter().map(|r| self.prepare(r)).collect();
         self.submit(|reply| writer::Job::Append { recs, reply })
             .await?;
         metrics::counter!(AUDIT_RECORDS_TOTAL).increment(n);

@@ -69,9 +69,6 @@ impl Record {
     pub(crate) fn into_parts(self) -> (Kind, Map<String, Value>) {
         (self.kind, self.data)
     }
-    pub(crate) fn raw(kind: Kind, data: Map<String, Value>) -> Record {
-        Record { kind, data }
-    }
     fn typed<T: Serialize>(kind: Kind, v: &T) -> Record {
         let data = match serde_json::to_value(v) {
             Ok(Value::Object(m)) => m,
