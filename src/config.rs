@@ -34,8 +34,10 @@ use crate::federation::EndpointClass;
 
 pub mod admission;
 pub mod labels;
+pub mod notices;
 pub mod opaque;
 mod parse;
+pub mod review;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -77,6 +79,10 @@ pub struct Config {
     pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
+    /// `[notices]`: telling protected senders what happened to their events (off by default).
+    pub notices: notices::NoticesConfig,
+    /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
+    pub review: review::ReviewConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -124,6 +124,11 @@ pub trait Policy: Send + Sync {
     fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         self.event(ctx, event)
     }
+    /// Where the rules matched in a PDU (rule, field, byte span; never the matched text), for
+    /// the reviewer of a held event (`proxy::hold`). Default: nothing known.
+    fn matches(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        Vec::new()
+    }
     /// Per piece of text the request carries outside events (path and query parameters,
     /// non-event bodies; see `federation::request_text`), before it is forwarded. A refusal
     /// refuses the whole request. `ctx.direction` is the request's direction.

@@ -149,6 +149,19 @@ pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
 /// a transaction the PDU is removed; any other exchange carrying one is refused (404).
 pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
+/// Counter: sender notices by result (`sent`, `failed`, `rate_limited`, `queue_full`,
+/// `no_admin_api`, `duplicate`).
+pub const NOTICES_TOTAL: &str = "grenzwacht_notices_total";
+/// Gauge: held events waiting for a review decision, by direction (`proxy::hold`).
+pub const HELD_EVENTS: &str = "grenzwacht_held_events";
+/// Gauge: PDUs waiting in hold queues for delivery (held ones and those behind them), by
+/// direction.
+pub const HOLD_QUEUE_DEPTH: &str = "grenzwacht_hold_queue_depth";
+/// Histogram: seconds from holding an event to its final decision, by decision
+/// (`release`/`reject`).
+pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
+/// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
+pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -328,7 +341,16 @@ fn builder() -> PrometheusBuilder {
             DURATION_BUCKETS,
         )
         .expect("DURATION_BUCKETS is not empty")
+        .set_buckets_for_metric(
+            Matcher::Full(REVIEW_LATENCY_SECONDS.to_string()),
+            REVIEW_LATENCY_BUCKETS,
+        )
+        .expect("REVIEW_LATENCY_BUCKETS is not empty")
 }
+
+/// Histogram buckets of [`REVIEW_LATENCY_SECONDS`]: 10 s to a week.
+pub const REVIEW_LATENCY_BUCKETS: &[f64] =
+    &[10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0];
 
 /// Handle to the process-global Prometheus recorder, installing it (and describing the metrics)
 /// on first use. Safe to call any number of times from any thread.
@@ -437,6 +459,27 @@ pub fn describe() {
         PAUSED_ROOMS,
         "Rooms paused, by the direction their data is held back."
     );
+    describe_counter!(
+        NOTICES_TOTAL,
+        "Notices to protected senders about their events (redacted, held, rejected), by result."
+    );
+    describe_gauge!(
+        HELD_EVENTS,
+        "Held events waiting for a review decision, by direction."
+    );
+    describe_gauge!(
+        HOLD_QUEUE_DEPTH,
+        "PDUs waiting in hold queues for delivery, by direction."
+    );
+    describe_histogram!(
+        REVIEW_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from holding an event to its final review decision, by decision."
+    );
+    describe_counter!(
+        HOLD_DELIVERIES_TOTAL,
+        "Delivery attempts of held traffic, by result."
+    );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
 
@@ -539,6 +582,22 @@ pub fn record_decisions(direction: Direction, verdict: &'static str, unit: &'sta
         "verdict" => verdict,
         "unit" => unit)
     .increment(n);
+}
+
+/// Sets the number of held events waiting for a decision and of queued PDUs in `direction`.
+pub fn set_holds(direction: Direction, held: usize, queued: usize) {
+    metrics::gauge!(HELD_EVENTS, "direction" => direction.as_str()).set(held as f64);
+    metrics::gauge!(HOLD_QUEUE_DEPTH, "direction" => direction.as_str()).set(queued as f64);
+}
+
+/// Records the time a held event waited for its final decision (`release`/`reject`).
+pub fn record_review_latency(decision: &'static str, seconds: f64) {
+    metrics::histogram!(REVIEW_LATENCY_SECONDS, "decision" => decision).record(seconds);
+}
+
+/// Counts one delivery attempt of held traffic (`delivered`, `failed`, `refused`).
+pub fn record_hold_delivery(result: &'static str) {
+    metrics::counter!(HOLD_DELIVERIES_TOTAL, "result" => result).increment(1);
 }
 
 /// Counts one accepted connection.

@@ -242,6 +242,65 @@ fn admission_errors_have_lines() {
 }
 
 #[test]
+fn notices_errors_have_lines() {
+    let text = "[[protected]]\nserver_name = \"hs1\"\ncert = \"c\"\nkey = \"k\"\nupstream = \"http://127.0.0.1:8008\"\n[notices]\nenabled = true\nper_sender_per_minute = 0\nlanguage = \"fr\"\nrule_ids = true\n";
+    let e = errors(text);
+    let msgs: Vec<&str> = e.iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 10 && m == "unknown key `notices.rule_ids`"),
+        "{e:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`notices.language`") || m.contains("fr")),
+        "{e:?}"
+    );
+    let c = parse("[notices]\nenabled = false\n").unwrap();
+    assert!(!c.notices.enabled);
+    let e = errors("[[protected]]\nserver_name = \"hs1\"\ncert = \"c\"\nkey = \"k\"\nupstream = \"http://127.0.0.1:8008\"\n[notices]\nenabled = true\nper_sender_per_minute = 0\n");
+    assert!(
+        e.iter().any(|(l, m)| *l == 8 && m.contains("at least 1")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 1 && m.contains("needs `protected[0].admin_api`")),
+        "{e:?}"
+    );
+    assert_eq!(
+        parse("").unwrap().notices,
+        notices::NoticesConfig::default()
+    );
+}
+
+#[test]
+fn review_errors_have_lines() {
+    let text = "[review]\nfour_eyes = true\ndelivery_backoff_initial_ms = 5000\ndelivery_backoff_max_ms = 1000\n";
+    assert_eq!(
+        errors(text),
+        [(
+            4,
+            "`review.delivery_backoff_max_ms` must be at least `delivery_backoff_initial_ms`"
+                .to_owned()
+        )]
+    );
+    let text = "[review]\ntimeout_decision = \"maybe\"\nfour_eye = true\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].0 == 2 && e[0].1.contains("maybe"), "{e:?}");
+    assert_eq!(e[1], (3, "unknown key `review.four_eye`".to_owned()));
+    let c = parse("[review]\nfour_eyes = true\ntimeout_decision = \"release\"\n").unwrap();
+    assert!(c.review.four_eyes);
+    assert_eq!(
+        c.review.timeout_decision,
+        super::review::TimeoutDecision::Release
+    );
+    assert_eq!(c.review.timeout_secs, 86_400);
+    assert!(!parse("").unwrap().review.four_eyes);
+}
+
+#[test]
 fn store_errors_have_lines() {
     let text = "[store]\npath = \"gw.db\"\ntxn_retention = 5\n";
     assert_eq!(

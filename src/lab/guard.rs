@@ -64,6 +64,8 @@ pub struct GuardConfig {
     pub admin_api: String,
     pub admin_token_file: PathBuf,
     pub labels: Option<LabLabels>,
+    /// `[notices]` on (English texts).
+    pub notices: bool,
 }
 
 /// The lab's security labels (`LabOptions::labels`): the shipped SPIFs, hs1's side under
@@ -277,6 +279,12 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         "deny"
     });
     doc["opaque"] = Item::Table(opaque);
+    if c.notices {
+        let mut notices = Table::new();
+        notices["enabled"] = value(true);
+        notices["language"] = value("en");
+        doc["notices"] = Item::Table(notices);
+    }
     doc.to_string()
 }
 
@@ -298,6 +306,7 @@ mod tests {
             outbound,
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
+            notices: false,
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
             policies: "/lab/policies".into(),

@@ -142,6 +142,10 @@ pub enum Effect {
     Redacted,
     /// Left out of the body.
     Withheld,
+    /// Held for review: taken over by the hold queue, crosses after the decision.
+    Held,
+    /// Queued behind a held event of its room: crosses after that event was decided.
+    Queued,
     /// Removed (EDU, to-device message, user-data field).
     Dropped,
     /// The whole exchange was refused: nothing of it crossed.
@@ -154,6 +158,8 @@ impl Effect {
             Effect::Crossed => "crossed",
             Effect::Redacted => "redacted",
             Effect::Withheld => "withheld",
+            Effect::Held => "held",
+            Effect::Queued => "queued",
             Effect::Dropped => "dropped",
             Effect::Refused => "refused",
         }
@@ -378,6 +384,8 @@ fn event_effect(verdicts: Result<&Verdicts, &Refusal>, pos: usize) -> Effect {
     match verdicts {
         Err(_) => Effect::Refused,
         Ok(v) if v.withhold.iter().any(|m| m.pos == pos) => Effect::Withheld,
+        Ok(v) if v.hold.iter().any(|m| m.pos == pos) => Effect::Held,
+        Ok(v) if v.queue.iter().any(|m| m.pos == pos) => Effect::Queued,
         Ok(v) if v.redact.iter().any(|m| m.pos == pos) => Effect::Redacted,
         Ok(_) => Effect::Crossed,
     }

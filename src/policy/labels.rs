@@ -550,6 +550,27 @@ impl LabelPolicy {
         }
     }
 
+    /// The effective label of an event flowing in `direction` (its own label, else its room's,
+    /// else the sending side's default), as [`Self::judge`] takes it; `Err` if the label that
+    /// applies cannot be read. For review queues (`proxy::hold`): who may see a held event.
+    pub fn effective_label(
+        &self,
+        direction: Direction,
+        room: Option<&str>,
+        content: &RawValue,
+    ) -> Result<Label, String> {
+        let fields: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(content.get()).unwrap_or_default();
+        let eff = match fields.get(self.event_key.as_str()) {
+            Some(raw) => self.parse_cached(raw),
+            None => match room.and_then(|r| self.room_label(r)) {
+                Some(rl) => rl,
+                None => self.sides(direction).0.default_label.clone(),
+            },
+        };
+        eff.as_ref().clone()
+    }
+
     fn sides(&self, direction: Direction) -> (&Side, &Side) {
         match direction {
             Direction::Outbound => (&self.protected, &self.remote),

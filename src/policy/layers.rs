@@ -228,6 +228,12 @@ impl Policy for Layers {
         }
         FieldVerdict::Allow
     }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        self.layers
+            .iter()
+            .flat_map(|(_, p)| p.matches(ctx, pdu))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,8 @@ pub struct Guard {
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
+    /// Held events and the queues of rooms waiting behind them (`proxy::hold`).
+    holds: super::hold::HoldQueue,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
     /// Remote key objects as signed by their servers (restoring notary answers).
@@ -138,6 +140,8 @@ pub struct Guard {
     protected: Vec<Protected>,
     pub(crate) outbound: Option<Outbound>,
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Notices to protected senders (`[notices]`, `proxy::notices`).
+    notifier: super::notices::Notifier,
 }
 
 impl Guard {
@@ -298,6 +302,11 @@ impl Guard {
                 .as_ref()
                 .map(|n| n.to_ascii_lowercase()),
             pauses: super::pause::Pauses::new(store.clone()),
+            holds: super::hold::HoldQueue::new(
+                store.clone(),
+                cfg.review.clone(),
+                labels.as_ref().map(|l| l.spifs().clone()),
+            ),
             store,
             remote_keys: RemoteKeys::new(),
             key_originals: Default::default(),
@@ -322,7 +331,13 @@ impl Guard {
             protected,
             outbound,
             inbound_tls,
+            notifier: super::notices::Notifier::new(&cfg.notices),
         })
+    }
+
+    /// Notices to protected senders (`proxy::notices`).
+    pub fn notifier(&self) -> &super::notices::Notifier {
+        &self.notifier
     }
 
     /// The signing key of a protected server (for re-signing its outbound requests).
@@ -378,6 +393,11 @@ impl Guard {
     /// The paused rooms.
     pub fn pauses(&self) -> &super::pause::Pauses {
         &self.pauses
+    }
+
+    /// The hold queue (held events, waiting rooms, reviews; `proxy::hold`).
+    pub fn holds(&self) -> &super::hold::HoldQueue {
+        &self.holds
     }
 
     /// The embedded store (room versions, transaction decisions).
@@ -666,6 +686,17 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
+    {
+        let mut s = sd.clone();
+        tasks.push(tokio::spawn(super::notices::deliver(
+            guard.clone(),
+            async move { s.wait().await },
+        )));
+    }
+    tasks.push(tokio::spawn(super::hold::delivery::run(
+        guard.clone(),
+        sd.clone(),
+    )));
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
     guard

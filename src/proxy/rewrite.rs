@@ -156,7 +156,7 @@ fn to_device_rewrites(
 
 impl RequestRewriter<'_> {
     /// Who signs the modified request, as whom, for whom.
-    fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
+    pub(crate) fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
         let peer = self
             .ctx
             .peer
@@ -212,7 +212,52 @@ impl Rewrite<Forward> for ParsedRequestRewriter<'_, '_> {
         }
         let pdus: Vec<&RawValue> = u.pdus.iter().map(|p| p.raw).collect();
         let edus: Vec<&RawValue> = u.edus.iter().map(|e| e.raw).collect();
-        self.rewriter.rewrite_request(fwd, v, Some((&pdus, &edus)))
+        let fwd = self
+            .rewriter
+            .rewrite_request(fwd, v, Some((&pdus, &edus)))?;
+        self.notify_redacted(v);
+        Ok(fwd)
+    }
+}
+
+impl ParsedRequestRewriter<'_, '_> {
+    /// Tells the protected senders of outgoing PDUs redacted in transit (`proxy::notices`;
+    /// only when notices are on). A retried transaction replays its first decision without
+    /// coming here, so each redaction is told once.
+    fn notify_redacted(&self, v: &Verdicts) {
+        let guard = self.rewriter.guard;
+        let notifier = guard.notifier();
+        if self.rewriter.ctx.direction != crate::policy::Direction::Outbound
+            || !notifier
+                .config()
+                .tells(super::notices::NoticeOutcome::Redacted)
+        {
+            return;
+        }
+        for m in &v.redact {
+            let Some(i) = self.units.pdu_pos.iter().position(|&p| p == m.pos) else {
+                continue;
+            };
+            let Some(pdu) = self.units.pdus.get(i) else {
+                continue;
+            };
+            if !super::notices::is_protected_user(guard, &pdu.sender) {
+                continue;
+            }
+            let (Some(room), Some(event_id)) = (
+                pdu.room_id.as_deref(),
+                super::pause::event_id_of(guard.store(), pdu.raw),
+            ) else {
+                continue;
+            };
+            let _ = notifier.notify(
+                &pdu.sender,
+                room,
+                &event_id,
+                super::notices::NoticeOutcome::Redacted,
+                std::slice::from_ref(&m.rule),
+            );
+        }
     }
 }
 
@@ -237,6 +282,8 @@ impl RequestRewriter<'_> {
                     (&reparsed.pdus[..], &reparsed.edus[..])
                 }
             };
+            // Held and queued PDUs are taken over by the hold queue before anything crosses.
+            super::hold::take_over(self.guard, self.ctx, pdus, v)?;
             let replacements = redactions(self.guard, pdus, v, self.room_hint)?;
             let mut drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
@@ -252,17 +299,23 @@ impl RequestRewriter<'_> {
                 &drop,
             )
             .map_err(redact_error)?;
-            if v.withhold.is_empty() {
+            if v.withhold.is_empty() && v.hold.is_empty() && v.queue.is_empty() {
                 body
             } else {
-                // PDUs of paused rooms leave the transaction (positions are unchanged by the
-                // in-place redactions above).
-                let positions: Vec<usize> = v.withhold.iter().map(|m| m.pos).collect();
+                // PDUs of paused rooms, held PDUs and those queued behind them leave the
+                // transaction (positions are unchanged by the in-place redactions above).
+                let positions: Vec<usize> = v
+                    .withhold
+                    .iter()
+                    .chain(&v.hold)
+                    .chain(&v.queue)
+                    .map(|m| m.pos)
+                    .collect();
                 super::pause::without_pdus(&body, &positions)
                     .map_err(|_| internal("cannot remove withheld PDUs"))?
             }
         } else {
-            if !v.withhold.is_empty() {
+            if !v.withhold.is_empty() || !v.hold.is_empty() || !v.queue.is_empty() {
                 return Err(internal("withheld PDUs outside a transaction"));
             }
             if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {

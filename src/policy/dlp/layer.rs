@@ -119,6 +119,26 @@ impl DlpPolicy {
         content: &RawValue,
         unsigned: Option<&RawValue>,
     ) -> Outcome {
+        let out = self.scan_quiet(
+            ctx, room_id, sender, event_type, state_key, redacts, content, unsigned,
+        );
+        self.record(ctx, what, (room_id, sender), &out);
+        out
+    }
+
+    /// [`Self::scan_content`] without logs and metrics.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_quiet(
+        &self,
+        ctx: &ExchangeCtx,
+        room_id: Option<&str>,
+        sender: Option<&str>,
+        event_type: &str,
+        state_key: Option<&str>,
+        redacts: Option<&str>,
+        content: &RawValue,
+        unsigned: Option<&RawValue>,
+    ) -> Outcome {
         let Ok(value) = serde_json::from_str::<Value>(content.get()) else {
             // Validated bodies are JSON; if this ever fails, nothing readable crosses.
             return unreadable();
@@ -142,9 +162,7 @@ impl DlpPolicy {
             content: &value,
             unsigned: unsigned.as_ref(),
         };
-        let out = self.engine.scan_parts(&sctx, parts);
-        self.record(ctx, what, (room_id, sender), &out);
-        out
+        self.engine.scan_parts(&sctx, parts)
     }
 
     /// The engine's outcome for a PDU: what [`Policy::pdu`] decides on (the same scan as
@@ -317,6 +335,31 @@ impl DlpPolicy {
 impl Policy for DlpPolicy {
     fn request(&self, _ctx: &ExchangeCtx) -> Decision {
         Decision::Allow
+    }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        let out = self.scan_quiet(
+            ctx,
+            pdu.room_id.as_deref(),
+            Some(&pdu.sender),
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        );
+        out.matches
+            .iter()
+            .filter(|m| m.mode == Mode::Enforce && m.action != Action::Tag)
+            .map(|m| crate::review::Match {
+                rule: format!("dlp:{}", m.rule),
+                field: m
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| m.field.as_str().to_owned()),
+                start: m.start,
+                end: m.end,
+            })
+            .collect()
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
         let out = self.pdu_outcome(ctx, pdu);
