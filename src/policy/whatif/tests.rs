@@ -58,3 +58,25 @@ fn audit_decision_records_with_content_become_items() {
     assert!(item_from_audit_record(1, &no_content, &["hs1.test"]).is_none());
     assert!(item_from_audit_record(1, &json!({"kind": "load", "data": {}}), &[]).is_none());
 }
+
+#[test]
+fn rule_changes_under_the_same_verdict_are_listed_only_when_asked() {
+    use crate::policy::dlp::{layer::DlpPolicy, RuleSet};
+    use crate::policy::Layers;
+    let set = RuleSet::from_sources(&[(
+        "a.toml",
+        "mode = \"enforce\"\n[[rule]]\nid = \"t.new\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"GEHEIM\"]\n",
+    )])
+    .unwrap_or_else(|d| panic!("{d}"));
+    let cand = Layers::new().with("dlp", std::sync::Arc::new(DlpPolicy::new(set.engine())));
+    let text = r#"{"event": {"type": "m.room.message", "room_id": "!r:a", "sender": "@a:a", "origin_server_ts": 1, "content": {"body": "GEHEIM"}}, "verdict": "redact", "rules": ["t.old"]}"#;
+    let items = parse_events(text).unwrap();
+    assert!(replay(None, &cand, &items, false).unwrap().is_empty());
+    let c = replay(None, &cand, &items, true).unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].old.rules.clone(), c[0].new.rules.clone()),
+        (vec!["t.old".to_string()], vec!["t.new".to_string()])
+    );
+    assert_eq!(c[0].new.rule.as_deref(), Some("dlp:t.new"));
+}
