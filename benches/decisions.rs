@@ -9,6 +9,8 @@
 //!   PDUs (no subscriber: not written).
 //! * `decide_recorded`: `policy::decide_recorded` with a sink (what an audit log takes); the
 //!   PDUs carry no `event_id` and no room gate is given, so no reference hashes are computed.
+//! * `decide_recorded_ids`: the same with a room gate that computes every PDU's event id
+//!   (reference hash, room version 10), as the guard's gate does when records are taken.
 //!
 //! Run: `cargo bench --bench decisions` (or `-- --quick`).
 use std::sync::Arc;
@@ -19,11 +21,35 @@ use grenzwacht::federation::catalog;
 use grenzwacht::federation::pdu::PduView;
 use grenzwacht::policy::dlp::layer::DlpPolicy;
 use grenzwacht::policy::dlp::RuleSet;
+use grenzwacht::policy::pause::RoomGate;
 use grenzwacht::policy::{
     decide, decide_recorded, Direction, ExchangeCtx, Forward, Layers, Policy, Refusal, Rewrite,
     Units, Verdicts,
 };
 use serde_json::{json, value::RawValue};
+
+/// A room gate with no paused rooms that computes event ids (room version 10).
+struct Ids;
+impl RoomGate for Ids {
+    fn room(&self, _: &RawValue, room_id: Option<&str>) -> Option<String> {
+        room_id.map(str::to_string)
+    }
+    fn is_paused(&self, _: Direction, _: &str) -> bool {
+        false
+    }
+    fn redacted(&self, _: &RawValue, _: &str) -> Option<Box<RawValue>> {
+        None
+    }
+    fn pause(&self, _: Direction, _: &str, _: &RawValue, _: &str) {}
+    fn withheld(&self, _: Direction, _: &str, _: &'static str) {}
+    fn event_id(&self, raw: &RawValue, _: Option<&str>) -> Option<String> {
+        let rules = ruma::RoomVersionId::V10.rules()?;
+        let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+        ruma::signatures::reference_hash(&obj, &rules)
+            .ok()
+            .map(|h| format!("${h}"))
+    }
+}
 
 struct Unchanged;
 impl Rewrite<Forward> for Unchanged {
@@ -94,6 +120,29 @@ fn bench(c: &mut Criterion) {
                 Some(&mut records),
             )
             .is_ok();
+            black_box((ok, records.len()))
+        })
+    });
+    let gate = Ids;
+    let with_gate = Units {
+        pdus: units.pdus.clone(),
+        pdu_pos: units.pdu_pos.clone(),
+        rooms: Some(&gate),
+        ..Default::default()
+    };
+    g.bench_function("decide_recorded_ids", |b| {
+        b.iter(|| {
+            let mut records = Vec::with_capacity(50);
+            let ok = decide_recorded(
+                &layers,
+                &ctx,
+                &with_gate,
+                fwd.clone(),
+                &Unchanged,
+                Some(&mut records),
+            )
+            .is_ok();
+            assert!(records[0].event_id.is_some());
             black_box((ok, records.len()))
         })
     });
