@@ -210,9 +210,13 @@ pub async fn start_guard(p: &Pki, toml: &str) -> RunningGuard {
     let path = p.dir.path().join(format!("guard-{}.toml", rand_suffix()));
     std::fs::write(&path, toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let guard = Arc::new(
-        Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap(),
-    );
+    let mut guard =
+        Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap();
+    // With `[audit]`, the audit log as `serve` connects it.
+    if let Some(a) = &cfg.audit {
+        guard.set_auditor(grenzwacht::audit::Auditor::open(a).unwrap());
+    }
+    let guard = Arc::new(guard);
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let addr = |l: &Option<TcpListener>| l.as_ref().map(|l| l.local_addr().unwrap());
     let (inbound, connect, proxy) = (
