@@ -63,6 +63,8 @@ pub enum GuardError {
     },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
+    #[error("admin: {0}")]
+    Admin(#[from] crate::admin::AdminError),
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -116,6 +118,8 @@ pub struct Guard {
     media: Arc<MediaPolicy>,
     /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
+    /// Principals and TLS of the admin listener (`[admin]`).
+    pub(crate) admin_access: crate::admin::AdminAccess,
     /// Recent room label lookups at the protected homeservers (`proxy::room_labels`).
     label_lookups: super::room_labels::Lookups,
     /// Recent room version lookups without a version found (`proxy::rooms::lookup`).
@@ -316,6 +320,7 @@ impl Guard {
             reloader: reload::Reloader::new(manifest.as_ref()),
             media,
             opaque,
+            admin_access: crate::admin::AdminAccess::from_config(&cfg.admin)?,
             label_lookups: super::room_labels::Lookups::default(),
             version_lookups: super::rooms::lookup::Lookups::default(),
             limits: cfg.limits.clone(),
@@ -653,10 +658,11 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     if let Some(l) = listeners.admin {
-        let state = crate::admin::AdminState {
-            handle: crate::telemetry::metrics_handle(),
-            ready: ready.clone(),
-        };
+        let state = crate::admin::AdminState::new(
+            crate::telemetry::metrics_handle(),
+            ready.clone(),
+            guard.admin_access.clone(),
+        );
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {
