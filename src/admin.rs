@@ -103,9 +103,7 @@ impl AdminAccess {
     /// No principals (every API request gets 401), plain HTTP, open `/metrics`.
     pub fn none() -> AdminAccess {
         AdminAccess {
-            auth: Arc::new(
-                AdminAuth::from_config(&[]).expect("no principals: nothing to read"),
-            ),
+            auth: Arc::new(AdminAuth::from_config(&[]).expect("no principals: nothing to read")),
             tls: None,
             metrics_auth: false,
         }
@@ -331,22 +329,20 @@ pub async fn run(
             Some(acceptor) => {
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(
-                        HEADER_READ_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "admin: TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "admin: TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "admin: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "admin: TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let cert = client_identity(tls.get_ref().1).map(Arc::new);
                     let service = service_fn(move |request: Request<Incoming>| {
                         let state = state.clone();

@@ -19,9 +19,11 @@
 //! 5. the action.
 //!
 //! Every action, refused ones included (401 with no principal, 403 with the principal's
-//! name), is recorded through [`ActionJournal`] before it takes effect: reads are recorded
-//! with their outcome before anything is sent, decisions are recorded as `requested` before
-//! [`ReviewQueue::decide`] runs (the queue records the decision itself). If the journal
+//! name), is recorded through [`ActionJournal`] before it takes effect: reads of held events
+//! and room labels are recorded with their outcome (e.g. `not_cleared`) before anything is
+//! sent, audit searches are recorded as `requested` (with the filter) before the log is read,
+//! decisions are recorded as `requested` before [`ReviewQueue::decide`] runs (the queue
+//! records the decision itself). If the journal
 //! refuses, the answer is 503 and nothing happens. Queue, search and journal errors are logged
 //! and answered without their text (503 `M_UNKNOWN`); a reviewer not cleared for an event gets
 //! 403 with no part of the event.
@@ -45,6 +47,8 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const MAX_REASON_CHARS: usize = 1000;
 /// Longest value of an audit search parameter (bytes).
 pub const MAX_PARAM_BYTES: usize = 512;
+/// Audit records returned without `limit`.
+pub const DEFAULT_AUDIT_LIMIT: usize = 100;
 /// Most audit records one search returns.
 pub const MAX_AUDIT_LIMIT: usize = 1000;
 
@@ -102,7 +106,13 @@ impl ReviewQueue for Unwired {
     fn show(&self, _: &Principal, _: HoldId) -> Result<HeldDetail, ReviewError> {
         Err(ReviewError::Unavailable(UNWIRED.into()))
     }
-    fn decide(&self, _: &Principal, _: HoldId, _: Decision, _: &str) -> Result<Outcome, ReviewError> {
+    fn decide(
+        &self,
+        _: &Principal,
+        _: HoldId,
+        _: Decision,
+        _: &str,
+    ) -> Result<Outcome, ReviewError> {
         Err(ReviewError::Unavailable(UNWIRED.into()))
     }
 }
@@ -209,9 +219,7 @@ impl Endpoint {
                 Endpoint::WrongMethod("GET")
             }
             ["holds", n] if id(n).is_some() => Endpoint::WrongMethod("GET"),
-            ["holds", n, "release" | "reject"] if id(n).is_some() => {
-                Endpoint::WrongMethod("POST")
-            }
+            ["holds", n, "release" | "reject"] if id(n).is_some() => Endpoint::WrongMethod("POST"),
             _ => Endpoint::Unknown,
         }
     }
@@ -377,11 +385,16 @@ where
 {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "M_TOO_LARGE",
-            "the request body is too large",
-        )),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "M_TOO_LARGE",
+                "the request body is too large",
+            ))
+        }
         Err(_) => Err(error(
             StatusCode::BAD_REQUEST,
             "M_BAD_JSON",
@@ -484,7 +497,13 @@ where
         }
         Endpoint::ShowHold(id) => {
             let result = state.queue.show(&who, id);
-            if !record(journal, Some(&who), action, &target, review_outcome(&result)) {
+            if !record(
+                journal,
+                Some(&who),
+                action,
+                &target,
+                review_outcome(&result),
+            ) {
                 return unavailable();
             }
             match result {
@@ -554,15 +573,18 @@ where
                 verdict: p.remove("verdict"),
                 rule: p.remove("rule"),
                 label: p.remove("label"),
-                limit: if limit == 0 { MAX_AUDIT_LIMIT.min(100) } else { limit },
+                limit: if limit == 0 {
+                    DEFAULT_AUDIT_LIMIT
+                } else {
+                    limit
+                },
             };
             let target = serde_json::to_string(&filter).unwrap_or_default();
-            let result = state.audit.search(&filter);
-            let outcome = if result.is_ok() { "ok" } else { "unavailable" };
-            if !record(journal, Some(&who), action, &target, outcome) {
+            // Recorded before the log is read: the search is itself part of what it finds.
+            if !record(journal, Some(&who), action, &target, "requested") {
                 return unavailable();
             }
-            match result {
+            match state.audit.search(&filter) {
                 Ok(records) => ok(&json!({ "records": records })),
                 Err(e) => {
                     tracing::error!(error = %e, "admin: audit search failed");
@@ -608,8 +630,14 @@ mod tests {
             e(&post, "/_grenzwacht/v1/holds/7/reject"),
             Endpoint::Decide(7, Decision::Reject)
         );
-        assert_eq!(e(&get, "/_grenzwacht/v1/holds/7/reject"), Endpoint::WrongMethod("POST"));
-        assert_eq!(e(&post, "/_grenzwacht/v1/holds"), Endpoint::WrongMethod("GET"));
+        assert_eq!(
+            e(&get, "/_grenzwacht/v1/holds/7/reject"),
+            Endpoint::WrongMethod("POST")
+        );
+        assert_eq!(
+            e(&post, "/_grenzwacht/v1/holds"),
+            Endpoint::WrongMethod("GET")
+        );
         for bad in [
             "/_grenzwacht/v1/holds/-1",
             "/_grenzwacht/v1/holds/1e3",

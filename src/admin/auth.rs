@@ -215,8 +215,7 @@ impl AdminAuth {
 
 impl Authenticate for AdminAuth {
     fn bearer(&self, token: &str) -> Option<Principal> {
-        self.token_index(token)
-            .map(|i| self.principals[i].clone())
+        self.token_index(token).map(|i| self.principals[i].clone())
     }
 }
 
@@ -245,7 +244,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 mod tests {
     use super::*;
 
-    fn principal(dir: &std::path::Path, name: &str, role: RoleName, token: &str) -> PrincipalConfig {
+    fn principal(
+        dir: &std::path::Path,
+        name: &str,
+        role: RoleName,
+        token: &str,
+    ) -> PrincipalConfig {
         let f = dir.join(format!("{name}.token"));
         std::fs::write(&f, format!("{token}\n")).unwrap();
         PrincipalConfig {
@@ -272,14 +276,22 @@ mod tests {
         cert_only.token_file = None;
         cert_only.cert_cn = Some("carol".into());
         let auth = AdminAuth::from_config(&[
-            principal(dir.path(), "alice", RoleName::Reviewer, "alice-token-0123456789"),
+            principal(
+                dir.path(),
+                "alice",
+                RoleName::Reviewer,
+                "alice-token-0123456789",
+            ),
             principal(dir.path(), "bob", RoleName::Auditor, "bob-token-0123456789"),
             cert_only,
         ])
         .unwrap();
         let alice = auth.bearer("alice-token-0123456789").unwrap();
         assert_eq!((alice.name.as_str(), alice.role), ("alice", Role::Reviewer));
-        assert_eq!(auth.bearer("bob-token-0123456789").unwrap().role, Role::Auditor);
+        assert_eq!(
+            auth.bearer("bob-token-0123456789").unwrap().role,
+            Role::Auditor
+        );
         assert!(auth.bearer("alice-token-012345678").is_none());
         assert!(auth.bearer("").is_none());
         assert_eq!(
@@ -310,7 +322,10 @@ mod tests {
             subject: "CN=mallory".into(),
             cn: Some("mallory".into()),
         };
-        assert_eq!(auth.identify(&HeaderMap::new(), Some(&carol)).unwrap().name, "carol");
+        assert_eq!(
+            auth.identify(&HeaderMap::new(), Some(&carol)).unwrap().name,
+            "carol"
+        );
         assert_eq!(
             auth.identify(&headers("Bearer alice-token-0123456789"), Some(&mallory)),
             Err(AuthError::UnknownCertificate)
@@ -335,7 +350,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("same token as principal `a`"), "{e}");
-        assert!(!e.contains("same-token-0123456789"), "no token in errors: {e}");
+        assert!(
+            !e.contains("same-token-0123456789"),
+            "no token in errors: {e}"
+        );
         let mut p = principal(dir.path(), "c", RoleName::Admin, "x");
         p.token_file = Some(dir.path().join("missing"));
         let e = AdminAuth::from_config(&[p]).unwrap_err().to_string();

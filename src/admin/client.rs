@@ -110,10 +110,18 @@ impl Target {
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(ClientError::Url(url.into(), "use http:// or https://".into())),
+            _ => {
+                return Err(ClientError::Url(
+                    url.into(),
+                    "use http:// or https://".into(),
+                ))
+            }
         };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(ClientError::Url(url.into(), "give only scheme, host and port".into()));
+            return Err(ClientError::Url(
+                url.into(),
+                "give only scheme, host and port".into(),
+            ));
         }
         let host = uri
             .host()
@@ -177,7 +185,8 @@ impl Target {
         body: Option<Value>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let authority = self.authority();
-        let connect = |e: &dyn std::fmt::Display| ClientError::Connect(authority.clone(), e.to_string());
+        let connect =
+            |e: &dyn std::fmt::Display| ClientError::Connect(authority.clone(), e.to_string());
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| connect(&e))?;
@@ -200,7 +209,9 @@ impl Target {
             .body(Full::new(body))
             .map_err(|e| ClientError::Setup(e.to_string()))?;
         match &self.tls {
-            None => send(TokioIo::new(tcp), request).await.map_err(|e| connect(&e)),
+            None => send(TokioIo::new(tcp), request)
+                .await
+                .map_err(|e| connect(&e)),
             Some(cfg) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
                     .map_err(|e| ClientError::Setup(format!("TLS name `{}`: {e}", self.host)))?;
@@ -208,7 +219,9 @@ impl Target {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| connect(&e))?;
-                send(TokioIo::new(tls), request).await.map_err(|e| connect(&e))
+                send(TokioIo::new(tls), request)
+                    .await
+                    .map_err(|e| connect(&e))
             }
         }
     }
@@ -224,7 +237,10 @@ where
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
@@ -242,8 +258,8 @@ fn admin_url(args: &ReviewArgs) -> Result<String, ClientError> {
     }
     let (listen, https) = match &args.config {
         Some(path) => {
-            let cfg = crate::config::Config::load(path)
-                .map_err(|e| ClientError::Setup(e.to_string()))?;
+            let cfg =
+                crate::config::Config::load(path).map_err(|e| ClientError::Setup(e.to_string()))?;
             (cfg.admin.listen, cfg.admin.tls.is_some())
         }
         None => (crate::config::AdminConfig::default().listen, false),

@@ -227,7 +227,11 @@ pub fn check(
 }
 
 /// Resolves relative file paths against `base` (the config file's directory).
-pub fn resolve_paths(principals: &mut [PrincipalConfig], tls: Option<&mut AdminTlsConfig>, base: &Path) {
+pub fn resolve_paths(
+    principals: &mut [PrincipalConfig],
+    tls: Option<&mut AdminTlsConfig>,
+    base: &Path,
+) {
     let fix = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -241,5 +245,128 @@ pub fn resolve_paths(principals: &mut [PrincipalConfig], tls: Option<&mut AdminT
         fix(&mut t.cert_file);
         fix(&mut t.key_file);
         t.client_ca_file.as_mut().map(fix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn cfg(admin: &str) -> Result<Config, crate::config::ConfigErrors> {
+        Config::from_str(
+            &format!("[store]\npath = \"/tmp/x.db\"\n{admin}"),
+            "/etc/gw/gw.toml",
+        )
+    }
+
+    #[test]
+    fn principals_parse_with_resolved_paths() {
+        let c = cfg(r#"
+[admin]
+listen = "127.0.0.1:9200"
+metrics_auth = true
+[admin.tls]
+cert_file = "a.crt"
+key_file = "/abs/a.key"
+client_ca_file = "ca.crt"
+client_auth = "required"
+[[admin.principal]]
+name = "alice"
+role = "reviewer"
+token_file = "alice.token"
+clearance = { policy = "1.3.6.1.4.1.99999.1.1", classifications = [1, 2] }
+[[admin.principal]]
+name = "audit-office"
+role = "auditor"
+cert_cn = "audit-office"
+"#)
+        .unwrap();
+        let a = &c.admin;
+        assert!(a.metrics_auth);
+        assert_eq!(a.principal.len(), 2);
+        assert_eq!(a.principal[0].role, super::RoleName::Reviewer);
+        assert_eq!(
+            a.principal[0].token_file.as_deref(),
+            Some(std::path::Path::new("/etc/gw/alice.token"))
+        );
+        let t = a.tls.as_ref().unwrap();
+        assert_eq!(t.cert_file, std::path::Path::new("/etc/gw/a.crt"));
+        assert_eq!(t.key_file, std::path::Path::new("/abs/a.key"));
+        assert_eq!(t.client_auth, super::ClientAuth::Required);
+        assert!(cfg("").unwrap().admin.principal.is_empty());
+    }
+
+    #[test]
+    fn bad_roles_unknown_keys_and_shape_errors_are_positioned() {
+        let e = cfg(r#"
+[admin]
+colour = 1
+[[admin.principal]]
+name = "alice"
+role = "boss"
+token_file = "a.token"
+"#)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:5:1: unknown key `admin.colour`"),
+            "{e}"
+        );
+        assert!(
+            e.lines()
+                .any(|l| l.starts_with("/etc/gw/gw.toml:8:")
+                    && l.contains("admin.principal[0].role")),
+            "{e}"
+        );
+
+        let e = cfg(r#"
+[admin]
+metrics_auth = true
+[[admin.principal]]
+name = "bad name"
+role = "admin"
+[[admin.principal]]
+name = "bob"
+role = "reviewer"
+cert_cn = "bob"
+clearance = { policy = "1.3.6.1.4.1.99999.1.1", classifications = [1] }
+clearance_file = "c.json"
+"#)
+        .unwrap_err()
+        .to_string();
+        let has = |line: usize, needle: &str| {
+            e.lines()
+                .any(|l| l.starts_with(&format!("/etc/gw/gw.toml:{line}:")) && l.contains(needle))
+        };
+        assert!(has(7, "admin.principal[0].name"), "{e}");
+        assert!(
+            e.contains("`admin.principal[0]` needs `token_file`, `cert_cn` or `cert_subject`"),
+            "{e}"
+        );
+        assert!(has(12, "needs `[admin.tls] client_ca_file`"), "{e}");
+        assert!(
+            has(14, "set only one of `admin.principal[1].clearance`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_token_file_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "[store]\npath = \"gw.db\"\n[[admin.principal]]\nname = \"alice\"\nrole = \"reviewer\"\ntoken_file = \"missing.token\"\n",
+        )
+        .unwrap();
+        let e = Config::load_for_use(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "{}:6:14: `admin.principal[0].token_file` = {}: does not exist",
+                path.display(),
+                dir.path().join("missing.token").display()
+            )),
+            "{e}"
+        );
     }
 }
