@@ -307,8 +307,9 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding of one query component.
-pub fn percent_decode(s: &str) -> Result<String, ()> {
+/// `application/x-www-form-urlencoded` decoding of one query component; `None` for a bad
+/// escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -316,8 +317,8 @@ pub fn percent_decode(s: &str) -> Result<String, ()> {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hi = b.get(i + 1).copied().and_then(hex_val).ok_or(())?;
-                let lo = b.get(i + 2).copied().and_then(hex_val).ok_or(())?;
+                let hi = b.get(i + 1).copied().and_then(hex_val)?;
+                let lo = b.get(i + 2).copied().and_then(hex_val)?;
                 out.push(hi << 4 | lo);
                 i += 2;
             }
@@ -325,7 +326,7 @@ pub fn percent_decode(s: &str) -> Result<String, ()> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| ())
+    String::from_utf8(out).ok()
 }
 
 /// The query parameters (each at most once, each at most [`MAX_PARAM_BYTES`], no control
@@ -334,11 +335,11 @@ fn query_params(query: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String
     let mut out = BTreeMap::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k).map_err(|_| "a parameter name is not valid".to_string())?;
+        let k = percent_decode(k).ok_or_else(|| "a parameter name is not valid".to_string())?;
         if !allowed.contains(&k.as_str()) {
             return Err(format!("unknown parameter `{}`", k.escape_default()));
         }
-        let v = percent_decode(v).map_err(|_| format!("`{k}` is not valid UTF-8"))?;
+        let v = percent_decode(v).ok_or_else(|| format!("`{k}` is not valid UTF-8"))?;
         if v.len() > MAX_PARAM_BYTES || v.chars().any(char::is_control) {
             return Err(format!("`{k}` is too long or has control characters"));
         }
