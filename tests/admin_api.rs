@@ -150,6 +150,24 @@ impl ReviewQueue for TestQueue {
         if h.summary.state != HoldState::Pending {
             return Err(ReviewError::AlreadyDecided);
         }
+        let approval = Approval {
+            reviewer: who.name.clone(),
+            decision,
+            reason: reason.into(),
+            at_ms: 1,
+        };
+        if h.summary.four_eyes && decision == Decision::Release {
+            if h.summary.approvals.iter().any(|a| a.reviewer == who.name) {
+                return Err(ReviewError::SameReviewer);
+            }
+            if h.summary.approvals.is_empty() {
+                self.journal
+                    .admin_action(Some(who), "queue.approve", &id.to_string(), "first")
+                    .map_err(ReviewError::Unavailable)?;
+                h.summary.approvals.push(approval);
+                return Ok(Outcome::AwaitingSecond);
+            }
+        }
         let state = match decision {
             Decision::Release => HoldState::Released,
             Decision::Reject => HoldState::Rejected,
@@ -163,12 +181,7 @@ impl ReviewQueue for TestQueue {
             )
             .map_err(ReviewError::Unavailable)?;
         h.summary.state = state;
-        h.summary.approvals.push(Approval {
-            reviewer: who.name.clone(),
-            decision,
-            reason: reason.into(),
-            at_ms: 1,
-        });
+        h.summary.approvals.push(approval);
         Ok(Outcome::Decided(state))
     }
 }
@@ -337,6 +350,14 @@ async fn server(toml_extra: &str, principals_extra: &str, files: &[(&str, Vec<u8
                 summary: summary(2, "$secret", Some("VS-VERTRAULICH")),
                 classification: Some(3),
                 content: json!({"msgtype": "m.text", "body": "GEHEIM plan for the harbour"}),
+            },
+            Held {
+                summary: HeldSummary {
+                    four_eyes: true,
+                    ..summary(3, "$plain", None)
+                },
+                classification: None,
+                content: json!({"msgtype": "m.text", "body": "lunch at noon"}),
             },
         ]),
         journal: journal.clone(),
@@ -539,6 +560,11 @@ async fn roles_decide_who_may_release_and_who_may_search_the_audit_log() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = call(&auditor, Method::GET, "audit?colour=red", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, v) = call(&auditor, Method::GET, "audit?from=yesterday", None).await;
+    assert_eq!(
+        (status, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
     let (status, v) = call(&auditor, Method::GET, "rooms/labels", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["rooms"][0]["marking"], "VS-VERTRAULICH");
@@ -645,7 +671,11 @@ async fn a_reviewer_not_cleared_for_the_label_sees_nothing_of_the_event() {
         .iter()
         .map(|h| h["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(ids, [1], "{v}");
+    assert_eq!(
+        ids,
+        [1, 3],
+        "unlabelled events are visible to every reviewer: {v}"
+    );
 
     for (method, path, body) in [
         (Method::GET, "holds/2", None),
@@ -678,6 +708,44 @@ async fn a_reviewer_not_cleared_for_the_label_sees_nothing_of_the_event() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["content"]["body"], "GEHEIM plan for the harbour");
     assert_eq!(v["matches"][0]["rule"], "vs-vertraulich");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn four_eyes_release_needs_a_second_reviewer() {
+    let s = server("", "", &[]).await;
+    let alice = s.target(Some(ALICE));
+    let (status, v) = call(&alice, Method::POST, "holds/3/release", reason("fine")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({"id": 3, "state": "pending", "awaiting_second": true})
+    );
+    let (status, v) = call(
+        &alice,
+        Method::POST,
+        "holds/3/release",
+        reason("still fine"),
+    )
+    .await;
+    assert_eq!(
+        (status, v["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
+    );
+    assert_eq!(state_of(&s, 3), HoldState::Pending);
+    let (status, v) = call(
+        &s.target(Some(LOW)),
+        Method::POST,
+        "holds/3/release",
+        reason("agreed"),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"id": 3, "state": "released", "awaiting_second": false})
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state_of(&s, 3), HoldState::Released);
     s.stop().await;
 }
 
@@ -768,7 +836,7 @@ fn test_pki(clients: &[&str]) -> TestPki {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_of_configured_principals_authenticate_unknown_ones_get_401() {
     let pki = test_pki(&["carol", "mallory"]);
     let mut files: Vec<(&str, Vec<u8>)> = vec![
@@ -844,13 +912,86 @@ async fn client_certificates_of_configured_principals_authenticate_unknown_ones_
         .await
         .is_err());
 
+    // The CLI over mutual TLS (real binary).
+    let args: Vec<String> = [
+        "review",
+        "--admin",
+        &https,
+        "--ca",
+        d.join("ca.crt").to_str().unwrap(),
+        "--cert",
+        d.join("carol.crt").to_str().unwrap(),
+        "--key",
+        d.join("carol.key").to_str().unwrap(),
+        "list",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env_remove("GRENZWACHT_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // carol has no clearance: only the unlabelled event.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"$plain\""), "{stdout}");
+
     let entries = s.journal.entries();
     assert!(entries
         .iter()
         .any(|e| e.0.as_deref() == Some("carol") && e.1 == "admin.whoami"));
     assert!(entries
         .iter()
+        .any(|e| e.0.as_deref() == Some("carol") && e.1 == "holds.list"));
+    assert!(entries
+        .iter()
         .any(|e| e.0.is_none() && e.1 == "holds.list" && e.3.contains("maps to no principal")));
+    s.stop().await;
+
+    // client_auth = "required": no connection without a certificate, tokens or not.
+    let s = server(
+        "[admin.tls]\ncert_file = \"server.crt\"\nkey_file = \"server.key\"\nclient_ca_file = \"ca.crt\"\nclient_auth = \"required\"",
+        "[[admin.principal]]\nname = \"carol\"\nrole = \"admin\"\ncert_cn = \"carol\"\n",
+        &files,
+    )
+    .await;
+    let d = s.dir.path();
+    let https = format!("https://{}", s.addr);
+    let token_only = Target::new(
+        &https,
+        Some(&d.join("ca.crt")),
+        None,
+        Some(&d.join("ada.token")),
+    )
+    .unwrap();
+    assert!(token_only
+        .call(Method::GET, "/_grenzwacht/v1/whoami", None)
+        .await
+        .is_err());
+    let carol = Target::new(
+        &https,
+        Some(&d.join("ca.crt")),
+        Some((&d.join("carol.crt"), &d.join("carol.key"))),
+        None,
+    )
+    .unwrap();
+    let (status, v) = call(&carol, Method::GET, "whoami", None).await;
+    assert_eq!(
+        (status, v["name"].as_str()),
+        (StatusCode::OK, Some("carol"))
+    );
     s.stop().await;
 }
 
@@ -892,7 +1033,7 @@ async fn review_cli_lists_shows_releases_and_fails_on_refusals() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "one line per held event: {out}");
+    assert_eq!(lines.len(), 3, "one line per held event: {out}");
     assert_eq!(lines[1]["event_id"], "$secret");
 
     let (code, out, err) = cli(v(&["show", "2", "--token-file", alice])).await.unwrap();
@@ -941,7 +1082,7 @@ async fn review_cli_lists_shows_releases_and_fails_on_refusals() {
         .await
         .unwrap();
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), 2);
+    assert_eq!(out.lines().count(), 3);
     assert!(out.contains("\"released\""), "{out}");
 
     match Arc::try_unwrap(s) {

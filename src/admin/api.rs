@@ -354,6 +354,57 @@ fn bad_param(message: &str) -> Response<Full<Bytes>> {
     error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
 }
 
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (RFC 3339 `date-time`; ranges of the fields
+/// checked, not the days of each month).
+pub fn is_rfc3339(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            .then(|| t[r].parse::<u32>().ok())
+            .flatten()
+    };
+    let shape = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't')
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shape {
+        return false;
+    }
+    let (Some(_), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (
+        digits(0..4),
+        digits(5..7),
+        digits(8..10),
+        digits(11..13),
+        digits(14..16),
+        digits(17..19),
+    ) else {
+        return false;
+    };
+    if !((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec <= 60) {
+        return false;
+    }
+    let mut rest = &t[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || n > 9 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
+                && (h1 - b'0') * 10 + (h2 - b'0') < 24
+                && (m1 - b'0') * 10 + (m2 - b'0') < 60
+        }
+        _ => false,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
@@ -384,7 +435,18 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, MAX_BODY).collect().await {
+    let read = tokio::time::timeout(
+        super::HEADER_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY).collect(),
+    );
+    let Ok(read) = read.await else {
+        return Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "M_UNKNOWN",
+            "the request body took too long",
+        ));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -565,6 +627,13 @@ where
                     }
                 },
             };
+            for key in ["from", "to"] {
+                if p.get(key).is_some_and(|t| !is_rfc3339(t)) {
+                    return bad_param(&format!(
+                        "`{key}` must be an RFC 3339 time like 2026-05-01T00:00:00Z"
+                    ));
+                }
+            }
             let filter = AuditFilter {
                 from: p.remove("from"),
                 to: p.remove("to"),
@@ -660,6 +729,24 @@ mod tests {
         assert!(query_params(Some("colour=1"), &["room"]).is_err());
         assert!(query_params(Some("room=%0a"), &["room"]).is_err());
         assert!(query_params(Some("room=%zz"), &["room"]).is_err());
+        for good in [
+            "2026-05-01T00:00:00Z",
+            "2026-05-01t23:59:60.123456+02:00",
+            "1999-12-31T00:00:00-11:30",
+        ] {
+            assert!(is_rfc3339(good), "{good}");
+        }
+        for bad in [
+            "2026-05-01",
+            "2026-13-01T00:00:00Z",
+            "2026-05-01T24:00:00Z",
+            "2026-05-01T00:00:00",
+            "2026-05-01T00:00:00.Z",
+            "2026-05-01T00:00:00+2:00",
+            "２０２６-05-01T00:00:00Z",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
         assert_eq!(check_reason("  fine \n"), Ok("fine"));
         assert!(check_reason(" \n ").is_err());
         assert!(check_reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
