@@ -472,11 +472,16 @@ async fn unauthenticated_and_wrong_tokens_get_401_and_are_journaled() {
         .any(|(_, action, target, _)| action == "holds.release" && target == "1"));
     assert!(!format!("{entries:?}").contains("not-a-configured-token"));
 
-    // /metrics and /health carry no content and stay open.
+    // /metrics and /health carry no content and stay open; refusals are counted.
     let (status, _) = anon.call(Method::GET, "/health", None).await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = anon.call(Method::GET, "/metrics", None).await.unwrap();
+    let (status, metrics) = anon.call(Method::GET, "/metrics", None).await.unwrap();
     assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(r#"grenzwacht_admin_requests_total{action="holds.release",status="401"}"#),
+        "{metrics}"
+    );
     s.stop().await;
 
     // … unless `metrics_auth` closes /metrics.

@@ -41,6 +41,10 @@ use crate::review::{
     Principal, ReviewError, ReviewQueue,
 };
 
+/// Counter: admin API requests by `action` (the journal's action names, `admin.unknown` for
+/// other paths) and answer `status`.
+pub const ADMIN_REQUESTS_TOTAL: &str = "grenzwacht_admin_requests_total";
+
 /// Largest request body (bytes).
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest decision reason (characters).
@@ -466,7 +470,8 @@ where
     }
 }
 
-/// Answers one request under [`API_PREFIX`] (see the module documentation).
+/// Answers one request under [`API_PREFIX`] (see the module documentation) and counts it in
+/// [`ADMIN_REQUESTS_TOTAL`].
 pub async fn handle<B>(
     state: &AdminState,
     request: Request<B>,
@@ -477,6 +482,27 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let endpoint = Endpoint::of(request.method(), request.uri().path());
+    let action = endpoint.action();
+    let response = answer(state, request, cert, endpoint).await;
+    metrics::counter!(
+        ADMIN_REQUESTS_TOTAL,
+        "action" => action,
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    response
+}
+
+async fn answer<B>(
+    state: &AdminState,
+    request: Request<B>,
+    cert: Option<&CertIdentity>,
+    endpoint: Endpoint,
+) -> Response<Full<Bytes>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let action = endpoint.action();
     let target = endpoint.target();
     let journal = state.journal.as_ref();
