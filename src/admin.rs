@@ -9,7 +9,7 @@
 //! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] (with `[admin] metrics_auth = true`: only for a principal, else 401) |
 //! | `GET /health` | 200 `{"status":"ok"}` once ready, 503 `{"status":"starting"}` before (always open) |
 //! | `/_grenzwacht/v1/…` | the admin API, see [`api`] |
-//! | `/_grenzwacht/ui…` | [`Route::Ui`]: the review web UI's place (404 while no UI is mounted) |
+//! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI's place (404 while no UI is mounted) |
 //! | anything else | 404 |
 //!
 //! `/metrics` and `/health` are open by default because they carry no content (counters with
@@ -65,7 +65,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Path prefix of the admin API.
 pub const API_PREFIX: &str = "/_grenzwacht/v1/";
 /// Path of the review web UI ([`Route::Ui`]); everything below it belongs to the UI.
-pub const UI_PREFIX: &str = "/_grenzwacht/ui";
+pub const UI_PREFIX: &str = "/ui";
 
 /// Why the admin listener could not be built from its configuration. Never carries a token.
 #[derive(Debug, thiserror::Error)]
@@ -246,11 +246,36 @@ where
             }
         }
         Route::Api => api::handle(state, request, cert).await,
-        // The review web UI mounts here (`ui::handle(state, request, cert)`, using
-        // `state.identify` for the principal).
-        Route::Ui => not_found(),
+        Route::Ui => {
+            // The review web UI mounts here: it gets the request with its body read and the
+            // principal of the connection's client certificate, if any.
+            let (tls_principal, request) = match ui_request(state, request, cert).await {
+                Ok(parts) => parts,
+                Err(response) => return response,
+            };
+            drop((tls_principal, request));
+            not_found()
+        }
         Route::NotFound => not_found(),
     }
+}
+
+/// What the review web UI gets of a request: the principal its client certificate maps to
+/// (`None` without a certificate or for one that maps to no principal) and the request with
+/// its body read (at most [`api::MAX_BODY`] bytes, else 413).
+pub async fn ui_request<B>(
+    state: &AdminState,
+    request: Request<B>,
+    cert: Option<&CertIdentity>,
+) -> Result<(Option<Principal>, Request<Bytes>), Response<Full<Bytes>>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls_principal = cert.and_then(|c| state.access.auth.certificate(c));
+    let (parts, body) = request.into_parts();
+    let body = api::read_body(body).await?;
+    Ok((tls_principal, Request::from_parts(parts, body)))
 }
 
 /// The connection's client certificate, reduced to its identity. A certificate that cannot

@@ -434,7 +434,9 @@ pub fn check_reason(reason: &str) -> Result<&str, &'static str> {
     Ok(reason)
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, Response<Full<Bytes>>>
+/// Reads a request body: at most [`MAX_BODY`] bytes (413), within
+/// [`super::HEADER_READ_TIMEOUT`] (408).
+pub async fn read_body<B>(body: B) -> Result<Bytes, Response<Full<Bytes>>>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
