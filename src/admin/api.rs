@@ -26,8 +26,11 @@
 //! records the decision itself). If the journal
 //! refuses, the answer is 503 and nothing happens. Queue, search and journal errors are logged
 //! and answered without their text (503 `M_UNKNOWN`); a reviewer not cleared for an event gets
-//! 403 with no part of the event.
+//! 403 with no part of the event. Calls into the queue, the journal, the audit search and the
+//! room labels run on tokio's blocking pool (they may wait for disk: SQLite, fsync of the
+//! audit log).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -250,15 +253,30 @@ impl Endpoint {
     }
 }
 
+/// Runs a call into the queue, the journal or the audit search (they may block on disk) off
+/// the async workers; `None` if it panicked.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
 /// Records an action; `false` if the journal refused (the caller answers 503).
-fn record(
-    journal: &dyn ActionJournal,
+async fn record(
+    journal: &Arc<dyn ActionJournal>,
     who: Option<&Principal>,
-    action: &str,
+    action: &'static str,
     target: &str,
     outcome: &str,
 ) -> bool {
-    match journal.admin_action(who, action, target, outcome) {
+    let (j, p, t, o) = (
+        journal.clone(),
+        who.cloned(),
+        target.to_owned(),
+        outcome.to_owned(),
+    );
+    let result = blocking(move || j.admin_action(p.as_ref(), action, &t, &o))
+        .await
+        .unwrap_or_else(|| Err("the journal call panicked".into()));
+    match result {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(
@@ -507,7 +525,7 @@ where
 {
     let action = endpoint.action();
     let target = endpoint.target();
-    let journal = state.journal.as_ref();
+    let journal = &state.journal;
 
     // 1. Who is asking.
     let who = match state.identify(request.headers(), cert) {
@@ -515,7 +533,7 @@ where
         Err(e) => {
             tracing::info!(action, reason = %e, "admin: unauthenticated request refused");
             let outcome = format!("unauthenticated: {e}");
-            if !record(journal, None, action, &target, &outcome) {
+            if !record(journal, None, action, &target, &outcome).await {
                 return unavailable();
             }
             return unauthorized();
@@ -548,7 +566,7 @@ where
     };
     if !allowed {
         tracing::info!(action, principal = %who.name, role = who.role.as_str(), "admin: action refused for the role");
-        if !record(journal, Some(&who), action, &target, "forbidden") {
+        if !record(journal, Some(&who), action, &target, "forbidden").await {
             return unavailable();
         }
         return error(
@@ -562,7 +580,7 @@ where
     let query = request.uri().query().map(str::to_owned);
     match endpoint {
         Endpoint::Whoami => {
-            if !record(journal, Some(&who), action, "", "ok") {
+            if !record(journal, Some(&who), action, "", "ok").await {
                 return unavailable();
             }
             ok(&json!({ "name": who.name, "role": who.role }))
@@ -576,9 +594,12 @@ where
                 },
                 Err(m) => return bad_param(&m),
             };
-            let result = state.queue.list(&who, all);
+            let (q, p) = (state.queue.clone(), who.clone());
+            let result = blocking(move || q.list(&p, all))
+                .await
+                .unwrap_or_else(|| Err(ReviewError::Unavailable("the queue call panicked".into())));
             let target = if all { "all" } else { "pending" };
-            if !record(journal, Some(&who), action, target, review_outcome(&result)) {
+            if !record(journal, Some(&who), action, target, review_outcome(&result)).await {
                 return unavailable();
             }
             match result {
@@ -587,14 +608,19 @@ where
             }
         }
         Endpoint::ShowHold(id) => {
-            let result = state.queue.show(&who, id);
+            let (q, p) = (state.queue.clone(), who.clone());
+            let result = blocking(move || q.show(&p, id))
+                .await
+                .unwrap_or_else(|| Err(ReviewError::Unavailable("the queue call panicked".into())));
             if !record(
                 journal,
                 Some(&who),
                 action,
                 &target,
                 review_outcome(&result),
-            ) {
+            )
+            .await
+            {
                 return unavailable();
             }
             match result {
@@ -621,10 +647,14 @@ where
                 Ok(r) => r,
                 Err(m) => return error(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", m),
             };
-            if !record(journal, Some(&who), action, &target, "requested") {
+            if !record(journal, Some(&who), action, &target, "requested").await {
                 return unavailable();
             }
-            match state.queue.decide(&who, id, decision, reason) {
+            let (q, p, r) = (state.queue.clone(), who.clone(), reason.to_owned());
+            let result = blocking(move || q.decide(&p, id, decision, &r))
+                .await
+                .unwrap_or_else(|| Err(ReviewError::Unavailable("the queue call panicked".into())));
+            match result {
                 Ok(outcome) => {
                     tracing::info!(action, principal = %who.name, hold = id, "admin: decision taken");
                     let (state, awaiting_second) = match outcome {
@@ -679,10 +709,14 @@ where
             };
             let target = serde_json::to_string(&filter).unwrap_or_default();
             // Recorded before the log is read: the search is itself part of what it finds.
-            if !record(journal, Some(&who), action, &target, "requested") {
+            if !record(journal, Some(&who), action, &target, "requested").await {
                 return unavailable();
             }
-            match state.audit.search(&filter) {
+            let a = state.audit.clone();
+            let result = blocking(move || a.search(&filter))
+                .await
+                .unwrap_or_else(|| Err("the audit search panicked".into()));
+            match result {
                 Ok(records) => ok(&json!({ "records": records })),
                 Err(e) => {
                     tracing::error!(error = %e, "admin: audit search failed");
@@ -691,9 +725,12 @@ where
             }
         }
         Endpoint::RoomLabels => {
-            let result = state.room_labels.room_labels();
+            let v = state.room_labels.clone();
+            let result = blocking(move || v.room_labels())
+                .await
+                .unwrap_or_else(|| Err("the room labels call panicked".into()));
             let outcome = if result.is_ok() { "ok" } else { "unavailable" };
-            if !record(journal, Some(&who), action, "", outcome) {
+            if !record(journal, Some(&who), action, "", outcome).await {
                 return unavailable();
             }
             match result {
