@@ -309,6 +309,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, tls = acceptor.is_some(), "admin listener up");
+        if acceptor.is_none() && !addr.ip().is_loopback() && !state.access.auth.is_empty() {
+            tracing::warn!(%addr, "admin listener: bearer tokens travel in clear text on a non-loopback address; configure [admin.tls]");
+        }
     }
     loop {
         let accepted = tokio::select! {
