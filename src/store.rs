@@ -64,6 +64,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 pub mod pauses;
+mod room_labels;
 pub mod schema;
 #[cfg(test)]
 mod tests;

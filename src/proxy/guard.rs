@@ -658,11 +658,12 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     if let Some(l) = listeners.admin {
-        let state = crate::admin::AdminState::new(
+        let mut state = crate::admin::AdminState::new(
             crate::telemetry::metrics_handle(),
             ready.clone(),
             guard.admin_access.clone(),
         );
+        state.room_labels = Arc::new(super::room_labels::view::GuardRoomLabels(guard.clone()));
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {
