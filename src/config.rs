@@ -35,6 +35,7 @@ use crate::federation::EndpointClass;
 pub mod admin;
 pub mod admission;
 pub mod labels;
+pub mod notices;
 pub mod opaque;
 mod parse;
 pub mod rules;
@@ -78,6 +79,8 @@ pub struct Config {
     pub opaque: opaque::OpaqueConfig,
     /// `[media]`: whether media may cross uninspected (`policy::media`).
     pub media: MediaConfig,
+    /// `[notices]`: telling protected senders what happened to their events (off by default).
+    pub notices: notices::NoticesConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -249,6 +249,9 @@ pub struct LabOptions {
     /// Security labels on (default off): the guard gets a `[labels]` section with the shipped
     /// SPIFs (written to `DIR/spif/`), hs1's side DEU-VS, hs2's side NATO.
     pub labels: bool,
+    /// Sender notices on (default off): the guard tells alice-side senders, through hs1's
+    /// server notices, which of their events it redacted or held (`[notices]`, English).
+    pub notices: bool,
 }
 
 impl LabOptions {
@@ -264,6 +267,7 @@ impl LabOptions {
             start_timeout: DEFAULT_START_TIMEOUT,
             verbose: false,
             labels: false,
+            notices: false,
         }
     }
 }
@@ -687,6 +691,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
                 (name.to_string(), role.to_string(), file)
             })
             .collect(),
+        notices: opts.notices,
     };
     mkdir(&dir.join(ADMIN_TOKENS_DIR))?;
     for (_, _, file) in &guard_config.principals {

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod inbound;
 pub mod integrity;
 pub mod notary;
+pub mod notices;
 pub mod outbound;
 pub mod pause;
 pub mod perpdu;

@@ -133,6 +133,9 @@ pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// the room was paused before; `redaction_kept`: a rule still matched the redacted event). In
 /// a transaction the PDU is removed; any other exchange carrying one is refused (404).
 pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
+/// Counter: sender notices by result (`sent`, `failed`, `rate_limited`, `queue_full`,
+/// `no_admin_api`, `duplicate`).
+pub const NOTICES_TOTAL: &str = "grenzwacht_notices_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -416,6 +419,10 @@ pub fn describe() {
     describe_gauge!(
         PAUSED_ROOMS,
         "Rooms paused, by the direction their data is held back."
+    );
+    describe_counter!(
+        NOTICES_TOTAL,
+        "Notices to protected senders about their events (redacted, held, rejected), by result."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }

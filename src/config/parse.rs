@@ -414,6 +414,11 @@ pub(super) fn parse(
                     cfg.admission = v;
                 }
             }
+            "notices" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.notices = v;
+                }
+            }
             "policy" => {
                 if let Some(v) = ctx.section(node, name, anchor) {
                     cfg.policy = v;
@@ -777,6 +782,27 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             value_span(root, &path).or_else(|| key_span(root, &[k("admission")])),
             msg,
         );
+    }
+    // [notices] (also against [[protected]]: notices need the homeserver's admin API)
+    for (key, msg) in cfg.notices.check() {
+        let path = [k("notices"), k(key)];
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("notices")])),
+            msg,
+        );
+    }
+    if cfg.notices.enabled {
+        for (i, p) in cfg.protected.iter().enumerate() {
+            if p.admin_api.is_none() || p.admin_token_file.is_none() {
+                ctx.error(
+                    key_span(root, &[k("protected"), Seg::Index(i)])
+                        .or_else(|| key_span(root, &[k("notices")])),
+                    format!(
+                        "`notices.enabled` needs `protected[{i}].admin_api` and `admin_token_file` (notices go through the homeserver's admin API)"
+                    ),
+                );
+            }
+        }
     }
     // [opaque] (also against [labels], wherever it is in the file)
     for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {

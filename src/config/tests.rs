@@ -242,6 +242,39 @@ fn admission_errors_have_lines() {
 }
 
 #[test]
+fn notices_errors_have_lines() {
+    let text = "[[protected]]\nserver_name = \"hs1\"\ncert = \"c\"\nkey = \"k\"\nupstream = \"http://127.0.0.1:8008\"\n[notices]\nenabled = true\nper_sender_per_minute = 0\nlanguage = \"fr\"\nrule_ids = true\n";
+    let e = errors(text);
+    let msgs: Vec<&str> = e.iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 10 && m == "unknown key `notices.rule_ids`"),
+        "{e:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`notices.language`") || m.contains("fr")),
+        "{e:?}"
+    );
+    let c = parse("[notices]\nenabled = false\n").unwrap();
+    assert!(!c.notices.enabled);
+    let e = errors("[[protected]]\nserver_name = \"hs1\"\ncert = \"c\"\nkey = \"k\"\nupstream = \"http://127.0.0.1:8008\"\n[notices]\nenabled = true\nper_sender_per_minute = 0\n");
+    assert!(
+        e.iter().any(|(l, m)| *l == 8 && m.contains("at least 1")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 1 && m.contains("needs `protected[0].admin_api`")),
+        "{e:?}"
+    );
+    assert_eq!(
+        parse("").unwrap().notices,
+        notices::NoticesConfig::default()
+    );
+}
+
+#[test]
 fn store_errors_have_lines() {
     let text = "[store]\npath = \"gw.db\"\ntxn_retention = 5\n";
     assert_eq!(

@@ -352,6 +352,20 @@ impl Session {
             .await
     }
 
+    /// The rooms this user has joined.
+    pub async fn joined_rooms(&self) -> Result<Vec<String>, ClientError> {
+        let r = self
+            .call("GET", "/_matrix/client/v3/joined_rooms", None)
+            .await?;
+        Ok(r["joined_rooms"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    }
+
     /// `POST /createRoom` with the given body; returns the room id.
     pub async fn create_room(&self, body: &Value) -> Result<String, ClientError> {
         let r = self

@@ -67,6 +67,8 @@ pub struct GuardConfig {
     /// `[[admin.principal]]`: (name, role, token file) of the admin API's users
     /// ([`LAB_PRINCIPALS`]); with labels they are cleared like the protected side.
     pub principals: Vec<(String, String, PathBuf)>,
+    /// `[notices]` on (English texts).
+    pub notices: bool,
 }
 
 /// The lab's admin API principals (name, role): two reviewers (four-eyes), an auditor, an
@@ -307,6 +309,12 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         "deny"
     });
     doc["opaque"] = Item::Table(opaque);
+    if c.notices {
+        let mut notices = Table::new();
+        notices["enabled"] = value(true);
+        notices["language"] = value("en");
+        doc["notices"] = Item::Table(notices);
+    }
     doc.to_string()
 }
 
@@ -333,6 +341,7 @@ mod tests {
             outbound,
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
+            notices: false,
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
             policies: "/lab/policies".into(),

@@ -287,6 +287,13 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
         "ip_range_whitelist": ["127.0.0.0/8"],
         "no_proxy_hosts": [],
         "bcrypt_rounds": 4,
+        // Server notices: the guard tells a local user through them what it did to their
+        // event (`[notices]`); the notices user is created on first use.
+        "server_notices": {
+            "system_mxid_localpart": "grenzwacht-notices",
+            "system_mxid_display_name": "Grenzwacht",
+            "room_name": "Grenzwacht"
+        },
         // Presence on: its `status_msg` is free text that policy must see (EDU filtering).
         "presence": {"enabled": true},
         // The room directory, also over federation (Synapse lets no user publish by default):

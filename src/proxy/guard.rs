@@ -142,6 +142,8 @@ pub struct Guard {
     protected: Vec<Protected>,
     pub(crate) outbound: Option<Outbound>,
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Notices to protected senders (`[notices]`, `proxy::notices`).
+    notifier: super::notices::Notifier,
 }
 
 impl Guard {
@@ -329,7 +331,13 @@ impl Guard {
             protected,
             outbound,
             inbound_tls,
+            notifier: super::notices::Notifier::new(&cfg.notices),
         })
+    }
+
+    /// Notices to protected senders (`proxy::notices`).
+    pub fn notifier(&self) -> &super::notices::Notifier {
+        &self.notifier
     }
 
     /// The signing key of a protected server (for re-signing its outbound requests).
@@ -675,6 +683,13 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
+    {
+        let mut s = sd.clone();
+        tasks.push(tokio::spawn(super::notices::deliver(
+            guard.clone(),
+            async move { s.wait().await },
+        )));
+    }
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
     if let Some((dir, every)) = guard.dlp_watch() {

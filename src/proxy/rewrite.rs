@@ -212,7 +212,52 @@ impl Rewrite<Forward> for ParsedRequestRewriter<'_, '_> {
         }
         let pdus: Vec<&RawValue> = u.pdus.iter().map(|p| p.raw).collect();
         let edus: Vec<&RawValue> = u.edus.iter().map(|e| e.raw).collect();
-        self.rewriter.rewrite_request(fwd, v, Some((&pdus, &edus)))
+        let fwd = self
+            .rewriter
+            .rewrite_request(fwd, v, Some((&pdus, &edus)))?;
+        self.notify_redacted(v);
+        Ok(fwd)
+    }
+}
+
+impl ParsedRequestRewriter<'_, '_> {
+    /// Tells the protected senders of outgoing PDUs redacted in transit (`proxy::notices`;
+    /// only when notices are on). A retried transaction replays its first decision without
+    /// coming here, so each redaction is told once.
+    fn notify_redacted(&self, v: &Verdicts) {
+        let guard = self.rewriter.guard;
+        let notifier = guard.notifier();
+        if self.rewriter.ctx.direction != crate::policy::Direction::Outbound
+            || !notifier
+                .config()
+                .tells(super::notices::NoticeOutcome::Redacted)
+        {
+            return;
+        }
+        for m in &v.redact {
+            let Some(i) = self.units.pdu_pos.iter().position(|&p| p == m.pos) else {
+                continue;
+            };
+            let Some(pdu) = self.units.pdus.get(i) else {
+                continue;
+            };
+            if !super::notices::is_protected_user(guard, &pdu.sender) {
+                continue;
+            }
+            let (Some(room), Some(event_id)) = (
+                pdu.room_id.as_deref(),
+                super::pause::event_id_of(guard.store(), pdu.raw),
+            ) else {
+                continue;
+            };
+            let _ = notifier.notify(
+                &pdu.sender,
+                room,
+                &event_id,
+                super::notices::NoticeOutcome::Redacted,
+                std::slice::from_ref(&m.rule),
+            );
+        }
     }
 }
 

@@ -425,6 +425,29 @@ impl Upstream {
         path: &str,
         token: &str,
     ) -> Result<(StatusCode, Bytes), UpstreamError> {
+        self.admin_request(http::Method::GET, path, token, None)
+            .await
+    }
+
+    /// The guard's own `POST` of a JSON body to a protected homeserver's admin API (e.g. a
+    /// server notice to one of its users); otherwise as [`Upstream::admin_get`].
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
+        self.admin_request(http::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn admin_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
         let Some(base) = &self.base else {
             return Err(UpstreamError::NoRoute {
                 target: "admin api".into(),
@@ -438,13 +461,19 @@ impl Upstream {
                 target: target.clone(),
                 reason: "bad path".into(),
             })?;
-        let req = Request::get(uri)
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| UpstreamError::Request {
-                target: target.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req =
+            req.body(Full::new(body.unwrap_or_default()))
+                .map_err(|e| UpstreamError::Request {
+                    target: target.clone(),
+                    reason: e.to_string(),
+                })?;
         let limit = self.max_response;
         let fut = async {
             let resp = self

@@ -350,19 +350,31 @@ pub async fn e2e_lab(name: &str, labels: bool) -> E2eLab {
 
 /// [`e2e_lab`] with hs1's outbound way chosen.
 pub async fn e2e_lab_mode(name: &str, labels: bool, mode: grenzwacht::lab::OutboundMode) -> E2eLab {
+    e2e_lab_with(name, |opts| {
+        opts.labels = labels;
+        opts.outbound = mode;
+    })
+    .await
+}
+
+/// [`e2e_lab`] with the lab's options set by `configure` (CONNECT mode unless changed).
+pub async fn e2e_lab_with(
+    name: &str,
+    configure: impl FnOnce(&mut grenzwacht::lab::LabOptions),
+) -> E2eLab {
     use grenzwacht::lab::client::MatrixClient;
     use grenzwacht::lab::LabOptions;
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("GRENZWACHT_E2E_DIR")
         .map(|d| std::path::PathBuf::from(d).join(name))
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut opts = LabOptions::new(&dir, mode);
+    let mut opts = LabOptions::new(&dir, grenzwacht::lab::OutboundMode::Connect);
     // GRENZWACHT_E2E_GUARD_BIN: a copy of this build's binary (the shared target directory's
     // binary may be replaced by a concurrent build of another branch).
     opts.guard_bin = std::env::var_os("GRENZWACHT_E2E_GUARD_BIN")
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_grenzwacht").into());
-    opts.labels = labels;
+    configure(&mut opts);
     let info = grenzwacht::lab::up(opts)
         .await
         .unwrap_or_else(|e| panic!("lab up: {e}"));
