@@ -1032,6 +1032,12 @@ async fn review_cli_lists_shows_releases_and_fails_on_refusals() {
     };
     let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
 
+    let (code, out, err) = cli(v(&["whoami", "--token-file", alice])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"name": "alice", "role": "reviewer"})
+    );
     let (code, out, err) = cli(v(&["list", "--token-file", alice])).await.unwrap();
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out

@@ -1,9 +1,9 @@
-//! `grenzwacht review list|show|release|reject`: the admin API from the command line.
+//! `grenzwacht review whoami|list|show|release|reject`: the admin API from the command line.
 //!
 //! Talks HTTP/1.1 (or HTTPS, with `--ca` for the listener's CA and `--cert`/`--key` for a
 //! client certificate) to the admin listener with hyper, one connection per command, and
-//! prints JSON on stdout: `list` one held event per line, `show` the event, `release` and
-//! `reject` the outcome. Any answer other than 200 prints `error: STATUS ERRCODE: message` on
+//! prints JSON on stdout: `whoami` the principal, `list` one held event per line, `show` the
+//! event, `release` and `reject` the outcome. Any answer other than 200 prints `error: STATUS ERRCODE: message` on
 //! stderr and exits with 1 (401, 403, 404, …); a usage, file or connection error exits with 2.
 //!
 //! The address defaults to the `[admin] listen` address of `--config` (HTTPS if
@@ -52,6 +52,8 @@ pub struct ReviewArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ReviewCommand {
+    /// Who the credentials authenticate as (`{"name","role"}`).
+    Whoami,
     /// Held events you are cleared for (one JSON object per line).
     List {
         /// Include decided events.
@@ -314,6 +316,7 @@ async fn execute(args: &ReviewArgs) -> Result<ExitCode, ClientError> {
     )?;
     let base = super::API_PREFIX;
     let (method, path, body) = match &args.command {
+        ReviewCommand::Whoami => (Method::GET, format!("{base}whoami"), None),
         ReviewCommand::List { all } => (
             Method::GET,
             format!("{base}holds{}", if *all { "?all=true" } else { "" }),
