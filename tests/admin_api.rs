@@ -1038,6 +1038,33 @@ async fn review_cli_lists_shows_releases_and_fails_on_refusals() {
         serde_json::from_str::<Value>(&out).unwrap(),
         json!({"name": "alice", "role": "reviewer"})
     );
+    // Without --admin, the address is the config's `[admin] listen`.
+    let cfg = s.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\npath = \"gw.db\"\n[admin]\nlisten = \"{}\"\n",
+            s.addr
+        ),
+    )
+    .unwrap();
+    let (cfg, token) = (cfg.display().to_string(), alice.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["review", "--config", &cfg, "--token-file", &token, "whoami"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"alice\""));
+
     let (code, out, err) = cli(v(&["list", "--token-file", alice])).await.unwrap();
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out
