@@ -221,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let guard = Arc::new(
                 Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?,
             );
+            guard.set_config_file(&config);
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
                 reload_on_sighup(guard.clone());

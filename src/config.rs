@@ -38,6 +38,7 @@ pub mod labels;
 pub mod notices;
 pub mod opaque;
 mod parse;
+pub mod review;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -81,6 +82,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[notices]`: telling protected senders what happened to their events (off by default).
     pub notices: notices::NoticesConfig,
+    /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
+    pub review: review::ReviewConfig,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -28,9 +28,17 @@
 //! asks [`Policy::request_text`] about each piece; any refusal refuses the request. Text that
 //! does not decode refuses it too (400).
 //!
+//! # Decision records
+//!
+//! [`decide_recorded`] and [`decide_response_recorded`] also return a record per unit (verdict,
+//! rule, matched rules with masked spans, event id, …; [`decisions`]); the findings come from
+//! the `explain_*` methods of [`Policy`], which answer from the same scan as the verdict.
+//!
 //! The layers that plug into this trait: [`StaticPolicy`] and the config's `[[rule]]` list
 //! ([`rules`]), media ([`media`]), the DLP rule set ([`dlp`]) and security labels ([`labels`]).
+pub mod decisions;
 pub mod dlp;
+pub mod identity;
 pub mod labels;
 pub mod layers;
 pub mod manifest;
@@ -42,13 +50,15 @@ pub(crate) mod replay;
 pub mod rules;
 pub mod static_policy;
 pub mod verdict;
+pub mod whatif;
 
 pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};
+pub use decisions::{Findings, LabelFinding, RuleHit, UnitDecision, UnitKind, UnitVerdict};
 pub use layers::Layers;
 pub use permit::{
-    decide, decide_response, FieldRemoval, Forward, Modification, Permit, Release, Rewrite,
-    ToDeviceDrop, Units, Verdicts,
+    decide, decide_recorded, decide_response, decide_response_recorded, FieldRemoval, Forward,
+    Modification, Permit, Release, Rewrite, ToDeviceDrop, Units, Verdicts,
 };
 pub use static_policy::StaticPolicy;
 pub use verdict::{Decision, EduVerdict, FieldVerdict, PduVerdict, Refusal, RefusalReason};
@@ -114,10 +124,63 @@ pub trait Policy: Send + Sync {
     fn redacted_event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         self.event(ctx, event)
     }
+    /// Where the rules matched in a PDU (rule, field, byte span; never the matched text), for
+    /// the reviewer of a held event (`proxy::hold`). Default: nothing known.
+    fn matches(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        Vec::new()
+    }
     /// Per piece of text the request carries outside events (path and query parameters,
     /// non-event bodies; see `federation::request_text`), before it is forwarded. A refusal
     /// refuses the whole request. `ctx.direction` is the request's direction.
     fn request_text(&self, _ctx: &ExchangeCtx, _text: &RequestText<'_>) -> Decision {
         Decision::Allow
+    }
+    /// [`Policy::pdu`], adding what the verdict rests on to `found` (matched rules with field,
+    /// span and masked excerpt; the effective label). For decision records
+    /// ([`decisions`]): the same judgement as `pdu`, from the same scan. Default: `pdu`, nothing
+    /// added (the layer stack names the rule of a verdict a layer gives without findings).
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        _found: &mut Findings,
+    ) -> PduVerdict {
+        self.pdu(ctx, pdu)
+    }
+    /// [`Policy::event`] with findings, as [`Policy::explain_pdu`].
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        event: &EventView<'_>,
+        _found: &mut Findings,
+    ) -> PduVerdict {
+        self.event(ctx, event)
+    }
+    /// [`Policy::edu`] with findings, as [`Policy::explain_pdu`].
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        _found: &mut Findings,
+    ) -> EduVerdict {
+        self.edu(ctx, edu)
+    }
+    /// [`Policy::to_device`] with findings, as [`Policy::explain_pdu`].
+    fn explain_to_device(
+        &self,
+        ctx: &ExchangeCtx,
+        msg: &ToDeviceMessage<'_>,
+        _found: &mut Findings,
+    ) -> EduVerdict {
+        self.to_device(ctx, msg)
+    }
+    /// [`Policy::user_field`] with findings, as [`Policy::explain_pdu`].
+    fn explain_user_field(
+        &self,
+        ctx: &ExchangeCtx,
+        field: &UserField<'_>,
+        _found: &mut Findings,
+    ) -> FieldVerdict {
+        self.user_field(ctx, field)
     }
 }

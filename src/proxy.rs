@@ -8,6 +8,7 @@ pub mod ca;
 pub mod discovery;
 pub mod exchange;
 pub mod guard;
+pub mod hold;
 pub mod inbound;
 pub mod integrity;
 pub mod notary;

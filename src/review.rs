@@ -221,3 +221,45 @@ pub trait ActionJournal: Send + Sync {
         outcome: &str,
     ) -> Result<(), String>;
 }
+
+/// Records hold-queue events in the audit log before they take effect: a PDU held for review
+/// (before the sender gets its answer) and every decision step (before it is stored). An `Err`
+/// refuses: the transaction that carried the held PDU gets 503 (the sender retries), the
+/// decision gets [`ReviewError::Unavailable`].
+pub trait HoldJournal: Send + Sync {
+    /// `event` was held (or, held before, is now held towards one more destination: then
+    /// `event.destinations` names that one).
+    fn held(&self, event: &HeldSummary) -> Result<(), String>;
+    /// `who` (a principal's name, or `timeout` for the default decision) decided `decision`
+    /// on `event` with `reason`; `outcome` is what the decision does.
+    fn decided(
+        &self,
+        event: &HeldSummary,
+        who: &str,
+        decision: Decision,
+        reason: &str,
+        outcome: &Outcome,
+    ) -> Result<(), String>;
+}
+
+/// A [`HoldJournal`] that only logs (no audit log connected).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogJournal;
+
+impl HoldJournal for LogJournal {
+    fn held(&self, e: &HeldSummary) -> Result<(), String> {
+        tracing::info!(hold = e.id, room = %e.room_id, event_id = %e.event_id, direction = %e.direction, rules = ?e.rules, "event held for review");
+        Ok(())
+    }
+    fn decided(
+        &self,
+        e: &HeldSummary,
+        who: &str,
+        decision: Decision,
+        reason: &str,
+        outcome: &Outcome,
+    ) -> Result<(), String> {
+        tracing::warn!(hold = e.id, room = %e.room_id, event_id = %e.event_id, reviewer = who, decision = ?decision, outcome = ?outcome, reason, "held event decided");
+        Ok(())
+    }
+}

@@ -9,6 +9,8 @@
 //!   every PDU it inspects.
 //! * **Paused rooms** ([`pauses`]): rooms whose events do not cross in one direction until an
 //!   operator lifts the pause (`proxy::pause`).
+//! * **Held events** ([`holds`]): events held for review and the ordered delivery queues of
+//!   their rooms (`proxy::hold`).
 //! * **Transaction decisions.** A sending server retries a transaction with the same
 //!   `txnId` until it gets a 200. Every retry must get the same decision and the same forwarded
 //!   bytes as the first attempt: a guard that decided again could forward, on a retry, content
@@ -63,6 +65,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
+pub mod holds;
 pub mod pauses;
 mod room_labels;
 pub mod schema;
@@ -70,6 +73,7 @@ pub mod schema;
 mod tests;
 pub mod versions;
 
+pub use holds::{HeldRecord, NewHold, QueueEntry, QueueKey};
 pub use pauses::{PauseCause, RoomPause};
 pub use schema::SCHEMA_VERSION;
 pub use versions::RoomVersionRecord;

@@ -3,8 +3,8 @@
 //! # Logs
 //!
 //! [`init_tracing`] installs a `tracing-subscriber` fmt layer writing to stderr (systemd's
-//! journal and container runtimes collect stderr), as human-readable text or as one JSON
-//! object per line (`[log] format = "json"`, for SIEM ingestion). The filter is an `EnvFilter`
+//! journal and container runtimes collect stderr), as human-readable text (with colour codes
+//! only when stderr is a terminal, [`ansi_for_stderr`]) or as one JSON object per line (`[log] format = "json"`, for SIEM ingestion). The filter is an `EnvFilter`
 //! directive from the config (`[log] level`); a non-empty `RUST_LOG` overrides it, so an
 //! operator can raise verbosity for one run without editing the config.
 //!
@@ -29,6 +29,8 @@
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
+//! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
+//! | [`DECISIONS_TOTAL`] `grenzwacht_decisions_total` | counter | `direction`, `verdict`, `unit` (see `policy::decisions`) |
 //! | [`BODY_BUDGET_BYTES`] `grenzwacht_body_budget_bytes` | gauge | `direction`: bytes of unauthenticated request bodies held |
 //!
 //! `direction` is `inbound` (remote → protected) or `outbound` (protected → remote), see
@@ -69,14 +71,24 @@ pub fn build_filter(filter: &str, rust_log: Option<&str>) -> Result<EnvFilter, T
     })
 }
 
+/// Whether log lines on stderr get ANSI colour codes: only when stderr is a terminal and
+/// `NO_COLOR` is not set.
+pub fn ansi_for_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global tracing subscriber: text or JSON lines on stderr, filtered by `filter`
 /// (an `EnvFilter` directive such as `info` or `grenzwacht=debug,hyper=warn`), or by
 /// `RUST_LOG` when that is set. Fails on a bad directive or when called twice.
 pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(filter, rust_log.as_deref())?;
+    // Colour codes only for a terminal: a log file (the lab's, a service manager's) gets
+    // plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi_for_stderr())
         .with_writer(std::io::stderr);
     let result = if json {
         builder
@@ -91,9 +103,13 @@ pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     result.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
 }
 
-/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow) and winning
-/// `action`.
+/// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow), winning
+/// `action` and the `rule` that decided (an id of the loaded rule set, else `other`).
 pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+/// Counter: per-unit policy decisions, by `direction` (the way the data flows), `verdict`
+/// (`allow`, `redact`, `hold`, `reject`, `drop`, `withhold`, `unjudged`) and `unit` (`pdu`,
+/// `event`, `edu`, `to_device`, `field`); see `policy::decisions`.
+pub const DECISIONS_TOTAL: &str = "grenzwacht_decisions_total";
 /// Metric: decisions on opaque content, by direction and outcome.
 pub const OPAQUE_DECISIONS_TOTAL: &str = "grenzwacht_opaque_decisions_total";
 /// Counter: policy reloads by `result` (ok, refused, refused_shrink, accepted_shrink).
@@ -136,6 +152,16 @@ pub const WITHHELD_PDUS_TOTAL: &str = "grenzwacht_withheld_pdus_total";
 /// Counter: sender notices by result (`sent`, `failed`, `rate_limited`, `queue_full`,
 /// `no_admin_api`, `duplicate`).
 pub const NOTICES_TOTAL: &str = "grenzwacht_notices_total";
+/// Gauge: held events waiting for a review decision, by direction (`proxy::hold`).
+pub const HELD_EVENTS: &str = "grenzwacht_held_events";
+/// Gauge: PDUs waiting in hold queues for delivery (held ones and those behind them), by
+/// direction.
+pub const HOLD_QUEUE_DEPTH: &str = "grenzwacht_hold_queue_depth";
+/// Histogram: seconds from holding an event to its final decision, by decision
+/// (`release`/`reject`).
+pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
+/// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
+pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -315,7 +341,16 @@ fn builder() -> PrometheusBuilder {
             DURATION_BUCKETS,
         )
         .expect("DURATION_BUCKETS is not empty")
+        .set_buckets_for_metric(
+            Matcher::Full(REVIEW_LATENCY_SECONDS.to_string()),
+            REVIEW_LATENCY_BUCKETS,
+        )
+        .expect("REVIEW_LATENCY_BUCKETS is not empty")
 }
+
+/// Histogram buckets of [`REVIEW_LATENCY_SECONDS`]: 10 s to a week.
+pub const REVIEW_LATENCY_BUCKETS: &[f64] =
+    &[10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0];
 
 /// Handle to the process-global Prometheus recorder, installing it (and describing the metrics)
 /// on first use. Safe to call any number of times from any thread.
@@ -395,7 +430,11 @@ pub fn describe() {
     );
     describe_counter!(
         DLP_DECISIONS_TOTAL,
-        "DLP scans with matches, by mode (enforce, shadow) and winning action."
+        "DLP scans with matches, by mode (enforce, shadow), winning action and deciding rule."
+    );
+    describe_counter!(
+        DECISIONS_TOTAL,
+        "Policy decisions per unit (PDU, event, EDU, to-device message, field), by direction, verdict and unit."
     );
     describe_counter!(
         OPAQUE_DECISIONS_TOTAL,
@@ -423,6 +462,23 @@ pub fn describe() {
     describe_counter!(
         NOTICES_TOTAL,
         "Notices to protected senders about their events (redacted, held, rejected), by result."
+    );
+    describe_gauge!(
+        HELD_EVENTS,
+        "Held events waiting for a review decision, by direction."
+    );
+    describe_gauge!(
+        HOLD_QUEUE_DEPTH,
+        "PDUs waiting in hold queues for delivery, by direction."
+    );
+    describe_histogram!(
+        REVIEW_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from holding an event to its final review decision, by decision."
+    );
+    describe_counter!(
+        HOLD_DELIVERIES_TOTAL,
+        "Delivery attempts of held traffic, by result."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
 }
@@ -516,6 +572,32 @@ pub fn record_withheld(direction: Direction, cause: &'static str) {
         "direction" => direction.as_str(),
         "cause" => cause)
     .increment(1);
+}
+
+/// Counts `n` unit decisions ([`DECISIONS_TOTAL`]); `verdict` and `unit` come from the fixed
+/// sets of `policy::decisions`.
+pub fn record_decisions(direction: Direction, verdict: &'static str, unit: &'static str, n: u64) {
+    metrics::counter!(DECISIONS_TOTAL,
+        "direction" => direction.as_str(),
+        "verdict" => verdict,
+        "unit" => unit)
+    .increment(n);
+}
+
+/// Sets the number of held events waiting for a decision and of queued PDUs in `direction`.
+pub fn set_holds(direction: Direction, held: usize, queued: usize) {
+    metrics::gauge!(HELD_EVENTS, "direction" => direction.as_str()).set(held as f64);
+    metrics::gauge!(HOLD_QUEUE_DEPTH, "direction" => direction.as_str()).set(queued as f64);
+}
+
+/// Records the time a held event waited for its final decision (`release`/`reject`).
+pub fn record_review_latency(decision: &'static str, seconds: f64) {
+    metrics::histogram!(REVIEW_LATENCY_SECONDS, "decision" => decision).record(seconds);
+}
+
+/// Counts one delivery attempt of held traffic (`delivered`, `failed`, `refused`).
+pub fn record_hold_delivery(result: &'static str) {
+    metrics::counter!(HOLD_DELIVERIES_TOTAL, "result" => result).increment(1);
 }
 
 /// Counts one accepted connection.

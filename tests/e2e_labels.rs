@@ -9,7 +9,8 @@
 //! - a VS-NfD message released to FRA only arrives redacted;
 //! - an `m.room.encrypted` event (well-formed Megolm) without a label arrives redacted, with a
 //!   releasable label intact (`[opaque] release = "labeled"`);
-//! - a VS-NfD-labeled body marked GEHEIM (and one marked VS-VERTRAULICH) is held (redacted);
+//! - a VS-NfD-labeled body marked GEHEIM (and one marked VS-VERTRAULICH) is held for review; a
+//!   reviewer cleared like hs1 rejects it, so it arrives redacted;
 //! - after the room is labeled GEHEIM, an unlabeled message arrives redacted.
 //!
 //! The lab guard's keyword rule also redacts `GEHEIM` in clear text. The cases are built so
@@ -64,6 +65,49 @@ async fn wait_event(who: &Session, room: &str, event_id: &str) -> Value {
 async fn intact(bob: &Session, room: &str, id: &str, sent: &Value, what: &str) {
     let seen = wait_event(bob, room, id).await;
     assert_eq!(&seen["content"], sent, "{what}: must arrive intact: {seen}");
+}
+
+/// A label/content mismatch is held for review (`on_mismatch = "hold"`): a reviewer cleared
+/// like the protected side rejects it (through the guard's store file, the running guard
+/// delivers it redacted).
+async fn reject_held(info: &grenzwacht::lab::LabInfo, event_id: &str) {
+    use grenzwacht::proxy::hold::HoldQueue;
+    use grenzwacht::review::{Decision, Principal, ReviewQueue, Role};
+    let cfg = grenzwacht::config::Config::load(&info.guard.config).expect("guard config");
+    let labels = cfg.labels.clone().expect("[labels]");
+    let spifs = grenzwacht::spif::SpifSet::load(&labels.spifs).expect("spifs");
+    let who = Principal {
+        name: "rita".into(),
+        role: Role::Reviewer,
+        clearance: labels.protected.clearance.clone(),
+    };
+    let path = cfg.store.path.clone();
+    let id = grenzwacht::lab::client::wait_until(&format!("{event_id} held"), WAIT, || {
+        let (q, who) = (
+            HoldQueue::new(
+                grenzwacht::store::Store::open(&path).unwrap(),
+                cfg.review.clone(),
+                Some(spifs.clone()),
+            ),
+            who.clone(),
+        );
+        async move {
+            Ok(q.list(&who, false)
+                .unwrap()
+                .into_iter()
+                .find(|h| h.event_id == event_id)
+                .map(|h| h.id))
+        }
+    })
+    .await
+    .expect("held for review");
+    let q = HoldQueue::new(
+        grenzwacht::store::Store::open(&path).unwrap(),
+        cfg.review.clone(),
+        Some(spifs),
+    );
+    q.decide(&who, id, Decision::Reject, "marking above the label")
+        .expect("rejected");
 }
 
 async fn redacted(bob: &Session, room: &str, id: &str, what: &str) {
@@ -168,6 +212,7 @@ async fn labels_decide_release_per_event() {
         &text("Lagebild 5: GEHEIM", Some(deu(2, &[276]))),
     )
     .await;
+    reject_held(&info, &e5).await;
     redacted(&bob, &room, &e5, "GEHEIM body in a VS-NfD event").await;
     let e5b = send(
         &alice,
@@ -176,6 +221,7 @@ async fn labels_decide_release_per_event() {
         &text("Einstufung VS-VERTRAULICH", Some(deu(2, &[276]))),
     )
     .await;
+    reject_held(&info, &e5b).await;
     redacted(&bob, &room, &e5b, "VS-VERTRAULICH body in a VS-NfD event").await;
 
     // The conversation goes on (positive control after the redactions).

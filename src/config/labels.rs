@@ -49,7 +49,7 @@ pub enum LabelAction {
     /// Redact in transit (EDUs and to-device messages: dropped).
     #[default]
     Redact,
-    /// Hold for review; there is no review queue yet, so it acts as redact.
+    /// Hold for review (`proxy::hold`).
     Hold,
 }
 

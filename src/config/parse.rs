@@ -437,6 +437,11 @@ pub(super) fn parse(
                     cfg.media = v;
                 }
             }
+            "review" => {
+                if let Some(v) = ctx.section(node, name, anchor) {
+                    cfg.review = v;
+                }
+            }
             "protected" => {
                 let (v, ok) = ctx.array(item, name, anchor);
                 cfg.protected = v;
@@ -803,6 +808,14 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 );
             }
         }
+    }
+    // [review]
+    for (key, msg) in cfg.review.check() {
+        let path = [k("review"), k(key)];
+        ctx.error(
+            value_span(root, &path).or_else(|| key_span(root, &[k("review")])),
+            msg,
+        );
     }
     // [opaque] (also against [labels], wherever it is in the file)
     for (key, index, msg) in cfg.opaque.check(key_span(root, &[k("labels")]).is_some()) {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 pub enum RuleAction {
     /// Redact the event (drop the EDU).
     Redact,
-    /// Hold for review; there is no review queue, so it acts as redact.
+    /// Hold for review (`proxy::hold`).
     Hold,
     /// Single-event endpoints: refuse with 403. In a transaction: redact.
     Reject,

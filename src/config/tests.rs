@@ -275,6 +275,32 @@ fn notices_errors_have_lines() {
 }
 
 #[test]
+fn review_errors_have_lines() {
+    let text = "[review]\nfour_eyes = true\ndelivery_backoff_initial_ms = 5000\ndelivery_backoff_max_ms = 1000\n";
+    assert_eq!(
+        errors(text),
+        [(
+            4,
+            "`review.delivery_backoff_max_ms` must be at least `delivery_backoff_initial_ms`"
+                .to_owned()
+        )]
+    );
+    let text = "[review]\ntimeout_decision = \"maybe\"\nfour_eye = true\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].0 == 2 && e[0].1.contains("maybe"), "{e:?}");
+    assert_eq!(e[1], (3, "unknown key `review.four_eye`".to_owned()));
+    let c = parse("[review]\nfour_eyes = true\ntimeout_decision = \"release\"\n").unwrap();
+    assert!(c.review.four_eyes);
+    assert_eq!(
+        c.review.timeout_decision,
+        super::review::TimeoutDecision::Release
+    );
+    assert_eq!(c.review.timeout_secs, 86_400);
+    assert!(!parse("").unwrap().review.four_eyes);
+}
+
+#[test]
 fn store_errors_have_lines() {
     let text = "[store]\npath = \"gw.db\"\ntxn_retention = 5\n";
     assert_eq!(

@@ -553,6 +553,27 @@ impl LabelPolicy {
         }
     }
 
+    /// The effective label of an event flowing in `direction` (its own label, else its room's,
+    /// else the sending side's default), as [`Self::judge`] takes it; `Err` if the label that
+    /// applies cannot be read. For review queues (`proxy::hold`): who may see a held event.
+    pub fn effective_label(
+        &self,
+        direction: Direction,
+        room: Option<&str>,
+        content: &RawValue,
+    ) -> Result<Label, String> {
+        let fields: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(content.get()).unwrap_or_default();
+        let eff = match fields.get(self.event_key.as_str()) {
+            Some(raw) => self.parse_cached(raw),
+            None => match room.and_then(|r| self.room_label(r)) {
+                Some(rl) => rl,
+                None => self.sides(direction).0.default_label.clone(),
+            },
+        };
+        eff.as_ref().clone()
+    }
+
     fn sides(&self, direction: Direction) -> (&Side, &Side) {
         match direction {
             Direction::Outbound => (&self.protected, &self.remote),
@@ -1064,6 +1085,26 @@ impl Policy for LabelPolicy {
         }
         v
     }
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut crate::policy::Findings,
+    ) -> PduVerdict {
+        let v = self.pdu(ctx, pdu);
+        self.explain_verdict(ctx, pdu.room_id.as_deref(), pdu.content, &v, found);
+        v
+    }
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        ev: &EventView<'_>,
+        found: &mut crate::policy::Findings,
+    ) -> PduVerdict {
+        let v = self.event(ctx, ev);
+        self.explain_verdict(ctx, ev.room_id.as_deref(), ev.content, &v, found);
+        v
+    }
     fn event(&self, ctx: &ExchangeCtx, ev: &EventView<'_>) -> PduVerdict {
         self.event_like(
             ctx,
@@ -1149,6 +1190,7 @@ impl Policy for LabelPolicy {
     }
 }
 
+mod explain;
 #[cfg(test)]
 mod tests;
 mod view;

@@ -12,6 +12,7 @@
 //!   one consistent policy, never by half of an old and half of a new one.
 use std::sync::Arc;
 
+use super::decisions::{Findings, RuleHit, UnitVerdict};
 use super::{
     Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, RequestText,
     ToDeviceMessage, UserField,
@@ -22,6 +23,8 @@ use crate::federation::pdu::{EduView, EventView, PduView};
 #[derive(Default, Clone)]
 pub struct Layers {
     layers: Vec<(&'static str, Arc<dyn Policy>)>,
+    /// The policy version (the rule set's combined hash, `policy::identity`), for records.
+    version: Option<Arc<str>>,
 }
 
 impl Layers {
@@ -32,6 +35,16 @@ impl Layers {
     pub fn with(mut self, name: &'static str, policy: Arc<dyn Policy>) -> Self {
         self.layers.push((name, policy));
         self
+    }
+    /// Sets the policy version this stack was built from (see [`Layers::version`]).
+    pub fn with_version(mut self, version: impl Into<Arc<str>>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+    /// The policy version: the hex SHA-256 fingerprint of the DLP rule set the stack was built
+    /// from (`policy::manifest::Manifest::fingerprint`), `None` without one.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
     /// The layer names, in order.
     pub fn names(&self) -> Vec<&'static str> {
@@ -62,6 +75,63 @@ impl Layers {
             }
         }
         EduVerdict::Allow
+    }
+    /// [`Layers::most_severe`] with findings: each layer's findings are named after it.
+    fn most_severe_explained(
+        &self,
+        found: &mut Findings,
+        f: impl Fn(&dyn Policy, &mut Findings) -> PduVerdict,
+    ) -> PduVerdict {
+        let mut best = PduVerdict::Allow;
+        for (name, p) in &self.layers {
+            let before = found.hits.len();
+            let v = f(p.as_ref(), found);
+            name_findings(found, before, name, UnitVerdict::of_pdu(&v));
+            if v.severity() > best.severity() {
+                best = v;
+            }
+        }
+        best
+    }
+    /// [`Layers::first_drop`] with findings (the layers after the first drop are not asked).
+    fn first_drop_explained(
+        &self,
+        found: &mut Findings,
+        f: impl Fn(&dyn Policy, &mut Findings) -> EduVerdict,
+    ) -> EduVerdict {
+        for (name, p) in &self.layers {
+            let before = found.hits.len();
+            let v = f(p.as_ref(), found);
+            let rule = match &v {
+                EduVerdict::Allow => None,
+                EduVerdict::Drop { rule } => Some(rule.as_str()),
+            };
+            name_findings(found, before, name, (UnitVerdict::Drop, rule));
+            if rule.is_some() {
+                return v;
+            }
+        }
+        EduVerdict::Allow
+    }
+}
+
+/// Names the findings a layer added after `before`; a layer that refused without adding any is
+/// named with the rule of its verdict.
+fn name_findings(
+    found: &mut Findings,
+    before: usize,
+    layer: &'static str,
+    (verdict, rule): (UnitVerdict, Option<&str>),
+) {
+    for h in &mut found.hits[before..] {
+        h.layer = layer;
+    }
+    if let Some(rule) = rule {
+        if found.hits.len() == before {
+            found
+                .hits
+                .push(RuleHit::rule_only(layer, rule, verdict.as_str()));
+        }
     }
 }
 
@@ -105,6 +175,64 @@ impl Policy for Layers {
     }
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
+    }
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        self.most_severe_explained(found, |p, f| p.explain_pdu(ctx, pdu, f))
+    }
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        event: &EventView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        self.most_severe_explained(found, |p, f| p.explain_event(ctx, event, f))
+    }
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
+        self.first_drop_explained(found, |p, f| p.explain_edu(ctx, edu, f))
+    }
+    fn explain_to_device(
+        &self,
+        ctx: &ExchangeCtx,
+        msg: &ToDeviceMessage<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
+        self.first_drop_explained(found, |p, f| p.explain_to_device(ctx, msg, f))
+    }
+    fn explain_user_field(
+        &self,
+        ctx: &ExchangeCtx,
+        field: &UserField<'_>,
+        found: &mut Findings,
+    ) -> FieldVerdict {
+        for (name, p) in &self.layers {
+            let before = found.hits.len();
+            let v = p.explain_user_field(ctx, field, found);
+            let rule = match &v {
+                FieldVerdict::Allow => None,
+                FieldVerdict::Remove { rule } => Some(rule.as_str()),
+            };
+            name_findings(found, before, name, (UnitVerdict::Drop, rule));
+            if rule.is_some() {
+                return v;
+            }
+        }
+        FieldVerdict::Allow
+    }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        self.layers
+            .iter()
+            .flat_map(|(_, p)| p.matches(ctx, pdu))
+            .collect()
     }
 }
 

@@ -16,6 +16,12 @@
 //! the forwarded transaction; the sender gets a per-PDU error) and the rest of the transaction
 //! crosses. In any other body (responses, invites, joins) it refuses the whole exchange with
 //! 404 `M_NOT_FOUND`. Typing and receipt EDUs that name a paused room are dropped.
+//!
+//! Held rooms work alike, with a review queue behind the gate ([`RoomGate::holds`]): a room
+//! waiting behind a held event ([`RoomGate::is_held`], or an event held earlier in the same
+//! body) has its PDUs queued behind the held one ([`Screened::Queue`], `Verdicts::queue`)
+//! instead of withheld; any other exchange carrying its events answers 404, its typing and
+//! receipt EDUs are dropped.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -46,6 +52,21 @@ pub trait RoomGate: Send + Sync {
     fn pause(&self, direction: Direction, room: &str, raw: &RawValue, rule: &str);
     /// Counts and logs one unit withheld (`cause`: [`CAUSE_PAUSED`] or [`CAUSE_REDACTION_KEPT`]).
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str);
+    /// The event id of a PDU: `event_id` (room versions 1–2), else its reference hash under
+    /// its room's version; `None` when unknown (decision records, `policy::decisions`).
+    fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        None
+    }
+    /// Whether held events go to a review queue (`proxy::hold`). Without one (the default),
+    /// a hold verdict acts as redact.
+    fn holds(&self) -> bool {
+        false
+    }
+    /// Is `room` waiting behind a held event for data flowing in `direction`? Its PDUs then
+    /// queue behind the held one ([`Screened::Queue`]).
+    fn is_held(&self, _direction: Direction, _room: &str) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for dyn RoomGate + '_ {
@@ -102,6 +123,9 @@ pub enum Screened {
     Pass,
     /// The event must not cross: its room is paused.
     Withhold { room: String, rule: String },
+    /// The event's room waits behind a held event: in a transaction the PDU queues behind it,
+    /// any other exchange is answered as for a paused room.
+    Queue { room: String },
 }
 
 /// Pause checks and re-judgement for the units of one body (one direction).
@@ -110,6 +134,8 @@ pub struct Screen<'g> {
     direction: Direction,
     /// Rooms paused while judging this body (later events of them are withheld too).
     paused_here: Vec<String>,
+    /// Rooms with an event held in this body (later events of them queue behind it).
+    held_here: Vec<String>,
 }
 
 impl<'g> Screen<'g> {
@@ -118,6 +144,14 @@ impl<'g> Screen<'g> {
             gate,
             direction,
             paused_here: Vec::new(),
+            held_here: Vec::new(),
+        }
+    }
+
+    /// An event of `room` in this body was held: later events of the room queue behind it.
+    pub fn held(&mut self, room: String) {
+        if !self.held_here.contains(&room) {
+            self.held_here.push(room);
         }
     }
 
@@ -135,6 +169,9 @@ impl<'g> Screen<'g> {
                 room,
                 rule: "room_paused".into(),
             };
+        }
+        if self.held_here.contains(&room) || gate.is_held(self.direction, &room) {
+            return Screened::Queue { room };
         }
         Screened::Pass
     }
@@ -187,9 +224,12 @@ impl<'g> Screen<'g> {
     /// Is this EDU about a paused room (typing notifications, read receipts)?
     pub fn edu_paused(&self, edu: &EduView<'_>) -> bool {
         let Some(gate) = self.gate else { return false };
-        edu_rooms(edu)
-            .iter()
-            .any(|r| self.paused_here.iter().any(|p| p == r) || gate.is_paused(self.direction, r))
+        edu_rooms(edu).iter().any(|r| {
+            self.paused_here.iter().any(|p| p == r)
+                || self.held_here.iter().any(|p| p == r)
+                || gate.is_paused(self.direction, r)
+                || gate.is_held(self.direction, r)
+        })
     }
 }
 
@@ -316,6 +356,121 @@ mod tests {
             v["state_key"] = k.into();
         }
         raw(v)
+    }
+
+    /// Holds `VS-VERTRAULICH`, allows the rest.
+    struct Holding;
+    impl Policy for Holding {
+        fn request(&self, _: &ExchangeCtx) -> Decision {
+            Decision::Allow
+        }
+        fn pdu(&self, _: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+            if pdu.content.get().contains("VS-VERTRAULICH") {
+                PduVerdict::Hold { rule: "vs".into() }
+            } else {
+                PduVerdict::Allow
+            }
+        }
+        fn event(&self, _: &ExchangeCtx, _: &EventView<'_>) -> PduVerdict {
+            PduVerdict::Allow
+        }
+        fn edu(&self, _: &ExchangeCtx, _: &EduView<'_>) -> EduVerdict {
+            EduVerdict::Allow
+        }
+        fn response(&self, _: &ExchangeCtx) -> Decision {
+            Decision::Allow
+        }
+    }
+
+    /// [`TestGate`] with a hold queue: `held` rooms wait (outbound).
+    struct HoldGate {
+        inner: TestGate,
+        held: Vec<&'static str>,
+    }
+    impl RoomGate for HoldGate {
+        fn room(&self, raw: &RawValue, room_id: Option<&str>) -> Option<String> {
+            self.inner.room(raw, room_id)
+        }
+        fn is_paused(&self, d: Direction, room: &str) -> bool {
+            self.inner.is_paused(d, room)
+        }
+        fn redacted(&self, raw: &RawValue, room: &str) -> Option<Box<RawValue>> {
+            self.inner.redacted(raw, room)
+        }
+        fn pause(&self, d: Direction, room: &str, raw: &RawValue, rule: &str) {
+            self.inner.pause(d, room, raw, rule)
+        }
+        fn withheld(&self, d: Direction, room: &str, cause: &'static str) {
+            self.inner.withheld(d, room, cause)
+        }
+        fn holds(&self) -> bool {
+            true
+        }
+        fn is_held(&self, d: Direction, room: &str) -> bool {
+            d == Direction::Outbound && self.held.contains(&room)
+        }
+    }
+
+    #[test]
+    fn held_events_leave_a_transaction_later_ones_queue_and_reviews_decide() {
+        use crate::policy::permit::check_units_for_tests as check;
+        use crate::policy::Units;
+        use crate::review::Decision as D;
+        let gate = HoldGate {
+            inner: TestGate::default(),
+            held: vec!["!c:hs1"],
+        };
+        let body = |b: &str| serde_json::json!({ "body": b });
+        let raws = [
+            event("!a:hs1", "m.room.message", None, body("VS-VERTRAULICH")),
+            event("!a:hs1", "m.room.message", None, body("danach")),
+            event("!b:hs1", "m.room.message", None, body("frei")),
+            event("!c:hs1", "m.room.message", None, body("wartet schon")),
+        ];
+        let views: Vec<PduView<'_>> = raws.iter().map(|r| PduView::parse(r).unwrap()).collect();
+        let mut units = Units {
+            pdus: views,
+            pdu_pos: vec![0, 1, 2, 3],
+            rooms: Some(&gate),
+            ..Default::default()
+        };
+        let pos = |m: &[crate::policy::Modification]| m.iter().map(|m| m.pos).collect::<Vec<_>>();
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.hold), [0], "held");
+        assert_eq!(
+            pos(&v.queue),
+            [1, 3],
+            "behind a hold: in this body, or before"
+        );
+        assert!(v.redact.is_empty() && v.withhold.is_empty());
+        // A reviewer's release: allowed (only when the room's queue delivers it: here the
+        // test gate says nothing waits in room a).
+        units.reviewed = vec![(0, D::Release)];
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert!(v.hold.is_empty() && v.redact.is_empty());
+        assert_eq!(pos(&v.queue), [3]);
+        // A rejection: redacted.
+        units.reviewed = vec![(0, D::Reject)];
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.redact), [0]);
+        assert!(v.hold.is_empty());
+        // Without a hold queue, hold acts as redact and nothing queues.
+        units.reviewed.clear();
+        let plain = TestGate::default();
+        units.rooms = Some(&plain);
+        let v = check(&Holding, &ctx(), &units).unwrap();
+        assert_eq!(pos(&v.redact), [0]);
+        assert!(v.hold.is_empty() && v.queue.is_empty());
+        // Any other body: 404.
+        units.rooms = Some(&gate);
+        let fetch = ExchangeCtx {
+            endpoint: catalog::by_id("backfill").unwrap(),
+            ..ctx()
+        };
+        units.pdus.truncate(1);
+        units.pdu_pos.truncate(1);
+        let r = check(&Holding, &fetch, &units).unwrap_err();
+        assert_eq!((r.status.as_u16(), r.errcode), (404, "M_NOT_FOUND"));
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Units<'a> {
     /// a malformed PDU of a transaction has a position but no view): left out of the
     /// transaction or response (`Verdicts::withhold`), never judged.
     pub omit: Vec<usize>,
+    /// Reviewers' decisions on held PDUs, by position (as in `pdu_pos`): the guard's own
+    /// delivery of held traffic (`proxy::hold`). A hold verdict on a released PDU becomes
+    /// allow, any verdict on a rejected PDU at least redact; nothing else changes.
+    pub reviewed: Vec<(usize, crate::review::Decision)>,
 }
 
 impl Units<'_> {
@@ -167,6 +171,13 @@ pub struct Verdicts {
     /// PDUs to remove from a transaction (their room is paused, [`super::pause`]) or from a
     /// transaction or response (the receiver would reject them, [`Units::omit`]).
     pub withhold: Vec<Modification>,
+    /// PDUs held for review: removed from a transaction and taken over by the guard's hold
+    /// queue (`proxy::hold`); the sender gets success for them. Only with a `RoomGate` that
+    /// has a hold queue (`RoomGate::holds`); without one, hold acts as redact.
+    pub hold: Vec<Modification>,
+    /// PDUs of a room waiting behind a held event: removed from a transaction and queued
+    /// behind it, in order (the sender gets success for them).
+    pub queue: Vec<Modification>,
 }
 
 impl Verdicts {
@@ -176,6 +187,8 @@ impl Verdicts {
             && self.remove_fields.is_empty()
             && self.drop_to_device.is_empty()
             && self.withhold.is_empty()
+            && self.hold.is_empty()
+            && self.queue.is_empty()
     }
 }
 
@@ -194,11 +207,25 @@ pub fn decide(
     forward: Forward,
     rewrite: &dyn Rewrite<Forward>,
 ) -> Result<Permit<Forward>, Refusal> {
+    decide_recorded(policy, ctx, units, forward, rewrite, None)
+}
+
+/// [`decide`], appending the record of every unit to `records` ([`super::decisions`]; also
+/// when the exchange is refused over a unit). Without `records` the decisions are still
+/// counted and logged.
+pub fn decide_recorded(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    forward: Forward,
+    rewrite: &dyn Rewrite<Forward>,
+    records: Option<&mut Vec<super::UnitDecision>>,
+) -> Result<Permit<Forward>, Refusal> {
     if let Decision::Refuse(r) = policy.request(ctx) {
         return Err(r);
     }
     check_request_text(policy, ctx, &forward)?;
-    let verdicts = check_units(policy, ctx, units)?;
+    let verdicts = super::decisions::check_units_recorded(policy, ctx, units, records)?;
     let forward = if verdicts.is_empty() {
         forward
     } else {
@@ -260,13 +287,26 @@ pub fn decide_response(
     release: Release,
     rewrite: &dyn Rewrite<Release>,
 ) -> Result<Permit<Release>, Refusal> {
+    decide_response_recorded(policy, ctx, units, release, rewrite, None)
+}
+
+/// [`decide_response`], appending the record of every unit to `records` (as
+/// [`decide_recorded`]; the records carry the direction the data flows).
+pub fn decide_response_recorded(
+    policy: &dyn Policy,
+    ctx: &ExchangeCtx,
+    units: &Units<'_>,
+    release: Release,
+    rewrite: &dyn Rewrite<Release>,
+    records: Option<&mut Vec<super::UnitDecision>>,
+) -> Result<Permit<Release>, Refusal> {
     // A response carries data the other way: the answer to an inbound request leaves the
     // protected side. Content rules see the direction the data flows.
     let data_ctx = ExchangeCtx {
         direction: ctx.direction.reverse(),
         ..ctx.clone()
     };
-    let verdicts = check_units(policy, &data_ctx, units)?;
+    let verdicts = super::decisions::check_units_recorded(policy, &data_ctx, units, records)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
         return Err(r);
     }
@@ -280,11 +320,26 @@ pub fn decide_response(
 
 /// Whether `verdict` lets the event cross redacted (a reject outside a transaction refuses the
 /// exchange instead: nothing of the event crosses, so its redacted form need not be judged).
-fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool) -> bool {
+fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool, holds: bool) -> bool {
     match verdict {
         PduVerdict::Allow => false,
         PduVerdict::Reject { .. } => in_transaction,
-        PduVerdict::Redact { .. } | PduVerdict::Hold { .. } => true,
+        // Held: nothing of the event crosses until a reviewer decided.
+        PduVerdict::Hold { .. } => !holds,
+        PduVerdict::Redact { .. } => true,
+    }
+}
+
+/// A verdict after a reviewer's decision on the event (see [`Units::reviewed`]).
+fn reviewed(verdict: PduVerdict, decision: crate::review::Decision) -> PduVerdict {
+    use crate::review::Decision as D;
+    match (decision, verdict) {
+        (D::Release, PduVerdict::Hold { .. }) => PduVerdict::Allow,
+        (D::Reject, PduVerdict::Allow) => PduVerdict::Redact {
+            rule: "review_rejected".into(),
+        },
+        (D::Reject, PduVerdict::Hold { rule }) => PduVerdict::Redact { rule },
+        (_, v) => v,
     }
 }
 
@@ -298,7 +353,7 @@ pub(crate) fn check_units_for_tests(
     check_units(policy, ctx, units)
 }
 
-fn check_units(
+pub(super) fn check_units(
     policy: &dyn Policy,
     ctx: &ExchangeCtx,
     units: &Units<'_>,
@@ -307,7 +362,9 @@ fn check_units(
     // listed after the state it governs).
     policy.prepare(ctx, units);
     let in_transaction = ctx.endpoint.handler == Handler::Transaction;
+    let holds = units.rooms.is_some_and(|g| g.holds());
     let mut v = Verdicts::default();
+    let mut held = Vec::new();
     let mut apply =
         |verdict: PduVerdict, pos: usize, room_id: Option<String>| -> Result<(), Refusal> {
             match verdict {
@@ -317,7 +374,16 @@ fn check_units(
                     RefusalReason::Policy,
                     format!("event refused by rule {rule}"),
                 )),
-                // Hold needs a review queue; there is none, so it applies redact.
+                // Held for review: the hold queue takes a transaction's PDU over; any other
+                // exchange carrying it is answered as for a paused room.
+                PduVerdict::Hold { rule } if holds => {
+                    if !in_transaction {
+                        return Err(pause::not_found());
+                    }
+                    held.push(Modification { pos, room_id, rule });
+                    Ok(())
+                }
+                // Without a review queue, hold applies redact.
                 PduVerdict::Reject { rule }
                 | PduVerdict::Redact { rule }
                 | PduVerdict::Hold { rule } => {
@@ -329,10 +395,21 @@ fn check_units(
     // Paused rooms: their events are withheld from a transaction and refuse anything else.
     let mut screen = Screen::new(units.rooms, ctx.direction);
     let mut withhold = Vec::new();
+    let mut queue = Vec::new();
     let mut withheld = |s: Screened, pos: usize| -> Result<bool, Refusal> {
         match s {
             Screened::Pass => Ok(false),
-            Screened::Withhold { .. } if !in_transaction => Err(pause::not_found()),
+            Screened::Withhold { .. } | Screened::Queue { .. } if !in_transaction => {
+                Err(pause::not_found())
+            }
+            Screened::Queue { room } => {
+                queue.push(Modification {
+                    pos,
+                    room_id: Some(room),
+                    rule: "room_held".into(),
+                });
+                Ok(true)
+            }
             Screened::Withhold { room, rule } => {
                 withhold.push(Modification {
                     pos,
@@ -366,10 +443,22 @@ fn check_units(
                 verdict = finding.clone();
             }
         }
-        if crosses_redacted(&verdict, in_transaction)
+        if let Some((_, d)) = units.reviewed.iter().find(|(p, _)| *p == pos) {
+            verdict = reviewed(verdict, *d);
+        }
+        if crosses_redacted(&verdict, in_transaction, holds)
             && withheld(screen.after(policy, ctx, &unit, &verdict), pos)?
         {
             continue;
+        }
+        if let (PduVerdict::Hold { .. }, true, true) = (&verdict, holds, in_transaction) {
+            // Later PDUs of the room in this transaction queue behind it.
+            if let Some(room) = units
+                .rooms
+                .and_then(|g| g.room(pdu.raw, pdu.room_id.as_deref()))
+            {
+                screen.held(room);
+            }
         }
         apply(verdict, pos, pdu.room_id.as_deref().map(str::to_string))?;
     }
@@ -389,7 +478,7 @@ fn check_units(
             }
             _ => policy.event(ctx, ev),
         };
-        if crosses_redacted(&verdict, in_transaction)
+        if crosses_redacted(&verdict, in_transaction, holds)
             && withheld(screen.after(policy, ctx, &unit, &verdict), pos)?
         {
             continue;
@@ -398,6 +487,8 @@ fn check_units(
     }
     v.withhold = withhold;
     v.withhold.extend(omitted);
+    v.hold = held;
+    v.queue = queue;
     for (i, edu) in units.edus.iter().enumerate() {
         if screen.edu_paused(edu) {
             v.drop_edus.push(Modification {

@@ -58,8 +58,9 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
-/// Per-PDU verdict. `Redact` and `Hold` are applied by redaction in transit (`policy::permit`,
-/// `proxy::rewrite`); `Hold` acts as redact (there is no review queue).
+/// Per-PDU verdict. `Redact` is applied by redaction in transit (`policy::permit`,
+/// `proxy::rewrite`). `Hold` sends the PDU to the review queue (`proxy::hold`) when the exchange
+/// has one (`RoomGate::holds`), else it acts as redact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PduVerdict {
     Allow,

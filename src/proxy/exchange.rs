@@ -207,6 +207,8 @@ pub async fn handle(
 fn unknown_endpoint(guard: &Guard, method: &Method, path: &str) -> Refusal {
     // The path is logged truncated: it is not payload, but keep log lines bounded.
     let shown: String = path.chars().take(120).collect();
+    // The log names what was asked for (method and path, no query: its values may be payload).
+    info!(method = %method, path = %shown.escape_debug(), truncated = path.len() > shown.len(), "unknown endpoint refused");
     match guard.unknown_endpoint_forbidden() {
         true => refuse(
             RefusalReason::UnknownEndpoint,
@@ -481,7 +483,8 @@ fn admit(x: &Exchange<'_>) -> Result<(), Refusal> {
         x.param("roomId"),
         x.endpoint.handler == Handler::Transaction,
     ) {
-        if x.guard.pauses().is_paused(x.direction().reverse(), room) {
+        let towards = x.direction().reverse();
+        if x.guard.pauses().is_paused(towards, room) || x.guard.holds().is_held(towards, room) {
             return Err(crate::policy::pause::not_found());
         }
     }
@@ -608,7 +611,11 @@ async fn decide(
         (None, None) => unreachable!("a request is either recalled or inspected"),
     };
     let withheld = if x.endpoint.handler == Handler::Transaction && permit.get().body != *body {
-        super::perpdu::withheld(guard.store(), &guard.txn_limits(), body, &permit.get().body)
+        // PDUs the hold queue took over get success: the guard delivers them.
+        let mut w =
+            super::perpdu::withheld(guard.store(), &guard.txn_limits(), body, &permit.get().body);
+        w.retain(|(id, _)| !guard.holds().took_over(direction, id));
+        w
     } else {
         Vec::new()
     };

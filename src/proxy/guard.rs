@@ -127,6 +127,8 @@ pub struct Guard {
     store: Store,
     /// Paused rooms (`proxy::pause`), over `store`.
     pauses: super::pause::Pauses,
+    /// Held events and the queues of rooms waiting behind them (`proxy::hold`).
+    holds: super::hold::HoldQueue,
     /// Verified remote server keys (X-Matrix and PDU verification).
     remote_keys: RemoteKeys,
     /// Remote key objects as signed by their servers (restoring notary answers).
@@ -304,22 +306,25 @@ impl Guard {
                 .as_ref()
                 .map(|n| n.to_ascii_lowercase()),
             pauses: super::pause::Pauses::new(store.clone()),
+            holds: super::hold::HoldQueue::new(
+                store.clone(),
+                cfg.review.clone(),
+                labels.as_ref().map(|l| l.spifs().clone()),
+            ),
             store,
             remote_keys: RemoteKeys::new(),
             key_originals: Default::default(),
             protected_keys,
             guard_key,
-            policy: std::sync::RwLock::new(Arc::new(Self::layers(
-                &base,
-                &media,
-                dlp_layer,
-                labels.clone(),
-                opaque.clone(),
+            policy: std::sync::RwLock::new(Arc::new(reload::versioned(
+                Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()),
+                manifest.as_ref(),
             ))),
             base,
             dlp: cfg.dlp.clone(),
             labels,
-            reloader: reload::Reloader::new(manifest.as_ref()),
+            reloader: reload::Reloader::new(manifest.as_ref())
+                .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
             opaque,
             admin_access: crate::admin::AdminAccess::from_config(&cfg.admin)?,
@@ -393,6 +398,11 @@ impl Guard {
     /// The paused rooms.
     pub fn pauses(&self) -> &super::pause::Pauses {
         &self.pauses
+    }
+
+    /// The hold queue (held events, waiting rooms, reviews; `proxy::hold`).
+    pub fn holds(&self) -> &super::hold::HoldQueue {
+        &self.holds
     }
 
     /// The embedded store (room versions, transaction decisions).
@@ -690,8 +700,15 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             async move { s.wait().await },
         )));
     }
+    tasks.push(tokio::spawn(super::hold::delivery::run(
+        guard.clone(),
+        sd.clone(),
+    )));
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
+    guard
+        .load_record(crate::policy::identity::LoadEvent::Startup)
+        .log();
     if let Some((dir, every)) = guard.dlp_watch() {
         tasks.push(tokio::spawn(reload::watch_dlp(
             guard.clone(),

@@ -24,9 +24,8 @@
 //! The running guard notices pauses lifted (or added) by another process on the same store
 //! file through SQLite's `PRAGMA data_version`, checked at most once per [`RELOAD_INTERVAL`].
 //!
-//! This is the primitive review queues build on: a held event pauses its room towards a
-//! destination ([`Pauses::pause`] with another [`PauseCause`]) until a reviewer decides
-//! ([`Pauses::lift`]).
+//! Held rooms (`proxy::hold`) go through the same [`Gate`]: a room waiting behind a held event
+//! has its PDUs queued instead of withheld, and answers 404 like a paused room otherwise.
 pub mod cli;
 
 use std::collections::{BTreeMap, HashSet};
@@ -359,6 +358,12 @@ impl RoomGate for Gate<'_> {
             rule,
         );
     }
+    fn holds(&self) -> bool {
+        true
+    }
+    fn is_held(&self, direction: Direction, room: &str) -> bool {
+        self.guard.holds().is_held(direction, room)
+    }
     fn withheld(&self, direction: Direction, room: &str, cause: &'static str) {
         tm::record_withheld(direction, cause);
         tracing::info!(
@@ -367,6 +372,9 @@ impl RoomGate for Gate<'_> {
             cause,
             "event of a paused room withheld"
         );
+    }
+    fn event_id(&self, raw: &RawValue, _room: Option<&str>) -> Option<String> {
+        super::perpdu::event_id(self.guard.store(), raw, self.room_hint)
     }
 }
 

@@ -156,7 +156,7 @@ fn to_device_rewrites(
 
 impl RequestRewriter<'_> {
     /// Who signs the modified request, as whom, for whom.
-    fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
+    pub(crate) fn signer(&self) -> Result<(&SigningKey, &str, &str), Refusal> {
         let peer = self
             .ctx
             .peer
@@ -282,6 +282,8 @@ impl RequestRewriter<'_> {
                     (&reparsed.pdus[..], &reparsed.edus[..])
                 }
             };
+            // Held and queued PDUs are taken over by the hold queue before anything crosses.
+            super::hold::take_over(self.guard, self.ctx, pdus, v)?;
             let replacements = redactions(self.guard, pdus, v, self.room_hint)?;
             let mut drop: Vec<usize> = v.drop_edus.iter().map(|m| m.pos).collect();
             for m in &v.drop_edus {
@@ -297,17 +299,23 @@ impl RequestRewriter<'_> {
                 &drop,
             )
             .map_err(redact_error)?;
-            if v.withhold.is_empty() {
+            if v.withhold.is_empty() && v.hold.is_empty() && v.queue.is_empty() {
                 body
             } else {
-                // PDUs of paused rooms leave the transaction (positions are unchanged by the
-                // in-place redactions above).
-                let positions: Vec<usize> = v.withhold.iter().map(|m| m.pos).collect();
+                // PDUs of paused rooms, held PDUs and those queued behind them leave the
+                // transaction (positions are unchanged by the in-place redactions above).
+                let positions: Vec<usize> = v
+                    .withhold
+                    .iter()
+                    .chain(&v.hold)
+                    .chain(&v.queue)
+                    .map(|m| m.pos)
+                    .collect();
                 super::pause::without_pdus(&body, &positions)
                     .map_err(|_| internal("cannot remove withheld PDUs"))?
             }
         } else {
-            if !v.withhold.is_empty() {
+            if !v.withhold.is_empty() || !v.hold.is_empty() || !v.queue.is_empty() {
                 return Err(internal("withheld PDUs outside a transaction"));
             }
             if !v.drop_edus.is_empty() || !v.drop_to_device.is_empty() {

@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 4)
+//! # Format (schema version 5)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -47,6 +47,16 @@
 //! | `event_id`  | TEXT    | the event that caused it, if known                              |
 //! | `rule`      | TEXT    | the rule that matched                                           |
 //! | `paused_at` | INTEGER | when (Unix ms)                                                  |
+//!
+//! `held_events` (since version 5): events a rule held for review (`store::holds`), one row
+//! per (direction, event id); `destinations`, `rules`, `matches` and `approvals` are JSON
+//! arrays, `label` the effective label's JSON form, `pdu` the PDU bytes as received, `state`
+//! `pending` / `released` / `rejected`, `decided_at` set with the final decision.
+//!
+//! `hold_queue` (since version 5): the ordered delivery queue per (direction, destination,
+//! room): a held PDU (`hold_id` set) and every later PDU of the room that arrived while it
+//! waited, in `seq` order. Delivered rows keep `delivered_at` and lose their `pdu` bytes (a
+//! retried transaction finds its PDUs' ids there); `attempts` and `next_attempt_at` (Unix ms) drive the delivery backoff.
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -146,6 +156,47 @@ pub const MIGRATIONS: &[&str] = &[
     // weakest, so any authoritative source corrects them.
     r#"
     ALTER TABLE room_versions ADD COLUMN strength INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // 5: held events and their ordered delivery queues (`store::holds`).
+    r#"
+    CREATE TABLE held_events (
+        id           INTEGER PRIMARY KEY,
+        direction    TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        room_id      TEXT    NOT NULL,
+        event_id     TEXT    NOT NULL,
+        origin       TEXT    NOT NULL,
+        sender       TEXT    NOT NULL,
+        destinations TEXT    NOT NULL,
+        rules        TEXT    NOT NULL,
+        label        TEXT,
+        marking      TEXT,
+        matches      TEXT    NOT NULL,
+        pdu          BLOB    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state IN ('pending', 'released', 'rejected')),
+        approvals    TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        decided_at   INTEGER,
+        UNIQUE (direction, event_id)
+    ) STRICT;
+
+    CREATE TABLE hold_queue (
+        seq             INTEGER PRIMARY KEY,
+        direction       TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        destination     TEXT    NOT NULL,
+        room_id         TEXT    NOT NULL,
+        event_id        TEXT    NOT NULL,
+        origin          TEXT    NOT NULL,
+        pdu             BLOB    NOT NULL,
+        hold_id         INTEGER REFERENCES held_events (id),
+        enqueued_at     INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        delivered_at    INTEGER,
+        UNIQUE (direction, destination, event_id)
+    ) STRICT;
+
+    CREATE INDEX hold_queue_waiting ON hold_queue (direction, destination, room_id, seq)
+        WHERE delivered_at IS NULL;
     "#,
 ];
 

@@ -1,4 +1,5 @@
-//! `grenzwacht policy check|test|explain`: the authoring loop for security officers.
+//! `grenzwacht policy check|test|explain|replay`: the authoring loop for security officers
+//! (`replay`: `policy::whatif`).
 //!
 //! Exit codes: 0 success; 1 diagnostics (`check`), failed tests (`test`) or unreadable input;
 //! every command prints all diagnostics of a rule set that does not load.
@@ -40,6 +41,9 @@ pub enum PolicyCommand {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// Run recorded events through a candidate rule set and list every decision that would
+    /// change (JSON lines).
+    Replay(crate::policy::whatif::cli::ReplayArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,6 +71,7 @@ fn report(dir: &Path, d: &super::Diagnostics) -> ExitCode {
 /// Run a `policy` subcommand.
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
+        PolicyCommand::Replay(args) => crate::policy::whatif::cli::run(args),
         PolicyCommand::Check { policies } => {
             let (set, manifest) = match RuleSet::load_dir_with_manifest(&policies) {
                 Ok(s) => s,

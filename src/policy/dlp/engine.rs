@@ -899,6 +899,10 @@ impl Engine {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+    /// The ids of the compiled rules.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.rules.iter().map(|r| &r.id)
+    }
 
     /// Which rules apply to `ctx` (scope and exceptions; fields are checked per field).
     fn active(&self, ctx: &ScanCtx<'_>) -> Vec<bool> {

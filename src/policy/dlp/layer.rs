@@ -28,6 +28,7 @@ use super::fields::{EventParts, Field};
 use super::{Action, Mode};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
+use crate::policy::decisions::{Findings, RuleHit};
 use crate::policy::{Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy};
 
 pub use crate::telemetry::DLP_DECISIONS_TOTAL;
@@ -35,11 +36,21 @@ pub use crate::telemetry::DLP_DECISIONS_TOTAL;
 /// A compiled rule set judging federation traffic.
 pub struct DlpPolicy {
     engine: Arc<Engine>,
+    /// The rule ids of the loaded set: the only values of the `rule` metric label.
+    ids: std::collections::HashSet<Arc<str>>,
 }
 
 impl DlpPolicy {
     pub fn new(engine: Arc<Engine>) -> Self {
-        DlpPolicy { engine }
+        let ids = engine.rule_ids().cloned().collect();
+        DlpPolicy { engine, ids }
+    }
+    /// The `rule` label of [`DLP_DECISIONS_TOTAL`]: a rule id of the loaded set, else `other`.
+    fn rule_label(&self, rule: Option<&Arc<str>>) -> String {
+        match rule {
+            Some(r) if self.ids.contains(r) => r.to_string(),
+            _ => "other".to_string(),
+        }
     }
     /// Number of compiled rules.
     pub fn rule_count(&self) -> usize {
@@ -47,7 +58,13 @@ impl DlpPolicy {
     }
 
     /// The engine's outcome, recorded (logs, metrics) with `what` naming the unit.
-    fn record(&self, ctx: &ExchangeCtx, what: &str, out: &Outcome) {
+    fn record(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &str,
+        (room, sender): (Option<&str>, Option<&str>),
+        out: &Outcome,
+    ) {
         if out.matches.is_empty() {
             return;
         }
@@ -56,13 +73,22 @@ impl DlpPolicy {
             (Mode::Shadow, out.shadow_action),
         ] {
             if out.matches.iter().any(|m| m.mode == mode) {
-                metrics::counter!(DLP_DECISIONS_TOTAL, "mode" => mode.as_str(), "action" => action.as_str()).increment(1);
+                // The rule that decided in this mode (the first match with the winning action).
+                let rule = out
+                    .matches
+                    .iter()
+                    .find(|m| m.mode == mode && m.action == action)
+                    .or_else(|| out.matches.iter().find(|m| m.mode == mode))
+                    .map(|m| &m.rule);
+                metrics::counter!(DLP_DECISIONS_TOTAL, "mode" => mode.as_str(), "action" => action.as_str(), "rule" => self.rule_label(rule)).increment(1);
             }
         }
         for m in &out.matches {
             tracing::info!(
                 direction = ctx.direction.as_str(),
                 peer = ctx.peer.as_deref().unwrap_or(""),
+                room = room.unwrap_or(""),
+                sender = sender.unwrap_or(""),
                 unit = what,
                 rule = %m.rule,
                 mode = m.mode.as_str(),
@@ -85,6 +111,26 @@ impl DlpPolicy {
         &self,
         ctx: &ExchangeCtx,
         what: &str,
+        room_id: Option<&str>,
+        sender: Option<&str>,
+        event_type: &str,
+        state_key: Option<&str>,
+        redacts: Option<&str>,
+        content: &RawValue,
+        unsigned: Option<&RawValue>,
+    ) -> Outcome {
+        let out = self.scan_quiet(
+            ctx, room_id, sender, event_type, state_key, redacts, content, unsigned,
+        );
+        self.record(ctx, what, (room_id, sender), &out);
+        out
+    }
+
+    /// [`Self::scan_content`] without logs and metrics.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_quiet(
+        &self,
+        ctx: &ExchangeCtx,
         room_id: Option<&str>,
         sender: Option<&str>,
         event_type: &str,
@@ -116,9 +162,7 @@ impl DlpPolicy {
             content: &value,
             unsigned: unsigned.as_ref(),
         };
-        let out = self.engine.scan_parts(&sctx, parts);
-        self.record(ctx, what, &out);
-        out
+        self.engine.scan_parts(&sctx, parts)
     }
 
     /// The engine's outcome for a PDU: what [`Policy::pdu`] decides on (the same scan as
@@ -187,16 +231,28 @@ fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
     })
 }
 
-impl Policy for DlpPolicy {
-    fn request(&self, _ctx: &ExchangeCtx) -> Decision {
-        Decision::Allow
-    }
-    fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let out = self.pdu_outcome(ctx, pdu);
-        Self::pdu_verdict(&out)
-    }
-    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
-        let out = self.scan_content(
+/// The matches of a scan as findings of a decision record (rule, field, span, masked excerpt).
+fn add_hits(out: &Outcome, found: &mut Findings) {
+    found.hits.extend(out.matches.iter().map(|m| {
+        RuleHit {
+            layer: "dlp",
+            rule: m.rule.to_string(),
+            action: m.action.as_str().to_string(),
+            shadow: m.mode == Mode::Shadow,
+            field: Some(
+                m.path
+                    .clone()
+                    .unwrap_or_else(|| m.field.as_str().to_string()),
+            ),
+            span: Some((m.start, m.end)),
+            excerpt: Some(m.excerpt.clone()),
+        }
+    }));
+}
+
+impl DlpPolicy {
+    fn event_outcome(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> Outcome {
+        self.scan_content(
             ctx,
             "event",
             event.room_id.as_deref(),
@@ -206,18 +262,11 @@ impl Policy for DlpPolicy {
             None,
             event.content,
             None,
-        );
-        Self::pdu_verdict(&out)
+        )
     }
-    fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
-        let value: Value = match serde_json::from_str(edu.content.get()) {
-            Ok(v) => v,
-            Err(_) => {
-                return EduVerdict::Drop {
-                    rule: "dlp:unreadable".into(),
-                }
-            }
-        };
+    /// `None`: the EDU's content does not parse (it is dropped, `dlp:unreadable`).
+    fn edu_outcome(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> Option<Outcome> {
+        let value: Value = serde_json::from_str(edu.content.get()).ok()?;
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
@@ -226,19 +275,11 @@ impl Policy for DlpPolicy {
             event_type: &edu.edu_type,
         };
         let out = self.engine.scan_edu(&sctx, &edu.edu_type, &value);
-        self.record(ctx, "edu", &out);
-        match Self::removes(&out) {
-            Some(rule) => EduVerdict::Drop { rule },
-            None => EduVerdict::Allow,
-        }
+        self.record(ctx, "edu", (None, None), &out);
+        Some(out)
     }
-    fn response(&self, _ctx: &ExchangeCtx) -> Decision {
-        Decision::Allow
-    }
-    fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
-        let Some((f, pseudo_type)) = user_field_as(field.kind) else {
-            return FieldVerdict::Allow;
-        };
+    fn user_field_outcome(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> Option<Outcome> {
+        let (f, pseudo_type) = user_field_as(field.kind)?;
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
@@ -247,15 +288,17 @@ impl Policy for DlpPolicy {
             event_type: pseudo_type,
         };
         let out = self.engine.scan_fields(&sctx, &[(f, field.value.as_ref())]);
-        self.record(ctx, "user_field", &out);
-        match Self::removes(&out) {
-            Some(rule) => FieldVerdict::Remove { rule },
-            None => FieldVerdict::Allow,
-        }
+        self.record(
+            ctx,
+            "user_field",
+            (field.room_id.as_deref(), field.user_id.as_deref()),
+            &out,
+        );
+        Some(out)
     }
-    fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
+    fn to_device_outcome(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> Outcome {
         let event_type = msg.event_type.as_deref().unwrap_or("");
-        let out = self.scan_content(
+        self.scan_content(
             ctx,
             "to_device",
             None,
@@ -265,11 +308,131 @@ impl Policy for DlpPolicy {
             None,
             msg.content,
             None,
-        );
-        match Self::removes(&out) {
+        )
+    }
+    fn edu_verdict(out: &Outcome) -> EduVerdict {
+        match Self::removes(out) {
             Some(rule) => EduVerdict::Drop { rule },
             None => EduVerdict::Allow,
         }
+    }
+    fn edu_verdict_of(out: Option<&Outcome>) -> EduVerdict {
+        match out {
+            Some(o) => Self::edu_verdict(o),
+            None => EduVerdict::Drop {
+                rule: "dlp:unreadable".into(),
+            },
+        }
+    }
+    fn field_verdict(out: Option<&Outcome>) -> FieldVerdict {
+        match out.and_then(Self::removes) {
+            Some(rule) => FieldVerdict::Remove { rule },
+            None => FieldVerdict::Allow,
+        }
+    }
+}
+
+impl Policy for DlpPolicy {
+    fn request(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        let out = self.scan_quiet(
+            ctx,
+            pdu.room_id.as_deref(),
+            Some(&pdu.sender),
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        );
+        out.matches
+            .iter()
+            .filter(|m| m.mode == Mode::Enforce && m.action != Action::Tag)
+            .map(|m| crate::review::Match {
+                rule: format!("dlp:{}", m.rule),
+                field: m
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| m.field.as_str().to_owned()),
+                start: m.start,
+                end: m.end,
+            })
+            .collect()
+    }
+    fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        let out = self.pdu_outcome(ctx, pdu);
+        Self::pdu_verdict(&out)
+    }
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        let out = self.pdu_outcome(ctx, pdu);
+        add_hits(&out, found);
+        Self::pdu_verdict(&out)
+    }
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        event: &EventView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        let out = self.event_outcome(ctx, event);
+        add_hits(&out, found);
+        Self::pdu_verdict(&out)
+    }
+    fn explain_edu(
+        &self,
+        ctx: &ExchangeCtx,
+        edu: &EduView<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
+        let out = self.edu_outcome(ctx, edu);
+        if let Some(o) = &out {
+            add_hits(o, found);
+        }
+        Self::edu_verdict_of(out.as_ref())
+    }
+    fn explain_to_device(
+        &self,
+        ctx: &ExchangeCtx,
+        msg: &ToDeviceMessage<'_>,
+        found: &mut Findings,
+    ) -> EduVerdict {
+        let out = self.to_device_outcome(ctx, msg);
+        add_hits(&out, found);
+        Self::edu_verdict(&out)
+    }
+    fn explain_user_field(
+        &self,
+        ctx: &ExchangeCtx,
+        field: &UserField<'_>,
+        found: &mut Findings,
+    ) -> FieldVerdict {
+        let out = self.user_field_outcome(ctx, field);
+        if let Some(o) = &out {
+            add_hits(o, found);
+        }
+        Self::field_verdict(out.as_ref())
+    }
+    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        Self::pdu_verdict(&self.event_outcome(ctx, event))
+    }
+    fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        Self::edu_verdict_of(self.edu_outcome(ctx, edu).as_ref())
+    }
+    fn response(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
+        Self::field_verdict(self.user_field_outcome(ctx, field).as_ref())
+    }
+    fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
+        Self::edu_verdict(&self.to_device_outcome(ctx, msg))
     }
     /// Text in the request itself (path and query parameters, non-event bodies), scanned as
     /// `request.path`, `request.query` or `request.body` of the pseudo event type `m.request`.
@@ -292,7 +455,7 @@ impl Policy for DlpPolicy {
             .engine
             .scan_fields(&sctx, &[(field, text.text.as_ref())]);
         let label = text.label();
-        self.record(ctx, &format!("request ({label})"), &out);
+        self.record(ctx, &format!("request ({label})"), (None, None), &out);
         match Self::removes(&out) {
             Some(rule) => Decision::Refuse(Refusal::forbidden(
                 RefusalReason::RequestText,

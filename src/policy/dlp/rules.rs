@@ -112,7 +112,7 @@ pub enum Action {
     Tag,
     /// Redact the event (drop an EDU / field).
     Redact,
-    /// Hold for review; there is no review queue, the caller treats it as redact.
+    /// Hold for review (`proxy::hold`; without a review queue the caller treats it as redact).
     Hold,
     /// Refuse single-event endpoints; inside a transaction the caller treats it as redact.
     Reject,

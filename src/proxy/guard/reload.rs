@@ -21,7 +21,9 @@ use tracing::{error, info, warn};
 use super::{Guard, GuardError, Shutdown};
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
+use crate::policy::identity::{FileHash, LoadEvent, LoadRecord, RuleSetRecord};
 use crate::policy::manifest::{Fingerprint, Manifest, Settle, Snapshot};
+use crate::policy::Layers;
 
 pub use crate::telemetry::POLICY_FILES_LOADED;
 pub use crate::telemetry::POLICY_FINGERPRINT;
@@ -72,9 +74,18 @@ pub struct PolicyStatus {
 pub(super) struct Reloader {
     running: Mutex<Option<Manifest>>,
     status: Mutex<PolicyStatus>,
+    /// The SPIF files of `[labels]` with their hashes (read at start-up).
+    spifs: Vec<FileHash>,
+    /// The configuration file the guard was started from ([`Guard::set_config_file`]).
+    config: Mutex<Option<FileHash>>,
 }
 
 impl Reloader {
+    /// With the SPIF files whose hashes the load records name.
+    pub(super) fn with_spifs(mut self, spifs: &[PathBuf]) -> Self {
+        self.spifs = spifs.iter().map(|p| FileHash::of_file(p)).collect();
+        self
+    }
     pub(super) fn new(manifest: Option<&Manifest>) -> Self {
         let status = PolicyStatus {
             fingerprint: manifest.map(Manifest::fingerprint),
@@ -85,6 +96,8 @@ impl Reloader {
         Reloader {
             running: Mutex::new(manifest.cloned()),
             status: Mutex::new(status),
+            spifs: Vec::new(),
+            config: Mutex::new(None),
         }
     }
 }
@@ -110,7 +123,56 @@ pub(super) fn log_identity(dir: &Path, m: &Manifest, what: &str) {
     info!(dir = %dir.display(), rules = m.id_count(), files = m.file_count(), fingerprint = %m.fingerprint(), "DLP rule set {what}");
 }
 
+/// `layers` tagged with the policy version of `manifest` (its fingerprint).
+pub(super) fn versioned(layers: Layers, manifest: Option<&Manifest>) -> Layers {
+    match manifest {
+        Some(m) => layers.with_version(m.fingerprint().to_string()),
+        None => layers,
+    }
+}
+
 impl Guard {
+    /// Names the configuration file the guard was built from: its SHA-256 goes into every
+    /// [`LoadRecord`].
+    pub fn set_config_file(&self, path: &Path) {
+        *self
+            .reloader
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(FileHash::of_file(path));
+    }
+
+    /// The record of the running policy (rule set, SPIFs, config hash, policy version), for the
+    /// log and the audit log; the guard logs it at start-up and after every reload.
+    pub fn load_record(&self, event: LoadEvent) -> LoadRecord {
+        let running = self
+            .reloader
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.load_record_of(event, running.as_ref())
+    }
+
+    fn load_record_of(&self, event: LoadEvent, manifest: Option<&Manifest>) -> LoadRecord {
+        let rule_set = match (&self.dlp, manifest) {
+            (Some(d), Some(m)) => Some(RuleSetRecord::new(&d.policies, m)),
+            _ => None,
+        };
+        LoadRecord {
+            event,
+            policy_version: manifest.map(|m| m.fingerprint().to_string()),
+            config: self
+                .reloader
+                .config
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            rule_set,
+            spifs: self.reloader.spifs.clone(),
+        }
+    }
+
     /// Reloads the DLP rule set from its directory and swaps the whole policy in one step.
     /// A rule set that fails to load, or that lacks a rule file or rule id of the running one,
     /// is refused (logged, counted) and the running policy stays. Returns the number of rules
@@ -182,13 +244,18 @@ impl Guard {
                     )
                 } else {
                     let rules = policy.rule_count();
-                    self.swap_policy(Self::layers(
-                        &self.base,
-                        &self.media,
-                        Some(Arc::new(policy)),
-                        self.labels.clone(),
-                        self.opaque.clone(),
+                    self.swap_policy(versioned(
+                        Self::layers(
+                            &self.base,
+                            &self.media,
+                            Some(Arc::new(policy)),
+                            self.labels.clone(),
+                            self.opaque.clone(),
+                        ),
+                        Some(&manifest),
                     ));
+                    self.load_record_of(LoadEvent::Reload, Some(&manifest))
+                        .log();
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
                         ReloadResult::Ok
@@ -260,3 +327,6 @@ pub(super) async fn watch_dlp(
         let _ = tokio::task::spawn_blocking(move || g.reload_dlp(snap, false)).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
