@@ -48,6 +48,9 @@ pub enum RoleName {
 
 /// Longest principal name (it is recorded in the audit log).
 pub const MAX_PRINCIPAL_NAME: usize = 64;
+/// Principal names no configured principal may have: the hold queue records its timeout
+/// decisions under `timeout` (`proxy::hold::TIMEOUT_REVIEWER`).
+pub const RESERVED_NAMES: &[&str] = &["timeout"];
 
 /// `[[admin.principal]]`: one user of the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -136,6 +139,15 @@ pub fn check(
                 at("name"),
                 format!(
                     "invalid value for `admin.principal[{i}].name`: `{}` must be 1 to {MAX_PRINCIPAL_NAME} letters, digits, `.`, `_`, `-` or `@`",
+                    p.name
+                ),
+            ));
+        }
+        if RESERVED_NAMES.contains(&p.name.as_str()) {
+            out.push((
+                at("name"),
+                format!(
+                    "`admin.principal[{i}].name` = `{}` is reserved (the hold queue's timeout decisions are recorded under it)",
                     p.name
                 ),
             ));
@@ -331,6 +343,10 @@ role = "reviewer"
 cert_cn = "bob"
 clearance = { policy = "1.3.6.1.4.1.99999.1.1", classifications = [1] }
 clearance_file = "c.json"
+[[admin.principal]]
+name = "timeout"
+role = "reviewer"
+token_file = "t.token"
 "#)
         .unwrap_err()
         .to_string();
@@ -348,6 +364,7 @@ clearance_file = "c.json"
             has(14, "set only one of `admin.principal[1].clearance`"),
             "{e}"
         );
+        assert!(has(16, "`timeout` is reserved"), "{e}");
     }
 
     #[test]

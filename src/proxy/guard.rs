@@ -682,6 +682,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             guard.admin_access.clone(),
         );
         state.room_labels = Arc::new(super::room_labels::view::GuardRoomLabels(guard.clone()));
+        state.queue = Arc::new(super::hold::GuardReviews(guard.clone()));
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {
