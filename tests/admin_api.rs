@@ -3,8 +3,9 @@
 //! `review` CLI (the real binary) against it.
 //!
 //! The hold queue, audit search and journal here are small in-test implementations of the
-//! `review` traits; [`server`] is the one place that builds the listener, so a store-backed
-//! queue can replace [`TestQueue`] there.
+//! `review` traits; [`server_with`] is the one place that builds the listener, and takes the
+//! store-backed hold queue of the guard instead of [`TestQueue`]
+//! (`the_store_backed_hold_queue_behind_the_api`).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -328,6 +329,16 @@ clearance = {{ policy = "{DEU}", classifications = [1, 2, 3, 4] }}
 /// The admin listener with the test's queue, journal, audit search and room labels.
 /// `toml_extra` goes into `[admin]`; `files` are written into the config directory first.
 async fn server(toml_extra: &str, principals_extra: &str, files: &[(&str, Vec<u8>)]) -> Server {
+    server_with(toml_extra, principals_extra, files, None).await
+}
+
+/// [`server`], with `queue` (e.g. the store-backed hold queue) instead of the [`TestQueue`].
+async fn server_with(
+    toml_extra: &str,
+    principals_extra: &str,
+    files: &[(&str, Vec<u8>)],
+    queue_override: Option<Arc<dyn ReviewQueue>>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     for (name, data) in files {
         std::fs::write(dir.path().join(name), data).unwrap();
@@ -368,7 +379,7 @@ async fn server(toml_extra: &str, principals_extra: &str, files: &[(&str, Vec<u8
         Arc::new(AtomicBool::new(true)),
         access,
     );
-    state.queue = queue.clone();
+    state.queue = queue_override.unwrap_or_else(|| queue.clone());
     state.journal = journal.clone();
     state.audit = audit.clone();
     state.room_labels = Arc::new(TestLabels);
@@ -1195,4 +1206,132 @@ fn check_reports_admin_principal_errors_with_file_and_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The store-backed hold queue of the guard (`proxy::hold::HoldQueue`, clearance against the
+/// shipped DEU-VS SPIF) behind the API: a reviewer cleared below the label sees nothing of the
+/// event, a cleared one sees and releases it through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_backed_hold_queue_behind_the_api() {
+    use grenzwacht::config::review::ReviewConfig;
+    use grenzwacht::proxy::hold::HoldQueue;
+    use grenzwacht::store::{NewHold, Store};
+    let spifs =
+        grenzwacht::spif::SpifSet::load([concat!(env!("CARGO_MANIFEST_DIR"), "/spif/deu-vs.xml")])
+            .unwrap();
+    let q = HoldQueue::new(
+        Store::open_in_memory().unwrap(),
+        ReviewConfig::default(),
+        Some(spifs),
+    );
+    let hold = |event: &str, label: Option<String>, body: &str| NewHold {
+        direction: "outbound".into(),
+        room_id: "!room:hs1.test".into(),
+        event_id: event.into(),
+        origin: "hs1.test".into(),
+        sender: "@alice:hs1.test".into(),
+        destination: "remote.test".into(),
+        rules: vec!["marking.vs-vertraulich".into()],
+        marking: label.as_ref().map(|_| "VS-VERTRAULICH".to_string()),
+        label,
+        matches: "[]".into(),
+        pdu: serde_json::to_vec(&json!({
+            "type": "m.room.message", "room_id": "!room:hs1.test", "sender": "@alice:hs1.test",
+            "content": {"msgtype": "m.text", "body": body}
+        }))
+        .unwrap(),
+        created_at: 1,
+    };
+    let labelled = q
+        .hold(&hold(
+            "$labelled",
+            Some(json!({"policy": DEU, "classification": 3}).to_string()),
+            "Lagebericht Hafen",
+        ))
+        .unwrap();
+    let plain = q.hold(&hold("$plain", None, "Mittagessen")).unwrap();
+    let s = server_with("", "", &[], Some(Arc::new(q))).await;
+
+    // lowry is cleared for classification 1 only.
+    let lowry = s.target(Some(LOW));
+    let (status, v) = call(&lowry, Method::GET, "holds", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<i64> = v["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [plain], "{v}");
+    for (method, path, body) in [
+        (Method::GET, format!("holds/{labelled}"), None),
+        (
+            Method::POST,
+            format!("holds/{labelled}/release"),
+            reason("fine"),
+        ),
+    ] {
+        let (status, bytes) = lowry
+            .call(method, &format!("/_grenzwacht/v1/{path}"), body)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in ["Hafen", "$labelled", "VS-VERTRAULICH"] {
+            assert!(!text.contains(secret), "{path} leaks {secret}: {text}");
+        }
+    }
+    // An auditor cannot release it.
+    let (status, _) = call(
+        &s.target(Some(AUDITOR)),
+        Method::POST,
+        &format!("holds/{labelled}/release"),
+        reason("fine"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // alice is cleared for it: sees the content and releases it with the CLI.
+    let alice = s.target(Some(ALICE));
+    let (status, v) = call(&alice, Method::GET, &format!("holds/{labelled}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["summary"]["event_id"], "$labelled");
+    assert!(v.to_string().contains("Lagebericht Hafen"), "{v}");
+    let token = s.dir.path().join("alice.token").display().to_string();
+    let url = s.url();
+    let id = labelled.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["review", "--admin", &url, "--token-file", &token])
+            .args(["release", &id, "--reason", "Hafen ist freigegeben"])
+            .env_remove("GRENZWACHT_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, v) = call(&alice, Method::GET, "holds?all=true", None).await;
+    let released = v["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"].as_i64() == Some(labelled))
+        .cloned()
+        .unwrap();
+    assert_eq!(released["state"], "released", "{released}");
+    assert_eq!(released["approvals"][0]["reviewer"], "alice");
+    let journal = s.journal.entries();
+    assert!(journal
+        .iter()
+        .any(|e| e.0.as_deref() == Some("lowry") && e.1 == "holds.show" && e.3 == "not_cleared"));
+    assert!(journal
+        .iter()
+        .any(|e| e.0.as_deref() == Some("alice") && e.1 == "holds.release" && e.3 == "requested"));
+    s.stop().await;
 }
