@@ -91,10 +91,14 @@ pub struct AdminAccess {
 }
 
 impl AdminAccess {
-    /// Reads every token, clearance, certificate and key `[admin]` names.
-    pub fn from_config(cfg: &crate::config::AdminConfig) -> Result<AdminAccess, AdminError> {
+    /// Reads every token, clearance, certificate and key `[admin]` names; with `spifs` (the
+    /// label layer's SPIFs) every principal's clearance must resolve against them.
+    pub fn from_config(
+        cfg: &crate::config::AdminConfig,
+        spifs: Option<&crate::spif::SpifSet>,
+    ) -> Result<AdminAccess, AdminError> {
         Ok(AdminAccess {
-            auth: Arc::new(AdminAuth::from_config(&cfg.principal)?),
+            auth: Arc::new(AdminAuth::from_config(&cfg.principal, spifs)?),
             tls: cfg.tls.as_ref().map(tls::server_config).transpose()?,
             metrics_auth: cfg.metrics_auth,
         })
@@ -103,7 +107,9 @@ impl AdminAccess {
     /// No principals (every API request gets 401), plain HTTP, open `/metrics`.
     pub fn none() -> AdminAccess {
         AdminAccess {
-            auth: Arc::new(AdminAuth::from_config(&[]).expect("no principals: nothing to read")),
+            auth: Arc::new(
+                AdminAuth::from_config(&[], None).expect("no principals: nothing to read"),
+            ),
             tls: None,
             metrics_auth: false,
         }

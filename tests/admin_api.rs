@@ -347,7 +347,7 @@ async fn server_with(
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, &text).unwrap();
     let cfg = Config::load_for_use(&path).unwrap_or_else(|e| panic!("{e}"));
-    let access = AdminAccess::from_config(&cfg.admin).unwrap();
+    let access = AdminAccess::from_config(&cfg.admin, None).unwrap();
 
     let journal = Arc::new(TestJournal::default());
     let queue = Arc::new(TestQueue {

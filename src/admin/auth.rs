@@ -95,8 +95,12 @@ pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
 }
 
 impl AdminAuth {
-    /// Builds the principals of `[[admin.principal]]`: reads token and clearance files.
-    pub fn from_config(principals: &[PrincipalConfig]) -> Result<AdminAuth, AdminError> {
+    /// Builds the principals of `[[admin.principal]]`: reads token and clearance files; with
+    /// `spifs` (the label layer's), every clearance must resolve against them.
+    pub fn from_config(
+        principals: &[PrincipalConfig],
+        spifs: Option<&crate::spif::SpifSet>,
+    ) -> Result<AdminAuth, AdminError> {
         let mut auth = AdminAuth {
             principals: Vec::new(),
             tokens: Vec::new(),
@@ -104,31 +108,31 @@ impl AdminAuth {
         };
         let mut seen: HashMap<[u8; 32], String> = HashMap::new();
         for (i, p) in principals.iter().enumerate() {
+            let bad = |what: String| AdminError::Principal {
+                name: p.name.clone(),
+                reason: what,
+            };
             let clearance = match (&p.clearance, &p.clearance_file) {
                 (Some(v), _) => Some(
                     crate::spif::Clearance::from_json(v)
-                        .map_err(|e| AdminError::Principal {
-                            name: p.name.clone(),
-                            reason: format!("clearance: {e}"),
-                        })?
-                        .to_json(),
+                        .map_err(|e| bad(format!("clearance: {e}")))?,
                 ),
                 (None, Some(f)) => {
-                    let bytes = std::fs::read(f).map_err(|e| AdminError::Principal {
-                        name: p.name.clone(),
-                        reason: format!("clearance_file {}: {e}", f.display()),
-                    })?;
+                    let bytes = std::fs::read(f)
+                        .map_err(|e| bad(format!("clearance_file {}: {e}", f.display())))?;
                     Some(
                         crate::spif::Clearance::parse(&bytes)
-                            .map_err(|e| AdminError::Principal {
-                                name: p.name.clone(),
-                                reason: format!("clearance_file {}: {e}", f.display()),
-                            })?
-                            .to_json(),
+                            .map_err(|e| bad(format!("clearance_file {}: {e}", f.display())))?,
                     )
                 }
                 (None, None) => None,
             };
+            if let (Some(c), Some(set)) = (&clearance, spifs) {
+                // Resolves every classification and category against the loaded SPIFs.
+                set.clearance_marking(c, None)
+                    .map_err(|e| bad(format!("clearance: {e}")))?;
+            }
+            let clearance = clearance.map(|c| c.to_json());
             auth.principals.push(Principal {
                 name: p.name.clone(),
                 role: role(p.role),
@@ -275,16 +279,19 @@ mod tests {
         let mut cert_only = principal(dir.path(), "carol", RoleName::Admin, "unused-unused-unused");
         cert_only.token_file = None;
         cert_only.cert_cn = Some("carol".into());
-        let auth = AdminAuth::from_config(&[
-            principal(
-                dir.path(),
-                "alice",
-                RoleName::Reviewer,
-                "alice-token-0123456789",
-            ),
-            principal(dir.path(), "bob", RoleName::Auditor, "bob-token-0123456789"),
-            cert_only,
-        ])
+        let auth = AdminAuth::from_config(
+            &[
+                principal(
+                    dir.path(),
+                    "alice",
+                    RoleName::Reviewer,
+                    "alice-token-0123456789",
+                ),
+                principal(dir.path(), "bob", RoleName::Auditor, "bob-token-0123456789"),
+                cert_only,
+            ],
+            None,
+        )
         .unwrap();
         let alice = auth.bearer("alice-token-0123456789").unwrap();
         assert_eq!((alice.name.as_str(), alice.role), ("alice", Role::Reviewer));
@@ -337,16 +344,47 @@ mod tests {
     }
 
     #[test]
-    fn short_shared_and_missing_tokens_are_refused_at_load() {
+    fn clearances_resolve_against_the_label_layers_spifs() {
         let dir = tempfile::tempdir().unwrap();
-        let e = AdminAuth::from_config(&[principal(dir.path(), "a", RoleName::Admin, "short")])
+        let spifs =
+            crate::spif::SpifSet::load([concat!(env!("CARGO_MANIFEST_DIR"), "/spif/deu-vs.xml")])
+                .unwrap();
+        let deu = "1.3.6.1.4.1.99999.1.1";
+        let mut p = principal(dir.path(), "a", RoleName::Reviewer, "a-token-0123456789ab");
+        p.clearance = Some(serde_json::json!({"policy": deu, "classifications": [1, 2]}));
+        let auth = AdminAuth::from_config(std::slice::from_ref(&p), Some(&spifs)).unwrap();
+        let a = auth.bearer("a-token-0123456789ab").unwrap();
+        assert_eq!(
+            a.clearance.unwrap()["classifications"],
+            serde_json::json!([1, 2])
+        );
+        p.clearance = Some(serde_json::json!({"policy": deu, "classifications": [99]}));
+        assert!(AdminAuth::from_config(std::slice::from_ref(&p), None).is_ok());
+        let e = AdminAuth::from_config(&[p.clone()], Some(&spifs))
             .unwrap_err()
             .to_string();
+        assert!(e.contains("principal `a`: clearance"), "{e}");
+        p.clearance = Some(serde_json::json!({"policy": "1.2.3", "classifications": [1]}));
+        assert!(AdminAuth::from_config(&[p], Some(&spifs)).is_err());
+    }
+
+    #[test]
+    fn short_shared_and_missing_tokens_are_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = AdminAuth::from_config(
+            &[principal(dir.path(), "a", RoleName::Admin, "short")],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`a`") && e.contains("16 to 4096"), "{e}");
-        let e = AdminAuth::from_config(&[
-            principal(dir.path(), "a", RoleName::Admin, "same-token-0123456789"),
-            principal(dir.path(), "b", RoleName::Reviewer, "same-token-0123456789"),
-        ])
+        let e = AdminAuth::from_config(
+            &[
+                principal(dir.path(), "a", RoleName::Admin, "same-token-0123456789"),
+                principal(dir.path(), "b", RoleName::Reviewer, "same-token-0123456789"),
+            ],
+            None,
+        )
         .unwrap_err()
         .to_string();
         assert!(e.contains("same token as principal `a`"), "{e}");
@@ -356,7 +394,7 @@ mod tests {
         );
         let mut p = principal(dir.path(), "c", RoleName::Admin, "x");
         p.token_file = Some(dir.path().join("missing"));
-        let e = AdminAuth::from_config(&[p]).unwrap_err().to_string();
+        let e = AdminAuth::from_config(&[p], None).unwrap_err().to_string();
         assert!(e.contains("cannot read"), "{e}");
     }
 }

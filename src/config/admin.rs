@@ -28,7 +28,8 @@
 //! certificate whose subject matches `cert_cn` / `cert_subject`, or either. A clearance is
 //! given inline in the JSON form of `crate::spif` or as `clearance_file` (spiffing XML or
 //! JSON); without one a principal is cleared only for unlabelled events. Parsing here checks
-//! the shape; the token and clearance files are read when the admin listener is built
+//! the shape; the token and clearance files are read, and with `[labels]` every clearance is
+//! resolved against the loaded SPIFs, when the admin listener is built
 //! (`admin::AdminAccess::from_config`, also run by `grenzwacht check`).
 use std::path::{Path, PathBuf};
 

@@ -382,6 +382,13 @@ mod tests {
             .unwrap()
             .expect("layer");
         assert_eq!(p.spifs().policies().len(), 2);
+        let clearance =
+            crate::spif::Clearance::from_json(cfg.admin.principal[0].clearance.as_ref().unwrap())
+                .unwrap();
+        assert!(
+            p.spifs().clearance_marking(&clearance, None).is_ok(),
+            "the lab principals' clearance resolves against the lab SPIFs"
+        );
     }
 
     #[test]

@@ -295,6 +295,8 @@ impl Guard {
             None => (None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let admin_access =
+            crate::admin::AdminAccess::from_config(&cfg.admin, labels.as_ref().map(|l| l.spifs()))?;
         let media = Arc::new(MediaPolicy::from_config(&cfg.media));
         let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
@@ -327,7 +329,7 @@ impl Guard {
                 .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
             opaque,
-            admin_access: crate::admin::AdminAccess::from_config(&cfg.admin)?,
+            admin_access,
             label_lookups: super::room_labels::Lookups::default(),
             version_lookups: super::rooms::lookup::Lookups::default(),
             limits: cfg.limits.clone(),
