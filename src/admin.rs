@@ -46,6 +46,7 @@ use tokio::net::TcpListener;
 
 use crate::review::{ActionJournal, AuditSearch, Principal, ReviewQueue};
 use crate::telemetry;
+pub mod ui;
 
 pub mod api;
 pub mod auth;

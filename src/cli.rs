@@ -66,10 +66,15 @@ pub enum Command {
     },
     /// Held events through the admin API: list, show, release, reject.
     Review(crate::admin::client::ReviewArgs),
-    /// Federation signing keys (the guard key of `[keys] guard_key`).
+    /// Federation signing keys (the guard key of `[keys] guard_key`) and the audit key.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The audit log: verify its chain, query it, export it.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::cli::AuditCommand,
     },
 }
 
@@ -84,7 +89,18 @@ pub enum KeysCommand {
         /// Key version: the key id is `ed25519:VERSION` (letters, digits, `_`).
         #[arg(long, default_value = "gw1")]
         version: String,
+        /// `guard`: a federation signing key; `audit`: the key that signs audit checkpoints
+        /// (`[audit] key_file`), and its public key is also written to OUT.pub (for
+        /// `grenzwacht audit verify --key`).
+        #[arg(long, value_enum, default_value = "guard")]
+        kind: KeyKind,
     },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Guard,
+    Audit,
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,7 +166,7 @@ fn store_dir_usable(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode> {
+fn generate_key(out: &std::path::Path, version: &str, kind: KeyKind) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let key = crate::keys::SigningKey::generate(version).context("invalid key version")?;
@@ -171,6 +187,16 @@ fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode
         .with_context(|| format!("writing {}", out.display()))?;
     f.sync_all()
         .with_context(|| format!("writing {}", out.display()))?;
+    if kind == KeyKind::Audit {
+        let public = crate::audit::verify::PublicKey {
+            key_id: key.key_id(),
+            key: key.public_key(),
+        };
+        let mut pub_path = out.as_os_str().to_owned();
+        pub_path.push(".pub");
+        std::fs::write(&pub_path, public.to_file_string())
+            .with_context(|| format!("writing {}", PathBuf::from(&pub_path).display()))?;
+    }
     println!(
         "{}: {} (public key {})",
         out.display(),
@@ -183,8 +209,9 @@ fn generate_key(out: &std::path::Path, version: &str) -> anyhow::Result<ExitCode
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keys {
-            command: KeysCommand::Generate { out, version },
-        } => generate_key(&out, &version),
+            command: KeysCommand::Generate { out, version, kind },
+        } => generate_key(&out, &version, kind),
+        Command::Audit { command } => crate::audit::cli::run(command),
         Command::Check { config } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
@@ -198,6 +225,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cfg.store.path.display()
                 );
                 return Ok(ExitCode::from(2));
+            }
+            if let Some(a) = &cfg.audit {
+                if let Err(e) = crate::audit::check_config(a) {
+                    eprintln!("{}: [audit]: {e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
             }
             // Building the runtime object loads every certificate, key and CA it references.
             let store = crate::store::Store::open_in_memory().context("in-memory store")?;

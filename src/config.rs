@@ -34,6 +34,7 @@ use crate::federation::EndpointClass;
 
 pub mod admin;
 pub mod admission;
+pub mod audit;
 pub mod labels;
 pub mod notices;
 pub mod opaque;
@@ -84,6 +85,8 @@ pub struct Config {
     pub notices: notices::NoticesConfig,
     /// `[review]`: review of held events and delivery of held traffic (`proxy::hold`).
     pub review: review::ReviewConfig,
+    /// `[audit]`: the tamper-evident audit log (`crate::audit`). `None`: no audit log.
+    pub audit: Option<audit::AuditConfig>,
 }
 
 /// `[media]`: media downloads and thumbnails (`policy::media`).

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the design; each module's rustdoc holds its own notes.
 pub mod admin;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -27,6 +27,7 @@
 //! | [`UPSTREAM_REQUESTS_TOTAL`] `grenzwacht_upstream_requests_total` | counter | `direction`, `status` (upstream status code, or `error` when no response arrived) |
 //! | [`CONNECTIONS_TOTAL`] `grenzwacht_connections_total` | counter | `listener` ([`Listener`]) |
 //! | [`TUNNELS_ACTIVE`] `grenzwacht_tunnels_active` | gauge | — |
+//! | [`UI_REQUESTS_TOTAL`] `grenzwacht_ui_requests_total` | counter | `page`, `status` (review UI, `admin::ui`) |
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
 //! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
@@ -143,6 +144,9 @@ pub const CONNECTIONS_OPEN: &str = "grenzwacht_connections_open";
 pub const BODY_BUDGET_BYTES: &str = "grenzwacht_body_budget_bytes";
 /// Gauge: open CONNECT tunnels.
 pub const TUNNELS_ACTIVE: &str = "grenzwacht_tunnels_active";
+/// Counter: review UI requests by `page` (`root`, `login`, `logout`, `held`, `event`,
+/// `decide`, `audit`, `other`) and `status` (the code, `5xx` or `other`).
+pub const UI_REQUESTS_TOTAL: &str = "grenzwacht_ui_requests_total";
 /// Gauge: rooms paused, by the direction their data is held back (`proxy::pause`).
 pub const PAUSED_ROOMS: &str = "grenzwacht_paused_rooms";
 /// Counter: events withheld because their room is paused, by direction and cause (`paused`:
@@ -162,6 +166,16 @@ pub const HOLD_QUEUE_DEPTH: &str = "grenzwacht_hold_queue_depth";
 pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
 /// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
 pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
+/// Gauge: 1 while the audit log can be written, 0 once it failed (`crate::audit`).
+pub const AUDIT_HEALTHY: &str = "grenzwacht_audit_healthy";
+/// Counter: audit log failures (each puts the auditor in the failed state).
+pub const AUDIT_FAILURES_TOTAL: &str = "grenzwacht_audit_failures_total";
+/// Counter: records appended to the audit log (durable).
+pub const AUDIT_RECORDS_TOTAL: &str = "grenzwacht_audit_records_total";
+/// Gauge: 1 while the audit syslog forwarder is connected to its collector.
+pub const AUDIT_SYSLOG_CONNECTED: &str = "grenzwacht_audit_syslog_connected";
+/// Counter: audit records not forwarded to syslog because the queue was full.
+pub const AUDIT_SYSLOG_DROPPED_TOTAL: &str = "grenzwacht_audit_syslog_dropped_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -442,6 +456,7 @@ pub fn describe() {
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");
+    describe_counter!(UI_REQUESTS_TOTAL, "Review UI requests, by page and status.");
     describe_counter!(
         ADMISSION_REFUSED_TOTAL,
         "Connections or requests turned away by a cap, budget or timeout, by listener and cause."
@@ -481,6 +496,26 @@ pub fn describe() {
         "Delivery attempts of held traffic, by result."
     );
     describe_counter!(WITHHELD_PDUS_TOTAL, "Events withheld because their room is paused, by direction and cause (removed from a transaction; any other exchange carrying one is refused).");
+    describe_gauge!(
+        AUDIT_HEALTHY,
+        "1 while the audit log can be written; 0 once it failed (nothing crosses)."
+    );
+    describe_counter!(
+        AUDIT_FAILURES_TOTAL,
+        "Audit log write failures (each puts the audit log in the failed state)."
+    );
+    describe_counter!(
+        AUDIT_RECORDS_TOTAL,
+        "Records appended durably to the audit log."
+    );
+    describe_gauge!(
+        AUDIT_SYSLOG_CONNECTED,
+        "1 while the audit syslog forwarder is connected to its collector."
+    );
+    describe_counter!(
+        AUDIT_SYSLOG_DROPPED_TOTAL,
+        "Audit records not forwarded to syslog because the forwarding queue was full."
+    );
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).

@@ -481,6 +481,21 @@ pub(super) fn parse(
                     }
                 }
             }
+            "audit" => {
+                cfg.audit = ctx.section::<super::audit::AuditConfig>(node, name, anchor.clone());
+                if let Some(a) = &mut cfg.audit {
+                    for (key, msg) in a.check() {
+                        let segs: Vec<Seg> = std::iter::once("audit")
+                            .chain(key.split('.'))
+                            .map(k)
+                            .collect();
+                        ctx.error(value_span(root, &segs).or_else(|| anchor.clone()), msg);
+                    }
+                    if let Some(b) = base {
+                        a.resolve_paths(b);
+                    }
+                }
+            }
             other => ctx.error(name_span, format!("unknown key `{other}`")),
         }
     }
@@ -536,6 +551,21 @@ fn check_files(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>) {
     }
     if let Some(f) = &cfg.keys.guard_key {
         named.push((vec![k("keys"), k("guard_key")], f, Want::File));
+    }
+    if let Some(a) = &cfg.audit {
+        named.push((vec![k("audit"), k("key_file")], &a.key_file, Want::File));
+        if let Some(s) = &a.syslog {
+            let at = |key: &str| vec![k("audit"), k("syslog"), k(key)];
+            named.push((at("ca_file"), &s.ca_file, Want::File));
+            for (key, f) in [
+                ("client_cert", &s.client_cert),
+                ("client_key", &s.client_key),
+            ] {
+                if let Some(f) = f {
+                    named.push((at(key), f, Want::File));
+                }
+            }
+        }
     }
     if let Some(o) = &cfg.outbound {
         if let Some(f) = &o.proxy_secret_file {
