@@ -9,7 +9,7 @@
 //! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] (with `[admin] metrics_auth = true`: only for a principal, else 401) |
 //! | `GET /health` | 200 `{"status":"ok"}` once ready, 503 `{"status":"starting"}` before (always open) |
 //! | `/_grenzwacht/v1/…` | the admin API, see [`api`] |
-//! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI's place (404 while no UI is mounted) |
+//! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI ([`ui`]) |
 //! | anything else | 404 |
 //!
 //! `/metrics` and `/health` are open by default because they carry no content (counters with
@@ -46,12 +46,12 @@ use tokio::net::TcpListener;
 
 use crate::review::{ActionJournal, AuditSearch, Principal, ReviewQueue};
 use crate::telemetry;
-pub mod ui;
 
 pub mod api;
 pub mod auth;
 pub mod client;
 pub mod tls;
+pub mod ui;
 
 pub use api::{RoomLabelsView, Unwired};
 pub use auth::{AdminAuth, AuthError};
@@ -135,6 +135,9 @@ pub struct AdminState {
     pub journal: Arc<dyn ActionJournal>,
     /// The guard's room labels ([`Unwired`]: 503).
     pub room_labels: Arc<dyn RoomLabelsView>,
+    /// The review web UI under `/ui`. `None`: [`run`] builds it from the parts above (the
+    /// principals of `access`, fresh sessions, `Secure` cookies with TLS).
+    pub ui: Option<Arc<ui::UiCtx>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -159,6 +162,19 @@ impl AdminState {
             audit: unwired.clone(),
             journal: unwired.clone(),
             room_labels: unwired,
+            ui: None,
+        }
+    }
+
+    /// The review web UI over this state's queue, audit search, journal and principals.
+    pub fn ui_context(&self) -> ui::UiCtx {
+        ui::UiCtx {
+            queue: self.queue.clone(),
+            audit: self.audit.clone(),
+            auth: self.access.auth.clone(),
+            journal: self.journal.clone(),
+            sessions: ui::Sessions::default(),
+            secure_cookies: self.access.tls.is_some(),
         }
     }
 
@@ -254,14 +270,13 @@ where
         }
         Route::Api => api::handle(state, request, cert).await,
         Route::Ui => {
-            // The review web UI mounts here: it gets the request with its body read and the
-            // principal of the connection's client certificate, if any.
-            let (tls_principal, request) = match ui_request(state, request, cert).await {
-                Ok(parts) => parts,
-                Err(response) => return response,
+            let Some(ctx) = &state.ui else {
+                return not_found();
             };
-            drop((tls_principal, request));
-            not_found()
+            match ui_request(state, request, cert).await {
+                Ok((tls_principal, request)) => ui::handle(ctx, tls_principal, request),
+                Err(response) => response,
+            }
         }
         Route::NotFound => not_found(),
     }
@@ -269,7 +284,7 @@ where
 
 /// What the review web UI gets of a request: the principal its client certificate maps to
 /// (`None` without a certificate or for one that maps to no principal) and the request with
-/// its body read (at most [`api::MAX_BODY`] bytes, else 413).
+/// its body read (at most [`ui::MAX_FORM_BYTES`] bytes, else 413).
 pub async fn ui_request<B>(
     state: &AdminState,
     request: Request<B>,
@@ -281,7 +296,7 @@ where
 {
     let tls_principal = cert.and_then(|c| state.access.auth.certificate(c));
     let (parts, body) = request.into_parts();
-    let body = api::read_body(body).await?;
+    let body = api::read_body_limited(body, ui::MAX_FORM_BYTES).await?;
     Ok((tls_principal, Request::from_parts(parts, body)))
 }
 
@@ -307,6 +322,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut state = state;
+    if state.ui.is_none() {
+        state.ui = Some(Arc::new(state.ui_context()));
+    }
     let acceptor = state
         .access
         .tls

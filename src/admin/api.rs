@@ -459,9 +459,18 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    read_body_limited(body, MAX_BODY).await
+}
+
+/// [`read_body`] with another limit.
+pub async fn read_body_limited<B>(body: B, limit: usize) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let read = tokio::time::timeout(
         super::HEADER_READ_TIMEOUT,
-        Limited::new(body, MAX_BODY).collect(),
+        Limited::new(body, limit).collect(),
     );
     let Ok(read) = read.await else {
         return Err(error(
