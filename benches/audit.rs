@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use grenzwacht::audit::format::{encode, rfc3339_ms, GENESIS_PREV};
+use grenzwacht::audit::format::{encode_canonical, rfc3339_ms, write_object, GENESIS_PREV};
 use grenzwacht::audit::{
     AuditConfig, Auditor, DecisionRecord, Direction, Durability, Record, RuleMatch, Unit, Verdict,
 };
@@ -50,6 +50,7 @@ fn decision(i: usize) -> Record {
         } else {
             Verdict::Allow
         },
+        effect: None,
         rules: if i % 4 == 0 {
             vec![RuleMatch {
                 rule: "vs-nfd-marking".into(),
@@ -97,8 +98,10 @@ fn bench(c: &mut Criterion) {
             let mut bytes = 0;
             for i in 0..1000 {
                 let rec = decision(i);
+                let mut data = String::new();
+                write_object(rec.data(), None, &mut data);
                 let ts = rfc3339_ms(grenzwacht::audit::format::now_ms());
-                let e = encode(seq, &ts, "decision", &prev, rec.data().clone(), None);
+                let e = encode_canonical(seq, &ts, "decision", &prev, &data);
                 bytes += e.line.len();
                 prev = e.hash;
                 seq += 1;

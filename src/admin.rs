@@ -50,7 +50,6 @@ use crate::telemetry;
 pub mod api;
 pub mod auth;
 pub mod client;
-pub mod journal;
 pub mod tls;
 pub mod ui;
 

@@ -211,13 +211,16 @@ impl Auditor {
         Ok(())
     }
 
-    fn prepare(&self, rec: Record) -> Record {
-        if self.inner.store_content || rec.kind() != Kind::Decision {
-            return rec;
-        }
+    /// Drops decision content unless configured, and writes `data` in canonical form here,
+    /// on the appending thread (the writer only adds the envelope and hashes).
+    fn prepare(&self, rec: Record) -> writer::Prepared {
         let (kind, mut data) = rec.into_parts();
-        data.remove("content");
-        Record::raw(kind, data)
+        if kind == Kind::Decision && !self.inner.store_content {
+            data.remove("content");
+        }
+        let mut d = String::with_capacity(512);
+        format::write_object(&data, None, &mut d);
+        writer::Prepared { kind, data: d }
     }
 
     async fn submit(
@@ -226,7 +229,10 @@ impl Auditor {
     ) -> Result<u64, AuditError> {
         self.check()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.inner.tx.send(job(reply)).map_err(|_| self.gone())?;
+        self.inner
+            .tx
+            .send(job(writer::Reply::Task(reply)))
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
     }
 
@@ -247,6 +253,26 @@ impl Auditor {
         Ok(seq)
     }
 
+    /// [`Auditor::append`] for synchronous callers (e.g. the admin listener's
+    /// `review::ActionJournal`): blocks the calling thread until the record is durable (one
+    /// batch, typically one fsync). Works inside an async task too, but blocks its worker for
+    /// that long; prefer `append` there.
+    pub fn append_blocking(&self, rec: Record) -> Result<u64, AuditError> {
+        self.check()?;
+        let recs = vec![self.prepare(rec)];
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(writer::Job::Append {
+                recs,
+                reply: writer::Reply::Thread(reply),
+            })
+            .map_err(|_| self.gone())?;
+        let seq = rx.recv().map_err(|_| self.gone())??;
+        metrics::counter!(AUDIT_RECORDS_TOTAL).increment(1);
+        Ok(seq)
+    }
+
     /// Appends records as one batch (consecutive seqs, one fsync); resolves once all are
     /// durable.
     pub async fn append_all(&self, recs: Vec<Record>) -> Result<(), AuditError> {
@@ -254,7 +280,7 @@ impl Auditor {
             return self.check();
         }
         let n = recs.len() as u64;
-        let recs: Vec<Record> = recs.into_iter().map(|r| self.prepare(r)).collect();
+        let recs: Vec<writer::Prepared> = recs.into_iter().map(|r| self.prepare(r)).collect();
         self.submit(|reply| writer::Job::Append { recs, reply })
             .await?;
         metrics::counter!(AUDIT_RECORDS_TOTAL).increment(n);
@@ -264,6 +290,11 @@ impl Auditor {
     /// Writes a signed checkpoint now; resolves with its seq once durable.
     pub async fn checkpoint(&self) -> Result<u64, AuditError> {
         self.submit(|reply| writer::Job::Checkpoint { reply }).await
+    }
+
+    /// Whether decision records keep the full content (`[audit] store_content`).
+    pub fn stores_content(&self) -> bool {
+        self.inner.store_content
     }
 
     /// `Ok` while records can be written; the reason of the failure otherwise.

@@ -226,9 +226,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            if let Some(a) = &cfg.audit {
-                if let Err(e) = crate::audit::check_config(a) {
-                    eprintln!("{}: [audit]: {e}", config.display());
+            match &cfg.audit {
+                Some(a) => {
+                    if let Err(e) = crate::audit::check_config(a) {
+                        eprintln!("{}: [audit]: {e}", config.display());
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+                None => {
+                    eprintln!("{}: {AUDIT_REQUIRED}", config.display());
                     return Ok(ExitCode::from(2));
                 }
             }
@@ -249,17 +255,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level)
                 .context("logging")?;
             crate::telemetry::describe();
+            let Some(audit_cfg) = &cfg.audit else {
+                eprintln!("{}: {AUDIT_REQUIRED}", config.display());
+                return Ok(ExitCode::from(2));
+            };
             let store = crate::store::Store::open(&cfg.store.path)
                 .with_context(|| format!("store {}", cfg.store.path.display()))?;
-            let guard = Arc::new(
-                Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?,
-            );
+            let mut guard =
+                Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?;
+            let auditor = crate::audit::Auditor::open(audit_cfg)
+                .with_context(|| format!("audit log {}", audit_cfg.dir.display()))?;
+            guard.set_auditor(auditor.clone());
+            let guard = Arc::new(guard);
             guard.set_config_file(&config);
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
                 reload_on_sighup(guard.clone());
                 let listeners = Listeners::bind(&cfg).await?;
                 crate::proxy::serve(guard, listeners, shutdown_signal()).await;
+                // The last checkpoint: a cut tail after it is detectable.
+                if let Err(e) = auditor.close().await {
+                    tracing::error!(error = %e, "audit log: closing failed");
+                }
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -292,6 +309,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Why `serve` and `check` refuse a configuration without `[audit]`.
+const AUDIT_REQUIRED: &str = "[audit] is required: the guard records every decision before it takes effect (dir and key_file; see deploy/grenzwacht.example.toml and `grenzwacht keys generate --kind audit`)";
 
 /// SIGHUP reloads the DLP rule set (`Guard::reload_policies`): a rule set that fails to load, or
 /// that lacks a rule file or rule id of the running one, is refused and the running one stays.

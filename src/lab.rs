@@ -324,6 +324,10 @@ pub struct GuardInfo {
     /// `lab-admin`.
     #[serde(default)]
     pub review_tokens: std::collections::BTreeMap<String, PathBuf>,
+    /// The guard's audit log (`[audit] dir`; `grenzwacht audit verify|query DIR`).
+    pub audit_dir: PathBuf,
+    /// The public key of the audit key (`grenzwacht audit verify --key`).
+    pub audit_public_key: PathBuf,
 }
 
 /// `DIR/lab.json`.
@@ -692,6 +696,8 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             })
             .collect(),
         notices: opts.notices,
+        audit_dir: dir.join("audit"),
+        audit_key: dir.join("audit.key"),
     };
     mkdir(&dir.join(ADMIN_TOKENS_DIR))?;
     for (_, _, file) in &guard_config.principals {
@@ -704,6 +710,21 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     write_private(
         &guard_config.guard_key,
         guard_key.to_synapse_string().as_bytes(),
+    )?;
+    // The audit key signs the audit log's checkpoints; its public half is for `audit verify`.
+    let audit_key = crate::keys::SigningKey::generate("audit1")
+        .map_err(|e| LabError::Ca(format!("audit key: {e}")))?;
+    write_private(
+        &guard_config.audit_key,
+        audit_key.to_synapse_string().as_bytes(),
+    )?;
+    let public = crate::audit::verify::PublicKey {
+        key_id: audit_key.key_id(),
+        key: audit_key.public_key(),
+    };
+    write_file(
+        &dir.join("audit.key.pub"),
+        public.to_file_string().as_bytes(),
     )?;
     let guard_toml_path = dir.join("guard.toml");
     write_private(
@@ -729,6 +750,8 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
                 .iter()
                 .map(|(name, _, file)| (name.clone(), file.clone()))
                 .collect(),
+            audit_dir: guard_config.audit_dir.clone(),
+            audit_public_key: dir.join("audit.key.pub"),
         },
         dir: dir.to_path_buf(),
         synapse_version: SYNAPSE_VERSION.to_string(),

@@ -4,6 +4,7 @@
 //! `inbound` and `outbound` are the listeners; `upstream` is the forwarding layer (it requires
 //! a `policy::Permit`).
 pub mod admission;
+pub mod audit_trail;
 pub mod ca;
 pub mod discovery;
 pub mod exchange;

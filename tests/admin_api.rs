@@ -1146,9 +1146,11 @@ fn check_reports_admin_principal_errors_with_file_and_line() {
     let path = dir.path().join("gw.toml");
     std::fs::write(
         &path,
-        "[store]\npath = \"gw.db\"\n\n[[admin.principal]]\nname = \"alice\"\nrole = \"reviewer\"\ntoken_file = \"nowhere.token\"\n\n[[admin.principal]]\nname = \"bob\"\nrole = \"superuser\"\ntoken_file = \"bob.token\"\n",
+        "[store]\npath = \"gw.db\"\n\n[[admin.principal]]\nname = \"alice\"\nrole = \"reviewer\"\ntoken_file = \"nowhere.token\"\n\n[[admin.principal]]\nname = \"bob\"\nrole = \"superuser\"\ntoken_file = \"bob.token\"\n\n[audit]\ndir = \"audit\"\nkey_file = \"audit.key\"\n",
     )
     .unwrap();
+    let audit_key = grenzwacht::keys::SigningKey::generate("audit1").unwrap();
+    std::fs::write(dir.path().join("audit.key"), audit_key.to_synapse_string()).unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config", path.to_str().unwrap()])
         .output()

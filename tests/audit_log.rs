@@ -84,6 +84,7 @@ fn decision(i: usize) -> Record {
         direction: Direction::Outbound,
         endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
         verdict,
+        effect: None,
         rules: if verdict == Verdict::Allow {
             vec![]
         } else {

@@ -21,14 +21,20 @@ fn run(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     let p = common::pki();
+    let (_, audit_key) = common::guard_key_file(&p);
     let good = p.dir.path().join("good.toml");
+    let without_audit = format!(
+        "[store]\npath = \"{}\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
+        p.dir.path().join("store/grenzwacht.db").display(),
+        p.cert.display(),
+        p.key.display()
+    );
     std::fs::write(
         &good,
         format!(
-            "[store]\npath = \"{}\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://127.0.0.1:8008\"\n",
-            p.dir.path().join("store/grenzwacht.db").display(),
-            p.cert.display(),
-            p.key.display()
+            "{without_audit}[audit]\ndir = \"{}\"\nkey_file = \"{}\"\n",
+            p.dir.path().join("store/audit").display(),
+            audit_key.display()
         ),
     )
     .unwrap();
@@ -51,6 +57,16 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
         !p.dir.path().join("store/grenzwacht.db").exists(),
         "check never creates the store"
     );
+    assert!(
+        !p.dir.path().join("store/audit").exists(),
+        "check never creates the audit log"
+    );
+    // Without an audit log the guard does not run: `check` says so.
+    let unaudited = p.dir.path().join("unaudited.toml");
+    std::fs::write(&unaudited, &without_audit).unwrap();
+    let (code, _, err) = run(&["check", "--config", unaudited.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("[audit] is required"), "{err}");
 
     let bad = p.dir.path().join("bad.toml");
     std::fs::write(
@@ -105,7 +121,7 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     for (what, line) in [
         ("/nonexistent/cert.pem", 10),
         ("/nonexistent/key.pem", 11),
-        ("/nonexistent/policies", 14),
+        ("/nonexistent/policies", 17),
     ] {
         assert!(
             err.lines()
@@ -225,10 +241,23 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
     std::fs::write(rules.join("r.toml"), rule("x", "redact")).unwrap();
     std::fs::write(rules.join("s.toml"), rule("s", "redact")).unwrap();
     let cfg = p.dir.path().join("serve.toml");
+    let audit_dir = p.dir.path().join("audit");
+    let audit_key = p.dir.path().join("audit.key");
+    let (code, _, err) = run(&[
+        "keys",
+        "generate",
+        "--kind",
+        "audit",
+        "--out",
+        audit_key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
     std::fs::write(
         &cfg,
         format!(
-            "[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[dlp]\npolicies = \"{}\"\nwatch_interval_ms = 0\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            "[audit]\ndir = \"{}\"\nkey_file = \"{}\"\n[log]\nformat = \"json\"\n[admin]\nlisten = \"{admin}\"\n[inbound]\nlisten = \"{inbound}\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[dlp]\npolicies = \"{}\"\nwatch_interval_ms = 0\n[store]\npath = \"{}\"\n[[protected]]\nserver_name = \"hs1.test\"\ncert = \"{}\"\nkey = \"{}\"\nupstream = \"http://{}\"\n",
+            audit_dir.display(),
+            audit_key.display(),
             rules.display(),
             p.dir.path().join("state.db").display(),
             p.cert.display(),
@@ -383,6 +412,26 @@ async fn serve_answers_health_and_shuts_down_gracefully_on_sigterm() {
         .unwrap_or_else(|| panic!("no shutdown line in {log}"));
     let v: serde_json::Value = serde_json::from_str(shutdown_line).expect("JSON log format");
     assert_eq!(v["level"], "INFO");
+    // The audit log of the run is intact, signed, and closed with a shutdown record.
+    let public = format!("{}.pub", audit_key.display());
+    let (code, out, err) = run(&[
+        "audit",
+        "verify",
+        audit_dir.to_str().unwrap(),
+        "--key",
+        &public,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&["audit", "query", audit_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let kinds: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    for kind in ["startup", "checkpoint", "shutdown"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
 }
 
 fn send_sigterm(pid: i32) -> i32 {

@@ -531,6 +531,14 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
         0.0,
         "{m}"
     );
+    assert!(
+        counter(
+            &m,
+            "grenzwacht_review_latency_seconds_count",
+            &[("decision", "release")]
+        ) >= 1.0,
+        "{m}"
+    );
     g.stop().await;
 }
 
@@ -545,6 +553,18 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
         &x.store,
         "four_eyes = true",
     );
+    // Sender notices on (through hs1's admin API, here the hs1 stand-in).
+    let token = x.p.dir.path().join("admin.token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    let cfg = cfg.replacen(
+        &format!("upstream = \"http://{}\"\n", x.hs1.addr),
+        &format!(
+            "upstream = \"http://{0}\"\nadmin_api = \"http://{0}\"\nadmin_token_file = \"{1}\"\n",
+            x.hs1.addr,
+            token.display()
+        ),
+        1,
+    ) + "[notices]\nenabled = true\noutcomes = [\"held\", \"released\", \"rejected\"]\nlanguage = \"en\"\n";
     let g = start(&x.p, &cfg).await;
     let a = msg(ROOM_A, 1, "VS-VERTRAULICH eins");
     let b = msg(ROOM_B, 1, "VS-VERTRAULICH zwei");
@@ -629,6 +649,32 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
             .map(|a| a.reviewer.as_str())
             .collect::<Vec<_>>(),
         ["rita", "otto"]
+    );
+    // alice was told: held (both), then released (a) and rejected (b); never the content.
+    let (ia_id, ib_id) = (event_id(&a), event_id(&b));
+    let notices = wait_for("the four notices", || {
+        let n: Vec<String> = x
+            .hs1
+            .seen()
+            .iter()
+            .filter(|s| s.path_and_query.contains("send_server_notice"))
+            .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+            .collect();
+        let told = |id: &str, what: &str| n.iter().any(|t| t.contains(id) && t.contains(what));
+        (told(&ia_id, "held for review")
+            && told(&ib_id, "held for review")
+            && told(&ia_id, "released after review")
+            && told(&ib_id, "rejected after review"))
+        .then_some(n)
+    })
+    .await;
+    assert!(
+        notices.iter().all(|n| !n.contains("VS-VERTRAULICH")),
+        "{notices:?}"
+    );
+    assert!(
+        notices.iter().all(|n| n.contains("@alice:hs1.test")),
+        "{notices:?}"
     );
     g.stop().await;
 }

@@ -239,31 +239,39 @@ pub fn encode(
     mut data: Map<String, Value>,
     sign: Option<Sign<'_>>,
 ) -> Encoded {
-    let tail = {
-        let mut t = String::with_capacity(128);
-        t.push_str(",\"kind\":");
-        write_string(kind, &mut t);
-        t.push_str(",\"prev\":\"");
-        t.push_str(prev);
-        let _ = write!(t, "\",\"seq\":{seq},\"ts\":");
-        write_string(ts, &mut t);
-        let _ = write!(t, ",\"v\":{FORMAT_VERSION}}}");
-        t
-    };
-    let mut body = String::with_capacity(256);
     if let Some(sign) = sign {
         data.remove("sig");
+        let mut body = String::with_capacity(256);
         body.push_str("{\"data\":");
         write_object(&data, None, &mut body);
-        body.push_str(&tail);
+        push_tail(seq, ts, kind, prev, &mut body);
         let sig = sign(body.as_bytes());
         data.insert("sig".into(), Value::String(sig));
-        body.clear();
     }
+    let mut d = String::with_capacity(256);
+    write_object(&data, None, &mut d);
+    encode_canonical(seq, ts, kind, prev, &d)
+}
+
+/// The keys after `data` and `hash`, to the closing brace.
+fn push_tail(seq: u64, ts: &str, kind: &str, prev: &str, t: &mut String) {
+    t.push_str(",\"kind\":");
+    write_string(kind, t);
+    t.push_str(",\"prev\":\"");
+    t.push_str(prev);
+    let _ = write!(t, "\",\"seq\":{seq},\"ts\":");
+    write_string(ts, t);
+    let _ = write!(t, ",\"v\":{FORMAT_VERSION}}}");
+}
+
+/// [`encode`] for a `data` object already in canonical form (the appending thread makes it, so
+/// the writer only adds the envelope and hashes).
+pub fn encode_canonical(seq: u64, ts: &str, kind: &str, prev: &str, data: &str) -> Encoded {
+    let mut body = String::with_capacity(data.len() + 160);
     body.push_str("{\"data\":");
-    write_object(&data, None, &mut body);
+    body.push_str(data);
     let data_end = body.len();
-    body.push_str(&tail);
+    push_tail(seq, ts, kind, prev, &mut body);
     let hash = sha256_hex(body.as_bytes());
     let mut line = String::with_capacity(body.len() + 80);
     line.push_str(&body[..data_end]);
@@ -400,6 +408,7 @@ mod tests {
             direction: Direction::Outbound,
             endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
             verdict: Verdict::Redact,
+            effect: None,
             rules: vec![RuleMatch {
                 rule: "vs-nfd-marking".into(),
                 field: "content.body".into(),

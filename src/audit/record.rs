@@ -69,9 +69,6 @@ impl Record {
     pub(crate) fn into_parts(self) -> (Kind, Map<String, Value>) {
         (self.kind, self.data)
     }
-    pub(crate) fn raw(kind: Kind, data: Map<String, Value>) -> Record {
-        Record { kind, data }
-    }
     fn typed<T: Serialize>(kind: Kind, v: &T) -> Record {
         let data = match serde_json::to_value(v) {
             Ok(Value::Object(m)) => m,
@@ -90,8 +87,13 @@ pub enum Unit {
     Pdu,
     /// An EDU inside a transaction (to-device, typing, receipts, …).
     Edu,
-    /// An event in a response (backfill, state, event fetch).
+    /// An event in a response (backfill, state, event fetch), or a non-PDU event (stripped
+    /// state, templates).
     Event,
+    /// One recipient device's message of a to-device EDU.
+    ToDevice,
+    /// A user-data field of a response (profile, device, directory).
+    Field,
 }
 
 /// Which way the traffic flows.
@@ -114,6 +116,8 @@ pub enum Verdict {
     Reject,
     Drop,
     Withhold,
+    /// Not judged: the exchange was refused before the policy came to this unit.
+    Unjudged,
 }
 
 impl Verdict {
@@ -125,6 +129,7 @@ impl Verdict {
             Verdict::Reject => "reject",
             Verdict::Drop => "drop",
             Verdict::Withhold => "withhold",
+            Verdict::Unjudged => "unjudged",
         }
     }
 }
@@ -156,6 +161,10 @@ pub struct DecisionRecord {
     /// The federation endpoint (path template or path without query).
     pub endpoint: String,
     pub verdict: Verdict,
+    /// What happened to the unit's bytes: `crossed`, `redacted`, `withheld`, `held`,
+    /// `queued`, `dropped`, `refused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
     pub rules: Vec<RuleMatch>,
     /// The effective label as a display marking.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -97,6 +97,7 @@ fn content_is_dropped_unless_configured() {
         direction: Direction::Outbound,
         endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
         verdict: Verdict::Redact,
+        effect: None,
         rules: vec![],
         label: None,
         clearance: None,
@@ -243,4 +244,30 @@ fn one_auditor_per_directory() {
         b.append(admin(1)).await.unwrap();
         drop(b);
     });
+}
+
+#[test]
+fn append_blocking_from_a_plain_thread_and_inside_a_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = key_file(tmp.path(), "audit1");
+    let dir = tmp.path().join("log");
+    let a = Auditor::open(&config(&dir, &key)).unwrap();
+    let b = a.clone();
+    let seq = std::thread::spawn(move || b.append_blocking(admin(1)).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(seq, 2);
+    rt().block_on(async {
+        assert_eq!(a.append_blocking(admin(2)).unwrap(), 3);
+        assert_eq!(a.append(admin(3)).await.unwrap(), 4);
+        a.close().await.unwrap();
+    });
+    assert!(matches!(
+        a.append_blocking(admin(4)),
+        Err(AuditError::Closed)
+    ));
+    let Outcome::Intact(s) = verify(&dir, Some(&public), None).unwrap() else {
+        panic!("intact")
+    };
+    assert_eq!(s.last_seq, 6);
 }

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::format::{self, Encoded, GENESIS_PREV};
-use super::record::{Kind, Record};
+use super::record::Kind;
 use super::segment;
 use super::{AuditError, Shared};
 use crate::config::audit::{AuditConfig, Durability, Forward};
@@ -22,10 +22,29 @@ use crate::keys::SigningKey;
 /// Most jobs written as one group-commit batch.
 const MAX_BATCH_JOBS: usize = 4096;
 
-pub(super) type Reply = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
+/// Where the writer answers an append: an awaiting task or a blocked thread.
+pub(super) enum Reply {
+    Task(tokio::sync::oneshot::Sender<Result<u64, AuditError>>),
+    Thread(std::sync::mpsc::SyncSender<Result<u64, AuditError>>),
+}
+
+impl Reply {
+    pub(super) fn send(self, r: Result<u64, AuditError>) -> Result<(), ()> {
+        match self {
+            Reply::Task(t) => t.send(r).map_err(|_| ()),
+            Reply::Thread(t) => t.send(r).map_err(|_| ()),
+        }
+    }
+}
+
+/// A record ready for the writer: its `data` already in canonical form.
+pub(crate) struct Prepared {
+    pub kind: Kind,
+    pub data: String,
+}
 
 pub(super) enum Job {
-    Append { recs: Vec<Record>, reply: Reply },
+    Append { recs: Vec<Prepared>, reply: Reply },
     Checkpoint { reply: Reply },
     Close { reply: Reply },
 }
@@ -291,8 +310,7 @@ impl Writer {
                     if result.is_ok() {
                         let mut last = 0;
                         for r in recs {
-                            let (kind, data) = r.into_parts();
-                            match self.push(kind, data) {
+                            match self.push_canonical(r.kind, &r.data) {
                                 Ok(seq) => last = seq,
                                 Err(e) => {
                                     result = Err(e);
@@ -389,6 +407,13 @@ impl Writer {
 
     /// Encodes one record into the buffer (rotating first if the segment is full or old).
     fn push(&mut self, kind: Kind, data: Map<String, Value>) -> Result<u64, AuditError> {
+        let mut d = String::new();
+        format::write_object(&data, None, &mut d);
+        self.push_canonical(kind, &d)
+    }
+
+    /// [`Self::push`] for a `data` object already in canonical form.
+    fn push_canonical(&mut self, kind: Kind, data: &str) -> Result<u64, AuditError> {
         let full = self.cur.info.bytes >= self.segment_max_bytes
             || self
                 .segment_max_age
@@ -396,19 +421,15 @@ impl Writer {
         if full && self.cur.info.last.is_some() && kind != Kind::Checkpoint {
             self.rotate()?;
         }
-        Ok(self.encode(kind, data, None))
-    }
-
-    fn encode(
-        &mut self,
-        kind: Kind,
-        data: Map<String, Value>,
-        sign: Option<format::Sign<'_>>,
-    ) -> u64 {
         let seq = self.next_seq;
         let ts = format::rfc3339_ms(format::now_ms());
-        let Encoded { line, hash } =
-            format::encode(seq, &ts, kind.as_str(), &self.head, data, sign);
+        let e = format::encode_canonical(seq, &ts, kind.as_str(), &self.head, data);
+        Ok(self.add(kind, seq, ts, e))
+    }
+
+    /// Puts an encoded record into the buffer and advances the chain.
+    fn add(&mut self, kind: Kind, seq: u64, ts: String, e: Encoded) -> u64 {
+        let Encoded { line, hash } = e;
         self.buf.extend_from_slice(line.as_bytes());
         self.cur.info.bytes += line.len() as u64;
         self.cur.info.last = Some((seq, hash.clone()));
@@ -454,7 +475,10 @@ impl Writer {
         }
         let key = Arc::clone(&self.key);
         let sign = move |msg: &[u8]| STANDARD_NO_PAD.encode(key.sign(msg));
-        let seq = self.encode(Kind::Checkpoint, data, Some(&sign));
+        let seq = self.next_seq;
+        let ts = format::rfc3339_ms(format::now_ms());
+        let e = format::encode(seq, &ts, "checkpoint", &self.head, data, Some(&sign));
+        self.add(Kind::Checkpoint, seq, ts, e);
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         Ok(seq)

@@ -69,6 +69,10 @@ pub struct GuardConfig {
     pub principals: Vec<(String, String, PathBuf)>,
     /// `[notices]` on (English texts).
     pub notices: bool,
+    /// `[audit] dir`.
+    pub audit_dir: PathBuf,
+    /// `[audit] key_file`.
+    pub audit_key: PathBuf,
 }
 
 /// The lab's admin API principals (name, role): two reviewers (four-eyes), an auditor, an
@@ -309,6 +313,10 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         "deny"
     });
     doc["opaque"] = Item::Table(opaque);
+    let mut audit = Table::new();
+    audit["dir"] = value(c.audit_dir.display().to_string());
+    audit["key_file"] = value(c.audit_key.display().to_string());
+    doc["audit"] = Item::Table(audit);
     if c.notices {
         let mut notices = Table::new();
         notices["enabled"] = value(true);
@@ -342,6 +350,8 @@ mod tests {
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
             notices: false,
+            audit_dir: "/lab/audit".into(),
+            audit_key: "/lab/audit.key".into(),
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
             policies: "/lab/policies".into(),

@@ -123,6 +123,12 @@ pub async fn handle(
     let matched = catalog::lookup(&method, &path);
     let endpoint_id = matched.as_ref().map(|m| m.endpoint.id).unwrap_or("unknown");
     let span = tracing::info_span!("exchange", direction = direction.as_str(), endpoint = endpoint_id, peer = tracing::field::Empty, txn = tracing::field::Empty, %client);
+    // The claimed X-Matrix origin, for the audit record of a refusal.
+    let claimed_origin = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| super::perpdu::parse_x_matrix(v).ok())
+        .map(|x| x.origin.to_string());
     let (resp, req_bytes) = async {
         let mut req_bytes = 0usize;
         let result = match matched {
@@ -185,6 +191,16 @@ pub async fn handle(
                         r.message
                     );
                 }
+                super::audit_trail::record_refusal(
+                    guard,
+                    direction,
+                    method.as_str(),
+                    &path,
+                    claimed_origin.as_deref(),
+                    Some(client.to_string()),
+                    &r,
+                )
+                .await;
                 refusal_response(&r)
             }
         };
@@ -328,7 +344,7 @@ async fn run(
     };
     let resp = respond::release(
         guard,
-        &*x.policy,
+        &x.policy,
         &x.ctx,
         x.param("roomId"),
         x.param("queryType"),
@@ -582,7 +598,8 @@ async fn decide(
                 integrity::check(guard, &x.ctx, direction, &units, room_hint).await?;
             // Cheap: headers and a reference-counted body, for replaying a concurrent attempt.
             let template = txn_key.as_ref().map(|_| forward.clone());
-            let mut decided = crate::policy::decide(
+            let mut records = Vec::new();
+            let mut decided = crate::policy::decide_recorded(
                 &*x.policy,
                 &x.ctx,
                 &units,
@@ -596,7 +613,18 @@ async fn decide(
                     },
                     units: &units,
                 },
+                Some(&mut records),
             );
+            // Recorded (durably) before anything of the body crosses; no record, no crossing.
+            super::audit_trail::record_decisions(
+                guard,
+                &x.ctx,
+                false,
+                &units,
+                &records,
+                x.policy.version(),
+            )
+            .await?;
             if let (Some(key), Some(template)) = (&txn_key, template) {
                 if replay::withheld(&decided, body) {
                     // A concurrent attempt of the same transaction decided first: its decision

@@ -146,6 +146,10 @@ pub struct Guard {
     pub(crate) inbound_tls: Option<Arc<rustls::ServerConfig>>,
     /// Notices to protected senders (`[notices]`, `proxy::notices`).
     notifier: super::notices::Notifier,
+    /// The audit log (`[audit]`; `serve` always has one, see `proxy::audit_trail`).
+    auditor: Option<crate::audit::Auditor>,
+    /// `[audit] dir`: what the admin API's audit search reads.
+    audit_dir: Option<std::path::PathBuf>,
 }
 
 impl Guard {
@@ -339,7 +343,24 @@ impl Guard {
             outbound,
             inbound_tls,
             notifier: super::notices::Notifier::new(&cfg.notices),
+            auditor: None,
+            audit_dir: cfg.audit.as_ref().map(|a| a.dir.clone()),
         })
+    }
+
+    /// Connects the audit log: every decision is recorded before it takes effect (also the
+    /// hold queue's holds and review decisions).
+    pub fn set_auditor(&mut self, auditor: crate::audit::Auditor) {
+        self.holds()
+            .set_journal(std::sync::Arc::new(super::audit_trail::AuditJournal(
+                auditor.clone(),
+            )));
+        self.auditor = Some(auditor);
+    }
+
+    /// The audit log, if connected.
+    pub fn auditor(&self) -> Option<&crate::audit::Auditor> {
+        self.auditor.as_ref()
     }
 
     /// Notices to protected senders (`proxy::notices`).
@@ -685,6 +706,12 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         );
         state.room_labels = Arc::new(super::room_labels::view::GuardRoomLabels(guard.clone()));
         state.queue = Arc::new(super::hold::GuardReviews(guard.clone()));
+        if let Some(a) = guard.auditor() {
+            state.journal = Arc::new(super::audit_trail::AuditJournal(a.clone()));
+        }
+        if let Some(dir) = &guard.audit_dir {
+            state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
+        }
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {

@@ -38,6 +38,9 @@
 //! PDU that is held itself becomes the new head of its queue. When a queue is empty the room
 //! flows again. Everything is in the store: queues, order and decisions survive restarts, and
 //! decisions written by another process (on the same store file) are seen within a second.
+//!
+//! Protected senders of outgoing events are told (`proxy::notices`, when `[notices]` is on):
+//! held when the guard takes the PDU over, released or rejected when it delivers it.
 pub mod delivery;
 
 use std::collections::HashSet;
@@ -645,6 +648,15 @@ pub fn take_over(
                 })
                 .map(|id| {
                     tracing::warn!(hold = id, room = %room, event_id = %event_id, rule = %m.rule, destination = %destination, "event held for review: its room waits in this direction");
+                    notify(
+                        guard,
+                        ctx.direction,
+                        &view.sender,
+                        &room,
+                        &event_id,
+                        super::notices::NoticeOutcome::Held,
+                        &m.rule,
+                    );
                 })
         } else {
             holds
@@ -666,6 +678,28 @@ pub fn take_over(
         })?;
     }
     Ok(())
+}
+
+/// Tells a protected sender what happened to an outgoing event (sender notices, when on).
+pub(crate) fn notify(
+    guard: &Guard,
+    direction: Direction,
+    sender: &str,
+    room: &str,
+    event_id: &str,
+    outcome: super::notices::NoticeOutcome,
+    rule: &str,
+) {
+    if direction != Direction::Outbound || !super::notices::is_protected_user(guard, sender) {
+        return;
+    }
+    let _ = guard.notifier().notify(
+        sender,
+        room,
+        event_id,
+        outcome,
+        std::slice::from_ref(&rule.to_owned()),
+    );
 }
 
 /// The effective label's JSON text and display marking of a held event (`None`, `None` without

@@ -8,7 +8,7 @@ use super::inspect::inspect_response;
 use super::{refuse, GuardResponse};
 use crate::federation::catalog::{Direction as Part, Endpoint, Handler};
 use crate::policy::{
-    decide_response, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release,
+    decide_response_recorded, Direction, ExchangeCtx, Forward, Refusal, RefusalReason, Release,
 };
 use crate::proxy::guard::Guard;
 use crate::proxy::upstream::{strip_hop_by_hop, UpstreamError, UpstreamResponse};
@@ -56,7 +56,7 @@ pub(super) async fn send_upstream(
 /// the permit to release it.
 pub(super) async fn release(
     guard: &Guard,
-    policy: &dyn crate::policy::Policy,
+    policy: &crate::policy::Layers,
     ctx: &ExchangeCtx,
     room_hint: Option<&str>,
     query_type: Option<&str>,
@@ -96,7 +96,8 @@ pub(super) async fn release(
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
             integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;
-        decide_response(
+        let mut records = Vec::new();
+        let decided = decide_response_recorded(
             policy,
             ctx,
             &units,
@@ -107,7 +108,19 @@ pub(super) async fn release(
                 endpoint,
                 room_hint,
             },
-        )?
+            Some(&mut records),
+        );
+        // Recorded (durably) before the answer is released.
+        crate::proxy::audit_trail::record_decisions(
+            guard,
+            ctx,
+            true,
+            &units,
+            &records,
+            policy.version(),
+        )
+        .await?;
+        decided?
     };
     let rel = permit.into_inner();
     let mut resp = Response::new(Full::new(rel.body));

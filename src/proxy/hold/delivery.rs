@@ -156,6 +156,15 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
             }
         }
     };
+    let (permit, recs) = permit;
+    // Recorded (durably) before the held traffic crosses; no record, no crossing.
+    if let Some(a) = guard.auditor() {
+        if let Err(e) = a.append_all(recs).await {
+            tracing::error!(room = %key.2, destination = %key.1, error = %e, "held traffic not recorded: not delivered, retried later");
+            backoff(holds, head);
+            return Ok(false);
+        }
+    }
     let batch = &entries[..n];
     let upstream = match direction {
         Direction::Inbound => guard.inbound_upstream(&key.1),
@@ -174,6 +183,7 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
                 .mark_delivered(&seqs, now_ms())
                 .map_err(|e| e.to_string())?;
             tracing::info!(room = %key.2, destination = %key.1, txn = %txn_id, pdus = n, "held traffic delivered");
+            notify_decided(guard, direction, batch, &reviewed);
             holds.load();
             Ok(true)
         }
@@ -191,6 +201,38 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
             backoff(holds, head);
             Ok(false)
         }
+    }
+}
+
+/// Sender notices for the decided held events of a delivered batch.
+fn notify_decided(
+    guard: &Guard,
+    direction: Direction,
+    batch: &[QueueEntry],
+    reviewed: &[(usize, Decision)],
+) {
+    use crate::proxy::notices::NoticeOutcome;
+    for &(pos, decision) in reviewed {
+        let Some(e) = batch.get(pos) else { continue };
+        let Ok(raw) = serde_json::from_slice::<&RawValue>(&e.pdu) else {
+            continue;
+        };
+        let Ok(view) = PduView::parse(raw) else {
+            continue;
+        };
+        let (outcome, rule) = match decision {
+            Decision::Release => (NoticeOutcome::Released, "review_released"),
+            Decision::Reject => (NoticeOutcome::Rejected, "review_rejected"),
+        };
+        super::notify(
+            guard,
+            direction,
+            &view.sender,
+            &e.room_id,
+            &e.event_id,
+            outcome,
+            rule,
+        );
     }
 }
 
@@ -240,7 +282,7 @@ fn permit_for(
     key: &QueueKey,
     batch: &[QueueEntry],
     reviewed: &[(usize, Decision)],
-) -> Result<crate::policy::Permit<Forward>, Stop> {
+) -> Result<(crate::policy::Permit<Forward>, Vec<crate::audit::Record>), Stop> {
     let origin = batch[0].origin.clone();
     let txn_id = permit_txn_id(batch);
     let path = format!("/_matrix/federation/v1/send/{txn_id}");
@@ -309,7 +351,8 @@ fn permit_for(
     };
     let held = Mutex::new(None);
     let policy = guard.policy();
-    let r = crate::policy::decide(
+    let mut records = Vec::new();
+    let r = crate::policy::decide_recorded(
         &*policy,
         &ctx,
         &units,
@@ -318,6 +361,7 @@ fn permit_for(
             inner: rewriter,
             held: &held,
         },
+        Some(&mut records),
     );
     if let Some((pos, rule)) = held.lock().unwrap_or_else(PoisonError::into_inner).take() {
         let matches = units
@@ -330,7 +374,19 @@ fn permit_for(
         let matches = serde_json::to_string(&matches).unwrap_or_else(|_| "[]".into());
         return Err(Stop::Held(pos, rule, matches));
     }
-    r.map_err(Stop::Refused)
+    // The delivery's decisions, for the audit log (appended before the transaction is sent).
+    let recs = match guard.auditor() {
+        Some(a) => crate::proxy::audit_trail::decision_records(
+            &ctx,
+            &crate::proxy::audit_trail::Parties::of(&ctx, false),
+            &units,
+            &records,
+            policy.version(),
+            a.stores_content(),
+        ),
+        None => Vec::new(),
+    };
+    r.map(|p| (p, recs)).map_err(Stop::Refused)
 }
 
 fn internal(msg: &str) -> Refusal {
@@ -393,6 +449,15 @@ fn hold_queued(
         })
         .map_err(|e| e.to_string())?;
     tracing::warn!(hold = id, room = %key.2, event_id = %e.event_id, rule = %rule, "queued event held for review: it heads its queue now");
+    super::notify(
+        guard,
+        direction,
+        &view.sender,
+        &key.2,
+        &e.event_id,
+        crate::proxy::notices::NoticeOutcome::Held,
+        &rule,
+    );
     Ok(())
 }
 
