@@ -256,11 +256,14 @@ fn replay_names_unusable_input_and_fails() {
     ]
     .concat());
     assert!(changes(&o).is_empty());
-    // The audit log is not readable by this build: a clear error, non-zero.
-    let o = run(&[&base[..], &["--audit", tmp.path().to_str().unwrap()]].concat());
+    // An audit directory that is not an audit log: a clear error, non-zero.
+    let not_a_log = tmp.path().join("not-a-log");
+    std::fs::create_dir_all(&not_a_log).unwrap();
+    std::fs::write(not_a_log.join(audit_segment_name()), "garbage\n").unwrap();
+    let o = run(&[&base[..], &["--audit", not_a_log.to_str().unwrap()]].concat());
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not available"),
+        String::from_utf8_lossy(&o.stderr).contains("audit log"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -276,4 +279,117 @@ fn replay_names_unusable_input_and_fails() {
     assert!(id.starts_with('$') && id.len() == 44, "{id}");
     assert_eq!(got[0]["line"], 1);
     assert_eq!(got[0]["new"]["verdict"], UnitVerdict::Redact.as_str());
+}
+
+/// The name of the first segment of an audit log.
+fn audit_segment_name() -> String {
+    grenzwacht::audit::segment::name(0)
+}
+
+/// The same corpus recorded in a real audit log (decision records with the stored event, as
+/// with `[audit] store_content = true`, plus one record without it): `--audit` lists exactly
+/// the events whose verdict changes, named by event id and the record's seq.
+#[test]
+fn replay_from_an_audit_log_lists_exactly_the_changed_decisions() {
+    use grenzwacht::audit::{AuditConfig, Auditor, DecisionRecord, Record, Unit, Verdict};
+    let tmp = tempfile::tempdir().unwrap();
+    let key = grenzwacht::keys::SigningKey::generate("audit1").unwrap();
+    let key_file = tmp.path().join("audit.key");
+    std::fs::write(&key_file, key.to_synapse_string()).unwrap();
+    let dir = tmp.path().join("audit");
+    let cfg = AuditConfig {
+        dir: dir.clone(),
+        key_file,
+        store_content: true,
+        ..AuditConfig::default()
+    };
+    let old = layers(&shipped());
+    let cand = candidate(tmp.path());
+    let new = layers(&cand);
+    let verdict = |v: UnitVerdict| match v {
+        UnitVerdict::Allow => Verdict::Allow,
+        UnitVerdict::Redact => Verdict::Redact,
+        UnitVerdict::Hold => Verdict::Hold,
+        UnitVerdict::Reject => Verdict::Reject,
+        other => panic!("{other:?}"),
+    };
+    let mut expected = BTreeSet::new();
+    let mut records = Vec::new();
+    for (i, t) in TEXTS.iter().enumerate() {
+        let it = item(i, t);
+        let d = judge(&old, &it).unwrap();
+        if d.verdict != judge(&new, &it).unwrap().verdict {
+            expected.insert(format!("$ev{i}"));
+        }
+        records.push(Record::from(DecisionRecord {
+            unit: Unit::Pdu,
+            txn_id: Some("t1".into()),
+            event_id: Some(format!("$ev{i}")),
+            room_id: Some("!lage:hs1.test".into()),
+            sender: Some("@alice:hs1.test".into()),
+            origin: "hs1.test".into(),
+            destination: "hs2.test".into(),
+            direction: grenzwacht::audit::Direction::Outbound,
+            endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
+            verdict: verdict(d.verdict),
+            rules: vec![],
+            label: None,
+            clearance: None,
+            policy_hash: None,
+            content_sha256: None,
+            content: Some(pdu(i, t)),
+        }));
+    }
+    assert!(!expected.is_empty());
+    // A decision record without the event: skipped, said so.
+    let bare = serde_json::from_value::<DecisionRecord>(serde_json::Value::Object(
+        records[1].data().clone(),
+    ))
+    .unwrap();
+    records.push(Record::from(DecisionRecord {
+        content: None,
+        event_id: Some("$bare".into()),
+        ..bare
+    }));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let a = Auditor::open(&cfg).unwrap();
+            a.append_all(records).await.unwrap();
+            a.close().await.unwrap();
+        });
+    let out = run(&[
+        "policy",
+        "replay",
+        "--policies",
+        cand.to_str().unwrap(),
+        "--audit",
+        dir.to_str().unwrap(),
+    ]);
+    let got = changes(&out);
+    let ids: BTreeSet<String> = got
+        .iter()
+        .map(|c| c["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, expected, "{got:#?}");
+    for c in &got {
+        assert_eq!(c["old"]["verdict"], "redact");
+        assert_eq!(c["new"]["verdict"], "allow");
+        assert!(c["line"].as_u64().unwrap() >= 2, "the record's seq: {c}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 decision record(s) without a stored event skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} of {} decisions change",
+            expected.len(),
+            TEXTS.len()
+        )),
+        "{stderr}"
+    );
 }

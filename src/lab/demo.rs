@@ -280,7 +280,8 @@ async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
     let r = admin
         .raw("GET", "/metrics", None, None, Duration::from_secs(10))
         .await?;
-    let series = metrics::requests(&metrics::parse(&String::from_utf8_lossy(&r.body)));
+    let samples = metrics::parse(&String::from_utf8_lossy(&r.body));
+    let series = metrics::requests(&samples);
     println!(
         "\nWhat the guard saw ({}/metrics, {}):",
         info.guard.admin_url,
@@ -291,6 +292,14 @@ async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
         "  total: {} inbound, {} outbound",
         metrics::count(&series, Some("inbound"), None, None),
         metrics::count(&series, Some("outbound"), None, None)
+    );
+    println!(
+        "\nDecisions by verdict ({}, every PDU, event, EDU, to-device message and field):",
+        metrics::DECISIONS_TOTAL
+    );
+    print!(
+        "{}",
+        metrics::render_decisions(&metrics::decisions_by_verdict(&samples))
     );
     Ok(())
 }

@@ -139,6 +139,32 @@ pub fn count(
         .sum()
 }
 
+/// The per-unit decision counter (`policy::decisions`).
+pub const DECISIONS_TOTAL: &str = "grenzwacht_decisions_total";
+
+/// Decisions per verdict and direction, summed over unit kinds, sorted by direction then
+/// verdict: `(direction, verdict, count)`.
+pub fn decisions_by_verdict(samples: &[Sample]) -> Vec<(String, String, u64)> {
+    let mut m: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for s in samples.iter().filter(|s| s.name == DECISIONS_TOTAL) {
+        *m.entry((s.label("direction").into(), s.label("verdict").into()))
+            .or_default() += s.value as u64;
+    }
+    m.into_iter().map(|((d, v), n)| (d, v, n)).collect()
+}
+
+/// A table of [`decisions_by_verdict`] for humans.
+pub fn render_decisions(rows: &[(String, String, u64)]) -> String {
+    if rows.is_empty() {
+        return "  (no decisions counted)\n".to_string();
+    }
+    let mut out = format!("  {:<9} {:<9} {:>7}\n", "direction", "verdict", "units");
+    for (d, v, n) in rows {
+        out.push_str(&format!("  {d:<9} {v:<9} {n:>7}\n"));
+    }
+    out
+}
+
 /// A table of the series for humans.
 pub fn render_table(series: &[RequestSeries]) -> String {
     if series.is_empty() {
@@ -178,6 +204,29 @@ grenzwacht_bytes_total 12
 histogram_bucket{le="+Inf"} 4
 broken{a="x 1
 "#;
+
+    #[test]
+    fn decisions_are_summed_over_units_per_direction_and_verdict() {
+        let text = r#"grenzwacht_decisions_total{direction="outbound",unit="pdu",verdict="allow"} 5
+grenzwacht_decisions_total{direction="outbound",unit="edu",verdict="allow"} 2
+grenzwacht_decisions_total{direction="outbound",unit="pdu",verdict="redact"} 1
+grenzwacht_decisions_total{direction="inbound",unit="pdu",verdict="hold"} 3
+grenzwacht_requests_total{direction="inbound",endpoint="x",status="200"} 9
+"#;
+        let rows = decisions_by_verdict(&parse(text));
+        assert_eq!(
+            rows,
+            vec![
+                ("inbound".into(), "hold".into(), 3),
+                ("outbound".into(), "allow".into(), 7),
+                ("outbound".into(), "redact".into(), 1),
+            ]
+        );
+        let t = render_decisions(&rows);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(t.lines().nth(2).unwrap().contains("outbound") && t.contains(" 7"));
+        assert_eq!(render_decisions(&[]), "  (no decisions counted)\n");
+    }
 
     #[test]
     fn parses_labels_escapes_and_timestamps() {

@@ -379,6 +379,19 @@ pub(super) fn check_units_recorded(
     result
 }
 
+/// The PDU verdict of a recorded verdict and rule (`None` for verdicts a PDU verdict does not
+/// have: withhold, drop, unjudged).
+fn as_pdu_verdict(v: UnitVerdict, rule: Option<&str>) -> Option<PduVerdict> {
+    let rule = || rule.unwrap_or_default().to_string();
+    Some(match v {
+        UnitVerdict::Allow => PduVerdict::Allow,
+        UnitVerdict::Redact => PduVerdict::Redact { rule: rule() },
+        UnitVerdict::Hold => PduVerdict::Hold { rule: rule() },
+        UnitVerdict::Reject => PduVerdict::Reject { rule: rule() },
+        UnitVerdict::Drop | UnitVerdict::Withhold | UnitVerdict::Unjudged => return None,
+    })
+}
+
 /// The effect of a judged PDU or event at `pos`.
 fn event_effect(verdicts: Result<&Verdicts, &Refusal>, pos: usize) -> Effect {
     match verdicts {
@@ -465,13 +478,13 @@ impl Recording<'_> {
                 label: found.label,
             }
         };
-        for (pdu, &pos) in units.pdus.iter().zip(&units.pdu_pos) {
+        for (i, (pdu, &pos)) in units.pdus.iter().zip(&units.pdu_pos).enumerate() {
             let compute = || {
                 units
                     .rooms
                     .and_then(|g| g.event_id(pdu.raw, pdu.room_id.as_deref()))
             };
-            out.push(event_record(
+            let mut d = event_record(
                 UnitKind::Pdu,
                 pos,
                 key(pdu.content),
@@ -480,7 +493,29 @@ impl Recording<'_> {
                 &pdu.sender,
                 &pdu.event_type,
                 &compute,
-            ));
+            );
+            // As `check_units` decides: the guard's own integrity finding when more severe,
+            // then a reviewer's decision on a held event.
+            if let Some(mut v) = as_pdu_verdict(d.verdict, d.rule.as_deref()) {
+                if let Some(Some(finding)) = units.pdu_findings.get(i) {
+                    if finding.severity() > v.severity() {
+                        v = finding.clone();
+                        let (fv, rule) = UnitVerdict::of_pdu(&v);
+                        d.hits.push(RuleHit::rule_only(
+                            "integrity",
+                            rule.unwrap_or_default(),
+                            fv.as_str(),
+                        ));
+                    }
+                }
+                if let Some((_, r)) = units.reviewed.iter().find(|(p, _)| *p == pos) {
+                    v = super::permit::reviewed(v, *r);
+                }
+                let (verdict, rule) = UnitVerdict::of_pdu(&v);
+                d.verdict = verdict;
+                d.rule = rule.map(str::to_string);
+            }
+            out.push(d);
         }
         // Malformed PDUs of a transaction have a position but no view.
         for &pos in &units.omit {

@@ -3,9 +3,10 @@
 //! A [`LoadRecord`] names the loaded DLP rule set (directory, per file its SHA-256 and rule
 //! count, and the set's fingerprint, which is the **policy version** decision records carry:
 //! [`super::Layers::version`]), the SPIF files of the label layer (path and SHA-256) and the
-//! configuration file's SHA-256. The guard logs it at start-up and after every reload that
-//! swapped a new rule set in (`proxy::guard::reload`); it serialises as one JSON object for
-//! the audit log.
+//! configuration file's SHA-256. The guard logs it at start-up, after every reload that
+//! swapped a new rule set in, and after every refused reload (naming the running set, which
+//! stays), and hands it to a load observer (`Guard::set_load_observer`, e.g. the audit log);
+//! it serialises as one JSON object.
 use std::path::Path;
 
 use serde::Serialize;
@@ -19,6 +20,9 @@ use super::manifest::Manifest;
 pub enum LoadEvent {
     Startup,
     Reload,
+    /// A reload that was refused ([`LoadRecord::refused`] says why); the record names the
+    /// running policy, which stays.
+    RefusedReload,
 }
 
 impl LoadEvent {
@@ -26,6 +30,7 @@ impl LoadEvent {
         match self {
             LoadEvent::Startup => "startup",
             LoadEvent::Reload => "reload",
+            LoadEvent::RefusedReload => "refused_reload",
         }
     }
 }
@@ -110,6 +115,10 @@ pub struct LoadRecord {
     pub rule_set: Option<RuleSetRecord>,
     /// The SPIF files of `[labels]`.
     pub spifs: Vec<FileHash>,
+    /// Why a reload was refused (`refused`: the new set did not load; `refused_shrink`: it
+    /// lacks rules or files of the running set), for [`LoadEvent::RefusedReload`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 impl LoadRecord {
@@ -130,7 +139,12 @@ impl LoadRecord {
             rules = self.rule_set.as_ref().map_or(0, |r| r.rules),
             rule_files = self.rule_set.as_ref().map_or(0, |r| r.files.len()),
             spifs = self.spifs.len(),
-            "policy loaded"
+            refused = self.refused.as_deref().unwrap_or(""),
+            "{}",
+            match self.event {
+                LoadEvent::RefusedReload => "policy reload refused: the running policy stays",
+                _ => "policy loaded",
+            }
         );
         for f in self.rule_set.iter().flat_map(|r| &r.files) {
             tracing::info!(
@@ -176,6 +190,7 @@ mod tests {
                 FileHash::of_file(&spif),
                 FileHash::of_file(&dir.path().join("missing.xml")),
             ],
+            refused: None,
         };
         let rs = r.rule_set.as_ref().unwrap();
         assert_eq!(rs.rules, 3);

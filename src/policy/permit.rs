@@ -331,7 +331,7 @@ fn crosses_redacted(verdict: &PduVerdict, in_transaction: bool, holds: bool) -> 
 }
 
 /// A verdict after a reviewer's decision on the event (see [`Units::reviewed`]).
-fn reviewed(verdict: PduVerdict, decision: crate::review::Decision) -> PduVerdict {
+pub(super) fn reviewed(verdict: PduVerdict, decision: crate::review::Decision) -> PduVerdict {
     use crate::review::Decision as D;
     match (decision, verdict) {
         (D::Release, PduVerdict::Hold { .. }) => PduVerdict::Allow,

@@ -22,9 +22,11 @@
 //!   current rule set (`--config`'s `[dlp] policies` and `[[rule]]` list, or `--current DIR`)
 //!   computes it.
 //!
-//! Audit records ([`item_from_audit_record`]) map the same way: `data.content` (stored only
-//! with full content recording) is the event, `data.verdict`, `data.rules[].rule`,
-//! `data.direction`, `data.event_id`, and the remote side of `data.origin`/`data.destination`.
+//! `--audit DIR` reads the `decision` records of an audit log ([`read_audit`],
+//! [`item_from_audit_record`]): those that stored the event (`[audit] store_content = true`)
+//! map the same way — `data.content` is the event, `data.verdict` and `data.rules[].rule` the
+//! recorded decision, `data.direction`, `data.event_id`, and the remote side of
+//! `data.origin`/`data.destination`. The record's `seq` names it in the output (`line`).
 //!
 //! # Judgement
 //!
@@ -60,9 +62,9 @@ pub enum ReplayError {
         "line {line}: no recorded verdict and no current rule set (give --config or --current)"
     )]
     NoCurrent { line: usize },
-    /// Reading audit records needs the audit log reader, which this build does not have.
-    #[error("replay from an audit log directory is not available in this build (use --events)")]
-    AuditUnavailable,
+    /// The audit log could not be read.
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// One recorded event to replay.
@@ -157,33 +159,53 @@ pub fn parse_events(text: &str) -> Result<Vec<ReplayItem>, ReplayError> {
     Ok(out)
 }
 
-/// An item from an audit `decision` record (`{"kind": "decision", "data": {…}}`, or its `data`
-/// alone) that stored the event's content; `None` for other records and records without
-/// content. `protected` names the protected servers (the other side is the peer).
-pub fn item_from_audit_record(
-    index: usize,
-    record: &Value,
-    protected: &[&str],
-) -> Option<ReplayItem> {
+/// An item from an audit `decision` record (`{"kind": "decision", "seq": N, "data": {…}}`,
+/// or its `data` alone) that stored the event; `None` for other records and records without
+/// a stored event. The event is `data.content` when that is a whole event (it has `type` and
+/// `content`), or `data.content` as the event's content with `data.type` as its type (and
+/// `data.room_id`, `data.sender`); the peer is `data.destination` outbound, `data.origin`
+/// inbound; `index` is used when the record has no `seq`.
+pub fn item_from_audit_record(index: usize, record: &Value) -> Option<ReplayItem> {
     let data = match record.get("kind") {
         Some(k) if k != "decision" => return None,
         Some(_) => record.get("data")?,
         None => record,
     };
-    let event = data.get("content").filter(|c| c.is_object())?.clone();
-    let direction = parse_direction(data.get("direction")).ok()?;
     let s = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
-    let peer = [s("destination"), s("origin")]
-        .into_iter()
-        .flatten()
-        .find(|n| !protected.contains(&n.as_str()));
+    let content = data.get("content").filter(|c| c.is_object())?;
+    let event = if content.get("type").is_some_and(Value::is_string)
+        && content.get("content").is_some_and(Value::is_object)
+    {
+        content.clone()
+    } else {
+        let mut e = serde_json::json!({
+            "type": s("type")?,
+            "content": content,
+            "origin_server_ts": 0,
+        });
+        for k in ["room_id", "sender"] {
+            if let Some(v) = s(k) {
+                e[k] = Value::String(v);
+            }
+        }
+        e
+    };
+    let direction = parse_direction(data.get("direction")).ok()?;
+    let peer = match direction {
+        Direction::Outbound => s("destination"),
+        Direction::Inbound => s("origin"),
+    };
     let rules = data.get("rules").and_then(Value::as_array).map(|a| {
         a.iter()
             .filter_map(|m| m.get("rule").and_then(Value::as_str).map(str::to_string))
             .collect()
     });
+    let line = record
+        .get("seq")
+        .and_then(Value::as_u64)
+        .map_or(index, |n| n as usize);
     Some(ReplayItem {
-        line: index,
+        line,
         event,
         direction,
         peer,
@@ -192,6 +214,24 @@ pub fn item_from_audit_record(
         verdict: s("verdict").as_deref().and_then(parse_verdict),
         rules,
     })
+}
+
+/// The replay items of the audit log in `dir`: every `decision` record that stored its event,
+/// in log order, and the number of decision records that did not (skipped).
+pub fn read_audit(dir: &std::path::Path) -> Result<(Vec<ReplayItem>, usize), ReplayError> {
+    let (mut items, mut skipped, mut n) = (Vec::new(), 0usize, 0usize);
+    crate::audit::query::for_each(dir, &crate::audit::query::Filter::default(), |_, v| {
+        if v.get("kind").and_then(Value::as_str) == Some("decision") {
+            n += 1;
+            match item_from_audit_record(n, &v) {
+                Some(i) => items.push(i),
+                None => skipped += 1,
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| ReplayError::Audit(e.to_string()))?;
+    Ok((items, skipped))
 }
 
 /// A decision: verdict, deciding rule, matched rules (enforced, not `tag`).

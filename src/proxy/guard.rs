@@ -736,9 +736,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     )));
     // The gauges of the running rule set (the admin listener installed the recorder).
     guard.publish_policy_identity();
-    guard
-        .load_record(crate::policy::identity::LoadEvent::Startup)
-        .log();
+    guard.record_load(crate::policy::identity::LoadEvent::Startup);
     if let Some((dir, every)) = guard.dlp_watch() {
         tasks.push(tokio::spawn(reload::watch_dlp(
             guard.clone(),

@@ -11,7 +11,8 @@ use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
 use crate::policy::rules::{RuleAction, RuleConfig, Rules, RulesPolicy};
 use crate::policy::{
-    decide_recorded, decide_response_recorded, Forward, Layers, Release, Rewrite, StaticPolicy,
+    decide_recorded, decide_response_recorded, Forward, Layers, PduVerdict, Release, Rewrite,
+    StaticPolicy,
 };
 
 const DLP: &str = r#"
@@ -284,4 +285,72 @@ fn decisions_are_counted_by_direction_verdict_and_unit() {
     // Without a record sink: still counted.
     crate::policy::decide(&layers(), &c, &units, forward(), &Unchanged).unwrap();
     assert!(count() - before >= 2.0, "two held PDUs counted");
+}
+
+#[test]
+fn records_carry_the_integrity_finding_and_the_reviewers_decision() {
+    let raws = [
+        pdu("$sig", "@a:hs2.test", "harmless"),
+        pdu("$rel", "@b:hs2.test", "VS-VERTRAULICH"),
+        pdu("$rej", "@c:hs2.test", "harmless too"),
+    ];
+    let units = Units {
+        pdus: raws.iter().map(|r| PduView::parse(r).unwrap()).collect(),
+        pdu_pos: vec![0, 1, 2],
+        pdu_findings: vec![
+            Some(PduVerdict::Redact {
+                rule: "integrity:signature".into(),
+            }),
+            None,
+            None,
+        ],
+        reviewed: vec![
+            (1, crate::review::Decision::Release),
+            (2, crate::review::Decision::Reject),
+        ],
+        ..Default::default()
+    };
+    let c = ctx("send_transaction", Direction::Inbound);
+    let mut records = Vec::new();
+    decide_recorded(
+        &layers(),
+        &c,
+        &units,
+        forward(),
+        &Unchanged,
+        Some(&mut records),
+    )
+    .unwrap();
+    let sig = record(&records, UnitKind::Pdu, 0);
+    assert_eq!(
+        (sig.verdict, sig.rule.as_deref(), sig.effect),
+        (
+            UnitVerdict::Redact,
+            Some("integrity:signature"),
+            Effect::Redacted
+        )
+    );
+    assert_eq!(
+        sig.hits,
+        vec![RuleHit::rule_only(
+            "integrity",
+            "integrity:signature",
+            "redact"
+        )]
+    );
+    let rel = record(&records, UnitKind::Pdu, 1);
+    assert_eq!(
+        (rel.verdict, rel.effect),
+        (UnitVerdict::Allow, Effect::Crossed)
+    );
+    assert_eq!(rel.hits[0].rule, "t.vv", "the finding stays on the record");
+    let rej = record(&records, UnitKind::Pdu, 2);
+    assert_eq!(
+        (rej.verdict, rej.rule.as_deref(), rej.effect),
+        (
+            UnitVerdict::Redact,
+            Some("review_rejected"),
+            Effect::Redacted
+        )
+    );
 }

@@ -523,6 +523,33 @@ case_sensitive = true
     }
 
     #[test]
+    fn the_rule_label_is_an_id_of_the_loaded_set_or_other() {
+        let p = policy(&[("a.toml", RULES)]);
+        assert_eq!(p.rule_label(Some(&Arc::from("t.iban"))), "t.iban");
+        assert_eq!(p.rule_label(Some(&Arc::from("t.unknown"))), "other");
+        assert_eq!(p.rule_label(None), "other");
+        // The metric carries the deciding rule.
+        let handle = crate::telemetry::metrics_handle();
+        let count = || -> f64 {
+            handle
+                .render()
+                .lines()
+                .filter(|l| {
+                    l.starts_with(DLP_DECISIONS_TOTAL)
+                        && l.contains(r#"rule="t.vv""#)
+                        && l.contains(r#"mode="enforce""#)
+                        && l.contains(r#"action="hold""#)
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let before = count();
+        let raw = pdu_raw(serde_json::json!({"body": "VS-VERTRAULICH", "msgtype": "m.text"}));
+        p.pdu(&ctx("send_transaction"), &PduView::parse(&raw).unwrap());
+        assert!(count() - before >= 1.0);
+    }
+
+    #[test]
     fn pdu_verdicts_follow_the_rule_actions_and_validators() {
         let p = policy(&[("a.toml", RULES)]);
         let c = ctx("send_transaction");

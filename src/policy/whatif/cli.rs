@@ -1,7 +1,7 @@
 //! `grenzwacht policy replay`: the command around [`super::replay`].
 //!
 //! Exit codes: 0 the replay ran (whether or not decisions change); 1 a rule set that does not
-//! load, an unreadable or malformed corpus, or an input that is not available.
+//! load, an unreadable or malformed corpus or audit log.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use super::{parse_events, replay, ReplayError};
+use super::{parse_events, read_audit, replay};
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
 use crate::policy::rules::{Rules, RulesPolicy};
@@ -88,7 +88,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             parse_events(&text).with_context(|| f.display().to_string())?
         }
-        (None, Some(_)) => return Err(ReplayError::AuditUnavailable.into()),
+        (None, Some(dir)) => {
+            let (items, skipped) = read_audit(dir)?;
+            if skipped > 0 {
+                eprintln!(
+                    "{skipped} decision record(s) without a stored event skipped ([audit] store_content = true records it)"
+                );
+            }
+            items
+        }
         (None, None) => anyhow::bail!("give --events FILE or --audit DIR"),
     };
     let changes = replay(

@@ -78,7 +78,12 @@ pub(super) struct Reloader {
     spifs: Vec<FileHash>,
     /// The configuration file the guard was started from ([`Guard::set_config_file`]).
     config: Mutex<Option<FileHash>>,
+    /// Gets every load record ([`Guard::set_load_observer`]).
+    observer: std::sync::OnceLock<LoadObserver>,
 }
+
+/// Receives every [`LoadRecord`] (start-up, reloads, refused reloads), e.g. for the audit log.
+pub type LoadObserver = Box<dyn Fn(&LoadRecord) + Send + Sync>;
 
 impl Reloader {
     /// With the SPIF files whose hashes the load records name.
@@ -98,6 +103,7 @@ impl Reloader {
             status: Mutex::new(status),
             spifs: Vec::new(),
             config: Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         }
     }
 }
@@ -142,8 +148,30 @@ impl Guard {
             .unwrap_or_else(PoisonError::into_inner) = Some(FileHash::of_file(path));
     }
 
+    /// Sets the receiver of every load record ([`Guard::record_load`] at start-up, each
+    /// reload and each refused reload); only the first call takes effect (returns `false`
+    /// otherwise). The observer runs on the reloading thread, under the reload lock.
+    pub fn set_load_observer(&self, observer: LoadObserver) -> bool {
+        self.reloader.observer.set(observer).is_ok()
+    }
+
+    /// Logs the record of the running policy and hands it to the load observer; `serve` calls
+    /// it with [`LoadEvent::Startup`], reloads do it themselves.
+    pub fn record_load(&self, event: LoadEvent) -> LoadRecord {
+        let r = self.load_record(event);
+        self.emit_load(&r);
+        r
+    }
+
+    fn emit_load(&self, r: &LoadRecord) {
+        r.log();
+        if let Some(o) = self.reloader.observer.get() {
+            o(r);
+        }
+    }
+
     /// The record of the running policy (rule set, SPIFs, config hash, policy version), for the
-    /// log and the audit log; the guard logs it at start-up and after every reload.
+    /// log and the audit log.
     pub fn load_record(&self, event: LoadEvent) -> LoadRecord {
         let running = self
             .reloader
@@ -170,6 +198,7 @@ impl Guard {
                 .clone(),
             rule_set,
             spifs: self.reloader.spifs.clone(),
+            refused: None,
         }
     }
 
@@ -254,8 +283,7 @@ impl Guard {
                         ),
                         Some(&manifest),
                     ));
-                    self.load_record_of(LoadEvent::Reload, Some(&manifest))
-                        .log();
+                    self.emit_load(&self.load_record_of(LoadEvent::Reload, Some(&manifest)));
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
                         ReloadResult::Ok
@@ -280,6 +308,11 @@ impl Guard {
                 }
             }
         };
+        if matches!(result, ReloadResult::Refused | ReloadResult::RefusedShrink) {
+            let mut r = self.load_record_of(LoadEvent::RefusedReload, running.as_ref());
+            r.refused = Some(result.label().to_string());
+            self.emit_load(&r);
+        }
         {
             let mut s = self
                 .reloader

@@ -21,8 +21,12 @@ fn load_records_name_config_rule_files_and_the_version_every_exchange_sees() {
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
     let guard = Guard::from_config(&cfg, crate::store::Store::open_in_memory().unwrap()).unwrap();
     guard.set_config_file(&cfg_path);
+    let seen = std::sync::Arc::new(Mutex::new(Vec::<LoadRecord>::new()));
+    let s2 = seen.clone();
+    assert!(guard.set_load_observer(Box::new(move |r| s2.lock().unwrap().push(r.clone()))));
+    assert!(!guard.set_load_observer(Box::new(|_| {})), "one observer");
 
-    let first = guard.load_record(LoadEvent::Startup);
+    let first = guard.record_load(LoadEvent::Startup);
     assert_eq!(first.event, LoadEvent::Startup);
     let config = first.config.as_ref().unwrap();
     assert_eq!(
@@ -52,4 +56,41 @@ fn load_records_name_config_rule_files_and_the_version_every_exchange_sees() {
         Some(sha256_hex(rules("BRAVO").as_bytes()))
     );
     assert_eq!(second.config, first.config, "the config is not reloaded");
+
+    // A refused reload: the record names the running set, which stays.
+    std::fs::write(
+        policies.join("a.toml"),
+        "mode = \"enforce\"\n[[rule]]\nid = 5\n",
+    )
+    .unwrap();
+    assert!(guard.reload_policies().is_err());
+    std::fs::remove_file(policies.join("a.toml")).unwrap();
+    std::fs::write(
+        policies.join("b.toml"),
+        rules("CHARLIE").replace("t.word", "t.other"),
+    )
+    .unwrap();
+    assert!(guard.reload_policies().is_err(), "t.word would be lost");
+    let seen = seen.lock().unwrap();
+    let events: Vec<(LoadEvent, Option<&str>)> = seen
+        .iter()
+        .map(|r| (r.event, r.refused.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (LoadEvent::Startup, None),
+            (LoadEvent::Reload, None),
+            (LoadEvent::RefusedReload, Some("refused")),
+            (LoadEvent::RefusedReload, Some("refused_shrink")),
+        ]
+    );
+    assert_eq!(seen[1].policy_version.as_deref(), Some(v2.as_str()));
+    for r in &seen[2..] {
+        assert_eq!(
+            r.policy_version.as_deref(),
+            Some(v2.as_str()),
+            "the running set stays"
+        );
+    }
 }
