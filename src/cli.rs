@@ -268,6 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             guard.set_auditor(auditor.clone());
             let guard = Arc::new(guard);
             guard.set_config_file(&config);
+            guard.set_load_observer(crate::proxy::audit_trail::load_observer(auditor.clone()));
             let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
             rt.block_on(async move {
                 reload_on_sighup(guard.clone());

@@ -332,6 +332,7 @@ fn replay_from_an_audit_log_lists_exactly_the_changed_decisions() {
             direction: grenzwacht::audit::Direction::Outbound,
             endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
             verdict: verdict(d.verdict),
+            effect: None,
             rules: vec![],
             label: None,
             clearance: None,

@@ -87,18 +87,19 @@ fn verdict(v: UnitVerdict) -> Verdict {
     }
 }
 
-/// The content bytes a decision is about, as received.
+/// The bytes a decision is about, as received: the whole PDU or event (so that
+/// `policy replay --audit` can judge it again), the whole EDU, a field's text.
 fn content_of<'u>(units: &'u Units<'_>, d: &UnitDecision) -> Option<&'u str> {
     match d.kind {
         UnitKind::Pdu => {
             let i = units.pdu_pos.iter().position(|&p| p == d.pos)?;
-            units.pdus.get(i).map(|p| p.content.get())
+            units.pdus.get(i).map(|p| p.raw.get())
         }
         UnitKind::Event => {
             let i = units.event_pos.iter().position(|&p| p == d.pos)?;
-            units.events.get(i).map(|e| e.content.get())
+            units.events.get(i).map(|e| e.raw.get())
         }
-        UnitKind::Edu | UnitKind::ToDevice => units.edus.get(d.pos).map(|e| e.content.get()),
+        UnitKind::Edu | UnitKind::ToDevice => units.edus.get(d.pos).map(|e| e.raw.get()),
         UnitKind::Field => units.user_fields.get(d.pos).map(|f| f.value.as_ref()),
     }
 }
@@ -235,6 +236,36 @@ pub async fn record_refusal(
     if let Err(e) = auditor.append(rec).await {
         tracing::warn!(error = %e, "refusal not recorded");
     }
+}
+
+/// Appends every load record of the running guard (start-up, reloads, refused reloads) to
+/// the audit log. A load record that cannot be written is logged; the decisions that follow
+/// are refused anyway while the audit log is failed.
+pub fn load_observer(
+    auditor: audit::Auditor,
+) -> Box<dyn Fn(&crate::policy::identity::LoadRecord) + Send + Sync> {
+    use crate::policy::identity::LoadEvent;
+    Box::new(move |r| {
+        let change = match r.event {
+            LoadEvent::Startup => audit::LoadChange::Start,
+            LoadEvent::Reload => audit::LoadChange::Reload,
+            LoadEvent::RefusedReload => audit::LoadChange::FailedReload,
+        };
+        let named = |f: &crate::policy::identity::FileHash| audit::NamedHash {
+            name: f.path.clone(),
+            sha256: f.sha256.clone().unwrap_or_else(|| "unreadable".into()),
+        };
+        let rec = Record::from(audit::LoadRecord {
+            change,
+            config_hash: r.config.as_ref().and_then(|c| c.sha256.clone()),
+            rules_hash: r.rule_set.as_ref().map(|s| s.fingerprint.clone()),
+            spifs: r.spifs.iter().map(named).collect(),
+            error: r.refused.clone(),
+        });
+        if let Err(e) = auditor.append_blocking(rec) {
+            tracing::error!(error = %e, "load record not written to the audit log");
+        }
+    })
 }
 
 /// The audit log as the review queue's and the admin listener's journal: every hold, review
