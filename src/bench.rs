@@ -7,9 +7,11 @@
 //! usual deployment: guard and homeserver side by side):
 //!
 //! * `pass_through`: no verification, no content rules (the proxy path alone);
+//! * `default_unaudited`: `default` without the audit log (the baseline for what recording
+//!   every decision adds);
 //! * `default`: what a deployment runs by default — X-Matrix and PDU signatures and content
 //!   hashes verified with keys the guard fetches from the origin (the sink serves them), the
-//!   shipped DLP rule set;
+//!   shipped DLP rule set, every decision recorded in the audit log before it crosses;
 //! * `labels` (`--labels`): the default plus security labels (shipped SPIFs, a labeled room,
 //!   a label on every message).
 //!
@@ -120,6 +122,8 @@ pub struct ConfigReport {
     pub verify_pdus: bool,
     pub dlp_rules: bool,
     pub labels: bool,
+    /// Decisions recorded in an audit log (group commit, fsync).
+    pub audit: bool,
     pub stats: RunStats,
     /// rps / direct rps.
     pub ratio: f64,
@@ -313,14 +317,19 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let direct = load::run(&plan.txns, sink.tls_addr, &roots, c, args.rate).await?;
     let direct_sink = sink_counts(before, sink.direct.snapshot(), args.tamper.is_some());
 
-    let setups: Vec<Setup> = [Setup::PassThrough, Setup::Default, Setup::Labels]
-        .into_iter()
-        .filter(|s| match (args.only.is_empty(), s) {
-            (true, Setup::Labels) => labels,
-            (true, _) => true,
-            (false, s) => args.only.contains(s),
-        })
-        .collect();
+    let setups: Vec<Setup> = [
+        Setup::PassThrough,
+        Setup::DefaultUnaudited,
+        Setup::Default,
+        Setup::Labels,
+    ]
+    .into_iter()
+    .filter(|s| match (args.only.is_empty(), s) {
+        (true, Setup::Labels) => labels,
+        (true, _) => true,
+        (false, s) => args.only.contains(s),
+    })
+    .collect();
     let mut configurations = Vec::new();
     for setup in setups {
         let g = guard::Running::start(&env, setup).await?;
@@ -346,6 +355,7 @@ pub async fn run_async(args: BenchArgs) -> anyhow::Result<BenchReport> {
             verify_pdus: setup.verifies(),
             dlp_rules: setup != Setup::PassThrough,
             labels: setup == Setup::Labels,
+            audit: setup.audits(),
             ratio,
             p50_added_ms: stats.p50_ms - direct.p50_ms,
             p99_added_ms,

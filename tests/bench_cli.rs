@@ -58,7 +58,19 @@ fn bench_reports_every_configuration_and_the_verifying_ones_verify() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["pass_through", "default", "labels"]);
+    assert_eq!(
+        names,
+        ["pass_through", "default_unaudited", "default", "labels"]
+    );
+    // The deployment configurations record their decisions; the baseline does not.
+    for (name, audit) in [
+        ("pass_through", false),
+        ("default_unaudited", false),
+        ("default", true),
+        ("labels", true),
+    ] {
+        assert_eq!(config(&r, name)["audit"], audit, "{name}");
+    }
     assert!(r["direct"]["rps"].as_f64().unwrap() > 0.0, "{r}");
     for name in &names {
         let c = config(&r, name);
@@ -83,7 +95,7 @@ fn bench_reports_every_configuration_and_the_verifying_ones_verify() {
     let pt = config(&r, "pass_through");
     assert_eq!(pt["verify_pdus"], false);
     assert_eq!(pt["guard"]["pdu_checks"], serde_json::json!({}), "{pt}");
-    for name in ["default", "labels"] {
+    for name in ["default_unaudited", "default", "labels"] {
         let c = config(&r, name);
         assert_eq!(c["verify_signatures"], true);
         assert_eq!(

@@ -2,10 +2,13 @@
 //!
 //! * [`Setup::PassThrough`]: no verification, no content rules — the proxy path alone (TLS,
 //!   parsing, policy seam, forwarding).
+//! * [`Setup::DefaultUnaudited`]: the default below without the audit log: the baseline that
+//!   shows what recording every decision (durably, before it crosses) adds.
 //! * [`Setup::Default`]: what a deployment runs by default: inbound X-Matrix signatures and
 //!   every PDU's signature and content hash verified (the guard fetches the origin's keys from
 //!   the sink over its route table, verified TLS), the shipped DLP rule set (`policies/`, built
-//!   into the binary as in the lab), a guard key, `[opaque] release = "deny"`.
+//!   into the binary as in the lab), a guard key, `[opaque] release = "deny"`, and the audit log
+//!   (group commit, fsync) on the bench's temporary directory.
 //! * [`Setup::Labels`] (`--labels`): the default plus security labels: the shipped SPIFs
 //!   (`spif/`), the lab's two sides (protected DEU-VS, remote NATO; the origin cleared as the
 //!   lab's remote peer), a room label event in the room and a label on every message.
@@ -30,7 +33,9 @@ use crate::proxy::{Guard, Listeners};
 pub enum Setup {
     /// No verification, no content rules.
     PassThrough,
-    /// X-Matrix and PDU verification, the shipped DLP rule set.
+    /// The default without the audit log.
+    DefaultUnaudited,
+    /// X-Matrix and PDU verification, the shipped DLP rule set, the audit log.
     Default,
     /// The default plus security labels.
     Labels,
@@ -40,6 +45,7 @@ impl Setup {
     pub fn name(self) -> &'static str {
         match self {
             Setup::PassThrough => "pass_through",
+            Setup::DefaultUnaudited => "default_unaudited",
             Setup::Default => "default",
             Setup::Labels => "labels",
         }
@@ -48,6 +54,11 @@ impl Setup {
     /// Whether this configuration verifies signatures (X-Matrix and PDUs).
     pub fn verifies(self) -> bool {
         self != Setup::PassThrough
+    }
+
+    /// Whether this configuration records its decisions in an audit log.
+    pub fn audits(self) -> bool {
+        matches!(self, Setup::Default | Setup::Labels)
     }
 }
 
@@ -64,6 +75,8 @@ pub struct Env {
     /// The sink's TLS listener (where the origin's keys are fetched).
     pub origin_addr: SocketAddr,
     pub guard_key: PathBuf,
+    /// The audit key (signs the audit logs' checkpoints).
+    pub audit_key: PathBuf,
     pub policies: PathBuf,
     pub labels: Option<crate::lab::guard::LabLabels>,
 }
@@ -86,6 +99,10 @@ impl Env {
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let guard_key = dir.join("guard.signing.key");
         std::fs::write(&guard_key, gk.to_synapse_string())?;
+        let ak = crate::keys::SigningKey::generate("auditbench")
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let audit_key = dir.join("audit.key");
+        std::fs::write(&audit_key, ak.to_synapse_string())?;
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies)?;
         for (name, text) in crate::lab::guard::SHIPPED_POLICIES {
@@ -109,6 +126,7 @@ impl Env {
             upstream,
             origin_addr,
             guard_key,
+            audit_key,
             policies,
             labels,
         })
@@ -165,6 +183,17 @@ impl Env {
                 .to_string(),
         );
         doc["store"] = Item::Table(store);
+        if setup.audits() {
+            let mut audit = Table::new();
+            audit["dir"] = value(
+                self.dir
+                    .join(format!("audit-{}", setup.name()))
+                    .display()
+                    .to_string(),
+            );
+            audit["key_file"] = value(self.audit_key.display().to_string());
+            doc["audit"] = Item::Table(audit);
+        }
         if setup != Setup::PassThrough {
             let mut dlp = Table::new();
             dlp["policies"] = value(self.policies.display().to_string());
@@ -202,9 +231,18 @@ impl Running {
         let cfg = Config::load(&path).map_err(|e| BenchError::Setup(format!("config: {e}")))?;
         let store = crate::store::Store::open(&cfg.store.path)
             .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let guard = Arc::new(
-            Guard::from_config(&cfg, store).map_err(|e| BenchError::Setup(e.to_string()))?,
-        );
+        let mut guard =
+            Guard::from_config(&cfg, store).map_err(|e| BenchError::Setup(e.to_string()))?;
+        let auditor = match &cfg.audit {
+            Some(a) => {
+                let auditor = crate::audit::Auditor::open(a)
+                    .map_err(|e| BenchError::Setup(format!("audit log: {e}")))?;
+                guard.set_auditor(auditor.clone());
+                Some(auditor)
+            }
+            None => None,
+        };
+        let guard = Arc::new(guard);
         let listeners = Listeners::bind(&cfg)
             .await
             .map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -214,9 +252,15 @@ impl Running {
             .ok_or_else(|| BenchError::Setup("no inbound listener".into()))?
             .local_addr()?;
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(crate::proxy::serve(guard, listeners, async move {
-            let _ = rx.await;
-        }));
+        let serving = tokio::spawn(async move {
+            crate::proxy::serve(guard, listeners, async move {
+                let _ = rx.await;
+            })
+            .await;
+            if let Some(a) = auditor {
+                let _ = a.close().await;
+            }
+        });
         Ok(Running {
             addr,
             stop,
