@@ -1,31 +1,42 @@
-//! The admin listener: `GET /metrics` (Prometheus text format) and `GET /health`.
+//! The admin listener: `GET /metrics` (Prometheus text format), `GET /health`, and the
+//! authenticated admin API under `/_grenzwacht/v1/` (held events, audit search, room labels).
 //!
-//! It is plain HTTP/1.1 and has no authentication, so it binds to loopback by default
-//! (`[admin] listen = "127.0.0.1:9100"`); expose it only to the monitoring network.
+//! It binds to loopback by default (`[admin] listen = "127.0.0.1:9100"`); with `[admin.tls]`
+//! it speaks HTTPS and can take client certificates (mutual TLS).
 //!
 //! | request | response |
 //! |---|---|
-//! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] |
-//! | `GET /health` | 200 `{"status":"ok"}` once ready, 503 `{"status":"starting"}` before |
+//! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] (with `[admin] metrics_auth = true`: only for a principal, else 401) |
+//! | `GET /health` | 200 `{"status":"ok"}` once ready, 503 `{"status":"starting"}` before (always open) |
+//! | `/_grenzwacht/v1/…` | the admin API, see [`api`] |
+//! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI ([`ui`]) |
 //! | anything else | 404 |
+//!
+//! `/metrics` and `/health` are open by default because they carry no content (counters with
+//! bounded labels, a readiness flag) and the orchestrator and Prometheus must reach them
+//! without a reviewer's credentials; `metrics_auth` closes `/metrics` where even counts are
+//! sensitive. Every API request must authenticate ([`auth`]): a bearer token or a client
+//! certificate of a `[[admin.principal]]`.
 //!
 //! Readiness is an [`AtomicBool`] the serve loop sets once every listener is bound and the
 //! configuration is loaded; container health checks and load balancers use `/health`.
 //!
 //! Structure (as in tokio's mini-redis): an accept loop racing the shutdown future; each
-//! connection is a hyper 1 HTTP/1 connection on its own task, watched by hyper-util's
-//! `GracefulShutdown`. On shutdown the listener is closed at once, idle keep-alive connections
-//! are closed, in-flight requests finish, and after [`SHUTDOWN_GRACE`] the remaining
-//! connections are abandoned. Accept errors (e.g. out of file descriptors) are logged and
-//! retried after a short pause rather than ending the listener.
+//! connection (after the TLS handshake, if any, bounded by [`HEADER_READ_TIMEOUT`]) is a hyper 1
+//! HTTP/1 connection on its own task, watched by hyper-util's `GracefulShutdown`. On shutdown
+//! the listener is closed at once, idle keep-alive connections are closed, in-flight requests
+//! finish, and after [`SHUTDOWN_GRACE`] the remaining connections are abandoned. Accept errors
+//! (e.g. out of file descriptors) are logged and retried after a short pause rather than ending
+//! the listener.
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -33,26 +44,152 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::review::{ActionJournal, AuditSearch, Principal, ReviewQueue};
 use crate::telemetry;
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod tls;
 pub mod ui;
+
+pub use api::{RoomLabelsView, Unwired};
+pub use auth::{AdminAuth, AuthError};
+pub use tls::CertIdentity;
 
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// How long shutdown waits for open admin connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a client may take to send the request head.
+/// How long a client may take to send the request head (and to finish a TLS handshake).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Path prefix of the admin API.
+pub const API_PREFIX: &str = "/_grenzwacht/v1/";
+/// Path of the review web UI ([`Route::Ui`]); everything below it belongs to the UI.
+pub const UI_PREFIX: &str = "/ui";
+
+/// Why the admin listener could not be built from its configuration. Never carries a token.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("principal `{name}`: {reason}")]
+    Principal { name: String, reason: String },
+}
+
+/// What `[admin]` configures: the principals, TLS, whether `/metrics` needs a principal.
+#[derive(Debug, Clone)]
+pub struct AdminAccess {
+    pub auth: Arc<AdminAuth>,
+    /// `[admin.tls]`: the listener speaks HTTPS with this config.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub metrics_auth: bool,
+}
+
+impl AdminAccess {
+    /// Reads every token, clearance, certificate and key `[admin]` names; with `spifs` (the
+    /// label layer's SPIFs) every principal's clearance must resolve against them.
+    pub fn from_config(
+        cfg: &crate::config::AdminConfig,
+        spifs: Option<&crate::spif::SpifSet>,
+    ) -> Result<AdminAccess, AdminError> {
+        Ok(AdminAccess {
+            auth: Arc::new(AdminAuth::from_config(&cfg.principal, spifs)?),
+            tls: cfg.tls.as_ref().map(tls::server_config).transpose()?,
+            metrics_auth: cfg.metrics_auth,
+        })
+    }
+
+    /// No principals (every API request gets 401), plain HTTP, open `/metrics`.
+    pub fn none() -> AdminAccess {
+        AdminAccess {
+            auth: Arc::new(
+                AdminAuth::from_config(&[], None).expect("no principals: nothing to read"),
+            ),
+            tls: None,
+            metrics_auth: false,
+        }
+    }
+}
 
 /// What the admin listener serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminState {
     /// The metrics to render on `/metrics` (normally [`telemetry::metrics_handle`]).
     pub handle: PrometheusHandle,
     /// `/health` answers 200 once this is true, 503 before.
     pub ready: Arc<AtomicBool>,
+    /// Principals and TLS (`[admin]`).
+    pub access: AdminAccess,
+    /// The held events ([`Unwired`] until a hold queue is passed: 503).
+    pub queue: Arc<dyn ReviewQueue>,
+    /// The audit log search ([`Unwired`]: 503).
+    pub audit: Arc<dyn AuditSearch>,
+    /// Where every admin action is recorded before it takes effect ([`Unwired`]: every API
+    /// request is refused with 503).
+    pub journal: Arc<dyn ActionJournal>,
+    /// The guard's room labels ([`Unwired`]: 503).
+    pub room_labels: Arc<dyn RoomLabelsView>,
+    /// The review web UI under `/ui`. `None`: [`run`] builds it from the parts above (the
+    /// principals of `access`, fresh sessions, `Secure` cookies with TLS).
+    pub ui: Option<Arc<ui::UiCtx>>,
 }
 
-fn respond(
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("ready", &self.ready)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// `/metrics` and `/health` over `access`; queue, audit search, journal and room labels
+    /// are [`Unwired`] (set the fields to the real ones).
+    pub fn new(handle: PrometheusHandle, ready: Arc<AtomicBool>, access: AdminAccess) -> Self {
+        let unwired = Arc::new(Unwired);
+        AdminState {
+            handle,
+            ready,
+            access,
+            queue: unwired.clone(),
+            audit: unwired.clone(),
+            journal: unwired.clone(),
+            room_labels: unwired,
+            ui: None,
+        }
+    }
+
+    /// The review web UI over this state's queue, audit search, journal and principals.
+    pub fn ui_context(&self) -> ui::UiCtx {
+        ui::UiCtx {
+            queue: self.queue.clone(),
+            audit: self.audit.clone(),
+            auth: self.access.auth.clone(),
+            journal: self.journal.clone(),
+            sessions: ui::Sessions::default(),
+            secure_cookies: self.access.tls.is_some(),
+        }
+    }
+
+    /// The authenticated principal of a request (client certificate and/or bearer token):
+    /// what the review UI and the API act for.
+    pub fn identify(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&CertIdentity>,
+    ) -> Result<Principal, AuthError> {
+        self.access.auth.identify(headers, cert)
+    }
+}
+
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &str,
     body: impl Into<Bytes>,
@@ -71,13 +208,56 @@ fn respond(
     response
 }
 
-/// Answers one admin request.
-pub fn handle<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Bytes>> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET, "/metrics") => {
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Metrics,
+    Health,
+    /// Under [`API_PREFIX`].
+    Api,
+    /// Under [`UI_PREFIX`]: the review web UI (not mounted: 404).
+    Ui,
+    NotFound,
+}
+
+impl Route {
+    pub fn of(method: &Method, path: &str) -> Route {
+        match (method, path) {
+            (&Method::GET, "/metrics") => Route::Metrics,
+            (&Method::GET, "/health") => Route::Health,
+            _ if path.starts_with(API_PREFIX) => Route::Api,
+            _ if path == UI_PREFIX || path.starts_with(&format!("{UI_PREFIX}/")) => Route::Ui,
+            _ => Route::NotFound,
+        }
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found\n",
+    )
+}
+
+/// Answers one admin request; `cert` is the verified client certificate of the connection.
+pub async fn handle<B>(
+    state: &AdminState,
+    request: Request<B>,
+    cert: Option<&CertIdentity>,
+) -> Response<Full<Bytes>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Route::of(request.method(), request.uri().path()) {
+        Route::Metrics => {
+            if state.access.metrics_auth && state.identify(request.headers(), cert).is_err() {
+                return api::unauthorized();
+            }
             respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.handle.render())
         }
-        (&Method::GET, "/health") => {
+        Route::Health => {
             if state.ready.load(Ordering::Acquire) {
                 respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
             } else {
@@ -88,26 +268,76 @@ pub fn handle<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Byte
                 )
             }
         }
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n",
-        ),
+        Route::Api => api::handle(state, request, cert).await,
+        Route::Ui => {
+            let Some(ctx) = &state.ui else {
+                return not_found();
+            };
+            match ui_request(state, request, cert).await {
+                Ok((tls_principal, request)) => ui::handle(ctx, tls_principal, request),
+                Err(response) => response,
+            }
+        }
+        Route::NotFound => not_found(),
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` completes, then shuts down
-/// gracefully (see the module documentation). Returns `Ok` after shutdown.
+/// What the review web UI gets of a request: the principal its client certificate maps to
+/// (`None` without a certificate or for one that maps to no principal) and the request with
+/// its body read (at most [`ui::MAX_FORM_BYTES`] bytes, else 413).
+pub async fn ui_request<B>(
+    state: &AdminState,
+    request: Request<B>,
+    cert: Option<&CertIdentity>,
+) -> Result<(Option<Principal>, Request<Bytes>), Response<Full<Bytes>>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls_principal = cert.and_then(|c| state.access.auth.certificate(c));
+    let (parts, body) = request.into_parts();
+    let body = api::read_body_limited(body, ui::MAX_FORM_BYTES).await?;
+    Ok((tls_principal, Request::from_parts(parts, body)))
+}
+
+/// The connection's client certificate, reduced to its identity. A certificate that cannot
+/// be read maps to no principal (an empty subject matches none).
+fn client_identity(conn: &rustls::ServerConnection) -> Option<CertIdentity> {
+    let leaf = conn.peer_certificates()?.first()?;
+    Some(tls::identity(leaf).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "admin: unreadable client certificate subject");
+        CertIdentity {
+            subject: String::new(),
+            cn: None,
+        }
+    }))
+}
+
+/// Serves the admin endpoints on `listener` (HTTPS if `state.access.tls` is set) until
+/// `shutdown` completes, then shuts down gracefully (see the module documentation). Returns
+/// `Ok` after shutdown.
 pub async fn run(
     listener: TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut state = state;
+    if state.ui.is_none() {
+        state.ui = Some(Arc::new(state.ui_context()));
+    }
+    let acceptor = state
+        .access
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     let state = Arc::new(state);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin listener up");
+        tracing::info!(%addr, tls = acceptor.is_some(), "admin listener up");
+        if acceptor.is_none() && !addr.ip().is_loopback() && !state.access.auth.is_empty() {
+            tracing::warn!(%addr, "admin listener: bearer tokens travel in clear text on a non-loopback address; configure [admin.tls]");
+        }
     }
     loop {
         let accepted = tokio::select! {
@@ -133,20 +363,58 @@ pub async fn run(
         };
         telemetry::record_connection(telemetry::Listener::Admin);
         let state = state.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let response = handle(&state, &request);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "admin: connection error");
+        match acceptor.clone() {
+            None => {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, request, None).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "admin: connection error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "admin: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "admin: TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let cert = client_identity(tls.get_ref().1).map(Arc::new);
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let state = state.clone();
+                        let cert = cert.clone();
+                        async move {
+                            Ok::<_, Infallible>(handle(&state, request, cert.as_deref()).await)
+                        }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "admin: connection error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("admin listener shutting down");
@@ -174,10 +442,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
-        let state = AdminState {
-            handle: telemetry::metrics_handle(),
-            ready: ready.clone(),
-        };
+        let state = AdminState::new(
+            telemetry::metrics_handle(),
+            ready.clone(),
+            AdminAccess::none(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(listener, state, async move {
             let _ = rx.await;

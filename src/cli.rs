@@ -64,6 +64,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::proxy::pause::cli::RoomsCommand,
     },
+    /// Held events through the admin API: list, show, release, reject.
+    Review(crate::admin::client::ReviewArgs),
     /// Federation signing keys (the guard key of `[keys] guard_key`) and the audit key.
     Keys {
         #[command(subcommand)]
@@ -300,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spif { command } => crate::spif::cli::run_spif(command),
         Command::Label { command } => crate::spif::cli::run_label(command),
         Command::Policy { command } => crate::policy::dlp::cli::run(command),
+        Command::Review(args) => Ok(crate::admin::client::run(args)),
         Command::Rooms { command } => {
             // The lift is logged like the guard logs (stderr), for the operator's record.
             crate::telemetry::init_tracing(false, "warn").context("logging")?;

@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::federation::EndpointClass;
 
+pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod labels;
@@ -48,7 +49,7 @@ mod tests;
 pub struct Config {
     /// `[log]`
     pub log: LogConfig,
-    /// `[admin]`: the admin listener (`/metrics`, `/health`).
+    /// `[admin]`: the admin listener (`/metrics`, `/health`, the admin API).
     pub admin: AdminConfig,
     /// `[inbound]`: remote → protected. `None` disables the inbound path.
     pub inbound: Option<InboundConfig>,
@@ -179,18 +180,27 @@ impl Default for LogConfig {
     }
 }
 
-/// `[admin]`
+/// `[admin]` (principals and TLS: see [`admin`])
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     /// Admin listener address (default `127.0.0.1:9100`).
     pub listen: SocketAddr,
+    /// `/metrics` needs a principal's token or client certificate (default `false`).
+    pub metrics_auth: bool,
+    /// `[admin.tls]`: HTTPS and client certificates. `None`: plain HTTP.
+    pub tls: Option<admin::AdminTlsConfig>,
+    /// `[[admin.principal]]`: the users of the admin API.
+    pub principal: Vec<admin::PrincipalConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100),
+            metrics_auth: false,
+            tls: None,
+            principal: Vec::new(),
         }
     }
 }

@@ -319,6 +319,11 @@ pub struct GuardInfo {
     pub config: PathBuf,
     /// Guard stdout/stderr.
     pub log: PathBuf,
+    /// The admin API's principals and their token files (`grenzwacht review --admin
+    /// ADMIN_URL --token-file FILE`): `lab-reviewer`, `lab-reviewer2`, `lab-auditor`,
+    /// `lab-admin`.
+    #[serde(default)]
+    pub review_tokens: std::collections::BTreeMap<String, PathBuf>,
     /// The guard's audit log (`[audit] dir`; `grenzwacht audit verify|query DIR`).
     pub audit_dir: PathBuf,
     /// The public key of the audit key (`grenzwacht audit verify --key`).
@@ -441,6 +446,7 @@ const LAB_ENTRIES: &[&str] = &[
     "interception-ca",
     "guard.toml",
     "guard.log",
+    ADMIN_TOKENS_DIR,
     LAB_FILE,
     process::PIDS_FILE,
 ];
@@ -682,10 +688,21 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         } else {
             None
         },
+        principals: guard::LAB_PRINCIPALS
+            .iter()
+            .map(|(name, role)| {
+                let file = dir.join(ADMIN_TOKENS_DIR).join(format!("{name}.token"));
+                (name.to_string(), role.to_string(), file)
+            })
+            .collect(),
         notices: opts.notices,
         audit_dir: dir.join("audit"),
         audit_key: dir.join("audit.key"),
     };
+    mkdir(&dir.join(ADMIN_TOKENS_DIR))?;
+    for (_, _, file) in &guard_config.principals {
+        write_private(file, format!("{}\n", random_secret()).as_bytes())?;
+    }
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
         write_file(&guard_config.policies.join(name), text.as_bytes())?;
@@ -728,6 +745,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             deny_servers: opts.deny_servers.clone(),
             config: guard_toml_path,
             log: dir.join("guard.log"),
+            review_tokens: guard_config
+                .principals
+                .iter()
+                .map(|(name, _, file)| (name.clone(), file.clone()))
+                .collect(),
             audit_dir: guard_config.audit_dir.clone(),
             audit_public_key: dir.join("audit.key.pub"),
         },
@@ -928,6 +950,9 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
 /// The file (in the lab directory) with the admin token the guard uses for room label lookups
 /// at the protected homeserver.
 pub const ADMIN_TOKEN_FILE: &str = "hs1.admin-token";
+/// Directory (in the lab directory) of the guard's admin API tokens, one file per principal of
+/// [`guard::LAB_PRINCIPALS`].
+pub const ADMIN_TOKENS_DIR: &str = "admin-tokens";
 
 /// Registers the guard's admin user on the protected homeserver and writes its token where the
 /// guard's `admin_token_file` points (the guard reads it when it first needs it).

@@ -67,6 +67,7 @@ use sha2::{Digest, Sha256};
 
 pub mod holds;
 pub mod pauses;
+mod room_labels;
 pub mod schema;
 #[cfg(test)]
 mod tests;

@@ -2,23 +2,20 @@
 //! for the security properties, and a real headless Chromium (through chromedriver) for the
 //! reviewer workflow, with a PNG screenshot of every step.
 //!
-//! The UI is served by [`start_ui_server`], a small in-process hyper server over the in-test
+//! The UI is served by [`start_ui_server`], the admin listener in process over the in-test
 //! review queue and audit store of `common/review.rs`.
 #[path = "common/browser.rs"]
 mod browser;
 #[path = "common/review.rs"]
 mod review;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 
 use grenzwacht::admin::ui::{self, Sessions, UiCtx};
 use grenzwacht::review::{HoldState, Principal, Role};
@@ -92,11 +89,10 @@ fn ctx(f: &Fixture, secure_cookies: bool) -> UiCtx {
     }
 }
 
-/// Serves the review UI on a fresh loopback port: every request under `/ui` goes to
-/// `ui::handle` (no client certificates here). This is the one place that builds the server;
-/// the admin listener takes its place once it routes `/ui`.
+/// Serves the review UI through the admin listener (`grenzwacht::admin::run`, everything under
+/// `/ui` goes to `ui::handle`) on a fresh loopback port, with `ctx` as its UI. This is the one
+/// place that builds the server.
 fn start_ui_server(ctx: UiCtx) -> SocketAddr {
-    let ctx = Arc::new(ctx);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -107,32 +103,15 @@ fn start_ui_server(ctx: UiCtx) -> SocketAddr {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let ctx = ctx.clone();
-                        async move {
-                            let resp = match ui::buffered(req).await {
-                                Err(refused) => *refused,
-                                Ok(req) if req.uri().path().starts_with("/ui") => {
-                                    ui::handle(&ctx, None, req)
-                                }
-                                Ok(_) => {
-                                    let mut r = http::Response::new(Full::new(Bytes::new()));
-                                    *r.status_mut() = StatusCode::NOT_FOUND;
-                                    r
-                                }
-                            };
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+            let mut state = grenzwacht::admin::AdminState::new(
+                grenzwacht::telemetry::metrics_handle(),
+                Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                grenzwacht::admin::AdminAccess::none(),
+            );
+            state.ui = Some(Arc::new(ctx));
+            grenzwacht::admin::run(listener, state, std::future::pending())
+                .await
+                .unwrap();
         });
     });
     rx.recv().unwrap()

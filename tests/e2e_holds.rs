@@ -3,7 +3,7 @@
 //! alice on hs1 and bob on hs2 share two rooms:
 //! - alice's `VS-VERTRAULICH` message does not reach hs2; her next message in the same room
 //!   waits behind it; a message in the other room arrives;
-//! - a reviewer releases it (decided through the store file, as another process): hs2 receives
+//! - a reviewer releases it (`grenzwacht review release` through the admin API): hs2 receives
 //!   the original (same event id, full content), then the waiting message;
 //! - a second held message is rejected: hs2 receives it redacted (same event id);
 //! - a third is held with a message waiting behind it when the guard is killed (SIGKILL); after
@@ -19,7 +19,7 @@ use grenzwacht::lab::client::{wait_until, MatrixClient, Session};
 use grenzwacht::lab::process::{self, PidFile};
 use grenzwacht::lab::LabInfo;
 use grenzwacht::proxy::hold::HoldQueue;
-use grenzwacht::review::{Decision, HoldState, Outcome, Principal, ReviewQueue, Role};
+use grenzwacht::review::{Decision, Principal, ReviewQueue, Role};
 use grenzwacht::store::Store;
 use serde_json::{json, Value};
 
@@ -60,26 +60,50 @@ fn reviewer(name: &str) -> Principal {
     }
 }
 
-/// A reviewer's decision. Here through the guard's store file from the test process (the
-/// running guard notices within a second); this is the one place to switch to the admin API.
+/// A reviewer's decision, through the admin API with the `review` CLI (the real binary) as the
+/// lab's reviewer `lab-reviewer` (token file named in `lab.json`).
 fn review(info: &LabInfo, hold: i64, decision: Decision) {
-    let q = HoldQueue::new(
-        Store::open(store_path(info)).unwrap(),
-        ReviewConfig::default(),
-        None,
-    );
-    let want = match decision {
-        Decision::Release => HoldState::Released,
-        Decision::Reject => HoldState::Rejected,
+    let (verb, want) = match decision {
+        Decision::Release => ("release", "released"),
+        Decision::Reject => ("reject", "rejected"),
     };
+    let token = info
+        .guard
+        .review_tokens
+        .get("lab-reviewer")
+        .expect("the lab's reviewer token");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["review", "--admin", &info.guard.admin_url, "--token-file"])
+        .arg(token)
+        .args([verb, &hold.to_string(), "--reason", "e2e review"])
+        .env_remove("GRENZWACHT_CONFIG")
+        .output()
+        .expect("run grenzwacht review");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        q.decide(&reviewer("rita"), hold, decision, "e2e review")
-            .expect("decision"),
-        Outcome::Decided(want)
+        out.status.code(),
+        Some(0),
+        "review {verb} {hold}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(&stdout).expect("JSON answer");
+    assert_eq!(answer["state"], want, "{answer}");
+    // The request was written to the guard's audit log before the decision.
+    let records = grenzwacht::audit::query::search(
+        &info.guard.audit_dir,
+        &grenzwacht::audit::query::Filter::default(),
+    )
+    .expect("audit query");
+    let action = format!("holds.{verb}");
+    assert!(
+        records.iter().any(|r| r["kind"] == "admin"
+            && r["data"]["principal"] == "lab-reviewer"
+            && r["data"]["action"] == action.as_str()
+            && r["data"]["target"] == hold.to_string().as_str()),
+        "no admin record of {action} {hold}"
     );
 }
 
-/// The event as bob's server has it, once it has it.
 async fn arrives(bob: &Session, room: &str, id: &str) -> Value {
     common::wait_event(bob, room, id, WAIT).await
 }

@@ -67,47 +67,46 @@ async fn intact(bob: &Session, room: &str, id: &str, sent: &Value, what: &str) {
     assert_eq!(&seen["content"], sent, "{what}: must arrive intact: {seen}");
 }
 
-/// A label/content mismatch is held for review (`on_mismatch = "hold"`): a reviewer cleared
-/// like the protected side rejects it (through the guard's store file, the running guard
-/// delivers it redacted).
+/// A label/content mismatch is held for review (`on_mismatch = "hold"`): the lab's reviewer
+/// (cleared like the protected side) rejects it through the admin API with the `review` CLI
+/// (the real binary); the running guard delivers it redacted.
 async fn reject_held(info: &grenzwacht::lab::LabInfo, event_id: &str) {
-    use grenzwacht::proxy::hold::HoldQueue;
-    use grenzwacht::review::{Decision, Principal, ReviewQueue, Role};
-    let cfg = grenzwacht::config::Config::load(&info.guard.config).expect("guard config");
-    let labels = cfg.labels.clone().expect("[labels]");
-    let spifs = grenzwacht::spif::SpifSet::load(&labels.spifs).expect("spifs");
-    let who = Principal {
-        name: "rita".into(),
-        role: Role::Reviewer,
-        clearance: labels.protected.clearance.clone(),
-    };
-    let path = cfg.store.path.clone();
-    let id = grenzwacht::lab::client::wait_until(&format!("{event_id} held"), WAIT, || {
-        let (q, who) = (
-            HoldQueue::new(
-                grenzwacht::store::Store::open(&path).unwrap(),
-                cfg.review.clone(),
-                Some(spifs.clone()),
-            ),
-            who.clone(),
+    let token = info.guard.review_tokens["lab-reviewer"].clone();
+    let cli = move |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+            .args(["review", "--admin", &info.guard.admin_url, "--token-file"])
+            .arg(&token)
+            .args(&args)
+            .env_remove("GRENZWACHT_CONFIG")
+            .output()
+            .expect("run grenzwacht review");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "review {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = grenzwacht::lab::client::wait_until(&format!("{event_id} held"), WAIT, || {
+        let listed = cli(vec!["list".into()]);
         async move {
-            Ok(q.list(&who, false)
-                .unwrap()
-                .into_iter()
-                .find(|h| h.event_id == event_id)
-                .map(|h| h.id))
+            Ok(listed
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|h| h["event_id"] == event_id)
+                .and_then(|h| h["id"].as_i64()))
         }
     })
     .await
     .expect("held for review");
-    let q = HoldQueue::new(
-        grenzwacht::store::Store::open(&path).unwrap(),
-        cfg.review.clone(),
-        Some(spifs),
-    );
-    q.decide(&who, id, Decision::Reject, "marking above the label")
-        .expect("rejected");
+    let answer = cli(vec![
+        "reject".into(),
+        id.to_string(),
+        "--reason".into(),
+        "marking above the label".into(),
+    ]);
+    assert!(answer.contains("\"rejected\""), "{answer}");
 }
 
 async fn redacted(bob: &Session, room: &str, id: &str, what: &str) {

@@ -379,8 +379,19 @@ pub(super) fn parse(
                 }
             }
             "admin" => {
-                if let Some(v) = ctx.section(node, name, anchor) {
+                if let Some(v) = ctx.section::<super::AdminConfig>(node, name, anchor.clone()) {
                     cfg.admin = v;
+                    let a = &cfg.admin;
+                    for (path, msg) in
+                        super::admin::check(&a.principal, a.tls.as_ref(), a.metrics_auth)
+                    {
+                        let mut segs = vec![k("admin")];
+                        segs.extend(path.iter().map(|s| match s {
+                            super::admin::PathStep::Key(n) => k(n),
+                            super::admin::PathStep::Index(i) => Seg::Index(*i),
+                        }));
+                        ctx.error(value_span(root, &segs).or_else(|| anchor.clone()), msg);
+                    }
                 }
             }
             "inbound" => cfg.inbound = ctx.section(node, name, anchor),
@@ -573,6 +584,31 @@ fn check_files(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>) {
     }
     if let Some(d) = &cfg.dlp {
         named.push((vec![k("dlp"), k("policies")], &d.policies, Want::Any));
+    }
+    for (i, p) in cfg.admin.principal.iter().enumerate() {
+        for (key, f) in [
+            ("token_file", &p.token_file),
+            ("clearance_file", &p.clearance_file),
+        ] {
+            if let Some(f) = f {
+                named.push((
+                    vec![k("admin"), k("principal"), Seg::Index(i), k(key)],
+                    f,
+                    Want::File,
+                ));
+            }
+        }
+    }
+    if let Some(t) = &cfg.admin.tls {
+        for (key, f) in [
+            ("cert_file", Some(&t.cert_file)),
+            ("key_file", Some(&t.key_file)),
+            ("client_ca_file", t.client_ca_file.as_ref()),
+        ] {
+            if let Some(f) = f {
+                named.push((vec![k("admin"), k("tls"), k(key)], f, Want::File));
+            }
+        }
     }
     if let Some(l) = &cfg.labels {
         for (i, f) in l.spifs.iter().enumerate() {
@@ -980,6 +1016,7 @@ fn resolve_paths(cfg: &mut Config, base: &Path) {
         o.roots.iter_mut().for_each(fix);
     }
     fix(&mut cfg.store.path);
+    super::admin::resolve_paths(&mut cfg.admin.principal, cfg.admin.tls.as_mut(), base);
     if let Some(d) = cfg.dlp.as_mut() {
         fix(&mut d.policies);
     }

@@ -64,6 +64,9 @@ pub struct GuardConfig {
     pub admin_api: String,
     pub admin_token_file: PathBuf,
     pub labels: Option<LabLabels>,
+    /// `[[admin.principal]]`: (name, role, token file) of the admin API's users
+    /// ([`LAB_PRINCIPALS`]); with labels they are cleared like the protected side.
+    pub principals: Vec<(String, String, PathBuf)>,
     /// `[notices]` on (English texts).
     pub notices: bool,
     /// `[audit] dir`.
@@ -71,6 +74,15 @@ pub struct GuardConfig {
     /// `[audit] key_file`.
     pub audit_key: PathBuf,
 }
+
+/// The lab's admin API principals (name, role): two reviewers (four-eyes), an auditor, an
+/// admin. Their tokens are in `DIR/admin-tokens/NAME.token`, named in `lab.json`.
+pub const LAB_PRINCIPALS: &[(&str, &str)] = &[
+    ("lab-reviewer", "reviewer"),
+    ("lab-reviewer2", "reviewer"),
+    ("lab-auditor", "auditor"),
+    ("lab-admin", "admin"),
+];
 
 /// The lab's security labels (`LabOptions::labels`): the shipped SPIFs, hs1's side under
 /// DEU-VS, hs2's side under NATO.
@@ -131,7 +143,8 @@ fn toml_of(v: &serde_json::Value) -> toml_edit::Value {
 }
 
 /// The `[labels]` table of the lab.
-pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
+/// The protected side's clearance under DEU-VS: every classification and category.
+fn deu_clearance() -> serde_json::Value {
     use serde_json::json;
     let deu_cats: Vec<serde_json::Value> = [276u64, 250, 840, 1001, 2000]
         .iter()
@@ -140,6 +153,11 @@ pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
             |v| json!({"tag_set": format!("{LAB_DEU_POLICY}.2"), "type": "restrictive", "lacv": v}),
         ))
         .collect();
+    json!({"policy": LAB_DEU_POLICY, "classifications": [1, 2, 3, 4, 5], "categories": deu_cats})
+}
+
+pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
+    use serde_json::json;
     let nato_clearance = json!({"policy": LAB_NATO_POLICY, "classifications": [1, 2], "categories": [
         {"tag_set": "1.3.26.1.4.2", "type": "enumeratedPermissive", "lacv": 276},
         {"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]});
@@ -150,9 +168,7 @@ pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     prot["default_label"] = value(toml_of(
         &json!({"policy": LAB_DEU_POLICY, "classification": 2}),
     ));
-    prot["clearance"] = value(toml_of(
-        &json!({"policy": LAB_DEU_POLICY, "classifications": [1, 2, 3, 4, 5], "categories": deu_cats}),
-    ));
+    prot["clearance"] = value(toml_of(&deu_clearance()));
     t["protected"] = Item::Table(prot);
     let mut remote = Table::new();
     remote["policy"] = value(LAB_NATO_POLICY);
@@ -207,6 +223,20 @@ pub fn guard_toml(c: &GuardConfig) -> String {
 
     let mut admin = Table::new();
     admin["listen"] = value(c.admin.to_string());
+    let mut principals = ArrayOfTables::new();
+    for (name, role, token_file) in &c.principals {
+        let mut p = Table::new();
+        p["name"] = value(name.clone());
+        p["role"] = value(role.clone());
+        p["token_file"] = value(token_file.display().to_string());
+        if c.labels.is_some() {
+            p["clearance"] = value(toml_of(&deu_clearance()));
+        }
+        principals.push(p);
+    }
+    if !principals.is_empty() {
+        admin["principal"] = Item::ArrayOfTables(principals);
+    }
     doc["admin"] = Item::Table(admin);
 
     let mut inbound = Table::new();
@@ -311,6 +341,11 @@ mod tests {
             signing_key: "/lab/hs1/signing.key".into(),
             admin_api: "http://127.0.0.1:4".into(),
             admin_token_file: "/lab/hs1.admin-token".into(),
+            principals: vec![(
+                "lab-reviewer".into(),
+                "reviewer".into(),
+                "/lab/admin-tokens/lab-reviewer.token".into(),
+            )],
             outbound,
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
@@ -341,6 +376,12 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let l = cfg.labels.as_ref().expect("labels");
         assert_eq!(l.peer[0].server, "127.0.0.1:9");
+        let reviewer = &cfg.admin.principal[0];
+        assert_eq!(reviewer.name, "lab-reviewer");
+        assert!(
+            reviewer.clearance.is_some(),
+            "with labels the lab's principals are cleared like the protected side"
+        );
         assert_eq!(
             cfg.opaque.release,
             crate::config::opaque::OpaqueRelease::Labeled,
@@ -351,6 +392,13 @@ mod tests {
             .unwrap()
             .expect("layer");
         assert_eq!(p.spifs().policies().len(), 2);
+        let clearance =
+            crate::spif::Clearance::from_json(cfg.admin.principal[0].clearance.as_ref().unwrap())
+                .unwrap();
+        assert!(
+            p.spifs().clearance_marking(&clearance, None).is_ok(),
+            "the lab principals' clearance resolves against the lab SPIFs"
+        );
     }
 
     #[test]

@@ -288,6 +288,8 @@ pub struct LabelPolicy {
     ceilings: RwLock<HashMap<(usize, usize, u64), CeilingEntry>>,
     /// Serialises room label changes (read, compare, write).
     learn: Mutex<()>,
+    /// Room label changes refused (`view`).
+    refused: view::Refused,
 }
 
 /// A cached release decision, holding the label it was made for.
@@ -480,6 +482,7 @@ impl LabelPolicy {
             ceilings: RwLock::new(HashMap::new()),
             decisions: RwLock::new(HashMap::new()),
             learn: Mutex::new(()),
+            refused: view::Refused::default(),
             spifs,
         })
     }
@@ -923,6 +926,13 @@ impl LabelPolicy {
                 sender,
                 "room label change refused: neither a raise nor from the protected side"
             );
+            self.refused.push(view::RefusedChange {
+                room_id: room.to_owned(),
+                event_id: event_id.map(str::to_owned),
+                sender: sender.to_owned(),
+                at_ms: view::now_ms(),
+                reason: "neither a raise nor from the protected side",
+            });
             return;
         }
         let rec = RoomLabelRecord {
@@ -1183,3 +1193,5 @@ impl Policy for LabelPolicy {
 mod explain;
 #[cfg(test)]
 mod tests;
+mod view;
+pub use view::{RefusedChange, RoomLabelInfo, ROOM_LABEL_CHANGES_REFUSED_TOTAL};

@@ -63,6 +63,8 @@ pub enum GuardError {
     },
     #[error("security labels: {0}")]
     Labels(#[from] crate::policy::labels::LabelConfigError),
+    #[error("admin: {0}")]
+    Admin(#[from] crate::admin::AdminError),
     #[error("outbound proxy secret: {0}")]
     Secret(String),
     #[error("discovery: {0}")]
@@ -116,6 +118,8 @@ pub struct Guard {
     media: Arc<MediaPolicy>,
     /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
+    /// Principals and TLS of the admin listener (`[admin]`).
+    pub(crate) admin_access: crate::admin::AdminAccess,
     /// Recent room label lookups at the protected homeservers (`proxy::room_labels`).
     label_lookups: super::room_labels::Lookups,
     /// Recent room version lookups without a version found (`proxy::rooms::lookup`).
@@ -144,6 +148,8 @@ pub struct Guard {
     notifier: super::notices::Notifier,
     /// The audit log (`[audit]`; `serve` always has one, see `proxy::audit_trail`).
     auditor: Option<crate::audit::Auditor>,
+    /// `[audit] dir`: what the admin API's audit search reads.
+    audit_dir: Option<std::path::PathBuf>,
 }
 
 impl Guard {
@@ -293,6 +299,8 @@ impl Guard {
             None => (None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
+        let admin_access =
+            crate::admin::AdminAccess::from_config(&cfg.admin, labels.as_ref().map(|l| l.spifs()))?;
         let media = Arc::new(MediaPolicy::from_config(&cfg.media));
         let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
@@ -325,6 +333,7 @@ impl Guard {
                 .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
             opaque,
+            admin_access,
             label_lookups: super::room_labels::Lookups::default(),
             version_lookups: super::rooms::lookup::Lookups::default(),
             limits: cfg.limits.clone(),
@@ -335,6 +344,7 @@ impl Guard {
             inbound_tls,
             notifier: super::notices::Notifier::new(&cfg.notices),
             auditor: None,
+            audit_dir: cfg.audit.as_ref().map(|a| a.dir.clone()),
         })
     }
 
@@ -689,10 +699,19 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     if let Some(l) = listeners.admin {
-        let state = crate::admin::AdminState {
-            handle: crate::telemetry::metrics_handle(),
-            ready: ready.clone(),
-        };
+        let mut state = crate::admin::AdminState::new(
+            crate::telemetry::metrics_handle(),
+            ready.clone(),
+            guard.admin_access.clone(),
+        );
+        state.room_labels = Arc::new(super::room_labels::view::GuardRoomLabels(guard.clone()));
+        state.queue = Arc::new(super::hold::GuardReviews(guard.clone()));
+        if let Some(a) = guard.auditor() {
+            state.journal = Arc::new(super::audit_trail::AuditJournal(a.clone()));
+        }
+        if let Some(dir) = &guard.audit_dir {
+            state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
+        }
         let s = sd.clone();
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tasks.push(tokio::spawn(async move {

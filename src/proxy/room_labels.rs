@@ -30,6 +30,8 @@ use serde_json::Value;
 use super::guard::Guard;
 use crate::policy::{Direction, ExchangeCtx, Refusal, RefusalReason, Units};
 
+pub mod view;
+
 /// How long "this room has no label" is believed before the homeserver is asked again.
 pub const RECHECK: Duration = Duration::from_secs(30);
 

@@ -986,3 +986,33 @@ fn hidden_body_markings_are_still_above_the_label() {
         PduVerdict::Allow
     );
 }
+
+#[test]
+fn refused_room_label_changes_and_held_labels_are_visible() {
+    let store = Store::open_in_memory().unwrap();
+    let p = policy_with(store.clone(), vec![]);
+    let inbound = ctx(Direction::Inbound, "hs2.test");
+    assert!(p.refused_changes().is_empty());
+    assert!(p.room_labels(10).unwrap().is_empty());
+    set_room_label(&p, &out(), "@alice:hs1.test", deu(3, &[]), 10);
+    set_room_label(&p, &inbound, "@bob:hs2.test", deu(2, &[]), 20);
+    set_room_label(&p, &inbound, "@bob:hs2.test", deu(4, &[]), 22);
+    let refused = p.refused_changes();
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the lowering was refused: {refused:?}"
+    );
+    assert_eq!(
+        (refused[0].room_id.as_str(), refused[0].sender.as_str()),
+        (ROOM, "@bob:hs2.test")
+    );
+    assert!(refused[0].at_ms > 0);
+    let labels = p.room_labels(10).unwrap();
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels[0].room_id, ROOM);
+    assert_eq!(labels[0].sender, "@bob:hs2.test", "the raise was learned");
+    assert_eq!(labels[0].label["classification"], 4);
+    let marking = labels[0].marking.as_deref().unwrap_or_default();
+    assert!(!marking.is_empty(), "a valid label has a display marking");
+}
