@@ -7,7 +7,7 @@
 //! | request | response |
 //! |---|---|
 //! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] (with `[admin] metrics_auth = true`: only for a principal, else 401) |
-//! | `GET /health` | 200 `{"status":"ok"}` once ready, 503 `{"status":"starting"}` before (always open) |
+//! | `GET /health` | 200 `{"status":"ok"}` once ready; 503 `{"status":"starting"}` before, 503 `{"status":"failed","checks":{…}}` while a dependency fails (the audit log: then nothing crosses) (always open) |
 //! | `/_grenzwacht/v1/…` | the admin API, see [`api`] |
 //! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI ([`ui`]) |
 //! | anything else | 404 |
@@ -138,6 +138,46 @@ pub struct AdminState {
     /// The review web UI under `/ui`. `None`: [`run`] builds it from the parts above (the
     /// principals of `access`, fresh sessions, `Secure` cookies with TLS).
     pub ui: Option<Arc<ui::UiCtx>>,
+    /// Dependencies `/health` checks once ready (the audit log): any failing one makes it
+    /// answer 503 `{"status":"failed","checks":{NAME: REASON}}`.
+    pub checks: Vec<HealthCheck>,
+}
+
+/// One dependency `/health` reports: `Ok` or the reason it fails (no secrets, no content).
+#[derive(Clone)]
+pub struct HealthCheck {
+    pub name: &'static str,
+    pub check: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+/// `/health`: 503 `starting` before ready; then 200 `ok`, or 503 `failed` with the reasons
+/// of the failing checks.
+fn health(state: &AdminState) -> Response<Full<Bytes>> {
+    if !state.ready.load(Ordering::Acquire) {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            r#"{"status":"starting"}"#,
+        );
+    }
+    let failed: serde_json::Map<String, serde_json::Value> = state
+        .checks
+        .iter()
+        .filter_map(|c| {
+            (c.check)()
+                .err()
+                .map(|why| (c.name.to_string(), serde_json::Value::String(why)))
+        })
+        .collect();
+    if failed.is_empty() {
+        return respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#);
+    }
+    let body = serde_json::json!({"status": "failed", "checks": failed});
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "application/json",
+        body.to_string(),
+    )
 }
 
 impl std::fmt::Debug for AdminState {
@@ -163,6 +203,7 @@ impl AdminState {
             journal: unwired.clone(),
             room_labels: unwired,
             ui: None,
+            checks: Vec::new(),
         }
     }
 
@@ -257,17 +298,7 @@ where
             }
             respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.handle.render())
         }
-        Route::Health => {
-            if state.ready.load(Ordering::Acquire) {
-                respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
-            } else {
-                respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    r#"{"status":"starting"}"#,
-                )
-            }
-        }
+        Route::Health => health(state),
         Route::Api => api::handle(state, request, cert).await,
         Route::Ui => {
             let Some(ctx) = &state.ui else {

@@ -44,11 +44,9 @@ async fn nothing_crosses_when_the_audit_log_cannot_be_written() {
     let got = send("ok1".into(), body(1)).await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     assert_eq!(up.seen().len(), 1);
-    let recorded = grenzwacht::audit::query::search(
-        &audit_dir,
-        &grenzwacht::audit::query::Filter::default(),
-    )
-    .unwrap();
+    let recorded =
+        grenzwacht::audit::query::search(&audit_dir, &grenzwacht::audit::query::Filter::default())
+            .unwrap();
     let decision = recorded
         .iter()
         .find(|r| r["kind"] == "decision")
@@ -91,7 +89,11 @@ async fn nothing_crosses_when_the_audit_log_cannot_be_written() {
         let got = send(format!("after{i}"), body(20 + i)).await;
         assert_eq!(got.status, 503, "{:?}", got.body);
     }
-    assert_eq!(up.seen().len(), forwarded, "nothing crossed after the fault");
+    assert_eq!(
+        up.seen().len(),
+        forwarded,
+        "nothing crossed after the fault"
+    );
 
     // Health says why, and the metric shows it.
     let health = plain_request(g.admin, "GET", "/health", &[], vec![]).await;

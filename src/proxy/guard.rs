@@ -708,6 +708,12 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         state.queue = Arc::new(super::hold::GuardReviews(guard.clone()));
         if let Some(a) = guard.auditor() {
             state.journal = Arc::new(super::audit_trail::AuditJournal(a.clone()));
+            let a = a.clone();
+            // Nothing crosses while the audit log cannot be written: health says so.
+            state.checks.push(crate::admin::HealthCheck {
+                name: "audit",
+                check: Arc::new(move || a.health()),
+            });
         }
         if let Some(dir) = &guard.audit_dir {
             state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
