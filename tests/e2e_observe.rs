@@ -4,8 +4,9 @@
 //!   decision line with event id, sender, room and rule for a redacted message, and names the
 //!   path of a refused unknown endpoint;
 //! - `grenzwacht_decisions_total` and `grenzwacht_dlp_decisions_total{rule}` count them;
-//! - `policy replay` on the session's events (the sender's copies) with one rule changed lists
-//!   exactly the event whose verdict changes.
+//! - `policy replay` on the session's events (the sender's copies), and on the guard's own
+//!   audit log of the session, with one rule changed lists exactly the event whose verdict
+//!   changes; the audit log verifies with the audit key.
 #[path = "common/lab.rs"]
 mod common;
 
@@ -191,4 +192,55 @@ async fn decisions_are_visible_in_log_metrics_and_replay() {
     assert_eq!(changed[0]["event_id"], ids[0].as_str());
     assert_eq!(changed[0]["old"]["verdict"], "redact");
     assert_eq!(changed[0]["new"]["verdict"], "allow");
+
+    // ---- the same from the guard's own audit log of the session ------------------------------
+    // (The lab keeps content in its decision records.) Every unit the guard decided is judged
+    // again: only the message whose verdict the candidate changes is listed, however often it
+    // crossed (transaction, answers to fetches).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["policy", "replay", "--config"])
+        .arg(&info.guard.config)
+        .arg("--policies")
+        .arg(&cand)
+        .arg("--audit")
+        .arg(&info.guard.audit_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids_changed: std::collections::BTreeSet<&str> = changed
+        .iter()
+        .map(|c| c["event_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ids_changed,
+        std::collections::BTreeSet::from([ids[0].as_str()]),
+        "{changed:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in &changed {
+        assert_eq!(c["old"]["verdict"], "redact", "{c}");
+        assert_eq!(c["new"]["verdict"], "allow", "{c}");
+    }
+    // The session's audit log is intact and signed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["audit", "verify"])
+        .arg(&info.guard.audit_dir)
+        .arg("--key")
+        .arg(&info.guard.audit_public_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

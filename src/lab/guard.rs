@@ -316,6 +316,9 @@ pub fn guard_toml(c: &GuardConfig) -> String {
     let mut audit = Table::new();
     audit["dir"] = value(c.audit_dir.display().to_string());
     audit["key_file"] = value(c.audit_key.display().to_string());
+    // The lab keeps full content in its decision records: `policy replay --audit` then judges
+    // a lab session again under a changed rule set (a deployment decides this for itself).
+    audit["store_content"] = value(true);
     doc["audit"] = Item::Table(audit);
     if c.notices {
         let mut notices = Table::new();
