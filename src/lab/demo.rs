@@ -272,6 +272,138 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     )
     .await?;
     println!("     content at hs1: {} → redacted inbound by the shipped marking rules, re-signed with the guard key", seen["content"]);
+
+    review(info, &alice, &bob, &room, &mut n).await
+}
+
+/// A call to the guard's admin API as the lab's reviewer (`lab.json` `guard.review_tokens`).
+async fn admin_call(
+    info: &LabInfo,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, ClientError> {
+    let failed = |message: String| ClientError::Transport {
+        method: method.to_string(),
+        url: format!("{}{path}", info.guard.admin_url),
+        message,
+    };
+    let token = info
+        .guard
+        .review_tokens
+        .get("lab-reviewer")
+        .ok_or_else(|| failed("no lab-reviewer token in lab.json".into()))?;
+    let target = crate::admin::client::Target::new(&info.guard.admin_url, None, None, Some(token))
+        .map_err(|e| failed(e.to_string()))?;
+    let (status, body) = target
+        .call(method.clone(), path, body)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !status.is_success() {
+        return Err(failed(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))
+}
+
+/// Waits until the event is held and returns its hold id.
+async fn held(info: &LabInfo, event_id: &str) -> Result<i64, ClientError> {
+    super::client::wait_until("the event in the review queue", STEP_TIMEOUT, || async {
+        let list = admin_call(info, http::Method::GET, "/_grenzwacht/v1/holds", None).await?;
+        let events = list["holds"].as_array().cloned().unwrap_or_default();
+        Ok(events
+            .iter()
+            .find(|e| e["event_id"] == event_id)
+            .and_then(|e| e["id"].as_i64()))
+    })
+    .await
+}
+
+/// Held for review: the shipped rule set holds VS-VERTRAULICH; a reviewer releases one message
+/// (hs2 gets it unchanged, then the message that waited behind it) and rejects another (hs2
+/// gets it redacted).
+async fn review(
+    info: &LabInfo,
+    alice: &Session,
+    bob: &Session,
+    room: &str,
+    n: &mut u32,
+) -> Result<(), LabError> {
+    let vs = "Lagebild VS-VERTRAULICH: Übung am Donnerstag";
+    let held_id = step(n, &format!("alice says {vs:?}"), alice.send_text(room, vs)).await?;
+    let hold = step(
+        n,
+        "the guard holds it for review (admin API: GET /_grenzwacht/v1/holds)",
+        held(info, &held_id),
+    )
+    .await?;
+    println!("     hold #{hold}: hs2 has not got it; the room waits towards hs2");
+    let later = "Nachtrag: Treffpunkt Haupteingang";
+    step(
+        n,
+        &format!("alice says {later:?} (waits behind the held message)"),
+        alice.send_text(room, later),
+    )
+    .await?;
+    step(
+        n,
+        &format!("reviewer lab-reviewer releases hold #{hold} (reason given)"),
+        admin_call(
+            info,
+            http::Method::POST,
+            &format!("/_grenzwacht/v1/holds/{hold}/release"),
+            Some(json!({"reason": "Übungslage, freigegeben"})),
+        ),
+    )
+    .await?;
+    let seen = step(
+        n,
+        "bob receives the released message on hs2",
+        bob.wait_for_event(room, &held_id, STEP_TIMEOUT),
+    )
+    .await?;
+    println!(
+        "     same event id, full content: {}",
+        seen["content"]["body"]
+    );
+    step(
+        n,
+        "bob receives the message that waited behind it",
+        bob.wait_for_text(room, &alice.user_id, later, STEP_TIMEOUT),
+    )
+    .await?;
+
+    let vs2 = "VS-VERTRAULICH: Personalliste Lagezentrum";
+    let rejected_id = step(
+        n,
+        &format!("alice says {vs2:?}"),
+        alice.send_text(room, vs2),
+    )
+    .await?;
+    let hold = step(n, "the guard holds it for review", held(info, &rejected_id)).await?;
+    step(
+        n,
+        &format!("reviewer lab-reviewer rejects hold #{hold}"),
+        admin_call(
+            info,
+            http::Method::POST,
+            &format!("/_grenzwacht/v1/holds/{hold}/reject"),
+            Some(json!({"reason": "Personaldaten verlassen das Netz nicht"})),
+        ),
+    )
+    .await?;
+    let seen = step(
+        n,
+        "bob receives it on hs2",
+        bob.wait_for_event(room, &rejected_id, STEP_TIMEOUT),
+    )
+    .await?;
+    println!(
+        "     content at hs2: {} → redacted after the reviewer's rejection",
+        seen["content"]
+    );
     Ok(())
 }
 
@@ -301,6 +433,26 @@ async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
         "{}",
         metrics::render_decisions(&metrics::decisions_by_verdict(&samples))
     );
+    let key = crate::audit::verify::PublicKey::from_file(&info.guard.audit_public_key).ok();
+    match crate::audit::verify::verify(&info.guard.audit_dir, key.as_ref(), None) {
+        Ok(crate::audit::verify::Outcome::Intact(s)) => println!(
+            "\nAudit log {}: {} records in {} segment(s), {} signed checkpoints, chain intact \
+             (grenzwacht audit verify {} --key {})",
+            info.guard.audit_dir.display(),
+            s.records,
+            s.segments,
+            s.checkpoints,
+            info.guard.audit_dir.display(),
+            info.guard.audit_public_key.display()
+        ),
+        Ok(crate::audit::verify::Outcome::Bad(b)) => {
+            println!(
+                "\nAudit log {}: BROKEN: {b:?}",
+                info.guard.audit_dir.display()
+            )
+        }
+        Err(e) => println!("\nAudit log {}: {e}", info.guard.audit_dir.display()),
+    }
     Ok(())
 }
 
