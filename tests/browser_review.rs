@@ -2,8 +2,9 @@
 //! for the security properties, and a real headless Chromium (through chromedriver) for the
 //! reviewer workflow, with a PNG screenshot of every step.
 //!
-//! The UI is served by [`start_ui_server`], the admin listener in process over the in-test
-//! review queue and audit store of `common/review.rs`.
+//! The UI is served by [`start_ui_server`], the admin listener in process: over the in-test
+//! review queue and audit store of `common/review.rs` (every page and refusal), and over the
+//! guard's real hold queue and audit log (the four-eyes release and the audit search).
 #[path = "common/browser.rs"]
 mod browser;
 #[path = "common/review.rs"]
@@ -600,4 +601,160 @@ fn reviewers_release_in_chromium_with_four_eyes_and_the_auditor_finds_it() {
     assert!(records.contains("second look: fine"), "{records}");
     assert!(audit.contains("bob") && audit.contains("alice"));
     b.screenshot("auditor-search");
+}
+
+/// The same reviewer workflow over the guard's real parts: the store-backed hold queue
+/// (`proxy::hold::HoldQueue`, SQLite file, clearances against the shipped DEU-VS SPIF, four
+/// eyes on) journaling into a real audit log (`proxy::audit_trail::AuditJournal`), and the UI's
+/// audit search reading that log (`AuditDir`). Two reviewers release a held VS-VERTRAULICH event
+/// in Chromium; the auditor finds both approvals in the audit log, which verifies.
+#[test]
+fn four_eyes_release_in_chromium_over_the_real_hold_queue_and_audit_log() {
+    use grenzwacht::config::audit::AuditConfig;
+    use grenzwacht::config::review::ReviewConfig;
+    use grenzwacht::proxy::audit_trail::{AuditDir, AuditJournal};
+    use grenzwacht::proxy::hold::HoldQueue;
+    use grenzwacht::review::ReviewQueue;
+    use grenzwacht::store::{NewHold, Store};
+    use serde_json::json;
+
+    const DEU: &str = "1.3.6.1.4.1.99999.1.1";
+    let dir = tempfile::tempdir().unwrap();
+    let key = grenzwacht::keys::SigningKey::generate("audit1").unwrap();
+    let key_file = dir.path().join("audit.key");
+    std::fs::write(&key_file, key.to_synapse_string()).unwrap();
+    let audit_dir = dir.path().join("audit");
+    let auditor = grenzwacht::audit::Auditor::open(&AuditConfig {
+        dir: audit_dir.clone(),
+        key_file,
+        ..AuditConfig::default()
+    })
+    .unwrap();
+    let spifs =
+        grenzwacht::spif::SpifSet::load([concat!(env!("CARGO_MANIFEST_DIR"), "/spif/deu-vs.xml")])
+            .unwrap();
+    let queue = Arc::new(HoldQueue::new(
+        Store::open(&dir.path().join("store.db")).unwrap(),
+        ReviewConfig {
+            four_eyes: true,
+            ..ReviewConfig::default()
+        },
+        Some(spifs),
+    ));
+    let journal = Arc::new(AuditJournal(auditor.clone()));
+    queue.set_journal(journal.clone());
+    let room = "!lage:hs1.test";
+    let id = queue
+        .hold(&NewHold {
+            direction: "outbound".into(),
+            room_id: room.into(),
+            event_id: "$lagebild".into(),
+            origin: "hs1.test".into(),
+            sender: "@alice:hs1.test".into(),
+            destination: "hs2.test".into(),
+            rules: vec!["dlp:marking.vs_vertraulich".into()],
+            label: Some(json!({"policy": DEU, "classification": 3}).to_string()),
+            marking: Some("VS-VERTRAULICH".into()),
+            matches: "[]".into(),
+            pdu: serde_json::to_vec(&json!({
+                "type": "m.room.message", "room_id": room, "sender": "@alice:hs1.test",
+                "content": {"msgtype": "m.text", "body": "Lagebild VS-VERTRAULICH: Übung"}
+            }))
+            .unwrap(),
+            created_at: 1,
+        })
+        .unwrap();
+    let cleared = |name: &str, role: Role| Principal {
+        name: name.into(),
+        role,
+        clearance: Some(json!({"policy": DEU, "classifications": [1, 2, 3, 4]})),
+    };
+    let mut auth = TestAuth::default();
+    auth.tokens
+        .insert("tok-rita".into(), cleared("rita", Role::Reviewer));
+    auth.tokens
+        .insert("tok-sven".into(), cleared("sven", Role::Reviewer));
+    auth.tokens
+        .insert("tok-anke".into(), cleared("anke", Role::Auditor));
+    let ctx = UiCtx {
+        queue: queue.clone(),
+        audit: Arc::new(AuditDir(audit_dir.clone())),
+        auth: Arc::new(auth),
+        journal,
+        sessions: Sessions::default(),
+        secure_cookies: false,
+    };
+    let addr = start_ui_server(ctx);
+    let base = format!("http://{addr}");
+    let mut b = Browser::start();
+    let login = |b: &mut Browser, token: &str, who: &str| {
+        b.goto(&format!("{base}/ui/"));
+        b.find("#token");
+        b.type_into("#token", token);
+        b.click("#login");
+        b.wait_for_text(who);
+    };
+    let state = |q: &HoldQueue| {
+        q.show(&cleared("check", Role::Reviewer), id)
+            .unwrap()
+            .summary
+            .state
+    };
+
+    login(&mut b, "tok-rita", "rita (reviewer)");
+    let list = b.wait_for_text("Held events");
+    assert!(list.contains("VS-VERTRAULICH"), "{list}");
+    b.goto(&format!("{base}/ui/held/{id}"));
+    b.wait_for_text(&format!("Held event #{id}"));
+    assert!(b.text("#content").contains("Übung"));
+    b.type_into("#reason", "Übungslage, mit dem Absender geklärt");
+    b.click("#release");
+    b.wait_for_text("awaiting second reviewer");
+    assert_eq!(state(&queue), HoldState::Pending);
+    b.screenshot("real-first-approval");
+    b.type_into("#reason", "nochmal");
+    b.click("#release");
+    b.wait_for_text("you already approved");
+    assert_eq!(state(&queue), HoldState::Pending);
+    b.click("#logout");
+    b.find("#token");
+
+    login(&mut b, "tok-sven", "sven (reviewer)");
+    b.goto(&format!("{base}/ui/held/{id}"));
+    b.type_into("#reason", "zweite Prüfung: unbedenklich");
+    b.click("#release");
+    b.wait_for_text("Released. The event is delivered.");
+    assert_eq!(state(&queue), HoldState::Released);
+    b.screenshot("real-released");
+    b.click("#logout");
+    b.find("#token");
+
+    login(&mut b, "tok-anke", "anke (auditor)");
+    b.goto(&format!("{base}/ui/audit"));
+    b.find("#f-room");
+    b.type_into("#f-room", room);
+    b.click("#search-button");
+    b.wait_for_text("record(s).");
+    let records = b.text("#records");
+    for expected in [
+        "Übungslage, mit dem Absender geklärt",
+        "zweite Prüfung: unbedenklich",
+        "rita",
+        "sven",
+        "awaiting_second",
+        "complete",
+    ] {
+        assert!(records.contains(expected), "{expected}: {records}");
+    }
+    b.screenshot("real-audit-search");
+
+    // The log the UI read is the guard's audit log: intact and signed.
+    let public = grenzwacht::audit::verify::PublicKey {
+        key_id: key.key_id(),
+        key: key.public_key(),
+    };
+    match grenzwacht::audit::verify::verify(&audit_dir, Some(&public), None).unwrap() {
+        grenzwacht::audit::verify::Outcome::Intact(s) => assert!(s.records >= 4, "{s:?}"),
+        bad => panic!("{bad:?}"),
+    }
 }

@@ -205,22 +205,35 @@ fn interval_checkpoints_under_load_and_when_idle() {
     };
     rt().block_on(async {
         let a = Auditor::open(&cfg).unwrap();
-        // Appends without a pause for 1.5 s: the writer never waits for the timer.
+        // Appends without a pause (the writer never waits for the timer) until an interval
+        // checkpoint shows up among them: at most 20 s on a loaded machine.
         let start = std::time::Instant::now();
         let mut i = 0;
-        while start.elapsed() < std::time::Duration::from_millis(1500) {
-            a.append(admin(i)).await.unwrap();
-            i += 1;
+        while intervals() == 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "no interval checkpoint under constant load"
+            );
+            for _ in 0..50 {
+                a.append(admin(i)).await.unwrap();
+                i += 1;
+            }
         }
-        assert!(
-            intervals() >= 1,
-            "an interval checkpoint under constant load"
-        );
         let before = intervals();
         // Idle: the timer writes one for the records since the last checkpoint, then none.
         a.append(admin(0)).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let idle = std::time::Instant::now();
+        while intervals() == before {
+            assert!(
+                idle.elapsed() < std::time::Duration::from_secs(20),
+                "no interval checkpoint for the record written before going idle"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         assert_eq!(intervals(), before + 1);
+        // Nothing new since: no further checkpoint over more than one interval.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert_eq!(intervals(), before + 1, "a checkpoint without new records");
         a.close().await.unwrap();
     });
     assert!(matches!(
