@@ -634,7 +634,7 @@ fn four_eyes_release_in_chromium_over_the_real_hold_queue_and_audit_log() {
         grenzwacht::spif::SpifSet::load([concat!(env!("CARGO_MANIFEST_DIR"), "/spif/deu-vs.xml")])
             .unwrap();
     let queue = Arc::new(HoldQueue::new(
-        Store::open(&dir.path().join("store.db")).unwrap(),
+        Store::open(dir.path().join("store.db")).unwrap(),
         ReviewConfig {
             four_eyes: true,
             ..ReviewConfig::default()
