@@ -248,7 +248,10 @@ async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
     std::fs::write(&hk, hs1_key.to_synapse_string()).unwrap();
     let keys = key_server_answer(HS1, &hs1_key);
     let a_event = msg(ROOM_A, 9, "harmlos");
-    let b_marked = msg(ROOM_B, 9, "VS-VERTRAULICH intern");
+    // hs1's state of room B carries the message the four-eyes test rejects.
+    let b_marked = msg(ROOM_B, 1, "VS-VERTRAULICH zwei");
+    // hs1's backfill of room A carries the message the first test holds.
+    let a_held = msg(ROOM_A, 1, "VS-VERTRAULICH: Lagebericht");
     let hs1 = recorder(
         None,
         Arc::new(move |s: &Seen| {
@@ -256,6 +259,12 @@ async fn peers_failing(fail: Arc<AtomicBool>) -> Peers {
                 .starts_with("/_matrix/federation/v1/event/")
             {
                 let body = json!({"origin": HS1, "origin_server_ts": 5, "pdus": [a_event]});
+                return (200, "application/json", serde_json::to_vec(&body).unwrap());
+            }
+            if s.path_and_query
+                .starts_with("/_matrix/federation/v1/backfill/")
+            {
+                let body = json!({"origin": HS1, "origin_server_ts": 5, "pdus": [a_held]});
                 return (200, "application/json", serde_json::to_vec(&body).unwrap());
             }
             if s.path_and_query
@@ -513,6 +522,17 @@ async fn held_event_waits_with_its_room_and_a_release_delivers_it_first_across_a
     );
     let all = g.guard.holds().list(&reviewer("rita"), true).unwrap();
     assert_eq!(all[0].state, HoldState::Released);
+    // An answer carrying the released event follows the decision: it crosses as it is (it was
+    // 404 while the event waited).
+    let got = fetch(
+        &g,
+        &x.p,
+        &x.remote_key,
+        &format!("/_matrix/federation/v1/backfill/{ROOM_A}?v=%24x&limit=10"),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(got.json()["pdus"][0], held, "released: the original");
     let m = metrics(g.admin).await;
     assert!(
         counter(
@@ -641,6 +661,25 @@ async fn four_eyes_release_and_a_single_reject_delivers_the_event_redacted() {
     let rb = find(ROOM_B);
     assert_eq!(rb["content"], json!({}), "rejected: redacted");
     assert_eq!(event_id(&rb), event_id(&b), "same event id");
+    // An answer carrying the rejected event follows the decision: redacted.
+    wait_for("room B to flow again", || {
+        (!q.is_held(grenzwacht::policy::Direction::Outbound, ROOM_B)).then_some(())
+    })
+    .await;
+    let got = fetch(
+        &g,
+        &x.p,
+        &x.remote_key,
+        &format!("/_matrix/federation/v1/state/{ROOM_B}?event_id=%24x"),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(event_id(&got.json()["pdus"][0]), event_id(&b));
+    assert_eq!(
+        got.json()["pdus"][0]["content"],
+        json!({}),
+        "rejected: redacted"
+    );
     let all = q.list(&reviewer("rita"), true).unwrap();
     let approvals = &all.iter().find(|h| h.id == ia).unwrap().approvals;
     assert_eq!(

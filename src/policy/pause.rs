@@ -57,6 +57,17 @@ pub trait RoomGate: Send + Sync {
     fn event_id(&self, _raw: &RawValue, _room: Option<&str>) -> Option<String> {
         None
     }
+    /// A reviewer's final decision on this event, held before for data flowing in
+    /// `direction`: an answer that carries a decided event follows the decision (released:
+    /// as is; rejected: redacted); `None` while it waits or when it was never held.
+    fn review_decision(
+        &self,
+        _direction: Direction,
+        _raw: &RawValue,
+        _room: Option<&str>,
+    ) -> Option<crate::review::Decision> {
+        None
+    }
     /// Whether held events go to a review queue (`proxy::hold`). Without one (the default),
     /// a hold verdict acts as redact.
     fn holds(&self) -> bool {

@@ -445,6 +445,15 @@ pub(super) fn check_units(
         }
         if let Some((_, d)) = units.reviewed.iter().find(|(p, _)| *p == pos) {
             verdict = reviewed(verdict, *d);
+        } else if let (PduVerdict::Hold { .. }, false) = (&verdict, in_transaction) {
+            // An answer carrying an event a reviewer already decided follows the decision;
+            // one still waiting answers 404 (below).
+            if let Some(d) = units
+                .rooms
+                .and_then(|g| g.review_decision(ctx.direction, pdu.raw, pdu.room_id.as_deref()))
+            {
+                verdict = reviewed(verdict, d);
+            }
         }
         if crosses_redacted(&verdict, in_transaction, holds)
             && withheld(screen.after(policy, ctx, &unit, &verdict), pos)?

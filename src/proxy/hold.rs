@@ -254,6 +254,21 @@ impl HoldQueue {
     /// Whether the guard took the PDU `event_id` flowing in `direction` over (held or queued):
     /// its sender gets success for it, never a per-PDU error. Unknown (store error) counts
     /// as not taken over.
+    /// The final decision on `event_id` held for data flowing in `direction`: `None` while it
+    /// waits (or was never held). An answer carrying a decided event follows the decision.
+    pub fn decision_of(&self, direction: Direction, event_id: &str) -> Option<Decision> {
+        let id = self
+            .store
+            .held_event_id(direction.as_str(), event_id)
+            .ok()??;
+        let h = self.store.held_event(id).ok()??;
+        match h.state.as_str() {
+            "released" => Some(Decision::Release),
+            "rejected" => Some(Decision::Reject),
+            _ => None,
+        }
+    }
+
     pub fn took_over(&self, direction: Direction, event_id: &str) -> bool {
         self.store
             .hold_took_over(direction.as_str(), event_id)

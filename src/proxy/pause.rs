@@ -376,6 +376,15 @@ impl RoomGate for Gate<'_> {
     fn event_id(&self, raw: &RawValue, _room: Option<&str>) -> Option<String> {
         super::perpdu::event_id(self.guard.store(), raw, self.room_hint)
     }
+    fn review_decision(
+        &self,
+        direction: Direction,
+        raw: &RawValue,
+        _room: Option<&str>,
+    ) -> Option<crate::review::Decision> {
+        let event_id = super::perpdu::event_id(self.guard.store(), raw, self.room_hint)?;
+        self.guard.holds().decision_of(direction, &event_id)
+    }
 }
 
 /// The transaction `body` without the PDUs at `positions` (indices into `pdus`); every other

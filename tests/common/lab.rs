@@ -396,3 +396,41 @@ pub async fn e2e_lab_with(
         _tmp: tmp,
     }
 }
+
+/// Rejects every event waiting in the guard's review queue, as the lab's reviewer
+/// (`lab.json` `guard.review_tokens`) through the admin API with the real `review` CLI: held
+/// events then arrive redacted and their rooms flow again. Returns how many it rejected.
+pub fn reject_all_held(info: &grenzwacht::lab::LabInfo) -> usize {
+    let Some(token) = info.guard.review_tokens.get("lab-reviewer") else {
+        return 0;
+    };
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+            .args(["review", "--admin", &info.guard.admin_url, "--token-file"])
+            .arg(token)
+            .args(args)
+            .env_remove("GRENZWACHT_CONFIG")
+            .output()
+            .expect("run grenzwacht review")
+    };
+    let out = cli(&["list"]);
+    assert!(
+        out.status.success(),
+        "review list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut n = 0;
+    for held in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|h| h["state"] == "pending")
+    {
+        let id = held["id"].as_i64().unwrap_or_default().to_string();
+        let out = cli(&["reject", &id, "--reason", "test: held content stays out"]);
+        // A hold decided meanwhile (timeout, another call) is fine.
+        if out.status.success() {
+            n += 1;
+        }
+    }
+    n
+}
