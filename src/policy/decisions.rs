@@ -180,7 +180,8 @@ pub struct RuleHit {
     /// The field the match is in (`body`, `formatted_body`, `content.x.y`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Byte span in the field's text.
+    /// Byte span in the field's text (in a generic field: in the string, key or number at
+    /// `field`, not in the field's blob).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span: Option<(usize, usize)>,
     /// The matched text masked (at most four characters shown), never the content.

@@ -77,6 +77,10 @@ pub struct Match {
     /// number the match is in (`content.x.y`, `content.x (key)`); spans are then offsets into
     /// the field's blob (see [`super::fields::Texts`]).
     pub path: Option<String>,
+    /// With `path`: where the string, key or number named by `path` starts in the blob, so
+    /// `start - leaf_start .. end - leaf_start` is the span in that value itself (a reviewer's
+    /// highlight); 0 otherwise.
+    pub leaf_start: usize,
     /// Index of the scanned text among the texts passed to the scan (which piece of a unit).
     pub piece: usize,
     pub action: Action,
@@ -974,7 +978,10 @@ impl Engine {
     pub fn scan_texts(&self, ctx: &ScanCtx<'_>, texts: &Texts<'_>) -> Outcome {
         let mut out = self.scan_fields(ctx, &texts.fields);
         for m in &mut out.matches {
-            m.path = texts.path_of(m.piece, m.start);
+            if let Some((path, leaf_start)) = texts.locate(m.piece, m.start) {
+                m.path = Some(path);
+                m.leaf_start = leaf_start;
+            }
         }
         out
     }
@@ -1325,6 +1332,7 @@ impl Engine {
                     end: e,
                     excerpt: mask(m),
                     path: None,
+                    leaf_start: 0,
                     piece: 0,
                     action: rule.action,
                     mode: rule.mode,

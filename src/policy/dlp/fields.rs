@@ -501,8 +501,14 @@ impl<'a> Texts<'a> {
     /// string, key or number in a blob field (`content.foo.bar`, `content.foo (key)`), or what
     /// a derived text was derived from. `None` for fields with their own name.
     pub fn path_of(&self, piece: usize, start: usize) -> Option<String> {
+        self.locate(piece, start).map(|(path, _)| path)
+    }
+
+    /// [`Texts::path_of`] and the offset in the piece at which that string, key or number
+    /// starts (a span minus it is a span in the value itself; 0 for derived texts).
+    pub fn locate(&self, piece: usize, start: usize) -> Option<(String, usize)> {
         if let Some((_, p)) = self.derived.iter().find(|(i, _)| *i == piece) {
-            return Some(p.clone());
+            return Some((p.clone(), 0));
         }
         let b = self.blobs.iter().find(|b| b.piece == piece)?;
         let mut at = 0usize;
@@ -525,12 +531,12 @@ impl<'a> Texts<'a> {
                     Leaf::Num(n) => (n.len(), false),
                 };
                 if start < at + len.max(1) {
-                    found = Some(render_path(b.root, path, key));
+                    found = Some((render_path(b.root, path, key), at));
                 }
                 at += len;
             },
         );
-        Some(found.unwrap_or_else(|| b.root.to_owned()))
+        Some(found.unwrap_or_else(|| (b.root.to_owned(), 0)))
     }
 }
 

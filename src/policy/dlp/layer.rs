@@ -244,7 +244,10 @@ fn add_hits(out: &Outcome, found: &mut Findings) {
                     .clone()
                     .unwrap_or_else(|| m.field.as_str().to_string()),
             ),
-            span: Some((m.start, m.end)),
+            span: Some((
+                m.start.saturating_sub(m.leaf_start),
+                m.end.saturating_sub(m.leaf_start),
+            )),
             excerpt: Some(m.excerpt.clone()),
         }
     }));
@@ -356,8 +359,9 @@ impl Policy for DlpPolicy {
                     .path
                     .clone()
                     .unwrap_or_else(|| m.field.as_str().to_owned()),
-                start: m.start,
-                end: m.end,
+                // In the value the match is in (not the blob of a generic field).
+                start: m.start.saturating_sub(m.leaf_start),
+                end: m.end.saturating_sub(m.leaf_start),
             })
             .collect()
     }
@@ -520,6 +524,37 @@ case_sensitive = true
             "type": "m.room.message", "room_id": "!r:hs1.test", "sender": "@a:hs1.test", "origin_server_ts": 1, "content": content
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn reviewer_spans_point_into_the_value_the_match_is_in() {
+        let p = policy(&[("a.toml", RULES)]);
+        let c = ctx("send_transaction");
+        // The marking sits in a custom key after other strings: in the generic `content`
+        // blob it is far from offset 0, in its own string at 7.
+        let note = "Anlage VS-VERTRAULICH, bitte prüfen";
+        let raw = pdu_raw(serde_json::json!({
+            "body": "harmlos", "msgtype": "m.text",
+            "de.example.meta": {"a": "erster Wert", "b": ["zweiter Wert", note]}
+        }));
+        let view = PduView::parse(&raw).unwrap();
+        let matches = p.matches(&c, &view);
+        let m = matches
+            .iter()
+            .find(|m| m.rule == "dlp:t.vv")
+            .unwrap_or_else(|| panic!("{matches:?}"));
+        assert!(m.field.contains("de.example.meta"), "{m:?}");
+        assert_eq!(&note[m.start..m.end], "VS-VERTRAULICH", "{m:?}");
+        // The decision record's finding carries the same span.
+        let mut found = Findings::default();
+        p.explain_pdu(&c, &view, &mut found);
+        let hit = found.hits.iter().find(|h| h.rule == "t.vv").unwrap();
+        assert_eq!(hit.span, Some((m.start, m.end)));
+        // A named field keeps its own offsets.
+        let raw =
+            pdu_raw(serde_json::json!({"body": "Betreff: VS-VERTRAULICH", "msgtype": "m.text"}));
+        let m = p.matches(&c, &PduView::parse(&raw).unwrap());
+        assert_eq!((m[0].start, m[0].end), (9, 23), "{m:?}");
     }
 
     #[test]
