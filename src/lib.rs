@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod federation;
 pub mod keys;
 pub mod lab;

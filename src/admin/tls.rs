@@ -10,7 +10,7 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::crypto::{ring as ring_provider, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -18,27 +18,10 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use super::AdminError;
 use crate::config::admin::{AdminTlsConfig, ClientAuth};
 
-/// The crypto provider: *ring*, restricted to the TR-02102-2 suites and groups.
+/// The crypto provider: *ring*, restricted to the TR-02102-2 suites and groups
+/// ([`crate::crypto::tls_provider`], the same as every other TLS endpoint of the guard).
 pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER
-        .get_or_init(|| {
-            use ring_provider::cipher_suite as cs;
-            use ring_provider::kx_group;
-            Arc::new(CryptoProvider {
-                cipher_suites: vec![
-                    cs::TLS13_AES_256_GCM_SHA384,
-                    cs::TLS13_AES_128_GCM_SHA256,
-                    cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-                    cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-                    cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-                    cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-                ],
-                kx_groups: vec![kx_group::SECP384R1, kx_group::SECP256R1],
-                ..ring_provider::default_provider()
-            })
-        })
-        .clone()
+    crate::crypto::tls_provider()
 }
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =

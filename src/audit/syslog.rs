@@ -116,7 +116,8 @@ pub fn client_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, Au
             .add(c)
             .map_err(|e| bad(&cfg.ca_file.display().to_string(), &e))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The guard's TLS policy (BSI TR-02102-2), as for every other TLS connection.
+    let provider = crate::crypto::tls_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("TLS", &e))?

@@ -1,8 +1,9 @@
 //! TLS configuration for every TLS endpoint of the guard.
 //!
 //! All TLS in grenzwacht — the inbound federation listener, the tunnelled TLS of the CONNECT
-//! proxy, and the guard's own outbound connections — goes through the [`provider`] defined here,
-//! so the algorithm policy lives in exactly one place.
+//! proxy, the guard's own outbound connections, the admin listener and the audit log's syslog
+//! forwarder — goes through one [`provider`] (`crate::crypto::tls_provider`), so the algorithm
+//! policy lives in exactly one place.
 //!
 //! # Algorithm policy (BSI TR-02102-2)
 //!
@@ -45,7 +46,6 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::crypto::ring as ring_provider;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -95,32 +95,11 @@ pub enum TlsError {
 /// The only ALPN protocol offered and accepted.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// The crypto provider for all TLS in grenzwacht: *ring*, restricted to BSI TR-02102-2.
-///
-/// See the [module documentation](self) for the exact list and the reasons. The provider is
-/// built once and shared.
+/// The crypto provider for all TLS in grenzwacht: *ring*, restricted to BSI TR-02102-2
+/// (defined in [`crate::crypto::tls_provider`], shared with the admin listener and the audit
+/// log's syslog forwarder; the list and the reasons are in the [module documentation](self)).
 pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER
-        .get_or_init(|| {
-            use ring_provider::cipher_suite as cs;
-            use ring_provider::kx_group;
-            Arc::new(CryptoProvider {
-                cipher_suites: vec![
-                    // TLS 1.3 (order = server preference, see `ignore_client_order`).
-                    cs::TLS13_AES_256_GCM_SHA384,
-                    cs::TLS13_AES_128_GCM_SHA256,
-                    // TLS 1.2
-                    cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-                    cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-                    cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-                    cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-                ],
-                kx_groups: vec![kx_group::SECP384R1, kx_group::SECP256R1],
-                ..ring_provider::default_provider()
-            })
-        })
-        .clone()
+    crate::crypto::tls_provider()
 }
 
 /// The protocol versions grenzwacht speaks: TLS 1.3 and TLS 1.2.
