@@ -22,6 +22,7 @@ pub mod rewrite;
 pub mod room_labels;
 pub mod rooms;
 pub mod tls;
+pub mod txn_slots;
 pub mod upstream;
 
 pub use guard::{serve, Guard, Listeners};

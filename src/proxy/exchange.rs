@@ -333,6 +333,17 @@ async fn run(
         )?;
         super::notary::answer(guard, permit, &servers).await
     } else {
+        // A transaction waits for the guard's own delivery of held traffic from the same
+        // origin to the same destination (the receiver would answer one of them 429).
+        let _slot = match (&x.id.xm, endpoint.handler == Handler::Transaction) {
+            (Some(xm), true) => Some(
+                guard
+                    .txn_slots()
+                    .acquire(xm.origin.as_str(), &x.id.destination)
+                    .await,
+            ),
+            _ => None,
+        };
         respond::send_upstream(
             guard,
             x.direction(),

@@ -148,6 +148,8 @@ pub struct Guard {
     notifier: super::notices::Notifier,
     /// The audit log (`[audit]`; `serve` always has one, see `proxy::audit_trail`).
     auditor: Option<crate::audit::Auditor>,
+    /// One `/send` in flight per (origin, destination) (`proxy::txn_slots`).
+    txn_slots: super::txn_slots::TxnSlots,
     /// `[audit] dir`: what the admin API's audit search reads.
     audit_dir: Option<std::path::PathBuf>,
 }
@@ -344,6 +346,7 @@ impl Guard {
             inbound_tls,
             notifier: super::notices::Notifier::new(&cfg.notices),
             auditor: None,
+            txn_slots: Default::default(),
             audit_dir: cfg.audit.as_ref().map(|a| a.dir.clone()),
         })
     }
@@ -361,6 +364,11 @@ impl Guard {
     /// The audit log, if connected.
     pub fn auditor(&self) -> Option<&crate::audit::Auditor> {
         self.auditor.as_ref()
+    }
+
+    /// One `/send` in flight per (origin, destination) through the guard.
+    pub fn txn_slots(&self) -> &super::txn_slots::TxnSlots {
+        &self.txn_slots
     }
 
     /// Notices to protected senders (`proxy::notices`).

@@ -172,7 +172,11 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
     }
     .ok_or("no upstream for this direction")?;
     let txn_id = permit_txn_id(batch);
-    match upstream.send(permit, &key.1, &key.1).await {
+    // Never beside the origin's own transaction to that destination (`proxy::txn_slots`).
+    let slot = guard.txn_slots().acquire(&batch[0].origin, &key.1).await;
+    let sent = upstream.send(permit, &key.1, &key.1).await;
+    drop(slot);
+    match sent {
         Ok(resp) if resp.status == StatusCode::OK => {
             tm::record_upstream(direction, Some(200));
             tm::record_hold_delivery("delivered");
