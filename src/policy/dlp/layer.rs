@@ -9,9 +9,9 @@
 //!   to-device message (as an event of its type), and each user-data field of a response
 //!   (profile, devices, directory; the response field kinds map to the DLP field names
 //!   `profile.displayname`, `device.display_name`, `directory.*`).
-//! * **Actions.** `redact`, `hold` and `reject` become the PDU verdicts of the same name (hold acts
-//!   as redact (there is no review queue); reject refuses single-event endpoints and redacts in
-//!   transactions); for EDUs, to-device messages and user fields any of them drops/removes the
+//! * **Actions.** `redact`, `hold` and `reject` become the PDU verdicts of the same name (hold
+//!   goes to the review queue, `proxy::hold`; reject refuses single-event endpoints and redacts
+//!   in transactions); for EDUs, to-device messages and user fields any of them drops/removes the
 //!   unit. `tag` only logs. `allow` exceptions were applied inside the engine.
 //! * **Shadow mode.** Matches of rules in a `mode = "shadow"` file are decided and recorded (log
 //!   line with rule, field, span and masked excerpt; `grenzwacht_dlp_decisions_total{mode="shadow"}`)
