@@ -152,6 +152,17 @@ impl RedactError {
 // ---------------------------------------------------------------------------------------------
 // Room versions.
 
+/// The event id of a PDU of room version `version` (3 and later): `$` and its reference hash
+/// (the spec's algorithm, ruma's implementation). `None` for an unknown version or a PDU that
+/// is not canonical JSON.
+pub fn reference_event_id(raw: &serde_json::value::RawValue, version: &str) -> Option<String> {
+    let rules = parse_room_version(version)?.rules()?;
+    let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+    ruma::signatures::reference_hash(&obj, &rules)
+        .ok()
+        .map(|h| format!("${h}"))
+}
+
 /// The stable room version named `s` (`"1"` … `"12"`, exactly), or `None`.
 ///
 /// Unstable and unknown versions are `None` on purpose: the caller must not guess rules.

@@ -1013,11 +1013,7 @@ impl LabelPolicy {
     /// The event id of a PDU of room version 3+ (reference hash), for the log of a denial.
     fn computed_event_id(&self, pdu: &PduView<'_>) -> Option<String> {
         let version = self.store.room_version(pdu.room_id.as_deref()?).ok()??;
-        let rules = crate::federation::redact::parse_room_version(&version)?.rules()?;
-        let obj: ruma::CanonicalJsonObject = serde_json::from_str(pdu.raw.get()).ok()?;
-        ruma::signatures::reference_hash(&obj, &rules)
-            .ok()
-            .map(|h| format!("${h}"))
+        crate::federation::redact::reference_event_id(pdu.raw, &version)
     }
 }
 

@@ -263,12 +263,7 @@ fn event_id_of(item: &ReplayItem, raw: &RawValue) -> Option<String> {
     if let Some(id) = item.event.get("event_id").and_then(Value::as_str) {
         return Some(id.to_string());
     }
-    let version = crate::federation::redact::parse_room_version(item.room_version.as_deref()?)?;
-    let rules = version.rules()?;
-    let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-    ruma::signatures::reference_hash(&obj, &rules)
-        .ok()
-        .map(|h| format!("${h}"))
+    crate::federation::redact::reference_event_id(raw, item.room_version.as_deref()?)
 }
 
 /// Judges one item's event with `policy`, as one PDU of a transaction.

@@ -317,11 +317,7 @@ pub fn event_id_of(store: &Store, raw: &RawValue) -> Option<String> {
                 .unwrap_or_else(|| "1".into())
         }
     };
-    let rules = redact::parse_room_version(&version)?.rules()?;
-    let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-    ruma::signatures::reference_hash(&obj, &rules)
-        .ok()
-        .map(|h| format!("${h}"))
+    redact::reference_event_id(raw, &version)
 }
 
 /// The policy layer's view of rooms for one exchange.
