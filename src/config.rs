@@ -36,7 +36,9 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod labels;
+pub mod media;
 pub mod notices;
+pub use media::MediaConfig;
 pub mod opaque;
 mod parse;
 pub mod review;
@@ -79,7 +81,7 @@ pub struct Config {
     pub labels: Option<labels::LabelsConfig>,
     /// `[opaque]`: what may cross that the guard cannot read (`policy::opaque`); default deny.
     pub opaque: opaque::OpaqueConfig,
-    /// `[media]`: whether media may cross uninspected (`policy::media`).
+    /// `[media]`: media inspection (`crate::media`, `proxy::media`).
     pub media: MediaConfig,
     /// `[notices]`: telling protected senders what happened to their events (off by default).
     pub notices: notices::NoticesConfig,
@@ -87,17 +89,6 @@ pub struct Config {
     pub review: review::ReviewConfig,
     /// `[audit]`: the tamper-evident audit log (`crate::audit`). `None`: no audit log.
     pub audit: Option<audit::AuditConfig>,
-}
-
-/// `[media]`: media downloads and thumbnails (`policy::media`).
-///
-/// The guard does not inspect files: by default every media download and thumbnail
-/// (federation and legacy endpoints, both directions) is refused with 403 `M_FORBIDDEN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct MediaConfig {
-    /// UNSAFE: let media cross without inspection (files cross unread). Default `false`.
-    pub allow_unscanned: bool,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod federation;
 pub mod keys;
 pub mod lab;
+pub mod media;
 pub mod policy;
 pub mod proxy;
 pub mod review;

@@ -79,6 +79,7 @@ mod tests {
         let closed = MediaPolicy::from_config(&MediaConfig::default());
         let open = MediaPolicy::from_config(&MediaConfig {
             allow_unscanned: true,
+            ..MediaConfig::default()
         });
         for id in media {
             for d in [Direction::Inbound, Direction::Outbound] {

@@ -91,6 +91,12 @@ fields! {
     /// A string value or object key of a request body that is not an event (directory search,
     /// user and key queries).
     RequestBody = "request.body",
+    /// Text extracted from a file crossing the guard (media downloads and thumbnails:
+    /// `crate::media::extract`), archive entries included.
+    MediaText = "media.text",
+    /// A name inside a file crossing the guard: archive entry paths, document titles and
+    /// authors, image comments.
+    MediaName = "media.name",
 }
 
 impl Field {

@@ -1,0 +1,1 @@
+//! Verdict cache (stub; owner: helper "plumbing").

@@ -1,0 +1,1 @@
+//! Strict multipart/mixed (stub; owner: helper "plumbing").

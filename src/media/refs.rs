@@ -1,0 +1,1 @@
+//! mxc references in events (stub; owner: helper "plumbing").

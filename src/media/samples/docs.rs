@@ -1,0 +1,1 @@
+//! Generated documents and images (stub; owner: helper "extract").

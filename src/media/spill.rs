@@ -1,0 +1,1 @@
+//! Spill buffer (stub; owner: helper "plumbing").
