@@ -66,6 +66,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 pub mod holds;
+pub mod media_refs;
 pub mod pauses;
 mod room_labels;
 pub mod schema;
