@@ -11,6 +11,8 @@
 //!   operator lifts the pause (`proxy::pause`).
 //! * **Held events** ([`holds`]): events held for review and the ordered delivery queues of
 //!   their rooms (`proxy::hold`).
+//! * **The mxc index** ([`media_refs`]): which events referenced which media and whether
+//!   they crossed, and the media the guard blocked (`proxy::media`).
 //! * **Transaction decisions.** A sending server retries a transaction with the same
 //!   `txnId` until it gets a 200. Every retry must get the same decision and the same forwarded
 //!   bytes as the first attempt: a guard that decided again could forward, on a retry, content

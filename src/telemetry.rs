@@ -176,6 +176,9 @@ pub const AUDIT_RECORDS_TOTAL: &str = "grenzwacht_audit_records_total";
 pub const AUDIT_SYSLOG_CONNECTED: &str = "grenzwacht_audit_syslog_connected";
 /// Counter: audit records not forwarded to syslog because the queue was full.
 pub const AUDIT_SYSLOG_DROPPED_TOTAL: &str = "grenzwacht_audit_syslog_dropped_total";
+/// Counter: lookups in the media verdict cache (`crate::media::cache`), by result (`hit`,
+/// `miss`).
+pub const MEDIA_CACHE_TOTAL: &str = "grenzwacht_media_cache_total";
 
 /// Histogram buckets of [`REQUEST_DURATION_SECONDS`]: 0.1 ms to 10 s, roughly 1-2.5-5 per
 /// decade (the guard adds well under a millisecond; `send_join` through a slow upstream takes
@@ -516,6 +519,10 @@ pub fn describe() {
         AUDIT_SYSLOG_DROPPED_TOTAL,
         "Audit records not forwarded to syslog because the forwarding queue was full."
     );
+    describe_counter!(
+        MEDIA_CACHE_TOTAL,
+        "Lookups in the media verdict cache (SHA-256, policy version, direction, destination), by result (hit, miss)."
+    );
 }
 
 /// Label value for an HTTP status code (static for the common ones: no allocation).
@@ -628,6 +635,11 @@ pub fn set_holds(direction: Direction, held: usize, queued: usize) {
 /// Records the time a held event waited for its final decision (`release`/`reject`).
 pub fn record_review_latency(decision: &'static str, seconds: f64) {
     metrics::histogram!(REVIEW_LATENCY_SECONDS, "decision" => decision).record(seconds);
+}
+
+/// Counts one lookup in the media verdict cache (`hit` or `miss`).
+pub fn record_media_cache(result: &'static str) {
+    metrics::counter!(MEDIA_CACHE_TOTAL, "result" => result).increment(1);
 }
 
 /// Counts one delivery attempt of held traffic (`delivered`, `failed`, `refused`).

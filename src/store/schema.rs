@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 5)
+//! # Format (schema version 6)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -57,6 +57,26 @@
 //! room): a held PDU (`hold_id` set) and every later PDU of the room that arrived while it
 //! waited, in `seq` order. Delivered rows keep `delivered_at` and lose their `pdu` bytes (a
 //! retried transaction finds its PDUs' ids there); `attempts` and `next_attempt_at` (Unix ms) drive the delivery backoff.
+//!
+//! `media_refs` (since version 6): the mxc index (`store::media_refs`), one row per
+//! (server name, media id, event id, direction, peer); at most 64 rows per media id.
+//!
+//! | column        | type    | meaning                                                       |
+//! |---------------|---------|---------------------------------------------------------------|
+//! | `id`          | INTEGER | row id (insertion order, for ties)                            |
+//! | `server_name` | TEXT    | key: the media's server name (from `mxc://<server>/<id>`)     |
+//! | `media_id`    | TEXT    | key: the media id                                             |
+//! | `event_id`    | TEXT    | key: the event that references it                             |
+//! | `room_id`     | TEXT    | that event's room                                             |
+//! | `direction`   | TEXT    | key: `inbound` / `outbound`, the way the event crossed        |
+//! | `peer`        | TEXT    | key: the remote server the event came from or went to        |
+//! | `encrypted`   | INTEGER | 1: an encrypted attachment (`file`, `thumbnail_file`)         |
+//! | `crossed`     | INTEGER | 1: the event crossed unmodified                               |
+//! | `verdict`     | TEXT    | the decision about the event (`allow`, `redact`, …)           |
+//! | `ts`          | INTEGER | when (Unix ms); pruned by age                                 |
+//!
+//! `media_blocked` (since version 6): media the guard refused, one row per (server name,
+//! media id): `reason`, the file's `sha256` (lower-case hex) if known, `blocked_at` (Unix ms).
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -197,6 +217,36 @@ pub const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX hold_queue_waiting ON hold_queue (direction, destination, room_id, seq)
         WHERE delivered_at IS NULL;
+    "#,
+    // 6: the mxc index and blocked media (`store::media_refs`).
+    r#"
+    CREATE TABLE media_refs (
+        id          INTEGER PRIMARY KEY,
+        server_name TEXT    NOT NULL,
+        media_id    TEXT    NOT NULL,
+        event_id    TEXT    NOT NULL,
+        room_id     TEXT    NOT NULL,
+        direction   TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        peer        TEXT    NOT NULL,
+        encrypted   INTEGER NOT NULL CHECK (encrypted IN (0, 1)),
+        crossed     INTEGER NOT NULL CHECK (crossed IN (0, 1)),
+        verdict     TEXT    NOT NULL,
+        ts          INTEGER NOT NULL,
+        UNIQUE (server_name, media_id, event_id, direction, peer)
+    ) STRICT;
+
+    CREATE INDEX media_refs_by_ts ON media_refs (ts);
+
+    CREATE TABLE media_blocked (
+        server_name TEXT    NOT NULL,
+        media_id    TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        sha256      TEXT,
+        blocked_at  INTEGER NOT NULL,
+        PRIMARY KEY (server_name, media_id)
+    ) STRICT;
+
+    CREATE INDEX media_blocked_by_sha256 ON media_blocked (sha256) WHERE sha256 IS NOT NULL;
     "#,
 ];
 
