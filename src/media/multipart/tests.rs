@@ -41,6 +41,38 @@ fn parses_synapses_layout() {
     );
 }
 
+/// Bytes written by Synapse 1.163.2's `MultipartFileConsumer` (captured from the lab's venv:
+/// `{}` metadata, `image/png`, `inline; filename=cat.png`, an 8-byte PNG signature).
+const SYNAPSE_1_163_2: &[u8] = b"\r\n--54a7a7563c904858806964d59e782fc1\r\nContent-Type: application/json\r\n\r\n{}\r\n--54a7a7563c904858806964d59e782fc1\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=cat.png\r\n\r\n\x89PNG\r\n\x1a\n\r\n--54a7a7563c904858806964d59e782fc1--\r\n";
+
+#[test]
+fn parses_bytes_captured_from_synapse() {
+    let a = parse(
+        "multipart/mixed; boundary=54a7a7563c904858806964d59e782fc1",
+        SYNAPSE_1_163_2,
+    )
+    .unwrap();
+    assert_eq!(a.metadata, b"{}");
+    assert_eq!(
+        a.content,
+        Content::Bytes {
+            content_type: Some("image/png".into()),
+            disposition: Some("inline; filename=cat.png".into()),
+            bytes: b"\x89PNG\r\n\x1a\n",
+        }
+    );
+    // build writes the same layout: equal after swapping the boundary.
+    let (ctype, built) = build(
+        b"{}",
+        "image/png",
+        Some("inline; filename=cat.png"),
+        b"\x89PNG\r\n\x1a\n",
+    );
+    let ours = ctype.strip_prefix("multipart/mixed; boundary=").unwrap();
+    let swapped = String::from_utf8_lossy(&built).replace(ours, "54a7a7563c904858806964d59e782fc1");
+    assert_eq!(swapped, String::from_utf8_lossy(SYNAPSE_1_163_2));
+}
+
 #[test]
 fn parses_gos_layout_without_leading_crlf_and_with_location() {
     let body = format!(
