@@ -253,8 +253,8 @@ pub fn build(
             .iter()
             .map(|x| format!("{x:02x}"))
             .collect();
-        let delim = format!("\r\n--{b}");
-        let clash = |hay: &[u8]| memmem::find(hay, delim[2..].as_bytes()).is_some();
+        let dash_boundary = format!("--{b}");
+        let clash = |hay: &[u8]| memmem::find(hay, dash_boundary.as_bytes()).is_some();
         if !clash(metadata) && !clash(bytes) {
             break b;
         }
