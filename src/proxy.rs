@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod exchange;
 pub mod guard;
 pub mod hold;
+pub mod media;
 pub mod inbound;
 pub mod integrity;
 pub mod notary;

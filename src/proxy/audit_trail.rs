@@ -189,6 +189,12 @@ pub async fn record_decisions(
     decisions: &[UnitDecision],
     policy_hash: Option<&str>,
 ) -> Result<(), Refusal> {
+    let contents: Vec<(&UnitDecision, &str)> = decisions
+        .iter()
+        .filter(|d| matches!(d.kind, UnitKind::Pdu | UnitKind::Event))
+        .filter_map(|d| content_of(units, d).map(|c| (d, c)))
+        .collect();
+    super::media::index_decisions(guard, ctx, response, &contents);
     let Some(auditor) = guard.auditor() else {
         return Ok(());
     };
