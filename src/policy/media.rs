@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn media_requests_pass_this_layer_their_answers_are_inspected_elsewhere() {
         let p = MediaPolicy::from_config(&MediaConfig::default(), Store::open_in_memory().unwrap());
-        for id in ["media_download", "media_thumbnail", "legacy_media_download_v3"] {
+        for id in [
+            "media_download",
+            "media_thumbnail",
+            "legacy_media_download_v3",
+        ] {
             for d in [Direction::Inbound, Direction::Outbound] {
                 assert_eq!(p.request(&ctx(id, d)), Decision::Allow, "{id}");
             }

@@ -373,9 +373,7 @@ async fn run(
     };
     // --- media: the file in the answer is inspected before anything is released.
     let up = match &media {
-        Some(target) => {
-            super::media::inspect_answer(guard, &x.policy, &x.ctx, target, up).await?
-        }
+        Some(target) => super::media::inspect_answer(guard, &x.policy, &x.ctx, target, up).await?,
         None => up,
     };
     let resp = respond::release(

@@ -77,8 +77,12 @@ struct ScannerIds(usize, usize);
 impl ScannerIds {
     fn of(s: &Scanners) -> Self {
         ScannerIds(
-            s.dlp.as_ref().map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize),
-            s.yara.as_ref().map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize),
+            s.dlp
+                .as_ref()
+                .map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize),
+            s.yara
+                .as_ref()
+                .map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize),
         )
     }
 }
@@ -123,7 +127,10 @@ impl MediaGate {
     /// The inspector for the rules of one policy snapshot.
     fn inspector(&self, scanners: &Scanners) -> Result<Arc<Inspector>, InspectorError> {
         let ids = ScannerIds::of(scanners);
-        let mut slot = self.inspector.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .inspector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some((have, i)) = slot.as_ref() {
             if *have == ids {
                 return Ok(i.clone());
@@ -172,12 +179,7 @@ pub fn target_of(
     if ctx.endpoint.class != EndpointClass::Media {
         return None;
     }
-    let param = |n: &str| {
-        params
-            .iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| v.clone())
-    };
+    let param = |n: &str| params.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
     let media_id = param("mediaId")?;
     match param("serverName") {
         Some(server_name) => Some(MediaTarget {
@@ -401,7 +403,11 @@ pub(crate) async fn inspect_answer(
                 "the events referencing this media did not cross",
             )
         };
-        let report = bare_report(&file, crate::media::sniff::sniff(&file), vec![finding(reason, msg)]);
+        let report = bare_report(
+            &file,
+            crate::media::sniff::sniff(&file),
+            vec![finding(reason, msg)],
+        );
         return conclude(guard, target, direction, record, &report, None).await;
     }
     // --- inspect
@@ -434,9 +440,10 @@ pub(crate) async fn inspect_answer(
                 };
                 let r = Arc::new(inspector.inspect(file.clone(), ictx).await);
                 // Timeouts and internal errors are not facts about the file: not cached.
-                let transient = r.findings.iter().any(|f| {
-                    matches!(f.reason, MediaReason::ScanTimeout | MediaReason::Internal)
-                });
+                let transient = r
+                    .findings
+                    .iter()
+                    .any(|f| matches!(f.reason, MediaReason::ScanTimeout | MediaReason::Internal));
                 if !transient {
                     gate.cache.insert(key, r.clone());
                 }
@@ -473,7 +480,10 @@ async fn conclude(
 ) -> Result<UpstreamResponse, Refusal> {
     let release = report.released() && up.is_some();
     record.verdict = if release { "release" } else { "refuse" }.to_string();
-    record.reason = report.findings.first().map(|f| f.reason.as_str().to_string());
+    record.reason = report
+        .findings
+        .first()
+        .map(|f| f.reason.as_str().to_string());
     record.rules = report
         .findings
         .iter()
@@ -564,7 +574,10 @@ async fn follow(
         .authority()
         .ok_or_else(|| bad("the Location has no host"))?
         .clone();
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if !gate.redirect_allowed(host) {
         tracing::info!(host = %host.escape_debug(), "media redirect to a host not allowed: refused");
         return Err(bad("redirect to a host not on [media] redirect_hosts"));
@@ -669,5 +682,60 @@ pub(crate) fn index_decisions(
     }
     if let Err(e) = guard.store().record_media_refs(&rows) {
         tracing::warn!(error = %e, "mxc index not updated");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::catalog;
+
+    fn ctx(id: &str) -> ExchangeCtx {
+        ExchangeCtx {
+            direction: Direction::Outbound,
+            endpoint: catalog::by_id(id).unwrap(),
+            peer: Some("hs2.test".into()),
+            protected: "hs1.test".into(),
+            txn_id: None,
+        }
+    }
+
+    #[test]
+    fn the_media_of_a_request_is_named_by_the_destination_or_the_legacy_path() {
+        let params = vec![("mediaId", "AbC".to_string())];
+        let t = target_of(&ctx("media_download"), "hs2.test", &params).unwrap();
+        assert_eq!(t.mxc(), "mxc://hs2.test/AbC");
+        assert!(t.multipart);
+        let t = target_of(&ctx("media_thumbnail"), "hs2.test", &params).unwrap();
+        assert_eq!(t.mxc(), "mxc://hs2.test/AbC");
+        let legacy = vec![
+            ("serverName", "hs3.test".to_string()),
+            ("mediaId", "XyZ".to_string()),
+        ];
+        let t = target_of(&ctx("legacy_media_download_v3"), "hs2.test", &legacy).unwrap();
+        assert_eq!(t.mxc(), "mxc://hs3.test/XyZ");
+        assert!(!t.multipart);
+        assert_eq!(
+            target_of(&ctx("send_transaction"), "hs2.test", &params),
+            None
+        );
+        assert_eq!(target_of(&ctx("media_download"), "hs2.test", &[]), None);
+    }
+
+    #[test]
+    fn only_random_looking_bytes_of_no_known_type_pass_as_ciphertext() {
+        use rand::RngCore;
+        let mut random = vec![0u8; 8192];
+        rand::thread_rng().fill_bytes(&mut random);
+        // No magic number by chance (a random start can look like an MP3 frame sync).
+        random[..4].copy_from_slice(b"\x17\x42\x17\x42");
+        assert!(entropy(&random) > 7.9);
+        assert!(looks_encrypted(&random));
+        let text = "GEHEIM Lagebericht ".repeat(400).into_bytes();
+        assert!(entropy(&text) < 5.0);
+        assert!(!looks_encrypted(&text), "plain text is no ciphertext");
+        assert!(!looks_encrypted(&random[..8]), "too short to tell");
+        assert!(!looks_encrypted(&[]));
+        assert_eq!(entropy(&[7u8; 100]), 0.0);
     }
 }

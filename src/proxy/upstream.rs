@@ -591,12 +591,13 @@ impl Upstream {
             .base
             .as_deref()
             .ok_or_else(|| UpstreamError::BadUrl("redirect target".into()))?;
-        let uri: Uri = format!("{base}{path_and_query}")
-            .parse()
-            .map_err(|_| UpstreamError::Request {
-                target: target.clone(),
-                reason: "bad redirect URI".into(),
-            })?;
+        let uri: Uri =
+            format!("{base}{path_and_query}")
+                .parse()
+                .map_err(|_| UpstreamError::Request {
+                    target: target.clone(),
+                    reason: "bad redirect URI".into(),
+                })?;
         let req = Request::get(uri)
             .header(http::header::HOST, host)
             .body(Full::new(Bytes::new()))

@@ -42,7 +42,11 @@ pub(super) async fn send_upstream(
         Direction::Outbound => destination.clone(),
     };
     let up = match &media {
-        Some(spill) => upstream.send_media(permit, &destination, &host, spill).await,
+        Some(spill) => {
+            upstream
+                .send_media(permit, &destination, &host, spill)
+                .await
+        }
         None => upstream.send(permit, &destination, &host).await,
     };
     if let (Some(_), Err(UpstreamError::TooLarge { .. })) = (&media, &up) {
