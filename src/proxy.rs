@@ -12,6 +12,7 @@ pub mod guard;
 pub mod hold;
 pub mod inbound;
 pub mod integrity;
+pub mod media;
 pub mod notary;
 pub mod notices;
 pub mod outbound;

@@ -167,6 +167,11 @@ pub const REVIEW_LATENCY_SECONDS: &str = "grenzwacht_review_latency_seconds";
 /// Counter: delivery attempts of held traffic, by result (`delivered`, `failed`, `refused`).
 pub const HOLD_DELIVERIES_TOTAL: &str = "grenzwacht_hold_deliveries_total";
 /// Gauge: 1 while the audit log can be written, 0 once it failed (`crate::audit`).
+/// Files judged by media inspection, by `direction`, `verdict` (`release`, `refuse`) and
+/// `reason` (`crate::media::MediaReason`, `none` for releases).
+pub const MEDIA_DECISIONS_TOTAL: &str = "grenzwacht_media_decisions_total";
+/// Bytes of files inspected, by `direction`.
+pub const MEDIA_BYTES_TOTAL: &str = "grenzwacht_media_bytes_total";
 pub const AUDIT_HEALTHY: &str = "grenzwacht_audit_healthy";
 /// Counter: audit log failures (each puts the auditor in the failed state).
 pub const AUDIT_FAILURES_TOTAL: &str = "grenzwacht_audit_failures_total";
@@ -295,9 +300,9 @@ pub enum RefusalReason {
     /// Text the request itself carries (path or query parameter, non-event body) was refused
     /// by a content rule.
     RequestText,
-    /// A media download or thumbnail: the guard does not inspect files, so media does not
-    /// cross unless `[media] allow_unscanned` says so.
-    MediaUnscanned,
+    /// A media download or thumbnail refused by inspection (`crate::media`): type, size,
+    /// archive limits, DLP or YARA-X rules, the mxc index, a redirect.
+    MediaRefused,
     /// A connection cap or the budget of unauthenticated bodies is exhausted (503, retry).
     Overloaded,
     /// The request body did not arrive within `[admission] body_timeout_ms`.
@@ -321,7 +326,7 @@ impl RefusalReason {
         RefusalReason::UnknownRoomVersion,
         RefusalReason::RoomPaused,
         RefusalReason::RequestText,
-        RefusalReason::MediaUnscanned,
+        RefusalReason::MediaRefused,
         RefusalReason::Overloaded,
         RefusalReason::Timeout,
     ];
@@ -343,7 +348,7 @@ impl RefusalReason {
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
             RefusalReason::RoomPaused => "room_paused",
             RefusalReason::RequestText => "request_text",
-            RefusalReason::MediaUnscanned => "media_unscanned",
+            RefusalReason::MediaRefused => "media_refused",
             RefusalReason::Overloaded => "overloaded",
             RefusalReason::Timeout => "timeout",
         }
@@ -456,6 +461,15 @@ pub fn describe() {
     describe_counter!(
         OPAQUE_DECISIONS_TOTAL,
         "Decisions on opaque content (ciphertext, encrypted attachments), by direction and outcome."
+    );
+    describe_counter!(
+        MEDIA_DECISIONS_TOTAL,
+        "Files judged by media inspection, by direction, verdict and reason."
+    );
+    describe_counter!(
+        MEDIA_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of files inspected, by direction."
     );
     describe_counter!(CONNECTIONS_TOTAL, "Accepted TCP connections, by listener.");
     describe_gauge!(TUNNELS_ACTIVE, "Open CONNECT tunnels.");

@@ -5,9 +5,10 @@
 //!   string of federation requests, which the guard refuses (403, reason `request_text`) before
 //!   they leave — hs2 never sees them, Alice gets an error. A clean alias on hs2 still resolves,
 //!   before and after, and Bob's profile is still readable.
-//! - Media fails closed: Alice uploads a file on hs1; Bob (hs2) downloads it over federation
-//!   (`/_matrix/client/v1/media/download/{hs1}/{id}`): hs2's federation request is refused by the
-//!   guard (reason `media_unscanned`) and Bob gets an error, while Alice reads her own file.
+//! - Media fails closed: Alice uploads a file on hs1 that no event references; Bob (hs2)
+//!   downloads it over federation (`/_matrix/client/v1/media/download/{hs1}/{id}`): the guard
+//!   refuses hs2's download (reason `media_refused`: no event that crossed references the media)
+//!   and Bob gets an error, while Alice reads her own file.
 #[path = "common/lab.rs"]
 mod common;
 
@@ -228,7 +229,7 @@ async fn media_fails_closed(info: &lab::LabInfo, alice: &Session, bob: &Session)
     );
 
     // Bob on hs2 fetches it over federation: the guard refuses, Bob gets no file.
-    let before = refusals(info, "inbound", "media_unscanned").await;
+    let before = refusals(info, "inbound", "media_refused").await;
     let r = bob
         .client
         .raw("GET", &path, Some(&bob.access_token), None, TIMEOUT)
@@ -239,14 +240,14 @@ async fn media_fails_closed(info: &lab::LabInfo, alice: &Session, bob: &Session)
         !String::from_utf8_lossy(&r.body).contains("Lagebericht"),
         "the file reached hs2"
     );
-    let after = refusals(info, "inbound", "media_unscanned").await;
+    let after = refusals(info, "inbound", "media_refused").await;
     assert!(
         after > before,
         "the guard refused hs2's media download ({before} → {after})"
     );
     let log = std::fs::read_to_string(&info.guard.log).unwrap_or_default();
     assert!(
-        log.contains("media_unscanned"),
+        log.contains("media refused"),
         "the guard log names the refusal"
     );
 }

@@ -13,19 +13,21 @@ pub enum Kind {
     Admin,
     Review,
     Notice,
+    Media,
     Checkpoint,
     Startup,
     Shutdown,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Decision,
         Kind::Refusal,
         Kind::Load,
         Kind::Admin,
         Kind::Review,
         Kind::Notice,
+        Kind::Media,
         Kind::Checkpoint,
         Kind::Startup,
         Kind::Shutdown,
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Admin => "admin",
             Kind::Review => "review",
             Kind::Notice => "notice",
+            Kind::Media => "media",
             Kind::Checkpoint => "checkpoint",
             Kind::Startup => "startup",
             Kind::Shutdown => "shutdown",
@@ -183,6 +186,46 @@ pub struct DecisionRecord {
     pub content: Option<Value>,
 }
 
+/// `media`: what the guard decided about one file (a media download or thumbnail).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// `mxc://<server_name>/<media_id>`
+    pub media: String,
+    /// The federation endpoint (catalog id).
+    pub endpoint: String,
+    pub origin: String,
+    pub destination: String,
+    /// The direction the file's bytes flow.
+    pub direction: Direction,
+    /// `release` or `refuse`.
+    pub verdict: String,
+    /// Why it was refused (`crate::media::MediaReason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every finding: `{rule, field, excerpt}` with `field` the place in the file (archive
+    /// entry path; empty for the file itself) and `excerpt` a masked excerpt or a short reason.
+    pub rules: Vec<RuleMatch>,
+    /// The file type from its bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Hex SHA-256 of the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The events that reference the media (from the guard's mxc index).
+    pub events: Vec<String>,
+    /// Whether the file is an encrypted attachment (judged by its events, not its bytes).
+    #[serde(default)]
+    pub encrypted: bool,
+    /// The verdict came from the verdict cache (same file, policy, direction, destination).
+    #[serde(default)]
+    pub cached: bool,
+    /// Fingerprint of the rule set that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+}
+
 /// `refusal`: a request the guard refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusalRecord {
@@ -294,6 +337,7 @@ into_record!(
     AdminRecord => Kind::Admin,
     ReviewRecord => Kind::Review,
     NoticeRecord => Kind::Notice,
+    MediaRecord => Kind::Media,
 );
 
 #[cfg(test)]

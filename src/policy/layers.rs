@@ -25,6 +25,17 @@ pub struct Layers {
     layers: Vec<(&'static str, Arc<dyn Policy>)>,
     /// The policy version (the rule set's combined hash, `policy::identity`), for records.
     version: Option<Arc<str>>,
+    /// What files crossing the guard are judged with (`crate::media`): the DLP engine and the
+    /// YARA-X rules of the same load as the layers.
+    scanners: Scanners,
+}
+
+/// The compiled rules media inspection uses, taken from the same load as a [`Layers`] stack
+/// (a reload swaps them together).
+#[derive(Default, Clone)]
+pub struct Scanners {
+    pub dlp: Option<Arc<crate::policy::dlp::Engine>>,
+    pub yara: Option<Arc<crate::media::yara::YaraRules>>,
 }
 
 impl Layers {
@@ -45,6 +56,15 @@ impl Layers {
     /// from (`policy::manifest::Manifest::fingerprint`), `None` without one.
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
+    }
+    /// Sets the compiled rules for media inspection (see [`Layers::scanners`]).
+    pub fn with_scanners(mut self, scanners: Scanners) -> Self {
+        self.scanners = scanners;
+        self
+    }
+    /// The DLP engine and YARA-X rules of this stack's load, for media inspection.
+    pub fn scanners(&self) -> &Scanners {
+        &self.scanners
     }
     /// The layer names, in order.
     pub fn names(&self) -> Vec<&'static str> {

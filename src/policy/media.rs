@@ -1,47 +1,70 @@
-//! Media fails closed: the guard does not inspect files, so media downloads and thumbnails do
-//! not cross unless the configuration says so.
+//! The media layer of the policy stack: what events say about media.
 //!
-//! Every catalog entry of class `media` (`media_download`, `media_thumbnail` and Synapse's
-//! legacy `/_matrix/media/{v3,r0}/download` fallback) is refused in both directions with 403
-//! `M_FORBIDDEN`, reason `media_unscanned` (counted in `grenzwacht_refusals_total`, logged in
-//! the exchange's span). `[media] allow_unscanned = true` lets them through uninspected; other
-//! layers (e.g. `[policy] deny_classes`) still apply.
-use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy, Refusal, RefusalReason};
+//! Files themselves are judged where their bytes cross, on the answer of a media download
+//! (`proxy::media`, `crate::media`); media requests pass this layer. With `[media]
+//! redact_events_with_blocked_media = true`, an event that references (`url`, `file.url`,
+//! `info.thumbnail_url`, …) a media id the guard refused is redacted (rule `media:blocked`),
+//! so a receiver does not see a link to content that may not cross. A store that cannot be
+//! read redacts too (fail closed).
+use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy};
 use crate::config::MediaConfig;
 use crate::federation::pdu::{EduView, EventView, PduView};
-use crate::federation::EndpointClass;
+use crate::store::Store;
 
-/// Refuses media requests unless `allow_unscanned`.
-#[derive(Debug, Clone, Copy, Default)]
+/// The rule name of a redaction for blocked media.
+pub const BLOCKED_RULE: &str = "media:blocked";
+
+/// Redacts events referencing refused media, if configured.
+#[derive(Clone)]
 pub struct MediaPolicy {
-    allow_unscanned: bool,
+    redact_blocked: bool,
+    store: Store,
 }
 
 impl MediaPolicy {
-    pub fn from_config(cfg: &MediaConfig) -> Self {
+    pub fn from_config(cfg: &MediaConfig, store: Store) -> Self {
         MediaPolicy {
-            allow_unscanned: cfg.allow_unscanned,
+            redact_blocked: cfg.redact_events_with_blocked_media && !cfg.allow_unscanned,
+            store,
         }
+    }
+
+    fn judge(&self, raw: &str) -> PduVerdict {
+        if !self.redact_blocked || !raw.contains("mxc://") {
+            return PduVerdict::Allow;
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
+            return PduVerdict::Allow;
+        };
+        for r in crate::media::refs::refs_in_event(&value) {
+            match self.store.media_blocked(&r.server_name, &r.media_id) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    return PduVerdict::Redact {
+                        rule: BLOCKED_RULE.to_string(),
+                    }
+                }
+            }
+        }
+        PduVerdict::Allow
     }
 }
 
 impl Policy for MediaPolicy {
-    fn request(&self, ctx: &ExchangeCtx) -> Decision {
-        if ctx.endpoint.class == EndpointClass::Media && !self.allow_unscanned {
-            return Decision::Refuse(Refusal::forbidden(
-                RefusalReason::MediaUnscanned,
-                format!(
-                    "{} refused: media is not inspected by this guard",
-                    ctx.endpoint.id
-                ),
-            ));
-        }
+    fn request(&self, _ctx: &ExchangeCtx) -> Decision {
         Decision::Allow
     }
-    fn pdu(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> PduVerdict {
+    fn pdu(&self, _ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        self.judge(pdu.raw.get())
+    }
+    fn event(&self, _ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        self.judge(event.raw.get())
+    }
+    fn redacted_pdu(&self, _ctx: &ExchangeCtx, _pdu: &PduView<'_>) -> PduVerdict {
+        // A redacted event keeps no content, so no media reference.
         PduVerdict::Allow
     }
-    fn event(&self, _ctx: &ExchangeCtx, _event: &EventView<'_>) -> PduVerdict {
+    fn redacted_event(&self, _ctx: &ExchangeCtx, _event: &EventView<'_>) -> PduVerdict {
         PduVerdict::Allow
     }
     fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {
@@ -69,52 +92,52 @@ mod tests {
     }
 
     #[test]
-    fn every_media_endpoint_is_refused_by_default_in_both_directions() {
-        let media: Vec<&str> = catalog::entries()
-            .iter()
-            .filter(|e| e.class == EndpointClass::Media)
-            .map(|e| e.id)
-            .collect();
-        assert!(media.len() >= 4, "{media:?}");
-        let closed = MediaPolicy::from_config(&MediaConfig::default());
-        let open = MediaPolicy::from_config(&MediaConfig {
-            allow_unscanned: true,
-            ..MediaConfig::default()
-        });
-        for id in media {
+    fn media_requests_pass_this_layer_their_answers_are_inspected_elsewhere() {
+        let p = MediaPolicy::from_config(&MediaConfig::default(), Store::open_in_memory().unwrap());
+        for id in [
+            "media_download",
+            "media_thumbnail",
+            "legacy_media_download_v3",
+        ] {
             for d in [Direction::Inbound, Direction::Outbound] {
-                match closed.request(&ctx(id, d)) {
-                    Decision::Refuse(r) => {
-                        assert_eq!(
-                            (r.status.as_u16(), r.errcode, r.reason),
-                            (403, "M_FORBIDDEN", RefusalReason::MediaUnscanned),
-                            "{id}"
-                        );
-                    }
-                    Decision::Allow => panic!("{id} {d:?} allowed by default"),
-                }
-                assert_eq!(
-                    open.request(&ctx(id, d)),
-                    Decision::Allow,
-                    "{id} with allow_unscanned"
-                );
+                assert_eq!(p.request(&ctx(id, d)), Decision::Allow, "{id}");
             }
-        }
-        // Everything else is not this layer's business.
-        for id in ["send_transaction", "query_profile", "key_server"] {
-            assert_eq!(
-                closed.request(&ctx(id, Direction::Outbound)),
-                Decision::Allow,
-                "{id}"
-            );
         }
     }
 
     #[test]
-    fn media_config_defaults_to_closed_and_unknown_keys_are_errors() {
+    fn events_referencing_blocked_media_are_redacted_when_configured() {
+        let store = Store::open_in_memory().unwrap();
+        let raw = r#"{"type":"m.room.message","content":{"msgtype":"m.file","body":"a","url":"mxc://hs1.test/AbC"}}"#;
+        let on = MediaPolicy::from_config(
+            &MediaConfig {
+                redact_events_with_blocked_media: true,
+                ..MediaConfig::default()
+            },
+            store.clone(),
+        );
+        let off = MediaPolicy::from_config(&MediaConfig::default(), store.clone());
+        assert_eq!(on.judge(raw), PduVerdict::Allow, "nothing blocked yet");
+        store
+            .mark_media_blocked("hs1.test", "AbC", "yara", None)
+            .unwrap();
+        assert_eq!(
+            on.judge(raw),
+            PduVerdict::Redact {
+                rule: BLOCKED_RULE.into()
+            }
+        );
+        assert_eq!(off.judge(raw), PduVerdict::Allow, "off by default");
+        let other = raw.replace("AbC", "Other");
+        assert_eq!(on.judge(&other), PduVerdict::Allow, "other media");
+    }
+
+    #[test]
+    fn media_config_defaults_to_inspection_and_unknown_keys_are_errors() {
         use crate::config::Config;
         let c = Config::from_str("", "g.toml").unwrap();
         assert!(!c.media.allow_unscanned);
+        assert!(c.media.require_reference);
         let c = Config::from_str("[media]\nallow_unscanned = true\n", "g.toml").unwrap();
         assert!(c.media.allow_unscanned);
         let e = Config::from_str("[media]\nallow_unscaned = true\n", "g.toml")
@@ -123,8 +146,8 @@ mod tests {
             e.to_string().contains("unknown key `media.allow_unscaned`"),
             "{e}"
         );
-        let e = Config::from_str("[media]\nallow_unscanned = \"yes\"\n", "g.toml")
+        let e = Config::from_str("[media.archive]\nmax_depth = \"deep\"\n", "g.toml")
             .expect_err("wrong type refused");
-        assert!(e.to_string().contains("media.allow_unscanned"), "{e}");
+        assert!(e.to_string().contains("media.archive.max_depth"), "{e}");
     }
 }

@@ -189,6 +189,7 @@ pub async fn record_decisions(
     decisions: &[UnitDecision],
     policy_hash: Option<&str>,
 ) -> Result<(), Refusal> {
+    index_media(guard, ctx, response, units, decisions);
     let Some(auditor) = guard.auditor() else {
         return Ok(());
     };
@@ -208,6 +209,22 @@ pub async fn record_decisions(
         tracing::error!(error = %e, txn = ?ctx.txn_id, "decisions not recorded: refused");
         unavailable()
     })
+}
+
+/// Feeds the mxc index (`proxy::media`) with the events of one body and what became of them.
+pub fn index_media(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    response: bool,
+    units: &Units<'_>,
+    decisions: &[UnitDecision],
+) {
+    let contents: Vec<(&UnitDecision, &str)> = decisions
+        .iter()
+        .filter(|d| matches!(d.kind, UnitKind::Pdu | UnitKind::Event))
+        .filter_map(|d| content_of(units, d).map(|c| (d, c)))
+        .collect();
+    super::media::index_decisions(guard, ctx, response, &contents);
 }
 
 /// Records a refusal (the requested path without its query). Never fails the exchange.

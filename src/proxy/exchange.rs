@@ -309,6 +309,23 @@ async fn run(
     };
     let (permit, withheld) = decide(&x, forward, &body).await?;
 
+    // Media answers are inspected (`proxy::media`) unless the unsafe `allow_unscanned` is set.
+    let media = if guard.media().inspects() {
+        super::media::target_of(&x.ctx, &x.id.destination, &x.params)
+    } else {
+        None
+    };
+    if x.endpoint.class == crate::federation::EndpointClass::Media
+        && guard.media().inspects()
+        && media.is_none()
+    {
+        return Err(refuse(
+            RefusalReason::MediaRefused,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "media request without a media id",
+        ));
+    }
     // --- forward (or, for key queries to the guard's notary name, answer them)
     let notary = match x.direction() {
         Direction::Outbound => guard.notary_for(&x.id.destination).map(str::to_string),
@@ -350,8 +367,14 @@ async fn run(
             &x.id.destination,
             x.id.host_header.clone(),
             permit,
+            media.as_ref().map(|_| guard.media().spill()),
         )
         .await?
+    };
+    // --- media: the file in the answer is inspected before anything is released.
+    let up = match &media {
+        Some(target) => super::media::inspect_answer(guard, &x.policy, &x.ctx, target, up).await?,
+        None => up,
     };
     let resp = respond::release(
         guard,

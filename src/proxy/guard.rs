@@ -30,6 +30,8 @@ pub use reload::{
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
+    #[error("[media]: {0}")]
+    Media(#[from] crate::media::inspect::InspectorError),
     #[error("protected server {server}: {source}")]
     ProtectedTls {
         server: String,
@@ -114,8 +116,10 @@ pub struct Guard {
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
     /// The running DLP rule set's manifest (serialises reloads: signals and the watcher).
     reloader: reload::Reloader,
-    /// `[media]`: media fails closed unless allowed (kept across DLP reloads).
+    /// `[media]`: the media layer (blocked media in events; kept across DLP reloads).
     media: Arc<MediaPolicy>,
+    /// Media inspection (`proxy::media`): the inspector, the verdict cache, redirects.
+    media_gate: super::media::MediaGate,
     /// The opaque-content layer (`[opaque]`, always on), kept across DLP reloads.
     opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     /// Principals and TLS of the admin listener (`[admin]`).
@@ -303,7 +307,17 @@ impl Guard {
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         let admin_access =
             crate::admin::AdminAccess::from_config(&cfg.admin, labels.as_ref().map(|l| l.spifs()))?;
-        let media = Arc::new(MediaPolicy::from_config(&cfg.media));
+        let media = Arc::new(MediaPolicy::from_config(&cfg.media, store.clone()));
+        let redirect_tls = match &cfg.outbound {
+            Some(o) => Some(tls::client_config(&o.roots).map_err(GuardError::OutboundTls)?),
+            None => None,
+        };
+        let media_gate = super::media::MediaGate::from_config(
+            &cfg.media,
+            redirect_tls,
+            connect_timeout,
+            request_timeout,
+        )?;
         let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
             verify_inbound: cfg.inbound.as_ref().is_some_and(|i| i.verify_signatures),
@@ -334,6 +348,7 @@ impl Guard {
             reloader: reload::Reloader::new(manifest.as_ref())
                 .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,
+            media_gate,
             opaque,
             admin_access,
             label_lookups: super::room_labels::Lookups::default(),
@@ -437,6 +452,10 @@ impl Guard {
     }
 
     /// The embedded store (room versions, transaction decisions).
+    /// Media inspection (`proxy::media`).
+    pub fn media(&self) -> &super::media::MediaGate {
+        &self.media_gate
+    }
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -469,6 +488,10 @@ impl Guard {
             .with("config", base.clone())
             .with("media", media.clone());
         if let Some(d) = dlp {
+            l = l.with_scanners(crate::policy::layers::Scanners {
+                dlp: Some(d.engine().clone()),
+                yara: None,
+            });
             l = l.with("dlp", d);
         }
         if let Some(x) = labels {

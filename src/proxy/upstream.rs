@@ -57,6 +57,17 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
+/// How a media answer is collected ([`Upstream::send_media`]).
+#[derive(Debug, Clone)]
+pub struct SpillSpec {
+    /// Larger answers are refused ([`UpstreamError::TooLarge`]).
+    pub max: usize,
+    /// Beyond this many bytes the answer goes to a temporary file.
+    pub threshold: usize,
+    /// Where temporary files go (default: the system's temporary directory).
+    pub dir: Option<std::path::PathBuf>,
+}
+
 /// A TCP or TLS connection.
 pub enum MaybeTls {
     Plain(TcpStream),
@@ -505,6 +516,30 @@ impl Upstream {
         server_name: &str,
         host: &str,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_collecting(permit, server_name, host, None).await
+    }
+
+    /// [`Upstream::send`] for media answers: the body is collected up to `spill.max` bytes,
+    /// in memory up to `spill.threshold` and in a temporary file beyond
+    /// ([`crate::media::spill`]), so a large file waits for its verdict without taking memory.
+    pub async fn send_media(
+        &self,
+        permit: Permit<Forward>,
+        server_name: &str,
+        host: &str,
+        spill: &SpillSpec,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_collecting(permit, server_name, host, Some(spill))
+            .await
+    }
+
+    async fn send_collecting(
+        &self,
+        permit: Permit<Forward>,
+        server_name: &str,
+        host: &str,
+        spill: Option<&SpillSpec>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let target = self.base.clone().unwrap_or_else(|| server_name.to_string());
         if let Some(r) = &self.resolver {
             r.resolve(server_name)
@@ -538,7 +573,47 @@ impl Upstream {
             headers.insert(http::header::HOST, v);
         }
         *req.headers_mut() = headers;
+        self.roundtrip(req, target, spill).await
+    }
 
+    /// The guard's own `GET` of a media file that a federation media answer points to with a
+    /// `Location` (only to hosts of `[media] redirect_hosts`, checked by the caller): the URL
+    /// comes from the answer, nothing from the requester goes with it, and the file is
+    /// inspected before anything of it is released. A fixed upstream (`scheme://host:port`).
+    pub async fn fetch_redirect(
+        &self,
+        path_and_query: &str,
+        host: &str,
+        spill: &SpillSpec,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let target = self.base.clone().unwrap_or_else(|| host.to_string());
+        let base = self
+            .base
+            .as_deref()
+            .ok_or_else(|| UpstreamError::BadUrl("redirect target".into()))?;
+        let uri: Uri =
+            format!("{base}{path_and_query}")
+                .parse()
+                .map_err(|_| UpstreamError::Request {
+                    target: target.clone(),
+                    reason: "bad redirect URI".into(),
+                })?;
+        let req = Request::get(uri)
+            .header(http::header::HOST, host)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Request {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+        self.roundtrip(req, target, Some(spill)).await
+    }
+
+    async fn roundtrip(
+        &self,
+        req: Request<Full<Bytes>>,
+        target: String,
+        spill: Option<&SpillSpec>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let fut = async {
             let resp = self
                 .client
@@ -546,6 +621,32 @@ impl Upstream {
                 .await
                 .map_err(|e| classify_client_error(&target, e))?;
             let (parts, body) = resp.into_parts();
+            if let Some(spill) = spill {
+                let body = crate::media::spill::collect(
+                    body,
+                    spill.max,
+                    spill.threshold,
+                    spill.dir.as_deref(),
+                )
+                .await
+                .map_err(|e| match e {
+                    crate::media::spill::SpillError::TooLarge { limit } => {
+                        UpstreamError::TooLarge {
+                            target: target.clone(),
+                            limit,
+                        }
+                    }
+                    other => UpstreamError::Request {
+                        target: target.clone(),
+                        reason: other.to_string(),
+                    },
+                })?;
+                return Ok(UpstreamResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: body.into_bytes(),
+                });
+            }
             let body = Limited::new(body, self.max_response)
                 .collect()
                 .await

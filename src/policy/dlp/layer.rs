@@ -45,6 +45,10 @@ impl DlpPolicy {
         let ids = engine.rule_ids().cloned().collect();
         DlpPolicy { engine, ids }
     }
+    /// The compiled rule set this layer judges with.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
     /// The `rule` label of [`DLP_DECISIONS_TOTAL`]: a rule id of the loaded set, else `other`.
     fn rule_label(&self, rule: Option<&Arc<str>>) -> String {
         match rule {

@@ -22,6 +22,7 @@ pub(super) async fn send_upstream(
     destination: &str,
     host_header: Option<String>,
     permit: crate::policy::Permit<Forward>,
+    media: Option<crate::proxy::upstream::SpillSpec>,
 ) -> Result<UpstreamResponse, Refusal> {
     let destination = destination.to_string();
     let upstream = match direction {
@@ -40,7 +41,23 @@ pub(super) async fn send_upstream(
         Direction::Inbound => host_header.unwrap_or_else(|| destination.clone()),
         Direction::Outbound => destination.clone(),
     };
-    let up = upstream.send(permit, &destination, &host).await;
+    let up = match &media {
+        Some(spill) => {
+            upstream
+                .send_media(permit, &destination, &host, spill)
+                .await
+        }
+        None => upstream.send(permit, &destination, &host).await,
+    };
+    if let (Some(_), Err(UpstreamError::TooLarge { .. })) = (&media, &up) {
+        tm::record_upstream(direction, None);
+        return Err(refuse(
+            RefusalReason::MediaRefused,
+            StatusCode::FORBIDDEN,
+            "M_TOO_LARGE",
+            "media refused by the guard (too_large): the file exceeds the guard's limit",
+        ));
+    }
     let up = match up {
         Ok(r) => r,
         Err(e) => {

@@ -378,6 +378,10 @@ fn permit_for(
         let matches = serde_json::to_string(&matches).unwrap_or_else(|_| "[]".into());
         return Err(Stop::Held(pos, rule, matches));
     }
+    // Media referenced by delivered events may be fetched once they crossed.
+    if r.is_ok() {
+        crate::proxy::audit_trail::index_media(guard, &ctx, false, &units, &records);
+    }
     // The delivery's decisions, for the audit log (appended before the transaction is sent).
     let recs = match guard.auditor() {
         Some(a) => crate::proxy::audit_trail::decision_records(
