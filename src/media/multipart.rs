@@ -24,8 +24,10 @@
 //! CRLF --B-- CRLF
 //! ```
 //!
-//! Go's `mime/multipart` writer (Dendrite) writes the same without the leading CRLF. [`parse`]
-//! accepts exactly this family:
+//! Go's `mime/multipart` writer (Dendrite) writes the same without the leading CRLF. Ruma's
+//! writer (`ruma-federation-api`, used by the conduwuit family) writes lower-case header
+//! names, a 30-character alphanumeric boundary and ends the body with `CRLF --B`, without the
+//! closing `--`. [`parse`] accepts exactly this family:
 //!
 //! * the header value is `multipart/mixed` (case-insensitive) with one `boundary` parameter and
 //!   no other; the boundary is 1–70 characters of RFC 2046 `bchars` (not ending in a space),
@@ -42,7 +44,8 @@
 //!   `Content-Type` and `Content-Disposition` (both optional) and no other header;
 //! * a part ends at the first `CRLF--boundary` after it starts (the boundary cannot occur
 //!   inside a part); after the second part comes the close delimiter, and after that only
-//!   whitespace (the epilogue).
+//!   whitespace (the epilogue) — or, as ruma writes it, the end of the body right after the
+//!   delimiter.
 //!
 //! Anything else is a [`MultipartError`]; its messages name the rule broken, never bytes of
 //! the answer.
@@ -133,9 +136,13 @@ pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<MediaAnswer<'a>, 
 
     let mut parts: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(2);
     loop {
-        // After a delimiter: CRLF (a part follows) or "--" (the close delimiter).
+        // After a delimiter: CRLF (a part follows) or "--" (the close delimiter). Ruma's
+        // writer ends the body right after the delimiter that follows the second part.
         if body[pos..].starts_with(b"--") {
             pos += 2;
+            break;
+        }
+        if pos == body.len() && parts.len() == 2 {
             break;
         }
         if !body[pos..].starts_with(b"\r\n") {

@@ -91,6 +91,47 @@ fn parses_gos_layout_without_leading_crlf_and_with_location() {
     );
 }
 
+/// Ruma's writer (`ruma-federation-api` 0.16 `try_into_buf`, the conduwuit family): lower-case
+/// header names, and the body ends with `CRLF--boundary` (no closing `--`).
+#[test]
+fn parses_rumas_layout_without_the_closing_dashes() {
+    let r = "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy";
+    let ctype = format!("multipart/mixed; boundary={r}");
+    let file = format!(
+        "\r\n--{r}\r\ncontent-type: application/json\r\n\r\n{{}}\r\n--{r}\r\n\
+         content-type: text/plain\r\ncontent-disposition: attachment; filename=\"a b.txt\"\r\n\r\nhi\r\n--{r}"
+    );
+    let a = parse(&ctype, file.as_bytes()).unwrap();
+    assert_eq!(
+        a.content,
+        Content::Bytes {
+            content_type: Some("text/plain".into()),
+            disposition: Some("attachment; filename=\"a b.txt\"".into()),
+            bytes: b"hi"
+        }
+    );
+    let location = format!(
+        "\r\n--{r}\r\ncontent-type: application/json\r\n\r\n{{}}\r\n--{r}\r\n\
+         location: https://cdn.example.org/x\r\n\r\n\r\n--{r}"
+    );
+    assert_eq!(
+        parse(&ctype, location.as_bytes()).unwrap().content,
+        Content::Location("https://cdn.example.org/x".into())
+    );
+    // Ending right after the first part is refused (the end is accepted only after the
+    // second), and junk after the last delimiter is still junk.
+    let one = format!("\r\n--{r}\r\ncontent-type: application/json\r\n\r\n{{}}\r\n--{r}");
+    assert!(matches!(
+        parse(&ctype, one.as_bytes()),
+        Err(MultipartError::Framing(_))
+    ));
+    let junk = format!("{file}x");
+    assert!(matches!(
+        parse(&ctype, junk.as_bytes()),
+        Err(MultipartError::Framing(_))
+    ));
+}
+
 #[test]
 fn header_names_are_case_insensitive_and_values_trimmed() {
     let body = format!(
