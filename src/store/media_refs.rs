@@ -41,8 +41,24 @@ pub struct MediaRefRow {
     /// The event crossed unmodified.
     pub crossed: bool,
     pub verdict: String,
-    /// When (Unix ms).
+    /// When, in Unix **milliseconds** ([`now_ms`]); [`Store::prune_media_refs`] compares it
+    /// with a time in milliseconds.
     pub ts: i64,
+}
+
+impl MediaRefRow {
+    /// Whether [`Store::record_media_refs`] accepts this row: server name, media id, event id
+    /// and peer non-empty visible ASCII of at most 255 bytes, a room id starting with `!`,
+    /// direction `inbound` / `outbound`, a non-empty verdict. A batch with one refused row is
+    /// refused whole, so callers drop rows that fail this (e.g. without an event id) first.
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_row(self)
+    }
+}
+
+/// Now, in the unit of [`MediaRefRow::ts`] (Unix milliseconds).
+pub fn now_ms() -> i64 {
+    unix_ms(SystemTime::now())
 }
 
 fn check_direction(d: &str) -> Result<(), StoreError> {

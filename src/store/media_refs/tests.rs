@@ -168,3 +168,21 @@ fn persists_across_reopen() {
         Some("type_not_allowed")
     );
 }
+
+#[test]
+fn check_tells_which_rows_a_batch_accepts_and_now_is_in_milliseconds() {
+    assert!(row("m1", "$a", "hs2", true, 1).check().is_ok());
+    let mut no_event = row("m1", "", "hs2", true, 1);
+    assert!(no_event.check().is_err());
+    no_event.event_id = "$b".into();
+    no_event.room_id = String::new();
+    assert!(no_event.check().is_err());
+    let now = now_ms();
+    // Milliseconds: later than 2020-01-01 in ms, which seconds would not be.
+    assert!(now > 1_577_836_800_000, "{now}");
+    let s = Store::open_in_memory().unwrap();
+    s.record_media_refs(&[row("m1", "$a", "hs2", true, now)])
+        .unwrap();
+    let cutoff = UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap() - 60_000);
+    assert_eq!(s.prune_media_refs(cutoff).unwrap(), 0);
+}
