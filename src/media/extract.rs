@@ -115,7 +115,7 @@ pub(crate) fn decode_lenient(b: &[u8]) -> Option<String> {
         return std::str::from_utf8(rest).ok().map(str::to_owned);
     }
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return None;
         }
         let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();

@@ -361,7 +361,7 @@ pub fn decode_text(b: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 fn utf16(b: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = b.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();

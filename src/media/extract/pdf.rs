@@ -25,8 +25,10 @@ pub(super) fn text(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), Ex
 }
 
 fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError> {
-    let mut options = LoadOptions::default();
-    options.max_decompressed_size = Some(limit);
+    let options = LoadOptions {
+        max_decompressed_size: Some(limit),
+        ..LoadOptions::default()
+    };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|e| match e {
         lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) => {
             sink.unreadable("encrypted PDF")

@@ -495,3 +495,34 @@ fn max_text_is_never_exceeded() {
     let err = text(FileKind::Json, json.as_bytes(), 500).unwrap_err();
     assert!(matches!(err, ExtractError::TooLarge { .. }), "{err}");
 }
+
+/// Every prefix and many single-byte corruptions of every sample: extraction ends with text
+/// or a typed error, never a panic (lopdf panics are caught and reported as malformed).
+#[test]
+fn truncated_and_corrupted_samples_never_panic() {
+    let samples: Vec<(FileKind, Vec<u8>)> = vec![
+        (FileKind::Png, docs::png_with_chunks(2, 2, &[docs::png_ztxt("k", SECRET)])),
+        (FileKind::Jpeg, docs::jpeg_with_exif(SECRET)),
+        (FileKind::Jpeg, docs::jpeg_with_xmp(SECRET)),
+        (FileKind::Gif, docs::gif_with_comment(SECRET)),
+        (
+            FileKind::Webp,
+            docs::webp_with_metadata(Some(&docs::exif_description(SECRET)), Some(SECRET)),
+        ),
+        (FileKind::Tiff, docs::exif_description(SECRET)),
+        (FileKind::Pdf, docs::pdf(SECRET)),
+        (FileKind::Docx, docs::docx(SECRET)),
+        (FileKind::Odt, docs::odt(SECRET)),
+    ];
+    for (kind, full) in samples {
+        let step = (full.len() / 300).max(1);
+        for cut in (0..full.len()).step_by(step) {
+            let _ = text(kind, &full[..cut], MAX);
+        }
+        for at in (0..full.len()).step_by(step) {
+            let mut v = full.clone();
+            v[at] ^= 0xa5;
+            let _ = text(kind, &v, MAX);
+        }
+    }
+}
