@@ -501,7 +501,10 @@ fn max_text_is_never_exceeded() {
 #[test]
 fn truncated_and_corrupted_samples_never_panic() {
     let samples: Vec<(FileKind, Vec<u8>)> = vec![
-        (FileKind::Png, docs::png_with_chunks(2, 2, &[docs::png_ztxt("k", SECRET)])),
+        (
+            FileKind::Png,
+            docs::png_with_chunks(2, 2, &[docs::png_ztxt("k", SECRET)]),
+        ),
         (FileKind::Jpeg, docs::jpeg_with_exif(SECRET)),
         (FileKind::Jpeg, docs::jpeg_with_xmp(SECRET)),
         (FileKind::Gif, docs::gif_with_comment(SECRET)),
@@ -524,5 +527,22 @@ fn truncated_and_corrupted_samples_never_panic() {
             v[at] ^= 0xa5;
             let _ = text(kind, &v, MAX);
         }
+    }
+}
+
+#[test]
+fn every_marked_sample_gives_its_marker() {
+    for marker in [SECRET, IBAN] {
+        let samples = docs::marked(marker);
+        assert!(samples.len() >= 20);
+        for (kind, place, bytes) in samples {
+            let t = extract(&bytes, kind);
+            assert_has(&t, marker, &format!("{kind} {place}"));
+        }
+    }
+    // the same files without the marker do not give it
+    for (kind, place, bytes) in docs::marked("harmless words") {
+        let t = extract(&bytes, kind);
+        assert!(!t.contains(SECRET), "{kind} {place}: {t:?}");
     }
 }

@@ -490,8 +490,13 @@ fn rels(targets: &[(&str, &str)]) -> String {
         "{XML_DECL}<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">"
     );
     for (i, (kind, target)) in targets.iter().enumerate() {
+        let kind = if kind.starts_with("http") {
+            kind.to_string()
+        } else {
+            format!("{REL_BASE}/{kind}")
+        };
         out.push_str(&format!(
-            "<Relationship Id=\"rId{}\" Type=\"{REL_BASE}/{kind}\" Target=\"{target}\"/>",
+            "<Relationship Id=\"rId{}\" Type=\"{kind}\" Target=\"{target}\"/>",
             i + 1
         ));
     }
@@ -552,7 +557,10 @@ fn office_word(body: &str, extra: &[(&str, &str)], macros: bool) -> Vec<u8> {
     }
     let root_rels = rels(&[("officeDocument", "word/document.xml")]);
     let doc = word_document(body);
-    let doc_rels = rels(&[("vbaProject", "vbaProject.bin")]);
+    let doc_rels = rels(&[(
+        "http://schemas.microsoft.com/office/2006/relationships/vbaProject",
+        "vbaProject.bin",
+    )]);
     let mut parts: Vec<(&str, &[u8])> = vec![
         ("[Content_Types].xml", ct.as_bytes()),
         ("_rels/.rels", root_rels.as_bytes()),
@@ -765,4 +773,93 @@ pub fn odf_meta(title: &str, keyword: &str) -> String {
         xml_escape(title),
         xml_escape(keyword)
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Every place
+
+/// One generated file of each kind the guard reads text from, `marker` hidden in each place
+/// text can hide: (kind the bytes sniff as, place, bytes). For tests and benchmarks of the
+/// whole inspection (a DLP rule matching `marker` must refuse every one of them).
+pub fn marked(marker: &str) -> Vec<(crate::media::FileKind, &'static str, Vec<u8>)> {
+    use crate::media::FileKind as K;
+    let para = word_paragraphs(marker);
+    let w = |root: &str| format!("<w:{root} xmlns:w=\"{W_NS}\">{para}</w:{root}>");
+    let header = w("hdr");
+    let comments = format!(
+        "<w:comments xmlns:w=\"{W_NS}\"><w:comment w:id=\"0\">{para}</w:comment></w:comments>"
+    );
+    let core = core_props(marker, "author", "keywords");
+    let mut user_comment = b"ASCII\0\0\0".to_vec();
+    user_comment.extend_from_slice(marker.as_bytes());
+    vec![
+        (K::Text, "body", marker.as_bytes().to_vec()),
+        (
+            K::Json,
+            "string",
+            format!("{{\"k\": \"{}\"}}", marker.replace('"', "")).into_bytes(),
+        ),
+        (
+            K::Html,
+            "body",
+            format!("<!DOCTYPE html><p>{}</p>", xml_escape(marker)).into_bytes(),
+        ),
+        (
+            K::Svg,
+            "text",
+            format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\"><text>{}</text></svg>",
+                xml_escape(marker)
+            )
+            .into_bytes(),
+        ),
+        (K::Docx, "body", docx(marker)),
+        (
+            K::Docx,
+            "header",
+            docx_with("", &[("word/header1.xml", &header)]),
+        ),
+        (
+            K::Docx,
+            "comment",
+            docx_with("", &[("word/comments.xml", &comments)]),
+        ),
+        (
+            K::Docx,
+            "core properties",
+            docx_with("", &[("docProps/core.xml", &core)]),
+        ),
+        (K::Xlsx, "shared strings", xlsx(&[marker])),
+        (K::Pptx, "slide", pptx(marker)),
+        (K::OfficeMacro, "body", docm(marker)),
+        (K::Odt, "body", odt(marker)),
+        (K::Ods, "cell", ods(&[marker])),
+        (K::Pdf, "page", pdf(marker)),
+        (K::Pdf, "info", pdf_with_info(marker)),
+        (
+            K::Pdf,
+            "xmp",
+            pdf_from(&PdfSpec {
+                pages: vec![""],
+                xmp: Some(marker),
+                ..PdfSpec::default()
+            }),
+        ),
+        (K::Png, "tEXt", png(2, 2, Some(marker))),
+        (
+            K::Png,
+            "zTXt",
+            png_with_chunks(2, 2, &[png_ztxt("Comment", marker)]),
+        ),
+        (K::Jpeg, "comment", jpeg_with_comment(marker)),
+        (K::Jpeg, "exif", jpeg_with_exif(marker)),
+        (
+            K::Jpeg,
+            "exif user comment",
+            jpeg_with_exif_data(&exif_tiff(&[(0x9286, 7, user_comment)])),
+        ),
+        (K::Jpeg, "xmp", jpeg_with_xmp(marker)),
+        (K::Gif, "comment", gif_with_comment(marker)),
+        (K::Webp, "xmp", webp_with_metadata(None, Some(marker))),
+    ]
 }
