@@ -15,7 +15,8 @@
 //!
 //! Text is valid UTF-8 (a UTF-8 byte order mark is allowed; UTF-16 with a byte order mark is
 //! decoded) without NUL and without C0 controls other than tab, line feed, carriage return,
-//! form feed and escape.
+//! form feed and escape. RTF (`{\rtf`) is text by these rules but a document format that
+//! embeds objects: it is [`FileKind::Unknown`].
 use std::io::{Cursor, Read};
 
 use super::FileKind;
@@ -391,6 +392,10 @@ const HTML_TAGS: &[&str] = &[
 
 fn text_kind(text: &str) -> FileKind {
     let t = text.trim_start();
+    // RTF is a document format that embeds objects, not plain text
+    if t.starts_with("{\\rtf") {
+        return FileKind::Unknown;
+    }
     if (t.starts_with('{') || t.starts_with('['))
         && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
     {

@@ -3,7 +3,8 @@
 //! - PNG: `tEXt`, `zTXt` and `iTXt` chunks (compressed ones inflated with a hard limit; an
 //!   XMP packet in `iTXt` is read as XML), `eXIf`;
 //! - JPEG: comment segments (`COM`), EXIF (`APP1 Exif`), XMP (`APP1` with the Adobe XMP
-//!   namespace, extended XMP included) — the segments before the image data;
+//!   namespace, extended XMP included), IPTC (`APP13` Photoshop resources) — in every
+//!   segment of the file, between the scans of a progressive image too;
 //! - GIF: comment and plain-text extensions, XMP application extensions;
 //! - WebP: `EXIF` and `XMP ` chunks;
 //! - TIFF: the tags of the file itself, read as EXIF.
@@ -12,8 +13,7 @@
 //! UserComment and the Windows XP tags (XPTitle, XPComment, XPAuthor, XPKeywords,
 //! XPSubject). A structure that runs past the end of the file is malformed; EXIF that
 //! kamadak-exif cannot parse is malformed too (it could hide text the guard did not read).
-//! Not read: IPTC (Photoshop `APP13`), ICC profiles, bytes after the end of the image (YARA-X
-//! sees those).
+//! Not read: ICC profiles, bytes after the end of the image (YARA-X sees those).
 use std::io::Read;
 
 use super::xml::{self, Mode};
@@ -144,8 +144,7 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
             _ => return Err(truncated(sink)),
         };
         match marker {
-            // end of image, start of scan: no more metadata segments
-            0xd9 | 0xda => return Ok(()),
+            0xd9 => return Ok(()),
             // markers without a length
             0x01 | 0xd0..=0xd7 => {
                 pos += 2;
@@ -163,7 +162,26 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
             .ok_or_else(|| truncated(sink))?;
         pos += 2 + len;
         match marker {
+            // start of scan: skip the entropy-coded data to the next marker (progressive
+            // images have more segments, comments included, between their scans)
+            0xda => loop {
+                let ff = b[pos..]
+                    .iter()
+                    .position(|&c| c == 0xff)
+                    .ok_or_else(|| truncated(sink))?;
+                pos += ff;
+                match b.get(pos + 1) {
+                    None => return Err(truncated(sink)),
+                    Some(0x00 | 0xd0..=0xd7 | 0xff) => pos += 1,
+                    Some(_) => break,
+                }
+            },
             0xfe => sink.piece(&String::from_utf8_lossy(data))?,
+            0xed => {
+                if let Some(resources) = data.strip_prefix(b"Photoshop 3.0\0") {
+                    iptc_resources(sink, resources)?;
+                }
+            }
             0xe1 => {
                 if let Some(tiff) = data.strip_prefix(b"Exif\0\0") {
                     exif(sink, tiff.to_vec())?;
@@ -177,6 +195,42 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
             _ => {}
         }
     }
+}
+
+/// Photoshop image resources (`8BIM`); resource 0x0404 holds IPTC-NAA records, whose
+/// application records (2:xx: caption, keywords, by-line, copyright, …) are text.
+fn iptc_resources(sink: &mut Sink, mut r: &[u8]) -> Result<(), ExtractError> {
+    while r.len() >= 12 && r.starts_with(b"8BIM") {
+        let id = u16::from_be_bytes([r[4], r[5]]);
+        // a Pascal string name, padded to an even length (length byte included)
+        let name_len = usize::from(r[6]);
+        let mut at = 6 + name_len + 1;
+        at += at % 2;
+        let size = r.get(at..at + 4).ok_or_else(|| truncated(sink))?;
+        let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        let data = r
+            .get(at + 4..at + 4 + size)
+            .ok_or_else(|| truncated(sink))?;
+        if id == 0x0404 {
+            iptc(sink, data)?;
+        }
+        let next = (at + 4 + size + (size & 1)).min(r.len());
+        r = &r[next..];
+    }
+    Ok(())
+}
+
+fn iptc(sink: &mut Sink, mut d: &[u8]) -> Result<(), ExtractError> {
+    while d.len() >= 5 && d[0] == 0x1c {
+        let (record, len) = (d[1], usize::from(u16::from_be_bytes([d[3], d[4]])));
+        let value = d.get(5..5 + len).ok_or_else(|| truncated(sink))?;
+        // 2:00 is the record version (binary)
+        if record == 2 && d[2] != 0 {
+            sink.piece(&String::from_utf8_lossy(value))?;
+        }
+        d = &d[5 + len..];
+    }
+    Ok(())
 }
 
 fn gif(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {

@@ -214,6 +214,29 @@ pub fn jpeg_with_exif_data(tiff: &[u8]) -> Vec<u8> {
     jpeg_with_segments(&[(0xe1, [&b"Exif\0\0"[..], tiff].concat())])
 }
 
+/// A JPEG with an IPTC caption (`APP13`, Photoshop resource 0x0404, record 2:120).
+pub fn jpeg_with_iptc(caption: &str) -> Vec<u8> {
+    let mut iptc = vec![0x1c, 2, 0, 0, 2, 0, 4]; // record version 4
+    iptc.extend_from_slice(&[0x1c, 2, 120]);
+    iptc.extend_from_slice(&(caption.len() as u16).to_be_bytes());
+    iptc.extend_from_slice(caption.as_bytes());
+    let mut data = b"Photoshop 3.0\08BIM\x04\x04\0\0".to_vec();
+    data.extend_from_slice(&(iptc.len() as u32).to_be_bytes());
+    data.extend_from_slice(&iptc);
+    if iptc.len() % 2 == 1 {
+        data.push(0);
+    }
+    jpeg_with_segments(&[(0xed, data)])
+}
+
+/// A JPEG with a comment segment after the scan (as progressive images have between scans).
+pub fn jpeg_with_late_comment(comment: &str) -> Vec<u8> {
+    let mut out = jpeg();
+    let eoi = out.len() - 2;
+    out.splice(eoi..eoi, segment(0xfe, comment.as_bytes()));
+    out
+}
+
 /// A JPEG with an XMP packet whose title is `text`.
 pub fn jpeg_with_xmp(text: &str) -> Vec<u8> {
     let data = [
@@ -859,6 +882,12 @@ pub fn marked(marker: &str) -> Vec<(crate::media::FileKind, &'static str, Vec<u8
             jpeg_with_exif_data(&exif_tiff(&[(0x9286, 7, user_comment)])),
         ),
         (K::Jpeg, "xmp", jpeg_with_xmp(marker)),
+        (K::Jpeg, "iptc", jpeg_with_iptc(marker)),
+        (
+            K::Jpeg,
+            "comment after the scan",
+            jpeg_with_late_comment(marker),
+        ),
         (K::Gif, "comment", gif_with_comment(marker)),
         (K::Webp, "xmp", webp_with_metadata(None, Some(marker))),
     ]

@@ -248,6 +248,7 @@ fn text_kinds() {
         (b"< not a tag", FileKind::Text),
         (b"text with a \x01 control", FileKind::Unknown),
         (b"nul\0inside", FileKind::Unknown),
+        (b"{\\rtf1\\ansi {\\object\\objemb}}", FileKind::Unknown),
         (b"\xc3\x28 invalid utf-8", FileKind::Unknown),
     ];
     for (bytes, kind) in cases {
