@@ -1,0 +1,97 @@
+//! Text of a PDF with lopdf: every page's text, annotation texts (`/Contents`, `/T`,
+//! `/Subj`), every string of the Info dictionary and the XMP metadata stream.
+//!
+//! Streams are decompressed with a hard limit. An encrypted PDF (an `/Encrypt` entry, even
+//! one lopdf could open with the empty password) is unreadable: the guard does not vouch for
+//! the text of a file whose content it reads through a decryption it does not check. Any
+//! lopdf error, and a panic inside lopdf, makes the file malformed. Text drawn with fonts
+//! lopdf cannot map to Unicode (embedded fonts without a `ToUnicode` map, unusual
+//! encodings) comes out garbled or not at all: DLP on PDF text is best effort, YARA-X sees
+//! the raw bytes.
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use lopdf::{Document, LoadOptions, Object};
+
+use super::xml::{self, Mode};
+use super::{ExtractError, Sink};
+
+pub(super) fn text(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError> {
+    let mut inner = Sink::new(sink.kind(), sink.max.saturating_sub(sink.len()));
+    match catch_unwind(AssertUnwindSafe(|| read(&mut inner, bytes, limit))) {
+        Ok(Ok(())) => sink.piece(&inner.finish()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sink.malformed("the PDF parser failed")),
+    }
+}
+
+fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError> {
+    let options = LoadOptions {
+        max_decompressed_size: Some(limit),
+        ..LoadOptions::default()
+    };
+    let doc = Document::load_mem_with_options(bytes, options).map_err(|e| match e {
+        lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) => {
+            sink.unreadable("encrypted PDF")
+        }
+        _ => sink.malformed("lopdf could not parse the file"),
+    })?;
+    if doc.trailer.has(b"Encrypt") || doc.is_encrypted() || doc.was_encrypted() {
+        return Err(sink.unreadable("encrypted PDF"));
+    }
+    let pages = doc.get_pages();
+    for (number, page_id) in &pages {
+        for chunk in doc.extract_text_chunks_with_limit(&[*number], limit) {
+            let chunk = chunk.map_err(|_| sink.malformed("page text could not be read"))?;
+            sink.push(&chunk)?;
+        }
+        sink.newline()?;
+        if let Ok(annotations) = doc.get_page_annotations(*page_id) {
+            for annotation in annotations {
+                for key in [&b"Contents"[..], b"T", b"Subj"] {
+                    if let Ok(obj) = annotation.get(key) {
+                        string(sink, &doc, obj)?;
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(info) = doc.trailer.get(b"Info") {
+        if let Ok((_, Object::Dictionary(info))) = doc.dereference(info) {
+            for (_, value) in info.iter() {
+                string(sink, &doc, value)?;
+            }
+        }
+    }
+    let metadata = doc
+        .catalog()
+        .ok()
+        .and_then(|catalog| catalog.get(b"Metadata").ok())
+        .and_then(|m| doc.dereference(m).ok());
+    if let Some((_, Object::Stream(stream))) = metadata {
+        let content = stream
+            .decompressed_content_with_limit(limit)
+            .map_err(|_| sink.malformed("XMP metadata could not be read"))?;
+        let xmp = String::from_utf8_lossy(&content);
+        sink.newline()?;
+        match xml::text(sink, &xmp, Mode::Generic) {
+            Ok(()) => {}
+            // XMP that is not well-formed XML is still text a reader can see
+            Err(ExtractError::Malformed { .. }) => sink.piece(&xmp)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn string(sink: &mut Sink, doc: &Document, obj: &Object) -> Result<(), ExtractError> {
+    let Ok((_, obj)) = doc.dereference(obj) else {
+        return Ok(());
+    };
+    if let Object::String(..) = obj {
+        match lopdf::decode_text_string(obj) {
+            Ok(s) => sink.piece(&s)?,
+            Err(_) => sink.piece(&String::from_utf8_lossy(obj.as_str().unwrap_or_default()))?,
+        }
+    }
+    Ok(())
+}
