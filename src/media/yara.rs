@@ -49,7 +49,10 @@ pub const TEXT_TAG: &str = "text";
 
 /// Compiled YARA-X rules.
 pub struct YaraRules {
-    rules: yara_x::Rules,
+    rules: Arc<yara_x::Rules>,
+    /// The files that hold `text` rules, compiled on their own: text scans run only them
+    /// (and only the modules they import). `None` without text rules.
+    text_rules: Option<Arc<yara_x::Rules>>,
     /// Every rule as `namespace.rule`, in compile order.
     names: Vec<String>,
     /// The rules tagged `text` with their scope.
@@ -409,6 +412,9 @@ impl YaraRules {
         let mut diags = Vec::new();
         let mut warnings = Vec::new();
         for s in sources {
+            if !declares_rules(s.text) {
+                diags.push(no_rules(&s.shown));
+            }
             compiler.new_namespace(namespace_of(s.name));
             let (e0, w0) = (compiler.errors().len(), compiler.warnings().len());
             let _ = compiler.add_source(yara_x::SourceCode::from(s.text).with_origin(&s.shown));
@@ -474,13 +480,12 @@ impl YaraRules {
         let mut files = Vec::new();
         for s in sources {
             let defined = per_ns.remove(namespace_of(s.name)).unwrap_or_default();
-            if defined.is_empty() {
-                diags.push(diag(
-                    "YAR003",
-                    &s.shown,
-                    (0, 0),
-                    "rule file has no rules; remove the file instead".into(),
-                ));
+            if defined.is_empty()
+                && !diags
+                    .iter()
+                    .any(|d| d.code == "YAR003" && d.file == s.shown)
+            {
+                diags.push(no_rules(&s.shown));
             }
             files.push((s.name.to_string(), defined));
         }
@@ -489,13 +494,43 @@ impl YaraRules {
             return Err(diags);
         }
         Ok(YaraRules {
-            rules,
+            text_rules: Self::compile_text(sources, &text)?,
+            rules: Arc::new(rules),
             names,
             text,
             text_index,
             files,
             warnings,
         })
+    }
+
+    /// The files of the `text` rules compiled again on their own (they compiled above).
+    fn compile_text(
+        sources: &[Source<'_>],
+        text: &[TextRule],
+    ) -> Result<Option<Arc<yara_x::Rules>>, Vec<YaraDiagnostic>> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let mut compiler = yara_x::Compiler::new();
+        compiler.colorize_errors(false);
+        compiler.enable_includes(false);
+        for s in sources {
+            let ns = namespace_of(s.name);
+            if !text
+                .iter()
+                .any(|t| t.name.split_once('.').is_some_and(|(n, _)| n == ns))
+            {
+                continue;
+            }
+            compiler.new_namespace(ns);
+            if let Err(e) =
+                compiler.add_source(yara_x::SourceCode::from(s.text).with_origin(&s.shown))
+            {
+                return Err(vec![diag("YAR004", &s.shown, (0, 0), e.to_string())]);
+            }
+        }
+        Ok(Some(Arc::new(compiler.build())))
     }
 
     /// Number of rules.
@@ -524,10 +559,35 @@ impl YaraRules {
         s.max(1)
     }
 
-    fn scanner(&self, timeout: Duration) -> yara_x::Scanner<'_> {
-        let mut s = yara_x::Scanner::new(&self.rules);
-        s.set_timeout(Duration::from_secs(Self::timeout_secs(timeout)));
-        s
+    /// Runs `f` with this thread's scanner of `rules` (built on first use; a thread keeps the
+    /// scanners of its [`CACHED_SCANNERS`] most recently used rule sets), its timeout set.
+    fn with_scanner<R>(
+        rules: &Arc<yara_x::Rules>,
+        timeout: Duration,
+        f: impl FnOnce(&mut yara_x::Scanner<'_>) -> R,
+    ) -> R {
+        let timeout = Duration::from_secs(Self::timeout_secs(timeout));
+        SCANNER.with(|cell| {
+            let Ok(mut cache) = cell.try_borrow_mut() else {
+                // Only if `f` itself scanned again: a scanner of its own.
+                let mut s = yara_x::Scanner::new(rules);
+                s.set_timeout(timeout);
+                return f(&mut s);
+            };
+            match cache.iter().position(|c| Arc::ptr_eq(&c.rules, rules)) {
+                Some(0) => {}
+                Some(i) => cache.swap(0, i),
+                None => {
+                    // A dropped entry drops its scanner before the rules it borrows (field
+                    // order of `Cached`).
+                    cache.truncate(CACHED_SCANNERS - 1);
+                    cache.insert(0, Cached::new(rules.clone()));
+                }
+            }
+            let cached = &mut cache[0];
+            cached.scanner.set_timeout(timeout);
+            f(&mut cached.scanner)
+        })
     }
 
     fn hit(r: &yara_x::Rule<'_, '_>) -> YaraHit {
@@ -546,9 +606,10 @@ impl YaraRules {
         if self.names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut scanner = self.scanner(timeout);
-        let results = scanner.scan(bytes).map_err(scan_error)?;
-        Ok(results.matching_rules().map(|r| Self::hit(&r)).collect())
+        Self::with_scanner(&self.rules, timeout, |scanner| {
+            let results = scanner.scan(bytes).map_err(scan_error)?;
+            Ok(results.matching_rules().map(|r| Self::hit(&r)).collect())
+        })
     }
 }
 
@@ -557,6 +618,56 @@ fn scan_error(e: yara_x::ScanError) -> YaraScanError {
         yara_x::ScanError::Timeout => YaraScanError::Timeout,
         other => YaraScanError::Failed(other.to_string()),
     }
+}
+
+fn no_rules(file: &str) -> YaraDiagnostic {
+    diag(
+        "YAR003",
+        file,
+        (0, 0),
+        "rule file has no rules; remove the file instead".into(),
+    )
+}
+
+/// Whether `text` has the keyword `rule` outside comments and strings (a file without it
+/// defines nothing, whatever else it holds).
+fn declares_rules(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if &b[start..i] == b"rule" {
+                    return true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 /// Where rule `ident` is declared in `text` (its first `rule <ident>`), for diagnostics
@@ -585,33 +696,60 @@ impl TextMatcher for YaraRules {
 
     fn match_texts(&self, texts: &[&[u8]]) -> Result<Vec<Vec<usize>>, TextScanError> {
         let mut out = Vec::with_capacity(texts.len());
-        if self.text.is_empty() {
+        let Some(rules) = &self.text_rules else {
             out.resize(texts.len(), Vec::new());
             return Ok(out);
-        }
-        let mut scanner = self.scanner(Duration::from_secs(1));
-        for t in texts {
-            let results = scanner.scan(t).map_err(|e| match e {
-                yara_x::ScanError::Timeout => TextScanError::Timeout,
-                _ => TextScanError::Failed,
-            })?;
-            out.push(
-                results
-                    .matching_rules()
-                    .filter_map(|r| {
-                        self.text_index
-                            .get(&format!("{}.{}", r.namespace(), r.identifier()))
-                            .copied()
-                    })
-                    .collect(),
-            );
-        }
-        Ok(out)
+        };
+        Self::with_scanner(rules, Duration::from_secs(1), |scanner| {
+            for t in texts {
+                let results = scanner.scan(t).map_err(|e| match e {
+                    yara_x::ScanError::Timeout => TextScanError::Timeout,
+                    _ => TextScanError::Failed,
+                })?;
+                out.push(
+                    results
+                        .matching_rules()
+                        .filter_map(|r| {
+                            self.text_index
+                                .get(&format!("{}.{}", r.namespace(), r.identifier()))
+                                .copied()
+                        })
+                        .collect(),
+                );
+            }
+            Ok(out)
+        })
     }
 }
 
-/// The shared form the guard keeps (swapped whole on reload).
-pub type SharedRules = Arc<YaraRules>;
+/// A thread's scanner and the rules it borrows. Building a `yara_x::Scanner` instantiates the
+/// compiled rules' WebAssembly module (milliseconds); scanning a short text with a built one
+/// takes microseconds, so each thread keeps one per rule set.
+struct Cached {
+    /// Borrows `*rules`; declared first so it is dropped first.
+    scanner: yara_x::Scanner<'static>,
+    rules: Arc<yara_x::Rules>,
+}
+
+impl Cached {
+    fn new(rules: Arc<yara_x::Rules>) -> Cached {
+        let scanner = yara_x::Scanner::new(&rules);
+        // SAFETY: the scanner borrows the `Rules` inside the `Arc`, whose heap address does
+        // not change while this `Cached` holds the `Arc`; the scanner is dropped before that
+        // `Arc` (field order), is never moved out of the `Cached`, and the only access to it
+        // (`YaraRules::with_scanner`) hands out a reborrow for the duration of one call.
+        let scanner: yara_x::Scanner<'static> = unsafe { std::mem::transmute(scanner) };
+        Cached { scanner, rules }
+    }
+}
+
+/// Rule sets per thread with a kept scanner: the file rules and the text rules (the rules of
+/// a replaced set are freed when the thread next scans with two others).
+const CACHED_SCANNERS: usize = 2;
+
+thread_local! {
+    static SCANNER: std::cell::RefCell<Vec<Cached>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 #[cfg(test)]
 mod tests;
