@@ -18,7 +18,7 @@ rule pe_embedded : executable
         // DOS header: "MZ", then the bytes-on-last-page word of common linkers.
         $mz = { 4D 5A (90 | 50 | 00 | 78) 00 }
     condition:
-        for any i in (1..#mz) : (
+        for any i in (1..#mz) : ( // suppress: potentially_slow_loop
             @mz[i] > 0
             and uint32(@mz[i] + 0x3C) >= 0x40
             and uint32(@mz[i] + 0x3C) < 0x400
@@ -41,7 +41,7 @@ rule elf_embedded : executable
     strings:
         $elf = { 7F 45 4C 46 (01 | 02) (01 | 02) 01 00 00 00 00 00 00 00 00 00 (01 | 02 | 03 | 04) 00 }
     condition:
-        for any i in (1..#elf) : (@elf[i] > 0)
+        for any i in (1..#elf) : (@elf[i] > 0) // suppress: potentially_slow_loop
 }
 
 rule macho_executable : executable

@@ -759,36 +759,48 @@ mod tests;
 pub struct PolicyCheck;
 
 impl crate::policy::dlp::cli::CompanionInput for PolicyCheck {
-    fn check(&self, dir: &Path) -> Result<crate::policy::dlp::cli::CompanionReport, Vec<String>> {
-        let show = |d: &[YaraDiagnostic]| d.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let snap = YaraRules::read_dir(dir).map_err(|e| {
-            vec![diag(
+    fn check(
+        &self,
+        dir: &Path,
+    ) -> Result<crate::policy::dlp::cli::CompanionReport, crate::policy::dlp::cli::CompanionErrors>
+    {
+        use crate::policy::dlp::cli::{CompanionErrors, CompanionReport};
+        let show = |d: &[YaraDiagnostic], sev: YaraSeverity| {
+            d.iter()
+                .filter(|d| d.severity == sev)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let ydir = YaraRules::dir_of(dir);
+        let snap = YaraRules::read_dir(dir).map_err(|e| CompanionErrors {
+            errors: vec![diag(
                 "YAR006",
-                &YaraRules::dir_of(dir).display().to_string(),
+                &ydir.display().to_string(),
                 (0, 0),
                 format!("cannot read the YARA rule directory: {e}"),
             )
-            .to_string()]
+            .to_string()],
+            warnings: Vec::new(),
         })?;
         let (rules, manifest) =
-            YaraRules::from_snapshot(dir, snap.as_ref()).map_err(|d| show(&d.0))?;
+            YaraRules::from_snapshot(dir, snap.as_ref()).map_err(|d| CompanionErrors {
+                errors: show(&d.0, YaraSeverity::Error),
+                warnings: show(&d.0, YaraSeverity::Warning),
+            })?;
         let summary = match snap {
-            None => format!(
-                "{}: no YARA rules (no such directory)",
-                YaraRules::dir_of(dir).display()
-            ),
+            None => format!("{}: no YARA rules (no such directory)", ydir.display()),
             Some(_) => format!(
                 "{}: OK ({} YARA rules in {} files, {} of them text rules, {} warnings)",
-                YaraRules::dir_of(dir).display(),
+                ydir.display(),
                 rules.rule_count(),
                 rules.files().len(),
                 rules.text_rules().len(),
                 rules.warnings().len()
             ),
         };
-        Ok(crate::policy::dlp::cli::CompanionReport {
+        Ok(CompanionReport {
             summary,
-            warnings: show(rules.warnings()),
+            warnings: show(rules.warnings(), YaraSeverity::Warning),
             manifest,
         })
     }

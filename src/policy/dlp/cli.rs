@@ -62,8 +62,15 @@ pub enum Dir {
 /// (`media::yara` implements it for `<dir>/yara/*.yar`). Defined here so that `policy` does
 /// not depend on the modules that implement it.
 pub trait CompanionInput {
-    /// Loads the input of the policy directory `dir`, or gives every diagnostic.
-    fn check(&self, dir: &Path) -> Result<CompanionReport, Vec<String>>;
+    /// Loads the input of the policy directory `dir`, or gives every error and warning.
+    fn check(&self, dir: &Path) -> Result<CompanionReport, CompanionErrors>;
+}
+
+/// The diagnostics of a companion input that did not load, one per line.
+#[derive(Debug, Clone, Default)]
+pub struct CompanionErrors {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// A companion input that loaded.
@@ -112,11 +119,11 @@ pub fn run_with(
                         }
                         reports.push(r);
                     }
-                    Err(diags) => {
-                        for d in &diags {
+                    Err(e) => {
+                        for d in e.errors.iter().chain(&e.warnings) {
                             eprintln!("{d}");
                         }
-                        problems += diags.len();
+                        problems += e.errors.len();
                     }
                 }
             }
