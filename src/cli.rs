@@ -301,7 +301,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Spif { command } => crate::spif::cli::run_spif(command),
         Command::Label { command } => crate::spif::cli::run_label(command),
-        Command::Policy { command } => crate::policy::dlp::cli::run(command),
+        Command::Policy { command } => {
+            crate::policy::dlp::cli::run_with(command, &[&crate::media::yara::PolicyCheck])
+        }
         Command::Review(args) => Ok(crate::admin::client::run(args)),
         Command::Rooms { command } => {
             // The lift is logged like the guard logs (stderr), for the operator's record.

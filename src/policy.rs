@@ -51,6 +51,7 @@ pub mod rules;
 pub mod static_policy;
 pub mod verdict;
 pub mod whatif;
+pub mod yara_text;
 
 pub use crate::federation::request_text::{RequestText, TextKind};
 pub use crate::federation::userdata::{FieldKind, FieldPath, ToDeviceMessage, UserField};

@@ -31,6 +31,7 @@
 //! | [`ADMISSION_REFUSED_TOTAL`] `grenzwacht_admission_refused_total` | counter | `listener` ([`Listener`]), `cause` (`connections`, `connections_per_ip`, `body_budget`, `body_budget_origin`, `body_timeout`, `key_fetches`) |
 //! | [`CONNECTIONS_OPEN`] `grenzwacht_connections_open` | gauge | `side` (`inbound`; `outbound`: proxy and CONNECT listeners together) |
 //! | [`DLP_DECISIONS_TOTAL`] `grenzwacht_dlp_decisions_total` | counter | `mode`, `action`, `rule` (deciding rule id of the loaded set, or `other`) |
+//! | [`YARA_TEXT_DECISIONS_TOTAL`] `grenzwacht_yara_text_decisions_total` | counter | `action`, `result` (`match`, `scan_failed`, `unreadable`) |
 //! | [`DECISIONS_TOTAL`] `grenzwacht_decisions_total` | counter | `direction`, `verdict`, `unit` (see `policy::decisions`) |
 //! | [`BODY_BUDGET_BYTES`] `grenzwacht_body_budget_bytes` | gauge | `direction`: bytes of unauthenticated request bodies held |
 //!
@@ -107,6 +108,9 @@ pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
 /// Counter: DLP decisions with at least one match, by `mode` (enforce/shadow), winning
 /// `action` and the `rule` that decided (an id of the loaded rule set, else `other`).
 pub const DLP_DECISIONS_TOTAL: &str = "grenzwacht_dlp_decisions_total";
+/// Counter: events judged by the YARA `text` rules with a match or a failed scan, by winning
+/// `action` and `result` (`match`, `scan_failed`, `unreadable`).
+pub const YARA_TEXT_DECISIONS_TOTAL: &str = "grenzwacht_yara_text_decisions_total";
 /// Counter: per-unit policy decisions, by `direction` (the way the data flows), `verdict`
 /// (`allow`, `redact`, `hold`, `reject`, `drop`, `withhold`, `unjudged`) and `unit` (`pdu`,
 /// `event`, `edu`, `to_device`, `field`); see `policy::decisions`.
@@ -453,6 +457,10 @@ pub fn describe() {
     describe_counter!(
         DLP_DECISIONS_TOTAL,
         "DLP scans with matches, by mode (enforce, shadow), winning action and deciding rule."
+    );
+    describe_counter!(
+        YARA_TEXT_DECISIONS_TOTAL,
+        "Events judged by YARA text rules with a match or a failed scan, by action and result."
     );
     describe_counter!(
         DECISIONS_TOTAL,

@@ -447,3 +447,53 @@ fn explain_names_the_json_path_of_a_match_outside_the_known_fields() {
         "{v}"
     );
 }
+
+/// `check` compiles `<policies>/yara/*.yar` with the DLP files: YARA diagnostics as
+/// `file:line:col: error[YAR0xx]`, exit 1; the fingerprint covers both (as the guard's does).
+#[test]
+fn check_compiles_the_yara_rules_and_prints_their_diagnostics() {
+    use grenzwacht::media::yara::YaraRules;
+    let dir = tempfile::tempdir().unwrap();
+    let shipped_dir = shipped();
+    for sub in ["", "yara"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for f in std::fs::read_dir(shipped_dir.join(sub)).unwrap().flatten() {
+            if f.path().is_file() {
+                std::fs::copy(f.path(), dir.path().join(sub).join(f.file_name())).unwrap();
+            }
+        }
+    }
+    let d = dir.path().to_str().unwrap();
+    let o = run(&["policy", "check", "--policies", d]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("YARA rules in 5 files"), "{out}");
+    let (_, mut manifest) = RuleSet::load_dir_with_manifest(dir.path()).unwrap();
+    let snap = YaraRules::read_dir(dir.path()).unwrap();
+    let (_, yara) = YaraRules::from_snapshot(dir.path(), snap.as_ref()).unwrap();
+    manifest.extend(yara);
+    assert!(
+        out.contains(&format!("fingerprint {} ", manifest.fingerprint())),
+        "{out}"
+    );
+
+    write(
+        &dir.path().join("yara"),
+        "broken.yar",
+        "rule a {\n  strings:\n    $a = \"x\"\n  condition:\n    $a and nope\n}\n",
+    );
+    write(&dir.path().join("yara"), "empty.yar", "// nothing\n");
+    let o = run(&["policy", "check", "--policies", d]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let broken = dir.path().join("yara/broken.yar");
+    assert!(
+        err.contains(&format!(
+            "{}:5:12: error[YAR002]: unknown identifier `nope`",
+            broken.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("empty.yar: error[YAR003]"), "{err}");
+    assert!(err.contains("error: 2 problem(s)"), "{err}");
+}

@@ -130,6 +130,19 @@ impl Snapshot {
         &self.files
     }
 
+    /// This snapshot and the files of `other` under the names `{prefix}{name}` (a
+    /// subdirectory read on its own), sorted by name: its fingerprint is that of a manifest
+    /// holding both (see [`Manifest::extend`]).
+    pub fn merged(&self, prefix: &str, other: &Snapshot) -> Snapshot {
+        let mut files = self.files.clone();
+        files.extend(other.files.iter().map(|f| SnapshotFile {
+            name: format!("{prefix}{}", f.name),
+            ..f.clone()
+        }));
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Snapshot { files }
+    }
+
     /// Names and contents of every file; equal to the [`Manifest::fingerprint`] of a manifest
     /// built from this snapshot. An unreadable file contributes its error, so a change between
     /// readable and unreadable is a change.
@@ -189,6 +202,12 @@ impl Manifest {
                 content: content.into(),
             },
         );
+    }
+
+    /// Adds every file of `other` (a policy input read alongside, e.g. the YARA rule files
+    /// named `yara/<file>`); a file of the same name is replaced.
+    pub fn extend(&mut self, other: Manifest) {
+        self.files.extend(other.files);
     }
 
     pub fn files(&self) -> impl Iterator<Item = (&str, &ManifestEntry)> {

@@ -58,6 +58,11 @@ pub enum GuardError {
         dir: std::path::PathBuf,
         diagnostics: crate::policy::dlp::Diagnostics,
     },
+    #[error("YARA rule set {dir}:\n{diagnostics}")]
+    Yara {
+        dir: std::path::PathBuf,
+        diagnostics: crate::media::yara::YaraDiagnostics,
+    },
     #[error("DLP rule set {dir} refused, it lacks rules of the running one ({loss}); SIGUSR1 loads it anyway")]
     DlpShrink {
         dir: std::path::PathBuf,
@@ -116,6 +121,8 @@ pub struct Guard {
     labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
     /// The running DLP rule set's manifest (serialises reloads: signals and the watcher).
     reloader: reload::Reloader,
+    /// The compiled YARA rules of `<dlp policies>/yara/` (swapped with the policy on reload).
+    yara: std::sync::RwLock<Option<Arc<crate::media::yara::YaraRules>>>,
     /// `[media]`: the media layer (blocked media in events; kept across DLP reloads).
     media: Arc<MediaPolicy>,
     /// Media inspection (`proxy::media`): the inspector, the verdict cache, redirects.
@@ -296,13 +303,13 @@ impl Guard {
             base: StaticPolicy::from_config(&cfg.policy),
             rules: Rules::compile(&cfg.rules)?,
         });
-        let (dlp_layer, manifest) = match &cfg.dlp {
+        let (dlp_layer, yara, manifest) = match &cfg.dlp {
             Some(d) => {
-                let (p, m) = reload::load_dlp(&d.policies, None)?;
-                reload::log_identity(&d.policies, &m, "loaded");
-                (Some(Arc::new(p)), Some(m))
+                let l = reload::load_dlp(&d.policies, None)?;
+                reload::log_identity(&d.policies, &l.manifest, "loaded");
+                (Some(Arc::new(l.dlp)), Some(l.yara), Some(l.manifest))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         let admin_access =
@@ -339,9 +346,17 @@ impl Guard {
             protected_keys,
             guard_key,
             policy: std::sync::RwLock::new(Arc::new(reload::versioned(
-                Self::layers(&base, &media, dlp_layer, labels.clone(), opaque.clone()),
+                Self::layers(
+                    &base,
+                    &media,
+                    dlp_layer,
+                    yara.as_ref(),
+                    labels.clone(),
+                    opaque.clone(),
+                ),
                 manifest.as_ref(),
             ))),
+            yara: std::sync::RwLock::new(yara),
             base,
             dlp: cfg.dlp.clone(),
             labels,
@@ -475,24 +490,47 @@ impl Guard {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(layers);
     }
 
-    /// The layers in order: static allow/deny + config rules, media, the DLP rule set, security
-    /// labels, opaque content.
+    /// The compiled YARA rules (`<dlp policies>/yara/*.yar`) for media inspection; `None`
+    /// without `[dlp]` or without any YARA rule. Take it once per file (a reload swaps it).
+    pub fn yara_rules(&self) -> Option<Arc<crate::media::yara::YaraRules>> {
+        self.yara
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|r| r.rule_count() > 0)
+    }
+    fn set_yara_rules(&self, rules: Arc<crate::media::yara::YaraRules>) {
+        *self
+            .yara
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rules);
+    }
+
+    /// The layers in order: static allow/deny + config rules, media, the DLP rule set, the
+    /// YARA `text` rules, security labels, opaque content.
     fn layers(
         base: &Arc<RulesPolicy>,
         media: &Arc<MediaPolicy>,
         dlp: Option<Arc<DlpPolicy>>,
+        yara: Option<&Arc<crate::media::yara::YaraRules>>,
         labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
         opaque: Arc<crate::policy::opaque::OpaquePolicy>,
     ) -> Layers {
+        use crate::policy::yara_text::{TextMatcher, YaraTextPolicy};
         let mut l = Layers::new()
             .with("config", base.clone())
             .with("media", media.clone());
+        // Media inspection uses the DLP engine and YARA rules of the same load.
+        l = l.with_scanners(crate::policy::layers::Scanners {
+            dlp: dlp.as_ref().map(|d| d.engine().clone()),
+            yara: yara.cloned(),
+        });
         if let Some(d) = dlp {
-            l = l.with_scanners(crate::policy::layers::Scanners {
-                dlp: Some(d.engine().clone()),
-                yara: None,
-            });
             l = l.with("dlp", d);
+        }
+        if let Some(y) = yara.filter(|y| !y.text_rules().is_empty()) {
+            let matcher: Arc<dyn TextMatcher> = y.clone();
+            l = l.with("yara", Arc::new(YaraTextPolicy::new(matcher)));
         }
         if let Some(x) = labels {
             l = l.with("labels", x);

@@ -58,6 +58,32 @@ pub enum Dir {
     Outbound,
 }
 
+/// Another policy input kept in the DLP rule directory and checked with it by `policy check`
+/// (`media::yara` implements it for `<dir>/yara/*.yar`). Defined here so that `policy` does
+/// not depend on the modules that implement it.
+pub trait CompanionInput {
+    /// Loads the input of the policy directory `dir`, or gives every error and warning.
+    fn check(&self, dir: &Path) -> Result<CompanionReport, CompanionErrors>;
+}
+
+/// The diagnostics of a companion input that did not load, one per line.
+#[derive(Debug, Clone, Default)]
+pub struct CompanionErrors {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// A companion input that loaded.
+#[derive(Debug, Clone)]
+pub struct CompanionReport {
+    /// One line: what was loaded.
+    pub summary: String,
+    /// Warnings, one per line (printed; they do not fail the check).
+    pub warnings: Vec<String>,
+    /// Its files and ids, part of the policy fingerprint.
+    pub manifest: crate::policy::manifest::Manifest,
+}
+
 fn load(dir: &Path) -> Result<RuleSet, ExitCode> {
     RuleSet::load_dir(dir).map_err(|d| report(dir, &d))
 }
@@ -70,15 +96,54 @@ fn report(dir: &Path, d: &super::Diagnostics) -> ExitCode {
 
 /// Run a `policy` subcommand.
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    run_with(command, &[])
+}
+
+/// [`run`], where `policy check` also checks the `companions` and prints their diagnostics
+/// the same way; the fingerprint covers them (as the running guard's does).
+pub fn run_with(
+    command: PolicyCommand,
+    companions: &[&dyn CompanionInput],
+) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Replay(args) => crate::policy::whatif::cli::run(args),
         PolicyCommand::Check { policies } => {
-            let (set, manifest) = match RuleSet::load_dir_with_manifest(&policies) {
-                Ok(s) => s,
-                Err(d) => return Ok(report(&policies, &d)),
+            let loaded = RuleSet::load_dir_with_manifest(&policies);
+            let mut problems = 0;
+            let mut reports = Vec::new();
+            for c in companions {
+                match c.check(&policies) {
+                    Ok(r) => {
+                        for w in &r.warnings {
+                            eprintln!("{w}");
+                        }
+                        reports.push(r);
+                    }
+                    Err(e) => {
+                        for d in e.errors.iter().chain(&e.warnings) {
+                            eprintln!("{d}");
+                        }
+                        problems += e.errors.len();
+                    }
+                }
+            }
+            let (set, mut manifest) = match loaded {
+                Ok(s) if problems == 0 => s,
+                Ok(_) => {
+                    eprintln!("error: {problems} problem(s) in {}", policies.display());
+                    return Ok(ExitCode::from(1));
+                }
+                Err(d) => {
+                    eprintln!("{d}");
+                    eprintln!(
+                        "error: {} problem(s) in {}",
+                        d.0.len() + problems,
+                        policies.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
             };
             let tests: usize = set.rules().map(|r| r.tests.len()).sum();
-            let fp = manifest.fingerprint();
             println!(
                 "{}: OK ({} rules in {} files, {} embedded tests, mode {})",
                 policies.display(),
@@ -87,6 +152,11 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 tests,
                 set.mode().as_str()
             );
+            for r in reports {
+                println!("{}", r.summary);
+                manifest.extend(r.manifest);
+            }
+            let fp = manifest.fingerprint();
             // The running guard logs the same fingerprint and exports its first 48 bits as
             // the gauge `grenzwacht_policy_fingerprint`.
             println!("fingerprint {fp} (gauge value {})", fp.gauge_value());

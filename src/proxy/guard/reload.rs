@@ -12,6 +12,12 @@
 //!   is also a load error (DLP019), so it never loads, confirmed or not.
 //! * Identity: every load logs the set's fingerprint; gauges carry the number of rules and
 //!   files and the fingerprint's first 48 bits.
+//! * YARA: the rule files of `<dir>/yara/*.yar` (`media::yara`) are read in the same pass
+//!   ([`PolicyRead`]) and belong to the set: their files (`yara/<file>`) and rules
+//!   (`yara:<namespace>.<rule>`) are in the manifest, so they change the fingerprint and
+//!   are protected against shrinking like DLP rules. A YARA file that does not compile
+//!   refuses the whole reload. The compiled rules are swapped together with the layers
+//!   ([`Guard::yara_rules`]); the `text` rules also form the `yara` layer.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +25,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::{Guard, GuardError, Shutdown};
+use crate::media::yara::YaraRules;
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
 use crate::policy::identity::{FileHash, LoadEvent, LoadRecord, RuleSetRecord};
@@ -108,20 +115,109 @@ impl Reloader {
     }
 }
 
-/// Loads and compiles the DLP rule files of `dir` (one read) into a policy layer and its manifest.
-pub(super) fn load_dlp(
-    dir: &Path,
-    snap: Option<&Snapshot>,
-) -> Result<(DlpPolicy, Manifest), GuardError> {
-    let loaded = match snap {
-        Some(s) => RuleSet::from_snapshot(dir, s),
-        None => RuleSet::load_dir_with_manifest(dir),
-    };
-    let (set, manifest) = loaded.map_err(|diagnostics| GuardError::Dlp {
+/// One read of the policy directory: its `*.toml` rule files and the `*.yar` files of its
+/// `yara/` subdirectory (`None`: there is none).
+#[derive(Debug, Clone)]
+pub(super) struct PolicyRead {
+    toml: Snapshot,
+    yara: Option<Snapshot>,
+}
+
+impl PolicyRead {
+    pub(super) fn read(dir: &Path) -> std::io::Result<PolicyRead> {
+        Ok(PolicyRead {
+            toml: Snapshot::read_dir(dir, "toml")?,
+            yara: YaraRules::read_dir(dir)?,
+        })
+    }
+
+    /// Equal to the fingerprint of the manifest a load of this read gives.
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        match &self.yara {
+            None => self.toml.fingerprint(),
+            Some(y) => self
+                .toml
+                .merged(&format!("{}/", crate::media::yara::SUBDIR), y)
+                .fingerprint(),
+        }
+    }
+}
+
+/// [`PolicyRead::read`], its failure as the loader's diagnostic.
+fn read_for_load(dir: &Path) -> Result<PolicyRead, GuardError> {
+    use crate::media::yara::{YaraDiagnostic, YaraDiagnostics, YaraSeverity};
+    use crate::policy::dlp::{Diagnostic, Diagnostics};
+    let toml = Snapshot::read_dir(dir, "toml").map_err(|e| GuardError::Dlp {
         dir: dir.to_path_buf(),
-        diagnostics,
+        diagnostics: Diagnostics(vec![Diagnostic {
+            code: "DLP014",
+            file: dir.display().to_string(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read policy directory: {e}"),
+        }]),
     })?;
-    Ok((DlpPolicy::new(set.engine()), manifest))
+    let yara = YaraRules::read_dir(dir).map_err(|e| {
+        let ydir = YaraRules::dir_of(dir);
+        GuardError::Yara {
+            diagnostics: YaraDiagnostics(vec![YaraDiagnostic {
+                code: "YAR006",
+                severity: YaraSeverity::Error,
+                file: ydir.display().to_string(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read the YARA rule directory: {e}"),
+            }]),
+            dir: ydir,
+        }
+    })?;
+    Ok(PolicyRead { toml, yara })
+}
+
+/// What one load of the policy directory gives.
+pub(super) struct Loaded {
+    pub(super) dlp: DlpPolicy,
+    pub(super) yara: Arc<YaraRules>,
+    /// DLP and YARA files together.
+    pub(super) manifest: Manifest,
+}
+
+/// Loads and compiles the DLP rule files and the YARA rule files of `dir` (one read) into a
+/// policy layer, the compiled YARA rules and their common manifest. A YARA file that does not
+/// compile fails the whole load.
+pub(super) fn load_dlp(dir: &Path, read: Option<&PolicyRead>) -> Result<Loaded, GuardError> {
+    let fresh;
+    let read = match read {
+        Some(r) => r,
+        None => {
+            fresh = read_for_load(dir)?;
+            &fresh
+        }
+    };
+    let (set, mut manifest) =
+        RuleSet::from_snapshot(dir, &read.toml).map_err(|diagnostics| GuardError::Dlp {
+            dir: dir.to_path_buf(),
+            diagnostics,
+        })?;
+    let (yara, yara_manifest) =
+        YaraRules::from_snapshot(dir, read.yara.as_ref()).map_err(|diagnostics| {
+            GuardError::Yara {
+                dir: YaraRules::dir_of(dir),
+                diagnostics,
+            }
+        })?;
+    if read.yara.is_none() {
+        info!(dir = %YaraRules::dir_of(dir).display(), "no YARA rules (the directory does not exist)");
+    }
+    for w in yara.warnings() {
+        warn!("YARA rule warning: {w}");
+    }
+    manifest.extend(yara_manifest);
+    Ok(Loaded {
+        dlp: DlpPolicy::new(set.engine()),
+        yara: Arc::new(yara),
+        manifest,
+    })
 }
 
 /// Logs the identity of a loaded rule set.
@@ -239,7 +335,7 @@ impl Guard {
     /// without `accept_smaller`, loses something of the running set.
     fn reload_dlp(
         &self,
-        snap: Option<Snapshot>,
+        snap: Option<PolicyRead>,
         accept_smaller: bool,
     ) -> Result<usize, GuardError> {
         let Some(d) = &self.dlp else { return Ok(0) };
@@ -254,7 +350,11 @@ impl Guard {
                 error!("DLP rule set refused, the running policy stays: {e}");
                 (ReloadResult::Refused, Err(e))
             }
-            Ok((policy, manifest)) => {
+            Ok(Loaded {
+                dlp: policy,
+                yara,
+                manifest,
+            }) => {
                 let loss = running
                     .as_ref()
                     .map(|r| manifest.loss_from(r))
@@ -272,17 +372,19 @@ impl Guard {
                         }),
                     )
                 } else {
-                    let rules = policy.rule_count();
+                    let rules = policy.rule_count() + yara.rule_count();
                     self.swap_policy(versioned(
                         Self::layers(
                             &self.base,
                             &self.media,
                             Some(Arc::new(policy)),
+                            Some(&yara),
                             self.labels.clone(),
                             self.opaque.clone(),
                         ),
                         Some(&manifest),
                     ));
+                    self.set_yara_rules(yara);
                     self.emit_load(&self.load_record_of(LoadEvent::Reload, Some(&manifest)));
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
@@ -344,11 +446,11 @@ pub(super) async fn watch_dlp(
             _ = tokio::time::sleep(every) => {}
         }
         let d = dir.clone();
-        let snap = tokio::task::spawn_blocking(move || Snapshot::read_dir(&d, "toml").ok())
+        let snap = tokio::task::spawn_blocking(move || PolicyRead::read(&d).ok())
             .await
             .ok()
             .flatten();
-        let fp = snap.as_ref().map(Snapshot::fingerprint);
+        let fp = snap.as_ref().map(PolicyRead::fingerprint);
         if settle.observe(fp).is_none() || (fp.is_some() && fp == guard.policy_status().fingerprint)
         {
             // Unchanged, not settled yet, or already running (loaded by a signal).

@@ -1,0 +1,414 @@
+//! YARA rules on event text: the rules of `<policies>/yara/*.yar` tagged `text` also judge
+//! the text fields of events, like DLP rules.
+//!
+//! # Design notes
+//!
+//! * **Which rules.** Only rules with the YARA tag `text` (`rule x : text { … }`); every other
+//!   rule applies to files only (`media::yara`). The rules are compiled once with the whole
+//!   YARA set; this layer only sees them through [`TextMatcher`] (the compiled set lives in
+//!   `media::yara`, which implements it), so `policy` does not depend on `media`.
+//! * **Scope** comes from each rule's `meta:` (checked at load, diagnostics `YAR005`):
+//!   `fields = "body,formatted_body"` (names of [`Field`]; default every field),
+//!   `directions = "outbound"` (default both), `event_types = "m.room.message,m.room.*"` (globs,
+//!   default every type) and `action = "redact"` (`tag`, `redact`, `hold` or `reject`; default
+//!   `redact`).
+//! * **What is scanned.** The texts of an event as the DLP engine reads them
+//!   ([`super::dlp::fields::event_texts`]: `type`, `state_key`, the known content fields,
+//!   the rest of `content` and `unsigned` as blobs), each through the text pipeline
+//!   ([`crate::text::Views`]: normalised text, and for text with `&` or `<` the rendered HTML
+//!   and its markup). A rule matches a field if it matches any view of it.
+//! * **Verdicts.** The most severe action of the matching rules; the verdict's rule is
+//!   `yara:<namespace>.<rule>` (the first rule with that action). `tag` only logs. A scan that
+//!   fails (timeout, error) or content that does not parse fails closed as a redaction
+//!   (`yara:scan_failed`, `yara:unreadable`).
+//! * EDUs, user-data fields and request text are not judged by this layer (the DLP layer
+//!   judges them).
+//! * **Logs never carry payload**: rule, field and unit only.
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::decisions::{Findings, RuleHit};
+use super::dlp::fields::{event_texts, EventParts, Field};
+use super::dlp::Action;
+use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy};
+use crate::federation::pdu::{EduView, EventView, PduView};
+use crate::federation::userdata::ToDeviceMessage;
+use crate::telemetry::Direction;
+
+pub use crate::telemetry::YARA_TEXT_DECISIONS_TOTAL;
+
+/// The scope and action of one `text` rule (from its `meta:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextRule {
+    /// `namespace.rule`.
+    pub name: String,
+    /// Empty: every field.
+    pub fields: Vec<Field>,
+    /// Empty: both directions.
+    pub directions: Vec<Direction>,
+    /// Event-type globs (`*` matches any run of characters); empty: every type.
+    pub event_types: Vec<String>,
+    /// `Tag`, `Redact`, `Hold` or `Reject`.
+    pub action: Action,
+}
+
+impl TextRule {
+    fn applies(&self, direction: Direction, event_type: &str) -> bool {
+        (self.directions.is_empty() || self.directions.contains(&direction))
+            && (self.event_types.is_empty()
+                || self
+                    .event_types
+                    .iter()
+                    .any(|g| glob(g.as_bytes(), event_type.as_bytes())))
+    }
+    fn on_field(&self, f: Field) -> bool {
+        self.fields.is_empty() || self.fields.contains(&f)
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Why a text scan failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextScanError {
+    #[error("scan timed out")]
+    Timeout,
+    #[error("scan failed")]
+    Failed,
+}
+
+/// The compiled `text` rules (implemented by `media::yara::YaraRules`).
+pub trait TextMatcher: Send + Sync {
+    /// The `text` rules; [`TextMatcher::match_texts`] answers with indexes into this list.
+    fn text_rules(&self) -> &[TextRule];
+    /// Runs the rules over each text (one scanner for all of them) and returns, per text, the
+    /// indexes of the matching `text` rules.
+    fn match_texts(&self, texts: &[&[u8]]) -> Result<Vec<Vec<usize>>, TextScanError>;
+}
+
+/// One matching rule in one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextHit {
+    /// Index into [`TextMatcher::text_rules`].
+    pub rule: usize,
+    pub field: Field,
+}
+
+/// The result of judging one event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextOutcome {
+    /// The most severe action of the hits (`Allow` if none).
+    pub action: Action,
+    pub hits: Vec<TextHit>,
+    /// Why the event could not be judged (it is then redacted): `unreadable` or `scan_failed`.
+    pub failed: Option<&'static str>,
+}
+
+/// The `text` YARA rules as a policy layer.
+pub struct YaraTextPolicy {
+    matcher: Arc<dyn TextMatcher>,
+}
+
+impl YaraTextPolicy {
+    pub fn new(matcher: Arc<dyn TextMatcher>) -> Self {
+        YaraTextPolicy { matcher }
+    }
+
+    /// Number of `text` rules.
+    pub fn rule_count(&self) -> usize {
+        self.matcher.text_rules().len()
+    }
+
+    /// Judges the texts of one event of type `event_type` going in `direction`.
+    pub fn scan_parts(&self, direction: Direction, parts: EventParts<'_>) -> TextOutcome {
+        let rules = self.matcher.text_rules();
+        let active: Vec<usize> = (0..rules.len())
+            .filter(|&i| rules[i].applies(direction, parts.event_type))
+            .collect();
+        if active.is_empty() {
+            return TextOutcome::default();
+        }
+        let texts = event_texts(parts);
+        // Every view of every field some active rule looks at, with its field.
+        let mut views = crate::text::Views::new();
+        let mut scanned: Vec<(Field, String)> = Vec::new();
+        for (field, text) in &texts.fields {
+            if !active.iter().any(|&i| rules[i].on_field(*field)) {
+                continue;
+            }
+            for v in views.build(text, false) {
+                scanned.push((*field, v.text.clone()));
+            }
+        }
+        if scanned.is_empty() {
+            return TextOutcome::default();
+        }
+        let refs: Vec<&[u8]> = scanned.iter().map(|(_, t)| t.as_bytes()).collect();
+        let per_text = match self.matcher.match_texts(&refs) {
+            Ok(p) => p,
+            Err(_) => {
+                return TextOutcome {
+                    action: Action::Redact,
+                    hits: Vec::new(),
+                    failed: Some("scan_failed"),
+                }
+            }
+        };
+        let mut out = TextOutcome::default();
+        for ((field, _), matched) in scanned.iter().zip(per_text) {
+            for r in matched {
+                let Some(rule) = rules.get(r) else { continue };
+                if !active.contains(&r) || !rule.on_field(*field) {
+                    continue;
+                }
+                let hit = TextHit {
+                    rule: r,
+                    field: *field,
+                };
+                if !out.hits.contains(&hit) {
+                    out.action = out.action.max(rule.action);
+                    out.hits.push(hit);
+                }
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_content(
+        &self,
+        ctx: &ExchangeCtx,
+        what: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        redacts: Option<&str>,
+        content: &RawValue,
+        unsigned: Option<&RawValue>,
+    ) -> TextOutcome {
+        let unreadable = || TextOutcome {
+            action: Action::Redact,
+            hits: Vec::new(),
+            failed: Some("unreadable"),
+        };
+        let Ok(value) = serde_json::from_str::<Value>(content.get()) else {
+            return unreadable();
+        };
+        let unsigned = match unsigned.map(|u| serde_json::from_str::<Value>(u.get())) {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(_)) => return unreadable(),
+        };
+        let out = self.scan_parts(
+            ctx.direction,
+            EventParts {
+                event_type,
+                state_key,
+                redacts,
+                content: &value,
+                unsigned: unsigned.as_ref(),
+            },
+        );
+        self.record(ctx, what, &out);
+        out
+    }
+
+    fn record(&self, ctx: &ExchangeCtx, what: &str, out: &TextOutcome) {
+        let rules = self.matcher.text_rules();
+        if let Some(reason) = out.failed {
+            tracing::warn!(
+                direction = ctx.direction.as_str(),
+                peer = ctx.peer.as_deref().unwrap_or(""),
+                unit = what,
+                reason,
+                "YARA text scan failed; the unit is redacted"
+            );
+            metrics::counter!(YARA_TEXT_DECISIONS_TOTAL, "action" => "redact", "result" => reason)
+                .increment(1);
+            return;
+        }
+        if out.hits.is_empty() {
+            return;
+        }
+        metrics::counter!(YARA_TEXT_DECISIONS_TOTAL, "action" => out.action.as_str(), "result" => "match")
+            .increment(1);
+        for h in &out.hits {
+            let r = &rules[h.rule];
+            tracing::info!(
+                direction = ctx.direction.as_str(),
+                peer = ctx.peer.as_deref().unwrap_or(""),
+                unit = what,
+                rule = %r.name,
+                action = r.action.as_str(),
+                field = h.field.as_str(),
+                "YARA text match"
+            );
+        }
+    }
+
+    /// `yara:<namespace>.<rule>` of the first hit with the outcome's action.
+    fn deciding_rule(&self, out: &TextOutcome) -> String {
+        if let Some(f) = out.failed {
+            return format!("yara:{f}");
+        }
+        let rules = self.matcher.text_rules();
+        out.hits
+            .iter()
+            .map(|h| &rules[h.rule])
+            .find(|r| r.action == out.action)
+            .map(|r| format!("yara:{}", r.name))
+            .unwrap_or_else(|| "yara".to_string())
+    }
+
+    fn verdict(&self, out: &TextOutcome) -> PduVerdict {
+        match out.action {
+            Action::Allow | Action::Tag => PduVerdict::Allow,
+            Action::Redact => PduVerdict::Redact {
+                rule: self.deciding_rule(out),
+            },
+            Action::Hold => PduVerdict::Hold {
+                rule: self.deciding_rule(out),
+            },
+            Action::Reject => PduVerdict::Reject {
+                rule: self.deciding_rule(out),
+            },
+        }
+    }
+
+    fn add_hits(&self, out: &TextOutcome, found: &mut Findings) {
+        let rules = self.matcher.text_rules();
+        found.hits.extend(out.hits.iter().map(|h| {
+            let r = &rules[h.rule];
+            RuleHit {
+                layer: "yara",
+                rule: format!("yara:{}", r.name),
+                action: r.action.as_str().to_string(),
+                shadow: false,
+                field: Some(h.field.as_str().to_string()),
+                span: None,
+                excerpt: None,
+            }
+        }));
+    }
+
+    /// The outcome for a PDU (what [`Policy::pdu`] decides on).
+    pub fn pdu_outcome(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> TextOutcome {
+        self.scan_content(
+            ctx,
+            "pdu",
+            &pdu.event_type,
+            pdu.state_key.as_deref(),
+            pdu.redacts.as_deref(),
+            pdu.content,
+            pdu.unsigned,
+        )
+    }
+
+    fn event_outcome(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> TextOutcome {
+        self.scan_content(
+            ctx,
+            "event",
+            &event.event_type,
+            event.state_key.as_deref(),
+            None,
+            event.content,
+            None,
+        )
+    }
+}
+
+impl Policy for YaraTextPolicy {
+    fn request(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        self.verdict(&self.pdu_outcome(ctx, pdu))
+    }
+    fn redacted_pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        self.pdu(ctx, pdu)
+    }
+    fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        self.verdict(&self.event_outcome(ctx, event))
+    }
+    fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {
+        EduVerdict::Allow
+    }
+    fn response(&self, _ctx: &ExchangeCtx) -> Decision {
+        Decision::Allow
+    }
+    fn to_device(&self, ctx: &ExchangeCtx, msg: &ToDeviceMessage<'_>) -> EduVerdict {
+        let out = self.scan_content(
+            ctx,
+            "to_device",
+            msg.event_type.as_deref().unwrap_or(""),
+            None,
+            None,
+            msg.content,
+            None,
+        );
+        match self.verdict(&out) {
+            PduVerdict::Allow => EduVerdict::Allow,
+            _ => EduVerdict::Drop {
+                rule: self.deciding_rule(&out),
+            },
+        }
+    }
+    fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
+        let rules = self.matcher.text_rules();
+        self.pdu_outcome(ctx, pdu)
+            .hits
+            .iter()
+            .filter(|h| rules[h.rule].action != Action::Tag)
+            .map(|h| crate::review::Match {
+                rule: format!("yara:{}", rules[h.rule].name),
+                field: h.field.as_str().to_string(),
+                start: 0,
+                end: 0,
+            })
+            .collect()
+    }
+    fn explain_pdu(
+        &self,
+        ctx: &ExchangeCtx,
+        pdu: &PduView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        let out = self.pdu_outcome(ctx, pdu);
+        self.add_hits(&out, found);
+        self.verdict(&out)
+    }
+    fn explain_event(
+        &self,
+        ctx: &ExchangeCtx,
+        event: &EventView<'_>,
+        found: &mut Findings,
+    ) -> PduVerdict {
+        let out = self.event_outcome(ctx, event);
+        self.add_hits(&out, found);
+        self.verdict(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

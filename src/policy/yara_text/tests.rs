@@ -1,0 +1,229 @@
+use serde_json::json;
+
+use super::*;
+use crate::media::yara::YaraRules;
+
+const RULES: &str = r#"
+rule geheim : text
+{
+    meta:
+        fields = "body,formatted_body"
+        directions = "outbound"
+        event_types = "m.room.message"
+        action = "redact"
+    strings:
+        $a = "Projekt Nordlicht" nocase
+    condition:
+        $a
+}
+
+rule hold_me : text
+{
+    meta:
+        event_types = "m.room.*"
+        action = "hold"
+    strings:
+        $a = "BITTE-PRUEFEN"
+    condition:
+        $a
+}
+
+rule only_files
+{
+    strings:
+        $a = "nur-dateien"
+    condition:
+        $a
+}
+"#;
+
+fn policy() -> YaraTextPolicy {
+    let rules = YaraRules::from_sources(&[("t.yar", RULES)]).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    YaraTextPolicy::new(Arc::new(rules))
+}
+
+fn ctx(direction: Direction) -> ExchangeCtx {
+    ExchangeCtx {
+        direction,
+        endpoint: crate::federation::catalog::by_id("send_transaction").unwrap(),
+        peer: Some("hs2.test".into()),
+        protected: "hs1.test".into(),
+        txn_id: None,
+    }
+}
+
+fn pdu_raw(event_type: &str, content: Value) -> Box<RawValue> {
+    serde_json::from_value(json!({
+        "type": event_type, "room_id": "!r:hs1.test", "sender": "@a:hs1.test",
+        "origin_server_ts": 1, "content": content
+    }))
+    .unwrap()
+}
+
+fn verdict(p: &YaraTextPolicy, dir: Direction, event_type: &str, content: Value) -> PduVerdict {
+    let raw = pdu_raw(event_type, content);
+    p.pdu(&ctx(dir), &PduView::parse(&raw).unwrap())
+}
+
+#[test]
+fn a_text_rule_redacts_a_matching_message_in_scope_only() {
+    let p = policy();
+    assert_eq!(p.rule_count(), 2);
+    let msg = json!({"msgtype": "m.text", "body": "Zum projekt NORDLICHT: Termin am Montag"});
+    assert_eq!(
+        verdict(&p, Direction::Outbound, "m.room.message", msg.clone()),
+        PduVerdict::Redact {
+            rule: "yara:t.geheim".into()
+        }
+    );
+    // Out of scope: the other direction, another event type, another field.
+    assert_eq!(
+        verdict(&p, Direction::Inbound, "m.room.message", msg.clone()),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        verdict(
+            &p,
+            Direction::Outbound,
+            "m.room.topic",
+            json!({"topic": "Projekt Nordlicht"})
+        ),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        verdict(
+            &p,
+            Direction::Outbound,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "hallo", "x.custom": "Projekt Nordlicht"})
+        ),
+        PduVerdict::Allow
+    );
+    // Rules without the `text` tag never judge text.
+    assert_eq!(
+        verdict(
+            &p,
+            Direction::Outbound,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "nur-dateien"})
+        ),
+        PduVerdict::Allow
+    );
+    // Harmless text.
+    assert_eq!(
+        verdict(
+            &p,
+            Direction::Outbound,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "Projekt Südlicht"})
+        ),
+        PduVerdict::Allow
+    );
+}
+
+#[test]
+fn text_is_read_through_the_text_pipeline() {
+    let p = policy();
+    // Zero-width space inside the phrase, and HTML markup in formatted_body.
+    for content in [
+        json!({"msgtype": "m.text", "body": "Projekt\u{200b} Nordlicht"}),
+        json!({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html",
+               "formatted_body": "<b>Projekt</b> Nord&shy;licht"}),
+    ] {
+        assert_eq!(
+            verdict(&p, Direction::Outbound, "m.room.message", content.clone()),
+            PduVerdict::Redact {
+                rule: "yara:t.geheim".into()
+            },
+            "{content}"
+        );
+    }
+}
+
+#[test]
+fn the_most_severe_action_wins_and_findings_name_the_rules() {
+    let p = policy();
+    let raw = pdu_raw(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "Projekt Nordlicht BITTE-PRUEFEN"}),
+    );
+    let view = PduView::parse(&raw).unwrap();
+    let c = ctx(Direction::Outbound);
+    let mut found = Findings::default();
+    let v = p.explain_pdu(&c, &view, &mut found);
+    assert_eq!(
+        v,
+        PduVerdict::Hold {
+            rule: "yara:t.hold_me".into()
+        }
+    );
+    let mut rules: Vec<(&str, &str, Option<&str>)> = found
+        .hits
+        .iter()
+        .map(|h| (h.rule.as_str(), h.action.as_str(), h.field.as_deref()))
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        vec![
+            ("yara:t.geheim", "redact", Some("body")),
+            ("yara:t.hold_me", "hold", Some("body"))
+        ]
+    );
+    let m = p.matches(&c, &view);
+    assert_eq!(m.len(), 2);
+    // The redacted form (no content) is clean.
+    let redacted = pdu_raw("m.room.message", json!({}));
+    assert_eq!(
+        p.redacted_pdu(&c, &PduView::parse(&redacted).unwrap()),
+        PduVerdict::Allow
+    );
+}
+
+#[test]
+fn a_failing_matcher_fails_closed() {
+    struct Broken(Vec<TextRule>);
+    impl TextMatcher for Broken {
+        fn text_rules(&self) -> &[TextRule] {
+            &self.0
+        }
+        fn match_texts(&self, _: &[&[u8]]) -> Result<Vec<Vec<usize>>, TextScanError> {
+            Err(TextScanError::Timeout)
+        }
+    }
+    let p = YaraTextPolicy::new(Arc::new(Broken(vec![TextRule {
+        name: "x.y".into(),
+        fields: vec![],
+        directions: vec![],
+        event_types: vec![],
+        action: Action::Tag,
+    }])));
+    assert_eq!(
+        verdict(
+            &p,
+            Direction::Inbound,
+            "m.room.message",
+            json!({"body": "anything"})
+        ),
+        PduVerdict::Redact {
+            rule: "yara:scan_failed".into()
+        }
+    );
+}
+
+#[test]
+fn globs() {
+    assert!(glob(b"m.room.*", b"m.room.message"));
+    assert!(glob(b"*", b""));
+    assert!(glob(b"m.*.message", b"m.room.message"));
+    assert!(!glob(b"m.room.*", b"m.roomx"));
+    assert!(!glob(b"m.room.message", b"m.room.messages"));
+}
