@@ -12,6 +12,7 @@
 //!   ([`pdf`]); an encrypted PDF is [`ExtractError::Unreadable`];
 //! - images: PNG `tEXt`/`zTXt`/`iTXt`/`eXIf`, JPEG comments, EXIF and XMP, GIF comment and
 //!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags ([`image`]);
+//! - scripts (`#!`): their text (invalid UTF-8 replaced);
 //! - legacy OLE documents are [`ExtractError::Unreadable`] (the guard does not read them);
 //! - archives, executables, audio and video have no text here (`Ok(None)`): the inspector
 //!   walks archives itself.
@@ -59,6 +60,7 @@ pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<Stri
             let text = decode(kind, bytes)?;
             sink.piece(&text)?;
         }
+        FileKind::Script => sink.piece(&String::from_utf8_lossy(bytes))?,
         FileKind::Json => json(&mut sink, &decode(kind, bytes)?)?,
         FileKind::Xml | FileKind::Svg => {
             xml::text(&mut sink, &decode(kind, bytes)?, xml::Mode::Generic)?
@@ -89,7 +91,6 @@ pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<Stri
         | FileKind::Pe
         | FileKind::Elf
         | FileKind::MachO
-        | FileKind::Script
         | FileKind::Mp4
         | FileKind::Webm
         | FileKind::Ogg

