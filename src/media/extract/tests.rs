@@ -436,6 +436,20 @@ fn jpeg_truncated_and_bad_exif() {
 }
 
 #[test]
+fn exif_with_one_broken_entry_gives_the_others() {
+    let mut description = format!("{SECRET}-description").into_bytes();
+    description.push(0);
+    let mut artist = format!("{IBAN} artist").into_bytes();
+    artist.push(0);
+    let mut tiff = docs::exif_tiff(&[(0x010e, 2, description), (0x013b, 2, artist)]);
+    // the second entry's value offset (IFD at 8, count, 12-byte entries) points nowhere
+    tiff[30..34].copy_from_slice(&0xffff_ff00u32.to_le_bytes());
+    let t = extract(&docs::jpeg_with_exif_data(&tiff), FileKind::Jpeg);
+    assert_has(&t, &format!("{SECRET}-description"), "intact EXIF entry");
+    assert!(!t.contains(IBAN), "{t:?}");
+}
+
+#[test]
 fn gif_and_webp_metadata() {
     let long = format!("{}{}", "x".repeat(300), both());
     let t = extract(&docs::gif_with_comment(&long), FileKind::Gif);
