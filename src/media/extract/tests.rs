@@ -314,7 +314,7 @@ fn pdf_page_text_info_xmp() {
         pages: vec!["page one", &page_two],
         info: vec![("Author", IBAN), ("Keywords", "k (with) parens")],
         xmp: Some(&xmp),
-        encrypted: false,
+        ..docs::PdfSpec::default()
     };
     let t = extract(&docs::pdf_from(&spec), FileKind::Pdf);
     assert_has(&t, &format!("{SECRET}-p2"), "pdf second page");
@@ -331,6 +331,16 @@ fn pdf_encrypted_garbage_truncated() {
         ..docs::PdfSpec::default()
     };
     let err = text(FileKind::Pdf, &docs::pdf_from(&spec), MAX).unwrap_err();
+    assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
+
+    let spec = docs::PdfSpec {
+        pages: vec!["cover letter"],
+        attachment: Some(("secret.docx", &docs::docx(SECRET))),
+        ..docs::PdfSpec::default()
+    };
+    let with_attachment = docs::pdf_from(&spec);
+    assert_eq!(sniff(&with_attachment), FileKind::Pdf);
+    let err = text(FileKind::Pdf, &with_attachment, MAX).unwrap_err();
     assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
 
     let err = text(FileKind::Pdf, b"%PDF-1.4\ngarbage garbage", MAX).unwrap_err();
