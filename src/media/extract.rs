@@ -8,8 +8,9 @@
 //!   except themes, styles and font tables — body, headers, footers, notes, comments, shared
 //!   strings, inline strings, slides, document properties ([`office`]). Runs within a
 //!   paragraph are joined without a separator, paragraphs end with a line feed;
-//! - PDF: the text of every page, annotation texts, the Info dictionary and XMP metadata
-//!   ([`pdf`]); an encrypted PDF is [`ExtractError::Unreadable`];
+//! - PDF: the text of every page, annotation texts, form fields, the Info dictionary and XMP
+//!   metadata ([`pdf`]); an encrypted PDF or one with embedded files is
+//!   [`ExtractError::Unreadable`];
 //! - images: PNG `tEXt`/`zTXt`/`iTXt`/`eXIf`, JPEG comments, EXIF and XMP, GIF comment and
 //!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags ([`image`]);
 //! - scripts (`#!`): their text (invalid UTF-8 replaced);

@@ -1,5 +1,6 @@
 //! Text of a PDF with lopdf: every page's text, annotation texts (`/Contents`, `/T`,
-//! `/Subj`), every string of the Info dictionary and the XMP metadata stream.
+//! `/Subj`), form field names and values, every string of the Info dictionary and the XMP
+//! metadata stream.
 //!
 //! Streams are decompressed with a hard limit. A PDF with embedded files (attachments) is
 //! unreadable: the files inside are not inspected. An encrypted PDF (an `/Encrypt` entry, even
@@ -63,6 +64,24 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
         if let Ok((_, Object::Dictionary(info))) = doc.dereference(info) {
             for (_, value) in info.iter() {
                 string(sink, &doc, value)?;
+            }
+        }
+    }
+    // form fields: name, tooltip, value (filled-in forms)
+    for obj in doc.objects.values() {
+        if let Object::Dictionary(field) = obj {
+            if field.has(b"FT") || (field.has(b"Parent") && field.has(b"V")) {
+                for key in [&b"T"[..], b"TU", b"V"] {
+                    match field.get(key) {
+                        Ok(Object::Array(values)) => {
+                            for v in values {
+                                string(sink, &doc, v)?;
+                            }
+                        }
+                        Ok(v) => string(sink, &doc, v)?,
+                        Err(_) => {}
+                    }
+                }
             }
         }
     }

@@ -317,6 +317,8 @@ pub struct PdfSpec<'a> {
     pub encrypted: bool,
     /// An embedded file (name, content) in the document's `EmbeddedFiles` name tree.
     pub attachment: Option<(&'a str, &'a [u8])>,
+    /// A filled-in text form field (name, value) in the document's `AcroForm`.
+    pub form_field: Option<(&'a str, &'a str)>,
 }
 
 /// A one-page PDF 1.4 drawing `text` in Helvetica.
@@ -360,7 +362,7 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
         spec.pages.clone()
     };
     // objects: 1 catalog, 2 pages, 3 font, then per page (page, content), then info, xmp,
-    // encrypt, embedded file stream, file specification
+    // encrypt, embedded file stream, file specification, form field
     let mut objects: Vec<Vec<u8>> = Vec::new();
     let n_pages = pages.len();
     let first_page = 4;
@@ -369,6 +371,7 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     let encrypt_id = xmp_id + 1;
     let embedded_id = encrypt_id + 1;
     let filespec_id = embedded_id + 1;
+    let field_id = filespec_id + 1;
     let kids: Vec<String> = (0..n_pages)
         .map(|i| format!("{} 0 R", first_page + 2 * i))
         .collect();
@@ -384,7 +387,12 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
         ),
         None => String::new(),
     };
-    objects.push(format!("<< /Type /Catalog /Pages 2 0 R{metadata}{names} >>").into_bytes());
+    let form = if spec.form_field.is_some() {
+        format!(" /AcroForm << /Fields [{field_id} 0 R] >>")
+    } else {
+        String::new()
+    };
+    objects.push(format!("<< /Type /Catalog /Pages 2 0 R{metadata}{names}{form} >>").into_bytes());
     objects.push(
         format!(
             "<< /Type /Pages /Kids [{}] /Count {} >>",
@@ -463,6 +471,15 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
             objects.push(b"null".to_vec());
         }
     }
+    objects.push(match spec.form_field {
+        Some((name, value)) => format!(
+            "<< /FT /Tx /T {} /V {} /Rect [72 600 300 620] >>",
+            pdf_string(name),
+            pdf_string(value)
+        )
+        .into_bytes(),
+        None => b"null".to_vec(),
+    });
 
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
@@ -895,6 +912,15 @@ pub fn marked(marker: &str) -> Vec<(crate::media::FileKind, &'static str, Vec<u8
         (K::Ods, "cell", ods(&[marker])),
         (K::Pdf, "page", pdf(marker)),
         (K::Pdf, "info", pdf_with_info(marker)),
+        (
+            K::Pdf,
+            "form field",
+            pdf_from(&PdfSpec {
+                pages: vec![""],
+                form_field: Some(("field", marker)),
+                ..PdfSpec::default()
+            }),
+        ),
         (
             K::Pdf,
             "xmp",
