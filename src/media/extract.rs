@@ -8,10 +8,12 @@
 //!   except themes, styles and font tables — body, headers, footers, notes, comments, shared
 //!   strings, inline strings, slides, document properties ([`office`]). Runs within a
 //!   paragraph are joined without a separator, paragraphs end with a line feed;
-//! - PDF: the text of every page, annotation texts, the Info dictionary and XMP metadata
-//!   ([`pdf`]); an encrypted PDF is [`ExtractError::Unreadable`];
+//! - PDF: the text of every page, annotation texts, form fields, the Info dictionary and XMP
+//!   metadata ([`pdf`]); an encrypted PDF or one with embedded files is
+//!   [`ExtractError::Unreadable`];
 //! - images: PNG `tEXt`/`zTXt`/`iTXt`/`eXIf`, JPEG comments, EXIF and XMP, GIF comment and
 //!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags ([`image`]);
+//! - scripts (`#!`): their text (invalid UTF-8 replaced);
 //! - legacy OLE documents are [`ExtractError::Unreadable`] (the guard does not read them);
 //! - archives, executables, audio and video have no text here (`Ok(None)`): the inspector
 //!   walks archives itself.
@@ -59,6 +61,7 @@ pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<Stri
             let text = decode(kind, bytes)?;
             sink.piece(&text)?;
         }
+        FileKind::Script => sink.piece(&String::from_utf8_lossy(bytes))?,
         FileKind::Json => json(&mut sink, &decode(kind, bytes)?)?,
         FileKind::Xml | FileKind::Svg => {
             xml::text(&mut sink, &decode(kind, bytes)?, xml::Mode::Generic)?
@@ -89,7 +92,6 @@ pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<Stri
         | FileKind::Pe
         | FileKind::Elf
         | FileKind::MachO
-        | FileKind::Script
         | FileKind::Mp4
         | FileKind::Webm
         | FileKind::Ogg

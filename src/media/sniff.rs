@@ -252,17 +252,69 @@ fn is_tar(b: &[u8]) -> bool {
     sum == stored
 }
 
-/// An MPEG audio frame header at offset 0 (11 sync bits, a valid version, layer, bit rate
-/// and sample rate).
+/// MPEG audio at offset 0: a valid frame header (11 sync bits, version, layer, bit rate,
+/// sample rate) followed by a second one where the first frame ends, or a single frame that
+/// is the whole file. One header alone is too weak: one random byte string in a few thousand
+/// starts like one.
 fn mp3_frame(b: &[u8]) -> bool {
-    if b.len() < 4 || b[0] != 0xff || b[1] & 0xe0 != 0xe0 {
+    let Some(first) = mpeg_frame_len(b) else {
         return false;
+    };
+    if first == b.len() {
+        return true;
     }
-    let version = (b[1] >> 3) & 0x03;
-    let layer = (b[1] >> 1) & 0x03;
-    let bitrate = b[2] >> 4;
-    let rate = (b[2] >> 2) & 0x03;
-    version != 0x01 && layer != 0x00 && bitrate != 0x0f && bitrate != 0 && rate != 0x03
+    b.get(first..)
+        .and_then(mpeg_frame_len)
+        .is_some_and(|_| b[first + 1] & 0xfe == b[1] & 0xfe)
+}
+
+/// The length of the MPEG audio frame whose header starts `b`.
+fn mpeg_frame_len(b: &[u8]) -> Option<usize> {
+    if b.len() < 4 || b[0] != 0xff || b[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    let version = (b[1] >> 3) & 0x03; // 0: 2.5, 2: 2, 3: 1
+    let layer = (b[1] >> 1) & 0x03; // 1: III, 2: II, 3: I
+    let bitrate_index = usize::from(b[2] >> 4);
+    let rate_index = usize::from((b[2] >> 2) & 0x03);
+    let padding = usize::from((b[2] >> 1) & 0x01);
+    if version == 1 || layer == 0 || bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 {
+        return None;
+    }
+    const V1: [[u32; 15]; 3] = [
+        [
+            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ], // III
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+        ], // II
+        [
+            0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+        ], // I
+    ];
+    const V2: [[u32; 15]; 2] = [
+        [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160], // II, III
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+        ], // I
+    ];
+    let bitrate = if version == 3 {
+        V1[usize::from(layer) - 1][bitrate_index]
+    } else {
+        V2[usize::from(layer == 3)][bitrate_index]
+    } as usize
+        * 1000;
+    let rate = match version {
+        3 => [44_100, 48_000, 32_000][rate_index],
+        2 => [22_050, 24_000, 16_000][rate_index],
+        _ => [11_025, 12_000, 8_000][rate_index],
+    };
+    let len = match layer {
+        3 => (12 * bitrate / rate + padding) * 4,
+        1 if version != 3 => 72 * bitrate / rate + padding,
+        _ => 144 * bitrate / rate + padding,
+    };
+    (len >= 4).then_some(len)
 }
 
 /// A zip file's central directory names what is inside (no entry is decompressed except the

@@ -11,8 +11,9 @@
 //!
 //! EXIF gives every ASCII tag (ImageDescription, Artist, Copyright, Make, Software, …),
 //! UserComment and the Windows XP tags (XPTitle, XPComment, XPAuthor, XPKeywords,
-//! XPSubject). A structure that runs past the end of the file is malformed; EXIF that
-//! kamadak-exif cannot parse is malformed too (it could hide text the guard did not read).
+//! XPSubject). A structure that runs past the end of the file is malformed; EXIF of which
+//! kamadak-exif parses no field is malformed too (it could hide text the guard did not read),
+//! while EXIF with some broken entries gives the fields that parse.
 //! Not read: ICC profiles, bytes after the end of the image (YARA-X sees those).
 use std::io::Read;
 
@@ -322,9 +323,15 @@ const XP_TAGS: &[u16] = &[0x9c9b, 0x9c9c, 0x9c9d, 0x9c9e, 0x9c9f];
 const USER_COMMENT: u16 = 0x9286;
 
 fn exif(sink: &mut Sink, tiff: Vec<u8>) -> Result<(), ExtractError> {
+    // Camera files often carry one broken entry (a maker note with bad offsets): the fields
+    // that parse are read; EXIF of which nothing parses is malformed.
     let parsed = exif::Reader::new()
+        .continue_on_error(true)
         .read_raw(tiff)
-        .map_err(|_| sink.malformed("EXIF could not be parsed"))?;
+        .or_else(|e| e.distill_partial_result(|_| {}))
+        .ok()
+        .filter(|parsed| parsed.fields().next().is_some())
+        .ok_or_else(|| sink.malformed("EXIF could not be parsed"))?;
     for field in parsed.fields() {
         let number = field.tag.number();
         match &field.value {

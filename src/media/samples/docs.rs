@@ -315,6 +315,10 @@ pub struct PdfSpec<'a> {
     pub xmp: Option<&'a str>,
     /// An `/Encrypt` dictionary (standard handler, R2) with a user password nobody knows.
     pub encrypted: bool,
+    /// An embedded file (name, content) in the document's `EmbeddedFiles` name tree.
+    pub attachment: Option<(&'a str, &'a [u8])>,
+    /// A filled-in text form field (name, value) in the document's `AcroForm`.
+    pub form_field: Option<(&'a str, &'a str)>,
 }
 
 /// A one-page PDF 1.4 drawing `text` in Helvetica.
@@ -357,13 +361,17 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     } else {
         spec.pages.clone()
     };
-    // objects: 1 catalog, 2 pages, 3 font, then per page (page, content), then info, xmp, encrypt
+    // objects: 1 catalog, 2 pages, 3 font, then per page (page, content), then info, xmp,
+    // encrypt, embedded file stream, file specification, form field
     let mut objects: Vec<Vec<u8>> = Vec::new();
     let n_pages = pages.len();
     let first_page = 4;
     let info_id = first_page + 2 * n_pages;
     let xmp_id = info_id + 1;
     let encrypt_id = xmp_id + 1;
+    let embedded_id = encrypt_id + 1;
+    let filespec_id = embedded_id + 1;
+    let field_id = filespec_id + 1;
     let kids: Vec<String> = (0..n_pages)
         .map(|i| format!("{} 0 R", first_page + 2 * i))
         .collect();
@@ -372,7 +380,19 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     } else {
         String::new()
     };
-    objects.push(format!("<< /Type /Catalog /Pages 2 0 R{metadata} >>").into_bytes());
+    let names = match spec.attachment {
+        Some((name, _)) => format!(
+            " /Names << /EmbeddedFiles << /Names [{} {filespec_id} 0 R] >> >>",
+            pdf_string(name)
+        ),
+        None => String::new(),
+    };
+    let form = if spec.form_field.is_some() {
+        format!(" /AcroForm << /Fields [{field_id} 0 R] >>")
+    } else {
+        String::new()
+    };
+    objects.push(format!("<< /Type /Catalog /Pages 2 0 R{metadata}{names}{form} >>").into_bytes());
     objects.push(
         format!(
             "<< /Type /Pages /Kids [{}] /Count {} >>",
@@ -427,6 +447,39 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     objects.push(
         format!("<< /Filter /Standard /V 1 /R 2 /O <{hex32}> /U <{hex32}> /P -4 >>").into_bytes(),
     );
+    match spec.attachment {
+        Some((name, content)) => {
+            let mut embedded = format!(
+                "<< /Type /EmbeddedFile /Length {} >>\nstream\n",
+                content.len()
+            )
+            .into_bytes();
+            embedded.extend_from_slice(content);
+            embedded.extend_from_slice(b"\nendstream");
+            objects.push(embedded);
+            objects.push(
+                format!(
+                    "<< /Type /Filespec /F {} /EF << /F {embedded_id} 0 R >> >>",
+                    pdf_string(name)
+                )
+                .into_bytes(),
+            );
+        }
+        None => {
+            // unused object numbers stay in the table as null objects
+            objects.push(b"null".to_vec());
+            objects.push(b"null".to_vec());
+        }
+    }
+    objects.push(match spec.form_field {
+        Some((name, value)) => format!(
+            "<< /FT /Tx /T {} /V {} /Rect [72 600 300 620] >>",
+            pdf_string(name),
+            pdf_string(value)
+        )
+        .into_bytes(),
+        None => b"null".to_vec(),
+    });
 
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
@@ -859,6 +912,15 @@ pub fn marked(marker: &str) -> Vec<(crate::media::FileKind, &'static str, Vec<u8
         (K::Ods, "cell", ods(&[marker])),
         (K::Pdf, "page", pdf(marker)),
         (K::Pdf, "info", pdf_with_info(marker)),
+        (
+            K::Pdf,
+            "form field",
+            pdf_from(&PdfSpec {
+                pages: vec![""],
+                form_field: Some(("field", marker)),
+                ..PdfSpec::default()
+            }),
+        ),
         (
             K::Pdf,
             "xmp",
