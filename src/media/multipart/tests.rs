@@ -467,6 +467,37 @@ proptest! {
     }
 
     #[test]
+    fn a_changed_byte_outside_the_file_never_panics_and_never_passes_silently(
+        at in 0usize..200,
+        to in any::<u8>(),
+    ) {
+        let (ctype, mut body) = build(b"{}", "image/png", Some("inline"), b"0123456789");
+        // Every byte but the file's: the framing, headers and metadata.
+        let file_at = memmem::find(&body, b"0123456789").unwrap();
+        let positions: Vec<usize> = (0..body.len())
+            .filter(|i| !(file_at..file_at + 10).contains(i))
+            .collect();
+        let i = positions[at % positions.len()];
+        prop_assume!(body[i] != to);
+        let before = body[i];
+        body[i] = to;
+        if let Ok(a) = parse(&ctype, &body) {
+            // Only changes a strict reader may accept: header-name case, whitespace in the
+            // epilogue or within header values, or an equivalent JSON / header text.
+            let case_only = before.eq_ignore_ascii_case(&to);
+            let harmless = case_only
+                || matches!((before, to), (b' ', b'\t') | (b'\n', b'\r' | b' ' | b'\t') | (b'\r', b'\n' | b' ' | b'\t'))
+                || a.metadata != b"{}"
+                || a.content != Content::Bytes {
+                    content_type: Some("image/png".into()),
+                    disposition: Some("inline".into()),
+                    bytes: b"0123456789",
+                };
+            prop_assert!(harmless, "byte {i}: {before:#x} -> {to:#x} parsed as the original");
+        }
+    }
+
+    #[test]
     fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = parse(&ct(), &body);
     }

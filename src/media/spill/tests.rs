@@ -156,3 +156,61 @@ async fn a_missing_spill_directory_is_an_io_error() {
         .unwrap_err();
     assert!(matches!(err, SpillError::Io(_)), "{err}");
 }
+
+/// A real hyper `Incoming` body over a 127.0.0.1 connection, chunked, spilled; and a
+/// connection that closes mid-body is a body error.
+#[tokio::test]
+async fn hyper_incoming_over_a_loopback_connection() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (expected, _) = chunks(&[30_000, 30_000, 30_000]);
+    let server = tokio::spawn(async move {
+        for truncate in [false, true] {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if truncate {
+                use tokio::io::AsyncWriteExt as _;
+                let mut tcp = tcp;
+                let mut buf = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 50000\r\n\r\nonly this")
+                    .await
+                    .unwrap();
+                drop(tcp);
+                continue;
+            }
+            let svc = service_fn(|_req| async {
+                let (_, parts) = chunks(&[30_000, 30_000, 30_000]);
+                Ok::<_, Infallible>(hyper::Response::new(body(parts)))
+            });
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await
+                .unwrap();
+        }
+    });
+    for truncate in [false, true] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/")
+            .header("host", "127.0.0.1")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let got = collect(resp.into_body(), 1 << 20, 10_000, Some(dir.path())).await;
+        if truncate {
+            assert!(matches!(got, Err(SpillError::Body(_))), "{got:?}");
+        } else {
+            let s = got.unwrap();
+            assert!(s.is_spilled());
+            assert_eq!(&*s, &expected[..]);
+        }
+    }
+    server.await.unwrap();
+}
