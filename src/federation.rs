@@ -19,6 +19,7 @@ pub mod canonical;
 pub mod catalog;
 pub mod e2ee;
 pub mod json;
+pub mod mxc;
 pub mod pdu;
 pub mod pycanonical;
 pub mod redact;

@@ -26,6 +26,14 @@ use serde::Serialize;
 pub use crate::config::media::{ArchiveLimits, MediaConfig, MediaTypes};
 pub use crate::telemetry::Direction;
 
+/// The compiled rules a file is judged with: the DLP engine and the YARA-X rules of one load
+/// (attached to the policy stack of that load, `policy::Layers::attachment`).
+#[derive(Default, Clone)]
+pub struct Scanners {
+    pub dlp: Option<std::sync::Arc<crate::policy::dlp::Engine>>,
+    pub yara: Option<std::sync::Arc<yara::YaraRules>>,
+}
+
 /// What a file is, judged from its bytes. [`FileKind::as_str`] is the name used in
 /// `[media.types]`, decision records and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -264,7 +272,7 @@ pub mod cache;
 pub mod extract;
 pub mod inspect;
 pub mod multipart;
-pub mod refs;
+pub use crate::federation::mxc as refs;
 #[doc(hidden)]
 pub mod samples;
 pub mod sniff;

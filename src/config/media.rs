@@ -23,6 +23,8 @@
 //! max_concurrent_scans = 0
 //! # verdict cache entries (SHA-256 + policy version + direction + destination)
 //! cache_entries = 4096
+//! # references of events to media are kept this long (older media is then unreferenced)
+//! reference_retention_days = 365
 //!
 //! [media.types]
 //! # file types (crate::media::FileKind names) that may cross, per direction of the data
@@ -63,6 +65,9 @@ pub struct MediaConfig {
     pub max_concurrent_scans: usize,
     /// Verdict cache entries.
     pub cache_entries: usize,
+    /// How long the mxc index keeps a reference (days); downloads of media whose events are
+    /// older are refused as unreferenced.
+    pub reference_retention_days: u64,
     /// `[media.types]`: file types allowed per direction of the data.
     pub types: MediaTypes,
     /// `[media.archive]`: limits for archives (zip, tar, gzip, nested).
@@ -82,6 +87,7 @@ impl Default for MediaConfig {
             scan_deadline_ms: 2000,
             max_concurrent_scans: 0,
             cache_entries: 4096,
+            reference_retention_days: 365,
             types: MediaTypes::default(),
             archive: ArchiveLimits::default(),
         }

@@ -25,17 +25,9 @@ pub struct Layers {
     layers: Vec<(&'static str, Arc<dyn Policy>)>,
     /// The policy version (the rule set's combined hash, `policy::identity`), for records.
     version: Option<Arc<str>>,
-    /// What files crossing the guard are judged with (`crate::media`): the DLP engine and the
-    /// YARA-X rules of the same load as the layers.
-    scanners: Scanners,
-}
-
-/// The compiled rules media inspection uses, taken from the same load as a [`Layers`] stack
-/// (a reload swaps them together).
-#[derive(Default, Clone)]
-pub struct Scanners {
-    pub dlp: Option<Arc<crate::policy::dlp::Engine>>,
-    pub yara: Option<Arc<crate::media::yara::YaraRules>>,
+    /// Compiled rules that other components take from the same load as the layers (media
+    /// inspection's scanners); opaque to the policy, so a reload swaps them together.
+    attachment: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Layers {
@@ -57,14 +49,15 @@ impl Layers {
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
     }
-    /// Sets the compiled rules for media inspection (see [`Layers::scanners`]).
-    pub fn with_scanners(mut self, scanners: Scanners) -> Self {
-        self.scanners = scanners;
+    /// Attaches compiled rules of the same load for other components (see
+    /// [`Layers::attachment`]).
+    pub fn with_attachment(mut self, a: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.attachment = Some(a);
         self
     }
-    /// The DLP engine and YARA-X rules of this stack's load, for media inspection.
-    pub fn scanners(&self) -> &Scanners {
-        &self.scanners
+    /// The attachment of this stack's load, if it is a `T`.
+    pub fn attachment<T: std::any::Any>(&self) -> Option<&T> {
+        self.attachment.as_ref()?.downcast_ref::<T>()
     }
     /// The layer names, in order.
     pub fn names(&self) -> Vec<&'static str> {

@@ -36,7 +36,7 @@ impl MediaPolicy {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
             return PduVerdict::Allow;
         };
-        for r in crate::media::refs::refs_in_event(&value) {
+        for r in crate::federation::mxc::refs_in_event(&value) {
             match self.store.media_blocked(&r.server_name, &r.media_id) {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => {

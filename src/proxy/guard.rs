@@ -521,10 +521,10 @@ impl Guard {
             .with("config", base.clone())
             .with("media", media.clone());
         // Media inspection uses the DLP engine and YARA rules of the same load.
-        l = l.with_scanners(crate::policy::layers::Scanners {
+        l = l.with_attachment(Arc::new(crate::media::Scanners {
             dlp: dlp.as_ref().map(|d| d.engine().clone()),
             yara: yara.cloned(),
-        });
+        }));
         if let Some(d) = dlp {
             l = l.with("dlp", d);
         }
@@ -798,6 +798,7 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
+    tasks.push(tokio::spawn(super::media::prune(guard.clone(), sd.clone())));
     {
         let mut s = sd.clone();
         tasks.push(tokio::spawn(super::notices::deliver(

@@ -48,8 +48,7 @@ use crate::federation::catalog::{EndpointClass, Handler};
 use crate::media::cache::{CacheKey, VerdictCache};
 use crate::media::inspect::{InspectCtx, Inspector, InspectorError};
 use crate::media::multipart::{self, Content};
-use crate::media::{FileKind, MediaFinding, MediaReason, Report};
-use crate::policy::layers::Scanners;
+use crate::media::{FileKind, MediaFinding, MediaReason, Report, Scanners};
 use crate::policy::{Direction, ExchangeCtx, Layers, Refusal, RefusalReason, UnitDecision};
 use crate::store::media_refs::MediaRefRow;
 use crate::telemetry as tm;
@@ -428,7 +427,9 @@ pub(crate) async fn inspect_answer(
                 r
             }
             None => {
-                let inspector = gate.inspector(policy.scanners()).map_err(|e| {
+                let none = Scanners::default();
+                let scanners = policy.attachment::<Scanners>().unwrap_or(&none);
+                let inspector = gate.inspector(scanners).map_err(|e| {
                     tracing::error!(error = %e, "media inspector unavailable: refused");
                     refused(MediaReason::Internal, "internal error")
                 })?;
@@ -628,6 +629,31 @@ async fn follow(
     Ok((resp.body, ct, disposition))
 }
 
+/// Prunes the mxc index of references older than `[media] reference_retention_days`, hourly.
+pub async fn prune(guard: Arc<Guard>, mut stop: super::guard::Shutdown) {
+    let keep = Duration::from_secs(
+        guard
+            .media()
+            .cfg
+            .reference_retention_days
+            .saturating_mul(86_400),
+    );
+    loop {
+        if let Some(before) = std::time::SystemTime::now().checked_sub(keep) {
+            let g = guard.clone();
+            match tokio::task::spawn_blocking(move || g.store().prune_media_refs(before)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "mxc index pruned"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "mxc index not pruned"),
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
 /// The mxc index: records which events that crossed (or did not) reference which media,
 /// from the decisions of one body. Called with every body's decision records
 /// (`proxy::audit_trail`). A failure is logged: downloads then find no reference and are
@@ -650,10 +676,7 @@ pub(crate) fn index_decisions(
     } else {
         ctx.direction
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::store::media_refs::now_ms();
     let mut rows = Vec::new();
     for (d, raw) in contents {
         if !raw.contains("mxc://") {
@@ -662,7 +685,7 @@ pub(crate) fn index_decisions(
         let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
             continue;
         };
-        for r in crate::media::refs::refs_in_event(&value) {
+        for r in crate::federation::mxc::refs_in_event(&value) {
             rows.push(MediaRefRow {
                 server_name: r.server_name,
                 media_id: r.media_id,
@@ -677,6 +700,8 @@ pub(crate) fn index_decisions(
             });
         }
     }
+    // A row the store would refuse (an event without id) must not sink the others.
+    rows.retain(|r| r.check().is_ok());
     if rows.is_empty() {
         return;
     }
