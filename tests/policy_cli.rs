@@ -519,4 +519,31 @@ fn check_compiles_the_yara_rules_and_prints_their_diagnostics() {
         out.contains("broken.yar:3: expected the rule to match, it did not"),
         "{out}"
     );
+
+    // `policy explain` shows what the YARA `text` rules make of an event.
+    write(
+        &dir.path().join("yara"),
+        "broken.yar",
+        "rule nordlicht : text { meta: fields = \"body\" strings: $a = \"Nordlicht\" condition: $a }\n",
+    );
+    let ev = write(
+        dir.path(),
+        "ev.json",
+        r#"{"type": "m.room.message", "content": {"msgtype": "m.text", "body": "Projekt Nordlicht"}}"#,
+    );
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policies",
+        d,
+        "--event",
+        ev.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("YARA text rules: redact"), "{out}");
+    assert!(
+        out.contains("  rule yara:broken.nordlicht [redact]: field body"),
+        "{out}"
+    );
 }

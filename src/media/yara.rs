@@ -963,4 +963,31 @@ impl crate::policy::dlp::cli::CompanionInput for PolicyCheck {
                 .collect(),
         })
     }
+
+    fn explain(&self, dir: &Path, event: &serde_json::Value, direction: Direction) -> Vec<String> {
+        use crate::policy::dlp::fields::EventParts;
+        use crate::policy::yara_text::YaraTextPolicy;
+        let rules = match YaraRules::load_dir(dir) {
+            Ok(r) => Arc::new(r),
+            Err(d) => return d.iter().map(|d| d.to_string()).collect(),
+        };
+        if rules.text_rules().is_empty() {
+            return Vec::new();
+        }
+        let policy = YaraTextPolicy::new(rules.clone());
+        let out = policy.scan_parts(direction, EventParts::of(event));
+        let mut lines = vec![format!(
+            "YARA text rules: {}{}",
+            out.action,
+            out.failed.map(|f| format!(" ({f})")).unwrap_or_default()
+        )];
+        for h in &out.hits {
+            let r = &rules.text_rules()[h.rule];
+            lines.push(format!(
+                "  rule yara:{} [{}]: field {}",
+                r.name, r.action, h.field
+            ));
+        }
+        lines
+    }
 }

@@ -64,6 +64,16 @@ pub enum Dir {
 pub trait CompanionInput {
     /// Loads the input of the policy directory `dir`, or gives every error and warning.
     fn check(&self, dir: &Path) -> Result<CompanionReport, CompanionErrors>;
+    /// `policy explain` (human format): lines saying what the input makes of `event` (a PDU
+    /// or bare event) going in `direction`; nothing when it has no say on event text.
+    fn explain(
+        &self,
+        _dir: &Path,
+        _event: &serde_json::Value,
+        _direction: Direction,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The diagnostics of a companion input that did not load, one per line.
@@ -358,6 +368,11 @@ pub fn run_with(
                             m.excerpt,
                             m.confidence
                         );
+                    }
+                    for c in companions {
+                        for line in c.explain(&policies, &ev, direction) {
+                            println!("{line}");
+                        }
                     }
                 }
             }
