@@ -153,6 +153,29 @@ fn check_accepts_a_valid_config_and_reports_every_error_of_a_bad_one() {
     std::fs::write(rules.join("r.toml"), "mode = \"enforce\"\n[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"redact\"\nkeywords = [\"A\"]\n").unwrap();
     let (code, out, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+
+    // The YARA rules of `policies/yara/` too: a file that does not compile fails the check
+    // with its diagnostic (file:line:col, YAR code).
+    std::fs::create_dir_all(rules.join("yara")).unwrap();
+    std::fs::write(
+        rules.join("yara/x.yar"),
+        "rule x {\n  condition:\n    filesize >\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("x.yar:4:1: error[YAR001]: syntax error")),
+        "{err}"
+    );
+    std::fs::write(
+        rules.join("yara/x.yar"),
+        "rule x {\n  strings:\n    $a = \"abc\"\n  condition:\n    $a\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", with_dlp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]

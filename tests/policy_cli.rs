@@ -82,7 +82,13 @@ fn check_and_test_pass_on_the_shipped_set() {
         .filter(|l| l.starts_with("test ") && l.ends_with(" ... ok"))
         .count();
     let set = RuleSet::load_dir(&dir).unwrap();
-    let total: usize = set.rules().map(|r| r.tests.len()).sum();
+    let yara = grenzwacht::media::yara::YaraRules::load_dir(&dir).unwrap();
+    let total: usize = set.rules().map(|r| r.tests.len()).sum::<usize>() + yara.tests().len();
+    assert!(!yara.tests().is_empty());
+    assert!(
+        out.contains("test yara:scripts.html_script_element@"),
+        "{out}"
+    );
     assert_eq!(ok, total);
 }
 
@@ -496,4 +502,48 @@ fn check_compiles_the_yara_rules_and_prints_their_diagnostics() {
     );
     assert!(err.contains("empty.yar: error[YAR003]"), "{err}");
     assert!(err.contains("error: 2 problem(s)"), "{err}");
+
+    // `policy test` runs the embedded tests of the YARA files; a failing one fails it.
+    std::fs::remove_file(dir.path().join("yara/empty.yar")).unwrap();
+    write(
+        &dir.path().join("yara"),
+        "broken.yar",
+        "rule a { strings: $a = \"needle\" condition: $a }\n// test: a matches \"a needle\"\n// test: a matches \"no nee-dle\"\n",
+    );
+    let o = run(&["policy", "test", "--policies", d]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("test yara:broken.a@2 ... ok"), "{out}");
+    assert!(out.contains("test yara:broken.a@3 ... FAILED"), "{out}");
+    assert!(
+        out.contains("broken.yar:3: expected the rule to match, it did not"),
+        "{out}"
+    );
+
+    // `policy explain` shows what the YARA `text` rules make of an event.
+    write(
+        &dir.path().join("yara"),
+        "broken.yar",
+        "rule nordlicht : text { meta: fields = \"body\" strings: $a = \"Nordlicht\" condition: $a }\n",
+    );
+    let ev = write(
+        dir.path(),
+        "ev.json",
+        r#"{"type": "m.room.message", "content": {"msgtype": "m.text", "body": "Projekt Nordlicht"}}"#,
+    );
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policies",
+        d,
+        "--event",
+        ev.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("YARA text rules: redact"), "{out}");
+    assert!(
+        out.contains("  rule yara:broken.nordlicht [redact]: field body"),
+        "{out}"
+    );
 }

@@ -30,3 +30,7 @@ rule rtf_embedded_object : macro
     condition:
         uint32(0) == 0x74725C7B and $obj
 }
+
+// test: pdf_javascript matches "%PDF-1.4\n1 0 obj << /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>"
+// test: pdf_javascript ignores "%PDF-1.4\n1 0 obj << /Type /Catalog >>"
+// test: rtf_embedded_object matches "{\\rtf1{\\object\\objemb{\\*\\objdata 0105}}}"

@@ -55,3 +55,7 @@ rule macho_executable : executable
         // version (45 and more) where a universal binary has its small architecture count.
         or (uint32be(0) == 0xCAFEBABE and uint32be(4) > 0 and uint32be(4) < 20)
 }
+
+// test: elf_executable matches "\x7FELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3E\x00"
+// test: elf_embedded matches "text before \x7FELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3E\x00"
+// test: macho_executable ignores "\xCA\xFE\xBA\xBE\x00\x00\x00\x34 a Java class"

@@ -38,3 +38,8 @@ rule vba_auto_exec : script macro
     condition:
         uint32(0) == 0xE011CFD0 and $vba and any of ($a*)
 }
+
+// test: html_script_element matches "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>"
+// test: html_script_element ignores "<p>the <scripture> reading</p>"
+// test: powershell_encoded_command matches "powershell.exe -NoP -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA"
+// test: powershell_encoded_command ignores "powershell.exe -File backup.ps1"

@@ -17,9 +17,17 @@
 //! | `YAR004` | any other compile error (types, patterns, regexps, limits) |
 //! | `YAR005` | invalid scope `meta:` of a `text` rule (see `policy::yara_text`) |
 //! | `YAR006` | the directory or a file cannot be read, or is not UTF-8 |
+//! | `YAR007` | an embedded test line that does not parse or names an unknown rule |
 //! | `YAR010` | a yara-x warning (slow pattern, …): printed, never fails the load |
 //!
 //! The message ends with yara-x's own code (`(yara-x E009)`).
+//!
+//! # Embedded tests
+//!
+//! A comment line `// test: <rule> matches "<data>"` or `// test: <rule> ignores "<data>"`
+//! in a rule file is a test of rule `<rule>` of that file: `grenzwacht policy test` scans the
+//! data with the whole set and checks whether that rule matched. The data is a string with the
+//! escapes `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH`.
 //!
 //! # Scanning
 //!
@@ -63,6 +71,99 @@ pub struct YaraRules {
     files: Vec<(String, Vec<String>)>,
     /// yara-x's warnings (`YAR010`).
     warnings: Vec<YaraDiagnostic>,
+    /// The embedded tests of all files.
+    tests: Vec<YaraTest>,
+}
+
+/// One embedded test (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YaraTest {
+    /// `namespace.rule`
+    pub rule: String,
+    /// The file as shown in diagnostics, and the test's line.
+    pub file: String,
+    pub line: usize,
+    /// `true`: the rule must match; `false`: it must not.
+    pub expect_match: bool,
+    pub data: Vec<u8>,
+}
+
+/// The outcome of one embedded test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YaraTestResult {
+    pub test: YaraTest,
+    /// Whether the rule matched (`Err`: the scan failed).
+    pub matched: Result<bool, String>,
+}
+
+impl YaraTestResult {
+    pub fn passed(&self) -> bool {
+        self.matched.as_ref() == Ok(&self.test.expect_match)
+    }
+}
+
+/// Decodes the quoted data of a test line.
+fn unescape(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = Vec::new();
+    let mut it = inner.bytes();
+    while let Some(b) = it.next() {
+        if b == b'"' {
+            return None;
+        }
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next()? {
+            b'"' => out.push(b'"'),
+            b'\\' => out.push(b'\\'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'x' => {
+                let h = [it.next()?, it.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&h).ok()?, 16).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The test lines of one file; problems as `YAR007`.
+fn parse_tests(s: &Source<'_>, diags: &mut Vec<YaraDiagnostic>) -> Vec<YaraTest> {
+    let mut out = Vec::new();
+    for (i, line) in s.text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("// test:") else {
+            continue;
+        };
+        let col = line.len() - line.trim_start().len() + 1;
+        let mut parts = rest.trim_start().splitn(3, ' ');
+        let (rule, verb, data) = (parts.next(), parts.next(), parts.next());
+        let parsed = match (rule, verb, data.and_then(unescape)) {
+            (Some(r), Some("matches"), Some(d)) if !r.is_empty() => Some((r, true, d)),
+            (Some(r), Some("ignores"), Some(d)) if !r.is_empty() => Some((r, false, d)),
+            _ => None,
+        };
+        match parsed {
+            Some((rule, expect_match, data)) => out.push(YaraTest {
+                rule: format!("{}.{rule}", namespace_of(s.name)),
+                file: s.shown.clone(),
+                line: i + 1,
+                expect_match,
+                data,
+            }),
+            None => diags.push(diag(
+                "YAR007",
+                &s.shown,
+                (i + 1, col),
+                "invalid test line (expected `// test: <rule> matches|ignores \"<data>\"`)".into(),
+            )),
+        }
+    }
+    out
 }
 
 impl fmt::Debug for YaraRules {
@@ -477,6 +578,21 @@ impl YaraRules {
             }
             names.push(name);
         }
+        let mut tests = Vec::new();
+        for s in sources {
+            for t in parse_tests(s, &mut diags) {
+                if names.contains(&t.rule) {
+                    tests.push(t);
+                } else {
+                    diags.push(diag(
+                        "YAR007",
+                        &t.file,
+                        (t.line, 1),
+                        format!("test names unknown rule `{}`", t.rule),
+                    ));
+                }
+            }
+        }
         let mut files = Vec::new();
         for s in sources {
             let defined = per_ns.remove(namespace_of(s.name)).unwrap_or_default();
@@ -501,6 +617,7 @@ impl YaraRules {
             text_index,
             files,
             warnings,
+            tests,
         })
     }
 
@@ -531,6 +648,25 @@ impl YaraRules {
             }
         }
         Ok(Some(Arc::new(compiler.build())))
+    }
+
+    /// The embedded tests of all files.
+    pub fn tests(&self) -> &[YaraTest] {
+        &self.tests
+    }
+
+    /// Runs every embedded test.
+    pub fn run_tests(&self) -> Vec<YaraTestResult> {
+        self.tests
+            .iter()
+            .map(|t| YaraTestResult {
+                test: t.clone(),
+                matched: self
+                    .scan(&t.data, Duration::from_secs(5))
+                    .map(|hits| hits.iter().any(|h| h.rule == t.rule))
+                    .map_err(|e| e.to_string()),
+            })
+            .collect()
     }
 
     /// Number of rules.
@@ -802,6 +938,56 @@ impl crate::policy::dlp::cli::CompanionInput for PolicyCheck {
             summary,
             warnings: show(rules.warnings(), YaraSeverity::Warning),
             manifest,
+            tests: rules
+                .run_tests()
+                .into_iter()
+                .map(|r| crate::policy::dlp::cli::CompanionTest {
+                    name: format!("yara:{}@{}", r.test.rule, r.test.line),
+                    passed: r.passed(),
+                    failure: format!(
+                        "{}:{}: expected the rule to {}, {}",
+                        r.test.file,
+                        r.test.line,
+                        if r.test.expect_match {
+                            "match"
+                        } else {
+                            "not match"
+                        },
+                        match &r.matched {
+                            Ok(true) => "it matched".to_string(),
+                            Ok(false) => "it did not".to_string(),
+                            Err(e) => format!("the scan failed: {e}"),
+                        }
+                    ),
+                })
+                .collect(),
         })
+    }
+
+    fn explain(&self, dir: &Path, event: &serde_json::Value, direction: Direction) -> Vec<String> {
+        use crate::policy::dlp::fields::EventParts;
+        use crate::policy::yara_text::YaraTextPolicy;
+        let rules = match YaraRules::load_dir(dir) {
+            Ok(r) => Arc::new(r),
+            Err(d) => return d.iter().map(|d| d.to_string()).collect(),
+        };
+        if rules.text_rules().is_empty() {
+            return Vec::new();
+        }
+        let policy = YaraTextPolicy::new(rules.clone());
+        let out = policy.scan_parts(direction, EventParts::of(event));
+        let mut lines = vec![format!(
+            "YARA text rules: {}{}",
+            out.action,
+            out.failed.map(|f| format!(" ({f})")).unwrap_or_default()
+        )];
+        for h in &out.hits {
+            let r = &rules.text_rules()[h.rule];
+            lines.push(format!(
+                "  rule yara:{} [{}]: field {}",
+                r.name, r.action, h.field
+            ));
+        }
+        lines
     }
 }

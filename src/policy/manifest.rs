@@ -486,6 +486,23 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_snapshot_and_an_extended_manifest_agree() {
+        let toml = Snapshot::from_files([("a.toml", &b"A"[..]), ("z.toml", &b"Z"[..])]);
+        let sub = Snapshot::from_files([("x.yar", &b"X"[..])]);
+        let merged = toml.merged("yara/", &sub);
+        let names: Vec<_> = merged.files().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["a.toml", "yara/x.yar", "z.toml"]);
+        let mut m = m(&[("a.toml", "A", &["a"]), ("z.toml", "Z", &["z"])]);
+        assert_eq!(m.fingerprint(), toml.fingerprint());
+        let mut y = Manifest::new();
+        y.insert("yara/x.yar", b"X", ["yara:x.r"]);
+        m.extend(y);
+        assert_eq!(m.fingerprint(), merged.fingerprint());
+        assert_ne!(m.fingerprint(), toml.fingerprint());
+        assert_eq!((m.file_count(), m.id_count()), (3, 3));
+    }
+
+    #[test]
     fn snapshot_reads_matching_files_once_and_sees_unreadable_ones() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.toml"), "B").unwrap();

@@ -412,7 +412,9 @@ fn yara_scanner_cost() {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
+    let t0 = std::time::Instant::now();
     let r = YaraRules::from_sources(&refs).unwrap_or_else(|d| panic!("{}", rendered(&d)));
+    let compile = t0.elapsed();
     let n = 200u32;
     let small = b"a short chat message of about sixty bytes, nothing in it....";
     let t0 = std::time::Instant::now();
@@ -435,8 +437,41 @@ fn yara_scanner_cost() {
     let t0 = std::time::Instant::now();
     let _ = r.scan(&big, T).unwrap();
     println!(
-        "yara: {} rules; 60 B with a new scanner: {fresh:?}; with the thread's scanner: {cached:?}; text rules per text: {per_text:?}; 1 MiB: {:?}",
+        "yara: {} rules compiled in {compile:?}; 60 B with a new scanner: {fresh:?}; with the thread's scanner: {cached:?}; text rules per text: {per_text:?}; 1 MiB: {:?}",
         r.rule_count(),
         t0.elapsed()
     );
+}
+
+#[test]
+fn embedded_tests_run_and_bad_test_lines_are_diagnosed() {
+    let src = "rule r { strings: $a = \"ab\\\"c\" condition: $a }\n// test: r matches \"x ab\\\"c \\x00\"\n// test: r ignores \"abc\"\n// test: r matches \"abc\"\n";
+    let r =
+        YaraRules::from_sources(&[("t.yar", src)]).unwrap_or_else(|d| panic!("{}", rendered(&d)));
+    let res = r.run_tests();
+    assert_eq!(
+        res.iter()
+            .map(|r| (r.test.line, r.passed()))
+            .collect::<Vec<_>>(),
+        vec![(2, true), (3, true), (4, false)]
+    );
+    assert_eq!(res[0].test.data, b"x ab\"c \0");
+    assert_eq!(res[0].test.rule, "t.r");
+    let bad = "rule r { condition: filesize > 0 }\n  // test: r maybe \"x\"\n// test: nope matches \"x\"\n";
+    let err = YaraRules::from_sources(&[("b.yar", bad)]).unwrap_err();
+    assert_eq!(
+        rendered(&err),
+        "b.yar:2:3: error[YAR007]: invalid test line (expected `// test: <rule> matches|ignores \"<data>\"`)\n\
+         b.yar:3:1: error[YAR007]: test names unknown rule `b.nope`"
+    );
+}
+
+#[test]
+fn the_shipped_embedded_tests_pass() {
+    let r = shipped();
+    let res = r.run_tests();
+    assert!(res.len() >= 10, "{}", res.len());
+    for t in &res {
+        assert!(t.passed(), "{t:?}");
+    }
 }

@@ -64,6 +64,16 @@ pub enum Dir {
 pub trait CompanionInput {
     /// Loads the input of the policy directory `dir`, or gives every error and warning.
     fn check(&self, dir: &Path) -> Result<CompanionReport, CompanionErrors>;
+    /// `policy explain` (human format): lines saying what the input makes of `event` (a PDU
+    /// or bare event) going in `direction`; nothing when it has no say on event text.
+    fn explain(
+        &self,
+        _dir: &Path,
+        _event: &serde_json::Value,
+        _direction: Direction,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The diagnostics of a companion input that did not load, one per line.
@@ -82,6 +92,17 @@ pub struct CompanionReport {
     pub warnings: Vec<String>,
     /// Its files and ids, part of the policy fingerprint.
     pub manifest: crate::policy::manifest::Manifest,
+    /// Its embedded tests, already run (`policy test`).
+    pub tests: Vec<CompanionTest>,
+}
+
+/// One embedded test of a companion input.
+#[derive(Debug, Clone)]
+pub struct CompanionTest {
+    pub name: String,
+    pub passed: bool,
+    /// What went wrong (printed for failed tests).
+    pub failure: String,
 }
 
 fn load(dir: &Path) -> Result<RuleSet, ExitCode> {
@@ -167,8 +188,32 @@ pub fn run_with(
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
+            let mut more = Vec::new();
+            for c in companions {
+                match c.check(&policies) {
+                    Ok(r) => more.extend(r.tests),
+                    Err(e) => {
+                        for d in e.errors.iter().chain(&e.warnings) {
+                            eprintln!("{d}");
+                        }
+                        eprintln!(
+                            "error: {} problem(s) in {}",
+                            e.errors.len(),
+                            policies.display()
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
             let results = set.run_tests();
-            println!("\nrunning {} tests", results.len());
+            println!("\nrunning {} tests", results.len() + more.len());
+            for t in &more {
+                println!(
+                    "test {} ... {}",
+                    t.name,
+                    if t.passed { "ok" } else { "FAILED" }
+                );
+            }
             for r in &results {
                 let name = r
                     .name
@@ -183,8 +228,12 @@ pub fn run_with(
                 );
             }
             let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
-            if !failed.is_empty() {
+            let failed_more: Vec<_> = more.iter().filter(|t| !t.passed).collect();
+            if !failed.is_empty() || !failed_more.is_empty() {
                 println!("\nfailures:");
+                for t in &failed_more {
+                    println!("    {} at {}", t.name, t.failure);
+                }
                 for r in &failed {
                     let spans: Vec<String> = r
                         .matches
@@ -208,13 +257,14 @@ pub fn run_with(
                     );
                 }
             }
+            let all_passed = failed.is_empty() && failed_more.is_empty();
             println!(
                 "\ntest result: {}. {} passed; {} failed\n",
-                if failed.is_empty() { "ok" } else { "FAILED" },
-                results.len() - failed.len(),
-                failed.len()
+                if all_passed { "ok" } else { "FAILED" },
+                results.len() + more.len() - failed.len() - failed_more.len(),
+                failed.len() + failed_more.len()
             );
-            Ok(if failed.is_empty() {
+            Ok(if all_passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -318,6 +368,11 @@ pub fn run_with(
                             m.excerpt,
                             m.confidence
                         );
+                    }
+                    for c in companions {
+                        for line in c.explain(&policies, &ev, direction) {
+                            println!("{line}");
+                        }
                     }
                 }
             }
