@@ -297,7 +297,7 @@ fn flatten(record: &Value) -> Vec<(String, &Value)> {
     out
 }
 
-/// Columns first and last in the audit table; the others in order of first appearance.
+/// Columns first and last in the audit table; the others by name.
 const FIRST_COLUMNS: [&str; 6] = ["seq", "ts", "time", "at_ms", "kind", "action"];
 const LAST_COLUMNS: [&str; 2] = ["prev", "hash"];
 
@@ -311,8 +311,8 @@ fn column_rank(name: &str) -> usize {
     }
 }
 
-/// The audit search form and the matching records (columns: the records' keys in order of
-/// first appearance).
+/// The audit search form and the matching records (columns: the records' keys, the well-known ones first,
+/// the others by name).
 pub fn audit(filter: &AuditFilter, records: &[Value]) -> String {
     let mut out =
         String::from("<h1>Audit log</h1><form method=\"get\" action=\"/ui/audit\" id=\"search\">");
@@ -356,8 +356,8 @@ pub fn audit(filter: &AuditFilter, records: &[Value]) -> String {
             }
         }
     }
-    // Stable: equal ranks keep their order of first appearance.
-    columns.sort_by_key(|c| column_rank(c));
+    // Equal ranks by name: the same columns in the same order whatever the records' key order.
+    columns.sort_by(|a, b| (column_rank(a), *a).cmp(&(column_rank(b), *b)));
     out.push_str("<table id=\"records\"><tr>");
     for c in &columns {
         let _ = write!(out, "<th>{}</th>", escape(c));

@@ -14,17 +14,20 @@ fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-/// (kind, path, value) of every field found.
+/// (kind, path, value) of every field found, by path (object members come in document or
+/// key order depending on serde_json's `preserve_order`, which a dependency switches on).
 fn found(
     endpoint: &str,
     query_type: Option<&str>,
     body: &[u8],
 ) -> Vec<(FieldKind, String, String)> {
-    fields_in(ep(endpoint), query_type, body)
+    let mut out: Vec<_> = fields_in(ep(endpoint), query_type, body)
         .unwrap()
         .into_iter()
         .map(|f| (f.kind, f.path.to_string(), f.value.into_owned()))
-        .collect()
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
 }
 
 /// Removes every field whose value contains `GEHEIM` and returns the parsed result.
@@ -141,7 +144,8 @@ fn user_devices_names_removed_devices_kept() {
         "self_signing_key": {"user_id": "@alice:hs1.test", "usage": ["self_signing"], "keys": {"ed25519:c2VsZg": "c2VsZg"}, "signatures": {"@alice:hs1.test": {"ed25519:bWFzdGVy": "c2ln"}}}
     }));
     let fields = fields_in(ep("user_devices"), None, &body).unwrap();
-    let paths: Vec<String> = fields.iter().map(|f| f.path.to_string()).collect();
+    let mut paths: Vec<String> = fields.iter().map(|f| f.path.to_string()).collect();
+    paths.sort();
     assert_eq!(
         paths,
         [
@@ -418,7 +422,7 @@ fn to_device_messages_one_per_recipient_device() {
     let raw: &RawValue = serde_json::from_slice(&edu).unwrap();
     let view = EduView::parse(raw).unwrap();
     let msgs = to_device_in(7, &view).unwrap();
-    let got: Vec<(usize, &str, &str, &str)> = msgs
+    let mut got: Vec<(usize, &str, &str, &str)> = msgs
         .iter()
         .map(|m| {
             (
@@ -429,6 +433,7 @@ fn to_device_messages_one_per_recipient_device() {
             )
         })
         .collect();
+    got.sort();
     assert_eq!(
         got,
         [
