@@ -326,7 +326,11 @@ impl Ctx {
             "info": {"mimetype": content_type, "size": bytes.len()}
         });
         let (event_id, seen) = self.send_and_wait(from, content, true).await;
-        assert_eq!(seen["url"], mxc.as_str(), "{name}: the event arrives intact");
+        assert_eq!(
+            seen["url"],
+            mxc.as_str(),
+            "{name}: the event arrives intact"
+        );
         Shared {
             mxc,
             event_id,
@@ -469,7 +473,13 @@ async fn clean_files_arrive(ctx: Arc<Ctx>) {
     for from in [Side::Alice, Side::Bob] {
         let seed = if from == Side::Alice { 1 } else { 2 };
         let png = ctx
-            .share(from, gen::png(seed, None), "image/png", "lage.png", "m.image")
+            .share(
+                from,
+                gen::png(seed, None),
+                "image/png",
+                "lage.png",
+                "m.image",
+            )
             .await;
         ctx.check(&png, Want::Arrives, &format!("PNG from {from:?}"))
             .await;
@@ -627,7 +637,13 @@ async fn executable_named_png_is_refused(ctx: Arc<Ctx>) {
 async fn thumbnails_are_inspected(ctx: Arc<Ctx>) {
     // A clean PNG: its thumbnail arrives (an image made by hs2 from the original it fetched).
     let clean = ctx
-        .share(Side::Alice, gen::png(3, None), "image/png", "karte.png", "m.image")
+        .share(
+            Side::Alice,
+            gen::png(3, None),
+            "image/png",
+            "karte.png",
+            "m.image",
+        )
         .await;
     let t = ctx
         .bob
@@ -691,7 +707,12 @@ async fn encrypted_attachments_follow_their_event(ctx: Arc<Ctx>) {
         // AES-CTR ciphertext is indistinguishable from random bytes for the guard.
         let bytes: Vec<u8> = (0..4096).map(|_| rand::random::<u8>()).collect();
         let mxc = ctx
-            .upload(Side::Alice, &bytes, "application/octet-stream", "")
+            .upload(
+                Side::Alice,
+                &bytes,
+                "application/octet-stream",
+                "anhang.bin",
+            )
             .await;
         let key: [u8; 32] = rand::random();
         let mut iv = [0u8; 16];

@@ -95,7 +95,7 @@ fn parts(body: &[u8]) -> Vec<(String, Vec<u8>)> {
     let Some(first_end) = body.windows(2).position(|w| w == b"\r\n") else {
         return Vec::new();
     };
-    let delim = [b"\r\n", &body[..first_end]].concat();
+    let delim = [&b"\r\n"[..], &body[..first_end]].concat();
     let mut rest = &body[first_end + 2..];
     let mut out = Vec::new();
     while let Some(end) = rest.windows(delim.len()).position(|w| w == &delim[..]) {
@@ -454,11 +454,7 @@ async fn redirects_are_followed_only_to_allowed_hosts_and_answered_inline() {
 
     // (b) an allowed host: fetched by the guard, answered inline.
     let loc = format!("https://127.0.0.1:{}/file", s.redirect.addr.port());
-    let id = s.serve(
-        200,
-        MULTIPART,
-        multipart(&format!("Location: {loc}"), b""),
-    );
+    let id = s.serve(200, MULTIPART, multipart(&format!("Location: {loc}"), b""));
     s.reference(&id).await;
     let got = s.download(&download_path(&id)).await;
     s.released(&got, &png, "(b) redirect to an allowed host");
@@ -531,14 +527,20 @@ async fn malformed_multipart_answers_never_cross() {
 async fn thumbnails_and_legacy_downloads_are_inspected_too() {
     let s = setup("").await;
     let png = png();
-    let thumb = |id: &str| format!("/_matrix/federation/v1/media/thumbnail/{id}?width=32&height=32&method=scale");
+    let thumb = |id: &str| {
+        format!("/_matrix/federation/v1/media/thumbnail/{id}?width=32&height=32&method=scale")
+    };
     let legacy = |id: &str| format!("/_matrix/media/v3/download/{REMOTE}/{id}");
 
     let id = s.serve(200, MULTIPART, multipart("Content-Type: image/png", &png));
     s.reference(&id).await;
     let got = s.download(&thumb(&id)).await;
     s.released(&got, &png, "clean thumbnail");
-    let id = s.serve(200, MULTIPART, multipart("Content-Type: text/plain", &eicar()));
+    let id = s.serve(
+        200,
+        MULTIPART,
+        multipart("Content-Type: text/plain", &eicar()),
+    );
     s.reference(&id).await;
     let got = s.download(&thumb(&id)).await;
     s.refused(&got, &eicar(), "EICAR as a thumbnail");
