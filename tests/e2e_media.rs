@@ -506,7 +506,7 @@ async fn marked_files_are_refused(ctx: Arc<Ctx>) {
         reason: "dlp",
         rule: Some("dlp:pii.iban"),
     };
-    let cases: [(Side, Vec<u8>, &str, &str, Want, &str); 4] = [
+    let cases = [
         (
             Side::Alice,
             b"Lagebericht\nEinstufung: GEHEIM\nInhalt folgt.\n".to_vec(),
