@@ -466,6 +466,29 @@ mod tests {
         );
     }
 
+    /// The harness switch writes `[media] allow_unscanned = true`, which the schema accepts;
+    /// without it the lab keeps the default (media inspected).
+    #[test]
+    fn media_allow_unscanned_only_when_asked() {
+        let mut c = cfg(GuardOutbound::SynapseProxy {
+            listen: "127.0.0.1:5".parse().unwrap(),
+            secret: "s3cret".into(),
+        });
+        let text = guard_toml(&c);
+        assert!(!text.contains("[media]"), "{text}");
+        assert!(
+            !crate::config::Config::from_str(&text, "g.toml")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .media
+                .allow_unscanned
+        );
+        c.media_allow_unscanned = true;
+        let text = guard_toml(&c);
+        let parsed = crate::config::Config::from_str(&text, "g.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(parsed.media.allow_unscanned);
+    }
+
     #[test]
     fn synapse_proxy_config_has_secret_and_no_ca() {
         let text = guard_toml(&cfg(GuardOutbound::SynapseProxy {
