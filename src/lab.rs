@@ -252,6 +252,9 @@ pub struct LabOptions {
     /// Sender notices on (default off): the guard tells alice-side senders, through hs1's
     /// server notices, which of their events it redacted or held (`[notices]`, English).
     pub notices: bool,
+    /// UNSAFE, for harness checks only: `[media] allow_unscanned = true` (media crosses
+    /// uninspected). Default off: the guard inspects every file.
+    pub media_allow_unscanned: bool,
 }
 
 impl LabOptions {
@@ -268,6 +271,7 @@ impl LabOptions {
             verbose: false,
             labels: false,
             notices: false,
+            media_allow_unscanned: false,
         }
     }
 }
@@ -696,6 +700,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             })
             .collect(),
         notices: opts.notices,
+        media_allow_unscanned: opts.media_allow_unscanned,
         audit_dir: dir.join("audit"),
         audit_key: dir.join("audit.key"),
     };
@@ -705,7 +710,12 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     }
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
-        write_file(&guard_config.policies.join(name), text.as_bytes())?;
+        // Names may have a directory (`yara/…`).
+        let path = guard_config.policies.join(name);
+        if let Some(parent) = path.parent() {
+            mkdir(parent)?;
+        }
+        write_file(&path, text.as_bytes())?;
     }
     write_private(
         &guard_config.guard_key,

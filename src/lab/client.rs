@@ -795,6 +795,192 @@ impl Session {
     }
 }
 
+/// A media answer, whatever its status: status, `Content-Type` and the body bytes.
+#[derive(Debug, Clone)]
+pub struct MediaResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl MediaResponse {
+    /// The body as JSON (`Value::Null` if it is not JSON), e.g. a Matrix error.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Time a media request may take: a download of remote media waits for the homeserver's own
+/// federation fetch.
+pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `(server_name, media_id)` of an `mxc://server/id` URI.
+pub fn parse_mxc(mxc: &str) -> Option<(&str, &str)> {
+    let (server, id) = mxc.strip_prefix("mxc://")?.split_once('/')?;
+    (!server.is_empty() && !id.is_empty() && !id.contains('/')).then_some((server, id))
+}
+
+impl MatrixClient {
+    /// Sends `body` as raw bytes with `content_type` and returns status, content type and body
+    /// whatever the status.
+    pub async fn raw_bytes(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<MediaResponse, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let transport = |message: String| ClientError::Transport {
+            method: method.to_string(),
+            url: url.clone(),
+            message,
+        };
+        let mut req = http::Request::builder().method(method).uri(&url);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| transport(e.to_string()))?;
+        let fut = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| transport(format!("{e:?}")))?;
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(e.to_string()))?
+                .to_bytes();
+            Ok(MediaResponse {
+                status,
+                content_type,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| transport(format!("no response within {timeout:?}")))?
+    }
+}
+
+/// Media: upload to this user's homeserver, download and thumbnails through it (authenticated
+/// media, client API v1; remote media is fetched by the homeserver over federation).
+impl Session {
+    /// `POST /_matrix/media/v3/upload?filename=…` with `bytes` as `content_type`; returns the
+    /// `mxc://` URI.
+    pub async fn upload(
+        &self,
+        bytes: &[u8],
+        content_type: &str,
+        filename: &str,
+    ) -> Result<String, ClientError> {
+        let path = format!(
+            "/_matrix/media/v3/upload?filename={}",
+            encode_segment(filename)
+        );
+        let r = self
+            .client
+            .raw_bytes(
+                "POST",
+                &path,
+                Some(&self.access_token),
+                Some(content_type),
+                Bytes::copy_from_slice(bytes),
+                MEDIA_TIMEOUT,
+            )
+            .await?;
+        let json = r.json();
+        if !(200..300).contains(&r.status) {
+            return Err(ClientError::Status {
+                method: "POST".into(),
+                url: format!("{}{}", self.client.base, path),
+                status: r.status,
+                errcode: json["errcode"].as_str().unwrap_or("").to_string(),
+                error: json["error"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        json["content_uri"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unexpected {
+                url: path,
+                message: format!("no content_uri in {json}"),
+            })
+    }
+
+    fn media_path(kind: &str, mxc: &str) -> Result<String, ClientError> {
+        let (server, id) = parse_mxc(mxc).ok_or_else(|| ClientError::Unexpected {
+            url: mxc.to_string(),
+            message: "not an mxc:// URI".into(),
+        })?;
+        Ok(format!(
+            "/_matrix/client/v1/media/{kind}/{}/{}",
+            encode_segment(server),
+            encode_segment(id)
+        ))
+    }
+
+    /// `GET /_matrix/client/v1/media/download/{server}/{id}`: the file, or the error, whatever
+    /// the status.
+    pub async fn download(&self, mxc: &str) -> Result<MediaResponse, ClientError> {
+        let path = Self::media_path("download", mxc)?;
+        self.client
+            .raw_bytes(
+                "GET",
+                &path,
+                Some(&self.access_token),
+                None,
+                Bytes::new(),
+                MEDIA_TIMEOUT,
+            )
+            .await
+    }
+
+    /// `GET /_matrix/client/v1/media/thumbnail/{server}/{id}?width=…&height=…&method=…`
+    /// (`method`: `scale` or `crop`), whatever the status.
+    pub async fn thumbnail(
+        &self,
+        mxc: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> Result<MediaResponse, ClientError> {
+        let path = format!(
+            "{}?width={width}&height={height}&method={}",
+            Self::media_path("thumbnail", mxc)?,
+            encode_segment(method)
+        );
+        self.client
+            .raw_bytes(
+                "GET",
+                &path,
+                Some(&self.access_token),
+                None,
+                Bytes::new(),
+                MEDIA_TIMEOUT,
+            )
+            .await
+    }
+}
+
 /// Polls `probe` every 200 ms until it returns `Ok(Some(_))` or `timeout` passes. Errors from
 /// the probe do not end the wait (the last one is reported on timeout).
 pub async fn wait_until<T, F, Fut>(
@@ -843,6 +1029,18 @@ mod tests {
             registration_mac("sekrit", "abcd", "alice", "pw", true),
             "d48d20b72a403fca371dc3cc6f412f5300a809be"
         );
+    }
+
+    #[test]
+    fn mxc_uris_split_into_server_and_id() {
+        assert_eq!(
+            parse_mxc("mxc://127.0.0.1:8448/AbC123"),
+            Some(("127.0.0.1:8448", "AbC123"))
+        );
+        assert_eq!(parse_mxc("mxc://hs/"), None);
+        assert_eq!(parse_mxc("mxc:///id"), None);
+        assert_eq!(parse_mxc("mxc://hs/a/b"), None);
+        assert_eq!(parse_mxc("https://hs/id"), None);
     }
 
     #[test]

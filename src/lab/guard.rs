@@ -69,6 +69,8 @@ pub struct GuardConfig {
     pub principals: Vec<(String, String, PathBuf)>,
     /// `[notices]` on (English texts).
     pub notices: bool,
+    /// `[media] allow_unscanned = true` (UNSAFE; harness checks only).
+    pub media_allow_unscanned: bool,
     /// `[audit] dir`.
     pub audit_dir: PathBuf,
     /// `[audit] key_file`.
@@ -186,7 +188,8 @@ pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
 }
 
 /// The shipped DLP rule set (`policies/`), built into the binary so the lab runs from any
-/// directory: (file name, content).
+/// directory: (file name relative to `policies/`, content; a name may have a directory,
+/// e.g. `yara/…`).
 pub const SHIPPED_POLICIES: &[(&str, &str)] = &[
     (
         "markings.toml",
@@ -326,6 +329,11 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         notices["language"] = value("en");
         doc["notices"] = Item::Table(notices);
     }
+    if c.media_allow_unscanned {
+        let mut media = Table::new();
+        media["allow_unscanned"] = value(true);
+        doc["media"] = Item::Table(media);
+    }
     doc.to_string()
 }
 
@@ -353,6 +361,7 @@ mod tests {
             roots: vec!["/lab/certs/ca.crt".into()],
             deny_servers: vec!["127.0.0.2:8448".into()],
             notices: false,
+            media_allow_unscanned: false,
             audit_dir: "/lab/audit".into(),
             audit_key: "/lab/audit.key".into(),
             guard_key: "/lab/guard.signing.key".into(),
@@ -455,6 +464,29 @@ mod tests {
             Some("deny"),
             "plain lab: the product default, shown explicitly"
         );
+    }
+
+    /// The harness switch writes `[media] allow_unscanned = true`, which the schema accepts;
+    /// without it the lab keeps the default (media inspected).
+    #[test]
+    fn media_allow_unscanned_only_when_asked() {
+        let mut c = cfg(GuardOutbound::SynapseProxy {
+            listen: "127.0.0.1:5".parse().unwrap(),
+            secret: "s3cret".into(),
+        });
+        let text = guard_toml(&c);
+        assert!(!text.contains("[media]"), "{text}");
+        assert!(
+            !crate::config::Config::from_str(&text, "g.toml")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .media
+                .allow_unscanned
+        );
+        c.media_allow_unscanned = true;
+        let text = guard_toml(&c);
+        let parsed = crate::config::Config::from_str(&text, "g.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(parsed.media.allow_unscanned);
     }
 
     #[test]
