@@ -537,6 +537,9 @@ async fn attestation_controls(info: &grenzwacht::lab::LabInfo) {
                 let orig = serde_json::to_value(&original_sig).unwrap();
                 attested["signatures"][name]["ed25519:a_f"] = orig[name]["ed25519:a_f"].clone();
             }
+            // Served in canonical (sorted) order, as a server would: Synapse verifies the first
+            // signature it knows a key for, so the original one must come first to be checked.
+            let attested: ruma::CanonicalJsonObject = serde_json::from_value(attested).unwrap();
             serde_json::to_vec(&attested).unwrap()
         };
         // The server name is part of the object: bind first, then sign and serve.
