@@ -16,16 +16,18 @@
 //!   is read);
 //! - **total bytes**: bytes decompressed (zip entries, gzip members) together; tar entries are
 //!   views into their archive and add nothing;
-//! - **ratio** per entry: decompressed bytes against the compressed bytes actually consumed
-//!   so far, checked after every chunk (64 KiB) — a deflate bomb is refused after a few MiB,
-//!   never after its declared size (declared sizes are not trusted; zip local and central
-//!   sizes lie in bombs);
+//! - **ratio** per entry: decompressed bytes against the compressed bytes consumed so far
+//!   (for zip at most the declared compressed size: the smaller of the two counts), checked
+//!   after every chunk (64 KiB) — a deflate bomb is refused after a few MiB, never after its
+//!   declared uncompressed size (declared sizes only ever make the limits stricter; zip local
+//!   and central sizes lie in bombs);
 //! - **overall ratio**: decompressed bytes of the whole walk against the size of the file (an
 //!   overlapping-entry bomb, whose entries all point at one compressed body, hits this or the
 //!   entry or total limit).
 //!
-//! Ratios are judged only beyond [`RATIO_FLOOR`] decompressed bytes (a small text of spaces
-//! compresses far better than 100:1 and is harmless). Decompression goes through
+//! Ratios are judged only beyond [`RATIO_FLOOR`] decompressed bytes per entry and twice that
+//! for the whole file (a small text of spaces compresses far better than 100:1 and is
+//! harmless). Decompression goes through
 //! `Read::take(budget + 1)`, so memory stays within the total-bytes budget; the deadline is
 //! checked between entries and after every chunk. Encrypted zip entries and compression
 //! methods other than stored and deflate (bzip2, lzma, zstd, …) are
@@ -325,7 +327,7 @@ impl<'c> Walker<'c> {
             .limits
             .max_ratio
             .saturating_mul(self.file_len)
-            .max(RATIO_FLOOR)
+            .max(2 * RATIO_FLOOR)
             .saturating_sub(self.stats.total_bytes);
         let cap = remaining.min(overall);
         let mut limited = r.take(cap.saturating_add(1));
@@ -343,12 +345,12 @@ impl<'c> Walker<'c> {
             let produced = buf.len() as u64;
             let limit = if produced > remaining {
                 Some(Limit::TotalBytes)
-            } else if produced > cap {
-                Some(Limit::OverallRatio)
             } else if produced > RATIO_FLOOR
                 && produced > self.limits.max_ratio.saturating_mul(consumed().max(1))
             {
                 Some(Limit::Ratio)
+            } else if produced > cap {
+                Some(Limit::OverallRatio)
             } else {
                 None
             };
@@ -398,7 +400,7 @@ impl<'c> Walker<'c> {
         za: &mut zip::ZipArchive<R>,
         i: usize,
         path: &str,
-    ) -> Result<(String, bool, Option<String>), ArchiveError> {
+    ) -> Result<(String, bool, Option<String>, u64), ArchiveError> {
         let f = za
             .by_index_raw(i)
             .map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
@@ -416,7 +418,7 @@ impl<'c> Walker<'c> {
         } else {
             None
         };
-        Ok((name, f.is_file(), unreadable))
+        Ok((name, f.is_file(), unreadable, f.compressed_size()))
     }
 
     fn zip(
@@ -432,7 +434,7 @@ impl<'c> Walker<'c> {
         self.count_entries(za.len(), path)?;
         for i in 0..za.len() {
             self.check_deadline(path)?;
-            let (name, is_file, unreadable) = Self::zip_meta(&mut za, i, path)?;
+            let (name, is_file, unreadable, declared) = Self::zip_meta(&mut za, i, path)?;
             let child = join(path, &name);
             if !is_file {
                 continue;
@@ -450,7 +452,7 @@ impl<'c> Walker<'c> {
                 let start = pos.get();
                 self.read_entry(
                     &mut f,
-                    &|| pos.get().saturating_sub(start),
+                    &|| pos.get().saturating_sub(start).min(declared),
                     &child,
                     FileKind::Zip,
                 )?
@@ -539,7 +541,7 @@ impl<'c> Walker<'c> {
         let mut buf = Vec::with_capacity(prefix);
         for i in 0..za.len() {
             self.check_deadline("")?;
-            let (name, is_file, unreadable) = Self::zip_meta(&mut za, i, "")?;
+            let (name, is_file, unreadable, _) = Self::zip_meta(&mut za, i, "")?;
             if !is_file {
                 continue;
             }

@@ -265,9 +265,10 @@ fn one_gib_ratio_bomb_is_refused_after_a_few_mib() {
         let (limit, path, produced) = limit_of(r);
         assert_eq!((limit, path.as_str()), (want, "zeros.bin"));
         assert!(seen.is_empty());
-        // Bounded memory: what the walk decompressed before refusing.
+        // Bounded memory: what the walk decompressed before refusing (at most the budget
+        // and one byte).
         assert!(
-            produced <= 8 << 20,
+            produced <= (8 << 20) + 1,
             "decompressed {produced} bytes of a 1 GiB bomb"
         );
         assert_eq!(stats.total_bytes, 0, "nothing of the bomb was kept");
@@ -291,7 +292,7 @@ fn overlapping_bomb_hits_limits() {
         "{limit:?}"
     );
     assert!(seen.len() < 10, "{} entries read", seen.len());
-    assert!(stats.total_bytes <= 100 * bomb.len() as u64 + RATIO_FLOOR);
+    assert!(stats.total_bytes <= (100 * bomb.len() as u64).max(2 * RATIO_FLOOR));
 }
 
 #[test]
