@@ -25,16 +25,15 @@ fn limits() -> ArchiveLimits {
     ArchiveLimits::default()
 }
 
-/// Walks `bytes` and returns (path, depth, kind, container) of every entry.
-fn walk(
-    bytes: &[u8],
-    kind: FileKind,
-    limits: &ArchiveLimits,
-) -> (
+/// The outcome of a walk, (path, depth, kind, container) of every entry, and the stats.
+type Walked = (
     Result<ControlFlow<()>, ArchiveError>,
     Vec<(String, u32, FileKind, bool)>,
     Stats,
-) {
+);
+
+/// Walks `bytes` and returns (path, depth, kind, container) of every entry.
+fn walk(bytes: &[u8], kind: FileKind, limits: &ArchiveLimits) -> Walked {
     let mut seen = Vec::new();
     let mut w = Walker::new(limits, None, &classify);
     let r = w.walk(bytes, kind, &mut |e: Entry<'_>| {
