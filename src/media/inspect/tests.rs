@@ -195,12 +195,13 @@ async fn async_deadline_is_a_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_scans_are_capped() {
     for cap in [1usize, 2] {
-        let mut c = cfg(&["unknown"], &["unknown"]);
+        let all: Vec<&str> = FileKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut c = cfg(&all, &all);
         c.max_concurrent_scans = cap;
         c.scan_deadline_ms = 120_000;
         let i = Arc::new(Inspector::new(&c, None, None).unwrap());
         assert_eq!(i.max_concurrent_scans(), cap);
-        let data = Bytes::from(vec![0x42u8; 16 << 20]);
+        let data = Bytes::from(vec![0u8; 12 << 20]);
         let tasks: Vec<_> = (0..6)
             .map(|_| {
                 let i = Arc::clone(&i);
