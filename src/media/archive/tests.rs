@@ -1,0 +1,422 @@
+//! The walker on generated archives, with a classifier of its own (magic numbers of the three
+//! containers and of PE; everything else is text), so these tests decide only what this module
+//! decides.
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::samples;
+
+fn classify(b: &[u8]) -> FileKind {
+    if b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") {
+        FileKind::Zip
+    } else if b.starts_with(&[0x1f, 0x8b]) {
+        FileKind::Gzip
+    } else if b.len() > 262 && &b[257..262] == b"ustar" {
+        FileKind::Tar
+    } else if b.starts_with(b"MZ") {
+        FileKind::Pe
+    } else {
+        FileKind::Text
+    }
+}
+
+fn limits() -> ArchiveLimits {
+    ArchiveLimits::default()
+}
+
+/// The outcome of a walk, (path, depth, kind, container) of every entry, and the stats.
+type Walked = (
+    Result<ControlFlow<()>, ArchiveError>,
+    Vec<(String, u32, FileKind, bool)>,
+    Stats,
+);
+
+/// Walks `bytes` and returns (path, depth, kind, container) of every entry.
+fn walk(bytes: &[u8], kind: FileKind, limits: &ArchiveLimits) -> Walked {
+    let mut seen = Vec::new();
+    let mut w = Walker::new(limits, None, &classify);
+    let r = w.walk(bytes, kind, &mut |e: Entry<'_>| {
+        seen.push((e.path.to_owned(), e.depth, e.kind, e.container));
+        ControlFlow::Continue(())
+    });
+    (r, seen, w.stats())
+}
+
+fn limit_of(r: Result<ControlFlow<()>, ArchiveError>) -> (Limit, String, u64) {
+    match r {
+        Err(ArchiveError::Limit {
+            limit,
+            path,
+            produced,
+        }) => (limit, path, produced),
+        other => panic!("expected a limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn zip_entries_with_paths_and_content() {
+    let z = samples::zip(&[("a.txt", b"alpha"), ("dir/", b""), ("dir/b.txt", b"beta")]);
+    let mut got = Vec::new();
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w
+        .walk(&z, FileKind::Zip, &mut |e: Entry<'_>| {
+            got.push((e.path.to_owned(), e.bytes.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(r.is_continue());
+    assert_eq!(
+        got,
+        vec![
+            ("a.txt".to_owned(), b"alpha".to_vec()),
+            ("dir/b.txt".to_owned(), b"beta".to_vec())
+        ]
+    );
+    let s = w.stats();
+    assert_eq!(s.entries, 3, "the directory counts as an entry");
+    assert_eq!(s.total_bytes, 9);
+}
+
+#[test]
+fn nested_gzip_tar_zip() {
+    let inner = samples::zip(&[("x/evil.exe", &samples::pe_exe()), ("note.txt", b"hi")]);
+    let tgz = samples::tar_gz(&[("docs/", b""), ("docs/inner.zip", &inner), ("readme", b"r")]);
+    let (r, seen, stats) = walk(&tgz, FileKind::Gzip, &limits());
+    assert!(r.unwrap().is_continue());
+    let paths: Vec<(&str, u32, FileKind, bool)> = seen
+        .iter()
+        .map(|(p, d, k, c)| (p.as_str(), *d, *k, *c))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("", 1, FileKind::Tar, true),
+            ("docs/inner.zip", 2, FileKind::Zip, true),
+            ("docs/inner.zip/x/evil.exe", 3, FileKind::Pe, false),
+            ("docs/inner.zip/note.txt", 3, FileKind::Text, false),
+            ("readme", 2, FileKind::Text, false),
+        ]
+    );
+    assert_eq!(stats.max_depth, 2);
+}
+
+#[test]
+fn visitor_break_stops_the_walk() {
+    let z = samples::zip(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+    let mut n = 0;
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w
+        .walk(&z, FileKind::Zip, &mut |_e: Entry<'_>| {
+            n += 1;
+            if n == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert!(r.is_break());
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn depth_limit() {
+    // nested_zip(4): the file (depth 0) and three zips inside, the innermost at depth 3.
+    let z = samples::nested_zip(4);
+    let ok = ArchiveLimits {
+        max_depth: 3,
+        ..limits()
+    };
+    let (r, seen, _) = walk(&z, FileKind::Zip, &ok);
+    assert!(r.unwrap().is_continue());
+    assert_eq!(seen.last().unwrap().0, "1.zip/2.zip/3.zip/leaf.txt");
+    let tight = ArchiveLimits {
+        max_depth: 2,
+        ..limits()
+    };
+    let (limit, path, _) = limit_of(walk(&z, FileKind::Zip, &tight).0);
+    assert_eq!(limit, Limit::Depth);
+    assert_eq!(path, "1.zip/2.zip/3.zip");
+    // gzip counts as a level: a tar.gz is two.
+    let tgz = samples::tar_gz(&[("a", b"x")]);
+    let flat = ArchiveLimits {
+        max_depth: 0,
+        ..limits()
+    };
+    assert_eq!(
+        limit_of(walk(&tgz, FileKind::Gzip, &flat).0).0,
+        Limit::Depth
+    );
+}
+
+#[test]
+fn entries_limit_counts_all_archives_and_is_checked_before_reading() {
+    let names: Vec<String> = (0..11).map(|i| format!("f{i}.txt")).collect();
+    let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let l = ArchiveLimits {
+        max_entries: 10,
+        ..limits()
+    };
+    let z = samples::zip(&entries);
+    let (r, seen, _) = walk(&z, FileKind::Zip, &l);
+    assert_eq!(limit_of(r).0, Limit::Entries);
+    assert!(
+        seen.is_empty(),
+        "refused from the central directory: {seen:?}"
+    );
+    // tar: counted one by one.
+    let t = samples::tar(&entries);
+    let (r, seen, _) = walk(&t, FileKind::Tar, &l);
+    assert_eq!(limit_of(r).0, Limit::Entries);
+    assert_eq!(seen.len(), 10);
+    // Across archives: 6 + a zip of 5 inside = 12 entries.
+    let inner = samples::zip(&entries[..5]);
+    let mut outer: Vec<(&str, &[u8])> = entries[5..10].to_vec();
+    outer.push(("inner.zip", &inner));
+    let z = samples::zip(&outer);
+    assert_eq!(limit_of(walk(&z, FileKind::Zip, &l).0).0, Limit::Entries);
+    let (r, _, s) = walk(
+        &z,
+        FileKind::Zip,
+        &ArchiveLimits {
+            max_entries: 11,
+            ..l
+        },
+    );
+    assert!(r.unwrap().is_continue());
+    assert_eq!(s.entries, 11);
+}
+
+#[test]
+fn total_bytes_limit() {
+    let a = samples::text(300_000);
+    let z = samples::zip(&[("a.txt", &a), ("b.txt", &a), ("c.txt", &a)]);
+    let l = ArchiveLimits {
+        max_total_bytes: 700_000,
+        ..limits()
+    };
+    let (r, seen, _) = walk(&z, FileKind::Zip, &l);
+    let (limit, path, produced) = limit_of(r);
+    assert_eq!((limit, path.as_str()), (Limit::TotalBytes, "c.txt"));
+    assert_eq!(seen.len(), 2);
+    assert!(
+        produced <= 700_000 - 600_000 + 1,
+        "read past the budget: {produced}"
+    );
+    let (r, _, s) = walk(
+        &z,
+        FileKind::Zip,
+        &ArchiveLimits {
+            max_total_bytes: 900_000,
+            ..l
+        },
+    );
+    assert!(r.unwrap().is_continue());
+    assert_eq!(s.total_bytes, 900_000);
+}
+
+#[test]
+fn ratio_limit_per_entry() {
+    // 4 MiB of zeros deflate to about 4 KB: about 1000:1.
+    let zeros = vec![0u8; 4 << 20];
+    let z = samples::zip(&[("ok.txt", b"fine"), ("zeros.bin", &zeros)]);
+    let (limit, path, produced) = limit_of(walk(&z, FileKind::Zip, &limits()).0);
+    assert_eq!((limit, path.as_str()), (Limit::Ratio, "zeros.bin"));
+    assert!(produced < 2 * RATIO_FLOOR, "refused late: {produced}");
+    // Allowed with a ratio above what deflate reaches on zeros.
+    let lax = ArchiveLimits {
+        max_ratio: 2000,
+        ..limits()
+    };
+    assert!(walk(&z, FileKind::Zip, &lax).0.unwrap().is_continue());
+    // Below the floor a high ratio is not judged.
+    let small = samples::zip(&[("spaces.txt", &vec![b' '; 500_000][..])]);
+    assert!(walk(&small, FileKind::Zip, &limits())
+        .0
+        .unwrap()
+        .is_continue());
+    // gzip too.
+    let gz = samples::gzip(&zeros);
+    assert_eq!(
+        limit_of(walk(&gz, FileKind::Gzip, &limits()).0).0,
+        Limit::Ratio
+    );
+}
+
+#[test]
+fn one_gib_ratio_bomb_is_refused_after_a_few_mib() {
+    let bomb = samples::zip_bomb_ratio(1 << 30);
+    assert!(bomb.len() < 2 << 20, "bomb is {} bytes", bomb.len());
+    // Even with ratio and total limits far beyond the bomb, the overall ratio stops it.
+    for (l, want) in [
+        (limits(), Limit::Ratio),
+        (
+            ArchiveLimits {
+                max_ratio: 100_000,
+                max_total_bytes: 8 << 20,
+                ..limits()
+            },
+            Limit::TotalBytes,
+        ),
+    ] {
+        let (r, seen, stats) = walk(&bomb, FileKind::Zip, &l);
+        let (limit, path, produced) = limit_of(r);
+        assert_eq!((limit, path.as_str()), (want, "zeros.bin"));
+        assert!(seen.is_empty());
+        // Bounded memory: what the walk decompressed before refusing (at most the budget
+        // and one byte).
+        assert!(
+            produced <= (8 << 20) + 1,
+            "decompressed {produced} bytes of a 1 GiB bomb"
+        );
+        assert_eq!(stats.total_bytes, 0, "nothing of the bomb was kept");
+    }
+}
+
+#[test]
+fn overlapping_bomb_hits_limits() {
+    let bomb = samples::zip_bomb_overlapping(5000);
+    // Default limits: more central entries than max_entries, refused before reading.
+    let (r, seen, _) = walk(&bomb, FileKind::Zip, &limits());
+    let (limit, _, _) = limit_of(r);
+    assert_eq!(limit, Limit::Entries);
+    assert!(seen.is_empty());
+    // Few enough entries: the overall ratio (1 MiB per entry from ~1 KB) stops it.
+    let bomb = samples::zip_bomb_overlapping(500);
+    let (r, seen, stats) = walk(&bomb, FileKind::Zip, &limits());
+    let (limit, _, _) = limit_of(r);
+    assert!(
+        matches!(limit, Limit::OverallRatio | Limit::Ratio),
+        "{limit:?}"
+    );
+    assert!(seen.len() < 10, "{} entries read", seen.len());
+    assert!(stats.total_bytes <= (100 * bomb.len() as u64).max(2 * RATIO_FLOOR));
+}
+
+#[test]
+fn encrypted_and_unsupported_methods_are_unreadable() {
+    let e = samples::zip_encrypted("secret.txt");
+    match walk(&e, FileKind::Zip, &limits()).0 {
+        Err(ArchiveError::Unreadable { path, .. }) => assert_eq!(path, "secret.txt"),
+        other => panic!("{other:?}"),
+    }
+    for method in [12u16, 14, 93, 95, 99] {
+        let z = samples::zip_with_method("x.bin", method, b"whatever bytes");
+        match walk(&z, FileKind::Zip, &limits()).0 {
+            Err(ArchiveError::Unreadable { path, .. }) => assert_eq!(path, "x.bin"),
+            other => panic!("method {method}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let mut z = samples::zip(&[("a.txt", &samples::text(10_000))]);
+    // Corrupt the deflate data.
+    for b in &mut z[40..200] {
+        *b = 0xff;
+    }
+    assert!(matches!(
+        walk(&z, FileKind::Zip, &limits()).0,
+        Err(ArchiveError::Malformed { .. })
+    ));
+    let not_zip = b"PK\x03\x04 but nothing else".to_vec();
+    assert!(matches!(
+        walk(&not_zip, FileKind::Zip, &limits()).0,
+        Err(ArchiveError::Malformed { .. })
+    ));
+    let mut gz = samples::gzip(&samples::text(10_000));
+    let n = gz.len();
+    gz.truncate(n / 2);
+    assert!(matches!(
+        walk(&gz, FileKind::Gzip, &limits()).0,
+        Err(ArchiveError::Malformed { .. })
+    ));
+    let mut t = samples::tar(&[("a.txt", &samples::text(10_000))]);
+    t.truncate(3000);
+    assert!(matches!(
+        walk(&t, FileKind::Tar, &limits()).0,
+        Err(ArchiveError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn multi_member_gzip_is_read_to_the_end() {
+    let mut gz = samples::gzip(b"first member ");
+    gz.extend_from_slice(&samples::gzip(b"second member"));
+    let mut got = Vec::new();
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w.walk(&gz, FileKind::Gzip, &mut |e: Entry<'_>| {
+        got.extend_from_slice(e.bytes);
+        ControlFlow::Continue(())
+    });
+    assert!(r.unwrap().is_continue());
+    assert_eq!(got, b"first member second member");
+}
+
+#[test]
+fn deadline_is_checked_inside_a_long_decompression() {
+    let bomb = samples::zip_bomb_ratio(512 << 20);
+    let lax = ArchiveLimits {
+        max_ratio: 100_000,
+        max_total_bytes: 1 << 30,
+        ..limits()
+    };
+    let mut w = Walker::new(
+        &lax,
+        Some(Instant::now() + Duration::from_millis(5)),
+        &classify,
+    );
+    let r = w.walk(&bomb, FileKind::Zip, &mut |_e: Entry<'_>| {
+        ControlFlow::Continue(())
+    });
+    match r {
+        Err(ArchiveError::Deadline { path }) => assert_eq!(path, "zeros.bin"),
+        other => panic!("{other:?}"),
+    }
+    // Already passed: nothing is read.
+    let z = samples::zip(&[("a", b"1")]);
+    let mut w = Walker::new(&lax, Some(Instant::now()), &classify);
+    assert!(matches!(
+        w.walk(&z, FileKind::Zip, &mut |_e: Entry<'_>| {
+            ControlFlow::Continue(())
+        }),
+        Err(ArchiveError::Deadline { .. })
+    ));
+}
+
+#[test]
+fn parts_of_a_document() {
+    let doc = samples::zip(&[
+        ("[Content_Types].xml", b"<Types/>"),
+        ("word/document.xml", &samples::text(20_000)),
+        ("word/embeddings/oleObject1.bin", &samples::pe_exe()),
+    ]);
+    let mut got = Vec::new();
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w
+        .parts(
+            &doc,
+            FileKind::Docx,
+            64,
+            &mut |name: &str, prefix: &[u8]| {
+                got.push((name.to_owned(), prefix.len(), classify(prefix)));
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    assert!(r.is_continue());
+    assert_eq!(
+        got,
+        vec![
+            ("[Content_Types].xml".to_owned(), 8, FileKind::Text),
+            ("word/document.xml".to_owned(), 64, FileKind::Text),
+            (
+                "word/embeddings/oleObject1.bin".to_owned(),
+                64,
+                FileKind::Pe
+            ),
+        ]
+    );
+}
