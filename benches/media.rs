@@ -23,14 +23,21 @@ use grenzwacht::media::{samples, Direction, MediaConfig};
 use grenzwacht::policy::dlp::RuleSet;
 use sha2::{Digest, Sha256};
 
-/// Documents and images from `samples::docs`. Empty until that module provides them; the
-/// corpus then has only text and archives.
+/// Documents and images from `samples::docs`.
 fn docs() -> Vec<(&'static str, Vec<u8>)> {
-    #[allow(unused_mut)]
-    let mut v: Vec<(&'static str, Vec<u8>)> = Vec::new();
-    // LEAD (after merging "extract"): push png_10KB, png_1MB, jpeg, pdf, docx, xlsx here from
-    // `samples::docs` (see the list in the module doc) and add them to `zip_of_docs` below.
-    v
+    use samples::docs;
+    let para = "Lagebericht Referat 3: Abstimmung der Termine, keine Auffälligkeiten. ";
+    let long = para.repeat(2000);
+    let cells: Vec<String> = (0..2000).map(|i| format!("Posten {i}: {para}")).collect();
+    let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+    vec![
+        ("png_small", docs::png(64, 64, None)),
+        ("png_large", docs::png(1024, 1024, Some("Urlaubsfoto"))),
+        ("jpeg", docs::jpeg()),
+        ("pdf", docs::pdf(&long)),
+        ("docx", docs::docx(&long)),
+        ("xlsx", docs::xlsx(&cells)),
+    ]
 }
 
 fn text_kb(kb: usize) -> Vec<u8> {
@@ -85,9 +92,9 @@ fn inspector() -> Arc<Inspector> {
     let dlp = RuleSet::load_dir(root)
         .unwrap_or_else(|d| panic!("{d}"))
         .engine();
-    // LEAD (after merging "yara"): load `policies/yara` here, e.g.
-    // `Some(Arc::new(YaraRules::load_dir(root).expect("yara rules")))`.
-    let yara = None;
+    let yara = Some(Arc::new(
+        grenzwacht::media::yara::YaraRules::load_dir(root).expect("shipped YARA rules"),
+    ));
     Arc::new(Inspector::new(&cfg, Some(dlp), yara).expect("inspector"))
 }
 

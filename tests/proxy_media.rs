@@ -91,7 +91,11 @@ fn multipart(second_headers: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The parts of a multipart body (boundary from its first line): (headers, body).
-fn parts(body: &[u8]) -> Vec<(String, Vec<u8>)> {
+fn parts(mut body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    // Synapse's layout (and the guard's) starts with a CRLF before the first delimiter.
+    while let Some(rest) = body.strip_prefix(b"\r\n") {
+        body = rest;
+    }
     let Some(first_end) = body.windows(2).position(|w| w == b"\r\n") else {
         return Vec::new();
     };

@@ -197,6 +197,26 @@ pub const SHIPPED_POLICIES: &[(&str, &str)] = &[
     ),
     ("pii.toml", include_str!("../../policies/pii.toml")),
     ("secrets.toml", include_str!("../../policies/secrets.toml")),
+    (
+        "yara/documents.yar",
+        include_str!("../../policies/yara/documents.yar"),
+    ),
+    (
+        "yara/eicar.yar",
+        include_str!("../../policies/yara/eicar.yar"),
+    ),
+    (
+        "yara/executables.yar",
+        include_str!("../../policies/yara/executables.yar"),
+    ),
+    (
+        "yara/office_macros.yar",
+        include_str!("../../policies/yara/office_macros.yar"),
+    ),
+    (
+        "yara/scripts.yar",
+        include_str!("../../policies/yara/scripts.yar"),
+    ),
 ];
 
 /// The name under which the lab guard serves as hs1's notary (`trusted_key_servers`). No

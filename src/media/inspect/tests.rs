@@ -229,7 +229,6 @@ async fn concurrent_scans_are_capped() {
 // ---- relying on media::sniff / media::extract ----
 
 #[test]
-#[ignore = "needs_sniff: media::sniff and media::extract (helper extract)"]
 fn text_allowed_one_way_only() {
     let i = inspector(&cfg(&["text"], &["png"]));
     let out = i.inspect_blocking(b"Hallo, hier der Bericht.\n", &ctx(Direction::Outbound));
@@ -244,7 +243,6 @@ fn text_allowed_one_way_only() {
 }
 
 #[test]
-#[ignore = "needs_sniff: media::sniff and media::extract (helper extract)"]
 fn pe_inside_zip_inside_tar_gz_is_refused() {
     let i = inspector(&cfg(&["text", "zip", "tar", "gzip"], &[]));
     let inner = samples::zip(&[("note.txt", b"hello"), ("x/tool.exe", &samples::pe_exe())]);
@@ -274,7 +272,6 @@ fn pe_inside_zip_inside_tar_gz_is_refused() {
 }
 
 #[test]
-#[ignore = "needs_sniff: media::sniff and media::extract (helper extract)"]
 fn executables_and_scripts_are_refused_by_default() {
     let i = inspector(&MediaConfig::default());
     for (bytes, kind) in [
@@ -295,7 +292,6 @@ fn executables_and_scripts_are_refused_by_default() {
 }
 
 #[test]
-#[ignore = "needs_sniff: media::sniff and media::extract (helper extract)"]
 fn dlp_on_text_entries_and_names() {
     let i = inspector(&cfg(&["text", "zip"], &["text", "zip"]));
     let z = samples::zip(&[
@@ -334,7 +330,6 @@ fn dlp_on_text_entries_and_names() {
 }
 
 #[test]
-#[ignore = "needs_sniff: media::sniff and media::extract (helper extract)"]
 fn archive_limits_and_unreadable_entries_are_findings() {
     let i = inspector(&MediaConfig::default());
     let r = i.inspect_blocking(&samples::zip_bomb_ratio(1 << 30), &ctx(Direction::Inbound));

@@ -723,7 +723,16 @@ mod tests {
         lines.sort();
         assert_eq!(
             lines,
-            ["4711", "GEHEIM-key", "a", "body", "deep", "m.text", "msgtype", "x-custom"],
+            [
+                "4711",
+                "GEHEIM-key",
+                "a",
+                "body",
+                "deep",
+                "m.text",
+                "msgtype",
+                "x-custom"
+            ],
             "known fields are not repeated"
         );
         let piece = t
