@@ -45,13 +45,13 @@ fn decision(i: usize) -> Record {
         destination: "hs2.example".into(),
         direction: Direction::Outbound,
         endpoint: "/_matrix/federation/v1/send/{txnId}".into(),
-        verdict: if i % 4 == 0 {
+        verdict: if i.is_multiple_of(4) {
             Verdict::Redact
         } else {
             Verdict::Allow
         },
         effect: None,
-        rules: if i % 4 == 0 {
+        rules: if i.is_multiple_of(4) {
             vec![RuleMatch {
                 rule: "vs-nfd-marking".into(),
                 field: "content.body".into(),

@@ -215,7 +215,7 @@ fn string_value(tag: u8, body: &[u8]) -> Result<String, String> {
             .map(str::to_owned)
             .map_err(|_| "attribute value is not UTF-8".into()),
         // BMPString (UTF-16BE)
-        0x1e if body.len() % 2 == 0 => {
+        0x1e if body.len().is_multiple_of(2) => {
             let units: Vec<u16> = body
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))

@@ -717,7 +717,7 @@ mod tests {
                 self.seed ^= self.seed << 13;
                 self.seed ^= self.seed >> 7;
                 self.seed ^= self.seed << 17;
-                self.variation && self.seed % one_in == 0
+                self.variation && self.seed.is_multiple_of(one_in)
             }
 
             fn ws(&mut self, out: &mut String) {

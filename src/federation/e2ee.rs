@@ -259,7 +259,7 @@ impl<'a> Reader<'a> {
 }
 
 fn aes_ok(ct: &[u8]) -> bool {
-    !ct.is_empty() && ct.len() % AES_BLOCK == 0
+    !ct.is_empty() && ct.len().is_multiple_of(AES_BLOCK)
 }
 
 /// Megolm message: version, index, ciphertext, MAC, signature. Returns the message index.

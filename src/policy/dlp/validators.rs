@@ -118,7 +118,7 @@ pub fn luhn(text: &str) -> bool {
         sum += d;
         n += 1;
     }
-    n >= 2 && sum % 10 == 0
+    n >= 2 && sum.is_multiple_of(10)
 }
 
 /// IBAN lengths per country (ISO 13616 registry, SWIFT release 2024).
