@@ -273,7 +273,58 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     .await?;
     println!("     content at hs1: {} → redacted inbound by the shipped marking rules, re-signed with the guard key", seen["content"]);
 
+    media(&alice, &bob, &room, &mut n).await?;
     review(info, &alice, &bob, &room, &mut n).await
+}
+
+/// Media: alice shares a PNG and a text file marked GEHEIM; bob downloads both through hs2,
+/// which fetches them over federation through the guard. The PNG arrives byte-identical; the
+/// marked file is refused (the guard read it: DLP on the file's text).
+async fn media(alice: &Session, bob: &Session, room: &str, n: &mut u32) -> Result<(), LabError> {
+    let png = crate::media::samples::docs::png(32, 32, None);
+    let marked = "Lagebericht Nord\nEinstufung: GEHEIM\n".as_bytes().to_vec();
+    for (file, ct, name, msgtype, released) in [
+        (&png, "image/png", "karte.png", "m.image", true),
+        (&marked, "text/plain", "notiz.txt", "m.file", false),
+    ] {
+        let mxc = step(
+            n,
+            &format!("alice uploads {name} on hs1"),
+            alice.upload(file, ct, name),
+        )
+        .await?;
+        let event = json!({"msgtype": msgtype, "body": name, "url": mxc,
+            "info": {"mimetype": ct, "size": file.len()}});
+        let event_id = step(
+            n,
+            &format!("alice shares {name} in the room"),
+            alice.send_event(room, "m.room.message", &event),
+        )
+        .await?;
+        step(
+            n,
+            "bob sees the event on hs2",
+            bob.wait_for_event(room, &event_id, STEP_TIMEOUT),
+        )
+        .await?;
+        let got = step(
+            n,
+            &format!("bob downloads {name} (hs2 fetches it through the guard)"),
+            bob.download(&mxc),
+        )
+        .await?;
+        let arrived = got.status == 200 && got.body[..] == file[..];
+        match (arrived, released) {
+            (true, true) => println!("     {name}: arrived byte-identical ({} bytes)", file.len()),
+            (false, false) => println!(
+                "     {name}: refused by the guard (bob gets {}; the file's text carries GEHEIM)",
+                got.status
+            ),
+            (true, false) => println!("     {name}: UNEXPECTED: the marked file crossed"),
+            (false, true) => println!("     {name}: UNEXPECTED: refused (bob gets {})", got.status),
+        }
+    }
+    Ok(())
 }
 
 /// A call to the guard's admin API as the lab's reviewer (`lab.json` `guard.review_tokens`).
