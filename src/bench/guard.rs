@@ -106,7 +106,12 @@ impl Env {
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies)?;
         for (name, text) in crate::lab::guard::SHIPPED_POLICIES {
-            std::fs::write(policies.join(name), text)?;
+            // Names may have a directory (`yara/…`).
+            let path = policies.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
         }
         let labels = if labels {
             Some(
