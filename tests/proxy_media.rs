@@ -561,6 +561,48 @@ async fn thumbnails_and_legacy_downloads_are_inspected_too() {
     s.stop().await;
 }
 
+/// The text that travels with a clean file is judged too: a served name carrying a marker
+/// (plain or percent-encoded as RFC 8187 `filename*`) and metadata carrying one behind a JSON
+/// escape are refused; the same file under a clean name crosses.
+#[tokio::test]
+async fn names_and_metadata_that_travel_with_a_file_are_judged() {
+    let s = setup("").await;
+    let png = png();
+    let named = |disposition: &str| {
+        multipart(
+            &format!("Content-Type: image/png\r\nContent-Disposition: {disposition}"),
+            &png,
+        )
+    };
+    let id = s.serve(200, MULTIPART, named("inline; filename=karte.png"));
+    s.reference(&id).await;
+    let got = s.download(&download_path(&id)).await;
+    s.released(&got, &png, "clean served name");
+    for (what, disposition) in [
+        ("marked served name", "inline; filename=\"GEHEIM.png\""),
+        (
+            "percent-encoded marked name",
+            "inline; filename*=UTF-8''%47%45%48%45%49%4D.png",
+        ),
+    ] {
+        let id = s.serve(200, MULTIPART, named(disposition));
+        s.reference(&id).await;
+        let got = s.download(&download_path(&id)).await;
+        s.refused(&got, &png, what);
+    }
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{{\"note\":\"\\u0047EHEIM\"}}\r\n--{BOUNDARY}\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&png);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let id = s.serve(200, MULTIPART, body);
+    s.reference(&id).await;
+    let got = s.download(&download_path(&id)).await;
+    s.refused(&got, &png, "metadata with an escaped marker");
+    s.stop().await;
+}
+
 /// The harness itself: with the unsafe switch a clean multipart answer crosses as it is.
 #[tokio::test]
 async fn with_allow_unscanned_a_multipart_answer_crosses_unchanged() {

@@ -296,6 +296,35 @@ impl Inspector {
         })
     }
 
+    /// DLP on the text that travels with a file rather than in it — its served name
+    /// (`Content-Disposition`), its declared type, the metadata of a federation answer — as
+    /// `media.name`, at the place `path`. Not part of [`Report`]s (and so not cached by the
+    /// file's hash): the same bytes can travel under another name.
+    pub fn inspect_names(&self, names: &[&str], ctx: &InspectCtx, path: &str) -> Vec<MediaFinding> {
+        let mut report = Report {
+            kind: FileKind::Unknown,
+            size: 0,
+            sha256: String::new(),
+            findings: Vec::new(),
+            files: 0,
+            text_bytes: 0,
+        };
+        let fields: Vec<(Field, &str)> = names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| (Field::MediaName, *n))
+            .collect();
+        let mut scan = Scan {
+            insp: self,
+            ctx,
+            deadline: Instant::now() + self.scan_deadline(),
+            text_left: MAX_TEXT_BYTES,
+            report: &mut report,
+        };
+        scan.dlp(&fields, path);
+        report.findings
+    }
+
     /// Inspects one file on a blocking thread, within `scan_deadline_ms` and the cap on
     /// concurrent scans; a timeout is a refusal (`MediaReason::ScanTimeout`). Such a report
     /// carries the kind and SHA-256 if the scan got that far (else `unknown` and `""`).

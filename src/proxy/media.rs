@@ -262,6 +262,44 @@ fn references(
     })
 }
 
+/// Every string and object key of a JSON document (the metadata part), decoded (a `\u`
+/// escape hides nothing). Not JSON (the parser checked it is): nothing added.
+fn json_texts(json: &[u8], out: &mut Vec<String>) {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+                out.push(k.clone());
+                walk(x, out)
+            }),
+            _ => {}
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) {
+        walk(&v, out);
+    }
+}
+
+/// The declared type and the served name of a file, as written and percent-decoded
+/// (`filename*=UTF-8''…` carries the name percent-encoded). `false` if a value does not
+/// decode (bad escapes, not UTF-8): it cannot be judged, so the file is refused.
+fn header_texts(
+    content_type: Option<&str>,
+    disposition: Option<&str>,
+    out: &mut Vec<String>,
+) -> bool {
+    for v in [content_type, disposition].into_iter().flatten() {
+        out.push(v.to_string());
+        match crate::federation::catalog::percent_decode(v) {
+            Ok(std::borrow::Cow::Owned(d)) => out.push(d),
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// Bits of entropy per byte (0–8) of a sample of the bytes.
 fn entropy(bytes: &[u8]) -> f64 {
     let sample = &bytes[..bytes.len().min(64 * 1024)];
@@ -352,6 +390,8 @@ pub(crate) async fn inspect_answer(
         .unwrap_or("")
         .to_string();
     let mut rebuilt: Option<(String, Bytes)> = None;
+    // The text that travels with the file (names, types, metadata): judged too.
+    let mut names: Vec<String> = Vec::new();
     let file: Bytes = if target.multipart {
         let answer = match multipart::parse(&content_type, &up.body) {
             Ok(a) => a,
@@ -365,12 +405,25 @@ pub(crate) async fn inspect_answer(
                 return conclude(guard, target, direction, record, &report, None).await;
             }
         };
+        json_texts(answer.metadata, &mut names);
         match answer.content {
-            Content::Bytes { bytes, .. } => up.body.slice_ref(bytes),
+            Content::Bytes {
+                bytes,
+                content_type,
+                disposition,
+            } => {
+                if !header_texts(content_type.as_deref(), disposition.as_deref(), &mut names) {
+                    return unreadable_names(guard, target, direction, record).await;
+                }
+                up.body.slice_ref(bytes)
+            }
             Content::Location(url) => {
                 let metadata = answer.metadata.to_vec();
                 match follow(gate, &url).await {
                     Ok((bytes, ct, disposition)) => {
+                        if !header_texts(Some(&ct), disposition.as_deref(), &mut names) {
+                            return unreadable_names(guard, target, direction, record).await;
+                        }
                         let (ct_header, body) =
                             multipart::build(&metadata, &ct, disposition.as_deref(), &bytes);
                         let file = bytes.clone();
@@ -385,6 +438,24 @@ pub(crate) async fn inspect_answer(
             }
         }
     } else {
+        let header = |n: http::header::HeaderName| {
+            up.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok().map(str::to_string))
+        };
+        let readable = header_texts(
+            Some(&content_type),
+            header(http::header::CONTENT_DISPOSITION).as_deref(),
+            &mut names,
+        );
+        // A header value that is not visible ASCII cannot be read as text either.
+        let opaque_header = up
+            .headers
+            .get(http::header::CONTENT_DISPOSITION)
+            .is_some_and(|v| v.to_str().is_err());
+        if !readable || opaque_header {
+            return unreadable_names(guard, target, direction, record).await;
+        }
         up.body.clone()
     };
     // --- reference
@@ -410,6 +481,20 @@ pub(crate) async fn inspect_answer(
         return conclude(guard, target, direction, record, &report, None).await;
     }
     // --- inspect
+    let none = Scanners::default();
+    let scanners = policy.attachment::<Scanners>().unwrap_or(&none);
+    let inspector = gate.inspector(scanners).map_err(|e| {
+        tracing::error!(error = %e, "media inspector unavailable: refused");
+        refused(MediaReason::Internal, "internal error")
+    })?;
+    let ictx = InspectCtx {
+        direction,
+        peer: ctx.peer.clone(),
+        server_name: target.server_name.clone(),
+        media_id: target.media_id.clone(),
+    };
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let name_findings = inspector.inspect_names(&name_refs, &ictx, "(name, type, metadata)");
     let report = if refs.encrypted && looks_encrypted(&file) {
         record.encrypted = true;
         Arc::new(bare_report(&file, FileKind::Unknown, Vec::new()))
@@ -427,18 +512,6 @@ pub(crate) async fn inspect_answer(
                 r
             }
             None => {
-                let none = Scanners::default();
-                let scanners = policy.attachment::<Scanners>().unwrap_or(&none);
-                let inspector = gate.inspector(scanners).map_err(|e| {
-                    tracing::error!(error = %e, "media inspector unavailable: refused");
-                    refused(MediaReason::Internal, "internal error")
-                })?;
-                let ictx = InspectCtx {
-                    direction,
-                    peer: ctx.peer.clone(),
-                    server_name: target.server_name.clone(),
-                    media_id: target.media_id.clone(),
-                };
                 let r = Arc::new(inspector.inspect(file.clone(), ictx).await);
                 // Timeouts and internal errors are not facts about the file: not cached.
                 let transient = r
@@ -451,6 +524,13 @@ pub(crate) async fn inspect_answer(
                 r
             }
         }
+    };
+    let report = if name_findings.is_empty() {
+        report
+    } else {
+        let mut r = (*report).clone();
+        r.findings.splice(0..0, name_findings);
+        Arc::new(r)
     };
     metrics::counter!(tm::MEDIA_BYTES_TOTAL, "direction" => direction.as_str())
         .increment(file.len() as u64);
@@ -467,6 +547,24 @@ pub(crate) async fn inspect_answer(
             r
         }
     })
+}
+
+/// Refuses a file whose name or type cannot be read as text.
+async fn unreadable_names(
+    guard: &Guard,
+    target: &MediaTarget,
+    direction: Direction,
+    record: MediaRecord,
+) -> Result<UpstreamResponse, Refusal> {
+    let report = bare_report(
+        &[],
+        FileKind::Unknown,
+        vec![finding(
+            MediaReason::Malformed,
+            "the file's name or type does not decode",
+        )],
+    );
+    conclude(guard, target, direction, record, &report, None).await
 }
 
 /// Phase **record**: the audit record, metrics, the blocked-media memory; the answer if the
