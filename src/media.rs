@@ -56,7 +56,9 @@ pub enum FileKind {
     Docx,
     Xlsx,
     Pptx,
-    /// Macro-enabled OOXML (`.docm`, `.xlsm`, `.pptm`, or any OOXML with `vbaProject.bin`).
+    /// Macro-enabled office files: OOXML with `vbaProject.bin`, `vbaData.xml`, an Excel 4.0 macro
+    /// sheet or a macro-enabled content type (`.docm`, `.xlsm`, `.pptm`), and OpenDocument files
+    /// with Basic or script libraries.
     OfficeMacro,
     Odt,
     Ods,
