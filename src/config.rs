@@ -45,6 +45,7 @@ pub mod review;
 pub mod rules;
 #[cfg(test)]
 mod tests;
+pub mod ti;
 
 /// The whole guard configuration. Field names are the TOML table names.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,6 +90,8 @@ pub struct Config {
     pub review: review::ReviewConfig,
     /// `[audit]`: the tamper-evident audit log (`crate::audit`). `None`: no audit log.
     pub audit: Option<audit::AuditConfig>,
+    /// `[ti]`: the TI-Messenger profile (`crate::ti`). `None`: off.
+    pub ti: Option<ti::TiConfig>,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.

@@ -18,3 +18,4 @@ pub mod spif;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod ti;

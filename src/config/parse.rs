@@ -496,6 +496,24 @@ pub(super) fn parse(
                     }
                 }
             }
+            "ti" => {
+                cfg.ti = ctx.section::<super::ti::TiConfig>(node, name, anchor.clone());
+                if let Some(t) = &mut cfg.ti {
+                    for (key, msg) in t.check() {
+                        let segs: Vec<Seg> = std::iter::once("ti")
+                            .chain(key.split('.'))
+                            .map(|s| match s.parse::<usize>() {
+                                Ok(i) => Seg::Index(i),
+                                Err(_) => k(s),
+                            })
+                            .collect();
+                        ctx.error(value_span(root, &segs).or_else(|| anchor.clone()), msg);
+                    }
+                    if let Some(b) = base {
+                        t.resolve_paths(b);
+                    }
+                }
+            }
             other => ctx.error(name_span, format!("unknown key `{other}`")),
         }
     }

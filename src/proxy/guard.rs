@@ -30,6 +30,8 @@ pub use reload::{
 /// Errors while building the guard from a (validated) config.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
+    #[error("[ti]: {0}")]
+    Ti(#[from] crate::ti::TiError),
     #[error("[media]: {0}")]
     Media(#[from] crate::media::inspect::InspectorError),
     #[error("protected server {server}: {source}")]
@@ -163,12 +165,24 @@ pub struct Guard {
     txn_slots: super::txn_slots::TxnSlots,
     /// `[audit] dir`: what the admin API's audit search reads.
     audit_dir: Option<std::path::PathBuf>,
+    /// `[ti]`: the TI-Messenger profile (`crate::ti`), if on.
+    ti: Option<Arc<crate::ti::Ti>>,
 }
 
 impl Guard {
     /// Builds the guard. The store is passed in: `serve` opens the configured file, `check`
     /// and tests use an in-memory one (checking must not create files).
     pub fn from_config(cfg: &Config, store: Store) -> Result<Self, GuardError> {
+        let ti = match &cfg.ti {
+            Some(t) => Some(Arc::new(crate::ti::Ti::from_config(
+                t,
+                cfg.protected
+                    .iter()
+                    .map(|p| p.server_name.clone())
+                    .collect(),
+            )?)),
+            None => None,
+        };
         let l = &cfg.limits;
         let (connect_timeout, request_timeout) = match &cfg.outbound {
             Some(o) => (
@@ -378,6 +392,7 @@ impl Guard {
             auditor: None,
             txn_slots: Default::default(),
             audit_dir: cfg.audit.as_ref().map(|a| a.dir.clone()),
+            ti,
         })
     }
 
@@ -389,6 +404,11 @@ impl Guard {
                 auditor.clone(),
             )));
         self.auditor = Some(auditor);
+    }
+
+    /// The TI-Messenger profile (`[ti]`), if on.
+    pub fn ti(&self) -> Option<&Arc<crate::ti::Ti>> {
+        self.ti.as_ref()
     }
 
     /// The audit log, if connected.
@@ -705,6 +725,8 @@ pub struct Listeners {
     pub connect: Option<TcpListener>,
     pub proxy: Option<TcpListener>,
     pub admin: Option<TcpListener>,
+    /// `[[ti.homeserver]] client_listen`: the client-server reverse proxies, by server name.
+    pub client: Vec<(String, TcpListener)>,
 }
 
 impl Listeners {
@@ -731,6 +753,15 @@ impl Listeners {
             .await?,
             proxy: b("proxy", cfg.outbound.as_ref().and_then(|o| o.proxy_listen)).await?,
             admin: b("admin", Some(cfg.admin.listen)).await?,
+            client: {
+                let mut v = Vec::new();
+                for h in cfg.ti.iter().flat_map(|t| &t.homeserver) {
+                    if let Some(l) = b("client", h.client_listen).await? {
+                        v.push((h.server_name.clone(), l));
+                    }
+                }
+                v
+            },
         })
     }
 }
