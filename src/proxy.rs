@@ -22,6 +22,7 @@ pub mod replay;
 pub mod rewrite;
 pub mod room_labels;
 pub mod rooms;
+pub mod ti_gate;
 pub mod tls;
 pub mod txn_slots;
 pub mod upstream;

@@ -311,11 +311,14 @@ pub enum RefusalReason {
     Overloaded,
     /// The request body did not arrive within `[admission] body_timeout_ms`.
     Timeout,
+    /// The TI-Messenger profile refused it (`crate::ti`): a domain not on the federation list,
+    /// a stale list, an invite the invitee's permissions refuse, a client-server rule.
+    TiDenied,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 17] = [
+    pub const ALL: [RefusalReason; 18] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -333,6 +336,7 @@ impl RefusalReason {
         RefusalReason::MediaRefused,
         RefusalReason::Overloaded,
         RefusalReason::Timeout,
+        RefusalReason::TiDenied,
     ];
 
     /// The label value.
@@ -355,6 +359,7 @@ impl RefusalReason {
             RefusalReason::MediaRefused => "media_refused",
             RefusalReason::Overloaded => "overloaded",
             RefusalReason::Timeout => "timeout",
+            RefusalReason::TiDenied => "ti_denied",
         }
     }
 }
