@@ -750,6 +750,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     }
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
+        // The TI profile leaves the German PII rules out: they would act on patient
+        // communication, which is end-to-end encrypted there anyway.
+        if opts.ti && *name == "pii.toml" {
+            continue;
+        }
         // Names may have a directory (`yara/…`).
         let path = guard_config.policies.join(name);
         if let Some(parent) = path.parent() {

@@ -229,6 +229,14 @@ pub async fn screen(
             }
             tracing::info!(room = ?pdu.room_id, sender = %pdu.sender, reason = d.as_str(), "TI: event left out: {d}");
             crate::telemetry::record_withheld(data, "ti_denied");
+            super::audit_trail::record_ti_withheld(
+                guard,
+                ctx,
+                part == Part::Response,
+                pdu,
+                d.as_str(),
+            )
+            .await;
             out.push(units.pdu_pos[i]);
         }
     }
@@ -245,4 +253,45 @@ pub async fn screen(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_domains;
+
+    #[test]
+    fn every_domain_an_event_names_is_found() {
+        // Sender, invitee of a member event, the restricted-join authoriser, media servers
+        // (also in an edit's new content and a thumbnail), each once.
+        let content = r#"{"membership":"invite","join_authorised_via_users_server":"@x:auth.example",
+            "url":"mxc://media.example/abc","info":{"thumbnail_url":"mxc://thumbs.example:8448/t1"},
+            "m.new_content":{"url":"mxc://edit.example/e1"}}"#;
+        let d = named_domains(
+            "@alice:hs2.example",
+            Some("@bob:HS1.example:8448"),
+            "m.room.member",
+            content,
+        );
+        for want in [
+            "hs2.example",
+            "HS1.example:8448",
+            "auth.example",
+            "media.example",
+            "thumbs.example:8448",
+            "edit.example",
+        ] {
+            assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
+        }
+        // The state key of a non-member event is not a user.
+        let d = named_domains(
+            "@a:one.example",
+            Some("@b:two.example"),
+            "m.room.topic",
+            "{}",
+        );
+        assert_eq!(d, vec!["one.example".to_string()]);
+        // Content that is not JSON names only the sender.
+        let d = named_domains("@a:one.example", None, "m.room.message", "not json");
+        assert_eq!(d, vec!["one.example".to_string()]);
+    }
 }
