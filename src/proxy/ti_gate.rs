@@ -38,12 +38,11 @@ pub async fn record_client_refusal(
     r
 }
 
-/// Endpoints that pass without a listed peer: what discovery and the VZD need (the guard's own
-/// server's `.well-known`, `version`, its public keys, `openid/userinfo`). They carry no room
-/// content.
+/// Endpoints that pass without a listed peer: what discovery, key verification and the VZD
+/// need (the protected server's `.well-known`, its public keys, `openid/userinfo`). They carry
+/// no room content. Everything else unauthenticated (`version` included) is refused.
 const UNCHECKED_INBOUND: &[&str] = &[
     "well_known_server",
-    "version",
     "key_server",
     "key_server_by_id",
     "openid_userinfo",
@@ -89,17 +88,29 @@ pub async fn admit(
             .await
             .map_err(|d| denied(direction, &d))
     };
+    // The room directory is not offered over federation in TI-Messenger (gematik A_26520).
+    if direction == Direction::Inbound
+        && matches!(endpoint.id, "public_rooms_get" | "public_rooms_post")
+    {
+        return Err(denied(
+            direction,
+            &TiDenial::ClientRule("the room directory is not available over federation".into()),
+        ));
+    }
     match direction {
         Direction::Inbound => match xm {
             Some(x) => check(x.origin.to_string()).await?,
             None if UNCHECKED_INBOUND.contains(&endpoint.id) => {}
+            // Unauthenticated: 401 (gematik A_26331 asks this of `version`).
             None => {
-                return Err(denied(
-                    direction,
-                    &TiDenial::ClientRule(
-                        "unauthenticated federation requests are not accepted".into(),
-                    ),
-                ))
+                metrics::counter!(TI_REFUSALS_TOTAL, "reason" => "unauthenticated", "side" => side(direction))
+                    .increment(1);
+                return Err(Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    "M_UNAUTHORIZED",
+                    RefusalReason::TiDenied,
+                    "unauthenticated federation requests are not accepted",
+                ));
             }
         },
         Direction::Outbound => {
