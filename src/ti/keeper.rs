@@ -34,7 +34,7 @@
 //!
 //! The verification itself is one call, [`super::jws::verify_list`]; tests inject their own
 //! verifier and clock through [`ListKeeper::with_verifier`].
-pub mod http;
+pub mod client;
 
 use std::future::Future;
 use std::io::Write;
@@ -64,7 +64,7 @@ pub const STATE_FILE_NAME: &str = "federation-list.state.json";
 
 /// Largest list accepted (VZD answer or file).
 pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
-const VZD_LIMITS: http::Limits = http::Limits {
+const VZD_LIMITS: client::Limits = client::Limits {
     connect: Duration::from_secs(5),
     total: Duration::from_secs(30),
     max_body: MAX_LIST_BYTES,
@@ -139,7 +139,7 @@ pub struct KeeperStatus {
 
 enum Source {
     Vzd {
-        target: http::Target,
+        target: client::Target,
         token: Option<String>,
     },
     File(PathBuf),
@@ -204,7 +204,7 @@ impl ListKeeper {
     ) -> Result<ListKeeper, KeeperError> {
         let source = match (&cfg.vzd_url, &cfg.list_file) {
             (Some(url), None) => {
-                let target = http::Target::parse(url, cfg.vzd_ca.as_deref(), true)
+                let target = client::Target::parse(url, cfg.vzd_ca.as_deref(), true)
                     .map_err(|e| KeeperError::Setup(format!("ti.vzd_url: {e}")))?;
                 let token = cfg
                     .vzd_token_file
@@ -365,7 +365,7 @@ impl ListKeeper {
             Source::Vzd { target, token } => {
                 let held_version = self.read_inner().held.as_ref().map(|h| h.list.version);
                 let path = match held_version {
-                    Some(v) => http::with_query_param(target.base(), "version", &v.to_string()),
+                    Some(v) => client::with_query_param(target.base(), "version", &v.to_string()),
                     None => target.base().to_owned(),
                 };
                 let (status, body) = target
