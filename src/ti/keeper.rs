@@ -35,6 +35,8 @@
 //! The verification itself is one call, [`super::jws::verify_list`]; tests inject their own
 //! verifier and clock through [`ListKeeper::with_verifier`].
 pub mod client;
+#[cfg(test)]
+pub(crate) mod testserver;
 
 use std::future::Future;
 use std::io::Write;
