@@ -59,6 +59,23 @@ pub const METRIC_LIST_AGE_SECONDS: &str = "grenzwacht_ti_list_age_seconds";
 /// Counter: list fetches by `result` (`ok`, `unchanged`, `invalid`, `error`).
 pub const METRIC_FETCH_TOTAL: &str = "grenzwacht_ti_list_fetch_total";
 
+/// Registers the descriptions (Prometheus `# HELP`) of the keeper's metrics. Idempotent.
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        METRIC_LIST_VERSION,
+        "Version of the held TI-Messenger federation list."
+    );
+    metrics::describe_gauge!(
+        METRIC_LIST_AGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds since the federation list was last verified successfully (federation is blocked beyond ti.max_age_secs)."
+    );
+    metrics::describe_counter!(
+        METRIC_FETCH_TOTAL,
+        "Federation list fetches by result (ok, unchanged, invalid, error)."
+    );
+}
+
 /// Name of the saved list in `state_dir`.
 pub const LIST_FILE_NAME: &str = "federation-list.jws";
 /// Name of the saved state in `state_dir`.
