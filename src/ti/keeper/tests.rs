@@ -345,6 +345,30 @@ async fn concurrent_misses_share_one_rate_limited_fetch() {
 }
 
 #[tokio::test]
+async fn without_a_rate_limit_concurrent_misses_still_share_one_fetch() {
+    let f = Fixture::new();
+    let vzd = TestServer::start().await;
+    let mut cfg = f.vzd_config(&vzd.url("/fl.jws"));
+    cfg.miss_refetch_secs = 0;
+    vzd.set(200, f.list(1, &["a.example.de"]));
+    let k = Arc::new(f.keeper(&cfg));
+    k.refresh().await.unwrap();
+    vzd.set(200, f.list(2, &["a.example.de"]));
+    vzd.set_delay(Duration::from_millis(300));
+    let checks = (0..8).map(|_| {
+        let k = k.clone();
+        tokio::spawn(async move { k.check("b.example.de").await })
+    });
+    for r in futures_util::future::join_all(checks).await {
+        assert!(matches!(r.unwrap(), Err(TiDenial::NotListed { .. })));
+    }
+    assert_eq!(vzd.count(), 2, "eight concurrent misses, one fetch");
+    // Without a rate limit the next miss fetches again.
+    assert!(k.check("b.example.de").await.is_err());
+    assert_eq!(vzd.count(), 3);
+}
+
+#[tokio::test]
 async fn a_file_source_is_as_fresh_as_its_mtime() {
     let f = Fixture::new();
     let file = f.dir.path().join("federation-list.jws");
