@@ -176,7 +176,10 @@ async fn a_lower_version_is_refused_an_equal_one_refreshes() {
     let k = f.keeper(&f.vzd_config(&vzd.url("/fl.jws")));
     k.refresh().await.unwrap();
 
-    vzd.set(200, f.list(4, &["a.example.de", "b.example.de", "old.example"]));
+    vzd.set(
+        200,
+        f.list(4, &["a.example.de", "b.example.de", "old.example"]),
+    );
     let e = k.refresh().await.unwrap_err();
     assert!(matches!(e, FetchError::Invalid(_)), "{e}");
     assert_eq!(version(&k), Some(5));
@@ -320,7 +323,10 @@ async fn concurrent_misses_share_one_rate_limited_fetch() {
 
     // Another unknown domain within 60 s: refused without a fetch.
     vzd.set_delay(Duration::ZERO);
-    vzd.set(200, f.list(3, &["a.example.de", "b.example.de", "c.example.de"]));
+    vzd.set(
+        200,
+        f.list(3, &["a.example.de", "b.example.de", "c.example.de"]),
+    );
     f.set_now(t0() + Duration::from_secs(59));
     assert_eq!(
         k.check("c.example.de").await,
@@ -394,7 +400,11 @@ async fn a_file_source_is_as_fresh_as_its_mtime() {
     );
     let st = k.status();
     assert_eq!(st.source, "file");
-    assert_eq!(st.age_secs, Some(3600), "the age counts from the file's mtime");
+    assert_eq!(
+        st.age_secs,
+        Some(3600),
+        "the age counts from the file's mtime"
+    );
 
     // Nobody keeps the file current: stale 72 h after its mtime, even when read again.
     f.set_now(t0() + H72);
