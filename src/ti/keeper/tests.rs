@@ -492,3 +492,90 @@ fn rfc3339_formatting() {
         "2000-02-29T00:00:00Z"
     );
 }
+
+#[tokio::test]
+async fn new_loads_the_anchors_and_verifies_with_them() {
+    let now = SystemTime::now();
+    let pki = TestPki::generate(now - DAY, now + DAY);
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_files(dir.path()).unwrap();
+    let list_file = dir.path().join("list.jws");
+    std::fs::write(
+        &list_file,
+        pki.sign_list(&TestPki::payload(11, &[("a.example.de", true)])),
+    )
+    .unwrap();
+    let cfg = TiConfig {
+        tsl_roots: files.tsl_roots.clone(),
+        intermediates: vec![files.intermediate.clone()],
+        list_file: Some(list_file.clone()),
+        state_dir: dir.path().join("state"),
+        ..TiConfig::default()
+    };
+    let k = ListKeeper::new(&cfg).unwrap();
+    assert_eq!(
+        k.refresh().await.unwrap(),
+        FetchOutcome::Installed { version: 11 }
+    );
+    assert!(k.check("a.example.de").await.unwrap().is_insurance);
+    // A restart with the real verifier keeps it.
+    assert_eq!(version(&ListKeeper::new(&cfg).unwrap()), Some(11));
+    // A list signed by another PKI does not verify against these anchors.
+    let other = TestPki::generate(now - DAY, now + DAY);
+    std::fs::write(
+        &list_file,
+        other.sign_list(&TestPki::payload(12, &[("evil.example", false)])),
+    )
+    .unwrap();
+    assert!(matches!(k.refresh().await, Err(FetchError::Invalid(_))));
+    // Anchors that cannot be read stop the start.
+    let bad = TiConfig {
+        tsl_roots: dir.path().join("missing.json"),
+        ..cfg
+    };
+    assert!(ListKeeper::new(&bad).is_err());
+}
+
+#[tokio::test]
+async fn gematiks_signed_list_over_the_vzd() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ti-messenger");
+    let anchors = crate::ti::pki::TrustAnchors::load(
+        &fixtures.join("tsl_roots_test.json"),
+        &[fixtures.join("GEM.KOMP-CA50-TEST-ONLY.der")],
+    )
+    .unwrap();
+    let jws = std::fs::read(fixtures.join("federation-list-v956.jws")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vzd = TestServer::start().await;
+    vzd.set(200, jws);
+    let cfg = TiConfig {
+        vzd_url: Some(vzd.url("/tim-provider-services/FederationList/federationList.jws")),
+        state_dir: dir.path().to_path_buf(),
+        ..TiConfig::default()
+    };
+    // Inside the signer's validity (2023-01-25 to 2028-01-24).
+    let at = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+    let verify: Verifier = Box::new(move |jws, at| {
+        crate::ti::jws::verify_list(jws, &anchors, at).map_err(|e| e.to_string())
+    });
+    let k = ListKeeper::with_verifier(&cfg, verify, Arc::new(move || at)).unwrap();
+    assert_eq!(
+        k.refresh().await.unwrap(),
+        FetchOutcome::Installed { version: 956 }
+    );
+    let list = k.current().unwrap();
+    // 175 entries, some domains twice.
+    assert!(list.len() > 170, "{}", list.len());
+    for d in list.domains() {
+        assert!(k.check(&d.to_ascii_uppercase()).await.is_ok(), "{d}");
+    }
+    assert_eq!(vzd.count(), 1, "listed domains need no refetch");
+    vzd.set(204, "");
+    assert_eq!(
+        k.refresh().await.unwrap(),
+        FetchOutcome::Unchanged { version: 956 }
+    );
+    assert!(vzd.seen()[1]
+        .path
+        .ends_with("federationList.jws?version=956"));
+}
