@@ -208,3 +208,12 @@ fn server_names_of_user_ids() {
     assert_eq!(server_of("@:b.de"), None);
     assert_eq!(server_of("@a:"), None);
 }
+
+#[test]
+fn the_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let reader = AccountDataReader::new(&config(dir.path(), "http://127.0.0.1:1", 30)).unwrap();
+    let f = reader.permission_config(USER);
+    send(&f);
+}
