@@ -24,7 +24,8 @@
 //!   federation is refused ([`TiDenial::ListStale`]).
 //! * **Miss**: [`ListKeeper::check`] of a domain the current list does not name fetches once
 //!   before it refuses: concurrent misses share one fetch (single flight), and misses fetch at
-//!   most once per `miss_refetch_secs`.
+//!   most once per `miss_refetch_secs`. Such a check waits for that one fetch (or for a fetch
+//!   already running), at most the VZD timeouts; a listed domain never waits.
 //! * **Refresh**: [`ListKeeper::run`] fetches at start and every `refresh_interval_secs`; after
 //!   a failed fetch it retries after 60 s, doubling up to 15 min (never later than the
 //!   interval).
