@@ -353,3 +353,28 @@ fn signer_key_of_x5c_is_what_counts() {
     let err = verify_list(jws.as_bytes(), &b.anchors(), pinned()).unwrap_err();
     assert!(matches!(err, JwsError::Signature), "{err}");
 }
+
+#[test]
+fn oversized_and_bad_x5c_are_refused() {
+    let mut big = list_jws();
+    big.resize(MAX_JWS_BYTES + 1, b'A');
+    assert!(matches!(refused(&big, "big"), JwsError::Malformed(m) if m.contains("larger")));
+    let jws = with_header(&list_jws(), |h| h["x5c"] = serde_json::json!(["AAAA"]));
+    let err = refused(jws.as_bytes(), "x5c not a certificate");
+    assert!(
+        matches!(err, JwsError::Chain(PkiError::Parse { .. })),
+        "{err}"
+    );
+    let jws = with_header(&list_jws(), |h| {
+        h["x5c"] = serde_json::json!(["not base64!"])
+    });
+    let err = refused(jws.as_bytes(), "x5c not base64");
+    assert!(matches!(err, JwsError::Malformed(_)), "{err}");
+    // the header as a JSON array
+    let p = parts(&list_jws());
+    let jws = format!("{}.{}.{}", b64url().encode(b"[]"), p[1], p[2]);
+    assert!(matches!(
+        refused(jws.as_bytes(), "array header"),
+        JwsError::Malformed(_)
+    ));
+}
