@@ -107,6 +107,7 @@ impl TestPki {
             issuer_key: &root_key,
             ca: Some(None),
             key_usage: KU_KEY_CERT_SIGN | KU_CRL_SIGN,
+            odd: Odd::default(),
         });
         let intermediate_der = certificate(CertSpec {
             serial: 2,
@@ -117,6 +118,7 @@ impl TestPki {
             issuer_key: &root_key,
             ca: opts.intermediate_is_ca.then_some(Some(0)),
             key_usage: KU_KEY_CERT_SIGN | KU_CRL_SIGN,
+            odd: Odd::default(),
         });
         let leaf_der = certificate(CertSpec {
             serial: 3,
@@ -134,6 +136,7 @@ impl TestPki {
             } else {
                 KU_KEY_AGREEMENT
             },
+            odd: Odd::default(),
         });
         TestPki {
             root_der,
@@ -270,14 +273,30 @@ struct CertSpec<'a> {
     /// `Some(path_len)`: a CA; `None`: an end entity.
     ca: Option<Option<u8>>,
     key_usage: u8,
+    /// Deviations for tests of the chain check.
+    odd: Odd<'a>,
+}
+
+/// What a test certificate gets wrong on purpose.
+#[derive(Default)]
+struct Odd<'a> {
+    /// Curve OID written in the subject public key info (default brainpoolP256r1).
+    curve: Option<&'a str>,
+    /// Signature algorithm OID written (default ecdsa-with-SHA256; the signature stays one).
+    sig_alg: Option<&'a str>,
+    /// Authority key identifier written (default: from the issuer's key).
+    aki: Option<&'a [u8]>,
+    /// Further extensions (DER).
+    extensions: Vec<Vec<u8>>,
 }
 
 fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
     let subject_pub = public_sec1(spec.subject_key);
     let issuer_pub = public_sec1(spec.issuer_key);
-    let alg = der::seq(&[der::oid(OID_ECDSA_SHA256)]);
+    let alg = der::seq(&[der::oid(spec.odd.sig_alg.unwrap_or(OID_ECDSA_SHA256))]);
+    let curve = spec.odd.curve.unwrap_or(OID_BRAINPOOL_P256R1);
     let spki = der::seq(&[
-        der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(OID_BRAINPOOL_P256R1)]),
+        der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(curve)]),
         der::bit_string(&subject_pub, 0),
     ]);
     let basic = match spec.ca {
@@ -289,7 +308,11 @@ fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
         &[spec.key_usage],
         spec.key_usage.trailing_zeros().min(7) as u8,
     );
-    let extensions = der::seq(&[
+    let aki = spec
+        .odd
+        .aki
+        .map_or_else(|| key_id(&issuer_pub), <[u8]>::to_vec);
+    let mut extensions = vec![
         der::extension("2.5.29.19", true, &basic),
         der::extension("2.5.29.15", true, &ku),
         der::extension(
@@ -297,12 +320,10 @@ fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
             false,
             &der::octet_string(&key_id(&subject_pub)),
         ),
-        der::extension(
-            "2.5.29.35",
-            false,
-            &der::seq(&[der::tlv(0x80, &key_id(&issuer_pub))]),
-        ),
-    ]);
+        der::extension("2.5.29.35", false, &der::seq(&[der::tlv(0x80, &aki)])),
+    ];
+    extensions.extend(spec.odd.extensions.iter().cloned());
+    let extensions = der::seq(&extensions);
     let tbs = der::seq(&[
         der::tlv(0xa0, &der::integer(2)),
         der::integer(spec.serial),
