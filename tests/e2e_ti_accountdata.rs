@@ -57,7 +57,12 @@ async fn the_reader_reads_permission_configs_from_real_synapse() {
     let hs1 = lab.info.hs1().clone();
     let client = MatrixClient::new(&hs1.client_url);
     let admin = client
-        .register_shared_secret(&hs1.registration_shared_secret, "ti-admin", "pw-admin", true)
+        .register_shared_secret(
+            &hs1.registration_shared_secret,
+            "ti-admin",
+            "pw-admin",
+            true,
+        )
         .await
         .expect("admin user");
     let carol = client
@@ -101,7 +106,10 @@ async fn the_reader_reads_permission_configs_from_real_synapse() {
         got.server_exceptions.iter().any(|s| s == "hs3.example.de"),
         "{got:?}"
     );
-    assert_eq!(reader.permission_config(&carol.user_id).await.unwrap(), None);
+    assert_eq!(
+        reader.permission_config(&carol.user_id).await.unwrap(),
+        None
+    );
 
     let epa = AccountDataReader::new(&TiConfig {
         variant: TiVariant::Epa,
@@ -112,7 +120,8 @@ async fn the_reader_reads_permission_configs_from_real_synapse() {
 
     // A user of hs2 is no [[ti.homeserver]]; a non-admin token is refused by Synapse.
     assert!(reader.permission_config(&bob.user_id).await.is_err());
-    let weak = AccountDataReader::new(&config(dir.path(), &hs1, "carol", &carol.access_token)).unwrap();
+    let weak =
+        AccountDataReader::new(&config(dir.path(), &hs1, "carol", &carol.access_token)).unwrap();
     let e = weak.permission_config(&alice.user_id).await.unwrap_err();
     assert!(e.to_string().contains("403"), "{e}");
     assert!(!e.to_string().contains(&carol.access_token));

@@ -3,8 +3,10 @@
 //! answers `whoami`. Each test asserts what is refused (and never reaches the homeserver) and
 //! what is forwarded (and how it is rewritten).
 //!
-//! The tests in this file need no federation list: without one every domain but the protected
-//! server's own is refused (`ListStale`), and so is every invite of a protected user.
+//! Without a federation list every domain but the protected server's own is refused
+//! (`ListStale`), and so is every invite of a protected user; the tests at the end load a list
+//! signed by a test PKI (`ti::testpki`) from the `list_file` and give the homeserver's admin API
+//! the invitees' permission configs.
 mod common;
 
 use std::net::SocketAddr;
@@ -19,18 +21,19 @@ use serde_json::json;
 const HS1: &str = "hs1.test";
 const ALICE_TOKEN: &str = "tok-alice";
 
-/// The fake homeserver: `whoami` knows one token; `createRoom` answers a room id; the rest
-/// `{"ok":true}`.
-fn homeserver_answer() -> Answer {
-    Arc::new(|s: &Seen| {
+/// The fake homeserver: `whoami` knows one token; the admin API answers the permission
+/// configs in `configs` (by user ID; others have none) to the admin token; `createRoom`
+/// answers a room id; the rest `{"ok":true}`.
+fn homeserver_answer(configs: Vec<(&'static str, serde_json::Value)>) -> Answer {
+    Arc::new(move |s: &Seen| {
+        let auth = s
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if s.path_and_query
             .starts_with("/_matrix/client/v3/account/whoami")
         {
-            let auth = s
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
             if auth == format!("Bearer {ALICE_TOKEN}") {
                 return (
                     200,
@@ -43,6 +46,29 @@ fn homeserver_answer() -> Answer {
                 "application/json",
                 br#"{"errcode":"M_UNKNOWN_TOKEN","error":"secret upstream detail"}"#.to_vec(),
             );
+        }
+        if let Some(rest) = s.path_and_query.strip_prefix("/_synapse/admin/v1/users/") {
+            if auth != "Bearer admintoken" {
+                return (
+                    403,
+                    "application/json",
+                    br#"{"errcode":"M_FORBIDDEN"}"#.to_vec(),
+                );
+            }
+            let user = rest.strip_suffix("/accountdata").unwrap_or("");
+            let user = grenzwacht::federation::catalog::percent_decode(user)
+                .unwrap()
+                .into_owned();
+            let mut global = serde_json::Map::new();
+            if let Some((_, c)) = configs.iter().find(|(u, _)| *u == user) {
+                global.insert(
+                    "de.gematik.tim.account.permissionconfig.pro.v1".into(),
+                    c.clone(),
+                );
+            }
+            global.insert("m.push_rules".into(), json!({}));
+            let body = json!({"account_data": {"global": global, "rooms": {}}});
+            return (200, "application/json", body.to_string().into_bytes());
         }
         if s.path_and_query.contains("/createRoom") {
             return (
@@ -68,7 +94,6 @@ fn ti_toml(p: &Pki, hs: SocketAddr, extra_hs: &str) -> String {
     let d = p.dir.path();
     std::fs::create_dir_all(d.join("ti-state")).unwrap();
     std::fs::write(d.join("admin.token"), "admintoken\n").unwrap();
-    std::fs::write(d.join("tsl_roots.json"), "[]").unwrap();
     format!(
         r#"
 [admin]
@@ -80,6 +105,7 @@ key = "{key}"
 upstream = "http://127.0.0.1:9"
 [ti]
 tsl_roots = "{d}/tsl_roots.json"
+intermediates = ["{d}/intermediate.der"]
 list_file = "{d}/federation-list.jws"
 state_dir = "{d}/ti-state"
 [[ti.homeserver]]
@@ -96,10 +122,29 @@ client_upstream = "http://{hs}"
     )
 }
 
-/// Starts the homeserver and a guard whose client listener is in front of it.
+/// Starts the homeserver and a guard whose client listener is in front of it; without
+/// `list` the guard has no federation list.
 async fn lab(extra_hs: &str) -> Lab {
+    lab_with(extra_hs, None, Vec::new()).await
+}
+
+/// … with a federation list of `list` (domain, isInsurance) signed by a test PKI in the
+/// `list_file`, loaded before the first request, and the users' permission configs.
+async fn lab_with(
+    extra_hs: &str,
+    list: Option<&[(&str, bool)]>,
+    configs: Vec<(&'static str, serde_json::Value)>,
+) -> Lab {
     let p = pki();
-    let hs = recorder(None, homeserver_answer()).await;
+    let hs = recorder(None, homeserver_answer(configs)).await;
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let tpki = grenzwacht::ti::testpki::TestPki::generate(now - day, now + day);
+    tpki.write_files(p.dir.path()).unwrap();
+    if let Some(domains) = list {
+        let jws = tpki.sign_list(&grenzwacht::ti::testpki::TestPki::payload(7, domains));
+        std::fs::write(p.dir.path().join("federation-list.jws"), jws).unwrap();
+    }
     let toml = ti_toml(&p, hs.addr, extra_hs);
     let path = p.dir.path().join("guard.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -111,6 +156,10 @@ async fn lab(extra_hs: &str) -> Lab {
         )
         .unwrap(),
     );
+    if list.is_some() {
+        guard.ti().unwrap().keeper.refresh().await.unwrap();
+        assert!(guard.ti().unwrap().keeper.current().is_some());
+    }
     let listeners = grenzwacht::proxy::Listeners::bind(&cfg).await.unwrap();
     let client = listeners.client[0].1.local_addr().unwrap();
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
@@ -149,7 +198,10 @@ impl Lab {
         self.hs
             .seen()
             .into_iter()
-            .filter(|s| !s.path_and_query.contains("/account/whoami"))
+            .filter(|s| {
+                !s.path_and_query.contains("/account/whoami")
+                    && !s.path_and_query.starts_with("/_synapse/admin/")
+            })
             .collect()
     }
     fn whoami_asked(&self) -> usize {
@@ -481,7 +533,11 @@ async fn media_from_unlisted_servers_is_refused_own_media_and_uploads_stream() {
         )
         .await;
     assert_eq!((g.status, g.errcode().as_str()), (404, "M_UNRECOGNIZED"));
-    assert_eq!(lab.forwarded().len(), 3);
+    assert!(!lab
+        .hs
+        .seen()
+        .iter()
+        .any(|s| s.path_and_query.contains("/join/")));
     lab.stop().await;
 }
 
@@ -562,6 +618,242 @@ async fn tls_on_the_client_listener() {
             .unwrap();
         assert!(s.send_request(req).await.is_err());
     }
+    assert_eq!(lab.forwarded().len(), 1);
+    lab.stop().await;
+}
+
+const LISTED: &[(&str, bool)] = &[
+    ("hs1.test", false),
+    ("hs2.test", false),
+    ("kasse.test", true),
+];
+
+#[tokio::test]
+async fn listed_domains_pass_unlisted_are_refused() {
+    let lab = lab_with("", Some(LISTED), Vec::new()).await;
+    let before = lab.ti_refusals("not_listed").await;
+    let g = lab
+        .req(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(ALICE_TOKEN),
+            br#"{"invite":["@bob:HS2.test:8448"],"is_direct":true}"#,
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    let g = lab
+        .req(
+            "POST",
+            "/_matrix/client/v3/rooms/!r:hs1.test/invite",
+            Some(ALICE_TOKEN),
+            br#"{"user_id":"@bob:hs2.test"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    // Remote invitees need no whoami: their own proxy checks their permissions.
+    assert_eq!(lab.whoami_asked(), 0);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            &br#"{"invite":["@x:hs3.test"]}"#[..],
+        ),
+        (
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            br#"{"invite":["@x:hs2.test.evil"]}"#,
+        ),
+        (
+            "POST",
+            "/_matrix/client/v3/rooms/!r:hs1.test/invite",
+            br#"{"user_id":"@x:hs3.test"}"#,
+        ),
+        (
+            "PUT",
+            "/_matrix/client/v3/rooms/!r:hs1.test/state/m.room.member/@x:hs3.test",
+            br#"{"membership":"invite"}"#,
+        ),
+        ("GET", "/_matrix/client/v1/media/download/hs3.test/abc", b""),
+    ] {
+        let g = lab.req(method, path, Some(ALICE_TOKEN), body).await;
+        assert_eq!(
+            (g.status, g.errcode().as_str()),
+            (403, "M_FORBIDDEN"),
+            "{path}"
+        );
+        assert!(g.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not on the TI-Messenger federation list"));
+    }
+    assert_eq!(lab.ti_refusals("not_listed").await - before, 5.0);
+    let g = lab
+        .req(
+            "GET",
+            "/_matrix/client/v1/media/download/hs2.test/abc",
+            Some(ALICE_TOKEN),
+            b"",
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    let seen: Vec<String> = lab
+        .forwarded()
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "/_matrix/client/v3/createRoom",
+            "/_matrix/client/v3/rooms/!r:hs1.test/invite",
+            "/_matrix/client/v1/media/download/hs2.test/abc"
+        ]
+    );
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn local_invites_follow_the_invitees_permission_config() {
+    let configs = vec![
+        // block all, but Alice is excepted: passes
+        (
+            "@carol:hs1.test",
+            json!({"defaultSetting": "block all", "userExceptions": {"@alice:hs1.test": {}}}),
+        ),
+        // block all: refused
+        (
+            "@dave:hs1.test",
+            json!({"defaultSetting": "block all", "userExceptions": {"@bob:hs2.test": {}}}),
+        ),
+        // allow all except Alice's server: refused
+        (
+            "@erin:hs1.test",
+            json!({"defaultSetting": "allow all", "serverExceptions": {"hs1.test": {}}}),
+        ),
+        // unreadable: refused (fail closed)
+        ("@gina:hs1.test", json!({"defaultSetting": "sometimes"})),
+    ];
+    let lab = lab_with("", Some(LISTED), configs).await;
+    let invite = |who: &str| format!(r#"{{"user_id":"{who}"}}"#);
+    let path = "/_matrix/client/v3/rooms/!r:hs1.test/invite";
+    let g = lab
+        .req(
+            "POST",
+            path,
+            Some(ALICE_TOKEN),
+            invite("@carol:hs1.test").as_bytes(),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    // frank has no config: allow all.
+    let g = lab
+        .req(
+            "POST",
+            path,
+            Some(ALICE_TOKEN),
+            invite("@frank:hs1.test").as_bytes(),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    let before = lab.ti_refusals("invite_refused").await;
+    for who in ["@dave:hs1.test", "@erin:hs1.test"] {
+        let g = lab
+            .req("POST", path, Some(ALICE_TOKEN), invite(who).as_bytes())
+            .await;
+        assert_eq!(
+            (g.status, g.errcode().as_str()),
+            (403, "M_FORBIDDEN"),
+            "{who}"
+        );
+        assert!(g.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not accept invites"));
+    }
+    // The same decision through createRoom and member state.
+    let g = lab
+        .req(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(ALICE_TOKEN),
+            br#"{"invite":["@dave:hs1.test"]}"#,
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    let g = lab
+        .req(
+            "PUT",
+            "/_matrix/client/v3/rooms/!r:hs1.test/state/m.room.member/%40erin%3Ahs1.test",
+            Some(ALICE_TOKEN),
+            br#"{"membership":"invite"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    assert_eq!(lab.ti_refusals("invite_refused").await - before, 4.0);
+    let g = lab
+        .req(
+            "POST",
+            path,
+            Some(ALICE_TOKEN),
+            invite("@gina:hs1.test").as_bytes(),
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    assert_eq!(lab.ti_refusals("permissions_unreadable").await, 1.0);
+    let g = lab
+        .req(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(ALICE_TOKEN),
+            br#"{"invite":["@carol:hs1.test"],"preset":"trusted_private_chat"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    let seen: Vec<String> = lab
+        .forwarded()
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    assert_eq!(seen, [path, path, "/_matrix/client/v3/createRoom"]);
+    // Alice was asked for once; the answer was reused.
+    assert_eq!(lab.whoami_asked(), 1);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn insured_person_group_exception() {
+    // hs1 is an insurance's server here: its users are insured persons.
+    let list: &[(&str, bool)] = &[("hs1.test", true), ("hs2.test", false)];
+    let configs = vec![
+        (
+            "@carol:hs1.test",
+            json!({"defaultSetting": "block all", "groupExceptions": [{"groupName": "isInsuredPerson"}]}),
+        ),
+        (
+            "@dave:hs1.test",
+            json!({"defaultSetting": "allow all", "groupExceptions": [{"groupName": "isInsuredPerson"}]}),
+        ),
+    ];
+    let lab = lab_with("", Some(list), configs).await;
+    let path = "/_matrix/client/v3/rooms/!r:hs1.test/invite";
+    let g = lab
+        .req(
+            "POST",
+            path,
+            Some(ALICE_TOKEN),
+            br#"{"user_id":"@carol:hs1.test"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    let g = lab
+        .req(
+            "POST",
+            path,
+            Some(ALICE_TOKEN),
+            br#"{"user_id":"@dave:hs1.test"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 403);
     assert_eq!(lab.forwarded().len(), 1);
     lab.stop().await;
 }

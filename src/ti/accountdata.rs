@@ -86,9 +86,8 @@ impl AccountDataReader {
         &self,
         user_id: &str,
     ) -> Result<Option<PermissionConfig>, AccountDataError> {
-        let server = server_of(user_id).ok_or_else(|| {
-            AccountDataError::Unreadable(format!("`{user_id}` is not a user ID"))
-        })?;
+        let server = server_of(user_id)
+            .ok_or_else(|| AccountDataError::Unreadable(format!("`{user_id}` is not a user ID")))?;
         let admin = self
             .homeservers
             .iter()
@@ -163,7 +162,10 @@ impl AccountDataReader {
             .await
             .map_err(|e| unreadable(e.to_string()))?;
         if status != ::http::StatusCode::OK {
-            return Err(unreadable(format!("the admin API answered {}", status.as_u16())));
+            return Err(unreadable(format!(
+                "the admin API answered {}",
+                status.as_u16()
+            )));
         }
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| unreadable("the answer is not JSON".into()))?;

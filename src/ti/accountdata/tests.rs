@@ -117,7 +117,10 @@ async fn fails_closed() {
     let reader = AccountDataReader::new(&config(dir.path(), &server.url(""), 30)).unwrap();
     for (status, body) in [
         (200, b"not json".to_vec()),
-        (200, serde_json::to_vec(&json!({"account_data": {}})).unwrap()),
+        (
+            200,
+            serde_json::to_vec(&json!({"account_data": {}})).unwrap(),
+        ),
         (200, answer(json!({PRO: {"defaultSetting": "sometimes"}}))),
         (403, b"{}".to_vec()),
         (404, b"{}".to_vec()),
@@ -129,8 +132,14 @@ async fn fails_closed() {
     }
     // A user of another server, or no user ID: no request at all.
     let before = server.count();
-    assert!(reader.permission_config("@user:elsewhere.de").await.is_err());
-    assert!(reader.permission_config("user:127.0.0.1:8448").await.is_err());
+    assert!(reader
+        .permission_config("@user:elsewhere.de")
+        .await
+        .is_err());
+    assert!(reader
+        .permission_config("user:127.0.0.1:8448")
+        .await
+        .is_err());
     assert_eq!(server.count(), before);
 }
 
@@ -184,7 +193,10 @@ fn the_cache_is_bounded() {
     }
     let cache = reader.cache.lock().unwrap();
     assert_eq!(cache.len(), CACHE_CAPACITY);
-    assert!(!cache.contains_key("@u0:127.0.0.1:8448"), "the oldest went first");
+    assert!(
+        !cache.contains_key("@u0:127.0.0.1:8448"),
+        "the oldest went first"
+    );
     assert!(cache.contains_key(&format!("@u{}:127.0.0.1:8448", CACHE_CAPACITY + 4)));
 }
 
