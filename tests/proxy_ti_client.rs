@@ -70,6 +70,21 @@ fn homeserver_answer(configs: Vec<(&'static str, serde_json::Value)>) -> Answer 
             let body = json!({"account_data": {"global": global, "rooms": {}}});
             return (200, "application/json", body.to_string().into_bytes());
         }
+        if s.method == "GET" && s.path_and_query.ends_with("/state/m.room.create") {
+            if auth != format!("Bearer {ALICE_TOKEN}") {
+                return (
+                    403,
+                    "application/json",
+                    br#"{"errcode":"M_FORBIDDEN"}"#.to_vec(),
+                );
+            }
+            let content = if s.path_and_query.contains("nofed") {
+                json!({"room_version": "10", "m.federate": false})
+            } else {
+                json!({"room_version": "10"})
+            };
+            return (200, "application/json", content.to_string().into_bytes());
+        }
         if s.path_and_query.contains("/createRoom") {
             return (
                 200,
@@ -201,6 +216,7 @@ impl Lab {
             .filter(|s| {
                 !s.path_and_query.contains("/account/whoami")
                     && !s.path_and_query.starts_with("/_synapse/admin/")
+                    && !(s.method == "GET" && s.path_and_query.ends_with("/state/m.room.create"))
             })
             .collect()
     }
@@ -790,6 +806,7 @@ async fn local_invites_follow_the_invitees_permission_config() {
         .await;
     assert_eq!(g.status, 403);
     assert_eq!(lab.ti_refusals("invite_refused").await - before, 4.0);
+    let unreadable = lab.ti_refusals("permissions_unreadable").await;
     let g = lab
         .req(
             "POST",
@@ -799,7 +816,10 @@ async fn local_invites_follow_the_invitees_permission_config() {
         )
         .await;
     assert_eq!(g.status, 403);
-    assert_eq!(lab.ti_refusals("permissions_unreadable").await, 1.0);
+    assert_eq!(
+        lab.ti_refusals("permissions_unreadable").await - unreadable,
+        1.0
+    );
     let g = lab
         .req(
             "POST",
@@ -855,5 +875,103 @@ async fn insured_person_group_exception() {
         .await;
     assert_eq!(g.status, 403);
     assert_eq!(lab.forwarded().len(), 1);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn only_rooms_without_federation_are_published_in_the_directory() {
+    let lab = lab_with("", Some(LISTED), Vec::new()).await;
+    let before = lab.ti_refusals("client_rule").await;
+    let public = br#"{"visibility":"public"}"#;
+    let g = lab
+        .req(
+            "PUT",
+            "/_matrix/client/v3/directory/list/room/%21fed%3Ahs1.test",
+            Some(ALICE_TOKEN),
+            public,
+        )
+        .await;
+    assert_eq!((g.status, g.errcode().as_str()), (403, "M_FORBIDDEN"));
+    // The homeserver cannot say (the token is not allowed to read the room): refused too.
+    let g = lab
+        .req(
+            "PUT",
+            "/_matrix/client/v3/directory/list/room/!nofed:hs1.test",
+            Some("tok-other"),
+            public,
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    assert_eq!(lab.ti_refusals("client_rule").await - before, 2.0);
+    assert!(lab.forwarded().is_empty());
+    let g = lab
+        .req(
+            "PUT",
+            "/_matrix/client/r0/directory/list/room/!nofed:hs1.test",
+            Some(ALICE_TOKEN),
+            public,
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    // Unpublishing needs no question.
+    let g = lab
+        .req(
+            "PUT",
+            "/_matrix/client/v3/directory/list/room/!fed:hs1.test",
+            Some(ALICE_TOKEN),
+            br#"{"visibility":"private"}"#,
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    let seen: Vec<String> = lab
+        .forwarded()
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "/_matrix/client/r0/directory/list/room/!nofed:hs1.test",
+            "/_matrix/client/v3/directory/list/room/!fed:hs1.test"
+        ]
+    );
+    // Another server's room directory: only of listed servers.
+    let g = lab
+        .req(
+            "GET",
+            "/_matrix/client/v3/publicRooms?limit=5&server=hs3.test",
+            Some(ALICE_TOKEN),
+            b"",
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    let g = lab
+        .req(
+            "POST",
+            "/_matrix/client/v3/publicRooms?server=hs3%2Etest",
+            Some(ALICE_TOKEN),
+            b"{}",
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    let g = lab
+        .req(
+            "GET",
+            "/_matrix/client/v3/publicRooms?server=hs2.test",
+            Some(ALICE_TOKEN),
+            b"",
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    let g = lab
+        .req(
+            "GET",
+            "/_matrix/client/v3/publicRooms",
+            Some(ALICE_TOKEN),
+            b"",
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(lab.forwarded().len(), 4);
     lab.stop().await;
 }

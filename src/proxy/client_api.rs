@@ -27,7 +27,12 @@
 //!   `creation_content["m.federate"] = false`. What is forwarded is the inspected JSON,
 //!   serialised again.
 //! * **Media** downloads and thumbnails (client `v1` and legacy `/_matrix/media`) need
-//!   `Ti::check_server` of the `{serverName}` path segment.
+//!   `Ti::check_server` of the `{serverName}` path segment; `publicRooms` with a `server`
+//!   query parameter (another server's room directory) that of the server.
+//! * **Room directory**: publishing a room (`PUT /directory/list/room/{roomId}` with
+//!   `visibility: public`) needs a room created with `m.federate: false` — the guard reads the
+//!   room's create event with the request's own access token; a room that federates, or one
+//!   whose create event cannot be read, is refused (403).
 //! * `/_synapse/admin/…` is not served here (404 `M_UNRECOGNIZED`): its room membership API
 //!   joins users without an invite. A path segment that does not percent-decode → 400.
 //! * **Refusals** of the TI profile are 403 `M_FORBIDDEN` through
@@ -311,6 +316,8 @@ impl ClientApi {
             Route::Invite => "client_invite",
             Route::MemberState { .. } => "client_member_state",
             Route::Media { .. } => "client_media",
+            Route::PublicRooms => "client_public_rooms",
+            Route::DirectoryVisibility { .. } => "client_directory",
             Route::NotServed | Route::Undecodable | Route::Pass => "client_other",
         };
         let resp = self.dispatch(route, req, addr, https).await;
@@ -358,9 +365,22 @@ impl ClientApi {
                 let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
                 self.forward(parts, body, addr, https).await
             }
-            Route::CreateRoom | Route::Invite | Route::MemberState { .. } => {
-                self.inspected(route, req, addr, https).await
+            Route::PublicRooms => {
+                let server = req.uri().query().and_then(|q| query_param(q, "server"));
+                if let Some(server) = server {
+                    if let Err(d) = self.ti.check_server(&server).await {
+                        return self.ti_refusal(&d, &req, addr).await;
+                    }
+                }
+                let (parts, body) = req.into_parts();
+                let idle = self.guard.admission().body_timeout();
+                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
+                self.forward(parts, body, addr, https).await
             }
+            Route::CreateRoom
+            | Route::Invite
+            | Route::MemberState { .. }
+            | Route::DirectoryVisibility { .. } => self.inspected(route, req, addr, https).await,
         }
     }
 
@@ -396,6 +416,28 @@ impl ClientApi {
         if bytes.len() > MAX_INSPECTED_BODY {
             return too_large();
         }
+        if let Route::DirectoryVisibility { room_id } = &route {
+            let value = match inspect::directory_visibility(&bytes) {
+                Ok((false, v)) => v,
+                Ok((true, v)) => {
+                    let msg = match self.room_federates(&parts, room_id).await {
+                        Ok(Some(false)) => None,
+                        Ok(Some(true)) => Some(
+                            "only rooms created without federation may be published in the room directory",
+                        ),
+                        Ok(None) => Some("the room's federation setting cannot be read"),
+                        Err(resp) => return resp,
+                    };
+                    if let Some(msg) = msg {
+                        let d = TiDenial::ClientRule(msg.into());
+                        return self.ti_refusal_at(&d, &method, &path, addr).await;
+                    }
+                    v
+                }
+                Err(p) => return self.problem(p, &method, &path, addr).await,
+            };
+            return self.forward_json(parts, &value, addr, https).await;
+        }
         let judged = match &route {
             Route::CreateRoom => inspect::create_room(&bytes),
             Route::Invite => inspect::invite(&bytes).map(|(i, v)| (vec![i], v)),
@@ -406,31 +448,7 @@ impl ClientApi {
         };
         let (invitees, value) = match judged {
             Ok(x) => x,
-            Err(Problem::NotJson) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "M_NOT_JSON",
-                    RefusalReason::BadJson,
-                    "the request body is not JSON",
-                )
-            }
-            Err(Problem::BadJson(m)) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "M_BAD_JSON",
-                    RefusalReason::BadJson,
-                    m,
-                )
-            }
-            Err(Problem::InvalidParam(m)) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "M_INVALID_PARAM",
-                    RefusalReason::BadJson,
-                    m,
-                )
-            }
-            Err(Problem::Denied(d)) => return self.ti_refusal_at(&d, &method, &path, addr).await,
+            Err(p) => return self.problem(p, &method, &path, addr).await,
         };
         for invitee in &invitees {
             if let Err(resp) = self
@@ -440,7 +458,49 @@ impl ClientApi {
                 return resp;
             }
         }
-        let out = match serde_json::to_vec(&value) {
+        self.forward_json(parts, &value, addr, https).await
+    }
+
+    /// The answer to a body [`inspect`] refused.
+    async fn problem(
+        &self,
+        p: Problem,
+        method: &str,
+        path: &str,
+        addr: SocketAddr,
+    ) -> Response<ProxyBody> {
+        match p {
+            Problem::NotJson => refuse(
+                StatusCode::BAD_REQUEST,
+                "M_NOT_JSON",
+                RefusalReason::BadJson,
+                "the request body is not JSON",
+            ),
+            Problem::BadJson(m) => refuse(
+                StatusCode::BAD_REQUEST,
+                "M_BAD_JSON",
+                RefusalReason::BadJson,
+                m,
+            ),
+            Problem::InvalidParam(m) => refuse(
+                StatusCode::BAD_REQUEST,
+                "M_INVALID_PARAM",
+                RefusalReason::BadJson,
+                m,
+            ),
+            Problem::Denied(d) => self.ti_refusal_at(&d, method, path, addr).await,
+        }
+    }
+
+    /// Forwards the inspected JSON (serialised again) in place of the request's body.
+    async fn forward_json(
+        &self,
+        mut parts: http::request::Parts,
+        value: &serde_json::Value,
+        addr: SocketAddr,
+        https: bool,
+    ) -> Response<ProxyBody> {
+        let out = match serde_json::to_vec(value) {
             Ok(b) => b,
             Err(_) => {
                 return refuse(
@@ -451,7 +511,6 @@ impl ClientApi {
                 )
             }
         };
-        let mut parts = parts;
         parts.headers.remove(http::header::CONTENT_LENGTH);
         parts.headers.insert(
             http::header::CONTENT_TYPE,
@@ -555,31 +614,8 @@ impl ClientApi {
                 "the homeserver cannot say who is asking",
             )
         };
-        let Ok(auth) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "M_UNKNOWN_TOKEN",
-                RefusalReason::Auth,
-                "unknown access token",
-            ));
-        };
-        let Ok(req) = Request::get(format!("{}/_matrix/client/v3/account/whoami", self.base))
-            .header(http::header::AUTHORIZATION, auth)
-            .body(full(Bytes::new()))
-        else {
-            return Err(unavailable());
-        };
-        let ask = async {
-            let resp = self.client.request(req).await.ok()?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), 64 * 1024)
-                .collect()
-                .await
-                .ok()?
-                .to_bytes();
-            Some((status, body))
-        };
-        let Ok(Some((status, body))) = tokio::time::timeout(WHOAMI_TIMEOUT, ask).await else {
+        let url = format!("{}/_matrix/client/v3/account/whoami", self.base);
+        let Some((status, body)) = self.get_small(&url, token).await else {
             warn!(server = %self.server_name, "TI client listener: whoami failed");
             return Err(unavailable());
         };
@@ -600,6 +636,62 @@ impl ClientApi {
             warn!(server = %self.server_name, %status, "TI client listener: whoami answer unusable");
             unavailable()
         })
+    }
+
+    /// Whether the room federates (`m.federate` of its create event, default `true`), asked of
+    /// the homeserver with the request's own access token; `None`: it cannot be read.
+    async fn room_federates(
+        &self,
+        parts: &http::request::Parts,
+        room_id: &str,
+    ) -> Result<Option<bool>, Response<ProxyBody>> {
+        let Some(token) = access_token(parts) else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "M_MISSING_TOKEN",
+                RefusalReason::Auth,
+                "missing access token",
+            ));
+        };
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/state/m.room.create",
+            self.base,
+            crate::federation::catalog::encode_segment(room_id)
+        );
+        let Some((StatusCode::OK, body)) = self.get_small(&url, &token).await else {
+            return Ok(None);
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return Ok(None);
+        };
+        Ok(match v.get("m.federate") {
+            None | Some(serde_json::Value::Bool(true)) => Some(true),
+            Some(serde_json::Value::Bool(false)) => Some(false),
+            Some(_) => None,
+        })
+    }
+
+    /// A small GET to the homeserver with `token` (status and body), `None` on any failure.
+    async fn get_small(&self, url: &str, token: &str) -> Option<(StatusCode, Bytes)> {
+        let auth = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        let req = Request::get(url)
+            .header(http::header::AUTHORIZATION, auth)
+            .body(full(Bytes::new()))
+            .ok()?;
+        let ask = async {
+            let resp = self.client.request(req).await.ok()?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            Some((status, body))
+        };
+        tokio::time::timeout(WHOAMI_TIMEOUT, ask)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Sends the request on to the homeserver and streams its answer back.
@@ -692,6 +784,19 @@ fn too_large() -> Response<ProxyBody> {
     )
 }
 
+/// The first value of query parameter `name`, percent-decoded (`+` as space).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if k != name {
+            return None;
+        }
+        crate::federation::catalog::percent_decode(&v.replace('+', " "))
+            .ok()
+            .map(|v| v.into_owned())
+    })
+}
+
 /// The request's access token: `Authorization: Bearer …`, else the `access_token` query
 /// parameter.
 fn access_token(parts: &http::request::Parts) -> Option<String> {
@@ -701,15 +806,7 @@ fn access_token(parts: &http::request::Parts) -> Option<String> {
         return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
             .then(|| token.trim().to_string());
     }
-    let q = parts.uri.query()?;
-    q.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == "access_token")
-            .then(|| crate::federation::catalog::percent_decode(v).ok())
-            .flatten()
-            .map(|t| t.into_owned())
-            .filter(|t| !t.is_empty())
-    })
+    query_param(parts.uri.query()?, "access_token").filter(|t| !t.is_empty())
 }
 
 /// A request body that must keep arriving: nothing for `idle` ends it with an error (the

@@ -153,6 +153,18 @@ pub fn member_state(body: &[u8], state_key: &str) -> Result<(Option<String>, Val
     Ok((who, Value::Object(obj)))
 }
 
+/// `PUT /directory/list/room/{roomId}`: whether the room is to be published (`visibility:
+/// public`) and the body to forward.
+pub fn directory_visibility(body: &[u8]) -> Result<(bool, Value), Problem> {
+    let obj = parse_object(body)?;
+    let public = match obj.get("visibility") {
+        Some(Value::String(v)) => v == "public",
+        None | Some(Value::Null) => false,
+        Some(_) => return Err(Problem::BadJson("`visibility` must be a string")),
+    };
+    Ok((public, Value::Object(obj)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +293,25 @@ mod tests {
             Err(Problem::InvalidParam(_))
         ));
         assert_eq!(member_state(b"[", "@bob:hs2"), Err(Problem::NotJson));
+    }
+
+    #[test]
+    fn directory_visibility_reads_public() {
+        assert!(
+            directory_visibility(br#"{"visibility":"public"}"#)
+                .unwrap()
+                .0
+        );
+        assert!(
+            !directory_visibility(br#"{"visibility":"private"}"#)
+                .unwrap()
+                .0
+        );
+        assert!(!directory_visibility(br#"{}"#).unwrap().0);
+        assert!(matches!(
+            directory_visibility(br#"{"visibility":1}"#),
+            Err(Problem::BadJson(_))
+        ));
+        assert_eq!(directory_visibility(b"x"), Err(Problem::NotJson));
     }
 }

@@ -20,6 +20,11 @@ pub enum Route {
     MemberState { state_key: String },
     /// A media download or thumbnail from `server` (client `v1` and legacy `/_matrix/media`).
     Media { server: String },
+    /// `…/publicRooms` (any method): the `server` query parameter names whose room directory
+    /// the homeserver is to ask.
+    PublicRooms,
+    /// `PUT …/directory/list/room/{roomId}`: publishing a room in the room directory.
+    DirectoryVisibility { room_id: String },
     /// `/_synapse/admin/…`: not served on the client listener (it can join users to rooms
     /// without an invite).
     NotServed,
@@ -46,6 +51,14 @@ pub fn classify(method: &http::Method, path: &str) -> Route {
         | ["_matrix", "client", _, "media", "download" | "thumbnail", server, ..] => Route::Media {
             server: (*server).to_string(),
         },
+        ["_matrix", "client", _, "publicRooms"] => Route::PublicRooms,
+        ["_matrix", "client", _, "directory", "list", "room", room]
+            if *method == http::Method::PUT =>
+        {
+            Route::DirectoryVisibility {
+                room_id: (*room).to_string(),
+            }
+        }
         ["_matrix", "client", _, rest @ ..] if writes => match rest {
             ["createRoom"] | ["createRoom", _] => Route::CreateRoom,
             ["rooms", _, "invite"] | ["rooms", _, "invite", _] => Route::Invite,
@@ -186,6 +199,26 @@ mod tests {
         assert_eq!(c(Method::POST, "/_matrix/media/v3/upload"), Route::Pass);
         assert_eq!(
             c(Method::GET, "/_matrix/client/v1/media/config"),
+            Route::Pass
+        );
+    }
+
+    #[test]
+    fn directory() {
+        for m in [Method::GET, Method::POST] {
+            assert_eq!(c(m, "/_matrix/client/v3/publicRooms/"), Route::PublicRooms);
+        }
+        assert_eq!(
+            c(
+                Method::PUT,
+                "/_matrix/client/r0/directory/list/room/%21r%3Ahs1"
+            ),
+            Route::DirectoryVisibility {
+                room_id: "!r:hs1".into()
+            }
+        );
+        assert_eq!(
+            c(Method::GET, "/_matrix/client/v3/directory/list/room/!r:hs1"),
             Route::Pass
         );
     }
