@@ -208,17 +208,15 @@ impl Lab {
         }
         plain_request(self.client, method, path, &h, body.to_vec()).await
     }
-    /// Requests the homeserver saw other than `whoami`.
+    /// Requests the homeserver saw other than the guard's own questions (`whoami`, the
+    /// admin API's account data, a room's create event).
     fn forwarded(&self) -> Vec<Seen> {
-        self.hs
-            .seen()
-            .into_iter()
-            .filter(|s| {
-                !s.path_and_query.contains("/account/whoami")
-                    && !s.path_and_query.starts_with("/_synapse/admin/")
-                    && !(s.method == "GET" && s.path_and_query.ends_with("/state/m.room.create"))
-            })
-            .collect()
+        let own = |s: &Seen| {
+            s.path_and_query.contains("/account/whoami")
+                || s.path_and_query.starts_with("/_synapse/admin/")
+                || (s.method == "GET" && s.path_and_query.ends_with("/state/m.room.create"))
+        };
+        self.hs.seen().into_iter().filter(|s| !own(s)).collect()
     }
     fn whoami_asked(&self) -> usize {
         self.hs
