@@ -973,3 +973,74 @@ async fn only_rooms_without_federation_are_published_in_the_directory() {
     assert_eq!(lab.forwarded().len(), 4);
     lab.stop().await;
 }
+
+/// Sends raw bytes on a fresh connection and reads what comes back within `wait` (until the
+/// peer closes or `wait` is over).
+async fn raw_exchange(addr: SocketAddr, send: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(send).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn admission_caps_and_timeouts_apply_to_the_client_listener() {
+    let lab = lab(
+        "[admission]\ninbound_max_connections_per_ip = 2\nheader_timeout_ms = 400\nbody_timeout_ms = 400\n",
+    )
+    .await;
+    let wait = std::time::Duration::from_secs(5);
+    // A head that never completes: the connection is closed at the head timeout.
+    let t0 = std::time::Instant::now();
+    let got = raw_exchange(
+        lab.client,
+        b"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: x\r\n",
+        wait,
+    )
+    .await;
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(4),
+        "closed at the head timeout"
+    );
+    assert!(!got.contains("200"), "{got}");
+    // An inspected body that stops: 408, nothing forwarded.
+    let got = raw_exchange(
+        lab.client,
+        b"POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"name\":",
+        wait,
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    // A streamed body that stops: cut off after the idle time, never complete upstream.
+    let got = raw_exchange(
+        lab.client,
+        b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        wait,
+    )
+    .await;
+    assert!(!got.contains(" 200 "), "{got}");
+    assert!(lab.forwarded().iter().all(|s| s.body.len() < 100));
+    assert!(!lab
+        .forwarded()
+        .iter()
+        .any(|s| s.path_and_query.contains("createRoom")));
+    // Two idle connections from 127.0.0.1 are the cap: a third is answered 503 and closed.
+    let a = tokio::net::TcpStream::connect(lab.client).await.unwrap();
+    let b = tokio::net::TcpStream::connect(lab.client).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let got = raw_exchange(
+        lab.client,
+        b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    assert!(got.contains("M_LIMIT_EXCEEDED"), "{got}");
+    drop((a, b));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let g = lab.req("GET", "/_matrix/client/versions", None, b"").await;
+    assert_eq!(g.status, 200);
+    lab.stop().await;
+}
