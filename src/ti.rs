@@ -24,7 +24,7 @@ pub mod testpki;
 
 use std::sync::Arc;
 
-use crate::config::ti::{TiConfig, TiVariant};
+use crate::config::ti::{TiConfig, TiHomeserver, TiVariant};
 
 /// Why the TI profile refuses something. The text is safe to send to a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +83,8 @@ pub struct Ti {
     pub accounts: accountdata::AccountDataReader,
     /// Protected server names (same-domain traffic is not checked).
     protected: Vec<String>,
+    /// `[[ti.homeserver]]` (the client-server listeners read theirs).
+    homeservers: Vec<TiHomeserver>,
 }
 
 impl Ti {
@@ -94,7 +96,15 @@ impl Ti {
             keeper: Arc::new(keeper::ListKeeper::new(cfg)?),
             accounts: accountdata::AccountDataReader::new(cfg)?,
             protected,
+            homeservers: cfg.homeserver.clone(),
         })
+    }
+
+    /// The `[[ti.homeserver]]` entry of a protected server.
+    pub fn homeserver(&self, server_name: &str) -> Option<&TiHomeserver> {
+        self.homeservers
+            .iter()
+            .find(|h| h.server_name.eq_ignore_ascii_case(server_name))
     }
 
     pub fn variant(&self) -> TiVariant {

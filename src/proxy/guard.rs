@@ -873,6 +873,14 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             sd.clone(),
         )));
     }
+    for (server_name, l) in listeners.client {
+        tasks.push(tokio::spawn(super::client_api::run(
+            guard.clone(),
+            server_name,
+            l,
+            sd.clone(),
+        )));
+    }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     shutdown.await;
     info!("shutting down: no new connections, draining in-flight exchanges");

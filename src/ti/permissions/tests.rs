@@ -229,3 +229,32 @@ fn epa_refuses_insured_to_insured_whatever_the_config() {
         Ok(())
     );
 }
+
+#[test]
+fn decide_reads_insurance_from_the_list() {
+    let list = FederationList::parse_payload(
+        serde_json::to_vec(&json!({"version": 3, "domainList": [
+            {"domain": "kasse.example", "telematikID": "1", "isInsurance": true},
+            {"domain": "Praxis.example", "telematikID": "2", "isInsurance": false}
+        ]}))
+        .unwrap()
+        .as_slice(),
+    )
+    .unwrap();
+    let group = cfg(
+        json!({"defaultSetting": "block all", "groupExceptions": [{"groupName": "isInsuredPerson"}]}),
+    );
+    let d = |v, inviter: &str, invitee: &str| decide(v, Some(&group), inviter, invitee, &list);
+    assert_eq!(d(TiVariant::Pro, "@v:kasse.example", ALICE), Ok(()));
+    assert_eq!(d(TiVariant::Pro, "@v:KASSE.example:8448", ALICE), Ok(()));
+    assert!(d(TiVariant::Pro, "@doc:praxis.example", ALICE).is_err());
+    assert!(d(TiVariant::Pro, "@x:unlisted.example", ALICE).is_err());
+    assert_eq!(
+        d(TiVariant::Epa, "@v:kasse.example", "@w:kasse.example"),
+        Err(TiDenial::InsuredToInsured)
+    );
+    assert_eq!(
+        d(TiVariant::Epa, "@v:kasse.example", "@doc:praxis.example"),
+        Ok(())
+    );
+}
