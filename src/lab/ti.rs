@@ -135,3 +135,46 @@ pub fn ti_table(t: &LabTi) -> Table {
     ti["homeserver"] = Item::ArrayOfTables(homeservers);
     ti
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_signed_later_verify_with_the_anchors_written_at_start() {
+        // `lab up` writes the PKI; a test process signs further lists with the saved signer.
+        let dir = tempfile::tempdir().unwrap();
+        let t = write_lab_ti(
+            dir.path(),
+            "127.0.0.1:8448",
+            "127.0.0.2:8449",
+            "http://127.0.0.1:8008",
+            &dir.path().join("admin.token"),
+            "127.0.0.1:9000".parse().unwrap(),
+        )
+        .unwrap();
+        let anchors = crate::ti::pki::TrustAnchors::load(
+            &t.dir.join("tsl_roots.json"),
+            &[t.dir.join("intermediate.der")],
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now();
+        let first = std::fs::read(t.list_file()).unwrap();
+        let l = crate::ti::jws::verify_list(&first, &anchors, now).unwrap();
+        assert_eq!(l.version, 1);
+        assert!(l.lookup("127.0.0.1:1").is_some() && l.lookup("127.0.0.2").is_some());
+        write_list(dir.path(), 2, &[("127.0.0.1".into(), true)]).unwrap();
+        let second = std::fs::read(t.list_file()).unwrap();
+        let l = crate::ti::jws::verify_list(&second, &anchors, now).unwrap();
+        assert_eq!(l.version, 2);
+        assert!(l.lookup("127.0.0.2:8449").is_none());
+        assert!(l.lookup("127.0.0.1").unwrap().is_insurance);
+        // The signer's key is not world-readable.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(t.dir.join("signer/leaf.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+}
