@@ -815,6 +815,19 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
                 check: Arc::new(move || a.health()),
             });
         }
+        if let Some(ti) = guard.ti() {
+            let keeper = ti.keeper.clone();
+            // A stale federation list blocks all federation: health says so.
+            state.checks.push(crate::admin::HealthCheck {
+                name: "ti_list",
+                check: Arc::new(move || match keeper.current() {
+                    Some(_) => Ok(()),
+                    None => {
+                        Err("no current TI-Messenger federation list: federation is blocked".into())
+                    }
+                }),
+            });
+        }
         if let Some(dir) = &guard.audit_dir {
             state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
         }
