@@ -24,7 +24,7 @@ pub mod testpki;
 
 use std::sync::Arc;
 
-use crate::config::ti::{TiConfig, TiVariant};
+use crate::config::ti::{TiConfig, TiHomeserver, TiVariant};
 
 /// Why the TI profile refuses something. The text is safe to send to a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +83,10 @@ pub struct Ti {
     pub accounts: accountdata::AccountDataReader,
     /// Protected server names (same-domain traffic is not checked).
     protected: Vec<String>,
+    /// `[[ti.homeserver]]` (the client-server listeners read theirs).
+    homeservers: Vec<TiHomeserver>,
+    /// `[ti] release_encrypted`.
+    release_encrypted: bool,
 }
 
 impl Ti {
@@ -94,7 +98,23 @@ impl Ti {
             keeper: Arc::new(keeper::ListKeeper::new(cfg)?),
             accounts: accountdata::AccountDataReader::new(cfg)?,
             protected,
+            homeservers: cfg.homeserver.clone(),
+            release_encrypted: cfg.release_encrypted,
         })
+    }
+
+    /// The `[[ti.homeserver]]` entry of a protected server.
+    pub fn homeserver(&self, server_name: &str) -> Option<&TiHomeserver> {
+        self.homeservers
+            .iter()
+            .find(|h| h.server_name.eq_ignore_ascii_case(server_name))
+    }
+
+    /// End-to-end encrypted content crosses (`[ti] release_encrypted`): ciphertext events,
+    /// and files whose bytes are ciphertext (encrypted attachments of E2EE rooms, whose
+    /// referencing events the guard cannot read).
+    pub fn releases_encrypted(&self) -> bool {
+        self.release_encrypted
     }
 
     pub fn variant(&self) -> TiVariant {

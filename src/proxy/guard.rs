@@ -886,6 +886,22 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             sd.clone(),
         )));
     }
+    // TI-Messenger profile: the federation list is fetched at start and refreshed.
+    if let Some(ti) = guard.ti() {
+        crate::ti::keeper::describe_metrics();
+        let mut s = sd.clone();
+        tasks.push(tokio::spawn(
+            ti.keeper.clone().run(async move { s.wait().await }),
+        ));
+    }
+    for (server_name, l) in listeners.client {
+        tasks.push(tokio::spawn(super::client_api::run(
+            guard.clone(),
+            server_name,
+            l,
+            sd.clone(),
+        )));
+    }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     shutdown.await;
     info!("shutting down: no new connections, draining in-flight exchanges");

@@ -6,8 +6,6 @@
 //! basicConstraints, keyUsage, subjectKeyIdentifier, authorityKeyIdentifier) and signed with
 //! the `ecdsa` crate over `bp256`. [`TestPkiOptions`] makes deliberately bad chains for tests
 //! (a leaf without digitalSignature, an intermediate that is not a CA, other validity periods).
-//! [`TestPki::save`] / [`TestPki::load`] keep a PKI in a directory (the signer's private key in
-//! `signer.key`, mode 0600) so a lab can sign further lists with it later.
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -65,26 +63,6 @@ pub struct TestPkiFiles {
     /// The intermediate CA certificate (DER).
     pub intermediate: PathBuf,
 }
-
-/// Saving or loading a test PKI failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TestPkiError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-}
-
-const SAVED_FILES: [&str; 5] = [
-    "root.der",
-    "intermediate.der",
-    "signer.der",
-    "signer.key",
-    "pki.json",
-];
 
 /// A root CA, an intermediate CA and a list signer, all on brainpoolP256r1.
 pub struct TestPki {
@@ -255,91 +233,56 @@ impl TestPki {
         Ok(files)
     }
 
-    /// Writes the PKI into `dir` (created if missing): the three certificates (DER), the
-    /// signer's private key (hex, mode 0600) and the root's name and validity (`pki.json`).
-    pub fn save(&self, dir: &Path) -> Result<(), TestPkiError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TestPkiError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    /// Saves the PKI (certificates, the signer's private key with mode 0600, the root's name
+    /// and validity) to `dir`, so that a later process can sign further lists ([`Self::load`]).
+    /// A test PKI only: the key is a throwaway.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("root.der"), &self.root_der)?;
+        std::fs::write(dir.join("intermediate.der"), &self.intermediate_der)?;
+        std::fs::write(dir.join("leaf.der"), &self.leaf_der)?;
+        let key = dir.join("leaf.key");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key)?;
+            f.write_all(&self.leaf_key.to_bytes())?;
+        }
         let meta = serde_json::json!({
             "root_name": self.root_name,
             "not_before": super::pki::unix_seconds(self.not_before),
             "not_after": super::pki::unix_seconds(self.not_after),
         });
-        let key = hex_upper(&self.leaf_key.to_bytes());
-        let meta = meta.to_string();
-        let contents: [&[u8]; 5] = [
-            &self.root_der,
-            &self.intermediate_der,
-            &self.leaf_der,
-            key.as_bytes(),
-            meta.as_bytes(),
-        ];
-        for (name, bytes) in SAVED_FILES.iter().zip(contents) {
-            let path = dir.join(name);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&path).map_err(io(&path))?;
-            std::io::Write::write_all(&mut file, bytes).map_err(io(&path))?;
-        }
-        Ok(())
+        std::fs::write(dir.join("pki.json"), meta.to_string())
     }
 
-    /// Reads a PKI written by [`TestPki::save`]; the key must belong to the signer certificate.
-    pub fn load(dir: &Path) -> Result<TestPki, TestPkiError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| TestPkiError::Io { path, source })
-        };
-        let invalid = |name: &str, reason: &str| TestPkiError::Invalid {
-            path: dir.join(name),
-            reason: reason.to_owned(),
-        };
-        let root_der = read("root.der")?;
-        let intermediate_der = read("intermediate.der")?;
-        let leaf_der = read("signer.der")?;
-        let key_hex = read("signer.key")?;
-        let key_bytes = std::str::from_utf8(&key_hex)
-            .ok()
-            .and_then(|t| decode_hex(t.trim()))
-            .ok_or_else(|| invalid("signer.key", "not a hex key"))?;
-        let leaf_key = SigningKey::from_slice(&key_bytes)
-            .map_err(|_| invalid("signer.key", "not a brainpoolP256r1 private key"))?;
-        let cert_key =
-            super::pki::leaf_key(&leaf_der).map_err(|e| invalid("signer.der", &e.to_string()))?;
-        if cert_key != public_sec1(&leaf_key) {
-            return Err(invalid("signer.key", "does not belong to signer.der"));
-        }
-        let meta: serde_json::Value = serde_json::from_slice(&read("pki.json")?)
-            .map_err(|_| invalid("pki.json", "not JSON"))?;
-        let time = |key: &str| {
-            meta[key]
+    /// Loads a PKI [`Self::save`] wrote.
+    pub fn load(dir: &Path) -> std::io::Result<TestPki> {
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let key = std::fs::read(dir.join("leaf.key"))?;
+        let leaf_key =
+            SigningKey::from_slice(&key).map_err(|_| bad("leaf.key is no brainpoolP256r1 key"))?;
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pki.json"))?)
+            .map_err(|_| bad("pki.json is not JSON"))?;
+        let time = |k: &str| {
+            meta[k]
                 .as_i64()
-                .map(|t| {
-                    if t >= 0 {
-                        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.unsigned_abs())
-                    } else {
-                        SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(t.unsigned_abs())
-                    }
-                })
-                .ok_or_else(|| invalid("pki.json", &format!("{key} is missing")))
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+                .ok_or_else(|| bad("pki.json lacks a time"))
         };
         Ok(TestPki {
-            root_der,
-            intermediate_der,
-            leaf_der,
+            root_der: std::fs::read(dir.join("root.der"))?,
+            intermediate_der: std::fs::read(dir.join("intermediate.der"))?,
+            leaf_der: std::fs::read(dir.join("leaf.der"))?,
             leaf_key,
-            root_name: meta["root_name"]
-                .as_str()
-                .unwrap_or("test root CA")
-                .to_owned(),
+            root_name: meta["root_name"].as_str().unwrap_or("test").to_owned(),
             not_before: time("not_before")?,
             not_after: time("not_after")?,
         })
@@ -463,16 +406,6 @@ fn name(cn: &str) -> Vec<u8> {
 fn tsl_time(t: SystemTime) -> String {
     let s = super::pki::rfc3339(super::pki::unix_seconds(t));
     s.trim_end_matches('Z').to_owned()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn hex_upper(bytes: &[u8]) -> String {

@@ -343,39 +343,3 @@ fn signature_by_another_key_is_refused() {
     // the AKI of the other intermediate names the other root's key: no path
     assert!(matches!(err, PkiError::NoPath { .. }), "{err}");
 }
-
-#[test]
-fn save_and_load_keep_the_signer() {
-    let pki = TestPki::generate(now() - day(), now() + day());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let signer = dir.path().join("signer");
-    pki.save(&signer).expect("save");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(signer.join("signer.key"))
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "{mode:o}");
-    }
-    let loaded = TestPki::load(&signer).expect("load");
-    assert_eq!(loaded.root_der(), pki.root_der());
-    assert_eq!(loaded.tsl_roots_json(), pki.tsl_roots_json());
-    // a list signed by the loaded PKI verifies with the original's anchors
-    let jws = loaded.sign_list(&TestPki::payload(5, &[("a.example", false)]));
-    assert_eq!(
-        verify_list(jws.as_bytes(), &pki.anchors(), now())
-            .expect("valid")
-            .version,
-        5
-    );
-    // a key that does not belong to the certificate is refused
-    let other = TestPki::generate(now() - day(), now() + day());
-    let other_dir = dir.path().join("other");
-    other.save(&other_dir).expect("save");
-    std::fs::copy(other_dir.join("signer.key"), signer.join("signer.key")).expect("copy");
-    let err = TestPki::load(&signer).unwrap_err();
-    assert!(err.to_string().contains("does not belong"), "{err}");
-    assert!(TestPki::load(&dir.path().join("missing")).is_err());
-}
