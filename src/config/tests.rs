@@ -802,6 +802,17 @@ fn example_deployment_config_loads() {
 }
 
 #[test]
+fn ti_deployment_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ti/grenzwacht.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.ti.as_ref().expect("[ti]");
+    assert_eq!(t.homeserver.len(), 1);
+    assert!(t.homeserver[0].client_listen.is_some());
+    assert!(t.release_encrypted);
+    assert!(t.vzd_url.is_some() || t.list_file.is_some());
+}
+
+#[test]
 fn errors_display_one_per_line() {
     let errs = Config::from_str("a = 1\nb = 2\n", "x.toml").unwrap_err();
     assert_eq!(

@@ -351,9 +351,15 @@ impl ListKeeper {
 
     /// The fetch, with `fetching` held.
     async fn fetch_locked(&self) -> Result<FetchOutcome, FetchError> {
+        let before = self.read_inner().held.as_ref().map(|h| h.list.version);
         let result = self.fetch_once().await;
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let label = match &result {
+            // The same version again (a file source re-read): verified, nothing new to say.
+            Ok(FetchOutcome::Installed { version }) if before == Some(*version) => {
+                tracing::debug!(version, "TI: federation list verified again");
+                "ok"
+            }
             Ok(FetchOutcome::Installed { version }) => {
                 tracing::info!(
                     version,
