@@ -338,12 +338,7 @@ impl ClientApi {
         https: bool,
     ) -> Response<ProxyBody> {
         match route {
-            Route::Pass => {
-                let idle = self.guard.admission().body_timeout();
-                let (parts, body) = req.into_parts();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
-            }
+            Route::Pass => self.stream(req, addr, https).await,
             Route::NotServed => refuse(
                 StatusCode::NOT_FOUND,
                 "M_UNRECOGNIZED",
@@ -360,10 +355,7 @@ impl ClientApi {
                 if let Err(d) = self.ti.check_server(&server).await {
                     return self.ti_refusal(&d, &req, addr).await;
                 }
-                let (parts, body) = req.into_parts();
-                let idle = self.guard.admission().body_timeout();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
+                self.stream(req, addr, https).await
             }
             Route::PublicRooms => {
                 let server = req.uri().query().and_then(|q| query_param(q, "server"));
@@ -372,10 +364,7 @@ impl ClientApi {
                         return self.ti_refusal(&d, &req, addr).await;
                     }
                 }
-                let (parts, body) = req.into_parts();
-                let idle = self.guard.admission().body_timeout();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
+                self.stream(req, addr, https).await
             }
             Route::CreateRoom
             | Route::Invite
@@ -384,7 +373,21 @@ impl ClientApi {
         }
     }
 
-    /// `createRoom`, `/invite`, `m.room.member` state: read, judge, forward the inspected JSON.
+    /// Forwards a request whose body is not inspected: streamed, cut off when idle.
+    async fn stream(
+        &self,
+        req: Request<Incoming>,
+        addr: SocketAddr,
+        https: bool,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let idle = self.guard.admission().body_timeout();
+        let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
+        self.forward(parts, body, addr, https).await
+    }
+
+    /// `createRoom`, `/invite`, `m.room.member` state, directory visibility: read, judge,
+    /// forward the inspected JSON.
     async fn inspected(
         &self,
         route: Route,
