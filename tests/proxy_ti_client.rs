@@ -34,6 +34,23 @@ fn homeserver_answer(configs: Vec<(&'static str, serde_json::Value)>) -> Answer 
         if s.path_and_query
             .starts_with("/_matrix/client/v3/account/whoami")
         {
+            if auth == "Bearer tok-appservice" {
+                // An application service acts for the user it names.
+                let user = s
+                    .path_and_query
+                    .split_once("?user_id=")
+                    .map(|(_, u)| {
+                        grenzwacht::federation::catalog::percent_decode(u)
+                            .unwrap()
+                            .into_owned()
+                    })
+                    .unwrap_or_else(|| "@bridge:hs1.test".into());
+                return (
+                    200,
+                    "application/json",
+                    json!({"user_id": user}).to_string().into_bytes(),
+                );
+            }
             if auth == format!("Bearer {ALICE_TOKEN}") {
                 return (
                     200,
@@ -1042,5 +1059,40 @@ async fn admission_caps_and_timeouts_apply_to_the_client_listener() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let g = lab.req("GET", "/_matrix/client/versions", None, b"").await;
     assert_eq!(g.status, 200);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn an_application_service_invites_as_the_user_it_names() {
+    let configs = vec![(
+        "@dave:hs1.test",
+        json!({"defaultSetting": "block all", "userExceptions": {"@carol:hs1.test": {}}}),
+    )];
+    let lab = lab_with("", Some(LISTED), configs).await;
+    let body = br#"{"user_id":"@dave:hs1.test"}"#;
+    let path = "/_matrix/client/v3/rooms/!r:hs1.test/invite";
+    let g = lab
+        .req(
+            "POST",
+            &format!("{path}?user_id=%40carol%3Ahs1.test"),
+            Some("tok-appservice"),
+            body,
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    // The same token for another user is another question (not the cached answer).
+    let g = lab
+        .req(
+            "POST",
+            &format!("{path}?user_id=@erin:hs1.test"),
+            Some("tok-appservice"),
+            body,
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    let g = lab.req("POST", path, Some("tok-appservice"), body).await;
+    assert_eq!(g.status, 403);
+    assert_eq!(lab.whoami_asked(), 3);
+    assert_eq!(lab.forwarded().len(), 1);
     lab.stop().await;
 }

@@ -21,8 +21,9 @@
 //!   `initial_state`) and third-party invites are refused; every invitee's domain must pass
 //!   `Ti::check_server`; an invitee of a protected server must pass `Ti::check_invite` with the
 //!   requesting user as inviter — who that is, the homeserver says (`GET
-//!   /_matrix/client/v3/account/whoami` with the request's own access token, remembered for
-//!   [`WHOAMI_CACHE`] by the SHA-256 of the token). Public rooms (`visibility: public`,
+//!   /_matrix/client/v3/account/whoami` with the request's own access token and, for an
+//!   application service, its `user_id` parameter; remembered for [`WHOAMI_CACHE`] by the
+//!   SHA-256 of both). Public rooms (`visibility: public`,
 //!   `preset: public_chat`, or a public join rule in `initial_state`) are created with
 //!   `creation_content["m.federate"] = false`. What is forwarded is the inspected JSON,
 //!   serialised again.
@@ -585,14 +586,23 @@ impl ClientApi {
                 "missing access token",
             ));
         };
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // An application service names the user it acts for in `user_id`: whoami is asked
+        // the same way.
+        let masquerade = parts.uri.query().and_then(|q| query_param(q, "user_id"));
+        let mut h = Sha256::new();
+        h.update(token.as_bytes());
+        if let Some(u) = &masquerade {
+            h.update([0]);
+            h.update(u.as_bytes());
+        }
+        let key: [u8; 32] = h.finalize().into();
         let now = Instant::now();
         if let Some((user, at)) = self.cache().get(&key) {
             if now.duration_since(*at) < WHOAMI_CACHE {
                 return Ok(user.clone());
             }
         }
-        let user = self.ask_whoami(&token).await?;
+        let user = self.ask_whoami(&token, masquerade.as_deref()).await?;
         let mut cache = self.cache();
         if cache.len() >= WHOAMI_CACHE_MAX {
             cache.retain(|_, (_, at)| now.duration_since(*at) < WHOAMI_CACHE);
@@ -608,7 +618,11 @@ impl ClientApi {
         self.whoami.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn ask_whoami(&self, token: &str) -> Result<String, Response<ProxyBody>> {
+    async fn ask_whoami(
+        &self,
+        token: &str,
+        masquerade: Option<&str>,
+    ) -> Result<String, Response<ProxyBody>> {
         let unavailable = || {
             refuse(
                 StatusCode::BAD_GATEWAY,
@@ -617,7 +631,11 @@ impl ClientApi {
                 "the homeserver cannot say who is asking",
             )
         };
-        let url = format!("{}/_matrix/client/v3/account/whoami", self.base);
+        let mut url = format!("{}/_matrix/client/v3/account/whoami", self.base);
+        if let Some(u) = masquerade {
+            url.push_str("?user_id=");
+            url.push_str(&crate::federation::catalog::encode_segment(u));
+        }
         let Some((status, body)) = self.get_small(&url, token).await else {
             warn!(server = %self.server_name, "TI client listener: whoami failed");
             return Err(unavailable());
