@@ -1096,3 +1096,78 @@ async fn an_application_service_invites_as_the_user_it_names() {
     assert_eq!(lab.forwarded().len(), 1);
     lab.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_listener_whose_tls_files_do_not_load_is_a_start_error() {
+    let p = pki();
+    let tpki = grenzwacht::ti::testpki::TestPki::generate(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    tpki.write_files(p.dir.path()).unwrap();
+    let toml = ti_toml(
+        &p,
+        "127.0.0.1:9".parse().unwrap(),
+        &format!(
+            "client_tls_cert = \"{}/missing.crt\"\nclient_tls_key = \"{}\"\n",
+            p.dir.path().display(),
+            p.key.display()
+        ),
+    );
+    let path = p.dir.path().join("guard.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = grenzwacht::config::Config::load(&path).unwrap();
+    let err = grenzwacht::proxy::Guard::from_config(
+        &cfg,
+        grenzwacht::store::Store::open_in_memory().unwrap(),
+    )
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("client listener") && msg.contains("missing.crt"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn http2_over_tls_by_alpn() {
+    let p = pki();
+    let extra = format!(
+        "client_tls_cert = \"{}\"\nclient_tls_key = \"{}\"\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    let lab = lab(&extra).await;
+    let mut cfg = (*grenzwacht::proxy::tls::client_config(&[p.ca_path.clone()]).unwrap()).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(lab.client).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("https://hs1.test/_matrix/client/v3/createRoom")
+        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"preset":"public_chat"}"#,
+        )))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = lab.forwarded();
+    assert_eq!(seen.len(), 1);
+    let fwd: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(fwd["creation_content"]["m.federate"], json!(false));
+    lab.stop().await;
+}

@@ -64,6 +64,7 @@ use tracing::{debug, error, info, warn};
 use super::admission::{ConnSlot, PeerAddr, Side};
 use super::guard::{Guard, Shutdown};
 use super::upstream::{strip_hop_by_hop, MaybeTls};
+use crate::config::ti::TiHomeserver;
 use crate::policy::{Direction, Refusal, RefusalReason};
 use crate::telemetry as tm;
 use crate::ti::{Ti, TiDenial};
@@ -122,16 +123,23 @@ pub struct ClientApi {
     whoami: Mutex<HashMap<[u8; 32], (String, Instant)>>,
 }
 
-impl ClientApi {
-    /// From the guard's `[ti]` profile and the `[[ti.homeserver]]` entry of `server_name`.
-    pub fn new(guard: Arc<Guard>, server_name: &str) -> Result<ClientApi, ClientApiError> {
-        let ti = guard.ti().cloned().ok_or(ClientApiError::NoTi)?;
-        let hs = ti
-            .homeserver(server_name)
-            .filter(|h| h.client_upstream.is_some())
-            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?
-            .clone();
-        let url = hs.client_upstream.clone().unwrap_or_default();
+/// What a `[[ti.homeserver]]` entry's client listener is built from: the upstream and the
+/// listener's TLS, loaded and checked (the guard checks it at start, so a bad file is a start
+/// error rather than a listener that is not served).
+pub struct Setup {
+    /// `http://authority` of `client_upstream` (the connector does TLS for `https`).
+    base: String,
+    connector: Connector,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Setup {
+    pub fn from_homeserver(hs: &TiHomeserver) -> Result<Setup, ClientApiError> {
+        let server_name = hs.server_name.as_str();
+        let url = hs
+            .client_upstream
+            .clone()
+            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?;
         let bad = || ClientApiError::BadUpstream {
             server: server_name.to_string(),
             url: url.clone(),
@@ -167,17 +175,33 @@ impl ClientApi {
             }
             _ => None,
         };
+        Ok(Setup {
+            base: format!("http://{authority}"),
+            connector: Connector { tls: upstream_tls },
+            tls,
+        })
+    }
+}
+
+impl ClientApi {
+    /// From the guard's `[ti]` profile and the `[[ti.homeserver]]` entry of `server_name`.
+    pub fn new(guard: Arc<Guard>, server_name: &str) -> Result<ClientApi, ClientApiError> {
+        let ti = guard.ti().cloned().ok_or(ClientApiError::NoTi)?;
+        let hs = ti
+            .homeserver(server_name)
+            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?;
+        let setup = Setup::from_homeserver(hs)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .build(Connector { tls: upstream_tls });
+            .build(setup.connector);
         Ok(ClientApi {
             guard,
             ti,
             server_name: server_name.to_string(),
-            base: format!("http://{authority}"),
+            base: setup.base,
             client,
-            tls,
+            tls: setup.tls,
             whoami: Mutex::new(HashMap::new()),
         })
     }
