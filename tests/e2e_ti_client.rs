@@ -114,7 +114,7 @@ client_upstream = "{url}"
         url = hs1.client_url,
     );
     std::fs::write(d.join("guard.toml"), toml).unwrap();
-    let cfg = grenzwacht::config::Config::load(&d.join("guard.toml")).unwrap();
+    let cfg = grenzwacht::config::Config::load(d.join("guard.toml")).unwrap();
     let guard = Arc::new(
         grenzwacht::proxy::Guard::from_config(
             &cfg,
@@ -197,7 +197,7 @@ client_upstream = "{url}"
     .await;
     assert_eq!(r.status, 403);
     let carol_invites = carol.invited_rooms().await.unwrap();
-    assert_eq!(carol_invites, [private.clone()]);
+    assert_eq!(carol_invites, std::slice::from_ref(&private));
     assert!(dave.invited_rooms().await.unwrap().is_empty());
 
     // Only the room that does not federate may be published.

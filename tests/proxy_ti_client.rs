@@ -1139,7 +1139,8 @@ async fn http2_over_tls_by_alpn() {
         p.key.display()
     );
     let lab = lab(&extra).await;
-    let mut cfg = (*grenzwacht::proxy::tls::client_config(&[p.ca_path.clone()]).unwrap()).clone();
+    let mut cfg =
+        (*grenzwacht::proxy::tls::client_config(std::slice::from_ref(&p.ca_path)).unwrap()).clone();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(lab.client).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))

@@ -33,7 +33,7 @@ pub enum GuardError {
     #[error("[ti]: {0}")]
     Ti(#[from] crate::ti::TiError),
     #[error("[[ti.homeserver]] client listener: {0}")]
-    ClientApi(#[from] super::client_api::ClientApiError),
+    ClientApi(Box<super::client_api::ClientApiError>),
     #[error("[media]: {0}")]
     Media(#[from] crate::media::inspect::InspectorError),
     #[error("protected server {server}: {source}")]
@@ -189,7 +189,8 @@ impl Guard {
         // that is not served.
         for h in cfg.ti.iter().flat_map(|t| &t.homeserver) {
             if h.client_listen.is_some() {
-                super::client_api::Setup::from_homeserver(h)?;
+                super::client_api::Setup::from_homeserver(h)
+                    .map_err(|e| GuardError::ClientApi(Box::new(e)))?;
             }
         }
         let l = &cfg.limits;
