@@ -76,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit::cli::AuditCommand,
     },
+    /// TI-Messenger: verify a signed federation list offline.
+    Ti {
+        #[command(subcommand)]
+        command: crate::ti::cli::TiCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::policy::dlp::cli::run_with(command, &[&crate::media::yara::PolicyCheck])
         }
         Command::Review(args) => Ok(crate::admin::client::run(args)),
+        Command::Ti { command } => Ok(crate::ti::cli::run(command)),
         Command::Rooms { command } => {
             // The lift is logged like the guard logs (stderr), for the operator's record.
             crate::telemetry::init_tracing(false, "warn").context("logging")?;

@@ -51,6 +51,7 @@ pub mod guard;
 pub mod metrics;
 pub mod process;
 pub mod synapse;
+pub mod ti;
 
 use crate::proxy::ca;
 
@@ -126,6 +127,10 @@ pub enum LabCommand {
         /// (`[labels]` in guard.toml, see `lab::guard::LAB_LABELS`).
         #[arg(long)]
         labels: bool,
+        /// TI-Messenger profile: a federation list signed by a throwaway brainpool test PKI
+        /// (`DIR/ti/`), hs2 on 127.0.0.2, a client-server listener in front of hs1.
+        #[arg(long)]
+        ti: bool,
     },
     /// Stop exactly the processes `lab up` started in DIR.
     Down {
@@ -255,6 +260,11 @@ pub struct LabOptions {
     /// UNSAFE, for harness checks only: `[media] allow_unscanned = true` (media crosses
     /// uninspected). Default off: the guard inspects every file.
     pub media_allow_unscanned: bool,
+    /// TI-Messenger profile (default off): hs2 on 127.0.0.2, the guard with `[ti]` — a
+    /// federation list signed by a throwaway brainpool test PKI (`DIR/ti/`, both servers
+    /// listed), hs1's permission configs read through its admin API, and a client-server
+    /// listener in front of hs1 (`guard.ti_client_url`).
+    pub ti: bool,
 }
 
 impl LabOptions {
@@ -272,6 +282,7 @@ impl LabOptions {
             labels: false,
             notices: false,
             media_allow_unscanned: false,
+            ti: false,
         }
     }
 }
@@ -332,6 +343,9 @@ pub struct GuardInfo {
     pub audit_dir: PathBuf,
     /// The public key of the audit key (`grenzwacht audit verify --key`).
     pub audit_public_key: PathBuf,
+    /// TI lab: the guard's client-server listener in front of hs1 (`http://…`).
+    #[serde(default)]
+    pub ti_client_url: Option<String>,
 }
 
 /// `DIR/lab.json`.
@@ -527,8 +541,17 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 fn issue_cert(ca: &ca::Ca, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), LabError> {
+    issue_cert_for(ca, dir, stem, "127.0.0.1")
+}
+
+fn issue_cert_for(
+    ca: &ca::Ca,
+    dir: &Path,
+    stem: &str,
+    host: &str,
+) -> Result<(PathBuf, PathBuf), LabError> {
     let (cert, key) = ca
-        .issue_pem(&["127.0.0.1".to_string()], CERT_VALIDITY)
+        .issue_pem(&[host.to_string()], CERT_VALIDITY)
         .map_err(|e| LabError::Ca(e.to_string()))?;
     let (cp, kp) = (
         dir.join(format!("{stem}.crt")),
@@ -546,9 +569,11 @@ struct Plan {
 
 /// Writes certificates, keys and configs; returns what to start.
 fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
-    let p = free_ports(7)?;
+    let p = free_ports(8)?;
     let (hs1_client, hs1_fed, hs2_client, hs2_fed, guard_in, guard_out, guard_admin) =
         (p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+    // The TI profile matches domains without port: hs2 gets its own loopback address.
+    let hs2_host = if opts.ti { "127.0.0.2" } else { "127.0.0.1" };
     let certs = dir.join("certs");
     mkdir(&certs)?;
     let test_ca =
@@ -558,12 +583,12 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         .map_err(|e| LabError::Ca(e.to_string()))?;
     let ca_cert = certs.join("ca.crt");
     let (front_crt, front_key) = issue_cert(&test_ca, &certs, "hs1-front")?;
-    let (hs2_crt, hs2_key) = issue_cert(&test_ca, &certs, "hs2")?;
+    let (hs2_crt, hs2_key) = issue_cert_for(&test_ca, &certs, "hs2", hs2_host)?;
 
     let hs1_dir = dir.join("hs1");
     let hs2_dir = dir.join("hs2");
     let hs1_name = format!("127.0.0.1:{guard_in}");
-    let hs2_name = format!("127.0.0.1:{hs2_fed}");
+    let hs2_name = format!("{hs2_host}:{hs2_fed}");
 
     let (hs1_outbound, guard_outbound, proxy_secret, interception_ca_cert, hs1_roots) = match opts
         .outbound
@@ -615,6 +640,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             server_name: hs1_name.clone(),
             client_port: hs1_client,
             federation_port: hs1_fed,
+            federation_host: "127.0.0.1".into(),
             federation_tls: None,
             federation_ca: hs1_roots,
             registration_shared_secret: random_secret(),
@@ -630,6 +656,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             server_name: hs2_name.clone(),
             client_port: hs2_client,
             federation_port: hs2_fed,
+            federation_host: hs2_host.to_string(),
             federation_tls: Some((hs2_crt, hs2_key)),
             federation_ca: ca_cert.clone(),
             registration_shared_secret: random_secret(),
@@ -657,12 +684,13 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             registration_shared_secret: c.registration_shared_secret.clone(),
             protected: i == 0,
             federation_url: format!(
-                "{}://127.0.0.1:{}",
+                "{}://{}:{}",
                 if c.federation_tls.is_some() {
                     "https"
                 } else {
                     "http"
                 },
+                c.federation_host,
                 c.federation_port
             ),
             config,
@@ -674,7 +702,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     let guard_config = GuardConfig {
         admin: loopback(guard_admin),
         inbound: loopback(guard_in),
-        protected_server_name: hs1_name,
+        protected_server_name: hs1_name.clone(),
         protected_cert: front_crt,
         protected_key: front_key,
         upstream: format!("http://127.0.0.1:{hs1_fed}"),
@@ -701,6 +729,18 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             .collect(),
         notices: opts.notices,
         media_allow_unscanned: opts.media_allow_unscanned,
+        ti: if opts.ti {
+            Some(ti::write_lab_ti(
+                dir,
+                &hs1_name,
+                &hs2_name,
+                &format!("http://127.0.0.1:{hs1_client}"),
+                &dir.join(ADMIN_TOKEN_FILE),
+                loopback(p[7]),
+            )?)
+        } else {
+            None
+        },
         audit_dir: dir.join("audit"),
         audit_key: dir.join("audit.key"),
     };
@@ -710,6 +750,11 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
     }
     mkdir(&guard_config.policies)?;
     for (name, text) in guard::SHIPPED_POLICIES {
+        // The TI profile leaves the German PII rules out: they would act on patient
+        // communication, which is end-to-end encrypted there anyway.
+        if opts.ti && *name == "pii.toml" {
+            continue;
+        }
         // Names may have a directory (`yara/…`).
         let path = guard_config.policies.join(name);
         if let Some(parent) = path.parent() {
@@ -762,6 +807,10 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
                 .collect(),
             audit_dir: guard_config.audit_dir.clone(),
             audit_public_key: dir.join("audit.key.pub"),
+            ti_client_url: guard_config
+                .ti
+                .as_ref()
+                .map(|t| format!("http://{}", t.client_listen)),
         },
         dir: dir.to_path_buf(),
         synapse_version: SYNAPSE_VERSION.to_string(),
@@ -1068,6 +1117,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 guard_bin,
                 deny_servers,
                 labels,
+                ti,
             } => {
                 let mut opts = LabOptions::new(dir, outbound);
                 if let Some(g) = guard_bin {
@@ -1075,6 +1125,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 }
                 opts.deny_servers = deny_servers;
                 opts.labels = labels;
+                opts.ti = ti;
                 opts.verbose = true;
                 let info = up(opts).await?;
                 print_info(&info);

@@ -85,6 +85,8 @@ pub struct Ti {
     protected: Vec<String>,
     /// `[[ti.homeserver]]` (the client-server listeners read theirs).
     homeservers: Vec<TiHomeserver>,
+    /// `[ti] release_encrypted`.
+    release_encrypted: bool,
 }
 
 impl Ti {
@@ -97,6 +99,7 @@ impl Ti {
             accounts: accountdata::AccountDataReader::new(cfg)?,
             protected,
             homeservers: cfg.homeserver.clone(),
+            release_encrypted: cfg.release_encrypted,
         })
     }
 
@@ -105,6 +108,13 @@ impl Ti {
         self.homeservers
             .iter()
             .find(|h| h.server_name.eq_ignore_ascii_case(server_name))
+    }
+
+    /// End-to-end encrypted content crosses (`[ti] release_encrypted`): ciphertext events,
+    /// and files whose bytes are ciphertext (encrypted attachments of E2EE rooms, whose
+    /// referencing events the guard cannot read).
+    pub fn releases_encrypted(&self) -> bool {
+        self.release_encrypted
     }
 
     pub fn variant(&self) -> TiVariant {

@@ -12,7 +12,7 @@ mod common;
 use grenzwacht::config::ti::{TiConfig, TiHomeserver, TiVariant};
 use grenzwacht::lab::client::MatrixClient;
 use grenzwacht::ti::accountdata::AccountDataReader;
-use grenzwacht::ti::permissions::DefaultSetting;
+use grenzwacht::ti::permissions::{normalize_mxid, DefaultSetting};
 use serde_json::json;
 
 const PRO: &str = "de.gematik.tim.account.permissionconfig.pro.v1";
@@ -99,7 +99,8 @@ async fn the_reader_reads_permission_configs_from_real_synapse() {
         .expect("alice has a config");
     assert_eq!(got.default_setting, DefaultSetting::BlockAll);
     assert!(
-        got.user_exceptions.iter().any(|u| u == &bob.user_id),
+        got.user_exceptions
+            .contains(&normalize_mxid(&bob.user_id).unwrap()),
         "{got:?}"
     );
     assert!(

@@ -603,6 +603,37 @@ fn check_files(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>) {
     if let Some(d) = &cfg.dlp {
         named.push((vec![k("dlp"), k("policies")], &d.policies, Want::Any));
     }
+    // `[ti]`: the trust anchors and secrets must be there; the list file may be written by
+    // another process later and the state directory is created (neither is required here).
+    if let Some(t) = &cfg.ti {
+        named.push((vec![k("ti"), k("tsl_roots")], &t.tsl_roots, Want::File));
+        for (i, f) in t.intermediates.iter().enumerate() {
+            named.push((
+                vec![k("ti"), k("intermediates"), Seg::Index(i)],
+                f,
+                Want::File,
+            ));
+        }
+        for (key, f) in [("vzd_token_file", &t.vzd_token_file), ("vzd_ca", &t.vzd_ca)] {
+            if let Some(f) = f {
+                named.push((vec![k("ti"), k(key)], f, Want::File));
+            }
+        }
+        for (i, h) in t.homeserver.iter().enumerate() {
+            for (key, f) in [
+                ("client_tls_cert", &h.client_tls_cert),
+                ("client_tls_key", &h.client_tls_key),
+            ] {
+                if let Some(f) = f {
+                    named.push((
+                        vec![k("ti"), k("homeserver"), Seg::Index(i), k(key)],
+                        f,
+                        Want::File,
+                    ));
+                }
+            }
+        }
+    }
     for (i, p) in cfg.admin.principal.iter().enumerate() {
         for (key, f) in [
             ("token_file", &p.token_file),
@@ -692,6 +723,27 @@ fn finish(ctx: Ctx<'_>) -> ConfigErrors {
 
 /// Cross-field checks.
 fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, outbound_ok: bool) {
+    // [[ti.homeserver]] names protected servers.
+    if let (Some(t), true) = (&cfg.ti, protected_ok) {
+        for (i, h) in t.homeserver.iter().enumerate() {
+            if !cfg
+                .protected
+                .iter()
+                .any(|p| p.server_name.eq_ignore_ascii_case(&h.server_name))
+            {
+                ctx.error(
+                    value_span(
+                        root,
+                        &[k("ti"), k("homeserver"), Seg::Index(i), k("server_name")],
+                    ),
+                    format!(
+                        "`ti.homeserver[{i}].server_name` `{}` is not a [[protected]] server_name",
+                        h.server_name
+                    ),
+                );
+            }
+        }
+    }
     // [[protected]]
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, p) in cfg.protected.iter().enumerate() {

@@ -832,3 +832,52 @@ address = "127.0.0.1:3"
     assert_eq!(e[1].0, 8);
     assert!(e[1].1.contains("`route[1].address`"), "{e:?}");
 }
+
+#[test]
+fn ti_section_parses_and_errors_have_lines() {
+    let ok = format!(
+        "{P1}[ti]\ntsl_roots = \"ti/roots.json\"\nintermediates = [\"ti/ca.der\"]\nlist_file = \"ti/list.jws\"\nstate_dir = \"ti/state\"\nvariant = \"epa\"\n[[ti.homeserver]]\nserver_name = \"a.example\"\nadmin_url = \"http://127.0.0.1:8008\"\nadmin_token_file = \"admin.token\"\nclient_listen = \"127.0.0.1:8443\"\nclient_upstream = \"http://127.0.0.1:8008\"\n"
+    );
+    let c = parse(&ok).unwrap();
+    let t = c.ti.expect("[ti]");
+    assert_eq!(t.variant, ti::TiVariant::Epa);
+    assert_eq!(t.max_age_secs, 72 * 3600, "72 h by default");
+    assert!(t.release_encrypted);
+    assert_eq!(t.tsl_roots, PathBuf::from("/etc/grenzwacht/ti/roots.json"));
+    assert_eq!(t.homeserver[0].client_listen, Some(sa("127.0.0.1:8443")));
+    assert!(parse("").unwrap().ti.is_none(), "off without the section");
+
+    // An unknown key, both sources, a homeserver that is not protected, a listener without
+    // upstream: all reported at once with their lines.
+    let bad = format!(
+        "{P1}[ti]\ntsl_roots = \"r\"\nstate_dir = \"s\"\nvzd_url = \"https://vzd.example/list\"\nlist_file = \"l\"\nmax_age = 5\n[[ti.homeserver]]\nserver_name = \"b.example\"\nadmin_url = \"http://127.0.0.1:8008\"\nadmin_token_file = \"t\"\nclient_listen = \"127.0.0.1:8443\"\n"
+    );
+    let e = errors(&bad);
+    assert!(
+        e.iter().any(|(l, m)| *l == 11 && m.contains("max_age")),
+        "{e:?}"
+    );
+    let bad = format!(
+        "{P1}[ti]\ntsl_roots = \"r\"\nstate_dir = \"s\"\nvzd_url = \"https://vzd.example/list\"\nlist_file = \"l\"\n[[ti.homeserver]]\nserver_name = \"b.example\"\nadmin_url = \"http://127.0.0.1:8008\"\nadmin_token_file = \"t\"\nclient_listen = \"127.0.0.1:8443\"\n"
+    );
+    let e = errors(&bad);
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 10 && m.contains("exclude each other")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 12 && m.contains("not a [[protected]] server_name")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|(_, m)| m.contains("needs `client_upstream`")),
+        "{e:?}"
+    );
+    let e = errors(&format!("{P1}[ti]\ntsl_roots = \"r\"\nstate_dir = \"s\"\n"));
+    assert!(
+        e.iter().any(|(_, m)| m.contains("needs a list source")),
+        "{e:?}"
+    );
+}

@@ -75,6 +75,8 @@ pub struct GuardConfig {
     pub audit_dir: PathBuf,
     /// `[audit] key_file`.
     pub audit_key: PathBuf,
+    /// The TI-Messenger profile (`[ti]`), if on.
+    pub ti: Option<super::ti::LabTi>,
 }
 
 /// The lab's admin API principals (name, role): two reviewers (four-eyes), an auditor, an
@@ -349,6 +351,9 @@ pub fn guard_toml(c: &GuardConfig) -> String {
         notices["language"] = value("en");
         doc["notices"] = Item::Table(notices);
     }
+    if let Some(t) = &c.ti {
+        doc["ti"] = Item::Table(super::ti::ti_table(t));
+    }
     if c.media_allow_unscanned {
         let mut media = Table::new();
         media["allow_unscanned"] = value(true);
@@ -384,6 +389,7 @@ mod tests {
             media_allow_unscanned: false,
             audit_dir: "/lab/audit".into(),
             audit_key: "/lab/audit.key".into(),
+            ti: None,
             guard_key: "/lab/guard.signing.key".into(),
             store: "/lab/grenzwacht.db".into(),
             policies: "/lab/policies".into(),

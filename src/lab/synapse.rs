@@ -234,8 +234,11 @@ pub struct HsConfig {
     pub server_name: String,
     /// Client API port (plain http on 127.0.0.1).
     pub client_port: u16,
-    /// Federation listener port on 127.0.0.1.
+    /// Federation listener port.
     pub federation_port: u16,
+    /// Address of the federation listener (`127.0.0.1`; the TI lab puts hs2 on `127.0.0.2`
+    /// so that its domain differs from hs1's).
+    pub federation_host: String,
     /// `Some((cert, key))`: the federation listener speaks TLS with these files.
     pub federation_tls: Option<(PathBuf, PathBuf)>,
     /// PEM roots for outbound federation (`federation_custom_ca_list`).
@@ -263,7 +266,7 @@ pub fn homeserver_config(c: &HsConfig) -> Value {
                 "resources": [{"names": ["client"], "compress": false}]
             },
             {
-                "port": c.federation_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                "port": c.federation_port, "bind_addresses": [c.federation_host], "type": "http",
                 "tls": c.federation_tls.is_some(), "x_forwarded": false,
                 "resources": [{"names": ["federation"], "compress": false}]
             }
@@ -367,6 +370,7 @@ mod tests {
             server_name: "127.0.0.1:8448".into(),
             client_port: 8008,
             federation_port: 8009,
+            federation_host: "127.0.0.1".into(),
             federation_tls: None,
             federation_ca: "/lab/ca.crt".into(),
             registration_shared_secret: "s".into(),

@@ -101,8 +101,17 @@ pub struct OpaquePolicy {
 
 impl OpaquePolicy {
     pub fn from_config(cfg: &Config) -> Self {
+        // The TI-Messenger profile releases end-to-end encrypted content by its own explicit
+        // setting (`[ti] release_encrypted`, default on): E2EE is the norm there and who may
+        // talk to whom is enforced by the federation list and invite permissions instead.
+        let release = match &cfg.ti {
+            Some(t) if t.release_encrypted && cfg.opaque.release == OpaqueRelease::Deny => {
+                OpaqueRelease::Allow
+            }
+            _ => cfg.opaque.release,
+        };
         OpaquePolicy {
-            release: cfg.opaque.release,
+            release,
             peers: cfg
                 .opaque
                 .peers

@@ -387,3 +387,46 @@ impl crate::review::AuditSearch for AuditDir {
 
 /// Shared handle type the admin listener takes.
 pub type Journal = Arc<AuditJournal>;
+
+/// Records a PDU the TI-Messenger profile left out of a transaction or response
+/// (`proxy::ti_gate`): verdict `withhold`, rule `ti:<reason>`. The PDU does not cross either
+/// way, so a failed append is logged, not fatal.
+pub async fn record_ti_withheld(
+    guard: &Guard,
+    ctx: &ExchangeCtx,
+    response: bool,
+    pdu: &crate::federation::pdu::PduView<'_>,
+    reason: &str,
+) {
+    let Some(auditor) = guard.auditor() else {
+        return;
+    };
+    let parties = Parties::of(ctx, response);
+    let content = pdu.raw.get();
+    let rec = Record::from(DecisionRecord {
+        unit: Unit::Pdu,
+        txn_id: ctx.txn_id.clone(),
+        event_id: super::perpdu::event_id(guard.store(), pdu.raw, pdu.room_id.as_deref()),
+        room_id: pdu.room_id.as_deref().map(str::to_owned),
+        sender: Some(pdu.sender.to_string()),
+        origin: parties.origin.to_string(),
+        destination: parties.destination.to_string(),
+        direction: audit_direction(parties.direction),
+        endpoint: ctx.endpoint.path.to_string(),
+        verdict: audit::Verdict::Withhold,
+        effect: Some("withheld".into()),
+        rules: vec![RuleMatch {
+            rule: format!("ti:{reason}"),
+            field: String::new(),
+            excerpt: String::new(),
+        }],
+        label: None,
+        clearance: None,
+        policy_hash: None,
+        content_sha256: Some(audit::content_sha256(content.as_bytes())),
+        content: None,
+    });
+    if let Err(e) = auditor.append(rec).await {
+        tracing::warn!(error = %e, "TI: withheld event not recorded");
+    }
+}

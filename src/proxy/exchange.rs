@@ -296,6 +296,21 @@ async fn run(
         ctx,
     };
     admit(&x)?;
+    // TI-Messenger profile: the parties must be on the federation list (`proxy::ti_gate`).
+    let proxy_destination = match entry {
+        Entry::Outbound { destination } => destination.as_str(),
+        Entry::Inbound { .. } => "",
+    };
+    super::ti_gate::admit(
+        guard,
+        x.direction(),
+        endpoint,
+        x.id.xm.as_ref(),
+        x.id.host_header.as_deref(),
+        proxy_destination,
+        &x.params,
+    )
+    .await?;
     let (body, _held) = read(&x, &parts, body).await?;
     *req_bytes = body.len();
 
@@ -626,6 +641,8 @@ async fn decide(
             units.omit.extend(left_out);
             let more =
                 super::perpdu::unacceptable(guard, &x.ctx, Part::Request, &units, room_hint)?;
+            units.omit.extend(more);
+            let more = super::ti_gate::screen(guard, &x.ctx, Part::Request, &units).await?;
             units.omit.extend(more);
             room_labels::ensure(guard, &x.ctx, direction, &units, room_hint).await?;
             units.pdu_findings =

@@ -825,6 +825,19 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
                 check: Arc::new(move || a.health()),
             });
         }
+        if let Some(ti) = guard.ti() {
+            let keeper = ti.keeper.clone();
+            // A stale federation list blocks all federation: health says so.
+            state.checks.push(crate::admin::HealthCheck {
+                name: "ti_list",
+                check: Arc::new(move || match keeper.current() {
+                    Some(_) => Ok(()),
+                    None => {
+                        Err("no current TI-Messenger federation list: federation is blocked".into())
+                    }
+                }),
+            });
+        }
         if let Some(dir) = &guard.audit_dir {
             state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
         }
@@ -882,6 +895,14 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             l,
             sd.clone(),
         )));
+    }
+    // TI-Messenger profile: the federation list is fetched at start and refreshed.
+    if let Some(ti) = guard.ti() {
+        crate::ti::keeper::describe_metrics();
+        let mut s = sd.clone();
+        tasks.push(tokio::spawn(
+            ti.keeper.clone().run(async move { s.wait().await }),
+        ));
     }
     for (server_name, l) in listeners.client {
         tasks.push(tokio::spawn(super::client_api::run(

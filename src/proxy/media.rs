@@ -461,7 +461,14 @@ pub(crate) async fn inspect_answer(
     // --- reference
     let refs = references(guard, target, direction, &peer)?;
     record.events = refs.events.clone();
-    if gate.cfg.require_reference && !refs.crossed {
+    // TI-Messenger profile: in end-to-end encrypted rooms the events that reference a file are
+    // ciphertext too, so an encrypted attachment has no reference the guard can see. Bytes
+    // that look like ciphertext are released as such (`[ti] release_encrypted`); anything of
+    // a known type or readable is still refused unreferenced.
+    let ti_ciphertext = refs.events.is_empty()
+        && guard.ti().is_some_and(|t| t.releases_encrypted())
+        && looks_encrypted(&file);
+    if gate.cfg.require_reference && !refs.crossed && !ti_ciphertext {
         let (reason, msg) = if refs.events.is_empty() {
             (
                 MediaReason::Unreferenced,
@@ -495,7 +502,7 @@ pub(crate) async fn inspect_answer(
     };
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let name_findings = inspector.inspect_names(&name_refs, &ictx, "(name, type, metadata)");
-    let report = if refs.encrypted && looks_encrypted(&file) {
+    let report = if (refs.encrypted || ti_ciphertext) && looks_encrypted(&file) {
         record.encrypted = true;
         Arc::new(bare_report(&file, FileKind::Unknown, Vec::new()))
     } else {

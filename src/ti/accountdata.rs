@@ -1,7 +1,8 @@
 //! Protected users' invite permission configs through the homeserver's admin API.
 //!
-//! For each `[[ti.homeserver]]` the reader holds the `admin_url` and the token of
-//! `admin_token_file` (read once at start; unreadable → a start error). A user's config is
+//! For each `[[ti.homeserver]]` the reader holds the `admin_url`; the token of
+//! `admin_token_file` is read at each lookup (it may be provisioned after the guard starts, as
+//! for `[[protected]] admin_token_file`; unreadable → that lookup fails closed). A user's config is
 //! `GET {admin_url}/_synapse/admin/v1/users/{user_id, percent-encoded}/accountdata` with the
 //! token as bearer, then `account_data.global["de.gematik.tim.account.permissionconfig.pro.v1"]`
 //! (`….epa.v1` with `[ti] variant = "epa"`): present → [`PermissionConfig::parse`]; absent →
@@ -39,7 +40,7 @@ pub enum AccountDataError {
 struct Admin {
     server_name: String,
     target: client::Target,
-    token: String,
+    token_file: std::path::PathBuf,
 }
 
 struct Cached {
@@ -63,13 +64,10 @@ impl AccountDataReader {
             let target = client::Target::parse(&h.admin_url, None, false).map_err(|e| {
                 AccountDataError::Setup(format!("ti.homeserver.{i}.admin_url: {e}"))
             })?;
-            let token = super::keeper::read_token(&h.admin_token_file).map_err(|e| {
-                AccountDataError::Setup(format!("ti.homeserver.{i}.admin_token_file: {e}"))
-            })?;
             homeservers.push(Admin {
                 server_name: h.server_name.clone(),
                 target,
-                token,
+                token_file: h.admin_token_file.clone(),
             });
         }
         Ok(AccountDataReader {
@@ -156,9 +154,11 @@ impl AccountDataReader {
             admin.target.base().trim_end_matches('/'),
             client::encode_segment(user_id)
         );
+        let token = super::keeper::read_token(&admin.token_file)
+            .map_err(|e| unreadable(format!("admin token: {e}")))?;
         let (status, body) = admin
             .target
-            .get(&path, Some(&admin.token), self.limits)
+            .get(&path, Some(&token), self.limits)
             .await
             .map_err(|e| unreadable(e.to_string()))?;
         if status != ::http::StatusCode::OK {

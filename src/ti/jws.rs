@@ -2,7 +2,7 @@
 //! brainpoolP256r1 with SHA-256, signature r‖s), signer certificate in `x5c[0]`.
 //! Owner: helper `ti-pki`.
 //!
-//! Checks, in order: exactly three non-empty base64url parts (no padding, no stray bits;
+//! Checks, in order: at most [`MAX_JWS_BYTES`]; exactly three non-empty base64url parts (no padding, no stray bits;
 //! whitespace at the end of the input is tolerated); the header is a JSON object with `alg`
 //! exactly `BP256R1` (`none`, `ES256`, … are refused) and no `crit`; `x5c[0]` is standard
 //! base64 DER; the 64-byte signature verifies over `header '.' payload` with the key of
@@ -18,6 +18,9 @@ use super::pki::{PkiError, TrustAnchors, VerifiedLeaf};
 
 /// The only accepted `alg`.
 pub const ALG: &str = "BP256R1";
+
+/// A larger JWS is refused unread (gematik's test list of 175 entries has 35 KB).
+pub const MAX_JWS_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a signed list is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,11 @@ pub fn verify_list_detailed(
     at: SystemTime,
 ) -> Result<VerifiedList, JwsError> {
     let malformed = |s: &str| JwsError::Malformed(s.to_owned());
+    if jws.len() > MAX_JWS_BYTES {
+        return Err(JwsError::Malformed(format!(
+            "larger than {MAX_JWS_BYTES} bytes"
+        )));
+    }
     let text = std::str::from_utf8(jws).map_err(|_| malformed("not text"))?;
     let text = text.trim_end_matches([' ', '\t', '\r', '\n']);
     let parts: Vec<&str> = text.split('.').collect();

@@ -24,7 +24,8 @@
 //!   federation is refused ([`TiDenial::ListStale`]).
 //! * **Miss**: [`ListKeeper::check`] of a domain the current list does not name fetches once
 //!   before it refuses: concurrent misses share one fetch (single flight), and misses fetch at
-//!   most once per `miss_refetch_secs`.
+//!   most once per `miss_refetch_secs`. Such a check waits for that one fetch (or for a fetch
+//!   already running), at most the VZD timeouts; a listed domain never waits.
 //! * **Refresh**: [`ListKeeper::run`] fetches at start and every `refresh_interval_secs`; after
 //!   a failed fetch it retries after 60 s, doubling up to 15 min (never later than the
 //!   interval).
@@ -58,6 +59,23 @@ pub const METRIC_LIST_VERSION: &str = "grenzwacht_ti_list_version";
 pub const METRIC_LIST_AGE_SECONDS: &str = "grenzwacht_ti_list_age_seconds";
 /// Counter: list fetches by `result` (`ok`, `unchanged`, `invalid`, `error`).
 pub const METRIC_FETCH_TOTAL: &str = "grenzwacht_ti_list_fetch_total";
+
+/// Registers the descriptions (Prometheus `# HELP`) of the keeper's metrics. Idempotent.
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        METRIC_LIST_VERSION,
+        "Version of the held TI-Messenger federation list."
+    );
+    metrics::describe_gauge!(
+        METRIC_LIST_AGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds since the federation list was last verified successfully (federation is blocked beyond ti.max_age_secs)."
+    );
+    metrics::describe_counter!(
+        METRIC_FETCH_TOTAL,
+        "Federation list fetches by result (ok, unchanged, invalid, error)."
+    );
+}
 
 /// Name of the saved list in `state_dir`.
 pub const LIST_FILE_NAME: &str = "federation-list.jws";

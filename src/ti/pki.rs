@@ -8,8 +8,9 @@
 //!
 //! [`TrustAnchors::verify_leaf`] builds a path leaf → intermediates → root depth first
 //! (issuer DN = subject DN byte for byte; where the child has an authority key identifier and
-//! the candidate a subject key identifier, they must be equal; no certificate twice; at most
-//! [`MAX_PATH`] certificates) and accepts the first path on which:
+//! the candidate a subject key identifier, they must be equal; no certificate and no subject
+//! with the same key twice; roots are tried before intermediates; at most [`MAX_PATH`]
+//! certificates) and accepts the first path on which:
 //! * every signature is ecdsa-with-SHA256 by an issuer key on brainpoolP256r1 (anything else is
 //!   an "unsupported algorithm"), checked with the `bp256` / `ecdsa` crates;
 //! * every certificate, the root included, is valid at the given time;
@@ -18,8 +19,8 @@
 //! * the leaf has keyUsage digitalSignature, is not a CA and has a brainpoolP256r1 key;
 //! * no certificate has a critical extension this check does not know.
 //!
-//! When no path is accepted the error of the first candidate that failed is reported (a
-//! signature, validity or constraint error says more than "no path").
+//! When no path is accepted the most telling error is reported: the first validity, signature
+//! or constraint failure, else the first unsupported algorithm, else "no path".
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -224,25 +225,36 @@ fn build<'c>(
     let Some(&child) = path.last() else {
         return Err(PkiError::NoRoots);
     };
-    let mut first_error: Option<PkiError> = None;
+    let mut best_error: Option<PkiError> = None;
     let candidates = roots
         .iter()
         .map(|c| (c, true))
         .chain(intermediates.iter().map(|c| (c, false)));
     for (cand, is_root) in candidates {
-        if !may_have_issued(cand, child) || path.iter().any(|p| p.as_raw() == cand.as_raw()) {
+        // no certificate, and no subject with the same key (a cross certificate of a CA
+        // already on the path), twice
+        if !may_have_issued(cand, child)
+            || path.iter().any(|p| {
+                p.as_raw() == cand.as_raw()
+                    || (p.subject().as_raw() == cand.subject().as_raw()
+                        && p.public_key().raw == cand.public_key().raw)
+            })
+        {
             continue;
         }
         if path.len() >= MAX_PATH {
-            first_error.get_or_insert(PkiError::PathTooLong {
-                subject: child.subject().to_string(),
-            });
+            keep_best(
+                &mut best_error,
+                PkiError::PathTooLong {
+                    subject: child.subject().to_string(),
+                },
+            );
             continue;
         }
         // CA certificates below `cand`: everything on the path but the leaf.
         let below = path.len() - 1;
         if let Err(e) = check_issuer(cand, child, below, at) {
-            first_error.get_or_insert(e);
+            keep_best(&mut best_error, e);
             continue;
         }
         path.push(cand);
@@ -253,14 +265,30 @@ fn build<'c>(
             Ok(()) => return Ok(()),
             Err(e) => {
                 path.pop();
-                first_error.get_or_insert(e);
+                keep_best(&mut best_error, e);
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| PkiError::NoPath {
+    Err(best_error.unwrap_or_else(|| PkiError::NoPath {
         subject: child.subject().to_string(),
         issuer: child.issuer().to_string(),
     }))
+}
+
+/// Keeps the more telling of two failures (the first of equally telling ones): validity,
+/// signature and constraint failures say more than an unsupported algorithm on a detour, which
+/// says more than "no path".
+fn keep_best(best: &mut Option<PkiError>, e: PkiError) {
+    fn rank(e: &PkiError) -> u8 {
+        match e {
+            PkiError::NoPath { .. } | PkiError::PathTooLong { .. } | PkiError::NoRoots => 0,
+            PkiError::UnsupportedAlgorithm { .. } => 1,
+            _ => 2,
+        }
+    }
+    if best.as_ref().is_none_or(|b| rank(&e) > rank(b)) {
+        *best = Some(e);
+    }
 }
 
 /// Names (and key identifiers, where both are present) match.

@@ -107,6 +107,7 @@ impl TestPki {
             issuer_key: &root_key,
             ca: Some(None),
             key_usage: KU_KEY_CERT_SIGN | KU_CRL_SIGN,
+            odd: Odd::default(),
         });
         let intermediate_der = certificate(CertSpec {
             serial: 2,
@@ -117,6 +118,7 @@ impl TestPki {
             issuer_key: &root_key,
             ca: opts.intermediate_is_ca.then_some(Some(0)),
             key_usage: KU_KEY_CERT_SIGN | KU_CRL_SIGN,
+            odd: Odd::default(),
         });
         let leaf_der = certificate(CertSpec {
             serial: 3,
@@ -134,6 +136,7 @@ impl TestPki {
             } else {
                 KU_KEY_AGREEMENT
             },
+            odd: Odd::default(),
         });
         TestPki {
             root_der,
@@ -230,6 +233,61 @@ impl TestPki {
         Ok(files)
     }
 
+    /// Saves the PKI (certificates, the signer's private key with mode 0600, the root's name
+    /// and validity) to `dir`, so that a later process can sign further lists ([`Self::load`]).
+    /// A test PKI only: the key is a throwaway.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("root.der"), &self.root_der)?;
+        std::fs::write(dir.join("intermediate.der"), &self.intermediate_der)?;
+        std::fs::write(dir.join("leaf.der"), &self.leaf_der)?;
+        let key = dir.join("leaf.key");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key)?;
+            f.write_all(&self.leaf_key.to_bytes())?;
+        }
+        let meta = serde_json::json!({
+            "root_name": self.root_name,
+            "not_before": super::pki::unix_seconds(self.not_before),
+            "not_after": super::pki::unix_seconds(self.not_after),
+        });
+        std::fs::write(dir.join("pki.json"), meta.to_string())
+    }
+
+    /// Loads a PKI [`Self::save`] wrote.
+    pub fn load(dir: &Path) -> std::io::Result<TestPki> {
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let key = std::fs::read(dir.join("leaf.key"))?;
+        let leaf_key =
+            SigningKey::from_slice(&key).map_err(|_| bad("leaf.key is no brainpoolP256r1 key"))?;
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pki.json"))?)
+            .map_err(|_| bad("pki.json is not JSON"))?;
+        let time = |k: &str| {
+            meta[k]
+                .as_i64()
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+                .ok_or_else(|| bad("pki.json lacks a time"))
+        };
+        Ok(TestPki {
+            root_der: std::fs::read(dir.join("root.der"))?,
+            intermediate_der: std::fs::read(dir.join("intermediate.der"))?,
+            leaf_der: std::fs::read(dir.join("leaf.der"))?,
+            leaf_key,
+            root_name: meta["root_name"].as_str().unwrap_or("test").to_owned(),
+            not_before: time("not_before")?,
+            not_after: time("not_after")?,
+        })
+    }
+
     fn root_der_key(&self) -> Vec<u8> {
         super::pki::leaf_key(&self.root_der).unwrap_or_default()
     }
@@ -270,14 +328,30 @@ struct CertSpec<'a> {
     /// `Some(path_len)`: a CA; `None`: an end entity.
     ca: Option<Option<u8>>,
     key_usage: u8,
+    /// Deviations for tests of the chain check.
+    odd: Odd<'a>,
+}
+
+/// What a test certificate gets wrong on purpose.
+#[derive(Default)]
+struct Odd<'a> {
+    /// Curve OID written in the subject public key info (default brainpoolP256r1).
+    curve: Option<&'a str>,
+    /// Signature algorithm OID written (default ecdsa-with-SHA256; the signature stays one).
+    sig_alg: Option<&'a str>,
+    /// Authority key identifier written (default: from the issuer's key).
+    aki: Option<&'a [u8]>,
+    /// Further extensions (DER).
+    extensions: Vec<Vec<u8>>,
 }
 
 fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
     let subject_pub = public_sec1(spec.subject_key);
     let issuer_pub = public_sec1(spec.issuer_key);
-    let alg = der::seq(&[der::oid(OID_ECDSA_SHA256)]);
+    let alg = der::seq(&[der::oid(spec.odd.sig_alg.unwrap_or(OID_ECDSA_SHA256))]);
+    let curve = spec.odd.curve.unwrap_or(OID_BRAINPOOL_P256R1);
     let spki = der::seq(&[
-        der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(OID_BRAINPOOL_P256R1)]),
+        der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(curve)]),
         der::bit_string(&subject_pub, 0),
     ]);
     let basic = match spec.ca {
@@ -289,7 +363,11 @@ fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
         &[spec.key_usage],
         spec.key_usage.trailing_zeros().min(7) as u8,
     );
-    let extensions = der::seq(&[
+    let aki = spec
+        .odd
+        .aki
+        .map_or_else(|| key_id(&issuer_pub), <[u8]>::to_vec);
+    let mut extensions = vec![
         der::extension("2.5.29.19", true, &basic),
         der::extension("2.5.29.15", true, &ku),
         der::extension(
@@ -297,12 +375,10 @@ fn certificate(spec: CertSpec<'_>) -> Vec<u8> {
             false,
             &der::octet_string(&key_id(&subject_pub)),
         ),
-        der::extension(
-            "2.5.29.35",
-            false,
-            &der::seq(&[der::tlv(0x80, &key_id(&issuer_pub))]),
-        ),
-    ]);
+        der::extension("2.5.29.35", false, &der::seq(&[der::tlv(0x80, &aki)])),
+    ];
+    extensions.extend(spec.odd.extensions.iter().cloned());
+    let extensions = der::seq(&extensions);
     let tbs = der::seq(&[
         der::tlv(0xa0, &der::integer(2)),
         der::integer(spec.serial),

@@ -110,6 +110,8 @@ pub(super) async fn release(
         let more =
             crate::proxy::perpdu::unacceptable(guard, ctx, Part::Response, &units, room_hint)?;
         units.omit.extend(more);
+        let more = crate::proxy::ti_gate::screen(guard, ctx, Part::Response, &units).await?;
+        units.omit.extend(more);
         room_labels::ensure(guard, ctx, direction.reverse(), &units, room_hint).await?;
         units.pdu_findings =
             integrity::check(guard, ctx, direction.reverse(), &units, room_hint).await?;

@@ -131,6 +131,19 @@ async fn deliver_batch(guard: &Guard, key: &QueueKey) -> Result<bool, String> {
     if head.next_attempt_at > now_ms() {
         return Ok(false);
     }
+    // TI-Messenger profile: the other side must still be on a current federation list.
+    if let Some(ti) = guard.ti() {
+        let other = match direction {
+            Direction::Outbound => key.1.as_str(),
+            Direction::Inbound => head.origin.as_str(),
+        };
+        if let Err(d) = ti.check_server(other).await {
+            tm::record_hold_delivery("refused");
+            tracing::warn!(room = %key.2, destination = %key.1, reason = d.as_str(), "held traffic not delivered, retried later: {d}");
+            backoff(holds, head);
+            return Ok(false);
+        }
+    }
     let (mut n, mut reviewed) = batch_of(holds, &entries)?;
     let permit = loop {
         if n == 0 {

@@ -170,18 +170,20 @@ async fn an_unreachable_admin_api_is_an_error() {
     assert!(reader.permission_config(USER).await.is_err());
 }
 
-#[test]
-fn an_unreadable_token_file_is_a_start_error() {
+#[tokio::test]
+async fn an_unreadable_token_file_fails_the_lookup_closed_until_it_is_there() {
+    // The token may be provisioned after the guard starts: a missing or empty file fails each
+    // lookup (nothing is allowed on it), and the lookup works once the file is there.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), "http://127.0.0.1:1", 30);
     cfg.homeserver[0].admin_token_file = dir.path().join("missing.token");
-    assert!(matches!(
-        AccountDataReader::new(&cfg),
-        Err(AccountDataError::Setup(_))
-    ));
+    let reader = AccountDataReader::new(&cfg).expect("no token needed at start");
+    let e = reader.permission_config(USER).await.unwrap_err();
+    assert!(e.to_string().contains("admin token"), "{e}");
     std::fs::write(dir.path().join("empty.token"), "  \n").unwrap();
     cfg.homeserver[0].admin_token_file = dir.path().join("empty.token");
-    assert!(AccountDataReader::new(&cfg).is_err());
+    let reader = AccountDataReader::new(&cfg).unwrap();
+    assert!(reader.permission_config(USER).await.is_err());
 }
 
 #[test]
@@ -207,4 +209,13 @@ fn server_names_of_user_ids() {
     assert_eq!(server_of("a:b.de"), None);
     assert_eq!(server_of("@:b.de"), None);
     assert_eq!(server_of("@a:"), None);
+}
+
+#[test]
+fn the_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let reader = AccountDataReader::new(&config(dir.path(), "http://127.0.0.1:1", 30)).unwrap();
+    let f = reader.permission_config(USER);
+    send(&f);
 }

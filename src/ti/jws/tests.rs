@@ -130,27 +130,41 @@ fn root_list_without_rca4_has_no_path() {
     );
 }
 
-#[test]
-fn cross_certificates_reach_rca4_from_a_neighbour_root() {
-    // Only RCA5 as a root, but RCA4's and RCA5's cross certificates as intermediates: the
-    // chain KOMP-CA50 → RCA4 (cross, issued by RCA5) → RCA5 is accepted.
-    let anchors = gematik();
+/// The gematik anchors with only the named root kept as a root (all cross certificates stay).
+fn only_root(cn: &str) -> TrustAnchors {
     let json = std::fs::read(fixture("tsl_roots_test.json")).expect("tsl");
     let items: Vec<serde_json::Value> = serde_json::from_slice(&json).expect("json");
-    let rca5: Vec<serde_json::Value> = items
-        .into_iter()
-        .filter(|i| i["cn"] == "GEM.RCA5 TEST-ONLY")
-        .collect();
-    let mut only5 =
-        TrustAnchors::from_tsl_json(&serde_json::to_vec(&rca5).expect("ser")).expect("tsl");
-    only5.intermediates = anchors.intermediates.clone();
-    let v = verify_list_detailed(&list_jws(), &only5, pinned());
-    match v {
-        Ok(v) => assert!(v.signer.path.last().is_some_and(|r| r.contains("RCA5"))),
-        // if the cross certificate between RCA4 and RCA5 is not in this test data, there is
-        // no path: that must then be the reason
-        Err(e) => assert!(matches!(e, JwsError::Chain(_)), "{e}"),
-    }
+    let one: Vec<serde_json::Value> = items.into_iter().filter(|i| i["cn"] == cn).collect();
+    assert_eq!(one.len(), 1, "{cn}");
+    let mut anchors =
+        TrustAnchors::from_tsl_json(&serde_json::to_vec(&one).expect("ser")).expect("tsl");
+    anchors.intermediates = gematik().intermediates;
+    anchors
+}
+
+#[test]
+fn cross_certificates_reach_rca4_from_a_neighbour_root() {
+    // KOMP-CA50 → RCA4 (cross certificate issued by RCA5, "next" of RCA4) → RCA5
+    let v = verify_list_detailed(&list_jws(), &only_root("GEM.RCA5 TEST-ONLY"), pinned())
+        .expect("path through RCA5");
+    assert_eq!(v.signer.path.len(), 3, "{:?}", v.signer.path);
+    assert!(v.signer.path[1].contains("RCA4"));
+    assert!(v.signer.path[2].contains("RCA5"));
+    // … and through RCA3 ("prev" of RCA4) while RCA3 is valid (until 2027-08-09)
+    let v = verify_list_detailed(&list_jws(), &only_root("GEM.RCA3 TEST-ONLY"), pinned())
+        .expect("path through RCA3");
+    assert!(v.signer.path[2].contains("RCA3"));
+    let after_rca3 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027-01-15
+    assert!(verify_list(&list_jws(), &only_root("GEM.RCA3 TEST-ONLY"), after_rca3).is_ok());
+    let late = SystemTime::UNIX_EPOCH + Duration::from_secs(1_820_000_000); // 2027-09-04
+    let err = verify_list(&list_jws(), &only_root("GEM.RCA3 TEST-ONLY"), late).unwrap_err();
+    assert!(
+        matches!(err, JwsError::Chain(PkiError::Expired { .. })),
+        "{err}"
+    );
+    // RCA8 is two cross certificates away through RCA6, whose key is RSA: refused
+    let err = verify_list(&list_jws(), &only_root("GEM.RCA8 TEST-ONLY"), pinned()).unwrap_err();
+    assert!(matches!(err, JwsError::Chain(_)), "{err}");
 }
 
 #[test]
@@ -338,4 +352,29 @@ fn signer_key_of_x5c_is_what_counts() {
     );
     let err = verify_list(jws.as_bytes(), &b.anchors(), pinned()).unwrap_err();
     assert!(matches!(err, JwsError::Signature), "{err}");
+}
+
+#[test]
+fn oversized_and_bad_x5c_are_refused() {
+    let mut big = list_jws();
+    big.resize(MAX_JWS_BYTES + 1, b'A');
+    assert!(matches!(refused(&big, "big"), JwsError::Malformed(m) if m.contains("larger")));
+    let jws = with_header(&list_jws(), |h| h["x5c"] = serde_json::json!(["AAAA"]));
+    let err = refused(jws.as_bytes(), "x5c not a certificate");
+    assert!(
+        matches!(err, JwsError::Chain(PkiError::Parse { .. })),
+        "{err}"
+    );
+    let jws = with_header(&list_jws(), |h| {
+        h["x5c"] = serde_json::json!(["not base64!"])
+    });
+    let err = refused(jws.as_bytes(), "x5c not base64");
+    assert!(matches!(err, JwsError::Malformed(_)), "{err}");
+    // the header as a JSON array
+    let p = parts(&list_jws());
+    let jws = format!("{}.{}.{}", b64url().encode(b"[]"), p[1], p[2]);
+    assert!(matches!(
+        refused(jws.as_bytes(), "array header"),
+        JwsError::Malformed(_)
+    ));
 }

@@ -316,4 +316,78 @@ mod tests {
         assert_eq!(t.base(), "/a/b?c=d");
         assert_eq!(t.authority(), "vzd.example:443");
     }
+
+    /// HTTPS on 127.0.0.1:0 with a self-signed certificate for IP 127.0.0.1 answering `body`.
+    async fn tls_server(body: &'static [u8]) -> (u16, String) {
+        use hyper::service::service_fn;
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let pem = ck.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(crate::crypto::tls_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(
+                        move |_req: http::Request<hyper::body::Incoming>| async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(Bytes::from_static(body)),
+                            ))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (port, pem)
+    }
+
+    const LIMITS: Limits = Limits {
+        connect: Duration::from_secs(2),
+        total: Duration::from_secs(5),
+        max_body: 1024,
+    };
+
+    #[tokio::test]
+    async fn https_with_the_configured_roots_only() {
+        let (port, pem) = tls_server(b"signed list").await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("vzd-ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let url = format!("https://127.0.0.1:{port}/fl.jws");
+        let t = Target::parse(&url, Some(&ca), true).unwrap();
+        let (status, body) = t.get("/fl.jws", Some("tok"), LIMITS).await.unwrap();
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"signed list"[..]));
+        // The web PKI roots do not know the self-signed certificate.
+        let t = Target::parse(&url, None, true).unwrap();
+        let e = t.get("/fl.jws", None, LIMITS).await.unwrap_err();
+        assert!(matches!(e, HttpError::Connect(..)), "{e}");
+        // A roots file without a certificate is a setup error.
+        std::fs::write(&ca, "").unwrap();
+        assert!(Target::parse(&url, Some(&ca), true).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_body_is_capped() {
+        let (port, pem) = tls_server(&[b'x'; 4096]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let t = Target::parse(&format!("https://127.0.0.1:{port}"), Some(&ca), true).unwrap();
+        let e = t.get("/", None, LIMITS).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge(..)), "{e}");
+    }
 }
