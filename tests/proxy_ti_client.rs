@@ -554,7 +554,7 @@ async fn media_from_unlisted_servers_is_refused_own_media_and_uploads_stream() {
     let seen = lab.forwarded();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[2].body.as_ref(), upload.as_slice());
-    // The admin API is not served on the client listener.
+    // The admin API is not served on the client listener …
     let g = lab
         .req(
             "POST",
@@ -569,6 +569,23 @@ async fn media_from_unlisted_servers_is_refused_own_media_and_uploads_stream() {
         .seen()
         .iter()
         .any(|s| s.path_and_query.contains("/join/")));
+    // Nor are server-server paths: they must not get around the federation listeners.
+    for (m, p) in [
+        ("PUT", "/_matrix/federation/v2/invite/!r:hs1.test/$e"),
+        ("PUT", "/_matrix/federation/v1/send/t1"),
+        ("GET", "/_matrix/key/v2/server"),
+    ] {
+        let g = lab.req(m, p, None, b"{}").await;
+        assert_eq!(
+            (g.status, g.errcode().as_str()),
+            (404, "M_UNRECOGNIZED"),
+            "{p}"
+        );
+    }
+    assert!(!lab.hs.seen().iter().any(|s| {
+        s.path_and_query.starts_with("/_matrix/federation/")
+            || s.path_and_query.starts_with("/_matrix/key/")
+    }));
     lab.stop().await;
 }
 

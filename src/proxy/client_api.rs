@@ -34,8 +34,11 @@
 //!   `visibility: public`) needs a room created with `m.federate: false` — the guard reads the
 //!   room's create event with the request's own access token; a room that federates, or one
 //!   whose create event cannot be read, is refused (403).
-//! * `/_synapse/admin/…` is not served here (404 `M_UNRECOGNIZED`): its room membership API
-//!   joins users without an invite. A path segment that does not percent-decode → 400.
+//! * Not served here (404 `M_UNRECOGNIZED`): `/_matrix/federation/…` and `/_matrix/key/…`
+//!   (a homeserver listener that also serves federation must not be reached around the
+//!   federation listeners' checks), `/_synapse/admin/…` (its room membership API joins users
+//!   without an invite), `/_synapse/replication/…`. A path segment that does not
+//!   percent-decode → 400.
 //! * **Refusals** of the TI profile are 403 `M_FORBIDDEN` through
 //!   `ti_gate::record_client_refusal` (metric `side="client"`, log line, audit record).
 use std::collections::HashMap;
