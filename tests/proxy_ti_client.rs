@@ -34,6 +34,23 @@ fn homeserver_answer(configs: Vec<(&'static str, serde_json::Value)>) -> Answer 
         if s.path_and_query
             .starts_with("/_matrix/client/v3/account/whoami")
         {
+            if auth == "Bearer tok-appservice" {
+                // An application service acts for the user it names.
+                let user = s
+                    .path_and_query
+                    .split_once("?user_id=")
+                    .map(|(_, u)| {
+                        grenzwacht::federation::catalog::percent_decode(u)
+                            .unwrap()
+                            .into_owned()
+                    })
+                    .unwrap_or_else(|| "@bridge:hs1.test".into());
+                return (
+                    200,
+                    "application/json",
+                    json!({"user_id": user}).to_string().into_bytes(),
+                );
+            }
             if auth == format!("Bearer {ALICE_TOKEN}") {
                 return (
                     200,
@@ -537,7 +554,7 @@ async fn media_from_unlisted_servers_is_refused_own_media_and_uploads_stream() {
     let seen = lab.forwarded();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[2].body.as_ref(), upload.as_slice());
-    // The admin API is not served on the client listener.
+    // The admin API is not served on the client listener …
     let g = lab
         .req(
             "POST",
@@ -552,6 +569,23 @@ async fn media_from_unlisted_servers_is_refused_own_media_and_uploads_stream() {
         .seen()
         .iter()
         .any(|s| s.path_and_query.contains("/join/")));
+    // Nor are server-server paths: they must not get around the federation listeners.
+    for (m, p) in [
+        ("PUT", "/_matrix/federation/v2/invite/!r:hs1.test/$e"),
+        ("PUT", "/_matrix/federation/v1/send/t1"),
+        ("GET", "/_matrix/key/v2/server"),
+    ] {
+        let g = lab.req(m, p, None, b"{}").await;
+        assert_eq!(
+            (g.status, g.errcode().as_str()),
+            (404, "M_UNRECOGNIZED"),
+            "{p}"
+        );
+    }
+    assert!(!lab.hs.seen().iter().any(|s| {
+        s.path_and_query.starts_with("/_matrix/federation/")
+            || s.path_and_query.starts_with("/_matrix/key/")
+    }));
     lab.stop().await;
 }
 
@@ -1042,5 +1076,116 @@ async fn admission_caps_and_timeouts_apply_to_the_client_listener() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let g = lab.req("GET", "/_matrix/client/versions", None, b"").await;
     assert_eq!(g.status, 200);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn an_application_service_invites_as_the_user_it_names() {
+    let configs = vec![(
+        "@dave:hs1.test",
+        json!({"defaultSetting": "block all", "userExceptions": {"@carol:hs1.test": {}}}),
+    )];
+    let lab = lab_with("", Some(LISTED), configs).await;
+    let body = br#"{"user_id":"@dave:hs1.test"}"#;
+    let path = "/_matrix/client/v3/rooms/!r:hs1.test/invite";
+    let g = lab
+        .req(
+            "POST",
+            &format!("{path}?user_id=%40carol%3Ahs1.test"),
+            Some("tok-appservice"),
+            body,
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.json());
+    // The same token for another user is another question (not the cached answer).
+    let g = lab
+        .req(
+            "POST",
+            &format!("{path}?user_id=@erin:hs1.test"),
+            Some("tok-appservice"),
+            body,
+        )
+        .await;
+    assert_eq!(g.status, 403);
+    let g = lab.req("POST", path, Some("tok-appservice"), body).await;
+    assert_eq!(g.status, 403);
+    assert_eq!(lab.whoami_asked(), 3);
+    assert_eq!(lab.forwarded().len(), 1);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_listener_whose_tls_files_do_not_load_is_a_start_error() {
+    let p = pki();
+    let tpki = grenzwacht::ti::testpki::TestPki::generate(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    tpki.write_files(p.dir.path()).unwrap();
+    let toml = ti_toml(
+        &p,
+        "127.0.0.1:9".parse().unwrap(),
+        &format!(
+            "client_tls_cert = \"{}/missing.crt\"\nclient_tls_key = \"{}\"\n",
+            p.dir.path().display(),
+            p.key.display()
+        ),
+    );
+    let path = p.dir.path().join("guard.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = grenzwacht::config::Config::load(&path).unwrap();
+    let err = grenzwacht::proxy::Guard::from_config(
+        &cfg,
+        grenzwacht::store::Store::open_in_memory().unwrap(),
+    )
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("client listener") && msg.contains("missing.crt"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn http2_over_tls_by_alpn() {
+    let p = pki();
+    let extra = format!(
+        "client_tls_cert = \"{}\"\nclient_tls_key = \"{}\"\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    let lab = lab(&extra).await;
+    let mut cfg =
+        (*grenzwacht::proxy::tls::client_config(std::slice::from_ref(&p.ca_path)).unwrap()).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(lab.client).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("https://hs1.test/_matrix/client/v3/createRoom")
+        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"preset":"public_chat"}"#,
+        )))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = lab.forwarded();
+    assert_eq!(seen.len(), 1);
+    let fwd: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(fwd["creation_content"]["m.federate"], json!(false));
     lab.stop().await;
 }

@@ -21,8 +21,9 @@
 //!   `initial_state`) and third-party invites are refused; every invitee's domain must pass
 //!   `Ti::check_server`; an invitee of a protected server must pass `Ti::check_invite` with the
 //!   requesting user as inviter — who that is, the homeserver says (`GET
-//!   /_matrix/client/v3/account/whoami` with the request's own access token, remembered for
-//!   [`WHOAMI_CACHE`] by the SHA-256 of the token). Public rooms (`visibility: public`,
+//!   /_matrix/client/v3/account/whoami` with the request's own access token and, for an
+//!   application service, its `user_id` parameter; remembered for [`WHOAMI_CACHE`] by the
+//!   SHA-256 of both). Public rooms (`visibility: public`,
 //!   `preset: public_chat`, or a public join rule in `initial_state`) are created with
 //!   `creation_content["m.federate"] = false`. What is forwarded is the inspected JSON,
 //!   serialised again.
@@ -33,8 +34,11 @@
 //!   `visibility: public`) needs a room created with `m.federate: false` — the guard reads the
 //!   room's create event with the request's own access token; a room that federates, or one
 //!   whose create event cannot be read, is refused (403).
-//! * `/_synapse/admin/…` is not served here (404 `M_UNRECOGNIZED`): its room membership API
-//!   joins users without an invite. A path segment that does not percent-decode → 400.
+//! * Not served here (404 `M_UNRECOGNIZED`): `/_matrix/federation/…` and `/_matrix/key/…`
+//!   (a homeserver listener that also serves federation must not be reached around the
+//!   federation listeners' checks), `/_synapse/admin/…` (its room membership API joins users
+//!   without an invite), `/_synapse/replication/…`. A path segment that does not
+//!   percent-decode → 400.
 //! * **Refusals** of the TI profile are 403 `M_FORBIDDEN` through
 //!   `ti_gate::record_client_refusal` (metric `side="client"`, log line, audit record).
 use std::collections::HashMap;
@@ -63,6 +67,7 @@ use tracing::{debug, error, info, warn};
 use super::admission::{ConnSlot, PeerAddr, Side};
 use super::guard::{Guard, Shutdown};
 use super::upstream::{strip_hop_by_hop, MaybeTls};
+use crate::config::ti::TiHomeserver;
 use crate::policy::{Direction, Refusal, RefusalReason};
 use crate::telemetry as tm;
 use crate::ti::{Ti, TiDenial};
@@ -121,16 +126,23 @@ pub struct ClientApi {
     whoami: Mutex<HashMap<[u8; 32], (String, Instant)>>,
 }
 
-impl ClientApi {
-    /// From the guard's `[ti]` profile and the `[[ti.homeserver]]` entry of `server_name`.
-    pub fn new(guard: Arc<Guard>, server_name: &str) -> Result<ClientApi, ClientApiError> {
-        let ti = guard.ti().cloned().ok_or(ClientApiError::NoTi)?;
-        let hs = ti
-            .homeserver(server_name)
-            .filter(|h| h.client_upstream.is_some())
-            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?
-            .clone();
-        let url = hs.client_upstream.clone().unwrap_or_default();
+/// What a `[[ti.homeserver]]` entry's client listener is built from: the upstream and the
+/// listener's TLS, loaded and checked (the guard checks it at start, so a bad file is a start
+/// error rather than a listener that is not served).
+pub struct Setup {
+    /// `http://authority` of `client_upstream` (the connector does TLS for `https`).
+    base: String,
+    connector: Connector,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Setup {
+    pub fn from_homeserver(hs: &TiHomeserver) -> Result<Setup, ClientApiError> {
+        let server_name = hs.server_name.as_str();
+        let url = hs
+            .client_upstream
+            .clone()
+            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?;
         let bad = || ClientApiError::BadUpstream {
             server: server_name.to_string(),
             url: url.clone(),
@@ -166,17 +178,33 @@ impl ClientApi {
             }
             _ => None,
         };
+        Ok(Setup {
+            base: format!("http://{authority}"),
+            connector: Connector { tls: upstream_tls },
+            tls,
+        })
+    }
+}
+
+impl ClientApi {
+    /// From the guard's `[ti]` profile and the `[[ti.homeserver]]` entry of `server_name`.
+    pub fn new(guard: Arc<Guard>, server_name: &str) -> Result<ClientApi, ClientApiError> {
+        let ti = guard.ti().cloned().ok_or(ClientApiError::NoTi)?;
+        let hs = ti
+            .homeserver(server_name)
+            .ok_or_else(|| ClientApiError::NoHomeserver(server_name.to_string()))?;
+        let setup = Setup::from_homeserver(hs)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .build(Connector { tls: upstream_tls });
+            .build(setup.connector);
         Ok(ClientApi {
             guard,
             ti,
             server_name: server_name.to_string(),
-            base: format!("http://{authority}"),
+            base: setup.base,
             client,
-            tls,
+            tls: setup.tls,
             whoami: Mutex::new(HashMap::new()),
         })
     }
@@ -338,12 +366,7 @@ impl ClientApi {
         https: bool,
     ) -> Response<ProxyBody> {
         match route {
-            Route::Pass => {
-                let idle = self.guard.admission().body_timeout();
-                let (parts, body) = req.into_parts();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
-            }
+            Route::Pass => self.stream(req, addr, https).await,
             Route::NotServed => refuse(
                 StatusCode::NOT_FOUND,
                 "M_UNRECOGNIZED",
@@ -360,10 +383,7 @@ impl ClientApi {
                 if let Err(d) = self.ti.check_server(&server).await {
                     return self.ti_refusal(&d, &req, addr).await;
                 }
-                let (parts, body) = req.into_parts();
-                let idle = self.guard.admission().body_timeout();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
+                self.stream(req, addr, https).await
             }
             Route::PublicRooms => {
                 let server = req.uri().query().and_then(|q| query_param(q, "server"));
@@ -372,10 +392,7 @@ impl ClientApi {
                         return self.ti_refusal(&d, &req, addr).await;
                     }
                 }
-                let (parts, body) = req.into_parts();
-                let idle = self.guard.admission().body_timeout();
-                let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
-                self.forward(parts, body, addr, https).await
+                self.stream(req, addr, https).await
             }
             Route::CreateRoom
             | Route::Invite
@@ -384,7 +401,21 @@ impl ClientApi {
         }
     }
 
-    /// `createRoom`, `/invite`, `m.room.member` state: read, judge, forward the inspected JSON.
+    /// Forwards a request whose body is not inspected: streamed, cut off when idle.
+    async fn stream(
+        &self,
+        req: Request<Incoming>,
+        addr: SocketAddr,
+        https: bool,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let idle = self.guard.admission().body_timeout();
+        let body = IdleTimeout::new(body.map_err(BoxError::from).boxed(), idle).boxed();
+        self.forward(parts, body, addr, https).await
+    }
+
+    /// `createRoom`, `/invite`, `m.room.member` state, directory visibility: read, judge,
+    /// forward the inspected JSON.
     async fn inspected(
         &self,
         route: Route,
@@ -582,14 +613,23 @@ impl ClientApi {
                 "missing access token",
             ));
         };
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // An application service names the user it acts for in `user_id`: whoami is asked
+        // the same way.
+        let masquerade = parts.uri.query().and_then(|q| query_param(q, "user_id"));
+        let mut h = Sha256::new();
+        h.update(token.as_bytes());
+        if let Some(u) = &masquerade {
+            h.update([0]);
+            h.update(u.as_bytes());
+        }
+        let key: [u8; 32] = h.finalize().into();
         let now = Instant::now();
         if let Some((user, at)) = self.cache().get(&key) {
             if now.duration_since(*at) < WHOAMI_CACHE {
                 return Ok(user.clone());
             }
         }
-        let user = self.ask_whoami(&token).await?;
+        let user = self.ask_whoami(&token, masquerade.as_deref()).await?;
         let mut cache = self.cache();
         if cache.len() >= WHOAMI_CACHE_MAX {
             cache.retain(|_, (_, at)| now.duration_since(*at) < WHOAMI_CACHE);
@@ -605,7 +645,11 @@ impl ClientApi {
         self.whoami.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn ask_whoami(&self, token: &str) -> Result<String, Response<ProxyBody>> {
+    async fn ask_whoami(
+        &self,
+        token: &str,
+        masquerade: Option<&str>,
+    ) -> Result<String, Response<ProxyBody>> {
         let unavailable = || {
             refuse(
                 StatusCode::BAD_GATEWAY,
@@ -614,7 +658,11 @@ impl ClientApi {
                 "the homeserver cannot say who is asking",
             )
         };
-        let url = format!("{}/_matrix/client/v3/account/whoami", self.base);
+        let mut url = format!("{}/_matrix/client/v3/account/whoami", self.base);
+        if let Some(u) = masquerade {
+            url.push_str("?user_id=");
+            url.push_str(&crate::federation::catalog::encode_segment(u));
+        }
         let Some((status, body)) = self.get_small(&url, token).await else {
             warn!(server = %self.server_name, "TI client listener: whoami failed");
             return Err(unavailable());

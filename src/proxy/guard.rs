@@ -32,6 +32,8 @@ pub use reload::{
 pub enum GuardError {
     #[error("[ti]: {0}")]
     Ti(#[from] crate::ti::TiError),
+    #[error("[[ti.homeserver]] client listener: {0}")]
+    ClientApi(Box<super::client_api::ClientApiError>),
     #[error("[media]: {0}")]
     Media(#[from] crate::media::inspect::InspectorError),
     #[error("protected server {server}: {source}")]
@@ -183,6 +185,14 @@ impl Guard {
             )?)),
             None => None,
         };
+        // The client-server listeners' upstream and TLS files: a start error, not a listener
+        // that is not served.
+        for h in cfg.ti.iter().flat_map(|t| &t.homeserver) {
+            if h.client_listen.is_some() {
+                super::client_api::Setup::from_homeserver(h)
+                    .map_err(|e| GuardError::ClientApi(Box::new(e)))?;
+            }
+        }
         let l = &cfg.limits;
         let (connect_timeout, request_timeout) = match &cfg.outbound {
             Some(o) => (

@@ -38,8 +38,9 @@
 //! The default (`allow all` / `block all`) is flipped once if any exception matches the
 //! inviter (as in `famedly/synapse-invite-checker`; two matching exceptions do not flip it
 //! back):
-//! * `userExceptions` names the inviter's MXID (localpart exact, server name compared like the
-//!   list compares domains: case-insensitive, without port);
+//! * `userExceptions` names the inviter's MXID (localpart exact, server name case-insensitive,
+//!   port included: `@a:hs2:8448` is another user than `@a:hs2`, so an exception allows no
+//!   one it does not name);
 //! * `serverExceptions` names the inviter's domain (the same comparison, [`domain_of`]);
 //! * `groupExceptions` has `isInsuredPerson` and the inviter's domain is on the federation list
 //!   with `isInsurance`.
@@ -133,10 +134,10 @@ impl PermissionConfig {
 }
 
 /// An MXID for comparison: `@localpart:server` with the localpart as written and the server
-/// name by [`domain_of`] (case-insensitive, without port). `None` if it is no MXID.
+/// name in lower case (the port stays). `None` if it is no MXID.
 pub fn normalize_mxid(mxid: &str) -> Option<String> {
     let (local, server) = split_mxid(mxid)?;
-    Some(format!("@{local}:{}", domain_of(server)))
+    Some(format!("@{local}:{}", server.to_ascii_lowercase()))
 }
 
 /// `(localpart, server name)` of `@localpart:server`.

@@ -25,8 +25,10 @@ pub enum Route {
     PublicRooms,
     /// `PUT …/directory/list/room/{roomId}`: publishing a room in the room directory.
     DirectoryVisibility { room_id: String },
-    /// `/_synapse/admin/…`: not served on the client listener (it can join users to rooms
-    /// without an invite).
+    /// Not served on the client listener: `/_matrix/federation/…` and `/_matrix/key/…`
+    /// (server-server traffic goes through the federation listeners and their checks, never
+    /// around them through a homeserver listener that serves both), `/_synapse/admin/…` (it
+    /// can join users to rooms without an invite), `/_synapse/replication/…`.
     NotServed,
     /// A path segment does not percent-decode: refused (nothing can be decided on it).
     Undecodable,
@@ -46,7 +48,9 @@ pub fn classify(method: &http::Method, path: &str) -> Route {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let writes = *method == http::Method::POST || *method == http::Method::PUT;
     match s.as_slice() {
-        ["_synapse", "admin", ..] => Route::NotServed,
+        ["_synapse", "admin" | "replication", ..] | ["_matrix", "federation" | "key", ..] => {
+            Route::NotServed
+        }
         ["_matrix", "media", _, "download" | "thumbnail", server, ..]
         | ["_matrix", "client", _, "media", "download" | "thumbnail", server, ..] => Route::Media {
             server: (*server).to_string(),
@@ -234,6 +238,16 @@ mod tests {
             Route::NotServed
         );
         assert_eq!(c(Method::GET, "/_synapse/client/x"), Route::Pass);
+        for p in [
+            "/_matrix/federation/v1/send/t1",
+            "/_matrix//federation/v1/invite/!r/$e",
+            "/_matrix/fed%65ration/v2/invite/!r/$e",
+            "/_matrix/key/v2/server",
+            "/_matrix/key/v2/query",
+            "/_synapse/replication/tcp",
+        ] {
+            assert_eq!(c(Method::PUT, p), Route::NotServed, "{p}");
+        }
         assert_eq!(
             c(Method::POST, "/_matrix/client/v3/rooms/%ZZ/invite"),
             Route::Undecodable

@@ -131,14 +131,20 @@ fn server_exception_flips_for_the_domain_only() {
 }
 
 #[test]
-fn server_exception_ignores_ports_like_the_list() {
+fn server_exceptions_ignore_ports_user_exceptions_do_not() {
     let block =
         cfg(json!({"defaultSetting": "block all", "serverExceptions": {"hs2.example:8448": {}}}));
     assert!(allowed(&block, "@bob:hs2.example"));
     assert!(allowed(&block, "@bob:hs2.example:443"));
+    // A user exception names one user: the port is part of the server name there.
     let block =
         cfg(json!({"defaultSetting": "block all", "userExceptions": {"@bob:hs2.example": {}}}));
+    assert!(!allowed(&block, "@bob:hs2.example:8448"));
+    let block = cfg(
+        json!({"defaultSetting": "block all", "userExceptions": {"@bob:HS2.example:8448": {}}}),
+    );
     assert!(allowed(&block, "@bob:hs2.example:8448"));
+    assert!(!allowed(&block, "@bob:hs2.example"));
 }
 
 #[test]
