@@ -3,7 +3,9 @@
 //! hs1 (protected, `127.0.0.1:…`) and hs2 (`127.0.0.2:…`) federate through the guard, whose
 //! federation list is signed in the test by a throwaway brainpool test CA (`lab::ti`,
 //! `ti::testpki`) and read from a file. In order:
-//! 1. both listed: encrypted messages cross both ways intact (`[ti] release_encrypted`);
+//! 1. both listed: encrypted messages cross both ways intact (`[ti] release_encrypted`), so
+//!    does an encrypted attachment no readable event references; a readable unreferenced file
+//!    does not;
 //! 2. invites from bob@hs2 to hs1 users follow each invitee's permission config (block all +
 //!    user exception → passes; allow all + server exception for hs2 → refused;
 //!    `isInsuredPerson` → refused while hs2 is not an insurance, passes once the list says it is);
@@ -138,6 +140,35 @@ async fn ti_profile_enforces_list_and_permissions() {
         .expect("send encrypted");
     let seen = common::wait_event(&alice, &room, &e2, WAIT).await;
     assert_eq!(seen["content"], ct2, "inbound ciphertext crosses intact");
+
+    // An encrypted attachment of an E2EE room: no event the guard can read references it; its
+    // bytes are ciphertext, so it crosses. A readable file nothing references does not.
+    let mut cipher = vec![0u8; 4096];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cipher);
+    let mxc = bob
+        .upload(&cipher, "application/octet-stream", "")
+        .await
+        .expect("upload ciphertext");
+    bob.send_event(&room, "m.room.encrypted", &synthetic::megolm_content(3, 3))
+        .await
+        .expect("send the event that carries the attachment");
+    let got = alice.download(&mxc).await.expect("download");
+    assert_eq!(got.status, 200, "{:?}", got.json());
+    assert_eq!(
+        &got.body[..],
+        &cipher[..],
+        "the ciphertext crosses byte-identical"
+    );
+    let plain = bob
+        .upload(
+            "Befund: nicht referenziert".repeat(40).as_bytes(),
+            "text/plain",
+            "befund.txt",
+        )
+        .await
+        .expect("upload text");
+    let got = alice.download(&plain).await.expect("download answered");
+    assert_ne!(got.status, 200, "readable unreferenced media is refused");
 
     // 2. Invite permissions of hs1's users, invites from bob@hs2.
     let carol = register(&hs1, "carol").await;
