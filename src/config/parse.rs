@@ -723,6 +723,15 @@ fn finish(ctx: Ctx<'_>) -> ConfigErrors {
 
 /// Cross-field checks.
 fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, outbound_ok: bool) {
+    // The TI origin check is only as good as the X-Matrix signature behind it.
+    if let (Some(_), Some(i)) = (&cfg.ti, &cfg.inbound) {
+        if !i.verify_signatures {
+            ctx.error(
+                value_span(root, &[k("inbound"), k("verify_signatures")]),
+                "`[ti]` needs `inbound.verify_signatures = true`: the federation list is checked against the signed X-Matrix origin".to_string(),
+            );
+        }
+    }
     // [[ti.homeserver]] names protected servers.
     if let (Some(t), true) = (&cfg.ti, protected_ok) {
         for (i, h) in t.homeserver.iter().enumerate() {

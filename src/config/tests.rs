@@ -886,6 +886,14 @@ fn ti_section_parses_and_errors_have_lines() {
         e.iter().any(|(_, m)| m.contains("needs `client_upstream`")),
         "{e:?}"
     );
+    let e = errors(&format!(
+        "{P1}[inbound]\nlisten = \"127.0.0.1:8448\"\nverify_signatures = false\n[outbound]\nproxy_listen = \"127.0.0.1:3128\"\nproxy_secret = \"0123456789abcdef0123\"\n[ti]\ntsl_roots = \"r\"\nstate_dir = \"s\"\nlist_file = \"l\"\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 8 && m.contains("needs `inbound.verify_signatures = true`")),
+        "{e:?}"
+    );
     let e = errors(&format!("{P1}[ti]\ntsl_roots = \"r\"\nstate_dir = \"s\"\n"));
     assert!(
         e.iter().any(|(_, m)| m.contains("needs a list source")),
