@@ -35,28 +35,12 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Hashed and signed by `key` as `server` (room version 10).
 fn signed(server: &str, key: &SigningKey, v: Value) -> Value {
-    let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(v).unwrap();
-    let rules = ruma::RoomVersionId::V10.rules().unwrap();
-    ruma::signatures::hash_and_sign_event(server, key.key_pair(), &mut obj, &rules.redaction)
-        .unwrap();
-    serde_json::to_value(obj).unwrap()
+    common::signed_v10(server, key, v)
 }
 
-/// `$` + the reference hash of a room version 10 event.
 fn event_id(v: &Value) -> String {
-    let mut e = v.clone();
-    if e["type"] == "m.room.message" {
-        // Not part of the hash (redacted away); lets ids of events with floats be computed.
-        e["content"] = json!({});
-    }
-    let obj: ruma::CanonicalJsonObject = serde_json::from_value(e).unwrap();
-    let rules = ruma::RoomVersionId::V10.rules().unwrap();
-    format!(
-        "${}",
-        ruma::signatures::reference_hash(&obj, &rules).unwrap()
-    )
+    common::event_id_v10(v)
 }
 
 /// What the fake room server answers, built once its address is known.

@@ -114,7 +114,7 @@ async fn ti_profile_enforces_list_and_permissions() {
 
     // 1. Both listed: encrypted messages cross intact both ways.
     let room = alice
-        .create_room(&json!({"preset": "private_chat", "name": "TI"}))
+        .create_room(&json!({"preset": "private_chat", "name": "TI", "room_version": "10"}))
         .await
         .expect("create room");
     alice.invite(&room, &bob.user_id).await.expect("invite bob");
@@ -140,6 +140,113 @@ async fn ti_profile_enforces_list_and_permissions() {
         .expect("send encrypted");
     let seen = common::wait_event(&alice, &room, &e2, WAIT).await;
     assert_eq!(seen["content"], ct2, "inbound ciphertext crosses intact");
+
+    // A transaction from hs2 (listed) whose second event names an unlisted media server: that
+    // event is left out, the one before it arrives.
+    {
+        let state = alice.room_state(&room).await.expect("state");
+        let id_of = |kind: &str, key: &str| {
+            state
+                .iter()
+                .find(|e| e["type"] == kind && e["state_key"] == key)
+                .and_then(|e| e["event_id"].as_str())
+                .unwrap_or_else(|| panic!("no {kind} in {state:?}"))
+                .to_string()
+        };
+        let auth = vec![
+            id_of("m.room.create", ""),
+            id_of("m.room.power_levels", ""),
+            id_of("m.room.member", &bob.user_id),
+        ];
+        let latest = alice.room_events(&room, 1).await.expect("events");
+        let prev = latest[0]["event_id"].as_str().unwrap().to_string();
+        let key = grenzwacht::keys::SigningKey::from_synapse_file(&hs2.signing_key).unwrap();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let message = |depth: u64, content: Value, prev: &str| {
+            json!({
+                "type": "m.room.message", "room_id": room, "sender": bob.user_id,
+                "content": content, "origin_server_ts": ts + depth, "depth": depth,
+                "auth_events": auth, "prev_events": [prev],
+            })
+        };
+        let t1 = common::marker("gelistet");
+        let p1 = common::signed_v10(
+            &hs2.server_name,
+            &key,
+            message(1000, json!({"msgtype": "m.text", "body": t1}), &prev),
+        );
+        let p1_id = common::event_id_v10(&p1);
+        let p2 = common::signed_v10(
+            &hs2.server_name,
+            &key,
+            message(
+                1001,
+                json!({"msgtype": "m.image", "body": "x.png", "url": "mxc://unlisted.example/abc"}),
+                &p1_id,
+            ),
+        );
+        let p2_id = common::event_id_v10(&p2);
+        let body = serde_json::to_vec(&json!({
+            "origin": hs2.server_name, "origin_server_ts": ts, "edus": [], "pdus": [p1, p2]
+        }))
+        .unwrap();
+        let path = format!("/_matrix/federation/v1/send/{}", common::marker("t"));
+        let auth_header = common::xmatrix_signed(
+            &hs2.signing_key,
+            &hs2.server_name,
+            &hs1.server_name,
+            "PUT",
+            &path,
+            &body,
+        );
+        let head = common::head(
+            "PUT",
+            &path,
+            &hs1.server_name,
+            &[
+                ("Authorization", &auth_header),
+                ("Content-Type", "application/json"),
+            ],
+            body.len(),
+        );
+        let r = common::tls_request(info.guard.inbound_addr, &info.ca_cert, &head, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer = r.json();
+        assert_eq!(
+            answer["pdus"][&p2_id]["error"].as_str(),
+            Some(grenzwacht::proxy::pause::WITHHELD_ERROR),
+            "the event naming an unlisted server is left out: {answer}"
+        );
+        assert_eq!(answer["pdus"][&p1_id], json!({}), "{answer}");
+        let seen = common::wait_event(&alice, &room, &p1_id, WAIT).await;
+        assert_eq!(seen["content"]["body"], t1.as_str());
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&room),
+            enc(&p2_id)
+        );
+        assert!(
+            alice
+                .client
+                .call("GET", &path, Some(&alice.access_token), None)
+                .await
+                .is_err(),
+            "hs1 never sees the left-out event"
+        );
+        let withheld: f64 = common::guard_metrics(&info)
+            .await
+            .iter()
+            .filter(|s| {
+                s.name == "grenzwacht_withheld_pdus_total"
+                    && s.labels.get("cause").map(String::as_str) == Some("ti_denied")
+            })
+            .map(|s| s.value)
+            .sum();
+        assert!(withheld >= 1.0, "counted");
+    }
 
     // An encrypted attachment of an E2EE room: no event the guard can read references it; its
     // bytes are ciphertext, so it crosses. A readable file nothing references does not.

@@ -45,8 +45,11 @@ use crate::telemetry as tm;
 /// How often the pause set is checked for changes by another process (at most).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The error a sender gets for a withheld PDU.
-pub const WITHHELD_ERROR: &str = "withheld by the border guard: the room is paused";
+/// The error a sender gets for a withheld PDU (its room is paused, or the TI-Messenger profile
+/// left it out: it names a server that is not on the federation list, or it is an invite the
+/// invitee does not accept).
+pub const WITHHELD_ERROR: &str =
+    "withheld by the border guard: the room is paused or the event may not cross";
 
 fn direction_str(d: Direction) -> &'static str {
     d.as_str()

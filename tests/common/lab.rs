@@ -212,6 +212,34 @@ pub fn xmatrix_signed(
     .expect("sign")
 }
 
+/// `v` hashed and signed by `key` as `server` (room version 10).
+pub fn signed_v10(
+    server: &str,
+    key: &grenzwacht::keys::SigningKey,
+    v: serde_json::Value,
+) -> serde_json::Value {
+    let mut obj: ruma::CanonicalJsonObject = serde_json::from_value(v).unwrap();
+    let rules = ruma::RoomVersionId::V10.rules().unwrap();
+    ruma::signatures::hash_and_sign_event(server, key.key_pair(), &mut obj, &rules.redaction)
+        .unwrap();
+    serde_json::to_value(obj).unwrap()
+}
+
+/// `$` + the reference hash of a room version 10 event (a message's content is redacted away
+/// first, so ids of events with unusual content can be computed).
+pub fn event_id_v10(v: &serde_json::Value) -> String {
+    let mut e = v.clone();
+    if e["type"] == "m.room.message" {
+        e["content"] = serde_json::json!({});
+    }
+    let obj: ruma::CanonicalJsonObject = serde_json::from_value(e).unwrap();
+    let rules = ruma::RoomVersionId::V10.rules().unwrap();
+    format!(
+        "${}",
+        ruma::signatures::reference_hash(&obj, &rules).unwrap()
+    )
+}
+
 /// A syntactically valid `X-Matrix` value with a meaningless signature.
 pub fn xmatrix_unsigned(origin: &str, destination: &str) -> String {
     format!(
