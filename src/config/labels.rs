@@ -11,6 +11,10 @@
 //! # encrypted_without_label = "deny"              # or "default" (room label / side default)
 //! # marking_check = true                          # label/content consistency (body markings)
 //!
+//! [[labels.marking]]                              # per SPIF: which of its words count as a
+//! policy = "1.3.26.1.3.1"                         # body marking: "all" (default), "qualified"
+//! words = "qualified"                             # ("NATO CONFIDENTIAL", not "CONFIDENTIAL"), "off"
+//!
 //! [labels.protected]                              # the side behind the guard
 //! policy = "1.3.6.1.4.1.99999.1.1"
 //! default_label = { policy = "1.3.6.1.4.1.99999.1.1", classification = 2 }
@@ -94,6 +98,36 @@ pub struct LabelsConfig {
     /// `[[labels.peer]]`: clearances of single servers.
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
+    /// `[[labels.marking]]`: how each SPIF's words count as body markings (default: every
+    /// SPIF `all`).
+    #[serde(default)]
+    pub marking: Vec<MarkingConfig>,
+}
+
+/// Which words of a SPIF count as a classification marking in a message body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkingWords {
+    /// Classification names and marking phrases, as whole words in capitals (default).
+    #[default]
+    All,
+    /// Only what reads as a marking of this policy: its marking phrases other than a bare
+    /// classification name, and a classification name right after the policy's name
+    /// (`NATO CONFIDENTIAL`); a bare `CONFIDENTIAL` does not count. For a SPIF whose names
+    /// are ordinary words of the deployment's other language (an English footer in a German
+    /// deployment).
+    Qualified,
+    /// This SPIF's words do not count at all.
+    Off,
+}
+
+/// `[[labels.marking]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkingConfig {
+    /// The SPIF's policy OID.
+    pub policy: String,
+    pub words: MarkingWords,
 }
 
 fn default_event_key() -> String {

@@ -154,10 +154,18 @@ struct Markings {
 }
 
 impl Markings {
-    fn build(set: &SpifSet) -> Option<Markings> {
+    fn build(
+        set: &SpifSet,
+        words: &HashMap<Oid, crate::config::labels::MarkingWords>,
+    ) -> Option<Markings> {
+        use crate::config::labels::MarkingWords;
         let mut phrases: BTreeMap<String, HashMap<Oid, u64>> = BTreeMap::new();
         for pid in set.policies() {
             let spif = set.get(&pid)?;
+            let mode = words.get(&pid).copied().unwrap_or_default();
+            if mode == MarkingWords::Off {
+                continue;
+            }
             for c in &spif.classifications {
                 // Where this classification lands in each policy.
                 let mut levels: HashMap<Oid, u64> = HashMap::new();
@@ -194,6 +202,17 @@ impl Markings {
                     .filter_map(|n| Some(n[n.find('(')? + 1..n.rfind(')')?].trim().to_string()))
                     .collect();
                 names.extend(inner);
+                if mode == MarkingWords::Qualified {
+                    // A bare classification name is an ordinary word; with the policy's name
+                    // in front, or inside a longer marking phrase, it reads as a marking.
+                    let bare: Vec<String> = spif
+                        .classifications
+                        .iter()
+                        .map(|k| k.name.trim().to_string())
+                        .collect();
+                    names.retain(|n| !bare.contains(&n.trim().to_string()));
+                    names.push(format!("{} {}", spif.name.trim(), c.name.trim()));
+                }
                 for n in names {
                     let n = n.trim().to_string();
                     // Markings are written in capitals; short or lower-case phrases would
@@ -461,8 +480,23 @@ impl LabelPolicy {
             )?;
             peers.insert(name, Arc::new(c));
         }
+        let mut words = HashMap::new();
+        for (i, m) in l.marking.iter().enumerate() {
+            let key = format!("marking[{i}].policy");
+            let policy = Oid::parse(&m.policy).ok_or_else(|| LabelConfigError::Invalid {
+                key: key.clone(),
+                message: format!("`{}` is not an OID", m.policy),
+            })?;
+            if spifs.get(&policy).is_none() {
+                return Err(LabelConfigError::Invalid {
+                    key,
+                    message: format!("no SPIF in labels.spifs has policy {policy}"),
+                });
+            }
+            words.insert(policy, m.words);
+        }
         let markings = if l.marking_check {
-            Markings::build(&spifs)
+            Markings::build(&spifs, &words)
         } else {
             None
         };

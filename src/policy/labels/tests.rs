@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::config::labels::{PeerConfig, SideConfig};
+use crate::config::labels::{MarkingConfig, MarkingWords, PeerConfig, SideConfig};
 use crate::federation::catalog;
 use crate::spif::Spif;
 
@@ -81,6 +81,7 @@ fn config(peers: Vec<PeerConfig>) -> LabelsConfig {
             clearance_file: None,
         },
         peer: peers,
+        marking: vec![],
     }
 }
 
@@ -552,6 +553,92 @@ fn body_marked_above_its_label_is_held() {
             rule: "label:mismatch".into()
         }
     );
+}
+
+#[test]
+fn marking_words_are_configurable_per_spif() {
+    // A DEU deployment: an English footer "CONFIDENTIAL" under a VS-NfD message is a NATO
+    // classification name (≙ VS-VERTRAULICH) by default, an ordinary word with NATO's words
+    // "qualified".
+    let c = out();
+    let nfd = || Some(deu(2, &[]));
+    let hold = || PduVerdict::Hold {
+        rule: "label:mismatch".into(),
+    };
+    let footer = "Lagebericht 06:00, keine Vorkommnisse.\n\n-- \nCONFIDENTIAL";
+    assert_eq!(
+        judge_pdu(&policy(), &c, "m.room.message", msg(footer, nfd())),
+        hold(),
+        "default: every SPIF's words count"
+    );
+    let with = |words: MarkingWords| {
+        let mut cfg = config(vec![]);
+        cfg.marking = vec![MarkingConfig {
+            policy: NATO.into(),
+            words,
+        }];
+        LabelPolicy::new(
+            &cfg,
+            set(),
+            Store::open_in_memory().unwrap(),
+            &["hs1.test".to_string()],
+        )
+        .unwrap()
+    };
+    let q = with(MarkingWords::Qualified);
+    for ok in [
+        footer,
+        "CONFIDENTIAL",
+        "SECRET meeting",
+        "CONFIDENTIALITY",
+        "nato confidential",
+        "NATOCONFIDENTIAL",
+    ] {
+        assert_eq!(
+            judge_pdu(&q, &c, "m.room.message", msg(ok, nfd())),
+            PduVerdict::Allow,
+            "qualified: {ok}"
+        );
+    }
+    for marked in [
+        "NATO CONFIDENTIAL",
+        "Einstufung: NATO SECRET",
+        "VS-VERTRAULICH",
+        "CONFIDENTIAL (VS-VERTRAULICH)",
+        "GEHEIM",
+    ] {
+        assert_eq!(
+            judge_pdu(&q, &c, "m.room.message", msg(marked, nfd())),
+            hold(),
+            "qualified: {marked}"
+        );
+    }
+    let off = with(MarkingWords::Off);
+    assert_eq!(
+        judge_pdu(&off, &c, "m.room.message", msg("NATO SECRET", nfd())),
+        PduVerdict::Allow,
+        "off: NATO's words do not count"
+    );
+    assert_eq!(
+        judge_pdu(&off, &c, "m.room.message", msg("GEHEIM", nfd())),
+        hold(),
+        "off applies to that SPIF only"
+    );
+    // A policy that is no loaded SPIF is a configuration error.
+    let mut cfg = config(vec![]);
+    cfg.marking = vec![MarkingConfig {
+        policy: "1.2.3.4".into(),
+        words: MarkingWords::Off,
+    }];
+    let e = LabelPolicy::new(
+        &cfg,
+        set(),
+        Store::open_in_memory().unwrap(),
+        &["hs1.test".to_string()],
+    )
+    .err()
+    .expect("unknown policy refused");
+    assert!(e.to_string().contains("marking[0].policy"), "{e}");
 }
 
 #[test]
