@@ -70,6 +70,7 @@ fn policy(store: Store) -> LabelPolicy {
             clearance: Some(nato_clearance),
             clearance_file: None,
         }],
+        marking: vec![],
     };
     LabelPolicy::new(&cfg, set, store, &["bund.example.de".to_string()]).unwrap()
 }

@@ -636,8 +636,7 @@ fn marking_words_are_configurable_per_spif() {
         Store::open_in_memory().unwrap(),
         &["hs1.test".to_string()],
     )
-    .err()
-    .expect("unknown policy refused");
+    .expect_err("unknown policy refused");
     assert!(e.to_string().contains("marking[0].policy"), "{e}");
 }
 
