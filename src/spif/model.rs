@@ -1064,12 +1064,16 @@ fn parse_tag_type_lenient(el: &Element) -> TagType {
     parse_tag_type(&mut ctx, el).unwrap_or(TagType::Informative)
 }
 
-/// Parses the markings of `el`, reporting problems (unknown marking codes) as errors.
+/// Parses the markings of `el`: marking codes outside the schema are errors (SPIF040), schema
+/// codes for locations the guard does not render are warnings (SPIF041).
 fn markings(ctx: &mut Ctx, el: &Element) -> Markings {
-    let mut errs = Vec::new();
-    let m = Markings::parse(el, &mut errs);
+    let (mut errs, mut warns) = (Vec::new(), Vec::new());
+    let m = Markings::parse_reporting(el, &mut errs, &mut warns);
     for (line, msg) in errs {
         ctx.error("SPIF040", line, msg);
+    }
+    for (line, msg) in warns {
+        ctx.warn("SPIF041", line, msg);
     }
     m
 }
