@@ -239,16 +239,24 @@ pub struct Spif {
     cat_index: HashMap<(usize, TagType, Lacv), usize>,
 }
 
-/// Errors from loading a SPIF.
+impl From<xml::XmlError> for SpifError {
+    fn from(e: xml::XmlError) -> Self {
+        SpifError::Xml(e)
+    }
+}
+
+/// Errors from loading a SPIF. No variant has a `source`: each message is complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SpifError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("SPIF is not well-formed XML: {0}")]
-    Xml(#[from] xml::XmlError),
+    /// The file could not be read (or the SPIF in it could not be loaded, as wrapped by
+    /// [`super::SpifSet::load`]). The reason is part of the message and not repeated as a
+    /// `source`, so an error chain prints it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    /// Not well-formed XML (or beyond the size and depth limits); the line is where the parser
+    /// stopped.
+    #[error("SPIF is not well-formed XML at line {}: {}", .0.line, .0.message)]
+    Xml(xml::XmlError),
     /// The SPIF has at least one error; the message shows the first, all are in `diagnostics`.
     #[error("{}{}", .diagnostics.iter().find(|d| d.severity == Severity::Error).map(|d| d.to_string()).unwrap_or_default(), if .diagnostics.iter().filter(|d| d.severity == Severity::Error).count() > 1 { format!(" (and {} more errors)", .diagnostics.iter().filter(|d| d.severity == Severity::Error).count() - 1) } else { String::new() })]
     Invalid { diagnostics: Vec<Diagnostic> },
@@ -457,6 +465,11 @@ impl Spif {
         let root = xml::parse(input, MAX_SPIF_BYTES)?;
         let mut ctx = Ctx { diags: Vec::new() };
         let spif = Self::from_root(&mut ctx, &root);
+        if root.name == "SPIF" {
+            for f in super::schema::check(&root) {
+                ctx.warn(f.code, f.line, f.message);
+            }
+        }
         if ctx.diags.iter().any(|d| d.severity == Severity::Error) {
             return Err(SpifError::Invalid {
                 diagnostics: ctx.diags,
@@ -473,12 +486,12 @@ impl Spif {
     pub fn load(path: &std::path::Path) -> Result<Spif, SpifError> {
         let meta = std::fs::metadata(path).map_err(|e| SpifError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         if meta.len() > MAX_SPIF_BYTES as u64 {
             return Err(SpifError::Io {
                 path: path.display().to_string(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("file larger than {MAX_SPIF_BYTES} bytes"),
                 ),
@@ -486,7 +499,7 @@ impl Spif {
         }
         let text = std::fs::read_to_string(path).map_err(|e| SpifError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         Self::parse(&text)
     }
@@ -705,9 +718,16 @@ impl Spif {
                 }
                 let mut tags = Vec::new();
                 for t in ts.children_named("securityCategoryTag") {
-                    let Some(tname) = ctx.req(t, "name").map(str::to_string) else {
+                    // `name` is optional on a tag in the schema; the tag set's name stands in.
+                    let tname = t.attr("name").unwrap_or(&tsname).to_string();
+                    if t.attr("tagType") == Some("notApplicable") {
+                        ctx.warn(
+                            "SPIF033",
+                            t.line,
+                            format!("tag '{tname}' has tagType notApplicable: its categories cannot appear in labels and are not loaded"),
+                        );
                         continue;
-                    };
+                    }
                     let Some(tag_type) = parse_tag_type(ctx, t) else {
                         continue;
                     };
@@ -770,6 +790,25 @@ impl Spif {
                                         ctx.error("SPIF025", ex.line, format!("Duplicate excluded classification in category: '{cn}' in '{cname}'"));
                                     } else {
                                         excluded_classes.push(l);
+                                    }
+                                }
+                            }
+                        }
+                        if let Some(rc) = c.attr("requiredClass") {
+                            // The category may only be used with this classification: every
+                            // other classification is excluded.
+                            match class_by_name.get(rc.trim()) {
+                                None => ctx.error(
+                                    "SPIF024",
+                                    c.line,
+                                    format!("Unknown classification in requiredClass: '{rc}'"),
+                                ),
+                                Some(&ci) => {
+                                    let keep = classifications[ci].lacv;
+                                    for cl in &classifications {
+                                        if cl.lacv != keep && !excluded_classes.contains(&cl.lacv) {
+                                            excluded_classes.push(cl.lacv);
+                                        }
                                     }
                                 }
                             }
@@ -875,6 +914,7 @@ impl Spif {
                         line: t.line,
                     });
                 }
+                warn_ambiguous_names(ctx, &tsname, &tags, &categories);
                 let markings = markings(ctx, ts);
                 tag_sets.push(TagSet {
                     name: tsname,
@@ -1056,6 +1096,28 @@ impl Spif {
     /// The equivalent policy entry for `id`, if declared.
     pub fn equivalent_policy(&self, id: &Oid) -> Option<&EquivalentPolicy> {
         self.equivalent_policies.iter().find(|e| &e.id == id)
+    }
+}
+
+/// Warns (SPIF032) when two categories of one tag set share a name and the STANAG 4774 type
+/// (RESTRICTIVE, PERMISSIVE, INFORMATIVE): both load, each with its own rules, but a STANAG 4774
+/// label, which names categories, cannot say which one it means and is refused as ambiguous.
+fn warn_ambiguous_names(ctx: &mut Ctx, tsname: &str, tags: &[Tag], categories: &[Category]) {
+    let mut seen: HashMap<(&str, &str), (TagType, usize)> = HashMap::new();
+    for t in tags {
+        for &ci in &t.categories {
+            let c = &categories[ci];
+            match seen.get(&(c.name.as_str(), t.tag_type.stanag_4774())) {
+                Some(&(other, line)) => ctx.warn(
+                    "SPIF032",
+                    c.line,
+                    format!("category '{}' is both {other} (line {line}) and {} in tag set '{tsname}': both are loaded, a STANAG 4774 label naming it is refused as ambiguous", c.name, t.tag_type),
+                ),
+                None => {
+                    seen.insert((c.name.as_str(), t.tag_type.stanag_4774()), (t.tag_type, c.line));
+                }
+            }
+        }
     }
 }
 
