@@ -295,3 +295,45 @@ fn walk(el: &Element, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spif::xml;
+
+    fn codes(doc: &str) -> Vec<(&'static str, usize)> {
+        let root = xml::parse(doc, 1 << 16).unwrap();
+        check(&root).into_iter().map(|f| (f.code, f.line)).collect()
+    }
+
+    #[test]
+    fn known_vocabulary_is_silent() {
+        let doc = r#"<SPIF xmlns="http://www.xmlspif.org/spif" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="x" schemaVersion="2.1" version="1" creationDate="2026" originatorDN="CN=x" keyIdentifier="0" privilegeId="1.2" rbacId="1.2">
+<securityPolicyId name="P" id="1.2"><markingData phrase="P"><code>replacePolicy</code></markingData></securityPolicyId>
+<securityClassifications><securityClassification name="U" lacv="1" hierarchy="1" color="white"><markingQualifier markingCode="pageTop"><qualifier markingQualifier="x" qualifierCode="prefix" xml:lang="en"/></markingQualifier></securityClassification></securityClassifications>
+<privacyMarks><privacyMark name="STAFF"/></privacyMarks>
+</SPIF>"#;
+        assert_eq!(codes(doc), vec![]);
+    }
+
+    #[test]
+    fn undefined_and_foreign_constructs_are_reported_with_lines() {
+        let doc = "<s:SPIF xmlns:s=\"http://www.xmlspif.org/spif\" xmlns:o=\"urn:other\" s:bogus=\"1\">\n\
+<s:securityPolicyId name=\"P\" id=\"1.2\"/>\n\
+<s:securityClassifications>\n\
+<s:securityClassification name=\"U\" lacv=\"1\" hierarchy=\"1\"><s:simplePhrase/></s:securityClassification>\n\
+</s:securityClassifications>\n\
+<o:thing/>\n\
+<s:extensions><o:x/></s:extensions>\n\
+</s:SPIF>";
+        assert_eq!(
+            codes(doc),
+            vec![
+                ("SPIF062", 1),
+                ("SPIF060", 4),
+                ("SPIF061", 6),
+                ("SPIF063", 7)
+            ]
+        );
+    }
+}
