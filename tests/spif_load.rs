@@ -127,11 +127,17 @@ fn quirks_spif_loads_with_each_warning_at_its_line() {
     assert_eq!(at("SPIF063", review), 2, "userInput and dateFormat");
     // SPIF062: an attribute the vocabulary does not define.
     assert_eq!(at("SPIF062", review), 1);
+    // SPIF034: a category whose lacv is a string (schema: integer or string) is not loaded.
+    assert_eq!(at("SPIF034", lines_with(&t, r#"lacv="x1F""#)[0]), 1);
+    assert!(spif.categories.iter().all(|c| c.name != "Hex Value"));
     let codes: BTreeSet<&str> = spif.warnings.iter().map(|w| w.code).collect();
     assert_eq!(
         codes,
-        BTreeSet::from(["SPIF032", "SPIF033", "SPIF041", "SPIF062", "SPIF063"])
+        BTreeSet::from(["SPIF032", "SPIF033", "SPIF034", "SPIF041", "SPIF062", "SPIF063"])
     );
+    // maxSelection="unbounded": no upper limit; minSelection="0".
+    let admin = &spif.tag_sets[2].tags[0];
+    assert_eq!((admin.min_selection, admin.max_selection), (Some(0), None));
 }
 
 #[test]

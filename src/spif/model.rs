@@ -13,6 +13,43 @@
 //!   and `equivalentSecCategoryTag`) can only be resolved against that policy, at translation
 //!   time ([`super::SpifSet::translate`]) or by [`super::SpifSet::check_equivalences`].
 //! - Diagnostics carry a stable code (`SPIF0xx`), a message and the source line.
+//!
+//! # What loads (Open XML SPIF 2.0/2.1)
+//!
+//! Every element, attribute and value the schema defines loads. Errors refuse the file
+//! (missing required attributes `SPIF001`, bad numbers/OIDs `SPIF002`/`SPIF003`, values outside
+//! the schema's enumerations `SPIF004`–`SPIF006`/`SPIF021`/`SPIF026`/`SPIF040`, duplicates,
+//! dangling references `SPIF014`/`SPIF024`/`SPIF031`). Warnings keep the file:
+//!
+//! | code | construct | handling |
+//! |---|---|---|
+//! | `SPIF041` | marking codes `firstLineOfText`, `lastLineOfText`, `subject`, `xHeader`, `portionMarking`, `inputTitle`, `waterMark` | kept in [`Markings`] (see [`super::marking`]), not rendered |
+//! | `SPIF032` | one name under two tags of one tag set with the same STANAG 4774 type (e.g. permissive and enumerated permissive) | both loaded; a 4774 label naming it is refused as ambiguous |
+//! | `SPIF033` | a tag with `tagType="notApplicable"` | its categories are not loaded |
+//! | `SPIF034` | a classification or category whose `lacv` is a string (the schema allows integer or string) | not loaded: labels cannot carry it, labels naming it fail closed |
+//! | `SPIF060`–`SPIF063` | undefined elements/attributes, foreign namespaces, `updateInfo`, `extensions`, `equivalentSecurityCategoryTagSet`, `userInput`/`dateFormat` | not read ([`super::schema`]) |
+//!
+//! Also accepted: a tag without `name` (the tag set's name stands in), `minSelection` /
+//! `maxSelection` = `unbounded` (no limit), and `requiredClass` on a category, which is applied
+//! as "every other classification is excluded".
+//!
+//! # Repeated categories
+//!
+//! A category is keyed by **(tag set, tag type, lacv)**. Published SPIFs (the NCIA NATO SPIF)
+//! repeat a category — same name and lacv — under several tag sets or several tag types to give
+//! it different rules. Each such entry is its own category:
+//! - its own rules (`excludedClass`, `requiredClass`, `requiredCategory`, `excludedCategory`,
+//!   `obsolete`, validity) apply when a label carries *that* entry;
+//! - its own markings and name are used in display markings (normally the same name);
+//! - for access, the entries are distinct: a clearance holding "Releasable To / enumerated
+//!   permissive / DEU" does not hold "Releasable To / restrictive / DEU" or "Only / DEU";
+//! - a label names an entry by tag set and tag type (JSON, spiffing XML, BER: by OID, type and
+//!   lacv; STANAG 4774: by tag set name or URI, `Type` and name) and gets that entry's rules.
+//!   A STANAG 4774 name that matches two entries of one tag set and `Type` is refused
+//!   (warned at load time as `SPIF032`).
+//!
+//! The same (tag set, tag type, lacv) twice is an exact duplicate and an error (`SPIF027`),
+//! whether in one tag or in two tags of that tag set and type.
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -327,8 +364,31 @@ impl Ctx {
             }
         }
     }
+    /// The `lacv` of a classification or category. The schema's lacv is an integer *or a
+    /// string*; a value that is not a non-negative integer cannot be carried by a label, so the
+    /// entry is reported (SPIF034, warning) and not loaded: labels naming it fail closed.
+    fn entry_lacv(&mut self, el: &Element) -> Option<Lacv> {
+        let v = self.req(el, "lacv")?;
+        let l = Lacv::parse(v);
+        if l.is_none() {
+            self.warn(
+                "SPIF034",
+                el.line,
+                format!(
+                    "<{}> '{}' has the non-numeric lacv '{v}': not loaded (a label cannot carry it)",
+                    el.name,
+                    el.attr("name").unwrap_or("?")
+                ),
+            );
+        }
+        l
+    }
+    /// A selection limit: a non-negative integer, or `unbounded` (no limit).
     fn opt_u32(&mut self, el: &Element, attr: &str) -> Option<u32> {
         let v = el.attr(attr)?;
+        if v.trim() == "unbounded" {
+            return None;
+        }
         match v.trim().parse() {
             Ok(n) => Some(n),
             Err(_) => {
@@ -604,7 +664,7 @@ impl Spif {
             Some(cls) => {
                 for c in cls.children_named("securityClassification") {
                     let (Some(n), Some(lacv)) =
-                        (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                        (ctx.req(c, "name").map(str::to_string), ctx.entry_lacv(c))
                     else {
                         continue;
                     };
@@ -767,7 +827,7 @@ impl Spif {
                     let mut names_seen = BTreeSet::new();
                     for c in t.children_named("tagCategory") {
                         let (Some(cname), Some(lacv)) =
-                            (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                            (ctx.req(c, "name").map(str::to_string), ctx.entry_lacv(c))
                         else {
                             continue;
                         };

@@ -62,7 +62,11 @@ const ELEMENTS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("defaultSecurityPolicyId", &["name", "id"], &[]),
     ("securityPolicyId", &["name", "id"], &[]),
-    ("securityClassifications", &[], &["securityClassification"]),
+    (
+        "securityClassifications",
+        &["name"],
+        &["securityClassification"],
+    ),
     (
         "securityClassification",
         &[
