@@ -385,3 +385,86 @@ fn load_errors_state_their_reason_once() {
     assert_eq!(c.matches("missing.xml").count(), 1, "{c}");
     assert_eq!(c.matches("os error").count(), 1, "{c}");
 }
+
+#[test]
+fn spif_check_lists_warnings_with_lines_and_succeeds() {
+    let t = text("quirks.xml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["spif", "check"])
+        .arg(fixture("quirks.xml"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "warnings only: exit 0\n{all}");
+    let portion = lines_with(&t, "<spif:code>portionMarking</spif:code>")[0];
+    assert!(
+        all.contains(&format!(
+            "warning[SPIF041] line {portion}: marking code 'portionMarking'"
+        )),
+        "{all}"
+    );
+    assert!(all.contains("warning[SPIF032]"), "{all}");
+    assert!(!all.contains("error["), "{all}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["spif", "check"])
+        .arg(fixture("bad-code.xml"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    let line = lines_with(&text("bad-code.xml"), "pageMiddle")[0];
+    assert!(
+        all.contains(&format!("error[SPIF040] line {line}")),
+        "{all}"
+    );
+}
+
+/// Every SPIF in the repository loads: the shipped ones (`spif/`), spiffing's and the generated
+/// ones — except the two that are broken on purpose (spiffing's `food-policy-borked.xml`, a
+/// duplicate excluded classification, and `bsi-commercial.xml`, truncated) and this suite's
+/// own invalid fixtures.
+#[test]
+fn every_spif_in_the_repository_loads() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let broken = [
+        "food-policy-borked.xml",
+        "bsi-commercial.xml",
+        "duplicate.xml",
+        "bad-code.xml",
+    ];
+    let mut loaded = 0;
+    for dir in ["spif", "tests/fixtures/spiffing", "tests/fixtures/spif"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if !name.ends_with(".xml") || !text.contains("securityPolicyId") {
+                continue;
+            }
+            let res = Spif::load(&path);
+            if broken.contains(&name.as_str()) {
+                assert!(res.is_err(), "{name} must be refused");
+            } else {
+                let spif = res.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(spif
+                    .warnings
+                    .iter()
+                    .all(|w| w.severity == Severity::Warning));
+                loaded += 1;
+            }
+        }
+    }
+    // spif/: 2, spiffing: 6 policies (food, food-missi, nato, tlp, tlp-plus, uk-demo), quirks.
+    assert_eq!(loaded, 9);
+}
