@@ -26,7 +26,7 @@
 //! | `SPIF041` | marking codes `firstLineOfText`, `lastLineOfText`, `subject`, `xHeader`, `portionMarking`, `inputTitle`, `waterMark` | kept in [`Markings`] (see [`super::marking`]), not rendered |
 //! | `SPIF032` | one name under two tags of one tag set with the same STANAG 4774 type (e.g. permissive and enumerated permissive) | both loaded; a 4774 label naming it is refused as ambiguous |
 //! | `SPIF033` | a tag with `tagType="notApplicable"` | its categories are not loaded |
-//! | `SPIF034` | a classification or category whose `lacv` is a string (the schema allows integer or string) | not loaded: labels cannot carry it, labels naming it fail closed |
+//! | `SPIF034` | a classification, category or `equivalentSecCategoryTag` whose `lacv` is a string (the schema allows integer or string) | not loaded: labels cannot carry it, labels naming it (or translating through it) fail closed |
 //! | `SPIF060`–`SPIF063` | undefined elements/attributes, foreign namespaces, `updateInfo`, `extensions`, `equivalentSecurityCategoryTagSet`, `userInput`/`dateFormat` | not read ([`super::schema`]) |
 //!
 //! Also accepted: a tag without `name` (the tag set's name stands in), `minSelection` /
@@ -910,7 +910,10 @@ impl Spif {
                                 let Some(tt) = parse_tag_type(ctx, e) else {
                                     continue;
                                 };
-                                let Some(l) = ctx.lacv(e, "lacv") else {
+                                // A string lacv (allowed by the schema) cannot be carried:
+                                // the equivalence is skipped (SPIF034) and translation of the
+                                // category fails closed.
+                                let Some(l) = ctx.entry_lacv(e) else {
                                     continue;
                                 };
                                 (Some(tsid), tt, Some(l))

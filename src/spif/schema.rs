@@ -10,7 +10,9 @@
 //! - `SPIF063` (warning): a construct the schema defines and the guard does not use:
 //!   `updateInfo`, the content of `extensions`, `equivalentSecurityCategoryTagSet` (translation
 //!   uses the per-category `equivalentSecCategoryTag`s and fails closed without them), and the
-//!   `userInput` / `dateFormat` of a category (a label carries only the category's LACV).
+//!   `userInput` / `dateFormat` of a category (a label carries only the category's LACV), and
+//!   marking data on holders display markings do not use (policy ids,
+//!   `securityClassifications`, `privacyMarks`, `privacyMark`).
 //!
 //! Attributes in the `xml:`, `xmlns` and `xsi:` spaces are always allowed. Elements without a
 //! namespace are treated as SPIF elements (the spiffing conformance SPIFs have none).
@@ -179,6 +181,18 @@ fn takes_markings(name: &str) -> bool {
     )
 }
 
+/// Holders whose markings the display marking uses (the others' are reported, `SPIF063`).
+fn markings_read(name: &str) -> bool {
+    matches!(
+        name,
+        "SPIF"
+            | "securityClassification"
+            | "securityCategoryTagSet"
+            | "securityCategoryTag"
+            | "tagCategory"
+    )
+}
+
 /// One finding of [`check`]: code, line, message (all warnings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -269,6 +283,15 @@ fn walk(el: &Element, out: &mut Vec<Finding>) {
             );
             continue;
         }
+        if MARKINGS.contains(&c.name.as_str()) && !markings_read(&el.name) {
+            push(
+                out,
+                "SPIF063",
+                c.line,
+                format!("<{}> of <{}> is kept but not rendered", c.name, el.name),
+            );
+            continue;
+        }
         match c.name.as_str() {
             "updateInfo" => push(
                 out,
@@ -313,7 +336,7 @@ mod tests {
     #[test]
     fn known_vocabulary_is_silent() {
         let doc = r#"<SPIF xmlns="http://www.xmlspif.org/spif" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="x" schemaVersion="2.1" version="1" creationDate="2026" originatorDN="CN=x" keyIdentifier="0" privilegeId="1.2" rbacId="1.2">
-<securityPolicyId name="P" id="1.2"><markingData phrase="P"><code>replacePolicy</code></markingData></securityPolicyId>
+<securityPolicyId name="P" id="1.2"/><markingData phrase="P"><code>replacePolicy</code></markingData>
 <securityClassifications><securityClassification name="U" lacv="1" hierarchy="1" color="white"><markingQualifier markingCode="pageTop"><qualifier markingQualifier="x" qualifierCode="prefix" xml:lang="en"/></markingQualifier></securityClassification></securityClassifications>
 <privacyMarks><privacyMark name="STAFF"/></privacyMarks>
 </SPIF>"#;
@@ -329,6 +352,7 @@ mod tests {
 </s:securityClassifications>\n\
 <o:thing/>\n\
 <s:extensions><o:x/></s:extensions>\n\
+<s:privacyMarks><s:markingData phrase=\"x\"><s:code>pageTop</s:code></s:markingData></s:privacyMarks>\n\
 </s:SPIF>";
         assert_eq!(
             codes(doc),
@@ -336,7 +360,8 @@ mod tests {
                 ("SPIF062", 1),
                 ("SPIF060", 4),
                 ("SPIF061", 6),
-                ("SPIF063", 7)
+                ("SPIF063", 7),
+                ("SPIF063", 8)
             ]
         );
     }
