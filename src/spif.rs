@@ -75,6 +75,7 @@ pub mod cli;
 pub mod label;
 pub mod marking;
 pub mod model;
+pub mod schema;
 pub mod set;
 pub mod xml;
 

@@ -12,6 +12,13 @@
 //! - A `markingData` without a location code applies to the page bottom, the location display
 //!   markings are rendered for. `noNameDisplay` / `noMarkingDisplay` hide the phrase;
 //!   `replacePolicy` replaces the policy name; `suppressClassName` hides the classification.
+//! - Every `markingCode` of Open XML SPIF 2.0/2.1 is accepted ([`MARKING_CODES`]). The guard
+//!   renders the page and document locations; the other locations (`firstLineOfText`,
+//!   `lastLineOfText`, `subject`, `xHeader`, `portionMarking`, `inputTitle`, `waterMark`) are
+//!   kept in the model with their phrase ([`Marking::located`]) and reported as warnings by the
+//!   loader. A `markingData` that names only such locations does not apply to the page bottom,
+//!   so a portion marking ("NU") never replaces the display marking ("NATO UNCLASSIFIED").
+//!   A code outside the schema's enumeration is an error.
 use std::collections::HashMap;
 
 use super::xml::Element;
@@ -24,7 +31,52 @@ pub const NO_MARKING_DISPLAY: u32 = 1 << 4;
 pub const DOCUMENT_START: u32 = 1 << 5;
 pub const SUPPRESS_CLASS_NAME: u32 = 1 << 6;
 pub const REPLACE_POLICY: u32 = 1 << 7;
-const LOCATIONS: u32 = PAGE_TOP | PAGE_BOTTOM | DOCUMENT_END | DOCUMENT_START;
+pub const FIRST_LINE_OF_TEXT: u32 = 1 << 8;
+pub const LAST_LINE_OF_TEXT: u32 = 1 << 9;
+pub const SUBJECT: u32 = 1 << 10;
+pub const X_HEADER: u32 = 1 << 11;
+pub const PORTION_MARKING: u32 = 1 << 12;
+pub const INPUT_TITLE: u32 = 1 << 13;
+pub const WATER_MARK: u32 = 1 << 14;
+/// Locations the guard renders display markings for.
+const RENDERED_LOCATIONS: u32 = PAGE_TOP | PAGE_BOTTOM | DOCUMENT_END | DOCUMENT_START;
+/// Locations the schema defines and the guard keeps but does not render.
+pub const UNRENDERED_LOCATIONS: u32 = FIRST_LINE_OF_TEXT
+    | LAST_LINE_OF_TEXT
+    | SUBJECT
+    | X_HEADER
+    | PORTION_MARKING
+    | INPUT_TITLE
+    | WATER_MARK;
+const LOCATIONS: u32 = RENDERED_LOCATIONS | UNRENDERED_LOCATIONS;
+
+/// Every `markingCode` value of the Open XML SPIF 2.0/2.1 schema with its flags.
+pub const MARKING_CODES: &[(&str, u32)] = &[
+    ("pageTop", PAGE_TOP),
+    ("pageBottom", PAGE_BOTTOM),
+    ("pageTopBottom", PAGE_TOP | PAGE_BOTTOM),
+    ("documentStart", DOCUMENT_START),
+    ("documentEnd", DOCUMENT_END),
+    ("noNameDisplay", NO_NAME_DISPLAY),
+    ("noMarkingDisplay", NO_MARKING_DISPLAY),
+    ("suppressClassName", SUPPRESS_CLASS_NAME),
+    ("firstLineOfText", FIRST_LINE_OF_TEXT),
+    ("lastLineOfText", LAST_LINE_OF_TEXT),
+    ("subject", SUBJECT),
+    ("xHeader", X_HEADER),
+    ("portionMarking", PORTION_MARKING),
+    ("inputTitle", INPUT_TITLE),
+    ("waterMark", WATER_MARK),
+    ("replacePolicy", REPLACE_POLICY),
+];
+
+/// The flags of a schema `markingCode` value; `None` if the schema does not define it.
+pub fn code_flags(code: &str) -> Option<u32> {
+    MARKING_CODES
+        .iter()
+        .find(|(n, _)| *n == code)
+        .map(|&(_, f)| f)
+}
 
 /// Marking data of one holder in one language.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +120,13 @@ impl Marking {
             .is_some_and(|(f, _)| f & SUPPRESS_CLASS_NAME != 0)
     }
 
+    /// The first phrase entry for a location the guard does not render (e.g.
+    /// [`PORTION_MARKING`]): `Some(Some(phrase))`, `Some(None)` when the holder's name is to be
+    /// used, `None` when the holder has no entry for `loc`.
+    pub fn located(&self, loc: u32) -> Option<Option<&str>> {
+        self.entry(loc).map(|(_, p)| p.as_deref())
+    }
+
     pub fn replace_policy(&self, loc: u32) -> bool {
         self.entry(loc)
             .is_some_and(|(f, _)| f & REPLACE_POLICY != 0)
@@ -105,11 +164,28 @@ impl Markings {
     }
 
     /// Parses the direct `markingQualifier` / `markingData` children of `holder`. Problems
-    /// (unknown codes) are appended to `errs` as `(line, message)`.
+    /// (codes outside the schema) are appended to `errs` as `(line, message)`; schema codes
+    /// the guard keeps without rendering are dropped from the report (see
+    /// [`Markings::parse_reporting`]).
     pub fn parse(holder: &Element, errs: &mut Vec<(usize, String)>) -> Markings {
+        Self::parse_reporting(holder, errs, &mut Vec::new())
+    }
+
+    /// As [`Markings::parse`], and appends one `(line, message)` to `warns` for each schema
+    /// code that names a location the guard does not render.
+    pub fn parse_reporting(
+        holder: &Element,
+        errs: &mut Vec<(usize, String)>,
+        warns: &mut Vec<(usize, String)>,
+    ) -> Markings {
         // (lang, code, text)
         let mut quals: Vec<(String, String, String)> = Vec::new();
         for mq in holder.children_named("markingQualifier") {
+            if let Some(code) = mq.attr("markingCode") {
+                if code_flags(code).is_none() {
+                    errs.push((mq.line, format!("Unknown marking code '{code}'")));
+                }
+            }
             for q in mq.children_named("qualifier") {
                 let lang = q.attr("xml:lang").unwrap_or("").to_ascii_lowercase();
                 let (Some(text), Some(code)) =
@@ -129,25 +205,23 @@ impl Markings {
             let lang = md.attr("xml:lang").unwrap_or("").to_ascii_lowercase();
             let mut flags = 0u32;
             for c in md.children_named("code") {
-                flags |= match c.trimmed_text() {
-                    "pageTop" => PAGE_TOP,
-                    "pageBottom" => PAGE_BOTTOM,
-                    "pageTopBottom" => PAGE_TOP | PAGE_BOTTOM,
-                    "documentStart" => DOCUMENT_START,
-                    "documentEnd" => DOCUMENT_END,
-                    "noNameDisplay" => NO_NAME_DISPLAY,
-                    "noMarkingDisplay" => NO_MARKING_DISPLAY,
-                    "suppressClassName" => SUPPRESS_CLASS_NAME,
-                    "replacePolicy" => REPLACE_POLICY,
-                    other => {
-                        errs.push((c.line, format!("Unknown marking code '{other}'")));
-                        0
+                let code = c.trimmed_text();
+                match code_flags(code) {
+                    Some(f) => {
+                        if f & UNRENDERED_LOCATIONS != 0 {
+                            warns.push((
+                                c.line,
+                                format!("marking code '{code}' is kept but not rendered (the guard renders page and document markings)"),
+                            ));
+                        }
+                        flags |= f;
                     }
-                };
+                    None => errs.push((c.line, format!("Unknown marking code '{code}'"))),
+                }
             }
             if flags & NO_MARKING_DISPLAY != 0 {
                 // Hidden everywhere.
-                flags |= PAGE_TOP | PAGE_BOTTOM | DOCUMENT_START | DOCUMENT_END;
+                flags |= LOCATIONS;
             } else if flags & LOCATIONS == 0 {
                 flags |= PAGE_BOTTOM;
             }
@@ -237,5 +311,49 @@ mod tests {
         Markings::parse(&bad, &mut errs);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].1.contains("Unknown marking code"));
+    }
+
+    #[test]
+    fn every_schema_code_loads_and_unrendered_locations_are_kept_apart() {
+        for (code, _) in MARKING_CODES {
+            let el = xml::parse(
+                &format!(r#"<c><markingData phrase="X"><code>{code}</code></markingData><markingQualifier markingCode="{code}"><qualifier markingQualifier=" " qualifierCode="separator"/></markingQualifier></c>"#),
+                1000,
+            )
+            .unwrap();
+            let (mut errs, mut warns) = (Vec::new(), Vec::new());
+            Markings::parse_reporting(&el, &mut errs, &mut warns);
+            assert!(errs.is_empty(), "{code}: {errs:?}");
+            let unrendered = code_flags(code).unwrap() & UNRENDERED_LOCATIONS != 0;
+            assert_eq!(warns.len(), usize::from(unrendered), "{code}: {warns:?}");
+        }
+        // NATO style: a portion marking next to the page marking of the same holder.
+        let el = xml::parse(
+            "<c>\n<markingData phrase=\"NU\"><code>portionMarking</code></markingData>\n<markingData phrase=\"NATO UNCLASSIFIED\"><code>pageTopBottom</code></markingData></c>",
+            1000,
+        )
+        .unwrap();
+        let (mut errs, mut warns) = (Vec::new(), Vec::new());
+        let m = Markings::parse_reporting(&el, &mut errs, &mut warns);
+        assert!(errs.is_empty());
+        assert_eq!(warns.len(), 1);
+        assert_eq!(warns[0].0, 2, "warning carries the line of the <code>");
+        let d = m.get("").unwrap();
+        assert_eq!(d.phrase(PAGE_BOTTOM, "n"), "NATO UNCLASSIFIED");
+        assert_eq!(d.phrase(PAGE_TOP, "n"), "NATO UNCLASSIFIED");
+        assert_eq!(d.located(PORTION_MARKING), Some(Some("NU")));
+        assert_eq!(d.located(WATER_MARK), None);
+        let bad = xml::parse(
+            r#"<c><markingQualifier markingCode="pageMiddle"><qualifier markingQualifier=" " qualifierCode="separator"/></markingQualifier></c>"#,
+            1000,
+        )
+        .unwrap();
+        let mut errs = Vec::new();
+        Markings::parse(&bad, &mut errs);
+        assert_eq!(
+            errs.len(),
+            1,
+            "a markingCode outside the schema is an error"
+        );
     }
 }

@@ -13,6 +13,43 @@
 //!   and `equivalentSecCategoryTag`) can only be resolved against that policy, at translation
 //!   time ([`super::SpifSet::translate`]) or by [`super::SpifSet::check_equivalences`].
 //! - Diagnostics carry a stable code (`SPIF0xx`), a message and the source line.
+//!
+//! # What loads (Open XML SPIF 2.0/2.1)
+//!
+//! Every element, attribute and value the schema defines loads. Errors refuse the file
+//! (missing required attributes `SPIF001`, bad numbers/OIDs `SPIF002`/`SPIF003`, values outside
+//! the schema's enumerations `SPIF004`–`SPIF006`/`SPIF021`/`SPIF026`/`SPIF040`, duplicates,
+//! dangling references `SPIF014`/`SPIF024`/`SPIF031`). Warnings keep the file:
+//!
+//! | code | construct | handling |
+//! |---|---|---|
+//! | `SPIF041` | marking codes `firstLineOfText`, `lastLineOfText`, `subject`, `xHeader`, `portionMarking`, `inputTitle`, `waterMark` | kept in [`Markings`] (see [`super::marking`]), not rendered |
+//! | `SPIF032` | one name under two tags of one tag set with the same STANAG 4774 type (e.g. permissive and enumerated permissive) | both loaded; a 4774 label naming it is refused as ambiguous |
+//! | `SPIF033` | a tag with `tagType="notApplicable"` | its categories are not loaded |
+//! | `SPIF034` | a classification, category or `equivalentSecCategoryTag` whose `lacv` is a string (the schema allows integer or string) | not loaded: labels cannot carry it, labels naming it (or translating through it) fail closed |
+//! | `SPIF060`–`SPIF063` | undefined elements/attributes, foreign namespaces, `updateInfo`, `extensions`, `equivalentSecurityCategoryTagSet`, `userInput`/`dateFormat` | not read ([`super::schema`]) |
+//!
+//! Also accepted: a tag without `name` (the tag set's name stands in), `minSelection` /
+//! `maxSelection` = `unbounded` (no limit), and `requiredClass` on a category, which is applied
+//! as "every other classification is excluded".
+//!
+//! # Repeated categories
+//!
+//! A category is keyed by **(tag set, tag type, lacv)**. Published SPIFs (the NCIA NATO SPIF)
+//! repeat a category — same name and lacv — under several tag sets or several tag types to give
+//! it different rules. Each such entry is its own category:
+//! - its own rules (`excludedClass`, `requiredClass`, `requiredCategory`, `excludedCategory`,
+//!   `obsolete`, validity) apply when a label carries *that* entry;
+//! - its own markings and name are used in display markings (normally the same name);
+//! - for access, the entries are distinct: a clearance holding "Releasable To / enumerated
+//!   permissive / DEU" does not hold "Releasable To / restrictive / DEU" or "Only / DEU";
+//! - a label names an entry by tag set and tag type (JSON, spiffing XML, BER: by OID, type and
+//!   lacv; STANAG 4774: by tag set name or URI, `Type` and name) and gets that entry's rules.
+//!   A STANAG 4774 name that matches two entries of one tag set and `Type` is refused
+//!   (warned at load time as `SPIF032`).
+//!
+//! The same (tag set, tag type, lacv) twice is an exact duplicate and an error (`SPIF027`),
+//! whether in one tag or in two tags of that tag set and type.
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -239,16 +276,24 @@ pub struct Spif {
     cat_index: HashMap<(usize, TagType, Lacv), usize>,
 }
 
-/// Errors from loading a SPIF.
+impl From<xml::XmlError> for SpifError {
+    fn from(e: xml::XmlError) -> Self {
+        SpifError::Xml(e)
+    }
+}
+
+/// Errors from loading a SPIF. No variant has a `source`: each message is complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SpifError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("SPIF is not well-formed XML: {0}")]
-    Xml(#[from] xml::XmlError),
+    /// The file could not be read (or the SPIF in it could not be loaded, as wrapped by
+    /// [`super::SpifSet::load`]). The reason is part of the message and not repeated as a
+    /// `source`, so an error chain prints it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    /// Not well-formed XML (or beyond the size and depth limits); the line is where the parser
+    /// stopped.
+    #[error("SPIF is not well-formed XML at line {}: {}", .0.line, .0.message)]
+    Xml(xml::XmlError),
     /// The SPIF has at least one error; the message shows the first, all are in `diagnostics`.
     #[error("{}{}", .diagnostics.iter().find(|d| d.severity == Severity::Error).map(|d| d.to_string()).unwrap_or_default(), if .diagnostics.iter().filter(|d| d.severity == Severity::Error).count() > 1 { format!(" (and {} more errors)", .diagnostics.iter().filter(|d| d.severity == Severity::Error).count() - 1) } else { String::new() })]
     Invalid { diagnostics: Vec<Diagnostic> },
@@ -319,8 +364,31 @@ impl Ctx {
             }
         }
     }
+    /// The `lacv` of a classification or category. The schema's lacv is an integer *or a
+    /// string*; a value that is not a non-negative integer cannot be carried by a label, so the
+    /// entry is reported (SPIF034, warning) and not loaded: labels naming it fail closed.
+    fn entry_lacv(&mut self, el: &Element) -> Option<Lacv> {
+        let v = self.req(el, "lacv")?;
+        let l = Lacv::parse(v);
+        if l.is_none() {
+            self.warn(
+                "SPIF034",
+                el.line,
+                format!(
+                    "<{}> '{}' has the non-numeric lacv '{v}': not loaded (a label cannot carry it)",
+                    el.name,
+                    el.attr("name").unwrap_or("?")
+                ),
+            );
+        }
+        l
+    }
+    /// A selection limit: a non-negative integer, or `unbounded` (no limit).
     fn opt_u32(&mut self, el: &Element, attr: &str) -> Option<u32> {
         let v = el.attr(attr)?;
+        if v.trim() == "unbounded" {
+            return None;
+        }
         match v.trim().parse() {
             Ok(n) => Some(n),
             Err(_) => {
@@ -457,6 +525,11 @@ impl Spif {
         let root = xml::parse(input, MAX_SPIF_BYTES)?;
         let mut ctx = Ctx { diags: Vec::new() };
         let spif = Self::from_root(&mut ctx, &root);
+        if root.name == "SPIF" {
+            for f in super::schema::check(&root) {
+                ctx.warn(f.code, f.line, f.message);
+            }
+        }
         if ctx.diags.iter().any(|d| d.severity == Severity::Error) {
             return Err(SpifError::Invalid {
                 diagnostics: ctx.diags,
@@ -473,12 +546,12 @@ impl Spif {
     pub fn load(path: &std::path::Path) -> Result<Spif, SpifError> {
         let meta = std::fs::metadata(path).map_err(|e| SpifError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         if meta.len() > MAX_SPIF_BYTES as u64 {
             return Err(SpifError::Io {
                 path: path.display().to_string(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("file larger than {MAX_SPIF_BYTES} bytes"),
                 ),
@@ -486,7 +559,7 @@ impl Spif {
         }
         let text = std::fs::read_to_string(path).map_err(|e| SpifError::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         Self::parse(&text)
     }
@@ -591,7 +664,7 @@ impl Spif {
             Some(cls) => {
                 for c in cls.children_named("securityClassification") {
                     let (Some(n), Some(lacv)) =
-                        (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                        (ctx.req(c, "name").map(str::to_string), ctx.entry_lacv(c))
                     else {
                         continue;
                     };
@@ -705,9 +778,16 @@ impl Spif {
                 }
                 let mut tags = Vec::new();
                 for t in ts.children_named("securityCategoryTag") {
-                    let Some(tname) = ctx.req(t, "name").map(str::to_string) else {
+                    // `name` is optional on a tag in the schema; the tag set's name stands in.
+                    let tname = t.attr("name").unwrap_or(&tsname).to_string();
+                    if t.attr("tagType") == Some("notApplicable") {
+                        ctx.warn(
+                            "SPIF033",
+                            t.line,
+                            format!("tag '{tname}' has tagType notApplicable: its categories cannot appear in labels and are not loaded"),
+                        );
                         continue;
-                    };
+                    }
                     let Some(tag_type) = parse_tag_type(ctx, t) else {
                         continue;
                     };
@@ -747,7 +827,7 @@ impl Spif {
                     let mut names_seen = BTreeSet::new();
                     for c in t.children_named("tagCategory") {
                         let (Some(cname), Some(lacv)) =
-                            (ctx.req(c, "name").map(str::to_string), ctx.lacv(c, "lacv"))
+                            (ctx.req(c, "name").map(str::to_string), ctx.entry_lacv(c))
                         else {
                             continue;
                         };
@@ -770,6 +850,25 @@ impl Spif {
                                         ctx.error("SPIF025", ex.line, format!("Duplicate excluded classification in category: '{cn}' in '{cname}'"));
                                     } else {
                                         excluded_classes.push(l);
+                                    }
+                                }
+                            }
+                        }
+                        if let Some(rc) = c.attr("requiredClass") {
+                            // The category may only be used with this classification: every
+                            // other classification is excluded.
+                            match class_by_name.get(rc.trim()) {
+                                None => ctx.error(
+                                    "SPIF024",
+                                    c.line,
+                                    format!("Unknown classification in requiredClass: '{rc}'"),
+                                ),
+                                Some(&ci) => {
+                                    let keep = classifications[ci].lacv;
+                                    for cl in &classifications {
+                                        if cl.lacv != keep && !excluded_classes.contains(&cl.lacv) {
+                                            excluded_classes.push(cl.lacv);
+                                        }
                                     }
                                 }
                             }
@@ -811,7 +910,10 @@ impl Spif {
                                 let Some(tt) = parse_tag_type(ctx, e) else {
                                     continue;
                                 };
-                                let Some(l) = ctx.lacv(e, "lacv") else {
+                                // A string lacv (allowed by the schema) cannot be carried:
+                                // the equivalence is skipped (SPIF034) and translation of the
+                                // category fails closed.
+                                let Some(l) = ctx.entry_lacv(e) else {
                                     continue;
                                 };
                                 (Some(tsid), tt, Some(l))
@@ -875,6 +977,7 @@ impl Spif {
                         line: t.line,
                     });
                 }
+                warn_ambiguous_names(ctx, &tsname, &tags, &categories);
                 let markings = markings(ctx, ts);
                 tag_sets.push(TagSet {
                     name: tsname,
@@ -1059,17 +1162,43 @@ impl Spif {
     }
 }
 
+/// Warns (SPIF032) when two categories of one tag set share a name and the STANAG 4774 type
+/// (RESTRICTIVE, PERMISSIVE, INFORMATIVE): both load, each with its own rules, but a STANAG 4774
+/// label, which names categories, cannot say which one it means and is refused as ambiguous.
+fn warn_ambiguous_names(ctx: &mut Ctx, tsname: &str, tags: &[Tag], categories: &[Category]) {
+    let mut seen: HashMap<(&str, &str), (TagType, usize)> = HashMap::new();
+    for t in tags {
+        for &ci in &t.categories {
+            let c = &categories[ci];
+            match seen.get(&(c.name.as_str(), t.tag_type.stanag_4774())) {
+                Some(&(other, line)) => ctx.warn(
+                    "SPIF032",
+                    c.line,
+                    format!("category '{}' is both {other} (line {line}) and {} in tag set '{tsname}': both are loaded, a STANAG 4774 label naming it is refused as ambiguous", c.name, t.tag_type),
+                ),
+                None => {
+                    seen.insert((c.name.as_str(), t.tag_type.stanag_4774()), (t.tag_type, c.line));
+                }
+            }
+        }
+    }
+}
+
 fn parse_tag_type_lenient(el: &Element) -> TagType {
     let mut ctx = Ctx { diags: Vec::new() };
     parse_tag_type(&mut ctx, el).unwrap_or(TagType::Informative)
 }
 
-/// Parses the markings of `el`, reporting problems (unknown marking codes) as errors.
+/// Parses the markings of `el`: marking codes outside the schema are errors (SPIF040), schema
+/// codes for locations the guard does not render are warnings (SPIF041).
 fn markings(ctx: &mut Ctx, el: &Element) -> Markings {
-    let mut errs = Vec::new();
-    let m = Markings::parse(el, &mut errs);
+    let (mut errs, mut warns) = (Vec::new(), Vec::new());
+    let m = Markings::parse_reporting(el, &mut errs, &mut warns);
     for (line, msg) in errs {
         ctx.error("SPIF040", line, msg);
+    }
+    for (line, msg) in warns {
+        ctx.warn("SPIF041", line, msg);
     }
     m
 }

@@ -167,7 +167,7 @@ impl SpifSet {
                 SpifError::Io { .. } => e,
                 other => SpifError::Io {
                     path: p.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+                    error: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
                 },
             })?;
             set.insert(spif)?;
