@@ -871,6 +871,19 @@ impl SpifSet {
                     .map_err(|e| LabelError::Syntax(format!("label JSON: {e}")))?;
                 Label::from_json(&v)?
             }
+            None => return Err(LabelError::NoData),
+            // An ESS SecurityLabel is a SET (tag 0x31); anything else is no label at all.
+            Some(b) if b != 0x31 || data[0] != 0x31 => {
+                return Err(LabelError::Syntax(format!(
+                    "neither XML (STANAG 4774, spiffing), the JSON form nor an ESS BER \
+                     SecurityLabel (first byte {})",
+                    if b.is_ascii_graphic() {
+                        format!("'{}'", b as char)
+                    } else {
+                        format!("0x{b:02x}")
+                    }
+                )))
+            }
             _ => {
                 // BER: name an unknown policy before anything else.
                 let ess = ber::parse_ess_security_label(data).map_err(LabelError::Ber)?;
@@ -1394,6 +1407,43 @@ mod tests {
             !s.dominates(&unknown, &deu(1, &[])),
             "unresolvable -> false"
         );
+    }
+
+    #[test]
+    fn input_that_is_no_label_says_so() {
+        let s = set();
+        // Plain text used to reach the BER reader ("BER label: truncated").
+        let e = s.parse_label(b"GEHEIM\n").unwrap_err();
+        let why = e.not_a_label().expect("text is no label");
+        assert!(why.contains("first byte 'G'"), "{why}");
+        assert!(e.is_input_error());
+        assert_eq!(s.parse_label(b"  \n").unwrap_err(), LabelError::NoData);
+        assert!(s.parse_label(b"<a").unwrap_err().not_a_label().is_some());
+        assert!(s
+            .parse_label(b"{\"policy\":1}")
+            .unwrap_err()
+            .not_a_label()
+            .is_some());
+        // SET { OID 1.3.6.1.4.1.99999.1.1, INTEGER 2, SET {} }: a label, but with BER categories.
+        let ber = [
+            0x31, 0x11, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f, 0x01, 0x01,
+            0x02, 0x01, 0x02, 0x31, 0x00,
+        ];
+        let e = s.parse_label(&ber).unwrap_err();
+        assert!(matches!(e, LabelError::Unsupported(_)), "{e}");
+        assert!(e.not_a_label().is_none() && e.is_input_error());
+        // Without the categories it is a label (VS-NfD).
+        let mut plain = ber[..17].to_vec();
+        plain[1] = 0x0f;
+        assert_eq!(s.parse_label(&plain).unwrap(), deu(2, &[]));
+        // About a label, not about the input: invalid under the policy.
+        let e = s.parse_label(br#"{"policy":"1.3.6.1.4.1.99999.1.1","classification":9}"#);
+        let e = e.unwrap_err();
+        assert!(e.not_a_label().is_none() && !e.is_input_error(), "{e}");
+        let e = s
+            .parse_label(br#"{"policy":"1.2.3","classification":1}"#)
+            .unwrap_err();
+        assert!(e.is_input_error(), "unknown policy: {e}");
     }
 
     #[test]
