@@ -1603,6 +1603,24 @@ mod tests {
             })
     }
 
+    fn arb_nato_clearance() -> impl Strategy<Value = Clearance> {
+        (
+            proptest::collection::btree_set(1u64..=5, 0..5),
+            proptest::collection::btree_set(prop_oneof![Just(276u64), Just(250), Just(840)], 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(cls, rel, ctx)| {
+                let mut cats: Vec<CategoryRef> = rel
+                    .into_iter()
+                    .map(|l| cat(NATO_REL, TagType::EnumeratedPermissive, l))
+                    .collect();
+                if ctx {
+                    cats.push(cat("1.3.26.1.4.4", TagType::Permissive, 1001));
+                }
+                nato_clearance(&cls.into_iter().collect::<Vec<_>>(), &cats)
+            })
+    }
+
     fn grant(s: &SpifSet, l: &Label, c: &Clearance) -> bool {
         matches!(s.access(l, c), Ok(AccessDecision::Grant))
     }
@@ -1626,6 +1644,22 @@ mod tests {
             let s = set();
             if s.dominates(&high, &low) && s.validate(&low).is_ok() {
                 prop_assert!(!grant(&s, &high, &c) || grant(&s, &low, &c), "high granted, dominated low denied");
+            }
+        }
+
+        /// The shared decision: same policy, it is `access`; across policies, it is `access`
+        /// on the translation, and a label without a translation is denied with a reason.
+        #[test]
+        fn decide_access_is_translate_then_access(l in arb_deu_label(), d in arb_deu_clearance(), n in arb_nato_clearance()) {
+            let s = set();
+            prop_assert_eq!(s.decide_access(&l, &d).is_ok(), grant(&s, &l, &d));
+            match s.translate(&l, &oid(NATO)) {
+                Ok(t) => prop_assert_eq!(s.decide_access(&l, &n).is_ok(), grant(&s, &t, &n)),
+                Err(e) => {
+                    let code = s.decide_access(&l, &n).unwrap_err().code();
+                    let want = if matches!(e, LabelError::NoEquivalent { .. }) { "no_equivalent" } else { "invalid" };
+                    prop_assert_eq!(code, want);
+                }
             }
         }
 
