@@ -122,10 +122,24 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text is already in the
+/// line (typed errors usually show their source in their own message, so `{:#}` repeats it).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let m = cause.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+    }
+    out
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, ExitCode> {
@@ -380,5 +394,25 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(crate::spif::SpifError::Io {
+            path: "/x.xml".into(),
+            source: io,
+        })
+        .context("loading SPIFs");
+        assert_eq!(format!("{e:#}").matches("No such file").count(), 2);
+        assert_eq!(
+            super::error_chain(&e),
+            "loading SPIFs: /x.xml: No such file"
+        );
+        let e = anyhow::anyhow!("outer").context("ctx");
+        assert_eq!(super::error_chain(&e), "ctx: outer");
     }
 }

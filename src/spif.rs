@@ -15,7 +15,9 @@
 //!   conformance data, and ESS `SecurityLabel` BER (policy, classification and privacy mark
 //!   only; BER security categories are refused, fail closed).
 //! - The decisions live on [`SpifSet`]: [`SpifSet::validate`], [`SpifSet::marking`],
-//!   [`SpifSet::access`], [`SpifSet::translate`], [`SpifSet::dominates`].
+//!   [`SpifSet::access`], [`SpifSet::translate`], [`SpifSet::dominates`], and
+//!   [`SpifSet::decide_access`] (translate into the clearance's policy, then decide: the
+//!   decision the traffic path and `grenzwacht label check` share).
 //!
 //! # JSON form of a label (for Matrix events)
 //!
@@ -81,7 +83,7 @@ pub mod xml;
 
 pub use label::{Clearance, Label, LabelError};
 pub use model::{Diagnostic, Severity, Spif, SpifError};
-pub use set::{AccessDecision, SpifSet};
+pub use set::{AccessDecision, AccessDenial, SpifSet};
 
 /// An object identifier in dotted decimal form (`1.3.26.1.3.1`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

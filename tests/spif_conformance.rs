@@ -6,7 +6,8 @@
 //! label (an `exception` attribute means parse … must fail with that message), check `valid`,
 //! `label-marking` (in `xml:lang`), translate to `encrypt` and check `encrypt-marking`, then
 //! with `clearance` check `clearance-marking` and `acdf-result` (on the translated label when
-//! `encrypt` is given). Error messages are matched by containment (ours add context).
+//! `encrypt` is given), and the same decision through `SpifSet::decide_access` on the label as
+//! given (it translates into the clearance's policy itself). Error messages are matched by containment (ours add context).
 use std::path::{Path, PathBuf};
 
 use grenzwacht::spif::xml;
@@ -31,7 +32,13 @@ impl Tally {
     }
 }
 
-fn run_test(set: &SpifSet, t: &xml::Element, n: usize, tally: &mut Tally) {
+fn run_test(
+    set: &SpifSet,
+    t: &xml::Element,
+    n: usize,
+    tally: &mut Tally,
+    cross_policy: &mut Vec<usize>,
+) {
     let label_file = t.attr("label").expect("test without label");
     let expected_ex = t.attr("exception");
     let lang = t.attr("xml:lang");
@@ -43,6 +50,7 @@ fn run_test(set: &SpifSet, t: &xml::Element, n: usize, tally: &mut Tally) {
         let mut label = set
             .load_label_file(&dir().join(label_file))
             .map_err(|e| e.to_string())?;
+        let original = label.clone();
         if let Some(v) = t.attr("valid") {
             let got = set.validate(&label);
             let want = v.starts_with('t');
@@ -89,6 +97,15 @@ fn run_test(set: &SpifSet, t: &xml::Element, n: usize, tally: &mut Tally) {
             tally.check((got == AccessDecision::Grant) == want, || {
                 format!("{ctx}: acdf expected {want}, got {got:?}")
             });
+            // The decision the traffic path and `label check` share, on the label as given:
+            // it translates into the clearance's policy itself (cross-policy cases).
+            let shared = set.decide_access(&original, &clearance);
+            tally.check(shared.is_ok() == want, || {
+                format!("{ctx}: decide_access expected {want}, got {shared:?}")
+            });
+            if original.policy != clearance.policy {
+                cross_policy.push(n);
+            }
         }
         Ok(())
     })();
@@ -110,6 +127,7 @@ fn spiffing_conformance_suite() {
     let root = xml::parse(&text, 1 << 20).unwrap();
     assert_eq!(root.name, "tests");
     let mut tally = Tally::default();
+    let mut cross_policy = Vec::new();
     let (mut n, mut policies, mut tests) = (0usize, 0usize, 0usize);
     for seq in root.children_named("sequence") {
         let mut set = SpifSet::new();
@@ -134,7 +152,7 @@ fn spiffing_conformance_suite() {
         for t in seq.children_named("test") {
             n += 1;
             tests += 1;
-            run_test(&set, t, n, &mut tally);
+            run_test(&set, t, n, &mut tally, &mut cross_policy);
         }
     }
     println!(
@@ -154,5 +172,12 @@ fn spiffing_conformance_suite() {
     );
     // The suite as shipped: 6 policy loads and 25 tests (one more is commented out) (a change of the data must be noticed).
     assert_eq!((policies, tests), (6, 25));
-    assert!(tally.checks >= 59, "only {} checks ran", tally.checks);
+    assert!(tally.checks >= 62, "only {} checks ran", tally.checks);
+    // The suite's one access decision across policies (TLPX label, UK-DEMO clearance) ran
+    // through the shared decision.
+    assert_eq!(
+        cross_policy.len(),
+        1,
+        "cross-policy cases: {cross_policy:?}"
+    );
 }

@@ -84,7 +84,7 @@ use crate::config::Config;
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::TO_DEVICE_EDU;
 use crate::spif::{
-    AccessDecision, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet,
+    AccessDenial, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet,
 };
 use crate::store::{RoomLabelRecord, Store};
 
@@ -773,29 +773,19 @@ impl LabelPolicy {
         {
             return r.clone();
         }
-        let r = (|| {
-            let translated: Cow<'_, Label> = if label.policy == to.policy {
-                Cow::Borrowed(label)
-            } else {
-                Cow::Owned(
-                    self.spifs
-                        .translate(label, &to.policy)
-                        .map_err(|e| match e {
-                            LabelError::NoEquivalent { .. } => {
-                                deny("label:no_equivalent", e.to_string())
-                            }
-                            other => deny("label:invalid", other.to_string()),
-                        })?,
-                )
-            };
-            match self.spifs.access(&translated, clearance) {
-                Ok(AccessDecision::Grant) => Ok(()),
-                Ok(AccessDecision::Deny) => {
-                    Err(deny("label:deny", "destination not cleared for the label"))
+        // The side's clearance is in the side's policy (checked at load), so the shared
+        // decision translates the label into the destination's policy first.
+        debug_assert_eq!(clearance.policy, to.policy);
+        let r = self
+            .spifs
+            .decide_access(label, clearance)
+            .map_err(|e| match e {
+                AccessDenial::NoEquivalent(e) => deny("label:no_equivalent", e.to_string()),
+                AccessDenial::Invalid(e) => deny("label:invalid", e.to_string()),
+                AccessDenial::NotCleared(_) => {
+                    deny("label:deny", "destination not cleared for the label")
                 }
-                Err(e) => Err(deny("label:invalid", e.to_string())),
-            }
-        })();
+            });
         let mut d = self
             .decisions
             .write()

@@ -58,7 +58,7 @@ use crate::review::{
     Approval, Decision, HeldDetail, HeldSummary, HoldId, HoldJournal, HoldState, LogJournal,
     Outcome, Principal, ReviewError, ReviewQueue,
 };
-use crate::spif::{AccessDecision, Clearance, Label, SpifSet};
+use crate::spif::{Clearance, Label, SpifSet};
 use crate::store::{HeldRecord, NewHold, Store, StoreError};
 use crate::telemetry as tm;
 
@@ -349,15 +349,8 @@ impl HoldQueue {
         else {
             return false;
         };
-        let label = if label.policy == clearance.policy {
-            label
-        } else {
-            match spifs.translate(&label, &clearance.policy) {
-                Ok(l) => l,
-                Err(_) => return false,
-            }
-        };
-        matches!(spifs.access(&label, &clearance), Ok(AccessDecision::Grant))
+        // The decision the traffic path makes (a label of another policy translated first).
+        spifs.decide_access(&label, &clearance).is_ok()
     }
 
     fn summary(&self, r: &HeldRecord) -> HeldSummary {

@@ -4,25 +4,54 @@
 //! - `spif check FILE…`: one line per diagnostic on stderr, `FILE: OK (policy NAME OID)` on
 //!   stdout; exit 0 when every file is valid (warnings allowed), 1 otherwise. Several files
 //!   are also checked against each other (equivalences).
-//! - `label marking`: the display marking on stdout.
-//! - `label check`: JSON `{"valid": bool, "error": string|null, "access": "grant"|"deny"|null}`
-//!   on stdout; exit 0 whenever the JSON was produced (an invalid label is a result, not a
-//!   failure); `access` is `null` without `--clearance`, `"deny"` for an invalid label.
+//! - `label marking`: the display marking on stdout (exit 0); a label its SPIF says is invalid
+//!   is refused: exit 1, the reason on stderr.
+//! - `label check`: JSON `{"valid": bool, "error": string|null, "access": "grant"|"deny"|null,
+//!   "reason": string|null}` on stdout. `access` is `null` without `--clearance`; with one it
+//!   is [`SpifSet::decide_access`] — the decision of the traffic path, which translates a label
+//!   of another policy into the clearance's policy first — and `"deny"` for an invalid label.
+//!   `reason` says why (`invalid: …`, `no_equivalent: …`, `not_cleared: …`) and is also printed
+//!   on stderr. Exit 0 for a valid label (and a grant), 1 for an invalid label or a denial.
 //! - `label translate`: JSON `{"label": "<4774 XML>", "marking": "…"}`; a failed translation
 //!   prints the reason on stderr and exits 1.
-use std::path::PathBuf;
+//!
+//! Every `label` subcommand exits 2 on usage and input errors — an unreadable file, input that
+//! is no security label (or clearance), a label form the guard does not support, a policy no
+//! `--spif` defines, a SPIF that does not load — with one `error: …` line on stderr and nothing
+//! on stdout.
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{Oid, Severity, Spif, SpifError, SpifSet};
+use super::{AccessDenial, Clearance, Label, LabelError, Oid, Severity, Spif, SpifError, SpifSet};
+
+/// Help of `--spif` (one form per line).
+const SPIF_HELP: &str = "SPIF file (repeatable; the label's policy identifier selects one)\n\
+    - Open XML SPIF 1.0-2.1 (with or without the spif: prefix), e.g. spif/deu-vs.xml";
+
+/// Help of `--label` (the accepted forms, one per line).
+const LABEL_HELP: &str = "Label file, any of these forms (detected from the content):\n\
+    - STANAG 4774 XML: <originatorConfidentialityLabel xmlns=\"urn:nato:stanag:4774:confidentialitymetadatalabel:1:0\">\n\
+    - spiffing XML: <label xmlns=\"http://surevine.com/xmlns/spiffy\"><policy id=OID/><classification lacv=N/>…</label>\n\
+    - ESS SecurityLabel, BER/DER (RFC 2634; policy, classification, privacy mark; no categories)\n\
+    - JSON: {\"policy\": OID, \"classification\": N, \"categories\": [{\"tag_set\": OID, \"type\": \"permissive\", \"lacv\": N}], \"privacy_mark\": \"…\"}";
+
+/// Help of `--clearance`.
+const CLEARANCE_HELP: &str = "Clearance file, any of these forms (detected from the content):\n\
+    - spiffing XML: <clearance xmlns=\"http://surevine.com/xmlns/spiffy\"><policy id=OID/><classification lacv=N/>…</clearance>\n\
+    - JSON: {\"policy\": OID, \"classifications\": [N, …], \"categories\": [{\"tag_set\": OID, \"type\": …, \"lacv\": N}]}\n\
+    A clearance in another policy than the label: the label is translated into it first (as on traffic)";
+
+/// Help of `--lang`.
+const LANG_HELP: &str = "Marking language (the SPIF's xml:lang), e.g. de, fr-CA; falls back to the primary subtag, then the default marking";
 
 #[derive(Subcommand, Debug)]
 pub enum SpifCommand {
     /// Check one or more SPIF files (and the equivalences between them).
     Check {
+        /// SPIF files: Open XML SPIF 1.0-2.1 (with or without the spif: prefix).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -30,38 +59,87 @@ pub enum SpifCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum LabelCommand {
-    /// Print the display marking of a label.
+    /// Print the display marking of a label (exit 1 if its SPIF says it is invalid).
     Marking {
-        /// SPIF file (repeatable); the label's policy identifier selects one.
-        #[arg(long = "spif", required = true)]
+        #[arg(long = "spif", required = true, help = SPIF_HELP)]
         spif: Vec<PathBuf>,
-        #[arg(long)]
+        #[arg(long, help = LABEL_HELP)]
         label: PathBuf,
-        /// Marking language (xml:lang), e.g. de, fr-CA.
-        #[arg(long)]
+        #[arg(long, help = LANG_HELP)]
         lang: Option<String>,
     },
     /// Validate a label, optionally decide access for a clearance; prints JSON.
+    ///
+    /// Exit 0: valid (and granted); 1: invalid or denied (reason in the JSON and on stderr);
+    /// 2: usage or input error (unreadable file, no label, unknown policy).
     Check {
-        #[arg(long = "spif", required = true)]
+        #[arg(long = "spif", required = true, help = SPIF_HELP)]
         spif: Vec<PathBuf>,
-        #[arg(long)]
+        #[arg(long, help = LABEL_HELP)]
         label: PathBuf,
-        #[arg(long)]
+        #[arg(long, help = CLEARANCE_HELP)]
         clearance: Option<PathBuf>,
     },
     /// Translate a label into an equivalent policy; prints JSON with the 4774 XML and marking.
     Translate {
-        #[arg(long = "spif", required = true)]
+        #[arg(long = "spif", required = true, help = SPIF_HELP)]
         spif: Vec<PathBuf>,
-        #[arg(long)]
+        #[arg(long, help = LABEL_HELP)]
         label: PathBuf,
-        /// Target policy OID.
+        /// Target policy OID (dotted, `urn:oid:` accepted); a --spif must define it.
         #[arg(long = "to")]
         to: String,
-        #[arg(long)]
+        #[arg(long, help = LANG_HELP)]
         lang: Option<String>,
     },
+}
+
+/// Exit code of a usage or input error.
+const INPUT_ERROR: u8 = 2;
+/// Exit code of an invalid label or a denial.
+const REFUSED: u8 = 1;
+
+/// A usage or input error: printed once, exit 2.
+struct InputError(String);
+
+/// The message for an error reading a label or clearance file; the path is named once.
+fn file_error(path: &Path, what: &str, e: &LabelError) -> InputError {
+    let p = path.display();
+    InputError(match e {
+        LabelError::Io { message, .. } => format!("{p}: cannot read: {message}"),
+        e => match e.not_a_label() {
+            Some(why) => format!("{p}: not a {what}: {why}"),
+            None => format!("{p}: {e}"),
+        },
+    })
+}
+
+fn load_set(paths: &[PathBuf]) -> Result<SpifSet, InputError> {
+    let mut set = SpifSet::new();
+    for p in paths {
+        let spif = Spif::load(p).map_err(|e| match e {
+            // Names its path already.
+            SpifError::Io { .. } => InputError(e.to_string()),
+            e => InputError(format!("{}: {e}", p.display())),
+        })?;
+        set.insert(spif)
+            .map_err(|e| InputError(format!("{}: {e}", p.display())))?;
+    }
+    Ok(set)
+}
+
+/// Reads a label: input errors (exit 2) apart from a label its policy rejects.
+fn read_label(set: &SpifSet, path: &Path) -> Result<Result<Label, LabelError>, InputError> {
+    match set.load_label_file(path) {
+        Ok(l) => Ok(Ok(l)),
+        Err(e) if e.is_input_error() => Err(file_error(path, "security label", &e)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn read_clearance(set: &SpifSet, path: &Path) -> Result<Clearance, InputError> {
+    set.load_clearance_file(path)
+        .map_err(|e| file_error(path, "clearance", &e))
 }
 
 pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
@@ -97,6 +175,11 @@ pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
                         eprintln!("{}: INVALID ({n} error(s))", f.display());
                         ok = false;
                     }
+                    Err(e @ SpifError::Io { .. }) => {
+                        // Names its path already.
+                        eprintln!("{e}");
+                        ok = false;
+                    }
                     Err(e) => {
                         eprintln!("{}: {e}", f.display());
                         ok = false;
@@ -118,18 +201,31 @@ pub fn run_spif(cmd: SpifCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_set(paths: &[PathBuf]) -> anyhow::Result<SpifSet> {
-    SpifSet::load(paths).context("loading SPIFs")
+pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
+    Ok(match label(cmd) {
+        Ok(code) => code,
+        Err(InputError(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(INPUT_ERROR)
+        }
+    })
 }
 
-pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
+fn label(cmd: LabelCommand) -> Result<ExitCode, InputError> {
     match cmd {
         LabelCommand::Marking { spif, label, lang } => {
             let set = load_set(&spif)?;
-            let l = set
-                .load_label_file(&label)
-                .with_context(|| label.display().to_string())?;
-            println!("{}", set.marking(&l, lang.as_deref())?);
+            let l = match read_label(&set, &label)?.and_then(|l| set.validate(&l).map(|_| l)) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", label.display());
+                    return Ok(ExitCode::from(REFUSED));
+                }
+            };
+            let m = set
+                .marking(&l, lang.as_deref())
+                .map_err(|e| InputError(format!("{}: {e}", label.display())))?;
+            println!("{m}");
             Ok(ExitCode::SUCCESS)
         }
         LabelCommand::Check {
@@ -139,29 +235,45 @@ pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
         } => {
             let set = load_set(&spif)?;
             let clearance = match &clearance {
-                Some(p) => Some(
-                    set.load_clearance_file(p)
-                        .with_context(|| p.display().to_string())?,
-                ),
+                Some(p) => Some(read_clearance(&set, p)?),
                 None => None,
             };
-            let outcome = set
-                .load_label_file(&label)
-                .and_then(|l| set.validate(&l).map(|_| l));
-            let out = match outcome {
-                Ok(l) => {
-                    let access = clearance.as_ref().map(|c| match set.access(&l, c) {
-                        Ok(d) => d.as_str().to_string(),
-                        Err(_) => "deny".to_string(),
-                    });
-                    json!({"valid": true, "error": null, "access": access})
-                }
+            let outcome = read_label(&set, &label)?.and_then(|l| set.validate(&l).map(|_| l));
+            let (out, reason) = match outcome {
+                Ok(l) => match clearance.as_ref().map(|c| set.decide_access(&l, c)) {
+                    None => (
+                        json!({"valid": true, "error": null, "access": null, "reason": null}),
+                        None,
+                    ),
+                    Some(Ok(())) => (
+                        json!({"valid": true, "error": null, "access": "grant", "reason": null}),
+                        None,
+                    ),
+                    Some(Err(d)) => {
+                        let reason = denial(&d);
+                        (
+                            json!({"valid": true, "error": null, "access": "deny", "reason": reason}),
+                            Some(reason),
+                        )
+                    }
+                },
                 Err(e) => {
-                    json!({"valid": false, "error": e.to_string(), "access": clearance.as_ref().map(|_| "deny")})
+                    let reason = format!("invalid: {e}");
+                    let access = clearance.as_ref().map(|_| "deny");
+                    (
+                        json!({"valid": false, "error": e.to_string(), "access": access, "reason": reason}),
+                        Some(reason),
+                    )
                 }
             };
             println!("{out}");
-            Ok(ExitCode::SUCCESS)
+            Ok(match reason {
+                None => ExitCode::SUCCESS,
+                Some(r) => {
+                    eprintln!("{}: {r}", label.display());
+                    ExitCode::from(REFUSED)
+                }
+            })
         }
         LabelCommand::Translate {
             spif,
@@ -170,22 +282,33 @@ pub fn run_label(cmd: LabelCommand) -> anyhow::Result<ExitCode> {
             lang,
         } => {
             let set = load_set(&spif)?;
-            let to: Oid = to.parse().map_err(anyhow::Error::msg)?;
-            let l = set
-                .load_label_file(&label)
-                .with_context(|| label.display().to_string())?;
-            match set.translate(&l, &to) {
+            let to: Oid = to.parse().map_err(|e| InputError(format!("--to: {e}")))?;
+            if set.get(&to).is_none() {
+                return Err(InputError(format!("--to: no --spif defines policy {to}")));
+            }
+            let translated = read_label(&set, &label)?.and_then(|l| set.translate(&l, &to));
+            match translated {
                 Ok(t) => {
-                    let xml = set.to_4774_xml(&t)?;
-                    let marking = set.marking(&t, lang.as_deref())?;
-                    println!("{}", json!({"label": xml, "marking": marking}));
+                    let rendered = set
+                        .to_4774_xml(&t)
+                        .and_then(|xml| Ok((xml, set.marking(&t, lang.as_deref())?)))
+                        .map_err(|e| InputError(format!("{}: {e}", label.display())))?;
+                    println!("{}", json!({"label": rendered.0, "marking": rendered.1}));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     eprintln!("error: translation to {to} failed: {e}");
-                    Ok(ExitCode::from(1))
+                    Ok(ExitCode::from(REFUSED))
                 }
             }
         }
+    }
+}
+
+/// The reason of a denial, prefixed with its code.
+fn denial(d: &AccessDenial) -> String {
+    match d {
+        AccessDenial::NotCleared(r) => format!("not_cleared: {r}"),
+        d => format!("{}: {d}", d.code()),
     }
 }

@@ -44,11 +44,14 @@ pub enum LabelError {
     #[error("label too large ({0} bytes, limit {MAX_LABEL_BYTES})")]
     TooLarge(usize),
     #[error("label XML: {0}")]
-    Xml(#[from] XmlError),
+    Xml(XmlError),
     #[error("label syntax: {0}")]
     Syntax(String),
     #[error("BER label: {0}")]
     Ber(String),
+    /// A well-formed label in a form this guard does not decide on (fail closed).
+    #[error("unsupported label: {0}")]
+    Unsupported(String),
     #[error("Unknown policy id: {0}")]
     UnknownPolicy(Oid),
     #[error("Unknown policy name: {0}")]
@@ -67,6 +70,44 @@ pub enum LabelError {
     Invalid { policy: Oid, reason: String },
     #[error("no equivalent in policy {target}: {what}")]
     NoEquivalent { target: Oid, what: String },
+}
+
+// Not `#[from]`: the XML error is part of the message, not a separate source, so an error
+// chain does not print it twice.
+impl From<XmlError> for LabelError {
+    fn from(e: XmlError) -> Self {
+        LabelError::Xml(e)
+    }
+}
+
+impl LabelError {
+    /// The input is no security label (or clearance) in any form read: empty, too large, not
+    /// UTF-8 where text is needed, not well-formed, not of the JSON / spiffing / STANAG 4774 /
+    /// ESS BER shape. `None` for errors about a label (unknown policy, invalid, …).
+    pub fn not_a_label(&self) -> Option<String> {
+        match self {
+            LabelError::NoData => Some("empty input".into()),
+            LabelError::TooLarge(_) => Some(self.to_string()),
+            LabelError::Xml(e) => Some(e.to_string()),
+            LabelError::Syntax(m) => Some(m.clone()),
+            LabelError::Ber(m) => Some(format!("BER: {m}")),
+            _ => None,
+        }
+    }
+
+    /// An error about the input rather than about the label under its policy: unreadable,
+    /// no label, unsupported form, unknown policy. (`grenzwacht label` exits 2 on these, 1
+    /// on an invalid label.)
+    pub fn is_input_error(&self) -> bool {
+        self.not_a_label().is_some()
+            || matches!(
+                self,
+                LabelError::Io { .. }
+                    | LabelError::Unsupported(_)
+                    | LabelError::UnknownPolicy(_)
+                    | LabelError::UnknownPolicyName(_)
+            )
+    }
 }
 
 fn syntax(m: impl Into<String>) -> LabelError {
@@ -311,8 +352,9 @@ impl Label {
             .ok_or_else(|| LabelError::Ber("label without classification".into()))?;
         if ess.has_categories {
             // Reported after the policy so an unknown policy is named first by the caller.
-            return Err(LabelError::Ber(
-                "BER security categories are not supported".into(),
+            return Err(LabelError::Unsupported(
+                "ESS BER labels with security categories (use STANAG 4774 XML or the JSON form)"
+                    .into(),
             ));
         }
         Ok(Label {

@@ -22,6 +22,32 @@ pub enum AccessDecision {
     Deny,
 }
 
+/// Why [`SpifSet::decide_access`] denied: every case is a denial (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessDenial {
+    /// The label is unresolvable or invalid under its policy, or its translation is invalid
+    /// under the clearance's policy (or that policy is not loaded).
+    #[error("{0}")]
+    Invalid(LabelError),
+    /// The label's policy has no equivalence into the clearance's policy for some part of it.
+    #[error("{0}")]
+    NoEquivalent(LabelError),
+    /// The label is valid (after translation) but the clearance does not cover it.
+    #[error("not cleared: {0}")]
+    NotCleared(String),
+}
+
+impl AccessDenial {
+    /// A stable, bounded code: `invalid`, `no_equivalent`, `not_cleared`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AccessDenial::Invalid(_) => "invalid",
+            AccessDenial::NoEquivalent(_) => "no_equivalent",
+            AccessDenial::NotCleared(_) => "not_cleared",
+        }
+    }
+}
+
 impl AccessDecision {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -442,7 +468,32 @@ impl SpifSet {
         }
         self.validate(label)?;
         let r = self.resolve(label)?;
-        Ok(decide(&r, clearance))
+        Ok(match decide(&r, clearance) {
+            Ok(()) => AccessDecision::Grant,
+            Err(_) => AccessDecision::Deny,
+        })
+    }
+
+    /// The access decision for a label and a clearance in any loaded policies — the one the
+    /// traffic path (release to a destination) and `label check` share. A label in another
+    /// policy than the clearance is first translated into the clearance's policy
+    /// ([`SpifSet::translate`]); a missing equivalence, an invalid label (before or after
+    /// translation) and a clearance the label is not covered by are all denials, each with
+    /// its reason (fail closed).
+    pub fn decide_access(&self, label: &Label, clearance: &Clearance) -> Result<(), AccessDenial> {
+        let translated = if label.policy == clearance.policy {
+            self.validate(label).map_err(AccessDenial::Invalid)?;
+            std::borrow::Cow::Borrowed(label)
+        } else {
+            std::borrow::Cow::Owned(self.translate(label, &clearance.policy).map_err(
+                |e| match e {
+                    LabelError::NoEquivalent { .. } => AccessDenial::NoEquivalent(e),
+                    other => AccessDenial::Invalid(other),
+                },
+            )?)
+        };
+        let r = self.resolve(&translated).map_err(AccessDenial::Invalid)?;
+        decide(&r, clearance).map_err(AccessDenial::NotCleared)
     }
 
     /// Translates `label` into the equivalent policy `to` (fail closed; see the module
@@ -820,6 +871,19 @@ impl SpifSet {
                     .map_err(|e| LabelError::Syntax(format!("label JSON: {e}")))?;
                 Label::from_json(&v)?
             }
+            None => return Err(LabelError::NoData),
+            // An ESS SecurityLabel is a SET (tag 0x31); anything else is no label at all.
+            Some(b) if b != 0x31 || data[0] != 0x31 => {
+                return Err(LabelError::Syntax(format!(
+                    "neither XML (STANAG 4774, spiffing), the JSON form nor an ESS BER \
+                     SecurityLabel (first byte {})",
+                    if b.is_ascii_graphic() {
+                        format!("'{}'", b as char)
+                    } else {
+                        format!("0x{b:02x}")
+                    }
+                )))
+            }
             _ => {
                 // BER: name an unknown policy before anything else.
                 let ess = ber::parse_ess_security_label(data).map_err(LabelError::Ber)?;
@@ -957,7 +1021,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, LabelError> {
     std::fs::read(path).map_err(io)
 }
 
-fn decide(r: &Resolved<'_>, clearance: &Clearance) -> AccessDecision {
+/// `Ok` iff `clearance` covers the resolved label; otherwise the reason, naming the SPIF's
+/// classification, category or tag the clearance lacks.
+fn decide(r: &Resolved<'_>, clearance: &Clearance) -> Result<(), String> {
     let spif = r.spif;
     // Hierarchical: a clearance for a classification covers every lower one.
     let cleared = clearance
@@ -966,7 +1032,10 @@ fn decide(r: &Resolved<'_>, clearance: &Clearance) -> AccessDecision {
         .filter_map(|l| spif.classification(*l))
         .any(|c| c.hierarchy >= r.class.hierarchy);
     if !cleared {
-        return AccessDecision::Deny;
+        return Err(format!(
+            "clearance does not cover classification '{}'",
+            r.class.name
+        ));
     }
     let mut permissive: BTreeMap<(usize, usize), bool> = BTreeMap::new();
     for &ci in &r.cats {
@@ -974,17 +1043,22 @@ fn decide(r: &Resolved<'_>, clearance: &Clearance) -> AccessDecision {
         let tt = cref.tag_type;
         let held = clearance.categories.contains(&cref);
         if tt.is_restrictive() && !held {
-            return AccessDecision::Deny;
+            return Err(format!(
+                "clearance lacks restrictive category '{}'",
+                spif.categories[ci].name
+            ));
         }
         if tt.is_permissive() {
             let cat = &spif.categories[ci];
             *permissive.entry((cat.tag_set, cat.tag)).or_default() |= held;
         }
     }
-    if permissive.values().all(|&ok| ok) {
-        AccessDecision::Grant
-    } else {
-        AccessDecision::Deny
+    match permissive.iter().find(|(_, &ok)| !ok) {
+        None => Ok(()),
+        Some((&(ts, t), _)) => Err(format!(
+            "clearance holds none of the label's categories of permissive tag '{}'",
+            spif.tag_sets[ts].tags[t].name
+        )),
     }
 }
 
@@ -1093,6 +1167,60 @@ mod tests {
 
     const FREIGABE: &str = "1.3.6.1.4.1.99999.1.1.1";
     const ZUSATZ: &str = "1.3.6.1.4.1.99999.1.1.2";
+
+    fn nato_clearance(classes: &[u64], cats: &[CategoryRef]) -> Clearance {
+        Clearance {
+            policy: oid(NATO),
+            classifications: classes.iter().map(|&l| Lacv(l)).collect(),
+            categories: cats.iter().cloned().collect(),
+        }
+    }
+
+    /// NATO "Releasable To" (enumerated permissive), DEU = 276 (spif/nato.xml).
+    const NATO_REL: &str = "1.3.26.1.4.2";
+
+    #[test]
+    fn decide_access_translates_into_the_clearance_policy_and_fails_closed() {
+        let s = set();
+        let rel_deu = cat(NATO_REL, TagType::EnumeratedPermissive, 276);
+        // The equivalentPolicy of DEU-VS adds the NATO context (Context, permissive, 1001).
+        let ctx = cat("1.3.26.1.4.4", TagType::Permissive, 1001);
+        let geheim_deu = deu(4, &[cat(FREIGABE, TagType::Permissive, 276)]);
+        // DEU-VS GEHEIM (Freigabe an DEU) is NATO SECRET Releasable to Germany (the
+        // equivalentClassification / equivalentSecCategoryTag of spif/deu-vs.xml).
+        let secret_deu = nato_clearance(&[4], &[rel_deu.clone(), ctx.clone()]);
+        assert_eq!(s.decide_access(&geheim_deu, &secret_deu), Ok(()));
+        // The policy-bound decision refuses the same pair untranslated.
+        assert!(matches!(
+            s.access(&geheim_deu, &secret_deu),
+            Err(LabelError::PolicyMismatch { .. })
+        ));
+        // Hierarchy: NATO CONFIDENTIAL does not cover SECRET.
+        let conf_deu = nato_clearance(&[3], &[rel_deu.clone(), ctx.clone()]);
+        let e = s.decide_access(&geheim_deu, &conf_deu).unwrap_err();
+        assert_eq!(e.code(), "not_cleared");
+        assert!(e.to_string().contains("'SECRET'"), "{e}");
+        // Permissive tag: the clearance holds none of the label's release categories.
+        let secret_only = nato_clearance(&[4], std::slice::from_ref(&ctx));
+        let e = s.decide_access(&geheim_deu, &secret_only).unwrap_err();
+        assert_eq!(e.code(), "not_cleared");
+        assert!(e.to_string().contains("Releasable To"), "{e}");
+        // "Freigabe an EU" has no NATO equivalent: deny, not a guess.
+        let geheim_eu = deu(4, &[cat(FREIGABE, TagType::Permissive, 2000)]);
+        let e = s.decide_access(&geheim_eu, &secret_deu).unwrap_err();
+        assert_eq!(e.code(), "no_equivalent");
+        assert!(e.to_string().contains("No equivalence to 'EU'"), "{e}");
+        // An unknown classification is invalid before any translation.
+        let e = s.decide_access(&deu(99, &[]), &secret_deu).unwrap_err();
+        assert_eq!(e.code(), "invalid");
+        // Same policy: no translation, same rules.
+        let nato_secret = s.translate(&geheim_deu, &oid(NATO)).unwrap();
+        assert_eq!(s.decide_access(&nato_secret, &secret_deu), Ok(()));
+        assert_eq!(
+            s.decide_access(&nato_secret, &conf_deu).unwrap_err().code(),
+            "not_cleared"
+        );
+    }
 
     #[test]
     fn shipped_spifs_load_without_errors_and_equivalences_resolve() {
@@ -1282,6 +1410,43 @@ mod tests {
     }
 
     #[test]
+    fn input_that_is_no_label_says_so() {
+        let s = set();
+        // Plain text used to reach the BER reader ("BER label: truncated").
+        let e = s.parse_label(b"GEHEIM\n").unwrap_err();
+        let why = e.not_a_label().expect("text is no label");
+        assert!(why.contains("first byte 'G'"), "{why}");
+        assert!(e.is_input_error());
+        assert_eq!(s.parse_label(b"  \n").unwrap_err(), LabelError::NoData);
+        assert!(s.parse_label(b"<a").unwrap_err().not_a_label().is_some());
+        assert!(s
+            .parse_label(b"{\"policy\":1}")
+            .unwrap_err()
+            .not_a_label()
+            .is_some());
+        // SET { OID 1.3.6.1.4.1.99999.1.1, INTEGER 2, SET {} }: a label, but with BER categories.
+        let ber = [
+            0x31, 0x11, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f, 0x01, 0x01,
+            0x02, 0x01, 0x02, 0x31, 0x00,
+        ];
+        let e = s.parse_label(&ber).unwrap_err();
+        assert!(matches!(e, LabelError::Unsupported(_)), "{e}");
+        assert!(e.not_a_label().is_none() && e.is_input_error());
+        // Without the categories it is a label (VS-NfD).
+        let mut plain = ber[..17].to_vec();
+        plain[1] = 0x0f;
+        assert_eq!(s.parse_label(&plain).unwrap(), deu(2, &[]));
+        // About a label, not about the input: invalid under the policy.
+        let e = s.parse_label(br#"{"policy":"1.3.6.1.4.1.99999.1.1","classification":9}"#);
+        let e = e.unwrap_err();
+        assert!(e.not_a_label().is_none() && !e.is_input_error(), "{e}");
+        let e = s
+            .parse_label(br#"{"policy":"1.2.3","classification":1}"#)
+            .unwrap_err();
+        assert!(e.is_input_error(), "unknown policy: {e}");
+    }
+
+    #[test]
     fn stanag_4774_round_trip() {
         let s = set();
         let g = Label {
@@ -1438,6 +1603,24 @@ mod tests {
             })
     }
 
+    fn arb_nato_clearance() -> impl Strategy<Value = Clearance> {
+        (
+            proptest::collection::btree_set(1u64..=5, 0..5),
+            proptest::collection::btree_set(prop_oneof![Just(276u64), Just(250), Just(840)], 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(cls, rel, ctx)| {
+                let mut cats: Vec<CategoryRef> = rel
+                    .into_iter()
+                    .map(|l| cat(NATO_REL, TagType::EnumeratedPermissive, l))
+                    .collect();
+                if ctx {
+                    cats.push(cat("1.3.26.1.4.4", TagType::Permissive, 1001));
+                }
+                nato_clearance(&cls.into_iter().collect::<Vec<_>>(), &cats)
+            })
+    }
+
     fn grant(s: &SpifSet, l: &Label, c: &Clearance) -> bool {
         matches!(s.access(l, c), Ok(AccessDecision::Grant))
     }
@@ -1461,6 +1644,22 @@ mod tests {
             let s = set();
             if s.dominates(&high, &low) && s.validate(&low).is_ok() {
                 prop_assert!(!grant(&s, &high, &c) || grant(&s, &low, &c), "high granted, dominated low denied");
+            }
+        }
+
+        /// The shared decision: same policy, it is `access`; across policies, it is `access`
+        /// on the translation, and a label without a translation is denied with a reason.
+        #[test]
+        fn decide_access_is_translate_then_access(l in arb_deu_label(), d in arb_deu_clearance(), n in arb_nato_clearance()) {
+            let s = set();
+            prop_assert_eq!(s.decide_access(&l, &d).is_ok(), grant(&s, &l, &d));
+            match s.translate(&l, &oid(NATO)) {
+                Ok(t) => prop_assert_eq!(s.decide_access(&l, &n).is_ok(), grant(&s, &t, &n)),
+                Err(e) => {
+                    let code = s.decide_access(&l, &n).unwrap_err().code();
+                    let want = if matches!(e, LabelError::NoEquivalent { .. }) { "no_equivalent" } else { "invalid" };
+                    prop_assert_eq!(code, want);
+                }
             }
         }
 

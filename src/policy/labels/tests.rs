@@ -916,7 +916,7 @@ proptest! {
         let e = Clearance::from_json(&nato_clearance_of(&extra)).unwrap();
         big.classifications.extend(e.classifications);
         big.categories.extend(e.categories);
-        let grant = |c: &Clearance| matches!(s.access(&l, c), Ok(AccessDecision::Grant));
+        let grant = |c: &Clearance| matches!(s.access(&l, c), Ok(crate::spif::AccessDecision::Grant));
         prop_assert!(!grant(&small) || grant(&big));
     }
 }
