@@ -401,8 +401,16 @@ pub async fn shutdown_signal() {
 mod error_chain_tests {
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {
+        // An error that prints its source in its own message and also returns it as source.
+        #[derive(Debug, thiserror::Error)]
+        #[error("{path}: {source}")]
+        struct Repeats {
+            path: String,
+            #[source]
+            source: std::io::Error,
+        }
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
-        let e = anyhow::Error::new(crate::spif::SpifError::Io {
+        let e = anyhow::Error::new(Repeats {
             path: "/x.xml".into(),
             source: io,
         })

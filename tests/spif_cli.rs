@@ -239,7 +239,7 @@ fn label_input_errors_exit_2_and_name_the_path_once() {
             "SPIF is not well-formed XML",
         );
         assert_eq!(e.matches("not well-formed").count(), 1, "{e}");
-        assert_eq!(e.matches("XML error").count(), 1, "{e}");
+        assert_eq!(e.matches("not closed").count(), 1, "{e}");
     }
     // A clearance that is no clearance, and one that cannot be read.
     input_error(
