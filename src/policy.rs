@@ -49,6 +49,7 @@ pub mod permit;
 pub(crate) mod replay;
 pub mod rules;
 pub mod static_policy;
+pub mod ti_edu;
 pub mod verdict;
 pub mod whatif;
 pub mod yara_text;

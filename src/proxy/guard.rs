@@ -377,6 +377,7 @@ impl Guard {
                     yara.as_ref(),
                     labels.clone(),
                     opaque.clone(),
+                    ti.as_ref(),
                 ),
                 manifest.as_ref(),
             ))),
@@ -545,6 +546,7 @@ impl Guard {
         yara: Option<&Arc<crate::media::yara::YaraRules>>,
         labels: Option<Arc<crate::policy::labels::LabelPolicy>>,
         opaque: Arc<crate::policy::opaque::OpaquePolicy>,
+        ti: Option<&Arc<crate::ti::Ti>>,
     ) -> Layers {
         use crate::policy::yara_text::{TextMatcher, YaraTextPolicy};
         let mut l = Layers::new()
@@ -565,7 +567,15 @@ impl Guard {
         if let Some(x) = labels {
             l = l.with("labels", x);
         }
-        l.with("opaque", opaque)
+        l = l.with("opaque", opaque);
+        // TI-Messenger profile: EDUs naming users of servers off the federation list.
+        if let Some(t) = ti {
+            l = l.with(
+                "ti",
+                Arc::new(crate::policy::ti_edu::TiEduPolicy::new(t.clone())),
+            );
+        }
+        l
     }
 
     /// `[dlp] watch_interval_ms`, if the directory is to be watched.

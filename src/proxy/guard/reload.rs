@@ -381,6 +381,7 @@ impl Guard {
                             Some(&yara),
                             self.labels.clone(),
                             self.opaque.clone(),
+                            self.ti.as_ref(),
                         ),
                         Some(&manifest),
                     ));
