@@ -128,6 +128,14 @@ impl std::str::FromStr for ServerName {
     }
 }
 
+/// `(localpart, server name)` of a user ID `@localpart:server_name` (split at the first `:`,
+/// so the server name keeps its port); `None` when either part is empty or the `@` is
+/// missing. The server name is not validated.
+pub fn split_user_id(user_id: &str) -> Option<(&str, &str)> {
+    let (local, server) = user_id.strip_prefix('@')?.split_once(':')?;
+    (!local.is_empty() && !server.is_empty()).then_some((local, server))
+}
+
 /// The host part of a Matrix server name or an HTTP authority: without the port, without the
 /// brackets of an IPv6 literal. Case is kept.
 ///
@@ -147,5 +155,21 @@ pub fn host_part(server_name: &str) -> &str {
         Some(i) if !s[..i].contains(':') => &s[..i],
         // None: plain host; several: a bare IPv6 literal.
         _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_user_id;
+
+    #[test]
+    fn user_ids_split_at_the_first_colon() {
+        let server = |u| split_user_id(u).map(|(_, s)| s);
+        assert_eq!(server("@a:b.de"), Some("b.de"));
+        assert_eq!(server("@a:127.0.0.1:8448"), Some("127.0.0.1:8448"));
+        assert_eq!(server("a:b.de"), None);
+        assert_eq!(server("@:b.de"), None);
+        assert_eq!(server("@a:"), None);
+        assert_eq!(split_user_id("@a:b.de"), Some(("a", "b.de")));
     }
 }

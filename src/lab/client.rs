@@ -167,44 +167,24 @@ impl MatrixClient {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<RawResponse, ClientError> {
-        let url = format!("{}{}", self.base, path_and_query);
-        let transport = |message: String| ClientError::Transport {
-            method: method.to_string(),
-            url: url.clone(),
-            message,
-        };
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json");
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
         let bytes = match body {
             Some(v) => Bytes::from(serde_json::to_vec(v).expect("serialisable")),
             None => Bytes::new(),
         };
-        let req = req
-            .body(Full::new(bytes))
-            .map_err(|e| transport(e.to_string()))?;
-        let fut = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| transport(format!("{e:?}")))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| transport(e.to_string()))?
-                .to_bytes();
-            Ok(RawResponse { status, body })
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| transport(format!("no response within {timeout:?}")))?
+        let r = self
+            .raw_bytes(
+                method,
+                path_and_query,
+                token,
+                Some("application/json"),
+                bytes,
+                timeout,
+            )
+            .await?;
+        Ok(RawResponse {
+            status: r.status,
+            body: r.body,
+        })
     }
 
     /// A JSON request that must succeed with 2xx; returns the JSON body.

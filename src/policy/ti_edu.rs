@@ -49,11 +49,9 @@ impl TiEduPolicy {
 
 /// The server name of a whole Matrix user ID (`@local:server`).
 fn user_server(s: &str) -> Option<&str> {
-    let (local, server) = s.strip_prefix('@')?.split_once(':')?;
-    if local.is_empty() {
-        return None;
-    }
-    crate::federation::server_name::ServerName::parse(server).ok()?;
+    use crate::federation::server_name::{split_user_id, ServerName};
+    let (_, server) = split_user_id(s)?;
+    ServerName::parse(server).ok()?;
     Some(server)
 }
 

@@ -131,11 +131,13 @@ pub async fn admit(
 
 /// The Matrix domains an event names: its sender, the user of a member event's `state_key`,
 /// `content.join_authorised_via_users_server`, the server names of its media (mxc URIs).
+/// User IDs are read laxly on purpose: whatever follows the first `:` is checked, so a
+/// malformed ID names a domain that is not listed rather than none.
 pub fn named_domains(
     sender: &str,
     state_key: Option<&str>,
     event_type: &str,
-    content: &str,
+    event: &serde_json::Value,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut user = |u: &str| {
@@ -149,16 +151,13 @@ pub fn named_domains(
             user(k);
         }
     }
-    let content: serde_json::Value =
-        serde_json::from_str(content).unwrap_or(serde_json::Value::Null);
-    if let Some(u) = content
+    if let Some(u) = event["content"]
         .get("join_authorised_via_users_server")
         .and_then(|v| v.as_str())
     {
         user(u);
     }
-    let event = serde_json::json!({ "content": content });
-    for r in crate::federation::mxc::refs_in_event(&event) {
+    for r in crate::federation::mxc::refs_in_event(event) {
         out.push(r.server_name);
     }
     out.sort();
@@ -166,26 +165,19 @@ pub fn named_domains(
     out
 }
 
-/// An invite for a protected user in `content`/`state_key`, as (inviter, invitee).
+/// An invite for a protected user (`membership: invite`, the `state_key` a user of a
+/// protected server), as (inviter, invitee).
 fn invite_of<'a>(
     ti: &crate::ti::Ti,
     sender: &'a str,
     event_type: &str,
     state_key: Option<&'a str>,
-    content: &str,
+    event: &serde_json::Value,
 ) -> Option<(&'a str, &'a str)> {
-    if event_type != "m.room.member" {
+    if event_type != "m.room.member" || event["content"]["membership"] != "invite" {
         return None;
     }
     let invitee = state_key?;
-    let membership = serde_json::from_str::<serde_json::Value>(content)
-        .ok()?
-        .get("membership")?
-        .as_str()?
-        .to_owned();
-    if membership != "invite" {
-        return None;
-    }
     let (_, server) = invitee.strip_prefix('@')?.split_once(':')?;
     ti.is_own(server).then_some((sender, invitee))
 }
@@ -211,26 +203,35 @@ pub async fn screen(
     };
     let leaves_out = part == Part::Response || ctx.endpoint.handler == Handler::Transaction;
     let mut out = Vec::new();
-    let judge = |sender: String, state_key: Option<String>, event_type: String, content: String| async move {
-        for d in named_domains(&sender, state_key.as_deref(), &event_type, &content) {
-            ti.check_server(&d).await?;
-        }
-        // Invites entering the protected side, as requests (not history in a response).
-        if data == Direction::Inbound && part == Part::Request {
-            if let Some((inviter, invitee)) =
-                invite_of(ti, &sender, &event_type, state_key.as_deref(), &content)
-            {
-                ti.check_invite(inviter, invitee).await?;
+    // One parse per event: the domains it names and, for invites entering the protected
+    // side as requests (not history in a response), the invite to check.
+    let judge = |raw: &serde_json::value::RawValue,
+                 sender: &str,
+                 state_key: Option<&str>,
+                 event_type: &str| {
+        let event: serde_json::Value =
+            serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+        let domains = named_domains(sender, state_key, event_type, &event);
+        let invite = (data == Direction::Inbound && part == Part::Request)
+            .then(|| invite_of(ti, sender, event_type, state_key, &event))
+            .flatten()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        async move {
+            for d in domains {
+                ti.check_server(&d).await?;
             }
+            if let Some((inviter, invitee)) = invite {
+                ti.check_invite(&inviter, &invitee).await?;
+            }
+            Ok::<(), TiDenial>(())
         }
-        Ok::<(), TiDenial>(())
     };
     for (i, pdu) in units.pdus.iter().enumerate() {
         let r = judge(
-            pdu.sender.to_string(),
-            pdu.state_key.as_deref().map(str::to_owned),
-            pdu.event_type.to_string(),
-            pdu.content.get().to_owned(),
+            pdu.raw,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.event_type,
         )
         .await;
         if let Err(d) = r {
@@ -252,13 +253,7 @@ pub async fn screen(
         }
     }
     for ev in &units.events {
-        let r = judge(
-            ev.sender.to_string(),
-            ev.state_key.as_deref().map(str::to_owned),
-            ev.event_type.to_string(),
-            ev.content.get().to_owned(),
-        )
-        .await;
+        let r = judge(ev.raw, &ev.sender, ev.state_key.as_deref(), &ev.event_type).await;
         if let Err(d) = r {
             return Err(denied(data, &d));
         }
@@ -269,6 +264,10 @@ pub async fn screen(
 #[cfg(test)]
 mod tests {
     use super::named_domains;
+
+    fn event(content: &str) -> serde_json::Value {
+        serde_json::json!({ "content": serde_json::from_str::<serde_json::Value>(content).unwrap() })
+    }
 
     #[test]
     fn every_domain_an_event_names_is_found() {
@@ -281,7 +280,7 @@ mod tests {
             "@alice:hs2.example",
             Some("@bob:HS1.example:8448"),
             "m.room.member",
-            content,
+            &event(content),
         );
         for want in [
             "hs2.example",
@@ -298,11 +297,16 @@ mod tests {
             "@a:one.example",
             Some("@b:two.example"),
             "m.room.topic",
-            "{}",
+            &event("{}"),
         );
         assert_eq!(d, vec!["one.example".to_string()]);
-        // Content that is not JSON names only the sender.
-        let d = named_domains("@a:one.example", None, "m.room.message", "not json");
+        // An event that is not JSON names only the sender.
+        let d = named_domains(
+            "@a:one.example",
+            None,
+            "m.room.message",
+            &serde_json::Value::Null,
+        );
         assert_eq!(d, vec!["one.example".to_string()]);
     }
 }

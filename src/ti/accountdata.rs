@@ -84,7 +84,8 @@ impl AccountDataReader {
         &self,
         user_id: &str,
     ) -> Result<Option<PermissionConfig>, AccountDataError> {
-        let server = server_of(user_id)
+        let server = crate::federation::server_name::split_user_id(user_id)
+            .map(|(_, s)| s)
             .ok_or_else(|| AccountDataError::Unreadable(format!("`{user_id}` is not a user ID")))?;
         let admin = self
             .homeservers
@@ -181,13 +182,6 @@ impl AccountDataReader {
                 .map_err(|e| unreadable(format!("{}: {e}", self.account_type))),
         }
     }
-}
-
-/// The server name of a user ID (`@local:server[:port]`).
-fn server_of(user_id: &str) -> Option<&str> {
-    let rest = user_id.strip_prefix('@')?;
-    let (local, server) = rest.split_once(':')?;
-    (!local.is_empty() && !server.is_empty()).then_some(server)
 }
 
 #[cfg(test)]

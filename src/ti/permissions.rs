@@ -52,6 +52,7 @@ use std::collections::HashSet;
 use super::list::{domain_of, FederationList};
 use super::TiDenial;
 use crate::config::ti::TiVariant;
+use crate::federation::server_name::split_user_id;
 
 /// `defaultSetting`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,18 +137,8 @@ impl PermissionConfig {
 /// An MXID for comparison: `@localpart:server` with the localpart as written and the server
 /// name in lower case (the port stays). `None` if it is no MXID.
 pub fn normalize_mxid(mxid: &str) -> Option<String> {
-    let (local, server) = split_mxid(mxid)?;
+    let (local, server) = split_user_id(mxid)?;
     Some(format!("@{local}:{}", server.to_ascii_lowercase()))
-}
-
-/// `(localpart, server name)` of `@localpart:server`.
-fn split_mxid(mxid: &str) -> Option<(&str, &str)> {
-    let rest = mxid.strip_prefix('@')?;
-    let (local, server) = rest.split_once(':')?;
-    if local.is_empty() || server.is_empty() {
-        return None;
-    }
-    Some((local, server))
 }
 
 /// Whether `inviter` may invite `invitee` under `config` (`None`: the user has none, which
@@ -177,12 +168,12 @@ pub fn decide_with(
         invitee: invitee.to_owned(),
     };
     // An inviter that is no MXID matches no exception and names no domain: refused.
-    let Some((_, inviter_server)) = split_mxid(inviter) else {
+    let Some((_, inviter_server)) = split_user_id(inviter) else {
         return Err(refused());
     };
     let inviter_insured = is_insurance(inviter_server);
     if variant == TiVariant::Epa && inviter_insured {
-        if let Some((_, invitee_server)) = split_mxid(invitee) {
+        if let Some((_, invitee_server)) = split_user_id(invitee) {
             if is_insurance(invitee_server) {
                 return Err(TiDenial::InsuredToInsured);
             }

@@ -36,8 +36,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
 
 /// A user ID `@localpart:server`; returns the server name.
 pub fn mxid_server(user_id: &str) -> Option<&str> {
-    let (local, server) = user_id.strip_prefix('@')?.split_once(':')?;
-    (!local.is_empty() && !server.is_empty()).then_some(server)
+    crate::federation::server_name::split_user_id(user_id).map(|(_, server)| server)
 }
 
 fn invitee(user_id: &str) -> Result<String, Problem> {

@@ -203,15 +203,6 @@ fn the_cache_is_bounded() {
 }
 
 #[test]
-fn server_names_of_user_ids() {
-    assert_eq!(server_of("@a:b.de"), Some("b.de"));
-    assert_eq!(server_of("@a:127.0.0.1:8448"), Some("127.0.0.1:8448"));
-    assert_eq!(server_of("a:b.de"), None);
-    assert_eq!(server_of("@:b.de"), None);
-    assert_eq!(server_of("@a:"), None);
-}
-
-#[test]
 fn the_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     let dir = tempfile::tempdir().unwrap();
