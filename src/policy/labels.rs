@@ -962,8 +962,8 @@ impl LabelPolicy {
 
     /// Learn a room's label and membership from its current state as the protected homeserver
     /// reports it (`proxy::room_labels`): the room label event among `state` (client-format
-    /// events), if any, and every member event (stored as the current membership, whatever
-    /// the guard saw before). Returns whether the state had a label. The label is judged like
+    /// events), if any, and every member event (`store::room_members`: newer than what the
+    /// guard saw wins). Returns whether the state had a label. The label is judged like
     /// a room label event leaving the protected side: the protected homeserver's own state may
     /// set or lower it.
     pub fn learn_from_state(&self, ctx: &ExchangeCtx, room: &str, state: &[Value]) -> bool {

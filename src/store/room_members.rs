@@ -8,9 +8,10 @@
 //! # Ordering
 //!
 //! Membership events arrive out of order (backfill brings old ones after new ones). A row is
-//! replaced by an `event` only if the event is not older (`origin_server_ts`) than the row's;
-//! the protected homeserver's current `state` (its answer after state resolution) replaces a
-//! row whatever its time. A user counts as present in every membership but `leave` and `ban`
+//! replaced only by a membership event that is not older (`origin_server_ts`) than the row's,
+//! whether it crossed the guard (`event`) or is part of the protected homeserver's current
+//! state (`state`): the homeserver's state can lag behind an event the guard has just passed
+//! to it, and must not bring back a member who has left. A user counts as present in every membership but `leave` and `ban`
 //! (an unknown membership value counts as present: fail closed, the room is judged against
 //! more servers, never fewer).
 use std::sync::{Arc, PoisonError};
@@ -38,7 +39,7 @@ pub struct RoomServers {
 pub enum MembershipSource {
     /// A membership event that crossed the guard: ordered by `origin_server_ts`.
     Event,
-    /// The protected homeserver's current state: replaces what was stored.
+    /// The protected homeserver's current state.
     State,
 }
 
@@ -93,7 +94,7 @@ impl Store {
                  server_name = excluded.server_name, membership = excluded.membership, \
                  origin_server_ts = excluded.origin_server_ts, learned_from = excluded.learned_from, \
                  learned_at = excluded.learned_at \
-                 WHERE excluded.learned_from = 'state' OR excluded.origin_server_ts >= room_members.origin_server_ts",
+                 WHERE excluded.origin_server_ts >= room_members.origin_server_ts",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -189,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn older_events_do_not_replace_newer_ones_but_the_homeservers_state_does() {
+    fn older_events_do_not_replace_newer_ones_from_either_source() {
         let s = Store::open_in_memory().unwrap();
         s.put_room_member(R, "@a:hs2", "join", 10, MembershipSource::Event)
             .unwrap();
@@ -204,8 +205,13 @@ mod tests {
             .unwrap());
         assert!(servers(&s).is_empty());
         assert!(s.room_servers(R).unwrap().known);
-        // The current state wins whatever its time.
-        s.put_room_member(R, "@a:hs2", "join", 1, MembershipSource::State)
+        // A lagging state (the join before the leave) does not bring the member back; a
+        // newer one does.
+        assert!(!s
+            .put_room_member(R, "@a:hs2", "join", 10, MembershipSource::State)
+            .unwrap());
+        assert!(servers(&s).is_empty());
+        s.put_room_member(R, "@a:hs2", "join", 12, MembershipSource::State)
             .unwrap();
         assert_eq!(servers(&s), ["hs2"]);
     }

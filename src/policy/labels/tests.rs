@@ -1188,9 +1188,9 @@ fn a_room_is_released_at_the_lowest_clearance_among_its_remote_servers() {
         judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
         redact("label:room_server")
     );
-    // The protected homeserver's current state replaces what was seen.
+    // The protected homeserver's current state counts like the events it holds.
     let state = vec![
-        json!({"type": "m.room.member", "state_key": "@dave:hs3.test", "sender": "@dave:hs3.test", "origin_server_ts": 1, "content": {"membership": "leave"}}),
+        json!({"type": "m.room.member", "state_key": "@dave:hs3.test", "sender": "@dave:hs3.test", "origin_server_ts": 8, "content": {"membership": "leave"}}),
         json!({"type": "m.room.member", "state_key": "@bob:hs2.test", "sender": "@bob:hs2.test", "origin_server_ts": 1, "content": {"membership": "join"}}),
     ];
     assert!(!p.learn_from_state(&to_hs2, ROOM, &state), "no label in it");
