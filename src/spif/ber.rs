@@ -1,17 +1,137 @@
-//! A minimal, strictly bounded BER reader for ESS `SecurityLabel` (RFC 2634):
+//! A strictly bounded BER reader and DER writer for the ESS `SecurityLabel` (RFC 2634, X.841)
+//! with the security category syntaxes of ACP 145(A) / SDN.801c (the syntaxes NATO SPIFs name
+//! by their `rbacId` 2.16.840.1.101.2.1.8.3):
 //!
 //! ```text
 //! ESSSecurityLabel ::= SET {
 //!   security-policy-identifier SecurityPolicyIdentifier OPTIONAL,  -- OBJECT IDENTIFIER
 //!   security-classification    SecurityClassification OPTIONAL,    -- INTEGER
 //!   privacy-mark               ESSPrivacyMark OPTIONAL,            -- PrintableString | UTF8String
-//!   security-categories        SecurityCategories OPTIONAL }       -- SET OF SecurityCategory
+//!   security-categories        SecurityCategories OPTIONAL }       -- SET SIZE (1..64) OF …
+//! SecurityCategory ::= SEQUENCE {
+//!   type  [0] IMPLICIT OBJECT IDENTIFIER,
+//!   value [1] EXPLICIT ANY DEFINED BY type }          -- a tagged open type is always explicit
+//!
+//! -- value by type (id-commonSecurityCategoriesSyntaxes = 2.16.840.1.101.2.1.8.3):
+//! -- .0 restrictive bit map      RestrictiveTag ::= SEQUENCE { tagName OID, attributeFlags BIT STRING }
+//! -- .1 enumerated permissive    EnumeratedTag  ::= SEQUENCE { tagName OID, attributeList SET OF INTEGER }
+//! -- .2 permissive bit map       PermissiveTag  ::= SEQUENCE { tagName OID, attributeFlags BIT STRING }
+//! -- .3 informative              InformativeTag ::= SEQUENCE { tagName OID, field FreeFormField }
+//! --                             FreeFormField  ::= CHOICE { bitSetAttributes BIT STRING,
+//! --                                                         securityAttributes SET OF INTEGER }
+//! -- .4 enumerated restrictive   EnumeratedTag
 //! ```
 //!
-//! Design notes: only definite lengths, at most 4 length octets, single-octet tags, each
-//! element at most once; anything else is an error (fail closed). The categories are only
-//! detected, not decoded (the NATO/MISSI category encodings are not needed by the guard, whose
-//! labels travel as XML or JSON); a caller must refuse a label that has them.
+//! `tagName` is the SPIF's `securityCategoryTagSet id`; the LACVs are the numbers of the set
+//! bits (bit 0 = the most significant bit of the first octet) or the enumerated INTEGERs. The
+//! Open XML SPIF's tag types map one to one: `restrictive` → .0, `permissive` → .2,
+//! `enumerated` + `enumType="permissive"` → .1, `enumerated` + `enumType="restrictive"` → .4,
+//! `tagType7` (informative) → .3 with `tag7Encoding="bitSetAttributes"` as a bit string and
+//! `"securityAttributes"` as a SET OF INTEGER.
+//!
+//! Design notes (fail closed):
+//! - Input: definite lengths only (at most 4 length octets), single-octet tags, primitive
+//!   strings, each SET element at most once, minimal INTEGERs, no trailing bytes anywhere.
+//!   BER freedoms that do not change the value are accepted: any order of the SET's elements
+//!   and of the categories, non-minimal length octets, trailing zero octets in a bit map.
+//!   Refused: non-zero unused bits, an empty bit map or attribute list, a repeated attribute,
+//!   a bit map longer than [`MAX_BITMAP_BYTES`], more than [`MAX_ATTRIBUTES`] attributes or
+//!   [`MAX_SECURITY_CATEGORIES`] categories, the same (syntax, tag set) twice.
+//! - A category of a type outside these syntaxes (for example the MISSI syntax
+//!   2.16.840.1.101.2.1.8.1) is kept as [`Syntax::Unknown`] after checking its framing; the
+//!   label layer reports it as an unknown category of the policy (an invalid label).
+//! - Output is DER: SET elements in tag order, categories sorted by their encodings, minimal
+//!   lengths and INTEGERs, bit maps without trailing zero octets and with the unused bits of
+//!   the last octet counted, the privacy mark as UTF8String.
+use super::TagType;
+
+/// `id-commonSecurityCategoriesSyntaxes` (ACP 145(A)); the `rbacId` of SPIFs using them.
+pub const ID_COMMON_SYNTAXES: &str = "2.16.840.1.101.2.1.8.3";
+/// The MISSI security category syntax (`rbacId` of MISSI SPIFs); not read or written.
+pub const ID_MISSI: &str = "2.16.840.1.101.2.1.8.1";
+pub const ID_RESTRICTIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.0";
+pub const ID_ENUMERATED_PERMISSIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.1";
+pub const ID_PERMISSIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.2";
+pub const ID_INFORMATIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.3";
+pub const ID_ENUMERATED_RESTRICTIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.4";
+
+/// At most this many security categories (`ub-security-categories` of ACP 145).
+pub const MAX_SECURITY_CATEGORIES: usize = 64;
+/// At most this many octets in a bit map (LACVs 0..16383; the NATO SPIF uses up to 10000).
+pub const MAX_BITMAP_BYTES: usize = 2048;
+/// At most this many INTEGERs in one enumerated attribute list.
+pub const MAX_ATTRIBUTES: usize = 1024;
+/// Privacy marks are at most this many characters (`ub-privacy-mark-length`, X.411 / X.841).
+pub const MAX_PRIVACY_MARK_CHARS: usize = 128;
+
+/// The syntax of one security category (its `type` OID).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Syntax {
+    RestrictiveBitMap,
+    EnumeratedPermissive,
+    PermissiveBitMap,
+    /// Informative, `bitSetAttributes`.
+    InformativeBits,
+    /// Informative, `securityAttributes`.
+    InformativeEnumerated,
+    EnumeratedRestrictive,
+    /// Any other type OID (dotted); the value is not decoded.
+    Unknown(String),
+}
+
+impl Syntax {
+    /// The category `type` OID.
+    pub fn type_oid(&self) -> &str {
+        match self {
+            Syntax::RestrictiveBitMap => ID_RESTRICTIVE_ATTRIBUTES,
+            Syntax::EnumeratedPermissive => ID_ENUMERATED_PERMISSIVE_ATTRIBUTES,
+            Syntax::PermissiveBitMap => ID_PERMISSIVE_ATTRIBUTES,
+            Syntax::InformativeBits | Syntax::InformativeEnumerated => ID_INFORMATIVE_ATTRIBUTES,
+            Syntax::EnumeratedRestrictive => ID_ENUMERATED_RESTRICTIVE_ATTRIBUTES,
+            Syntax::Unknown(o) => o,
+        }
+    }
+
+    /// The SPIF tag type of the categories this syntax carries (`None` for unknown types).
+    pub fn tag_type(&self) -> Option<TagType> {
+        Some(match self {
+            Syntax::RestrictiveBitMap => TagType::Restrictive,
+            Syntax::EnumeratedPermissive => TagType::EnumeratedPermissive,
+            Syntax::PermissiveBitMap => TagType::Permissive,
+            Syntax::InformativeBits | Syntax::InformativeEnumerated => TagType::Informative,
+            Syntax::EnumeratedRestrictive => TagType::EnumeratedRestrictive,
+            Syntax::Unknown(_) => return None,
+        })
+    }
+
+    /// The syntax for a tag type; `bit_set` chooses the informative encoding.
+    pub fn for_tag_type(t: TagType, bit_set: bool) -> Syntax {
+        match t {
+            TagType::Restrictive => Syntax::RestrictiveBitMap,
+            TagType::Permissive => Syntax::PermissiveBitMap,
+            TagType::EnumeratedPermissive => Syntax::EnumeratedPermissive,
+            TagType::EnumeratedRestrictive => Syntax::EnumeratedRestrictive,
+            TagType::Informative if bit_set => Syntax::InformativeBits,
+            TagType::Informative => Syntax::InformativeEnumerated,
+        }
+    }
+
+    fn is_bit_map(&self) -> bool {
+        matches!(
+            self,
+            Syntax::RestrictiveBitMap | Syntax::PermissiveBitMap | Syntax::InformativeBits
+        )
+    }
+}
+
+/// One decoded security category: syntax, tag set OID (dotted), LACVs (ascending, distinct).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EssCategory {
+    pub syntax: Syntax,
+    /// `tagName` (empty for [`Syntax::Unknown`]).
+    pub tag_set: String,
+    pub lacvs: Vec<u64>,
+}
 
 /// What was found in the SET.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,7 +139,8 @@ pub struct EssLabel {
     pub policy: Option<String>,
     pub classification: Option<u64>,
     pub privacy_mark: Option<String>,
-    pub has_categories: bool,
+    /// Empty when the label has no `security-categories`.
+    pub categories: Vec<EssCategory>,
 }
 
 fn read_tlv(data: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
@@ -51,6 +172,20 @@ fn read_tlv(data: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
         ));
     }
     Ok((tag, &rest[..len], &rest[len..]))
+}
+
+/// Reads exactly one element with tag `want` from `data` (nothing may follow).
+fn read_only<'a>(data: &'a [u8], want: u8, what: &str) -> Result<&'a [u8], String> {
+    let (tag, body, rest) = read_tlv(data)?;
+    if tag != want {
+        return Err(format!(
+            "{what}: expected tag 0x{want:02x}, found 0x{tag:02x}"
+        ));
+    }
+    if !rest.is_empty() {
+        return Err(format!("{what}: trailing bytes"));
+    }
+    Ok(body)
 }
 
 /// Decodes an OBJECT IDENTIFIER body to dotted form.
@@ -93,6 +228,270 @@ pub fn decode_oid(body: &[u8]) -> Result<String, String> {
     Ok(s)
 }
 
+/// Encodes a dotted OID (the body, without tag and length).
+pub fn encode_oid(dotted: &str) -> Result<Vec<u8>, String> {
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(|a| a.parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("invalid OID '{dotted}'"))?;
+    if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] >= 40) {
+        return Err(format!("invalid OID '{dotted}'"));
+    }
+    let first = arcs[0]
+        .checked_mul(40)
+        .and_then(|v| v.checked_add(arcs[1]))
+        .ok_or_else(|| format!("invalid OID '{dotted}'"))?;
+    let mut out = Vec::new();
+    for arc in std::iter::once(first).chain(arcs[2..].iter().copied()) {
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            groups.push((v & 0x7f) as u8 | 0x80);
+            v >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    Ok(out)
+}
+
+/// A non-negative INTEGER in minimal form (X.690 8.3.2, binding for BER too), below 2^63.
+fn decode_uint(v: &[u8], what: &str) -> Result<u64, String> {
+    if v.is_empty() || v.len() > 8 || v[0] & 0x80 != 0 {
+        return Err(format!("{what} is not a small non-negative INTEGER"));
+    }
+    if v.len() > 1 && v[0] == 0 && v[1] & 0x80 == 0 {
+        return Err(format!("{what}: non-minimal INTEGER encoding"));
+    }
+    Ok(v.iter().fold(0u64, |a, &b| (a << 8) | b as u64))
+}
+
+fn encode_uint(n: u64) -> Vec<u8> {
+    let bytes = n.to_be_bytes();
+    let skip = bytes.iter().take_while(|&&b| b == 0).count().min(7);
+    let mut out = bytes[skip..].to_vec();
+    if out[0] & 0x80 != 0 {
+        out.insert(0, 0);
+    }
+    out
+}
+
+/// The set bits of a BIT STRING body (unused-bits octet first).
+fn decode_bit_map(v: &[u8]) -> Result<Vec<u64>, String> {
+    let (&unused, bits) = v.split_first().ok_or("empty BIT STRING")?;
+    if unused > 7 || (bits.is_empty() && unused != 0) {
+        return Err(format!("BIT STRING with {unused} unused bits"));
+    }
+    if bits.len() > MAX_BITMAP_BYTES {
+        return Err(format!(
+            "bit map of {} octets (limit {MAX_BITMAP_BYTES})",
+            bits.len()
+        ));
+    }
+    if let Some(&last) = bits.last() {
+        if last & ((1u8 << unused) - 1) != 0 {
+            return Err("BIT STRING has non-zero unused bits".into());
+        }
+    }
+    let mut out = Vec::new();
+    for (i, &b) in bits.iter().enumerate() {
+        for j in 0..8 {
+            if b & (0x80 >> j) != 0 {
+                out.push((i * 8 + j) as u64);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("bit map with no bit set".into());
+    }
+    Ok(out)
+}
+
+/// DER BIT STRING body for the bits `lacvs` (named-bit list: no trailing zero bits).
+fn encode_bit_map(lacvs: &[u64]) -> Result<Vec<u8>, String> {
+    let max = *lacvs.iter().max().ok_or("no LACV to encode")?;
+    if max >= (MAX_BITMAP_BYTES * 8) as u64 {
+        return Err(format!(
+            "LACV {max} does not fit a bit map of {MAX_BITMAP_BYTES} octets"
+        ));
+    }
+    let n = (max / 8 + 1) as usize;
+    let mut out = vec![0u8; n + 1];
+    for &l in lacvs {
+        out[1 + (l / 8) as usize] |= 0x80 >> (l % 8);
+    }
+    out[0] = (7 - max % 8) as u8;
+    Ok(out)
+}
+
+/// The INTEGERs of a SET OF INTEGER body, ascending; a repeated value is an error.
+fn decode_attributes(mut v: &[u8]) -> Result<Vec<u64>, String> {
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let (tag, body, rest) = read_tlv(v)?;
+        v = rest;
+        if tag != 0x02 {
+            return Err(format!(
+                "attribute list: expected INTEGER, found tag 0x{tag:02x}"
+            ));
+        }
+        if out.len() >= MAX_ATTRIBUTES {
+            return Err(format!("more than {MAX_ATTRIBUTES} attributes"));
+        }
+        out.push(decode_uint(body, "attribute")?);
+    }
+    if out.is_empty() {
+        return Err("empty attribute list".into());
+    }
+    out.sort_unstable();
+    if out.windows(2).any(|w| w[0] == w[1]) {
+        return Err("repeated attribute in a list".into());
+    }
+    Ok(out)
+}
+
+fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = body.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let b = (n as u32).to_be_bytes();
+        let skip = b.iter().take_while(|&&x| x == 0).count();
+        out.push(0x80 | (4 - skip) as u8);
+        out.extend_from_slice(&b[skip..]);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// DER SET OF: the element encodings in ascending order.
+fn set_of(mut elems: Vec<Vec<u8>>) -> Vec<u8> {
+    elems.sort();
+    tlv(0x31, &elems.concat())
+}
+
+fn decode_category(data: &[u8]) -> Result<EssCategory, String> {
+    let (tag, seq, rest) = read_tlv(data)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return Err(format!(
+            "security category: expected SEQUENCE, found tag 0x{tag:02x}"
+        ));
+    }
+    let (tag, oid, rest) = read_tlv(seq)?;
+    if tag != 0x80 {
+        return Err(format!(
+            "security category: expected type [0] (0x80), found tag 0x{tag:02x}"
+        ));
+    }
+    let type_oid = decode_oid(oid).map_err(|e| format!("security category type: {e}"))?;
+    let value = read_only(rest, 0xa1, "security category value [1]")?;
+    let syntax = match type_oid.as_str() {
+        ID_RESTRICTIVE_ATTRIBUTES => Syntax::RestrictiveBitMap,
+        ID_ENUMERATED_PERMISSIVE_ATTRIBUTES => Syntax::EnumeratedPermissive,
+        ID_PERMISSIVE_ATTRIBUTES => Syntax::PermissiveBitMap,
+        ID_INFORMATIVE_ATTRIBUTES => Syntax::InformativeBits,
+        ID_ENUMERATED_RESTRICTIVE_ATTRIBUTES => Syntax::EnumeratedRestrictive,
+        _ => {
+            // Framing only: one element inside [1].
+            read_tlv(value).and_then(|(_, _, r)| {
+                r.is_empty()
+                    .then_some(())
+                    .ok_or_else(|| "trailing bytes".to_string())
+            })?;
+            return Ok(EssCategory {
+                syntax: Syntax::Unknown(type_oid),
+                tag_set: String::new(),
+                lacvs: Vec::new(),
+            });
+        }
+    };
+    let what = format!("security category {}", syntax.type_oid());
+    let inner = read_only(value, 0x30, &what)?;
+    let (tag, name, field) = read_tlv(inner)?;
+    if tag != 0x06 {
+        return Err(format!(
+            "{what}: expected tagName OID, found tag 0x{tag:02x}"
+        ));
+    }
+    let tag_set = decode_oid(name).map_err(|e| format!("{what}: tagName: {e}"))?;
+    let (ftag, fbody, frest) = read_tlv(field)?;
+    if !frest.is_empty() {
+        return Err(format!("{what}: trailing bytes"));
+    }
+    let (syntax, lacvs) = match (&syntax, ftag) {
+        (Syntax::InformativeBits, 0x31) => {
+            (Syntax::InformativeEnumerated, decode_attributes(fbody))
+        }
+        (s, 0x03) if s.is_bit_map() => (syntax.clone(), decode_bit_map(fbody)),
+        (Syntax::EnumeratedPermissive | Syntax::EnumeratedRestrictive, 0x31) => {
+            (syntax.clone(), decode_attributes(fbody))
+        }
+        (s, t) => {
+            let want = if s.is_bit_map() {
+                "BIT STRING"
+            } else {
+                "SET OF INTEGER"
+            };
+            return Err(format!("{what}: expected {want}, found tag 0x{t:02x}"));
+        }
+    };
+    Ok(EssCategory {
+        syntax,
+        tag_set,
+        lacvs: lacvs.map_err(|e| format!("{what}: {e}"))?,
+    })
+}
+
+fn decode_categories(mut body: &[u8]) -> Result<Vec<EssCategory>, String> {
+    let mut out: Vec<EssCategory> = Vec::new();
+    while !body.is_empty() {
+        let (_, _, rest) = read_tlv(body)?;
+        let one = &body[..body.len() - rest.len()];
+        body = rest;
+        if out.len() >= MAX_SECURITY_CATEGORIES {
+            return Err(format!(
+                "more than {MAX_SECURITY_CATEGORIES} security categories"
+            ));
+        }
+        let c = decode_category(one)?;
+        let same = |o: &EssCategory| match (&o.syntax, &c.syntax) {
+            (Syntax::Unknown(_), _) | (_, Syntax::Unknown(_)) => false,
+            (a, b) => a.tag_type() == b.tag_type() && o.tag_set == c.tag_set,
+        };
+        if out.iter().any(same) {
+            return Err(format!(
+                "duplicate security category: type {} tag set {}",
+                c.syntax.type_oid(),
+                c.tag_set
+            ));
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        return Err("empty security categories".into());
+    }
+    Ok(out)
+}
+
+fn decode_privacy_mark(tag: u8, v: &[u8]) -> Result<String, String> {
+    let s = std::str::from_utf8(v).map_err(|_| "privacy mark is not UTF-8")?;
+    if tag == 0x13
+        && !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
+    {
+        return Err("privacy mark: not a PrintableString".into());
+    }
+    let n = s.chars().count();
+    if n == 0 || n > MAX_PRIVACY_MARK_CHARS {
+        return Err(format!(
+            "privacy mark of {n} characters (1..{MAX_PRIVACY_MARK_CHARS})"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Parses an ESS SecurityLabel (the whole input must be exactly one SET).
 pub fn parse_ess_security_label(data: &[u8]) -> Result<EssLabel, String> {
     let (tag, body, rest) = read_tlv(data)?;
@@ -103,6 +502,7 @@ pub fn parse_ess_security_label(data: &[u8]) -> Result<EssLabel, String> {
         return Err("trailing data after the label".into());
     }
     let mut out = EssLabel::default();
+    let mut seen_categories = false;
     let mut body = body;
     while !body.is_empty() {
         let (tag, v, r) = read_tlv(body)?;
@@ -118,28 +518,160 @@ pub fn parse_ess_security_label(data: &[u8]) -> Result<EssLabel, String> {
                 if out.classification.is_some() {
                     return Err("duplicate classification".into());
                 }
-                if v.is_empty() || v.len() > 8 || v[0] & 0x80 != 0 {
-                    return Err("classification is not a small non-negative INTEGER".into());
-                }
-                out.classification = Some(v.iter().fold(0u64, |a, &b| (a << 8) | b as u64));
+                out.classification = Some(decode_uint(v, "classification")?);
             }
             0x13 | 0x0c => {
                 if out.privacy_mark.is_some() {
                     return Err("duplicate privacy mark".into());
                 }
-                out.privacy_mark =
-                    Some(String::from_utf8(v.to_vec()).map_err(|_| "privacy mark is not UTF-8")?);
+                out.privacy_mark = Some(decode_privacy_mark(tag, v)?);
             }
             0x31 => {
-                if out.has_categories {
+                if seen_categories {
                     return Err("duplicate security categories".into());
                 }
-                out.has_categories = true;
+                seen_categories = true;
+                out.categories = decode_categories(v)?;
             }
             t => return Err(format!("unexpected element tag 0x{t:02x} in SecurityLabel")),
         }
     }
     Ok(out)
+}
+
+/// DER encoding of one category (known syntaxes only).
+fn encode_category(c: &EssCategory) -> Result<Vec<u8>, String> {
+    if c.lacvs.is_empty() {
+        return Err(format!("category of tag set {} without LACVs", c.tag_set));
+    }
+    let field = match c.syntax {
+        Syntax::RestrictiveBitMap | Syntax::PermissiveBitMap | Syntax::InformativeBits => {
+            tlv(0x03, &encode_bit_map(&c.lacvs)?)
+        }
+        Syntax::EnumeratedPermissive
+        | Syntax::EnumeratedRestrictive
+        | Syntax::InformativeEnumerated => {
+            if c.lacvs.len() > MAX_ATTRIBUTES {
+                return Err(format!("more than {MAX_ATTRIBUTES} attributes"));
+            }
+            set_of(
+                c.lacvs
+                    .iter()
+                    .map(|&l| tlv(0x02, &encode_uint(l)))
+                    .collect(),
+            )
+        }
+        Syntax::Unknown(ref o) => return Err(format!("cannot encode category type {o}")),
+    };
+    let inner = tlv(0x30, &[tlv(0x06, &encode_oid(&c.tag_set)?), field].concat());
+    let seq = [
+        tlv(0x80, &encode_oid(c.syntax.type_oid())?),
+        tlv(0xa1, &inner),
+    ]
+    .concat();
+    Ok(tlv(0x30, &seq))
+}
+
+/// DER encoding of a SecurityLabel. The LACVs of each category must be distinct.
+pub fn encode_ess_security_label(l: &EssLabel) -> Result<Vec<u8>, String> {
+    if l.categories.len() > MAX_SECURITY_CATEGORIES {
+        return Err(format!(
+            "{} security categories (limit {MAX_SECURITY_CATEGORIES})",
+            l.categories.len()
+        ));
+    }
+    // DER SET: components in ascending tag order (INTEGER, OID, UTF8String, SET).
+    let mut body = Vec::new();
+    if let Some(c) = l.classification {
+        body.extend(tlv(0x02, &encode_uint(c)));
+    }
+    if let Some(p) = &l.policy {
+        body.extend(tlv(0x06, &encode_oid(p)?));
+    }
+    if let Some(pm) = &l.privacy_mark {
+        let n = pm.chars().count();
+        if n == 0 || n > MAX_PRIVACY_MARK_CHARS {
+            return Err(format!(
+                "privacy mark of {n} characters cannot be encoded (1..{MAX_PRIVACY_MARK_CHARS})"
+            ));
+        }
+        body.extend(tlv(0x0c, pm.as_bytes()));
+    }
+    if !l.categories.is_empty() {
+        let cats = l
+            .categories
+            .iter()
+            .map(encode_category)
+            .collect::<Result<Vec<_>, _>>()?;
+        body.extend(set_of(cats));
+    }
+    Ok(tlv(0x31, &body))
+}
+
+impl super::SpifSet {
+    /// Serialises `label` as a DER ESS `SecurityLabel` in the category syntaxes of its SPIF:
+    /// one category per (tag set, tag type) of the label, the informative encoding from the
+    /// tag's `tag7Encoding`. A SPIF whose `rbacId` names another category syntax (MISSI) is
+    /// refused for labels with categories ([`LabelError::Unsupported`]); the label's policy,
+    /// classification and categories must exist in the SPIF.
+    pub fn to_ber(&self, label: &super::Label) -> Result<Vec<u8>, super::LabelError> {
+        use super::model::InformativeEncoding;
+        use super::LabelError;
+        let spif = self
+            .get(&label.policy)
+            .ok_or_else(|| LabelError::UnknownPolicy(label.policy.clone()))?;
+        if spif.classification(label.classification).is_none() {
+            return Err(LabelError::UnknownClassification {
+                policy: spif.policy_id.clone(),
+                classification: label.classification.to_string(),
+            });
+        }
+        let mut groups: std::collections::BTreeMap<(String, Syntax), Vec<u64>> =
+            std::collections::BTreeMap::new();
+        for c in &label.categories {
+            let ci = spif
+                .category_index(&c.tag_set, c.tag_type, c.lacv)
+                .ok_or_else(|| LabelError::UnknownCategory {
+                    policy: spif.policy_id.clone(),
+                    category: format!("{} {} lacv {}", c.tag_set, c.tag_type, c.lacv),
+                })?;
+            let bit_set = spif.tag_of(ci).informative_encoding != InformativeEncoding::Enumerated;
+            let syntax = Syntax::for_tag_type(c.tag_type, bit_set);
+            groups
+                .entry((c.tag_set.to_string(), syntax))
+                .or_default()
+                .push(c.lacv.0);
+        }
+        if !groups.is_empty() {
+            match spif.rbac_id.as_deref().map(str::trim) {
+                None | Some(ID_COMMON_SYNTAXES) => {}
+                Some(other) => {
+                    return Err(LabelError::Unsupported(format!(
+                        "ESS BER categories in the syntax of rbacId {other} (only the ACP 145 \
+                         syntaxes, rbacId {ID_COMMON_SYNTAXES})"
+                    )))
+                }
+            }
+        }
+        let ess = EssLabel {
+            policy: Some(label.policy.to_string()),
+            classification: Some(label.classification.0),
+            privacy_mark: label.privacy_mark.clone(),
+            categories: groups
+                .into_iter()
+                .map(|((tag_set, syntax), mut lacvs)| {
+                    lacvs.sort_unstable();
+                    lacvs.dedup();
+                    EssCategory {
+                        syntax,
+                        tag_set,
+                        lacvs,
+                    }
+                })
+                .collect(),
+        };
+        encode_ess_security_label(&ess).map_err(LabelError::Ber)
+    }
 }
 
 #[cfg(test)]
@@ -155,11 +687,58 @@ mod tests {
         assert_eq!(l.policy.as_deref(), Some("1.1"));
         assert_eq!(l.classification, Some(51));
         assert_eq!(l.privacy_mark.as_deref(), Some("VAGUELY SECRET"));
-        assert!(!l.has_categories);
+        assert!(l.categories.is_empty());
         assert_eq!(
             decode_oid(&[0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f]).unwrap(),
             "1.3.6.1.4.1.99999"
         );
+        // DER re-encoding of the same label is byte-identical (components in tag order).
+        assert_eq!(encode_ess_security_label(&l).unwrap(), d);
+    }
+
+    #[test]
+    fn oid_and_integer_encodings() {
+        for s in [
+            "1.3.6.1.4.1.99999",
+            "2.16.840.1.101.2.1.8.3.4",
+            "0.9",
+            "2.999.1",
+        ] {
+            assert_eq!(decode_oid(&encode_oid(s).unwrap()).unwrap(), s);
+        }
+        // X.690 8.19 example values.
+        assert_eq!(
+            encode_oid("2.16.840.1.101.2.1.8.3.0").unwrap(),
+            [0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x08, 0x03, 0x00]
+        );
+        assert!(encode_oid("1.40").is_err());
+        assert!(encode_oid("3.1").is_err());
+        assert_eq!(encode_uint(0), [0]);
+        assert_eq!(encode_uint(127), [0x7f]);
+        assert_eq!(encode_uint(128), [0x00, 0x80]);
+        assert_eq!(encode_uint(276), [0x01, 0x14]);
+        assert!(decode_uint(&[0x00, 0x05], "x").is_err(), "non-minimal");
+        assert_eq!(decode_uint(&[0x00, 0x80], "x").unwrap(), 128);
+    }
+
+    #[test]
+    fn bit_maps() {
+        // Bits 1 and 10: 0b0100_0000, 0b0010_0000, 5 unused bits.
+        assert_eq!(encode_bit_map(&[1, 10]).unwrap(), [0x05, 0x40, 0x20]);
+        assert_eq!(decode_bit_map(&[0x05, 0x40, 0x20]).unwrap(), [1, 10]);
+        // BER: trailing zero octets are accepted.
+        assert_eq!(decode_bit_map(&[0x00, 0x40, 0x20, 0x00]).unwrap(), [1, 10]);
+        assert!(
+            decode_bit_map(&[0x05, 0x40, 0x21]).is_err(),
+            "unused bit set"
+        );
+        assert!(decode_bit_map(&[0x00, 0x00]).is_err(), "no bit set");
+        assert!(decode_bit_map(&[0x08, 0x01]).is_err());
+        assert!(decode_bit_map(&[0x01]).is_err());
+        let mut big = vec![0u8; MAX_BITMAP_BYTES + 2];
+        big[1] = 0x80;
+        assert!(decode_bit_map(&big).unwrap_err().contains("limit"));
+        assert!(encode_bit_map(&[(MAX_BITMAP_BYTES * 8) as u64]).is_err());
     }
 
     #[test]
@@ -181,6 +760,14 @@ mod tests {
             "trailing"
         );
         assert!(parse_ess_security_label(&[0x31, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(
+            parse_ess_security_label(&[0x31, 0x02, 0x31, 0x00]).is_err(),
+            "empty categories"
+        );
+        assert!(
+            parse_ess_security_label(&[0x31, 0x04, 0x13, 0x02, b'a', b'*']).is_err(),
+            "'*' is not printable"
+        );
         // Every truncation of a valid label fails without panicking.
         let mut d = vec![0x31, 0x16, 0x02, 0x01, 0x33, 0x06, 0x01, 0x29, 0x0c, 0x0e];
         d.extend_from_slice(b"VAGUELY SECRET");
