@@ -16,7 +16,9 @@
 //!   prints the reason on stderr and exits 1.
 //! - `label convert --to json|spiffing|4774|ber [--out FILE]`: the label in that form on stdout
 //!   (BER: the DER bytes) or in FILE; a label its SPIF says is invalid, or one the form cannot
-//!   carry (a privacy mark over 128 characters in BER), exits 1 with the reason on stderr.
+//!   carry (a privacy mark over 128 characters in BER), exits 1 with the reason on stderr;
+//!   categories of a SPIF whose `rbacId` names a syntax the guard does not write (MISSI) are
+//!   an unsupported form (exit 2).
 //!
 //! Every `label` subcommand exits 2 on usage and input errors — an unreadable file, input that
 //! is no security label (or clearance), a label form the guard does not support, a policy no
