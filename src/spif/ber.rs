@@ -612,7 +612,7 @@ impl super::SpifSet {
     /// Serialises `label` as a DER ESS `SecurityLabel` in the category syntaxes of its SPIF:
     /// one category per (tag set, tag type) of the label, the informative encoding from the
     /// tag's `tag7Encoding`. A SPIF whose `rbacId` names another category syntax (MISSI) is
-    /// refused for labels with categories ([`LabelError::Unsupported`]); the label's policy,
+    /// refused for labels with categories ([`super::LabelError::Unsupported`]); the label's policy,
     /// classification and categories must exist in the SPIF.
     pub fn to_ber(&self, label: &super::Label) -> Result<Vec<u8>, super::LabelError> {
         use super::model::InformativeEncoding;
