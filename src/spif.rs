@@ -13,8 +13,9 @@
 //!   and serialised cheaply. Formats: the JSON form (below), STANAG 4774 XML
 //!   (`originatorConfidentialityLabel`), the spiffing XML label/clearance form of the
 //!   conformance data, and ESS `SecurityLabel` BER/DER with security categories in the ACP
-//!   145(A) syntaxes (read by [`Label::from_ber`], written by [`SpifSet::to_ber`]; the mapping
-//!   of SPIF tag types to category syntaxes is in [`ber`]).
+//!   145(A) or MISSI syntax (read by [`SpifSet::parse_label`] / [`Label::from_ber`], written by
+//!   [`SpifSet::to_ber`] in the syntax the SPIF's `rbacId` names; the mapping of SPIF tag types
+//!   to category syntaxes is in [`ber`]).
 //! - Display markings ([`SpifSet::marking`]) show the label's privacy mark after the
 //!   categories, as the SPIF's `privacyMark` marking data says ([`marking`]).
 //! - The decisions live on [`SpifSet`]: [`SpifSet::validate`], [`SpifSet::marking`],

@@ -340,21 +340,17 @@ fn malformed_ber_is_refused_with_clear_messages() {
 #[test]
 fn categories_the_spif_does_not_know_make_an_invalid_label() {
     let s = food();
-    // The MISSI syntax (type 2.16.840.1.101.2.1.8.1) is well-formed but not read: the label is
-    // invalid under its policy (exit 1 in the CLI), not unreadable.
+    // A category type outside the ACP 145 and MISSI syntaxes (2.16.840.1.101.2.1.8.3.5) is
+    // well-formed but unknown: the label is invalid under its policy (exit 1 in the CLI), not
+    // unreadable.
     let mut v = V_RESTRICTIVE.to_vec();
-    v[23] = 0x09;
-    v[32] = 0x01;
-    v.remove(33);
-    for i in [1, 19, 21] {
-        v[i] -= 1;
-    }
+    v[33] = 0x05;
     let e = s.parse_label(&v).unwrap_err();
     assert!(
         matches!(e, LabelError::UnknownCategory { .. }) && !e.is_input_error(),
         "{e:?}"
     );
-    assert!(e.to_string().contains("2.16.840.1.101.2.1.8.1"), "{e}");
+    assert!(e.to_string().contains("2.16.840.1.101.2.1.8.3.5"), "{e}");
     // A tag set the SPIF does not define.
     let mut v = V_RESTRICTIVE.to_vec();
     v[51] = 0x09;
@@ -469,19 +465,102 @@ fn shipped_spif_labels_round_trip_and_translate_after_ber() {
     assert_eq!(s.parse_label(&b).unwrap(), wide);
 }
 
+/// MISSI syntax (type 2.16.840.1.101.2.1.8.1, `prbacSecurityCategories`): Food, Commodity,
+/// Allergens restrictive bit map [1] Peanut and Gluten; Ethics enumerated attributes [2]
+/// Not Fairtrade and Not Vegan (restrictive: the tag set's only enumerated tag) and permissive
+/// bit map [6] Animal Rights (bit 0). Named tag sets in DER order (shorter encoding first).
+const V_MISSI: &[u8] = &[
+    0x31, 0x5f, //
+    0x02, 0x01, 0x33, //
+    0x06, 0x0b, 0x2a, 0x86, 0x3a, 0x00, 0x01, 0x83, 0x9a, 0xc5, 0x11, 0x00, 0x00, //
+    0x31, 0x4d, // SecurityCategories
+    0x30, 0x4b, // SecurityCategory
+    0x80, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x08, 0x01, // type: MISSI
+    0xa1, 0x3e, // value [1]
+    0x31, 0x3c, // prbacSecurityCategories: SET OF NamedTagSet
+    0x30, 0x16, // NamedTagSet Allergens
+    0x06, 0x0c, 0x2a, 0x86, 0x3a, 0x00, 0x01, 0x83, 0x9a, 0xc5, 0x11, 0x00, 0x00, 0x02, //
+    0x30, 0x06, // securityTags
+    0xa1, 0x04, 0x03, 0x02, 0x04, 0x90, // [1] restrictivebitMap { attributeFlags }
+    0x30, 0x22, // NamedTagSet Ethics
+    0x06, 0x0c, 0x2a, 0x86, 0x3a, 0x00, 0x01, 0x83, 0x9a, 0xc5, 0x11, 0x00, 0x00, 0x03, //
+    0x30, 0x12, //
+    0xa2, 0x0a, 0x31, 0x08, 0x02, 0x02, 0x02, 0xe6, 0x02, 0x02, 0x26,
+    0xe2, // [2] { 742, 9954 }
+    0xa6, 0x04, 0x03, 0x02, 0x07, 0x80, // [6] permissivebitMap { bit 0 }
+];
+
 #[test]
-fn missi_policies_are_not_written_with_categories() {
+fn missi_syntax_read_and_written() {
     let s = set(&["tests/fixtures/spiffing/food-policy-missi.xml"]);
-    let with =
-        food_cats(json!([{"tag_set": format!("{FOOD}.2"), "type": "restrictive", "lacv": 0}]));
-    let e = s.to_ber(&with).unwrap_err();
-    assert!(
-        matches!(e, LabelError::Unsupported(_)) && e.to_string().contains("2.16.840.1.101.2.1.8.1"),
-        "{e}"
-    );
-    let without = food_cats(json!([]));
-    let b = s.to_ber(&without).unwrap();
-    assert_eq!(Label::from_ber(&b).unwrap(), without);
+    let want = food_cats(json!([
+        {"tag_set": format!("{FOOD}.2"), "type": "restrictive", "lacv": 0},
+        {"tag_set": format!("{FOOD}.2"), "type": "restrictive", "lacv": 3},
+        {"tag_set": format!("{FOOD}.3"), "type": "enumeratedRestrictive", "lacv": 742},
+        {"tag_set": format!("{FOOD}.3"), "type": "enumeratedRestrictive", "lacv": 9954},
+        {"tag_set": format!("{FOOD}.3"), "type": "permissive", "lacv": 0}
+    ]));
+    assert_eq!(s.parse_label(V_MISSI).unwrap(), want);
+    assert_eq!(s.to_ber(&want).unwrap(), V_MISSI);
+    // Without the SPIF, enumerated attributes cannot be typed.
+    assert!(matches!(
+        Label::from_ber(V_MISSI),
+        Err(LabelError::Unsupported(_))
+    ));
+    // Reading does not depend on the SPIF's rbacId: the ACP 145 food policy reads it too.
+    assert_eq!(food().parse_label(V_MISSI).unwrap(), want);
+    // Every food conformance label round-trips through the MISSI form.
+    for f in [
+        "food-label-milk-chocolate.xml",
+        "food-label-bacon.xml",
+        "food-label-water.xml",
+        "food-label-meaty-milk-chocolate.xml",
+    ] {
+        let l = s.load_label_file(&root().join(FX).join(f)).unwrap();
+        let b = s.to_ber(&l).unwrap();
+        let missi_type = &V_MISSI[22..33];
+        let acp_type = &V_RESTRICTIVE[22..31];
+        assert_eq!(
+            b.windows(11).filter(|w| *w == missi_type).count(),
+            1,
+            "{f}: one MISSI category"
+        );
+        assert!(!b.windows(9).any(|w| w == acp_type), "{f}: no ACP 145 type");
+        assert_eq!(s.parse_label(&b).unwrap(), l, "{f}");
+        assert_eq!(
+            food().to_ber(&l).unwrap(),
+            food().to_ber(&s.parse_label(&b).unwrap()).unwrap()
+        );
+    }
+    // Malformed MISSI values.
+    let err = |v: &[u8]| s.parse_label(v).unwrap_err().to_string();
+    let mut v = V_MISSI.to_vec();
+    v[35] = 0x30;
+    assert!(err(&v).contains("lrbacInfo"), "{}", err(&v));
+    let mut v = V_MISSI.to_vec();
+    v[55] = 0xa3;
+    assert!(err(&v).contains("unknown security tag"), "{}", err(&v));
+    let mut v = V_MISSI.to_vec();
+    v[79] = 0xa1; // [2] enumerated → [1] with a SET OF: wrong content
+    assert!(err(&v).contains("unexpected tag 0x31"), "{}", err(&v));
+    // securityLevel INTEGER before the bit map.
+    let mut v = V_MISSI.to_vec();
+    v.splice(57..57, [0x02, 0x01, 0x01]);
+    for i in [1, 19, 21, 34, 36, 38, 54, 56] {
+        v[i] += 3;
+    }
+    assert!(err(&v).contains("securityLevel"), "{}", err(&v));
+    // The same tag set twice.
+    let mut v = V_MISSI.to_vec();
+    v[76] = 0x02;
+    assert!(err(&v).contains("duplicate tag set"), "{}", err(&v));
+    // A MISSI category next to an ACP 145 one.
+    let mut v = vec![0x31, 0x81, 0x83];
+    v.extend_from_slice(&V_MISSI[2..18]);
+    v.extend_from_slice(&[0x31, 0x71]);
+    v.extend_from_slice(&V_MISSI[20..]);
+    v.extend_from_slice(&V_RESTRICTIVE[20..]);
+    assert!(err(&v).contains("MISSI category next to"), "{}", err(&v));
 }
 
 #[test]

@@ -187,18 +187,18 @@ fn broken_and_unknown_ber_exit_codes() {
         e.starts_with("error: ") && e.contains("not a security label: BER:"),
         "{e}"
     );
-    // A category of a syntax other than ACP 145 (MISSI type 2.16.840.1.101.2.1.8.1): readable,
-    // but not a category of the policy: invalid, exit 1.
-    // SET { INTEGER 51, OID policy, SET OF { SEQUENCE { [0] 2.16.840.1.101.2.1.8.1, [1] { NULL } } } }
-    let mut missi = vec![0x31, 0x23, 0x02, 0x01, 0x33];
-    missi.extend_from_slice(&[
+    // A category of a syntax other than ACP 145 and MISSI (type 2.16.840.1.101.2.1.8.3.5):
+    // readable, but not a category of the policy: invalid, exit 1.
+    // SET { INTEGER 51, OID policy, SET OF { SEQUENCE { [0] ….3.5, [1] { NULL } } } }
+    let mut unknown = vec![0x31, 0x24, 0x02, 0x01, 0x33];
+    unknown.extend_from_slice(&[
         0x06, 0x0b, 0x2a, 0x86, 0x3a, 0x00, 0x01, 0x83, 0x9a, 0xc5, 0x11, 0x00, 0x00,
     ]);
-    missi.extend_from_slice(&[0x31, 0x11, 0x30, 0x0f, 0x80, 0x09]);
-    missi.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x08, 0x01]);
-    missi.extend_from_slice(&[0xa1, 0x02, 0x05, 0x00]);
-    let f = t.file("missi.ber");
-    std::fs::write(&f, &missi).unwrap();
+    unknown.extend_from_slice(&[0x31, 0x12, 0x30, 0x10, 0x80, 0x0a]);
+    unknown.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x08, 0x03, 0x05]);
+    unknown.extend_from_slice(&[0xa1, 0x02, 0x05, 0x00]);
+    let f = t.file("unknown.ber");
+    std::fs::write(&f, &unknown).unwrap();
     let o = run(&["label", "check", "--spif", &p(FOOD), "--label", &f]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -207,7 +207,7 @@ fn broken_and_unknown_ber_exit_codes() {
         v["error"]
             .as_str()
             .unwrap()
-            .contains("2.16.840.1.101.2.1.8.1"),
+            .contains("2.16.840.1.101.2.1.8.3.5"),
         "{v}"
     );
     let o = run(&["label", "marking", "--spif", &p(FOOD), "--label", &f]);
@@ -225,23 +225,29 @@ fn broken_and_unknown_ber_exit_codes() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
-    // A MISSI policy: categories cannot be written in its syntax (unsupported, exit 2).
+    // A MISSI policy (rbacId 2.16.840.1.101.2.1.8.1): the categories go into one MISSI
+    // category; marking and check read it back.
     let missi_spif = p("tests/fixtures/spiffing/food-policy-missi.xml");
+    let mb = t.file("milk-missi.ber");
     let o = run(&[
         "label",
         "convert",
         "--spif",
         &missi_spif,
         "--label",
-        &p("tests/fixtures/spiffing/food-label-water.xml"),
+        &p(MILK),
         "--to",
         "ber",
+        "--out",
+        &mb,
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("unsupported"),
-        "{}",
-        text(&o.stderr)
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&mb).unwrap();
+    assert_ne!(bytes, good, "MISSI and ACP 145 encodings differ");
+    let o = run(&["label", "marking", "--spif", &missi_spif, "--label", &mb]);
+    assert_eq!(
+        text(&o.stdout),
+        "[ Food Sweet/Yummy Chocolate Brown Contains Lactose Not Vegan Animal Rights ]"
     );
 }
 
@@ -250,7 +256,7 @@ fn help_names_ber_categories_and_convert() {
     let o = run(&["label", "marking", "--help"]);
     let h = text(&o.stdout);
     assert!(
-        h.contains("security categories in the ACP 145 syntaxes"),
+        h.contains("security categories in the ACP 145 or MISSI syntax"),
         "{h}"
     );
     assert!(!h.contains("no categories"), "{h}");

@@ -1,6 +1,7 @@
 //! A strictly bounded BER reader and DER writer for the ESS `SecurityLabel` (RFC 2634, X.841)
 //! with the security category syntaxes of ACP 145(A) / SDN.801c (the syntaxes NATO SPIFs name
-//! by their `rbacId` 2.16.840.1.101.2.1.8.3):
+//! by their `rbacId` 2.16.840.1.101.2.1.8.3) and the MISSI syntax (`rbacId`
+//! 2.16.840.1.101.2.1.8.1):
 //!
 //! ```text
 //! ESSSecurityLabel ::= SET {
@@ -20,6 +21,16 @@
 //! --                             FreeFormField  ::= CHOICE { bitSetAttributes BIT STRING,
 //! --                                                         securityAttributes SET OF INTEGER }
 //! -- .4 enumerated restrictive   EnumeratedTag
+//!
+//! -- MISSI, type 2.16.840.1.101.2.1.8.1: one category for all tag sets
+//! MissiSecurityCategories ::= CHOICE { lrbacInfo SEQUENCE {…},            -- refused
+//!                                      prbacSecurityCategories SET OF NamedTagSet }
+//! NamedTagSet ::= SEQUENCE { tagSetName OID, securityTags SEQUENCE OF SecurityTag }
+//! SecurityTag ::= CHOICE {
+//!   restrictivebitMap    [1] SEQUENCE { securityLevel INTEGER OPTIONAL, attributeFlags BIT STRING },
+//!   enumeratedAttributes [2] SEQUENCE { securityLevel INTEGER OPTIONAL, attributeFlags SET OF INTEGER },
+//!   permissivebitMap     [6] SEQUENCE { securityLevel INTEGER OPTIONAL, attributeFlags BIT STRING },
+//!   freeFormField        [7] EXPLICIT CHOICE { BIT STRING, SET OF INTEGER } }
 //! ```
 //!
 //! `tagName` is the SPIF's `securityCategoryTagSet id`; the LACVs are the numbers of the set
@@ -27,7 +38,9 @@
 //! Open XML SPIF's tag types map one to one: `restrictive` → .0, `permissive` → .2,
 //! `enumerated` + `enumType="permissive"` → .1, `enumerated` + `enumType="restrictive"` → .4,
 //! `tagType7` (informative) → .3 with `tag7Encoding="bitSetAttributes"` as a bit string and
-//! `"securityAttributes"` as a SET OF INTEGER.
+//! `"securityAttributes"` as a SET OF INTEGER. In MISSI, `enumeratedAttributes` are permissive
+//! or restrictive as the SPIF's tag set says (a tag set with both is refused); the SPIF's
+//! `rbacId` chooses the syntax written ([`super::SpifSet::to_ber`]); both are read.
 //!
 //! Design notes (fail closed):
 //! - Input: definite lengths only (at most 4 length octets), single-octet tags, primitive
@@ -37,9 +50,10 @@
 //!   Refused: non-zero unused bits, an empty bit map or attribute list, a repeated attribute,
 //!   a bit map longer than [`MAX_BITMAP_BYTES`], more than [`MAX_ATTRIBUTES`] attributes or
 //!   [`MAX_SECURITY_CATEGORIES`] categories, the same (syntax, tag set) twice.
-//! - A category of a type outside these syntaxes (for example the MISSI syntax
-//!   2.16.840.1.101.2.1.8.1) is kept as [`Syntax::Unknown`] after checking its framing; the
-//!   label layer reports it as an unknown category of the policy (an invalid label).
+//! - A category of a type outside these syntaxes is kept as [`Syntax::Unknown`] after checking
+//!   its framing; the label layer reports it as an unknown category of the policy (an invalid
+//!   label). MISSI: `lrbacInfo` and `securityLevel` are refused, and so is a MISSI category next
+//!   to ACP 145 ones or a second one.
 //! - Output is DER: SET elements in tag order, categories sorted by their encodings, minimal
 //!   lengths and INTEGERs, bit maps without trailing zero octets and with the unused bits of
 //!   the last octet counted, the privacy mark as UTF8String.
@@ -47,7 +61,7 @@ use super::TagType;
 
 /// `id-commonSecurityCategoriesSyntaxes` (ACP 145(A)); the `rbacId` of SPIFs using them.
 pub const ID_COMMON_SYNTAXES: &str = "2.16.840.1.101.2.1.8.3";
-/// The MISSI security category syntax (`rbacId` of MISSI SPIFs); not read or written.
+/// The MISSI security category syntax (`rbacId` of MISSI SPIFs) and its category `type`.
 pub const ID_MISSI: &str = "2.16.840.1.101.2.1.8.1";
 pub const ID_RESTRICTIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.0";
 pub const ID_ENUMERATED_PERMISSIVE_ATTRIBUTES: &str = "2.16.840.1.101.2.1.8.3.1";
@@ -75,6 +89,9 @@ pub enum Syntax {
     /// Informative, `securityAttributes`.
     InformativeEnumerated,
     EnumeratedRestrictive,
+    /// MISSI `enumeratedAttributes` [2]: permissive or restrictive as the SPIF's tag set says
+    /// (only inside the MISSI category).
+    MissiEnumerated,
     /// Any other type OID (dotted); the value is not decoded.
     Unknown(String),
 }
@@ -88,11 +105,13 @@ impl Syntax {
             Syntax::PermissiveBitMap => ID_PERMISSIVE_ATTRIBUTES,
             Syntax::InformativeBits | Syntax::InformativeEnumerated => ID_INFORMATIVE_ATTRIBUTES,
             Syntax::EnumeratedRestrictive => ID_ENUMERATED_RESTRICTIVE_ATTRIBUTES,
+            Syntax::MissiEnumerated => ID_MISSI,
             Syntax::Unknown(o) => o,
         }
     }
 
-    /// The SPIF tag type of the categories this syntax carries (`None` for unknown types).
+    /// The SPIF tag type of the categories this syntax carries (`None` for unknown types and
+    /// for [`Syntax::MissiEnumerated`], which the SPIF decides).
     pub fn tag_type(&self) -> Option<TagType> {
         Some(match self {
             Syntax::RestrictiveBitMap => TagType::Restrictive,
@@ -100,7 +119,7 @@ impl Syntax {
             Syntax::PermissiveBitMap => TagType::Permissive,
             Syntax::InformativeBits | Syntax::InformativeEnumerated => TagType::Informative,
             Syntax::EnumeratedRestrictive => TagType::EnumeratedRestrictive,
-            Syntax::Unknown(_) => return None,
+            Syntax::MissiEnumerated | Syntax::Unknown(_) => return None,
         })
     }
 
@@ -141,6 +160,9 @@ pub struct EssLabel {
     pub privacy_mark: Option<String>,
     /// Empty when the label has no `security-categories`.
     pub categories: Vec<EssCategory>,
+    /// The categories are (to be) carried in one MISSI category (type [`ID_MISSI`],
+    /// `prbacSecurityCategories`) instead of one ACP 145 category each.
+    pub missi: bool,
 }
 
 fn read_tlv(data: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
@@ -371,7 +393,13 @@ fn set_of(mut elems: Vec<Vec<u8>>) -> Vec<u8> {
     tlv(0x31, &elems.concat())
 }
 
-fn decode_category(data: &[u8]) -> Result<EssCategory, String> {
+/// One decoded `SecurityCategory`: an ACP 145 (or unknown) category, or a MISSI one.
+enum Decoded {
+    One(EssCategory),
+    Missi(Vec<EssCategory>),
+}
+
+fn decode_category(data: &[u8]) -> Result<Decoded, String> {
     let (tag, seq, rest) = read_tlv(data)?;
     if tag != 0x30 || !rest.is_empty() {
         return Err(format!(
@@ -392,6 +420,7 @@ fn decode_category(data: &[u8]) -> Result<EssCategory, String> {
         ID_PERMISSIVE_ATTRIBUTES => Syntax::PermissiveBitMap,
         ID_INFORMATIVE_ATTRIBUTES => Syntax::InformativeBits,
         ID_ENUMERATED_RESTRICTIVE_ATTRIBUTES => Syntax::EnumeratedRestrictive,
+        ID_MISSI => return decode_missi(value).map(Decoded::Missi),
         _ => {
             // Framing only: one element inside [1].
             read_tlv(value).and_then(|(_, _, r)| {
@@ -399,11 +428,11 @@ fn decode_category(data: &[u8]) -> Result<EssCategory, String> {
                     .then_some(())
                     .ok_or_else(|| "trailing bytes".to_string())
             })?;
-            return Ok(EssCategory {
+            return Ok(Decoded::One(EssCategory {
                 syntax: Syntax::Unknown(type_oid),
                 tag_set: String::new(),
                 lacvs: Vec::new(),
-            });
+            }));
         }
     };
     let what = format!("security category {}", syntax.type_oid());
@@ -436,25 +465,154 @@ fn decode_category(data: &[u8]) -> Result<EssCategory, String> {
             return Err(format!("{what}: expected {want}, found tag 0x{t:02x}"));
         }
     };
-    Ok(EssCategory {
+    Ok(Decoded::One(EssCategory {
         syntax,
         tag_set,
         lacvs: lacvs.map_err(|e| format!("{what}: {e}"))?,
-    })
+    }))
 }
 
-fn decode_categories(mut body: &[u8]) -> Result<Vec<EssCategory>, String> {
+/// The MISSI category value: `MissiSecurityCategories` with `prbacSecurityCategories`
+/// (`SET OF NamedTagSet { tagSetName OID, securityTags SEQUENCE OF SecurityTag }`), each
+/// `SecurityTag` one of `[1]` restrictive bit map, `[2]` enumerated attributes, `[6]` permissive
+/// bit map (each `SEQUENCE { securityLevel INTEGER OPTIONAL, attributeFlags … }`) or `[7]`
+/// free-form field (`TagType7Data`: BIT STRING or SET OF INTEGER). Refused: `lrbacInfo`, a
+/// `securityLevel` (the label model has no place for it), a tag set or tag kind twice.
+fn decode_missi(value: &[u8]) -> Result<Vec<EssCategory>, String> {
+    let (tag, body, rest) = read_tlv(value)?;
+    if !rest.is_empty() {
+        return Err("MISSI category: trailing bytes".into());
+    }
+    match tag {
+        0x31 => {}
+        0x30 => return Err("MISSI local RBAC categories (lrbacInfo) are not supported".into()),
+        t => return Err(format!("MISSI category: unexpected tag 0x{t:02x}")),
+    }
     let mut out: Vec<EssCategory> = Vec::new();
+    let mut named = body;
+    while !named.is_empty() {
+        let (tag, nts, r) = read_tlv(named)?;
+        named = r;
+        if tag != 0x30 {
+            return Err(format!(
+                "MISSI NamedTagSet: expected SEQUENCE, found tag 0x{tag:02x}"
+            ));
+        }
+        let (tag, oid, r) = read_tlv(nts)?;
+        if tag != 0x06 {
+            return Err(format!(
+                "MISSI NamedTagSet: expected tagSetName OID, found tag 0x{tag:02x}"
+            ));
+        }
+        let tag_set = decode_oid(oid).map_err(|e| format!("MISSI tagSetName: {e}"))?;
+        if out.iter().any(|c| c.tag_set == tag_set) {
+            return Err(format!("MISSI: duplicate tag set {tag_set}"));
+        }
+        let mut tags = read_only(r, 0x30, "MISSI securityTags")?;
+        if tags.is_empty() {
+            return Err(format!("MISSI: tag set {tag_set} without security tags"));
+        }
+        let first = out.len();
+        while !tags.is_empty() {
+            let (tag, v, r) = read_tlv(tags)?;
+            tags = r;
+            let what = format!("MISSI security tag [{}] of {tag_set}", tag & 0x1f);
+            let (syntax, lacvs) = match tag {
+                0xa1 | 0xa2 | 0xa6 => {
+                    let (ftag, fbody, frest) = read_tlv(v)?;
+                    if ftag == 0x02 {
+                        return Err(format!("{what}: securityLevel is not supported"));
+                    }
+                    if !frest.is_empty() {
+                        return Err(format!("{what}: trailing bytes"));
+                    }
+                    match (tag, ftag) {
+                        (0xa1, 0x03) => (Syntax::RestrictiveBitMap, decode_bit_map(fbody)),
+                        (0xa6, 0x03) => (Syntax::PermissiveBitMap, decode_bit_map(fbody)),
+                        (0xa2, 0x31) => (Syntax::MissiEnumerated, decode_attributes(fbody)),
+                        (_, t) => return Err(format!("{what}: unexpected tag 0x{t:02x}")),
+                    }
+                }
+                0xa7 => {
+                    let (ftag, fbody, frest) = read_tlv(v)?;
+                    if !frest.is_empty() {
+                        return Err(format!("{what}: trailing bytes"));
+                    }
+                    match ftag {
+                        0x03 => (Syntax::InformativeBits, decode_bit_map(fbody)),
+                        0x31 => (Syntax::InformativeEnumerated, decode_attributes(fbody)),
+                        t => return Err(format!("{what}: unexpected tag 0x{t:02x}")),
+                    }
+                }
+                t => {
+                    return Err(format!(
+                        "MISSI: unknown security tag 0x{t:02x} in {tag_set}"
+                    ))
+                }
+            };
+            let kind = |s: &Syntax| match s {
+                Syntax::InformativeEnumerated => Syntax::InformativeBits,
+                s => s.clone(),
+            };
+            if out[first..]
+                .iter()
+                .any(|c| kind(&c.syntax) == kind(&syntax))
+            {
+                return Err(format!("{what}: the same kind of tag twice"));
+            }
+            if out.len() >= MAX_SECURITY_CATEGORIES {
+                return Err(format!(
+                    "more than {MAX_SECURITY_CATEGORIES} MISSI security tags"
+                ));
+            }
+            out.push(EssCategory {
+                syntax,
+                tag_set: tag_set.clone(),
+                lacvs: lacvs.map_err(|e| format!("{what}: {e}"))?,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("MISSI category without tag sets".into());
+    }
+    Ok(out)
+}
+
+/// The categories and whether they came in a MISSI category (which may not be mixed with
+/// ACP 145 categories, and comes at most once).
+fn decode_categories(mut body: &[u8]) -> Result<(Vec<EssCategory>, bool), String> {
+    let mut out: Vec<EssCategory> = Vec::new();
+    let (mut missi, mut acp) = (false, false);
+    let mut n = 0;
     while !body.is_empty() {
         let (_, _, rest) = read_tlv(body)?;
         let one = &body[..body.len() - rest.len()];
         body = rest;
-        if out.len() >= MAX_SECURITY_CATEGORIES {
+        n += 1;
+        if n > MAX_SECURITY_CATEGORIES {
             return Err(format!(
                 "more than {MAX_SECURITY_CATEGORIES} security categories"
             ));
         }
-        let c = decode_category(one)?;
+        let c = match decode_category(one)? {
+            Decoded::Missi(cats) => {
+                if missi || acp {
+                    return Err("a MISSI category next to other security categories".into());
+                }
+                missi = true;
+                out.extend(cats);
+                continue;
+            }
+            Decoded::One(c) => c,
+        };
+        if matches!(c.syntax, Syntax::Unknown(_)) {
+            out.push(c);
+            continue;
+        }
+        if missi {
+            return Err("a MISSI category next to other security categories".into());
+        }
+        acp = true;
         let same = |o: &EssCategory| match (&o.syntax, &c.syntax) {
             (Syntax::Unknown(_), _) | (_, Syntax::Unknown(_)) => false,
             (a, b) => a.tag_type() == b.tag_type() && o.tag_set == c.tag_set,
@@ -471,7 +629,7 @@ fn decode_categories(mut body: &[u8]) -> Result<Vec<EssCategory>, String> {
     if out.is_empty() {
         return Err("empty security categories".into());
     }
-    Ok(out)
+    Ok((out, missi))
 }
 
 fn decode_privacy_mark(tag: u8, v: &[u8]) -> Result<String, String> {
@@ -531,7 +689,7 @@ pub fn parse_ess_security_label(data: &[u8]) -> Result<EssLabel, String> {
                     return Err("duplicate security categories".into());
                 }
                 seen_categories = true;
-                out.categories = decode_categories(v)?;
+                (out.categories, out.missi) = decode_categories(v)?;
             }
             t => return Err(format!("unexpected element tag 0x{t:02x} in SecurityLabel")),
         }
@@ -561,7 +719,12 @@ fn encode_category(c: &EssCategory) -> Result<Vec<u8>, String> {
                     .collect(),
             )
         }
-        Syntax::Unknown(ref o) => return Err(format!("cannot encode category type {o}")),
+        Syntax::MissiEnumerated | Syntax::Unknown(_) => {
+            return Err(format!(
+                "cannot encode category type {} as an ACP 145 category",
+                c.syntax.type_oid()
+            ))
+        }
     };
     let inner = tlv(0x30, &[tlv(0x06, &encode_oid(&c.tag_set)?), field].concat());
     let seq = [
@@ -569,6 +732,55 @@ fn encode_category(c: &EssCategory) -> Result<Vec<u8>, String> {
         tlv(0xa1, &inner),
     ]
     .concat();
+    Ok(tlv(0x30, &seq))
+}
+
+/// DER encoding of the MISSI category holding `cats` (one `NamedTagSet` per tag set, its
+/// security tags in tag order).
+fn encode_missi(cats: &[EssCategory]) -> Result<Vec<u8>, String> {
+    let mut by_set: std::collections::BTreeMap<&str, Vec<Vec<u8>>> =
+        std::collections::BTreeMap::new();
+    for c in cats {
+        if c.lacvs.is_empty() {
+            return Err(format!("category of tag set {} without LACVs", c.tag_set));
+        }
+        let attrs = || {
+            set_of(
+                c.lacvs
+                    .iter()
+                    .map(|&l| tlv(0x02, &encode_uint(l)))
+                    .collect(),
+            )
+        };
+        let tag = match c.syntax {
+            Syntax::RestrictiveBitMap => tlv(0xa1, &tlv(0x03, &encode_bit_map(&c.lacvs)?)),
+            Syntax::MissiEnumerated => tlv(0xa2, &attrs()),
+            Syntax::PermissiveBitMap => tlv(0xa6, &tlv(0x03, &encode_bit_map(&c.lacvs)?)),
+            Syntax::InformativeBits => tlv(0xa7, &tlv(0x03, &encode_bit_map(&c.lacvs)?)),
+            Syntax::InformativeEnumerated => tlv(0xa7, &attrs()),
+            ref s => {
+                return Err(format!(
+                    "category type {} has no MISSI security tag",
+                    s.type_oid()
+                ))
+            }
+        };
+        by_set.entry(&c.tag_set).or_default().push(tag);
+    }
+    let mut named = Vec::new();
+    for (tag_set, mut tags) in by_set {
+        tags.sort();
+        if tags.windows(2).any(|w| w[0][0] == w[1][0]) {
+            return Err(format!(
+                "tag set {tag_set}: the same MISSI security tag twice"
+            ));
+        }
+        named.push(tlv(
+            0x30,
+            &[tlv(0x06, &encode_oid(tag_set)?), tlv(0x30, &tags.concat())].concat(),
+        ));
+    }
+    let seq = [tlv(0x80, &encode_oid(ID_MISSI)?), tlv(0xa1, &set_of(named))].concat();
     Ok(tlv(0x30, &seq))
 }
 
@@ -598,22 +810,28 @@ pub fn encode_ess_security_label(l: &EssLabel) -> Result<Vec<u8>, String> {
         body.extend(tlv(0x0c, pm.as_bytes()));
     }
     if !l.categories.is_empty() {
-        let cats = l
-            .categories
-            .iter()
-            .map(encode_category)
-            .collect::<Result<Vec<_>, _>>()?;
+        let cats = if l.missi {
+            vec![encode_missi(&l.categories)?]
+        } else {
+            l.categories
+                .iter()
+                .map(encode_category)
+                .collect::<Result<Vec<_>, _>>()?
+        };
         body.extend(set_of(cats));
     }
     Ok(tlv(0x31, &body))
 }
 
 impl super::SpifSet {
-    /// Serialises `label` as a DER ESS `SecurityLabel` in the category syntaxes of its SPIF:
-    /// one category per (tag set, tag type) of the label, the informative encoding from the
-    /// tag's `tag7Encoding`. A SPIF whose `rbacId` names another category syntax (MISSI) is
-    /// refused for labels with categories ([`super::LabelError::Unsupported`]); the label's policy,
-    /// classification and categories must exist in the SPIF.
+    /// Serialises `label` as a DER ESS `SecurityLabel` in the category syntax its SPIF's
+    /// `rbacId` names: the ACP 145 syntaxes (no `rbacId`, or 2.16.840.1.101.2.1.8.3; one
+    /// category per tag set and tag type, the informative encoding from the tag's
+    /// `tag7Encoding`) or MISSI (2.16.840.1.101.2.1.8.1; one MISSI category, enumerated
+    /// categories as `enumeratedAttributes`, refused for a tag set that has both enumerated
+    /// permissive and enumerated restrictive tags). Another `rbacId` is refused for labels with
+    /// categories ([`super::LabelError::Unsupported`]). The label's policy, classification and
+    /// categories must exist in the SPIF.
     pub fn to_ber(&self, label: &super::Label) -> Result<Vec<u8>, super::LabelError> {
         use super::model::InformativeEncoding;
         use super::LabelError;
@@ -626,6 +844,17 @@ impl super::SpifSet {
                 classification: label.classification.to_string(),
             });
         }
+        let missi = match spif.rbac_id.as_deref().map(str::trim) {
+            _ if label.categories.is_empty() => false,
+            None | Some(ID_COMMON_SYNTAXES) => false,
+            Some(ID_MISSI) => true,
+            Some(other) => {
+                return Err(LabelError::Unsupported(format!(
+                    "ESS BER categories in the syntax of rbacId {other} (the guard writes the \
+                     ACP 145 syntaxes, rbacId {ID_COMMON_SYNTAXES}, and MISSI, {ID_MISSI})"
+                )))
+            }
+        };
         let mut groups: std::collections::BTreeMap<(String, Syntax), Vec<u64>> =
             std::collections::BTreeMap::new();
         for c in &label.categories {
@@ -636,22 +865,26 @@ impl super::SpifSet {
                     category: format!("{} {} lacv {}", c.tag_set, c.tag_type, c.lacv),
                 })?;
             let bit_set = spif.tag_of(ci).informative_encoding != InformativeEncoding::Enumerated;
-            let syntax = Syntax::for_tag_type(c.tag_type, bit_set);
+            let mut syntax = Syntax::for_tag_type(c.tag_type, bit_set);
+            if missi
+                && matches!(
+                    c.tag_type,
+                    TagType::EnumeratedPermissive | TagType::EnumeratedRestrictive
+                )
+            {
+                if missi_enumerated(spif, &c.tag_set) != Ok(c.tag_type) {
+                    return Err(LabelError::Unsupported(format!(
+                        "MISSI enumerated attributes of tag set {}: the tag set has both \
+                         enumerated permissive and enumerated restrictive tags",
+                        c.tag_set
+                    )));
+                }
+                syntax = Syntax::MissiEnumerated;
+            }
             groups
                 .entry((c.tag_set.to_string(), syntax))
                 .or_default()
                 .push(c.lacv.0);
-        }
-        if !groups.is_empty() {
-            match spif.rbac_id.as_deref().map(str::trim) {
-                None | Some(ID_COMMON_SYNTAXES) => {}
-                Some(other) => {
-                    return Err(LabelError::Unsupported(format!(
-                        "ESS BER categories in the syntax of rbacId {other} (only the ACP 145 \
-                         syntaxes, rbacId {ID_COMMON_SYNTAXES})"
-                    )))
-                }
-            }
         }
         let ess = EssLabel {
             policy: Some(label.policy.to_string()),
@@ -669,8 +902,49 @@ impl super::SpifSet {
                     }
                 })
                 .collect(),
+            missi,
         };
         encode_ess_security_label(&ess).map_err(LabelError::Ber)
+    }
+
+    /// Parses an ESS `SecurityLabel` whose policy is in the set, as [`super::Label::from_ber`]
+    /// and with MISSI `enumeratedAttributes` read as the tag set's enumerated tag type
+    /// (a tag set with both enumerated permissive and restrictive tags makes it invalid).
+    pub fn label_from_ber(&self, data: &[u8]) -> Result<super::Label, super::LabelError> {
+        super::Label::from_ber_with(data, &|policy, tag_set| {
+            let spif = self
+                .get(policy)
+                .ok_or_else(|| super::LabelError::UnknownPolicy(policy.clone()))?;
+            missi_enumerated(spif, tag_set).map_err(|reason| super::LabelError::Invalid {
+                policy: policy.clone(),
+                reason,
+            })
+        })
+    }
+}
+
+/// The enumerated tag type MISSI `enumeratedAttributes` of `tag_set` stand for in `spif`.
+fn missi_enumerated(spif: &super::Spif, tag_set: &super::Oid) -> Result<TagType, String> {
+    let ts = spif
+        .tag_set_index(tag_set)
+        .ok_or_else(|| format!("unknown tag set {tag_set}"))?;
+    let has = |t: TagType| {
+        spif.tag_sets[ts]
+            .tags
+            .iter()
+            .any(|tag| tag.tag_type == t && !tag.categories.is_empty())
+    };
+    match (
+        has(TagType::EnumeratedPermissive),
+        has(TagType::EnumeratedRestrictive),
+    ) {
+        (true, false) => Ok(TagType::EnumeratedPermissive),
+        (false, true) => Ok(TagType::EnumeratedRestrictive),
+        (true, true) => Err(format!(
+            "MISSI enumerated attributes of tag set {tag_set} are ambiguous (enumerated \
+             permissive and restrictive tags)"
+        )),
+        (false, false) => Err(format!("tag set {tag_set} has no enumerated tags")),
     }
 }
 

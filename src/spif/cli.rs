@@ -17,8 +17,8 @@
 //! - `label convert --to json|spiffing|4774|ber [--out FILE]`: the label in that form on stdout
 //!   (BER: the DER bytes) or in FILE; a label its SPIF says is invalid, or one the form cannot
 //!   carry (a privacy mark over 128 characters in BER), exits 1 with the reason on stderr;
-//!   categories of a SPIF whose `rbacId` names a syntax the guard does not write (MISSI) are
-//!   an unsupported form (exit 2).
+//!   categories of a SPIF whose `rbacId` names a syntax the guard does not write are an
+//!   unsupported form (exit 2). BER uses the ACP 145 or the MISSI syntax as the `rbacId` says.
 //!
 //! Every `label` subcommand exits 2 on usage and input errors — an unreadable file, input that
 //! is no security label (or clearance), a label form the guard does not support, a policy no
@@ -40,7 +40,7 @@ const SPIF_HELP: &str = "SPIF file (repeatable; the label's policy identifier se
 const LABEL_HELP: &str = "Label file, any of these forms (detected from the content):\n\
     - STANAG 4774 XML: <originatorConfidentialityLabel xmlns=\"urn:nato:stanag:4774:confidentialitymetadatalabel:1:0\">\n\
     - spiffing XML: <label xmlns=\"http://surevine.com/xmlns/spiffy\"><policy id=OID/><classification lacv=N/>…</label>\n\
-    - ESS SecurityLabel, BER/DER (RFC 2634; policy, classification, privacy mark, security categories in the ACP 145 syntaxes)\n\
+    - ESS SecurityLabel, BER/DER (RFC 2634; policy, classification, privacy mark, security categories in the ACP 145 or MISSI syntax)\n\
     - JSON: {\"policy\": OID, \"classification\": N, \"categories\": [{\"tag_set\": OID, \"type\": \"permissive\", \"lacv\": N}], \"privacy_mark\": \"…\"}";
 
 /// Help of `--clearance`.

@@ -900,7 +900,7 @@ impl SpifSet {
                 if let Some(p) = ess.policy.as_deref().and_then(Oid::parse) {
                     self.spif(&p)?;
                 }
-                Label::from_ber(data)?
+                self.label_from_ber(data)?
             }
         };
         self.resolve(&label)?;
