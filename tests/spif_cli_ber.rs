@@ -264,3 +264,50 @@ fn help_names_ber_categories_and_convert() {
     let h = text(&o.stdout);
     assert!(h.contains("ber (ESS SecurityLabel, DER, binary)"), "{h}");
 }
+
+/// `label marking` shows a privacy mark as the test SPIF's `privacyMark` entries say
+/// (tests/fixtures/spif-privacy/privacy-marks.xml: MEDICAL has the phrase "MEDICAL IN
+/// CONFIDENCE", in German "ÄRZTLICHE SCHWEIGEPFLICHT"; `privacyMarks` adds "PRIVACY: ").
+#[test]
+fn marking_shows_privacy_marks_from_json_and_ber() {
+    let t = Tmp::new("pm");
+    let spif = p("tests/fixtures/spif-privacy/privacy-marks.xml");
+    let json = t.file("medical.json");
+    std::fs::write(
+        &json,
+        r#"{"policy": "1.3.6.1.4.1.99999.9.1", "classification": 2, "privacy_mark": "MEDICAL"}"#,
+    )
+    .unwrap();
+    let ber = t.file("medical.ber");
+    let o = run(&[
+        "label", "convert", "--spif", &spif, "--label", &json, "--to", "ber", "--out", &ber,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for l in [&json, &ber] {
+        let o = run(&["label", "marking", "--spif", &spif, "--label", l]);
+        assert_eq!(
+            text(&o.stdout),
+            "PM-TEST SECRET PRIVACY: MEDICAL IN CONFIDENCE"
+        );
+        let o = run(&[
+            "label", "marking", "--spif", &spif, "--label", l, "--lang", "de",
+        ]);
+        assert_eq!(
+            text(&o.stdout),
+            "PM-TEST SECRET PRIVACY: ÄRZTLICHE SCHWEIGEPFLICHT"
+        );
+    }
+    // A mark the SPIF does not list: invalid, exit 1.
+    std::fs::write(
+        &json,
+        r#"{"policy": "1.3.6.1.4.1.99999.9.1", "classification": 2, "privacy_mark": "GOSSIP"}"#,
+    )
+    .unwrap();
+    let o = run(&["label", "marking", "--spif", &spif, "--label", &json]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("privacy mark 'GOSSIP'"),
+        "{}",
+        text(&o.stderr)
+    );
+}
