@@ -732,3 +732,33 @@ fn corrupted_vectors_never_panic_and_what_reads_round_trips() {
     }
     assert!(read > 0, "some corruptions keep a readable label");
 }
+
+/// One tag set with informative tags of both encodings (test policy, tag set "Handling"): each
+/// alone is written in its tag's encoding; both together cannot be one category and are refused.
+#[test]
+fn informative_tags_of_both_encodings_in_one_tag_set() {
+    let s = pm_set();
+    let h = |lacvs: &[u64]| {
+        let cats: Vec<_> = lacvs
+            .iter()
+            .map(
+                |l| json!({"tag_set": "1.3.6.1.4.1.99999.9.1.2", "type": "informative", "lacv": l}),
+            )
+            .collect();
+        label(json!({"policy": "1.3.6.1.4.1.99999.9.1", "classification": 1, "categories": cats}))
+    };
+    let bits = s.to_ber(&h(&[1])).unwrap();
+    assert!(bits.ends_with(&[0x03, 0x02, 0x06, 0x40]), "{bits:02x?}");
+    assert_eq!(s.parse_label(&bits).unwrap(), h(&[1]));
+    let ints = s.to_ber(&h(&[7])).unwrap();
+    assert!(
+        ints.ends_with(&[0x31, 0x03, 0x02, 0x01, 0x07]),
+        "{ints:02x?}"
+    );
+    assert_eq!(s.parse_label(&ints).unwrap(), h(&[7]));
+    let e = s.to_ber(&h(&[1, 7])).unwrap_err();
+    assert!(
+        matches!(e, LabelError::Unsupported(_)) && e.to_string().contains("both encodings"),
+        "{e}"
+    );
+}

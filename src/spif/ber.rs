@@ -886,6 +886,15 @@ impl super::SpifSet {
                 .or_default()
                 .push(c.lacv.0);
         }
+        if let Some((ts, _)) = groups.keys().find(|(ts, s)| {
+            *s == Syntax::InformativeBits
+                && groups.contains_key(&(ts.clone(), Syntax::InformativeEnumerated))
+        }) {
+            return Err(LabelError::Unsupported(format!(
+                "tag set {ts} has informative categories of both encodings (bitSetAttributes \
+                 and securityAttributes): one security category cannot carry them"
+            )));
+        }
         let ess = EssLabel {
             policy: Some(label.policy.to_string()),
             classification: Some(label.classification.0),
@@ -915,6 +924,12 @@ impl super::SpifSet {
             let spif = self
                 .get(policy)
                 .ok_or_else(|| super::LabelError::UnknownPolicy(policy.clone()))?;
+            if spif.tag_set_index(tag_set).is_none() {
+                return Err(super::LabelError::UnknownCategory {
+                    policy: policy.clone(),
+                    category: format!("tag set {tag_set} (MISSI enumerated attributes)"),
+                });
+            }
             missi_enumerated(spif, tag_set).map_err(|reason| super::LabelError::Invalid {
                 policy: policy.clone(),
                 reason,
