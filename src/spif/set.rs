@@ -359,7 +359,8 @@ impl SpifSet {
     }
 
     /// Display marking of `label` (page-bottom location) in `lang` (`None` = default);
-    /// language fallback: exact, primary subtag, default.
+    /// language fallback: exact, primary subtag, default. The label's privacy mark comes last
+    /// ([`super::marking::privacy_mark_phrase`]).
     pub fn marking(&self, label: &Label, lang: Option<&str>) -> Result<String, LabelError> {
         let r = self.resolve(label)?;
         let lang = lang.unwrap_or("");
