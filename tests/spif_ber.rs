@@ -762,3 +762,50 @@ fn informative_tags_of_both_encodings_in_one_tag_set() {
         "{e}"
     );
 }
+
+/// Every category of every SPIF shipped in `spif/` and of the conformance policies, alone and
+/// all of a policy's categories in one label, goes through BER unchanged (the SPIFs' own
+/// `rbacId` chooses the syntax; validity is not the point here).
+#[test]
+fn every_category_of_every_policy_round_trips() {
+    use grenzwacht::spif::{Categories, Lacv};
+    let files = [
+        "spif/deu-vs.xml",
+        "spif/nato.xml",
+        "tests/fixtures/spiffing/food-policy.xml",
+        "tests/fixtures/spiffing/nato-4774-policy.xml",
+        "tests/fixtures/spiffing/tlp.xml",
+        "tests/fixtures/spiffing/tlp-plus.xml",
+        "tests/fixtures/spiffing/uk-demo.xml",
+    ];
+    let mut total = 0;
+    for f in files {
+        let s = set(&[f]);
+        let oid = s.policies()[0].clone();
+        let spif = s.get(&oid).unwrap();
+        let class = spif.classifications[0].lacv;
+        let mut all = Categories::new();
+        for i in 0..spif.categories.len() {
+            let c = spif.category_ref(i);
+            all.insert(c.clone());
+            let one = Label {
+                policy: oid.clone(),
+                classification: class,
+                categories: Categories::from([c]),
+                privacy_mark: None,
+            };
+            let b = s.to_ber(&one).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(s.parse_label(&b).unwrap(), one, "{f}");
+            total += 1;
+        }
+        let every = Label {
+            policy: oid,
+            classification: Lacv(class.0),
+            categories: all,
+            privacy_mark: Some("ALL".into()),
+        };
+        let b = s.to_ber(&every).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(s.parse_label(&b).unwrap(), every, "{f}: all categories");
+    }
+    assert!(total > 400, "{total} categories in these policies");
+}
