@@ -4,7 +4,9 @@
 //!   with the HDL verifier (`hw/charclass.txt`, `hw/rtl/charclass.vh`).
 //! * [`frame`]: building frames and the reference verifier.
 //! * [`vectors`]: the test vector generator and the vector file format both verifiers read.
+//! * [`udp`]: the one-way UDP link with RaptorQ forward error correction.
 pub mod charclass;
 pub mod cli;
 pub mod frame;
+pub mod udp;
 pub mod vectors;
