@@ -5,8 +5,11 @@
 //! * [`frame`]: building frames and the reference verifier.
 //! * [`vectors`]: the test vector generator and the vector file format both verifiers read.
 //! * [`udp`]: the one-way UDP link with RaptorQ forward error correction.
+//! * [`device`]: the frame verifier card (`hw/REGISTERS.md`): driver, simulated card, and the
+//!   gate that lets only verified frames through.
 pub mod charclass;
 pub mod cli;
+pub mod device;
 pub mod frame;
 pub mod udp;
 pub mod vectors;
