@@ -510,6 +510,8 @@ fn expected_results_through_library_and_cli() {
     let mut t = Tally::default();
     let (mut files, mut cases) = (0, 0);
     let mut seen = BTreeSet::new();
+    // (file, --spif arguments, expected, first case number) for the binary's runs.
+    let mut cli_runs = Vec::new();
     for (file, e) in expected_files() {
         files += 1;
         let Some(set) = check_load(&file, &e, &mut t) else {
@@ -531,10 +533,35 @@ fn expected_results_through_library_and_cli() {
                 c.name
             );
             assert!(!c.rule.trim().is_empty(), "{file} case {}: no rule", c.name);
-            cases += 1;
             check_library(&set, &file, c, &mut t);
-            check_cli(&spif_args, dir.path(), &file, cases, c, &mut t);
         }
+        cli_runs.push((file, spif_args, e, cases));
+        cases += cli_runs.last().unwrap().2.cases.len();
+    }
+    // The binary's runs (about five per case) dominate the time: a few threads share them.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let tallies: Vec<Tally> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut t = Tally::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((file, spif_args, e, first)) = cli_runs.get(i) else {
+                            return t;
+                        };
+                        for (k, c) in e.cases.iter().enumerate() {
+                            check_cli(spif_args, dir.path(), file, first + k, c, &mut t);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for w in tallies {
+        t.checks += w.checks;
+        t.failures.extend(w.failures);
     }
     println!(
         "expected results: {files} SPIFs, {cases} cases, {} checks, {} failures",
