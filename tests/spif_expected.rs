@@ -87,6 +87,8 @@ fn expected_files() -> Vec<(String, Expected)> {
 fn class_of(msg: &str) -> String {
     let c = if msg.contains("Unknown policy") {
         "unknown_policy"
+    } else if msg.contains("is ambiguous") {
+        "ambiguous"
     } else if msg.contains("Unknown classification") {
         "unknown_classification"
     } else if msg.contains("Unknown category") {
@@ -284,7 +286,8 @@ fn check_cli(spif_args: &[String], dir: &Path, file: &str, n: usize, c: &Case, t
     };
     // Validity: `label check` without a clearance.
     let o = cmd("check", &[]);
-    let input_error = c.invalid.as_deref() == Some("unknown_policy");
+    // An unknown policy and an ambiguous STANAG 4774 name are input errors (exit 2).
+    let input_error = matches!(c.invalid.as_deref(), Some("unknown_policy" | "ambiguous"));
     let want_code = if c.valid == Some(true) {
         0
     } else if input_error {
@@ -301,7 +304,12 @@ fn check_cli(spif_args: &[String], dir: &Path, file: &str, n: usize, c: &Case, t
     });
     if let Some(class) = &c.invalid {
         if input_error {
-            t.check(stderr(&o).contains("Unknown policy"), || {
+            let want = if class == "ambiguous" {
+                "is ambiguous"
+            } else {
+                "Unknown policy"
+            };
+            t.check(stderr(&o).contains(want) && o.stdout.is_empty(), || {
                 format!("{ctx}: stderr {}", stderr(&o))
             });
         } else {
