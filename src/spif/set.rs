@@ -63,6 +63,9 @@ impl AccessDecision {
 pub struct SpifSet {
     spifs: HashMap<Oid, Arc<Spif>>,
     by_name: HashMap<String, Vec<Oid>>,
+    /// The instants (seconds since the epoch, sorted) at which a label's validity can change:
+    /// every `notBefore` and the second after every `notAfter` of every loaded policy.
+    validity_changes: Vec<i64>,
 }
 
 /// A label resolved against its SPIF: classification and category ordinals (sorted).
@@ -263,8 +266,34 @@ impl SpifSet {
             .entry(spif.name.to_ascii_lowercase())
             .or_default()
             .push(id.clone());
+        let bounds = spif
+            .classifications
+            .iter()
+            .map(|c| (&c.not_before, &c.not_after))
+            .chain(
+                spif.categories
+                    .iter()
+                    .map(|c| (&c.not_before, &c.not_after)),
+            );
+        for (nb, na) in bounds {
+            let nb = nb.as_deref().and_then(|s| instant(s, false));
+            let na = na.as_deref().and_then(|s| instant(s, true)).map(|t| t + 1);
+            self.validity_changes.extend(nb.into_iter().chain(na));
+        }
+        self.validity_changes.sort_unstable();
         self.spifs.insert(id, Arc::new(spif));
         Ok(())
+    }
+
+    /// How many validity bounds (`notBefore`, `notAfter`) of the loaded policies have passed:
+    /// validity decisions ([`SpifSet::validate`] and everything that uses it) can change only
+    /// when this number does, so callers that cache decisions key them by it.
+    pub fn validity_epoch(&self) -> usize {
+        self.validity_epoch_at(now_unix())
+    }
+
+    fn validity_epoch_at(&self, now: i64) -> usize {
+        self.validity_changes.partition_point(|&t| t <= now)
     }
 
     /// The policy with this OID.
@@ -1778,5 +1807,31 @@ mod tests {
             assert!(e.starts_with("unparsable date"), "{bad}: {e}");
             assert!(w(None, Some(bad), at(10, 0)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn validity_epoch_counts_passed_bounds() {
+        let mut s = SpifSet::new();
+        s.insert(Spif::parse(include_str!("../../tests/fixtures/spif/features.xml")).unwrap())
+            .unwrap();
+        // features.xml: EXPIRED notAfter 2020-01-01T00:00:00Z, FUTURE notBefore
+        // 2999-01-01T00:00:00Z, EPSILON notAfter 2020-06-30T12:00:00Z, ZETA notBefore
+        // 2999-01-01T00:00:00+02:00, ETA 2000-01-01T00:00:00Z .. 2999-12-31T23:59:59Z.
+        let t = |y, m, d, h: i64| days_from_civil(y, m, d) * 86_400 + h * 3600;
+        assert_eq!(s.validity_epoch_at(t(1999, 1, 1, 0)), 0);
+        assert_eq!(s.validity_epoch_at(t(2000, 1, 1, 0)), 1);
+        // notAfter is valid through its second: the change is one second later.
+        assert_eq!(s.validity_epoch_at(t(2020, 1, 1, 0)), 1);
+        assert_eq!(s.validity_epoch_at(t(2020, 1, 1, 0) + 1), 2);
+        assert_eq!(s.validity_epoch_at(t(2026, 12, 6, 10)), 3);
+        assert_eq!(s.validity_epoch_at(t(2998, 12, 31, 22)), 4);
+        assert_eq!(s.validity_epoch_at(t(2999, 1, 1, 0)), 5);
+        assert_eq!(s.validity_epoch_at(t(3000, 1, 1, 0)), 6);
+        assert_eq!(s.validity_epoch(), s.validity_epoch_at(now_unix()));
+        // The shipped SPIFs have no validity bounds: one epoch forever.
+        assert_eq!(
+            set().validity_epoch_at(0),
+            set().validity_epoch_at(i64::MAX)
+        );
     }
 }
