@@ -81,6 +81,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::ti::cli::TiCommand,
     },
+    /// Diode frames (hw/FRAMES.md): the reference verifier, test vectors, character tables.
+    Hw {
+        #[command(subcommand)]
+        command: crate::diode::cli::HwCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,6 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Review(args) => Ok(crate::admin::client::run(args)),
         Command::Ti { command } => Ok(crate::ti::cli::run(command)),
+        Command::Hw { command } => Ok(crate::diode::cli::run(command)),
         Command::Rooms { command } => {
             // The lift is logged like the guard logs (stderr), for the operator's record.
             crate::telemetry::init_tracing(false, "warn").context("logging")?;

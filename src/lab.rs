@@ -1,4 +1,4 @@
-//! `grenzwacht lab`: two real Synapse homeservers on loopback with the guard between them.
+//! `grenzwacht lab`: two (or three) real Synapse homeservers on loopback with the guard between them.
 //!
 //! The lab is a product feature: security officers try policies against real homeservers with
 //! it, the end-to-end tests run on it, and `grenzwacht lab demo` shows it working. Keep its
@@ -25,6 +25,10 @@
 //! - **hs2** is the remote: a TLS federation listener with a test-CA certificate for
 //!   `127.0.0.1`, `server_name` `127.0.0.1:<its port>`, trusting only the test CA.
 //! - The guard trusts the test CA for destinations (`outbound.roots`) and has discovery off.
+//! - With `--servers 3`, **hs3** is a second remote like hs2 (its own TLS federation
+//!   listener and port). hs2 and hs3 federate with each other directly, past the guard — as
+//!   two remote servers sharing a room with the protected one do. With labels, hs3 has its
+//!   own, lower clearance (`lab::guard::LabLabels`).
 //!
 //! All server names are IP literals with ports: no name is ever resolved through DNS (Synapse
 //! skips well-known and SRV for them, see `/work/notes/synapse-lab.md`).
@@ -109,7 +113,8 @@ pub enum LabCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
-    /// Start two Synapse homeservers with the guard between them; returns when all answer.
+    /// Start two (or three) Synapse homeservers with the guard between them; returns when all
+    /// answer.
     Up {
         /// Lab directory (created; must be empty or a previous lab).
         #[arg(long)]
@@ -131,6 +136,10 @@ pub enum LabCommand {
         /// (`DIR/ti/`), hs2 on 127.0.0.2, a client-server listener in front of hs1.
         #[arg(long)]
         ti: bool,
+        /// Number of homeservers: 2 (hs1 protected, hs2 remote) or 3 (a second remote, hs3,
+        /// federating with hs2 directly; with `--labels` cleared lower than hs2).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+        servers: u8,
     },
     /// Stop exactly the processes `lab up` started in DIR.
     Down {
@@ -265,6 +274,9 @@ pub struct LabOptions {
     /// listed), hs1's permission configs read through its admin API, and a client-server
     /// listener in front of hs1 (`guard.ti_client_url`).
     pub ti: bool,
+    /// Number of homeservers, 2 (default) or 3: hs3 is a second remote server (see the
+    /// module docs); not with `ti`.
+    pub servers: u8,
 }
 
 impl LabOptions {
@@ -283,6 +295,7 @@ impl LabOptions {
             notices: false,
             media_allow_unscanned: false,
             ti: false,
+            servers: 2,
         }
     }
 }
@@ -393,6 +406,11 @@ impl LabInfo {
     /// The remote homeserver.
     pub fn hs2(&self) -> &HomeserverInfo {
         self.homeserver("hs2").expect("lab.json has hs2")
+    }
+
+    /// The second remote homeserver of a lab started with three servers.
+    pub fn hs3(&self) -> Option<&HomeserverInfo> {
+        self.homeserver("hs3")
     }
 }
 
@@ -569,7 +587,18 @@ struct Plan {
 
 /// Writes certificates, keys and configs; returns what to start.
 fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
-    let p = free_ports(8)?;
+    if !(2..=3).contains(&opts.servers) {
+        return Err(LabError::Setup(format!(
+            "a lab has 2 or 3 homeservers, not {}",
+            opts.servers
+        )));
+    }
+    if opts.ti && opts.servers != 2 {
+        return Err(LabError::Setup(
+            "the TI-Messenger lab has two homeservers".into(),
+        ));
+    }
+    let p = free_ports(10)?;
     let (hs1_client, hs1_fed, hs2_client, hs2_fed, guard_in, guard_out, guard_admin) =
         (p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     // The TI profile matches domains without port: hs2 gets its own loopback address.
@@ -664,6 +693,23 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             notary: None,
         },
     ];
+    let mut hs_configs = hs_configs;
+    let hs3_name = (opts.servers == 3).then(|| format!("127.0.0.1:{}", p[9]));
+    if let Some(name) = &hs3_name {
+        let (crt, key) = issue_cert(&test_ca, &certs, "hs3")?;
+        hs_configs.push(HsConfig {
+            dir: dir.join("hs3"),
+            server_name: name.clone(),
+            client_port: p[8],
+            federation_port: p[9],
+            federation_host: "127.0.0.1".into(),
+            federation_tls: Some((crt, key)),
+            federation_ca: ca_cert.clone(),
+            registration_shared_secret: random_secret(),
+            outbound: Outbound::Direct,
+            notary: None,
+        });
+    }
     let mut homeservers = Vec::new();
     for (i, c) in hs_configs.iter().enumerate() {
         mkdir(&c.dir)?;
@@ -716,7 +762,9 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         store: dir.join("grenzwacht.db"),
         policies: dir.join("policies"),
         labels: if opts.labels {
-            Some(guard::write_lab_spifs(dir, &hs2_name)?)
+            let mut l = guard::write_lab_spifs(dir, &hs2_name)?;
+            l.third_server = hs3_name.clone();
+            Some(l)
         } else {
             None
         },
@@ -1118,6 +1166,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 deny_servers,
                 labels,
                 ti,
+                servers,
             } => {
                 let mut opts = LabOptions::new(dir, outbound);
                 if let Some(g) = guard_bin {
@@ -1126,6 +1175,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 opts.deny_servers = deny_servers;
                 opts.labels = labels;
                 opts.ti = ti;
+                opts.servers = servers;
                 opts.verbose = true;
                 let info = up(opts).await?;
                 print_info(&info);
@@ -1214,6 +1264,49 @@ mod tests {
         assert!(!is_running(d.path()).unwrap());
         // Idempotent.
         assert!(down(d.path()).unwrap().processes.is_empty());
+    }
+
+    /// `--servers 3`: hs3 is a second remote with its own TLS listener and, with labels, its
+    /// own (lower) clearance as a second `[[labels.peer]]`; other counts are refused.
+    #[test]
+    fn a_three_server_lab_has_a_second_remote_with_its_own_clearance() {
+        let d = tempfile::tempdir().unwrap();
+        let mut opts = LabOptions::new(d.path(), OutboundMode::Connect);
+        opts.labels = true;
+        opts.servers = 3;
+        let plan = write_lab_files(d.path(), &opts).unwrap();
+        let info = &plan.info;
+        assert_eq!(plan.hs_configs.len(), 3);
+        let (hs2, hs3) = (info.hs2(), info.hs3().expect("hs3"));
+        assert!(!hs3.protected);
+        assert_ne!(hs2.server_name, hs3.server_name);
+        assert_eq!(
+            hs3.server_name,
+            hs3.federation_url.trim_start_matches("https://")
+        );
+        assert!(hs3.signing_key.is_file() && hs3.config.is_file());
+        let cfg = crate::config::Config::load(&info.guard.config).unwrap();
+        let peers = &cfg.labels.as_ref().expect("labels").peer;
+        let names: Vec<&str> = peers.iter().map(|p| p.server.as_str()).collect();
+        assert_eq!(names, [hs2.server_name.as_str(), hs3.server_name.as_str()]);
+        assert_ne!(peers[0].clearance, peers[1].clearance);
+        // Two-server labs have no hs3; 1 and 4 servers, and TI with 3, are refused.
+        let d2 = tempfile::tempdir().unwrap();
+        let two = write_lab_files(
+            d2.path(),
+            &LabOptions::new(d2.path(), OutboundMode::Connect),
+        );
+        assert!(two.unwrap().info.hs3().is_none());
+        for (n, ti) in [(1, false), (4, false), (3, true)] {
+            let d = tempfile::tempdir().unwrap();
+            let mut o = LabOptions::new(d.path(), OutboundMode::Connect);
+            o.servers = n;
+            o.ti = ti;
+            assert!(
+                matches!(write_lab_files(d.path(), &o), Err(LabError::Setup(_))),
+                "{n} servers, ti {ti}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod diode;
 pub mod federation;
 pub mod keys;
 pub mod lab;

@@ -12,8 +12,12 @@
 //!   `(tag set OID, tag type, LACV)`), independent of any SPIF, so they can be cached, compared
 //!   and serialised cheaply. Formats: the JSON form (below), STANAG 4774 XML
 //!   (`originatorConfidentialityLabel`), the spiffing XML label/clearance form of the
-//!   conformance data, and ESS `SecurityLabel` BER (policy, classification and privacy mark
-//!   only; BER security categories are refused, fail closed).
+//!   conformance data, and ESS `SecurityLabel` BER/DER with security categories in the ACP
+//!   145(A) or MISSI syntax (read by [`SpifSet::parse_label`] / [`Label::from_ber`], written by
+//!   [`SpifSet::to_ber`] in the syntax the SPIF's `rbacId` names; the mapping of SPIF tag types
+//!   to category syntaxes is in [`ber`]).
+//! - Display markings ([`SpifSet::marking`]) show the label's privacy mark after the
+//!   categories, as the SPIF's `privacyMark` marking data says ([`marking`]).
 //! - The decisions live on [`SpifSet`]: [`SpifSet::validate`], [`SpifSet::marking`],
 //!   [`SpifSet::access`], [`SpifSet::translate`], [`SpifSet::dominates`], and
 //!   [`SpifSet::decide_access`] (translate into the clearance's policy, then decide: the

@@ -71,6 +71,7 @@ pub mod holds;
 pub mod media_refs;
 pub mod pauses;
 mod room_labels;
+pub mod room_members;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ pub mod versions;
 
 pub use holds::{HeldRecord, NewHold, QueueEntry, QueueKey};
 pub use pauses::{PauseCause, RoomPause};
+pub use room_members::RoomServers;
 pub use schema::SCHEMA_VERSION;
 pub use versions::RoomVersionRecord;
 
@@ -359,6 +361,8 @@ struct Inner {
     rooms: RwLock<HashMap<String, RoomVersionEntry>>,
     /// Room labels, also negatively cached (only this store writes them; see `room_label`).
     room_labels: RwLock<HashMap<String, Option<RoomLabelRecord>>>,
+    /// Remote-member server sets per room (`room_members`), invalidated on every write.
+    room_servers: RwLock<HashMap<String, Arc<RoomServers>>>,
     location: String,
 }
 
@@ -439,6 +443,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 rooms: RwLock::new(HashMap::new()),
                 room_labels: RwLock::new(HashMap::new()),
+                room_servers: RwLock::new(HashMap::new()),
                 location,
             }),
         }

@@ -45,6 +45,11 @@ fn every_form_loads_with_the_marking_the_page_shows() {
         marking(&set, "nato-restricted.spiffing.xml"),
         "NATO RESTRICTED"
     );
+    // ESS BER with an enumerated permissive category and a privacy mark.
+    assert_eq!(
+        marking(&set, "nato-secret-rel-fra-deu.ber"),
+        "NATO SECRET Releasable to France, Germany EXERCISE"
+    );
 }
 
 #[test]

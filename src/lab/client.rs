@@ -389,6 +389,13 @@ impl Session {
             })
     }
 
+    /// `POST /rooms/{room}/leave`.
+    pub async fn leave(&self, room_id: &str) -> Result<(), ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/leave", encode_segment(room_id));
+        self.call("POST", &path, Some(&json!({}))).await?;
+        Ok(())
+    }
+
     /// Sends an `m.text` message; returns the event id.
     pub async fn send_text(&self, room_id: &str, text: &str) -> Result<String, ClientError> {
         let txn = format!("lab{}", rand::random::<u64>());
@@ -607,6 +614,28 @@ impl Session {
                     .await?
                     .into_iter()
                     .find(|m| m.sender == sender && m.body == text))
+            },
+        )
+        .await
+    }
+
+    /// Waits until `user_id` is no longer joined in `room_id` (as this user sees it).
+    pub async fn wait_for_member_gone(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        wait_until(
+            &format!("{user_id} to leave {room_id} (seen by {})", self.user_id),
+            timeout,
+            || async {
+                Ok((!self
+                    .joined_members(room_id)
+                    .await?
+                    .iter()
+                    .any(|m| m == user_id))
+                .then_some(()))
             },
         )
         .await

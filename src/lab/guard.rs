@@ -96,12 +96,17 @@ pub const LAB_PRINCIPALS: &[(&str, &str)] = &[
 /// * remote side: policy NATO, unlabeled = NATO RESTRICTED (NATO context), cleared for NATO
 ///   UNCLASSIFIED and RESTRICTED, releasable to DEU, NATO context — i.e. hs2 is cleared for
 ///   VS-NfD, released to Germany; `[[labels.peer]]` names hs2 with that clearance.
+/// * hs3 (three-server lab): `[[labels.peer]]` with NATO UNCLASSIFIED only (same categories)
+///   — cleared for OFFEN, not for VS-NfD. A room shared with hs2 and hs3 is released at hs3's
+///   clearance.
 #[derive(Debug, Clone)]
 pub struct LabLabels {
     /// `DIR/spif/deu-vs.xml`, `DIR/spif/nato.xml`.
     pub spifs: Vec<PathBuf>,
     /// hs2's server name.
     pub remote_server: String,
+    /// hs3's server name (three-server lab).
+    pub third_server: Option<String>,
 }
 
 /// DEU-VS policy OID of the shipped SPIF.
@@ -123,6 +128,7 @@ pub fn write_lab_spifs(
     Ok(LabLabels {
         spifs: vec![deu, nato],
         remote_server: remote_server.to_string(),
+        third_server: None,
     })
 }
 
@@ -162,9 +168,12 @@ fn deu_clearance() -> serde_json::Value {
 
 pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     use serde_json::json;
-    let nato_clearance = json!({"policy": LAB_NATO_POLICY, "classifications": [1, 2], "categories": [
+    let nato_clearance_for = |classifications: &[u64]| {
+        json!({"policy": LAB_NATO_POLICY, "classifications": classifications, "categories": [
         {"tag_set": "1.3.26.1.4.2", "type": "enumeratedPermissive", "lacv": 276},
-        {"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]});
+        {"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]})
+    };
+    let nato_clearance = nato_clearance_for(&[1, 2]);
     let mut t = Table::new();
     t["spifs"] = value(str_array(l.spifs.iter().map(|p| p.display().to_string())));
     let mut prot = Table::new();
@@ -186,6 +195,12 @@ pub fn labels_table(l: &LabLabels) -> (Table, ArrayOfTables) {
     peer["clearance"] = value(toml_of(&nato_clearance));
     let mut peers = ArrayOfTables::new();
     peers.push(peer);
+    if let Some(third) = &l.third_server {
+        let mut peer = Table::new();
+        peer["server"] = value(third.clone());
+        peer["clearance"] = value(toml_of(&nato_clearance_for(&[1])));
+        peers.push(peer);
+    }
     (t, peers)
 }
 

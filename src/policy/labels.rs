@@ -20,7 +20,20 @@
 //!   destination's clearance (`SpifSet::access`). An invalid, unparsable or untranslatable
 //!   label, or a denied access, denies the event: `on_deny` (redact, or hold, which acts as
 //!   redact: there is no review queue), rule ids `label:invalid`, `label:above_room`, `label:no_equivalent`,
-//!   `label:deny`, `label:unlabeled_encrypted`.
+//!   `label:deny`, `label:unlabeled_encrypted`, `label:room_server` (see below).
+//! * **Rooms with several remote servers.** A remote server passes a room's events on to the
+//!   other servers in the room (`get_missing_events`, `backfill`, `/event`), out of the guard's
+//!   sight. So what leaves the protected side for a room is judged against the destination
+//!   *and* every other remote server with a member in the room (joined, invited, knocking):
+//!   the room is released at the lowest clearance among its remote servers; an event one of
+//!   them is not cleared for is denied to all of them (`label:room_server`). The guard knows a
+//!   room's members from the `m.room.member` PDUs it sees in both directions (`send_join`
+//!   state included) and, where `[[protected]] admin_api` is set, from the protected
+//!   homeserver's current state, asked once for a room whose members it has not seen
+//!   (`proxy::room_labels`); they are kept in the store (`store::room_members`). A server
+//!   joining later through another remote server can read the history that remote server
+//!   holds: the guard judged it against the servers in the room when it left (see
+//!   ARCHITECTURE.md).
 //! * **Encrypted traffic** (`m.room.encrypted` events, to-device messages of that type) is
 //!   opaque: only a cleartext label next to the ciphertext can release it. Without one it is
 //!   denied (`encrypted_without_label = "deny"`, the default) — the room label is *not* used,
@@ -86,6 +99,7 @@ use crate::federation::userdata::TO_DEVICE_EDU;
 use crate::spif::{
     AccessDenial, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet,
 };
+use crate::store::room_members::MembershipSource;
 use crate::store::{RoomLabelRecord, Store};
 
 /// Metric: label decisions that were not "allow", by direction and rule (`label:*`), plus
@@ -94,6 +108,9 @@ pub const LABEL_DECISIONS_TOTAL: &str = "grenzwacht_label_decisions_total";
 
 /// Most parsed labels kept in the parse cache (it is cleared when full).
 const LABEL_CACHE_MAX: usize = 10_000;
+
+/// The event type of room membership events.
+const MEMBER_TYPE: &str = "m.room.member";
 
 /// The event type of encrypted room events and to-device messages.
 pub const ENCRYPTED_TYPE: &str = "m.room.encrypted";
@@ -296,6 +313,8 @@ pub struct LabelPolicy {
     remote: Side,
     /// Lower-case server name → clearance.
     peers: HashMap<String, Arc<Clearance>>,
+    /// The protected servers' names, lower case (never counted as remote room members).
+    protected_servers: Vec<String>,
     store: Store,
     markings: Option<Markings>,
     detector: Option<MarkingDetector>,
@@ -509,6 +528,7 @@ impl LabelPolicy {
             protected: protected_side,
             remote: remote_side,
             peers,
+            protected_servers: protected.to_vec(),
             store,
             markings,
             detector: None,
@@ -680,6 +700,9 @@ impl LabelPolicy {
         // Release towards the destination (cached per label and clearance).
         let clearance = self.clearance_for(direction, ctx);
         self.release(&eff, eff_ref, to, clearance)?;
+        if let (Direction::Outbound, Some(room)) = (direction, room) {
+            self.release_to_room(room, &eff, eff_ref, to, clearance)?;
+        }
         // Consistency: a body marked above its label.
         if !encrypted {
             if let Some(found) = self.highest_marking(&fields, content, &eff_ref.policy) {
@@ -797,6 +820,81 @@ impl LabelPolicy {
         r
     }
 
+    /// A room's release: every remote server with a member in `room` (as far as the guard
+    /// knows, `store::room_members`) must be cleared for the label, not only the destination
+    /// (`dest`, already checked): a remote server passes the room's events on to the others in
+    /// it. Each distinct clearance is checked once (cached like [`Self::release`]).
+    fn release_to_room(
+        &self,
+        room: &str,
+        eff: &Arc<Result<Label, String>>,
+        label: &Label,
+        to: &Side,
+        dest: &Arc<Clearance>,
+    ) -> Result<(), Denial> {
+        let members = self.store.room_servers(room).map_err(|e| {
+            deny(
+                "label:room_server",
+                format!("room membership lookup failed: {e}"),
+            )
+        })?;
+        let mut checked: Vec<*const Clearance> = vec![Arc::as_ptr(dest)];
+        for server in &members.servers {
+            if self.protected_servers.contains(server) {
+                continue;
+            }
+            let c = self.peers.get(server).unwrap_or(&to.clearance);
+            if checked.contains(&Arc::as_ptr(c)) {
+                continue;
+            }
+            checked.push(Arc::as_ptr(c));
+            self.release(eff, label, to, c).map_err(|d| Denial {
+                rule: "label:room_server",
+                reason: format!("{server} is in the room: {}", d.reason),
+                mismatch: false,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Records the membership an `m.room.member` event states (`store::room_members`).
+    fn learn_member(
+        &self,
+        room: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: &RawValue,
+        ts: i64,
+        source: MembershipSource,
+    ) {
+        let (MEMBER_TYPE, Some(user)) = (event_type, state_key) else {
+            return;
+        };
+        #[derive(serde::Deserialize)]
+        struct Member<'a> {
+            #[serde(borrow)]
+            membership: Option<Cow<'a, str>>,
+        }
+        // A member event without a readable membership still names a user of the room: count
+        // it as present (fail closed).
+        let membership = serde_json::from_str::<Member<'_>>(content.get())
+            .ok()
+            .and_then(|m| m.membership)
+            .unwrap_or(Cow::Borrowed("unknown"));
+        if let Err(e) = self
+            .store
+            .put_room_member(room, user, &membership, ts, source)
+        {
+            tracing::warn!(room, user, "cannot store room membership: {e}");
+        }
+    }
+
+    /// Whether the guard has seen any membership of `room` (`store::room_members`); an error
+    /// counts as unknown.
+    pub fn room_members_known(&self, room: &str) -> bool {
+        self.store.room_servers(room).is_ok_and(|r| r.known)
+    }
+
     /// The highest marking hierarchy (in `policy`) found in the body fields.
     fn highest_marking(
         &self,
@@ -862,11 +960,36 @@ impl LabelPolicy {
         self.room_label(room).is_some()
     }
 
-    /// Learn a room's label from its current state as the protected homeserver reports it
-    /// (`proxy::room_labels`): the room label event among `state` (client-format events), if
-    /// any. Returns whether the state had one. Judged like a room label event leaving the
-    /// protected side: the protected homeserver's own state may set or lower the label.
+    /// Learn a room's label and membership from its current state as the protected homeserver
+    /// reports it (`proxy::room_labels`): the room label event among `state` (client-format
+    /// events), if any, and every member event (`store::room_members`: newer than what the
+    /// guard saw wins). Returns whether the state had a label. The label is judged like
+    /// a room label event leaving the protected side: the protected homeserver's own state may
+    /// set or lower it.
     pub fn learn_from_state(&self, ctx: &ExchangeCtx, room: &str, state: &[Value]) -> bool {
+        for ev in state {
+            let (Some(MEMBER_TYPE), Some(user)) = (
+                ev.get("type").and_then(Value::as_str),
+                ev.get("state_key").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let membership = ev
+                .get("content")
+                .and_then(|c| c.get("membership"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            let ts = ev
+                .get("origin_server_ts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Err(e) =
+                self.store
+                    .put_room_member(room, user, membership, ts, MembershipSource::State)
+            {
+                tracing::warn!(room, user, "cannot store room membership: {e}");
+            }
+        }
         let Some(ev) = state.iter().find(|e| {
             e.get("type")
                 .and_then(Value::as_str)
@@ -1052,6 +1175,16 @@ impl Policy for LabelPolicy {
     /// the state it governs (a `send_join` response in any order) still decides that state.
     fn prepare(&self, ctx: &ExchangeCtx, units: &crate::policy::Units<'_>) {
         for pdu in &units.pdus {
+            if let Some(room) = pdu.room_id.as_deref() {
+                self.learn_member(
+                    room,
+                    &pdu.event_type,
+                    pdu.state_key.as_deref(),
+                    pdu.content,
+                    pdu.origin_server_ts,
+                    MembershipSource::Event,
+                );
+            }
             if let (true, Some(room)) = (
                 self.is_room_label(&pdu.event_type, pdu.state_key.as_deref()),
                 pdu.room_id.as_deref(),

@@ -12,7 +12,11 @@
 //! guard does not know: `GET /_synapse/admin/v1/rooms/{roomId}/state` on the configured
 //! `[[protected]] admin_api` with the admin token from `admin_token_file`.
 //!
-//! * A label event in the state is learned (as coming from the protected side).
+//! The same lookup runs for a room whose members the guard has never seen: the label layer
+//! judges a room against every remote server in it, and learns them from this state too.
+//!
+//! * A label event in the state is learned (as coming from the protected side); every member
+//!   event is stored as the room's current membership.
 //! * No label event, or a room the homeserver does not know (404): nothing to learn; the
 //!   answer is remembered for [`RECHECK`], so a busy room is not looked up on every request.
 //! * Any other answer or no answer: the exchange is refused with 503 (the sender retries) —
@@ -125,7 +129,8 @@ pub async fn ensure(
         return Ok(());
     };
     for room in rooms_of(units, room_hint) {
-        if labels.room_label_known(&room) || guard.label_lookups().fresh(&room) {
+        let known = labels.room_label_known(&room) && labels.room_members_known(&room);
+        if known || guard.label_lookups().fresh(&room) {
             continue;
         }
         let token = match tokio::fs::read_to_string(token_file).await {

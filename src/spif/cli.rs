@@ -14,6 +14,11 @@
 //!   on stderr. Exit 0 for a valid label (and a grant), 1 for an invalid label or a denial.
 //! - `label translate`: JSON `{"label": "<4774 XML>", "marking": "…"}`; a failed translation
 //!   prints the reason on stderr and exits 1.
+//! - `label convert --to json|spiffing|4774|ber [--out FILE]`: the label in that form on stdout
+//!   (BER: the DER bytes) or in FILE; a label its SPIF says is invalid, or one the form cannot
+//!   carry (a privacy mark over 128 characters in BER), exits 1 with the reason on stderr;
+//!   categories of a SPIF whose `rbacId` names a syntax the guard does not write are an
+//!   unsupported form (exit 2). BER uses the ACP 145 or the MISSI syntax as the `rbacId` says.
 //!
 //! Every `label` subcommand exits 2 on usage and input errors — an unreadable file, input that
 //! is no security label (or clearance), a label form the guard does not support, a policy no
@@ -35,7 +40,7 @@ const SPIF_HELP: &str = "SPIF file (repeatable; the label's policy identifier se
 const LABEL_HELP: &str = "Label file, any of these forms (detected from the content):\n\
     - STANAG 4774 XML: <originatorConfidentialityLabel xmlns=\"urn:nato:stanag:4774:confidentialitymetadatalabel:1:0\">\n\
     - spiffing XML: <label xmlns=\"http://surevine.com/xmlns/spiffy\"><policy id=OID/><classification lacv=N/>…</label>\n\
-    - ESS SecurityLabel, BER/DER (RFC 2634; policy, classification, privacy mark; no categories)\n\
+    - ESS SecurityLabel, BER/DER (RFC 2634; policy, classification, privacy mark, security categories in the ACP 145 or MISSI syntax)\n\
     - JSON: {\"policy\": OID, \"classification\": N, \"categories\": [{\"tag_set\": OID, \"type\": \"permissive\", \"lacv\": N}], \"privacy_mark\": \"…\"}";
 
 /// Help of `--clearance`.
@@ -92,7 +97,23 @@ pub enum LabelCommand {
         #[arg(long, help = LANG_HELP)]
         lang: Option<String>,
     },
+    /// Write a label in another form (exit 1 if its SPIF says it is invalid).
+    Convert {
+        #[arg(long = "spif", required = true, help = SPIF_HELP)]
+        spif: Vec<PathBuf>,
+        #[arg(long, help = LABEL_HELP)]
+        label: PathBuf,
+        #[arg(long = "to", help = FORM_HELP, value_parser = ["json", "spiffing", "4774", "ber"])]
+        to: String,
+        /// Write the label to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
+
+/// Help of `label convert --to`.
+const FORM_HELP: &str = "Output form: json, spiffing (spiffing XML), 4774 (STANAG 4774 XML), \
+    ber (ESS SecurityLabel, DER, binary)";
 
 /// Exit code of a usage or input error.
 const INPUT_ERROR: u8 = 2;
@@ -275,6 +296,12 @@ fn label(cmd: LabelCommand) -> Result<ExitCode, InputError> {
                 }
             })
         }
+        LabelCommand::Convert {
+            spif,
+            label,
+            to,
+            out,
+        } => convert(&spif, &label, &to, out.as_deref()),
         LabelCommand::Translate {
             spif,
             label,
@@ -303,6 +330,50 @@ fn label(cmd: LabelCommand) -> Result<ExitCode, InputError> {
             }
         }
     }
+}
+
+/// `label convert`: the label in the form `to`, on stdout or into `out`.
+fn convert(
+    spif: &[PathBuf],
+    label: &Path,
+    to: &str,
+    out: Option<&Path>,
+) -> Result<ExitCode, InputError> {
+    let set = load_set(spif)?;
+    let l = match read_label(&set, label)?.and_then(|l| set.validate(&l).map(|_| l)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}: {e}", label.display());
+            return Ok(ExitCode::from(REFUSED));
+        }
+    };
+    let bytes = match to {
+        "json" => Ok(format!("{}\n", l.to_json()).into_bytes()),
+        "spiffing" => Ok(format!("{}\n", l.to_spiffing_xml()).into_bytes()),
+        "4774" => set.to_4774_xml(&l).map(|x| format!("{x}\n").into_bytes()),
+        _ => set.to_ber(&l),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) if e.is_input_error() => {
+            return Err(InputError(format!("{}: {e}", label.display())))
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", label.display());
+            return Ok(ExitCode::from(REFUSED));
+        }
+    };
+    match out {
+        Some(p) => std::fs::write(p, &bytes)
+            .map_err(|e| InputError(format!("{}: cannot write: {e}", p.display())))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| InputError(format!("stdout: {e}")))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The reason of a denial, prefixed with its code.

@@ -331,9 +331,29 @@ impl Label {
         s
     }
 
-    /// Parses an ESS `SecurityLabel` in BER/DER (policy, classification, privacy mark; labels
-    /// with security categories are refused — see [`super::ber`]).
+    /// Parses an ESS `SecurityLabel` in BER/DER: policy, classification, privacy mark and
+    /// security categories in the ACP 145(A) syntaxes and the MISSI syntax (see
+    /// [`super::ber`]). A category of another syntax is reported as
+    /// [`LabelError::UnknownCategory`] of the label's policy (an invalid label, like a category
+    /// the SPIF does not define). MISSI enumerated attributes need the SPIF
+    /// ([`super::SpifSet::label_from_ber`]); here they are [`LabelError::Unsupported`].
+    /// Writing needs the SPIF too: [`super::SpifSet::to_ber`].
     pub fn from_ber(data: &[u8]) -> Result<Label, LabelError> {
+        Self::from_ber_with(data, &|_, _| {
+            Err(LabelError::Unsupported(
+                "MISSI enumerated attributes without the SPIF (permissive or restrictive is \
+                 the SPIF's tag set's)"
+                    .into(),
+            ))
+        })
+    }
+
+    /// As [`Label::from_ber`]; `missi_enumerated(policy, tag set)` says which enumerated tag
+    /// type MISSI `enumeratedAttributes` stand for.
+    pub(crate) fn from_ber_with(
+        data: &[u8],
+        missi_enumerated: &dyn Fn(&Oid, &Oid) -> Result<TagType, LabelError>,
+    ) -> Result<Label, LabelError> {
         if data.is_empty() {
             return Err(LabelError::NoData);
         }
@@ -350,17 +370,42 @@ impl Label {
             .classification
             .map(Lacv)
             .ok_or_else(|| LabelError::Ber("label without classification".into()))?;
-        if ess.has_categories {
-            // Reported after the policy so an unknown policy is named first by the caller.
-            return Err(LabelError::Unsupported(
-                "ESS BER labels with security categories (use STANAG 4774 XML or the JSON form)"
-                    .into(),
-            ));
+        let mut categories = Categories::new();
+        for c in &ess.categories {
+            let tag_type = match (&c.syntax, c.syntax.tag_type()) {
+                (_, Some(t)) => Some(t),
+                (ber::Syntax::MissiEnumerated, None) => {
+                    let ts = Oid::parse(&c.tag_set).ok_or_else(|| {
+                        LabelError::Ber(format!("invalid tag set OID {}", c.tag_set))
+                    })?;
+                    Some(missi_enumerated(&policy, &ts)?)
+                }
+                _ => None,
+            };
+            let Some(tag_type) = tag_type else {
+                return Err(LabelError::UnknownCategory {
+                    policy,
+                    category: format!(
+                        "security category of type {} (not an ACP 145 or MISSI category syntax)",
+                        c.syntax.type_oid()
+                    ),
+                });
+            };
+            let tag_set = Oid::parse(&c.tag_set)
+                .ok_or_else(|| LabelError::Ber(format!("invalid tag set OID {}", c.tag_set)))?;
+            if categories.len() + c.lacvs.len() > MAX_CATEGORIES {
+                return Err(LabelError::Ber("too many categories".into()));
+            }
+            categories.extend(c.lacvs.iter().map(|&l| CategoryRef {
+                tag_set: tag_set.clone(),
+                tag_type,
+                lacv: Lacv(l),
+            }));
         }
         Ok(Label {
             policy,
             classification,
-            categories: Categories::new(),
+            categories,
             privacy_mark: ess.privacy_mark,
         })
     }

@@ -19,8 +19,25 @@
 //!   loader. A `markingData` that names only such locations does not apply to the page bottom,
 //!   so a portion marking ("NU") never replaces the display marking ("NATO UNCLASSIFIED").
 //!   A code outside the schema's enumeration is an error.
+//!
+//! # Privacy marks in display markings
+//!
+//! Open XML SPIF 2.0/2.1 gives `privacyMarks` and each `privacyMark` their own `markingData` and
+//! `markingQualifier` ([`privacy_mark_phrase`]). A label's privacy mark is shown at the end of
+//! the display marking, after the classification and the categories, separated by the policy's
+//! separator and inside the policy's prefix and suffix:
+//! - the phrase is the `markingData` phrase of the SPIF's `privacyMark` with that name for the
+//!   location (language fallback as above); without one, the mark itself. A free-text mark (the
+//!   SPIF lists none, or the mark is not listed) is shown as written;
+//! - `noNameDisplay` / `noMarkingDisplay` on the `privacyMark`, or on `privacyMarks` (all
+//!   marks), hide it;
+//! - the prefix and suffix come from the `privacyMark`'s qualifiers, else from those of
+//!   `privacyMarks` (e.g. a prefix `"PRIVACY: "`);
+//! - control characters of the mark are shown as spaces (a marking is one line), and at most
+//!   [`MAX_PRIVACY_MARK_DISPLAY`] characters of it.
 use std::collections::HashMap;
 
+use super::model::PrivacyMarks;
 use super::xml::Element;
 
 pub const PAGE_TOP: u32 = 1 << 0;
@@ -258,6 +275,49 @@ impl Markings {
         }
         Markings { by_lang }
     }
+}
+
+/// A privacy mark is shown with at most this many characters (`ub-privacy-mark-length`),
+/// longer ones end in "…".
+pub const MAX_PRIVACY_MARK_DISPLAY: usize = 128;
+
+/// The text a label's privacy mark `mark` adds to the display marking at `loc` in `lang`
+/// (see the module documentation); `None` when the SPIF hides it.
+pub fn privacy_mark_phrase(pms: &PrivacyMarks, mark: &str, lang: &str, loc: u32) -> Option<String> {
+    let group = pms.markings.get(lang);
+    let own = pms
+        .marks
+        .iter()
+        .position(|m| m == mark)
+        .and_then(|i| pms.mark_markings.get(i))
+        .and_then(|m| m.get(lang));
+    let hidden = |m: Option<&Marking>| {
+        m.and_then(|m| m.entry(loc))
+            .is_some_and(|(f, _)| f & (NO_NAME_DISPLAY | NO_MARKING_DISPLAY) != 0)
+    };
+    if hidden(own) || hidden(group) {
+        return None;
+    }
+    let phrase = own.map(|m| m.phrase(loc, mark)).unwrap_or(mark);
+    let qualifier = |pick: fn(&Marking) -> &str| -> &str {
+        own.map(pick)
+            .filter(|q| !q.is_empty())
+            .or_else(|| group.map(pick))
+            .unwrap_or("")
+    };
+    let mut text: String = phrase
+        .chars()
+        .take(MAX_PRIVACY_MARK_DISPLAY)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if phrase.chars().nth(MAX_PRIVACY_MARK_DISPLAY).is_some() {
+        text.push('…');
+    }
+    Some(format!(
+        "{}{text}{}",
+        qualifier(|m| &m.prefix),
+        qualifier(|m| &m.suffix)
+    ))
 }
 
 #[cfg(test)]

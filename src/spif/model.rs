@@ -249,6 +249,10 @@ pub struct PrivacyMarks {
     pub max_selection: Option<u32>,
     /// A label's privacy mark must be one of `marks` when this is set and `marks` is non-empty.
     pub restricted: bool,
+    /// The `markingData` / `markingQualifier` of `privacyMarks` (all marks).
+    pub markings: Markings,
+    /// The `markingData` / `markingQualifier` of each `privacyMark`, parallel to `marks`.
+    pub mark_markings: Vec<Markings>,
 }
 
 /// A parsed and checked security policy.
@@ -995,6 +999,7 @@ impl Spif {
             privacy_marks.min_selection = ctx.opt_u32(pm, "minSelection");
             privacy_marks.max_selection = ctx.opt_u32(pm, "maxSelection");
             privacy_marks.restricted = true;
+            privacy_marks.markings = markings(ctx, pm);
         }
         for pm in root.children_named("privacyMark").chain(
             root.child("privacyMarks")
@@ -1012,6 +1017,7 @@ impl Spif {
                 ctx.error("SPIF030", pm.line, format!("duplicate privacyMark '{v}'"));
             } else {
                 privacy_marks.marks.push(v);
+                privacy_marks.mark_markings.push(markings(ctx, pm));
             }
         }
         if !privacy_marks.marks.is_empty() {

@@ -12,7 +12,7 @@
 //!   uses the per-category `equivalentSecCategoryTag`s and fails closed without them), and the
 //!   `userInput` / `dateFormat` of a category (a label carries only the category's LACV), and
 //!   marking data on holders display markings do not use (policy ids,
-//!   `securityClassifications`, `privacyMarks`, `privacyMark`).
+//!   `securityClassifications`).
 //!
 //! Attributes in the `xml:`, `xmlns` and `xsi:` spaces are always allowed. Elements without a
 //! namespace are treated as SPIF elements (the spiffing conformance SPIFs have none).
@@ -190,6 +190,8 @@ fn markings_read(name: &str) -> bool {
             | "securityCategoryTagSet"
             | "securityCategoryTag"
             | "tagCategory"
+            | "privacyMarks"
+            | "privacyMark"
     )
 }
 
@@ -360,8 +362,7 @@ mod tests {
                 ("SPIF062", 1),
                 ("SPIF060", 4),
                 ("SPIF061", 6),
-                ("SPIF063", 7),
-                ("SPIF063", 8)
+                ("SPIF063", 7)
             ]
         );
     }

@@ -440,7 +440,8 @@ impl SpifSet {
     }
 
     /// Display marking of `label` (page-bottom location) in `lang` (`None` = default);
-    /// language fallback: exact, primary subtag, default.
+    /// language fallback: exact, primary subtag, default. The label's privacy mark comes last
+    /// ([`super::marking::privacy_mark_phrase`]).
     pub fn marking(&self, label: &Label, lang: Option<&str>) -> Result<String, LabelError> {
         let r = self.resolve(label)?;
         let lang = lang.unwrap_or("");
@@ -479,6 +480,16 @@ impl SpifSet {
             out.push_str(cls.or(pol).map(|m| m.phrase(loc, name)).unwrap_or(name));
         }
         render_categories(spif, lang, loc, &mut out, &r.cats, sep);
+        if let Some(pm) = label
+            .privacy_mark
+            .as_deref()
+            .and_then(|pm| super::marking::privacy_mark_phrase(&spif.privacy_marks, pm, lang, loc))
+        {
+            if !out.is_empty() {
+                out.push_str(sep);
+            }
+            out.push_str(&pm);
+        }
         if let Some(m) = pol {
             out = format!("{}{out}{}", m.prefix, m.suffix);
         }
@@ -971,7 +982,7 @@ impl SpifSet {
                 if let Some(p) = ess.policy.as_deref().and_then(Oid::parse) {
                     self.spif(&p)?;
                 }
-                Label::from_ber(data)?
+                self.label_from_ber(data)?
             }
         };
         self.resolve(&label)?;
@@ -1505,14 +1516,15 @@ mod tests {
             .unwrap_err()
             .not_a_label()
             .is_some());
-        // SET { OID 1.3.6.1.4.1.99999.1.1, INTEGER 2, SET {} }: a label, but with BER categories.
+        // SET { OID 1.3.6.1.4.1.99999.1.1, INTEGER 2, SET {} }: categories are SIZE (1..64).
         let ber = [
             0x31, 0x11, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f, 0x01, 0x01,
             0x02, 0x01, 0x02, 0x31, 0x00,
         ];
         let e = s.parse_label(&ber).unwrap_err();
-        assert!(matches!(e, LabelError::Unsupported(_)), "{e}");
-        assert!(e.not_a_label().is_none() && e.is_input_error());
+        let why = e.not_a_label().expect("malformed BER is no label");
+        assert!(why.contains("empty security categories"), "{why}");
+        assert!(e.is_input_error());
         // Without the categories it is a label (VS-NfD).
         let mut plain = ber[..17].to_vec();
         plain[1] = 0x0f;

@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 6)
+//! # Format (schema version 7)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -77,6 +77,20 @@
 //!
 //! `media_blocked` (since version 6): media the guard refused, one row per (server name,
 //! media id): `reason`, the file's `sha256` (lower-case hex) if known, `blocked_at` (Unix ms).
+//!
+//! `room_members` (since version 7): the membership of users in rooms as the guard last saw it
+//! (`store::room_members`), one row per (room, user); `policy::labels` judges a room's
+//! release against every remote server with a member in it.
+//!
+//! | column             | type    | meaning                                                      |
+//! |--------------------|---------|--------------------------------------------------------------|
+//! | `room_id`          | TEXT    | key: the room ID                                             |
+//! | `user_id`          | TEXT    | key: the member's user ID (the state key)                    |
+//! | `server_name`      | TEXT    | the user's server name, lower case                           |
+//! | `membership`       | TEXT    | `join`, `invite`, `knock`, `leave`, `ban` or another value   |
+//! | `origin_server_ts` | INTEGER | the membership event's `origin_server_ts` (ms)               |
+//! | `learned_from`     | TEXT    | `event` (a membership event that crossed) or `state` (the protected homeserver's current state) |
+//! | `learned_at`       | INTEGER | when (Unix ms)                                               |
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -247,6 +261,22 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
 
     CREATE INDEX media_blocked_by_sha256 ON media_blocked (sha256) WHERE sha256 IS NOT NULL;
+    "#,
+    // 7: room membership as seen (`store::room_members`).
+    r#"
+    CREATE TABLE room_members (
+        room_id          TEXT    NOT NULL,
+        user_id          TEXT    NOT NULL,
+        server_name      TEXT    NOT NULL,
+        membership       TEXT    NOT NULL,
+        origin_server_ts INTEGER NOT NULL,
+        learned_from     TEXT    NOT NULL CHECK (learned_from IN ('event', 'state')),
+        learned_at       INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    ) STRICT;
+
+    CREATE INDEX room_members_present ON room_members (room_id, server_name)
+        WHERE membership NOT IN ('leave', 'ban');
     "#,
 ];
 

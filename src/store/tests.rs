@@ -31,7 +31,7 @@ fn open_creates_file_with_schema_and_private_mode() {
     let store = Store::open(&path).unwrap();
     assert!(path.is_file());
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -63,6 +63,7 @@ fn open_creates_file_with_schema_and_private_mode() {
             "media_blocked",
             "media_refs",
             "room_labels",
+            "room_members",
             "room_pauses",
             "room_versions",
             "txn_decisions"

@@ -1102,3 +1102,102 @@ fn refused_room_label_changes_and_held_labels_are_visible() {
     let marking = labels[0].marking.as_deref().unwrap_or_default();
     assert!(!marking.is_empty(), "a valid label has a display marking");
 }
+
+/// Feeds one membership PDU through `prepare`, as a transaction carrying it would.
+fn see_member(p: &LabelPolicy, c: &ExchangeCtx, user: &str, membership: &str, ts: i64) {
+    let ev = pdu_json(
+        "m.room.member",
+        user,
+        Some(user),
+        json!({"membership": membership}),
+        ts,
+    );
+    let units = crate::policy::Units {
+        pdus: vec![PduView::parse(&ev).unwrap()],
+        pdu_pos: vec![0],
+        ..Default::default()
+    };
+    p.prepare(c, &units);
+}
+
+/// A room is released at the lowest clearance among its remote servers: an event the cleared
+/// hs2 may see but hs3 (in the same room) may not is denied to hs2 too, because hs2 would pass
+/// it on to hs3 (backfill, get_missing_events). Membership comes from the member events the
+/// guard sees, in either direction, and later events win over older ones.
+#[test]
+fn a_room_is_released_at_the_lowest_clearance_among_its_remote_servers() {
+    let p = policy_with(
+        Store::open_in_memory().unwrap(),
+        vec![PeerConfig {
+            server: "hs2.test".into(),
+            // VS-VERTRAULICH ↔ NATO CONFIDENTIAL: hs2 is cleared, hs3 (remote default) not.
+            clearance: Some(nato_clearance(&[1, 2, 3], &[276])),
+            clearance_file: None,
+        }],
+    );
+    let to_hs2 = out();
+    let to_hs3 = ctx(Direction::Outbound, "hs3.test");
+    let inbound = ctx(Direction::Inbound, "hs3.test");
+    let vs_v = || msg("Lage", Some(deu(3, &[276])));
+    // Only hs2 (and the protected side) in the room: released to hs2.
+    see_member(&p, &inbound, "@bob:hs2.test", "join", 1);
+    see_member(&p, &to_hs2, "@alice:hs1.test", "join", 1);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        judge_pdu(&p, &to_hs3, "m.room.message", vs_v()),
+        redact("label:deny"),
+        "hs3 itself is not cleared"
+    );
+    // hs3 joins (its join arrives inbound): now hs2 no longer gets it either.
+    see_member(&p, &inbound, "@carol:hs3.test", "join", 5);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        redact("label:room_server")
+    );
+    // What every remote server is cleared for still crosses; inbound is not affected.
+    assert_eq!(
+        judge_pdu(
+            &p,
+            &to_hs2,
+            "m.room.message",
+            msg("Lage", Some(deu(2, &[])))
+        ),
+        PduVerdict::Allow
+    );
+    assert_eq!(
+        judge_pdu(&p, &inbound, "m.room.message", msg("x", None)),
+        PduVerdict::Allow
+    );
+    // An older leave (backfilled) does not remove hs3; a newer one does.
+    see_member(&p, &inbound, "@carol:hs3.test", "leave", 3);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        redact("label:room_server")
+    );
+    see_member(&p, &inbound, "@carol:hs3.test", "leave", 6);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        PduVerdict::Allow
+    );
+    // An invite counts as membership (the invitee may join and backfill).
+    see_member(&p, &to_hs3, "@dave:hs3.test", "invite", 7);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        redact("label:room_server")
+    );
+    // The protected homeserver's current state counts like the events it holds.
+    let state = vec![
+        json!({"type": "m.room.member", "state_key": "@dave:hs3.test", "sender": "@dave:hs3.test", "origin_server_ts": 8, "content": {"membership": "leave"}}),
+        json!({"type": "m.room.member", "state_key": "@bob:hs2.test", "sender": "@bob:hs2.test", "origin_server_ts": 1, "content": {"membership": "join"}}),
+    ];
+    assert!(!p.learn_from_state(&to_hs2, ROOM, &state), "no label in it");
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        PduVerdict::Allow
+    );
+    assert!(p.room_members_known(ROOM));
+    assert!(!p.room_members_known("!other:hs1.test"));
+}
