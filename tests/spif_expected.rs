@@ -49,6 +49,7 @@ struct Case {
     denial: Option<String>,
     translate_to: Option<String>,
     translated_marking: Option<String>,
+    translated_label: Option<toml::Value>,
     translate_error: Option<String>,
 }
 
@@ -214,6 +215,12 @@ fn check_library(set: &SpifSet, file: &str, c: &Case, t: &mut Tally) {
                 t.check(marking.as_deref() == Ok(m.as_str()), || {
                     format!("{ctx}: translation expected {m:?}, got {marking:?}")
                 });
+                if let Some(want) = &c.translated_label {
+                    let want = Label::from_json(&toml_json(want)).expect("translated_label");
+                    t.check(got.as_ref() == Ok(&want), || {
+                        format!("{ctx}: translated label expected {want:?}, got {got:?}")
+                    });
+                }
             }
             (None, Some(kind)) => {
                 let got_kind = match &got {
@@ -263,7 +270,15 @@ fn cli_file(
     }
 }
 
-fn check_cli(spif_args: &[String], dir: &Path, file: &str, n: usize, c: &Case, t: &mut Tally) {
+fn check_cli(
+    spif_args: &[String],
+    set: &SpifSet,
+    dir: &Path,
+    file: &str,
+    n: usize,
+    c: &Case,
+    t: &mut Tally,
+) {
     let ctx = format!("{file} case {} (cli)", c.name);
     let label = cli_file(dir, &c.label, &c.label_file, format!("label-{n}")).unwrap();
     let cmd = |sub: &str, extra: &[&str]| -> Output {
@@ -362,7 +377,18 @@ fn check_cli(spif_args: &[String], dir: &Path, file: &str, n: usize, c: &Case, t
                             stderr(&o)
                         )
                     },
-                )
+                );
+                // The STANAG 4774 label it prints is the translated label.
+                if let Some(want) = &c.translated_label {
+                    let want = Label::from_json(&toml_json(want)).expect("translated_label");
+                    let got = v["label"]
+                        .as_str()
+                        .ok_or_else(|| "no label".to_string())
+                        .and_then(|x| set.parse_label(x.as_bytes()).map_err(|e| e.to_string()));
+                    t.check(got.as_ref() == Ok(&want), || {
+                        format!("{ctx}: label translate printed {got:?}, expected {want:?}")
+                    });
+                }
             }
             (None, Some(kind)) => {
                 let no_eq = stderr(&o).contains("no equivalent in policy");
@@ -537,7 +563,7 @@ fn expected_results_through_library_and_cli() {
             assert!(!c.rule.trim().is_empty(), "{file} case {}: no rule", c.name);
             check_library(&set, &file, c, &mut t);
         }
-        cli_runs.push((file, spif_args, e, cases));
+        cli_runs.push((file, spif_args, e, cases, set));
         cases += cli_runs.last().unwrap().2.cases.len();
     }
     // The binary's runs (about five per case) dominate the time: a few threads share them.
@@ -549,11 +575,11 @@ fn expected_results_through_library_and_cli() {
                     let mut t = Tally::default();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((file, spif_args, e, first)) = cli_runs.get(i) else {
+                        let Some((file, spif_args, e, first, set)) = cli_runs.get(i) else {
                             return t;
                         };
                         for (k, c) in e.cases.iter().enumerate() {
-                            check_cli(spif_args, dir.path(), file, first + k, c, &mut t);
+                            check_cli(spif_args, set, dir.path(), file, first + k, c, &mut t);
                         }
                     }
                 })
