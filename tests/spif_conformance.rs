@@ -7,7 +7,9 @@
 //! `label-marking` (in `xml:lang`), translate to `encrypt` and check `encrypt-marking`, then
 //! with `clearance` check `clearance-marking` and `acdf-result` (on the translated label when
 //! `encrypt` is given), and the same decision through `SpifSet::decide_access` on the label as
-//! given (it translates into the clearance's policy itself). Error messages are matched by containment (ours add context).
+//! given (it translates into the clearance's policy itself). Error messages are matched by
+//! containment (ours add context). [`cross_policy_access_through_library_and_cli`] adds the
+//! suite's SPIFs' cross-policy denials, through the library and the binary.
 use std::path::{Path, PathBuf};
 
 use grenzwacht::spif::xml;
@@ -180,4 +182,124 @@ fn spiffing_conformance_suite() {
         1,
         "cross-policy cases: {cross_policy:?}"
     );
+}
+
+/// Access decisions whose label and clearance are in different policies, on the suite's own
+/// SPIFs and labels, through [`SpifSet::decide_access`] and through the real binary
+/// (`grenzwacht label check --clearance`, which translates into the clearance's policy itself,
+/// exit 0 grant / 1 deny with the reason). The suite has one such case, a grant; these add the
+/// denials: no equivalence (`no_equivalent`), a translation the clearance's policy refuses
+/// (`invalid`) and a translated label the clearance does not cover (`not_cleared`). The whole
+/// suite through the binary is `tests/spif_cli.rs` (`spiffing_suite_through_the_cli`).
+#[test]
+fn cross_policy_access_through_library_and_cli() {
+    use std::process::Command;
+
+    const TLP: &[&str] = &["tlp-plus.xml", "tlp.xml", "uk-demo.xml"];
+    const FOOD: &[&str] = &["food-policy.xml", "uk-demo.xml"];
+    /// SPIFs, label (file or inline JSON), clearance (file or inline JSON), the expected
+    /// denial code (`None` = grant), why.
+    type Case<'a> = (&'a [&'a str], &'a str, &'a str, Option<&'a str>, &'a str);
+    let cases: &[Case] = &[
+        (
+            TLP,
+            "tlpx-amber-eu.xml",
+            "uk-demo-secret-uk.xml",
+            None,
+            "the suite's case: TLPX AMBER → UK SECRET, EU → UK/EU Eyes Only, all held",
+        ),
+        (
+            TLP,
+            "tlpx-green-sh-na.xml",
+            "uk-demo-secret-uk.xml",
+            Some("no_equivalent"),
+            "'Do not action' has an equivalence to TLP only",
+        ),
+        (
+            FOOD,
+            "food-label-milk-chocolate.xml",
+            "uk-demo-secret-uk.xml",
+            Some("no_equivalent"),
+            "Food and UK-DEMO declare no equivalence",
+        ),
+        (
+            TLP,
+            "tlpx-amber-eu.xml",
+            r#"{"policy": "1.2.826.0.1.6726289.0.4", "classifications": [4], "categories": [{"tag_set": "1.2.826.0.1.6726289.0.4.3", "type": "permissive", "lacv": 2}]}"#,
+            Some("not_cleared"),
+            "translated to UK/EU Eyes Only, the clearance holds NATO only",
+        ),
+        (
+            TLP,
+            "tlpx-amber-eu.xml",
+            r#"{"policy": "1.2.826.0.1.6726289.0.4", "classifications": [10], "categories": [{"tag_set": "1.2.826.0.1.6726289.0.4.3", "type": "permissive", "lacv": 0}]}"#,
+            Some("not_cleared"),
+            "translated to UK SECRET, the clearance is OFFICIAL",
+        ),
+        (
+            TLP,
+            r#"{"policy": "1.2.826.0.1.6726289.0.2", "classification": 11}"#,
+            r#"{"policy": "1.2.826.0.1.6726289.0.1", "classifications": [11]}"#,
+            None,
+            "TLP GREEN → TLPX GREEN (equivalentClassification both)",
+        ),
+        (
+            TLP,
+            r#"{"policy": "1.2.826.0.1.6726289.0.2", "classification": 12}"#,
+            r#"{"policy": "1.2.826.0.1.6726289.0.1", "classifications": [12, 13]}"#,
+            Some("invalid"),
+            "TLP AMBER → TLPX AMBER, which requires a Dissemination category",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |s: &str, n: usize, what: &str| -> PathBuf {
+        if s.starts_with('{') {
+            let p = tmp.path().join(format!("{what}-{n}.json"));
+            std::fs::write(&p, s).unwrap();
+            p
+        } else {
+            dir().join(s)
+        }
+    };
+    for (n, &(spifs, label, clearance, want, why)) in cases.iter().enumerate() {
+        let ctx = format!("case {n} ({why})");
+        let (label, clearance) = (file(label, n, "label"), file(clearance, n, "clearance"));
+        let set = SpifSet::load(spifs.iter().map(|s| dir().join(s))).unwrap();
+        let l = set.load_label_file(&label).unwrap();
+        let c = set.load_clearance_file(&clearance).unwrap();
+        assert_ne!(l.policy, c.policy, "{ctx}: not across policies");
+        let got = set.decide_access(&l, &c);
+        assert_eq!(got.as_ref().err().map(|d| d.code()), want, "{ctx}: {got:?}");
+        let mut args: Vec<String> = vec!["label".into(), "check".into()];
+        for s in spifs {
+            args.push("--spif".into());
+            args.push(dir().join(s).display().to_string());
+        }
+        args.extend([
+            "--label".into(),
+            label.display().to_string(),
+            "--clearance".into(),
+            clearance.display().to_string(),
+        ]);
+        let o = Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{ctx}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        match want {
+            None => {
+                assert_eq!(o.status.code(), Some(0), "{ctx}: {stderr}");
+                assert_eq!(v["access"], "grant", "{ctx}: {v}");
+            }
+            Some(code) => {
+                assert_eq!(o.status.code(), Some(1), "{ctx}: {v}");
+                assert_eq!(v["access"], "deny", "{ctx}: {v}");
+                let reason = v["reason"].as_str().unwrap_or_default();
+                assert!(reason.starts_with(&format!("{code}: ")), "{ctx}: {v}");
+                assert!(stderr.contains(reason), "{ctx}: {stderr}");
+            }
+        }
+    }
 }

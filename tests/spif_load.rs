@@ -465,6 +465,7 @@ fn every_spif_in_the_repository_loads() {
             }
         }
     }
-    // spif/: 2, spiffing: 6 policies (food, food-missi, nato, tlp, tlp-plus, uk-demo), quirks.
-    assert_eq!(loaded, 9);
+    // spif/: 2, spiffing: 6 policies (food, food-missi, nato, tlp, tlp-plus, uk-demo), quirks,
+    // features, features-peer.
+    assert_eq!(loaded, 11);
 }

@@ -63,6 +63,9 @@ impl AccessDecision {
 pub struct SpifSet {
     spifs: HashMap<Oid, Arc<Spif>>,
     by_name: HashMap<String, Vec<Oid>>,
+    /// The instants (seconds since the epoch, sorted) at which a label's validity can change:
+    /// every `notBefore` and the second after every `notAfter` of every loaded policy.
+    validity_changes: Vec<i64>,
 }
 
 /// A label resolved against its SPIF: classification and category ordinals (sorted).
@@ -79,56 +82,108 @@ fn unknown_cat(spif: &Spif, c: &CategoryRef) -> LabelError {
     }
 }
 
-/// Today's date as `YYYY-MM-DD` (UTC), for `notBefore` / `notAfter` checks.
-fn today() -> String {
-    let secs = std::time::SystemTime::now()
+/// Now, in seconds since the Unix epoch, for `notBefore` / `notAfter` checks.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}")
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
-/// Checks a validity window at day granularity; an unparsable date fails closed.
-fn within(
-    not_before: &Option<String>,
-    not_after: &Option<String>,
-    today: &str,
-) -> Result<(), String> {
-    let date = |s: &str| -> Result<String, String> {
-        let d = s
-            .get(..10)
-            .ok_or_else(|| format!("unparsable date '{s}'"))?;
-        let b = d.as_bytes();
-        if b.len() == 10
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && d.bytes()
-                .enumerate()
-                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-        {
-            Ok(d.to_string())
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A SPIF validity bound — `xs:dateTime` as the schema types `notBefore` / `notAfter`
+/// (`YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm]`, UTC without an offset) or a bare `YYYY-MM-DD` — as
+/// seconds since the epoch. A bare date is its first second (`end_of_day` false) or its last
+/// (true). `None` when it is neither.
+fn instant(s: &str, end_of_day: bool) -> Option<i64> {
+    fn digits(s: &str, n: usize) -> Option<i64> {
+        let t = s.get(..n)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
         } else {
-            Err(format!("unparsable date '{s}'"))
+            None
+        }
+    }
+    let s = s.trim();
+    let (y, mo, d) = (
+        digits(s, 4)?,
+        digits(s.get(5..)?, 2)?,
+        digits(s.get(8..)?, 2)?,
+    );
+    let b = s.as_bytes();
+    if b[4] != b'-' || b[7] != b'-' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let day = days_from_civil(y, mo, d) * 86_400;
+    let Some(time) = s[10..].strip_prefix('T') else {
+        return s[10..]
+            .is_empty()
+            .then_some(day + if end_of_day { 86_399 } else { 0 });
+    };
+    let tb = time.as_bytes();
+    if tb.len() < 8 || tb[2] != b':' || tb[5] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (
+        digits(time, 2)?,
+        digits(&time[3..], 2)?,
+        digits(&time[6..], 2)?,
+    );
+    if h > 24 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut tail = &time[8..];
+    if let Some(frac) = tail.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        tail = &frac[n..];
+    }
+    let offset = match tail {
+        "" | "Z" => 0,
+        t => {
+            let sign = match t.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let o = &t[1..];
+            if o.len() != 5 || o.as_bytes()[2] != b':' {
+                return None;
+            }
+            let (oh, om) = (digits(o, 2)?, digits(&o[3..], 2)?);
+            if oh > 14 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
         }
     };
+    Some(day + h * 3600 + mi * 60 + sec - offset)
+}
+
+/// Checks a validity window at `now` (seconds since the epoch) to the second, offsets
+/// applied; an unparsable bound fails closed.
+fn within(not_before: &Option<String>, not_after: &Option<String>, now: i64) -> Result<(), String> {
     if let Some(nb) = not_before {
-        if today < date(nb)?.as_str() {
+        let t = instant(nb, false).ok_or_else(|| format!("unparsable date '{nb}'"))?;
+        if now < t {
             return Err(format!("not valid before {nb}"));
         }
     }
     if let Some(na) = not_after {
-        if today > date(na)?.as_str() {
+        let t = instant(na, true).ok_or_else(|| format!("unparsable date '{na}'"))?;
+        if now > t {
             return Err(format!("not valid after {na}"));
         }
     }
@@ -211,8 +266,34 @@ impl SpifSet {
             .entry(spif.name.to_ascii_lowercase())
             .or_default()
             .push(id.clone());
+        let bounds = spif
+            .classifications
+            .iter()
+            .map(|c| (&c.not_before, &c.not_after))
+            .chain(
+                spif.categories
+                    .iter()
+                    .map(|c| (&c.not_before, &c.not_after)),
+            );
+        for (nb, na) in bounds {
+            let nb = nb.as_deref().and_then(|s| instant(s, false));
+            let na = na.as_deref().and_then(|s| instant(s, true)).map(|t| t + 1);
+            self.validity_changes.extend(nb.into_iter().chain(na));
+        }
+        self.validity_changes.sort_unstable();
         self.spifs.insert(id, Arc::new(spif));
         Ok(())
+    }
+
+    /// How many validity bounds (`notBefore`, `notAfter`) of the loaded policies have passed:
+    /// validity decisions ([`SpifSet::validate`] and everything that uses it) can change only
+    /// when this number does, so callers that cache decisions key them by it.
+    pub fn validity_epoch(&self) -> usize {
+        self.validity_epoch_at(now_unix())
+    }
+
+    fn validity_epoch_at(&self, now: i64) -> usize {
+        self.validity_changes.partition_point(|&t| t <= now)
     }
 
     /// The policy with this OID.
@@ -262,7 +343,7 @@ impl SpifSet {
             reason,
         };
         let has = |c: usize| r.cats.binary_search(&c).is_ok();
-        let today = today();
+        let now = now_unix();
         let class = r.class;
         if class.obsolete {
             return Err(invalid(format!(
@@ -270,7 +351,7 @@ impl SpifSet {
                 class.name
             )));
         }
-        within(&class.not_before, &class.not_after, &today)
+        within(&class.not_before, &class.not_after, now)
             .map_err(|e| invalid(format!("classification '{}': {e}", class.name)))?;
         for g in &class.required {
             if !group_matches(g, &has) {
@@ -296,7 +377,7 @@ impl SpifSet {
             if cat.obsolete {
                 return Err(invalid(format!("category '{}' is obsolete", cat.name)));
             }
-            within(&cat.not_before, &cat.not_after, &today)
+            within(&cat.not_before, &cat.not_after, now)
                 .map_err(|e| invalid(format!("category '{}': {e}", cat.name)))?;
             if cat.excluded_classes.contains(&class.lacv) {
                 return Err(invalid(format!(
@@ -1689,5 +1770,80 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn validity_bounds_are_instants_with_offsets() {
+        // 2026-12-06T10:00:00Z.
+        let at = |h: i64, m: i64| days_from_civil(2026, 12, 6) * 86_400 + h * 3600 + m * 60;
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        let w = |nb: Option<&str>, na: Option<&str>, now| {
+            within(&nb.map(String::from), &na.map(String::from), now)
+        };
+        // A dateTime bound is an instant, not a day: expired at midnight, not yet valid
+        // until 23:00 the same day.
+        assert!(w(None, Some("2026-12-06T00:00:00Z"), at(10, 0)).is_err());
+        assert!(w(Some("2026-12-06T23:00:00Z"), None, at(10, 0)).is_err());
+        assert!(w(
+            Some("2026-12-06T09:59:59Z"),
+            Some("2026-12-06T10:00:00Z"),
+            at(10, 0)
+        )
+        .is_ok());
+        // Offsets: 01:00 +02:00 on the 7th is 23:00 UTC on the 6th.
+        assert!(w(None, Some("2026-12-07T01:00:00+02:00"), at(22, 30)).is_ok());
+        assert!(w(None, Some("2026-12-07T01:00:00+02:00"), at(23, 30)).is_err());
+        assert!(w(Some("2026-12-06T05:00:00-05:00"), None, at(9, 59)).is_err());
+        assert!(w(Some("2026-12-06T05:00:00.250-05:00"), None, at(10, 0)).is_ok());
+        // No offset: UTC. A bare date covers the whole day.
+        assert!(w(None, Some("2026-12-06T10:00:00"), at(10, 1)).is_err());
+        assert!(w(Some("2026-12-06"), Some("2026-12-06"), at(0, 0)).is_ok());
+        assert!(w(Some("2026-12-06"), Some("2026-12-06"), at(23, 59)).is_ok());
+        assert!(w(None, Some("2026-12-06"), at(24, 0)).is_err());
+        assert!(w(Some("2026-12-07"), None, at(23, 59)).is_err());
+        // Anything else fails closed.
+        for bad in [
+            "20261206000000Z",
+            "2026-12-06x",
+            "2026-13-01",
+            "2026-12-06T10:00",
+            "2026-12-06T10:00:00+0200",
+            "2026-12-06T10:00:00.Z",
+            "2026-12-06T10:00:00Q",
+            "2026-12-06T1é:00:00Z",
+            "",
+        ] {
+            let e = w(Some(bad), None, at(10, 0)).unwrap_err();
+            assert!(e.starts_with("unparsable date"), "{bad}: {e}");
+            assert!(w(None, Some(bad), at(10, 0)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validity_epoch_counts_passed_bounds() {
+        let mut s = SpifSet::new();
+        s.insert(Spif::parse(include_str!("../../tests/fixtures/spif/features.xml")).unwrap())
+            .unwrap();
+        // features.xml: EXPIRED notAfter 2020-01-01T00:00:00Z, FUTURE notBefore
+        // 2999-01-01T00:00:00Z, EPSILON notAfter 2020-06-30T12:00:00Z, ZETA notBefore
+        // 2999-01-01T00:00:00+02:00, ETA 2000-01-01T00:00:00Z .. 2999-12-31T23:59:59Z.
+        let t = |y, m, d, h: i64| days_from_civil(y, m, d) * 86_400 + h * 3600;
+        assert_eq!(s.validity_epoch_at(t(1999, 1, 1, 0)), 0);
+        assert_eq!(s.validity_epoch_at(t(2000, 1, 1, 0)), 1);
+        // notAfter is valid through its second: the change is one second later.
+        assert_eq!(s.validity_epoch_at(t(2020, 1, 1, 0)), 1);
+        assert_eq!(s.validity_epoch_at(t(2020, 1, 1, 0) + 1), 2);
+        assert_eq!(s.validity_epoch_at(t(2026, 12, 6, 10)), 3);
+        assert_eq!(s.validity_epoch_at(t(2998, 12, 31, 22)), 4);
+        assert_eq!(s.validity_epoch_at(t(2999, 1, 1, 0)), 5);
+        assert_eq!(s.validity_epoch_at(t(3000, 1, 1, 0)), 6);
+        assert_eq!(s.validity_epoch(), s.validity_epoch_at(now_unix()));
+        // The shipped SPIFs have no validity bounds: one epoch forever.
+        assert_eq!(
+            set().validity_epoch_at(0),
+            set().validity_epoch_at(i64::MAX)
+        );
     }
 }

@@ -76,13 +76,40 @@ impl Element {
     }
 }
 
-fn line_of(input: &str, pos: u64) -> usize {
-    let pos = (pos as usize).min(input.len());
-    input.as_bytes()[..pos]
+/// Line numbers of increasing byte positions, counted incrementally: each byte is looked at
+/// once per document, not once per element (a document of many small elements would
+/// otherwise cost elements × bytes).
+struct Lines<'a> {
+    input: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl Lines<'_> {
+    fn at(&mut self, pos: u64) -> usize {
+        let pos = (pos as usize).min(self.input.len());
+        if pos < self.pos {
+            return line_of_bytes(self.input, pos);
+        }
+        self.line += self.input[self.pos..pos]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.pos = pos;
+        self.line
+    }
+}
+
+fn line_of_bytes(input: &[u8], pos: usize) -> usize {
+    input[..pos.min(input.len())]
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+fn line_of(input: &str, pos: u64) -> usize {
+    line_of_bytes(input.as_bytes(), pos as usize)
 }
 
 fn split_qname(q: &str) -> (Option<&str>, &str) {
@@ -115,6 +142,11 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
     let mut scopes: Vec<HashMap<String, String>> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
+    let mut lines = Lines {
+        input: input.as_bytes(),
+        pos: 0,
+        line: 1,
+    };
     let err = |pos: u64, m: String| XmlError {
         line: line_of(input, pos),
         message: m,
@@ -168,7 +200,7 @@ pub fn parse(input: &str, max_bytes: usize) -> Result<Element, XmlError> {
                     attrs,
                     children: Vec::new(),
                     text: String::new(),
-                    line: line_of(input, pos),
+                    line: lines.at(pos),
                 };
                 if empty {
                     scopes.pop();
@@ -298,5 +330,31 @@ mod tests {
         assert_eq!(root.children[0].line, 2);
         let e = parse("<a>\n\n<b x='1' x='2'/></a>", 100).unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn element_lines_are_counted_once_through_the_document() {
+        fn lines(e: &Element, out: &mut Vec<(String, usize)>) {
+            out.push((e.name.clone(), e.line));
+            for c in &e.children {
+                lines(c, out);
+            }
+        }
+        let doc = "<a>\n<b/><c>\n\n<d>t\n</d></c>\r\n<e\n x='\n'/>\n<f/></a>";
+        let mut got = Vec::new();
+        lines(&parse(doc, 1 << 10).unwrap(), &mut got);
+        let want: Vec<(String, usize)> =
+            [("a", 1), ("b", 2), ("c", 2), ("d", 4), ("e", 6), ("f", 9)]
+                .iter()
+                .map(|&(n, l)| (n.to_string(), l))
+                .collect();
+        assert_eq!(got, want);
+        // Many elements on many lines: each one's line is right (the counter is incremental).
+        let many: String = (0..2000).map(|i| format!("<x i='{i}'/>\n")).collect();
+        let root = parse(&format!("<r>\n{many}</r>"), 1 << 20).unwrap();
+        assert_eq!(root.children.len(), 2000);
+        for (i, c) in root.children.iter().enumerate() {
+            assert_eq!(c.line, i + 2);
+        }
     }
 }
