@@ -320,10 +320,11 @@ pub struct LabelPolicy {
     detector: Option<MarkingDetector>,
     /// Raw label text → parsed and validated label (or why not).
     cache: RwLock<HashMap<String, Arc<Result<Label, String>>>>,
-    /// Release decisions: (label, clearance, day) → outcome; see [`Self::release`].
-    decisions: RwLock<HashMap<(usize, usize, u64), ReleaseEntry>>,
-    /// Room-ceiling checks: (event label, room label, day) → outcome; see [`Self::within_room`].
-    ceilings: RwLock<HashMap<(usize, usize, u64), CeilingEntry>>,
+    /// Release decisions: (label, clearance, validity epoch) → outcome; see [`Self::release`].
+    decisions: RwLock<HashMap<(usize, usize, usize), ReleaseEntry>>,
+    /// Room-ceiling checks: (event label, room label, validity epoch) → outcome; see
+    /// [`Self::within_room`].
+    ceilings: RwLock<HashMap<(usize, usize, usize), CeilingEntry>>,
     /// Serialises room label changes (read, compare, write).
     learn: Mutex<()>,
     /// Room label changes refused (`view`).
@@ -338,14 +339,6 @@ type CeilingEntry = (
     Arc<Result<Label, String>>,
     Result<(), Denial>,
 );
-
-/// Days since the epoch (SPIF validity dates are days).
-fn today() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0)
-}
 
 impl std::fmt::Debug for LabelPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -728,7 +721,8 @@ impl LabelPolicy {
     /// must be dominated by it.
     ///
     /// Cached like [`Self::release`]: by the identity of both parsed labels (the entry holds
-    /// both `Arc`s, so their addresses cannot be reused while cached) and the day.
+    /// both `Arc`s, so their addresses cannot be reused while cached) and the SPIFs' validity epoch
+    /// (`SpifSet::validity_epoch`: the number of validity bounds passed).
     fn within_room(
         &self,
         own: &Arc<Result<Label, String>>,
@@ -739,7 +733,7 @@ impl LabelPolicy {
         let key = (
             Arc::as_ptr(own) as usize,
             Arc::as_ptr(room) as usize,
-            today(),
+            self.spifs.validity_epoch(),
         );
         if let Some((_, _, r)) = self
             .ceilings
@@ -775,7 +769,8 @@ impl LabelPolicy {
     ///
     /// Cached by the identity of the parsed label (`Arc` from the parse cache, the room label
     /// or the side default — the entry holds the `Arc`, so its address cannot be reused while
-    /// cached), the clearance and the day (SPIF validity dates are days).
+    /// cached), the clearance and the SPIFs' validity epoch (a decision is kept until a
+    /// `notBefore` or `notAfter` of the loaded SPIFs passes).
     fn release(
         &self,
         eff: &Arc<Result<Label, String>>,
@@ -786,7 +781,7 @@ impl LabelPolicy {
         let key = (
             Arc::as_ptr(eff) as usize,
             Arc::as_ptr(clearance) as usize,
-            today(),
+            self.spifs.validity_epoch(),
         );
         if let Some((_, r)) = self
             .decisions
