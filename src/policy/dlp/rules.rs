@@ -29,6 +29,7 @@
 //! | DLP017 | rule set too large to compile |
 //! | DLP018 | pattern or keyword that normalised text never contains (invisible, control or combining characters) |
 //! | DLP019 | rule file without rules (empty, truncated or only comments) |
+//! | DLP020 | `classification` not in the loaded SPIFs (checked where `[labels]` is loaded: `policy::dlp::markings`) |
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
