@@ -71,6 +71,7 @@ fn policy(store: Store) -> LabelPolicy {
             clearance_file: None,
         }],
         marking: vec![],
+        marking_detector: Default::default(),
     };
     LabelPolicy::new(&cfg, set, store, &["bund.example.de".to_string()]).unwrap()
 }

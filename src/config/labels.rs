@@ -10,6 +10,7 @@
 //! # on_mismatch = "hold"                          # or "redact"; body marking above the label
 //! # encrypted_without_label = "deny"              # or "default" (room label / side default)
 //! # marking_check = true                          # label/content consistency (body markings)
+//! # marking_detector = "spif"                     # or "dlp" (DLP rules with `classification`), "both"
 //!
 //! [[labels.marking]]                              # per SPIF: which of its words count as a
 //! policy = "1.3.26.1.3.1"                         # body marking: "all" (default), "qualified"
@@ -102,6 +103,35 @@ pub struct LabelsConfig {
     /// SPIF `all`).
     #[serde(default)]
     pub marking: Vec<MarkingConfig>,
+    /// What finds the markings of `marking_check` (default: the SPIFs' phrases).
+    #[serde(default)]
+    pub marking_detector: MarkingDetectorKind,
+}
+
+/// `labels.marking_detector`: what reads classification markings in message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkingDetectorKind {
+    /// The loaded SPIFs' classification names and marking phrases in `body` and
+    /// `formatted_body` (`[[labels.marking]]` tunes them per SPIF).
+    #[default]
+    Spif,
+    /// The DLP rules that carry a `classification` (`policy::dlp::markings`), on every text
+    /// field the DLP layer scans; needs `[dlp]`.
+    Dlp,
+    /// Both; the highest finding counts.
+    Both,
+}
+
+impl MarkingDetectorKind {
+    /// The SPIF phrase scan is on.
+    pub fn uses_spif(self) -> bool {
+        matches!(self, MarkingDetectorKind::Spif | MarkingDetectorKind::Both)
+    }
+    /// The DLP marking rules are on.
+    pub fn uses_dlp(self) -> bool {
+        matches!(self, MarkingDetectorKind::Dlp | MarkingDetectorKind::Both)
+    }
 }
 
 /// Which words of a SPIF count as a classification marking in a message body.
@@ -345,6 +375,60 @@ clearance = {{ policy = "{DEU}", classifications = [1], categories = [{{ tag_set
         );
         assert_eq!(l.peer.len(), 1);
         assert!(cfg("").unwrap().labels.is_none(), "no section: no labels");
+    }
+
+    #[test]
+    fn marking_detector_defaults_to_spif_and_dlp_needs_the_rule_set() {
+        let section = |extra: &str| {
+            format!(
+                r#"
+[labels]
+spifs = ["spif/deu-vs.xml"]
+{extra}
+[labels.protected]
+policy = "{DEU}"
+default_label = {{ policy = "{DEU}", classification = 2 }}
+clearance = {{ policy = "{DEU}", classifications = [1, 2] }}
+[labels.remote]
+policy = "{DEU}"
+default_label = {{ policy = "{DEU}", classification = 2 }}
+clearance = {{ policy = "{DEU}", classifications = [1, 2] }}
+"#
+            )
+        };
+        let l = cfg(&section("")).unwrap().labels.unwrap();
+        assert_eq!(l.marking_detector, super::MarkingDetectorKind::Spif);
+        assert!(l.marking_detector.uses_spif() && !l.marking_detector.uses_dlp());
+        for (v, kind) in [
+            ("dlp", super::MarkingDetectorKind::Dlp),
+            ("both", super::MarkingDetectorKind::Both),
+        ] {
+            let text = format!(
+                "[dlp]\npolicies = \"policies\"\n{}",
+                section(&format!("marking_detector = \"{v}\""))
+            );
+            let l = cfg(&text).unwrap().labels.unwrap();
+            assert_eq!(l.marking_detector, kind);
+            assert!(l.marking_detector.uses_dlp());
+            assert_eq!(l.marking_detector.uses_spif(), v == "both");
+            // Without a DLP rule set there is nothing to detect with: an error at the key.
+            let e = cfg(&section(&format!("marking_detector = \"{v}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "/etc/gw/gw.toml:6:20: `labels.marking_detector = \"{v}\"` needs `[dlp] policies`"
+                )),
+                "{e}"
+            );
+        }
+        let e = cfg(&section("marking_detector = \"yara\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/gw/gw.toml:6:20: invalid value for `labels.marking_detector`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -935,6 +935,19 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             msg,
         );
     }
+    // [labels] marking_detector reads the DLP rule set
+    if let Some(l) = cfg
+        .labels
+        .as_ref()
+        .filter(|l| l.marking_detector.uses_dlp())
+    {
+        if cfg.dlp.is_none() {
+            ctx.error(
+                value_span(root, &[k("labels"), k("marking_detector")]),
+                format!("`labels.marking_detector = \"{}\"` needs `[dlp] policies` (the rules with a `classification`)", if l.marking_detector.uses_spif() { "both" } else { "dlp" }),
+            );
+        }
+    }
 
     // [outbound]
     if let (Some(o), true) = (&cfg.outbound, outbound_ok) {

@@ -1,5 +1,13 @@
 //! `grenzwacht lab demo`: a scripted conversation between alice@hs1 and bob@hs2 through the
-//! guard, then what the guard saw (its `grenzwacht_requests_total` counters).
+//! guard, then what the guard saw (its `grenzwacht_requests_total` counters and label
+//! decisions).
+//!
+//! The demo starts the lab with security labels on (`LabOptions::labels`: hs1's side DEU-VS,
+//! hs2's side NATO, hs2 cleared for NATO RESTRICTED releasable to DEU): a message labeled
+//! VS-NfD crosses, one labeled GEHEIM arrives redacted by the label layer (`label:deny`, read
+//! back from the guard's `grenzwacht_label_decisions_total`). Messages that carry a marking
+//! carry the matching label, so the label layer finds them consistent and the DLP steps show
+//! what the DLP rules do. A running lab without labels is reused without the label steps.
 //!
 //! Users are registered by shared secret, or logged in when they exist (a kept lab can run the
 //! demo again). Every step is printed with its duration; the lab is stopped at the end unless
@@ -58,7 +66,113 @@ async fn user(
     }
 }
 
-async fn conversation(info: &LabInfo) -> Result<(), LabError> {
+/// The content key of security labels (`[labels] event_key` of the lab).
+const LABEL_KEY: &str = crate::config::labels::DEFAULT_EVENT_KEY;
+
+/// A DEU-VS label (JSON form) of classification `class`, releasable to DEU.
+fn deu_label(class: u64) -> serde_json::Value {
+    use super::guard::LAB_DEU_POLICY;
+    json!({"policy": LAB_DEU_POLICY, "classification": class, "categories": [
+        {"tag_set": format!("{LAB_DEU_POLICY}.1"), "type": "permissive", "lacv": 276}]})
+}
+
+/// A text message, labeled when `label` is given.
+fn text(body: &str, label: Option<serde_json::Value>) -> serde_json::Value {
+    let mut c = json!({"msgtype": "m.text", "body": body});
+    if let Some(l) = label {
+        c[LABEL_KEY] = l;
+    }
+    c
+}
+
+/// Whether the lab's guard runs with `[labels]`.
+fn labels_on(info: &LabInfo) -> bool {
+    crate::config::Config::load(info.dir.join("guard.toml")).is_ok_and(|c| c.labels.is_some())
+}
+
+/// The guard's label decisions with `outcome` (`grenzwacht_label_decisions_total`).
+async fn label_decisions(info: &LabInfo, outcome: &str) -> Result<u64, ClientError> {
+    let r = MatrixClient::new(&info.guard.admin_url)
+        .raw("GET", "/metrics", None, None, Duration::from_secs(10))
+        .await?;
+    Ok(metrics::parse(&String::from_utf8_lossy(&r.body))
+        .iter()
+        .filter(|s| {
+            s.name == crate::policy::labels::LABEL_DECISIONS_TOTAL && s.label("outcome") == outcome
+        })
+        .map(|s| s.value as u64)
+        .sum())
+}
+
+/// Security labels: a VS-NfD message crosses, a GEHEIM one arrives redacted (`label:deny`).
+async fn labeled(
+    info: &LabInfo,
+    alice: &Session,
+    bob: &Session,
+    room: &str,
+    n: &mut u32,
+) -> Result<(), LabError> {
+    println!("     security labels: hs1 DEU-VS, hs2 NATO, cleared for NATO RESTRICTED, releasable to DEU");
+    let nfd = text(
+        "Lagebild Nord: ruhig, keine Vorkommnisse.",
+        Some(deu_label(2)),
+    );
+    let id = step(
+        n,
+        "alice says \"Lagebild Nord: …\" labeled VS-NfD, releasable to DEU",
+        alice.send_event(room, "m.room.message", &nfd),
+    )
+    .await?;
+    let seen = step(
+        n,
+        "bob receives it on hs2",
+        bob.wait_for_event(room, &id, STEP_TIMEOUT),
+    )
+    .await?;
+    let released = seen["content"] == nfd;
+    println!(
+        "     content at hs2: {} → {}",
+        seen["content"]["body"],
+        if released {
+            "released: VS-NfD ≙ NATO RESTRICTED, for which hs2 is cleared"
+        } else {
+            "UNEXPECTED: not released intact"
+        }
+    );
+    let before = label_decisions(info, "label:deny").await?;
+    let geheim = text(
+        "Lagebild Süd: Einzelheiten in der Anlage.",
+        Some(deu_label(4)),
+    );
+    let id = step(
+        n,
+        "alice says \"Lagebild Süd: …\" labeled GEHEIM, releasable to DEU",
+        alice.send_event(room, "m.room.message", &geheim),
+    )
+    .await?;
+    let seen = step(
+        n,
+        "bob receives that event on hs2",
+        bob.wait_for_event(room, &id, STEP_TIMEOUT),
+    )
+    .await?;
+    let after = label_decisions(info, "label:deny").await?;
+    if seen["content"] == json!({}) && after > before {
+        println!(
+            "     content at hs2: {} → redacted by the label layer (rule label:deny: GEHEIM ≙ NATO SECRET, above hs2's clearance; {} {{outcome=\"label:deny\"}} {before} → {after})",
+            seen["content"],
+            crate::policy::labels::LABEL_DECISIONS_TOTAL
+        );
+    } else {
+        println!(
+            "     content at hs2: {} → UNEXPECTED: not redacted by label:deny",
+            seen["content"]
+        );
+    }
+    Ok(())
+}
+
+async fn conversation(info: &LabInfo, labels: bool) -> Result<(), LabError> {
     let (hs1, hs2) = (info.hs1(), info.hs2());
     let c1 = MatrixClient::new(&hs1.client_url);
     let c2 = MatrixClient::new(&hs2.client_url);
@@ -151,12 +265,25 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     .await?;
     println!("     displayname: {}", profile["displayname"]);
 
+    if labels {
+        labeled(info, &alice, &bob, &room, &mut n).await?;
+    }
+    // A marked message carries the matching label (the label layer finds it consistent).
+    let geheim = || labels.then(|| deu_label(4));
+    let labeled_as = |what: &str| {
+        if labels {
+            format!(" (labeled {what})")
+        } else {
+            String::new()
+        }
+    };
+
     // The guard's shipped DLP rule set redacts the marking GEHEIM in transit.
     let secret = "Lagebericht: GEHEIM – nicht weitergeben";
     let event_id = step(
         &mut n,
-        &format!("alice says {secret:?}"),
-        alice.send_text(&room, secret),
+        &format!("alice says {secret:?}{}", labeled_as("GEHEIM")),
+        alice.send_event(&room, "m.room.message", &text(secret, geheim())),
     )
     .await?;
     let seen = step(
@@ -192,8 +319,11 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
     let hidden = "Lage G\u{200b}\u{415}H\u{415}\u{406}M (zero-width space, Cyrillic look-alikes)";
     let event_id = step(
         &mut n,
-        "alice says \"Lage G<zero-width space>\u{415}H\u{415}\u{406}M\" (Cyrillic Е, Е, І)",
-        alice.send_text(&room, hidden),
+        &format!(
+            "alice says \"Lage G<zero-width space>\u{415}H\u{415}\u{406}M\" (Cyrillic Е, Е, І){}",
+            labeled_as("GEHEIM")
+        ),
+        alice.send_event(&room, "m.room.message", &text(hidden, geheim())),
     )
     .await?;
     let seen = step(
@@ -255,14 +385,24 @@ async fn conversation(info: &LabInfo) -> Result<(), LabError> {
         bob.wait_for_event(&room, &event_id, STEP_TIMEOUT),
     )
     .await?;
-    println!("     content at hs2: {} → redacted (rule {}: opaque content crosses only by explicit policy)", seen["content"], crate::policy::opaque::RULE_ENCRYPTED);
+    if labels {
+        println!("     content at hs2: {} → redacted (rules {} and label:unlabeled_encrypted: ciphertext crosses only with a releasable cleartext label)", seen["content"], crate::policy::opaque::RULE_UNLABELED);
+    } else {
+        println!("     content at hs2: {} → redacted (rule {}: opaque content crosses only by explicit policy)", seen["content"], crate::policy::opaque::RULE_ENCRYPTED);
+    }
 
     // An inbound reply with a marking: redacted before hs1, re-signed with the attested guard key.
     let reply = "Antwort: STRENG GEHEIM";
+    // NATO TOP SECRET (≙ STRENG GEHEIM), NATO context: hs1's side is cleared for it.
+    let cosmic = labels.then(|| {
+        use super::guard::LAB_NATO_POLICY;
+        json!({"policy": LAB_NATO_POLICY, "classification": 5, "categories": [
+            {"tag_set": "1.3.26.1.4.4", "type": "permissive", "lacv": 1001}]})
+    });
     let event_id = step(
         &mut n,
-        &format!("bob replies {reply:?}"),
-        bob.send_text(&room, reply),
+        &format!("bob replies {reply:?}{}", labeled_as("NATO TOP SECRET")),
+        bob.send_event(&room, "m.room.message", &text(reply, cosmic)),
     )
     .await?;
     let seen = step(
@@ -484,6 +624,21 @@ async fn print_guard_view(info: &LabInfo) -> Result<(), LabError> {
         "{}",
         metrics::render_decisions(&metrics::decisions_by_verdict(&samples))
     );
+    let mut label_rows: Vec<(&str, &str, u64)> = samples
+        .iter()
+        .filter(|s| s.name == crate::policy::labels::LABEL_DECISIONS_TOTAL)
+        .map(|s| (s.label("direction"), s.label("outcome"), s.value as u64))
+        .collect();
+    if !label_rows.is_empty() {
+        label_rows.sort();
+        println!(
+            "\nLabel decisions ({}):",
+            crate::policy::labels::LABEL_DECISIONS_TOTAL
+        );
+        for (direction, outcome, count) in label_rows {
+            println!("  {direction:<9} {outcome:<26} {count:>6}");
+        }
+    }
     let key = crate::audit::verify::PublicKey::from_file(&info.guard.audit_public_key).ok();
     match crate::audit::verify::verify(&info.guard.audit_dir, key.as_ref(), None) {
         Ok(crate::audit::verify::Outcome::Intact(s)) => println!(
@@ -524,7 +679,9 @@ pub async fn demo(opts: DemoOptions) -> Result<(), LabError> {
             opts.lab.outbound
         );
         let t0 = Instant::now();
-        let info = up(opts.lab.clone()).await?;
+        let mut lab = opts.lab.clone();
+        lab.labels = true;
+        let info = up(lab).await?;
         println!("lab up in {:.1} s", t0.elapsed().as_secs_f64());
         info
     };
@@ -533,7 +690,11 @@ pub async fn demo(opts: DemoOptions) -> Result<(), LabError> {
         info.hs1().server_name,
         info.hs2().server_name
     );
-    let result = conversation(&info).await;
+    let labels = labels_on(&info);
+    if !labels {
+        println!("(labels are off in this lab: the label steps are left out; `lab up --labels` or a fresh lab turns them on)");
+    }
+    let result = conversation(&info, labels).await;
     let view = print_guard_view(&info).await;
     if opts.keep {
         println!(

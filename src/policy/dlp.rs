@@ -10,6 +10,7 @@
 //! * [`validators`]: IBAN, Luhn, Steuer-ID, KVNR, ICAO 9303 document numbers, BIC.
 //! * [`fields`]: the stable field names and the extractors (events, EDUs, responses,
 //!   HTML → text).
+//! * [`markings`]: rules with a `classification` as the label layer's marking detector.
 //! * [`cli`]: `grenzwacht policy check|test|explain`.
 //!
 //! # Using it from the proxy
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod engine;
 pub mod fields;
 pub mod layer;
+pub mod markings;
 pub mod rules;
 pub mod validators;
 
@@ -50,7 +52,8 @@ use std::sync::Arc;
 pub use engine::{mask, CompileError, Engine, Match, Outcome, ScanCtx};
 pub use fields::Field;
 pub use rules::{
-    Action, Diagnostic, Diagnostics, Loc, Mode, RuleDef, RuleFile, Severity, TestDef, TestInput,
+    Action, ClassificationRef, Diagnostic, Diagnostics, Loc, Mode, RuleDef, RuleFile, Severity,
+    TestDef, TestInput,
 };
 pub use validators::Validator;
 

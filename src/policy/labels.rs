@@ -412,6 +412,17 @@ impl LabelPolicy {
         cfg: &Config,
         store: Store,
     ) -> Result<Option<Arc<LabelPolicy>>, LabelConfigError> {
+        Self::from_config_with(cfg, store, None)
+    }
+
+    /// [`Self::from_config`] with the DLP marking detector (`policy::dlp::markings`), used
+    /// when `marking_detector` is `"dlp"` or `"both"` (and `marking_check` is on); without
+    /// one such a setting is an error.
+    pub fn from_config_with(
+        cfg: &Config,
+        store: Store,
+        dlp: Option<MarkingDetector>,
+    ) -> Result<Option<Arc<LabelPolicy>>, LabelConfigError> {
         let Some(l) = &cfg.labels else {
             return Ok(None);
         };
@@ -430,7 +441,18 @@ impl LabelPolicy {
             .iter()
             .map(|p| p.server_name.to_ascii_lowercase())
             .collect();
-        Self::new(l, set, store, &protected).map(|p| Some(Arc::new(p)))
+        let p = Self::new(l, set, store, &protected)?;
+        let p = match (l.marking_detector.uses_dlp() && l.marking_check, dlp) {
+            (true, Some(d)) => p.with_detector(d),
+            (true, None) => {
+                return Err(LabelConfigError::Invalid {
+                    key: "marking_detector".into(),
+                    message: "needs the DLP rule set (`[dlp] policies`)".into(),
+                })
+            }
+            (false, _) => p,
+        };
+        Ok(Some(Arc::new(p)))
     }
 
     /// Builds the layer from a parsed section and loaded SPIFs. `protected` are the protected
@@ -507,7 +529,7 @@ impl LabelPolicy {
             }
             words.insert(policy, m.words);
         }
-        let markings = if l.marking_check {
+        let markings = if l.marking_check && l.marking_detector.uses_spif() {
             Markings::build(&spifs, &words)
         } else {
             None

@@ -169,6 +169,9 @@ pub struct Guard {
     audit_dir: Option<std::path::PathBuf>,
     /// `[ti]`: the TI-Messenger profile (`crate::ti`), if on.
     ti: Option<Arc<crate::ti::Ti>>,
+    /// With `[labels]`: the DLP marking rules of the running rule set (the label layer's
+    /// detector with `marking_detector = "dlp"`/`"both"`), swapped on reload.
+    dlp_markings: Option<Arc<crate::policy::dlp::markings::DlpMarkings>>,
 }
 
 impl Guard {
@@ -327,15 +330,33 @@ impl Guard {
             base: StaticPolicy::from_config(&cfg.policy),
             rules: Rules::compile(&cfg.rules)?,
         });
+        // The label layer's DLP marking detector reads the running rule set's marking rules.
+        let dlp_markings = cfg
+            .labels
+            .as_ref()
+            .map(|l| crate::policy::dlp::markings::DlpMarkings::new(&l.event_key));
+        let labels = crate::policy::labels::LabelPolicy::from_config_with(
+            cfg,
+            store.clone(),
+            cfg.dlp
+                .as_ref()
+                .and(dlp_markings.as_ref())
+                .map(|m| m.detector()),
+        )?;
         let (dlp_layer, yara, manifest) = match &cfg.dlp {
             Some(d) => {
-                let l = reload::load_dlp(&d.policies, None)?;
+                let marking_ctx = dlp_markings
+                    .as_deref()
+                    .zip(labels.as_ref().map(|l| l.spifs()));
+                let l = reload::load_dlp(&d.policies, None, marking_ctx)?;
                 reload::log_identity(&d.policies, &l.manifest, "loaded");
+                if let (Some(m), Some(r)) = (&dlp_markings, l.markings) {
+                    m.set(r);
+                }
                 (Some(Arc::new(l.dlp)), Some(l.yara), Some(l.manifest))
             }
             None => (None, None, None),
         };
-        let labels = crate::policy::labels::LabelPolicy::from_config(cfg, store.clone())?;
         let admin_access =
             crate::admin::AdminAccess::from_config(&cfg.admin, labels.as_ref().map(|l| l.spifs()))?;
         let media = Arc::new(MediaPolicy::from_config(&cfg.media, store.clone()));
@@ -385,6 +406,7 @@ impl Guard {
             base,
             dlp: cfg.dlp.clone(),
             labels,
+            dlp_markings,
             reloader: reload::Reloader::new(manifest.as_ref())
                 .with_spifs(cfg.labels.as_ref().map_or(&[][..], |l| &l.spifs)),
             media,

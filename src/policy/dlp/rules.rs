@@ -29,6 +29,7 @@
 //! | DLP017 | rule set too large to compile |
 //! | DLP018 | pattern or keyword that normalised text never contains (invisible, control or combining characters) |
 //! | DLP019 | rule file without rules (empty, truncated or only comments) |
+//! | DLP020 | `classification` not in the loaded SPIFs (checked where `[labels]` is loaded: `policy::dlp::markings`) |
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -279,8 +280,27 @@ pub struct RuleDef {
     /// Matches of this rule that overlap a match of one of these rules (same field) are
     /// dropped: a phone-number pattern inside an IBAN is part of the IBAN.
     pub suppressed_by: Vec<(String, Loc)>,
+    /// The classification a match of this rule means (`classification = { policy = …,
+    /// name = … }`): the label layer's marking detector (`policy::dlp_markings`) reads it.
+    pub classification: Option<ClassificationRef>,
     pub tests: Vec<TestDef>,
     pub file: Arc<str>,
+    pub loc: Loc,
+}
+
+/// A rule's `classification`: a security classification of a SPIF, named by the policy (its
+/// OID or the SPIF's policy name) and the classification's name or LACV (or both, which must
+/// agree). Resolved against the loaded SPIFs where the label layer is built
+/// (`policy::dlp_markings::resolve`); the rule file alone only checks the shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassificationRef {
+    /// Policy OID (`1.3.26.1.3.1`) or SPIF policy name (`NATO`).
+    pub policy: String,
+    /// Classification name as written in the SPIF (`GEHEIM`).
+    pub name: Option<String>,
+    /// Classification LACV.
+    pub lacv: Option<u64>,
+    /// Where `classification` is written.
     pub loc: Loc,
 }
 
@@ -914,6 +934,36 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         .into_iter()
         .map(|(s, span)| (s, p.loc(&span)))
         .collect();
+    let classification = t.table(p, "classification").and_then(|mut c| {
+        let loc = p.loc(&c.span);
+        let policy = c.string(p, "policy", true);
+        if let Some((s, span)) = &policy {
+            if s.trim().is_empty() {
+                p.err("DLP005", span, "`classification.policy` must not be empty");
+            }
+        }
+        let name = c.string(p, "name", false);
+        if let Some((s, span)) = &name {
+            if s.trim().is_empty() {
+                p.err("DLP005", span, "`classification.name` must not be empty");
+            }
+        }
+        let lacv = c.uint(p, "lacv", 0, i64::MAX);
+        if name.is_none() && lacv.is_none() && c.t.get("lacv").is_none() {
+            p.err(
+                "DLP004",
+                &c.span,
+                "`classification` needs `name` or `lacv` (the SPIF's classification)",
+            );
+        }
+        c.finish(p);
+        Some(ClassificationRef {
+            policy: policy?.0.trim().to_owned(),
+            name: name.map(|(s, _)| s.trim().to_owned()),
+            lacv,
+            loc,
+        })
+    });
 
     let mut tests = Vec::new();
     for mut tt in t.tables(p, "test") {
@@ -1023,6 +1073,7 @@ fn parse_rule(p: &mut Parser<'_>, mut t: Tab<'_>, mode: Mode) -> Option<RuleDef>
         context,
         except,
         suppressed_by,
+        classification,
         tests,
         file: p.file.clone(),
         loc: id_loc,
@@ -1136,6 +1187,50 @@ expect = "tag"
         assert!(codes.contains(&("DLP003", 6, 12)), "{codes:?}");
         assert!(codes.contains(&("DLP003", 7, 14)), "{codes:?}");
         assert!(codes.contains(&("DLP011", 9, 9)), "{codes:?}");
+    }
+
+    #[test]
+    fn classification_key_shape() {
+        let rule = |c: &str| {
+            format!("[[rule]]\nid = \"x\"\ndescription = \"d\"\nseverity = \"low\"\naction = \"tag\"\nkeywords = [\"GEHEIM\"]\nclassification = {c}\n")
+        };
+        let (f, d) = parse(&rule(r#"{ policy = "DEU-VS", name = "GEHEIM" }"#));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            f.unwrap().rules[0].classification,
+            Some(ClassificationRef {
+                policy: "DEU-VS".into(),
+                name: Some("GEHEIM".into()),
+                lacv: None,
+                loc: Loc { line: 7, col: 18 },
+            })
+        );
+        let (f, d) = parse(&rule(r#"{ policy = "1.3.26.1.3.1", lacv = 4 }"#));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            f.unwrap().rules[0].classification.as_ref().unwrap().lacv,
+            Some(4)
+        );
+        for (c, code, col) in [
+            (r#"{ policy = "NATO" }"#, "DLP004", 18),
+            (r#"{ name = "SECRET" }"#, "DLP004", 18),
+            (r#"{ policy = "NATO", lacv = -1 }"#, "DLP016", 44),
+            (r#"{ policy = "NATO", lacv = "4" }"#, "DLP003", 44),
+            (
+                r#"{ policy = "NATO", name = "SECRET", level = 4 }"#,
+                "DLP002",
+                54,
+            ),
+            (r#"{ policy = "", name = "SECRET" }"#, "DLP005", 29),
+            (r#""NATO SECRET""#, "DLP003", 18),
+        ] {
+            let (_, d) = parse(&rule(c));
+            assert!(
+                d.iter()
+                    .any(|d| d.code == code && d.line == 7 && d.col == col),
+                "{c}: {d:?}"
+            );
+        }
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn config(peers: Vec<PeerConfig>) -> LabelsConfig {
         },
         peer: peers,
         marking: vec![],
+        marking_detector: Default::default(),
     }
 }
 

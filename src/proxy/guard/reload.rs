@@ -27,10 +27,12 @@ use tracing::{error, info, warn};
 use super::{Guard, GuardError, Shutdown};
 use crate::media::yara::YaraRules;
 use crate::policy::dlp::layer::DlpPolicy;
+use crate::policy::dlp::markings::{DlpMarkings, MarkingRules};
 use crate::policy::dlp::RuleSet;
 use crate::policy::identity::{FileHash, LoadEvent, LoadRecord, RuleSetRecord};
 use crate::policy::manifest::{Fingerprint, Manifest, Settle, Snapshot};
 use crate::policy::Layers;
+use crate::spif::SpifSet;
 
 pub use crate::telemetry::POLICY_FILES_LOADED;
 pub use crate::telemetry::POLICY_FINGERPRINT;
@@ -180,12 +182,22 @@ pub(super) struct Loaded {
     pub(super) yara: Arc<YaraRules>,
     /// DLP and YARA files together.
     pub(super) manifest: Manifest,
+    /// The label layer's marking rules of this rule set (`policy::dlp::markings`), when
+    /// `load_dlp` was given the label layer's.
+    pub(super) markings: Option<MarkingRules>,
 }
 
 /// Loads and compiles the DLP rule files and the YARA rule files of `dir` (one read) into a
 /// policy layer, the compiled YARA rules and their common manifest. A YARA file that does not
 /// compile fails the whole load.
-pub(super) fn load_dlp(dir: &Path, read: Option<&PolicyRead>) -> Result<Loaded, GuardError> {
+///
+/// With `labels` (the label layer's marking rules and SPIFs) every rule's `classification` is
+/// resolved against the SPIFs; one that does not resolve fails the load (`DLP020`).
+pub(super) fn load_dlp(
+    dir: &Path,
+    read: Option<&PolicyRead>,
+    labels: Option<(&DlpMarkings, &SpifSet)>,
+) -> Result<Loaded, GuardError> {
     let fresh;
     let read = match read {
         Some(r) => r,
@@ -206,6 +218,13 @@ pub(super) fn load_dlp(dir: &Path, read: Option<&PolicyRead>) -> Result<Loaded, 
                 diagnostics,
             }
         })?;
+    let markings = labels
+        .map(|(m, spifs)| m.build(&set, spifs))
+        .transpose()
+        .map_err(|diagnostics| GuardError::Dlp {
+            dir: dir.to_path_buf(),
+            diagnostics,
+        })?;
     if read.yara.is_none() {
         info!(dir = %YaraRules::dir_of(dir).display(), "no YARA rules (the directory does not exist)");
     }
@@ -217,6 +236,7 @@ pub(super) fn load_dlp(dir: &Path, read: Option<&PolicyRead>) -> Result<Loaded, 
         dlp: DlpPolicy::new(set.engine()),
         yara: Arc::new(yara),
         manifest,
+        markings,
     })
 }
 
@@ -345,7 +365,11 @@ impl Guard {
             .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (result, out) = match load_dlp(dir, snap.as_ref()) {
+        let labels = self
+            .dlp_markings
+            .as_deref()
+            .zip(self.labels.as_ref().map(|l| l.spifs()));
+        let (result, out) = match load_dlp(dir, snap.as_ref(), labels) {
             Err(e) => {
                 error!("DLP rule set refused, the running policy stays: {e}");
                 (ReloadResult::Refused, Err(e))
@@ -354,6 +378,7 @@ impl Guard {
                 dlp: policy,
                 yara,
                 manifest,
+                markings,
             }) => {
                 let loss = running
                     .as_ref()
@@ -386,6 +411,9 @@ impl Guard {
                         Some(&manifest),
                     ));
                     self.set_yara_rules(yara);
+                    if let (Some(m), Some(r)) = (&self.dlp_markings, markings) {
+                        m.set(r);
+                    }
                     self.emit_load(&self.load_record_of(LoadEvent::Reload, Some(&manifest)));
                     let result = if loss.is_empty() {
                         log_identity(dir, &manifest, "reloaded");
