@@ -35,26 +35,11 @@ fn deu(class: u64, rel: &[u64]) -> Value {
 }
 
 async fn send(who: &Session, room: &str, ty: &str, content: &Value) -> String {
-    let txn = format!("t{}", rand::random::<u64>());
-    let path = format!(
-        "/_matrix/client/v3/rooms/{}/send/{}/{txn}",
-        encode_segment(room),
-        encode_segment(ty)
-    );
-    let r = who
-        .client
-        .call("PUT", &path, Some(&who.access_token), Some(content))
-        .await
-        .unwrap_or_else(|e| panic!("send {ty}: {e}"));
-    r["event_id"].as_str().expect("event_id").to_string()
+    common::send_content(who, room, ty, content).await
 }
 
 fn text(body: &str, label: Option<Value>) -> Value {
-    let mut c = json!({"msgtype": "m.text", "body": body});
-    if let Some(l) = label {
-        c[KEY] = l;
-    }
-    c
+    common::labeled_text(body, label)
 }
 
 /// Waits until `who` can read event `event_id` in `room` and returns it.

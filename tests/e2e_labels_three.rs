@@ -21,28 +21,13 @@ use grenzwacht::lab::{HomeserverInfo, LabInfo};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-const KEY: &str = "de.grenzwacht.label";
 
 async fn send(who: &Session, room: &str, content: &Value) -> String {
-    let txn = format!("t{}", rand::random::<u64>());
-    let path = format!(
-        "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
-        encode_segment(room)
-    );
-    let r = who
-        .client
-        .call("PUT", &path, Some(&who.access_token), Some(content))
-        .await
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    r["event_id"].as_str().expect("event_id").to_string()
+    common::send_content(who, room, "m.room.message", content).await
 }
 
 fn text(body: &str, label: Option<Value>) -> Value {
-    let mut c = json!({"msgtype": "m.text", "body": body});
-    if let Some(l) = label {
-        c[KEY] = l;
-    }
-    c
+    common::labeled_text(body, label)
 }
 
 /// What `who` reads of event `id` (waits until it has it).

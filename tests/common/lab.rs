@@ -462,3 +462,34 @@ pub fn reject_all_held(info: &grenzwacht::lab::LabInfo) -> usize {
     }
     n
 }
+
+/// `PUT /rooms/{room}/send/{ty}/{txn}` as `who`; returns the event id.
+pub async fn send_content(
+    who: &grenzwacht::lab::client::Session,
+    room: &str,
+    ty: &str,
+    content: &serde_json::Value,
+) -> String {
+    use grenzwacht::lab::client::encode_segment;
+    let txn = format!("t{}", rand::random::<u64>());
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/{}/{txn}",
+        encode_segment(room),
+        encode_segment(ty)
+    );
+    let r = who
+        .client
+        .call("PUT", &path, Some(&who.access_token), Some(content))
+        .await
+        .unwrap_or_else(|e| panic!("send {ty}: {e}"));
+    r["event_id"].as_str().expect("event_id").to_string()
+}
+
+/// An `m.text` content, with `label` under the lab's label key (`de.grenzwacht.label`).
+pub fn labeled_text(body: &str, label: Option<serde_json::Value>) -> serde_json::Value {
+    let mut c = serde_json::json!({"msgtype": "m.text", "body": body});
+    if let Some(l) = label {
+        c["de.grenzwacht.label"] = l;
+    }
+    c
+}
