@@ -7,10 +7,11 @@
 // marks the end of the frame (after this beat's byte, if any). A beat with `in_last` and no
 // byte ends the frame without adding one, so a frame of zero bytes is `in_last` alone.
 //
-// Output: `done` is high for one clock with `reason` (hw/FRAMES.md, "Reason codes") after the
-// frame's last beat: two clocks later for a frame rejected before its hash is needed, and after
-// the SHA-256 padding and last compression (at most 2 x 65 clocks) for the others. The next
-// frame's first beat is taken one clock after `done`.
+// Output: `done` is high for one clock with `reason` (hw/FRAMES.md, "Reason codes"): one clock
+// after the frame's last beat for a frame rejected without its hash, and after the SHA-256
+// padding and last compressions (under 300 clocks) for the others. `in_ready` rises again one
+// clock after `done` for the next frame; it is low from the last beat until then, and
+// while the SHA-256 engine's block buffer is full (about one clock per 64 payload bytes).
 //
 // Nothing is buffered beyond what the checks need: the 32-byte hash from the header, a stack
 // of 32 container bits, one previous key of up to 255 bytes per level (8 KiB, compared byte by
