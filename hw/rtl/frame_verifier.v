@@ -14,8 +14,9 @@
 // while the SHA-256 engine's block buffer is full (about one clock per 64 payload bytes).
 //
 // Nothing is buffered beyond what the checks need: the 32-byte hash from the header, a stack
-// of 32 container bits, one previous key of up to 255 bytes per level (8 KiB, compared byte by
-// byte while the next key streams in and overwritten in place), an integer accumulator, and the
+// of 32 container bits, one previous key of up to 255 bytes per level (8 KiB with one write and
+// one synchronous read port, compared byte by byte while the next key streams in and
+// overwritten in place), an integer accumulator, and the
 // SHA-256 engine (hw/rtl/sha256.v) with its 64-byte block buffer. The byte counter saturates at
 // 2^26 - 1, far beyond the largest frame (64 + 2^24 bytes), so longer frames are TRAILING.
 `timescale 1ns/1ps
@@ -120,6 +121,11 @@ module frame_verifier (
     reg  [31:0]  prev_ok;          // per level: a previous key exists
     reg  [8:0]   klen;             // bytes of the key being read
     reg  [1:0]   kcmp;
+    // Synchronous read port: the previous key's byte at the position the next key byte will
+    // take ({level, klen} after this clock), read one clock ahead (block RAM style).
+    reg  [7:0]   prev_q;
+    reg  [4:0]   rd_lvl;
+    reg  [7:0]   rd_klen;
 
     // ---- SHA-256 of the payload ----
     wire         sha_ready, sha_valid;
@@ -241,7 +247,7 @@ module frame_verifier (
         // single-byte code points) is compared with the previous key and stored in its place.
         lvl = sp[4:0] - 5'd1;
         key_byte = (js == J_KEY) && !(u_need == 2'd0 && (in_data == 8'h22 || in_data == 8'h5C));
-        prev_byte = keymem[{lvl, klen[7:0]}];
+        prev_byte = prev_q;
         kcmp_n = kcmp;
         if (key_byte && kcmp == K_EQ) begin
             if (klen >= prev_len[lvl])
@@ -448,6 +454,8 @@ module frame_verifier (
         end else begin
             case (phase)
                 P_RUN: begin
+                    rd_lvl = sp[4:0] - 5'd1;
+                    rd_klen = klen[7:0];
                     if (byte_in) begin
                         if (pos != POS_MAX)
                             pos <= pos + 26'd1;
@@ -500,6 +508,7 @@ module frame_verifier (
                                         keymem[{lvl, klen[7:0]}] <= in_data;
                                     klen <= klen + 9'd1;
                                     kcmp <= kcmp_n;
+                                    rd_klen = klen[7:0] + 8'd1;
                                 end
                                 if (cp_done) begin
                                     js <= js_n;
@@ -511,6 +520,7 @@ module frame_verifier (
                                     if (js_n == J_KEY && js != J_KEY) begin
                                         klen <= 9'd0;
                                         kcmp <= K_EQ;
+                                        rd_klen = 8'd0;
                                     end
                                     if (key_end) begin
                                         prev_ok[lvl] <= 1'b1;
@@ -520,15 +530,19 @@ module frame_verifier (
                                         stk[sp[4:0]] <= push_obj;
                                         prev_ok[sp[4:0]] <= 1'b0;
                                         sp <= sp + 6'd1;
+                                        rd_lvl = sp[4:0];
                                     end
-                                    if (pop)
+                                    if (pop) begin
                                         sp <= sp - 6'd1;
+                                        rd_lvl = sp[4:0] - 5'd2;
+                                    end
                                 end
                             end
                         end
                     end
                     if (beat && in_last)
                         phase <= P_END;
+                    prev_q <= keymem[{rd_lvl, rd_klen}];
                 end
                 P_END: begin
                     if (end_hash)
