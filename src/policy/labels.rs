@@ -856,11 +856,31 @@ impl LabelPolicy {
             )
         })?;
         let mut checked: Vec<*const Clearance> = vec![Arc::as_ptr(dest)];
-        for server in &members.servers {
-            if self.protected_servers.contains(server) {
-                continue;
-            }
-            let c = self.peers.get(server).unwrap_or(&to.clearance);
+        // A saturated room (more members than the guard keeps): any remote server may be in
+        // it, so every remote clearance counts — the side default and every peer's.
+        let everyone: Vec<(&str, &Arc<Clearance>)> = if members.saturated {
+            std::iter::once(("any remote server", &to.clearance))
+                .chain(
+                    self.peers
+                        .iter()
+                        .filter(|(name, _)| !self.protected_servers.contains(*name))
+                        .map(|(name, c)| (name.as_str(), c)),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let listed = members
+            .servers
+            .iter()
+            .filter(|server| !self.protected_servers.contains(*server))
+            .map(|server| {
+                (
+                    server.as_str(),
+                    self.peers.get(server).unwrap_or(&to.clearance),
+                )
+            });
+        for (server, c) in everyone.into_iter().chain(listed) {
             if checked.contains(&Arc::as_ptr(c)) {
                 continue;
             }

@@ -14,6 +14,15 @@
 //! to it, and must not bring back a member who has left. A user counts as present in every membership but `leave` and `ban`
 //! (an unknown membership value counts as present: fail closed, the room is judged against
 //! more servers, never fewer).
+//!
+//! # Bounds
+//!
+//! A remote server can send any number of member events. At most [`MAX_USERS_PER_SERVER`]
+//! users are kept per (room, server): the next new one marks the server present in the room
+//! for good instead (a row for user `*`, never replaced). At most [`MAX_ROWS_PER_ROOM`] rows are
+//! kept per room: the next new member marks the room *saturated* (user `*` of server `*`), and
+//! from then on every remote server counts as a member. Both only ever add servers: the bounds
+//! cannot make the guard release more.
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
@@ -25,12 +34,26 @@ use super::{check_room_id, sqlite, unix_ms, Store, StoreError, MAX_ROOM_ID_BYTES
 /// full).
 const CACHE_MAX: usize = 10_000;
 
+/// Most users kept per (room, server): beyond it the server is marked present in the room for
+/// good (a row for the user `*`), so a remote cannot grow the table without bound.
+pub const MAX_USERS_PER_SERVER: usize = 1_000;
+
+/// Most rows kept per room: beyond it the room is marked *saturated* (a row for user `*` of
+/// server `*`): every remote server counts as a member of it from then on.
+pub const MAX_ROWS_PER_ROOM: usize = 10_000;
+
+/// Marker rows: user `*<server>` marks a server present for good, user `**` (server `*`) a
+/// saturated room. Real user ids start with `@`.
+const MARKER: &str = "*";
+
 /// The servers with a present member in a room, lower case, sorted; `known` says whether the
 /// guard has any row for the room at all (a room it has never seen a membership for is
-/// unknown, not empty).
+/// unknown, not empty); `saturated`: the room had more members than the guard keeps
+/// ([`MAX_ROWS_PER_ROOM`]), so any remote server may be in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomServers {
     pub known: bool,
+    pub saturated: bool,
     pub servers: Vec<String>,
 }
 
@@ -69,6 +92,26 @@ impl Store {
         origin_server_ts: i64,
         source: MembershipSource,
     ) -> Result<bool, StoreError> {
+        self.put_room_member_within(
+            room_id,
+            user_id,
+            membership,
+            origin_server_ts,
+            source,
+            (MAX_USERS_PER_SERVER, MAX_ROWS_PER_ROOM),
+        )
+    }
+
+    /// [`Self::put_room_member`] with the bounds (users per server, rows per room) given.
+    pub(crate) fn put_room_member_within(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        membership: &str,
+        origin_server_ts: i64,
+        source: MembershipSource,
+        (max_users, max_rows): (usize, usize),
+    ) -> Result<bool, StoreError> {
         check_room_id(room_id)?;
         let Some((_, server)) = crate::federation::server_name::split_user_id(user_id) else {
             return Err(StoreError::InvalidInput {
@@ -86,8 +129,67 @@ impl Store {
             .room_servers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let changed = self
-            .conn()
+        let conn = self.conn();
+        // A new row: within the bounds, else a marker row instead.
+        let exists: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)",
+            )
+            .and_then(|mut st| st.query_row(params![room_id, user_id], |r| r.get(0)))
+            .map_err(sqlite("read room members"))?;
+        if !exists {
+            let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<usize, StoreError> {
+                conn.prepare_cached(sql)
+                    .and_then(|mut st| st.query_row(p, |r| r.get::<_, i64>(0)))
+                    .map(|n| n as usize)
+                    .map_err(sqlite("count room members"))
+            };
+            let marker = |server: &str| -> Result<bool, StoreError> {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO room_members (room_id, user_id, server_name, membership, origin_server_ts, learned_from, learned_at) \
+                     VALUES (?1, ?2, ?3, 'join', 9223372036854775807, 'event', ?4)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        room_id,
+                        format!("{MARKER}{server}"),
+                        server,
+                        unix_ms(SystemTime::now())
+                    ])
+                })
+                .map(|n| n > 0)
+                .map_err(sqlite("write room member marker"))
+            };
+            let saturated = count(
+                "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = '**')",
+                &[&room_id],
+            )? == 1;
+            if saturated {
+                return Ok(false);
+            }
+            let in_room = count(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM room_members WHERE room_id = ?1 LIMIT ?2)",
+                &[&room_id, &(max_rows as i64)],
+            )?;
+            if in_room >= max_rows {
+                tracing::warn!(room = room_id, "room membership: too many members to keep; every remote server counts as a member now");
+                let changed = marker(MARKER)?;
+                drop(conn);
+                cache.remove(room_id);
+                return Ok(changed);
+            }
+            let of_server = count(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM room_members WHERE room_id = ?1 AND server_name = ?2 LIMIT ?3)",
+                &[&room_id, &server, &(max_users as i64)],
+            )?;
+            if of_server >= max_users {
+                let changed = marker(&server)?;
+                drop(conn);
+                cache.remove(room_id);
+                return Ok(changed);
+            }
+        }
+        let changed = conn
             .prepare_cached(
                 "INSERT INTO room_members (room_id, user_id, server_name, membership, origin_server_ts, learned_from, learned_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room_id, user_id) DO UPDATE SET \
@@ -108,6 +210,7 @@ impl Store {
                 ])
             })
             .map_err(sqlite("write room member"))?;
+        drop(conn);
         cache.remove(room_id);
         Ok(changed > 0)
     }
@@ -136,7 +239,7 @@ impl Store {
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1)")
             .and_then(|mut st| st.query_row(params![room_id], |r| r.get(0)))
             .map_err(sqlite("read room members"))?;
-        let servers = conn
+        let mut servers = conn
             .prepare_cached(
                 "SELECT DISTINCT server_name FROM room_members \
                  WHERE room_id = ?1 AND membership NOT IN ('leave', 'ban') ORDER BY server_name",
@@ -147,7 +250,13 @@ impl Store {
             })
             .map_err(sqlite("read room members"))?;
         drop(conn);
-        let entry = Arc::new(RoomServers { known, servers });
+        let saturated = servers.iter().any(|s| s == MARKER);
+        servers.retain(|s| s != MARKER);
+        let entry = Arc::new(RoomServers {
+            known,
+            saturated,
+            servers,
+        });
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
@@ -232,6 +341,51 @@ mod tests {
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(servers(&s), ["hs2"]);
+    }
+
+    /// A remote cannot grow the table without bound: past the per-server bound the server is
+    /// present for good (its users' leaves no longer remove it), past the per-room bound the
+    /// room is saturated.
+    #[test]
+    fn bounds_only_ever_add_servers() {
+        const B: (usize, usize) = (10, 50);
+        let s = Store::open_in_memory().unwrap();
+        let put = |user: &str, m: &str, ts: i64| {
+            s.put_room_member_within(R, user, m, ts, MembershipSource::Event, B)
+                .unwrap()
+        };
+        for i in 0..B.0 + 5 {
+            put(&format!("@u{i}:evil"), "join", 1);
+        }
+        for i in 0..B.0 {
+            put(&format!("@u{i}:evil"), "leave", 2);
+        }
+        assert_eq!(servers(&s), ["evil"], "marked present for good");
+        let rows = |s: &Store| -> i64 {
+            s.conn()
+                .query_row(
+                    "SELECT COUNT(*) FROM room_members WHERE room_id = ?1",
+                    [R],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(rows(&s) as usize, B.0 + 1);
+        assert!(!s.room_servers(R).unwrap().saturated);
+        // Fill the room up to its bound with many servers: then it is saturated.
+        let mut i = 0;
+        while !s.room_servers(R).unwrap().saturated {
+            put(&format!("@a:s{i}"), "invite", 1);
+            i += 1;
+            assert!(i <= B.1, "saturates within the bound");
+        }
+        let rs = s.room_servers(R).unwrap();
+        assert!(rs.saturated && !rs.servers.iter().any(|x| x.starts_with('*')));
+        assert_eq!(rows(&s) as usize, B.1 + 1);
+        // Nothing more is stored for a saturated room; existing rows still update.
+        assert!(!put("@new:other", "join", 1));
+        assert!(put("@a:s0", "leave", 5));
+        assert_eq!(rows(&s) as usize, B.1 + 1);
     }
 
     #[test]

@@ -85,7 +85,7 @@
 //! | column             | type    | meaning                                                      |
 //! |--------------------|---------|--------------------------------------------------------------|
 //! | `room_id`          | TEXT    | key: the room ID                                             |
-//! | `user_id`          | TEXT    | key: the member's user ID (the state key)                    |
+//! | `user_id`          | TEXT    | key: the member's user ID (the state key), or `*` for a marker row (`store::room_members`, "Bounds") |
 //! | `server_name`      | TEXT    | the user's server name, lower case                           |
 //! | `membership`       | TEXT    | `join`, `invite`, `knock`, `leave`, `ban` or another value   |
 //! | `origin_server_ts` | INTEGER | the membership event's `origin_server_ts` (ms)               |
@@ -275,8 +275,7 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (room_id, user_id)
     ) STRICT;
 
-    CREATE INDEX room_members_present ON room_members (room_id, server_name)
-        WHERE membership NOT IN ('leave', 'ban');
+    CREATE INDEX room_members_by_server ON room_members (room_id, server_name, membership);
     "#,
 ];
 

@@ -1202,3 +1202,45 @@ fn a_room_is_released_at_the_lowest_clearance_among_its_remote_servers() {
     assert!(p.room_members_known(ROOM));
     assert!(!p.room_members_known("!other:hs1.test"));
 }
+
+/// A room with more members than the guard keeps is saturated: every remote clearance counts
+/// (the side default and every peer's), so the cleared hs2 alone no longer gets what the
+/// remote default is not cleared for.
+#[test]
+fn a_saturated_room_is_released_at_the_lowest_remote_clearance() {
+    use crate::store::room_members::MembershipSource;
+    let store = Store::open_in_memory().unwrap();
+    let p = policy_with(
+        store.clone(),
+        vec![PeerConfig {
+            server: "hs2.test".into(),
+            clearance: Some(nato_clearance(&[1, 2, 3], &[276])),
+            clearance_file: None,
+        }],
+    );
+    let to_hs2 = out();
+    let vs_v = || msg("Lage", Some(deu(3, &[276])));
+    see_member(&p, &to_hs2, "@bob:hs2.test", "join", 1);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        PduVerdict::Allow
+    );
+    // Fill the room past a small bound (the real bound is `MAX_ROWS_PER_ROOM`).
+    for i in 0..3 {
+        store
+            .put_room_member_within(
+                ROOM,
+                &format!("@x:hs2-{i}.test"),
+                "join",
+                1,
+                MembershipSource::Event,
+                (10, 2),
+            )
+            .unwrap();
+    }
+    assert!(store.room_servers(ROOM).unwrap().saturated);
+    assert_eq!(
+        judge_pdu(&p, &to_hs2, "m.room.message", vs_v()),
+        redact("label:room_server")
+    );
+}
