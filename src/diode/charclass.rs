@@ -161,6 +161,8 @@ mod tests {
             assert_eq!(allowed_by_unicode(c), ok, "U+{:04X}", c as u32);
         }
         assert!(!allowed(0xD800) && !allowed(0x110000));
+        // The verifier's fast path for string values relies on this.
+        assert!((0x20..0x7F).all(allowed));
     }
 
     #[test]

@@ -231,7 +231,23 @@ pub fn verify(frame: &[u8]) -> Reason {
 pub fn check_payload(payload: &[u8]) -> Reason {
     let mut utf8 = Utf8::default();
     let mut json = Json::default();
-    for &b in payload {
+    let mut i = 0;
+    while i < payload.len() {
+        let b = payload[i];
+        // Fast path, same answers: inside a string value, a run of printable ASCII other than
+        // `"` and `\` changes nothing but the position (printable ASCII is allowed, see the
+        // charclass tests), so it is skipped without decoding or table lookups.
+        if utf8.need == 0 && json.state == (State::Str { escape: false }) {
+            let run = payload[i..]
+                .iter()
+                .take_while(|&&c| (0x20..0x7F).contains(&c) && c != b'"' && c != b'\\')
+                .count();
+            if run > 0 {
+                i += run;
+                continue;
+            }
+        }
+        i += 1;
         let cp = match utf8.push(b) {
             Err(()) => return Reason::BadUtf8,
             Ok(None) => continue,
