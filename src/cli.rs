@@ -37,7 +37,7 @@ pub enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
-    /// A local lab: two real Synapse homeservers federating through the guard.
+    /// A local lab: two (or three) real Synapse homeservers federating through the guard.
     Lab {
         #[command(subcommand)]
         command: crate::lab::LabCommand,

@@ -303,7 +303,7 @@ impl LabOptions {
 /// One homeserver in `lab.json`. The first four fields are a stable contract.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HomeserverInfo {
-    /// `hs1` (protected) or `hs2` (remote).
+    /// `hs1` (protected), `hs2` or `hs3` (remote).
     pub name: String,
     /// Matrix server name (`127.0.0.1:PORT`).
     pub server_name: String,
@@ -364,7 +364,7 @@ pub struct GuardInfo {
 /// `DIR/lab.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LabInfo {
-    /// hs1 then hs2.
+    /// hs1 then hs2 (then hs3).
     pub homeservers: Vec<HomeserverInfo>,
     /// The guard.
     pub guard: GuardInfo,

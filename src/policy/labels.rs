@@ -100,7 +100,7 @@ use crate::spif::{
     AccessDenial, Clearance, Label, LabelError, Lacv, Oid, Severity, SpifError, SpifSet,
 };
 use crate::store::room_members::MembershipSource;
-use crate::store::{RoomLabelRecord, Store};
+use crate::store::{RoomLabelRecord, Store, StoreError};
 
 /// Metric: label decisions that were not "allow", by direction and rule (`label:*`), plus
 /// `allow`.
@@ -315,6 +315,8 @@ pub struct LabelPolicy {
     peers: HashMap<String, Arc<Clearance>>,
     /// The protected servers' names, lower case (never counted as remote room members).
     protected_servers: Vec<String>,
+    /// Rooms with a membership the store could not write (see [`Self::store_member`]).
+    unrecorded: Unrecorded,
     store: Store,
     markings: Option<Markings>,
     detector: Option<MarkingDetector>,
@@ -333,6 +335,45 @@ pub struct LabelPolicy {
 
 /// A cached release decision, holding the label it was made for.
 type ReleaseEntry = (Arc<Result<Label, String>>, Result<(), Denial>);
+/// Rooms whose membership the store failed to record; past [`Unrecorded::MAX`] rooms every
+/// room counts as one.
+#[derive(Debug, Default)]
+struct Unrecorded {
+    rooms: Mutex<std::collections::HashSet<String>>,
+    /// Any room marked (the per-event check takes no lock until then).
+    any: std::sync::atomic::AtomicBool,
+    all: std::sync::atomic::AtomicBool,
+}
+
+impl Unrecorded {
+    const MAX: usize = 10_000;
+
+    fn mark(&self, room: &str) {
+        let mut r = self
+            .rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.len() >= Self::MAX {
+            self.all.store(true, std::sync::atomic::Ordering::Release);
+        } else {
+            r.insert(room.to_owned());
+        }
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn contains(&self, room: &str) -> bool {
+        if !self.any.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        self.all.load(std::sync::atomic::Ordering::Acquire)
+            || self
+                .rooms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(room)
+    }
+}
+
 /// A cached room-ceiling check, holding both labels it was made for.
 type CeilingEntry = (
     Arc<Result<Label, String>>,
@@ -544,6 +585,7 @@ impl LabelPolicy {
             remote: remote_side,
             peers,
             protected_servers: protected.to_vec(),
+            unrecorded: Unrecorded::default(),
             store,
             markings,
             detector: None,
@@ -849,6 +891,12 @@ impl LabelPolicy {
         to: &Side,
         dest: &Arc<Clearance>,
     ) -> Result<(), Denial> {
+        if self.unrecorded.contains(room) {
+            return Err(deny(
+                "label:room_server",
+                "a membership of the room could not be recorded",
+            ));
+        }
         let members = self.store.room_servers(room).map_err(|e| {
             deny(
                 "label:room_server",
@@ -918,11 +966,36 @@ impl LabelPolicy {
             .ok()
             .and_then(|m| m.membership)
             .unwrap_or(Cow::Borrowed("unknown"));
-        if let Err(e) = self
+        self.store_member(room, user, &membership, ts, source);
+    }
+
+    /// Stores one membership. A membership the store could not write leaves the room's
+    /// member list incomplete, so the room is marked (`unrecorded`) and its releases are
+    /// denied for the life of the process (fail closed); a malformed user id is only logged.
+    fn store_member(
+        &self,
+        room: &str,
+        user: &str,
+        membership: &str,
+        ts: i64,
+        source: MembershipSource,
+    ) {
+        match self
             .store
-            .put_room_member(room, user, &membership, ts, source)
+            .put_room_member(room, user, membership, ts, source)
         {
-            tracing::warn!(room, user, "cannot store room membership: {e}");
+            Ok(_) => {}
+            Err(e @ StoreError::InvalidInput { .. }) => {
+                tracing::warn!(room, user, "room membership not stored: {e}");
+            }
+            Err(e) => {
+                tracing::warn!(
+                    room,
+                    user,
+                    "cannot store room membership, the room's releases are denied: {e}"
+                );
+                self.unrecorded.mark(room);
+            }
         }
     }
 
@@ -1020,12 +1093,7 @@ impl LabelPolicy {
                 .get("origin_server_ts")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            if let Err(e) =
-                self.store
-                    .put_room_member(room, user, membership, ts, MembershipSource::State)
-            {
-                tracing::warn!(room, user, "cannot store room membership: {e}");
-            }
+            self.store_member(room, user, membership, ts, MembershipSource::State);
         }
         let Some(ev) = state.iter().find(|e| {
             e.get("type")

@@ -196,7 +196,9 @@ impl Store {
                  server_name = excluded.server_name, membership = excluded.membership, \
                  origin_server_ts = excluded.origin_server_ts, learned_from = excluded.learned_from, \
                  learned_at = excluded.learned_at \
-                 WHERE excluded.origin_server_ts >= room_members.origin_server_ts",
+                 WHERE excluded.origin_server_ts >= room_members.origin_server_ts \
+                 AND (excluded.membership != room_members.membership \
+                      OR excluded.origin_server_ts != room_members.origin_server_ts)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -211,7 +213,9 @@ impl Store {
             })
             .map_err(sqlite("write room member"))?;
         drop(conn);
-        cache.remove(room_id);
+        if changed > 0 {
+            cache.remove(room_id);
+        }
         Ok(changed > 0)
     }
 
@@ -303,6 +307,10 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         s.put_room_member(R, "@a:hs2", "join", 10, MembershipSource::Event)
             .unwrap();
+        // The same membership again (state sent once more) writes nothing.
+        assert!(!s
+            .put_room_member(R, "@a:hs2", "join", 10, MembershipSource::State)
+            .unwrap());
         // Backfilled older leave: ignored.
         assert!(!s
             .put_room_member(R, "@a:hs2", "leave", 5, MembershipSource::Event)

@@ -1244,3 +1244,21 @@ fn a_saturated_room_is_released_at_the_lowest_remote_clearance() {
         redact("label:room_server")
     );
 }
+
+/// A membership the store could not write leaves the room's member list incomplete: that
+/// room's releases are denied from then on (other rooms are not affected).
+#[test]
+fn a_room_whose_membership_could_not_be_recorded_is_denied() {
+    let p = policy();
+    let c = out();
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("Lage", Some(deu(2, &[])))),
+        PduVerdict::Allow
+    );
+    p.unrecorded.mark(ROOM);
+    assert_eq!(
+        judge_pdu(&p, &c, "m.room.message", msg("Lage", Some(deu(2, &[])))),
+        redact("label:room_server")
+    );
+    assert!(!p.unrecorded.contains("!other:hs1.test"));
+}
