@@ -26,6 +26,10 @@ pub enum Command {
     Serve {
         #[arg(long, short, env = "GRENZWACHT_CONFIG")]
         config: PathBuf,
+        /// Run as this half of a split appliance; the config's `[split] half` must say the
+        /// same (a guard never starts as the wrong half).
+        #[arg(long, value_parser = ["high", "low"])]
+        half: Option<String>,
     },
     /// Validate the configuration (and every file it references) without starting.
     Check {
@@ -271,11 +275,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: OK", config.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
+        Command::Serve { config, half } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            let configured = cfg
+                .split
+                .as_ref()
+                .map(|s| crate::split::Half::from(s.half).as_str());
+            if half.as_deref() != configured {
+                eprintln!(
+                    "{}: `--half {}` but the config {}",
+                    config.display(),
+                    half.as_deref().unwrap_or("(none)"),
+                    match configured {
+                        Some(h) => format!("is the {h} half (`[split] half = \"{h}\"`)"),
+                        None => "has no `[split]` section".to_string(),
+                    }
+                );
+                return Ok(ExitCode::from(2));
+            }
             crate::telemetry::init_tracing(cfg.log.format == LogFormat::Json, &cfg.log.level)
                 .context("logging")?;
             crate::telemetry::describe();

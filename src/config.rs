@@ -43,6 +43,7 @@ pub mod opaque;
 mod parse;
 pub mod review;
 pub mod rules;
+pub mod split;
 #[cfg(test)]
 mod tests;
 pub mod ti;
@@ -92,6 +93,8 @@ pub struct Config {
     pub audit: Option<audit::AuditConfig>,
     /// `[ti]`: the TI-Messenger profile (`crate::ti`). `None`: off.
     pub ti: Option<ti::TiConfig>,
+    /// `[split]`: this guard is one half of a split appliance.
+    pub split: Option<split::SplitConfig>,
 }
 
 /// `[dlp]`: where the DLP rule files are and how they are reloaded.
@@ -225,7 +228,10 @@ pub struct ProtectedServer {
     /// PEM private key for `cert`.
     pub key: PathBuf,
     /// The homeserver's federation listener: `http://host:port` or `https://host:port`
-    /// (validated on load; use [`ProtectedServer::upstream_parts`]).
+    /// (validated on load; use [`ProtectedServer::upstream_parts`]). Required, except on the
+    /// LOW half of a split appliance, which never reaches the protected server (it must be
+    /// left out there).
+    #[serde(default)]
     pub upstream: String,
     /// PEM roots for an `https` upstream (default: webpki roots).
     #[serde(default)]

@@ -54,6 +54,7 @@ mod demo;
 pub mod guard;
 pub mod metrics;
 pub mod process;
+pub mod split;
 pub mod synapse;
 pub mod ti;
 
@@ -140,6 +141,10 @@ pub enum LabCommand {
         /// federating with hs2 directly; with `--labels` cleared lower than hs2).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
         servers: u8,
+        /// Split appliance: the guard as two halves joined by two one-way UDP links, each
+        /// through a relay that drops this share of datagrams (e.g. 0.01); see `lab::split`.
+        #[arg(long, value_name = "LOSS")]
+        split: Option<f64>,
     },
     /// Stop exactly the processes `lab up` started in DIR.
     Down {
@@ -277,6 +282,9 @@ pub struct LabOptions {
     /// Number of homeservers, 2 (default) or 3: hs3 is a second remote server (see the
     /// module docs); not with `ti`.
     pub servers: u8,
+    /// Split appliance with this datagram loss on both links (`lab::split`); not with `ti`,
+    /// `labels` or three servers.
+    pub split: Option<f64>,
 }
 
 impl LabOptions {
@@ -296,6 +304,7 @@ impl LabOptions {
             media_allow_unscanned: false,
             ti: false,
             servers: 2,
+            split: None,
         }
     }
 }
@@ -374,6 +383,10 @@ pub struct LabInfo {
     pub synapse_version: String,
     /// The test CA certificate (roots of all lab federation certificates but the intercepted).
     pub ca_cert: PathBuf,
+    /// The split appliance (`lab up --split`): its halves and relays. `guard` then describes
+    /// the HIGH half, but for `inbound_*` (the LOW half's listener).
+    #[serde(default)]
+    pub split: Option<split::SplitInfo>,
 }
 
 impl LabInfo {
@@ -593,12 +606,27 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             opts.servers
         )));
     }
+    if opts.split.is_some() && (opts.ti || opts.labels || opts.servers != 2) {
+        return Err(LabError::Setup(
+            "the split lab has two homeservers, without labels or the TI profile".into(),
+        ));
+    }
+    if opts.split.is_some_and(|l| !(0.0..1.0).contains(&l)) {
+        return Err(LabError::Setup("--split LOSS must be in [0, 1)".into()));
+    }
     if opts.ti && opts.servers != 2 {
         return Err(LabError::Setup(
             "the TI-Messenger lab has two homeservers".into(),
         ));
     }
-    let p = free_ports(10)?;
+    let p = free_ports(15)?;
+    let split_ports = split::SplitPorts {
+        low_admin: p[10],
+        high_receive: p[11],
+        low_receive: p[12],
+        relay_to_low: p[13],
+        relay_to_high: p[14],
+    };
     let (hs1_client, hs1_fed, hs2_client, hs2_fed, guard_in, guard_out, guard_admin) =
         (p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     // The TI profile matches domains without port: hs2 gets its own loopback address.
@@ -674,11 +702,14 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             federation_ca: hs1_roots,
             registration_shared_secret: random_secret(),
             outbound: hs1_outbound,
-            notary: Some((
-                guard::LAB_NOTARY_NAME.to_string(),
-                guard_key.key_id(),
-                guard_key.public_key_base64(),
-            )),
+            // A split appliance has no notary: hs1 fetches keys itself, through the halves.
+            notary: opts.split.is_none().then(|| {
+                (
+                    guard::LAB_NOTARY_NAME.to_string(),
+                    guard_key.key_id(),
+                    guard_key.public_key_base64(),
+                )
+            }),
         },
         HsConfig {
             dir: hs2_dir.clone(),
@@ -830,10 +861,18 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         public.to_file_string().as_bytes(),
     )?;
     let guard_toml_path = dir.join("guard.toml");
-    write_private(
-        &guard_toml_path,
-        guard::guard_toml(&guard_config).as_bytes(),
-    )?;
+    let guard_text = guard::guard_toml(&guard_config);
+    write_private(&guard_toml_path, guard_text.as_bytes())?;
+    let split_info = match opts.split {
+        Some(loss) => {
+            let s = split::info(dir, loss, guard_admin, &split_ports);
+            let (high, low) = split::halves(&guard_text, dir, &split_ports)?;
+            write_private(&s.high_config, high.as_bytes())?;
+            write_private(&s.low_config, low.as_bytes())?;
+            Some(s)
+        }
+        None => None,
+    };
 
     let info = LabInfo {
         homeservers,
@@ -846,14 +885,21 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
             proxy_secret,
             interception_ca_cert,
             deny_servers: opts.deny_servers.clone(),
-            config: guard_toml_path,
-            log: dir.join("guard.log"),
+            config: split_info
+                .as_ref()
+                .map_or(guard_toml_path, |s| s.high_config.clone()),
+            log: split_info
+                .as_ref()
+                .map_or(dir.join("guard.log"), |s| s.high_log.clone()),
             review_tokens: guard_config
                 .principals
                 .iter()
                 .map(|(name, _, file)| (name.clone(), file.clone()))
                 .collect(),
-            audit_dir: guard_config.audit_dir.clone(),
+            audit_dir: match &split_info {
+                Some(_) => dir.join("audit-high"),
+                None => guard_config.audit_dir.clone(),
+            },
             audit_public_key: dir.join("audit.key.pub"),
             ti_client_url: guard_config
                 .ti
@@ -863,6 +909,7 @@ fn write_lab_files(dir: &Path, opts: &LabOptions) -> Result<Plan, LabError> {
         dir: dir.to_path_buf(),
         synapse_version: SYNAPSE_VERSION.to_string(),
         ca_cert,
+        split: split_info,
     };
     Ok(Plan { info, hs_configs })
 }
@@ -885,6 +932,12 @@ fn log_tails(info: &LabInfo) -> String {
         "--- guard.log ---\n{}\n",
         process::tail(&info.guard.log, 3000)
     ));
+    if let Some(s) = &info.split {
+        out.push_str(&format!(
+            "--- guard-low.log ---\n{}\n",
+            process::tail(&s.low_log, 3000)
+        ));
+    }
     out
 }
 
@@ -895,10 +948,19 @@ fn tail_for(info: &LabInfo, name: &str) -> String {
             process::tail(&h.log, 3000),
             process::tail(&h.log.with_file_name("stdout.log"), 3000)
         ),
-        None => format!(
-            "--- guard.log ---\n{}",
-            process::tail(&info.guard.log, 4000)
-        ),
+        None => match (&info.split, name) {
+            (Some(s), "guard-low") => {
+                format!("--- guard-low.log ---\n{}", process::tail(&s.low_log, 4000))
+            }
+            (Some(s), n) if n.starts_with("relay-") => {
+                let i = usize::from(n == "relay-low-high");
+                format!("--- {n}.log ---\n{}", process::tail(&s.relay_logs[i], 2000))
+            }
+            _ => format!(
+                "--- guard.log ---\n{}",
+                process::tail(&info.guard.log, 4000)
+            ),
+        },
     }
 }
 
@@ -952,6 +1014,15 @@ async fn wait_ready(
         {
             Ok(r) if r.status == 200 => {}
             _ => pending.push("guard /health".to_string()),
+        }
+        if let Some(s) = &info.split {
+            match MatrixClient::new(&s.low_admin_url)
+                .raw("GET", "/health", None, None, Duration::from_secs(2))
+                .await
+            {
+                Ok(r) if r.status == 200 => {}
+                _ => pending.push("LOW half /health".to_string()),
+            }
         }
         for (name, c) in &hs {
             if c.versions().await.is_err() {
@@ -1015,6 +1086,12 @@ pub async fn up(opts: LabOptions) -> Result<LabInfo, LabError> {
                 &c.dir,
                 &c.dir.join("stdout.log"),
             )?;
+        }
+        if let Some(s) = &info.split {
+            for (name, argv, log) in split::processes(&opts.guard_bin, s) {
+                start(&name, argv, &dir, &log)?;
+            }
+            return Ok(());
         }
         let argv = vec![
             opts.guard_bin.display().to_string(),
@@ -1127,6 +1204,14 @@ fn print_info(info: &LabInfo) {
         info.guard.outbound_addr,
         info.guard.admin_url
     );
+    if let Some(s) = &info.split {
+        println!(
+            "  split     HIGH admin {}  LOW admin {}  links: udp through relays with {} % loss",
+            s.high_admin_url,
+            s.low_admin_url,
+            f64::from(s.loss_ppm) / 1e4
+        );
+    }
     println!("  details: {}", info.dir.join(LAB_FILE).display());
     println!(
         "  stop with: grenzwacht lab down --dir {}",
@@ -1167,6 +1252,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 labels,
                 ti,
                 servers,
+                split,
             } => {
                 let mut opts = LabOptions::new(dir, outbound);
                 if let Some(g) = guard_bin {
@@ -1176,6 +1262,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 opts.labels = labels;
                 opts.ti = ti;
                 opts.servers = servers;
+                opts.split = split;
                 opts.verbose = true;
                 let info = up(opts).await?;
                 print_info(&info);

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod proxy;
 pub mod review;
 pub mod spif;
+pub mod split;
 pub mod store;
 pub mod telemetry;
 pub mod text;

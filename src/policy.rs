@@ -38,6 +38,7 @@
 //! ([`rules`]), media ([`media`]), the DLP rule set ([`dlp`]) and security labels ([`labels`]).
 pub mod decisions;
 pub mod dlp;
+pub mod frame;
 pub mod identity;
 pub mod labels;
 pub mod layers;

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod audit_trail;
 pub mod ca;
 pub mod client_api;
+pub mod crossing;
 pub mod discovery;
 pub mod exchange;
 pub mod guard;

@@ -496,6 +496,18 @@ pub(super) fn parse(
                     }
                 }
             }
+            "split" => {
+                cfg.split = ctx.section::<super::split::SplitConfig>(node, name, anchor.clone());
+                if let Some(sp) = &cfg.split {
+                    for (key, msg) in sp.check() {
+                        let segs: Vec<Seg> = std::iter::once("split")
+                            .chain(key.split('.'))
+                            .map(k)
+                            .collect();
+                        ctx.error(value_span(root, &segs).or_else(|| anchor.clone()), msg);
+                    }
+                }
+            }
             "ti" => {
                 cfg.ti = ctx.section::<super::ti::TiConfig>(node, name, anchor.clone());
                 if let Some(t) = &mut cfg.ti {
@@ -772,7 +784,32 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
                 ),
             );
         }
-        if let Err(e) = parse_upstream(&p.upstream) {
+        let low = cfg
+            .split
+            .as_ref()
+            .is_some_and(|s| s.half == super::split::HalfName::Low);
+        if low {
+            // The LOW half never reaches a HIGH server, and never holds its keys: a
+            // compromised LOW half must not be able to speak as one.
+            for (key, set) in [
+                ("upstream", !p.upstream.is_empty()),
+                ("signing_key", p.signing_key.is_some()),
+                ("admin_api", p.admin_api.is_some()),
+                ("admin_token_file", p.admin_token_file.is_some()),
+            ] {
+                if set {
+                    ctx.error(
+                        value_span(root, &at(key)),
+                        format!("`protected[{i}].{key}` is not allowed on the LOW half of a split appliance (it never reaches the protected server and holds none of its keys)"),
+                    );
+                }
+            }
+        } else if p.upstream.is_empty() {
+            ctx.error(
+                key_span(root, &[k("protected"), Seg::Index(i)]),
+                format!("missing required key `protected[{i}].upstream`"),
+            );
+        } else if let Err(e) = parse_upstream(&p.upstream) {
             ctx.error(
                 value_span(root, &at("upstream")),
                 format!("invalid value for `protected[{i}].upstream`: {e}"),
@@ -831,6 +868,47 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
             at,
             "`[keys] verify_pdus` (default true) needs `[outbound]` to fetch the keys of the servers that signed PDUs; configure `[outbound]` or set `verify_pdus = false`",
         );
+    }
+    if let Some(sp) = &cfg.split {
+        let anchor = key_span(root, &[k("split")]);
+        match sp.half {
+            super::split::HalfName::High => {
+                if cfg.inbound.is_some() {
+                    ctx.error(
+                        key_span(root, &[k("inbound")]).or_else(|| anchor.clone()),
+                        "`[inbound]` is not allowed on the HIGH half: remote servers reach the LOW half",
+                    );
+                }
+            }
+            super::split::HalfName::Low => {
+                if cfg.inbound.is_none() {
+                    ctx.error(
+                        anchor.clone(),
+                        "the LOW half needs `[inbound]`: remote servers reach the protected servers through it",
+                    );
+                }
+                if let Some(o) = &cfg.outbound {
+                    if o.connect_listen.is_some() || o.proxy_listen.is_some() {
+                        ctx.error(
+                            key_span(root, &[k("outbound")]).or_else(|| anchor.clone()),
+                            "`[outbound]` listeners are not allowed on the LOW half: the protected servers send through the HIGH half",
+                        );
+                    }
+                }
+            }
+        }
+        if cfg.keys.notary_name.is_some() {
+            ctx.error(
+                value_span(root, &[k("keys"), k("notary_name")]).or_else(|| anchor.clone()),
+                "`[keys] notary_name` is not supported on a split appliance",
+            );
+        }
+        if cfg.ti.is_some() {
+            ctx.error(
+                key_span(root, &[k("ti")]).or_else(|| anchor.clone()),
+                "`[ti]` is not supported on a split appliance",
+            );
+        }
     }
     if cfg.inbound.is_some() && cfg.protected.is_empty() && protected_ok {
         ctx.error(

@@ -900,3 +900,88 @@ fn ti_section_parses_and_errors_have_lines() {
         "{e:?}"
     );
 }
+
+const SPLIT_LINKS: &str = r#"
+[split.send]
+kind = "udp"
+address = "127.0.0.1:7400"
+[split.receive]
+kind = "udp"
+address = "127.0.0.1:7401"
+"#;
+
+#[test]
+fn the_low_half_holds_no_key_of_a_high_server() {
+    let text = format!(
+        "[inbound]\nlisten = \"127.0.0.1:8448\"\n[outbound]\nproxy_listen = \"127.0.0.1:3128\"\n[[protected]]\nserver_name = \"hs1.example\"\ncert = \"a\"\nkey = \"b\"\nupstream = \"http://127.0.0.1:8008\"\nsigning_key = \"hs1.key\"\n[keys]\nnotary_name = \"gw.example\"\nguard_key = \"g\"\n[split]\nhalf = \"low\"\n{SPLIT_LINKS}"
+    );
+    let e = errors(&text);
+    let msgs: Vec<&str> = e.iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`protected[0].signing_key` is not allowed on the LOW half")),
+        "{msgs:#?}"
+    );
+    assert!(msgs
+        .iter()
+        .any(|m| m.contains("`protected[0].upstream` is not allowed on the LOW half")));
+    assert!(msgs
+        .iter()
+        .any(|m| m.contains("`[outbound]` listeners are not allowed on the LOW half")));
+    assert!(msgs
+        .iter()
+        .any(|m| m.contains("notary_name` is not supported on a split appliance")));
+}
+
+#[test]
+fn the_high_half_has_no_inbound_listener_and_needs_upstreams() {
+    let text = format!(
+        "[inbound]\nlisten = \"127.0.0.1:8448\"\n[outbound]\nproxy_listen = \"127.0.0.1:3128\"\n[[protected]]\nserver_name = \"hs1.example\"\ncert = \"a\"\nkey = \"b\"\n[split]\nhalf = \"high\"\nmtu_typo = 1\n{SPLIT_LINKS}"
+    );
+    let e = errors(&text);
+    let msgs: Vec<&str> = e.iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`[inbound]` is not allowed on the HIGH half")),
+        "{msgs:#?}"
+    );
+    assert!(msgs.contains(&"missing required key `protected[0].upstream`"));
+    assert!(msgs.contains(&"unknown key `split.mtu_typo`"));
+}
+
+#[test]
+fn split_halves_load() {
+    let low = format!(
+        "[inbound]\nlisten = \"127.0.0.1:8448\"\nverify_signatures = false\n[keys]\nverify_pdus = false\n[[protected]]\nserver_name = \"hs1.example\"\ncert = \"a\"\nkey = \"b\"\n[split]\nhalf = \"low\"\nverifier = \"simulated-card\"\n{SPLIT_LINKS}"
+    );
+    let c = parse(&low).unwrap_or_else(|e| panic!("{e}"));
+    let s = c.split.unwrap();
+    assert_eq!(s.half, super::split::HalfName::Low);
+    assert_eq!(s.verifier, super::split::VerifierKind::SimulatedCard);
+    assert_eq!(s.send.mtu, 1500);
+    assert_eq!(s.request_timeout_ms, 60_000);
+    let bad = format!("[split]\nhalf = \"middle\"\n{SPLIT_LINKS}");
+    assert!(errors(&bad)[0].1.contains("`split.half`"));
+}
+
+#[test]
+fn split_deployment_configs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/split");
+    let high = Config::load(dir.join("high.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let low = Config::load(dir.join("low.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        high.split.as_ref().unwrap().half,
+        super::split::HalfName::High
+    );
+    assert_eq!(
+        low.split.as_ref().unwrap().half,
+        super::split::HalfName::Low
+    );
+    assert!(high.inbound.is_none() && low.inbound.is_some());
+    assert!(high.protected[0].signing_key.is_some());
+    assert!(low.protected.iter().all(|p| p.signing_key.is_none()));
+    // Each half sends where the other receives.
+    let (h, l) = (high.split.unwrap(), low.split.unwrap());
+    assert_eq!(h.send.address, l.receive.address);
+    assert_eq!(l.send.address, h.receive.address);
+}

@@ -27,6 +27,23 @@ pub enum HwCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// A lossy UDP relay for testing a link: forwards datagrams from `--listen` to `--to`,
+    /// dropping each with probability `--loss` (seeded); writes `relayed N dropped M` to
+    /// `--stats` (replaced atomically) every 200 ms. Runs until killed.
+    Relay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Probability of dropping a datagram (0.0–1.0).
+        #[arg(long, default_value_t = 0.01)]
+        loss: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// File with the counts.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+    },
     /// Write the allowed-character tables from this build's Unicode data:
     /// `DIR/charclass.txt` and `DIR/rtl/charclass.vh`.
     Charclass {
@@ -78,6 +95,32 @@ pub fn run(cmd: HwCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        HwCommand::Relay {
+            listen,
+            to,
+            loss,
+            seed,
+            stats,
+        } => {
+            if !(0.0..=1.0).contains(&loss) {
+                eprintln!("error: --loss must be between 0 and 1");
+                return ExitCode::from(2);
+            }
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(relay(listen, to, loss, seed, stats)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: relay {listen} -> {to}: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         HwCommand::Charclass { out } => {
             let r = charclass::compute();
             let write = |path: PathBuf, text: String| {
@@ -104,4 +147,37 @@ pub fn run(cmd: HwCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+async fn relay(
+    listen: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    loss: f64,
+    seed: u64,
+    stats: Option<PathBuf>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let cfg = super::udp::LinkConfig::default();
+    let inbound = super::udp::socket(listen, None, &cfg).map_err(std::io::Error::other)?;
+    let (dropped, relayed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(path) = stats {
+        let (d, r) = (dropped.clone(), relayed.clone());
+        tokio::spawn(async move {
+            let tmp = path.with_extension("tmp");
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let line = format!(
+                    "relayed {} dropped {}\n",
+                    r.load(Ordering::Relaxed),
+                    d.load(Ordering::Relaxed)
+                );
+                if std::fs::write(&tmp, line).is_ok() {
+                    let _ = std::fs::rename(&tmp, &path);
+                }
+            }
+        });
+    }
+    super::udp::lossy_relay_counted(inbound, to, loss, seed, dropped, relayed, rx).await
 }

@@ -448,10 +448,22 @@ impl Rx {
                 continue;
             }
             if self.floor_since.elapsed() >= self.cfg.gap_timeout {
+                // Everything from `floor` up to the next object received (or known to be
+                // sent) is lost: given up at once, so a jump in the sequence — a long outage,
+                // or a forged datagram — costs one step, not one per missing number.
+                let next = self
+                    .pending
+                    .range(self.floor + 1..)
+                    .map(|(k, _)| *k)
+                    .chain(self.done.iter().copied().filter(|&d| d > self.floor))
+                    .min()
+                    .unwrap_or(self.known)
+                    .min(self.known);
                 self.pending.remove(&self.floor);
-                inc(&stats.objects_lost, 1);
-                tracing::warn!(seq = self.floor, "diode link: object lost (gap)");
-                self.floor += 1;
+                let lost = next - self.floor;
+                inc(&stats.objects_lost, lost);
+                tracing::warn!(from = self.floor, lost, "diode link: objects lost (gap)");
+                self.floor = next;
                 self.floor_since = Instant::now();
                 continue;
             }
@@ -580,7 +592,7 @@ fn receive_data(rx: &mut Rx, h: &Head, d: &[u8], stats: &LinkStats) -> Option<Ve
         inc(&stats.datagrams_malformed, 1);
         return None;
     }
-    rx.learn_sent(h.seq + 1);
+    rx.learn_sent(h.seq.saturating_add(1));
     if h.seq < rx.floor || rx.done.contains(&h.seq) {
         inc(&stats.datagrams_late, 1);
         return None;
@@ -649,6 +661,19 @@ pub async fn lossy_relay(
     loss: f64,
     seed: u64,
     dropped: Arc<AtomicU64>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    lossy_relay_counted(inbound, to, loss, seed, dropped, Arc::default(), shutdown).await
+}
+
+/// [`lossy_relay`], also counting the datagrams it passed on in `relayed`.
+pub async fn lossy_relay_counted(
+    inbound: UdpSocket,
+    to: SocketAddr,
+    loss: f64,
+    seed: u64,
+    dropped: Arc<AtomicU64>,
+    relayed: Arc<AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     use rand::{Rng, SeedableRng};
@@ -666,6 +691,7 @@ pub async fn lossy_relay(
             continue;
         }
         let _ = out.send(&buf[..n]).await;
+        relayed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -813,6 +839,54 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(rstats.datagrams_malformed.load(Ordering::Relaxed) >= 1);
         assert_eq!(rstats.config_mismatches.load(Ordering::Relaxed), 1);
+        let _ = stop_tx.send(true);
+    }
+
+    /// A datagram numbered far ahead (up to `u64::MAX`) neither panics the receiver nor stalls
+    /// it: the gap is given up in one step and counted once per missing object.
+    #[tokio::test]
+    async fn a_sequence_jump_is_one_counted_gap() {
+        let cfg = LinkConfig {
+            gap_timeout: Duration::from_millis(100),
+            batch_bytes: 1,
+            ..LinkConfig::default()
+        };
+        let rx_sock = socket("127.0.0.1:0".parse().unwrap(), None, &cfg).unwrap();
+        let rx_addr = rx_sock.local_addr().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (deliver, mut got) = mpsc::channel(16);
+        let rstats = Arc::new(LinkStats::default());
+        tokio::spawn(run_receiver(
+            rx_sock,
+            cfg.clone(),
+            deliver,
+            rstats.clone(),
+            stop.clone(),
+        ));
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        tx.connect(rx_addr).await.unwrap();
+        let st = LinkStats::default();
+        let mut pacer = Pacer {
+            rate: None,
+            next: Instant::now(),
+        };
+        for seq in [0u64, 1_000_000, u64::MAX] {
+            send_object(&tx, &cfg, 5, seq, &frame_n(seq % 7, 10), &mut pacer, &st)
+                .await
+                .unwrap();
+            assert_eq!(
+                tokio::time::timeout(Duration::from_secs(2), got.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                frame_n(seq % 7, 10),
+                "object {seq} delivered"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let lost = rstats.objects_lost.load(Ordering::Relaxed);
+        // 999 999 between the first two, u64::MAX − 1 000 001 before the last (saturating).
+        assert!(lost >= 999_999, "{lost}");
         let _ = stop_tx.send(true);
     }
 

@@ -52,6 +52,12 @@ impl<T> Permit<T> {
     pub(super) fn issue(inner: T) -> Self {
         Permit { inner }
     }
+    /// A request from the other half of a split appliance, in a frame the verifier accepted:
+    /// the other half's policy decided it (`crate::split`). Only the split receive loop has a
+    /// [`Crossed`](crate::split::Crossed) to give.
+    pub(crate) fn crossed(inner: T, _proof: crate::split::Crossed) -> Self {
+        Permit { inner }
+    }
     pub fn get(&self) -> &T {
         &self.inner
     }

@@ -62,6 +62,12 @@ pub enum Entry {
     /// Outbound (CONNECT tunnel or Synapse proxy protocol); `destination` as named by the
     /// protected homeserver's proxy request (CONNECT authority or `matrix-federation://` host).
     Outbound { destination: String },
+    /// From the other half of a split appliance (`crate::split`), already decided there:
+    /// `direction` of the exchange, `destination` as the other half named it.
+    Crossed {
+        direction: Direction,
+        destination: String,
+    },
 }
 
 impl Entry {
@@ -69,8 +75,17 @@ impl Entry {
         match self {
             Entry::Inbound { .. } => Direction::Inbound,
             Entry::Outbound { .. } => Direction::Outbound,
+            Entry::Crossed { direction, .. } => *direction,
         }
     }
+}
+
+/// Where the request body comes from.
+enum Body {
+    /// A listener's connection: read by phase **read**.
+    Wire(Incoming),
+    /// A frame from the other half of a split appliance, with the proof that it was verified.
+    Crossed(Bytes, crate::split::Crossed),
 }
 
 pub type GuardResponse = Response<Full<Bytes>>;
@@ -111,7 +126,119 @@ pub async fn handle(
     guard: &Guard,
     entry: Entry,
     client: SocketAddr,
-    mut req: http::Request<Incoming>,
+    req: http::Request<Incoming>,
+    path_and_query: String,
+) -> GuardResponse {
+    let (parts, body) = req.into_parts();
+    handle_body(
+        guard,
+        entry,
+        client,
+        http::Request::from_parts(parts, Body::Wire(body)),
+        path_and_query,
+    )
+    .await
+}
+
+/// Handles a request from the other half of a split appliance (`crate::split`): the phases of
+/// this half (classify, identify, admit, forward, the answer's inspection and release) on the
+/// other half's decision. Always produces an answer for the link.
+pub async fn handle_crossed(
+    guard: &Guard,
+    proof: crate::split::Crossed,
+    req: crate::split::wire::Request,
+) -> crate::split::wire::Response {
+    let id = req.id;
+    let direction = match guard.split().map(|s| s.half()) {
+        // HIGH receives the LOW side's requests to protected servers; LOW the protected
+        // servers' requests to the LOW side.
+        Some(crate::split::Half::High) => Direction::Inbound,
+        Some(crate::split::Half::Low) => Direction::Outbound,
+        None => {
+            return crate::split::wire::Response {
+                id,
+                status: 500,
+                body: Some(serde_json::json!({"errcode": "M_UNKNOWN", "error": "internal error"})),
+            }
+        }
+    };
+    let resp = match crossed_request(&req) {
+        Ok((http_req, body)) => {
+            let path = req.path.clone();
+            let entry = Entry::Crossed {
+                direction,
+                destination: req.destination.clone(),
+            };
+            let (parts, ()) = http_req.into_parts();
+            let client = SocketAddr::from(([0, 0, 0, 0], 0));
+            handle_body(
+                guard,
+                entry,
+                client,
+                http::Request::from_parts(parts, Body::Crossed(body, proof)),
+                path,
+            )
+            .await
+        }
+        Err(r) => refusal_response(&r),
+    };
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    match crate::split::wire::body_value(&bytes) {
+        Ok(body) => crate::split::wire::Response {
+            id,
+            status: parts.status.as_u16(),
+            body,
+        },
+        Err(_) => crate::split::wire::Response {
+            id,
+            status: 502,
+            body: Some(
+                serde_json::json!({"errcode": "M_UNKNOWN", "error": "the answer cannot cross the guard"}),
+            ),
+        },
+    }
+}
+
+/// The HTTP head and body of a request from the other half.
+fn crossed_request(
+    req: &crate::split::wire::Request,
+) -> Result<(http::Request<()>, Bytes), Refusal> {
+    let bad = || {
+        refuse(
+            RefusalReason::BadJson,
+            StatusCode::BAD_REQUEST,
+            "M_BAD_JSON",
+            "malformed request from the other half",
+        )
+    };
+    let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| bad())?;
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(req.path.as_str())
+        .header(http::header::HOST, req.destination.as_str());
+    if let Some(a) = &req.auth {
+        b = b.header(http::header::AUTHORIZATION, a.as_str());
+    }
+    let body = match &req.body {
+        Some(v) => {
+            b = b.header(http::header::CONTENT_TYPE, "application/json");
+            Bytes::from(crate::split::wire::body_bytes(v).map_err(|_| bad())?)
+        }
+        None => Bytes::new(),
+    };
+    Ok((b.body(()).map_err(|_| bad())?, body))
+}
+
+async fn handle_body(
+    guard: &Guard,
+    entry: Entry,
+    client: SocketAddr,
+    mut req: http::Request<Body>,
     path_and_query: String,
 ) -> GuardResponse {
     req.extensions_mut()
@@ -281,12 +408,37 @@ async fn run(
     entry: &Entry,
     endpoint: &'static Endpoint,
     params: Vec<(&'static str, String)>,
-    req: http::Request<Incoming>,
+    req: http::Request<Body>,
     path_and_query: String,
     req_bytes: &mut usize,
 ) -> Result<GuardResponse, Refusal> {
     let (parts, body) = req.into_parts();
+    // Media files are binary: no frame carries them.
+    if guard.split().is_some() && endpoint.class == crate::federation::EndpointClass::Media {
+        return Err(refuse(
+            RefusalReason::MediaRefused,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "media files do not cross this guard",
+        ));
+    }
     let (id, ctx) = identify(guard, entry, endpoint, &parts, &params)?;
+    if let (
+        Entry::Crossed {
+            direction: Direction::Inbound,
+            ..
+        },
+        Some(xm),
+    ) = (entry, &id.xm)
+    {
+        // Nothing from the LOW side speaks as a HIGH server.
+        if guard.is_protected(xm.origin.as_str()) {
+            return Err(Refusal::forbidden(
+                RefusalReason::ServerDenied,
+                "origin is a server protected by this guard",
+            ));
+        }
+    }
     let x = Exchange {
         guard,
         policy: guard.policy(),
@@ -298,7 +450,9 @@ async fn run(
     admit(&x)?;
     // TI-Messenger profile: the parties must be on the federation list (`proxy::ti_gate`).
     let proxy_destination = match entry {
-        Entry::Outbound { destination } => destination.as_str(),
+        Entry::Outbound { destination } | Entry::Crossed { destination, .. } => {
+            destination.as_str()
+        }
         Entry::Inbound { .. } => "",
     };
     super::ti_gate::admit(
@@ -311,7 +465,13 @@ async fn run(
         &x.params,
     )
     .await?;
-    let (body, _held) = read(&x, &parts, body).await?;
+    let (body, crossed, _held) = match body {
+        Body::Wire(b) => {
+            let (bytes, held) = read(&x, &parts, b).await?;
+            (bytes, None, Some(held))
+        }
+        Body::Crossed(bytes, proof) => (bytes, Some(proof), None),
+    };
     *req_bytes = body.len();
 
     let mut headers = parts.headers;
@@ -322,7 +482,25 @@ async fn run(
         headers,
         body: body.clone(),
     };
-    let (permit, withheld) = decide(&x, forward, &body).await?;
+    let (permit, withheld) = match crossed {
+        // The other half's policy decided this request; its frame passed the verifier. This
+        // half parses it strictly all the same and learns the room versions it reveals (it
+        // judges the answer).
+        Some(proof) => {
+            let inspected = inspect::inspect_request(guard, x.direction(), endpoint, &body)?;
+            rooms::learn(
+                guard,
+                &x.ctx,
+                Part::Request,
+                x.param("roomId"),
+                &body,
+                &inspected.units,
+            )
+            .await;
+            (Permit::crossed(forward, proof), Vec::new())
+        }
+        None => decide(&x, forward, &body).await?,
+    };
 
     // Media answers are inspected (`proxy::media`) unless the unsafe `allow_unscanned` is set.
     let media = if guard.media().inspects() {
@@ -386,6 +564,13 @@ async fn run(
         )
         .await?
     };
+    // --- an answer from the other half of a split appliance was released there.
+    if up.released.is_some() {
+        let mut resp = Response::new(Full::new(up.body));
+        *resp.status_mut() = up.status;
+        *resp.headers_mut() = up.headers;
+        return Ok(merge_withheld(resp, &withheld).await);
+    }
     // --- media: the file in the answer is inspected before anything is released.
     let up = match &media {
         Some(target) => super::media::inspect_answer(guard, &x.policy, &x.ctx, target, up).await?,
@@ -401,8 +586,13 @@ async fn run(
         up,
     )
     .await?;
+    Ok(merge_withheld(resp, &withheld).await)
+}
+
+/// PDUs withheld from a transaction get their per-PDU errors in a successful answer.
+async fn merge_withheld(resp: GuardResponse, withheld: &[(String, &'static str)]) -> GuardResponse {
     if withheld.is_empty() || resp.status() != StatusCode::OK {
-        return Ok(resp);
+        return resp;
     }
     let (parts, body) = resp.into_parts();
     let body = body
@@ -410,10 +600,10 @@ async fn run(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let body = super::perpdu::merge_errors(&body, &withheld)
+    let body = super::perpdu::merge_errors(&body, withheld)
         .map(Bytes::from)
         .unwrap_or(body);
-    Ok(Response::from_parts(parts, Full::new(body)))
+    Response::from_parts(parts, Full::new(body))
 }
 
 /// Phase **identify**: who talks to whom, from the head alone.
@@ -425,6 +615,27 @@ fn identify(
     params: &[(&'static str, String)],
 ) -> Result<(Identity, ExchangeCtx), Refusal> {
     let direction = entry.direction();
+    // A request from the other half is identified as it would be where it entered.
+    let owned;
+    let entry = match entry {
+        Entry::Crossed {
+            direction: Direction::Inbound,
+            ..
+        } => {
+            owned = Entry::Inbound { sni: None };
+            &owned
+        }
+        Entry::Crossed {
+            direction: Direction::Outbound,
+            destination,
+        } => {
+            owned = Entry::Outbound {
+                destination: destination.clone(),
+            };
+            &owned
+        }
+        e => e,
+    };
     // Only X-Matrix endpoints carry an X-Matrix header; others (openid, 3pid, keys) are
     // unauthenticated at this layer.
     // Synapse merges the signatures of several Authorization headers: refuse more than one.
@@ -507,6 +718,15 @@ fn identify(
                 .map(|x| x.origin.to_string())
                 .unwrap_or_default();
             (Some(dest.clone()), protected, dest)
+        }
+        // Mapped to its entry above; fail closed all the same.
+        Entry::Crossed { .. } => {
+            return Err(refuse(
+                RefusalReason::Internal,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "M_UNKNOWN",
+                "internal error",
+            ))
         }
     };
     let span = tracing::Span::current();

@@ -172,6 +172,8 @@ pub struct Guard {
     /// With `[labels]`: the DLP marking rules of the running rule set (the label layer's
     /// detector with `marking_detector = "dlp"`/`"both"`), swapped on reload.
     dlp_markings: Option<Arc<crate::policy::dlp::markings::DlpMarkings>>,
+    /// `[split]`: this guard is one half of a split appliance (`crate::split`).
+    split: Option<Arc<crate::split::Split>>,
 }
 
 impl Guard {
@@ -204,9 +206,37 @@ impl Guard {
             ),
             None => (Duration::from_secs(10), Duration::from_secs(60)),
         };
+        let split = cfg
+            .split
+            .as_ref()
+            .map(|c| Arc::new(crate::split::Split::from_config(c)));
+        // The other half, where requests cross the link: the protected servers seen from LOW,
+        // the remote servers seen from HIGH.
+        let link_upstream = |half: crate::split::Half| {
+            split
+                .as_ref()
+                .filter(|s| s.half() == half)
+                .map(|s| Upstream::over_link(s.link.clone(), l.max_response_body))
+        };
         let mut protected = Vec::new();
         let mut keys = Vec::new();
         for p in &cfg.protected {
+            if let Some(upstream) = link_upstream(crate::split::Half::Low) {
+                let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| {
+                    GuardError::ProtectedTls {
+                        server: p.server_name.clone(),
+                        source,
+                    }
+                })?;
+                keys.push((p.server_name.clone(), ck));
+                protected.push(Protected {
+                    server_name: p.server_name.clone(),
+                    host: tls::host_part(&p.server_name).to_ascii_lowercase(),
+                    upstream,
+                    admin: None,
+                });
+                continue;
+            }
             let upstream_tls = if p.upstream.starts_with("https://") {
                 let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
                 Some(
@@ -290,13 +320,16 @@ impl Guard {
                 let resolver =
                     ServerResolver::from_parts(&cfg.routes, &cfg.discovery, client_tls.clone())
                         .map_err(|e| GuardError::Discovery(e.to_string()))?;
-                let upstream = Upstream::federation(
-                    client_tls,
-                    Arc::new(resolver),
-                    connect_timeout,
-                    request_timeout,
-                    l.max_response_body,
-                );
+                let upstream = match link_upstream(crate::split::Half::High) {
+                    Some(u) => u,
+                    None => Upstream::federation(
+                        client_tls,
+                        Arc::new(resolver),
+                        connect_timeout,
+                        request_timeout,
+                        l.max_response_body,
+                    ),
+                };
                 let ica = match (&o.connect_listen, &o.interception_ca_dir) {
                     (Some(_), Some(dir)) => Some(Arc::new(InterceptionCa::load(
                         dir,
@@ -391,14 +424,17 @@ impl Guard {
             protected_keys,
             guard_key,
             policy: std::sync::RwLock::new(Arc::new(reload::versioned(
-                Self::layers(
-                    &base,
-                    &media,
-                    dlp_layer,
-                    yara.as_ref(),
-                    labels.clone(),
-                    opaque.clone(),
-                    ti.as_ref(),
+                Self::with_frame(
+                    split.is_some(),
+                    Self::layers(
+                        &base,
+                        &media,
+                        dlp_layer,
+                        yara.as_ref(),
+                        labels.clone(),
+                        opaque.clone(),
+                        ti.as_ref(),
+                    ),
                 ),
                 manifest.as_ref(),
             ))),
@@ -426,7 +462,21 @@ impl Guard {
             txn_slots: Default::default(),
             audit_dir: cfg.audit.as_ref().map(|a| a.dir.clone()),
             ti,
+            split,
         })
+    }
+
+    /// On a half of a split appliance, the frame layer last (`policy::frame`).
+    fn with_frame(split: bool, l: Layers) -> Layers {
+        match split {
+            true => l.with("frame", Arc::new(crate::policy::frame::FramePolicy)),
+            false => l,
+        }
+    }
+
+    /// `[split]`: this half of a split appliance.
+    pub fn split(&self) -> Option<&Arc<crate::split::Split>> {
+        self.split.as_ref()
     }
 
     /// Connects the audit log: every decision is recorded before it takes effect (also the
@@ -870,6 +920,12 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
                 }),
             });
         }
+        if let Some(split) = guard.split().cloned() {
+            state.checks.push(crate::admin::HealthCheck {
+                name: "split_link",
+                check: Arc::new(move || split.health()),
+            });
+        }
         if let Some(dir) = &guard.audit_dir {
             state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
         }
@@ -943,6 +999,20 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
             l,
             sd.clone(),
         )));
+    }
+    // Split appliance: the links to the other half; requests from it run through this half's
+    // phases (`exchange::handle_crossed`).
+    if let Some(split) = guard.split().cloned() {
+        let g = guard.clone();
+        let handler: crate::split::link::Handler = Arc::new(move |proof, req| {
+            let g = g.clone();
+            Box::pin(async move { super::exchange::handle_crossed(&g, proof, req).await })
+        });
+        match split.start(handler, sd.rx.clone()).await {
+            Ok(t) => tasks.extend(t),
+            // Without its links a half passes nothing: every request times out (504).
+            Err(e) => error!("split appliance: {e}"),
+        }
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     shutdown.await;

@@ -110,5 +110,6 @@ pub async fn answer(
         status: StatusCode::OK,
         headers,
         body: Bytes::from(body),
+        released: None,
     }
 }

@@ -45,6 +45,8 @@ pub enum UpstreamError {
     Timeout { target: String },
     #[error("response from {target} exceeds {limit} bytes")]
     TooLarge { target: String, limit: usize },
+    #[error("request to {target} cannot cross the split appliance: {reason}")]
+    NotCarried { target: String, reason: String },
     #[error("invalid upstream URL {0}")]
     BadUrl(String),
 }
@@ -55,6 +57,9 @@ pub struct UpstreamResponse {
     pub status: http::StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Set only for an answer from the other half of a split appliance, whose policy released
+    /// it there (`split::Released`): this half passes it on as it is.
+    pub released: Option<crate::split::Released>,
 }
 
 /// How a media answer is collected ([`Upstream::send_media`]).
@@ -239,6 +244,8 @@ pub struct Upstream {
     resolver: Option<Arc<ServerResolver>>,
     request_timeout: Duration,
     max_response: usize,
+    /// The other half of a split appliance: requests cross the link instead.
+    link: Option<Arc<crate::split::Link>>,
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials never cross the guard.
@@ -300,7 +307,21 @@ impl Upstream {
             resolver,
             request_timeout,
             max_response,
+            link: None,
         }
+    }
+
+    /// The other half of a split appliance (`crate::split`): what is sent crosses the link.
+    pub fn over_link(link: Arc<crate::split::Link>, max_response: usize) -> Self {
+        let mut u = Self::build(
+            Routing::Fixed { tls: None },
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            max_response,
+            None,
+        );
+        u.link = Some(link);
+        u
     }
 
     /// A fixed upstream (the protected homeserver): `http://host:port` or `https://host:port`.
@@ -366,6 +387,9 @@ impl Upstream {
     /// nothing from either side, only the guard's question, and its answer is only ever used by
     /// the guard's key cache (verified, self-signed) — never forwarded.
     pub async fn fetch_server_keys(&self, server_name: &str) -> Result<Bytes, UpstreamError> {
+        if let Some(link) = &self.link {
+            return super::crossing::fetch_server_keys(link, server_name).await;
+        }
         let target = server_name.to_string();
         // A fixed upstream (a protected server's federation listener) is asked directly; a
         // federation upstream resolves the server name first.
@@ -540,6 +564,15 @@ impl Upstream {
         host: &str,
         spill: Option<&SpillSpec>,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        if let Some(link) = &self.link {
+            if spill.is_some() {
+                return Err(UpstreamError::NotCarried {
+                    target: server_name.to_string(),
+                    reason: "media files do not cross a split appliance".into(),
+                });
+            }
+            return super::crossing::forward(link, permit, server_name).await;
+        }
         let target = self.base.clone().unwrap_or_else(|| server_name.to_string());
         if let Some(r) = &self.resolver {
             r.resolve(server_name)
@@ -645,6 +678,7 @@ impl Upstream {
                     status: parts.status,
                     headers: parts.headers,
                     body: body.into_bytes(),
+                    released: None,
                 });
             }
             let body = Limited::new(body, self.max_response)
@@ -669,6 +703,7 @@ impl Upstream {
                 status: parts.status,
                 headers: parts.headers,
                 body: body.to_bytes(),
+                released: None,
             })
         };
         match tokio::time::timeout(self.request_timeout, fut).await {

@@ -246,6 +246,12 @@ fn upstream_refusal(e: &UpstreamError) -> Refusal {
             "M_UNKNOWN",
             "no route to the destination",
         ),
+        UpstreamError::NotCarried { reason, .. } => refuse(
+            RefusalReason::Upstream,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            format!("the guard cannot pass this on: {reason}"),
+        ),
         UpstreamError::BadUrl(_) => refuse(
             RefusalReason::Internal,
             StatusCode::INTERNAL_SERVER_ERROR,

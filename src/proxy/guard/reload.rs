@@ -399,14 +399,17 @@ impl Guard {
                 } else {
                     let rules = policy.rule_count() + yara.rule_count();
                     self.swap_policy(versioned(
-                        Self::layers(
-                            &self.base,
-                            &self.media,
-                            Some(Arc::new(policy)),
-                            Some(&yara),
-                            self.labels.clone(),
-                            self.opaque.clone(),
-                            self.ti.as_ref(),
+                        Self::with_frame(
+                            self.split.is_some(),
+                            Self::layers(
+                                &self.base,
+                                &self.media,
+                                Some(Arc::new(policy)),
+                                Some(&yara),
+                                self.labels.clone(),
+                                self.opaque.clone(),
+                                self.ti.as_ref(),
+                            ),
                         ),
                         Some(&manifest),
                     ));
