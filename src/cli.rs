@@ -280,10 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let configured = cfg
-                .split
-                .as_ref()
-                .map(|s| crate::split::Half::from(s.half).as_str());
+            let configured = cfg.split.as_ref().map(|s| s.half.as_str());
             if half.as_deref() != configured {
                 eprintln!(
                     "{}: `--half {}` but the config {}",

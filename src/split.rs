@@ -56,35 +56,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::split::{HalfName, LinkKind, SplitConfig, VerifierKind};
+use crate::config::split::{LinkKind, SplitConfig, VerifierKind};
 use crate::diode::{tcp, udp};
 
 pub use link::{Crossed, Link, Released};
 
-/// Which half this guard is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Half {
-    High,
-    Low,
-}
-
-impl Half {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Half::High => "high",
-            Half::Low => "low",
-        }
-    }
-}
-
-impl From<HalfName> for Half {
-    fn from(h: HalfName) -> Half {
-        match h {
-            HalfName::High => Half::High,
-            HalfName::Low => Half::Low,
-        }
-    }
-}
+/// Which half this guard is (`[split] half`).
+pub use crate::config::split::HalfName as Half;
 
 /// Errors starting a half's links.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +76,8 @@ pub enum SplitError {
     },
     #[error("split link already started")]
     Started,
+    #[error("frame verifier card: {0}")]
+    Card(#[from] crate::diode::device::DeviceError),
 }
 
 /// Counters of the link backends, exported as metrics (`grenzwacht_diode_*`).
@@ -122,7 +102,7 @@ impl Split {
     pub fn from_config(cfg: &SplitConfig) -> Split {
         let (tx, rx) = mpsc::channel(cfg.max_pending.max(16));
         let link = Arc::new(Link::new(
-            cfg.half.into(),
+            cfg.half,
             tx,
             Duration::from_millis(cfg.request_timeout_ms),
             cfg.max_pending,

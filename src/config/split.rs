@@ -31,6 +31,16 @@ pub enum HalfName {
     Low,
 }
 
+impl HalfName {
+    /// `high` / `low`, as in the config and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HalfName::High => "high",
+            HalfName::Low => "low",
+        }
+    }
+}
+
 /// The carrier of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -678,7 +678,11 @@ pub async fn lossy_relay_counted(
 ) -> std::io::Result<()> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let out = UdpSocket::bind("127.0.0.1:0").await?;
+    let out = UdpSocket::bind(match to {
+        SocketAddr::V4(_) => "0.0.0.0:0",
+        SocketAddr::V6(_) => "[::]:0",
+    })
+    .await?;
     out.connect(to).await?;
     let mut buf = vec![0u8; 65_536];
     loop {

@@ -21,14 +21,16 @@ pub async fn forward(
         target: target.clone(),
         reason: e.to_string(),
     })?;
+    // Only the Authorization header crosses, in its one canonical form.
     let auth = match fwd.headers.get(http::header::AUTHORIZATION) {
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| UpstreamError::NotCarried {
+                .map_err(|_| wire::NonConforming::Field("auth"))
+                .and_then(wire::canonical_auth)
+                .map_err(|e| UpstreamError::NotCarried {
                     target: target.clone(),
-                    reason: "Authorization header is not text".into(),
-                })?
-                .to_string(),
+                    reason: e.to_string(),
+                })?,
         ),
         None => None,
     };
@@ -46,6 +48,9 @@ pub async fn forward(
             reason: e.to_string(),
         },
         link::CallError::Timeout(_) => UpstreamError::Timeout {
+            target: target.clone(),
+        },
+        link::CallError::Busy => UpstreamError::Busy {
             target: target.clone(),
         },
         other => UpstreamError::Request {

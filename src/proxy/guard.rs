@@ -221,22 +221,10 @@ impl Guard {
         let mut protected = Vec::new();
         let mut keys = Vec::new();
         for p in &cfg.protected {
-            if let Some(upstream) = link_upstream(crate::split::Half::Low) {
-                let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| {
-                    GuardError::ProtectedTls {
-                        server: p.server_name.clone(),
-                        source,
-                    }
-                })?;
-                keys.push((p.server_name.clone(), ck));
-                protected.push(Protected {
-                    server_name: p.server_name.clone(),
-                    host: tls::host_part(&p.server_name).to_ascii_lowercase(),
-                    upstream,
-                    admin: None,
-                });
-                continue;
-            }
+            // On the LOW half of a split appliance the protected server is behind the link.
+            let low_half = link_upstream(crate::split::Half::Low);
+            let on_link = low_half.is_some();
+            // (A LOW half has no `upstream`: configuration refuses one there.)
             let upstream_tls = if p.upstream.starts_with("https://") {
                 let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
                 Some(
@@ -248,17 +236,20 @@ impl Guard {
             } else {
                 None
             };
-            let upstream = Upstream::fixed(
-                &p.upstream,
-                upstream_tls,
-                connect_timeout,
-                request_timeout,
-                l.max_response_body,
-            )
-            .map_err(|source| GuardError::Upstream {
-                server: p.server_name.clone(),
-                source,
-            })?;
+            let upstream = match low_half {
+                Some(u) => u,
+                None => Upstream::fixed(
+                    &p.upstream,
+                    upstream_tls,
+                    connect_timeout,
+                    request_timeout,
+                    l.max_response_body,
+                )
+                .map_err(|source| GuardError::Upstream {
+                    server: p.server_name.clone(),
+                    source,
+                })?,
+            };
             if cfg.inbound.is_some() {
                 let ck = tls::load_certified_key(&p.cert, &p.key).map_err(|source| {
                     GuardError::ProtectedTls {
@@ -269,7 +260,7 @@ impl Guard {
                 keys.push((p.server_name.clone(), ck));
             }
             let admin = match (&p.admin_api, &p.admin_token_file) {
-                (Some(url), Some(token)) => {
+                (Some(url), Some(token)) if !on_link => {
                     let tls = if url.starts_with("https://") {
                         let roots: Vec<_> = p.upstream_ca.iter().cloned().collect();
                         Some(tls::client_config(&roots).map_err(|source| {

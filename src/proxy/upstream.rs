@@ -47,6 +47,8 @@ pub enum UpstreamError {
     TooLarge { target: String, limit: usize },
     #[error("request to {target} cannot cross the split appliance: {reason}")]
     NotCarried { target: String, reason: String },
+    #[error("request to {target}: too many requests wait for the other half")]
+    Busy { target: String },
     #[error("invalid upstream URL {0}")]
     BadUrl(String),
 }

@@ -135,6 +135,16 @@ pub fn conforms(raw: &str) -> Result<(), NonConforming> {
     encode_value(&v, MAX_DEPTH - UNIT_DEPTH, &mut sink)
 }
 
+/// The one form of an `Authorization` header that crosses: an X-Matrix header rendered from
+/// its parsed parameters (`origin`, `destination`, `key`, `sig`, in that order, quoted).
+/// Unknown parameters, other spellings and other schemes have no frame encoding: text in them
+/// would cross unjudged, and two spellings of one header would be a covert channel.
+pub fn canonical_auth(header: &str) -> Result<String, NonConforming> {
+    crate::federation::xmatrix::XMatrix::parse(header)
+        .map(|x| x.to_header_value())
+        .map_err(|_| NonConforming::Field("auth"))
+}
+
 /// A request crossing to the other half.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -227,7 +237,9 @@ impl Request {
             destination: take_str(m, "destination")?,
             auth: match m.remove("auth") {
                 None => None,
-                Some(Value::String(s)) => Some(s),
+                Some(Value::String(s)) if canonical_auth(&s).as_deref() == Ok(s.as_str()) => {
+                    Some(s)
+                }
                 Some(_) => return Err(NonConforming::Field("auth")),
             },
             body: m.remove("body"),
@@ -329,6 +341,13 @@ mod tests {
         ))
     }
 
+    /// A real X-Matrix header, in its canonical form.
+    fn signed_header() -> String {
+        let key = crate::keys::SigningKey::generate("k1").unwrap();
+        crate::federation::xmatrix::sign_request(&key, "a.example", "b.example", "GET", "/p", None)
+            .unwrap()
+    }
+
     #[test]
     fn request_round_trips_and_verifies() {
         let r = Request {
@@ -336,7 +355,7 @@ mod tests {
             method: "PUT".into(),
             path: "/_matrix/federation/v1/send/1?x=%22".into(),
             destination: "127.0.0.1:8448".into(),
-            auth: Some(r#"X-Matrix origin="a",destination="b",key="ed25519:x",sig="s/+=""#.into()),
+            auth: Some(signed_header()),
             body: Some(
                 json!({"pdus": [{"content": {"body": "grüße \"quoted\" \\ back", "n": -5}}], "edus": []}),
             ),
@@ -445,6 +464,38 @@ mod tests {
             body: Some(json!({ "pdus": [v] })),
         };
         assert_eq!(framed(&r.encode().unwrap()), Reason::Accept);
+    }
+
+    #[test]
+    fn only_the_canonical_x_matrix_header_crosses() {
+        let canonical = signed_header();
+        assert_eq!(canonical_auth(&canonical).unwrap(), canonical);
+        // Text in an unknown parameter, another parameter order or spacing: the canonical form
+        // carries none of it.
+        let (head, sig) = canonical.split_once(",sig=").unwrap();
+        for variant in [
+            format!("{head},sig={sig},note=\"GEHEIM Lagebericht\""),
+            format!("{head},x-marker=GEHEIM,sig={sig}"),
+            format!("{},sig={sig}", head.replace(",key=", " , key=")),
+        ] {
+            assert_ne!(variant, canonical);
+            assert_eq!(canonical_auth(&variant).unwrap(), canonical, "{variant}");
+            // A frame carrying the variant is refused by the receiving half.
+            let payload = format!(
+                r#"{{"auth":{},"destination":"d","id":1,"method":"GET","path":"/"}}"#,
+                serde_json::to_string(&variant).unwrap()
+            );
+            assert!(Request::decode(payload.as_bytes()).is_err(), "{variant}");
+        }
+        assert!(canonical_auth("Bearer GEHEIM").is_err());
+        let ok = format!(
+            r#"{{"auth":{},"destination":"d","id":1,"method":"GET","path":"/"}}"#,
+            serde_json::to_string(&canonical).unwrap()
+        );
+        assert_eq!(
+            Request::decode(ok.as_bytes()).unwrap().auth,
+            Some(canonical)
+        );
     }
 
     #[test]

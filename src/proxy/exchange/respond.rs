@@ -252,6 +252,12 @@ fn upstream_refusal(e: &UpstreamError) -> Refusal {
             "M_FORBIDDEN",
             format!("the guard cannot pass this on: {reason}"),
         ),
+        UpstreamError::Busy { .. } => refuse(
+            RefusalReason::Overloaded,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_LIMIT_EXCEEDED",
+            "the guard is busy",
+        ),
         UpstreamError::BadUrl(_) => refuse(
             RefusalReason::Internal,
             StatusCode::INTERNAL_SERVER_ERROR,
