@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod diode;
 pub mod federation;
+pub mod fuzzing;
 pub mod keys;
 pub mod lab;
 pub mod media;
