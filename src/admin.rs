@@ -7,7 +7,7 @@
 //! | request | response |
 //! |---|---|
 //! | `GET /metrics` | 200, `text/plain; version=0.0.4`, the rendered [`PrometheusHandle`] (with `[admin] metrics_auth = true`: only for a principal, else 401) |
-//! | `GET /health` | 200 `{"status":"ok"}` once ready; 503 `{"status":"starting"}` before, 503 `{"status":"failed","checks":{…}}` while a dependency fails (the audit log: then nothing crosses) (always open) |
+//! | `GET /health` | once ready: every dependency with its state, `{"status":"ok","checks":{"store":{"status":"ok"},…}}`; 200 when all are `ok` or some `degraded` (`"reason"` says why: an upstream stuck or failing, a rule reload that failed), 503 `failed` while a dependency the guard cannot work without fails (store, audit log, rule set, keys; then nothing crosses); 503 `{"status":"starting"}` before (always open) |
 //! | `/_grenzwacht/v1/…` | the admin API, see [`api`] |
 //! | `/ui`, `/ui/…` | [`Route::Ui`]: the review web UI ([`ui`]) |
 //! | anything else | 404 |
@@ -138,21 +138,111 @@ pub struct AdminState {
     /// The review web UI under `/ui`. `None`: [`run`] builds it from the parts above (the
     /// principals of `access`, fresh sessions, `Secure` cookies with TLS).
     pub ui: Option<Arc<ui::UiCtx>>,
-    /// Dependencies `/health` checks once ready (the audit log): any failing one makes it
-    /// answer 503 `{"status":"failed","checks":{NAME: REASON}}`.
+    /// Dependencies `/health` checks once ready, each reported with its [`Health`].
     pub checks: Vec<HealthCheck>,
 }
 
-/// One dependency `/health` reports: `Ok` or the reason it fails (no secrets, no content).
+/// The state of one dependency. Reasons carry no secrets, no content, no addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Working.
+    Ok,
+    /// The guard works, but something needs an operator (an upstream stuck or failing).
+    Degraded(String),
+    /// The guard cannot do its job while this fails: nothing that needs it crosses.
+    Failed(String),
+}
+
+impl Health {
+    fn label(&self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Degraded(_) => "degraded",
+            Health::Failed(_) => "failed",
+        }
+    }
+
+    /// 0 ok, 1 degraded, 2 failed (the `grenzwacht_health` gauge).
+    pub fn level(&self) -> u8 {
+        match self {
+            Health::Ok => 0,
+            Health::Degraded(_) => 1,
+            Health::Failed(_) => 2,
+        }
+    }
+}
+
+/// One dependency `/health` reports. A check may block (the store probe writes to SQLite): it
+/// runs on the blocking pool and counts as failed if it has not answered in
+/// [`HEALTH_CHECK_TIMEOUT`].
 #[derive(Clone)]
 pub struct HealthCheck {
     pub name: &'static str,
-    pub check: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    pub check: Arc<dyn Fn() -> Health + Send + Sync>,
 }
 
-/// `/health`: 503 `starting` before ready; then 200 `ok`, or 503 `failed` with the reasons
-/// of the failing checks.
-fn health(state: &AdminState) -> Response<Full<Bytes>> {
+impl HealthCheck {
+    /// A dependency the guard cannot work without: `Err` is [`Health::Failed`].
+    pub fn required(
+        name: &'static str,
+        f: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        HealthCheck {
+            name,
+            check: Arc::new(move || match f() {
+                Ok(()) => Health::Ok,
+                Err(why) => Health::Failed(why),
+            }),
+        }
+    }
+
+    /// A dependency whose failure degrades the guard: `Err` is [`Health::Degraded`].
+    pub fn degrading(
+        name: &'static str,
+        f: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        HealthCheck {
+            name,
+            check: Arc::new(move || match f() {
+                Ok(()) => Health::Ok,
+                Err(why) => Health::Degraded(why),
+            }),
+        }
+    }
+}
+
+/// How long one health check may take before it counts as failed.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs every check (concurrently, on the blocking pool, each bounded by
+/// [`HEALTH_CHECK_TIMEOUT`]) and sets the `grenzwacht_health{check}` gauge.
+pub async fn run_checks(checks: &[HealthCheck]) -> Vec<(&'static str, Health)> {
+    let runs: Vec<_> = checks
+        .iter()
+        .map(|c| {
+            let f = c.check.clone();
+            (c.name, tokio::task::spawn_blocking(move || f()))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(runs.len());
+    for (name, task) in runs {
+        let h = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, task).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(_)) => Health::Failed("the check panicked".into()),
+            Err(_) => Health::Failed(format!(
+                "the check did not answer within {} s",
+                HEALTH_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        metrics::gauge!("grenzwacht_health", "check" => name).set(f64::from(h.level()));
+        out.push((name, h));
+    }
+    out
+}
+
+/// `/health`: 503 `starting` before ready; then every check with its state: 200 while none
+/// failed (`ok` or `degraded`), 503 `failed` otherwise.
+async fn health(state: &AdminState) -> Response<Full<Bytes>> {
     if !state.ready.load(Ordering::Acquire) {
         return respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -160,24 +250,32 @@ fn health(state: &AdminState) -> Response<Full<Bytes>> {
             r#"{"status":"starting"}"#,
         );
     }
-    let failed: serde_json::Map<String, serde_json::Value> = state
-        .checks
+    let results = run_checks(&state.checks).await;
+    let worst = results
         .iter()
-        .filter_map(|c| {
-            (c.check)()
-                .err()
-                .map(|why| (c.name.to_string(), serde_json::Value::String(why)))
+        .map(|(_, h)| h)
+        .max_by_key(|h| h.level())
+        .cloned()
+        .unwrap_or(Health::Ok);
+    let checks: serde_json::Map<String, serde_json::Value> = results
+        .into_iter()
+        .map(|(name, h)| {
+            let v = match &h {
+                Health::Ok => serde_json::json!({"status": "ok"}),
+                Health::Degraded(why) | Health::Failed(why) => {
+                    serde_json::json!({"status": h.label(), "reason": why})
+                }
+            };
+            (name.to_string(), v)
         })
         .collect();
-    if failed.is_empty() {
-        return respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#);
-    }
-    let body = serde_json::json!({"status": "failed", "checks": failed});
-    respond(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "application/json",
-        body.to_string(),
-    )
+    let status = if matches!(worst, Health::Failed(_)) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::json!({"status": worst.label(), "checks": checks});
+    respond(status, "application/json", body.to_string())
 }
 
 impl std::fmt::Debug for AdminState {
@@ -298,7 +396,7 @@ where
             }
             respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.handle.render())
         }
-        Route::Health => health(state),
+        Route::Health => health(state).await,
         Route::Api => api::handle(state, request, cert).await,
         Route::Ui => {
             let Some(ctx) = &state.ui else {

@@ -254,6 +254,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
+            // The configured store itself, read-only: identity, schema, integrity, writability.
+            match crate::store::inspect_file(&cfg.store.path) {
+                Ok(crate::store::Inspection::Absent) => println!(
+                    "{}: [store] path {}: no store yet (serve creates it)",
+                    config.display(),
+                    cfg.store.path.display()
+                ),
+                Ok(crate::store::Inspection::Sound { warnings, .. }) => {
+                    for w in warnings {
+                        eprintln!("{}: [store] warning: {w}", config.display());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}: [store] path: {e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            }
             match &cfg.audit {
                 Some(a) => {
                     if let Err(e) = crate::audit::check_config(a) {
@@ -300,8 +317,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("{}: {AUDIT_REQUIRED}", config.display());
                 return Ok(ExitCode::from(2));
             };
-            let store = crate::store::Store::open(&cfg.store.path)
-                .with_context(|| format!("store {}", cfg.store.path.display()))?;
+            let store = match crate::store::Store::open(&cfg.store.path) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Say what is wrong with the file and what to do, not only SQLite's word;
+                    // exit 2 like a configuration error (the unit does not restart on it).
+                    let why = match crate::store::inspect_file(&cfg.store.path) {
+                        Err(diagnosis) => diagnosis.to_string(),
+                        Ok(_) => error_chain(&anyhow::Error::new(e)),
+                    };
+                    tracing::error!("cannot open the store: {why}");
+                    eprintln!("{}: [store] path: {why}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let mut guard =
                 Guard::from_config(&cfg, store).with_context(|| format!("{}", config.display()))?;
             let auditor = crate::audit::Auditor::open(audit_cfg)

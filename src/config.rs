@@ -307,7 +307,11 @@ pub struct OutboundConfig {
     pub roots: Vec<PathBuf>,
     /// Connect timeout towards destinations, milliseconds (default 10000).
     pub connect_timeout_ms: u64,
-    /// Whole-request timeout towards destinations, milliseconds (default 60000).
+    /// From sending a request to the response head, milliseconds (default 30000): a frozen
+    /// upstream is given up after this, counted and reported. Applies to every upstream.
+    pub first_byte_timeout_ms: u64,
+    /// Whole-request timeout (body included) towards destinations, milliseconds (default
+    /// 60000). Applies to every upstream.
     pub request_timeout_ms: u64,
 }
 
@@ -324,6 +328,7 @@ impl Default for OutboundConfig {
             leaf_validity_secs: 3600,
             roots: Vec::new(),
             connect_timeout_ms: 10_000,
+            first_byte_timeout_ms: 30_000,
             request_timeout_ms: 60_000,
         }
     }
@@ -431,6 +436,11 @@ pub struct LimitsConfig {
     pub max_pdus: usize,
     /// Most EDUs per transaction (default 100).
     pub max_edus: usize,
+    /// How long the guard may take to decide one request (parse, authenticate, judge),
+    /// milliseconds (default 20000). Past it the request is refused (503) and nothing is
+    /// forwarded. The deadline is checked where the decision waits (store, key fetches, room
+    /// version lookups), not inside a running policy layer.
+    pub decision_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -442,6 +452,7 @@ impl Default for LimitsConfig {
             max_pdu_bytes: 65_536,
             max_pdus: 50,
             max_edus: 100,
+            decision_timeout_ms: 20_000,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod diode;
+pub mod fault;
 pub mod federation;
 pub mod fuzzing;
 pub mod keys;

@@ -11,6 +11,7 @@ pub mod crossing;
 pub mod discovery;
 pub mod exchange;
 pub mod guard;
+pub mod health;
 pub mod hold;
 pub mod inbound;
 pub mod integrity;

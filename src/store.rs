@@ -67,6 +67,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
+mod health;
 pub mod holds;
 pub mod media_refs;
 pub mod pauses;
@@ -77,6 +78,7 @@ pub mod schema;
 mod tests;
 pub mod versions;
 
+pub use health::{inspect_file, InspectError, Inspection, PROBE_BUSY};
 pub use holds::{HeldRecord, NewHold, QueueEntry, QueueKey};
 pub use pauses::{PauseCause, RoomPause};
 pub use room_members::RoomServers;
@@ -417,6 +419,7 @@ impl Store {
         }
         configure(&conn).map_err(open_err("configure connection"))?;
         schema::migrate(&mut conn, schema::MIGRATIONS, &location)?;
+        crate::fault::arm_connection(&conn);
         Ok(Store::from_conn(conn, location))
     }
 
@@ -434,6 +437,7 @@ impl Store {
         let mut conn = Connection::open_in_memory().map_err(open_err("open"))?;
         configure(&conn).map_err(open_err("configure connection"))?;
         schema::migrate(&mut conn, schema::MIGRATIONS, &location)?;
+        crate::fault::arm_connection(&conn);
         Ok(Store::from_conn(conn, location))
     }
 

@@ -314,11 +314,13 @@ pub enum RefusalReason {
     /// The TI-Messenger profile refused it (`crate::ti`): a domain not on the federation list,
     /// a stale list, an invite the invitee's permissions refuse, a client-server rule.
     TiDenied,
+    /// The guard did not decide within `[limits] decision_timeout_ms` (fail closed).
+    DecisionTimeout,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 18] = [
+    pub const ALL: [RefusalReason; 19] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -337,6 +339,7 @@ impl RefusalReason {
         RefusalReason::Overloaded,
         RefusalReason::Timeout,
         RefusalReason::TiDenied,
+        RefusalReason::DecisionTimeout,
     ];
 
     /// The label value.
@@ -358,6 +361,7 @@ impl RefusalReason {
             RefusalReason::RequestText => "request_text",
             RefusalReason::MediaRefused => "media_refused",
             RefusalReason::Overloaded => "overloaded",
+            RefusalReason::DecisionTimeout => "decision_timeout",
             RefusalReason::Timeout => "timeout",
             RefusalReason::TiDenied => "ti_denied",
         }

@@ -181,7 +181,10 @@ fn txn_bodies() -> Vec<String> {
     ]
 }
 
-fn label_seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Inputs of one kind.
+type Inputs = Vec<Vec<u8>>;
+
+fn label_seeds() -> (Inputs, Inputs, Inputs) {
     let xml = read_matching(&["tests/fixtures", "../shared/conformance"], |p| {
         ext(p, &["xml", "nato"])
             && !p.to_string_lossy().contains("policy")

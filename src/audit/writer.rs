@@ -491,6 +491,7 @@ impl Writer {
             return Ok(());
         }
         let path = self.cur.path.display().to_string();
+        crate::fault::audit_fault().map_err(io(format!("writing {path}")))?;
         self.cur
             .file
             .write_all(&self.buf)

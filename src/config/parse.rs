@@ -967,6 +967,13 @@ fn check(cfg: &Config, root: Node<'_>, ctx: &mut Ctx<'_>, protected_ok: bool, ou
         }
     }
 
+    if cfg.limits.decision_timeout_ms == 0 {
+        let path = [k("limits"), k("decision_timeout_ms")];
+        ctx.error(
+            value_span(root, &path),
+            "`limits.decision_timeout_ms` must be greater than 0".to_string(),
+        );
+    }
     // [admission] (also against [limits])
     for (key, msg) in cfg.admission.check(cfg.limits.max_request_body) {
         let path = [k("admission"), k(key)];
@@ -1131,6 +1138,7 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
     }
     for (name, v) in [
         ("connect_timeout_ms", o.connect_timeout_ms),
+        ("first_byte_timeout_ms", o.first_byte_timeout_ms),
         ("request_timeout_ms", o.request_timeout_ms),
     ] {
         if v == 0 {
@@ -1139,6 +1147,15 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
                 format!("`outbound.{name}` must be greater than 0"),
             );
         }
+    }
+    if o.first_byte_timeout_ms > o.request_timeout_ms {
+        ctx.error(
+            value_span(root, &at("first_byte_timeout_ms")),
+            format!(
+                "`outbound.first_byte_timeout_ms` ({}) must not exceed `outbound.request_timeout_ms` ({})",
+                o.first_byte_timeout_ms, o.request_timeout_ms
+            ),
+        );
     }
 }
 

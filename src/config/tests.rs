@@ -160,7 +160,8 @@ fn full_config_parses_with_values() {
             max_json_depth: 10,
             max_pdu_bytes: 300,
             max_pdus: 5,
-            max_edus: 6
+            max_edus: 6,
+            decision_timeout_ms: 20_000,
         }
     );
     assert_eq!(c.policy.unknown_endpoint, UnknownEndpoint::Forbidden);

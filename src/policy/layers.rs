@@ -158,9 +158,11 @@ impl Policy for Layers {
         }
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
+        crate::fault::policy_panic();
         self.most_severe(|p| p.pdu(ctx, pdu))
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
+        crate::fault::policy_panic();
         self.most_severe(|p| p.event(ctx, event))
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
@@ -195,6 +197,7 @@ impl Policy for Layers {
         pdu: &PduView<'_>,
         found: &mut Findings,
     ) -> PduVerdict {
+        crate::fault::policy_panic();
         self.most_severe_explained(found, |p, f| p.explain_pdu(ctx, pdu, f))
     }
     fn explain_event(
@@ -203,6 +206,7 @@ impl Policy for Layers {
         event: &EventView<'_>,
         found: &mut Findings,
     ) -> PduVerdict {
+        crate::fault::policy_panic();
         self.most_severe_explained(found, |p, f| p.explain_event(ctx, event, f))
     }
     fn explain_edu(

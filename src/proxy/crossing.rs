@@ -49,6 +49,7 @@ pub async fn forward(
         },
         link::CallError::Timeout(_) => UpstreamError::Timeout {
             target: target.clone(),
+            phase: super::upstream::TimeoutPhase::Total,
         },
         link::CallError::Busy => UpstreamError::Busy {
             target: target.clone(),

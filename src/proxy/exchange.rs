@@ -31,7 +31,7 @@
 //! Every refusal is a Matrix error to the sender, a log line and a metric with a bounded
 //! reason label. Nothing in this module forwards without a permit.
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -499,7 +499,21 @@ async fn run(
             .await;
             (Permit::crossed(forward, proof), Vec::new())
         }
-        None => decide(&x, forward, &body).await?,
+        None => {
+            // Fail closed on a decision that does not finish: nothing is forwarded.
+            let deadline = Duration::from_millis(guard.limits().decision_timeout_ms);
+            match tokio::time::timeout(deadline, decide(&x, forward, &body)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(refuse(
+                        RefusalReason::DecisionTimeout,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "M_UNKNOWN",
+                        "the guard could not decide in time",
+                    ))
+                }
+            }
+        }
     };
 
     // Media answers are inspected (`proxy::media`) unless the unsafe `allow_unscanned` is set.
@@ -797,6 +811,7 @@ async fn decide(
 ) -> Result<(Permit<Forward>, Vec<(String, &'static str)>), Refusal> {
     let guard = x.guard;
     let direction = x.direction();
+    crate::fault::policy_stall().await;
     // Idempotent retries: a transaction seen before gets exactly the first decision.
     let txn_key = match (&x.ctx.txn_id, &x.id.xm) {
         (Some(t), Some(xm)) => Some(TxnKey::new(

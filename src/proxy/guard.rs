@@ -150,6 +150,8 @@ pub struct Guard {
     key_originals: crate::keys::originals::KeyOriginals,
     /// The protected servers' own federation signing keys (re-signing outbound requests).
     protected_keys: std::collections::HashMap<String, SigningKey>,
+    /// The guard's own fetches of remote signing keys (`/health` `keys`).
+    key_fetches: Arc<super::upstream::Watch>,
     /// The guard key (attestation, re-signing inbound requests).
     guard_key: Option<SigningKey>,
     limits: LimitsConfig,
@@ -199,13 +201,7 @@ impl Guard {
             }
         }
         let l = &cfg.limits;
-        let (connect_timeout, request_timeout) = match &cfg.outbound {
-            Some(o) => (
-                Duration::from_millis(o.connect_timeout_ms),
-                Duration::from_millis(o.request_timeout_ms),
-            ),
-            None => (Duration::from_secs(10), Duration::from_secs(60)),
-        };
+        let timeouts = super::upstream::Timeouts::from_config(cfg.outbound.as_ref());
         let split = cfg
             .split
             .as_ref()
@@ -239,10 +235,10 @@ impl Guard {
             let upstream = match low_half {
                 Some(u) => u,
                 None => Upstream::fixed(
+                    "protected",
                     &p.upstream,
                     upstream_tls,
-                    connect_timeout,
-                    request_timeout,
+                    timeouts,
                     l.max_response_body,
                 )
                 .map_err(|source| GuardError::Upstream {
@@ -272,17 +268,12 @@ impl Guard {
                     } else {
                         None
                     };
-                    let up = Upstream::fixed(
-                        url,
-                        tls,
-                        connect_timeout,
-                        request_timeout,
-                        l.max_response_body,
-                    )
-                    .map_err(|source| GuardError::Upstream {
-                        server: p.server_name.clone(),
-                        source,
-                    })?;
+                    let up =
+                        Upstream::fixed("protected_admin", url, tls, timeouts, l.max_response_body)
+                            .map_err(|source| GuardError::Upstream {
+                                server: p.server_name.clone(),
+                                source,
+                            })?;
                     Some((up, token.clone()))
                 }
                 _ => None,
@@ -316,8 +307,7 @@ impl Guard {
                     None => Upstream::federation(
                         client_tls,
                         Arc::new(resolver),
-                        connect_timeout,
-                        request_timeout,
+                        timeouts,
                         l.max_response_body,
                     ),
                 };
@@ -391,8 +381,8 @@ impl Guard {
         let media_gate = super::media::MediaGate::from_config(
             &cfg.media,
             redirect_tls,
-            connect_timeout,
-            request_timeout,
+            timeouts.connect,
+            timeouts.total,
         )?;
         let opaque = crate::policy::opaque::layer(cfg);
         Ok(Guard {
@@ -413,6 +403,7 @@ impl Guard {
             remote_keys: RemoteKeys::new(),
             key_originals: Default::default(),
             protected_keys,
+            key_fetches: super::upstream::Watch::new("key_fetch", timeouts.stuck_after()),
             guard_key,
             policy: std::sync::RwLock::new(Arc::new(reload::versioned(
                 Self::with_frame(
@@ -724,6 +715,35 @@ impl Guard {
         self.outbound.as_ref().map(|o| &o.upstream)
     }
 
+    /// The watches of every upstream this guard sends to (`/health`, gauges).
+    pub fn upstream_watches(&self) -> Vec<Arc<super::upstream::Watch>> {
+        let mut out = Vec::new();
+        for p in &self.protected {
+            out.push(p.upstream.watch().clone());
+            if let Some((a, _)) = &p.admin {
+                out.push(a.watch().clone());
+            }
+        }
+        if let Some(o) = &self.outbound {
+            out.push(o.upstream.watch().clone());
+        }
+        out
+    }
+
+    /// The keys `/health` entry: degraded while the guard's own fetches of remote signing
+    /// keys fail (requests whose keys it cannot get are refused) or hang.
+    pub fn keys_health(&self) -> crate::admin::Health {
+        match self.key_fetches.health() {
+            Ok(()) => crate::admin::Health::Ok,
+            Err(why) => crate::admin::Health::Degraded(why),
+        }
+    }
+
+    /// Whether a DLP rule set is configured (`[dlp]`).
+    pub fn has_dlp(&self) -> bool {
+        self.dlp.is_some()
+    }
+
     /// Whether an outbound client address may use the outbound listeners.
     pub fn client_allowed(&self, addr: &SocketAddr) -> bool {
         self.outbound
@@ -771,6 +791,20 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
         server: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, crate::keys::RemoteKeyError>> {
         Box::pin(async move {
+            let pending = self.0.key_fetches.start();
+            let r = self.fetch_untracked(server).await;
+            pending.finish(match &r {
+                Ok(_) => Ok(()),
+                Err(_) => Err(("key_fetch", None)),
+            });
+            r
+        })
+    }
+}
+
+impl GuardKeyFetcher<'_> {
+    async fn fetch_untracked(&self, server: &str) -> Result<Vec<u8>, crate::keys::RemoteKeyError> {
+        {
             let upstream = match self.0.inbound_upstream(server) {
                 Some(u) if self.0.is_protected(server) => u,
                 _ => {
@@ -780,7 +814,7 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
                             reason: "no outbound path".into(),
                         });
                     };
-                    return OutboundKeyFetcher(out).fetch(server).await;
+                    return crate::keys::KeyFetcher::fetch(&OutboundKeyFetcher(out), server).await;
                 }
             };
             let t0 = std::time::Instant::now();
@@ -797,7 +831,7 @@ impl crate::keys::KeyFetcher for GuardKeyFetcher<'_> {
                     server: server.to_string(),
                     reason: e.to_string(),
                 })
-        })
+        }
     }
 }
 
@@ -891,32 +925,8 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         state.queue = Arc::new(super::hold::GuardReviews(guard.clone()));
         if let Some(a) = guard.auditor() {
             state.journal = Arc::new(super::audit_trail::AuditJournal(a.clone()));
-            let a = a.clone();
-            // Nothing crosses while the audit log cannot be written: health says so.
-            state.checks.push(crate::admin::HealthCheck {
-                name: "audit",
-                check: Arc::new(move || a.health()),
-            });
         }
-        if let Some(ti) = guard.ti() {
-            let keeper = ti.keeper.clone();
-            // A stale federation list blocks all federation: health says so.
-            state.checks.push(crate::admin::HealthCheck {
-                name: "ti_list",
-                check: Arc::new(move || match keeper.current() {
-                    Some(_) => Ok(()),
-                    None => {
-                        Err("no current TI-Messenger federation list: federation is blocked".into())
-                    }
-                }),
-            });
-        }
-        if let Some(split) = guard.split().cloned() {
-            state.checks.push(crate::admin::HealthCheck {
-                name: "split_link",
-                check: Arc::new(move || split.health()),
-            });
-        }
+        state.checks = super::health::checks(&guard);
         if let Some(dir) = &guard.audit_dir {
             state.audit = Arc::new(super::audit_trail::AuditDir(dir.clone()));
         }
@@ -931,6 +941,10 @@ pub async fn serve(guard: Arc<Guard>, listeners: Listeners, shutdown: impl Futur
         }));
     }
     tasks.push(tokio::spawn(super::pause::watch(guard.clone(), sd.clone())));
+    tasks.push(tokio::spawn(super::health::refresh_gauges(
+        guard.clone(),
+        sd.clone(),
+    )));
     tasks.push(tokio::spawn(super::media::prune(guard.clone(), sd.clone())));
     {
         let mut s = sd.clone();

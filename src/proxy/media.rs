@@ -699,10 +699,14 @@ async fn follow(
     };
     let base = format!("{scheme}://{authority}");
     let client = Upstream::fixed(
+        "media",
         &base,
         tls,
-        gate.connect_timeout,
-        gate.request_timeout,
+        super::upstream::Timeouts {
+            connect: gate.connect_timeout,
+            first_byte: gate.request_timeout,
+            total: gate.request_timeout,
+        },
         gate.spill().max,
     )
     .map_err(|_| bad("the Location is not usable"))?;

@@ -37,9 +37,11 @@ impl TxnKey {
     }
 }
 
+/// 503: the store is a dependency that can come back (a lock released, space freed); the
+/// sender retries, as it does while the audit log cannot be written.
 fn store_unavailable() -> Refusal {
     Refusal::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::SERVICE_UNAVAILABLE,
         "M_UNKNOWN",
         RefusalReason::Internal,
         "transaction store unavailable",

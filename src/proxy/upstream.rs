@@ -8,6 +8,13 @@
 //!
 //! Both use hyper-util's pooled client with a connector of our own, so connections (and TLS
 //! sessions) are reused across requests.
+//!
+//! Three deadlines bound every request ([`Timeouts`]): the TCP connect, the first byte (the
+//! response head), and the whole exchange including the body. Each upstream has a
+//! [`watch::Watch`] that counts timeouts and failures, shows requests in flight and stuck ones,
+//! and feeds `/health`.
+pub mod watch;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +37,36 @@ use tokio_rustls::TlsConnector;
 
 use super::discovery::ServerResolver;
 use crate::policy::{Forward, Permit};
+pub use watch::{TimeoutPhase, Watch};
+
+/// The deadlines of an upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect (per address tried).
+    pub connect: Duration,
+    /// From sending the request to the response head.
+    pub first_byte: Duration,
+    /// The whole exchange, body included.
+    pub total: Duration,
+}
+
+impl Timeouts {
+    /// The `[outbound]` timeouts (the defaults without an `[outbound]` section).
+    pub fn from_config(o: Option<&crate::config::OutboundConfig>) -> Self {
+        let d = crate::config::OutboundConfig::default();
+        let o = o.unwrap_or(&d);
+        Timeouts {
+            connect: Duration::from_millis(o.connect_timeout_ms),
+            first_byte: Duration::from_millis(o.first_byte_timeout_ms),
+            total: Duration::from_millis(o.request_timeout_ms),
+        }
+    }
+
+    /// Requests waiting longer than this count as stuck: half the first-byte deadline.
+    pub fn stuck_after(&self) -> Duration {
+        self.first_byte / 2
+    }
+}
 
 /// Upstream failures. They say whose fault it is: the upstream's (502/504) — the guard's own
 /// faults surface as `Internal`.
@@ -41,8 +78,8 @@ pub enum UpstreamError {
     NoRoute { target: String, reason: String },
     #[error("request to {target} failed: {reason}")]
     Request { target: String, reason: String },
-    #[error("request to {target} timed out")]
-    Timeout { target: String },
+    #[error("request to {target} timed out ({})", phase.as_str())]
+    Timeout { target: String, phase: TimeoutPhase },
     #[error("response from {target} exceeds {limit} bytes")]
     TooLarge { target: String, limit: usize },
     #[error("request to {target} cannot cross the split appliance: {reason}")]
@@ -143,12 +180,14 @@ enum Routing {
 pub struct GuardConnector {
     routing: Routing,
     connect_timeout: Duration,
+    watch: Arc<Watch>,
 }
 
 async fn connect_any(
     addrs: &[SocketAddr],
     timeout: Duration,
     target: &str,
+    watch: &Watch,
 ) -> Result<TcpStream, io::Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {target}"));
     for addr in addrs {
@@ -159,6 +198,7 @@ async fn connect_any(
             }
             Ok(Err(e)) => last = e,
             Err(_) => {
+                watch.connect_timeout();
                 last = io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("connect to {addr} timed out"),
@@ -215,7 +255,13 @@ impl tower_service::Service<Uri> for GuardConnector {
                     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
                         .await?
                         .collect();
-                    let tcp = connect_any(&addrs, this.connect_timeout, authority.as_str()).await?;
+                    let tcp = connect_any(
+                        &addrs,
+                        this.connect_timeout,
+                        authority.as_str(),
+                        &this.watch,
+                    )
+                    .await?;
                     let io = match tls {
                         Some((c, name)) => tls_wrap(c, name, tcp).await?,
                         None => MaybeTls::Plain(tcp),
@@ -227,8 +273,13 @@ impl tower_service::Service<Uri> for GuardConnector {
                         .resolve(authority.as_str())
                         .await
                         .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
-                    let tcp = connect_any(&target.addrs, this.connect_timeout, authority.as_str())
-                        .await?;
+                    let tcp = connect_any(
+                        &target.addrs,
+                        this.connect_timeout,
+                        authority.as_str(),
+                        &this.watch,
+                    )
+                    .await?;
                     Ok(TokioIo::new(tls_wrap(tls, &target.tls_name, tcp).await?))
                 }
             }
@@ -244,7 +295,8 @@ pub struct Upstream {
     base: Option<String>,
     /// For federation upstreams: resolve first, so "no route" is a typed refusal.
     resolver: Option<Arc<ServerResolver>>,
-    request_timeout: Duration,
+    timeouts: Timeouts,
+    watch: Arc<Watch>,
     max_response: usize,
     /// The other half of a split appliance: requests cross the link instead.
     link: Option<Arc<crate::split::Link>>,
@@ -285,9 +337,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl Upstream {
     fn build(
+        name: &'static str,
         routing: Routing,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+        timeouts: Timeouts,
         max_response: usize,
         base: Option<String>,
     ) -> Self {
@@ -295,9 +347,11 @@ impl Upstream {
             Routing::Federation { resolver, .. } => Some(resolver.clone()),
             Routing::Fixed { .. } => None,
         };
+        let watch = Watch::new(name, timeouts.stuck_after());
         let connector = GuardConnector {
             routing,
-            connect_timeout,
+            connect_timeout: timeouts.connect,
+            watch: watch.clone(),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -307,7 +361,8 @@ impl Upstream {
             client,
             base,
             resolver,
-            request_timeout,
+            timeouts,
+            watch,
             max_response,
             link: None,
         }
@@ -316,9 +371,13 @@ impl Upstream {
     /// The other half of a split appliance (`crate::split`): what is sent crosses the link.
     pub fn over_link(link: Arc<crate::split::Link>, max_response: usize) -> Self {
         let mut u = Self::build(
+            "link",
             Routing::Fixed { tls: None },
-            Duration::from_secs(1),
-            Duration::from_secs(60),
+            Timeouts {
+                connect: Duration::from_secs(1),
+                first_byte: Duration::from_secs(60),
+                total: Duration::from_secs(60),
+            },
             max_response,
             None,
         );
@@ -327,11 +386,12 @@ impl Upstream {
     }
 
     /// A fixed upstream (the protected homeserver): `http://host:port` or `https://host:port`.
+    /// `name` is its metric label (`protected`, `media`).
     pub fn fixed(
+        name: &'static str,
         url: &str,
         tls: Option<Arc<rustls::ClientConfig>>,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+        timeouts: Timeouts,
         max_response: usize,
     ) -> Result<Self, UpstreamError> {
         let uri: Uri = url
@@ -355,9 +415,9 @@ impl Upstream {
         // send `http://` URIs to hyper (the connector does TLS), so hyper does not refuse them.
         let base = format!("http://{authority}");
         Ok(Self::build(
+            name,
             Routing::Fixed { tls },
-            connect_timeout,
-            request_timeout,
+            timeouts,
             max_response,
             Some(base),
         ))
@@ -367,21 +427,14 @@ impl Upstream {
     pub fn federation(
         tls: Arc<rustls::ClientConfig>,
         resolver: Arc<ServerResolver>,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+        timeouts: Timeouts,
         max_response: usize,
     ) -> Self {
         let routing = Routing::Federation {
             tls: TlsConnector::from(tls),
             resolver,
         };
-        Self::build(
-            routing,
-            connect_timeout,
-            request_timeout,
-            max_response,
-            None,
-        )
+        Self::build("federation", routing, timeouts, max_response, None)
     }
 
     /// The guard's own request for a remote server's keys (`GET /_matrix/key/v2/server`), used
@@ -389,6 +442,12 @@ impl Upstream {
     /// nothing from either side, only the guard's question, and its answer is only ever used by
     /// the guard's key cache (verified, self-signed) — never forwarded.
     pub async fn fetch_server_keys(&self, server_name: &str) -> Result<Bytes, UpstreamError> {
+        if let Err(reason) = crate::fault::key_fetch_fault() {
+            return Err(UpstreamError::Request {
+                target: server_name.to_string(),
+                reason,
+            });
+        }
         if let Some(link) = &self.link {
             return super::crossing::fetch_server_keys(link, server_name).await;
         }
@@ -427,11 +486,7 @@ impl Upstream {
             })?;
         let limit = 256 * 1024;
         let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| classify_client_error(&target, e))?;
+            let resp = self.first_byte(req, &target).await?;
             if !resp.status().is_success() {
                 return Err(UpstreamError::Request {
                     target: target.clone(),
@@ -447,10 +502,65 @@ impl Upstream {
                 })?;
             Ok(body.to_bytes())
         };
-        match tokio::time::timeout(self.request_timeout, fut).await {
+        self.watched(target.clone(), fut).await
+    }
+
+    /// The watch of this upstream (in flight, stuck, timeouts; `/health`).
+    pub fn watch(&self) -> &Arc<Watch> {
+        &self.watch
+    }
+
+    /// Sends `req` and waits for the response head, at most the first-byte deadline.
+    async fn first_byte(
+        &self,
+        req: Request<Full<Bytes>>,
+        target: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+        let send = async {
+            match crate::fault::upstream_fault() {
+                Some(crate::fault::UpstreamFault::Reset) => {
+                    return Err(UpstreamError::Request {
+                        target: target.to_string(),
+                        reason: "connection reset by peer (injected fault)".into(),
+                    })
+                }
+                Some(crate::fault::UpstreamFault::Hang) => std::future::pending::<()>().await,
+                None => {}
+            }
+            self.client
+                .request(req)
+                .await
+                .map_err(|e| classify_client_error(target, e))
+        };
+        match tokio::time::timeout(self.timeouts.first_byte, send).await {
             Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout { target }),
+            Err(_) => Err(UpstreamError::Timeout {
+                target: target.to_string(),
+                phase: TimeoutPhase::FirstByte,
+            }),
         }
+    }
+
+    /// Runs one exchange under the total deadline, in the watch (in flight while it runs; its
+    /// outcome counted).
+    async fn watched<T>(
+        &self,
+        target: String,
+        fut: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        let pending = self.watch.start();
+        let r = match tokio::time::timeout(self.timeouts.total, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout {
+                target,
+                phase: TimeoutPhase::Total,
+            }),
+        };
+        pending.finish(match &r {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.kind()),
+        });
+        r
     }
 
     /// The guard's own `GET` to a protected homeserver's admin API (a fixed upstream) with a
@@ -513,11 +623,7 @@ impl Upstream {
                 })?;
         let limit = self.max_response;
         let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| classify_client_error(&target, e))?;
+            let resp = self.first_byte(req, &target).await?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), limit)
                 .collect()
@@ -528,10 +634,7 @@ impl Upstream {
                 })?;
             Ok((status, body.to_bytes()))
         };
-        match tokio::time::timeout(self.request_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout { target }),
-        }
+        self.watched(target.clone(), fut).await
     }
 
     /// Sends a permitted request. `server_name` is the destination for federation upstreams
@@ -650,11 +753,7 @@ impl Upstream {
         spill: Option<&SpillSpec>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| classify_client_error(&target, e))?;
+            let resp = self.first_byte(req, &target).await?;
             let (parts, body) = resp.into_parts();
             if let Some(spill) = spill {
                 let body = crate::media::spill::collect(
@@ -708,9 +807,22 @@ impl Upstream {
                 released: None,
             })
         };
-        match tokio::time::timeout(self.request_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout { target }),
+        self.watched(target.clone(), fut).await
+    }
+}
+
+impl UpstreamError {
+    /// The failure kind (a fixed metric label) and, for timeouts, the phase.
+    pub fn kind(&self) -> (&'static str, Option<TimeoutPhase>) {
+        match self {
+            Self::Connect { .. } => ("connect", None),
+            Self::NoRoute { .. } => ("no_route", None),
+            Self::Request { .. } => ("request", None),
+            Self::Timeout { phase, .. } => ("timeout", Some(*phase)),
+            Self::TooLarge { .. } => ("too_large", None),
+            Self::NotCarried { .. } => ("not_carried", None),
+            Self::Busy { .. } => ("busy", None),
+            Self::BadUrl(_) => ("bad_url", None),
         }
     }
 }

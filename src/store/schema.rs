@@ -1,6 +1,6 @@
 //! The store's SQLite schema and its forward migrations.
 //!
-//! # Format (schema version 7)
+//! # Format (schema version 8)
 //!
 //! The file is an ordinary SQLite 3 database in WAL mode. `PRAGMA application_id` is
 //! [`APPLICATION_ID`] (`"gzwc"`), `PRAGMA user_version` is the schema version: the number of
@@ -91,6 +91,9 @@
 //! | `origin_server_ts` | INTEGER | the membership event's `origin_server_ts` (ms)               |
 //! | `learned_from`     | TEXT    | `event` (a membership event that crossed) or `state` (the protected homeserver's current state) |
 //! | `learned_at`       | INTEGER | when (Unix ms)                                               |
+//!
+//! `health_probe` (since version 8): one row (`id` 1) whose `at` every `/health` probe
+//! rewrites with a fresh value and reads back (`store::health`).
 //!
 //! `txn_decisions`: one row per federation transaction the guard decided, written once
 //! (insert-or-ignore), deleted by age. The decision is stored as explicit columns, not as
@@ -276,6 +279,13 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
 
     CREATE INDEX room_members_by_server ON room_members (room_id, server_name, membership);
+    "#,
+    // 8: the `/health` probe row (`store::health`): one row, rewritten by every probe.
+    r#"
+    CREATE TABLE health_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
+    ) STRICT;
     "#,
 ];
 

@@ -31,7 +31,7 @@ fn open_creates_file_with_schema_and_private_mode() {
     let store = Store::open(&path).unwrap();
     assert!(path.is_file());
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -207,11 +207,19 @@ impl RunningGuard {
 }
 
 pub async fn start_guard(p: &Pki, toml: &str) -> RunningGuard {
+    start_guard_store(p, toml, grenzwacht::store::Store::open_in_memory().unwrap()).await
+}
+
+/// [`start_guard`] over `store` (e.g. the configured file, as `serve` opens it).
+pub async fn start_guard_store(
+    p: &Pki,
+    toml: &str,
+    store: grenzwacht::store::Store,
+) -> RunningGuard {
     let path = p.dir.path().join(format!("guard-{}.toml", rand_suffix()));
     std::fs::write(&path, toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-    let mut guard =
-        Guard::from_config(&cfg, grenzwacht::store::Store::open_in_memory().unwrap()).unwrap();
+    let mut guard = Guard::from_config(&cfg, store).unwrap();
     // With `[audit]`, the audit log as `serve` connects it.
     if let Some(a) = &cfg.audit {
         guard.set_auditor(grenzwacht::audit::Auditor::open(a).unwrap());
