@@ -78,9 +78,9 @@ pub fn active(_fault: Fault) -> bool {
 
 /// Installs the store fault on a connection: while active, every statement is interrupted.
 #[inline]
-pub(crate) fn arm_connection(_conn: &rusqlite::Connection) {
+pub(crate) fn arm_connection(_conn: &mut rusqlite::Connection) {
     #[cfg(feature = "fault-injection")]
-    _conn.progress_handler(1, Some(|| active(Fault::Store) || active(Fault::DiskFull)));
+    let _ = _conn.progress_handler(1, Some(|| active(Fault::Store) || active(Fault::DiskFull)));
 }
 
 /// The audit log's appends fail while [`Fault::AuditUnwritable`] or [`Fault::DiskFull`] is

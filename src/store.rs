@@ -419,7 +419,7 @@ impl Store {
         }
         configure(&conn).map_err(open_err("configure connection"))?;
         schema::migrate(&mut conn, schema::MIGRATIONS, &location)?;
-        crate::fault::arm_connection(&conn);
+        crate::fault::arm_connection(&mut conn);
         Ok(Store::from_conn(conn, location))
     }
 
@@ -437,7 +437,7 @@ impl Store {
         let mut conn = Connection::open_in_memory().map_err(open_err("open"))?;
         configure(&conn).map_err(open_err("configure connection"))?;
         schema::migrate(&mut conn, schema::MIGRATIONS, &location)?;
-        crate::fault::arm_connection(&conn);
+        crate::fault::arm_connection(&mut conn);
         Ok(Store::from_conn(conn, location))
     }
 

@@ -320,10 +320,10 @@ fn free_space(path: &Path) -> Option<u64> {
 /// active ([`crate::fault`]).
 pub(super) fn injected_fault(op: &'static str) -> Result<(), StoreError> {
     use crate::fault::{active, Fault};
-    let code = if active(Fault::DiskFull) {
-        rusqlite::ffi::SQLITE_FULL
+    let (code, what) = if active(Fault::DiskFull) {
+        (rusqlite::ffi::SQLITE_FULL, "database or disk is full")
     } else if active(Fault::Store) {
-        rusqlite::ffi::SQLITE_IOERR
+        (rusqlite::ffi::SQLITE_IOERR, "disk I/O error")
     } else {
         return Ok(());
     };
@@ -331,7 +331,7 @@ pub(super) fn injected_fault(op: &'static str) -> Result<(), StoreError> {
         op,
         source: rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(code),
-            Some("injected fault".into()),
+            Some(format!("{what} (injected fault)")),
         ),
     })
 }

@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use super::refuse;
 use crate::federation::xmatrix::XMatrix;
 use crate::policy::{Refusal, RefusalReason};
-use crate::proxy::guard::{Guard, GuardKeyFetcher, OutboundKeyFetcher};
+use crate::proxy::guard::{Guard, GuardKeyFetcher};
 
 /// Verifies an X-Matrix signature. A protected server's keys come from its own listener
 /// (`GuardKeyFetcher`), a remote server's over the outbound path: the guard never trusts keys
@@ -33,22 +33,18 @@ pub(super) async fn verify_x_matrix(
         Some(serde_json::from_slice(body).map_err(|_| unauthorized("body is not JSON".into()))?)
     };
     let now = std::time::SystemTime::now();
-    let r = if guard.is_protected(x.origin.as_str()) {
-        let fetcher = GuardKeyFetcher(guard);
-        guard
-            .remote_keys()
-            .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now)
-            .await
-    } else {
-        let upstream = guard
-            .outbound_upstream()
-            .ok_or_else(|| unauthorized("cannot verify: no outbound path to fetch keys".into()))?;
-        let fetcher = OutboundKeyFetcher(upstream);
-        guard
-            .remote_keys()
-            .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now)
-            .await
-    };
+    if !guard.is_protected(x.origin.as_str()) && guard.outbound_upstream().is_none() {
+        return Err(unauthorized(
+            "cannot verify: no outbound path to fetch keys".into(),
+        ));
+    }
+    // A protected server's keys from its own listener, anyone else's over the outbound path;
+    // every fetch is tracked for `/health` (`keys`).
+    let fetcher = GuardKeyFetcher(guard);
+    let r = guard
+        .remote_keys()
+        .verify_x_matrix_or_fetch(&fetcher, x, method.as_str(), uri, content, destination, now)
+        .await;
     r.map_err(|e| {
         tracing::warn!(origin = %x.origin, "X-Matrix signature not verified: {e}");
         // The peer learns only that it failed: key-fetch errors can name addresses and upstream
