@@ -187,13 +187,7 @@ impl HealthCheck {
         name: &'static str,
         f: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
-        HealthCheck {
-            name,
-            check: Arc::new(move || match f() {
-                Ok(()) => Health::Ok,
-                Err(why) => Health::Failed(why),
-            }),
-        }
+        Self::of_result(name, f, Health::Failed)
     }
 
     /// A dependency whose failure degrades the guard: `Err` is [`Health::Degraded`].
@@ -201,12 +195,17 @@ impl HealthCheck {
         name: &'static str,
         f: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
+        Self::of_result(name, f, Health::Degraded)
+    }
+
+    fn of_result(
+        name: &'static str,
+        f: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        bad: fn(String) -> Health,
+    ) -> Self {
         HealthCheck {
             name,
-            check: Arc::new(move || match f() {
-                Ok(()) => Health::Ok,
-                Err(why) => Health::Degraded(why),
-            }),
+            check: Arc::new(move || f().map_or_else(bad, |()| Health::Ok)),
         }
     }
 }
@@ -603,6 +602,32 @@ mod tests {
         (status, head.to_ascii_lowercase(), body.to_string())
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_checks_report_each_state_and_a_hung_or_panicking_check_fails() {
+        let checks = vec![
+            HealthCheck::required("a", || Ok(())),
+            HealthCheck::degrading("b", || Err("slow upstream".into())),
+            HealthCheck::required("c", || Err("no store".into())),
+            HealthCheck {
+                name: "d",
+                check: Arc::new(|| panic!("check bug")),
+            },
+            HealthCheck {
+                name: "e",
+                check: Arc::new(|| {
+                    std::thread::sleep(HEALTH_CHECK_TIMEOUT + Duration::from_millis(500));
+                    Health::Ok
+                }),
+            },
+        ];
+        let got = run_checks(&checks).await;
+        assert_eq!(got[0], ("a", Health::Ok));
+        assert_eq!(got[1], ("b", Health::Degraded("slow upstream".into())));
+        assert_eq!(got[2], ("c", Health::Failed("no store".into())));
+        assert_eq!(got[3], ("d", Health::Failed("the check panicked".into())));
+        assert!(matches!(&got[4], ("e", Health::Failed(why)) if why.contains("did not answer")));
+    }
+
     #[tokio::test]
     async fn health_metrics_and_404() {
         let (addr, ready, stop, task) = start().await;
@@ -612,7 +637,10 @@ mod tests {
         assert!(head.contains("content-type: application/json"));
         ready.store(true, Ordering::Release);
         let (status, _, body) = request(addr, "GET", "/health").await;
-        assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"status":"ok","checks":{}}"#)
+        );
 
         telemetry::record_request(
             telemetry::Direction::Outbound,
@@ -676,7 +704,7 @@ mod tests {
             .expect("HTTP/1.0 response must end with a close")
             .unwrap();
         assert!(raw.starts_with("HTTP/1.0 200 "), "{raw}");
-        assert!(raw.ends_with(r#"{"status":"ok"}"#), "{raw}");
+        assert!(raw.ends_with(r#"{"status":"ok","checks":{}}"#), "{raw}");
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();
     }

@@ -307,8 +307,9 @@ pub struct OutboundConfig {
     pub roots: Vec<PathBuf>,
     /// Connect timeout towards destinations, milliseconds (default 10000).
     pub connect_timeout_ms: u64,
-    /// From sending a request to the response head, milliseconds (default 30000): a frozen
-    /// upstream is given up after this, counted and reported. Applies to every upstream.
+    /// From sending a request to the response head, milliseconds (default 30000, at most
+    /// `request_timeout_ms`): a frozen upstream is given up after this, counted and reported.
+    /// Applies to every upstream.
     pub first_byte_timeout_ms: u64,
     /// Whole-request timeout (body included) towards destinations, milliseconds (default
     /// 60000). Applies to every upstream.

@@ -1148,15 +1148,6 @@ fn check_outbound(o: &OutboundConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {
             );
         }
     }
-    if o.first_byte_timeout_ms > o.request_timeout_ms {
-        ctx.error(
-            value_span(root, &at("first_byte_timeout_ms")),
-            format!(
-                "`outbound.first_byte_timeout_ms` ({}) must not exceed `outbound.request_timeout_ms` ({})",
-                o.first_byte_timeout_ms, o.request_timeout_ms
-            ),
-        );
-    }
 }
 
 fn check_store(s: &StoreConfig, root: Node<'_>, ctx: &mut Ctx<'_>) {

@@ -57,7 +57,8 @@ impl Timeouts {
         let o = o.unwrap_or(&d);
         Timeouts {
             connect: Duration::from_millis(o.connect_timeout_ms),
-            first_byte: Duration::from_millis(o.first_byte_timeout_ms),
+            // A first-byte deadline beyond the total one would never fire.
+            first_byte: Duration::from_millis(o.first_byte_timeout_ms.min(o.request_timeout_ms)),
             total: Duration::from_millis(o.request_timeout_ms),
         }
     }

@@ -58,6 +58,7 @@ fn open_creates_file_with_schema_and_private_mode() {
     assert_eq!(
         tables,
         [
+            "health_probe",
             "held_events",
             "hold_queue",
             "media_blocked",
