@@ -45,6 +45,11 @@ pub enum NonConforming {
     NotJson,
     #[error("a message field is missing or has the wrong type: {0}")]
     Field(&'static str),
+    /// The message decodes but is not in its one encoding (other spacing, member order,
+    /// escapes, number forms or a duplicate member): a second spelling would be a covert
+    /// channel.
+    #[error("the message is not in its canonical encoding")]
+    NotCanonical,
 }
 
 /// Depth a unit (an event, an EDU) may use inside a message: the frame allows 32 levels, and
@@ -247,7 +252,20 @@ impl Request {
         if !m.is_empty() {
             return Err(NonConforming::Field("unknown member"));
         }
+        only_encoding(payload, r.encode())?;
         Ok(r)
+    }
+}
+
+/// A decoded message must re-encode to exactly the bytes it came from.
+fn only_encoding(
+    payload: &[u8],
+    encoded: Result<Vec<u8>, NonConforming>,
+) -> Result<(), NonConforming> {
+    match encoded {
+        Ok(bytes) if bytes == payload => Ok(()),
+        Ok(_) => Err(NonConforming::NotCanonical),
+        Err(e) => Err(e),
     }
 }
 
@@ -280,6 +298,7 @@ impl Response {
         if !m.is_empty() {
             return Err(NonConforming::Field("unknown member"));
         }
+        only_encoding(payload, r.encode())?;
         Ok(r)
     }
 }
@@ -304,6 +323,7 @@ impl Heartbeat {
         if !m.is_empty() {
             return Err(NonConforming::Field("unknown member"));
         }
+        only_encoding(payload, h.encode())?;
         Ok(h)
     }
 }
@@ -464,6 +484,44 @@ mod tests {
             body: Some(json!({ "pdus": [v] })),
         };
         assert_eq!(framed(&r.encode().unwrap()), Reason::Accept);
+    }
+
+    /// Found by the `split_message` fuzz target: a heartbeat with a newline between its
+    /// members decoded. Every message has exactly one encoding.
+    #[test]
+    fn a_message_in_any_other_spelling_is_refused() {
+        let hb = Heartbeat {
+            half: "high".into(),
+            pending: 3,
+        };
+        let canonical = hb.encode().unwrap();
+        assert_eq!(Heartbeat::decode(&canonical).unwrap(), hb);
+        for other in [
+            &b"{\"half\":\"high\",\n\"pending\":3}"[..],
+            b"{\"half\":\"high\", \"pending\":3}",
+            b"{\"pending\":3,\"half\":\"high\"}",
+            b"{\"half\":\"high\",\"pending\":3,\"pending\":3}",
+            b"{\"half\":\"hig\\u0068\",\"pending\":3}",
+            b"{\"half\":\"high\",\"pending\":3.0}",
+        ] {
+            assert!(
+                Heartbeat::decode(other).is_err(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        let r = Response {
+            id: 1,
+            status: 200,
+            body: Some(serde_json::json!({"a": 1})),
+        };
+        let bytes = r.encode().unwrap();
+        let spaced = String::from_utf8(bytes.clone()).unwrap().replace(':', ": ");
+        assert_eq!(Response::decode(&bytes).unwrap(), r);
+        assert_eq!(
+            Response::decode(spaced.as_bytes()),
+            Err(NonConforming::NotCanonical)
+        );
     }
 
     #[test]
