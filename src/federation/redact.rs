@@ -629,6 +629,24 @@ mod tests {
         raw(&serde_json::to_string(v).unwrap())
     }
 
+    /// Found by the `redact` fuzz target: an integer beyond 64 bits in a kept key of an old
+    /// room version (read as a float) changed value on every redaction, so the redacted event
+    /// no longer matched its signature. Floats now parse exactly (`float_roundtrip`).
+    #[test]
+    fn redaction_keeps_big_numbers_of_old_room_versions_exactly() {
+        let pdu = raw(
+            r#"{"content":{"users":{"@a:h":100},"events_default":62222222222222222222222222222222222222222222222220},"room_id":"!r:h","sender":"@a:h","state_key":"","type":"m.room.power_levels","origin_server_ts":5}"#,
+        );
+        let once = redact_pdu(&pdu, &version(1)).unwrap();
+        let twice = redact_pdu(&once, &version(1)).unwrap();
+        assert_eq!(once.get(), twice.get());
+        let n: Value = serde_json::from_str(once.get()).unwrap();
+        assert_eq!(
+            n["content"]["events_default"].as_f64(),
+            Some(62222222222222222222222222222222222222222222222220.0)
+        );
+    }
+
     #[test]
     fn room_versions_are_exactly_the_stable_ones() {
         for v in ALL_VERSIONS {
