@@ -3,12 +3,15 @@
 //!
 //! alice on hs1 (protected) and bob on hs2 (remote) stream numbered messages at each other
 //! (every fourth carries `GEHEIM`, which the shipped rule `marking.geheim` redacts) while the
-//! guard is killed three times per round, in different phases:
+//! guard is killed five times per round, in different phases:
 //! - **mid-stream**: messages are being sent both ways while the guard dies and comes back;
 //! - **after a burst**: killed right after a burst of messages was accepted by both
 //!   homeservers, while their federation senders push it;
 //! - **while Synapse retries**: the guard stays down for several seconds while messages are
-//!   sent, so both homeservers' transactions fail and are retried with their backoff.
+//!   sent, so both homeservers' transactions fail and are retried with their backoff;
+//! - **in flight**: the receiving homeserver is stopped (SIGSTOP), so a transaction the guard
+//!   has taken and forwards hangs inside the guard when it is killed; the receiver then
+//!   continues (SIGCONT) and the sender retries the transaction whose answer it never got.
 //!
 //! Every message both homeservers accepted must then arrive exactly once in the receiver's
 //! timeline (its `/sync` stream, and `/messages`), in the order sent; no marked message
@@ -127,7 +130,7 @@ impl Way {
     /// Sends the next numbered message (every fourth marked).
     async fn send(&self, tag: &str) {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
-        let marked = n % 4 == 0;
+        let marked = n.is_multiple_of(4);
         let body = if marked {
             format!("{} #{n} {tag} {MARKER} Lagebericht Nord", self.name)
         } else {
@@ -184,6 +187,21 @@ async fn start_guard(info: &LabInfo, rec: ProcessRecord) -> Duration {
     .await
     .expect("guard answers after restart");
     t0.elapsed()
+}
+
+/// Sends `sig` to the lab process `name` (checked to be the recorded command line).
+fn signal_lab_process(info: &LabInfo, name: &str, sig: libc::c_int) {
+    let pids = process::PidFile::load(&info.dir)
+        .expect("pids.json")
+        .expect("lab running");
+    let rec = pids
+        .processes
+        .iter()
+        .find(|r| r.name == name)
+        .expect("recorded");
+    assert!(process::matches_cmdline(rec), "{name} runs");
+    // SAFETY: kill(2) on a lab process whose command line was just checked.
+    assert_eq!(unsafe { libc::kill(rec.pid as libc::pid_t, sig) }, 0);
 }
 
 /// Kill, then start again at once.
@@ -526,6 +544,20 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
         let took = start_guard(&info, rec).await;
         restarts.lock().unwrap().push(took);
         kills += 1;
+        // (Phase 3's transactions are delivered by the homeservers' retries first: a sender
+        // waiting to retry has no new transaction in flight.)
+        await_delivery([&out, &inb], [&at_bob, &at_alice], &tag).await;
+        // 4. In flight: the receiving homeserver is stopped (SIGSTOP), so the transaction the
+        //    guard forwards to it hangs inside the guard when the guard dies; then the
+        //    receiver goes on and the sender retries the transaction.
+        for (way, receiver) in [(&out, "hs2"), (&inb, "hs1")] {
+            signal_lab_process(&info, receiver, libc::SIGSTOP);
+            way.send_many(3, Duration::from_millis(100), &tag).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            crash(&info, &restarts).await;
+            kills += 1;
+            signal_lab_process(&info, receiver, libc::SIGCONT);
+        }
         await_delivery([&out, &inb], [&at_bob, &at_alice], &tag).await;
         eprintln!(
             "round {round}: {} + {} messages so far, all delivered, {:?}",
@@ -676,6 +708,51 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
     assert_eq!(hold_leaks, 0);
     stop.store(true, Ordering::Relaxed);
 
+    // The audit log survived the kills: its hash chain and signed checkpoints verify.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_grenzwacht"))
+        .args(["audit", "verify"])
+        .arg(&info.guard.audit_dir)
+        .arg("--key")
+        .arg(&info.guard.audit_public_key)
+        .output()
+        .unwrap();
+    let verify_out = String::from_utf8_lossy(&verify.stdout).trim().to_string();
+    assert!(
+        verify.status.success(),
+        "audit log after {kills} kills: {verify_out}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // The kills hit federation traffic: both homeservers saw transactions fail and retried
+    // them (Synapse logs each failed attempt).
+    // Refused: the guard was down; otherwise: the connection died with the request in flight.
+    let failed = |name: &str, refused: bool| {
+        common::hs_log(&info, name)
+            .lines()
+            .filter(|l| l.contains("Request failed: PUT") && l.contains("/send/"))
+            .filter(|l| l.contains("Connection refused") == refused)
+            .count()
+    };
+    let (failed_hs1, failed_hs2) = (failed("hs1", true), failed("hs2", true));
+    let (cut_hs1, cut_hs2) = (failed("hs1", false), failed("hs2", false));
+    // Transactions a receiver got twice: forwarded by the guard, the answer lost in the kill,
+    // retried by the sender (the receiver deduplicates by transaction id).
+    let twice = |name: &str| {
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for l in common::hs_log(&info, name).lines() {
+            if let Some(rest) = l.split("Received txn ").nth(1) {
+                let txn = rest.split_whitespace().next().unwrap_or("").to_string();
+                *n.entry(txn).or_insert(0) += 1;
+            }
+        }
+        n.values().filter(|c| **c > 1).count()
+    };
+    let (twice_hs1, twice_hs2) = (twice("hs1"), twice("hs2"));
+    assert!(
+        failed_hs1 >= rounds && failed_hs2 >= rounds && cut_hs1 >= rounds && cut_hs2 >= rounds,
+        "failed transaction attempts: hs1 {failed_hs1} refused, {cut_hs1} cut in flight; \
+         hs2 {failed_hs2} refused, {cut_hs2} cut in flight"
+    );
+
     let restarts = restarts.into_inner().unwrap();
     let max_restart = restarts.iter().max().copied().unwrap_or_default();
     let t_sum = |f: fn(&Tally) -> usize| f(&t_out) + f(&t_in);
@@ -683,7 +760,10 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
         "crash-safety: rounds {rounds}, kills {kills} (SIGKILL), messages {} ({} hs1->hs2, {} \
          hs2->hs1; marked {}), lost {}, duplicated {}, reordered {}, leaked {}, redacted {}/{}; \
          held 4 both ways + 2 waiting behind them, across 3 kills: released 2 and the 2 waiting \
-         delivered once, rejected 2 redacted once, leaked {hold_leaks}; restart to /health 200 at most {max_restart:?}; took {:?}",
+         delivered once, rejected 2 redacted once, leaked {hold_leaks}; restart to /health 200 at most {max_restart:?}; transaction attempts retried by hs1: \
+         {failed_hs1} refused, {cut_hs1} cut in flight, by hs2: {failed_hs2} refused, {cut_hs2} \
+         cut in flight; transactions received twice (answer lost in a kill) by hs2 {twice_hs2}, \
+         by hs1 {twice_hs1}; audit log after the kills: {verify_out}; took {:?}",
         t_sum(|t| t.sent),
         t_out.sent,
         t_in.sent,
