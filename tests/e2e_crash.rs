@@ -555,9 +555,12 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
             signal_lab_process(&info, receiver, libc::SIGSTOP);
             way.send_many(3, Duration::from_millis(100), &tag).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
-            crash(&info, &restarts).await;
+            let rec = kill_guard(&info).await;
             kills += 1;
+            // The receiver goes on before the guard is back (it is the guard's upstream).
             signal_lab_process(&info, receiver, libc::SIGCONT);
+            let took = start_guard(&info, rec).await;
+            restarts.lock().unwrap().push(took);
         }
         await_delivery([&out, &inb], [&at_bob, &at_alice], &tag).await;
         eprintln!(
@@ -679,9 +682,12 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
         let id = sender.send_text(&hold_room, secret).await.unwrap();
         let hold = held(&store, &id).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        crash(&info, &restarts).await;
+        let rec = kill_guard(&info).await;
         kills += 1;
+        // The receiver goes on before the guard is back (it is the guard's upstream).
         signal_lab_process(&info, receiver, libc::SIGCONT);
+        let took = start_guard(&info, rec).await;
+        restarts.lock().unwrap().push(took);
         rejected.push((id, hold));
     }
     let [(r_out, rid_out), (r_in, rid_in)] = <[_; 2]>::try_from(rejected).unwrap();
