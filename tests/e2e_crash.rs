@@ -557,7 +557,7 @@ async fn sigkill_under_load_loses_duplicates_and_leaks_nothing() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let rec = kill_guard(&info).await;
             kills += 1;
-            // The receiver goes on before the guard is back (it is the guard's upstream).
+            // The receiver goes on before the guard is back, so /health need not wait for it.
             signal_lab_process(&info, receiver, libc::SIGCONT);
             let took = start_guard(&info, rec).await;
             restarts.lock().unwrap().push(took);
