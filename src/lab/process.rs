@@ -266,6 +266,48 @@ pub fn stop(rec: &ProcessRecord, grace: Duration) -> StopOutcome {
     }
 }
 
+/// Kills the process recorded as `name` in `dir/pids.json` with SIGKILL — no grace period, as
+/// a crash or power loss would — and returns when it is gone. Only a process whose command line
+/// still matches its record is signalled. Returns the record, for [`restart`].
+pub fn kill_recorded(dir: &Path, name: &str) -> Result<ProcessRecord, LabError> {
+    let pids = PidFile::load(dir)?.ok_or_else(|| LabError::NoLab(dir.to_path_buf()))?;
+    let rec = pids
+        .processes
+        .iter()
+        .find(|r| r.name == name)
+        .cloned()
+        .ok_or_else(|| LabError::StopFailed(format!("{name}: not in {PIDS_FILE}")))?;
+    if !is_running(rec.pid) || !matches_cmdline(&rec) {
+        return Err(LabError::StopFailed(format!(
+            "{name} (pid {}): not running",
+            rec.pid
+        )));
+    }
+    signal(rec.pid, libc::SIGKILL);
+    if !wait_gone(rec.pid, Duration::from_secs(10)) {
+        return Err(LabError::StopFailed(format!(
+            "{name} (pid {}): still running after SIGKILL",
+            rec.pid
+        )));
+    }
+    Ok(rec)
+}
+
+/// Starts the command line of `rec` again in `cwd` (same arguments, same log, appended) and
+/// replaces its entry in `dir/pids.json`, so `down` stops the new process. For a process
+/// [`kill_recorded`] stopped: the lab's guard restarts with the same config, store and audit
+/// directory. Returns the new record; the caller waits for it to answer.
+pub fn restart(dir: &Path, rec: &ProcessRecord, cwd: &Path) -> Result<ProcessRecord, LabError> {
+    let mut pids = PidFile::load(dir)?.ok_or_else(|| LabError::NoLab(dir.to_path_buf()))?;
+    let new = spawn(&rec.name, &rec.argv, cwd, &rec.log, &[])?;
+    match pids.processes.iter_mut().find(|r| r.name == rec.name) {
+        Some(slot) => *slot = new.clone(),
+        None => pids.processes.push(new.clone()),
+    }
+    pids.save(dir)?;
+    Ok(new)
+}
+
 /// The last `max_bytes` of a file (lossy UTF-8), or a note that it cannot be read.
 pub fn tail(path: &Path, max_bytes: u64) -> String {
     let mut f = match fs::File::open(path) {
@@ -377,6 +419,41 @@ mod tests {
         ));
         assert!(!cmdline_matches(&b(&["--config", "/lab/guard.toml"]), &rec));
         assert!(!cmdline_matches(&b(&[]), &rec));
+    }
+
+    #[test]
+    fn kill_recorded_and_restart_keep_pids_json_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sleep.log");
+        let argv = vec!["sleep".to_string(), "31".to_string()];
+        let first = spawn("sleeper", &argv, dir.path(), &log, &[]).unwrap();
+        PidFile {
+            processes: vec![first.clone()],
+        }
+        .save(dir.path())
+        .unwrap();
+        assert!(matches!(
+            kill_recorded(dir.path(), "nobody"),
+            Err(LabError::StopFailed(_))
+        ));
+        let killed = kill_recorded(dir.path(), "sleeper").unwrap();
+        assert_eq!(killed, first);
+        assert!(!is_running(first.pid));
+        // Nothing left to kill.
+        assert!(matches!(
+            kill_recorded(dir.path(), "sleeper"),
+            Err(LabError::StopFailed(_))
+        ));
+        let second = restart(dir.path(), &killed, dir.path()).unwrap();
+        assert_ne!(second.pid, first.pid);
+        assert_eq!(second.argv, first.argv);
+        assert!(is_running(second.pid) && matches_cmdline(&second));
+        let saved = PidFile::load(dir.path()).unwrap().unwrap();
+        assert_eq!(saved.processes, vec![second.clone()]);
+        assert_eq!(
+            stop(&second, Duration::from_secs(5)),
+            StopOutcome::Terminated
+        );
     }
 
     #[test]
