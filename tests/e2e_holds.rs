@@ -16,7 +16,7 @@ use std::time::Duration;
 use grenzwacht::config::review::ReviewConfig;
 use grenzwacht::config::Config;
 use grenzwacht::lab::client::{wait_until, MatrixClient, Session};
-use grenzwacht::lab::process::{self, PidFile};
+use grenzwacht::lab::process;
 use grenzwacht::lab::LabInfo;
 use grenzwacht::proxy::hold::HoldQueue;
 use grenzwacht::review::{Decision, Principal, ReviewQueue, Role};
@@ -153,28 +153,14 @@ async fn room(alice: &Session, bob: &Session, hs1_name: &str, name: &str) -> Str
 /// SIGKILL for the lab's guard, then the same command line again; returns when `/health`
 /// answers.
 async fn kill_and_restart_guard(info: &LabInfo) {
-    let dir = &info.dir;
-    let mut pids = PidFile::load(dir).expect("pids.json").expect("lab running");
-    let i = pids
-        .processes
-        .iter()
-        .position(|r| r.name == "guard")
-        .expect("guard record");
-    let rec = pids.processes[i].clone();
-    assert!(process::matches_cmdline(&rec), "the guard runs");
-    // SAFETY: kill(2) on the lab guard's pid, checked above to be the guard's command line.
-    assert_eq!(
-        unsafe { libc::kill(rec.pid as libc::pid_t, libc::SIGKILL) },
-        0
-    );
-    wait_until("the guard to die", WAIT, || async {
-        Ok((!process::is_running(rec.pid)).then_some(()))
+    let dir = info.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let rec = process::kill_recorded(&dir, "guard")?;
+        process::restart(&dir, &rec, &dir)
     })
     .await
-    .expect("guard killed");
-    let new = process::spawn("guard", &rec.argv, dir, &rec.log, &[]).expect("start guard");
-    pids.processes[i] = new;
-    pids.save(dir).expect("save pids.json");
+    .unwrap()
+    .expect("kill and restart the guard");
     let admin = MatrixClient::new(&info.guard.admin_url);
     wait_until("guard /health after restart", WAIT, || async {
         Ok(admin
