@@ -12,7 +12,9 @@
 //! 4. [`userdata`] finds user-typed text outside events (profile, device, directory fields;
 //!    to-device messages) and removes what policy refuses;
 //! 5. [`request_text`] lists the text a request carries outside events (path and query
-//!    parameters, non-event bodies) for the policy to judge before it is forwarded;
+//!    parameters, non-event bodies) for the policy to judge before it is forwarded, and
+//!    [`response_text`] every key, string and number of a response outside its events and
+//!    user-data fields, judged before it is released;
 //! 6. [`xmatrix`] parses, verifies and (re-)creates the X-Matrix request signature;
 //! 7. [`e2ee`] tells well-formed Olm/Megolm ciphertext and encrypted attachments apart.
 pub mod canonical;
@@ -24,6 +26,7 @@ pub mod pdu;
 pub mod pycanonical;
 pub mod redact;
 pub mod request_text;
+pub mod response_text;
 pub mod server_name;
 pub mod txn;
 pub mod userdata;

@@ -138,6 +138,19 @@ pub trait Policy: Send + Sync {
     fn request_text(&self, _ctx: &ExchangeCtx, _text: &RequestText<'_>) -> Decision {
         Decision::Allow
     }
+    /// The text a response carries outside its events and user-data fields (every other key,
+    /// string and number; see `federation::response_text`), before it is released. A refusal
+    /// refuses the whole response: this text cannot be removed piece by piece.
+    /// `ctx.direction` is the direction the data flows. Default: each piece as
+    /// [`Policy::request_text`], the first refusal wins.
+    fn response_text(&self, ctx: &ExchangeCtx, texts: &[RequestText<'_>]) -> Decision {
+        for t in texts {
+            if let Decision::Refuse(r) = self.request_text(ctx, t) {
+                return Decision::Refuse(r);
+            }
+        }
+        Decision::Allow
+    }
     /// [`Policy::pdu`], adding what the verdict rests on to `found` (matched rules with field,
     /// span and masked excerpt; the effective label). For decision records
     /// ([`decisions`]): the same judgement as `pdu`, from the same scan. Default: `pdu`, nothing

@@ -304,6 +304,9 @@ pub enum RefusalReason {
     /// Text the request itself carries (path or query parameter, non-event body) was refused
     /// by a content rule.
     RequestText,
+    /// Text a response carries outside its events and user-data fields (key material,
+    /// identifiers, directory members, error messages) was refused by a content rule.
+    ResponseText,
     /// A media download or thumbnail refused by inspection (`crate::media`): type, size,
     /// archive limits, DLP or YARA-X rules, the mxc index, a redirect.
     MediaRefused,
@@ -320,7 +323,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [RefusalReason; 19] = [
+    pub const ALL: [RefusalReason; 20] = [
         RefusalReason::UnknownEndpoint,
         RefusalReason::BadJson,
         RefusalReason::TooLarge,
@@ -335,6 +338,7 @@ impl RefusalReason {
         RefusalReason::UnknownRoomVersion,
         RefusalReason::RoomPaused,
         RefusalReason::RequestText,
+        RefusalReason::ResponseText,
         RefusalReason::MediaRefused,
         RefusalReason::Overloaded,
         RefusalReason::Timeout,
@@ -359,6 +363,7 @@ impl RefusalReason {
             RefusalReason::UnknownRoomVersion => "unknown_room_version",
             RefusalReason::RoomPaused => "room_paused",
             RefusalReason::RequestText => "request_text",
+            RefusalReason::ResponseText => "response_text",
             RefusalReason::MediaRefused => "media_refused",
             RefusalReason::Overloaded => "overloaded",
             RefusalReason::DecisionTimeout => "decision_timeout",

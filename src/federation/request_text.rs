@@ -45,8 +45,13 @@ pub enum TextKind {
     QueryValue,
     /// An object key of a request body.
     BodyKey,
-    /// A string value of a request body.
+    /// A string value or number of a request body.
     BodyValue,
+    /// An object key of a response body outside its events and user-data fields
+    /// (`federation::response_text`).
+    ResponseKey,
+    /// A string value or number of a response body outside its events and user-data fields.
+    ResponseValue,
 }
 
 impl TextKind {
@@ -58,7 +63,14 @@ impl TextKind {
             TextKind::QueryValue => "query parameter",
             TextKind::BodyKey => "body key",
             TextKind::BodyValue => "body value",
+            TextKind::ResponseKey => "response key",
+            TextKind::ResponseValue => "response value",
         }
+    }
+
+    /// Whether the text is part of a response (else of a request).
+    pub fn in_response(self) -> bool {
+        matches!(self, TextKind::ResponseKey | TextKind::ResponseValue)
     }
 }
 
@@ -78,6 +90,16 @@ impl RequestText<'_> {
     /// `kind name`, e.g. `query parameter room_alias` (safe to log).
     pub fn label(&self) -> String {
         format!("{} {}", self.kind.as_str(), self.name)
+    }
+
+    /// The message of a refusal of this text by `rule` (safe to send: names, no payload).
+    pub fn refused_by(&self, rule: &str) -> String {
+        let what = if self.kind.in_response() {
+            "response"
+        } else {
+            "request"
+        };
+        format!("{what} refused: {} refused by rule {rule}", self.label())
     }
 }
 
@@ -141,7 +163,8 @@ pub const KNOWN_NAMES: &[&str] = &[
     "server_keys",
 ];
 
-fn known(name: &str) -> &'static str {
+/// `name` if it is one of [`KNOWN_NAMES`], else `other`.
+pub(crate) fn known_name(name: &str) -> &'static str {
     KNOWN_NAMES
         .iter()
         .find(|k| **k == name)
@@ -215,7 +238,7 @@ fn residue_texts(
         if is_site || is_edus {
             continue;
         }
-        let name = known(&k);
+        let name = known_name(&k);
         let value: Value = serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
         out.push(RequestText {
             kind: TextKind::BodyKey,
@@ -233,7 +256,7 @@ fn query_texts<'a>(query: &'a str, out: &mut Vec<RequestText<'a>>) -> Result<(),
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let key = form_decode(k).map_err(RequestTextError::Query)?;
         let value = form_decode(v).map_err(RequestTextError::Query)?;
-        let name = known(&key);
+        let name = known_name(&key);
         if !key.is_empty() {
             out.push(RequestText {
                 kind: TextKind::QueryName,
@@ -262,7 +285,8 @@ pub fn form_decode(raw: &str) -> Result<Cow<'_, str>, PercentError> {
     Ok(Cow::Owned(catalog::percent_decode(&spaced)?.into_owned()))
 }
 
-/// Every object key and string value under `v`; `top` is the top-level key it sits under.
+/// Every object key, string value and number under `v`; `top` is the top-level key it sits
+/// under.
 fn body_texts<'a>(v: &Value, top: Option<&'static str>, out: &mut Vec<RequestText<'a>>) {
     match v {
         Value::String(s) => out.push(RequestText {
@@ -270,10 +294,15 @@ fn body_texts<'a>(v: &Value, top: Option<&'static str>, out: &mut Vec<RequestTex
             name: top.unwrap_or("other"),
             text: Cow::Owned(s.clone()),
         }),
+        Value::Number(n) => out.push(RequestText {
+            kind: TextKind::BodyValue,
+            name: top.unwrap_or("other"),
+            text: Cow::Owned(n.to_string()),
+        }),
         Value::Array(a) => a.iter().for_each(|x| body_texts(x, top, out)),
         Value::Object(o) => {
             for (k, x) in o {
-                let name = top.unwrap_or_else(|| known(k));
+                let name = top.unwrap_or_else(|| known_name(k));
                 out.push(RequestText {
                     kind: TextKind::BodyKey,
                     name,
@@ -441,6 +470,8 @@ mod tests {
         );
         assert!(got.contains(&(TextKind::BodyKey, "filter", "generic_search_term".into())));
         assert!(got.contains(&(TextKind::BodyValue, "filter", "m.space".into())));
+        // Numbers too: a number can carry digits a rule looks for.
+        assert!(got.contains(&(TextKind::BodyValue, "limit", "5".into())));
         assert!(got.contains(&(
             TextKind::BodyKey,
             "include_all_networks",
@@ -473,6 +504,7 @@ mod tests {
                     "origin_server_ts",
                     "origin_server_ts".into()
                 ),
+                (TextKind::BodyValue, "origin_server_ts", "1".into()),
             ]
         );
         // A body that is the event: nothing besides the path.

@@ -10,17 +10,21 @@
 //!   | `query_profile`, `query_generic` with `queryType` `profile` | every top-level member: `displayname`, `avatar_url`, extended profile fields (MSC4133) |
 //!   | `user_devices` | `devices[i].device_display_name`, `devices[i].keys.unsigned.device_display_name` |
 //!   | `user_keys_query`, `query_generic` with `client_keys` | `device_keys[user][device].unsigned.device_display_name` |
-//!   | `public_rooms_get`, `public_rooms_post` | `chunk[i].name`, `.topic`, `.canonical_alias`, `.aliases` |
-//!   | `hierarchy` | `room.` and `children[i].` `name`, `topic`, `canonical_alias` (the `children_state` events are judged as events) |
+//!   | `public_rooms_get`, `public_rooms_post` | `chunk[i].name`, `.topic`, `.canonical_alias`, `.aliases`, `.avatar_url` |
+//!   | `hierarchy` | `room.` and `children[i].` `name`, `topic`, `canonical_alias`, `avatar_url` (the `children_state` events are judged as events) |
 //!
-//!   `query_directory` (`{room_id, servers}`), `user_keys_claim` and `openid_userinfo` carry no
-//!   user-typed text. Synapse sends device display names over federation only with
+//!   These are the fields that can be removed one by one. Everything else of these responses
+//!   and of every other response (key material a client uploaded, custom profile field names,
+//!   `room_type`, error messages, …) is judged too, as response text
+//!   (`federation::response_text`), which refuses the whole response when a rule matches.
+//!   Synapse sends device display names over federation only with
 //!   `allow_device_name_lookup_over_federation` (default off).
 //! * **Removal is per field**: the key is removed from its object, never a whole device, room
 //!   or profile (the identity — `user_id`, `device_id`, `room_id`, keys — stays). `aliases`
-//!   (a deprecated list) is judged as one value, its JSON text, and removed as a whole. A value
-//!   that is `null` carries no text and is not judged; any other non-string value (extended
-//!   profile fields may be objects) is judged as its JSON text.
+//!   (a deprecated list) is judged as one value and removed as a whole. A value that is `null`
+//!   carries no text and is not judged (its key is response text); any other non-string value
+//!   (extended profile fields may be objects) is judged as every key, string and number in it,
+//!   unescaped.
 //! * Responses are unsigned, so removal re-serialises the body (`serde_json`); the signed
 //!   objects inside (device keys) keep their signatures because `unsigned` is outside them and
 //!   nothing else changes value.
@@ -215,7 +219,9 @@ fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
 
-/// The text of a field value: `None` for `null`, the unescaped string, or the JSON text.
+/// The text of a field value: `None` for `null`, the unescaped string, or for any other value
+/// every key, string and number in it, unescaped, one per line (as the receiver reads them:
+/// `"\u0047EHEIM"` inside an object is `GEHEIM`).
 fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
     let t = raw.get();
     if t == "null" {
@@ -225,7 +231,40 @@ fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
         // this only happens on a bug: judge the raw text then.
         Some(str_field("value", raw).unwrap_or(Cow::Borrowed(t)))
     } else {
-        Some(Cow::Borrowed(t))
+        match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(v) => {
+                let mut out = String::new();
+                texts_of_value(&v, &mut out);
+                Some(Cow::Owned(out))
+            }
+            // Validated bodies are JSON; on a bug judge the raw text.
+            Err(_) => Some(Cow::Borrowed(t)),
+        }
+    }
+}
+
+fn texts_of_value(v: &serde_json::Value, out: &mut String) {
+    let mut line = |s: &str| {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(s);
+    };
+    match v {
+        serde_json::Value::String(s) => line(s),
+        serde_json::Value::Number(n) => line(&n.to_string()),
+        serde_json::Value::Bool(b) => line(if *b { "true" } else { "false" }),
+        serde_json::Value::Null => {}
+        serde_json::Value::Array(a) => a.iter().for_each(|x| texts_of_value(x, out)),
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(k);
+                texts_of_value(x, out);
+            }
+        }
     }
 }
 
@@ -382,8 +421,8 @@ fn keys_query<'a>(root: &'a RawValue, out: &mut Vec<UserField<'a>>) -> Result<()
     Ok(())
 }
 
-/// `name`, `topic`, `canonical_alias`, `aliases` of a room summary (public rooms chunk,
-/// hierarchy room/children).
+/// `name`, `topic`, `canonical_alias`, `aliases`, `avatar_url` of a room summary (public rooms
+/// chunk, hierarchy room/children).
 fn room_summary<'a>(
     room: &'a RawValue,
     at: FieldPath,
@@ -396,6 +435,9 @@ fn room_summary<'a>(
             "name" => FieldKind::RoomName,
             "topic" => FieldKind::RoomTopic,
             "canonical_alias" | "aliases" => FieldKind::RoomAlias,
+            "avatar_url" => FieldKind::AvatarUrl,
+            // The rest (room_type, join_rule, counts, …) is response text
+            // (`federation::response_text`).
             _ => continue,
         };
         let Some(value) = text_of(v) else { continue };

@@ -359,6 +359,9 @@ impl Policy for Recording<'_> {
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.inner.request_text(ctx, text)
     }
+    fn response_text(&self, ctx: &ExchangeCtx, texts: &[RequestText<'_>]) -> Decision {
+        self.inner.response_text(ctx, texts)
+    }
 }
 
 /// `check_units` over a [`Recording`] of `policy`; the records go to `records` (every PDU with

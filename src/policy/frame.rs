@@ -8,7 +8,7 @@
 //! copy), and if even its redacted form does not conform (a control character in a state key)
 //! it is rejected like any other event redaction cannot clean. EDUs, to-device messages and
 //! user-data fields that do not conform are dropped or removed; other request text that does not
-//! conform refuses the request.
+//! conform refuses the request, other response text the response.
 use super::{
     Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, RefusalReason,
     ToDeviceMessage, UserField,
@@ -90,9 +90,14 @@ impl Policy for FramePolicy {
         if text_conforms(&text.text) {
             Decision::Allow
         } else {
+            let (reason, what) = if text.kind.in_response() {
+                (RefusalReason::ResponseText, "response")
+            } else {
+                (RefusalReason::RequestText, "request")
+            };
             Decision::Refuse(super::Refusal::forbidden(
-                RefusalReason::RequestText,
-                "the request carries text this guard cannot pass on",
+                reason,
+                format!("the {what} carries text this guard cannot pass on"),
             ))
         }
     }

@@ -191,6 +191,9 @@ impl Policy for Layers {
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         self.first_refusal(|p| p.request_text(ctx, text))
     }
+    fn response_text(&self, ctx: &ExchangeCtx, texts: &[RequestText<'_>]) -> Decision {
+        self.first_refusal(|p| p.response_text(ctx, texts))
+    }
     fn explain_pdu(
         &self,
         ctx: &ExchangeCtx,

@@ -107,6 +107,9 @@ pub struct Units<'a> {
     /// Per-device messages of the to-device EDUs among `edus` (`ToDeviceMessage::edu` is the
     /// index in `edus`).
     pub to_device: Vec<ToDeviceMessage<'a>>,
+    /// The text of a response outside its events and user-data fields
+    /// (`federation::response_text`), judged as a whole ([`Policy::response_text`]).
+    pub response_texts: Vec<super::RequestText<'a>>,
     /// Paused rooms and re-judgement of redacted events ([`super::pause`]); `None`: neither.
     pub rooms: Option<&'a dyn RoomGate>,
     /// Positions (as in `pdu_pos`) of PDUs the receiver would itself reject (`proxy::perpdu`;
@@ -314,6 +317,9 @@ pub fn decide_response_recorded(
     };
     let verdicts = super::decisions::check_units_recorded(policy, &data_ctx, units, records)?;
     if let Decision::Refuse(r) = policy.response(ctx) {
+        return Err(r);
+    }
+    if let Decision::Refuse(r) = policy.response_text(&data_ctx, &units.response_texts) {
         return Err(r);
     }
     let release = if verdicts.is_empty() {
@@ -546,6 +552,9 @@ pub(super) fn check_units(
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod response_tests;
 
 #[cfg(test)]
 mod tests {

@@ -333,7 +333,7 @@ impl Policy for RulesPolicy {
         }
         let m = if edu.edu_type == TO_DEVICE_EDU {
             // The messages are judged per recipient device (`to_device`); the rest of the
-            // content here.
+            // content here, with the recipients (user and device ids, which a sender chooses).
             let mut value: serde_json::Value = match serde_json::from_str(edu.content.get()) {
                 Ok(v) => v,
                 // Cannot happen for a validated body; fail closed if it does.
@@ -343,8 +343,13 @@ impl Policy for RulesPolicy {
                     }
                 }
             };
-            if let Some(o) = value.as_object_mut() {
-                o.remove("messages");
+            if let Some(serde_json::Value::Object(users)) = value.get_mut("messages") {
+                for devices in users.values_mut() {
+                    match devices.as_object_mut() {
+                        Some(d) => d.values_mut().for_each(|m| *m = serde_json::Value::Null),
+                        None => *devices = serde_json::Value::Null,
+                    }
+                }
             }
             self.rules.check_value(ctx.direction, &value)
         } else {
@@ -389,11 +394,14 @@ impl Policy for RulesPolicy {
     /// Any matching rule refuses the request (403), whatever its action: text in a path,
     /// query or non-event body cannot be redacted. `fields` filters match `request.path`,
     /// `request.query`, `request.body` or the parameter's name (`room_alias`, `user_id`, …).
+    /// The text of a response outside events and user-data fields comes here piece by piece
+    /// too (`Policy::response_text`), as field `response.body`; a match refuses the response.
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         let field = match text.kind {
             TextKind::PathParam => "request.path",
             TextKind::QueryName | TextKind::QueryValue => "request.query",
             TextKind::BodyKey | TextKind::BodyValue => "request.body",
+            TextKind::ResponseKey | TextKind::ResponseValue => "response.body",
         };
         match self
             .rules
@@ -402,11 +410,13 @@ impl Policy for RulesPolicy {
             None => Decision::Allow,
             Some((id, _)) => {
                 let label = text.label();
-                tracing::info!(direction = ctx.direction.as_str(), peer = ctx.peer.as_deref().unwrap_or(""), rule = id, text = %label, "content rule matched request text");
-                Decision::Refuse(Refusal::forbidden(
-                    RefusalReason::RequestText,
-                    format!("request refused: {label} refused by rule {id}"),
-                ))
+                tracing::info!(direction = ctx.direction.as_str(), peer = ctx.peer.as_deref().unwrap_or(""), rule = id, text = %label, "content rule matched request or response text");
+                let reason = if text.kind.in_response() {
+                    RefusalReason::ResponseText
+                } else {
+                    RefusalReason::RequestText
+                };
+                Decision::Refuse(Refusal::forbidden(reason, text.refused_by(id)))
             }
         }
     }
@@ -611,19 +621,23 @@ mod tests {
         let c = ctx("send_transaction", Direction::Outbound);
         let clean_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"m.x","message_id":"m1","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"},"L":{"t":"ok"}}}}}"#;
         let marked_sender = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"GEHEIM","message_id":"m2","messages":{"@bob:hs2.test":{"P":{"t":"GEHEIM"}}}}}"#;
-        let raws: Vec<&RawValue> = [&clean_sender[..], &marked_sender[..]]
+        let marked_device = br#"{"edu_type":"m.direct_to_device","content":{"sender":"@a:hs1.test","type":"m.x","message_id":"m3","messages":{"@bob:hs2.test":{"GEHEIM":{"t":"ok"}}}}}"#;
+        let raws: Vec<&RawValue> = [&clean_sender[..], &marked_sender[..], &marked_device[..]]
             .iter()
             .map(|b| serde_json::from_slice(b).unwrap())
             .collect();
         let edus: Vec<EduView> = raws.iter().map(|r| EduView::parse(r).unwrap()).collect();
         // edu(): a to-device EDU is not dropped for its messages, only for the rest.
         assert_eq!(p.edu(&c, &edus[0]), EduVerdict::Allow);
-        assert_eq!(
-            p.edu(&c, &edus[1]),
-            EduVerdict::Drop {
-                rule: "geheim".into()
-            }
-        );
+        // The sender's type, and a recipient device id a sender chose, drop the EDU.
+        for marked in &edus[1..] {
+            assert_eq!(
+                p.edu(&c, marked),
+                EduVerdict::Drop {
+                    rule: "geheim".into()
+                }
+            );
+        }
         let to_device = edus
             .iter()
             .enumerate()
@@ -643,7 +657,10 @@ mod tests {
         let rec = Recorder(Default::default());
         decide(&p, &c, &units, fwd, &rec).unwrap();
         let v = rec.0.lock().unwrap().take().unwrap();
-        assert_eq!(v.drop_edus.iter().map(|m| m.pos).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            v.drop_edus.iter().map(|m| m.pos).collect::<Vec<_>>(),
+            [1, 2]
+        );
         // Per device: only the marked message of the EDU that was not dropped whole.
         assert_eq!(v.drop_to_device.len(), 1);
         assert_eq!(

@@ -84,7 +84,7 @@ fn profile_fields_all_top_level_members_null_skipped() {
             (
                 FieldKind::ProfileField,
                 "/org.example.card".into(),
-                r#"{"org":"Referat GEHEIM"}"#.into()
+                "org\nReferat GEHEIM".into()
             ),
         ]
     );
@@ -252,21 +252,32 @@ fn public_rooms_fields_removed_rooms_kept() {
         "total_room_count_estimate": 3
     }));
     let f = found("public_rooms_get", None, &body);
-    assert_eq!(f.len(), 7);
+    // chunk[0]: avatar_url, canonical_alias, name, topic; chunk[1]: aliases, canonical_alias,
+    // name, topic.
+    assert_eq!(f.len(), 8);
     assert_eq!(
-        f[4],
+        f[0],
+        (
+            FieldKind::AvatarUrl,
+            "/chunk/0/avatar_url".into(),
+            "mxc://hs1.test/x".into()
+        )
+    );
+    assert_eq!(
+        f[5],
         (
             FieldKind::RoomAlias,
             "/chunk/1/canonical_alias".into(),
             "#GEHEIM-kantine:hs1.test".into()
         )
     );
+    // A list is read string by string (one per line).
     assert_eq!(
-        f[3],
+        f[4],
         (
             FieldKind::RoomAlias,
             "/chunk/1/aliases".into(),
-            r##"["#k:hs1.test","#GEHEIM:hs1.test"]"##.into()
+            "#k:hs1.test\n#GEHEIM:hs1.test".into()
         )
     );
     let rooms = fields_in(ep("public_rooms_post"), None, &body).unwrap();

@@ -610,22 +610,43 @@ impl Folded {
     }
 }
 
-/// Word characters for whole-word keywords: letters and digits. `_` separates words (file
-/// names like `Bericht_GEHEIM.pdf`).
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric()
+/// What a character is to a whole-word keyword: letters continue letters and digits continue
+/// digits (`GEHEIMNIS` is another word); a letter next to a digit is a word boundary, so
+/// `GEHEIM1`, `2GEHEIM` and `GEHEIM¹` (a footnote marker; `¹` is a digit) show the word.
+/// Everything else, `_` included, separates words (file names like `Bericht_GEHEIM.pdf`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WordClass {
+    Letter,
+    Digit,
+}
+
+fn word_class(c: char) -> Option<WordClass> {
+    if c.is_numeric() {
+        Some(WordClass::Digit)
+    } else if c.is_alphabetic() {
+        Some(WordClass::Letter)
+    } else {
+        None
+    }
+}
+
+/// Whether `a` followed by `b` is inside one word.
+fn joins(a: char, b: char) -> bool {
+    matches!((word_class(a), word_class(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Whole-word check on the original text.
 fn whole_word(text: &str, start: usize, end: usize) -> bool {
     let m = &text[start..end];
-    let first_word = m.chars().next().is_some_and(is_word);
-    let last_word = m.chars().next_back().is_some_and(is_word);
-    if first_word && text[..start].chars().next_back().is_some_and(is_word) {
-        return false;
+    if let (Some(before), Some(first)) = (text[..start].chars().next_back(), m.chars().next()) {
+        if joins(before, first) {
+            return false;
+        }
     }
-    if last_word && text[end..].chars().next().is_some_and(is_word) {
-        return false;
+    if let (Some(last), Some(after)) = (m.chars().next_back(), text[end..].chars().next()) {
+        if joins(last, after) {
+            return false;
+        }
     }
     true
 }
@@ -1476,6 +1497,12 @@ mod tests {
         assert!(whole_word("ist GEHEIM.", 4, 10));
         assert!(!whole_word("GEHEIMNIS", 0, 6));
         assert!(!whole_word("ÜGEHEIM", 2, 8));
+        // Letters next to digits: a boundary (a footnote marker, a number glued on).
+        assert!(whole_word("GEHEIM1", 0, 6));
+        assert!(whole_word("GEHEIM¹", 0, 6));
+        assert!(whole_word("2GEHEIM", 1, 7));
+        assert!(!whole_word("GEHEIMx", 0, 6));
+        assert!(!whole_word("A123456789", 1, 4));
         assert!(glob_match(b"*.example.org", b"hs1.example.org"));
         assert!(!glob_match(b"*.example.org", b"example.org"));
         assert!(glob_match(b"m.room.*", b"m.room.message"));

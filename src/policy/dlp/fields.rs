@@ -65,6 +65,9 @@ fields! {
     DeviceDisplayName = "device.display_name",
     /// Profile query response `displayname`.
     ProfileDisplayName = "profile.displayname",
+    /// An avatar (`avatar_url`) of a profile or a directory entry: an `mxc://` URI, but one a
+    /// user sets to any string.
+    AvatarUrl = "avatar_url",
     /// Public room directory entry name.
     DirectoryName = "directory.name",
     /// Public room directory entry topic.
@@ -88,9 +91,13 @@ fields! {
     RequestPath = "request.path",
     /// A query-string parameter of a request (name and value), percent-decoded.
     RequestQuery = "request.query",
-    /// A string value or object key of a request body that is not an event (directory search,
-    /// user and key queries).
+    /// A string value, number or object key of a request body that is not an event (directory
+    /// search, user and key queries).
     RequestBody = "request.body",
+    /// Any other key, string or number of a response (`federation::response_text`): key
+    /// material, identifiers, custom profile field names, directory entry members, error
+    /// messages.
+    ResponseBody = "response.body",
     /// Text extracted from a file crossing the guard (media downloads and thumbnails:
     /// `crate::media::extract`), archive entries included.
     MediaText = "media.text",
@@ -381,13 +388,36 @@ fn walk<'a>(
             for (k, x) in o {
                 path.push(Seg::Key(k));
                 f(path, Leaf::Key(k));
-                if !(path.len() == 1 && skip.contains(&k.as_str())) {
+                if path.len() == 1 && skip.contains(&k.as_str()) {
+                    keys_of(x, 2, path, f);
+                } else {
                     walk(x, known, skip, path, f);
                 }
                 path.pop();
             }
         }
         Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The object keys of `v`, `depth` levels deep, without the values: of a to-device EDU's
+/// `messages`, the recipients (user ids, device ids) whose messages are judged on their own.
+fn keys_of<'a>(
+    v: &'a Value,
+    depth: usize,
+    path: &mut Vec<Seg<'a>>,
+    f: &mut dyn FnMut(&[Seg<'a>], Leaf<'a>),
+) {
+    if depth == 0 {
+        return;
+    }
+    if let Value::Object(o) = v {
+        for (k, x) in o {
+            path.push(Seg::Key(k));
+            f(path, Leaf::Key(k));
+            keys_of(x, depth - 1, path, f);
+            path.pop();
+        }
     }
 }
 
@@ -602,6 +632,8 @@ pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
 /// Every piece of text of an EDU: its type, the known fields ([`edu_fields`]) and every other
 /// string, key and number of its content (field `edu`). The per-device messages of
 /// `m.direct_to_device` are not included: they are judged one by one as to-device messages.
+/// Their recipients are: the user and device ids (keys of `messages`) are text a sender
+/// chooses (a remote device id is not checked by the sending server).
 pub fn edu_texts<'a>(edu_type: &'a str, content: &'a Value) -> Texts<'a> {
     let mut t = Texts::new();
     t.push(Field::EventType, edu_type);
@@ -799,6 +831,31 @@ mod tests {
         assert!(
             !blob.contains("GEHEIM") && blob.contains("messages"),
             "{blob}"
+        );
+        // The recipients are text a sender chooses: user and device ids are in the blob, and
+        // a match names where it lies.
+        let c = json!({"sender": "@a:x", "type": "m.x", "message_id": "m1",
+            "messages": {"@GEHEIM-u:y": {"DEV": {"n": 1}}, "@b:y": {"GEHEIM-d": {"n": 2}}}});
+        let t = edu_texts("m.direct_to_device", &c);
+        let (i, blob) = t
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(_, (f, _))| *f == Field::Edu)
+            .map(|(i, (_, b))| (i, b.to_string()))
+            .unwrap();
+        assert!(
+            blob.contains("@GEHEIM-u:y") && blob.contains("GEHEIM-d"),
+            "{blob}"
+        );
+        assert!(
+            !blob.lines().any(|l| l == "n"),
+            "no message content: {blob}"
+        );
+        let at = blob.find("GEHEIM-d").unwrap();
+        assert_eq!(
+            t.path_of(i, at).unwrap(),
+            "content.messages.@b:y.GEHEIM-d (key)"
         );
     }
 

@@ -221,8 +221,8 @@ fn unreadable() -> Outcome {
 }
 
 /// The DLP field a user-data field is scanned as, and the pseudo event type rules scope on.
-fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
-    Some(match kind {
+fn user_field_as(kind: FieldKind) -> (Field, &'static str) {
+    match kind {
         FieldKind::Displayname | FieldKind::ProfileField => {
             (Field::ProfileDisplayName, "m.profile")
         }
@@ -230,9 +230,8 @@ fn user_field_as(kind: FieldKind) -> Option<(Field, &'static str)> {
         FieldKind::RoomName => (Field::DirectoryName, "m.directory"),
         FieldKind::RoomTopic => (Field::DirectoryTopic, "m.directory"),
         FieldKind::RoomAlias => (Field::DirectoryAlias, "m.directory"),
-        // An `mxc://` URI is no text a user typed.
-        FieldKind::AvatarUrl => return None,
-    })
+        FieldKind::AvatarUrl => (Field::AvatarUrl, "m.profile"),
+    }
 }
 
 /// The matches of a scan as findings of a decision record (rule, field, span, masked excerpt).
@@ -286,7 +285,11 @@ impl DlpPolicy {
         Some(out)
     }
     fn user_field_outcome(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> Option<Outcome> {
-        let (f, pseudo_type) = user_field_as(field.kind)?;
+        let (f, pseudo_type) = match user_field_as(field.kind) {
+            // A directory entry's avatar (it has a room).
+            (Field::AvatarUrl, _) if field.room_id.is_some() => (Field::AvatarUrl, "m.directory"),
+            other => other,
+        };
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
@@ -294,7 +297,11 @@ impl DlpPolicy {
             sender: field.user_id.as_deref(),
             event_type: pseudo_type,
         };
-        let out = self.engine.scan_fields(&sctx, &[(f, field.value.as_ref())]);
+        // The key of a field with no fixed name (extended profiles) is text as well.
+        let key = (field.kind == FieldKind::ProfileField).then_some(field.key.as_ref());
+        let mut pieces = vec![(f, field.value.as_ref())];
+        pieces.extend(key.map(|k| (f, k)));
+        let out = self.engine.scan_fields(&sctx, &pieces);
         self.record(
             ctx,
             "user_field",
@@ -451,13 +458,18 @@ impl Policy for DlpPolicy {
             TextKind::PathParam => Field::RequestPath,
             TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
             TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
+            TextKind::ResponseKey | TextKind::ResponseValue => Field::ResponseBody,
         };
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
             room_id: None,
             sender: None,
-            event_type: "m.request",
+            event_type: if text.kind.in_response() {
+                "m.response"
+            } else {
+                "m.request"
+            },
         };
         let out = self
             .engine
@@ -467,7 +479,46 @@ impl Policy for DlpPolicy {
         match Self::removes(&out) {
             Some(rule) => Decision::Refuse(Refusal::forbidden(
                 RefusalReason::RequestText,
-                format!("request refused: {label} refused by rule {rule}"),
+                text.refused_by(&rule),
+            )),
+            None => Decision::Allow,
+        }
+    }
+    /// The text of a response outside events and user-data fields, scanned in one pass as
+    /// field `response.body` of the pseudo event type `m.response` (the pieces joined by line
+    /// feeds, so no match spans two of them). Any enforce action other than allow/tag refuses
+    /// the whole response (403).
+    fn response_text(
+        &self,
+        ctx: &ExchangeCtx,
+        texts: &[crate::policy::RequestText<'_>],
+    ) -> Decision {
+        use crate::policy::{Refusal, RefusalReason};
+        if texts.is_empty() {
+            return Decision::Allow;
+        }
+        let mut joined = String::new();
+        for t in texts {
+            if !joined.is_empty() {
+                joined.push('\n');
+            }
+            joined.push_str(&t.text);
+        }
+        let sctx = ScanCtx {
+            direction: ctx.direction,
+            peer: ctx.peer.as_deref(),
+            room_id: None,
+            sender: None,
+            event_type: "m.response",
+        };
+        let out = self
+            .engine
+            .scan_fields(&sctx, &[(Field::ResponseBody, joined.as_str())]);
+        self.record(ctx, "response", (None, None), &out);
+        match Self::removes(&out) {
+            Some(rule) => Decision::Refuse(Refusal::forbidden(
+                RefusalReason::ResponseText,
+                format!("response refused: its text refused by rule {rule}"),
             )),
             None => Decision::Allow,
         }

@@ -7,7 +7,7 @@ use super::refuse;
 use crate::federation::catalog::{BodyKind, Direction as Part, Endpoint, EventKind, Handler};
 use crate::federation::json::{self, JsonLimits, TopLevel};
 use crate::federation::txn::Transaction;
-use crate::federation::{pdu, userdata};
+use crate::federation::{pdu, response_text, userdata};
 use crate::policy::permit::Units;
 use crate::policy::{Refusal, RefusalReason};
 use crate::proxy::guard::Guard;
@@ -171,7 +171,13 @@ pub(super) fn inspect_response<'b>(
         }
         json::validate_with(body, jl, TopLevel::Object)
             .map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
-        return Ok(Units::default());
+        // An error message is text too (it may echo what was asked).
+        let response_texts = response_text::response_texts(endpoint, body, &[])
+            .map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
+        return Ok(Units {
+            response_texts,
+            ..Units::default()
+        });
     }
     if !endpoint.response_body.is_json() {
         // Media (multipart/binary): size-limited by the upstream client and not inspected.
@@ -188,6 +194,9 @@ pub(super) fn inspect_response<'b>(
     let mut units = crate::proxy::perpdu::locate_response(endpoint, body, limits.max_pdu_bytes)
         .map_err(|msg| bad_upstream(format!("a malformed response ({msg})")))?;
     units.user_fields = userdata::fields_in(endpoint, query_type, body)
+        .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
+    let typed: Vec<_> = units.user_fields.iter().map(|f| &f.path).collect();
+    units.response_texts = response_text::response_texts(endpoint, body, &typed)
         .map_err(|e| bad_upstream(format!("a malformed response ({e})")))?;
     Ok(units)
 }
