@@ -24,7 +24,9 @@ use std::sync::OnceLock;
 
 use serde_json::value::RawValue;
 
-use crate::federation::{canonical, catalog, json, pdu, redact, txn, xmatrix};
+use crate::federation::{
+    canonical, catalog, json, pdu, redact, response_text, txn, userdata, xmatrix,
+};
 use crate::spif::set::SpifSet;
 
 /// A fuzz target: its name (the directory under `fuzz/corpus/`) and its body.
@@ -144,7 +146,8 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
 
 /// A `/send` body: strict validation, the transaction view with the spec limits, then the PDU
 /// and EDU views of every element; and the event sites of one catalog endpoint (chosen by the
-/// first byte) over the rest.
+/// first byte) over the rest, and for a response that validates, its user-data fields and the
+/// rest of its text (which must always list: an error there would refuse every such answer).
 pub fn txn(data: &[u8]) {
     let limits = txn::TxnLimits::default();
     if json::validate_object(data, json::JsonLimits::default()).is_ok() {
@@ -175,6 +178,14 @@ pub fn txn(data: &[u8]) {
                     "located event is not part of the body"
                 );
             }
+        }
+        if direction == catalog::Direction::Response
+            && json::validate(body, json::JsonLimits::default()).is_ok()
+        {
+            let fields = userdata::fields_in(endpoint, None, body).unwrap_or_default();
+            let typed: Vec<_> = fields.iter().map(|f| &f.path).collect();
+            response_text::response_texts(endpoint, body, &typed)
+                .expect("the text of a valid JSON response lists");
         }
     }
 }

@@ -605,7 +605,8 @@ case_sensitive = true
         Layers::new().with("dlp", Arc::new(DlpPolicy::new(set.engine())))
     }
 
-    fn config_rules(fields: &[&str]) -> Layers {
+    /// A config `[[rule]]` refusing `GEHEIM` in the given fields (all when empty).
+    pub(super) fn config_rules(fields: &[&str]) -> Layers {
         let rule = RuleConfig {
             id: "cfg.geheim".into(),
             description: String::new(),

@@ -12,8 +12,7 @@ use crate::federation::response_text::response_texts;
 use crate::federation::userdata::{self, fields_in};
 use crate::policy::dlp::layer::DlpPolicy;
 use crate::policy::dlp::RuleSet;
-use crate::policy::rules::{RuleAction, RuleConfig, Rules, RulesPolicy};
-use crate::policy::{Direction, ExchangeCtx, Layers, Refusal, RefusalReason, StaticPolicy};
+use crate::policy::{Direction, ExchangeCtx, Layers, Refusal, RefusalReason};
 
 const DLP: &str = r#"
 mode = "enforce"
@@ -40,22 +39,7 @@ fn dlp() -> Layers {
 }
 
 fn config(fields: &[&str]) -> Layers {
-    let rule = RuleConfig {
-        id: "cfg.geheim".into(),
-        description: String::new(),
-        keywords: vec!["GEHEIM".into()],
-        regex: None,
-        fields: fields.iter().map(|s| s.to_string()).collect(),
-        directions: vec![],
-        action: RuleAction::Redact,
-    };
-    Layers::new().with(
-        "config",
-        Arc::new(RulesPolicy {
-            base: StaticPolicy::default(),
-            rules: Rules::compile(&[rule]).unwrap(),
-        }),
-    )
+    super::tests::config_rules(fields)
 }
 
 /// Applies field removals, as the proxy's response rewriter does.
