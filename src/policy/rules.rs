@@ -20,7 +20,9 @@
 //! Text the request itself carries (path and query parameters, bodies without events; see
 //! `federation::request_text`) is judged too: any matching rule refuses the request (403
 //! `M_FORBIDDEN`). `fields` filters apply by `request.path`, `request.query`, `request.body` or
-//! the parameter's name.
+//! the parameter's name. The text of a response outside its events and user-data fields (see
+//! `federation::response_text`) is judged piece by piece the same way, as `response.body`: a
+//! match refuses the response.
 use regex::RegexSet;
 use serde_json::value::RawValue;
 
