@@ -17,6 +17,11 @@
 //!      ligatures, circled and superscript letters become their plain letters), then every
 //!      combining mark (General_Category `M`) is removed — `GEHEİM`, `Ǵ`, `ü` read as `GEHEIM`,
 //!      `G`, `u`;
+//!    * letters and digits in circles, squares, parentheses or with a full stop become the
+//!      plain letters and digits, also where NFKD has no mapping or adds punctuation: `🅶🅴🅷🅴🅸🅼`,
+//!      `🅖🅔🅗🅔🅘🅜`, `🄖🄔🄗🄔🄘🄜` and `⒢⒠⒣⒠⒤⒨` read as `GEHEIM` and `geheim`, `❶⓫⑵⒊` as `11123`;
+//!    * dashes a reader takes for a hyphen (en and em dash, minus sign, horizontal bar, `ー`, …;
+//!      [`is_dash`]) become `-`, so `VS—NfD` reads as `VS-NfD`;
 //!    * space separators (NBSP, thin and ideographic spaces, …) become U+0020, line and
 //!      paragraph separators a line feed.
 //!
@@ -187,11 +192,16 @@ fn push_normalized(c: char, span: (u32, u32), out: &mut String, map: &mut Vec<(u
         }
         _ => {}
     }
+    if enclosed(c, |d| put(d, out, map)) {
+        return;
+    }
     decompose_compatible(c, |d| {
         if d.is_ascii() {
             if !is_removed(d) {
                 put(d, out, map);
             }
+        } else if is_dash(d) {
+            put('-', out, map);
         } else if !is_combining_mark(d) && !is_removed(d) {
             match d.general_category() {
                 GeneralCategory::SpaceSeparator => put(' ', out, map),
@@ -199,6 +209,69 @@ fn push_normalized(c: char, span: (u32, u32), out: &mut String, map: &mut Vec<(u
             }
         }
     });
+}
+
+/// Dashes and hyphens a reader takes for `-`: the hyphens, figure, en and em dashes, the
+/// horizontal bar, the minus sign, the two- and three-em dashes, the Armenian, Hebrew and
+/// Mongolian hyphens, the presentation forms, and the Katakana prolonged sound mark `ー` (a
+/// letter, but drawn as an em dash: `GEHEIMー` reads as `GEHEIM-`). Dashes drawn as `=` or `~`
+/// (double hyphens, wave dashes) are not.
+pub fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '\u{58a}' | '\u{5be}' | '\u{1806}' | '\u{2010}'
+            ..='\u{2015}'
+                | '\u{2043}'
+                | '\u{2212}'
+                | '\u{2e3a}'
+                | '\u{2e3b}'
+                | '\u{30fc}'
+                | '\u{fe31}'
+                | '\u{fe32}'
+                | '\u{fe58}'
+                | '\u{ff70}'
+    )
+}
+
+/// Letters and digits drawn in a circle or square, in parentheses or with a full stop or comma
+/// (Enclosed Alphanumerics and their supplement, the dingbat digits): `put` gets the plain
+/// letters or digits a reader sees, and the function says whether `c` was one. NFKD gives most
+/// of them with their parentheses or full stop (`⒜` → `(a)`, `⒈` → `1.`), which would split a
+/// word or a number, and nothing at all for the negative (white on black) and dingbat forms
+/// (`🅶`, `🅖`, `❶`, `⓫`). Regional indicators (`🇩🇪`) are not mapped: a reader sees flags.
+fn enclosed(c: char, mut put: impl FnMut(char)) -> bool {
+    let cp = c as u32;
+    let nth = |first: u32, base: u8| char::from(base + (cp - first) as u8);
+    let mut number = |n: u32| {
+        if n >= 10 {
+            put(char::from(b'0' + (n / 10) as u8));
+        }
+        put(char::from(b'0' + (n % 10) as u8));
+    };
+    match cp {
+        // Negative circled and negative squared Latin capitals.
+        0x1f150..=0x1f169 => put(nth(0x1f150, b'A')),
+        0x1f170..=0x1f189 => put(nth(0x1f170, b'A')),
+        // Negative circled numbers 11–20; double circled, dingbat circled and negative circled
+        // digits 1–10; negative and dingbat circled zeros.
+        0x24eb..=0x24f4 => number(cp - 0x24eb + 11),
+        0x24f5..=0x24fe => number(cp - 0x24f5 + 1),
+        0x2776..=0x277f => number(cp - 0x2776 + 1),
+        0x2780..=0x2789 => number(cp - 0x2780 + 1),
+        0x278a..=0x2793 => number(cp - 0x278a + 1),
+        0x24ff | 0x1f10b | 0x1f10c => number(0),
+        // Parenthesised digits and letters, digits with a full stop or comma: NFKD without
+        // the punctuation.
+        0x2474..=0x24b5 | 0x1f100..=0x1f10a | 0x1f110..=0x1f129 => {
+            decompose_compatible(c, |d| {
+                if d.is_ascii_alphanumeric() {
+                    put(d)
+                }
+            });
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Normalise `src` into `out` (cleared first), with `map` the original span of every output

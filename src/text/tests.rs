@@ -102,3 +102,58 @@ fn confusable_views_only_where_something_maps() {
         "German letters have no ASCII look-alike after normalisation"
     );
 }
+
+#[test]
+fn enclosed_letters_and_digits_read_as_plain_ones() {
+    assert_eq!(norm("🅶🅴🅷🅴🅸🅼"), "GEHEIM", "negative squared capitals");
+    assert_eq!(norm("🅖🅔🅗🅔🅘🅜"), "GEHEIM", "negative circled capitals");
+    assert_eq!(norm("🄖🄔🄗🄔🄘🄜"), "GEHEIM", "parenthesised capitals");
+    assert_eq!(norm("⒢⒠⒣⒠⒤⒨"), "geheim", "parenthesised small letters");
+    assert_eq!(norm("🄰🅉"), "AZ", "squared capitals (NFKD)");
+    assert_eq!(
+        norm("❶❿⓫⓴⓵⓾⓿➀➊🄋🄌"),
+        "110112011001100",
+        "dingbat, negative, double circled"
+    );
+    assert_eq!(
+        norm("⑴⒇⒈⒛🄀🄊"),
+        "12012009",
+        "parenthesised and full-stop digits"
+    );
+    assert_eq!(norm("DE⑧⑨③⑦"), "DE8937", "circled digits (NFKD)");
+    // Flags are not letters to a reader: a flag after a word keeps it a whole word.
+    assert_eq!(norm("GEHEIM🇩🇪"), "GEHEIM🇩🇪");
+}
+
+#[test]
+fn dashes_read_as_hyphens() {
+    for d in [
+        "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}", "\u{2014}", "\u{2015}", "\u{2212}",
+        "\u{2e3a}", "\u{fe58}", "\u{fe63}", "\u{ff0d}", "\u{30fc}", "\u{ff70}", "\u{58a}",
+    ] {
+        assert_eq!(
+            norm(&format!("VS{d}NfD")),
+            "VS-NfD",
+            "{}",
+            d.escape_unicode()
+        );
+    }
+    assert_eq!(norm("GEHEIMー"), "GEHEIM-");
+    // Dashes drawn as `=` or `~` are not hyphens.
+    assert_eq!(norm("VS\u{30a0}NfD"), "VS\u{30a0}NfD");
+    assert_eq!(norm("VS\u{301c}NfD"), "VS\u{301c}NfD");
+}
+
+#[test]
+fn spans_of_enclosed_and_dash_characters_cover_the_original() {
+    let src = "x 🅶🅴🅷🅴🅸🅼 VS—NfD";
+    let mut v = Views::new();
+    let views = v.build(src, false);
+    let t = &views[0].text;
+    let at = t.find("GEHEIM").unwrap();
+    let (s, e) = views[0].original(at, at + 6);
+    assert_eq!(&src[s..e], "🅶🅴🅷🅴🅸🅼");
+    let at = t.find("VS-NfD").unwrap();
+    let (s, e) = views[0].original(at, at + 6);
+    assert_eq!(&src[s..e], "VS—NfD");
+}
