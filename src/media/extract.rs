@@ -6,10 +6,12 @@
 //!   attribute values ([`xml`]); HTML gives text, comments and attribute values ([`html`]);
 //! - office files (OOXML, OpenDocument, macro-enabled OOXML): every XML part of the package
 //!   except themes, styles and font tables — body, headers, footers, notes, comments, shared
-//!   strings, inline strings, slides, document properties ([`office`]). Runs within a
-//!   paragraph are joined without a separator, paragraphs end with a line feed;
-//! - PDF: the text of every page, annotation texts, form fields, the Info dictionary and XMP
-//!   metadata ([`pdf`]); an encrypted PDF or one with embedded files is
+//!   strings, inline strings, slides, document properties — and the text of the other parts
+//!   by their kind: imported HTML or text chunks, embedded documents one level deep, picture
+//!   metadata ([`office`]). Runs within a paragraph are joined without a separator,
+//!   paragraphs end with a line feed;
+//! - PDF: the text of every page and of what pages draw with Form XObjects and patterns,
+//!   annotation texts, form fields, the Info dictionary and XMP metadata ([`pdf`]); an encrypted PDF or one with embedded files is
 //!   [`ExtractError::Unreadable`];
 //! - images: PNG `tEXt`/`zTXt`/`iTXt`/`eXIf`, JPEG comments, EXIF and XMP, GIF comment and
 //!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags ([`image`]);
@@ -54,6 +56,16 @@ pub fn part_limit(max_text: usize) -> usize {
 
 /// The text of a file of `kind` for the DLP rules. `Ok(None)` for kinds without text.
 pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<String>, ExtractError> {
+    text_at(kind, bytes, max_text, 0)
+}
+
+/// [`text`] of a file found `depth` levels deep inside another (an office package's part).
+fn text_at(
+    kind: FileKind,
+    bytes: &[u8],
+    max_text: usize,
+    depth: u8,
+) -> Result<Option<String>, ExtractError> {
     let mut sink = Sink::new(kind, max_text);
     let limit = part_limit(max_text);
     match kind {
@@ -73,7 +85,7 @@ pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<Stri
         | FileKind::OfficeMacro
         | FileKind::Odt
         | FileKind::Ods
-        | FileKind::Odp => office::text(&mut sink, bytes, limit)?,
+        | FileKind::Odp => office::text(&mut sink, bytes, limit, depth)?,
         FileKind::Pdf => pdf::text(&mut sink, bytes, limit)?,
         FileKind::Png | FileKind::Jpeg | FileKind::Gif | FileKind::Webp | FileKind::Tiff => {
             image::text(&mut sink, bytes, limit)?

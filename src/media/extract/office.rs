@@ -1,5 +1,10 @@
 //! Text of office packages (OOXML and OpenDocument, macro-enabled ones included): every XML
-//! part of the zip except themes, styles, font tables and the content-type list.
+//! part of the zip except themes, styles, font tables and the content-type list, and the text
+//! of every other part by what its bytes are: an imported chunk (`w:altChunk`: HTML, plain
+//! text), which Word shows as document text, an embedded document (a workbook in a document,
+//! one level deep), the metadata of pictures and thumbnails. Parts without a text reader
+//! (fonts, OLE objects, macro projects, media) are left to the inspector's part checks and
+//! YARA-X.
 //!
 //! The package type comes from its parts, not from the kind it was sniffed as. Main parts are
 //! read first (document, shared strings, sheets, slides, `content.xml`), then the rest
@@ -11,6 +16,9 @@ use std::io::{Cursor, Read};
 
 use super::xml::{self, Mode};
 use super::{ExtractError, Sink};
+use crate::media::inspect::part_kind_by_name;
+use crate::media::sniff::sniff;
+use crate::media::FileKind;
 
 /// Parts left out: formatting only, large and without document text.
 fn skipped(name: &str) -> bool {
@@ -69,10 +77,42 @@ fn mode(name: &str) -> Mode {
     }
 }
 
-pub(super) fn text(sink: &mut Sink, bytes: &[u8], part_limit: usize) -> Result<(), ExtractError> {
+/// How deep embedded office documents are read: a document in a document, not deeper.
+const MAX_DEPTH: u8 = 1;
+
+/// Whether an embedded part of `kind` has text to read here.
+fn readable_part(kind: FileKind) -> bool {
+    !matches!(
+        kind,
+        FileKind::Ole
+            | FileKind::OfficeMacro
+            | FileKind::Bmp
+            | FileKind::Zip
+            | FileKind::Tar
+            | FileKind::Gzip
+            | FileKind::OtherArchive
+            | FileKind::Pe
+            | FileKind::Elf
+            | FileKind::MachO
+            | FileKind::Mp4
+            | FileKind::Webm
+            | FileKind::Ogg
+            | FileKind::Mp3
+            | FileKind::Wav
+            | FileKind::Unknown
+    )
+}
+
+pub(super) fn text(
+    sink: &mut Sink,
+    bytes: &[u8],
+    part_limit: usize,
+    depth: u8,
+) -> Result<(), ExtractError> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|_| sink.malformed("not a readable zip package"))?;
     let mut parts: Vec<(u8, String, usize)> = Vec::new();
+    let mut others: Vec<(String, usize)> = Vec::new();
     let mut ooxml = false;
     let mut odf = false;
     for index in 0..zip.len() {
@@ -83,8 +123,13 @@ pub(super) fn text(sink: &mut Sink, bytes: &[u8], part_limit: usize) -> Result<(
             .into_owned();
         ooxml |= name == "[Content_Types].xml";
         odf |= name == "mimetype" || name == "content.xml";
-        if !entry.is_dir() && xml_part(&name) {
+        if entry.is_dir() || skipped(&name) {
+            continue;
+        }
+        if xml_part(&name) {
             parts.push((rank(&name), name, index));
+        } else if part_kind_by_name(&name).is_none() {
+            others.push((name, index));
         }
     }
     if !ooxml && !odf {
@@ -93,7 +138,11 @@ pub(super) fn text(sink: &mut Sink, bytes: &[u8], part_limit: usize) -> Result<(
     parts.sort();
     let mut read_total = 0usize;
     let total_limit = part_limit.saturating_mul(4);
-    for (_, name, index) in parts {
+    let xml_parts = parts
+        .into_iter()
+        .map(|(_, name, index)| (true, name, index));
+    let other_parts = others.into_iter().map(|(name, index)| (false, name, index));
+    for (is_xml, name, index) in xml_parts.chain(other_parts) {
         let entry = zip.by_index(index).map_err(|e| zip_error(sink, &e))?;
         if entry.encrypted() {
             return Err(sink.unreadable("encrypted package entry"));
@@ -116,11 +165,42 @@ pub(super) fn text(sink: &mut Sink, bytes: &[u8], part_limit: usize) -> Result<(
         if read_total > total_limit {
             return Err(sink.too_large());
         }
+        if !is_xml {
+            other_part(sink, &buf, depth)?;
+            continue;
+        }
         let xml_text = super::decode_lenient(&buf)
             .ok_or_else(|| sink.malformed("package part is not UTF-8"))?;
         xml::text(sink, &xml_text, mode(&name))?;
     }
     Ok(())
+}
+
+/// The text of a part that is not an XML part of the package, by what its bytes are.
+fn other_part(sink: &mut Sink, bytes: &[u8], depth: u8) -> Result<(), ExtractError> {
+    let kind = sniff(bytes);
+    if !readable_part(kind) {
+        return Ok(());
+    }
+    let office = matches!(
+        kind,
+        FileKind::Docx
+            | FileKind::Xlsx
+            | FileKind::Pptx
+            | FileKind::Odt
+            | FileKind::Ods
+            | FileKind::Odp
+    );
+    if office && depth >= MAX_DEPTH {
+        return Err(sink.unreadable("office documents nested more than one level deep"));
+    }
+    let room = sink.max.saturating_sub(sink.len());
+    match super::text_at(kind, bytes, room, depth + 1) {
+        Ok(Some(t)) => sink.piece(&t),
+        Ok(None) => Ok(()),
+        Err(ExtractError::TooLarge { .. }) => Err(sink.too_large()),
+        Err(e) => Err(e),
+    }
 }
 
 fn zip_error(sink: &Sink, e: &zip::result::ZipError) -> ExtractError {

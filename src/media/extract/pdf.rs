@@ -1,6 +1,13 @@
-//! Text of a PDF with lopdf: every page's text, annotation texts (`/Contents`, `/T`,
-//! `/Subj`), form field names and values, every string of the Info dictionary and the XMP
-//! metadata stream.
+//! Text of a PDF with lopdf: every page's text, the text drawn by Form XObjects (stamps,
+//! letterheads, watermarks, annotation appearances, forms inside forms) and tiling patterns,
+//! annotation texts (`/Contents`, `/T`, `/Subj`), form field names and values, every string of
+//! the Info dictionary and the XMP metadata stream.
+//!
+//! lopdf's page text reads only the page's own content stream: what a page draws with `Do`
+//! is read here from every Form XObject and tiling pattern in the file, whether a page uses it
+//! or not, with the fonts of its own resources (else those of the pages, which a form without
+//! resources inherits). A string shown with a font whose encoding is unknown is read as its
+//! bytes rather than dropped.
 //!
 //! Streams are decompressed with a hard limit. A PDF with embedded files (attachments) is
 //! unreadable: the files inside are not inspected. An encrypted PDF (an `/Encrypt` entry, even
@@ -12,7 +19,10 @@
 //! the raw bytes.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use lopdf::{Document, LoadOptions, Object};
+use std::collections::BTreeMap;
+
+use lopdf::content::Content;
+use lopdf::{Dictionary, Document, Encoding, LoadOptions, Object};
 
 use super::xml::{self, Mode};
 use super::{ExtractError, Sink};
@@ -60,6 +70,7 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
             }
         }
     }
+    drawn_text(sink, &doc, limit)?;
     if let Ok(info) = doc.trailer.get(b"Info") {
         if let Ok((_, Object::Dictionary(info))) = doc.dereference(info) {
             for (_, value) in info.iter() {
@@ -104,6 +115,113 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
         }
     }
     Ok(())
+}
+
+/// The text of every Form XObject and tiling pattern (see the module notes). Their content
+/// streams together may decompress to at most four times `limit`.
+fn drawn_text(sink: &mut Sink, doc: &Document, limit: usize) -> Result<(), ExtractError> {
+    let mut inherited: BTreeMap<Vec<u8>, &Dictionary> = BTreeMap::new();
+    for id in doc.get_pages().values() {
+        if let Ok(fonts) = doc.get_page_fonts(*id) {
+            for (name, font) in fonts {
+                inherited.entry(name).or_insert(font);
+            }
+        }
+    }
+    let mut budget = limit.saturating_mul(4);
+    for obj in doc.objects.values() {
+        let Object::Stream(stream) = obj else {
+            continue;
+        };
+        let dict = &stream.dict;
+        let form = matches!(dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Form");
+        let pattern = matches!(dict.get(b"PatternType"), Ok(Object::Integer(1)));
+        if !form && !pattern {
+            continue;
+        }
+        let data = stream
+            .decompressed_content_with_limit(limit.min(budget))
+            .map_err(|_| sink.malformed("a form's content could not be read"))?;
+        budget = budget.saturating_sub(data.len());
+        let content = Content::decode(&data)
+            .map_err(|_| sink.malformed("a form's content could not be parsed"))?;
+        let own = resource_fonts(doc, dict);
+        let mut encoding: Option<Encoding<'_>> = None;
+        let mut text = String::new();
+        for op in &content.operations {
+            match op.operator.as_str() {
+                "Tf" => {
+                    encoding = op
+                        .operands
+                        .first()
+                        .and_then(|o| o.as_name().ok())
+                        .and_then(|n| own.get(n).or_else(|| inherited.get(n)))
+                        .and_then(|f| f.get_font_encoding_with_limit(doc, limit).ok());
+                }
+                "Tj" | "TJ" => show(&mut text, encoding.as_ref(), &op.operands),
+                "'" => {
+                    text.push('\n');
+                    show(&mut text, encoding.as_ref(), &op.operands);
+                }
+                "\"" => {
+                    text.push('\n');
+                    show(
+                        &mut text,
+                        encoding.as_ref(),
+                        op.operands.get(2..).unwrap_or(&[]),
+                    );
+                }
+                "T*" | "ET" => text.push('\n'),
+                _ => {}
+            }
+        }
+        sink.piece(&text)?;
+    }
+    Ok(())
+}
+
+/// The fonts of a form's or pattern's own `/Resources`.
+fn resource_fonts<'a>(
+    doc: &'a Document,
+    dict: &'a Dictionary,
+) -> BTreeMap<Vec<u8>, &'a Dictionary> {
+    let mut out = BTreeMap::new();
+    let Ok(resources) = doc.get_dict_in_dict(dict, b"Resources") else {
+        return out;
+    };
+    let Ok(fonts) = doc.get_dict_in_dict(resources, b"Font") else {
+        return out;
+    };
+    for (name, value) in fonts.iter() {
+        let font = match value {
+            Object::Reference(id) => doc.get_dictionary(*id).ok(),
+            Object::Dictionary(d) => Some(d),
+            _ => None,
+        };
+        if let Some(font) = font {
+            out.insert(name.clone(), font);
+        }
+    }
+    out
+}
+
+/// Appends the strings a text-showing operator shows (`TJ` arrays: a kerning of more than a
+/// tenth of an em reads as a space).
+fn show(text: &mut String, encoding: Option<&Encoding<'_>>, operands: &[Object]) {
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => {
+                match encoding.and_then(|e| e.bytes_to_string(bytes).ok()) {
+                    Some(s) => text.push_str(&s),
+                    None => text.push_str(&String::from_utf8_lossy(bytes)),
+                }
+            }
+            Object::Array(items) => show(text, encoding, items),
+            Object::Integer(i) if *i < -100 => text.push(' '),
+            Object::Real(r) if *r < -100.0 => text.push(' '),
+            _ => {}
+        }
+    }
 }
 
 /// Whether the document references an embedded file: a file specification with `/EF`, an

@@ -158,6 +158,47 @@ fn docx_tabs_breaks_and_plain_sample() {
     assert_has(&t, &both(), "docx sample");
 }
 
+/// Parts that are no XML part of the package are read by what they are: imported HTML and
+/// text chunks (`w:altChunk`, shown by Word as document text), picture metadata, an embedded
+/// workbook. A document nested two levels deep is unreadable.
+#[test]
+fn office_other_parts_are_read_by_kind() {
+    let body = "<w:p><w:r><w:t>harmlos</w:t></w:r></w:p>";
+    let html = format!("<html><body><p>Einstufung {SECRET}</p></body></html>");
+    let png = docs::png(1, 1, Some(&format!("Bildtext {SECRET}-png")));
+    let xlsx = docs::xlsx(&[IBAN]);
+    let bytes = docs::docx_with_parts(
+        body,
+        &[
+            ("word/afchunk.htm", html.as_bytes()),
+            ("word/afchunk2.txt", b"Anlage VS-VERTRAULICH"),
+            ("word/media/image1.png", &png),
+            ("word/embeddings/Microsoft_Excel_Worksheet.xlsx", &xlsx),
+        ],
+    );
+    let t = extract(&bytes, FileKind::Docx);
+    assert_has(&t, "harmlos", "docx body");
+    assert_has(&t, &format!("Einstufung {SECRET}"), "altChunk HTML");
+    assert_has(&t, "Anlage VS-VERTRAULICH", "altChunk text");
+    assert_has(&t, &format!("{SECRET}-png"), "picture metadata");
+    assert_has(&t, IBAN, "embedded workbook");
+    let inner = docs::docx(SECRET);
+    let middle = docs::docx_with_parts(body, &[("word/embeddings/a.docx", &inner)]);
+    assert_has(
+        &extract(&middle, FileKind::Docx),
+        SECRET,
+        "embedded document",
+    );
+    let outer = docs::docx_with_parts(body, &[("word/embeddings/b.docx", &middle)]);
+    assert!(
+        matches!(
+            text(FileKind::Docx, &outer, MAX),
+            Err(ExtractError::Unreadable { .. })
+        ),
+        "two levels deep"
+    );
+}
+
 #[test]
 fn xlsx_shared_strings_inline_strings_rich_runs() {
     let t = extract(&docs::xlsx(&["a", SECRET, IBAN]), FileKind::Xlsx);
@@ -321,6 +362,28 @@ fn pdf_page_text_info_xmp() {
     assert_has(&t, IBAN, "pdf info author");
     assert_has(&t, "k (with) parens", "pdf info escapes");
     assert_has(&t, &format!("{SECRET}-xmp"), "pdf xmp");
+}
+
+/// Text a page draws with `Do` (a stamp in a Form XObject) is text the reader sees: it is
+/// read with the form's fonts, or the page's when the form has none of its own.
+#[test]
+fn pdf_form_xobject_text() {
+    for inherits in [false, true] {
+        let stamp = format!("Einstufung {SECRET}");
+        let spec = docs::PdfSpec {
+            pages: vec!["harmloser Text"],
+            stamp: Some(&stamp),
+            stamp_inherits: inherits,
+            ..docs::PdfSpec::default()
+        };
+        let t = extract(&docs::pdf_from(&spec), FileKind::Pdf);
+        assert_has(&t, "harmloser Text", "pdf page");
+        assert_has(
+            &t,
+            &stamp,
+            &format!("pdf stamp (inherits fonts: {inherits})"),
+        );
+    }
 }
 
 #[test]

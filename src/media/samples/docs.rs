@@ -319,6 +319,12 @@ pub struct PdfSpec<'a> {
     pub attachment: Option<(&'a str, &'a [u8])>,
     /// A filled-in text form field (name, value) in the document's `AcroForm`.
     pub form_field: Option<(&'a str, &'a str)>,
+    /// A stamp: a Form XObject that the first page draws with `Do`, showing this text with
+    /// `TJ`, split in two halves with a small kerning between them. Its font comes from the
+    /// form's own resources, or (`stamp_inherits`) from the page's.
+    pub stamp: Option<&'a str>,
+    /// The stamp has no resources of its own.
+    pub stamp_inherits: bool,
 }
 
 /// A one-page PDF 1.4 drawing `text` in Helvetica.
@@ -372,6 +378,7 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     let embedded_id = encrypt_id + 1;
     let filespec_id = embedded_id + 1;
     let field_id = filespec_id + 1;
+    let stamp_id = field_id + 1;
     let kids: Vec<String> = (0..n_pages)
         .map(|i| format!("{} 0 R", first_page + 2 * i))
         .collect();
@@ -407,10 +414,16 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
     );
     for (i, text) in pages.iter().enumerate() {
         let content_id = first_page + 2 * i + 1;
+        let stamped = i == 0 && spec.stamp.is_some();
+        let xobject = if stamped {
+            format!(" /XObject << /Fm0 {stamp_id} 0 R >>")
+        } else {
+            String::new()
+        };
         objects.push(
             format!(
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
-/Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>"
+/Resources << /Font << /F1 3 0 R >>{xobject} >> /Contents {content_id} 0 R >>"
             )
             .into_bytes(),
         );
@@ -419,6 +432,9 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
             stream.push_str(&format!("{} Tj T*\n", pdf_string(line)));
         }
         stream.push_str("ET\n");
+        if stamped {
+            stream.push_str("q 1 0 0 1 300 50 cm /Fm0 Do Q\n");
+        }
         objects.push(
             format!(
                 "<< /Length {} >>\nstream\n{}endstream",
@@ -480,6 +496,31 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
         .into_bytes(),
         None => b"null".to_vec(),
     });
+    if let Some(stamp) = spec.stamp {
+        let half = stamp
+            .char_indices()
+            .map(|(i, _)| i)
+            .nth(stamp.chars().count() / 2)
+            .unwrap_or(0);
+        let (a, b) = stamp.split_at(half);
+        let content = format!(
+            "BT\n/F1 10 Tf\n[{} -40 {}] TJ\nET\n",
+            pdf_string(a),
+            pdf_string(b)
+        );
+        let resources = if spec.stamp_inherits {
+            ""
+        } else {
+            " /Resources << /Font << /F1 3 0 R >> >>"
+        };
+        objects.push(
+            format!(
+                "<< /Type /XObject /Subtype /Form /BBox [0 0 200 40]{resources} /Length {} >>\nstream\n{content}endstream",
+                content.len()
+            )
+            .into_bytes(),
+        );
+    }
 
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
@@ -619,10 +660,16 @@ const DOCM_MAIN: &str = "application/vnd.ms-word.document.macroEnabled.main+xml"
 /// A docx whose `word/document.xml` body is `body` (WordprocessingML), plus `extra` parts
 /// (name, XML) such as `word/header1.xml`, `word/comments.xml` or `docProps/core.xml`.
 pub fn docx_with(body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let extra: Vec<(&str, &[u8])> = extra.iter().map(|(n, x)| (*n, x.as_bytes())).collect();
+    office_word(body, &extra, false)
+}
+
+/// [`docx_with`] with parts of any bytes (pictures, embedded documents, imported chunks).
+pub fn docx_with_parts(body: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     office_word(body, extra, false)
 }
 
-fn office_word(body: &str, extra: &[(&str, &str)], macros: bool) -> Vec<u8> {
+fn office_word(body: &str, extra: &[(&str, &[u8])], macros: bool) -> Vec<u8> {
     let main = if macros { DOCM_MAIN } else { DOCX_MAIN };
     let mut ct = content_types(&[("/word/document.xml", main)]);
     if macros {
@@ -649,9 +696,7 @@ fn office_word(body: &str, extra: &[(&str, &str)], macros: bool) -> Vec<u8> {
             &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1],
         ));
     }
-    for (name, xml) in extra {
-        parts.push((name, xml.as_bytes()));
-    }
+    parts.extend_from_slice(extra);
     zip_parts(&parts)
 }
 
