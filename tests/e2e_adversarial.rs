@@ -63,6 +63,7 @@ fn marked_event(ev: &Value) -> bool {
         redacts: None,
         content: &ev["content"],
         unsigned: None,
+        envelope: None,
     };
     !matches!(
         engine().scan_parts(&ctx, parts).action,

@@ -2,7 +2,8 @@
 //! sockets, a recording upstream (see `tests/proxy.rs` for the harness).
 //!
 //! - Outbound directory, profile and public-rooms requests whose alias, user id or search term
-//!   carries a marking are refused (403) and never reach the remote; clean ones pass. Judged by
+//!   carries a marking are refused (403) and never reach the remote; clean ones pass. So are
+//!   requests to a server whose name carries one. Judged by
 //!   the shipped DLP rule set and, separately, by a config `[[rule]]`.
 //! - Media downloads and thumbnails are refused in both directions by default and pass with
 //!   `[media] allow_unscanned = true`.
@@ -61,9 +62,21 @@ async fn outbound(
     path: &str,
     body: Option<&[u8]>,
 ) -> Got {
+    outbound_to(g, key, REMOTE, method, path, body).await
+}
+
+/// [`outbound`] to the server `dest`.
+async fn outbound_to(
+    g: &RunningGuard,
+    key: &SigningKey,
+    dest: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Got {
     let raw: Option<Box<serde_json::value::RawValue>> =
         body.map(|b| serde_json::from_slice(b).unwrap());
-    let hdr = xmatrix::sign_request(key, HS1, REMOTE, method, path, raw.as_deref()).unwrap();
+    let hdr = xmatrix::sign_request(key, HS1, dest, method, path, raw.as_deref()).unwrap();
     let headers = vec![
         ("authorization", hdr),
         ("proxy-authorization", "Bearer s3cret".to_string()),
@@ -72,7 +85,7 @@ async fn outbound(
     plain_request(
         g.proxy.unwrap(),
         method,
-        &format!("matrix-federation://{REMOTE}{path}"),
+        &format!("matrix-federation://{dest}{path}"),
         &headers,
         body.unwrap_or_default().to_vec(),
     )
@@ -187,6 +200,117 @@ async fn marked_alias_profile_and_search_lookups_never_reach_the_remote() {
         assert_eq!(&seen[2].body[..], &clean[..]);
         g.stop().await;
     }
+}
+
+/// The name of the server a request goes to is text the protected side chooses (a user asks
+/// their homeserver for `#room:GEHEIM.example`): it would cross in DNS queries, TLS SNI, the
+/// `Host` header and the X-Matrix destination, so it is judged before anything leaves.
+#[tokio::test]
+async fn a_marked_destination_server_name_never_leaves() {
+    let p = pki();
+    for (layer, extra) in [("dlp", shipped_dlp()), ("config", GEHEIM_RULE.to_string())] {
+        let remote = recorder(Some(acceptor(&p)), default_answer()).await;
+        let key = SigningKey::generate("hs1").unwrap();
+        let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+        // A route for the marked name too: without the check the request would get through.
+        let routes = format!(
+            "[[route]]\nserver_name = \"GEHEIM.remote.test\"\naddress = \"{}\"\ntls_name = \"127.0.0.1\"\n{extra}",
+            remote.addr
+        );
+        let g = start_guard(
+            &p,
+            &outbound_toml(&p, remote.addr, &routes)
+                .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr)),
+        )
+        .await;
+        let before = refusals(&g, "outbound", "request_text").await;
+        let path = "/_matrix/federation/v1/publicRooms";
+        let got = outbound_to(&g, &key, "GEHEIM.remote.test", "GET", path, None).await;
+        assert_eq!(
+            (got.status, got.errcode().as_str()),
+            (403, "M_FORBIDDEN"),
+            "{layer}: {:?}",
+            got.json()
+        );
+        assert!(
+            !String::from_utf8_lossy(&got.body).contains("GEHEIM"),
+            "{layer}: the refusal carries no payload"
+        );
+        assert!(remote.seen().is_empty(), "{layer}: {:?}", remote.seen());
+        assert!(refusals(&g, "outbound", "request_text").await >= before + 1.0);
+        // Positive control: the same request to a clean name crosses.
+        let got = outbound(&g, &key, "GET", path, None).await;
+        assert_eq!(got.status, 200, "{layer}: {:?}", got.json());
+        assert_eq!(remote.seen().len(), 1, "{layer}");
+        g.stop().await;
+    }
+}
+
+/// Headers are text no layer judges: only the X-Matrix authorization and the body's type cross
+/// with a request, only the body's type (and `Retry-After`) with an answer, and a JSON body's
+/// type loses its parameters.
+#[tokio::test]
+async fn only_the_headers_federation_needs_cross() {
+    let p = pki();
+    let answer: Answer = std::sync::Arc::new(|_s: &Seen| {
+        (
+            200,
+            "application/json; note=GEHEIM",
+            br#"{"ok":true}"#.to_vec(),
+        )
+    });
+    let remote = recorder(Some(acceptor(&p)), answer).await;
+    let key = SigningKey::generate("hs1").unwrap();
+    let hs1 = recorder(None, key_server_answer(HS1, &key)).await;
+    let g = start_guard(
+        &p,
+        &outbound_toml(&p, remote.addr, "")
+            .replace("http://127.0.0.1:9", &format!("http://{}", hs1.addr)),
+    )
+    .await;
+    let path = "/_matrix/federation/v1/publicRooms";
+    let body = br#"{"limit":5}"#;
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(body).unwrap();
+    let hdr = xmatrix::sign_request(&key, HS1, REMOTE, "POST", path, Some(&*raw)).unwrap();
+    let headers = vec![
+        ("authorization", hdr.clone()),
+        ("proxy-authorization", "Bearer s3cret".to_string()),
+        (
+            "content-type",
+            "application/json; charset=GEHEIM".to_string(),
+        ),
+        ("x-note", "GEHEIM".to_string()),
+        ("user-agent", "Synapse/GEHEIM".to_string()),
+    ];
+    let got = plain_request(
+        g.proxy.unwrap(),
+        "POST",
+        &format!("matrix-federation://{REMOTE}{path}"),
+        &headers,
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", got.json());
+    let seen = remote.seen();
+    assert_eq!(seen.len(), 1);
+    let names: Vec<&str> = seen[0].headers.keys().map(|k| k.as_str()).collect();
+    for h in &names {
+        assert!(
+            ["authorization", "content-type", "host", "content-length"].contains(h),
+            "header {h} crossed: {names:?}"
+        );
+    }
+    assert_eq!(seen[0].headers["authorization"], hdr.as_str());
+    assert_eq!(seen[0].headers["content-type"], "application/json");
+    // The answer: its type without parameters, nothing else of the upstream's.
+    assert_eq!(got.headers["content-type"], "application/json");
+    for (k, v) in &got.headers {
+        assert!(
+            !v.to_str().unwrap_or("").contains("GEHEIM"),
+            "answer header {k} carries the marking"
+        );
+    }
+    g.stop().await;
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@
 //!   every object key and every string value at every depth. In bodies that carry events the
 //!   events (and a transaction's EDUs) are judged per unit and are not listed again; the other
 //!   top-level members (a transaction's `origin`, an invite's `room_version`, anything a sender
-//!   adds) are listed like a non-event body.
+//!   adds) are listed like a non-event body, and so are the members of each EDU besides
+//!   `edu_type` and `content`.
 //!
 //! Text that does not decode (malformed `%XX` escapes, bytes that are not UTF-8) is an error:
 //! the caller refuses the request rather than judge something other than what the receiver
@@ -47,6 +48,9 @@ pub enum TextKind {
     BodyKey,
     /// A string value or number of a request body.
     BodyValue,
+    /// The name of the peer server: the destination of an outbound request (it crosses in
+    /// DNS queries, TLS SNI, `Host` and the X-Matrix destination), the origin of an inbound one.
+    Server,
     /// An object key of a response body outside its events and user-data fields
     /// (`federation::response_text`).
     ResponseKey,
@@ -63,6 +67,7 @@ impl TextKind {
             TextKind::QueryValue => "query parameter",
             TextKind::BodyKey => "body key",
             TextKind::BodyValue => "body value",
+            TextKind::Server => "server name",
             TextKind::ResponseKey => "response key",
             TextKind::ResponseValue => "response value",
         }
@@ -235,7 +240,11 @@ fn residue_texts(
             .iter()
             .any(|s| matches!(s.path.first(), Some(Step::Key(f)) if *f == k));
         let is_edus = endpoint.handler == Handler::Transaction && k == "edus";
-        if is_site || is_edus {
+        if is_site {
+            continue;
+        }
+        if is_edus {
+            edu_residue_texts(raw, out)?;
             continue;
         }
         let name = known_name(&k);
@@ -246,6 +255,39 @@ fn residue_texts(
             text: Cow::Owned(k),
         });
         body_texts(&value, Some(name), out);
+    }
+    Ok(())
+}
+
+/// The members of each EDU besides `edu_type` and `content` (judged per EDU): a sender may add
+/// any, and they cross with the EDU.
+fn edu_residue_texts(
+    edus: &RawValue,
+    out: &mut Vec<RequestText<'_>>,
+) -> Result<(), RequestTextError> {
+    let edus: Vec<&RawValue> =
+        serde_json::from_str(edus.get()).map_err(|_| RequestTextError::Body)?;
+    for edu in edus {
+        // An EDU that is no object has no view: the transaction view refuses it.
+        let Ok(members) =
+            serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(edu.get())
+        else {
+            continue;
+        };
+        for (k, raw) in members {
+            if k == "edu_type" || k == "content" {
+                continue;
+            }
+            let name = known_name(&k);
+            let value: Value =
+                serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
+            out.push(RequestText {
+                kind: TextKind::BodyKey,
+                name,
+                text: Cow::Owned(k),
+            });
+            body_texts(&value, Some(name), out);
+        }
     }
     Ok(())
 }
@@ -507,6 +549,19 @@ mod tests {
                 (TextKind::BodyValue, "origin_server_ts", "1".into()),
             ]
         );
+        // Members of an EDU besides `edu_type` and `content` cross with it: listed. An EDU that
+        // is no object is left to the transaction view.
+        let txn = br#"{"origin":"x","origin_server_ts":1,"edus":[{"edu_type":"m.typing","content":{"typing":true},"x_note":{"k":"GEHEIM"}},7]}"#;
+        let got = texts(Method::PUT, "/_matrix/federation/v1/send/t1", txn).unwrap();
+        assert_eq!(
+            got[1..4],
+            [
+                (TextKind::BodyKey, "other", "x_note".into()),
+                (TextKind::BodyKey, "other", "k".into()),
+                (TextKind::BodyValue, "other", "GEHEIM".into()),
+            ]
+        );
+        assert!(!got.iter().any(|t| t.2 == "m.typing" || t.2 == "typing"));
         // A body that is the event: nothing besides the path.
         let got = texts(
             Method::PUT,

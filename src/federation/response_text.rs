@@ -8,7 +8,8 @@
 //! is not known: [`response_texts`] lists every object key, string and number of a JSON
 //! response body except
 //!
-//! * what sits at one of the endpoint's event sites (`catalog::EventSite`; judged per event),
+//! * what sits at one of the endpoint's event sites (`catalog::EventSite`; judged per event;
+//!   an error answer has none: [`error_texts`]),
 //! * the values at the given user-data field paths (judged per field and removable; their keys
 //!   are still listed).
 //!
@@ -32,16 +33,31 @@ pub fn response_texts(
     body: &[u8],
     typed: &[&FieldPath],
 ) -> Result<Vec<RequestText<'static>>, RequestTextError> {
-    let mut out = Vec::new();
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(out);
-    }
-    let root: &RawValue = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
     let sites: Vec<&'static [Step]> = endpoint
         .events(Part::Response)
         .iter()
         .map(|s: &EventSite| s.path)
         .collect();
+    texts_of(body, &sites, typed)
+}
+
+/// Every key, string and number of an error answer (a JSON object): an error body has no
+/// event sites and no user-data fields, so what looks like an event in it is text like the
+/// rest (it is not judged per event).
+pub fn error_texts(body: &[u8]) -> Result<Vec<RequestText<'static>>, RequestTextError> {
+    texts_of(body, &[], &[])
+}
+
+fn texts_of(
+    body: &[u8],
+    sites: &[&'static [Step]],
+    typed: &[&FieldPath],
+) -> Result<Vec<RequestText<'static>>, RequestTextError> {
+    let mut out = Vec::new();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(out);
+    }
+    let root: &RawValue = serde_json::from_slice(body).map_err(|_| RequestTextError::Body)?;
     let typed: HashSet<&[PathSeg]> = typed.iter().map(|p| p.0.as_slice()).collect();
     let mut walk = Walk {
         typed,
@@ -49,7 +65,7 @@ pub fn response_texts(
         top: None,
         out: &mut out,
     };
-    walk.value(root, &sites)?;
+    walk.value(root, sites)?;
     Ok(out)
 }
 
@@ -238,6 +254,14 @@ mod tests {
         assert!(t.iter().any(|x| x.text == "GEHEIM"));
         assert!(response_texts(profile, b"", &[]).unwrap().is_empty());
         assert!(response_texts(profile, b"{", &[]).is_err());
+        // An error answer has no event sites: what sits where a success answer has events is
+        // text like the rest.
+        let state = ep(Method::GET, "/_matrix/federation/v1/state/!r:hs1");
+        let body = br#"{"errcode":"M_FORBIDDEN","pdus":[{"type":"m.room.message","content":{"body":"VS-VERTRAULICH"}}]}"#;
+        let t = error_texts(body).unwrap();
+        assert!(t.iter().any(|x| x.text == "VS-VERTRAULICH"), "{t:?}");
+        let t = response_texts(state, body, &[]).unwrap();
+        assert!(!t.iter().any(|x| x.text == "VS-VERTRAULICH"), "{t:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::pause::{self, RoomGate, Screen, Screened, Unit};
 use super::{
-    Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason,
+    Decision, Direction, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal,
+    RefusalReason,
 };
 use crate::federation::catalog::Handler;
 use crate::federation::pdu::{EduView, EventView, PduView};
@@ -243,16 +244,17 @@ pub fn decide_recorded(
     Ok(Permit { inner: forward })
 }
 
-/// The text the request carries outside events, listed from the bytes about to be forwarded
-/// and judged piece by piece ([`Policy::request_text`]); the first refusal refuses the request.
-/// Text that does not decode is refused (400): nothing crosses that the guard did not read as
-/// the receiver will.
-fn check_request_text(
+/// The text the request carries outside events, listed from the bytes about to be forwarded,
+/// and the peer server's name (the destination of an outbound request: a name the protected
+/// side chooses, which would cross in DNS, SNI and headers), judged piece by piece
+/// ([`Policy::request_text`]); the first refusal refuses the request. Text that does not
+/// decode is refused (400): nothing crosses that the guard did not read as the receiver will.
+pub(crate) fn check_request_text(
     policy: &dyn Policy,
     ctx: &ExchangeCtx,
     forward: &Forward,
 ) -> Result<(), Refusal> {
-    use crate::federation::request_text::{request_texts, RequestTextError};
+    use crate::federation::request_text::{request_texts, RequestText, RequestTextError, TextKind};
     let texts = request_texts(
         ctx.endpoint,
         &forward.method,
@@ -279,7 +281,15 @@ fn check_request_text(
             e.to_string(),
         ),
     })?;
-    for t in &texts {
+    let server = ctx.peer.as_deref().map(|p| RequestText {
+        kind: TextKind::Server,
+        name: match ctx.direction {
+            Direction::Outbound => "destination",
+            Direction::Inbound => "origin",
+        },
+        text: std::borrow::Cow::Borrowed(p),
+    });
+    for t in server.iter().chain(&texts) {
         if let Decision::Refuse(r) = policy.request_text(ctx, t) {
             return Err(r);
         }

@@ -400,7 +400,7 @@ impl Policy for RulesPolicy {
     /// too (`Policy::response_text`), as field `response.body`; a match refuses the response.
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
         let field = match text.kind {
-            TextKind::PathParam => "request.path",
+            TextKind::PathParam | TextKind::Server => "request.path",
             TextKind::QueryName | TextKind::QueryValue => "request.query",
             TextKind::BodyKey | TextKind::BodyValue => "request.body",
             TextKind::ResponseKey | TextKind::ResponseValue => "response.body",

@@ -21,20 +21,28 @@
 //!   `yara:<namespace>.<rule>` (the first rule with that action). `tag` only logs. A scan that
 //!   fails (timeout, error) or content that does not parse fails closed as a redaction
 //!   (`yara:scan_failed`, `yara:unreadable`).
-//! * EDUs, user-data fields and request text are not judged by this layer (the DLP layer
-//!   judges them).
+//! * **Beyond events** the layer judges what the DLP layer judges, with the same fields and
+//!   pseudo event types: every EDU's texts ([`super::dlp::fields::edu_texts`]; a match drops
+//!   the EDU), user-data fields (`m.profile`, `m.devices`, `m.directory`; a match removes the
+//!   field), request text (`m.request`: path, query, non-event body, the peer server's name;
+//!   a match refuses the request) and response text (`m.response`, one scan of the joined
+//!   pieces; a match refuses the response).
 //! * **Logs never carry payload**: rule, field and unit only.
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::decisions::{Findings, RuleHit};
-use super::dlp::fields::{event_texts, EventParts, Field};
+use super::dlp::fields::{edu_texts, event_texts, EventParts, Field, Judged};
+use super::dlp::layer::{request_text_scope, user_field_scope};
 use super::dlp::Action;
-use super::{Decision, EduVerdict, ExchangeCtx, PduVerdict, Policy};
+use super::{
+    Decision, EduVerdict, ExchangeCtx, FieldVerdict, PduVerdict, Policy, Refusal, RefusalReason,
+    RequestText,
+};
 use crate::federation::pdu::{EduView, EventView, PduView};
-use crate::federation::userdata::ToDeviceMessage;
+use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
 use crate::telemetry::Direction;
 
 pub use crate::telemetry::YARA_TEXT_DECISIONS_TOTAL;
@@ -144,17 +152,33 @@ impl YaraTextPolicy {
     /// Judges the texts of one event of type `event_type` going in `direction`.
     pub fn scan_parts(&self, direction: Direction, parts: EventParts<'_>) -> TextOutcome {
         let rules = self.matcher.text_rules();
+        if !rules.iter().any(|r| r.applies(direction, parts.event_type)) {
+            return TextOutcome::default();
+        }
+        let texts = event_texts(parts);
+        self.scan_pieces(direction, parts.event_type, &texts.fields)
+    }
+
+    /// Judges pieces of text (each with its field) of a unit of type `event_type` (an event,
+    /// EDU, or the pseudo types `m.profile`, `m.devices`, `m.directory`, `m.request`,
+    /// `m.response`) going in `direction`.
+    fn scan_pieces(
+        &self,
+        direction: Direction,
+        event_type: &str,
+        pieces: &[(Field, Cow<'_, str>)],
+    ) -> TextOutcome {
+        let rules = self.matcher.text_rules();
         let active: Vec<usize> = (0..rules.len())
-            .filter(|&i| rules[i].applies(direction, parts.event_type))
+            .filter(|&i| rules[i].applies(direction, event_type))
             .collect();
         if active.is_empty() {
             return TextOutcome::default();
         }
-        let texts = event_texts(parts);
         // Every view of every field some active rule looks at, with its field.
         let mut views = crate::text::Views::new();
         let mut scanned: Vec<(Field, String)> = Vec::new();
-        for (field, text) in &texts.fields {
+        for (field, text) in pieces {
             if !active.iter().any(|&i| rules[i].on_field(*field)) {
                 continue;
             }
@@ -196,40 +220,16 @@ impl YaraTextPolicy {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn scan_content(
-        &self,
-        ctx: &ExchangeCtx,
-        what: &str,
-        event_type: &str,
-        state_key: Option<&str>,
-        redacts: Option<&str>,
-        content: &RawValue,
-        unsigned: Option<&RawValue>,
-    ) -> TextOutcome {
-        let unreadable = || TextOutcome {
-            action: Action::Redact,
-            hits: Vec::new(),
-            failed: Some("unreadable"),
+    /// Judges one event or to-device content: every member of an event is text.
+    fn scan_content(&self, ctx: &ExchangeCtx, what: &str, judged: Judged<'_>) -> TextOutcome {
+        let Some(value) = judged.value() else {
+            return TextOutcome {
+                action: Action::Redact,
+                hits: Vec::new(),
+                failed: Some("unreadable"),
+            };
         };
-        let Ok(value) = serde_json::from_str::<Value>(content.get()) else {
-            return unreadable();
-        };
-        let unsigned = match unsigned.map(|u| serde_json::from_str::<Value>(u.get())) {
-            None => None,
-            Some(Ok(u)) => Some(u),
-            Some(Err(_)) => return unreadable(),
-        };
-        let out = self.scan_parts(
-            ctx.direction,
-            EventParts {
-                event_type,
-                state_key,
-                redacts,
-                content: &value,
-                unsigned: unsigned.as_ref(),
-            },
-        );
+        let out = self.scan_parts(ctx.direction, judged.parts(&value));
         self.record(ctx, what, &out);
         out
     }
@@ -242,7 +242,7 @@ impl YaraTextPolicy {
                 peer = ctx.peer.as_deref().unwrap_or(""),
                 unit = what,
                 reason,
-                "YARA text scan failed; the unit is redacted"
+                "YARA text scan failed; the unit does not cross (redacted, dropped or refused)"
             );
             metrics::counter!(YARA_TEXT_DECISIONS_TOTAL, "action" => "redact", "result" => reason)
                 .increment(1);
@@ -314,27 +314,11 @@ impl YaraTextPolicy {
 
     /// The outcome for a PDU (what [`Policy::pdu`] decides on).
     pub fn pdu_outcome(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> TextOutcome {
-        self.scan_content(
-            ctx,
-            "pdu",
-            &pdu.event_type,
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-            pdu.content,
-            pdu.unsigned,
-        )
+        self.scan_content(ctx, "pdu", Judged::Event(pdu.raw))
     }
 
     fn event_outcome(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> TextOutcome {
-        self.scan_content(
-            ctx,
-            "event",
-            &event.event_type,
-            event.state_key.as_deref(),
-            None,
-            event.content,
-            None,
-        )
+        self.scan_content(ctx, "event", Judged::Event(event.raw))
     }
 }
 
@@ -351,8 +335,83 @@ impl Policy for YaraTextPolicy {
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
         self.verdict(&self.event_outcome(ctx, event))
     }
-    fn edu(&self, _ctx: &ExchangeCtx, _edu: &EduView<'_>) -> EduVerdict {
-        EduVerdict::Allow
+    fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
+        let out = match serde_json::from_str::<Value>(edu.content.get()) {
+            Ok(value) => {
+                let texts = edu_texts(&edu.edu_type, &value);
+                self.scan_pieces(ctx.direction, &edu.edu_type, &texts.fields)
+            }
+            Err(_) => TextOutcome {
+                action: Action::Redact,
+                hits: Vec::new(),
+                failed: Some("unreadable"),
+            },
+        };
+        self.record(ctx, "edu", &out);
+        match self.verdict(&out) {
+            PduVerdict::Allow => EduVerdict::Allow,
+            _ => EduVerdict::Drop {
+                rule: self.deciding_rule(&out),
+            },
+        }
+    }
+    fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
+        let (f, pseudo) = user_field_scope(field);
+        let mut pieces = vec![(f, Cow::Borrowed(field.value.as_ref()))];
+        // The key of a field with no fixed name (extended profiles) is text as well.
+        if field.kind == FieldKind::ProfileField {
+            pieces.push((f, Cow::Borrowed(field.key.as_ref())));
+        }
+        let out = self.scan_pieces(ctx.direction, pseudo, &pieces);
+        self.record(ctx, "user_field", &out);
+        match self.verdict(&out) {
+            PduVerdict::Allow => FieldVerdict::Allow,
+            _ => FieldVerdict::Remove {
+                rule: self.deciding_rule(&out),
+            },
+        }
+    }
+    fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
+        let (field, pseudo) = request_text_scope(text.kind);
+        let out = self.scan_pieces(
+            ctx.direction,
+            pseudo,
+            &[(field, Cow::Borrowed(text.text.as_ref()))],
+        );
+        self.record(ctx, "request", &out);
+        match self.verdict(&out) {
+            PduVerdict::Allow => Decision::Allow,
+            _ => Decision::Refuse(Refusal::forbidden(
+                RefusalReason::RequestText,
+                text.refused_by(&self.deciding_rule(&out)),
+            )),
+        }
+    }
+    fn response_text(&self, ctx: &ExchangeCtx, texts: &[RequestText<'_>]) -> Decision {
+        if texts.is_empty() {
+            return Decision::Allow;
+        }
+        let joined = texts
+            .iter()
+            .map(|t| t.text.as_ref())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let out = self.scan_pieces(
+            ctx.direction,
+            "m.response",
+            &[(Field::ResponseBody, Cow::Owned(joined))],
+        );
+        self.record(ctx, "response", &out);
+        match self.verdict(&out) {
+            PduVerdict::Allow => Decision::Allow,
+            _ => Decision::Refuse(Refusal::forbidden(
+                RefusalReason::ResponseText,
+                format!(
+                    "response refused: its text refused by rule {}",
+                    self.deciding_rule(&out)
+                ),
+            )),
+        }
     }
     fn response(&self, _ctx: &ExchangeCtx) -> Decision {
         Decision::Allow
@@ -361,11 +420,10 @@ impl Policy for YaraTextPolicy {
         let out = self.scan_content(
             ctx,
             "to_device",
-            msg.event_type.as_deref().unwrap_or(""),
-            None,
-            None,
-            msg.content,
-            None,
+            Judged::Content {
+                event_type: msg.event_type.as_deref().unwrap_or(""),
+                content: msg.content,
+            },
         );
         match self.verdict(&out) {
             PduVerdict::Allow => EduVerdict::Allow,

@@ -476,6 +476,16 @@ async fn run(
 
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    super::upstream::keep_headers(
+        &mut headers,
+        super::upstream::REQUEST_HEADERS,
+        &[],
+        endpoint.request_body.is_json(),
+    );
+    if endpoint.request_body == crate::federation::catalog::BodyKind::None {
+        // No body, no type.
+        headers.remove(http::header::CONTENT_TYPE);
+    }
     let forward = Forward {
         method: parts.method,
         path_and_query,
@@ -863,6 +873,9 @@ async fn decide(
                     "transaction id reused with different content",
                 ));
             }
+            // The path and query of a retry are its own (only the body must match): judged
+            // again, as the server name is.
+            crate::policy::permit::check_request_text(&*x.policy, &x.ctx, &forward)?;
             tracing::info!("retried transaction: replaying the first decision");
             crate::policy::replay::replay(forward, rec)?
         }

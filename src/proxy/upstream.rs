@@ -316,6 +316,35 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// The end-to-end headers a federation request carries across the guard: the X-Matrix
+/// authorization and the type of the body. Any other header (user agents, `X-` headers,
+/// caching, encodings) is text that no layer judges, so it does not cross.
+pub const REQUEST_HEADERS: &[&str] = &["authorization", "content-type"];
+
+/// The end-to-end headers a federation answer carries back across the guard: the type of the
+/// body and `Retry-After` of a rate-limited answer (plus, for media, the `Content-Disposition`
+/// that the media inspection judged).
+pub const RESPONSE_HEADERS: &[&str] = &["content-type", "retry-after"];
+
+/// Keeps only the headers named in `allowed` (and `extra`); a JSON body's `Content-Type`
+/// becomes exactly `application/json` (its parameters are not judged either).
+pub fn keep_headers(headers: &mut HeaderMap, allowed: &[&str], extra: &[&str], json: bool) {
+    let dropped: Vec<http::header::HeaderName> = headers
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in dropped {
+        headers.remove(k);
+    }
+    if json && headers.contains_key(http::header::CONTENT_TYPE) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers

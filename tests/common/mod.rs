@@ -262,6 +262,7 @@ fn rand_suffix() -> u64 {
 #[derive(Debug)]
 pub struct Got {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -333,8 +334,13 @@ where
         .await
         .unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Got { status, body }
+    Got {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Reads the guard's Prometheus text.

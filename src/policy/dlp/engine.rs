@@ -977,6 +977,7 @@ impl Engine {
                 redacts: None,
                 content,
                 unsigned: None,
+                envelope: None,
             },
         )
     }

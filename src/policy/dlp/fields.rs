@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 macro_rules! fields {
@@ -85,6 +86,12 @@ fields! {
     Redacts = "redacts",
     /// Forwarded `unsigned` data of an event.
     Unsigned = "unsigned",
+    /// Every other member of an event, keys, strings and numbers: `sender`, `room_id`,
+    /// `event_id`, `origin`, `depth`, the server names and key ids of `signatures` (not the
+    /// base64 values of hashes, signatures and the ids in `auth_events`/`prev_events`), and
+    /// members the spec does not name, which a server may add and the guard forwards (matches
+    /// name the path, `event.<path>`).
+    Event = "event",
     /// Any string value or object key of an EDU's content that has no field of its own.
     Edu = "edu",
     /// A path parameter of a request (room alias, user id, …), percent-decoded.
@@ -360,13 +367,46 @@ enum Leaf<'a> {
     Num(String),
 }
 
+/// Top-level members that a walk leaves out, wholly or but for their keys.
+#[derive(Debug, Clone, Copy)]
+struct Skip {
+    /// Not walked at all (an event's members judged as fields of their own).
+    omit: &'static [&'static str],
+    /// Only their object keys, two levels deep: a to-device EDU's `messages` (the recipients
+    /// are text, the messages are judged one by one); an event's `hashes` and `signatures`
+    /// (server names and key ids are text, the base64 values are not) and its
+    /// `auth_events`/`prev_events` (event ids: base64 hashes from room version 3 on).
+    keys_only: &'static [&'static str],
+}
+
+impl Skip {
+    const NOTHING: Skip = Skip {
+        omit: &[],
+        keys_only: &[],
+    };
+}
+
+/// The members of an event that [`event_texts`] judges as fields of their own; the rest of
+/// the event is field `event`.
+const EVENT_PARTS: &[&str] = &["type", "state_key", "redacts", "content", "unsigned"];
+
+/// The members of an event that hold hashes and signatures (and, in room versions 1 and 2,
+/// hashes beside the ids): only their keys are text.
+const EVENT_DIGESTS: &[&str] = &[
+    "hashes",
+    "signatures",
+    "auth_events",
+    "prev_events",
+    "prev_state",
+];
+
 /// Walk every string value, object key and number under `v` (depth first, object order),
-/// skipping string values listed in `known` (by address) and not descending into the keys
-/// named in `skip`.
+/// skipping string values listed in `known` (by address) and the top-level members named in
+/// `skip`.
 fn walk<'a>(
     v: &'a Value,
     known: &[(usize, usize)],
-    skip: &[&str],
+    skip: Skip,
     path: &mut Vec<Seg<'a>>,
     f: &mut dyn FnMut(&[Seg<'a>], Leaf<'a>),
 ) {
@@ -386,9 +426,13 @@ fn walk<'a>(
         }
         Value::Object(o) => {
             for (k, x) in o {
+                let top = path.is_empty();
+                if top && skip.omit.contains(&k.as_str()) {
+                    continue;
+                }
                 path.push(Seg::Key(k));
                 f(path, Leaf::Key(k));
-                if path.len() == 1 && skip.contains(&k.as_str()) {
+                if top && skip.keys_only.contains(&k.as_str()) {
                     keys_of(x, 2, path, f);
                 } else {
                     walk(x, known, skip, path, f);
@@ -445,7 +489,7 @@ struct Blob<'a> {
     piece: usize,
     root: &'static str,
     value: &'a Value,
-    skip: &'static [&'static str],
+    skip: Skip,
 }
 
 /// Every piece of text of one unit (event, EDU, to-device message) for the engine: the
@@ -486,7 +530,7 @@ impl<'a> Texts<'a> {
         field: Field,
         root: &'static str,
         value: &'a Value,
-        skip: &'static [&'static str],
+        skip: Skip,
     ) {
         for (_, t) in &known {
             if let Cow::Borrowed(b) = t {
@@ -585,11 +629,14 @@ pub struct EventParts<'a> {
     pub redacts: Option<&'a str>,
     pub content: &'a Value,
     pub unsigned: Option<&'a Value>,
+    /// The whole event, whose members other than the ones above are judged as field
+    /// `event`; `None` when only the parts are known (a to-device message, content alone).
+    pub envelope: Option<&'a Value>,
 }
 
 impl<'a> EventParts<'a> {
     /// The parts of an event given as JSON (`type`, `state_key`, `redacts`, `content`,
-    /// `unsigned`); a missing `content` reads as `null`.
+    /// `unsigned`, and the event itself as the envelope); a missing `content` reads as `null`.
     pub fn of(event: &'a Value) -> EventParts<'a> {
         const NULL: Value = Value::Null;
         EventParts {
@@ -598,14 +645,57 @@ impl<'a> EventParts<'a> {
             redacts: event.get("redacts").and_then(Value::as_str),
             content: event.get("content").unwrap_or(&NULL),
             unsigned: event.get("unsigned"),
+            envelope: Some(event),
+        }
+    }
+}
+
+/// What a layer judges of one unit: a whole event as received (every member is text), or the
+/// `content` of a to-device message, which has no envelope of its own (its EDU is judged
+/// separately).
+#[derive(Debug, Clone, Copy)]
+pub enum Judged<'a> {
+    Event(&'a RawValue),
+    Content {
+        event_type: &'a str,
+        content: &'a RawValue,
+    },
+}
+
+impl<'a> Judged<'a> {
+    /// The unit as a JSON value; `None` when it does not parse (validated bodies always do).
+    pub fn value(self) -> Option<Value> {
+        let raw = match self {
+            Judged::Event(raw) => raw,
+            Judged::Content { content, .. } => content,
+        };
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The parts of `value` (the unit's [`Judged::value`]).
+    pub fn parts<'v>(self, value: &'v Value) -> EventParts<'v>
+    where
+        'a: 'v,
+    {
+        match self {
+            Judged::Event(_) => EventParts::of(value),
+            Judged::Content { event_type, .. } => EventParts {
+                event_type,
+                state_key: None,
+                redacts: None,
+                content: value,
+                unsigned: None,
+                envelope: None,
+            },
         }
     }
 }
 
 /// Every piece of text of an event: `type`, `state_key`, `redacts`, the known fields of its
 /// `content` (by type, see [`fields`]), every other string, key and number of `content`
-/// (field `content`) and of `unsigned` (field `unsigned`), and the decoded bytes of a
-/// `ciphertext` that is no well-formed Olm/Megolm message (field `content`).
+/// (field `content`), of `unsigned` (field `unsigned`) and of the rest of the envelope
+/// (field `event`: `sender`, ids, signature key ids, unnamed members), and the decoded bytes
+/// of a `ciphertext` that is no well-formed Olm/Megolm message (field `content`).
 pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
     let mut t = Texts::new();
     t.push(Field::EventType, ev.event_type);
@@ -620,11 +710,28 @@ pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
         Field::Content,
         "content",
         ev.content,
-        &[],
+        Skip::NOTHING,
     );
     t.add_decoded(ev.content);
     if let Some(u) = ev.unsigned {
-        t.add_tree(Vec::new(), Field::Unsigned, "unsigned", u, &[]);
+        t.add_tree(Vec::new(), Field::Unsigned, "unsigned", u, Skip::NOTHING);
+    }
+    if let Some(e) = ev.envelope {
+        // A `type`, `state_key` or `redacts` that is no string was not judged above: then it
+        // is judged here.
+        let strings = ["type", "state_key", "redacts"]
+            .iter()
+            .all(|k| e.get(k).is_none_or(Value::is_string));
+        let skip = if strings {
+            EVENT_PARTS
+        } else {
+            &EVENT_PARTS[3..]
+        };
+        let skip = Skip {
+            omit: skip,
+            keys_only: EVENT_DIGESTS,
+        };
+        t.add_tree(Vec::new(), Field::Event, "event", e, skip);
     }
     t
 }
@@ -637,10 +744,13 @@ pub fn event_texts<'a>(ev: EventParts<'a>) -> Texts<'a> {
 pub fn edu_texts<'a>(edu_type: &'a str, content: &'a Value) -> Texts<'a> {
     let mut t = Texts::new();
     t.push(Field::EventType, edu_type);
-    let skip: &'static [&'static str] = if edu_type == "m.direct_to_device" {
-        &["messages"]
+    let skip = if edu_type == "m.direct_to_device" {
+        Skip {
+            omit: &[],
+            keys_only: &["messages"],
+        }
     } else {
-        &[]
+        Skip::NOTHING
     };
     t.add_tree(
         edu_fields(edu_type, content),
@@ -795,6 +905,83 @@ mod tests {
     }
 
     #[test]
+    fn every_other_member_of_an_event_is_text_of_field_event() {
+        let ev = json!({
+            "type": "m.room.message", "state_key": "sk", "redacts": "$r",
+            "content": {"body": "hallo"}, "unsigned": {"age": 1},
+            "sender": "@de89370400440532013000:hs1", "room_id": "!r:hs1", "origin": "hs1",
+            "depth": 7, "hashes": {"sha256": "h"}, "signatures": {"hs1": {"ed25519:GEHEIM": "s"}},
+            "prev_events": ["$p"], "x_note": {"k": "VS-VERTRAULICH"}
+        });
+        let t = event_texts(EventParts::of(&ev));
+        let f = names(&t.fields);
+        let piece = t
+            .fields
+            .iter()
+            .position(|(f, _)| *f == Field::Event)
+            .expect("an event blob");
+        let blob = &f[piece].1;
+        let mut lines: Vec<&str> = blob.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "!r:hs1",
+                "7",
+                "@de89370400440532013000:hs1",
+                "VS-VERTRAULICH",
+                "depth",
+                "ed25519:GEHEIM",
+                "hashes",
+                "hs1",
+                "hs1",
+                "k",
+                "origin",
+                "prev_events",
+                "room_id",
+                "sender",
+                "sha256",
+                "signatures",
+                "x_note",
+            ],
+            "the parts judged as their own fields are not repeated; of hashes, signatures and \
+             event ids only the keys"
+        );
+        assert_eq!(
+            t.path_of(piece, blob.find("VS-").unwrap()).unwrap(),
+            "event.x_note.k"
+        );
+        assert_eq!(
+            t.path_of(piece, blob.find("@de89").unwrap()).unwrap(),
+            "event.sender"
+        );
+        assert_eq!(
+            t.path_of(piece, blob.find("ed25519:GEHEIM").unwrap())
+                .unwrap(),
+            "event.signatures.hs1.ed25519:GEHEIM (key)"
+        );
+        // A `state_key` that is no string is not judged as field `state_key`: it is judged here.
+        let odd = json!({"type": "m.x", "state_key": {"GEHEIM": 1}, "content": {}});
+        let t = event_texts(EventParts::of(&odd));
+        let f = names(&t.fields);
+        assert!(
+            f.iter().any(|(n, s)| n == "event" && s.contains("GEHEIM")),
+            "{f:?}"
+        );
+        // Without an envelope (to-device content) there is no field `event`.
+        let c = json!({"body": "x"});
+        let t = event_texts(EventParts {
+            event_type: "m.room.message",
+            state_key: None,
+            redacts: None,
+            content: &c,
+            unsigned: None,
+            envelope: None,
+        });
+        assert!(t.fields.iter().all(|(f, _)| *f != Field::Event));
+    }
+
+    #[test]
     fn malformed_ciphertext_is_read_as_text() {
         use base64::Engine as _;
         let plain = base64::engine::general_purpose::STANDARD_NO_PAD
@@ -806,6 +993,7 @@ mod tests {
             redacts: None,
             content: &c,
             unsigned: None,
+            envelope: None,
         });
         let (i, _) = t
             .fields

@@ -20,11 +20,10 @@
 //!   excerpt (at most 4 characters of the match).
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::engine::{Engine, Outcome, ScanCtx};
-use super::fields::{EventParts, Field};
+use super::fields::{Field, Judged};
 use super::{Action, Mode};
 use crate::federation::pdu::{EduView, EventView, PduView};
 use crate::federation::userdata::{FieldKind, ToDeviceMessage, UserField};
@@ -109,62 +108,40 @@ impl DlpPolicy {
     }
 
     /// Judge one event (PDU, non-PDU event, to-device message) with the engine's one
-    /// event scanner ([`Engine::scan_parts`], shared with `policy test` and `policy explain`).
-    #[allow(clippy::too_many_arguments)]
+    /// event scanner ([`Engine::scan_parts`], shared with `policy test` and `policy explain`):
+    /// every member of the event is text.
     fn scan_content(
         &self,
         ctx: &ExchangeCtx,
         what: &str,
         room_id: Option<&str>,
         sender: Option<&str>,
-        event_type: &str,
-        state_key: Option<&str>,
-        redacts: Option<&str>,
-        content: &RawValue,
-        unsigned: Option<&RawValue>,
+        judged: Judged<'_>,
     ) -> Outcome {
-        let out = self.scan_quiet(
-            ctx, room_id, sender, event_type, state_key, redacts, content, unsigned,
-        );
+        let out = self.scan_quiet(ctx, room_id, sender, judged);
         self.record(ctx, what, (room_id, sender), &out);
         out
     }
 
     /// [`Self::scan_content`] without logs and metrics.
-    #[allow(clippy::too_many_arguments)]
     fn scan_quiet(
         &self,
         ctx: &ExchangeCtx,
         room_id: Option<&str>,
         sender: Option<&str>,
-        event_type: &str,
-        state_key: Option<&str>,
-        redacts: Option<&str>,
-        content: &RawValue,
-        unsigned: Option<&RawValue>,
+        judged: Judged<'_>,
     ) -> Outcome {
-        let Ok(value) = serde_json::from_str::<Value>(content.get()) else {
+        let Some(value) = judged.value() else {
             // Validated bodies are JSON; if this ever fails, nothing readable crosses.
             return unreadable();
         };
-        let unsigned = match unsigned.map(|u| serde_json::from_str::<Value>(u.get())) {
-            None => None,
-            Some(Ok(u)) => Some(u),
-            Some(Err(_)) => return unreadable(),
-        };
+        let parts = judged.parts(&value);
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
             room_id,
             sender,
-            event_type,
-        };
-        let parts = EventParts {
-            event_type,
-            state_key,
-            redacts,
-            content: &value,
-            unsigned: unsigned.as_ref(),
+            event_type: parts.event_type,
         };
         self.engine.scan_parts(&sctx, parts)
     }
@@ -177,11 +154,7 @@ impl DlpPolicy {
             "pdu",
             pdu.room_id.as_deref(),
             Some(&pdu.sender),
-            &pdu.event_type,
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-            pdu.content,
-            pdu.unsigned,
+            Judged::Event(pdu.raw),
         )
     }
 
@@ -220,7 +193,33 @@ fn unreadable() -> Outcome {
     }
 }
 
-/// The DLP field a user-data field is scanned as, and the pseudo event type rules scope on.
+/// The field a user-data field is scanned as, and the pseudo event type rules scope on (the
+/// DLP and the YARA text layer alike).
+pub(crate) fn user_field_scope(field: &UserField<'_>) -> (Field, &'static str) {
+    match user_field_as(field.kind) {
+        // A directory entry's avatar (it has a room).
+        (Field::AvatarUrl, _) if field.room_id.is_some() => (Field::AvatarUrl, "m.directory"),
+        other => other,
+    }
+}
+
+/// The field a request or response text is scanned as, and its pseudo event type.
+pub(crate) fn request_text_scope(kind: crate::policy::TextKind) -> (Field, &'static str) {
+    use crate::policy::TextKind;
+    let field = match kind {
+        TextKind::PathParam | TextKind::Server => Field::RequestPath,
+        TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
+        TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
+        TextKind::ResponseKey | TextKind::ResponseValue => Field::ResponseBody,
+    };
+    let pseudo = if kind.in_response() {
+        "m.response"
+    } else {
+        "m.request"
+    };
+    (field, pseudo)
+}
+
 fn user_field_as(kind: FieldKind) -> (Field, &'static str) {
     match kind {
         FieldKind::Displayname | FieldKind::ProfileField => {
@@ -263,11 +262,7 @@ impl DlpPolicy {
             "event",
             event.room_id.as_deref(),
             Some(&event.sender),
-            &event.event_type,
-            event.state_key.as_deref(),
-            None,
-            event.content,
-            None,
+            Judged::Event(event.raw),
         )
     }
     /// `None`: the EDU's content does not parse (it is dropped, `dlp:unreadable`).
@@ -285,11 +280,7 @@ impl DlpPolicy {
         Some(out)
     }
     fn user_field_outcome(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> Option<Outcome> {
-        let (f, pseudo_type) = match user_field_as(field.kind) {
-            // A directory entry's avatar (it has a room).
-            (Field::AvatarUrl, _) if field.room_id.is_some() => (Field::AvatarUrl, "m.directory"),
-            other => other,
-        };
+        let (f, pseudo_type) = user_field_scope(field);
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
@@ -317,11 +308,10 @@ impl DlpPolicy {
             "to_device",
             None,
             msg.sender.as_deref(),
-            event_type,
-            None,
-            None,
-            msg.content,
-            None,
+            Judged::Content {
+                event_type,
+                content: msg.content,
+            },
         )
     }
     fn edu_verdict(out: &Outcome) -> EduVerdict {
@@ -355,11 +345,7 @@ impl Policy for DlpPolicy {
             ctx,
             pdu.room_id.as_deref(),
             Some(&pdu.sender),
-            &pdu.event_type,
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-            pdu.content,
-            pdu.unsigned,
+            Judged::Event(pdu.raw),
         );
         out.matches
             .iter()
@@ -453,23 +439,14 @@ impl Policy for DlpPolicy {
     /// `request.path`, `request.query` or `request.body` of the pseudo event type `m.request`.
     /// Any enforce action other than allow/tag refuses the whole request (403).
     fn request_text(&self, ctx: &ExchangeCtx, text: &crate::policy::RequestText<'_>) -> Decision {
-        use crate::policy::{Refusal, RefusalReason, TextKind};
-        let field = match text.kind {
-            TextKind::PathParam => Field::RequestPath,
-            TextKind::QueryName | TextKind::QueryValue => Field::RequestQuery,
-            TextKind::BodyKey | TextKind::BodyValue => Field::RequestBody,
-            TextKind::ResponseKey | TextKind::ResponseValue => Field::ResponseBody,
-        };
+        use crate::policy::{Refusal, RefusalReason};
+        let (field, event_type) = request_text_scope(text.kind);
         let sctx = ScanCtx {
             direction: ctx.direction,
             peer: ctx.peer.as_deref(),
             room_id: None,
             sender: None,
-            event_type: if text.kind.in_response() {
-                "m.response"
-            } else {
-                "m.request"
-            },
+            event_type,
         };
         let out = self
             .engine
@@ -530,6 +507,7 @@ mod tests {
     use super::*;
     use crate::policy::dlp::RuleSet;
     use crate::policy::Direction;
+    use serde_json::value::RawValue;
 
     const RULES: &str = r#"
 mode = "enforce"
@@ -610,6 +588,47 @@ case_sensitive = true
             pdu_raw(serde_json::json!({"body": "Betreff: VS-VERTRAULICH", "msgtype": "m.text"}));
         let m = p.matches(&c, &PduView::parse(&raw).unwrap());
         assert_eq!((m[0].start, m[0].end), (9, 23), "{m:?}");
+    }
+
+    #[test]
+    fn the_sender_and_members_outside_content_are_judged() {
+        let p = policy(&[("a.toml", RULES)]);
+        let c = ctx("send_transaction");
+        let judge = |v: Value| {
+            let raw: Box<RawValue> = serde_json::from_value(v).unwrap();
+            p.pdu(&c, &PduView::parse(&raw).unwrap())
+        };
+        let base = || {
+            serde_json::json!({
+                "type": "m.room.message", "room_id": "!r:hs1.test", "sender": "@a:hs1.test",
+                "origin_server_ts": 1, "content": {"body": "hallo", "msgtype": "m.text"}
+            })
+        };
+        assert_eq!(judge(base()), PduVerdict::Allow);
+        // A user id chosen to carry an IBAN (the test rule is case-sensitive; the shipped one
+        // is not).
+        let mut v = base();
+        v["sender"] = "@DE89370400440532013000:hs1.test".into();
+        assert!(
+            matches!(judge(v), PduVerdict::Redact { ref rule } if rule == "dlp:t.iban"),
+            "the sender is text"
+        );
+        // A member no spec names, added by the sending server: it crosses with the event.
+        let mut v = base();
+        v["x_note"] = serde_json::json!({"k": "Anlage VS-VERTRAULICH"});
+        assert!(matches!(judge(v), PduVerdict::Hold { .. }));
+        // The key ids of signatures.
+        let mut v = base();
+        v["signatures"] = serde_json::json!({"hs1.test": {"ed25519:VS-VERTRAULICH": "sig"}});
+        assert!(matches!(judge(v), PduVerdict::Hold { .. }));
+        // A stripped-state event (lenient view) with `unsigned` and `redacts`.
+        let raw: Box<RawValue> = serde_json::from_value(serde_json::json!({
+            "type": "m.room.name", "state_key": "", "sender": "@a:hs1.test",
+            "content": {"name": "Lage"}, "unsigned": {"note": "VS-VERTRAULICH"}
+        }))
+        .unwrap();
+        let ev = EventView::parse(&raw).unwrap();
+        assert!(matches!(p.event(&c, &ev), PduVerdict::Hold { .. }));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::*;
 use crate::media::yara::YaraRules;
@@ -226,4 +227,91 @@ fn globs() {
     assert!(glob(b"m.*.message", b"m.room.message"));
     assert!(!glob(b"m.room.*", b"m.roomx"));
     assert!(!glob(b"m.room.message", b"m.room.messages"));
+}
+
+const EVERYWHERE: &str = r#"
+rule marker : text
+{
+    strings:
+        $a = "GEHEIM"
+    condition:
+        $a
+}
+"#;
+
+/// A `text` rule without scope judges everything the DLP layer judges: EDUs, user-data fields,
+/// request text (the peer's server name included) and response text.
+#[test]
+fn text_rules_judge_edus_user_fields_requests_and_responses() {
+    use crate::federation::catalog;
+    use crate::federation::request_text::TextKind;
+    use crate::federation::userdata::fields_in;
+    let rules = YaraRules::from_sources(&[("t.yar", EVERYWHERE)]).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let p = YaraTextPolicy::new(Arc::new(rules));
+    let c = ctx(Direction::Outbound);
+    let rule = "yara:t.marker".to_string();
+
+    let edu = |status: &str| -> Box<RawValue> {
+        serde_json::from_value(json!({"edu_type": "m.presence", "content": {"push": [
+            {"user_id": "@a:hs1.test", "presence": "online", "status_msg": status}]}}))
+        .unwrap()
+    };
+    let marked = edu("Lage GEHEIM");
+    assert_eq!(
+        p.edu(&c, &EduView::parse(&marked).unwrap()),
+        EduVerdict::Drop { rule: rule.clone() }
+    );
+    let clean = edu("im Büro");
+    assert_eq!(
+        p.edu(&c, &EduView::parse(&clean).unwrap()),
+        EduVerdict::Allow
+    );
+
+    let profile = catalog::by_id("query_profile").unwrap();
+    let body = br#"{"displayname":"Akte G&#69;HEIM","avatar_url":"mxc://hs1.test/a"}"#;
+    let fields = fields_in(profile, None, body).unwrap();
+    let verdicts: Vec<FieldVerdict> = fields.iter().map(|f| p.user_field(&c, f)).collect();
+    assert!(
+        verdicts.contains(&FieldVerdict::Remove { rule: rule.clone() }),
+        "{verdicts:?}"
+    );
+    assert!(verdicts.contains(&FieldVerdict::Allow), "the avatar stays");
+
+    let text = |kind, s: &'static str| RequestText {
+        kind,
+        name: "other",
+        text: Cow::Borrowed(s),
+    };
+    assert!(matches!(
+        p.request_text(&c, &text(TextKind::QueryValue, "#GEHEIM:hs2.test")),
+        Decision::Refuse(_)
+    ));
+    assert!(matches!(
+        p.request_text(&c, &text(TextKind::Server, "GEHEIM.hs2.test")),
+        Decision::Refuse(_)
+    ));
+    assert!(matches!(
+        p.request_text(&c, &text(TextKind::QueryValue, "#lage:hs2.test")),
+        Decision::Allow
+    ));
+    let response = [
+        text(TextKind::ResponseKey, "room_type"),
+        text(TextKind::ResponseValue, "org.example.GEHEIM"),
+    ];
+    match p.response_text(&c, &response) {
+        Decision::Refuse(r) => assert_eq!(r.reason, RefusalReason::ResponseText),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        p.response_text(&c, &response[..1]),
+        Decision::Allow
+    ));
 }

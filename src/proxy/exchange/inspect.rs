@@ -171,8 +171,9 @@ pub(super) fn inspect_response<'b>(
         }
         json::validate_with(body, jl, TopLevel::Object)
             .map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
-        // An error message is text too (it may echo what was asked).
-        let response_texts = response_text::response_texts(endpoint, body, &[])
+        // An error message is text too (it may echo what was asked), and so is anything else
+        // in the body: an error answer has no event sites (`response_text::error_texts`).
+        let response_texts = response_text::error_texts(body)
             .map_err(|e| bad_upstream(format!("a malformed error response ({e})")))?;
         return Ok(Units {
             response_texts,

@@ -84,6 +84,15 @@ pub(super) async fn release(
     let mut resp_headers = up.headers;
     strip_hop_by_hop(&mut resp_headers);
     resp_headers.remove(http::header::CONTENT_LENGTH);
+    // Media answers keep the disposition the media inspection judged; error answers are JSON.
+    let json = endpoint.response_body.is_json() || !up.status.is_success();
+    let extra: &[&str] = if json { &[] } else { &["content-disposition"] };
+    crate::proxy::upstream::keep_headers(
+        &mut resp_headers,
+        crate::proxy::upstream::RESPONSE_HEADERS,
+        extra,
+        json,
+    );
     let body = if up.status.is_success() && endpoint.handler == Handler::Keys {
         keys_in_transit(guard, endpoint, direction, notary, &ctx.protected, up.body)?
     } else {
