@@ -217,20 +217,32 @@ fn push_normalized(c: char, span: (u32, u32), out: &mut String, map: &mut Vec<(u
 /// letter, but drawn as an em dash: `GEHEIMー` reads as `GEHEIM-`). Dashes drawn as `=` or `~`
 /// (double hyphens, wave dashes) are not.
 pub fn is_dash(c: char) -> bool {
-    matches!(
-        c,
-        '\u{58a}' | '\u{5be}' | '\u{1806}' | '\u{2010}'
-            ..='\u{2015}'
-                | '\u{2043}'
-                | '\u{2212}'
-                | '\u{2e3a}'
-                | '\u{2e3b}'
-                | '\u{30fc}'
-                | '\u{fe31}'
-                | '\u{fe32}'
-                | '\u{fe58}'
-                | '\u{ff70}'
-    )
+    const DASHES: &[char] = &[
+        '\u{2d7}',
+        '\u{58a}',
+        '\u{5be}',
+        '\u{1806}',
+        '\u{2010}',
+        '\u{2011}',
+        '\u{2012}',
+        '\u{2013}',
+        '\u{2014}',
+        '\u{2015}',
+        '\u{2043}',
+        '\u{2212}',
+        '\u{2796}',
+        '\u{2e1a}',
+        '\u{2e3a}',
+        '\u{2e3b}',
+        '\u{2e5d}',
+        '\u{30fc}',
+        '\u{fe31}',
+        '\u{fe32}',
+        '\u{fe58}',
+        '\u{ff70}',
+        '\u{10ead}',
+    ];
+    DASHES.contains(&c)
 }
 
 /// Letters and digits drawn in a circle or square, in parentheses or with a full stop or comma
@@ -238,7 +250,8 @@ pub fn is_dash(c: char) -> bool {
 /// letters or digits a reader sees, and the function says whether `c` was one. NFKD gives most
 /// of them with their parentheses or full stop (`⒜` → `(a)`, `⒈` → `1.`), which would split a
 /// word or a number, and nothing at all for the negative (white on black) and dingbat forms
-/// (`🅶`, `🅖`, `❶`, `⓫`). Regional indicators (`🇩🇪`) are not mapped: a reader sees flags.
+/// (`🅶`, `🅖`, `❶`, `⓫`), and the squared words (`🆚` → `VS`). Regional indicators (`🇩🇪`)
+/// are not mapped here: a reader sees flags (the look-alike view maps them).
 fn enclosed(c: char, mut put: impl FnMut(char)) -> bool {
     let cp = c as u32;
     let nth = |first: u32, base: u8| char::from(base + (cp - first) as u8);
@@ -260,6 +273,15 @@ fn enclosed(c: char, mut put: impl FnMut(char)) -> bool {
         0x2780..=0x2789 => number(cp - 0x2780 + 1),
         0x278a..=0x2793 => number(cp - 0x278a + 1),
         0x24ff | 0x1f10b | 0x1f10c => number(0),
+        // Squared words (`🆚`, `🆗`, `🆘`, …) and the negative squared letters beside them.
+        0x1f18a..=0x1f1ac => {
+            const WORDS: [&str; 35] = [
+                "P", "IC", "PA", "SA", "AB", "WC", "DJ", "CL", "COOL", "FREE", "ID", "NEW", "NG",
+                "OK", "SOS", "UP!", "VS", "3D", "2ndScr", "2K", "4K", "8K", "5.1", "7.1", "22.2",
+                "60P", "120P", "d", "HC", "HDR", "Hi-Res", "Lossless", "SHV", "UHD", "VOD",
+            ];
+            WORDS[(cp - 0x1f18a) as usize].chars().for_each(&mut put);
+        }
         // Parenthesised digits and letters, digits with a full stop or comma: NFKD without
         // the punctuation.
         0x2474..=0x24b5 | 0x1f100..=0x1f10a | 0x1f110..=0x1f129 => {

@@ -126,45 +126,44 @@ impl Rules {
         }
     }
 
-    /// An event: its `type`, `state_key` and `redacts` (`top`, matched by rules without a
-    /// `fields` filter or naming `type`/`state_key`/`redacts`), its content and its `unsigned`.
+    /// An event, every member of it: its `type`, `state_key` and `redacts` (matched by rules
+    /// without a `fields` filter or naming `type`/`state_key`/`redacts`), and every string of
+    /// the rest — `content`, `unsigned`, `sender`, ids, members the spec does not name — like
+    /// [`Rules::check`].
     pub fn check_event(
         &self,
         direction: Direction,
-        top: &[Option<&str>; 3],
-        content: &RawValue,
-        unsigned: Option<&RawValue>,
+        event: &RawValue,
     ) -> Option<(&str, RuleAction)> {
         if self.rules.is_empty() {
             return None;
         }
+        let Ok(serde_json::Value::Object(mut members)) =
+            serde_json::from_str::<serde_json::Value>(event.get())
+        else {
+            // Validated bodies are JSON objects; if not, the event does not cross unread.
+            return Some((UNREADABLE, RuleAction::Redact));
+        };
         let mut best: Option<(usize, RuleAction)> = None;
-        for (name, text) in ["type", "state_key", "redacts"].iter().zip(top) {
-            if let Some(t) = text {
+        for name in ["type", "state_key", "redacts"] {
+            // A member that is no string stays with the rest.
+            if let Some(serde_json::Value::String(t)) = members.get(name) {
                 self.scan(
                     direction,
                     t,
                     |r| r.fields.iter().any(|f| f == name),
                     &mut best,
                 );
+                members.remove(name);
             }
         }
-        fn most_severe<'r>(
-            a: Option<(&'r str, RuleAction)>,
-            b: Option<(&'r str, RuleAction)>,
-        ) -> Option<(&'r str, RuleAction)> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(if severity(y.1) > severity(x.1) { y } else { x }),
-                (x, None) => x,
-                (None, y) => y,
-            }
+        let top = best.map(|(i, a)| (self.rules[i].id.as_str(), a));
+        let rest = self.check_value(direction, &serde_json::Value::Object(members));
+        match (top, rest) {
+            (Some(x), Some(y)) => Some(if severity(y.1) > severity(x.1) { y } else { x }),
+            (x, None) => x,
+            (None, y) => y,
         }
-        let mut found = best.map(|(i, a)| (self.rules[i].id.as_str(), a));
-        found = most_severe(found, self.check(direction, content));
-        if let Some(u) = unsigned {
-            found = most_severe(found, self.check(direction, u));
-        }
-        found
     }
 
     /// As [`Rules::check`], on a parsed value.
@@ -304,26 +303,10 @@ impl Policy for RulesPolicy {
         self.base.request(ctx)
     }
     fn pdu(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> PduVerdict {
-        let top = [
-            Some(pdu.event_type.as_ref()),
-            pdu.state_key.as_deref(),
-            pdu.redacts.as_deref(),
-        ];
-        pdu_verdict(
-            self.rules
-                .check_event(ctx.direction, &top, pdu.content, pdu.unsigned),
-        )
+        pdu_verdict(self.rules.check_event(ctx.direction, pdu.raw))
     }
     fn event(&self, ctx: &ExchangeCtx, event: &EventView<'_>) -> PduVerdict {
-        let top = [
-            Some(event.event_type.as_ref()),
-            event.state_key.as_deref(),
-            None,
-        ];
-        pdu_verdict(
-            self.rules
-                .check_event(ctx.direction, &top, event.content, None),
-        )
+        pdu_verdict(self.rules.check_event(ctx.direction, event.raw))
     }
     fn edu(&self, ctx: &ExchangeCtx, edu: &EduView<'_>) -> EduVerdict {
         let base = self.base.edu(ctx, edu);
@@ -497,6 +480,36 @@ mod tests {
             r.check(Direction::Outbound, &raw(r#"{"topic":"Y"}"#)),
             Some(("topic", RuleAction::Hold))
         );
+    }
+
+    /// Every member of an event is text: `type`/`state_key`/`redacts` as their own fields, the
+    /// rest (`content`, `unsigned`, `sender`, members the spec does not name) like content.
+    #[test]
+    fn every_member_of_an_event_is_judged() {
+        let mut only_type = rule("type", &["Z"], RuleAction::Hold);
+        only_type.fields = vec!["type".into()];
+        let r =
+            Rules::compile(&[rule("geheim", &["GEHEIM"], RuleAction::Redact), only_type]).unwrap();
+        let judge = |ev: &str| r.check_event(Direction::Outbound, &raw(ev)).map(|m| m.0);
+        let base = r#""type":"m.room.message","content":{"body":"hallo"}"#;
+        assert_eq!(judge(&format!("{{{base}}}")), None);
+        for extra in [
+            r#""sender":"@GEHEIM:hs1""#,
+            r#""x_note":{"k":"GEHEIM"}"#,
+            r#""unsigned":{"n":"GEHEIM"}"#,
+            r#""state_key":"GEHEIM""#,
+        ] {
+            assert_eq!(
+                judge(&format!("{{{base},{extra}}}")),
+                Some("geheim"),
+                "{extra}"
+            );
+        }
+        assert_eq!(judge(r#"{"type":"Z","content":{}}"#), Some("type"));
+        // A rule for `type` only does not judge the rest, and a `type` that is no string is
+        // judged with the rest.
+        assert_eq!(judge(r#"{"type":"m.x","content":{"body":"Z"}}"#), None);
+        assert_eq!(judge(r#"{"type":["GEHEIM"],"content":{}}"#), Some("geheim"));
     }
 
     fn policy(rules: &[RuleConfig]) -> RulesPolicy {

@@ -486,6 +486,16 @@ async fn run(
         // No body, no type.
         headers.remove(http::header::CONTENT_TYPE);
     }
+    // The X-Matrix authorization crosses as the guard read it (rendered again: parameters it
+    // does not know and other spellings stay behind); without one, no `Authorization` crosses.
+    headers.remove(http::header::AUTHORIZATION);
+    if let Some(v) =
+        x.id.xm
+            .as_ref()
+            .and_then(|xm| HeaderValue::from_str(&xm.to_header_value()).ok())
+    {
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
     let forward = Forward {
         method: parts.method,
         path_and_query,

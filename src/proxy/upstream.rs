@@ -317,8 +317,9 @@ pub const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The end-to-end headers a federation request carries across the guard: the X-Matrix
-/// authorization and the type of the body. Any other header (user agents, `X-` headers,
-/// caching, encodings) is text that no layer judges, so it does not cross.
+/// authorization (which the exchange then replaces by the header as the guard parsed it) and
+/// the type of the body. Any other header (user agents, `X-` headers, caching, encodings) is
+/// text that no layer judges, so it does not cross.
 pub const REQUEST_HEADERS: &[&str] = &["authorization", "content-type"];
 
 /// The end-to-end headers a federation answer carries back across the guard: the type of the

@@ -12,6 +12,9 @@
 //! reader sees a capital word; the table adds them ([`SMALL_CAPITALS`]), mapped to the ASCII
 //! capital they show.
 //!
+//! Regional indicators (`🇦`–`🇿`) map to their capitals here, though not in the plain view:
+//! a pair that is no flag shows as boxed letters.
+//!
 //! Only non-ASCII characters are mapped: ASCII text and ASCII rule patterns are untouched, so
 //! the mapping works for regular expressions and keywords alike. The table is built once per
 //! process on first use (a few tens of milliseconds).
@@ -97,7 +100,12 @@ fn build() -> Vec<(char, char)> {
             table.push((c, best));
         }
     }
-    for &(c, a) in SMALL_CAPITALS {
+    // Regional indicators: a pair that is no flag shows as two boxed capitals (`🇬🇪🇭🇪🇮🇲`).
+    // The plain view keeps them as symbols (a flag after a word keeps it a word); here they
+    // read as letters, so a rule that asks for look-alikes sees both readings.
+    let regional = (0u8..26)
+        .filter_map(|i| char::from_u32(0x1f1e6 + u32::from(i)).map(|c| (c, char::from(b'A' + i))));
+    for (c, a) in SMALL_CAPITALS.iter().copied().chain(regional) {
         match table.iter_mut().find(|e| e.0 == c) {
             Some(e) => e.1 = a,
             None => table.push((c, a)),

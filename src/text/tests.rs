@@ -121,15 +121,44 @@ fn enclosed_letters_and_digits_read_as_plain_ones() {
         "parenthesised and full-stop digits"
     );
     assert_eq!(norm("DE⑧⑨③⑦"), "DE8937", "circled digits (NFKD)");
+    assert_eq!(
+        norm("🆚-VERTRAULICH 🆗 🆘"),
+        "VS-VERTRAULICH OK SOS",
+        "squared words"
+    );
     // Flags are not letters to a reader: a flag after a word keeps it a whole word.
     assert_eq!(norm("GEHEIM🇩🇪"), "GEHEIM🇩🇪");
+    // The look-alike view reads regional indicators as capitals (a pair that is no flag shows
+    // boxed letters); the plain view keeps them.
+    let mut v = Views::new();
+    let views = v.build("Einstufung 🇬🇪🇭🇪🇮🇲", true);
+    assert!(
+        views.iter().any(|v| v.text == "Einstufung GEHEIM"),
+        "{views:?}"
+    );
 }
 
 #[test]
 fn dashes_read_as_hyphens() {
     for d in [
-        "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}", "\u{2014}", "\u{2015}", "\u{2212}",
-        "\u{2e3a}", "\u{fe58}", "\u{fe63}", "\u{ff0d}", "\u{30fc}", "\u{ff70}", "\u{58a}",
+        "\u{2010}",
+        "\u{2011}",
+        "\u{2012}",
+        "\u{2013}",
+        "\u{2014}",
+        "\u{2015}",
+        "\u{2212}",
+        "\u{2e3a}",
+        "\u{fe58}",
+        "\u{fe63}",
+        "\u{ff0d}",
+        "\u{30fc}",
+        "\u{ff70}",
+        "\u{58a}",
+        "\u{2796}",
+        "\u{2d7}",
+        "\u{2e5d}",
+        "\u{10ead}",
     ] {
         assert_eq!(
             norm(&format!("VS{d}NfD")),

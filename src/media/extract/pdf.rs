@@ -3,11 +3,13 @@
 //! annotation texts (`/Contents`, `/T`, `/Subj`), form field names and values, every string of
 //! the Info dictionary and the XMP metadata stream.
 //!
-//! lopdf's page text reads only the page's own content stream: what a page draws with `Do`
-//! is read here from every Form XObject and tiling pattern in the file, whether a page uses it
-//! or not, with the fonts of its own resources (else those of the pages, which a form without
-//! resources inherits). A string shown with a font whose encoding is unknown is read as its
-//! bytes rather than dropped.
+//! The text of a content stream is read here, over lopdf's parser (`content_text`), for pages
+//! and for what pages draw with `Do`: every Form XObject and tiling pattern in the file,
+//! whether a page uses it or not (including those whose `/Subtype` is an indirect object), with
+//! the fonts of its own resources (else those of the pages, which a form without resources
+//! inherits). A string shown with a font whose encoding is unknown is read as its bytes rather
+//! than dropped; a move of the text position reads as a space, so words drawn apart stay
+//! apart.
 //!
 //! Streams are decompressed with a hard limit. A PDF with embedded files (attachments) is
 //! unreadable: the files inside are not inspected. An encrypted PDF (an `/Encrypt` entry, even
@@ -54,12 +56,13 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
         return Err(sink.unreadable("PDF with embedded files"));
     }
     let pages = doc.get_pages();
-    for (number, page_id) in &pages {
-        for chunk in doc.extract_text_chunks_with_limit(&[*number], limit) {
-            let chunk = chunk.map_err(|_| sink.malformed("page text could not be read"))?;
-            sink.push(&chunk)?;
-        }
-        sink.newline()?;
+    for page_id in pages.values() {
+        let data = doc
+            .get_page_content_with_limit(*page_id, limit)
+            .map_err(|_| sink.malformed("page content could not be read"))?;
+        let fonts = doc.get_page_fonts(*page_id).unwrap_or_default();
+        let text = content_text(sink, &doc, &data, &fonts, &BTreeMap::new(), limit)?;
+        sink.piece(&text)?;
         if let Ok(annotations) = doc.get_page_annotations(*page_id) {
             for annotation in annotations {
                 for key in [&b"Contents"[..], b"T", b"Subj"] {
@@ -134,50 +137,88 @@ fn drawn_text(sink: &mut Sink, doc: &Document, limit: usize) -> Result<(), Extra
             continue;
         };
         let dict = &stream.dict;
-        let form = matches!(dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Form");
-        let pattern = matches!(dict.get(b"PatternType"), Ok(Object::Integer(1)));
+        // Indirect values are followed, as viewers follow them.
+        let value = |key: &[u8]| {
+            dict.get(key)
+                .ok()
+                .and_then(|o| doc.dereference(o).ok())
+                .map(|(_, o)| o)
+        };
+        let form = matches!(value(b"Subtype"), Some(Object::Name(n)) if n == b"Form");
+        let pattern = matches!(value(b"PatternType"), Some(Object::Integer(1)));
         if !form && !pattern {
             continue;
+        }
+        if budget == 0 {
+            return Err(sink.too_large());
         }
         let data = stream
             .decompressed_content_with_limit(limit.min(budget))
             .map_err(|_| sink.malformed("a form's content could not be read"))?;
         budget = budget.saturating_sub(data.len());
-        let content = Content::decode(&data)
-            .map_err(|_| sink.malformed("a form's content could not be parsed"))?;
         let own = resource_fonts(doc, dict);
-        let mut encoding: Option<Encoding<'_>> = None;
-        let mut text = String::new();
-        for op in &content.operations {
-            match op.operator.as_str() {
-                "Tf" => {
-                    encoding = op
-                        .operands
-                        .first()
-                        .and_then(|o| o.as_name().ok())
-                        .and_then(|n| own.get(n).or_else(|| inherited.get(n)))
-                        .and_then(|f| f.get_font_encoding_with_limit(doc, limit).ok());
-                }
-                "Tj" | "TJ" => show(&mut text, encoding.as_ref(), &op.operands),
-                "'" => {
-                    text.push('\n');
-                    show(&mut text, encoding.as_ref(), &op.operands);
-                }
-                "\"" => {
-                    text.push('\n');
-                    show(
-                        &mut text,
-                        encoding.as_ref(),
-                        op.operands.get(2..).unwrap_or(&[]),
-                    );
-                }
-                "T*" | "ET" => text.push('\n'),
-                _ => {}
-            }
-        }
+        let text = content_text(sink, doc, &data, &own, &inherited, limit)?;
         sink.piece(&text)?;
     }
     Ok(())
+}
+
+/// The text a content stream shows (a page's, a form's, a pattern's), with the fonts of its
+/// resources (`fonts`, else `fallback`): every string of `Tj`, `TJ`, `'` and `"`, decoded with
+/// its font's encoding (read once per font name) or read as its bytes when that is unknown; a
+/// line break at `T*` and `ET`, a space where the text position moves (`Td`, `TD`, `Tm`:
+/// `(Lage) Tj 50 0 Td (GEHEIM) Tj` shows two words, not one).
+fn content_text(
+    sink: &Sink,
+    doc: &Document,
+    data: &[u8],
+    fonts: &BTreeMap<Vec<u8>, &Dictionary>,
+    fallback: &BTreeMap<Vec<u8>, &Dictionary>,
+    limit: usize,
+) -> Result<String, ExtractError> {
+    let content = Content::decode(data)
+        .map_err(|_| sink.malformed("a content stream could not be parsed"))?;
+    let mut encodings: BTreeMap<Vec<u8>, Option<Encoding<'_>>> = BTreeMap::new();
+    let mut current: Option<Vec<u8>> = None;
+    let mut text = String::new();
+    for op in &content.operations {
+        if op.operator == "Tf" {
+            current = op
+                .operands
+                .first()
+                .and_then(|o| o.as_name().ok())
+                .map(<[u8]>::to_vec);
+            if let Some(name) = &current {
+                if !encodings.contains_key(name) {
+                    let encoding = fonts
+                        .get(name)
+                        .or_else(|| fallback.get(name))
+                        .and_then(|f| f.get_font_encoding_with_limit(doc, limit).ok());
+                    encodings.insert(name.clone(), encoding);
+                }
+            }
+            continue;
+        }
+        let encoding = current
+            .as_ref()
+            .and_then(|n| encodings.get(n))
+            .and_then(Option::as_ref);
+        match op.operator.as_str() {
+            "Tj" | "TJ" => show(&mut text, encoding, &op.operands),
+            "'" => {
+                text.push('\n');
+                show(&mut text, encoding, &op.operands);
+            }
+            "\"" => {
+                text.push('\n');
+                show(&mut text, encoding, op.operands.get(2..).unwrap_or(&[]));
+            }
+            "Td" | "TD" | "Tm" => text.push(' '),
+            "T*" | "ET" => text.push('\n'),
+            _ => {}
+        }
+    }
+    Ok(text)
 }
 
 /// The fonts of a form's or pattern's own `/Resources`.

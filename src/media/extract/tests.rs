@@ -199,6 +199,58 @@ fn office_other_parts_are_read_by_kind() {
     );
 }
 
+/// Imported chunks that sniffing does not name are read as what they are (RTF with its
+/// escapes, MHT quoted-printable); an archive, a base64 MHT, bytes of no known kind (unless a
+/// font, drawing or printer setting by name) and too many embedded documents make the file
+/// unreadable.
+#[test]
+fn office_imported_chunks_and_unreadable_parts() {
+    let body = "<w:p><w:r><w:t>harmlos</w:t></w:r></w:p>";
+    let rtf = br"{\rtf1\ansi Einstufung GEHEIM-rtf\par Gr\'fc\u223?e {\b VS-NfD}}";
+    let mht = b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Lage GEH=\r\nEIM-mht =C3=84</p>";
+    let font: Vec<u8> = (0..2048u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let bytes = docs::docx_with_parts(
+        body,
+        &[
+            ("word/afchunk.rtf", rtf),
+            ("word/afchunk.mht", mht),
+            ("word/fonts/font1.odttf", &font),
+        ],
+    );
+    let t = extract(&bytes, FileKind::Docx);
+    assert_has(&t, "GEHEIM-rtf", "RTF chunk");
+    assert_has(&t, "Grü", "RTF hex escape");
+    assert_has(&t, "ße", "RTF unicode escape, fallback skipped");
+    assert_has(&t, "VS-NfD", "RTF group");
+    assert_has(&t, "GEHEIM-mht", "MHT soft line break");
+    assert_has(&t, "Ä", "MHT =hh");
+
+    let zipped = docs::zip_parts(&[("a.txt", SECRET.as_bytes())]);
+    let base64_mht = b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nR0VIRUlN\r\n";
+    let xlsx = docs::xlsx(&["x"]);
+    let many: Vec<(String, &[u8])> = (0..=super::office::MAX_EMBEDDED)
+        .map(|i| (format!("word/embeddings/s{i}.xlsx"), &xlsx[..]))
+        .collect();
+    let many: Vec<(&str, &[u8])> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    for (what, parts) in [
+        ("archive", vec![("word/a.zip", &zipped[..])]),
+        ("base64 MHT", vec![("word/afchunk.mht", &base64_mht[..])]),
+        ("unknown bytes", vec![("word/blob.dat", &font[..])]),
+        ("too many embedded documents", many),
+    ] {
+        let bytes = docs::docx_with_parts(body, &parts);
+        assert!(
+            matches!(
+                text(FileKind::Docx, &bytes, MAX),
+                Err(ExtractError::Unreadable { .. })
+            ),
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn xlsx_shared_strings_inline_strings_rich_runs() {
     let t = extract(&docs::xlsx(&["a", SECRET, IBAN]), FileKind::Xlsx);
@@ -384,6 +436,36 @@ fn pdf_form_xobject_text() {
             &format!("pdf stamp (inherits fonts: {inherits})"),
         );
     }
+    // A form whose `/Subtype` is an indirect object is still a form.
+    let spec = docs::PdfSpec {
+        pages: vec!["harmloser Text"],
+        stamp: Some(SECRET),
+        stamp_subtype_indirect: true,
+        ..docs::PdfSpec::default()
+    };
+    assert_has(
+        &extract(&docs::pdf_from(&spec), FileKind::Pdf),
+        SECRET,
+        "indirect subtype",
+    );
+}
+
+/// Words drawn apart by moving the text position stay apart (a whole-word rule must see
+/// `GEHEIM`, not `LageGEHEIM`); a string shown without a known font is read as its bytes.
+#[test]
+fn pdf_text_position_moves_separate_words() {
+    let spec = docs::PdfSpec {
+        page_content: Some(
+            "BT /F1 12 Tf 72 720 Td (Lage) Tj 40 0 Td (GEHEIM) Tj 1 0 0 1 72 600 Tm (Akte) Tj \
+             ET BT /F9 12 Tf 72 500 Td (VS-NfD) Tj ET",
+        ),
+        ..docs::PdfSpec::default()
+    };
+    let t = extract(&docs::pdf_from(&spec), FileKind::Pdf);
+    let words: Vec<&str> = t.split_whitespace().collect();
+    assert!(words.contains(&"GEHEIM"), "{t:?}");
+    assert!(words.contains(&"Akte"), "{t:?}");
+    assert!(words.contains(&"VS-NfD"), "unknown font: {t:?}");
 }
 
 #[test]

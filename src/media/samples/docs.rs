@@ -325,6 +325,11 @@ pub struct PdfSpec<'a> {
     pub stamp: Option<&'a str>,
     /// The stamp has no resources of its own.
     pub stamp_inherits: bool,
+    /// The stamp's `/Subtype` is an indirect object (`/Subtype 12 0 R`, object 12 being
+    /// `/Form`), as viewers accept.
+    pub stamp_subtype_indirect: bool,
+    /// The whole content stream of the first page, instead of one `Tj` per line.
+    pub page_content: Option<&'a str>,
 }
 
 /// A one-page PDF 1.4 drawing `text` in Helvetica.
@@ -432,6 +437,9 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
             stream.push_str(&format!("{} Tj T*\n", pdf_string(line)));
         }
         stream.push_str("ET\n");
+        if let (0, Some(content)) = (i, spec.page_content) {
+            stream = content.to_string();
+        }
         if stamped {
             stream.push_str("q 1 0 0 1 300 50 cm /Fm0 Do Q\n");
         }
@@ -513,13 +521,21 @@ pub fn pdf_from(spec: &PdfSpec<'_>) -> Vec<u8> {
         } else {
             " /Resources << /Font << /F1 3 0 R >> >>"
         };
+        let subtype = if spec.stamp_subtype_indirect {
+            format!("{} 0 R", stamp_id + 1)
+        } else {
+            "/Form".to_string()
+        };
         objects.push(
             format!(
-                "<< /Type /XObject /Subtype /Form /BBox [0 0 200 40]{resources} /Length {} >>\nstream\n{content}endstream",
+                "<< /Type /XObject /Subtype {subtype} /BBox [0 0 200 40]{resources} /Length {} >>\nstream\n{content}endstream",
                 content.len()
             )
             .into_bytes(),
         );
+        if spec.stamp_subtype_indirect {
+            objects.push(b"/Form".to_vec());
+        }
     }
 
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
