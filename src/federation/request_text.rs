@@ -247,15 +247,26 @@ fn residue_texts(
             edu_residue_texts(raw, out)?;
             continue;
         }
-        let name = known_name(&k);
-        let value: Value = serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
-        out.push(RequestText {
-            kind: TextKind::BodyKey,
-            name,
-            text: Cow::Owned(k),
-        });
-        body_texts(&value, Some(name), out);
+        member_texts(k, raw, out)?;
     }
+    Ok(())
+}
+
+/// A member of a body (key `k`, value `raw`): its key and every key, string and number of its
+/// value, named by the key if it is well known.
+fn member_texts(
+    k: String,
+    raw: &RawValue,
+    out: &mut Vec<RequestText<'_>>,
+) -> Result<(), RequestTextError> {
+    let name = known_name(&k);
+    let value: Value = serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
+    out.push(RequestText {
+        kind: TextKind::BodyKey,
+        name,
+        text: Cow::Owned(k),
+    });
+    body_texts(&value, Some(name), out);
     Ok(())
 }
 
@@ -275,18 +286,9 @@ fn edu_residue_texts(
             continue;
         };
         for (k, raw) in members {
-            if k == "edu_type" || k == "content" {
-                continue;
+            if k != "edu_type" && k != "content" {
+                member_texts(k, raw, out)?;
             }
-            let name = known_name(&k);
-            let value: Value =
-                serde_json::from_str(raw.get()).map_err(|_| RequestTextError::Body)?;
-            out.push(RequestText {
-                kind: TextKind::BodyKey,
-                name,
-                text: Cow::Owned(k),
-            });
-            body_texts(&value, Some(name), out);
         }
     }
     Ok(())

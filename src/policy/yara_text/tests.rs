@@ -39,7 +39,11 @@ rule only_files
 "#;
 
 fn policy() -> YaraTextPolicy {
-    let rules = YaraRules::from_sources(&[("t.yar", RULES)]).unwrap_or_else(|d| {
+    policy_of(RULES)
+}
+
+fn policy_of(source: &str) -> YaraTextPolicy {
+    let rules = YaraRules::from_sources(&[("t.yar", source)]).unwrap_or_else(|d| {
         panic!(
             "{}",
             d.iter()
@@ -246,16 +250,7 @@ fn text_rules_judge_edus_user_fields_requests_and_responses() {
     use crate::federation::catalog;
     use crate::federation::request_text::TextKind;
     use crate::federation::userdata::fields_in;
-    let rules = YaraRules::from_sources(&[("t.yar", EVERYWHERE)]).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let p = YaraTextPolicy::new(Arc::new(rules));
+    let p = policy_of(EVERYWHERE);
     let c = ctx(Direction::Outbound);
     let rule = "yara:t.marker".to_string();
 
