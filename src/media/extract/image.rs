@@ -14,7 +14,11 @@
 //! XPSubject). A structure that runs past the end of the file is malformed; EXIF of which
 //! kamadak-exif parses no field is malformed too (it could hide text the guard did not read),
 //! while EXIF with some broken entries gives the fields that parse.
-//! Not read: ICC profiles, bytes after the end of the image (YARA-X sees those).
+//! PNG and JPEG also give the printable runs ([`strings`]) of every other chunk or segment
+//! that is no image data (private PNG chunks, `APPn` segments such as ICC profiles) and of the
+//! bytes after the end of the image (after `IEND`, after `EOI`; an image appended there, as
+//! phones append depth maps, is read as an image, a few levels deep). Not read: the same
+//! places in GIF and WebP (YARA-X sees those bytes).
 use std::io::Read;
 
 use super::xml::{self, Mode};
@@ -24,7 +28,7 @@ pub(super) fn text(sink: &mut Sink, b: &[u8], limit: usize) -> Result<(), Extrac
     use crate::media::FileKind;
     match sink.kind() {
         FileKind::Png => png(sink, b, limit),
-        FileKind::Jpeg => jpeg(sink, b),
+        FileKind::Jpeg => jpeg(sink, b, 0),
         FileKind::Gif => gif(sink, b),
         FileKind::Webp => webp(sink, b),
         FileKind::Tiff => exif(sink, b.to_vec()),
@@ -118,12 +122,38 @@ fn png(sink: &mut Sink, b: &[u8], limit: usize) -> Result<(), ExtractError> {
                 }
             }
             b"eXIf" => exif(sink, data.to_vec())?,
-            b"IEND" => break,
-            _ => {}
+            b"IEND" => return strings_piece(sink, &b[pos..]),
+            // Image data and the small binary chunks of the format.
+            b"IDAT" | b"fdAT" | b"IHDR" | b"PLTE" | b"tRNS" | b"acTL" | b"fcTL" => {}
+            // Every other chunk, private ones included: what text it holds.
+            _ => strings_piece(sink, data)?,
         }
     }
     Ok(())
 }
+
+/// The printable runs of `b` (as `strings` finds them): text of at least four characters that
+/// are no controls, read as UTF-8 (invalid bytes end a run), one per line.
+pub(super) fn strings(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    let mut out = String::new();
+    for run in text.split(|c: char| c == '\u{fffd}' || (c.is_control() && c != '\t')) {
+        if run.chars().count() >= 4 && !run.trim().is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(run);
+        }
+    }
+    out
+}
+
+fn strings_piece(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
+    sink.piece(&strings(b))
+}
+
+/// How deep images appended to an image are read as images.
+const MAX_APPENDED: u8 = 4;
 
 fn split_nul(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = b.iter().position(|&c| c == 0)?;
@@ -133,7 +163,7 @@ fn split_nul(b: &[u8]) -> Option<(&[u8], &[u8])> {
 const XMP_NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 const XMP_EXT_NS: &[u8] = b"http://ns.adobe.com/xmp/extension/\0";
 
-fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
+fn jpeg(sink: &mut Sink, b: &[u8], depth: u8) -> Result<(), ExtractError> {
     let mut pos = 2;
     loop {
         // fill bytes before a marker are allowed
@@ -145,7 +175,15 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
             _ => return Err(truncated(sink)),
         };
         match marker {
-            0xd9 => return Ok(()),
+            0xd9 => {
+                // After the end of the image: another image (multi-picture files, depth maps)
+                // or anything else, read for its text.
+                let rest = &b[pos + 2..];
+                if rest.starts_with(&[0xff, 0xd8, 0xff]) && depth < MAX_APPENDED {
+                    return jpeg(sink, rest, depth + 1);
+                }
+                return strings_piece(sink, rest);
+            }
             // markers without a length
             0x01 | 0xd0..=0xd7 => {
                 pos += 2;
@@ -181,6 +219,8 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
             0xed => {
                 if let Some(resources) = data.strip_prefix(b"Photoshop 3.0\0") {
                     iptc_resources(sink, resources)?;
+                } else {
+                    strings_piece(sink, data)?;
                 }
             }
             0xe1 => {
@@ -191,8 +231,20 @@ fn jpeg(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
                 } else if let Some(ext) = data.strip_prefix(XMP_EXT_NS) {
                     // GUID (32), full length (4), offset (4), then a piece of the packet
                     sink.piece(&String::from_utf8_lossy(ext.get(40..).unwrap_or_default()))?;
+                } else {
+                    strings_piece(sink, data)?;
                 }
             }
+            // JFIF: after its identifier, what text it holds.
+            0xe0 => {
+                let rest = data
+                    .strip_prefix(b"JFIF\0")
+                    .or_else(|| data.strip_prefix(b"JFXX\0"))
+                    .unwrap_or(data);
+                strings_piece(sink, rest)?;
+            }
+            // Other application segments (ICC profiles, maker data, …).
+            0xe2..=0xec | 0xee | 0xef => strings_piece(sink, data)?,
             _ => {}
         }
     }

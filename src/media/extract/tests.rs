@@ -536,6 +536,35 @@ fn png_text_ztxt_itxt_exif() {
     assert_has(&t, IBAN, "png eXIf");
 }
 
+/// Text in the places a viewer does not show but a file carries: after the end of the image,
+/// in private chunks and other application segments, in an image appended to an image.
+#[test]
+fn image_trailing_bytes_private_chunks_and_segments() {
+    let mut png = docs::png_with_chunks(2, 2, &[(*b"prVt", b"\x00\x01note GEHEIM-chunk".to_vec())]);
+    png.extend_from_slice(b"\x00\x00Anhang GEHEIM-png\xff\xfe");
+    let t = extract(&png, FileKind::Png);
+    assert_has(&t, "GEHEIM-chunk", "private PNG chunk");
+    assert_has(&t, "Anhang GEHEIM-png", "after IEND");
+
+    let mut jpeg =
+        docs::jpeg_with_segments(&[(0xe2, b"ICC_PROFILE\x00\x01\x01 GEHEIM-app2".to_vec())]);
+    jpeg.extend_from_slice(b"\x00Anhang GEHEIM-jpeg\x00");
+    let t = extract(&jpeg, FileKind::Jpeg);
+    assert_has(&t, "GEHEIM-app2", "APP2 segment");
+    assert_has(&t, "Anhang GEHEIM-jpeg", "after EOI");
+
+    // An image appended to the image (multi-picture files) is read as one.
+    let mut two = docs::jpeg();
+    two.extend_from_slice(&docs::jpeg_with_comment("zweites Bild GEHEIM-mpf"));
+    assert_has(
+        &extract(&two, FileKind::Jpeg),
+        "GEHEIM-mpf",
+        "appended JPEG",
+    );
+    // Short runs and binary noise give nothing.
+    assert_eq!(super::image::strings(b"\x00ab\x01\xff\xfecd\x02"), "");
+}
+
 #[test]
 fn png_limits_and_truncation() {
     // a zTXt bomb: 4 MiB of zeros compress to a few KiB
