@@ -134,6 +134,17 @@ pub struct TextOutcome {
     pub failed: Option<&'static str>,
 }
 
+impl TextOutcome {
+    /// A unit that could not be read: it does not cross as it is.
+    fn unreadable() -> TextOutcome {
+        TextOutcome {
+            action: Action::Redact,
+            hits: Vec::new(),
+            failed: Some("unreadable"),
+        }
+    }
+}
+
 /// The `text` YARA rules as a policy layer.
 pub struct YaraTextPolicy {
     matcher: Arc<dyn TextMatcher>,
@@ -223,11 +234,7 @@ impl YaraTextPolicy {
     /// Judges one event or to-device content: every member of an event is text.
     fn scan_content(&self, ctx: &ExchangeCtx, what: &str, judged: Judged<'_>) -> TextOutcome {
         let Some(value) = judged.value() else {
-            return TextOutcome {
-                action: Action::Redact,
-                hits: Vec::new(),
-                failed: Some("unreadable"),
-            };
+            return TextOutcome::unreadable();
         };
         let out = self.scan_parts(ctx.direction, judged.parts(&value));
         self.record(ctx, what, &out);
@@ -279,6 +286,14 @@ impl YaraTextPolicy {
             .find(|r| r.action == out.action)
             .map(|r| format!("yara:{}", r.name))
             .unwrap_or_else(|| "yara".to_string())
+    }
+
+    /// The rule that removes a unit (EDU, to-device message, field) the outcome does not allow.
+    fn removes(&self, out: &TextOutcome) -> Option<String> {
+        match self.verdict(out) {
+            PduVerdict::Allow => None,
+            _ => Some(self.deciding_rule(out)),
+        }
     }
 
     fn verdict(&self, out: &TextOutcome) -> PduVerdict {
@@ -341,18 +356,12 @@ impl Policy for YaraTextPolicy {
                 let texts = edu_texts(&edu.edu_type, &value);
                 self.scan_pieces(ctx.direction, &edu.edu_type, &texts.fields)
             }
-            Err(_) => TextOutcome {
-                action: Action::Redact,
-                hits: Vec::new(),
-                failed: Some("unreadable"),
-            },
+            Err(_) => TextOutcome::unreadable(),
         };
         self.record(ctx, "edu", &out);
-        match self.verdict(&out) {
-            PduVerdict::Allow => EduVerdict::Allow,
-            _ => EduVerdict::Drop {
-                rule: self.deciding_rule(&out),
-            },
+        match self.removes(&out) {
+            None => EduVerdict::Allow,
+            Some(rule) => EduVerdict::Drop { rule },
         }
     }
     fn user_field(&self, ctx: &ExchangeCtx, field: &UserField<'_>) -> FieldVerdict {
@@ -364,11 +373,9 @@ impl Policy for YaraTextPolicy {
         }
         let out = self.scan_pieces(ctx.direction, pseudo, &pieces);
         self.record(ctx, "user_field", &out);
-        match self.verdict(&out) {
-            PduVerdict::Allow => FieldVerdict::Allow,
-            _ => FieldVerdict::Remove {
-                rule: self.deciding_rule(&out),
-            },
+        match self.removes(&out) {
+            None => FieldVerdict::Allow,
+            Some(rule) => FieldVerdict::Remove { rule },
         }
     }
     fn request_text(&self, ctx: &ExchangeCtx, text: &RequestText<'_>) -> Decision {
@@ -425,11 +432,9 @@ impl Policy for YaraTextPolicy {
                 content: msg.content,
             },
         );
-        match self.verdict(&out) {
-            PduVerdict::Allow => EduVerdict::Allow,
-            _ => EduVerdict::Drop {
-                rule: self.deciding_rule(&out),
-            },
+        match self.removes(&out) {
+            None => EduVerdict::Allow,
+            Some(rule) => EduVerdict::Drop { rule },
         }
     }
     fn matches(&self, ctx: &ExchangeCtx, pdu: &PduView<'_>) -> Vec<crate::review::Match> {
