@@ -118,6 +118,10 @@ pub struct Entry<'a> {
     pub bytes: &'a [u8],
     /// A zip, tar or gzip: the walker opens it after the visitor returns.
     pub container: bool,
+    /// Not an entry but the text a container carries besides its entries' contents (see
+    /// [`Walker::walk`]): `path` is the container's, `kind` is [`FileKind::Text`], `bytes`
+    /// the text (UTF-8, one piece per line).
+    pub meta: bool,
 }
 
 /// What a walk has seen so far.
@@ -186,6 +190,147 @@ fn join(parent: &str, name: &str) -> String {
 
 type Visit<'v> = dyn FnMut(Entry<'_>) -> ControlFlow<()> + 'v;
 
+/// The numeric fields of a tar header (offsets from its start): mode, uid, gid, size, mtime,
+/// checksum and type flag; magic and version; device numbers.
+const TAR_NUMERIC: [(u64, u64); 3] = [(100, 157), (257, 265), (329, 345)];
+
+/// The members of a gzip stream one after the other, as `gunzip` reads them (anything after
+/// a member that is no gzip member is malformed), keeping the name, comment and extra field
+/// of every member's header.
+struct GzMembers<'a> {
+    len: usize,
+    current: flate2::bufread::GzDecoder<&'a [u8]>,
+    /// Compressed bytes read so far.
+    consumed: Rc<Cell<u64>>,
+    text: String,
+}
+
+impl Read for GzMembers<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.current.read(buf)?;
+            let rest: &[u8] = self.current.get_ref();
+            self.consumed.set((self.len - rest.len()) as u64);
+            if n > 0 {
+                return Ok(n);
+            }
+            if let Some(h) = self.current.header() {
+                for field in [h.filename(), h.comment()].into_iter().flatten() {
+                    push_line(&mut self.text, &String::from_utf8_lossy(field));
+                }
+                push_line(&mut self.text, &strings(h.extra().unwrap_or_default()));
+            }
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            self.current = flate2::bufread::GzDecoder::new(rest);
+        }
+    }
+}
+
+/// What the central directory says about one zip entry.
+struct ZipMeta {
+    name: String,
+    is_file: bool,
+    unreadable: Option<String>,
+    compressed: u64,
+    data_start: Option<u64>,
+    /// Raw name and comments that a reader could show besides `name`, one per line.
+    text: String,
+}
+
+/// The four-byte signatures that start zip records (local and central headers, data
+/// descriptors, end records): blanked before the printable runs are taken, so that a name
+/// is not run together with the `PK` of the record after it.
+const ZIP_SIGNATURES: [[u8; 2]; 6] = [[1, 2], [3, 4], [5, 6], [6, 6], [6, 7], [7, 8]];
+
+fn blank_zip_signatures(gap: &mut [u8]) {
+    for i in 0..gap.len().saturating_sub(3) {
+        if &gap[i..i + 2] == b"PK" && ZIP_SIGNATURES.contains(&[gap[i + 2], gap[i + 3]]) {
+            gap[i..i + 4].fill(0);
+        }
+    }
+}
+
+/// The printable runs ([`strings`]) of `bytes` outside the `ranges`, with the bytes of
+/// `blank` read as zeros, one per line (both lists are sorted here). `prepare` sees every
+/// gap before its runs are taken.
+fn strings_outside(
+    bytes: &[u8],
+    ranges: &mut [(u64, u64)],
+    blank: &mut [(u64, u64)],
+    prepare: fn(&mut [u8]),
+) -> String {
+    ranges.sort_unstable();
+    blank.sort_unstable();
+    let len = bytes.len();
+    let mut gaps = Vec::new();
+    let mut at = 0usize;
+    for &(start, end) in ranges.iter() {
+        let (start, end) = (clamp(start, len), clamp(end, len));
+        if start > at {
+            gaps.push((at, start));
+        }
+        at = at.max(end);
+    }
+    if at < len {
+        gaps.push((at, len));
+    }
+    let mut out = String::new();
+    let mut first_blank = 0;
+    for (from, to) in gaps {
+        let mut gap = bytes[from..to].to_vec();
+        while blank
+            .get(first_blank)
+            .is_some_and(|&(_, e)| clamp(e, len) <= from)
+        {
+            first_blank += 1;
+        }
+        for &(s, e) in &blank[first_blank..] {
+            let (s, e) = (clamp(s, len).max(from), clamp(e, len).min(to));
+            if s >= to {
+                break;
+            }
+            if s < e {
+                gap[s - from..e - from].fill(0);
+            }
+        }
+        prepare(&mut gap);
+        push_line(&mut out, &strings(&gap));
+    }
+    out
+}
+
+fn clamp(offset: u64, len: usize) -> usize {
+    usize::try_from(offset).map_or(len, |o| o.min(len))
+}
+
+fn push_line(out: &mut String, text: &str) {
+    if !text.is_empty() {
+        out.push_str(text);
+        out.push('\n');
+    }
+}
+
+/// The printable runs of `b` (text of at least four characters that are no controls, read
+/// as UTF-8; invalid bytes end a run), one per line.
+pub fn strings(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    let mut out = String::new();
+    for run in text.split(|c: char| c == '\u{fffd}' || (c.is_control() && c != '\t')) {
+        if run.chars().count() >= 4 && !run.trim().is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(run);
+        }
+    }
+    out
+}
+
 /// Walks the containers of one file within [`ArchiveLimits`] and a deadline.
 pub struct Walker<'c> {
     limits: ArchiveLimits,
@@ -219,6 +364,18 @@ impl<'c> Walker<'c> {
     /// `visit` (containers before they are opened). A visitor's `Break` ends the walk with
     /// `Ok(Break)`. A `kind` that is no container is given to the visitor as the one entry
     /// (path `""`, depth 0).
+    ///
+    /// After its entries, every container gives the visitor its own text as one
+    /// [`Entry::meta`] (nothing when it has none), so that nothing it carries goes unjudged:
+    /// - zip: the printable runs ([`strings`]) of every byte that is no entry's data (local
+    ///   and central headers with their names, extra fields and comments, the archive comment,
+    ///   bytes before, between and after the entries), and the raw name and comment of an
+    ///   entry where they differ from the decoded ones;
+    /// - tar: the printable runs of every byte that is no regular file's data, with the
+    ///   numeric header fields blanked (names, link targets, owner names, the ustar prefix
+    ///   and header padding, pax records, GNU long names, data of directories and links,
+    ///   bytes after the end of the archive), and the names of entries without content;
+    /// - gzip: the name, comment and extra field of every member.
     pub fn walk(
         &mut self,
         bytes: &[u8],
@@ -234,9 +391,31 @@ impl<'c> Walker<'c> {
                 kind,
                 bytes,
                 container: false,
+                meta: false,
             }));
         }
         self.open("", 0, kind, bytes, visit)
+    }
+
+    /// The text of the container at `path` to the visitor, unless it has none.
+    fn meta(
+        &mut self,
+        path: &str,
+        depth: u32,
+        text: &str,
+        visit: &mut Visit<'_>,
+    ) -> ControlFlow<()> {
+        if text.trim().is_empty() {
+            return ControlFlow::Continue(());
+        }
+        visit(Entry {
+            path,
+            depth,
+            kind: FileKind::Text,
+            bytes: text.as_bytes(),
+            container: false,
+            meta: true,
+        })
     }
 
     fn check_deadline(&self, path: &str) -> Result<(), ArchiveError> {
@@ -303,6 +482,7 @@ impl<'c> Walker<'c> {
             kind,
             bytes,
             container,
+            meta: false,
         });
         if flow.is_break() || !container {
             return Ok(flow);
@@ -395,19 +575,30 @@ impl<'c> Walker<'c> {
     }
 
     /// Metadata of zip entry `i` from the central directory: name, whether it is a regular
-    /// file, and why it cannot be read.
+    /// file, why it cannot be read, its compressed size and where its data starts.
     fn zip_meta<R: Read + Seek>(
         za: &mut zip::ZipArchive<R>,
         i: usize,
         path: &str,
-    ) -> Result<(String, bool, Option<String>, u64), ArchiveError> {
+    ) -> Result<ZipMeta, ArchiveError> {
         let f = za
             .by_index_raw(i)
             .map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
+        let raw_name = String::from_utf8_lossy(f.name_raw());
         let name = match f.name() {
             Ok(n) => n.into_owned(),
-            Err(_) => String::from_utf8_lossy(f.name_raw()).into_owned(),
+            Err(_) => raw_name.clone().into_owned(),
         };
+        // What a reader could show besides the decoded name: the raw name where an extra field
+        // replaced it, and the comment in both forms.
+        let mut text = String::new();
+        let raw_comment = String::from_utf8_lossy(f.comment_raw());
+        for piece in [&*raw_name, f.comment(), &*raw_comment] {
+            if !piece.is_empty() && piece != name && !text.lines().any(|l| l == piece) {
+                text.push_str(piece);
+                text.push('\n');
+            }
+        }
         let unreadable = if f.encrypted() {
             Some("encrypted".to_owned())
         } else if !matches!(
@@ -418,7 +609,14 @@ impl<'c> Walker<'c> {
         } else {
             None
         };
-        Ok((name, f.is_file(), unreadable, f.compressed_size()))
+        Ok(ZipMeta {
+            name,
+            is_file: f.is_file(),
+            unreadable,
+            compressed: f.compressed_size(),
+            data_start: f.data_start(),
+            text,
+        })
     }
 
     fn zip(
@@ -432,14 +630,21 @@ impl<'c> Walker<'c> {
         let mut za =
             zip::ZipArchive::new(reader).map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
         self.count_entries(za.len(), path)?;
+        let mut text = String::new();
+        // the regular files' data, judged as their content
+        let mut content: Vec<(u64, u64)> = Vec::new();
         for i in 0..za.len() {
             self.check_deadline(path)?;
-            let (name, is_file, unreadable, declared) = Self::zip_meta(&mut za, i, path)?;
-            let child = join(path, &name);
-            if !is_file {
+            let m = Self::zip_meta(&mut za, i, path)?;
+            text.push_str(&m.text);
+            let child = join(path, &m.name);
+            if !m.is_file {
+                // Directories and links have no content: their names are the archive's
+                // text, their data, if any, counts as the archive's own bytes below.
+                push_line(&mut text, &m.name);
                 continue;
             }
-            if let Some(reason) = unreadable {
+            if let Some(reason) = m.unreadable {
                 return Err(ArchiveError::Unreadable {
                     path: child,
                     reason,
@@ -449,10 +654,13 @@ impl<'c> Walker<'c> {
                 let mut f = za
                     .by_index(i)
                     .map_err(|e| Self::zip_error(FileKind::Zip, &child, e))?;
+                if let Some(start) = f.data_start().or(m.data_start) {
+                    content.push((start, start.saturating_add(m.compressed)));
+                }
                 let start = pos.get();
                 self.read_entry(
                     &mut f,
-                    &|| pos.get().saturating_sub(start).min(declared),
+                    &|| pos.get().saturating_sub(start).min(m.compressed),
                     &child,
                     FileKind::Zip,
                 )?
@@ -461,7 +669,13 @@ impl<'c> Walker<'c> {
                 return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(ControlFlow::Continue(()))
+        text.push_str(&strings_outside(
+            bytes,
+            &mut content,
+            &mut [],
+            blank_zip_signatures,
+        ));
+        Ok(self.meta(path, depth, &text, visit))
     }
 
     fn tar(
@@ -476,6 +690,9 @@ impl<'c> Walker<'c> {
             path: p.to_owned(),
             reason: e.to_string(),
         };
+        let mut text = String::new();
+        // the regular files' data, judged as their content
+        let mut content: Vec<(u64, u64)> = Vec::new();
         let mut ar = tar::Archive::new(bytes);
         let entries = ar.entries().map_err(|e| malformed(path, &e))?;
         for e in entries {
@@ -492,8 +709,16 @@ impl<'c> Walker<'c> {
                         reason: "sparse file".to_owned(),
                     })
                 }
-                // Directories, links, devices, FIFOs: no content of their own.
-                _ => continue,
+                // Directories, links, devices, FIFOs, pax global headers: no content of
+                // their own; their names and link targets are the archive's text (their
+                // data, if any, counts as the archive's own bytes below).
+                _ => {
+                    push_line(&mut text, &name);
+                    if let Some(link) = e.link_name_bytes() {
+                        push_line(&mut text, &String::from_utf8_lossy(&link));
+                    }
+                    continue;
+                }
             }
             let start = e.raw_file_position();
             let Some(end) = start
@@ -502,12 +727,28 @@ impl<'c> Walker<'c> {
             else {
                 return Err(malformed(&child, &"entry runs past the end of the archive"));
             };
+            content.push((start, end));
             let data = &bytes[start as usize..end as usize];
             if self.entry(&child, depth + 1, data, visit)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(ControlFlow::Continue(()))
+        // Every header, pax and GNU extension headers too, with its numeric fields blanked:
+        // what remains of it is text (names, link targets, owners, prefix, padding).
+        let mut blank = Vec::new();
+        let mut raw = tar::Archive::new(bytes);
+        for e in raw.entries().map_err(|e| malformed(path, &e))?.raw(true) {
+            let e = e.map_err(|e| malformed(path, &e))?;
+            let at = e.raw_header_position();
+            for (from, to) in TAR_NUMERIC {
+                blank.push((at + from, at + to));
+            }
+            if e.header().as_gnu().is_some() {
+                blank.push((at + 345, at + 495));
+            }
+        }
+        text.push_str(&strings_outside(bytes, &mut content, &mut blank, |_| {}));
+        Ok(self.meta(path, depth, &text, visit))
     }
 
     fn gzip(
@@ -517,10 +758,18 @@ impl<'c> Walker<'c> {
         bytes: &[u8],
         visit: &mut Visit<'_>,
     ) -> Result<ControlFlow<()>, ArchiveError> {
-        let (reader, pos) = Tracked::new(bytes);
-        let mut d = flate2::read::MultiGzDecoder::new(reader);
-        let data = self.read_entry(&mut d, &|| pos.get(), path, FileKind::Gzip)?;
-        self.entry(path, depth + 1, &data, visit)
+        let consumed = Rc::new(Cell::new(0));
+        let mut members = GzMembers {
+            len: bytes.len(),
+            current: flate2::bufread::GzDecoder::new(bytes),
+            consumed: consumed.clone(),
+            text: String::new(),
+        };
+        let data = self.read_entry(&mut members, &|| consumed.get(), path, FileKind::Gzip)?;
+        if self.entry(path, depth + 1, &data, visit)?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(self.meta(path, depth, &members.text, visit))
     }
 
     /// The parts of an office or ODF file (a zip that is a document): for every regular
@@ -541,7 +790,12 @@ impl<'c> Walker<'c> {
         let mut buf = Vec::with_capacity(prefix);
         for i in 0..za.len() {
             self.check_deadline("")?;
-            let (name, is_file, unreadable, _) = Self::zip_meta(&mut za, i, "")?;
+            let ZipMeta {
+                name,
+                is_file,
+                unreadable,
+                ..
+            } = Self::zip_meta(&mut za, i, "")?;
             if !is_file {
                 continue;
             }

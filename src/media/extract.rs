@@ -14,9 +14,9 @@
 //!   annotation texts, form fields, the Info dictionary and XMP metadata ([`pdf`]); an encrypted PDF or one with embedded files is
 //!   [`ExtractError::Unreadable`];
 //! - images: PNG `tEXt`/`zTXt`/`iTXt`/`eXIf`, JPEG comments, EXIF and XMP, GIF comment and
-//!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags; in PNG and JPEG also the
-//!   printable runs of every other chunk or segment and of the bytes after the end of the
-//!   image ([`image`]);
+//!   plain-text extensions, WebP `EXIF`/`XMP ` chunks, TIFF tags; in PNG, JPEG, GIF and WebP
+//!   also the printable runs of every other chunk, segment or extension and of the bytes
+//!   after the end of the image ([`image`]);
 //! - scripts (`#!`): their text (invalid UTF-8 replaced);
 //! - legacy OLE documents are [`ExtractError::Unreadable`] (the guard does not read them);
 //! - archives, executables, audio and video have no text here (`Ok(None)`): the inspector

@@ -9,7 +9,10 @@
 //!    `[media.archive]`; every entry is sniffed and checked against the same list (a PE inside
 //!    a zip is refused; so is a zip inside a tar when `zip` is not listed), its path goes to
 //!    the DLP rules as `media.name`, and each file entry is inspected like a file of its own
-//!    (steps 4–6); a limit → [`MediaReason::ArchiveLimit`], an encrypted entry or an unknown
+//!    (steps 4–6); the text every container carries besides its entries (comments, names of
+//!    directories and links, link targets, owners, pax records, extra fields, bytes outside
+//!    the entries: [`archive::Walker::walk`]) goes to the DLP rules as `media.text` and to
+//!    YARA; a limit → [`MediaReason::ArchiveLimit`], an encrypted entry or an unknown
 //!    compression method → [`MediaReason::Unreadable`], what does not parse →
 //!    [`MediaReason::Malformed`];
 //! 4. office and ODF documents are zips but not walked as archives: their parts are listed
@@ -20,7 +23,8 @@
 //!    DLP rules as `media.text` (`event_type` `m.media`); an enforced match whose action is
 //!    more than `tag` → [`MediaReason::Dlp`] (`dlp:<rule id>`, masked excerpt in the detail);
 //!    extraction errors → `Malformed`, `Unreadable`, or `ArchiveLimit` (text too large);
-//! 6. YARA-X rules on the bytes of the file and of every file entry → [`MediaReason::Yara`]
+//! 6. YARA-X rules on the bytes of the file, of every file entry and of every container
+//!    inside it (after decompression) → [`MediaReason::Yara`]
 //!    (`yara:<namespace>.<rule>`), with the whole seconds left before the deadline.
 //!
 //! The deadline is checked between steps and inside decompression (→
@@ -452,11 +456,17 @@ impl Scan<'_> {
     }
 
     fn entry(&mut self, e: Entry<'_>) -> ControlFlow<()> {
-        if !self.type_check(e.kind, e.path, "") || self.past_deadline(e.path) {
+        if e.meta {
+            self.container_text(e.bytes, e.path);
+        } else if !self.type_check(e.kind, e.path, "") || self.past_deadline(e.path) {
             return ControlFlow::Break(());
-        }
-        if e.container {
+        } else if e.container {
+            // A container inside the file: its name, and its bytes as they are after
+            // decompression (the file's own bytes are scanned after the walk).
             self.dlp(&[(Field::MediaName, e.path)], e.path);
+            if !self.found() {
+                self.yara(e.bytes, e.path);
+            }
         } else {
             self.content(e.kind, e.bytes, e.path);
         }
@@ -464,6 +474,18 @@ impl Scan<'_> {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
+        }
+    }
+
+    /// The text a container carries besides its entries ([`Entry::meta`]): DLP as media text,
+    /// and YARA (which sees a nested container's headers nowhere else).
+    fn container_text(&mut self, text: &[u8], path: &str) {
+        let text = String::from_utf8_lossy(text);
+        self.text_left = self.text_left.saturating_sub(text.len());
+        self.report.text_bytes += text.len();
+        self.dlp(&[(Field::MediaText, &text)], path);
+        if !self.found() && !self.past_deadline(path) {
+            self.yara(text.as_bytes(), path);
         }
     }
 

@@ -37,10 +37,35 @@ fn walk(bytes: &[u8], kind: FileKind, limits: &ArchiveLimits) -> Walked {
     let mut seen = Vec::new();
     let mut w = Walker::new(limits, None, &classify);
     let r = w.walk(bytes, kind, &mut |e: Entry<'_>| {
-        seen.push((e.path.to_owned(), e.depth, e.kind, e.container));
+        if !e.meta {
+            seen.push((e.path.to_owned(), e.depth, e.kind, e.container));
+        }
         ControlFlow::Continue(())
     });
     (r, seen, w.stats())
+}
+
+/// Walks `bytes` and returns the container texts ([`Entry::meta`]): (path, depth, text).
+fn texts(bytes: &[u8], kind: FileKind) -> Vec<(String, u32, String)> {
+    let mut out = Vec::new();
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w.walk(bytes, kind, &mut |e: Entry<'_>| {
+        if e.meta {
+            assert_eq!(e.kind, FileKind::Text);
+            let text = std::str::from_utf8(e.bytes).expect("container text is UTF-8");
+            out.push((e.path.to_owned(), e.depth, text.to_owned()));
+        }
+        ControlFlow::Continue(())
+    });
+    assert!(r.expect("walk").is_continue());
+    out
+}
+
+/// The text of the one container that has text.
+fn text_of(bytes: &[u8], kind: FileKind) -> String {
+    let t = texts(bytes, kind);
+    assert_eq!(t.len(), 1, "{t:?}");
+    t[0].2.clone()
 }
 
 fn limit_of(r: Result<ControlFlow<()>, ArchiveError>) -> (Limit, String, u64) {
@@ -61,7 +86,9 @@ fn zip_entries_with_paths_and_content() {
     let mut w = Walker::new(&limits(), None, &classify);
     let r = w
         .walk(&z, FileKind::Zip, &mut |e: Entry<'_>| {
-            got.push((e.path.to_owned(), e.bytes.to_vec()));
+            if !e.meta {
+                got.push((e.path.to_owned(), e.bytes.to_vec()));
+            }
             ControlFlow::Continue(())
         })
         .unwrap();
@@ -418,5 +445,118 @@ fn parts_of_a_document() {
                 FileKind::Pe
             ),
         ]
+    );
+}
+
+/// Text that a container carries besides its entries' contents reaches the visitor: zip
+/// comments and directory names, tar link targets, directory names, owners, pax records,
+/// header padding and bytes after the end, gzip member names and comments — and none of
+/// the entries' contents or the numeric header fields.
+#[test]
+fn container_text_outside_the_entries() {
+    // zip: an archive comment, a directory, the data of a directory entry
+    let mut z = samples::zip(&[("GEHEIM-dir/", b""), ("a.txt", b"nur Inhalt")]);
+    let comment = b"Kommentar GEHEIM-zip";
+    let at = z.len() - 2;
+    z[at..].copy_from_slice(&(comment.len() as u16).to_le_bytes());
+    z.extend_from_slice(comment);
+    let t = text_of(&z, FileKind::Zip);
+    assert!(t.contains("Kommentar GEHEIM-zip"), "{t}");
+    assert!(t.lines().any(|l| l == "GEHEIM-dir/"), "{t}");
+    assert!(
+        !t.contains("nur Inhalt"),
+        "entry content is no container text: {t}"
+    );
+    // a plain zip has only its names
+    let plain = text_of(&samples::zip(&[("a.txt", b"nur Inhalt")]), FileKind::Zip);
+    assert!(plain.lines().all(|l| l.contains("a.txt")), "{plain}");
+
+    // tar: link target, directory, owner, pax record, header padding, bytes after the end
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mtime(1_712_345_678);
+    b.append_link(&mut h, "link", "ziel/GEHEIM-link").unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    b.append_data(&mut h, "GEHEIM-tardir/", &[][..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(10);
+    h.set_username("GEHEIM-owner").unwrap();
+    h.set_mtime(1_712_345_678);
+    // ustar header padding (bytes 500..512) carrying text
+    h.as_mut_bytes()[500..510].copy_from_slice(b"GEHEIMpad!");
+    h.set_cksum();
+    b.append_data(&mut h, "a.txt", &b"nur Inhalt"[..]).unwrap();
+    b.append_pax_extensions([("comment", &b"GEHEIM-pax"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    b.append_data(&mut h, "b.txt", &b"frei"[..]).unwrap();
+    let mut t = b.into_inner().unwrap();
+    t.extend_from_slice(b"\0\0Anhang GEHEIM-after\0");
+    let text = text_of(&t, FileKind::Tar);
+    for marker in [
+        "ziel/GEHEIM-link",
+        "GEHEIM-tardir/",
+        "GEHEIM-owner",
+        "GEHEIMpad!",
+        "comment=GEHEIM-pax",
+        "Anhang GEHEIM-after",
+    ] {
+        assert!(text.contains(marker), "{marker} missing: {text}");
+    }
+    assert!(
+        !text.contains("nur Inhalt") && !text.contains("frei"),
+        "{text}"
+    );
+    // numeric fields (mode, size, mtime, checksum, magic) are not text
+    let mtime = format!("{:011o}", 1_712_345_678);
+    assert!(!text.contains(&mtime) && !text.contains("ustar"), "{text}");
+
+    // gzip: name and comment of every member
+    let member = |name: &str, comment: &str, data: &[u8]| {
+        let mut e = flate2::GzBuilder::new()
+            .filename(name)
+            .comment(comment)
+            .write(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut gz = member("GEHEIM-name.txt", "erstes", b"eins ");
+    gz.extend_from_slice(&member("b.txt", "zweites GEHEIM-member", b"zwei"));
+    let text = text_of(&gz, FileKind::Gzip);
+    for marker in ["GEHEIM-name.txt", "erstes", "zweites GEHEIM-member"] {
+        assert!(text.contains(marker), "{marker} missing: {text}");
+    }
+    // both members are the content, as gunzip reads them
+    let mut content = Vec::new();
+    let mut w = Walker::new(&limits(), None, &classify);
+    let r = w.walk(&gz, FileKind::Gzip, &mut |e: Entry<'_>| {
+        if !e.meta {
+            content = e.bytes.to_vec();
+        }
+        ControlFlow::Continue(())
+    });
+    assert!(r.unwrap().is_continue());
+    assert_eq!(content, b"eins zwei");
+    // garbage after the last member is malformed, as before
+    let mut bad = gz.clone();
+    bad.extend_from_slice(b"GEHEIM");
+    assert!(matches!(
+        walk(&bad, FileKind::Gzip, &limits()).0,
+        Err(ArchiveError::Malformed { .. })
+    ));
+
+    // nested: the text of a tar inside a gzip inside a zip comes with the tar's path
+    let inner = samples::gzip(&t);
+    let z = samples::zip(&[("x.tar.gz", &inner)]);
+    let all = texts(&z, FileKind::Zip);
+    assert!(
+        all.iter()
+            .any(|(p, d, text)| p == "x.tar.gz" && *d == 2 && text.contains("GEHEIM-owner")),
+        "{all:?}"
     );
 }

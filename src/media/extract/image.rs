@@ -14,11 +14,12 @@
 //! XPSubject). A structure that runs past the end of the file is malformed; EXIF of which
 //! kamadak-exif parses no field is malformed too (it could hide text the guard did not read),
 //! while EXIF with some broken entries gives the fields that parse.
-//! PNG and JPEG also give the printable runs ([`strings`]) of every other chunk or segment
-//! that is no image data (private PNG chunks, `APPn` segments such as ICC profiles) and of the
-//! bytes after the end of the image (after `IEND`, after `EOI`; an image appended there, as
-//! phones append depth maps, is read as an image, a few levels deep). Not read: the same
-//! places in GIF and WebP (YARA-X sees those bytes).
+//! Every format also gives the printable runs ([`strings`](crate::media::archive::strings)) of every other chunk, segment or
+//! extension that is no image data (private PNG chunks, JPEG `APPn` segments such as ICC
+//! profiles, GIF application and unknown extensions, WebP `ICCP` and private chunks) and of
+//! the bytes after the end of the image (after PNG's `IEND`, JPEG's `EOI`, GIF's trailer,
+//! WebP's RIFF size; a JPEG appended to a JPEG, as phones append depth maps, is read as an
+//! image, a few levels deep). TIFF gives its tags only.
 use std::io::Read;
 
 use super::xml::{self, Mode};
@@ -132,24 +133,8 @@ fn png(sink: &mut Sink, b: &[u8], limit: usize) -> Result<(), ExtractError> {
     Ok(())
 }
 
-/// The printable runs of `b` (as `strings` finds them): text of at least four characters that
-/// are no controls, read as UTF-8 (invalid bytes end a run), one per line.
-pub(super) fn strings(b: &[u8]) -> String {
-    let text = String::from_utf8_lossy(b);
-    let mut out = String::new();
-    for run in text.split(|c: char| c == '\u{fffd}' || (c.is_control() && c != '\t')) {
-        if run.chars().count() >= 4 && !run.trim().is_empty() {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(run);
-        }
-    }
-    out
-}
-
 fn strings_piece(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
-    sink.piece(&strings(b))
+    sink.piece(&crate::media::archive::strings(b))
 }
 
 /// How deep images appended to an image are read as images.
@@ -294,7 +279,8 @@ fn gif(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
     }
     loop {
         match b.get(pos) {
-            Some(0x3b) => return Ok(()),
+            // the trailer: what follows it is no part of the image
+            Some(0x3b) => return strings_piece(sink, &b[pos + 1..]),
             Some(0x21) => {
                 let label = *b.get(pos + 1).ok_or_else(|| truncated(sink))?;
                 let (data, next) = sub_blocks(sink, b, pos + 2)?;
@@ -306,7 +292,10 @@ fn gif(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
                     0xff if data.get(1..12) == Some(b"XMP DataXMP") => {
                         xmp(sink, data.get(12..).unwrap_or_default())?
                     }
-                    _ => {}
+                    // graphic control: four bytes of timing and transparency
+                    0xf9 => {}
+                    // other application extensions (identifier and data), unknown labels
+                    _ => strings_piece(sink, &data)?,
                 }
             }
             Some(0x2c) => {
@@ -350,20 +339,33 @@ fn webp(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
     let declared = b.get(4..8).ok_or_else(|| truncated(sink))?;
     let end = 8 + u32::from_le_bytes([declared[0], declared[1], declared[2], declared[3]]) as usize;
     let end = end.min(b.len());
-    let mut pos = 12;
-    while pos + 8 <= end {
-        let fourcc = &b[pos..pos + 4];
-        let len = u32::from_le_bytes([b[pos + 4], b[pos + 5], b[pos + 6], b[pos + 7]]) as usize;
-        let data = b
-            .get(pos + 8..pos + 8 + len)
+    webp_chunks(sink, b.get(12..end).unwrap_or_default(), true)?;
+    // after the RIFF container's declared end
+    strings_piece(sink, &b[end..])
+}
+
+/// The chunks of a WebP file, or (not `top`) of one animation frame.
+fn webp_chunks(sink: &mut Sink, b: &[u8], top: bool) -> Result<(), ExtractError> {
+    let mut pos = 0;
+    while pos < b.len() {
+        let header = b.get(pos..pos + 8).ok_or_else(|| truncated(sink))?;
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let data = (pos + 8)
+            .checked_add(len)
+            .and_then(|data_end| b.get(pos + 8..data_end))
             .ok_or_else(|| truncated(sink))?;
-        match fourcc {
+        match &header[..4] {
             b"EXIF" => exif(
                 sink,
                 data.strip_prefix(b"Exif\0\0").unwrap_or(data).to_vec(),
             )?,
             b"XMP " => xmp(sink, data)?,
-            _ => {}
+            // an animation frame: a 16-byte header, then the frame's own chunks
+            b"ANMF" if top => webp_chunks(sink, data.get(16..).unwrap_or_default(), false)?,
+            // image data and the small binary chunks of the format
+            b"VP8 " | b"VP8L" | b"VP8X" | b"ALPH" | b"ANIM" => {}
+            // `ICCP` and private chunks: what text they hold
+            _ => strings_piece(sink, data)?,
         }
         pos += 8 + len + (len & 1);
     }

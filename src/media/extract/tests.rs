@@ -562,7 +562,78 @@ fn image_trailing_bytes_private_chunks_and_segments() {
         "appended JPEG",
     );
     // Short runs and binary noise give nothing.
-    assert_eq!(super::image::strings(b"\x00ab\x01\xff\xfecd\x02"), "");
+    assert_eq!(
+        crate::media::archive::strings(b"\x00ab\x01\xff\xfecd\x02"),
+        ""
+    );
+}
+
+/// The same places in GIF and WebP: application and unknown extensions, private chunks,
+/// chunks inside an animation frame, bytes after the trailer or the RIFF container's end.
+#[test]
+fn gif_and_webp_trailing_bytes_extensions_and_private_chunks() {
+    let plain = docs::gif_with_comment("harmlos");
+    let trailer = plain.len() - 1;
+    // an application extension before the image, with its data in two sub-blocks
+    let mut app = vec![0x21, 0xff, 0x0b];
+    app.extend_from_slice(b"PRIVATE1.0 ");
+    app.extend_from_slice(&[4, b'G', b'E', b'H', b'E', 7]);
+    app.extend_from_slice(b"IM-app1");
+    app.push(0);
+    // an extension with a label GIF does not define
+    let mut unknown = vec![0x21, 0x42, 11];
+    unknown.extend_from_slice(b"GEHEIM-ext ");
+    unknown.push(0);
+    let mut gif = plain[..trailer].to_vec();
+    gif.extend_from_slice(&app);
+    gif.extend_from_slice(&unknown);
+    gif.push(0x3b);
+    gif.extend_from_slice(b"\x00Anhang GEHEIM-gif\xff");
+    let t = extract(&gif, FileKind::Gif);
+    assert_has(
+        &t,
+        "GEHEIM-app1",
+        "GIF application extension over two sub-blocks",
+    );
+    assert_has(&t, "GEHEIM-ext", "GIF unknown extension");
+    assert_has(&t, "Anhang GEHEIM-gif", "after the GIF trailer");
+    assert!(!extract(&plain, FileKind::Gif).contains("GEHEIM"));
+
+    let chunk = |fourcc: &[u8; 4], data: &[u8]| {
+        let mut out = fourcc.to_vec();
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    };
+    let mut frame = vec![0u8; 16];
+    frame.extend_from_slice(&chunk(b"prVt", b"im Bild GEHEIM-frame"));
+    let mut extra = chunk(b"ICCP", b"\x00\x00desc GEHEIM-iccp\x00");
+    extra.extend_from_slice(&chunk(b"zzzz", b"GEHEIM-private"));
+    extra.extend_from_slice(&chunk(b"ANMF", &frame));
+    let mut webp = docs::webp_with_metadata(None, None);
+    webp.extend_from_slice(&extra);
+    let size = (webp.len() - 8) as u32;
+    webp[4..8].copy_from_slice(&size.to_le_bytes());
+    webp.extend_from_slice(b"\x00Anhang GEHEIM-webp");
+    let t = extract(&webp, FileKind::Webp);
+    for (marker, place) in [
+        ("GEHEIM-iccp", "WebP ICCP chunk"),
+        ("GEHEIM-private", "WebP private chunk"),
+        ("GEHEIM-frame", "chunk inside an animation frame"),
+        ("Anhang GEHEIM-webp", "after the RIFF container"),
+    ] {
+        assert_has(&t, marker, place);
+    }
+    // a chunk cut short by the end of the container is malformed, not skipped
+    let mut cut = docs::webp_with_metadata(None, None);
+    cut.extend_from_slice(b"zzzz\xff\x00\x00\x00GEHEIM");
+    let size = (cut.len() - 8) as u32;
+    cut[4..8].copy_from_slice(&size.to_le_bytes());
+    let err = text(FileKind::Webp, &cut, MAX).unwrap_err();
+    assert!(matches!(err, ExtractError::Malformed { .. }), "{err}");
 }
 
 #[test]

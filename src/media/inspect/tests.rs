@@ -329,6 +329,85 @@ fn dlp_on_text_entries_and_names() {
         .released());
 }
 
+/// What a container carries besides its entries is judged like text: a tar's link target
+/// inside a gzip inside a zip (compressed twice, so the file's own bytes never show it), a
+/// zip comment, a gzip member's comment; YARA sees a nested container's bytes after
+/// decompression.
+#[test]
+fn container_text_and_nested_container_bytes_are_judged() {
+    let i = inspector(&cfg(&["text", "zip", "tar", "gzip"], &[]));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "link", "Vermerk GEHEIM").unwrap();
+    let t = b.into_inner().unwrap();
+    let z = samples::zip(&[("a.txt", b"harmless"), ("x.tar.gz", &samples::gzip(&t))]);
+    let r = i.inspect_blocking(&z, &ctx(Direction::Outbound));
+    assert_eq!(
+        reasons(&r),
+        vec![(MediaReason::Dlp, Some("dlp:geheim"), "x.tar.gz")]
+    );
+
+    let mut z = samples::zip(&[("a.txt", b"harmless")]);
+    let comment = b"Einstufung GEHEIM";
+    let at = z.len() - 2;
+    z[at..].copy_from_slice(&(comment.len() as u16).to_le_bytes());
+    z.extend_from_slice(comment);
+    let r = i.inspect_blocking(&z, &ctx(Direction::Outbound));
+    assert_eq!(
+        reasons(&r),
+        vec![(MediaReason::Dlp, Some("dlp:geheim"), "")]
+    );
+
+    let mut e = flate2::GzBuilder::new()
+        .comment("Einstufung GEHEIM")
+        .write(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut e, b"harmless").unwrap();
+    let gz = e.finish().unwrap();
+    let r = i.inspect_blocking(&gz, &ctx(Direction::Outbound));
+    assert_eq!(
+        reasons(&r),
+        vec![(MediaReason::Dlp, Some("dlp:geheim"), "")]
+    );
+    // the same files without the marker pass
+    let clean = samples::zip(&[
+        ("a.txt", b"harmless"),
+        ("x.tar.gz", &samples::tar_gz(&[("b.txt", b"frei")])),
+    ]);
+    let r = i.inspect_blocking(&clean, &ctx(Direction::Outbound));
+    assert!(r.released(), "{:?}", r.findings);
+
+    // YARA: a rule on bytes that only the decompressed inner tar shows (its header magic,
+    // which is no container text)
+    let yara = crate::media::yara::YaraRules::from_sources(&[(
+        "t.yar",
+        "rule tar_magic { strings: $a = \"ustar\" condition: $a }",
+    )])
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let iy = Inspector::new(
+        &cfg(&["text", "zip", "tar", "gzip"], &[]),
+        None,
+        Some(Arc::new(yara)),
+    )
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(8);
+    h.set_username("GEHEIM-owner").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_data(&mut h, "a.txt", &b"harmless"[..]).unwrap();
+    let z = samples::zip(&[("x.tar.gz", &samples::gzip(&b.into_inner().unwrap()))]);
+    let r = iy.inspect_blocking(&z, &ctx(Direction::Outbound));
+    assert!(
+        reasons(&r)
+            .iter()
+            .any(|(reason, rule, _)| *reason == MediaReason::Yara
+                && *rule == Some("yara:t.tar_magic")),
+        "{:?}",
+        reasons(&r)
+    );
+}
+
 #[test]
 fn archive_limits_and_unreadable_entries_are_findings() {
     let i = inspector(&MediaConfig::default());
