@@ -429,6 +429,24 @@ async fn multipart_answers_are_released_only_when_clean() {
     s.reference(&clean).await;
     let got = s.download(&download_path(&clean)).await;
     s.released(&got, &png, "(a) clean PNG");
+    // The answer is rebuilt: the sender's boundary and the spelling of its metadata never
+    // cross (a boundary or whitespace chosen by the sender could carry bits).
+    let ct = got.headers[http::header::CONTENT_TYPE].to_str().unwrap();
+    assert!(!ct.contains(BOUNDARY), "{ct}");
+    assert!(!contains(&got.body, BOUNDARY.as_bytes()));
+    let mut spaced = format!(
+        "--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{{ \"b\" :1,  \"a\":\"\\u0078\"}}\r\n--{BOUNDARY}\r\ncontent-type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    spaced.extend_from_slice(&png);
+    spaced.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let id = s.serve(200, MULTIPART, spaced);
+    s.reference(&id).await;
+    let got = s.download(&download_path(&id)).await;
+    s.released(&got, &png, "(a) PNG with spaced metadata");
+    let ps = parts(&got.body);
+    assert_eq!(ps[0].1, br#"{"a":"x","b":1}"#, "metadata re-serialised");
+    assert_eq!(ps[1].0, "content-type: image/png");
 
     for (what, file) in [
         ("(a) EICAR", eicar()),

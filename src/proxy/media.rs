@@ -264,6 +264,14 @@ fn references(
 
 /// Every string and object key of a JSON document (the metadata part), decoded (a `\u`
 /// escape hides nothing). Not JSON (the parser checked it is): nothing added.
+/// `json` in Matrix canonical form (keys sorted, no insignificant whitespace, escapes only
+/// where JSON needs them); `None` if it has none (not JSON, floats, out-of-range integers).
+fn canonical_json(json: &[u8]) -> Option<Vec<u8>> {
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(json).ok()?;
+    let canonical = crate::federation::canonical::canonical_form(&raw).ok()?;
+    Some(canonical.into_owned().into_bytes())
+}
+
 fn json_texts(json: &[u8], out: &mut Vec<String>) {
     fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
@@ -331,7 +339,7 @@ fn looks_encrypted(bytes: &[u8]) -> bool {
 }
 
 /// Phases collect → record of a media answer. Returns the answer to release (the bytes
-/// inline, as received or rebuilt after a followed `Location`) or the refusal.
+/// inline; a multipart answer rebuilt with a fresh boundary) or the refusal.
 pub(crate) async fn inspect_answer(
     guard: &Guard,
     policy: &Layers,
@@ -406,6 +414,20 @@ pub(crate) async fn inspect_answer(
             }
         };
         json_texts(answer.metadata, &mut names);
+        // The answer crosses rebuilt, never as the sender framed it: a fresh boundary, the
+        // metadata re-serialised, the part headers rewritten, so that neither the boundary nor
+        // the spelling of the frame can carry anything.
+        let Some(metadata) = canonical_json(answer.metadata) else {
+            let report = bare_report(
+                &[],
+                FileKind::Unknown,
+                vec![finding(
+                    MediaReason::BadMultipart,
+                    "metadata does not re-serialise",
+                )],
+            );
+            return conclude(guard, target, direction, record, &report, None).await;
+        };
         match answer.content {
             Content::Bytes {
                 bytes,
@@ -415,27 +437,31 @@ pub(crate) async fn inspect_answer(
                 if !header_texts(content_type.as_deref(), disposition.as_deref(), &mut names) {
                     return unreadable_names(guard, target, direction, record).await;
                 }
+                let (ct_header, body) = multipart::build(
+                    &metadata,
+                    content_type.as_deref().unwrap_or(""),
+                    disposition.as_deref(),
+                    bytes,
+                );
+                rebuilt = Some((ct_header, Bytes::from(body)));
                 up.body.slice_ref(bytes)
             }
-            Content::Location(url) => {
-                let metadata = answer.metadata.to_vec();
-                match follow(gate, &url).await {
-                    Ok((bytes, ct, disposition)) => {
-                        if !header_texts(Some(&ct), disposition.as_deref(), &mut names) {
-                            return unreadable_names(guard, target, direction, record).await;
-                        }
-                        let (ct_header, body) =
-                            multipart::build(&metadata, &ct, disposition.as_deref(), &bytes);
-                        let file = bytes.clone();
-                        rebuilt = Some((ct_header, Bytes::from(body)));
-                        file
+            Content::Location(url) => match follow(gate, &url).await {
+                Ok((bytes, ct, disposition)) => {
+                    if !header_texts(Some(&ct), disposition.as_deref(), &mut names) {
+                        return unreadable_names(guard, target, direction, record).await;
                     }
-                    Err(f) => {
-                        let report = bare_report(&[], FileKind::Unknown, vec![f]);
-                        return conclude(guard, target, direction, record, &report, None).await;
-                    }
+                    let (ct_header, body) =
+                        multipart::build(&metadata, &ct, disposition.as_deref(), &bytes);
+                    let file = bytes.clone();
+                    rebuilt = Some((ct_header, Bytes::from(body)));
+                    file
                 }
-            }
+                Err(f) => {
+                    let report = bare_report(&[], FileKind::Unknown, vec![f]);
+                    return conclude(guard, target, direction, record, &report, None).await;
+                }
+            },
         }
     } else {
         let header = |n: http::header::HeaderName| {
