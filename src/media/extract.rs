@@ -27,6 +27,8 @@
 //! entry, a PDF stream, a compressed PNG chunk) is read with a hard limit
 //! ([`part_limit`]), never trusting a declared size. The text is not normalised here; the DLP
 //! engine normalises every field it scans.
+use std::time::Instant;
+
 use super::FileKind;
 
 mod html;
@@ -47,6 +49,9 @@ pub enum ExtractError {
     /// The text (or a part read to get it) exceeds the limit.
     #[error("{kind}: text exceeds {limit} bytes")]
     TooLarge { kind: FileKind, limit: usize },
+    /// The deadline passed while the text was being read.
+    #[error("{kind}: text not read before the deadline")]
+    Deadline { kind: FileKind },
 }
 
 /// The largest part read from inside a file (a zip entry, a decompressed PDF stream or PNG
@@ -58,7 +63,20 @@ pub fn part_limit(max_text: usize) -> usize {
 
 /// The text of a file of `kind` for the DLP rules. `Ok(None)` for kinds without text.
 pub fn text(kind: FileKind, bytes: &[u8], max_text: usize) -> Result<Option<String>, ExtractError> {
-    text_at(kind, bytes, max_text, 0)
+    text_at(kind, bytes, max_text, None, 0)
+}
+
+/// [`text`] that stops with [`ExtractError::Deadline`] once `deadline` has passed: checked
+/// with every piece of text, every page, part, content operator, XML or HTML token and
+/// object read, so a file built to be slow to read cannot hold the scan beyond it (one call
+/// into a parser, such as loading a PDF's object table, is not interrupted).
+pub fn text_until(
+    kind: FileKind,
+    bytes: &[u8],
+    max_text: usize,
+    deadline: Instant,
+) -> Result<Option<String>, ExtractError> {
+    text_at(kind, bytes, max_text, Some(deadline), 0)
 }
 
 /// [`text`] of a file found `depth` levels deep inside another (an office package's part).
@@ -66,9 +84,10 @@ fn text_at(
     kind: FileKind,
     bytes: &[u8],
     max_text: usize,
+    deadline: Option<Instant>,
     depth: u8,
 ) -> Result<Option<String>, ExtractError> {
-    let mut sink = Sink::new(kind, max_text);
+    let mut sink = Sink::new(kind, max_text, deadline);
     let limit = part_limit(max_text);
     match kind {
         FileKind::Text => {
@@ -179,15 +198,25 @@ fn json(sink: &mut Sink, text: &str) -> Result<(), ExtractError> {
 pub(crate) struct Sink {
     kind: FileKind,
     max: usize,
+    deadline: Option<Instant>,
     out: String,
 }
 
 impl Sink {
-    fn new(kind: FileKind, max: usize) -> Sink {
+    fn new(kind: FileKind, max: usize, deadline: Option<Instant>) -> Sink {
         Sink {
             kind,
             max,
+            deadline,
             out: String::new(),
+        }
+    }
+
+    /// [`ExtractError::Deadline`] once the deadline has passed.
+    fn in_time(&self) -> Result<(), ExtractError> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(ExtractError::Deadline { kind: self.kind }),
+            _ => Ok(()),
         }
     }
 
@@ -222,6 +251,7 @@ impl Sink {
 
     /// Appends `s` to the current line.
     fn push(&mut self, s: &str) -> Result<(), ExtractError> {
+        self.in_time()?;
         if self.out.len().saturating_add(s.len()) > self.max {
             return Err(self.too_large());
         }

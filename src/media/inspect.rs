@@ -27,7 +27,7 @@
 //!    inside it (after decompression) → [`MediaReason::Yara`]
 //!    (`yara:<namespace>.<rule>`), with the whole seconds left before the deadline.
 //!
-//! The deadline is checked between steps and inside decompression (→
+//! The deadline is checked between steps, inside decompression and inside text extraction (→
 //! [`MediaReason::ScanTimeout`]); a panic anywhere inside becomes a
 //! [`MediaReason::Internal`] finding. [`Inspector::inspect`] runs this on a blocking thread
 //! after taking one of `max_concurrent_scans` permits (0: one per CPU); the permit moves into
@@ -497,7 +497,7 @@ impl Scan<'_> {
                 return;
             }
         }
-        let text = match extract::text(kind, bytes, self.text_left) {
+        let text = match extract::text_until(kind, bytes, self.text_left, self.deadline) {
             Ok(t) => t,
             Err(e) => {
                 self.extract_error(e, path);
@@ -603,6 +603,10 @@ impl Scan<'_> {
             ExtractError::Malformed { .. } => MediaReason::Malformed,
             ExtractError::Unreadable { .. } => MediaReason::Unreadable,
             ExtractError::TooLarge { .. } => MediaReason::ArchiveLimit,
+            ExtractError::Deadline { .. } => {
+                self.past_deadline(path);
+                return;
+            }
         };
         self.push(finding(reason, None, path, e.to_string()));
     }

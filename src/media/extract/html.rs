@@ -60,6 +60,7 @@ pub(super) fn text(sink: &mut Sink, html: &str) -> Result<(), ExtractError> {
     emitter.naively_switch_states(true);
     let mut side = String::new();
     for token in Tokenizer::new_with_emitter(html, emitter) {
+        sink.in_time()?;
         let Ok(token) = token;
         match token {
             Token::StartTag(tag) => {

@@ -151,6 +151,7 @@ pub(super) fn text(
         .map(|(_, name, index)| (true, name, index));
     let other_parts = others.into_iter().map(|(name, index)| (false, name, index));
     for (is_xml, name, index) in xml_parts.chain(other_parts) {
+        sink.in_time()?;
         let entry = zip.by_index(index).map_err(|e| zip_error(sink, &e))?;
         if entry.encrypted() {
             return Err(sink.unreadable("encrypted package entry"));
@@ -235,7 +236,7 @@ fn other_part(
         _ => {}
     }
     let room = sink.max.saturating_sub(sink.len());
-    match super::text_at(kind, bytes, room, depth + 1) {
+    match super::text_at(kind, bytes, room, sink.deadline, depth + 1) {
         Ok(Some(t)) => sink.piece(&t),
         Ok(None) => Ok(()),
         Err(ExtractError::TooLarge { .. }) => Err(sink.too_large()),

@@ -30,7 +30,11 @@ use super::xml::{self, Mode};
 use super::{ExtractError, Sink};
 
 pub(super) fn text(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError> {
-    let mut inner = Sink::new(sink.kind(), sink.max.saturating_sub(sink.len()));
+    let mut inner = Sink::new(
+        sink.kind(),
+        sink.max.saturating_sub(sink.len()),
+        sink.deadline,
+    );
     match catch_unwind(AssertUnwindSafe(|| read(&mut inner, bytes, limit))) {
         Ok(Ok(())) => sink.piece(&inner.finish()),
         Ok(Err(e)) => Err(e),
@@ -57,6 +61,7 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
     }
     let pages = doc.get_pages();
     for page_id in pages.values() {
+        sink.in_time()?;
         let data = doc
             .get_page_content_with_limit(*page_id, limit)
             .map_err(|_| sink.malformed("page content could not be read"))?;
@@ -83,6 +88,7 @@ fn read(sink: &mut Sink, bytes: &[u8], limit: usize) -> Result<(), ExtractError>
     }
     // form fields: name, tooltip, value (filled-in forms)
     for obj in doc.objects.values() {
+        sink.in_time()?;
         if let Object::Dictionary(field) = obj {
             if field.has(b"FT") || (field.has(b"Parent") && field.has(b"V")) {
                 for key in [&b"T"[..], b"TU", b"V"] {
@@ -133,6 +139,7 @@ fn drawn_text(sink: &mut Sink, doc: &Document, limit: usize) -> Result<(), Extra
     }
     let mut budget = limit.saturating_mul(4);
     for obj in doc.objects.values() {
+        sink.in_time()?;
         let Object::Stream(stream) = obj else {
             continue;
         };
@@ -182,6 +189,7 @@ fn content_text(
     let mut current: Option<Vec<u8>> = None;
     let mut text = String::new();
     for op in &content.operations {
+        sink.in_time()?;
         if op.operator == "Tf" {
             current = op
                 .operands

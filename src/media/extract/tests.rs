@@ -821,3 +821,22 @@ fn every_marked_sample_gives_its_marker() {
         assert!(!t.contains(SECRET), "{kind} {place}: {t:?}");
     }
 }
+
+/// With its deadline passed, reading the text of any marked sample stops with
+/// [`ExtractError::Deadline`] (a nested office document too); with time left it gives the
+/// same text as without a deadline.
+#[test]
+fn a_passed_deadline_stops_every_reader() {
+    use std::time::{Duration, Instant};
+    let samples = docs::marked(SECRET);
+    for (kind, place, bytes) in &samples {
+        let past = Instant::now();
+        match super::text_until(*kind, bytes, MAX, past) {
+            Err(ExtractError::Deadline { kind: k }) => assert_eq!(k, *kind, "{place}"),
+            other => panic!("{kind} {place}: {other:?}"),
+        }
+        let later = Instant::now() + Duration::from_secs(600);
+        let timed = super::text_until(*kind, bytes, MAX, later).expect("text in time");
+        assert_eq!(timed, text(*kind, bytes, MAX).unwrap(), "{kind} {place}");
+    }
+}

@@ -77,6 +77,7 @@ pub(super) fn text(sink: &mut Sink, xml: &str, mode: Mode) -> Result<(), Extract
         Ok(())
     };
     loop {
+        sink.in_time()?;
         let event = reader
             .read_event()
             .map_err(|_| sink.malformed("not well-formed XML"))?;
