@@ -35,7 +35,10 @@
 //!    become line breaks, inline tags nothing, so `GEH<b>EIM</b>` reads `GEHEIM`) and the
 //!    *markup* (comments, tag names, attribute names and values, doctype fields — everything
 //!    that is not rendered text — one item per line).
-//! 3. **Confusables** ([`confusables`]), for rules that ask for them: every non-ASCII letter
+//! 3. **Decoded** ([`decoded`]): where a view has runs of percent escapes, hex or base64
+//!    that decode to text (`%47%45%48%45%49%4D`, `47454845494D`, `R0VIRUlN`), a view with
+//!    those runs decoded, normalised as above.
+//! 4. **Confusables** ([`confusables`]), for rules that ask for them: every non-ASCII letter
 //!    whose Unicode TS #39 skeleton equals that of an ASCII letter is replaced by that letter
 //!    (Cyrillic `Е` → `E`, Greek `Ι` → `I`), on each of the views above.
 //!
@@ -50,7 +53,8 @@
 //! # Fast path
 //!
 //! A string of printable ASCII (plus tab, line feed, carriage return) without `&` or `<` is
-//! its own normalised form and has no other view: [`Views::build`] then copies nothing.
+//! its own normalised form and has no HTML view: [`Views::build`] then copies nothing unless
+//! it has encoded runs.
 //!
 //! # Known limits
 //!
@@ -58,6 +62,7 @@
 //! images, leetspeak digits (`GEHE1M`) and homoglyphs made of several characters are not
 //! undone. See `docs/scanning.md`.
 pub mod confusables;
+pub mod decoded;
 pub mod html;
 
 use std::borrow::Cow;
@@ -74,6 +79,8 @@ pub enum ViewKind {
     HtmlText,
     /// The string read as HTML: comments, tag and attribute names, attribute values.
     HtmlMarkup,
+    /// One of the views above with its percent-escaped, hex and base64 runs decoded.
+    Decoded,
 }
 
 impl ViewKind {
@@ -82,6 +89,7 @@ impl ViewKind {
             ViewKind::Text => "text",
             ViewKind::HtmlText => "html_text",
             ViewKind::HtmlMarkup => "html_markup",
+            ViewKind::Decoded => "decoded",
         }
     }
 }
@@ -382,8 +390,9 @@ impl Views {
     }
 
     /// Build the views of `s`: the normalised text, plus the HTML views when `s` contains
-    /// `&` or `<`, plus (with `confusables`) the confusables-mapped form of each view where it
-    /// differs. Returns them (valid until the next `build`).
+    /// `&` or `<`, plus the decoded form of each of these that has encoded runs, plus (with
+    /// `confusables`) the confusables-mapped form of each view where it differs. Returns them
+    /// (valid until the next `build`).
     pub fn build(&mut self, s: &str, confusables: bool) -> &[View] {
         self.used = 0;
         let i = self.slot(ViewKind::Text);
@@ -404,6 +413,19 @@ impl Views {
                 &mut self.scratch,
                 &mut self.scratch_map,
             );
+        }
+        let n = self.used;
+        for k in 0..n {
+            if !decoded::has_encoded(&self.views[k].text) {
+                continue;
+            }
+            let j = self.slot(ViewKind::Decoded);
+            let (a, b) = self.views.split_at_mut(j);
+            if decoded::decode_view(&a[k], &mut b[0]) {
+                normalize_view(&mut b[0], &mut self.scratch, &mut self.scratch_map);
+            } else {
+                self.used -= 1;
+            }
         }
         if confusables {
             let n = self.used;

@@ -186,3 +186,83 @@ fn spans_of_enclosed_and_dash_characters_cover_the_original() {
     let (s, e) = views[0].original(at, at + 6);
     assert_eq!(&src[s..e], "VS—NfD");
 }
+
+/// The decoded view of `src`, if it has one.
+fn decoded(src: &str) -> Option<(String, Vec<(String, String)>)> {
+    let mut v = Views::new();
+    let views = v.build(src, false);
+    let d = views.iter().find(|v| v.kind == ViewKind::Decoded)?;
+    // each decoded word and the original span it came from
+    let spans = d
+        .text
+        .split(' ')
+        .scan(0usize, |at, w| {
+            let start = *at;
+            *at += w.len() + 1;
+            Some((start, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
+        .map(|(start, w)| {
+            let (s, e) = d.original(start, start + w.len());
+            (w.to_owned(), src[s..e].to_owned())
+        })
+        .collect();
+    Some((d.text.clone(), spans))
+}
+
+#[test]
+fn encoded_runs_are_decoded_into_a_view_of_their_own() {
+    for (src, want) in [
+        ("%47%45%48%45%49%4D", "GEHEIM"),
+        (
+            "siehe https://x.test/?q=%47EHEIM jetzt",
+            "siehe https://x.test/?q=GEHEIM jetzt",
+        ),
+        ("R0VIRUlN", "GEHEIM"),
+        ("Anhang: R0VIRUlNIQ== ok", "Anhang: GEHEIM! ok"),
+        ("Anhang R0VIRUlN-Zusatz", "Anhang R0VIRUlN-Zusatz"),
+        ("47454845494D", "GEHEIM"),
+        ("VlMtTmZE", "VS-NfD"),
+        // URL-safe alphabet (and normalised: the umlaut loses its mark)
+        ("w7xiZXI_", "uber?"),
+        // what it decodes to is normalised like any text: fullwidth letters
+        ("%EF%BC%A7%EF%BC%A5HEIM", "GEHEIM"),
+    ] {
+        let got = decoded(src).map(|d| d.0);
+        if want == src {
+            assert_eq!(got, None, "{src}");
+        } else {
+            assert_eq!(got.as_deref(), Some(want), "{src}");
+        }
+    }
+    // Spans: a decoded word maps to the whole encoded run.
+    let (_, spans) = decoded("Vermerk R0VIRUlN bitte").unwrap();
+    assert!(
+        spans.contains(&("GEHEIM".into(), "R0VIRUlN".into())),
+        "{spans:?}"
+    );
+    assert!(
+        spans.contains(&("bitte".into(), "bitte".into())),
+        "{spans:?}"
+    );
+    // Words, ids, hashes and numbers that decode to no text give no view.
+    for plain in [
+        "Nachrichtenübermittlung Verschlusssache Geheimhaltungsgrad",
+        "$9rBmuqU4Q1mI7Q9B1zXh6wqyJxpr6Nj2s0cqMqUxcI4",
+        "!OGEhHVWSdvArJzumhm:matrix.org",
+        "Telefon 0301234567 oder 4915112345678",
+        "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "100% sicher, 50%ig",
+    ] {
+        assert_eq!(decoded(plain), None, "{plain}");
+    }
+    // In HTML the attribute values are decoded too (a data: URI).
+    let mut v = Views::new();
+    let views = v.build("<a href=\"data:text/plain;base64,R0VIRUlN\">x</a>", false);
+    assert!(
+        views
+            .iter()
+            .any(|v| v.kind == ViewKind::Decoded && v.text.contains("GEHEIM")),
+        "{views:?}"
+    );
+}

@@ -1,0 +1,177 @@
+//! The decoded view: runs of a string that are encoded text, decoded.
+//!
+//! A writer can hide a word from every text rule by encoding it: `%47%45%48%45%49%4D` in a
+//! link, `R0VIRUlN` as base64, `47454845494D` as hex — the receiver's browser, a terminal or
+//! a one-line script reads it back. [`decode_view`] writes a view of the string in which every
+//! such run is replaced by what it decodes to:
+//!
+//! * **percent escapes**: a run of consecutive `%XX` escapes (plain characters between runs
+//!   stay as they are, so `%47EHEIM` reads `GEHEIM`);
+//! * **hex**: a run of at least [`MIN_RUN`] hex digits of even length, between characters that
+//!   are not letters, digits, `+`, `/`, `-` or `_`;
+//! * **base64** (standard or URL-safe alphabet, padding optional): a run of at least
+//!   [`MIN_RUN`] characters of the alphabet, with its padding, between such characters, that
+//!   looks encoded rather than like a word — it has a digit, `+`, `/`, `-`, `_` or padding, or
+//!   an upper-case letter after a lower-case one (`Nachrichtenübermittlung` is left alone).
+//!
+//! A run is replaced only if its bytes are UTF-8 text without control characters (tab, line
+//! feed and carriage return allowed); anything else — ids, hashes, random tokens — stays as
+//! it is. One level: what a run decodes to is not decoded again. Every byte of a decoded run
+//! maps to the whole run in the original.
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+
+use super::View;
+
+/// The shortest hex or base64 run read as encoded text (8 base64 characters are 6 bytes).
+pub const MIN_RUN: usize = 8;
+
+const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
+
+fn is_alphabet(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+}
+
+fn is_escape(b: &[u8], i: usize) -> bool {
+    b[i] == b'%'
+        && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+}
+
+/// Could `s` have a run that [`decode_view`] decodes? (A quick test; the view may still
+/// come out unchanged.)
+pub fn has_encoded(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if is_escape(b, i) {
+            return true;
+        }
+        if is_alphabet(b[i]) {
+            let j = run_end(b, i);
+            if j - i >= MIN_RUN && looks_encoded(&b[i..j]) {
+                return true;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// The end of the alphabet run starting at `i`.
+fn run_end(b: &[u8], i: usize) -> usize {
+    i + b[i..].iter().take_while(|&&c| is_alphabet(c)).count()
+}
+
+/// Not a word: a digit, `+`, `/`, `-` or `_`, or an upper-case letter after a lower-case one.
+fn looks_encoded(run: &[u8]) -> bool {
+    run.iter()
+        .any(|c| c.is_ascii_digit() || matches!(c, b'+' | b'/' | b'-' | b'_'))
+        || run
+            .windows(2)
+            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+}
+
+/// `bytes` as text, if they are UTF-8 without control characters (tab, line feed, carriage
+/// return allowed).
+fn as_text(bytes: Vec<u8>) -> Option<String> {
+    let text = String::from_utf8(bytes).ok()?;
+    let clean = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
+    clean.then_some(text)
+}
+
+/// A hex or base64 run (padding included) decoded to text.
+fn decode_run(run: &str) -> Option<String> {
+    let b = run.as_bytes();
+    if b.len().is_multiple_of(2) && b.iter().all(u8::is_ascii_hexdigit) {
+        let bytes = (0..b.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&run[i..i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        if let Some(t) = as_text(bytes) {
+            return Some(t);
+        }
+    }
+    let url_safe = b.iter().any(|c| matches!(c, b'-' | b'_'));
+    let engine = if url_safe { &URL_SAFE } else { &STANDARD };
+    as_text(engine.decode(run).ok()?)
+}
+
+/// Writes into `out` the view `src` with its encoded runs decoded. Returns whether any run
+/// was; `out` is only meaningful then.
+pub fn decode_view(src: &View, out: &mut View) -> bool {
+    let s = src.text.as_str();
+    let b = s.as_bytes();
+    let span = |start: usize, end: usize| -> (u32, u32) {
+        if src.map.is_empty() {
+            (start as u32, end as u32)
+        } else {
+            (src.map[start].0, src.map[end - 1].1)
+        }
+    };
+    let mut decoded = false;
+    let emit = |out: &mut View, text: &str, start: usize, end: usize| {
+        let whole = span(start, end);
+        out.text.push_str(text);
+        out.map.extend(std::iter::repeat_n(whole, text.len()));
+    };
+    let copy = |out: &mut View, start: usize, end: usize| {
+        out.text.push_str(&s[start..end]);
+        for k in start..end {
+            out.map.push(span(k, k + 1));
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if is_escape(b, i) {
+            let start = i;
+            let mut bytes = Vec::new();
+            while i < b.len() && is_escape(b, i) {
+                bytes.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(0));
+                i += 3;
+            }
+            match as_text(bytes) {
+                Some(t) => {
+                    emit(out, &t, start, i);
+                    decoded = true;
+                }
+                None => copy(out, start, i),
+            }
+            continue;
+        }
+        let run_start = is_alphabet(b[i]) && (i == 0 || !is_alphabet(b[i - 1]));
+        if run_start {
+            let j = run_end(b, i);
+            let mut k = j;
+            while k < b.len() && b[k] == b'=' && k - j < 2 {
+                k += 1;
+            }
+            let bounded = k == b.len() || !is_alphabet(b[k]);
+            if j - i >= MIN_RUN && bounded && looks_encoded(&b[i..k]) {
+                if let Some(t) = decode_run(&s[i..k]) {
+                    emit(out, &t, i, k);
+                    decoded = true;
+                    i = k;
+                    continue;
+                }
+            }
+            copy(out, i, j);
+            i = j;
+            continue;
+        }
+        let width = s[i..].chars().next().map_or(1, char::len_utf8);
+        copy(out, i, i + width);
+        i += width;
+    }
+    decoded
+}
