@@ -25,6 +25,20 @@
 //!   overlapping-entry bomb, whose entries all point at one compressed body, hits this or the
 //!   entry or total limit).
 //!
+//! Strictness (each refused as [`ArchiveError::Malformed`] unless said otherwise), so that no
+//! reader extracts from the file what the walk did not see:
+//! - zip: the zip crate's header consistency check (duplicate names, local headers that
+//!   disagree with the central directory, overlapping entries, local headers the directory
+//!   does not list); entries are inflated here over exactly their bytes, so bytes after the
+//!   end of an entry's compressed stream are refused, and the CRC-32 must match; directory
+//!   and link entries that carry data are read as content;
+//! - tar: entries of types tar does not know (GNU tar extracts them as files) and links or
+//!   devices that carry data are read as content; pax sparse maps are
+//!   [`ArchiveError::Unreadable`], pax `size` records malformed; the padding after each
+//!   entry's data and everything after the last entry must be zeros;
+//! - gzip: every member after the first counts as an entry (a stream of empty members is
+//!   stopped by the entry limit), the deadline is checked per member.
+//!
 //! Ratios are judged only beyond [`RATIO_FLOOR`] decompressed bytes per entry and twice that
 //! for the whole file (a small text of spaces compresses far better than 100:1 and is
 //! harmless). Decompression goes through
@@ -127,7 +141,7 @@ pub struct Entry<'a> {
 /// What a walk has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Zip and tar entries (directories included).
+    /// Zip and tar entries (directories included) and gzip members after the first.
     pub entries: usize,
     /// Entries given to the visitor (files, containers included).
     pub visited: usize,
@@ -172,6 +186,17 @@ impl Read for Tracked<'_> {
     }
 }
 
+impl io::BufRead for Tracked<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.pos.set(self.inner.position());
+    }
+}
+
 impl Seek for Tracked<'_> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let p = self.inner.seek(to)?;
@@ -203,6 +228,12 @@ struct GzMembers<'a> {
     /// Compressed bytes read so far.
     consumed: Rc<Cell<u64>>,
     text: String,
+    /// Members begun after the first, and how many the entry limit leaves.
+    members: usize,
+    max_members: usize,
+    deadline: Option<Instant>,
+    /// Why the stream was stopped (the reader's error only says that it was).
+    stopped: Option<Limit>,
 }
 
 impl Read for GzMembers<'_> {
@@ -226,6 +257,16 @@ impl Read for GzMembers<'_> {
             if rest.is_empty() {
                 return Ok(0);
             }
+            // Many empty members would keep this loop going without output: each counts
+            // as an entry, and the deadline is checked per member.
+            self.members += 1;
+            if self.members > self.max_members {
+                self.stopped = Some(Limit::Entries);
+                return Err(io::Error::other("too many gzip members"));
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(io::Error::other("deadline passed"));
+            }
             self.current = flate2::bufread::GzDecoder::new(rest);
         }
     }
@@ -237,6 +278,8 @@ struct ZipMeta {
     is_file: bool,
     unreadable: Option<String>,
     compressed: u64,
+    deflated: bool,
+    crc32: u32,
     data_start: Option<u64>,
     /// Raw name and comments that a reader could show besides `name`, one per line.
     text: String,
@@ -271,6 +314,9 @@ fn strings_outside(
     let mut at = 0usize;
     for &(start, end) in ranges.iter() {
         let (start, end) = (clamp(start, len), clamp(end, len));
+        if start >= end {
+            continue;
+        }
         if start > at {
             gaps.push((at, start));
         }
@@ -302,6 +348,12 @@ fn strings_outside(
         push_line(&mut out, &strings(&gap));
     }
     out
+}
+
+/// Are `bytes[from..to]` (clamped to the slice) all zero?
+fn zeros(bytes: &[u8], from: u64, to: u64) -> bool {
+    let (from, to) = (clamp(from, bytes.len()), clamp(to, bytes.len()));
+    from >= to || bytes[from..to].iter().all(|&b| b == 0)
 }
 
 fn clamp(offset: u64, len: usize) -> usize {
@@ -367,14 +419,14 @@ impl<'c> Walker<'c> {
     ///
     /// After its entries, every container gives the visitor its own text as one
     /// [`Entry::meta`] (nothing when it has none), so that nothing it carries goes unjudged:
-    /// - zip: the printable runs ([`strings`]) of every byte that is no entry's data (local
-    ///   and central headers with their names, extra fields and comments, the archive comment,
-    ///   bytes before, between and after the entries), and the raw name and comment of an
-    ///   entry where they differ from the decoded ones;
-    /// - tar: the printable runs of every byte that is no regular file's data, with the
-    ///   numeric header fields blanked (names, link targets, owner names, the ustar prefix
-    ///   and header padding, pax records, GNU long names, data of directories and links,
-    ///   bytes after the end of the archive), and the names of entries without content;
+    /// - zip: the archive comment; the printable runs ([`strings`]) of every byte that is no
+    ///   entry's data (local and central headers with their names, extra fields and comments,
+    ///   bytes before, between and after the entries); the raw name and comment of an entry
+    ///   where they differ from the decoded ones; the names of directories and links;
+    /// - tar: the printable runs of every byte that is no entry's data, with the numeric
+    ///   header fields blanked (names, link targets, owner names, the ustar prefix and header
+    ///   padding, pax records, GNU long names), and the names and link targets of directories,
+    ///   links and devices;
     /// - gzip: the name, comment and extra field of every member.
     pub fn walk(
         &mut self,
@@ -614,6 +666,8 @@ impl<'c> Walker<'c> {
             is_file: f.is_file(),
             unreadable,
             compressed: f.compressed_size(),
+            deflated: f.compression() == CompressionMethod::Deflated,
+            crc32: f.crc32(),
             data_start: f.data_start(),
             text,
         })
@@ -626,12 +680,22 @@ impl<'c> Walker<'c> {
         bytes: &[u8],
         visit: &mut Visit<'_>,
     ) -> Result<ControlFlow<()>, ArchiveError> {
-        let (reader, pos) = Tracked::new(bytes);
-        let mut za =
-            zip::ZipArchive::new(reader).map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
+        let malformed = |p: &str, reason: &str| ArchiveError::Malformed {
+            kind: FileKind::Zip,
+            path: p.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut za = zip::ZipArchive::new(Cursor::new(bytes))
+            .map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
         self.count_entries(za.len(), path)?;
+        // Duplicate names, local headers that disagree with the central directory, overlapping
+        // entries, local headers the directory does not list (a second archive in front of
+        // this one): each would let a reader see an entry or a name this walk does not.
+        za.validate_header_consistency()
+            .map_err(|e| Self::zip_error(FileKind::Zip, path, e))?;
         let mut text = String::new();
-        // the regular files' data, judged as their content
+        push_line(&mut text, &String::from_utf8_lossy(za.comment()));
+        // the entries' data, judged as their content
         let mut content: Vec<(u64, u64)> = Vec::new();
         for i in 0..za.len() {
             self.check_deadline(path)?;
@@ -639,10 +703,12 @@ impl<'c> Walker<'c> {
             text.push_str(&m.text);
             let child = join(path, &m.name);
             if !m.is_file {
-                // Directories and links have no content: their names are the archive's
-                // text, their data, if any, counts as the archive's own bytes below.
+                // A directory or link: its name is the archive's text. Data it carries
+                // anyway is read as content (some readers extract it as a file).
                 push_line(&mut text, &m.name);
-                continue;
+                if m.compressed == 0 {
+                    continue;
+                }
             }
             if let Some(reason) = m.unreadable {
                 return Err(ArchiveError::Unreadable {
@@ -650,21 +716,38 @@ impl<'c> Walker<'c> {
                     reason,
                 });
             }
-            let data = {
-                let mut f = za
-                    .by_index(i)
-                    .map_err(|e| Self::zip_error(FileKind::Zip, &child, e))?;
-                if let Some(start) = f.data_start().or(m.data_start) {
-                    content.push((start, start.saturating_add(m.compressed)));
+            let start = m
+                .data_start
+                .ok_or_else(|| malformed(&child, "entry data not found"))?;
+            let end = start.saturating_add(m.compressed);
+            let raw = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(s, e)| bytes.get(s..e))
+                .ok_or_else(|| malformed(&child, "entry runs past the end of the archive"))?;
+            content.push((start, end));
+            let data = if m.deflated {
+                // Inflated here over exactly the entry's bytes, so that what follows the end
+                // of the compressed stream inside the entry is seen (and refused).
+                let (reader, used) = Tracked::new(raw);
+                let mut d = flate2::bufread::DeflateDecoder::new(reader);
+                let data = self.read_entry(&mut d, &|| used.get(), &child, FileKind::Zip)?;
+                if used.get() != raw.len() as u64 {
+                    return Err(malformed(
+                        &child,
+                        "bytes after the end of the compressed data",
+                    ));
                 }
-                let start = pos.get();
-                self.read_entry(
-                    &mut f,
-                    &|| pos.get().saturating_sub(start).min(m.compressed),
-                    &child,
-                    FileKind::Zip,
-                )?
+                data
+            } else {
+                let n = raw.len() as u64;
+                self.read_entry(&mut &raw[..], &|| n, &child, FileKind::Zip)?
             };
+            let mut crc = flate2::Crc::new();
+            crc.update(&data);
+            if crc.sum() != m.crc32 {
+                return Err(malformed(&child, "CRC-32 does not match"));
+            }
             if self.entry(&child, depth + 1, &data, visit)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
@@ -691,32 +774,60 @@ impl<'c> Walker<'c> {
             reason: e.to_string(),
         };
         let mut text = String::new();
-        // the regular files' data, judged as their content
+        // the entries' data, judged as their content
         let mut content: Vec<(u64, u64)> = Vec::new();
         let mut ar = tar::Archive::new(bytes);
         let entries = ar.entries().map_err(|e| malformed(path, &e))?;
         for e in entries {
             self.check_deadline(path)?;
-            let e = e.map_err(|e| malformed(path, &e))?;
+            let mut e = e.map_err(|e| malformed(path, &e))?;
             self.count_entries(1, path)?;
             let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
             let child = join(path, &name);
-            match e.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            // pax records that change how an entry is read: a sparse map (GNU tar restores a
+            // file other than the bytes stored), a size beyond the header's (larger than any
+            // file the guard reads, and the raw pass below would read the entries apart)
+            if let Some(pax) = e.pax_extensions().map_err(|e| malformed(&child, &e))? {
+                for record in pax {
+                    let key = record.map_err(|e| malformed(&child, &e))?.key_bytes();
+                    if key.starts_with(b"GNU.sparse.") {
+                        return Err(ArchiveError::Unreadable {
+                            path: child,
+                            reason: "sparse file".to_owned(),
+                        });
+                    }
+                    if key == b"size" {
+                        return Err(malformed(&child, &"pax size record"));
+                    }
+                }
+            }
+            let file = match e.header().entry_type() {
                 tar::EntryType::GNUSparse => {
                     return Err(ArchiveError::Unreadable {
                         path: child,
                         reason: "sparse file".to_owned(),
                     })
                 }
-                // Directories, links, devices, FIFOs, pax global headers: no content of
-                // their own; their names and link targets are the archive's text (their
-                // data, if any, counts as the archive's own bytes below).
-                _ => {
-                    push_line(&mut text, &name);
-                    if let Some(link) = e.link_name_bytes() {
-                        push_line(&mut text, &String::from_utf8_lossy(&link));
-                    }
+                // its records are the archive's text (the bytes outside the entries below)
+                tar::EntryType::XGlobalHeader => continue,
+                tar::EntryType::Link
+                | tar::EntryType::Symlink
+                | tar::EntryType::Char
+                | tar::EntryType::Block
+                | tar::EntryType::Directory
+                | tar::EntryType::Fifo => false,
+                // regular files, and types tar does not know (GNU tar extracts them as
+                // regular files)
+                _ => true,
+            };
+            if !file {
+                // Directories, links, devices, FIFOs: their names and link targets are the
+                // archive's text. Data they carry anyway is read as content.
+                push_line(&mut text, &name);
+                if let Some(link) = e.link_name_bytes() {
+                    push_line(&mut text, &String::from_utf8_lossy(&link));
+                }
+                if e.size() == 0 {
                     continue;
                 }
             }
@@ -734,8 +845,11 @@ impl<'c> Walker<'c> {
             }
         }
         // Every header, pax and GNU extension headers too, with its numeric fields blanked:
-        // what remains of it is text (names, link targets, owners, prefix, padding).
+        // what remains of it is text (names, link targets, owners, prefix, padding). The
+        // padding after each entry's data and everything after the last entry must be
+        // zeros, as tar writes them: bytes there are read by no tool this walk imitates.
         let mut blank = Vec::new();
+        let mut last = 0u64;
         let mut raw = tar::Archive::new(bytes);
         for e in raw.entries().map_err(|e| malformed(path, &e))?.raw(true) {
             let e = e.map_err(|e| malformed(path, &e))?;
@@ -746,6 +860,15 @@ impl<'c> Walker<'c> {
             if e.header().as_gnu().is_some() {
                 blank.push((at + 345, at + 495));
             }
+            let data_end = e.raw_file_position().saturating_add(e.size());
+            let padded = data_end.div_ceil(512).saturating_mul(512);
+            if !zeros(bytes, data_end, padded) {
+                return Err(malformed(path, &"bytes in the padding after an entry"));
+            }
+            last = last.max(padded);
+        }
+        if !zeros(bytes, last, bytes.len() as u64) {
+            return Err(malformed(path, &"bytes after the end of the archive"));
         }
         text.push_str(&strings_outside(bytes, &mut content, &mut blank, |_| {}));
         Ok(self.meta(path, depth, &text, visit))
@@ -764,8 +887,22 @@ impl<'c> Walker<'c> {
             current: flate2::bufread::GzDecoder::new(bytes),
             consumed: consumed.clone(),
             text: String::new(),
+            members: 0,
+            max_members: self.limits.max_entries.saturating_sub(self.stats.entries),
+            deadline: self.deadline,
+            stopped: None,
         };
-        let data = self.read_entry(&mut members, &|| consumed.get(), path, FileKind::Gzip)?;
+        let read = self.read_entry(&mut members, &|| consumed.get(), path, FileKind::Gzip);
+        self.stats.entries = self.stats.entries.saturating_add(members.members);
+        if let Some(limit) = members.stopped {
+            return Err(ArchiveError::Limit {
+                limit,
+                path: path.to_owned(),
+                produced: 0,
+            });
+        }
+        self.check_deadline(path)?;
+        let data = read?;
         if self.entry(path, depth + 1, &data, visit)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
@@ -787,6 +924,8 @@ impl<'c> Walker<'c> {
         let mut za =
             zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Self::zip_error(kind, "", e))?;
         self.count_entries(za.len(), "")?;
+        za.validate_header_consistency()
+            .map_err(|e| Self::zip_error(kind, "", e))?;
         let mut buf = Vec::with_capacity(prefix);
         for i in 0..za.len() {
             self.check_deadline("")?;

@@ -481,7 +481,15 @@ impl Scan<'_> {
     /// and YARA (which sees a nested container's headers nowhere else).
     fn container_text(&mut self, text: &[u8], path: &str) {
         let text = String::from_utf8_lossy(text);
-        self.text_left = self.text_left.saturating_sub(text.len());
+        if text.len() > self.text_left {
+            let e = ExtractError::TooLarge {
+                kind: FileKind::Text,
+                limit: MAX_TEXT_BYTES,
+            };
+            self.extract_error(e, path);
+            return;
+        }
+        self.text_left -= text.len();
         self.report.text_bytes += text.len();
         self.dlp(&[(Field::MediaText, &text)], path);
         if !self.found() && !self.past_deadline(path) {

@@ -141,6 +141,27 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish()
 }
 
+/// A zip whose one entry `name` holds `content` deflated and then `junk` after the end of
+/// the compressed stream, inside the entry's compressed size (`junk` empty: an ordinary
+/// entry; a name ending in `/`: a directory entry that carries data).
+pub fn zip_entry_with_junk(name: &str, content: &[u8], junk: &[u8]) -> Vec<u8> {
+    let mut w = ZipWriter::default();
+    let mut crc = Crc::new();
+    crc.update(content);
+    let mut data = deflate(content);
+    data.extend_from_slice(junk);
+    let e = w.local(
+        name,
+        FLAG_UTF8,
+        METHOD_DEFLATED,
+        crc.sum(),
+        content.len() as u32,
+        &data,
+    );
+    w.central.push(e);
+    w.finish()
+}
+
 /// A zip whose one entry `name` uses compression `method` (e.g. 12 bzip2, 14 lzma, 93 zstd);
 /// the data is the content as is (a reader that supports the method would find it corrupt).
 pub fn zip_with_method(name: &str, method: u16, content: &[u8]) -> Vec<u8> {

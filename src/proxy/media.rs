@@ -262,8 +262,6 @@ fn references(
     })
 }
 
-/// Every string and object key of a JSON document (the metadata part), decoded (a `\u`
-/// escape hides nothing). Not JSON (the parser checked it is): nothing added.
 /// `json` in Matrix canonical form (keys sorted, no insignificant whitespace, escapes only
 /// where JSON needs them); `None` if it has none (not JSON, floats, out-of-range integers).
 fn canonical_json(json: &[u8]) -> Option<Vec<u8>> {
@@ -272,6 +270,16 @@ fn canonical_json(json: &[u8]) -> Option<Vec<u8>> {
     Some(canonical.into_owned().into_bytes())
 }
 
+/// How a released multipart answer is framed again ([`multipart::build`]): built only when
+/// the file is released, so a refused file is never copied.
+struct Frame {
+    metadata: Vec<u8>,
+    content_type: String,
+    disposition: Option<String>,
+}
+
+/// Every string and object key of a JSON document (the metadata part), decoded (a `\u`
+/// escape hides nothing). Not JSON (the parser checked it is): nothing added.
 fn json_texts(json: &[u8], out: &mut Vec<String>) {
     fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
@@ -397,7 +405,7 @@ pub(crate) async fn inspect_answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let mut rebuilt: Option<(String, Bytes)> = None;
+    let mut frame: Option<Frame> = None;
     // The text that travels with the file (names, types, metadata): judged too.
     let mut names: Vec<String> = Vec::new();
     let file: Bytes = if target.multipart {
@@ -437,13 +445,11 @@ pub(crate) async fn inspect_answer(
                 if !header_texts(content_type.as_deref(), disposition.as_deref(), &mut names) {
                     return unreadable_names(guard, target, direction, record).await;
                 }
-                let (ct_header, body) = multipart::build(
-                    &metadata,
-                    content_type.as_deref().unwrap_or(""),
-                    disposition.as_deref(),
-                    bytes,
-                );
-                rebuilt = Some((ct_header, Bytes::from(body)));
+                frame = Some(Frame {
+                    metadata,
+                    content_type: content_type.unwrap_or_default(),
+                    disposition,
+                });
                 up.body.slice_ref(bytes)
             }
             Content::Location(url) => match follow(gate, &url).await {
@@ -451,11 +457,12 @@ pub(crate) async fn inspect_answer(
                     if !header_texts(Some(&ct), disposition.as_deref(), &mut names) {
                         return unreadable_names(guard, target, direction, record).await;
                     }
-                    let (ct_header, body) =
-                        multipart::build(&metadata, &ct, disposition.as_deref(), &bytes);
-                    let file = bytes.clone();
-                    rebuilt = Some((ct_header, Bytes::from(body)));
-                    file
+                    frame = Some(Frame {
+                        metadata,
+                        content_type: ct,
+                        disposition,
+                    });
+                    bytes
                 }
                 Err(f) => {
                     let report = bare_report(&[], FileKind::Unknown, vec![f]);
@@ -568,9 +575,16 @@ pub(crate) async fn inspect_answer(
     metrics::counter!(tm::MEDIA_BYTES_TOTAL, "direction" => direction.as_str())
         .increment(file.len() as u64);
     let released = conclude(guard, target, direction, record, &report, Some(up)).await?;
-    Ok(match rebuilt {
+    Ok(match frame {
         None => released,
-        Some((ct, body)) => {
+        Some(f) => {
+            let (ct, body) = multipart::build(
+                &f.metadata,
+                &f.content_type,
+                f.disposition.as_deref(),
+                &file,
+            );
+            let body = Bytes::from(body);
             let mut r = released;
             if let Ok(v) = HeaderValue::from_str(&ct) {
                 r.headers.insert(http::header::CONTENT_TYPE, v);

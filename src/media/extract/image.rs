@@ -292,9 +292,9 @@ fn gif(sink: &mut Sink, b: &[u8]) -> Result<(), ExtractError> {
                     0xff if data.get(1..12) == Some(b"XMP DataXMP") => {
                         xmp(sink, data.get(12..).unwrap_or_default())?
                     }
-                    // graphic control: four bytes of timing and transparency
-                    0xf9 => {}
-                    // other application extensions (identifier and data), unknown labels
+                    // graphic control (four bytes of timing and transparency, and whatever
+                    // a writer adds), other application extensions (identifier and data),
+                    // unknown labels
                     _ => strings_piece(sink, &data)?,
                 }
             }
@@ -362,8 +362,11 @@ fn webp_chunks(sink: &mut Sink, b: &[u8], top: bool) -> Result<(), ExtractError>
             b"XMP " => xmp(sink, data)?,
             // an animation frame: a 16-byte header, then the frame's own chunks
             b"ANMF" if top => webp_chunks(sink, data.get(16..).unwrap_or_default(), false)?,
-            // image data and the small binary chunks of the format
-            b"VP8 " | b"VP8L" | b"VP8X" | b"ALPH" | b"ANIM" => {}
+            // image data
+            b"VP8 " | b"VP8L" | b"ALPH" => {}
+            // fixed-size headers (10 and 6 bytes): what a writer adds after them
+            b"VP8X" => strings_piece(sink, data.get(10..).unwrap_or_default())?,
+            b"ANIM" => strings_piece(sink, data.get(6..).unwrap_or_default())?,
             // `ICCP` and private chunks: what text they hold
             _ => strings_piece(sink, data)?,
         }

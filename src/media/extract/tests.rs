@@ -584,9 +584,14 @@ fn gif_and_webp_trailing_bytes_extensions_and_private_chunks() {
     let mut unknown = vec![0x21, 0x42, 11];
     unknown.extend_from_slice(b"GEHEIM-ext ");
     unknown.push(0);
+    // a graphic control extension longer than its four bytes
+    let mut gce = vec![0x21, 0xf9, 14, 0, 0, 0, 0];
+    gce.extend_from_slice(b"GEHEIM-gce");
+    gce.push(0);
     let mut gif = plain[..trailer].to_vec();
     gif.extend_from_slice(&app);
     gif.extend_from_slice(&unknown);
+    gif.extend_from_slice(&gce);
     gif.push(0x3b);
     gif.extend_from_slice(b"\x00Anhang GEHEIM-gif\xff");
     let t = extract(&gif, FileKind::Gif);
@@ -596,6 +601,7 @@ fn gif_and_webp_trailing_bytes_extensions_and_private_chunks() {
         "GIF application extension over two sub-blocks",
     );
     assert_has(&t, "GEHEIM-ext", "GIF unknown extension");
+    assert_has(&t, "GEHEIM-gce", "GIF graphic control extension");
     assert_has(&t, "Anhang GEHEIM-gif", "after the GIF trailer");
     assert!(!extract(&plain, FileKind::Gif).contains("GEHEIM"));
 
@@ -613,6 +619,9 @@ fn gif_and_webp_trailing_bytes_extensions_and_private_chunks() {
     let mut extra = chunk(b"ICCP", b"\x00\x00desc GEHEIM-iccp\x00");
     extra.extend_from_slice(&chunk(b"zzzz", b"GEHEIM-private"));
     extra.extend_from_slice(&chunk(b"ANMF", &frame));
+    let mut anim = vec![0u8; 6];
+    anim.extend_from_slice(b"GEHEIM-anim");
+    extra.extend_from_slice(&chunk(b"ANIM", &anim));
     let mut webp = docs::webp_with_metadata(None, None);
     webp.extend_from_slice(&extra);
     let size = (webp.len() - 8) as u32;
@@ -623,6 +632,7 @@ fn gif_and_webp_trailing_bytes_extensions_and_private_chunks() {
         ("GEHEIM-iccp", "WebP ICCP chunk"),
         ("GEHEIM-private", "WebP private chunk"),
         ("GEHEIM-frame", "chunk inside an animation frame"),
+        ("GEHEIM-anim", "after the ANIM chunk's six bytes"),
         ("Anhang GEHEIM-webp", "after the RIFF container"),
     ] {
         assert_has(&t, marker, place);
