@@ -35,9 +35,10 @@
 //!    become line breaks, inline tags nothing, so `GEH<b>EIM</b>` reads `GEHEIM`) and the
 //!    *markup* (comments, tag names, attribute names and values, doctype fields — everything
 //!    that is not rendered text — one item per line).
-//! 3. **Decoded** ([`decoded`]): where a view has runs of percent escapes, hex or base64
-//!    that decode to text (`%47%45%48%45%49%4D`, `47454845494D`, `R0VIRUlN`), a view with
-//!    those runs decoded, normalised as above.
+//! 3. **Decoded** ([`decoded`]): where a view has runs of percent escapes, backslash
+//!    escapes, hex or base64 that decode to text (`%47%45%48%45%49%4D`, `\u0047EHEIM`,
+//!    `47454845494D`, `R0VIRUlN`), a view with those runs decoded, normalised as above (and
+//!    decoded again, up to three levels, where the result is encoded too).
 //! 4. **Confusables** ([`confusables`]), for rules that ask for them: every non-ASCII letter
 //!    whose Unicode TS #39 skeleton equals that of an ASCII letter is replaced by that letter
 //!    (Cyrillic `Е` → `E`, Greek `Ι` → `I`), on each of the views above.
@@ -416,15 +417,19 @@ impl Views {
         }
         let n = self.used;
         for k in 0..n {
-            if !decoded::has_encoded(&self.views[k].text) {
-                continue;
-            }
-            let j = self.slot(ViewKind::Decoded);
-            let (a, b) = self.views.split_at_mut(j);
-            if decoded::decode_view(&a[k], &mut b[0]) {
+            let mut from = k;
+            for _ in 0..decoded::MAX_LEVELS {
+                if !decoded::has_encoded(&self.views[from].text) {
+                    break;
+                }
+                let j = self.slot(ViewKind::Decoded);
+                let (a, b) = self.views.split_at_mut(j);
+                if !decoded::decode_view(&a[from], &mut b[0]) {
+                    self.used -= 1;
+                    break;
+                }
                 normalize_view(&mut b[0], &mut self.scratch, &mut self.scratch_map);
-            } else {
-                self.used -= 1;
+                from = j;
             }
         }
         if confusables {

@@ -7,6 +7,8 @@
 //!
 //! * **percent escapes**: a run of consecutive `%XX` escapes (plain characters between runs
 //!   stay as they are, so `%47EHEIM` reads `GEHEIM`);
+//! * **backslash escapes** as programming languages write them: a run of `\uXXXX` (UTF-16
+//!   code units) or of `\xXX` (bytes);
 //! * **hex**: a run of at least [`MIN_RUN`] hex digits of even length, between characters that
 //!   are not letters, digits, `+`, `/`, `-` or `_`;
 //! * **base64** (standard or URL-safe alphabet, padding optional): a run of at least
@@ -14,10 +16,12 @@
 //!   looks encoded rather than like a word — it has a digit, `+`, `/`, `-`, `_` or padding, or
 //!   an upper-case letter after a lower-case one (`Nachrichtenübermittlung` is left alone).
 //!
-//! A run is replaced only if its bytes are UTF-8 text without control characters (tab, line
-//! feed and carriage return allowed); anything else — ids, hashes, random tokens — stays as
-//! it is. One level: what a run decodes to is not decoded again. Every byte of a decoded run
-//! maps to the whole run in the original.
+//! A run is replaced only if its bytes are text without control characters (tab, line feed
+//! and carriage return allowed) — UTF-8, or UTF-16 with a byte order mark or with every other
+//! byte zero; anything else — ids, hashes, random tokens — stays as it is. Every byte of a
+//! decoded run maps to the whole run in the original. What a run decodes to may be encoded
+//! again (base64 inside percent escapes): [`crate::text::Views::build`] decodes up to
+//! [`MAX_LEVELS`] times, each level a view of its own.
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
@@ -26,6 +30,9 @@ use super::View;
 
 /// The shortest hex or base64 run read as encoded text (8 base64 characters are 6 bytes).
 pub const MIN_RUN: usize = 8;
+
+/// How many times a string is decoded (encodings inside encodings).
+pub const MAX_LEVELS: usize = 3;
 
 const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_padding_mode(DecodePaddingMode::Indifferent)
@@ -49,7 +56,7 @@ pub fn has_encoded(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if is_escape(b, i) {
+        if is_escape(b, i) || escape_kind(b, i).is_some() {
             return true;
         }
         if is_alphabet(b[i]) {
@@ -82,12 +89,59 @@ fn looks_encoded(run: &[u8]) -> bool {
 /// `bytes` as text, if they are UTF-8 without control characters (tab, line feed, carriage
 /// return allowed).
 fn as_text(bytes: Vec<u8>) -> Option<String> {
-    let text = String::from_utf8(bytes).ok()?;
-    let clean = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
-    clean.then_some(text)
+    let clean = |text: &str| {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) if clean(&text) => Some(text),
+        Ok(text) => utf16(text.as_bytes()).filter(|t| clean(t)),
+        Err(e) => utf16(e.as_bytes()).filter(|t| clean(t)),
+    }
+}
+
+/// UTF-16 with a byte order mark, or without one where every other byte is zero (text of
+/// Latin letters): the byte order the zeros show.
+fn utf16(b: &[u8]) -> Option<String> {
+    if b.len() < 2 || !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let (body, little) = match b {
+        [0xff, 0xfe, rest @ ..] => (rest, true),
+        [0xfe, 0xff, rest @ ..] => (rest, false),
+        _ if b.iter().skip(1).step_by(2).all(|&c| c == 0) => (b, true),
+        _ if b.iter().step_by(2).all(|&c| c == 0) => (b, false),
+        _ => return None,
+    };
+    let units: Vec<u16> = body
+        .chunks_exact(2)
+        .map(|c| {
+            if little {
+                u16::from_le_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], c[1]])
+            }
+        })
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+/// Where a run of `\uXXXX` or `\xXX` escapes starts at `i`: its kind (`u` or `x`).
+fn escape_kind(b: &[u8], i: usize) -> Option<u8> {
+    if b[i] != b'\\' {
+        return None;
+    }
+    let hex = |from: usize, n: usize| {
+        b.get(from..from + n)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    };
+    match b.get(i + 1) {
+        Some(b'u') if hex(i + 2, 4) => Some(b'u'),
+        Some(b'x') if hex(i + 2, 2) => Some(b'x'),
+        _ => None,
+    }
 }
 
 /// A hex or base64 run (padding included) decoded to text.
@@ -141,6 +195,32 @@ pub fn decode_view(src: &View, out: &mut View) -> bool {
                 i += 3;
             }
             match as_text(bytes) {
+                Some(t) => {
+                    emit(out, &t, start, i);
+                    decoded = true;
+                }
+                None => copy(out, start, i),
+            }
+            continue;
+        }
+        if let Some(kind) = escape_kind(b, i) {
+            // a run of escapes of one kind: UTF-16 code units or bytes
+            let start = i;
+            let width = if kind == b'u' { 6 } else { 4 };
+            let mut units = Vec::new();
+            while i < b.len() && escape_kind(b, i) == Some(kind) {
+                units.push(u16::from_str_radix(&s[i + 2..i + width], 16).unwrap_or(0));
+                i += width;
+            }
+            let text = if kind == b'u' {
+                String::from_utf16(&units).ok().filter(|t| {
+                    t.chars()
+                        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+                })
+            } else {
+                as_text(units.iter().map(|&u| u as u8).collect())
+            };
+            match text {
                 Some(t) => {
                     emit(out, &t, start, i);
                     decoded = true;

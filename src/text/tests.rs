@@ -266,3 +266,36 @@ fn encoded_runs_are_decoded_into_a_view_of_their_own() {
         "{views:?}"
     );
 }
+
+#[test]
+fn escapes_utf16_and_nested_encodings_are_decoded() {
+    let decoded_views = |src: &str| -> Vec<String> {
+        let mut v = Views::new();
+        v.build(src, false)
+            .iter()
+            .filter(|v| v.kind == ViewKind::Decoded)
+            .map(|v| v.text.clone())
+            .collect()
+    };
+    for (src, want) in [
+        (r"Einstufung \u0047\u0045HEIM", "Einstufung GEHEIM"),
+        (r"Einstufung \x47\x45\x48\x45\x49\x4d", "Einstufung GEHEIM"),
+        // UTF-16LE inside base64
+        ("RwBFAEgARQBJAE0A", "GEHEIM"),
+        // base64 inside percent escapes, base64 inside base64
+        ("%52%30%56%49%52%55%6C%4E", "GEHEIM"),
+        ("UjBWSVJVbE4=", "GEHEIM"),
+    ] {
+        let got = decoded_views(src);
+        assert!(got.iter().any(|t| t == want), "{src}: {got:?}");
+    }
+    // escapes that are no text stay as they are
+    assert!(decoded_views(r"Pfad C:\x00\x01").is_empty());
+    assert!(decoded_views(r"\u0000\u0007").is_empty());
+    // the levels end
+    let mut deep = "GEHEIM".to_owned();
+    for _ in 0..6 {
+        deep = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, deep);
+    }
+    assert!(decoded_views(&deep).len() <= crate::text::decoded::MAX_LEVELS);
+}
