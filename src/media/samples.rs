@@ -74,21 +74,28 @@ impl ZipWriter {
 
     /// Adds a deflated (or, for names ending in `/`, empty stored) entry.
     fn add(&mut self, name: &str, data: &[u8]) {
-        let e = if name.ends_with('/') {
-            self.local(name, FLAG_UTF8, METHOD_STORED, 0, 0, &[])
+        if name.ends_with('/') {
+            let e = self.local(name, FLAG_UTF8, METHOD_STORED, 0, 0, &[]);
+            self.central.push(e);
         } else {
-            let mut crc = Crc::new();
-            crc.update(data);
-            let deflated = deflate(data);
-            self.local(
-                name,
-                FLAG_UTF8,
-                METHOD_DEFLATED,
-                crc.sum(),
-                data.len() as u32,
-                &deflated,
-            )
-        };
+            self.deflated(name, data, &[]);
+        }
+    }
+
+    /// Adds an entry holding `data` deflated, followed by `junk` inside its compressed size.
+    fn deflated(&mut self, name: &str, data: &[u8], junk: &[u8]) {
+        let mut crc = Crc::new();
+        crc.update(data);
+        let mut compressed = deflate(data);
+        compressed.extend_from_slice(junk);
+        let e = self.local(
+            name,
+            FLAG_UTF8,
+            METHOD_DEFLATED,
+            crc.sum(),
+            data.len() as u32,
+            &compressed,
+        );
         self.central.push(e);
     }
 
@@ -146,19 +153,7 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
 /// entry; a name ending in `/`: a directory entry that carries data).
 pub fn zip_entry_with_junk(name: &str, content: &[u8], junk: &[u8]) -> Vec<u8> {
     let mut w = ZipWriter::default();
-    let mut crc = Crc::new();
-    crc.update(content);
-    let mut data = deflate(content);
-    data.extend_from_slice(junk);
-    let e = w.local(
-        name,
-        FLAG_UTF8,
-        METHOD_DEFLATED,
-        crc.sum(),
-        content.len() as u32,
-        &data,
-    );
-    w.central.push(e);
+    w.deflated(name, content, junk);
     w.finish()
 }
 

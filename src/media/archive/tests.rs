@@ -673,3 +673,58 @@ fn gzip_members_count_as_entries() {
     assert!(r.unwrap().is_continue());
     assert_eq!(stats.entries, 50);
 }
+
+/// Every prefix and many single-byte corruptions of archives with container text (comments,
+/// links, pax records, several gzip members, nesting): the walk ends with entries or a typed
+/// error, never a panic, and its container text is UTF-8.
+#[test]
+fn truncated_and_corrupted_archives_never_panic() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "link", "ziel").unwrap();
+    b.append_pax_extensions([("comment", &b"Notiz"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(5);
+    b.append_data(&mut h, "a.txt", &b"Hallo"[..]).unwrap();
+    let t = b.into_inner().unwrap();
+    let mut z = samples::zip(&[("d/", b""), ("a.txt", b"alpha"), ("x.tar", &t)]);
+    let at = z.len() - 2;
+    z[at..].copy_from_slice(&7u16.to_le_bytes());
+    z.extend_from_slice(b"comment");
+    let mut gz = samples::gzip(b"eins");
+    gz.extend_from_slice(&samples::gzip(b"zwei"));
+    let samples: Vec<(FileKind, Vec<u8>)> = vec![
+        (FileKind::Zip, z),
+        (FileKind::Tar, t.clone()),
+        (FileKind::Gzip, samples::gzip(&t)),
+        (FileKind::Gzip, gz),
+        (
+            FileKind::Zip,
+            samples::zip_entry_with_junk("a.txt", b"alpha", b""),
+        ),
+    ];
+    for (kind, full) in samples {
+        let step = (full.len() / 200).max(1);
+        let mut variants: Vec<Vec<u8>> = (0..full.len())
+            .step_by(step)
+            .map(|cut| full[..cut].to_vec())
+            .collect();
+        for at in (0..full.len()).step_by(step) {
+            let mut v = full.clone();
+            v[at] ^= 0xa5;
+            variants.push(v);
+        }
+        for v in variants {
+            let mut w = Walker::new(&limits(), None, &classify);
+            let _ = w.walk(&v, kind, &mut |e: Entry<'_>| {
+                if e.meta {
+                    assert!(std::str::from_utf8(e.bytes).is_ok());
+                }
+                ControlFlow::Continue(())
+            });
+        }
+    }
+}
