@@ -235,6 +235,28 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // The text pipeline alone, with and without the decoded views (the cost of looking for
+    // encoded runs in every string, and of decoding those that have them).
+    let mut g = c.benchmark_group("text/views");
+    g.throughput(Throughput::Bytes(bytes));
+    let mut views = grenzwacht::text::Views::new();
+    g.bench_function("build", |b| {
+        b.iter(|| {
+            let n: usize = msgs.iter().map(|m| views.build(m, true).len()).sum();
+            black_box(n)
+        })
+    });
+    g.bench_function("build_undecoded", |b| {
+        b.iter(|| {
+            let n: usize = msgs
+                .iter()
+                .map(|m| views.build_undecoded(m, true).len())
+                .sum();
+            black_box(n)
+        })
+    });
+    g.finish();
+
     let m = message_200();
     let content = serde_json::json!({"msgtype": "m.text", "body": m});
     let mut g = c.benchmark_group("dlp/message_200B");

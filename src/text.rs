@@ -395,6 +395,15 @@ impl Views {
     /// `confusables`) the confusables-mapped form of each view where it differs. Returns them
     /// (valid until the next `build`).
     pub fn build(&mut self, s: &str, confusables: bool) -> &[View] {
+        self.build_with(s, confusables, true)
+    }
+
+    /// [`Views::build`] without the decoded views: the benchmark's baseline for them.
+    pub fn build_undecoded(&mut self, s: &str, confusables: bool) -> &[View] {
+        self.build_with(s, confusables, false)
+    }
+
+    fn build_with(&mut self, s: &str, confusables: bool, decode: bool) -> &[View] {
         self.used = 0;
         let i = self.slot(ViewKind::Text);
         if needs_normalizing(s) {
@@ -415,13 +424,10 @@ impl Views {
                 &mut self.scratch_map,
             );
         }
-        let n = self.used;
+        let n = if decode { self.used } else { 0 };
         for k in 0..n {
             let mut from = k;
             for _ in 0..decoded::MAX_LEVELS {
-                if !decoded::has_encoded(&self.views[from].text) {
-                    break;
-                }
                 let j = self.slot(ViewKind::Decoded);
                 let (a, b) = self.views.split_at_mut(j);
                 if !decoded::decode_view(&a[from], &mut b[0]) {

@@ -13,8 +13,9 @@
 //!   are not letters, digits, `+`, `/`, `-` or `_`;
 //! * **base64** (standard or URL-safe alphabet, padding optional): a run of at least
 //!   [`MIN_RUN`] characters of the alphabet, with its padding, between such characters, that
-//!   looks encoded rather than like a word — it has a digit, `+`, `/`, `-`, `_` or padding, or
-//!   an upper-case letter after a lower-case one (`Nachrichtenübermittlung` is left alone).
+//!   looks encoded rather than like a word — it has a digit, `+`, `/` or padding, or an
+//!   upper-case letter after a lower-case one (`Nachrichtenübermittlung` and
+//!   `E-Mail-Adresse` are left alone).
 //!
 //! A run is replaced only if its bytes are text without control characters (tab, line feed
 //! and carriage return allowed) — UTF-8, or UTF-16 with a byte order mark or with every other
@@ -50,40 +51,35 @@ fn is_escape(b: &[u8], i: usize) -> bool {
         && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
 }
 
-/// Could `s` have a run that [`decode_view`] decodes? (A quick test; the view may still
-/// come out unchanged.)
-pub fn has_encoded(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if is_escape(b, i) || escape_kind(b, i).is_some() {
-            return true;
-        }
-        if is_alphabet(b[i]) {
-            let j = run_end(b, i);
-            if j - i >= MIN_RUN && looks_encoded(&b[i..j]) {
-                return true;
-            }
-            i = j;
-        } else {
-            i += 1;
-        }
-    }
-    false
-}
-
 /// The end of the alphabet run starting at `i`.
 fn run_end(b: &[u8], i: usize) -> usize {
     i + b[i..].iter().take_while(|&&c| is_alphabet(c)).count()
 }
 
-/// Not a word: a digit, `+`, `/`, `-` or `_`, or an upper-case letter after a lower-case one.
-fn looks_encoded(run: &[u8]) -> bool {
-    run.iter()
-        .any(|c| c.is_ascii_digit() || matches!(c, b'+' | b'/' | b'-' | b'_'))
-        || run
-            .windows(2)
-            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+/// Not a word: padded, or with a digit, `+` or `/`, or an upper-case letter after a
+/// lower-case one (`-` and `_` alone are no sign: hyphenated words have them); and of a
+/// length base64 can have. One pass over the run.
+fn looks_encoded(run: &[u8], padded: bool) -> bool {
+    if run.len() % 4 == 1 {
+        return false;
+    }
+    let mut sign = padded;
+    let (mut standard, mut url_safe) = (false, false);
+    let mut lower = false;
+    for &c in run {
+        match c {
+            b'0'..=b'9' => sign = true,
+            b'+' | b'/' => {
+                sign = true;
+                standard = true;
+            }
+            b'-' | b'_' => url_safe = true,
+            b'A'..=b'Z' if lower => sign = true,
+            _ => {}
+        }
+        lower = c.is_ascii_lowercase();
+    }
+    sign && !(standard && url_safe)
 }
 
 /// `bytes` as text, if they are UTF-8 without control characters (tab, line feed, carriage
@@ -161,30 +157,11 @@ fn decode_run(run: &str) -> Option<String> {
     as_text(engine.decode(run).ok()?)
 }
 
-/// Writes into `out` the view `src` with its encoded runs decoded. Returns whether any run
-/// was; `out` is only meaningful then.
-pub fn decode_view(src: &View, out: &mut View) -> bool {
-    let s = src.text.as_str();
+/// The runs of `s` that decode to text: (start, end, text), in order. Empty (and without
+/// allocating) for the common string that has none.
+fn runs(s: &str) -> Vec<(usize, usize, String)> {
     let b = s.as_bytes();
-    let span = |start: usize, end: usize| -> (u32, u32) {
-        if src.map.is_empty() {
-            (start as u32, end as u32)
-        } else {
-            (src.map[start].0, src.map[end - 1].1)
-        }
-    };
-    let mut decoded = false;
-    let emit = |out: &mut View, text: &str, start: usize, end: usize| {
-        let whole = span(start, end);
-        out.text.push_str(text);
-        out.map.extend(std::iter::repeat_n(whole, text.len()));
-    };
-    let copy = |out: &mut View, start: usize, end: usize| {
-        out.text.push_str(&s[start..end]);
-        for k in start..end {
-            out.map.push(span(k, k + 1));
-        }
-    };
+    let mut found = Vec::new();
     let mut i = 0;
     while i < b.len() {
         if is_escape(b, i) {
@@ -194,12 +171,8 @@ pub fn decode_view(src: &View, out: &mut View) -> bool {
                 bytes.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(0));
                 i += 3;
             }
-            match as_text(bytes) {
-                Some(t) => {
-                    emit(out, &t, start, i);
-                    decoded = true;
-                }
-                None => copy(out, start, i),
+            if let Some(t) = as_text(bytes) {
+                found.push((start, i, t));
             }
             continue;
         }
@@ -220,38 +193,64 @@ pub fn decode_view(src: &View, out: &mut View) -> bool {
             } else {
                 as_text(units.iter().map(|&u| u as u8).collect())
             };
-            match text {
-                Some(t) => {
-                    emit(out, &t, start, i);
-                    decoded = true;
-                }
-                None => copy(out, start, i),
+            if let Some(t) = text {
+                found.push((start, i, t));
             }
             continue;
         }
-        let run_start = is_alphabet(b[i]) && (i == 0 || !is_alphabet(b[i - 1]));
-        if run_start {
+        if is_alphabet(b[i]) {
+            // the rest of a run glued to an escape is no run of its own
+            let glued = i > 0 && is_alphabet(b[i - 1]);
             let j = run_end(b, i);
+            if glued {
+                i = j;
+                continue;
+            }
             let mut k = j;
             while k < b.len() && b[k] == b'=' && k - j < 2 {
                 k += 1;
             }
             let bounded = k == b.len() || !is_alphabet(b[k]);
-            if j - i >= MIN_RUN && bounded && looks_encoded(&b[i..k]) {
+            if j - i >= MIN_RUN && bounded && looks_encoded(&b[i..j], k > j) {
                 if let Some(t) = decode_run(&s[i..k]) {
-                    emit(out, &t, i, k);
-                    decoded = true;
+                    found.push((i, k, t));
                     i = k;
                     continue;
                 }
             }
-            copy(out, i, j);
             i = j;
             continue;
         }
-        let width = s[i..].chars().next().map_or(1, char::len_utf8);
-        copy(out, i, i + width);
-        i += width;
+        i += 1;
     }
-    decoded
+    found
+}
+
+/// Writes into `out` the view `src` with its encoded runs decoded. Returns whether any run
+/// was; `out` is only written then.
+pub fn decode_view(src: &View, out: &mut View) -> bool {
+    let s = src.text.as_str();
+    let found = runs(s);
+    if found.is_empty() {
+        return false;
+    }
+    let span = |start: usize, end: usize| -> (u32, u32) {
+        if src.map.is_empty() {
+            (start as u32, end as u32)
+        } else {
+            (src.map[start].0, src.map[end - 1].1)
+        }
+    };
+    let mut at = 0;
+    for (start, end, text) in found {
+        out.text.push_str(&s[at..start]);
+        out.map.extend((at..start).map(|k| span(k, k + 1)));
+        let whole = span(start, end);
+        out.text.push_str(&text);
+        out.map.extend(std::iter::repeat_n(whole, text.len()));
+        at = end;
+    }
+    out.text.push_str(&s[at..]);
+    out.map.extend((at..s.len()).map(|k| span(k, k + 1)));
+    true
 }
