@@ -80,7 +80,8 @@ pub enum ViewKind {
     HtmlText,
     /// The string read as HTML: comments, tag and attribute names, attribute values.
     HtmlMarkup,
-    /// One of the views above with its percent-escaped, hex and base64 runs decoded.
+    /// One of the views above with its percent-escaped, backslash-escaped, hex and base64
+    /// runs decoded ([`decoded`]), or such a view decoded again.
     Decoded,
 }
 

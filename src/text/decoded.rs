@@ -82,15 +82,17 @@ fn looks_encoded(run: &[u8], padded: bool) -> bool {
     sign && !(standard && url_safe)
 }
 
-/// `bytes` as text, if they are UTF-8 without control characters (tab, line feed, carriage
-/// return allowed).
+/// Text, not bytes: not empty, no control characters (tab, line feed, carriage return
+/// allowed).
+fn clean(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// `bytes` as [`clean`] text: UTF-8, or UTF-16 ([`utf16`]).
 fn as_text(bytes: Vec<u8>) -> Option<String> {
-    let clean = |text: &str| {
-        !text.is_empty()
-            && text
-                .chars()
-                .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
-    };
     match String::from_utf8(bytes) {
         Ok(text) if clean(&text) => Some(text),
         Ok(text) => utf16(text.as_bytes()).filter(|t| clean(t)),
@@ -186,10 +188,7 @@ fn runs(s: &str) -> Vec<(usize, usize, String)> {
                 i += width;
             }
             let text = if kind == b'u' {
-                String::from_utf16(&units).ok().filter(|t| {
-                    t.chars()
-                        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
-                })
+                String::from_utf16(&units).ok().filter(|t| clean(t))
             } else {
                 as_text(units.iter().map(|&u| u as u8).collect())
             };
