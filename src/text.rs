@@ -35,10 +35,12 @@
 //!    become line breaks, inline tags nothing, so `GEH<b>EIM</b>` reads `GEHEIM`) and the
 //!    *markup* (comments, tag names, attribute names and values, doctype fields — everything
 //!    that is not rendered text — one item per line).
-//! 3. **Decoded** ([`decoded`]): where a view has runs of percent escapes, backslash
-//!    escapes, hex or base64 that decode to text (`%47%45%48%45%49%4D`, `\u0047EHEIM`,
-//!    `47454845494D`, `R0VIRUlN`), a view with those runs decoded, normalised as above (and
-//!    decoded again, up to three levels, where the result is encoded too).
+//! 3. **Decoded** ([`decoded`]): where a view has runs of percent escapes, quoted-printable,
+//!    backslash escapes, hex (also as a dump with separators), base64 or base32 that decode
+//!    to text (`%47%45%48%45%49%4D`, `=47=45HEIM`, `\u0047EHEIM`, `47454845494D`,
+//!    `47 45 48 45 49 4D`, `R0VIRUlN`, `I5CUQRKJJU`), a view with those runs decoded,
+//!    normalised as above (and decoded again, up to three levels, where the result is encoded
+//!    too).
 //! 4. **Confusables** ([`confusables`]), for rules that ask for them: every non-ASCII letter
 //!    whose Unicode TS #39 skeleton equals that of an ASCII letter is replaced by that letter
 //!    (Cyrillic `Е` → `E`, Greek `Ι` → `I`), on each of the views above.
@@ -60,8 +62,9 @@
 //! # Known limits
 //!
 //! Text spread out by the writer (`G E H E I M`, one letter per line or per message), text in
-//! images, leetspeak digits (`GEHE1M`) and homoglyphs made of several characters are not
-//! undone. See `docs/scanning.md`.
+//! images, leetspeak digits (`GEHE1M`), homoglyphs made of several characters, letter
+//! substitutions (ROT13), encoded runs shorter than [`decoded::MIN_RUN`] and decimal
+//! character codes are not undone. See `docs/scanning.md`.
 pub mod confusables;
 pub mod decoded;
 pub mod html;
@@ -80,8 +83,8 @@ pub enum ViewKind {
     HtmlText,
     /// The string read as HTML: comments, tag and attribute names, attribute values.
     HtmlMarkup,
-    /// One of the views above with its percent-escaped, backslash-escaped, hex and base64
-    /// runs decoded ([`decoded`]), or such a view decoded again.
+    /// One of the views above with its percent-escaped, quoted-printable, backslash-escaped,
+    /// hex, base64 and base32 runs decoded ([`decoded`]), or such a view decoded again.
     Decoded,
 }
 

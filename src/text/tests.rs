@@ -268,6 +268,50 @@ fn encoded_runs_are_decoded_into_a_view_of_their_own() {
 }
 
 #[test]
+fn quoted_printable_base32_and_hex_dumps_are_decoded() {
+    for (src, want) in [
+        // quoted-printable: escapes, mixed with letters, soft line breaks
+        ("Einstufung: =47=45=48=45=49=4D", "Einstufung: GEHEIM"),
+        ("Einstufung: GEH=45IM", "Einstufung: GEHEIM"),
+        ("Einstufung: GEH=\nEIM", "Einstufung: GEHEIM"),
+        ("Einstufung: GE=\r\nHE=\r\nIM", "Einstufung: GEHEIM"),
+        ("Stra=C3=9Fe", "Straße"),
+        // base32: padded, unpadded, small letters with a digit
+        ("Einstufung: I5CUQRKJJU======", "Einstufung: GEHEIM"),
+        ("Einstufung: I5CUQRKJJU", "Einstufung: GEHEIM"),
+        ("i5cuqrkjju", "GEHEIM"),
+        // hex dumps
+        ("Einstufung: 47 45 48 45 49 4D", "Einstufung: GEHEIM"),
+        ("Einstufung: 47:45:48:45:49:4d.", "Einstufung: GEHEIM."),
+        ("{0x47, 0x45, 0x48, 0x45, 0x49, 0x4D}", "{GEHEIM}"),
+        ("0x47,0x45,0x48,0x45,0x49,0x4D", "GEHEIM"),
+        // UTF-16LE in a hex dump
+        ("47 00 45 00 48 00 45 00 49 00 4D 00", "GEHEIM"),
+    ] {
+        let got = decoded(src).map(|d| d.0);
+        assert_eq!(got.as_deref(), Some(want), "{src:?}");
+    }
+    // Spans: the decoded word maps to the escapes, the dump or the base32 run.
+    for (src, run) in [
+        ("Vermerk I5CUQRKJJU====== bitte", "I5CUQRKJJU======"),
+        ("Vermerk 47 45 48 45 49 4D bitte", "47 45 48 45 49 4D"),
+    ] {
+        let (_, spans) = decoded(src).unwrap();
+        assert!(spans.contains(&("GEHEIM".into(), run.into())), "{spans:?}");
+    }
+    // What looks like these but is no text gives no view: shouted words, small letters
+    // without a digit, dumps too short or running into a word.
+    for plain in [
+        "VERSCHLUSSSACHE DIENSTGEBRAUCH",
+        "47 45 48",
+        "47 45 48 45 49 4Dx",
+        "abcdefgh abcdefgh",
+    ] {
+        assert_eq!(decoded(plain), None, "{plain}");
+    }
+}
+
+#[test]
 fn escapes_utf16_and_nested_encodings_are_decoded() {
     let decoded_views = |src: &str| -> Vec<String> {
         let mut v = Views::new();
@@ -289,13 +333,50 @@ fn escapes_utf16_and_nested_encodings_are_decoded() {
         let got = decoded_views(src);
         assert!(got.iter().any(|t| t == want), "{src}: {got:?}");
     }
-    // escapes that are no text stay as they are
-    assert!(decoded_views(r"Pfad C:\x00\x01").is_empty());
-    assert!(decoded_views(r"\u0000\u0007").is_empty());
+    // escapes of control characters are decoded, and normalisation removes those
+    assert_eq!(decoded_views(r"Pfad C:\x00\x01"), ["Pfad C:"]);
+    assert_eq!(decoded_views(r"\u0000\u0007"), [""]);
+    // a stray byte or an invalid sequence does not hide the rest
+    for (src, want) in [
+        ("GEH%00EIM", "GEHEIM"),
+        ("%FF%47%45%48%45%49%4D", "GEHEIM"),
+        (r"\x00\x47\x45\x48\x45\x49\x4d", "GEHEIM"),
+        (r"\uD800\u0047\u0045HEIM", "GEHEIM"),
+        ("0047454845494D", "GEHEIM"),
+        ("00 47 45 48 45 49 4D", "GEHEIM"),
+        ("AEdFSEVJTQ==", "GEHEIM"),
+        // stray bytes at either end of a hex or base64 run
+        ("0000000047454845494D0000", "GEHEIM"),
+        ("AAAAAEdFSEVJTQAA", "GEHEIM"),
+        ("00 00 00 00 00 00 47 45 48 45 49 4D", "GEHEIM"),
+    ] {
+        let got = decoded_views(src);
+        assert!(got.iter().any(|t| t == want), "{src}: {got:?}");
+    }
     // the levels end
     let mut deep = "GEHEIM".to_owned();
     for _ in 0..6 {
         deep = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, deep);
     }
     assert!(decoded_views(&deep).len() <= crate::text::decoded::MAX_LEVELS);
+}
+
+proptest::proptest! {
+    /// Strings made of the characters the decoders look for: building the views never
+    /// panics, every view byte maps into the string, and the decoded levels end.
+    #[test]
+    fn decoding_any_mix_of_encodings_is_safe(
+        src in "[%=\\\\xu0-9a-fA-FIJQRSTUVWXYZ \n\r:,+/_-]{0,200}",
+    ) {
+        let mut v = Views::new();
+        let views = v.build(&src, true);
+        let decoded = views.iter().filter(|v| v.kind == ViewKind::Decoded).count();
+        proptest::prop_assert!(decoded <= crate::text::decoded::MAX_LEVELS * 4);
+        for view in views {
+            for at in 0..view.text.len() {
+                let (s, e) = view.original(at, at + 1);
+                proptest::prop_assert!(s <= e && e <= src.len(), "{view:?}");
+            }
+        }
+    }
 }
