@@ -110,11 +110,15 @@ fn hex_dump(b: &[u8], i: usize) -> Option<Dump> {
         (prefixed && h.iter().all(u8::is_ascii_hexdigit)).then(|| hex_byte(h))
     };
     let width = prefix + 2;
-    let mut bytes = vec![pair(i)?];
+    let first = pair(i)?;
     let mut at = i + width;
-    let sep: &[u8] = [b", ".as_slice(), b",", b" ", b":"]
-        .into_iter()
-        .find(|s| b[at..].starts_with(s) && pair(at + s.len()).is_some())?;
+    let sep: &[u8] = match b.get(at) {
+        Some(b',' | b' ' | b':') => [b", ".as_slice(), b",", b" ", b":"]
+            .into_iter()
+            .find(|s| b[at..].starts_with(s) && pair(at + s.len()).is_some())?,
+        _ => return None,
+    };
+    let mut bytes = vec![first];
     while b[at..].starts_with(sep) {
         match pair(at + sep.len()) {
             Some(v) => {
