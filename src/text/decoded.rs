@@ -8,21 +8,29 @@
 //! * **percent escapes** and **quoted-printable**: a run of consecutive `%XX` or `=XX`
 //!   escapes (plain characters between runs stay as they are, so `%47EHEIM` and `GEH=45IM`
 //!   read `GEHEIM`); quoted-printable's soft line breaks (`=` at the end of a line) join the
-//!   lines, so `GEH=⏎EIM` reads `GEHEIM`;
+//!   lines, so `GEH=⏎EIM` reads `GEHEIM`. An `=` followed by a run that decodes
+//!   (`?d=47454845494D`) is a query string's, not an escape;
 //! * **backslash escapes** as programming languages write them: a run of `\uXXXX` (UTF-16
 //!   code units) or of `\xXX` (bytes);
-//! * **hex**: a run of at least [`MIN_RUN`] hex digits of even length, between characters that
-//!   are not letters, digits, `+`, `/`, `-` or `_`; and hex dumps: at least [`MIN_PAIRS`]
-//!   pairs of hex digits with one separator between them, each pair with or without `0x`
-//!   (`47 45 48 45 49 4D`, `47:45:48:45:49:4D`, `0x47, 0x45, 0x48, 0x45`);
+//! * **hex**: a run of at least [`MIN_RUN`] hex digits of even length (also after `0x`); and
+//!   hex dumps: groups of 2 to 8 hex digits (an even number; with the `0x` of the first group
+//!   or without) with one to three of space, tab, `,`, `:`, `;` or `-` between them, at least
+//!   [`MIN_PAIRS`] bytes (`47 45 48 45 49 4D`, `47-45-48-…`, `4745 4845 494D` as `xxd`
+//!   groups them, `0x47, 0x45, 0x48, 0x45`); a last group glued to a word is left out;
 //! * **base64** (standard or URL-safe alphabet, padding optional): a run of at least
-//!   [`MIN_RUN`] characters of the alphabet, with its padding, between such characters, that
-//!   looks encoded rather than like a word — it has a digit, `+`, `/` or padding, or an
-//!   upper-case letter after a lower-case one (`Nachrichtenübermittlung` and
-//!   `E-Mail-Adresse` are left alone);
+//!   [`MIN_RUN`] characters of the alphabet, with its padding, that looks encoded rather than
+//!   like a word — it has a digit, `+`, `/` or padding, or an upper-case letter after a
+//!   lower-case one (`Nachrichtenübermittlung` and `E-Mail-Adresse` are left alone);
 //! * **base32** (RFC 4648 alphabet, padding optional): such a run in capitals and digits
 //!   `2`–`7` (`I5CUQRKJJU======`), or in small letters and those digits if it looks encoded
-//!   as above.
+//!   as above; tried before base64, whose random output rarely has base32's alphabet.
+//!
+//! A run is taken between characters that are not letters, digits, `+`, `/`, `-` or `_`;
+//! where such a run does not decode, its parts between `/`, `-` and `_` are tried on their
+//! own (`/d/47454845494D`, `ID-47454845494D`, `Bericht_R0VIRUlN_final`). Lines of one width
+//! (a multiple of 4, at least [`MIN_RUN`]: base64 and hex as encoders wrap them at 76, 64 or
+//! 60 characters) and lines joined by soft line breaks are one run, so a word across a line
+//! break is found.
 //!
 //! What a run decodes to is read as UTF-8, or as UTF-16 where it has a byte order mark or
 //! every other byte zero. Escapes and hex dumps say that they are encoded, so they are
@@ -90,49 +98,78 @@ fn hex_byte(h: &[u8]) -> u8 {
 enum Dump {
     /// A dump: its end and bytes.
     Bytes(usize, Vec<u8>),
-    /// Pairs with separators, but too few or followed by a letter or digit: where the last
-    /// pair starts (every dump starting at a later pair would be the same or shorter).
+    /// Groups with separators, but too few bytes: where the last group starts (the scan goes
+    /// on there, so no dump is read twice).
     Not(usize),
 }
 
-/// A hex dump at `i`: at least [`MIN_PAIRS`] pairs of hex digits, each with the `0x` prefix
-/// of the first or without, one separator (`, `, `,`, a space or `:`) between them, the last
-/// not followed by a letter or digit. `None` where `i` starts no two pairs with a separator.
+/// The separator between two groups of a hex dump at `at`: one to three of space, tab, `,`,
+/// `:`, `;` and `-`. Its length.
+fn separator(b: &[u8], at: usize) -> usize {
+    b[at..]
+        .iter()
+        .take(3)
+        .take_while(|c| matches!(c, b' ' | b'\t' | b',' | b':' | b';' | b'-'))
+        .count()
+}
+
+/// A group of a hex dump at `at`: an even number of hex digits, 2 to 8 (`47`, `4745` as
+/// `xxd` groups them), after `0x` where `prefixed`. The end of its prefix and its end.
+fn group(b: &[u8], at: usize, prefixed: bool) -> Option<(usize, usize)> {
+    let from = if prefixed {
+        b.get(at..at + 2)?
+            .eq_ignore_ascii_case(b"0x")
+            .then_some(at + 2)?
+    } else {
+        at
+    };
+    let n = b[from..]
+        .iter()
+        .take(9)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    ((2..=8).contains(&n) && n.is_multiple_of(2)).then_some((from, from + n))
+}
+
+/// A hex dump at `i`: groups of hex digits ([`group`], with the `0x` prefix of the first or
+/// without) with separators ([`separator`]) between them, at least [`MIN_PAIRS`] bytes; a
+/// last group glued to a letter or digit is not part of it. `None` where `i` does not start
+/// two groups with a separator.
 fn hex_dump(b: &[u8], i: usize) -> Option<Dump> {
-    let prefix = match b.get(i..i + 2) {
-        Some([b'0', b'x' | b'X']) => 2,
-        _ => 0,
-    };
-    let pair = |at: usize| -> Option<u8> {
-        let p = b.get(at..at + prefix + 2)?;
-        let (x, h) = p.split_at(prefix);
-        let prefixed = prefix == 0 || x.eq_ignore_ascii_case(b"0x");
-        (prefixed && h.iter().all(u8::is_ascii_hexdigit)).then(|| hex_byte(h))
-    };
-    let width = prefix + 2;
-    let first = pair(i)?;
-    let mut at = i + width;
-    let sep: &[u8] = match b.get(at) {
-        Some(b',' | b' ' | b':') => [b", ".as_slice(), b",", b" ", b":"]
-            .into_iter()
-            .find(|s| b[at..].starts_with(s) && pair(at + s.len()).is_some())?,
-        _ => return None,
-    };
-    let mut bytes = vec![first];
-    while b[at..].starts_with(sep) {
-        match pair(at + sep.len()) {
-            Some(v) => {
-                bytes.push(v);
-                at += sep.len() + width;
+    let prefixed = matches!(b.get(i..i + 2), Some([b'0', b'x' | b'X']));
+    let (mut from, mut to) = group(b, i, prefixed)?;
+    let second = separator(b, to);
+    if second == 0 || group(b, to + second, prefixed).is_none() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    let mut start = i;
+    let (mut end, mut last);
+    loop {
+        last = bytes.len();
+        bytes.extend((from..to).step_by(2).map(|k| hex_byte(&b[k..k + 2])));
+        end = to;
+        let sep = separator(b, end);
+        match (sep > 0).then(|| group(b, end + sep, prefixed)).flatten() {
+            Some(g) => {
+                start = end + sep;
+                (from, to) = g;
             }
             None => break,
         }
     }
-    let bounded = b.get(at).is_none_or(|c| !c.is_ascii_alphanumeric());
-    Some(if bytes.len() >= MIN_PAIRS && bounded {
-        Dump::Bytes(at, bytes)
+    if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
+        // glued to a word: the dump ends before that group
+        bytes.truncate(last);
+        end = b[..start]
+            .iter()
+            .rposition(u8::is_ascii_hexdigit)
+            .map_or(i, |k| k + 1);
+    }
+    Some(if bytes.len() >= MIN_PAIRS {
+        Dump::Bytes(end, bytes)
     } else {
-        Dump::Not(at - width)
+        Dump::Not(start)
     })
 }
 
@@ -216,9 +253,19 @@ fn to_text(bytes: Vec<u8>, explicit: bool) -> Option<String> {
 /// UTF-16 with a byte order mark, or without one where every other byte is zero (text of
 /// Latin letters): the code units, in the byte order the zeros show.
 fn utf16_units(b: &[u8]) -> Option<Vec<u16>> {
-    if b.len() < 2 || !b.len().is_multiple_of(2) {
+    if b.len() < 2 {
         return None;
     }
+    // an odd length: little-endian text whose last zero byte was cut off
+    let padded;
+    let b = if b.len().is_multiple_of(2) {
+        b
+    } else if b.len() >= 3 && b.iter().skip(1).step_by(2).all(|&c| c == 0) {
+        padded = [b, &[0]].concat();
+        &padded
+    } else {
+        return None;
+    };
     let (body, little) = match b {
         [0xff, 0xfe, rest @ ..] => (rest, true),
         [0xfe, 0xff, rest @ ..] => (rest, false),
@@ -255,22 +302,33 @@ fn escape_kind(b: &[u8], i: usize) -> Option<u8> {
     }
 }
 
-/// A hex or base64 run (padding included) decoded to text.
-fn decode_run(run: &str) -> Option<String> {
-    // base64 pads with two `=` at most; more (base32's) are not part of the data
-    let pad = run.bytes().rev().take_while(|&c| c == b'=').count();
-    let run = &run[..run.len() - pad.saturating_sub(2)];
+/// A hex, base32 or base64 run (padding included) decoded to text; `encoded`: it looks
+/// encoded ([`looks_encoded`]). Hex first (also after `0x`), then base32 where the run has its
+/// alphabet (base64 of random bytes almost never does), then base64.
+fn decode_run(run: &str, encoded: bool) -> Option<String> {
     let b = run.as_bytes();
-    if b.len().is_multiple_of(2) && b.iter().all(u8::is_ascii_hexdigit) {
-        let bytes = (0..b.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&run[i..i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        if let Some(t) = to_text(bytes, false) {
-            return Some(t);
+    if encoded {
+        let hex = match b {
+            [b'0', b'x' | b'X', rest @ ..] => rest,
+            _ => b,
+        };
+        if hex.len().is_multiple_of(2) && hex.iter().all(u8::is_ascii_hexdigit) {
+            let bytes = hex.chunks_exact(2).map(hex_byte).collect();
+            if let Some(t) = to_text(bytes, false) {
+                return Some(t);
+            }
         }
     }
-    let url_safe = b.iter().any(|c| matches!(c, b'-' | b'_'));
+    if let Some(t) = base32(run, encoded) {
+        return Some(t);
+    }
+    if !encoded {
+        return None;
+    }
+    // base64 pads with two `=` at most; more (base32's) are not part of the data
+    let pad = b.iter().rev().take_while(|&&c| c == b'=').count();
+    let run = &run[..run.len() - pad.saturating_sub(2)];
+    let url_safe = run.bytes().any(|c| matches!(c, b'-' | b'_'));
     let engine = if url_safe { &URL_SAFE } else { &STANDARD };
     to_text(engine.decode(run).ok()?, false)
 }
@@ -292,7 +350,7 @@ fn base32(run: &str, any_case: bool) -> Option<String> {
             b'a'..=b'z' => c - b'a',
             _ => c - b'2' + 26,
         };
-        // at most 4 bits are left over from before, so 12 are enough
+        // at most 7 bits are left over from before: with 5 more, 12 are enough
         acc = ((acc << 5) | u32::from(v)) & 0xfff;
         bits += 5;
         if bits >= 8 {
@@ -303,13 +361,116 @@ fn base32(run: &str, any_case: bool) -> Option<String> {
     to_text(bytes, false)
 }
 
+/// The length of a line break at `at` (`\n` or `\r\n`), or 0.
+fn newline(b: &[u8], at: usize) -> usize {
+    match b.get(at..) {
+        Some([b'\n', ..]) => 1,
+        Some([b'\r', b'\n', ..]) => 2,
+        _ => 0,
+    }
+}
+
+/// The end of the padding (up to [`MAX_PADDING`] `=`) after a run ending at `j`.
+fn padding_end(b: &[u8], j: usize) -> usize {
+    j + b[j..]
+        .iter()
+        .take(MAX_PADDING)
+        .take_while(|&&c| c == b'=')
+        .count()
+}
+
+/// Not followed by a character of the alphabet.
+fn bounded(b: &[u8], k: usize) -> bool {
+    b.get(k).is_none_or(|&c| !is_alphabet(c))
+}
+
+/// Where the block of lines that starts with the run `i..j` ends: encoders wrap base64 and
+/// hex into lines of one width (76, 64 or 60 characters; the width is a multiple of 4 and at
+/// least [`MIN_RUN`]), quoted-printable with soft line breaks (any width). `j` if the run is
+/// one line.
+fn block_end(b: &[u8], i: usize, j: usize) -> usize {
+    let width = j - i;
+    let (mut end, mut line) = (j, width);
+    loop {
+        let soft = if end < b.len() { soft_break(b, end) } else { 0 };
+        let brk = if soft > 0 {
+            soft
+        } else if line == width && width >= MIN_RUN && width.is_multiple_of(4) {
+            newline(b, end)
+        } else {
+            0
+        };
+        let next = end + brk;
+        if brk == 0 || !b.get(next).is_some_and(|&c| is_alphabet(c)) {
+            return end;
+        }
+        let e = run_end(b, next);
+        (line, end) = (e - next, e);
+    }
+}
+
+/// The hex, base32 or base64 run `i..j` (its padding after it) decoded: its end and text.
+fn single_run(s: &str, i: usize, j: usize) -> Option<(usize, String)> {
+    let b = s.as_bytes();
+    let k = padding_end(b, j);
+    if j - i < MIN_RUN || !bounded(b, k) {
+        return None;
+    }
+    let text = decode_run(&s[i..k], looks_encoded(&b[i..j], k > j))?;
+    Some((k, text))
+}
+
+/// The parts of the run `i..j` between `/`, `-` and `_` that decode on their own
+/// (`/d/47454845494D`, `ID-47454845494D`, `Bericht_R0VIRUlN`), into `found`. Where the scan
+/// goes on.
+fn parts(s: &str, i: usize, j: usize, found: &mut Vec<(usize, usize, String)>) -> usize {
+    let mut next = j;
+    let mut at = i;
+    let b = s.as_bytes();
+    for part in s[i..j].split(['/', '-', '_']) {
+        let start = at;
+        at += part.len() + 1;
+        let end = start + part.len();
+        // the last part ends the run: its padding and boundary are the run's
+        let k = if end == j { padding_end(b, j) } else { end };
+        if part.len() < MIN_RUN || (end == j && !bounded(b, k)) {
+            continue;
+        }
+        if let Some(t) = decode_run(&s[start..k], looks_encoded(part.as_bytes(), k > end)) {
+            found.push((start, k, t));
+            next = next.max(k);
+        }
+    }
+    next
+}
+
+/// A run at `i` that [`runs`] would decode (a hex dump or a single run).
+fn decodes_at(s: &str, i: usize) -> bool {
+    let b = s.as_bytes();
+    if i >= b.len() || !is_alphabet(b[i]) {
+        return false;
+    }
+    if let Some(Dump::Bytes(..)) = hex_dump(b, i) {
+        return true;
+    }
+    single_run(s, i, run_end(b, i)).is_some()
+}
+
 /// The runs of `s` that decode to text: (start, end, text), in order. Empty (and without
-/// allocating) for the common string that has none.
+/// allocating) for the common string that has none. One pass: every branch goes on after
+/// what it read (a block of lines that did not decode as a whole is read line by line, but
+/// is not taken for a block again).
 fn runs(s: &str) -> Vec<(usize, usize, String)> {
     let b = s.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;
+    let mut no_block_until = 0;
     while i < b.len() {
+        // `key=47454845494D`: an `=` before a run that decodes is no escape
+        if b[i] == b'=' && is_escape(b, i) && decodes_at(s, i + 1) {
+            i += 1;
+            continue;
+        }
         if is_escape(b, i) || soft_break(b, i) > 0 {
             let start = i;
             let mut bytes = Vec::new();
@@ -362,7 +523,7 @@ fn runs(s: &str) -> Vec<(usize, usize, String)> {
                     i = end;
                     continue;
                 }
-                // no dump starts inside this one either: on from its last pair
+                // no dump starts inside this one either: on from its last group
                 Some(Dump::Not(last)) => {
                     i = last;
                     continue;
@@ -378,22 +539,38 @@ fn runs(s: &str) -> Vec<(usize, usize, String)> {
                 i = j;
                 continue;
             }
-            let mut k = j;
-            while k < b.len() && b[k] == b'=' && k - j < MAX_PADDING {
-                k += 1;
-            }
-            let bounded = k == b.len() || !is_alphabet(b[k]);
-            if j - i >= MIN_RUN && bounded {
-                let encoded = looks_encoded(&b[i..j], k > j);
-                let text = if encoded { decode_run(&s[i..k]) } else { None }
-                    .or_else(|| base32(&s[i..k], encoded));
-                if let Some(t) = text {
-                    found.push((i, k, t));
-                    i = k;
-                    continue;
+            if i >= no_block_until {
+                let end = block_end(b, i, j);
+                if end > j {
+                    // the lines of a wrapped block, joined
+                    let mut joined: String = s[i..end]
+                        .chars()
+                        .filter(|c| !matches!(c, '=' | '\r' | '\n'))
+                        .collect();
+                    let k = padding_end(b, end);
+                    let encoded = looks_encoded(joined.as_bytes(), k > end);
+                    joined.push_str(&s[end..k]);
+                    if let Some(t) = bounded(b, k)
+                        .then(|| decode_run(&joined, encoded))
+                        .flatten()
+                    {
+                        found.push((i, k, t));
+                        i = k;
+                        continue;
+                    }
+                    no_block_until = end;
                 }
             }
-            i = j;
+            if let Some((k, t)) = single_run(s, i, j) {
+                found.push((i, k, t));
+                i = k;
+                continue;
+            }
+            i = if j - i > MIN_RUN && s[i..j].contains(['/', '-', '_']) {
+                parts(s, i, j, &mut found)
+            } else {
+                j
+            };
             continue;
         }
         i += 1;

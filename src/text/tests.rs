@@ -220,7 +220,8 @@ fn encoded_runs_are_decoded_into_a_view_of_their_own() {
         ),
         ("R0VIRUlN", "GEHEIM"),
         ("Anhang: R0VIRUlNIQ== ok", "Anhang: GEHEIM! ok"),
-        ("Anhang R0VIRUlN-Zusatz", "Anhang R0VIRUlN-Zusatz"),
+        // a run glued to a word with a hyphen is decoded on its own
+        ("Anhang R0VIRUlN-Zusatz", "Anhang GEHEIM-Zusatz"),
         ("47454845494D", "GEHEIM"),
         ("VlMtTmZE", "VS-NfD"),
         // URL-safe alphabet (and normalised: the umlaut loses its mark)
@@ -285,6 +286,8 @@ fn quoted_printable_base32_and_hex_dumps_are_decoded() {
         ("Einstufung: 47:45:48:45:49:4d.", "Einstufung: GEHEIM."),
         ("{0x47, 0x45, 0x48, 0x45, 0x49, 0x4D}", "{GEHEIM}"),
         ("0x47,0x45,0x48,0x45,0x49,0x4D", "GEHEIM"),
+        // a last group glued to a word is not part of the dump
+        ("47 45 48 45 49 4Dx", "GEHEI 4Dx"),
         // UTF-16LE in a hex dump
         ("47 00 45 00 48 00 45 00 49 00 4D 00", "GEHEIM"),
     ] {
@@ -300,15 +303,76 @@ fn quoted_printable_base32_and_hex_dumps_are_decoded() {
         assert!(spans.contains(&("GEHEIM".into(), run.into())), "{spans:?}");
     }
     // What looks like these but is no text gives no view: shouted words, small letters
-    // without a digit, dumps too short or running into a word.
+    // without a digit, dumps too short.
     for plain in [
         "VERSCHLUSSSACHE DIENSTGEBRAUCH",
         "47 45 48",
-        "47 45 48 45 49 4Dx",
         "abcdefgh abcdefgh",
     ] {
         assert_eq!(decoded(plain), None, "{plain}");
     }
+}
+
+/// Whether a decoded view of `src` (any level) contains `want`.
+fn decodes_to(src: &str, want: &str) -> bool {
+    let mut v = Views::new();
+    v.build(src, false)
+        .iter()
+        .any(|v| v.kind == ViewKind::Decoded && v.text.contains(want))
+}
+
+#[test]
+fn runs_after_an_equals_sign_glued_to_words_or_wrapped_into_lines_are_decoded() {
+    use base64::Engine as _;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let hex = |t: &str| t.bytes().map(|c| format!("{c:02x}")).collect::<String>();
+    let wrap = |t: &str, width: usize, brk: &str| {
+        t.as_bytes()
+            .chunks(width)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(brk)
+    };
+    // the marking crosses a line of 57 bytes (76 base64 characters) or 30 (60 hex digits)
+    let long = format!("{}GEHEIM und nur im Hausnetz", "x".repeat(54));
+    let wrapped = [
+        wrap(&b64(&long), 76, "\n"),
+        wrap(&b64(&long), 76, "\r\n"),
+        wrap(&b64(&long), 64, "\n"),
+        wrap(&hex(&format!("{}GEHEIM ende", "y".repeat(27))), 60, "\n"),
+        // quoted-printable soft line breaks inside base64 (75 characters a line)
+        wrap(&b64(&long), 75, "=\n"),
+    ];
+    for src in &wrapped {
+        assert!(decodes_to(src, "GEHEIM"), "{src:?}");
+    }
+    for src in [
+        // an `=` before a run is no quoted-printable escape when the run decodes
+        "https://ablage.example/?d=47454845494D",
+        "Einstufung=47 45 48 45 49 4D",
+        "https://ablage.example/?q=eCBHRUhFSU0=",
+        // base32 tried before base64 where the run has base32's alphabet
+        "Einstufung: MFZW6ICHIVEEKSKNEA======",
+        // hex dumps as tools write them
+        "47 45 48  45 49 4D",
+        "47-45-48-45-49-4D",
+        "47\t45\t48\t45\t49\t4D",
+        "4745 4845 494D",
+        "47 45 48 45 49 4D 00x",
+        "0x47454845494D",
+        // UTF-16 without its last zero byte
+        "470045004800450049004D",
+        "RwBFAEgARQBJAE0=",
+        // runs glued to a path or a name
+        "https://ablage.example/d/47454845494D",
+        "ID-47454845494D",
+        "Bericht_R0VIRUlN_final",
+    ] {
+        assert!(decodes_to(src, "GEHEIM"), "{src:?}");
+    }
+    // Two padded base64 strings on two lines are two runs, not a quoted-printable block.
+    assert!(decodes_to("SGFsbG8gV2VsdA==\nR0VIRUlN", "GEHEIM"));
+    assert!(decodes_to("SGFsbG8=\nR0VIRUlN", "GEHEIM"));
 }
 
 #[test]
