@@ -56,7 +56,7 @@ pub const MIN_RUN: usize = 8;
 /// How many times a string is decoded (encodings inside encodings).
 pub const MAX_LEVELS: usize = 3;
 
-/// The fewest pairs of a hex dump with separators (`47 45 48 45`).
+/// The fewest bytes of a hex dump with separators (`47 45 48 45`, `4745 4845`).
 pub const MIN_PAIRS: usize = 4;
 
 /// The most padding characters a run can end with (base32 has up to 6).
